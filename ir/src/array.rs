@@ -1,0 +1,435 @@
+//! `Array`: an owned, contiguous, row-major n-dimensional array of one dtype, and its conversions.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{DType, Shape, Type};
+use std::fmt;
+
+/// The elements of an [`Array`], one variant per dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// f64 elements.
+    F64(Vec<f64>),
+    /// i32 elements.
+    I32(Vec<i32>),
+    /// bool elements.
+    Bool(Vec<bool>),
+}
+
+impl Data {
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Data::F32(_) => DType::F32,
+            Data::F64(_) => DType::F64,
+            Data::I32(_) => DType::I32,
+            Data::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F64(v) => v.len(),
+            Data::I32(v) => v.len(),
+            Data::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` converted to f64 (bools as 0 or 1).
+    pub fn get_f64(&self, i: usize) -> f64 {
+        match self {
+            Data::F32(v) => v[i] as f64,
+            Data::F64(v) => v[i],
+            Data::I32(v) => v[i] as f64,
+            Data::Bool(v) => v[i] as u8 as f64,
+        }
+    }
+
+    /// A vector of `n` elements of `dtype` all equal to `value` (rounded or truncated as `as`).
+    pub fn filled(dtype: DType, n: usize, value: f64) -> Data {
+        match dtype {
+            DType::F32 => Data::F32(vec![value as f32; n]),
+            DType::F64 => Data::F64(vec![value; n]),
+            DType::I32 => Data::I32(vec![value as i32; n]),
+            DType::Bool => Data::Bool(vec![value != 0.0; n]),
+        }
+    }
+
+    /// Gathers elements by index into a new vector of the same dtype.
+    pub fn take(&self, idx: impl Iterator<Item = usize>) -> Data {
+        match self {
+            Data::F32(v) => Data::F32(idx.map(|i| v[i]).collect()),
+            Data::F64(v) => Data::F64(idx.map(|i| v[i]).collect()),
+            Data::I32(v) => Data::I32(idx.map(|i| v[i]).collect()),
+            Data::Bool(v) => Data::Bool(idx.map(|i| v[i]).collect()),
+        }
+    }
+}
+
+/// An owned n-dimensional array: a dtype, a static shape and row-major contiguous elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    shape: Shape,
+    data: Data,
+}
+
+impl Array {
+    /// An array from a shape and its elements; the element count must match the shape.
+    #[track_caller]
+    pub fn new(shape: impl Into<Shape>, data: Data) -> Result<Array> {
+        let shape = shape.into();
+        if shape.size() != data.len() {
+            return Err(Error::new(
+                ErrorKind::Shape,
+                format!(
+                    "Array::new: shape {} holds {} elements but {} were given",
+                    shape,
+                    shape.size(),
+                    data.len()
+                ),
+            )
+            .here());
+        }
+        Ok(Array { shape, data })
+    }
+
+    /// An array from parts already known to agree (crate-internal fast path).
+    pub(crate) fn from_parts(shape: Shape, data: Data) -> Array {
+        debug_assert_eq!(shape.size(), data.len());
+        Array { shape, data }
+    }
+
+    /// An array of `dtype` and `shape` filled with `value`.
+    pub fn full(dtype: DType, shape: impl Into<Shape>, value: f64) -> Array {
+        let shape = shape.into();
+        let n = shape.size();
+        Array { shape, data: Data::filled(dtype, n, value) }
+    }
+
+    /// A zero-filled array of the given type.
+    pub fn zeros(ty: &Type) -> Array {
+        Array::full(ty.dtype, ty.shape.clone(), 0.0)
+    }
+
+    /// A rank-0 array holding `value` converted to `dtype`.
+    pub fn scalar(dtype: DType, value: f64) -> Array {
+        Array::full(dtype, Shape::scalar(), value)
+    }
+
+    /// An f64 array from a shape and elements.
+    #[track_caller]
+    pub fn from_f64(shape: impl Into<Shape>, data: Vec<f64>) -> Result<Array> {
+        Array::new(shape, Data::F64(data))
+    }
+
+    /// An f32 array from a shape and elements.
+    #[track_caller]
+    pub fn from_f32(shape: impl Into<Shape>, data: Vec<f32>) -> Result<Array> {
+        Array::new(shape, Data::F32(data))
+    }
+
+    /// An i32 array from a shape and elements.
+    #[track_caller]
+    pub fn from_i32(shape: impl Into<Shape>, data: Vec<i32>) -> Result<Array> {
+        Array::new(shape, Data::I32(data))
+    }
+
+    /// A bool array from a shape and elements.
+    #[track_caller]
+    pub fn from_bool(shape: impl Into<Shape>, data: Vec<bool>) -> Result<Array> {
+        Array::new(shape, Data::Bool(data))
+    }
+
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    /// The IR type (dtype and shape) of this array.
+    pub fn ty(&self) -> Type {
+        Type { dtype: self.dtype(), shape: self.shape.clone() }
+    }
+
+    /// The number of elements.
+    pub fn size(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The elements.
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The elements, mutably (the shape stays fixed).
+    pub fn data_mut(&mut self) -> &mut Data {
+        &mut self.data
+    }
+
+    /// Splits the array into its shape and elements.
+    pub fn into_parts(self) -> (Shape, Data) {
+        (self.shape, self.data)
+    }
+
+    /// The same elements under another shape with the same element count.
+    #[track_caller]
+    pub fn reshaped(self, shape: impl Into<Shape>) -> Result<Array> {
+        Array::new(shape, self.data)
+    }
+
+    /// Every element converted to f64.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        (0..self.size()).map(|i| self.data.get_f64(i)).collect()
+    }
+
+    /// The f64 elements, when the dtype is f64.
+    pub fn as_f64(&self) -> Option<&[f64]> {
+        match &self.data {
+            Data::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The f32 elements, when the dtype is f32.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The i32 elements, when the dtype is i32.
+    pub fn as_i32(&self) -> Option<&[i32]> {
+        match &self.data {
+            Data::I32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The bool elements, when the dtype is bool.
+    pub fn as_bool(&self) -> Option<&[bool]> {
+        match &self.data {
+            Data::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The single element of a one-element array, converted to f64.
+    #[track_caller]
+    pub fn to_scalar(&self) -> Result<f64> {
+        if self.size() != 1 {
+            return Err(Error::new(
+                ErrorKind::Convert,
+                format!("expected a one-element array, got {}", self.ty()),
+            )
+            .here());
+        }
+        Ok(self.data.get_f64(0))
+    }
+
+    /// The same values converted to another dtype (with Rust's `as` semantics).
+    pub fn cast(&self, dtype: DType) -> Array {
+        let n = self.size();
+        let data = match dtype {
+            DType::F64 => Data::F64(self.to_f64_vec()),
+            DType::F32 => Data::F32(match &self.data {
+                Data::F32(v) => v.clone(),
+                Data::F64(v) => v.iter().map(|&x| x as f32).collect(),
+                Data::I32(v) => v.iter().map(|&x| x as f32).collect(),
+                Data::Bool(v) => v.iter().map(|&x| x as u8 as f32).collect(),
+            }),
+            DType::I32 => Data::I32(match &self.data {
+                Data::F32(v) => v.iter().map(|&x| x as i32).collect(),
+                Data::F64(v) => v.iter().map(|&x| x as i32).collect(),
+                Data::I32(v) => v.clone(),
+                Data::Bool(v) => v.iter().map(|&x| x as i32).collect(),
+            }),
+            DType::Bool => Data::Bool((0..n).map(|i| self.data.get_f64(i) != 0.0).collect()),
+        };
+        Array { shape: self.shape.clone(), data }
+    }
+
+    /// Whether two arrays have the same type and bitwise-equal elements (NaNs compare equal).
+    pub fn bits_eq(&self, other: &Array) -> bool {
+        if self.shape != other.shape {
+            return false;
+        }
+        match (&self.data, &other.data) {
+            (Data::F32(a), Data::F32(b)) => a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            (Data::F64(a), Data::F64(b)) => a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            (Data::I32(a), Data::I32(b)) => a == b,
+            (Data::Bool(a), Data::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Feeds the type and the element bits to a hasher (used to hash-cons constants).
+    pub fn hash_bits<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        self.shape.hash(state);
+        self.dtype().hash(state);
+        match &self.data {
+            Data::F32(v) => v.iter().for_each(|x| x.to_bits().hash(state)),
+            Data::F64(v) => v.iter().for_each(|x| x.to_bits().hash(state)),
+            Data::I32(v) => v.hash(state),
+            Data::Bool(v) => v.hash(state),
+        }
+    }
+}
+
+impl fmt::Display for Array {
+    /// Prints nested brackets like NumPy, e.g. `[[1, 2], [3, 4]]`; scalars print bare.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn rec(a: &Array, f: &mut fmt::Formatter<'_>, dim: usize, offset: usize) -> fmt::Result {
+            let dims = a.dims();
+            if dim == dims.len() {
+                return match &a.data {
+                    Data::F32(v) => write!(f, "{}", v[offset]),
+                    Data::F64(v) => write!(f, "{}", v[offset]),
+                    Data::I32(v) => write!(f, "{}", v[offset]),
+                    Data::Bool(v) => write!(f, "{}", v[offset]),
+                };
+            }
+            let stride: usize = dims[dim + 1..].iter().product();
+            write!(f, "[")?;
+            for i in 0..dims[dim] {
+                if i > 0 {
+                    write!(f, ", ")?;
+                }
+                rec(a, f, dim + 1, offset + i * stride)?;
+            }
+            write!(f, "]")
+        }
+        rec(self, f, 0, 0)
+    }
+}
+
+macro_rules! scalar_conversions {
+    ($t:ty, $variant:ident, $dtype:expr) => {
+        impl From<$t> for Array {
+            fn from(x: $t) -> Array {
+                Array { shape: Shape::scalar(), data: Data::$variant(vec![x]) }
+            }
+        }
+        impl From<Vec<$t>> for Array {
+            fn from(v: Vec<$t>) -> Array {
+                Array { shape: Shape::new(&[v.len()]), data: Data::$variant(v) }
+            }
+        }
+        impl From<&[$t]> for Array {
+            fn from(v: &[$t]) -> Array {
+                Array::from(v.to_vec())
+            }
+        }
+        impl<const N: usize> From<[$t; N]> for Array {
+            fn from(v: [$t; N]) -> Array {
+                Array::from(v.to_vec())
+            }
+        }
+        impl<const N: usize, const M: usize> From<[[$t; M]; N]> for Array {
+            fn from(v: [[$t; M]; N]) -> Array {
+                let flat: Vec<$t> = v.iter().flatten().copied().collect();
+                Array { shape: Shape::new(&[N, M]), data: Data::$variant(flat) }
+            }
+        }
+        impl TryFrom<&Array> for $t {
+            type Error = Error;
+            fn try_from(a: &Array) -> Result<$t> {
+                match (&a.data, a.size()) {
+                    (Data::$variant(v), 1) => Ok(v[0]),
+                    _ => Err(Error::new(
+                        ErrorKind::Convert,
+                        format!(
+                            "cannot convert an array of type {} to a {} scalar",
+                            a.ty(),
+                            $dtype.name()
+                        ),
+                    )),
+                }
+            }
+        }
+        impl TryFrom<Array> for $t {
+            type Error = Error;
+            fn try_from(a: Array) -> Result<$t> {
+                <$t>::try_from(&a)
+            }
+        }
+        impl TryFrom<&Array> for Vec<$t> {
+            type Error = Error;
+            fn try_from(a: &Array) -> Result<Vec<$t>> {
+                match &a.data {
+                    Data::$variant(v) => Ok(v.clone()),
+                    _ => Err(Error::new(
+                        ErrorKind::Convert,
+                        format!("cannot convert an array of type {} to Vec<{}>", a.ty(), $dtype.name()),
+                    )),
+                }
+            }
+        }
+        impl TryFrom<Array> for Vec<$t> {
+            type Error = Error;
+            fn try_from(a: Array) -> Result<Vec<$t>> {
+                match a.data {
+                    Data::$variant(v) => Ok(v),
+                    _ => Err(Error::new(
+                        ErrorKind::Convert,
+                        format!("cannot convert an array of type {} to Vec<{}>", a.ty(), $dtype.name()),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+scalar_conversions!(f64, F64, DType::F64);
+scalar_conversions!(f32, F32, DType::F32);
+scalar_conversions!(i32, I32, DType::I32);
+scalar_conversions!(bool, Bool, DType::Bool);
+
+#[cfg(feature = "ndarray")]
+mod nd {
+    //! Conversions between `Array` and `ndarray::ArrayD`.
+    use super::*;
+
+    macro_rules! nd_conversions {
+        ($t:ty, $variant:ident) => {
+            impl From<ndarray::ArrayD<$t>> for Array {
+                fn from(a: ndarray::ArrayD<$t>) -> Array {
+                    let shape = Shape::new(a.shape());
+                    let data: Vec<$t> = a.iter().copied().collect();
+                    Array { shape, data: Data::$variant(data) }
+                }
+            }
+            impl TryFrom<Array> for ndarray::ArrayD<$t> {
+                type Error = Error;
+                fn try_from(a: Array) -> Result<ndarray::ArrayD<$t>> {
+                    let dims = a.dims().to_vec();
+                    let v: Vec<$t> = Vec::<$t>::try_from(a)?;
+                    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&dims), v)
+                        .map_err(|e| Error::new(ErrorKind::Convert, e.to_string()))
+                }
+            }
+        };
+    }
+    nd_conversions!(f64, F64);
+    nd_conversions!(f32, F32);
+    nd_conversions!(i32, I32);
+    nd_conversions!(bool, Bool);
+}

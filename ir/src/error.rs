@@ -1,0 +1,85 @@
+//! The one error type of ferrax: what went wrong, in which op, and at which line of the caller.
+
+use std::fmt;
+use std::panic::Location;
+
+/// What kind of misuse or failure an [`Error`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Operand shapes do not fit the op.
+    Shape,
+    /// Operand dtypes do not fit the op.
+    DType,
+    /// An axis, permutation or index parameter is out of range or malformed.
+    Axis,
+    /// A function was called with the wrong number of arguments or outputs.
+    Arity,
+    /// A transform was applied where it is not defined (non-scalar grad output, integer input...).
+    Transform,
+    /// A tracer was used outside the trace that created it.
+    Trace,
+    /// The text format could not be parsed.
+    Parse,
+    /// A graph broke one of the IR's invariants.
+    Verify,
+    /// The native backend failed or was called with buffers that do not fit.
+    Jit,
+    /// A value could not be converted to the requested Rust type.
+    Convert,
+}
+
+/// An error with a message naming the op, the shapes and dtypes involved, and where known the
+/// caller's source line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// The kind of error.
+    pub kind: ErrorKind,
+    /// A sentence saying what went wrong.
+    pub message: String,
+    /// The user's source line that caused it, when known.
+    pub location: Option<&'static Location<'static>>,
+}
+
+impl Error {
+    /// A new error without a source location.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, message: message.into(), location: None }
+    }
+
+    /// Attaches the caller's location unless one is already known.
+    pub fn at(mut self, location: &'static Location<'static>) -> Error {
+        if self.location.is_none() {
+            self.location = Some(location);
+        }
+        self
+    }
+
+    /// Attaches the location of the `#[track_caller]` chain's caller.
+    #[track_caller]
+    pub fn here(self) -> Error {
+        self.at(Location::caller())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(loc) = self.location {
+            write!(f, " (at {}:{})", loc.file(), loc.line())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The result type of every fallible ferrax operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Returns early with an error of the given kind and a formatted message.
+#[macro_export]
+macro_rules! bail {
+    ($kind:ident, $($arg:tt)*) => {
+        return Err($crate::Error::new($crate::ErrorKind::$kind, format!($($arg)*)))
+    };
+}

@@ -1,0 +1,143 @@
+//! `Graph`: the typed SSA IR. Values and instructions live in arenas indexed by `u32` newtypes;
+//! the body is the instruction arena itself, in order, so definitions precede uses.
+
+use crate::entities::{GraphId, Inst, Value};
+use crate::ops::Op;
+use crate::types::Type;
+use smallvec::SmallVec;
+
+/// Where a value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueDef {
+    /// The `n`-th parameter of the graph.
+    Param(u32),
+    /// The `n`-th result of an instruction.
+    Result(Inst, u32),
+}
+
+/// A value's type and definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueData {
+    /// The static type.
+    pub ty: Type,
+    /// Its definition.
+    pub def: ValueDef,
+}
+
+/// One equation: an op applied to argument values, defining result values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstData {
+    /// The primitive and its static parameters.
+    pub op: Op,
+    /// The operands, in order.
+    pub args: SmallVec<[Value; 4]>,
+    /// The values this instruction defines.
+    pub results: SmallVec<[Value; 1]>,
+}
+
+/// A typed SSA graph: parameters, a straight-line body, outputs and owned sub-graphs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    pub(crate) values: Vec<ValueData>,
+    pub(crate) insts: Vec<InstData>,
+    pub(crate) params: Vec<Value>,
+    pub(crate) outputs: Vec<Value>,
+    pub(crate) subgraphs: Vec<Graph>,
+}
+
+impl Graph {
+    /// The parameters, in order.
+    pub fn params(&self) -> &[Value] {
+        &self.params
+    }
+
+    /// The outputs, in order.
+    pub fn outputs(&self) -> &[Value] {
+        &self.outputs
+    }
+
+    /// The instructions of the body, in execution order.
+    pub fn insts(&self) -> impl ExactSizeIterator<Item = (Inst, &InstData)> + '_ {
+        self.insts.iter().enumerate().map(|(i, d)| (Inst::from_index(i), d))
+    }
+
+    /// One instruction.
+    pub fn inst(&self, inst: Inst) -> &InstData {
+        &self.insts[inst.index()]
+    }
+
+    /// The number of equations in the body (the graph's size).
+    pub fn num_insts(&self) -> usize {
+        self.insts.len()
+    }
+
+    /// The number of values (parameters and results).
+    pub fn num_values(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The type of a value.
+    pub fn ty(&self, v: Value) -> &Type {
+        &self.values[v.index()].ty
+    }
+
+    /// A value's definition.
+    pub fn def(&self, v: Value) -> ValueDef {
+        self.values[v.index()].def
+    }
+
+    /// The parameter types, in order.
+    pub fn param_types(&self) -> Vec<Type> {
+        self.params.iter().map(|&v| self.ty(v).clone()).collect()
+    }
+
+    /// The output types, in order.
+    pub fn output_types(&self) -> Vec<Type> {
+        self.outputs.iter().map(|&v| self.ty(v).clone()).collect()
+    }
+
+    /// A sub-graph by id.
+    pub fn subgraph(&self, g: GraphId) -> &Graph {
+        &self.subgraphs[g.index()]
+    }
+
+    /// All sub-graphs.
+    pub fn subgraphs(&self) -> &[Graph] {
+        &self.subgraphs
+    }
+
+    /// The instruction defining `v`, if it is not a parameter.
+    pub fn producer(&self, v: Value) -> Option<(Inst, &InstData)> {
+        match self.def(v) {
+            ValueDef::Param(_) => None,
+            ValueDef::Result(i, _) => Some((i, self.inst(i))),
+        }
+    }
+
+    /// A structural hash of the whole graph (ops, wiring, types, sub-graphs), stable within
+    /// one build of ferrax; the JIT cache keys on it.
+    pub fn structural_hash(&self) -> u64 {
+        use std::hash::Hasher;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash_into(&mut h);
+        h.finish()
+    }
+
+    fn hash_into<H: std::hash::Hasher>(&self, h: &mut H) {
+        use std::hash::Hash;
+        for &p in &self.params {
+            self.ty(p).hash(h);
+        }
+        self.insts.len().hash(h);
+        for inst in &self.insts {
+            inst.op.hash(h);
+            inst.args.hash(h);
+            inst.results.len().hash(h);
+        }
+        self.outputs.hash(h);
+        self.subgraphs.len().hash(h);
+        for g in &self.subgraphs {
+            g.hash_into(h);
+        }
+    }
+}

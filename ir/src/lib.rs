@@ -1,0 +1,21 @@
+//! ferrax-ir: the typed SSA IR every transform rewrites and the JIT lowers, the tracer users
+//! write functions with, the reference interpreter, and the text format.
+#![deny(missing_docs)]
+
+pub mod array;
+pub mod builder;
+pub mod entities;
+pub mod error;
+pub mod graph;
+pub mod interp;
+pub mod ops;
+pub mod types;
+mod verify;
+
+pub use array::{Array, Data};
+pub use builder::Builder;
+pub use entities::{GraphId, Inst, Value};
+pub use error::{Error, ErrorKind, Result};
+pub use graph::{Graph, InstData, ValueData, ValueDef};
+pub use ops::Op;
+pub use types::{DType, Dims, Shape, Type};

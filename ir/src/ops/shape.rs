@@ -1,0 +1,250 @@
+//! Shape ops: broadcast_in_dim, reshape, transpose, slice, pad, concatenate, rev.
+
+use super::op_error;
+use crate::array::Array;
+use crate::error::{ErrorKind, Result};
+use crate::types::{Dims, Shape, Type};
+
+/// A shape-manipulating op; parameters are static.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ShapeOp {
+    /// Broadcasts the operand to `shape`; operand dimension `i` maps to result dimension
+    /// `dims[i]` (strictly increasing), and must equal it or be 1.
+    BroadcastInDim {
+        /// Result shape.
+        shape: Shape,
+        /// Where each operand dimension lands.
+        dims: Dims,
+    },
+    /// Reinterprets the row-major elements under a shape with the same element count.
+    Reshape {
+        /// Result shape.
+        shape: Shape,
+    },
+    /// Permutes dimensions: result dimension `i` is operand dimension `perm[i]`.
+    Transpose {
+        /// A permutation of `0..rank`.
+        perm: Dims,
+    },
+    /// A strided window: elements `start[i], start[i] + stride[i], ...` below `limit[i]`.
+    Slice {
+        /// First index per dimension.
+        start: Dims,
+        /// Exclusive end per dimension.
+        limit: Dims,
+        /// Step per dimension (at least 1).
+        stride: Dims,
+    },
+    /// Pads with the scalar second operand: `lo` before, `hi` after, and `interior` between
+    /// neighbouring elements of each dimension.
+    Pad {
+        /// Elements added before, per dimension.
+        lo: Dims,
+        /// Elements added after, per dimension.
+        hi: Dims,
+        /// Elements added between neighbours, per dimension.
+        interior: Dims,
+    },
+    /// Joins operands of equal rank and dtype along `axis`.
+    Concatenate {
+        /// The joining axis.
+        axis: usize,
+    },
+    /// Reverses the order of elements along `axes`.
+    Rev {
+        /// The reversed axes.
+        axes: Dims,
+    },
+}
+
+fn check_axes(name: &str, tys: &[Type], axes: &[usize], rank: usize) -> Result<()> {
+    let mut seen = vec![false; rank];
+    for &a in axes {
+        if a >= rank || seen[a] {
+            return Err(op_error(
+                ErrorKind::Axis,
+                name,
+                tys,
+                format!("axes {axes:?} must be distinct and below rank {rank}"),
+            ));
+        }
+        seen[a] = true;
+    }
+    Ok(())
+}
+
+impl ShapeOp {
+    /// The text-format name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ShapeOp::BroadcastInDim { .. } => "broadcast_in_dim",
+            ShapeOp::Reshape { .. } => "reshape",
+            ShapeOp::Transpose { .. } => "transpose",
+            ShapeOp::Slice { .. } => "slice",
+            ShapeOp::Pad { .. } => "pad",
+            ShapeOp::Concatenate { .. } => "concatenate",
+            ShapeOp::Rev { .. } => "rev",
+        }
+    }
+
+    /// The number of operands (`None` for concatenate, which takes one or more).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            ShapeOp::Pad { .. } => Some(2),
+            ShapeOp::Concatenate { .. } => None,
+            _ => Some(1),
+        }
+    }
+
+    /// The type rule.
+    pub fn infer(&self, args: &[Type]) -> Result<Type> {
+        let name = self.name();
+        if args.is_empty() {
+            return Err(op_error(ErrorKind::Arity, name, args, "needs at least one operand"));
+        }
+        let x = &args[0];
+        let rank = x.rank();
+        match self {
+            ShapeOp::BroadcastInDim { shape, dims } => {
+                if dims.len() != rank {
+                    return Err(op_error(
+                        ErrorKind::Axis,
+                        name,
+                        args,
+                        format!("dims {dims:?} must have one entry per operand dimension"),
+                    ));
+                }
+                for (i, &d) in dims.iter().enumerate() {
+                    if d >= shape.rank() || (i > 0 && d <= dims[i - 1]) {
+                        return Err(op_error(
+                            ErrorKind::Axis,
+                            name,
+                            args,
+                            format!("dims {dims:?} must be increasing and below rank {}", shape.rank()),
+                        ));
+                    }
+                    let (src, dst) = (x.dims()[i], shape.dims()[d]);
+                    if src != dst && src != 1 {
+                        return Err(op_error(
+                            ErrorKind::Shape,
+                            name,
+                            args,
+                            format!("cannot broadcast to {shape} with dims {dims:?}"),
+                        ));
+                    }
+                }
+                Ok(Type { dtype: x.dtype, shape: shape.clone() })
+            }
+            ShapeOp::Reshape { shape } => {
+                if shape.size() != x.size() {
+                    return Err(op_error(
+                        ErrorKind::Shape,
+                        name,
+                        args,
+                        format!("cannot reshape {} elements to {shape}", x.size()),
+                    ));
+                }
+                Ok(Type { dtype: x.dtype, shape: shape.clone() })
+            }
+            ShapeOp::Transpose { perm } => {
+                if perm.len() != rank {
+                    return Err(op_error(
+                        ErrorKind::Axis,
+                        name,
+                        args,
+                        format!("permutation {perm:?} does not match rank {rank}"),
+                    ));
+                }
+                check_axes(name, args, perm, rank)?;
+                let dims: Dims = perm.iter().map(|&p| x.dims()[p]).collect();
+                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+            }
+            ShapeOp::Slice { start, limit, stride } => {
+                if start.len() != rank || limit.len() != rank || stride.len() != rank {
+                    return Err(op_error(
+                        ErrorKind::Axis,
+                        name,
+                        args,
+                        "start, limit and stride need one entry per dimension",
+                    ));
+                }
+                let mut dims = Dims::new();
+                for i in 0..rank {
+                    if stride[i] == 0 || start[i] > limit[i] || limit[i] > x.dims()[i] {
+                        return Err(op_error(
+                            ErrorKind::Axis,
+                            name,
+                            args,
+                            format!(
+                                "bad window start={start:?} limit={limit:?} stride={stride:?}"
+                            ),
+                        ));
+                    }
+                    dims.push((limit[i] - start[i]).div_ceil(stride[i]));
+                }
+                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+            }
+            ShapeOp::Pad { lo, hi, interior } => {
+                if lo.len() != rank || hi.len() != rank || interior.len() != rank {
+                    return Err(op_error(
+                        ErrorKind::Axis,
+                        name,
+                        args,
+                        "lo, hi and interior need one entry per dimension",
+                    ));
+                }
+                if !args[1].is_scalar() || args[1].dtype != x.dtype {
+                    return Err(op_error(
+                        ErrorKind::Shape,
+                        name,
+                        args,
+                        "the padding value must be a scalar of the operand's dtype",
+                    ));
+                }
+                let dims: Dims = (0..rank)
+                    .map(|i| {
+                        let n = x.dims()[i];
+                        lo[i] + hi[i] + n + n.saturating_sub(1) * interior[i]
+                    })
+                    .collect();
+                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+            }
+            ShapeOp::Concatenate { axis } => {
+                if *axis >= rank {
+                    return Err(op_error(
+                        ErrorKind::Axis,
+                        name,
+                        args,
+                        format!("axis {axis} is out of range for rank {rank}"),
+                    ));
+                }
+                let mut dims = x.shape.0.clone();
+                for t in &args[1..] {
+                    let compatible = t.dtype == x.dtype
+                        && t.rank() == rank
+                        && (0..rank).all(|i| i == *axis || t.dims()[i] == x.dims()[i]);
+                    if !compatible {
+                        return Err(op_error(
+                            ErrorKind::Shape,
+                            name,
+                            args,
+                            format!("operands must agree in dtype and in every dimension but {axis}"),
+                        ));
+                    }
+                    dims[*axis] += t.dims()[*axis];
+                }
+                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+            }
+            ShapeOp::Rev { axes } => {
+                check_axes(name, args, axes, rank)?;
+                Ok(x.clone())
+            }
+        }
+    }
+
+    /// The reference semantics.
+    pub fn eval(&self, args: &[&Array]) -> Array {
+        let _ = args;
+        todo!("shape eval")
+    }
+}

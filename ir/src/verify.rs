@@ -1,0 +1,63 @@
+//! `verify`: checks every invariant of a graph (types, definitions before uses, outputs).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::graph::{Graph, ValueDef};
+use crate::types::Type;
+
+fn fail(msg: String) -> Error {
+    Error::new(ErrorKind::Verify, msg)
+}
+
+impl Graph {
+    /// Checks that every value is defined once before use, every instruction's result types
+    /// follow from its op's type rule, outputs are defined, and sub-graphs verify too.
+    pub fn verify(&self) -> Result<()> {
+        let mut defined = vec![false; self.values.len()];
+        for (k, &p) in self.params.iter().enumerate() {
+            let ok = p.index() < self.values.len()
+                && self.values[p.index()].def == ValueDef::Param(k as u32);
+            if !ok || std::mem::replace(&mut defined[p.index()], true) {
+                return Err(fail(format!("parameter {k} ({p}) is malformed")));
+            }
+        }
+        for (inst, data) in self.insts() {
+            for &a in &data.args {
+                if a.index() >= defined.len() || !defined[a.index()] {
+                    return Err(fail(format!("{inst} ({}) uses {a} before its definition", data.op.name())));
+                }
+            }
+            let tys: Vec<Type> = data.args.iter().map(|&a| self.ty(a).clone()).collect();
+            let out = data.op.infer(&tys).map_err(|e| fail(format!("{inst}: {}", e.message)))?;
+            if out.len() != data.results.len() {
+                return Err(fail(format!("{inst} ({}) has the wrong number of results", data.op.name())));
+            }
+            for (k, (&r, ty)) in data.results.iter().zip(&out).enumerate() {
+                if r.index() >= defined.len()
+                    || self.values[r.index()].def != ValueDef::Result(inst, k as u32)
+                {
+                    return Err(fail(format!("{inst} result {k} ({r}) is malformed")));
+                }
+                if std::mem::replace(&mut defined[r.index()], true) {
+                    return Err(fail(format!("{r} is defined twice")));
+                }
+                if self.ty(r) != ty {
+                    return Err(fail(format!(
+                        "{inst} ({}) declares {} but its type rule gives {}",
+                        data.op.name(),
+                        self.ty(r),
+                        ty
+                    )));
+                }
+            }
+        }
+        for &o in &self.outputs {
+            if o.index() >= defined.len() || !defined[o.index()] {
+                return Err(fail(format!("output {o} is not defined")));
+            }
+        }
+        for g in &self.subgraphs {
+            g.verify()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! ferrax-jit: lowers any ferrax graph to native code with Cranelift.

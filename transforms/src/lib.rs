@@ -1,0 +1,1 @@
+//! ferrax-transforms: jvp, vjp, grad, jacobians, vmap and simplification passes as IR-to-IR rewrites.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod graph;
 pub mod interp;
 pub mod ops;
+pub mod text;
 pub mod types;
 mod verify;
 

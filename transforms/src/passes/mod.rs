@@ -1,0 +1,1 @@
+//! Simplification passes: dead-code elimination, CSE, constant folding, algebraic identities.

@@ -1,0 +1,1 @@
+//! vmap: batching as an IR-to-IR rewrite.

@@ -74,6 +74,304 @@ impl Data {
     }
 }
 
+impl Data {
+    /// The elements of several vectors of one dtype, one after another (an empty list gives
+    /// an empty f64 vector).
+    pub fn concat(parts: &[&Data]) -> Data {
+        fn join<T: Copy>(parts: &[&Data], get: impl Fn(&Data) -> &[T]) -> Vec<T> {
+            let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+            for p in parts {
+                out.extend_from_slice(get(p));
+            }
+            out
+        }
+        let Some(first) = parts.first() else {
+            return Data::F64(Vec::new());
+        };
+        match first {
+            Data::F32(_) => Data::F32(join(parts, |d| d.as_slice::<f32>())),
+            Data::F64(_) => Data::F64(join(parts, |d| d.as_slice::<f64>())),
+            Data::I32(_) => Data::I32(join(parts, |d| d.as_slice::<i32>())),
+            Data::Bool(_) => Data::Bool(join(parts, |d| d.as_slice::<bool>())),
+        }
+    }
+
+    /// The elements as a slice of `T`; empty when the dtype is not `T`'s.
+    pub(crate) fn as_slice<T: Elem>(&self) -> &[T] {
+        T::slice(self).unwrap_or(&[])
+    }
+}
+
+/// A Rust element type stored in one [`Data`] variant.
+pub(crate) trait Elem: Copy + PartialOrd + fmt::Debug + 'static {
+    /// The elements of `data` when its variant holds `Self`.
+    fn slice(data: &Data) -> Option<&[Self]>;
+    /// Wraps a vector into its variant.
+    fn wrap(v: Vec<Self>) -> Data;
+}
+
+macro_rules! impl_elem {
+    ($t:ty, $variant:ident) => {
+        impl Elem for $t {
+            fn slice(data: &Data) -> Option<&[$t]> {
+                match data {
+                    Data::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn wrap(v: Vec<$t>) -> Data {
+                Data::$variant(v)
+            }
+        }
+    };
+}
+
+impl_elem!(f32, F32);
+impl_elem!(f64, F64);
+impl_elem!(i32, I32);
+impl_elem!(bool, Bool);
+
+/// Declares (`decl`) or implements by forwarding to std (`impl f32`) the one-operand float
+/// methods the unary ops use.
+macro_rules! float_methods {
+    (@list $mac:ident $($arg:tt)*) => {
+        $mac!($($arg)*; abs floor ceil round sqrt exp exp2 exp_m1 ln ln_1p sin cos tan asin acos
+            atan sinh cosh tanh asinh acosh atanh);
+    };
+    (decl) => {
+        float_methods!(@list float_decl);
+    };
+    (impl $t:ident) => {
+        float_methods!(@list float_forward $t);
+    };
+}
+
+/// Declares one-operand float methods (a helper of `float_methods`).
+macro_rules! float_decl {
+    (; $($m:ident)*) => {
+        $(
+            #[doc = concat!("As std's `", stringify!($m), "`.")]
+            fn $m(self) -> Self;
+        )*
+    };
+}
+
+/// Forwards one-operand float methods to std (a helper of `float_methods`).
+macro_rules! float_forward {
+    ($t:ident; $($m:ident)*) => {
+        $(fn $m(self) -> $t { $t::$m(self) })*
+    };
+}
+
+/// Numeric element types (f32, f64, i32) with the arithmetic the reference interpreter uses.
+/// Integer arithmetic wraps and never panics: division and remainder by zero give 0.
+pub(crate) trait Num: Elem {
+    /// The additive identity.
+    const ZERO: Self;
+    /// The multiplicative identity.
+    const ONE: Self;
+    /// The identity of `max` (−∞ or `i32::MIN`).
+    const LOWEST: Self;
+    /// The identity of `min` (+∞ or `i32::MAX`).
+    const HIGHEST: Self;
+    /// a + b.
+    fn add(self, b: Self) -> Self;
+    /// a − b.
+    fn sub(self, b: Self) -> Self;
+    /// −a (exact for floats, so −0 and +0 swap).
+    fn neg(self) -> Self;
+    /// a · b.
+    fn mul(self, b: Self) -> Self;
+    /// a / b (integers truncate; by zero gives 0).
+    fn div(self, b: Self) -> Self;
+    /// The remainder with the sign of a, as `%` (integers: by zero gives 0).
+    fn rem(self, b: Self) -> Self;
+    /// Whether the value is a NaN (never for integers).
+    fn is_nan(self) -> bool;
+
+    /// Whether the value is a negative zero (never for integers).
+    fn is_neg_zero(self) -> bool;
+
+    /// The larger operand; a NaN operand is returned as is, and +0 beats −0.
+    fn max_nan(self, b: Self) -> Self {
+        if self.is_nan() {
+            self
+        } else if b.is_nan() || b > self || (b == self && self.is_neg_zero()) {
+            b
+        } else {
+            self
+        }
+    }
+
+    /// The smaller operand; a NaN operand is returned as is, and −0 beats +0.
+    fn min_nan(self, b: Self) -> Self {
+        if self.is_nan() {
+            self
+        } else if b.is_nan() || b < self || (b == self && b.is_neg_zero()) {
+            b
+        } else {
+            self
+        }
+    }
+}
+
+impl Num for i32 {
+    const ZERO: i32 = 0;
+    const ONE: i32 = 1;
+    const LOWEST: i32 = i32::MIN;
+    const HIGHEST: i32 = i32::MAX;
+    fn add(self, b: i32) -> i32 {
+        self.wrapping_add(b)
+    }
+    fn sub(self, b: i32) -> i32 {
+        self.wrapping_sub(b)
+    }
+    fn neg(self) -> i32 {
+        self.wrapping_neg()
+    }
+    fn mul(self, b: i32) -> i32 {
+        self.wrapping_mul(b)
+    }
+    fn div(self, b: i32) -> i32 {
+        if b == 0 {
+            0
+        } else {
+            self.wrapping_div(b)
+        }
+    }
+    fn rem(self, b: i32) -> i32 {
+        if b == 0 {
+            0
+        } else {
+            self.wrapping_rem(b)
+        }
+    }
+    fn is_nan(self) -> bool {
+        false
+    }
+    fn is_neg_zero(self) -> bool {
+        false
+    }
+}
+
+/// Floating-point element types: every method forwards to Rust's std method of the same name.
+pub(crate) trait Float: Num {
+    /// The value nearest to `x` (exact for f64).
+    fn from_f64(x: f64) -> Self;
+    /// The value widened to f64 (exact).
+    fn to_f64(self) -> f64;
+    /// `self` raised to the power `y`.
+    fn powf(self, y: Self) -> Self;
+    /// The four-quadrant arctangent of `self / x`.
+    fn atan2(self, x: Self) -> Self;
+    float_methods!(decl);
+}
+
+macro_rules! impl_float {
+    ($t:ident) => {
+        impl Num for $t {
+            const ZERO: $t = 0.0;
+            const ONE: $t = 1.0;
+            const LOWEST: $t = $t::NEG_INFINITY;
+            const HIGHEST: $t = $t::INFINITY;
+            fn add(self, b: $t) -> $t {
+                self + b
+            }
+            fn sub(self, b: $t) -> $t {
+                self - b
+            }
+            fn neg(self) -> $t {
+                -self
+            }
+            fn mul(self, b: $t) -> $t {
+                self * b
+            }
+            fn div(self, b: $t) -> $t {
+                self / b
+            }
+            fn rem(self, b: $t) -> $t {
+                self % b
+            }
+            fn is_nan(self) -> bool {
+                $t::is_nan(self)
+            }
+            fn is_neg_zero(self) -> bool {
+                self == 0.0 && $t::is_sign_negative(self)
+            }
+        }
+        impl Float for $t {
+            fn from_f64(x: f64) -> $t {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn powf(self, y: $t) -> $t {
+                $t::powf(self, y)
+            }
+            fn atan2(self, x: $t) -> $t {
+                $t::atan2(self, x)
+            }
+            float_methods!(impl $t);
+        }
+    };
+}
+
+impl_float!(f32);
+impl_float!(f64);
+
+/// Row-major walk over the multi-indices of `dims`, yielding `base + Σ index[i] * strides[i]`
+/// for each; the strides may be negative (reversal) or zero (broadcast). Nothing is yielded
+/// when a dimension is 0, and exactly `base` for rank 0.
+pub(crate) fn strided_offsets(dims: &[usize], strides: &[isize], base: isize) -> Vec<usize> {
+    debug_assert_eq!(dims.len(), strides.len());
+    let n: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    let rank = dims.len();
+    let mut idx = vec![0usize; rank];
+    let mut off = base;
+    loop {
+        out.push(off as usize);
+        // Advance the odometer: bump the last dimension, carrying into earlier ones.
+        let mut d = rank;
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            idx[d] += 1;
+            off += strides[d];
+            if idx[d] < dims[d] {
+                break;
+            }
+            off -= strides[d] * dims[d] as isize;
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Applies `f` to every element of `v`, wrapping the results into their [`Data`] variant.
+pub(crate) fn map_vec<T: Elem, U: Elem>(v: &[T], f: impl FnMut(T) -> U) -> Data {
+    U::wrap(v.iter().copied().map(f).collect())
+}
+
+/// Applies `f` to every pair of same-position elements of `a` and `b` (of equal length).
+pub(crate) fn zip_vec<T: Elem, U: Elem>(a: &[T], b: &[T], mut f: impl FnMut(T, T) -> U) -> Data {
+    U::wrap(a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect())
+}
+
+/// The row-major strides of `dims` as signed numbers.
+pub(crate) fn signed_strides(dims: &[usize]) -> Vec<isize> {
+    Shape::new(dims)
+        .strides()
+        .iter()
+        .map(|&s| s as isize)
+        .collect()
+}
+
 /// An owned n-dimensional array: a dtype, a static shape and row-major contiguous elements.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Array {
@@ -111,7 +409,10 @@ impl Array {
     pub fn full(dtype: DType, shape: impl Into<Shape>, value: f64) -> Array {
         let shape = shape.into();
         let n = shape.size();
-        Array { shape, data: Data::filled(dtype, n, value) }
+        Array {
+            shape,
+            data: Data::filled(dtype, n, value),
+        }
     }
 
     /// A zero-filled array of the given type.
@@ -158,6 +459,11 @@ impl Array {
         &self.shape
     }
 
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.rank()
+    }
+
     /// The dimensions.
     pub fn dims(&self) -> &[usize] {
         self.shape.dims()
@@ -165,7 +471,10 @@ impl Array {
 
     /// The IR type (dtype and shape) of this array.
     pub fn ty(&self) -> Type {
-        Type { dtype: self.dtype(), shape: self.shape.clone() }
+        Type {
+            dtype: self.dtype(),
+            shape: self.shape.clone(),
+        }
     }
 
     /// The number of elements.
@@ -263,7 +572,10 @@ impl Array {
             }),
             DType::Bool => Data::Bool((0..n).map(|i| self.data.get_f64(i) != 0.0).collect()),
         };
-        Array { shape: self.shape.clone(), data }
+        Array {
+            shape: self.shape.clone(),
+            data,
+        }
     }
 
     /// Whether two arrays have the same type and bitwise-equal elements (NaNs compare equal).
@@ -272,8 +584,12 @@ impl Array {
             return false;
         }
         match (&self.data, &other.data) {
-            (Data::F32(a), Data::F32(b)) => a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            (Data::F64(a), Data::F64(b)) => a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            (Data::F32(a), Data::F32(b)) => {
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
+            (Data::F64(a), Data::F64(b)) => {
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            }
             (Data::I32(a), Data::I32(b)) => a == b,
             (Data::Bool(a), Data::Bool(b)) => a == b,
             _ => false,
@@ -325,12 +641,18 @@ macro_rules! scalar_conversions {
     ($t:ty, $variant:ident, $dtype:expr) => {
         impl From<$t> for Array {
             fn from(x: $t) -> Array {
-                Array { shape: Shape::scalar(), data: Data::$variant(vec![x]) }
+                Array {
+                    shape: Shape::scalar(),
+                    data: Data::$variant(vec![x]),
+                }
             }
         }
         impl From<Vec<$t>> for Array {
             fn from(v: Vec<$t>) -> Array {
-                Array { shape: Shape::new(&[v.len()]), data: Data::$variant(v) }
+                Array {
+                    shape: Shape::new(&[v.len()]),
+                    data: Data::$variant(v),
+                }
             }
         }
         impl From<&[$t]> for Array {
@@ -346,7 +668,10 @@ macro_rules! scalar_conversions {
         impl<const N: usize, const M: usize> From<[[$t; M]; N]> for Array {
             fn from(v: [[$t; M]; N]) -> Array {
                 let flat: Vec<$t> = v.iter().flatten().copied().collect();
-                Array { shape: Shape::new(&[N, M]), data: Data::$variant(flat) }
+                Array {
+                    shape: Shape::new(&[N, M]),
+                    data: Data::$variant(flat),
+                }
             }
         }
         impl TryFrom<&Array> for $t {
@@ -378,7 +703,11 @@ macro_rules! scalar_conversions {
                     Data::$variant(v) => Ok(v.clone()),
                     _ => Err(Error::new(
                         ErrorKind::Convert,
-                        format!("cannot convert an array of type {} to Vec<{}>", a.ty(), $dtype.name()),
+                        format!(
+                            "cannot convert an array of type {} to Vec<{}>",
+                            a.ty(),
+                            $dtype.name()
+                        ),
                     )),
                 }
             }
@@ -390,7 +719,11 @@ macro_rules! scalar_conversions {
                     Data::$variant(v) => Ok(v),
                     _ => Err(Error::new(
                         ErrorKind::Convert,
-                        format!("cannot convert an array of type {} to Vec<{}>", a.ty(), $dtype.name()),
+                        format!(
+                            "cannot convert an array of type {} to Vec<{}>",
+                            a.ty(),
+                            $dtype.name()
+                        ),
                     )),
                 }
             }
@@ -414,7 +747,10 @@ mod nd {
                 fn from(a: ndarray::ArrayD<$t>) -> Array {
                     let shape = Shape::new(a.shape());
                     let data: Vec<$t> = a.iter().copied().collect();
-                    Array { shape, data: Data::$variant(data) }
+                    Array {
+                        shape,
+                        data: Data::$variant(data),
+                    }
                 }
             }
             impl TryFrom<Array> for ndarray::ArrayD<$t> {

@@ -20,3 +20,10 @@ pub use error::{Error, ErrorKind, Result};
 pub use graph::{Graph, InstData, ValueData, ValueDef};
 pub use ops::Op;
 pub use types::{DType, Dims, Shape, Type};
+pub mod function;
+pub mod tensor;
+pub mod tracer;
+
+pub use function::{function, trace, Function, IntoArgs, IntoFunction, IntoOutputs, Specialized};
+pub use tensor::{concatenate, select, stack, Operand};
+pub use tracer::Tensor;

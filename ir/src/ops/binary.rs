@@ -1,7 +1,7 @@
 //! Elementwise binary ops on two operands of the same type.
 
 use super::op_error;
-use crate::array::Array;
+use crate::array::{zip_vec, Array, Data, Float, Num};
 use crate::error::{ErrorKind, Result};
 use crate::types::Type;
 
@@ -66,10 +66,20 @@ impl BinaryOp {
     pub fn infer(self, a: &Type, b: &Type) -> Result<Type> {
         let tys = [a.clone(), b.clone()];
         if a.shape != b.shape {
-            return Err(op_error(ErrorKind::Shape, self.name(), &tys, "operand shapes differ"));
+            return Err(op_error(
+                ErrorKind::Shape,
+                self.name(),
+                &tys,
+                "operand shapes differ",
+            ));
         }
         if a.dtype != b.dtype {
-            return Err(op_error(ErrorKind::DType, self.name(), &tys, "operand dtypes differ"));
+            return Err(op_error(
+                ErrorKind::DType,
+                self.name(),
+                &tys,
+                "operand dtypes differ",
+            ));
         }
         let ok = a.dtype.is_float() || (self.accepts_int() && a.dtype == crate::DType::I32);
         if !ok {
@@ -84,8 +94,53 @@ impl BinaryOp {
     }
 
     /// The reference semantics, element by element.
+    ///
+    /// Floats: IEEE `+ − · /`, `pow` is std's `powf`, `atan2` std's `atan2(a, b)`, `rem` is
+    /// Rust's `%` (truncated, sign of a). `max`/`min` return a NaN operand when there is one
+    /// (unlike std's `f64::max`) and order −0 below +0. i32: `add`, `sub`, `mul` wrap; `div`
+    /// truncates and `rem` has the sign of a, both give 0 for a zero divisor, and
+    /// `i32::MIN / −1` wraps to `i32::MIN` (its remainder is 0).
     pub fn eval(self, a: &Array, b: &Array) -> Array {
-        let _ = (a, b);
-        todo!("binary eval")
+        let data = match (a.data(), b.data()) {
+            (Data::F32(x), Data::F32(y)) => zip_vec(x, y, |p, q| self.apply_float(p, q)),
+            (Data::F64(x), Data::F64(y)) => zip_vec(x, y, |p, q| self.apply_float(p, q)),
+            (Data::I32(x), Data::I32(y)) => zip_vec(x, y, |p, q| self.apply_num(p, q)),
+            _ => unreachable!(
+                "{}: mixed or bool operands are rejected by infer",
+                self.name()
+            ),
+        };
+        Array::from_parts(a.shape().clone(), data)
+    }
+
+    /// The op on two float elements.
+    fn apply_float<T: Float>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Pow => a.powf(b),
+            BinaryOp::Atan2 => a.atan2(b),
+            BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Div
+            | BinaryOp::Max
+            | BinaryOp::Min
+            | BinaryOp::Rem => self.apply_num(a, b),
+        }
+    }
+
+    /// The op on two numeric elements (`pow` and `atan2` are float-only and never reach here).
+    fn apply_num<T: Num>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => a.add(b),
+            BinaryOp::Sub => a.sub(b),
+            BinaryOp::Mul => a.mul(b),
+            BinaryOp::Div => a.div(b),
+            BinaryOp::Max => a.max_nan(b),
+            BinaryOp::Min => a.min_nan(b),
+            BinaryOp::Rem => a.rem(b),
+            BinaryOp::Pow | BinaryOp::Atan2 => {
+                unreachable!("{}: integer operands are rejected by infer", self.name())
+            }
+        }
     }
 }

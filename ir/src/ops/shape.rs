@@ -1,7 +1,7 @@
 //! Shape ops: broadcast_in_dim, reshape, transpose, slice, pad, concatenate, rev.
 
 use super::op_error;
-use crate::array::Array;
+use crate::array::{signed_strides, strided_offsets, Array, Data};
 use crate::error::{ErrorKind, Result};
 use crate::types::{Dims, Shape, Type};
 
@@ -100,7 +100,12 @@ impl ShapeOp {
     pub fn infer(&self, args: &[Type]) -> Result<Type> {
         let name = self.name();
         if args.is_empty() {
-            return Err(op_error(ErrorKind::Arity, name, args, "needs at least one operand"));
+            return Err(op_error(
+                ErrorKind::Arity,
+                name,
+                args,
+                "needs at least one operand",
+            ));
         }
         let x = &args[0];
         let rank = x.rank();
@@ -120,7 +125,10 @@ impl ShapeOp {
                             ErrorKind::Axis,
                             name,
                             args,
-                            format!("dims {dims:?} must be increasing and below rank {}", shape.rank()),
+                            format!(
+                                "dims {dims:?} must be increasing and below rank {}",
+                                shape.rank()
+                            ),
                         ));
                     }
                     let (src, dst) = (x.dims()[i], shape.dims()[d]);
@@ -133,7 +141,10 @@ impl ShapeOp {
                         ));
                     }
                 }
-                Ok(Type { dtype: x.dtype, shape: shape.clone() })
+                Ok(Type {
+                    dtype: x.dtype,
+                    shape: shape.clone(),
+                })
             }
             ShapeOp::Reshape { shape } => {
                 if shape.size() != x.size() {
@@ -144,7 +155,10 @@ impl ShapeOp {
                         format!("cannot reshape {} elements to {shape}", x.size()),
                     ));
                 }
-                Ok(Type { dtype: x.dtype, shape: shape.clone() })
+                Ok(Type {
+                    dtype: x.dtype,
+                    shape: shape.clone(),
+                })
             }
             ShapeOp::Transpose { perm } => {
                 if perm.len() != rank {
@@ -157,9 +171,16 @@ impl ShapeOp {
                 }
                 check_axes(name, args, perm, rank)?;
                 let dims: Dims = perm.iter().map(|&p| x.dims()[p]).collect();
-                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+                Ok(Type {
+                    dtype: x.dtype,
+                    shape: Shape(dims),
+                })
             }
-            ShapeOp::Slice { start, limit, stride } => {
+            ShapeOp::Slice {
+                start,
+                limit,
+                stride,
+            } => {
                 if start.len() != rank || limit.len() != rank || stride.len() != rank {
                     return Err(op_error(
                         ErrorKind::Axis,
@@ -175,14 +196,15 @@ impl ShapeOp {
                             ErrorKind::Axis,
                             name,
                             args,
-                            format!(
-                                "bad window start={start:?} limit={limit:?} stride={stride:?}"
-                            ),
+                            format!("bad window start={start:?} limit={limit:?} stride={stride:?}"),
                         ));
                     }
                     dims.push((limit[i] - start[i]).div_ceil(stride[i]));
                 }
-                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+                Ok(Type {
+                    dtype: x.dtype,
+                    shape: Shape(dims),
+                })
             }
             ShapeOp::Pad { lo, hi, interior } => {
                 if lo.len() != rank || hi.len() != rank || interior.len() != rank {
@@ -207,7 +229,10 @@ impl ShapeOp {
                         lo[i] + hi[i] + n + n.saturating_sub(1) * interior[i]
                     })
                     .collect();
-                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+                Ok(Type {
+                    dtype: x.dtype,
+                    shape: Shape(dims),
+                })
             }
             ShapeOp::Concatenate { axis } => {
                 if *axis >= rank {
@@ -228,12 +253,17 @@ impl ShapeOp {
                             ErrorKind::Shape,
                             name,
                             args,
-                            format!("operands must agree in dtype and in every dimension but {axis}"),
+                            format!(
+                                "operands must agree in dtype and in every dimension but {axis}"
+                            ),
                         ));
                     }
                     dims[*axis] += t.dims()[*axis];
                 }
-                Ok(Type { dtype: x.dtype, shape: Shape(dims) })
+                Ok(Type {
+                    dtype: x.dtype,
+                    shape: Shape(dims),
+                })
             }
             ShapeOp::Rev { axes } => {
                 check_axes(name, args, axes, rank)?;
@@ -242,9 +272,93 @@ impl ShapeOp {
         }
     }
 
-    /// The reference semantics.
+    /// The reference semantics. Every op here only moves elements, so each one computes, for
+    /// every result position in row-major order, the position it reads from, by a stride walk.
+    ///
+    /// `pad` places operand element `i` of a dimension at `lo + i·(interior + 1)` and fills the
+    /// rest with the padding value; `concatenate` places operands one after another along
+    /// `axis`; the others are as described on [`ShapeOp`].
     pub fn eval(&self, args: &[&Array]) -> Array {
-        let _ = args;
-        todo!("shape eval")
+        let x = args[0];
+        let xs = signed_strides(x.dims());
+        let tys: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+        let out = match self.infer(&tys) {
+            Ok(t) => t.shape,
+            Err(e) => unreachable!("operands are checked by infer before eval: {e}"),
+        };
+        let os = signed_strides(out.dims());
+        let data = match self {
+            ShapeOp::BroadcastInDim { dims, .. } => {
+                let mut strides = vec![0isize; out.rank()];
+                for (i, &d) in dims.iter().enumerate() {
+                    if x.dims()[i] != 1 {
+                        strides[d] = xs[i];
+                    }
+                }
+                x.data()
+                    .take(strided_offsets(out.dims(), &strides, 0).into_iter())
+            }
+            ShapeOp::Reshape { .. } => x.data().clone(),
+            ShapeOp::Transpose { perm } => {
+                let strides: Vec<isize> = perm.iter().map(|&p| xs[p]).collect();
+                x.data()
+                    .take(strided_offsets(out.dims(), &strides, 0).into_iter())
+            }
+            ShapeOp::Slice { start, stride, .. } => {
+                let strides: Vec<isize> = xs
+                    .iter()
+                    .zip(stride)
+                    .map(|(&s, &k)| s * k as isize)
+                    .collect();
+                let base = xs.iter().zip(start).map(|(&s, &b)| s * b as isize).sum();
+                x.data()
+                    .take(strided_offsets(out.dims(), &strides, base).into_iter())
+            }
+            ShapeOp::Pad { lo, interior, .. } => {
+                // Position `n` of the joined data is the padding value.
+                let n = x.size();
+                let mut src = vec![n; out.size()];
+                let strides: Vec<isize> = os
+                    .iter()
+                    .zip(interior)
+                    .map(|(&s, &k)| s * (k as isize + 1))
+                    .collect();
+                let base = os.iter().zip(lo).map(|(&s, &l)| s * l as isize).sum();
+                for (k, o) in strided_offsets(x.dims(), &strides, base)
+                    .into_iter()
+                    .enumerate()
+                {
+                    src[o] = k;
+                }
+                Data::concat(&[x.data(), args[1].data()]).take(src.into_iter())
+            }
+            ShapeOp::Concatenate { axis } => {
+                let mut src = vec![0; out.size()];
+                let (mut at, mut first) = (0isize, 0usize);
+                for a in args {
+                    for (k, o) in strided_offsets(a.dims(), &os, at * os[*axis])
+                        .into_iter()
+                        .enumerate()
+                    {
+                        src[o] = first + k;
+                    }
+                    at += a.dims()[*axis] as isize;
+                    first += a.size();
+                }
+                let parts: Vec<&Data> = args.iter().map(|a| a.data()).collect();
+                Data::concat(&parts).take(src.into_iter())
+            }
+            ShapeOp::Rev { axes } => {
+                let mut strides = xs.clone();
+                let mut base = 0isize;
+                for &a in axes {
+                    strides[a] = -xs[a];
+                    base += xs[a] * (x.dims()[a] as isize - 1).max(0);
+                }
+                x.data()
+                    .take(strided_offsets(x.dims(), &strides, base).into_iter())
+            }
+        };
+        Array::from_parts(out, data)
     }
 }

@@ -1,1 +1,97 @@
 //! Simplification passes: dead-code elimination, CSE, constant folding, algebraic identities.
+//!
+//! Every pass takes a `&Graph` and returns a new one. [`simplify`] runs them all and is applied
+//! after every transform; [`simplify_report`] runs them one by one and records the equation
+//! count before and after each.
+
+pub mod dce;
+pub mod identities;
+
+pub use dce::dce;
+pub use identities::identities;
+
+use ferrax_ir::{Builder, Graph, Result, Value};
+use smallvec::SmallVec;
+
+/// Rebuilds `g` equation by equation into a fresh builder, which hash-conses identical
+/// equations (CSE). With `fold`, ops on small constants are evaluated; with `identities`, the
+/// exact algebraic identities are applied as well.
+pub(crate) fn rebuild(g: &Graph, fold: bool, identities: bool) -> Result<Graph> {
+    let mut b = Builder::new();
+    b.fold_constants = fold;
+    let params: Vec<Value> = g.params().iter().map(|&p| b.param(g.ty(p).clone())).collect();
+    let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
+    for (&p, &q) in g.params().iter().zip(&params) {
+        map[p.index()] = Some(q);
+    }
+    for (_, inst) in g.insts() {
+        let args: SmallVec<[Value; 4]> =
+            inst.args.iter().map(|&a| map[a.index()].expect("verified graph")).collect();
+        let outs = if identities {
+            crate::emit::push(&mut b, inst.op.clone(), &args)?
+        } else {
+            b.push(inst.op.clone(), &args)?
+        };
+        for (&r, &o) in inst.results.iter().zip(&outs) {
+            map[r.index()] = Some(o);
+        }
+    }
+    let outs: Vec<Value> =
+        g.outputs().iter().map(|&o| map[o.index()].expect("verified graph")).collect();
+    Ok(b.finish(&outs))
+}
+
+/// Common-subexpression elimination: identical equations (same op, same operands) are merged.
+pub fn cse(g: &Graph) -> Result<Graph> {
+    rebuild(g, false, false)
+}
+
+/// Constant folding: equations whose operands are all constants of at most
+/// [`ferrax_ir::builder::FOLD_LIMIT`] elements are evaluated.
+pub fn fold(g: &Graph) -> Result<Graph> {
+    rebuild(g, true, false)
+}
+
+/// Runs every pass (CSE, folding and identities in one rebuild, then DCE), returning the
+/// simplified graph or the first error a pass met.
+pub fn try_simplify(g: &Graph) -> Result<Graph> {
+    dce(&rebuild(g, true, true)?)
+}
+
+/// Runs every pass; a graph no pass can improve (or one a pass fails on) is returned as is.
+pub fn simplify(g: &Graph) -> Graph {
+    try_simplify(g).unwrap_or_else(|_| g.clone())
+}
+
+/// The effect of one pass: its name and the equation counts before and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassReport {
+    /// The pass name (`cse`, `fold`, `identities`, `dce`).
+    pub pass: &'static str,
+    /// Equations before the pass.
+    pub before: usize,
+    /// Equations after the pass.
+    pub after: usize,
+}
+
+impl std::fmt::Display for PassReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<10} {:>6} -> {:>6}", self.pass, self.before, self.after)
+    }
+}
+
+/// Runs the passes one at a time (CSE, constant folding, identities, DCE) and reports the
+/// equation count before and after each; returns the simplified graph and the report.
+pub fn simplify_report(g: &Graph) -> Result<(Graph, Vec<PassReport>)> {
+    type Pass = fn(&Graph) -> Result<Graph>;
+    let passes: [(&'static str, Pass); 4] =
+        [("cse", cse), ("fold", fold), ("identities", identities), ("dce", dce)];
+    let mut cur = g.clone();
+    let mut report = Vec::new();
+    for (name, pass) in passes {
+        let next = pass(&cur)?;
+        report.push(PassReport { pass: name, before: cur.num_insts(), after: next.num_insts() });
+        cur = next;
+    }
+    Ok((cur, report))
+}

@@ -1,0 +1,565 @@
+//! `Function`: a traceable function — a Rust closure, a fixed graph, or the result of a
+//! transform — specialised (traced) once per list of input types and cached.
+//!
+//! A Function can be called on concrete values (the reference interpreter runs it), applied to
+//! tensors inside another trace (its graph is inlined), printed (`ir`, `to_dot`), and handed to
+//! transforms, which return new Functions, so they compose to any order.
+
+use crate::array::Array;
+use crate::error::{Error, ErrorKind, Result};
+use crate::graph::Graph;
+use crate::tracer::{inline, trace_with, Tensor};
+use crate::types::{DType, Type};
+use hashbrown::HashMap;
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+
+/// A function specialised to input types: its graph, the number of explicit parameters, and the
+/// tensors of enclosing traces that the remaining parameters capture.
+#[derive(Clone, Debug)]
+pub struct Specialized {
+    /// The graph; parameters `[0, n_explicit)` are the function's arguments, the rest captures.
+    pub graph: Arc<Graph>,
+    /// The number of explicit parameters.
+    pub n_explicit: usize,
+    /// The captured tensors of enclosing traces (empty outside nested traces).
+    pub captures: Vec<Tensor>,
+}
+
+impl Specialized {
+    /// The output types.
+    pub fn output_types(&self) -> Vec<Type> {
+        self.graph.output_types()
+    }
+}
+
+type ClosureFn = dyn Fn(&[Tensor]) -> Vec<Tensor> + Send + Sync;
+type DeriveFn = dyn Fn(&[Type]) -> Result<Specialized> + Send + Sync;
+
+enum Kind {
+    Closure(Arc<ClosureFn>),
+    Graph(Arc<Graph>),
+    Derived(Arc<DeriveFn>),
+}
+
+struct Inner {
+    name: String,
+    arity: Option<usize>,
+    default_types: Option<Vec<Type>>,
+    kind: Kind,
+    cache: Mutex<HashMap<Vec<Type>, Specialized>>,
+}
+
+/// A traceable function; cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct Function {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Function({}, arity {:?})", self.inner.name, self.inner.arity)
+    }
+}
+
+impl Function {
+    fn make(name: &str, arity: Option<usize>, default_types: Option<Vec<Type>>, kind: Kind) -> Function {
+        Function {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                arity,
+                default_types,
+                kind,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// A function from a closure over a slice of tensors (any arity). `arity`, when given, is
+    /// checked at every call and used for the default types of [`Function::ir`].
+    pub fn from_slice_fn<F>(arity: Option<usize>, f: F) -> Function
+    where
+        F: Fn(&[Tensor]) -> Vec<Tensor> + Send + Sync + 'static,
+    {
+        let defaults = arity.map(|n| vec![Type::scalar(DType::F64); n]);
+        Function::make("closure", arity, defaults, Kind::Closure(Arc::new(f)))
+    }
+
+    /// A function that is a fixed graph (its parameter types are the only accepted ones).
+    pub fn from_graph(graph: Graph) -> Function {
+        let tys = graph.param_types();
+        Function::make("graph", Some(tys.len()), Some(tys), Kind::Graph(Arc::new(graph)))
+    }
+
+    /// A function defined by how it specialises to input types; transforms build their results
+    /// this way. `default_types` are used by [`Function::ir`] when no types are given.
+    pub fn derived<F>(name: &str, arity: Option<usize>, default_types: Option<Vec<Type>>, f: F) -> Function
+    where
+        F: Fn(&[Type]) -> Result<Specialized> + Send + Sync + 'static,
+    {
+        Function::make(name, arity, default_types, Kind::Derived(Arc::new(f)))
+    }
+
+    /// The function's name (e.g. `closure`, `grad`, `jvp`).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The number of arguments, when fixed.
+    pub fn arity(&self) -> Option<usize> {
+        self.inner.arity
+    }
+
+    /// The input types used when none are given (f64 scalars for closures of known arity).
+    pub fn default_types(&self) -> Option<Vec<Type>> {
+        self.inner.default_types.clone()
+    }
+
+    /// The same function with other default input types (for [`Function::ir`] and friends).
+    pub fn with_default_types(&self, types: &[Type]) -> Function {
+        let this = self.clone();
+        Function::derived(self.name(), self.arity(), Some(types.to_vec()), move |t| this.specialize(t))
+    }
+
+    #[track_caller]
+    fn check_arity(&self, n: usize) -> Result<()> {
+        if let Some(a) = self.inner.arity {
+            if a != n {
+                return Err(Error::new(
+                    ErrorKind::Arity,
+                    format!("{} takes {a} arguments, got {n}", self.inner.name),
+                )
+                .here());
+            }
+        }
+        Ok(())
+    }
+
+    /// Traces (or fetches from the cache) the graph of this function for `types`.
+    #[track_caller]
+    pub fn specialize(&self, types: &[Type]) -> Result<Specialized> {
+        let loc = Location::caller();
+        self.check_arity(types.len())?;
+        if let Some(s) = self.inner.cache.lock().expect("cache lock").get(types) {
+            return Ok(s.clone());
+        }
+        let s = match &self.inner.kind {
+            Kind::Graph(g) => {
+                let want = g.param_types();
+                if want != types {
+                    return Err(Error::new(
+                        ErrorKind::DType,
+                        format!(
+                            "{} expects argument types {} but got {}",
+                            self.inner.name,
+                            crate::ops::fmt_types(&want),
+                            crate::ops::fmt_types(types)
+                        ),
+                    )
+                    .at(loc));
+                }
+                Specialized { graph: g.clone(), n_explicit: types.len(), captures: Vec::new() }
+            }
+            Kind::Closure(f) => {
+                let t = trace_with(types, |xs| f(xs)).map_err(|e| e.at(loc))?;
+                debug_assert!(t.graph.verify().is_ok(), "traced graph verifies");
+                Specialized { graph: Arc::new(t.graph), n_explicit: t.n_explicit, captures: t.captures }
+            }
+            Kind::Derived(f) => f(types).map_err(|e| e.at(loc))?,
+        };
+        // Graphs that capture tracers belong to one enclosing trace; they are not reused.
+        if s.captures.is_empty() {
+            self.inner.cache.lock().expect("cache lock").insert(types.to_vec(), s.clone());
+        }
+        Ok(s)
+    }
+
+    /// The graph for the default types (see [`Function::default_types`]).
+    #[track_caller]
+    pub fn default_specialization(&self) -> Result<Specialized> {
+        let Some(tys) = self.default_types() else {
+            return Err(Error::new(
+                ErrorKind::Arity,
+                format!("{} has no default input types; use a *_for method with types", self.name()),
+            )
+            .here());
+        };
+        self.specialize(&tys)
+    }
+
+    /// The graph for the default input types.
+    #[track_caller]
+    pub fn graph(&self) -> Result<Arc<Graph>> {
+        Ok(self.default_specialization()?.graph)
+    }
+
+    /// The jaxpr-like text of the graph for the default input types (f64 scalars for closures).
+    #[track_caller]
+    pub fn ir(&self) -> String {
+        match self.default_specialization() {
+            Ok(s) => s.graph.to_text(),
+            Err(e) => format!("<error: {e}>"),
+        }
+    }
+
+    /// The text of the graph specialised to `types`.
+    #[track_caller]
+    pub fn ir_for(&self, types: &[Type]) -> Result<String> {
+        Ok(self.specialize(types)?.graph.to_text())
+    }
+
+    /// Graphviz DOT of the graph for the default input types.
+    #[track_caller]
+    pub fn to_dot(&self) -> String {
+        match self.default_specialization() {
+            Ok(s) => s.graph.to_dot(),
+            Err(e) => format!("// error: {e}\ndigraph ferrax {{}}\n"),
+        }
+    }
+
+    /// The number of equations of the graph for the default input types.
+    #[track_caller]
+    pub fn num_eqns(&self) -> Result<usize> {
+        Ok(self.default_specialization()?.graph.num_insts())
+    }
+
+    /// Applies the function to tensors: inside a trace its graph is inlined; on concrete
+    /// tensors it is evaluated by the interpreter.
+    #[track_caller]
+    pub fn apply(&self, args: &[Tensor]) -> Vec<Tensor> {
+        let loc = Location::caller();
+        if let Some(e) = args.iter().find_map(|a| a.error()) {
+            return vec![Tensor::from_error(e.clone())];
+        }
+        let types: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+        let s = match self.specialize(&types) {
+            Ok(s) => s,
+            Err(e) => return vec![crate::tracer::fail(e.at(loc))],
+        };
+        let mut all = args.to_vec();
+        all.extend(s.captures.iter().cloned());
+        inline(&s.graph, &all, loc)
+    }
+
+    /// Applies a one-output function to tensors and returns its single output.
+    #[track_caller]
+    pub fn apply1(&self, args: &[Tensor]) -> Tensor {
+        self.apply(args).swap_remove(0)
+    }
+
+    /// Calls the function on concrete arrays with the reference interpreter.
+    #[track_caller]
+    pub fn call_arrays(&self, args: &[Array]) -> Result<Vec<Array>> {
+        let loc = Location::caller();
+        let types: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+        let s = self.specialize(&types)?;
+        let mut all = args.to_vec();
+        for c in &s.captures {
+            all.push(c.to_array().map_err(|_| {
+                Error::new(
+                    ErrorKind::Trace,
+                    format!(
+                        "{} closes over a tracer of an enclosing trace; use `apply` with tensors \
+                         inside that trace",
+                        self.name()
+                    ),
+                )
+                .at(loc)
+            })?);
+        }
+        crate::interp::eval(&s.graph, &all).map_err(|e| e.at(loc))
+    }
+
+    /// Calls the function on concrete values, e.g. `f.call((1.0, 2.0))` or `f.call(x_array)`,
+    /// converting the outputs to `R` (an `Array`, `f64`, `Vec<f64>`, a tuple, or `Vec<Array>`).
+    #[track_caller]
+    pub fn call<A: IntoArgs, R: FromOutputs>(&self, args: A) -> Result<R> {
+        let loc = Location::caller();
+        let outs = self.call_arrays(&args.into_args())?;
+        R::from_outputs(outs).map_err(|e| e.at(loc))
+    }
+}
+
+/// Values accepted as the argument list of [`Function::call`].
+pub trait IntoArgs {
+    /// The arguments as arrays.
+    fn into_args(self) -> Vec<Array>;
+}
+
+/// One argument of [`Function::call`].
+pub trait IntoArg {
+    /// The argument as an array.
+    fn into_arg(self) -> Array;
+}
+
+impl<T: Into<Array>> IntoArg for T {
+    fn into_arg(self) -> Array {
+        self.into()
+    }
+}
+
+impl IntoArg for &Array {
+    fn into_arg(self) -> Array {
+        self.clone()
+    }
+}
+
+impl IntoArgs for Vec<Array> {
+    fn into_args(self) -> Vec<Array> {
+        self
+    }
+}
+
+impl IntoArgs for &[Array] {
+    fn into_args(self) -> Vec<Array> {
+        self.to_vec()
+    }
+}
+
+impl IntoArgs for Array {
+    fn into_args(self) -> Vec<Array> {
+        vec![self]
+    }
+}
+
+impl IntoArgs for &Array {
+    fn into_args(self) -> Vec<Array> {
+        vec![self.clone()]
+    }
+}
+
+impl IntoArgs for f64 {
+    fn into_args(self) -> Vec<Array> {
+        vec![Array::from(self)]
+    }
+}
+
+impl IntoArgs for f32 {
+    fn into_args(self) -> Vec<Array> {
+        vec![Array::from(self)]
+    }
+}
+
+macro_rules! tuple_args {
+    ($($name:ident),+) => {
+        impl<$($name: IntoArg),+> IntoArgs for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn into_args(self) -> Vec<Array> {
+                let ($($name,)+) = self;
+                vec![$($name.into_arg()),+]
+            }
+        }
+    };
+}
+tuple_args!(A);
+tuple_args!(A, B);
+tuple_args!(A, B, C);
+tuple_args!(A, B, C, D);
+tuple_args!(A, B, C, D, E);
+tuple_args!(A, B, C, D, E, F);
+
+/// One output of [`Function::call`], converted from an array.
+pub trait FromArray: Sized {
+    /// Converts the array.
+    fn from_array(a: Array) -> Result<Self>;
+}
+
+impl FromArray for Array {
+    fn from_array(a: Array) -> Result<Array> {
+        Ok(a)
+    }
+}
+
+impl FromArray for f64 {
+    /// Any one-element array converts (f32, i32 and bool values widen).
+    fn from_array(a: Array) -> Result<f64> {
+        a.to_scalar()
+    }
+}
+
+impl FromArray for f32 {
+    fn from_array(a: Array) -> Result<f32> {
+        f32::try_from(&a)
+    }
+}
+
+impl FromArray for i32 {
+    fn from_array(a: Array) -> Result<i32> {
+        i32::try_from(&a)
+    }
+}
+
+impl FromArray for Vec<f64> {
+    /// Elements of any dtype, widened to f64.
+    fn from_array(a: Array) -> Result<Vec<f64>> {
+        Ok(a.to_f64_vec())
+    }
+}
+
+impl FromArray for Vec<f32> {
+    fn from_array(a: Array) -> Result<Vec<f32>> {
+        Vec::<f32>::try_from(a)
+    }
+}
+
+/// The outputs of [`Function::call`] converted to a Rust type.
+pub trait FromOutputs: Sized {
+    /// Converts the outputs; the count must match.
+    fn from_outputs(outs: Vec<Array>) -> Result<Self>;
+}
+
+impl FromOutputs for Vec<Array> {
+    fn from_outputs(outs: Vec<Array>) -> Result<Vec<Array>> {
+        Ok(outs)
+    }
+}
+
+fn count_error(want: usize, got: usize) -> Error {
+    Error::new(ErrorKind::Arity, format!("expected {want} outputs, the function returned {got}"))
+}
+
+impl<T: FromArray> FromOutputs for T {
+    fn from_outputs(mut outs: Vec<Array>) -> Result<T> {
+        if outs.len() != 1 {
+            return Err(count_error(1, outs.len()));
+        }
+        T::from_array(outs.pop().expect("one output"))
+    }
+}
+
+macro_rules! tuple_outputs {
+    ($n:literal; $($name:ident),+) => {
+        impl<$($name: FromArray),+> FromOutputs for ($($name,)+) {
+            fn from_outputs(outs: Vec<Array>) -> Result<Self> {
+                if outs.len() != $n {
+                    return Err(count_error($n, outs.len()));
+                }
+                let mut it = outs.into_iter();
+                Ok(($($name::from_array(it.next().expect("counted"))?,)+))
+            }
+        }
+    };
+}
+tuple_outputs!(2; A, B);
+tuple_outputs!(3; A, B, C);
+tuple_outputs!(4; A, B, C, D);
+tuple_outputs!(5; A, B, C, D, E);
+tuple_outputs!(6; A, B, C, D, E, F);
+
+/// What a traced closure may return: one tensor, a tuple of tensors, or a `Vec`.
+pub trait IntoOutputs {
+    /// The outputs as a list.
+    fn into_outputs(self) -> Vec<Tensor>;
+}
+
+impl IntoOutputs for Tensor {
+    fn into_outputs(self) -> Vec<Tensor> {
+        vec![self]
+    }
+}
+
+impl IntoOutputs for Vec<Tensor> {
+    fn into_outputs(self) -> Vec<Tensor> {
+        self
+    }
+}
+
+macro_rules! tuple_into_outputs {
+    ($($name:ident),+) => {
+        impl IntoOutputs for ($(tuple_into_outputs!(@t $name),)+) {
+            #[allow(non_snake_case)]
+            fn into_outputs(self) -> Vec<Tensor> {
+                let ($($name,)+) = self;
+                vec![$($name),+]
+            }
+        }
+    };
+    (@t $name:ident) => { Tensor };
+}
+tuple_into_outputs!(A, B);
+tuple_into_outputs!(A, B, C);
+tuple_into_outputs!(A, B, C, D);
+tuple_into_outputs!(A, B, C, D, E);
+tuple_into_outputs!(A, B, C, D, E, F);
+
+/// Anything that can become a [`Function`]: closures of 1 to 6 tensors, `Function`s, and
+/// `&Function`s. `M` is a marker that tells the closure kinds apart.
+pub trait IntoFunction<M> {
+    /// The function.
+    fn into_function(self) -> Function;
+}
+
+/// Marker for [`IntoFunction`] on `Function` values.
+pub struct FunctionMarker;
+
+impl IntoFunction<FunctionMarker> for Function {
+    fn into_function(self) -> Function {
+        self
+    }
+}
+
+impl IntoFunction<FunctionMarker> for &Function {
+    fn into_function(self) -> Function {
+        self.clone()
+    }
+}
+
+/// Marker for [`IntoFunction`] on slice closures `Fn(&[Tensor]) -> Vec<Tensor>`.
+pub struct SliceMarker;
+
+impl<F> IntoFunction<SliceMarker> for F
+where
+    F: Fn(&[Tensor]) -> Vec<Tensor> + Send + Sync + 'static,
+{
+    fn into_function(self) -> Function {
+        Function::from_slice_fn(None, self)
+    }
+}
+
+macro_rules! closure_into_function {
+    ($marker:ident, $n:literal; $($arg:ident),+) => {
+        /// Marker for [`IntoFunction`] on closures of this many tensor arguments.
+        pub struct $marker<R>(std::marker::PhantomData<R>);
+
+        impl<F, R> IntoFunction<$marker<R>> for F
+        where
+            F: Fn($(closure_into_function!(@t $arg)),+) -> R + Send + Sync + 'static,
+            R: IntoOutputs,
+        {
+            fn into_function(self) -> Function {
+                Function::from_slice_fn(Some($n), move |xs: &[Tensor]| {
+                    let [$($arg),+]: [Tensor; $n] = xs.to_vec().try_into().expect("arity checked");
+                    self($($arg),+).into_outputs()
+                })
+            }
+        }
+    };
+    (@t $arg:ident) => { Tensor };
+}
+closure_into_function!(Arity1, 1; a);
+closure_into_function!(Arity2, 2; a, b);
+closure_into_function!(Arity3, 3; a, b, c);
+closure_into_function!(Arity4, 4; a, b, c, d);
+closure_into_function!(Arity5, 5; a, b, c, d, e);
+closure_into_function!(Arity6, 6; a, b, c, d, e, f);
+
+/// Traces a closure (or takes a Function) into a [`Function`].
+pub fn function<M>(f: impl IntoFunction<M>) -> Function {
+    f.into_function()
+}
+
+/// Traces `f` for the given input types and returns a Function fixed to its graph.
+#[track_caller]
+pub fn trace<M>(f: impl IntoFunction<M>, types: &[Type]) -> Result<Function> {
+    let f = f.into_function();
+    let s = f.specialize(types)?;
+    if !s.captures.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Trace,
+            "trace: the function closes over tracers of an enclosing trace",
+        )
+        .here());
+    }
+    Ok(Function::from_graph((*s.graph).clone()))
+}

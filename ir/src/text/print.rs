@@ -1,0 +1,372 @@
+//! The printer: renders a [`Graph`] in the jaxpr-like text format described in the
+//! [module documentation](super).
+
+use crate::array::{Array, Data};
+use crate::entities::Value;
+use crate::graph::Graph;
+use crate::ops::{
+    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op, ReduceOp, ShapeOp, UnaryOp,
+};
+use crate::types::Shape;
+use std::fmt::{self, Write};
+
+/// Bodies with more equations than this, and graphs with sub-graphs, print one equation a line.
+pub(crate) const MAX_INLINE_EQUATIONS: usize = 3;
+
+impl Graph {
+    /// The graph in the text format, without a trailing newline. Values are renumbered in
+    /// print order (parameters `v0..`, then results in body order), so the text of a graph
+    /// does not depend on how its arenas were filled.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        write_graph(&mut out, self, 0).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+/// The printed names of a graph's values: `v0..` in print order.
+pub(crate) struct Names {
+    numbers: Vec<Option<u32>>,
+}
+
+impl Names {
+    /// Numbers the parameters first, then the results of each instruction in body order.
+    pub(crate) fn new(g: &Graph) -> Names {
+        let mut numbers = vec![None; g.values.len()];
+        let mut next = 0u32;
+        let defs = g
+            .params
+            .iter()
+            .chain(g.insts.iter().flat_map(|i| i.results.iter()));
+        for &v in defs {
+            if let Some(slot) = numbers.get_mut(v.index()) {
+                if slot.is_none() {
+                    *slot = Some(next);
+                    next += 1;
+                }
+            }
+        }
+        Names { numbers }
+    }
+
+    /// The printed name of `v`; a value the graph never defines prints as `undefined<index>`,
+    /// which the parser rejects.
+    pub(crate) fn name(&self, v: Value) -> String {
+        match self.numbers.get(v.index()).copied().flatten() {
+            Some(n) => format!("v{n}"),
+            None => format!("undefined{}", v.index()),
+        }
+    }
+}
+
+/// The type of `v` as text; a value outside the graph's arena prints as `?`, which the
+/// parser rejects.
+pub(crate) fn type_text(g: &Graph, v: Value) -> String {
+    match g.values.get(v.index()) {
+        Some(d) => d.ty.to_string(),
+        None => "?".to_string(),
+    }
+}
+
+/// Writes `g` whose opening brace sits on a line indented by `indent` spaces.
+fn write_graph(out: &mut String, g: &Graph, indent: usize) -> fmt::Result {
+    let names = Names::new(g);
+    let multi = g.insts.len() > MAX_INLINE_EQUATIONS || !g.subgraphs.is_empty();
+    let pad = " ".repeat(indent);
+    out.push_str("{ lambda ");
+    for (k, &p) in g.params.iter().enumerate() {
+        if k > 0 {
+            out.push_str(", ");
+        }
+        write!(out, "{}:{}", names.name(p), type_text(g, p))?;
+    }
+    if !g.params.is_empty() {
+        out.push(' ');
+    }
+    out.push('.');
+    if multi {
+        write!(out, "\n{pad}  let")?;
+    } else {
+        out.push_str(" let");
+    }
+    for (k, inst) in g.insts.iter().enumerate() {
+        if k == 0 {
+            out.push(' ');
+        } else if multi {
+            write!(out, "\n{pad}      ")?;
+        } else {
+            out.push_str("; ");
+        }
+        if inst.results.is_empty() {
+            out.push('_');
+        }
+        for (j, &r) in inst.results.iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            write!(out, "{}:{}", names.name(r), type_text(g, r))?;
+        }
+        out.push_str(" = ");
+        write_op(out, &inst.op)?;
+        for &a in &inst.args {
+            write!(out, " {}", names.name(a))?;
+        }
+    }
+    if multi {
+        write!(out, "\n{pad}  in (")?;
+    } else {
+        out.push_str(" in (");
+    }
+    for (k, &o) in g.outputs.iter().enumerate() {
+        if k > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&names.name(o));
+    }
+    out.push(')');
+    for (k, sub) in g.subgraphs.iter().enumerate() {
+        if k == 0 {
+            write!(out, "\n{pad}  where ")?;
+        } else {
+            write!(out, "\n{pad}        ")?;
+        }
+        write!(out, "g{k} = ")?;
+        write_graph(out, sub, indent + 8)?;
+    }
+    out.push_str(" }");
+    Ok(())
+}
+
+/// Writes an op's name followed by its static parameters in brackets (nothing when it has
+/// none), e.g. `transpose[perm=(1,0)]`.
+pub(crate) fn write_op(out: &mut String, op: &Op) -> fmt::Result {
+    out.push_str(op.name());
+    match op {
+        Op::Unary(u) => write_unary(out, *u),
+        Op::Binary(b) => write_binary(out, *b),
+        Op::Compare(c) => write_compare(out, *c),
+        Op::Convert(c) => write_convert(out, *c),
+        Op::Literal(l) => write_literal(out, l),
+        Op::Shape(s) => write_shape(out, s),
+        Op::Reduce(r) => write_reduce(out, r),
+        Op::Dot(d) => write_dot(out, d),
+        Op::Index(i) => write_index(out, i),
+    }
+}
+
+/// A tuple of dimensions: `(1,0)`, `(2)` or `()`.
+pub(crate) fn tuple(dims: &[usize]) -> String {
+    let parts: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    format!("({})", parts.join(","))
+}
+
+fn write_unary(out: &mut String, op: UnaryOp) -> fmt::Result {
+    match op {
+        UnaryOp::IntegerPow(n) => write!(out, "[n={n}]"),
+        UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Sign
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Exp
+        | UnaryOp::Exp2
+        | UnaryOp::Expm1
+        | UnaryOp::Log
+        | UnaryOp::Log1p
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Tanh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
+        | UnaryOp::Logistic
+        | UnaryOp::Erf
+        | UnaryOp::Square
+        | UnaryOp::Reciprocal => Ok(()),
+    }
+}
+
+fn write_binary(_out: &mut String, op: BinaryOp) -> fmt::Result {
+    match op {
+        BinaryOp::Add
+        | BinaryOp::Sub
+        | BinaryOp::Mul
+        | BinaryOp::Div
+        | BinaryOp::Pow
+        | BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Atan2
+        | BinaryOp::Rem => Ok(()),
+    }
+}
+
+fn write_compare(_out: &mut String, op: CompareOp) -> fmt::Result {
+    match op {
+        CompareOp::Eq
+        | CompareOp::Ne
+        | CompareOp::Lt
+        | CompareOp::Le
+        | CompareOp::Gt
+        | CompareOp::Ge
+        | CompareOp::And
+        | CompareOp::Or
+        | CompareOp::Not
+        | CompareOp::Select => Ok(()),
+    }
+}
+
+fn write_convert(out: &mut String, op: ConvertOp) -> fmt::Result {
+    match op {
+        ConvertOp::Convert(d) => write!(out, "[dtype={d}]"),
+        ConvertOp::StopGradient => Ok(()),
+    }
+}
+
+fn write_literal(out: &mut String, op: &LiteralOp) -> fmt::Result {
+    match op {
+        LiteralOp::Const(l) => {
+            out.push('[');
+            write_elements(out, l.array());
+            out.push(']');
+            Ok(())
+        }
+        LiteralOp::Iota { dtype, shape, axis } => {
+            write!(
+                out,
+                "[dtype={dtype} shape={} axis={axis}]",
+                tuple(shape.dims())
+            )
+        }
+    }
+}
+
+fn write_shape(out: &mut String, op: &ShapeOp) -> fmt::Result {
+    match op {
+        ShapeOp::BroadcastInDim { shape, dims } => {
+            write!(out, "[shape={} dims={}]", tuple(shape.dims()), tuple(dims))
+        }
+        ShapeOp::Reshape { shape } => write!(out, "[shape={}]", tuple(shape.dims())),
+        ShapeOp::Transpose { perm } => write!(out, "[perm={}]", tuple(perm)),
+        ShapeOp::Slice {
+            start,
+            limit,
+            stride,
+        } => write!(
+            out,
+            "[start={} limit={} stride={}]",
+            tuple(start),
+            tuple(limit),
+            tuple(stride)
+        ),
+        ShapeOp::Pad { lo, hi, interior } => write!(
+            out,
+            "[lo={} hi={} interior={}]",
+            tuple(lo),
+            tuple(hi),
+            tuple(interior)
+        ),
+        ShapeOp::Concatenate { axis } => write!(out, "[axis={axis}]"),
+        ShapeOp::Rev { axes } => write!(out, "[axes={}]", tuple(axes)),
+    }
+}
+
+fn write_reduce(out: &mut String, op: &ReduceOp) -> fmt::Result {
+    match op {
+        ReduceOp::Sum { axes }
+        | ReduceOp::Max { axes }
+        | ReduceOp::Min { axes }
+        | ReduceOp::Prod { axes } => write!(out, "[axes={}]", tuple(axes)),
+        ReduceOp::ArgMax { axis } | ReduceOp::ArgMin { axis } => write!(out, "[axis={axis}]"),
+    }
+}
+
+fn write_dot(out: &mut String, d: &DotGeneral) -> fmt::Result {
+    write!(
+        out,
+        "[lhs_contract={} rhs_contract={} lhs_batch={} rhs_batch={}]",
+        tuple(&d.lhs_contract),
+        tuple(&d.rhs_contract),
+        tuple(&d.lhs_batch),
+        tuple(&d.rhs_batch)
+    )
+}
+
+fn write_index(out: &mut String, op: &IndexOp) -> fmt::Result {
+    match op {
+        IndexOp::Cumsum { axis, reverse } => write!(out, "[axis={axis} reverse={reverse}]"),
+        IndexOp::DynamicSlice { sizes } => write!(out, "[sizes={}]", tuple(sizes)),
+        IndexOp::DynamicUpdateSlice | IndexOp::Gather | IndexOp::ScatterAdd => Ok(()),
+    }
+}
+
+/// Writes the elements of a constant without its outermost brackets: a scalar as one element,
+/// higher ranks as comma-separated nested lists of the first dimension (`[1.0,2.0],[3.0,4.0]`
+/// for a 2×2 array). The declared type supplies the shape when parsing.
+pub(crate) fn write_elements(out: &mut String, a: &Array) {
+    let dims = a.dims();
+    if dims.is_empty() {
+        write_element(out, a.data(), 0);
+        return;
+    }
+    write_level(out, a.data(), a.shape(), 0, 0);
+}
+
+/// Writes the sub-array at `offset` spanning dimensions `dim..`, without brackets.
+fn write_level(out: &mut String, data: &Data, shape: &Shape, dim: usize, offset: usize) {
+    let dims = shape.dims();
+    let stride: usize = dims[dim + 1..].iter().product();
+    for i in 0..dims[dim] {
+        if i > 0 {
+            out.push(',');
+        }
+        if dim + 1 == dims.len() {
+            write_element(out, data, offset + i);
+        } else {
+            out.push('[');
+            write_level(out, data, shape, dim + 1, offset + i * stride);
+            out.push(']');
+        }
+    }
+}
+
+/// Writes one element so that parsing it back gives the same bits: floats in Rust's shortest
+/// round-tripping form (`1.0`, `-0.0`, `inf`, `NaN`), NaNs other than the canonical quiet NaN
+/// as their raw bits in hexadecimal (`0x7ff8000000000001`).
+fn write_element(out: &mut String, data: &Data, i: usize) {
+    // Writing to a String cannot fail, so the results are ignored.
+    let _ = match data {
+        Data::F64(v) => {
+            let x = v[i];
+            if x.is_nan() && x.to_bits() != f64::NAN.to_bits() {
+                write!(out, "0x{:016x}", x.to_bits())
+            } else {
+                write!(out, "{x:?}")
+            }
+        }
+        Data::F32(v) => {
+            let x = v[i];
+            if x.is_nan() && x.to_bits() != f32::NAN.to_bits() {
+                write!(out, "0x{:08x}", x.to_bits())
+            } else {
+                write!(out, "{x:?}")
+            }
+        }
+        Data::I32(v) => write!(out, "{}", v[i]),
+        Data::Bool(v) => write!(out, "{}", v[i]),
+    };
+}

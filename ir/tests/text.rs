@@ -1,0 +1,410 @@
+//! Tests of the text format: golden round trips of tests/filetests/roundtrip/*.fx, round trips
+//! of built graphs, parse errors, and DOT output.
+//!
+//! Set `FERRAX_BLESS=1` to rewrite the golden files with the printer's output instead of
+//! failing on a difference.
+
+use ferrax_ir::ops::{BinaryOp, CompareOp, DotGeneral, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::{Array, Builder, DType, Error, ErrorKind, Graph, Op, Shape, Type, Value};
+use smallvec::smallvec;
+use std::path::PathBuf;
+
+const ROUNDTRIP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/filetests/roundtrip");
+
+/// Splits a golden file into its leading `#` comment lines and the IR text after them.
+fn split_header(content: &str) -> (String, &str) {
+    let mut header = String::new();
+    let mut rest = content;
+    while rest.starts_with('#') {
+        let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+        header.push_str(&rest[..end]);
+        rest = &rest[end..];
+    }
+    (header, rest)
+}
+
+#[test]
+fn golden_files_round_trip() {
+    let bless = std::env::var("FERRAX_BLESS").is_ok_and(|v| v == "1");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(ROUNDTRIP_DIR)
+        .expect("the roundtrip folder exists")
+        .map(|e| e.expect("a readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "fx"))
+        .collect();
+    paths.sort();
+    assert!(
+        paths.len() >= 10,
+        "expected the golden files in {ROUNDTRIP_DIR}"
+    );
+    let mut failures = Vec::new();
+    for path in &paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let content = std::fs::read_to_string(path).expect("a readable golden file");
+        let (header, body) = split_header(&content);
+        let g = match Graph::parse(body) {
+            Ok(g) => g,
+            Err(e) => {
+                failures.push(format!("{name}: {}", e.message));
+                continue;
+            }
+        };
+        let printed = g.to_text();
+        let expected = format!("{header}{printed}\n");
+        let again = Graph::parse(&printed).expect("printed text parses");
+        assert_eq!(
+            again, g,
+            "{name}: parsing the printed text changes the graph"
+        );
+        if expected != content {
+            if bless {
+                std::fs::write(path, &expected).expect("a writable golden file");
+            } else {
+                failures.push(format!(
+                    "{name}: printed text differs (FERRAX_BLESS=1 rewrites it)\n--- file\n{content}\
+                     --- printed\n{expected}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn f64s(dims: &[usize]) -> Type {
+    Type::new(DType::F64, dims)
+}
+
+/// A builder that never evaluates ops at build time.
+fn builder() -> Builder {
+    let mut b = Builder::new();
+    b.fold_constants = false;
+    b
+}
+
+#[test]
+fn built_graph_round_trips() {
+    let mut b = builder();
+    let x = b.param(f64s(&[2, 3]));
+    let y = b.param(f64s(&[3]));
+    let s = b.push1(Op::Unary(UnaryOp::Sin), &[x]).unwrap();
+    let yb = b
+        .push1(
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[2, 3]),
+                dims: smallvec![1],
+            }),
+            &[y],
+        )
+        .unwrap();
+    let m = b.push1(Op::Binary(BinaryOp::Mul), &[s, yb]).unwrap();
+    let c = b.constant(Array::from([
+        [1.0, f64::NAN, -0.0],
+        [f64::INFINITY, 0.1, 1e300],
+    ]));
+    let a = b.push1(Op::Binary(BinaryOp::Add), &[m, c]).unwrap();
+    let t = b
+        .push1(
+            Op::Shape(ShapeOp::Transpose {
+                perm: smallvec![1, 0],
+            }),
+            &[a],
+        )
+        .unwrap();
+    let dot = DotGeneral {
+        lhs_contract: smallvec![1],
+        rhs_contract: smallvec![0],
+        ..Default::default()
+    };
+    let d = b.push1(Op::Dot(dot), &[x, t]).unwrap();
+    let r = b
+        .push1(
+            Op::Reduce(ReduceOp::Sum {
+                axes: smallvec![0, 1],
+            }),
+            &[d],
+        )
+        .unwrap();
+    let g = b.finish(&[r, t]);
+    let text = g.to_text();
+    let parsed = Graph::parse(&text).unwrap_or_else(|e| panic!("{}\n{text}", e.message));
+    assert_eq!(parsed, g, "{text}");
+    assert_eq!(parsed.to_text(), text);
+    assert_eq!(format!("{g}"), text);
+}
+
+#[test]
+fn every_elementwise_op_round_trips() {
+    for op in UnaryOp::ALL {
+        let mut b = builder();
+        let x = b.param(f64s(&[2]));
+        let r = b.push1(Op::Unary(op), &[x]).unwrap();
+        let g = b.finish(&[r]);
+        assert_eq!(Graph::parse(&g.to_text()).unwrap(), g, "{}", g.to_text());
+    }
+    for op in BinaryOp::ALL {
+        let mut b = builder();
+        let x = b.param(f64s(&[]));
+        let y = b.param(f64s(&[]));
+        let r = b.push1(Op::Binary(op), &[x, y]).unwrap();
+        let g = b.finish(&[r]);
+        assert_eq!(Graph::parse(&g.to_text()).unwrap(), g, "{}", g.to_text());
+    }
+    for op in CompareOp::ALL {
+        let mut b = builder();
+        let ty = Type::scalar(DType::Bool);
+        let args: Vec<Value> = (0..op.arity()).map(|_| b.param(ty.clone())).collect();
+        let r = b.push1(Op::Compare(op), &args).unwrap();
+        let g = b.finish(&[r]);
+        assert_eq!(Graph::parse(&g.to_text()).unwrap(), g, "{}", g.to_text());
+    }
+}
+
+#[test]
+fn text_layout_is_single_line_for_short_bodies() {
+    let text =
+        "{ lambda v0:f64[], v1:f64[] . let v2:f64[] = sin v0; v3:f64[] = mul v2 v1 in (v3) }";
+    let g = Graph::parse(text).unwrap();
+    assert_eq!(g.to_text(), text);
+    assert_eq!(g.num_insts(), 2);
+}
+
+#[test]
+fn parser_tolerates_whitespace_comments_and_other_names() {
+    let text =
+        "# a comment\n{lambda x:f64[],y:f64[].let\n s:f64[]=sin x;\n\n p:f64[]=mul s y in(p)}";
+    let g = Graph::parse(text).unwrap();
+    assert_eq!(
+        g.to_text(),
+        "{ lambda v0:f64[], v1:f64[] . let v2:f64[] = sin v0; v3:f64[] = mul v2 v1 in (v3) }"
+    );
+}
+
+#[test]
+fn duplicate_equations_are_kept() {
+    let text = "{ lambda v0:f64[] . let v1:f64[] = sin v0; v2:f64[] = sin v0 in (v1, v2) }";
+    let g = Graph::parse(text).unwrap();
+    assert_eq!(g.num_insts(), 2);
+    assert_eq!(g.to_text(), text);
+}
+
+/// Parses `text`, expecting a parse error, and returns its message.
+fn parse_error(text: &str) -> String {
+    let e: Error = Graph::parse(text).expect_err("the text is invalid");
+    assert_eq!(e.kind, ErrorKind::Parse, "{}", e.message);
+    e.message
+}
+
+/// The `line:column` of the first occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str) -> String {
+    let at = text.find(needle).expect("the needle occurs");
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{col}")
+}
+
+#[test]
+fn error_unknown_op() {
+    let text = "{ lambda v0:f64[] . let v1:f64[] = frobnicate v0 in (v1) }";
+    let msg = parse_error(text);
+    assert_eq!(
+        msg,
+        format!("{}: unknown op `frobnicate`", position(text, "frobnicate"))
+    );
+}
+
+#[test]
+fn error_declared_type_differs_from_inferred() {
+    let text = "{ lambda v0:f64[3] . let v1:f32[3] = sin v0 in (v1) }";
+    let msg = parse_error(text);
+    assert_eq!(
+        msg,
+        format!(
+            "{}: v1 is declared f32[3] but the type rule of `sin` gives f64[3]",
+            position(text, "v1:")
+        )
+    );
+}
+
+#[test]
+fn error_type_rule_fails() {
+    let text = "{ lambda v0:f64[], v1:f32[] . let v2:f64[] = add v0 v1 in (v2) }";
+    let msg = parse_error(text);
+    assert!(
+        msg.starts_with(&format!("{}: add:", position(text, "add"))),
+        "{msg}"
+    );
+    assert!(msg.contains("operand dtypes differ"), "{msg}");
+}
+
+#[test]
+fn error_undefined_value() {
+    let text = "{ lambda v0:f64[] . let v1:f64[] = mul v0 v7 in (v1) }";
+    let msg = parse_error(text);
+    assert_eq!(msg, format!("{}: undefined value v7", position(text, "v7")));
+    let text = "{ lambda v0:f64[] . let in (v3) }";
+    let msg = parse_error(text);
+    assert_eq!(msg, format!("{}: undefined value v3", position(text, "v3")));
+}
+
+#[test]
+fn error_bad_syntax_reports_line_and_column() {
+    let text = "{ lambda v0:f64[] .\n  let v1:f64[] sin v0\n  in (v1) }";
+    let msg = parse_error(text);
+    assert_eq!(
+        msg,
+        "2:16: expected `=` after the defined values, found `sin`"
+    );
+    let msg = parse_error("{ lambda v0:f64[] . let in (v0) } extra");
+    assert_eq!(msg, "1:35: expected the end of the text, found `extra`");
+    let msg = parse_error("{ lambda v0:f64[] . let in (v0)");
+    assert_eq!(
+        msg,
+        "1:32: expected `}` to close the graph, found the end of the text"
+    );
+    let msg = parse_error("{ lambda v0:f99[] . let in (v0) }");
+    assert_eq!(msg, "1:13: unknown dtype `f99`");
+    let msg = parse_error("{ lambda v0:f64[] . let in (v0) } $");
+    assert_eq!(msg, "1:35: unexpected character `$`");
+}
+
+#[test]
+fn error_bad_parameters_and_constants() {
+    let msg = parse_error("{ lambda v0:f64[2,3] . let v1:f64[3,2] = transpose v0 in (v1) }");
+    assert!(
+        msg.contains("`transpose` needs the parameter `perm`"),
+        "{msg}"
+    );
+    let msg = parse_error("{ lambda v0:f64[] . let v1:f64[] = sin[n=2] v0 in (v1) }");
+    assert!(msg.contains("`sin` takes no parameter `n`"), "{msg}");
+    let msg = parse_error("{ lambda . let v0:f64[2] = const[1.0] in (v0) }");
+    assert!(
+        msg.contains("needs 2 elements along dimension 0, found 1"),
+        "{msg}"
+    );
+    let msg = parse_error("{ lambda . let v0:i32[] = const[1.5] in (v0) }");
+    assert!(msg.contains("`1.5` is not a valid i32 element"), "{msg}");
+    let msg = parse_error("{ lambda v0:f64[] . let v0:f64[] = neg v0 in (v0) }");
+    assert!(msg.contains("v0 is defined twice"), "{msg}");
+}
+
+#[test]
+fn special_floats_round_trip_bit_for_bit() {
+    let vals = [
+        f64::NAN,
+        -f64::NAN,
+        f64::from_bits(0x7ff0_0000_0000_0001),
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1 + 0.2,
+        f64::MAX,
+    ];
+    let mut b = builder();
+    let c = b.constant(Array::from(vals.to_vec()));
+    let c32 = b.constant(Array::from(vals.map(|x| x as f32).to_vec()));
+    let g = b.finish(&[c, c32]);
+    let parsed = Graph::parse(&g.to_text()).unwrap();
+    assert_eq!(parsed, g, "{}", g.to_text());
+}
+
+fn sample() -> Graph {
+    let mut b = builder();
+    let x = b.param(f64s(&[]));
+    let y = b.param(f64s(&[]));
+    let s = b.push1(Op::Unary(UnaryOp::Sin), &[x]).unwrap();
+    let m = b.push1(Op::Binary(BinaryOp::Sub), &[s, y]).unwrap();
+    b.finish(&[m])
+}
+
+#[test]
+fn dot_has_nodes_and_edges() {
+    let dot = sample().to_dot();
+    assert!(
+        dot.starts_with("digraph ferrax {\n  rankdir=TB;\n"),
+        "{dot}"
+    );
+    assert!(dot.trim_end().ends_with('}'), "{dot}");
+    for line in [
+        "p0 [shape=ellipse, label=\"v0: f64[]\"];",
+        "p1 [shape=ellipse, label=\"v1: f64[]\"];",
+        "i0 [shape=box, label=\"sin\\nv2: f64[]\"];",
+        "i1 [shape=box, label=\"sub\\nv3: f64[]\"];",
+        "o0 [shape=doubleoctagon, label=\"out0: f64[]\"];",
+        "p0 -> i0;",
+        "i0 -> i1 [label=\"0\"];",
+        "p1 -> i1 [label=\"1\"];",
+        "i1 -> o0;",
+    ] {
+        assert!(dot.contains(line), "missing `{line}` in\n{dot}");
+    }
+}
+
+#[test]
+fn dot_with_labels_appends_escaped_text() {
+    let g = sample();
+    let dot = g.to_dot_with(&|v| (v.index() != 1).then(|| format!("val \"{v}\" \\ ok")));
+    assert!(
+        dot.contains("p0 [shape=ellipse, label=\"v0: f64[]\\nval \\\"v0\\\" \\\\ ok\"];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("p1 [shape=ellipse, label=\"v1: f64[]\"];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("label=\"sin\\nv2: f64[]\\nval \\\"v2\\\" \\\\ ok\""),
+        "{dot}"
+    );
+}
+
+#[test]
+fn hostile_text_gives_errors_not_panics() {
+    let deep = format!(
+        "{{ lambda . let v0:f64[] = const[{}1.0{}] in (v0) }}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    assert!(parse_error(&deep).contains("nesting deeper than"));
+    let deep = format!(
+        "{}{}",
+        "{ lambda . let in () where g0 = ".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    assert!(parse_error(&deep).contains("nesting deeper than"));
+    let msg = parse_error("{ lambda v0:f64[4294967296,4294967296] . let in (v0) }");
+    assert!(msg.contains("needs integers from 0 to"), "{msg}");
+    let msg = parse_error("{ lambda v0:f64[2147483647,2147483647,2147483647,2] . let in (v0) }");
+    assert!(msg.contains("too many elements"), "{msg}");
+    let msg = parse_error(
+        "{ lambda v0:f64[1] . let v1:f64[1] = reshape[shape=(2147483647,2147483647,2147483647,2)] v0 in (v1) }",
+    );
+    assert!(msg.contains("too many elements"), "{msg}");
+}
+
+#[test]
+fn truncated_and_mangled_golden_files_never_panic() {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(ROUNDTRIP_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "fx"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let content = std::fs::read_to_string(&path).unwrap();
+        let chars: Vec<char> = content.chars().collect();
+        for cut in 0..chars.len() {
+            let truncated: String = chars[..cut].iter().collect();
+            let _ = Graph::parse(&truncated);
+            for replacement in ['0', ']', ',', 'v', '9'] {
+                let mut mangled = chars.clone();
+                mangled[cut] = replacement;
+                let mangled: String = mangled.into_iter().collect();
+                if let Err(e) = Graph::parse(&mangled) {
+                    assert_eq!(e.kind, ErrorKind::Parse, "{}", e.message);
+                }
+            }
+        }
+    }
+}

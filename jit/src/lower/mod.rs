@@ -1,0 +1,369 @@
+//! Lowering of a graph to one Cranelift function.
+//!
+//! [`Ctx`] holds the function being built and where every IR value lives ([`Slot`]). Each op
+//! family has a file here mirroring `ferrax_ir::ops`: elementwise families (unary, binary,
+//! compare, convert) expose a per-element *expression emitter* (`emit`) that turns operand
+//! SSA values into a result SSA value; [`Ctx::lower_elementwise`] wraps one emitter in a flat
+//! loop today. Fusion will instead walk a chain of elementwise ops inside a single loop nest
+//! (broadcasts become index maps through [`Access`] strides), calling the same emitters, and
+//! vectorisation will call them with vector-typed values. The other families build loop nests
+//! with [`Ctx::nest`], whose [`Access`]es are affine maps from loop indices to element offsets.
+
+pub(crate) mod binary;
+pub(crate) mod compare;
+pub(crate) mod convert;
+pub(crate) mod dot;
+pub(crate) mod index;
+pub(crate) mod literal;
+pub(crate) mod reduce;
+pub(crate) mod shape;
+pub(crate) mod unary;
+
+use crate::plan::{Home, Plan};
+use cranelift_codegen::ir::{
+    self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlags, Signature,
+};
+use cranelift_frontend::FunctionBuilder;
+use cranelift_jit::JITModule;
+use cranelift_module::{Linkage, Module};
+use ferrax_ir::ops::Literal;
+use ferrax_ir::{DType, Error, ErrorKind, Graph, InstData, Op, Result, Value};
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+
+/// Where an IR value lives during lowering.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Slot {
+    /// A rank-0 value held in an SSA value.
+    Reg(ir::Value),
+    /// A buffer: the SSA value is its base address.
+    Mem(ir::Value),
+}
+
+/// An affine map from the indices of a loop nest to an element offset:
+/// `base + Σ idx[d] · strides[d]`.
+#[derive(Clone, Debug)]
+pub(crate) struct Access {
+    /// The offset (in elements, i64) at index zero.
+    pub base: ir::Value,
+    /// The stride (in elements) per nest dimension.
+    pub strides: SmallVec<[i64; 4]>,
+}
+
+/// Row-major element strides of `dims`.
+pub(crate) fn strides(dims: &[usize]) -> SmallVec<[i64; 4]> {
+    let mut s: SmallVec<[i64; 4]> = SmallVec::from_elem(0, dims.len());
+    let mut acc = 1i64;
+    for i in (0..dims.len()).rev() {
+        s[i] = acc;
+        acc *= dims[i] as i64;
+    }
+    s
+}
+
+/// The Cranelift type of one element of `dtype` (bools are bytes holding 0 or 1).
+pub(crate) fn clty(dtype: DType) -> ir::Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I32 => types::I32,
+        DType::Bool => types::I8,
+    }
+}
+
+/// An internal lowering error (a graph the JIT cannot handle).
+pub(crate) fn jit_err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Jit, msg.into())
+}
+
+/// The state of one function being lowered.
+pub(crate) struct Ctx<'a, 'b> {
+    /// The Cranelift function builder.
+    pub fb: &'a mut FunctionBuilder<'b>,
+    /// The module (for imports).
+    pub module: &'a mut JITModule,
+    /// The graph.
+    pub graph: &'a Graph,
+    /// The compile options.
+    pub opts: &'a crate::JitOptions,
+    /// Where every IR value lives (filled as lowering proceeds).
+    pub slots: Vec<Option<Slot>>,
+    /// Constants whose data the code points to (kept alive by the compiled function).
+    pub consts: &'a mut Vec<Literal>,
+    plan: &'a Plan,
+    ws: Option<ir::Value>,
+    outs: Vec<Option<ir::Value>>,
+    imports: HashMap<String, ir::FuncRef>,
+}
+
+impl<'a, 'b> Ctx<'a, 'b> {
+    /// A context for a function whose workspace base is `ws` and whose output buffers are
+    /// `outs` (addresses, for outputs living in caller buffers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        fb: &'a mut FunctionBuilder<'b>,
+        module: &'a mut JITModule,
+        graph: &'a Graph,
+        opts: &'a crate::JitOptions,
+        plan: &'a Plan,
+        consts: &'a mut Vec<Literal>,
+        ws: Option<ir::Value>,
+        outs: Vec<Option<ir::Value>>,
+    ) -> Self {
+        let slots = vec![None; graph.num_values()];
+        Ctx { fb, module, graph, opts, slots, consts, plan, ws, outs, imports: HashMap::new() }
+    }
+
+    /// An i64 constant.
+    pub fn iconst(&mut self, v: i64) -> ir::Value {
+        self.fb.ins().iconst(types::I64, v)
+    }
+
+    /// A constant of `dtype` equal to `v` (converted as by `as`).
+    pub fn constant(&mut self, dtype: DType, v: f64) -> ir::Value {
+        match dtype {
+            DType::F32 => self.fb.ins().f32const(v as f32),
+            DType::F64 => self.fb.ins().f64const(v),
+            DType::I32 => self.fb.ins().iconst(types::I32, v as i32 as i64),
+            DType::Bool => self.fb.ins().iconst(types::I8, (v != 0.0) as i64),
+        }
+    }
+
+    /// The slot of an already lowered value.
+    pub fn slot(&self, v: Value) -> Result<Slot> {
+        self.slots[v.index()].ok_or_else(|| jit_err(format!("value {v:?} used before definition")))
+    }
+
+    /// The address of element `off` (i64 elements) of a buffer of `dtype` at `base`.
+    pub fn elem_addr(&mut self, base: ir::Value, off: ir::Value, dtype: DType) -> ir::Value {
+        let bytes = self.fb.ins().imul_imm(off, dtype.size_bytes() as i64);
+        self.fb.ins().iadd(base, bytes)
+    }
+
+    /// Loads element `off` of value `v` (a register value ignores the offset).
+    pub fn load(&mut self, v: Value, off: ir::Value) -> Result<ir::Value> {
+        let dtype = self.graph.ty(v).dtype;
+        match self.slot(v)? {
+            Slot::Reg(x) => Ok(x),
+            Slot::Mem(base) => Ok(self.load_at(base, off, dtype)),
+        }
+    }
+
+    /// Loads element `off` of the buffer at `base`.
+    pub fn load_at(&mut self, base: ir::Value, off: ir::Value, dtype: DType) -> ir::Value {
+        let addr = self.elem_addr(base, off, dtype);
+        self.fb.ins().load(clty(dtype), MemFlags::trusted(), addr, 0)
+    }
+
+    /// Stores `x` as element `off` of the buffer at `base`.
+    pub fn store_at(&mut self, base: ir::Value, off: ir::Value, x: ir::Value, dtype: DType) {
+        let addr = self.elem_addr(base, off, dtype);
+        self.fb.ins().store(MemFlags::trusted(), x, addr, 0);
+    }
+
+    /// Prepares result `r` of the current instruction: a buffer for non-scalar results (its
+    /// base address is returned), nothing for rank-0 results (set by [`Ctx::store_out`]).
+    pub fn alloc_result(&mut self, r: Value) -> Result<Option<ir::Value>> {
+        let base = match self.plan.homes[r.index()] {
+            Home::Reg => return Ok(None),
+            Home::Output(k) => self.outs[k]
+                .ok_or_else(|| jit_err(format!("output {k} has no buffer in this entry")))?,
+            Home::Work(off) => {
+                let ws = self.ws.ok_or_else(|| jit_err("no workspace in this entry"))?;
+                self.fb.ins().iadd_imm(ws, off as i64)
+            }
+            Home::Param(_) | Home::Const => {
+                return Err(jit_err("an instruction result cannot live in an input or constant"))
+            }
+        };
+        self.slots[r.index()] = Some(Slot::Mem(base));
+        Ok(Some(base))
+    }
+
+    /// Writes element `off` of result `r`: stores into its buffer, or for a rank-0 result
+    /// (computed outside any loop) makes `x` its register value.
+    pub fn store_out(&mut self, r: Value, off: ir::Value, x: ir::Value) -> Result<()> {
+        if self.graph.ty(r).is_scalar() {
+            self.slots[r.index()] = Some(Slot::Reg(x));
+            return Ok(());
+        }
+        let dtype = self.graph.ty(r).dtype;
+        match self.slot(r)? {
+            Slot::Mem(base) => {
+                self.store_at(base, off, x, dtype);
+                Ok(())
+            }
+            Slot::Reg(_) => Err(jit_err("non-scalar result held in a register")),
+        }
+    }
+
+    /// Emits `body(i)` for `i` in `0..n` (nothing for `n = 0`, straight-line code for 1).
+    pub fn for_range(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, ir::Value) -> Result<()>) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n == 1 {
+            let z = self.iconst(0);
+            return body(self, z);
+        }
+        let var = self.fb.declare_var(types::I64);
+        let z = self.iconst(0);
+        self.fb.def_var(var, z);
+        let looping = self.fb.create_block();
+        let exit = self.fb.create_block();
+        self.fb.ins().jump(looping, &[]);
+        self.fb.switch_to_block(looping);
+        let i = self.fb.use_var(var);
+        body(self, i)?;
+        let next = self.fb.ins().iadd_imm(i, 1);
+        self.fb.def_var(var, next);
+        let more = self.fb.ins().icmp_imm(IntCC::UnsignedLessThan, next, n as i64);
+        self.fb.ins().brif(more, looping, &[], exit, &[]);
+        self.fb.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Emits a loop nest over `dims` (row-major); the body gets the indices and the offset of
+    /// every access. Empty for any zero dimension.
+    pub fn nest(
+        &mut self,
+        dims: &[usize],
+        accesses: &[Access],
+        body: &mut dyn FnMut(&mut Self, &[ir::Value], &[ir::Value]) -> Result<()>,
+    ) -> Result<()> {
+        if dims.contains(&0) {
+            return Ok(());
+        }
+        let offs: SmallVec<[ir::Value; 4]> = accesses.iter().map(|a| a.base).collect();
+        let mut idx = Vec::with_capacity(dims.len());
+        self.nest_level(0, dims, accesses, &mut idx, &offs, body)
+    }
+
+    fn nest_level(
+        &mut self,
+        d: usize,
+        dims: &[usize],
+        accesses: &[Access],
+        idx: &mut Vec<ir::Value>,
+        offs: &[ir::Value],
+        body: &mut dyn FnMut(&mut Self, &[ir::Value], &[ir::Value]) -> Result<()>,
+    ) -> Result<()> {
+        if d == dims.len() {
+            return body(self, idx, offs);
+        }
+        self.for_range(dims[d], &mut |cx, i| {
+            let mut next: SmallVec<[ir::Value; 4]> = SmallVec::new();
+            for (a, &o) in accesses.iter().zip(offs) {
+                let s = a.strides[d];
+                next.push(if s == 0 || dims[d] == 1 {
+                    o
+                } else {
+                    let t = cx.fb.ins().imul_imm(i, s);
+                    cx.fb.ins().iadd(o, t)
+                });
+            }
+            idx.push(i);
+            cx.nest_level(d + 1, dims, accesses, idx, &next, body)?;
+            idx.pop();
+            Ok(())
+        })
+    }
+
+    /// Calls an imported `ferrax_*` helper (or libc) function.
+    pub fn call(&mut self, name: &str, params: &[ir::Type], rets: &[ir::Type], args: &[ir::Value]) -> Result<SmallVec<[ir::Value; 1]>> {
+        let fref = match self.imports.get(name) {
+            Some(&f) => f,
+            None => {
+                let mut sig = Signature::new(self.module.isa().default_call_conv());
+                sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+                sig.returns.extend(rets.iter().map(|&t| AbiParam::new(t)));
+                let id = self
+                    .module
+                    .declare_function(name, Linkage::Import, &sig)
+                    .map_err(|e| jit_err(format!("cannot import {name}: {e}")))?;
+                let f = self.module.declare_func_in_func(id, self.fb.func);
+                self.imports.insert(name.to_string(), f);
+                f
+            }
+        };
+        let call = self.fb.ins().call(fref, args);
+        Ok(SmallVec::from_slice(self.fb.inst_results(call)))
+    }
+
+    /// Copies all elements of `v` into the buffer at `dst`.
+    pub fn copy_into(&mut self, v: Value, dst: ir::Value) -> Result<()> {
+        let ty = self.graph.ty(v).clone();
+        match self.slot(v)? {
+            Slot::Reg(x) => {
+                let z = self.iconst(0);
+                self.store_at(dst, z, x, ty.dtype);
+            }
+            Slot::Mem(src) => {
+                let bytes = ty.size() * ty.dtype.size_bytes();
+                if bytes > 0 {
+                    let n = self.iconst(bytes as i64);
+                    let cfg = self.module.isa().frontend_config();
+                    self.fb.call_memcpy(cfg, dst, src, n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lowers every instruction of the graph, in order.
+    pub fn lower_body(&mut self) -> Result<()> {
+        let graph = self.graph;
+        for (_, inst) in graph.insts() {
+            self.lower_inst(inst)?;
+        }
+        Ok(())
+    }
+
+    /// Lowers one instruction, dispatching on its family.
+    fn lower_inst(&mut self, inst: &InstData) -> Result<()> {
+        match &inst.op {
+            Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Convert(_) => {
+                self.lower_elementwise(inst)
+            }
+            Op::Literal(op) => literal::lower(self, op, inst),
+            Op::Shape(op) => shape::lower(self, op, inst),
+            Op::Reduce(op) => reduce::lower(self, op, inst),
+            Op::Dot(op) => dot::lower(self, op, inst),
+            Op::Index(op) => index::lower(self, op, inst),
+        }
+    }
+
+    /// Emits one element of an elementwise op from its operand elements.
+    pub fn emit_elementwise(&mut self, op: &Op, args: &[Value], xs: &[ir::Value]) -> Result<ir::Value> {
+        let dt = |k: usize| self.graph.ty(args[k]).dtype;
+        match op {
+            Op::Unary(u) => unary::emit(self, *u, dt(0), xs[0]),
+            Op::Binary(b) => binary::emit(self, *b, dt(0), xs[0], xs[1]),
+            Op::Compare(c) => {
+                let d = if args.len() == 3 { dt(1) } else { dt(0) };
+                compare::emit(self, *c, d, xs)
+            }
+            Op::Convert(c) => convert::emit(self, *c, dt(0), xs[0]),
+            Op::Literal(_) | Op::Shape(_) | Op::Reduce(_) | Op::Dot(_) | Op::Index(_) => {
+                Err(jit_err(format!("{} is not elementwise", op.name())))
+            }
+        }
+    }
+
+    /// Lowers an elementwise op as one flat loop over its elements (one loop per op until
+    /// fusion lands).
+    fn lower_elementwise(&mut self, inst: &InstData) -> Result<()> {
+        let r = inst.results[0];
+        let n = self.graph.ty(r).size();
+        self.alloc_result(r)?;
+        let args: SmallVec<[Value; 4]> = inst.args.clone();
+        self.for_range(n, &mut |cx, i| {
+            let mut xs: SmallVec<[ir::Value; 4]> = SmallVec::new();
+            for &a in &args {
+                xs.push(cx.load(a, i)?);
+            }
+            let y = cx.emit_elementwise(&inst.op, &args, &xs)?;
+            cx.store_out(r, i, y)
+        })
+    }
+}

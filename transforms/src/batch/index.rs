@@ -1,0 +1,195 @@
+//! Batching rules of the indexing ops.
+//!
+//! `cumsum` shifts its axis. The other ops are easy while their indices are unbatched: the
+//! batch becomes one more dimension the op carries along (a full window for `dynamic_slice`,
+//! a trailing row dimension for `gather` and `scatter_add`). With batched indices each member
+//! of the batch indexes its own operand, so the batch is moved to the front and folded into
+//! the indexed dimension: the operand is reshaped to `[batch * n, ..]` and every index is
+//! clamped (as the op itself would) and offset by `member * n`, computed from an `iota`. The
+//! dynamic ops with batched starts become one flat element `gather` over the window
+//! (`dynamic_slice`), or a position mask and a `select` (`dynamic_update_slice`).
+
+use super::{insert_dim, rule_error, shift_axis, BatchCtx, Batched};
+use ferrax_ir::ops::{BinaryOp, CompareOp, IndexOp};
+use ferrax_ir::{Array, DType, Dims, Op, Result, Value};
+
+/// Row-major strides of `dims`.
+fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Fails when flat indices up to `n` do not fit in i32.
+fn check_i32(op: &str, n: usize) -> Result<()> {
+    if n > i32::MAX as usize {
+        return Err(rule_error(op, format!("{n} elements are too many for i32 flat indices")));
+    }
+    Ok(())
+}
+
+/// Clamped per-member row indices offset into a `[batch * n, ..]` operand: `idx` is moved to
+/// batch position 0 (shape `[batch, I..]`).
+fn flat_rows(ctx: &mut BatchCtx<'_>, idx: Batched, n: usize) -> Result<Value> {
+    check_i32("gather", ctx.size() * n)?;
+    let iv = ctx.move_bdim(idx, 0)?;
+    let dims = ctx.ty(iv).dims().to_vec();
+    let clamped = ctx.clamp(iv, 0.0, n.saturating_sub(1) as f64)?;
+    let member = ctx.iota(&dims, 0)?;
+    let offset = ctx.binary_scalar(BinaryOp::Mul, member, n as f64)?;
+    ctx.binary(BinaryOp::Add, clamped, offset)
+}
+
+/// The clamped start of dimension `k` (`clamp(start, 0, hi)`), broadcast to the batched
+/// shape `dims` whose batch dimension is 0.
+fn start_at(ctx: &mut BatchCtx<'_>, start: Batched, hi: usize, dims: &[usize]) -> Result<Value> {
+    let s = ctx.clamp(start.value, 0.0, hi as f64)?;
+    ctx.spread_scalar(Batched { value: s, bdim: start.bdim }, dims)
+}
+
+/// Batches an indexing op.
+pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<Batched> {
+    let size = ctx.size();
+    match op {
+        IndexOp::Cumsum { axis, reverse } => {
+            let x = args[0];
+            let bd = x.bdim.unwrap_or(0);
+            let v = ctx.move_bdim(x, bd)?;
+            let op = IndexOp::Cumsum { axis: shift_axis(*axis, bd), reverse: *reverse };
+            Ok(Batched::at(ctx.push1(Op::Index(op), &[v])?, bd))
+        }
+        IndexOp::DynamicSlice { sizes } => {
+            let x = args[0];
+            let starts = &args[1..];
+            if starts.iter().all(|s| s.bdim.is_none()) {
+                // The batch is one more dimension, sliced whole.
+                let bd = x.bdim.unwrap_or(0);
+                let v = ctx.move_bdim(x, bd)?;
+                let zero = ctx.builder().constant(Array::scalar(DType::I32, 0.0));
+                let mut vals: Vec<Value> = vec![v];
+                vals.extend(starts.iter().map(|s| s.value));
+                vals.insert(1 + bd, zero);
+                let op = IndexOp::DynamicSlice { sizes: insert_dim(sizes, bd, size) };
+                return Ok(Batched::at(ctx.push1(Op::Index(op), &vals)?, bd));
+            }
+            // Per-member starts: gather the window's elements from the flattened operand.
+            let xty = ctx.unbatched_ty(x);
+            let xdims = xty.dims().to_vec();
+            let total = size * xty.size();
+            check_i32("dynamic_slice", total)?;
+            let xv = ctx.move_bdim(x, 0)?;
+            let flat_x = ctx.reshape(xv, &[total])?;
+            let out = insert_dim(sizes, 0, size);
+            let member = ctx.iota(&out, 0)?;
+            let mut flat = ctx.binary_scalar(BinaryOp::Mul, member, xty.size() as f64)?;
+            for (k, (&st, &stride)) in starts.iter().zip(&strides(&xdims)).enumerate() {
+                let s = start_at(ctx, st, xdims[k] - sizes[k], &out)?;
+                let j = ctx.iota(&out, k + 1)?;
+                let pos = ctx.binary(BinaryOp::Add, s, j)?;
+                let term = ctx.binary_scalar(BinaryOp::Mul, pos, stride as f64)?;
+                flat = ctx.binary(BinaryOp::Add, flat, term)?;
+            }
+            Ok(Batched::at(ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?, 0))
+        }
+        IndexOp::DynamicUpdateSlice => {
+            let (x, u) = (args[0], args[1]);
+            let starts = &args[2..];
+            if starts.iter().all(|s| s.bdim.is_none()) {
+                let (vals, bd) = ctx.align(&args[..2])?;
+                let zero = ctx.builder().constant(Array::scalar(DType::I32, 0.0));
+                let mut vals: Vec<Value> = vals.to_vec();
+                vals.extend(starts.iter().map(|s| s.value));
+                vals.insert(2 + bd, zero);
+                return Ok(Batched::at(ctx.push1(Op::Index(op.clone()), &vals)?, bd));
+            }
+            // Per-member starts: for every element of the result, test whether it lies in the
+            // member's window; if so gather the update's element, else keep the operand's.
+            let xdims = ctx.unbatched_ty(x).dims().to_vec();
+            let uty = ctx.unbatched_ty(u);
+            let udims = uty.dims().to_vec();
+            let xv = ctx.move_bdim(x, 0)?;
+            if uty.size() == 0 {
+                return Ok(Batched::at(xv, 0));
+            }
+            check_i32("dynamic_update_slice", size * uty.size())?;
+            let uv = ctx.move_bdim(u, 0)?;
+            let flat_u = ctx.reshape(uv, &[size * uty.size()])?;
+            let out = insert_dim(&xdims, 0, size);
+            let member = ctx.iota(&out, 0)?;
+            let mut flat = ctx.binary_scalar(BinaryOp::Mul, member, uty.size() as f64)?;
+            let mut mask: Option<Value> = None;
+            for (k, (&st, &stride)) in starts.iter().zip(&strides(&udims)).enumerate() {
+                let s = start_at(ctx, st, xdims[k] - udims[k], &out)?;
+                let pos = ctx.iota(&out, k + 1)?;
+                let rel = ctx.binary(BinaryOp::Sub, pos, s)?;
+                let zero = ctx.full(DType::I32, &out, 0.0)?;
+                let ext = ctx.full(DType::I32, &out, udims[k] as f64)?;
+                let ge = ctx.compare(CompareOp::Ge, &[rel, zero])?;
+                let lt = ctx.compare(CompareOp::Lt, &[rel, ext])?;
+                let inside = ctx.compare(CompareOp::And, &[ge, lt])?;
+                mask = Some(match mask {
+                    Some(m) => ctx.compare(CompareOp::And, &[m, inside])?,
+                    None => inside,
+                });
+                let relc = ctx.clamp(rel, 0.0, (udims[k] - 1) as f64)?;
+                let term = ctx.binary_scalar(BinaryOp::Mul, relc, stride as f64)?;
+                flat = ctx.binary(BinaryOp::Add, flat, term)?;
+            }
+            let taken = ctx.push1(Op::Index(IndexOp::Gather), &[flat_u, flat])?;
+            let mask = mask.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
+            Ok(Batched::at(ctx.compare(CompareOp::Select, &[mask, taken, xv])?, 0))
+        }
+        IndexOp::Gather => {
+            let (x, idx) = (args[0], args[1]);
+            let irank = ctx.unbatched_ty(idx).rank();
+            match (x.bdim, idx.bdim) {
+                (None, Some(bi)) => {
+                    let v = ctx.push1(Op::Index(IndexOp::Gather), &[x.value, idx.value])?;
+                    Ok(Batched::at(v, bi))
+                }
+                (Some(bx), None) => {
+                    // The rows are gathered along dimension 0, so the batch must not be there.
+                    let bx = bx.max(1);
+                    let xv = ctx.move_bdim(x, bx)?;
+                    let v = ctx.push1(Op::Index(IndexOp::Gather), &[xv, idx.value])?;
+                    Ok(Batched::at(v, irank + bx - 1))
+                }
+                (Some(_), Some(_)) | (None, None) => {
+                    let xty = ctx.unbatched_ty(x);
+                    let n = xty.dims()[0];
+                    let xv = ctx.move_bdim(x, 0)?;
+                    let mut fdims: Dims = xty.shape.0.clone();
+                    fdims[0] = size * n;
+                    let flat_x = ctx.reshape(xv, &fdims)?;
+                    let flat = flat_rows(ctx, idx, n)?;
+                    let v = ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?;
+                    Ok(Batched::at(v, 0))
+                }
+            }
+        }
+        IndexOp::ScatterAdd => {
+            let (x, idx, upd) = (args[0], args[1], args[2]);
+            let irank = ctx.unbatched_ty(idx).rank();
+            if idx.bdim.is_none() {
+                // The batch rides along as dimension 1 of the rows.
+                let xv = ctx.move_bdim(x, 1)?;
+                let uv = ctx.move_bdim(upd, irank)?;
+                let v = ctx.push1(Op::Index(IndexOp::ScatterAdd), &[xv, idx.value, uv])?;
+                return Ok(Batched::at(v, 1));
+            }
+            let xty = ctx.unbatched_ty(x);
+            let n = xty.dims()[0];
+            let xv = ctx.move_bdim(x, 0)?;
+            let mut fdims: Dims = xty.shape.0.clone();
+            fdims[0] = size * n;
+            let flat_x = ctx.reshape(xv, &fdims)?;
+            let flat = flat_rows(ctx, idx, n)?;
+            let uv = ctx.move_bdim(upd, 0)?;
+            let v = ctx.push1(Op::Index(IndexOp::ScatterAdd), &[flat_x, flat, uv])?;
+            let out = insert_dim(xty.dims(), 0, size);
+            Ok(Batched::at(ctx.reshape(v, &out)?, 0))
+        }
+    }
+}

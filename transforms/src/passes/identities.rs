@@ -1,0 +1,225 @@
+//! Algebraic identities that are exact in IEEE arithmetic, applied while an equation is
+//! emitted. Each rewrite returns a value equal bit for bit to what the original equation would
+//! compute, for every input including NaN, ±∞ and −0.0.
+//!
+//! Applied:
+//! - `x * 1`, `1 * x`, `x / 1` → `x`; `x * -1`, `x / -1` → `-x` (negation is exact);
+//! - `x + (-0.0)` → `x`, and `x - (+0.0)` → `x`. Not `x + (+0.0)`: for `x = -0.0` it gives
+//!   `+0.0`. Integer zeros have no sign, so `x + 0` and `x - 0` fold for i32;
+//! - `x + (-y)` → `x - y`, `x - (-y)` → `x + y` (IEEE defines `x - y` as `x + (-y)`);
+//! - `(-x) * y` → `-(x * y)`, `(-x) / y` and `x / (-y)` → `-(x / y)`, `(-x) * (-y)` → `x * y`
+//!   (rounding is symmetric in the sign), so negations meet and cancel;
+//! - `-(-x)` → `x`; `select(p, x, x)` → `x`; `select` with a constant predicate; `not(not p)`;
+//! - conversion to the same dtype, `stop_gradient` of `stop_gradient`;
+//! - reshape to the same shape and reshape of a reshape; identity broadcasts, transposes,
+//!   slices, pads, reversals and one-operand concatenations; broadcast of a broadcast and
+//!   transpose of a transpose merged; reductions over no axes.
+//!
+//! Deliberately not applied: `x * 0` → `0` (wrong for NaN and ±∞), `x - x` → `0` (NaN),
+//! reassociation of constants (`2 * (3 * x)` rounds differently from `6 * x`).
+
+use crate::emit::{self, producer, splat};
+use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::{Builder, Dims, Graph, InstData, Op, Result, Value};
+
+/// If `op(args)` simplifies exactly, the simplified value (possibly built from new equations).
+pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option<Value>> {
+    match op {
+        Op::Unary(UnaryOp::Neg) => Ok(negated(b, args[0])),
+        Op::Binary(bin) => binary(b, *bin, args[0], args[1]),
+        Op::Compare(CompareOp::Select) => {
+            if args[1] == args[2] {
+                return Ok(Some(args[1]));
+            }
+            let p = b.literal(args[0]).and_then(|l| l.splat_value());
+            Ok(match p {
+                Some(p) if p != 0.0 => Some(args[1]),
+                Some(_) => Some(args[2]),
+                None => None,
+            })
+        }
+        Op::Compare(CompareOp::Not) => Ok(match producer(b, args[0]) {
+            Some(InstData { op: Op::Compare(CompareOp::Not), args: inner, .. }) => Some(inner[0]),
+            _ => None,
+        }),
+        Op::Convert(ConvertOp::Convert(d)) => Ok((b.ty(args[0]).dtype == *d).then_some(args[0])),
+        Op::Convert(ConvertOp::StopGradient) => Ok(match producer(b, args[0]) {
+            Some(InstData { op: Op::Convert(ConvertOp::StopGradient), .. }) => Some(args[0]),
+            _ => None,
+        }),
+        Op::Shape(s) => shape(b, s, args),
+        Op::Reduce(
+            ReduceOp::Sum { axes }
+            | ReduceOp::Max { axes }
+            | ReduceOp::Min { axes }
+            | ReduceOp::Prod { axes },
+        ) => Ok(axes.is_empty().then_some(args[0])),
+        _ => Ok(None),
+    }
+}
+
+/// The operand of a negation, if `v` is one.
+fn neg_operand(b: &Builder, v: Value) -> Option<Value> {
+    match producer(b, v) {
+        Some(InstData { op: Op::Unary(UnaryOp::Neg), args, .. }) => Some(args[0]),
+        _ => None,
+    }
+}
+
+/// `-(-x)` → `x`.
+fn negated(b: &Builder, x: Value) -> Option<Value> {
+    neg_operand(b, x)
+}
+
+fn binary(b: &mut Builder, op: BinaryOp, x: Value, y: Value) -> Result<Option<Value>> {
+    let is = |b: &Builder, v: Value, c: f64| emit::is_splat(b, v, c);
+    let int = !b.ty(x).dtype.is_float();
+    match op {
+        BinaryOp::Add => {
+            if is(b, y, -0.0) || (int && is(b, y, 0.0)) {
+                return Ok(Some(x));
+            }
+            if is(b, x, -0.0) || (int && is(b, x, 0.0)) {
+                return Ok(Some(y));
+            }
+            if let Some(ny) = neg_operand(b, y) {
+                return emit::sub(b, x, ny).map(Some);
+            }
+            if let Some(nx) = neg_operand(b, x) {
+                return emit::sub(b, y, nx).map(Some);
+            }
+            Ok(None)
+        }
+        BinaryOp::Sub => {
+            if is(b, y, 0.0) {
+                return Ok(Some(x));
+            }
+            if let Some(ny) = neg_operand(b, y) {
+                return emit::add(b, x, ny).map(Some);
+            }
+            Ok(None)
+        }
+        BinaryOp::Mul => {
+            for (a, c) in [(x, y), (y, x)] {
+                if is(b, c, 1.0) {
+                    return Ok(Some(a));
+                }
+                if is(b, c, -1.0) && !int {
+                    return emit::neg(b, a).map(Some);
+                }
+            }
+            if int {
+                return Ok(None);
+            }
+            match (neg_operand(b, x), neg_operand(b, y)) {
+                (Some(nx), Some(ny)) => emit::mul(b, nx, ny).map(Some),
+                (Some(nx), None) if splat(b, y).is_none() => {
+                    let m = emit::mul(b, nx, y)?;
+                    emit::neg(b, m).map(Some)
+                }
+                (None, Some(ny)) if splat(b, x).is_none() => {
+                    let m = emit::mul(b, x, ny)?;
+                    emit::neg(b, m).map(Some)
+                }
+                _ => Ok(None),
+            }
+        }
+        BinaryOp::Div => {
+            if is(b, y, 1.0) {
+                return Ok(Some(x));
+            }
+            if int {
+                return Ok(None);
+            }
+            if is(b, y, -1.0) {
+                return emit::neg(b, x).map(Some);
+            }
+            match (neg_operand(b, x), neg_operand(b, y)) {
+                (Some(nx), Some(ny)) => emit::div(b, nx, ny).map(Some),
+                (Some(nx), None) => {
+                    let d = emit::div(b, nx, y)?;
+                    emit::neg(b, d).map(Some)
+                }
+                (None, Some(ny)) => {
+                    let d = emit::div(b, x, ny)?;
+                    emit::neg(b, d).map(Some)
+                }
+                _ => Ok(None),
+            }
+        }
+        BinaryOp::Pow
+        | BinaryOp::Max
+        | BinaryOp::Min
+        | BinaryOp::Atan2
+        | BinaryOp::Rem => Ok(None),
+    }
+}
+
+fn shape(b: &mut Builder, op: &ShapeOp, args: &[Value]) -> Result<Option<Value>> {
+    let x = args[0];
+    let ty = b.ty(x).clone();
+    let identity = |dims: &[usize]| dims.iter().enumerate().all(|(i, &d)| i == d);
+    match op {
+        ShapeOp::BroadcastInDim { shape, dims } => {
+            if *shape == ty.shape && identity(dims) {
+                return Ok(Some(x));
+            }
+            if let Some(InstData {
+                op: Op::Shape(ShapeOp::BroadcastInDim { dims: inner, .. }),
+                args: ia,
+                ..
+            }) = producer(b, x)
+            {
+                let merged: Dims = inner.iter().map(|&d| dims[d]).collect();
+                let src = ia[0];
+                return emit::broadcast(b, src, shape.clone(), merged).map(Some);
+            }
+            Ok(None)
+        }
+        ShapeOp::Reshape { shape } => {
+            if *shape == ty.shape {
+                return Ok(Some(x));
+            }
+            if let Some(InstData { op: Op::Shape(ShapeOp::Reshape { .. }), args: ia, .. }) =
+                producer(b, x)
+            {
+                let src = ia[0];
+                return emit::reshape(b, src, shape.clone()).map(Some);
+            }
+            Ok(None)
+        }
+        ShapeOp::Transpose { perm } => {
+            if identity(perm) {
+                return Ok(Some(x));
+            }
+            if let Some(InstData {
+                op: Op::Shape(ShapeOp::Transpose { perm: inner }),
+                args: ia,
+                ..
+            }) = producer(b, x)
+            {
+                let merged: Dims = perm.iter().map(|&p| inner[p]).collect();
+                let src = ia[0];
+                return emit::transpose(b, src, merged).map(Some);
+            }
+            Ok(None)
+        }
+        ShapeOp::Slice { start, limit, stride } => {
+            let full = start.iter().all(|&s| s == 0)
+                && limit.as_slice() == ty.dims()
+                && stride.iter().all(|&s| s == 1);
+            Ok(full.then_some(x))
+        }
+        ShapeOp::Pad { lo, hi, interior } => {
+            let none = lo.iter().chain(hi).chain(interior).all(|&p| p == 0);
+            Ok(none.then_some(x))
+        }
+        ShapeOp::Concatenate { .. } => Ok((args.len() == 1).then_some(x)),
+        ShapeOp::Rev { axes } => Ok(axes.is_empty().then_some(x)),
+    }
+}
+
+/// The identities pass: rebuilds `g` through the simplifying emitter.
+pub fn identities(g: &Graph) -> Result<Graph> {
+    super::rebuild(g, true, true)
+}

@@ -1,0 +1,135 @@
+//! Rules for elementwise binary ops. `add` and `sub` are linear in both operands; `mul` and
+//! `div` (numerator) are linear in one operand when the other is primal.
+
+use super::{for_linear, not_linear, Cotangents, Operand};
+use crate::emit::{self, add_opt, compare, div, like, mul, neg, select, unary};
+use ferrax_ir::ops::{BinaryOp, CompareOp, UnaryOp};
+use ferrax_ir::{Builder, Result, Value};
+
+/// `t * c` when the tangent is nonzero.
+fn times(b: &mut Builder, t: Option<Value>, c: impl FnOnce(&mut Builder) -> Result<Value>) -> Result<Option<Value>> {
+    match t {
+        Some(t) => {
+            let c = c(b)?;
+            mul(b, t, c).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
+/// JAX's balanced tie-breaking weight of `x` in `z = max(x, y)` or `min(x, y)`: 1 where `x`
+/// alone attains `z`, ½ on ties, 0 elsewhere.
+fn balanced(b: &mut Builder, x: Value, y: Value, z: Value) -> Result<Value> {
+    let xz = compare(b, CompareOp::Eq, x, z)?;
+    let yz = compare(b, CompareOp::Eq, y, z)?;
+    let (half, one, zero) = (like(b, z, 0.5)?, like(b, z, 1.0)?, like(b, z, 0.0)?);
+    let w = select(b, yz, half, one)?;
+    select(b, xz, w, zero)
+}
+
+/// The tangent of `z = op(x, y)`.
+pub fn jvp(b: &mut Builder, op: BinaryOp, xs: &[Value], ts: &[Option<Value>], z: Value) -> Result<Option<Value>> {
+    let (x, y, tx, ty) = (xs[0], xs[1], ts[0], ts[1]);
+    match op {
+        BinaryOp::Add => add_opt(b, tx, ty),
+        BinaryOp::Sub => match (tx, ty) {
+            (Some(a), Some(c)) => emit::sub(b, a, c).map(Some),
+            (a, None) => Ok(a),
+            (None, Some(c)) => neg(b, c).map(Some),
+        },
+        BinaryOp::Mul => {
+            let a = times(b, tx, |_| Ok(y))?;
+            let c = times(b, ty, |_| Ok(x))?;
+            add_opt(b, a, c)
+        }
+        BinaryOp::Div => {
+            let a = match tx {
+                Some(t) => Some(div(b, t, y)?),
+                None => None,
+            };
+            let c = times(b, ty, |b| {
+                let q = div(b, z, y)?;
+                neg(b, q)
+            })?;
+            add_opt(b, a, c)
+        }
+        BinaryOp::Pow => {
+            let a = times(b, tx, |b| {
+                let one = like(b, y, 1.0)?;
+                let e = emit::sub(b, y, one)?;
+                let p = emit::binary(b, BinaryOp::Pow, x, e)?;
+                mul(b, y, p)
+            })?;
+            let c = times(b, ty, |b| {
+                // log(x) with x = 0 replaced by 1, so 0^y contributes 0 rather than NaN (JAX).
+                let zero = like(b, x, 0.0)?;
+                let one = like(b, x, 1.0)?;
+                let is0 = compare(b, CompareOp::Eq, x, zero)?;
+                let safe = select(b, is0, one, x)?;
+                let l = unary(b, UnaryOp::Log, safe)?;
+                mul(b, z, l)
+            })?;
+            add_opt(b, a, c)
+        }
+        BinaryOp::Max | BinaryOp::Min => {
+            let a = times(b, tx, |b| balanced(b, x, y, z))?;
+            let c = times(b, ty, |b| balanced(b, y, x, z))?;
+            add_opt(b, a, c)
+        }
+        BinaryOp::Atan2 => {
+            let mut den = None;
+            let mut denom = |b: &mut Builder| -> Result<Value> {
+                if let Some(d) = den {
+                    return Ok(d);
+                }
+                let (xx, yy) = (unary(b, UnaryOp::Square, x)?, unary(b, UnaryOp::Square, y)?);
+                let d = emit::add(b, xx, yy)?;
+                den = Some(d);
+                Ok(d)
+            };
+            let a = times(b, tx, |b| {
+                let d = denom(b)?;
+                div(b, y, d)
+            })?;
+            let c = times(b, ty, |b| {
+                let d = denom(b)?;
+                let q = div(b, x, d)?;
+                neg(b, q)
+            })?;
+            add_opt(b, a, c)
+        }
+        BinaryOp::Rem => {
+            // rem(x, y) = x − y·trunc(x / y); trunc(x / y) = round((x − z) / y) exactly.
+            let c = times(b, ty, |b| {
+                let d = emit::sub(b, x, z)?;
+                let q = div(b, d, y)?;
+                let r = unary(b, UnaryOp::Round, q)?;
+                neg(b, r)
+            })?;
+            add_opt(b, tx, c)
+        }
+    }
+}
+
+/// Transposes `add`, `sub`, `mul` by a primal and `div` by a primal.
+pub fn transpose(b: &mut Builder, op: BinaryOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
+    match op {
+        BinaryOp::Add => for_linear(args, |_, _| Ok(Some(ct))),
+        BinaryOp::Sub => for_linear(args, |k, _| if k == 0 { Ok(Some(ct)) } else { neg(b, ct).map(Some) }),
+        BinaryOp::Mul => {
+            let (x, y) = (args[0].primal(), args[1].primal());
+            match (x, y) {
+                (None, Some(y)) => Ok([mul(b, ct, y).map(Some)?, None].into_iter().collect()),
+                (Some(x), None) => Ok([None, mul(b, x, ct).map(Some)?].into_iter().collect()),
+                _ => Err(not_linear("mul")),
+            }
+        }
+        BinaryOp::Div => match (&args[0], args[1].primal()) {
+            (Operand::Linear(_), Some(y)) => Ok([div(b, ct, y).map(Some)?, None].into_iter().collect()),
+            _ => Err(not_linear("div")),
+        },
+        BinaryOp::Pow | BinaryOp::Max | BinaryOp::Min | BinaryOp::Atan2 | BinaryOp::Rem => {
+            Err(not_linear(op.name()))
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! vmap against a loop-and-stack reference: for every primitive (one table row each), the
+//! batched graph evaluated once must equal the original graph evaluated per member, with the
+//! batch at the front, the last position and the middle, mixed with unbatched arguments.
+
+use ferrax_ir::interp::eval;
+use ferrax_ir::ops::{
+    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+};
+use ferrax_ir::{Array, Builder, DType, Data, Dims, ErrorKind, Graph, Op, Result, Shape, Type, Value};
+use ferrax_transforms::vmap::{vmap_graph, vmap_graph_sized};
+
+/// A tiny deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A random array of `ty`: floats in `lo..hi`, i32 in `-2..7`, bools fair.
+    fn array(&mut self, ty: &Type, lo: f64, hi: f64) -> Array {
+        let n = ty.size();
+        let data = match ty.dtype {
+            DType::F64 => Data::F64((0..n).map(|_| lo + (hi - lo) * self.uniform()).collect()),
+            DType::F32 => {
+                Data::F32((0..n).map(|_| (lo + (hi - lo) * self.uniform()) as f32).collect())
+            }
+            DType::I32 => Data::I32((0..n).map(|_| (self.next() % 9) as i32 - 2).collect()),
+            DType::Bool => Data::Bool((0..n).map(|_| self.next() % 2 == 0).collect()),
+        };
+        Array::new(ty.shape.clone(), data).unwrap()
+    }
+}
+
+/// Member `i` of `a` along `axis` (the axis removed).
+fn take(a: &Array, axis: usize, i: usize) -> Array {
+    let dims = a.dims();
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let n = dims[axis];
+    let idx = (0..outer).flat_map(|o| (0..inner).map(move |k| (o * n + i) * inner + k));
+    let mut out: Vec<usize> = dims.to_vec();
+    out.remove(axis);
+    Array::new(out, a.data().take(idx)).unwrap()
+}
+
+/// Stacks equally shaped arrays along a new `axis`.
+fn stack(parts: &[Array], axis: usize) -> Array {
+    let dims = parts[0].dims();
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis..].iter().product();
+    let n = parts.len();
+    let mut out: Vec<usize> = dims.to_vec();
+    out.insert(axis, n);
+    // Concatenate the members' data, then pick (o, member, k) in order.
+    let all = match parts[0].data() {
+        Data::F64(_) => Data::F64(parts.iter().flat_map(|p| p.as_f64().unwrap().to_vec()).collect()),
+        Data::F32(_) => Data::F32(parts.iter().flat_map(|p| p.as_f32().unwrap().to_vec()).collect()),
+        Data::I32(_) => Data::I32(parts.iter().flat_map(|p| p.as_i32().unwrap().to_vec()).collect()),
+        Data::Bool(_) => {
+            Data::Bool(parts.iter().flat_map(|p| p.as_bool().unwrap().to_vec()).collect())
+        }
+    };
+    let size = outer * inner;
+    let idx = (0..outer)
+        .flat_map(move |o| (0..n).flat_map(move |m| (0..inner).map(move |k| m * size + o * inner + k)));
+    Array::new(out, all.take(idx)).unwrap()
+}
+
+/// Whether two arrays agree: same type, equal elements (NaNs match, floats to 1e-12).
+fn close(a: &Array, b: &Array) -> bool {
+    if a.ty() != b.ty() {
+        return false;
+    }
+    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
+    x.iter().zip(&y).all(|(&p, &q)| {
+        p == q || (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-12 * p.abs().max(q.abs())
+    })
+}
+
+/// One row of the table: a per-member function and its parameter types.
+struct Case {
+    name: String,
+    params: Vec<Type>,
+    /// How many leading parameters are arguments (the rest are captured values).
+    explicit: usize,
+    /// The range of float data.
+    range: (f64, f64),
+    build: Box<dyn Fn(&mut Builder, &[Value]) -> Result<Vec<Value>>>,
+}
+
+fn case(
+    name: &str,
+    params: Vec<Type>,
+    build: impl Fn(&mut Builder, &[Value]) -> Result<Vec<Value>> + 'static,
+) -> Case {
+    let explicit = params.len();
+    Case { name: name.to_string(), params, explicit, range: (-2.0, 2.0), build: Box::new(build) }
+}
+
+fn graph_of(c: &Case) -> Graph {
+    let mut b = Builder::new();
+    let ps: Vec<Value> = c.params.iter().map(|t| b.param(t.clone())).collect();
+    let outs = (c.build)(&mut b, &ps).unwrap_or_else(|e| panic!("{}: building failed: {e}", c.name));
+    let g = b.finish(&outs);
+    g.verify().unwrap();
+    g
+}
+
+const B: usize = 7;
+
+/// Checks vmap of `g` against the loop-and-stack reference for one choice of axes.
+fn check_axes(
+    name: &str,
+    g: &Graph,
+    explicit: usize,
+    in_axes: &[Option<usize>],
+    out_axes: &[usize],
+    range: (f64, f64),
+    rng: &mut Rng,
+) {
+    let ctx = format!("{name} in_axes={in_axes:?} out_axes={out_axes:?}");
+    let vg = vmap_graph_sized(g, explicit, in_axes, out_axes, B)
+        .unwrap_or_else(|e| panic!("{ctx}: vmap failed: {e}"));
+    vg.verify().unwrap_or_else(|e| panic!("{ctx}: the batched graph does not verify: {e}"));
+    let args: Vec<Array> =
+        vg.param_types().iter().map(|t| rng.array(t, range.0, range.1)).collect();
+    let got = eval(&vg, &args).unwrap_or_else(|e| panic!("{ctx}: eval failed: {e}"));
+    let mut per_member: Vec<Vec<Array>> = vec![Vec::new(); g.outputs().len()];
+    for m in 0..B {
+        let margs: Vec<Array> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match in_axes.get(i).copied().flatten() {
+                Some(ax) => take(a, ax, m),
+                None => a.clone(),
+            })
+            .collect();
+        let outs = eval(g, &margs).unwrap_or_else(|e| panic!("{ctx}: reference failed: {e}"));
+        for (k, o) in outs.into_iter().enumerate() {
+            per_member[k].push(o);
+        }
+    }
+    for (k, parts) in per_member.iter().enumerate() {
+        let want = stack(parts, out_axes[k]);
+        assert!(close(&got[k], &want), "{ctx}: output {k}\n got {}\nwant {}", got[k], want);
+    }
+}
+
+/// Runs a row with the batch at 0, at the last position, in the middle, and mixed with
+/// unbatched arguments.
+fn check_case(c: &Case, rng: &mut Rng) {
+    let g = graph_of(c);
+    let ranks: Vec<usize> = c.params[..c.explicit].iter().map(|t| t.rank()).collect();
+    let out_ranks: Vec<usize> = g.output_types().iter().map(|t| t.rank()).collect();
+    let n = ranks.len();
+    let mut variants: Vec<(Vec<Option<usize>>, Vec<usize>)> = vec![
+        (ranks.iter().map(|_| Some(0)).collect(), out_ranks.iter().map(|_| 0).collect()),
+        (ranks.iter().map(|&r| Some(r)).collect(), out_ranks.to_vec()),
+        (ranks.iter().map(|&r| Some(r / 2)).collect(), out_ranks.iter().map(|&r| r.div_ceil(2)).collect()),
+    ];
+    if n >= 2 {
+        for j in 0..n {
+            let only_j: Vec<Option<usize>> =
+                (0..n).map(|i| (i == j).then_some(ranks[i].div_ceil(2))).collect();
+            let all_but_j: Vec<Option<usize>> =
+                (0..n).map(|i| (i != j).then_some(ranks[i])).collect();
+            variants.push((only_j, out_ranks.iter().map(|_| 0).collect()));
+            variants.push((all_but_j, out_ranks.to_vec()));
+        }
+    }
+    for (ia, oa) in variants {
+        check_axes(&c.name, &g, c.explicit, &ia, &oa, c.range, rng);
+    }
+}
+
+fn f64t(dims: &[usize]) -> Type {
+    Type::new(DType::F64, dims)
+}
+fn i32t(dims: &[usize]) -> Type {
+    Type::new(DType::I32, dims)
+}
+fn boolt(dims: &[usize]) -> Type {
+    Type::new(DType::Bool, dims)
+}
+fn dims(d: &[usize]) -> Dims {
+    Dims::from_slice(d)
+}
+fn op1(op: Op) -> impl Fn(&mut Builder, &[Value]) -> Result<Vec<Value>> {
+    move |b: &mut Builder, p: &[Value]| Ok(vec![b.push1(op.clone(), p)?])
+}
+
+fn elementwise_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for op in UnaryOp::ALL {
+        let mut c = case(op.name(), vec![f64t(&[3, 4])], op1(Op::Unary(op)));
+        c.range = (0.1, 0.9);
+        cases.push(c);
+        if op.accepts_int() {
+            cases.push(case(&format!("{}_i32", op.name()), vec![i32t(&[3, 4])], op1(Op::Unary(op))));
+        }
+    }
+    for op in BinaryOp::ALL {
+        let mut c = case(op.name(), vec![f64t(&[3, 4]), f64t(&[3, 4])], op1(Op::Binary(op)));
+        c.range = (0.1, 2.0);
+        cases.push(c);
+        if op.accepts_int() {
+            let t = i32t(&[2, 3]);
+            cases.push(case(&format!("{}_i32", op.name()), vec![t.clone(), t], op1(Op::Binary(op))));
+        }
+    }
+    for op in CompareOp::ALL {
+        let c = match op {
+            CompareOp::Eq
+            | CompareOp::Ne
+            | CompareOp::Lt
+            | CompareOp::Le
+            | CompareOp::Gt
+            | CompareOp::Ge => {
+                let t = i32t(&[3, 2]);
+                cases.push(case(&format!("{}_i32", op.name()), vec![t.clone(), t], op1(Op::Compare(op))));
+                case(op.name(), vec![f64t(&[3, 2]), f64t(&[3, 2])], op1(Op::Compare(op)))
+            }
+            CompareOp::And | CompareOp::Or => {
+                case(op.name(), vec![boolt(&[4]), boolt(&[4])], op1(Op::Compare(op)))
+            }
+            CompareOp::Not => case(op.name(), vec![boolt(&[2, 3])], op1(Op::Compare(op))),
+            CompareOp::Select => case(
+                op.name(),
+                vec![boolt(&[2, 3]), f64t(&[2, 3]), f64t(&[2, 3])],
+                op1(Op::Compare(op)),
+            ),
+        };
+        cases.push(c);
+    }
+    for (name, op, t) in [
+        ("convert_f64_i32", ConvertOp::Convert(DType::I32), f64t(&[3, 2])),
+        ("convert_i32_f64", ConvertOp::Convert(DType::F64), i32t(&[3, 2])),
+        ("convert_f64_bool", ConvertOp::Convert(DType::Bool), f64t(&[4])),
+        ("convert_bool_f32", ConvertOp::Convert(DType::F32), boolt(&[4])),
+        ("stop_gradient", ConvertOp::StopGradient, f64t(&[2, 2])),
+    ] {
+        cases.push(case(name, vec![t], op1(Op::Convert(op))));
+    }
+    cases
+}
+
+fn literal_cases() -> Vec<Case> {
+    vec![
+        case("const", vec![f64t(&[2, 3])], |b, p| {
+            let c = b.constant(Array::from([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]));
+            Ok(vec![b.push1(Op::Binary(BinaryOp::Mul), &[p[0], c])?, c])
+        }),
+        case("iota", vec![i32t(&[2, 3])], |b, p| {
+            let op = LiteralOp::Iota { dtype: DType::I32, shape: Shape::new(&[2, 3]), axis: 1 };
+            let i = b.push1(Op::Literal(op), &[])?;
+            Ok(vec![b.push1(Op::Binary(BinaryOp::Add), &[p[0], i])?])
+        }),
+    ]
+}
+
+fn shape_cases() -> Vec<Case> {
+    let sh = |op: ShapeOp| op1(Op::Shape(op));
+    vec![
+        case(
+            "broadcast_in_dim",
+            vec![f64t(&[3])],
+            sh(ShapeOp::BroadcastInDim { shape: Shape::new(&[2, 3, 4]), dims: dims(&[1]) }),
+        ),
+        case(
+            "broadcast_in_dim_expand",
+            vec![f64t(&[3, 1])],
+            sh(ShapeOp::BroadcastInDim { shape: Shape::new(&[3, 5, 2]), dims: dims(&[0, 2]) }),
+        ),
+        case(
+            "broadcast_in_dim_scalar",
+            vec![f64t(&[])],
+            sh(ShapeOp::BroadcastInDim { shape: Shape::new(&[2, 2]), dims: dims(&[]) }),
+        ),
+        case("reshape", vec![f64t(&[3, 4])], sh(ShapeOp::Reshape { shape: Shape::new(&[2, 6]) })),
+        case("reshape_flat", vec![i32t(&[2, 3, 2])], sh(ShapeOp::Reshape { shape: Shape::new(&[12]) })),
+        case("transpose", vec![f64t(&[2, 3, 4])], sh(ShapeOp::Transpose { perm: dims(&[2, 0, 1]) })),
+        case(
+            "slice",
+            vec![f64t(&[5, 6])],
+            sh(ShapeOp::Slice { start: dims(&[1, 0]), limit: dims(&[5, 5]), stride: dims(&[2, 2]) }),
+        ),
+        case(
+            "pad",
+            vec![f64t(&[3, 2]), f64t(&[])],
+            sh(ShapeOp::Pad { lo: dims(&[1, 0]), hi: dims(&[0, 2]), interior: dims(&[1, 1]) }),
+        ),
+        case(
+            "pad_bool",
+            vec![boolt(&[3]), boolt(&[])],
+            sh(ShapeOp::Pad { lo: dims(&[2]), hi: dims(&[1]), interior: dims(&[0]) }),
+        ),
+        case(
+            "concatenate",
+            vec![f64t(&[2, 3]), f64t(&[2, 1]), f64t(&[2, 2])],
+            sh(ShapeOp::Concatenate { axis: 1 }),
+        ),
+        case("rev", vec![f64t(&[3, 2, 4])], sh(ShapeOp::Rev { axes: dims(&[2, 0]) })),
+    ]
+}
+
+fn reduce_cases() -> Vec<Case> {
+    let r = |op: ReduceOp| op1(Op::Reduce(op));
+    let t = f64t(&[2, 3, 4]);
+    vec![
+        case("reduce_sum", vec![t.clone()], r(ReduceOp::Sum { axes: dims(&[0, 2]) })),
+        case("reduce_sum_all", vec![t.clone()], r(ReduceOp::Sum { axes: dims(&[0, 1, 2]) })),
+        case("reduce_sum_i32", vec![i32t(&[3, 4])], r(ReduceOp::Sum { axes: dims(&[1]) })),
+        case("reduce_max", vec![t.clone()], r(ReduceOp::Max { axes: dims(&[1]) })),
+        case("reduce_min", vec![t.clone()], r(ReduceOp::Min { axes: dims(&[0, 1]) })),
+        case("reduce_prod", vec![t.clone()], r(ReduceOp::Prod { axes: dims(&[2]) })),
+        case("argmax", vec![t.clone()], r(ReduceOp::ArgMax { axis: 1 })),
+        case("argmin", vec![t], r(ReduceOp::ArgMin { axis: 2 })),
+        case("argmax_i32", vec![i32t(&[4, 3])], r(ReduceOp::ArgMax { axis: 0 })),
+    ]
+}
+
+fn dot(lc: &[usize], rc: &[usize], lb: &[usize], rb: &[usize]) -> Op {
+    Op::Dot(DotGeneral {
+        lhs_contract: dims(lc),
+        rhs_contract: dims(rc),
+        lhs_batch: dims(lb),
+        rhs_batch: dims(rb),
+    })
+}
+
+fn dot_cases() -> Vec<Case> {
+    vec![
+        case("matmul", vec![f64t(&[3, 4]), f64t(&[4, 5])], op1(dot(&[1], &[0], &[], &[]))),
+        case("matvec", vec![f64t(&[3, 4]), f64t(&[4])], op1(dot(&[1], &[0], &[], &[]))),
+        case("vecdot", vec![f64t(&[4]), f64t(&[4])], op1(dot(&[0], &[0], &[], &[]))),
+        case("outer", vec![f64t(&[2]), f64t(&[3])], op1(dot(&[], &[], &[], &[]))),
+        case(
+            "batched_matmul",
+            vec![f64t(&[2, 3, 4]), f64t(&[4, 2, 5])],
+            op1(dot(&[2], &[0], &[0], &[1])),
+        ),
+        case("matmul_i32", vec![i32t(&[2, 3]), i32t(&[3, 2])], op1(dot(&[1], &[0], &[], &[]))),
+        case("matmul_t", vec![f64t(&[4, 3]), f64t(&[5, 4])], op1(dot(&[0], &[1], &[], &[]))),
+    ]
+}
+
+fn index_cases() -> Vec<Case> {
+    let ix = |op: IndexOp| op1(Op::Index(op));
+    vec![
+        case("cumsum", vec![f64t(&[3, 4])], ix(IndexOp::Cumsum { axis: 1, reverse: false })),
+        case("cumsum_rev_i32", vec![i32t(&[3, 4])], ix(IndexOp::Cumsum { axis: 0, reverse: true })),
+        case(
+            "dynamic_slice",
+            vec![f64t(&[5, 6]), i32t(&[]), i32t(&[])],
+            ix(IndexOp::DynamicSlice { sizes: dims(&[2, 3]) }),
+        ),
+        case(
+            "dynamic_slice_1d",
+            vec![i32t(&[6]), i32t(&[])],
+            ix(IndexOp::DynamicSlice { sizes: dims(&[4]) }),
+        ),
+        case(
+            "dynamic_update_slice",
+            vec![f64t(&[5, 6]), f64t(&[2, 3]), i32t(&[]), i32t(&[])],
+            ix(IndexOp::DynamicUpdateSlice),
+        ),
+        case(
+            "dynamic_update_slice_bool",
+            vec![boolt(&[5]), boolt(&[2]), i32t(&[])],
+            ix(IndexOp::DynamicUpdateSlice),
+        ),
+        case("gather", vec![f64t(&[5, 3]), i32t(&[4])], ix(IndexOp::Gather)),
+        case("gather_2d_index", vec![f64t(&[4]), i32t(&[2, 3])], ix(IndexOp::Gather)),
+        case("gather_rank3", vec![i32t(&[5, 2, 3]), i32t(&[2])], ix(IndexOp::Gather)),
+        case(
+            "scatter_add",
+            vec![f64t(&[5, 3]), i32t(&[4]), f64t(&[4, 3])],
+            ix(IndexOp::ScatterAdd),
+        ),
+        case(
+            "scatter_add_2d_index",
+            vec![f64t(&[4]), i32t(&[2, 3]), f64t(&[2, 3])],
+            ix(IndexOp::ScatterAdd),
+        ),
+    ]
+}
+
+fn run(cases: Vec<Case>, seed: u64) {
+    let mut rng = Rng(seed);
+    for c in &cases {
+        check_case(c, &mut rng);
+    }
+}
+
+#[test]
+fn elementwise_ops() {
+    run(elementwise_cases(), 1);
+}
+
+#[test]
+fn literal_ops() {
+    run(literal_cases(), 2);
+}
+
+#[test]
+fn shape_ops() {
+    run(shape_cases(), 3);
+}
+
+#[test]
+fn reduce_ops() {
+    run(reduce_cases(), 4);
+}
+
+#[test]
+fn dot_ops() {
+    run(dot_cases(), 5);
+}
+
+#[test]
+fn index_ops() {
+    run(index_cases(), 6);
+}

@@ -1,11 +1,34 @@
-//! ferrax: JAX-style composable transformations for Rust — trace a closure into a typed SSA IR,
-//! differentiate it to any order with IR-to-IR rewrites, and compile it with Cranelift.
+//! ferrax: JAX-style composable transformations for Rust.
+//!
+//! Write a plain closure over [`Tensor`]s; ferrax traces it once per input types into a typed
+//! SSA IR. `grad`, `value_and_grad`, `jvp`, `vjp`, `linearize`, `jacfwd`, `jacrev`, `hessian` and
+//! `vmap` rewrite that IR into new IR, so they compose to any order, and `jit` compiles any graph
+//! to native code with Cranelift.
+//!
+//! ```
+//! use ferrax::prelude::*;
+//! let f = |x: Tensor, y: Tensor, z: Tensor| x.sin() * y.exp() / z.ln();
+//! let df = grad(f).wrt((0, 1, 2));
+//! let (dx, dy, dz): (f64, f64, f64) = df.call((1.0, 2.0, 3.0)).unwrap();
+//! assert!((dy - 5.659572877985826).abs() < 1e-12);
+//! # let _ = (dx, dz);
+//! ```
 #![deny(missing_docs)]
 
 pub use ferrax_ir as ir;
-pub use ferrax_ir::{Array, DType, Error, ErrorKind, Result, Shape, Type};
+pub use ferrax_ir::{
+    concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,
+    Result, Shape, Tensor, Type,
+};
+pub use ferrax_transforms as transforms;
+pub use ferrax_transforms::api::{
+    grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, Grad, Jacobian,
+};
 
 /// Everything a typical user needs, in one import.
 pub mod prelude {
-    pub use ferrax_ir::{Array, DType, Error, Result, Shape, Type};
+    pub use crate::{
+        concatenate, function, grad, hessian, jacfwd, jacrev, jvp, linearize, select, stack, trace,
+        value_and_grad, vjp, vjp_at, Array, DType, Error, Function, Result, Shape, Tensor, Type,
+    };
 }

@@ -13,11 +13,14 @@ use smallvec::SmallVec;
 /// Constants up to this many elements are folded at build time.
 pub const FOLD_LIMIT: usize = 64;
 
+/// The hash-consing key of an equation: its op and operands.
+type EqnKey = (Op, SmallVec<[Value; 4]>);
+
 /// Builds a graph instruction by instruction.
 #[derive(Debug, Default)]
 pub struct Builder {
     graph: Graph,
-    cse: HashMap<(Op, SmallVec<[Value; 4]>), SmallVec<[Value; 1]>>,
+    cse: HashMap<EqnKey, SmallVec<[Value; 1]>>,
     /// Whether ops on small constants are evaluated at build time.
     pub fold_constants: bool,
 }

@@ -544,7 +544,7 @@ impl Tensor {
         let mut dims = Dims::from_slice(shape);
         if let Some(pos) = dims.iter().position(|&d| d == usize::MAX) {
             let known: usize = dims.iter().filter(|&&d| d != usize::MAX).product();
-            if known == 0 || self.size() % known != 0 {
+            if known == 0 || !self.size().is_multiple_of(known) {
                 return err(
                     ErrorKind::Shape,
                     loc,

@@ -53,7 +53,7 @@ fn nested_trace_captures_enclosing_tracer() {
         let s = h.specialize(&[x.ty()]).unwrap();
         assert_eq!(s.graph.params().len(), 2, "captured x is a parameter");
         assert_eq!(s.captures.len(), 1);
-        let hy = h.apply1(&[x.clone()]);
+        let hy = h.apply1(std::slice::from_ref(&x));
         x * hy
     });
     let v: f64 = f.call(3.0).unwrap();

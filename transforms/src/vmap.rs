@@ -84,7 +84,10 @@ pub fn vmap_graph(
     if arg_types.len() != n_explicit {
         return Err(Error::new(
             ErrorKind::Arity,
-            format!("vmap: {} argument types given for {n_explicit} arguments", arg_types.len()),
+            format!(
+                "vmap: {} argument types given for {n_explicit} arguments",
+                arg_types.len()
+            ),
         ));
     }
     let mut size: Option<(usize, usize)> = None;
@@ -149,19 +152,28 @@ fn check_counts(
     if n_explicit > n_params {
         return Err(Error::new(
             ErrorKind::Arity,
-            format!("vmap: {n_explicit} arguments requested but the graph has {n_params} parameters"),
+            format!(
+                "vmap: {n_explicit} arguments requested but the graph has {n_params} parameters"
+            ),
         ));
     }
     if in_axes.len() != n_explicit {
         return Err(Error::new(
             ErrorKind::Arity,
-            format!("vmap: {} in_axes given for {n_explicit} arguments", in_axes.len()),
+            format!(
+                "vmap: {} in_axes given for {n_explicit} arguments",
+                in_axes.len()
+            ),
         ));
     }
     if out_axes.len() != g.outputs().len() {
         return Err(Error::new(
             ErrorKind::Arity,
-            format!("vmap: {} out_axes given for {} outputs", out_axes.len(), g.outputs().len()),
+            format!(
+                "vmap: {} out_axes given for {} outputs",
+                out_axes.len(),
+                g.outputs().len()
+            ),
         ));
     }
     for (k, (&o, &axis)) in g.outputs().iter().zip(out_axes).enumerate() {
@@ -195,7 +207,10 @@ fn batch_graph(
         let axis = if i < n_explicit { in_axes[i] } else { None };
         let bv = match axis {
             Some(axis) => {
-                let t = Type { dtype: ty.dtype, shape: Shape(insert_dim(ty.dims(), axis, size)) };
+                let t = Type {
+                    dtype: ty.dtype,
+                    shape: Shape(insert_dim(ty.dims(), axis, size)),
+                };
                 Batched::at(b.param(t), axis)
             }
             None => Batched::unbatched(b.param(ty.clone())),
@@ -204,18 +219,28 @@ fn batch_graph(
     }
     let lookup = |env: &[Option<Batched>], v: Value| {
         env[v.index()].ok_or_else(|| {
-            Error::new(ErrorKind::Verify, format!("vmap: {v} is used before its definition"))
+            Error::new(
+                ErrorKind::Verify,
+                format!("vmap: {v} is used before its definition"),
+            )
         })
     };
     {
         let mut ctx = BatchCtx::new(&mut b, size);
         for (inst, data) in g.insts() {
-            let args: Vec<Batched> =
-                data.args.iter().map(|&a| lookup(&env, a)).collect::<Result<_>>()?;
+            let args: Vec<Batched> = data
+                .args
+                .iter()
+                .map(|&a| lookup(&env, a))
+                .collect::<Result<_>>()?;
             let context = |e: Error| {
                 Error::new(
                     e.kind,
-                    format!("vmap: while batching {inst} ({}): {}", data.op.name(), e.message),
+                    format!(
+                        "vmap: while batching {inst} ({}): {}",
+                        data.op.name(),
+                        e.message
+                    ),
                 )
             };
             let results = batch_op(&mut ctx, &data.op, &args).map_err(context)?;
@@ -228,9 +253,10 @@ fn batch_graph(
             for (&r, &bv) in data.results.iter().zip(&results) {
                 let ty = g.ty(r);
                 let want = match bv.bdim {
-                    Some(d) if d <= ty.rank() => {
-                        Some(Type { dtype: ty.dtype, shape: Shape(insert_dim(ty.dims(), d, size)) })
-                    }
+                    Some(d) if d <= ty.rank() => Some(Type {
+                        dtype: ty.dtype,
+                        shape: Shape(insert_dim(ty.dims(), d, size)),
+                    }),
                     Some(_) => None,
                     None => Some(ty.clone()),
                 };
@@ -254,7 +280,10 @@ fn batch_graph(
             outs.push(ctx.move_bdim(bv, axis)?);
         }
         let graph = b.finish(&outs);
-        debug_assert!(graph.verify().is_ok(), "vmap produced a graph that does not verify");
+        debug_assert!(
+            graph.verify().is_ok(),
+            "vmap produced a graph that does not verify"
+        );
         Ok(graph)
     }
 }

@@ -6,7 +6,9 @@ use ferrax_ir::interp::eval;
 use ferrax_ir::ops::{
     BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
 };
-use ferrax_ir::{Array, Builder, DType, Data, Dims, ErrorKind, Graph, Op, Result, Shape, Type, Value};
+use ferrax_ir::{
+    Array, Builder, DType, Data, Dims, ErrorKind, Graph, Op, Result, Shape, Type, Value,
+};
 use ferrax_transforms::vmap::{vmap_graph, vmap_graph_sized};
 
 /// A tiny deterministic generator (xorshift64*).
@@ -29,11 +31,13 @@ impl Rng {
         let n = ty.size();
         let data = match ty.dtype {
             DType::F64 => Data::F64((0..n).map(|_| lo + (hi - lo) * self.uniform()).collect()),
-            DType::F32 => {
-                Data::F32((0..n).map(|_| (lo + (hi - lo) * self.uniform()) as f32).collect())
-            }
+            DType::F32 => Data::F32(
+                (0..n)
+                    .map(|_| (lo + (hi - lo) * self.uniform()) as f32)
+                    .collect(),
+            ),
             DType::I32 => Data::I32((0..n).map(|_| (self.next() % 9) as i32 - 2).collect()),
-            DType::Bool => Data::Bool((0..n).map(|_| self.next() % 2 == 0).collect()),
+            DType::Bool => Data::Bool((0..n).map(|_| self.next().is_multiple_of(2)).collect()),
         };
         Array::new(ty.shape.clone(), data).unwrap()
     }
@@ -61,16 +65,35 @@ fn stack(parts: &[Array], axis: usize) -> Array {
     out.insert(axis, n);
     // Concatenate the members' data, then pick (o, member, k) in order.
     let all = match parts[0].data() {
-        Data::F64(_) => Data::F64(parts.iter().flat_map(|p| p.as_f64().unwrap().to_vec()).collect()),
-        Data::F32(_) => Data::F32(parts.iter().flat_map(|p| p.as_f32().unwrap().to_vec()).collect()),
-        Data::I32(_) => Data::I32(parts.iter().flat_map(|p| p.as_i32().unwrap().to_vec()).collect()),
-        Data::Bool(_) => {
-            Data::Bool(parts.iter().flat_map(|p| p.as_bool().unwrap().to_vec()).collect())
-        }
+        Data::F64(_) => Data::F64(
+            parts
+                .iter()
+                .flat_map(|p| p.as_f64().unwrap().to_vec())
+                .collect(),
+        ),
+        Data::F32(_) => Data::F32(
+            parts
+                .iter()
+                .flat_map(|p| p.as_f32().unwrap().to_vec())
+                .collect(),
+        ),
+        Data::I32(_) => Data::I32(
+            parts
+                .iter()
+                .flat_map(|p| p.as_i32().unwrap().to_vec())
+                .collect(),
+        ),
+        Data::Bool(_) => Data::Bool(
+            parts
+                .iter()
+                .flat_map(|p| p.as_bool().unwrap().to_vec())
+                .collect(),
+        ),
     };
     let size = outer * inner;
-    let idx = (0..outer)
-        .flat_map(move |o| (0..n).flat_map(move |m| (0..inner).map(move |k| m * size + o * inner + k)));
+    let idx = (0..outer).flat_map(move |o| {
+        (0..n).flat_map(move |m| (0..inner).map(move |k| m * size + o * inner + k))
+    });
     Array::new(out, all.take(idx)).unwrap()
 }
 
@@ -85,6 +108,9 @@ fn close(a: &Array, b: &Array) -> bool {
     })
 }
 
+/// Builds a row's graph body from its parameters.
+type BuildFn = dyn Fn(&mut Builder, &[Value]) -> Result<Vec<Value>>;
+
 /// One row of the table: a per-member function and its parameter types.
 struct Case {
     name: String,
@@ -93,7 +119,7 @@ struct Case {
     explicit: usize,
     /// The range of float data.
     range: (f64, f64),
-    build: Box<dyn Fn(&mut Builder, &[Value]) -> Result<Vec<Value>>>,
+    build: Box<BuildFn>,
 }
 
 fn case(
@@ -102,13 +128,20 @@ fn case(
     build: impl Fn(&mut Builder, &[Value]) -> Result<Vec<Value>> + 'static,
 ) -> Case {
     let explicit = params.len();
-    Case { name: name.to_string(), params, explicit, range: (-2.0, 2.0), build: Box::new(build) }
+    Case {
+        name: name.to_string(),
+        params,
+        explicit,
+        range: (-2.0, 2.0),
+        build: Box::new(build),
+    }
 }
 
 fn graph_of(c: &Case) -> Graph {
     let mut b = Builder::new();
     let ps: Vec<Value> = c.params.iter().map(|t| b.param(t.clone())).collect();
-    let outs = (c.build)(&mut b, &ps).unwrap_or_else(|e| panic!("{}: building failed: {e}", c.name));
+    let outs =
+        (c.build)(&mut b, &ps).unwrap_or_else(|e| panic!("{}: building failed: {e}", c.name));
     let g = b.finish(&outs);
     g.verify().unwrap();
     g
@@ -129,9 +162,13 @@ fn check_axes(
     let ctx = format!("{name} in_axes={in_axes:?} out_axes={out_axes:?}");
     let vg = vmap_graph_sized(g, explicit, in_axes, out_axes, B)
         .unwrap_or_else(|e| panic!("{ctx}: vmap failed: {e}"));
-    vg.verify().unwrap_or_else(|e| panic!("{ctx}: the batched graph does not verify: {e}"));
-    let args: Vec<Array> =
-        vg.param_types().iter().map(|t| rng.array(t, range.0, range.1)).collect();
+    vg.verify()
+        .unwrap_or_else(|e| panic!("{ctx}: the batched graph does not verify: {e}"));
+    let args: Vec<Array> = vg
+        .param_types()
+        .iter()
+        .map(|t| rng.array(t, range.0, range.1))
+        .collect();
     let got = eval(&vg, &args).unwrap_or_else(|e| panic!("{ctx}: eval failed: {e}"));
     let mut per_member: Vec<Vec<Array>> = vec![Vec::new(); g.outputs().len()];
     for m in 0..B {
@@ -150,7 +187,12 @@ fn check_axes(
     }
     for (k, parts) in per_member.iter().enumerate() {
         let want = stack(parts, out_axes[k]);
-        assert!(close(&got[k], &want), "{ctx}: output {k}\n got {}\nwant {}", got[k], want);
+        assert!(
+            close(&got[k], &want),
+            "{ctx}: output {k}\n got {}\nwant {}",
+            got[k],
+            want
+        );
     }
 }
 
@@ -162,14 +204,21 @@ fn check_case(c: &Case, rng: &mut Rng) {
     let out_ranks: Vec<usize> = g.output_types().iter().map(|t| t.rank()).collect();
     let n = ranks.len();
     let mut variants: Vec<(Vec<Option<usize>>, Vec<usize>)> = vec![
-        (ranks.iter().map(|_| Some(0)).collect(), out_ranks.iter().map(|_| 0).collect()),
+        (
+            ranks.iter().map(|_| Some(0)).collect(),
+            out_ranks.iter().map(|_| 0).collect(),
+        ),
         (ranks.iter().map(|&r| Some(r)).collect(), out_ranks.to_vec()),
-        (ranks.iter().map(|&r| Some(r / 2)).collect(), out_ranks.iter().map(|&r| r.div_ceil(2)).collect()),
+        (
+            ranks.iter().map(|&r| Some(r / 2)).collect(),
+            out_ranks.iter().map(|&r| r.div_ceil(2)).collect(),
+        ),
     ];
     if n >= 2 {
         for j in 0..n {
-            let only_j: Vec<Option<usize>> =
-                (0..n).map(|i| (i == j).then_some(ranks[i].div_ceil(2))).collect();
+            let only_j: Vec<Option<usize>> = (0..n)
+                .map(|i| (i == j).then_some(ranks[i].div_ceil(2)))
+                .collect();
             let all_but_j: Vec<Option<usize>> =
                 (0..n).map(|i| (i != j).then_some(ranks[i])).collect();
             variants.push((only_j, out_ranks.iter().map(|_| 0).collect()));
@@ -204,16 +253,28 @@ fn elementwise_cases() -> Vec<Case> {
         c.range = (0.1, 0.9);
         cases.push(c);
         if op.accepts_int() {
-            cases.push(case(&format!("{}_i32", op.name()), vec![i32t(&[3, 4])], op1(Op::Unary(op))));
+            cases.push(case(
+                &format!("{}_i32", op.name()),
+                vec![i32t(&[3, 4])],
+                op1(Op::Unary(op)),
+            ));
         }
     }
     for op in BinaryOp::ALL {
-        let mut c = case(op.name(), vec![f64t(&[3, 4]), f64t(&[3, 4])], op1(Op::Binary(op)));
+        let mut c = case(
+            op.name(),
+            vec![f64t(&[3, 4]), f64t(&[3, 4])],
+            op1(Op::Binary(op)),
+        );
         c.range = (0.1, 2.0);
         cases.push(c);
         if op.accepts_int() {
             let t = i32t(&[2, 3]);
-            cases.push(case(&format!("{}_i32", op.name()), vec![t.clone(), t], op1(Op::Binary(op))));
+            cases.push(case(
+                &format!("{}_i32", op.name()),
+                vec![t.clone(), t],
+                op1(Op::Binary(op)),
+            ));
         }
     }
     for op in CompareOp::ALL {
@@ -225,12 +286,22 @@ fn elementwise_cases() -> Vec<Case> {
             | CompareOp::Gt
             | CompareOp::Ge => {
                 let t = i32t(&[3, 2]);
-                cases.push(case(&format!("{}_i32", op.name()), vec![t.clone(), t], op1(Op::Compare(op))));
-                case(op.name(), vec![f64t(&[3, 2]), f64t(&[3, 2])], op1(Op::Compare(op)))
+                cases.push(case(
+                    &format!("{}_i32", op.name()),
+                    vec![t.clone(), t],
+                    op1(Op::Compare(op)),
+                ));
+                case(
+                    op.name(),
+                    vec![f64t(&[3, 2]), f64t(&[3, 2])],
+                    op1(Op::Compare(op)),
+                )
             }
-            CompareOp::And | CompareOp::Or => {
-                case(op.name(), vec![boolt(&[4]), boolt(&[4])], op1(Op::Compare(op)))
-            }
+            CompareOp::And | CompareOp::Or => case(
+                op.name(),
+                vec![boolt(&[4]), boolt(&[4])],
+                op1(Op::Compare(op)),
+            ),
             CompareOp::Not => case(op.name(), vec![boolt(&[2, 3])], op1(Op::Compare(op))),
             CompareOp::Select => case(
                 op.name(),
@@ -241,10 +312,26 @@ fn elementwise_cases() -> Vec<Case> {
         cases.push(c);
     }
     for (name, op, t) in [
-        ("convert_f64_i32", ConvertOp::Convert(DType::I32), f64t(&[3, 2])),
-        ("convert_i32_f64", ConvertOp::Convert(DType::F64), i32t(&[3, 2])),
-        ("convert_f64_bool", ConvertOp::Convert(DType::Bool), f64t(&[4])),
-        ("convert_bool_f32", ConvertOp::Convert(DType::F32), boolt(&[4])),
+        (
+            "convert_f64_i32",
+            ConvertOp::Convert(DType::I32),
+            f64t(&[3, 2]),
+        ),
+        (
+            "convert_i32_f64",
+            ConvertOp::Convert(DType::F64),
+            i32t(&[3, 2]),
+        ),
+        (
+            "convert_f64_bool",
+            ConvertOp::Convert(DType::Bool),
+            f64t(&[4]),
+        ),
+        (
+            "convert_bool_f32",
+            ConvertOp::Convert(DType::F32),
+            boolt(&[4]),
+        ),
         ("stop_gradient", ConvertOp::StopGradient, f64t(&[2, 2])),
     ] {
         cases.push(case(name, vec![t], op1(Op::Convert(op))));
@@ -254,12 +341,19 @@ fn elementwise_cases() -> Vec<Case> {
 
 fn literal_cases() -> Vec<Case> {
     vec![
+        case("identity", vec![f64t(&[2, 3]), boolt(&[2])], |_, p| {
+            Ok(vec![p[1], p[0], p[0]])
+        }),
         case("const", vec![f64t(&[2, 3])], |b, p| {
             let c = b.constant(Array::from([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]));
             Ok(vec![b.push1(Op::Binary(BinaryOp::Mul), &[p[0], c])?, c])
         }),
         case("iota", vec![i32t(&[2, 3])], |b, p| {
-            let op = LiteralOp::Iota { dtype: DType::I32, shape: Shape::new(&[2, 3]), axis: 1 };
+            let op = LiteralOp::Iota {
+                dtype: DType::I32,
+                shape: Shape::new(&[2, 3]),
+                axis: 1,
+            };
             let i = b.push1(Op::Literal(op), &[])?;
             Ok(vec![b.push1(Op::Binary(BinaryOp::Add), &[p[0], i])?])
         }),
@@ -272,42 +366,87 @@ fn shape_cases() -> Vec<Case> {
         case(
             "broadcast_in_dim",
             vec![f64t(&[3])],
-            sh(ShapeOp::BroadcastInDim { shape: Shape::new(&[2, 3, 4]), dims: dims(&[1]) }),
+            sh(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[2, 3, 4]),
+                dims: dims(&[1]),
+            }),
         ),
         case(
             "broadcast_in_dim_expand",
             vec![f64t(&[3, 1])],
-            sh(ShapeOp::BroadcastInDim { shape: Shape::new(&[3, 5, 2]), dims: dims(&[0, 2]) }),
+            sh(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[3, 5, 2]),
+                dims: dims(&[0, 2]),
+            }),
         ),
         case(
             "broadcast_in_dim_scalar",
             vec![f64t(&[])],
-            sh(ShapeOp::BroadcastInDim { shape: Shape::new(&[2, 2]), dims: dims(&[]) }),
+            sh(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[2, 2]),
+                dims: dims(&[]),
+            }),
         ),
-        case("reshape", vec![f64t(&[3, 4])], sh(ShapeOp::Reshape { shape: Shape::new(&[2, 6]) })),
-        case("reshape_flat", vec![i32t(&[2, 3, 2])], sh(ShapeOp::Reshape { shape: Shape::new(&[12]) })),
-        case("transpose", vec![f64t(&[2, 3, 4])], sh(ShapeOp::Transpose { perm: dims(&[2, 0, 1]) })),
+        case(
+            "reshape",
+            vec![f64t(&[3, 4])],
+            sh(ShapeOp::Reshape {
+                shape: Shape::new(&[2, 6]),
+            }),
+        ),
+        case(
+            "reshape_flat",
+            vec![i32t(&[2, 3, 2])],
+            sh(ShapeOp::Reshape {
+                shape: Shape::new(&[12]),
+            }),
+        ),
+        case(
+            "transpose",
+            vec![f64t(&[2, 3, 4])],
+            sh(ShapeOp::Transpose {
+                perm: dims(&[2, 0, 1]),
+            }),
+        ),
         case(
             "slice",
             vec![f64t(&[5, 6])],
-            sh(ShapeOp::Slice { start: dims(&[1, 0]), limit: dims(&[5, 5]), stride: dims(&[2, 2]) }),
+            sh(ShapeOp::Slice {
+                start: dims(&[1, 0]),
+                limit: dims(&[5, 5]),
+                stride: dims(&[2, 2]),
+            }),
         ),
         case(
             "pad",
             vec![f64t(&[3, 2]), f64t(&[])],
-            sh(ShapeOp::Pad { lo: dims(&[1, 0]), hi: dims(&[0, 2]), interior: dims(&[1, 1]) }),
+            sh(ShapeOp::Pad {
+                lo: dims(&[1, 0]),
+                hi: dims(&[0, 2]),
+                interior: dims(&[1, 1]),
+            }),
         ),
         case(
             "pad_bool",
             vec![boolt(&[3]), boolt(&[])],
-            sh(ShapeOp::Pad { lo: dims(&[2]), hi: dims(&[1]), interior: dims(&[0]) }),
+            sh(ShapeOp::Pad {
+                lo: dims(&[2]),
+                hi: dims(&[1]),
+                interior: dims(&[0]),
+            }),
         ),
         case(
             "concatenate",
             vec![f64t(&[2, 3]), f64t(&[2, 1]), f64t(&[2, 2])],
             sh(ShapeOp::Concatenate { axis: 1 }),
         ),
-        case("rev", vec![f64t(&[3, 2, 4])], sh(ShapeOp::Rev { axes: dims(&[2, 0]) })),
+        case(
+            "rev",
+            vec![f64t(&[3, 2, 4])],
+            sh(ShapeOp::Rev {
+                axes: dims(&[2, 0]),
+            }),
+        ),
     ]
 }
 
@@ -315,15 +454,49 @@ fn reduce_cases() -> Vec<Case> {
     let r = |op: ReduceOp| op1(Op::Reduce(op));
     let t = f64t(&[2, 3, 4]);
     vec![
-        case("reduce_sum", vec![t.clone()], r(ReduceOp::Sum { axes: dims(&[0, 2]) })),
-        case("reduce_sum_all", vec![t.clone()], r(ReduceOp::Sum { axes: dims(&[0, 1, 2]) })),
-        case("reduce_sum_i32", vec![i32t(&[3, 4])], r(ReduceOp::Sum { axes: dims(&[1]) })),
-        case("reduce_max", vec![t.clone()], r(ReduceOp::Max { axes: dims(&[1]) })),
-        case("reduce_min", vec![t.clone()], r(ReduceOp::Min { axes: dims(&[0, 1]) })),
-        case("reduce_prod", vec![t.clone()], r(ReduceOp::Prod { axes: dims(&[2]) })),
+        case(
+            "reduce_sum",
+            vec![t.clone()],
+            r(ReduceOp::Sum {
+                axes: dims(&[0, 2]),
+            }),
+        ),
+        case(
+            "reduce_sum_all",
+            vec![t.clone()],
+            r(ReduceOp::Sum {
+                axes: dims(&[0, 1, 2]),
+            }),
+        ),
+        case(
+            "reduce_sum_i32",
+            vec![i32t(&[3, 4])],
+            r(ReduceOp::Sum { axes: dims(&[1]) }),
+        ),
+        case(
+            "reduce_max",
+            vec![t.clone()],
+            r(ReduceOp::Max { axes: dims(&[1]) }),
+        ),
+        case(
+            "reduce_min",
+            vec![t.clone()],
+            r(ReduceOp::Min {
+                axes: dims(&[0, 1]),
+            }),
+        ),
+        case(
+            "reduce_prod",
+            vec![t.clone()],
+            r(ReduceOp::Prod { axes: dims(&[2]) }),
+        ),
         case("argmax", vec![t.clone()], r(ReduceOp::ArgMax { axis: 1 })),
         case("argmin", vec![t], r(ReduceOp::ArgMin { axis: 2 })),
-        case("argmax_i32", vec![i32t(&[4, 3])], r(ReduceOp::ArgMax { axis: 0 })),
+        case(
+            "argmax_i32",
+            vec![i32t(&[4, 3])],
+            r(ReduceOp::ArgMax { axis: 0 }),
+        ),
     ]
 }
 
@@ -338,29 +511,69 @@ fn dot(lc: &[usize], rc: &[usize], lb: &[usize], rb: &[usize]) -> Op {
 
 fn dot_cases() -> Vec<Case> {
     vec![
-        case("matmul", vec![f64t(&[3, 4]), f64t(&[4, 5])], op1(dot(&[1], &[0], &[], &[]))),
-        case("matvec", vec![f64t(&[3, 4]), f64t(&[4])], op1(dot(&[1], &[0], &[], &[]))),
-        case("vecdot", vec![f64t(&[4]), f64t(&[4])], op1(dot(&[0], &[0], &[], &[]))),
-        case("outer", vec![f64t(&[2]), f64t(&[3])], op1(dot(&[], &[], &[], &[]))),
+        case(
+            "matmul",
+            vec![f64t(&[3, 4]), f64t(&[4, 5])],
+            op1(dot(&[1], &[0], &[], &[])),
+        ),
+        case(
+            "matvec",
+            vec![f64t(&[3, 4]), f64t(&[4])],
+            op1(dot(&[1], &[0], &[], &[])),
+        ),
+        case(
+            "vecdot",
+            vec![f64t(&[4]), f64t(&[4])],
+            op1(dot(&[0], &[0], &[], &[])),
+        ),
+        case(
+            "outer",
+            vec![f64t(&[2]), f64t(&[3])],
+            op1(dot(&[], &[], &[], &[])),
+        ),
         case(
             "batched_matmul",
             vec![f64t(&[2, 3, 4]), f64t(&[4, 2, 5])],
             op1(dot(&[2], &[0], &[0], &[1])),
         ),
-        case("matmul_i32", vec![i32t(&[2, 3]), i32t(&[3, 2])], op1(dot(&[1], &[0], &[], &[]))),
-        case("matmul_t", vec![f64t(&[4, 3]), f64t(&[5, 4])], op1(dot(&[0], &[1], &[], &[]))),
+        case(
+            "matmul_i32",
+            vec![i32t(&[2, 3]), i32t(&[3, 2])],
+            op1(dot(&[1], &[0], &[], &[])),
+        ),
+        case(
+            "matmul_t",
+            vec![f64t(&[4, 3]), f64t(&[5, 4])],
+            op1(dot(&[0], &[1], &[], &[])),
+        ),
     ]
 }
 
 fn index_cases() -> Vec<Case> {
     let ix = |op: IndexOp| op1(Op::Index(op));
     vec![
-        case("cumsum", vec![f64t(&[3, 4])], ix(IndexOp::Cumsum { axis: 1, reverse: false })),
-        case("cumsum_rev_i32", vec![i32t(&[3, 4])], ix(IndexOp::Cumsum { axis: 0, reverse: true })),
+        case(
+            "cumsum",
+            vec![f64t(&[3, 4])],
+            ix(IndexOp::Cumsum {
+                axis: 1,
+                reverse: false,
+            }),
+        ),
+        case(
+            "cumsum_rev_i32",
+            vec![i32t(&[3, 4])],
+            ix(IndexOp::Cumsum {
+                axis: 0,
+                reverse: true,
+            }),
+        ),
         case(
             "dynamic_slice",
             vec![f64t(&[5, 6]), i32t(&[]), i32t(&[])],
-            ix(IndexOp::DynamicSlice { sizes: dims(&[2, 3]) }),
+            ix(IndexOp::DynamicSlice {
+                sizes: dims(&[2, 3]),
+            }),
         ),
         case(
             "dynamic_slice_1d",
@@ -377,9 +590,21 @@ fn index_cases() -> Vec<Case> {
             vec![boolt(&[5]), boolt(&[2]), i32t(&[])],
             ix(IndexOp::DynamicUpdateSlice),
         ),
-        case("gather", vec![f64t(&[5, 3]), i32t(&[4])], ix(IndexOp::Gather)),
-        case("gather_2d_index", vec![f64t(&[4]), i32t(&[2, 3])], ix(IndexOp::Gather)),
-        case("gather_rank3", vec![i32t(&[5, 2, 3]), i32t(&[2])], ix(IndexOp::Gather)),
+        case(
+            "gather",
+            vec![f64t(&[5, 3]), i32t(&[4])],
+            ix(IndexOp::Gather),
+        ),
+        case(
+            "gather_2d_index",
+            vec![f64t(&[4]), i32t(&[2, 3])],
+            ix(IndexOp::Gather),
+        ),
+        case(
+            "gather_rank3",
+            vec![i32t(&[5, 2, 3]), i32t(&[2])],
+            ix(IndexOp::Gather),
+        ),
         case(
             "scatter_add",
             vec![f64t(&[5, 3]), i32t(&[4]), f64t(&[4, 3])],
@@ -428,4 +653,215 @@ fn dot_ops() {
 #[test]
 fn index_ops() {
     run(index_cases(), 6);
+}
+
+#[test]
+fn take_and_stack_are_inverse() {
+    let mut rng = Rng(7);
+    let a = rng.array(&f64t(&[2, 3, 4]), -1.0, 1.0);
+    for axis in 0..3 {
+        let parts: Vec<Array> = (0..a.dims()[axis]).map(|i| take(&a, axis, i)).collect();
+        assert!(stack(&parts, axis).bits_eq(&a), "axis {axis}");
+    }
+    assert_eq!(take(&a, 1, 2).dims(), &[2, 4]);
+}
+
+/// A small network: captured weights, a bias argument, tanh, and a softmax over the outputs.
+fn mlp_case() -> Case {
+    let mut c = case(
+        "mlp",
+        vec![f64t(&[4]), f64t(&[3]), f64t(&[4, 3])],
+        |b, p| {
+            let (x, bias, w) = (p[0], p[1], p[2]);
+            let h = b.push1(dot(&[0], &[0], &[], &[]), &[x, w])?;
+            let h = b.push1(Op::Binary(BinaryOp::Add), &[h, bias])?;
+            let h = b.push1(Op::Unary(UnaryOp::Tanh), &[h])?;
+            let m = b.push1(Op::Reduce(ReduceOp::Max { axes: dims(&[0]) }), &[h])?;
+            let shape = ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[3]),
+                dims: dims(&[]),
+            };
+            let m = b.push1(Op::Shape(shape.clone()), &[m])?;
+            let e = b.push1(Op::Binary(BinaryOp::Sub), &[h, m])?;
+            let e = b.push1(Op::Unary(UnaryOp::Exp), &[e])?;
+            let z = b.push1(Op::Reduce(ReduceOp::Sum { axes: dims(&[0]) }), &[e])?;
+            let z = b.push1(Op::Shape(shape), &[z])?;
+            let y = b.push1(Op::Binary(BinaryOp::Div), &[e, z])?;
+            let loss = b.push1(Op::Reduce(ReduceOp::Sum { axes: dims(&[0]) }), &[y])?;
+            Ok(vec![y, loss, w])
+        },
+    );
+    c.explicit = 2;
+    c
+}
+
+#[test]
+fn composite_with_captured_values() {
+    let mut rng = Rng(8);
+    check_case(&mlp_case(), &mut rng);
+}
+
+#[test]
+fn unbatched_arguments_broadcast_outputs() {
+    let mut rng = Rng(9);
+    let c = mlp_case();
+    let g = graph_of(&c);
+    check_axes(
+        "mlp_unbatched",
+        &g,
+        2,
+        &[None, None],
+        &[1, 0, 2],
+        c.range,
+        &mut rng,
+    );
+    check_axes(
+        "mlp_bias_only",
+        &g,
+        2,
+        &[None, Some(1)],
+        &[0, 0, 1],
+        c.range,
+        &mut rng,
+    );
+}
+
+#[test]
+fn nested_vmap() {
+    let mut rng = Rng(10);
+    for c in [
+        mlp_case(),
+        dot_cases().remove(0),
+        shape_cases().remove(6),
+        index_cases().remove(4),
+    ] {
+        let g = graph_of(&c);
+        let n = c.explicit;
+        let outs = g.outputs().len();
+        let in_axes: Vec<Option<usize>> = c.params[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i % 2 == 0).then_some(t.rank()))
+            .collect();
+        let in_axes = if in_axes.iter().all(|a| a.is_none()) {
+            vec![Some(0); n]
+        } else {
+            in_axes
+        };
+        let inner = vmap_graph_sized(&g, n, &in_axes, &vec![0; outs], 3).unwrap();
+        check_axes(&c.name, &g, n, &in_axes, &vec![0; outs], c.range, &mut rng);
+        // The outer vmap batches every argument of the inner one in the middle, with the
+        // outputs' batch axis last.
+        let mid: Vec<Option<usize>> = inner.param_types()[..n]
+            .iter()
+            .map(|t| Some(t.rank() / 2))
+            .collect();
+        let last: Vec<usize> = inner.output_types().iter().map(|t| t.rank()).collect();
+        let name = format!("vmap(vmap({}))", c.name);
+        check_axes(&name, &inner, n, &mid, &last, c.range, &mut rng);
+    }
+}
+
+#[test]
+fn batched_graph_is_loop_free() {
+    let g = graph_of(&mlp_case());
+    for c in index_cases().iter().chain([&mlp_case()]) {
+        let g = graph_of(c);
+        let axes = vec![Some(0); c.explicit];
+        let outs = vec![0; g.outputs().len()];
+        let small = vmap_graph_sized(&g, c.explicit, &axes, &outs, 2).unwrap();
+        let large = vmap_graph_sized(&g, c.explicit, &axes, &outs, 64).unwrap();
+        assert_eq!(small.num_insts(), large.num_insts(), "{}", c.name);
+    }
+    // Elementwise ops whose arguments share the batch position need no data movement.
+    let vg = vmap_graph_sized(&g, 2, &[Some(0), None], &[0, 0, 0], 5).unwrap();
+    assert!(
+        vg.num_insts() <= g.num_insts() + 4,
+        "{} vs {}",
+        vg.num_insts(),
+        g.num_insts()
+    );
+}
+
+#[test]
+fn batch_size_from_argument_types() {
+    let mut rng = Rng(11);
+    let g = graph_of(&dot_cases().remove(0));
+    let vg = vmap_graph(
+        &g,
+        2,
+        &[Some(2), None],
+        &[1],
+        &[f64t(&[3, 4, 6]), f64t(&[4, 5])],
+    )
+    .unwrap();
+    assert_eq!(vg.param_types(), vec![f64t(&[3, 4, 6]), f64t(&[4, 5])]);
+    assert_eq!(vg.output_types(), vec![f64t(&[3, 6, 5])]);
+    let args: Vec<Array> = vg
+        .param_types()
+        .iter()
+        .map(|t| rng.array(t, -1.0, 1.0))
+        .collect();
+    let got = eval(&vg, &args).unwrap();
+    let parts: Vec<Array> = (0..6)
+        .map(|m| {
+            eval(&g, &[take(&args[0], 2, m), args[1].clone()])
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    assert!(close(&got[0], &stack(&parts, 1)));
+}
+
+#[test]
+fn errors_are_reported() {
+    let g = graph_of(&dot_cases().remove(0));
+    let kind = |r: Result<Graph>| r.map(|_| ()).unwrap_err().kind;
+    let (a, b) = (f64t(&[3, 4]), f64t(&[4, 5]));
+    // Batch sizes that disagree.
+    let r = vmap_graph(
+        &g,
+        2,
+        &[Some(0), Some(0)],
+        &[0],
+        &[f64t(&[5, 3, 4]), f64t(&[6, 4, 5])],
+    );
+    assert_eq!(kind(r), ErrorKind::Shape);
+    // An argument type that is not the parameter type with a batch axis.
+    let r = vmap_graph(
+        &g,
+        2,
+        &[Some(0), None],
+        &[0],
+        &[f64t(&[5, 3, 4]), f64t(&[5, 4, 5])],
+    );
+    assert_eq!(kind(r), ErrorKind::Shape);
+    // No batched argument and no explicit size.
+    let r = vmap_graph(&g, 2, &[None, None], &[0], &[a.clone(), b.clone()]);
+    assert_eq!(kind(r), ErrorKind::Transform);
+    // Axes out of range.
+    let r = vmap_graph(&g, 2, &[Some(3), None], &[0], &[f64t(&[3, 4, 6]), b]);
+    assert_eq!(kind(r), ErrorKind::Axis);
+    assert_eq!(
+        kind(vmap_graph_sized(&g, 2, &[Some(3), None], &[0], 4)),
+        ErrorKind::Axis
+    );
+    assert_eq!(
+        kind(vmap_graph_sized(&g, 2, &[Some(0), None], &[3], 4)),
+        ErrorKind::Axis
+    );
+    // Wrong counts.
+    assert_eq!(
+        kind(vmap_graph_sized(&g, 2, &[Some(0)], &[0], 4)),
+        ErrorKind::Arity
+    );
+    assert_eq!(
+        kind(vmap_graph_sized(&g, 3, &[None; 3], &[0], 4)),
+        ErrorKind::Arity
+    );
+    assert_eq!(
+        kind(vmap_graph_sized(&g, 2, &[Some(0), None], &[0, 0], 4)),
+        ErrorKind::Arity
+    );
+    let _ = a;
 }

@@ -316,9 +316,12 @@ impl OpText<'_> {
     }
 }
 
+/// Builds an op of one family when the family has an op of that name.
+type Family = fn(&mut OpText<'_>) -> Result<Option<Op>>;
+
 /// Finds the op named in `t`, trying each family in turn.
 fn lookup_op(mut t: OpText<'_>) -> Result<Op> {
-    let families: [fn(&mut OpText<'_>) -> Result<Option<Op>>; 9] = [
+    let families: [Family; 9] = [
         unary_op, binary_op, compare_op, convert_op, literal_op, shape_op, reduce_op, dot_op,
         index_op,
     ];

@@ -44,7 +44,14 @@ pub fn batch(op: &DotGeneral, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Resul
             let free = dn.rhs_free(rrank);
             nb + lfree + free.iter().position(|&d| d == rb).unwrap_or(0)
         }
-        (None, None) => return Ok(Batched::unbatched(ctx.push1(Op::Dot(op.clone()), &[l.value, r.value])?)),
+        (None, None) => {
+            return Ok(Batched::unbatched(
+                ctx.push1(Op::Dot(op.clone()), &[l.value, r.value])?,
+            ))
+        }
     };
-    Ok(Batched::at(ctx.push1(Op::Dot(dn), &[l.value, r.value])?, bdim))
+    Ok(Batched::at(
+        ctx.push1(Op::Dot(dn), &[l.value, r.value])?,
+        bdim,
+    ))
 }

@@ -25,7 +25,10 @@ fn strides(dims: &[usize]) -> Vec<usize> {
 /// Fails when flat indices up to `n` do not fit in i32.
 fn check_i32(op: &str, n: usize) -> Result<()> {
     if n > i32::MAX as usize {
-        return Err(rule_error(op, format!("{n} elements are too many for i32 flat indices")));
+        return Err(rule_error(
+            op,
+            format!("{n} elements are too many for i32 flat indices"),
+        ));
     }
     Ok(())
 }
@@ -46,7 +49,13 @@ fn flat_rows(ctx: &mut BatchCtx<'_>, idx: Batched, n: usize) -> Result<Value> {
 /// shape `dims` whose batch dimension is 0.
 fn start_at(ctx: &mut BatchCtx<'_>, start: Batched, hi: usize, dims: &[usize]) -> Result<Value> {
     let s = ctx.clamp(start.value, 0.0, hi as f64)?;
-    ctx.spread_scalar(Batched { value: s, bdim: start.bdim }, dims)
+    ctx.spread_scalar(
+        Batched {
+            value: s,
+            bdim: start.bdim,
+        },
+        dims,
+    )
 }
 
 /// Batches an indexing op.
@@ -57,7 +66,10 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let x = args[0];
             let bd = x.bdim.unwrap_or(0);
             let v = ctx.move_bdim(x, bd)?;
-            let op = IndexOp::Cumsum { axis: shift_axis(*axis, bd), reverse: *reverse };
+            let op = IndexOp::Cumsum {
+                axis: shift_axis(*axis, bd),
+                reverse: *reverse,
+            };
             Ok(Batched::at(ctx.push1(Op::Index(op), &[v])?, bd))
         }
         IndexOp::DynamicSlice { sizes } => {
@@ -71,7 +83,9 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
                 let mut vals: Vec<Value> = vec![v];
                 vals.extend(starts.iter().map(|s| s.value));
                 vals.insert(1 + bd, zero);
-                let op = IndexOp::DynamicSlice { sizes: insert_dim(sizes, bd, size) };
+                let op = IndexOp::DynamicSlice {
+                    sizes: insert_dim(sizes, bd, size),
+                };
                 return Ok(Batched::at(ctx.push1(Op::Index(op), &vals)?, bd));
             }
             // Per-member starts: gather the window's elements from the flattened operand.
@@ -91,7 +105,10 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
                 let term = ctx.binary_scalar(BinaryOp::Mul, pos, stride as f64)?;
                 flat = ctx.binary(BinaryOp::Add, flat, term)?;
             }
-            Ok(Batched::at(ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?, 0))
+            Ok(Batched::at(
+                ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?,
+                0,
+            ))
         }
         IndexOp::DynamicUpdateSlice => {
             let (x, u) = (args[0], args[1]);
@@ -138,8 +155,12 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
                 flat = ctx.binary(BinaryOp::Add, flat, term)?;
             }
             let taken = ctx.push1(Op::Index(IndexOp::Gather), &[flat_u, flat])?;
-            let mask = mask.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
-            Ok(Batched::at(ctx.compare(CompareOp::Select, &[mask, taken, xv])?, 0))
+            let mask =
+                mask.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
+            Ok(Batched::at(
+                ctx.compare(CompareOp::Select, &[mask, taken, xv])?,
+                0,
+            ))
         }
         IndexOp::Gather => {
             let (x, idx) = (args[0], args[1]);

@@ -34,7 +34,10 @@ pub struct Batched {
 impl Batched {
     /// A value that carries a batch dimension at `bdim`.
     pub fn at(value: Value, bdim: usize) -> Batched {
-        Batched { value, bdim: Some(bdim) }
+        Batched {
+            value,
+            bdim: Some(bdim),
+        }
     }
 
     /// A value that does not depend on the batched arguments.
@@ -112,7 +115,12 @@ impl<'a> BatchCtx<'a> {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return Ok(v);
         }
-        self.push1(Op::Shape(ShapeOp::Transpose { perm: Dims::from_slice(perm) }), &[v])
+        self.push1(
+            Op::Shape(ShapeOp::Transpose {
+                perm: Dims::from_slice(perm),
+            }),
+            &[v],
+        )
     }
 
     /// Broadcasts `v` to `dims`, operand dimension `i` landing at `map[i]`.
@@ -120,7 +128,10 @@ impl<'a> BatchCtx<'a> {
         if self.ty(v).dims() == dims && map.iter().enumerate().all(|(i, &m)| i == m) {
             return Ok(v);
         }
-        let op = ShapeOp::BroadcastInDim { shape: Shape::new(dims), dims: Dims::from_slice(map) };
+        let op = ShapeOp::BroadcastInDim {
+            shape: Shape::new(dims),
+            dims: Dims::from_slice(map),
+        };
         self.push1(Op::Shape(op), &[v])
     }
 
@@ -129,7 +140,12 @@ impl<'a> BatchCtx<'a> {
         if self.ty(v).dims() == dims {
             return Ok(v);
         }
-        self.push1(Op::Shape(ShapeOp::Reshape { shape: Shape::new(dims) }), &[v])
+        self.push1(
+            Op::Shape(ShapeOp::Reshape {
+                shape: Shape::new(dims),
+            }),
+            &[v],
+        )
     }
 
     /// A `dtype` array of shape `dims` filled with `value`, as a broadcast scalar constant.
@@ -140,7 +156,11 @@ impl<'a> BatchCtx<'a> {
 
     /// `iota`: the index along `axis` of an i32 array of shape `dims`.
     pub fn iota(&mut self, dims: &[usize], axis: usize) -> Result<Value> {
-        let op = LiteralOp::Iota { dtype: DType::I32, shape: Shape::new(dims), axis };
+        let op = LiteralOp::Iota {
+            dtype: DType::I32,
+            shape: Shape::new(dims),
+            axis,
+        };
         self.push1(Op::Literal(op), &[])
     }
 
@@ -201,7 +221,10 @@ impl<'a> BatchCtx<'a> {
     /// unbatched operands broadcast. Returns the values and the common batch position.
     pub fn align(&mut self, args: &[Batched]) -> Result<(SmallVec<[Value; 4]>, usize)> {
         let bdim = args.iter().find_map(|a| a.bdim).unwrap_or(0);
-        let vals = args.iter().map(|&a| self.move_bdim(a, bdim)).collect::<Result<_>>()?;
+        let vals = args
+            .iter()
+            .map(|&a| self.move_bdim(a, bdim))
+            .collect::<Result<_>>()?;
         Ok((vals, bdim))
     }
 
@@ -223,7 +246,11 @@ impl<'a> BatchCtx<'a> {
 
 /// Batches one instruction: re-emits it unchanged when no operand is batched, and otherwise
 /// applies the batching rule of its family.
-pub fn batch_op(ctx: &mut BatchCtx<'_>, op: &Op, args: &[Batched]) -> Result<SmallVec<[Batched; 1]>> {
+pub fn batch_op(
+    ctx: &mut BatchCtx<'_>,
+    op: &Op,
+    args: &[Batched],
+) -> Result<SmallVec<[Batched; 1]>> {
     if args.iter().all(|a| a.bdim.is_none()) {
         let vals: SmallVec<[Value; 4]> = args.iter().map(|a| a.value).collect();
         let res = ctx.builder.push(op.clone(), &vals)?;

@@ -15,10 +15,17 @@ pub fn batch(op: &ReduceOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<
         ReduceOp::Max { axes } => ReduceOp::Max { axes: shift(axes) },
         ReduceOp::Min { axes } => ReduceOp::Min { axes: shift(axes) },
         ReduceOp::Prod { axes } => ReduceOp::Prod { axes: shift(axes) },
-        ReduceOp::ArgMax { axis } => ReduceOp::ArgMax { axis: shift_axis(*axis, bd) },
-        ReduceOp::ArgMin { axis } => ReduceOp::ArgMin { axis: shift_axis(*axis, bd) },
+        ReduceOp::ArgMax { axis } => ReduceOp::ArgMax {
+            axis: shift_axis(*axis, bd),
+        },
+        ReduceOp::ArgMin { axis } => ReduceOp::ArgMin {
+            axis: shift_axis(*axis, bd),
+        },
     };
     let before = op.axes().iter().filter(|&&a| a < bd).count();
     let v = ctx.move_bdim(x, bd)?;
-    Ok(Batched::at(ctx.push1(Op::Reduce(new_op), &[v])?, bd - before))
+    Ok(Batched::at(
+        ctx.push1(Op::Reduce(new_op), &[v])?,
+        bd - before,
+    ))
 }

@@ -29,7 +29,10 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let mut new_dims: Dims = dims.iter().map(|&d| shift_axis(d, p)).collect();
             new_dims.insert(bd, p);
             let out = insert_dim(shape.dims(), p, size);
-            let op = ShapeOp::BroadcastInDim { shape: Shape(out), dims: new_dims };
+            let op = ShapeOp::BroadcastInDim {
+                shape: Shape(out),
+                dims: new_dims,
+            };
             Ok(Batched::at(ctx.push1(Op::Shape(op), &[v])?, p))
         }
         ShapeOp::Reshape { shape } => {
@@ -45,7 +48,11 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             new_perm.insert(bd, bd);
             Ok(Batched::at(ctx.transpose(v, &new_perm)?, bd))
         }
-        ShapeOp::Slice { start, limit, stride } => {
+        ShapeOp::Slice {
+            start,
+            limit,
+            stride,
+        } => {
             let x = args[0];
             let bd = x.bdim.unwrap_or(0);
             let v = ctx.move_bdim(x, bd)?;
@@ -55,7 +62,11 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             start.insert(bd, 0);
             limit.insert(bd, size);
             stride.insert(bd, 1);
-            let op = ShapeOp::Slice { start, limit, stride };
+            let op = ShapeOp::Slice {
+                start,
+                limit,
+                stride,
+            };
             Ok(Batched::at(ctx.push1(Op::Shape(op), &[v])?, bd))
         }
         ShapeOp::Pad { lo, hi, interior } => {
@@ -68,7 +79,10 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
                 interior: with_zero_at(interior, bd),
             };
             if pv.bdim.is_none() {
-                return Ok(Batched::at(ctx.push1(Op::Shape(op_b), &[xv, pv.value])?, bd));
+                return Ok(Batched::at(
+                    ctx.push1(Op::Shape(op_b), &[xv, pv.value])?,
+                    bd,
+                ));
             }
             // A per-member padding value: pad with a placeholder, then select the padding
             // value wherever a mask (the padding of an all-true array with false) is false.
@@ -82,18 +96,25 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let mask = ctx.move_bdim(Batched::unbatched(mask), bd)?;
             let pvv = ctx.move_bdim(pv, 0)?;
             let fill = ctx.broadcast_in_dim(pvv, &out_dims, &[bd])?;
-            Ok(Batched::at(ctx.compare(CompareOp::Select, &[mask, padded, fill])?, bd))
+            Ok(Batched::at(
+                ctx.compare(CompareOp::Select, &[mask, padded, fill])?,
+                bd,
+            ))
         }
         ShapeOp::Concatenate { axis } => {
             let (vals, bd) = ctx.align(args)?;
-            let op = ShapeOp::Concatenate { axis: shift_axis(*axis, bd) };
+            let op = ShapeOp::Concatenate {
+                axis: shift_axis(*axis, bd),
+            };
             Ok(Batched::at(ctx.push1(Op::Shape(op), &vals)?, bd))
         }
         ShapeOp::Rev { axes } => {
             let x = args[0];
             let bd = x.bdim.unwrap_or(0);
             let v = ctx.move_bdim(x, bd)?;
-            let op = ShapeOp::Rev { axes: axes.iter().map(|&a| shift_axis(a, bd)).collect() };
+            let op = ShapeOp::Rev {
+                axes: axes.iter().map(|&a| shift_axis(a, bd)).collect(),
+            };
             Ok(Batched::at(ctx.push1(Op::Shape(op), &[v])?, bd))
         }
     }

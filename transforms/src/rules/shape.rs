@@ -3,9 +3,9 @@
 //! slices, transpose ↔ inverse permutation).
 
 use super::{for_linear, Cotangents, Operand};
-use crate::emit::{self, or_zeros, push1, reduce_sum, reshape, slice, sum_all, zeros};
+use crate::emit::{self, or_zeros, push1, reduce_sum, reshape, slice, sum_all};
 use ferrax_ir::ops::ShapeOp;
-use ferrax_ir::{Array, Builder, Dims, Op, Result, Shape, Type, Value};
+use ferrax_ir::{Array, Builder, Dims, Op, Result, Type, Value};
 
 /// The tangent of a shape op: the same op on the tangents (zeros filled in where needed).
 pub fn jvp(b: &mut Builder, op: &ShapeOp, x: &[Value], t: &[Option<Value>]) -> Result<Option<Value>> {
@@ -111,10 +111,4 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
         }
         ShapeOp::Rev { .. } => for_linear(args, |_, _| push1(b, Op::Shape(op.clone()), &[ct]).map(Some)),
     }
-}
-
-/// Zeros with the shape of `shape` (used by callers that need a materialized zero).
-#[allow(dead_code)]
-pub(crate) fn zeros_of(b: &mut Builder, dtype: ferrax_ir::DType, shape: &Shape) -> Result<Value> {
-    zeros(b, &Type { dtype, shape: shape.clone() })
 }

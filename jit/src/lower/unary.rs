@@ -1,0 +1,147 @@
+//! Per-element emitters for `ferrax_ir::ops::UnaryOp`. Ops that are single IEEE instructions
+//! (or exact compositions of them) are inline; transcendentals call the imported helpers of
+//! `crate::symbols`, which use the same scalar functions as the interpreter.
+
+use super::{clty, Ctx};
+use cranelift_codegen::ir::{self, condcodes::FloatCC, condcodes::IntCC, InstBuilder};
+use ferrax_ir::ops::UnaryOp;
+use ferrax_ir::{DType, Result};
+
+/// Emits `op(x)` for one element `x` of `dtype`.
+pub(crate) fn emit(cx: &mut Ctx, op: UnaryOp, dtype: DType, x: ir::Value) -> Result<ir::Value> {
+    if dtype == DType::I32 {
+        return emit_int(cx, op, x);
+    }
+    let one = cx.constant(dtype, 1.0);
+    let helper = |cx: &mut Ctx, name: &str| -> Result<ir::Value> {
+        let t = clty(dtype);
+        let sym = format!("ferrax_{name}_{dtype}");
+        Ok(cx.call(&sym, &[t], &[t], &[x])?[0])
+    };
+    Ok(match op {
+        UnaryOp::Neg => cx.fb.ins().fneg(x),
+        UnaryOp::Abs => cx.fb.ins().fabs(x),
+        UnaryOp::Sign => {
+            // +1 above zero, −1 below, x itself for ±0 and NaN.
+            let zero = cx.constant(dtype, 0.0);
+            let m1 = cx.constant(dtype, -1.0);
+            let gt = cx.fb.ins().fcmp(FloatCC::GreaterThan, x, zero);
+            let lt = cx.fb.ins().fcmp(FloatCC::LessThan, x, zero);
+            let neg = cx.fb.ins().select(lt, m1, x);
+            cx.fb.ins().select(gt, one, neg)
+        }
+        UnaryOp::Floor => cx.fb.ins().floor(x),
+        UnaryOp::Ceil => cx.fb.ins().ceil(x),
+        UnaryOp::Round => helper(cx, "round")?,
+        UnaryOp::Sqrt => cx.fb.ins().sqrt(x),
+        UnaryOp::Rsqrt => {
+            let s = cx.fb.ins().sqrt(x);
+            cx.fb.ins().fdiv(one, s)
+        }
+        UnaryOp::Exp => helper(cx, "exp")?,
+        UnaryOp::Exp2 => helper(cx, "exp2")?,
+        UnaryOp::Expm1 => helper(cx, "expm1")?,
+        UnaryOp::Log => helper(cx, "log")?,
+        UnaryOp::Log1p => helper(cx, "log1p")?,
+        UnaryOp::Sin => helper(cx, "sin")?,
+        UnaryOp::Cos => helper(cx, "cos")?,
+        UnaryOp::Tan => helper(cx, "tan")?,
+        UnaryOp::Asin => helper(cx, "asin")?,
+        UnaryOp::Acos => helper(cx, "acos")?,
+        UnaryOp::Atan => helper(cx, "atan")?,
+        UnaryOp::Sinh => helper(cx, "sinh")?,
+        UnaryOp::Cosh => helper(cx, "cosh")?,
+        UnaryOp::Tanh => helper(cx, "tanh")?,
+        UnaryOp::Asinh => helper(cx, "asinh")?,
+        UnaryOp::Acosh => helper(cx, "acosh")?,
+        UnaryOp::Atanh => helper(cx, "atanh")?,
+        UnaryOp::Logistic => helper(cx, "logistic")?,
+        UnaryOp::Erf => helper(cx, "erf")?,
+        UnaryOp::IntegerPow(n) => {
+            let p = integer_pow(cx, x, n.unsigned_abs(), |cx, a, b| cx.fb.ins().fmul(a, b))
+                .unwrap_or(one);
+            if n < 0 {
+                cx.fb.ins().fdiv(one, p)
+            } else {
+                p
+            }
+        }
+        UnaryOp::Square => cx.fb.ins().fmul(x, x),
+        UnaryOp::Reciprocal => cx.fb.ins().fdiv(one, x),
+    })
+}
+
+/// `x^e` by square and multiply, the product starting from the lowest set bit of `e` (the
+/// interpreter's exact multiplication order); `None` for `e = 0`.
+fn integer_pow(
+    cx: &mut Ctx,
+    x: ir::Value,
+    mut e: u32,
+    mul: impl Fn(&mut Ctx, ir::Value, ir::Value) -> ir::Value,
+) -> Option<ir::Value> {
+    let mut base = x;
+    let mut acc = None;
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = Some(match acc {
+                None => base,
+                Some(a) => mul(cx, a, base),
+            });
+        }
+        e >>= 1;
+        if e > 0 {
+            base = mul(cx, base, base);
+        }
+    }
+    acc
+}
+
+/// The i32 ops (wrapping, as the interpreter).
+fn emit_int(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Result<ir::Value> {
+    Ok(match op {
+        UnaryOp::Neg => cx.fb.ins().ineg(x),
+        UnaryOp::Abs => cx.fb.ins().iabs(x),
+        UnaryOp::Sign => {
+            let gt = cx.fb.ins().icmp_imm(IntCC::SignedGreaterThan, x, 0);
+            let lt = cx.fb.ins().icmp_imm(IntCC::SignedLessThan, x, 0);
+            let gt = cx.fb.ins().uextend(ir::types::I32, gt);
+            let lt = cx.fb.ins().uextend(ir::types::I32, lt);
+            cx.fb.ins().isub(gt, lt)
+        }
+        UnaryOp::Square => cx.fb.ins().imul(x, x),
+        UnaryOp::IntegerPow(n) => {
+            let p = integer_pow(cx, x, n.unsigned_abs(), |cx, a, b| cx.fb.ins().imul(a, b));
+            match p {
+                Some(p) => p,
+                None => cx.fb.ins().iconst(ir::types::I32, 1),
+            }
+        }
+        UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Exp
+        | UnaryOp::Exp2
+        | UnaryOp::Expm1
+        | UnaryOp::Log
+        | UnaryOp::Log1p
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Tanh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
+        | UnaryOp::Logistic
+        | UnaryOp::Erf
+        | UnaryOp::Reciprocal => {
+            return Err(super::jit_err(format!("{} has no i32 form", op.name())))
+        }
+    })
+}

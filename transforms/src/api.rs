@@ -1,0 +1,460 @@
+//! The user-facing transforms: each takes anything that becomes a [`Function`] (a closure of
+//! tensors or another Function) and returns a new Function, so they nest to any order. A
+//! Function is specialised per input types; the graph-level rewrite runs once per types and
+//! is cached by the Function.
+
+use crate::{
+    grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,
+    value_and_grad_graph, vjp_graph,
+};
+use ferrax_ir::function::Specialized;
+use ferrax_ir::{Array, Error, ErrorKind, Function, Graph, IntoFunction, Result, Type};
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Argument indices to differentiate with respect to: `0`, `(0, 2)`, `[0, 1, 2]`, `vec![1]`.
+pub trait Argnums {
+    /// The indices, in order.
+    fn argnums(&self) -> Vec<usize>;
+}
+
+impl Argnums for usize {
+    fn argnums(&self) -> Vec<usize> {
+        vec![*self]
+    }
+}
+
+impl Argnums for (usize, usize) {
+    fn argnums(&self) -> Vec<usize> {
+        vec![self.0, self.1]
+    }
+}
+
+impl Argnums for (usize, usize, usize) {
+    fn argnums(&self) -> Vec<usize> {
+        vec![self.0, self.1, self.2]
+    }
+}
+
+impl Argnums for (usize, usize, usize, usize) {
+    fn argnums(&self) -> Vec<usize> {
+        vec![self.0, self.1, self.2, self.3]
+    }
+}
+
+impl<const N: usize> Argnums for [usize; N] {
+    fn argnums(&self) -> Vec<usize> {
+        self.to_vec()
+    }
+}
+
+impl Argnums for Vec<usize> {
+    fn argnums(&self) -> Vec<usize> {
+        self.clone()
+    }
+}
+
+impl Argnums for &[usize] {
+    fn argnums(&self) -> Vec<usize> {
+        self.to_vec()
+    }
+}
+
+/// Builds a derived Function whose specialisation applies `rewrite` to the base's graph with
+/// the same input types; captures pass through.
+fn same_inputs(
+    name: &str,
+    base: Function,
+    rewrite: impl Fn(&Graph, usize) -> Result<Graph> + Send + Sync + 'static,
+) -> Function {
+    let arity = base.arity();
+    let defaults = base.default_types();
+    Function::derived(name, arity, defaults, move |types| {
+        let s = base.specialize(types)?;
+        let g = rewrite(&s.graph, s.n_explicit)?;
+        Ok(Specialized { graph: Arc::new(g), n_explicit: s.n_explicit, captures: s.captures })
+    })
+}
+
+/// How a gradient-like transform is configured; shared by [`Grad`] and [`Jacobian`].
+#[derive(Clone)]
+struct Config {
+    base: Function,
+    argnums: Vec<usize>,
+    has_aux: bool,
+}
+
+/// `grad(f)` or `value_and_grad(f)`: a Function (through `Deref`) with builder methods
+/// [`Grad::wrt`] and [`Grad::has_aux`].
+#[derive(Clone)]
+pub struct Grad {
+    cfg: Config,
+    with_value: bool,
+    func: Function,
+}
+
+impl Grad {
+    fn build(cfg: Config, with_value: bool) -> Grad {
+        let (argnums, has_aux) = (cfg.argnums.clone(), cfg.has_aux);
+        let func = if with_value {
+            same_inputs("value_and_grad", cfg.base.clone(), move |g, n| {
+                value_and_grad_graph(g, n, &argnums, has_aux)
+            })
+        } else {
+            same_inputs("grad", cfg.base.clone(), move |g, n| grad_graph(g, n, &argnums, has_aux))
+        };
+        Grad { cfg, with_value, func }
+    }
+
+    /// Differentiates with respect to these arguments (default: argument 0). The outputs are
+    /// one gradient per index, in order.
+    pub fn wrt(&self, argnums: impl Argnums) -> Grad {
+        let mut cfg = self.cfg.clone();
+        cfg.argnums = argnums.argnums();
+        Grad::build(cfg, self.with_value)
+    }
+
+    /// Treats every output after the first as auxiliary data, returned after the gradients
+    /// (or after value and gradients) without being differentiated.
+    pub fn has_aux(&self) -> Grad {
+        let mut cfg = self.cfg.clone();
+        cfg.has_aux = true;
+        Grad::build(cfg, self.with_value)
+    }
+
+    /// The Function this transform stands for.
+    pub fn function(&self) -> Function {
+        self.func.clone()
+    }
+}
+
+impl Deref for Grad {
+    type Target = Function;
+    fn deref(&self) -> &Function {
+        &self.func
+    }
+}
+
+/// Marker for [`IntoFunction`] on transform builders.
+pub struct TransformMarker;
+
+impl IntoFunction<TransformMarker> for Grad {
+    fn into_function(self) -> Function {
+        self.func
+    }
+}
+
+impl IntoFunction<TransformMarker> for &Grad {
+    fn into_function(self) -> Function {
+        self.func.clone()
+    }
+}
+
+/// The gradient of a function with a scalar float output, with respect to argument 0 (see
+/// [`Grad::wrt`]). Errors (non-scalar output, integer argument) surface when it is called.
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let df = grad(|x: Tensor| x.clone() * x);
+/// let d: f64 = df.call(3.0).unwrap();
+/// assert_eq!(d, 6.0);
+/// ```
+pub fn grad<M>(f: impl IntoFunction<M>) -> Grad {
+    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    Grad::build(cfg, false)
+}
+
+/// The value and the gradient: outputs `[value, gradients.., aux..]`.
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let vg = value_and_grad(|x: Tensor| x.sin());
+/// let (v, d): (f64, f64) = vg.call(0.0).unwrap();
+/// assert_eq!((v, d), (0.0, 1.0));
+/// ```
+pub fn value_and_grad<M>(f: impl IntoFunction<M>) -> Grad {
+    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    Grad::build(cfg, true)
+}
+
+/// Which Jacobian a [`Jacobian`] builds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JacKind {
+    Forward,
+    Reverse,
+    Hessian,
+}
+
+/// `jacfwd(f)`, `jacrev(f)` or `hessian(f)`: a Function (through `Deref`) with [`Jacobian::wrt`].
+/// One output per (output, argument) pair, output-major; each has shape
+/// `out.shape ++ arg.shape` (`out.shape ++ arg.shape ++ arg.shape` for Hessians).
+#[derive(Clone)]
+pub struct Jacobian {
+    cfg: Config,
+    kind: JacKind,
+    func: Function,
+}
+
+impl Jacobian {
+    fn build(cfg: Config, kind: JacKind) -> Jacobian {
+        let argnums = cfg.argnums.clone();
+        let func = match kind {
+            JacKind::Forward => same_inputs("jacfwd", cfg.base.clone(), move |g, n| {
+                jacfwd_graph(g, n, &argnums)
+            }),
+            JacKind::Reverse => same_inputs("jacrev", cfg.base.clone(), move |g, n| {
+                jacrev_graph(g, n, &argnums)
+            }),
+            JacKind::Hessian => same_inputs("hessian", cfg.base.clone(), move |g, n| {
+                hessian_graph(g, n, &argnums)
+            }),
+        };
+        Jacobian { cfg, kind, func }
+    }
+
+    /// Differentiates with respect to these arguments (default: argument 0).
+    pub fn wrt(&self, argnums: impl Argnums) -> Jacobian {
+        let mut cfg = self.cfg.clone();
+        cfg.argnums = argnums.argnums();
+        Jacobian::build(cfg, self.kind)
+    }
+
+    /// The Function this transform stands for.
+    pub fn function(&self) -> Function {
+        self.func.clone()
+    }
+}
+
+impl Deref for Jacobian {
+    type Target = Function;
+    fn deref(&self) -> &Function {
+        &self.func
+    }
+}
+
+impl IntoFunction<TransformMarker> for Jacobian {
+    fn into_function(self) -> Function {
+        self.func
+    }
+}
+
+impl IntoFunction<TransformMarker> for &Jacobian {
+    fn into_function(self) -> Function {
+        self.func.clone()
+    }
+}
+
+/// The Jacobian by forward mode (one batched JVP over the input basis).
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let j = jacfwd(|x: Tensor| x.clone() * x);
+/// let d: Vec<f64> = j.call(Array::from(vec![1.0, 2.0])).unwrap();
+/// assert_eq!(d, vec![2.0, 0.0, 0.0, 4.0]);
+/// ```
+pub fn jacfwd<M>(f: impl IntoFunction<M>) -> Jacobian {
+    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    Jacobian::build(cfg, JacKind::Forward)
+}
+
+/// The Jacobian by reverse mode (one batched VJP over the output basis).
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let j = jacrev(|x: Tensor| x.sin());
+/// let d: Vec<f64> = j.call(Array::from(vec![0.0, 0.0])).unwrap();
+/// assert_eq!(d, vec![1.0, 0.0, 0.0, 1.0]);
+/// ```
+pub fn jacrev<M>(f: impl IntoFunction<M>) -> Jacobian {
+    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    Jacobian::build(cfg, JacKind::Reverse)
+}
+
+/// The Hessian, `jacfwd(jacrev(f))`, of a scalar function.
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let h = hessian(|x: Tensor, y: Tensor| x.clone() * x.clone() + 2.0 * x * y.clone() + y.clone() * y)
+///     .wrt((0, 1));
+/// let hs: Vec<f64> = h.call_arrays(&[Array::from(1.0), Array::from(2.0)]).unwrap()
+///     .iter().map(|a| a.to_scalar().unwrap()).collect();
+/// assert_eq!(hs, vec![2.0, 2.0, 2.0, 2.0]);
+/// ```
+pub fn hessian<M>(f: impl IntoFunction<M>) -> Jacobian {
+    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    Jacobian::build(cfg, JacKind::Hessian)
+}
+
+/// Forward mode: a Function of `(primals.., tangents..)` returning `(outputs.., output
+/// tangents..)`.
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let f = jvp(|x: Tensor| x.exp());
+/// let (y, t): (f64, f64) = f.call((0.0, 3.0)).unwrap();
+/// assert_eq!((y, t), (1.0, 3.0));
+/// ```
+pub fn jvp<M>(f: impl IntoFunction<M>) -> Function {
+    let base = f.into_function();
+    let arity = base.arity().map(|n| 2 * n);
+    let defaults = base.default_types().map(|d| [d.clone(), d].concat());
+    Function::derived("jvp", arity, defaults, move |types| {
+        if types.len() % 2 != 0 {
+            return Err(Error::new(
+                ErrorKind::Arity,
+                format!("jvp takes primals and tangents in equal numbers, got {} arguments", types.len()),
+            ));
+        }
+        let n = types.len() / 2;
+        let (primals, tangents) = types.split_at(n);
+        if primals != tangents {
+            return Err(Error::new(
+                ErrorKind::Shape,
+                format!(
+                    "jvp: tangent types {:?} must equal primal types {:?}",
+                    tangents.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                    primals.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        let s = base.specialize(primals)?;
+        let g = jvp_graph(&s.graph, s.n_explicit)?;
+        Ok(Specialized { graph: Arc::new(g), n_explicit: 2 * n, captures: s.captures })
+    })
+}
+
+/// Reverse mode: a Function of `(primals.., output cotangents..)` returning `(outputs.., input
+/// cotangents..)`. The function's arity must be known (a closure of 1 to 6 tensors).
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let f = vjp(|x: Tensor, y: Tensor| x * y);
+/// let (z, cx, cy): (f64, f64, f64) = f.call((2.0, 3.0, 1.0)).unwrap();
+/// assert_eq!((z, cx, cy), (6.0, 3.0, 2.0));
+/// ```
+pub fn vjp<M>(f: impl IntoFunction<M>) -> Function {
+    let base = f.into_function();
+    let defaults = base.default_types().and_then(|d| {
+        let outs = base.specialize(&d).ok()?.output_types();
+        Some([d, outs].concat())
+    });
+    let arity = defaults.as_ref().map(|d| d.len());
+    Function::derived("vjp", arity, defaults, move |types| {
+        let Some(n) = base.arity() else {
+            return Err(Error::new(
+                ErrorKind::Arity,
+                "vjp needs a function of known arity; use vjp_at for slice closures",
+            ));
+        };
+        if types.len() < n {
+            return Err(Error::new(
+                ErrorKind::Arity,
+                format!("vjp takes {n} primals and the output cotangents, got {} arguments", types.len()),
+            ));
+        }
+        let s = base.specialize(&types[..n])?;
+        let outs = s.output_types();
+        if types[n..] != outs[..] {
+            return Err(Error::new(
+                ErrorKind::Shape,
+                format!(
+                    "vjp: cotangent types {:?} must equal output types {:?}",
+                    types[n..].iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                    outs.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        let g = vjp_graph(&s.graph, s.n_explicit)?;
+        Ok(Specialized { graph: Arc::new(g), n_explicit: types.len(), captures: s.captures })
+    })
+}
+
+fn concrete_types(primals: &[Array]) -> Vec<Type> {
+    primals.iter().map(|a| a.ty()).collect()
+}
+
+fn no_captures(s: &Specialized, what: &str) -> Result<()> {
+    if s.captures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Trace,
+            format!("{what}: the function closes over tracers of an enclosing trace"),
+        ))
+    }
+}
+
+/// Reverse mode at a point: the outputs and the pullback, a Function from output cotangents
+/// to input cotangents (the forward pass is not repeated when the pullback is called).
+pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
+    let (outs, lin) = linearize(f, primals)?;
+    let lin_graph = lin.graph()?;
+    let n_in = primals.len();
+    let n_out = outs.len();
+    // The VJP of a linear map at any point is its transpose; evaluate it at zero tangents.
+    let v = vjp_graph(&lin_graph, n_in)?;
+    let zeros: Vec<Array> = lin_graph.param_types().iter().map(Array::zeros).collect();
+    let bound = bind_params(&v, &zeros)?;
+    let pullback = select_outputs(&bound, n_out..n_out + n_in)?;
+    Ok((outs, Function::from_graph(crate::passes::simplify(&pullback))))
+}
+
+/// Linearizes `f` at `primals`: the outputs and the linear map of tangents (a Function from
+/// input tangents to output tangents) whose residuals are constants computed once.
+pub fn linearize<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
+    let base = f.into_function();
+    let s = base.specialize(&concrete_types(primals))?;
+    no_captures(&s, "linearize")?;
+    let (primal_graph, linear_graph) = linearize_graph(&s.graph, s.n_explicit)?;
+    let mut vals = ferrax_ir::interp::eval(&primal_graph, primals)?;
+    let n_out = s.graph.outputs().len();
+    let residuals = vals.split_off(n_out);
+    let lin = bind_params(&linear_graph, &residuals)?;
+    Ok((vals, Function::from_graph(crate::passes::simplify(&lin))))
+}
+
+/// Copies `g` with its first `values.len()` parameters replaced by constants.
+pub fn bind_params(g: &Graph, values: &[Array]) -> Result<Graph> {
+    let mut b = ferrax_ir::Builder::new();
+    let mut args = Vec::with_capacity(g.params().len());
+    for (k, &p) in g.params().iter().enumerate() {
+        args.push(match values.get(k) {
+            Some(a) => {
+                if &a.ty() != g.ty(p) {
+                    return Err(Error::new(
+                        ErrorKind::DType,
+                        format!("bind_params: value {k} has type {} but the parameter {}", a.ty(), g.ty(p)),
+                    ));
+                }
+                b.constant(a.clone())
+            }
+            None => b.param(g.ty(p).clone()),
+        });
+    }
+    let outs = copy_body(&mut b, g, &args)?;
+    Ok(b.finish(&outs))
+}
+
+/// Copies `g` keeping only the outputs in `keep`.
+pub fn select_outputs(g: &Graph, keep: std::ops::Range<usize>) -> Result<Graph> {
+    let mut b = ferrax_ir::Builder::new();
+    let args: Vec<_> = g.params().iter().map(|&p| b.param(g.ty(p).clone())).collect();
+    let outs = copy_body(&mut b, g, &args)?;
+    Ok(crate::passes::simplify(&b.finish(&outs[keep])))
+}
+
+/// Replays the body of `g` into `b` with `args` for its parameters; returns its outputs.
+fn copy_body(b: &mut ferrax_ir::Builder, g: &Graph, args: &[ferrax_ir::Value]) -> Result<Vec<ferrax_ir::Value>> {
+    let mut env = vec![None; g.num_values()];
+    for (&p, &a) in g.params().iter().zip(args) {
+        env[p.index()] = Some(a);
+    }
+    for (_, inst) in g.insts() {
+        let vals: Vec<_> = inst.args.iter().map(|a| env[a.index()].expect("verified graph")).collect();
+        let res = b.push(inst.op.clone(), &vals)?;
+        for (&r, v) in inst.results.iter().zip(res) {
+            env[r.index()] = Some(v);
+        }
+    }
+    Ok(g.outputs().iter().map(|o| env[o.index()].expect("verified graph")).collect())
+}

@@ -1,0 +1,116 @@
+//! Partial evaluation: splits the JVP graph into its primal part (everything that does not
+//! depend on a tangent) and its linear part (everything that does, which the JVP rules keep
+//! linear in the tangents). Primal values the linear part uses become residuals: outputs of
+//! the primal graph and parameters of the linear graph. Constants are re-emitted instead.
+
+use crate::emit::{build_graph, finish, is_nullary, push};
+use crate::jvp::{check_explicit, jvp_graph};
+use ferrax_ir::{Graph, Result, Type, Value};
+use smallvec::SmallVec;
+
+/// Which values of `g` depend on the parameters whose indices satisfy `is_linear_param`.
+pub(crate) fn linear_values(g: &Graph, is_linear_param: impl Fn(usize) -> bool) -> Vec<bool> {
+    let mut linear = vec![false; g.num_values()];
+    for (k, &p) in g.params().iter().enumerate() {
+        linear[p.index()] = is_linear_param(k);
+    }
+    for (_, inst) in g.insts() {
+        if inst.args.iter().any(|a| linear[a.index()]) {
+            for r in &inst.results {
+                linear[r.index()] = true;
+            }
+        }
+    }
+    linear
+}
+
+/// Linearizes `g` at its primals: returns the primal graph (parameters `[primals..,
+/// captures..]`, outputs `[outputs.., residuals..]`) and the linear graph (parameters
+/// `[residuals.., tangents..]`, outputs the output tangents).
+pub fn linearize_graph(g: &Graph, n_explicit: usize) -> Result<(Graph, Graph)> {
+    check_explicit(g, n_explicit, "linearize")?;
+    let j = jvp_graph(g, n_explicit)?;
+    split(&j, n_explicit, g.outputs().len())
+}
+
+/// Splits the JVP graph `j` of a function with `n` explicit parameters and `k` outputs.
+fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
+    let linear = linear_values(j, |i| i >= n && i < 2 * n);
+    let mut nullary = vec![false; j.num_values()];
+    for (_, inst) in j.insts() {
+        if is_nullary(&inst.op) {
+            for r in &inst.results {
+                nullary[r.index()] = true;
+            }
+        }
+    }
+    let mut residuals: Vec<Value> = Vec::new();
+    let mut is_residual = vec![false; j.num_values()];
+    let mut need = |v: Value, residuals: &mut Vec<Value>| {
+        if !linear[v.index()] && !nullary[v.index()] && !is_residual[v.index()] {
+            is_residual[v.index()] = true;
+            residuals.push(v);
+        }
+    };
+    for (_, inst) in j.insts() {
+        if inst.results.iter().any(|r| linear[r.index()]) {
+            for &a in &inst.args {
+                need(a, &mut residuals);
+            }
+        }
+    }
+    for &o in &j.outputs()[k..] {
+        need(o, &mut residuals);
+    }
+
+    let tys = j.param_types();
+    let mut primal_tys: Vec<Type> = tys[..n].to_vec();
+    primal_tys.extend_from_slice(&tys[2 * n..]);
+    let primal = build_graph(&primal_tys, |b, ps| {
+        let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
+        for (i, &p) in j.params().iter().enumerate() {
+            if i < n {
+                map[p.index()] = Some(ps[i]);
+            } else if i >= 2 * n {
+                map[p.index()] = Some(ps[i - n]);
+            }
+        }
+        for (_, inst) in j.insts() {
+            if inst.results.iter().any(|r| linear[r.index()]) {
+                continue;
+            }
+            let args: SmallVec<[Value; 4]> =
+                inst.args.iter().map(|&a| map[a.index()].expect("primal operand")).collect();
+            for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
+                map[r.index()] = Some(o);
+            }
+        }
+        let outs = j.outputs()[..k].iter().chain(&residuals);
+        Ok(outs.map(|&o| map[o.index()].expect("primal output")).collect())
+    })?;
+
+    let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
+    linear_tys.extend_from_slice(&tys[n..2 * n]);
+    let lin = build_graph(&linear_tys, |b, ps| {
+        let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
+        for (&r, &p) in residuals.iter().zip(ps) {
+            map[r.index()] = Some(p);
+        }
+        for i in 0..n {
+            map[j.params()[n + i].index()] = Some(ps[residuals.len() + i]);
+        }
+        for (_, inst) in j.insts() {
+            let is_linear = inst.results.iter().any(|r| linear[r.index()]);
+            if !is_linear && !is_nullary(&inst.op) {
+                continue;
+            }
+            let args: SmallVec<[Value; 4]> =
+                inst.args.iter().map(|&a| map[a.index()].expect("linear operand")).collect();
+            for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
+                map[r.index()] = Some(o);
+            }
+        }
+        Ok(j.outputs()[k..].iter().map(|&o| map[o.index()].expect("linear output")).collect())
+    })?;
+    Ok((finish(primal)?, finish(lin)?))
+}

@@ -226,7 +226,16 @@ pub(crate) fn apply(op: Op, args: &[&Tensor], loc: &'static Location<'static>) -
         }
     }
     let all_concrete = args.iter().all(|a| matches!(a.0, Repr::Concrete(_)));
-    if all_concrete {
+    // Inside a trace, ops on constants whose result is large are recorded rather than
+    // evaluated, so `x * 2.0` on a big tensor broadcasts a scalar instead of embedding a big
+    // constant array.
+    let large = all_concrete && is_tracing() && {
+        let tys: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+        op.infer(&tys)
+            .map(|out| out.iter().any(|t| t.size() > crate::builder::FOLD_LIMIT))
+            .unwrap_or(false)
+    };
+    if all_concrete && !large {
         let arrays: Vec<&Array> = args
             .iter()
             .map(|a| match &a.0 {

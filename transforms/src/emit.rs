@@ -4,9 +4,7 @@
 //!
 //! The small helpers below (`add`, `mul`, `full`, ...) keep the rules short and readable.
 
-use ferrax_ir::ops::{
-    BinaryOp, CompareOp, ConvertOp, Literal, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
-};
+use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
 use ferrax_ir::{Array, Builder, DType, Dims, Graph, InstData, Op, Result, Shape, Type, Value};
 use smallvec::SmallVec;
 
@@ -265,12 +263,7 @@ pub(crate) fn build_graph(
 
 /// Simplifies and verifies a graph a transform produced.
 pub(crate) fn finish(g: Graph) -> Result<Graph> {
-    let g = crate::passes::simplify(&g)?;
+    let g = crate::passes::try_simplify(&g)?;
     g.verify()?;
     Ok(g)
-}
-
-/// A literal op holding `a` (used when re-emitting constants).
-pub(crate) fn literal_op(a: Array) -> Op {
-    Op::Literal(LiteralOp::Const(Literal::new(a)))
 }

@@ -865,3 +865,32 @@ fn errors_are_reported() {
     );
     let _ = a;
 }
+
+#[test]
+fn empty_batch() {
+    let mut rng = Rng(12);
+    let all = [
+        elementwise_cases(),
+        shape_cases(),
+        reduce_cases(),
+        dot_cases(),
+        index_cases(),
+    ];
+    for c in all.iter().flatten() {
+        let g = graph_of(c);
+        let axes = vec![Some(0); c.explicit];
+        let outs = vec![0; g.outputs().len()];
+        let vg = vmap_graph_sized(&g, c.explicit, &axes, &outs, 0).unwrap();
+        vg.verify().unwrap();
+        let args: Vec<Array> = vg
+            .param_types()
+            .iter()
+            .map(|t| rng.array(t, 0.1, 0.9))
+            .collect();
+        let got = eval(&vg, &args).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        for (o, t) in got.iter().zip(g.output_types()) {
+            assert_eq!(o.dims()[0], 0, "{}", c.name);
+            assert_eq!(&o.dims()[1..], t.dims(), "{}", c.name);
+        }
+    }
+}

@@ -113,6 +113,21 @@ impl BinaryOp {
         Array::from_parts(a.shape().clone(), data)
     }
 
+    /// The op on two f64 elements: exactly what [`BinaryOp::eval`] computes.
+    pub fn scalar_f64(self, a: f64, b: f64) -> f64 {
+        self.apply_float(a, b)
+    }
+
+    /// The op on two f32 elements, as [`BinaryOp::eval`] computes it.
+    pub fn scalar_f32(self, a: f32, b: f32) -> f32 {
+        self.apply_float(a, b)
+    }
+
+    /// The op on two i32 elements, as [`BinaryOp::eval`] computes it (for ops accepting i32).
+    pub fn scalar_i32(self, a: i32, b: i32) -> i32 {
+        self.apply_num(a, b)
+    }
+
     /// The op on two float elements.
     fn apply_float<T: Float>(self, a: T, b: T) -> T {
         match self {

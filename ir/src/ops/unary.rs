@@ -193,6 +193,22 @@ impl UnaryOp {
         Array::from_parts(x.shape().clone(), data)
     }
 
+    /// The op on one f64 element: exactly what [`UnaryOp::eval`] computes (the JIT's precise
+    /// mode calls this so its results match the interpreter bit for bit).
+    pub fn scalar_f64(self, x: f64) -> f64 {
+        self.apply_float(x)
+    }
+
+    /// The op on one f32 element, as [`UnaryOp::eval`] computes it.
+    pub fn scalar_f32(self, x: f32) -> f32 {
+        self.apply_float(x)
+    }
+
+    /// The op on one i32 element, as [`UnaryOp::eval`] computes it (for ops accepting i32).
+    pub fn scalar_i32(self, x: i32) -> i32 {
+        self.apply_int(x)
+    }
+
     /// The op on one float element.
     fn apply_float<T: Float>(self, x: T) -> T {
         match self {

@@ -40,9 +40,23 @@ fn flat_rows(ctx: &mut BatchCtx<'_>, idx: Batched, n: usize) -> Result<Value> {
     let iv = ctx.move_bdim(idx, 0)?;
     let dims = ctx.ty(iv).dims().to_vec();
     let clamped = ctx.clamp(iv, 0.0, n.saturating_sub(1) as f64)?;
-    let member = ctx.iota(&dims, 0)?;
-    let offset = ctx.binary_scalar(BinaryOp::Mul, member, n as f64)?;
+    let offset = member_offset(ctx, &dims, n)?;
     ctx.binary(BinaryOp::Add, clamped, offset)
+}
+
+/// `member * n` over the batched shape `dims` (batch dimension 0): where member `member`'s
+/// elements start in a flattened operand of `n` elements per member.
+fn member_offset(ctx: &mut BatchCtx<'_>, dims: &[usize], n: usize) -> Result<Value> {
+    let member = ctx.iota(dims, 0)?;
+    ctx.binary_scalar(BinaryOp::Mul, member, n as f64)
+}
+
+/// Adds `term` to a running sum that may not have started yet.
+fn accumulate(ctx: &mut BatchCtx<'_>, acc: Option<Value>, term: Value) -> Result<Value> {
+    match acc {
+        Some(a) => ctx.binary(BinaryOp::Add, a, term),
+        None => Ok(term),
+    }
 }
 
 /// The clamped start of dimension `k` (`clamp(start, 0, hi)`), broadcast to the batched
@@ -93,18 +107,27 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let xdims = xty.dims().to_vec();
             let total = size * xty.size();
             check_i32("dynamic_slice", total)?;
-            let xv = ctx.move_bdim(x, 0)?;
-            let flat_x = ctx.reshape(xv, &[total])?;
             let out = insert_dim(sizes, 0, size);
-            let member = ctx.iota(&out, 0)?;
-            let mut flat = ctx.binary_scalar(BinaryOp::Mul, member, xty.size() as f64)?;
+            // An unbatched operand is shared by all members: no per-member offset.
+            let (flat_x, mut flat) = match x.bdim {
+                Some(_) => {
+                    let xv = ctx.move_bdim(x, 0)?;
+                    (
+                        ctx.reshape(xv, &[total])?,
+                        Some(member_offset(ctx, &out, xty.size())?),
+                    )
+                }
+                None => (ctx.reshape(x.value, &[xty.size()])?, None),
+            };
             for (k, (&st, &stride)) in starts.iter().zip(&strides(&xdims)).enumerate() {
                 let s = start_at(ctx, st, xdims[k] - sizes[k], &out)?;
                 let j = ctx.iota(&out, k + 1)?;
                 let pos = ctx.binary(BinaryOp::Add, s, j)?;
                 let term = ctx.binary_scalar(BinaryOp::Mul, pos, stride as f64)?;
-                flat = ctx.binary(BinaryOp::Add, flat, term)?;
+                flat = Some(accumulate(ctx, flat, term)?);
             }
+            let flat =
+                flat.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
             Ok(Batched::at(
                 ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?,
                 0,
@@ -131,11 +154,15 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
                 return Ok(Batched::at(xv, 0));
             }
             check_i32("dynamic_update_slice", size * uty.size())?;
-            let uv = ctx.move_bdim(u, 0)?;
-            let flat_u = ctx.reshape(uv, &[size * uty.size()])?;
             let out = insert_dim(&xdims, 0, size);
-            let member = ctx.iota(&out, 0)?;
-            let mut flat = ctx.binary_scalar(BinaryOp::Mul, member, uty.size() as f64)?;
+            let (flat_u, mut flat) = match u.bdim {
+                Some(_) => {
+                    let uv = ctx.move_bdim(u, 0)?;
+                    let flat_u = ctx.reshape(uv, &[size * uty.size()])?;
+                    (flat_u, Some(member_offset(ctx, &out, uty.size())?))
+                }
+                None => (ctx.reshape(u.value, &[uty.size()])?, None),
+            };
             let mut mask: Option<Value> = None;
             for (k, (&st, &stride)) in starts.iter().zip(&strides(&udims)).enumerate() {
                 let s = start_at(ctx, st, xdims[k] - udims[k], &out)?;
@@ -152,11 +179,12 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
                 });
                 let relc = ctx.clamp(rel, 0.0, (udims[k] - 1) as f64)?;
                 let term = ctx.binary_scalar(BinaryOp::Mul, relc, stride as f64)?;
-                flat = ctx.binary(BinaryOp::Add, flat, term)?;
+                flat = Some(accumulate(ctx, flat, term)?);
             }
+            let flat =
+                flat.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
             let taken = ctx.push1(Op::Index(IndexOp::Gather), &[flat_u, flat])?;
-            let mask =
-                mask.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
+            let mask = mask.ok_or_else(|| rule_error(op.name(), "needs rank >= 1"))?;
             Ok(Batched::at(
                 ctx.compare(CompareOp::Select, &[mask, taken, xv])?,
                 0,

@@ -170,7 +170,18 @@ impl<'a> BatchCtx<'a> {
     }
 
     /// An elementwise binary op between `a` and the scalar `value` (broadcast to `a`'s shape).
+    /// Multiplying by 1 and adding 0 emit nothing.
     pub fn binary_scalar(&mut self, op: BinaryOp, a: Value, value: f64) -> Result<Value> {
+        let identity = match op {
+            BinaryOp::Mul | BinaryOp::Div => value == 1.0,
+            BinaryOp::Add | BinaryOp::Sub => value == 0.0,
+            BinaryOp::Pow | BinaryOp::Max | BinaryOp::Min | BinaryOp::Atan2 | BinaryOp::Rem => {
+                false
+            }
+        };
+        if identity {
+            return Ok(a);
+        }
         let ty = self.ty(a);
         let s = self.full(ty.dtype, ty.dims(), value)?;
         self.binary(op, a, s)

@@ -22,13 +22,13 @@ pub use ferrax_ir::{
 };
 pub use ferrax_transforms as transforms;
 pub use ferrax_transforms::api::{
-    grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, Grad, Jacobian,
+    grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, vmap, Grad, Jacobian, Vmap,
 };
 
 /// Everything a typical user needs, in one import.
 pub mod prelude {
     pub use crate::{
         concatenate, function, grad, hessian, jacfwd, jacrev, jvp, linearize, select, stack, trace,
-        value_and_grad, vjp, vjp_at, Array, DType, Error, Function, Result, Shape, Tensor, Type,
+        value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function, Result, Shape, Tensor, Type,
     };
 }

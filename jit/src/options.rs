@@ -28,6 +28,10 @@ pub struct JitOptions {
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
-        JitOptions { math: MathMode::Precise, optimize: true, gemm_threshold: 4096 }
+        JitOptions {
+            math: MathMode::Precise,
+            optimize: true,
+            gemm_threshold: 4096,
+        }
     }
 }

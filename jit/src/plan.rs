@@ -103,19 +103,20 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         }
         for &r in &inst.results {
             let ty = graph.ty(r);
-            homes[r.index()] = if matches!(inst.op, Op::Literal(ferrax_ir::ops::LiteralOp::Const(_)))
-                && !ty.is_scalar()
-            {
-                Home::Const
-            } else if ty.is_scalar() {
-                Home::Reg
-            } else if let Some(k) = first_output[r.index()] {
-                Home::Output(k)
-            } else if let Some(off) = reusable.take() {
-                Home::Work(off)
-            } else {
-                Home::Work(arena.alloc(size_of(r)))
-            };
+            homes[r.index()] =
+                if matches!(inst.op, Op::Literal(ferrax_ir::ops::LiteralOp::Const(_)))
+                    && !ty.is_scalar()
+                {
+                    Home::Const
+                } else if ty.is_scalar() {
+                    Home::Reg
+                } else if let Some(k) = first_output[r.index()] {
+                    Home::Output(k)
+                } else if let Some(off) = reusable.take() {
+                    Home::Work(off)
+                } else {
+                    Home::Work(arena.alloc(size_of(r)))
+                };
         }
         let taken: Vec<usize> = inst
             .results
@@ -133,5 +134,8 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
             }
         }
     }
-    Plan { homes, workspace: arena.high }
+    Plan {
+        homes,
+        workspace: arena.high,
+    }
 }

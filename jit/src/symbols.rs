@@ -139,5 +139,9 @@ pub(crate) fn lookup(name: &str) -> Option<*const u8> {
         "ferrax_sgemm" => return Some(ferrax_sgemm as *const u8),
         _ => {}
     }
-    UNARY.iter().chain(BINARY).find(|(n, _)| *n == name).map(|&(_, p)| p)
+    UNARY
+        .iter()
+        .chain(BINARY)
+        .find(|(n, _)| *n == name)
+        .map(|&(_, p)| p)
 }

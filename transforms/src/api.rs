@@ -72,7 +72,11 @@ fn same_inputs(
     Function::derived(name, arity, defaults, move |types| {
         let s = base.specialize(types)?;
         let g = rewrite(&s.graph, s.n_explicit)?;
-        Ok(Specialized { graph: Arc::new(g), n_explicit: s.n_explicit, captures: s.captures })
+        Ok(Specialized {
+            graph: Arc::new(g),
+            n_explicit: s.n_explicit,
+            captures: s.captures,
+        })
     })
 }
 
@@ -101,9 +105,15 @@ impl Grad {
                 value_and_grad_graph(g, n, &argnums, has_aux)
             })
         } else {
-            same_inputs("grad", cfg.base.clone(), move |g, n| grad_graph(g, n, &argnums, has_aux))
+            same_inputs("grad", cfg.base.clone(), move |g, n| {
+                grad_graph(g, n, &argnums, has_aux)
+            })
         };
-        Grad { cfg, with_value, func }
+        Grad {
+            cfg,
+            with_value,
+            func,
+        }
     }
 
     /// Differentiates with respect to these arguments (default: argument 0). The outputs are
@@ -160,7 +170,11 @@ impl IntoFunction<TransformMarker> for &Grad {
 /// assert_eq!(d, 6.0);
 /// ```
 pub fn grad<M>(f: impl IntoFunction<M>) -> Grad {
-    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    let cfg = Config {
+        base: f.into_function(),
+        argnums: vec![0],
+        has_aux: false,
+    };
     Grad::build(cfg, false)
 }
 
@@ -173,7 +187,11 @@ pub fn grad<M>(f: impl IntoFunction<M>) -> Grad {
 /// assert_eq!((v, d), (0.0, 1.0));
 /// ```
 pub fn value_and_grad<M>(f: impl IntoFunction<M>) -> Grad {
-    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    let cfg = Config {
+        base: f.into_function(),
+        argnums: vec![0],
+        has_aux: false,
+    };
     Grad::build(cfg, true)
 }
 
@@ -253,7 +271,11 @@ impl IntoFunction<TransformMarker> for &Jacobian {
 /// assert_eq!(d, vec![2.0, 0.0, 0.0, 4.0]);
 /// ```
 pub fn jacfwd<M>(f: impl IntoFunction<M>) -> Jacobian {
-    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    let cfg = Config {
+        base: f.into_function(),
+        argnums: vec![0],
+        has_aux: false,
+    };
     Jacobian::build(cfg, JacKind::Forward)
 }
 
@@ -266,7 +288,11 @@ pub fn jacfwd<M>(f: impl IntoFunction<M>) -> Jacobian {
 /// assert_eq!(d, vec![1.0, 0.0, 0.0, 1.0]);
 /// ```
 pub fn jacrev<M>(f: impl IntoFunction<M>) -> Jacobian {
-    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    let cfg = Config {
+        base: f.into_function(),
+        argnums: vec![0],
+        has_aux: false,
+    };
     Jacobian::build(cfg, JacKind::Reverse)
 }
 
@@ -281,7 +307,11 @@ pub fn jacrev<M>(f: impl IntoFunction<M>) -> Jacobian {
 /// assert_eq!(hs, vec![2.0, 2.0, 2.0, 2.0]);
 /// ```
 pub fn hessian<M>(f: impl IntoFunction<M>) -> Jacobian {
-    let cfg = Config { base: f.into_function(), argnums: vec![0], has_aux: false };
+    let cfg = Config {
+        base: f.into_function(),
+        argnums: vec![0],
+        has_aux: false,
+    };
     Jacobian::build(cfg, JacKind::Hessian)
 }
 
@@ -302,7 +332,10 @@ pub fn jvp<M>(f: impl IntoFunction<M>) -> Function {
         if types.len() % 2 != 0 {
             return Err(Error::new(
                 ErrorKind::Arity,
-                format!("jvp takes primals and tangents in equal numbers, got {} arguments", types.len()),
+                format!(
+                    "jvp takes primals and tangents in equal numbers, got {} arguments",
+                    types.len()
+                ),
             ));
         }
         let n = types.len() / 2;
@@ -319,7 +352,11 @@ pub fn jvp<M>(f: impl IntoFunction<M>) -> Function {
         }
         let s = base.specialize(primals)?;
         let g = jvp_graph(&s.graph, s.n_explicit)?;
-        Ok(Specialized { graph: Arc::new(g), n_explicit: 2 * n, captures: s.captures })
+        Ok(Specialized {
+            graph: Arc::new(g),
+            n_explicit: 2 * n,
+            captures: s.captures,
+        })
     })
 }
 
@@ -349,7 +386,10 @@ pub fn vjp<M>(f: impl IntoFunction<M>) -> Function {
         if types.len() < n {
             return Err(Error::new(
                 ErrorKind::Arity,
-                format!("vjp takes {n} primals and the output cotangents, got {} arguments", types.len()),
+                format!(
+                    "vjp takes {n} primals and the output cotangents, got {} arguments",
+                    types.len()
+                ),
             ));
         }
         let s = base.specialize(&types[..n])?;
@@ -365,7 +405,11 @@ pub fn vjp<M>(f: impl IntoFunction<M>) -> Function {
             ));
         }
         let g = vjp_graph(&s.graph, s.n_explicit)?;
-        Ok(Specialized { graph: Arc::new(g), n_explicit: types.len(), captures: s.captures })
+        Ok(Specialized {
+            graph: Arc::new(g),
+            n_explicit: types.len(),
+            captures: s.captures,
+        })
     })
 }
 
@@ -396,7 +440,10 @@ pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Arra
     let zeros: Vec<Array> = lin_graph.param_types().iter().map(Array::zeros).collect();
     let bound = bind_params(&v, &zeros)?;
     let pullback = select_outputs(&bound, n_out..n_out + n_in)?;
-    Ok((outs, Function::from_graph(crate::passes::simplify(&pullback))))
+    Ok((
+        outs,
+        Function::from_graph(crate::passes::simplify(&pullback)),
+    ))
 }
 
 /// Linearizes `f` at `primals`: the outputs and the linear map of tangents (a Function from
@@ -423,7 +470,11 @@ pub fn bind_params(g: &Graph, values: &[Array]) -> Result<Graph> {
                 if &a.ty() != g.ty(p) {
                     return Err(Error::new(
                         ErrorKind::DType,
-                        format!("bind_params: value {k} has type {} but the parameter {}", a.ty(), g.ty(p)),
+                        format!(
+                            "bind_params: value {k} has type {} but the parameter {}",
+                            a.ty(),
+                            g.ty(p)
+                        ),
                     ));
                 }
                 b.constant(a.clone())
@@ -438,23 +489,151 @@ pub fn bind_params(g: &Graph, values: &[Array]) -> Result<Graph> {
 /// Copies `g` keeping only the outputs in `keep`.
 pub fn select_outputs(g: &Graph, keep: std::ops::Range<usize>) -> Result<Graph> {
     let mut b = ferrax_ir::Builder::new();
-    let args: Vec<_> = g.params().iter().map(|&p| b.param(g.ty(p).clone())).collect();
+    let args: Vec<_> = g
+        .params()
+        .iter()
+        .map(|&p| b.param(g.ty(p).clone()))
+        .collect();
     let outs = copy_body(&mut b, g, &args)?;
     Ok(crate::passes::simplify(&b.finish(&outs[keep])))
 }
 
 /// Replays the body of `g` into `b` with `args` for its parameters; returns its outputs.
-fn copy_body(b: &mut ferrax_ir::Builder, g: &Graph, args: &[ferrax_ir::Value]) -> Result<Vec<ferrax_ir::Value>> {
+fn copy_body(
+    b: &mut ferrax_ir::Builder,
+    g: &Graph,
+    args: &[ferrax_ir::Value],
+) -> Result<Vec<ferrax_ir::Value>> {
     let mut env = vec![None; g.num_values()];
     for (&p, &a) in g.params().iter().zip(args) {
         env[p.index()] = Some(a);
     }
     for (_, inst) in g.insts() {
-        let vals: Vec<_> = inst.args.iter().map(|a| env[a.index()].expect("verified graph")).collect();
+        let vals: Vec<_> = inst
+            .args
+            .iter()
+            .map(|a| env[a.index()].expect("verified graph"))
+            .collect();
         let res = b.push(inst.op.clone(), &vals)?;
         for (&r, v) in inst.results.iter().zip(res) {
             env[r.index()] = Some(v);
         }
     }
-    Ok(g.outputs().iter().map(|o| env[o.index()].expect("verified graph")).collect())
+    Ok(g.outputs()
+        .iter()
+        .map(|o| env[o.index()].expect("verified graph"))
+        .collect())
+}
+
+/// `vmap(f)`: `f` mapped over a batch axis of its arguments, as one batched graph (no loop). A
+/// Function (through `Deref`) with [`Vmap::in_axes`] and [`Vmap::out_axes`].
+#[derive(Clone)]
+pub struct Vmap {
+    base: Function,
+    in_axes: Option<Vec<Option<usize>>>,
+    out_axes: Option<Vec<usize>>,
+    func: Function,
+}
+
+impl Vmap {
+    fn build(
+        base: Function,
+        in_axes: Option<Vec<Option<usize>>>,
+        out_axes: Option<Vec<usize>>,
+    ) -> Vmap {
+        let (b, ia, oa) = (base.clone(), in_axes.clone(), out_axes.clone());
+        let func =
+            Function::derived("vmap", base.arity(), None, move |types| {
+                let ia = ia.clone().unwrap_or_else(|| vec![Some(0); types.len()]);
+                if ia.len() != types.len() {
+                    return Err(Error::new(
+                        ErrorKind::Arity,
+                        format!("vmap: {} in_axes for {} arguments", ia.len(), types.len()),
+                    ));
+                }
+                let mut member = Vec::with_capacity(types.len());
+                for (i, (t, a)) in types.iter().zip(&ia).enumerate() {
+                    member.push(match a {
+                        None => t.clone(),
+                        Some(a) if *a < t.rank() => {
+                            let mut d = t.dims().to_vec();
+                            d.remove(*a);
+                            Type::new(t.dtype, &d)
+                        }
+                        Some(a) => return Err(Error::new(
+                            ErrorKind::Axis,
+                            format!(
+                                "vmap: in_axes[{i}] = {a} is out of range for argument type {t}"
+                            ),
+                        )),
+                    });
+                }
+                let s = b.specialize(&member)?;
+                let n_out = s.graph.outputs().len();
+                let oa = oa.clone().unwrap_or_else(|| vec![0; n_out]);
+                let g = crate::vmap::vmap_graph(&s.graph, s.n_explicit, &ia, &oa, types)?;
+                let g = crate::passes::simplify(&g);
+                Ok(Specialized {
+                    graph: Arc::new(g),
+                    n_explicit: s.n_explicit,
+                    captures: s.captures,
+                })
+            });
+        Vmap {
+            base,
+            in_axes,
+            out_axes,
+            func,
+        }
+    }
+
+    /// The batch axis of each argument (`None`: not batched, shared by every member).
+    pub fn in_axes(&self, axes: &[Option<usize>]) -> Vmap {
+        Vmap::build(
+            self.base.clone(),
+            Some(axes.to_vec()),
+            self.out_axes.clone(),
+        )
+    }
+
+    /// Where each output carries the batch axis (default 0).
+    pub fn out_axes(&self, axes: &[usize]) -> Vmap {
+        Vmap::build(self.base.clone(), self.in_axes.clone(), Some(axes.to_vec()))
+    }
+
+    /// The Function this transform stands for.
+    pub fn function(&self) -> Function {
+        self.func.clone()
+    }
+}
+
+impl Deref for Vmap {
+    type Target = Function;
+    fn deref(&self) -> &Function {
+        &self.func
+    }
+}
+
+impl IntoFunction<TransformMarker> for Vmap {
+    fn into_function(self) -> Function {
+        self.func
+    }
+}
+
+impl IntoFunction<TransformMarker> for &Vmap {
+    fn into_function(self) -> Function {
+        self.func.clone()
+    }
+}
+
+/// Vectorizes `f` over axis 0 of every argument (see [`Vmap::in_axes`] and [`Vmap::out_axes`]).
+///
+/// ```
+/// use ferrax::prelude::*;
+/// let per_example = vmap(grad(|x: Tensor| x.sin()));
+/// let d: Vec<f64> = per_example.call(Array::from(vec![0.0, 0.0])).unwrap();
+/// assert_eq!(d, vec![1.0, 1.0]);
+/// ```
+pub fn vmap<M>(f: impl IntoFunction<M>) -> Vmap {
+    Vmap::build(f.into_function(), None, None)
 }

@@ -46,9 +46,11 @@ pub(crate) fn splat(b: &Builder, v: Value) -> Option<f64> {
         return l.splat_value();
     }
     match producer(b, v) {
-        Some(InstData { op: Op::Shape(ShapeOp::BroadcastInDim { .. }), args, .. }) => {
-            splat(b, args[0])
-        }
+        Some(InstData {
+            op: Op::Shape(ShapeOp::BroadcastInDim { .. }),
+            args,
+            ..
+        }) => splat(b, args[0]),
         _ => None,
     }
 }
@@ -186,7 +188,15 @@ pub(crate) fn slice(
     limit: Dims,
     stride: Dims,
 ) -> Result<Value> {
-    push1(b, Op::Shape(ShapeOp::Slice { start, limit, stride }), &[x])
+    push1(
+        b,
+        Op::Shape(ShapeOp::Slice {
+            start,
+            limit,
+            stride,
+        }),
+        &[x],
+    )
 }
 
 /// `concatenate(xs, axis)`.
@@ -195,7 +205,11 @@ pub(crate) fn concatenate(b: &mut Builder, xs: &[Value], axis: usize) -> Result<
 }
 
 /// Adds two optional (symbolically zero when `None`) values.
-pub(crate) fn add_opt(b: &mut Builder, x: Option<Value>, y: Option<Value>) -> Result<Option<Value>> {
+pub(crate) fn add_opt(
+    b: &mut Builder,
+    x: Option<Value>,
+    y: Option<Value>,
+) -> Result<Option<Value>> {
     Ok(match (x, y) {
         (Some(x), Some(y)) => Some(add(b, x, y)?),
         (x, None) => x,
@@ -241,13 +255,20 @@ pub fn inline(b: &mut Builder, g: &Graph, args: &[Value]) -> Result<Vec<Value>> 
         map[p.index()] = Some(a);
     }
     for (_, inst) in g.insts() {
-        let ins: SmallVec<[Value; 4]> = inst.args.iter().map(|&a| map[a.index()].expect("verified graph")).collect();
+        let ins: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("verified graph"))
+            .collect();
         let outs = push(b, inst.op.clone(), &ins)?;
         for (&r, &o) in inst.results.iter().zip(&outs) {
             map[r.index()] = Some(o);
         }
     }
-    Ok(g.outputs().iter().map(|&o| map[o.index()].expect("verified graph")).collect())
+    Ok(g.outputs()
+        .iter()
+        .map(|&o| map[o.index()].expect("verified graph"))
+        .collect())
 }
 
 /// A new graph with parameters of the given types whose body is built by `f`.

@@ -9,10 +9,18 @@ use ferrax_ir::{Array, Graph, Result, Type, Value};
 
 /// Checks `argnums` against `g`: in range of the explicit parameters, distinct, and of a float
 /// dtype. `name` names the transform in messages.
-pub(crate) fn check_argnums(g: &Graph, n_explicit: usize, argnums: &[usize], name: &str) -> Result<()> {
+pub(crate) fn check_argnums(
+    g: &Graph,
+    n_explicit: usize,
+    argnums: &[usize],
+    name: &str,
+) -> Result<()> {
     check_explicit(g, n_explicit, name)?;
     if argnums.is_empty() {
-        ferrax_ir::bail!(Transform, "{name}: argnums is empty; there is nothing to differentiate");
+        ferrax_ir::bail!(
+            Transform,
+            "{name}: argnums is empty; there is nothing to differentiate"
+        );
     }
     for (i, &a) in argnums.iter().enumerate() {
         if a >= n_explicit {
@@ -22,7 +30,10 @@ pub(crate) fn check_argnums(g: &Graph, n_explicit: usize, argnums: &[usize], nam
             );
         }
         if argnums[..i].contains(&a) {
-            ferrax_ir::bail!(Transform, "{name}: argnum {a} appears twice in argnums {argnums:?}");
+            ferrax_ir::bail!(
+                Transform,
+                "{name}: argnum {a} appears twice in argnums {argnums:?}"
+            );
         }
         let ty = g.ty(g.params()[a]);
         if !ty.dtype.is_float() {
@@ -57,7 +68,13 @@ pub(crate) fn restrict(g: &Graph, order: &[usize], outputs: &[usize]) -> Result<
     finish(out)
 }
 
-fn grad_impl(g: &Graph, n_explicit: usize, argnums: &[usize], has_aux: bool, with_value: bool) -> Result<Graph> {
+fn grad_impl(
+    g: &Graph,
+    n_explicit: usize,
+    argnums: &[usize],
+    has_aux: bool,
+    with_value: bool,
+) -> Result<Graph> {
     let name = if with_value { "value_and_grad" } else { "grad" };
     check_argnums(g, n_explicit, argnums, name)?;
     let k = g.outputs().len();
@@ -91,7 +108,11 @@ fn grad_impl(g: &Graph, n_explicit: usize, argnums: &[usize], has_aux: bool, wit
         args.push(one);
         args.extend(order[argnums.len()..].iter().map(|&i| ps[i]));
         let vo = inline(b, &v, &args)?;
-        let mut outs = if with_value { vo.clone() } else { vo[1..].to_vec() };
+        let mut outs = if with_value {
+            vo.clone()
+        } else {
+            vo[1..].to_vec()
+        };
         if has_aux {
             let go = inline(b, g, ps)?;
             outs.extend_from_slice(&go[1..]);

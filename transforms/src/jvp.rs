@@ -34,9 +34,13 @@ pub(crate) fn jvp_into(
         tangent[p.index()] = t.filter(|_| g.ty(p).dtype.is_float());
     }
     for (_, inst) in g.insts() {
-        let xs: SmallVec<[Value; 4]> =
-            inst.args.iter().map(|&a| primal[a.index()].expect("verified graph")).collect();
-        let ts: SmallVec<[Option<Value>; 4]> = inst.args.iter().map(|&a| tangent[a.index()]).collect();
+        let xs: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| primal[a.index()].expect("verified graph"))
+            .collect();
+        let ts: SmallVec<[Option<Value>; 4]> =
+            inst.args.iter().map(|&a| tangent[a.index()]).collect();
         let ys = push(b, inst.op.clone(), &xs)?;
         for (k, (&r, &y)) in inst.results.iter().zip(&ys).enumerate() {
             primal[r.index()] = Some(y);
@@ -45,7 +49,11 @@ pub(crate) fn jvp_into(
             }
         }
     }
-    let outs = g.outputs().iter().map(|&o| primal[o.index()].expect("verified graph")).collect();
+    let outs = g
+        .outputs()
+        .iter()
+        .map(|&o| primal[o.index()].expect("verified graph"))
+        .collect();
     let touts = g.outputs().iter().map(|&o| tangent[o.index()]).collect();
     Ok((outs, touts))
 }

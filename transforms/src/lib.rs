@@ -9,6 +9,7 @@
 //! ([`passes::simplify`]) and verified.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod batch;
 pub mod passes;
 pub mod rules;

@@ -79,14 +79,19 @@ fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
             if inst.results.iter().any(|r| linear[r.index()]) {
                 continue;
             }
-            let args: SmallVec<[Value; 4]> =
-                inst.args.iter().map(|&a| map[a.index()].expect("primal operand")).collect();
+            let args: SmallVec<[Value; 4]> = inst
+                .args
+                .iter()
+                .map(|&a| map[a.index()].expect("primal operand"))
+                .collect();
             for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
                 map[r.index()] = Some(o);
             }
         }
         let outs = j.outputs()[..k].iter().chain(&residuals);
-        Ok(outs.map(|&o| map[o.index()].expect("primal output")).collect())
+        Ok(outs
+            .map(|&o| map[o.index()].expect("primal output"))
+            .collect())
     })?;
 
     let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
@@ -104,13 +109,19 @@ fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
             if !is_linear && !is_nullary(&inst.op) {
                 continue;
             }
-            let args: SmallVec<[Value; 4]> =
-                inst.args.iter().map(|&a| map[a.index()].expect("linear operand")).collect();
+            let args: SmallVec<[Value; 4]> = inst
+                .args
+                .iter()
+                .map(|&a| map[a.index()].expect("linear operand"))
+                .collect();
             for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
                 map[r.index()] = Some(o);
             }
         }
-        Ok(j.outputs()[k..].iter().map(|&o| map[o.index()].expect("linear output")).collect())
+        Ok(j.outputs()[k..]
+            .iter()
+            .map(|&o| map[o.index()].expect("linear output"))
+            .collect())
     })?;
     Ok((finish(primal)?, finish(lin)?))
 }

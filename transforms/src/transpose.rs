@@ -26,8 +26,11 @@ pub(crate) fn transpose_into(
         if inst.results.iter().any(|r| linear[r.index()]) {
             continue;
         }
-        let args: SmallVec<[Value; 4]> =
-            inst.args.iter().map(|&a| map[a.index()].expect("non-linear operand")).collect();
+        let args: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("non-linear operand"))
+            .collect();
         for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
             map[r.index()] = Some(o);
         }
@@ -44,7 +47,9 @@ pub(crate) fn transpose_into(
         if !linear[r.index()] {
             continue;
         }
-        let Some(c) = ct[r.index()].take() else { continue };
+        let Some(c) = ct[r.index()].take() else {
+            continue;
+        };
         let operands: SmallVec<[Operand; 4]> = inst
             .args
             .iter()
@@ -63,7 +68,10 @@ pub(crate) fn transpose_into(
             }
         }
     }
-    Ok(l.params()[n_nonlinear..].iter().map(|&p| ct[p.index()]).collect())
+    Ok(l.params()[n_nonlinear..]
+        .iter()
+        .map(|&p| ct[p.index()])
+        .collect())
 }
 
 /// The transpose of a linear graph `l` whose first `n_nonlinear` parameters are non-linear:
@@ -83,7 +91,10 @@ pub fn transpose_graph(l: &Graph, n_nonlinear: usize) -> Result<Graph> {
     let out = build_graph(&param_tys, |b, ps| {
         let cts: Vec<Option<Value>> = ps[n_nonlinear..].iter().map(|&c| Some(c)).collect();
         let res = transpose_into(b, l, n_nonlinear, &ps[..n_nonlinear], &cts)?;
-        res.into_iter().zip(&tys[n_nonlinear..]).map(|(c, ty)| or_zeros(b, c, ty)).collect()
+        res.into_iter()
+            .zip(&tys[n_nonlinear..])
+            .map(|(c, ty)| or_zeros(b, c, ty))
+            .collect()
     })?;
     finish(out)
 }

@@ -8,7 +8,13 @@ use ferrax_ir::ops::BinaryOp;
 use ferrax_ir::{DType, Result};
 
 /// Emits `op(a, b)` for one element pair of `dtype`.
-pub(crate) fn emit(cx: &mut Ctx, op: BinaryOp, dtype: DType, a: ir::Value, b: ir::Value) -> Result<ir::Value> {
+pub(crate) fn emit(
+    cx: &mut Ctx,
+    op: BinaryOp,
+    dtype: DType,
+    a: ir::Value,
+    b: ir::Value,
+) -> Result<ir::Value> {
     if dtype == DType::I32 {
         return Ok(emit_int(cx, op, a, b));
     }
@@ -43,8 +49,8 @@ fn emit_int(cx: &mut Ctx, op: BinaryOp, a: ir::Value, b: ir::Value) -> ir::Value
         BinaryOp::Div | BinaryOp::Rem => {
             let zero = cx.fb.ins().iconst(ir::types::I32, 0);
             let one = cx.fb.ins().iconst(ir::types::I32, 1);
-            let is_zero = cx.fb.ins().icmp_imm(IntCC::Equal, b, 0);
-            let is_m1 = cx.fb.ins().icmp_imm(IntCC::Equal, b, -1);
+            let is_zero = cx.fb.ins().icmp_imm_s(IntCC::Equal, b, 0);
+            let is_m1 = cx.fb.ins().icmp_imm_s(IntCC::Equal, b, -1);
             let unsafe_div = cx.fb.ins().bor(is_zero, is_m1);
             let d = cx.fb.ins().select(unsafe_div, one, b);
             if op == BinaryOp::Div {

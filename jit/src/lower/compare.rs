@@ -7,7 +7,12 @@ use ferrax_ir::ops::CompareOp;
 use ferrax_ir::{DType, Result};
 
 /// Emits `op(xs)`; `dtype` is the dtype of the compared operands (the branches for `select`).
-pub(crate) fn emit(cx: &mut Ctx, op: CompareOp, dtype: DType, xs: &[ir::Value]) -> Result<ir::Value> {
+pub(crate) fn emit(
+    cx: &mut Ctx,
+    op: CompareOp,
+    dtype: DType,
+    xs: &[ir::Value],
+) -> Result<ir::Value> {
     let cmp = |cx: &mut Ctx, f: FloatCC, s: IntCC, u: IntCC| match dtype {
         DType::F32 | DType::F64 => cx.fb.ins().fcmp(f, xs[0], xs[1]),
         DType::I32 => cx.fb.ins().icmp(s, xs[0], xs[1]),
@@ -16,16 +21,24 @@ pub(crate) fn emit(cx: &mut Ctx, op: CompareOp, dtype: DType, xs: &[ir::Value]) 
     Ok(match op {
         CompareOp::Eq => cmp(cx, FloatCC::Equal, IntCC::Equal, IntCC::Equal),
         CompareOp::Ne => cmp(cx, FloatCC::NotEqual, IntCC::NotEqual, IntCC::NotEqual),
-        CompareOp::Lt => cmp(cx, FloatCC::LessThan, IntCC::SignedLessThan, IntCC::UnsignedLessThan),
+        CompareOp::Lt => cmp(
+            cx,
+            FloatCC::LessThan,
+            IntCC::SignedLessThan,
+            IntCC::UnsignedLessThan,
+        ),
         CompareOp::Le => cmp(
             cx,
             FloatCC::LessThanOrEqual,
             IntCC::SignedLessThanOrEqual,
             IntCC::UnsignedLessThanOrEqual,
         ),
-        CompareOp::Gt => {
-            cmp(cx, FloatCC::GreaterThan, IntCC::SignedGreaterThan, IntCC::UnsignedGreaterThan)
-        }
+        CompareOp::Gt => cmp(
+            cx,
+            FloatCC::GreaterThan,
+            IntCC::SignedGreaterThan,
+            IntCC::UnsignedGreaterThan,
+        ),
         CompareOp::Ge => cmp(
             cx,
             FloatCC::GreaterThanOrEqual,
@@ -34,7 +47,7 @@ pub(crate) fn emit(cx: &mut Ctx, op: CompareOp, dtype: DType, xs: &[ir::Value]) 
         ),
         CompareOp::And => cx.fb.ins().band(xs[0], xs[1]),
         CompareOp::Or => cx.fb.ins().bor(xs[0], xs[1]),
-        CompareOp::Not => cx.fb.ins().bxor_imm(xs[0], 1),
+        CompareOp::Not => cx.fb.ins().bxor_imm_s(xs[0], 1),
         CompareOp::Select => cx.fb.ins().select(xs[0], xs[1], xs[2]),
     })
 }

@@ -30,6 +30,6 @@ pub(crate) fn emit(cx: &mut Ctx, op: ConvertOp, from: DType, x: ir::Value) -> Re
             let zero = cx.constant(from, 0.0);
             cx.fb.ins().fcmp(FloatCC::NotEqual, x, zero)
         }
-        (DType::I32, DType::Bool) => cx.fb.ins().icmp_imm(IntCC::NotEqual, x, 0),
+        (DType::I32, DType::Bool) => cx.fb.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
     })
 }

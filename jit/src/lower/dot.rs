@@ -42,27 +42,72 @@ pub(crate) fn lower(cx: &mut Ctx, op: &DotGeneral, inst: &InstData) -> Result<()
     let zero = cx.iconst(0);
 
     // Try the GEMM route.
-    let m = merge(&lfree.iter().map(|&d| (aty.dims()[d], asd[d])).collect::<Vec<_>>());
-    let n = merge(&rfree.iter().map(|&d| (bty.dims()[d], bsd[d])).collect::<Vec<_>>());
-    let pairs: Vec<(usize, usize)> =
-        op.lhs_contract.iter().zip(&op.rhs_contract).map(|(&l, &r)| (l, r)).filter(|&(l, _)| aty.dims()[l] != 1).collect();
-    let ka = merge(&pairs.iter().map(|&(l, _)| (aty.dims()[l], asd[l])).collect::<Vec<_>>());
-    let kb = merge(&pairs.iter().map(|&(_, r)| (bty.dims()[r], bsd[r])).collect::<Vec<_>>());
-    let operands_in_memory = matches!(cx.slot(a)?, Slot::Mem(_)) && matches!(cx.slot(b)?, Slot::Mem(_));
-    if let (true, Some((m, rsa)), Some((n, csb)), Some((k, csa)), Some((_, rsb))) =
-        (dtype.is_float() && !rty.is_scalar() && operands_in_memory, m, n, ka, kb)
-    {
+    let m = merge(
+        &lfree
+            .iter()
+            .map(|&d| (aty.dims()[d], asd[d]))
+            .collect::<Vec<_>>(),
+    );
+    let n = merge(
+        &rfree
+            .iter()
+            .map(|&d| (bty.dims()[d], bsd[d]))
+            .collect::<Vec<_>>(),
+    );
+    let pairs: Vec<(usize, usize)> = op
+        .lhs_contract
+        .iter()
+        .zip(&op.rhs_contract)
+        .map(|(&l, &r)| (l, r))
+        .filter(|&(l, _)| aty.dims()[l] != 1)
+        .collect();
+    let ka = merge(
+        &pairs
+            .iter()
+            .map(|&(l, _)| (aty.dims()[l], asd[l]))
+            .collect::<Vec<_>>(),
+    );
+    let kb = merge(
+        &pairs
+            .iter()
+            .map(|&(_, r)| (bty.dims()[r], bsd[r]))
+            .collect::<Vec<_>>(),
+    );
+    let operands_in_memory =
+        matches!(cx.slot(a)?, Slot::Mem(_)) && matches!(cx.slot(b)?, Slot::Mem(_));
+    if let (true, Some((m, rsa)), Some((n, csb)), Some((k, csa)), Some((_, rsb))) = (
+        dtype.is_float() && !rty.is_scalar() && operands_in_memory,
+        m,
+        n,
+        ka,
+        kb,
+    ) {
         if m * n * k >= cx.opts.gemm_threshold.max(1) && m > 0 && n > 0 && k > 0 {
-            let (Slot::Mem(pa), Slot::Mem(pb), Slot::Mem(pc)) = (cx.slot(a)?, cx.slot(b)?, cx.slot(r)?) else {
+            let (Slot::Mem(pa), Slot::Mem(pb), Slot::Mem(pc)) =
+                (cx.slot(a)?, cx.slot(b)?, cx.slot(r)?)
+            else {
                 return Err(super::jit_err("dot_general operands must be buffers"));
             };
             let bdims: SmallVec<[usize; 4]> = op.lhs_batch.iter().map(|&d| aty.dims()[d]).collect();
             let acc = [
-                Access { base: zero, strides: op.lhs_batch.iter().map(|&d| asd[d]).collect() },
-                Access { base: zero, strides: op.rhs_batch.iter().map(|&d| bsd[d]).collect() },
-                Access { base: zero, strides: rs[..nb].iter().copied().collect() },
+                Access {
+                    base: zero,
+                    strides: op.lhs_batch.iter().map(|&d| asd[d]).collect(),
+                },
+                Access {
+                    base: zero,
+                    strides: op.rhs_batch.iter().map(|&d| bsd[d]).collect(),
+                },
+                Access {
+                    base: zero,
+                    strides: rs[..nb].iter().copied().collect(),
+                },
             ];
-            let name = if dtype == DType::F64 { "ferrax_dgemm" } else { "ferrax_sgemm" };
+            let name = if dtype == DType::F64 {
+                "ferrax_dgemm"
+            } else {
+                "ferrax_sgemm"
+            };
             let p = types::I64;
             return cx.nest(&bdims, &acc, &mut |cx, _, offs| {
                 let pa = cx.elem_addr(pa, offs[0], dtype);
@@ -96,9 +141,18 @@ pub(crate) fn lower(cx: &mut Ctx, op: &DotGeneral, inst: &InstData) -> Result<()
     astr.extend(rfree.iter().map(|_| 0));
     bstr.extend(rfree.iter().map(|&d| bsd[d]));
     let outer = [
-        Access { base: zero, strides: astr },
-        Access { base: zero, strides: bstr },
-        Access { base: zero, strides: rs },
+        Access {
+            base: zero,
+            strides: astr,
+        },
+        Access {
+            base: zero,
+            strides: bstr,
+        },
+        Access {
+            base: zero,
+            strides: rs,
+        },
     ];
     let cdims: SmallVec<[usize; 4]> = op.lhs_contract.iter().map(|&d| aty.dims()[d]).collect();
     let ca: SmallVec<[i64; 4]> = op.lhs_contract.iter().map(|&d| asd[d]).collect();
@@ -106,8 +160,14 @@ pub(crate) fn lower(cx: &mut Ctx, op: &DotGeneral, inst: &InstData) -> Result<()
     let is_float = dtype.is_float();
     cx.nest(rty.dims(), &outer, &mut |cx, _, offs| {
         let inner = [
-            Access { base: offs[0], strides: ca.clone() },
-            Access { base: offs[1], strides: cb.clone() },
+            Access {
+                base: offs[0],
+                strides: ca.clone(),
+            },
+            Access {
+                base: offs[1],
+                strides: cb.clone(),
+            },
         ];
         let acc = cx.fb.declare_var(clty(dtype));
         let init = cx.constant(dtype, 0.0);

@@ -19,14 +19,19 @@ fn clamp(cx: &mut Ctx, i: ir::Value, hi: i64) -> ir::Value {
 }
 
 /// The clamped element offset of a window of `sizes` at the dynamic starts `starts`.
-fn window_base(cx: &mut Ctx, starts: &[Value], dims: &[usize], sizes: &[usize]) -> Result<ir::Value> {
+fn window_base(
+    cx: &mut Ctx,
+    starts: &[Value],
+    dims: &[usize],
+    sizes: &[usize],
+) -> Result<ir::Value> {
     let st = strides(dims);
     let mut base = cx.iconst(0);
     for (d, &s) in starts.iter().enumerate() {
         let z = cx.iconst(0);
         let i = cx.load(s, z)?;
         let i = clamp(cx, i, dims[d] as i64 - sizes[d] as i64);
-        let t = cx.fb.ins().imul_imm(i, st[d]);
+        let t = cx.fb.ins().imul_imm_s(i, st[d]);
         base = cx.fb.ins().iadd(base, t);
     }
     Ok(base)
@@ -50,32 +55,46 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
             let len = xdims[axis];
             let step = xs[axis];
             let is_float = dtype.is_float();
-            cx.nest(&odims, &[Access { base: zero, strides: xs.clone() }], &mut |cx, _, offs| {
-                let acc = cx.fb.declare_var(clty(dtype));
-                let init = cx.constant(dtype, 0.0);
-                cx.fb.def_var(acc, init);
-                let base = offs[0];
-                cx.for_range(len, &mut |cx, k| {
-                    let pos = if reverse {
-                        let last = cx.iconst(len as i64 - 1);
-                        cx.fb.ins().isub(last, k)
-                    } else {
-                        k
-                    };
-                    let t = cx.fb.ins().imul_imm(pos, step);
-                    let off = cx.fb.ins().iadd(base, t);
-                    let v = cx.load(x, off)?;
-                    let s = cx.fb.use_var(acc);
-                    let s = if is_float { cx.fb.ins().fadd(s, v) } else { cx.fb.ins().iadd(s, v) };
-                    cx.fb.def_var(acc, s);
-                    cx.store_out(r, off, s)
-                })
-            })
+            cx.nest(
+                &odims,
+                &[Access {
+                    base: zero,
+                    strides: xs.clone(),
+                }],
+                &mut |cx, _, offs| {
+                    let acc = cx.fb.declare_var(clty(dtype));
+                    let init = cx.constant(dtype, 0.0);
+                    cx.fb.def_var(acc, init);
+                    let base = offs[0];
+                    cx.for_range(len, &mut |cx, k| {
+                        let pos = if reverse {
+                            let last = cx.iconst(len as i64 - 1);
+                            cx.fb.ins().isub(last, k)
+                        } else {
+                            k
+                        };
+                        let t = cx.fb.ins().imul_imm_s(pos, step);
+                        let off = cx.fb.ins().iadd(base, t);
+                        let v = cx.load(x, off)?;
+                        let s = cx.fb.use_var(acc);
+                        let s = if is_float {
+                            cx.fb.ins().fadd(s, v)
+                        } else {
+                            cx.fb.ins().iadd(s, v)
+                        };
+                        cx.fb.def_var(acc, s);
+                        cx.store_out(r, off, s)
+                    })
+                },
+            )
         }
         IndexOp::DynamicSlice { sizes } => {
             let base = window_base(cx, &inst.args[1..], &xdims, sizes)?;
             let read = Access { base, strides: xs };
-            let write = Access { base: zero, strides: strides(sizes) };
+            let write = Access {
+                base: zero,
+                strides: strides(sizes),
+            };
             cx.nest(sizes, &[read, write], &mut |cx, _, o| {
                 let v = cx.load(x, o[0])?;
                 cx.store_out(r, o[1], v)
@@ -86,7 +105,10 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
             let udims: SmallVec<[usize; 4]> = SmallVec::from_slice(cx.graph.ty(u).dims());
             copy_all(cx, x, r)?;
             let base = window_base(cx, &inst.args[2..], &xdims, &udims)?;
-            let read = Access { base: zero, strides: strides(&udims) };
+            let read = Access {
+                base: zero,
+                strides: strides(&udims),
+            };
             let write = Access { base, strides: xs };
             cx.nest(&udims, &[read, write], &mut |cx, _, o| {
                 let v = cx.load(u, o[0])?;
@@ -101,7 +123,16 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
             let rest: usize = xdims[1..].iter().product();
             let ist = strides(&idims);
             let ost: SmallVec<[i64; 4]> = ist.iter().map(|&s| s * rest as i64).collect();
-            let acc = [Access { base: zero, strides: ist }, Access { base: zero, strides: ost }];
+            let acc = [
+                Access {
+                    base: zero,
+                    strides: ist,
+                },
+                Access {
+                    base: zero,
+                    strides: ost,
+                },
+            ];
             cx.nest(&idims, &acc, &mut |cx, _, o| {
                 let out = o[1];
                 if rows == 0 {
@@ -113,7 +144,7 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
                 }
                 let i = cx.load(idx, o[0])?;
                 let i = clamp(cx, i, rows as i64 - 1);
-                let src = cx.fb.ins().imul_imm(i, row);
+                let src = cx.fb.ins().imul_imm_s(i, row);
                 cx.for_range(rest, &mut |cx, j| {
                     let s = cx.fb.ins().iadd(src, j);
                     let v = cx.load(x, s)?;
@@ -134,19 +165,32 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
             }
             let ist = strides(&idims);
             let ust: SmallVec<[i64; 4]> = ist.iter().map(|&s| s * rest as i64).collect();
-            let acc = [Access { base: zero, strides: ist }, Access { base: zero, strides: ust }];
+            let acc = [
+                Access {
+                    base: zero,
+                    strides: ist,
+                },
+                Access {
+                    base: zero,
+                    strides: ust,
+                },
+            ];
             let is_float = dtype.is_float();
             cx.nest(&idims, &acc, &mut |cx, _, o| {
                 let i = cx.load(idx, o[0])?;
                 let i = clamp(cx, i, rows as i64 - 1);
-                let dst = cx.fb.ins().imul_imm(i, row);
+                let dst = cx.fb.ins().imul_imm_s(i, row);
                 let src = o[1];
                 cx.for_range(rest, &mut |cx, j| {
                     let d = cx.fb.ins().iadd(dst, j);
                     let s = cx.fb.ins().iadd(src, j);
                     let cur = cx.load(r, d)?;
                     let v = cx.load(upd, s)?;
-                    let t = if is_float { cx.fb.ins().fadd(cur, v) } else { cx.fb.ins().iadd(cur, v) };
+                    let t = if is_float {
+                        cx.fb.ins().fadd(cur, v)
+                    } else {
+                        cx.fb.ins().iadd(cur, v)
+                    };
                     cx.store_out(r, d, t)
                 })
             })

@@ -38,13 +38,16 @@ pub(crate) fn lower(cx: &mut Ctx, op: &LiteralOp, inst: &InstData) -> Result<()>
             let axis = *axis;
             cx.alloc_result(r)?;
             let base = cx.iconst(0);
-            let acc = Access { base, strides: strides(shape.dims()) };
+            let acc = Access {
+                base,
+                strides: strides(shape.dims()),
+            };
             cx.nest(shape.dims(), &[acc], &mut |cx, idx, offs| {
                 let i = idx[axis];
                 let x = match dtype {
                     DType::F32 | DType::F64 => cx.fb.ins().fcvt_from_sint(clty(dtype), i),
                     DType::I32 => cx.fb.ins().ireduce(types::I32, i),
-                    DType::Bool => cx.fb.ins().icmp_imm(
+                    DType::Bool => cx.fb.ins().icmp_imm_s(
                         cranelift_codegen::ir::condcodes::IntCC::NotEqual,
                         i,
                         0,

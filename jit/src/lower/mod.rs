@@ -21,7 +21,7 @@ pub(crate) mod unary;
 
 use crate::plan::{Home, Plan};
 use cranelift_codegen::ir::{
-    self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlags, Signature,
+    self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlagsData, Signature,
 };
 use cranelift_frontend::FunctionBuilder;
 use cranelift_jit::JITModule;
@@ -111,7 +111,18 @@ impl<'a, 'b> Ctx<'a, 'b> {
         outs: Vec<Option<ir::Value>>,
     ) -> Self {
         let slots = vec![None; graph.num_values()];
-        Ctx { fb, module, graph, opts, slots, consts, plan, ws, outs, imports: HashMap::new() }
+        Ctx {
+            fb,
+            module,
+            graph,
+            opts,
+            slots,
+            consts,
+            plan,
+            ws,
+            outs,
+            imports: HashMap::new(),
+        }
     }
 
     /// An i64 constant.
@@ -136,7 +147,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
 
     /// The address of element `off` (i64 elements) of a buffer of `dtype` at `base`.
     pub fn elem_addr(&mut self, base: ir::Value, off: ir::Value, dtype: DType) -> ir::Value {
-        let bytes = self.fb.ins().imul_imm(off, dtype.size_bytes() as i64);
+        let bytes = self.fb.ins().imul_imm_s(off, dtype.size_bytes() as i64);
         self.fb.ins().iadd(base, bytes)
     }
 
@@ -152,13 +163,15 @@ impl<'a, 'b> Ctx<'a, 'b> {
     /// Loads element `off` of the buffer at `base`.
     pub fn load_at(&mut self, base: ir::Value, off: ir::Value, dtype: DType) -> ir::Value {
         let addr = self.elem_addr(base, off, dtype);
-        self.fb.ins().load(clty(dtype), MemFlags::trusted(), addr, 0)
+        self.fb
+            .ins()
+            .load(clty(dtype), MemFlagsData::trusted(), addr, 0)
     }
 
     /// Stores `x` as element `off` of the buffer at `base`.
     pub fn store_at(&mut self, base: ir::Value, off: ir::Value, x: ir::Value, dtype: DType) {
         let addr = self.elem_addr(base, off, dtype);
-        self.fb.ins().store(MemFlags::trusted(), x, addr, 0);
+        self.fb.ins().store(MemFlagsData::trusted(), x, addr, 0);
     }
 
     /// Prepares result `r` of the current instruction: a buffer for non-scalar results (its
@@ -169,11 +182,15 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Home::Output(k) => self.outs[k]
                 .ok_or_else(|| jit_err(format!("output {k} has no buffer in this entry")))?,
             Home::Work(off) => {
-                let ws = self.ws.ok_or_else(|| jit_err("no workspace in this entry"))?;
-                self.fb.ins().iadd_imm(ws, off as i64)
+                let ws = self
+                    .ws
+                    .ok_or_else(|| jit_err("no workspace in this entry"))?;
+                self.fb.ins().iadd_imm_s(ws, off as i64)
             }
             Home::Param(_) | Home::Const => {
-                return Err(jit_err("an instruction result cannot live in an input or constant"))
+                return Err(jit_err(
+                    "an instruction result cannot live in an input or constant",
+                ))
             }
         };
         self.slots[r.index()] = Some(Slot::Mem(base));
@@ -198,7 +215,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     /// Emits `body(i)` for `i` in `0..n` (nothing for `n = 0`, straight-line code for 1).
-    pub fn for_range(&mut self, n: usize, body: &mut dyn FnMut(&mut Self, ir::Value) -> Result<()>) -> Result<()> {
+    pub fn for_range(
+        &mut self,
+        n: usize,
+        body: &mut dyn FnMut(&mut Self, ir::Value) -> Result<()>,
+    ) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
@@ -215,9 +236,12 @@ impl<'a, 'b> Ctx<'a, 'b> {
         self.fb.switch_to_block(looping);
         let i = self.fb.use_var(var);
         body(self, i)?;
-        let next = self.fb.ins().iadd_imm(i, 1);
+        let next = self.fb.ins().iadd_imm_s(i, 1);
         self.fb.def_var(var, next);
-        let more = self.fb.ins().icmp_imm(IntCC::UnsignedLessThan, next, n as i64);
+        let more = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, next, n as i64);
         self.fb.ins().brif(more, looping, &[], exit, &[]);
         self.fb.switch_to_block(exit);
         Ok(())
@@ -258,7 +282,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 next.push(if s == 0 || dims[d] == 1 {
                     o
                 } else {
-                    let t = cx.fb.ins().imul_imm(i, s);
+                    let t = cx.fb.ins().imul_imm_s(i, s);
                     cx.fb.ins().iadd(o, t)
                 });
             }
@@ -270,7 +294,13 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     /// Calls an imported `ferrax_*` helper (or libc) function.
-    pub fn call(&mut self, name: &str, params: &[ir::Type], rets: &[ir::Type], args: &[ir::Value]) -> Result<SmallVec<[ir::Value; 1]>> {
+    pub fn call(
+        &mut self,
+        name: &str,
+        params: &[ir::Type],
+        rets: &[ir::Type],
+        args: &[ir::Value],
+    ) -> Result<SmallVec<[ir::Value; 1]>> {
         let fref = match self.imports.get(name) {
             Some(&f) => f,
             None => {
@@ -334,7 +364,12 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     /// Emits one element of an elementwise op from its operand elements.
-    pub fn emit_elementwise(&mut self, op: &Op, args: &[Value], xs: &[ir::Value]) -> Result<ir::Value> {
+    pub fn emit_elementwise(
+        &mut self,
+        op: &Op,
+        args: &[Value],
+        xs: &[ir::Value],
+    ) -> Result<ir::Value> {
         let dt = |k: usize| self.graph.ty(args[k]).dtype;
         match op {
             Op::Unary(u) => unary::emit(self, *u, dt(0), xs[0]),

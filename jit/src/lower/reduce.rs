@@ -21,22 +21,36 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ReduceOp, inst: &InstData) -> Result<()> 
     cx.alloc_result(r)?;
     let zero = cx.iconst(0);
     let outer = [
-        Access { base: zero, strides: keep.iter().map(|&d| xs[d]).collect() },
-        Access { base: zero, strides: strides(&kdims) },
+        Access {
+            base: zero,
+            strides: keep.iter().map(|&d| xs[d]).collect(),
+        },
+        Access {
+            base: zero,
+            strides: strides(&kdims),
+        },
     ];
     let inner_strides: SmallVec<[i64; 4]> = axes.iter().map(|&d| xs[d]).collect();
     let is_float = dtype.is_float();
     cx.nest(&kdims, &outer, &mut |cx, _, offs| {
         let (xoff, roff) = (offs[0], offs[1]);
-        let inner = [Access { base: xoff, strides: inner_strides.clone() }];
+        let inner = [Access {
+            base: xoff,
+            strides: inner_strides.clone(),
+        }];
         match op {
-            ReduceOp::Sum { .. } | ReduceOp::Max { .. } | ReduceOp::Min { .. } | ReduceOp::Prod { .. } => {
+            ReduceOp::Sum { .. }
+            | ReduceOp::Max { .. }
+            | ReduceOp::Min { .. }
+            | ReduceOp::Prod { .. } => {
                 let init = match (op, is_float) {
                     (ReduceOp::Sum { .. }, _) => cx.constant(dtype, 0.0),
                     (ReduceOp::Prod { .. }, _) => cx.constant(dtype, 1.0),
                     (ReduceOp::Max { .. }, true) => cx.constant(dtype, f64::NEG_INFINITY),
                     (ReduceOp::Min { .. }, true) => cx.constant(dtype, f64::INFINITY),
-                    (ReduceOp::Max { .. }, false) => cx.fb.ins().iconst(types::I32, i32::MIN as i64),
+                    (ReduceOp::Max { .. }, false) => {
+                        cx.fb.ins().iconst(types::I32, i32::MIN as i64)
+                    }
                     (_, false) => cx.fb.ins().iconst(types::I32, i32::MAX as i64),
                     (_, true) => cx.constant(dtype, f64::INFINITY),
                 };
@@ -99,14 +113,22 @@ fn combine(cx: &mut Ctx, op: &ReduceOp, is_float: bool, a: ir::Value, v: ir::Val
 /// first NaN (a NaN counts as the extreme; the first one wins).
 fn arg_better(cx: &mut Ctx, max: bool, dtype: DType, v: ir::Value, b: ir::Value) -> ir::Value {
     if dtype.is_float() {
-        let cc = if max { FloatCC::GreaterThan } else { FloatCC::LessThan };
+        let cc = if max {
+            FloatCC::GreaterThan
+        } else {
+            FloatCC::LessThan
+        };
         let strictly = cx.fb.ins().fcmp(cc, v, b);
         let v_nan = cx.fb.ins().fcmp(FloatCC::Unordered, v, v);
         let b_ok = cx.fb.ins().fcmp(FloatCC::Ordered, b, b);
         let cand = cx.fb.ins().bor(strictly, v_nan);
         cx.fb.ins().band(cand, b_ok)
     } else {
-        let cc = if max { IntCC::SignedGreaterThan } else { IntCC::SignedLessThan };
+        let cc = if max {
+            IntCC::SignedGreaterThan
+        } else {
+            IntCC::SignedLessThan
+        };
         cx.fb.ins().icmp(cc, v, b)
     }
 }

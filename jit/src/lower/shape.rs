@@ -10,7 +10,14 @@ use smallvec::SmallVec;
 
 /// Copies through a nest over `dims`: element `src` of `x` read through `read` is written to
 /// result `r` through `write`.
-fn strided_copy(cx: &mut Ctx, x: Value, r: Value, dims: &[usize], read: Access, write: Access) -> Result<()> {
+fn strided_copy(
+    cx: &mut Ctx,
+    x: Value,
+    r: Value,
+    dims: &[usize],
+    read: Access,
+    write: Access,
+) -> Result<()> {
     cx.nest(dims, &[read, write], &mut |cx, _, offs| {
         let v = cx.load(x, offs[0])?;
         cx.store_out(r, offs[1], v)
@@ -27,7 +34,10 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ShapeOp, inst: &InstData) -> Result<()> {
     let rs = strides(&rdims);
     cx.alloc_result(r)?;
     let zero = cx.iconst(0);
-    let out = Access { base: zero, strides: rs.clone() };
+    let out = Access {
+        base: zero,
+        strides: rs.clone(),
+    };
     match op {
         ShapeOp::BroadcastInDim { dims, .. } => {
             let mut s: SmallVec<[i64; 4]> = SmallVec::from_elem(0, rdims.len());
@@ -36,7 +46,17 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ShapeOp, inst: &InstData) -> Result<()> {
                     s[d] = xs[i];
                 }
             }
-            strided_copy(cx, x, r, &rdims, Access { base: zero, strides: s }, out)
+            strided_copy(
+                cx,
+                x,
+                r,
+                &rdims,
+                Access {
+                    base: zero,
+                    strides: s,
+                },
+                out,
+            )
         }
         ShapeOp::Reshape { .. } => {
             let n = cx.graph.ty(r).size();
@@ -47,11 +67,25 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ShapeOp, inst: &InstData) -> Result<()> {
         }
         ShapeOp::Transpose { perm } => {
             let s: SmallVec<[i64; 4]> = perm.iter().map(|&p| xs[p]).collect();
-            strided_copy(cx, x, r, &rdims, Access { base: zero, strides: s }, out)
+            strided_copy(
+                cx,
+                x,
+                r,
+                &rdims,
+                Access {
+                    base: zero,
+                    strides: s,
+                },
+                out,
+            )
         }
         ShapeOp::Slice { start, stride, .. } => {
             let base: i64 = start.iter().zip(&xs).map(|(&a, &s)| a as i64 * s).sum();
-            let s: SmallVec<[i64; 4]> = stride.iter().zip(&xs).map(|(&t, &s)| t as i64 * s).collect();
+            let s: SmallVec<[i64; 4]> = stride
+                .iter()
+                .zip(&xs)
+                .map(|(&t, &s)| t as i64 * s)
+                .collect();
             let base = cx.iconst(base);
             strided_copy(cx, x, r, &rdims, Access { base, strides: s }, out)
         }
@@ -70,10 +104,16 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ShapeOp, inst: &InstData) -> Result<()> {
             let n = cx.graph.ty(r).size();
             cx.for_range(n, &mut |cx, i| cx.store_out(r, i, pad))?;
             let base: i64 = lo.iter().zip(&rs).map(|(&l, &s)| l as i64 * s).sum();
-            let s: SmallVec<[i64; 4]> =
-                interior.iter().zip(&rs).map(|(&t, &s)| (t as i64 + 1) * s).collect();
+            let s: SmallVec<[i64; 4]> = interior
+                .iter()
+                .zip(&rs)
+                .map(|(&t, &s)| (t as i64 + 1) * s)
+                .collect();
             let base = cx.iconst(base);
-            let read = Access { base: zero, strides: xs };
+            let read = Access {
+                base: zero,
+                strides: xs,
+            };
             strided_copy(cx, x, r, &xdims, read, Access { base, strides: s })
         }
         ShapeOp::Concatenate { axis } => {
@@ -81,8 +121,21 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ShapeOp, inst: &InstData) -> Result<()> {
             for &a in inst.args.iter() {
                 let adims: SmallVec<[usize; 4]> = SmallVec::from_slice(cx.graph.ty(a).dims());
                 let base = cx.iconst(at as i64 * rs[*axis]);
-                let read = Access { base: zero, strides: strides(&adims) };
-                strided_copy(cx, a, r, &adims, read, Access { base, strides: rs.clone() })?;
+                let read = Access {
+                    base: zero,
+                    strides: strides(&adims),
+                };
+                strided_copy(
+                    cx,
+                    a,
+                    r,
+                    &adims,
+                    read,
+                    Access {
+                        base,
+                        strides: rs.clone(),
+                    },
+                )?;
                 at += adims[*axis];
             }
             Ok(())

@@ -102,8 +102,8 @@ fn emit_int(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Result<ir::Value> {
         UnaryOp::Neg => cx.fb.ins().ineg(x),
         UnaryOp::Abs => cx.fb.ins().iabs(x),
         UnaryOp::Sign => {
-            let gt = cx.fb.ins().icmp_imm(IntCC::SignedGreaterThan, x, 0);
-            let lt = cx.fb.ins().icmp_imm(IntCC::SignedLessThan, x, 0);
+            let gt = cx.fb.ins().icmp_imm_s(IntCC::SignedGreaterThan, x, 0);
+            let lt = cx.fb.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
             let gt = cx.fb.ins().uextend(ir::types::I32, gt);
             let lt = cx.fb.ins().uextend(ir::types::I32, lt);
             cx.fb.ins().isub(gt, lt)

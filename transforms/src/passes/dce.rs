@@ -29,14 +29,20 @@ pub fn dce(g: &Graph) -> Result<Graph> {
         if !keep[k] {
             continue;
         }
-        let args: SmallVec<[Value; 4]> =
-            inst.args.iter().map(|&a| map[a.index()].expect("verified graph")).collect();
+        let args: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("verified graph"))
+            .collect();
         let outs = b.push(inst.op.clone(), &args)?;
         for (&r, &o) in inst.results.iter().zip(&outs) {
             map[r.index()] = Some(o);
         }
     }
-    let outs: Vec<Value> =
-        g.outputs().iter().map(|&o| map[o.index()].expect("verified graph")).collect();
+    let outs: Vec<Value> = g
+        .outputs()
+        .iter()
+        .map(|&o| map[o.index()].expect("verified graph"))
+        .collect();
     Ok(b.finish(&outs))
 }

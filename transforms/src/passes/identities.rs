@@ -39,12 +39,19 @@ pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option
             })
         }
         Op::Compare(CompareOp::Not) => Ok(match producer(b, args[0]) {
-            Some(InstData { op: Op::Compare(CompareOp::Not), args: inner, .. }) => Some(inner[0]),
+            Some(InstData {
+                op: Op::Compare(CompareOp::Not),
+                args: inner,
+                ..
+            }) => Some(inner[0]),
             _ => None,
         }),
         Op::Convert(ConvertOp::Convert(d)) => Ok((b.ty(args[0]).dtype == *d).then_some(args[0])),
         Op::Convert(ConvertOp::StopGradient) => Ok(match producer(b, args[0]) {
-            Some(InstData { op: Op::Convert(ConvertOp::StopGradient), .. }) => Some(args[0]),
+            Some(InstData {
+                op: Op::Convert(ConvertOp::StopGradient),
+                ..
+            }) => Some(args[0]),
             _ => None,
         }),
         Op::Shape(s) => shape(b, s, args),
@@ -61,7 +68,11 @@ pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option
 /// The operand of a negation, if `v` is one.
 fn neg_operand(b: &Builder, v: Value) -> Option<Value> {
     match producer(b, v) {
-        Some(InstData { op: Op::Unary(UnaryOp::Neg), args, .. }) => Some(args[0]),
+        Some(InstData {
+            op: Op::Unary(UnaryOp::Neg),
+            args,
+            ..
+        }) => Some(args[0]),
         _ => None,
     }
 }
@@ -147,11 +158,7 @@ fn binary(b: &mut Builder, op: BinaryOp, x: Value, y: Value) -> Result<Option<Va
                 _ => Ok(None),
             }
         }
-        BinaryOp::Pow
-        | BinaryOp::Max
-        | BinaryOp::Min
-        | BinaryOp::Atan2
-        | BinaryOp::Rem => Ok(None),
+        BinaryOp::Pow | BinaryOp::Max | BinaryOp::Min | BinaryOp::Atan2 | BinaryOp::Rem => Ok(None),
     }
 }
 
@@ -180,8 +187,11 @@ fn shape(b: &mut Builder, op: &ShapeOp, args: &[Value]) -> Result<Option<Value>>
             if *shape == ty.shape {
                 return Ok(Some(x));
             }
-            if let Some(InstData { op: Op::Shape(ShapeOp::Reshape { .. }), args: ia, .. }) =
-                producer(b, x)
+            if let Some(InstData {
+                op: Op::Shape(ShapeOp::Reshape { .. }),
+                args: ia,
+                ..
+            }) = producer(b, x)
             {
                 let src = ia[0];
                 return emit::reshape(b, src, shape.clone()).map(Some);
@@ -204,7 +214,11 @@ fn shape(b: &mut Builder, op: &ShapeOp, args: &[Value]) -> Result<Option<Value>>
             }
             Ok(None)
         }
-        ShapeOp::Slice { start, limit, stride } => {
+        ShapeOp::Slice {
+            start,
+            limit,
+            stride,
+        } => {
             let full = start.iter().all(|&s| s == 0)
                 && limit.as_slice() == ty.dims()
                 && stride.iter().all(|&s| s == 1);

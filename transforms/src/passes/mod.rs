@@ -19,14 +19,21 @@ use smallvec::SmallVec;
 pub(crate) fn rebuild(g: &Graph, fold: bool, identities: bool) -> Result<Graph> {
     let mut b = Builder::new();
     b.fold_constants = fold;
-    let params: Vec<Value> = g.params().iter().map(|&p| b.param(g.ty(p).clone())).collect();
+    let params: Vec<Value> = g
+        .params()
+        .iter()
+        .map(|&p| b.param(g.ty(p).clone()))
+        .collect();
     let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
     for (&p, &q) in g.params().iter().zip(&params) {
         map[p.index()] = Some(q);
     }
     for (_, inst) in g.insts() {
-        let args: SmallVec<[Value; 4]> =
-            inst.args.iter().map(|&a| map[a.index()].expect("verified graph")).collect();
+        let args: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("verified graph"))
+            .collect();
         let outs = if identities {
             crate::emit::push(&mut b, inst.op.clone(), &args)?
         } else {
@@ -36,8 +43,11 @@ pub(crate) fn rebuild(g: &Graph, fold: bool, identities: bool) -> Result<Graph> 
             map[r.index()] = Some(o);
         }
     }
-    let outs: Vec<Value> =
-        g.outputs().iter().map(|&o| map[o.index()].expect("verified graph")).collect();
+    let outs: Vec<Value> = g
+        .outputs()
+        .iter()
+        .map(|&o| map[o.index()].expect("verified graph"))
+        .collect();
     Ok(b.finish(&outs))
 }
 
@@ -76,7 +86,11 @@ pub struct PassReport {
 
 impl std::fmt::Display for PassReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:<10} {:>6} -> {:>6}", self.pass, self.before, self.after)
+        write!(
+            f,
+            "{:<10} {:>6} -> {:>6}",
+            self.pass, self.before, self.after
+        )
     }
 }
 
@@ -84,13 +98,21 @@ impl std::fmt::Display for PassReport {
 /// equation count before and after each; returns the simplified graph and the report.
 pub fn simplify_report(g: &Graph) -> Result<(Graph, Vec<PassReport>)> {
     type Pass = fn(&Graph) -> Result<Graph>;
-    let passes: [(&'static str, Pass); 4] =
-        [("cse", cse), ("fold", fold), ("identities", identities), ("dce", dce)];
+    let passes: [(&'static str, Pass); 4] = [
+        ("cse", cse),
+        ("fold", fold),
+        ("identities", identities),
+        ("dce", dce),
+    ];
     let mut cur = g.clone();
     let mut report = Vec::new();
     for (name, pass) in passes {
         let next = pass(&cur)?;
-        report.push(PassReport { pass: name, before: cur.num_insts(), after: next.num_insts() });
+        report.push(PassReport {
+            pass: name,
+            before: cur.num_insts(),
+            after: next.num_insts(),
+        });
         cur = next;
     }
     Ok((cur, report))

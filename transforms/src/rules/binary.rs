@@ -7,7 +7,11 @@ use ferrax_ir::ops::{BinaryOp, CompareOp, UnaryOp};
 use ferrax_ir::{Builder, Result, Value};
 
 /// `t * c` when the tangent is nonzero.
-fn times(b: &mut Builder, t: Option<Value>, c: impl FnOnce(&mut Builder) -> Result<Value>) -> Result<Option<Value>> {
+fn times(
+    b: &mut Builder,
+    t: Option<Value>,
+    c: impl FnOnce(&mut Builder) -> Result<Value>,
+) -> Result<Option<Value>> {
     match t {
         Some(t) => {
             let c = c(b)?;
@@ -28,7 +32,13 @@ fn balanced(b: &mut Builder, x: Value, y: Value, z: Value) -> Result<Value> {
 }
 
 /// The tangent of `z = op(x, y)`.
-pub fn jvp(b: &mut Builder, op: BinaryOp, xs: &[Value], ts: &[Option<Value>], z: Value) -> Result<Option<Value>> {
+pub fn jvp(
+    b: &mut Builder,
+    op: BinaryOp,
+    xs: &[Value],
+    ts: &[Option<Value>],
+    z: Value,
+) -> Result<Option<Value>> {
     let (x, y, tx, ty) = (xs[0], xs[1], ts[0], ts[1]);
     match op {
         BinaryOp::Add => add_opt(b, tx, ty),
@@ -115,7 +125,13 @@ pub fn jvp(b: &mut Builder, op: BinaryOp, xs: &[Value], ts: &[Option<Value>], z:
 pub fn transpose(b: &mut Builder, op: BinaryOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
     match op {
         BinaryOp::Add => for_linear(args, |_, _| Ok(Some(ct))),
-        BinaryOp::Sub => for_linear(args, |k, _| if k == 0 { Ok(Some(ct)) } else { neg(b, ct).map(Some) }),
+        BinaryOp::Sub => for_linear(args, |k, _| {
+            if k == 0 {
+                Ok(Some(ct))
+            } else {
+                neg(b, ct).map(Some)
+            }
+        }),
         BinaryOp::Mul => {
             let (x, y) = (args[0].primal(), args[1].primal());
             match (x, y) {
@@ -125,7 +141,9 @@ pub fn transpose(b: &mut Builder, op: BinaryOp, args: &[Operand], ct: Value) -> 
             }
         }
         BinaryOp::Div => match (&args[0], args[1].primal()) {
-            (Operand::Linear(_), Some(y)) => Ok([div(b, ct, y).map(Some)?, None].into_iter().collect()),
+            (Operand::Linear(_), Some(y)) => {
+                Ok([div(b, ct, y).map(Some)?, None].into_iter().collect())
+            }
             _ => Err(not_linear("div")),
         },
         BinaryOp::Pow | BinaryOp::Max | BinaryOp::Min | BinaryOp::Atan2 | BinaryOp::Rem => {

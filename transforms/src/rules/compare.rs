@@ -10,7 +10,12 @@ use ferrax_ir::ops::CompareOp;
 use ferrax_ir::{Builder, Result, Value};
 
 /// The tangent of a comparison (none) or of `select(p, a, b)`.
-pub fn jvp(b: &mut Builder, op: CompareOp, x: &[Value], t: &[Option<Value>]) -> Result<Option<Value>> {
+pub fn jvp(
+    b: &mut Builder,
+    op: CompareOp,
+    x: &[Value],
+    t: &[Option<Value>],
+) -> Result<Option<Value>> {
     match op {
         CompareOp::Eq
         | CompareOp::Ne
@@ -34,13 +39,24 @@ pub fn jvp(b: &mut Builder, op: CompareOp, x: &[Value], t: &[Option<Value>]) -> 
 }
 
 /// Transposes `select` with a primal predicate.
-pub fn transpose(b: &mut Builder, op: CompareOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
+pub fn transpose(
+    b: &mut Builder,
+    op: CompareOp,
+    args: &[Operand],
+    ct: Value,
+) -> Result<Cotangents> {
     match op {
         CompareOp::Select => {
-            let Some(p) = args[0].primal() else { return Err(not_linear("select")) };
+            let Some(p) = args[0].primal() else {
+                return Err(not_linear("select"));
+            };
             for_linear(args, |k, ty| {
                 let z = zeros(b, ty)?;
-                let v = if k == 1 { select(b, p, ct, z)? } else { select(b, p, z, ct)? };
+                let v = if k == 1 {
+                    select(b, p, ct, z)?
+                } else {
+                    select(b, p, z, ct)?
+                };
                 Ok(Some(v))
             })
         }

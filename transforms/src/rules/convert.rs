@@ -18,7 +18,12 @@ pub fn jvp(b: &mut Builder, op: ConvertOp, x: Value, t: Option<Value>) -> Result
 }
 
 /// Transposes a float-to-float conversion.
-pub fn transpose(b: &mut Builder, op: ConvertOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
+pub fn transpose(
+    b: &mut Builder,
+    op: ConvertOp,
+    args: &[Operand],
+    ct: Value,
+) -> Result<Cotangents> {
     match op {
         ConvertOp::Convert(_) => for_linear(args, |_, ty| convert(b, ct, ty.dtype).map(Some)),
         ConvertOp::StopGradient => Err(not_linear(op.name())),

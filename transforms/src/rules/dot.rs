@@ -8,7 +8,12 @@ use ferrax_ir::ops::DotGeneral;
 use ferrax_ir::{Builder, Dims, Op, Result, Type, Value};
 
 /// The tangent of `dot_general(a, b)`.
-pub fn jvp(b: &mut Builder, d: &DotGeneral, x: &[Value], t: &[Option<Value>]) -> Result<Option<Value>> {
+pub fn jvp(
+    b: &mut Builder,
+    d: &DotGeneral,
+    x: &[Value],
+    t: &[Option<Value>],
+) -> Result<Option<Value>> {
     let op = Op::Dot(d.clone());
     let l = match t[0] {
         Some(t) => Some(push1(b, op.clone(), &[t, x[1]])?),
@@ -43,7 +48,13 @@ fn contracted_in_other_order(own: &[usize], other: &[usize]) -> Dims {
 }
 
 /// The cotangent of the left operand (of type `a_ty`) given the right operand `rhs`.
-fn transpose_lhs(b: &mut Builder, d: &DotGeneral, ct: Value, a_ty: &Type, rhs: Value) -> Result<Value> {
+fn transpose_lhs(
+    b: &mut Builder,
+    d: &DotGeneral,
+    ct: Value,
+    a_ty: &Type,
+    rhs: Value,
+) -> Result<Value> {
     let nb = d.lhs_batch.len();
     let a_free = d.lhs_free(a_ty.rank());
     let b_free = d.rhs_free(b.ty(rhs).rank());
@@ -61,7 +72,13 @@ fn transpose_lhs(b: &mut Builder, d: &DotGeneral, ct: Value, a_ty: &Type, rhs: V
 }
 
 /// The cotangent of the right operand (of type `b_ty`) given the left operand `lhs`.
-fn transpose_rhs(b: &mut Builder, d: &DotGeneral, ct: Value, b_ty: &Type, lhs: Value) -> Result<Value> {
+fn transpose_rhs(
+    b: &mut Builder,
+    d: &DotGeneral,
+    ct: Value,
+    b_ty: &Type,
+    lhs: Value,
+) -> Result<Value> {
     let nb = d.lhs_batch.len();
     let a_free = d.lhs_free(b.ty(lhs).rank());
     let b_free = d.rhs_free(b_ty.rank());
@@ -79,13 +96,22 @@ fn transpose_rhs(b: &mut Builder, d: &DotGeneral, ct: Value, b_ty: &Type, lhs: V
 }
 
 /// Transposes `dot_general` with respect to its one linear operand.
-pub fn transpose(b: &mut Builder, d: &DotGeneral, args: &[Operand], ct: Value) -> Result<Cotangents> {
+pub fn transpose(
+    b: &mut Builder,
+    d: &DotGeneral,
+    args: &[Operand],
+    ct: Value,
+) -> Result<Cotangents> {
     match (&args[0], &args[1]) {
         (Operand::Linear(ty), Operand::Primal(rhs)) => {
-            Ok([Some(transpose_lhs(b, d, ct, ty, *rhs)?), None].into_iter().collect())
+            Ok([Some(transpose_lhs(b, d, ct, ty, *rhs)?), None]
+                .into_iter()
+                .collect())
         }
         (Operand::Primal(lhs), Operand::Linear(ty)) => {
-            Ok([None, Some(transpose_rhs(b, d, ct, ty, *lhs)?)].into_iter().collect())
+            Ok([None, Some(transpose_rhs(b, d, ct, ty, *lhs)?)]
+                .into_iter()
+                .collect())
         }
         _ => Err(not_linear("dot_general")),
     }

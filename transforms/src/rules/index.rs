@@ -9,7 +9,12 @@ use ferrax_ir::{Builder, Op, Result, Value};
 use smallvec::SmallVec;
 
 /// The tangent of an indexing op: the same op on the tangents of the data operands.
-pub fn jvp(b: &mut Builder, op: &IndexOp, x: &[Value], t: &[Option<Value>]) -> Result<Option<Value>> {
+pub fn jvp(
+    b: &mut Builder,
+    op: &IndexOp,
+    x: &[Value],
+    t: &[Option<Value>],
+) -> Result<Option<Value>> {
     let mut args: SmallVec<[Value; 4]> = SmallVec::new();
     let data: &[usize] = match op {
         IndexOp::Cumsum { .. } | IndexOp::DynamicSlice { .. } | IndexOp::Gather => &[0],
@@ -42,7 +47,10 @@ fn indices(args: &[Operand], from: usize) -> Result<SmallVec<[Value; 4]>> {
 pub fn transpose(b: &mut Builder, op: &IndexOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
     match op {
         IndexOp::Cumsum { axis, reverse } => for_linear(args, |_, _| {
-            let op = IndexOp::Cumsum { axis: *axis, reverse: !*reverse };
+            let op = IndexOp::Cumsum {
+                axis: *axis,
+                reverse: !*reverse,
+            };
             push1(b, Op::Index(op), &[ct]).map(Some)
         }),
         IndexOp::DynamicSlice { .. } => {
@@ -82,7 +90,9 @@ pub fn transpose(b: &mut Builder, op: &IndexOp, args: &[Operand], ct: Value) -> 
             })
         }
         IndexOp::ScatterAdd => {
-            let Some(idx) = args[1].primal() else { return Err(not_linear("scatter_add")) };
+            let Some(idx) = args[1].primal() else {
+                return Err(not_linear("scatter_add"));
+            };
             for_linear(args, |k, _| {
                 if k == 0 {
                     Ok(Some(ct))

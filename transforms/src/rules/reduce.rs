@@ -16,7 +16,13 @@ fn expand(b: &mut Builder, y: Value, x: Value, axes: &[usize]) -> Result<Value> 
 }
 
 /// The tangent of a reduction.
-pub fn jvp(b: &mut Builder, op: &ReduceOp, x: Value, t: Option<Value>, y: Value) -> Result<Option<Value>> {
+pub fn jvp(
+    b: &mut Builder,
+    op: &ReduceOp,
+    x: Value,
+    t: Option<Value>,
+    y: Value,
+) -> Result<Option<Value>> {
     let Some(t) = t else { return Ok(None) };
     match op {
         ReduceOp::Sum { axes } => reduce_sum(b, t, axes.clone()).map(Some),
@@ -41,7 +47,12 @@ pub fn jvp(b: &mut Builder, op: &ReduceOp, x: Value, t: Option<Value>, y: Value)
 }
 
 /// Transposes `reduce_sum`: the cotangent is broadcast back over the summed axes.
-pub fn transpose(b: &mut Builder, op: &ReduceOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
+pub fn transpose(
+    b: &mut Builder,
+    op: &ReduceOp,
+    args: &[Operand],
+    ct: Value,
+) -> Result<Cotangents> {
     match op {
         ReduceOp::Sum { axes } => for_linear(args, |_, ty| {
             let dims: Dims = (0..ty.rank()).filter(|d| !axes.contains(d)).collect();

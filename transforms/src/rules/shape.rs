@@ -8,7 +8,12 @@ use ferrax_ir::ops::ShapeOp;
 use ferrax_ir::{Array, Builder, Dims, Op, Result, Type, Value};
 
 /// The tangent of a shape op: the same op on the tangents (zeros filled in where needed).
-pub fn jvp(b: &mut Builder, op: &ShapeOp, x: &[Value], t: &[Option<Value>]) -> Result<Option<Value>> {
+pub fn jvp(
+    b: &mut Builder,
+    op: &ShapeOp,
+    x: &[Value],
+    t: &[Option<Value>],
+) -> Result<Option<Value>> {
     match op {
         ShapeOp::BroadcastInDim { .. }
         | ShapeOp::Reshape { .. }
@@ -42,7 +47,9 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
             let s = reduce_sum(b, ct, summed)?;
             reshape(b, s, ty.shape.clone()).map(Some)
         }),
-        ShapeOp::Reshape { .. } => for_linear(args, |_, ty| reshape(b, ct, ty.shape.clone()).map(Some)),
+        ShapeOp::Reshape { .. } => {
+            for_linear(args, |_, ty| reshape(b, ct, ty.shape.clone()).map(Some))
+        }
         ShapeOp::Transpose { perm } => for_linear(args, |_, _| {
             let mut inv = Dims::from_elem(0, perm.len());
             for (i, &p) in perm.iter().enumerate() {
@@ -50,7 +57,11 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
             }
             emit::transpose(b, ct, inv).map(Some)
         }),
-        ShapeOp::Slice { start, limit, stride } => for_linear(args, |_, ty| {
+        ShapeOp::Slice {
+            start,
+            limit,
+            stride,
+        } => for_linear(args, |_, ty| {
             let out = b.ty(ct).clone();
             let mut hi = Dims::new();
             for i in 0..ty.rank() {
@@ -61,10 +72,22 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
             let _ = limit;
             let interior: Dims = stride.iter().map(|s| s - 1).collect();
             let zero = b.constant(Array::scalar(ty.dtype, 0.0));
-            push1(b, Op::Shape(ShapeOp::Pad { lo: start.clone(), hi, interior }), &[ct, zero])
-                .map(Some)
+            push1(
+                b,
+                Op::Shape(ShapeOp::Pad {
+                    lo: start.clone(),
+                    hi,
+                    interior,
+                }),
+                &[ct, zero],
+            )
+            .map(Some)
         }),
-        ShapeOp::Pad { lo, hi: _, interior } => {
+        ShapeOp::Pad {
+            lo,
+            hi: _,
+            interior,
+        } => {
             let x_ty = match &args[0] {
                 Operand::Linear(ty) => ty.clone(),
                 Operand::Primal(v) => b.ty(*v).clone(),
@@ -72,7 +95,11 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
             let mut limit = Dims::new();
             for i in 0..x_ty.rank() {
                 let n = x_ty.dims()[i];
-                limit.push(if n == 0 { lo[i] } else { lo[i] + (n - 1) * (interior[i] + 1) + 1 });
+                limit.push(if n == 0 {
+                    lo[i]
+                } else {
+                    lo[i] + (n - 1) * (interior[i] + 1) + 1
+                });
             }
             let stride: Dims = interior.iter().map(|s| s + 1).collect();
             let inner = slice(b, ct, lo.clone(), limit, stride)?;
@@ -97,7 +124,9 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
                 };
                 let n = ty.dims()[*axis];
                 if a.is_linear() {
-                    let start: Dims = (0..out.rank()).map(|d| if d == *axis { offset } else { 0 }).collect();
+                    let start: Dims = (0..out.rank())
+                        .map(|d| if d == *axis { offset } else { 0 })
+                        .collect();
                     let mut limit: Dims = Dims::from_slice(out.dims());
                     limit[*axis] = offset + n;
                     let stride = Dims::from_elem(1, out.rank());
@@ -109,6 +138,8 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
             }
             Ok(cts)
         }
-        ShapeOp::Rev { .. } => for_linear(args, |_, _| push1(b, Op::Shape(op.clone()), &[ct]).map(Some)),
+        ShapeOp::Rev { .. } => for_linear(args, |_, _| {
+            push1(b, Op::Shape(op.clone()), &[ct]).map(Some)
+        }),
     }
 }

@@ -82,7 +82,10 @@ pub fn run(g: &Graph, args: &[Array]) -> Vec<Array> {
 /// Evaluates a graph on scalars and returns the scalar outputs.
 pub fn run_scalars(g: &Graph, xs: &[f64]) -> Vec<f64> {
     let args: Vec<Array> = xs.iter().map(|&x| Array::from(x)).collect();
-    run(g, &args).iter().map(|a| a.to_scalar().unwrap()).collect()
+    run(g, &args)
+        .iter()
+        .map(|a| a.to_scalar().unwrap())
+        .collect()
 }
 
 /// Asserts that two numbers agree to a relative tolerance (with an absolute floor).
@@ -103,7 +106,11 @@ pub fn close_arrays(a: &Array, b: &Array, rtol: f64, what: &str) {
 
 /// The inner product of two arrays, in f64.
 pub fn dot(a: &Array, b: &Array) -> f64 {
-    a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| x * y).sum()
+    a.to_f64_vec()
+        .iter()
+        .zip(b.to_f64_vec())
+        .map(|(x, y)| x * y)
+        .sum()
 }
 
 /// `x + h·t` elementwise (float arrays; others unchanged).
@@ -111,6 +118,13 @@ pub fn axpy(x: &Array, h: f64, t: &Array) -> Array {
     if !x.dtype().is_float() {
         return x.clone();
     }
-    let v: Vec<f64> = x.to_f64_vec().iter().zip(t.to_f64_vec()).map(|(a, b)| a + h * b).collect();
-    Array::from_f64(x.shape().clone(), v).unwrap().cast(x.dtype())
+    let v: Vec<f64> = x
+        .to_f64_vec()
+        .iter()
+        .zip(t.to_f64_vec())
+        .map(|(a, b)| a + h * b)
+        .collect();
+    Array::from_f64(x.shape().clone(), v)
+        .unwrap()
+        .cast(x.dtype())
 }

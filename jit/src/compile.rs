@@ -1,0 +1,371 @@
+//! The compile driver: plans buffers, builds the Cranelift functions of one graph in a fresh
+//! `JITModule` (one module per compiled graph, so its memory is freed independently), and
+//! finalizes them into a [`Compiled`].
+
+use crate::compiled::{Compiled, Inner, ModuleHandle};
+use crate::lower::{clty, jit_err, Ctx, Slot};
+use crate::plan::{plan, Home, Plan};
+use crate::JitOptions;
+use cranelift_codegen::ir::{
+    types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use ferrax_ir::ops::Literal;
+use ferrax_ir::{DType, Graph, Result};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The largest workspace a scalar-ABI function keeps on its stack, in bytes.
+const MAX_STACK_WORKSPACE: usize = 64 * 1024;
+
+/// The host ISA for the given options, built once per process.
+fn isa(opts: &JitOptions) -> Result<OwnedTargetIsa> {
+    static SPEED: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
+    static NONE: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
+    let (cell, level) = if opts.optimize {
+        (&SPEED, "speed")
+    } else {
+        (&NONE, "none")
+    };
+    let isa = cell.get_or_init(|| {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v)
+                .map_err(|e| format!("cranelift setting {k}={v}: {e}"))
+        };
+        set(&mut flags, "opt_level", level)?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(
+            &mut flags,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
+        let builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
+        builder
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| format!("cranelift ISA: {e}"))
+    });
+    isa.clone().map_err(jit_err)
+}
+
+/// The shape of the scalar entry point of an all-scalar graph, when it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ScalarAbi {
+    /// The dtype shared by all outputs (f64 when there are none).
+    pub out_dtype: DType,
+}
+
+/// Whether `graph` gets a scalar entry: all parameters and outputs rank 0, all outputs of one
+/// dtype, and a workspace small enough for the stack.
+fn scalar_abi(graph: &Graph, plan: &Plan) -> Option<ScalarAbi> {
+    let all_scalar = graph
+        .params()
+        .iter()
+        .chain(graph.outputs())
+        .all(|&v| graph.ty(v).is_scalar());
+    let out_dtype = graph
+        .outputs()
+        .first()
+        .map_or(DType::F64, |&o| graph.ty(o).dtype);
+    let same = graph
+        .outputs()
+        .iter()
+        .all(|&o| graph.ty(o).dtype == out_dtype);
+    (all_scalar && same && plan.workspace <= MAX_STACK_WORKSPACE).then_some(ScalarAbi { out_dtype })
+}
+
+/// Compiles `graph` to native code.
+///
+/// The result can be called from any thread; dropping its last handle frees the code.
+pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
+    let start = Instant::now();
+    if !graph.subgraphs().is_empty() {
+        return Err(jit_err("the JIT does not lower graphs with sub-graphs yet"));
+    }
+    let plan = plan(graph);
+    let scalar = scalar_abi(graph, &plan);
+    let mut jb = JITBuilder::with_isa(isa(opts)?, default_libcall_names());
+    jb.symbol_lookup_fn(Box::new(crate::symbols::lookup));
+    let mut module = JITModule::new(jb);
+    let mut fbc = FunctionBuilderContext::new();
+    let mut consts: Vec<Literal> = Vec::new();
+    let ptr = module.target_config().pointer_type();
+    let cc = module.isa().default_call_conv();
+
+    let mut tsig = Signature::new(cc);
+    tsig.params.extend([AbiParam::new(ptr); 3]);
+    let tid = declare(&mut module, "ferrax_tensor_entry", &tsig)?;
+    let sid = match scalar {
+        Some(abi) => {
+            let ssig = scalar_signature(graph, abi, cc, ptr);
+            let sid = declare(&mut module, "ferrax_scalar_entry", &ssig)?;
+            let mut func = Function::with_name_signature(Default::default(), ssig);
+            build_scalar(
+                &mut module,
+                &mut fbc,
+                &mut func,
+                graph,
+                opts,
+                &plan,
+                &mut consts,
+                abi,
+            )?;
+            define(&mut module, sid, func)?;
+            let mut func = Function::with_name_signature(Default::default(), tsig);
+            build_wrapper(&mut module, &mut fbc, &mut func, graph, sid, abi)?;
+            define(&mut module, tid, func)?;
+            Some(sid)
+        }
+        None => {
+            let mut func = Function::with_name_signature(Default::default(), tsig);
+            build_tensor(
+                &mut module,
+                &mut fbc,
+                &mut func,
+                graph,
+                opts,
+                &plan,
+                &mut consts,
+            )?;
+            define(&mut module, tid, func)?;
+            None
+        }
+    };
+    module
+        .finalize_definitions()
+        .map_err(|e| jit_err(format!("cranelift finalize: {e}")))?;
+    let tensor = module.get_finalized_function(tid);
+    let scalar_ptr = sid.map(|s| module.get_finalized_function(s));
+    let elapsed = start.elapsed();
+    crate::stats::record_compile(elapsed);
+    Ok(Compiled::from_inner(Inner::new(
+        ModuleHandle(module),
+        tensor,
+        scalar_ptr,
+        graph.clone(),
+        *opts,
+        plan.workspace,
+        consts,
+        elapsed,
+    )))
+}
+
+fn declare(module: &mut JITModule, name: &str, sig: &Signature) -> Result<FuncId> {
+    module
+        .declare_function(name, Linkage::Local, sig)
+        .map_err(|e| jit_err(format!("cranelift declare {name}: {e}")))
+}
+
+fn define(module: &mut JITModule, id: FuncId, func: Function) -> Result<()> {
+    let mut ctx = cranelift_codegen::Context::for_function(func);
+    module
+        .define_function(id, &mut ctx)
+        .map_err(|e| jit_err(format!("cranelift codegen: {e:?}")))
+}
+
+/// The scalar entry's signature: one register per parameter; one returned register for one
+/// output, otherwise a trailing pointer to an array of the outputs.
+fn scalar_signature(
+    graph: &Graph,
+    abi: ScalarAbi,
+    cc: cranelift_codegen::isa::CallConv,
+    ptr: types::Type,
+) -> Signature {
+    let mut sig = Signature::new(cc);
+    for &p in graph.params() {
+        sig.params.push(AbiParam::new(clty(graph.ty(p).dtype)));
+    }
+    match graph.outputs().len() {
+        0 => {}
+        1 => sig.returns.push(AbiParam::new(clty(abi.out_dtype))),
+        _ => sig.params.push(AbiParam::new(ptr)),
+    }
+    sig
+}
+
+/// Builds the tensor entry `fn(ins: *const *const u8, outs: *const *mut u8, ws: *mut u8)`.
+fn build_tensor(
+    module: &mut JITModule,
+    fbc: &mut FunctionBuilderContext,
+    func: &mut Function,
+    graph: &Graph,
+    opts: &JitOptions,
+    plan: &Plan,
+    consts: &mut Vec<Literal>,
+) -> Result<()> {
+    let cfg = module.isa().frontend_config();
+    let mut fb = FunctionBuilder::new(func, fbc);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let (ins, outs, ws) = {
+        let p = fb.block_params(entry);
+        (p[0], p[1], p[2])
+    };
+    let flags = MemFlagsData::trusted();
+    let out_ptrs: Vec<_> = (0..graph.outputs().len())
+        .map(|k| Some(fb.ins().load(types::I64, flags, outs, (8 * k) as i32)))
+        .collect();
+    let mut cx = Ctx::new(
+        &mut fb,
+        module,
+        graph,
+        opts,
+        plan,
+        consts,
+        Some(ws),
+        out_ptrs.clone(),
+    );
+    for (k, &p) in graph.params().iter().enumerate() {
+        let addr = cx.fb.ins().load(types::I64, flags, ins, (8 * k) as i32);
+        let ty = graph.ty(p);
+        cx.slots[p.index()] = Some(if ty.is_scalar() {
+            Slot::Reg(cx.fb.ins().load(clty(ty.dtype), flags, addr, 0))
+        } else {
+            Slot::Mem(addr)
+        });
+    }
+    cx.lower_body()?;
+    for (k, &o) in graph.outputs().iter().enumerate() {
+        if plan.homes[o.index()] != Home::Output(k) {
+            let dst = out_ptrs[k].ok_or_else(|| jit_err("missing output pointer"))?;
+            cx.copy_into(o, dst)?;
+        }
+    }
+    cx.fb.ins().return_(&[]);
+    fb.seal_all_blocks();
+    fb.finalize(cfg);
+    Ok(())
+}
+
+/// Builds the scalar entry of an all-scalar graph (workspace, if any, on the stack).
+#[allow(clippy::too_many_arguments)]
+fn build_scalar(
+    module: &mut JITModule,
+    fbc: &mut FunctionBuilderContext,
+    func: &mut Function,
+    graph: &Graph,
+    opts: &JitOptions,
+    plan: &Plan,
+    consts: &mut Vec<Literal>,
+    abi: ScalarAbi,
+) -> Result<()> {
+    let cfg = module.isa().frontend_config();
+    let mut fb = FunctionBuilder::new(func, fbc);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let params: Vec<_> = fb.block_params(entry).to_vec();
+    let ws = if plan.workspace > 0 {
+        let slot = fb.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            plan.workspace as u32,
+            4,
+        ));
+        Some(fb.ins().stack_addr(types::I64, slot, 0))
+    } else {
+        None
+    };
+    let nout = graph.outputs().len();
+    let mut cx = Ctx::new(
+        &mut fb,
+        module,
+        graph,
+        opts,
+        plan,
+        consts,
+        ws,
+        vec![None; nout],
+    );
+    for (k, &p) in graph.params().iter().enumerate() {
+        cx.slots[p.index()] = Some(Slot::Reg(params[k]));
+    }
+    cx.lower_body()?;
+    let zero = cx.iconst(0);
+    let mut vals = Vec::with_capacity(nout);
+    for &o in graph.outputs() {
+        vals.push(cx.load(o, zero)?);
+    }
+    if nout <= 1 {
+        cx.fb.ins().return_(&vals);
+    } else {
+        let out = params[graph.params().len()];
+        let size = abi.out_dtype.size_bytes() as i32;
+        for (k, &v) in vals.iter().enumerate() {
+            cx.fb
+                .ins()
+                .store(MemFlagsData::trusted(), v, out, size * k as i32);
+        }
+        cx.fb.ins().return_(&[]);
+    }
+    fb.seal_all_blocks();
+    fb.finalize(cfg);
+    Ok(())
+}
+
+/// Builds the tensor entry of an all-scalar graph: loads the arguments, calls the scalar
+/// entry and stores its results.
+fn build_wrapper(
+    module: &mut JITModule,
+    fbc: &mut FunctionBuilderContext,
+    func: &mut Function,
+    graph: &Graph,
+    sid: FuncId,
+    abi: ScalarAbi,
+) -> Result<()> {
+    let callee = module.declare_func_in_func(sid, func);
+    let cfg = module.isa().frontend_config();
+    let mut fb = FunctionBuilder::new(func, fbc);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let (ins, outs) = {
+        let p = fb.block_params(entry);
+        (p[0], p[1])
+    };
+    let flags = MemFlagsData::trusted();
+    let mut args = Vec::new();
+    for (k, &p) in graph.params().iter().enumerate() {
+        let addr = fb.ins().load(types::I64, flags, ins, (8 * k) as i32);
+        args.push(fb.ins().load(clty(graph.ty(p).dtype), flags, addr, 0));
+    }
+    let nout = graph.outputs().len();
+    let size = abi.out_dtype.size_bytes();
+    let tmp = if nout > 1 {
+        let slot = fb.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (size * nout) as u32,
+            3,
+        ));
+        let a = fb.ins().stack_addr(types::I64, slot, 0);
+        args.push(a);
+        Some(a)
+    } else {
+        None
+    };
+    let call = fb.ins().call(callee, &args);
+    let rets: Vec<_> = fb.inst_results(call).to_vec();
+    for k in 0..nout {
+        let v = match tmp {
+            Some(a) => fb
+                .ins()
+                .load(clty(abi.out_dtype), flags, a, (size * k) as i32),
+            None => rets[0],
+        };
+        let addr = fb.ins().load(types::I64, flags, outs, (8 * k) as i32);
+        fb.ins().store(flags, v, addr, 0);
+    }
+    fb.ins().return_(&[]);
+    fb.seal_all_blocks();
+    fb.finalize(cfg);
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! `Compiled`: a handle to native code for one graph, its argument checks and its calls.
+
+use crate::stats;
+use crate::JitOptions;
+use cranelift_jit::JITModule;
+use ferrax_ir::ops::Literal;
+use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, Type};
+use smallvec::SmallVec;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Owns the JIT module; its memory is freed when the last handle to the code goes away.
+pub(crate) struct ModuleHandle(pub JITModule);
+
+// SAFETY: the module is never used after compilation except to free its memory in `Drop`,
+// which runs once, on whichever thread drops the last handle.
+unsafe impl Send for ModuleHandle {}
+// SAFETY: no shared access to the module happens after compilation.
+unsafe impl Sync for ModuleHandle {}
+
+/// A 16-byte aligned chunk of workspace memory.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
+struct Chunk([u8; 16]);
+
+/// One call's workspace.
+struct Workspace(Vec<Chunk>);
+
+impl Workspace {
+    fn new(bytes: usize) -> Workspace {
+        Workspace(vec![Chunk([0; 16]); bytes.div_ceil(16)])
+    }
+}
+
+/// The signature of the tensor entry point (see the crate documentation).
+type TensorFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8);
+
+/// The shared state of a compiled function.
+pub(crate) struct Inner {
+    module: Option<ModuleHandle>,
+    tensor: *const u8,
+    pub(crate) scalar: Option<*const u8>,
+    pub(crate) graph: Graph,
+    pub(crate) opts: JitOptions,
+    pub(crate) params: Vec<Type>,
+    pub(crate) outputs: Vec<Type>,
+    workspace: usize,
+    pool: Mutex<Vec<Workspace>>,
+    _consts: Vec<Literal>,
+    compile_time: Duration,
+}
+
+// SAFETY: the code pointers refer to immutable finalized machine code owned by `module`; the
+// workspace pool is behind a mutex; everything else is plain data.
+unsafe impl Send for Inner {}
+// SAFETY: as above; generated code only touches the buffers and workspace passed to it.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        module: ModuleHandle,
+        tensor: *const u8,
+        scalar: Option<*const u8>,
+        graph: Graph,
+        opts: JitOptions,
+        workspace: usize,
+        consts: Vec<Literal>,
+        compile_time: Duration,
+    ) -> Inner {
+        stats::LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Inner {
+            module: Some(module),
+            tensor,
+            scalar,
+            params: graph.param_types(),
+            outputs: graph.output_types(),
+            graph,
+            opts,
+            workspace,
+            pool: Mutex::new(Vec::new()),
+            _consts: consts,
+            compile_time,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        stats::LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(m) = self.module.take() {
+            // SAFETY: this is the last handle (every `Compiled` and scalar callable holds an
+            // `Arc<Inner>`), so no code of this module runs now or later.
+            unsafe { m.0.free_memory() }
+        }
+    }
+}
+
+/// Native code for one graph: cheap to clone, callable from many threads at once.
+///
+/// Dropping the last clone (and every callable made by `as_fn*`) frees the machine code.
+#[derive(Clone)]
+pub struct Compiled {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("params", &self.inner.params)
+            .field("outputs", &self.inner.outputs)
+            .field("workspace_bytes", &self.inner.workspace)
+            .field("scalar_entry", &self.inner.scalar.is_some())
+            .finish()
+    }
+}
+
+fn data_ptr(d: &Data) -> *const u8 {
+    match d {
+        Data::F32(v) => v.as_ptr() as *const u8,
+        Data::F64(v) => v.as_ptr() as *const u8,
+        Data::I32(v) => v.as_ptr() as *const u8,
+        Data::Bool(v) => v.as_ptr() as *const u8,
+    }
+}
+
+fn data_ptr_mut(d: &mut Data) -> *mut u8 {
+    match d {
+        Data::F32(v) => v.as_mut_ptr() as *mut u8,
+        Data::F64(v) => v.as_mut_ptr() as *mut u8,
+        Data::I32(v) => v.as_mut_ptr() as *mut u8,
+        Data::Bool(v) => v.as_mut_ptr() as *mut u8,
+    }
+}
+
+/// Checks one array against the type the graph expects for it.
+fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
+    if a.dtype() != want.dtype {
+        return Err(Error::new(
+            ErrorKind::DType,
+            format!("{what} {k}: expected {want} but got {}", a.ty()),
+        ));
+    }
+    if a.shape() != &want.shape {
+        return Err(Error::new(
+            ErrorKind::Shape,
+            format!("{what} {k}: expected {want} but got {}", a.ty()),
+        ));
+    }
+    if a.data().len() != want.size() {
+        return Err(Error::new(
+            ErrorKind::Jit,
+            format!(
+                "{what} {k}: type {want} needs {} elements but its buffer holds {}",
+                want.size(),
+                a.data().len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn arity(what: &str, want: usize, got: usize) -> Result<()> {
+    if want != got {
+        return Err(Error::new(
+            ErrorKind::Arity,
+            format!("the compiled function takes {want} {what}s, got {got}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Compiled {
+    pub(crate) fn from_inner(inner: Inner) -> Compiled {
+        Compiled {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Whether two handles share the same machine code (e.g. a compile-cache hit).
+    pub fn same_code(&self, other: &Compiled) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The parameter types, in order.
+    pub fn param_types(&self) -> &[Type] {
+        &self.inner.params
+    }
+
+    /// The output types, in order.
+    pub fn output_types(&self) -> &[Type] {
+        &self.inner.outputs
+    }
+
+    /// The options it was compiled with.
+    pub fn options(&self) -> &JitOptions {
+        &self.inner.opts
+    }
+
+    /// How long compilation took (planning, lowering, Cranelift, finalization).
+    pub fn compile_time(&self) -> Duration {
+        self.inner.compile_time
+    }
+
+    /// The workspace size in bytes that each concurrent call uses.
+    pub fn workspace_bytes(&self) -> usize {
+        self.inner.workspace
+    }
+
+    /// Whether the graph has a scalar entry (arguments and results in registers), which
+    /// [`Compiled::call_scalar`] and the `as_fn*` callables use.
+    pub fn has_scalar_entry(&self) -> bool {
+        self.inner.scalar.is_some()
+    }
+
+    /// Calls the function on `args`, returning newly allocated outputs.
+    pub fn call(&self, args: &[Array]) -> Result<Vec<Array>> {
+        let refs: SmallVec<[&Array; 8]> = args.iter().collect();
+        let mut outs: Vec<Array> = self.inner.outputs.iter().map(Array::zeros).collect();
+        self.call_into(&refs, &mut outs)?;
+        Ok(outs)
+    }
+
+    /// Calls the function on `args`, writing into the preallocated `outs` (which must have
+    /// the output types). Allocates nothing in the steady state.
+    pub fn call_into(&self, args: &[&Array], outs: &mut [Array]) -> Result<()> {
+        arity("argument", self.inner.params.len(), args.len())?;
+        arity("output", self.inner.outputs.len(), outs.len())?;
+        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
+            check("argument", k, want, a)?;
+        }
+        for (k, (want, a)) in self.inner.outputs.iter().zip(outs.iter()).enumerate() {
+            check("output", k, want, a)?;
+        }
+        let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
+        let outp: SmallVec<[*mut u8; 8]> = outs
+            .iter_mut()
+            .map(|a| data_ptr_mut(a.data_mut()))
+            .collect();
+        // SAFETY: every buffer was checked to have the type and element count the code was
+        // compiled for, and outputs are distinct `&mut` borrows.
+        unsafe { self.run(&ins, &outp) };
+        Ok(())
+    }
+
+    /// Runs the tensor entry with a workspace from the pool.
+    ///
+    /// # Safety
+    /// `ins` and `outs` must point to buffers of the compiled types and sizes.
+    unsafe fn run(&self, ins: &[*const u8], outs: &[*mut u8]) {
+        // SAFETY: `tensor` is the finalized tensor entry, whose ABI is `TensorFn`.
+        let f: TensorFn = unsafe { std::mem::transmute::<*const u8, TensorFn>(self.inner.tensor) };
+        if self.inner.workspace == 0 {
+            // SAFETY: the caller guarantees the buffers; no workspace is used.
+            unsafe { f(ins.as_ptr(), outs.as_ptr(), std::ptr::null_mut()) };
+            return;
+        }
+        let lock = || self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let popped = lock().pop();
+        let mut ws = popped.unwrap_or_else(|| Workspace::new(self.inner.workspace));
+        // SAFETY: the workspace has the planned size and is used by this call only.
+        unsafe { f(ins.as_ptr(), outs.as_ptr(), ws.0.as_mut_ptr() as *mut u8) };
+        lock().push(ws);
+    }
+
+    /// Calls an all-scalar function with f64 values (converted to and from the parameter and
+    /// output dtypes with `as`). Allocates nothing.
+    pub fn call_scalar(&self, args: &[f64], out: &mut [f64]) -> Result<()> {
+        let inner = &*self.inner;
+        if let Some(k) = inner
+            .params
+            .iter()
+            .chain(&inner.outputs)
+            .position(|t| !t.is_scalar())
+        {
+            return Err(Error::new(
+                ErrorKind::Shape,
+                format!("call_scalar needs scalar parameters and outputs; value {k} is not"),
+            ));
+        }
+        arity("argument", inner.params.len(), args.len())?;
+        arity("output", inner.outputs.len(), out.len())?;
+        let all_f64 = inner
+            .params
+            .iter()
+            .chain(&inner.outputs)
+            .all(|t| t.dtype == DType::F64);
+        if let (Some(f), true, 1) = (inner.scalar, all_f64, out.len()) {
+            // SAFETY: the scalar entry takes one f64 per parameter and returns one f64.
+            unsafe {
+                match args.len() {
+                    0 => {
+                        out[0] = std::mem::transmute::<*const u8, extern "C" fn() -> f64>(f)();
+                        return Ok(());
+                    }
+                    1 => {
+                        let g = std::mem::transmute::<*const u8, extern "C" fn(f64) -> f64>(f);
+                        out[0] = g(args[0]);
+                        return Ok(());
+                    }
+                    2 => {
+                        let g = std::mem::transmute::<*const u8, extern "C" fn(f64, f64) -> f64>(f);
+                        out[0] = g(args[0], args[1]);
+                        return Ok(());
+                    }
+                    3 => {
+                        let g = std::mem::transmute::<*const u8, extern "C" fn(f64, f64, f64) -> f64>(
+                            f,
+                        );
+                        out[0] = g(args[0], args[1], args[2]);
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut inb: SmallVec<[u64; 8]> = SmallVec::from_elem(0, args.len());
+        for ((slot, &x), t) in inb.iter_mut().zip(args).zip(&inner.params) {
+            write_scalar(slot, t.dtype, x);
+        }
+        let mut outb: SmallVec<[u64; 8]> = SmallVec::from_elem(0, out.len());
+        let ins: SmallVec<[*const u8; 8]> =
+            inb.iter().map(|s| s as *const u64 as *const u8).collect();
+        let outs: SmallVec<[*mut u8; 8]> =
+            outb.iter_mut().map(|s| s as *mut u64 as *mut u8).collect();
+        // SAFETY: each slot is 8 bytes, enough for one scalar of any dtype.
+        unsafe { self.run(&ins, &outs) };
+        for ((o, s), t) in out.iter_mut().zip(&outb).zip(&inner.outputs) {
+            *o = read_scalar(s, t.dtype);
+        }
+        Ok(())
+    }
+
+    /// The scalar entry point when the graph has `n` parameters and `m` outputs, all of
+    /// `dtype`.
+    pub(crate) fn scalar_entry(&self, dtype: DType, n: usize, m: usize) -> Result<*const u8> {
+        let inner = &*self.inner;
+        let f = inner.scalar.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Shape,
+                "as_fn needs a graph whose parameters and outputs are all scalars",
+            )
+        })?;
+        arity("argument", inner.params.len(), n)?;
+        arity("output", inner.outputs.len(), m)?;
+        if let Some((k, t)) = inner
+            .params
+            .iter()
+            .chain(&inner.outputs)
+            .enumerate()
+            .find(|(_, t)| t.dtype != dtype)
+        {
+            return Err(Error::new(
+                ErrorKind::DType,
+                format!("as_fn::<{dtype}>: value {k} (parameters, then outputs) has type {t}"),
+            ));
+        }
+        Ok(f)
+    }
+}
+
+fn write_scalar(slot: &mut u64, dtype: DType, x: f64) {
+    let p = slot as *mut u64;
+    // SAFETY: `p` is valid for 8 bytes and 8-aligned, enough for any scalar dtype.
+    unsafe {
+        match dtype {
+            DType::F64 => (p as *mut f64).write(x),
+            DType::F32 => (p as *mut f32).write(x as f32),
+            DType::I32 => (p as *mut i32).write(x as i32),
+            DType::Bool => (p as *mut u8).write((x != 0.0) as u8),
+        }
+    }
+}
+
+fn read_scalar(slot: &u64, dtype: DType) -> f64 {
+    let p = slot as *const u64;
+    // SAFETY: as in `write_scalar`; generated code wrote a value of `dtype` (bools as 0/1).
+    unsafe {
+        match dtype {
+            DType::F64 => (p as *const f64).read(),
+            DType::F32 => (p as *const f32).read() as f64,
+            DType::I32 => (p as *const i32).read() as f64,
+            DType::Bool => ((p as *const u8).read() != 0) as u8 as f64,
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! Differential tests: every primitive, in every dtype it accepts, on edge shapes (rank 0,
+//! zero-size and size-1 dimensions), JIT against the interpreter, bit for bit.
+
+mod common;
+
+use common::{array, check, check_with, Rng};
+use ferrax_ir::ops::{
+    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+};
+use ferrax_ir::{Array, Builder, DType, Dims, Graph, Op, Shape, Type};
+
+const SHAPES: &[&[usize]] = &[&[], &[0], &[1], &[5], &[2, 3], &[3, 0, 2], &[1, 4, 1]];
+const FLOATS: [DType; 2] = [DType::F32, DType::F64];
+
+/// A graph applying `op` to parameters of `tys`.
+fn graph(op: Op, tys: &[Type]) -> Graph {
+    let mut b = Builder::new();
+    let ps: Vec<_> = tys.iter().map(|t| b.param(t.clone())).collect();
+    let r = b.push(op, &ps).expect("well-typed test op");
+    b.finish(&r)
+}
+
+fn d(v: &[usize]) -> Dims {
+    Dims::from_slice(v)
+}
+
+#[test]
+fn unary_ops() {
+    let mut rng = Rng(1);
+    let mut ops: Vec<UnaryOp> = UnaryOp::ALL.to_vec();
+    ops.extend([
+        UnaryOp::IntegerPow(0),
+        UnaryOp::IntegerPow(-3),
+        UnaryOp::IntegerPow(7),
+        UnaryOp::IntegerPow(1),
+    ]);
+    for op in ops {
+        let mut dts = FLOATS.to_vec();
+        if op.accepts_int() && !matches!(op, UnaryOp::IntegerPow(n) if n < 0) {
+            dts.push(DType::I32);
+        }
+        for &dt in &dts {
+            for dims in SHAPES {
+                let ty = Type::new(dt, dims);
+                let x = array(&mut rng, dt, dims, -3.0, 3.0, true);
+                check(&graph(Op::Unary(op), &[ty]), &[x]);
+            }
+            // A wider range too (overflow, large arguments).
+            let x = array(&mut rng, dt, &[16], -800.0, 800.0, false);
+            check(&graph(Op::Unary(op), &[Type::new(dt, &[16])]), &[x]);
+        }
+    }
+}
+
+#[test]
+fn binary_ops() {
+    let mut rng = Rng(2);
+    for op in BinaryOp::ALL {
+        let mut dts = FLOATS.to_vec();
+        if op.accepts_int() {
+            dts.push(DType::I32);
+        }
+        for &dt in &dts {
+            for dims in SHAPES {
+                let ty = Type::new(dt, dims);
+                let a = array(&mut rng, dt, dims, -4.0, 4.0, true);
+                let b = array(&mut rng, dt, dims, -4.0, 4.0, true);
+                check(&graph(Op::Binary(op), &[ty.clone(), ty]), &[a, b]);
+            }
+        }
+    }
+    // i32 corner cases: division by zero and MIN / -1.
+    for op in [BinaryOp::Div, BinaryOp::Rem] {
+        let a = Array::from(vec![i32::MIN, 7, -7, 0, i32::MAX, 5]);
+        let b = Array::from(vec![-1, 0, 2, 0, -1, -3]);
+        check(
+            &graph(
+                Op::Binary(op),
+                &[Type::new(DType::I32, &[6]), Type::new(DType::I32, &[6])],
+            ),
+            &[a, b],
+        );
+    }
+}
+
+#[test]
+fn compare_ops() {
+    let mut rng = Rng(3);
+    for op in CompareOp::ALL {
+        for dt in DType::ALL {
+            for dims in SHAPES {
+                let ty = Type::new(dt, dims);
+                let (tys, args) = match op {
+                    CompareOp::And | CompareOp::Or | CompareOp::Not => {
+                        if dt != DType::Bool {
+                            continue;
+                        }
+                        let n = op.arity();
+                        let args: Vec<Array> = (0..n)
+                            .map(|_| array(&mut rng, dt, dims, 0.0, 1.0, false))
+                            .collect();
+                        (vec![ty; n], args)
+                    }
+                    CompareOp::Select => {
+                        let p = array(&mut rng, DType::Bool, dims, 0.0, 1.0, false);
+                        let a = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                        let b = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                        (
+                            vec![Type::new(DType::Bool, dims), ty.clone(), ty],
+                            vec![p, a, b],
+                        )
+                    }
+                    _ => {
+                        let a = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                        let b = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                        (vec![ty.clone(), ty], vec![a, b])
+                    }
+                };
+                check(&graph(Op::Compare(op), &tys), &args);
+            }
+        }
+    }
+}
+
+#[test]
+fn convert_ops() {
+    let mut rng = Rng(4);
+    for from in DType::ALL {
+        for to in DType::ALL {
+            for dims in SHAPES {
+                let x = array(&mut rng, from, dims, -3e9, 3e9, true);
+                check(
+                    &graph(
+                        Op::Convert(ConvertOp::Convert(to)),
+                        &[Type::new(from, dims)],
+                    ),
+                    &[x],
+                );
+                let x = array(&mut rng, from, dims, -2.0, 2.0, true);
+                check(
+                    &graph(
+                        Op::Convert(ConvertOp::Convert(to)),
+                        &[Type::new(from, dims)],
+                    ),
+                    &[x],
+                );
+            }
+        }
+        if from != DType::Bool {
+            let x = array(&mut rng, from, &[4], -2.0, 2.0, true);
+            check(
+                &graph(
+                    Op::Convert(ConvertOp::StopGradient),
+                    &[Type::new(from, &[4])],
+                ),
+                &[x],
+            );
+        }
+    }
+}
+
+#[test]
+fn literal_ops() {
+    let mut rng = Rng(5);
+    for dt in [DType::F32, DType::F64, DType::I32] {
+        for (dims, axis) in [
+            (&[3usize][..], 0),
+            (&[2, 3], 1),
+            (&[0, 2], 1),
+            (&[4, 1, 2], 0),
+            (&[100, 2], 0),
+        ] {
+            let op = LiteralOp::Iota {
+                dtype: dt,
+                shape: Shape::new(dims),
+                axis,
+            };
+            check(&graph(Op::Literal(op), &[]), &[]);
+        }
+    }
+    // Constants, scalar and array, combined with parameters so they are not folded away.
+    for dt in [DType::F32, DType::F64, DType::I32] {
+        for dims in [&[][..], &[3], &[2, 100]] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dt, dims));
+            let c = b.constant(array(&mut rng, dt, dims, -2.0, 2.0, false));
+            let y = b.push1(Op::Binary(BinaryOp::Add), &[x, c]).unwrap();
+            let g = b.finish(&[y, c]);
+            check(&g, &[array(&mut rng, dt, dims, -2.0, 2.0, false)]);
+        }
+    }
+}
+
+#[test]
+fn shape_ops() {
+    let mut rng = Rng(6);
+    for dt in DType::ALL {
+        let mut run = |op: ShapeOp, dims: &[&[usize]]| {
+            let tys: Vec<Type> = dims.iter().map(|d| Type::new(dt, d)).collect();
+            let args: Vec<Array> = dims
+                .iter()
+                .map(|d| array(&mut rng, dt, d, -5.0, 5.0, false))
+                .collect();
+            check(&graph(Op::Shape(op), &tys), &args);
+        };
+        let bc = |shape: &[usize], dims: &[usize]| ShapeOp::BroadcastInDim {
+            shape: Shape::new(shape),
+            dims: d(dims),
+        };
+        run(bc(&[2, 3], &[]), &[&[]]);
+        run(bc(&[2, 3], &[1]), &[&[3]]);
+        run(bc(&[2, 3], &[0]), &[&[2]]);
+        run(bc(&[2, 1, 3], &[0, 2]), &[&[1, 3]]);
+        run(bc(&[0, 3], &[1]), &[&[3]]);
+        run(bc(&[4, 0], &[0, 1]), &[&[1, 0]]);
+        run(bc(&[], &[]), &[&[]]);
+        run(
+            ShapeOp::Reshape {
+                shape: Shape::new(&[3, 2]),
+            },
+            &[&[2, 3]],
+        );
+        run(
+            ShapeOp::Reshape {
+                shape: Shape::new(&[]),
+            },
+            &[&[1, 1]],
+        );
+        run(
+            ShapeOp::Reshape {
+                shape: Shape::new(&[1]),
+            },
+            &[&[]],
+        );
+        run(
+            ShapeOp::Reshape {
+                shape: Shape::new(&[0, 5]),
+            },
+            &[&[5, 0]],
+        );
+        run(ShapeOp::Transpose { perm: d(&[1, 0]) }, &[&[2, 3]]);
+        run(
+            ShapeOp::Transpose {
+                perm: d(&[2, 0, 1]),
+            },
+            &[&[2, 3, 4]],
+        );
+        run(ShapeOp::Transpose { perm: d(&[1, 0]) }, &[&[0, 3]]);
+        run(ShapeOp::Transpose { perm: d(&[]) }, &[&[]]);
+        let sl = |s: &[usize], l: &[usize], t: &[usize]| ShapeOp::Slice {
+            start: d(s),
+            limit: d(l),
+            stride: d(t),
+        };
+        run(sl(&[1], &[4], &[1]), &[&[5]]);
+        run(sl(&[0, 1], &[3, 4], &[2, 2]), &[&[3, 5]]);
+        run(sl(&[2], &[2], &[1]), &[&[5]]);
+        run(sl(&[], &[], &[]), &[&[]]);
+        let pad = |lo: &[usize], hi: &[usize], it: &[usize]| ShapeOp::Pad {
+            lo: d(lo),
+            hi: d(hi),
+            interior: d(it),
+        };
+        run(pad(&[1], &[2], &[0]), &[&[3], &[]]);
+        run(pad(&[0, 1], &[1, 0], &[1, 2]), &[&[2, 3], &[]]);
+        run(pad(&[2], &[1], &[3]), &[&[0], &[]]);
+        run(pad(&[], &[], &[]), &[&[], &[]]);
+        run(ShapeOp::Concatenate { axis: 0 }, &[&[2], &[0], &[3]]);
+        run(ShapeOp::Concatenate { axis: 1 }, &[&[2, 1], &[2, 3]]);
+        run(ShapeOp::Concatenate { axis: 0 }, &[&[1, 2]]);
+        run(ShapeOp::Rev { axes: d(&[0]) }, &[&[4]]);
+        run(ShapeOp::Rev { axes: d(&[0, 2]) }, &[&[2, 3, 2]]);
+        run(ShapeOp::Rev { axes: d(&[1]) }, &[&[2, 0]]);
+        run(ShapeOp::Rev { axes: d(&[]) }, &[&[]]);
+    }
+}
+
+#[test]
+fn reduce_ops() {
+    let mut rng = Rng(7);
+    for dt in [DType::F32, DType::F64, DType::I32] {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[5], &[0]),
+            (&[2, 3], &[0]),
+            (&[2, 3], &[1]),
+            (&[2, 3], &[0, 1]),
+            (&[2, 3, 4], &[0, 2]),
+            (&[0, 3], &[0]),
+            (&[0, 3], &[1]),
+            (&[3], &[]),
+            (&[], &[]),
+            (&[1, 1], &[1]),
+        ];
+        for &(dims, axes) in cases {
+            let ty = Type::new(dt, dims);
+            for op in [
+                ReduceOp::Sum { axes: d(axes) },
+                ReduceOp::Max { axes: d(axes) },
+                ReduceOp::Min { axes: d(axes) },
+                ReduceOp::Prod { axes: d(axes) },
+            ] {
+                let x = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                check(&graph(Op::Reduce(op), &[ty.clone()]), &[x]);
+            }
+            if axes.len() == 1 && dims[axes[0]] > 0 {
+                for op in [
+                    ReduceOp::ArgMax { axis: axes[0] },
+                    ReduceOp::ArgMin { axis: axes[0] },
+                ] {
+                    let x = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                    check(&graph(Op::Reduce(op), &[ty.clone()]), &[x]);
+                }
+            }
+        }
+    }
+}
+
+fn dot(lc: &[usize], rc: &[usize], lb: &[usize], rb: &[usize]) -> DotGeneral {
+    DotGeneral {
+        lhs_contract: d(lc),
+        rhs_contract: d(rc),
+        lhs_batch: d(lb),
+        rhs_batch: d(rb),
+    }
+}
+
+#[test]
+fn dot_general_loops() {
+    let mut rng = Rng(8);
+    for dt in [DType::F32, DType::F64, DType::I32] {
+        let cases: Vec<(DotGeneral, &[usize], &[usize])> = vec![
+            (dot(&[0], &[0], &[], &[]), &[4], &[4]),
+            (dot(&[1], &[0], &[], &[]), &[2, 3], &[3, 4]),
+            (dot(&[0], &[1], &[], &[]), &[3, 2], &[4, 3]),
+            (dot(&[1], &[0], &[], &[]), &[2, 0], &[0, 4]),
+            (dot(&[1], &[0], &[], &[]), &[0, 3], &[3, 4]),
+            (dot(&[], &[], &[], &[]), &[2], &[3]),
+            (dot(&[], &[], &[], &[]), &[], &[]),
+            (dot(&[2], &[1], &[0], &[0]), &[2, 3, 4], &[2, 4, 5]),
+            (dot(&[1, 2], &[0, 1], &[], &[]), &[2, 3, 4], &[3, 4]),
+        ];
+        for (op, a, b) in cases {
+            let tys = [Type::new(dt, a), Type::new(dt, b)];
+            if op.infer(&tys[0], &tys[1]).is_err() {
+                continue;
+            }
+            let x = array(&mut rng, dt, a, -2.0, 2.0, false);
+            let y = array(&mut rng, dt, b, -2.0, 2.0, false);
+            check(&graph(Op::Dot(op), &tys), &[x, y]);
+        }
+    }
+}
+
+#[test]
+fn dot_general_gemm() {
+    let mut rng = Rng(9);
+    for dt in FLOATS {
+        let tol = if dt == DType::F32 { 1e-4 } else { 1e-12 };
+        let cases: Vec<(DotGeneral, &[usize], &[usize])> = vec![
+            (dot(&[1], &[0], &[], &[]), &[20, 30], &[30, 25]),
+            (dot(&[0], &[0], &[], &[]), &[30, 20], &[30, 25]),
+            (dot(&[1], &[1], &[], &[]), &[20, 30], &[25, 30]),
+            (dot(&[2], &[1], &[0], &[0]), &[3, 16, 17], &[3, 17, 18]),
+            (dot(&[1, 2], &[0, 1], &[], &[]), &[16, 4, 8], &[4, 8, 16]),
+        ];
+        for (op, a, b) in cases {
+            let tys = [Type::new(dt, a), Type::new(dt, b)];
+            let x = array(&mut rng, dt, a, -2.0, 2.0, false);
+            let y = array(&mut rng, dt, b, -2.0, 2.0, false);
+            check_with(&graph(Op::Dot(op), &tys), &[x, y], Some(tol));
+        }
+    }
+}
+
+#[test]
+fn index_ops() {
+    let mut rng = Rng(10);
+    let i32s = |v: i32| Array::scalar(DType::I32, v as f64);
+    let sc = Type::scalar(DType::I32);
+    for dt in [DType::F32, DType::F64, DType::I32] {
+        for (dims, axis) in [
+            (&[5usize][..], 0),
+            (&[2, 3], 1),
+            (&[2, 3], 0),
+            (&[0, 3], 1),
+            (&[3, 0], 1),
+        ] {
+            for reverse in [false, true] {
+                let x = array(&mut rng, dt, dims, -2.0, 2.0, true);
+                let op = IndexOp::Cumsum { axis, reverse };
+                check(&graph(Op::Index(op), &[Type::new(dt, dims)]), &[x]);
+            }
+        }
+        for starts in [[0, 0], [1, 2], [-5, 9], [100, -100]] {
+            let x = array(&mut rng, dt, &[4, 5], -2.0, 2.0, false);
+            let op = IndexOp::DynamicSlice { sizes: d(&[2, 3]) };
+            let tys = [Type::new(dt, &[4, 5]), sc.clone(), sc.clone()];
+            check(
+                &graph(Op::Index(op), &tys),
+                &[x.clone(), i32s(starts[0]), i32s(starts[1])],
+            );
+            let u = array(&mut rng, dt, &[2, 3], -2.0, 2.0, false);
+            let tys = [
+                Type::new(dt, &[4, 5]),
+                Type::new(dt, &[2, 3]),
+                sc.clone(),
+                sc.clone(),
+            ];
+            check(
+                &graph(Op::Index(IndexOp::DynamicUpdateSlice), &tys),
+                &[x, u, i32s(starts[0]), i32s(starts[1])],
+            );
+        }
+        let x = array(&mut rng, dt, &[3], -2.0, 2.0, false);
+        let op = IndexOp::DynamicSlice { sizes: d(&[0]) };
+        check(
+            &graph(Op::Index(op), &[Type::new(dt, &[3]), sc.clone()]),
+            &[x, i32s(2)],
+        );
+        for (xd, idims) in [
+            (&[4usize, 3][..], &[5usize][..]),
+            (&[4], &[2, 2]),
+            (&[4, 2], &[0]),
+            (&[1, 2], &[3]),
+        ] {
+            let x = array(&mut rng, dt, xd, -2.0, 2.0, false);
+            let idx = Array::new(
+                Shape::new(idims),
+                ferrax_ir::Data::I32(
+                    (0..idims.iter().product::<usize>())
+                        .map(|k| (k as i32 * 7) % 9 - 3)
+                        .collect(),
+                ),
+            )
+            .unwrap();
+            let tys = [Type::new(dt, xd), Type::new(DType::I32, idims)];
+            check(
+                &graph(Op::Index(IndexOp::Gather), &tys),
+                &[x.clone(), idx.clone()],
+            );
+            let mut ud: Vec<usize> = idims.to_vec();
+            ud.extend_from_slice(&xd[1..]);
+            let u = array(&mut rng, dt, &ud, -2.0, 2.0, false);
+            let tys = [
+                Type::new(dt, xd),
+                Type::new(DType::I32, idims),
+                Type::new(dt, &ud),
+            ];
+            check(&graph(Op::Index(IndexOp::ScatterAdd), &tys), &[x, idx, u]);
+        }
+    }
+}
+
+#[test]
+fn chains_reuse_workspace() {
+    // A longer chain exercises buffer reuse, in-place elementwise ops and outputs aliasing
+    // parameters and constants.
+    let mut rng = Rng(11);
+    let mut b = Builder::new();
+    let x = b.param(Type::new(DType::F64, &[3, 4]));
+    let y = b.param(Type::new(DType::F64, &[4]));
+    let yb = b
+        .push1(
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[3, 4]),
+                dims: d(&[1]),
+            }),
+            &[y],
+        )
+        .unwrap();
+    let s = b.push1(Op::Unary(UnaryOp::Sin), &[x]).unwrap();
+    let m = b.push1(Op::Binary(BinaryOp::Mul), &[s, yb]).unwrap();
+    let e = b.push1(Op::Unary(UnaryOp::Exp), &[m]).unwrap();
+    let t = b
+        .push1(Op::Shape(ShapeOp::Transpose { perm: d(&[1, 0]) }), &[e])
+        .unwrap();
+    let r = b
+        .push1(Op::Reduce(ReduceOp::Sum { axes: d(&[1]) }), &[t])
+        .unwrap();
+    let q = b.push1(Op::Binary(BinaryOp::Add), &[r, y]).unwrap();
+    let tot = b
+        .push1(Op::Reduce(ReduceOp::Sum { axes: d(&[0]) }), &[q])
+        .unwrap();
+    let g = b.finish(&[tot, q, x, q, t]);
+    check(
+        &g,
+        &[
+            array(&mut rng, DType::F64, &[3, 4], -1.0, 1.0, false),
+            array(&mut rng, DType::F64, &[4], -1.0, 1.0, false),
+        ],
+    );
+}

@@ -1,0 +1,229 @@
+//! Runtime behaviour: the scalar entry and typed callables, argument validation, concurrent
+//! calls, the compile cache, and freeing code when functions are dropped.
+
+mod common;
+
+use ferrax_ir::ops::{BinaryOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::{Array, Builder, DType, Dims, ErrorKind, Graph, Op, Shape, Type};
+use ferrax_jit::{compile, compile_cached, stats, JitOptions};
+
+/// sin(x)·exp(y)/log(z) over scalars of `dt`.
+fn sel(dt: DType) -> Graph {
+    let mut b = Builder::new();
+    let x = b.param(Type::scalar(dt));
+    let y = b.param(Type::scalar(dt));
+    let z = b.param(Type::scalar(dt));
+    let s = b.push1(Op::Unary(UnaryOp::Sin), &[x]).unwrap();
+    let e = b.push1(Op::Unary(UnaryOp::Exp), &[y]).unwrap();
+    let l = b.push1(Op::Unary(UnaryOp::Log), &[z]).unwrap();
+    let m = b.push1(Op::Binary(BinaryOp::Mul), &[s, e]).unwrap();
+    let r = b.push1(Op::Binary(BinaryOp::Div), &[m, l]).unwrap();
+    b.finish(&[r])
+}
+
+/// x ↦ (sum(x·w), x·w) for x, w of shape [n].
+fn tensor_graph(n: usize) -> Graph {
+    let mut b = Builder::new();
+    let x = b.param(Type::new(DType::F64, &[n]));
+    let w = b.param(Type::new(DType::F64, &[n]));
+    let m = b.push1(Op::Binary(BinaryOp::Mul), &[x, w]).unwrap();
+    let s = b
+        .push1(
+            Op::Reduce(ReduceOp::Sum {
+                axes: Dims::from_slice(&[0]),
+            }),
+            &[m],
+        )
+        .unwrap();
+    b.finish(&[s, m])
+}
+
+#[test]
+fn scalar_entry_matches_std() {
+    let f = compile(&sel(DType::F64), &JitOptions::default()).unwrap();
+    assert!(f.has_scalar_entry());
+    let want = 1f64.sin() * 2f64.exp() / 3f64.ln();
+    let g = f.as_fn3::<f64>().unwrap();
+    assert_eq!(g.call(1.0, 2.0, 3.0).to_bits(), want.to_bits());
+    let mut out = [0.0];
+    f.call_scalar(&[1.0, 2.0, 3.0], &mut out).unwrap();
+    assert_eq!(out[0].to_bits(), want.to_bits());
+    let r = f.call(&[1.0.into(), 2.0.into(), 3.0.into()]).unwrap();
+    assert_eq!(f64::try_from(&r[0]).unwrap().to_bits(), want.to_bits());
+    // f32 graphs get f32 callables.
+    let f32fn = compile(&sel(DType::F32), &JitOptions::default()).unwrap();
+    let h = f32fn.as_fn3::<f32>().unwrap();
+    assert_eq!(h.call(1.0, 2.0, 3.0), 1f32.sin() * 2f32.exp() / 3f32.ln());
+    assert_eq!(f32fn.as_fn3::<f64>().unwrap_err().kind, ErrorKind::DType);
+    assert_eq!(f.as_fn2::<f64>().unwrap_err().kind, ErrorKind::Arity);
+}
+
+#[test]
+fn scalar_entry_multiple_outputs_and_intermediate_tensors() {
+    let mut b = Builder::new();
+    let x = b.param(Type::scalar(DType::F64));
+    let y = b.param(Type::scalar(DType::F64));
+    let v = b
+        .push1(
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&[3]),
+                dims: Dims::new(),
+            }),
+            &[x],
+        )
+        .unwrap();
+    let s = b
+        .push1(
+            Op::Reduce(ReduceOp::Sum {
+                axes: Dims::from_slice(&[0]),
+            }),
+            &[v],
+        )
+        .unwrap();
+    let p = b.push1(Op::Binary(BinaryOp::Mul), &[s, y]).unwrap();
+    let g = b.finish(&[s, p, x]);
+    let f = compile(&g, &JitOptions::default()).unwrap();
+    let h = f.as_fn2_n::<f64, 3>().unwrap();
+    assert_eq!(h.call_multi(2.0, 5.0), [6.0, 30.0, 2.0]);
+    let mut out = [0.0; 3];
+    f.call_scalar(&[2.0, 5.0], &mut out).unwrap();
+    assert_eq!(out, [6.0, 30.0, 2.0]);
+    common::check(&g, &[2.0.into(), 5.0.into()]);
+}
+
+#[test]
+fn arguments_are_validated() {
+    let f = compile(&tensor_graph(3), &JitOptions::default()).unwrap();
+    let x = Array::from(vec![1.0, 2.0, 3.0]);
+    let e = f.call(&[x.clone()]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Arity);
+    let e = f
+        .call(&[x.clone(), Array::from(vec![1.0f32, 2.0, 3.0])])
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DType);
+    assert!(
+        e.message.contains("argument 1")
+            && e.message.contains("f64[3]")
+            && e.message.contains("f32[3]"),
+        "{}",
+        e.message
+    );
+    let e = f
+        .call(&[x.clone(), Array::from(vec![1.0, 2.0])])
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Shape);
+    // A buffer whose length no longer matches its shape.
+    let mut bad = x.clone();
+    if let ferrax_ir::Data::F64(v) = bad.data_mut() {
+        v.pop();
+    }
+    let e = f.call(&[x.clone(), bad]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Jit);
+    // Outputs are checked too.
+    let mut outs = vec![Array::scalar(DType::F64, 0.0)];
+    assert_eq!(
+        f.call_into(&[&x, &x], &mut outs).unwrap_err().kind,
+        ErrorKind::Arity
+    );
+    let mut outs = vec![Array::scalar(DType::F64, 0.0), Array::from(vec![0.0; 4])];
+    assert_eq!(
+        f.call_into(&[&x, &x], &mut outs).unwrap_err().kind,
+        ErrorKind::Shape
+    );
+    let mut outs = vec![Array::scalar(DType::F64, 0.0), Array::from(vec![0.0; 3])];
+    f.call_into(&[&x, &x], &mut outs).unwrap();
+    assert_eq!(outs[0], Array::scalar(DType::F64, 14.0));
+    // Scalar entry points refuse tensor graphs.
+    assert_eq!(
+        f.call_scalar(&[1.0, 2.0], &mut [0.0, 0.0])
+            .unwrap_err()
+            .kind,
+        ErrorKind::Shape
+    );
+    assert!(f.as_fn2::<f64>().is_err());
+}
+
+#[test]
+fn eight_threads_share_one_function() {
+    let n = 1000;
+    let f = compile(&tensor_graph(n), &JitOptions::default()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let f = f.clone();
+            s.spawn(move || {
+                let x = Array::from((0..n).map(|i| (i + t) as f64).collect::<Vec<_>>());
+                let w = Array::from(vec![2.0; n]);
+                let want: f64 = (0..n).map(|i| 2.0 * (i + t) as f64).sum();
+                let mut outs = vec![Array::scalar(DType::F64, 0.0), Array::from(vec![0.0; n])];
+                for _ in 0..200 {
+                    f.call_into(&[&x, &w], &mut outs).unwrap();
+                    assert_eq!(f64::try_from(&outs[0]).unwrap(), want);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn cache_compiles_once() {
+    let opts = JitOptions::default();
+    let g1 = tensor_graph(7);
+    let g2 = tensor_graph(7);
+    let a = compile_cached(&g1, &opts).unwrap();
+    let before = stats();
+    let b = compile_cached(&g2, &opts).unwrap();
+    let after = stats();
+    assert!(after.cache_hits > before.cache_hits);
+    assert!(a.same_code(&b));
+    // Other options compile anew.
+    let c = compile_cached(
+        &g1,
+        &JitOptions {
+            optimize: false,
+            ..opts
+        },
+    )
+    .unwrap();
+    assert!(!c.options().optimize && !c.same_code(&a));
+}
+
+fn resident_bytes() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+#[test]
+fn compiling_and_dropping_frees_code() {
+    let opts = JitOptions::default();
+    let graphs: Vec<Graph> = (0..20)
+        .map(|k| {
+            let mut b = Builder::new();
+            let x = b.param(Type::scalar(DType::F64));
+            let c = b.constant(Array::scalar(DType::F64, k as f64));
+            let y = b.push1(Op::Binary(BinaryOp::Add), &[x, c]).unwrap();
+            let z = b.push1(Op::Unary(UnaryOp::Sin), &[y]).unwrap();
+            b.finish(&[z])
+        })
+        .collect();
+    // Warm up, then measure.
+    for g in &graphs {
+        drop(compile(g, &opts).unwrap());
+    }
+    let start = resident_bytes();
+    for i in 0..10_000 {
+        let f = compile(&graphs[i % graphs.len()], &opts).unwrap();
+        let mut out = [0.0];
+        f.call_scalar(&[1.0], &mut out).unwrap();
+        assert_eq!(out[0], (1.0 + (i % graphs.len()) as f64).sin());
+    }
+    let grown = resident_bytes().saturating_sub(start);
+    assert!(
+        grown < 50 << 20,
+        "resident memory grew by {} MB",
+        grown >> 20
+    );
+}

@@ -252,6 +252,42 @@ impl Grid {
     }
 }
 
+/// Draws a contour figure of `grid` to `path`: a heat map, contour lines at `levels` and
+/// whatever `extra` adds on top (a path, points). `scale` maps a value to `[0, 1]` for the
+/// colours, e.g. a square root to spread out the low values near a minimum.
+pub fn contour_figure(
+    path: &Path,
+    title: &str,
+    grid: &Grid,
+    levels: &[f64],
+    scale: &dyn Fn(f64) -> f64,
+    extra: impl FnOnce(&mut Chart) -> AnyResult<()>,
+) -> AnyResult<()> {
+    let root = SVGBackend::new(path, (760, 680)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (x0, x1) = (grid.xs[0], grid.xs[grid.xs.len() - 1]);
+    let (y0, y1) = (grid.ys[0], grid.ys[grid.ys.len() - 1]);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(50)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("x")
+        .y_desc("y")
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()?;
+    grid.draw_heat(&mut chart, scale)?;
+    grid.draw_contours(&mut chart, levels, WHITE.mix(0.8).stroke_width(1))?;
+    extra(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
 /// A perceptually ordered colour map (close to viridis) from dark blue at 0 to yellow at 1.
 pub fn colormap(t: f64) -> RGBColor {
     const STOPS: [(u8, u8, u8); 5] =

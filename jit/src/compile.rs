@@ -40,6 +40,9 @@ fn isa(opts: &JitOptions) -> Result<OwnedTargetIsa> {
         set(&mut flags, "opt_level", level)?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         set(&mut flags, "is_pic", "false")?;
+        // Scalar entries keep their workspace on the stack: probe frames larger than a page.
+        set(&mut flags, "enable_probestack", "true")?;
+        set(&mut flags, "probestack_strategy", "inline")?;
         set(
             &mut flags,
             "enable_verifier",

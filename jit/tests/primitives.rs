@@ -300,7 +300,7 @@ fn reduce_ops() {
                 ReduceOp::Prod { axes: d(axes) },
             ] {
                 let x = array(&mut rng, dt, dims, -2.0, 2.0, true);
-                check(&graph(Op::Reduce(op), &[ty.clone()]), &[x]);
+                check(&graph(Op::Reduce(op), std::slice::from_ref(&ty)), &[x]);
             }
             if axes.len() == 1 && dims[axes[0]] > 0 {
                 for op in [
@@ -308,7 +308,7 @@ fn reduce_ops() {
                     ReduceOp::ArgMin { axis: axes[0] },
                 ] {
                     let x = array(&mut rng, dt, dims, -2.0, 2.0, true);
-                    check(&graph(Op::Reduce(op), &[ty.clone()]), &[x]);
+                    check(&graph(Op::Reduce(op), std::slice::from_ref(&ty)), &[x]);
                 }
             }
         }

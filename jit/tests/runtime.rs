@@ -95,7 +95,7 @@ fn scalar_entry_multiple_outputs_and_intermediate_tensors() {
 fn arguments_are_validated() {
     let f = compile(&tensor_graph(3), &JitOptions::default()).unwrap();
     let x = Array::from(vec![1.0, 2.0, 3.0]);
-    let e = f.call(&[x.clone()]).unwrap_err();
+    let e = f.call(std::slice::from_ref(&x)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Arity);
     let e = f
         .call(&[x.clone(), Array::from(vec![1.0f32, 2.0, 3.0])])
@@ -226,4 +226,37 @@ fn compiling_and_dropping_frees_code() {
         "resident memory grew by {} MB",
         grown >> 20
     );
+}
+
+#[test]
+fn scalar_entry_with_stack_workspace() {
+    // Intermediates of 24 KB live on the scalar entry's stack (with stack probes).
+    let mut b = Builder::new();
+    let x = b.param(Type::scalar(DType::F64));
+    let shape = Shape::new(&[3000]);
+    let v = b
+        .push1(
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape,
+                dims: Dims::new(),
+            }),
+            &[x],
+        )
+        .unwrap();
+    let w = b.push1(Op::Unary(UnaryOp::Sin), &[v]).unwrap();
+    let s = b
+        .push1(
+            Op::Reduce(ReduceOp::Sum {
+                axes: Dims::from_slice(&[0]),
+            }),
+            &[w],
+        )
+        .unwrap();
+    let g = b.finish(&[s]);
+    let f = compile(&g, &JitOptions::default()).unwrap();
+    assert!(f.has_scalar_entry());
+    let h = f.as_fn1::<f64>().unwrap();
+    let want = (0..3000).fold(0.0, |acc, _| acc + 0.5f64.sin());
+    assert_eq!(h.call(0.5), want);
+    common::check(&g, &[0.5.into()]);
 }

@@ -164,7 +164,8 @@ impl IntoFunction<TransformMarker> for &Grad {
 /// [`Grad::wrt`]). Errors (non-scalar output, integer argument) surface when it is called.
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let df = grad(|x: Tensor| x.clone() * x);
 /// let d: f64 = df.call(3.0).unwrap();
 /// assert_eq!(d, 6.0);
@@ -181,7 +182,8 @@ pub fn grad<M>(f: impl IntoFunction<M>) -> Grad {
 /// The value and the gradient: outputs `[value, gradients.., aux..]`.
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let vg = value_and_grad(|x: Tensor| x.sin());
 /// let (v, d): (f64, f64) = vg.call(0.0).unwrap();
 /// assert_eq!((v, d), (0.0, 1.0));
@@ -265,7 +267,8 @@ impl IntoFunction<TransformMarker> for &Jacobian {
 /// The Jacobian by forward mode (one batched JVP over the input basis).
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let j = jacfwd(|x: Tensor| x.clone() * x);
 /// let d: Vec<f64> = j.call(Array::from(vec![1.0, 2.0])).unwrap();
 /// assert_eq!(d, vec![2.0, 0.0, 0.0, 4.0]);
@@ -282,7 +285,8 @@ pub fn jacfwd<M>(f: impl IntoFunction<M>) -> Jacobian {
 /// The Jacobian by reverse mode (one batched VJP over the output basis).
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let j = jacrev(|x: Tensor| x.sin());
 /// let d: Vec<f64> = j.call(Array::from(vec![0.0, 0.0])).unwrap();
 /// assert_eq!(d, vec![1.0, 0.0, 0.0, 1.0]);
@@ -299,7 +303,8 @@ pub fn jacrev<M>(f: impl IntoFunction<M>) -> Jacobian {
 /// The Hessian, `jacfwd(jacrev(f))`, of a scalar function.
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let h = hessian(|x: Tensor, y: Tensor| x.clone() * x.clone() + 2.0 * x * y.clone() + y.clone() * y)
 ///     .wrt((0, 1));
 /// let hs: Vec<f64> = h.call_arrays(&[Array::from(1.0), Array::from(2.0)]).unwrap()
@@ -319,7 +324,8 @@ pub fn hessian<M>(f: impl IntoFunction<M>) -> Jacobian {
 /// tangents..)`.
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let f = jvp(|x: Tensor| x.exp());
 /// let (y, t): (f64, f64) = f.call((0.0, 3.0)).unwrap();
 /// assert_eq!((y, t), (1.0, 3.0));
@@ -364,7 +370,8 @@ pub fn jvp<M>(f: impl IntoFunction<M>) -> Function {
 /// cotangents..)`. The function's arity must be known (a closure of 1 to 6 tensors).
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let f = vjp(|x: Tensor, y: Tensor| x * y);
 /// let (z, cx, cy): (f64, f64, f64) = f.call((2.0, 3.0, 1.0)).unwrap();
 /// assert_eq!((z, cx, cy), (6.0, 3.0, 2.0));
@@ -629,7 +636,8 @@ impl IntoFunction<TransformMarker> for &Vmap {
 /// Vectorizes `f` over axis 0 of every argument (see [`Vmap::in_axes`] and [`Vmap::out_axes`]).
 ///
 /// ```
-/// use ferrax::prelude::*;
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
 /// let per_example = vmap(grad(|x: Tensor| x.sin()));
 /// let d: Vec<f64> = per_example.call(Array::from(vec![0.0, 0.0])).unwrap();
 /// assert_eq!(d, vec![1.0, 1.0]);

@@ -219,3 +219,39 @@ fn integer_primals_get_ignored_tangents() {
     assert_eq!(out[2].to_f64_vec(), vec![3.0, 4.0]);
     assert_eq!(out[3].as_i32(), Some(&[0, 0][..]));
 }
+
+#[test]
+fn degenerate_functions() {
+    // Identity, a constant output, and an output listed twice.
+    let g = build(&[f64t(&[2])], |b, p| {
+        let c = b.constant(Array::from(vec![1.0, 2.0]));
+        vec![p[0], c, p[0]]
+    });
+    let v = vjp_graph(&g, 1).unwrap();
+    let x = Array::from(vec![3.0, 4.0]);
+    let ct = |a: f64, c: f64| Array::from(vec![a, c]);
+    let out = run(&v, &[x.clone(), ct(1.0, 2.0), ct(5.0, 6.0), ct(10.0, 20.0)]);
+    assert_eq!(out[3].to_f64_vec(), vec![11.0, 22.0]);
+    let constant = scalar_fn(|b, _| cst(b, 7.0));
+    let d = grad_graph(&constant, 1, &[0], false).unwrap();
+    assert_eq!(run_scalars(&d, &[1.0]), vec![0.0]);
+}
+
+#[test]
+fn single_precision_derivatives() {
+    let g = build(&[Type::scalar(DType::F32)], |b, p| {
+        vec![b.push1(Op::Unary(UnaryOp::Tanh), &[p[0]]).unwrap()]
+    });
+    let mut d = g;
+    for _ in 0..4 {
+        d = grad_graph(&d, 1, &[0], false).unwrap();
+    }
+    let out = run(&d, &[Array::from(0.5f32)]);
+    assert_eq!(out[0].dtype(), DType::F32);
+    close(
+        out[0].to_scalar().unwrap(),
+        3.952219563724583,
+        1e-5,
+        "d4 tanh(0.5) in f32",
+    );
+}

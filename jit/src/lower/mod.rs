@@ -76,6 +76,10 @@ pub(crate) fn jit_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Jit, msg.into())
 }
 
+/// The body of a loop nest: gets the loop indices and the offset of every access.
+pub(crate) type NestBody<'f, 'a, 'b> =
+    dyn FnMut(&mut Ctx<'a, 'b>, &[ir::Value], &[ir::Value]) -> Result<()> + 'f;
+
 /// The state of one function being lowered.
 pub(crate) struct Ctx<'a, 'b> {
     /// The Cranelift function builder.
@@ -253,7 +257,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
         &mut self,
         dims: &[usize],
         accesses: &[Access],
-        body: &mut dyn FnMut(&mut Self, &[ir::Value], &[ir::Value]) -> Result<()>,
+        body: &mut NestBody<'_, 'a, 'b>,
     ) -> Result<()> {
         if dims.contains(&0) {
             return Ok(());
@@ -270,7 +274,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
         accesses: &[Access],
         idx: &mut Vec<ir::Value>,
         offs: &[ir::Value],
-        body: &mut dyn FnMut(&mut Self, &[ir::Value], &[ir::Value]) -> Result<()>,
+        body: &mut NestBody<'_, 'a, 'b>,
     ) -> Result<()> {
         if d == dims.len() {
             return body(self, idx, offs);

@@ -35,7 +35,10 @@ pub fn curves() -> AnyResult<Curves> {
 
 /// The largest absolute difference of `got` from `want` applied to each point.
 pub fn max_err(xs: &[f64], got: &[f64], want: impl Fn(f64) -> f64) -> f64 {
-    xs.iter().zip(got).map(|(&x, &g)| (g - want(x)).abs()).fold(0.0, f64::max)
+    xs.iter()
+        .zip(got)
+        .map(|(&x, &g)| (g - want(x)).abs())
+        .fold(0.0, f64::max)
 }
 
 fn plot(c: &Curves) -> AnyResult<std::path::PathBuf> {
@@ -43,7 +46,10 @@ fn plot(c: &Curves) -> AnyResult<std::path::PathBuf> {
     let root = SVGBackend::new(&path, (900, 540)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("sin and its derivatives by vmap(grad) and vmap(grad(grad))", ("sans-serif", 22))
+        .caption(
+            "sin and its derivatives by vmap(grad) and vmap(grad(grad))",
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -66,7 +72,9 @@ fn plot(c: &Curves) -> AnyResult<std::path::PathBuf> {
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

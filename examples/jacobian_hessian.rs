@@ -22,7 +22,10 @@ pub fn scalar_fn() -> Function {
 /// Flattens the outputs of a Jacobian-like Function of scalars, which come one per
 /// (output, argument) pair, output-major, into a row-major matrix.
 fn matrix(outs: Vec<Array>) -> AnyResult<Vec<f64>> {
-    Ok(outs.iter().map(|a| a.to_scalar()).collect::<Result<Vec<_>>>()?)
+    Ok(outs
+        .iter()
+        .map(|a| a.to_scalar())
+        .collect::<Result<Vec<_>>>()?)
 }
 
 /// The Jacobian of [`vector_fn`] at (1, 2) by `jacfwd` and by `jacrev`, row-major.
@@ -41,8 +44,8 @@ pub fn hessian_at() -> AnyResult<Vec<f64>> {
 
 fn plot() -> AnyResult<std::path::PathBuf> {
     // The function is evaluated on the whole grid in one call: its ops are elementwise.
-    let xs = common::linspace(-3.0, 3.0, 121);
-    let ys = common::linspace(-3.0, 3.0, 121);
+    let xs = common::linspace(-3.0, 3.0, 81);
+    let ys = common::linspace(-3.0, 3.0, 81);
     let (px, py) = Grid::points(&xs, &ys);
     let z: Vec<f64> = scalar_fn().call((Array::from(px), Array::from(py)))?;
     let grid = Grid { xs, ys, z };
@@ -50,19 +53,20 @@ fn plot() -> AnyResult<std::path::PathBuf> {
     let levels: Vec<f64> = (1..12).map(|k| (k as f64 * 0.5).powi(2)).collect();
     let path = common::out_path("hessian_contour.svg")?;
     let title = "f(x, y) = x² + 2xy + y², Hessian [[2, 2], [2, 2]] at (1, 2)";
-    common::contour_figure(&path, title, &grid, &levels, &|v| (v / hi).sqrt(), |chart| {
-        chart
-            .draw_series([Circle::new((1.0, 2.0), 6, RED.filled())])?
-            .label("(1, 2)")
-            .legend(|(x, y)| Circle::new((x + 8, y), 5, RED.filled()));
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
-    })?;
+    common::contour_figure(
+        &path,
+        title,
+        &grid,
+        &levels,
+        &|v| (v / hi).sqrt(),
+        |chart| {
+            chart
+                .draw_series([Circle::new((1.0, 2.0), 6, RED.filled())])?
+                .label("(1, 2)")
+                .legend(|(x, y)| Circle::new((x + 8, y), 5, RED.filled()));
+            Ok(())
+        },
+    )?;
     Ok(path)
 }
 

@@ -36,6 +36,8 @@ fn main() -> ferrax::Result<()> {
     let n = d.num_eqns()?;
     let us = t0.elapsed().as_secs_f64() * 1e6;
     println!();
-    println!("trace_transform_us d8 = {us:.0}   ({n} equations; JAX needs about 0.6 s to trace it)");
+    println!(
+        "trace_transform_us d8 = {us:.0}   ({n} equations; JAX needs about 0.6 s to trace it)"
+    );
     Ok(())
 }

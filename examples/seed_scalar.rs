@@ -25,7 +25,11 @@ pub struct Seed {
 /// The three functions: x² at 3, (x + y)(x − y) at (3, 2), sin(x)·exp(y)/log(z) at (1, 2, 3).
 pub fn seeds() -> Vec<Seed> {
     vec![
-        Seed { name: "ex1", f: function(|x: Tensor| x.square()), point: vec![3.0] },
+        Seed {
+            name: "ex1",
+            f: function(|x: Tensor| x.square()),
+            point: vec![3.0],
+        },
         Seed {
             name: "ex2",
             f: function(|x: Tensor, y: Tensor| (&x + &y) * (&x - &y)),
@@ -47,7 +51,10 @@ pub fn value_and_gradient(f: &Function, point: &[f64]) -> AnyResult<(f64, Vec<f6
     let args: Vec<Array> = point.iter().map(|&x| Array::from(x)).collect();
     let outs = vg.call_arrays(&args)?;
     let value = outs[0].to_scalar()?;
-    let grads = outs[1..].iter().map(|a| a.to_scalar()).collect::<Result<Vec<_>>>()?;
+    let grads = outs[1..]
+        .iter()
+        .map(|a| a.to_scalar())
+        .collect::<Result<Vec<_>>>()?;
     Ok((value, grads))
 }
 

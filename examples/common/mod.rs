@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 pub type AnyResult<T> = Result<T, Box<dyn Error>>;
 
 /// A plotters chart with `f64` axes drawn to SVG.
-pub type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub type Chart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// The folder for pictures, `<target>/ferrax-examples/`, created if missing.
 ///
@@ -115,7 +116,9 @@ impl Progress {
     /// Shows that `done` steps are finished, with a short message such as the loss.
     pub fn set(&mut self, done: usize, message: &str) {
         let now = Instant::now();
-        let due = self.last.is_none_or(|t| now - t >= Duration::from_millis(100));
+        let due = self
+            .last
+            .is_none_or(|t| now - t >= Duration::from_millis(100));
         if self.tty && (due || done >= self.total) {
             self.last = Some(now);
             self.draw(done, message);
@@ -224,8 +227,16 @@ impl Grid {
     pub fn draw_heat(&self, chart: &mut Chart, scale: &dyn Fn(f64) -> f64) -> AnyResult<()> {
         let (nx, ny) = (self.xs.len(), self.ys.len());
         let half = |v: &[f64], k: usize| -> (f64, f64) {
-            let lo = if k == 0 { v[0] } else { 0.5 * (v[k - 1] + v[k]) };
-            let hi = if k + 1 == v.len() { v[k] } else { 0.5 * (v[k] + v[k + 1]) };
+            let lo = if k == 0 {
+                v[0]
+            } else {
+                0.5 * (v[k - 1] + v[k])
+            };
+            let hi = if k + 1 == v.len() {
+                v[k]
+            } else {
+                0.5 * (v[k] + v[k + 1])
+            };
             (lo, hi)
         };
         let mut cells = Vec::with_capacity(nx * ny);
@@ -242,18 +253,27 @@ impl Grid {
     }
 
     /// Draws the contour lines of `levels` in `style`, labelling the series once.
-    pub fn draw_contours(&self, chart: &mut Chart, levels: &[f64], style: ShapeStyle) -> AnyResult<()> {
+    pub fn draw_contours(
+        &self,
+        chart: &mut Chart,
+        levels: &[f64],
+        style: ShapeStyle,
+    ) -> AnyResult<()> {
         let mut segments = Vec::new();
         for &level in levels {
             segments.extend(self.contour(level));
         }
-        chart.draw_series(segments.into_iter().map(|[a, b]| PathElement::new(vec![a, b], style)))?;
+        chart.draw_series(
+            segments
+                .into_iter()
+                .map(|[a, b]| PathElement::new(vec![a, b], style)),
+        )?;
         Ok(())
     }
 }
 
 /// Draws a contour figure of `grid` to `path`: a heat map, contour lines at `levels` and
-/// whatever `extra` adds on top (a path, points). `scale` maps a value to `[0, 1]` for the
+/// whatever `extra` adds on top (a path, points), with a legend of the series it labels. `scale` maps a value to `[0, 1]` for the
 /// colours, e.g. a square root to spread out the low values near a minimum.
 pub fn contour_figure(
     path: &Path,
@@ -284,14 +304,26 @@ pub fn contour_figure(
     grid.draw_heat(&mut chart, scale)?;
     grid.draw_contours(&mut chart, levels, WHITE.mix(0.8).stroke_width(1))?;
     extra(&mut chart)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
 }
 
 /// A perceptually ordered colour map (close to viridis) from dark blue at 0 to yellow at 1.
 pub fn colormap(t: f64) -> RGBColor {
-    const STOPS: [(u8, u8, u8); 5] =
-        [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)];
+    const STOPS: [(u8, u8, u8); 5] = [
+        (68, 1, 84),
+        (59, 82, 139),
+        (33, 145, 140),
+        (94, 201, 98),
+        (253, 231, 37),
+    ];
     let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
     let x = t * (STOPS.len() - 1) as f64;
     let k = (x.floor() as usize).min(STOPS.len() - 2);

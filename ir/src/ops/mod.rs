@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod compare;
+pub mod control;
 pub mod convert;
 pub mod dot;
 pub mod index;
@@ -14,6 +15,7 @@ pub mod unary;
 
 pub use binary::BinaryOp;
 pub use compare::CompareOp;
+pub use control::{Body, CallKind, ControlOp, RematPolicy};
 pub use convert::ConvertOp;
 pub use dot::DotGeneral;
 pub use index::IndexOp;
@@ -48,6 +50,8 @@ pub enum Op {
     Dot(DotGeneral),
     /// Cumulative sums, dynamic slices and row gathers/scatters.
     Index(IndexOp),
+    /// Control flow (switch, while, scan) and calls of sub-graphs (checkpoint, custom rules).
+    Control(ControlOp),
 }
 
 /// Result types of one instruction (almost always one).
@@ -66,6 +70,7 @@ impl Op {
             Op::Reduce(op) => op.name(),
             Op::Dot(_) => "dot_general",
             Op::Index(op) => op.name(),
+            Op::Control(op) => op.name(),
         }
     }
 
@@ -78,6 +83,7 @@ impl Op {
             Op::Literal(_) => Some(0),
             Op::Shape(op) => op.arity(),
             Op::Index(op) => op.arity(),
+            Op::Control(_) => None,
         }
     }
 
@@ -101,6 +107,7 @@ impl Op {
             Op::Reduce(op) => smallvec![op.infer(&args[0])?],
             Op::Dot(op) => smallvec![op.infer(&args[0], &args[1])?],
             Op::Index(op) => smallvec![op.infer(args)?],
+            Op::Control(op) => op.infer(args)?,
         })
     }
 
@@ -118,6 +125,7 @@ impl Op {
             Op::Reduce(op) => smallvec![op.eval(args[0])],
             Op::Dot(op) => smallvec![op.eval(args[0], args[1])],
             Op::Index(op) => smallvec![op.eval(args)],
+            Op::Control(op) => op.eval(args)?,
         })
     }
 

@@ -5,7 +5,7 @@ use crate::array::{Array, Data};
 use crate::entities::Value;
 use crate::graph::Graph;
 use crate::ops::{
-    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op, ReduceOp, ShapeOp, UnaryOp,
+    CallKind, ControlOp, BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op, ReduceOp, ShapeOp, UnaryOp,
 };
 use crate::types::Shape;
 use std::fmt::{self, Write};
@@ -157,6 +157,46 @@ pub(crate) fn write_op(out: &mut String, op: &Op) -> fmt::Result {
         Op::Reduce(r) => write_reduce(out, r),
         Op::Dot(d) => write_dot(out, d),
         Op::Index(i) => write_index(out, i),
+        Op::Control(c) => write_control(out, c),
+    }
+}
+
+/// Control ops print their bodies inline as nested graphs, e.g.
+/// `while[n_consts=0 cond={ lambda ... } body={ lambda ... }]`.
+fn write_control(out: &mut String, op: &ControlOp) -> fmt::Result {
+    match op {
+        ControlOp::Switch { branches } => {
+            let bs: Vec<String> = branches.iter().map(|b| b.graph().to_text()).collect();
+            write!(out, "[branches=({})]", bs.join(", "))
+        }
+        ControlOp::While { cond, body, n_consts } => write!(
+            out,
+            "[n_consts={n_consts} cond={} body={}]",
+            cond.graph().to_text(),
+            body.graph().to_text()
+        ),
+        ControlOp::Scan { body, length, n_consts, n_carry, reverse } => write!(
+            out,
+            "[length={length} n_consts={n_consts} n_carry={n_carry} reverse={reverse} body={}]",
+            body.graph().to_text()
+        ),
+        ControlOp::Call { body, kind } => {
+            match kind {
+                CallKind::Checkpoint(p) => write!(out, "[kind=checkpoint policy={}", p.name())?,
+                CallKind::CustomJvp { rule, n_diff } => write!(
+                    out,
+                    "[kind=custom_jvp n_diff={n_diff} rule={}",
+                    rule.graph().to_text()
+                )?,
+                CallKind::CustomVjp { fwd, bwd, n_diff } => write!(
+                    out,
+                    "[kind=custom_vjp n_diff={n_diff} fwd={} bwd={}",
+                    fwd.graph().to_text(),
+                    bwd.graph().to_text()
+                )?,
+            }
+            write!(out, " body={}]", body.graph().to_text())
+        }
     }
 }
 

@@ -364,6 +364,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Op::Reduce(op) => reduce::lower(self, op, inst),
             Op::Dot(op) => dot::lower(self, op, inst),
             Op::Index(op) => index::lower(self, op, inst),
+            Op::Control(op) => Err(jit_err(format!("`{}` is not lowered yet", op.name()))),
         }
     }
 
@@ -383,9 +384,12 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 compare::emit(self, *c, d, xs)
             }
             Op::Convert(c) => convert::emit(self, *c, dt(0), xs[0]),
-            Op::Literal(_) | Op::Shape(_) | Op::Reduce(_) | Op::Dot(_) | Op::Index(_) => {
-                Err(jit_err(format!("{} is not elementwise", op.name())))
-            }
+            Op::Literal(_)
+            | Op::Shape(_)
+            | Op::Reduce(_)
+            | Op::Dot(_)
+            | Op::Index(_)
+            | Op::Control(_) => Err(jit_err(format!("{} is not elementwise", op.name()))),
         }
     }
 

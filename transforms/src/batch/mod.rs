@@ -277,6 +277,12 @@ pub fn batch_op(
         Op::Reduce(o) => reduce::batch(o, ctx, args)?,
         Op::Dot(o) => dot::batch(o, ctx, args)?,
         Op::Index(o) => index::batch(o, ctx, args)?,
+        Op::Control(o) => {
+            return Err(Error::new(
+                ErrorKind::Transform,
+                format!("vmap: no batching rule for `{}` yet", o.name()),
+            ))
+        }
     };
     Ok(smallvec![out])
 }

@@ -71,6 +71,10 @@ pub fn jvp(
         Op::Reduce(r) => reduce::jvp(b, r, x[0], t[0], y),
         Op::Dot(d) => dot::jvp(b, d, x, t),
         Op::Index(i) => index::jvp(b, i, x, t),
+        Op::Control(c) => Err(Error::new(
+            ErrorKind::Transform,
+            format!("jvp: no rule for `{}` yet", c.name()),
+        )),
     }
 }
 
@@ -86,6 +90,10 @@ pub fn transpose(b: &mut Builder, op: &Op, args: &[Operand], ct: Value) -> Resul
         Op::Reduce(r) => reduce::transpose(b, r, args, ct),
         Op::Dot(d) => dot::transpose(b, d, args, ct),
         Op::Index(i) => index::transpose(b, i, args, ct),
+        Op::Control(c) => Err(Error::new(
+            ErrorKind::Transform,
+            format!("transpose: no rule for `{}` yet", c.name()),
+        )),
     }
 }
 

@@ -283,10 +283,12 @@ pub fn contour_figure(
     scale: &dyn Fn(f64) -> f64,
     extra: impl FnOnce(&mut Chart) -> AnyResult<()>,
 ) -> AnyResult<()> {
-    let root = SVGBackend::new(path, (760, 680)).into_drawing_area();
-    root.fill(&WHITE)?;
     let (x0, x1) = (grid.xs[0], grid.xs[grid.xs.len() - 1]);
     let (y0, y1) = (grid.ys[0], grid.ys[grid.ys.len() - 1]);
+    // The picture's height follows the plot's aspect ratio, so circles look round.
+    let height = (690.0 * (y1 - y0) / (x1 - x0)).clamp(300.0, 1000.0) as u32 + 115;
+    let root = SVGBackend::new(path, (760, height)).into_drawing_area();
+    root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(12)

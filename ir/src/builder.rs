@@ -68,7 +68,8 @@ impl Builder {
         let (op, args) = key;
         let tys: Vec<Type> = args.iter().map(|&a| self.ty(a).clone()).collect();
         let out_tys = op.infer(&tys)?;
-        if self.fold_constants && !args.is_empty() && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
+        let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
+        if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
             let lits: Option<Vec<&Array>> =
                 args.iter().map(|&a| self.literal(a).map(|l| l.array())).collect();
             if let Some(lits) = lits {

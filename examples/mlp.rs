@@ -173,6 +173,10 @@ pub fn train(cfg: Config, on_step: &mut dyn FnMut(usize, f64)) -> AnyResult<Trai
     // JIT: the one place to switch to compiled code: `let step = jit(&step)?;` once the
     // facade exports `jit`. Everything below only calls `step.call_arrays`.
     let step = value_and_grad(loss()).wrt((0, 1, 2, 3)).function();
+    let mut tys: Vec<Type> = shapes.iter().map(|s| Type::new(DType::F64, s)).collect();
+    tys.push(x.ty());
+    tys.push(y.ty());
+    let step = jit(step.with_default_types(&tys))?;
 
     let as_arrays = |params: &[Vec<f64>]| -> AnyResult<Vec<Array>> {
         let mut arrays = Vec::with_capacity(6);

@@ -20,15 +20,19 @@ pub use ferrax_ir::{
     concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,
     Result, Shape, Tensor, Type,
 };
+pub use ferrax_jit as jit_backend;
+pub use ferrax_jit::{jit, jit_with, Compiled, Jit, JitOptions, MathMode};
 pub use ferrax_transforms as transforms;
 pub use ferrax_transforms::api::{
-    grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, vmap, Grad, Jacobian, Vmap,
+    grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, vmap, Grad,
+    Jacobian, Vmap,
 };
 
 /// Everything a typical user needs, in one import.
 pub mod prelude {
     pub use crate::{
-        concatenate, function, grad, hessian, jacfwd, jacrev, jvp, linearize, select, stack, trace,
-        value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function, Result, Shape, Tensor, Type,
+        concatenate, function, grad, hessian, jacfwd, jacrev, jit, jit_with, jvp, linearize,
+        select, stack, trace, value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function,
+        Jit, JitOptions, Result, Shape, Tensor, Type,
     };
 }

@@ -15,17 +15,30 @@ fn seed() -> Function {
 fn cases() -> Vec<(&'static str, Function)> {
     vec![
         ("grad_square", grad(|x: Tensor| x.clone() * x).function()),
-        ("grad_sum_difference", grad(|x: Tensor, y: Tensor| (x.clone() + y.clone()) * (x - y)).wrt((0, 1)).function()),
-        ("grad_seed", grad(seed()).wrt((0, 1, 2)).function()),
-        ("value_and_grad_seed", value_and_grad(seed()).wrt((0, 1, 2)).function()),
-        ("jvp_tanh", jvp(|x: Tensor| x.tanh())),
-        ("grad2_tanh", grad(grad(|x: Tensor| x.tanh())).function()),
-        ("grad4_tanh", grad(grad(grad(grad(|x: Tensor| x.tanh())))).function()),
         (
-            "hessian_quadratic",
-            hessian(|x: Tensor, y: Tensor| x.clone() * x.clone() + 2.0 * x * y.clone() + y.clone() * y)
+            "grad_sum_difference",
+            grad(|x: Tensor, y: Tensor| (x.clone() + y.clone()) * (x - y))
                 .wrt((0, 1))
                 .function(),
+        ),
+        ("grad_seed", grad(seed()).wrt((0, 1, 2)).function()),
+        (
+            "value_and_grad_seed",
+            value_and_grad(seed()).wrt((0, 1, 2)).function(),
+        ),
+        ("jvp_tanh", jvp(|x: Tensor| x.tanh())),
+        ("grad2_tanh", grad(grad(|x: Tensor| x.tanh())).function()),
+        (
+            "grad4_tanh",
+            grad(grad(grad(grad(|x: Tensor| x.tanh())))).function(),
+        ),
+        (
+            "hessian_quadratic",
+            hessian(|x: Tensor, y: Tensor| {
+                x.clone() * x.clone() + 2.0 * x * y.clone() + y.clone() * y
+            })
+            .wrt((0, 1))
+            .function(),
         ),
     ]
 }
@@ -65,10 +78,14 @@ fn seed_values_through_the_facade() {
 
 #[test]
 fn grad_rejects_bad_functions() {
-    let e = grad(|x: Tensor| x.clone() * 2.0).call::<_, Array>(Array::from(vec![1.0, 2.0])).unwrap_err();
+    let e = grad(|x: Tensor| x.clone() * 2.0)
+        .call::<_, Array>(Array::from(vec![1.0, 2.0]))
+        .unwrap_err();
     assert_eq!(e.kind, ferrax::ErrorKind::Transform);
     assert!(e.message.contains("scalar"), "{e}");
-    let e = grad(|x: Tensor| x.astype(DType::F64)).call::<_, f64>(Array::from(3i32)).unwrap_err();
+    let e = grad(|x: Tensor| x.astype(DType::F64))
+        .call::<_, f64>(Array::from(3i32))
+        .unwrap_err();
     assert_eq!(e.kind, ferrax::ErrorKind::Transform);
     assert!(e.message.contains("i32"), "{e}");
 }

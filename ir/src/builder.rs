@@ -28,14 +28,20 @@ pub struct Builder {
 impl Builder {
     /// An empty builder that folds constants.
     pub fn new() -> Builder {
-        Builder { fold_constants: true, ..Default::default() }
+        Builder {
+            fold_constants: true,
+            ..Default::default()
+        }
     }
 
     /// Adds a parameter of type `ty`.
     pub fn param(&mut self, ty: Type) -> Value {
         let v = Value::from_index(self.graph.values.len());
         let n = self.graph.params.len() as u32;
-        self.graph.values.push(ValueData { ty, def: ValueDef::Param(n) });
+        self.graph.values.push(ValueData {
+            ty,
+            def: ValueDef::Param(n),
+        });
         self.graph.params.push(v);
         v
     }
@@ -53,7 +59,13 @@ impl Builder {
     /// The constant a value holds, if it is defined by a `const` instruction.
     pub fn literal(&self, v: Value) -> Option<&Literal> {
         match self.graph.producer(v) {
-            Some((_, InstData { op: Op::Literal(LiteralOp::Const(l)), .. })) => Some(l),
+            Some((
+                _,
+                InstData {
+                    op: Op::Literal(LiteralOp::Const(l)),
+                    ..
+                },
+            )) => Some(l),
             _ => None,
         }
     }
@@ -70,8 +82,10 @@ impl Builder {
         let out_tys = op.infer(&tys)?;
         let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
         if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
-            let lits: Option<Vec<&Array>> =
-                args.iter().map(|&a| self.literal(a).map(|l| l.array())).collect();
+            let lits: Option<Vec<&Array>> = args
+                .iter()
+                .map(|&a| self.literal(a).map(|l| l.array()))
+                .collect();
             if let Some(lits) = lits {
                 let vals = op.eval(&lits)?;
                 let mut res = SmallVec::new();
@@ -86,10 +100,17 @@ impl Builder {
         let mut results = SmallVec::new();
         for (k, ty) in out_tys.into_iter().enumerate() {
             let v = Value::from_index(self.graph.values.len());
-            self.graph.values.push(ValueData { ty, def: ValueDef::Result(inst, k as u32) });
+            self.graph.values.push(ValueData {
+                ty,
+                def: ValueDef::Result(inst, k as u32),
+            });
             results.push(v);
         }
-        self.graph.insts.push(InstData { op: op.clone(), args: args.clone(), results: results.clone() });
+        self.graph.insts.push(InstData {
+            op: op.clone(),
+            args: args.clone(),
+            results: results.clone(),
+        });
         self.cse.insert((op, args), results.clone());
         Ok(results)
     }

@@ -43,7 +43,11 @@ pub struct Error {
 impl Error {
     /// A new error without a source location.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), location: None }
+        Error {
+            kind,
+            message: message.into(),
+            location: None,
+        }
     }
 
     /// Attaches the caller's location unless one is already known.

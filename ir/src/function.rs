@@ -59,12 +59,21 @@ pub struct Function {
 
 impl fmt::Debug for Function {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Function({}, arity {:?})", self.inner.name, self.inner.arity)
+        write!(
+            f,
+            "Function({}, arity {:?})",
+            self.inner.name, self.inner.arity
+        )
     }
 }
 
 impl Function {
-    fn make(name: &str, arity: Option<usize>, default_types: Option<Vec<Type>>, kind: Kind) -> Function {
+    fn make(
+        name: &str,
+        arity: Option<usize>,
+        default_types: Option<Vec<Type>>,
+        kind: Kind,
+    ) -> Function {
         Function {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -89,12 +98,22 @@ impl Function {
     /// A function that is a fixed graph (its parameter types are the only accepted ones).
     pub fn from_graph(graph: Graph) -> Function {
         let tys = graph.param_types();
-        Function::make("graph", Some(tys.len()), Some(tys), Kind::Graph(Arc::new(graph)))
+        Function::make(
+            "graph",
+            Some(tys.len()),
+            Some(tys),
+            Kind::Graph(Arc::new(graph)),
+        )
     }
 
     /// A function defined by how it specialises to input types; transforms build their results
     /// this way. `default_types` are used by [`Function::ir`] when no types are given.
-    pub fn derived<F>(name: &str, arity: Option<usize>, default_types: Option<Vec<Type>>, f: F) -> Function
+    pub fn derived<F>(
+        name: &str,
+        arity: Option<usize>,
+        default_types: Option<Vec<Type>>,
+        f: F,
+    ) -> Function
     where
         F: Fn(&[Type]) -> Result<Specialized> + Send + Sync + 'static,
     {
@@ -119,7 +138,9 @@ impl Function {
     /// The same function with other default input types (for [`Function::ir`] and friends).
     pub fn with_default_types(&self, types: &[Type]) -> Function {
         let this = self.clone();
-        Function::derived(self.name(), self.arity(), Some(types.to_vec()), move |t| this.specialize(t))
+        Function::derived(self.name(), self.arity(), Some(types.to_vec()), move |t| {
+            this.specialize(t)
+        })
     }
 
     #[track_caller]
@@ -159,18 +180,30 @@ impl Function {
                     )
                     .at(loc));
                 }
-                Specialized { graph: g.clone(), n_explicit: types.len(), captures: Vec::new() }
+                Specialized {
+                    graph: g.clone(),
+                    n_explicit: types.len(),
+                    captures: Vec::new(),
+                }
             }
             Kind::Closure(f) => {
                 let t = trace_with(types, |xs| f(xs)).map_err(|e| e.at(loc))?;
                 debug_assert!(t.graph.verify().is_ok(), "traced graph verifies");
-                Specialized { graph: Arc::new(t.graph), n_explicit: t.n_explicit, captures: t.captures }
+                Specialized {
+                    graph: Arc::new(t.graph),
+                    n_explicit: t.n_explicit,
+                    captures: t.captures,
+                }
             }
             Kind::Derived(f) => f(types).map_err(|e| e.at(loc))?,
         };
         // Graphs that capture tracers belong to one enclosing trace; they are not reused.
         if s.captures.is_empty() {
-            self.inner.cache.lock().expect("cache lock").insert(types.to_vec(), s.clone());
+            self.inner
+                .cache
+                .lock()
+                .expect("cache lock")
+                .insert(types.to_vec(), s.clone());
         }
         Ok(s)
     }
@@ -181,7 +214,10 @@ impl Function {
         let Some(tys) = self.default_types() else {
             return Err(Error::new(
                 ErrorKind::Arity,
-                format!("{} has no default input types; use a *_for method with types", self.name()),
+                format!(
+                    "{} has no default input types; use a *_for method with types",
+                    self.name()
+                ),
             )
             .here());
         };
@@ -416,7 +452,10 @@ impl FromOutputs for Vec<Array> {
 }
 
 fn count_error(want: usize, got: usize) -> Error {
-    Error::new(ErrorKind::Arity, format!("expected {want} outputs, the function returned {got}"))
+    Error::new(
+        ErrorKind::Arity,
+        format!("expected {want} outputs, the function returned {got}"),
+    )
 }
 
 impl<T: FromArray> FromOutputs for T {

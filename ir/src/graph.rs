@@ -58,7 +58,10 @@ impl Graph {
 
     /// The instructions of the body, in execution order.
     pub fn insts(&self) -> impl ExactSizeIterator<Item = (Inst, &InstData)> + '_ {
-        self.insts.iter().enumerate().map(|(i, d)| (Inst::from_index(i), d))
+        self.insts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (Inst::from_index(i), d))
     }
 
     /// One instruction.

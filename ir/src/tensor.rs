@@ -78,8 +78,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
     let r = a.len().max(b.len());
     let mut out = Dims::from_elem(0, r);
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -167,9 +175,19 @@ impl Tensor {
 
     /// `n` evenly spaced f64 values from `start` to `stop` inclusive (as NumPy's linspace).
     pub fn linspace(start: f64, stop: f64, n: usize) -> Tensor {
-        let step = if n > 1 { (stop - start) / (n - 1) as f64 } else { 0.0 };
+        let step = if n > 1 {
+            (stop - start) / (n - 1) as f64
+        } else {
+            0.0
+        };
         let v: Vec<f64> = (0..n)
-            .map(|i| if i + 1 == n && n > 1 { stop } else { start + step * i as f64 })
+            .map(|i| {
+                if i + 1 == n && n > 1 {
+                    stop
+                } else {
+                    start + step * i as f64
+                }
+            })
             .collect();
         Tensor::from(v)
     }
@@ -192,7 +210,11 @@ impl Tensor {
     #[track_caller]
     pub fn iota(dtype: DType, shape: &[usize], axis: usize) -> Tensor {
         apply(
-            Op::Literal(LiteralOp::Iota { dtype, shape: Shape::new(shape), axis }),
+            Op::Literal(LiteralOp::Iota {
+                dtype,
+                shape: Shape::new(shape),
+                axis,
+            }),
             &[],
             Location::caller(),
         )
@@ -312,7 +334,10 @@ impl Tensor {
             return Err(err(
                 ErrorKind::Shape,
                 loc,
-                format!("{name}: shapes {} and {} do not broadcast", ta.shape, tb.shape),
+                format!(
+                    "{name}: shapes {} and {} do not broadcast",
+                    ta.shape, tb.shape
+                ),
             ));
         };
         let a = self.broadcast_to_at(&shape, loc);
@@ -329,13 +354,20 @@ impl Tensor {
             return err(
                 ErrorKind::Shape,
                 loc,
-                format!("broadcast_to: cannot broadcast {} to {}", ty.shape, Shape::new(shape)),
+                format!(
+                    "broadcast_to: cannot broadcast {} to {}",
+                    ty.shape,
+                    Shape::new(shape)
+                ),
             );
         }
         let off = shape.len() - ty.rank();
         let dims: Dims = (0..ty.rank()).map(|i| i + off).collect();
         apply(
-            Op::Shape(ShapeOp::BroadcastInDim { shape: Shape::new(shape), dims }),
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(shape),
+                dims,
+            }),
             &[self],
             loc,
         )
@@ -513,13 +545,21 @@ impl Tensor {
         if self.dtype() == dtype && self.error().is_none() {
             return self.clone();
         }
-        apply(Op::Convert(ConvertOp::Convert(dtype)), &[self], Location::caller())
+        apply(
+            Op::Convert(ConvertOp::Convert(dtype)),
+            &[self],
+            Location::caller(),
+        )
     }
 
     /// The same value, with a zero derivative at every nesting level.
     #[track_caller]
     pub fn stop_gradient(&self) -> Tensor {
-        apply(Op::Convert(ConvertOp::StopGradient), &[self], Location::caller())
+        apply(
+            Op::Convert(ConvertOp::StopGradient),
+            &[self],
+            Location::caller(),
+        )
     }
 
     // ----- shape -----
@@ -533,7 +573,10 @@ impl Tensor {
     /// `broadcast_in_dim`: operand dimension `i` goes to result dimension `dims[i]`.
     #[track_caller]
     pub fn broadcast_in_dim(&self, shape: &[usize], dims: &[usize]) -> Tensor {
-        let op = ShapeOp::BroadcastInDim { shape: Shape::new(shape), dims: Dims::from_slice(dims) };
+        let op = ShapeOp::BroadcastInDim {
+            shape: Shape::new(shape),
+            dims: Dims::from_slice(dims),
+        };
         apply(Op::Shape(op), &[self], Location::caller())
     }
 
@@ -548,7 +591,10 @@ impl Tensor {
                 return err(
                     ErrorKind::Shape,
                     loc,
-                    format!("reshape: cannot infer a dimension of {shape:?} for {}", self.ty()),
+                    format!(
+                        "reshape: cannot infer a dimension of {shape:?} for {}",
+                        self.ty()
+                    ),
                 );
             }
             dims[pos] = self.size() / known;
@@ -556,13 +602,19 @@ impl Tensor {
         if dims.as_slice() == self.ty().dims() && self.error().is_none() {
             return self.clone();
         }
-        apply(Op::Shape(ShapeOp::Reshape { shape: Shape(dims) }), &[self], loc)
+        apply(
+            Op::Shape(ShapeOp::Reshape { shape: Shape(dims) }),
+            &[self],
+            loc,
+        )
     }
 
     /// Permutes dimensions: result dimension `i` is dimension `perm[i]`.
     #[track_caller]
     pub fn transpose(&self, perm: &[usize]) -> Tensor {
-        let op = ShapeOp::Transpose { perm: Dims::from_slice(perm) };
+        let op = ShapeOp::Transpose {
+            perm: Dims::from_slice(perm),
+        };
         apply(Op::Shape(op), &[self], Location::caller())
     }
 
@@ -623,7 +675,13 @@ impl Tensor {
     /// Reverses the elements along `axes`.
     #[track_caller]
     pub fn rev(&self, axes: &[usize]) -> Tensor {
-        apply(Op::Shape(ShapeOp::Rev { axes: Dims::from_slice(axes) }), &[self], Location::caller())
+        apply(
+            Op::Shape(ShapeOp::Rev {
+                axes: Dims::from_slice(axes),
+            }),
+            &[self],
+            Location::caller(),
+        )
     }
 
     /// Inserts a dimension of size 1 at `axis`.
@@ -699,13 +757,21 @@ impl Tensor {
     /// Index (i32) of the first maximum along `axis`.
     #[track_caller]
     pub fn argmax(&self, axis: usize) -> Tensor {
-        apply(Op::Reduce(ReduceOp::ArgMax { axis }), &[self], Location::caller())
+        apply(
+            Op::Reduce(ReduceOp::ArgMax { axis }),
+            &[self],
+            Location::caller(),
+        )
     }
 
     /// Index (i32) of the first minimum along `axis`.
     #[track_caller]
     pub fn argmin(&self, axis: usize) -> Tensor {
-        apply(Op::Reduce(ReduceOp::ArgMin { axis }), &[self], Location::caller())
+        apply(
+            Op::Reduce(ReduceOp::ArgMin { axis }),
+            &[self],
+            Location::caller(),
+        )
     }
 
     /// log(Σ exp(x)) over `axes`, computed stably (the max is subtracted, with its gradient
@@ -767,7 +833,11 @@ impl Tensor {
                 return err(
                     ErrorKind::Shape,
                     loc,
-                    format!("matmul: unsupported operand types {} and {}", self.ty(), other.ty()),
+                    format!(
+                        "matmul: unsupported operand types {} and {}",
+                        self.ty(),
+                        other.ty()
+                    ),
                 )
             }
         };
@@ -785,7 +855,10 @@ impl Tensor {
     /// Inclusive cumulative sum along `axis`.
     #[track_caller]
     pub fn cumsum(&self, axis: usize) -> Tensor {
-        let op = IndexOp::Cumsum { axis, reverse: false };
+        let op = IndexOp::Cumsum {
+            axis,
+            reverse: false,
+        };
         apply(Op::Index(op), &[self], Location::caller())
     }
 
@@ -794,7 +867,9 @@ impl Tensor {
     pub fn dynamic_slice(&self, starts: &[Tensor], sizes: &[usize]) -> Tensor {
         let mut args: Vec<&Tensor> = vec![self];
         args.extend(starts.iter());
-        let op = IndexOp::DynamicSlice { sizes: Dims::from_slice(sizes) };
+        let op = IndexOp::DynamicSlice {
+            sizes: Dims::from_slice(sizes),
+        };
         apply(Op::Index(op), &args, Location::caller())
     }
 
@@ -803,19 +878,31 @@ impl Tensor {
     pub fn dynamic_update_slice(&self, update: &Tensor, starts: &[Tensor]) -> Tensor {
         let mut args: Vec<&Tensor> = vec![self, update];
         args.extend(starts.iter());
-        apply(Op::Index(IndexOp::DynamicUpdateSlice), &args, Location::caller())
+        apply(
+            Op::Index(IndexOp::DynamicUpdateSlice),
+            &args,
+            Location::caller(),
+        )
     }
 
     /// Rows of `self` picked by the i32 `indices` (clamped): shape `indices.shape ++ rest`.
     #[track_caller]
     pub fn gather(&self, indices: &Tensor) -> Tensor {
-        apply(Op::Index(IndexOp::Gather), &[self, indices], Location::caller())
+        apply(
+            Op::Index(IndexOp::Gather),
+            &[self, indices],
+            Location::caller(),
+        )
     }
 
     /// Adds the rows of `updates` into a copy of `self` at the rows `indices` name.
     #[track_caller]
     pub fn scatter_add(&self, indices: &Tensor, updates: &Tensor) -> Tensor {
-        apply(Op::Index(IndexOp::ScatterAdd), &[self, indices, updates], Location::caller())
+        apply(
+            Op::Index(IndexOp::ScatterAdd),
+            &[self, indices, updates],
+            Location::caller(),
+        )
     }
 
     /// A one-hot encoding of i32 `self` (any shape) into `n` classes of `dtype`, as a new
@@ -826,7 +913,9 @@ impl Tensor {
         shape.push(n);
         let kept: Vec<usize> = (0..self.rank()).collect();
         let classes = Tensor::iota(DType::I32, &shape, shape.len() - 1);
-        self.broadcast_in_dim(&shape, &kept).equal(&classes).astype(dtype)
+        self.broadcast_in_dim(&shape, &kept)
+            .equal(&classes)
+            .astype(dtype)
     }
 }
 
@@ -834,7 +923,11 @@ impl Tensor {
 #[track_caller]
 pub fn concatenate(tensors: &[Tensor], axis: usize) -> Tensor {
     let args: Vec<&Tensor> = tensors.iter().collect();
-    apply(Op::Shape(ShapeOp::Concatenate { axis }), &args, Location::caller())
+    apply(
+        Op::Shape(ShapeOp::Concatenate { axis }),
+        &args,
+        Location::caller(),
+    )
 }
 
 /// `select(pred, on_true, on_false)`, NumPy's `where`.

@@ -91,7 +91,11 @@ where
         .iter()
         .map(|ty| {
             let value = builder.param(ty.clone());
-            Tensor(Repr::Traced { trace: id, value, ty: ty.clone() })
+            Tensor(Repr::Traced {
+                trace: id,
+                value,
+                ty: ty.clone(),
+            })
         })
         .collect();
     TRACES.with(|t| {
@@ -276,7 +280,11 @@ pub(crate) fn apply(op: Op, args: &[&Tensor], loc: &'static Location<'static>) -
         match s.builder.push1(op, &vals) {
             Ok(v) => {
                 let ty = s.builder.ty(v).clone();
-                Tensor(Repr::Traced { trace: s.id, value: v, ty })
+                Tensor(Repr::Traced {
+                    trace: s.id,
+                    value: v,
+                    ty,
+                })
             }
             Err(e) => record(s, e.at(loc)),
         }
@@ -302,7 +310,11 @@ pub(crate) fn fail(e: Error) -> Tensor {
 
 /// Inlines `graph` into the innermost trace, or evaluates it when every argument is concrete.
 /// `args` must match the graph's parameters (explicit ones followed by captures).
-pub(crate) fn inline(graph: &Graph, args: &[Tensor], loc: &'static Location<'static>) -> Vec<Tensor> {
+pub(crate) fn inline(
+    graph: &Graph,
+    args: &[Tensor],
+    loc: &'static Location<'static>,
+) -> Vec<Tensor> {
     if let Some(e) = args.iter().find_map(|a| a.error()) {
         return vec![Tensor::from_error(e.clone()); graph.outputs().len()];
     }
@@ -327,7 +339,11 @@ pub(crate) fn inline(graph: &Graph, args: &[Tensor], loc: &'static Location<'sta
             }
         }
         for (_, inst) in graph.insts() {
-            let vals: Vec<Value> = inst.args.iter().map(|a| env[a.index()].expect("verified")).collect();
+            let vals: Vec<Value> = inst
+                .args
+                .iter()
+                .map(|a| env[a.index()].expect("verified"))
+                .collect();
             match s.builder.push(inst.op.clone(), &vals) {
                 Ok(res) => {
                     for (&r, v) in inst.results.iter().zip(res) {
@@ -345,7 +361,11 @@ pub(crate) fn inline(graph: &Graph, args: &[Tensor], loc: &'static Location<'sta
             .iter()
             .map(|o| {
                 let v = env[o.index()].expect("verified");
-                Tensor(Repr::Traced { trace: s.id, value: v, ty: s.builder.ty(v).clone() })
+                Tensor(Repr::Traced {
+                    trace: s.id,
+                    value: v,
+                    ty: s.builder.ty(v).clone(),
+                })
             })
             .collect()
     })

@@ -149,12 +149,18 @@ pub struct Type {
 impl Type {
     /// A type from a dtype and dimensions.
     pub fn new(dtype: DType, dims: &[usize]) -> Type {
-        Type { dtype, shape: Shape::new(dims) }
+        Type {
+            dtype,
+            shape: Shape::new(dims),
+        }
     }
 
     /// A rank-0 type.
     pub fn scalar(dtype: DType) -> Type {
-        Type { dtype, shape: Shape::scalar() }
+        Type {
+            dtype,
+            shape: Shape::scalar(),
+        }
     }
 
     /// The rank of the shape.
@@ -179,7 +185,10 @@ impl Type {
 
     /// The same shape with another dtype.
     pub fn with_dtype(&self, dtype: DType) -> Type {
-        Type { dtype, shape: self.shape.clone() }
+        Type {
+            dtype,
+            shape: self.shape.clone(),
+        }
     }
 }
 

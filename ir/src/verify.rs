@@ -23,13 +23,22 @@ impl Graph {
         for (inst, data) in self.insts() {
             for &a in &data.args {
                 if a.index() >= defined.len() || !defined[a.index()] {
-                    return Err(fail(format!("{inst} ({}) uses {a} before its definition", data.op.name())));
+                    return Err(fail(format!(
+                        "{inst} ({}) uses {a} before its definition",
+                        data.op.name()
+                    )));
                 }
             }
             let tys: Vec<Type> = data.args.iter().map(|&a| self.ty(a).clone()).collect();
-            let out = data.op.infer(&tys).map_err(|e| fail(format!("{inst}: {}", e.message)))?;
+            let out = data
+                .op
+                .infer(&tys)
+                .map_err(|e| fail(format!("{inst}: {}", e.message)))?;
             if out.len() != data.results.len() {
-                return Err(fail(format!("{inst} ({}) has the wrong number of results", data.op.name())));
+                return Err(fail(format!(
+                    "{inst} ({}) has the wrong number of results",
+                    data.op.name()
+                )));
             }
             for (k, (&r, ty)) in data.results.iter().zip(&out).enumerate() {
                 if r.index() >= defined.len()

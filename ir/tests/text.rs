@@ -4,7 +4,10 @@
 //! Set `FERRAX_BLESS=1` to rewrite the golden files with the printer's output instead of
 //! failing on a difference.
 
-use ferrax_ir::ops::{BinaryOp, CompareOp, DotGeneral, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{
+    BinaryOp, Body, CallKind, CompareOp, ControlOp, DotGeneral, ReduceOp, RematPolicy, ShapeOp,
+    UnaryOp,
+};
 use ferrax_ir::{Array, Builder, DType, Error, ErrorKind, Graph, Op, Shape, Type, Value};
 use smallvec::smallvec;
 use std::path::PathBuf;
@@ -23,18 +26,27 @@ fn split_header(content: &str) -> (String, &str) {
     (header, rest)
 }
 
-#[test]
-fn golden_files_round_trip() {
-    let bless = std::env::var("FERRAX_BLESS").is_ok_and(|v| v == "1");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(ROUNDTRIP_DIR)
-        .expect("the roundtrip folder exists")
+const CONTROL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/filetests/control");
+
+/// The `.fx` files of a folder, sorted.
+fn golden_paths(dir: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("the folder {dir} exists: {e}"))
         .map(|e| e.expect("a readable directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "fx"))
         .collect();
     paths.sort();
+    paths
+}
+
+/// Parses every golden file of `dir`, prints it again and compares with the file (or rewrites
+/// the file when `FERRAX_BLESS=1`); the printed text must parse back to the same graph.
+fn check_golden_dir(dir: &str, at_least: usize) {
+    let bless = std::env::var("FERRAX_BLESS").is_ok_and(|v| v == "1");
+    let paths = golden_paths(dir);
     assert!(
-        paths.len() >= 10,
-        "expected the golden files in {ROUNDTRIP_DIR}"
+        paths.len() >= at_least,
+        "expected at least {at_least} golden files in {dir}"
     );
     let mut failures = Vec::new();
     for path in &paths {
@@ -50,7 +62,8 @@ fn golden_files_round_trip() {
         };
         let printed = g.to_text();
         let expected = format!("{header}{printed}\n");
-        let again = Graph::parse(&printed).expect("printed text parses");
+        let again = Graph::parse(&printed)
+            .unwrap_or_else(|e| panic!("{name}: the printed text does not parse: {e}\n{printed}"));
         assert_eq!(
             again, g,
             "{name}: parsing the printed text changes the graph"
@@ -67,6 +80,16 @@ fn golden_files_round_trip() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn golden_files_round_trip() {
+    check_golden_dir(ROUNDTRIP_DIR, 10);
+}
+
+#[test]
+fn control_golden_files_round_trip() {
+    check_golden_dir(CONTROL_DIR, 7);
 }
 
 fn f64s(dims: &[usize]) -> Type {
@@ -385,12 +408,8 @@ fn hostile_text_gives_errors_not_panics() {
 
 #[test]
 fn truncated_and_mangled_golden_files_never_panic() {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(ROUNDTRIP_DIR)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "fx"))
-        .collect();
-    paths.sort();
+    let mut paths = golden_paths(ROUNDTRIP_DIR);
+    paths.extend(golden_paths(CONTROL_DIR));
     for path in paths {
         let content = std::fs::read_to_string(&path).unwrap();
         let chars: Vec<char> = content.chars().collect();
@@ -419,4 +438,139 @@ fn documented_multi_line_layout_is_the_printed_one() {
   in (v5)
   where g0 = { lambda v0:f64[] . let v1:f64[] = neg v0 in (v1) } }";
     assert_eq!(Graph::parse(text).unwrap().to_text(), text);
+}
+
+/// `while i < n: (i, x) = (i + 1, x * a)` with `a` loop-invariant, built with the builder.
+fn while_graph() -> Graph {
+    let i32s = Type::scalar(DType::I32);
+    let mut c = builder();
+    let (_, i, _) = (
+        c.param(f64s(&[])),
+        c.param(i32s.clone()),
+        c.param(f64s(&[])),
+    );
+    let n = c.constant(Array::scalar(DType::I32, 4.0));
+    let lt = c.push1(Op::Compare(CompareOp::Lt), &[i, n]).unwrap();
+    let cond = c.finish(&[lt]);
+    let mut bb = builder();
+    let (a, i, x) = (
+        bb.param(f64s(&[])),
+        bb.param(i32s.clone()),
+        bb.param(f64s(&[])),
+    );
+    let one = bb.constant(Array::scalar(DType::I32, 1.0));
+    let j = bb.push1(Op::Binary(BinaryOp::Add), &[i, one]).unwrap();
+    let y = bb.push1(Op::Binary(BinaryOp::Mul), &[x, a]).unwrap();
+    let body = bb.finish(&[j, y]);
+    let mut b = builder();
+    let a = b.param(f64s(&[]));
+    let i = b.param(i32s);
+    let op = ControlOp::While {
+        cond: Body::new(cond),
+        body: Body::new(body),
+        n_consts: 1,
+    };
+    let r = b.push(Op::Control(op), &[a, i, a]).unwrap();
+    b.finish(&[r[1], r[0]])
+}
+
+#[test]
+fn built_control_graphs_round_trip() {
+    let w = while_graph();
+    let mut b = builder();
+    let x = b.param(f64s(&[]));
+    let k = b.param(Type::scalar(DType::I32));
+    let switch = ControlOp::Switch {
+        branches: smallvec![Body::new(w.clone()), Body::new(w.clone())],
+    };
+    let r = b.push(Op::Control(switch), &[k, x, k]).unwrap();
+    let call = ControlOp::Call {
+        body: Body::new(sample()),
+        kind: CallKind::Checkpoint(RematPolicy::DotsOnly),
+    };
+    let c = b.push1(Op::Control(call), &[r[0], x]).unwrap();
+    let g = b.finish(&[c, r[1]]);
+    let text = g.to_text();
+    let parsed = Graph::parse(&text).unwrap_or_else(|e| panic!("{}\n{text}", e.message));
+    assert_eq!(parsed, g, "{text}");
+    assert_eq!(parsed.to_text(), text);
+    // Three levels of graphs: the while loop's bodies sit inside the switch's branches.
+    assert!(
+        text.contains("\n                    body={ lambda"),
+        "{text}"
+    );
+}
+
+#[test]
+fn documented_control_layout_is_the_printed_one() {
+    let text = "{ lambda v0:f64[], v1:i32[] .
+  let v2:i32[], v3:f64[] = while[n_consts=1
+          cond={ lambda v0:f64[], v1:i32[], v2:f64[] . let v3:i32[] = const[4]; v4:bool[] = lt v1 v3 in (v4) }
+          body={ lambda v0:f64[], v1:i32[], v2:f64[] . let v3:i32[] = const[1]; v4:i32[] = add v1 v3; v5:f64[] = mul v2 v0 in (v4, v5) }] v0 v1 v0
+  in (v3, v2) }";
+    assert_eq!(while_graph().to_text(), text);
+    assert_eq!(Graph::parse(text).unwrap(), while_graph());
+}
+
+#[test]
+fn control_parse_errors() {
+    let body = "{ lambda v0:f64[] . let v1:f64[] = sin v0 in (v1) }";
+    let msg = parse_error(&format!(
+        "{{ lambda v0:f64[] . let v1:f64[] = call[kind=inline body={body}] v0 in (v1) }}"
+    ));
+    assert!(msg.contains("unknown call kind `inline`"), "{msg}");
+    let msg = parse_error(&format!(
+        "{{ lambda v0:f64[] . let v1:f64[] = call[kind=checkpoint policy=all body={body}] v0 in (v1) }}"
+    ));
+    assert!(msg.contains("unknown checkpoint policy `all`"), "{msg}");
+    let msg = parse_error(
+        "{ lambda v0:f64[] . let v1:f64[] = call[kind=checkpoint policy=nothing] v0 in (v1) }",
+    );
+    assert!(msg.contains("`call` needs the parameter `body`"), "{msg}");
+    let msg = parse_error(&format!(
+        "{{ lambda v0:f64[] . let v1:f64[] = call[kind=checkpoint policy={body} body={body}] v0 in (v1) }}"
+    ));
+    assert!(msg.contains("must be a single value, not a graph"), "{msg}");
+    let msg = parse_error(&format!(
+        "{{ lambda v0:i32[], v1:f64[] . let v2:f64[] = switch[branches={body}] v0 v1 in (v2) }}"
+    ));
+    assert!(
+        msg.contains("must be a tuple of graphs, not a graph"),
+        "{msg}"
+    );
+    let msg = parse_error(
+        "{ lambda v0:i32[], v1:f64[] . let v2:f64[] = switch[branches=()] v0 v1 in (v2) }",
+    );
+    assert!(msg.contains("needs at least one branch"), "{msg}");
+    // A body whose parameter types do not match the operands fails the type rule.
+    let msg = parse_error(&format!(
+        "{{ lambda v0:f32[] . let v1:f64[] = call[kind=checkpoint policy=nothing body={body}] v0 in (v1) }}"
+    ));
+    assert!(
+        msg.contains("the body takes (f64[]) but is given (f32[])"),
+        "{msg}"
+    );
+    // Errors inside a nested graph point into it.
+    let text = "{ lambda v0:f64[] . let v1:f64[] = call[kind=checkpoint policy=nothing\n  body={ lambda v0:f64[] . let v1:f64[] = sin v9 in (v1) }] v0 in (v1) }";
+    assert_eq!(
+        parse_error(text),
+        format!("{}: undefined value v9", position(text, "v9"))
+    );
+}
+
+#[test]
+fn dot_draws_control_bodies_as_clusters() {
+    let dot = while_graph().to_dot();
+    for line in [
+        "i0 [shape=box, label=\"while[n_consts=1]\\nv2: i32[]\\nv3: f64[]\"];",
+        "subgraph cluster_i0_cond_ {",
+        "label=\"v2, v3 = while: cond\";",
+        "subgraph cluster_i0_body_ {",
+        "i0_body_i1 [shape=box, label=\"add\\nv4: i32[]\"];",
+        "i0_body_o1 -> i0 [style=dashed];",
+        "p0 -> i0 [label=\"0\"];",
+    ] {
+        assert!(dot.contains(line), "missing `{line}` in\n{dot}");
+    }
+    assert!(!dot.contains("lambda"), "{dot}");
 }

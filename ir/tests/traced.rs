@@ -65,7 +65,9 @@ fn cases() -> Vec<(&'static str, Function, Vec<Type>)> {
             "shape_ops",
             function(|x: Tensor| {
                 let y = x.t().reshape(&[3, 2]).rev(&[0]);
-                let z = y.slice(&[0, 0], &[3, 2], &[2, 1]).pad(&[1, 0], &[0, 1], &[0, 0], 0.0);
+                let z = y
+                    .slice(&[0, 0], &[3, 2], &[2, 1])
+                    .pad(&[1, 0], &[0, 1], &[0, 0], 0.0);
                 ferrax_ir::concatenate(&[z.clone(), z], 0).cumsum(1)
             }),
             vec![f64s(&[2, 3])],
@@ -79,7 +81,9 @@ fn traced_golden_files() {
     std::fs::create_dir_all(TRACED_DIR).expect("a writable filetests folder");
     let mut failures = Vec::new();
     for (name, f, types) in cases() {
-        let s = f.specialize(&types).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s = f
+            .specialize(&types)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         s.graph.verify().unwrap();
         let text = format!("{}\n", s.graph.to_text());
         // The printed text parses back to a graph that prints the same.
@@ -89,7 +93,9 @@ fn traced_golden_files() {
         match std::fs::read_to_string(&path) {
             Ok(expected) if expected == text => {}
             _ if bless => std::fs::write(&path, &text).expect("a writable golden file"),
-            Ok(expected) => failures.push(format!("{name}:\n--- file\n{expected}--- traced\n{text}")),
+            Ok(expected) => {
+                failures.push(format!("{name}:\n--- file\n{expected}--- traced\n{text}"))
+            }
             Err(_) => failures.push(format!("{name}: missing {path} (FERRAX_BLESS=1 writes it)")),
         }
     }
@@ -101,17 +107,28 @@ fn error_shape_mismatch() {
     let f = function(|x: Tensor, y: Tensor| x.matmul(&y));
     let e = f.specialize(&[f64s(&[2, 3]), f64s(&[4, 5])]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Shape);
-    assert!(e.message.contains("dot_general") && e.message.contains("f64[2,3]"), "{e}");
+    assert!(
+        e.message.contains("dot_general") && e.message.contains("f64[2,3]"),
+        "{e}"
+    );
     assert!(e.message.contains("f64[4,5]"), "{e}");
-    assert!(e.to_string().contains("traced.rs:"), "the user's line is named: {e}");
+    assert!(
+        e.to_string().contains("traced.rs:"),
+        "the user's line is named: {e}"
+    );
 }
 
 #[test]
 fn error_dtype_mismatch() {
     let f = function(|x: Tensor, y: Tensor| x.pow(&y));
-    let e = f.specialize(&[f64s(&[]), Type::scalar(DType::F32)]).unwrap_err();
+    let e = f
+        .specialize(&[f64s(&[]), Type::scalar(DType::F32)])
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::DType);
-    assert!(e.message.contains("pow") && e.message.contains("f32[]"), "{e}");
+    assert!(
+        e.message.contains("pow") && e.message.contains("f32[]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -119,7 +136,10 @@ fn error_integer_input_to_float_op() {
     let f = function(|x: Tensor| x.sin());
     let e = f.specialize(&[Type::scalar(DType::I32)]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::DType);
-    assert!(e.message.contains("sin") && e.message.contains("i32"), "{e}");
+    assert!(
+        e.message.contains("sin") && e.message.contains("i32"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,7 +147,10 @@ fn error_bad_axes() {
     let f = function(|x: Tensor| x.sum(&[2]));
     let e = f.specialize(&[f64s(&[2, 3])]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Axis);
-    assert!(e.message.contains("reduce_sum") && e.message.contains("[2]"), "{e}");
+    assert!(
+        e.message.contains("reduce_sum") && e.message.contains("[2]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -135,7 +158,10 @@ fn error_bad_permutation() {
     let f = function(|x: Tensor| x.transpose(&[0, 0]));
     let e = f.specialize(&[f64s(&[2, 3])]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Axis);
-    assert!(e.message.contains("transpose") && e.message.contains("[0, 0]"), "{e}");
+    assert!(
+        e.message.contains("transpose") && e.message.contains("[0, 0]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -143,7 +169,10 @@ fn error_bad_reshape() {
     let f = function(|x: Tensor| x.reshape(&[4]));
     let e = f.specialize(&[f64s(&[2, 3])]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Shape);
-    assert!(e.message.contains("reshape") && e.message.contains("6 elements"), "{e}");
+    assert!(
+        e.message.contains("reshape") && e.message.contains("6 elements"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -157,9 +186,14 @@ fn error_wrong_arity_call() {
 #[test]
 fn error_wrong_argument_types_for_fixed_graph() {
     let f = ferrax_ir::trace(|x: Tensor| x.exp(), &[f64s(&[3])]).unwrap();
-    let e = f.call::<_, Array>(Array::from(vec![1.0f32, 2.0, 3.0])).unwrap_err();
+    let e = f
+        .call::<_, Array>(Array::from(vec![1.0f32, 2.0, 3.0]))
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::DType);
-    assert!(e.message.contains("f64[3]") && e.message.contains("f32[3]"), "{e}");
+    assert!(
+        e.message.contains("f64[3]") && e.message.contains("f32[3]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -167,7 +201,11 @@ fn error_wrong_output_count() {
     let f = function(|x: Tensor| (x.sin(), x.cos()));
     let e = f.call::<_, f64>(1.0).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Arity);
-    assert!(e.message.contains("expected 1 outputs, the function returned 2"), "{e}");
+    assert!(
+        e.message
+            .contains("expected 1 outputs, the function returned 2"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -66,7 +66,10 @@ fn shape_error_is_reported_with_location() {
     let tys = [Type::new(DType::F64, &[3]), Type::new(DType::F64, &[4])];
     let e = f.specialize(&tys).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Shape);
-    assert!(e.message.contains("add") && e.message.contains("[3]") && e.message.contains("[4]"), "{e}");
+    assert!(
+        e.message.contains("add") && e.message.contains("[3]") && e.message.contains("[4]"),
+        "{e}"
+    );
     let loc = e.location.expect("a location");
     assert!(loc.file().ends_with("tracer.rs"), "{loc}");
 }

@@ -42,6 +42,7 @@
 mod cache;
 mod compile;
 mod compiled;
+mod function;
 mod lower;
 mod options;
 mod plan;
@@ -52,6 +53,7 @@ mod symbols;
 pub use cache::{clear_cache, compile_cached};
 pub use compile::compile;
 pub use compiled::Compiled;
+pub use function::{jit, jit_with, Jit};
 pub use options::{JitOptions, MathMode};
 pub use scalar::{ScalarFn1, ScalarFn2, ScalarFn3, ScalarFn4, ScalarType};
 pub use stats::{stats, JitStats};

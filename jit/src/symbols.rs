@@ -2,9 +2,8 @@
 //! (the same ones the interpreter uses, so results match bit for bit) and GEMM wrappers around
 //! `matrixmultiply`. The JIT resolves every `ferrax_*` import through [`lookup`].
 
-// TODO(lead): switch these wrappers to `UnaryOp::scalar_f64` / `scalar_f32` and
-// `BinaryOp::scalar_f64` / `scalar_f32` once they exist, so the interpreter and the JIT share
-// one definition per op.
+// The wrappers call the interpreter's own per-element functions (`UnaryOp::scalar_f64` and
+// friends), so the interpreter and the JIT share one definition per op and agree bit for bit.
 
 macro_rules! unary_helpers {
     ($( $name:ident : $t:ty => |$x:ident| $body:expr ;)*) => {
@@ -30,60 +29,58 @@ macro_rules! binary_helpers {
     };
 }
 
-fn erf64(x: f64) -> f64 {
-    ferrax_ir::ops::unary::erf(x)
-}
+use ferrax_ir::ops::{BinaryOp, UnaryOp};
 
 unary_helpers! {
-    ferrax_round_f64: f64 => |x| x.round();
-    ferrax_round_f32: f32 => |x| x.round();
-    ferrax_exp_f64: f64 => |x| x.exp();
-    ferrax_exp_f32: f32 => |x| x.exp();
-    ferrax_exp2_f64: f64 => |x| x.exp2();
-    ferrax_exp2_f32: f32 => |x| x.exp2();
-    ferrax_expm1_f64: f64 => |x| x.exp_m1();
-    ferrax_expm1_f32: f32 => |x| x.exp_m1();
-    ferrax_log_f64: f64 => |x| x.ln();
-    ferrax_log_f32: f32 => |x| x.ln();
-    ferrax_log1p_f64: f64 => |x| x.ln_1p();
-    ferrax_log1p_f32: f32 => |x| x.ln_1p();
-    ferrax_sin_f64: f64 => |x| x.sin();
-    ferrax_sin_f32: f32 => |x| x.sin();
-    ferrax_cos_f64: f64 => |x| x.cos();
-    ferrax_cos_f32: f32 => |x| x.cos();
-    ferrax_tan_f64: f64 => |x| x.tan();
-    ferrax_tan_f32: f32 => |x| x.tan();
-    ferrax_asin_f64: f64 => |x| x.asin();
-    ferrax_asin_f32: f32 => |x| x.asin();
-    ferrax_acos_f64: f64 => |x| x.acos();
-    ferrax_acos_f32: f32 => |x| x.acos();
-    ferrax_atan_f64: f64 => |x| x.atan();
-    ferrax_atan_f32: f32 => |x| x.atan();
-    ferrax_sinh_f64: f64 => |x| x.sinh();
-    ferrax_sinh_f32: f32 => |x| x.sinh();
-    ferrax_cosh_f64: f64 => |x| x.cosh();
-    ferrax_cosh_f32: f32 => |x| x.cosh();
-    ferrax_tanh_f64: f64 => |x| x.tanh();
-    ferrax_tanh_f32: f32 => |x| x.tanh();
-    ferrax_asinh_f64: f64 => |x| x.asinh();
-    ferrax_asinh_f32: f32 => |x| x.asinh();
-    ferrax_acosh_f64: f64 => |x| x.acosh();
-    ferrax_acosh_f32: f32 => |x| x.acosh();
-    ferrax_atanh_f64: f64 => |x| x.atanh();
-    ferrax_atanh_f32: f32 => |x| x.atanh();
-    ferrax_logistic_f64: f64 => |x| if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { let e = x.exp(); e / (1.0 + e) };
-    ferrax_logistic_f32: f32 => |x| if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { let e = x.exp(); e / (1.0 + e) };
-    ferrax_erf_f64: f64 => |x| erf64(x);
-    ferrax_erf_f32: f32 => |x| erf64(x as f64) as f32;
+    ferrax_round_f64: f64 => |x| UnaryOp::Round.scalar_f64(x);
+    ferrax_round_f32: f32 => |x| UnaryOp::Round.scalar_f32(x);
+    ferrax_exp_f64: f64 => |x| UnaryOp::Exp.scalar_f64(x);
+    ferrax_exp_f32: f32 => |x| UnaryOp::Exp.scalar_f32(x);
+    ferrax_exp2_f64: f64 => |x| UnaryOp::Exp2.scalar_f64(x);
+    ferrax_exp2_f32: f32 => |x| UnaryOp::Exp2.scalar_f32(x);
+    ferrax_expm1_f64: f64 => |x| UnaryOp::Expm1.scalar_f64(x);
+    ferrax_expm1_f32: f32 => |x| UnaryOp::Expm1.scalar_f32(x);
+    ferrax_log_f64: f64 => |x| UnaryOp::Log.scalar_f64(x);
+    ferrax_log_f32: f32 => |x| UnaryOp::Log.scalar_f32(x);
+    ferrax_log1p_f64: f64 => |x| UnaryOp::Log1p.scalar_f64(x);
+    ferrax_log1p_f32: f32 => |x| UnaryOp::Log1p.scalar_f32(x);
+    ferrax_sin_f64: f64 => |x| UnaryOp::Sin.scalar_f64(x);
+    ferrax_sin_f32: f32 => |x| UnaryOp::Sin.scalar_f32(x);
+    ferrax_cos_f64: f64 => |x| UnaryOp::Cos.scalar_f64(x);
+    ferrax_cos_f32: f32 => |x| UnaryOp::Cos.scalar_f32(x);
+    ferrax_tan_f64: f64 => |x| UnaryOp::Tan.scalar_f64(x);
+    ferrax_tan_f32: f32 => |x| UnaryOp::Tan.scalar_f32(x);
+    ferrax_asin_f64: f64 => |x| UnaryOp::Asin.scalar_f64(x);
+    ferrax_asin_f32: f32 => |x| UnaryOp::Asin.scalar_f32(x);
+    ferrax_acos_f64: f64 => |x| UnaryOp::Acos.scalar_f64(x);
+    ferrax_acos_f32: f32 => |x| UnaryOp::Acos.scalar_f32(x);
+    ferrax_atan_f64: f64 => |x| UnaryOp::Atan.scalar_f64(x);
+    ferrax_atan_f32: f32 => |x| UnaryOp::Atan.scalar_f32(x);
+    ferrax_sinh_f64: f64 => |x| UnaryOp::Sinh.scalar_f64(x);
+    ferrax_sinh_f32: f32 => |x| UnaryOp::Sinh.scalar_f32(x);
+    ferrax_cosh_f64: f64 => |x| UnaryOp::Cosh.scalar_f64(x);
+    ferrax_cosh_f32: f32 => |x| UnaryOp::Cosh.scalar_f32(x);
+    ferrax_tanh_f64: f64 => |x| UnaryOp::Tanh.scalar_f64(x);
+    ferrax_tanh_f32: f32 => |x| UnaryOp::Tanh.scalar_f32(x);
+    ferrax_asinh_f64: f64 => |x| UnaryOp::Asinh.scalar_f64(x);
+    ferrax_asinh_f32: f32 => |x| UnaryOp::Asinh.scalar_f32(x);
+    ferrax_acosh_f64: f64 => |x| UnaryOp::Acosh.scalar_f64(x);
+    ferrax_acosh_f32: f32 => |x| UnaryOp::Acosh.scalar_f32(x);
+    ferrax_atanh_f64: f64 => |x| UnaryOp::Atanh.scalar_f64(x);
+    ferrax_atanh_f32: f32 => |x| UnaryOp::Atanh.scalar_f32(x);
+    ferrax_logistic_f64: f64 => |x| UnaryOp::Logistic.scalar_f64(x);
+    ferrax_logistic_f32: f32 => |x| UnaryOp::Logistic.scalar_f32(x);
+    ferrax_erf_f64: f64 => |x| UnaryOp::Erf.scalar_f64(x);
+    ferrax_erf_f32: f32 => |x| UnaryOp::Erf.scalar_f32(x);
 }
 
 binary_helpers! {
-    ferrax_pow_f64: f64 => |a, b| a.powf(b);
-    ferrax_pow_f32: f32 => |a, b| a.powf(b);
-    ferrax_atan2_f64: f64 => |a, b| a.atan2(b);
-    ferrax_atan2_f32: f32 => |a, b| a.atan2(b);
-    ferrax_rem_f64: f64 => |a, b| a % b;
-    ferrax_rem_f32: f32 => |a, b| a % b;
+    ferrax_pow_f64: f64 => |a, b| BinaryOp::Pow.scalar_f64(a, b);
+    ferrax_pow_f32: f32 => |a, b| BinaryOp::Pow.scalar_f32(a, b);
+    ferrax_atan2_f64: f64 => |a, b| BinaryOp::Atan2.scalar_f64(a, b);
+    ferrax_atan2_f32: f32 => |a, b| BinaryOp::Atan2.scalar_f32(a, b);
+    ferrax_rem_f64: f64 => |a, b| BinaryOp::Rem.scalar_f64(a, b);
+    ferrax_rem_f32: f32 => |a, b| BinaryOp::Rem.scalar_f32(a, b);
 }
 
 /// `C = A·B` for strided f64 matrices (`m×k` times `k×n`), overwriting `C`.

@@ -192,6 +192,85 @@ fn check_counts(
     Ok(())
 }
 
+/// Emits the batched counterpart of every instruction of `g` into `ctx`'s builder, with `g`'s
+/// parameters bound to `args`, and returns `g`'s outputs as batched values of that builder
+/// (each with its batch dimension wherever it landed). This is the walk of [`vmap_graph`]; the
+/// batching rules of control ops also use it to inline a sub-graph (a branch, a loop's
+/// condition) into the graph being built.
+pub fn batch_into(ctx: &mut BatchCtx<'_>, g: &Graph, args: &[Batched]) -> Result<Vec<Batched>> {
+    if args.len() != g.params().len() {
+        return Err(Error::new(
+            ErrorKind::Arity,
+            format!(
+                "vmap: a graph with {} parameters is given {} arguments",
+                g.params().len(),
+                args.len()
+            ),
+        ));
+    }
+    let size = ctx.size();
+    let mut env: Vec<Option<Batched>> = vec![None; g.num_values()];
+    for (&p, &a) in g.params().iter().zip(args) {
+        env[p.index()] = Some(a);
+    }
+    let lookup = |env: &[Option<Batched>], v: Value| {
+        env.get(v.index()).copied().flatten().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Verify,
+                format!("vmap: {v} is used before its definition"),
+            )
+        })
+    };
+    for (inst, data) in g.insts() {
+        let args: Vec<Batched> = data
+            .args
+            .iter()
+            .map(|&a| lookup(&env, a))
+            .collect::<Result<_>>()?;
+        let context = |e: Error| {
+            Error::new(
+                e.kind,
+                format!(
+                    "vmap: while batching {inst} ({}): {}",
+                    data.op.name(),
+                    e.message
+                ),
+            )
+        };
+        let results = batch_op(ctx, &data.op, &args).map_err(context)?;
+        if results.len() != data.results.len() {
+            return Err(context(Error::new(
+                ErrorKind::Transform,
+                "the batching rule returned the wrong number of results",
+            )));
+        }
+        for (&r, &bv) in data.results.iter().zip(&results) {
+            let ty = g.ty(r);
+            let want = match bv.bdim {
+                Some(d) if d <= ty.rank() => Some(Type {
+                    dtype: ty.dtype,
+                    shape: Shape(insert_dim(ty.dims(), d, size)),
+                }),
+                Some(_) => None,
+                None => Some(ty.clone()),
+            };
+            let got = ctx.ty(bv.value);
+            if want.as_ref() != Some(&got) {
+                return Err(context(Error::new(
+                    ErrorKind::Transform,
+                    format!(
+                        "internal error: the batching rule gave {got} with batch axis {:?} \
+                         for a result of type {ty}",
+                        bv.bdim
+                    ),
+                )));
+            }
+            env[r.index()] = Some(bv);
+        }
+    }
+    g.outputs().iter().map(|&o| lookup(&env, o)).collect()
+}
+
 /// The walk itself; the parameters are checked.
 fn batch_graph(
     g: &Graph,
@@ -201,11 +280,11 @@ fn batch_graph(
     size: usize,
 ) -> Result<Graph> {
     let mut b = Builder::new();
-    let mut env: Vec<Option<Batched>> = vec![None; g.num_values()];
+    let mut args = Vec::with_capacity(g.params().len());
     for (i, &p) in g.params().iter().enumerate() {
         let ty = g.ty(p);
         let axis = if i < n_explicit { in_axes[i] } else { None };
-        let bv = match axis {
+        args.push(match axis {
             Some(axis) => {
                 let t = Type {
                     dtype: ty.dtype,
@@ -214,76 +293,18 @@ fn batch_graph(
                 Batched::at(b.param(t), axis)
             }
             None => Batched::unbatched(b.param(ty.clone())),
-        };
-        env[p.index()] = Some(bv);
+        });
     }
-    let lookup = |env: &[Option<Batched>], v: Value| {
-        env[v.index()].ok_or_else(|| {
-            Error::new(
-                ErrorKind::Verify,
-                format!("vmap: {v} is used before its definition"),
-            )
-        })
-    };
-    {
-        let mut ctx = BatchCtx::new(&mut b, size);
-        for (inst, data) in g.insts() {
-            let args: Vec<Batched> = data
-                .args
-                .iter()
-                .map(|&a| lookup(&env, a))
-                .collect::<Result<_>>()?;
-            let context = |e: Error| {
-                Error::new(
-                    e.kind,
-                    format!(
-                        "vmap: while batching {inst} ({}): {}",
-                        data.op.name(),
-                        e.message
-                    ),
-                )
-            };
-            let results = batch_op(&mut ctx, &data.op, &args).map_err(context)?;
-            if results.len() != data.results.len() {
-                return Err(context(Error::new(
-                    ErrorKind::Transform,
-                    "the batching rule returned the wrong number of results",
-                )));
-            }
-            for (&r, &bv) in data.results.iter().zip(&results) {
-                let ty = g.ty(r);
-                let want = match bv.bdim {
-                    Some(d) if d <= ty.rank() => Some(Type {
-                        dtype: ty.dtype,
-                        shape: Shape(insert_dim(ty.dims(), d, size)),
-                    }),
-                    Some(_) => None,
-                    None => Some(ty.clone()),
-                };
-                let got = ctx.ty(bv.value);
-                if want.as_ref() != Some(&got) {
-                    return Err(context(Error::new(
-                        ErrorKind::Transform,
-                        format!(
-                            "internal error: the batching rule gave {got} with batch axis {:?} \
-                             for a result of type {ty}",
-                            bv.bdim
-                        ),
-                    )));
-                }
-                env[r.index()] = Some(bv);
-            }
-        }
-        let mut outs = Vec::with_capacity(out_axes.len());
-        for (&o, &axis) in g.outputs().iter().zip(out_axes) {
-            let bv = lookup(&env, o)?;
-            outs.push(ctx.move_bdim(bv, axis)?);
-        }
-        let graph = b.finish(&outs);
-        debug_assert!(
-            graph.verify().is_ok(),
-            "vmap produced a graph that does not verify"
-        );
-        Ok(graph)
+    let mut ctx = BatchCtx::new(&mut b, size);
+    let results = batch_into(&mut ctx, g, &args)?;
+    let mut outs = Vec::with_capacity(out_axes.len());
+    for (&bv, &axis) in results.iter().zip(out_axes) {
+        outs.push(ctx.move_bdim(bv, axis)?);
     }
+    let graph = b.finish(&outs);
+    debug_assert!(
+        graph.verify().is_ok(),
+        "vmap produced a graph that does not verify"
+    );
+    Ok(graph)
 }

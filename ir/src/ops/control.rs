@@ -154,13 +154,18 @@ fn check_params(name: &str, what: &str, g: &Graph, want: &[Type], args: &[Type])
 pub fn stacked(t: &Type, n: usize) -> Type {
     let mut d: Dims = Dims::from_slice(&[n]);
     d.extend_from_slice(t.dims());
-    Type { dtype: t.dtype, shape: Shape(d) }
+    Type {
+        dtype: t.dtype,
+        shape: Shape(d),
+    }
 }
 
 /// The type with its leading dimension removed, if it has one of size `n`.
 pub fn unstacked(t: &Type, n: usize) -> Option<Type> {
-    (t.rank() >= 1 && t.dims()[0] == n)
-        .then(|| Type { dtype: t.dtype, shape: Shape::new(&t.dims()[1..]) })
+    (t.rank() >= 1 && t.dims()[0] == n).then(|| Type {
+        dtype: t.dtype,
+        shape: Shape::new(&t.dims()[1..]),
+    })
 }
 
 impl ControlOp {
@@ -180,7 +185,12 @@ impl ControlOp {
         match self {
             ControlOp::Switch { branches } => {
                 if branches.is_empty() {
-                    return Err(op_error(ErrorKind::Arity, name, args, "needs at least one branch"));
+                    return Err(op_error(
+                        ErrorKind::Arity,
+                        name,
+                        args,
+                        "needs at least one branch",
+                    ));
                 }
                 if args.is_empty() || args[0] != Type::scalar(DType::I32) {
                     return Err(op_error(
@@ -204,14 +214,28 @@ impl ControlOp {
                 }
                 Ok(outs.into_iter().collect())
             }
-            ControlOp::While { cond, body, n_consts } => {
+            ControlOp::While {
+                cond,
+                body,
+                n_consts,
+            } => {
                 if *n_consts > args.len() {
-                    return Err(op_error(ErrorKind::Arity, name, args, "n_consts exceeds the operands"));
+                    return Err(op_error(
+                        ErrorKind::Arity,
+                        name,
+                        args,
+                        "n_consts exceeds the operands",
+                    ));
                 }
                 check_params(name, "the condition", cond.graph(), args, args)?;
                 check_params(name, "the body", body.graph(), args, args)?;
                 if cond.graph().output_types() != [Type::scalar(DType::Bool)] {
-                    return Err(op_error(ErrorKind::DType, name, args, "the condition must return one bool[]"));
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        name,
+                        args,
+                        "the condition must return one bool[]",
+                    ));
                 }
                 let carry = &args[*n_consts..];
                 if body.graph().output_types() != carry {
@@ -228,9 +252,20 @@ impl ControlOp {
                 }
                 Ok(carry.iter().cloned().collect())
             }
-            ControlOp::Scan { body, length, n_consts, n_carry, .. } => {
+            ControlOp::Scan {
+                body,
+                length,
+                n_consts,
+                n_carry,
+                ..
+            } => {
                 if n_consts + n_carry > args.len() {
-                    return Err(op_error(ErrorKind::Arity, name, args, "n_consts + n_carry exceeds the operands"));
+                    return Err(op_error(
+                        ErrorKind::Arity,
+                        name,
+                        args,
+                        "n_consts + n_carry exceeds the operands",
+                    ));
                 }
                 let mut want: Vec<Type> = args[..n_consts + n_carry].to_vec();
                 for t in &args[n_consts + n_carry..] {
@@ -241,7 +276,9 @@ impl ControlOp {
                                 ErrorKind::Shape,
                                 name,
                                 args,
-                                format!("scanned operand {t} needs a leading dimension of {length}"),
+                                format!(
+                                    "scanned operand {t} needs a leading dimension of {length}"
+                                ),
                             ))
                         }
                     }
@@ -268,7 +305,12 @@ impl ControlOp {
                     CallKind::Checkpoint(_) => {}
                     CallKind::CustomJvp { rule, n_diff } => {
                         if *n_diff > args.len() {
-                            return Err(op_error(ErrorKind::Arity, name, args, "n_diff exceeds the operands"));
+                            return Err(op_error(
+                                ErrorKind::Arity,
+                                name,
+                                args,
+                                "n_diff exceeds the operands",
+                            ));
                         }
                         let mut want = args.to_vec();
                         want.extend_from_slice(&args[..*n_diff]);
@@ -286,7 +328,12 @@ impl ControlOp {
                     }
                     CallKind::CustomVjp { fwd, bwd, n_diff } => {
                         if *n_diff > args.len() {
-                            return Err(op_error(ErrorKind::Arity, name, args, "n_diff exceeds the operands"));
+                            return Err(op_error(
+                                ErrorKind::Arity,
+                                name,
+                                args,
+                                "n_diff exceeds the operands",
+                            ));
                         }
                         check_params(name, "the forward rule", fwd.graph(), args, args)?;
                         let fo = fwd.graph().output_types();
@@ -323,9 +370,17 @@ impl ControlOp {
             ControlOp::Switch { branches } => {
                 let i = args[0].as_i32().map(|v| v[0]).unwrap_or(0);
                 let k = (i.max(0) as usize).min(branches.len() - 1);
-                Ok(crate::interp::eval(branches[k].graph(), &owned(&args[1..]))?.into_iter().collect())
+                Ok(
+                    crate::interp::eval(branches[k].graph(), &owned(&args[1..]))?
+                        .into_iter()
+                        .collect(),
+                )
             }
-            ControlOp::While { cond, body, n_consts } => {
+            ControlOp::While {
+                cond,
+                body,
+                n_consts,
+            } => {
                 let mut state = owned(args);
                 loop {
                     let c = crate::interp::eval(cond.graph(), &state)?;
@@ -339,7 +394,13 @@ impl ControlOp {
                 }
                 Ok(state.split_off(*n_consts).into_iter().collect())
             }
-            ControlOp::Scan { body, length, n_consts, n_carry, reverse } => {
+            ControlOp::Scan {
+                body,
+                length,
+                n_consts,
+                n_carry,
+                reverse,
+            } => {
                 let fixed = n_consts + n_carry;
                 let mut state = owned(&args[..fixed]);
                 let xs = &args[fixed..];
@@ -359,7 +420,8 @@ impl ControlOp {
                     }
                 }
                 let out_tys = body.graph().output_types();
-                let mut res: SmallVec<[Array; 1]> = state.split_off(*n_consts).into_iter().collect();
+                let mut res: SmallVec<[Array; 1]> =
+                    state.split_off(*n_consts).into_iter().collect();
                 for (k, mut acc) in ys.into_iter().enumerate() {
                     if *reverse {
                         acc.reverse();
@@ -368,9 +430,9 @@ impl ControlOp {
                 }
                 Ok(res)
             }
-            ControlOp::Call { body, .. } => {
-                Ok(crate::interp::eval(body.graph(), &owned(args))?.into_iter().collect())
-            }
+            ControlOp::Call { body, .. } => Ok(crate::interp::eval(body.graph(), &owned(args))?
+                .into_iter()
+                .collect()),
         }
     }
 }

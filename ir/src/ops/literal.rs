@@ -82,7 +82,10 @@ impl LiteralOp {
         match self {
             LiteralOp::Const(l) => Ok(l.array().ty()),
             LiteralOp::Iota { dtype, shape, axis } => {
-                let ty = Type { dtype: *dtype, shape: shape.clone() };
+                let ty = Type {
+                    dtype: *dtype,
+                    shape: shape.clone(),
+                };
                 if *axis >= shape.rank() {
                     return Err(op_error(
                         ErrorKind::Axis,
@@ -92,7 +95,12 @@ impl LiteralOp {
                     ));
                 }
                 if *dtype == DType::Bool {
-                    return Err(op_error(ErrorKind::DType, "iota", &[], "iota needs a numeric dtype"));
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        "iota",
+                        &[],
+                        "iota needs a numeric dtype",
+                    ));
                 }
                 Ok(ty)
             }
@@ -106,8 +114,9 @@ impl LiteralOp {
             LiteralOp::Iota { dtype, shape, axis } => {
                 let strides = shape.strides();
                 let n = shape.size();
-                let vals: Vec<f64> =
-                    (0..n).map(|i| ((i / strides[*axis]) % shape.dims()[*axis]) as f64).collect();
+                let vals: Vec<f64> = (0..n)
+                    .map(|i| ((i / strides[*axis]) % shape.dims()[*axis]) as f64)
+                    .collect();
                 Array::from_parts(shape.clone(), crate::array::Data::F64(vals)).cast(*dtype)
             }
         }

@@ -145,6 +145,14 @@ pub(crate) fn fmt_types(tys: &[Type]) -> String {
 }
 
 /// An error of `kind` for op `name` applied to `tys`, with a reason.
-pub(crate) fn op_error(kind: ErrorKind, name: &str, tys: &[Type], reason: impl std::fmt::Display) -> Error {
-    Error::new(kind, format!("{name}: {reason}; operand types {}", fmt_types(tys)))
+pub(crate) fn op_error(
+    kind: ErrorKind,
+    name: &str,
+    tys: &[Type],
+    reason: impl std::fmt::Display,
+) -> Error {
+    Error::new(
+        kind,
+        format!("{name}: {reason}; operand types {}", fmt_types(tys)),
+    )
 }

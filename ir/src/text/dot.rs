@@ -1,6 +1,7 @@
 //! Graphviz DOT output: one node per parameter, equation and output, edges for data flow.
+//! The sub-graphs of control ops are drawn as clusters beside the equation that holds them.
 
-use super::print::{type_text, write_op, Names};
+use super::print::{control_params, type_text, write_op, GraphParam, Names};
 use crate::entities::Value;
 use crate::graph::{Graph, ValueDef};
 use crate::ops::{LiteralOp, Op};
@@ -14,7 +15,10 @@ impl Graph {
     /// ellipses labelled `v0: f64[]`, equations are boxes labelled with the op, its parameters
     /// and the defined values with their types, outputs are labelled `out0: f64[]`. Value names
     /// match [`Graph::to_text`]. Edges into an equation with several operands carry the operand
-    /// position. Sub-graphs are drawn as clusters.
+    /// position. A control op's box shows its name and scalar parameters (`while[n_consts=1]`);
+    /// each of its sub-graphs is drawn as a cluster labelled with the equation and the
+    /// parameter (`v4 = while: body`, `v7 = switch: branches[1]`), whose outputs have dashed
+    /// edges into the equation's box. Legacy `where` sub-graphs are drawn as clusters too.
     pub fn to_dot(&self) -> String {
         self.to_dot_with(&|_| None)
     }
@@ -104,6 +108,40 @@ fn write_body(
             "{pad}{prefix}i{i} [shape=box, label=\"{}\"];",
             label(&lines)
         );
+        if let Op::Control(c) = &inst.op {
+            let results: Vec<String> = inst.results.iter().map(|&r| names.name(r)).collect();
+            let defined = if results.is_empty() {
+                "_".to_string()
+            } else {
+                results.join(", ")
+            };
+            for (key, value) in control_params(c).graphs {
+                let subs: Vec<(String, &Graph)> = match value {
+                    GraphParam::One(sub) => vec![(key.to_string(), sub)],
+                    GraphParam::Tuple(subs) => subs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, sub)| (format!("{key}[{k}]"), sub))
+                        .collect(),
+                };
+                for (what, sub) in subs {
+                    let id: String = what
+                        .chars()
+                        .map(|ch| if ch.is_alphanumeric() { ch } else { '_' })
+                        .collect();
+                    let inner = format!("{prefix}i{i}_{id}_");
+                    let title = format!("{defined} = {}: {what}", c.name());
+                    let _ = writeln!(out, "{pad}subgraph cluster_{inner} {{");
+                    let _ = writeln!(out, "{pad}  label=\"{}\";", escape(&title));
+                    let _ = writeln!(out, "{pad}  style=rounded;");
+                    write_body(out, sub, &inner, &format!("{pad}  "), &|_| None);
+                    let _ = writeln!(out, "{pad}}}");
+                    for k in 0..sub.outputs.len() {
+                        let _ = writeln!(out, "{pad}{inner}o{k} -> {prefix}i{i} [style=dashed];");
+                    }
+                }
+            }
+        }
         let many = inst.args.len() > 1;
         for (k, &a) in inst.args.iter().enumerate() {
             let from = node_of(g, prefix, a);

@@ -11,13 +11,14 @@
 //! merged: the parsed graph has exactly the printed equations, and its values are numbered in
 //! text order.
 
+use super::print::call_kind_name;
 use crate::array::{Array, Data};
 use crate::entities::{Inst, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, InstData, ValueData, ValueDef};
 use crate::ops::{
-    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, Literal, LiteralOp, Op, ReduceOp, ShapeOp,
-    UnaryOp,
+    BinaryOp, Body, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, Literal,
+    LiteralOp, Op, ReduceOp, RematPolicy, ShapeOp, UnaryOp,
 };
 use crate::types::{DType, Dims, Shape, Type};
 use hashbrown::HashMap;
@@ -168,11 +169,25 @@ fn lex(text: &str) -> Result<Vec<Token>> {
     Ok(toks)
 }
 
-/// A parameter value: a word or a tuple of words.
+/// A parameter value: a word, a tuple of words, a graph, or a tuple of graphs.
 #[derive(Clone, Debug)]
 enum PVal {
     Word(String),
     Tuple(Vec<String>),
+    Graph(Graph),
+    Graphs(Vec<Graph>),
+}
+
+impl PVal {
+    /// What kind of value this is, for error messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            PVal::Word(_) => "a single value",
+            PVal::Tuple(_) => "a tuple",
+            PVal::Graph(_) => "a graph",
+            PVal::Graphs(_) => "a tuple of graphs",
+        }
+    }
 }
 
 /// The `key=value` parameters of one equation, consumed as the op reads them.
@@ -200,11 +215,43 @@ impl Params {
     fn word(&mut self, key: &str) -> Result<(String, Pos)> {
         match self.take(key)? {
             (PVal::Word(w), pos) => Ok((w, pos)),
-            (PVal::Tuple(_), pos) => Err(err(
+            (other, pos) => Err(err(
                 pos,
                 format!(
-                    "`{key}` of `{}` must be a single value, not a tuple",
-                    self.op
+                    "`{key}` of `{}` must be a single value, not {}",
+                    self.op,
+                    other.kind()
+                ),
+            )),
+        }
+    }
+
+    /// A graph parameter, `key={ lambda ... }`.
+    fn graph(&mut self, key: &str) -> Result<Graph> {
+        match self.take(key)? {
+            (PVal::Graph(g), _) => Ok(g),
+            (other, pos) => Err(err(
+                pos,
+                format!(
+                    "`{key}` of `{}` must be a graph `{{ lambda ... }}`, not {}",
+                    self.op,
+                    other.kind()
+                ),
+            )),
+        }
+    }
+
+    /// A tuple of graphs, `key=({ lambda ... }, { lambda ... })`; `()` is an empty tuple.
+    fn graphs(&mut self, key: &str) -> Result<Vec<Graph>> {
+        match self.take(key)? {
+            (PVal::Graphs(gs), _) => Ok(gs),
+            (PVal::Tuple(ws), _) if ws.is_empty() => Ok(Vec::new()),
+            (other, pos) => Err(err(
+                pos,
+                format!(
+                    "`{key}` of `{}` must be a tuple of graphs, not {}",
+                    self.op,
+                    other.kind()
                 ),
             )),
         }
@@ -244,6 +291,10 @@ impl Params {
             (PVal::Word(w), pos) => Err(err(
                 pos,
                 format!("`{key}` must be a tuple like `(0,1)`, found `{w}`"),
+            )),
+            (other, pos) => Err(err(
+                pos,
+                format!("`{key}` must be a tuple like `(0,1)`, not {}", other.kind()),
             )),
         }
     }
@@ -321,9 +372,9 @@ type Family = fn(&mut OpText<'_>) -> Result<Option<Op>>;
 
 /// Finds the op named in `t`, trying each family in turn.
 fn lookup_op(mut t: OpText<'_>) -> Result<Op> {
-    let families: [Family; 9] = [
+    let families: [Family; 10] = [
         unary_op, binary_op, compare_op, convert_op, literal_op, shape_op, reduce_op, dot_op,
-        index_op,
+        index_op, control_op,
     ];
     for family in families {
         if let Some(op) = family(&mut t)? {
@@ -583,6 +634,107 @@ fn index_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         IndexOp::DynamicUpdateSlice | IndexOp::Gather | IndexOp::ScatterAdd => proto,
     };
     Ok(Some(Op::Index(op)))
+}
+
+/// The sub-graph of a control op, shared.
+fn body(g: Graph) -> Body {
+    Body::new(g)
+}
+
+fn control_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
+    let empty = || body(Graph::default());
+    let protos = [
+        ControlOp::Switch {
+            branches: SmallVec::new(),
+        },
+        ControlOp::While {
+            cond: empty(),
+            body: empty(),
+            n_consts: 0,
+        },
+        ControlOp::Scan {
+            body: empty(),
+            length: 0,
+            n_consts: 0,
+            n_carry: 0,
+            reverse: false,
+        },
+        ControlOp::Call {
+            body: empty(),
+            kind: CallKind::Checkpoint(RematPolicy::Nothing),
+        },
+    ];
+    let Some(proto) = protos.into_iter().find(|o| o.name() == t.name) else {
+        return Ok(None);
+    };
+    let p = t.params()?;
+    let op = match proto {
+        ControlOp::Switch { .. } => ControlOp::Switch {
+            branches: p.graphs("branches")?.into_iter().map(body).collect(),
+        },
+        ControlOp::While { .. } => ControlOp::While {
+            n_consts: p.usize("n_consts")?,
+            cond: body(p.graph("cond")?),
+            body: body(p.graph("body")?),
+        },
+        ControlOp::Scan { .. } => ControlOp::Scan {
+            length: p.usize("length")?,
+            n_consts: p.usize("n_consts")?,
+            n_carry: p.usize("n_carry")?,
+            reverse: p.bool("reverse")?,
+            body: body(p.graph("body")?),
+        },
+        ControlOp::Call { .. } => {
+            let kind = call_kind(p)?;
+            ControlOp::Call {
+                body: body(p.graph("body")?),
+                kind,
+            }
+        }
+    };
+    Ok(Some(Op::Control(op)))
+}
+
+/// The `kind=...` of a `call` and the parameters that kind takes.
+fn call_kind(p: &mut Params) -> Result<CallKind> {
+    let empty = || body(Graph::default());
+    let protos = [
+        CallKind::Checkpoint(RematPolicy::Nothing),
+        CallKind::CustomJvp {
+            rule: empty(),
+            n_diff: 0,
+        },
+        CallKind::CustomVjp {
+            fwd: empty(),
+            bwd: empty(),
+            n_diff: 0,
+        },
+    ];
+    let (w, pos) = p.word("kind")?;
+    let Some(proto) = protos.into_iter().find(|k| call_kind_name(k) == w) else {
+        return Err(err(pos, format!("unknown call kind `{w}`")));
+    };
+    Ok(match proto {
+        CallKind::Checkpoint(_) => {
+            let (w, pos) = p.word("policy")?;
+            // Every policy, so that the names are looked up rather than repeated here.
+            let policies = [RematPolicy::Nothing, RematPolicy::DotsOnly];
+            let policy = policies
+                .into_iter()
+                .find(|q| q.name() == w)
+                .ok_or_else(|| err(pos, format!("unknown checkpoint policy `{w}`")))?;
+            CallKind::Checkpoint(policy)
+        }
+        CallKind::CustomJvp { .. } => CallKind::CustomJvp {
+            n_diff: p.usize("n_diff")?,
+            rule: body(p.graph("rule")?),
+        },
+        CallKind::CustomVjp { .. } => CallKind::CustomVjp {
+            n_diff: p.usize("n_diff")?,
+            fwd: body(p.graph("fwd")?),
+            bwd: body(p.graph("bwd")?),
+        },
+    })
 }
 
 /// Builds a constant of the declared type from its written elements: a scalar is one element;
@@ -850,6 +1002,20 @@ impl Parser {
         g
     }
 
+    /// A graph given as an op parameter; it is verified on its own, since the enclosing
+    /// graph's verification does not look inside ops.
+    fn nested_graph(&mut self) -> Result<Graph> {
+        let pos = self.peek().pos;
+        let g = self.graph()?;
+        g.verify().map_err(|e| {
+            err(
+                pos,
+                format!("this sub-graph fails verification: {}", e.message),
+            )
+        })?;
+        Ok(g)
+    }
+
     /// Counts one more level of nesting, failing beyond [`MAX_DEPTH`].
     fn enter(&mut self, pos: Pos) -> Result<()> {
         self.depth += 1;
@@ -1021,7 +1187,22 @@ impl Parser {
                 return Err(err(kpos, format!("the parameter `{key}` is given twice")));
             }
             self.expect_punct('=', "after the parameter name")?;
-            let val = if self.is_punct('(') {
+            let val = if self.is_punct('{') {
+                PVal::Graph(self.nested_graph()?)
+            } else if self.is_punct('(') && self.peek2().tok == Tok::Punct('{') {
+                self.bump();
+                let mut gs = Vec::new();
+                loop {
+                    gs.push(self.nested_graph()?);
+                    if self.is_punct(',') {
+                        self.bump();
+                    } else {
+                        break;
+                    }
+                }
+                self.expect_punct(')', "to close the tuple of graphs")?;
+                PVal::Graphs(gs)
+            } else if self.is_punct('(') {
                 self.bump();
                 let mut ws = Vec::new();
                 if !self.is_punct(')') {

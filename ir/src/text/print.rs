@@ -5,12 +5,14 @@ use crate::array::{Array, Data};
 use crate::entities::Value;
 use crate::graph::Graph;
 use crate::ops::{
-    CallKind, ControlOp, BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op, ReduceOp, ShapeOp, UnaryOp,
+    BinaryOp, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op,
+    ReduceOp, ShapeOp, UnaryOp,
 };
 use crate::types::Shape;
 use std::fmt::{self, Write};
 
-/// Bodies with more equations than this, and graphs with sub-graphs, print one equation a line.
+/// Bodies with more equations than this, and graphs with control ops or `where` sub-graphs,
+/// print one equation a line.
 pub(crate) const MAX_INLINE_EQUATIONS: usize = 3;
 
 impl Graph {
@@ -74,10 +76,50 @@ pub(crate) fn type_text(g: &Graph, v: Value) -> String {
     }
 }
 
-/// Writes `g` whose opening brace sits on a line indented by `indent` spaces.
+/// Writes an equation's op with all its parameters; the sub-graphs of a control op start new
+/// lines indented by `indent` spaces.
+fn write_equation_op(out: &mut String, op: &Op, indent: usize) -> fmt::Result {
+    match op {
+        Op::Control(c) => {
+            out.push_str(op.name());
+            write_control(out, c, Some(indent))
+        }
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Convert(_)
+        | Op::Literal(_)
+        | Op::Shape(_)
+        | Op::Reduce(_)
+        | Op::Dot(_)
+        | Op::Index(_) => write_op(out, op),
+    }
+}
+
+/// Whether an equation spans several lines (control ops print their sub-graphs on their own
+/// lines), which forces the enclosing graph into the one-equation-a-line layout.
+fn spans_lines(op: &Op) -> bool {
+    match op {
+        Op::Control(_) => true,
+        Op::Unary(_)
+        | Op::Binary(_)
+        | Op::Compare(_)
+        | Op::Convert(_)
+        | Op::Literal(_)
+        | Op::Shape(_)
+        | Op::Reduce(_)
+        | Op::Dot(_)
+        | Op::Index(_) => false,
+    }
+}
+
+/// Writes `g` whose opening brace sits on a line indented by `indent` spaces (the graph's
+/// `let`, `in` and `where` lines are indented two more).
 fn write_graph(out: &mut String, g: &Graph, indent: usize) -> fmt::Result {
     let names = Names::new(g);
-    let multi = g.insts.len() > MAX_INLINE_EQUATIONS || !g.subgraphs.is_empty();
+    let multi = g.insts.len() > MAX_INLINE_EQUATIONS
+        || !g.subgraphs.is_empty()
+        || g.insts.iter().any(|i| spans_lines(&i.op));
     let pad = " ".repeat(indent);
     out.push_str("{ lambda ");
     for (k, &p) in g.params.iter().enumerate() {
@@ -113,7 +155,7 @@ fn write_graph(out: &mut String, g: &Graph, indent: usize) -> fmt::Result {
             write!(out, "{}:{}", names.name(r), type_text(g, r))?;
         }
         out.push_str(" = ");
-        write_op(out, &inst.op)?;
+        write_equation_op(out, &inst.op, indent + 10)?;
         for &a in &inst.args {
             write!(out, " {}", names.name(a))?;
         }
@@ -144,7 +186,8 @@ fn write_graph(out: &mut String, g: &Graph, indent: usize) -> fmt::Result {
 }
 
 /// Writes an op's name followed by its static parameters in brackets (nothing when it has
-/// none), e.g. `transpose[perm=(1,0)]`.
+/// none), e.g. `transpose[perm=(1,0)]`. The sub-graphs of control ops are left out, so this is
+/// a one-line header (used for DOT labels); equations print through [`write_equation_op`].
 pub(crate) fn write_op(out: &mut String, op: &Op) -> fmt::Result {
     out.push_str(op.name());
     match op {
@@ -157,47 +200,137 @@ pub(crate) fn write_op(out: &mut String, op: &Op) -> fmt::Result {
         Op::Reduce(r) => write_reduce(out, r),
         Op::Dot(d) => write_dot(out, d),
         Op::Index(i) => write_index(out, i),
-        Op::Control(c) => write_control(out, c),
+        Op::Control(c) => write_control(out, c, None),
     }
 }
 
-/// Control ops print their bodies inline as nested graphs, e.g.
-/// `while[n_consts=0 cond={ lambda ... } body={ lambda ... }]`.
-fn write_control(out: &mut String, op: &ControlOp) -> fmt::Result {
+/// A sub-graph parameter of a control op: one graph (`body={ ... }`) or a tuple of graphs
+/// (`branches=({ ... }, { ... })`).
+pub(crate) enum GraphParam<'a> {
+    /// A single graph.
+    One(&'a Graph),
+    /// A tuple of graphs.
+    Tuple(Vec<&'a Graph>),
+}
+
+/// The static parameters of a control op in print order: first the scalar ones as
+/// `(key, value)` text, then the sub-graph ones. The parser reads the same keys.
+pub(crate) struct ControlParams<'a> {
+    /// `key=value` parameters whose value is a word.
+    pub(crate) scalars: Vec<(&'static str, String)>,
+    /// Parameters whose value is a graph or a tuple of graphs.
+    pub(crate) graphs: Vec<(&'static str, GraphParam<'a>)>,
+}
+
+/// The text name of a call kind (`kind=...`).
+pub(crate) fn call_kind_name(kind: &CallKind) -> &'static str {
+    match kind {
+        CallKind::Checkpoint(_) => "checkpoint",
+        CallKind::CustomJvp { .. } => "custom_jvp",
+        CallKind::CustomVjp { .. } => "custom_vjp",
+    }
+}
+
+/// Splits a control op's parameters into scalar and sub-graph parameters.
+pub(crate) fn control_params(op: &ControlOp) -> ControlParams<'_> {
+    let mut scalars = Vec::new();
+    let mut graphs = Vec::new();
     match op {
         ControlOp::Switch { branches } => {
-            let bs: Vec<String> = branches.iter().map(|b| b.graph().to_text()).collect();
-            write!(out, "[branches=({})]", bs.join(", "))
+            let bs = branches.iter().map(|b| b.graph()).collect();
+            graphs.push(("branches", GraphParam::Tuple(bs)));
         }
-        ControlOp::While { cond, body, n_consts } => write!(
-            out,
-            "[n_consts={n_consts} cond={} body={}]",
-            cond.graph().to_text(),
-            body.graph().to_text()
-        ),
-        ControlOp::Scan { body, length, n_consts, n_carry, reverse } => write!(
-            out,
-            "[length={length} n_consts={n_consts} n_carry={n_carry} reverse={reverse} body={}]",
-            body.graph().to_text()
-        ),
+        ControlOp::While {
+            cond,
+            body,
+            n_consts,
+        } => {
+            scalars.push(("n_consts", n_consts.to_string()));
+            graphs.push(("cond", GraphParam::One(cond.graph())));
+            graphs.push(("body", GraphParam::One(body.graph())));
+        }
+        ControlOp::Scan {
+            body,
+            length,
+            n_consts,
+            n_carry,
+            reverse,
+        } => {
+            scalars.push(("length", length.to_string()));
+            scalars.push(("n_consts", n_consts.to_string()));
+            scalars.push(("n_carry", n_carry.to_string()));
+            scalars.push(("reverse", reverse.to_string()));
+            graphs.push(("body", GraphParam::One(body.graph())));
+        }
         ControlOp::Call { body, kind } => {
+            scalars.push(("kind", call_kind_name(kind).to_string()));
             match kind {
-                CallKind::Checkpoint(p) => write!(out, "[kind=checkpoint policy={}", p.name())?,
-                CallKind::CustomJvp { rule, n_diff } => write!(
-                    out,
-                    "[kind=custom_jvp n_diff={n_diff} rule={}",
-                    rule.graph().to_text()
-                )?,
-                CallKind::CustomVjp { fwd, bwd, n_diff } => write!(
-                    out,
-                    "[kind=custom_vjp n_diff={n_diff} fwd={} bwd={}",
-                    fwd.graph().to_text(),
-                    bwd.graph().to_text()
-                )?,
+                CallKind::Checkpoint(p) => scalars.push(("policy", p.name().to_string())),
+                CallKind::CustomJvp { rule, n_diff } => {
+                    scalars.push(("n_diff", n_diff.to_string()));
+                    graphs.push(("rule", GraphParam::One(rule.graph())));
+                }
+                CallKind::CustomVjp { fwd, bwd, n_diff } => {
+                    scalars.push(("n_diff", n_diff.to_string()));
+                    graphs.push(("fwd", GraphParam::One(fwd.graph())));
+                    graphs.push(("bwd", GraphParam::One(bwd.graph())));
+                }
             }
-            write!(out, " body={}]", body.graph().to_text())
+            graphs.push(("body", GraphParam::One(body.graph())));
         }
     }
+    ControlParams { scalars, graphs }
+}
+
+/// Writes a control op's name and parameters. With `indent`, every sub-graph starts a new line
+/// indented by that many spaces (its own lines are indented relative to it), e.g.
+///
+/// ```text
+/// while[n_consts=0
+///     cond={ lambda v0:f64[] . let ... in (v2) }
+///     body={ lambda v0:f64[] . let ... in (v3) }]
+/// ```
+///
+/// Without `indent` the sub-graphs are left out (a header for labels such as DOT's).
+fn write_control(out: &mut String, op: &ControlOp, indent: Option<usize>) -> fmt::Result {
+    let params = control_params(op);
+    let header: Vec<String> = params
+        .scalars
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let Some(indent) = indent else {
+        if !header.is_empty() {
+            write!(out, "[{}]", header.join(" "))?;
+        }
+        return Ok(());
+    };
+    let pad = " ".repeat(indent);
+    write!(out, "[{}", header.join(" "))?;
+    for (k, (key, value)) in params.graphs.iter().enumerate() {
+        match value {
+            GraphParam::One(g) => {
+                write!(out, "\n{pad}{key}=")?;
+                write_graph(out, g, indent)?;
+            }
+            GraphParam::Tuple(gs) => {
+                if k > 0 || !header.is_empty() {
+                    write!(out, "\n{pad}")?;
+                }
+                write!(out, "{key}=(")?;
+                for (j, g) in gs.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write!(out, "\n{pad}")?;
+                    write_graph(out, g, indent)?;
+                }
+                out.push(')');
+            }
+        }
+    }
+    out.push(']');
+    Ok(())
 }
 
 /// A tuple of dimensions: `(1,0)`, `(2)` or `()`.

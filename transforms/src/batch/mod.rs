@@ -5,10 +5,12 @@
 //! an instruction whose operands are all unbatched unchanged, and otherwise calls the family's
 //! rule, which may assume that at least one operand is batched. The helpers on [`BatchCtx`]
 //! build the small pieces the rules share (moving a batch dimension, broadcasting an unbatched
-//! operand, index arithmetic).
+//! operand, index arithmetic). Control ops have several results and sub-graphs; their rules
+//! (`control.rs`) batch the sub-graphs with the same walk ([`crate::vmap::batch_into`]).
 
 pub mod binary;
 pub mod compare;
+pub mod control;
 pub mod convert;
 pub mod dot;
 pub mod index;
@@ -256,7 +258,9 @@ impl<'a> BatchCtx<'a> {
 }
 
 /// Batches one instruction: re-emits it unchanged when no operand is batched, and otherwise
-/// applies the batching rule of its family.
+/// applies the batching rule of its family. Returns one batched value per result; the rules of
+/// single-result families return one value, those of control ops (`batch/control.rs`) one per
+/// result of the op.
 pub fn batch_op(
     ctx: &mut BatchCtx<'_>,
     op: &Op,
@@ -277,12 +281,7 @@ pub fn batch_op(
         Op::Reduce(o) => reduce::batch(o, ctx, args)?,
         Op::Dot(o) => dot::batch(o, ctx, args)?,
         Op::Index(o) => index::batch(o, ctx, args)?,
-        Op::Control(o) => {
-            return Err(Error::new(
-                ErrorKind::Transform,
-                format!("vmap: no batching rule for `{}` yet", o.name()),
-            ))
-        }
+        Op::Control(o) => return control::batch(o, ctx, args),
     };
     Ok(smallvec![out])
 }

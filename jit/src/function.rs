@@ -1,0 +1,121 @@
+//! `jit(f)`: a [`Function`] compiled to native code, specialised and compiled once per list of
+//! input types (through the graph-keyed compile cache, so equal graphs share machine code).
+
+use crate::{compile_cached, Compiled, JitOptions};
+use ferrax_ir::{Array, Error, ErrorKind, Function, IntoFunction, Result, Type};
+use hashbrown::HashMap;
+use std::sync::{Arc, Mutex};
+
+struct Inner {
+    func: Function,
+    opts: JitOptions,
+    compiled: Mutex<HashMap<Vec<Type>, Compiled>>,
+}
+
+/// A jitted function: cheap to clone, `Send + Sync`. Calls compile on first use of each list
+/// of input types and reuse the native code afterwards.
+#[derive(Clone)]
+pub struct Jit {
+    inner: Arc<Inner>,
+}
+
+impl Jit {
+    /// The function being compiled.
+    pub fn function(&self) -> &Function {
+        &self.inner.func
+    }
+
+    /// The compiled code for `types`, compiling it on first use.
+    #[track_caller]
+    pub fn compiled_for(&self, types: &[Type]) -> Result<Compiled> {
+        let loc = std::panic::Location::caller();
+        if let Some(c) = self.inner.compiled.lock().expect("jit lock").get(types) {
+            return Ok(c.clone());
+        }
+        let s = self.inner.func.specialize(types)?;
+        if !s.captures.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Jit,
+                "jit: the function closes over tracers of an enclosing trace; jit the enclosing \
+                 function instead",
+            )
+            .at(loc));
+        }
+        let c = compile_cached(&s.graph, &self.inner.opts).map_err(|e| e.at(loc))?;
+        self.inner
+            .compiled
+            .lock()
+            .expect("jit lock")
+            .insert(types.to_vec(), c.clone());
+        Ok(c)
+    }
+
+    /// The compiled code for the function's default input types (f64 scalars for closures).
+    #[track_caller]
+    pub fn compiled(&self) -> Result<Compiled> {
+        let Some(types) = self.inner.func.default_types() else {
+            return Err(Error::new(
+                ErrorKind::Arity,
+                "jit: the function has no default input types; use compiled_for(&types)",
+            )
+            .here());
+        };
+        self.compiled_for(&types)
+    }
+
+    /// Calls the native code on arrays (compiling for their types on first use).
+    #[track_caller]
+    pub fn call_arrays(&self, args: &[Array]) -> Result<Vec<Array>> {
+        let types: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+        self.compiled_for(&types)?.call(args)
+    }
+
+    /// Calls the native code on concrete values, converting outputs like [`Function::call`].
+    #[track_caller]
+    pub fn call<A: ferrax_ir::IntoArgs, R: ferrax_ir::function::FromOutputs>(
+        &self,
+        args: A,
+    ) -> Result<R> {
+        R::from_outputs(self.call_arrays(&args.into_args())?)
+    }
+
+    /// Calls the native code writing into preallocated outputs (no allocation in steady state).
+    #[track_caller]
+    pub fn call_into(&self, args: &[&Array], outs: &mut [Array]) -> Result<()> {
+        let types: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+        self.compiled_for(&types)?.call_into(args, outs)
+    }
+}
+
+/// Compiles `f` with default options. For functions with default input types (closures of
+/// 1 to 6 tensors: f64 scalars) the code for those types is compiled now, so compile errors
+/// surface here; other types compile on first call.
+///
+/// ```
+/// use ferrax_ir::Tensor;
+/// let f = ferrax_jit::jit(|x: Tensor| x.sin() * 2.0).unwrap();
+/// let y: f64 = f.call(0.5).unwrap();
+/// assert_eq!(y, 0.5f64.sin() * 2.0);
+/// let fast = f.compiled().unwrap().as_fn1::<f64>().unwrap();
+/// assert_eq!(fast.call(0.5), y);
+/// ```
+#[track_caller]
+pub fn jit<M>(f: impl IntoFunction<M>) -> Result<Jit> {
+    jit_with(f, JitOptions::default())
+}
+
+/// Compiles `f` with the given options (see [`jit`]).
+#[track_caller]
+pub fn jit_with<M>(f: impl IntoFunction<M>, opts: JitOptions) -> Result<Jit> {
+    let j = Jit {
+        inner: Arc::new(Inner {
+            func: f.into_function(),
+            opts,
+            compiled: Mutex::new(HashMap::new()),
+        }),
+    };
+    if j.inner.func.default_types().is_some() {
+        j.compiled()?;
+    }
+    Ok(j)
+}

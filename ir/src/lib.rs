@@ -4,6 +4,7 @@
 
 pub mod array;
 pub mod builder;
+pub mod control_api;
 pub mod entities;
 pub mod error;
 pub mod graph;
@@ -15,6 +16,7 @@ mod verify;
 
 pub use array::{Array, Data};
 pub use builder::Builder;
+pub use control_api::{cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig};
 pub use entities::{GraphId, Inst, Value};
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Graph, InstData, ValueData, ValueDef};

@@ -291,6 +291,79 @@ pub(crate) fn apply(op: Op, args: &[&Tensor], loc: &'static Location<'static>) -
     })
 }
 
+/// Applies an op with any number of results (control flow): eagerly when every operand is
+/// concrete and no active trace would have to record a large result, otherwise by recording
+/// it in the innermost trace. Errors are attached to `loc`, recorded, and returned as one
+/// error tensor per expected result (`n_results`).
+pub(crate) fn apply_n(
+    op: Op,
+    args: &[&Tensor],
+    n_results: usize,
+    loc: &'static Location<'static>,
+) -> Vec<Tensor> {
+    let fail_all = |e: Error| vec![fail(e.at(loc)); n_results.max(1)];
+    if let Some(e) = args.iter().find_map(|a| a.error()) {
+        return vec![Tensor::from_error(e.clone()); n_results.max(1)];
+    }
+    let all_concrete = args.iter().all(|a| matches!(a.0, Repr::Concrete(_)));
+    if all_concrete {
+        let arrays: Vec<&Array> = args
+            .iter()
+            .filter_map(|a| match &a.0 {
+                Repr::Concrete(x) => Some(&**x),
+                _ => None,
+            })
+            .collect();
+        return match op.eval(&arrays) {
+            Ok(outs) => outs.into_iter().map(Tensor::from_array).collect(),
+            Err(e) => fail_all(e),
+        };
+    }
+    for a in args {
+        if let Repr::Traced { trace, ty, .. } = &a.0 {
+            if !trace_is_active(*trace) {
+                return fail_all(Error::new(
+                    ErrorKind::Trace,
+                    format!(
+                        "{}: a tracer ({ty}) was used after its trace ended (it escaped the \
+                         traced function)",
+                        op.name()
+                    ),
+                ));
+            }
+        }
+    }
+    with_top(|s| {
+        let mut vals = Vec::with_capacity(args.len());
+        for a in args {
+            match lift(s, a) {
+                Ok(v) => vals.push(v),
+                Err(e) => return vec![record(s, e.at(loc)); n_results.max(1)],
+            }
+        }
+        match s.builder.push(op, &vals) {
+            Ok(vs) => vs
+                .into_iter()
+                .map(|v| {
+                    let ty = s.builder.ty(v).clone();
+                    Tensor(Repr::Traced { trace: s.id, value: v, ty })
+                })
+                .collect(),
+            Err(e) => vec![record(s, e.at(loc)); n_results.max(1)],
+        }
+    })
+}
+
+/// Whether two tensors are the same tracer (same trace and value).
+pub(crate) fn same_tracer(a: &Tensor, b: &Tensor) -> bool {
+    match (&a.0, &b.0) {
+        (Repr::Traced { trace: t1, value: v1, .. }, Repr::Traced { trace: t2, value: v2, .. }) => {
+            t1 == t2 && v1 == v2
+        }
+        _ => false,
+    }
+}
+
 fn record(s: &mut TraceState, e: Error) -> Tensor {
     if s.error.is_none() {
         s.error = Some(e.clone());

@@ -2,7 +2,31 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, ValueDef};
+use crate::ops::{CallKind, ControlOp, Op};
 use crate::types::Type;
+
+/// The sub-graphs a control op holds.
+fn bodies(c: &ControlOp) -> Vec<&Graph> {
+    match c {
+        ControlOp::Switch { branches } => branches.iter().map(|b| b.graph()).collect(),
+        ControlOp::While { cond, body, .. } => vec![cond.graph(), body.graph()],
+        ControlOp::Scan { body, .. } => vec![body.graph()],
+        ControlOp::TapedWhile { cond, fwd, step, .. } => vec![cond.graph(), fwd.graph(), step.graph()],
+        ControlOp::CustomLinear { bwd, .. } => vec![bwd.graph()],
+        ControlOp::Call { body, kind } => {
+            let mut v = vec![body.graph()];
+            match kind {
+                CallKind::Checkpoint(_) => {}
+                CallKind::CustomJvp { rule, .. } => v.push(rule.graph()),
+                CallKind::CustomVjp { fwd, bwd, .. } => {
+                    v.push(fwd.graph());
+                    v.push(bwd.graph());
+                }
+            }
+            v
+        }
+    }
+}
 
 fn fail(msg: String) -> Error {
     Error::new(ErrorKind::Verify, msg)
@@ -27,6 +51,13 @@ impl Graph {
                         "{inst} ({}) uses {a} before its definition",
                         data.op.name()
                     )));
+                }
+            }
+            if let Op::Control(c) = &data.op {
+                for (k, body) in bodies(c).into_iter().enumerate() {
+                    body.verify().map_err(|e| {
+                        fail(format!("{inst} ({}) sub-graph {k}: {}", data.op.name(), e.message))
+                    })?;
                 }
             }
             let tys: Vec<Type> = data.args.iter().map(|&a| self.ty(a).clone()).collect();

@@ -91,9 +91,6 @@ fn scalar_abi(graph: &Graph, plan: &Plan) -> Option<ScalarAbi> {
 /// The result can be called from any thread; dropping its last handle frees the code.
 pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let start = Instant::now();
-    if !graph.subgraphs().is_empty() {
-        return Err(jit_err("the JIT does not lower graphs with sub-graphs yet"));
-    }
     let plan = plan(graph);
     let scalar = scalar_abi(graph, &plan);
     let mut jb = JITBuilder::with_isa(isa(opts)?, default_libcall_names());
@@ -103,6 +100,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let mut consts: Vec<Literal> = Vec::new();
     let ptr = module.target_config().pointer_type();
     let cc = module.isa().default_call_conv();
+    let mut code_bytes = 0;
 
     let mut tsig = Signature::new(cc);
     tsig.params.extend([AbiParam::new(ptr); 3]);
@@ -122,10 +120,10 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
                 &mut consts,
                 abi,
             )?;
-            define(&mut module, sid, func)?;
+            code_bytes += define(&mut module, sid, func)?;
             let mut func = Function::with_name_signature(Default::default(), tsig);
             build_wrapper(&mut module, &mut fbc, &mut func, graph, sid, abi)?;
-            define(&mut module, tid, func)?;
+            code_bytes += define(&mut module, tid, func)?;
             Some(sid)
         }
         None => {
@@ -139,7 +137,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
                 &plan,
                 &mut consts,
             )?;
-            define(&mut module, tid, func)?;
+            code_bytes += define(&mut module, tid, func)?;
             None
         }
     };
@@ -159,6 +157,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         plan.workspace,
         consts,
         elapsed,
+        code_bytes,
     )))
 }
 
@@ -168,11 +167,15 @@ fn declare(module: &mut JITModule, name: &str, sig: &Signature) -> Result<FuncId
         .map_err(|e| jit_err(format!("cranelift declare {name}: {e}")))
 }
 
-fn define(module: &mut JITModule, id: FuncId, func: Function) -> Result<()> {
+/// Compiles `func` as the definition of `id`; returns its machine code size in bytes.
+fn define(module: &mut JITModule, id: FuncId, func: Function) -> Result<usize> {
     let mut ctx = cranelift_codegen::Context::for_function(func);
     module
         .define_function(id, &mut ctx)
-        .map_err(|e| jit_err(format!("cranelift codegen: {e:?}")))
+        .map_err(|e| jit_err(format!("cranelift codegen: {e:?}")))?;
+    Ok(ctx
+        .compiled_code()
+        .map_or(0, |c| c.code_info().total_size as usize))
 }
 
 /// The scalar entry's signature: one register per parameter; one returned register for one

@@ -48,6 +48,7 @@ pub(crate) struct Inner {
     pool: Mutex<Vec<Workspace>>,
     _consts: Vec<Literal>,
     compile_time: Duration,
+    code_bytes: usize,
 }
 
 // SAFETY: the code pointers refer to immutable finalized machine code owned by `module`; the
@@ -67,6 +68,7 @@ impl Inner {
         workspace: usize,
         consts: Vec<Literal>,
         compile_time: Duration,
+        code_bytes: usize,
     ) -> Inner {
         stats::LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Inner {
@@ -81,6 +83,7 @@ impl Inner {
             pool: Mutex::new(Vec::new()),
             _consts: consts,
             compile_time,
+            code_bytes,
         }
     }
 }
@@ -200,6 +203,11 @@ impl Compiled {
     /// How long compilation took (planning, lowering, Cranelift, finalization).
     pub fn compile_time(&self) -> Duration {
         self.inner.compile_time
+    }
+
+    /// The size of the generated machine code in bytes (all entry points).
+    pub fn code_bytes(&self) -> usize {
+        self.inner.code_bytes
     }
 
     /// The workspace size in bytes that each concurrent call uses.

@@ -6,8 +6,17 @@
 //! byte arena per call whose regions are assigned by liveness, so values whose lifetimes do not
 //! overlap share memory. Elementwise ops may write into the region of an operand that dies at
 //! that op (same index, read before written).
+//!
+//! A control-flow op (`switch`, `while`, `scan`, `call`) gets a *scratch* region for the time it
+//! runs, allocated while its operands and results are live so it overlaps neither. The scratch
+//! holds the second buffer of every carried tensor of a loop (carries are double-buffered: the
+//! body reads one buffer and writes the other, and the two swap each iteration; the first is the
+//! op's result buffer) and, after those, one region shared by the op's bodies. Each body is
+//! planned separately by the same rules (recursively, for nested control flow) as if it were a
+//! graph of its own; bodies of one op never run at the same time, so their workspaces overlap.
 
-use ferrax_ir::{Graph, Op, Value};
+use ferrax_ir::ops::ControlOp;
+use ferrax_ir::{Graph, InstData, Op, Type, Value};
 
 /// Alignment of every workspace region, in bytes (enough for 128-bit vectors).
 pub(crate) const ALIGN: usize = 16;
@@ -34,6 +43,123 @@ pub(crate) struct Plan {
     pub homes: Vec<Home>,
     /// The workspace size in bytes.
     pub workspace: usize,
+    /// The plan of every control-flow instruction, indexed by instruction position.
+    pub controls: Vec<Option<ControlPlan>>,
+}
+
+/// The buffers of one control-flow instruction, as byte offsets in its graph's workspace.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ControlPlan {
+    /// The plans of the op's bodies in the order of [`bodies`].
+    pub bodies: Vec<Plan>,
+    /// Where the bodies' workspaces start (they share one region).
+    pub body_ws: usize,
+    /// The second buffer of each carry that is a result (the carries of `while` and `scan`,
+    /// the linear carries of `taped_while`); `None` for rank-0 carries, held in registers.
+    pub carry_bufs: Vec<Option<usize>>,
+    /// `taped_while`: both buffers of each carry of its forward loop (not a result).
+    pub state_bufs: Vec<Option<[usize; 2]>>,
+    /// `taped_while` folding forwards: a buffer for each tensor of one tape entry.
+    pub entry_bufs: Vec<Option<usize>>,
+}
+
+/// The bodies of a control-flow op, in the order of [`ControlPlan::bodies`]: the branches of
+/// a `switch`; the condition then the body of a `while`; the body of a `scan` or `call`; the
+/// condition, forward body and step of a `taped_while`; none for `custom_lin`, which cannot
+/// run.
+pub(crate) fn bodies(op: &ControlOp) -> Vec<&Graph> {
+    match op {
+        ControlOp::Switch { branches } => branches.iter().map(|b| b.graph()).collect(),
+        ControlOp::While { cond, body, .. } => vec![cond.graph(), body.graph()],
+        ControlOp::Scan { body, .. } => vec![body.graph()],
+        ControlOp::TapedWhile {
+            cond, fwd, step, ..
+        } => vec![cond.graph(), fwd.graph(), step.graph()],
+        ControlOp::CustomLinear { .. } => vec![],
+        ControlOp::Call { body, .. } => vec![body.graph()],
+    }
+}
+
+/// Lays out regions one after another (each aligned), as offsets from the start.
+#[derive(Default)]
+struct Layout {
+    size: usize,
+}
+
+impl Layout {
+    /// A region for a value of `ty`, or `None` when it is rank 0 (a register).
+    fn tensor(&mut self, ty: &Type) -> Option<usize> {
+        (!ty.is_scalar()).then(|| self.take(ty.size() * ty.dtype.size_bytes()))
+    }
+
+    fn take(&mut self, bytes: usize) -> usize {
+        let at = self.size;
+        self.size += bytes.div_ceil(ALIGN) * ALIGN;
+        at
+    }
+}
+
+/// Plans a control-flow instruction's bodies and scratch region; `arena` holds everything
+/// live across it (its operands and results), so the scratch overlaps none of them.
+fn plan_control(graph: &Graph, op: &ControlOp, inst: &InstData, arena: &mut Arena) -> ControlPlan {
+    let subs: Vec<Plan> = bodies(op).into_iter().map(plan).collect();
+    let mut lay = Layout::default();
+    let ty = |v: &Value| graph.ty(*v).clone();
+    let mut cp = ControlPlan::default();
+    match op {
+        ControlOp::While { .. } => {
+            cp.carry_bufs = inst.results.iter().map(|r| lay.tensor(&ty(r))).collect();
+        }
+        ControlOp::Scan { n_carry, .. } => {
+            let n = (*n_carry).min(inst.results.len());
+            cp.carry_bufs = inst.results[..n].iter().map(|r| lay.tensor(&ty(r))).collect();
+        }
+        ControlOp::TapedWhile {
+            cond,
+            fwd,
+            n_consts,
+            reverse,
+            ..
+        } => {
+            cp.carry_bufs = inst.results.iter().map(|r| lay.tensor(&ty(r))).collect();
+            let n_state = cond.graph().params().len();
+            let state = inst.args.get(*n_consts..n_state).unwrap_or(&[]);
+            for a in state {
+                let t = ty(a);
+                let first = lay.tensor(&t);
+                let second = lay.tensor(&t);
+                cp.state_bufs.push(first.zip(second).map(|(x, y)| [x, y]));
+            }
+            if !reverse {
+                let g = fwd.graph();
+                let entries = g.outputs().get(state.len()..).unwrap_or(&[]);
+                cp.entry_bufs = entries.iter().map(|&o| lay.tensor(g.ty(o))).collect();
+            }
+        }
+        ControlOp::Switch { .. } | ControlOp::CustomLinear { .. } | ControlOp::Call { .. } => {}
+    }
+    let body_rel = lay.size;
+    let size = lay.size + subs.iter().map(|p| p.workspace).max().unwrap_or(0);
+    // The scratch is taken while the operands and results are live and given back at once:
+    // nothing else is allocated before the op has run.
+    let base = if size > 0 {
+        let b = arena.alloc(size);
+        arena.free(b);
+        b
+    } else {
+        0
+    };
+    let shift = |o: Option<usize>| o.map(|o| base + o);
+    cp.carry_bufs = cp.carry_bufs.into_iter().map(shift).collect();
+    cp.entry_bufs = cp.entry_bufs.into_iter().map(shift).collect();
+    cp.state_bufs = cp
+        .state_bufs
+        .into_iter()
+        .map(|o| o.map(|[a, b]| [base + a, base + b]))
+        .collect();
+    cp.bodies = subs;
+    cp.body_ws = base + body_rel;
+    cp
 }
 
 /// A first-fit allocator over workspace byte offsets.
@@ -89,6 +215,7 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     }
     let mut arena = Arena::default();
     let size_of = |v: Value| graph.ty(v).size() * graph.ty(v).dtype.size_bytes();
+    let mut controls: Vec<Option<ControlPlan>> = vec![None; graph.num_insts()];
     for (i, (_, inst)) in graph.insts().enumerate() {
         let mut reusable: Option<usize> = None;
         if inst.op.is_elementwise() {
@@ -126,6 +253,9 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
                 _ => None,
             })
             .collect();
+        if let Op::Control(op) = &inst.op {
+            controls[i] = Some(plan_control(graph, op, inst, &mut arena));
+        }
         for &a in &inst.args {
             if let Home::Work(off) = homes[a.index()] {
                 if last_use[a.index()] == i && !taken.contains(&off) {
@@ -137,5 +267,6 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     Plan {
         homes,
         workspace: arena.high,
+        controls,
     }
 }

@@ -129,11 +129,64 @@ unsafe extern "C" fn ferrax_sgemm(
     unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc) }
 }
 
+/// The alignment of a `taped_while` tape.
+const TAPE_ALIGN: usize = 16;
+
+/// Grows the tape of a reverse `taped_while` from `old` to `new` bytes (`new > old`), keeping
+/// its contents; a null or empty tape is allocated afresh. Aborts the process when memory is
+/// exhausted, as Rust's collections do.
+///
+/// # Safety
+/// `ptr` and `old` must describe the tape returned by the previous call (or be null and 0).
+unsafe extern "C" fn ferrax_tape_grow(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
+    use std::alloc::{alloc, handle_alloc_error, realloc, Layout};
+    let Ok(layout) = Layout::from_size_align(new.max(1), TAPE_ALIGN) else {
+        // A size beyond `isize::MAX` cannot be allocated.
+        std::process::abort()
+    };
+    let p = if ptr.is_null() || old == 0 {
+        // SAFETY: the layout has a non-zero size.
+        unsafe { alloc(layout) }
+    } else {
+        // SAFETY: `ptr` was allocated with this alignment and size `old` (the caller's
+        // contract), and the new size was validated by `Layout::from_size_align`.
+        unsafe {
+            realloc(
+                ptr,
+                Layout::from_size_align_unchecked(old, TAPE_ALIGN),
+                layout.size(),
+            )
+        }
+    };
+    if p.is_null() {
+        handle_alloc_error(layout)
+    }
+    p
+}
+
+/// Frees the tape of a reverse `taped_while` (nothing for a null or empty tape).
+///
+/// # Safety
+/// `ptr` and `cap` must describe the tape returned by the last [`ferrax_tape_grow`].
+unsafe extern "C" fn ferrax_tape_free(ptr: *mut u8, cap: usize) {
+    if !ptr.is_null() && cap > 0 {
+        // SAFETY: allocated by `ferrax_tape_grow` with this size and alignment.
+        unsafe {
+            std::alloc::dealloc(
+                ptr,
+                std::alloc::Layout::from_size_align_unchecked(cap, TAPE_ALIGN),
+            )
+        }
+    }
+}
+
 /// The address of a `ferrax_*` helper symbol, for `JITBuilder::symbol_lookup_fn`.
 pub(crate) fn lookup(name: &str) -> Option<*const u8> {
     match name {
         "ferrax_dgemm" => return Some(ferrax_dgemm as *const u8),
         "ferrax_sgemm" => return Some(ferrax_sgemm as *const u8),
+        "ferrax_tape_grow" => return Some(ferrax_tape_grow as *const u8),
+        "ferrax_tape_free" => return Some(ferrax_tape_free as *const u8),
         _ => {}
     }
     UNARY

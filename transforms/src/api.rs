@@ -7,8 +7,11 @@ use crate::{
     grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,
     value_and_grad_graph, vjp_graph,
 };
+use crate::emit::{build_graph, inline};
 use ferrax_ir::function::Specialized;
-use ferrax_ir::{Array, Error, ErrorKind, Function, Graph, IntoFunction, Result, Type};
+use ferrax_ir::ops::{Body, CallKind, ControlOp, RematPolicy};
+use ferrax_ir::tracer::trace_with;
+use ferrax_ir::{Array, Error, ErrorKind, Function, Graph, IntoFunction, Op, Result, Tensor, Type};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -644,4 +647,294 @@ impl IntoFunction<TransformMarker> for &Vmap {
 /// ```
 pub fn vmap<M>(f: impl IntoFunction<M>) -> Vmap {
     Vmap::build(f.into_function(), None, None)
+}
+
+/// The types of a graph's parameters from `from` on.
+fn param_types_from(g: &Graph, from: usize) -> Vec<Type> {
+    g.param_types()[from..].to_vec()
+}
+
+fn rule_error(name: &str, msg: String) -> Error {
+    Error::new(ErrorKind::Transform, format!("{name}: {msg}"))
+}
+
+/// Types as text, for error messages: `(f64[3], f32[])`.
+fn fmt_types(tys: &[Type]) -> String {
+    let parts: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
+    format!("({})", parts.join(", "))
+}
+
+/// A rule of [`custom_jvp`]: `(primals, tangents) -> (outputs, output tangents)`.
+pub type JvpRule = dyn Fn(&[Tensor], &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + Send + Sync;
+
+/// `f` with a custom forward-mode rule: `rule(primals, tangents)` returns the outputs and
+/// their tangents. The rule is traced too (it may use any tensor op) and replaces the
+/// derivative of `f` in every transform: forward mode uses it directly and reverse mode
+/// transposes its tangent part, so the output tangents must be linear in the tangents (sums,
+/// and products with primal values). Higher derivatives differentiate the rule itself. The
+/// result is a plain `call` of `f`'s graph, so it evaluates and compiles like `f`.
+///
+/// ```
+/// use ferrax_ir::Tensor;
+/// use ferrax_transforms::api::*;
+/// // A ReLU whose derivative is 1 where x > 0 and 0 elsewhere (0 at x = 0).
+/// let relu = custom_jvp(|x: Tensor| x.relu(), |p, t| {
+///     let x = &p[0];
+///     (vec![x.relu()], vec![&t[0] * x.gt(0.0).select(1.0, 0.0)])
+/// });
+/// let d: f64 = grad(&relu).call(2.0).unwrap();
+/// assert_eq!(d, 1.0);
+/// ```
+pub fn custom_jvp<M>(
+    f: impl IntoFunction<M>,
+    rule: impl Fn(&[Tensor], &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + Send + Sync + 'static,
+) -> Function {
+    let base = f.into_function();
+    let rule: Arc<JvpRule> = Arc::new(rule);
+    Function::derived(
+        "custom_jvp",
+        base.arity(),
+        base.default_types(),
+        move |types| {
+            let name = "custom_jvp";
+            let s = base.specialize(types)?;
+            let n = s.n_explicit;
+            let out_tys = s.output_types();
+            let mut rt = types.to_vec();
+            rt.extend_from_slice(types);
+            let r = trace_with(&rt, |xs| {
+                let (o, t) = rule(&xs[..n], &xs[n..]);
+                o.into_iter().chain(t).collect()
+            })?;
+            let mut want = out_tys.clone();
+            want.extend(out_tys.iter().cloned());
+            if r.graph.output_types() != want {
+                return Err(rule_error(
+                    name,
+                    format!(
+                        "the rule returns {} but must return the outputs and one tangent per \
+                         output, {}",
+                        fmt_types(&r.graph.output_types()),
+                        fmt_types(&want)
+                    ),
+                ));
+            }
+            let f_caps = param_types_from(&s.graph, n);
+            let r_caps = param_types_from(&r.graph, 2 * n);
+            let (nf, nr) = (f_caps.len(), r_caps.len());
+            let mut p = types.to_vec();
+            p.extend(f_caps);
+            p.extend(r_caps);
+            let body = build_graph(&p, |b, ps| inline(b, &s.graph, &ps[..n + nf]))?;
+            let mut rp = p.clone();
+            rp.extend_from_slice(types);
+            let np = p.len();
+            let rule_g = build_graph(&rp, |b, ps| {
+                let mut args = ps[..n].to_vec();
+                args.extend_from_slice(&ps[np..]);
+                args.extend_from_slice(&ps[n + nf..n + nf + nr]);
+                inline(b, &r.graph, &args)
+            })?;
+            let op = Op::Control(ControlOp::Call {
+                body: Body::new(body),
+                kind: CallKind::CustomJvp {
+                    rule: Body::new(rule_g),
+                    n_diff: n,
+                },
+            });
+            let g = build_graph(&p, |b, ps| Ok(b.push(op, ps)?.to_vec()))?;
+            g.verify()?;
+            let mut captures = s.captures.clone();
+            captures.extend(r.captures);
+            Ok(Specialized {
+                graph: Arc::new(g),
+                n_explicit: n,
+                captures,
+            })
+        },
+    )
+}
+
+/// The forward rule of [`custom_vjp`]: `primals -> (outputs, residuals)`.
+pub type VjpFwd = dyn Fn(&[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + Send + Sync;
+
+/// The backward rule of [`custom_vjp`]: `(residuals, output cotangents) -> input cotangents`.
+pub type VjpBwd = dyn Fn(&[Tensor], &[Tensor]) -> Vec<Tensor> + Send + Sync;
+
+/// `f` with a custom reverse-mode rule: `fwd(primals)` returns the outputs and residuals,
+/// `bwd(residuals, output cotangents)` one cotangent per argument. Both are traced. Reverse
+/// mode (`grad`, `vjp`, `jacrev`) uses them; forward mode (`jvp`, `jacfwd`, `hessian` of the
+/// function itself) is an error. Second-order reverse mode differentiates the traced `fwd`
+/// and `bwd`, so `grad(grad(f))` works when `bwd` is differentiable. The result is a plain
+/// `call` of `f`'s graph, so it evaluates and compiles like `f`.
+///
+/// ```
+/// use ferrax_ir::Tensor;
+/// use ferrax_transforms::api::*;
+/// // log(1 + exp(x)) with a gradient that stays finite for large x.
+/// let softplus = custom_vjp(
+///     |x: Tensor| x.maximum(0.0) + (-x.abs()).exp().log1p(),
+///     |p| (vec![p[0].maximum(0.0) + (-p[0].abs()).exp().log1p()], vec![p[0].clone()]),
+///     |r, ct| vec![&ct[0] * r[0].logistic()],
+/// );
+/// let d: f64 = grad(&softplus).call(1000.0).unwrap();
+/// assert_eq!(d, 1.0);
+/// ```
+pub fn custom_vjp<M>(
+    f: impl IntoFunction<M>,
+    fwd: impl Fn(&[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + Send + Sync + 'static,
+    bwd: impl Fn(&[Tensor], &[Tensor]) -> Vec<Tensor> + Send + Sync + 'static,
+) -> Function {
+    let base = f.into_function();
+    let fwd: Arc<VjpFwd> = Arc::new(fwd);
+    let bwd: Arc<VjpBwd> = Arc::new(bwd);
+    Function::derived(
+        "custom_vjp",
+        base.arity(),
+        base.default_types(),
+        move |types| {
+            let name = "custom_vjp";
+            let s = base.specialize(types)?;
+            let n = s.n_explicit;
+            let out_tys = s.output_types();
+            let k = out_tys.len();
+            let fw = trace_with(types, |xs| {
+                let (o, r) = fwd(xs);
+                o.into_iter().chain(r).collect()
+            })?;
+            let fo = fw.graph.output_types();
+            if fo.len() < k || fo[..k] != out_tys[..] {
+                return Err(rule_error(
+                    name,
+                    format!(
+                        "fwd returns {} but must return the outputs {} first, then residuals",
+                        fmt_types(&fo),
+                        fmt_types(&out_tys)
+                    ),
+                ));
+            }
+            let res_tys = fo[k..].to_vec();
+            let nres = res_tys.len();
+            let mut bt = res_tys.clone();
+            bt.extend(out_tys.iter().cloned());
+            let bw = trace_with(&bt, |xs| bwd(&xs[..nres], &xs[nres..]))?;
+            if bw.graph.output_types() != types {
+                return Err(rule_error(
+                    name,
+                    format!(
+                        "bwd returns {} but must return one cotangent per argument, {}",
+                        fmt_types(&bw.graph.output_types()),
+                        fmt_types(types)
+                    ),
+                ));
+            }
+            let f_caps = param_types_from(&s.graph, n);
+            let fw_caps = param_types_from(&fw.graph, n);
+            let bw_caps = param_types_from(&bw.graph, nres + k);
+            let (nf, nfw, nbw) = (f_caps.len(), fw_caps.len(), bw_caps.len());
+            let mut p = types.to_vec();
+            p.extend(f_caps);
+            p.extend(fw_caps);
+            p.extend(bw_caps.iter().cloned());
+            let body = build_graph(&p, |b, ps| inline(b, &s.graph, &ps[..n + nf]))?;
+            // fwd passes bwd's captures on as extra residuals.
+            let fwd_g = build_graph(&p, |b, ps| {
+                let mut args = ps[..n].to_vec();
+                args.extend_from_slice(&ps[n + nf..n + nf + nfw]);
+                let mut outs = inline(b, &fw.graph, &args)?;
+                outs.extend_from_slice(&ps[n + nf + nfw..]);
+                Ok(outs)
+            })?;
+            let mut bp = res_tys.clone();
+            bp.extend(bw_caps);
+            bp.extend(out_tys.iter().cloned());
+            let bwd_g = build_graph(&bp, |b, ps| {
+                let mut args = ps[..nres].to_vec();
+                args.extend_from_slice(&ps[nres + nbw..]);
+                args.extend_from_slice(&ps[nres..nres + nbw]);
+                inline(b, &bw.graph, &args)
+            })?;
+            let op = Op::Control(ControlOp::Call {
+                body: Body::new(body),
+                kind: CallKind::CustomVjp {
+                    fwd: Body::new(fwd_g),
+                    bwd: Body::new(bwd_g),
+                    n_diff: n,
+                },
+            });
+            let g = build_graph(&p, |b, ps| Ok(b.push(op, ps)?.to_vec()))?;
+            g.verify()?;
+            let mut captures = s.captures.clone();
+            captures.extend(fw.captures);
+            captures.extend(bw.captures);
+            Ok(Specialized {
+                graph: Arc::new(g),
+                n_explicit: n,
+                captures,
+            })
+        },
+    )
+}
+
+/// `f` checkpointed (rematerialized): in reverse mode its intermediates are recomputed in the
+/// backward pass from its inputs instead of being stored. Same as
+/// `checkpoint_with(f, RematPolicy::Nothing)`.
+///
+/// ```
+/// use ferrax_ir::Tensor;
+/// use ferrax_transforms::api::*;
+/// let layer = checkpoint(|x: Tensor| x.sin().exp());
+/// let d: f64 = grad(&layer).call(0.0).unwrap();
+/// assert_eq!(d, 1.0);
+/// ```
+pub fn checkpoint<M>(f: impl IntoFunction<M>) -> Function {
+    checkpoint_with(f, RematPolicy::Nothing)
+}
+
+/// `f` checkpointed with a policy: [`RematPolicy::Nothing`] saves only the inputs,
+/// [`RematPolicy::DotsOnly`] also saves the results of matrix products (`dot_general`) and
+/// recomputes the rest.
+pub fn checkpoint_with<M>(f: impl IntoFunction<M>, policy: RematPolicy) -> Function {
+    let base = f.into_function();
+    Function::derived(
+        "checkpoint",
+        base.arity(),
+        base.default_types(),
+        move |types| {
+            let s = base.specialize(types)?;
+            let op = Op::Control(ControlOp::Call {
+                body: Body::new((*s.graph).clone()),
+                kind: CallKind::Checkpoint(policy),
+            });
+            let g = build_graph(&s.graph.param_types(), |b, ps| Ok(b.push(op, ps)?.to_vec()))?;
+            Ok(Specialized {
+                graph: Arc::new(g),
+                n_explicit: s.n_explicit,
+                captures: s.captures,
+            })
+        },
+    )
+}
+
+/// The bytes of residuals that reverse mode keeps for `f` at the given input types: the sum of
+/// the sizes of the values the primal graph of [`linearize_graph`] passes to the linear graph
+/// (every intermediate the backward pass reads, including inputs it reads).
+///
+/// ```
+/// use ferrax_ir::{DType, Tensor, Type};
+/// use ferrax_transforms::api::*;
+/// let f = |x: Tensor| x.sin().sin();
+/// let t = [Type::new(DType::F64, &[100])];
+/// let plain = residual_bytes(&function(f), &t).unwrap();
+/// let remat = residual_bytes(&checkpoint(f), &t).unwrap();
+/// assert_eq!((plain, remat), (1600, 800));
+/// ```
+pub fn residual_bytes(f: &Function, types: &[Type]) -> Result<usize> {
+    let s = f.specialize(types)?;
+    let (primal, _) = linearize_graph(&s.graph, s.n_explicit)?;
+    let k = s.graph.outputs().len();
+    Ok(primal.output_types()[k..]
+        .iter()
+        .map(|t| t.size() * t.dtype.size_bytes())
+        .sum())
 }

@@ -4,7 +4,8 @@
 
 use crate::emit::{build_graph, finish, or_zeros, push};
 use crate::rules;
-use ferrax_ir::{Builder, Graph, Result, Type, Value};
+use ferrax_ir::ops::ControlOp;
+use ferrax_ir::{Builder, Graph, Op, Result, Type, Value};
 use smallvec::SmallVec;
 
 /// Checks that `n_explicit` does not exceed the number of parameters of `g`.
@@ -41,6 +42,14 @@ pub(crate) fn jvp_into(
             .collect();
         let ts: SmallVec<[Option<Value>; 4]> =
             inst.args.iter().map(|&a| tangent[a.index()]).collect();
+        if let Op::Control(c) = &inst.op {
+            let (ys, tys) = rules::control::jvp(b, c, &xs, &ts)?;
+            for ((&r, y), t) in inst.results.iter().zip(ys).zip(tys) {
+                primal[r.index()] = Some(y);
+                tangent[r.index()] = t;
+            }
+            continue;
+        }
         let ys = push(b, inst.op.clone(), &xs)?;
         for (k, (&r, &y)) in inst.results.iter().zip(&ys).enumerate() {
             primal[r.index()] = Some(y);
@@ -62,7 +71,31 @@ pub(crate) fn jvp_into(
 /// types; those of integer or bool primals are ignored), outputs `[outputs.., output
 /// tangents..]` (zeros for integer or bool outputs). Parameters from `n_explicit` on are
 /// captures: passed through, never differentiated.
+/// Errors for a function that calls a `custom_vjp` function, whose forward mode is undefined.
 pub fn jvp_graph(g: &Graph, n_explicit: usize) -> Result<Graph> {
+    let out = jvp_graph_unchecked(g, n_explicit)?;
+    if contains_custom_linear(&out) {
+        ferrax_ir::bail!(
+            Transform,
+            "jvp: the function calls a custom_vjp function, which has no forward-mode rule; \
+             use reverse mode (grad, vjp, jacrev) or define it with custom_jvp"
+        );
+    }
+    Ok(out)
+}
+
+/// Whether `g` or any sub-graph of its control ops holds a `custom_lin` op.
+fn contains_custom_linear(g: &Graph) -> bool {
+    g.insts().any(|(_, inst)| match &inst.op {
+        Op::Control(ControlOp::CustomLinear { .. }) => true,
+        Op::Control(c) => crate::rules::control::bodies(c).iter().any(|b| contains_custom_linear(b)),
+        _ => false,
+    })
+}
+
+/// [`jvp_graph`] without the check for `custom_vjp` calls (reverse mode linearizes through
+/// it and transposes the `custom_lin` ops away).
+pub(crate) fn jvp_graph_unchecked(g: &Graph, n_explicit: usize) -> Result<Graph> {
     check_explicit(g, n_explicit, "jvp")?;
     let n = n_explicit;
     let tys = g.param_types();

@@ -4,7 +4,7 @@
 //! the primal graph and parameters of the linear graph. Constants are re-emitted instead.
 
 use crate::emit::{build_graph, finish, is_nullary, push};
-use crate::jvp::{check_explicit, jvp_graph};
+use crate::jvp::{check_explicit, jvp_graph_unchecked};
 use ferrax_ir::{Graph, Result, Type, Value};
 use smallvec::SmallVec;
 
@@ -29,13 +29,30 @@ pub(crate) fn linear_values(g: &Graph, is_linear_param: impl Fn(usize) -> bool) 
 /// `[residuals.., tangents..]`, outputs the output tangents).
 pub fn linearize_graph(g: &Graph, n_explicit: usize) -> Result<(Graph, Graph)> {
     check_explicit(g, n_explicit, "linearize")?;
-    let j = jvp_graph(g, n_explicit)?;
+    let j = jvp_graph_unchecked(g, n_explicit)?;
     split(&j, n_explicit, g.outputs().len())
 }
 
 /// Splits the JVP graph `j` of a function with `n` explicit parameters and `k` outputs.
 fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
-    let linear = linear_values(j, |i| i >= n && i < 2 * n);
+    let is_lin: Vec<bool> = (0..j.params().len()).map(|i| i >= n && i < 2 * n).collect();
+    split_general(j, &is_lin, k)
+}
+
+/// Splits a JVP-like graph `j` whose parameters flagged in `is_lin` are tangents and whose
+/// first `k` outputs are primal: returns the primal graph (parameters the non-tangent ones of
+/// `j` in order, outputs `[first k outputs.., residuals..]`) and the linear graph (parameters
+/// `[residuals.., tangents in order..]`, outputs the outputs of `j` from `k` on). Errors when
+/// one of the first `k` outputs depends on a tangent.
+pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Graph, Graph)> {
+    let linear = linear_values(j, |i| is_lin[i]);
+    if let Some(o) = j.outputs()[..k].iter().find(|o| linear[o.index()]) {
+        ferrax_ir::bail!(
+            Transform,
+            "linearize: primal output {o} depends on a tangent; this nesting of transforms is \
+             not supported"
+        );
+    }
     let mut nullary = vec![false; j.num_values()];
     for (_, inst) in j.insts() {
         if is_nullary(&inst.op) {
@@ -64,16 +81,13 @@ fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
     }
 
     let tys = j.param_types();
-    let mut primal_tys: Vec<Type> = tys[..n].to_vec();
-    primal_tys.extend_from_slice(&tys[2 * n..]);
+    let primal_idx: Vec<usize> = (0..tys.len()).filter(|&i| !is_lin[i]).collect();
+    let lin_idx: Vec<usize> = (0..tys.len()).filter(|&i| is_lin[i]).collect();
+    let primal_tys: Vec<Type> = primal_idx.iter().map(|&i| tys[i].clone()).collect();
     let primal = build_graph(&primal_tys, |b, ps| {
         let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
-        for (i, &p) in j.params().iter().enumerate() {
-            if i < n {
-                map[p.index()] = Some(ps[i]);
-            } else if i >= 2 * n {
-                map[p.index()] = Some(ps[i - n]);
-            }
+        for (&i, &p) in primal_idx.iter().zip(ps) {
+            map[j.params()[i].index()] = Some(p);
         }
         for (_, inst) in j.insts() {
             if inst.results.iter().any(|r| linear[r.index()]) {
@@ -95,14 +109,14 @@ fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
     })?;
 
     let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
-    linear_tys.extend_from_slice(&tys[n..2 * n]);
+    linear_tys.extend(lin_idx.iter().map(|&i| tys[i].clone()));
     let lin = build_graph(&linear_tys, |b, ps| {
         let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
         for (&r, &p) in residuals.iter().zip(ps) {
             map[r.index()] = Some(p);
         }
-        for i in 0..n {
-            map[j.params()[n + i].index()] = Some(ps[residuals.len() + i]);
+        for (k, &i) in lin_idx.iter().enumerate() {
+            map[j.params()[i].index()] = Some(ps[residuals.len() + k]);
         }
         for (_, inst) in j.insts() {
             let is_linear = inst.results.iter().any(|r| linear[r.index()]);

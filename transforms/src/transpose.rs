@@ -4,7 +4,7 @@
 use crate::emit::{add_opt, build_graph, finish, or_zeros, push};
 use crate::linearize::linear_values;
 use crate::rules::{self, Operand};
-use ferrax_ir::{Builder, Graph, Result, Type, Value};
+use ferrax_ir::{Builder, Graph, Op, Result, Type, Value};
 use smallvec::SmallVec;
 
 /// Emits the transpose of the linear graph `l` into `b`. Parameters `[0, n_nonlinear)` of `l`
@@ -43,13 +43,14 @@ pub(crate) fn transpose_into(
     }
     let insts: Vec<_> = l.insts().collect();
     for (_, inst) in insts.into_iter().rev() {
-        let r = inst.results[0];
-        if !linear[r.index()] {
+        if !inst.results.iter().any(|r| linear[r.index()]) {
             continue;
         }
-        let Some(c) = ct[r.index()].take() else {
+        let cts: SmallVec<[Option<Value>; 1]> =
+            inst.results.iter().map(|r| ct[r.index()].take()).collect();
+        if cts.iter().all(Option::is_none) {
             continue;
-        };
+        }
         let operands: SmallVec<[Operand; 4]> = inst
             .args
             .iter()
@@ -61,7 +62,15 @@ pub(crate) fn transpose_into(
                 }
             })
             .collect();
-        let arg_cts = rules::transpose(b, &inst.op, &operands, c)?;
+        let arg_cts = match (&inst.op, cts[0]) {
+            (Op::Control(c), _) => rules::control::transpose(b, c, &operands, &cts)?,
+            (op, Some(c)) => rules::transpose(b, op, &operands, c)?,
+            (op, None) => ferrax_ir::bail!(
+                Transform,
+                "transpose: `{}` has several results but no transpose rule for them",
+                op.name()
+            ),
+        };
         for (&a, ac) in inst.args.iter().zip(arg_cts) {
             if linear[a.index()] && ac.is_some() {
                 ct[a.index()] = add_opt(b, ct[a.index()], ac)?;

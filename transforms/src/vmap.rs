@@ -23,6 +23,12 @@
 //!   batch to the front first; `dot_general` adds a batch dimension when both sides are batched
 //!   and otherwise treats the batch as one more free dimension (one big GEMM); indexing ops with
 //!   batched indices fold the batch into the indexed dimension (see `batch/index.rs`).
+//! - Control ops (`batch/control.rs`) batch their sub-graphs on their own, with every batched
+//!   parameter and result of a sub-graph carrying its batch dimension at 0 (scanned operands
+//!   of `scan` and its stacked results at 1), and find which carries are batched by a fixed
+//!   point. A batched `switch` index becomes `select`s over every branch's results; a batched
+//!   `while` predicate runs the loop while any member's holds and freezes finished members.
+//!   [`batch_into`] is the walk both [`vmap_graph`] and those rules use.
 //! - Inputs: `g` is the per-member function. Argument `i` (one of the first `n_explicit`
 //!   parameters) gets a batch dimension inserted at `in_axes[i]` (`None`: not batched, its type
 //!   is unchanged). Captured values (the parameters after the first `n_explicit`) are never

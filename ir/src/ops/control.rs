@@ -3,6 +3,18 @@
 //!
 //! Sub-graphs are held in the op itself (`Body`, a shared `Graph`), so the type rule, the
 //! evaluation, hashing and CSE of an op need no enclosing context.
+//!
+//! Two variants exist for reverse-mode differentiation and are produced by transforms rather
+//! than by users: `taped_while` (a `while` loop that records one tape entry per iteration and
+//! then folds a step function over the tape, forwards or backwards; the transpose of a loop
+//! whose trip count is only known at run time) and `custom_lin` (the linear map of a
+//! `custom_vjp` call, known only through its transpose `bwd`).
+//!
+//! Memory cost of `taped_while` with `reverse = true`: the tape holds every iteration's
+//! outputs of `fwd` after the carry (the residuals), so a loop of `n` iterations keeps
+//! `n · bytes(residuals)` alive while the op runs, in a buffer that grows with the trip
+//! count (a `Vec` here). With `reverse = false` each entry is consumed as soon as it is made
+//! and the tape is never stored.
 
 use super::op_error;
 use crate::array::{Array, Data};
@@ -124,6 +136,35 @@ pub enum ControlOp {
         /// Iterate from the last slice to the first.
         reverse: bool,
     },
+    /// Operands `[consts.., carry.., lcarry..]`: runs the loop `while cond(consts, carry) {
+    /// (carry, tape_i) = fwd(consts, carry) }`, recording one tape entry per iteration, then
+    /// folds `lcarry = step(tape_i, lcarry)` over the tape, in iteration order, or from the last
+    /// iteration to the first when `reverse` (which stores the tape; see the module docs for
+    /// its memory cost). The results are the final `lcarry`. Reverse mode through `while`
+    /// produces it: the JVP of a `while` is a forward `taped_while` whose step is the linear
+    /// body, and its transpose is the reverse `taped_while` with the transposed step.
+    TapedWhile {
+        /// `(consts.., carry..) -> bool[]`.
+        cond: Body,
+        /// `(consts.., carry..) -> (carry.., tape entry..)`.
+        fwd: Body,
+        /// `(tape entry.., lcarry..) -> lcarry`.
+        step: Body,
+        /// How many leading operands are loop-invariant.
+        n_consts: usize,
+        /// Fold the step over the tape from the last iteration to the first.
+        reverse: bool,
+    },
+    /// The linear map (JVP) of a `custom_vjp` call, known only through its transpose:
+    /// operands `[residuals (n_res).., tangents..]`, results one tangent per output of the
+    /// call, with `bwd(residuals.., output cotangents..) -> cotangents of the tangents`.
+    /// Transposing it calls `bwd`; evaluating it (forward mode) is an error.
+    CustomLinear {
+        /// The backward rule.
+        bwd: Body,
+        /// How many leading operands are residuals.
+        n_res: usize,
+    },
     /// Calls `body` on the operands; `kind` tells transforms how to treat it.
     Call {
         /// The called graph.
@@ -175,6 +216,8 @@ impl ControlOp {
             ControlOp::Switch { .. } => "switch",
             ControlOp::While { .. } => "while",
             ControlOp::Scan { .. } => "scan",
+            ControlOp::TapedWhile { .. } => "taped_while",
+            ControlOp::CustomLinear { .. } => "custom_lin",
             ControlOp::Call { .. } => "call",
         }
     }
@@ -297,6 +340,76 @@ impl ControlOp {
                 let mut res: SmallVec<[Type; 1]> = carry.iter().cloned().collect();
                 res.extend(outs[*n_carry..].iter().map(|t| stacked(t, *length)));
                 Ok(res)
+            }
+            ControlOp::TapedWhile { cond, fwd, step, n_consts, .. } => {
+                let state = cond.graph().param_types();
+                if *n_consts > state.len() || state.len() > args.len() {
+                    return Err(op_error(
+                        ErrorKind::Arity,
+                        name,
+                        args,
+                        "n_consts and the condition's parameters do not fit the operands",
+                    ));
+                }
+                let n_carry = state.len() - n_consts;
+                check_params(name, "the condition", cond.graph(), &args[..state.len()], args)?;
+                check_params(name, "the forward body", fwd.graph(), &args[..state.len()], args)?;
+                if cond.graph().output_types() != [Type::scalar(DType::Bool)] {
+                    return Err(op_error(ErrorKind::DType, name, args, "the condition must return one bool[]"));
+                }
+                let fo = fwd.graph().output_types();
+                if fo.len() < n_carry || fo[..n_carry] != args[*n_consts..state.len()] {
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        name,
+                        args,
+                        "the forward body must return the carry types first, then the tape entry",
+                    ));
+                }
+                let lcarry = &args[state.len()..];
+                let mut want: Vec<Type> = fo[n_carry..].to_vec();
+                want.extend_from_slice(lcarry);
+                check_params(name, "the step", step.graph(), &want, args)?;
+                if step.graph().output_types() != lcarry {
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        name,
+                        args,
+                        format!(
+                            "the step returns {} but the step carry is {}",
+                            super::fmt_types(&step.graph().output_types()),
+                            super::fmt_types(lcarry)
+                        ),
+                    ));
+                }
+                Ok(lcarry.iter().cloned().collect())
+            }
+            ControlOp::CustomLinear { bwd, n_res } => {
+                let p = bwd.graph().param_types();
+                if *n_res > args.len() || *n_res > p.len() {
+                    return Err(op_error(ErrorKind::Arity, name, args, "n_res exceeds the operands"));
+                }
+                if p[..*n_res] != args[..*n_res] {
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        name,
+                        args,
+                        format!("the backward rule takes residuals {}", super::fmt_types(&p[..*n_res])),
+                    ));
+                }
+                if bwd.graph().output_types() != args[*n_res..] {
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        name,
+                        args,
+                        format!(
+                            "the backward rule returns {} but the tangents are {}",
+                            super::fmt_types(&bwd.graph().output_types()),
+                            super::fmt_types(&args[*n_res..])
+                        ),
+                    ));
+                }
+                Ok(p[*n_res..].iter().cloned().collect())
             }
             ControlOp::Call { body, kind } => {
                 check_params(name, "the body", body.graph(), args, args)?;
@@ -430,6 +543,45 @@ impl ControlOp {
                 }
                 Ok(res)
             }
+            ControlOp::TapedWhile { cond, fwd, step, n_consts, reverse } => {
+                let n_state = cond.graph().params().len();
+                let n_carry = n_state - n_consts;
+                let mut state = owned(&args[..n_state]);
+                let mut lcarry = owned(&args[n_state..]);
+                let mut tape: Vec<Vec<Array>> = Vec::new();
+                let apply_step = |entry: Vec<Array>, lcarry: &mut Vec<Array>| -> Result<()> {
+                    let mut ins = entry;
+                    ins.append(lcarry);
+                    *lcarry = crate::interp::eval(step.graph(), &ins)?;
+                    Ok(())
+                };
+                loop {
+                    let c = crate::interp::eval(cond.graph(), &state)?;
+                    if c[0].as_bool().map(|v| v[0]) != Some(true) {
+                        break;
+                    }
+                    let mut out = crate::interp::eval(fwd.graph(), &state)?;
+                    let entry = out.split_off(n_carry);
+                    for (slot, v) in state[*n_consts..].iter_mut().zip(out) {
+                        *slot = v;
+                    }
+                    if *reverse {
+                        tape.push(entry);
+                    } else {
+                        apply_step(entry, &mut lcarry)?;
+                    }
+                }
+                while let Some(entry) = tape.pop() {
+                    apply_step(entry, &mut lcarry)?;
+                }
+                Ok(lcarry.into_iter().collect())
+            }
+            ControlOp::CustomLinear { .. } => Err(Error::new(
+                ErrorKind::Transform,
+                "custom_lin: the linear map of a custom_vjp function cannot be evaluated; \
+                 custom_vjp supports reverse mode only (grad, vjp, jacrev), not forward mode \
+                 (jvp, jacfwd, hessian, linearize)",
+            )),
             ControlOp::Call { body, .. } => Ok(crate::interp::eval(body.graph(), &owned(args))?
                 .into_iter()
                 .collect()),

@@ -30,7 +30,7 @@
 //! booleans are `true`/`false`.
 //!
 //! Layout: bodies of at most three equations print on one line with `; ` between equations.
-//! Longer bodies, and graphs with sub-graphs, print one equation a line:
+//! Longer bodies, and graphs with control ops or `where` sub-graphs, print one equation a line:
 //!
 //! ```text
 //! { lambda v0:f64[], v1:f64[] .
@@ -38,14 +38,45 @@
 //!       v3:f64[] = cos v1
 //!       v4:f64[] = mul v2 v3
 //!       v5:f64[] = add v4 v0
-//!   in (v5)
-//!   where g0 = { lambda v0:f64[] . let v1:f64[] = neg v0 in (v1) } }
+//!   in (v5) }
 //! ```
 //!
-//! Sub-graphs follow the outputs as `where g0 = GRAPH g1 = GRAPH ...`, numbered in order, each
-//! with its own value names. The parser accepts any whitespace and line breaks, optional `;`
-//! between equations, `#` comments to the end of a line, and any value names that start with
-//! a letter (they are renumbered when printed again).
+//! # Control ops
+//!
+//! Control ops (`switch`, `while`, `scan`, `call`, and the `taped_while` and `custom_lin` that
+//! reverse mode produces) hold their sub-graphs inline as parameters whose value is a graph,
+//! `key={ lambda ... }`, or a tuple of graphs, `branches=({ lambda ... }, { lambda ... })`.
+//! Each sub-graph has its own value names, starting again at `v0`, and sees only its own
+//! parameters (closure-converted: everything it uses is an operand). Scalar parameters come
+//! first on the op's line; each sub-graph then starts a new line indented four columns past
+//! the equation, and its own `let` and `in` lines are indented relative to that line, so
+//! nesting reads like code. The operands follow the closing `]`. Equations with several
+//! results list them comma-separated.
+//!
+//! ```text
+//! { lambda v0:f64[], v1:i32[] .
+//!   let v2:i32[], v3:f64[] = while[n_consts=1
+//!           cond={ lambda v0:f64[], v1:i32[], v2:f64[] . let v3:i32[] = const[4]; v4:bool[] = lt v1 v3 in (v4) }
+//!           body={ lambda v0:f64[], v1:i32[], v2:f64[] . let v3:i32[] = const[1]; v4:i32[] = add v1 v3; v5:f64[] = mul v2 v0 in (v4, v5) }] v0 v1 v0
+//!   in (v3, v2) }
+//! ```
+//!
+//! The parameters are: `switch[branches=(..)]`; `while[n_consts=N cond={..} body={..}]`;
+//! `scan[length=N n_consts=N n_carry=N reverse=B body={..}]`;
+//! `taped_while[n_consts=N reverse=B cond={..} fwd={..} step={..}]`;
+//! `custom_lin[n_res=N bwd={..}]`; and `call[kind=K ... body={..}]` with
+//! `kind=checkpoint policy=nothing|dots`, `kind=custom_jvp n_diff=N rule={..}` or
+//! `kind=custom_vjp n_diff=N fwd={..} bwd={..}`. DOT output draws each sub-graph as a cluster
+//! labelled with the equation and the parameter.
+//!
+//! # Legacy `where` sub-graphs
+//!
+//! A graph's own sub-graph table ([`Graph::subgraphs`](crate::Graph::subgraphs)), which no op
+//! refers to any more, prints after the outputs as `where g0 = GRAPH g1 = GRAPH ...`, numbered
+//! in order, each with its own value names. It is kept so that every graph still prints and
+//! parses back exactly; new code holds sub-graphs in ops. The parser accepts any whitespace
+//! and line breaks, optional `;` between equations, `#` comments to the end of a line, and any
+//! value names that start with a letter (they are renumbered when printed again).
 //!
 //! # Parsing
 //!

@@ -659,6 +659,17 @@ fn control_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
             n_carry: 0,
             reverse: false,
         },
+        ControlOp::TapedWhile {
+            cond: empty(),
+            fwd: empty(),
+            step: empty(),
+            n_consts: 0,
+            reverse: false,
+        },
+        ControlOp::CustomLinear {
+            bwd: empty(),
+            n_res: 0,
+        },
         ControlOp::Call {
             body: empty(),
             kind: CallKind::Checkpoint(RematPolicy::Nothing),
@@ -683,6 +694,17 @@ fn control_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
             n_carry: p.usize("n_carry")?,
             reverse: p.bool("reverse")?,
             body: body(p.graph("body")?),
+        },
+        ControlOp::TapedWhile { .. } => ControlOp::TapedWhile {
+            n_consts: p.usize("n_consts")?,
+            reverse: p.bool("reverse")?,
+            cond: body(p.graph("cond")?),
+            fwd: body(p.graph("fwd")?),
+            step: body(p.graph("step")?),
+        },
+        ControlOp::CustomLinear { .. } => ControlOp::CustomLinear {
+            n_res: p.usize("n_res")?,
+            bwd: body(p.graph("bwd")?),
         },
         ControlOp::Call { .. } => {
             let kind = call_kind(p)?;

@@ -262,6 +262,23 @@ pub(crate) fn control_params(op: &ControlOp) -> ControlParams<'_> {
             scalars.push(("reverse", reverse.to_string()));
             graphs.push(("body", GraphParam::One(body.graph())));
         }
+        ControlOp::TapedWhile {
+            cond,
+            fwd,
+            step,
+            n_consts,
+            reverse,
+        } => {
+            scalars.push(("n_consts", n_consts.to_string()));
+            scalars.push(("reverse", reverse.to_string()));
+            graphs.push(("cond", GraphParam::One(cond.graph())));
+            graphs.push(("fwd", GraphParam::One(fwd.graph())));
+            graphs.push(("step", GraphParam::One(step.graph())));
+        }
+        ControlOp::CustomLinear { bwd, n_res } => {
+            scalars.push(("n_res", n_res.to_string()));
+            graphs.push(("bwd", GraphParam::One(bwd.graph())));
+        }
         ControlOp::Call { body, kind } => {
             scalars.push(("kind", call_kind_name(kind).to_string()));
             match kind {

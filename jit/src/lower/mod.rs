@@ -8,9 +8,14 @@
 //! (broadcasts become index maps through [`Access`] strides), calling the same emitters, and
 //! vectorisation will call them with vector-typed values. The other families build loop nests
 //! with [`Ctx::nest`], whose [`Access`]es are affine maps from loop indices to element offsets.
+//!
+//! Control flow lowers its bodies inline with [`Ctx::lower_inline`]: a body gets a context of
+//! its own (its graph, its plan, its slots) that shares the function builder, so a body can
+//! itself hold control flow, lowered the same way, to any depth.
 
 pub(crate) mod binary;
 pub(crate) mod compare;
+pub(crate) mod control;
 pub(crate) mod convert;
 pub(crate) mod dot;
 pub(crate) mod index;
@@ -94,7 +99,8 @@ pub(crate) struct Ctx<'a, 'b> {
     pub slots: Vec<Option<Slot>>,
     /// Constants whose data the code points to (kept alive by the compiled function).
     pub consts: &'a mut Vec<Literal>,
-    plan: &'a Plan,
+    /// The buffer plan of the graph.
+    pub plan: &'a Plan,
     ws: Option<ir::Value>,
     outs: Vec<Option<ir::Value>>,
     imports: HashMap<String, ir::FuncRef>,
@@ -185,12 +191,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Home::Reg => return Ok(None),
             Home::Output(k) => self.outs[k]
                 .ok_or_else(|| jit_err(format!("output {k} has no buffer in this entry")))?,
-            Home::Work(off) => {
-                let ws = self
-                    .ws
-                    .ok_or_else(|| jit_err("no workspace in this entry"))?;
-                self.fb.ins().iadd_imm_s(ws, off as i64)
-            }
+            Home::Work(off) => self.ws_addr(off)?,
             Home::Param(_) | Home::Const => {
                 return Err(jit_err(
                     "an instruction result cannot live in an input or constant",
@@ -347,14 +348,98 @@ impl<'a, 'b> Ctx<'a, 'b> {
     /// Lowers every instruction of the graph, in order.
     pub fn lower_body(&mut self) -> Result<()> {
         let graph = self.graph;
-        for (_, inst) in graph.insts() {
-            self.lower_inst(inst)?;
+        for (i, (_, inst)) in graph.insts().enumerate() {
+            self.lower_inst(i, inst)?;
         }
         Ok(())
     }
 
-    /// Lowers one instruction, dispatching on its family.
-    fn lower_inst(&mut self, inst: &InstData) -> Result<()> {
+    /// The address `off` bytes into this function's workspace.
+    ///
+    /// A context without a workspace belongs to a plan whose workspace is empty, so every
+    /// region it asks for is empty (a zero-size tensor) and is never read or written; it gets
+    /// the address `off`.
+    pub fn ws_addr(&mut self, off: usize) -> Result<ir::Value> {
+        Ok(match self.ws {
+            Some(ws) => self.fb.ins().iadd_imm_s(ws, off as i64),
+            None => self.iconst(off as i64),
+        })
+    }
+
+    /// Lowers `body` inline at the current position, as a graph of its own planned by `plan`:
+    /// its parameters take the slots `args`, its non-scalar outputs are written to the buffers
+    /// `dests` (`None` for rank-0 outputs), and its workspace starts `ws_off` bytes into this
+    /// function's workspace. Returns the slots of its outputs: registers for rank-0 outputs,
+    /// the `dests` buffers for the others.
+    pub fn lower_inline(
+        &mut self,
+        body: &Graph,
+        plan: &Plan,
+        args: &[Slot],
+        dests: &[Option<ir::Value>],
+        ws_off: usize,
+    ) -> Result<Vec<Slot>> {
+        if args.len() != body.params().len() || dests.len() != body.outputs().len() {
+            return Err(jit_err("a body's arity does not match its operands"));
+        }
+        let ws = if plan.workspace > 0 {
+            Some(self.ws_addr(ws_off)?)
+        } else {
+            None
+        };
+        let mut sub = Ctx {
+            fb: &mut *self.fb,
+            module: &mut *self.module,
+            graph: body,
+            opts: self.opts,
+            slots: vec![None; body.num_values()],
+            consts: &mut *self.consts,
+            plan,
+            ws,
+            outs: dests.to_vec(),
+            imports: std::mem::take(&mut self.imports),
+        };
+        let res = sub.bind_and_lower(args, dests);
+        self.imports = std::mem::take(&mut sub.imports);
+        res
+    }
+
+    /// Binds the parameters, lowers the body and collects the output slots (see
+    /// [`Ctx::lower_inline`]).
+    fn bind_and_lower(&mut self, args: &[Slot], dests: &[Option<ir::Value>]) -> Result<Vec<Slot>> {
+        let graph = self.graph;
+        for (&p, &a) in graph.params().iter().zip(args) {
+            let ty = graph.ty(p);
+            self.slots[p.index()] = Some(match a {
+                Slot::Mem(base) if ty.is_scalar() => {
+                    let z = self.iconst(0);
+                    Slot::Reg(self.load_at(base, z, ty.dtype))
+                }
+                Slot::Reg(_) if !ty.is_scalar() => {
+                    return Err(jit_err("a tensor operand of a body is held in a register"))
+                }
+                s => s,
+            });
+        }
+        self.lower_body()?;
+        let mut outs = Vec::with_capacity(dests.len());
+        for (k, &o) in graph.outputs().iter().enumerate() {
+            if graph.ty(o).is_scalar() {
+                let z = self.iconst(0);
+                outs.push(Slot::Reg(self.load(o, z)?));
+            } else {
+                let dst = dests[k].ok_or_else(|| jit_err("a tensor output of a body has no buffer"))?;
+                if self.plan.homes[o.index()] != Home::Output(k) {
+                    self.copy_into(o, dst)?;
+                }
+                outs.push(Slot::Mem(dst));
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Lowers one instruction (at position `i` of the body), dispatching on its family.
+    fn lower_inst(&mut self, i: usize, inst: &InstData) -> Result<()> {
         match &inst.op {
             Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Convert(_) => {
                 self.lower_elementwise(inst)
@@ -364,7 +449,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Op::Reduce(op) => reduce::lower(self, op, inst),
             Op::Dot(op) => dot::lower(self, op, inst),
             Op::Index(op) => index::lower(self, op, inst),
-            Op::Control(op) => Err(jit_err(format!("`{}` is not lowered yet", op.name()))),
+            Op::Control(op) => control::lower(self, op, i, inst),
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod binary;
 pub mod compare;
+pub mod control;
 pub mod convert;
 pub mod dot;
 pub mod index;
@@ -73,7 +74,10 @@ pub fn jvp(
         Op::Index(i) => index::jvp(b, i, x, t),
         Op::Control(c) => Err(Error::new(
             ErrorKind::Transform,
-            format!("jvp: no rule for `{}` yet", c.name()),
+            format!(
+                "jvp: `{}` may have several results; its rule is control::jvp",
+                c.name()
+            ),
         )),
     }
 }
@@ -90,10 +94,7 @@ pub fn transpose(b: &mut Builder, op: &Op, args: &[Operand], ct: Value) -> Resul
         Op::Reduce(r) => reduce::transpose(b, r, args, ct),
         Op::Dot(d) => dot::transpose(b, d, args, ct),
         Op::Index(i) => index::transpose(b, i, args, ct),
-        Op::Control(c) => Err(Error::new(
-            ErrorKind::Transform,
-            format!("transpose: no rule for `{}` yet", c.name()),
-        )),
+        Op::Control(c) => control::transpose(b, c, args, &[Some(ct)]),
     }
 }
 

@@ -170,11 +170,9 @@ pub fn train(cfg: Config, on_step: &mut dyn FnMut(usize, f64)) -> AnyResult<Trai
         .collect();
     let mut adam: Vec<Adam> = params.iter().map(|p| Adam::new(p.len())).collect();
 
-    // JIT: the one place to switch to compiled code. `jit` compiles eagerly for a Function's
-    // default types (f64 scalars here), so give it the real ones:
-    // `let step = jit(step.with_default_types(&[W1, b1, W2, b2, x, y types]))?;`.
-    // Everything below only calls `step.call_arrays`.
-    let step = value_and_grad(loss()).wrt((0, 1, 2, 3)).function();
+    // The training step runs as native code: `jit` compiles the value-and-gradient graph once,
+    // on the first call, for the argument types it sees.
+    let step = ferrax::jit(value_and_grad(loss()).wrt((0, 1, 2, 3)))?;
 
     let as_arrays = |params: &[Vec<f64>]| -> AnyResult<Vec<Array>> {
         let mut arrays = Vec::with_capacity(6);

@@ -27,6 +27,13 @@ pub use ferrax_transforms::api::{
     grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, vmap, Grad,
     Jacobian, Vmap,
 };
+pub use ferrax_ir::control_api::{
+    cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,
+};
+pub use ferrax_ir::ops::RematPolicy;
+pub use ferrax_transforms::api::{
+    checkpoint, checkpoint_with, custom_jvp, custom_vjp, residual_bytes,
+};
 
 /// Everything a typical user needs, in one import.
 pub mod prelude {
@@ -34,5 +41,9 @@ pub mod prelude {
         concatenate, function, grad, hessian, jacfwd, jacrev, jit, jit_with, jvp, linearize,
         select, stack, trace, value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function,
         Jit, JitOptions, Result, Shape, Tensor, Type,
+    };
+    pub use crate::{
+        checkpoint, checkpoint_with, cond, custom_jvp, custom_vjp, fori_loop, residual_bytes,
+        scan, scan_with, switch, while_loop, RematPolicy, ScanConfig,
     };
 }

@@ -82,13 +82,21 @@ pub(crate) fn rewire(g: &Graph, params: &[Type], bind: &[usize]) -> Result<Graph
         env[p.index()] = Some(ps[k]);
     }
     for (_, inst) in g.insts() {
-        let args: Vec<_> = inst.args.iter().map(|a| env[a.index()].expect("verified graph")).collect();
+        let args: Vec<_> = inst
+            .args
+            .iter()
+            .map(|a| env[a.index()].expect("verified graph"))
+            .collect();
         let res = b.push(inst.op.clone(), &args)?;
         for (&r, v) in inst.results.iter().zip(res) {
             env[r.index()] = Some(v);
         }
     }
-    let outs: Vec<_> = g.outputs().iter().map(|o| env[o.index()].expect("verified graph")).collect();
+    let outs: Vec<_> = g
+        .outputs()
+        .iter()
+        .map(|o| env[o.index()].expect("verified graph"))
+        .collect();
     Ok(b.finish(&outs))
 }
 
@@ -114,7 +122,10 @@ fn trace_checked(
         if t.graph.outputs().len() != n {
             return Err(Error::new(
                 ErrorKind::Arity,
-                format!("{what} returns {} values but {n} are expected", t.graph.outputs().len()),
+                format!(
+                    "{what} returns {} values but {n} are expected",
+                    t.graph.outputs().len()
+                ),
             ));
         }
     }
@@ -157,7 +168,10 @@ type Built = std::result::Result<(Op, Vec<Tensor>, usize), (Error, usize)>;
 fn build_switch(index: &Tensor, branches: &[BranchFn<'_>], operands: &[Tensor]) -> Built {
     let err1 = |e: Error| (e, 1);
     if branches.is_empty() {
-        return Err(err1(Error::new(ErrorKind::Arity, "switch: needs at least one branch")));
+        return Err(err1(Error::new(
+            ErrorKind::Arity,
+            "switch: needs at least one branch",
+        )));
     }
     let ity = index.try_ty().map_err(err1)?;
     if !ity.is_scalar() || ity.dtype.is_float() {
@@ -166,12 +180,16 @@ fn build_switch(index: &Tensor, branches: &[BranchFn<'_>], operands: &[Tensor]) 
             format!("switch: the index must be an integer or bool scalar, got {ity}"),
         )));
     }
-    let index = if ity.dtype == DType::I32 { index.clone() } else { index.astype(DType::I32) };
+    let index = if ity.dtype == DType::I32 {
+        index.clone()
+    } else {
+        index.astype(DType::I32)
+    };
     let tys = types_of(operands).map_err(err1)?;
     let mut traced = Vec::with_capacity(branches.len());
     for (k, f) in branches.iter().enumerate() {
-        let t = trace_checked(&format!("switch branch {k}"), &tys, None, |xs| f(xs))
-            .map_err(err1)?;
+        let t =
+            trace_checked(&format!("switch branch {k}"), &tys, None, |xs| f(xs)).map_err(err1)?;
         traced.push(t);
     }
     let n_out = traced[0].graph.outputs().len();
@@ -184,12 +202,18 @@ fn build_switch(index: &Tensor, branches: &[BranchFn<'_>], operands: &[Tensor]) 
     for (t, pos) in traced.iter().zip(&caps.positions) {
         let mut bind: Vec<usize> = (0..tys.len()).collect();
         bind.extend(pos.iter().map(|&p| tys.len() + p));
-        bodies.push(Body::new(rewire(&t.graph, &params, &bind).map_err(|e| (e, n_out))?));
+        bodies.push(Body::new(
+            rewire(&t.graph, &params, &bind).map_err(|e| (e, n_out))?,
+        ));
     }
     let mut args = vec![index];
     args.extend(operands.iter().cloned());
     args.extend(caps.all);
-    Ok((Op::Control(ControlOp::Switch { branches: bodies }), args, n_out))
+    Ok((
+        Op::Control(ControlOp::Switch { branches: bodies }),
+        args,
+        n_out,
+    ))
 }
 
 /// `true_fn(operands)` when the scalar `pred` holds, else `false_fn(operands)`; both branches
@@ -207,7 +231,10 @@ pub fn cond(
             switch_at(pred, &[&false_fn, &true_fn], operands, loc)
         }
         Ok(t) => failed(
-            Error::new(ErrorKind::DType, format!("cond: the predicate must be a bool scalar, got {t}")),
+            Error::new(
+                ErrorKind::DType,
+                format!("cond: the predicate must be a bool scalar, got {t}"),
+            ),
             1,
             loc,
         ),
@@ -280,7 +307,9 @@ fn scan_at(
             slice_tys.push(unstacked(t, length).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Shape,
-                    format!("scan: scanned input of type {t} needs a leading dimension of {length}"),
+                    format!(
+                        "scan: scanned input of type {t} needs a leading dimension of {length}"
+                    ),
                 )
             })?);
         }
@@ -289,7 +318,10 @@ fn scan_at(
             if c.len() != n_carry {
                 let e = Error::new(
                     ErrorKind::Arity,
-                    format!("scan: the body returns {} carry values but the carry has {n_carry}", c.len()),
+                    format!(
+                        "scan: the body returns {} carry values but the carry has {n_carry}",
+                        c.len()
+                    ),
                 );
                 return vec![fail(e)];
             }
@@ -303,11 +335,17 @@ fn scan_at(
         }
         let n_consts = params.len();
         params.extend(carry_tys.iter().cloned());
-        params.extend(x_tys.iter().cloned().map(|t| unstacked(&t, length).expect("checked")));
+        params.extend(x_tys.iter().map(|t| unstacked(t, length).expect("checked")));
         let mut bind: Vec<usize> = (n_consts..n_consts + n_carry + xs.len()).collect();
         bind.extend(caps.positions[0].iter().copied());
         let body = rewire(&t.graph, &params, &bind)?;
-        let op = ControlOp::Scan { body: Body::new(body), length, n_consts, n_carry, reverse: config.reverse };
+        let op = ControlOp::Scan {
+            body: Body::new(body),
+            length,
+            n_consts,
+            n_carry,
+            reverse: config.reverse,
+        };
         let mut args = caps.all;
         args.extend(init.iter().cloned());
         args.extend(xs.iter().cloned());
@@ -347,7 +385,16 @@ pub fn fori_loop(
         next.extend(body(&c[0], &c[1..]));
         (next, Vec::new())
     };
-    let (mut out, _) = scan_at(step, &carry, &[], ScanConfig { length: Some(length), reverse: false }, loc);
+    let (mut out, _) = scan_at(
+        step,
+        &carry,
+        &[],
+        ScanConfig {
+            length: Some(length),
+            reverse: false,
+        },
+        loc,
+    );
     out.remove(0);
     out
 }
@@ -389,7 +436,11 @@ pub fn while_loop(
         };
         let cond = wire(&c, &caps.positions[0])?;
         let body = wire(&b, &caps.positions[1])?;
-        let op = ControlOp::While { cond: Body::new(cond), body: Body::new(body), n_consts };
+        let op = ControlOp::While {
+            cond: Body::new(cond),
+            body: Body::new(body),
+            n_consts,
+        };
         let mut args = caps.all;
         args.extend(init.iter().cloned());
         Ok((Op::Control(op), args))

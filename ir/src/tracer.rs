@@ -346,7 +346,11 @@ pub(crate) fn apply_n(
                 .into_iter()
                 .map(|v| {
                     let ty = s.builder.ty(v).clone();
-                    Tensor(Repr::Traced { trace: s.id, value: v, ty })
+                    Tensor(Repr::Traced {
+                        trace: s.id,
+                        value: v,
+                        ty,
+                    })
                 })
                 .collect(),
             Err(e) => vec![record(s, e.at(loc)); n_results.max(1)],
@@ -357,9 +361,18 @@ pub(crate) fn apply_n(
 /// Whether two tensors are the same tracer (same trace and value).
 pub(crate) fn same_tracer(a: &Tensor, b: &Tensor) -> bool {
     match (&a.0, &b.0) {
-        (Repr::Traced { trace: t1, value: v1, .. }, Repr::Traced { trace: t2, value: v2, .. }) => {
-            t1 == t2 && v1 == v2
-        }
+        (
+            Repr::Traced {
+                trace: t1,
+                value: v1,
+                ..
+            },
+            Repr::Traced {
+                trace: t2,
+                value: v2,
+                ..
+            },
+        ) => t1 == t2 && v1 == v2,
         _ => false,
     }
 }

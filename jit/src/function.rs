@@ -87,9 +87,9 @@ impl Jit {
     }
 }
 
-/// Compiles `f` with default options. For functions with default input types (closures of
-/// 1 to 6 tensors: f64 scalars) the code for those types is compiled now, so compile errors
-/// surface here; other types compile on first call.
+/// Prepares `f` for compilation with default options. Nothing is traced or compiled until the
+/// first call (or [`Jit::compiled_for`]), because only then are the input types known; each
+/// new list of input types compiles once.
 ///
 /// ```
 /// use ferrax_ir::Tensor;
@@ -104,18 +104,14 @@ pub fn jit<M>(f: impl IntoFunction<M>) -> Result<Jit> {
     jit_with(f, JitOptions::default())
 }
 
-/// Compiles `f` with the given options (see [`jit`]).
+/// Prepares `f` for compilation with the given options (see [`jit`]).
 #[track_caller]
 pub fn jit_with<M>(f: impl IntoFunction<M>, opts: JitOptions) -> Result<Jit> {
-    let j = Jit {
+    Ok(Jit {
         inner: Arc::new(Inner {
             func: f.into_function(),
             opts,
             compiled: Mutex::new(HashMap::new()),
         }),
-    };
-    if j.inner.func.default_types().is_some() {
-        j.compiled()?;
-    }
-    Ok(j)
+    })
 }

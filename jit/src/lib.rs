@@ -34,6 +34,21 @@
 //! the same emitters and keeps intermediates in registers; the planner then skips buffers for
 //! fused intermediates. Vectorisation calls the same emitters on vector-typed values.
 //!
+//! # Control flow
+//! `switch`, `while`, `scan`, `taped_while` and `call` lower to real branches and loops, never
+//! unrolled (`lower/control.rs`): a body is lowered inline by `Ctx::lower_inline`
+//! with its parameters bound to the operands' slots, recursively for nested control flow.
+//! `switch` clamps its index and jumps through a jump table to one block per branch; `while`
+//! is a header block (the condition), a body block and an exit; `scan` a counted loop that
+//! reads slice `i` of each scanned operand and writes slice `i` of each stacked output in
+//! place; `call` is inlined. Rank-0 carries are block parameters; carried tensors are
+//! double-buffered (the op's result buffer and a second buffer, swapped on the back edge, one
+//! copy at the exit when the trip count was odd). The planner gives each control op a scratch
+//! region, live only while the op runs, for the second buffers and for its bodies'
+//! workspaces, each body planned as a graph of its own. `taped_while` folding backwards keeps
+//! its tape on the heap (grown by doubling, freed when the op ends), the one allocation a
+//! compiled call can make. `custom_lin` cannot be evaluated, so it is refused at compile time.
+//!
 //! Matrix products that map to strided 2-D products call `matrixmultiply` (imported symbols
 //! `ferrax_dgemm`, `ferrax_sgemm`); transcendentals call imported `ferrax_*` wrappers around
 //! the interpreter's scalar functions.

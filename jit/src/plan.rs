@@ -112,7 +112,10 @@ fn plan_control(graph: &Graph, op: &ControlOp, inst: &InstData, arena: &mut Aren
         }
         ControlOp::Scan { n_carry, .. } => {
             let n = (*n_carry).min(inst.results.len());
-            cp.carry_bufs = inst.results[..n].iter().map(|r| lay.tensor(&ty(r))).collect();
+            cp.carry_bufs = inst.results[..n]
+                .iter()
+                .map(|r| lay.tensor(&ty(r)))
+                .collect();
         }
         ControlOp::TapedWhile {
             cond,

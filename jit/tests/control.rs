@@ -206,13 +206,7 @@ fn while_with_scalar_carries() {
 /// tensors trade places every iteration.
 fn tensor_while(dt: DType, dims: &[usize]) -> Graph {
     let tv = Type::new(dt, dims);
-    let tys = [
-        i32s(),
-        tv.clone(),
-        i32s(),
-        tv.clone(),
-        tv.clone(),
-    ];
+    let tys = [i32s(), tv.clone(), i32s(), tv.clone(), tv.clone()];
     let cond = body(&tys, |b, p| vec![less(b, p[2], p[0])]);
     let step = body(&tys, |b, p| {
         let i = incr(b, p[2]);
@@ -579,7 +573,7 @@ fn a_thousand_iterations_run_as_a_loop() {
         f1000.code_bytes()
     );
     let v = Array::from_f64([8], (0..8).map(|k| k as f64).collect()).unwrap();
-    check(&counted_loop(1000), &[v.clone()]);
+    check(&counted_loop(1000), std::slice::from_ref(&v));
     let got = f1000.call(std::slice::from_ref(&v)).unwrap();
     assert_eq!(got[0], i32a(1000));
 }
@@ -659,7 +653,9 @@ fn taped_graph(dt: DType, dims: &[usize], reverse: bool) -> Graph {
         |b, p| {
             let h = fill(b, p[3], 0.5);
             let sh = bin(b, BinaryOp::Mul, p[3], h);
-            let c = b.push1(Op::Convert(ConvertOp::Convert(dt)), &[p[0]]).unwrap();
+            let c = b
+                .push1(Op::Convert(ConvertOp::Convert(dt)), &[p[0]])
+                .unwrap();
             let s = bin(b, BinaryOp::Add, sh, c);
             let m = bin(b, BinaryOp::Mul, p[4], p[2]);
             vec![s, bin(b, BinaryOp::Add, m, p[1])]

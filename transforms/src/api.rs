@@ -3,11 +3,11 @@
 //! Function is specialised per input types; the graph-level rewrite runs once per types and
 //! is cached by the Function.
 
+use crate::emit::{build_graph, inline};
 use crate::{
     grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,
     value_and_grad_graph, vjp_graph,
 };
-use crate::emit::{build_graph, inline};
 use ferrax_ir::function::Specialized;
 use ferrax_ir::ops::{Body, CallKind, ControlOp, RematPolicy};
 use ferrax_ir::tracer::trace_with;
@@ -552,43 +552,44 @@ impl Vmap {
         out_axes: Option<Vec<usize>>,
     ) -> Vmap {
         let (b, ia, oa) = (base.clone(), in_axes.clone(), out_axes.clone());
-        let func =
-            Function::derived("vmap", base.arity(), None, move |types| {
-                let ia = ia.clone().unwrap_or_else(|| vec![Some(0); types.len()]);
-                if ia.len() != types.len() {
-                    return Err(Error::new(
-                        ErrorKind::Arity,
-                        format!("vmap: {} in_axes for {} arguments", ia.len(), types.len()),
-                    ));
-                }
-                let mut member = Vec::with_capacity(types.len());
-                for (i, (t, a)) in types.iter().zip(&ia).enumerate() {
-                    member.push(match a {
-                        None => t.clone(),
-                        Some(a) if *a < t.rank() => {
-                            let mut d = t.dims().to_vec();
-                            d.remove(*a);
-                            Type::new(t.dtype, &d)
-                        }
-                        Some(a) => return Err(Error::new(
+        let func = Function::derived("vmap", base.arity(), None, move |types| {
+            let ia = ia.clone().unwrap_or_else(|| vec![Some(0); types.len()]);
+            if ia.len() != types.len() {
+                return Err(Error::new(
+                    ErrorKind::Arity,
+                    format!("vmap: {} in_axes for {} arguments", ia.len(), types.len()),
+                ));
+            }
+            let mut member = Vec::with_capacity(types.len());
+            for (i, (t, a)) in types.iter().zip(&ia).enumerate() {
+                member.push(match a {
+                    None => t.clone(),
+                    Some(a) if *a < t.rank() => {
+                        let mut d = t.dims().to_vec();
+                        d.remove(*a);
+                        Type::new(t.dtype, &d)
+                    }
+                    Some(a) => {
+                        return Err(Error::new(
                             ErrorKind::Axis,
                             format!(
                                 "vmap: in_axes[{i}] = {a} is out of range for argument type {t}"
                             ),
-                        )),
-                    });
-                }
-                let s = b.specialize(&member)?;
-                let n_out = s.graph.outputs().len();
-                let oa = oa.clone().unwrap_or_else(|| vec![0; n_out]);
-                let g = crate::vmap::vmap_graph(&s.graph, s.n_explicit, &ia, &oa, types)?;
-                let g = crate::passes::simplify(&g);
-                Ok(Specialized {
-                    graph: Arc::new(g),
-                    n_explicit: s.n_explicit,
-                    captures: s.captures,
-                })
-            });
+                        ))
+                    }
+                });
+            }
+            let s = b.specialize(&member)?;
+            let n_out = s.graph.outputs().len();
+            let oa = oa.clone().unwrap_or_else(|| vec![0; n_out]);
+            let g = crate::vmap::vmap_graph(&s.graph, s.n_explicit, &ia, &oa, types)?;
+            let g = crate::passes::simplify(&g);
+            Ok(Specialized {
+                graph: Arc::new(g),
+                n_explicit: s.n_explicit,
+                captures: s.captures,
+            })
+        });
         Vmap {
             base,
             in_axes,
@@ -921,7 +922,7 @@ pub fn checkpoint_with<M>(f: impl IntoFunction<M>, policy: RematPolicy) -> Funct
 /// (every intermediate the backward pass reads, including inputs it reads).
 ///
 /// ```
-/// use ferrax_ir::{DType, Tensor, Type};
+/// use ferrax_ir::{function, DType, Tensor, Type};
 /// use ferrax_transforms::api::*;
 /// let f = |x: Tensor| x.sin().sin();
 /// let t = [Type::new(DType::F64, &[100])];

@@ -88,7 +88,9 @@ pub fn jvp_graph(g: &Graph, n_explicit: usize) -> Result<Graph> {
 fn contains_custom_linear(g: &Graph) -> bool {
     g.insts().any(|(_, inst)| match &inst.op {
         Op::Control(ControlOp::CustomLinear { .. }) => true,
-        Op::Control(c) => crate::rules::control::bodies(c).iter().any(|b| contains_custom_linear(b)),
+        Op::Control(c) => crate::rules::control::bodies(c)
+            .iter()
+            .any(|b| contains_custom_linear(b)),
         _ => false,
     })
 }

@@ -108,9 +108,16 @@ fn per_layer_checkpoints_keep_only_layer_inputs() {
     let layers = mlp(Remat::Layers(RematPolicy::Nothing));
     let b_plain = residual_bytes(&plain, &types()).unwrap();
     let b_layers = residual_bytes(&layers, &types()).unwrap();
-    // Each layer keeps its input and weights instead of input, weights and tanh's derivative.
+    // Each layer keeps its input and weights instead of input, weights and tanh's derivative;
+    // the loss keeps the last activations.
     let per_layer = (BATCH * WIDTH + WIDTH * WIDTH) * 8;
-    assert_eq!(b_layers, LAYERS * per_layer, "{b_plain} vs {b_layers}");
+    let last = BATCH * WIDTH * 8;
+    assert_eq!(
+        b_layers,
+        LAYERS * per_layer + last,
+        "{b_plain} vs {b_layers}"
+    );
+    assert_eq!(b_plain, b_layers + LAYERS * BATCH * WIDTH * 8);
     assert!(b_plain > b_layers);
     assert_eq!(grads(&plain), grads(&layers));
 }

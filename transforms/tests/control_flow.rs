@@ -20,7 +20,10 @@ fn fd_grad(f: &Function, args: &[Array], argnum: usize) -> Vec<f64> {
                 v[i] += d;
                 let mut a = args.to_vec();
                 a[argnum] = Array::from_f64(args[argnum].shape().clone(), v).unwrap();
-                f.call_arrays(&a).unwrap()[0].to_f64_vec().iter().sum::<f64>()
+                f.call_arrays(&a).unwrap()[0]
+                    .to_f64_vec()
+                    .iter()
+                    .sum::<f64>()
             };
             (at(h) - at(-h)) / (2.0 * h)
         })
@@ -51,13 +54,23 @@ fn check_grads(f: &Function, g: Option<&Function>, args: &[Array]) {
         let d = grad_of(f, args, k);
         close_vecs(&d, &fd_grad(f, args, k), 1e-6, &format!("fd, argument {k}"));
         if let Some(g) = g {
-            close_vecs(&d, &grad_of(g, args, k), 1e-12, &format!("straight-line, argument {k}"));
+            close_vecs(
+                &d,
+                &grad_of(g, args, k),
+                1e-12,
+                &format!("straight-line, argument {k}"),
+            );
         }
     }
 }
 
 fn cond_f(x: Tensor, y: Tensor) -> Tensor {
-    let out = cond(&x.gt(0.0), |o| vec![o[0].sin() * &y], |o| vec![o[0].cos() + &y * &y], &[x.clone()]);
+    let out = cond(
+        &x.gt(0.0),
+        |o| vec![o[0].sin() * &y],
+        |o| vec![o[0].cos() + &y * &y],
+        std::slice::from_ref(&x),
+    );
     out[0].clone()
 }
 
@@ -88,7 +101,13 @@ fn switch_f(x: Tensor, i: Tensor) -> Tensor {
 fn switch_takes_the_indexed_branch_and_clamps() {
     let f = function(switch_f);
     let x = 0.4f64;
-    let want = [x.cos(), x.exp() * (1.0 + x), 3.0 * x * x, 3.0 * x * x, x.cos()];
+    let want = [
+        x.cos(),
+        x.exp() * (1.0 + x),
+        3.0 * x * x,
+        3.0 * x * x,
+        x.cos(),
+    ];
     for (i, w) in [0, 1, 2, 7, -1].into_iter().zip(want) {
         let args = [Array::from(x), Array::scalar(DType::I32, i as f64)];
         let d = grad_of(&f, &args, 0);
@@ -151,7 +170,17 @@ fn scan_rnn_matches_unrolled_loop() {
         let mut a = args.clone();
         a.push(Array::from_f64(args[1].shape().clone(), vec![0.3, -0.2, 0.5]).unwrap());
         let gx = grad(f).wrt(1);
-        jvp(&gx).call_arrays(&[a[0].clone(), a[1].clone(), a[2].clone(), Array::zeros(&args[0].ty()), a[3].clone(), Array::zeros(&args[2].ty())]).unwrap()[1].to_f64_vec()
+        jvp(&gx)
+            .call_arrays(&[
+                a[0].clone(),
+                a[1].clone(),
+                a[2].clone(),
+                Array::zeros(&args[0].ty()),
+                a[3].clone(),
+                Array::zeros(&args[2].ty()),
+            ])
+            .unwrap()[1]
+            .to_f64_vec()
     };
     close_vecs(&hv(&f), &hv(&g), 1e-12, "hvp");
     // Reverse over reverse: the gradient of the squared gradient norm.
@@ -174,7 +203,10 @@ fn rev_scan(c0: Tensor, xs: Tensor) -> Tensor {
         },
         &[c0],
         &[xs],
-        ScanConfig { length: None, reverse: true },
+        ScanConfig {
+            length: None,
+            reverse: true,
+        },
     );
     (ys[0].clone() * Tensor::from(vec![1.0, 2.0, 3.0, 4.0, 5.0])).sum_all() + &c[0]
 }
@@ -197,7 +229,10 @@ fn rev_straight(c0: Tensor, xs: Tensor) -> Tensor {
 
 #[test]
 fn reverse_scan_matches_unrolled_loop() {
-    let args = [Array::from(0.3), Array::from(vec![0.5, -1.0, 0.25, 2.0, -0.75])];
+    let args = [
+        Array::from(0.3),
+        Array::from(vec![0.5, -1.0, 0.25, 2.0, -0.75]),
+    ];
     let (f, g) = (function(rev_scan), function(rev_straight));
     close(
         f.call_arrays(&args).unwrap()[0].to_scalar().unwrap(),
@@ -210,14 +245,25 @@ fn reverse_scan_matches_unrolled_loop() {
     let d = grad_of(&f, &args, 1);
     let t = [0.1, 0.2, -0.3, 0.4, 0.5];
     let out = jvp(rev_scan)
-        .call_arrays(&[args[0].clone(), args[1].clone(), Array::from(0.0), Array::from(t.to_vec())])
+        .call_arrays(&[
+            args[0].clone(),
+            args[1].clone(),
+            Array::from(0.0),
+            Array::from(t.to_vec()),
+        ])
         .unwrap();
     let dot: f64 = d.iter().zip(t).map(|(a, b)| a * b).sum();
     close(out[1].to_scalar().unwrap(), dot, 1e-12, "jvp vs grad");
 }
 
 fn fori_f(x: Tensor) -> Tensor {
-    fori_loop(0, 5, |i, c| vec![&c[0] + (&c[0] * i.astype(DType::F64)).sin() * 0.5], &[x])[0].clone()
+    fori_loop(
+        0,
+        5,
+        |i, c| vec![&c[0] + (&c[0] * i.astype(DType::F64)).sin() * 0.5],
+        &[x],
+    )[0]
+    .clone()
 }
 
 fn fori_straight(x: Tensor) -> Tensor {
@@ -232,8 +278,12 @@ fn fori_straight(x: Tensor) -> Tensor {
 fn fori_loop_is_reverse_differentiable() {
     let args = [Array::from(0.8)];
     check_grads(&function(fori_f), Some(&function(fori_straight)), &args);
-    let second = grad(grad(fori_f)).call_arrays(&args).unwrap()[0].to_scalar().unwrap();
-    let second2 = grad(grad(fori_straight)).call_arrays(&args).unwrap()[0].to_scalar().unwrap();
+    let second = grad(grad(fori_f)).call_arrays(&args).unwrap()[0]
+        .to_scalar()
+        .unwrap();
+    let second2 = grad(grad(fori_straight)).call_arrays(&args).unwrap()[0]
+        .to_scalar()
+        .unwrap();
     close(second, second2, 1e-12, "second derivative");
 }
 
@@ -263,7 +313,12 @@ fn reverse_mode_through_a_1000_iteration_while_loop() {
 #[test]
 fn forward_over_reverse_through_a_while_loop() {
     let h: f64 = hessian(newton_sqrt).call(2.0).unwrap();
-    close(h, -0.25 * 2f64.powf(-1.5), 1e-12, "second derivative of sqrt at 2");
+    close(
+        h,
+        -0.25 * 2f64.powf(-1.5),
+        1e-12,
+        "second derivative of sqrt at 2",
+    );
 }
 
 /// A loop whose trip count depends on the input: x grows until it exceeds 10.
@@ -287,7 +342,12 @@ fn data_dependent_trip_count() {
     };
     let g = function(straight);
     for k in 0..2 {
-        close_vecs(&grad_of(&f, &args, k), &grad_of(&g, &args, k), 1e-12, "straight-line");
+        close_vecs(
+            &grad_of(&f, &args, k),
+            &grad_of(&g, &args, k),
+            1e-12,
+            "straight-line",
+        );
     }
     // The loop does not run at all: the derivative is the identity.
     let none = [Array::from(20.0), Array::from(1.5)];
@@ -313,16 +373,61 @@ fn eager_evaluation_outside_traces() {
 fn errors_are_recorded_not_panics() {
     // Branches returning different types.
     let f = function(|x: Tensor| {
-        cond(&x.gt(0.0), |o| vec![o[0].clone()], |o| vec![o[0].broadcast_to(&[2])], &[x.clone()])[0].clone()
+        cond(
+            &x.gt(0.0),
+            |o| vec![o[0].clone()],
+            |o| vec![o[0].broadcast_to(&[2])],
+            std::slice::from_ref(&x),
+        )[0]
+        .clone()
     });
     let e = f.call_arrays(&[Array::from(1.0)]).unwrap_err();
     assert!(e.message.contains("branch"), "{}", e.message);
     // A while body returning the wrong carry type.
-    let f = function(|x: Tensor| while_loop(|c| c[0].lt(1.0), |c| vec![c[0].broadcast_to(&[3])], &[x])[0].clone());
+    let f = function(|x: Tensor| {
+        while_loop(|c| c[0].lt(1.0), |c| vec![c[0].broadcast_to(&[3])], &[x])[0].clone()
+    });
     let e = f.call_arrays(&[Array::from(0.0)]).unwrap_err();
     assert!(e.message.contains("carry"), "{}", e.message);
     // A non-scalar predicate.
-    let f = function(|x: Tensor| cond(&x.gt(0.0), |o| vec![o[0].clone()], |o| vec![o[0].clone()], &[x.clone()])[0].clone());
+    let f = function(|x: Tensor| {
+        cond(
+            &x.gt(0.0),
+            |o| vec![o[0].clone()],
+            |o| vec![o[0].clone()],
+            std::slice::from_ref(&x),
+        )[0]
+        .clone()
+    });
     let e = f.call_arrays(&[Array::from(vec![1.0, 2.0])]).unwrap_err();
     assert!(e.message.contains("predicate"), "{}", e.message);
+}
+
+#[test]
+fn second_order_reverse_through_cond_and_empty_loops() {
+    let dd: f64 = grad(grad(|x: Tensor| cond_f(x, Tensor::scalar(1.3))))
+        .call(0.7)
+        .unwrap();
+    close(dd, -(0.7f64.sin()) * 1.3, 1e-14, "d²/dx² sin(x)·y");
+    let empty = |x: Tensor| fori_loop(3, 3, |_, c| vec![c[0].sin()], &[x])[0].clone();
+    let d: f64 = grad(empty).call(0.5).unwrap();
+    assert_eq!(d, 1.0);
+}
+
+#[test]
+fn reverse_over_reverse_through_while_is_a_clear_error() {
+    let e = grad(grad(newton_sqrt)).call::<_, f64>(2.0).unwrap_err();
+    assert!(e.message.contains("while_loop"), "{}", e.message);
+}
+
+#[test]
+fn reverse_over_forward_through_a_while_loop() {
+    let tangent = |a: Tensor| jvp(newton_sqrt).apply(&[a, Tensor::scalar(1.0)])[1].clone();
+    let d: f64 = grad(tangent).call(2.0).unwrap();
+    close(
+        d,
+        -0.25 * 2f64.powf(-1.5),
+        1e-12,
+        "second derivative of sqrt at 2",
+    );
 }

@@ -24,7 +24,9 @@ fn relu() -> Function {
 fn custom_relu_gradient() {
     let r = relu();
     let f = move |x: Tensor| r.apply1(&[x]).sum_all();
-    let d: Vec<f64> = grad(f).call(Array::from(vec![-1.0, -0.5, 0.5, 1.0])).unwrap();
+    let d: Vec<f64> = grad(f)
+        .call(Array::from(vec![-1.0, -0.5, 0.5, 1.0]))
+        .unwrap();
     assert_eq!(d, vec![0.0, 0.0, 1.0, 1.0]);
     let d0: f64 = grad(relu()).call(0.0).unwrap();
     assert_eq!(d0, 0.0);
@@ -54,7 +56,12 @@ fn custom_jvp_rule_is_used_in_both_modes_and_to_second_order() {
     let s = odd_sin();
     let inner = move |y: Tensor| s.apply1(&[y.clone() * y]);
     let d: f64 = grad(inner).call(x).unwrap();
-    close(d, 3.0 * (x * x).cos() * 2.0 * x, 1e-15, "chain rule around the rule");
+    close(
+        d,
+        3.0 * (x * x).cos() * 2.0 * x,
+        1e-15,
+        "chain rule around the rule",
+    );
 }
 
 /// log(1 + exp(x)) written stably, with the gradient sigmoid(x) from the residual x.
@@ -105,7 +112,7 @@ fn custom_vjp_with_a_nonlinear_bwd_clips_gradients() {
         |p| (vec![p[0].clone()], vec![]),
         |_, ct| vec![ct[0].maximum(-1.0).minimum(1.0)],
     );
-    let f = move |x: Tensor| clip.apply1(&[x.clone()]) * 10.0;
+    let f = move |x: Tensor| clip.apply1(std::slice::from_ref(&x)) * 10.0;
     let d: f64 = grad(f).call(3.0).unwrap();
     assert_eq!(d, 1.0);
 }

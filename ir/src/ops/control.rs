@@ -341,7 +341,13 @@ impl ControlOp {
                 res.extend(outs[*n_carry..].iter().map(|t| stacked(t, *length)));
                 Ok(res)
             }
-            ControlOp::TapedWhile { cond, fwd, step, n_consts, .. } => {
+            ControlOp::TapedWhile {
+                cond,
+                fwd,
+                step,
+                n_consts,
+                ..
+            } => {
                 let state = cond.graph().param_types();
                 if *n_consts > state.len() || state.len() > args.len() {
                     return Err(op_error(
@@ -352,10 +358,27 @@ impl ControlOp {
                     ));
                 }
                 let n_carry = state.len() - n_consts;
-                check_params(name, "the condition", cond.graph(), &args[..state.len()], args)?;
-                check_params(name, "the forward body", fwd.graph(), &args[..state.len()], args)?;
+                check_params(
+                    name,
+                    "the condition",
+                    cond.graph(),
+                    &args[..state.len()],
+                    args,
+                )?;
+                check_params(
+                    name,
+                    "the forward body",
+                    fwd.graph(),
+                    &args[..state.len()],
+                    args,
+                )?;
                 if cond.graph().output_types() != [Type::scalar(DType::Bool)] {
-                    return Err(op_error(ErrorKind::DType, name, args, "the condition must return one bool[]"));
+                    return Err(op_error(
+                        ErrorKind::DType,
+                        name,
+                        args,
+                        "the condition must return one bool[]",
+                    ));
                 }
                 let fo = fwd.graph().output_types();
                 if fo.len() < n_carry || fo[..n_carry] != args[*n_consts..state.len()] {
@@ -387,14 +410,22 @@ impl ControlOp {
             ControlOp::CustomLinear { bwd, n_res } => {
                 let p = bwd.graph().param_types();
                 if *n_res > args.len() || *n_res > p.len() {
-                    return Err(op_error(ErrorKind::Arity, name, args, "n_res exceeds the operands"));
+                    return Err(op_error(
+                        ErrorKind::Arity,
+                        name,
+                        args,
+                        "n_res exceeds the operands",
+                    ));
                 }
                 if p[..*n_res] != args[..*n_res] {
                     return Err(op_error(
                         ErrorKind::DType,
                         name,
                         args,
-                        format!("the backward rule takes residuals {}", super::fmt_types(&p[..*n_res])),
+                        format!(
+                            "the backward rule takes residuals {}",
+                            super::fmt_types(&p[..*n_res])
+                        ),
                     ));
                 }
                 if bwd.graph().output_types() != args[*n_res..] {
@@ -543,7 +574,13 @@ impl ControlOp {
                 }
                 Ok(res)
             }
-            ControlOp::TapedWhile { cond, fwd, step, n_consts, reverse } => {
+            ControlOp::TapedWhile {
+                cond,
+                fwd,
+                step,
+                n_consts,
+                reverse,
+            } => {
                 let n_state = cond.graph().params().len();
                 let n_carry = n_state - n_consts;
                 let mut state = owned(&args[..n_state]);

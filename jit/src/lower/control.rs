@@ -30,7 +30,11 @@ use ferrax_ir::{Graph, InstData, Result, Type, Value};
 pub(crate) fn lower(cx: &mut Ctx, op: &ControlOp, i: usize, inst: &InstData) -> Result<()> {
     // Re-check the type rule: the bodies are trusted below to match their operands.
     let arg_tys: Vec<Type> = inst.args.iter().map(|&a| cx.graph.ty(a).clone()).collect();
-    let res_tys: Vec<Type> = inst.results.iter().map(|&r| cx.graph.ty(r).clone()).collect();
+    let res_tys: Vec<Type> = inst
+        .results
+        .iter()
+        .map(|&r| cx.graph.ty(r).clone())
+        .collect();
     if op.infer(&arg_tys)?.as_slice() != res_tys.as_slice() {
         return Err(jit_err(format!(
             "`{}` has result types that disagree with its type rule",
@@ -52,7 +56,9 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ControlOp, i: usize, inst: &InstData) -> 
     }
     match op {
         ControlOp::Switch { .. } => lower_switch(cx, &graphs, cp, inst),
-        ControlOp::While { n_consts, .. } => lower_while(cx, graphs[0], graphs[1], *n_consts, cp, inst),
+        ControlOp::While { n_consts, .. } => {
+            lower_while(cx, graphs[0], graphs[1], *n_consts, cp, inst)
+        }
         ControlOp::Scan {
             length,
             n_consts,
@@ -134,7 +140,12 @@ fn lower_call(cx: &mut Ctx, body: &Graph, cp: &ControlPlan, inst: &InstData) -> 
 /// `switch`: the index clamped into range selects one block per branch through a jump table
 /// (or a compare chain, as Cranelift sees fit); every branch writes the result buffers and
 /// passes its rank-0 results to the join block.
-fn lower_switch(cx: &mut Ctx, branches: &[&Graph], cp: &ControlPlan, inst: &InstData) -> Result<()> {
+fn lower_switch(
+    cx: &mut Ctx,
+    branches: &[&Graph],
+    cp: &ControlPlan,
+    inst: &InstData,
+) -> Result<()> {
     let args = slots_of(cx, &inst.args[1..])?;
     let dests = result_buffers(cx, &inst.results)?;
     let n = branches.len();
@@ -540,7 +551,9 @@ fn taped_setup<'g>(
 ) -> Result<Taped<'g>> {
     let n_state = cond.params().len();
     if n_consts > n_state || n_state > inst.args.len() {
-        return Err(jit_err("taped_while: the operands do not match the condition"));
+        return Err(jit_err(
+            "taped_while: the operands do not match the condition",
+        ));
     }
     let consts = slots_of(cx, &inst.args[..n_consts])?;
     let mut sbufs = Vec::with_capacity(cp.state_bufs.len());
@@ -755,9 +768,7 @@ fn lower_taped_reverse(
     cx.fb.switch_to_block(back);
     let bp = cx.fb.block_params(back).to_vec();
     let (left, lp) = (bp[0], &bp[1..]);
-    cx.fb
-        .ins()
-        .brif(left, stepping, &[], exit, &block_args(lp));
+    cx.fb.ins().brif(left, stepping, &[], exit, &block_args(lp));
 
     cx.fb.switch_to_block(stepping);
     let k = cx.fb.ins().iadd_imm_s(left, -1);

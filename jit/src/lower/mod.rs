@@ -428,7 +428,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 let z = self.iconst(0);
                 outs.push(Slot::Reg(self.load(o, z)?));
             } else {
-                let dst = dests[k].ok_or_else(|| jit_err("a tensor output of a body has no buffer"))?;
+                let dst =
+                    dests[k].ok_or_else(|| jit_err("a tensor output of a body has no buffer"))?;
                 if self.plan.homes[o.index()] != Home::Output(k) {
                     self.copy_into(o, dst)?;
                 }

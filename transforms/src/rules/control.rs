@@ -30,7 +30,7 @@
 //!   `custom_lin` op, whose transpose inlines `bwd`. Forward mode is an error.
 
 use super::{Cotangents, Operand};
-use crate::emit::{add, build_graph, inline, or_zeros, push, zeros};
+use crate::emit::{add, build_graph, finish, inline, or_zeros, push, zeros};
 use crate::grad::restrict;
 use crate::jvp::{jvp_graph_unchecked, jvp_into};
 use crate::linearize::split_general;
@@ -119,6 +119,11 @@ pub(crate) fn linearize_parts(g: &Graph, nz: &[bool]) -> Result<LinParts> {
         linear,
         out_nz,
     })
+}
+
+/// A sub-graph built by a rule, simplified (dead recomputation dropped) and verified.
+fn simplified(g: Graph) -> Result<Body> {
+    Ok(Body::new(finish(g)?))
 }
 
 fn control(op: ControlOp) -> Op {
@@ -255,7 +260,7 @@ fn switch_jvp(
             }
             Ok(res)
         })?;
-        primal_branches.push(Body::new(g));
+        primal_branches.push(simplified(g)?);
     }
     let pres = push(
         b,
@@ -287,7 +292,7 @@ fn switch_jvp(
                 .collect())
         })?;
         off += tys.len();
-        tbranches.push(Body::new(g));
+        tbranches.push(simplified(g)?);
     }
     let mut targs = vec![xs[0]];
     targs.extend_from_slice(res);
@@ -371,7 +376,7 @@ fn scan_jvp(
     let pres = push(
         b,
         control(ControlOp::Scan {
-            body: Body::new(primal_body),
+            body: simplified(primal_body)?,
             length: d.length,
             n_consts: nc,
             n_carry: nk,
@@ -419,8 +424,8 @@ fn scan_jvp(
         let xs_at = n_cres + n_tc + n_tk;
         let mut args = Vec::with_capacity(parts.linear.params().len());
         let (mut ci, mut si) = (0, 0);
-        for r in 0..parts.n_res {
-            if const_res[r].is_some() {
+        for cr in &const_res {
+            if cr.is_some() {
                 args.push(ps[ci]);
                 ci += 1;
             } else {
@@ -443,7 +448,7 @@ fn scan_jvp(
     let tres = push(
         b,
         control(ControlOp::Scan {
-            body: Body::new(tbody),
+            body: simplified(tbody)?,
             length: d.length,
             n_consts: n_cres + n_tc,
             n_carry: n_tk,
@@ -483,10 +488,7 @@ fn while_jvp(
         return Ok((ys, vec![None; nk]));
     }
     let res_tys = parts.primal.output_types()[nk..].to_vec();
-    let tconst_tys: Vec<Type> = (0..nc)
-        .filter(|&i| nz[i])
-        .map(|i| tys[i].clone())
-        .collect();
+    let tconst_tys: Vec<Type> = (0..nc).filter(|&i| nz[i]).map(|i| tys[i].clone()).collect();
     let tcarry_tys: Vec<Type> = (0..nk)
         .filter(|&c| carry_nz[c])
         .map(|c| tys[nc + c].clone())
@@ -520,7 +522,7 @@ fn while_jvp(
         control(ControlOp::TapedWhile {
             cond: cond.clone(),
             fwd: Body::new(parts.primal),
-            step: Body::new(step),
+            step: simplified(step)?,
             n_consts: nc,
             reverse: false,
         }),
@@ -534,10 +536,12 @@ fn while_jvp(
     Ok((ys, touts))
 }
 
-/// Forward mode through a `taped_while`: a `taped_while` over primal and tangent values
-/// together (tangents instantiated). It serves forward-over-reverse derivatives (the JVP of a
-/// gradient through a `while`); it mixes primal and tangent values, so it cannot be
-/// linearized again, and reverse-over-reverse through a `while` is an error.
+/// Forward mode through a `taped_while`. A forward fold is rewritten as a `while` over both
+/// carries and differentiated like one (so reverse mode through a JVP works). A reverse fold
+/// becomes a `taped_while` over primal and tangent values together (tangents instantiated):
+/// it serves forward-over-reverse derivatives (the JVP of a gradient through a `while`), but
+/// it mixes primal and tangent values, so it cannot be linearized again, and
+/// reverse-over-reverse through a `while` is an error.
 fn taped_while_jvp(
     b: &mut Builder,
     op: &ControlOp,
@@ -559,6 +563,30 @@ fn taped_while_jvp(
     let nk = ns - nc;
     let nl = xs.len() - ns;
     let nr = fwd.graph().outputs().len() - nk;
+    if !*reverse {
+        // A forward fold is a `while` over the carry and the step carry together, whose JVP
+        // is split into primal and linear parts, so reverse mode can follow.
+        let mut state_tys = cond.graph().param_types();
+        state_tys.extend(step.graph().output_types());
+        let wcond = build_graph(&state_tys, |bb, ps| inline(bb, cond.graph(), &ps[..ns]))?;
+        let wbody = build_graph(&state_tys, |bb, ps| {
+            let outs = inline(bb, fwd.graph(), &ps[..ns])?;
+            let mut sargs = outs[nk..].to_vec();
+            sargs.extend_from_slice(&ps[ns..]);
+            let mut next = outs[..nk].to_vec();
+            next.extend(inline(bb, step.graph(), &sargs)?);
+            Ok(next)
+        })?;
+        let wcond = simplified(wcond)?;
+        let wbody = finish(wbody)?;
+        let wop = ControlOp::While {
+            cond: wcond.clone(),
+            body: Body::new(wbody.clone()),
+            n_consts: nc,
+        };
+        let (ys, touts) = while_jvp(b, &wop, &wcond, &wbody, nc, xs, ts)?;
+        return Ok((ys[nk..].to_vec(), touts[nk..].to_vec()));
+    }
     let ys = push(b, control(op.clone()), xs)?.to_vec();
     // fwd': (consts, t_consts, carry, t_carry) -> (carry', t_carry', res, t_res).
     let fj = jvp_graph_unchecked(fwd.graph(), ns)?;
@@ -610,9 +638,9 @@ fn taped_while_jvp(
     let res = push(
         b,
         control(ControlOp::TapedWhile {
-            cond: Body::new(cond2),
-            fwd: Body::new(fwd2),
-            step: Body::new(step2),
+            cond: simplified(cond2)?,
+            fwd: simplified(fwd2)?,
+            step: simplified(step2)?,
             n_consts: 2 * nc,
             reverse: *reverse,
         }),
@@ -707,7 +735,7 @@ fn checkpoint_jvp(
         let r = push(
             b,
             control(ControlOp::Call {
-                body: Body::new(pbody),
+                body: simplified(pbody)?,
                 kind: CallKind::Checkpoint(policy),
             }),
             xs,
@@ -744,7 +772,7 @@ fn checkpoint_jvp(
     let tres = push(
         b,
         control(ControlOp::Call {
-            body: Body::new(lbody),
+            body: simplified(lbody)?,
             kind: CallKind::Checkpoint(policy),
         }),
         &targs,
@@ -889,7 +917,11 @@ pub fn transpose(
             let has_ct: Vec<bool> = cts.iter().map(Option::is_some).collect();
             let mut tb: SmallVec<[Body; 2]> = SmallVec::new();
             for br in branches {
-                tb.push(Body::new(transpose_body(br.graph(), &linear[1..], &has_ct)?));
+                tb.push(simplified(transpose_body(
+                    br.graph(),
+                    &linear[1..],
+                    &has_ct,
+                )?)?);
             }
             let nl: Vec<usize> = (1..args.len()).filter(|&i| !linear[i]).collect();
             let mut targs = vec![args[0].primal().expect("primal index")];
@@ -912,15 +944,13 @@ pub fn transpose(
                 CallKind::Checkpoint(policy) => push(
                     b,
                     control(ControlOp::Call {
-                        body: Body::new(tb),
+                        body: simplified(tb)?,
                         kind: CallKind::Checkpoint(*policy),
                     }),
                     &targs,
                 )?
                 .to_vec(),
-                CallKind::CustomJvp { .. } | CallKind::CustomVjp { .. } => {
-                    inline(b, &tb, &targs)?
-                }
+                CallKind::CustomJvp { .. } | CallKind::CustomVjp { .. } => inline(b, &tb, &targs)?,
             };
             let mut it = res.into_iter();
             Ok(linear
@@ -994,7 +1024,7 @@ pub fn transpose(
                 control(ControlOp::TapedWhile {
                     cond: cond.clone(),
                     fwd: fwd.clone(),
-                    step: Body::new(tstep),
+                    step: simplified(tstep)?,
                     n_consts: *n_consts,
                     reverse: !*reverse,
                 }),
@@ -1098,7 +1128,7 @@ fn scan_transpose(
     let res = push(
         b,
         control(ControlOp::Scan {
-            body: Body::new(tb),
+            body: simplified(tb)?,
             length: d.length,
             n_consts: n_nc,
             n_carry: n_lc + nk,

@@ -362,7 +362,22 @@ fn scan_at(
         let e = outs[0].clone();
         outs.resize(n_carry + n_ys, e);
     }
-    let ys = outs.split_off(n_carry);
+    let mut ys = outs.split_off(n_carry);
+    // After an error the number of outputs may be unknown: both lists hold at least one error
+    // tensor, so indexing them does not panic.
+    if let Some(e) = outs
+        .iter()
+        .chain(&ys)
+        .find(|t| t.error().is_some())
+        .cloned()
+    {
+        if ys.is_empty() {
+            ys.push(e.clone());
+        }
+        if outs.is_empty() {
+            outs.push(e);
+        }
+    }
     (outs, ys)
 }
 

@@ -764,9 +764,10 @@ pub type VjpBwd = dyn Fn(&[Tensor], &[Tensor]) -> Vec<Tensor> + Send + Sync;
 
 /// `f` with a custom reverse-mode rule: `fwd(primals)` returns the outputs and residuals,
 /// `bwd(residuals, output cotangents)` one cotangent per argument. Both are traced. Reverse
-/// mode (`grad`, `vjp`, `jacrev`) uses them; forward mode (`jvp`, `jacfwd`, `hessian` of the
-/// function itself) is an error. Second-order reverse mode differentiates the traced `fwd`
-/// and `bwd`, so `grad(grad(f))` works when `bwd` is differentiable. The result is a plain
+/// mode (`grad`, `vjp`, `jacrev`) uses them; forward mode of the function itself (`jvp`,
+/// `jacfwd`) is an error. Higher derivatives differentiate the traced `fwd` and `bwd`, so
+/// `grad(grad(f))` and `hessian(f)` (forward over reverse) work when `bwd` is
+/// differentiable. `bwd` need not be linear in the cotangents (gradient clipping is fine). The result is a plain
 /// `call` of `f`'s graph, so it evaluates and compiles like `f`.
 ///
 /// ```

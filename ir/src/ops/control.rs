@@ -616,8 +616,8 @@ impl ControlOp {
             ControlOp::CustomLinear { .. } => Err(Error::new(
                 ErrorKind::Transform,
                 "custom_lin: the linear map of a custom_vjp function cannot be evaluated; \
-                 custom_vjp supports reverse mode only (grad, vjp, jacrev), not forward mode \
-                 (jvp, jacfwd, hessian, linearize)",
+                 custom_vjp supports reverse mode (grad, vjp, jacrev, and hessian, which \
+                 differentiates bwd), not forward mode (jvp, jacfwd, linearize)",
             )),
             ControlOp::Call { body, .. } => Ok(crate::interp::eval(body.graph(), &owned(args))?
                 .into_iter()

@@ -30,7 +30,7 @@
 //! `lower/<family>.rs` mirrors `ferrax_ir::ops`. Elementwise families provide per-element
 //! expression emitters; today each elementwise op is one flat loop around its emitter.
 //! Fusion (issue 5) will group a chain of elementwise ops, with broadcasts as stride-0
-//! [`Access`](lower) maps and an optional trailing reduction, into one loop nest that calls
+//! `Access` maps and an optional trailing reduction, into one loop nest that calls
 //! the same emitters and keeps intermediates in registers; the planner then skips buffers for
 //! fused intermediates. Vectorisation calls the same emitters on vector-typed values.
 //!

@@ -35,6 +35,14 @@ impl Specialized {
 }
 
 type ClosureFn = dyn Fn(&[Tensor]) -> Vec<Tensor> + Send + Sync;
+type LazyTypes = dyn Fn() -> Option<Vec<Type>> + Send + Sync;
+
+/// Default input types: known, or computed on first request (a transform whose defaults depend
+/// on its base's output types must not trace user code before it is asked to).
+enum Defaults {
+    Known(Option<Vec<Type>>),
+    Lazy(Arc<LazyTypes>, std::sync::OnceLock<Option<Vec<Type>>>),
+}
 type DeriveFn = dyn Fn(&[Type]) -> Result<Specialized> + Send + Sync;
 
 enum Kind {
@@ -46,7 +54,7 @@ enum Kind {
 struct Inner {
     name: String,
     arity: Option<usize>,
-    default_types: Option<Vec<Type>>,
+    default_types: Defaults,
     kind: Kind,
     cache: Mutex<HashMap<Vec<Type>, Specialized>>,
 }
@@ -71,7 +79,7 @@ impl Function {
     fn make(
         name: &str,
         arity: Option<usize>,
-        default_types: Option<Vec<Type>>,
+        default_types: Defaults,
         kind: Kind,
     ) -> Function {
         Function {
@@ -92,7 +100,7 @@ impl Function {
         F: Fn(&[Tensor]) -> Vec<Tensor> + Send + Sync + 'static,
     {
         let defaults = arity.map(|n| vec![Type::scalar(DType::F64); n]);
-        Function::make("closure", arity, defaults, Kind::Closure(Arc::new(f)))
+        Function::make("closure", arity, Defaults::Known(defaults), Kind::Closure(Arc::new(f)))
     }
 
     /// A function that is a fixed graph (its parameter types are the only accepted ones).
@@ -101,7 +109,7 @@ impl Function {
         Function::make(
             "graph",
             Some(tys.len()),
-            Some(tys),
+            Defaults::Known(Some(tys)),
             Kind::Graph(Arc::new(graph)),
         )
     }
@@ -117,7 +125,18 @@ impl Function {
     where
         F: Fn(&[Type]) -> Result<Specialized> + Send + Sync + 'static,
     {
-        Function::make(name, arity, default_types, Kind::Derived(Arc::new(f)))
+        Function::make(name, arity, Defaults::Known(default_types), Kind::Derived(Arc::new(f)))
+    }
+
+    /// Like [`Function::derived`], with default input types computed on first request by
+    /// `defaults` (which may trace other functions; a panic there counts as "no defaults").
+    pub fn derived_lazy<F, D>(name: &str, arity: Option<usize>, defaults: D, f: F) -> Function
+    where
+        F: Fn(&[Type]) -> Result<Specialized> + Send + Sync + 'static,
+        D: Fn() -> Option<Vec<Type>> + Send + Sync + 'static,
+    {
+        let lazy = Defaults::Lazy(Arc::new(defaults), std::sync::OnceLock::new());
+        Function::make(name, arity, lazy, Kind::Derived(Arc::new(f)))
     }
 
     /// The function's name (e.g. `closure`, `grad`, `jvp`).
@@ -132,7 +151,14 @@ impl Function {
 
     /// The input types used when none are given (f64 scalars for closures of known arity).
     pub fn default_types(&self) -> Option<Vec<Type>> {
-        self.inner.default_types.clone()
+        match &self.inner.default_types {
+            Defaults::Known(t) => t.clone(),
+            Defaults::Lazy(f, cell) => cell
+                .get_or_init(|| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f())).ok().flatten()
+                })
+                .clone(),
+        }
     }
 
     /// The same function with other default input types (for [`Function::ir`] and friends).

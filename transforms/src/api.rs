@@ -381,12 +381,13 @@ pub fn jvp<M>(f: impl IntoFunction<M>) -> Function {
 /// ```
 pub fn vjp<M>(f: impl IntoFunction<M>) -> Function {
     let base = f.into_function();
-    let defaults = base.default_types().and_then(|d| {
-        let outs = base.specialize(&d).ok()?.output_types();
+    let b2 = base.clone();
+    let defaults = move || {
+        let d = b2.default_types()?;
+        let outs = b2.specialize(&d).ok()?.output_types();
         Some([d, outs].concat())
-    });
-    let arity = defaults.as_ref().map(|d| d.len());
-    Function::derived("vjp", arity, defaults, move |types| {
+    };
+    Function::derived_lazy("vjp", None, defaults, move |types| {
         let Some(n) = base.arity() else {
             return Err(Error::new(
                 ErrorKind::Arity,

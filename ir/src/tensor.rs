@@ -504,6 +504,22 @@ impl Tensor {
     }
 
     /// `select(self, on_true, on_false)` with `self` a bool predicate; all three broadcast.
+    ///
+    /// Derivatives follow JAX: the untaken branch gets a zero cotangent, but a zero times a
+    /// non-finite derivative is still NaN. So the gradient of `x.gt(0.0).select(x.sqrt(), 0.0)`
+    /// at `x = 0` is NaN, because `sqrt`'s derivative there is infinite even though that branch
+    /// is not taken. The *double-where* idiom makes the untaken branch's operand safe as well:
+    ///
+    /// ```
+    /// use ferrax_ir::{function, Tensor};
+    /// let safe_sqrt = function(|x: Tensor| {
+    ///     let pos = x.gt(0.0);
+    ///     let safe_x = pos.select(&x, 1.0); // never 0 inside sqrt
+    ///     pos.select(safe_x.sqrt(), 0.0)
+    /// });
+    /// let y: f64 = safe_sqrt.call(0.0).unwrap();
+    /// assert_eq!(y, 0.0);
+    /// ```
     #[track_caller]
     pub fn select(&self, on_true: impl Operand, on_false: impl Operand) -> Tensor {
         let loc = Location::caller();

@@ -15,7 +15,7 @@ fn main() -> ferrax_ir::Result<()> {
     }
     if which == "p1" {
         let f = |x: Tensor, y: Tensor, z: Tensor| x.sin() * y.exp() / z.ln();
-        let g = grad(f).wrt((0, 1, 2)).specialize(&[Type::scalar(DType::F64); 3])?.graph;
+        let g = grad(f).wrt((0, 1, 2)).specialize(&vec![Type::scalar(DType::F64); 3])?.graph;
         println!("P1:\n{}", g.to_text());
     }
     if which == "p2" {

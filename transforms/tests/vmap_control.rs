@@ -9,82 +9,14 @@ use ferrax_ir::interp::eval;
 use ferrax_ir::ops::{
     BinaryOp, Body, CallKind, CompareOp, ControlOp, ReduceOp, RematPolicy, ShapeOp, UnaryOp,
 };
-use ferrax_ir::{Array, Builder, DType, Data, Dims, Graph, Op, Shape, Type, Value};
+use ferrax_ir::{Array, Builder, DType, Dims, Graph, Op, Shape, Type, Value};
 use ferrax_transforms::vmap::vmap_graph_sized;
 
 /// The batch size of every test.
 const B: usize = 5;
 
-/// A tiny deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A random array of `ty`: floats in `-1..1`, i32 in `-2..7`, bools fair.
-    fn array(&mut self, ty: &Type) -> Array {
-        let n = ty.size();
-        let data = match ty.dtype {
-            DType::F64 => Data::F64(
-                (0..n)
-                    .map(|_| 2.0 * ((self.next() >> 11) as f64 / (1u64 << 53) as f64) - 1.0)
-                    .collect(),
-            ),
-            DType::F32 => Data::F32(
-                (0..n)
-                    .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
-                    .collect(),
-            ),
-            DType::I32 => Data::I32((0..n).map(|_| (self.next() % 9) as i32 - 2).collect()),
-            DType::Bool => Data::Bool((0..n).map(|_| self.next().is_multiple_of(2)).collect()),
-        };
-        Array::new(ty.shape.clone(), data).unwrap()
-    }
-}
-
-/// Member `i` of `a` along `axis` (the axis removed).
-fn take(a: &Array, axis: usize, i: usize) -> Array {
-    let dims = a.dims();
-    let outer: usize = dims[..axis].iter().product();
-    let inner: usize = dims[axis + 1..].iter().product();
-    let n = dims[axis];
-    let idx = (0..outer).flat_map(|o| (0..inner).map(move |k| (o * n + i) * inner + k));
-    let mut out: Vec<usize> = dims.to_vec();
-    out.remove(axis);
-    Array::new(out, a.data().take(idx)).unwrap()
-}
-
-/// Stacks equally shaped arrays along a new `axis`.
-fn stack(parts: &[Array], axis: usize) -> Array {
-    let dims = parts[0].dims();
-    let outer: usize = dims[..axis].iter().product();
-    let inner: usize = dims[axis..].iter().product();
-    let n = parts.len();
-    let mut out: Vec<usize> = dims.to_vec();
-    out.insert(axis, n);
-    let all = Data::concat(&parts.iter().map(|p| p.data()).collect::<Vec<_>>());
-    let size = outer * inner;
-    let idx = (0..outer).flat_map(move |o| {
-        (0..n).flat_map(move |m| (0..inner).map(move |k| m * size + o * inner + k))
-    });
-    Array::new(out, all.take(idx)).unwrap()
-}
-
-/// Whether two arrays agree: same type, equal elements (NaNs match, floats to 1e-12).
-fn close(a: &Array, b: &Array) -> bool {
-    if a.ty() != b.ty() {
-        return false;
-    }
-    let (x, y) = (a.to_f64_vec(), b.to_f64_vec());
-    x.iter().zip(&y).all(|(&p, &q)| {
-        p == q || (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-12 * p.abs().max(q.abs())
-    })
-}
+mod common;
+use common::{close, stack, take, Rng};
 
 fn f64t(dims: &[usize]) -> Type {
     Type::new(DType::F64, dims)
@@ -153,7 +85,11 @@ fn check_axes(
         .unwrap_or_else(|e| panic!("{ctx}: vmap failed: {e}"));
     vg.verify()
         .unwrap_or_else(|e| panic!("{ctx}: the batched graph does not verify: {e}"));
-    let args: Vec<Array> = vg.param_types().iter().map(|t| rng.array(t)).collect();
+    let args: Vec<Array> = vg
+        .param_types()
+        .iter()
+        .map(|t| rng.array(t, -1.0, 1.0))
+        .collect();
     let got = eval(&vg, &args).unwrap_or_else(|e| panic!("{ctx}: eval failed: {e}\n{vg}"));
     let mut per_member: Vec<Vec<Array>> = vec![Vec::new(); g.outputs().len()];
     for m in 0..B {
@@ -244,7 +180,11 @@ fn check_body(name: &str, orig: &Graph, batched: &Graph, rng: &mut Rng) {
             t != *o
         })
         .collect();
-    let args: Vec<Array> = batched.param_types().iter().map(|t| rng.array(t)).collect();
+    let args: Vec<Array> = batched
+        .param_types()
+        .iter()
+        .map(|t| rng.array(t, -1.0, 1.0))
+        .collect();
     let got = eval(batched, &args).unwrap();
     for m in 0..B {
         let margs: Vec<Array> = args

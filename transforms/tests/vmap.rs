@@ -10,7 +10,7 @@ use ferrax_ir::{Array, Builder, DType, Dims, ErrorKind, Graph, Op, Result, Shape
 use ferrax_transforms::vmap::{vmap_graph, vmap_graph_sized};
 
 mod common;
-use common::{close, stack, take, Rng};
+use common::batching::{close, stack, take, Rng};
 
 /// Builds a row's graph body from its parameters.
 type BuildFn = dyn Fn(&mut Builder, &[Value]) -> Result<Vec<Value>>;

@@ -16,7 +16,7 @@ use ferrax_transforms::vmap::vmap_graph_sized;
 const B: usize = 5;
 
 mod common;
-use common::{close, stack, take, Rng};
+use common::batching::{close, stack, take, Rng};
 
 fn f64t(dims: &[usize]) -> Type {
     Type::new(DType::F64, dims)

@@ -33,10 +33,12 @@ impl Rng {
 fn close(a: &[f64], b: &[f64], rtol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= rtol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= rtol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
     }
 }
-
 
 // ----- P1: gradient of sin(x)·exp(y)/log(z) at (1, 2, 3) -----
 
@@ -55,7 +57,12 @@ fn p1_hand(x: f64, y: f64, z: f64) -> [f64; 3] {
 fn p1(c: &mut Criterion) {
     let df = jit(grad(seed).wrt((0, 1, 2))).unwrap();
     let f = df.compiled().unwrap().as_fn3_n::<f64, 3>().unwrap();
-    close(&f.call_multi(1.0, 2.0, 3.0), &p1_hand(1.0, 2.0, 3.0), 1e-15, "P1");
+    close(
+        &f.call_multi(1.0, 2.0, 3.0),
+        &p1_hand(1.0, 2.0, 3.0),
+        1e-15,
+        "P1",
+    );
     let mut g = c.benchmark_group("P1");
     g.bench_function("ferrax", |b| {
         b.iter(|| f.call_multi(black_box(1.0), black_box(2.0), black_box(3.0)))
@@ -132,12 +139,20 @@ fn p3(c: &mut Criterion) {
     close(&got, &want, 1e-5, "P3-f32");
 
     let mut g = c.benchmark_group("P3-f32");
-    g.bench_function("ferrax", |b| b.iter(|| c32.call_into(&[&x32], &mut out32).unwrap()));
-    g.bench_function("hand", |b| b.iter(|| p3_hand_f32(black_box(&xs32), &mut hand32)));
+    g.bench_function("ferrax", |b| {
+        b.iter(|| c32.call_into(&[&x32], &mut out32).unwrap())
+    });
+    g.bench_function("hand", |b| {
+        b.iter(|| p3_hand_f32(black_box(&xs32), &mut hand32))
+    });
     g.finish();
     let mut g = c.benchmark_group("P3-f64");
-    g.bench_function("ferrax", |b| b.iter(|| c64.call_into(&[&x64], &mut out64).unwrap()));
-    g.bench_function("hand", |b| b.iter(|| p3_hand_f64(black_box(&xs), &mut hand64)));
+    g.bench_function("ferrax", |b| {
+        b.iter(|| c64.call_into(&[&x64], &mut out64).unwrap())
+    });
+    g.bench_function("hand", |b| {
+        b.iter(|| p3_hand_f64(black_box(&xs), &mut hand64))
+    });
     g.finish();
 }
 
@@ -170,7 +185,11 @@ fn p4_hand(x: &[f64], h: &mut [f64]) {
 
 fn p4_input() -> Array {
     let n = 100;
-    Array::from((0..n).map(|i| -1.2 + 2.4 * i as f64 / (n - 1) as f64).collect::<Vec<f64>>())
+    Array::from(
+        (0..n)
+            .map(|i| -1.2 + 2.4 * i as f64 / (n - 1) as f64)
+            .collect::<Vec<f64>>(),
+    )
 }
 
 fn p4(c: &mut Criterion) {
@@ -184,7 +203,9 @@ fn p4(c: &mut Criterion) {
     p4_hand(&xs, &mut hand);
     close(out[0].as_f64().unwrap(), &hand, 1e-12, "P4");
     let mut g = c.benchmark_group("P4");
-    g.bench_function("ferrax", |b| b.iter(|| comp.call_into(&[&x], &mut out).unwrap()));
+    g.bench_function("ferrax", |b| {
+        b.iter(|| comp.call_into(&[&x], &mut out).unwrap())
+    });
     g.bench_function("hand", |b| b.iter(|| p4_hand(black_box(&xs), &mut hand)));
     g.finish();
 }
@@ -223,10 +244,17 @@ fn p5(c: &mut Criterion) {
     comp.call_into(&refs, &mut outs).unwrap();
     let want = vg.call_arrays(&args).unwrap();
     for (k, (o, w)) in outs.iter().zip(&want).enumerate() {
-        close(&o.to_f64_vec(), &w.to_f64_vec(), 1e-4, &format!("P5 output {k}"));
+        close(
+            &o.to_f64_vec(),
+            &w.to_f64_vec(),
+            1e-4,
+            &format!("P5 output {k}"),
+        );
     }
     let mut g = c.benchmark_group("P5");
-    g.bench_function("ferrax", |b| b.iter(|| comp.call_into(&refs, &mut outs).unwrap()));
+    g.bench_function("ferrax", |b| {
+        b.iter(|| comp.call_into(&refs, &mut outs).unwrap())
+    });
     g.finish();
 }
 
@@ -236,13 +264,19 @@ fn p6_data() -> (Array, Array) {
     let csv = include_str!("../examples/data/linreg_seed42.csv");
     let mut xs = Vec::new();
     let mut ys = Vec::new();
-    for line in csv.lines().filter(|l| !l.starts_with('#') && !l.starts_with('x')) {
+    for line in csv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('x'))
+    {
         let mut it = line.split(',');
         xs.push(it.next().unwrap().trim().parse::<f32>().unwrap());
         ys.push(it.next().unwrap().trim().parse::<f32>().unwrap());
     }
     let n = xs.len();
-    (Array::from_f32([n, 1], xs).unwrap(), Array::from_f32([n, 1], ys).unwrap())
+    (
+        Array::from_f32([n, 1], xs).unwrap(),
+        Array::from_f32([n, 1], ys).unwrap(),
+    )
 }
 
 fn mse(w: Tensor, b: Tensor, x: Tensor, y: Tensor) -> Tensor {
@@ -251,29 +285,35 @@ fn mse(w: Tensor, b: Tensor, x: Tensor, y: Tensor) -> Tensor {
 
 fn p6(c: &mut Criterion) {
     let (x, y) = p6_data();
-    // One SGD step as one compiled function; the epoch loop runs in Rust around it.
-    let step = jit(function(|w: Tensor, b: Tensor, x: Tensor, y: Tensor| {
-        let g = grad(mse).wrt((0, 1)).apply(&[w.clone(), b.clone(), x, y]);
-        (w - 0.01 * g[0].clone(), b - 0.01 * g[1].clone())
+    // The whole 100-epoch loop is one compiled function: `fori_loop` inside the trace, each
+    // step the gradient of the MSE, as JAX's `jit` of a `fori_loop` does.
+    let train = jit(function(|w: Tensor, b: Tensor, x: Tensor, y: Tensor| {
+        let step = |_i: &Tensor, c: &[Tensor]| {
+            let (w, b) = (c[0].clone(), c[1].clone());
+            let g = grad(mse)
+                .wrt((0, 1))
+                .apply(&[w.clone(), b.clone(), x.clone(), y.clone()]);
+            vec![w - 0.01 * g[0].clone(), b - 0.01 * g[1].clone()]
+        };
+        let out = fori_loop(0, 100, step, &[w, b]);
+        (out[0].clone(), out[1].clone())
     }))
     .unwrap();
-    let tys = [Type::new(DType::F32, &[1, 1]), Type::new(DType::F32, &[1]), x.ty(), y.ty()];
-    let comp = step.compiled_for(&tys).unwrap();
-    let train = |bufs: &mut [Array; 2], tmp: &mut [Array; 2]| {
-        bufs[0] = Array::full(DType::F32, [1, 1], 0.0);
-        bufs[1] = Array::full(DType::F32, [1], 0.0);
-        for _ in 0..100 {
-            comp.call_into(&[&bufs[0], &bufs[1], &x, &y], tmp).unwrap();
-            std::mem::swap(bufs, tmp);
-        }
-    };
-    let mut bufs = [Array::full(DType::F32, [1, 1], 0.0), Array::full(DType::F32, [1], 0.0)];
-    let mut tmp = bufs.clone();
-    train(&mut bufs, &mut tmp);
-    let (w, b) = (bufs[0].to_f64_vec()[0], bufs[1].to_f64_vec()[0]);
+    let (w0, b0) = (
+        Array::full(DType::F32, [1, 1], 0.0),
+        Array::full(DType::F32, [1], 0.0),
+    );
+    let comp = train
+        .compiled_for(&[w0.ty(), b0.ty(), x.ty(), y.ty()])
+        .unwrap();
+    let mut outs = vec![w0.clone(), b0.clone()];
+    comp.call_into(&[&w0, &b0, &x, &y], &mut outs).unwrap();
+    let (w, b) = (outs[0].to_f64_vec()[0], outs[1].to_f64_vec()[0]);
     close(&[w, b], &[2.0327768, 0.7027012], 1e-4, "P6");
     let mut g = c.benchmark_group("P6");
-    g.bench_function("ferrax", |bch| bch.iter(|| train(&mut bufs, &mut tmp)));
+    g.bench_function("ferrax", |bch| {
+        bch.iter(|| comp.call_into(&[&w0, &b0, &x, &y], &mut outs).unwrap())
+    });
     g.finish();
 }
 
@@ -282,10 +322,16 @@ fn p6(c: &mut Criterion) {
 fn p7_data() -> (Array, Array, Array) {
     let n = 100;
     let mut rng = Rng(7);
-    let w: Vec<f64> = (0..n * n).map(|_| rng.normal() / (n as f64).sqrt()).collect();
+    let w: Vec<f64> = (0..n * n)
+        .map(|_| rng.normal() / (n as f64).sqrt())
+        .collect();
     let x: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
     let b: Vec<f64> = (0..n).map(|_| rng.normal() * 0.1).collect();
-    (Array::from(x), Array::from_f64([n, n], w).unwrap(), Array::from(b))
+    (
+        Array::from(x),
+        Array::from_f64([n, n], w).unwrap(),
+        Array::from(b),
+    )
 }
 
 fn p7_f(x: Tensor, w: Tensor, b: Tensor) -> Tensor {
@@ -312,14 +358,21 @@ fn p7(c: &mut Criterion) {
     let mut hand = vec![0.0; 100 * 100];
     p7_hand(&xs, &ws, &bs, &mut hand);
     let tys = [x.ty(), w.ty(), b.ty()];
-    for (id, j) in [("P7-jacfwd", jit(jacfwd(p7_f)).unwrap()), ("P7-jacrev", jit(jacrev(p7_f)).unwrap())] {
+    for (id, j) in [
+        ("P7-jacfwd", jit(jacfwd(p7_f)).unwrap()),
+        ("P7-jacrev", jit(jacrev(p7_f)).unwrap()),
+    ] {
         let comp = j.compiled_for(&tys).unwrap();
         let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100]))];
         comp.call_into(&[&x, &w, &b], &mut out).unwrap();
         close(out[0].as_f64().unwrap(), &hand, 1e-12, id);
         let mut g = c.benchmark_group(id);
-        g.bench_function("ferrax", |bch| bch.iter(|| comp.call_into(&[&x, &w, &b], &mut out).unwrap()));
-        g.bench_function("hand", |bch| bch.iter(|| p7_hand(black_box(&xs), &ws, &bs, &mut hand)));
+        g.bench_function("ferrax", |bch| {
+            bch.iter(|| comp.call_into(&[&x, &w, &b], &mut out).unwrap())
+        });
+        g.bench_function("hand", |bch| {
+            bch.iter(|| p7_hand(black_box(&xs), &ws, &bs, &mut hand))
+        });
         g.finish();
     }
 }

@@ -13,6 +13,9 @@ pub(crate) fn push(b: &mut Builder, op: Op, args: &[Value]) -> Result<SmallVec<[
     if let Some(v) = crate::passes::identities::rewrite(b, &op, args)? {
         return Ok(SmallVec::from_slice(&[v]));
     }
+    if let Some(v) = crate::passes::structure::rewrite(b, &op, args)? {
+        return Ok(SmallVec::from_slice(&[v]));
+    }
     if is_commutative(&op) && args.len() == 2 && args[1] < args[0] {
         return b.push(op, &[args[1], args[0]]);
     }

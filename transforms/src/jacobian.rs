@@ -9,17 +9,30 @@
 //! pushed with one inlined copy of the graph per basis vector instead ([`push_basis`]; CSE
 //! shares the primal part between copies), so a missing batching rule costs speed, not
 //! correctness.
+//!
+//! **Products with the basis.** A linear op applied to the identity basis is the op's own
+//! matrix: `dot_general(W, I)` is `W`, `dot_general(diag(d), W)` is `d ⊙ W`. [`basis_dots`]
+//! rewrites such products (the identity being `eq(iota, iota)` seen through `convert` or a
+//! `select` whose diagonal branch is a broadcast vector or a splat) into a transpose and an
+//! elementwise product, turning an O(n³) matrix product into O(n²) work. For finite inputs the
+//! result is the same number: the product adds only exact zeros (up to the sign of a zero
+//! result). With a non-finite input it differs on purpose: the product would spread
+//! `0 · ∞ = NaN` from one entry over its whole row, while the rewritten Jacobian keeps each
+//! partial derivative `∂f_i/∂x_j` independent of the other entries (as differentiating entry by
+//! entry would). This is the one rewrite ferrax applies that is not bit-exact for every input,
+//! and it is applied only inside Jacobians, only to the basis the transform itself built.
 
 use crate::emit::{
-    add_const, build_graph, compare, concatenate, convert, finish, inline, push1, reshape, slice,
-    zeros,
+    add_const, build_graph, compare, concatenate, convert, finish, inline, producer, push, push1,
+    reshape, slice, zeros,
 };
 use crate::grad::{argnums_first, check_argnums, restrict};
 use crate::jvp::jvp_graph;
 use crate::vjp::vjp_graph;
 use crate::vmap::vmap_graph_sized;
-use ferrax_ir::ops::{CompareOp, LiteralOp};
-use ferrax_ir::{Array, Builder, DType, Dims, Graph, Op, Result, Shape, Type, Value};
+use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, DotGeneral, LiteralOp, ShapeOp};
+use ferrax_ir::{Array, Builder, DType, Dims, Graph, InstData, Op, Result, Shape, Type, Value};
+use smallvec::SmallVec;
 
 /// The seeds `[total, ty.shape..]` whose row `i` is the `(i - off)`-th standard basis vector of
 /// `ty` when `off <= i < off + ty.size()`, and zero otherwise.
@@ -96,7 +109,7 @@ fn jacfwd_batched(g: &Graph, argnums: &[usize], h: &Graph, order: &[usize]) -> R
         }
         Ok(outs)
     })?;
-    finish(out)
+    finish(basis_dots(&finish(out)?)?)
 }
 
 /// Reverse-mode Jacobian blocks through one vmapped VJP graph.
@@ -130,7 +143,7 @@ fn jacrev_batched(g: &Graph, argnums: &[usize], h: &Graph, order: &[usize]) -> R
         }
         Ok(outs)
     })?;
-    finish(out)
+    finish(basis_dots(&finish(out)?)?)
 }
 
 fn check_outputs(g: &Graph, name: &str) -> Result<()> {
@@ -296,6 +309,188 @@ fn jacrev_looped(g: &Graph, argnums: &[usize], h: &Graph, order: &[usize]) -> Re
 pub fn hessian_graph(g: &Graph, n_explicit: usize, argnums: &[usize]) -> Result<Graph> {
     let j = jacrev_graph(g, n_explicit, argnums)?;
     jacfwd_graph(&j, n_explicit, argnums)
+}
+
+/// Whether `v` is `broadcast_in_dim(iota_n, [n, n], (axis))` of a 1-D `iota`.
+fn is_iota_along(b: &Builder, v: Value, n: usize, axis: usize) -> bool {
+    let Some(InstData {
+        op: Op::Shape(ShapeOp::BroadcastInDim { shape, dims }),
+        args,
+        ..
+    }) = producer(b, v)
+    else {
+        return false;
+    };
+    let line = matches!(
+        producer(b, args[0]),
+        Some(InstData { op: Op::Literal(LiteralOp::Iota { shape: s, .. }), .. }) if s.dims() == [n]
+    );
+    line && shape.dims() == [n, n] && dims.as_slice() == [axis]
+}
+
+/// Whether `v` is a constant n×n identity matrix (small bases are folded into constants).
+fn is_identity_literal(b: &Builder, v: Value) -> bool {
+    let Some(l) = b.literal(v) else {
+        return false;
+    };
+    let a = l.array();
+    let n = a.dims()[0];
+    a.rank() == 2
+        && a.dims()[1] == n
+        && (0..n * n).all(|k| {
+            let x = a.data().get_f64(k);
+            let want: f64 = if k / n == k % n { 1.0 } else { 0.0 };
+            x.to_bits() == want.to_bits()
+        })
+}
+
+/// When `v` is the n×n identity scaled on its diagonal, `Some(diag)`: `None` inside for a unit
+/// diagonal, or a value whose broadcast along either axis gives the diagonal entries (a vector
+/// `[n]` or a scalar).
+fn identity_view(b: &Builder, v: Value) -> Option<Option<Value>> {
+    let ty = b.ty(v);
+    if ty.rank() != 2 || ty.dims()[0] != ty.dims()[1] {
+        return None;
+    }
+    let n = ty.dims()[0];
+    if is_identity_literal(b, v) {
+        return Some(None);
+    }
+    let inst = producer(b, v)?;
+    let (mask, diag) = match &inst.op {
+        Op::Binary(BinaryOp::Mul) => {
+            let (i, d) = (inst.args[0], inst.args[1]);
+            let (i, d) = if is_identity_literal(b, i) {
+                (i, d)
+            } else {
+                (d, i)
+            };
+            if !is_identity_literal(b, i) {
+                return None;
+            }
+            return match producer(b, d) {
+                Some(InstData {
+                    op: Op::Shape(ShapeOp::BroadcastInDim { dims, .. }),
+                    args,
+                    ..
+                }) if dims.len() <= 1 && b.ty(args[0]).size() <= n => Some(Some(args[0])),
+                _ => None,
+            };
+        }
+        Op::Convert(ConvertOp::Convert(_)) => (inst.args[0], None),
+        Op::Compare(CompareOp::Select) => {
+            let t = inst.args[1];
+            let d = match producer(b, t) {
+                _ if crate::emit::is_splat(b, t, 1.0) => None,
+                Some(InstData {
+                    op: Op::Shape(ShapeOp::BroadcastInDim { dims, .. }),
+                    args,
+                    ..
+                }) if dims.len() <= 1 && b.ty(args[0]).size() <= n => Some(args[0]),
+                _ => return None,
+            };
+            (inst.args[0], d)
+        }
+        _ => return None,
+    };
+    match producer(b, mask) {
+        Some(InstData {
+            op: Op::Compare(CompareOp::Eq),
+            args,
+            ..
+        }) => {
+            let (p, q) = (args[0], args[1]);
+            let square = (is_iota_along(b, p, n, 0) && is_iota_along(b, q, n, 1))
+                || (is_iota_along(b, p, n, 1) && is_iota_along(b, q, n, 0));
+            square.then_some(diag)
+        }
+        _ => None,
+    }
+}
+
+/// `dot_general(x, D)` or `dot_general(D, x)` with `D` an identity scaled on its diagonal (see
+/// the module docs), as a transpose of `x` times the diagonal.
+fn basis_dot(b: &mut Builder, d: &DotGeneral, args: &[Value]) -> Result<Option<Value>> {
+    if !d.lhs_batch.is_empty() || d.lhs_contract.len() != 1 {
+        return Ok(None);
+    }
+    for (side, (x, id)) in [(args[0], args[1]), (args[1], args[0])]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(diag) = identity_view(b, id) else {
+            continue;
+        };
+        let rank = b.ty(x).rank();
+        let (k, id_left) = if side == 0 {
+            (d.lhs_contract[0], false)
+        } else {
+            (d.rhs_contract[0], true)
+        };
+        let free: Vec<usize> = (0..rank).filter(|&a| a != k).collect();
+        let perm: Dims = if id_left {
+            std::iter::once(k).chain(free).collect()
+        } else {
+            free.into_iter().chain(std::iter::once(k)).collect()
+        };
+        let xt = crate::emit::transpose(b, x, perm)?;
+        let Some(diag) = diag else {
+            return Ok(Some(xt));
+        };
+        let shape = b.ty(xt).shape.clone();
+        let axis = if id_left { 0 } else { rank - 1 };
+        let dims: Dims = if b.ty(diag).rank() == 0 {
+            Dims::new()
+        } else {
+            Dims::from_slice(&[axis])
+        };
+        let dv = crate::emit::broadcast(b, diag, shape, dims)?;
+        let r = if id_left {
+            crate::emit::mul(b, dv, xt)?
+        } else {
+            crate::emit::mul(b, xt, dv)?
+        };
+        return Ok(Some(r));
+    }
+    Ok(None)
+}
+
+/// Rewrites every product of a Jacobian with its identity basis (see the module docs).
+pub(crate) fn basis_dots(g: &Graph) -> Result<Graph> {
+    let mut b = Builder::new();
+    let params: Vec<Value> = g
+        .params()
+        .iter()
+        .map(|&p| b.param(g.ty(p).clone()))
+        .collect();
+    let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
+    for (&p, &q) in g.params().iter().zip(&params) {
+        map[p.index()] = Some(q);
+    }
+    for (_, inst) in g.insts() {
+        let args: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("verified graph"))
+            .collect();
+        let rewritten = match &inst.op {
+            Op::Dot(d) => basis_dot(&mut b, d, &args)?,
+            _ => None,
+        };
+        let outs = match rewritten {
+            Some(v) => SmallVec::from_slice(&[v]),
+            None => push(&mut b, inst.op.clone(), &args)?,
+        };
+        for (&r, &o) in inst.results.iter().zip(&outs) {
+            map[r.index()] = Some(o);
+        }
+    }
+    let outs: Vec<Value> = g
+        .outputs()
+        .iter()
+        .map(|&o| map[o.index()].expect("verified graph"))
+        .collect();
+    Ok(b.finish(&outs))
 }
 
 #[cfg(test)]

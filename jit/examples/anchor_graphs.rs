@@ -3,6 +3,7 @@
 //! Run with `cargo run --release -p ferrax-jit --example anchor_graphs`.
 
 use ferrax_ir::{Array, DType, Tensor, Type};
+use ferrax_jit::{compile, JitOptions, MathMode};
 use ferrax_transforms::api::{grad, value_and_grad};
 use std::time::Instant;
 
@@ -15,7 +16,10 @@ fn main() -> ferrax_ir::Result<()> {
     }
     if which == "p1" {
         let f = |x: Tensor, y: Tensor, z: Tensor| x.sin() * y.exp() / z.ln();
-        let g = grad(f).wrt((0, 1, 2)).specialize(&vec![Type::scalar(DType::F64); 3])?.graph;
+        let g = grad(f)
+            .wrt((0, 1, 2))
+            .specialize(&vec![Type::scalar(DType::F64); 3])?
+            .graph;
         println!("P1:\n{}", g.to_text());
     }
     if which == "p2" {
@@ -37,9 +41,74 @@ fn main() -> ferrax_ir::Result<()> {
             Type::new(DType::F32, &[256, 784]),
             Type::new(DType::F32, &[256, 10]),
         ];
-        let g = value_and_grad(mlp).wrt((0, 1, 2, 3)).specialize(&tys)?.graph;
+        let g = value_and_grad(mlp)
+            .wrt((0, 1, 2, 3))
+            .specialize(&tys)?
+            .graph;
         println!("P5:\n{}", g.to_text());
     }
-    let _ = (Instant::now(), Array::from(vec![1.0f64]));
+    if which == "time" {
+        time_all()?;
+    }
+    Ok(())
+}
+
+/// Median time per call of `f` in nanoseconds over `reps` batches of `iters` calls.
+fn median_ns(iters: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e9 / iters as f64
+        })
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[reps / 2]
+}
+
+fn time_all() -> ferrax_ir::Result<()> {
+    let p3 = |x: Tensor| (x.sin().square() * (-(x.square())).exp() + x.square().log1p()).sum_all();
+    for math in [MathMode::Precise, MathMode::Fast] {
+        let opts = JitOptions {
+            math,
+            ..JitOptions::default()
+        };
+        for dt in [DType::F32, DType::F64] {
+            let n = 1_000_000;
+            let g = grad(p3).specialize(&[Type::new(dt, &[n])])?.graph;
+            let c = compile(&g, &opts)?;
+            let xs: Vec<f64> = (0..n).map(|i| -3.0 + 6.0 * i as f64 / n as f64).collect();
+            let x = Array::from(xs).cast(dt);
+            let mut out = vec![Array::zeros(&c.output_types()[0])];
+            let ns = median_ns(5, 9, || c.call_into(&[&x], &mut out).unwrap());
+            println!(
+                "P3 {dt} {math:?}: {:.3} ms (compile {:?})",
+                ns / 1e6,
+                c.compile_time()
+            );
+        }
+        let f = |x: Tensor, y: Tensor, z: Tensor| x.sin() * y.exp() / z.ln();
+        let g = grad(f)
+            .wrt((0, 1, 2))
+            .specialize(&vec![Type::scalar(DType::F64); 3])?
+            .graph;
+        let c = compile(&g, &opts)?;
+        let h = c.as_fn3_n::<f64, 3>()?;
+        let ns = median_ns(1_000_000, 9, || {
+            std::hint::black_box(h.call_multi(std::hint::black_box(1.0), 2.0, 3.0));
+        });
+        println!("P1 {math:?}: {ns:.2} ns {:?}", h.call_multi(1.0, 2.0, 3.0));
+        let g = grad(grad(grad(grad(|x: Tensor| x.tanh()))))
+            .specialize(&[Type::scalar(DType::F64)])?
+            .graph;
+        let c = compile(&g, &opts)?;
+        let h = c.as_fn1::<f64>()?;
+        let ns = median_ns(1_000_000, 9, || {
+            std::hint::black_box(h.call(std::hint::black_box(0.5)));
+        });
+        println!("P2 {math:?}: {ns:.2} ns {}", h.call(0.5));
+    }
     Ok(())
 }

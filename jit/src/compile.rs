@@ -22,14 +22,58 @@ use std::time::Instant;
 /// The largest workspace a scalar-ABI function keeps on its stack, in bytes.
 const MAX_STACK_WORKSPACE: usize = 64 * 1024;
 
-/// The host ISA for the given options, built once per process.
-fn isa(opts: &JitOptions) -> Result<OwnedTargetIsa> {
+/// Graphs with more instructions than this (counting control-flow bodies) compile with the
+/// fast settings (see [`Tier`]).
+pub(crate) const HUGE_GRAPH: usize = 3000;
+
+/// The Cranelift settings a graph compiles with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    /// `opt_level = "speed"`, backtracking register allocation: the default.
+    Speed,
+    /// `opt_level = "none"`, backtracking register allocation: `JitOptions::optimize` off.
+    NoOpt,
+    /// `opt_level = "none"` and the single-pass register allocator: huge (unrolled) graphs,
+    /// where compile time grows fastest and straight-line code gains little from optimisation.
+    Huge,
+}
+
+/// The number of instructions of `graph`, bodies of control flow included.
+fn graph_size(graph: &Graph) -> usize {
+    graph
+        .insts()
+        .map(|(_, inst)| {
+            1 + match &inst.op {
+                ferrax_ir::Op::Control(op) => crate::plan::bodies(op)
+                    .into_iter()
+                    .map(graph_size)
+                    .sum::<usize>(),
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// The tier of `graph` under `opts`.
+fn tier(graph: &Graph, opts: &JitOptions) -> Tier {
+    if !opts.optimize {
+        Tier::NoOpt
+    } else if graph_size(graph) > HUGE_GRAPH {
+        Tier::Huge
+    } else {
+        Tier::Speed
+    }
+}
+
+/// The host ISA for a tier, built once per process.
+fn isa(tier: Tier) -> Result<OwnedTargetIsa> {
     static SPEED: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
     static NONE: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
-    let (cell, level) = if opts.optimize {
-        (&SPEED, "speed")
-    } else {
-        (&NONE, "none")
+    static HUGE: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
+    let (cell, level, regalloc) = match tier {
+        Tier::Speed => (&SPEED, "speed", "backtracking"),
+        Tier::NoOpt => (&NONE, "none", "backtracking"),
+        Tier::Huge => (&HUGE, "none", "single_pass"),
     };
     let isa = cell.get_or_init(|| {
         let mut flags = settings::builder();
@@ -38,6 +82,7 @@ fn isa(opts: &JitOptions) -> Result<OwnedTargetIsa> {
                 .map_err(|e| format!("cranelift setting {k}={v}: {e}"))
         };
         set(&mut flags, "opt_level", level)?;
+        set(&mut flags, "regalloc_algorithm", regalloc)?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         set(&mut flags, "is_pic", "false")?;
         // Scalar entries keep their workspace on the stack: probe frames larger than a page.
@@ -91,9 +136,10 @@ fn scalar_abi(graph: &Graph, plan: &Plan) -> Option<ScalarAbi> {
 /// The result can be called from any thread; dropping its last handle frees the code.
 pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let start = Instant::now();
+    crate::stats::begin_compile();
     let plan = plan(graph);
     let scalar = scalar_abi(graph, &plan);
-    let mut jb = JITBuilder::with_isa(isa(opts)?, default_libcall_names());
+    let mut jb = JITBuilder::with_isa(isa(tier(graph, opts))?, default_libcall_names());
     jb.symbol_lookup_fn(Box::new(crate::symbols::lookup));
     let mut module = JITModule::new(jb);
     let mut fbc = FunctionBuilderContext::new();
@@ -141,13 +187,15 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
             None
         }
     };
+    let fin = Instant::now();
     module
         .finalize_definitions()
         .map_err(|e| jit_err(format!("cranelift finalize: {e}")))?;
+    crate::stats::codegen(fin.elapsed());
     let tensor = module.get_finalized_function(tid);
     let scalar_ptr = sid.map(|s| module.get_finalized_function(s));
     let elapsed = start.elapsed();
-    crate::stats::record_compile(elapsed);
+    crate::stats::end_compile(elapsed);
     Ok(Compiled::from_inner(Inner::new(
         ModuleHandle(module),
         tensor,
@@ -170,9 +218,11 @@ fn declare(module: &mut JITModule, name: &str, sig: &Signature) -> Result<FuncId
 /// Compiles `func` as the definition of `id`; returns its machine code size in bytes.
 fn define(module: &mut JITModule, id: FuncId, func: Function) -> Result<usize> {
     let mut ctx = cranelift_codegen::Context::for_function(func);
+    let t = Instant::now();
     module
         .define_function(id, &mut ctx)
         .map_err(|e| jit_err(format!("cranelift codegen: {e:?}")))?;
+    crate::stats::codegen(t.elapsed());
     Ok(ctx
         .compiled_code()
         .map_or(0, |c| c.code_info().total_size as usize))

@@ -6,6 +6,7 @@ use cranelift_jit::JITModule;
 use ferrax_ir::ops::Literal;
 use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, Type};
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,14 +46,21 @@ pub(crate) struct Inner {
     pub(crate) params: Vec<Type>,
     pub(crate) outputs: Vec<Type>,
     workspace: usize,
-    pool: Mutex<Vec<Workspace>>,
+    /// A one-workspace cache taken and returned with atomic swaps: the common single-caller
+    /// case never touches the mutex.
+    fast_ws: AtomicPtr<Workspace>,
+    /// Further workspaces, for concurrent callers. Boxed so that a workspace moves between
+    /// the pool and the atomic slot without a new allocation.
+    #[allow(clippy::vec_box)]
+    pool: Mutex<Vec<Box<Workspace>>>,
     _consts: Vec<Literal>,
     compile_time: Duration,
     code_bytes: usize,
 }
 
 // SAFETY: the code pointers refer to immutable finalized machine code owned by `module`; the
-// workspace pool is behind a mutex; everything else is plain data.
+// workspace cache is taken and returned by atomic swaps (each pointer owned by one party at a
+// time) and the pool is behind a mutex; everything else is plain data.
 unsafe impl Send for Inner {}
 // SAFETY: as above; generated code only touches the buffers and workspace passed to it.
 unsafe impl Sync for Inner {}
@@ -80,6 +88,7 @@ impl Inner {
             graph,
             opts,
             workspace,
+            fast_ws: AtomicPtr::new(std::ptr::null_mut()),
             pool: Mutex::new(Vec::new()),
             _consts: consts,
             compile_time,
@@ -91,6 +100,11 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         stats::LIVE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let ws = self.fast_ws.swap(std::ptr::null_mut(), Ordering::Acquire);
+        if !ws.is_null() {
+            // SAFETY: the pointer came from `Box::into_raw` in `run` and was owned by the slot.
+            drop(unsafe { Box::from_raw(ws) });
+        }
         if let Some(m) = self.module.take() {
             // SAFETY: this is the last handle (every `Compiled` and scalar callable holds an
             // `Arc<Inner>`), so no code of this module runs now or later.
@@ -264,11 +278,34 @@ impl Compiled {
             return;
         }
         let lock = || self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let popped = lock().pop();
-        let mut ws = popped.unwrap_or_else(|| Workspace::new(self.inner.workspace));
+        let cached = self
+            .inner
+            .fast_ws
+            .swap(std::ptr::null_mut(), Ordering::Acquire);
+        let mut ws = if cached.is_null() {
+            let popped = lock().pop();
+            popped.unwrap_or_else(|| Box::new(Workspace::new(self.inner.workspace)))
+        } else {
+            // SAFETY: a non-null slot holds a `Box::into_raw` pointer that this swap now owns.
+            unsafe { Box::from_raw(cached) }
+        };
         // SAFETY: the workspace has the planned size and is used by this call only.
         unsafe { f(ins.as_ptr(), outs.as_ptr(), ws.0.as_mut_ptr() as *mut u8) };
-        lock().push(ws);
+        let raw = Box::into_raw(ws);
+        if self
+            .inner
+            .fast_ws
+            .compare_exchange(
+                std::ptr::null_mut(),
+                raw,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            // SAFETY: the exchange failed, so `raw` is still exclusively ours.
+            lock().push(unsafe { Box::from_raw(raw) });
+        }
     }
 
     /// Calls an all-scalar function with f64 values (converted to and from the parameter and

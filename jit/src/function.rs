@@ -32,7 +32,9 @@ impl Jit {
         if let Some(c) = self.inner.compiled.lock().expect("jit lock").get(types) {
             return Ok(c.clone());
         }
+        let t = std::time::Instant::now();
         let s = self.inner.func.specialize(types)?;
+        crate::stats::add(&crate::stats::SPECIALIZE_NANOS, t.elapsed());
         if !s.captures.is_empty() {
             return Err(Error::new(
                 ErrorKind::Jit,

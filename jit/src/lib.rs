@@ -26,13 +26,39 @@
 //! computed straight into the caller's buffers. Workspaces are pooled per `Compiled` (one per
 //! concurrent caller), so a steady-state `call_into` allocates nothing.
 //!
-//! # Lowering and where fusion fits
-//! `lower/<family>.rs` mirrors `ferrax_ir::ops`. Elementwise families provide per-element
-//! expression emitters; today each elementwise op is one flat loop around its emitter.
-//! Fusion (issue 5) will group a chain of elementwise ops, with broadcasts as stride-0
-//! `Access` maps and an optional trailing reduction, into one loop nest that calls
-//! the same emitters and keeps intermediates in registers; the planner then skips buffers for
-//! fused intermediates. Vectorisation calls the same emitters on vector-typed values.
+//! # Fusion and vectorisation
+//! `lower/<family>.rs` mirrors `ferrax_ir::ops`; elementwise families provide per-element
+//! expression emitters that work on scalars and on 128-bit vectors alike. `fuse.rs` groups
+//! maximal chains of elementwise ops (unary, binary, compare/select, convert) with the
+//! `broadcast_in_dim`s feeding them: a value is internal to a group when it is not an output
+//! and all its users are same-shape elementwise ops of that group. `lower/fused.rs` emits one
+//! loop nest per group over the coalesced dimensions of its root: leaves are read through
+//! affine `Access` maps (broadcasts are stride-0 reads, splatted once per row), members are
+//! evaluated in SSA values, and only the root is stored; the planner gives internal values
+//! no buffer (`Home::Fused`) and keeps leaves live until the root runs. The inner loop uses
+//! `f64x2`/`f32x4` vectors with a scalar tail when the whole group has one float dtype and
+//! every op has a vector form (transcendentals only with the fast forms). Groups of at least
+//! 65,536 elements are compiled as a separate kernel over a range of the outer dimension and
+//! split across the rayon pool (`ferrax_parallel_for`); smaller ones run inline, with no
+//! pool overhead. GEMMs of at least 2^21 multiply-adds split their rows across the pool.
+//!
+//! # Math modes
+//! [`MathMode::Precise`] calls the interpreter's scalar functions (bit-identical results).
+//! [`MathMode::Fast`] inlines branch-free polynomial `exp`, `expm1`, `log`, `log1p`, `sin`,
+//! `cos`, `tanh` and `logistic` (`lower/fastmath.rs` documents each bound, 2–3 ulps, tested
+//! in `tests/fastmath.rs`); FMA is used only there. The default, [`MathMode::Auto`], is Fast
+//! for transcendentals over tensors of at least [`AUTO_FAST_MIN`] elements and Precise for
+//! scalars and small tensors, so scalar graphs and small tests stay bit-identical to the
+//! interpreter while large elementwise work vectorises.
+//!
+//! # Compile-speed policy
+//! [`stats`] reports, besides the total compile time, the time spent specialising (trace +
+//! transform + simplify, measured around `Function::specialize` by [`Jit`]), lowering
+//! (planning and building Cranelift IR) and in Cranelift's code generation. Graphs compile
+//! with `opt_level = "speed"` and the backtracking register allocator; graphs of more than
+//! 3,000 instructions (control-flow bodies included; typically unrolled derivatives) use
+//! `opt_level = "none"` and the single-pass register allocator, whose cost grows linearly;
+//! `JitOptions::optimize = false` selects `opt_level = "none"` for any size.
 //!
 //! # Control flow
 //! `switch`, `while`, `scan`, `taped_while` and `call` lower to real branches and loops, never
@@ -50,14 +76,15 @@
 //! compiled call can make. `custom_lin` cannot be evaluated, so it is refused at compile time.
 //!
 //! Matrix products that map to strided 2-D products call `matrixmultiply` (imported symbols
-//! `ferrax_dgemm`, `ferrax_sgemm`); transcendentals call imported `ferrax_*` wrappers around
-//! the interpreter's scalar functions.
+//! `ferrax_dgemm`, `ferrax_sgemm`); precise transcendentals call imported `ferrax_*` wrappers
+//! around the interpreter's scalar functions.
 #![deny(missing_docs)]
 
 mod cache;
 mod compile;
 mod compiled;
 mod function;
+mod fuse;
 mod lower;
 mod options;
 mod plan;
@@ -69,6 +96,6 @@ pub use cache::{clear_cache, compile_cached};
 pub use compile::compile;
 pub use compiled::Compiled;
 pub use function::{jit, jit_with, Jit};
-pub use options::{JitOptions, MathMode};
+pub use options::{JitOptions, MathMode, AUTO_FAST_MIN};
 pub use scalar::{ScalarFn1, ScalarFn2, ScalarFn3, ScalarFn4, ScalarType};
 pub use stats::{stats, JitStats};

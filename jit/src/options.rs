@@ -5,12 +5,32 @@
 pub enum MathMode {
     /// Calls the exact scalar functions the interpreter uses, so results are bit-identical to
     /// [`ferrax_ir::interp::eval`] for every elementwise op.
-    #[default]
     Precise,
-    /// Inline polynomial approximations with a documented ulp bound. For now this is identical
-    /// to [`MathMode::Precise`]; the performance work replaces the transcendental emitters of
-    /// this mode without touching the rest of the lowering.
+    /// Inline, vectorisable polynomial approximations of `exp`, `expm1`, `log`, `log1p`, `sin`,
+    /// `cos`, `tanh` and `logistic`, each within a documented ulp bound (the table in
+    /// `lower/fastmath.rs`, asserted by `jit/tests/fastmath.rs`); the other transcendentals
+    /// stay precise.
     Fast,
+    /// The default: [`MathMode::Fast`] for transcendentals over tensors of at least
+    /// [`AUTO_FAST_MIN`] elements, where throughput matters and the loop vectorises;
+    /// [`MathMode::Precise`] for scalars and small tensors, whose cost is dominated by
+    /// dispatch, so that they stay bit-identical to the interpreter.
+    #[default]
+    Auto,
+}
+
+/// The element count from which [`MathMode::Auto`] uses the fast transcendentals.
+pub const AUTO_FAST_MIN: usize = 1024;
+
+impl MathMode {
+    /// Whether an op over `elements` elements uses the fast transcendentals.
+    pub fn fast_for(self, elements: usize) -> bool {
+        match self {
+            MathMode::Precise => false,
+            MathMode::Fast => true,
+            MathMode::Auto => elements >= AUTO_FAST_MIN,
+        }
+    }
 }
 
 /// Options for [`crate::compile`]; part of the compile-cache key.
@@ -29,7 +49,7 @@ pub struct JitOptions {
 impl Default for JitOptions {
     fn default() -> JitOptions {
         JitOptions {
-            math: MathMode::Precise,
+            math: MathMode::Auto,
             optimize: true,
             gemm_threshold: 4096,
         }

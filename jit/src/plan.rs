@@ -15,7 +15,8 @@
 //! planned separately by the same rules (recursively, for nested control flow) as if it were a
 //! graph of its own; bodies of one op never run at the same time, so their workspaces overlap.
 
-use ferrax_ir::ops::ControlOp;
+use crate::fuse::{analyze, Fusion};
+use ferrax_ir::ops::{ControlOp, ShapeOp};
 use ferrax_ir::{Graph, InstData, Op, Type, Value};
 
 /// Alignment of every workspace region, in bytes (enough for 128-bit vectors).
@@ -34,6 +35,8 @@ pub(crate) enum Home {
     Output(usize),
     /// A workspace region starting at this byte offset.
     Work(usize),
+    /// Internal to a fused loop: computed in registers element by element, never stored.
+    Fused,
 }
 
 /// The buffer plan of a graph.
@@ -45,6 +48,8 @@ pub(crate) struct Plan {
     pub workspace: usize,
     /// The plan of every control-flow instruction, indexed by instruction position.
     pub controls: Vec<Option<ControlPlan>>,
+    /// The fused-loop groups of the graph.
+    pub fusion: Fusion,
 }
 
 /// The buffers of one control-flow instruction, as byte offsets in its graph's workspace.
@@ -197,14 +202,47 @@ impl Arena {
     }
 }
 
+/// The leaves of the group rooted at `root` that a fused loop reads at the element index it
+/// writes (same shape, not through a broadcast): the only ones the result may overwrite.
+fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> {
+    let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
+    let mut member_result = vec![false; graph.num_values()];
+    let mut through_broadcast = vec![false; graph.num_values()];
+    let mut leaves = Vec::new();
+    for (j, inst) in insts.iter().enumerate().take(root + 1) {
+        if fusion.root[j] != Some(root) {
+            continue;
+        }
+        member_result[inst.results[0].index()] = true;
+        let bcast = matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. }));
+        for &a in &inst.args {
+            if bcast {
+                through_broadcast[a.index()] = true;
+            } else {
+                leaves.push(a);
+            }
+        }
+    }
+    leaves.retain(|a| !member_result[a.index()] && !through_broadcast[a.index()]);
+    leaves
+}
+
 /// Plans the homes of every value of `graph`.
 pub(crate) fn plan(graph: &Graph) -> Plan {
     let n = graph.num_values();
+    let fusion = analyze(graph);
     let mut homes = vec![Home::Reg; n];
     let mut last_use = vec![0usize; n];
     for (i, (_, inst)) in graph.insts().enumerate() {
+        let at = fusion.exec_pos(i);
         for &a in &inst.args {
-            last_use[a.index()] = i;
+            last_use[a.index()] = last_use[a.index()].max(at);
+        }
+    }
+    let mut dies: Vec<Vec<Value>> = vec![Vec::new(); graph.num_insts()];
+    for (v, &at) in last_use.iter().enumerate() {
+        if let Some(d) = dies.get_mut(at) {
+            d.push(Value::from_index(v));
         }
     }
     for (k, &p) in graph.params().iter().enumerate() {
@@ -216,14 +254,26 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     for (k, &o) in graph.outputs().iter().enumerate() {
         first_output[o.index()].get_or_insert(k);
     }
+    let mut used = vec![false; n];
+    for (_, inst) in graph.insts() {
+        for &a in &inst.args {
+            used[a.index()] = true;
+        }
+    }
     let mut arena = Arena::default();
     let size_of = |v: Value| graph.ty(v).size() * graph.ty(v).dtype.size_bytes();
     let mut controls: Vec<Option<ControlPlan>> = vec![None; graph.num_insts()];
     for (i, (_, inst)) in graph.insts().enumerate() {
+        if fusion.is_member(i) {
+            for &r in &inst.results {
+                homes[r.index()] = Home::Fused;
+            }
+            continue;
+        }
         let mut reusable: Option<usize> = None;
-        if inst.op.is_elementwise() {
+        if fusion.root[i] == Some(i) && inst.op.is_elementwise() {
             let want = size_of(inst.results[0]);
-            for &a in &inst.args {
+            for a in same_index_leaves(graph, &fusion, i) {
                 if let Home::Work(off) = homes[a.index()] {
                     if last_use[a.index()] == i && size_of(a) == want && reusable.is_none() {
                         reusable = Some(off);
@@ -259,9 +309,9 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         if let Op::Control(op) = &inst.op {
             controls[i] = Some(plan_control(graph, op, inst, &mut arena));
         }
-        for &a in &inst.args {
+        for &a in &dies[i] {
             if let Home::Work(off) = homes[a.index()] {
-                if last_use[a.index()] == i && !taken.contains(&off) {
+                if used[a.index()] && !taken.contains(&off) {
                     arena.free(off);
                 }
             }
@@ -271,5 +321,6 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         homes,
         workspace: arena.high,
         controls,
+        fusion,
     }
 }

@@ -1,4 +1,6 @@
-//! Process-wide compile statistics: compiles, cache hits, compile time, live functions.
+//! Process-wide compile statistics: compiles, cache hits, live functions, and the time spent
+//! in each phase (specialisation, i.e. trace + transform + simplify; lowering to Cranelift IR;
+//! Cranelift code generation).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -7,6 +9,9 @@ pub(crate) static COMPILES: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CACHE_HITS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static COMPILE_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LIVE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SPECIALIZE_NANOS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static LOWER_NANOS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static CODEGEN_NANOS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -15,8 +20,16 @@ pub struct JitStats {
     pub compiles: u64,
     /// `compile_cached` calls answered from the cache.
     pub cache_hits: u64,
-    /// Total time spent compiling.
+    /// Total time spent compiling (planning, lowering, Cranelift, finalisation).
     pub compile_time: Duration,
+    /// Time spent by [`crate::Jit`] specialising functions before compiling them: tracing the
+    /// closure, applying transforms and simplifying (one phase, measured around
+    /// `Function::specialize`).
+    pub specialize_time: Duration,
+    /// Time spent planning buffers and building Cranelift IR (part of `compile_time`).
+    pub lower_time: Duration,
+    /// Time spent in Cranelift's code generation and finalisation (part of `compile_time`).
+    pub codegen_time: Duration,
     /// Compiled functions currently alive (not yet freed).
     pub live_functions: u64,
 }
@@ -27,6 +40,9 @@ pub fn stats() -> JitStats {
         compiles: COMPILES.load(Ordering::Relaxed),
         cache_hits: CACHE_HITS.load(Ordering::Relaxed),
         compile_time: Duration::from_nanos(COMPILE_NANOS.load(Ordering::Relaxed)),
+        specialize_time: Duration::from_nanos(SPECIALIZE_NANOS.load(Ordering::Relaxed)),
+        lower_time: Duration::from_nanos(LOWER_NANOS.load(Ordering::Relaxed)),
+        codegen_time: Duration::from_nanos(CODEGEN_NANOS.load(Ordering::Relaxed)),
         live_functions: LIVE.load(Ordering::Relaxed),
     }
 }
@@ -34,4 +50,32 @@ pub fn stats() -> JitStats {
 pub(crate) fn record_compile(t: Duration) {
     COMPILES.fetch_add(1, Ordering::Relaxed);
     COMPILE_NANOS.fetch_add(t.as_nanos() as u64, Ordering::Relaxed);
+}
+
+/// Adds `t` to one of the phase counters.
+pub(crate) fn add(counter: &AtomicU64, t: Duration) {
+    counter.fetch_add(t.as_nanos() as u64, Ordering::Relaxed);
+}
+
+thread_local! {
+    /// Code-generation time of the compile running on this thread.
+    static CODEGEN_HERE: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// Records `t` of Cranelift code generation (global counter and the current compile).
+pub(crate) fn codegen(t: Duration) {
+    add(&CODEGEN_NANOS, t);
+    CODEGEN_HERE.with(|c| c.set(c.get() + t));
+}
+
+/// Starts timing a compile on this thread.
+pub(crate) fn begin_compile() {
+    CODEGEN_HERE.with(|c| c.set(Duration::ZERO));
+}
+
+/// Ends a compile that took `total`: the part not spent in code generation was lowering.
+pub(crate) fn end_compile(total: Duration) {
+    record_compile(total);
+    let cg = CODEGEN_HERE.with(|c| c.replace(Duration::ZERO));
+    add(&LOWER_NANOS, total.saturating_sub(cg));
 }

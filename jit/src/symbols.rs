@@ -102,8 +102,31 @@ unsafe extern "C" fn ferrax_dgemm(
     rsc: isize,
     csc: isize,
 ) {
-    // SAFETY: the caller (generated code) guarantees the pointers and strides are in bounds.
-    unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc) }
+    let (a, b, c) = (a as usize, b as usize, c as usize);
+    gemm_rows(m, k, n, |r0, rows| {
+        let a = (a as *const f64).wrapping_offset(r0 as isize * rsa);
+        let c = (c as *mut f64).wrapping_offset(r0 as isize * rsc);
+        // SAFETY: the caller (generated code) guarantees the pointers and strides are in
+        // bounds; row blocks of `C` are disjoint.
+        unsafe {
+            matrixmultiply::dgemm(
+                rows,
+                k,
+                n,
+                1.0,
+                a,
+                rsa,
+                csa,
+                b as *const f64,
+                rsb,
+                csb,
+                0.0,
+                c,
+                rsc,
+                csc,
+            )
+        }
+    })
 }
 
 /// `C = A·B` for strided f32 matrices; see [`ferrax_dgemm`].
@@ -125,8 +148,91 @@ unsafe extern "C" fn ferrax_sgemm(
     rsc: isize,
     csc: isize,
 ) {
-    // SAFETY: as above.
-    unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc) }
+    let (a, b, c) = (a as usize, b as usize, c as usize);
+    gemm_rows(m, k, n, |r0, rows| {
+        let a = (a as *const f32).wrapping_offset(r0 as isize * rsa);
+        let c = (c as *mut f32).wrapping_offset(r0 as isize * rsc);
+        // SAFETY: as in `ferrax_dgemm`.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                k,
+                n,
+                1.0,
+                a,
+                rsa,
+                csa,
+                b as *const f32,
+                rsb,
+                csb,
+                0.0,
+                c,
+                rsc,
+                csc,
+            )
+        }
+    })
+}
+
+/// A fused-loop kernel: runs indices `start..end` of its outermost dimension.
+type Kernel = unsafe extern "C" fn(*const u8, i64, i64);
+
+/// Runs `kernel(ctx, ·, ·)` over `0..n` split across the rayon pool's threads, with split
+/// points at multiples of `align`.
+///
+/// # Safety
+/// `kernel` must be a kernel compiled for `ctx`, safe to run on disjoint ranges concurrently
+/// (fused loops write disjoint output elements).
+unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i64, align: i64) {
+    // SAFETY: the generated code passes the address of a kernel with this signature.
+    let k: Kernel = unsafe { std::mem::transmute::<*const u8, Kernel>(kernel) };
+    let ctx = ctx as usize;
+    let parts = rayon::current_num_threads().max(1) as i64;
+    let align = align.max(1);
+    let chunk = ((n + parts - 1) / parts + align - 1) / align * align;
+    let run = |lo: i64, hi: i64| {
+        if lo < hi {
+            // SAFETY: disjoint ranges of one kernel (the caller's contract).
+            unsafe { k(ctx as *const u8, lo, hi) }
+        }
+    };
+    if parts <= 1 || chunk >= n {
+        run(0, n);
+        return;
+    }
+    rayon::scope(|s| {
+        let mut lo = chunk;
+        while lo < n {
+            let hi = (lo + chunk).min(n);
+            s.spawn(move |_| run(lo, hi));
+            lo = hi;
+        }
+        run(0, chunk.min(n));
+    });
+}
+
+/// GEMMs with at least this many multiply-adds split their rows across threads.
+const GEMM_PAR_MIN: usize = 1 << 21;
+
+/// Runs `f(row0, rows)` over the `m` rows of a GEMM, split across threads when the product
+/// is large (each part is an independent GEMM on a block of rows of `A` and `C`).
+fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
+    let parts = rayon::current_num_threads().max(1);
+    if parts <= 1 || m * k * n < GEMM_PAR_MIN || m < 2 * parts {
+        f(0, m);
+        return;
+    }
+    let chunk = m.div_ceil(parts).div_ceil(8) * 8;
+    rayon::scope(|s| {
+        let f = &f;
+        let mut lo = chunk;
+        while lo < m {
+            let hi = (lo + chunk).min(m);
+            s.spawn(move |_| f(lo, hi - lo));
+            lo = hi;
+        }
+        f(0, chunk.min(m));
+    });
 }
 
 /// The alignment of a `taped_while` tape.
@@ -187,6 +293,7 @@ pub(crate) fn lookup(name: &str) -> Option<*const u8> {
         "ferrax_sgemm" => return Some(ferrax_sgemm as *const u8),
         "ferrax_tape_grow" => return Some(ferrax_tape_grow as *const u8),
         "ferrax_tape_free" => return Some(ferrax_tape_free as *const u8),
+        "ferrax_parallel_for" => return Some(ferrax_parallel_for as *const u8),
         _ => {}
     }
     UNARY

@@ -18,6 +18,8 @@ pub(crate) mod compare;
 pub(crate) mod control;
 pub(crate) mod convert;
 pub(crate) mod dot;
+pub(crate) mod fastmath;
+pub(crate) mod fused;
 pub(crate) mod index;
 pub(crate) mod literal;
 pub(crate) mod reduce;
@@ -101,9 +103,20 @@ pub(crate) struct Ctx<'a, 'b> {
     pub consts: &'a mut Vec<Literal>,
     /// The buffer plan of the graph.
     pub plan: &'a Plan,
+    /// Whether the target has fused multiply-add (used by [`crate::MathMode::Fast`] only).
+    pub has_fma: bool,
     ws: Option<ir::Value>,
     outs: Vec<Option<ir::Value>>,
     imports: HashMap<String, ir::FuncRef>,
+}
+
+/// Whether the ISA of `module` has fused multiply-add instructions.
+fn isa_has_fma(module: &JITModule) -> bool {
+    module
+        .isa()
+        .isa_flags()
+        .iter()
+        .any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
@@ -121,7 +134,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
         outs: Vec<Option<ir::Value>>,
     ) -> Self {
         let slots = vec![None; graph.num_values()];
+        let has_fma = isa_has_fma(module);
         Ctx {
+            has_fma,
             fb,
             module,
             graph,
@@ -147,6 +162,20 @@ impl<'a, 'b> Ctx<'a, 'b> {
             DType::F64 => self.fb.ins().f64const(v),
             DType::I32 => self.fb.ins().iconst(types::I32, v as i32 as i64),
             DType::Bool => self.fb.ins().iconst(types::I8, (v != 0.0) as i64),
+        }
+    }
+
+    /// A float constant `v` of the same type as `like` (splatted when `like` is a vector).
+    pub fn const_like(&mut self, like: ir::Value, v: f64) -> ir::Value {
+        let ty = self.fb.func.dfg.value_type(like);
+        let s = match ty.lane_type() {
+            types::F32 => self.fb.ins().f32const(v as f32),
+            _ => self.fb.ins().f64const(v),
+        };
+        if ty.is_vector() {
+            self.fb.ins().splat(ty, s)
+        } else {
+            s
         }
     }
 
@@ -192,9 +221,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Home::Output(k) => self.outs[k]
                 .ok_or_else(|| jit_err(format!("output {k} has no buffer in this entry")))?,
             Home::Work(off) => self.ws_addr(off)?,
-            Home::Param(_) | Home::Const => {
+            Home::Param(_) | Home::Const | Home::Fused => {
                 return Err(jit_err(
-                    "an instruction result cannot live in an input or constant",
+                    "an instruction result cannot live in an input, a constant or a fused loop",
                 ))
             }
         };
@@ -349,7 +378,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
     pub fn lower_body(&mut self) -> Result<()> {
         let graph = self.graph;
         for (i, (_, inst)) in graph.insts().enumerate() {
-            self.lower_inst(i, inst)?;
+            match self.plan.fusion.root[i] {
+                Some(r) if r == i => fused::lower(self, i)?,
+                Some(_) => {}
+                None => self.lower_inst(i, inst)?,
+            }
         }
         Ok(())
     }
@@ -388,6 +421,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             None
         };
         let mut sub = Ctx {
+            has_fma: self.has_fma,
             fb: &mut *self.fb,
             module: &mut *self.module,
             graph: body,
@@ -463,7 +497,10 @@ impl<'a, 'b> Ctx<'a, 'b> {
     ) -> Result<ir::Value> {
         let dt = |k: usize| self.graph.ty(args[k]).dtype;
         match op {
-            Op::Unary(u) => unary::emit(self, *u, dt(0), xs[0]),
+            Op::Unary(u) => {
+                let n = self.graph.ty(args[0]).size();
+                unary::emit(self, *u, dt(0), xs[0], n)
+            }
             Op::Binary(b) => binary::emit(self, *b, dt(0), xs[0], xs[1]),
             Op::Compare(c) => {
                 let d = if args.len() == 3 { dt(1) } else { dt(0) };

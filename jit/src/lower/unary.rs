@@ -2,17 +2,32 @@
 //! (or exact compositions of them) are inline; transcendentals call the imported helpers of
 //! `crate::symbols`, which use the same scalar functions as the interpreter.
 
+use super::fastmath::Fm;
 use super::{clty, Ctx};
 use cranelift_codegen::ir::{self, condcodes::FloatCC, condcodes::IntCC, InstBuilder};
 use ferrax_ir::ops::UnaryOp;
 use ferrax_ir::{DType, Result};
 
 /// Emits `op(x)` for one element `x` of `dtype`.
-pub(crate) fn emit(cx: &mut Ctx, op: UnaryOp, dtype: DType, x: ir::Value) -> Result<ir::Value> {
+///
+/// `elements` is the size of the op's operand: it decides, with the math mode, whether
+/// transcendentals use the inline approximations.
+pub(crate) fn emit(
+    cx: &mut Ctx,
+    op: UnaryOp,
+    dtype: DType,
+    x: ir::Value,
+    elements: usize,
+) -> Result<ir::Value> {
     if dtype == DType::I32 {
         return emit_int(cx, op, x);
     }
-    let one = cx.constant(dtype, 1.0);
+    let one = cx.const_like(x, 1.0);
+    if cx.opts.math.fast_for(elements) {
+        if let Some(y) = fast(cx, op, x) {
+            return Ok(y);
+        }
+    }
     let helper = |cx: &mut Ctx, name: &str| -> Result<ir::Value> {
         let t = clty(dtype);
         let sym = format!("ferrax_{name}_{dtype}");
@@ -23,8 +38,8 @@ pub(crate) fn emit(cx: &mut Ctx, op: UnaryOp, dtype: DType, x: ir::Value) -> Res
         UnaryOp::Abs => cx.fb.ins().fabs(x),
         UnaryOp::Sign => {
             // +1 above zero, −1 below, x itself for ±0 and NaN.
-            let zero = cx.constant(dtype, 0.0);
-            let m1 = cx.constant(dtype, -1.0);
+            let zero = cx.const_like(x, 0.0);
+            let m1 = cx.const_like(x, -1.0);
             let gt = cx.fb.ins().fcmp(FloatCC::GreaterThan, x, zero);
             let lt = cx.fb.ins().fcmp(FloatCC::LessThan, x, zero);
             let neg = cx.fb.ins().select(lt, m1, x);
@@ -68,6 +83,43 @@ pub(crate) fn emit(cx: &mut Ctx, op: UnaryOp, dtype: DType, x: ir::Value) -> Res
         }
         UnaryOp::Square => cx.fb.ins().fmul(x, x),
         UnaryOp::Reciprocal => cx.fb.ins().fdiv(one, x),
+    })
+}
+
+/// The inline polynomial form of `op` in [`crate::MathMode::Fast`], when it has one.
+fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Option<ir::Value> {
+    let fm = Fm::new(cx, cx.fb.func.dfg.value_type(x));
+    Some(match op {
+        UnaryOp::Exp => fm.exp(cx, x),
+        UnaryOp::Expm1 => fm.expm1(cx, x),
+        UnaryOp::Log => fm.log(cx, x),
+        UnaryOp::Log1p => fm.log1p(cx, x),
+        UnaryOp::Sin => fm.sincos(cx, x, 0),
+        UnaryOp::Cos => fm.sincos(cx, x, 1),
+        UnaryOp::Tanh => fm.tanh(cx, x),
+        UnaryOp::Logistic => fm.logistic(cx, x),
+        UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Sign
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Exp2
+        | UnaryOp::Tan
+        | UnaryOp::Asin
+        | UnaryOp::Acos
+        | UnaryOp::Atan
+        | UnaryOp::Sinh
+        | UnaryOp::Cosh
+        | UnaryOp::Asinh
+        | UnaryOp::Acosh
+        | UnaryOp::Atanh
+        | UnaryOp::Erf
+        | UnaryOp::IntegerPow(_)
+        | UnaryOp::Square
+        | UnaryOp::Reciprocal => return None,
     })
 }
 

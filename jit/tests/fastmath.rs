@@ -1,0 +1,261 @@
+//! The fast transcendentals (`MathMode::Fast`) against the f64 std reference: every function
+//! is swept over its documented domain (uniform and log-spaced points, through the vectorised
+//! tensor path and the scalar entry) and must stay within its documented ulp bound (the table
+//! in `jit/src/lower/fastmath.rs`); special values must match std exactly.
+
+mod common;
+
+use common::Rng;
+use ferrax_ir::ops::UnaryOp;
+use ferrax_ir::{Array, Builder, DType, Graph, Op, Type};
+use ferrax_jit::{compile, JitOptions, MathMode};
+
+/// One function under test: its op, f64 reference, sweep domain and ulp bound.
+struct Case {
+    op: UnaryOp,
+    reference: fn(f64) -> f64,
+    /// Uniform sweep ranges for (f64, f32).
+    range: [(f64, f64); 2],
+    /// Whether to add log-spaced positive (and negated) points within the range.
+    log_spaced: bool,
+    /// The documented bound in ulps.
+    ulps: f64,
+}
+
+fn logistic(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            op: UnaryOp::Exp,
+            reference: f64::exp,
+            range: [(-708.0, 709.0), (-87.0, 88.0)],
+            log_spaced: true,
+            ulps: 2.0,
+        },
+        Case {
+            op: UnaryOp::Expm1,
+            reference: f64::exp_m1,
+            range: [(-40.0, 709.0), (-20.0, 88.0)],
+            log_spaced: true,
+            ulps: 3.0,
+        },
+        Case {
+            op: UnaryOp::Log,
+            reference: f64::ln,
+            range: [(0.0, 1e300), (0.0, 1e38)],
+            log_spaced: true,
+            ulps: 2.0,
+        },
+        Case {
+            op: UnaryOp::Log1p,
+            reference: f64::ln_1p,
+            range: [(-0.9999, 1e300), (-0.9999, 1e38)],
+            log_spaced: true,
+            ulps: 3.0,
+        },
+        Case {
+            op: UnaryOp::Sin,
+            reference: f64::sin,
+            range: [(-65536.0, 65536.0), (-1024.0, 1024.0)],
+            log_spaced: true,
+            ulps: 3.0,
+        },
+        Case {
+            op: UnaryOp::Cos,
+            reference: f64::cos,
+            range: [(-65536.0, 65536.0), (-1024.0, 1024.0)],
+            log_spaced: true,
+            ulps: 3.0,
+        },
+        Case {
+            op: UnaryOp::Tanh,
+            reference: f64::tanh,
+            range: [(-30.0, 30.0), (-15.0, 15.0)],
+            log_spaced: true,
+            ulps: 3.0,
+        },
+        Case {
+            op: UnaryOp::Logistic,
+            reference: logistic,
+            range: [(-700.0, 700.0), (-87.0, 87.0)],
+            log_spaced: true,
+            ulps: 3.0,
+        },
+    ]
+}
+
+/// A graph applying `op` to one parameter of type `ty`.
+fn graph(op: UnaryOp, ty: Type) -> Graph {
+    let mut b = Builder::new();
+    let x = b.param(ty);
+    let r = b.push1(Op::Unary(op), &[x]).expect("a well-typed op");
+    b.finish(&[r])
+}
+
+fn fast() -> JitOptions {
+    JitOptions {
+        math: MathMode::Fast,
+        ..JitOptions::default()
+    }
+}
+
+/// The sweep points of a case for one dtype, kept inside the range (and the dtype).
+fn points(c: &Case, dtype: DType) -> Vec<f64> {
+    let (lo, hi) = c.range[usize::from(dtype == DType::F32)];
+    let mut rng = Rng(11);
+    let mut xs: Vec<f64> = (0..20_000).map(|_| lo + (hi - lo) * rng.next()).collect();
+    // Dense near zero and around the reduction boundaries.
+    xs.extend((0..4000).map(|_| -4.0 + 8.0 * rng.next()));
+    if c.log_spaced {
+        let min = if dtype == DType::F32 { -37.0 } else { -300.0 };
+        for i in 0..4000 {
+            let e = min + (hi.abs().max(1.0).log10() - min) * i as f64 / 4000.0;
+            xs.push(10f64.powf(e));
+            xs.push(-(10f64.powf(e)));
+        }
+    }
+    xs.retain(|&x| x >= lo && x <= hi && x.is_finite());
+    if dtype == DType::F32 {
+        xs = xs
+            .into_iter()
+            .map(|x| x as f32 as f64)
+            .filter(|&x| x >= lo && x <= hi)
+            .collect();
+    }
+    xs
+}
+
+/// The error of `got` against the f64 reference value `want`, in ulps of `dtype`.
+fn ulps(got: f64, want: f64, dtype: DType) -> f64 {
+    if got == want || (got.is_nan() && want.is_nan()) {
+        return 0.0;
+    }
+    if !want.is_finite() || !got.is_finite() {
+        return f64::INFINITY;
+    }
+    let (mant, min_exp) = if dtype == DType::F32 {
+        (23, -126)
+    } else {
+        (52, -1022)
+    };
+    let e = if want == 0.0 {
+        min_exp
+    } else {
+        (want.abs().log2().floor() as i32).max(min_exp)
+    };
+    let ulp = 2f64.powi(e) * 2f64.powi(-mant);
+    (got - want).abs() / ulp
+}
+
+/// The reference result of `c` at `x` for `dtype`, when it lies in the range the bound
+/// covers (finite and normal).
+fn reference(c: &Case, x: f64, dtype: DType) -> Option<f64> {
+    let want = (c.reference)(x);
+    let min = if dtype == DType::F32 {
+        f32::MIN_POSITIVE as f64
+    } else {
+        f64::MIN_POSITIVE
+    };
+    let max = if dtype == DType::F32 {
+        f32::MAX as f64
+    } else {
+        f64::MAX
+    };
+    (want.is_finite() && (want == 0.0 || want.abs() >= min) && want.abs() <= max).then_some(want)
+}
+
+#[test]
+fn fast_transcendentals_stay_within_their_ulp_bounds() {
+    for c in cases() {
+        for dtype in [DType::F64, DType::F32] {
+            let xs = points(&c, dtype);
+            let n = xs.len();
+            let f = compile(&graph(c.op, Type::new(dtype, &[n])), &fast()).expect("compile");
+            let x = Array::from(xs.clone()).cast(dtype);
+            let got = f.call(&[x]).expect("call")[0].to_f64_vec();
+            let mut worst = (0.0, 0.0);
+            for (&x, &g) in xs.iter().zip(&got) {
+                let Some(want) = reference(&c, x, dtype) else {
+                    continue;
+                };
+                let e = ulps(g, want, dtype);
+                if e > worst.0 {
+                    worst = (e, x);
+                }
+            }
+            // The scalar entry (no vectors) on a subset.
+            let s = compile(&graph(c.op, Type::scalar(dtype)), &fast()).expect("compile");
+            for &x in xs.iter().step_by(17) {
+                let mut out = [0.0];
+                s.call_scalar(&[x], &mut out).expect("call_scalar");
+                if let Some(want) = reference(&c, x, dtype) {
+                    let e = ulps(out[0], want, dtype);
+                    if e > worst.0 {
+                        worst = (e, x);
+                    }
+                }
+            }
+            if std::env::var("FX_ULPS").is_ok() {
+                eprintln!(
+                    "{} {dtype}: {:.3} ulps at {:e}",
+                    c.op.name(),
+                    worst.0,
+                    worst.1
+                );
+                continue;
+            }
+            assert!(
+                worst.0 <= c.ulps,
+                "{} {dtype}: {:.2} ulps at x = {:e} (bound {})",
+                c.op.name(),
+                worst.0,
+                worst.1,
+                c.ulps
+            );
+        }
+    }
+}
+
+#[test]
+fn fast_transcendentals_keep_special_values() {
+    let specials = [
+        0.0,
+        -0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        -1.0,
+        1.0,
+        1e-310,
+        -1e-310,
+    ];
+    for c in cases() {
+        for dtype in [DType::F64, DType::F32] {
+            let f = compile(&graph(c.op, Type::new(dtype, &[specials.len()])), &fast())
+                .expect("compile");
+            let x = Array::from(specials.to_vec()).cast(dtype);
+            let xs = x.to_f64_vec();
+            let got = f.call(&[x]).expect("call")[0].to_f64_vec();
+            for (&x, &g) in xs.iter().zip(&got) {
+                let want = (c.reference)(x);
+                let want = if dtype == DType::F32 {
+                    want as f32 as f64
+                } else {
+                    want
+                };
+                let ok = if want.is_nan() {
+                    g.is_nan()
+                } else if !want.is_finite() || want == 0.0 {
+                    g.to_bits() == want.to_bits()
+                } else {
+                    ulps(g, want, dtype) <= c.ulps.max(1.0)
+                        || (x.abs() < 1e-300 && (g - want).abs() <= 1e-300)
+                };
+                assert!(ok, "{} {dtype} at {x:e}: {g:e}, std {want:e}", c.op.name());
+            }
+        }
+    }
+}

@@ -57,11 +57,18 @@ fn rosenbrock_hessian_is_selects_of_vectors() {
     // What is left at n×n: index comparisons, selects between broadcast vectors, and the
     // final sum of the two banded halves; no n×n multiplication or subtraction.
     assert!(
-        work.iter()
-            .all(|w| matches!(w.as_str(), "eq" | "select" | "add" | "and")),
+        work.iter().all(|w| matches!(w.as_str(), "eq" | "select")),
         "{work:?}"
     );
-    assert!(work.len() <= 24, "{} n×n equations: {work:?}", work.len());
+    // Three diagonal masks (i = j, i = j ± 1) and one select for each: the diagonal, the two
+    // off-diagonals and the (±0, or NaN for non-finite x) entries elsewhere are vectors.
+    assert_eq!(work.len(), 6, "{work:?}\n{}", g.to_text());
+    assert!(
+        g.num_insts() <= 85,
+        "{} equations:\n{}",
+        g.num_insts(),
+        g.to_text()
+    );
 
     let xs: Vec<f64> = (0..n)
         .map(|i| -1.2 + 2.4 * i as f64 / (n - 1) as f64)
@@ -306,4 +313,248 @@ fn unit_contractions_and_unit_transposes_are_exact() {
     let s = same_bits(&g, &args);
     assert!(!s.to_text().contains("dot_general"), "{}", s.to_text());
     assert!(!s.to_text().contains("transpose"), "{}", s.to_text());
+}
+
+/// Random elementwise expressions over index masks, built raw (no simplification) the way
+/// batched derivatives build them: diagonal masks `eq(col + k1, row + k2)`, row and column
+/// ranges, their `and`/`or`/`not`, selects and arithmetic between broadcast vectors and
+/// splats, and shifts (`pad` of a `slice`) of the results.
+fn random_mask_graph(rng: &mut Rng, n: usize) -> Graph {
+    let mut pick = |k: u64| (rng.next_u64() % k) as i64;
+    let mut b = Builder::new();
+    b.fold_constants = false;
+    let x = b.param(f64t(&[n]));
+    let y = b.param(f64t(&[n]));
+    let line = raw(
+        &mut b,
+        Op::Literal(LiteralOp::Iota {
+            dtype: DType::I32,
+            shape: Shape::new(&[n]),
+            axis: 0,
+        }),
+        &[],
+    );
+    let index = |b: &mut Builder, k: i64, axis: usize| {
+        let c = b.constant(Array::scalar(DType::I32, k as f64));
+        let cv = bcast(b, c, &[n], &[]);
+        let shifted = raw(b, Op::Binary(BinaryOp::Add), &[line, cv]);
+        bcast(b, shifted, &[n, n], &[axis])
+    };
+    let splat = |b: &mut Builder, v: f64, dtype: DType| {
+        let c = b.constant(Array::scalar(dtype, v));
+        bcast(b, c, &[n, n], &[])
+    };
+    let mut masks = Vec::new();
+    let mut vals = vec![
+        bcast(&mut b, x, &[n, n], &[0]),
+        bcast(&mut b, y, &[n, n], &[1]),
+        bcast(&mut b, x, &[n, n], &[1]),
+    ];
+    for v in [0.0, -0.0, 1.0, f64::NAN] {
+        vals.push(splat(&mut b, v, DType::F64));
+    }
+    let cmps = [
+        CompareOp::Eq,
+        CompareOp::Ne,
+        CompareOp::Lt,
+        CompareOp::Le,
+        CompareOp::Gt,
+        CompareOp::Ge,
+    ];
+    for _ in 0..6 {
+        let m = match pick(4) {
+            0 | 1 => {
+                let (i, j) = (index(&mut b, pick(5) - 2, 0), index(&mut b, pick(5) - 2, 1));
+                let op = if pick(4) == 0 {
+                    CompareOp::Ne
+                } else {
+                    CompareOp::Eq
+                };
+                raw(&mut b, Op::Compare(op), &[j, i])
+            }
+            2 => {
+                let i = index(&mut b, pick(3) - 1, pick(2) as usize);
+                let c = splat(&mut b, (pick(n as u64 + 3) - 1) as f64, DType::I32);
+                let op = cmps[pick(6) as usize];
+                raw(&mut b, Op::Compare(op), &[i, c])
+            }
+            _ if !masks.is_empty() => {
+                let p = masks[pick(masks.len() as u64) as usize];
+                let q = masks[pick(masks.len() as u64) as usize];
+                match pick(3) {
+                    0 => raw(&mut b, Op::Compare(CompareOp::And), &[p, q]),
+                    1 => raw(&mut b, Op::Compare(CompareOp::Or), &[p, q]),
+                    _ => raw(&mut b, Op::Compare(CompareOp::Not), &[p]),
+                }
+            }
+            _ => continue,
+        };
+        masks.push(m);
+    }
+    for _ in 0..14 {
+        let v = |pick: &mut dyn FnMut(u64) -> i64, vals: &Vec<_>| {
+            vals[pick(vals.len() as u64) as usize]
+        };
+        let (a, c) = (v(&mut pick, &vals), v(&mut pick, &vals));
+        let r = match pick(7) {
+            0..=2 => {
+                let m = masks[pick(masks.len() as u64) as usize];
+                raw(&mut b, Op::Compare(CompareOp::Select), &[m, a, c])
+            }
+            3 => raw(&mut b, Op::Binary(BinaryOp::Add), &[a, c]),
+            4 => raw(&mut b, Op::Binary(BinaryOp::Mul), &[a, c]),
+            5 => {
+                let m = masks[pick(masks.len() as u64) as usize];
+                raw(&mut b, Op::Convert(ConvertOp::Convert(DType::F64)), &[m])
+            }
+            _ => {
+                // Shift by one along an axis: slice off one end, pad the other.
+                let axis = pick(2) as usize;
+                let front = pick(2) == 0;
+                let mut start = Dims::from_slice(&[0, 0]);
+                let mut limit = Dims::from_slice(&[n, n]);
+                let (mut lo, mut hi) = (Dims::from_slice(&[0, 0]), Dims::from_slice(&[0, 0]));
+                if front {
+                    start[axis] = 1;
+                    hi[axis] = 1;
+                } else {
+                    limit[axis] = n - 1;
+                    lo[axis] = 1;
+                }
+                let sl = Op::Shape(ShapeOp::Slice {
+                    start,
+                    limit,
+                    stride: Dims::from_slice(&[1, 1]),
+                });
+                let s = raw(&mut b, sl, &[a]);
+                let pv = [0.0, -0.0, 2.0][pick(3) as usize];
+                let pv = b.constant(Array::scalar(DType::F64, pv));
+                let pad = Op::Shape(ShapeOp::Pad {
+                    lo,
+                    hi,
+                    interior: Dims::from_slice(&[0, 0]),
+                });
+                raw(&mut b, pad, &[s, pv])
+            }
+        };
+        vals.push(r);
+    }
+    let k = vals.len();
+    b.finish(&[vals[k - 1], vals[k - 2], vals[k - 3]])
+}
+
+/// Like [`same_bits`], but any NaN matches any NaN: where two NaNs meet in an add or a
+/// multiplication, which one propagates depends on operand order (IEEE 754 leaves it open),
+/// and the emitter orders the operands of commutative ops canonically. Every other value,
+/// −0.0 and ±∞ included, must match bit for bit.
+fn same_bits_but_nan_payloads(g: &Graph, args: &[Array]) -> Graph {
+    let s = try_simplify(g).unwrap();
+    s.verify().unwrap();
+    let (a, b) = (run(g, args), run(&s, args));
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        let (xv, yv) = (x.to_f64_vec(), y.to_f64_vec());
+        let same = x.dims() == y.dims()
+            && xv
+                .iter()
+                .zip(&yv)
+                .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()));
+        assert!(
+            same,
+            "output {k}: {x:?} vs {y:?}\n{}\n{}",
+            g.to_text(),
+            s.to_text()
+        );
+    }
+    s
+}
+
+#[test]
+fn index_mask_rewrites_are_bit_exact() {
+    let special = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1.5,
+        -2.0,
+        3.0,
+    ];
+    let mut rng = Rng(11);
+    // n = 6: everything small is folded; n = 12: 1-D iotas are folded into constants;
+    // n = 70: iotas stay iotas.
+    for n in [6, 12, 70] {
+        for _ in 0..60 {
+            let g = random_mask_graph(&mut rng, n);
+            g.verify().unwrap();
+            let mut arg = || {
+                let v: Vec<f64> = (0..n)
+                    .map(|_| special[(rng.next_u64() % special.len() as u64) as usize])
+                    .collect();
+                Array::from(v)
+            };
+            let args = [arg(), arg()];
+            same_bits_but_nan_payloads(&g, &args);
+        }
+    }
+}
+
+/// The P4 Hessian (n = 100) as ferrax built it before the index-mask rewrites: two banded
+/// halves, each a tree of selects on masks built from zero-padded shifted iotas, summed.
+const P4_BEFORE: &str = include_str!("data/p4_hessian_before.ir");
+
+#[test]
+fn p4_hessian_matches_the_one_built_before_the_index_mask_rewrites() {
+    let old = Graph::parse(P4_BEFORE).unwrap();
+    let n = 100;
+    let new = graph_of(&hessian(rosenbrock), &[f64t(&[n])]);
+    assert!(new.num_insts() < old.num_insts());
+    let special = [
+        f64::NAN,
+        f64::INFINITY,
+        -0.0,
+        0.0,
+        f64::NEG_INFINITY,
+        1.5,
+        -1.0,
+    ];
+    let lin: Vec<f64> = (0..n)
+        .map(|i| -1.2 + 2.4 * i as f64 / (n - 1) as f64)
+        .collect();
+    let mut inputs = vec![lin];
+    for shift in 0..3 {
+        inputs.push(
+            (0..n)
+                .map(|i| special[(i * 3 + i / 7 + shift) % 7])
+                .collect(),
+        );
+    }
+    // Every number matches bit for bit (−0.0 and ±∞ included) and NaN sits at the same
+    // entries; the sign of a NaN may differ where two NaNs meet in an add, whose operands the
+    // emitter orders canonically (IEEE 754 does not say which NaN propagates).
+    for xs in inputs {
+        let args = [Array::from(xs)];
+        // Re-simplifying the old graph is exact too.
+        same_bits(&old, &args);
+        let (a, b) = (run(&old, &args), run(&new, &args));
+        let (av, bv) = (a[0].to_f64_vec(), b[0].to_f64_vec());
+        let diff: Vec<String> = (0..n * n)
+            .filter(|&k| av[k].to_bits() != bv[k].to_bits() && !(av[k].is_nan() && bv[k].is_nan()))
+            .map(|k| {
+                format!(
+                    "[{},{}] {:x} {:x}",
+                    k / n,
+                    k % n,
+                    av[k].to_bits(),
+                    bv[k].to_bits()
+                )
+            })
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{} differ: {:?}",
+            diff.len(),
+            &diff[..diff.len().min(20)]
+        );
+    }
 }

@@ -10,6 +10,8 @@
 //! - `(-x) * y` → `-(x * y)`, `(-x) / y` and `x / (-y)` → `-(x / y)`, `(-x) * (-y)` → `x * y`
 //!   (rounding is symmetric in the sign), so negations meet and cancel;
 //! - `-(-x)` → `x`; `select(p, x, x)` → `x`; `select` with a constant predicate; `not(not p)`;
+//! - `and(p, p)`, `or(p, p)`, `and(p, true)`, `or(p, false)` → `p`; `and(p, false)` → false,
+//!   `or(p, true)` → true (bool logic has no rounding or special values);
 //! - conversion to the same dtype, `stop_gradient` of `stop_gradient`;
 //! - reshape to the same shape and reshape of a reshape; identity broadcasts, transposes,
 //!   slices, pads, reversals and one-operand concatenations; broadcast of a broadcast and
@@ -31,13 +33,14 @@ pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option
             if args[1] == args[2] {
                 return Ok(Some(args[1]));
             }
-            let p = b.literal(args[0]).and_then(|l| l.splat_value());
+            let p = splat(b, args[0]);
             Ok(match p {
                 Some(p) if p != 0.0 => Some(args[1]),
                 Some(_) => Some(args[2]),
                 None => None,
             })
         }
+        Op::Compare(op @ (CompareOp::And | CompareOp::Or)) => Ok(logic(b, *op, args[0], args[1])),
         Op::Compare(CompareOp::Not) => Ok(match producer(b, args[0]) {
             Some(InstData {
                 op: Op::Compare(CompareOp::Not),
@@ -63,6 +66,24 @@ pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option
         ) => Ok(axes.is_empty().then_some(args[0])),
         _ => Ok(None),
     }
+}
+
+/// `and(p, p)`, `or(p, p)` → `p`; `and(p, true)`, `or(p, false)` → `p`; `and(p, false)`,
+/// `or(p, true)` → the constant operand (both operands have the result's shape).
+fn logic(b: &Builder, op: CompareOp, p: Value, q: Value) -> Option<Value> {
+    if p == q {
+        return Some(p);
+    }
+    // The operand value that decides the result on its own: false for `and`, true for `or`.
+    let absorb = op == CompareOp::Or;
+    for (x, c) in [(p, q), (q, p)] {
+        match splat(b, c) {
+            Some(s) if (s != 0.0) == absorb => return Some(c),
+            Some(_) => return Some(x),
+            None => {}
+        }
+    }
+    None
 }
 
 /// The operand of a negation, if `v` is one.

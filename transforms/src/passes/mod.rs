@@ -6,6 +6,7 @@
 
 pub mod dce;
 pub mod identities;
+pub(crate) mod masks;
 pub(crate) mod structure;
 
 pub use dce::dce;

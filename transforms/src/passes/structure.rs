@@ -19,11 +19,25 @@
 //! - a transpose that only moves unit axes is a reshape; a `dot_general` whose contracted
 //!   axes all have size 1 is an outer product (plus `+0.0`, as the reference accumulates);
 //! - an `iota` of rank above 1 becomes a broadcast of a 1-D `iota`, and a slice of an `i32`
-//!   iota becomes an iota plus its start.
+//!   iota becomes an iota plus its start;
+//! - index masks ([`super::masks`]): a comparison of index arrays that has one value at every
+//!   element becomes a constant; inside `select(m, t, f)` every select in `t` (`f`) whose mask
+//!   `m == true` (`false`) decides is replaced by the branch it takes (e.g. `eq(i, j)` excludes
+//!   `eq(i, j + 1)`); when a pad is extended, an index operand `iota + c` keeps counting
+//!   (`iota + (c - lo)`) instead of being zero-padded, so shifted masks stay comparable;
+//! - `select(p, select(q, a, b), c)` → `select(q, select(p, a, c), select(p, b, c))` when `q`
+//!   varies along strictly more axes than `p` (the small mask moves to the leaves and its
+//!   selects shrink to vectors); `select(m, pad(x, v), v)` → `pad(x, v)` when `m` is false
+//!   only in the padding.
+//!
+//! Selects only choose among operands, so moving or dropping them is exact whenever the
+//! element chosen is the same, which the index reasoning guarantees element by element.
 //!
 //! After these rewrites the only full-size work left in, e.g., the Hessian of a banded function
-//! is a handful of index comparisons and selects, which the JIT fuses into one loop.
+//! is one index comparison and one select per band (three of each for a tridiagonal Hessian),
+//! which the JIT fuses into one loop.
 
+use super::masks::{self, Facts};
 use crate::emit::{self, producer};
 use ferrax_ir::ops::{CompareOp, ConvertOp, DotGeneral, LiteralOp, ShapeOp};
 use ferrax_ir::{Array, Builder, DType, Dims, InstData, Op, Result, Shape, Type, Value};
@@ -58,11 +72,8 @@ fn leaf(b: &Builder, v: Value) -> Option<Leaf> {
     if ty.rank() == 0 {
         return None;
     }
-    if let Some(l) = b.literal(v) {
-        let a = l.array();
-        let first = a.data().get_f64(0);
-        let same = (1..a.size()).all(|i| a.data().get_f64(i).to_bits() == first.to_bits());
-        return (same && !first.is_nan()).then(|| Leaf::Splat(Array::scalar(a.dtype(), first)));
+    if b.literal(v).is_some() {
+        return splat_literal(b, v);
     }
     match producer(b, v) {
         Some(InstData {
@@ -70,6 +81,9 @@ fn leaf(b: &Builder, v: Value) -> Option<Leaf> {
             args,
             ..
         }) => {
+            if let Some(Leaf::Splat(s)) = splat_literal(b, args[0]) {
+                return Some(Leaf::Splat(s));
+            }
             let src = b.ty(args[0]);
             let keeps = dims
                 .iter()
@@ -79,6 +93,17 @@ fn leaf(b: &Builder, v: Value) -> Option<Leaf> {
         }
         _ => None,
     }
+}
+
+/// A constant `v` whose elements all have the same (non-NaN) bits, as a scalar splat.
+fn splat_literal(b: &Builder, v: Value) -> Option<Leaf> {
+    let a = b.literal(v)?.array();
+    if a.size() == 0 {
+        return None;
+    }
+    let first = a.data().get_f64(0);
+    let same = (1..a.size()).all(|i| a.data().get_f64(i).to_bits() == first.to_bits());
+    (same && !first.is_nan()).then(|| Leaf::Splat(Array::scalar(a.dtype(), first)))
 }
 
 /// A select view of `v`: `select(m, t, f)`, or `convert(m)` of a bool `m` (returned with `None`
@@ -141,6 +166,32 @@ pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option
             });
             let v = emit::push1(b, line, &[])?;
             emit::broadcast(b, v, shape.clone(), Dims::from_slice(&[*axis])).map(Some)
+        }
+        Op::Compare(
+            c @ (CompareOp::Eq
+            | CompareOp::Ne
+            | CompareOp::Lt
+            | CompareOp::Le
+            | CompareOp::Gt
+            | CompareOp::Ge),
+        ) => {
+            if let Some(v) = masks::constant_compare(b, *c, args[0], args[1]) {
+                let ty = b.ty(args[0]).with_dtype(DType::Bool);
+                return emit::full(b, &ty, if v { 1.0 } else { 0.0 }).map(Some);
+            }
+            shrink(b, op, args)
+        }
+        Op::Compare(CompareOp::Select) => {
+            if let Some(v) = select_of_pad(b, args) {
+                return Ok(Some(v));
+            }
+            if let Some(v) = prune(b, args)? {
+                return Ok(Some(v));
+            }
+            if let Some(v) = shrink(b, op, args)? {
+                return Ok(Some(v));
+            }
+            distribute(b, args[0], args[1], args[2])
         }
         op if movable(op) => {
             if let Some(v) = shrink(b, op, args)? {
@@ -305,6 +356,167 @@ fn lift(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option<Value>> {
     let t = emit::push1(b, op.clone(), &on_t)?;
     let f = emit::push1(b, op.clone(), &on_f)?;
     emit::select(b, m, t, f).map(Some)
+}
+
+/// `select(m, t, f)` with the selects inside `t` (`f`) whose masks `m == true` (`false`)
+/// decides replaced by the branch they take there: `select(m, select(m, a, b), c)` →
+/// `select(m, a, c)`, and with index masks e.g. `select(eq(i, j), select(eq(i, j + 1), a, b),
+/// c)` → `select(eq(i, j), b, c)`. Exact: at every element where `t` is taken the dropped
+/// select would have taken the kept branch.
+fn prune(b: &mut Builder, args: &[Value]) -> Result<Option<Value>> {
+    let (m, t, f) = (args[0], args[1], args[2]);
+    if sel_view(b, t).is_none() && sel_view(b, f).is_none() {
+        return Ok(None);
+    }
+    let on = Facts::new(b, m, true);
+    let t2 = assume(b, t, &on, MAX_DEPTH)?;
+    let off = Facts::new(b, m, false);
+    let f2 = assume(b, f, &off, MAX_DEPTH)?;
+    if (t2, f2) == (t, f) {
+        return Ok(None);
+    }
+    emit::select(b, m, t2, f2).map(Some)
+}
+
+/// `select(m, pad(x, pv), pv)` → `pad(x, pv)` when every element where `m` is false lies in
+/// the padding (and symmetrically with the pad in the false branch): there both operands hold
+/// the padding value, bit for bit, so the select never changes a value.
+fn select_of_pad(b: &Builder, args: &[Value]) -> Option<Value> {
+    let m = args[0];
+    for (pos, (p, other)) in [(args[1], args[2]), (args[2], args[1])]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(InstData {
+            op: Op::Shape(ShapeOp::Pad { lo, hi, interior }),
+            args: pa,
+            ..
+        }) = producer(b, p)
+        else {
+            continue;
+        };
+        if interior.iter().any(|&i| i != 0) || !same_splat(b, other, pa[1]) {
+            continue;
+        }
+        // Where the pad is not selected (m false for the true branch, m true for the false
+        // branch), some padded axis must be out of the operand's range.
+        let facts = Facts::new(b, m, pos == 1);
+        let xd = b.ty(pa[0]).dims().to_vec();
+        let outside = (0..xd.len()).any(|a| {
+            (lo[a] != 0 || hi[a] != 0)
+                && facts.decide_range(a, lo[a] as i64, (lo[a] + xd[a]) as i64) == Some(false)
+        });
+        if outside {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Whether `v` holds, at every element, the bits of the scalar `s`.
+fn same_splat(b: &Builder, v: Value, s: Value) -> bool {
+    if let Some(InstData {
+        op: Op::Shape(ShapeOp::BroadcastInDim { .. }),
+        args,
+        ..
+    }) = producer(b, v)
+    {
+        if args[0] == s {
+            return true;
+        }
+    }
+    match (splat_literal(b, s), leaf(b, v)) {
+        (Some(Leaf::Splat(x)), Some(Leaf::Splat(y))) => {
+            x.dtype() == y.dtype() && x.data().get_f64(0).to_bits() == y.data().get_f64(0).to_bits()
+        }
+        _ => false,
+    }
+}
+
+/// `v` with every select (or mask conversion) the facts decide replaced by its taken branch,
+/// looking through nested selects up to `depth` levels.
+fn assume(b: &mut Builder, v: Value, facts: &Facts, depth: usize) -> Result<Value> {
+    if depth == 0 {
+        return Ok(v);
+    }
+    let Some((q, view)) = sel_view(b, v) else {
+        return Ok(v);
+    };
+    if let Some(val) = facts.decide(b, q) {
+        let (t, f) = branches(b, v, view)?;
+        return assume(b, if val { t } else { f }, facts, depth - 1);
+    }
+    let Some((t, f)) = view else {
+        return Ok(v);
+    };
+    let t2 = assume(b, t, facts, depth - 1)?;
+    let f2 = assume(b, f, facts, depth - 1)?;
+    if (t2, f2) == (t, f) {
+        return Ok(v);
+    }
+    emit::select(b, q, t2, f2)
+}
+
+/// The axes along which `v` varies, as a bit set (all axes when unknown).
+fn axes(b: &Builder, v: Value, depth: usize) -> u64 {
+    let rank = b.ty(v).rank();
+    let all = if rank >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << rank) - 1
+    };
+    match leaf(b, v) {
+        Some(Leaf::Splat(_)) => return 0,
+        Some(Leaf::Bcast(_, dims)) => return dims.iter().fold(0, |m, &d| m | 1 << d),
+        None => {}
+    }
+    if depth == 0 {
+        return all;
+    }
+    match producer(b, v) {
+        Some(InstData {
+            op: Op::Literal(LiteralOp::Iota { axis, .. }),
+            ..
+        }) => 1 << axis,
+        Some(i) if movable(&i.op) => i.args.iter().fold(0, |m, &a| m | axes(b, a, depth - 1)),
+        _ => all,
+    }
+}
+
+/// `select(p, select(q, t1, t2), f)` → `select(q, select(p, t1, f), select(p, t2, f))` (and
+/// likewise for a select in the false branch, or in both on the same mask) when `q` varies
+/// along strictly more axes than `p`: the mask that varies less moves towards the leaves,
+/// where its selects between broadcasts shrink to small arrays. Exact: both sides pick, at
+/// each element, the operand the two masks designate. Moving masks only in the direction of
+/// fewer axes cannot cycle, and the operands must be cheap with at most [`MAX_LEAVES`]
+/// branches, so the expression stays small.
+fn distribute(b: &mut Builder, p: Value, t: Value, f: Value) -> Result<Option<Value>> {
+    let pa = axes(b, p, MAX_DEPTH);
+    let Some(q) = [t, f].into_iter().find_map(|v| {
+        let (q, _) = sel_view(b, v)?;
+        let qa = axes(b, q, MAX_DEPTH);
+        (qa & pa == pa && qa != pa).then_some(q)
+    }) else {
+        return Ok(None);
+    };
+    let (Some(lt), Some(lf)) = (cheap(b, t, MAX_DEPTH, false), cheap(b, f, MAX_DEPTH, false))
+    else {
+        return Ok(None);
+    };
+    if cheap(b, p, MAX_DEPTH, false).is_none() || lt + lf > MAX_LEAVES {
+        return Ok(None);
+    }
+    let mut split = |v: Value| -> Result<(Value, Value)> {
+        match sel_view(b, v) {
+            Some((m, view)) if m == q => branches(b, v, view),
+            _ => Ok((v, v)),
+        }
+    };
+    let (tt, tf) = split(t)?;
+    let (ft, ff) = split(f)?;
+    let on = emit::select(b, p, tt, ft)?;
+    let off = emit::select(b, p, tf, ff)?;
+    emit::select(b, q, on, off).map(Some)
 }
 
 /// Whether a reshape from `from` to `to` only inserts or drops unit axes.
@@ -537,6 +749,9 @@ fn extend(
         Some(Leaf::Bcast(src, dims)) => {
             let s_lo: Dims = dims.iter().map(|&d| lo[d]).collect();
             let s_hi: Dims = dims.iter().map(|&d| hi[d]).collect();
+            if let Some(v) = extend_index(b, src, &s_lo, &s_hi)? {
+                return emit::broadcast(b, v, to.clone(), dims);
+            }
             let zero = b.constant(Array::scalar(b.ty(src).dtype, 0.0));
             let s = emit::push1(
                 b,
@@ -572,6 +787,40 @@ fn extend(
         ext.push(extend(b, a, lo, hi, to, depth - 1)?);
     }
     emit::push1(b, inst.op.clone(), &ext)
+}
+
+/// An affine index `src` (`iota + c`, see [`masks`]) extended by `lo`/`hi` elements per axis
+/// as the same affine function of the new index: `iota + (c - lo)` on the larger shape. Inside
+/// the original range each element is the same integer as before; outside it `extend` may
+/// hold anything, and an index that keeps counting lets masks built from differently shifted
+/// copies be compared (`eq(j, i)` and `eq(j, i - 1)` are recognised as exclusive, which they
+/// would not be after zero padding).
+fn extend_index(b: &mut Builder, src: Value, lo: &Dims, hi: &Dims) -> Result<Option<Value>> {
+    let Some(a) = masks::affine(b, src) else {
+        return Ok(None);
+    };
+    let sty = b.ty(src).clone();
+    let shape = Shape(
+        (0..sty.rank())
+            .map(|k| lo[k] + sty.dims()[k] + hi[k])
+            .collect(),
+    );
+    let offset = a.offset - lo[a.axis] as i64;
+    let n = shape.dims()[a.axis] as i64;
+    let fits = offset >= i64::from(i32::MIN) && offset + n - 1 <= i64::from(i32::MAX);
+    if !fits {
+        return Ok(None);
+    }
+    let iota = emit::push1(
+        b,
+        Op::Literal(LiteralOp::Iota {
+            dtype: DType::I32,
+            shape,
+            axis: a.axis,
+        }),
+        &[],
+    )?;
+    emit::add_const(b, iota, offset as f64).map(Some)
 }
 
 /// The type of `op` applied to a value of type `from` (for the shape ops this module moves).

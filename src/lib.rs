@@ -16,6 +16,10 @@
 #![deny(missing_docs)]
 
 pub use ferrax_ir as ir;
+pub use ferrax_ir::control_api::{
+    cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,
+};
+pub use ferrax_ir::ops::RematPolicy;
 pub use ferrax_ir::{
     concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,
     Result, Shape, Tensor, Type,
@@ -24,26 +28,22 @@ pub use ferrax_jit as jit_backend;
 pub use ferrax_jit::{jit, jit_with, Compiled, Jit, JitOptions, MathMode};
 pub use ferrax_transforms as transforms;
 pub use ferrax_transforms::api::{
+    checkpoint, checkpoint_with, custom_jvp, custom_vjp, residual_bytes,
+};
+pub use ferrax_transforms::api::{
     grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, vmap, Grad,
     Jacobian, Vmap,
-};
-pub use ferrax_ir::control_api::{
-    cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,
-};
-pub use ferrax_ir::ops::RematPolicy;
-pub use ferrax_transforms::api::{
-    checkpoint, checkpoint_with, custom_jvp, custom_vjp, residual_bytes,
 };
 
 /// Everything a typical user needs, in one import.
 pub mod prelude {
     pub use crate::{
+        checkpoint, checkpoint_with, cond, custom_jvp, custom_vjp, fori_loop, residual_bytes, scan,
+        scan_with, switch, while_loop, RematPolicy, ScanConfig,
+    };
+    pub use crate::{
         concatenate, function, grad, hessian, jacfwd, jacrev, jit, jit_with, jvp, linearize,
         select, stack, trace, value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function,
         Jit, JitOptions, Result, Shape, Tensor, Type,
-    };
-    pub use crate::{
-        checkpoint, checkpoint_with, cond, custom_jvp, custom_vjp, fori_loop, residual_bytes,
-        scan, scan_with, switch, while_loop, RematPolicy, ScanConfig,
     };
 }

@@ -21,6 +21,13 @@
 //!   tape (a buffer that grows with the trip count: `n · bytes(residuals)`), then runs the
 //!   transposed linear body from the last iteration to the first. Reverse mode through a
 //!   `while` therefore costs two primal loops and one tape.
+//! - `taped_while`: a forward fold is differentiated as a `while` over both carries. The JVP of
+//!   a reverse fold is a reverse `taped_while` over primal and tangent values together: its
+//!   state holds the primal state and its tangents, its step carry the primal step carry and
+//!   its tangents. Its transpose (reverse-over-reverse through a `while`) is a forward fold of
+//!   the transposed step for the step carry's cotangents, and a reverse `taped_while` for the
+//!   state's cotangents whose forward pass carries the step carry's cotangents next to the
+//!   primal state; see `mixed_taped_while_transpose`.
 //! - `call` with a checkpoint: the tangent call recomputes the body's primal part from the
 //!   call's inputs (and the saved `dot_general` results under [`RematPolicy::DotsOnly`]), so
 //!   only those are residuals; its transpose is a checkpointed call of the transposed body.
@@ -33,7 +40,7 @@ use super::{Cotangents, Operand};
 use crate::emit::{add, build_graph, finish, inline, or_zeros, push, zeros};
 use crate::grad::restrict;
 use crate::jvp::{jvp_graph_unchecked, jvp_into};
-use crate::linearize::split_general;
+use crate::linearize::{linear_values, split_general};
 use crate::transpose::transpose_into;
 use ferrax_ir::ops::control::unstacked;
 use ferrax_ir::ops::{Body, CallKind, ControlOp, RematPolicy};
@@ -538,10 +545,11 @@ fn while_jvp(
 
 /// Forward mode through a `taped_while`. A forward fold is rewritten as a `while` over both
 /// carries and differentiated like one (so reverse mode through a JVP works). A reverse fold
-/// becomes a `taped_while` over primal and tangent values together (tangents instantiated):
-/// it serves forward-over-reverse derivatives (the JVP of a gradient through a `while`), but
-/// it mixes primal and tangent values, so it cannot be linearized again, and
-/// reverse-over-reverse through a `while` is an error.
+/// becomes a reverse `taped_while` over primal and tangent values together (tangents
+/// instantiated), next to the primal op: it serves forward-over-reverse derivatives (the JVP of
+/// a gradient through a `while`), and its tangent results are linear in the tangents, with the
+/// tangents in its loop state, which `mixed_taped_while_transpose` transposes
+/// (reverse-over-reverse).
 fn taped_while_jvp(
     b: &mut Builder,
     op: &ControlOp,
@@ -994,55 +1002,375 @@ pub fn transpose(
             args,
             cts,
         ),
-        ControlOp::TapedWhile {
-            cond,
-            fwd,
-            step,
-            n_consts,
-            reverse,
-        } => {
-            let ns = cond.graph().params().len();
-            if linear[..ns].iter().any(|&l| l) {
-                return Err(transform_error(
-                    "transpose: reverse mode through the derivative of a while_loop \
-                     (reverse-over-reverse) is not supported; use forward-over-reverse \
-                     (jvp of grad, hessian) instead",
-                ));
-            }
-            let nl = args.len() - ns;
-            let nr = step.graph().params().len() - nl;
-            let mut lin_step = vec![false; nr];
-            lin_step.extend(std::iter::repeat_n(true, nl));
-            let tstep = transpose_body(step.graph(), &lin_step, &vec![true; nl])?;
-            let mut targs = primal_vals(&(0..ns).collect::<Vec<_>>());
-            let step_tys = step.graph().output_types();
-            for (c, ty) in cts.iter().zip(&step_tys) {
-                targs.push(or_zeros(b, *c, ty)?);
-            }
-            let res = push(
-                b,
-                control(ControlOp::TapedWhile {
-                    cond: cond.clone(),
-                    fwd: fwd.clone(),
-                    step: simplified(tstep)?,
-                    n_consts: *n_consts,
-                    reverse: !*reverse,
-                }),
-                &targs,
-            )?;
-            let mut out: Cotangents = (0..ns).map(|_| None).collect();
-            out.extend(
-                res.into_iter()
-                    .zip(&linear[ns..])
-                    .map(|(c, &l)| l.then_some(c)),
-            );
-            Ok(out)
-        }
+        ControlOp::TapedWhile { .. } => taped_while_transpose(b, op, args, cts),
         ControlOp::While { .. } => Err(transform_error(
             "transpose: a `while` loop is not linear in its operands; reverse mode goes \
              through its JVP (a taped_while)",
         )),
     }
+}
+
+/// A copy of `g` whose parameters are those of `g` listed in `keep` (in that order), the others
+/// bound to zeros, and whose outputs are the listed outputs of `g`. Used to drop parameters that
+/// the listed outputs do not depend on.
+fn keep_params(g: &Graph, keep: &[usize], outs: &[usize]) -> Result<Graph> {
+    let tys = g.param_types();
+    let ptys: Vec<Type> = keep.iter().map(|&i| tys[i].clone()).collect();
+    let kept = build_graph(&ptys, |bb, ps| {
+        let mut args = Vec::with_capacity(tys.len());
+        for (i, t) in tys.iter().enumerate() {
+            args.push(match keep.iter().position(|&k| k == i) {
+                Some(j) => ps[j],
+                None => zeros(bb, t)?,
+            });
+        }
+        let o = inline(bb, g, &args)?;
+        Ok(outs.iter().map(|&k| o[k]).collect())
+    })?;
+    finish(kept)
+}
+
+/// Which outputs of `g` depend on the parameters flagged in `flags`.
+fn output_deps(g: &Graph, flags: &[bool]) -> Vec<bool> {
+    let dep = linear_values(g, |i| flags[i]);
+    g.outputs().iter().map(|o| dep[o.index()]).collect()
+}
+
+/// Grows `flags` (over the parameters of `g`, whose outputs `0..n_out` update parameters
+/// `at..at + n_out`) until no updated parameter that is unflagged depends on a flagged one.
+fn close_deps(g: &Graph, flags: &mut [bool], at: usize, n_out: usize) {
+    loop {
+        let dep = output_deps(g, flags);
+        let mut changed = false;
+        for k in 0..n_out {
+            if dep[k] && !flags[at + k] {
+                flags[at + k] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+fn indices(flags: &[bool], want: bool) -> Vec<usize> {
+    (0..flags.len()).filter(|&i| flags[i] == want).collect()
+}
+
+fn pick<T: Clone>(xs: &[T], idx: &[usize]) -> Vec<T> {
+    idx.iter().map(|&i| xs[i].clone()).collect()
+}
+
+/// The transpose of a `taped_while`.
+///
+/// When no state operand (loop-invariant or carried) is linear, the op is a fold of a linear
+/// step over a tape of primal residuals, and its transpose folds the transposed step over the
+/// same tape in the other direction.
+///
+/// Otherwise (the JVP of a reverse fold, on the way to reverse-over-reverse) see
+/// [`mixed_taped_while_transpose`].
+fn taped_while_transpose(
+    b: &mut Builder,
+    op: &ControlOp,
+    args: &[Operand],
+    cts: &[Option<Value>],
+) -> Result<Cotangents> {
+    let ControlOp::TapedWhile {
+        cond,
+        fwd,
+        step,
+        n_consts,
+        reverse,
+    } = op
+    else {
+        unreachable!("called for taped_while");
+    };
+    let linear: Vec<bool> = args.iter().map(Operand::is_linear).collect();
+    let ns = cond.graph().params().len();
+    let nc = *n_consts;
+    // The state values that are linear: the linear operands, and the carries the forward body
+    // makes depend on them.
+    let mut lin_s = linear[..ns].to_vec();
+    close_deps(fwd.graph(), &mut lin_s, nc, ns - nc);
+    if lin_s.iter().any(|&l| l) {
+        return mixed_taped_while_transpose(b, op, args, &lin_s, cts);
+    }
+    let nl = args.len() - ns;
+    let nr = step.graph().params().len() - nl;
+    let mut lin_step = vec![false; nr];
+    lin_step.extend(std::iter::repeat_n(true, nl));
+    let tstep = transpose_body(step.graph(), &lin_step, &vec![true; nl])?;
+    let mut targs: Vec<Value> = args[..ns]
+        .iter()
+        .map(|a| a.primal().expect("non-linear operand"))
+        .collect();
+    let step_tys = step.graph().output_types();
+    for (c, ty) in cts.iter().zip(&step_tys) {
+        targs.push(or_zeros(b, *c, ty)?);
+    }
+    let res = push(
+        b,
+        control(ControlOp::TapedWhile {
+            cond: cond.clone(),
+            fwd: fwd.clone(),
+            step: simplified(tstep)?,
+            n_consts: nc,
+            reverse: !*reverse,
+        }),
+        &targs,
+    )?;
+    let mut out: Cotangents = (0..ns).map(|_| None).collect();
+    out.extend(
+        res.into_iter()
+            .zip(&linear[ns..])
+            .map(|(c, &l)| l.then_some(c)),
+    );
+    Ok(out)
+}
+
+/// The transpose of a reverse `taped_while` whose state is partly linear, as the JVP of a
+/// reverse fold produces (its state holds primal values `P` and tangents `T`, its step carry
+/// primal values `Λ` and tangents `Θ`). Writing iteration `i`'s tape entry as primal `r_i` and
+/// linear `t_i = C_i T_{i-1}` (with `T_i = A_i T_{i-1}`), and the step as
+/// `Λ ← g(r_i, Λ)`, `Θ ← D(r_i) Θ + E(r_i, Λ) t_i` applied from the last iteration to the
+/// first, the cotangent `w` of the final `Θ` gives:
+///
+/// - for the initial `Θ`: `λ_n`, where `λ_0 = w` and `λ_i = D(r_i)ᵀ λ_{i-1}` — a forward fold
+///   of the transposed step over the primal tape;
+/// - for the initial `T`: the reverse fold `τ ← A_iᵀ τ + C_iᵀ E(r_i, Λ_i)ᵀ λ_{i-1}` from
+///   `τ = 0`, where `Λ_i` is the primal step carry at iteration `i`. `Λ_i` is only known going
+///   backwards and `λ_{i-1}` going forwards, so this is a reverse `taped_while` whose forward
+///   pass carries `λ` next to the primal state and records `λ_{i-1}` with the residuals, and
+///   whose step carries `Λ` and `τ` (and the cotangents of the linear loop invariants). It has
+///   the same form (linear state, mixed step carry), so it can be transposed again.
+///
+/// This needs `D` not to depend on `Λ`, which holds when the original step is linear in its
+/// carry (as every reverse fold that transposition produces is); otherwise it is an error.
+fn mixed_taped_while_transpose(
+    b: &mut Builder,
+    op: &ControlOp,
+    args: &[Operand],
+    lin_s: &[bool],
+    cts: &[Option<Value>],
+) -> Result<Cotangents> {
+    let ControlOp::TapedWhile {
+        cond,
+        fwd,
+        step,
+        n_consts,
+        reverse,
+    } = op
+    else {
+        unreachable!("called for taped_while");
+    };
+    let unsupported = |what: &str| {
+        transform_error(format!(
+            "transpose: taped_while with linear loop state (reverse mode through the derivative \
+             of a while_loop): {what}"
+        ))
+    };
+    if !*reverse {
+        return Err(unsupported("a forward fold is not supported"));
+    }
+    let linear: Vec<bool> = args.iter().map(Operand::is_linear).collect();
+    let (cond, fwd, step) = (cond.graph(), fwd.graph(), step.graph());
+    let nc = *n_consts;
+    let ns = lin_s.len();
+    let nk = ns - nc;
+    let nl = args.len() - ns;
+    let nr = fwd.outputs().len() - nk;
+    if output_deps(cond, lin_s)[0] {
+        return Err(unsupported("the loop condition depends on a tangent"));
+    }
+    let lin_r = output_deps(fwd, lin_s)[nk..].to_vec();
+    let mut lin_sp = lin_r.clone();
+    lin_sp.extend_from_slice(&linear[ns..]);
+    close_deps(step, &mut lin_sp, nr, nl);
+    // A result that depends on no linear operand (a primal value, or a tangent that stays
+    // zero) is a constant of the linear graph: its cotangent is dropped.
+    let lin_l = lin_sp[nr..].to_vec();
+    let state_tys = cond.param_types();
+    let tape_tys = fwd.output_types()[nk..].to_vec();
+    let l_tys = step.output_types();
+    // State: primal consts `pc`, linear consts `tc`, primal carries `pk`, linear carries `tk`
+    // (operand indices). Tape: primal `rp`, linear `rt`. Step carry: primal `lam`, linear `th`.
+    let pc = indices(&lin_s[..nc], false);
+    let tc = indices(&lin_s[..nc], true);
+    let pk: Vec<usize> = (nc..ns).filter(|&i| !lin_s[i]).collect();
+    let tk: Vec<usize> = (nc..ns).filter(|&i| lin_s[i]).collect();
+    let (rp, rt) = (indices(&lin_r, false), indices(&lin_r, true));
+    let (lam, th) = (indices(&lin_l, false), indices(&lin_l, true));
+    let p_idx: Vec<usize> = pc.iter().chain(&pk).copied().collect();
+    let pk_out: Vec<usize> = pk.iter().map(|&i| i - nc).collect();
+
+    // The primal loop: cond and fwd on the primal state only.
+    let cond_p = keep_params(cond, &p_idx, &[0])?;
+    let mut fp_outs = pk_out.clone();
+    fp_outs.extend(rp.iter().map(|&r| nk + r));
+    let fwd_p = keep_params(fwd, &p_idx, &fp_outs)?;
+    // The step transposed in its linear parameters: (r.., Λ.., Θ cotangents..) -> (t
+    // cotangents.., Θ cotangents..); `d_t` is its Θ part, which must not depend on Λ.
+    let all_sp: Vec<usize> = (0..nr + nl).collect();
+    let step_th = restrict(step, &all_sp, &th)?;
+    let tstep = finish(transpose_body(&step_th, &lin_sp, &vec![true; th.len()])?)?;
+    let mut lam_flags = vec![false; tstep.params().len()];
+    for f in &mut lam_flags[rp.len()..rp.len() + lam.len()] {
+        *f = true;
+    }
+    if output_deps(&tstep, &lam_flags)[rt.len()..]
+        .iter()
+        .any(|&d| d)
+    {
+        return Err(unsupported(
+            "the step's linear part depends on its primal carry (the step is not linear in its \
+             carry)",
+        ));
+    }
+    let mut dt_keep: Vec<usize> = (0..rp.len()).collect();
+    dt_keep.extend(rp.len() + lam.len()..tstep.params().len());
+    let dt_outs: Vec<usize> = (rt.len()..rt.len() + th.len()).collect();
+    let d_t = keep_params(&tstep, &dt_keep, &dt_outs)?;
+    let th_tys = pick(&l_tys, &th);
+    let rp_tys = pick(&tape_tys, &rp);
+    let p_vals: Vec<Value> = p_idx
+        .iter()
+        .map(|&i| args[i].primal().expect("primal state operand"))
+        .collect();
+    let mut w = Vec::with_capacity(th.len());
+    for (&j, ty) in th.iter().zip(&th_tys) {
+        w.push(or_zeros(b, cts[j], ty)?);
+    }
+    let mut out: Cotangents = (0..args.len()).map(|_| None).collect();
+
+    // The cotangents of the initial Θ: a forward fold of the transposed step.
+    if th.iter().any(|&j| linear[ns + j]) {
+        let mut sparams = rp_tys.clone();
+        sparams.extend(th_tys.iter().cloned());
+        let step_a = build_graph(&sparams, |bb, ps| inline(bb, &d_t, ps))?;
+        let mut targs = p_vals.clone();
+        targs.extend_from_slice(&w);
+        let res = push(
+            b,
+            control(ControlOp::TapedWhile {
+                cond: Body::new(cond_p.clone()),
+                fwd: Body::new(fwd_p.clone()),
+                step: simplified(step_a)?,
+                n_consts: pc.len(),
+                reverse: false,
+            }),
+            &targs,
+        )?;
+        for (&j, c) in th.iter().zip(res) {
+            if linear[ns + j] {
+                out[ns + j] = Some(c);
+            }
+        }
+    }
+
+    // The cotangents of the initial T: a reverse fold with λ in the forward state.
+    if (0..ns).any(|i| linear[i]) {
+        // The linear part of fwd, split into its residuals `P.. -> res..` (recorded on the
+        // tape) and its transpose `(res.., T' cotangents.., t cotangents..) -> (cotangents of
+        // the linear consts.., of the linear carries..)`.
+        let mut fl_outs: Vec<usize> = tk.iter().map(|&i| i - nc).collect();
+        fl_outs.extend(rt.iter().map(|&r| nk + r));
+        let fwd_l = restrict(fwd, &(0..ns).collect::<Vec<_>>(), &fl_outs)?;
+        let (fwd_res, fwd_lin) = split_general(&fwd_l, lin_s, 0)?;
+        let nfr = fwd_res.outputs().len();
+        let mut lin_fl = vec![false; nfr];
+        lin_fl.extend(std::iter::repeat_n(true, tc.len() + tk.len()));
+        let tfwd = finish(transpose_body(
+            &fwd_lin,
+            &lin_fl,
+            &vec![true; fl_outs.len()],
+        )?)?;
+        let fres_tys = fwd_res.output_types();
+        let mut lam_keep = rp.clone();
+        lam_keep.extend(lam.iter().map(|&j| nr + j));
+        let step_p = keep_params(step, &lam_keep, &lam)?;
+        let pc_tys = pick(&state_tys, &pc);
+        let pk_tys = pick(&state_tys, &pk);
+        let tc_tys = pick(&state_tys, &tc);
+        let tk_tys = pick(&state_tys, &tk);
+        let lam_tys = pick(&l_tys, &lam);
+        let (npc, npk, nth, nrp) = (pc.len(), pk.len(), th.len(), rp.len());
+        // State (P consts.., P carries.., λ..).
+        let mut bstate = pc_tys.clone();
+        bstate.extend(pk_tys.iter().cloned());
+        bstate.extend(th_tys.iter().cloned());
+        let cond_b = build_graph(&bstate, |bb, ps| inline(bb, &cond_p, &ps[..npc + npk]))?;
+        // fwd: -> (P carries'.., λ'.., tape: res.., r.., λ..).
+        let fwd_b = build_graph(&bstate, |bb, ps| {
+            let o = inline(bb, &fwd_p, &ps[..npc + npk])?;
+            let mut dargs = o[npk..].to_vec();
+            dargs.extend_from_slice(&ps[npc + npk..]);
+            let lam_next = inline(bb, &d_t, &dargs)?;
+            let mut outs = o[..npk].to_vec();
+            outs.extend(lam_next);
+            outs.extend(inline(bb, &fwd_res, &ps[..npc + npk])?);
+            outs.extend_from_slice(&o[npk..]);
+            outs.extend_from_slice(&ps[npc + npk..]);
+            Ok(outs)
+        })?;
+        // step: (res.., r.., λ.., Λ.., τ consts.., τ carries..) -> (Λ'.., τ consts'.., τ
+        // carries'..), linear in its carry (Λ.., τ..) when the original step is.
+        let mut sparams = fres_tys.clone();
+        sparams.extend(rp_tys.iter().cloned());
+        sparams.extend(th_tys.iter().cloned());
+        sparams.extend(lam_tys.iter().cloned());
+        sparams.extend(tc_tys.iter().cloned());
+        sparams.extend(tk_tys.iter().cloned());
+        let step_b = build_graph(&sparams, |bb, ps| {
+            let (res_v, rest) = ps.split_at(nfr);
+            let (r_v, rest) = rest.split_at(nrp);
+            let (lam_pre, rest) = rest.split_at(nth);
+            let (lam_v, rest) = rest.split_at(lam.len());
+            let (tauc, tauk) = rest.split_at(tc.len());
+            let mut sargs = r_v.to_vec();
+            sargs.extend_from_slice(lam_v);
+            let lam_next = inline(bb, &step_p, &sargs)?;
+            sargs.extend_from_slice(lam_pre);
+            let rho = inline(bb, &tstep, &sargs)?;
+            let mut targs = res_v.to_vec();
+            targs.extend_from_slice(tauk);
+            targs.extend_from_slice(&rho[..rt.len()]);
+            let c = inline(bb, &tfwd, &targs)?;
+            let mut outs = lam_next;
+            for (&acc, &ci) in tauc.iter().zip(&c[..tc.len()]) {
+                outs.push(add(bb, acc, ci)?);
+            }
+            outs.extend_from_slice(&c[tc.len()..]);
+            Ok(outs)
+        })?;
+        let mut targs = p_vals.clone();
+        targs.extend_from_slice(&w);
+        targs.extend(
+            lam.iter()
+                .map(|&j| args[ns + j].primal().expect("primal step carry")),
+        );
+        for ty in tc_tys.iter().chain(&tk_tys) {
+            targs.push(zeros(b, ty)?);
+        }
+        let res = push(
+            b,
+            control(ControlOp::TapedWhile {
+                cond: simplified(cond_b)?,
+                fwd: simplified(fwd_b)?,
+                step: simplified(step_b)?,
+                n_consts: npc,
+                reverse: true,
+            }),
+            &targs,
+        )?;
+        let taus = &res[lam.len()..];
+        for (&i, &c) in tc.iter().chain(&tk).zip(taus) {
+            if linear[i] {
+                out[i] = Some(c);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn scan_transpose(

@@ -218,11 +218,19 @@ fn declare(module: &mut JITModule, name: &str, sig: &Signature) -> Result<FuncId
 /// Compiles `func` as the definition of `id`; returns its machine code size in bytes.
 fn define(module: &mut JITModule, id: FuncId, func: Function) -> Result<usize> {
     let mut ctx = cranelift_codegen::Context::for_function(func);
+    // `FERRAX_DISASM=1` prints the machine code of every function (a debugging aid).
+    let disasm = std::env::var_os("FERRAX_DISASM").is_some();
+    ctx.set_disasm(disasm);
     let t = Instant::now();
     module
         .define_function(id, &mut ctx)
         .map_err(|e| jit_err(format!("cranelift codegen: {e:?}")))?;
     crate::stats::codegen(t.elapsed());
+    if disasm {
+        if let Some(v) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("{v}");
+        }
+    }
     Ok(ctx
         .compiled_code()
         .map_or(0, |c| c.code_info().total_size as usize))

@@ -10,15 +10,31 @@
 //! fusable instruction roots a group of its own, placed at its position in the body; values a
 //! group reads from outside (parameters, constants, other groups' or ops' results) are its
 //! leaves, which must stay live until the root runs.
+//!
+//! A reduction (`reduce_sum`, `reduce_max`, `reduce_min`, `reduce_prod`) of a non-scalar
+//! operand always roots a group of its own, and the operand's group joins it when the
+//! reduction is its only user: the loop nest then runs over the operand's elements and
+//! combines each into the reduction's accumulators instead of storing it, so the reduced
+//! tensor is never written. A reduction with the same operand shape, axes and dtype as a later
+//! reduction root joins it as a *sibling* when all its users come after that root: both
+//! accumulate in one loop (their operands' groups merge, and a value feeding both is computed
+//! once), each into its own result.
+//!
+//! A second kind of grouping folds a 2-D `dot_general` into the `transpose[perm=(1,0)]` that is
+//! its only user: the product is computed straight into the transpose's buffer in transposed
+//! layout (a GEMM with its operands swapped), so the dot's result needs no buffer and the
+//! transpose no copy. The dot is then a member whose root is the transpose.
 
-use ferrax_ir::ops::ShapeOp;
-use ferrax_ir::{Graph, Op};
+use ferrax_ir::ops::{DotGeneral, ReduceOp, ShapeOp};
+use ferrax_ir::{Graph, InstData, Op};
 
 /// The groups of a graph, indexed by instruction position.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Fusion {
     /// The position of the group root of every fusable instruction (`None` otherwise).
     pub root: Vec<Option<usize>>,
+    /// For a `transpose` that absorbs the `dot_general` feeding it, the dot's position.
+    pub absorbed_dot: Vec<Option<usize>>,
 }
 
 impl Fusion {
@@ -39,6 +55,20 @@ pub(crate) fn fusable(op: &Op) -> bool {
     op.is_elementwise() || matches!(op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
 }
 
+/// Whether the instruction roots a reduction group: a sum, max, min or product of a
+/// non-scalar operand.
+pub(crate) fn fused_reduce(graph: &Graph, inst: &InstData) -> bool {
+    matches!(
+        inst.op,
+        Op::Reduce(
+            ReduceOp::Sum { .. }
+                | ReduceOp::Max { .. }
+                | ReduceOp::Min { .. }
+                | ReduceOp::Prod { .. }
+        )
+    ) && !graph.ty(inst.args[0]).is_scalar()
+}
+
 /// Groups the instructions of `graph`.
 pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let n = graph.num_insts();
@@ -57,8 +87,28 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         is_output[o.index()] = true;
     }
     let mut root: Vec<Option<usize>> = vec![None; n];
+    let mut absorbed_dot: Vec<Option<usize>> = vec![None; n];
+    // Reduction roots found so far (later positions first).
+    let mut red_roots: Vec<usize> = Vec::new();
     for i in (0..n).rev() {
         let inst = insts[i];
+        if let Op::Dot(d) = &inst.op {
+            let r = inst.results[0];
+            if let [t] = users[r.index()][..] {
+                if !is_output[r.index()] && transposable(graph, d, inst, &insts[t].op) {
+                    root[i] = Some(t);
+                    absorbed_dot[t] = Some(i);
+                }
+            }
+            continue;
+        }
+        if fused_reduce(graph, inst) {
+            root[i] = Some(sibling(graph, &insts, &users, &red_roots, i).unwrap_or(i));
+            if root[i] == Some(i) {
+                red_roots.push(i);
+            }
+            continue;
+        }
         if !fusable(&inst.op) || inst.results.len() != 1 {
             continue;
         }
@@ -73,13 +123,49 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         for &u in us {
             let ui = insts[u];
             let same_shape = graph.ty(ui.results[0]).shape == rty.shape;
-            let elementwise = ui.op.is_elementwise() && same_shape;
-            match (elementwise, root[u]) {
+            let joinable = (ui.op.is_elementwise() && same_shape) || fused_reduce(graph, ui);
+            match (joinable, root[u]) {
                 (true, Some(g)) if group.is_none_or(|x| x == g) => group = Some(g),
                 _ => ok = false,
             }
         }
         root[i] = Some(if ok { group.unwrap_or(i) } else { i });
     }
-    Fusion { root }
+    Fusion { root, absorbed_dot }
+}
+
+/// A later reduction root that the reduction at `i` can join as a sibling: same operand
+/// shape, axes and result dtype, and every user of `i`'s result comes after that root (so
+/// computing it there is in time). The nearest such root is taken.
+fn sibling(
+    graph: &Graph,
+    insts: &[&InstData],
+    users: &[Vec<usize>],
+    red_roots: &[usize],
+    i: usize,
+) -> Option<usize> {
+    let inst = insts[i];
+    let Op::Reduce(op) = &inst.op else {
+        return None;
+    };
+    let r = inst.results[0];
+    red_roots.iter().rev().copied().find(|&g| {
+        let other = insts[g];
+        let Op::Reduce(gop) = &other.op else {
+            return false;
+        };
+        gop.axes() == op.axes()
+            && graph.ty(other.args[0]).shape == graph.ty(inst.args[0]).shape
+            && graph.ty(other.results[0]).dtype == graph.ty(r).dtype
+            && users[r.index()].iter().all(|&u| u > g)
+    })
+}
+
+/// Whether the product `d` (instruction `inst`) can be written transposed by its user `user`: a
+/// 2-D product with one free dimension per side and no batch, under `transpose[perm=(1,0)]`.
+fn transposable(graph: &Graph, d: &DotGeneral, inst: &InstData, user: &Op) -> bool {
+    let (a, b) = (graph.ty(inst.args[0]).rank(), graph.ty(inst.args[1]).rank());
+    let two_d = d.lhs_batch.is_empty() && d.lhs_free(a).len() == 1 && d.rhs_free(b).len() == 1;
+    let swap = matches!(user, Op::Shape(ShapeOp::Transpose { perm }) if perm[..] == [1, 0]);
+    two_d && swap
 }

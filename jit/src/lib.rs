@@ -36,20 +36,46 @@
 //! affine `Access` maps (broadcasts are stride-0 reads, splatted once per row), members are
 //! evaluated in SSA values, and only the root is stored; the planner gives internal values
 //! no buffer (`Home::Fused`) and keeps leaves live until the root runs. The inner loop uses
-//! `f64x2`/`f32x4` vectors with a scalar tail when the whole group has one float dtype and
-//! every op has a vector form (transcendentals only with the fast forms). Groups of at least
-//! 65,536 elements are compiled as a separate kernel over a range of the outer dimension and
-//! split across the rayon pool (`ferrax_parallel_for`); smaller ones run inline, with no
-//! pool overhead. GEMMs of at least 2^21 multiply-adds split their rows across the pool.
+//! `f64x2`/`f32x4` vectors with a scalar tail when the produced value is a float, every op
+//! has a vector form (transcendentals only with the fast forms) and no leaf is a bool:
+//! comparisons of floats or of i32s (widened to the float's lane width), logic on their
+//! results and `select` run as lane masks, so index masks like P4's `iota == iota` choosing
+//! between float rows vectorise. Groups of at least 65,536 elements are compiled as a
+//! separate kernel over a range of the outer dimension and split across the rayon pool
+//! (`ferrax_parallel_for`); smaller ones run inline, with no pool overhead.
 //!
-//! # Math modes
+//! **Reductions** (`reduce_sum/max/min/prod`) root groups of their own, and the group
+//! producing their operand joins them when the reduction is its only user: the loop runs over
+//! the operand's elements and combines each into its accumulator, so the reduced tensor is
+//! never written. Accumulation follows the interpreter's order (row-major over the reduced
+//! indices, per result element): along a kept inner dimension the accumulators are the
+//! result's elements, so vector lanes are distinct results and vectors change no order;
+//! along a reduced inner dimension the row accumulates in a register, adding vector lanes one
+//! by one. Only when the math mode is fast for the operand's size (always in
+//! [`MathMode::Fast`], from [`AUTO_FAST_MIN`] elements in [`MathMode::Auto`]) does a
+//! reduction along the inner dimension keep one accumulator per lane and fold the lanes at
+//! the end of the row: this *reassociates* sums and products (results then differ from the
+//! interpreter's by rounding, within about n·ε of Σ|x|); max and min are unaffected except
+//! possibly for which NaN payload or signed zero is returned. [`MathMode::Precise`] never
+//! reassociates. A reduction splits across threads only along a kept outer dimension.
+//!
+//! **Products**: a 2-D `dot_general` whose only user is `transpose[perm=(1,0)]` is computed
+//! straight into the transpose's buffer (GEMM with swapped operands: `Cᵀ = Bᵀ·Aᵀ`), and
+//! operands contracted on any axis are passed to GEMM through strides, never transposed in
+//! memory. GEMMs of at least 2^21 multiply-adds split their rows across the pool.
+//! **Views**: a `reshape` that is not an output shares its operand's buffer (no copy).
+//!
+//! //! # Math modes
 //! [`MathMode::Precise`] calls the interpreter's scalar functions (bit-identical results).
 //! [`MathMode::Fast`] inlines branch-free polynomial `exp`, `expm1`, `log`, `log1p`, `sin`,
 //! `cos`, `tanh` and `logistic` (`lower/fastmath.rs` documents each bound, 2–3 ulps, tested
-//! in `tests/fastmath.rs`); FMA is used only there. The default, [`MathMode::Auto`], is Fast
-//! for transcendentals over tensors of at least [`AUTO_FAST_MIN`] elements and Precise for
-//! scalars and small tensors, so scalar graphs and small tests stay bit-identical to the
-//! interpreter while large elementwise work vectorises.
+//! in `tests/fastmath.rs`); FMA is used only there; reductions along a row may reassociate
+//! (above). The default, [`MathMode::Auto`], is Fast for tensors of at least
+//! [`AUTO_FAST_MIN`] elements and Precise for scalars and small tensors, so scalar graphs and
+//! small tests stay bit-identical to the interpreter while large elementwise work vectorises.
+//! In Precise mode a rank-0 `sin` and `cos` of the same value share one call to glibc's
+//! `sincos`, which is bit-identical to separate `sin` and `cos` calls (checked on 30 million
+//! f64 arguments and every f32; `tests/primitives.rs` checks it on each build).
 //!
 //! # Compile-speed policy
 //! [`stats`] reports, besides the total compile time, the time spent specialising (trace +

@@ -9,17 +9,19 @@ pub enum MathMode {
     /// Inline, vectorisable polynomial approximations of `exp`, `expm1`, `log`, `log1p`, `sin`,
     /// `cos`, `tanh` and `logistic`, each within a documented ulp bound (the table in
     /// `lower/fastmath.rs`, asserted by `jit/tests/fastmath.rs`); the other transcendentals
-    /// stay precise.
+    /// stay precise. Sums and products along a row may use one accumulator per vector lane
+    /// (reassociated, so they differ from the interpreter's sequential order by rounding).
     Fast,
-    /// The default: [`MathMode::Fast`] for transcendentals over tensors of at least
-    /// [`AUTO_FAST_MIN`] elements, where throughput matters and the loop vectorises;
+    /// The default: [`MathMode::Fast`] for transcendentals and reductions over tensors of at
+    /// least [`AUTO_FAST_MIN`] elements, where throughput matters and the loop vectorises;
     /// [`MathMode::Precise`] for scalars and small tensors, whose cost is dominated by
     /// dispatch, so that they stay bit-identical to the interpreter.
     #[default]
     Auto,
 }
 
-/// The element count from which [`MathMode::Auto`] uses the fast transcendentals.
+/// The element count from which [`MathMode::Auto`] uses the fast transcendentals (and lets
+/// reductions reassociate).
 pub const AUTO_FAST_MIN: usize = 1024;
 
 impl MathMode {

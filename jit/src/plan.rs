@@ -7,6 +7,10 @@
 //! overlap share memory. Elementwise ops may write into the region of an operand that dies at
 //! that op (same index, read before written).
 //!
+//! A `reshape` of a non-scalar value into a non-scalar value that is not an output is a
+//! *view*: its result shares its operand's home (row-major elements do not move), no code
+//! runs, and the operand stays live as long as the view is used.
+//!
 //! A control-flow op (`switch`, `while`, `scan`, `call`) gets a *scratch* region for the time it
 //! runs, allocated while its operands and results are live so it overlaps neither. The scratch
 //! holds the second buffer of every carried tensor of a loop (carries are double-buffered: the
@@ -50,6 +54,8 @@ pub(crate) struct Plan {
     pub controls: Vec<Option<ControlPlan>>,
     /// The fused-loop groups of the graph.
     pub fusion: Fusion,
+    /// For a value that is a view (a reshape sharing its operand's buffer), the operand.
+    pub alias: Vec<Option<Value>>,
 }
 
 /// The buffers of one control-flow instruction, as byte offsets in its graph's workspace.
@@ -232,11 +238,39 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     let n = graph.num_values();
     let fusion = analyze(graph);
     let mut homes = vec![Home::Reg; n];
+    let mut first_output: Vec<Option<usize>> = vec![None; n];
+    for (k, &o) in graph.outputs().iter().enumerate() {
+        first_output[o.index()].get_or_insert(k);
+    }
+    // Views: reshapes that share their operand's buffer.
+    let mut alias: Vec<Option<Value>> = vec![None; n];
+    let mut aliased = vec![false; n];
+    for (_, inst) in graph.insts() {
+        if let Op::Shape(ShapeOp::Reshape { .. }) = inst.op {
+            let (x, r) = (inst.args[0], inst.results[0]);
+            if !graph.ty(x).is_scalar()
+                && !graph.ty(r).is_scalar()
+                && first_output[r.index()].is_none()
+            {
+                alias[r.index()] = Some(x);
+                aliased[x.index()] = true;
+            }
+        }
+    }
     let mut last_use = vec![0usize; n];
     for (i, (_, inst)) in graph.insts().enumerate() {
         let at = fusion.exec_pos(i);
         for &a in &inst.args {
             last_use[a.index()] = last_use[a.index()].max(at);
+        }
+    }
+    // An operand lives as long as its views (later views first, for chains of views).
+    let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
+    for inst in insts.iter().rev() {
+        if let Some(&r) = inst.results.first() {
+            if let Some(x) = alias[r.index()] {
+                last_use[x.index()] = last_use[x.index()].max(last_use[r.index()]);
+            }
         }
     }
     let mut dies: Vec<Vec<Value>> = vec![Vec::new(); graph.num_insts()];
@@ -250,10 +284,6 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
             homes[p.index()] = Home::Param(k);
         }
     }
-    let mut first_output: Vec<Option<usize>> = vec![None; n];
-    for (k, &o) in graph.outputs().iter().enumerate() {
-        first_output[o.index()].get_or_insert(k);
-    }
     let mut used = vec![false; n];
     for (_, inst) in graph.insts() {
         for &a in &inst.args {
@@ -264,10 +294,16 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     let size_of = |v: Value| graph.ty(v).size() * graph.ty(v).dtype.size_bytes();
     let mut controls: Vec<Option<ControlPlan>> = vec![None; graph.num_insts()];
     for (i, (_, inst)) in graph.insts().enumerate() {
-        if fusion.is_member(i) {
+        // Members give their results no buffer, except sibling reductions (results of their
+        // group).
+        if fusion.is_member(i) && !matches!(inst.op, Op::Reduce(_)) {
             for &r in &inst.results {
                 homes[r.index()] = Home::Fused;
             }
+            continue;
+        }
+        if let Some(x) = inst.results.first().and_then(|r| alias[r.index()]) {
+            homes[inst.results[0].index()] = homes[x.index()];
             continue;
         }
         let mut reusable: Option<usize> = None;
@@ -275,7 +311,9 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
             let want = size_of(inst.results[0]);
             for a in same_index_leaves(graph, &fusion, i) {
                 if let Home::Work(off) = homes[a.index()] {
-                    if last_use[a.index()] == i && size_of(a) == want && reusable.is_none() {
+                    let view = alias[a.index()].is_some() || aliased[a.index()];
+                    if last_use[a.index()] == i && size_of(a) == want && reusable.is_none() && !view
+                    {
                         reusable = Some(off);
                     }
                 }
@@ -311,7 +349,7 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         }
         for &a in &dies[i] {
             if let Home::Work(off) = homes[a.index()] {
-                if used[a.index()] && !taken.contains(&off) {
+                if used[a.index()] && !taken.contains(&off) && alias[a.index()].is_none() {
                     arena.free(off);
                 }
             }
@@ -322,5 +360,6 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         workspace: arena.high,
         controls,
         fusion,
+        alias,
     }
 }

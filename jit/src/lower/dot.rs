@@ -3,6 +3,11 @@
 //! batch) and the product is large enough, each batch calls `matrixmultiply`'s GEMM through the
 //! imported `ferrax_dgemm` / `ferrax_sgemm`; otherwise a loop nest accumulates in contraction
 //! order, as the interpreter does.
+//!
+//! A product whose only user is `transpose[perm=(1,0)]` is written straight into the
+//! transpose's buffer in transposed layout (see `crate::fuse`): the GEMM computes
+//! `Cᵀ = Bᵀ·Aᵀ` by swapping the operands and their strides, so its output stays row-major,
+//! and the loop nest stores through swapped output strides.
 
 use super::{clty, strides, Access, Ctx, Slot};
 use cranelift_codegen::ir::{types, InstBuilder};
@@ -26,15 +31,26 @@ fn merge(dims: &[(usize, i64)]) -> Option<(usize, i64)> {
     Some((size, d[d.len() - 1].1))
 }
 
-/// Lowers a dot_general.
-pub(crate) fn lower(cx: &mut Ctx, op: &DotGeneral, inst: &InstData) -> Result<()> {
-    let (a, b, r) = (inst.args[0], inst.args[1], inst.results[0]);
+/// Lowers the dot_general `inst` into the value `r`: its own result, or (`transposed`) the
+/// result of the 2-D transpose that absorbs it, written in transposed layout.
+pub(crate) fn lower_to(
+    cx: &mut Ctx,
+    op: &DotGeneral,
+    inst: &InstData,
+    r: ferrax_ir::Value,
+    transposed: bool,
+) -> Result<()> {
+    let (a, b) = (inst.args[0], inst.args[1]);
     let aty = cx.graph.ty(a).clone();
     let bty = cx.graph.ty(b).clone();
-    let rty = cx.graph.ty(r).clone();
+    let rty = cx.graph.ty(inst.results[0]).clone();
     let dtype = aty.dtype;
     let (asd, bsd) = (strides(aty.dims()), strides(bty.dims()));
-    let rs = strides(rty.dims());
+    let mut rs = strides(rty.dims());
+    if transposed {
+        // The dot's element [i, j] lives at [j, i] of the transpose's row-major buffer.
+        rs = SmallVec::from_slice(&[1, rty.dims()[0] as i64]);
+    }
     let lfree = op.lhs_free(aty.rank());
     let rfree = op.rhs_free(bty.rank());
     let nb = op.lhs_batch.len();
@@ -113,6 +129,12 @@ pub(crate) fn lower(cx: &mut Ctx, op: &DotGeneral, inst: &InstData) -> Result<()
                 let pa = cx.elem_addr(pa, offs[0], dtype);
                 let pb = cx.elem_addr(pb, offs[1], dtype);
                 let pc = cx.elem_addr(pc, offs[2], dtype);
+                // `C = A·B`, or for a transposed result `Cᵀ = Bᵀ·Aᵀ` (row-major `n×m`).
+                let (m, n, pa, rsa, csa, pb, rsb, csb) = if transposed {
+                    (n, m, pb, csb, rsb, pa, csa, rsa)
+                } else {
+                    (m, n, pa, rsa, csa, pb, rsb, csb)
+                };
                 let args = [
                     cx.iconst(m as i64),
                     cx.iconst(k as i64),

@@ -530,13 +530,26 @@ impl Fm {
         }
     }
 
+    /// `e^x − 1` for `x` in `[0, 2·lim]` of [`Fm::tanh`] (or NaN): there the reduction's
+    /// exponent stays below 60, so only [`Fm::expm1`]'s small-exponent path is taken, and
+    /// its clamp and zero test change nothing (`expm1(+0)` is `+0` on that path); the result
+    /// is bit-identical to [`Fm::expm1`] on this domain, in fewer instructions.
+    fn expm1_tanh_domain(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
+        let (r, k) = self.reduce_ln2(cx, x);
+        let p = self.expm1_poly(cx, r);
+        let one = self.c(cx, 1.0);
+        let s = self.pow2(cx, k);
+        let sm1 = cx.fb.ins().fsub(s, one);
+        self.mla(cx, p, s, sm1)
+    }
+
     /// `tanh x = sign(x)·e/(e + 2)`, `e = expm1(2|x|)`.
     pub fn tanh(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
         let a = cx.fb.ins().fabs(x);
         let lim = if self.wide { 20.0 } else { 10.0 };
         let a2 = self.clamp(cx, a, 0.0, lim);
         let a2 = cx.fb.ins().fadd(a2, a2);
-        let e = self.expm1(cx, a2);
+        let e = self.expm1_tanh_domain(cx, a2);
         let two = self.c(cx, 2.0);
         let d = cx.fb.ins().fadd(e, two);
         let t = cx.fb.ins().fdiv(e, d);

@@ -4,10 +4,15 @@
 //!
 //! The result's dimensions are first coalesced (adjacent dimensions merge when every access
 //! walks them as one), so most groups are a flat loop or a row loop around a contiguous inner
-//! loop. The inner loop is vectorised with 128-bit vectors (`f32x4`, `f64x2`) when every value
-//! of the group has one float dtype, every op has a vector form, and every read of the inner
-//! dimension is contiguous or stride-0 (a broadcast, splatted once per row); a scalar tail
-//! finishes the row. Groups of at least [`PAR_MIN`] elements are compiled as a separate kernel
+//! loop. The inner loop is vectorised with 128-bit vectors (`f32x4`, `f64x2`) when the value
+//! produced is a float, every op has a vector form at that float's lane count (comparisons of
+//! floats or i32s, logic and `select` work on lane masks; i32 leaves are widened to the lane
+//! width on load), no leaf is a bool, and every read of the inner dimension is contiguous or
+//! stride-0 (a broadcast, splatted once per row); a scalar tail finishes the row.
+//!
+//! A reduction root runs the nest over its operand's elements; the output access has stride 0
+//! along reduced dimensions, so coalescing never merges a kept with a reduced dimension.
+//! [`emit_reduce_row`] documents the accumulation order. Groups of at least [`PAR_MIN`] elements are compiled as a separate kernel
 //! over a range of the outermost dimension and run on all cores through the imported
 //! `ferrax_parallel_for`.
 
@@ -15,11 +20,11 @@ use super::{clty, jit_err, Ctx, Slot};
 use crate::MathMode;
 use cranelift_codegen::ir::{
     self, condcodes::IntCC, types, AbiParam, Function, InstBuilder, MemFlagsData, Signature,
-    StackSlotData, StackSlotKind,
+    StackSlot, StackSlotData, StackSlotKind,
 };
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::Module;
-use ferrax_ir::ops::{BinaryOp, ConvertOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
 use ferrax_ir::{DType, Graph, InstData, Op, Result, Value};
 use hashbrown::HashMap;
 use smallvec::SmallVec;
@@ -40,6 +45,15 @@ struct Spec {
     members: Vec<usize>,
     /// The root's result.
     out: Value,
+    /// The value whose elements the loop produces: the root's result, or for a reduction
+    /// root the reduced operand.
+    value: Value,
+    /// The reductions of a reduction group (the root last; siblings over the same operand
+    /// shape and axes share the loop), empty for an elementwise group.
+    reds: Vec<Red>,
+    /// Whether a reduction may reassociate (vector accumulators along a reduced inner
+    /// dimension): only with fast math for the group's size.
+    reassoc: bool,
     /// The coalesced loop dimensions.
     dims: SmallVec<[usize; 4]>,
     /// The leaf reads.
@@ -51,6 +65,18 @@ struct Spec {
     read_of: HashMap<Value, usize>,
     /// The vector type of the inner loop, when it vectorises.
     vector: Option<ir::Type>,
+}
+
+/// One reduction of a reduction group.
+struct Red {
+    /// The reduction.
+    op: ReduceOp,
+    /// Its result.
+    out: Value,
+    /// Its operand (produced by the loop or read as a leaf).
+    value: Value,
+    /// The accumulator of a rank-0 result (which has no buffer), set while lowering.
+    acc_var: Option<Variable>,
 }
 
 /// Whether `op` has a vector form (`fast`: whether transcendentals use the fast forms).
@@ -110,6 +136,60 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
     }
 }
 
+/// Whether a member has a vector form in a group whose float dtype is `float`: float ops
+/// on `float` values (see [`vectorizable`]); comparisons of `float` or i32 values (i32 lanes
+/// are widened to the float's lane width), and logic on their results, as lane masks; and
+/// `select` between `float` values on such a mask.
+fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool) -> bool {
+    let dt = |v: &Value| graph.ty(*v).dtype;
+    let all = |vs: &[Value], d: DType| vs.iter().all(|v| dt(v) == d);
+    match &inst.op {
+        Op::Compare(c) => match c {
+            CompareOp::Eq
+            | CompareOp::Ne
+            | CompareOp::Lt
+            | CompareOp::Le
+            | CompareOp::Gt
+            | CompareOp::Ge => {
+                all(&inst.args, float)
+                    || all(&inst.args, DType::I32)
+                    || all(&inst.args, DType::Bool)
+            }
+            CompareOp::And | CompareOp::Or | CompareOp::Not => all(&inst.args, DType::Bool),
+            CompareOp::Select => dt(&inst.args[0]) == DType::Bool && all(&inst.args[1..], float),
+        },
+        Op::Shape(ShapeOp::BroadcastInDim { .. }) => {
+            matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
+        }
+        op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
+    }
+}
+
+/// The integer vector type with the lanes of the float vector type `vty` (lane masks, and
+/// i32 values widened to the lane width).
+fn int_lanes(vty: ir::Type) -> ir::Type {
+    if vty == types::F64X2 {
+        types::I64X2
+    } else {
+        types::I32X4
+    }
+}
+
+/// Splats a scalar read (of the group's float dtype or i32) to the vector type of its dtype.
+fn splat_scalar(cx: &mut Ctx, x: ir::Value, dtype: DType, vty: ir::Type) -> ir::Value {
+    if dtype == DType::I32 {
+        let ity = int_lanes(vty);
+        let w = if ity == types::I64X2 {
+            cx.fb.ins().sextend(types::I64, x)
+        } else {
+            x
+        };
+        cx.fb.ins().splat(ity, w)
+    } else {
+        cx.fb.ins().splat(vty, x)
+    }
+}
+
 /// Row-major element strides of `dims`.
 fn row_major(dims: &[usize]) -> SmallVec<[i64; 4]> {
     super::strides(dims)
@@ -127,8 +207,41 @@ fn spec(
         .filter(|&j| fusion_root[j] == Some(root))
         .collect();
     let out = insts[root].results[0];
-    let rdims: SmallVec<[usize; 4]> = SmallVec::from_slice(graph.ty(out).dims());
+    let reds: Vec<Red> = members
+        .iter()
+        .filter_map(|&j| match &insts[j].op {
+            Op::Reduce(op) => Some(Red {
+                op: op.clone(),
+                out: insts[j].results[0],
+                value: insts[j].args[0],
+                acc_var: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    let reduce = reds.last().map(|r| r.op.clone());
+    let value = reds.last().map_or(out, |r| r.value);
+    let rdims: SmallVec<[usize; 4]> = SmallVec::from_slice(graph.ty(value).dims());
     let contig = row_major(&rdims);
+    // The output's strides over the loop dims: 0 along reduced axes.
+    let out_full: SmallVec<[i64; 4]> = match &reduce {
+        Some(op) => {
+            let axes = op.axes();
+            let kept = row_major(graph.ty(out).dims());
+            let mut k = 0;
+            (0..rdims.len())
+                .map(|d| {
+                    if axes.contains(&d) {
+                        0
+                    } else {
+                        k += 1;
+                        kept[k - 1]
+                    }
+                })
+                .collect()
+        }
+        None => contig.clone(),
+    };
     let mut is_member_result: HashMap<Value, ()> = HashMap::new();
     for &j in &members {
         is_member_result.insert(insts[j].results[0], ());
@@ -180,7 +293,7 @@ fn spec(
             if k < reads.len() {
                 reads[k].strides[d]
             } else {
-                contig[d]
+                out_full[d]
             }
         };
         let merge = !dims.is_empty()
@@ -212,20 +325,24 @@ fn spec(
     for (r, c) in reads.iter_mut().zip(cols) {
         r.strides = c;
     }
-    // Vectorise when every value has one float dtype and every op and inner read allows it.
+    // Vectorise when the produced value is a float, every member has a vector form at that
+    // float's lane count, no leaf is a bool, and every inner read is contiguous or stride 0.
     let dtype = graph.ty(out).dtype;
     let inner = dims.len() - 1;
-    let same_dtype = members.iter().all(|&j| {
-        insts[j].results.iter().all(|&r| graph.ty(r).dtype == dtype)
-            && insts[j].args.iter().all(|&a| graph.ty(a).dtype == dtype)
-    });
+    let size = graph.ty(value).size();
+    let fast = math.fast_for(size);
     let ok = dtype.is_float()
-        && same_dtype
-        && out_strides[inner] == 1
-        && members
+        && graph.ty(value).dtype == dtype
+        && reds
             .iter()
-            .all(|&j| vectorizable(&insts[j].op, math.fast_for(graph.ty(out).size())))
-        && reads.iter().all(|r| matches!(r.strides[inner], 0 | 1));
+            .all(|r| graph.ty(r.out).dtype == dtype && graph.ty(r.value).dtype == dtype)
+        && (out_strides[inner] == 1 || (reduce.is_some() && out_strides[inner] == 0))
+        && members.iter().all(|&j| {
+            matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast)
+        })
+        && reads
+            .iter()
+            .all(|r| matches!(r.strides[inner], 0 | 1) && graph.ty(r.leaf).dtype != DType::Bool);
     let vector = ok.then(|| {
         if dtype == DType::F64 {
             types::F64X2
@@ -236,6 +353,9 @@ fn spec(
     Spec {
         members,
         out,
+        value,
+        reds,
+        reassoc: fast,
         dims,
         reads,
         out_strides,
@@ -248,18 +368,47 @@ fn spec(
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
-    let sp = spec(graph, &insts, &cx.plan.fusion.root, root, cx.opts.math);
+    let mut sp = spec(graph, &insts, &cx.plan.fusion.root, root, cx.opts.math);
     cx.alloc_result(sp.out)?;
+    for red in sp.reds.iter_mut() {
+        if red.out != sp.out {
+            cx.alloc_result(red.out)?;
+        }
+        let dtype = graph.ty(red.out).dtype;
+        let init = super::reduce::init_value(cx, &red.op, dtype);
+        match cx.slot(red.out) {
+            Ok(Slot::Mem(base)) => {
+                let m = graph.ty(red.out).size();
+                cx.for_range(m, &mut |cx, i| {
+                    cx.store_at(base, i, init, dtype);
+                    Ok(())
+                })?;
+            }
+            _ => {
+                let v = cx.fb.declare_var(clty(dtype));
+                cx.fb.def_var(v, init);
+                red.acc_var = Some(v);
+            }
+        }
+    }
     let n: usize = sp.dims.iter().product();
-    if n == 0 {
-        return Ok(());
+    // A reduction splits across threads only along a kept outer dimension (disjoint results,
+    // unchanged order).
+    let splittable = sp.reds.is_empty() || sp.out_strides[0] != 0;
+    if n >= PAR_MIN && sp.dims[0] >= 2 && splittable {
+        parallel(cx, &sp, &insts)?;
+    } else if n > 0 {
+        let start = cx.iconst(0);
+        let end = cx.iconst(sp.dims[0] as i64);
+        emit_range(cx, &sp, &insts, start, end)?;
     }
-    if n >= PAR_MIN && sp.dims[0] >= 2 {
-        return parallel(cx, &sp, &insts);
+    for red in &sp.reds {
+        if let Some(v) = red.acc_var {
+            let a = cx.fb.use_var(v);
+            cx.slots[red.out.index()] = Some(Slot::Reg(a));
+        }
     }
-    let start = cx.iconst(0);
-    let end = cx.iconst(sp.dims[0] as i64);
-    emit_range(cx, &sp, &insts, start, end)
+    Ok(())
 }
 
 /// Emits the loop nest for indices `start..end` of the outermost coalesced dimension.
@@ -314,7 +463,8 @@ fn emit_range(
     Ok(())
 }
 
-/// A loop `for (i = lo; i + step <= hi; i += step)`; returns the index at exit.
+/// A loop `for (i = lo; i + step <= hi; i += step)`; returns the index at exit. The test is
+/// rotated to the bottom (one conditional branch per iteration), with a guard before entry.
 fn counted_loop(
     cx: &mut Ctx,
     lo: ir::Value,
@@ -324,23 +474,122 @@ fn counted_loop(
 ) -> Result<ir::Value> {
     let var = cx.fb.declare_var(types::I64);
     cx.fb.def_var(var, lo);
-    let header = cx.fb.create_block();
     let looping = cx.fb.create_block();
     let exit = cx.fb.create_block();
-    cx.fb.ins().jump(header, &[]);
-    cx.fb.switch_to_block(header);
-    let i = cx.fb.use_var(var);
-    let next = cx.fb.ins().iadd_imm_s(i, step);
-    let more = cx.fb.ins().icmp(IntCC::SignedLessThanOrEqual, next, hi);
-    cx.fb.ins().brif(more, looping, &[], exit, &[]);
+    let first = cx.fb.ins().iadd_imm_s(lo, step);
+    let enter = cx.fb.ins().icmp(IntCC::SignedLessThanOrEqual, first, hi);
+    cx.fb.ins().brif(enter, looping, &[], exit, &[]);
     cx.fb.switch_to_block(looping);
+    let i = cx.fb.use_var(var);
     body(cx, i)?;
     let i2 = cx.fb.use_var(var);
-    let next2 = cx.fb.ins().iadd_imm_s(i2, step);
-    cx.fb.def_var(var, next2);
-    cx.fb.ins().jump(header, &[]);
+    let next = cx.fb.ins().iadd_imm_s(i2, step);
+    cx.fb.def_var(var, next);
+    let after = cx.fb.ins().iadd_imm_s(next, step);
+    let more = cx.fb.ins().icmp(IntCC::SignedLessThanOrEqual, after, hi);
+    cx.fb.ins().brif(more, looping, &[], exit, &[]);
     cx.fb.switch_to_block(exit);
     Ok(cx.fb.use_var(var))
+}
+
+/// A read that is invariant along the row: its splatted value, parked in a stack slot.
+type Inv = (StackSlot, ir::Type);
+
+/// The reads that are invariant along the row (stride 0), splatted once per row.
+///
+/// The splats are stored to stack slots and reloaded in the loop (one load each): Cranelift
+/// would otherwise re-place the pure splat (and its widening) inside the loop body.
+fn row_invariants(
+    cx: &mut Ctx,
+    sp: &Spec,
+    offs: &[ir::Value],
+    vty: ir::Type,
+) -> Result<SmallVec<[Option<Inv>; 8]>> {
+    let inner = sp.dims.len() - 1;
+    let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
+    for (k, r) in sp.reads.iter().enumerate() {
+        inv.push(if r.strides[inner] == 0 {
+            let x = cx.load(r.leaf, offs[k])?;
+            let dtype = cx.graph.ty(r.leaf).dtype;
+            let v = splat_scalar(cx, x, dtype, vty);
+            let ty = cx.fb.func.dfg.value_type(v);
+            let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                16,
+                4,
+            ));
+            let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
+            cx.fb.ins().store(MemFlagsData::trusted(), v, addr, 0);
+            Some((slot, ty))
+        } else {
+            None
+        });
+    }
+    Ok(inv)
+}
+
+/// The read values at inner index `i` as vectors of type `vty` (`inv` from
+/// [`row_invariants`]).
+fn vector_reads(
+    cx: &mut Ctx,
+    sp: &Spec,
+    offs: &[ir::Value],
+    inv: &[Option<Inv>],
+    i: ir::Value,
+    vty: ir::Type,
+) -> Result<SmallVec<[ir::Value; 8]>> {
+    let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
+    for (k, r) in sp.reads.iter().enumerate() {
+        vals.push(match inv[k] {
+            Some((slot, ty)) => {
+                let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
+                cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0)
+            }
+            None => {
+                let Slot::Mem(base) = cx.slot(r.leaf)? else {
+                    return Err(jit_err("a contiguous read of a register value"));
+                };
+                let dtype = cx.graph.ty(r.leaf).dtype;
+                let o = cx.fb.ins().iadd(offs[k], i);
+                let addr = cx.elem_addr(base, o, dtype);
+                let flags = MemFlagsData::new().with_notrap();
+                match (dtype, int_lanes(vty)) {
+                    (DType::I32, types::I64X2) => cx.fb.ins().sload32x2(flags, addr, 0),
+                    (DType::I32, ity) => cx.fb.ins().load(ity, flags, addr, 0),
+                    _ => cx.fb.ins().load(vty, flags, addr, 0),
+                }
+            }
+        });
+    }
+    Ok(vals)
+}
+
+/// The read values at inner index `i` as scalars.
+fn scalar_reads(
+    cx: &mut Ctx,
+    sp: &Spec,
+    offs: &[ir::Value],
+    i: ir::Value,
+) -> Result<SmallVec<[ir::Value; 8]>> {
+    let inner = sp.dims.len() - 1;
+    let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
+    for (k, r) in sp.reads.iter().enumerate() {
+        let o = offset(cx, offs[k], i, r.strides[inner]);
+        vals.push(cx.load(r.leaf, o)?);
+    }
+    Ok(vals)
+}
+
+/// `base + i·stride` (element offsets).
+fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value {
+    match stride {
+        0 => base,
+        1 => cx.fb.ins().iadd(base, i),
+        _ => {
+            let t = cx.fb.ins().imul_imm_s(i, stride);
+            cx.fb.ins().iadd(base, t)
+        }
+    }
 }
 
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access
@@ -353,39 +602,18 @@ fn emit_row(
     lo: ir::Value,
     hi: ir::Value,
 ) -> Result<()> {
+    if !sp.reds.is_empty() {
+        return emit_reduce_row(cx, sp, insts, offs, lo, hi);
+    }
     let inner = sp.dims.len() - 1;
     let nr = sp.reads.len();
     let mut from = lo;
     if let Some(vty) = sp.vector {
         let lanes = vty.lane_count() as i64;
-        // Loop-invariant reads of the row (stride 0) are splatted once.
-        let mut inv: SmallVec<[Option<ir::Value>; 8]> = SmallVec::new();
-        for (k, r) in sp.reads.iter().enumerate() {
-            inv.push(if r.strides[inner] == 0 {
-                let x = cx.load(r.leaf, offs[k])?;
-                Some(cx.fb.ins().splat(vty, x))
-            } else {
-                None
-            });
-        }
+        let inv = row_invariants(cx, sp, offs, vty)?;
         from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
-            let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
-            for (k, r) in sp.reads.iter().enumerate() {
-                vals.push(match inv[k] {
-                    Some(v) => v,
-                    None => {
-                        let Slot::Mem(base) = cx.slot(r.leaf)? else {
-                            return Err(jit_err("a contiguous read of a register value"));
-                        };
-                        let o = cx.fb.ins().iadd(offs[k], i);
-                        let addr = cx.elem_addr(base, o, cx.graph.ty(r.leaf).dtype);
-                        cx.fb
-                            .ins()
-                            .load(vty, MemFlagsData::new().with_notrap(), addr, 0)
-                    }
-                });
-            }
-            let y = eval(cx, sp, insts, &vals, Some(vty))?;
+            let vals = vector_reads(cx, sp, offs, &inv, i, vty)?;
+            let y = eval(cx, sp, insts, &vals, Some(vty))?[0];
             let Slot::Mem(base) = cx.slot(sp.out)? else {
                 return Err(jit_err("a fused result without a buffer"));
             };
@@ -398,40 +626,179 @@ fn emit_row(
         })?;
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
-        let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
-        for (k, r) in sp.reads.iter().enumerate() {
-            let s = r.strides[inner];
-            let o = match s {
-                0 => offs[k],
-                1 => cx.fb.ins().iadd(offs[k], i),
-                _ => {
-                    let t = cx.fb.ins().imul_imm_s(i, s);
-                    cx.fb.ins().iadd(offs[k], t)
-                }
-            };
-            vals.push(cx.load(r.leaf, o)?);
-        }
-        let y = eval(cx, sp, insts, &vals, None)?;
-        let s = sp.out_strides[inner];
-        let t = cx.fb.ins().imul_imm_s(i, s);
-        let o = cx.fb.ins().iadd(offs[nr], t);
+        let vals = scalar_reads(cx, sp, offs, i)?;
+        let y = eval(cx, sp, insts, &vals, None)?[0];
+        let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
         cx.store_out(sp.out, o, y)
     })?;
     Ok(())
 }
 
-/// Evaluates the members on one element (or vector of elements) given the read values.
+/// Emits one row of a reduction group: every produced element is combined into its
+/// accumulator, in row-major order of the reduced operand (the interpreter's order).
+///
+/// When the inner dimension is kept, accumulators are the outputs' elements (vector lanes
+/// are distinct outputs, so vectors change no order). When it is reduced, the row
+/// accumulates in a register that starts from and returns to the output element (or the
+/// rank-0 accumulator); vectors then either add their lanes in order, or, when the spec
+/// allows reassociation, accumulate lane-wise and fold the lanes at the end of the row.
+/// Sibling reductions keep separate accumulators, so their chains overlap.
+fn emit_reduce_row(
+    cx: &mut Ctx,
+    sp: &Spec,
+    insts: &[&InstData],
+    offs: &[ir::Value],
+    lo: ir::Value,
+    hi: ir::Value,
+) -> Result<()> {
+    let inner = sp.dims.len() - 1;
+    let nr = sp.reads.len();
+    let along = sp.out_strides[inner] == 0;
+    let flags = MemFlagsData::new().with_notrap();
+    /// Per reduction: its dtype, buffer (if any) and row accumulators.
+    struct Acc {
+        dtype: DType,
+        base: Option<ir::Value>,
+        row: Option<Variable>,
+        lanes: Option<Variable>,
+    }
+    let mut accs: Vec<Acc> = Vec::with_capacity(sp.reds.len());
+    for red in &sp.reds {
+        let dtype = cx.graph.ty(red.out).dtype;
+        let base = match cx.slot(red.out) {
+            Ok(Slot::Mem(b)) => Some(b),
+            _ => None,
+        };
+        let row = if along {
+            let v = cx.fb.declare_var(clty(dtype));
+            let a0 = match (base, red.acc_var) {
+                (Some(b), _) => cx.load_at(b, offs[nr], dtype),
+                (None, Some(g)) => cx.fb.use_var(g),
+                (None, None) => return Err(jit_err("a reduction without an accumulator")),
+            };
+            cx.fb.def_var(v, a0);
+            Some(v)
+        } else {
+            None
+        };
+        accs.push(Acc {
+            dtype,
+            base,
+            row,
+            lanes: None,
+        });
+    }
+    let mut from = lo;
+    if let Some(vty) = sp.vector {
+        let lanes = vty.lane_count() as i64;
+        let inv = row_invariants(cx, sp, offs, vty)?;
+        if along && sp.reassoc {
+            for (acc, red) in accs.iter_mut().zip(&sp.reds) {
+                let v = cx.fb.declare_var(vty);
+                let init = super::reduce::init_value(cx, &red.op, acc.dtype);
+                let s = cx.fb.ins().splat(vty, init);
+                cx.fb.def_var(v, s);
+                acc.lanes = Some(v);
+            }
+        }
+        from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
+            let vals = vector_reads(cx, sp, offs, &inv, i, vty)?;
+            let ys = eval(cx, sp, insts, &vals, Some(vty))?;
+            for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
+                let fl = acc.dtype.is_float();
+                match (acc.row, acc.lanes) {
+                    (_, Some(va)) => {
+                        let a = cx.fb.use_var(va);
+                        let n = super::reduce::combine(cx, &red.op, fl, a, y);
+                        cx.fb.def_var(va, n);
+                    }
+                    (Some(v), None) => {
+                        let mut a = cx.fb.use_var(v);
+                        for l in 0..lanes {
+                            let e = cx.fb.ins().extractlane(y, l as u8);
+                            a = super::reduce::combine(cx, &red.op, fl, a, e);
+                        }
+                        cx.fb.def_var(v, a);
+                    }
+                    (None, None) => {
+                        let base = acc
+                            .base
+                            .ok_or_else(|| jit_err("a reduction without a buffer"))?;
+                        let o = cx.fb.ins().iadd(offs[nr], i);
+                        let addr = cx.elem_addr(base, o, acc.dtype);
+                        let old = cx.fb.ins().load(vty, flags, addr, 0);
+                        let n = super::reduce::combine(cx, &red.op, fl, old, y);
+                        cx.fb.ins().store(flags, n, addr, 0);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        for (acc, red) in accs.iter().zip(&sp.reds) {
+            if let (Some(v), Some(va)) = (acc.row, acc.lanes) {
+                let fl = acc.dtype.is_float();
+                let mut a = cx.fb.use_var(v);
+                let y = cx.fb.use_var(va);
+                for l in 0..lanes {
+                    let e = cx.fb.ins().extractlane(y, l as u8);
+                    a = super::reduce::combine(cx, &red.op, fl, a, e);
+                }
+                cx.fb.def_var(v, a);
+            }
+        }
+    }
+    counted_loop(cx, from, hi, 1, &mut |cx, i| {
+        let vals = scalar_reads(cx, sp, offs, i)?;
+        let ys = eval(cx, sp, insts, &vals, None)?;
+        for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
+            let fl = acc.dtype.is_float();
+            match acc.row {
+                Some(v) => {
+                    let a = cx.fb.use_var(v);
+                    let n = super::reduce::combine(cx, &red.op, fl, a, y);
+                    cx.fb.def_var(v, n);
+                }
+                None => {
+                    let base = acc
+                        .base
+                        .ok_or_else(|| jit_err("a reduction without a buffer"))?;
+                    let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
+                    let old = cx.load_at(base, o, acc.dtype);
+                    let n = super::reduce::combine(cx, &red.op, fl, old, y);
+                    cx.store_at(base, o, n, acc.dtype);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for (acc, red) in accs.iter().zip(&sp.reds) {
+        if let Some(v) = acc.row {
+            let a = cx.fb.use_var(v);
+            match (acc.base, red.acc_var) {
+                (Some(b), _) => cx.store_at(b, offs[nr], a, acc.dtype),
+                (None, Some(g)) => cx.fb.def_var(g, a),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates the members on one element (or vector of elements) given the read values;
+/// returns the produced values: the root's, or each reduction's operand.
 fn eval(
     cx: &mut Ctx,
     sp: &Spec,
     insts: &[&InstData],
     reads: &[ir::Value],
     vector: Option<ir::Type>,
-) -> Result<ir::Value> {
+) -> Result<SmallVec<[ir::Value; 2]>> {
     let mut vals: HashMap<Value, ir::Value> = HashMap::new();
-    let mut last = None;
     for &j in &sp.members {
         let inst = insts[j];
+        if matches!(inst.op, Op::Reduce(_)) {
+            continue;
+        }
         let r = inst.results[0];
         let y = match &inst.op {
             Op::Shape(ShapeOp::BroadcastInDim { .. }) => reads[sp.read_of[&r]],
@@ -444,32 +811,55 @@ fn eval(
                             let v = reads[sp.read_of[&a]];
                             match vector {
                                 Some(vty) if !cx.fb.func.dfg.value_type(v).is_vector() => {
-                                    cx.fb.ins().splat(vty, v)
+                                    let dtype = cx.graph.ty(a).dtype;
+                                    splat_scalar(cx, v, dtype, vty)
                                 }
                                 _ => v,
                             }
                         }
                     });
                 }
-                cx.emit_elementwise(op, &inst.args, &xs)?
+                match (op, vector) {
+                    (Op::Compare(c), Some(vty)) => {
+                        let d = cx.graph.ty(inst.args[inst.args.len() - 1]).dtype;
+                        super::compare::emit_vector(cx, *c, d, &xs, vty)
+                    }
+                    _ => cx.emit_elementwise(op, &inst.args, &xs)?,
+                }
             }
         };
         vals.insert(r, y);
-        last = Some(y);
     }
-    last.ok_or_else(|| jit_err("an empty fused group"))
+    let get = |v: &Value| match vals.get(v) {
+        Some(&y) => Ok(y),
+        None => sp
+            .read_of
+            .get(v)
+            .map(|&k| reads[k])
+            .ok_or_else(|| jit_err("a fused group without its value")),
+    };
+    if sp.reds.is_empty() {
+        Ok(SmallVec::from_slice(&[get(&sp.value)?]))
+    } else {
+        sp.reds.iter().map(|r| get(&r.value)).collect()
+    }
 }
 
 /// Compiles the group as a kernel `fn(ctx, start, end)` over a range of the outermost
 /// dimension and calls it through `ferrax_parallel_for`. `ctx` is a stack array holding, per
-/// read, the leaf's buffer address or its scalar value, then the output address.
+/// read, the leaf's buffer address or its scalar value, then the output addresses.
 fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
     let nr = sp.reads.len();
     let ptr = types::I64;
+    let outs: SmallVec<[Value; 2]> = if sp.reds.is_empty() {
+        SmallVec::from_slice(&[sp.out])
+    } else {
+        sp.reds.iter().map(|r| r.out).collect()
+    };
     // The context array in the caller's frame.
     let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
-        (8 * (nr + 1)) as u32,
+        (8 * (nr + outs.len())) as u32,
         3,
     ));
     let flags = MemFlagsData::trusted();
@@ -480,10 +870,12 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
         };
         cx.fb.ins().store(flags, v, ctxp, (8 * k) as i32);
     }
-    let Slot::Mem(out) = cx.slot(sp.out)? else {
-        return Err(jit_err("a fused result without a buffer"));
-    };
-    cx.fb.ins().store(flags, out, ctxp, (8 * nr) as i32);
+    for (k, &o) in outs.iter().enumerate() {
+        let Slot::Mem(out) = cx.slot(o)? else {
+            return Err(jit_err("a fused result without a buffer"));
+        };
+        cx.fb.ins().store(flags, out, ctxp, (8 * (nr + k)) as i32);
+    }
 
     // The kernel.
     let cc = cx.module.isa().default_call_conv();
@@ -529,18 +921,27 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
             };
             kx.slots[r.leaf.index()] = Some(s);
         }
-        let o = kx.fb.ins().load(ptr, flags, kctx, (8 * nr) as i32);
-        kx.slots[sp.out.index()] = Some(Slot::Mem(o));
+        for (k, &o) in outs.iter().enumerate() {
+            let a = kx.fb.ins().load(ptr, flags, kctx, (8 * (nr + k)) as i32);
+            kx.slots[o.index()] = Some(Slot::Mem(a));
+        }
         emit_range(&mut kx, sp, insts, start, end)?;
         kx.fb.ins().return_(&[]);
         fb.seal_all_blocks();
         fb.finalize(cfg);
     }
     let mut ctx = cranelift_codegen::Context::for_function(func);
+    let disasm = std::env::var_os("FERRAX_DISASM").is_some();
+    ctx.set_disasm(disasm);
     let t = std::time::Instant::now();
     cx.module
         .define_function(id, &mut ctx)
         .map_err(|e| jit_err(format!("cranelift codegen (kernel): {e:?}")))?;
+    if disasm {
+        if let Some(v) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("{v}");
+        }
+    }
     crate::stats::codegen(t.elapsed());
     let fref = cx.module.declare_func_in_func(id, cx.fb.func);
     let kaddr = cx.fb.ins().func_addr(ptr, fref);

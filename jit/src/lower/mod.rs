@@ -108,6 +108,30 @@ pub(crate) struct Ctx<'a, 'b> {
     ws: Option<ir::Value>,
     outs: Vec<Option<ir::Value>>,
     imports: HashMap<String, ir::FuncRef>,
+    /// Rank-0 values whose `sin` and `cos` are both taken in this graph (one `sincos` call
+    /// serves both), and the results of calls already made.
+    sincos: HashMap<Value, Option<(ir::Value, ir::Value)>>,
+}
+
+/// The rank-0 float values of `graph` with both a `sin` and a `cos`.
+fn sincos_pairs(graph: &Graph) -> HashMap<Value, Option<(ir::Value, ir::Value)>> {
+    use ferrax_ir::ops::UnaryOp;
+    let mut seen: HashMap<Value, u8> = HashMap::new();
+    for (_, inst) in graph.insts() {
+        let bit = match inst.op {
+            Op::Unary(UnaryOp::Sin) => 1,
+            Op::Unary(UnaryOp::Cos) => 2,
+            _ => continue,
+        };
+        let x = inst.args[0];
+        if graph.ty(x).is_scalar() && graph.ty(x).dtype.is_float() {
+            *seen.entry(x).or_insert(0) |= bit;
+        }
+    }
+    seen.into_iter()
+        .filter(|&(_, b)| b == 3)
+        .map(|(x, _)| (x, None))
+        .collect()
 }
 
 /// Whether the ISA of `module` has fused multiply-add instructions.
@@ -135,7 +159,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
     ) -> Self {
         let slots = vec![None; graph.num_values()];
         let has_fma = isa_has_fma(module);
+        let sincos = sincos_pairs(graph);
         Ctx {
+            sincos,
             has_fma,
             fb,
             module,
@@ -432,6 +458,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             ws,
             outs: dests.to_vec(),
             imports: std::mem::take(&mut self.imports),
+            sincos: sincos_pairs(body),
         };
         let res = sub.bind_and_lower(args, dests);
         self.imports = std::mem::take(&mut sub.imports);
@@ -475,14 +502,42 @@ impl<'a, 'b> Ctx<'a, 'b> {
 
     /// Lowers one instruction (at position `i` of the body), dispatching on its family.
     fn lower_inst(&mut self, i: usize, inst: &InstData) -> Result<()> {
+        if let Some(x) = inst
+            .results
+            .first()
+            .and_then(|r| self.plan.alias[r.index()])
+        {
+            // A view: the result is the operand's buffer.
+            self.slots[inst.results[0].index()] = Some(self.slot(x)?);
+            return Ok(());
+        }
         match &inst.op {
+            Op::Unary(u @ (ferrax_ir::ops::UnaryOp::Sin | ferrax_ir::ops::UnaryOp::Cos))
+                if self.sincos.contains_key(&inst.args[0]) && !self.opts.math.fast_for(1) =>
+            {
+                self.lower_sincos(*u, inst)
+            }
             Op::Unary(_) | Op::Binary(_) | Op::Compare(_) | Op::Convert(_) => {
                 self.lower_elementwise(inst)
             }
             Op::Literal(op) => literal::lower(self, op, inst),
-            Op::Shape(op) => shape::lower(self, op, inst),
+            Op::Shape(op) => match self.plan.fusion.absorbed_dot[i] {
+                Some(d) => {
+                    let graph = self.graph;
+                    match graph.insts().nth(d) {
+                        Some((
+                            _,
+                            dot @ InstData {
+                                op: Op::Dot(dop), ..
+                            },
+                        )) => dot::lower_to(self, dop, dot, inst.results[0], true),
+                        _ => Err(jit_err("an absorbed product is not a dot_general")),
+                    }
+                }
+                None => shape::lower(self, op, inst),
+            },
             Op::Reduce(op) => reduce::lower(self, op, inst),
-            Op::Dot(op) => dot::lower(self, op, inst),
+            Op::Dot(op) => dot::lower_to(self, op, inst, inst.results[0], false),
             Op::Index(op) => index::lower(self, op, inst),
             Op::Control(op) => control::lower(self, op, i, inst),
         }
@@ -514,6 +569,43 @@ impl<'a, 'b> Ctx<'a, 'b> {
             | Op::Index(_)
             | Op::Control(_) => Err(jit_err(format!("{} is not elementwise", op.name()))),
         }
+    }
+
+    /// Lowers a rank-0 `sin` or `cos` whose argument also has the other: the first of the
+    /// two makes one `ferrax_sincos_*` call (bit-identical to separate calls), the second
+    /// reuses its result.
+    fn lower_sincos(&mut self, op: ferrax_ir::ops::UnaryOp, inst: &InstData) -> Result<()> {
+        let x = inst.args[0];
+        let (s, c) = match self.sincos.get(&x).copied().flatten() {
+            Some(sc) => sc,
+            None => {
+                let dtype = self.graph.ty(x).dtype;
+                let t = clty(dtype);
+                let bytes = dtype.size_bytes() as u32;
+                let slot = self.fb.create_sized_stack_slot(ir::StackSlotData::new(
+                    ir::StackSlotKind::ExplicitSlot,
+                    2 * bytes,
+                    3,
+                ));
+                let ps = self.fb.ins().stack_addr(types::I64, slot, 0);
+                let pc = self.fb.ins().stack_addr(types::I64, slot, bytes as i32);
+                let z = self.iconst(0);
+                let xv = self.load(x, z)?;
+                let name = format!("ferrax_sincos_{dtype}");
+                self.call(&name, &[t, types::I64, types::I64], &[], &[xv, ps, pc])?;
+                let s = self.fb.ins().load(t, MemFlagsData::trusted(), ps, 0);
+                let c = self.fb.ins().load(t, MemFlagsData::trusted(), pc, 0);
+                self.sincos.insert(x, Some((s, c)));
+                (s, c)
+            }
+        };
+        let y = if op == ferrax_ir::ops::UnaryOp::Sin {
+            s
+        } else {
+            c
+        };
+        let z = self.iconst(0);
+        self.store_out(inst.results[0], z, y)
     }
 
     /// Lowers an elementwise op as one flat loop over its elements (one loop per op until

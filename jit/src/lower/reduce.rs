@@ -43,17 +43,7 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ReduceOp, inst: &InstData) -> Result<()> 
             | ReduceOp::Max { .. }
             | ReduceOp::Min { .. }
             | ReduceOp::Prod { .. } => {
-                let init = match (op, is_float) {
-                    (ReduceOp::Sum { .. }, _) => cx.constant(dtype, 0.0),
-                    (ReduceOp::Prod { .. }, _) => cx.constant(dtype, 1.0),
-                    (ReduceOp::Max { .. }, true) => cx.constant(dtype, f64::NEG_INFINITY),
-                    (ReduceOp::Min { .. }, true) => cx.constant(dtype, f64::INFINITY),
-                    (ReduceOp::Max { .. }, false) => {
-                        cx.fb.ins().iconst(types::I32, i32::MIN as i64)
-                    }
-                    (_, false) => cx.fb.ins().iconst(types::I32, i32::MAX as i64),
-                    (_, true) => cx.constant(dtype, f64::INFINITY),
-                };
+                let init = init_value(cx, op, dtype);
                 let acc = cx.fb.declare_var(clty(dtype));
                 cx.fb.def_var(acc, init);
                 cx.nest(&rdims, &inner, &mut |cx, _, o| {
@@ -93,8 +83,27 @@ pub(crate) fn lower(cx: &mut Ctx, op: &ReduceOp, inst: &InstData) -> Result<()> 
     })
 }
 
-/// One accumulation step of sum/prod/max/min.
-fn combine(cx: &mut Ctx, op: &ReduceOp, is_float: bool, a: ir::Value, v: ir::Value) -> ir::Value {
+/// The initial accumulator of sum/prod/max/min (the result over no elements).
+pub(crate) fn init_value(cx: &mut Ctx, op: &ReduceOp, dtype: DType) -> ir::Value {
+    match (op, dtype.is_float()) {
+        (ReduceOp::Sum { .. }, _) => cx.constant(dtype, 0.0),
+        (ReduceOp::Prod { .. }, _) => cx.constant(dtype, 1.0),
+        (ReduceOp::Max { .. }, true) => cx.constant(dtype, f64::NEG_INFINITY),
+        (ReduceOp::Min { .. }, true) => cx.constant(dtype, f64::INFINITY),
+        (ReduceOp::Max { .. }, false) => cx.fb.ins().iconst(types::I32, i32::MIN as i64),
+        (_, false) => cx.fb.ins().iconst(types::I32, i32::MAX as i64),
+        (_, true) => cx.constant(dtype, f64::INFINITY),
+    }
+}
+
+/// One accumulation step of sum/prod/max/min (scalars or vectors alike).
+pub(crate) fn combine(
+    cx: &mut Ctx,
+    op: &ReduceOp,
+    is_float: bool,
+    a: ir::Value,
+    v: ir::Value,
+) -> ir::Value {
     let ins = cx.fb.ins();
     match (op, is_float) {
         (ReduceOp::Sum { .. }, true) => ins.fadd(a, v),

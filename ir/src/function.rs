@@ -76,12 +76,7 @@ impl fmt::Debug for Function {
 }
 
 impl Function {
-    fn make(
-        name: &str,
-        arity: Option<usize>,
-        default_types: Defaults,
-        kind: Kind,
-    ) -> Function {
+    fn make(name: &str, arity: Option<usize>, default_types: Defaults, kind: Kind) -> Function {
         Function {
             inner: Arc::new(Inner {
                 name: name.to_string(),
@@ -100,7 +95,12 @@ impl Function {
         F: Fn(&[Tensor]) -> Vec<Tensor> + Send + Sync + 'static,
     {
         let defaults = arity.map(|n| vec![Type::scalar(DType::F64); n]);
-        Function::make("closure", arity, Defaults::Known(defaults), Kind::Closure(Arc::new(f)))
+        Function::make(
+            "closure",
+            arity,
+            Defaults::Known(defaults),
+            Kind::Closure(Arc::new(f)),
+        )
     }
 
     /// A function that is a fixed graph (its parameter types are the only accepted ones).
@@ -125,7 +125,12 @@ impl Function {
     where
         F: Fn(&[Type]) -> Result<Specialized> + Send + Sync + 'static,
     {
-        Function::make(name, arity, Defaults::Known(default_types), Kind::Derived(Arc::new(f)))
+        Function::make(
+            name,
+            arity,
+            Defaults::Known(default_types),
+            Kind::Derived(Arc::new(f)),
+        )
     }
 
     /// Like [`Function::derived`], with default input types computed on first request by
@@ -155,7 +160,9 @@ impl Function {
             Defaults::Known(t) => t.clone(),
             Defaults::Lazy(f, cell) => cell
                 .get_or_init(|| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f())).ok().flatten()
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f()))
+                        .ok()
+                        .flatten()
                 })
                 .clone(),
         }

@@ -11,7 +11,9 @@ fn bodies(c: &ControlOp) -> Vec<&Graph> {
         ControlOp::Switch { branches } => branches.iter().map(|b| b.graph()).collect(),
         ControlOp::While { cond, body, .. } => vec![cond.graph(), body.graph()],
         ControlOp::Scan { body, .. } => vec![body.graph()],
-        ControlOp::TapedWhile { cond, fwd, step, .. } => vec![cond.graph(), fwd.graph(), step.graph()],
+        ControlOp::TapedWhile {
+            cond, fwd, step, ..
+        } => vec![cond.graph(), fwd.graph(), step.graph()],
         ControlOp::CustomLinear { bwd, .. } => vec![bwd.graph()],
         ControlOp::Call { body, kind } => {
             let mut v = vec![body.graph()];
@@ -56,7 +58,11 @@ impl Graph {
             if let Op::Control(c) = &data.op {
                 for (k, body) in bodies(c).into_iter().enumerate() {
                     body.verify().map_err(|e| {
-                        fail(format!("{inst} ({}) sub-graph {k}: {}", data.op.name(), e.message))
+                        fail(format!(
+                            "{inst} ({}) sub-graph {k}: {}",
+                            data.op.name(),
+                            e.message
+                        ))
                     })?;
                 }
             }

@@ -31,7 +31,11 @@ fn conversions_report_mismatches() {
     assert!(e.message.contains("Vec<f32>"), "{e}");
     let e = Array::from_f64([2, 2], vec![1.0]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Shape);
-    assert!(e.message.contains("[2,2] holds 4 elements but 1 were given"), "{e}");
+    assert!(
+        e.message
+            .contains("[2,2] holds 4 elements but 1 were given"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -41,14 +45,18 @@ fn zero_size_and_rank_zero_arrays() {
     assert_eq!(z.to_string(), "[[], [], []]");
     let c = Array::from(1.0f64).cast(DType::I32);
     assert_eq!(c.as_i32().unwrap(), &[1]);
-    assert_eq!(Array::from(f64::NAN).cast(DType::I32).as_i32().unwrap(), &[0]);
+    assert_eq!(
+        Array::from(f64::NAN).cast(DType::I32).as_i32().unwrap(),
+        &[0]
+    );
 }
 
 #[cfg(feature = "ndarray")]
 #[test]
 fn ndarray_round_trip() {
-    let nd = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![1.0f64, 2., 3., 4., 5., 6.])
-        .unwrap();
+    let nd =
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![1.0f64, 2., 3., 4., 5., 6.])
+            .unwrap();
     let a = Array::from(nd.clone());
     assert_eq!(a.dims(), &[2, 3]);
     let back = ndarray::ArrayD::<f64>::try_from(a).unwrap();

@@ -441,6 +441,16 @@ fn no_captures(s: &Specialized, what: &str) -> Result<()> {
 
 /// Reverse mode at a point: the outputs and the pullback, a Function from output cotangents
 /// to input cotangents (the forward pass is not repeated when the pullback is called).
+///
+/// ```
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
+/// let (outs, pullback) =
+///     vjp_at(|x: Tensor, y: Tensor| x * y, &[Array::from(2.0), Array::from(3.0)]).unwrap();
+/// assert_eq!(outs[0].to_scalar().unwrap(), 6.0);
+/// let (cx, cy): (f64, f64) = pullback.call(1.0).unwrap();
+/// assert_eq!((cx, cy), (3.0, 2.0));
+/// ```
 pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
     let (outs, lin) = linearize(f, primals)?;
     let lin_graph = lin.graph()?;
@@ -459,6 +469,15 @@ pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Arra
 
 /// Linearizes `f` at `primals`: the outputs and the linear map of tangents (a Function from
 /// input tangents to output tangents) whose residuals are constants computed once.
+///
+/// ```
+/// use ferrax_ir::{Array, Tensor};
+/// use ferrax_transforms::api::*;
+/// let (outs, lin) = linearize(|x: Tensor| x.sin(), &[Array::from(0.0)]).unwrap();
+/// assert_eq!(outs[0].to_scalar().unwrap(), 0.0);
+/// let t: f64 = lin.call(2.0).unwrap(); // cos(0) · 2
+/// assert_eq!(t, 2.0);
+/// ```
 pub fn linearize<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
     let base = f.into_function();
     let s = base.specialize(&concrete_types(primals))?;

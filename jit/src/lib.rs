@@ -62,7 +62,10 @@
 //! **Products**: a 2-D `dot_general` whose only user is `transpose[perm=(1,0)]` is computed
 //! straight into the transpose's buffer (GEMM with swapped operands: `Cᵀ = Bᵀ·Aᵀ`), and
 //! operands contracted on any axis are passed to GEMM through strides, never transposed in
-//! memory. GEMMs of at least 2^21 multiply-adds split their rows across the pool.
+//! memory. GEMMs of at least 2^21 multiply-adds split their rows across the pool (measured
+//! faster on P5's two 51M multiply-add products than `matrixmultiply`'s own `threading`
+//! feature, which also spawns a second thread pool); smaller ones, such as P7's 100×100
+//! products, stay on the calling thread.
 //! **Views**: a `reshape` that is not an output shares its operand's buffer (no copy).
 //!
 //! //! # Math modes
@@ -84,7 +87,13 @@
 //! with `opt_level = "speed"` and the backtracking register allocator; graphs of more than
 //! 3,000 instructions (control-flow bodies included; typically unrolled derivatives) use
 //! `opt_level = "none"` and the single-pass register allocator, whose cost grows linearly;
-//! `JitOptions::optimize = false` selects `opt_level = "none"` for any size.
+//! `JitOptions::optimize = false` selects `opt_level = "none"` for any size. Cranelift's IR
+//! verifier runs only in debug builds (`enable_verifier` is off in release). The size test
+//! counts graph instructions, not Cranelift IR: P4's Hessian is 82 instructions yet spends
+//! about 2 ms of its ~3.5 ms first call in code generation, mostly in register allocation.
+//! Giving it the single-pass allocator cut that by 0.4–1 ms but slowed its steady-state call
+//! from about 12.5 µs to 16–20 µs (P7-jacrev's from about 14 µs to 19–25 µs), so mid-size
+//! graphs keep the speed tier.
 //!
 //! # Control flow
 //! `switch`, `while`, `scan`, `taped_while` and `call` lower to real branches and loops, never

@@ -259,3 +259,36 @@ fn fast_transcendentals_keep_special_values() {
         }
     }
 }
+
+/// `sin` and `cos` of one argument in one fused vector loop (as in the gradient of `sin²`)
+/// share their reduction and kernels; the shared values must equal each function compiled
+/// alone, bit for bit, and the product must be their rounded product.
+#[test]
+fn fused_sin_and_cos_match_their_separate_forms() {
+    use ferrax_ir::ops::BinaryOp;
+    for dtype in [DType::F64, DType::F32] {
+        let mut rng = Rng(5);
+        let xs: Vec<f64> = (0..4099).map(|_| -40.0 + 80.0 * rng.next()).collect();
+        let ty = Type::new(dtype, &[xs.len()]);
+        let mut b = Builder::new();
+        let x = b.param(ty.clone());
+        let s = b.push1(Op::Unary(UnaryOp::Sin), &[x]).expect("sin");
+        let c = b.push1(Op::Unary(UnaryOp::Cos), &[x]).expect("cos");
+        let p = b.push1(Op::Binary(BinaryOp::Mul), &[s, c]).expect("mul");
+        let both = compile(&b.finish(&[p]), &fast()).expect("compile");
+        let x = Array::from(xs).cast(dtype);
+        let got = both.call(std::slice::from_ref(&x)).expect("call")[0].to_f64_vec();
+        let sin = compile(&graph(UnaryOp::Sin, ty.clone()), &fast()).expect("compile");
+        let cos = compile(&graph(UnaryOp::Cos, ty), &fast()).expect("compile");
+        let s = sin.call(std::slice::from_ref(&x)).expect("call")[0].to_f64_vec();
+        let c = cos.call(&[x]).expect("call")[0].to_f64_vec();
+        for (i, &g) in got.iter().enumerate() {
+            let want = if dtype == DType::F32 {
+                (s[i] as f32 * c[i] as f32) as f64
+            } else {
+                s[i] * c[i]
+            };
+            assert_eq!(g.to_bits(), want.to_bits(), "{dtype} element {i}");
+        }
+    }
+}

@@ -6,7 +6,13 @@
 //! operations and the "magic number" rounding trick (adding `1.5·2^p` rounds to an integer whose
 //! bits can be read back), which Cranelift lowers for vectors on every target it supports.
 //! Special values (±0, ±∞, NaN, subnormals) follow IEEE/std semantics, patched in with selects
-//! where the polynomial path would not produce them.
+//! where the polynomial path would not produce them. The long polynomials (the `exp` family's
+//! and the sine and cosine kernels) are evaluated by Estrin's scheme rather than Horner's rule:
+//! the same number of multiply-adds with a dependency chain of about log₂ of the degree, so
+//! that the independent transcendentals of a fused loop (P3's gradient needs `sin`, `cos`
+//! and `exp` of each element) overlap instead of queueing behind one long chain. `sin` and
+//! `cos` of one argument emit identical reduction and kernel instructions, which Cranelift's
+//! GVN merges, so a group needing both pays for one reduction and one pair of kernels.
 //!
 //! Error bounds, in ulps of the result, asserted by `jit/tests/fastmath.rs` over the stated
 //! domains against Rust's std in f64 (for f32 against the f64 std value, so the f32 bound
@@ -138,9 +144,15 @@ impl Fm {
     }
 
     /// `m ? a : b` lane by lane, `m` an integer all-ones/all-zeros mask of type `ity`.
+    ///
+    /// The select runs on the integer view of the lanes: Cranelift lowers a `bitselect`
+    /// whose mask is an integer comparison to one blend, but a bit-cast comparison (other
+    /// than a float one) to three logic instructions.
     fn sel_int_mask(&self, cx: &mut Ctx, m: ir::Value, a: ir::Value, b: ir::Value) -> ir::Value {
-        let mf = self.float_of(cx, m);
-        cx.fb.ins().bitselect(mf, a, b)
+        let ab = self.bits_of(cx, a);
+        let bb = self.bits_of(cx, b);
+        let r = cx.fb.ins().bitselect(m, ab, bb);
+        self.float_of(cx, r)
     }
 
     /// `x` clamped to `[lo, hi]` by compare and select (cheaper than IEEE min/max on x86);
@@ -228,18 +240,69 @@ impl Fm {
         (r, k)
     }
 
-    /// `expm1(r)` for `|r| ≤ ln2/2` (Taylor series, exact enough at this range).
-    fn expm1_poly(&self, cx: &mut Ctx, r: ir::Value) -> ir::Value {
-        let n = if self.wide { 13 } else { 7 };
-        // p(r) = r + r²·(1/2! + r/3! + ...).
-        let mut coeffs = Vec::with_capacity(n);
-        let mut f = 1.0f64;
-        for i in 2..=n {
-            f *= i as f64;
-            coeffs.push(1.0 / f);
+    /// `Σ coeffs[i]·x^i` by Estrin's scheme (`x2 = x·x`): adjacent terms pair up with `x`,
+    /// then pairs of those with `x²`, `x⁴`, ...; the same work as Horner's rule with a
+    /// dependency chain of about log₂(n) multiply-adds instead of n, so that the long
+    /// polynomials of a fused loop overlap.
+    fn estrin(&self, cx: &mut Ctx, x: ir::Value, x2: ir::Value, coeffs: &[f64]) -> ir::Value {
+        let mut terms: Vec<ir::Value> = coeffs
+            .chunks(2)
+            .map(|p| {
+                let lo = self.c(cx, p[0]);
+                match p.get(1) {
+                    Some(&hi) => {
+                        let hi = self.c(cx, hi);
+                        self.mla(cx, hi, x, lo)
+                    }
+                    None => lo,
+                }
+            })
+            .collect();
+        let mut pw = x2;
+        while terms.len() > 1 {
+            let next: Vec<ir::Value> = terms
+                .chunks(2)
+                .map(|p| match p {
+                    [lo, hi] => self.mla(cx, *hi, pw, *lo),
+                    [lo] => *lo,
+                    _ => unreachable!("chunks of two"),
+                })
+                .collect();
+            terms = next;
+            if terms.len() > 1 {
+                pw = cx.fb.ins().fmul(pw, pw);
+            }
         }
-        let q = self.poly(cx, r, &coeffs);
+        terms[0]
+    }
+
+    /// `expm1(r)` for `|r| ≤ ln2/2` as `r + r²·q(r)`: for f64 `q` is SLEEF's minimax
+    /// polynomial of degree 10 (one term shorter than the Taylor series it replaces), for
+    /// f32 the Taylor series to `r^7/7!`; both evaluated by Estrin's scheme.
+    fn expm1_poly(&self, cx: &mut Ctx, r: ir::Value) -> ir::Value {
+        const Q64: [f64; 11] = [
+            0.5,
+            0.166666666666666851703837,
+            0.0416666666666665047591422,
+            0.00833333333331652721664984,
+            0.00138888888889774492207962,
+            0.000198412698960509205564975,
+            2.4801587159235472998791e-05,
+            2.75572362911928827629423e-06,
+            2.75573911234900471893338e-07,
+            2.51112930892876518610661e-08,
+            2.08860621107283687536341e-09,
+        ];
+        const Q32: [f64; 6] = [
+            1.0 / 2.0,
+            1.0 / 6.0,
+            1.0 / 24.0,
+            1.0 / 120.0,
+            1.0 / 720.0,
+            1.0 / 5040.0,
+        ];
         let r2 = cx.fb.ins().fmul(r, r);
+        let q = self.estrin(cx, r, r2, if self.wide { &Q64 } else { &Q32 });
         self.mla(cx, r2, q, r)
     }
 
@@ -484,36 +547,39 @@ impl Fm {
                 ],
             )
         };
-        let sp = self.poly(cx, z, sc);
+        let z2 = cx.fb.ins().fmul(z, z);
+        let sp = self.estrin(cx, z, z2, sc);
         let rz = cx.fb.ins().fmul(r, z);
         let s = self.mla(cx, rz, sp, r);
         // Cosine kernel: w + (((1 − w) − z/2) + z²·C(z)), w = 1 − z/2.
-        let cp = self.poly(cx, z, cc);
+        let cp = self.estrin(cx, z, z2, cc);
         let half = self.c(cx, 0.5);
         let one = self.c(cx, 1.0);
         let hz = cx.fb.ins().fmul(half, z);
         let w = cx.fb.ins().fsub(one, hz);
         let t1 = cx.fb.ins().fsub(one, w);
         let t1 = cx.fb.ins().fsub(t1, hz);
-        let z2 = cx.fb.ins().fmul(z, z);
         let t2 = self.mla(cx, z2, cp, t1);
         let c = cx.fb.ins().fadd(w, t2);
-        // Quadrant q = k + quarter: odd quadrants take the cosine, quadrants 2 and 3 negate.
+        // Quadrant q = k + quarter: odd quadrants take the cosine kernel, quadrants 2 and 3
+        // negate. Both functions test k's parity (one compare, so a vector select is one
+        // blend, and `sin` and `cos` of one argument share it): `cos` swaps the kernels.
+        debug_assert!(quarter == 0 || quarter == 1, "sin or cos");
+        let lane_bits = if self.wide { 64 } else { 32 };
+        let one_i = self.ci(cx, 1);
+        let low = cx.fb.ins().band(k, one_i);
+        let odd_k = cx.fb.ins().icmp(IntCC::Equal, low, one_i);
+        let (on_odd, on_even) = if quarter == 0 { (c, s) } else { (s, c) };
+        let v = if self.ty.is_vector() {
+            self.sel_int_mask(cx, odd_k, on_odd, on_even)
+        } else {
+            cx.fb.ins().select(odd_k, on_odd, on_even)
+        };
         let q = if quarter != 0 {
             let qc = self.ci(cx, quarter);
             cx.fb.ins().iadd(k, qc)
         } else {
             k
-        };
-        let lane_bits = if self.wide { 64 } else { 32 };
-        let odd = cx.fb.ins().ishl_imm_u(q, lane_bits - 1);
-        let odd = cx.fb.ins().sshr_imm_u(odd, lane_bits - 1);
-        let v = if self.ty.is_vector() {
-            self.sel_int_mask(cx, odd, c, s)
-        } else {
-            let zero = cx.fb.ins().iconst(self.ity, 0);
-            let is_odd = cx.fb.ins().icmp(IntCC::NotEqual, odd, zero);
-            cx.fb.ins().select(is_odd, c, s)
         };
         let sign = cx.fb.ins().ushr_imm_u(q, 1);
         let sign = cx.fb.ins().ishl_imm_u(sign, lane_bits - 1);

@@ -16,8 +16,10 @@ fn jvp_of_grad_is_a_hessian_vector_product() {
     let (gx, gy, hx, hy): (f64, f64, f64, f64) = hvp.call((1.5, 2.0, 1.0, -1.0)).unwrap();
     close(gx, 2.0 * 1.5 * 2.0);
     close(gy, 1.5 * 1.5 + 3.0 * 4.0);
-    close(hx, 2.0 * 2.0 * 1.0 + 2.0 * 1.5 * -1.0);
-    close(hy, 2.0 * 1.5 * 1.0 + 6.0 * 2.0 * -1.0);
+    // H · (1, -1) with H = [[2y, 2x], [2x, 6y]] at (x, y) = (1.5, 2).
+    let (tx, ty) = (1.0, -1.0);
+    close(hx, 2.0 * 2.0 * tx + 2.0 * 1.5 * ty);
+    close(hy, 2.0 * 1.5 * tx + 6.0 * 2.0 * ty);
 }
 
 #[test]

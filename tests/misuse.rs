@@ -144,7 +144,7 @@ fn escaped_and_foreign_tracers_are_errors() {
     let inner = std::sync::Mutex::new(None);
     let f = function(move |x: Tensor| {
         let g = function(|y: Tensor| y.sin());
-        let out = g.apply1(&[x.clone()]);
+        let out = g.apply1(std::slice::from_ref(&x));
         *inner.lock().unwrap() = Some(out.clone());
         out
     });

@@ -231,37 +231,7 @@ pub fn jacfwd_graph(g: &Graph, n_explicit: usize, argnums: &[usize]) -> Result<G
     check_outputs(g, "jacfwd")?;
     let order = argnums_first(g, argnums);
     let h = restrict(g, &order, &(0..g.outputs().len()).collect::<Vec<_>>())?;
-    jacfwd_batched(g, argnums, &h, &order).or_else(|_| jacfwd_looped(g, argnums, &h, &order))
-}
-
-/// Forward-mode Jacobian blocks with one inlined JVP copy per basis vector.
-fn jacfwd_looped(g: &Graph, argnums: &[usize], h: &Graph, order: &[usize]) -> Result<Graph> {
-    let (na, k) = (argnums.len(), g.outputs().len());
-    let j = jvp_graph(h, na)?;
-    let arg_tys: Vec<Type> = argnums
-        .iter()
-        .map(|&a| g.ty(g.params()[a]).clone())
-        .collect();
-    let out_tys = g.output_types();
-    let out = build_graph(&g.param_types(), |b, ps| {
-        let prim: Vec<Value> = argnums.iter().map(|&a| ps[a]).collect();
-        let rest: Vec<Value> = order[na..].iter().map(|&i| ps[i]).collect();
-        let cols = push_basis(b, &arg_tys, |b, seeds| {
-            let mut args = prim.clone();
-            args.extend_from_slice(seeds);
-            args.extend_from_slice(&rest);
-            Ok(inline(b, &j, &args)?[k..].to_vec())
-        })?;
-        let mut outs = Vec::with_capacity(k * na);
-        for (o, oty) in out_tys.iter().enumerate() {
-            for (a, aty) in arg_tys.iter().enumerate() {
-                let items: Vec<Value> = cols[a].iter().map(|c| c[o]).collect();
-                outs.push(stack(b, &items, oty, false, &block_type(oty, aty))?);
-            }
-        }
-        Ok(outs)
-    })?;
-    finish(out)
+    jacfwd_batched(g, argnums, &h, &order).or_else(|_| jac_looped(g, argnums, &h, &order, false))
 }
 
 /// Reverse-mode Jacobians of every output of `g` with respect to the explicit arguments in
@@ -271,32 +241,50 @@ pub fn jacrev_graph(g: &Graph, n_explicit: usize, argnums: &[usize]) -> Result<G
     check_outputs(g, "jacrev")?;
     let order = argnums_first(g, argnums);
     let h = restrict(g, &order, &(0..g.outputs().len()).collect::<Vec<_>>())?;
-    jacrev_batched(g, argnums, &h, &order).or_else(|_| jacrev_looped(g, argnums, &h, &order))
+    jacrev_batched(g, argnums, &h, &order).or_else(|_| jac_looped(g, argnums, &h, &order, true))
 }
 
-/// Reverse-mode Jacobian blocks with one inlined VJP copy per basis vector.
-fn jacrev_looped(g: &Graph, argnums: &[usize], h: &Graph, order: &[usize]) -> Result<Graph> {
+/// Jacobian blocks with one inlined copy per basis vector: of the JVP over the argument basis
+/// (forward), or of the VJP over the output basis (`reverse`).
+fn jac_looped(
+    g: &Graph,
+    argnums: &[usize],
+    h: &Graph,
+    order: &[usize],
+    reverse: bool,
+) -> Result<Graph> {
     let (na, k) = (argnums.len(), g.outputs().len());
-    let v = vjp_graph(h, na)?;
+    let lin = if reverse {
+        vjp_graph(h, na)?
+    } else {
+        jvp_graph(h, na)?
+    };
     let arg_tys: Vec<Type> = argnums
         .iter()
         .map(|&a| g.ty(g.params()[a]).clone())
         .collect();
     let out_tys = g.output_types();
+    let basis_tys = if reverse { &out_tys } else { &arg_tys };
     let out = build_graph(&g.param_types(), |b, ps| {
         let prim: Vec<Value> = argnums.iter().map(|&a| ps[a]).collect();
         let rest: Vec<Value> = order[na..].iter().map(|&i| ps[i]).collect();
-        let rows = push_basis(b, &out_tys, |b, seeds| {
+        // One list of results per basis vector: output tangents (forward) or argument
+        // cotangents (reverse).
+        let per_seed = push_basis(b, basis_tys, |b, seeds| {
             let mut args = prim.clone();
             args.extend_from_slice(seeds);
             args.extend_from_slice(&rest);
-            Ok(inline(b, &v, &args)?[k..].to_vec())
+            Ok(inline(b, &lin, &args)?[k..].to_vec())
         })?;
         let mut outs = Vec::with_capacity(k * na);
         for (o, oty) in out_tys.iter().enumerate() {
             for (a, aty) in arg_tys.iter().enumerate() {
-                let items: Vec<Value> = rows[o].iter().map(|r| r[a]).collect();
-                outs.push(stack(b, &items, aty, true, &block_type(oty, aty))?);
+                let (items, item_ty): (Vec<Value>, &Type) = if reverse {
+                    (per_seed[o].iter().map(|r| r[a]).collect(), aty)
+                } else {
+                    (per_seed[a].iter().map(|c| c[o]).collect(), oty)
+                };
+                outs.push(stack(b, &items, item_ty, reverse, &block_type(oty, aty))?);
             }
         }
         Ok(outs)
@@ -546,13 +534,10 @@ mod tests {
             Array::from(1.7),
         ];
         type Jac = fn(&Graph, &[usize], &Graph, &[usize]) -> Result<Graph>;
-        let pairs: [(Jac, Jac); 2] = [
-            (jacfwd_batched, jacfwd_looped),
-            (jacrev_batched, jacrev_looped),
-        ];
-        for (batched, looped) in pairs {
+        let pairs: [(Jac, bool); 2] = [(jacfwd_batched, false), (jacrev_batched, true)];
+        for (batched, reverse) in pairs {
             let a = batched(&g, &argnums, &h, &order).unwrap();
-            let l = looped(&g, &argnums, &h, &order).unwrap();
+            let l = jac_looped(&g, &argnums, &h, &order, reverse).unwrap();
             let (ra, rl) = (
                 ferrax_ir::interp::eval(&a, &args).unwrap(),
                 ferrax_ir::interp::eval(&l, &args).unwrap(),

@@ -19,38 +19,13 @@ pub(crate) fn emit(
     dtype: DType,
     xs: &[ir::Value],
 ) -> Result<ir::Value> {
-    let cmp = |cx: &mut Ctx, f: FloatCC, s: IntCC, u: IntCC| match dtype {
-        DType::F32 | DType::F64 => cx.fb.ins().fcmp(f, xs[0], xs[1]),
-        DType::I32 => cx.fb.ins().icmp(s, xs[0], xs[1]),
-        DType::Bool => cx.fb.ins().icmp(u, xs[0], xs[1]),
-    };
     Ok(match op {
-        CompareOp::Eq => cmp(cx, FloatCC::Equal, IntCC::Equal, IntCC::Equal),
-        CompareOp::Ne => cmp(cx, FloatCC::NotEqual, IntCC::NotEqual, IntCC::NotEqual),
-        CompareOp::Lt => cmp(
-            cx,
-            FloatCC::LessThan,
-            IntCC::SignedLessThan,
-            IntCC::UnsignedLessThan,
-        ),
-        CompareOp::Le => cmp(
-            cx,
-            FloatCC::LessThanOrEqual,
-            IntCC::SignedLessThanOrEqual,
-            IntCC::UnsignedLessThanOrEqual,
-        ),
-        CompareOp::Gt => cmp(
-            cx,
-            FloatCC::GreaterThan,
-            IntCC::SignedGreaterThan,
-            IntCC::UnsignedGreaterThan,
-        ),
-        CompareOp::Ge => cmp(
-            cx,
-            FloatCC::GreaterThanOrEqual,
-            IntCC::SignedGreaterThanOrEqual,
-            IntCC::UnsignedGreaterThanOrEqual,
-        ),
+        CompareOp::Eq
+        | CompareOp::Ne
+        | CompareOp::Lt
+        | CompareOp::Le
+        | CompareOp::Gt
+        | CompareOp::Ge => compare(cx, op, dtype, xs),
         CompareOp::And => cx.fb.ins().band(xs[0], xs[1]),
         CompareOp::Or => cx.fb.ins().bor(xs[0], xs[1]),
         CompareOp::Not => cx.fb.ins().bxor_imm_s(xs[0], 1),
@@ -69,38 +44,13 @@ pub(crate) fn emit_vector(
     xs: &[ir::Value],
     vty: ir::Type,
 ) -> ir::Value {
-    let cmp = |cx: &mut Ctx, f: FloatCC, s: IntCC, u: IntCC| match dtype {
-        DType::F32 | DType::F64 => cx.fb.ins().fcmp(f, xs[0], xs[1]),
-        DType::I32 => cx.fb.ins().icmp(s, xs[0], xs[1]),
-        DType::Bool => cx.fb.ins().icmp(u, xs[0], xs[1]),
-    };
     match op {
-        CompareOp::Eq => cmp(cx, FloatCC::Equal, IntCC::Equal, IntCC::Equal),
-        CompareOp::Ne => cmp(cx, FloatCC::NotEqual, IntCC::NotEqual, IntCC::NotEqual),
-        CompareOp::Lt => cmp(
-            cx,
-            FloatCC::LessThan,
-            IntCC::SignedLessThan,
-            IntCC::UnsignedLessThan,
-        ),
-        CompareOp::Le => cmp(
-            cx,
-            FloatCC::LessThanOrEqual,
-            IntCC::SignedLessThanOrEqual,
-            IntCC::UnsignedLessThanOrEqual,
-        ),
-        CompareOp::Gt => cmp(
-            cx,
-            FloatCC::GreaterThan,
-            IntCC::SignedGreaterThan,
-            IntCC::UnsignedGreaterThan,
-        ),
-        CompareOp::Ge => cmp(
-            cx,
-            FloatCC::GreaterThanOrEqual,
-            IntCC::SignedGreaterThanOrEqual,
-            IntCC::UnsignedGreaterThanOrEqual,
-        ),
+        CompareOp::Eq
+        | CompareOp::Ne
+        | CompareOp::Lt
+        | CompareOp::Le
+        | CompareOp::Gt
+        | CompareOp::Ge => compare(cx, op, dtype, xs),
         CompareOp::And => cx.fb.ins().band(xs[0], xs[1]),
         CompareOp::Or => cx.fb.ins().bor(xs[0], xs[1]),
         CompareOp::Not => cx.fb.ins().bnot(xs[0]),
@@ -109,5 +59,46 @@ pub(crate) fn emit_vector(
             let m = cx.fb.ins().bitcast(vty, flags, xs[0]);
             cx.fb.ins().bitselect(m, xs[1], xs[2])
         }
+    }
+}
+
+/// The float, signed-integer and unsigned (bool) condition codes of a comparison; `None` for
+/// the logic ops and `select`.
+fn condition_codes(op: CompareOp) -> Option<(FloatCC, IntCC, IntCC)> {
+    Some(match op {
+        CompareOp::Eq => (FloatCC::Equal, IntCC::Equal, IntCC::Equal),
+        CompareOp::Ne => (FloatCC::NotEqual, IntCC::NotEqual, IntCC::NotEqual),
+        CompareOp::Lt => (
+            FloatCC::LessThan,
+            IntCC::SignedLessThan,
+            IntCC::UnsignedLessThan,
+        ),
+        CompareOp::Le => (
+            FloatCC::LessThanOrEqual,
+            IntCC::SignedLessThanOrEqual,
+            IntCC::UnsignedLessThanOrEqual,
+        ),
+        CompareOp::Gt => (
+            FloatCC::GreaterThan,
+            IntCC::SignedGreaterThan,
+            IntCC::UnsignedGreaterThan,
+        ),
+        CompareOp::Ge => (
+            FloatCC::GreaterThanOrEqual,
+            IntCC::SignedGreaterThanOrEqual,
+            IntCC::UnsignedGreaterThanOrEqual,
+        ),
+        CompareOp::And | CompareOp::Or | CompareOp::Not | CompareOp::Select => return None,
+    })
+}
+
+/// Emits a comparison of `xs[0]` and `xs[1]` (scalars or vectors) of `dtype`: floats compare
+/// ordered as IEEE says, i32 signed, bools unsigned (`false < true`).
+fn compare(cx: &mut Ctx, op: CompareOp, dtype: DType, xs: &[ir::Value]) -> ir::Value {
+    let (f, s, u) = condition_codes(op).expect("called for comparisons only");
+    match dtype {
+        DType::F32 | DType::F64 => cx.fb.ins().fcmp(f, xs[0], xs[1]),
+        DType::I32 => cx.fb.ins().icmp(s, xs[0], xs[1]),
+        DType::Bool => cx.fb.ins().icmp(u, xs[0], xs[1]),
     }
 }

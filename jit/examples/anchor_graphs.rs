@@ -1,10 +1,10 @@
-//! Prints the graphs of the anchor workloads P1, P2, P3 and P5 (small sizes) and the per-call
+//! Prints the graphs of the anchor workloads P1, P2, P3, P4 and P5 (small sizes) and the per-call
 //! time of each through the JIT: a quick look at what the JIT is given, without criterion.
 //! Run with `cargo run --release -p ferrax-jit --example anchor_graphs`.
 
 use ferrax_ir::{Array, DType, Tensor, Type};
 use ferrax_jit::{compile, JitOptions, MathMode};
-use ferrax_transforms::api::{grad, value_and_grad};
+use ferrax_transforms::api::{grad, hessian, value_and_grad};
 use std::time::Instant;
 
 fn main() -> ferrax_ir::Result<()> {
@@ -46,6 +46,9 @@ fn main() -> ferrax_ir::Result<()> {
             .specialize(&tys)?
             .graph;
         println!("P5:\n{}", g.to_text());
+    }
+    if which == "p4" {
+        p4()?;
     }
     if which == "time" {
         time_all()?;
@@ -110,5 +113,35 @@ fn time_all() -> ferrax_ir::Result<()> {
         });
         println!("P2 {math:?}: {ns:.2} ns {}", h.call(0.5));
     }
+    Ok(())
+}
+
+/// Times the P4 Hessian (n = 100) and checks it against the interpreter bit for bit.
+fn p4() -> ferrax_ir::Result<()> {
+    let rosen = |x: Tensor| {
+        let n = x.shape()[0];
+        let head = x.slice_axis(0, 0, n - 1);
+        let tail = x.slice_axis(0, 1, n);
+        (100.0 * (tail - head.square()).square() + (1.0 - head).square()).sum_all()
+    };
+    let g = hessian(rosen)
+        .specialize(&[Type::new(DType::F64, &[100])])?
+        .graph;
+    println!("P4:\n{}", g.to_text());
+    let c = compile(&g, &JitOptions::default())?;
+    let x = Array::from(
+        (0..100)
+            .map(|i| -1.2 + 2.4 * i as f64 / 99.0)
+            .collect::<Vec<f64>>(),
+    );
+    let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100]))];
+    let ns = median_ns(20_000, 9, || c.call_into(&[&x], &mut out).unwrap());
+    let want = ferrax_ir::interp::eval(&g, std::slice::from_ref(&x))?;
+    let same = want[0]
+        .to_f64_vec()
+        .iter()
+        .zip(out[0].to_f64_vec())
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    println!("P4: {ns:.0} ns, bit-identical to the interpreter: {same}");
     Ok(())
 }

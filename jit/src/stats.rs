@@ -12,6 +12,7 @@ pub(crate) static LIVE: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SPECIALIZE_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LOWER_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CODEGEN_NANOS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BANDED: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +33,9 @@ pub struct JitStats {
     pub codegen_time: Duration,
     /// Compiled functions currently alive (not yet freed).
     pub live_functions: u64,
+    /// Fused select chains lowered as bands (a default row plus one element per band and
+    /// row; see the JIT's `lower/band.rs`), e.g. the dense Hessians of banded functions.
+    pub banded_groups: u64,
 }
 
 /// The JIT's counters.
@@ -44,6 +48,7 @@ pub fn stats() -> JitStats {
         lower_time: Duration::from_nanos(LOWER_NANOS.load(Ordering::Relaxed)),
         codegen_time: Duration::from_nanos(CODEGEN_NANOS.load(Ordering::Relaxed)),
         live_functions: LIVE.load(Ordering::Relaxed),
+        banded_groups: BANDED.load(Ordering::Relaxed),
     }
 }
 

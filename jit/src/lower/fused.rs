@@ -16,6 +16,7 @@
 //! over a range of the outermost dimension and run on all cores through the imported
 //! `ferrax_parallel_for`.
 
+use super::band::{self, Banded, Part};
 use super::{clty, jit_err, Ctx, Slot};
 use crate::MathMode;
 use cranelift_codegen::ir::{
@@ -65,6 +66,9 @@ struct Spec {
     read_of: HashMap<Value, usize>,
     /// The vector type of the inner loop, when it vectorises.
     vector: Option<ir::Type>,
+    /// The banded form of a 2-D select chain (see [`band`]), written row by row as a
+    /// default loop plus one element per band.
+    band: Option<Banded>,
 }
 
 /// One reduction of a reduction group.
@@ -350,6 +354,12 @@ fn spec(
             types::F32X4
         }
     });
+    let uncoalesced = dims.len() == 2 && graph.ty(out).dims() == &dims[..];
+    let band = if reds.is_empty() && uncoalesced {
+        band::banded(graph, insts, &members, out, &read_of, reads.len())
+    } else {
+        None
+    };
     Spec {
         members,
         out,
@@ -361,6 +371,7 @@ fn spec(
         out_strides,
         read_of,
         vector,
+        band,
     }
 }
 
@@ -369,6 +380,9 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
     let mut sp = spec(graph, &insts, &cx.plan.fusion.root, root, cx.opts.math);
+    if sp.band.is_some() {
+        crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     cx.alloc_result(sp.out)?;
     for red in sp.reds.iter_mut() {
         if red.out != sp.out {
@@ -431,7 +445,7 @@ fn emit_range(
     if c == 1 {
         let zero = cx.iconst(0);
         let offs: SmallVec<[ir::Value; 8]> = (0..nacc).map(|_| zero).collect();
-        return emit_row(cx, sp, insts, &offs, start, end);
+        return emit_row(cx, sp, insts, &offs, start, end, None);
     }
     // Outer dimension: a dynamic range; middle dimensions: a static nest; inner: a row.
     counted_loop(cx, start, end, 1, &mut |cx, i0| {
@@ -453,10 +467,13 @@ fn emit_range(
             })
             .collect();
         let inner = sp.dims[c - 1] as i64;
+        if let Some(b) = &sp.band {
+            return emit_banded_row(cx, sp, insts, b, &offs, i0);
+        }
         cx.nest(&mid, &accesses, &mut |cx, _, o| {
             let lo = cx.iconst(0);
             let hi = cx.iconst(inner);
-            emit_row(cx, sp, insts, o, lo, hi)
+            emit_row(cx, sp, insts, o, lo, hi, None)
         })?;
         Ok(())
     })?;
@@ -495,7 +512,13 @@ fn counted_loop(
 /// A read that is invariant along the row: its splatted value, parked in a stack slot.
 type Inv = (StackSlot, ir::Type);
 
-/// The reads that are invariant along the row (stride 0), splatted once per row.
+/// Whether read `k` is loaded when evaluating `part` (every read for the whole group).
+fn wanted(part: Option<&Part>, k: usize) -> bool {
+    part.is_none_or(|p| p.reads[k])
+}
+
+/// The reads that are invariant along the row (stride 0), splatted once per row (only those
+/// `part` loads).
 ///
 /// The splats are stored to stack slots and reloaded in the loop (one load each): Cranelift
 /// would otherwise re-place the pure splat (and its widening) inside the loop body.
@@ -504,11 +527,12 @@ fn row_invariants(
     sp: &Spec,
     offs: &[ir::Value],
     vty: ir::Type,
+    part: Option<&Part>,
 ) -> Result<SmallVec<[Option<Inv>; 8]>> {
     let inner = sp.dims.len() - 1;
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        inv.push(if r.strides[inner] == 0 {
+        inv.push(if r.strides[inner] == 0 && wanted(part, k) {
             let x = cx.load(r.leaf, offs[k])?;
             let dtype = cx.graph.ty(r.leaf).dtype;
             let v = splat_scalar(cx, x, dtype, vty);
@@ -529,7 +553,7 @@ fn row_invariants(
 }
 
 /// The read values at inner index `i` as vectors of type `vty` (`inv` from
-/// [`row_invariants`]).
+/// [`row_invariants`]); reads `part` does not load are left as a placeholder.
 fn vector_reads(
     cx: &mut Ctx,
     sp: &Spec,
@@ -537,9 +561,14 @@ fn vector_reads(
     inv: &[Option<Inv>],
     i: ir::Value,
     vty: ir::Type,
+    part: Option<&Part>,
 ) -> Result<SmallVec<[ir::Value; 8]>> {
     let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
+        if !wanted(part, k) {
+            vals.push(i);
+            continue;
+        }
         vals.push(match inv[k] {
             Some((slot, ty)) => {
                 let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
@@ -564,16 +593,22 @@ fn vector_reads(
     Ok(vals)
 }
 
-/// The read values at inner index `i` as scalars.
+/// The read values at inner index `i` as scalars; reads `part` does not load are left as a
+/// placeholder.
 fn scalar_reads(
     cx: &mut Ctx,
     sp: &Spec,
     offs: &[ir::Value],
     i: ir::Value,
+    part: Option<&Part>,
 ) -> Result<SmallVec<[ir::Value; 8]>> {
     let inner = sp.dims.len() - 1;
     let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
+        if !wanted(part, k) {
+            vals.push(i);
+            continue;
+        }
         let o = offset(cx, offs[k], i, r.strides[inner]);
         vals.push(cx.load(r.leaf, o)?);
     }
@@ -593,7 +628,8 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
 }
 
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access
-/// (reads, then the output) at inner index 0.
+/// (reads, then the output) at inner index 0. With `part`, the row stores that
+/// sub-expression instead of the group's value.
 fn emit_row(
     cx: &mut Ctx,
     sp: &Spec,
@@ -601,6 +637,7 @@ fn emit_row(
     offs: &[ir::Value],
     lo: ir::Value,
     hi: ir::Value,
+    part: Option<&Part>,
 ) -> Result<()> {
     if !sp.reds.is_empty() {
         return emit_reduce_row(cx, sp, insts, offs, lo, hi);
@@ -610,27 +647,79 @@ fn emit_row(
     let mut from = lo;
     if let Some(vty) = sp.vector {
         let lanes = vty.lane_count() as i64;
-        let inv = row_invariants(cx, sp, offs, vty)?;
-        from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
-            let vals = vector_reads(cx, sp, offs, &inv, i, vty)?;
-            let y = eval(cx, sp, insts, &vals, Some(vty))?[0];
+        let inv = row_invariants(cx, sp, offs, vty, part)?;
+        let dtype = cx.graph.ty(sp.out).dtype;
+        let store = |cx: &mut Ctx, y: ir::Value, i: ir::Value, k: i64| -> Result<()> {
             let Slot::Mem(base) = cx.slot(sp.out)? else {
                 return Err(jit_err("a fused result without a buffer"));
             };
             let o = cx.fb.ins().iadd(offs[nr], i);
-            let addr = cx.elem_addr(base, o, cx.graph.ty(sp.out).dtype);
+            let addr = cx.elem_addr(base, o, dtype);
+            let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
             cx.fb
                 .ins()
-                .store(MemFlagsData::new().with_notrap(), y, addr, 0);
+                .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
             Ok(())
-        })?;
+        };
+        let invariant = (0..nr).all(|k| !wanted(part, k) || sp.reads[k].strides[inner] == 0);
+        if invariant {
+            // A value constant along the row (a broadcast row, a band's default) is computed
+            // once and stored four vectors per iteration.
+            let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
+            let y = eval(cx, sp, insts, &vals, Some(vty), part)?[0];
+            from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
+                (0..4).try_for_each(|k| store(cx, y, i, k))
+            })?;
+            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, y, i, 0))?;
+        } else {
+            from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
+                let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
+                let y = eval(cx, sp, insts, &vals, Some(vty), part)?[0];
+                store(cx, y, i, 0)
+            })?;
+        }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
-        let vals = scalar_reads(cx, sp, offs, i)?;
-        let y = eval(cx, sp, insts, &vals, None)?[0];
+        let vals = scalar_reads(cx, sp, offs, i, part)?;
+        let y = eval(cx, sp, insts, &vals, None, part)?[0];
         let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
         cx.store_out(sp.out, o, y)
     })?;
+    Ok(())
+}
+
+/// Emits row `i` of a banded select chain (see [`band`]): the default over the whole row, then
+/// each band's value at its column when that lies in the row, innermost band first so that
+/// the outermost condition wins where bands meet.
+fn emit_banded_row(
+    cx: &mut Ctx,
+    sp: &Spec,
+    insts: &[&InstData],
+    b: &Banded,
+    offs: &[ir::Value],
+    i: ir::Value,
+) -> Result<()> {
+    let cols = sp.dims[1] as i64;
+    let lo = cx.iconst(0);
+    let hi = cx.iconst(cols);
+    emit_row(cx, sp, insts, offs, lo, hi, Some(&b.default))?;
+    let nr = sp.reads.len();
+    for band in b.bands.iter().rev() {
+        let t = cx.fb.ins().imul_imm_s(i, band.a);
+        let j = cx.fb.ins().iadd_imm_s(t, band.b);
+        // One unsigned comparison checks 0 <= j < cols.
+        let inside = cx.fb.ins().icmp_imm_s(IntCC::UnsignedLessThan, j, cols);
+        let write = cx.fb.create_block();
+        let next = cx.fb.create_block();
+        cx.fb.ins().brif(inside, write, &[], next, &[]);
+        cx.fb.switch_to_block(write);
+        let vals = scalar_reads(cx, sp, offs, j, Some(&band.part))?;
+        let y = eval(cx, sp, insts, &vals, None, Some(&band.part))?[0];
+        let o = offset(cx, offs[nr], j, sp.out_strides[1]);
+        cx.store_out(sp.out, o, y)?;
+        cx.fb.ins().jump(next, &[]);
+        cx.fb.switch_to_block(next);
+    }
     Ok(())
 }
 
@@ -691,7 +780,7 @@ fn emit_reduce_row(
     let mut from = lo;
     if let Some(vty) = sp.vector {
         let lanes = vty.lane_count() as i64;
-        let inv = row_invariants(cx, sp, offs, vty)?;
+        let inv = row_invariants(cx, sp, offs, vty, None)?;
         if along && sp.reassoc {
             for (acc, red) in accs.iter_mut().zip(&sp.reds) {
                 let v = cx.fb.declare_var(vty);
@@ -702,8 +791,8 @@ fn emit_reduce_row(
             }
         }
         from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
-            let vals = vector_reads(cx, sp, offs, &inv, i, vty)?;
-            let ys = eval(cx, sp, insts, &vals, Some(vty))?;
+            let vals = vector_reads(cx, sp, offs, &inv, i, vty, None)?;
+            let ys = eval(cx, sp, insts, &vals, Some(vty), None)?;
             for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
                 let fl = acc.dtype.is_float();
                 match (acc.row, acc.lanes) {
@@ -748,8 +837,8 @@ fn emit_reduce_row(
         }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
-        let vals = scalar_reads(cx, sp, offs, i)?;
-        let ys = eval(cx, sp, insts, &vals, None)?;
+        let vals = scalar_reads(cx, sp, offs, i, None)?;
+        let ys = eval(cx, sp, insts, &vals, None, None)?;
         for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
             let fl = acc.dtype.is_float();
             match acc.row {
@@ -785,16 +874,19 @@ fn emit_reduce_row(
 }
 
 /// Evaluates the members on one element (or vector of elements) given the read values;
-/// returns the produced values: the root's, or each reduction's operand.
+/// returns the produced values: the root's, or each reduction's operand, or with `part` that
+/// sub-expression's (evaluating only the members it needs).
 fn eval(
     cx: &mut Ctx,
     sp: &Spec,
     insts: &[&InstData],
     reads: &[ir::Value],
     vector: Option<ir::Type>,
+    part: Option<&Part>,
 ) -> Result<SmallVec<[ir::Value; 2]>> {
     let mut vals: HashMap<Value, ir::Value> = HashMap::new();
-    for &j in &sp.members {
+    let members = part.map_or(&sp.members, |p| &p.members);
+    for &j in members {
         let inst = insts[j];
         if matches!(inst.op, Op::Reduce(_)) {
             continue;
@@ -838,7 +930,9 @@ fn eval(
             .map(|&k| reads[k])
             .ok_or_else(|| jit_err("a fused group without its value")),
     };
-    if sp.reds.is_empty() {
+    if let Some(p) = part {
+        Ok(SmallVec::from_slice(&[get(&p.value)?]))
+    } else if sp.reds.is_empty() {
         Ok(SmallVec::from_slice(&[get(&sp.value)?]))
     } else {
         sp.reds.iter().map(|r| get(&r.value)).collect()

@@ -13,6 +13,7 @@
 //! its own (its graph, its plan, its slots) that shares the function builder, so a body can
 //! itself hold control flow, lowered the same way, to any depth.
 
+pub(crate) mod band;
 pub(crate) mod binary;
 pub(crate) mod compare;
 pub(crate) mod control;

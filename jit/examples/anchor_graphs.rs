@@ -47,6 +47,16 @@ fn main() -> ferrax_ir::Result<()> {
             .graph;
         println!("P5:\n{}", g.to_text());
     }
+    if which == "overhead" {
+        let g = grad(|x: Tensor| (x.clone() * x).sum_all())
+            .specialize(&[Type::new(DType::F64, &[100])])?
+            .graph;
+        let c = compile(&g, &JitOptions::default())?;
+        let x = Array::from(vec![1.0; 100]);
+        let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100]))];
+        let ns = median_ns(100_000, 9, || c.call_into(&[&x], &mut out).unwrap());
+        println!("call_into of a 100-element grad: {ns:.0} ns");
+    }
     if which == "p4" {
         p4()?;
     }

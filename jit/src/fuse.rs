@@ -20,6 +20,17 @@
 //! accumulate in one loop (their operands' groups merge, and a value feeding both is computed
 //! once), each into its own result.
 //!
+//! A `broadcast_in_dim` that only adds dimensions of size 1 (see [`trivial_broadcast`]) is
+//! elementwise in effect: its operand joins its group and flows through it unchanged.
+//!
+//! A cheap fusable instruction (a broadcast, or arithmetic without division or
+//! transcendentals) whose users all evaluate it in their loops but belong to several groups is
+//! *duplicated*: each of those groups (at most [`DUP_MAX`]) computes it again from its own
+//! operands, so it needs neither a buffer nor a loop of its own. Recomputing an add or a
+//! multiply is cheaper than storing the result and loading it again, and the graphs that
+//! transforms produce (a primal value shared by several tangent or cotangent expressions) are
+//! full of such values: without duplication each would be a separate loop over memory.
+//!
 //! A second kind of grouping folds a 2-D `dot_general` into the `transpose[perm=(1,0)]` that is
 //! its only user: the product is computed straight into the transpose's buffer in transposed
 //! layout (a GEMM with its operands swapped), so the dot's result needs no buffer and the
@@ -27,12 +38,23 @@
 
 use ferrax_ir::ops::{DotGeneral, ReduceOp, ShapeOp};
 use ferrax_ir::{Graph, InstData, Op};
+use smallvec::SmallVec;
+
+/// At most this many groups evaluate one duplicated arithmetic instruction (broadcasts, which
+/// are only reads, are duplicated into any number).
+pub(crate) const DUP_MAX: usize = 8;
 
 /// The groups of a graph, indexed by instruction position.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Fusion {
-    /// The position of the group root of every fusable instruction (`None` otherwise).
+    /// The position of the group root of every fusable instruction (`None` otherwise); for a
+    /// duplicated instruction, the last group that evaluates it.
     pub root: Vec<Option<usize>>,
+    /// Whether the instruction is duplicated into every group that uses it.
+    pub dup: Vec<bool>,
+    /// The members of the group rooted at each position (body order, the root last; empty
+    /// for positions that root no group), duplicated instructions included.
+    pub members: Vec<Vec<usize>>,
     /// For a `transpose` that absorbs the `dot_general` feeding it, the dot's position.
     pub absorbed_dot: Vec<Option<usize>>,
 }
@@ -41,13 +63,39 @@ impl Fusion {
     /// Whether the instruction at `i` belongs to a group rooted elsewhere (it emits no code of
     /// its own and its results have no buffer).
     pub fn is_member(&self, i: usize) -> bool {
-        matches!(self.root[i], Some(r) if r != i)
+        self.dup[i] || matches!(self.root[i], Some(r) if r != i)
     }
 
-    /// The position at which instruction `i` runs (its group root, or itself).
+    /// The last position at which instruction `i` runs (its group root, the last group that
+    /// evaluates a duplicated instruction, or itself): its operands live until then.
     pub fn exec_pos(&self, i: usize) -> usize {
         self.root[i].unwrap_or(i)
     }
+}
+
+/// Whether recomputing `op` in several loops costs less than storing and reloading it: a
+/// broadcast (a strided read), or arithmetic without division, roots or transcendentals.
+fn cheap(op: &Op) -> bool {
+    use ferrax_ir::ops::{BinaryOp, UnaryOp};
+    match op {
+        Op::Shape(ShapeOp::BroadcastInDim { .. }) | Op::Compare(_) | Op::Convert(_) => true,
+        Op::Unary(u) => matches!(
+            u,
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Sign
+        ),
+        Op::Binary(b) => matches!(
+            b,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+        ),
+        _ => false,
+    }
+}
+
+/// Whether `inst` is a `broadcast_in_dim` that only adds dimensions of size 1: its elements
+/// are its operand's in the same order, so a fused operand is passed through unchanged.
+pub(crate) fn trivial_broadcast(graph: &Graph, inst: &InstData) -> bool {
+    matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
+        && graph.ty(inst.args[0]).size() == graph.ty(inst.results[0]).size()
 }
 
 /// Whether `op` can join a fused loop.
@@ -87,6 +135,9 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         is_output[o.index()] = true;
     }
     let mut root: Vec<Option<usize>> = vec![None; n];
+    let mut dup = vec![false; n];
+    // The groups (roots, sorted) that evaluate each instruction.
+    let mut groups: Vec<SmallVec<[usize; 2]>> = vec![SmallVec::new(); n];
     let mut absorbed_dot: Vec<Option<usize>> = vec![None; n];
     // Reduction roots found so far (later positions first).
     let mut red_roots: Vec<usize> = Vec::new();
@@ -103,8 +154,10 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             continue;
         }
         if fused_reduce(graph, inst) {
-            root[i] = Some(sibling(graph, &insts, &users, &red_roots, i).unwrap_or(i));
-            if root[i] == Some(i) {
+            let r = sibling(graph, &insts, &users, &red_roots, i).unwrap_or(i);
+            root[i] = Some(r);
+            groups[i].push(r);
+            if r == i {
                 red_roots.push(i);
             }
             continue;
@@ -118,20 +171,87 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             continue;
         }
         let us = &users[r.index()];
-        let mut group: Option<usize> = None;
         let mut ok = !is_output[r.index()] && !us.is_empty();
+        let mut set: SmallVec<[usize; 2]> = SmallVec::new();
         for &u in us {
             let ui = insts[u];
             let same_shape = graph.ty(ui.results[0]).shape == rty.shape;
-            let joinable = (ui.op.is_elementwise() && same_shape) || fused_reduce(graph, ui);
-            match (joinable, root[u]) {
-                (true, Some(g)) if group.is_none_or(|x| x == g) => group = Some(g),
-                _ => ok = false,
+            let joinable = (ui.op.is_elementwise() && same_shape)
+                || fused_reduce(graph, ui)
+                || trivial_broadcast(graph, ui);
+            if !joinable || root[u].is_none() {
+                ok = false;
+                break;
+            }
+            for &g in &groups[u] {
+                if let Err(k) = set.binary_search(&g) {
+                    set.insert(k, g);
+                }
             }
         }
-        root[i] = Some(if ok { group.unwrap_or(i) } else { i });
+        if ok && set.len() == 1 {
+            root[i] = Some(set[0]);
+            groups[i] = set;
+        } else if ok
+            && cheap(&inst.op)
+            && (set.len() <= DUP_MAX
+                || matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })))
+        {
+            root[i] = set.last().copied();
+            dup[i] = true;
+            groups[i] = set;
+        } else {
+            root[i] = Some(i);
+            groups[i] = SmallVec::from_slice(&[i]);
+        }
     }
-    Fusion { root, absorbed_dot }
+    let members = members_of(&insts, &root, &dup);
+    Fusion {
+        root,
+        dup,
+        members,
+        absorbed_dot,
+    }
+}
+
+/// The members of every group: the instructions whose group it is, and the duplicated
+/// instructions they reach through operands.
+fn members_of(insts: &[&InstData], root: &[Option<usize>], dup: &[bool]) -> Vec<Vec<usize>> {
+    let n = insts.len();
+    // The position defining each value, for walking operands.
+    let mut def: hashbrown::HashMap<ferrax_ir::Value, usize> = hashbrown::HashMap::new();
+    for (i, inst) in insts.iter().enumerate() {
+        for &r in &inst.results {
+            def.insert(r, i);
+        }
+    }
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if let Some(r) = root[i] {
+            if !dup[i] {
+                members[r].push(i);
+            }
+        }
+    }
+    for (r, m) in members.iter_mut().enumerate() {
+        if m.is_empty() || root[r] != Some(r) {
+            continue;
+        }
+        let mut stack: Vec<usize> = m.clone();
+        let mut seen: hashbrown::HashSet<usize> = m.iter().copied().collect();
+        while let Some(j) = stack.pop() {
+            for a in &insts[j].args {
+                if let Some(&d) = def.get(a) {
+                    if dup[d] && seen.insert(d) {
+                        m.push(d);
+                        stack.push(d);
+                    }
+                }
+            }
+        }
+        m.sort_unstable();
+    }
+    members
 }
 
 /// A later reduction root that the reduction at `i` can join as a sibling: same operand

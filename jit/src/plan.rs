@@ -215,10 +215,8 @@ fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> 
     let mut member_result = vec![false; graph.num_values()];
     let mut through_broadcast = vec![false; graph.num_values()];
     let mut leaves = Vec::new();
-    for (j, inst) in insts.iter().enumerate().take(root + 1) {
-        if fusion.root[j] != Some(root) {
-            continue;
-        }
+    for &j in &fusion.members[root] {
+        let inst = insts[j];
         member_result[inst.results[0].index()] = true;
         let bcast = matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. }));
         for &a in &inst.args {

@@ -6,7 +6,7 @@ mod common;
 
 use common::{array, check_with, close, Rng};
 use ferrax_ir::ops::{BinaryOp, ShapeOp, UnaryOp};
-use ferrax_ir::{interp, Builder, DType, Dims, Graph, Op, Shape, Type};
+use ferrax_ir::{interp, Builder, DType, Dims, Graph, Op, Shape, Tensor, Type};
 use ferrax_jit::{compile, JitOptions, MathMode};
 
 /// `tanh(x · w + b) + exp(−x²)` with `b` broadcast along rows, over `[rows, cols]`.
@@ -73,6 +73,45 @@ fn large_fused_groups_match_the_interpreter() {
             }
             // The default mode, through the shared checker.
             check_with(&g, &args, Some(tol));
+        }
+    }
+}
+
+/// Cheap values shared by several groups are recomputed in each (duplicated), and broadcasts
+/// that only add unit dims pass a fused value through: members then have shapes that differ
+/// from the loop's by unit dims, and broadcasts inside such groups must read through the
+/// loop's dims. Checked bit for bit, with specials, for row and column broadcasts.
+#[test]
+fn duplicated_members_and_unit_dim_broadcasts_match_the_interpreter() {
+    let f = |xs: &[Tensor]| {
+        let (x, v) = (&xs[0], &xs[1]);
+        let (r, c) = (x.shape()[0], x.shape()[1]);
+        // `m` is cheap and used by three groups (a 2-D and a 3-D loop, and a reduction).
+        let m = x * v.broadcast_in_dim(&[r, c], &[1]) + 1.0;
+        let t = m.broadcast_in_dim(&[r, 1, c], &[0, 2]);
+        let cols = v.broadcast_in_dim(&[r, 1, c], &[2]);
+        let rows = x
+            .slice_axis(1, 0, 1)
+            .reshape(&[r])
+            .broadcast_in_dim(&[r, 1, c], &[0]);
+        let w = (t * cols - rows).exp();
+        let s = (&m * &m).sum(&[1]);
+        vec![w, s, m.neg()]
+    };
+    let mut rng = Rng(11);
+    for (dtype, r, c) in [(DType::F64, 4, 4), (DType::F64, 3, 9), (DType::F32, 5, 13)] {
+        let types = [Type::new(dtype, &[r, c]), Type::new(dtype, &[c])];
+        let g = (*ferrax_ir::trace(f, &types)
+            .expect("trace")
+            .graph()
+            .expect("graph"))
+        .clone();
+        for specials in [false, true] {
+            let args = vec![
+                array(&mut rng, dtype, &[r, c], -2.0, 2.0, specials),
+                array(&mut rng, dtype, &[c], -2.0, 2.0, specials),
+            ];
+            common::check(&g, &args);
         }
     }
 }

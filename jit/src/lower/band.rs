@@ -176,13 +176,14 @@ fn part(
             continue;
         }
         match member_of.get(&v) {
-            Some(&j) if !matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. })) => {
+            // A broadcast reads its operand, unless it passes a member through.
+            Some(&j) if read_of.contains_key(&v) => {
                 members.push(j);
-                stack.extend(insts[j].args.iter().copied());
+                reads[read_of[&v]] = true;
             }
             Some(&j) => {
                 members.push(j);
-                reads[read_of[&v]] = true;
+                stack.extend(insts[j].args.iter().copied());
             }
             None => {
                 if let Some(&k) = read_of.get(&v) {

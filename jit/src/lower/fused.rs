@@ -194,6 +194,30 @@ fn splat_scalar(cx: &mut Ctx, x: ir::Value, dtype: DType, vty: ir::Type) -> ir::
     }
 }
 
+/// Strides over a member's dims `from` as strides over the loop's dims `to`. The two shapes
+/// differ at most by dims of size 1 (members joined through broadcasts that only add unit
+/// dims), so their other dims pair up in order; a unit dim is always at index 0, so its
+/// stride does not matter.
+fn to_loop_dims(s: &[i64], from: &[usize], to: &[usize]) -> SmallVec<[i64; 4]> {
+    if from == to {
+        return SmallVec::from_slice(s);
+    }
+    let mut out: SmallVec<[i64; 4]> = SmallVec::from_elem(0, to.len());
+    let mut k = 0;
+    for (d, &n) in to.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        while from[k] == 1 {
+            k += 1;
+        }
+        debug_assert_eq!(from[k], n, "member and loop shapes differ beyond unit dims");
+        out[d] = s[k];
+        k += 1;
+    }
+    out
+}
+
 /// Row-major element strides of `dims`.
 fn row_major(dims: &[usize]) -> SmallVec<[i64; 4]> {
     super::strides(dims)
@@ -203,13 +227,11 @@ fn row_major(dims: &[usize]) -> SmallVec<[i64; 4]> {
 fn spec(
     graph: &Graph,
     insts: &[&InstData],
-    fusion_root: &[Option<usize>],
+    fusion: &crate::fuse::Fusion,
     root: usize,
     math: MathMode,
 ) -> Spec {
-    let members: Vec<usize> = (0..=root)
-        .filter(|&j| fusion_root[j] == Some(root))
-        .collect();
+    let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
     let reds: Vec<Red> = members
         .iter()
@@ -255,11 +277,17 @@ fn spec(
     for &j in &members {
         let inst = insts[j];
         match &inst.op {
+            Op::Shape(ShapeOp::BroadcastInDim { .. })
+                if is_member_result.contains_key(&inst.args[0]) =>
+            {
+                // A broadcast adding unit dims to a member: passed through in `eval`.
+            }
             Op::Shape(ShapeOp::BroadcastInDim { dims, .. }) => {
                 let x = inst.args[0];
                 let xdims = graph.ty(x).dims();
                 let xs = row_major(xdims);
-                let mut s: SmallVec<[i64; 4]> = SmallVec::from_elem(0, rdims.len());
+                let bdims = graph.ty(inst.results[0]).dims();
+                let mut s: SmallVec<[i64; 4]> = SmallVec::from_elem(0, bdims.len());
                 for (i, &d) in dims.iter().enumerate() {
                     if xdims[i] != 1 {
                         s[d] = xs[i];
@@ -268,7 +296,7 @@ fn spec(
                 read_of.insert(inst.results[0], reads.len());
                 reads.push(Read {
                     leaf: x,
-                    strides: s,
+                    strides: to_loop_dims(&s, bdims, &rdims),
                 });
             }
             _ => {
@@ -379,7 +407,7 @@ fn spec(
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
-    let mut sp = spec(graph, &insts, &cx.plan.fusion.root, root, cx.opts.math);
+    let mut sp = spec(graph, &insts, &cx.plan.fusion, root, cx.opts.math);
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -893,7 +921,10 @@ fn eval(
         }
         let r = inst.results[0];
         let y = match &inst.op {
-            Op::Shape(ShapeOp::BroadcastInDim { .. }) => reads[sp.read_of[&r]],
+            Op::Shape(ShapeOp::BroadcastInDim { .. }) => match vals.get(&inst.args[0]) {
+                Some(&v) => v,
+                None => reads[sp.read_of[&r]],
+            },
             op => {
                 let mut xs: SmallVec<[ir::Value; 4]> = SmallVec::new();
                 for &a in &inst.args {

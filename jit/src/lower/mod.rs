@@ -402,13 +402,28 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     /// Lowers every instruction of the graph, in order.
+    ///
+    /// `FERRAX_GROUPS=1` prints every fused group (its root and members) and every instruction
+    /// lowered on its own, a debugging aid for fusion.
     pub fn lower_body(&mut self) -> Result<()> {
         let graph = self.graph;
+        let show = std::env::var_os("FERRAX_GROUPS").is_some();
         for (i, (_, inst)) in graph.insts().enumerate() {
             match self.plan.fusion.root[i] {
-                Some(r) if r == i => fused::lower(self, i)?,
+                Some(r) if r == i => {
+                    if show {
+                        let members = &self.plan.fusion.members[i];
+                        eprintln!("group at {i} ({}): members {members:?}", inst.op.name());
+                    }
+                    fused::lower(self, i)?
+                }
                 Some(_) => {}
-                None => self.lower_inst(i, inst)?,
+                None => {
+                    if show {
+                        eprintln!("alone at {i}: {}", inst.op.name());
+                    }
+                    self.lower_inst(i, inst)?
+                }
             }
         }
         Ok(())

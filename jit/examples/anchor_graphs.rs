@@ -46,6 +46,25 @@ fn main() -> ferrax_ir::Result<()> {
             .specialize(&tys)?
             .graph;
         println!("P5:\n{}", g.to_text());
+        let c = compile(&g, &JitOptions::default())?;
+        let mut rng = 1u64;
+        let args: Vec<Array> = tys
+            .iter()
+            .map(|t| {
+                let n = t.size();
+                let v: Vec<f32> = (0..n)
+                    .map(|_| {
+                        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        ((rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+                    })
+                    .collect();
+                Array::from_f32(t.dims(), v).unwrap()
+            })
+            .collect();
+        let refs: Vec<&Array> = args.iter().collect();
+        let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
+        let ns = median_ns(20, 9, || c.call_into(&refs, &mut out).unwrap());
+        println!("P5: {:.3} ms", ns / 1e6);
     }
     if which == "overhead" {
         let g = grad(|x: Tensor| (x.clone() * x).sum_all())

@@ -44,6 +44,13 @@
 //! separate kernel over a range of the outer dimension and split across the rayon pool
 //! (`ferrax_parallel_for`); smaller ones run inline, with no pool overhead.
 //!
+//! Cheap values used by several groups (broadcasts, and arithmetic without division or
+//! transcendentals, in up to 8 groups) are recomputed in each instead of being stored;
+//! broadcasts that only add unit dimensions pass a fused value through; and a 2-D select chain
+//! over `eq(column, a·row + b)` index masks (dense Jacobians and Hessians of banded functions)
+//! is written as a default row plus one element per band and row (`lower/band.rs`), still
+//! bit-identical to the interpreter.
+//!
 //! **Reductions** (`reduce_sum/max/min/prod`) root groups of their own, and the group
 //! producing their operand joins them when the reduction is its only user: the loop runs over
 //! the operand's elements and combines each into its accumulator, so the reduced tensor is

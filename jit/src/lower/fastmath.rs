@@ -11,8 +11,9 @@
 //! the same number of multiply-adds with a dependency chain of about log₂ of the degree, so
 //! that the independent transcendentals of a fused loop (P3's gradient needs `sin`, `cos`
 //! and `exp` of each element) overlap instead of queueing behind one long chain. `sin` and
-//! `cos` of one argument emit identical reduction and kernel instructions, which Cranelift's
-//! GVN merges, so a group needing both pays for one reduction and one pair of kernels.
+//! `cos` of one argument share one reduction and one pair of kernels (cached per block in
+//! `Ctx::fast_sincos`), so a group needing both pays for them once, also in graphs compiled
+//! without optimisation, where Cranelift's GVN does not run.
 //!
 //! Error bounds, in ulps of the result, asserted by `jit/tests/fastmath.rs` over the stated
 //! domains against Rust's std in f64 (for f32 against the f64 std value, so the f32 bound
@@ -489,6 +490,20 @@ impl Fm {
     /// `sin x` (`cos` with `quarter = 1`): reduction by π/2, then the sine or cosine kernel
     /// per quadrant.
     pub fn sincos(&self, cx: &mut Ctx, x: ir::Value, quarter: i64) -> ir::Value {
+        let block = cx.fb.current_block().expect("emitting in a block");
+        let (s, c, k) = match cx.fast_sincos.get(&(block, x)) {
+            Some(&parts) => parts,
+            None => {
+                let parts = self.sincos_kernels(cx, x);
+                cx.fast_sincos.insert((block, x), parts);
+                parts
+            }
+        };
+        self.sincos_quadrant(cx, x, quarter, s, c, k)
+    }
+
+    /// The reduction of `x` by π/2 and both kernels: (sine kernel, cosine kernel, quadrant).
+    fn sincos_kernels(&self, cx: &mut Ctx, x: ir::Value) -> (ir::Value, ir::Value, ir::Value) {
         let tpi = self.c(cx, std::f64::consts::FRAC_2_PI);
         let t = cx.fb.ins().fmul(x, tpi);
         let (kf, k) = self.round_int(cx, t);
@@ -561,6 +576,20 @@ impl Fm {
         let t1 = cx.fb.ins().fsub(t1, hz);
         let t2 = self.mla(cx, z2, cp, t1);
         let c = cx.fb.ins().fadd(w, t2);
+        (s, c, k)
+    }
+
+    /// `sin x` (`quarter = 0`) or `cos x` (`quarter = 1`) from the kernels of
+    /// [`Fm::sincos_kernels`].
+    fn sincos_quadrant(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        quarter: i64,
+        s: ir::Value,
+        c: ir::Value,
+        k: ir::Value,
+    ) -> ir::Value {
         // Quadrant q = k + quarter: odd quadrants take the cosine kernel, quadrants 2 and 3
         // negate. Both functions test k's parity (one compare, so a vector select is one
         // blend, and `sin` and `cos` of one argument share it): `cos` swaps the kernels.

@@ -112,6 +112,9 @@ pub(crate) struct Ctx<'a, 'b> {
     /// Rank-0 values whose `sin` and `cos` are both taken in this graph (one `sincos` call
     /// serves both), and the results of calls already made.
     sincos: HashMap<Value, Option<(ir::Value, ir::Value)>>,
+    /// The fast sine and cosine kernels already emitted for an argument in a block: the
+    /// kernels (sine, cosine) and the quadrant, shared by `sin` and `cos` of one argument.
+    pub(crate) fast_sincos: HashMap<(ir::Block, ir::Value), (ir::Value, ir::Value, ir::Value)>,
 }
 
 /// The rank-0 float values of `graph` with both a `sin` and a `cos`.
@@ -163,6 +166,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
         let sincos = sincos_pairs(graph);
         Ctx {
             sincos,
+            fast_sincos: HashMap::new(),
             has_fma,
             fb,
             module,
@@ -475,6 +479,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             outs: dests.to_vec(),
             imports: std::mem::take(&mut self.imports),
             sincos: sincos_pairs(body),
+            fast_sincos: HashMap::new(),
         };
         let res = sub.bind_and_lower(args, dests);
         self.imports = std::mem::take(&mut sub.imports);

@@ -100,11 +100,14 @@ extern "C" {
 }
 
 /// The libm function a `ferrax_*` helper forwards to, when the interpreter's scalar function
-/// is exactly that libm call (Rust's `f64::sin` and friends lower to these symbols on glibc):
-/// generated code then calls libm directly, skipping the wrapper's jump.
+/// is exactly that libm call (Rust's `f64::sin` and friends lower to these symbols on glibc),
+/// or when the helper is a plain forward with the same signature (`sincos`): generated code
+/// then calls libm directly, skipping the wrapper's jump.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn libm_direct(name: &str) -> Option<*const u8> {
     Some(match name {
+        "ferrax_sincos_f64" => sincos as *const u8,
+        "ferrax_sincos_f32" => sincosf as *const u8,
         "ferrax_sin_f64" => sin as *const u8,
         "ferrax_cos_f64" => cos as *const u8,
         "ferrax_exp_f64" => exp as *const u8,

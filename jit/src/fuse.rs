@@ -94,8 +94,10 @@ fn cheap(op: &Op) -> bool {
 /// Whether `inst` is a `broadcast_in_dim` that only adds dimensions of size 1: its elements
 /// are its operand's in the same order, so a fused operand is passed through unchanged.
 pub(crate) fn trivial_broadcast(graph: &Graph, inst: &InstData) -> bool {
+    // Equal sizes are not enough: with a zero-size dim, `[0] → [2, 0]` has both.
+    let non_unit = |v| graph.ty(v).dims().iter().filter(|&&n| n != 1).copied();
     matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
-        && graph.ty(inst.args[0]).size() == graph.ty(inst.results[0]).size()
+        && non_unit(inst.args[0]).eq(non_unit(inst.results[0]))
 }
 
 /// Whether `op` can join a fused loop.

@@ -7,9 +7,9 @@ pub enum MathMode {
     /// [`ferrax_ir::interp::eval`] for every elementwise op.
     Precise,
     /// Inline, vectorisable polynomial approximations of `exp`, `expm1`, `log`, `log1p`, `sin`,
-    /// `cos`, `tanh` and `logistic`, each within a documented ulp bound (the table in
-    /// `lower/fastmath.rs`, asserted by `jit/tests/fastmath.rs`); the other transcendentals
-    /// stay precise. Sums and products along a row may use one accumulator per vector lane
+    /// `cos`, `tanh`, `logistic` and (f32 only) `erf`, each within a documented ulp bound (the
+    /// table in `lower/fastmath.rs`, asserted by `jit/tests/fastmath.rs`); the other
+    /// transcendentals stay precise. Sums and products along a row may use one accumulator per vector lane
     /// (reassociated, so they differ from the interpreter's sequential order by rounding).
     Fast,
     /// The default: [`MathMode::Fast`] for transcendentals and reductions over tensors of at

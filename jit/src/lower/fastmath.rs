@@ -28,6 +28,7 @@
 //! | `sin`, `cos` | `|x| ≤ 2^16`; `|x| ≤ 2^10` | 3 |
 //! | `tanh` | all | 3 |
 //! | `logistic` | `[-700, 700]`; `[-87, 87]` | 3 |
+//! | `erf` | f32 only: all | 3 |
 //!
 //! Outside the trigonometric domains the Cody–Waite reduction loses accuracy gradually (an
 //! absolute error of about `|x|·2^-p`, p = 86 for f64, 35 for f32). Subnormal results of `exp`
@@ -664,5 +665,77 @@ impl Fm {
         let one = self.c(cx, 1.0);
         let d = cx.fb.ins().fadd(one, e);
         cx.fb.ins().fdiv(one, d)
+    }
+
+    /// `erf x` for f32 lanes (`None` for f64, which keeps the precise function: reaching a
+    /// few f64 ulps needs double-word arithmetic). Three polynomials in `a = |x|`, each a
+    /// Chebyshev fit (fitted with mpmath, coefficients rounded to f32): `a·A(a²)` on
+    /// `[0, 1]` (fit error 1.2e-9), then `B₁(a − 1.5)` on `[1, 2]` and `B₂(a − 3)` on `[2, 4]`
+    /// (erf itself, which is at least 0.84 there); from 3.92 on, erf rounds to 1 in f32. All
+    /// three are evaluated and the right one selected; the sign of `x` is put back last, so
+    /// `erf(−0) = −0`, `erf(±∞) = ±1` and NaN stays NaN.
+    pub fn erf(&self, cx: &mut Ctx, x: ir::Value) -> Option<ir::Value> {
+        if self.wide {
+            return None;
+        }
+        const A: [f64; 7] = [
+            1.128_379_106_521_606_4,
+            -0.376_126_259_565_353_4,
+            0.112_835_943_698_883_06,
+            -0.026_854_211_464_524_27,
+            0.005_189_087_241_888_046,
+            -0.000_801_686_430_349_946,
+            7.875_874_871_388_078e-5,
+        ];
+        const B1: [f64; 10] = [
+            0.966_105_163_097_381_6,
+            0.118_930_287_659_168_24,
+            -0.178_395_420_312_881_47,
+            0.138_752_102_851_867_68,
+            -0.044_599_469_751_119_614,
+            -0.014_869_260_601_699_352,
+            0.019_333_558_157_086_372,
+            -0.004_709_593_951_702_118,
+            -0.002_402_188_256_382_942,
+            0.001_555_390_772_409_737_1,
+        ];
+        const B2: [f64; 10] = [
+            0.999_977_946_281_433_1,
+            0.000_139_233_728_987_164_8,
+            -0.000_419_839_401_729_404_9,
+            0.000_790_067_890_193_313_4,
+            -0.001_027_911_785_058_677_2,
+            0.001_008_770_428_597_927,
+            -0.000_783_200_026_489_794_3,
+            0.000_412_576_686_358_079_3,
+            -8.591_964_433_435_35e-5,
+            -1.177_074_227_598_495_8e-5,
+        ];
+        let a = cx.fb.ins().fabs(x);
+        let t = cx.fb.ins().fmul(a, a);
+        let pa = self.poly(cx, t, &A);
+        let ra = cx.fb.ins().fmul(a, pa);
+        let c1 = self.c(cx, 1.5);
+        let s1 = cx.fb.ins().fsub(a, c1);
+        let rb1 = self.poly(cx, s1, &B1);
+        let c2 = self.c(cx, 3.0);
+        let s2 = cx.fb.ins().fsub(a, c2);
+        let rb2 = self.poly(cx, s2, &B2);
+        let one = self.c(cx, 1.0);
+        let two = self.c(cx, 2.0);
+        let sat = self.c(cx, 3.92);
+        let below2 = self.fcmp(cx, FloatCC::LessThan, a, two);
+        let r = self.sel(cx, below2, rb1, rb2);
+        let upto1 = self.fcmp(cx, FloatCC::LessThanOrEqual, a, one);
+        let r = self.sel(cx, upto1, ra, r);
+        let big = self.fcmp(cx, FloatCC::GreaterThanOrEqual, a, sat);
+        let r = self.sel(cx, big, one, r);
+        // r ≥ 0 (or NaN from NaN): or-ing in x's sign bit gives erf's oddness.
+        let xb = self.bits_of(cx, x);
+        let sm = self.ci(cx, i32::MIN as i64);
+        let sign = cx.fb.ins().band(xb, sm);
+        let rb = self.bits_of(cx, r);
+        let r = cx.fb.ins().bor(rb, sign);
+        Some(self.float_of(cx, r))
     }
 }

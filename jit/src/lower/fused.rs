@@ -103,7 +103,8 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
             | UnaryOp::Sin
             | UnaryOp::Cos
             | UnaryOp::Tanh
-            | UnaryOp::Logistic => fast,
+            | UnaryOp::Logistic
+            | UnaryOp::Erf => fast,
             UnaryOp::Sign
             | UnaryOp::Round
             | UnaryOp::Exp2
@@ -115,8 +116,7 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
             | UnaryOp::Cosh
             | UnaryOp::Asinh
             | UnaryOp::Acosh
-            | UnaryOp::Atanh
-            | UnaryOp::Erf => false,
+            | UnaryOp::Atanh => false,
         },
         Op::Binary(b) => matches!(
             b,
@@ -165,6 +165,8 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool) -> bo
         Op::Shape(ShapeOp::BroadcastInDim { .. }) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
+        // The fast `erf` exists for f32 only.
+        Op::Unary(UnaryOp::Erf) if float == DType::F64 => false,
         op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
     }
 }

@@ -98,6 +98,7 @@ fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Option<ir::Value> {
         UnaryOp::Cos => fm.sincos(cx, x, 1),
         UnaryOp::Tanh => fm.tanh(cx, x),
         UnaryOp::Logistic => fm.logistic(cx, x),
+        UnaryOp::Erf => return fm.erf(cx, x),
         UnaryOp::Neg
         | UnaryOp::Abs
         | UnaryOp::Sign
@@ -116,7 +117,6 @@ fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Option<ir::Value> {
         | UnaryOp::Asinh
         | UnaryOp::Acosh
         | UnaryOp::Atanh
-        | UnaryOp::Erf
         | UnaryOp::IntegerPow(_)
         | UnaryOp::Square
         | UnaryOp::Reciprocal => return None,

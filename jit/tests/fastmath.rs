@@ -301,3 +301,107 @@ fn fused_sin_and_cos_match_their_separate_forms() {
         }
     }
 }
+
+/// A graph of `pow` on two f32 parameters of shape `dims`.
+fn pow_graph(dims: &[usize]) -> Graph {
+    use ferrax_ir::ops::BinaryOp;
+    let mut b = Builder::new();
+    let ty = Type::new(DType::F32, dims);
+    let x = b.param(ty.clone());
+    let y = b.param(ty);
+    let r = b.push1(Op::Binary(BinaryOp::Pow), &[x, y]).expect("pow");
+    b.finish(&[r])
+}
+
+/// Fast f32 `pow` (computed in f64 lanes) stays within one f32 ulp of the f64 `powf` of its
+/// inputs over positive bases from 1e-30 to 1e30, negative bases with integer exponents and
+/// exponents up to ±40, through the vector loop (with a scalar tail) and the scalar entry; and
+/// every pair of special values gives exactly f32 `powf`'s result (NaN for NaN).
+#[test]
+fn fast_f32_pow_stays_within_one_ulp_and_keeps_special_values() {
+    let mut rng = Rng(17);
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for _ in 0..30_000 {
+        let x = 10f64.powf(-30.0 + 60.0 * rng.next()) as f32;
+        let y = (-40.0 + 80.0 * rng.next()) as f32;
+        xs.push(x);
+        ys.push(y);
+        // Negative bases with integer exponents, and bases near 1 with large exponents.
+        xs.push(-(1.0 + 9.0 * rng.next() as f32));
+        ys.push((-30.0 + 60.0 * rng.next()).round() as f32);
+        xs.push((0.9 + 0.2 * rng.next()) as f32);
+        ys.push((-800.0 + 1600.0 * rng.next()) as f32);
+    }
+    let specials = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        2.0,
+        -2.0,
+        3.0,
+        -3.0,
+        2.5,
+        -2.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e-40,
+        -1e-40,
+    ];
+    for &a in &specials {
+        for &b in &specials {
+            xs.push(a);
+            ys.push(b);
+        }
+    }
+    // An odd length, so the vector loop leaves a scalar tail.
+    xs.push(1.5);
+    ys.push(2.5);
+    let n = xs.len();
+    let f = compile(&pow_graph(&[n]), &fast()).expect("compile");
+    let args = [
+        Array::from_f32(&[n][..], xs.clone()).expect("x"),
+        Array::from_f32(&[n][..], ys.clone()).expect("y"),
+    ];
+    let mut got = f.call(&args).expect("call")[0].to_f64_vec();
+    // The scalar entry (no vectors) on every 7th point, checked the same way.
+    let scalar = compile(&pow_graph(&[]), &fast()).expect("compile");
+    for k in (0..n).step_by(7) {
+        let mut out = [0.0];
+        scalar
+            .call_scalar(&[xs[k] as f64, ys[k] as f64], &mut out)
+            .expect("call_scalar");
+        got.push(out[0]);
+    }
+    let picked: Vec<usize> = (0..n).chain((0..n).step_by(7)).collect();
+    let mut worst = (0.0, 0.0, 0.0);
+    for (&k, &g) in picked.iter().zip(&got) {
+        let (x, y) = (xs[k], ys[k]);
+        let exact = x.powf(y);
+        if !exact.is_finite() || exact == 0.0 || x.is_nan() || y.is_nan() {
+            // Special results: exactly f32 powf's (any NaN for NaN).
+            let ok = (exact.is_nan() && g.is_nan()) || (g as f32).to_bits() == exact.to_bits();
+            assert!(ok, "pow({x:e}, {y:e}) = {g:e}, powf gives {exact:e}");
+            continue;
+        }
+        let want = (x as f64).powf(y as f64);
+        if want.abs() < f32::MIN_POSITIVE as f64 || want.abs() > f32::MAX as f64 {
+            continue;
+        }
+        let e = ulps(g, want, DType::F32);
+        if e > worst.0 {
+            worst = (e, x as f64, y as f64);
+        }
+    }
+    assert!(
+        worst.0 <= 1.0,
+        "pow f32: {:.2} ulps at ({:e}, {:e})",
+        worst.0,
+        worst.1,
+        worst.2
+    );
+}

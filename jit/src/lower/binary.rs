@@ -1,22 +1,34 @@
 //! Per-element emitters for `ferrax_ir::ops::BinaryOp`: IEEE arithmetic and NaN-propagating
-//! min/max inline, `pow`, `atan2` and float `rem` through imported helpers, and the i32 ops
+//! min/max inline, `pow`, `atan2` and float `rem` through imported helpers (f32 `pow` inline
+//! in fast math), and the i32 ops
 //! with the interpreter's wrapping and divide-by-zero rules (never a trapping instruction).
 
+use super::fastmath::Fm;
 use super::{clty, Ctx};
 use cranelift_codegen::ir::{self, condcodes::IntCC, InstBuilder};
 use ferrax_ir::ops::BinaryOp;
 use ferrax_ir::{DType, Result};
 
 /// Emits `op(a, b)` for one element pair of `dtype`.
+///
+/// `elements` is the size of the op's operands: with the math mode, it decides whether f32
+/// `pow` uses the inline form of [`Fm::pow`].
 pub(crate) fn emit(
     cx: &mut Ctx,
     op: BinaryOp,
     dtype: DType,
     a: ir::Value,
     b: ir::Value,
+    elements: usize,
 ) -> Result<ir::Value> {
     if dtype == DType::I32 {
         return Ok(emit_int(cx, op, a, b));
+    }
+    if op == BinaryOp::Pow && cx.opts.math.fast_for(elements) {
+        let fm = Fm::new(cx, cx.fb.func.dfg.value_type(a));
+        if let Some(r) = fm.pow(cx, a, b) {
+            return Ok(r);
+        }
     }
     let helper = |cx: &mut Ctx, name: &str| -> Result<ir::Value> {
         let t = clty(dtype);

@@ -29,6 +29,7 @@
 //! | `tanh` | all | 3 |
 //! | `logistic` | `[-700, 700]`; `[-87, 87]` | 3 |
 //! | `erf` | f32 only: all | 3 |
+//! | `pow` | f32 only: all | 1 |
 //!
 //! Outside the trigonometric domains the Cody–Waite reduction loses accuracy gradually (an
 //! absolute error of about `|x|·2^-p`, p = 86 for f64, 35 for f32). Subnormal results of `exp`
@@ -665,6 +666,121 @@ impl Fm {
         let one = self.c(cx, 1.0);
         let d = cx.fb.ins().fadd(one, e);
         cx.fb.ins().fdiv(one, d)
+    }
+
+    /// `x^y` for f32 lanes (`None` for f64, which keeps the precise function: a few f64 ulps
+    /// need `log` in double-word arithmetic). The lanes are widened to f64 and
+    /// `|x|^y = exp(y·log|x|)` is computed with the f64 [`Fm::log`] and [`Fm::exp`]: their
+    /// 2-ulp f64 errors, amplified by at most `|y·log|x|| ≤ 104` before the f32 result
+    /// overflows or underflows, stay far below an f32 ulp, so after narrowing the result is
+    /// within one f32 ulp. IEEE's special cases are selected in: the sign for negative `x`
+    /// and odd integer `y`, NaN for finite negative `x` and non-integer `y`, and 1 for
+    /// `y = ±0`, `x = 1` and `|x| = 1` with infinite `y`.
+    pub fn pow(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value) -> Option<ir::Value> {
+        if self.wide {
+            return None;
+        }
+        if !self.ty.is_vector() {
+            let (xd, yd) = (
+                cx.fb.ins().fpromote(types::F64, x),
+                cx.fb.ins().fpromote(types::F64, y),
+            );
+            let r = Fm::new(cx, types::F64).pow_wide(cx, xd, yd);
+            return Some(cx.fb.ins().fdemote(types::F32, r));
+        }
+        // f32x4: lanes 0–1 and 2–3 in two f64x2 halves, narrowed and joined again.
+        let flags = Fm::flags();
+        let bytes = |cx: &mut Ctx, v: ir::Value| cx.fb.ins().bitcast(types::I8X16, flags, v);
+        let shuffle = |cx: &mut Ctx, a: ir::Value, b: ir::Value, mask: [u8; 16]| {
+            let imm = cx
+                .fb
+                .func
+                .dfg
+                .immediates
+                .push(ir::ConstantData::from(mask.to_vec()));
+            cx.fb.ins().shuffle(a, b, imm)
+        };
+        // Bytes 8–15 (lanes 2–3) moved to the front.
+        let high_first: [u8; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
+        let wide = Fm::new(cx, types::F64X2);
+        let mut halves = [x, x];
+        for (k, h) in halves.iter_mut().enumerate() {
+            let (xs, ys) = if k == 0 {
+                (x, y)
+            } else {
+                let xb = bytes(cx, x);
+                let yb = bytes(cx, y);
+                let xh = shuffle(cx, xb, xb, high_first);
+                let yh = shuffle(cx, yb, yb, high_first);
+                (
+                    cx.fb.ins().bitcast(types::F32X4, flags, xh),
+                    cx.fb.ins().bitcast(types::F32X4, flags, yh),
+                )
+            };
+            let xd = cx.fb.ins().fvpromote_low(xs);
+            let yd = cx.fb.ins().fvpromote_low(ys);
+            let r = wide.pow_wide(cx, xd, yd);
+            *h = cx.fb.ins().fvdemote(r);
+        }
+        // Lanes 0–1 of each narrowed half (bytes 0–7 of the first, then of the second).
+        let lo = bytes(cx, halves[0]);
+        let hi = bytes(cx, halves[1]);
+        let joined = shuffle(
+            cx,
+            lo,
+            hi,
+            [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
+        );
+        Some(cx.fb.ins().bitcast(types::F32X4, flags, joined))
+    }
+
+    /// `x^y` on f64 lanes for [`Fm::pow`]: `exp(y·log|x|)` with IEEE's special cases.
+    fn pow_wide(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value) -> ir::Value {
+        let ax = cx.fb.ins().fabs(x);
+        let l = self.log(cx, ax);
+        let t = cx.fb.ins().fmul(y, l);
+        let m = self.exp(cx, t);
+        // y's parity: an integer when floor(y) = y, even when y/2 is one too (±∞ counts as
+        // an even integer, NaN as neither).
+        let fy = cx.fb.ins().floor(y);
+        let is_int = self.fcmp(cx, FloatCC::Equal, fy, y);
+        let half = self.c(cx, 0.5);
+        let hy = cx.fb.ins().fmul(y, half);
+        let fhy = cx.fb.ins().floor(hy);
+        let even = self.fcmp(cx, FloatCC::Equal, fhy, hy);
+        let not_even = cx.fb.ins().bnot(even);
+        let odd = cx.fb.ins().band(is_int, not_even);
+        // x's sign bit (so −0 and −∞ count as negative).
+        let xb = self.bits_of(cx, x);
+        let sm = self.ci(cx, i64::MIN);
+        let sign = cx.fb.ins().band(xb, sm);
+        let zero_i = self.ci(cx, 0);
+        let xneg = cx.fb.ins().icmp(IntCC::NotEqual, sign, zero_i);
+        let flip = cx.fb.ins().band(odd, xneg);
+        let nm = cx.fb.ins().fneg(m);
+        let r = self.sel(cx, flip, nm, m);
+        // Finite negative x with non-integer y: NaN.
+        let zero = self.c(cx, 0.0);
+        let ninf = self.c(cx, f64::NEG_INFINITY);
+        let below = self.fcmp(cx, FloatCC::LessThan, x, zero);
+        let finite = self.fcmp(cx, FloatCC::GreaterThan, x, ninf);
+        let not_int = cx.fb.ins().bnot(is_int);
+        let bad = cx.fb.ins().band(below, finite);
+        let bad = cx.fb.ins().band(bad, not_int);
+        let nan = self.c(cx, f64::NAN);
+        let r = self.sel(cx, bad, nan, r);
+        // Exactly 1: y = ±0 (any x), x = 1 (any y), |x| = 1 with y = ±∞.
+        let one = self.c(cx, 1.0);
+        let inf = self.c(cx, f64::INFINITY);
+        let y0 = self.fcmp(cx, FloatCC::Equal, y, zero);
+        let x1 = self.fcmp(cx, FloatCC::Equal, x, one);
+        let ax1 = self.fcmp(cx, FloatCC::Equal, ax, one);
+        let ay = cx.fb.ins().fabs(y);
+        let yinf = self.fcmp(cx, FloatCC::Equal, ay, inf);
+        let unit = cx.fb.ins().band(ax1, yinf);
+        let ones = cx.fb.ins().bor(y0, x1);
+        let ones = cx.fb.ins().bor(ones, unit);
+        self.sel(cx, ones, one, r)
     }
 
     /// `erf x` for f32 lanes (`None` for f64, which keeps the precise function: reaching a

@@ -118,15 +118,16 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
             | UnaryOp::Acosh
             | UnaryOp::Atanh => false,
         },
-        Op::Binary(b) => matches!(
-            b,
+        Op::Binary(b) => match b {
             BinaryOp::Add
-                | BinaryOp::Sub
-                | BinaryOp::Mul
-                | BinaryOp::Div
-                | BinaryOp::Max
-                | BinaryOp::Min
-        ),
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Div
+            | BinaryOp::Max
+            | BinaryOp::Min => true,
+            BinaryOp::Pow => fast,
+            BinaryOp::Atan2 | BinaryOp::Rem => false,
+        },
         Op::Convert(ConvertOp::StopGradient) => true,
         Op::Shape(ShapeOp::BroadcastInDim { .. }) => true,
         Op::Convert(ConvertOp::Convert(_))
@@ -165,8 +166,8 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool) -> bo
         Op::Shape(ShapeOp::BroadcastInDim { .. }) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
-        // The fast `erf` exists for f32 only.
-        Op::Unary(UnaryOp::Erf) if float == DType::F64 => false,
+        // The fast `erf` and `pow` exist for f32 only.
+        Op::Unary(UnaryOp::Erf) | Op::Binary(BinaryOp::Pow) if float == DType::F64 => false,
         op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
     }
 }

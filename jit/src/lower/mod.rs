@@ -577,7 +577,10 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 let n = self.graph.ty(args[0]).size();
                 unary::emit(self, *u, dt(0), xs[0], n)
             }
-            Op::Binary(b) => binary::emit(self, *b, dt(0), xs[0], xs[1]),
+            Op::Binary(b) => {
+                let n = self.graph.ty(args[0]).size();
+                binary::emit(self, *b, dt(0), xs[0], xs[1], n)
+            }
             Op::Compare(c) => {
                 let d = if args.len() == 3 { dt(1) } else { dt(0) };
                 compare::emit(self, *c, d, xs)

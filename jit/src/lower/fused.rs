@@ -145,7 +145,7 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
 /// on `float` values (see [`vectorizable`]); comparisons of `float` or i32 values (i32 lanes
 /// are widened to the float's lane width), and logic on their results, as lane masks; and
 /// `select` between `float` values on such a mask.
-fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool) -> bool {
+fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: bool) -> bool {
     let dt = |v: &Value| graph.ty(*v).dtype;
     let all = |vs: &[Value], d: DType| vs.iter().all(|v| dt(v) == d);
     match &inst.op {
@@ -166,8 +166,9 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool) -> bo
         Op::Shape(ShapeOp::BroadcastInDim { .. }) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
-        // The fast `erf` and `pow` exist for f32 only.
-        Op::Unary(UnaryOp::Erf) | Op::Binary(BinaryOp::Pow) if float == DType::F64 => false,
+        // The fast `erf` exists for f32 only, the fast f64 `pow` with FMA only.
+        Op::Unary(UnaryOp::Erf) if float == DType::F64 => false,
+        Op::Binary(BinaryOp::Pow) if float == DType::F64 && !fma => false,
         op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
     }
 }
@@ -233,6 +234,7 @@ fn spec(
     fusion: &crate::fuse::Fusion,
     root: usize,
     math: MathMode,
+    fma: bool,
 ) -> Spec {
     let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
@@ -373,7 +375,7 @@ fn spec(
             .all(|r| graph.ty(r.out).dtype == dtype && graph.ty(r.value).dtype == dtype)
         && (out_strides[inner] == 1 || (reduce.is_some() && out_strides[inner] == 0))
         && members.iter().all(|&j| {
-            matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast)
+            matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast, fma)
         })
         && reads
             .iter()
@@ -410,7 +412,14 @@ fn spec(
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
-    let mut sp = spec(graph, &insts, &cx.plan.fusion, root, cx.opts.math);
+    let mut sp = spec(
+        graph,
+        &insts,
+        &cx.plan.fusion,
+        root,
+        cx.opts.math,
+        cx.has_fma,
+    );
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -7,8 +7,8 @@ pub enum MathMode {
     /// [`ferrax_ir::interp::eval`] for every elementwise op.
     Precise,
     /// Inline, vectorisable polynomial approximations of `exp`, `expm1`, `log`, `log1p`, `sin`,
-    /// `cos`, `tanh`, `logistic`, `pow` (f64 when the CPU has FMA) and (f32 only) `erf`, each
-    /// within a documented ulp bound (the table in `lower/fastmath.rs`, asserted by
+    /// `cos`, `tanh`, `logistic`, `erf` and `pow` (f64 `pow` when the CPU has FMA), each within
+    /// a documented ulp bound (the table in `lower/fastmath.rs`, asserted by
     /// `jit/tests/fastmath.rs`); the other transcendentals stay precise. Sums and products along a row may use one
     /// accumulator per vector lane (reassociated, so they differ from the interpreter's
     /// sequential order by rounding).

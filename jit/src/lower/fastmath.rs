@@ -28,7 +28,7 @@
 //! | `sin`, `cos` | `|x| ≤ 2^16`; `|x| ≤ 2^10` | 3 |
 //! | `tanh` | all | 3 |
 //! | `logistic` | `[-700, 700]`; `[-87, 87]` | 3 |
-//! | `erf` | f32 only: all | 3 |
+//! | `erf` | all | 3 |
 //! | `pow` | all (f64 with FMA only) | 3 (f64), 1 (f32) |
 //!
 //! Outside the trigonometric domains the Cody–Waite reduction loses accuracy gradually (an
@@ -914,16 +914,21 @@ impl Fm {
         self.sel(cx, ones, one, r)
     }
 
-    /// `erf x` for f32 lanes (`None` for f64, which keeps the precise function: reaching a
-    /// few f64 ulps needs double-word arithmetic). Three polynomials in `a = |x|`, each a
-    /// Chebyshev fit (fitted with mpmath, coefficients rounded to f32): `a·A(a²)` on
-    /// `[0, 1]` (fit error 1.2e-9), then `B₁(a − 1.5)` on `[1, 2]` and `B₂(a − 3)` on `[2, 4]`
-    /// (erf itself, which is at least 0.84 there); from 3.92 on, erf rounds to 1 in f32. All
-    /// three are evaluated and the right one selected; the sign of `x` is put back last, so
-    /// `erf(−0) = −0`, `erf(±∞) = ±1` and NaN stays NaN.
+    /// `erf x`: odd, so computed on `a = |x|` with the sign of `x` put back last (`erf(−0) =
+    /// −0`, `erf(±∞) = ±1`, NaN stays NaN). Every piece is evaluated and the right one
+    /// selected. The polynomials are Chebyshev fits made with mpmath.
+    ///
+    /// f32 lanes: `a·A(a²)` on `[0, 1]` (fit error 1.2e-9), then erf itself as `B₁(a − 1.5)`
+    /// on `[1, 2]` and `B₂(a − 3)` on `[2, 4]` (coefficients rounded to f32); from 3.92 on,
+    /// erf rounds to 1.
+    ///
+    /// f64 lanes: `a·A(a²)` on `[0, 1]` (fit error 1.3e-19), then `1 − e^(−a²)·G(a)` with
+    /// `G = erfc·e^(a²)` fitted on `[1, 2]`, `[2, 3.5]` and `[3.5, 6]` (relative errors 2e-18,
+    /// 3e-15 and 2e-11, each below 1e-17 of erf); the 2-ulp `exp` enters scaled by
+    /// `erfc(a) ≤ 0.16`; from 6 on, erf rounds to 1.
     pub fn erf(&self, cx: &mut Ctx, x: ir::Value) -> Option<ir::Value> {
         if self.wide {
-            return None;
+            return Some(self.erf_wide(cx, x));
         }
         const A: [f64; 7] = [
             1.128_379_106_521_606_4,
@@ -977,12 +982,112 @@ impl Fm {
         let r = self.sel(cx, upto1, ra, r);
         let big = self.fcmp(cx, FloatCC::GreaterThanOrEqual, a, sat);
         let r = self.sel(cx, big, one, r);
-        // r ≥ 0 (or NaN from NaN): or-ing in x's sign bit gives erf's oddness.
+        Some(self.with_sign_of(cx, r, x))
+    }
+
+    /// `r` (non-negative or NaN) with the sign bit of `x` or-ed in.
+    fn with_sign_of(&self, cx: &mut Ctx, r: ir::Value, x: ir::Value) -> ir::Value {
         let xb = self.bits_of(cx, x);
-        let sm = self.ci(cx, i32::MIN as i64);
+        let sm = self.ci(cx, if self.wide { i64::MIN } else { i32::MIN as i64 });
         let sign = cx.fb.ins().band(xb, sm);
         let rb = self.bits_of(cx, r);
         let r = cx.fb.ins().bor(rb, sign);
-        Some(self.float_of(cx, r))
+        self.float_of(cx, r)
+    }
+
+    /// The f64 form of [`Fm::erf`].
+    fn erf_wide(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
+        const A: [f64; 13] = [
+            std::f64::consts::FRAC_2_SQRT_PI,
+            -0.3761263890318375,
+            0.11283791670954879,
+            -0.026866170645076792,
+            0.0052239776248180145,
+            -0.000854832698083379,
+            0.0001205533111164271,
+            -1.4925595266831182e-05,
+            1.6461000484121368e-06,
+            -1.6350312701054695e-07,
+            1.4659775274047436e-08,
+            -1.1372848856791674e-09,
+            5.957176147748911e-11,
+        ];
+        const G1: [f64; 17] = [
+            0.3215854164543175,
+            -0.16362291773256005,
+            0.0761510398554774,
+            -0.03293090529956527,
+            0.013377340953067394,
+            -0.0051459575478377826,
+            0.0018861348769919975,
+            -0.0006619300701084315,
+            0.0002233099453004411,
+            -7.265887301589559e-05,
+            2.2864299608127746e-05,
+            -6.97536222785843e-06,
+            2.0670657912156654e-06,
+            -5.944961119917664e-07,
+            1.6714292901928126e-07,
+            -4.9545807838901603e-08,
+            1.3242541506849586e-08,
+        ];
+        const G2: [f64; 15] = [
+            0.1936620962790687,
+            -0.06323763756064137,
+            0.019758592987324287,
+            -0.005934337896564839,
+            0.001719581885194874,
+            -0.0004821950932829294,
+            0.00013118180233874277,
+            -3.469853951374473e-05,
+            8.940140785092413e-06,
+            -2.247676321583971e-06,
+            5.520418140550562e-07,
+            -1.3192706697647487e-07,
+            3.105710607611476e-08,
+            -8.01181001890603e-09,
+            1.8069520510416326e-09,
+        ];
+        const G3: [f64; 12] = [
+            0.11630270720874594,
+            -0.023503448597910273,
+            0.004661326438113046,
+            -0.000908098908675339,
+            0.00017392778941474965,
+            -3.277569444797808e-05,
+            6.082510682228709e-06,
+            -1.1118029273174716e-06,
+            1.9859009944209772e-07,
+            -3.5308951693218504e-08,
+            7.185117567525625e-09,
+            -1.2397154955686125e-09,
+        ];
+        let a = cx.fb.ins().fabs(x);
+        let t = cx.fb.ins().fmul(a, a);
+        let pa = self.poly(cx, t, &A);
+        let ra = cx.fb.ins().fmul(a, pa);
+        let mut g = Vec::new();
+        for (cen, coeffs) in [(1.5, &G1[..]), (2.75, &G2[..]), (4.75, &G3[..])] {
+            let c = self.c(cx, cen);
+            let s = cx.fb.ins().fsub(a, c);
+            g.push(self.poly(cx, s, coeffs));
+        }
+        let two = self.c(cx, 2.0);
+        let b2 = self.c(cx, 3.5);
+        let below2 = self.fcmp(cx, FloatCC::LessThan, a, two);
+        let below35 = self.fcmp(cx, FloatCC::LessThan, a, b2);
+        let gg = self.sel(cx, below35, g[1], g[2]);
+        let gg = self.sel(cx, below2, g[0], gg);
+        let nt = cx.fb.ins().fneg(t);
+        let e = self.exp(cx, nt);
+        let one = self.c(cx, 1.0);
+        let ne = cx.fb.ins().fneg(e);
+        let rb = self.mla(cx, ne, gg, one);
+        let upto1 = self.fcmp(cx, FloatCC::LessThanOrEqual, a, one);
+        let r = self.sel(cx, upto1, ra, rb);
+        let six = self.c(cx, 6.0);
+        let big = self.fcmp(cx, FloatCC::GreaterThanOrEqual, a, six);
+        let r = self.sel(cx, big, one, r);
+        self.with_sign_of(cx, r, x)
     }
 }

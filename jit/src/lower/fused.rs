@@ -166,8 +166,7 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: 
         Op::Shape(ShapeOp::BroadcastInDim { .. }) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
-        // The fast `erf` exists for f32 only, the fast f64 `pow` with FMA only.
-        Op::Unary(UnaryOp::Erf) if float == DType::F64 => false,
+        // The fast f64 `pow` needs FMA.
         Op::Binary(BinaryOp::Pow) if float == DType::F64 && !fma => false,
         op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
     }

@@ -74,20 +74,52 @@ impl Fusion {
 }
 
 /// Whether recomputing `op` in several loops costs less than storing and reloading it: a
-/// broadcast (a strided read), or arithmetic without division, roots or transcendentals.
+/// broadcast (a strided read), a comparison, select or conversion, or arithmetic without
+/// division, roots or transcendentals. Every elementwise op is listed, so a new one has to be
+/// placed here.
 fn cheap(op: &Op) -> bool {
     use ferrax_ir::ops::{BinaryOp, UnaryOp};
     match op {
         Op::Shape(ShapeOp::BroadcastInDim { .. }) | Op::Compare(_) | Op::Convert(_) => true,
-        Op::Unary(u) => matches!(
-            u,
-            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Sign
-        ),
-        Op::Binary(b) => matches!(
-            b,
-            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
-        ),
-        _ => false,
+        Op::Unary(u) => match u {
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Sign => true,
+            UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sqrt
+            | UnaryOp::Rsqrt
+            | UnaryOp::Exp
+            | UnaryOp::Exp2
+            | UnaryOp::Expm1
+            | UnaryOp::Log
+            | UnaryOp::Log1p
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Tanh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh
+            | UnaryOp::Logistic
+            | UnaryOp::Erf
+            | UnaryOp::IntegerPow(_)
+            | UnaryOp::Reciprocal => false,
+        },
+        Op::Binary(b) => match b {
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min => true,
+            BinaryOp::Div | BinaryOp::Pow | BinaryOp::Atan2 | BinaryOp::Rem => false,
+        },
+        Op::Literal(_)
+        | Op::Shape(_)
+        | Op::Reduce(_)
+        | Op::Dot(_)
+        | Op::Index(_)
+        | Op::Control(_) => false,
     }
 }
 

@@ -55,10 +55,13 @@ fn main() -> ferrax::Result<()> {
     println!("per-example gradients, shape {:?}:\n{g}", g.dims());
 
     println!("\n== 7. jit: native code with Cranelift ==");
+    // `jit` is lazy: the first `compiled()` (or call) specialises the gradient to the
+    // argument types and compiles it; later calls with the same types reuse the code.
     let t0 = Instant::now();
     let fast = jit(&df)?;
-    println!("trace + grad + compile: {:?}", t0.elapsed());
-    let native = fast.compiled()?.as_fn3_n::<f64, 3>()?;
+    let compiled = fast.compiled()?;
+    println!("specialise + compile on first use: {:?}", t0.elapsed());
+    let native = compiled.as_fn3_n::<f64, 3>()?;
     let g = native.call_multi(1.0, 2.0, 3.0);
     println!("jit grad f(1, 2, 3) = {g:?}");
     let n = 1_000_000;

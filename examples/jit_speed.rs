@@ -32,13 +32,14 @@ fn time_ns(mut f: impl FnMut() -> f64) -> f64 {
 }
 
 fn main() -> ferrax::Result<()> {
+    // Trace, differentiate and compile: `jit` is lazy, so the work happens in `compiled()`.
     let t0 = Instant::now();
     let f = |x: Tensor, y: Tensor, z: Tensor| x.sin() * y.exp() / z.ln();
     let df = grad(f).wrt((0, 1, 2));
-    let compiled = jit(&df)?;
+    let compiled = jit(&df)?.compiled()?;
     let compile_us = t0.elapsed().as_secs_f64() * 1e6;
 
-    let native = compiled.compiled()?.as_fn3_n::<f64, 3>()?;
+    let native = compiled.as_fn3_n::<f64, 3>()?;
     let g = native.call_multi(1.0, 2.0, 3.0);
     println!("grad = [{}, {}, {}]", g[0], g[1], g[2]);
     println!("compile_us = {compile_us:.0}");

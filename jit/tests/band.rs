@@ -210,3 +210,26 @@ fn dense_hessian_of_rosenbrock_is_bit_identical() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Random chains: up to five bands with slopes in −2..=2 (0 gives a column, which is a
+    /// band too) and offsets that may fall outside the matrix, random shapes and dtypes,
+    /// with and without special values: always the interpreter's bits.
+    #[test]
+    fn random_band_chains_match_the_interpreter(
+        rows in 1usize..12,
+        cols in 1usize..12,
+        f32_dtype in proptest::bool::ANY,
+        specs in proptest::collection::vec((-2i32..=2, -14i32..=14, proptest::bool::ANY), 1..6),
+        seed in 0u64..1000,
+    ) {
+        let bands: Vec<BandSpec> = specs
+            .iter()
+            .map(|&(slope, offset, full)| band(slope, offset, full))
+            .collect();
+        let dtype = if f32_dtype { DType::F32 } else { DType::F64 };
+        run(dtype, rows, cols, &bands, seed);
+    }
+}

@@ -356,7 +356,61 @@ impl Fm {
     /// `ln x`.
     pub fn log(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
         let (m, kf) = self.log_parts(cx, x);
-        self.log_from_parts(cx, x, m, kf)
+        // log(m) = f − f²/2 + s·(f²/2 + R(s²)), s = f/(2+f).
+        let one = self.c(cx, 1.0);
+        let two = self.c(cx, 2.0);
+        let half = self.c(cx, 0.5);
+        let f = cx.fb.ins().fsub(m, one);
+        let d = cx.fb.ins().fadd(two, f);
+        let s = cx.fb.ins().fdiv(f, d);
+        let z = cx.fb.ins().fmul(s, s);
+        let w = cx.fb.ins().fmul(z, z);
+        let (t1, t2) = if self.wide {
+            let a = self.poly(
+                cx,
+                w,
+                &[
+                    3.999_999_999_940_941_908e-1,
+                    2.222_219_843_214_978_396e-1,
+                    1.531_383_769_920_937_332e-1,
+                ],
+            );
+            let b = self.poly(
+                cx,
+                w,
+                &[
+                    6.666_666_666_666_735_130e-1,
+                    2.857_142_874_366_239_149e-1,
+                    1.818_357_216_161_805_012e-1,
+                    1.479_819_860_511_658_591e-1,
+                ],
+            );
+            (cx.fb.ins().fmul(w, a), cx.fb.ins().fmul(z, b))
+        } else {
+            let a = self.poly(cx, w, &[0.400_009_721_52, 0.242_790_788_41]);
+            let b = self.poly(cx, w, &[0.666_666_626_93, 0.284_987_866_88]);
+            (cx.fb.ins().fmul(w, a), cx.fb.ins().fmul(z, b))
+        };
+        let rr = cx.fb.ins().fadd(t2, t1);
+        let hf = cx.fb.ins().fmul(half, f);
+        let hfsq = cx.fb.ins().fmul(hf, f);
+        let (l2h, l2l) = if self.wide {
+            (
+                6.931_471_803_691_238_164_9e-1,
+                1.908_214_929_270_587_700_02e-10,
+            )
+        } else {
+            (6.931_381_225_6e-1, 9.058_000_614_5e-6)
+        };
+        let l2h = self.c(cx, l2h);
+        let l2l = self.c(cx, l2l);
+        let hr = cx.fb.ins().fadd(hfsq, rr);
+        let sr = cx.fb.ins().fmul(s, hr);
+        let lo = self.mla(cx, kf, l2l, sr);
+        let t = cx.fb.ins().fsub(lo, hfsq);
+        let t = cx.fb.ins().fadd(t, f);
+        let res = self.mla(cx, kf, l2h, t);
+        self.log_specials(cx, x, res)
     }
 
     /// `x = 2^k·m` with `m` in `[√½, √2)` (subnormals scaled into the normal range first):
@@ -415,64 +469,10 @@ impl Fm {
         (m, kf)
     }
 
-    /// `ln x` from [`Fm::log_parts`]: `k·ln 2 + log(m)`.
-    fn log_from_parts(&self, cx: &mut Ctx, x: ir::Value, m: ir::Value, kf: ir::Value) -> ir::Value {
+    /// `res` (a logarithm of `x` computed for finite `x > 0`) with log's special values:
+    /// `log(±0) = −∞`, `log(x < 0) = NaN`, `log(∞) = ∞`, NaN stays NaN.
+    fn log_specials(&self, cx: &mut Ctx, x: ir::Value, res: ir::Value) -> ir::Value {
         let zero = self.c(cx, 0.0);
-        // log(m) = f − f²/2 + s·(f²/2 + R(s²)), s = f/(2+f).
-        let one = self.c(cx, 1.0);
-        let two = self.c(cx, 2.0);
-        let half = self.c(cx, 0.5);
-        let f = cx.fb.ins().fsub(m, one);
-        let d = cx.fb.ins().fadd(two, f);
-        let s = cx.fb.ins().fdiv(f, d);
-        let z = cx.fb.ins().fmul(s, s);
-        let w = cx.fb.ins().fmul(z, z);
-        let (t1, t2) = if self.wide {
-            let a = self.poly(
-                cx,
-                w,
-                &[
-                    3.999_999_999_940_941_908e-1,
-                    2.222_219_843_214_978_396e-1,
-                    1.531_383_769_920_937_332e-1,
-                ],
-            );
-            let b = self.poly(
-                cx,
-                w,
-                &[
-                    6.666_666_666_666_735_130e-1,
-                    2.857_142_874_366_239_149e-1,
-                    1.818_357_216_161_805_012e-1,
-                    1.479_819_860_511_658_591e-1,
-                ],
-            );
-            (cx.fb.ins().fmul(w, a), cx.fb.ins().fmul(z, b))
-        } else {
-            let a = self.poly(cx, w, &[0.400_009_721_52, 0.242_790_788_41]);
-            let b = self.poly(cx, w, &[0.666_666_626_93, 0.284_987_866_88]);
-            (cx.fb.ins().fmul(w, a), cx.fb.ins().fmul(z, b))
-        };
-        let rr = cx.fb.ins().fadd(t2, t1);
-        let hf = cx.fb.ins().fmul(half, f);
-        let hfsq = cx.fb.ins().fmul(hf, f);
-        let (l2h, l2l) = if self.wide {
-            (
-                6.931_471_803_691_238_164_9e-1,
-                1.908_214_929_270_587_700_02e-10,
-            )
-        } else {
-            (6.931_381_225_6e-1, 9.058_000_614_5e-6)
-        };
-        let l2h = self.c(cx, l2h);
-        let l2l = self.c(cx, l2l);
-        let hr = cx.fb.ins().fadd(hfsq, rr);
-        let sr = cx.fb.ins().fmul(s, hr);
-        let lo = self.mla(cx, kf, l2l, sr);
-        let t = cx.fb.ins().fsub(lo, hfsq);
-        let t = cx.fb.ins().fadd(t, f);
-        let res = self.mla(cx, kf, l2h, t);
-        // Specials: log(±0) = −∞, log(x<0) = NaN, log(∞) = ∞, NaN stays NaN.
         let inf = self.c(cx, f64::INFINITY);
         let ninf = self.c(cx, f64::NEG_INFINITY);
         let nan = self.c(cx, f64::NAN);
@@ -664,12 +664,7 @@ impl Fm {
         let d = cx.fb.ins().fadd(e, two);
         let t = cx.fb.ins().fdiv(e, d);
         // Put back the sign of x (−0 stays −0; NaN propagated by fmin and expm1).
-        let xb = self.bits_of(cx, x);
-        let sm = self.ci(cx, if self.wide { i64::MIN } else { i32::MIN as i64 });
-        let sign = cx.fb.ins().band(xb, sm);
-        let tb = self.bits_of(cx, t);
-        let r = cx.fb.ins().bor(tb, sign);
-        self.float_of(cx, r)
+        self.with_sign_of(cx, t, x)
     }
 
     /// `1 / (1 + e^−x)`.
@@ -842,16 +837,8 @@ impl Fm {
         let ax = cx.fb.ins().fabs(x);
         let m = if dw {
             let (l, l_lo) = self.log_dw(cx, ax);
-            // log 0 = −∞, log ∞ = ∞, NaN stays NaN (the double word is only for finite x > 0).
-            let zero = self.c(cx, 0.0);
-            let inf = self.c(cx, f64::INFINITY);
-            let ninf = self.c(cx, f64::NEG_INFINITY);
-            let is0 = self.fcmp(cx, FloatCC::Equal, ax, zero);
-            let l = self.sel(cx, is0, ninf, l);
-            let is_inf = self.fcmp(cx, FloatCC::Equal, ax, inf);
-            let l = self.sel(cx, is_inf, inf, l);
-            let is_nan = self.fcmp(cx, FloatCC::Unordered, ax, ax);
-            let l = self.sel(cx, is_nan, ax, l);
+            // The double word is only meaningful for finite x > 0.
+            let l = self.log_specials(cx, ax, l);
             // t = y·(l + l_lo) as a double word; e^t = e^t_hi·(1 + t_lo).
             let t = cx.fb.ins().fmul(y, l);
             let nt = cx.fb.ins().fneg(t);
@@ -859,6 +846,7 @@ impl Fm {
             let t_lo = self.mla(cx, y, l_lo, t_lo);
             let e = self.exp(cx, t);
             // Where t or e is not finite (x = 0 or ∞, overflow) the correction is dropped.
+            let inf = self.c(cx, f64::INFINITY);
             let ae = cx.fb.ins().fabs(e);
             let at = cx.fb.ins().fabs(t);
             let e_inf = self.fcmp(cx, FloatCC::Equal, ae, inf);

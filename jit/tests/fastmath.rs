@@ -313,139 +313,25 @@ fn fused_sin_and_cos_match_their_separate_forms() {
     }
 }
 
-/// A graph of `pow` on two f32 parameters of shape `dims`.
-fn pow_graph(dims: &[usize]) -> Graph {
+/// A graph of `pow` on two `dtype` parameters of shape `dims`.
+fn pow_graph(dtype: DType, dims: &[usize]) -> Graph {
     use ferrax_ir::ops::BinaryOp;
     let mut b = Builder::new();
-    let ty = Type::new(DType::F32, dims);
+    let ty = Type::new(dtype, dims);
     let x = b.param(ty.clone());
     let y = b.param(ty);
     let r = b.push1(Op::Binary(BinaryOp::Pow), &[x, y]).expect("pow");
     b.finish(&[r])
 }
 
-/// Fast f32 `pow` (computed in f64 lanes) stays within one f32 ulp of the f64 `powf` of its
-/// inputs over positive bases from 1e-30 to 1e30, negative bases with integer exponents and
-/// exponents up to ±40, through the vector loop (with a scalar tail) and the scalar entry; and
-/// every pair of special values gives exactly f32 `powf`'s result (NaN for NaN).
-#[test]
-fn fast_f32_pow_stays_within_one_ulp_and_keeps_special_values() {
-    let mut rng = Rng(17);
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
-    for _ in 0..30_000 {
-        let x = 10f64.powf(-30.0 + 60.0 * rng.next()) as f32;
-        let y = (-40.0 + 80.0 * rng.next()) as f32;
-        xs.push(x);
-        ys.push(y);
-        // Negative bases with integer exponents, and bases near 1 with large exponents.
-        xs.push(-(1.0 + 9.0 * rng.next() as f32));
-        ys.push((-30.0 + 60.0 * rng.next()).round() as f32);
-        xs.push((0.9 + 0.2 * rng.next()) as f32);
-        ys.push((-800.0 + 1600.0 * rng.next()) as f32);
-    }
-    let specials = [
-        0.0f32,
-        -0.0,
-        1.0,
-        -1.0,
-        0.5,
-        -0.5,
-        2.0,
-        -2.0,
-        3.0,
-        -3.0,
-        2.5,
-        -2.5,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NAN,
-        1e-40,
-        -1e-40,
-    ];
-    for &a in &specials {
-        for &b in &specials {
-            xs.push(a);
-            ys.push(b);
-        }
-    }
-    // An odd length, so the vector loop leaves a scalar tail.
-    xs.push(1.5);
-    ys.push(2.5);
-    let n = xs.len();
-    let f = compile(&pow_graph(&[n]), &fast()).expect("compile");
-    let args = [
-        Array::from_f32(&[n][..], xs.clone()).expect("x"),
-        Array::from_f32(&[n][..], ys.clone()).expect("y"),
-    ];
-    let mut got = f.call(&args).expect("call")[0].to_f64_vec();
-    // The scalar entry (no vectors) on every 7th point, checked the same way.
-    let scalar = compile(&pow_graph(&[]), &fast()).expect("compile");
-    for k in (0..n).step_by(7) {
-        let mut out = [0.0];
-        scalar
-            .call_scalar(&[xs[k] as f64, ys[k] as f64], &mut out)
-            .expect("call_scalar");
-        got.push(out[0]);
-    }
-    let picked: Vec<usize> = (0..n).chain((0..n).step_by(7)).collect();
-    let mut worst = (0.0, 0.0, 0.0);
-    for (&k, &g) in picked.iter().zip(&got) {
-        let (x, y) = (xs[k], ys[k]);
-        let exact = x.powf(y);
-        if !exact.is_finite() || exact == 0.0 || x.is_nan() || y.is_nan() {
-            // Special results: exactly f32 powf's (any NaN for NaN).
-            let ok = (exact.is_nan() && g.is_nan()) || (g as f32).to_bits() == exact.to_bits();
-            assert!(ok, "pow({x:e}, {y:e}) = {g:e}, powf gives {exact:e}");
-            continue;
-        }
-        let want = (x as f64).powf(y as f64);
-        if want.abs() < f32::MIN_POSITIVE as f64 || want.abs() > f32::MAX as f64 {
-            continue;
-        }
-        let e = ulps(g, want, DType::F32);
-        if e > worst.0 {
-            worst = (e, x as f64, y as f64);
-        }
-    }
-    assert!(
-        worst.0 <= 1.0,
-        "pow f32: {:.2} ulps at ({:e}, {:e})",
-        worst.0,
-        worst.1,
-        worst.2
-    );
-}
-
-/// Fast f64 `pow` (a double-word `log`, an exact product with `y`, and `exp` with the low
-/// word applied) stays within 3 ulps of glibc's `pow` over bases from 1e-300 to 1e300,
-/// negative bases with integer exponents, and bases near 1 with exponents in the thousands
-/// (where an error in `log|x|` is amplified most), through the vector loop and the scalar
-/// entry; every pair of special values gives exactly `powf`'s result (any NaN for NaN).
-#[test]
-fn fast_f64_pow_stays_within_three_ulps_and_keeps_special_values() {
-    use ferrax_ir::ops::BinaryOp;
-    let graph = |dims: &[usize]| {
-        let mut b = Builder::new();
-        let ty = Type::new(DType::F64, dims);
-        let x = b.param(ty.clone());
-        let y = b.param(ty);
-        let r = b.push1(Op::Binary(BinaryOp::Pow), &[x, y]).expect("pow");
-        b.finish(&[r])
-    };
-    let mut rng = Rng(23);
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
-    for _ in 0..30_000 {
-        xs.push(10f64.powf(-300.0 + 600.0 * rng.next()));
-        ys.push(-2.4 + 4.8 * rng.next());
-        xs.push(10f64.powf(-5.0 + 10.0 * rng.next()));
-        ys.push(-60.0 + 120.0 * rng.next());
-        xs.push(-(1.0 + 99.0 * rng.next()));
-        ys.push((-150.0 + 300.0 * rng.next()).round());
-        xs.push(0.99 + 0.02 * rng.next());
-        ys.push(-70_000.0 + 140_000.0 * rng.next());
-    }
+/// Runs fast `pow` of `dtype` on the pairs `(xs, ys)` (values of `dtype`) and on every pair of
+/// special values, through the vector loop (with a scalar tail) and, on every 7th pair, the
+/// scalar entry. Special results (infinite, zero, or from a NaN input) must equal `powf` of
+/// `dtype` exactly (any NaN for NaN); the others must stay within `bound` ulps of the f64
+/// `powf` of the inputs.
+fn check_pow(dtype: DType, mut xs: Vec<f64>, mut ys: Vec<f64>, bound: f64) {
+    let f32_dtype = dtype == DType::F32;
+    let tiny = if f32_dtype { 1e-40 } else { 1e-310 };
     let specials = [
         0.0,
         -0.0,
@@ -462,23 +348,28 @@ fn fast_f64_pow_stays_within_three_ulps_and_keeps_special_values() {
         f64::INFINITY,
         f64::NEG_INFINITY,
         f64::NAN,
-        1e-310,
-        -1e-310,
+        tiny,
+        -tiny,
         1e300,
     ];
+    let round = |v: f64| if f32_dtype { v as f32 as f64 } else { v };
     for &a in &specials {
         for &b in &specials {
-            xs.push(a);
-            ys.push(b);
+            xs.push(round(a));
+            ys.push(round(b));
         }
     }
+    // An odd length, so the vector loop leaves a scalar tail.
     xs.push(1.5);
     ys.push(2.5);
     let n = xs.len();
-    let f = compile(&graph(&[n]), &fast()).expect("compile");
-    let args = [Array::from(xs.clone()), Array::from(ys.clone())];
+    let f = compile(&pow_graph(dtype, &[n]), &fast()).expect("compile");
+    let args = [
+        Array::from(xs.clone()).cast(dtype),
+        Array::from(ys.clone()).cast(dtype),
+    ];
     let mut got = f.call(&args).expect("call")[0].to_f64_vec();
-    let scalar = compile(&graph(&[]), &fast()).expect("compile");
+    let scalar = compile(&pow_graph(dtype, &[]), &fast()).expect("compile");
     for k in (0..n).step_by(7) {
         let mut out = [0.0];
         scalar
@@ -487,30 +378,85 @@ fn fast_f64_pow_stays_within_three_ulps_and_keeps_special_values() {
         got.push(out[0]);
     }
     let picked: Vec<usize> = (0..n).chain((0..n).step_by(7)).collect();
+    let (min, max) = if f32_dtype {
+        (f32::MIN_POSITIVE as f64, f32::MAX as f64)
+    } else {
+        (f64::MIN_POSITIVE, f64::MAX)
+    };
     let mut worst = (0.0, 0.0, 0.0);
     for (&k, &g) in picked.iter().zip(&got) {
         let (x, y) = (xs[k], ys[k]);
+        let exact = if f32_dtype {
+            (x as f32).powf(y as f32) as f64
+        } else {
+            x.powf(y)
+        };
+        if !exact.is_finite() || exact == 0.0 || x.is_nan() || y.is_nan() {
+            let ok = (exact.is_nan() && g.is_nan()) || g.to_bits() == exact.to_bits();
+            assert!(
+                ok,
+                "pow {dtype} ({x:e}, {y:e}) = {g:e}, powf gives {exact:e}"
+            );
+            continue;
+        }
         let want = x.powf(y);
-        if !want.is_finite() || want == 0.0 || x.is_nan() || y.is_nan() {
-            let ok = (want.is_nan() && g.is_nan()) || g.to_bits() == want.to_bits();
-            assert!(ok, "pow({x:e}, {y:e}) = {g:e}, powf gives {want:e}");
+        if want.abs() < min || want.abs() > max {
             continue;
         }
-        if want.abs() < f64::MIN_POSITIVE {
-            continue;
-        }
-        let e = ulps(g, want, DType::F64);
+        let e = ulps(g, want, dtype);
         if e > worst.0 {
             worst = (e, x, y);
         }
     }
     assert!(
-        worst.0 <= 3.0,
-        "pow f64: {:.2} ulps at ({:e}, {:e})",
+        worst.0 <= bound,
+        "pow {dtype}: {:.2} ulps at ({:e}, {:e})",
         worst.0,
         worst.1,
         worst.2
     );
+}
+
+/// Fast f32 `pow` (computed in f64 lanes) stays within one f32 ulp over positive bases from
+/// 1e-30 to 1e30, negative bases with integer exponents and bases near 1 with exponents up to
+/// ±800, and keeps every special value.
+#[test]
+fn fast_f32_pow_stays_within_one_ulp_and_keeps_special_values() {
+    let mut rng = Rng(17);
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    let f32v = |v: f64| v as f32 as f64;
+    for _ in 0..30_000 {
+        xs.push(f32v(10f64.powf(-30.0 + 60.0 * rng.next())));
+        ys.push(f32v(-40.0 + 80.0 * rng.next()));
+        xs.push(f32v(-(1.0 + 9.0 * rng.next())));
+        ys.push((-30.0 + 60.0 * rng.next()).round());
+        xs.push(f32v(0.9 + 0.2 * rng.next()));
+        ys.push(f32v(-800.0 + 1600.0 * rng.next()));
+    }
+    check_pow(DType::F32, xs, ys, 1.0);
+}
+
+/// Fast f64 `pow` (a double-word `log`, an exact product with `y`, and `exp` with the low
+/// word applied) stays within 3 ulps of glibc's `pow` over bases from 1e-300 to 1e300,
+/// negative bases with integer exponents, and bases near 1 with exponents in the tens of
+/// thousands (where an error in `log|x|` is amplified most), and keeps every special value.
+#[test]
+fn fast_f64_pow_stays_within_three_ulps_and_keeps_special_values() {
+    let mut rng = Rng(23);
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for _ in 0..30_000 {
+        xs.push(10f64.powf(-300.0 + 600.0 * rng.next()));
+        ys.push(-2.4 + 4.8 * rng.next());
+        xs.push(10f64.powf(-5.0 + 10.0 * rng.next()));
+        ys.push(-60.0 + 120.0 * rng.next());
+        xs.push(-(1.0 + 99.0 * rng.next()));
+        ys.push((-150.0 + 300.0 * rng.next()).round());
+        xs.push(0.99 + 0.02 * rng.next());
+        ys.push(-70_000.0 + 140_000.0 * rng.next());
+    }
+    check_pow(DType::F64, xs, ys, 3.0);
 }
 
 /// Fast f64 `erf` against 2,000 correctly rounded values computed with mpmath at 50 digits

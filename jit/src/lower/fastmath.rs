@@ -698,14 +698,10 @@ impl Fm {
         let r = cx.fb.ins().fsub(r, ud);
         let u_lo = cx.fb.ins().fdiv(r, den);
         // w = u² and c = u³ as double words.
-        let w = cx.fb.ins().fmul(u, u);
-        let nw = cx.fb.ins().fneg(w);
-        let w_lo = cx.fb.ins().fma(u, u, nw);
+        let (w, w_lo) = self.two_prod(cx, u, u);
         let uul = cx.fb.ins().fmul(u, u_lo);
         let w_lo = self.mla(cx, two, uul, w_lo);
-        let c = cx.fb.ins().fmul(w, u);
-        let nc = cx.fb.ins().fneg(c);
-        let c_lo = cx.fb.ins().fma(w, u, nc);
+        let (c, c_lo) = self.two_prod(cx, w, u);
         let t = cx.fb.ins().fmul(w, u_lo);
         let c_lo = cx.fb.ins().fadd(c_lo, t);
         let c_lo = self.mla(cx, w_lo, u, c_lo);
@@ -713,9 +709,7 @@ impl Fm {
         let (t_hi, t_lo) = (0.666_666_666_666_666_6, 3.700_743_415_417_188e-17);
         let th = self.c(cx, t_hi);
         let tl = self.c(cx, t_lo);
-        let d = cx.fb.ins().fmul(th, c);
-        let nd = cx.fb.ins().fneg(d);
-        let d_lo = cx.fb.ins().fma(th, c, nd);
+        let (d, d_lo) = self.two_prod(cx, th, c);
         let d_lo = self.mla(cx, th, c_lo, d_lo);
         let d_lo = self.mla(cx, tl, c, d_lo);
         // The rest: 2u⁵·Q(u²), Q = Σ u^(2n)/(2n + 5).
@@ -742,6 +736,14 @@ impl Fm {
         let back = cx.fb.ins().fsub(hi, s2);
         let lo = cx.fb.ins().fsub(lo, back);
         (hi, lo)
+    }
+
+    /// `a·b` as a double word: the rounded product and its exact error, by one FMA.
+    fn two_prod(&self, cx: &mut Ctx, a: ir::Value, b: ir::Value) -> (ir::Value, ir::Value) {
+        let p = cx.fb.ins().fmul(a, b);
+        let np = cx.fb.ins().fneg(p);
+        let e = cx.fb.ins().fma(a, b, np);
+        (p, e)
     }
 
     /// `a + b` as a double word (Knuth's two-sum: exact for any order of magnitudes).
@@ -840,9 +842,7 @@ impl Fm {
             // The double word is only meaningful for finite x > 0.
             let l = self.log_specials(cx, ax, l);
             // t = y·(l + l_lo) as a double word; e^t = e^t_hi·(1 + t_lo).
-            let t = cx.fb.ins().fmul(y, l);
-            let nt = cx.fb.ins().fneg(t);
-            let t_lo = cx.fb.ins().fma(y, l, nt);
+            let (t, t_lo) = self.two_prod(cx, y, l);
             let t_lo = self.mla(cx, y, l_lo, t_lo);
             let e = self.exp(cx, t);
             // Where t or e is not finite (x = 0 or ∞, overflow) the correction is dropped.

@@ -239,7 +239,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             groups[i] = SmallVec::from_slice(&[i]);
         }
     }
-    let members = members_of(&insts, &root, &dup);
+    let members = members_of(graph, &insts, &root, &dup);
     Fusion {
         root,
         dup,
@@ -250,15 +250,18 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
 
 /// The members of every group: the instructions whose group it is, and the duplicated
 /// instructions they reach through operands.
-fn members_of(insts: &[&InstData], root: &[Option<usize>], dup: &[bool]) -> Vec<Vec<usize>> {
+fn members_of(
+    graph: &Graph,
+    insts: &[&InstData],
+    root: &[Option<usize>],
+    dup: &[bool],
+) -> Vec<Vec<usize>> {
     let n = insts.len();
-    // The position defining each value, for walking operands.
-    let mut def: hashbrown::HashMap<ferrax_ir::Value, usize> = hashbrown::HashMap::new();
-    for (i, inst) in insts.iter().enumerate() {
-        for &r in &inst.results {
-            def.insert(r, i);
-        }
-    }
+    // The position defining a value (instruction positions are their indices).
+    let def = |v: ferrax_ir::Value| match graph.def(v) {
+        ferrax_ir::ValueDef::Result(inst, _) => Some(inst.index()),
+        ferrax_ir::ValueDef::Param(_) => None,
+    };
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); n];
     for i in 0..n {
         if let Some(r) = root[i] {
@@ -274,8 +277,8 @@ fn members_of(insts: &[&InstData], root: &[Option<usize>], dup: &[bool]) -> Vec<
         let mut stack: Vec<usize> = m.clone();
         let mut seen: hashbrown::HashSet<usize> = m.iter().copied().collect();
         while let Some(j) = stack.pop() {
-            for a in &insts[j].args {
-                if let Some(&d) = def.get(a) {
+            for &a in &insts[j].args {
+                if let Some(d) = def(a) {
                     if dup[d] && seen.insert(d) {
                         m.push(d);
                         stack.push(d);

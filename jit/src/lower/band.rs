@@ -211,6 +211,10 @@ pub(crate) fn banded(
     read_of: &HashMap<Value, usize>,
     nreads: usize,
 ) -> Option<Banded> {
+    // Most 2-D groups are not select chains: look at the root (the last member) first.
+    if members.last().map(|&r| &insts[r].op) != Some(&Op::Compare(CompareOp::Select)) {
+        return None;
+    }
     let member_of: HashMap<Value, usize> =
         members.iter().map(|&j| (insts[j].results[0], j)).collect();
     let mut bands = Vec::new();

@@ -21,6 +21,16 @@ fn main() -> ferrax_ir::Result<()> {
             .specialize(&vec![Type::scalar(DType::F64); 3])?
             .graph;
         println!("P1:\n{}", g.to_text());
+        let c = compile(&g, &JitOptions::default())?;
+        let f = c.as_fn3_n::<f64, 3>()?;
+        let ns = median_ns(10_000_000, 9, || {
+            std::hint::black_box(f.call_multi(
+                std::hint::black_box(1.0),
+                std::hint::black_box(2.0),
+                std::hint::black_box(3.0),
+            ));
+        });
+        println!("P1: {ns:.2} ns");
     }
     if which == "p2" {
         let g = grad(grad(grad(grad(|x: Tensor| x.tanh()))))
@@ -65,6 +75,29 @@ fn main() -> ferrax_ir::Result<()> {
         let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
         let ns = median_ns(20, 9, || c.call_into(&refs, &mut out).unwrap());
         println!("P5: {:.3} ms", ns / 1e6);
+    }
+    if which == "p5e" {
+        // P5's elementwise groups alone: tanh(a + b) and its backward product with a row sum.
+        let fwd = |a: Tensor, b: Tensor| a.add(&b).tanh();
+        let bwd = |h: Tensor, d: Tensor| {
+            let z = (h.square().neg() + 1.0) * d;
+            (z.clone(), z.sum(&[0]))
+        };
+        let m = Type::new(DType::F32, &[256, 256]);
+        let gf = ferrax_ir::function(fwd)
+            .specialize(&[m.clone(), Type::new(DType::F32, &[256])])?
+            .graph;
+        let gb = ferrax_ir::function(bwd)
+            .specialize(&[m.clone(), m.clone()])?
+            .graph;
+        for (name, g) in [("tanh(a + b)", gf), ("(1 - h²)·d, row sum", gb)] {
+            let c = compile(&g, &JitOptions::default())?;
+            let args: Vec<Array> = g.params().iter().map(|&p| Array::zeros(g.ty(p))).collect();
+            let refs: Vec<&Array> = args.iter().collect();
+            let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
+            let ns = median_ns(200, 9, || c.call_into(&refs, &mut out).unwrap());
+            println!("{name}: {:.1} µs", ns / 1e3);
+        }
     }
     if which == "overhead" {
         let g = grad(|x: Tensor| (x.clone() * x).sum_all())

@@ -71,22 +71,26 @@ macro_rules! scalar_fn {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
             pub fn call_multi(&self, $($a: T),*) -> [T; M] {
-                let mut out = [T::default(); M];
                 if M == 1 {
                     // SAFETY: as in `call`.
                     let f = unsafe {
                         std::mem::transmute::<*const u8, extern "C" fn($(scalar_fn!(@t $a T)),*) -> T>(self.f)
                     };
-                    out[0] = f($($a),*);
+                    [f($($a),*); M]
                 } else {
-                    // SAFETY: checked at creation: with several results the entry writes them
-                    // to the array behind its trailing pointer.
-                    let f = unsafe {
-                        std::mem::transmute::<*const u8, extern "C" fn($(scalar_fn!(@t $a T),)* *mut T)>(self.f)
-                    };
-                    f($($a,)* out.as_mut_ptr());
+                    // The entry writes every result, so the array is not zeroed first.
+                    let mut out = std::mem::MaybeUninit::<[T; M]>::uninit();
+                    // SAFETY: checked at creation: with several results the entry writes all
+                    // `M` of them to the array behind its trailing pointer.
+                    unsafe {
+                        let f = std::mem::transmute::<
+                            *const u8,
+                            extern "C" fn($(scalar_fn!(@t $a T),)* *mut T),
+                        >(self.f);
+                        f($($a,)* out.as_mut_ptr().cast::<T>());
+                        out.assume_init()
+                    }
                 }
-                out
             }
         }
 

@@ -91,12 +91,42 @@ extern "C" {
     fn cos(x: f64) -> f64;
     fn exp(x: f64) -> f64;
     fn log(x: f64) -> f64;
+    fn pow(x: f64, y: f64) -> f64;
     fn tanh(x: f64) -> f64;
     fn sinf(x: f32) -> f32;
     fn cosf(x: f32) -> f32;
     fn expf(x: f32) -> f32;
     fn logf(x: f32) -> f32;
     fn tanhf(x: f32) -> f32;
+}
+
+/// glibc's f64 `exp`, `log` and `pow` entry points (symbol version GLIBC_2.29) are wrappers:
+/// they call the computing function through the PLT and then test the result to set `errno`,
+/// which ferrax never reads. The computing functions stay exported under their old names
+/// (`__exp_finite` and friends, version GLIBC_2.15, kept for binary compatibility) and return
+/// the same bits, so generated code calls them directly. `None` when this libc lacks them.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_core(which: usize) -> Option<*const u8> {
+    use std::ffi::{c_char, c_void};
+    use std::sync::OnceLock;
+    extern "C" {
+        fn dlvsym(
+            handle: *mut c_void,
+            symbol: *const c_char,
+            version: *const c_char,
+        ) -> *mut c_void;
+    }
+    const NAMES: [&std::ffi::CStr; 3] = [c"__exp_finite", c"__log_finite", c"__pow_finite"];
+    static CORE: OnceLock<[usize; 3]> = OnceLock::new();
+    let addrs = CORE.get_or_init(|| {
+        NAMES.map(|n| {
+            // SAFETY: both strings are NUL-terminated; a null handle is RTLD_DEFAULT, the
+            // global scope, which holds libm (std links it). glibc resolves IFUNC symbols to
+            // the variant for this CPU, as it does for `exp` itself.
+            unsafe { dlvsym(std::ptr::null_mut(), n.as_ptr(), c"GLIBC_2.15".as_ptr()) as usize }
+        })
+    });
+    (addrs[which] != 0).then(|| addrs[which] as *const u8)
 }
 
 /// The libm function a `ferrax_*` helper forwards to, when the interpreter's scalar function
@@ -110,8 +140,9 @@ fn libm_direct(name: &str) -> Option<*const u8> {
         "ferrax_sincos_f32" => sincosf as *const u8,
         "ferrax_sin_f64" => sin as *const u8,
         "ferrax_cos_f64" => cos as *const u8,
-        "ferrax_exp_f64" => exp as *const u8,
-        "ferrax_log_f64" => log as *const u8,
+        "ferrax_exp_f64" => glibc_core(0).unwrap_or(exp as *const u8),
+        "ferrax_log_f64" => glibc_core(1).unwrap_or(log as *const u8),
+        "ferrax_pow_f64" => glibc_core(2).unwrap_or(pow as *const u8),
         "ferrax_tanh_f64" => tanh as *const u8,
         "ferrax_sin_f32" => sinf as *const u8,
         "ferrax_cos_f32" => cosf as *const u8,
@@ -377,16 +408,107 @@ pub(crate) fn lookup(name: &str) -> Option<*const u8> {
         "ferrax_tape_grow" => return Some(ferrax_tape_grow as *const u8),
         "ferrax_tape_free" => return Some(ferrax_tape_free as *const u8),
         "ferrax_parallel_for" => return Some(ferrax_parallel_for as *const u8),
-        "ferrax_sincos_f64" => return Some(ferrax_sincos_f64 as *const u8),
-        "ferrax_sincos_f32" => return Some(ferrax_sincos_f32 as *const u8),
         _ => {}
     }
     if let Some(p) = libm_direct(name) {
         return Some(p);
+    }
+    match name {
+        "ferrax_sincos_f64" => return Some(ferrax_sincos_f64 as *const u8),
+        "ferrax_sincos_f32" => return Some(ferrax_sincos_f32 as *const u8),
+        _ => {}
     }
     UNARY
         .iter()
         .chain(BINARY)
         .find(|(n, _)| *n == name)
         .map(|&(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs for the direct-call checks: a pseudo-random sweep over many binades plus the
+    /// values where glibc's wrappers would set `errno` (overflow, underflow, poles, domain).
+    fn inputs() -> Vec<f64> {
+        let mut v = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            709.78,
+            709.79,
+            -745.2,
+            -745.1,
+            1e-310,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let mantissa = (s >> 12) as f64 / (1u64 << 52) as f64;
+            let exponent = ((s >> 4) % 80) as i32 - 40;
+            let sign = if s & 1 == 0 { 1.0 } else { -1.0 };
+            v.push(sign * (1.0 + mantissa) * 2f64.powi(exponent));
+        }
+        v
+    }
+
+    /// The address generated code calls for the helper `name`.
+    fn resolved(name: &str) -> *const u8 {
+        lookup(name).unwrap_or_else(|| panic!("{name} is not resolved"))
+    }
+
+    #[test]
+    fn direct_exp_log_pow_equal_the_interpreter_bit_for_bit() {
+        // SAFETY: each symbol has the signature of the helper it stands for.
+        let exp: extern "C" fn(f64) -> f64 =
+            unsafe { std::mem::transmute(resolved("ferrax_exp_f64")) };
+        let log: extern "C" fn(f64) -> f64 =
+            unsafe { std::mem::transmute(resolved("ferrax_log_f64")) };
+        let pow: extern "C" fn(f64, f64) -> f64 =
+            unsafe { std::mem::transmute(resolved("ferrax_pow_f64")) };
+        let xs = inputs();
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for (i, &x) in xs.iter().enumerate() {
+            let want = UnaryOp::Exp.scalar_f64(x);
+            assert!(
+                same(exp(x), want),
+                "exp({x:e}) = {:e}, want {want:e}",
+                exp(x)
+            );
+            let want = UnaryOp::Log.scalar_f64(x);
+            assert!(
+                same(log(x), want),
+                "log({x:e}) = {:e}, want {want:e}",
+                log(x)
+            );
+            let y = xs[(i * 7919 + 13) % xs.len()] / 16.0;
+            let want = BinaryOp::Pow.scalar_f64(x, y);
+            assert!(
+                same(pow(x, y), want),
+                "pow({x:e}, {y:e}) = {:e}, want {want:e}",
+                pow(x, y)
+            );
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn glibc_computing_functions_are_found() {
+        // This machine's glibc exports them; if a future one did not, the wrappers would be
+        // called instead and the test above would still hold.
+        for which in 0..3 {
+            assert!(glibc_core(which).is_some(), "core function {which} missing");
+        }
+        assert_ne!(resolved("ferrax_exp_f64"), exp as *const u8);
+    }
 }

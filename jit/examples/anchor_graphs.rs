@@ -90,7 +90,22 @@ fn main() -> ferrax_ir::Result<()> {
         let gb = ferrax_ir::function(bwd)
             .specialize(&[m.clone(), m.clone()])?
             .graph;
-        for (name, g) in [("tanh(a + b)", gf), ("(1 - h²)·d, row sum", gb)] {
+        let gm = ferrax_ir::function(|h: Tensor, d: Tensor| (h.square().neg() + 1.0) * d)
+            .specialize(&[m.clone(), m.clone()])?
+            .graph;
+        let gs = ferrax_ir::function(|z: Tensor| z.sum(&[0]))
+            .specialize(&[m.clone()])?
+            .graph;
+        let gs1 = ferrax_ir::function(|z: Tensor| z.sum(&[1]))
+            .specialize(&[m.clone()])?
+            .graph;
+        for (name, g) in [
+            ("tanh(a + b)", gf),
+            ("(1 - h²)·d, row sum", gb),
+            ("(1 - h²)·d", gm),
+            ("sum over axis 0", gs),
+            ("sum over axis 1", gs1),
+        ] {
             let c = compile(&g, &JitOptions::default())?;
             let args: Vec<Array> = g.params().iter().map(|&p| Array::zeros(g.ty(p))).collect();
             let refs: Vec<&Array> = args.iter().collect();

@@ -57,8 +57,13 @@ pub fn jvp(
                 Some(t) => Some(div(b, t, y)?),
                 None => None,
             };
+            // ∂z/∂y = −z/y, formed as −z·(1/y): the reciprocal does not wait for z, so the
+            // primal chain is one division deep instead of two (z/y waits for z = x/y). When
+            // the numerator's cotangent is 1, its 1/y is the same value and is shared.
             let c = times(b, ty, |b| {
-                let q = div(b, z, y)?;
+                let one = like(b, y, 1.0)?;
+                let r = div(b, one, y)?;
+                let q = mul(b, z, r)?;
                 neg(b, q)
             })?;
             add_opt(b, a, c)

@@ -292,7 +292,11 @@ unsafe extern "C" fn ferrax_sgemm(
 type Kernel = unsafe extern "C" fn(*const u8, i64, i64);
 
 /// Runs `kernel(ctx, ·, ·)` over `0..n` split across the rayon pool's threads, with split
-/// points at multiples of `align`.
+/// points at multiples of `align`. The range is cut into four parts per thread, taken by
+/// work stealing, so a core that runs slower (a busy neighbour on a shared machine) takes
+/// fewer of them: with one part per thread the faster core would wait for the slower one.
+/// Kernels only split along dimensions whose results are disjoint, so the cut changes no
+/// result bit.
 ///
 /// # Safety
 /// `kernel` must be a kernel compiled for `ctx`, safe to run on disjoint ranges concurrently
@@ -301,7 +305,8 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     // SAFETY: the generated code passes the address of a kernel with this signature.
     let k: Kernel = unsafe { std::mem::transmute::<*const u8, Kernel>(kernel) };
     let ctx = ctx as usize;
-    let parts = rayon::current_num_threads().max(1) as i64;
+    let threads = rayon::current_num_threads().max(1) as i64;
+    let parts = threads * 4;
     let align = align.max(1);
     let chunk = ((n + parts - 1) / parts + align - 1) / align * align;
     let run = |lo: i64, hi: i64| {
@@ -310,7 +315,7 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
             unsafe { k(ctx as *const u8, lo, hi) }
         }
     };
-    if parts <= 1 || chunk >= n {
+    if threads <= 1 || chunk >= n {
         run(0, n);
         return;
     }

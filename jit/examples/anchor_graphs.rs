@@ -108,10 +108,10 @@ fn main() -> ferrax_ir::Result<()> {
             .specialize(&[m.clone(), m.clone()])?
             .graph;
         let gs = ferrax_ir::function(|z: Tensor| z.sum(&[0]))
-            .specialize(&[m.clone()])?
+            .specialize(std::slice::from_ref(&m))?
             .graph;
         let gs1 = ferrax_ir::function(|z: Tensor| z.sum(&[1]))
-            .specialize(&[m.clone()])?
+            .specialize(std::slice::from_ref(&m))?
             .graph;
         for (name, g) in [
             ("tanh(a + b)", gf),

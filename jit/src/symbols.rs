@@ -30,6 +30,7 @@ macro_rules! binary_helpers {
 }
 
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 unary_helpers! {
     ferrax_round_f64: f64 => |x| UnaryOp::Round.scalar_f64(x);
@@ -333,25 +334,79 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
 /// GEMMs with at least this many multiply-adds split their rows across threads.
 const GEMM_PAR_MIN: usize = 1 << 21;
 
+/// Each pool thread's measured GEMM rate (multiply-adds per nanosecond, as `f32` bits; 0 until
+/// first measured), indexed by rayon thread index.
+static GEMM_RATE: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
+
 /// Runs `f(row0, rows)` over the `m` rows of a GEMM, split across threads when the product
 /// is large (each part is an independent GEMM on a block of rows of `A` and `C`).
+///
+/// The rows are shared in proportion to each thread's measured rate: on a shared machine one
+/// core can run GEMMs at half the speed of the other for minutes, and an even split then waits
+/// for the slow half. Each part is one job; the thread that runs it claims a block of rows
+/// sized by its own rate from a shared cursor (the last job takes what remains), times the
+/// GEMM and updates its rate. A row's result does not depend on the split, so neither do the
+/// output bits.
 fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
     let parts = rayon::current_num_threads().max(1);
     if parts <= 1 || m * k * n < GEMM_PAR_MIN || m < 2 * parts {
         f(0, m);
         return;
     }
-    let chunk = m.div_ceil(parts).div_ceil(8) * 8;
-    rayon::scope(|s| {
-        let f = &f;
-        let mut lo = chunk;
-        while lo < m {
-            let hi = (lo + chunk).min(m);
-            s.spawn(move |_| f(lo, hi - lo));
-            lo = hi;
+    let rate = |i: Option<usize>| -> f32 {
+        let r = i
+            .and_then(|i| GEMM_RATE.get(i))
+            .map_or(0.0, |a| f32::from_bits(a.load(Ordering::Relaxed)));
+        if r > 0.0 {
+            r
+        } else {
+            1.0
         }
-        f(0, chunk.min(m));
+    };
+    // The pool's total rate; a thread's share is its rate over this.
+    let total: f32 = (0..parts).map(|i| rate(Some(i))).sum();
+    let cursor = AtomicUsize::new(0);
+    let claimed = AtomicUsize::new(0);
+    let job = || {
+        let me = rayon::current_thread_index();
+        // At least a quarter of an even share, so a slow thread keeps being measured.
+        let share = (rate(me) / total).max(0.25 / parts as f32);
+        let want = ((m as f32 * share) as usize).div_ceil(8) * 8;
+        let last = claimed.fetch_add(1, Ordering::AcqRel) + 1 == parts;
+        let (lo, hi) = claim_rows(&cursor, m, want, last);
+        if lo >= hi {
+            return;
+        }
+        let t = std::time::Instant::now();
+        f(lo, hi - lo);
+        let ns = t.elapsed().as_nanos().max(1) as f32;
+        if let Some(slot) = me.and_then(|i| GEMM_RATE.get(i)) {
+            let now = ((hi - lo) * k * n) as f32 / ns;
+            let old = f32::from_bits(slot.load(Ordering::Relaxed));
+            let new = if old > 0.0 { 0.5 * (old + now) } else { now };
+            slot.store(new.to_bits(), Ordering::Relaxed);
+        }
+    };
+    rayon::scope(|s| {
+        let job = &job;
+        for _ in 1..parts {
+            s.spawn(move |_| job());
+        }
+        job();
     });
+}
+
+/// Claims the next `want` of `m` rows from `cursor` (all the remaining ones when `last`), as
+/// a half-open range; empty once the rows are used up.
+fn claim_rows(cursor: &AtomicUsize, m: usize, want: usize, last: bool) -> (usize, usize) {
+    let lo = if last {
+        cursor.swap(m, Ordering::AcqRel)
+    } else {
+        cursor.fetch_add(want, Ordering::AcqRel)
+    };
+    let lo = lo.min(m);
+    let hi = if last { m } else { (lo + want).min(m) };
+    (lo, hi)
 }
 
 /// The alignment of a `taped_while` tape.
@@ -503,6 +558,62 @@ mod tests {
                 "pow({x:e}, {y:e}) = {:e}, want {want:e}",
                 pow(x, y)
             );
+        }
+    }
+
+    #[test]
+    fn claimed_rows_tile_the_matrix() {
+        // Wants that fall short (rounding), overshoot, or are zero: the claims still tile
+        // 0..m exactly, the last taking the remainder.
+        for (m, wants) in [
+            (17, &[8, 8][..]),
+            (17, &[24, 8]),
+            (131, &[72, 72]),
+            (100, &[0, 0, 0]),
+            (100, &[40, 8, 8, 8]),
+        ] {
+            let cursor = AtomicUsize::new(0);
+            let mut next = 0;
+            for (i, &w) in wants.iter().enumerate() {
+                let (lo, hi) = claim_rows(&cursor, m, w, i + 1 == wants.len());
+                if lo < hi {
+                    assert_eq!(
+                        lo, next,
+                        "m = {m}, wants {wants:?}: claim {i} starts at {lo}"
+                    );
+                    next = hi;
+                }
+            }
+            assert_eq!(next, m, "m = {m}, wants {wants:?}: rows {next}.. unclaimed");
+        }
+    }
+
+    #[test]
+    fn gemm_rows_cover_every_row_once_whatever_the_rates() {
+        use std::sync::Mutex;
+        let threads = rayon::current_num_threads();
+        // Skewed, equal and unmeasured rates; the runs themselves update them too.
+        let states: [&[f32]; 4] = [&[1000.0, 0.001], &[0.001, 1000.0], &[1.0, 1.0], &[0.0, 0.0]];
+        for rates in states {
+            for (slot, &r) in GEMM_RATE.iter().zip(rates) {
+                slot.store(r.to_bits(), Ordering::Relaxed);
+            }
+            for m in [2 * threads, 17, 131, 256, 1000] {
+                let (k, n) = (GEMM_PAR_MIN / m + 1, 1);
+                let seen = Mutex::new(vec![0u32; m]);
+                gemm_rows(m, k, n, |r0, rows| {
+                    assert!(rows > 0 && r0 + rows <= m, "rows {r0}+{rows} of {m}");
+                    let mut seen = seen.lock().unwrap();
+                    for r in &mut seen[r0..r0 + rows] {
+                        *r += 1;
+                    }
+                });
+                let seen = seen.into_inner().unwrap();
+                assert!(
+                    seen.iter().all(|&c| c == 1),
+                    "m = {m}, rates {rates:?}: {seen:?}"
+                );
+            }
         }
     }
 

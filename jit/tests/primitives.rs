@@ -362,6 +362,10 @@ fn dot_general_gemm() {
             (dot(&[1], &[1], &[], &[]), &[20, 30], &[25, 30]),
             (dot(&[2], &[1], &[0], &[0]), &[3, 16, 17], &[3, 17, 18]),
             (dot(&[1, 2], &[0, 1], &[], &[]), &[16, 4, 8], &[4, 8, 16]),
+            // Above the threads' threshold (2^21 multiply-adds): rows split across threads in
+            // proportion to their measured rates, with a row count that is no multiple of 8.
+            (dot(&[1], &[0], &[], &[]), &[131, 150], &[150, 120]),
+            (dot(&[0], &[0], &[], &[]), &[150, 131], &[150, 120]),
         ];
         for (op, a, b) in cases {
             let tys = [Type::new(dt, a), Type::new(dt, b)];

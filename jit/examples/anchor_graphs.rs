@@ -14,19 +14,21 @@ fn main() -> ferrax_ir::Result<()> {
         let g = grad(p3).specialize(&[Type::new(DType::F32, &[8])])?.graph;
         println!("P3:\n{}", g.to_text());
     }
-    if which == "p3t" {
-        // P3 at full size (f32, 1M elements): the per-call time, both cores.
-        let g = grad(p3)
-            .specialize(&[Type::new(DType::F32, &[1 << 20])])?
-            .graph;
+    if which == "p3t" || which == "p3t64" {
+        // P3 at full size (1M elements, f32 or f64): the per-call time, both cores.
+        let dt = if which == "p3t" {
+            DType::F32
+        } else {
+            DType::F64
+        };
+        let n = 1usize << 20;
+        let g = grad(p3).specialize(&[Type::new(dt, &[n])])?.graph;
         let c = compile(&g, &JitOptions::default())?;
-        let x = Array::from_f32(
-            &[1usize << 20][..],
-            (0..1 << 20).map(|i| (i as f32 / 65536.0) - 8.0).collect(),
-        )?;
+        let xs: Vec<f64> = (0..n).map(|i| (i as f64 / 65536.0) - 8.0).collect();
+        let x = Array::from(xs).cast(dt);
         let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
         let ns = median_ns(20, 15, || c.call_into(&[&x], &mut out).unwrap());
-        println!("P3-f32: {:.3} ms", ns / 1e6);
+        println!("P3-{dt}: {:.3} ms", ns / 1e6);
     }
     if which == "p1" {
         let f = |x: Tensor, y: Tensor, z: Tensor| x.sin() * y.exp() / z.ln();

@@ -335,8 +335,9 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
 const GEMM_PAR_MIN: usize = 1 << 21;
 
 /// Each pool thread's measured GEMM rate (multiply-adds per nanosecond, as `f32` bits; 0 until
-/// first measured), indexed by rayon thread index.
-static GEMM_RATE: [AtomicU32; 16] = [const { AtomicU32::new(0) }; 16];
+/// first measured), indexed by rayon thread index. Threads beyond the table, and threads not
+/// yet measured, count at the mean of the measured ones.
+static GEMM_RATE: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 
 /// Runs `f(row0, rows)` over the `m` rows of a GEMM, split across threads when the product
 /// is large (each part is an independent GEMM on a block of rows of `A` and `C`).
@@ -353,16 +354,17 @@ fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
         f(0, m);
         return;
     }
-    let rate = |i: Option<usize>| -> f32 {
-        let r = i
-            .and_then(|i| GEMM_RATE.get(i))
-            .map_or(0.0, |a| f32::from_bits(a.load(Ordering::Relaxed)));
-        if r > 0.0 {
-            r
-        } else {
-            1.0
-        }
+    let measured = |i: Option<usize>| -> Option<f32> {
+        let r = f32::from_bits(GEMM_RATE.get(i?)?.load(Ordering::Relaxed));
+        (r > 0.0).then_some(r)
     };
+    let known: Vec<f32> = (0..parts).filter_map(|i| measured(Some(i))).collect();
+    let mean = if known.is_empty() {
+        1.0
+    } else {
+        known.iter().sum::<f32>() / known.len() as f32
+    };
+    let rate = |i: Option<usize>| measured(i).unwrap_or(mean);
     // The pool's total rate; a thread's share is its rate over this.
     let total: f32 = (0..parts).map(|i| rate(Some(i))).sum();
     let cursor = AtomicUsize::new(0);
@@ -593,7 +595,13 @@ mod tests {
         use std::sync::Mutex;
         let threads = rayon::current_num_threads();
         // Skewed, equal and unmeasured rates; the runs themselves update them too.
-        let states: [&[f32]; 4] = [&[1000.0, 0.001], &[0.001, 1000.0], &[1.0, 1.0], &[0.0, 0.0]];
+        let states: [&[f32]; 5] = [
+            &[1000.0, 0.001],
+            &[0.001, 1000.0],
+            &[1.0, 1.0],
+            &[0.0, 0.0],
+            &[50.0, 0.0],
+        ];
         for rates in states {
             for (slot, &r) in GEMM_RATE.iter().zip(rates) {
                 slot.store(r.to_bits(), Ordering::Relaxed);

@@ -358,12 +358,10 @@ fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
         let r = f32::from_bits(GEMM_RATE.get(i?)?.load(Ordering::Relaxed));
         (r > 0.0).then_some(r)
     };
-    let known: Vec<f32> = (0..parts).filter_map(|i| measured(Some(i))).collect();
-    let mean = if known.is_empty() {
-        1.0
-    } else {
-        known.iter().sum::<f32>() / known.len() as f32
-    };
+    let (sum, count) = (0..parts)
+        .filter_map(|i| measured(Some(i)))
+        .fold((0.0f32, 0u32), |(s, c), r| (s + r, c + 1));
+    let mean = if count == 0 { 1.0 } else { sum / count as f32 };
     let rate = |i: Option<usize>| measured(i).unwrap_or(mean);
     // The pool's total rate; a thread's share is its rate over this.
     let total: f32 = (0..parts).map(|i| rate(Some(i))).sum();

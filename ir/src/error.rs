@@ -26,6 +26,12 @@ pub enum ErrorKind {
     Jit,
     /// A value could not be converted to the requested Rust type.
     Convert,
+    /// A shape's element count or byte size overflows, or exceeds the limit of
+    /// [`crate::types::MAX_BYTES`] bytes that Rust's allocator can serve.
+    Size,
+    /// A resource ran out: an allocation failed, a call's workspace exceeds its memory budget,
+    /// or a `while_loop` exceeded its iteration limit. The process keeps running.
+    Resource,
 }
 
 /// An error with a message naming the op, the shapes and dtypes involved, and where known the

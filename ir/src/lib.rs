@@ -2,6 +2,7 @@
 //! write functions with, the reference interpreter, and the text format.
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod array;
 pub mod builder;
 pub mod control_api;
@@ -21,7 +22,7 @@ pub use entities::{GraphId, Inst, Value};
 pub use error::{Error, ErrorKind, Result};
 pub use graph::{Graph, InstData, ValueData, ValueDef};
 pub use ops::Op;
-pub use types::{DType, Dims, Shape, Type};
+pub use types::{DType, Dims, Shape, Type, MAX_BYTES};
 pub mod function;
 pub mod tensor;
 pub mod tracer;

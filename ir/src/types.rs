@@ -1,7 +1,14 @@
 //! Element types and static shapes: the `Type` every IR value carries.
 
+use crate::error::{Error, ErrorKind, Result};
 use smallvec::SmallVec;
 use std::fmt;
+
+/// The largest buffer, in bytes, that a value may need: `isize::MAX`, the most Rust's allocator
+/// can hand out. Every type in a graph, every [`crate::Array`] and every type given to
+/// `specialize` stays within it, so element counts, strides and byte sizes computed from a
+/// checked shape never overflow.
+pub const MAX_BYTES: usize = isize::MAX as usize;
 
 /// The element type of a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,18 +96,28 @@ impl Shape {
         &self.0
     }
 
-    /// The number of elements (1 for a scalar, 0 when any dimension is 0).
+    /// The number of elements (1 for a scalar, 0 when any dimension is 0), saturating at
+    /// `usize::MAX`; exact for every shape that passed [`Shape::checked_size`].
     pub fn size(&self) -> usize {
-        self.0.iter().product()
+        self.checked_size().unwrap_or(usize::MAX)
     }
 
-    /// Row-major strides in elements.
+    /// The number of elements, or `None` when the product of the dimensions overflows
+    /// `usize`. A zero dimension makes the count 0 whatever the others are.
+    pub fn checked_size(&self) -> Option<usize> {
+        if self.0.contains(&0) {
+            return Some(0);
+        }
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    }
+
+    /// Row-major strides in elements (saturating, like [`Shape::size`]).
     pub fn strides(&self) -> Dims {
         let mut s = Dims::from_elem(0, self.rank());
-        let mut acc = 1;
+        let mut acc = 1usize;
         for i in (0..self.rank()).rev() {
             s[i] = acc;
-            acc *= self.0[i];
+            acc = acc.saturating_mul(self.0[i]);
         }
         s
     }
@@ -176,6 +193,34 @@ impl Type {
     /// The number of elements.
     pub fn size(&self) -> usize {
         self.shape.size()
+    }
+
+    /// The number of bytes a buffer of this type needs, or `None` when it overflows `usize`.
+    pub fn checked_bytes(&self) -> Option<usize> {
+        self.shape
+            .checked_size()?
+            .checked_mul(self.dtype.size_bytes())
+    }
+
+    /// Checks that a buffer of this type can exist: its element count and byte size do not
+    /// overflow and stay within [`MAX_BYTES`]. The error (of kind [`ErrorKind::Size`]) names
+    /// `what` (an op or an entry point) and the type.
+    pub fn check_size(&self, what: &str) -> Result<()> {
+        match self.checked_bytes() {
+            Some(b) if b <= MAX_BYTES => Ok(()),
+            Some(b) => Err(Error::new(
+                ErrorKind::Size,
+                format!(
+                    "{what}: type {self} needs {} ({b} bytes), more than the {} limit",
+                    crate::alloc::fmt_bytes(b),
+                    crate::alloc::fmt_bytes(MAX_BYTES)
+                ),
+            )),
+            None => Err(Error::new(
+                ErrorKind::Size,
+                format!("{what}: the element count of type {self} overflows usize"),
+            )),
+        }
     }
 
     /// Whether this is a rank-0 type.

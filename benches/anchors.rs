@@ -121,7 +121,7 @@ fn p3(c: &mut Criterion) {
 
     let x64 = Array::from(xs.clone());
     let c64 = dl.compiled_for(&[x64.ty()]).unwrap();
-    let mut out64 = vec![Array::zeros(&x64.ty())];
+    let mut out64 = vec![Array::zeros(&x64.ty()).unwrap()];
     c64.call_into(&[&x64], &mut out64).unwrap();
     let mut hand64 = vec![0.0f64; n];
     p3_hand_f64(&xs, &mut hand64);
@@ -130,7 +130,7 @@ fn p3(c: &mut Criterion) {
     let xs32: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
     let x32 = Array::from(xs32.clone());
     let c32 = dl.compiled_for(&[x32.ty()]).unwrap();
-    let mut out32 = vec![Array::zeros(&x32.ty())];
+    let mut out32 = vec![Array::zeros(&x32.ty()).unwrap()];
     c32.call_into(&[&x32], &mut out32).unwrap();
     let mut hand32 = vec![0.0f32; n];
     p3_hand_f32(&xs32, &mut hand32);
@@ -196,7 +196,7 @@ fn p4(c: &mut Criterion) {
     let x = p4_input();
     let h = jit(hessian(rosenbrock)).unwrap();
     let comp = h.compiled_for(&[x.ty()]).unwrap();
-    let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100]))];
+    let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100])).unwrap()];
     comp.call_into(&[&x], &mut out).unwrap();
     let xs = x.to_f64_vec();
     let mut hand = vec![0.0; 100 * 100];
@@ -228,8 +228,8 @@ fn p5_data() -> Vec<Array> {
     let w2 = normal(&[256, 10], 0.05);
     let x = normal(&[256, 784], 1.0);
     let y = normal(&[256, 10], 1.0);
-    let b1 = Array::full(DType::F32, [256], 0.0);
-    let b2 = Array::full(DType::F32, [10], 0.0);
+    let b1 = Array::full(DType::F32, [256], 0.0).unwrap();
+    let b2 = Array::full(DType::F32, [10], 0.0).unwrap();
     vec![w1, b1, w2, b2, x, y]
 }
 
@@ -240,7 +240,11 @@ fn p5(c: &mut Criterion) {
     let jitted = jit(&vg).unwrap();
     let comp = jitted.compiled_for(&tys).unwrap();
     let refs: Vec<&Array> = args.iter().collect();
-    let mut outs: Vec<Array> = comp.output_types().iter().map(Array::zeros).collect();
+    let mut outs: Vec<Array> = comp
+        .output_types()
+        .iter()
+        .map(|t| Array::zeros(t).unwrap())
+        .collect();
     comp.call_into(&refs, &mut outs).unwrap();
     let want = vg.call_arrays(&args).unwrap();
     for (k, (o, w)) in outs.iter().zip(&want).enumerate() {
@@ -300,8 +304,8 @@ fn p6(c: &mut Criterion) {
     }))
     .unwrap();
     let (w0, b0) = (
-        Array::full(DType::F32, [1, 1], 0.0),
-        Array::full(DType::F32, [1], 0.0),
+        Array::full(DType::F32, [1, 1], 0.0).unwrap(),
+        Array::full(DType::F32, [1], 0.0).unwrap(),
     );
     let comp = train
         .compiled_for(&[w0.ty(), b0.ty(), x.ty(), y.ty()])
@@ -363,7 +367,7 @@ fn p7(c: &mut Criterion) {
         ("P7-jacrev", jit(jacrev(p7_f)).unwrap()),
     ] {
         let comp = j.compiled_for(&tys).unwrap();
-        let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100]))];
+        let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100])).unwrap()];
         comp.call_into(&[&x, &w, &b], &mut out).unwrap();
         close(out[0].as_f64().unwrap(), &hand, 1e-12, id);
         let mut g = c.benchmark_group(id);

@@ -55,7 +55,7 @@ fn bench_calls(c: &mut Criterion) {
             .collect::<Vec<f64>>(),
     );
     let compiled = dl.compiled_for(&[x.ty()]).unwrap();
-    let mut out = vec![Array::zeros(&x.ty())];
+    let mut out = vec![Array::zeros(&x.ty()).unwrap()];
     c.bench_function("call grad sum(sin²·exp(-x²)+log1p(x²)) n=10k", |b| {
         b.iter(|| compiled.call_into(&[&x], &mut out).unwrap())
     });

@@ -116,7 +116,7 @@ fn check(case: &Case, what: &str, f: &Function, args: &[Array]) {
     let refs: Vec<&Array> = args.iter().collect();
     let mut outs: Vec<Array> = want
         .iter()
-        .map(|w| Array::full(w.dtype(), w.shape().clone(), 7.0))
+        .map(|w| Array::full(w.dtype(), w.shape().clone(), 7.0).unwrap())
         .collect();
     j.call_into(&refs, &mut outs)
         .unwrap_or_else(|e| panic!("{label}: call_into: {e}"));

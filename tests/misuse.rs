@@ -118,14 +118,14 @@ fn compiled_code_rejects_wrong_buffers() {
     let a = Array::from(vec![1.0, 2.0, 3.0]);
     let short = Array::from(vec![1.0, 2.0]);
     let single = Array::from(vec![1.0f32, 2.0, 3.0]);
-    let mut out = vec![Array::zeros(&f64s(&[3]))];
+    let mut out = vec![Array::zeros(&f64s(&[3])).unwrap()];
     let e = c.call_into(&[&a], &mut out).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Arity, "{e}");
     let e = c.call_into(&[&a, &short], &mut out).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Shape, "{e}");
     let e = c.call_into(&[&a, &single], &mut out).unwrap_err();
     assert_eq!(e.kind, ErrorKind::DType, "{e}");
-    let mut bad_out = vec![Array::zeros(&f64s(&[2]))];
+    let mut bad_out = vec![Array::zeros(&f64s(&[2])).unwrap()];
     assert!(c.call_into(&[&a, &a], &mut bad_out).is_err());
     let mut no_out: Vec<Array> = vec![];
     assert!(c.call_into(&[&a, &a], &mut no_out).is_err());

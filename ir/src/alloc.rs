@@ -3,17 +3,19 @@
 //! that running out of memory is an [`ErrorKind::Resource`] error and the process goes on.
 
 use crate::error::{Error, ErrorKind, Result};
+use std::fmt::Display;
 
 /// A vector of `n` copies of `value`, or a resource error naming `what` when the memory
-/// cannot be had.
-pub fn try_filled<T: Clone>(n: usize, value: T, what: &str) -> Result<Vec<T>> {
+/// cannot be had. `what` is anything printable (a `&str`, or `format_args!` so that nothing is
+/// formatted unless the allocation fails).
+pub fn try_filled<T: Clone>(n: usize, value: T, what: impl Display) -> Result<Vec<T>> {
     let mut v = try_with_capacity(n, what)?;
     v.resize(n, value);
     Ok(v)
 }
 
 /// An empty vector with room for `n` elements, or a resource error naming `what`.
-pub fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
+pub fn try_with_capacity<T>(n: usize, what: impl Display) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n)
         .map_err(|_| cannot_allocate(n.saturating_mul(std::mem::size_of::<T>()), what))?;
@@ -23,7 +25,7 @@ pub fn try_with_capacity<T>(n: usize, what: &str) -> Result<Vec<T>> {
 /// Checks that `bytes` bytes can be allocated right now by reserving and releasing them. The
 /// interpreter calls this before computing a result, so that a result too large for the
 /// machine is an error instead of an abort inside the computation.
-pub fn probe(bytes: usize, what: &str) -> Result<()> {
+pub fn probe(bytes: usize, what: impl Display) -> Result<()> {
     if bytes == 0 {
         return Ok(());
     }
@@ -34,7 +36,7 @@ pub fn probe(bytes: usize, what: &str) -> Result<()> {
 }
 
 /// The error for an allocation of `bytes` bytes that failed, for `what`.
-pub fn cannot_allocate(bytes: usize, what: &str) -> Error {
+pub fn cannot_allocate(bytes: usize, what: impl Display) -> Error {
     Error::new(
         ErrorKind::Resource,
         format!("cannot allocate {} for {what}", fmt_bytes(bytes)),

@@ -1,5 +1,6 @@
 //! `Array`: an owned, contiguous, row-major n-dimensional array of one dtype, and its conversions.
 
+use crate::alloc::try_filled;
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{DType, Shape, Type};
 use std::fmt;
@@ -53,8 +54,20 @@ impl Data {
         }
     }
 
-    /// A vector of `n` elements of `dtype` all equal to `value` (rounded or truncated as `as`).
-    pub fn filled(dtype: DType, n: usize, value: f64) -> Data {
+    /// A vector of `n` elements of `dtype` all equal to `value` (rounded or truncated as `as`),
+    /// or a resource error naming `what` when the memory cannot be allocated.
+    pub fn try_filled(dtype: DType, n: usize, value: f64, what: impl fmt::Display) -> Result<Data> {
+        Ok(match dtype {
+            DType::F32 => Data::F32(try_filled(n, value as f32, what)?),
+            DType::F64 => Data::F64(try_filled(n, value, what)?),
+            DType::I32 => Data::I32(try_filled(n, value as i32, what)?),
+            DType::Bool => Data::Bool(try_filled(n, value != 0.0, what)?),
+        })
+    }
+
+    /// A vector of `n` elements of `dtype` all equal to `value`, allocated infallibly: only for
+    /// evaluations whose result memory `Op::eval` has already probed.
+    pub(crate) fn filled(dtype: DType, n: usize, value: f64) -> Data {
         match dtype {
             DType::F32 => Data::F32(vec![value as f32; n]),
             DType::F64 => Data::F64(vec![value; n]),
@@ -99,6 +112,47 @@ impl Data {
     /// The elements as a slice of `T`; empty when the dtype is not `T`'s.
     pub(crate) fn as_slice<T: Elem>(&self) -> &[T] {
         T::slice(self).unwrap_or(&[])
+    }
+}
+
+/// The elements of an [`Array`] as mutable slices, one variant per dtype (see
+/// [`Array::data_mut`]): a view that can change values but never the element count.
+#[derive(Debug)]
+pub enum DataMut<'a> {
+    /// f32 elements.
+    F32(&'a mut [f32]),
+    /// f64 elements.
+    F64(&'a mut [f64]),
+    /// i32 elements.
+    I32(&'a mut [i32]),
+    /// bool elements.
+    Bool(&'a mut [bool]),
+}
+
+impl DataMut<'_> {
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            DataMut::F32(v) => v.len(),
+            DataMut::F64(v) => v.len(),
+            DataMut::I32(v) => v.len(),
+            DataMut::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A pointer to the first element, for handing the buffer to compiled code.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        match self {
+            DataMut::F32(v) => v.as_mut_ptr() as *mut u8,
+            DataMut::F64(v) => v.as_mut_ptr() as *mut u8,
+            DataMut::I32(v) => v.as_mut_ptr() as *mut u8,
+            DataMut::Bool(v) => v.as_mut_ptr() as *mut u8,
+        }
     }
 }
 
@@ -380,23 +434,33 @@ pub struct Array {
 }
 
 impl Array {
-    /// An array from a shape and its elements; the element count must match the shape.
+    /// An array from a shape and its elements; the element count must match the shape. A
+    /// shape whose size overflows, or whose buffer would exceed [`crate::MAX_BYTES`], is an
+    /// error of kind [`ErrorKind::Size`].
     #[track_caller]
     pub fn new(shape: impl Into<Shape>, data: Data) -> Result<Array> {
-        let shape = shape.into();
-        if shape.size() != data.len() {
+        let loc = std::panic::Location::caller();
+        let ty = Type {
+            dtype: data.dtype(),
+            shape: shape.into(),
+        };
+        ty.check_size("Array::new").map_err(|e| e.at(loc))?;
+        if ty.size() != data.len() {
             return Err(Error::new(
                 ErrorKind::Shape,
                 format!(
                     "Array::new: shape {} holds {} elements but {} were given",
-                    shape,
-                    shape.size(),
+                    ty.shape,
+                    ty.size(),
                     data.len()
                 ),
             )
             .here());
         }
-        Ok(Array { shape, data })
+        Ok(Array {
+            shape: ty.shape,
+            data,
+        })
     }
 
     /// An array from parts already known to agree (crate-internal fast path).
@@ -405,24 +469,45 @@ impl Array {
         Array { shape, data }
     }
 
-    /// An array of `dtype` and `shape` filled with `value`.
-    pub fn full(dtype: DType, shape: impl Into<Shape>, value: f64) -> Array {
-        let shape = shape.into();
-        let n = shape.size();
-        Array {
-            shape,
-            data: Data::filled(dtype, n, value),
-        }
+    /// An array of `dtype` and `shape` filled with `value`. A shape whose size overflows is an
+    /// error of kind [`ErrorKind::Size`]; memory that cannot be allocated is an error of kind
+    /// [`ErrorKind::Resource`].
+    #[track_caller]
+    pub fn full(dtype: DType, shape: impl Into<Shape>, value: f64) -> Result<Array> {
+        let loc = std::panic::Location::caller();
+        let ty = Type {
+            dtype,
+            shape: shape.into(),
+        };
+        ty.check_size("Array::full").map_err(|e| e.at(loc))?;
+        let data = Data::try_filled(
+            dtype,
+            ty.size(),
+            value,
+            format_args!("Array::full of type {ty}"),
+        )
+        .map_err(|e| e.at(loc))?;
+        Ok(Array {
+            shape: ty.shape,
+            data,
+        })
     }
 
-    /// A zero-filled array of the given type.
-    pub fn zeros(ty: &Type) -> Array {
+    /// A zero-filled array of the given type (errors as [`Array::full`]).
+    #[track_caller]
+    pub fn zeros(ty: &Type) -> Result<Array> {
         Array::full(ty.dtype, ty.shape.clone(), 0.0)
     }
 
     /// A rank-0 array holding `value` converted to `dtype`.
     pub fn scalar(dtype: DType, value: f64) -> Array {
-        Array::full(dtype, Shape::scalar(), value)
+        let data = match dtype {
+            DType::F32 => Data::F32(vec![value as f32]),
+            DType::F64 => Data::F64(vec![value]),
+            DType::I32 => Data::I32(vec![value as i32]),
+            DType::Bool => Data::Bool(vec![value != 0.0]),
+        };
+        Array::from_parts(Shape::scalar(), data)
     }
 
     /// An f64 array from a shape and elements.
@@ -487,9 +572,47 @@ impl Array {
         &self.data
     }
 
-    /// The elements, mutably (the shape stays fixed).
-    pub fn data_mut(&mut self) -> &mut Data {
-        &mut self.data
+    /// The elements as mutable slices: values can change, the length cannot, so the buffer
+    /// always holds exactly as many elements as the shape says.
+    pub fn data_mut(&mut self) -> DataMut<'_> {
+        match &mut self.data {
+            Data::F32(v) => DataMut::F32(v),
+            Data::F64(v) => DataMut::F64(v),
+            Data::I32(v) => DataMut::I32(v),
+            Data::Bool(v) => DataMut::Bool(v),
+        }
+    }
+
+    /// The f64 elements as a mutable slice, when the dtype is f64.
+    pub fn as_f64_mut(&mut self) -> Option<&mut [f64]> {
+        match &mut self.data {
+            Data::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The f32 elements as a mutable slice, when the dtype is f32.
+    pub fn as_f32_mut(&mut self) -> Option<&mut [f32]> {
+        match &mut self.data {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The i32 elements as a mutable slice, when the dtype is i32.
+    pub fn as_i32_mut(&mut self) -> Option<&mut [i32]> {
+        match &mut self.data {
+            Data::I32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The bool elements as a mutable slice, when the dtype is bool.
+    pub fn as_bool_mut(&mut self) -> Option<&mut [bool]> {
+        match &mut self.data {
+            Data::Bool(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// Splits the array into its shape and elements.

@@ -195,6 +195,10 @@ impl Function {
     pub fn specialize(&self, types: &[Type]) -> Result<Specialized> {
         let loc = Location::caller();
         self.check_arity(types.len())?;
+        for (k, t) in types.iter().enumerate() {
+            t.check_size(&format!("{}: argument {k}", self.inner.name))
+                .map_err(|e| e.at(loc))?;
+        }
         if let Some(s) = self.inner.cache.lock().expect("cache lock").get(types) {
             return Ok(s.clone());
         }

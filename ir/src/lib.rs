@@ -15,7 +15,7 @@ pub mod text;
 pub mod types;
 mod verify;
 
-pub use array::{Array, Data};
+pub use array::{Array, Data, DataMut};
 pub use builder::Builder;
 pub use control_api::{cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig};
 pub use entities::{GraphId, Inst, Value};

@@ -143,67 +143,106 @@ impl Tensor {
     }
 
     /// An f64 tensor of `shape` filled with `value`.
+    #[track_caller]
     pub fn full(shape: &[usize], value: f64) -> Tensor {
-        Tensor::from_array(Array::full(DType::F64, shape, value))
+        Tensor::full_dtype(DType::F64, shape, value)
     }
 
-    /// A tensor of `dtype` and `shape` filled with `value`.
+    /// A tensor of `dtype` and `shape` filled with `value`; a shape too large to hold is an
+    /// error of the trace (kind `Size` or `Resource`).
+    #[track_caller]
     pub fn full_dtype(dtype: DType, shape: &[usize], value: f64) -> Tensor {
-        Tensor::from_array(Array::full(dtype, shape, value))
+        let loc = Location::caller();
+        match Array::full(dtype, shape, value) {
+            Ok(a) => Tensor::from_array(a),
+            Err(e) => fail(e.at(loc)),
+        }
     }
 
     /// An f64 tensor of zeros.
+    #[track_caller]
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 0.0)
     }
 
     /// An f64 tensor of ones.
+    #[track_caller]
     pub fn ones(shape: &[usize]) -> Tensor {
         Tensor::full(shape, 1.0)
     }
 
     /// Zeros of this tensor's type.
+    #[track_caller]
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::from_array(Array::zeros(&self.ty()))
+        let ty = self.ty();
+        Tensor::full_dtype(ty.dtype, ty.dims(), 0.0)
     }
 
     /// Ones of this tensor's type.
+    #[track_caller]
     pub fn ones_like(&self) -> Tensor {
         let ty = self.ty();
-        Tensor::from_array(Array::full(ty.dtype, ty.shape, 1.0))
+        Tensor::full_dtype(ty.dtype, ty.dims(), 1.0)
     }
 
     /// `n` evenly spaced f64 values from `start` to `stop` inclusive (as NumPy's linspace).
+    #[track_caller]
     pub fn linspace(start: f64, stop: f64, n: usize) -> Tensor {
         let step = if n > 1 {
             (stop - start) / (n - 1) as f64
         } else {
             0.0
         };
-        let v: Vec<f64> = (0..n)
-            .map(|i| {
-                if i + 1 == n && n > 1 {
-                    stop
-                } else {
-                    start + step * i as f64
-                }
-            })
-            .collect();
-        Tensor::from(v)
+        Tensor::from_fn(n, "linspace", Location::caller(), |i| {
+            if i + 1 == n && n > 1 {
+                stop
+            } else {
+                start + step * i as f64
+            }
+        })
     }
 
     /// The f64 values `0, 1, ..., n - 1`.
+    #[track_caller]
     pub fn arange(n: usize) -> Tensor {
-        Tensor::from((0..n).map(|i| i as f64).collect::<Vec<f64>>())
+        Tensor::from_fn(n, "arange", Location::caller(), |i| i as f64)
+    }
+
+    /// A rank-1 f64 constant of `n` values `f(0), ..., f(n - 1)`, its memory reserved
+    /// fallibly; a failure is an error of the trace naming `what`.
+    fn from_fn(
+        n: usize,
+        what: &str,
+        loc: &'static Location<'static>,
+        f: impl Fn(usize) -> f64,
+    ) -> Tensor {
+        let ty = Type::new(DType::F64, &[n]);
+        let made = ty.check_size(what).and_then(|()| {
+            let mut v = crate::alloc::try_with_capacity(n, format_args!("{what} of type {ty}"))?;
+            v.extend((0..n).map(f));
+            Ok(v)
+        });
+        match made {
+            Ok(v) => Tensor::from(v),
+            Err(e) => fail(e.at(loc)),
+        }
     }
 
     /// The `n × n` f64 identity matrix.
+    #[track_caller]
     pub fn eye(n: usize) -> Tensor {
-        let mut v = vec![0.0; n * n];
-        for i in 0..n {
-            v[i * n + i] = 1.0;
+        let loc = Location::caller();
+        match Array::full(DType::F64, [n, n], 0.0) {
+            Ok(mut a) => {
+                if let Some(v) = a.as_f64_mut() {
+                    for i in 0..n {
+                        v[i * n + i] = 1.0;
+                    }
+                }
+                Tensor::from_array(a)
+            }
+            Err(e) => fail(e.at(loc)),
         }
-        Tensor::from_array(Array::from_f64([n, n], v).expect("n*n elements"))
     }
 
     /// `iota`: the index along `axis` at every position of a `dtype` tensor of `shape`.
@@ -602,7 +641,11 @@ impl Tensor {
         let loc = Location::caller();
         let mut dims = Dims::from_slice(shape);
         if let Some(pos) = dims.iter().position(|&d| d == usize::MAX) {
-            let known: usize = dims.iter().filter(|&&d| d != usize::MAX).product();
+            let known = dims
+                .iter()
+                .filter(|&&d| d != usize::MAX)
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .unwrap_or(0);
             if known == 0 || !self.size().is_multiple_of(known) {
                 return err(
                     ErrorKind::Shape,

@@ -85,6 +85,9 @@ pub fn trace_with<F>(types: &[Type], f: F) -> Result<Traced>
 where
     F: FnOnce(&[Tensor]) -> Vec<Tensor>,
 {
+    for (k, t) in types.iter().enumerate() {
+        t.check_size(&format!("trace: argument {k}"))?;
+    }
     let id = NEXT_TRACE_ID.fetch_add(1, Ordering::Relaxed);
     let mut builder = Builder::new();
     let params: Vec<Tensor> = types

@@ -45,6 +45,7 @@ impl Graph {
             if !ok || std::mem::replace(&mut defined[p.index()], true) {
                 return Err(fail(format!("parameter {k} ({p}) is malformed")));
             }
+            self.ty(p).check_size(&format!("parameter {k} ({p})"))?;
         }
         for (inst, data) in self.insts() {
             for &a in &data.args {

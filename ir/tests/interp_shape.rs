@@ -683,7 +683,7 @@ fn scatter_add_accumulates_and_is_the_transpose_of_gather() {
     let idx = i(&[2, 3], &[3, 0, 3, -2, 9, 1]);
     let u = vals(&[2, 3, 3], 14);
     let gx = run(Op::Index(IndexOp::Gather), &[&x, &idx]);
-    let su = sa(&Array::zeros(&x.ty()), &idx, &u);
+    let su = sa(&Array::zeros(&x.ty()).unwrap(), &idx, &u);
     let lhs: f64 = gx
         .to_f64_vec()
         .iter()

@@ -26,7 +26,11 @@ fn main() -> ferrax_ir::Result<()> {
         let c = compile(&g, &JitOptions::default())?;
         let xs: Vec<f64> = (0..n).map(|i| (i as f64 / 65536.0) - 8.0).collect();
         let x = Array::from(xs).cast(dt);
-        let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
+        let mut out: Vec<Array> = c
+            .output_types()
+            .iter()
+            .map(|t| Array::zeros(t).unwrap())
+            .collect();
         let ns = median_ns(20, 15, || c.call_into(&[&x], &mut out).unwrap());
         println!("P3-{dt}: {:.3} ms", ns / 1e6);
     }
@@ -110,7 +114,11 @@ fn main() -> ferrax_ir::Result<()> {
             })
             .collect();
         let refs: Vec<&Array> = args.iter().collect();
-        let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
+        let mut out: Vec<Array> = c
+            .output_types()
+            .iter()
+            .map(|t| Array::zeros(t).unwrap())
+            .collect();
         let ns = median_ns(20, 9, || c.call_into(&refs, &mut out).unwrap());
         println!("P5: {:.3} ms", ns / 1e6);
     }
@@ -145,9 +153,17 @@ fn main() -> ferrax_ir::Result<()> {
             ("sum over axis 1", gs1),
         ] {
             let c = compile(&g, &JitOptions::default())?;
-            let args: Vec<Array> = g.params().iter().map(|&p| Array::zeros(g.ty(p))).collect();
+            let args: Vec<Array> = g
+                .params()
+                .iter()
+                .map(|&p| Array::zeros(g.ty(p)).unwrap())
+                .collect();
             let refs: Vec<&Array> = args.iter().collect();
-            let mut out: Vec<Array> = c.output_types().iter().map(Array::zeros).collect();
+            let mut out: Vec<Array> = c
+                .output_types()
+                .iter()
+                .map(|t| Array::zeros(t).unwrap())
+                .collect();
             let ns = median_ns(200, 9, || c.call_into(&refs, &mut out).unwrap());
             println!("{name}: {:.1} µs", ns / 1e3);
         }
@@ -158,7 +174,7 @@ fn main() -> ferrax_ir::Result<()> {
             .graph;
         let c = compile(&g, &JitOptions::default())?;
         let x = Array::from(vec![1.0; 100]);
-        let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100]))];
+        let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100])).unwrap()];
         let ns = median_ns(100_000, 9, || c.call_into(&[&x], &mut out).unwrap());
         println!("call_into of a 100-element grad: {ns:.0} ns");
     }
@@ -199,7 +215,7 @@ fn time_all() -> ferrax_ir::Result<()> {
             let c = compile(&g, &opts)?;
             let xs: Vec<f64> = (0..n).map(|i| -3.0 + 6.0 * i as f64 / n as f64).collect();
             let x = Array::from(xs).cast(dt);
-            let mut out = vec![Array::zeros(&c.output_types()[0])];
+            let mut out = vec![Array::zeros(&c.output_types()[0]).unwrap()];
             let ns = median_ns(5, 9, || c.call_into(&[&x], &mut out).unwrap());
             println!(
                 "P3 {dt} {math:?}: {:.3} ms (compile {:?})",
@@ -249,7 +265,7 @@ fn p4() -> ferrax_ir::Result<()> {
             .map(|i| -1.2 + 2.4 * i as f64 / 99.0)
             .collect::<Vec<f64>>(),
     );
-    let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100]))];
+    let mut out = vec![Array::zeros(&Type::new(DType::F64, &[100, 100])).unwrap()];
     let ns = median_ns(20_000, 9, || c.call_into(&[&x], &mut out).unwrap());
     let want = ferrax_ir::interp::eval(&g, std::slice::from_ref(&x))?;
     let same = want[0]

@@ -141,15 +141,6 @@ fn data_ptr(d: &Data) -> *const u8 {
     }
 }
 
-fn data_ptr_mut(d: &mut Data) -> *mut u8 {
-    match d {
-        Data::F32(v) => v.as_mut_ptr() as *mut u8,
-        Data::F64(v) => v.as_mut_ptr() as *mut u8,
-        Data::I32(v) => v.as_mut_ptr() as *mut u8,
-        Data::Bool(v) => v.as_mut_ptr() as *mut u8,
-    }
-}
-
 /// Checks one array against the type the graph expects for it.
 fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
     if a.dtype() != want.dtype {
@@ -238,7 +229,12 @@ impl Compiled {
     /// Calls the function on `args`, returning newly allocated outputs.
     pub fn call(&self, args: &[Array]) -> Result<Vec<Array>> {
         let refs: SmallVec<[&Array; 8]> = args.iter().collect();
-        let mut outs: Vec<Array> = self.inner.outputs.iter().map(Array::zeros).collect();
+        let mut outs: Vec<Array> = self
+            .inner
+            .outputs
+            .iter()
+            .map(Array::zeros)
+            .collect::<Result<_>>()?;
         self.call_into(&refs, &mut outs)?;
         Ok(outs)
     }
@@ -255,10 +251,8 @@ impl Compiled {
             check("output", k, want, a)?;
         }
         let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
-        let outp: SmallVec<[*mut u8; 8]> = outs
-            .iter_mut()
-            .map(|a| data_ptr_mut(a.data_mut()))
-            .collect();
+        let outp: SmallVec<[*mut u8; 8]> =
+            outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
         // SAFETY: every buffer was checked to have the type and element count the code was
         // compiled for, and outputs are distinct `&mut` borrows.
         unsafe { self.run(&ins, &outp) };

@@ -27,7 +27,7 @@ fn bin(b: &mut Builder, op: BinaryOp, x: Value, y: Value) -> Value {
 /// A constant of `v` with the type of `like`.
 fn fill(b: &mut Builder, like: Value, v: f64) -> Value {
     let t = b.ty(like).clone();
-    b.constant(Array::full(t.dtype, t.shape, v))
+    b.constant(Array::full(t.dtype, t.shape, v).unwrap())
 }
 
 fn i32s() -> Type {
@@ -439,7 +439,7 @@ fn scan_and_switch_nest() {
         });
         let plain = body(&[tv.clone(), Type::new(DType::I32, &[4])], |b, p| {
             let z = fill(b, p[0], 0.0);
-            let stacked = b.constant(Array::full(dt, &[4usize, 2][..], 1.0));
+            let stacked = b.constant(Array::full(dt, &[4usize, 2][..], 1.0).unwrap());
             vec![z, stacked]
         });
         let mut b = Builder::new();

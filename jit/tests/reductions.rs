@@ -36,7 +36,7 @@ fn check_text(text: &str, specials: bool, tol: f64) {
         let mut outs: Vec<Array> = f
             .output_types()
             .iter()
-            .map(|t| Array::full(t.dtype, t.shape.clone(), 3.0))
+            .map(|t| Array::full(t.dtype, t.shape.clone(), 3.0).unwrap())
             .collect();
         f.call_into(&refs, &mut outs).expect("call_into");
         for (k, ((w, g1), g2)) in want.iter().zip(&got).zip(&outs).enumerate() {

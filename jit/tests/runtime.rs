@@ -112,13 +112,10 @@ fn arguments_are_validated() {
         .call(&[x.clone(), Array::from(vec![1.0, 2.0])])
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Shape);
-    // A buffer whose length no longer matches its shape.
+    // A buffer whose length no longer matches its shape cannot be made: `data_mut` hands out
+    // slices, whose length is fixed.
     let mut bad = x.clone();
-    if let ferrax_ir::Data::F64(v) = bad.data_mut() {
-        v.pop();
-    }
-    let e = f.call(&[x.clone(), bad]).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Jit);
+    assert_eq!(bad.data_mut().len(), 3);
     // Outputs are checked too.
     let mut outs = vec![Array::scalar(DType::F64, 0.0)];
     assert_eq!(

@@ -458,7 +458,11 @@ pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Arra
     let n_out = outs.len();
     // The VJP of a linear map at any point is its transpose; evaluate it at zero tangents.
     let v = vjp_graph(&lin_graph, n_in)?;
-    let zeros: Vec<Array> = lin_graph.param_types().iter().map(Array::zeros).collect();
+    let zeros: Vec<Array> = lin_graph
+        .param_types()
+        .iter()
+        .map(Array::zeros)
+        .collect::<Result<_>>()?;
     let bound = bind_params(&v, &zeros)?;
     let pullback = select_outputs(&bound, n_out..n_out + n_in)?;
     Ok((

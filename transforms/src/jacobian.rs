@@ -31,7 +31,9 @@ use crate::jvp::jvp_graph;
 use crate::vjp::vjp_graph;
 use crate::vmap::vmap_graph_sized;
 use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, DotGeneral, LiteralOp, ShapeOp};
-use ferrax_ir::{Array, Builder, DType, Dims, Graph, InstData, Op, Result, Shape, Type, Value};
+use ferrax_ir::{
+    Array, Builder, DType, DataMut, Dims, Graph, InstData, Op, Result, Shape, Type, Value,
+};
 use smallvec::SmallVec;
 
 /// The seeds `[total, ty.shape..]` whose row `i` is the `(i - off)`-th standard basis vector of
@@ -159,15 +161,17 @@ fn check_outputs(g: &Graph, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A one-hot constant of type `ty` with a 1 at flat position `i`.
-fn one_hot(b: &mut Builder, ty: &Type, i: usize) -> Value {
-    let mut a = Array::zeros(ty);
-    let mut v = a.to_f64_vec();
-    v[i] = 1.0;
-    a = Array::from_f64(ty.shape.clone(), v)
-        .expect("same shape")
-        .cast(ty.dtype);
-    b.constant(a)
+/// A one-hot constant of type `ty` with a 1 at flat position `i` (its memory reserved
+/// fallibly).
+fn one_hot(b: &mut Builder, ty: &Type, i: usize) -> Result<Value> {
+    let mut a = Array::zeros(ty)?;
+    match a.data_mut() {
+        DataMut::F32(v) => v[i] = 1.0,
+        DataMut::F64(v) => v[i] = 1.0,
+        DataMut::I32(v) => v[i] = 1,
+        DataMut::Bool(v) => v[i] = true,
+    }
+    Ok(b.constant(a))
 }
 
 /// Evaluates the linear map `lin` (a JVP or VJP graph inlined at fixed other arguments) at
@@ -185,7 +189,7 @@ fn push_basis(
             let mut seeds = Vec::with_capacity(basis.len());
             for (t, other) in basis.iter().enumerate() {
                 seeds.push(if t == s {
-                    one_hot(b, other, i)
+                    one_hot(b, other, i)?
                 } else {
                     zeros(b, other)?
                 });

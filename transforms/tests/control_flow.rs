@@ -175,9 +175,9 @@ fn scan_rnn_matches_unrolled_loop() {
                 a[0].clone(),
                 a[1].clone(),
                 a[2].clone(),
-                Array::zeros(&args[0].ty()),
+                Array::zeros(&args[0].ty()).unwrap(),
                 a[3].clone(),
-                Array::zeros(&args[2].ty()),
+                Array::zeros(&args[2].ty()).unwrap(),
             ])
             .unwrap()[1]
             .to_f64_vec()

@@ -72,9 +72,9 @@ fn rosenbrock(n: usize) -> ferrax_ir::Graph {
         let aa = un(b, UnaryOp::Square, a);
         let d = bin(b, BinaryOp::Sub, c, aa);
         let dd = un(b, UnaryOp::Square, d);
-        let hundred = b.constant(Array::full(ferrax_ir::DType::F64, [n - 1], 100.0));
+        let hundred = b.constant(Array::full(ferrax_ir::DType::F64, [n - 1], 100.0).unwrap());
         let t1 = bin(b, BinaryOp::Mul, hundred, dd);
-        let one = b.constant(Array::full(ferrax_ir::DType::F64, [n - 1], 1.0));
+        let one = b.constant(Array::full(ferrax_ir::DType::F64, [n - 1], 1.0).unwrap());
         let e = bin(b, BinaryOp::Sub, one, a);
         let t2 = un(b, UnaryOp::Square, e);
         let s = bin(b, BinaryOp::Add, t1, t2);

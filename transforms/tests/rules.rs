@@ -133,7 +133,7 @@ fn cases() -> Vec<Case> {
             -1.0,
             1.0,
             Box::new(move |b, p| {
-                let z = b.constant(Array::full(DType::F64, [4], 0.0));
+                let z = b.constant(Array::full(DType::F64, [4], 0.0).unwrap());
                 let c1 = push(b, Op::Compare(CompareOp::Gt), &[p[0], z]);
                 let c2 = push(b, Op::Compare(CompareOp::Lt), &[p[1], z]);
                 let c = if op == CompareOp::Not {
@@ -151,7 +151,7 @@ fn cases() -> Vec<Case> {
         -1.0,
         1.0,
         Box::new(|b, p| {
-            let z = b.constant(Array::full(DType::F64, [4], 0.0));
+            let z = b.constant(Array::full(DType::F64, [4], 0.0).unwrap());
             let c = push(b, Op::Compare(CompareOp::Gt), &[p[0], z]);
             let sq = un(b, UnaryOp::Square, p[0]);
             vec![push(b, Op::Compare(CompareOp::Select), &[c, sq, z])]
@@ -198,7 +198,7 @@ fn cases() -> Vec<Case> {
                 }),
                 &[],
             );
-            let c = b.constant(Array::full(DType::F64, [2, 3], 1.5));
+            let c = b.constant(Array::full(DType::F64, [2, 3], 1.5).unwrap());
             let m = bin(b, BinaryOp::Mul, p[0], io);
             vec![bin(b, BinaryOp::Add, m, c)]
         }),
@@ -313,7 +313,7 @@ fn cases() -> Vec<Case> {
         -1.0,
         1.0,
         Box::new(move |b, p| {
-            let c = b.constant(Array::full(DType::F64, [1, 3], 2.0));
+            let c = b.constant(Array::full(DType::F64, [1, 3], 2.0).unwrap());
             vec![push(
                 b,
                 shape_op(ShapeOp::Concatenate { axis: 0 }),
@@ -585,7 +585,7 @@ fn check_case(c: &Case, rng: &mut Rng) {
                 if ty.dtype.is_float() {
                     rng.array(ty, -1.0, 1.0)
                 } else {
-                    Array::zeros(ty)
+                    Array::zeros(ty).unwrap()
                 }
             })
             .collect();

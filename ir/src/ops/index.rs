@@ -242,7 +242,9 @@ impl IndexOp {
                 let out = Shape(dims);
                 let rows = x.dims()[0];
                 if rows == 0 {
-                    return Array::full(x.dtype(), out, 0.0);
+                    let n = out.size();
+                    return Array::new(out, Data::filled(x.dtype(), n, 0.0))
+                        .expect("the type rule checked the result's size");
                 }
                 let width: usize = x.dims()[1..].iter().product();
                 let src = idx.data().as_slice::<i32>().iter().flat_map(|&i| {

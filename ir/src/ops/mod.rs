@@ -97,7 +97,7 @@ impl Op {
                 ));
             }
         }
-        Ok(match self {
+        let out: Types = match self {
             Op::Unary(op) => smallvec![op.infer(&args[0])?],
             Op::Binary(op) => smallvec![op.infer(&args[0], &args[1])?],
             Op::Compare(op) => smallvec![op.infer(args)?],
@@ -108,13 +108,47 @@ impl Op {
             Op::Dot(op) => smallvec![op.infer(&args[0], &args[1])?],
             Op::Index(op) => smallvec![op.infer(args)?],
             Op::Control(op) => op.infer(args)?,
-        })
+        };
+        // Every type in a graph describes a buffer that can exist: checked here, once, for
+        // every op, so that sizes computed later from these types never overflow.
+        for t in &out {
+            t.check_size(self.name()).map_err(|e| {
+                Error::new(
+                    e.kind,
+                    format!("{}; operand types {}", e.message, fmt_types(args)),
+                )
+            })?;
+        }
+        Ok(out)
     }
 
     /// The reference semantics: evaluates the op on concrete operands of inferred types.
     pub fn eval(&self, args: &[&Array]) -> Result<SmallVec<[Array; 1]>> {
         let tys: Vec<Type> = args.iter().map(|a| a.ty()).collect();
-        self.infer(&tys)?;
+        let out = self.infer(&tys)?;
+        // The evaluations below allocate infallibly; reserve their memory first (the results,
+        // plus one index per element for the ops that gather by index) so that a result too
+        // large for this machine is an error and not an abort.
+        let bytes = |extra: usize| {
+            out.iter().fold(0usize, |acc, t| {
+                acc.saturating_add(t.size().saturating_mul(t.dtype.size_bytes() + extra))
+            })
+        };
+        let total = bytes(std::mem::size_of::<usize>());
+        if crate::alloc::probe(total, "").is_err() {
+            let what = match out.as_slice() {
+                [t] => t.to_string(),
+                ts => fmt_types(ts),
+            };
+            crate::alloc::probe(
+                bytes(0),
+                format_args!("the output of {} {what}", self.name()),
+            )?;
+            return Err(crate::alloc::cannot_allocate(
+                total,
+                format_args!("the output of {} {what} with its index vector", self.name()),
+            ));
+        }
         Ok(match self {
             Op::Unary(op) => smallvec![op.eval(args[0])],
             Op::Binary(op) => smallvec![op.eval(args[0], args[1])],

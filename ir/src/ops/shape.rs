@@ -223,12 +223,28 @@ impl ShapeOp {
                         "the padding value must be a scalar of the operand's dtype",
                     ));
                 }
-                let dims: Dims = (0..rank)
-                    .map(|i| {
-                        let n = x.dims()[i];
-                        lo[i] + hi[i] + n + n.saturating_sub(1) * interior[i]
-                    })
-                    .collect();
+                let mut dims = Dims::new();
+                for i in 0..rank {
+                    let n = x.dims()[i];
+                    let d = n
+                        .saturating_sub(1)
+                        .checked_mul(interior[i])
+                        .and_then(|m| m.checked_add(n))
+                        .and_then(|m| m.checked_add(lo[i]))
+                        .and_then(|m| m.checked_add(hi[i]));
+                    let Some(d) = d else {
+                        return Err(op_error(
+                            ErrorKind::Size,
+                            name,
+                            args,
+                            format!(
+                                "dimension {i} padded by lo={} hi={} interior={} overflows usize",
+                                lo[i], hi[i], interior[i]
+                            ),
+                        ));
+                    };
+                    dims.push(d);
+                }
                 Ok(Type {
                     dtype: x.dtype,
                     shape: Shape(dims),
@@ -258,7 +274,14 @@ impl ShapeOp {
                             ),
                         ));
                     }
-                    dims[*axis] += t.dims()[*axis];
+                    dims[*axis] = dims[*axis].checked_add(t.dims()[*axis]).ok_or_else(|| {
+                        op_error(
+                            ErrorKind::Size,
+                            name,
+                            args,
+                            format!("the joined dimension {axis} overflows usize"),
+                        )
+                    })?;
                 }
                 Ok(Type {
                     dtype: x.dtype,

@@ -892,18 +892,17 @@ fn parse_dim(w: &str, pos: Pos, what: &str) -> Result<usize> {
 }
 
 /// A shape whose element count fits in `usize`.
+/// A shape whose element count fits `usize`; an overflow is an error of kind
+/// [`ErrorKind::Size`] at `pos`.
 fn checked_shape(dims: Dims, pos: Pos) -> Result<Shape> {
-    if dims
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .is_none()
-    {
-        return Err(err(
-            pos,
-            format!("the shape {} has too many elements", Shape(dims)),
+    let shape = Shape(dims);
+    if shape.checked_size().is_none() {
+        return Err(Error::new(
+            ErrorKind::Size,
+            format!("{pos}: the element count of shape {shape} overflows usize"),
         ));
     }
-    Ok(Shape(dims))
+    Ok(shape)
 }
 
 fn is_value_name(w: &str) -> bool {
@@ -1001,10 +1000,13 @@ impl Parser {
             }
         }
         self.expect_punct(']', "to close the shape")?;
-        Ok(Type {
+        let ty = Type {
             dtype,
             shape: checked_shape(dims, open)?,
-        })
+        };
+        ty.check_size("the type")
+            .map_err(|e| Error::new(e.kind, format!("{open}: {}", e.message)))?;
+        Ok(ty)
     }
 
     /// `name:type`.

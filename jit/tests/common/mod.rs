@@ -117,7 +117,7 @@ pub fn check_with(graph: &Graph, args: &[Array], tol: Option<f64>) {
     let mut outs: Vec<Array> = f
         .output_types()
         .iter()
-        .map(|t| Array::full(t.dtype, t.shape.clone(), 3.0))
+        .map(|t| Array::full(t.dtype, t.shape.clone(), 3.0).unwrap())
         .collect();
     f.call_into(&refs, &mut outs).expect("call_into");
     for (w, g) in want.iter().zip(&outs) {

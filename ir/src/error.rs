@@ -1,4 +1,18 @@
 //! The one error type of ferrax: what went wrong, in which op, and at which line of the caller.
+//!
+//! Every misuse of the public API and every failure to run is an [`Error`]; no input reaches a
+//! panic, an abort or undefined behaviour. The [`ErrorKind`] says which class of problem it is:
+//!
+//! | kind | when |
+//! |---|---|
+//! | `Shape`, `DType`, `Axis`, `Arity` | operands or arguments that do not fit an op, a transform or a compiled function (the message names both what was expected and what was found) |
+//! | `Transform` | a transform applied where it is not defined (`grad` of a non-scalar output, of an integer input, ...) |
+//! | `Trace` | a tracer used outside the trace that created it |
+//! | `Parse`, `Verify` | text that is not a graph; a hand-built graph that breaks an IR invariant |
+//! | `Size` | a shape whose element count or byte size overflows, or exceeds [`crate::MAX_BYTES`]: reported where the shape is made (an `Array`, an op's type rule, `specialize`, the parser), never later |
+//! | `Resource` | memory that cannot be allocated, a call above its memory budget, a `while_loop` above its iteration limit; the process goes on |
+//! | `Jit` | the native backend failed |
+//! | `Convert` | a value that cannot become the requested Rust type |
 
 use std::fmt;
 use std::panic::Location;

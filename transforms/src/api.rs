@@ -962,5 +962,5 @@ pub fn residual_bytes(f: &Function, types: &[Type]) -> Result<usize> {
     Ok(primal.output_types()[k..]
         .iter()
         .map(|t| t.size() * t.dtype.size_bytes())
-        .sum())
+        .fold(0usize, usize::saturating_add))
 }

@@ -36,7 +36,7 @@ fn check_i32(op: &str, n: usize) -> Result<()> {
 /// Clamped per-member row indices offset into a `[batch * n, ..]` operand: `idx` is moved to
 /// batch position 0 (shape `[batch, I..]`).
 fn flat_rows(ctx: &mut BatchCtx<'_>, idx: Batched, n: usize) -> Result<Value> {
-    check_i32("gather", ctx.size() * n)?;
+    check_i32("gather", ctx.size().saturating_mul(n))?;
     let iv = ctx.move_bdim(idx, 0)?;
     let dims = ctx.ty(iv).dims().to_vec();
     let clamped = ctx.clamp(iv, 0.0, n.saturating_sub(1) as f64)?;
@@ -105,7 +105,7 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             // Per-member starts: gather the window's elements from the flattened operand.
             let xty = ctx.unbatched_ty(x);
             let xdims = xty.dims().to_vec();
-            let total = size * xty.size();
+            let total = size.saturating_mul(xty.size());
             check_i32("dynamic_slice", total)?;
             let out = insert_dim(sizes, 0, size);
             // An unbatched operand is shared by all members: no per-member offset.
@@ -153,7 +153,7 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             if uty.size() == 0 {
                 return Ok(Batched::at(xv, 0));
             }
-            check_i32("dynamic_update_slice", size * uty.size())?;
+            check_i32("dynamic_update_slice", size.saturating_mul(uty.size()))?;
             let out = insert_dim(&xdims, 0, size);
             let (flat_u, mut flat) = match u.bdim {
                 Some(_) => {

@@ -1,5 +1,6 @@
 //! The one error type of ferrax: what went wrong, in which op, and at which line of the caller.
 
+use crate::types::Type;
 use std::fmt;
 use std::panic::Location;
 
@@ -82,6 +83,50 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A list of types with its count, for messages: `2 values (f64[3], f32[])`, `1 value
+/// (f64[])`, `no values ()`.
+pub fn counted_types(tys: &[Type]) -> String {
+    let parts: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
+    let count = match tys.len() {
+        0 => "no values".to_string(),
+        1 => "1 value".to_string(),
+        n => format!("{n} values"),
+    };
+    format!("{count} ({})", parts.join(", "))
+}
+
+/// How the type list `found` differs from `expected`, for messages, with the kind of error
+/// that is: different counts are an [`ErrorKind::Arity`] error (`"2 values against 1"`),
+/// otherwise the first position that differs is named (`"output 1 is f32[] where f64[] is
+/// expected"`, with `item` = `"output"`) and the error is a [`ErrorKind::DType`] error when
+/// the dtypes there differ, a [`ErrorKind::Shape`] error when only the shapes do. Equal lists
+/// give an [`ErrorKind::DType`] error with an empty description.
+pub fn type_difference(item: &str, found: &[Type], expected: &[Type]) -> (ErrorKind, String) {
+    if found.len() != expected.len() {
+        return (
+            ErrorKind::Arity,
+            format!("{} values against {}", found.len(), expected.len()),
+        );
+    }
+    match found.iter().zip(expected).position(|(f, e)| f != e) {
+        Some(k) => {
+            let kind = if found[k].dtype != expected[k].dtype {
+                ErrorKind::DType
+            } else {
+                ErrorKind::Shape
+            };
+            (
+                kind,
+                format!(
+                    "{item} {k} is {} where {} is expected",
+                    found[k], expected[k]
+                ),
+            )
+        }
+        None => (ErrorKind::DType, String::new()),
+    }
+}
 
 /// The result type of every fallible ferrax operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

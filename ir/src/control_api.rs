@@ -126,8 +126,8 @@ fn results_error(
         kind,
         format!(
             "{what} returns {} but {expected_is} {} ({diff})",
-            counted_types(found),
-            counted_types(expected)
+            counted_types(found, "value"),
+            counted_types(expected, "value")
         ),
     )
 }

@@ -84,16 +84,20 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A count with its noun, for messages: `no values`, `1 value`, `2 values`.
+pub fn count_of(n: usize, noun: &str) -> String {
+    match n {
+        0 => format!("no {noun}s"),
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// A list of types with its count, for messages: `2 values (f64[3], f32[])`, `1 value
-/// (f64[])`, `no values ()`.
-pub fn counted_types(tys: &[Type]) -> String {
+/// (f64[])`, `no values ()` (with `noun` = `"value"`).
+pub fn counted_types(tys: &[Type], noun: &str) -> String {
     let parts: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
-    let count = match tys.len() {
-        0 => "no values".to_string(),
-        1 => "1 value".to_string(),
-        n => format!("{n} values"),
-    };
-    format!("{count} ({})", parts.join(", "))
+    format!("{} ({})", count_of(tys.len(), noun), parts.join(", "))
 }
 
 /// How the type list `found` differs from `expected`, for messages, with the kind of error

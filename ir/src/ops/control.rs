@@ -223,8 +223,8 @@ fn prefix_error(
         args,
         format!(
             "{what} returns {} but {expected_is} {} ({diff})",
-            counted_types(found),
-            counted_types(expected)
+            counted_types(found, "value"),
+            counted_types(expected, "value")
         ),
     )
 }

@@ -23,7 +23,7 @@
 //! ```
 
 use crate::builder::Builder;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{counted_types, type_difference, Error, ErrorKind, Result};
 use crate::graph::Graph;
 use crate::ops::control::{unstacked, Body, ControlOp};
 use crate::ops::Op;
@@ -110,26 +110,41 @@ fn failed(e: Error, n: usize, loc: &'static Location<'static>) -> Vec<Tensor> {
     vec![fail(e.at(loc)); n.max(1)]
 }
 
-/// Traces `f` on `types`, checking that it returns `n_out` tensors when given.
-fn trace_checked(
+/// The error for a closure `what` (e.g. "while_loop: the body") that returned `found` where
+/// `expected` was needed: the message names both lists (`expected_is` introduces the second,
+/// e.g. "the carry is") and the first `item` that differs; different counts are an arity
+/// error.
+fn results_error(
     what: &str,
-    types: &[Type],
-    n_out: Option<usize>,
-    f: impl FnOnce(&[Tensor]) -> Vec<Tensor>,
-) -> Result<Traced> {
-    let t = trace_with(types, f)?;
-    if let Some(n) = n_out {
-        if t.graph.outputs().len() != n {
-            return Err(Error::new(
-                ErrorKind::Arity,
-                format!(
-                    "{what} returns {} values but {n} are expected",
-                    t.graph.outputs().len()
-                ),
-            ));
-        }
+    found: &[Type],
+    expected_is: &str,
+    expected: &[Type],
+    item: &str,
+) -> Error {
+    let (kind, diff) = type_difference(item, found, expected);
+    Error::new(
+        kind,
+        format!(
+            "{what} returns {} but {expected_is} {} ({diff})",
+            counted_types(found, "value"),
+            counted_types(expected, "value")
+        ),
+    )
+}
+
+/// [`results_error`] when `found` is not `expected`.
+fn check_results(
+    what: &str,
+    found: &[Type],
+    expected_is: &str,
+    expected: &[Type],
+    item: &str,
+) -> Result<()> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(results_error(what, found, expected_is, expected, item))
     }
-    Ok(t)
 }
 
 /// Runs `branches[index]` on `operands`; `index` is an integer scalar, clamped into range.
@@ -145,16 +160,27 @@ fn trace_checked(
 /// ```
 #[track_caller]
 pub fn switch(index: &Tensor, branches: &[BranchFn<'_>], operands: &[Tensor]) -> Vec<Tensor> {
-    switch_at(index, branches, operands, Location::caller())
+    switch_at(
+        "switch",
+        &|k| format!("branch {k}"),
+        index,
+        branches,
+        operands,
+        Location::caller(),
+    )
 }
 
+/// A `switch` built for the construct `name` (`switch` or `cond`), whose branch `k` is called
+/// `branch_name(k)` in messages.
 fn switch_at(
+    name: &str,
+    branch_name: &dyn Fn(usize) -> String,
     index: &Tensor,
     branches: &[BranchFn<'_>],
     operands: &[Tensor],
     loc: &'static Location<'static>,
 ) -> Vec<Tensor> {
-    match build_switch(index, branches, operands) {
+    match build_switch(name, branch_name, index, branches, operands) {
         Ok((op, args, n)) => {
             let refs: Vec<&Tensor> = args.iter().collect();
             apply_n(op, &refs, n, loc)
@@ -165,19 +191,25 @@ fn switch_at(
 
 type Built = std::result::Result<(Op, Vec<Tensor>, usize), (Error, usize)>;
 
-fn build_switch(index: &Tensor, branches: &[BranchFn<'_>], operands: &[Tensor]) -> Built {
+fn build_switch(
+    name: &str,
+    branch_name: &dyn Fn(usize) -> String,
+    index: &Tensor,
+    branches: &[BranchFn<'_>],
+    operands: &[Tensor],
+) -> Built {
     let err1 = |e: Error| (e, 1);
     if branches.is_empty() {
         return Err(err1(Error::new(
             ErrorKind::Arity,
-            "switch: needs at least one branch",
+            format!("{name}: needs at least one branch, got 0"),
         )));
     }
     let ity = index.try_ty().map_err(err1)?;
     if !ity.is_scalar() || ity.dtype.is_float() {
         return Err(err1(Error::new(
             ErrorKind::DType,
-            format!("switch: the index must be an integer or bool scalar, got {ity}"),
+            format!("{name}: the index must be an integer or bool scalar, got {ity}"),
         )));
     }
     let index = if ity.dtype == DType::I32 {
@@ -187,12 +219,28 @@ fn build_switch(index: &Tensor, branches: &[BranchFn<'_>], operands: &[Tensor]) 
     };
     let tys = types_of(operands).map_err(err1)?;
     let mut traced = Vec::with_capacity(branches.len());
-    for (k, f) in branches.iter().enumerate() {
-        let t =
-            trace_checked(&format!("switch branch {k}"), &tys, None, |xs| f(xs)).map_err(err1)?;
-        traced.push(t);
+    for f in branches {
+        traced.push(trace_with(&tys, |xs| f(xs)).map_err(err1)?);
     }
     let n_out = traced[0].graph.outputs().len();
+    let first = traced[0].graph.output_types();
+    for (k, t) in traced.iter().enumerate().skip(1) {
+        let found = t.graph.output_types();
+        if found != first {
+            let e = results_error(
+                &format!("{name}: {}", branch_name(k)),
+                &found,
+                &format!("{} returns", branch_name(0)),
+                &first,
+                "result",
+            );
+            let e = Error::new(
+                e.kind,
+                format!("{}; every branch must return the same types", e.message),
+            );
+            return Err((e, n_out));
+        }
+    }
     let caps = merge_captures(&traced.iter().collect::<Vec<_>>());
     let mut params = tys.clone();
     for c in &caps.all {
@@ -227,9 +275,14 @@ pub fn cond(
 ) -> Vec<Tensor> {
     let loc = Location::caller();
     match pred.try_ty() {
-        Ok(t) if t.is_scalar() && !t.dtype.is_float() => {
-            switch_at(pred, &[&false_fn, &true_fn], operands, loc)
-        }
+        Ok(t) if t.is_scalar() && !t.dtype.is_float() => switch_at(
+            "cond",
+            &|k| ["false_fn (branch 0)", "true_fn (branch 1)"][k].to_string(),
+            pred,
+            &[&false_fn, &true_fn],
+            operands,
+            loc,
+        ),
         Ok(t) => failed(
             Error::new(
                 ErrorKind::DType,
@@ -313,21 +366,31 @@ fn scan_at(
                 )
             })?);
         }
-        let t = trace_checked("the scan body", &slice_tys, None, |a| {
+        let t = trace_with(&slice_tys, |a| {
             let (c, y) = f(&a[..n_carry], &a[n_carry..]);
             if c.len() != n_carry {
-                let e = Error::new(
-                    ErrorKind::Arity,
-                    format!(
-                        "scan: the body returns {} carry values but the carry has {n_carry}",
-                        c.len()
+                let e = match types_of(&c) {
+                    Ok(found) => results_error(
+                        "scan: the body",
+                        &found,
+                        "the carry is",
+                        &carry_tys,
+                        "carry",
                     ),
-                );
+                    Err(e) => e,
+                };
                 return vec![fail(e)];
             }
             n_ys = y.len();
             c.into_iter().chain(y).collect()
         })?;
+        check_results(
+            "scan: the body",
+            &t.graph.output_types()[..n_carry],
+            "the carry is",
+            &carry_tys,
+            "carry",
+        )?;
         let caps = merge_captures(&[&t]);
         let mut params: Vec<Type> = Vec::new();
         for c in &caps.all {
@@ -395,9 +458,21 @@ pub fn fori_loop(
     let length = (upper as i64 - lower as i64).max(0) as usize;
     let mut carry = vec![Tensor::full_dtype(DType::I32, &[], lower as f64)];
     carry.extend(init.iter().cloned());
+    let init_tys = types_of(init).ok();
     let step = |c: &[Tensor], _x: &[Tensor]| {
         let mut next = vec![&c[0] + 1.0];
-        next.extend(body(&c[0], &c[1..]));
+        let out = body(&c[0], &c[1..]);
+        // The body's carry is checked here, so that the message shows the user's carry
+        // without the loop counter.
+        if let (Some(want), Ok(found)) = (&init_tys, types_of(&out)) {
+            if let Err(e) =
+                check_results("fori_loop: the body", &found, "the carry is", want, "carry")
+            {
+                next.extend(vec![fail(e); want.len()]);
+                return (next, Vec::new());
+            }
+        }
+        next.extend(out);
         (next, Vec::new())
     };
     let (mut out, _) = scan_at(
@@ -435,8 +510,22 @@ pub fn while_loop(
     let n = init.len();
     let built = (|| -> Result<(Op, Vec<Tensor>)> {
         let tys = types_of(init)?;
-        let c = trace_checked("the while condition", &tys, Some(1), |xs| vec![cond_fn(xs)])?;
-        let b = trace_checked("the while body", &tys, Some(n), |xs| body_fn(xs))?;
+        let c = trace_with(&tys, |xs| vec![cond_fn(xs)])?;
+        check_results(
+            "while_loop: the condition",
+            &c.graph.output_types(),
+            "it must return a bool scalar,",
+            &[Type::scalar(DType::Bool)],
+            "result",
+        )?;
+        let b = trace_with(&tys, |xs| body_fn(xs))?;
+        check_results(
+            "while_loop: the body",
+            &b.graph.output_types(),
+            "the carry is",
+            &tys,
+            "carry",
+        )?;
         let caps = merge_captures(&[&c, &b]);
         let mut params: Vec<Type> = Vec::new();
         for t in &caps.all {

@@ -14,6 +14,7 @@
 //! | `Jit` | the native backend failed |
 //! | `Convert` | a value that cannot become the requested Rust type |
 
+use crate::types::Type;
 use std::fmt;
 use std::panic::Location;
 
@@ -96,6 +97,54 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// A count with its noun, for messages: `no values`, `1 value`, `2 values`.
+pub fn count_of(n: usize, noun: &str) -> String {
+    match n {
+        0 => format!("no {noun}s"),
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
+/// A list of types with its count, for messages: `2 values (f64[3], f32[])`, `1 value
+/// (f64[])`, `no values ()` (with `noun` = `"value"`).
+pub fn counted_types(tys: &[Type], noun: &str) -> String {
+    let parts: Vec<String> = tys.iter().map(|t| t.to_string()).collect();
+    format!("{} ({})", count_of(tys.len(), noun), parts.join(", "))
+}
+
+/// How the type list `found` differs from `expected`, for messages, with the kind of error
+/// that is: different counts are an [`ErrorKind::Arity`] error (`"2 values against 1"`),
+/// otherwise the first position that differs is named (`"output 1 is f32[] where f64[] is
+/// expected"`, with `item` = `"output"`) and the error is a [`ErrorKind::DType`] error when
+/// the dtypes there differ, a [`ErrorKind::Shape`] error when only the shapes do. Equal lists
+/// give an [`ErrorKind::DType`] error with an empty description.
+pub fn type_difference(item: &str, found: &[Type], expected: &[Type]) -> (ErrorKind, String) {
+    if found.len() != expected.len() {
+        return (
+            ErrorKind::Arity,
+            format!("{} values against {}", found.len(), expected.len()),
+        );
+    }
+    match found.iter().zip(expected).position(|(f, e)| f != e) {
+        Some(k) => {
+            let kind = if found[k].dtype != expected[k].dtype {
+                ErrorKind::DType
+            } else {
+                ErrorKind::Shape
+            };
+            (
+                kind,
+                format!(
+                    "{item} {k} is {} where {} is expected",
+                    found[k], expected[k]
+                ),
+            )
+        }
+        None => (ErrorKind::DType, String::new()),
+    }
+}
 
 /// The result type of every fallible ferrax operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -115,7 +115,9 @@ impl Function {
     }
 
     /// A function defined by how it specialises to input types; transforms build their results
-    /// this way. `default_types` are used by [`Function::ir`] when no types are given.
+    /// this way. `default_types` are used by [`Function::ir`] when no types are given. `f`
+    /// should specialise other functions with [`Function::specialize_untracked`], so that its
+    /// errors get the line of the user's call.
     pub fn derived<F>(
         name: &str,
         arity: Option<usize>,
@@ -172,28 +174,40 @@ impl Function {
     pub fn with_default_types(&self, types: &[Type]) -> Function {
         let this = self.clone();
         Function::derived(self.name(), self.arity(), Some(types.to_vec()), move |t| {
-            this.specialize(t)
+            this.specialize_untracked(t)
         })
     }
 
-    #[track_caller]
     fn check_arity(&self, n: usize) -> Result<()> {
         if let Some(a) = self.inner.arity {
             if a != n {
                 return Err(Error::new(
                     ErrorKind::Arity,
-                    format!("{} takes {a} arguments, got {n}", self.inner.name),
-                )
-                .here());
+                    format!(
+                        "{} takes {}, got {n}",
+                        self.inner.name,
+                        crate::error::count_of(a, "argument")
+                    ),
+                ));
             }
         }
         Ok(())
     }
 
-    /// Traces (or fetches from the cache) the graph of this function for `types`.
+    /// Traces (or fetches from the cache) the graph of this function for `types`. Errors
+    /// carry the caller's source line unless they already name one (a line of the traced
+    /// closure).
     #[track_caller]
     pub fn specialize(&self, types: &[Type]) -> Result<Specialized> {
         let loc = Location::caller();
+        self.specialize_untracked(types).map_err(|e| e.at(loc))
+    }
+
+    /// [`Function::specialize`] without attaching the caller's source line to errors: for the
+    /// specialisation of a derived function (see [`Function::derived`]), which runs inside an
+    /// outer `specialize` that attaches its caller's line, so that errors name the user's line
+    /// rather than a line of the transform.
+    pub fn specialize_untracked(&self, types: &[Type]) -> Result<Specialized> {
         self.check_arity(types.len())?;
         for (k, t) in types.iter().enumerate() {
             t.check_size(&format!("{}: argument {k}", self.inner.name))
@@ -214,8 +228,7 @@ impl Function {
                             crate::ops::fmt_types(&want),
                             crate::ops::fmt_types(types)
                         ),
-                    )
-                    .at(loc));
+                    ));
                 }
                 Specialized {
                     graph: g.clone(),
@@ -224,7 +237,7 @@ impl Function {
                 }
             }
             Kind::Closure(f) => {
-                let t = trace_with(types, |xs| f(xs)).map_err(|e| e.at(loc))?;
+                let t = trace_with(types, |xs| f(xs))?;
                 debug_assert!(t.graph.verify().is_ok(), "traced graph verifies");
                 Specialized {
                     graph: Arc::new(t.graph),
@@ -232,7 +245,7 @@ impl Function {
                     captures: t.captures,
                 }
             }
-            Kind::Derived(f) => f(types).map_err(|e| e.at(loc))?,
+            Kind::Derived(f) => f(types)?,
         };
         // Graphs that capture tracers belong to one enclosing trace; they are not reused.
         if s.captures.is_empty() {

@@ -172,7 +172,10 @@ fn arity(what: &str, want: usize, got: usize) -> Result<()> {
     if want != got {
         return Err(Error::new(
             ErrorKind::Arity,
-            format!("the compiled function takes {want} {what}s, got {got}"),
+            format!(
+                "the compiled function takes {}, got {got}",
+                ferrax_ir::error::count_of(want, what)
+            ),
         ));
     }
     Ok(())
@@ -226,7 +229,9 @@ impl Compiled {
         self.inner.scalar.is_some()
     }
 
-    /// Calls the function on `args`, returning newly allocated outputs.
+    /// Calls the function on `args`, returning newly allocated outputs. Errors (wrong count,
+    /// dtype or shape of an argument) carry the caller's source line.
+    #[track_caller]
     pub fn call(&self, args: &[Array]) -> Result<Vec<Array>> {
         let refs: SmallVec<[&Array; 8]> = args.iter().collect();
         let mut outs: Vec<Array> = self
@@ -240,22 +245,31 @@ impl Compiled {
     }
 
     /// Calls the function on `args`, writing into the preallocated `outs` (which must have
-    /// the output types). Allocates nothing in the steady state.
+    /// the output types). Allocates nothing in the steady state. Errors (wrong count, dtype or
+    /// shape of an argument or output) carry the caller's source line.
+    #[track_caller]
     pub fn call_into(&self, args: &[&Array], outs: &mut [Array]) -> Result<()> {
-        arity("argument", self.inner.params.len(), args.len())?;
-        arity("output", self.inner.outputs.len(), outs.len())?;
-        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
-            check("argument", k, want, a)?;
-        }
-        for (k, (want, a)) in self.inner.outputs.iter().zip(outs.iter()).enumerate() {
-            check("output", k, want, a)?;
-        }
+        let loc = std::panic::Location::caller();
+        self.check_buffers(args, outs).map_err(|e| e.at(loc))?;
         let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
         let outp: SmallVec<[*mut u8; 8]> =
             outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
         // SAFETY: every buffer was checked to have the type and element count the code was
         // compiled for, and outputs are distinct `&mut` borrows.
         unsafe { self.run(&ins, &outp) };
+        Ok(())
+    }
+
+    /// Checks the counts and types of a call's arguments and outputs.
+    fn check_buffers(&self, args: &[&Array], outs: &[Array]) -> Result<()> {
+        arity("argument", self.inner.params.len(), args.len())?;
+        arity("output", self.inner.outputs.len(), outs.len())?;
+        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
+            check("argument", k, want, a)?;
+        }
+        for (k, (want, a)) in self.inner.outputs.iter().zip(outs).enumerate() {
+            check("output", k, want, a)?;
+        }
         Ok(())
     }
 
@@ -303,22 +317,29 @@ impl Compiled {
     }
 
     /// Calls an all-scalar function with f64 values (converted to and from the parameter and
-    /// output dtypes with `as`). Allocates nothing.
+    /// output dtypes with `as`). Allocates nothing. Errors carry the caller's source line.
+    #[track_caller]
     pub fn call_scalar(&self, args: &[f64], out: &mut [f64]) -> Result<()> {
+        let loc = std::panic::Location::caller();
         let inner = &*self.inner;
-        if let Some(k) = inner
+        if let Some((k, t)) = inner
             .params
             .iter()
             .chain(&inner.outputs)
-            .position(|t| !t.is_scalar())
+            .enumerate()
+            .find(|(_, t)| !t.is_scalar())
         {
             return Err(Error::new(
                 ErrorKind::Shape,
-                format!("call_scalar needs scalar parameters and outputs; value {k} is not"),
-            ));
+                format!(
+                    "call_scalar needs scalar parameters and outputs; value {k} (parameters, \
+                     then outputs) has type {t}"
+                ),
+            )
+            .at(loc));
         }
-        arity("argument", inner.params.len(), args.len())?;
-        arity("output", inner.outputs.len(), out.len())?;
+        arity("argument", inner.params.len(), args.len()).map_err(|e| e.at(loc))?;
+        arity("output", inner.outputs.len(), out.len()).map_err(|e| e.at(loc))?;
         let all_f64 = inner
             .params
             .iter()

@@ -78,7 +78,8 @@ impl Jit {
         &self,
         args: A,
     ) -> Result<R> {
-        R::from_outputs(self.call_arrays(&args.into_args())?)
+        let loc = std::panic::Location::caller();
+        R::from_outputs(self.call_arrays(&args.into_args())?).map_err(|e| e.at(loc))
     }
 
     /// Calls the native code writing into preallocated outputs (no allocation in steady state).

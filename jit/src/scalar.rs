@@ -97,14 +97,17 @@ macro_rules! scalar_fn {
         impl Compiled {
             #[doc = concat!("A typed callable for a graph of ", stringify!($n),
                 " scalar parameters and one scalar output, all of type `T`.")]
+            #[track_caller]
             pub fn $as_fn<T: ScalarType>(&self) -> Result<$name<T, 1>> {
                 self.$as_fn_n::<T, 1>()
             }
 
             #[doc = concat!("A typed callable for a graph of ", stringify!($n),
                 " scalar parameters and `M` scalar outputs, all of type `T`.")]
+            #[track_caller]
             pub fn $as_fn_n<T: ScalarType, const M: usize>(&self) -> Result<$name<T, M>> {
-                let f = self.scalar_entry(T::DTYPE, $n, M)?;
+                let loc = std::panic::Location::caller();
+                let f = self.scalar_entry(T::DTYPE, $n, M).map_err(|e| e.at(loc))?;
                 Ok($name { f, _keep: self.clone(), _t: PhantomData })
             }
         }

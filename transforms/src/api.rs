@@ -8,11 +8,14 @@ use crate::{
     grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,
     value_and_grad_graph, vjp_graph,
 };
+use ferrax_ir::error::{count_of, counted_types, type_difference};
 use ferrax_ir::function::Specialized;
 use ferrax_ir::ops::{Body, CallKind, ControlOp, RematPolicy};
 use ferrax_ir::tracer::trace_with;
 use ferrax_ir::{Array, Error, ErrorKind, Function, Graph, IntoFunction, Op, Result, Tensor, Type};
+use std::cell::Cell;
 use std::ops::Deref;
+use std::panic::Location;
 use std::sync::Arc;
 
 /// Argument indices to differentiate with respect to: `0`, `(0, 2)`, `[0, 1, 2]`, `vec![1]`.
@@ -73,7 +76,7 @@ fn same_inputs(
     let arity = base.arity();
     let defaults = base.default_types();
     Function::derived(name, arity, defaults, move |types| {
-        let s = base.specialize(types)?;
+        let s = base.specialize_untracked(types)?;
         let g = rewrite(&s.graph, s.n_explicit)?;
         Ok(Specialized {
             graph: Arc::new(g),
@@ -350,16 +353,18 @@ pub fn jvp<M>(f: impl IntoFunction<M>) -> Function {
         let n = types.len() / 2;
         let (primals, tangents) = types.split_at(n);
         if primals != tangents {
+            let (kind, diff) = type_difference("tangent", tangents, primals);
             return Err(Error::new(
-                ErrorKind::Shape,
+                kind,
                 format!(
-                    "jvp: tangent types {:?} must equal primal types {:?}",
-                    tangents.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-                    primals.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+                    "jvp: the tangents have types {} but the primals {}; each tangent must have \
+                     its primal's type ({diff})",
+                    fmt_types(tangents),
+                    fmt_types(primals)
                 ),
             ));
         }
-        let s = base.specialize(primals)?;
+        let s = base.specialize_untracked(primals)?;
         let g = jvp_graph(&s.graph, s.n_explicit)?;
         Ok(Specialized {
             graph: Arc::new(g),
@@ -384,7 +389,7 @@ pub fn vjp<M>(f: impl IntoFunction<M>) -> Function {
     let b2 = base.clone();
     let defaults = move || {
         let d = b2.default_types()?;
-        let outs = b2.specialize(&d).ok()?.output_types();
+        let outs = b2.specialize_untracked(&d).ok()?.output_types();
         Some([d, outs].concat())
     };
     Function::derived_lazy("vjp", None, defaults, move |types| {
@@ -403,15 +408,17 @@ pub fn vjp<M>(f: impl IntoFunction<M>) -> Function {
                 ),
             ));
         }
-        let s = base.specialize(&types[..n])?;
+        let s = base.specialize_untracked(&types[..n])?;
         let outs = s.output_types();
         if types[n..] != outs[..] {
+            let (kind, diff) = type_difference("cotangent", &types[n..], &outs);
             return Err(Error::new(
-                ErrorKind::Shape,
+                kind,
                 format!(
-                    "vjp: cotangent types {:?} must equal output types {:?}",
-                    types[n..].iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-                    outs.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+                    "vjp: the output cotangents have types {} but the outputs {}; each \
+                     cotangent must have its output's type ({diff})",
+                    fmt_types(&types[n..]),
+                    fmt_types(&outs)
                 ),
             ));
         }
@@ -451,8 +458,14 @@ fn no_captures(s: &Specialized, what: &str) -> Result<()> {
 /// let (cx, cy): (f64, f64) = pullback.call(1.0).unwrap();
 /// assert_eq!((cx, cy), (3.0, 2.0));
 /// ```
+#[track_caller]
 pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
-    let (outs, lin) = linearize(f, primals)?;
+    let loc = std::panic::Location::caller();
+    vjp_at_impl(f.into_function(), primals).map_err(|e| e.at(loc))
+}
+
+fn vjp_at_impl(f: Function, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
+    let (outs, lin) = linearize_impl(f, primals)?;
     let lin_graph = lin.graph()?;
     let n_in = primals.len();
     let n_out = outs.len();
@@ -482,9 +495,14 @@ pub fn vjp_at<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Arra
 /// let t: f64 = lin.call(2.0).unwrap(); // cos(0) · 2
 /// assert_eq!(t, 2.0);
 /// ```
+#[track_caller]
 pub fn linearize<M>(f: impl IntoFunction<M>, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
-    let base = f.into_function();
-    let s = base.specialize(&concrete_types(primals))?;
+    let loc = std::panic::Location::caller();
+    linearize_impl(f.into_function(), primals).map_err(|e| e.at(loc))
+}
+
+fn linearize_impl(base: Function, primals: &[Array]) -> Result<(Vec<Array>, Function)> {
+    let s = base.specialize_untracked(&concrete_types(primals))?;
     no_captures(&s, "linearize")?;
     let (primal_graph, linear_graph) = linearize_graph(&s.graph, s.n_explicit)?;
     let mut vals = ferrax_ir::interp::eval(&primal_graph, primals)?;
@@ -581,7 +599,11 @@ impl Vmap {
             if ia.len() != types.len() {
                 return Err(Error::new(
                     ErrorKind::Arity,
-                    format!("vmap: {} in_axes for {} arguments", ia.len(), types.len()),
+                    format!(
+                        "vmap: in_axes {ia:?} has length {} but the call has {}",
+                        ia.len(),
+                        count_of(types.len(), "argument")
+                    ),
                 ));
             }
             let mut member = Vec::with_capacity(types.len());
@@ -603,7 +625,7 @@ impl Vmap {
                     }
                 });
             }
-            let s = b.specialize(&member)?;
+            let s = b.specialize_untracked(&member)?;
             let n_out = s.graph.outputs().len();
             let oa = oa.clone().unwrap_or_else(|| vec![0; n_out]);
             let g = crate::vmap::vmap_graph(&s.graph, s.n_explicit, &ia, &oa, types)?;
@@ -679,8 +701,28 @@ fn param_types_from(g: &Graph, from: usize) -> Vec<Type> {
     g.param_types()[from..].to_vec()
 }
 
-fn rule_error(name: &str, msg: String) -> Error {
-    Error::new(ErrorKind::Transform, format!("{name}: {msg}"))
+/// The error for a user rule of `name` whose results (`what` are `found`) are not `expected`
+/// (introduced by `expected_is`), naming both lists and the first `item` that differs, at the
+/// line `def` where the rule was defined.
+fn rule_error(
+    name: &str,
+    what: &str,
+    found: &[Type],
+    expected_is: &str,
+    expected: &[Type],
+    item: &str,
+    def: &'static Location<'static>,
+) -> Error {
+    let (kind, diff) = type_difference(item, found, expected);
+    Error::new(
+        kind,
+        format!(
+            "{name}: {what} {} but {expected_is} {} ({diff})",
+            fmt_types(found),
+            fmt_types(expected)
+        ),
+    )
+    .at(def)
 }
 
 /// Types as text, for error messages: `(f64[3], f32[])`.
@@ -710,10 +752,15 @@ pub type JvpRule = dyn Fn(&[Tensor], &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + 
 /// let d: f64 = grad(&relu).call(2.0).unwrap();
 /// assert_eq!(d, 1.0);
 /// ```
+///
+/// A rule that returns other counts or types than `f`'s outputs is an error when the function
+/// is used, naming the line of this call.
+#[track_caller]
 pub fn custom_jvp<M>(
     f: impl IntoFunction<M>,
     rule: impl Fn(&[Tensor], &[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + Send + Sync + 'static,
 ) -> Function {
+    let def = Location::caller();
     let base = f.into_function();
     let rule: Arc<JvpRule> = Arc::new(rule);
     Function::derived(
@@ -722,26 +769,55 @@ pub fn custom_jvp<M>(
         base.default_types(),
         move |types| {
             let name = "custom_jvp";
-            let s = base.specialize(types)?;
+            let s = base.specialize_untracked(types)?;
             let n = s.n_explicit;
             let out_tys = s.output_types();
             let mut rt = types.to_vec();
             rt.extend_from_slice(types);
+            let counts = Cell::new((0, 0));
             let r = trace_with(&rt, |xs| {
                 let (o, t) = rule(&xs[..n], &xs[n..]);
+                counts.set((o.len(), t.len()));
                 o.into_iter().chain(t).collect()
             })?;
-            let mut want = out_tys.clone();
-            want.extend(out_tys.iter().cloned());
-            if r.graph.output_types() != want {
+            let (n_o, n_t) = counts.get();
+            let k = out_tys.len();
+            let rule_tys = r.graph.output_types();
+            if (n_o, n_t) != (k, k) {
+                return Err(Error::new(
+                    ErrorKind::Arity,
+                    format!(
+                        "{name}: the rule returns {} and {} {} but f has {}; the rule must \
+                         return f's outputs and one tangent per output",
+                        count_of(n_o, "output"),
+                        count_of(n_t, "tangent"),
+                        fmt_types(&rule_tys),
+                        counted_types(&out_tys, "output")
+                    ),
+                )
+                .at(def));
+            }
+            let (outs_found, tans_found) = rule_tys.split_at(k);
+            if outs_found != out_tys {
                 return Err(rule_error(
                     name,
-                    format!(
-                        "the rule returns {} but must return the outputs and one tangent per \
-                         output, {}",
-                        fmt_types(&r.graph.output_types()),
-                        fmt_types(&want)
-                    ),
+                    "the rule's outputs are",
+                    outs_found,
+                    "f's outputs are",
+                    &out_tys,
+                    "output",
+                    def,
+                ));
+            }
+            if tans_found != out_tys {
+                return Err(rule_error(
+                    name,
+                    "the rule's tangents are",
+                    tans_found,
+                    "they must have the types of f's outputs,",
+                    &out_tys,
+                    "tangent",
+                    def,
                 ));
             }
             let f_caps = param_types_from(&s.graph, n);
@@ -806,11 +882,16 @@ pub type VjpBwd = dyn Fn(&[Tensor], &[Tensor]) -> Vec<Tensor> + Send + Sync;
 /// let d: f64 = grad(&softplus).call(1000.0).unwrap();
 /// assert_eq!(d, 1.0);
 /// ```
+///
+/// Rules that return other counts or types than `f`'s outputs (for `fwd`) or arguments (for
+/// `bwd`) are an error when the function is used, naming the line of this call.
+#[track_caller]
 pub fn custom_vjp<M>(
     f: impl IntoFunction<M>,
     fwd: impl Fn(&[Tensor]) -> (Vec<Tensor>, Vec<Tensor>) + Send + Sync + 'static,
     bwd: impl Fn(&[Tensor], &[Tensor]) -> Vec<Tensor> + Send + Sync + 'static,
 ) -> Function {
+    let def = Location::caller();
     let base = f.into_function();
     let fwd: Arc<VjpFwd> = Arc::new(fwd);
     let bwd: Arc<VjpBwd> = Arc::new(bwd);
@@ -820,23 +901,40 @@ pub fn custom_vjp<M>(
         base.default_types(),
         move |types| {
             let name = "custom_vjp";
-            let s = base.specialize(types)?;
+            let s = base.specialize_untracked(types)?;
             let n = s.n_explicit;
             let out_tys = s.output_types();
             let k = out_tys.len();
+            let n_fwd_outs = Cell::new(0);
             let fw = trace_with(types, |xs| {
                 let (o, r) = fwd(xs);
+                n_fwd_outs.set(o.len());
                 o.into_iter().chain(r).collect()
             })?;
             let fo = fw.graph.output_types();
-            if fo.len() < k || fo[..k] != out_tys[..] {
+            let n_o = n_fwd_outs.get();
+            if n_o != k {
+                return Err(Error::new(
+                    ErrorKind::Arity,
+                    format!(
+                        "{name}: fwd returns {} {} but f has {}; fwd must return f's outputs, \
+                         then residuals",
+                        count_of(n_o, "output"),
+                        fmt_types(&fo[..n_o.min(fo.len())]),
+                        counted_types(&out_tys, "output")
+                    ),
+                )
+                .at(def));
+            }
+            if fo[..k] != out_tys[..] {
                 return Err(rule_error(
                     name,
-                    format!(
-                        "fwd returns {} but must return the outputs {} first, then residuals",
-                        fmt_types(&fo),
-                        fmt_types(&out_tys)
-                    ),
+                    "fwd returns outputs",
+                    &fo[..k],
+                    "f's outputs are",
+                    &out_tys,
+                    "output",
+                    def,
                 ));
             }
             let res_tys = fo[k..].to_vec();
@@ -844,14 +942,28 @@ pub fn custom_vjp<M>(
             let mut bt = res_tys.clone();
             bt.extend(out_tys.iter().cloned());
             let bw = trace_with(&bt, |xs| bwd(&xs[..nres], &xs[nres..]))?;
-            if bw.graph.output_types() != types {
+            let cts = bw.graph.output_types();
+            if cts.len() != types.len() {
+                return Err(Error::new(
+                    ErrorKind::Arity,
+                    format!(
+                        "{name}: bwd returns {} but f takes {}; bwd must return one cotangent \
+                         per argument",
+                        counted_types(&cts, "cotangent"),
+                        counted_types(types, "argument")
+                    ),
+                )
+                .at(def));
+            }
+            if cts != types {
                 return Err(rule_error(
                     name,
-                    format!(
-                        "bwd returns {} but must return one cotangent per argument, {}",
-                        fmt_types(&bw.graph.output_types()),
-                        fmt_types(types)
-                    ),
+                    "bwd returns cotangents",
+                    &cts,
+                    "f's arguments are",
+                    types,
+                    "cotangent",
+                    def,
                 ));
             }
             let f_caps = param_types_from(&s.graph, n);
@@ -927,7 +1039,7 @@ pub fn checkpoint_with<M>(f: impl IntoFunction<M>, policy: RematPolicy) -> Funct
         base.arity(),
         base.default_types(),
         move |types| {
-            let s = base.specialize(types)?;
+            let s = base.specialize_untracked(types)?;
             let op = Op::Control(ControlOp::Call {
                 body: Body::new((*s.graph).clone()),
                 kind: CallKind::Checkpoint(policy),
@@ -955,9 +1067,11 @@ pub fn checkpoint_with<M>(f: impl IntoFunction<M>, policy: RematPolicy) -> Funct
 /// let remat = residual_bytes(&checkpoint(f), &t).unwrap();
 /// assert_eq!((plain, remat), (1600, 800));
 /// ```
+#[track_caller]
 pub fn residual_bytes(f: &Function, types: &[Type]) -> Result<usize> {
+    let loc = std::panic::Location::caller();
     let s = f.specialize(types)?;
-    let (primal, _) = linearize_graph(&s.graph, s.n_explicit)?;
+    let (primal, _) = linearize_graph(&s.graph, s.n_explicit).map_err(|e| e.at(loc))?;
     let k = s.graph.outputs().len();
     Ok(primal.output_types()[k..]
         .iter()

@@ -26,7 +26,8 @@ pub(crate) fn check_argnums(
         if a >= n_explicit {
             ferrax_ir::bail!(
                 Transform,
-                "{name}: argnum {a} is out of range for a function of {n_explicit} arguments"
+                "{name}: argnum {a} (of argnums {argnums:?}) is out of range for a function of {}",
+                ferrax_ir::error::count_of(n_explicit, "argument")
             );
         }
         if argnums[..i].contains(&a) {

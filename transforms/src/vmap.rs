@@ -142,7 +142,11 @@ pub fn vmap_graph(
     let Some((size, _)) = size else {
         return Err(Error::new(
             ErrorKind::Transform,
-            "vmap: no argument is batched, so the batch size is unknown (use vmap_graph_sized)",
+            format!(
+                "vmap: in_axes is {in_axes:?}, with no entry Some(axis), so no argument is \
+                 batched and the batch size is unknown; give at least one argument a batch axis \
+                 in in_axes (or use vmap_graph_sized)"
+            ),
         ));
     };
     batch_graph(g, n_explicit, in_axes, out_axes, size)

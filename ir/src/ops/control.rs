@@ -18,7 +18,7 @@
 
 use super::op_error;
 use crate::array::{Array, Data};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{counted_types, type_difference, Error, ErrorKind, Result};
 use crate::graph::Graph;
 use crate::types::{DType, Dims, Shape, Type};
 use smallvec::SmallVec;
@@ -191,6 +191,44 @@ fn check_params(name: &str, what: &str, g: &Graph, want: &[Type], args: &[Type])
     Ok(())
 }
 
+/// The error for a sub-graph `what` whose results `found` are not `expected`: the message names
+/// both lists (`expected_is` introduces the second, e.g. "the carry is") and where they first
+/// differ; different counts are an arity error.
+fn results_error(
+    name: &str,
+    args: &[Type],
+    what: &str,
+    found: &[Type],
+    expected_is: &str,
+    expected: &[Type],
+) -> Error {
+    prefix_error(name, args, what, found, found, expected_is, expected)
+}
+
+/// Like [`results_error`] for results whose first ones, `found_prefix`, must be `expected`
+/// (further results are allowed); the message shows every result.
+fn prefix_error(
+    name: &str,
+    args: &[Type],
+    what: &str,
+    found: &[Type],
+    found_prefix: &[Type],
+    expected_is: &str,
+    expected: &[Type],
+) -> Error {
+    let (kind, diff) = type_difference("result", found_prefix, expected);
+    op_error(
+        kind,
+        name,
+        args,
+        format!(
+            "{what} returns {} but {expected_is} {} ({diff})",
+            counted_types(found, "value"),
+            counted_types(expected, "value")
+        ),
+    )
+}
+
 /// The type with a leading dimension `n` added.
 pub fn stacked(t: &Type, n: usize) -> Type {
     let mut d: Dims = Dims::from_slice(&[n]);
@@ -246,12 +284,15 @@ impl ControlOp {
                 let outs = branches[0].graph().output_types();
                 for (k, b) in branches.iter().enumerate() {
                     check_params(name, &format!("branch {k}"), b.graph(), &args[1..], args)?;
-                    if b.graph().output_types() != outs {
-                        return Err(op_error(
-                            ErrorKind::DType,
+                    let found = b.graph().output_types();
+                    if found != outs {
+                        return Err(results_error(
                             name,
                             args,
-                            format!("branch {k} returns other types than branch 0"),
+                            &format!("branch {k}"),
+                            &found,
+                            "branch 0 returns",
+                            &outs,
                         ));
                     }
                 }
@@ -267,30 +308,33 @@ impl ControlOp {
                         ErrorKind::Arity,
                         name,
                         args,
-                        "n_consts exceeds the operands",
+                        format!("n_consts = {n_consts} exceeds the {} operands", args.len()),
                     ));
                 }
                 check_params(name, "the condition", cond.graph(), args, args)?;
                 check_params(name, "the body", body.graph(), args, args)?;
-                if cond.graph().output_types() != [Type::scalar(DType::Bool)] {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                let bool_scalar = [Type::scalar(DType::Bool)];
+                let found = cond.graph().output_types();
+                if found != bool_scalar {
+                    return Err(results_error(
                         name,
                         args,
-                        "the condition must return one bool[]",
+                        "the condition",
+                        &found,
+                        "it must return",
+                        &bool_scalar,
                     ));
                 }
                 let carry = &args[*n_consts..];
-                if body.graph().output_types() != carry {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                let found = body.graph().output_types();
+                if found != carry {
+                    return Err(results_error(
                         name,
                         args,
-                        format!(
-                            "the body returns {} but the carry is {}",
-                            super::fmt_types(&body.graph().output_types()),
-                            super::fmt_types(carry)
-                        ),
+                        "the body",
+                        &found,
+                        "the carry is",
+                        carry,
                     ));
                 }
                 Ok(carry.iter().cloned().collect())
@@ -307,7 +351,10 @@ impl ControlOp {
                         ErrorKind::Arity,
                         name,
                         args,
-                        "n_consts + n_carry exceeds the operands",
+                        format!(
+                            "n_consts + n_carry = {n_consts} + {n_carry} exceeds the {} operands",
+                            args.len()
+                        ),
                     ));
                 }
                 let mut want: Vec<Type> = args[..n_consts + n_carry].to_vec();
@@ -330,11 +377,14 @@ impl ControlOp {
                 let outs = body.graph().output_types();
                 let carry = &args[*n_consts..n_consts + n_carry];
                 if outs.len() < *n_carry || outs[..*n_carry] != *carry {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                    return Err(prefix_error(
                         name,
                         args,
-                        "the body must return the carry types first",
+                        "the body",
+                        &outs,
+                        &outs[..outs.len().min(*n_carry)],
+                        "it must return the carry types first, then the y slices; the carry is",
+                        carry,
                     ));
                 }
                 let mut res: SmallVec<[Type; 1]> = carry.iter().cloned().collect();
@@ -354,7 +404,12 @@ impl ControlOp {
                         ErrorKind::Arity,
                         name,
                         args,
-                        "n_consts and the condition's parameters do not fit the operands",
+                        format!(
+                            "n_consts = {n_consts} and the condition's {} parameters do not fit \
+                             the {} operands",
+                            state.len(),
+                            args.len()
+                        ),
                     ));
                 }
                 let n_carry = state.len() - n_consts;
@@ -372,37 +427,44 @@ impl ControlOp {
                     &args[..state.len()],
                     args,
                 )?;
-                if cond.graph().output_types() != [Type::scalar(DType::Bool)] {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                let bool_scalar = [Type::scalar(DType::Bool)];
+                let found = cond.graph().output_types();
+                if found != bool_scalar {
+                    return Err(results_error(
                         name,
                         args,
-                        "the condition must return one bool[]",
+                        "the condition",
+                        &found,
+                        "it must return",
+                        &bool_scalar,
                     ));
                 }
                 let fo = fwd.graph().output_types();
-                if fo.len() < n_carry || fo[..n_carry] != args[*n_consts..state.len()] {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                let carry = &args[*n_consts..state.len()];
+                if fo.len() < n_carry || fo[..n_carry] != *carry {
+                    return Err(prefix_error(
                         name,
                         args,
-                        "the forward body must return the carry types first, then the tape entry",
+                        "the forward body",
+                        &fo,
+                        &fo[..fo.len().min(n_carry)],
+                        "it must return the carry types first, then the tape entry; the carry is",
+                        carry,
                     ));
                 }
                 let lcarry = &args[state.len()..];
                 let mut want: Vec<Type> = fo[n_carry..].to_vec();
                 want.extend_from_slice(lcarry);
                 check_params(name, "the step", step.graph(), &want, args)?;
-                if step.graph().output_types() != lcarry {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                let found = step.graph().output_types();
+                if found != lcarry {
+                    return Err(results_error(
                         name,
                         args,
-                        format!(
-                            "the step returns {} but the step carry is {}",
-                            super::fmt_types(&step.graph().output_types()),
-                            super::fmt_types(lcarry)
-                        ),
+                        "the step",
+                        &found,
+                        "the step carry is",
+                        lcarry,
                     ));
                 }
                 Ok(lcarry.iter().cloned().collect())
@@ -414,7 +476,12 @@ impl ControlOp {
                         ErrorKind::Arity,
                         name,
                         args,
-                        "n_res exceeds the operands",
+                        format!(
+                            "n_res = {n_res} exceeds the {} operands or the backward rule's {} \
+                             parameters",
+                            args.len(),
+                            p.len()
+                        ),
                     ));
                 }
                 if p[..*n_res] != args[..*n_res] {
@@ -423,21 +490,22 @@ impl ControlOp {
                         name,
                         args,
                         format!(
-                            "the backward rule takes residuals {}",
-                            super::fmt_types(&p[..*n_res])
+                            "the backward rule takes residuals {} but the residual operands \
+                             are {}",
+                            super::fmt_types(&p[..*n_res]),
+                            super::fmt_types(&args[..*n_res])
                         ),
                     ));
                 }
-                if bwd.graph().output_types() != args[*n_res..] {
-                    return Err(op_error(
-                        ErrorKind::DType,
+                let found = bwd.graph().output_types();
+                if found != args[*n_res..] {
+                    return Err(results_error(
                         name,
                         args,
-                        format!(
-                            "the backward rule returns {} but the tangents are {}",
-                            super::fmt_types(&bwd.graph().output_types()),
-                            super::fmt_types(&args[*n_res..])
-                        ),
+                        "the backward rule",
+                        &found,
+                        "the tangents are",
+                        &args[*n_res..],
                     ));
                 }
                 Ok(p[*n_res..].iter().cloned().collect())
@@ -453,7 +521,7 @@ impl ControlOp {
                                 ErrorKind::Arity,
                                 name,
                                 args,
-                                "n_diff exceeds the operands",
+                                format!("n_diff = {n_diff} exceeds the {} operands", args.len()),
                             ));
                         }
                         let mut want = args.to_vec();
@@ -461,12 +529,15 @@ impl ControlOp {
                         check_params(name, "the JVP rule", rule.graph(), &want, args)?;
                         let mut rule_outs = outs.clone();
                         rule_outs.extend(outs.iter().cloned());
-                        if rule.graph().output_types() != rule_outs {
-                            return Err(op_error(
-                                ErrorKind::DType,
+                        let found = rule.graph().output_types();
+                        if found != rule_outs {
+                            return Err(results_error(
                                 name,
                                 args,
-                                "the JVP rule must return the outputs and one tangent per output",
+                                "the JVP rule",
+                                &found,
+                                "it must return the outputs and one tangent per output,",
+                                &rule_outs,
                             ));
                         }
                     }
@@ -476,28 +547,35 @@ impl ControlOp {
                                 ErrorKind::Arity,
                                 name,
                                 args,
-                                "n_diff exceeds the operands",
+                                format!("n_diff = {n_diff} exceeds the {} operands", args.len()),
                             ));
                         }
                         check_params(name, "the forward rule", fwd.graph(), args, args)?;
                         let fo = fwd.graph().output_types();
                         if fo.len() < outs.len() || fo[..outs.len()] != outs[..] {
-                            return Err(op_error(
-                                ErrorKind::DType,
+                            return Err(prefix_error(
                                 name,
                                 args,
-                                "the forward rule must return the outputs first, then residuals",
+                                "the forward rule",
+                                &fo,
+                                &fo[..fo.len().min(outs.len())],
+                                "it must return the outputs first, then residuals; the outputs \
+                                 are",
+                                &outs,
                             ));
                         }
                         let mut want: Vec<Type> = fo[outs.len()..].to_vec();
                         want.extend(outs.iter().cloned());
                         check_params(name, "the backward rule", bwd.graph(), &want, args)?;
-                        if bwd.graph().output_types() != args[..*n_diff] {
-                            return Err(op_error(
-                                ErrorKind::DType,
+                        let found = bwd.graph().output_types();
+                        if found != args[..*n_diff] {
+                            return Err(results_error(
                                 name,
                                 args,
-                                "the backward rule must return one cotangent per differentiable operand",
+                                "the backward rule",
+                                &found,
+                                "it must return one cotangent per differentiable operand,",
+                                &args[..*n_diff],
                             ));
                         }
                     }

@@ -210,8 +210,7 @@ impl Function {
     pub fn specialize_untracked(&self, types: &[Type]) -> Result<Specialized> {
         self.check_arity(types.len())?;
         for (k, t) in types.iter().enumerate() {
-            t.check_size(&format!("{}: argument {k}", self.inner.name))
-                .map_err(|e| e.at(loc))?;
+            t.check_size(&format!("{}: argument {k}", self.inner.name))?;
         }
         if let Some(s) = self.inner.cache.lock().expect("cache lock").get(types) {
             return Ok(s.clone());

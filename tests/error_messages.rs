@@ -398,7 +398,7 @@ fn jit_calls_with_wrong_buffers_name_both_sides_and_the_calling_line() {
 
     let c = f.compiled_for(&[f64s(&[3])]).unwrap();
     let a = Array::from(vec![1.0, 2.0, 3.0]);
-    let mut out = vec![Array::zeros(&f64s(&[3]))];
+    let mut out = vec![Array::zeros(&f64s(&[3])).unwrap()];
     let single = Array::from(vec![1.0f32, 2.0, 3.0]);
     let line = line!() + 1;
     let e = c.call_into(&[&single], &mut out).unwrap_err();

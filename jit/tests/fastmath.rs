@@ -519,3 +519,281 @@ fn fast_f64_erf_matches_its_table() {
         worst.1
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Whole-domain checks: IEEE classes everywhere, ulp bounds on every finite input.
+
+/// The IEEE class of `v`: NaN, −∞, +∞, −0, +0, negative finite, positive finite.
+fn class(v: f64) -> u8 {
+    if v.is_nan() {
+        0
+    } else if v.is_infinite() {
+        1 + u8::from(v > 0.0)
+    } else if v == 0.0 {
+        3 + u8::from(v.is_sign_positive())
+    } else {
+        5 + u8::from(v > 0.0)
+    }
+}
+
+/// The ulp of `dtype` at `v` (an f64 value), by the exponent bits: subnormal results count
+/// in subnormal ulps.
+fn ulp_at(v: f64, dtype: DType) -> f64 {
+    let (mant, min_exp) = if dtype == DType::F32 {
+        (23, -126)
+    } else {
+        (52, -1022)
+    };
+    let e = ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    let e = e.max(min_exp) - mant;
+    if e >= -1022 {
+        f64::from_bits(((e + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (e + 1074))
+    }
+}
+
+/// The precise result (the interpreter's scalar function) of `op` at `x` in `dtype`.
+fn precise(op: UnaryOp, dtype: DType, x: f64) -> f64 {
+    if dtype == DType::F32 {
+        op.scalar_f32(x as f32) as f64
+    } else {
+        op.scalar_f64(x)
+    }
+}
+
+/// The fast unary functions, their f64 references for the ulp bound (`None`: class only)
+/// and their bounds (the table in `lower/fastmath.rs`).
+fn unary_bounds() -> Vec<(UnaryOp, Option<fn(f64) -> f64>, f64)> {
+    vec![
+        (UnaryOp::Exp, Some(f64::exp), 2.0),
+        (UnaryOp::Expm1, Some(f64::exp_m1), 3.0),
+        (UnaryOp::Log, Some(f64::ln), 2.0),
+        (UnaryOp::Log1p, Some(f64::ln_1p), 3.0),
+        (UnaryOp::Sin, Some(f64::sin), 3.0),
+        (UnaryOp::Cos, Some(f64::cos), 3.0),
+        (UnaryOp::Tanh, Some(f64::tanh), 3.0),
+        (UnaryOp::Logistic, Some(precise_logistic), 3.0),
+        (UnaryOp::Erf, Some(ferrax_ir::ops::unary::erf), 3.0),
+    ]
+}
+
+/// `logistic` in f64 without overflow of `e^−x` (the interpreter's form).
+fn precise_logistic(x: f64) -> f64 {
+    UnaryOp::Logistic.scalar_f64(x)
+}
+
+/// Checks fast `op` of `dtype` at `xs` (values of `dtype`), through the vector loop and, with
+/// `scalar`, the scalar entry: the class must be the precise result's, and where a reference
+/// is given and the precise result is finite the error must stay within `bound` ulps of it.
+/// Returns the failures (at most 10) and the number of points checked.
+fn check_unary(
+    op: UnaryOp,
+    dtype: DType,
+    xs: &[f64],
+    reference: Option<fn(f64) -> f64>,
+    bound: f64,
+    scalar: bool,
+) -> Vec<String> {
+    let n = xs.len();
+    let f = compile(&graph(op, Type::new(dtype, &[n])), &fast()).expect("compile");
+    let x = Array::from(xs.to_vec()).cast(dtype);
+    let mut got: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(f.call(&[x]).expect("call")[0].to_f64_vec())
+        .map(|(&x, g)| (x, g))
+        .collect();
+    if scalar {
+        let s = compile(&graph(op, Type::scalar(dtype)), &fast()).expect("compile");
+        for &x in xs {
+            let mut out = [0.0];
+            s.call_scalar(&[x], &mut out).expect("call_scalar");
+            got.push((x, out[0]));
+        }
+    }
+    let mut fails = Vec::new();
+    let mut worst = (0.0, 0.0);
+    for (x, g) in got {
+        let p = precise(op, dtype, x);
+        let err = if class(g) != class(p) {
+            f64::INFINITY
+        } else if let (Some(r), true) = (reference, p.is_finite() && p != 0.0) {
+            let want = r(x);
+            (g - want).abs() / ulp_at(want, dtype)
+        } else {
+            0.0
+        };
+        if err > worst.0 {
+            worst = (err, x);
+        }
+        if err > bound && fails.len() < 10 {
+            fails.push(format!(
+                "{} {dtype}({x:e}) = {g:e}, precise {p:e} ({err:.2} ulps)",
+                op.name()
+            ));
+        }
+    }
+    if std::env::var("FX_ULPS").is_ok() {
+        eprintln!(
+            "{} {dtype}: {:.3} ulps at {:e}",
+            op.name(),
+            worst.0,
+            worst.1
+        );
+    }
+    fails
+}
+
+/// Values of `dtype` around `t`: the nearest value and `n` neighbours on each side.
+fn around(t: f64, n: i64, dtype: DType) -> Vec<f64> {
+    if dtype == DType::F32 {
+        let b = (t as f32).to_bits() as i64;
+        (-n..=n)
+            .map(|d| f32::from_bits((b + d) as u32) as f64)
+            .collect()
+    } else {
+        let b = t.to_bits() as i64;
+        (-n..=n).map(|d| f64::from_bits((b + d) as u64)).collect()
+    }
+}
+
+/// The special values of `dtype`: ±0, the smallest and largest subnormals, the smallest
+/// normal, ±1, the largest finite values, ±∞ and NaN (both signs of each).
+fn specials(dtype: DType) -> Vec<f64> {
+    let base: Vec<f64> = if dtype == DType::F32 {
+        vec![
+            0.0,
+            f32::from_bits(1) as f64,
+            f32::from_bits(0x007f_ffff) as f64,
+            f32::MIN_POSITIVE as f64,
+            1.0,
+            f32::MAX as f64,
+            f64::INFINITY,
+            f64::NAN,
+        ]
+    } else {
+        vec![
+            0.0,
+            f64::from_bits(1),
+            f64::from_bits(0x000f_ffff_ffff_ffff),
+            f64::MIN_POSITIVE,
+            1.0,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NAN,
+        ]
+    };
+    base.iter().flat_map(|&v| [v, -v]).collect()
+}
+
+/// Where each function's result changes class or saturates (overflow, underflow to
+/// subnormals and to zero, rounding to ±1), for `dtype`.
+fn thresholds(op: UnaryOp, dtype: DType) -> Vec<f64> {
+    let f32d = dtype == DType::F32;
+    // ln of the largest finite value, the smallest normal and half the smallest subnormal.
+    let (ln_max, ln_min_normal, ln_half_sub) = if f32d {
+        (
+            88.722_839_052_068_34,
+            -87.336_544_750_553_1,
+            -103.972_077_083_991_8,
+        )
+    } else {
+        (
+            709.782_712_893_384,
+            -708.396_418_532_264_1,
+            -745.133_219_101_941_1,
+        )
+    };
+    // ln 2^-(p+1): below it e^x is below half an ulp of 1.
+    let ln_eps = if f32d {
+        -17.328_679_513_998_63
+    } else {
+        -37.429_947_750_237_04
+    };
+    match op {
+        UnaryOp::Exp => vec![ln_max, ln_min_normal, ln_half_sub, ln_eps, -ln_eps],
+        UnaryOp::Expm1 => vec![ln_max, ln_eps, 2.0 * ln_eps, ln_min_normal],
+        UnaryOp::Logistic => vec![-ln_half_sub, ln_min_normal, ln_half_sub, ln_eps, -ln_eps],
+        UnaryOp::Tanh => vec![
+            if f32d {
+                9.010_913
+            } else {
+                19.061_547_465_398_5
+            },
+            1e-4,
+        ],
+        UnaryOp::Erf => vec![
+            if f32d {
+                3.919_206
+            } else {
+                5.921_590_000_260_29
+            },
+            1.0,
+            2.0,
+        ],
+        UnaryOp::Log | UnaryOp::Log1p => vec![1.0, -1.0, 0.5, 2.0, 1e-300],
+        _ => vec![1.0],
+    }
+}
+
+/// Every fast unary function keeps the IEEE class of the precise result and its ulp bound on
+/// the special values and around the points where its result changes class or saturates,
+/// 64 values of the type either side (negated too), through the vector loop and the scalar
+/// entry.
+#[test]
+fn fast_unary_functions_are_exact_in_class_on_special_grids() {
+    let mut fails = Vec::new();
+    for (op, reference, bound) in unary_bounds() {
+        for dtype in [DType::F64, DType::F32] {
+            let mut xs = specials(dtype);
+            for t in thresholds(op, dtype) {
+                for v in around(t, 64, dtype) {
+                    xs.push(v);
+                    xs.push(-v);
+                }
+            }
+            // The interpreter's f64 erf is not accurate to an f64 ulp (see above).
+            let reference = reference.filter(|_| op != UnaryOp::Erf || dtype == DType::F32);
+            fails.extend(check_unary(op, dtype, &xs, reference, bound, true));
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+/// `sin` and `cos` near multiples of π/2 (the nearest values of the type to k·π/2 and two
+/// neighbours each side), for every k up to the fast reduction's range and at sampled k
+/// beyond, up to the largest finite value.
+#[test]
+fn fast_sin_and_cos_are_accurate_near_multiples_of_half_pi() {
+    let mut fails = Vec::new();
+    for dtype in [DType::F64, DType::F32] {
+        let kmax: u64 = if dtype == DType::F32 {
+            1 << 16
+        } else {
+            1 << 17
+        };
+        let mut ks: Vec<f64> = (1..kmax).map(|k| k as f64).collect();
+        let mut rng = Rng(31);
+        let top = if dtype == DType::F32 { 127.0 } else { 1023.0 };
+        ks.extend((0..4000).map(|_| 2f64.powf(17.0 + (top - 17.0) * rng.next()).floor()));
+        let mut xs = Vec::new();
+        for k in ks {
+            // k·π/2 to about 2^-100 relative: k times a double-word π/2.
+            let hi = k * std::f64::consts::FRAC_PI_2;
+            let lo = k.mul_add(std::f64::consts::FRAC_PI_2, -hi) + k * 6.123_233_995_736_766e-17;
+            let t = hi + lo;
+            if t.is_finite() && (dtype == DType::F64 || t < f32::MAX as f64) {
+                xs.extend(around(t, 2, dtype));
+            }
+        }
+        let neg: Vec<f64> = xs.iter().map(|&x| -x).collect();
+        xs.extend(neg);
+        for (op, r) in [
+            (UnaryOp::Sin, f64::sin as fn(f64) -> f64),
+            (UnaryOp::Cos, f64::cos),
+        ] {
+            fails.extend(check_unary(op, dtype, &xs, Some(r), 3.0, false));
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}

@@ -41,8 +41,10 @@
 
 use super::Ctx;
 use cranelift_codegen::ir::{
-    self, condcodes::FloatCC, condcodes::IntCC, types, Endianness, InstBuilder, MemFlagsData,
+    self, condcodes::FloatCC, condcodes::IntCC, types, BlockArg, Endianness, InstBuilder,
+    MemFlagsData,
 };
+use ferrax_ir::Result;
 
 /// The type context of one fast-math expression: its float type and matching integer type.
 #[derive(Clone, Copy)]
@@ -504,37 +506,78 @@ impl Fm {
 
     /// `sin x` (`cos` with `quarter = 1`): reduction by π/2, then the sine or cosine kernel
     /// per quadrant.
-    pub fn sincos(&self, cx: &mut Ctx, x: ir::Value, quarter: i64) -> ir::Value {
+    pub fn sincos(&self, cx: &mut Ctx, x: ir::Value, quarter: i64) -> Result<ir::Value> {
         let block = cx.fb.current_block().expect("emitting in a block");
         let (s, c, k) = match cx.fast_sincos.get(&(block, x)) {
             Some(&parts) => parts,
             None => {
-                let parts = self.sincos_kernels(cx, x);
+                let parts = self.sincos_kernels(cx, x)?;
+                // The kernels' branch (if any) left us in a new block.
+                let block = cx.fb.current_block().expect("emitting in a block");
                 cx.fast_sincos.insert((block, x), parts);
                 parts
             }
         };
-        self.sincos_quadrant(cx, x, quarter, s, c, k)
+        Ok(self.sincos_quadrant(cx, x, quarter, s, c, k))
+    }
+
+    /// The largest `|x|` whose reduction by π/2 [`Fm::sincos_kernels`] does inline, and the
+    /// parts of π/2 it subtracts.
+    ///
+    /// k·π/2 is subtracted as `k·p₁ + k·p₂ + ...`, each step exact or rounded only where the
+    /// remainder is already far larger than what is left to subtract, so the error is the
+    /// final rounding plus `k` times the parts' distance from π/2. With FMA the f32 parts are
+    /// three full f32 values (distance 2⁻⁷⁶); without, products must be exact, so the first
+    /// three have 14 bits (`k < 2^10`) and a fourth is needed. The f64 parts have 33, 33 and
+    /// 53 bits (distance 2⁻¹²²). `jit/tests/fastmath.rs` checks the nearest values to every
+    /// multiple of π/2 within these limits, where the remainder is smallest against that
+    /// error.
+    fn half_pi_parts(&self) -> (f64, &'static [f64]) {
+        if self.wide {
+            (
+                131072.0,
+                &[
+                    1.570_796_326_734_125_614_17,
+                    6.077_100_506_303_965_976_60e-11,
+                    2.022_266_248_795_950_631_54e-21,
+                ],
+            )
+        } else if self.fma {
+            (
+                65536.0,
+                &[
+                    1.570_796_370_506_286_6,
+                    -4.371_138_828_673_793e-8,
+                    -1.715_124_510_005_881_9e-15,
+                ],
+            )
+        } else {
+            (
+                1024.0,
+                &[
+                    1.570_800_781_25,
+                    -4.454_515_874_385_834e-6,
+                    6.077_272_018_956_137e-11,
+                    -1.715_124_510_005_881_9e-15,
+                ],
+            )
+        }
     }
 
     /// The reduction of `x` by π/2 and both kernels: (sine kernel, cosine kernel, quadrant).
-    fn sincos_kernels(&self, cx: &mut Ctx, x: ir::Value) -> (ir::Value, ir::Value, ir::Value) {
+    ///
+    /// Lanes beyond the reduction's limit (∞ included) branch to a cold block that calls the
+    /// precise scalar `sin` and `cos` for them and sets their quadrant to 0, so that
+    /// [`Fm::sincos_quadrant`] returns those values unchanged.
+    fn sincos_kernels(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+    ) -> Result<(ir::Value, ir::Value, ir::Value)> {
         let tpi = self.c(cx, std::f64::consts::FRAC_2_PI);
         let t = cx.fb.ins().fmul(x, tpi);
         let (kf, k) = self.round_int(cx, t);
-        let parts: &[f64] = if self.wide {
-            &[
-                1.570_796_326_734_125_614_17,
-                6.077_100_506_303_965_976_60e-11,
-                2.022_266_248_795_950_631_54e-21,
-            ]
-        } else {
-            &[
-                1.570_312_5,
-                4.837_512_969_970_703_1e-4,
-                7.549_789_954_891_882e-8,
-            ]
-        };
+        let (limit, parts) = self.half_pi_parts();
         let nk = cx.fb.ins().fneg(kf);
         let mut r = x;
         for &p in parts {
@@ -591,7 +634,84 @@ impl Fm {
         let t1 = cx.fb.ins().fsub(t1, hz);
         let t2 = self.mla(cx, z2, cp, t1);
         let c = cx.fb.ins().fadd(w, t2);
-        (s, c, k)
+        let ax = cx.fb.ins().fabs(x);
+        let lim = self.c(cx, limit);
+        let far = self.fcmp(cx, FloatCC::GreaterThan, ax, lim);
+        let patched = self.rare(cx, far, &[s, c, k], |fm, cx| {
+            let sin = fm.call_lanes(cx, "sin", x)?;
+            let cos = fm.call_lanes(cx, "cos", x)?;
+            let s = fm.sel(cx, far, sin, s);
+            let c = fm.sel(cx, far, cos, c);
+            let k = if fm.ty.is_vector() {
+                cx.fb.ins().band_not(k, far)
+            } else {
+                let zero = cx.fb.ins().iconst(fm.ity, 0);
+                cx.fb.ins().select(far, zero, k)
+            };
+            Ok(vec![s, c, k])
+        })?;
+        Ok((patched[0], patched[1], patched[2]))
+    }
+
+    /// `vals`, or where some lane of `mask` (a comparison of this type) is set, the values
+    /// `slow` computes instead, in a cold block: a rare per-lane fallback that costs the
+    /// common case one test and a branch not taken. The code after continues in a new block,
+    /// which the current one dominates, so the `sin` and `cos` kernels cached for the current
+    /// block stay valid there.
+    fn rare(
+        &self,
+        cx: &mut Ctx,
+        mask: ir::Value,
+        vals: &[ir::Value],
+        slow: impl FnOnce(&Fm, &mut Ctx) -> Result<Vec<ir::Value>>,
+    ) -> Result<Vec<ir::Value>> {
+        let any = if self.ty.is_vector() {
+            cx.fb.ins().vany_true(mask)
+        } else {
+            mask
+        };
+        let from = cx.fb.current_block().expect("emitting in a block");
+        let cold = cx.fb.create_block();
+        let join = cx.fb.create_block();
+        cx.fb.set_cold_block(cold);
+        for &v in vals {
+            let t = cx.fb.func.dfg.value_type(v);
+            cx.fb.append_block_param(join, t);
+        }
+        let args: Vec<BlockArg> = vals.iter().map(|&v| BlockArg::Value(v)).collect();
+        cx.fb.ins().brif(any, cold, &[], join, &args);
+        cx.fb.switch_to_block(cold);
+        let new = slow(self, cx)?;
+        let args: Vec<BlockArg> = new.iter().map(|&v| BlockArg::Value(v)).collect();
+        cx.fb.ins().jump(join, &args);
+        cx.fb.switch_to_block(join);
+        let moved: Vec<_> = cx
+            .fast_sincos
+            .iter()
+            .filter(|((b, _), _)| *b == from)
+            .map(|(&(_, v), &parts)| (v, parts))
+            .collect();
+        for (v, parts) in moved {
+            cx.fast_sincos.insert((join, v), parts);
+        }
+        Ok(cx.fb.block_params(join).to_vec())
+    }
+
+    /// The interpreter's scalar function `name` (`ferrax_{name}_{lane type}`, see
+    /// `crate::symbols`) applied to every lane of `x`, one call per lane.
+    fn call_lanes(&self, cx: &mut Ctx, name: &str, x: ir::Value) -> Result<ir::Value> {
+        let lt = self.ty.lane_type();
+        let sym = format!("ferrax_{name}_{}", if self.wide { "f64" } else { "f32" });
+        if !self.ty.is_vector() {
+            return Ok(cx.call(&sym, &[lt], &[lt], &[x])?[0]);
+        }
+        let mut out = x;
+        for i in 0..self.ty.lane_count() as u8 {
+            let xi = cx.fb.ins().extractlane(x, i);
+            let yi = cx.call(&sym, &[lt], &[lt], &[xi])?[0];
+            out = cx.fb.ins().insertlane(out, yi, i);
+        }
+        Ok(out)
     }
 
     /// `sin x` (`quarter = 0`) or `cos x` (`quarter = 1`) from the kernels of
@@ -667,13 +787,19 @@ impl Fm {
         self.with_sign_of(cx, t, x)
     }
 
-    /// `1 / (1 + e^−x)`.
+    /// `1 / (1 + e^−x)` for `x ≥ 0` and `e^x / (1 + e^x)` below, both from `e = e^−|x| ≤ 1`:
+    /// for negative `x` the result is about `e^x`, so it keeps `exp`'s subnormal range instead
+    /// of flushing to zero where `e^−x` overflows.
     pub fn logistic(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
-        let nx = cx.fb.ins().fneg(x);
-        let e = self.exp(cx, nx);
+        let a = cx.fb.ins().fabs(x);
+        let na = cx.fb.ins().fneg(a);
+        let e = self.exp(cx, na);
         let one = self.c(cx, 1.0);
         let d = cx.fb.ins().fadd(one, e);
-        cx.fb.ins().fdiv(one, d)
+        let zero = self.c(cx, 0.0);
+        let neg = self.fcmp(cx, FloatCC::LessThan, x, zero);
+        let n = self.sel(cx, neg, e, one);
+        cx.fb.ins().fdiv(n, d)
     }
 
     /// `ln x` for finite `x > 0` in f64 lanes as a double word `(hi, lo)` with a relative

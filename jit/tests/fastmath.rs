@@ -797,3 +797,112 @@ fn fast_sin_and_cos_are_accurate_near_multiples_of_half_pi() {
     }
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
+
+/// Checks fast `op` of `dtype` on the values whose bit patterns `bits` yields (f32 patterns
+/// in the low 32 bits for f32), in chunks through the vector loop: the class must be the
+/// precise result's everywhere, and the error within `bound` ulps of `reference` wherever
+/// the precise result is finite and non-zero. Returns the failures (at most 10).
+fn sweep(
+    op: UnaryOp,
+    dtype: DType,
+    bits: impl Iterator<Item = u64>,
+    reference: Option<fn(f64) -> f64>,
+    bound: f64,
+) -> Vec<String> {
+    use ferrax_ir::{Data, Shape};
+    const CHUNK: usize = 1 << 18;
+    let f = compile(&graph(op, Type::new(dtype, &[CHUNK])), &fast()).expect("compile");
+    let mut fails = Vec::new();
+    let mut worst = (0.0, 0.0);
+    let mut bits = bits.peekable();
+    while bits.peek().is_some() {
+        let chunk: Vec<u64> = bits.by_ref().take(CHUNK).collect();
+        let mut xs: Vec<f64> = if dtype == DType::F32 {
+            chunk
+                .iter()
+                .map(|&b| f32::from_bits(b as u32) as f64)
+                .collect()
+        } else {
+            chunk.iter().map(|&b| f64::from_bits(b)).collect()
+        };
+        xs.resize(CHUNK, 0.0);
+        let data = if dtype == DType::F32 {
+            Data::F32(xs.iter().map(|&x| x as f32).collect())
+        } else {
+            Data::F64(xs.clone())
+        };
+        let x = Array::new(Shape::new(&[CHUNK]), data).expect("an array");
+        let out = f.call(&[x]).expect("call");
+        let got: Vec<f64> = match out[0].data() {
+            Data::F32(v) => v.iter().map(|&g| g as f64).collect(),
+            Data::F64(v) => v.clone(),
+            _ => unreachable!("a float result"),
+        };
+        for (&x, &g) in xs.iter().zip(&got) {
+            let p = precise(op, dtype, x);
+            let err = if class(g) != class(p) {
+                f64::INFINITY
+            } else if let (Some(r), true) = (reference, p.is_finite() && p != 0.0) {
+                let want = r(x);
+                (g - want).abs() / ulp_at(want, dtype)
+            } else {
+                0.0
+            };
+            if err > worst.0 {
+                worst = (err, x);
+            }
+            if err > bound && fails.len() < 10 {
+                fails.push(format!(
+                    "{} {dtype}({x:e}) = {g:e}, precise {p:e} ({err:.2} ulps)",
+                    op.name()
+                ));
+            }
+        }
+    }
+    if std::env::var("FX_ULPS").is_ok() {
+        eprintln!(
+            "{} {dtype}: {:.3} ulps at {:e}",
+            op.name(),
+            worst.0,
+            worst.1
+        );
+    }
+    fails
+}
+
+/// Every fast unary function over the whole f32 range: 2^22 values per function, every
+/// 1024th bit pattern (a pseudo-random one of each block of 1024, so all exponents, both
+/// signs, subnormals, infinities and NaNs are visited).
+#[test]
+fn fast_f32_unary_functions_hold_over_the_whole_range() {
+    let mut fails = Vec::new();
+    for (op, reference, bound) in unary_bounds() {
+        let bits = (0u64..1 << 22).map(|i| {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 54;
+            (i << 10) | h
+        });
+        fails.extend(sweep(op, DType::F32, bits, reference, bound));
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
+/// Every fast unary function over the whole f64 range: 2^20 pseudo-random bit patterns per
+/// function (uniform over exponents and signs, so every binade is visited about 500 times),
+/// and 2^18 values uniform in [−800, 800] where the results change fastest.
+#[test]
+fn fast_f64_unary_functions_hold_over_the_whole_range() {
+    let mut fails = Vec::new();
+    for (op, reference, bound) in unary_bounds() {
+        let reference = reference.filter(|_| op != UnaryOp::Erf);
+        let mut rng = Rng(41);
+        let random = (0..1 << 20).map(move |_| {
+            let hi = (rng.next() * (1u64 << 32) as f64) as u64;
+            let lo = (rng.next() * (1u64 << 32) as f64) as u64;
+            (hi << 32) | lo
+        });
+        let mut rng = Rng(43);
+        let near = (0..1 << 18).map(move |_| (-800.0 + 1600.0 * rng.next()).to_bits());
+        fails.extend(sweep(op, DType::F64, random.chain(near), reference, bound));
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}

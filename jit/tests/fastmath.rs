@@ -906,3 +906,133 @@ fn fast_f64_unary_functions_hold_over_the_whole_range() {
     }
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
+
+/// Checks fast `pow` of `dtype` on the pairs `(xs[i], ys[i])` (values of `dtype`), through the
+/// vector loop and the scalar entry: the class must be the precise result's, and where that
+/// is finite and non-zero the error within `bound` ulps of the f64 `powf` of the inputs
+/// (subnormal results in subnormal ulps). Returns the failures (at most 10).
+fn check_pow_pairs(dtype: DType, xs: &[f64], ys: &[f64], bound: f64) -> Vec<String> {
+    use ferrax_ir::ops::BinaryOp;
+    let n = xs.len();
+    let f = compile(&pow_graph(dtype, &[n]), &fast()).expect("compile");
+    let args = [
+        Array::from(xs.to_vec()).cast(dtype),
+        Array::from(ys.to_vec()).cast(dtype),
+    ];
+    let mut got: Vec<(usize, f64)> = f.call(&args).expect("call")[0]
+        .to_f64_vec()
+        .into_iter()
+        .enumerate()
+        .collect();
+    let scalar = compile(&pow_graph(dtype, &[]), &fast()).expect("compile");
+    for k in 0..n {
+        let mut out = [0.0];
+        scalar
+            .call_scalar(&[xs[k], ys[k]], &mut out)
+            .expect("call_scalar");
+        got.push((k, out[0]));
+    }
+    let mut fails = Vec::new();
+    let mut worst = (0.0, 0.0, 0.0);
+    for (k, g) in got {
+        let (x, y) = (xs[k], ys[k]);
+        let p = if dtype == DType::F32 {
+            BinaryOp::Pow.scalar_f32(x as f32, y as f32) as f64
+        } else {
+            BinaryOp::Pow.scalar_f64(x, y)
+        };
+        let err = if class(g) != class(p) {
+            f64::INFINITY
+        } else if p.is_finite() && p != 0.0 {
+            let want = x.powf(y);
+            (g - want).abs() / ulp_at(want, dtype)
+        } else {
+            0.0
+        };
+        if err > worst.0 {
+            worst = (err, x, y);
+        }
+        if err > bound && fails.len() < 10 {
+            fails.push(format!(
+                "pow {dtype}({x:e}, {y:e}) = {g:e}, precise {p:e} ({err:.2} ulps)"
+            ));
+        }
+    }
+    if std::env::var("FX_ULPS").is_ok() {
+        eprintln!(
+            "pow {dtype}: {:.3} ulps at {:e}, {:e}",
+            worst.0, worst.1, worst.2
+        );
+    }
+    fails
+}
+
+/// Fast `pow` keeps the precise result's class and its bound on every pair of special
+/// values (with halves, odd and even integers, and the largest integers of the type), where
+/// the result overflows, becomes subnormal or underflows to zero (exponents around those
+/// thresholds for several bases), and where the exact result is half the smallest subnormal
+/// (a tie that rounds to zero).
+#[test]
+fn fast_pow_is_exact_in_class_on_special_grids() {
+    let mut fails = Vec::new();
+    for (dtype, bound) in [(DType::F64, 3.0), (DType::F32, 1.0)] {
+        let f32d = dtype == DType::F32;
+        let round = |v: f64| if f32d { v as f32 as f64 } else { v };
+        let mut grid = specials(dtype);
+        let big_int = if f32d {
+            16_777_216.0
+        } else {
+            9_007_199_254_740_992.0
+        };
+        for v in [0.5, 2.0, 3.0, 2.5, big_int, big_int - 1.0, 1e10, 1e-10] {
+            grid.push(v);
+            grid.push(-v);
+        }
+        grid.extend(around(1.0, 2, dtype));
+        grid.extend(around(-1.0, 2, dtype));
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for &a in &grid {
+            for &b in &grid {
+                xs.push(a);
+                ys.push(b);
+            }
+        }
+        // Exponents around the overflow, subnormal and zero thresholds.
+        let (max, min_normal, half_sub) = if f32d {
+            (f32::MAX as f64, f32::MIN_POSITIVE as f64, 2f64.powi(-150))
+        } else {
+            (f64::MAX, f64::MIN_POSITIVE, 2f64.powi(-1074) / 2.0)
+        };
+        for base in [
+            2.0, 0.5, 10.0, 0.1, 3.0, 1.001, 0.999, 1e-20, 1e20, -2.0, -0.1,
+        ] {
+            let base = round(base);
+            let lb = base.abs().ln();
+            for target in [max, min_normal, half_sub] {
+                for y in around(target.ln() / lb, 16, dtype) {
+                    xs.push(base);
+                    ys.push(y);
+                }
+                // Odd integer exponents for negative bases.
+                let yi = (target.ln() / lb).round();
+                for d in -3..=3 {
+                    xs.push(base);
+                    ys.push(yi + d as f64);
+                }
+            }
+        }
+        // Exact ties at half the smallest subnormal: 2^a raised to −e/a (and negative bases
+        // with odd exponents, which give −0).
+        let e: i32 = if f32d { 150 } else { 1075 };
+        for a in [1, 2, 4, 5, 8, 16, 25, 43, -1, -2, -5, -25] {
+            let x = 2f64.powi(a);
+            let y = -(e as f64) / a as f64;
+            if round(x) == x && round(y) == y {
+                xs.extend([x, -x]);
+                ys.extend([y, y]);
+            }
+        }
+        fails.extend(check_pow_pairs(dtype, &xs, &ys, bound));
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}

@@ -897,20 +897,20 @@ impl Fm {
     /// included, and assert three). IEEE's special cases are selected in: the sign for negative `x`
     /// and odd integer `y`, NaN for finite negative `x` and non-integer `y`, and 1 for
     /// `y = ±0`, `x = 1` and `|x| = 1` with infinite `y`.
-    pub fn pow(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value) -> Option<ir::Value> {
+    pub fn pow(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value) -> Result<Option<ir::Value>> {
         if self.wide {
             if !self.fma {
-                return None;
+                return Ok(None);
             }
-            return Some(self.pow_wide(cx, x, y, true));
+            return Ok(Some(self.pow_wide(cx, x, y, false)?));
         }
         if !self.ty.is_vector() {
             let (xd, yd) = (
                 cx.fb.ins().fpromote(types::F64, x),
                 cx.fb.ins().fpromote(types::F64, y),
             );
-            let r = Fm::new(cx, types::F64).pow_wide(cx, xd, yd, false);
-            return Some(cx.fb.ins().fdemote(types::F32, r));
+            let r = Fm::new(cx, types::F64).pow_wide(cx, xd, yd, true)?;
+            return Ok(Some(cx.fb.ins().fdemote(types::F32, r)));
         }
         // f32x4: lanes 0–1 and 2–3 in two f64x2 halves, narrowed and joined again.
         let flags = Fm::flags();
@@ -943,7 +943,7 @@ impl Fm {
             };
             let xd = cx.fb.ins().fvpromote_low(xs);
             let yd = cx.fb.ins().fvpromote_low(ys);
-            let r = wide.pow_wide(cx, xd, yd, false);
+            let r = wide.pow_wide(cx, xd, yd, true)?;
             *h = cx.fb.ins().fvdemote(r);
         }
         // Lanes 0–1 of each narrowed half (bytes 0–7 of the first, then of the second).
@@ -955,15 +955,30 @@ impl Fm {
             hi,
             [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
         );
-        Some(cx.fb.ins().bitcast(types::F32X4, flags, joined))
+        Ok(Some(cx.fb.ins().bitcast(types::F32X4, flags, joined)))
     }
 
-    /// `x^y` on f64 lanes for [`Fm::pow`]: `exp(y·log|x|)` with IEEE's special cases; with
-    /// `dw`, `log|x|` and the product with `y` as double words (f64 results), else in plain f64
-    /// (enough for f32 results).
-    fn pow_wide(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value, dw: bool) -> ir::Value {
+    /// `x^y` on f64 lanes for [`Fm::pow`]: `exp(y·log|x|)` with IEEE's special cases; for f64
+    /// results `log|x|` and the product with `y` as double words, for f32 results (`narrow`,
+    /// the lanes f32 values) in plain f64.
+    ///
+    /// Where `t = y·log|x|` lies within 10⁻¹² (f64 results) or 10⁻⁹ (f32 results) of the
+    /// logarithm of a class boundary, the overflow threshold or half the smallest subnormal
+    /// (the point below which results round to zero), the approximation cannot tell on which
+    /// side the exact power lies (and at exact ties such as `2^−1075` it must not guess):
+    /// those rare lanes call the precise scalar `pow` of the result type. The window is far
+    /// wider than `t`'s error (its rounding, at most 6·10⁻¹⁴ there, and the error of `log`),
+    /// so that everywhere else the class is decided correctly.
+    fn pow_wide(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        y: ir::Value,
+        narrow: bool,
+    ) -> Result<ir::Value> {
+        let dw = !narrow;
         let ax = cx.fb.ins().fabs(x);
-        let m = if dw {
+        let (m, t_boundary) = if dw {
             let (l, l_lo) = self.log_dw(cx, ax);
             // The double word is only meaningful for finite x > 0.
             let l = self.log_specials(cx, ax, l);
@@ -979,11 +994,11 @@ impl Fm {
             let t_inf = self.fcmp(cx, FloatCC::Equal, at, inf);
             let skip = cx.fb.ins().bor(e_inf, t_inf);
             let corrected = cx.fb.ins().fma(e, t_lo, e);
-            self.sel(cx, skip, e, corrected)
+            (self.sel(cx, skip, e, corrected), t)
         } else {
             let l = self.log(cx, ax);
             let t = cx.fb.ins().fmul(y, l);
-            self.exp(cx, t)
+            (self.exp(cx, t), t)
         };
         // y's parity: an integer when floor(y) = y, even when y/2 is one too (±∞ counts as
         // an even integer, NaN as neither).
@@ -1025,7 +1040,66 @@ impl Fm {
         let unit = cx.fb.ins().band(ax1, yinf);
         let ones = cx.fb.ins().bor(y0, x1);
         let ones = cx.fb.ins().bor(ones, unit);
-        self.sel(cx, ones, one, r)
+        let r = self.sel(cx, ones, one, r);
+        // ln((2 − 2^−p)·2^emax) and ln(2^(emin − p)), p the result's precision.
+        let (over, zero, window) = if narrow {
+            (88.722_839_081_870_68, -103.972_077_083_991_80, 1e-9)
+        } else {
+            (709.782_712_893_384_00, -745.133_219_101_941_21, 1e-12)
+        };
+        let mut near = None;
+        for b in [over, zero] {
+            let bc = self.c(cx, b);
+            let d = cx.fb.ins().fsub(t_boundary, bc);
+            let d = cx.fb.ins().fabs(d);
+            let w = self.c(cx, window);
+            let n = self.fcmp(cx, FloatCC::LessThan, d, w);
+            near = Some(match near {
+                None => n,
+                Some(m) => cx.fb.ins().bor(m, n),
+            });
+        }
+        let near = near.expect("two boundaries");
+        let r = self.rare(cx, near, &[r], |fm, cx| {
+            let p = fm.call_pow_lanes(cx, x, y, narrow)?;
+            Ok(vec![fm.sel(cx, near, p, r)])
+        })?;
+        Ok(r[0])
+    }
+
+    /// The interpreter's scalar `pow` of every lane pair of the f64 lanes `x` and `y`: of f32
+    /// (the lanes converted exactly, the result widened back) when `narrow`.
+    fn call_pow_lanes(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        y: ir::Value,
+        narrow: bool,
+    ) -> Result<ir::Value> {
+        debug_assert!(self.wide, "pow's lanes are f64");
+        let one = |cx: &mut Ctx, a: ir::Value, b: ir::Value| -> Result<ir::Value> {
+            if narrow {
+                let a = cx.fb.ins().fdemote(types::F32, a);
+                let b = cx.fb.ins().fdemote(types::F32, b);
+                let t = [types::F32, types::F32];
+                let p = cx.call("ferrax_pow_f32", &t, &t[..1], &[a, b])?[0];
+                Ok(cx.fb.ins().fpromote(types::F64, p))
+            } else {
+                let t = [types::F64, types::F64];
+                Ok(cx.call("ferrax_pow_f64", &t, &t[..1], &[a, b])?[0])
+            }
+        };
+        if !self.ty.is_vector() {
+            return one(cx, x, y);
+        }
+        let mut out = x;
+        for i in 0..self.ty.lane_count() as u8 {
+            let xi = cx.fb.ins().extractlane(x, i);
+            let yi = cx.fb.ins().extractlane(y, i);
+            let p = one(cx, xi, yi)?;
+            out = cx.fb.ins().insertlane(out, p, i);
+        }
+        Ok(out)
     }
 
     /// `erf x`: odd, so computed on `a = |x|` with the sign of `x` put back last (`erf(−0) =

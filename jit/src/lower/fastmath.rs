@@ -566,18 +566,36 @@ impl Fm {
 
     /// The reduction of `x` by π/2 and both kernels: (sine kernel, cosine kernel, quadrant).
     ///
-    /// Lanes beyond the reduction's limit (∞ included) branch to a cold block that calls the
-    /// precise scalar `sin` and `cos` for them and sets their quadrant to 0, so that
-    /// [`Fm::sincos_quadrant`] returns those values unchanged.
+    /// When some lane is beyond the reduction's limit (or infinite), the whole vector takes a
+    /// cold block that calls the precise scalar `sin` and `cos` for each lane instead and sets
+    /// the quadrants to 0, so that [`Fm::sincos_quadrant`] returns those values unchanged.
     fn sincos_kernels(
         &self,
         cx: &mut Ctx,
         x: ir::Value,
     ) -> Result<(ir::Value, ir::Value, ir::Value)> {
+        let ax = cx.fb.ins().fabs(x);
+        let lim = self.c(cx, self.half_pi_parts().0);
+        let far = self.fcmp(cx, FloatCC::GreaterThan, ax, lim);
+        let v = self.branch(
+            cx,
+            far,
+            |fm, cx| Ok(fm.sincos_fast(cx, x)),
+            |fm, cx| {
+                let sin = fm.call_lanes(cx, "sin", x)?;
+                let cos = fm.call_lanes(cx, "cos", x)?;
+                Ok(vec![sin, cos, fm.ci(cx, 0)])
+            },
+        )?;
+        Ok((v[0], v[1], v[2]))
+    }
+
+    /// The inline part of [`Fm::sincos_kernels`]: `[sine kernel, cosine kernel, quadrant]`.
+    fn sincos_fast(&self, cx: &mut Ctx, x: ir::Value) -> Vec<ir::Value> {
         let tpi = self.c(cx, std::f64::consts::FRAC_2_PI);
         let t = cx.fb.ins().fmul(x, tpi);
         let (kf, k) = self.round_int(cx, t);
-        let (limit, parts) = self.half_pi_parts();
+        let parts = self.half_pi_parts().1;
         let nk = cx.fb.ins().fneg(kf);
         let mut r = x;
         for &p in parts {
@@ -634,35 +652,20 @@ impl Fm {
         let t1 = cx.fb.ins().fsub(t1, hz);
         let t2 = self.mla(cx, z2, cp, t1);
         let c = cx.fb.ins().fadd(w, t2);
-        let ax = cx.fb.ins().fabs(x);
-        let lim = self.c(cx, limit);
-        let far = self.fcmp(cx, FloatCC::GreaterThan, ax, lim);
-        let patched = self.rare(cx, far, &[s, c, k], |fm, cx| {
-            let sin = fm.call_lanes(cx, "sin", x)?;
-            let cos = fm.call_lanes(cx, "cos", x)?;
-            let s = fm.sel(cx, far, sin, s);
-            let c = fm.sel(cx, far, cos, c);
-            let k = if fm.ty.is_vector() {
-                cx.fb.ins().band_not(k, far)
-            } else {
-                let zero = cx.fb.ins().iconst(fm.ity, 0);
-                cx.fb.ins().select(far, zero, k)
-            };
-            Ok(vec![s, c, k])
-        })?;
-        Ok((patched[0], patched[1], patched[2]))
+        vec![s, c, k]
     }
 
-    /// `vals`, or where some lane of `mask` (a comparison of this type) is set, the values
-    /// `slow` computes instead, in a cold block: a rare per-lane fallback that costs the
-    /// common case one test and a branch not taken. The code after continues in a new block,
-    /// which the current one dominates, so the `sin` and `cos` kernels cached for the current
-    /// block stay valid there.
-    fn rare(
+    /// The values `fast` computes, or where some lane of `mask` (a comparison of this type)
+    /// is set, those `slow` computes for the whole vector, in a cold block: a rare fallback
+    /// (the precise functions, called lane by lane) that costs the common case one test and
+    /// a branch not taken, and keeps the calls (which clobber the vector registers) off its
+    /// path. The code after continues in a new block, which the current one dominates, so the
+    /// `sin` and `cos` kernels cached for the current block stay valid there.
+    fn branch(
         &self,
         cx: &mut Ctx,
         mask: ir::Value,
-        vals: &[ir::Value],
+        fast: impl FnOnce(&Fm, &mut Ctx) -> Result<Vec<ir::Value>>,
         slow: impl FnOnce(&Fm, &mut Ctx) -> Result<Vec<ir::Value>>,
     ) -> Result<Vec<ir::Value>> {
         let any = if self.ty.is_vector() {
@@ -671,19 +674,24 @@ impl Fm {
             mask
         };
         let from = cx.fb.current_block().expect("emitting in a block");
+        let inline = cx.fb.create_block();
         let cold = cx.fb.create_block();
         let join = cx.fb.create_block();
         cx.fb.set_cold_block(cold);
-        for &v in vals {
+        cx.fb.ins().brif(any, cold, &[], inline, &[]);
+        let args = |vals: Vec<ir::Value>| -> Vec<BlockArg> {
+            vals.into_iter().map(BlockArg::Value).collect()
+        };
+        cx.fb.switch_to_block(inline);
+        let vals = fast(self, cx)?;
+        for &v in &vals {
             let t = cx.fb.func.dfg.value_type(v);
             cx.fb.append_block_param(join, t);
         }
-        let args: Vec<BlockArg> = vals.iter().map(|&v| BlockArg::Value(v)).collect();
-        cx.fb.ins().brif(any, cold, &[], join, &args);
+        cx.fb.ins().jump(join, &args(vals));
         cx.fb.switch_to_block(cold);
-        let new = slow(self, cx)?;
-        let args: Vec<BlockArg> = new.iter().map(|&v| BlockArg::Value(v)).collect();
-        cx.fb.ins().jump(join, &args);
+        let vals = slow(self, cx)?;
+        cx.fb.ins().jump(join, &args(vals));
         cx.fb.switch_to_block(join);
         let moved: Vec<_> = cx
             .fast_sincos
@@ -965,8 +973,9 @@ impl Fm {
     /// Where `t = y·log|x|` lies within 10⁻¹² (f64 results) or 10⁻⁹ (f32 results) of the
     /// logarithm of a class boundary, the overflow threshold or half the smallest subnormal
     /// (the point below which results round to zero), the approximation cannot tell on which
-    /// side the exact power lies (and at exact ties such as `2^−1075` it must not guess):
-    /// those rare lanes call the precise scalar `pow` of the result type. The window is far
+    /// side the exact power lies (and at exact ties such as `2^−1075` it must not guess): a
+    /// vector with such a lane calls the precise scalar `pow` of the result type for each of
+    /// its lanes instead ([`Fm::branch`]). The window is far
     /// wider than `t`'s error (its rounding, at most 6·10⁻¹⁴ there, and the error of `log`),
     /// so that everywhere else the class is decided correctly.
     fn pow_wide(
@@ -976,15 +985,59 @@ impl Fm {
         y: ir::Value,
         narrow: bool,
     ) -> Result<ir::Value> {
-        let dw = !narrow;
         let ax = cx.fb.ins().fabs(x);
-        let (m, t_boundary) = if dw {
+        // t = y·log|x|: for f64 results a double word t + t_lo, y·(l + l_lo) (the double word
+        // is only meaningful for finite x > 0).
+        let (t, t_lo) = if narrow {
+            let l = self.log(cx, ax);
+            (cx.fb.ins().fmul(y, l), None)
+        } else {
             let (l, l_lo) = self.log_dw(cx, ax);
-            // The double word is only meaningful for finite x > 0.
             let l = self.log_specials(cx, ax, l);
-            // t = y·(l + l_lo) as a double word; e^t = e^t_hi·(1 + t_lo).
             let (t, t_lo) = self.two_prod(cx, y, l);
-            let t_lo = self.mla(cx, y, l_lo, t_lo);
+            (t, Some(self.mla(cx, y, l_lo, t_lo)))
+        };
+        // ln((2 − 2^−p)·2^emax) and ln(2^(emin − p)), p the result's precision.
+        let (over, zero, window) = if narrow {
+            (88.722_839_081_870_68, -103.972_077_083_991_80, 1e-9)
+        } else {
+            (709.782_712_893_384_00, -745.133_219_101_941_21, 1e-12)
+        };
+        let mut near = None;
+        for b in [over, zero] {
+            let bc = self.c(cx, b);
+            let d = cx.fb.ins().fsub(t, bc);
+            let d = cx.fb.ins().fabs(d);
+            let w = self.c(cx, window);
+            let n = self.fcmp(cx, FloatCC::LessThan, d, w);
+            near = Some(match near {
+                None => n,
+                Some(m) => cx.fb.ins().bor(m, n),
+            });
+        }
+        let near = near.expect("two boundaries");
+        let r = self.branch(
+            cx,
+            near,
+            |fm, cx| Ok(vec![fm.pow_from_log(cx, x, y, t, t_lo)]),
+            |fm, cx| Ok(vec![fm.call_pow_lanes(cx, x, y, narrow)?]),
+        )?;
+        Ok(r[0])
+    }
+
+    /// The inline part of [`Fm::pow_wide`]: `x^y` from `t = y·log|x|` (with its low word
+    /// `t_lo` for f64 results).
+    fn pow_from_log(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        y: ir::Value,
+        t: ir::Value,
+        t_lo: Option<ir::Value>,
+    ) -> ir::Value {
+        let ax = cx.fb.ins().fabs(x);
+        let m = if let Some(t_lo) = t_lo {
+            // e^(t + t_lo) = e^t·(1 + t_lo).
             let e = self.exp(cx, t);
             // Where t or e is not finite (x = 0 or ∞, overflow) the correction is dropped.
             let inf = self.c(cx, f64::INFINITY);
@@ -994,11 +1047,9 @@ impl Fm {
             let t_inf = self.fcmp(cx, FloatCC::Equal, at, inf);
             let skip = cx.fb.ins().bor(e_inf, t_inf);
             let corrected = cx.fb.ins().fma(e, t_lo, e);
-            (self.sel(cx, skip, e, corrected), t)
+            self.sel(cx, skip, e, corrected)
         } else {
-            let l = self.log(cx, ax);
-            let t = cx.fb.ins().fmul(y, l);
-            (self.exp(cx, t), t)
+            self.exp(cx, t)
         };
         // y's parity: an integer when floor(y) = y, even when y/2 is one too (±∞ counts as
         // an even integer, NaN as neither).
@@ -1040,31 +1091,7 @@ impl Fm {
         let unit = cx.fb.ins().band(ax1, yinf);
         let ones = cx.fb.ins().bor(y0, x1);
         let ones = cx.fb.ins().bor(ones, unit);
-        let r = self.sel(cx, ones, one, r);
-        // ln((2 − 2^−p)·2^emax) and ln(2^(emin − p)), p the result's precision.
-        let (over, zero, window) = if narrow {
-            (88.722_839_081_870_68, -103.972_077_083_991_80, 1e-9)
-        } else {
-            (709.782_712_893_384_00, -745.133_219_101_941_21, 1e-12)
-        };
-        let mut near = None;
-        for b in [over, zero] {
-            let bc = self.c(cx, b);
-            let d = cx.fb.ins().fsub(t_boundary, bc);
-            let d = cx.fb.ins().fabs(d);
-            let w = self.c(cx, window);
-            let n = self.fcmp(cx, FloatCC::LessThan, d, w);
-            near = Some(match near {
-                None => n,
-                Some(m) => cx.fb.ins().bor(m, n),
-            });
-        }
-        let near = near.expect("two boundaries");
-        let r = self.rare(cx, near, &[r], |fm, cx| {
-            let p = fm.call_pow_lanes(cx, x, y, narrow)?;
-            Ok(vec![fm.sel(cx, near, p, r)])
-        })?;
-        Ok(r[0])
+        self.sel(cx, ones, one, r)
     }
 
     /// The interpreter's scalar `pow` of every lane pair of the f64 lanes `x` and `y`: of f32

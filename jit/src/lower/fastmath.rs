@@ -1,40 +1,52 @@
 //! Inline polynomial transcendentals for [`crate::MathMode::Fast`].
 //!
-//! Every function here is straight-line Cranelift IR over a float type that may be a scalar
-//! (`f32`, `f64`) or a 128-bit vector (`f32x4`, `f64x2`): no calls, no branches, so the same
-//! emitter serves scalar graphs and vectorised fused loops. Range reduction uses only bit
-//! operations and the "magic number" rounding trick (adding `1.5·2^p` rounds to an integer whose
-//! bits can be read back), which Cranelift lowers for vectors on every target it supports.
-//! Special values (±0, ±∞, NaN, subnormals) follow IEEE/std semantics, patched in with selects
-//! where the polynomial path would not produce them. The long polynomials (the `exp` family's
-//! and the sine and cosine kernels) are evaluated by Estrin's scheme rather than Horner's rule:
-//! the same number of multiply-adds with a dependency chain of about log₂ of the degree, so
-//! that the independent transcendentals of a fused loop (P3's gradient needs `sin`, `cos`
-//! and `exp` of each element) overlap instead of queueing behind one long chain. `sin` and
-//! `cos` of one argument share one reduction and one pair of kernels (cached per block in
-//! `Ctx::fast_sincos`), so a group needing both pays for them once, also in graphs compiled
-//! without optimisation, where Cranelift's GVN does not run.
+//! Every function here is Cranelift IR over a float type that may be a scalar (`f32`, `f64`)
+//! or a 128-bit vector (`f32x4`, `f64x2`), so the same emitter serves scalar graphs and
+//! vectorised fused loops. The common path is straight-line code: range reduction uses only
+//! bit operations and the "magic number" rounding trick (adding `1.5·2^p` rounds to an integer
+//! whose bits can be read back), which Cranelift lowers for vectors on every target it
+//! supports. Special values (±0, ±∞, NaN, subnormals) follow IEEE/std semantics, patched in
+//! with selects where the polynomial path would not produce them. Two functions have inputs
+//! no cheap inline path handles: `sin` and `cos` of arguments beyond their reduction's range,
+//! and `pow` within a hair of a class boundary (overflow, rounding to zero); there one test
+//! per vector branches to a cold block that calls the interpreter's scalar function for each
+//! lane ([`Fm::branch`]), so those results are the precise ones. The long polynomials (the
+//! `exp` family's and the sine and cosine kernels) are evaluated by Estrin's scheme rather than
+//! Horner's rule: the same number of multiply-adds with a dependency chain of about log₂ of
+//! the degree, so that the independent transcendentals of a fused loop (P3's gradient needs
+//! `sin`, `cos` and `exp` of each element) overlap instead of queueing behind one long chain.
+//! `sin` and `cos` of one argument share one reduction and one pair of kernels (cached per
+//! block in `Ctx::fast_sincos`), so a group needing both pays for them once, also in graphs
+//! compiled without optimisation, where Cranelift's GVN does not run.
 //!
-//! Error bounds, in ulps of the result, asserted by `jit/tests/fastmath.rs` over the stated
-//! domains against Rust's std in f64 (for f32 against the f64 std value, so the f32 bound
-//! includes the final rounding); the measured maxima were at most one ulp below each bound:
+//! Every function returns the IEEE class of the precise result (NaN, ±∞ and ±0 exactly where
+//! the interpreter's function has them) for every input, and stays within the bound below, in
+//! ulps of the result, on every finite input (subnormal results in subnormal ulps). The
+//! bounds are against Rust's std in f64 (for f32 against the f64 std value, so the f32 bound
+//! includes the final rounding); `jit/tests/fastmath.rs` asserts both on the special values,
+//! around each function's overflow, underflow and saturation thresholds, at the nearest values
+//! to every multiple of π/2 in the inline range of `sin` and `cos`, on every 1024th f32 bit
+//! pattern, on 2^20 random f64 bit patterns, on every pair of special values for `pow` and on
+//! random compositions:
 //!
-//! | function | domain (f64; f32) | bound |
+//! | function | domain | bound |
 //! |---|---|---|
-//! | `exp` | `[-708, 709]`; `[-87, 88]` | 2 |
-//! | `expm1` | `[-40, 709]`; `[-20, 88]` | 3 |
-//! | `log` | `x > 0` | 2 |
-//! | `log1p` | `x > -1` | 3 |
-//! | `sin`, `cos` | `|x| ≤ 2^16`; `|x| ≤ 2^10` | 3 |
+//! | `exp` | all | 2 |
+//! | `expm1` | all | 3 |
+//! | `log` | all | 2 |
+//! | `log1p` | all | 3 |
+//! | `sin`, `cos` | all | 3 |
 //! | `tanh` | all | 3 |
-//! | `logistic` | `[-700, 700]`; `[-87, 87]` | 3 |
+//! | `logistic` | all | 3 |
 //! | `erf` | all | 3 |
 //! | `pow` | all (f64 with FMA only) | 3 (f64), 1 (f32) |
 //!
-//! Outside the trigonometric domains the Cody–Waite reduction loses accuracy gradually (an
-//! absolute error of about `|x|·2^-p`, p = 86 for f64, 35 for f32). Subnormal results of `exp`
-//! and `logistic` are computed with two exact scalings and one rounding, so they are accurate to
-//! within one subnormal ulp plus the relative bound above.
+//! `sin` and `cos` reduce inline for `|x| ≤ 2^17` (f64), `2^16` (f32 with FMA) or `2^10` (f32
+//! without), see [`Fm::half_pi_parts`]; beyond, the precise functions are called. Subnormal
+//! results of `exp` and `logistic` are computed with two exact scalings and one rounding.
+//! `pow`'s f64 ulp bound is against glibc's `pow`, and `erf`'s f64 bound against values
+//! computed with mpmath (`tests/data/erf_f64.txt`); the interpreter's own f64 `erf` is not
+//! accurate to an ulp.
 
 // The polynomial and reduction constants are the published values, digits as published.
 #![allow(clippy::excessive_precision)]

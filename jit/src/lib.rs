@@ -77,9 +77,10 @@
 //!
 //! //! # Math modes
 //! [`MathMode::Precise`] calls the interpreter's scalar functions (bit-identical results).
-//! [`MathMode::Fast`] inlines branch-free polynomial `exp`, `expm1`, `log`, `log1p`, `sin`,
+//! [`MathMode::Fast`] inlines polynomial `exp`, `expm1`, `log`, `log1p`, `sin`,
 //! `cos`, `tanh`, `logistic`, `erf` and `pow` (`lower/fastmath.rs` documents each bound,
-//! 1–3 ulps, tested in `tests/fastmath.rs`); FMA is used only there; reductions along a row may reassociate
+//! 1–3 ulps on every finite input, with the precise result's class on every input, tested in
+//! `tests/fastmath.rs`); FMA is used only there; reductions along a row may reassociate
 //! (above). The default, [`MathMode::Auto`], is Fast for tensors of at least
 //! [`AUTO_FAST_MIN`] elements and Precise for scalars and small tensors, so scalar graphs and
 //! small tests stay bit-identical to the interpreter while large elementwise work vectorises.

@@ -8,10 +8,13 @@ pub enum MathMode {
     Precise,
     /// Inline, vectorisable polynomial approximations of `exp`, `expm1`, `log`, `log1p`, `sin`,
     /// `cos`, `tanh`, `logistic`, `erf` and `pow` (f64 `pow` when the CPU has FMA), each within
-    /// a documented ulp bound (the table in `lower/fastmath.rs`, asserted by
-    /// `jit/tests/fastmath.rs`); the other transcendentals stay precise. Sums and products along a row may use one
-    /// accumulator per vector lane (reassociated, so they differ from the interpreter's
-    /// sequential order by rounding).
+    /// a documented ulp bound on every finite input and with the precise result's IEEE class
+    /// (NaN, ±∞, ±0) on every input (the table in `lower/fastmath.rs`, asserted by
+    /// `jit/tests/fastmath.rs`); `sin` and `cos` of very large arguments and `pow` right at
+    /// its overflow and underflow thresholds call the precise functions for the vector
+    /// concerned. The other transcendentals stay precise. Sums and products along a row may
+    /// use one accumulator per vector lane (reassociated, so they differ from the
+    /// interpreter's sequential order by rounding).
     Fast,
     /// The default: [`MathMode::Fast`] for transcendentals and reductions over tensors of at
     /// least [`AUTO_FAST_MIN`] elements, where throughput matters and the loop vectorises;

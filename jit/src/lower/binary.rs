@@ -26,7 +26,7 @@ pub(crate) fn emit(
     }
     if op == BinaryOp::Pow && cx.opts.math.fast_for(elements) {
         let fm = Fm::new(cx, cx.fb.func.dfg.value_type(a));
-        if let Some(r) = fm.pow(cx, a, b) {
+        if let Some(r) = fm.pow(cx, a, b)? {
             return Ok(r);
         }
     }

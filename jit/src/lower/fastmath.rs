@@ -1,48 +1,62 @@
 //! Inline polynomial transcendentals for [`crate::MathMode::Fast`].
 //!
-//! Every function here is straight-line Cranelift IR over a float type that may be a scalar
-//! (`f32`, `f64`) or a 128-bit vector (`f32x4`, `f64x2`): no calls, no branches, so the same
-//! emitter serves scalar graphs and vectorised fused loops. Range reduction uses only bit
-//! operations and the "magic number" rounding trick (adding `1.5·2^p` rounds to an integer whose
-//! bits can be read back), which Cranelift lowers for vectors on every target it supports.
-//! Special values (±0, ±∞, NaN, subnormals) follow IEEE/std semantics, patched in with selects
-//! where the polynomial path would not produce them. The long polynomials (the `exp` family's
-//! and the sine and cosine kernels) are evaluated by Estrin's scheme rather than Horner's rule:
-//! the same number of multiply-adds with a dependency chain of about log₂ of the degree, so
-//! that the independent transcendentals of a fused loop (P3's gradient needs `sin`, `cos`
-//! and `exp` of each element) overlap instead of queueing behind one long chain. `sin` and
-//! `cos` of one argument share one reduction and one pair of kernels (cached per block in
-//! `Ctx::fast_sincos`), so a group needing both pays for them once, also in graphs compiled
-//! without optimisation, where Cranelift's GVN does not run.
+//! Every function here is Cranelift IR over a float type that may be a scalar (`f32`, `f64`)
+//! or a 128-bit vector (`f32x4`, `f64x2`), so the same emitter serves scalar graphs and
+//! vectorised fused loops. The common path is straight-line code: range reduction uses only
+//! bit operations and the "magic number" rounding trick (adding `1.5·2^p` rounds to an integer
+//! whose bits can be read back), which Cranelift lowers for vectors on every target it
+//! supports. Special values (±0, ±∞, NaN, subnormals) follow IEEE/std semantics, patched in
+//! with selects where the polynomial path would not produce them. Two functions have inputs
+//! no cheap inline path handles: `sin` and `cos` of arguments beyond their reduction's range,
+//! and `pow` within a hair of a class boundary (overflow, rounding to zero); there one test
+//! per vector branches to a cold block that calls the interpreter's scalar function for each
+//! lane ([`Fm::branch`]), so those results are the precise ones. The long polynomials (the
+//! `exp` family's and the sine and cosine kernels) are evaluated by Estrin's scheme rather than
+//! Horner's rule: the same number of multiply-adds with a dependency chain of about log₂ of
+//! the degree, so that the independent transcendentals of a fused loop (P3's gradient needs
+//! `sin`, `cos` and `exp` of each element) overlap instead of queueing behind one long chain.
+//! `sin` and `cos` of one argument share one reduction and one pair of kernels (cached per
+//! block in `Ctx::fast_sincos`), so a group needing both pays for them once, also in graphs
+//! compiled without optimisation, where Cranelift's GVN does not run.
 //!
-//! Error bounds, in ulps of the result, asserted by `jit/tests/fastmath.rs` over the stated
-//! domains against Rust's std in f64 (for f32 against the f64 std value, so the f32 bound
-//! includes the final rounding); the measured maxima were at most one ulp below each bound:
+//! Every function returns the IEEE class of the precise result (NaN, ±∞ and ±0 exactly where
+//! the interpreter's function has them) for every input, and stays within the bound below, in
+//! ulps of the result, on every finite input (subnormal results in subnormal ulps). The
+//! bounds are against Rust's std in f64 (for f32 against the f64 std value, so the f32 bound
+//! includes the final rounding); `jit/tests/fastmath.rs` asserts both on the special values,
+//! around each function's overflow, underflow and saturation thresholds, at the nearest values
+//! to every multiple of π/2 in the inline range of `sin` and `cos`, on every 1024th f32 bit
+//! pattern, on 2^20 random f64 bit patterns, on every pair of special values for `pow` and on
+//! random compositions:
 //!
-//! | function | domain (f64; f32) | bound |
+//! | function | domain | bound |
 //! |---|---|---|
-//! | `exp` | `[-708, 709]`; `[-87, 88]` | 2 |
-//! | `expm1` | `[-40, 709]`; `[-20, 88]` | 3 |
-//! | `log` | `x > 0` | 2 |
-//! | `log1p` | `x > -1` | 3 |
-//! | `sin`, `cos` | `|x| ≤ 2^16`; `|x| ≤ 2^10` | 3 |
+//! | `exp` | all | 2 |
+//! | `expm1` | all | 3 |
+//! | `log` | all | 2 |
+//! | `log1p` | all | 3 |
+//! | `sin`, `cos` | all | 3 |
 //! | `tanh` | all | 3 |
-//! | `logistic` | `[-700, 700]`; `[-87, 87]` | 3 |
+//! | `logistic` | all | 3 |
 //! | `erf` | all | 3 |
 //! | `pow` | all (f64 with FMA only) | 3 (f64), 1 (f32) |
 //!
-//! Outside the trigonometric domains the Cody–Waite reduction loses accuracy gradually (an
-//! absolute error of about `|x|·2^-p`, p = 86 for f64, 35 for f32). Subnormal results of `exp`
-//! and `logistic` are computed with two exact scalings and one rounding, so they are accurate to
-//! within one subnormal ulp plus the relative bound above.
+//! `sin` and `cos` reduce inline for `|x| ≤ 2^17` (f64), `2^16` (f32 with FMA) or `2^10` (f32
+//! without), see [`Fm::half_pi_parts`]; beyond, the precise functions are called. Subnormal
+//! results of `exp` and `logistic` are computed with two exact scalings and one rounding.
+//! `pow`'s f64 ulp bound is against glibc's `pow`, and `erf`'s f64 bound against values
+//! computed with mpmath (`tests/data/erf_f64.txt`); the interpreter's own f64 `erf` is not
+//! accurate to an ulp.
 
 // The polynomial and reduction constants are the published values, digits as published.
 #![allow(clippy::excessive_precision)]
 
 use super::Ctx;
 use cranelift_codegen::ir::{
-    self, condcodes::FloatCC, condcodes::IntCC, types, Endianness, InstBuilder, MemFlagsData,
+    self, condcodes::FloatCC, condcodes::IntCC, types, BlockArg, Endianness, InstBuilder,
+    MemFlagsData,
 };
+use ferrax_ir::Result;
 
 /// The type context of one fast-math expression: its float type and matching integer type.
 #[derive(Clone, Copy)]
@@ -504,37 +518,96 @@ impl Fm {
 
     /// `sin x` (`cos` with `quarter = 1`): reduction by π/2, then the sine or cosine kernel
     /// per quadrant.
-    pub fn sincos(&self, cx: &mut Ctx, x: ir::Value, quarter: i64) -> ir::Value {
+    pub fn sincos(&self, cx: &mut Ctx, x: ir::Value, quarter: i64) -> Result<ir::Value> {
         let block = cx.fb.current_block().expect("emitting in a block");
         let (s, c, k) = match cx.fast_sincos.get(&(block, x)) {
             Some(&parts) => parts,
             None => {
-                let parts = self.sincos_kernels(cx, x);
+                let parts = self.sincos_kernels(cx, x)?;
+                // The kernels' branch (if any) left us in a new block.
+                let block = cx.fb.current_block().expect("emitting in a block");
                 cx.fast_sincos.insert((block, x), parts);
                 parts
             }
         };
-        self.sincos_quadrant(cx, x, quarter, s, c, k)
+        Ok(self.sincos_quadrant(cx, x, quarter, s, c, k))
+    }
+
+    /// The largest `|x|` whose reduction by π/2 [`Fm::sincos_kernels`] does inline, and the
+    /// parts of π/2 it subtracts.
+    ///
+    /// k·π/2 is subtracted as `k·p₁ + k·p₂ + ...`, each step exact or rounded only where the
+    /// remainder is already far larger than what is left to subtract, so the error is the
+    /// final rounding plus `k` times the parts' distance from π/2. With FMA the f32 parts are
+    /// three full f32 values (distance 2⁻⁷⁶); without, products must be exact, so the first
+    /// three have 14 bits (`k < 2^10`) and a fourth is needed. The f64 parts have 33, 33 and
+    /// 53 bits (distance 2⁻¹²²). `jit/tests/fastmath.rs` checks the nearest values to every
+    /// multiple of π/2 within these limits, where the remainder is smallest against that
+    /// error.
+    fn half_pi_parts(&self) -> (f64, &'static [f64]) {
+        if self.wide {
+            (
+                131072.0,
+                &[
+                    1.570_796_326_734_125_614_17,
+                    6.077_100_506_303_965_976_60e-11,
+                    2.022_266_248_795_950_631_54e-21,
+                ],
+            )
+        } else if self.fma {
+            (
+                65536.0,
+                &[
+                    1.570_796_370_506_286_6,
+                    -4.371_138_828_673_793e-8,
+                    -1.715_124_510_005_881_9e-15,
+                ],
+            )
+        } else {
+            (
+                1024.0,
+                &[
+                    1.570_800_781_25,
+                    -4.454_515_874_385_834e-6,
+                    6.077_272_018_956_137e-11,
+                    -1.715_124_510_005_881_9e-15,
+                ],
+            )
+        }
     }
 
     /// The reduction of `x` by π/2 and both kernels: (sine kernel, cosine kernel, quadrant).
-    fn sincos_kernels(&self, cx: &mut Ctx, x: ir::Value) -> (ir::Value, ir::Value, ir::Value) {
+    ///
+    /// When some lane is beyond the reduction's limit (or infinite), the whole vector takes a
+    /// cold block that calls the precise scalar `sin` and `cos` for each lane instead and sets
+    /// the quadrants to 0, so that [`Fm::sincos_quadrant`] returns those values unchanged.
+    fn sincos_kernels(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+    ) -> Result<(ir::Value, ir::Value, ir::Value)> {
+        let ax = cx.fb.ins().fabs(x);
+        let lim = self.c(cx, self.half_pi_parts().0);
+        let far = self.fcmp(cx, FloatCC::GreaterThan, ax, lim);
+        let v = self.branch(
+            cx,
+            far,
+            |fm, cx| Ok(fm.sincos_fast(cx, x)),
+            |fm, cx| {
+                let sin = fm.call_lanes(cx, "sin", x)?;
+                let cos = fm.call_lanes(cx, "cos", x)?;
+                Ok(vec![sin, cos, fm.ci(cx, 0)])
+            },
+        )?;
+        Ok((v[0], v[1], v[2]))
+    }
+
+    /// The inline part of [`Fm::sincos_kernels`]: `[sine kernel, cosine kernel, quadrant]`.
+    fn sincos_fast(&self, cx: &mut Ctx, x: ir::Value) -> Vec<ir::Value> {
         let tpi = self.c(cx, std::f64::consts::FRAC_2_PI);
         let t = cx.fb.ins().fmul(x, tpi);
         let (kf, k) = self.round_int(cx, t);
-        let parts: &[f64] = if self.wide {
-            &[
-                1.570_796_326_734_125_614_17,
-                6.077_100_506_303_965_976_60e-11,
-                2.022_266_248_795_950_631_54e-21,
-            ]
-        } else {
-            &[
-                1.570_312_5,
-                4.837_512_969_970_703_1e-4,
-                7.549_789_954_891_882e-8,
-            ]
-        };
+        let parts = self.half_pi_parts().1;
         let nk = cx.fb.ins().fneg(kf);
         let mut r = x;
         for &p in parts {
@@ -591,7 +664,74 @@ impl Fm {
         let t1 = cx.fb.ins().fsub(t1, hz);
         let t2 = self.mla(cx, z2, cp, t1);
         let c = cx.fb.ins().fadd(w, t2);
-        (s, c, k)
+        vec![s, c, k]
+    }
+
+    /// The values `fast` computes, or where some lane of `mask` (a comparison of this type)
+    /// is set, those `slow` computes for the whole vector, in a cold block: a rare fallback
+    /// (the precise functions, called lane by lane) that costs the common case one test and
+    /// a branch not taken, and keeps the calls (which clobber the vector registers) off its
+    /// path. The code after continues in a new block, which the current one dominates, so the
+    /// `sin` and `cos` kernels cached for the current block stay valid there.
+    fn branch(
+        &self,
+        cx: &mut Ctx,
+        mask: ir::Value,
+        fast: impl FnOnce(&Fm, &mut Ctx) -> Result<Vec<ir::Value>>,
+        slow: impl FnOnce(&Fm, &mut Ctx) -> Result<Vec<ir::Value>>,
+    ) -> Result<Vec<ir::Value>> {
+        let any = if self.ty.is_vector() {
+            cx.fb.ins().vany_true(mask)
+        } else {
+            mask
+        };
+        let from = cx.fb.current_block().expect("emitting in a block");
+        let inline = cx.fb.create_block();
+        let cold = cx.fb.create_block();
+        let join = cx.fb.create_block();
+        cx.fb.set_cold_block(cold);
+        cx.fb.ins().brif(any, cold, &[], inline, &[]);
+        let args = |vals: Vec<ir::Value>| -> Vec<BlockArg> {
+            vals.into_iter().map(BlockArg::Value).collect()
+        };
+        cx.fb.switch_to_block(inline);
+        let vals = fast(self, cx)?;
+        for &v in &vals {
+            let t = cx.fb.func.dfg.value_type(v);
+            cx.fb.append_block_param(join, t);
+        }
+        cx.fb.ins().jump(join, &args(vals));
+        cx.fb.switch_to_block(cold);
+        let vals = slow(self, cx)?;
+        cx.fb.ins().jump(join, &args(vals));
+        cx.fb.switch_to_block(join);
+        let moved: Vec<_> = cx
+            .fast_sincos
+            .iter()
+            .filter(|((b, _), _)| *b == from)
+            .map(|(&(_, v), &parts)| (v, parts))
+            .collect();
+        for (v, parts) in moved {
+            cx.fast_sincos.insert((join, v), parts);
+        }
+        Ok(cx.fb.block_params(join).to_vec())
+    }
+
+    /// The interpreter's scalar function `name` (`ferrax_{name}_{lane type}`, see
+    /// `crate::symbols`) applied to every lane of `x`, one call per lane.
+    fn call_lanes(&self, cx: &mut Ctx, name: &str, x: ir::Value) -> Result<ir::Value> {
+        let lt = self.ty.lane_type();
+        let sym = format!("ferrax_{name}_{}", if self.wide { "f64" } else { "f32" });
+        if !self.ty.is_vector() {
+            return Ok(cx.call(&sym, &[lt], &[lt], &[x])?[0]);
+        }
+        let mut out = x;
+        for i in 0..self.ty.lane_count() as u8 {
+            let xi = cx.fb.ins().extractlane(x, i);
+            let yi = cx.call(&sym, &[lt], &[lt], &[xi])?[0];
+            out = cx.fb.ins().insertlane(out, yi, i);
+        }
+        Ok(out)
     }
 
     /// `sin x` (`quarter = 0`) or `cos x` (`quarter = 1`) from the kernels of
@@ -667,13 +807,19 @@ impl Fm {
         self.with_sign_of(cx, t, x)
     }
 
-    /// `1 / (1 + e^−x)`.
+    /// `1 / (1 + e^−x)` for `x ≥ 0` and `e^x / (1 + e^x)` below, both from `e = e^−|x| ≤ 1`:
+    /// for negative `x` the result is about `e^x`, so it keeps `exp`'s subnormal range instead
+    /// of flushing to zero where `e^−x` overflows.
     pub fn logistic(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
-        let nx = cx.fb.ins().fneg(x);
-        let e = self.exp(cx, nx);
+        let a = cx.fb.ins().fabs(x);
+        let na = cx.fb.ins().fneg(a);
+        let e = self.exp(cx, na);
         let one = self.c(cx, 1.0);
         let d = cx.fb.ins().fadd(one, e);
-        cx.fb.ins().fdiv(one, d)
+        let zero = self.c(cx, 0.0);
+        let neg = self.fcmp(cx, FloatCC::LessThan, x, zero);
+        let n = self.sel(cx, neg, e, one);
+        cx.fb.ins().fdiv(n, d)
     }
 
     /// `ln x` for finite `x > 0` in f64 lanes as a double word `(hi, lo)` with a relative
@@ -771,20 +917,20 @@ impl Fm {
     /// included, and assert three). IEEE's special cases are selected in: the sign for negative `x`
     /// and odd integer `y`, NaN for finite negative `x` and non-integer `y`, and 1 for
     /// `y = ±0`, `x = 1` and `|x| = 1` with infinite `y`.
-    pub fn pow(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value) -> Option<ir::Value> {
+    pub fn pow(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value) -> Result<Option<ir::Value>> {
         if self.wide {
             if !self.fma {
-                return None;
+                return Ok(None);
             }
-            return Some(self.pow_wide(cx, x, y, true));
+            return Ok(Some(self.pow_wide(cx, x, y, false)?));
         }
         if !self.ty.is_vector() {
             let (xd, yd) = (
                 cx.fb.ins().fpromote(types::F64, x),
                 cx.fb.ins().fpromote(types::F64, y),
             );
-            let r = Fm::new(cx, types::F64).pow_wide(cx, xd, yd, false);
-            return Some(cx.fb.ins().fdemote(types::F32, r));
+            let r = Fm::new(cx, types::F64).pow_wide(cx, xd, yd, true)?;
+            return Ok(Some(cx.fb.ins().fdemote(types::F32, r)));
         }
         // f32x4: lanes 0–1 and 2–3 in two f64x2 halves, narrowed and joined again.
         let flags = Fm::flags();
@@ -817,7 +963,7 @@ impl Fm {
             };
             let xd = cx.fb.ins().fvpromote_low(xs);
             let yd = cx.fb.ins().fvpromote_low(ys);
-            let r = wide.pow_wide(cx, xd, yd, false);
+            let r = wide.pow_wide(cx, xd, yd, true)?;
             *h = cx.fb.ins().fvdemote(r);
         }
         // Lanes 0–1 of each narrowed half (bytes 0–7 of the first, then of the second).
@@ -829,21 +975,81 @@ impl Fm {
             hi,
             [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23],
         );
-        Some(cx.fb.ins().bitcast(types::F32X4, flags, joined))
+        Ok(Some(cx.fb.ins().bitcast(types::F32X4, flags, joined)))
     }
 
-    /// `x^y` on f64 lanes for [`Fm::pow`]: `exp(y·log|x|)` with IEEE's special cases; with
-    /// `dw`, `log|x|` and the product with `y` as double words (f64 results), else in plain f64
-    /// (enough for f32 results).
-    fn pow_wide(&self, cx: &mut Ctx, x: ir::Value, y: ir::Value, dw: bool) -> ir::Value {
+    /// `x^y` on f64 lanes for [`Fm::pow`]: `exp(y·log|x|)` with IEEE's special cases; for f64
+    /// results `log|x|` and the product with `y` as double words, for f32 results (`narrow`,
+    /// the lanes f32 values) in plain f64.
+    ///
+    /// Where `t = y·log|x|` lies within 10⁻¹² (f64 results) or 10⁻⁹ (f32 results) of the
+    /// logarithm of a class boundary, the overflow threshold or half the smallest subnormal
+    /// (the point below which results round to zero), the approximation cannot tell on which
+    /// side the exact power lies (and at exact ties such as `2^−1075` it must not guess): a
+    /// vector with such a lane calls the precise scalar `pow` of the result type for each of
+    /// its lanes instead ([`Fm::branch`]). The window is far
+    /// wider than `t`'s error (its rounding, at most 6·10⁻¹⁴ there, and the error of `log`),
+    /// so that everywhere else the class is decided correctly.
+    fn pow_wide(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        y: ir::Value,
+        narrow: bool,
+    ) -> Result<ir::Value> {
         let ax = cx.fb.ins().fabs(x);
-        let m = if dw {
+        // t = y·log|x|: for f64 results a double word t + t_lo, y·(l + l_lo) (the double word
+        // is only meaningful for finite x > 0).
+        let (t, t_lo) = if narrow {
+            let l = self.log(cx, ax);
+            (cx.fb.ins().fmul(y, l), None)
+        } else {
             let (l, l_lo) = self.log_dw(cx, ax);
-            // The double word is only meaningful for finite x > 0.
             let l = self.log_specials(cx, ax, l);
-            // t = y·(l + l_lo) as a double word; e^t = e^t_hi·(1 + t_lo).
             let (t, t_lo) = self.two_prod(cx, y, l);
-            let t_lo = self.mla(cx, y, l_lo, t_lo);
+            (t, Some(self.mla(cx, y, l_lo, t_lo)))
+        };
+        // ln((2 − 2^−p)·2^emax) and ln(2^(emin − p)), p the result's precision.
+        let (over, zero, window) = if narrow {
+            (88.722_839_081_870_68, -103.972_077_083_991_80, 1e-9)
+        } else {
+            (709.782_712_893_384_00, -745.133_219_101_941_21, 1e-12)
+        };
+        let mut near = None;
+        for b in [over, zero] {
+            let bc = self.c(cx, b);
+            let d = cx.fb.ins().fsub(t, bc);
+            let d = cx.fb.ins().fabs(d);
+            let w = self.c(cx, window);
+            let n = self.fcmp(cx, FloatCC::LessThan, d, w);
+            near = Some(match near {
+                None => n,
+                Some(m) => cx.fb.ins().bor(m, n),
+            });
+        }
+        let near = near.expect("two boundaries");
+        let r = self.branch(
+            cx,
+            near,
+            |fm, cx| Ok(vec![fm.pow_from_log(cx, x, y, t, t_lo)]),
+            |fm, cx| Ok(vec![fm.call_pow_lanes(cx, x, y, narrow)?]),
+        )?;
+        Ok(r[0])
+    }
+
+    /// The inline part of [`Fm::pow_wide`]: `x^y` from `t = y·log|x|` (with its low word
+    /// `t_lo` for f64 results).
+    fn pow_from_log(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        y: ir::Value,
+        t: ir::Value,
+        t_lo: Option<ir::Value>,
+    ) -> ir::Value {
+        let ax = cx.fb.ins().fabs(x);
+        let m = if let Some(t_lo) = t_lo {
+            // e^(t + t_lo) = e^t·(1 + t_lo).
             let e = self.exp(cx, t);
             // Where t or e is not finite (x = 0 or ∞, overflow) the correction is dropped.
             let inf = self.c(cx, f64::INFINITY);
@@ -855,8 +1061,6 @@ impl Fm {
             let corrected = cx.fb.ins().fma(e, t_lo, e);
             self.sel(cx, skip, e, corrected)
         } else {
-            let l = self.log(cx, ax);
-            let t = cx.fb.ins().fmul(y, l);
             self.exp(cx, t)
         };
         // y's parity: an integer when floor(y) = y, even when y/2 is one too (±∞ counts as
@@ -900,6 +1104,41 @@ impl Fm {
         let ones = cx.fb.ins().bor(y0, x1);
         let ones = cx.fb.ins().bor(ones, unit);
         self.sel(cx, ones, one, r)
+    }
+
+    /// The interpreter's scalar `pow` of every lane pair of the f64 lanes `x` and `y`: of f32
+    /// (the lanes converted exactly, the result widened back) when `narrow`.
+    fn call_pow_lanes(
+        &self,
+        cx: &mut Ctx,
+        x: ir::Value,
+        y: ir::Value,
+        narrow: bool,
+    ) -> Result<ir::Value> {
+        debug_assert!(self.wide, "pow's lanes are f64");
+        let one = |cx: &mut Ctx, a: ir::Value, b: ir::Value| -> Result<ir::Value> {
+            if narrow {
+                let a = cx.fb.ins().fdemote(types::F32, a);
+                let b = cx.fb.ins().fdemote(types::F32, b);
+                let t = [types::F32, types::F32];
+                let p = cx.call("ferrax_pow_f32", &t, &t[..1], &[a, b])?[0];
+                Ok(cx.fb.ins().fpromote(types::F64, p))
+            } else {
+                let t = [types::F64, types::F64];
+                Ok(cx.call("ferrax_pow_f64", &t, &t[..1], &[a, b])?[0])
+            }
+        };
+        if !self.ty.is_vector() {
+            return one(cx, x, y);
+        }
+        let mut out = x;
+        for i in 0..self.ty.lane_count() as u8 {
+            let xi = cx.fb.ins().extractlane(x, i);
+            let yi = cx.fb.ins().extractlane(y, i);
+            let p = one(cx, xi, yi)?;
+            out = cx.fb.ins().insertlane(out, p, i);
+        }
+        Ok(out)
     }
 
     /// `erf x`: odd, so computed on `a = |x|` with the sign of `x` put back last (`erf(−0) =

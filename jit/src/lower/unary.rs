@@ -24,7 +24,7 @@ pub(crate) fn emit(
     }
     let one = cx.const_like(x, 1.0);
     if cx.opts.math.fast_for(elements) {
-        if let Some(y) = fast(cx, op, x) {
+        if let Some(y) = fast(cx, op, x)? {
             return Ok(y);
         }
     }
@@ -87,18 +87,18 @@ pub(crate) fn emit(
 }
 
 /// The inline polynomial form of `op` in [`crate::MathMode::Fast`], when it has one.
-fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Option<ir::Value> {
+fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Result<Option<ir::Value>> {
     let fm = Fm::new(cx, cx.fb.func.dfg.value_type(x));
-    Some(match op {
+    Ok(Some(match op {
         UnaryOp::Exp => fm.exp(cx, x),
         UnaryOp::Expm1 => fm.expm1(cx, x),
         UnaryOp::Log => fm.log(cx, x),
         UnaryOp::Log1p => fm.log1p(cx, x),
-        UnaryOp::Sin => fm.sincos(cx, x, 0),
-        UnaryOp::Cos => fm.sincos(cx, x, 1),
+        UnaryOp::Sin => fm.sincos(cx, x, 0)?,
+        UnaryOp::Cos => fm.sincos(cx, x, 1)?,
         UnaryOp::Tanh => fm.tanh(cx, x),
         UnaryOp::Logistic => fm.logistic(cx, x),
-        UnaryOp::Erf => return fm.erf(cx, x),
+        UnaryOp::Erf => return Ok(fm.erf(cx, x)),
         UnaryOp::Neg
         | UnaryOp::Abs
         | UnaryOp::Sign
@@ -119,8 +119,8 @@ fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Option<ir::Value> {
         | UnaryOp::Atanh
         | UnaryOp::IntegerPow(_)
         | UnaryOp::Square
-        | UnaryOp::Reciprocal => return None,
-    })
+        | UnaryOp::Reciprocal => return Ok(None),
+    }))
 }
 
 /// `x^e` by square and multiply, the product starting from the lowest set bit of `e` (the

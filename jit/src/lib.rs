@@ -75,7 +75,7 @@
 //! products, stay on the calling thread.
 //! **Views**: a `reshape` that is not an output shares its operand's buffer (no copy).
 //!
-//! //! # Math modes
+//! # Math modes
 //! [`MathMode::Precise`] calls the interpreter's scalar functions (bit-identical results).
 //! [`MathMode::Fast`] inlines polynomial `exp`, `expm1`, `log`, `log1p`, `sin`,
 //! `cos`, `tanh`, `logistic`, `erf` and `pow` (`lower/fastmath.rs` documents each bound,

@@ -155,17 +155,35 @@ fn scalar_abi(graph: &Graph, plan: &Plan, opts: &JitOptions) -> Option<ScalarAbi
         .then_some(ScalarAbi { out_dtype })
 }
 
+/// Checks that every value of `graph` and of its control-flow bodies has a type whose byte
+/// size is representable (within [`ferrax_ir::MAX_BYTES`]), so that the size arithmetic of
+/// planning and lowering cannot overflow.
+fn check_sizes(graph: &Graph) -> Result<()> {
+    for (k, &p) in graph.params().iter().enumerate() {
+        graph.ty(p).check_size(&format!("compile: parameter {k}"))?;
+    }
+    for (_, inst) in graph.insts() {
+        for &r in &inst.results {
+            graph
+                .ty(r)
+                .check_size(&format!("compile: the result of {}", inst.op.name()))?;
+        }
+        if let ferrax_ir::Op::Control(op) = &inst.op {
+            for body in crate::plan::bodies(op) {
+                check_sizes(body)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Compiles `graph` to native code.
 ///
 /// The result can be called from any thread; dropping its last handle frees the code.
 pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let start = Instant::now();
     crate::stats::begin_compile();
-    for (what, vals) in [("parameter", graph.params()), ("output", graph.outputs())] {
-        for (k, &v) in vals.iter().enumerate() {
-            graph.ty(v).check_size(&format!("compile: {what} {k}"))?;
-        }
-    }
+    check_sizes(graph)?;
     let plan = plan(graph);
     if plan.workspace > ferrax_ir::MAX_BYTES {
         return Err(ferrax_ir::Error::new(

@@ -32,11 +32,10 @@ impl Workspace {
     /// cannot be had.
     fn try_new(bytes: usize) -> Result<Workspace> {
         let chunks = bytes.div_ceil(std::mem::size_of::<Chunk>());
-        let what = format!("the workspace of a compiled call ({bytes} bytes of intermediates)");
         Ok(Workspace(ferrax_ir::alloc::try_filled(
             chunks,
             Chunk([0; 16]),
-            &what,
+            "the workspace of a compiled call (its intermediates)",
         )?))
     }
 }

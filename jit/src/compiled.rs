@@ -384,7 +384,10 @@ impl Compiled {
     }
 
     /// Whether the graph has a scalar entry (arguments and results in registers), which
-    /// [`Compiled::call_scalar`] and the `as_fn*` callables use.
+    /// [`Compiled::call_scalar`] and the `as_fn*` callables use. All-scalar graphs whose code
+    /// can fail at run time (a reverse-mode `while_loop`, or any `while_loop` under
+    /// `JitOptions::max_while_iterations`) have none: a typed callable could not report the
+    /// failure.
     pub fn has_scalar_entry(&self) -> bool {
         self.inner.scalar.is_some()
     }
@@ -419,7 +422,9 @@ impl Compiled {
     /// the output types). Allocates nothing in the steady state.
     ///
     /// Every argument and output is checked (count, dtype, shape, buffer length) before
-    /// native code runs; errors are as for [`Compiled::call`].
+    /// native code runs; errors are as for [`Compiled::call`]. When a call fails after it
+    /// started (an iteration limit, a tape that cannot grow), the outputs hold whatever was
+    /// written before the failure.
     pub fn call_into(&self, args: &[&Array], outs: &mut [Array]) -> Result<()> {
         if self.inner.over_budget {
             return Err(self.inner.budget_error());

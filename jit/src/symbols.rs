@@ -289,6 +289,16 @@ unsafe extern "C" fn ferrax_sgemm(
     })
 }
 
+/// The number of threads of the rayon pool (at least 1). Creating the global pool on first
+/// use panics when its threads cannot be spawned; this runs inside `extern "C"` helpers,
+/// where a panic would abort the process, so that case counts as one thread and the work
+/// runs on the calling thread.
+fn pool_threads() -> usize {
+    std::panic::catch_unwind(rayon::current_num_threads)
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// A fused-loop kernel: runs indices `start..end` of its outermost dimension.
 type Kernel = unsafe extern "C" fn(*const u8, i64, i64);
 
@@ -306,7 +316,7 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     // SAFETY: the generated code passes the address of a kernel with this signature.
     let k: Kernel = unsafe { std::mem::transmute::<*const u8, Kernel>(kernel) };
     let ctx = ctx as usize;
-    let threads = rayon::current_num_threads().max(1) as i64;
+    let threads = pool_threads() as i64;
     let parts = threads * 4;
     let align = align.max(1);
     let chunk = ((n + parts - 1) / parts + align - 1) / align * align;
@@ -349,7 +359,7 @@ static GEMM_RATE: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 /// GEMM and updates its rate. A row's result does not depend on the split, so neither do the
 /// output bits.
 fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
-    let parts = rayon::current_num_threads().max(1);
+    let parts = pool_threads();
     // Saturating: this runs inside an `extern "C"` helper, where an overflow panic would
     // abort the process.
     let work = m.saturating_mul(k).saturating_mul(n);

@@ -679,7 +679,10 @@ fn caller_buffers_are_checked_on_every_entry() {
         f.call_into(&[&x, &y], &mut outs).unwrap_err().kind,
         ErrorKind::Shape
     );
-    assert_eq!(f.call(std::slice::from_ref(&x)).unwrap_err().kind, ErrorKind::Arity);
+    assert_eq!(
+        f.call(std::slice::from_ref(&x)).unwrap_err().kind,
+        ErrorKind::Arity
+    );
     let i = Array::from_i32([n], vec![1; n]).unwrap();
     assert_eq!(f.call(&[x.clone(), i]).unwrap_err().kind, ErrorKind::DType);
     // A tensor graph has no scalar entry points.

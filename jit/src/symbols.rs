@@ -433,7 +433,7 @@ std::thread_local! {
 
 /// The size in bytes of the last tape allocation that failed on this thread (0 if none).
 pub(crate) fn tape_failure() -> usize {
-    TAPE_FAILURE.with(|c| c.get())
+    TAPE_FAILURE.try_with(|c| c.get()).unwrap_or(0)
 }
 
 /// Grows the tape of a reverse `taped_while` from `old` to `new` bytes (`new > old`), keeping
@@ -446,7 +446,8 @@ pub(crate) fn tape_failure() -> usize {
 unsafe extern "C" fn ferrax_tape_grow(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
     use std::alloc::{alloc, realloc, Layout};
     let failed = || {
-        TAPE_FAILURE.with(|c| c.set(new));
+        // `try_with`: during thread teardown the slot may be gone, and `with` would panic.
+        let _ = TAPE_FAILURE.try_with(|c| c.set(new));
         std::ptr::null_mut()
     };
     let Ok(layout) = Layout::from_size_align(new.max(1), TAPE_ALIGN) else {

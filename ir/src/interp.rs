@@ -4,6 +4,57 @@
 use crate::array::Array;
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::Graph;
+use std::cell::Cell;
+
+/// Limits for one evaluation by [`eval_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EvalOptions {
+    /// The most iterations any one run of a `while_loop` (also the forward loop of a
+    /// `taped_while`) may take; exceeding it is an error of kind [`ErrorKind::Resource`]
+    /// naming the limit. The count is per run of the loop: a nested loop starts from zero
+    /// each time its enclosing body runs. `None` (the default): no limit.
+    pub max_while_iterations: Option<u64>,
+}
+
+std::thread_local! {
+    /// The options of the evaluation running on this thread (set by [`eval_with`] for its
+    /// duration; nested evaluations of bodies inherit them).
+    static OPTIONS: Cell<EvalOptions> = const {
+        Cell::new(EvalOptions {
+            max_while_iterations: None,
+        })
+    };
+}
+
+/// Evaluates `graph` on `args` like [`eval`], under the limits of `opts` (which also apply to
+/// every body that control flow evaluates). The thread's previous options are restored
+/// afterwards, also when evaluation fails or panics.
+pub fn eval_with(graph: &Graph, args: &[Array], opts: &EvalOptions) -> Result<Vec<Array>> {
+    /// Restores the options it holds when dropped.
+    struct Restore(EvalOptions);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OPTIONS.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OPTIONS.with(|o| o.replace(*opts)));
+    eval(graph, args)
+}
+
+/// Counts the `n`-th iteration of a running `while` loop: an error once `n` exceeds the
+/// evaluation's [`EvalOptions::max_while_iterations`].
+pub(crate) fn count_while_iteration(n: u64) -> Result<()> {
+    match OPTIONS.with(|o| o.get().max_while_iterations) {
+        Some(limit) if n > limit => Err(Error::new(
+            ErrorKind::Resource,
+            format!(
+                "a while_loop exceeded its iteration limit of {limit} \
+                 (EvalOptions::max_while_iterations); the evaluation was abandoned"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Evaluates `graph` on `args` (checked against the parameter types) and returns its outputs.
 pub fn eval(graph: &Graph, args: &[Array]) -> Result<Vec<Array>> {

@@ -2,7 +2,7 @@
 //! `JITModule` (one module per compiled graph, so its memory is freed independently), and
 //! finalizes them into a [`Compiled`].
 
-use crate::compiled::{Compiled, Inner, ModuleHandle};
+use crate::compiled::{Compiled, Inner, ModuleHandle, Status};
 use crate::lower::{clty, jit_err, Ctx, Slot};
 use crate::plan::{plan, Home, Plan};
 use crate::JitOptions;
@@ -14,7 +14,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
-use ferrax_ir::ops::Literal;
+use ferrax_ir::ops::{ControlOp, Literal};
 use ferrax_ir::{DType, Graph, Result};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -112,9 +112,32 @@ pub(crate) struct ScalarAbi {
     pub out_dtype: DType,
 }
 
+/// Whether the code of `graph` can fail at run time under `opts`: a reverse `taped_while`
+/// allocates its tape as it runs, and with `max_while_iterations` set every `while` (and
+/// `taped_while`) counts its iterations. Such code reports failure through the tensor entry's
+/// status, which the scalar entry lacks, so these graphs get no scalar entry.
+pub(crate) fn may_fail(graph: &Graph, opts: &JitOptions) -> bool {
+    graph.insts().any(|(_, inst)| match &inst.op {
+        ferrax_ir::Op::Control(op) => {
+            let here = match op {
+                ControlOp::TapedWhile { reverse, .. } => {
+                    *reverse || opts.max_while_iterations.is_some()
+                }
+                ControlOp::While { .. } => opts.max_while_iterations.is_some(),
+                _ => false,
+            };
+            here || crate::plan::bodies(op)
+                .into_iter()
+                .any(|g| may_fail(g, opts))
+        }
+        _ => false,
+    })
+}
+
 /// Whether `graph` gets a scalar entry: all parameters and outputs rank 0, all outputs of one
-/// dtype, and a workspace small enough for the stack.
-fn scalar_abi(graph: &Graph, plan: &Plan) -> Option<ScalarAbi> {
+/// dtype, a workspace small enough for the stack, and nothing that can fail at run time (see
+/// [`may_fail`]).
+fn scalar_abi(graph: &Graph, plan: &Plan, opts: &JitOptions) -> Option<ScalarAbi> {
     let all_scalar = graph
         .params()
         .iter()
@@ -128,7 +151,30 @@ fn scalar_abi(graph: &Graph, plan: &Plan) -> Option<ScalarAbi> {
         .outputs()
         .iter()
         .all(|&o| graph.ty(o).dtype == out_dtype);
-    (all_scalar && same && plan.workspace <= MAX_STACK_WORKSPACE).then_some(ScalarAbi { out_dtype })
+    (all_scalar && same && plan.workspace <= MAX_STACK_WORKSPACE && !may_fail(graph, opts))
+        .then_some(ScalarAbi { out_dtype })
+}
+
+/// Checks that every value of `graph` and of its control-flow bodies has a type whose byte
+/// size is representable (within [`ferrax_ir::MAX_BYTES`]), so that the size arithmetic of
+/// planning and lowering cannot overflow.
+fn check_sizes(graph: &Graph) -> Result<()> {
+    for (k, &p) in graph.params().iter().enumerate() {
+        graph.ty(p).check_size(&format!("compile: parameter {k}"))?;
+    }
+    for (_, inst) in graph.insts() {
+        for &r in &inst.results {
+            graph
+                .ty(r)
+                .check_size(&format!("compile: the result of {}", inst.op.name()))?;
+        }
+        if let ferrax_ir::Op::Control(op) = &inst.op {
+            for body in crate::plan::bodies(op) {
+                check_sizes(body)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compiles `graph` to native code.
@@ -137,8 +183,19 @@ fn scalar_abi(graph: &Graph, plan: &Plan) -> Option<ScalarAbi> {
 pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let start = Instant::now();
     crate::stats::begin_compile();
+    check_sizes(graph)?;
     let plan = plan(graph);
-    let scalar = scalar_abi(graph, &plan);
+    if plan.workspace > ferrax_ir::MAX_BYTES {
+        return Err(ferrax_ir::Error::new(
+            ferrax_ir::ErrorKind::Size,
+            format!(
+                "compile: the graph's intermediates need a workspace of more than {}, which \
+                 no allocation can serve",
+                ferrax_ir::alloc::fmt_bytes(ferrax_ir::MAX_BYTES)
+            ),
+        ));
+    }
+    let scalar = scalar_abi(graph, &plan, opts);
     let mut jb = JITBuilder::with_isa(isa(tier(graph, opts))?, default_libcall_names());
     jb.symbol_lookup_fn(Box::new(crate::symbols::lookup));
     let mut module = JITModule::new(jb);
@@ -150,6 +207,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
 
     let mut tsig = Signature::new(cc);
     tsig.params.extend([AbiParam::new(ptr); 3]);
+    tsig.returns.push(AbiParam::new(types::I32));
     let tid = declare(&mut module, "ferrax_tensor_entry", &tsig)?;
     let sid = match scalar {
         Some(abi) => {
@@ -279,6 +337,9 @@ fn build_tensor(
     let out_ptrs: Vec<_> = (0..graph.outputs().len())
         .map(|k| Some(fb.ins().load(types::I64, flags, outs, (8 * k) as i32)))
         .collect();
+    // Code that fails at run time jumps here with its status (see `Status`).
+    let fail = fb.create_block();
+    fb.append_block_param(fail, types::I32);
     let mut cx = Ctx::new(
         &mut fb,
         module,
@@ -289,6 +350,8 @@ fn build_tensor(
         Some(ws),
         out_ptrs.clone(),
     );
+    cx.fail = Some(fail);
+    cx.tape_limit = Inner::tape_limit(opts, plan.workspace, &graph.output_types());
     for (k, &p) in graph.params().iter().enumerate() {
         let addr = cx.fb.ins().load(types::I64, flags, ins, (8 * k) as i32);
         let ty = graph.ty(p);
@@ -305,7 +368,11 @@ fn build_tensor(
             cx.copy_into(o, dst)?;
         }
     }
-    cx.fb.ins().return_(&[]);
+    let ok = cx.fb.ins().iconst(types::I32, Status::Ok as i64);
+    cx.fb.ins().return_(&[ok]);
+    fb.switch_to_block(fail);
+    let status = fb.block_params(fail)[0];
+    fb.ins().return_(&[status]);
     fb.seal_all_blocks();
     fb.finalize(cfg);
     Ok(())
@@ -428,7 +495,9 @@ fn build_wrapper(
         let addr = fb.ins().load(types::I64, flags, outs, (8 * k) as i32);
         fb.ins().store(flags, v, addr, 0);
     }
-    fb.ins().return_(&[]);
+    // The scalar entry cannot fail (see `may_fail`).
+    let ok = fb.ins().iconst(types::I32, Status::Ok as i64);
+    fb.ins().return_(&[ok]);
     fb.seal_all_blocks();
     fb.finalize(cfg);
     Ok(())

@@ -28,13 +28,38 @@ struct Chunk([u8; 16]);
 struct Workspace(Vec<Chunk>);
 
 impl Workspace {
-    fn new(bytes: usize) -> Workspace {
-        Workspace(vec![Chunk([0; 16]); bytes.div_ceil(16)])
+    /// A zeroed workspace of at least `bytes` bytes, or a resource error when the memory
+    /// cannot be had.
+    fn try_new(bytes: usize) -> Result<Workspace> {
+        let chunks = bytes.div_ceil(std::mem::size_of::<Chunk>());
+        Ok(Workspace(ferrax_ir::alloc::try_filled(
+            chunks,
+            Chunk([0; 16]),
+            "the workspace of a compiled call (its intermediates)",
+        )?))
     }
 }
 
-/// The signature of the tensor entry point (see the crate documentation).
-type TensorFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8);
+/// The signature of the tensor entry point (see the crate documentation): it returns a
+/// [`Status`] code, 0 when the call completed.
+type TensorFn = unsafe extern "C" fn(*const *const u8, *const *mut u8, *mut u8) -> i32;
+
+/// Why a tensor entry returned early: the codes generated code returns through the entry
+/// point. Every early exit frees what the call allocated before returning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub(crate) enum Status {
+    /// The call completed.
+    Ok = 0,
+    /// A `while_loop` exceeded `JitOptions::max_while_iterations`.
+    WhileLimit = 1,
+    /// A reverse-mode `while_loop`'s tape could not be allocated (the size asked for is in
+    /// [`crate::symbols::tape_failure`]).
+    TapeAlloc = 2,
+    /// A reverse-mode `while_loop`'s tape would outgrow what the memory budget (or the
+    /// allocator's limit) leaves it.
+    TapeLimit = 3,
+}
 
 /// The shared state of a compiled function.
 pub(crate) struct Inner {
@@ -46,6 +71,12 @@ pub(crate) struct Inner {
     pub(crate) params: Vec<Type>,
     pub(crate) outputs: Vec<Type>,
     workspace: usize,
+    /// The bytes one call needs: its workspace plus its outputs (`None` when the sum
+    /// overflows).
+    need: Option<usize>,
+    /// Whether `need` exceeds `opts.max_call_bytes`, decided once at compile time so that a
+    /// call pays a single test.
+    over_budget: bool,
     /// A one-workspace cache taken and returned with atomic swaps: the common single-caller
     /// case never touches the mutex.
     fast_ws: AtomicPtr<Workspace>,
@@ -79,15 +110,24 @@ impl Inner {
         code_bytes: usize,
     ) -> Inner {
         stats::LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outputs = graph.output_types();
+        let need = call_bytes(workspace, &outputs);
+        let over_budget = match (opts.max_call_bytes, need) {
+            (None, _) => false,
+            (Some(budget), Some(need)) => need > budget,
+            (Some(_), None) => true,
+        };
         Inner {
             module: Some(module),
             tensor,
             scalar,
             params: graph.param_types(),
-            outputs: graph.output_types(),
+            outputs,
             graph,
             opts,
             workspace,
+            need,
+            over_budget,
             fast_ws: AtomicPtr::new(std::ptr::null_mut()),
             pool: Mutex::new(Vec::new()),
             _consts: consts,
@@ -95,6 +135,120 @@ impl Inner {
             code_bytes,
         }
     }
+}
+
+/// The bytes a call needs for its workspace and its outputs, `None` when the sum overflows.
+pub(crate) fn call_bytes(workspace: usize, outputs: &[Type]) -> Option<usize> {
+    outputs
+        .iter()
+        .try_fold(workspace, |acc, t| acc.checked_add(t.checked_bytes()?))
+}
+
+impl Inner {
+    /// The error for a call whose workspace and outputs exceed the memory budget.
+    #[cold]
+    fn budget_error(&self) -> Error {
+        let budget = self.opts.max_call_bytes.unwrap_or(usize::MAX);
+        let outs = self
+            .outputs
+            .iter()
+            .map(|t| t.checked_bytes().unwrap_or(usize::MAX))
+            .fold(0usize, usize::saturating_add);
+        let need = match self.need {
+            Some(n) => ferrax_ir::alloc::fmt_bytes(n),
+            None => "more than 16 EiB".to_string(),
+        };
+        Error::new(
+            ErrorKind::Resource,
+            format!(
+                "the compiled call needs {need} ({} of workspace and {} of outputs), over its \
+                 memory budget of {} (JitOptions::max_call_bytes)",
+                ferrax_ir::alloc::fmt_bytes(self.workspace),
+                ferrax_ir::alloc::fmt_bytes(outs),
+                ferrax_ir::alloc::fmt_bytes(budget),
+            ),
+        )
+    }
+
+    /// The bytes a reverse-mode `while_loop`'s tape may grow to: what the budget leaves after
+    /// the workspace and outputs, and never more than [`ferrax_ir::MAX_BYTES`].
+    pub(crate) fn tape_limit(opts: &JitOptions, workspace: usize, outputs: &[Type]) -> usize {
+        let left = match opts.max_call_bytes {
+            None => usize::MAX,
+            Some(b) => call_bytes(workspace, outputs).map_or(0, |n| b.saturating_sub(n)),
+        };
+        left.min(ferrax_ir::MAX_BYTES)
+    }
+
+    /// The error for a tensor entry that returned `status`.
+    #[cold]
+    fn status_error(&self, status: i32) -> Error {
+        let limit = Inner::tape_limit(&self.opts, self.workspace, &self.outputs);
+        match status {
+            s if s == Status::WhileLimit as i32 => Error::new(
+                ErrorKind::Resource,
+                format!(
+                    "a while_loop exceeded its iteration limit of {} \
+                     (JitOptions::max_while_iterations); the call was abandoned",
+                    self.opts.max_while_iterations.unwrap_or(u64::MAX)
+                ),
+            ),
+            s if s == Status::TapeAlloc as i32 => ferrax_ir::alloc::cannot_allocate(
+                crate::symbols::tape_failure(),
+                "the tape of a reverse-mode while_loop (taped_while)",
+            ),
+            s if s == Status::TapeLimit as i32 => Error::new(
+                ErrorKind::Resource,
+                match self.opts.max_call_bytes {
+                    Some(b) => format!(
+                        "the tape of a reverse-mode while_loop (taped_while) would outgrow {}, \
+                         what the memory budget of {} (JitOptions::max_call_bytes) leaves \
+                         after the call's workspace and outputs",
+                        ferrax_ir::alloc::fmt_bytes(limit),
+                        ferrax_ir::alloc::fmt_bytes(b)
+                    ),
+                    None => format!(
+                        "the tape of a reverse-mode while_loop (taped_while) would outgrow {}, \
+                         the largest possible allocation",
+                        ferrax_ir::alloc::fmt_bytes(limit)
+                    ),
+                },
+            ),
+            s => Error::new(
+                ErrorKind::Jit,
+                format!("the compiled code returned the unknown status {s}"),
+            ),
+        }
+    }
+}
+
+/// A zero-filled array of type `ty`, or a resource error naming `what` when its memory cannot
+/// be had.
+fn try_zeros(ty: &Type, what: &str) -> Result<Array> {
+    use ferrax_ir::alloc::try_filled;
+    ty.check_size(what)?;
+    let n = ty.shape.size();
+    let data = match ty.dtype {
+        DType::F32 => Data::F32(try_filled(n, 0.0, what)?),
+        DType::F64 => Data::F64(try_filled(n, 0.0, what)?),
+        DType::I32 => Data::I32(try_filled(n, 0, what)?),
+        DType::Bool => Data::Bool(try_filled(n, false, what)?),
+    };
+    Array::new(ty.shape.clone(), data)
+}
+
+/// What produces output `k` of `graph`, for error messages: `the result of sin f64[8]`.
+fn output_origin(graph: &Graph, k: usize) -> String {
+    let Some(&o) = graph.outputs().get(k) else {
+        return String::new();
+    };
+    let ty = graph.ty(o);
+    for (_, inst) in graph.insts() {
+        if inst.results.contains(&o) {
+            return format!("the result of {} {ty}", inst.op.name());
+        }
+    }
+    format!("a parameter passed through, {ty}")
 }
 
 impl Drop for Inner {
@@ -224,40 +378,63 @@ impl Compiled {
     }
 
     /// Whether the graph has a scalar entry (arguments and results in registers), which
-    /// [`Compiled::call_scalar`] and the `as_fn*` callables use.
+    /// [`Compiled::call_scalar`] and the `as_fn*` callables use. All-scalar graphs whose code
+    /// can fail at run time (a reverse-mode `while_loop`, or any `while_loop` under
+    /// `JitOptions::max_while_iterations`) have none: a typed callable could not report the
+    /// failure.
     pub fn has_scalar_entry(&self) -> bool {
         self.inner.scalar.is_some()
     }
 
     /// Calls the function on `args`, returning newly allocated outputs. Errors (wrong count,
     /// dtype or shape of an argument) carry the caller's source line.
+    ///
+    /// Outputs that cannot be allocated, a workspace that cannot be allocated, a call over
+    /// `JitOptions::max_call_bytes`, and run-time limits (`max_while_iterations`, a
+    /// reverse-mode loop's tape) are errors of kind [`ErrorKind::Resource`].
     #[track_caller]
     pub fn call(&self, args: &[Array]) -> Result<Vec<Array>> {
+        let loc = std::panic::Location::caller();
+        if self.inner.over_budget {
+            return Err(self.inner.budget_error().at(loc));
+        }
         let refs: SmallVec<[&Array; 8]> = args.iter().collect();
-        let mut outs: Vec<Array> = self
-            .inner
-            .outputs
-            .iter()
-            .map(Array::zeros)
-            .collect::<Result<_>>()?;
-        self.call_into(&refs, &mut outs)?;
+        arity("argument", self.inner.params.len(), refs.len()).map_err(|e| e.at(loc))?;
+        for (k, (want, a)) in self.inner.params.iter().zip(&refs).enumerate() {
+            check("argument", k, want, a).map_err(|e| e.at(loc))?;
+        }
+        let mut outs: Vec<Array> = Vec::with_capacity(self.inner.outputs.len());
+        for (k, t) in self.inner.outputs.iter().enumerate() {
+            let what = format!(
+                "output {k} of the compiled call ({})",
+                output_origin(&self.inner.graph, k)
+            );
+            outs.push(try_zeros(t, &what).map_err(|e| e.at(loc))?);
+        }
+        self.call_into(&refs, &mut outs).map_err(|e| e.at(loc))?;
         Ok(outs)
     }
 
     /// Calls the function on `args`, writing into the preallocated `outs` (which must have
-    /// the output types). Allocates nothing in the steady state. Errors (wrong count, dtype or
-    /// shape of an argument or output) carry the caller's source line.
+    /// the output types). Allocates nothing in the steady state.
+    ///
+    /// Every argument and output is checked (count, dtype, shape, buffer length) before
+    /// native code runs; errors are as for [`Compiled::call`] and carry the caller's source
+    /// line. When a call fails after it started (an iteration limit, a tape that cannot
+    /// grow), the outputs hold whatever was written before the failure.
     #[track_caller]
     pub fn call_into(&self, args: &[&Array], outs: &mut [Array]) -> Result<()> {
         let loc = std::panic::Location::caller();
+        if self.inner.over_budget {
+            return Err(self.inner.budget_error().at(loc));
+        }
         self.check_buffers(args, outs).map_err(|e| e.at(loc))?;
         let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
         let outp: SmallVec<[*mut u8; 8]> =
             outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
         // SAFETY: every buffer was checked to have the type and element count the code was
         // compiled for, and outputs are distinct `&mut` borrows.
-        unsafe { self.run(&ins, &outp) };
-        Ok(())
+        unsafe { self.run(&ins, &outp) }.map_err(|e| e.at(loc))
     }
 
     /// Checks the counts and types of a call's arguments and outputs.
@@ -273,17 +450,18 @@ impl Compiled {
         Ok(())
     }
 
-    /// Runs the tensor entry with a workspace from the pool.
+    /// Runs the tensor entry with a workspace from the pool, turning a non-zero status into
+    /// its error.
     ///
     /// # Safety
     /// `ins` and `outs` must point to buffers of the compiled types and sizes.
-    unsafe fn run(&self, ins: &[*const u8], outs: &[*mut u8]) {
+    unsafe fn run(&self, ins: &[*const u8], outs: &[*mut u8]) -> Result<()> {
         // SAFETY: `tensor` is the finalized tensor entry, whose ABI is `TensorFn`.
         let f: TensorFn = unsafe { std::mem::transmute::<*const u8, TensorFn>(self.inner.tensor) };
         if self.inner.workspace == 0 {
             // SAFETY: the caller guarantees the buffers; no workspace is used.
-            unsafe { f(ins.as_ptr(), outs.as_ptr(), std::ptr::null_mut()) };
-            return;
+            let status = unsafe { f(ins.as_ptr(), outs.as_ptr(), std::ptr::null_mut()) };
+            return self.status(status);
         }
         let lock = || self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         let cached = self
@@ -292,13 +470,16 @@ impl Compiled {
             .swap(std::ptr::null_mut(), Ordering::Acquire);
         let mut ws = if cached.is_null() {
             let popped = lock().pop();
-            popped.unwrap_or_else(|| Box::new(Workspace::new(self.inner.workspace)))
+            match popped {
+                Some(ws) => ws,
+                None => Box::new(Workspace::try_new(self.inner.workspace)?),
+            }
         } else {
             // SAFETY: a non-null slot holds a `Box::into_raw` pointer that this swap now owns.
             unsafe { Box::from_raw(cached) }
         };
         // SAFETY: the workspace has the planned size and is used by this call only.
-        unsafe { f(ins.as_ptr(), outs.as_ptr(), ws.0.as_mut_ptr() as *mut u8) };
+        let status = unsafe { f(ins.as_ptr(), outs.as_ptr(), ws.0.as_mut_ptr() as *mut u8) };
         let raw = Box::into_raw(ws);
         if self
             .inner
@@ -313,6 +494,17 @@ impl Compiled {
         {
             // SAFETY: the exchange failed, so `raw` is still exclusively ours.
             lock().push(unsafe { Box::from_raw(raw) });
+        }
+        self.status(status)
+    }
+
+    /// `Ok` for the status of a completed call, otherwise its error.
+    #[inline(always)]
+    fn status(&self, status: i32) -> Result<()> {
+        if status == Status::Ok as i32 {
+            Ok(())
+        } else {
+            Err(self.inner.status_error(status))
         }
     }
 
@@ -340,6 +532,9 @@ impl Compiled {
         }
         arity("argument", inner.params.len(), args.len()).map_err(|e| e.at(loc))?;
         arity("output", inner.outputs.len(), out.len()).map_err(|e| e.at(loc))?;
+        if inner.over_budget {
+            return Err(inner.budget_error().at(loc));
+        }
         let all_f64 = inner
             .params
             .iter()
@@ -384,7 +579,7 @@ impl Compiled {
         let outs: SmallVec<[*mut u8; 8]> =
             outb.iter_mut().map(|s| s as *mut u64 as *mut u8).collect();
         // SAFETY: each slot is 8 bytes, enough for one scalar of any dtype.
-        unsafe { self.run(&ins, &outs) };
+        unsafe { self.run(&ins, &outs)? };
         for ((o, s), t) in out.iter_mut().zip(&outb).zip(&inner.outputs) {
             *o = read_scalar(s, t.dtype);
         }
@@ -396,10 +591,20 @@ impl Compiled {
     pub(crate) fn scalar_entry(&self, dtype: DType, n: usize, m: usize) -> Result<*const u8> {
         let inner = &*self.inner;
         let f = inner.scalar.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Shape,
-                "as_fn needs a graph whose parameters and outputs are all scalars",
-            )
+            if crate::compile::may_fail(&inner.graph, &inner.opts) {
+                Error::new(
+                    ErrorKind::Jit,
+                    "as_fn: this graph can fail at run time (a reverse-mode while_loop's tape \
+                     may not fit in memory, or a while_loop may exceed \
+                     JitOptions::max_while_iterations), and a typed callable cannot report \
+                     errors; use call, call_into or call_scalar",
+                )
+            } else {
+                Error::new(
+                    ErrorKind::Shape,
+                    "as_fn needs a graph whose parameters and outputs are all scalars",
+                )
+            }
         })?;
         arity("argument", inner.params.len(), n)?;
         arity("output", inner.outputs.len(), m)?;
@@ -414,6 +619,9 @@ impl Compiled {
                 ErrorKind::DType,
                 format!("as_fn::<{dtype}>: value {k} (parameters, then outputs) has type {t}"),
             ));
+        }
+        if inner.over_budget {
+            return Err(inner.budget_error());
         }
         Ok(f)
     }

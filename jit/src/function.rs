@@ -29,7 +29,15 @@ impl Jit {
     #[track_caller]
     pub fn compiled_for(&self, types: &[Type]) -> Result<Compiled> {
         let loc = std::panic::Location::caller();
-        if let Some(c) = self.inner.compiled.lock().expect("jit lock").get(types) {
+        // A lock poisoned by a panic elsewhere still holds a consistent map (entries are
+        // only ever inserted whole), so it is used rather than passed on as a panic.
+        let lock = || {
+            self.inner
+                .compiled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if let Some(c) = lock().get(types) {
             return Ok(c.clone());
         }
         let t = std::time::Instant::now();
@@ -44,11 +52,7 @@ impl Jit {
             .at(loc));
         }
         let c = compile_cached(&s.graph, &self.inner.opts).map_err(|e| e.at(loc))?;
-        self.inner
-            .compiled
-            .lock()
-            .expect("jit lock")
-            .insert(types.to_vec(), c.clone());
+        lock().insert(types.to_vec(), c.clone());
         Ok(c)
     }
 

@@ -7,11 +7,25 @@
 //!
 //! # ABI
 //! Every graph gets a *tensor entry*
-//! `extern "C" fn(ins: *const *const u8, outs: *const *mut u8, ws: *mut u8)`: `ins[k]` points
-//! to the row-major elements of parameter `k`, `outs[k]` to the caller-owned buffer of output
-//! `k`, and `ws` to the workspace (null when the plan needs none). Elements are stored as
-//! their Rust types (`bool` as a 0/1 byte). [`Compiled::call_into`] checks arity, dtypes,
-//! shapes and buffer lengths before entering native code.
+//! `extern "C" fn(ins: *const *const u8, outs: *const *mut u8, ws: *mut u8) -> i32`: `ins[k]`
+//! points to the row-major elements of parameter `k`, `outs[k]` to the caller-owned buffer of
+//! output `k`, and `ws` to the workspace (null when the plan needs none). Elements are stored
+//! as their Rust types (`bool` as a 0/1 byte). It returns 0 when the call completed, or a
+//! status saying why it stopped early (a `while_loop` over
+//! [`JitOptions::max_while_iterations`], a reverse-mode loop's tape that could not grow),
+//! which the Rust caller turns into an error; no helper called from native code aborts or
+//! unwinds. [`Compiled::call_into`] checks arity, dtypes, shapes and buffer lengths of the
+//! arguments and of the caller's outputs before entering native code.
+//!
+//! # Resources
+//! Outputs, workspaces and tapes are allocated fallibly: memory that cannot be had is an
+//! error of kind [`ferrax_ir::ErrorKind::Resource`] naming what it was for, and the process
+//! goes on. [`JitOptions::max_call_bytes`] bounds a call's workspace plus outputs (checked
+//! before anything runs) and each reverse-mode tape; [`JitOptions::max_while_iterations`]
+//! bounds every run of a `while_loop`. Graphs whose code can fail at run time (a reverse-mode
+//! `while_loop`, or any `while_loop` under an iteration limit) get no scalar entry, because
+//! the typed `as_fn*` callables cannot return an error; [`Compiled::call_scalar`] still
+//! serves them through the tensor entry.
 //!
 //! A graph whose parameters and outputs are all scalars (outputs of one dtype) also gets a
 //! *scalar entry* `extern "C" fn(p0, p1, ...) -> r` with arguments in registers; with several
@@ -115,8 +129,8 @@
 //! copy at the exit when the trip count was odd). The planner gives each control op a scratch
 //! region, live only while the op runs, for the second buffers and for its bodies'
 //! workspaces, each body planned as a graph of its own. `taped_while` folding backwards keeps
-//! its tape on the heap (grown by doubling, freed when the op ends), the one allocation a
-//! compiled call can make. `custom_lin` cannot be evaluated, so it is refused at compile time.
+//! its tape on the heap (grown by doubling, freed when the op ends or fails), the one
+//! allocation a compiled call can make; a tape that cannot grow ends the call with an error. `custom_lin` cannot be evaluated, so it is refused at compile time.
 //!
 //! Matrix products that map to strided 2-D products call `matrixmultiply` (imported symbols
 //! `ferrax_dgemm`, `ferrax_sgemm`); precise transcendentals call imported `ferrax_*` wrappers

@@ -1,4 +1,5 @@
-//! Compilation options: the math mode and the Cranelift optimisation level.
+//! Compilation options: the math mode, the Cranelift optimisation level, and the run-time
+//! limits of a call (memory budget, `while_loop` iteration limit).
 
 /// How transcendental functions are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -50,6 +51,21 @@ pub struct JitOptions {
     /// Matrix products with at least this many multiply-adds (m·n·k) whose operands map to
     /// strided 2-D matrices call `matrixmultiply`'s GEMM; smaller ones loop in generated code.
     pub gemm_threshold: usize,
+    /// The most memory one call may use, in bytes: its workspace plus its outputs (whether
+    /// allocated by [`crate::Compiled::call`] or passed to [`crate::Compiled::call_into`]),
+    /// and separately each reverse-mode `while_loop` tape, which may grow to what the budget
+    /// leaves after those. A call that needs more returns an error of kind
+    /// [`ferrax_ir::ErrorKind::Resource`] before any code runs (a tape: when it would outgrow
+    /// its share). `None` (the default): no budget, only the allocator's limits.
+    pub max_call_bytes: Option<usize>,
+    /// The most iterations any one run of a `while_loop` (also the forward loop of a
+    /// `taped_while`) may take. Exceeding it ends the call with an error of kind
+    /// [`ferrax_ir::ErrorKind::Resource`] naming the limit, so that a loop that never ends
+    /// cannot hang the caller. The count is per run of the loop: a nested loop starts from
+    /// zero each time its enclosing body runs. `None` (the default): no limit and no counter
+    /// in the generated code. With a limit, graphs containing a `while_loop` get no scalar
+    /// entry (the typed `as_fn*` callables cannot report errors), so `as_fn*` refuses them.
+    pub max_while_iterations: Option<u64>,
 }
 
 impl Default for JitOptions {
@@ -58,6 +74,8 @@ impl Default for JitOptions {
             math: MathMode::Auto,
             optimize: true,
             gemm_threshold: 4096,
+            max_call_bytes: None,
+            max_while_iterations: None,
         }
     }
 }

@@ -100,12 +100,14 @@ struct Layout {
 impl Layout {
     /// A region for a value of `ty`, or `None` when it is rank 0 (a register).
     fn tensor(&mut self, ty: &Type) -> Option<usize> {
-        (!ty.is_scalar()).then(|| self.take(ty.size() * ty.dtype.size_bytes()))
+        (!ty.is_scalar()).then(|| self.take(ty.size().saturating_mul(ty.dtype.size_bytes())))
     }
 
     fn take(&mut self, bytes: usize) -> usize {
         let at = self.size;
-        self.size += bytes.div_ceil(ALIGN) * ALIGN;
+        self.size = self
+            .size
+            .saturating_add(bytes.div_ceil(ALIGN).saturating_mul(ALIGN));
         at
     }
 }
@@ -153,7 +155,9 @@ fn plan_control(graph: &Graph, op: &ControlOp, inst: &InstData, arena: &mut Aren
         ControlOp::Switch { .. } | ControlOp::CustomLinear { .. } | ControlOp::Call { .. } => {}
     }
     let body_rel = lay.size;
-    let size = lay.size + subs.iter().map(|p| p.workspace).max().unwrap_or(0);
+    let size = lay
+        .size
+        .saturating_add(subs.iter().map(|p| p.workspace).max().unwrap_or(0));
     // The scratch is taken while the operands and results are live and given back at once:
     // nothing else is allocated before the op has run.
     let base = if size > 0 {
@@ -163,20 +167,24 @@ fn plan_control(graph: &Graph, op: &ControlOp, inst: &InstData, arena: &mut Aren
     } else {
         0
     };
-    let shift = |o: Option<usize>| o.map(|o| base + o);
+    let shift = |o: Option<usize>| o.map(|o| base.saturating_add(o));
     cp.carry_bufs = cp.carry_bufs.into_iter().map(shift).collect();
     cp.entry_bufs = cp.entry_bufs.into_iter().map(shift).collect();
     cp.state_bufs = cp
         .state_bufs
         .into_iter()
-        .map(|o| o.map(|[a, b]| [base + a, base + b]))
+        .map(|o| o.map(|[a, b]| [base.saturating_add(a), base.saturating_add(b)]))
         .collect();
     cp.bodies = subs;
-    cp.body_ws = base + body_rel;
+    cp.body_ws = base.saturating_add(body_rel);
     cp
 }
 
 /// A first-fit allocator over workspace byte offsets.
+///
+/// Its arithmetic saturates: a plan whose regions would not fit in `usize` ends with a high
+/// mark of `usize::MAX`, which `compile` refuses (more than [`ferrax_ir::MAX_BYTES`]), so no
+/// wrapped offset ever reaches generated code.
 #[derive(Default)]
 struct Arena {
     /// Live regions as (offset, size), sorted by offset.
@@ -186,18 +194,18 @@ struct Arena {
 
 impl Arena {
     fn alloc(&mut self, size: usize) -> usize {
-        let size = size.div_ceil(ALIGN) * ALIGN;
-        let mut at = 0;
+        let size = size.div_ceil(ALIGN).saturating_mul(ALIGN);
+        let mut at = 0usize;
         let mut pos = self.live.len();
         for (i, &(o, s)) in self.live.iter().enumerate() {
-            if o >= at + size {
+            if o >= at.saturating_add(size) {
                 pos = i;
                 break;
             }
-            at = at.max(o + s);
+            at = at.max(o.saturating_add(s));
         }
         self.live.insert(pos, (at, size));
-        self.high = self.high.max(at + size);
+        self.high = self.high.max(at.saturating_add(size));
         at
     }
 
@@ -289,7 +297,10 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         }
     }
     let mut arena = Arena::default();
-    let size_of = |v: Value| graph.ty(v).size() * graph.ty(v).dtype.size_bytes();
+    let size_of = |v: Value| {
+        let ty = graph.ty(v);
+        ty.size().saturating_mul(ty.dtype.size_bytes())
+    };
     let mut controls: Vec<Option<ControlPlan>> = vec![None; graph.num_insts()];
     for (i, (_, inst)) in graph.insts().enumerate() {
         // Members give their results no buffer, except sibling reductions (results of their

@@ -289,6 +289,16 @@ unsafe extern "C" fn ferrax_sgemm(
     })
 }
 
+/// The number of threads of the rayon pool (at least 1). Creating the global pool on first
+/// use panics when its threads cannot be spawned; this runs inside `extern "C"` helpers,
+/// where a panic would abort the process, so that case counts as one thread and the work
+/// runs on the calling thread.
+fn pool_threads() -> usize {
+    std::panic::catch_unwind(rayon::current_num_threads)
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// A fused-loop kernel: runs indices `start..end` of its outermost dimension.
 type Kernel = unsafe extern "C" fn(*const u8, i64, i64);
 
@@ -306,7 +316,7 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     // SAFETY: the generated code passes the address of a kernel with this signature.
     let k: Kernel = unsafe { std::mem::transmute::<*const u8, Kernel>(kernel) };
     let ctx = ctx as usize;
-    let threads = rayon::current_num_threads().max(1) as i64;
+    let threads = pool_threads() as i64;
     let parts = threads * 4;
     let align = align.max(1);
     let chunk = ((n + parts - 1) / parts + align - 1) / align * align;
@@ -349,8 +359,11 @@ static GEMM_RATE: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 /// GEMM and updates its rate. A row's result does not depend on the split, so neither do the
 /// output bits.
 fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
-    let parts = rayon::current_num_threads().max(1);
-    if parts <= 1 || m * k * n < GEMM_PAR_MIN || m < 2 * parts {
+    let parts = pool_threads();
+    // Saturating: this runs inside an `extern "C"` helper, where an overflow panic would
+    // abort the process.
+    let work = m.saturating_mul(k).saturating_mul(n);
+    if parts <= 1 || work < GEMM_PAR_MIN || m < 2 * parts {
         f(0, m);
         return;
     }
@@ -381,7 +394,7 @@ fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
         f(lo, hi - lo);
         let ns = t.elapsed().as_nanos().max(1) as f32;
         if let Some(slot) = me.and_then(|i| GEMM_RATE.get(i)) {
-            let now = ((hi - lo) * k * n) as f32 / ns;
+            let now = (hi - lo) as f32 * k as f32 * n as f32 / ns;
             let old = f32::from_bits(slot.load(Ordering::Relaxed));
             let new = if old > 0.0 { 0.5 * (old + now) } else { now };
             slot.store(new.to_bits(), Ordering::Relaxed);
@@ -412,17 +425,34 @@ fn claim_rows(cursor: &AtomicUsize, m: usize, want: usize, last: bool) -> (usize
 /// The alignment of a `taped_while` tape.
 const TAPE_ALIGN: usize = 16;
 
+std::thread_local! {
+    /// The size of the last tape allocation that failed on this thread, for the error
+    /// message of [`crate::compiled::Status::TapeAlloc`].
+    static TAPE_FAILURE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The size in bytes of the last tape allocation that failed on this thread (0 if none).
+pub(crate) fn tape_failure() -> usize {
+    TAPE_FAILURE.try_with(|c| c.get()).unwrap_or(0)
+}
+
 /// Grows the tape of a reverse `taped_while` from `old` to `new` bytes (`new > old`), keeping
-/// its contents; a null or empty tape is allocated afresh. Aborts the process when memory is
-/// exhausted, as Rust's collections do.
+/// its contents; a null or empty tape is allocated afresh. Returns null when the memory cannot
+/// be had, leaving the old tape allocated (the generated code then frees it and returns
+/// [`crate::compiled::Status::TapeAlloc`]); it never aborts or unwinds.
 ///
 /// # Safety
 /// `ptr` and `old` must describe the tape returned by the previous call (or be null and 0).
 unsafe extern "C" fn ferrax_tape_grow(ptr: *mut u8, old: usize, new: usize) -> *mut u8 {
-    use std::alloc::{alloc, handle_alloc_error, realloc, Layout};
+    use std::alloc::{alloc, realloc, Layout};
+    let failed = || {
+        // `try_with`: during thread teardown the slot may be gone, and `with` would panic.
+        let _ = TAPE_FAILURE.try_with(|c| c.set(new));
+        std::ptr::null_mut()
+    };
     let Ok(layout) = Layout::from_size_align(new.max(1), TAPE_ALIGN) else {
-        // A size beyond `isize::MAX` cannot be allocated.
-        std::process::abort()
+        // A size beyond `isize::MAX` cannot be allocated (generated code never asks for one).
+        return failed();
     };
     let p = if ptr.is_null() || old == 0 {
         // SAFETY: the layout has a non-zero size.
@@ -439,7 +469,7 @@ unsafe extern "C" fn ferrax_tape_grow(ptr: *mut u8, old: usize, new: usize) -> *
         }
     };
     if p.is_null() {
-        handle_alloc_error(layout)
+        return failed();
     }
     p
 }

@@ -604,11 +604,14 @@ impl ControlOp {
                 n_consts,
             } => {
                 let mut state = owned(args);
+                let mut iterations = 0u64;
                 loop {
                     let c = crate::interp::eval(cond.graph(), &state)?;
                     if c[0].as_bool().map(|v| v[0]) != Some(true) {
                         break;
                     }
+                    iterations += 1;
+                    crate::interp::count_while_iteration(iterations)?;
                     let next = crate::interp::eval(body.graph(), &state)?;
                     for (slot, v) in state[*n_consts..].iter_mut().zip(next) {
                         *slot = v;
@@ -670,11 +673,14 @@ impl ControlOp {
                     *lcarry = crate::interp::eval(step.graph(), &ins)?;
                     Ok(())
                 };
+                let mut iterations = 0u64;
                 loop {
                     let c = crate::interp::eval(cond.graph(), &state)?;
                     if c[0].as_bool().map(|v| v[0]) != Some(true) {
                         break;
                     }
+                    iterations += 1;
+                    crate::interp::count_while_iteration(iterations)?;
                     let mut out = crate::interp::eval(fwd.graph(), &state)?;
                     let entry = out.split_off(n_carry);
                     for (slot, v) in state[*n_consts..].iter_mut().zip(out) {

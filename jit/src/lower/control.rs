@@ -17,10 +17,23 @@
 //! backwards, the entries are appended to a tape on the heap (grown by doubling through the
 //! imported `ferrax_tape_grow`, freed by `ferrax_tape_free` when the op ends), then a second
 //! loop walks the tape from the last entry to the first.
+//!
+//! Failure at run time: with `JitOptions::max_while_iterations` set, every `while` loop (and
+//! `taped_while`'s forward loop) carries an iteration counter and jumps to the function's
+//! failure block (`Ctx::fail`) with [`Status::WhileLimit`] when it would exceed the limit. A
+//! backward `taped_while` checks, before each append, that the tape stays within
+//! `Ctx::tape_limit` ([`Status::TapeLimit`]) and that growing it succeeded
+//! ([`Status::TapeAlloc`]). Failures inside a backward `taped_while` (its own or its bodies')
+//! first pass through a local block that frees the tape, whose address and capacity are kept
+//! in a stack slot for that purpose. Nothing is written to the outputs after a failure but
+//! what was written before it; the caller gets an error and must not use them.
 
 use super::{clty, jit_err, Ctx, Slot};
+use crate::compiled::Status;
 use crate::plan::{bodies, ControlPlan};
-use cranelift_codegen::ir::{self, condcodes::IntCC, types, BlockArg, InstBuilder};
+use cranelift_codegen::ir::{
+    self, condcodes::IntCC, types, BlockArg, InstBuilder, StackSlotData, StackSlotKind,
+};
 use cranelift_frontend::Switch;
 use cranelift_module::Module;
 use ferrax_ir::ops::ControlOp;
@@ -127,6 +140,35 @@ fn bind_scalars(cx: &mut Ctx, rs: &[Value], outs: &[Slot]) -> Result<()> {
 /// Block arguments from SSA values.
 fn block_args(vals: &[ir::Value]) -> Vec<BlockArg> {
     vals.iter().map(|&v| BlockArg::Value(v)).collect()
+}
+
+/// Ends the current block: on to `then` when `failed` is false, otherwise to the failure
+/// block with `status`.
+fn fail_if(cx: &mut Ctx, failed: ir::Value, status: Status, then: ir::Block) -> Result<()> {
+    let fail = cx.fail.ok_or_else(|| {
+        jit_err("code that can fail at run time was lowered where failure cannot be reported")
+    })?;
+    let code = cx.fb.ins().iconst(types::I32, status as i64);
+    cx.fb
+        .ins()
+        .brif(failed, fail, &[BlockArg::Value(code)], then, &[]);
+    Ok(())
+}
+
+/// Counts one iteration of a loop whose counter is `count`: fails with
+/// [`Status::WhileLimit`] when the new count exceeds `limit`, otherwise continues in a new
+/// block (now current). Returns the new count.
+fn count_iteration(cx: &mut Ctx, count: ir::Value, limit: u64) -> Result<ir::Value> {
+    let next = cx.fb.ins().iadd_imm_s(count, 1);
+    // The immediate holds the limit's bits; the comparison is unsigned.
+    let over = cx
+        .fb
+        .ins()
+        .icmp_imm_s(IntCC::UnsignedGreaterThan, next, limit as i64);
+    let go = cx.fb.create_block();
+    fail_if(cx, over, Status::WhileLimit, go)?;
+    cx.fb.switch_to_block(go);
+    Ok(next)
 }
 
 /// `call`: the body inlined, writing straight into the result buffers.
@@ -371,7 +413,8 @@ fn finish_carries(cx: &mut Ctx, kinds: &[Carry], results: &[Value], params: &[ir
     cx.fb.switch_to_block(join);
 }
 
-/// `while`: a header block evaluating the condition, a body block, and an exit block.
+/// `while`: a header block evaluating the condition, a body block, and an exit block. With an
+/// iteration limit, the header also carries the count of iterations run.
 fn lower_while(
     cx: &mut Ctx,
     cond: &Graph,
@@ -380,30 +423,39 @@ fn lower_while(
     cp: &ControlPlan,
     inst: &InstData,
 ) -> Result<()> {
+    let limit = cx.opts.max_while_iterations;
     let consts = slots_of(cx, &inst.args[..n_consts])?;
     let bufs = result_carry_bufs(cx, &inst.results, &cp.carry_bufs)?;
-    let (kinds, init) = init_carries(cx, &inst.args[n_consts..], &bufs)?;
+    let (kinds, mut init) = init_carries(cx, &inst.args[n_consts..], &bufs)?;
     let header = cx.fb.create_block();
     let looping = cx.fb.create_block();
     let exit = cx.fb.create_block();
     carry_params(cx, header, &kinds);
     carry_params(cx, exit, &kinds);
+    if limit.is_some() {
+        cx.fb.append_block_param(header, types::I64);
+        init.push(cx.iconst(0));
+    }
     cx.fb.ins().jump(header, &block_args(&init));
 
     cx.fb.switch_to_block(header);
-    let params = cx.fb.block_params(header).to_vec();
-    let (carries, dests) = carry_slots(&kinds, &params);
+    let all = cx.fb.block_params(header).to_vec();
+    let (params, count) = all.split_at(n_params(&kinds));
+    let (carries, dests) = carry_slots(&kinds, params);
     let mut args = consts;
     args.extend(carries);
     let c = cx.lower_inline(cond, &cp.bodies[0], &args, &[None], cp.body_ws)?;
     let c = reg(c[0])?;
-    cx.fb
-        .ins()
-        .brif(c, looping, &[], exit, &block_args(&params));
+    cx.fb.ins().brif(c, looping, &[], exit, &block_args(params));
 
     cx.fb.switch_to_block(looping);
+    let counted = match (limit, count.first()) {
+        (Some(limit), Some(&count)) => Some(count_iteration(cx, count, limit)?),
+        _ => None,
+    };
     let outs = cx.lower_inline(body, &cp.bodies[1], &args, &dests, cp.body_ws)?;
-    let next = next_carries(&kinds, &params, &outs)?;
+    let mut next = next_carries(&kinds, params, &outs)?;
+    next.extend(counted);
     cx.fb.ins().jump(header, &block_args(&next));
 
     cx.fb.switch_to_block(exit);
@@ -588,6 +640,7 @@ fn lower_taped_forward(
     inst: &InstData,
 ) -> Result<()> {
     let t = taped_setup(cx, bodies, n_consts, cp, inst)?;
+    let limit = cx.opts.max_while_iterations;
     let n_carry = t.skinds.len();
     let header = cx.fb.create_block();
     let looping = cx.fb.create_block();
@@ -597,10 +650,15 @@ fn lower_taped_forward(
     carry_params(cx, exit, &t.lkinds);
     let mut init = t.sinit.clone();
     init.extend(&t.linit);
+    if limit.is_some() {
+        cx.fb.append_block_param(header, types::I64);
+        init.push(cx.iconst(0));
+    }
     cx.fb.ins().jump(header, &block_args(&init));
 
     cx.fb.switch_to_block(header);
-    let params = cx.fb.block_params(header).to_vec();
+    let all = cx.fb.block_params(header).to_vec();
+    let (params, count) = all.split_at(n_params(&t.skinds) + n_params(&t.lkinds));
     let (sp, lp) = params.split_at(n_params(&t.skinds));
     let (sslots, mut dests) = carry_slots(&t.skinds, sp);
     let (lslots, ldests) = carry_slots(&t.lkinds, lp);
@@ -611,6 +669,10 @@ fn lower_taped_forward(
     cx.fb.ins().brif(c, looping, &[], exit, &block_args(lp));
 
     cx.fb.switch_to_block(looping);
+    let counted = match (limit, count.first()) {
+        (Some(limit), Some(&count)) => Some(count_iteration(cx, count, limit)?),
+        _ => None,
+    };
     let entries = t.fwd.outputs().get(n_carry..).unwrap_or(&[]);
     for (j, &e) in entries.iter().enumerate() {
         dests.push(if t.fwd.ty(e).is_scalar() {
@@ -631,6 +693,7 @@ fn lower_taped_forward(
     let louts = cx.lower_inline(t.step, &cp.bodies[2], &sargs, &ldests, cp.body_ws)?;
     let mut next = next_carries(&t.skinds, sp, &fouts[..n_carry])?;
     next.extend(next_carries(&t.lkinds, lp, &louts)?);
+    next.extend(counted);
     cx.fb.ins().jump(header, &block_args(&next));
 
     cx.fb.switch_to_block(exit);
@@ -646,13 +709,20 @@ fn entry_layout(tys: &[Type]) -> (Vec<usize>, usize) {
     let mut size = 0;
     for t in tys {
         offs.push(size);
-        size += (t.size() * t.dtype.size_bytes()).div_ceil(8) * 8;
+        // Saturating: an entry this large cannot be taped, and the tape limit check refuses
+        // it at run time.
+        let bytes = t.size().saturating_mul(t.dtype.size_bytes());
+        size = usize::saturating_add(size, bytes.div_ceil(8).saturating_mul(8));
     }
     (offs, size)
 }
 
 /// `taped_while` folding backwards: the forward loop appends each entry to a heap tape, then a
 /// second loop runs the step over the entries from the last to the first.
+///
+/// The tape's address and capacity are also kept in a stack slot, so that a failure anywhere
+/// in the op (an iteration limit, a tape that cannot grow, or a failure in a body) frees the
+/// tape on its way to the function's failure block.
 fn lower_taped_reverse(
     cx: &mut Ctx,
     bodies: [&Graph; 3],
@@ -661,6 +731,7 @@ fn lower_taped_reverse(
     inst: &InstData,
 ) -> Result<()> {
     let t = taped_setup(cx, bodies, n_consts, cp, inst)?;
+    let limit = cx.opts.max_while_iterations;
     let n_carry = t.skinds.len();
     let outs = t.fwd.outputs();
     let entry_tys: Vec<Type> = outs
@@ -670,8 +741,23 @@ fn lower_taped_reverse(
         .map(|&e| t.fwd.ty(e).clone())
         .collect();
     let (offs, esize) = entry_layout(&entry_tys);
-    let esize = esize as i64;
+    let tape_limit = cx.tape_limit.min(ferrax_ir::MAX_BYTES);
+    // The most entries the tape may hold; `need = entries · esize` then stays within the
+    // limit, so neither it nor the doubled capacity can overflow.
+    let max_entries = tape_limit.checked_div(esize).unwrap_or(usize::MAX) as u64;
+    let esize = esize.min(ferrax_ir::MAX_BYTES) as i64;
     let ptr_ty = types::I64;
+
+    // Where the tape is, for the failure path: [address, capacity].
+    let slot =
+        cx.fb
+            .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 3));
+    let outer_fail = cx
+        .fail
+        .ok_or_else(|| jit_err("a backward taped_while where failure cannot be reported"))?;
+    let local_fail = cx.fb.create_block();
+    cx.fb.append_block_param(local_fail, types::I32);
+    cx.fail = Some(local_fail);
 
     // The forward loop: header(carries.., count, tape, capacity).
     let header = cx.fb.create_block();
@@ -689,6 +775,8 @@ fn lower_taped_reverse(
         cx.fb.append_block_param(record, ptr_ty);
     }
     let zero = cx.iconst(0);
+    cx.fb.ins().stack_store(ptr_ty, zero, slot, 0);
+    cx.fb.ins().stack_store(ptr_ty, zero, slot, 8);
     let mut init = t.sinit.clone();
     init.extend([zero, zero, zero]);
     cx.fb.ins().jump(header, &block_args(&init));
@@ -707,9 +795,22 @@ fn lower_taped_reverse(
         .ins()
         .brif(c, looping, &[], taped, &block_args(&[count, ptr, cap]));
 
-    // Make room for one more entry, doubling the tape when it is full.
+    // Count the iteration, then make room for one more entry, doubling the tape when it is
+    // full (but never beyond the limit).
     cx.fb.switch_to_block(looping);
-    let more = cx.fb.ins().iadd_imm_s(count, 1);
+    let more = match limit {
+        Some(limit) => count_iteration(cx, count, limit)?,
+        None => cx.fb.ins().iadd_imm_s(count, 1),
+    };
+    if max_entries < u64::MAX {
+        let over = cx
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThan, more, max_entries as i64);
+        let fits = cx.fb.create_block();
+        fail_if(cx, over, Status::TapeLimit, fits)?;
+        cx.fb.switch_to_block(fits);
+    }
     let need = cx.fb.ins().imul_imm_s(more, esize);
     let full = cx.fb.ins().icmp(IntCC::UnsignedGreaterThan, need, cap);
     cx.fb
@@ -717,13 +818,21 @@ fn lower_taped_reverse(
         .brif(full, grow, &[], record, &block_args(&[ptr, cap]));
     cx.fb.switch_to_block(grow);
     let doubled = cx.fb.ins().imul_imm_s(cap, 2);
-    let new_cap = cx.fb.ins().umax(doubled, need);
+    let wanted = cx.fb.ins().umax(doubled, need);
+    let most = cx.iconst(tape_limit as i64);
+    let new_cap = cx.fb.ins().umin(wanted, most);
     let grown = cx.call(
         "ferrax_tape_grow",
         &[ptr_ty, ptr_ty, ptr_ty],
         &[ptr_ty],
         &[ptr, cap, new_cap],
     )?[0];
+    let failed = cx.fb.ins().icmp_imm_s(IntCC::Equal, grown, 0);
+    let grew = cx.fb.create_block();
+    fail_if(cx, failed, Status::TapeAlloc, grew)?;
+    cx.fb.switch_to_block(grew);
+    cx.fb.ins().stack_store(ptr_ty, grown, slot, 0);
+    cx.fb.ins().stack_store(ptr_ty, new_cap, slot, 8);
     cx.fb.ins().jump(record, &block_args(&[grown, new_cap]));
 
     // Run the forward body, writing the entry into the tape.
@@ -790,6 +899,15 @@ fn lower_taped_reverse(
     let mut next = vec![k];
     next.extend(next_carries(&t.lkinds, lp, &louts)?);
     cx.fb.ins().jump(back, &block_args(&next));
+
+    // The failure path: free the tape, then fail outwards with the same status.
+    cx.fail = Some(outer_fail);
+    cx.fb.switch_to_block(local_fail);
+    let status = cx.fb.block_params(local_fail)[0];
+    let fptr = cx.fb.ins().stack_load(ptr_ty, ptr_ty, slot, 0);
+    let fcap = cx.fb.ins().stack_load(ptr_ty, ptr_ty, slot, 8);
+    cx.call("ferrax_tape_free", &[ptr_ty, ptr_ty], &[], &[fptr, fcap])?;
+    cx.fb.ins().jump(outer_fail, &[BlockArg::Value(status)]);
 
     cx.fb.switch_to_block(exit);
     cx.call("ferrax_tape_free", &[ptr_ty, ptr_ty], &[], &[ptr, cap])?;

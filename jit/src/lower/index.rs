@@ -9,9 +9,10 @@ use ferrax_ir::ops::IndexOp;
 use ferrax_ir::{InstData, Result, Value};
 use smallvec::SmallVec;
 
-/// `clamp(i, 0, hi)` for an i32 index, widened to i64.
+/// `clamp(i, 0, hi)` for an i32 index, widened to i64. A bound beyond `i32::MAX` (a
+/// dimension longer than any i32 index reaches) is lowered as `i32::MAX`, not truncated.
 fn clamp(cx: &mut Ctx, i: ir::Value, hi: i64) -> ir::Value {
-    let hi = cx.fb.ins().iconst(types::I32, hi);
+    let hi = cx.fb.ins().iconst(types::I32, hi.min(i32::MAX as i64));
     let z = cx.fb.ins().iconst(types::I32, 0);
     let c = cx.fb.ins().smin(i, hi);
     let c = cx.fb.ins().smax(c, z);

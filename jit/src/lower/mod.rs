@@ -106,6 +106,11 @@ pub(crate) struct Ctx<'a, 'b> {
     pub plan: &'a Plan,
     /// Whether the target has fused multiply-add (used by [`crate::MathMode::Fast`] only).
     pub has_fma: bool,
+    /// The block code jumps to when it fails at run time, with the status (an i32) as its
+    /// parameter; `None` in functions that cannot report failure (the scalar entry, kernels).
+    pub(crate) fail: Option<ir::Block>,
+    /// The most bytes a reverse `taped_while`'s tape may grow to.
+    pub(crate) tape_limit: usize,
     ws: Option<ir::Value>,
     outs: Vec<Option<ir::Value>>,
     imports: HashMap<String, ir::FuncRef>,
@@ -175,6 +180,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
             slots,
             consts,
             plan,
+            fail: None,
+            tape_limit: ferrax_ir::MAX_BYTES,
             ws,
             outs,
             imports: HashMap::new(),
@@ -475,6 +482,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
             slots: vec![None; body.num_values()],
             consts: &mut *self.consts,
             plan,
+            fail: self.fail,
+            tape_limit: self.tape_limit,
             ws,
             outs: dests.to_vec(),
             imports: std::mem::take(&mut self.imports),

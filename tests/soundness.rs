@@ -193,14 +193,18 @@ fn fast_math_is_right_far_outside_the_usual_range() {
         })
         .collect();
     let x = Array::from(xs.clone());
-    let fs: [(&str, fn(Tensor) -> Tensor); 4] = [
+    type Case = (&'static str, fn(Tensor) -> Tensor);
+    let fs: [Case; 4] = [
         ("sin", |x| x.sin()),
         ("cos", |x| x.cos()),
         ("logistic(sin(cosh))", |x| x.cosh().sin().logistic()),
         ("tanh(exp(sin))", |x| x.sin().exp().tanh()),
     ];
     for (name, f) in fs {
-        let want = function(f).call_arrays(&[x.clone()]).unwrap().remove(0);
+        let want = function(f)
+            .call_arrays(std::slice::from_ref(&x))
+            .unwrap()
+            .remove(0);
         for math in [MathMode::Fast, MathMode::Auto] {
             let opts = JitOptions {
                 math,
@@ -208,7 +212,7 @@ fn fast_math_is_right_far_outside_the_usual_range() {
             };
             let got = jit_with(f, opts)
                 .unwrap()
-                .call_arrays(&[x.clone()])
+                .call_arrays(std::slice::from_ref(&x))
                 .unwrap()
                 .remove(0);
             let (w, g) = (want.as_f64().unwrap(), got.as_f64().unwrap());

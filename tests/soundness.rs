@@ -145,6 +145,13 @@ fn loops_that_never_end_can_be_bounded() {
         ErrorKind::Resource,
         &["1000"],
     );
+    // The same limit through the function-level interpreter call.
+    let e = assert_err(
+        function(forever).call_arrays_with(&[Array::from(0.0)], &opts),
+        ErrorKind::Resource,
+        &["1000"],
+    );
+    assert!(e.location.unwrap().file().ends_with("soundness.rs"), "{e}");
     let jopts = JitOptions {
         max_while_iterations: Some(1000),
         ..JitOptions::default()

@@ -615,6 +615,26 @@ impl Array {
         }
     }
 
+    /// A copy of the array whose memory is reserved fallibly: a resource error naming `what`
+    /// when it cannot be had.
+    pub fn try_clone(&self, what: impl fmt::Display) -> Result<Array> {
+        fn copy<T: Copy>(v: &[T], what: impl fmt::Display) -> Result<Vec<T>> {
+            let mut out = crate::alloc::try_with_capacity(v.len(), what)?;
+            out.extend_from_slice(v);
+            Ok(out)
+        }
+        let data = match &self.data {
+            Data::F32(v) => Data::F32(copy(v, what)?),
+            Data::F64(v) => Data::F64(copy(v, what)?),
+            Data::I32(v) => Data::I32(copy(v, what)?),
+            Data::Bool(v) => Data::Bool(copy(v, what)?),
+        };
+        Ok(Array {
+            shape: self.shape.clone(),
+            data,
+        })
+    }
+
     /// Splits the array into its shape and elements.
     pub fn into_parts(self) -> (Shape, Data) {
         (self.shape, self.data)

@@ -336,12 +336,31 @@ impl Function {
     /// Calls the function on concrete arrays with the reference interpreter.
     #[track_caller]
     pub fn call_arrays(&self, args: &[Array]) -> Result<Vec<Array>> {
-        let loc = Location::caller();
+        self.call_arrays_at(args, None, Location::caller())
+    }
+
+    /// [`Function::call_arrays`] under the interpreter's limits `opts` (e.g. an iteration
+    /// limit for `while_loop`s that might not end).
+    #[track_caller]
+    pub fn call_arrays_with(
+        &self,
+        args: &[Array],
+        opts: &crate::interp::EvalOptions,
+    ) -> Result<Vec<Array>> {
+        self.call_arrays_at(args, Some(opts), Location::caller())
+    }
+
+    fn call_arrays_at(
+        &self,
+        args: &[Array],
+        opts: Option<&crate::interp::EvalOptions>,
+        loc: &'static Location<'static>,
+    ) -> Result<Vec<Array>> {
         let types: Vec<Type> = args.iter().map(|a| a.ty()).collect();
-        let s = self.specialize(&types)?;
-        let mut all = args.to_vec();
+        let s = self.specialize_untracked(&types).map_err(|e| e.at(loc))?;
+        let mut captured = Vec::with_capacity(s.captures.len());
         for c in &s.captures {
-            all.push(c.to_array().map_err(|_| {
+            captured.push(c.to_array().map_err(|_| {
                 Error::new(
                     ErrorKind::Trace,
                     format!(
@@ -353,7 +372,12 @@ impl Function {
                 .at(loc)
             })?);
         }
-        crate::interp::eval(&s.graph, &all).map_err(|e| e.at(loc))
+        let all: Vec<&Array> = args.iter().chain(&captured).collect();
+        match opts {
+            Some(o) => crate::interp::eval_refs_with(&s.graph, &all, o),
+            None => crate::interp::eval_refs(&s.graph, &all),
+        }
+        .map_err(|e| e.at(loc))
     }
 
     /// Calls the function on concrete values, e.g. `f.call((1.0, 2.0))` or `f.call(x_array)`,

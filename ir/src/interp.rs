@@ -4,6 +4,7 @@
 use crate::array::Array;
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::Graph;
+use std::borrow::Cow;
 use std::cell::Cell;
 
 /// Limits for one evaluation by [`eval_with`].
@@ -30,6 +31,12 @@ std::thread_local! {
 /// every body that control flow evaluates). The thread's previous options are restored
 /// afterwards, also when evaluation fails or panics.
 pub fn eval_with(graph: &Graph, args: &[Array], opts: &EvalOptions) -> Result<Vec<Array>> {
+    let refs: Vec<&Array> = args.iter().collect();
+    eval_refs_with(graph, &refs, opts)
+}
+
+/// [`eval_with`] on borrowed arguments (see [`eval_refs`]).
+pub fn eval_refs_with(graph: &Graph, args: &[&Array], opts: &EvalOptions) -> Result<Vec<Array>> {
     /// Restores the options it holds when dropped.
     struct Restore(EvalOptions);
     impl Drop for Restore {
@@ -38,7 +45,7 @@ pub fn eval_with(graph: &Graph, args: &[Array], opts: &EvalOptions) -> Result<Ve
         }
     }
     let _restore = Restore(OPTIONS.with(|o| o.replace(*opts)));
-    eval(graph, args)
+    eval_refs(graph, args)
 }
 
 /// Counts the `n`-th iteration of a running `while` loop: an error once `n` exceeds the
@@ -58,6 +65,13 @@ pub(crate) fn count_while_iteration(n: u64) -> Result<()> {
 
 /// Evaluates `graph` on `args` (checked against the parameter types) and returns its outputs.
 pub fn eval(graph: &Graph, args: &[Array]) -> Result<Vec<Array>> {
+    let refs: Vec<&Array> = args.iter().collect();
+    eval_refs(graph, &refs)
+}
+
+/// [`eval`] on borrowed arguments: they are read in place, never copied. Outputs that are
+/// arguments, or that appear more than once, are copied with fallible allocation.
+pub fn eval_refs(graph: &Graph, args: &[&Array]) -> Result<Vec<Array>> {
     let params = graph.params();
     if args.len() != params.len() {
         return Err(Error::new(
@@ -69,8 +83,8 @@ pub fn eval(graph: &Graph, args: &[Array]) -> Result<Vec<Array>> {
             ),
         ));
     }
-    let mut env: Vec<Option<Array>> = vec![None; graph.num_values()];
-    for (k, (&p, a)) in params.iter().zip(args).enumerate() {
+    let mut env: Vec<Option<Cow<'_, Array>>> = vec![None; graph.num_values()];
+    for (k, (&p, &a)) in params.iter().zip(args).enumerate() {
         if &a.ty() != graph.ty(p) {
             return Err(Error::new(
                 ErrorKind::DType,
@@ -81,22 +95,33 @@ pub fn eval(graph: &Graph, args: &[Array]) -> Result<Vec<Array>> {
                 ),
             ));
         }
-        env[p.index()] = Some(a.clone());
+        env[p.index()] = Some(Cow::Borrowed(a));
     }
     for (_, inst) in graph.insts() {
         let ins: Vec<&Array> = inst
             .args
             .iter()
-            .map(|&a| env[a.index()].as_ref().expect("verified graph"))
+            .map(|&a| env[a.index()].as_deref().expect("verified graph"))
             .collect();
         let outs = inst.op.eval(&ins)?;
         for (&r, a) in inst.results.iter().zip(outs) {
-            env[r.index()] = Some(a);
+            env[r.index()] = Some(Cow::Owned(a));
         }
     }
-    Ok(graph
-        .outputs()
-        .iter()
-        .map(|&o| env[o.index()].clone().expect("verified graph"))
-        .collect())
+    let outputs = graph.outputs();
+    let mut result = Vec::with_capacity(outputs.len());
+    for (k, &o) in outputs.iter().enumerate() {
+        let used_again = outputs[k + 1..].contains(&o);
+        let slot = &mut env[o.index()];
+        let a = match slot.take().expect("verified graph") {
+            Cow::Owned(a) if !used_again => a,
+            value => {
+                let copy = value.try_clone(format_args!("output {k} of the graph"))?;
+                *slot = Some(value);
+                copy
+            }
+        };
+        result.push(a);
+    }
+    Ok(result)
 }

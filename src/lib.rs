@@ -19,6 +19,7 @@ pub use ferrax_ir as ir;
 pub use ferrax_ir::control_api::{
     cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,
 };
+pub use ferrax_ir::interp::EvalOptions;
 pub use ferrax_ir::ops::RematPolicy;
 pub use ferrax_ir::{
     concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,

@@ -243,3 +243,32 @@ fn fast_math_is_right_far_outside_the_usual_range() {
         }
     }
 }
+
+#[test]
+fn derivatives_stay_right_at_extreme_magnitudes() {
+    // d/dx atan2(x, y) = y/(x² + y²) and d/dy = −x/(x² + y²), whose unscaled denominators
+    // overflow above ~1e154 and underflow below ~1e-162.
+    let df = grad(|x: Tensor, y: Tensor| x.atan2(&y)).wrt((0, 1));
+    for (x, y) in [
+        (1e200f64, 2e200f64),
+        (3e-200, 1e-200),
+        (-1e300, 1e-300),
+        (2.0, -3.0),
+    ] {
+        let (dx, dy): (f64, f64) = df.call((x, y)).unwrap();
+        // The closed form, scaled by hand.
+        let s = f64::max(x.abs(), y.abs());
+        let (u, v) = (x / s, y / s);
+        let d = u * u + v * v;
+        let (wx, wy) = (v / d / s, -(u / d) / s);
+        for (got, want) in [(dx, wx), (dy, wy)] {
+            assert!(
+                (got - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                "atan2 at ({x:e}, {y:e}): {got:e}, want {want:e}"
+            );
+        }
+        let jdf = jit(grad(|x: Tensor, y: Tensor| x.atan2(&y)).wrt((0, 1))).unwrap();
+        let (jx, jy): (f64, f64) = jdf.call((x, y)).unwrap();
+        assert_eq!((jx.to_bits(), jy.to_bits()), (dx.to_bits(), dy.to_bits()));
+    }
+}

@@ -15,7 +15,8 @@
 //! - conversion to the same dtype, `stop_gradient` of `stop_gradient`;
 //! - reshape to the same shape and reshape of a reshape; identity broadcasts, transposes,
 //!   slices, pads, reversals and one-operand concatenations; broadcast of a broadcast and
-//!   transpose of a transpose merged; reductions over no axes.
+//!   transpose of a transpose merged; max, min and product over no axes, and integer sums over
+//!   no axes (a float sum over no axes is `+0.0 + x`, which maps −0.0 to +0.0).
 //!
 //! Deliberately not applied: `x * 0` → `0` (wrong for NaN and ±∞), `x - x` → `0` (NaN),
 //! reassociation of constants (`2 * (3 * x)` rounds differently from `6 * x`).
@@ -58,12 +59,13 @@ pub(crate) fn rewrite(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option
             _ => None,
         }),
         Op::Shape(s) => shape(b, s, args),
-        Op::Reduce(
-            ReduceOp::Sum { axes }
-            | ReduceOp::Max { axes }
-            | ReduceOp::Min { axes }
-            | ReduceOp::Prod { axes },
-        ) => Ok(axes.is_empty().then_some(args[0])),
+        // A float sum starts from +0.0, so over no axes it maps -0.0 to +0.0: not an identity.
+        Op::Reduce(ReduceOp::Sum { axes }) => {
+            Ok((axes.is_empty() && !b.ty(args[0]).dtype.is_float()).then_some(args[0]))
+        }
+        Op::Reduce(ReduceOp::Max { axes } | ReduceOp::Min { axes } | ReduceOp::Prod { axes }) => {
+            Ok(axes.is_empty().then_some(args[0]))
+        }
         _ => Ok(None),
     }
 }

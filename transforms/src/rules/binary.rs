@@ -4,7 +4,7 @@
 use super::{for_linear, not_linear, Cotangents, Operand};
 use crate::emit::{self, add_opt, compare, div, like, mul, neg, select, unary};
 use ferrax_ir::ops::{BinaryOp, CompareOp, UnaryOp};
-use ferrax_ir::{Builder, Result, Value};
+use ferrax_ir::{Builder, DType, Result, Value};
 
 /// `t * c` when the tangent is nonzero.
 fn times(
@@ -29,6 +29,27 @@ fn balanced(b: &mut Builder, x: Value, y: Value, z: Value) -> Result<Value> {
     let (half, one, zero) = (like(b, z, 0.5)?, like(b, z, 1.0)?, like(b, z, 0.0)?);
     let w = select(b, yz, half, one)?;
     select(b, xz, w, zero)
+}
+
+/// The pieces of atan2's derivatives, `(s, u, v, d)`: the operands scaled by
+/// s = max(|x|, |y|), u = x/s and v = y/s, and d = u² + v², which lies in [1, 2]. Then
+/// y/(x² + y²) = (v/d)/s and x/(x² + y²) = (u/d)/s, with no overflow of x² + y² (|x| above
+/// ~1e154 in f64) and no underflow. s is capped at the dtype's largest finite value, so
+/// infinite operands give what the unscaled formula gives (0 or NaN), and zeros and NaNs give
+/// NaN as it does.
+fn atan2_parts(b: &mut Builder, x: Value, y: Value) -> Result<(Value, Value, Value, Value)> {
+    let (ax, ay) = (unary(b, UnaryOp::Abs, x)?, unary(b, UnaryOp::Abs, y)?);
+    let m = emit::binary(b, BinaryOp::Max, ax, ay)?;
+    let top = match b.ty(x).dtype {
+        DType::F32 => f32::MAX as f64,
+        _ => f64::MAX,
+    };
+    let top = like(b, x, top)?;
+    let s = emit::binary(b, BinaryOp::Min, m, top)?;
+    let (u, v) = (div(b, x, s)?, div(b, y, s)?);
+    let (uu, vv) = (unary(b, UnaryOp::Square, u)?, unary(b, UnaryOp::Square, v)?);
+    let d = emit::add(b, uu, vv)?;
+    Ok((s, u, v, d))
 }
 
 /// The tangent of `z = op(x, y)`.
@@ -92,24 +113,18 @@ pub fn jvp(
             add_opt(b, a, c)
         }
         BinaryOp::Atan2 => {
-            let mut den = None;
-            let mut denom = |b: &mut Builder| -> Result<Value> {
-                if let Some(d) = den {
-                    return Ok(d);
-                }
-                let (xx, yy) = (unary(b, UnaryOp::Square, x)?, unary(b, UnaryOp::Square, y)?);
-                let d = emit::add(b, xx, yy)?;
-                den = Some(d);
-                Ok(d)
-            };
+            // ∂z/∂x = y/(x² + y²) and ∂z/∂y = −x/(x² + y²), scaled (see `atan2_parts`); the
+            // builder's hash-consing shares the parts between the two tangents.
             let a = times(b, tx, |b| {
-                let d = denom(b)?;
-                div(b, y, d)
+                let (s, _, v, d) = atan2_parts(b, x, y)?;
+                let q = div(b, v, d)?;
+                div(b, q, s)
             })?;
             let c = times(b, ty, |b| {
-                let d = denom(b)?;
-                let q = div(b, x, d)?;
-                neg(b, q)
+                let (s, u, _, d) = atan2_parts(b, x, y)?;
+                let q = div(b, u, d)?;
+                let r = div(b, q, s)?;
+                neg(b, r)
             })?;
             add_opt(b, a, c)
         }

@@ -160,15 +160,22 @@ fn fail_if(cx: &mut Ctx, failed: ir::Value, status: Status, then: ir::Block) -> 
 /// block (now current). Returns the new count.
 fn count_iteration(cx: &mut Ctx, count: ir::Value, limit: u64) -> Result<ir::Value> {
     let next = cx.fb.ins().iadd_imm_s(count, 1);
+    fail_above(cx, next, limit, Status::WhileLimit)?;
+    Ok(next)
+}
+
+/// Leaves the entry with `status` when the unsigned 64-bit `value` exceeds `limit`, and
+/// continues in a new block (now current) otherwise.
+fn fail_above(cx: &mut Ctx, value: ir::Value, limit: u64, status: Status) -> Result<()> {
     // The immediate holds the limit's bits; the comparison is unsigned.
     let over = cx
         .fb
         .ins()
-        .icmp_imm_s(IntCC::UnsignedGreaterThan, next, limit as i64);
+        .icmp_imm_s(IntCC::UnsignedGreaterThan, value, limit as i64);
     let go = cx.fb.create_block();
-    fail_if(cx, over, Status::WhileLimit, go)?;
+    fail_if(cx, over, status, go)?;
     cx.fb.switch_to_block(go);
-    Ok(next)
+    Ok(())
 }
 
 /// `call`: the body inlined, writing straight into the result buffers.
@@ -803,13 +810,7 @@ fn lower_taped_reverse(
         None => cx.fb.ins().iadd_imm_s(count, 1),
     };
     if max_entries < u64::MAX {
-        let over = cx
-            .fb
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedGreaterThan, more, max_entries as i64);
-        let fits = cx.fb.create_block();
-        fail_if(cx, over, Status::TapeLimit, fits)?;
-        cx.fb.switch_to_block(fits);
+        fail_above(cx, more, max_entries, Status::TapeLimit)?;
     }
     let need = cx.fb.ins().imul_imm_s(more, esize);
     let full = cx.fb.ins().icmp(IntCC::UnsignedGreaterThan, need, cap);

@@ -1,0 +1,340 @@
+//! A differential fuzzer over whole graphs.
+//!
+//! Proptest generates a tape of choices from which `fuzz::gen` builds a random well-typed graph
+//! over every primitive family (unary, binary, compare/select/logic, convert/stop_gradient,
+//! const/iota, every shape op, reductions and arg-reductions, dot_general, cumsum, dynamic
+//! slices and updates, gather, scatter_add, switch, while, scan, checkpointed calls), with
+//! shapes that include zero-size and unit dimensions. Each graph is then checked:
+//! - printing and parsing it gives back the same text;
+//! - the interpreter and the JIT agree on inputs holding every IEEE special: bit for bit in
+//!   `MathMode::Precise` (and in `Auto` for small tensors), and within a loose bound with the
+//!   same IEEE class in `Fast` (on moderate inputs of continuous graphs);
+//! - `jvp`, `grad`, `vmap` and their nestings (`grad∘vmap`, `vmap∘grad`, `jvp∘grad`) build
+//!   verified graphs; those too run identically on the interpreter and the JIT; jvp keeps the
+//!   primal outputs, vmap equals the per-member results, forward and reverse mode agree, and
+//!   each derivative matches central finite differences in f64 where the function is smooth;
+//! - printed-text mutants and random ill-typed ops give errors, never panics, and mutants that
+//!   parse run identically on the interpreter and the JIT.
+//!
+//! Every stage runs under `catch_unwind`, so a panic is a failure showing the graph. Known
+//! library bugs are skipped by the `KNOWN_BUGS` list in `fuzz/check.rs`; their minimised
+//! cases are the ignored regression tests at the end of this file.
+//!
+//! The default run is bounded (a fixed seed, `DEFAULT_CASES` cases, at most `DEFAULT_SECONDS`
+//! seconds). A long run is one command:
+//! `FERRAX_FUZZ_CASES=1000000 FERRAX_FUZZ_SECONDS=3600 cargo test --release --test fuzz_graphs
+//! -- --nocapture` (`FERRAX_FUZZ_SEED` picks another seed). Counts print at the end.
+
+mod fuzz;
+
+use ferrax::ir::Graph;
+use fuzz::check::{self, bump, guard, InputKind, Rng, COUNTS};
+use fuzz::gen::{Gen, Tape};
+use fuzz::mutate;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrax::ir::{Array, DType, Type};
+
+/// Cases of the default (CI) run.
+const DEFAULT_CASES: u32 = 250;
+/// Wall-clock bound of the default run, in seconds (cases left when it passes are skipped).
+const DEFAULT_SECONDS: u64 = 150;
+/// The default seed.
+const DEFAULT_SEED: u64 = 0x00fe_22a8;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Inputs of `types`: moderate numbers in `[lo, hi)`.
+fn moderate(rng: &mut Rng, types: &[Type], lo: f64, hi: f64) -> Vec<Array> {
+    types
+        .iter()
+        .map(|t| check::moderate_input(rng, t, lo, hi))
+        .collect()
+}
+
+/// A direction: random in `[-1, 1)` for float parameters, zero for the others.
+fn direction(rng: &mut Rng, types: &[Type]) -> Vec<Array> {
+    types
+        .iter()
+        .map(|t| {
+            if t.dtype.is_float() {
+                check::moderate_input(rng, t, -1.0, 1.0)
+            } else {
+                Array::zeros(t)
+            }
+        })
+        .collect()
+}
+
+fn concat(a: &[Array], b: &[Array]) -> Vec<Array> {
+    a.iter().chain(b).cloned().collect()
+}
+
+/// `Σ grad · d` over the float parameters.
+fn dot_grad(grads: &[Array], d: &[Array], floats: &[usize]) -> (f64, f64) {
+    let mut s = 0.0;
+    let mut mag = 0.0;
+    for (gr, &p) in grads.iter().zip(floats) {
+        for (x, y) in gr.to_f64_vec().iter().zip(d[p].to_f64_vec()) {
+            s += x * y;
+            mag += (x * y).abs();
+        }
+    }
+    (s, mag)
+}
+
+/// `grad` of the summed output of `f` at `x`: through the JIT, against forward mode, and
+/// against finite differences (when `fd`); then `jvp∘grad` and `vmap∘grad`.
+fn check_grad(what: &str, f: &Graph, x: &[Array], d: &[Array], fd: bool, rng: &mut Rng) -> Result<(), String> {
+    let Some(gg) = check::grad_of(f)? else {
+        return Ok(());
+    };
+    let floats = check::float_params(f);
+    let grads = check::interp_vs_jit(&format!("grad({what})"), &gg, x, InputKind::Moderate)?;
+    let (dg, mag) = dot_grad(&grads, d, &floats);
+    let s = check::summed(f).expect("grad_of found a float output");
+    // Forward mode along d must agree with reverse mode.
+    if let Some(js) = check::jvp_of(&s)? {
+        let out = check::interp_vs_jit(&format!("jvp(sum({what}))"), &js, &concat(x, d), InputKind::Moderate)?;
+        let t = out[1].to_f64_vec()[0];
+        if t.is_finite() && dg.is_finite() && (t - dg).abs() > 1e-8 * (1.0 + mag + t.abs()) {
+            return Err(format!(
+                "{what}: forward mode gives {t:e} but grad·d gives {dg:e}\ngraph:\n{}\ngrad:\n{}",
+                s.to_text(),
+                gg.to_text()
+            ));
+        }
+    }
+    if fd {
+        let ad = Array::scalar(DType::F64, dg);
+        check::fd_check(&format!("grad({what})"), &s, x, d, &[ad])?;
+    }
+    // Special inputs through the gradient.
+    let sp: Vec<Array> = gg.param_types().iter().map(|t| check::special_input(rng, t)).collect();
+    check::interp_vs_jit(&format!("grad({what})"), &gg, &sp, InputKind::Special)?;
+    // jvp of grad: a Hessian-vector product.
+    if let Some(jg) = check::jvp_of(&gg)? {
+        let out = check::interp_vs_jit(&format!("jvp(grad({what}))"), &jg, &concat(x, d), InputKind::Moderate)?;
+        if fd {
+            let n = gg.outputs().len();
+            check::fd_check(&format!("jvp(grad({what}))"), &gg, x, d, &out[n..])?;
+        }
+    }
+    // vmap of grad.
+    check_vmap(&format!("grad({what})"), &gg, rng, InputKind::Moderate)?;
+    Ok(())
+}
+
+/// `vmap` of `f` with random in_axes and batch size: equal to the per-member results, bit for
+/// bit, on the interpreter and the JIT. Returns the batched graph and its inputs.
+fn check_vmap(
+    what: &str,
+    f: &Graph,
+    rng: &mut Rng,
+    kind: InputKind,
+) -> Result<Option<(Graph, Vec<Array>)>, String> {
+    let types = f.param_types();
+    if types.is_empty() {
+        return Ok(None);
+    }
+    let batch = [2, 1, 3, 0][rng.below(4)];
+    let mut in_axes: Vec<Option<usize>> = types
+        .iter()
+        .map(|t| (rng.below(5) != 0).then(|| rng.below(t.rank() + 1)))
+        .collect();
+    if in_axes.iter().all(|a| a.is_none()) {
+        in_axes[0] = Some(0);
+    }
+    let Some(vg) = check::vmap_of(f, &in_axes, batch)? else {
+        return Ok(None);
+    };
+    let make = |rng: &mut Rng, t: &Type| match kind {
+        InputKind::Special => check::special_input(rng, t),
+        InputKind::Moderate => check::moderate_input(rng, t, -2.0, 2.0),
+    };
+    let shared: Vec<Array> = types.iter().map(|t| make(rng, t)).collect();
+    let members: Vec<Vec<Array>> = (0..batch)
+        .map(|_| {
+            types
+                .iter()
+                .zip(&in_axes)
+                .zip(&shared)
+                .map(|((t, a), s)| if a.is_some() { make(rng, t) } else { s.clone() })
+                .collect()
+        })
+        .collect();
+    let stacked: Vec<Array> = (0..types.len())
+        .map(|i| match in_axes[i] {
+            Some(a) if batch > 0 => {
+                let ms: Vec<Array> = members.iter().map(|m| m[i].clone()).collect();
+                check::stack_at(&ms, a)
+            }
+            Some(a) => {
+                let mut d = types[i].dims().to_vec();
+                d.insert(a, 0);
+                Array::zeros(&Type::new(types[i].dtype, &d))
+            }
+            None => shared[i].clone(),
+        })
+        .collect();
+    let out = check::interp_vs_jit(&format!("vmap({what})"), &vg, &stacked, kind)?;
+    for (m, args) in members.iter().enumerate() {
+        let want = match check::run_interp(f, args)? {
+            Ok(w) => w,
+            Err(e) => return Err(format!("interp error on a member: {e}\n{}", f.to_text())),
+        };
+        for (k, w) in want.iter().enumerate() {
+            let got = check::member(&out[k], m);
+            if !check::same(&got, w) {
+                return Err(format!(
+                    "vmap({what}) member {m} output {k}: {:?} but the graph alone gives {:?}\n\
+                     in_axes {in_axes:?}\ngraph:\n{}\nvmapped:\n{}",
+                    got.to_f64_vec(),
+                    w.to_f64_vec(),
+                    f.to_text(),
+                    vg.to_text()
+                ));
+            }
+        }
+    }
+    Ok(Some((vg, stacked)))
+}
+
+/// All the checks of one generated case.
+fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
+    let mut t = Tape::new(tape);
+    let gen = guard("generate", || Gen::new(&mut t).graph(8))?;
+    bump(&COUNTS.graphs, 1);
+    bump(&COUNTS.rejects, gen.rejects);
+    let g = gen.graph;
+    if let Err(e) = g.verify() {
+        return Err(format!("a built graph does not verify: {e}\n{}", g.to_text()));
+    }
+    // The text format round-trips.
+    let text = g.to_text();
+    match guard("parse", || Graph::parse(&text))? {
+        Ok(back) if back.to_text() == text => {}
+        Ok(back) => {
+            return Err(format!(
+                "text does not round-trip:\n{text}\nparses and prints as\n{}",
+                back.to_text()
+            ))
+        }
+        Err(e) => return Err(format!("printed graph does not parse: {e}\n{text}")),
+    }
+    let mut rng = Rng(seed);
+    let types = g.param_types();
+    for _ in 0..2 {
+        let sp: Vec<Array> = types.iter().map(|t| check::special_input(&mut rng, t)).collect();
+        check::interp_vs_jit("graph", &g, &sp, InputKind::Special)?;
+    }
+    let (lo, hi) = if rng.below(2) == 0 { (-2.0, 2.0) } else { (0.25, 2.0) };
+    let x = moderate(&mut rng, &types, lo, hi);
+    check::interp_vs_jit("graph", &g, &x, InputKind::Moderate)?;
+    let d = direction(&mut rng, &types);
+    let fd = !check::traits(&g).f32;
+    // jvp: primal outputs unchanged, tangents against finite differences.
+    if let Some(jg) = check::jvp_of(&g)? {
+        let out = check::interp_vs_jit("jvp", &jg, &concat(&x, &d), InputKind::Moderate)?;
+        let y = check::run_interp(&g, &x)?.map_err(|e| e.to_string())?;
+        let n = y.len();
+        for k in 0..n {
+            if !check::same(&out[k], &y[k]) {
+                return Err(format!(
+                    "jvp changes primal output {k}: {:?} against {:?}\ngraph:\n{text}\njvp:\n{}",
+                    out[k].to_f64_vec(),
+                    y[k].to_f64_vec(),
+                    jg.to_text()
+                ));
+            }
+        }
+        if fd {
+            let ad: Vec<Array> = (0..n)
+                .filter(|&k| y[k].dtype() == DType::F64)
+                .map(|k| out[n + k].clone())
+                .collect();
+            check::fd_check("jvp", &g, &x, &d, &ad)?;
+        }
+        let sp: Vec<Array> = jg.param_types().iter().map(|t| check::special_input(&mut rng, t)).collect();
+        check::interp_vs_jit("jvp", &jg, &sp, InputKind::Special)?;
+    }
+    check_grad("f", &g, &x, &d, fd, &mut rng)?;
+    // vmap, on special and moderate inputs, and grad of vmap.
+    check_vmap("f", &g, &mut rng, InputKind::Special)?;
+    if let Some((vg, xs)) = check_vmap("f", &g, &mut rng, InputKind::Moderate)? {
+        let ds = direction(&mut rng, &vg.param_types());
+        check_grad("vmap(f)", &vg, &xs, &ds, fd, &mut rng)?;
+    }
+    mutate::mutants(&text, &mut rng, 3)?;
+    mutate::ill_typed(&g, &mut rng, 6)?;
+    Ok(())
+}
+
+#[test]
+fn fuzz_graphs() {
+    let cases: u32 = env_or("FERRAX_FUZZ_CASES", DEFAULT_CASES);
+    let seconds: u64 = env_or("FERRAX_FUZZ_SECONDS", DEFAULT_SECONDS);
+    let seed: u64 = env_or("FERRAX_FUZZ_SEED", DEFAULT_SEED);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_time: 120_000,
+        max_shrink_iters: 4096,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
+    // Once a case fails, the deadline no longer skips cases, so shrinking sees real results.
+    let failing = AtomicBool::new(false);
+    let skipped = std::sync::atomic::AtomicUsize::new(0);
+    let result = runner.run(&(vec(any::<u32>(), 0..200), any::<u64>()), |(tape, seed)| {
+        if !failing.load(Ordering::Relaxed) && Instant::now() > deadline {
+            skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        run_case(&tape, seed).map_err(|e| {
+            failing.store(true, Ordering::Relaxed);
+            bump(&COUNTS.failures, 1);
+            TestCaseError::fail(e)
+        })
+    });
+    let c = &COUNTS;
+    let get = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed);
+    println!(
+        "fuzz_graphs: {} graphs, {} inputs, {} transforms ({} declined), {} derivative elements \
+         checked by finite differences ({} skipped), {} mutants ({} parsed, {} run), {} ill-typed \
+         ops, {} generator rejects, {} failures, {} cases skipped by the time bound, {:.1} s \
+         (seed {seed:#x}, known bugs skipped: {:?})",
+        get(&c.graphs),
+        get(&c.inputs),
+        get(&c.transforms),
+        get(&c.transform_errors),
+        get(&c.fd_checked),
+        get(&c.fd_skipped),
+        get(&c.mutants),
+        get(&c.mutants_parsed),
+        get(&c.mutants_run),
+        get(&c.ill_typed),
+        get(&c.rejects),
+        get(&c.failures),
+        get(&skipped),
+        start.elapsed().as_secs_f64(),
+        check::KNOWN_BUGS,
+    );
+    if let Err(e) = result {
+        panic!("fuzz_graphs found a failure (minimised):\n{e}");
+    }
+    assert!(get(&c.graphs) > 0, "no graph was generated");
+}

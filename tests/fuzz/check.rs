@@ -287,6 +287,9 @@ pub struct Traits {
     pub f32: bool,
     /// Some value is i32 produced from floats.
     pub int_from_float: bool,
+    /// Rounding, remainders or float-to-integer conversions: with wild constants their jumps
+    /// can be denser than a finite-difference step.
+    pub jumpy: bool,
     /// A `stop_gradient` (derivatives differ from finite differences on purpose).
     pub stop_gradient: bool,
     /// A float constant that is not finite, huge or tiny: reassociated sums (Fast mode) may
@@ -324,13 +327,18 @@ pub fn traits(g: &Graph) -> Traits {
                     t.gemm = true;
                 }
             }
-            Op::Unary(
-                UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round | UnaryOp::Sign | UnaryOp::Abs,
-            )
+            Op::Unary(UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round) => {
+                t.discrete = true;
+                t.jumpy = true;
+            }
+            Op::Unary(UnaryOp::Sign | UnaryOp::Abs)
             | Op::Compare(_)
             | Op::Reduce(ReduceOp::ArgMax { .. } | ReduceOp::ArgMin { .. })
-            | Op::Binary(ferrax::ir::ops::BinaryOp::Rem)
             | Op::Control(_) => t.discrete = true,
+            Op::Binary(ferrax::ir::ops::BinaryOp::Rem) => {
+                t.discrete = true;
+                t.jumpy = true;
+            }
             Op::Convert(ConvertOp::StopGradient) => t.stop_gradient = true,
             Op::Literal(LiteralOp::Const(l)) => {
                 let a = l.array();
@@ -347,6 +355,7 @@ pub fn traits(g: &Graph) -> Traits {
                     t.discrete = true;
                     if args[0].dtype.is_float() {
                         t.int_from_float = true;
+                        t.jumpy = true;
                     }
                 }
             }

@@ -214,10 +214,11 @@ fn check_vmap(
 /// All the checks of one generated case.
 fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
     let mut t = Tape::new(tape);
-    let gen = guard("generate", || Gen::new(&mut t).graph(8))?;
+    let gen = guard("generate", || Gen::new(&mut t).graph(12))?;
     bump(&COUNTS.graphs, 1);
     bump(&COUNTS.rejects, gen.rejects);
     let g = gen.graph;
+    check::record_ops(&g);
     if let Err(e) = g.verify() {
         return Err(format!("a built graph does not verify: {e}\n{}", g.to_text()));
     }
@@ -303,7 +304,7 @@ fn fuzz_graphs() {
     // Once a case fails, the deadline no longer skips cases, so shrinking sees real results.
     let failing = AtomicBool::new(false);
     let skipped = std::sync::atomic::AtomicUsize::new(0);
-    let result = runner.run(&(vec(any::<u32>(), 0..200), any::<u64>()), |(tape, seed)| {
+    let result = runner.run(&(vec(any::<u32>(), 0..800), any::<u64>()), |(tape, seed)| {
         if !failing.load(Ordering::Relaxed) && Instant::now() > deadline {
             skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -338,6 +339,8 @@ fn fuzz_graphs() {
         start.elapsed().as_secs_f64(),
         check::KNOWN_BUGS,
     );
+    let seen = check::OPS_SEEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    println!("fuzz_graphs: ops generated (with sub-graphs): {seen:?}");
     if let Err(e) = result {
         panic!("fuzz_graphs found a failure (minimised):\n{e}");
     }

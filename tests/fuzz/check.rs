@@ -82,6 +82,16 @@ pub static COUNTS: Counts = Counts {
     failures: AtomicUsize::new(0),
 };
 
+/// How many generated graphs (sub-graphs included) use each op, by text name.
+pub static OPS_SEEN: std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Records the ops of `g` in `OPS_SEEN`.
+pub fn record_ops(g: &Graph) {
+    let mut seen = OPS_SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    walk(g, &mut |op, _, _| *seen.entry(op.name()).or_insert(0) += 1);
+}
+
 /// Adds `n` to a counter.
 pub fn bump(c: &AtomicUsize, n: usize) {
     c.fetch_add(n, Ordering::Relaxed);

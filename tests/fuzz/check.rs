@@ -35,9 +35,19 @@ pub const KNOWN_BUGS: &[Known] = &[
     Known::EndlessWhile,
 ];
 
-/// Whether checks for `k` are skipped.
+/// Whether checks for `k` are skipped (never with `FERRAX_FUZZ_ALL_CHECKS=1`, which runs
+/// every check, to see whether the known bugs are fixed).
 pub fn known(k: Known) -> bool {
-    KNOWN_BUGS.contains(&k)
+    static ALL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let all = *ALL.get_or_init(|| std::env::var("FERRAX_FUZZ_ALL_CHECKS").is_ok_and(|v| v == "1"));
+    !all && KNOWN_BUGS.contains(&k)
+}
+
+/// Whether `FERRAX_FUZZ_TRACE=1` asks to print each mutant and random graph before it runs
+/// (to find the input of an abort, which no `catch_unwind` sees).
+pub fn tracing() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var("FERRAX_FUZZ_TRACE").is_ok_and(|v| v == "1"))
 }
 
 /// Counters printed at the end of a run.

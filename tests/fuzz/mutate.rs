@@ -148,6 +148,9 @@ pub fn mutants(text: &str, rng: &mut Rng, n: usize) -> Result<(), String> {
             continue;
         }
         bump(&COUNTS.mutants_run, 1);
+        if check::tracing() {
+            eprintln!("fuzz_graphs: running mutant\n{m}");
+        }
         let ctx = || format!("mutant:\n{m}");
         // Printing and parsing again must give the same text.
         let text2 = guard("print of a mutant", || g.to_text()).map_err(|e| format!("{e}\n{}", ctx()))?;
@@ -222,7 +225,7 @@ fn rand_body(rng: &mut Rng) -> Graph {
         if !ps.is_empty() && rng.below(2) == 0 {
             outs.push(ps[rng.below(ps.len())]);
         } else {
-            let t = Type::new(rand_dtype(rng), &rand_dims(rng, 1));
+            let t = Type::new(rand_dtype(rng), &[rng.below(3)]);
             outs.push(b.constant(Array::zeros(&t)));
         }
     }
@@ -319,9 +322,11 @@ fn rand_op(rng: &mut Rng) -> Op {
             body: Body::new(rand_body(rng)),
             n_consts: rng.below(3),
         }),
-        _ => Op::Literal(LiteralOp::Const(ferrax::ir::ops::Literal::new(Array::zeros(
-            &rand_type(rng),
-        )))),
+        _ => {
+            // Constants stay small: their array exists before any check could refuse it.
+            let t = Type::new(rand_dtype(rng), &[rng.below(3), rng.below(3)]);
+            Op::Literal(LiteralOp::Const(ferrax::ir::ops::Literal::new(Array::zeros(&t))))
+        }
     }
 }
 
@@ -345,6 +350,9 @@ pub fn ill_typed(g: &Graph, rng: &mut Rng, n: usize) -> Result<(), String> {
         let tys: Vec<String> = args.iter().map(|&a| b.ty(a).to_string()).collect();
         log.push(format!("{op:?} on ({})", tys.join(", ")));
         bump(&COUNTS.ill_typed, 1);
+        if check::tracing() {
+            eprintln!("fuzz_graphs: pushing {}", log.last().map_or("", |s| s.as_str()));
+        }
         let r = guard("push of a random op", || b.push(op, &args))
             .map_err(|e| format!("{e}\nops:\n  {}", log.join("\n  ")))?;
         if let Ok(rs) = r {
@@ -363,6 +371,9 @@ pub fn ill_typed(g: &Graph, rng: &mut Rng, n: usize) -> Result<(), String> {
     let ctx = || format!("graph of random ops:\n{}\nops:\n  {}", h.to_text(), log.join("\n  "));
     let skip = guard("walk", || skip_mutant(&h))?;
     if !skip {
+        if check::tracing() {
+            eprintln!("fuzz_graphs: running random ops\n{}", log.join("\n"));
+        }
         let args: Vec<Array> = h
             .param_types()
             .iter()

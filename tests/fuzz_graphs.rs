@@ -97,7 +97,14 @@ fn dot_grad(grads: &[Array], d: &[Array], floats: &[usize]) -> (f64, f64) {
 
 /// `grad` of the summed output of `f` at `x`: through the JIT, against forward mode, and
 /// against finite differences (when `fd`); then `jvp∘grad` and `vmap∘grad`.
-fn check_grad(what: &str, f: &Graph, x: &[Array], d: &[Array], fd: bool, rng: &mut Rng) -> Result<(), String> {
+fn check_grad(
+    what: &str,
+    f: &Graph,
+    x: &[Array],
+    d: &[Array],
+    fd: bool,
+    rng: &mut Rng,
+) -> Result<(), String> {
     let Some(gg) = check::grad_of(f)? else {
         return Ok(());
     };
@@ -107,7 +114,12 @@ fn check_grad(what: &str, f: &Graph, x: &[Array], d: &[Array], fd: bool, rng: &m
     let s = check::summed(f).expect("grad_of found a float output");
     // Forward mode along d must agree with reverse mode.
     if let Some(js) = check::jvp_of(&s)? {
-        let out = check::interp_vs_jit(&format!("jvp(sum({what}))"), &js, &concat(x, d), InputKind::Moderate)?;
+        let out = check::interp_vs_jit(
+            &format!("jvp(sum({what}))"),
+            &js,
+            &concat(x, d),
+            InputKind::Moderate,
+        )?;
         let t = out[1].to_f64_vec()[0];
         // f32 values round each term to about 1e-7; f64 ones to about 1e-16.
         let tol = if check::traits(f).f32 { 1e-4 } else { 1e-8 };
@@ -124,11 +136,20 @@ fn check_grad(what: &str, f: &Graph, x: &[Array], d: &[Array], fd: bool, rng: &m
         check::fd_check(&format!("grad({what})"), &s, x, d, &[ad])?;
     }
     // Special inputs through the gradient.
-    let sp: Vec<Array> = gg.param_types().iter().map(|t| check::special_input(rng, t)).collect();
+    let sp: Vec<Array> = gg
+        .param_types()
+        .iter()
+        .map(|t| check::special_input(rng, t))
+        .collect();
     check::interp_vs_jit(&format!("grad({what})"), &gg, &sp, InputKind::Special)?;
     // jvp of grad: a Hessian-vector product.
     if let Some(jg) = check::jvp_of(&gg)? {
-        let out = check::interp_vs_jit(&format!("jvp(grad({what}))"), &jg, &concat(x, d), InputKind::Moderate)?;
+        let out = check::interp_vs_jit(
+            &format!("jvp(grad({what}))"),
+            &jg,
+            &concat(x, d),
+            InputKind::Moderate,
+        )?;
         if fd {
             let n = gg.outputs().len();
             check::fd_check(&format!("jvp(grad({what}))"), &gg, x, d, &out[n..])?;
@@ -223,7 +244,10 @@ fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
     let g = gen.graph;
     check::record_ops(&g);
     if let Err(e) = g.verify() {
-        return Err(format!("a built graph does not verify: {e}\n{}", g.to_text()));
+        return Err(format!(
+            "a built graph does not verify: {e}\n{}",
+            g.to_text()
+        ));
     }
     // The text format round-trips.
     let text = g.to_text();
@@ -240,16 +264,23 @@ fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
     let mut rng = Rng(seed);
     let types = g.param_types();
     for _ in 0..2 {
-        let sp: Vec<Array> = types.iter().map(|t| check::special_input(&mut rng, t)).collect();
+        let sp: Vec<Array> = types
+            .iter()
+            .map(|t| check::special_input(&mut rng, t))
+            .collect();
         check::interp_vs_jit("graph", &g, &sp, InputKind::Special)?;
     }
-    let (lo, hi) = if rng.below(2) == 0 { (-2.0, 2.0) } else { (0.25, 2.0) };
+    let (lo, hi) = if rng.below(2) == 0 {
+        (-2.0, 2.0)
+    } else {
+        (0.25, 2.0)
+    };
     let x = moderate(&mut rng, &types, lo, hi);
     check::interp_vs_jit("graph", &g, &x, InputKind::Moderate)?;
     let d = direction(&mut rng, &types);
     // Finite differences need f64 throughout, no stop_gradient, and no jumps denser than a step.
     let tr = check::traits(&g);
-    let fd = !tr.f32 && !tr.stop_gradient && !(tr.jumpy && tr.wild_consts);
+    let fd = !(tr.f32 || tr.stop_gradient || (tr.jumpy && tr.wild_consts));
     // jvp: primal outputs unchanged, tangents against finite differences.
     if let Some(jg) = check::jvp_of(&g)? {
         let out = check::interp_vs_jit("jvp", &jg, &concat(&x, &d), InputKind::Moderate)?;
@@ -272,7 +303,11 @@ fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
                 .collect();
             check::fd_check("jvp", &g, &x, &d, &ad)?;
         }
-        let sp: Vec<Array> = jg.param_types().iter().map(|t| check::special_input(&mut rng, t)).collect();
+        let sp: Vec<Array> = jg
+            .param_types()
+            .iter()
+            .map(|t| check::special_input(&mut rng, t))
+            .collect();
         check::interp_vs_jit("jvp", &jg, &sp, InputKind::Special)?;
     }
     check_grad("f", &g, &x, &d, fd, &mut rng)?;
@@ -303,21 +338,27 @@ fn fuzz_graphs() {
         max_shrink_iters: 4096,
         ..Config::default()
     };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes));
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
     // Once a case fails, the deadline no longer skips cases, so shrinking sees real results.
     let failing = AtomicBool::new(false);
     let skipped = std::sync::atomic::AtomicUsize::new(0);
-    let result = runner.run(&(vec(any::<u32>(), 0..800), any::<u64>()), |(tape, seed)| {
-        if !failing.load(Ordering::Relaxed) && Instant::now() > deadline {
-            skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        run_case(&tape, seed).map_err(|e| {
-            failing.store(true, Ordering::Relaxed);
-            bump(&COUNTS.failures, 1);
-            TestCaseError::fail(e)
-        })
-    });
+    let result = runner.run(
+        &(vec(any::<u32>(), 0..800), any::<u64>()),
+        |(tape, seed)| {
+            if !failing.load(Ordering::Relaxed) && Instant::now() > deadline {
+                skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            run_case(&tape, seed).map_err(|e| {
+                failing.store(true, Ordering::Relaxed);
+                bump(&COUNTS.failures, 1);
+                TestCaseError::fail(e)
+            })
+        },
+    );
     let c = &COUNTS;
     let get = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed);
     println!(
@@ -346,7 +387,10 @@ fn fuzz_graphs() {
             check::KNOWN_BUGS
         },
     );
-    let seen = check::OPS_SEEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let seen = check::OPS_SEEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     println!("fuzz_graphs: ops generated (with sub-graphs): {seen:?}");
     if let Err(e) = result {
         panic!("fuzz_graphs found a failure (minimised):\n{e}");
@@ -374,6 +418,11 @@ mod found {
         )
         .unwrap();
         let s = simplify(&g);
-        assert_eq!(bits(&g, -0.0), bits(&s, -0.0), "simplified:\n{}", s.to_text());
+        assert_eq!(
+            bits(&g, -0.0),
+            bits(&s, -0.0),
+            "simplified:\n{}",
+            s.to_text()
+        );
     }
 }

@@ -155,7 +155,7 @@ const SPECIAL_F32: [f32; 12] = [
     f32::NEG_INFINITY,
     f32::NAN,
     1.0e-45,
-    -1.17549435e-38,
+    -1.175_494_4e-38,
     f32::MAX,
     f32::MIN,
     1e30,
@@ -209,7 +209,9 @@ pub fn moderate_input(rng: &mut Rng, ty: &Type, lo: f64, hi: f64) -> Array {
             _ => rng.uniform(lo, hi),
         })
         .collect();
-    Array::from_f64(ty.dims(), v).expect("sizes match").cast(ty.dtype)
+    Array::from_f64(ty.dims(), v)
+        .expect("sizes match")
+        .cast(ty.dtype)
 }
 
 /// Equal dtype, shape and bits, any NaN equal to any NaN.
@@ -238,10 +240,9 @@ pub fn same_known(a: &Array, b: &Array, g: &Graph) -> bool {
     known(Known::TrivialSumSignedZero)
         && traits(g).trivial_sum
         && a.ty() == b.ty()
-        && a.to_f64_vec()
-            .iter()
-            .zip(b.to_f64_vec())
-            .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()) || (*p == 0.0 && q == 0.0))
+        && a.to_f64_vec().iter().zip(b.to_f64_vec()).all(|(p, q)| {
+            p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()) || (*p == 0.0 && q == 0.0)
+        })
 }
 
 /// The IEEE class of a number: NaN, ±inf, or finite.
@@ -284,8 +285,11 @@ fn show(args: &[Array]) -> String {
         .join("\n  ")
 }
 
+/// A visitor of ops with their operand and result types.
+pub type Visit<'a> = dyn FnMut(&Op, &[Type], &[Type]) + 'a;
+
 /// Visits every op of `g` and of its sub-graphs.
-pub fn walk(g: &Graph, f: &mut dyn FnMut(&Op, &[Type], &[Type])) {
+pub fn walk(g: &Graph, f: &mut Visit<'_>) {
     for (_, inst) in g.insts() {
         let args: Vec<Type> = inst.args.iter().map(|&a| g.ty(a).clone()).collect();
         let res: Vec<Type> = inst.results.iter().map(|&r| g.ty(r).clone()).collect();
@@ -365,10 +369,8 @@ pub fn traits(g: &Graph) -> Traits {
             t.elementwise = false;
         }
         match op {
-            Op::Reduce(ReduceOp::Sum { axes }) => {
-                if axes.iter().all(|&a| args[0].dims()[a] <= 1) {
-                    t.trivial_sum = true;
-                }
+            Op::Reduce(ReduceOp::Sum { axes }) if axes.iter().all(|&a| args[0].dims()[a] <= 1) => {
+                t.trivial_sum = true;
             }
             Op::Dot(d) => {
                 let lhs: usize = args[0].dims().iter().product();
@@ -404,13 +406,11 @@ pub fn traits(g: &Graph) -> Traits {
                     t.wild_consts = true;
                 }
             }
-            Op::Convert(ConvertOp::Convert(d)) => {
-                if !d.is_float() {
-                    t.discrete = true;
-                    if args[0].dtype.is_float() {
-                        t.int_from_float = true;
-                        t.jumpy = true;
-                    }
+            Op::Convert(ConvertOp::Convert(d)) if !d.is_float() => {
+                t.discrete = true;
+                if args[0].dtype.is_float() {
+                    t.int_from_float = true;
+                    t.jumpy = true;
                 }
             }
             _ => {}
@@ -500,16 +500,15 @@ pub fn interp_vs_jit(
                 // Elementwise graphs keep every IEEE class, whatever the math mode.
                 bump(&COUNTS.fast_compared, 1);
                 close(w, h, f64::INFINITY, 0.0).map_err(|e| {
-                    format!("jit {math:?} changes the IEEE class at output {k}: {e}\n{}", ctx())
+                    format!(
+                        "jit {math:?} changes the IEEE class at output {k}: {e}\n{}",
+                        ctx()
+                    )
                 })?;
             }
             if loose {
                 // Any f32 value upstream bounds the accuracy of everything after it.
-                let (rel, abs) = if t.f32 {
-                    (1e-3, 1e-4)
-                } else {
-                    (1e-7, 1e-9)
-                };
+                let (rel, abs) = if t.f32 { (1e-3, 1e-4) } else { (1e-7, 1e-9) };
                 close(w, h, rel, abs).map_err(|e| {
                     format!("jit {math:?} far from interp at output {k}: {e}\n{}", ctx())
                 })?;
@@ -522,10 +521,7 @@ pub fn interp_vs_jit(
 /// The graph `sum(convert_f64(outputs[k]))` of `g`'s parameters, for the first float output
 /// `k`; `None` when no output is float.
 pub fn summed(g: &Graph) -> Option<Graph> {
-    let k = g
-        .output_types()
-        .iter()
-        .position(|t| t.dtype.is_float())?;
+    let k = g.output_types().iter().position(|t| t.dtype.is_float())?;
     let mut b = Builder::new();
     let ps: Vec<_> = g.param_types().into_iter().map(|t| b.param(t)).collect();
     let outs = inline(&mut b, g, &ps).ok()?;
@@ -598,7 +594,11 @@ pub fn jvp_of(g: &Graph) -> Result<Option<Graph>, String> {
 }
 
 /// `vmap` of `g` over a batch of `batch` with the given in_axes.
-pub fn vmap_of(g: &Graph, in_axes: &[Option<usize>], batch: usize) -> Result<Option<Graph>, String> {
+pub fn vmap_of(
+    g: &Graph,
+    in_axes: &[Option<usize>],
+    batch: usize,
+) -> Result<Option<Graph>, String> {
     let n = g.params().len();
     let types: Vec<Type> = g
         .param_types()
@@ -669,7 +669,13 @@ fn shifted(x: &[Array], d: &[Array], s: f64) -> Vec<Array> {
 /// Compares `ad` (one array per float output of `f`, the derivative along `d` at `x`) with
 /// central differences of `f`, element by element, where two step sizes agree (the function
 /// is smooth there) and everything is finite.
-pub fn fd_check(what: &str, f: &Graph, x: &[Array], d: &[Array], ad: &[Array]) -> Result<(), String> {
+pub fn fd_check(
+    what: &str,
+    f: &Graph,
+    x: &[Array],
+    d: &[Array],
+    ad: &[Array],
+) -> Result<(), String> {
     let eval = |s: f64| -> Option<Vec<Array>> {
         let xs = shifted(x, d, s);
         interp::eval(f, &xs).ok()
@@ -680,7 +686,9 @@ pub fn fd_check(what: &str, f: &Graph, x: &[Array], d: &[Array], ad: &[Array]) -
     else {
         return Ok(());
     };
-    let floats: Vec<usize> = (0..y0.len()).filter(|&k| y0[k].dtype() == DType::F64).collect();
+    let floats: Vec<usize> = (0..y0.len())
+        .filter(|&k| y0[k].dtype() == DType::F64)
+        .collect();
     if floats.len() != ad.len() {
         return Ok(());
     }

@@ -12,7 +12,6 @@ use ferrax::ir::ops::{
 };
 use ferrax::ir::{Array, Builder, DType, Dims, Graph, Op, Shape, Type, Value};
 
-
 /// A sequence of choices; reading past its end gives zeros.
 pub struct Tape<'a> {
     data: &'a [u32],
@@ -156,10 +155,10 @@ impl<'t, 'a> Gen<'t, 'a> {
         d
     }
 
-    /// A constant of type `ty` with elements from the special tables.
+    /// A constant of type `ty` with elements from the special tables (at most 64 distinct
+    /// choices, repeated to fill larger shapes).
     fn const_array(&mut self, ty: &Type) -> Array {
         let n = ty.size().min(64);
-        let big = ty.size() > 64;
         let vals: Vec<f64> = (0..n)
             .map(|_| match ty.dtype {
                 DType::I32 => self.tape.pick(&SPECIAL_I32) as f64,
@@ -169,7 +168,6 @@ impl<'t, 'a> Gen<'t, 'a> {
             .collect();
         let at = |i: usize| if n == 0 { 0.0 } else { vals[i % n] };
         let all: Vec<f64> = (0..ty.size()).map(at).collect();
-        let _ = big;
         let a = Array::from_f64(ty.dims(), all).expect("element count matches");
         a.cast(ty.dtype)
     }
@@ -213,21 +211,32 @@ impl<'t, 'a> Gen<'t, 'a> {
                 .collect();
             if !floats.is_empty() {
                 let f = self.tape.pick(&floats);
-                if let Some(v) = self.push(b, pool, Op::Convert(ConvertOp::Convert(DType::I32)), &[f])
+                if let Some(v) =
+                    self.push(b, pool, Op::Convert(ConvertOp::Convert(DType::I32)), &[f])
                 {
                     return v;
                 }
             }
         }
         if k == 1 {
-            let c = b.constant(Array::scalar(DType::I32, self.tape.pick(&SPECIAL_I32) as f64));
+            let c = b.constant(Array::scalar(
+                DType::I32,
+                self.tape.pick(&SPECIAL_I32) as f64,
+            ));
             return c;
         }
         self.operand_of(b, pool, &t)
     }
 
-    fn push(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>, op: Op, args: &[Value]) -> Option<Value> {
-        self.push_n(b, pool, op, args).and_then(|r| r.first().copied())
+    fn push(
+        &mut self,
+        b: &mut Builder,
+        pool: &mut Vec<Pooled>,
+        op: Op,
+        args: &[Value],
+    ) -> Option<Value> {
+        self.push_n(b, pool, op, args)
+            .and_then(|r| r.first().copied())
     }
 
     fn push_n(
@@ -392,7 +401,11 @@ impl<'t, 'a> Gen<'t, 'a> {
             .filter(|o| x.ty.dtype.is_float() || o.accepts_int())
             .collect();
         let op = self.tape.pick(&ops);
-        let (l, r) = if self.tape.flag(50) { (y, x.v) } else { (x.v, y) };
+        let (l, r) = if self.tape.flag(50) {
+            (y, x.v)
+        } else {
+            (x.v, y)
+        };
         self.push(b, pool, Op::Binary(op), &[l, r]);
     }
 
@@ -416,7 +429,9 @@ impl<'t, 'a> Gen<'t, 'a> {
         let Some(x) = self.choose(pool, |t| t.dtype == DType::Bool) else {
             return self.compare(b, pool);
         };
-        let op = self.tape.pick(&[CompareOp::And, CompareOp::Or, CompareOp::Not]);
+        let op = self
+            .tape
+            .pick(&[CompareOp::And, CompareOp::Or, CompareOp::Not]);
         if op == CompareOp::Not {
             self.push(b, pool, Op::Compare(op), &[x.v]);
         } else {
@@ -442,7 +457,11 @@ impl<'t, 'a> Gen<'t, 'a> {
             }
         };
         let other = self.operand_of(b, pool, &x.ty);
-        let (t, f) = if self.tape.flag(50) { (other, x.v) } else { (x.v, other) };
+        let (t, f) = if self.tape.flag(50) {
+            (other, x.v)
+        } else {
+            (x.v, other)
+        };
         self.push(b, pool, Op::Compare(CompareOp::Select), &[pred, t, f]);
     }
 
@@ -450,7 +469,9 @@ impl<'t, 'a> Gen<'t, 'a> {
         let Some(x) = self.choose(pool, |_| true) else {
             return;
         };
-        let to = self.tape.pick(&[DType::F64, DType::I32, DType::F32, DType::Bool]);
+        let to = self
+            .tape
+            .pick(&[DType::F64, DType::I32, DType::F32, DType::Bool]);
         self.push(b, pool, Op::Convert(ConvertOp::Convert(to)), &[x.v]);
     }
 
@@ -706,14 +727,23 @@ impl<'t, 'a> Gen<'t, 'a> {
         };
         let axis = self.tape.below(x.ty.rank());
         let reverse = self.tape.flag(50);
-        self.push(b, pool, Op::Index(IndexOp::Cumsum { axis, reverse }), &[x.v]);
+        self.push(
+            b,
+            pool,
+            Op::Index(IndexOp::Cumsum { axis, reverse }),
+            &[x.v],
+        );
     }
 
     fn dynamic(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
         let Some(x) = self.choose(pool, |_| true) else {
             return;
         };
-        let sizes: Dims = x.ty.dims().iter().map(|&d| self.tape.below(d + 1)).collect();
+        let sizes: Dims =
+            x.ty.dims()
+                .iter()
+                .map(|&d| self.tape.below(d + 1))
+                .collect();
         let update = self.tape.flag(50);
         let mut args = vec![x.v];
         if update {
@@ -768,9 +798,7 @@ impl<'t, 'a> Gen<'t, 'a> {
     /// One or two operands for a control op's body.
     fn operands(&mut self, pool: &[Pooled]) -> Vec<Pooled> {
         let n = 1 + self.tape.below(2);
-        (0..n)
-            .filter_map(|_| self.choose(pool, |_| true))
-            .collect()
+        (0..n).filter_map(|_| self.choose(pool, |_| true)).collect()
     }
 
     fn switch(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
@@ -790,7 +818,14 @@ impl<'t, 'a> Gen<'t, 'a> {
         let index = self.index_scalar(b, pool);
         let mut args = vec![index];
         args.extend(ops.iter().map(|p| p.v));
-        self.push_n(b, pool, Op::Control(ControlOp::Switch { branches: branches.into_iter().collect() }), &args);
+        self.push_n(
+            b,
+            pool,
+            Op::Control(ControlOp::Switch {
+                branches: branches.into_iter().collect(),
+            }),
+            &args,
+        );
     }
 
     fn while_loop(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
@@ -927,11 +962,64 @@ impl<'t, 'a> Gen<'t, 'a> {
 
 /// Every op name of the text format, for mutants that swap names.
 pub const OP_NAMES: [&str; 60] = [
-    "neg", "abs", "sign", "floor", "ceil", "round", "sqrt", "rsqrt", "exp", "exp2", "expm1",
-    "log", "log1p", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
-    "asinh", "acosh", "atanh", "logistic", "erf", "integer_pow", "square", "reciprocal", "add",
-    "sub", "mul", "div", "pow", "max", "min", "atan2", "rem", "eq", "lt", "select", "and",
-    "not", "convert", "stop_gradient", "const", "iota", "broadcast_in_dim", "reshape",
-    "transpose", "slice", "pad", "concatenate", "rev", "reduce_sum", "argmax", "dot_general",
-    "gather", "scatter_add",
+    "neg",
+    "abs",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "sqrt",
+    "rsqrt",
+    "exp",
+    "exp2",
+    "expm1",
+    "log",
+    "log1p",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "logistic",
+    "erf",
+    "integer_pow",
+    "square",
+    "reciprocal",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "max",
+    "min",
+    "atan2",
+    "rem",
+    "eq",
+    "lt",
+    "select",
+    "and",
+    "not",
+    "convert",
+    "stop_gradient",
+    "const",
+    "iota",
+    "broadcast_in_dim",
+    "reshape",
+    "transpose",
+    "slice",
+    "pad",
+    "concatenate",
+    "rev",
+    "reduce_sum",
+    "argmax",
+    "dot_general",
+    "gather",
+    "scatter_add",
 ];

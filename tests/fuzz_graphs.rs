@@ -41,11 +41,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrax::ir::{Array, DType, Type};
+use ferrax::transforms::{jacfwd_graph, jacrev_graph};
 
 /// Cases of the default (CI) run.
-const DEFAULT_CASES: u32 = 3000;
+const DEFAULT_CASES: u32 = 1500;
 /// Wall-clock bound of the default run, in seconds (cases left when it passes are skipped).
-const DEFAULT_SECONDS: u64 = 120;
+const DEFAULT_SECONDS: u64 = 150;
 /// The default seed.
 const DEFAULT_SEED: u64 = 0x00fe_22a8;
 
@@ -157,6 +158,109 @@ fn check_grad(
     }
     // vmap of grad.
     check_vmap(&format!("grad({what})"), &gg, rng, InputKind::Moderate)?;
+    Ok(())
+}
+
+/// `vjp` of `f` against forward mode by the dot-product test: `⟨ct, J·d⟩ = ⟨Jᵀ·ct, d⟩` for
+/// random output cotangents `ct`, where `tangents` are `J·d` from `jvp`.
+fn check_vjp(
+    f: &Graph,
+    x: &[Array],
+    d: &[Array],
+    tangents: &[Array],
+    rng: &mut Rng,
+) -> Result<(), String> {
+    let Some(vg) = check::vjp_of(f)? else {
+        return Ok(());
+    };
+    let outs = f.output_types();
+    let ct: Vec<Array> = outs
+        .iter()
+        .map(|t| {
+            if t.dtype.is_float() {
+                check::moderate_input(rng, t, -1.0, 1.0)
+            } else {
+                Array::zeros(t)
+            }
+        })
+        .collect();
+    let out = check::interp_vs_jit("vjp", &vg, &concat(x, &ct), InputKind::Moderate)?;
+    let n = outs.len();
+    let (mut lhs, mut rhs, mut mag) = (0.0, 0.0, 0.0);
+    for (k, t) in outs.iter().enumerate() {
+        if t.dtype.is_float() {
+            for (a, b) in ct[k].to_f64_vec().iter().zip(tangents[k].to_f64_vec()) {
+                lhs += a * b;
+                mag += (a * b).abs();
+            }
+        }
+    }
+    for (i, p) in f.param_types().iter().enumerate() {
+        if p.dtype.is_float() {
+            for (a, b) in out[n + i].to_f64_vec().iter().zip(d[i].to_f64_vec()) {
+                rhs += a * b;
+                mag += (a * b).abs();
+            }
+        }
+    }
+    let tol = if check::traits(f).f32 { 1e-4 } else { 1e-8 };
+    if lhs.is_finite()
+        && rhs.is_finite()
+        && mag.is_finite()
+        && (lhs - rhs).abs() > tol * (1.0 + mag)
+    {
+        return Err(format!(
+            "vjp and jvp disagree: <ct, J d> = {lhs:e} but <J^T ct, d> = {rhs:e}\ngraph:\n{}\nvjp:\n{}",
+            f.to_text(),
+            vg.to_text()
+        ));
+    }
+    Ok(())
+}
+
+/// `jacfwd` and `jacrev` with respect to every float parameter: both through the JIT, and
+/// equal to each other up to rounding.
+fn check_jacobians(f: &Graph, x: &[Array]) -> Result<(), String> {
+    let argnums = check::float_params(f);
+    if argnums.is_empty() {
+        return Ok(());
+    }
+    let n = f.params().len();
+    let fwd = check::transform("jacfwd", f, |g| jacfwd_graph(g, n, &argnums))?;
+    let rev = check::transform("jacrev", f, |g| jacrev_graph(g, n, &argnums))?;
+    let (Some(fwd), Some(rev)) = (fwd, rev) else {
+        return Ok(());
+    };
+    let a = check::interp_vs_jit("jacfwd", &fwd, x, InputKind::Moderate)?;
+    let b = check::interp_vs_jit("jacrev", &rev, x, InputKind::Moderate)?;
+    let tol = if check::traits(f).f32 { 1e-4 } else { 1e-9 };
+    for (k, (p, q)) in a.iter().zip(&b).enumerate() {
+        let big = p
+            .to_f64_vec()
+            .iter()
+            .chain(&q.to_f64_vec())
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        // Dtypes may differ for mixed precision (forward mode gives the output's, reverse
+        // mode the input's, as in JAX); shapes may not.
+        if p.shape() != q.shape() {
+            return Err(format!(
+                "jacfwd and jacrev shapes differ at output {k}\n{}",
+                f.to_text()
+            ));
+        }
+        for (i, (u, v)) in p.to_f64_vec().iter().zip(q.to_f64_vec()).enumerate() {
+            if u.is_finite() && v.is_finite() && (u - v).abs() > tol * (1.0 + big) {
+                return Err(format!(
+                    "jacfwd and jacrev differ at output {k} element {i}: {u:e} against {v:e}\n\
+                     graph:\n{}\njacfwd:\n{}\njacrev:\n{}",
+                    f.to_text(),
+                    fwd.to_text(),
+                    rev.to_text()
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -309,7 +413,9 @@ fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
             .map(|t| check::special_input(&mut rng, t))
             .collect();
         check::interp_vs_jit("jvp", &jg, &sp, InputKind::Special)?;
+        check_vjp(&g, &x, &d, &out[n..], &mut rng)?;
     }
+    check_jacobians(&g, &x)?;
     check_grad("f", &g, &x, &d, fd, &mut rng)?;
     // vmap, on special and moderate inputs, and grad of vmap.
     check_vmap("f", &g, &mut rng, InputKind::Special)?;
@@ -392,6 +498,11 @@ fn fuzz_graphs() {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     println!("fuzz_graphs: ops generated (with sub-graphs): {seen:?}");
+    let declined = check::DECLINED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    println!("fuzz_graphs: transforms declined (count, first error): {declined:?}");
     if let Err(e) = result {
         panic!("fuzz_graphs found a failure (minimised):\n{e}");
     }

@@ -5,7 +5,7 @@
 use ferrax::ir::ops::{ControlOp, ConvertOp, LiteralOp, ReduceOp, UnaryOp};
 use ferrax::ir::{interp, Array, Builder, DType, Data, Graph, Op, Shape, Type};
 use ferrax::jit_backend::{compile, JitOptions, MathMode};
-use ferrax::transforms::{grad_graph, inline, jvp_graph, simplify, vmap::vmap_graph};
+use ferrax::transforms::{grad_graph, inline, jvp_graph, simplify, vjp_graph, vmap::vmap_graph};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -99,6 +99,10 @@ pub static COUNTS: Counts = Counts {
 
 /// How many generated graphs (sub-graphs included) use each op, by text name.
 pub static OPS_SEEN: std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Transforms that returned an error, by name: how often, and the first message.
+pub static DECLINED: std::sync::Mutex<std::collections::BTreeMap<String, (usize, String)>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Records the ops of `g` in `OPS_SEEN`.
@@ -567,8 +571,14 @@ pub fn transform(
             }
             Ok(Some(h))
         }
-        Err(_) => {
+        Err(e) => {
             bump(&COUNTS.transform_errors, 1);
+            let mut d = DECLINED.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = d.entry(name.to_string()).or_insert((0, String::new()));
+            entry.0 += 1;
+            if entry.1.is_empty() {
+                entry.1 = e.to_string().chars().take(160).collect();
+            }
             Ok(None)
         }
     }
@@ -591,6 +601,13 @@ pub fn grad_of(g: &Graph) -> Result<Option<Graph>, String> {
 pub fn jvp_of(g: &Graph) -> Result<Option<Graph>, String> {
     let n = g.params().len();
     transform("jvp", g, |g| jvp_graph(g, n))
+}
+
+/// `vjp` of `g`: parameters `(primals.., output cotangents..)`, outputs `(outputs.., input
+/// cotangents..)`.
+pub fn vjp_of(g: &Graph) -> Result<Option<Graph>, String> {
+    let n = g.params().len();
+    transform("vjp", g, |g| vjp_graph(g, n))
 }
 
 /// `vmap` of `g` over a batch of `batch` with the given in_axes.

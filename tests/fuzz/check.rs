@@ -23,6 +23,10 @@ pub enum Known {
     /// (so -0.0 becomes +0.0), while the simplifier removes it as the identity (keeping -0.0);
     /// regression test `bug_empty_axes_sum_signed_zero`.
     TrivialSumSignedZero,
+    /// The JVP rule of `atan2(a, b)` divides by `a² + b²`, which overflows for |a|, |b| above
+    /// about 1e154 and gives a zero derivative where the true one is finite; regression test
+    /// `bug_atan2_jvp_overflows`. Finite differences skip graphs with `atan2` and wild constants.
+    Atan2JvpOverflow,
     /// Loops whose condition never fails run forever; mutants with `while` are not run.
     EndlessWhile,
 }
@@ -31,6 +35,7 @@ pub enum Known {
 pub const KNOWN_BUGS: &[Known] = &[
     Known::FastNanWherePreciseFinite,
     Known::TrivialSumSignedZero,
+    Known::Atan2JvpOverflow,
     Known::HugeShapes,
     Known::EndlessWhile,
 ];
@@ -332,6 +337,8 @@ pub struct Traits {
     pub discrete: bool,
     /// A `reduce_sum` over at most one element per result (see `Known::TrivialSumSignedZero`).
     pub trivial_sum: bool,
+    /// An `atan2` (see `Known::Atan2JvpOverflow`).
+    pub atan2: bool,
     /// Only elementwise ops (and constants): no reductions to reassociate.
     pub elementwise: bool,
     /// Some value is f32 (finite differences are too coarse there).
@@ -395,6 +402,7 @@ pub fn traits(g: &Graph) -> Traits {
             | Op::Compare(_)
             | Op::Reduce(ReduceOp::ArgMax { .. } | ReduceOp::ArgMin { .. })
             | Op::Control(_) => t.discrete = true,
+            Op::Binary(ferrax::ir::ops::BinaryOp::Atan2) => t.atan2 = true,
             Op::Binary(ferrax::ir::ops::BinaryOp::Rem) => {
                 t.discrete = true;
                 t.jumpy = true;

@@ -161,6 +161,76 @@ fn check_grad(
     Ok(())
 }
 
+/// The user-facing route: `Function::from_graph`, then `call`, `jit`, `jvp`, `grad` and
+/// `vmap(grad)` as a user calls them, each equal bit for bit to the graph-level results
+/// (`want_jvp` and `want_grad` are the interpreter's results of the graph-level transforms).
+fn check_api(g: &Graph, x: &[Array], d: &[Array]) -> Result<(), String> {
+    let ctx = |what: &str, e: String| format!("{what}: {e}\ngraph:\n{}", g.to_text());
+    let cmp = |what: &str, got: &[Array], want: &[Array], h: &Graph| -> Result<(), String> {
+        let exact = {
+            let t = check::traits(h);
+            !t.gemm && !t.large
+        };
+        if got.len() != want.len()
+            || (exact
+                && got
+                    .iter()
+                    .zip(want)
+                    .any(|(a, b)| !check::same_known(a, b, h)))
+        {
+            return Err(format!(
+                "{what} differs from the graph-level result: {:?} against {:?}\ngraph:\n{}",
+                got.iter().map(|a| a.to_f64_vec()).collect::<Vec<_>>(),
+                want.iter().map(|a| a.to_f64_vec()).collect::<Vec<_>>(),
+                h.to_text()
+            ));
+        }
+        Ok(())
+    };
+    let want = check::run_interp(g, x)?.map_err(|e| ctx("interp", e.to_string()))?;
+    let f = ferrax::Function::from_graph(g.clone());
+    let got = guard("Function::call_arrays", || f.call_arrays(x))?
+        .map_err(|e| ctx("Function::call_arrays", e.to_string()))?;
+    cmp("Function::call_arrays", &got, &want, g)?;
+    let got = guard("jit", || ferrax::jit(&f).and_then(|j| j.call_arrays(x)))?
+        .map_err(|e| ctx("jit", e.to_string()))?;
+    cmp("jit", &got, &want, g)?;
+    if let Some(jg) = check::jvp_of(g)? {
+        let args = concat(x, d);
+        let want = check::run_interp(&jg, &args)?.map_err(|e| ctx("interp", e.to_string()))?;
+        let got = guard("jvp", || ferrax::jvp(&f).call_arrays(&args))?
+            .map_err(|e| ctx("jvp", e.to_string()))?;
+        cmp("jvp", &got, &want, &jg)?;
+    }
+    let Some(s) = check::summed(g) else {
+        return Ok(());
+    };
+    let argnums = check::float_params(&s);
+    if let (false, Some(gg)) = (argnums.is_empty(), check::grad_of(g)?) {
+        let want = check::run_interp(&gg, x)?.map_err(|e| ctx("interp", e.to_string()))?;
+        let fs = ferrax::Function::from_graph(s.clone());
+        let df = ferrax::grad(&fs).wrt(argnums.clone());
+        let got = guard("grad", || df.call_arrays(x))?.map_err(|e| ctx("grad", e.to_string()))?;
+        cmp("grad", &got, &want, &gg)?;
+        let got = guard("jit(grad)", || {
+            ferrax::jit(&*df).and_then(|j| j.call_arrays(x))
+        })?
+        .map_err(|e| ctx("jit(grad)", e.to_string()))?;
+        cmp("jit(grad)", &got, &want, &gg)?;
+        // vmap(grad) over a batch of one: each output gains a leading 1.
+        let xs: Vec<Array> = x
+            .iter()
+            .map(|a| check::stack_at(std::slice::from_ref(a), 0))
+            .collect();
+        let vf = ferrax::vmap(&*df);
+        let got = guard("vmap(grad)", || vf.call_arrays(&xs))?
+            .map_err(|e| ctx("vmap(grad)", e.to_string()))?;
+        let got: Vec<Array> = got.iter().map(|a| check::member(a, 0)).collect();
+        cmp("vmap(grad)", &got, &want, &gg)?;
+    }
+    Ok(())
+}
+
 /// `vjp` of `f` against forward mode by the dot-product test: `⟨ct, J·d⟩ = ⟨Jᵀ·ct, d⟩` for
 /// random output cotangents `ct`, where `tangents` are `J·d` from `jvp`.
 fn check_vjp(
@@ -419,6 +489,7 @@ fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
         check_vjp(&g, &x, &d, &out[n..], &mut rng)?;
     }
     check_jacobians(&g, &x)?;
+    check_api(&g, &x, &d)?;
     check_grad("f", &g, &x, &d, fd, &mut rng)?;
     // vmap, on special and moderate inputs, and grad of vmap.
     check_vmap("f", &g, &mut rng, InputKind::Special)?;

@@ -322,7 +322,15 @@ impl<'t, 'a> Gen<'t, 'a> {
         let mut out_vals = Vec::new();
         for o in outs {
             let v = match o {
-                None => self.choose(&pool, |_| true).expect("params exist").v,
+                None => match self.choose(&pool, |_| true) {
+                    Some(p) => p.v,
+                    None => {
+                        // A body without parameters or ops returns a constant.
+                        let dt = self.dtype();
+                        let d = self.dims(2);
+                        self.operand_of(&mut b, &mut pool, &Type::new(dt, &d))
+                    }
+                },
                 Some(t) => match self.choose(&pool, |u| u == t) {
                     Some(p) => p.v,
                     None => self.operand_of(&mut b, &mut pool, t),
@@ -888,10 +896,19 @@ impl<'t, 'a> Gen<'t, 'a> {
         self.push_n(b, pool, op, &args);
     }
 
+    /// A scan: operands `[consts.., (counter,) (carry,) (xs)]`. The optional i32 counter
+    /// counts iterations as `fori_loop` does; without a carry the scan is a map and returns ys.
     fn scan(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
-        let Some(carry) = self.choose(pool, |_| true) else {
-            return;
+        let no_carry = self.tape.flag(15);
+        let carry = if no_carry {
+            None
+        } else {
+            match self.choose(pool, |_| true) {
+                Some(c) => Some(c),
+                None => return,
+            }
         };
+        let counter = carry.is_some() && self.tape.flag(25);
         let consts: Vec<Pooled> = if self.tape.flag(40) {
             self.choose(pool, |_| true).into_iter().collect()
         } else {
@@ -906,35 +923,64 @@ impl<'t, 'a> Gen<'t, 'a> {
             Some(p) => p.ty.dims()[0],
             None => self.tape.below(4),
         };
+        let i32s = Type::scalar(DType::I32);
         let mut tys: Vec<Type> = consts.iter().map(|p| p.ty.clone()).collect();
-        tys.push(carry.ty.clone());
+        if counter {
+            tys.push(i32s.clone());
+        }
+        if let Some(c) = &carry {
+            tys.push(c.ty.clone());
+        }
         if let Some(p) = &xs {
             tys.push(Type::new(p.ty.dtype, &p.ty.dims()[1..]));
         }
-        let with_y = self.tape.flag(60);
-        let mut outs = vec![Some(carry.ty.clone())];
+        let with_y = carry.is_none() || self.tape.flag(60);
+        let mut outs: Vec<Option<Type>> = carry.iter().map(|c| Some(c.ty.clone())).collect();
         if with_y {
             outs.push(None);
         }
         let n = 1 + self.tape.below(4);
-        let body = self.sub(|g| g.body(&tys, n, &outs));
+        let nc = consts.len();
+        let body = self.sub(|g| {
+            let inner = g.body(&tys, n, &outs);
+            if !counter {
+                return inner;
+            }
+            // The counter goes up by one per iteration, beside the generated body.
+            let mut bb = Builder::new();
+            let ps: Vec<Value> = tys.iter().map(|t| bb.param(t.clone())).collect();
+            let one = bb.constant(Array::scalar(DType::I32, 1.0));
+            let next = bb
+                .push1(Op::Binary(BinaryOp::Add), &[ps[nc], one])
+                .expect("i32 add");
+            let mut res = vec![next];
+            res.extend(ferrax::transforms::inline(&mut bb, &inner, &ps).expect("inline"));
+            bb.finish(&res)
+        });
+        let n_carry = usize::from(counter) + usize::from(carry.is_some());
         if with_y {
             // Stacked ys must stay small.
-            let yt = body.output_types()[1].clone();
+            let yt = body.output_types()[n_carry].clone();
             if yt.size().saturating_mul(length) > MAX_ELEMENTS || yt.rank() >= 4 {
                 return;
             }
         }
         let mut args: Vec<Value> = consts.iter().map(|p| p.v).collect();
-        args.push(carry.v);
+        if counter {
+            let start = b.constant(Array::scalar(DType::I32, self.tape.below(3) as f64));
+            args.push(start);
+        }
+        if let Some(c) = &carry {
+            args.push(c.v);
+        }
         if let Some(p) = &xs {
             args.push(p.v);
         }
         let op = Op::Control(ControlOp::Scan {
             body: Body::new(body),
             length,
-            n_consts: consts.len(),
-            n_carry: 1,
+            n_consts: nc,
+            n_carry,
             reverse: self.tape.flag(50),
         });
         self.push_n(b, pool, op, &args);

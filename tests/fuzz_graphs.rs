@@ -9,10 +9,14 @@
 //! - the interpreter and the JIT agree on inputs holding every IEEE special: bit for bit in
 //!   `MathMode::Precise` (and in `Auto` for small tensors), and within a loose bound with the
 //!   same IEEE class in `Fast` (on moderate inputs of continuous graphs);
-//! - `jvp`, `grad`, `vmap` and their nestings (`grad∘vmap`, `vmap∘grad`, `jvp∘grad`) build
-//!   verified graphs; those too run identically on the interpreter and the JIT; jvp keeps the
-//!   primal outputs, vmap equals the per-member results, forward and reverse mode agree, and
-//!   each derivative matches central finite differences in f64 where the function is smooth;
+//! - `jvp`, `vjp`, `grad`, `vmap`, `jacfwd`, `jacrev` and nestings (`grad∘vmap`, `vmap∘grad`,
+//!   `jvp∘grad`) build verified graphs; those too run identically on the interpreter and the
+//!   JIT; jvp keeps the primal outputs, vmap equals the per-member results, forward and reverse
+//!   mode agree (`grad·d` against `jvp`, the dot-product test for `vjp`, `jacfwd` against
+//!   `jacrev`), and each derivative matches central finite differences in f64 where the
+//!   function is smooth (two step sizes must agree, everything must be finite);
+//! - the user-facing route (`Function::from_graph`, `call`, `jit`, `jvp`, `grad`, `jit(grad)`,
+//!   `vmap(grad)`) gives the graph-level results bit for bit;
 //! - printed-text mutants and random ill-typed ops give errors, never panics, and mutants that
 //!   parse run identically on the interpreter and the JIT.
 //!

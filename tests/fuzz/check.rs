@@ -13,33 +13,29 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// re-enables them once the library is fixed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Known {
-    /// Fast-math transcendentals (sin/cos of huge arguments, and compositions with specials)
-    /// give NaN or ±inf where the precise result is finite (fast `sin(1e300)` is -inf); being
-    /// fixed elsewhere. Regression test `bug_fast_sin_huge_argument`.
+    /// Fast-math transcendentals giving NaN or ±inf where the precise result is finite (fast
+    /// `sin(1e300)` was -inf). Fixed: large arguments fall back to the precise functions.
+    /// Regression test `bug_fast_sin_huge_argument`.
     FastNonFiniteWherePreciseFinite,
-    /// Huge shapes in mutated text overflow sizes or allocate without bound (abort); being
-    /// fixed elsewhere. Mutants whose types exceed `MUTANT_MAX_BYTES` are not run.
+    /// Huge shapes in mutated text, which overflowed sizes or aborted on allocation. Fixed:
+    /// checked sizes and fallible allocation. While listed, mutants whose types exceed
+    /// `MUTANT_MAX_BYTES` are not run.
     HugeShapes,
-    /// `reduce_sum` over no elements or one folds from +0.0 in the interpreter and the JIT
-    /// (so -0.0 becomes +0.0), while the simplifier removes it as the identity (keeping -0.0);
-    /// regression test `bug_empty_axes_sum_signed_zero`.
+    /// `reduce_sum` over no axes maps -0.0 to +0.0 in the interpreter and the JIT, while the
+    /// simplifier removed it as the identity. Fixed: float sums over no axes are kept.
+    /// Regression test `bug_empty_axes_sum_signed_zero`.
     TrivialSumSignedZero,
-    /// The JVP rule of `atan2(a, b)` divides by `a² + b²`, which overflows for |a|, |b| above
-    /// about 1e154 and gives a zero derivative where the true one is finite; regression test
-    /// `bug_atan2_jvp_overflows`. Finite differences skip graphs with `atan2` and wild constants.
+    /// The JVP rule of `atan2(a, b)` divided by `a² + b²`, which overflows above about 1e154.
+    /// Fixed: the rule scales by max(|a|, |b|). Regression test `bug_atan2_jvp_overflows`.
     Atan2JvpOverflow,
-    /// Loops whose condition never fails run forever; mutants with `while` are not run.
+    /// Loops whose condition never fails. Fixed: the fuzzer runs under an iteration limit
+    /// (`MAX_WHILE`); while listed, mutants with `while` are not run.
     EndlessWhile,
 }
 
-/// The known bugs currently skipped.
-pub const KNOWN_BUGS: &[Known] = &[
-    Known::FastNonFiniteWherePreciseFinite,
-    Known::TrivialSumSignedZero,
-    Known::Atan2JvpOverflow,
-    Known::HugeShapes,
-    Known::EndlessWhile,
-];
+/// The known bugs currently skipped: none. A bug found later is listed here (with a variant
+/// above and an ignored regression test) until it is fixed.
+pub const KNOWN_BUGS: &[Known] = &[];
 
 /// Whether checks for `k` are skipped (never with `FERRAX_FUZZ_ALL_CHECKS=1`, which runs
 /// every check, to see whether the known bugs are fixed).
@@ -432,16 +428,25 @@ pub fn traits(g: &Graph) -> Traits {
     t
 }
 
+/// The most iterations a `while_loop` may run in the fuzzer (generated loops stop after at
+/// most 3; mutated ones may never stop, and then end with an error).
+const MAX_WHILE: u64 = 10_000;
+
 fn opts(math: MathMode) -> JitOptions {
     JitOptions {
         math,
+        max_while_iterations: Some(MAX_WHILE),
         ..JitOptions::default()
     }
 }
 
-/// Evaluates with the interpreter, a panic being an error.
+/// Evaluates with the interpreter (under the fuzzer's iteration limit), a panic being an
+/// error.
 pub fn run_interp(g: &Graph, args: &[Array]) -> Result<ferrax::Result<Vec<Array>>, String> {
-    guard("interp", || interp::eval(g, args))
+    let limits = interp::EvalOptions {
+        max_while_iterations: Some(MAX_WHILE),
+    };
+    guard("interp", || interp::eval_with(g, args, &limits))
 }
 
 /// Compiles and runs with the JIT, a panic being an error.

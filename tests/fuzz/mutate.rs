@@ -241,7 +241,7 @@ fn rand_body(rng: &mut Rng) -> Graph {
             outs.push(ps[rng.below(ps.len())]);
         } else {
             let t = Type::new(rand_dtype(rng), &[rng.below(3)]);
-            outs.push(b.constant(Array::zeros(&t)));
+            outs.push(b.constant(Array::zeros(&t).expect("a small constant")));
         }
     }
     b.finish(&outs)
@@ -343,7 +343,7 @@ fn rand_op(rng: &mut Rng) -> Op {
             // Constants stay small: their array exists before any check could refuse it.
             let t = Type::new(rand_dtype(rng), &[rng.below(3), rng.below(3)]);
             Op::Literal(LiteralOp::Const(ferrax::ir::ops::Literal::new(
-                Array::zeros(&t),
+                Array::zeros(&t).expect("a small constant"),
             )))
         }
     }
@@ -433,7 +433,7 @@ pub fn ill_typed(g: &Graph, rng: &mut Rng, n: usize) -> Result<(), String> {
         if t == wrong[k].ty() || t.checked_bytes().is_none_or(|b| b > 1 << 20) {
             wrong.push(Array::scalar(DType::F64, 1.0));
         } else {
-            wrong[k] = Array::zeros(&t);
+            wrong[k] = Array::zeros(&t).expect("a small argument");
         }
     }
     let ctx = || {

@@ -590,7 +590,7 @@ fn fuzz_graphs() {
 }
 
 /// Regression tests of bugs the fuzzer found, minimised. A new one is ignored until the
-/// library is fixed (with its `KNOWN_BUGS` entry in `fuzz/check.rs`); these three are fixed.
+/// library is fixed (with its `KNOWN_BUGS` entry in `fuzz/check.rs`); these are all fixed.
 mod found {
     use ferrax::ir::{interp, Array, Graph};
     use ferrax::transforms::simplify;
@@ -647,5 +647,35 @@ mod found {
             "simplified:\n{}",
             s.to_text()
         );
+    }
+
+    #[test]
+    fn bug_zero_size_loop_carry_shared_an_address() {
+        // Found by the one-hour run through grad(vmap(f)): a reverse-mode loop whose first
+        // linear carry has no elements. Its buffers took no bytes, so they shared addresses
+        // with the next carry's, which the lowering tells apart by address; the JIT ran the
+        // step an even number of times in effect (-1 where the interpreter gives 1).
+        use ferrax::jit_backend::{compile, JitOptions, MathMode};
+        let g = Graph::parse(
+            "{ lambda v0:f64[3] . let v1:i32[] = const[0]; v2:f64[] = const[5.0]; \
+             v3:f64[3] = const[-1.0,-1.0,-1.0]; v4:f64[3,1,0] = const[[[]],[[]],[[]]]; \
+             v5:f64[3,1,0], v6:f64[3] = taped_while[n_consts=1 reverse=true \
+             cond={ lambda v0:f64[], v1:i32[], v2:f64[3] . let v3:i32[] = const[3]; \
+             v4:bool[] = lt v1 v3 in (v4) } \
+             fwd={ lambda v0:f64[], v1:i32[], v2:f64[3] . let v3:i32[] = const[1]; \
+             v4:i32[] = add v1 v3; v5:f64[3] = neg v2 in (v4, v5) } \
+             step={ lambda v0:f64[3,1,0], v1:f64[3] . let v2:f64[3] = neg v1 in (v0, v2) }] \
+             v2 v1 v0 v4 v3 in (v6) }",
+        )
+        .unwrap();
+        let x = Array::from(vec![1.5, 2.5, 3.5]);
+        let want = interp::eval(&g, std::slice::from_ref(&x)).unwrap();
+        assert_eq!(want[0].to_f64_vec(), vec![1.0; 3]);
+        let opts = JitOptions {
+            math: MathMode::Precise,
+            ..JitOptions::default()
+        };
+        let got = compile(&g, &opts).unwrap().call(&[x]).unwrap();
+        assert_eq!(got[0].to_f64_vec(), want[0].to_f64_vec());
     }
 }

@@ -103,11 +103,13 @@ impl Layout {
         (!ty.is_scalar()).then(|| self.take(ty.size().saturating_mul(ty.dtype.size_bytes())))
     }
 
+    /// The next `bytes` bytes; a zero-size value takes `ALIGN` bytes, so that no two carries'
+    /// buffers share an address (the lowering tells a loop's buffers apart by address).
     fn take(&mut self, bytes: usize) -> usize {
         let at = self.size;
         self.size = self
             .size
-            .saturating_add(bytes.div_ceil(ALIGN).saturating_mul(ALIGN));
+            .saturating_add(bytes.max(1).div_ceil(ALIGN).saturating_mul(ALIGN));
         at
     }
 }
@@ -193,8 +195,11 @@ struct Arena {
 }
 
 impl Arena {
+    /// A region of `size` bytes. Zero-size values get a region too (of `ALIGN` bytes): they
+    /// never share an offset with a live region, which `free` (by offset) could release in
+    /// their place, and their addresses stay distinct from every other buffer's.
     fn alloc(&mut self, size: usize) -> usize {
-        let size = size.div_ceil(ALIGN).saturating_mul(ALIGN);
+        let size = size.max(1).div_ceil(ALIGN).saturating_mul(ALIGN);
         let mut at = 0usize;
         let mut pos = self.live.len();
         for (i, &(o, s)) in self.live.iter().enumerate() {

@@ -651,7 +651,7 @@ mod found {
 
     #[test]
     fn bug_zero_size_loop_carry_shared_an_address() {
-        // Found by the one-hour run through grad(vmap(f)): a reverse-mode loop whose first
+        // Found by the one-hour run (seed 7) through grad(vmap(f)): a reverse-mode loop whose first
         // linear carry has no elements. Its buffers took no bytes, so they shared addresses
         // with the next carry's, which the lowering tells apart by address; the JIT ran the
         // step an even number of times in effect (-1 where the interpreter gives 1).

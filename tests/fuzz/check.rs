@@ -763,3 +763,42 @@ pub fn fd_check(
     }
     Ok(())
 }
+
+/// The largest finite magnitude among the float values that the body of `g` computes on
+/// `args` (its top level: a control-flow op counts by its results). Where the fuzzer compares
+/// two AD modes, a result that is the difference of terms this large is right only up to
+/// their rounding (the derivative of `x / x` near 0 is `1/x − (x/x)·(1/x)`), which a bound on
+/// the inputs and outputs alone does not see. Infinite on an evaluation error.
+pub fn largest_term(g: &Graph, args: &[Array]) -> f64 {
+    let mut env: Vec<Option<Array>> = vec![None; g.num_values()];
+    for (&p, a) in g.params().iter().zip(args) {
+        env[p.index()] = Some(a.clone());
+    }
+    let mut big = 0.0f64;
+    for (_, inst) in g.insts() {
+        let ins: Vec<&Array> = inst
+            .args
+            .iter()
+            .map(|&a| env[a.index()].as_ref().expect("a verified graph"))
+            .collect();
+        let Ok(outs) = inst.op.eval(&ins) else {
+            return f64::INFINITY;
+        };
+        for (&r, a) in inst.results.iter().zip(outs) {
+            if a.dtype().is_float() {
+                for v in a.to_f64_vec() {
+                    if v.is_finite() {
+                        big = big.max(v.abs());
+                    }
+                }
+            }
+            env[r.index()] = Some(a);
+        }
+    }
+    big
+}
+
+/// The rounding allowance, relative to [`largest_term`], with which two AD modes may differ in
+/// f64: a few thousand ulps of the largest term, for the error that accumulates through long
+/// chains of operations on such terms.
+pub const TERM_ROUNDING: f64 = 1e-12;

@@ -181,3 +181,36 @@ fn contour_lines_lie_on_the_level_set() {
         );
     }
 }
+
+#[test]
+fn digits_load_with_every_class_and_split_disjointly() {
+    let d = common::digits::load().expect("the shipped file parses");
+    assert_eq!(d.len(), 1797);
+    assert_eq!(d.images.len(), 1797 * common::digits::PIXELS);
+    let mut counts = [0usize; common::digits::CLASSES];
+    for &l in &d.labels {
+        counts[l as usize] += 1;
+    }
+    // scikit-learn's counts per digit.
+    assert_eq!(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
+    assert!(d.images.iter().all(|&p| (0.0..=1.0).contains(&p)));
+    // The first image is a zero; its first row is 0 0 5 13 9 1 0 0 (in sixteenths).
+    assert_eq!(d.labels[0], 0);
+    assert_eq!(&d.image(0)[..4], &[0.0, 0.0, 5.0 / 16.0, 13.0 / 16.0]);
+    let (train, test) = d.split(360, 1);
+    assert_eq!((train.len(), test.len()), (1437, 360));
+    let mut all: Vec<&[f32]> = train
+        .images
+        .chunks(64)
+        .chain(test.images.chunks(64))
+        .collect();
+    let before = all.len();
+    all.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    all.dedup();
+    // Some images repeat in the data set, so compare counts of distinct images instead.
+    let mut orig: Vec<&[f32]> = d.images.chunks(64).collect();
+    orig.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    orig.dedup();
+    assert_eq!(before, 1797);
+    assert_eq!(all.len(), orig.len());
+}

@@ -1,15 +1,16 @@
-//! Helpers shared by the examples: where pictures go, how numbers are printed, a small
+//! Helpers shared by the examples: where pictures go, how numbers are printed, a
 //! progress bar, Graphviz rendering, and the grid, colour map and contour lines behind the
 //! contour plots. Each example includes this file with `#[path = "common/mod.rs"] mod common;`,
 //! and so does `tests/examples.rs` through the examples, so not every example uses every helper.
 #![allow(dead_code)]
 
+pub mod digits;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::error::Error;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// What the examples' fallible functions return.
 pub type AnyResult<T> = Result<T, Box<dyn Error>>;
@@ -91,62 +92,35 @@ pub fn write_dot(name: &str, dot: &str) -> AnyResult<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// A one-line progress bar on standard error, redrawn at most ten times a second and only
-/// when standard error is a terminal.
+/// A one-line progress bar on standard error (indicatif's), drawn only when standard error is
+/// a terminal, so test runs and redirected output stay clean.
 pub struct Progress {
-    label: String,
-    total: usize,
-    start: Instant,
-    last: Option<Instant>,
-    tty: bool,
+    bar: ProgressBar,
 }
 
 impl Progress {
     /// A bar for `total` steps.
     pub fn new(label: &str, total: usize) -> Progress {
-        Progress {
-            label: label.to_string(),
-            total: total.max(1),
-            start: Instant::now(),
-            last: None,
-            tty: std::io::stderr().is_terminal(),
+        let bar = ProgressBar::new(total.max(1) as u64);
+        // The template is fixed and known to parse; the default style is the fall-back.
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+        {
+            bar.set_style(style.progress_chars("#>-"));
         }
+        bar.set_prefix(label.to_string());
+        Progress { bar }
     }
 
     /// Shows that `done` steps are finished, with a short message such as the loss.
     pub fn set(&mut self, done: usize, message: &str) {
-        let now = Instant::now();
-        let due = self
-            .last
-            .is_none_or(|t| now - t >= Duration::from_millis(100));
-        if self.tty && (due || done >= self.total) {
-            self.last = Some(now);
-            self.draw(done, message);
-        }
+        self.bar.set_position(done as u64);
+        self.bar.set_message(message.to_string());
     }
 
     /// Draws the full bar and ends its line.
     pub fn finish(&mut self, message: &str) {
-        if self.tty {
-            self.draw(self.total, message);
-            eprintln!();
-        }
-    }
-
-    fn draw(&self, done: usize, message: &str) {
-        const WIDTH: usize = 30;
-        let done = done.min(self.total);
-        let filled = WIDTH * done / self.total;
-        let bar = format!("{}{}", "#".repeat(filled), "-".repeat(WIDTH - filled));
-        let secs = self.start.elapsed().as_secs_f64();
-        let mut err = std::io::stderr().lock();
-        // The bar is cosmetic, so a failed write to the terminal is ignored.
-        let _ = write!(
-            err,
-            "\r{} [{bar}] {done}/{} {secs:.1}s {message}\x1b[K",
-            self.label, self.total
-        );
-        let _ = err.flush();
+        self.bar.finish_with_message(message.to_string());
     }
 }
 

@@ -13,6 +13,7 @@ pub mod interp;
 pub mod ops;
 pub mod text;
 pub mod types;
+pub mod window_api;
 mod verify;
 
 pub use array::{Array, Data, DataMut};
@@ -30,3 +31,4 @@ pub mod tracer;
 pub use function::{function, trace, Function, IntoArgs, IntoFunction, IntoOutputs, Specialized};
 pub use tensor::{concatenate, select, stack, Operand};
 pub use tracer::Tensor;
+pub use window_api::Padding;

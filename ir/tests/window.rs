@@ -389,7 +389,7 @@ fn type_errors_name_the_op_and_the_problem() {
         (
             WindowOp::Reduce {
                 monoid: Monoid::Min,
-                window: Window::new(&[2]).with_padding(&[(usize::MAX, 1)]),
+                window: Window::new(&[2]).with_padding(&[(isize::MAX as usize, isize::MAX as usize)]),
             },
             vec![f(&[3])],
             ErrorKind::Shape,
@@ -509,4 +509,45 @@ fn pooling_conveniences() {
     let i = Tensor::constant(Array::from_i32(vec![1, 1, 2], vec![1, 2]).unwrap());
     let e = i.avg_pool(&[2], &[1], Padding::Valid).to_array().expect_err("ints");
     assert!(e.message.contains("float"), "{}", e.message);
+}
+
+#[test]
+fn extreme_geometries_give_errors_or_results_never_panics() {
+    // A zero-size operand whose other dimensions' product overflows, with strides that leave
+    // one window of padding only.
+    let big = 1usize << 40;
+    let w = Window::new(&[1, 1, 1])
+        .with_strides(&[1, big, big])
+        .with_padding(&[(1, 0), (0, 0), (0, 0)]);
+    let x = Array::full(DType::F64, vec![0, big, big], 0.0).unwrap();
+    for (m, want) in [
+        (Monoid::Sum, 0.0),
+        (Monoid::Max, f64::NEG_INFINITY),
+        (Monoid::Min, f64::INFINITY),
+    ] {
+        let y = run(
+            WindowOp::Reduce {
+                monoid: m,
+                window: w.clone(),
+            },
+            &[&x],
+        );
+        assert_eq!(y.dims(), &[1, 1, 1]);
+        assert_eq!(y.to_f64_vec(), vec![want]);
+    }
+    // Parameters beyond isize::MAX are refused even where they would not change the sizes
+    // (a dilation of a window of one position, of an operand of one element).
+    for w in [
+        Window::new(&[1]).with_window_dilation(&[usize::MAX]),
+        Window::new(&[1]).with_base_dilation(&[usize::MAX]),
+        Window::new(&[1]).with_strides(&[usize::MAX]),
+    ] {
+        let e = Op::Window(WindowOp::Reduce {
+            monoid: Monoid::Sum,
+            window: w,
+        })
+        .infer(&[Type::new(DType::F64, &[1])])
+        .expect_err("a parameter beyond isize::MAX");
+        assert!(e.message.contains("at most"), "{}", e.message);
+    }
 }

@@ -597,3 +597,21 @@ fn window_ops() {
         }
     }
 }
+
+#[test]
+fn window_ops_on_a_zero_size_operand_with_huge_dimensions() {
+    use ferrax_ir::ops::{Monoid, Window, WindowOp};
+    let big = 1usize << 40;
+    let w = Window::new(&[1, 1, 1])
+        .with_strides(&[1, big, big])
+        .with_padding(&[(1, 0), (0, 0), (0, 0)]);
+    let xt = Type::new(DType::F32, &[0, big, big]);
+    let x = Array::full(DType::F32, vec![0, big, big], 0.0).unwrap();
+    for monoid in [Monoid::Sum, Monoid::Max, Monoid::Min] {
+        let op = WindowOp::Reduce {
+            monoid,
+            window: w.clone(),
+        };
+        check(&graph(Op::Window(op), std::slice::from_ref(&xt)), &[x.clone()]);
+    }
+}

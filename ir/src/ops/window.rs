@@ -122,6 +122,11 @@ impl Window {
             }
         }
         let limit = isize::MAX as usize;
+        for (name, v) in fields {
+            if v.iter().any(|&x| x > limit) {
+                return Err(format!("every entry of `{name}` must be at most {limit}, got {v:?}"));
+            }
+        }
         let mut out = Dims::with_capacity(r);
         for d in 0..r {
             let too_large = || {
@@ -499,11 +504,11 @@ impl Geometry {
     }
 
     fn in_size(&self) -> usize {
-        self.input.iter().product()
+        count(&self.input)
     }
 
     fn out_size(&self) -> usize {
-        self.out.iter().product()
+        count(&self.out)
     }
 
     /// Calls `f(o, positions)` for every result element `o` (row-major), where `positions`
@@ -515,8 +520,10 @@ impl Geometry {
             return;
         }
         let mut in_strides = vec![1usize; rank];
+        // Saturating: with a zero dimension the other dimensions' product may not fit, but
+        // then no position is inside the operand and no offset is used.
         for d in (0..rank.saturating_sub(1)).rev() {
-            in_strides[d] = in_strides[d + 1] * self.input[d + 1];
+            in_strides[d] = in_strides[d + 1].saturating_mul(self.input[d + 1]);
         }
         let mut o = vec![0usize; rank];
         let mut k = vec![0usize; rank];
@@ -556,6 +563,16 @@ impl Geometry {
                 break;
             }
         }
+    }
+}
+
+/// The element count of `dims`: 0 with a zero dimension, else the product (which the callers
+/// checked to fit).
+fn count(dims: &[usize]) -> usize {
+    if dims.contains(&0) {
+        0
+    } else {
+        dims.iter().product()
     }
 }
 

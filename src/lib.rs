@@ -22,11 +22,11 @@ pub use ferrax_ir::control_api::{
 pub use ferrax_ir::interp::EvalOptions;
 pub use ferrax_ir::ops::RematPolicy;
 pub use ferrax_ir::ops::Window;
+pub use ferrax_ir::Padding;
 pub use ferrax_ir::{
     concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,
     Result, Shape, Tensor, Type,
 };
-pub use ferrax_ir::Padding;
 pub use ferrax_jit as jit_backend;
 pub use ferrax_jit::{jit, jit_with, Compiled, Jit, JitOptions, MathMode};
 pub use ferrax_transforms as transforms;

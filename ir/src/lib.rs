@@ -13,8 +13,8 @@ pub mod interp;
 pub mod ops;
 pub mod text;
 pub mod types;
-pub mod window_api;
 mod verify;
+pub mod window_api;
 
 pub use array::{Array, Data, DataMut};
 pub use builder::Builder;

@@ -52,7 +52,13 @@ impl Padding {
 
 /// The error tensor of a pooling call.
 fn pool_error(loc: &'static Location<'static>, op: &str, t: &Tensor, msg: String) -> Tensor {
-    fail(Error::new(ErrorKind::Shape, format!("{op}: {msg}; operand type {}", t.ty())).at(loc))
+    fail(
+        Error::new(
+            ErrorKind::Shape,
+            format!("{op}: {msg}; operand type {}", t.ty()),
+        )
+        .at(loc),
+    )
 }
 
 impl Tensor {
@@ -201,7 +207,11 @@ impl Tensor {
             Ok(w) => w,
             Err(msg) => return pool_error(loc, op, self, msg),
         };
-        let r = apply(Op::Window(WindowOp::Reduce { monoid, window: w }), &[self], loc);
+        let r = apply(
+            Op::Window(WindowOp::Reduce { monoid, window: w }),
+            &[self],
+            loc,
+        );
         match monoid {
             Monoid::Sum => {
                 if !self.dtype().is_float() {

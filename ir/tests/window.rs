@@ -28,7 +28,13 @@ impl Rng {
 /// A random window for rank `rank`, and an operand shape.
 fn random_case(rng: &mut Rng, rank: usize) -> (Vec<usize>, Window) {
     let dims: Vec<usize> = (0..rank)
-        .map(|_| if rng.below(8) == 0 { 0 } else { rng.below(5) + 1 })
+        .map(|_| {
+            if rng.below(8) == 0 {
+                0
+            } else {
+                rng.below(5) + 1
+            }
+        })
         .collect();
     let w: Vec<usize> = (0..rank).map(|_| rng.below(3) + 1).collect();
     let s: Vec<usize> = (0..rank).map(|_| rng.below(3) + 1).collect();
@@ -389,7 +395,8 @@ fn type_errors_name_the_op_and_the_problem() {
         (
             WindowOp::Reduce {
                 monoid: Monoid::Min,
-                window: Window::new(&[2]).with_padding(&[(isize::MAX as usize, isize::MAX as usize)]),
+                window: Window::new(&[2])
+                    .with_padding(&[(isize::MAX as usize, isize::MAX as usize)]),
             },
             vec![f(&[3])],
             ErrorKind::Shape,
@@ -443,7 +450,9 @@ fn type_errors_name_the_op_and_the_problem() {
     ];
     for (op, tys, kind, needle) in cases {
         let name = op.name();
-        let e = Op::Window(op).infer(&tys).expect_err("an ill-typed window op");
+        let e = Op::Window(op)
+            .infer(&tys)
+            .expect_err("an ill-typed window op");
         assert_eq!(e.kind, kind, "{}", e.message);
         assert!(
             e.message.contains(name) && e.message.contains(needle),
@@ -472,13 +481,22 @@ fn pooling_conveniences() {
     let x = Tensor::constant(
         Array::from_f64(vec![1, 1, 4, 4], (0..16).map(f64::from).collect()).unwrap(),
     );
-    let m = x.max_pool(&[2, 2], &[2, 2], Padding::Valid).to_array().unwrap();
+    let m = x
+        .max_pool(&[2, 2], &[2, 2], Padding::Valid)
+        .to_array()
+        .unwrap();
     assert_eq!(m.dims(), &[1, 1, 2, 2]);
     assert_eq!(m.to_f64_vec(), vec![5.0, 7.0, 13.0, 15.0]);
-    let a = x.avg_pool(&[2, 2], &[2, 2], Padding::Valid).to_array().unwrap();
+    let a = x
+        .avg_pool(&[2, 2], &[2, 2], Padding::Valid)
+        .to_array()
+        .unwrap();
     assert_eq!(a.to_f64_vec(), vec![2.5, 4.5, 10.5, 12.5]);
     // SAME with stride 1 and a 3×3 window pads one on each side; padding counts as zeros.
-    let a = x.avg_pool(&[3, 3], &[1, 1], Padding::Same).to_array().unwrap();
+    let a = x
+        .avg_pool(&[3, 3], &[1, 1], Padding::Same)
+        .to_array()
+        .unwrap();
     assert_eq!(a.dims(), &[1, 1, 4, 4]);
     assert_eq!(a.to_f64_vec()[0], (0.0 + 1.0 + 4.0 + 5.0) / 9.0);
     // SAME with stride 2 on 5 elements: 3 results, total padding 1, put after.
@@ -507,7 +525,10 @@ fn pooling_conveniences() {
         assert!(at.file().ends_with("window.rs"), "{at}");
     }
     let i = Tensor::constant(Array::from_i32(vec![1, 1, 2], vec![1, 2]).unwrap());
-    let e = i.avg_pool(&[2], &[1], Padding::Valid).to_array().expect_err("ints");
+    let e = i
+        .avg_pool(&[2], &[1], Padding::Valid)
+        .to_array()
+        .expect_err("ints");
     assert!(e.message.contains("float"), "{}", e.message);
 }
 

@@ -540,10 +540,18 @@ fn window_ops() {
     for case in 0..150 {
         let rank = pick(&mut rng, 4);
         let dims: Vec<usize> = (0..rank)
-            .map(|_| if pick(&mut rng, 8) == 0 { 0 } else { pick(&mut rng, 5) + 1 })
+            .map(|_| {
+                if pick(&mut rng, 8) == 0 {
+                    0
+                } else {
+                    pick(&mut rng, 5) + 1
+                }
+            })
             .collect();
         let ints = |rng: &mut Rng, lo: usize, n: usize| -> Vec<usize> {
-            (0..rank).map(|_| lo + (rng.next() * n as f64) as usize).collect()
+            (0..rank)
+                .map(|_| lo + (rng.next() * n as f64) as usize)
+                .collect()
         };
         let w = Window::new(&ints(&mut rng, 1, 3))
             .with_strides(&ints(&mut rng, 1, 3))
@@ -572,7 +580,10 @@ fn window_ops() {
                     monoid,
                     window: w.clone(),
                 };
-                check(&graph(Op::Window(op), std::slice::from_ref(&xt)), &[x.clone()]);
+                check(
+                    &graph(Op::Window(op), std::slice::from_ref(&xt)),
+                    &[x.clone()],
+                );
             }
             for select in [Select::Max, Select::Min] {
                 let t = array(&mut rng, dt, &dims, -3.0, 3.0, false);
@@ -612,6 +623,9 @@ fn window_ops_on_a_zero_size_operand_with_huge_dimensions() {
             monoid,
             window: w.clone(),
         };
-        check(&graph(Op::Window(op), std::slice::from_ref(&xt)), &[x.clone()]);
+        check(
+            &graph(Op::Window(op), std::slice::from_ref(&xt)),
+            &[x.clone()],
+        );
     }
 }

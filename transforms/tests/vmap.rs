@@ -576,7 +576,11 @@ fn window_cases() -> Vec<Case> {
             monoid,
             window: window(),
         };
-        cases.push(case(op.name(), vec![f64t(&[3, 5])], op1(Op::Window(op.clone()))));
+        cases.push(case(
+            op.name(),
+            vec![f64t(&[3, 5])],
+            op1(Op::Window(op.clone())),
+        ));
         cases.push(case(
             &format!("{}_i32", op.name()),
             vec![i32t(&[3, 5])],

@@ -20,9 +20,7 @@ fn random_case(rng: &mut Rng) -> (Vec<usize>, Window) {
     let dims: Vec<usize> = (0..rank).map(|_| below(rng, 5) + 1).collect();
     let w: Vec<usize> = (0..rank).map(|_| below(rng, 3) + 1).collect();
     let s: Vec<usize> = (0..rank).map(|_| below(rng, 3) + 1).collect();
-    let pad: Vec<(usize, usize)> = (0..rank)
-        .map(|_| (below(rng, 3), below(rng, 3)))
-        .collect();
+    let pad: Vec<(usize, usize)> = (0..rank).map(|_| (below(rng, 3), below(rng, 3))).collect();
     let bd: Vec<usize> = (0..rank).map(|_| below(rng, 3) + 1).collect();
     let wd: Vec<usize> = (0..rank).map(|_| below(rng, 3) + 1).collect();
     let win = Window::new(&w)
@@ -67,7 +65,12 @@ fn check_first_order(g: &ferrax_ir::Graph, tys: &[Type], rng: &mut Rng, what: &s
     let vo = run(&vjp, &vargs);
     let lhs = dot(&ct, &jo[1]);
     let rhs: f64 = (0..n).map(|i| dot(&vo[1 + i], &t[i])).sum();
-    close(lhs, rhs, 1e-12, &format!("{what}: <ct, J t> vs <J^T ct, t>"));
+    close(
+        lhs,
+        rhs,
+        1e-12,
+        &format!("{what}: <ct, J t> vs <J^T ct, t>"),
+    );
 }
 
 #[test]
@@ -108,10 +111,20 @@ fn select_ops_over_random_geometries() {
             };
             let tys = [ty.clone(), ty.clone()];
             let g = build(&tys, |b, p| vec![window_op(b, &gather, &[p[0], p[1]])]);
-            check_first_order(&g, &tys, &mut rng, &format!("case {case} gather {select:?}"));
+            check_first_order(
+                &g,
+                &tys,
+                &mut rng,
+                &format!("case {case} gather {select:?}"),
+            );
             let tys = [f64t(&out), ty.clone()];
             let g = build(&tys, |b, p| vec![window_op(b, &scatter, &[p[0], p[1]])]);
-            check_first_order(&g, &tys, &mut rng, &format!("case {case} scatter {select:?}"));
+            check_first_order(
+                &g,
+                &tys,
+                &mut rng,
+                &format!("case {case} scatter {select:?}"),
+            );
         }
     }
 }
@@ -141,7 +154,11 @@ fn second_derivatives_against_differences_of_the_gradient() {
             let x = rng.array(&ty, -1.0, 1.0);
             let t = rng.array(&ty, -1.0, 1.0);
             // Windows of padding only make f infinite (and its derivatives NaN): skip those.
-            if !run(&f, std::slice::from_ref(&x))[0].to_scalar().unwrap().is_finite() {
+            if !run(&f, std::slice::from_ref(&x))[0]
+                .to_scalar()
+                .unwrap()
+                .is_finite()
+            {
                 continue;
             }
             checked += 1;
@@ -149,7 +166,11 @@ fn second_derivatives_against_differences_of_the_gradient() {
             let h = 1e-6;
             let gp = run(&g, &[axpy(&x, h, &t)])[0].to_f64_vec();
             let gm = run(&g, &[axpy(&x, -h, &t)])[0].to_f64_vec();
-            let fd: Vec<f64> = gp.iter().zip(&gm).map(|(p, m)| (p - m) / (2.0 * h)).collect();
+            let fd: Vec<f64> = gp
+                .iter()
+                .zip(&gm)
+                .map(|(p, m)| (p - m) / (2.0 * h))
+                .collect();
             let fd = Array::from_f64(dims.clone(), fd).unwrap();
             close_arrays(
                 &got,
@@ -186,9 +207,7 @@ fn max_pool_gradient_sends_ties_to_the_first_maximum() {
     ];
     assert_eq!(g.to_f64_vec(), want);
     // min windows send ties to the first minimum the same way.
-    let f = |x: Tensor| {
-        x.reduce_window_min(&Window::new(&[1, 1, 2, 2])).sum_all()
-    };
+    let f = |x: Tensor| x.reduce_window_min(&Window::new(&[1, 1, 2, 2])).sum_all();
     let g: Array = grad(f).call(xa).unwrap();
     // (0,0): {1,5,5,2} → (0,0); (0,1): {5,5,2,5} → (1,1); (0,2): {5,0,5,3} → (0,3);
     // (1,0): {5,2,0,1} → (2,0); (1,1): {2,5,1,1} → (2,1); (1,2): {5,3,1,3} → (2,2).

@@ -118,21 +118,24 @@ impl Window {
         }
         for (name, v) in [fields[0], fields[1], fields[4], fields[5]] {
             if v.contains(&0) {
-                return Err(format!("every entry of `{name}` must be at least 1, got {v:?}"));
+                return Err(format!(
+                    "every entry of `{name}` must be at least 1, got {v:?}"
+                ));
             }
         }
         let limit = isize::MAX as usize;
         for (name, v) in fields {
             if v.iter().any(|&x| x > limit) {
-                return Err(format!("every entry of `{name}` must be at most {limit}, got {v:?}"));
+                return Err(format!(
+                    "every entry of `{name}` must be at most {limit}, got {v:?}"
+                ));
             }
         }
         let mut out = Dims::with_capacity(r);
-        for d in 0..r {
-            let too_large = || {
-                format!("the window geometry of dimension {d} overflows (sizes above {limit})")
-            };
-            let dilated = match dims[d] {
+        for (d, &n) in dims.iter().enumerate() {
+            let too_large =
+                || format!("the window geometry of dimension {d} overflows (sizes above {limit})");
+            let dilated = match n {
                 0 => 0,
                 n => (n - 1)
                     .checked_mul(self.base_dilation[d])
@@ -320,7 +323,9 @@ impl WindowOp {
                         ErrorKind::Shape,
                         name,
                         args,
-                        format!("the scattered operand must have type {out} (one element per window)"),
+                        format!(
+                            "the scattered operand must have type {out} (one element per window)"
+                        ),
                     ));
                 }
                 Ok(x.clone())
@@ -416,7 +421,9 @@ impl Code {
     }
 
     fn from_i64(v: i64) -> Option<Code> {
-        usize::try_from(v).ok().and_then(|i| Code::ALL.get(i).copied())
+        usize::try_from(v)
+            .ok()
+            .and_then(|i| Code::ALL.get(i).copied())
     }
 }
 
@@ -543,7 +550,7 @@ impl Geometry {
                             break;
                         }
                         let q = p - self.lo[d];
-                        if q % self.base[d] != 0 || q / self.base[d] >= self.input[d] {
+                        if !q.is_multiple_of(self.base[d]) || q / self.base[d] >= self.input[d] {
                             inside = false;
                             break;
                         }
@@ -662,7 +669,11 @@ fn kernel<T: Num>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
         Code::Scatter(_) => a.len() == no && x.len() == ni && out.len() == ni,
     };
     if ok {
-        let x = if matches!(code, Code::Reduce(_)) { a } else { x };
+        let x = if matches!(code, Code::Reduce(_)) {
+            a
+        } else {
+            x
+        };
         run(code, &g, a, x, out);
     }
     ok

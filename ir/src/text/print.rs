@@ -6,8 +6,7 @@ use crate::entities::Value;
 use crate::graph::Graph;
 use crate::ops::{
     BinaryOp, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op,
-    WindowOp,
-    ReduceOp, ShapeOp, UnaryOp,
+    ReduceOp, ShapeOp, UnaryOp, WindowOp,
 };
 use crate::types::Shape;
 use std::fmt::{self, Write};
@@ -512,9 +511,8 @@ fn write_window(out: &mut String, op: &WindowOp) -> fmt::Result {
     out.push('[');
     match op {
         WindowOp::Reduce { .. } => {}
-        WindowOp::SelectAndGatherAdd { select, .. } | WindowOp::SelectAndScatterAdd { select, .. } => {
-            write!(out, "select={} ", select.name())?
-        }
+        WindowOp::SelectAndGatherAdd { select, .. }
+        | WindowOp::SelectAndScatterAdd { select, .. } => write!(out, "select={} ", select.name())?,
     }
     let w = op.window();
     write!(

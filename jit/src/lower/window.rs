@@ -115,7 +115,9 @@ pub(crate) fn lower(cx: &mut Ctx, op: &WindowOp, inst: &InstData) -> Result<()> 
             .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 3));
     for (k, &v) in params.iter().enumerate() {
         let c = cx.iconst(v);
-        cx.fb.ins().stack_store(types::I64, c, pslot, (k * 8) as i32);
+        cx.fb
+            .ins()
+            .stack_store(types::I64, c, pslot, (k * 8) as i32);
     }
     let pp = cx.fb.ins().stack_addr(types::I64, pslot, 0);
     let pa = address(cx, a)?;
@@ -132,13 +134,8 @@ pub(crate) fn lower(cx: &mut Ctx, op: &WindowOp, inst: &InstData) -> Result<()> 
             (cx.fb.ins().stack_addr(types::I64, slot, 0), Some(slot))
         }
     };
-    let sizes = [
-        params.len(),
-        cx.graph.ty(a).size(),
-        xty.size(),
-        rty.size(),
-    ]
-    .map(|n| cx.iconst(n as i64));
+    let sizes =
+        [params.len(), cx.graph.ty(a).size(), xty.size(), rty.size()].map(|n| cx.iconst(n as i64));
     let args = [pp, sizes[0], pa, sizes[1], px, sizes[2], pout, sizes[3]];
     cx.call(name, &[types::I64; 8], &[], &args)?;
     if let Some(slot) = scalar_slot {

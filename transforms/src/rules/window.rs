@@ -53,7 +53,12 @@ pub fn jvp(
 }
 
 /// The transpose of a windowed op with respect to its linear operand.
-pub fn transpose(b: &mut Builder, op: &WindowOp, args: &[Operand], ct: Value) -> Result<Cotangents> {
+pub fn transpose(
+    b: &mut Builder,
+    op: &WindowOp,
+    args: &[Operand],
+    ct: Value,
+) -> Result<Cotangents> {
     match op {
         WindowOp::Reduce { monoid, window } => match monoid {
             Monoid::Sum => for_linear(args, |_, ty| sum_transpose(b, window, ty, ct).map(Some)),
@@ -88,7 +93,9 @@ fn select_transpose(
     let Some(x) = args[1].primal() else {
         return Err(not_linear(op.name()));
     };
-    for_linear(args, |_, _| push1(b, Op::Window(other.clone()), &[ct, x]).map(Some))
+    for_linear(args, |_, _| {
+        push1(b, Op::Window(other.clone()), &[ct, x]).map(Some)
+    })
 }
 
 /// The cotangent of the operand (type `ty`) of `reduce_window_sum` with `w`, given the
@@ -98,14 +105,22 @@ fn sum_transpose(b: &mut Builder, w: &Window, ty: &Type, ct: Value) -> Result<Va
     let rank = ty.rank();
     let (mut lo, mut hi, mut interior) = (Dims::new(), Dims::new(), Dims::new());
     let (mut start, mut trim_hi) = (Dims::new(), Dims::new());
-    for d in 0..rank {
+    for (d, &o) in out.iter().enumerate() {
         // Every size here is bounded by the padded operand size, which the type rule checked
         // to be below isize::MAX.
         let n = ty.dims()[d] as i128;
-        let dilated_in = if n == 0 { 0 } else { (n - 1) * w.base_dilation[d] as i128 + 1 };
+        let dilated_in = if n == 0 {
+            0
+        } else {
+            (n - 1) * w.base_dilation[d] as i128 + 1
+        };
         let span = (w.dims[d] as i128 - 1) * w.window_dilation[d] as i128 + 1;
-        let o = out[d] as i128;
-        let dilated_out = if o == 0 { 0 } else { (o - 1) * w.strides[d] as i128 + 1 };
+        let o = o as i128;
+        let dilated_out = if o == 0 {
+            0
+        } else {
+            (o - 1) * w.strides[d] as i128 + 1
+        };
         let before = span - 1 - w.lo[d] as i128;
         let after = dilated_in + span - 1 - dilated_out - before;
         lo.push(before.max(0) as usize);

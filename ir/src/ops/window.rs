@@ -21,10 +21,14 @@
 //! the window's max (or min): a NaN counts as the extremum, and for equal values the first
 //! wins (also +0 over an earlier −0 for max, as `reduce_window_max` returns +0). A window with
 //! no operand element (only padding and holes) selects nothing: its gathered tangent is 0 and
-//! its cotangent is dropped. This is XLA's `SelectAndScatter` rule with the `ge` (`le`)
-//! selector, which JAX uses for the derivatives of `reduce_window_max` (`min`): ties go to the
-//! first element in window order. Both linear ops select with the same function, which makes
-//! them exact transposes of each other.
+//! its cotangent is dropped. For finite values this is JAX's rule: its derivative of
+//! `reduce_window_max` (`min`) folds (value, tangent) pairs in window order from (−∞, 0) with
+//! `select(acc ≥ new, acc, new)` (`≤` for min), so a tie keeps the earlier element. The rules
+//! part only in corner cases: a window whose maximum is −∞ selects its first −∞ element here
+//! (JAX keeps the init pair, tangent 0); a NaN is selected here (the result is NaN) where
+//! JAX's comparison lets the next element replace it; and a +0 after a −0 is selected here
+//! (it is the result) where JAX keeps the −0, which compares equal. Both linear
+//! ops select with the same function, which makes them exact transposes of each other.
 //!
 //! One generic loop serves the interpreter and the JIT (which calls [`kernel_f64`] and
 //! friends through imported symbols), so compiled results equal the interpreter's bit for bit.

@@ -21,6 +21,8 @@ pub use ferrax_ir::control_api::{
 };
 pub use ferrax_ir::interp::EvalOptions;
 pub use ferrax_ir::ops::RematPolicy;
+pub use ferrax_ir::ops::Window;
+pub use ferrax_ir::Padding;
 pub use ferrax_ir::{
     concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,
     Result, Shape, Tensor, Type,
@@ -47,6 +49,7 @@ pub mod prelude {
         select, stack, trace, value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function,
         Jit, JitOptions, Result, Shape, Tensor, Type,
     };
+    pub use crate::{Padding, Window};
 }
 
 /// The README's code blocks, compiled and run as doctests so the quick start stays true.

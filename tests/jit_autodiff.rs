@@ -362,6 +362,29 @@ fn control_ops() -> Case {
     }
 }
 
+fn window_ops() -> Case {
+    Case {
+        name: "window",
+        f: function(|x: Tensor| {
+            let p = x.maximum(0.0).max_pool(&[2, 2], &[1, 2], Padding::Same);
+            let a = x.avg_pool(&[2, 3], &[1, 1], Padding::Valid);
+            let w = Window::new(&[1, 1, 2, 2])
+                .with_padding(&[(0, 0), (0, 0), (1, 0), (0, 1)])
+                .with_base_dilation(&[1, 1, 2, 1])
+                .with_window_dilation(&[1, 1, 1, 2]);
+            let m = x.sin().reduce_window_min(&w);
+            (&p * &p).sum_all() + a.sum_all() + m.sum_all()
+        }),
+        args: vec![(vec![1, 2, 4, 5], -1.0, 1.0)],
+        dots: false,
+    }
+}
+
+#[test]
+fn window_ops_through_the_jit() {
+    check_all_transforms(&window_ops(), 11);
+}
+
 #[test]
 fn seed_through_the_jit() {
     check_all_transforms(&seed(), 1);

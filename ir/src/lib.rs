@@ -14,6 +14,7 @@ pub mod ops;
 pub mod text;
 pub mod types;
 mod verify;
+pub mod window_api;
 
 pub use array::{Array, Data, DataMut};
 pub use builder::Builder;
@@ -30,3 +31,4 @@ pub mod tracer;
 pub use function::{function, trace, Function, IntoArgs, IntoFunction, IntoOutputs, Specialized};
 pub use tensor::{concatenate, select, stack, Operand};
 pub use tracer::Tensor;
+pub use window_api::Padding;

@@ -119,7 +119,8 @@ fn cheap(op: &Op) -> bool {
         | Op::Reduce(_)
         | Op::Dot(_)
         | Op::Index(_)
-        | Op::Control(_) => false,
+        | Op::Control(_)
+        | Op::Window(_) => false,
     }
 }
 

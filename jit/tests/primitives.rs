@@ -531,3 +531,101 @@ fn shared_sin_cos_calls_match_separate_ones() {
         }
     }
 }
+
+#[test]
+fn window_ops() {
+    use ferrax_ir::ops::{Monoid, Select, Window, WindowOp};
+    let mut rng = Rng(11);
+    let mut pick = |rng: &mut Rng, n: usize| (rng.next() * n as f64) as usize;
+    for case in 0..150 {
+        let rank = pick(&mut rng, 4);
+        let dims: Vec<usize> = (0..rank)
+            .map(|_| {
+                if pick(&mut rng, 8) == 0 {
+                    0
+                } else {
+                    pick(&mut rng, 5) + 1
+                }
+            })
+            .collect();
+        let ints = |rng: &mut Rng, lo: usize, n: usize| -> Vec<usize> {
+            (0..rank)
+                .map(|_| lo + (rng.next() * n as f64) as usize)
+                .collect()
+        };
+        let w = Window::new(&ints(&mut rng, 1, 3))
+            .with_strides(&ints(&mut rng, 1, 3))
+            .with_padding(
+                &ints(&mut rng, 0, 3)
+                    .into_iter()
+                    .zip(ints(&mut rng, 0, 3))
+                    .collect::<Vec<_>>(),
+            )
+            .with_base_dilation(&ints(&mut rng, 1, 3))
+            .with_window_dilation(&ints(&mut rng, 1, 3));
+        let out = w.out_dims(&dims).unwrap();
+        for dt in [DType::F32, DType::F64, DType::I32] {
+            let xt = Type::new(dt, &dims);
+            let ot = Type::new(dt, &out);
+            // Few distinct values, so windows hold ties; specials in the floats.
+            let x = array(&mut rng, dt, &dims, -3.0, 3.0, true);
+            let x = if case % 2 == 0 {
+                let v: Vec<f64> = x.to_f64_vec().iter().map(|v| v.round()).collect();
+                Array::from_f64(dims.clone(), v).unwrap().cast(dt)
+            } else {
+                x
+            };
+            for monoid in [Monoid::Sum, Monoid::Max, Monoid::Min] {
+                let op = WindowOp::Reduce {
+                    monoid,
+                    window: w.clone(),
+                };
+                check(
+                    &graph(Op::Window(op), std::slice::from_ref(&xt)),
+                    &[x.clone()],
+                );
+            }
+            for select in [Select::Max, Select::Min] {
+                let t = array(&mut rng, dt, &dims, -3.0, 3.0, false);
+                let gather = WindowOp::SelectAndGatherAdd {
+                    select,
+                    window: w.clone(),
+                };
+                check(
+                    &graph(Op::Window(gather), &[xt.clone(), xt.clone()]),
+                    &[t, x.clone()],
+                );
+                let c = array(&mut rng, dt, &out, -3.0, 3.0, false);
+                let scatter = WindowOp::SelectAndScatterAdd {
+                    select,
+                    window: w.clone(),
+                };
+                check(
+                    &graph(Op::Window(scatter), &[ot.clone(), xt.clone()]),
+                    &[c, x.clone()],
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn window_ops_on_a_zero_size_operand_with_huge_dimensions() {
+    use ferrax_ir::ops::{Monoid, Window, WindowOp};
+    let big = 1usize << 40;
+    let w = Window::new(&[1, 1, 1])
+        .with_strides(&[1, big, big])
+        .with_padding(&[(1, 0), (0, 0), (0, 0)]);
+    let xt = Type::new(DType::F32, &[0, big, big]);
+    let x = Array::full(DType::F32, vec![0, big, big], 0.0).unwrap();
+    for monoid in [Monoid::Sum, Monoid::Max, Monoid::Min] {
+        let op = WindowOp::Reduce {
+            monoid,
+            window: w.clone(),
+        };
+        check(
+            &graph(Op::Window(op), std::slice::from_ref(&xt)),
+            &[x.clone()],
+        );
+    }
+}

@@ -8,6 +8,7 @@ use common::*;
 use ferrax_ir::ops::{
     BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
 };
+use ferrax_ir::ops::{Monoid, Select, Window, WindowOp};
 use ferrax_ir::{Array, Builder, DType, Dims, Op, Shape, Type, Value};
 use ferrax_transforms::{grad_graph, inline, jvp_graph, linearize_graph, vjp_graph};
 
@@ -488,6 +489,52 @@ fn cases() -> Vec<Case> {
             vec![push(b, Op::Index(IndexOp::ScatterAdd), &[p[0], idx, p[1]])]
         }),
     ));
+    // Windowed ops: a 2-D window with stride, padding and both dilations.
+    let window = || {
+        Window::new(&[2, 3])
+            .with_strides(&[2, 1])
+            .with_padding(&[(1, 0), (2, 1)])
+            .with_base_dilation(&[1, 2])
+            .with_window_dilation(&[2, 1])
+    };
+    for monoid in [Monoid::Sum, Monoid::Max, Monoid::Min] {
+        let op = WindowOp::Reduce {
+            monoid,
+            window: window(),
+        };
+        cs.push(case(
+            op.name(),
+            vec![f64t(&[5, 4])],
+            -1.0,
+            1.0,
+            Box::new(move |b, p| vec![push(b, Op::Window(op.clone()), &[p[0]])]),
+        ));
+    }
+    for select in [Select::Max, Select::Min] {
+        let gather = WindowOp::SelectAndGatherAdd {
+            select,
+            window: window(),
+        };
+        let scatter = WindowOp::SelectAndScatterAdd {
+            select,
+            window: window(),
+        };
+        // Both operands carry tangents; the selecting one's derivative is zero.
+        cs.push(case(
+            gather.name(),
+            vec![f64t(&[5, 4]), f64t(&[5, 4])],
+            -1.0,
+            1.0,
+            Box::new(move |b, p| vec![push(b, Op::Window(gather.clone()), &[p[0], p[1]])]),
+        ));
+        cs.push(case(
+            scatter.name(),
+            vec![f64t(&[2, 8]), f64t(&[5, 4])],
+            -1.0,
+            1.0,
+            Box::new(move |b, p| vec![push(b, Op::Window(scatter.clone()), &[p[0], p[1]])]),
+        ));
+    }
     cs
 }
 

@@ -6,6 +6,7 @@ use ferrax_ir::interp::eval;
 use ferrax_ir::ops::{
     BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
 };
+use ferrax_ir::ops::{Monoid, Select, Window, WindowOp};
 use ferrax_ir::{Array, Builder, DType, Dims, ErrorKind, Graph, Op, Result, Shape, Type, Value};
 use ferrax_transforms::vmap::{vmap_graph, vmap_graph_sized};
 
@@ -557,6 +558,61 @@ fn dot_ops() {
 #[test]
 fn index_ops() {
     run(index_cases(), 6);
+}
+
+/// Windowed ops: a window with stride, padding and both dilations, in f64 and i32; the select
+/// ops with both operands batched or only one.
+fn window_cases() -> Vec<Case> {
+    let window = || {
+        Window::new(&[2, 2])
+            .with_strides(&[1, 2])
+            .with_padding(&[(1, 0), (0, 1)])
+            .with_base_dilation(&[2, 1])
+            .with_window_dilation(&[1, 2])
+    };
+    let mut cases = Vec::new();
+    for monoid in [Monoid::Sum, Monoid::Max, Monoid::Min] {
+        let op = WindowOp::Reduce {
+            monoid,
+            window: window(),
+        };
+        cases.push(case(
+            op.name(),
+            vec![f64t(&[3, 5])],
+            op1(Op::Window(op.clone())),
+        ));
+        cases.push(case(
+            &format!("{}_i32", op.name()),
+            vec![i32t(&[3, 5])],
+            op1(Op::Window(op)),
+        ));
+    }
+    for select in [Select::Max, Select::Min] {
+        let gather = WindowOp::SelectAndGatherAdd {
+            select,
+            window: window(),
+        };
+        cases.push(case(
+            gather.name(),
+            vec![f64t(&[3, 5]), f64t(&[3, 5])],
+            op1(Op::Window(gather)),
+        ));
+        let scatter = WindowOp::SelectAndScatterAdd {
+            select,
+            window: window(),
+        };
+        cases.push(case(
+            scatter.name(),
+            vec![f64t(&[5, 2]), f64t(&[3, 5])],
+            op1(Op::Window(scatter)),
+        ));
+    }
+    cases
+}
+
+#[test]
+fn window_ops() {
+    run(window_cases(), 8);
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod literal;
 pub mod reduce;
 pub mod shape;
 pub mod unary;
+pub mod window;
 
 pub use binary::BinaryOp;
 pub use compare::CompareOp;
@@ -23,6 +24,7 @@ pub use literal::{Literal, LiteralOp};
 pub use reduce::ReduceOp;
 pub use shape::ShapeOp;
 pub use unary::UnaryOp;
+pub use window::{Monoid, Select, Window, WindowOp};
 
 use crate::array::Array;
 use crate::error::{Error, ErrorKind, Result};
@@ -52,6 +54,8 @@ pub enum Op {
     Index(IndexOp),
     /// Control flow (switch, while, scan) and calls of sub-graphs (checkpoint, custom rules).
     Control(ControlOp),
+    /// Windowed reductions and the select ops of their derivatives.
+    Window(WindowOp),
 }
 
 /// Result types of one instruction (almost always one).
@@ -71,6 +75,7 @@ impl Op {
             Op::Dot(_) => "dot_general",
             Op::Index(op) => op.name(),
             Op::Control(op) => op.name(),
+            Op::Window(op) => op.name(),
         }
     }
 
@@ -84,6 +89,7 @@ impl Op {
             Op::Shape(op) => op.arity(),
             Op::Index(op) => op.arity(),
             Op::Control(_) => None,
+            Op::Window(op) => Some(op.arity()),
         }
     }
 
@@ -108,6 +114,7 @@ impl Op {
             Op::Dot(op) => smallvec![op.infer(&args[0], &args[1])?],
             Op::Index(op) => smallvec![op.infer(args)?],
             Op::Control(op) => op.infer(args)?,
+            Op::Window(op) => smallvec![op.infer(args)?],
         };
         // Every type in a graph describes a buffer that can exist: checked here, once, for
         // every op, so that sizes computed later from these types never overflow.
@@ -160,6 +167,7 @@ impl Op {
             Op::Dot(op) => smallvec![op.eval(args[0], args[1])],
             Op::Index(op) => smallvec![op.eval(args)],
             Op::Control(op) => op.eval(args)?,
+            Op::Window(op) => smallvec![op.eval(args)],
         })
     }
 

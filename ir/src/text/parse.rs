@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, InstData, ValueData, ValueDef};
 use crate::ops::{
     BinaryOp, Body, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, Literal,
-    LiteralOp, Op, ReduceOp, RematPolicy, ShapeOp, UnaryOp,
+    LiteralOp, Monoid, Op, ReduceOp, RematPolicy, Select, ShapeOp, UnaryOp, Window, WindowOp,
 };
 use crate::types::{DType, Dims, Shape, Type};
 use hashbrown::HashMap;
@@ -372,9 +372,9 @@ type Family = fn(&mut OpText<'_>) -> Result<Option<Op>>;
 
 /// Finds the op named in `t`, trying each family in turn.
 fn lookup_op(mut t: OpText<'_>) -> Result<Op> {
-    let families: [Family; 10] = [
+    let families: [Family; 11] = [
         unary_op, binary_op, compare_op, convert_op, literal_op, shape_op, reduce_op, dot_op,
-        index_op, control_op,
+        index_op, control_op, window_op,
     ];
     for family in families {
         if let Some(op) = family(&mut t)? {
@@ -634,6 +634,59 @@ fn index_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         IndexOp::DynamicUpdateSlice | IndexOp::Gather | IndexOp::ScatterAdd => proto,
     };
     Ok(Some(Op::Index(op)))
+}
+
+fn window_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
+    let w = Window::new(&[]);
+    let select = Select::Max;
+    let protos = [
+        WindowOp::Reduce {
+            monoid: Monoid::Sum,
+            window: w.clone(),
+        },
+        WindowOp::Reduce {
+            monoid: Monoid::Max,
+            window: w.clone(),
+        },
+        WindowOp::Reduce {
+            monoid: Monoid::Min,
+            window: w.clone(),
+        },
+        WindowOp::SelectAndGatherAdd {
+            select,
+            window: w.clone(),
+        },
+        WindowOp::SelectAndScatterAdd { select, window: w },
+    ];
+    let Some(proto) = protos.into_iter().find(|o| o.name() == t.name) else {
+        return Ok(None);
+    };
+    let p = t.params()?;
+    let mut select = || -> Result<Select> {
+        let (w, pos) = p.word("select")?;
+        Select::from_name(&w)
+            .ok_or_else(|| err(pos, format!("`select` must be `max` or `min`, found `{w}`")))
+    };
+    let op = match proto {
+        WindowOp::Reduce { monoid, window } => WindowOp::Reduce { monoid, window },
+        WindowOp::SelectAndGatherAdd { window, .. } => WindowOp::SelectAndGatherAdd {
+            select: select()?,
+            window,
+        },
+        WindowOp::SelectAndScatterAdd { window, .. } => WindowOp::SelectAndScatterAdd {
+            select: select()?,
+            window,
+        },
+    };
+    let window = Window {
+        dims: p.dims("window")?,
+        strides: p.dims("strides")?,
+        lo: p.dims("lo")?,
+        hi: p.dims("hi")?,
+        base_dilation: p.dims("base_dilation")?,
+        window_dilation: p.dims("window_dilation")?,
+    };
+    Ok(Some(Op::Window(op.with_window(window))))
 }
 
 /// The sub-graph of a control op, shared.

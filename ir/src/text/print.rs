@@ -6,7 +6,7 @@ use crate::entities::Value;
 use crate::graph::Graph;
 use crate::ops::{
     BinaryOp, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op,
-    ReduceOp, ShapeOp, UnaryOp,
+    ReduceOp, ShapeOp, UnaryOp, WindowOp,
 };
 use crate::types::Shape;
 use std::fmt::{self, Write};
@@ -92,7 +92,8 @@ fn write_equation_op(out: &mut String, op: &Op, indent: usize) -> fmt::Result {
         | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
-        | Op::Index(_) => write_op(out, op),
+        | Op::Index(_)
+        | Op::Window(_) => write_op(out, op),
     }
 }
 
@@ -109,7 +110,8 @@ fn spans_lines(op: &Op) -> bool {
         | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
-        | Op::Index(_) => false,
+        | Op::Index(_)
+        | Op::Window(_) => false,
     }
 }
 
@@ -201,6 +203,7 @@ pub(crate) fn write_op(out: &mut String, op: &Op) -> fmt::Result {
         Op::Dot(d) => write_dot(out, d),
         Op::Index(i) => write_index(out, i),
         Op::Control(c) => write_control(out, c, None),
+        Op::Window(w) => write_window(out, w),
     }
 }
 
@@ -502,6 +505,26 @@ fn write_index(out: &mut String, op: &IndexOp) -> fmt::Result {
         IndexOp::DynamicSlice { sizes } => write!(out, "[sizes={}]", tuple(sizes)),
         IndexOp::DynamicUpdateSlice | IndexOp::Gather | IndexOp::ScatterAdd => Ok(()),
     }
+}
+
+fn write_window(out: &mut String, op: &WindowOp) -> fmt::Result {
+    out.push('[');
+    match op {
+        WindowOp::Reduce { .. } => {}
+        WindowOp::SelectAndGatherAdd { select, .. }
+        | WindowOp::SelectAndScatterAdd { select, .. } => write!(out, "select={} ", select.name())?,
+    }
+    let w = op.window();
+    write!(
+        out,
+        "window={} strides={} lo={} hi={} base_dilation={} window_dilation={}]",
+        tuple(&w.dims),
+        tuple(&w.strides),
+        tuple(&w.lo),
+        tuple(&w.hi),
+        tuple(&w.base_dilation),
+        tuple(&w.window_dilation)
+    )
 }
 
 /// Writes the elements of a constant without its outermost brackets: a scalar as one element,

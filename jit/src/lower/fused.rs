@@ -137,7 +137,8 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
         | Op::Reduce(_)
         | Op::Dot(_)
         | Op::Index(_)
-        | Op::Control(_) => false,
+        | Op::Control(_)
+        | Op::Window(_) => false,
     }
 }
 

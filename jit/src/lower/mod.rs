@@ -26,6 +26,7 @@ pub(crate) mod literal;
 pub(crate) mod reduce;
 pub(crate) mod shape;
 pub(crate) mod unary;
+pub(crate) mod window;
 
 use crate::plan::{Home, Plan};
 use cranelift_codegen::ir::{
@@ -570,6 +571,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             Op::Dot(op) => dot::lower_to(self, op, inst, inst.results[0], false),
             Op::Index(op) => index::lower(self, op, inst),
             Op::Control(op) => control::lower(self, op, i, inst),
+            Op::Window(op) => window::lower(self, op, inst),
         }
     }
 
@@ -600,7 +602,8 @@ impl<'a, 'b> Ctx<'a, 'b> {
             | Op::Reduce(_)
             | Op::Dot(_)
             | Op::Index(_)
-            | Op::Control(_) => Err(jit_err(format!("{} is not elementwise", op.name()))),
+            | Op::Control(_)
+            | Op::Window(_) => Err(jit_err(format!("{} is not elementwise", op.name()))),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod literal;
 pub mod reduce;
 pub mod shape;
 pub mod unary;
+pub mod window;
 
 use ferrax_ir::ops::{BinaryOp, CompareOp, LiteralOp, ShapeOp};
 use ferrax_ir::{Array, Builder, DType, Dims, Error, ErrorKind, Op, Result, Shape, Type, Value};
@@ -282,6 +283,7 @@ pub fn batch_op(
         Op::Dot(o) => dot::batch(o, ctx, args)?,
         Op::Index(o) => index::batch(o, ctx, args)?,
         Op::Control(o) => return control::batch(o, ctx, args),
+        Op::Window(o) => window::batch(o, ctx, args)?,
     };
     Ok(smallvec![out])
 }

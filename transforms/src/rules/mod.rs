@@ -20,6 +20,7 @@ pub mod literal;
 pub mod reduce;
 pub mod shape;
 pub mod unary;
+pub mod window;
 
 use ferrax_ir::{Builder, Error, ErrorKind, Op, Result, Type, Value};
 use smallvec::SmallVec;
@@ -72,6 +73,7 @@ pub fn jvp(
         Op::Reduce(r) => reduce::jvp(b, r, x[0], t[0], y),
         Op::Dot(d) => dot::jvp(b, d, x, t),
         Op::Index(i) => index::jvp(b, i, x, t),
+        Op::Window(w) => window::jvp(b, w, x, t),
         Op::Control(c) => Err(Error::new(
             ErrorKind::Transform,
             format!(
@@ -95,6 +97,7 @@ pub fn transpose(b: &mut Builder, op: &Op, args: &[Operand], ct: Value) -> Resul
         Op::Dot(d) => dot::transpose(b, d, args, ct),
         Op::Index(i) => index::transpose(b, i, args, ct),
         Op::Control(c) => control::transpose(b, c, args, &[Some(ct)]),
+        Op::Window(w) => window::transpose(b, w, args, ct),
     }
 }
 

@@ -384,7 +384,11 @@ impl Tensor {
         Ok((a, b))
     }
 
-    fn broadcast_to_at(&self, shape: &[usize], loc: &'static Location<'static>) -> Tensor {
+    pub(crate) fn broadcast_to_at(
+        &self,
+        shape: &[usize],
+        loc: &'static Location<'static>,
+    ) -> Tensor {
         let ty = self.ty();
         if ty.dims() == shape {
             return self.clone();
@@ -948,7 +952,7 @@ impl Tensor {
     #[track_caller]
     pub fn gather(&self, indices: &Tensor) -> Tensor {
         apply(
-            Op::Index(IndexOp::Gather),
+            Op::Index(IndexOp::Gather(Default::default())),
             &[self, indices],
             Location::caller(),
         )
@@ -958,7 +962,10 @@ impl Tensor {
     #[track_caller]
     pub fn scatter_add(&self, indices: &Tensor, updates: &Tensor) -> Tensor {
         apply(
-            Op::Index(IndexOp::ScatterAdd),
+            Op::Index(IndexOp::Scatter {
+                at: Default::default(),
+                combine: crate::ops::Combine::Add,
+            }),
             &[self, indices, updates],
             Location::caller(),
         )

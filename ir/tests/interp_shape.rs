@@ -627,7 +627,7 @@ fn dynamic_update_slice_clamps_starts() {
 #[test]
 fn gather_rows_with_clamping() {
     let x = f(&[3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
-    let g = |x: &Array, idx: &Array| run(Op::Index(IndexOp::Gather), &[x, idx]);
+    let g = |x: &Array, idx: &Array| run(Op::Index(IndexOp::Gather(Default::default())), &[x, idx]);
     assert_eq!(
         g(&x, &i(&[2], &[2, 0])),
         f(&[2, 2], &[20.0, 21.0, 0.0, 1.0])
@@ -655,7 +655,15 @@ fn gather_rows_with_clamping() {
 
 #[test]
 fn scatter_add_accumulates_and_is_the_transpose_of_gather() {
-    let sa = |x: &Array, idx: &Array, u: &Array| run(Op::Index(IndexOp::ScatterAdd), &[x, idx, u]);
+    let sa = |x: &Array, idx: &Array, u: &Array| {
+        run(
+            Op::Index(IndexOp::Scatter {
+                at: Default::default(),
+                combine: ferrax_ir::ops::Combine::Add,
+            }),
+            &[x, idx, u],
+        )
+    };
     let x = f(&[3, 2], &[1.0; 6]);
     let idx = i(&[3], &[0, 2, 0]);
     let u = f(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
@@ -682,7 +690,7 @@ fn scatter_add_accumulates_and_is_the_transpose_of_gather() {
     let x = vals(&[4, 3], 13);
     let idx = i(&[2, 3], &[3, 0, 3, -2, 9, 1]);
     let u = vals(&[2, 3, 3], 14);
-    let gx = run(Op::Index(IndexOp::Gather), &[&x, &idx]);
+    let gx = run(Op::Index(IndexOp::Gather(Default::default())), &[&x, &idx]);
     let su = sa(&Array::zeros(&x.ty()).unwrap(), &idx, &u);
     let lhs: f64 = gx
         .to_f64_vec()

@@ -439,7 +439,7 @@ fn index_ops() {
             .unwrap();
             let tys = [Type::new(dt, xd), Type::new(DType::I32, idims)];
             check(
-                &graph(Op::Index(IndexOp::Gather), &tys),
+                &graph(Op::Index(IndexOp::Gather(Default::default())), &tys),
                 &[x.clone(), idx.clone()],
             );
             let mut ud: Vec<usize> = idims.to_vec();
@@ -450,7 +450,16 @@ fn index_ops() {
                 Type::new(DType::I32, idims),
                 Type::new(dt, &ud),
             ];
-            check(&graph(Op::Index(IndexOp::ScatterAdd), &tys), &[x, idx, u]);
+            check(
+                &graph(
+                    Op::Index(IndexOp::Scatter {
+                        at: Default::default(),
+                        combine: ferrax_ir::ops::Combine::Add,
+                    }),
+                    &tys,
+                ),
+                &[x, idx, u],
+            );
         }
     }
 }

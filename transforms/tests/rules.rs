@@ -475,7 +475,11 @@ fn cases() -> Vec<Case> {
         1.0,
         Box::new(|b, p| {
             let idx = b.constant(Array::from_i32([2, 2], vec![3, 0, 3, 1]).unwrap());
-            vec![push(b, Op::Index(IndexOp::Gather), &[p[0], idx])]
+            vec![push(
+                b,
+                Op::Index(IndexOp::Gather(Default::default())),
+                &[p[0], idx],
+            )]
         }),
     ));
     cs.push(case(
@@ -485,7 +489,14 @@ fn cases() -> Vec<Case> {
         1.0,
         Box::new(|b, p| {
             let idx = b.constant(Array::from_i32([3], vec![1, 1, 2]).unwrap());
-            vec![push(b, Op::Index(IndexOp::ScatterAdd), &[p[0], idx, p[1]])]
+            vec![push(
+                b,
+                Op::Index(IndexOp::Scatter {
+                    at: Default::default(),
+                    combine: ferrax_ir::ops::Combine::Add,
+                }),
+                &[p[0], idx, p[1]],
+            )]
         }),
     ));
     cs

@@ -497,27 +497,33 @@ fn index_cases() -> Vec<Case> {
         case(
             "gather",
             vec![f64t(&[5, 3]), i32t(&[4])],
-            ix(IndexOp::Gather),
+            ix(IndexOp::Gather(Default::default())),
         ),
         case(
             "gather_2d_index",
             vec![f64t(&[4]), i32t(&[2, 3])],
-            ix(IndexOp::Gather),
+            ix(IndexOp::Gather(Default::default())),
         ),
         case(
             "gather_rank3",
             vec![i32t(&[5, 2, 3]), i32t(&[2])],
-            ix(IndexOp::Gather),
+            ix(IndexOp::Gather(Default::default())),
         ),
         case(
             "scatter_add",
             vec![f64t(&[5, 3]), i32t(&[4]), f64t(&[4, 3])],
-            ix(IndexOp::ScatterAdd),
+            ix(IndexOp::Scatter {
+                at: Default::default(),
+                combine: ferrax_ir::ops::Combine::Add,
+            }),
         ),
         case(
             "scatter_add_2d_index",
             vec![f64t(&[4]), i32t(&[2, 3]), f64t(&[2, 3])],
-            ix(IndexOp::ScatterAdd),
+            ix(IndexOp::Scatter {
+                at: Default::default(),
+                combine: ferrax_ir::ops::Combine::Add,
+            }),
         ),
     ]
 }

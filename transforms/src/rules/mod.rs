@@ -71,7 +71,7 @@ pub fn jvp(
         Op::Shape(s) => shape::jvp(b, s, x, t),
         Op::Reduce(r) => reduce::jvp(b, r, x[0], t[0], y),
         Op::Dot(d) => dot::jvp(b, d, x, t),
-        Op::Index(i) => index::jvp(b, i, x, t),
+        Op::Index(i) => index::jvp(b, i, x, t, y),
         Op::Control(c) => Err(Error::new(
             ErrorKind::Transform,
             format!(

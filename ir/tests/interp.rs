@@ -722,7 +722,7 @@ fn ill_typed_operands_give_errors_not_panics() {
         (
             Op::Index(IndexOp::Gather(Default::default())),
             vec![&m, &f],
-            ErrorKind::Shape,
+            ErrorKind::DType,
         ),
         (
             Op::Index(IndexOp::DynamicSlice { sizes: d(&[1]) }),

@@ -4,7 +4,8 @@
 
 use ferrax_ir::interp::eval;
 use ferrax_ir::ops::{
-    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+    BinaryOp, Bounds, Combine, CompareOp, ConvertOp, DotGeneral, IndexOp, Indexing, LiteralOp,
+    ReduceOp, ShapeOp, UnaryOp,
 };
 use ferrax_ir::{Array, Builder, DType, Dims, ErrorKind, Graph, Op, Result, Shape, Type, Value};
 use ferrax_transforms::vmap::{vmap_graph, vmap_graph_sized};
@@ -563,6 +564,49 @@ fn dot_ops() {
 #[test]
 fn index_ops() {
     run(index_cases(), 6);
+}
+
+/// Gathers and scatters along every kind of axis, both bounds and every combine; the i32 data
+/// (−2..=6) holds negative and out-of-range indices.
+fn axis_index_cases() -> Vec<Case> {
+    let mut cs = Vec::new();
+    let kinds = [
+        (1, false, vec![3usize, 4, 2], vec![2usize, 3]),
+        (2, false, vec![3, 2, 5], vec![4]),
+        (1, true, vec![3, 4], vec![3, 6]),
+        (0, true, vec![4, 3, 2], vec![2, 3, 2]),
+    ];
+    for (axis, along, x, idims) in kinds {
+        for bounds in [Bounds::Clip, Bounds::Fill] {
+            let at = Indexing {
+                axis,
+                along,
+                bounds,
+            };
+            let tag = format!("axis{axis}_along{along}_{}", bounds.name());
+            cs.push(case(
+                &format!("gather_{tag}"),
+                vec![f64t(&x), i32t(&idims)],
+                op1(Op::Index(IndexOp::Gather(at))),
+            ));
+            let udims = at
+                .result_dims("scatter", &[], &f64t(&x), &i32t(&idims))
+                .unwrap();
+            for combine in Combine::ALL {
+                cs.push(case(
+                    &format!("{}_{tag}", combine.op_name()),
+                    vec![f64t(&x), i32t(&idims), f64t(&udims)],
+                    op1(Op::Index(IndexOp::Scatter { at, combine })),
+                ));
+            }
+        }
+    }
+    cs
+}
+
+#[test]
+fn axis_gathers_and_scatters() {
+    run(axis_index_cases(), 16);
 }
 
 #[test]

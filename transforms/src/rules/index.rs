@@ -129,14 +129,15 @@ pub fn transpose(b: &mut Builder, op: &IndexOp, args: &[Operand], ct: Value) -> 
                     }
                 }),
                 Combine::Set => {
-                    let x_shape = match &args[0] {
-                        Operand::Linear(ty) => ty.shape.clone(),
-                        Operand::Primal(v) => b.ty(*v).shape.clone(),
+                    let ty_of = |b: &Builder, a: &Operand| match a {
+                        Operand::Linear(ty) => ty.clone(),
+                        Operand::Primal(v) => b.ty(*v).clone(),
                     };
+                    let (x_shape, u_ty) = (ty_of(b, &args[0]).shape, ty_of(b, &args[2]));
                     for_linear(args, |k, ty| {
                         if k == 0 {
                             // Updated positions pass nothing back to the operand.
-                            let z = zeros(b, ty)?;
+                            let z = zeros(b, &u_ty)?;
                             scatter(b, *at, Combine::Set, ct, idx, z).map(Some)
                         } else {
                             let wins = winners(b, *at, idx, x_shape.clone(), ty)?;
@@ -154,8 +155,8 @@ pub fn transpose(b: &mut Builder, op: &IndexOp, args: &[Operand], ct: Value) -> 
 
 /// Whether each update of a `scatter` (set) at `idx` under `at` into an operand of shape
 /// `x_shape` is the one that lands (the last of those naming its position), as a bool array
-/// of the updates' shape (`u_ty`): every
-/// update scatters its own position number, and an update won where its number came back.
+/// of the updates' shape (`u_ty`): every update scatters its own position number, and an
+/// update won where its number came back.
 fn winners(
     b: &mut Builder,
     at: Indexing,

@@ -353,10 +353,12 @@ impl Tensor {
         self.unary(UnaryOp::IntegerPow(n))
     }
 
-    /// max(x, 0).
+    /// max(x, 0), with derivative 1 where x > 0 and 0 elsewhere (0 at x = 0, as JAX's relu);
+    /// a NaN passes through.
     #[track_caller]
     pub fn relu(&self) -> Tensor {
-        self.maximum(0.0)
+        let keep = self.gt(0.0).or(&self.not_equal(self));
+        keep.select(self, 0.0)
     }
 
     // ----- binary -----

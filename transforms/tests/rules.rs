@@ -552,12 +552,7 @@ fn cases() -> Vec<Case> {
         ));
         // The scatters over the same positions: updates shaped as the gather's result.
         let udims = at
-            .result_dims(
-                "scatter",
-                &[],
-                &f64t(&x),
-                &Type::new(DType::I32, &idims),
-            )
+            .result_dims("scatter", &[], &f64t(&x), &Type::new(DType::I32, &idims))
             .unwrap();
         for combine in Combine::ALL {
             let (idims2, iv2) = (idims.clone(), iv.clone());

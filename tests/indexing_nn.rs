@@ -347,7 +347,8 @@ fn derivatives_of_take_at_and_scatters() {
     let i2 = Tensor::constant(iarr(&[3, 2], vec![0, 3, -1, 1, -4, 1]));
     let i1 = Tensor::constant(iarr(&[5], vec![2, -1, 0, 2, 3]));
     let u_take = Tensor::constant(arr(DType::F64, &[3, 5, 2], rng.floats(30, 0.5, 1.5)));
-    let cases: Vec<(&str, Box<dyn Fn(&Tensor) -> Tensor + Send + Sync>)> = vec![
+    type Unary = Box<dyn Fn(&Tensor) -> Tensor + Send + Sync>;
+    let cases: Vec<(&str, Unary)> = vec![
         ("take_along_axis", {
             let i = i2.clone();
             Box::new(move |x: &Tensor| x.take_along_axis(&i, 1))

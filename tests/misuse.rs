@@ -39,7 +39,7 @@ fn tracing_errors() {
         (
             function(|x: Tensor, i: Tensor| x.gather(&i)),
             vec![f64s(&[3]), f64s(&[2])],
-            ErrorKind::Shape,
+            ErrorKind::DType,
             "gather",
         ),
         (

@@ -25,10 +25,14 @@ pub use graph::{Graph, InstData, ValueData, ValueDef};
 pub use ops::Op;
 pub use types::{DType, Dims, Shape, Type, MAX_BYTES};
 pub mod function;
+pub mod indexing;
+pub mod nn;
 pub mod tensor;
 pub mod tracer;
 
 pub use function::{function, trace, Function, IntoArgs, IntoFunction, IntoOutputs, Specialized};
+pub use indexing::At;
+pub use nn::{where_, Norm};
 pub use tensor::{concatenate, select, stack, Operand};
 pub use tracer::Tensor;
 pub use window_api::Padding;

@@ -353,10 +353,12 @@ impl Tensor {
         self.unary(UnaryOp::IntegerPow(n))
     }
 
-    /// max(x, 0).
+    /// max(x, 0), with derivative 1 where x > 0 and 0 elsewhere (0 at x = 0, as JAX's relu);
+    /// a NaN passes through.
     #[track_caller]
     pub fn relu(&self) -> Tensor {
-        self.maximum(0.0)
+        let keep = self.gt(0.0).or(&self.not_equal(self));
+        keep.select(self, 0.0)
     }
 
     // ----- binary -----
@@ -384,7 +386,11 @@ impl Tensor {
         Ok((a, b))
     }
 
-    fn broadcast_to_at(&self, shape: &[usize], loc: &'static Location<'static>) -> Tensor {
+    pub(crate) fn broadcast_to_at(
+        &self,
+        shape: &[usize],
+        loc: &'static Location<'static>,
+    ) -> Tensor {
         let ty = self.ty();
         if ty.dims() == shape {
             return self.clone();
@@ -948,7 +954,7 @@ impl Tensor {
     #[track_caller]
     pub fn gather(&self, indices: &Tensor) -> Tensor {
         apply(
-            Op::Index(IndexOp::Gather),
+            Op::Index(IndexOp::Gather(Default::default())),
             &[self, indices],
             Location::caller(),
         )
@@ -958,7 +964,10 @@ impl Tensor {
     #[track_caller]
     pub fn scatter_add(&self, indices: &Tensor, updates: &Tensor) -> Tensor {
         apply(
-            Op::Index(IndexOp::ScatterAdd),
+            Op::Index(IndexOp::Scatter {
+                at: Default::default(),
+                combine: crate::ops::Combine::Add,
+            }),
             &[self, indices, updates],
             Location::caller(),
         )

@@ -719,7 +719,11 @@ fn ill_typed_operands_give_errors_not_panics() {
             vec![&m, &f3],
             ErrorKind::Shape,
         ),
-        (Op::Index(IndexOp::Gather), vec![&m, &f], ErrorKind::Shape),
+        (
+            Op::Index(IndexOp::Gather(Default::default())),
+            vec![&m, &f],
+            ErrorKind::DType,
+        ),
         (
             Op::Index(IndexOp::DynamicSlice { sizes: d(&[1]) }),
             vec![&f],

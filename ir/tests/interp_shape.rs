@@ -627,7 +627,7 @@ fn dynamic_update_slice_clamps_starts() {
 #[test]
 fn gather_rows_with_clamping() {
     let x = f(&[3, 2], &[0.0, 1.0, 10.0, 11.0, 20.0, 21.0]);
-    let g = |x: &Array, idx: &Array| run(Op::Index(IndexOp::Gather), &[x, idx]);
+    let g = |x: &Array, idx: &Array| run(Op::Index(IndexOp::Gather(Default::default())), &[x, idx]);
     assert_eq!(
         g(&x, &i(&[2], &[2, 0])),
         f(&[2, 2], &[20.0, 21.0, 0.0, 1.0])
@@ -655,7 +655,15 @@ fn gather_rows_with_clamping() {
 
 #[test]
 fn scatter_add_accumulates_and_is_the_transpose_of_gather() {
-    let sa = |x: &Array, idx: &Array, u: &Array| run(Op::Index(IndexOp::ScatterAdd), &[x, idx, u]);
+    let sa = |x: &Array, idx: &Array, u: &Array| {
+        run(
+            Op::Index(IndexOp::Scatter {
+                at: Default::default(),
+                combine: ferrax_ir::ops::Combine::Add,
+            }),
+            &[x, idx, u],
+        )
+    };
     let x = f(&[3, 2], &[1.0; 6]);
     let idx = i(&[3], &[0, 2, 0]);
     let u = f(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
@@ -682,7 +690,7 @@ fn scatter_add_accumulates_and_is_the_transpose_of_gather() {
     let x = vals(&[4, 3], 13);
     let idx = i(&[2, 3], &[3, 0, 3, -2, 9, 1]);
     let u = vals(&[2, 3, 3], 14);
-    let gx = run(Op::Index(IndexOp::Gather), &[&x, &idx]);
+    let gx = run(Op::Index(IndexOp::Gather(Default::default())), &[&x, &idx]);
     let su = sa(&Array::zeros(&x.ty()).unwrap(), &idx, &u);
     let lhs: f64 = gx
         .to_f64_vec()
@@ -699,5 +707,77 @@ fn scatter_add_accumulates_and_is_the_transpose_of_gather() {
     assert!(
         (lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0),
         "{lhs} vs {rhs}"
+    );
+}
+
+#[test]
+fn gathers_and_scatters_along_an_axis_clip_or_fill() {
+    use ferrax_ir::ops::{Bounds, Combine, Indexing};
+    // x[r, c] = 10 r + c, shape [2, 3].
+    let x = f(&[2, 3], &[0.0, 1.0, 2.0, 10.0, 11.0, 12.0]);
+    let ix = |axis, along, bounds| Indexing {
+        axis,
+        along,
+        bounds,
+    };
+    let g = |at: Indexing, idx: &Array| run(Op::Index(IndexOp::Gather(at)), &[&x, idx]);
+    // take along axis 1: every row picks columns [2, -1 → 0 (clip), 7 → 2 (clip)].
+    let idx = i(&[3], &[2, -1, 7]);
+    assert_eq!(
+        g(ix(1, false, Bounds::Clip), &idx),
+        f(&[2, 3], &[2.0, 0.0, 2.0, 12.0, 10.0, 12.0])
+    );
+    // The same with fill: out-of-range positions read 0.
+    assert_eq!(
+        g(ix(1, false, Bounds::Fill), &idx),
+        f(&[2, 3], &[2.0, 0.0, 0.0, 12.0, 0.0, 0.0])
+    );
+    // Along axis 1: row r picks its own columns.
+    let idx = i(&[2, 2], &[1, i32::MIN, 0, 2]);
+    assert_eq!(
+        g(ix(1, true, Bounds::Fill), &idx),
+        f(&[2, 2], &[1.0, 0.0, 10.0, 12.0])
+    );
+    assert_eq!(
+        g(ix(1, true, Bounds::Clip), &idx),
+        f(&[2, 2], &[1.0, 0.0, 10.0, 12.0])
+    );
+    // Along axis 0: column c picks its own row.
+    let idx = i(&[1, 3], &[1, 0, i32::MAX]);
+    assert_eq!(
+        g(ix(0, true, Bounds::Clip), &idx),
+        f(&[1, 3], &[10.0, 1.0, 12.0])
+    );
+    // Scatters: repeated indices combine in row-major order; fill drops out-of-range updates.
+    let sc = |at: Indexing, combine, idx: &Array, u: &Array| {
+        run(Op::Index(IndexOp::Scatter { at, combine }), &[&x, idx, u])
+    };
+    let idx = i(&[3], &[1, 1, 5]);
+    let u = f(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let at = ix(1, false, Bounds::Fill);
+    assert_eq!(
+        sc(at, Combine::Set, &idx, &u),
+        f(&[2, 3], &[0.0, 2.0, 2.0, 10.0, 5.0, 12.0])
+    );
+    assert_eq!(
+        sc(at, Combine::Add, &idx, &u),
+        f(&[2, 3], &[0.0, 4.0, 2.0, 10.0, 20.0, 12.0])
+    );
+    assert_eq!(
+        sc(at, Combine::Mul, &idx, &u),
+        f(&[2, 3], &[0.0, 2.0, 2.0, 10.0, 220.0, 12.0])
+    );
+    assert_eq!(
+        sc(at, Combine::Max, &idx, &u),
+        f(&[2, 3], &[0.0, 2.0, 2.0, 10.0, 11.0, 12.0])
+    );
+    assert_eq!(
+        sc(at, Combine::Min, &idx, &u),
+        f(&[2, 3], &[0.0, 1.0, 2.0, 10.0, 4.0, 12.0])
+    );
+    // With clip the out-of-range index 5 lands on the last column.
+    assert_eq!(
+        sc(ix(1, false, Bounds::Clip), Combine::Set, &idx, &u),
+        f(&[2, 3], &[0.0, 2.0, 3.0, 10.0, 5.0, 6.0])
     );
 }

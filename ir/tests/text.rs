@@ -578,3 +578,26 @@ fn dot_draws_control_bodies_as_clusters() {
     }
     assert!(!dot.contains("lambda"), "{dot}");
 }
+
+#[test]
+fn gather_and_scatter_parameters_are_optional_and_checked() {
+    // Written without parameters, a gather is the row gather it always was.
+    let g = Graph::parse(
+        "{ lambda v0:f64[5,3], v1:i32[4] . let v2:f64[4,3] = gather[axis=0] v0 v1 in (v2) }",
+    )
+    .unwrap();
+    assert!(!g.to_text().contains("axis"), "{}", g.to_text());
+    for (bad, needle) in [
+        (
+            "gather[bounds=wrap] v0 v1",
+            "`bounds` must be `clip` or `fill`",
+        ),
+        ("gather[axis=2] v0 v1", "axis 2 is out of range"),
+        ("gather[along=true] v0 v1", "must have the operand's shape"),
+        ("gather[reverse=true] v0 v1", "takes no parameter `reverse`"),
+    ] {
+        let text = format!("{{ lambda v0:f64[5,3], v1:i32[4] . let v2:f64[4,3] = {bad} in (v2) }}");
+        let e = Graph::parse(&text).unwrap_err();
+        assert!(e.message.contains(needle), "{bad}: {}", e.message);
+    }
+}

@@ -5,7 +5,8 @@ mod common;
 
 use common::{array, check, check_with, Rng};
 use ferrax_ir::ops::{
-    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+    BinaryOp, Bounds, Combine, CompareOp, ConvertOp, DotGeneral, IndexOp, Indexing, LiteralOp,
+    ReduceOp, ShapeOp, UnaryOp,
 };
 use ferrax_ir::{Array, Builder, DType, Dims, Graph, Op, Shape, Type};
 
@@ -439,7 +440,7 @@ fn index_ops() {
             .unwrap();
             let tys = [Type::new(dt, xd), Type::new(DType::I32, idims)];
             check(
-                &graph(Op::Index(IndexOp::Gather), &tys),
+                &graph(Op::Index(IndexOp::Gather(Default::default())), &tys),
                 &[x.clone(), idx.clone()],
             );
             let mut ud: Vec<usize> = idims.to_vec();
@@ -450,7 +451,66 @@ fn index_ops() {
                 Type::new(DType::I32, idims),
                 Type::new(dt, &ud),
             ];
-            check(&graph(Op::Index(IndexOp::ScatterAdd), &tys), &[x, idx, u]);
+            check(
+                &graph(
+                    Op::Index(IndexOp::Scatter {
+                        at: Default::default(),
+                        combine: ferrax_ir::ops::Combine::Add,
+                    }),
+                    &tys,
+                ),
+                &[x, idx, u],
+            );
+        }
+    }
+}
+
+/// Gathers and scatters along axes, both kinds, both bounds, every combine and dtype, with
+/// indices that repeat, are negative, or are as large as i32 allows; and empty axes.
+#[test]
+fn axis_gathers_and_scatters() {
+    let mut rng = Rng(41);
+    let kinds: [(usize, bool, &[usize], &[usize]); 6] = [
+        (1, false, &[3, 4, 2], &[2, 3]),
+        (0, false, &[5], &[7]),
+        (2, false, &[2, 2, 3], &[]),
+        (1, true, &[3, 4], &[3, 6]),
+        (0, true, &[4, 3, 2], &[2, 3, 2]),
+        (1, false, &[2, 0, 3], &[4]),
+    ];
+    let picks = [0, 1, 3, -1, -4, 4, 9, i32::MIN, i32::MAX, 2, 2, 0];
+    for (axis, along, xd, idims) in kinds {
+        for bounds in [Bounds::Clip, Bounds::Fill] {
+            let at = Indexing {
+                axis,
+                along,
+                bounds,
+            };
+            let n: usize = idims.iter().product();
+            let idx = Array::from_i32(
+                Shape::new(idims),
+                (0..n)
+                    .map(|k| picks[(k * 5 + axis) % picks.len()])
+                    .collect(),
+            )
+            .unwrap();
+            let ity = Type::new(DType::I32, idims);
+            for dt in [DType::F32, DType::F64, DType::I32, DType::Bool] {
+                let x = array(&mut rng, dt, xd, -2.0, 2.0, dt.is_float());
+                let xty = Type::new(dt, xd);
+                let g = graph(Op::Index(IndexOp::Gather(at)), &[xty.clone(), ity.clone()]);
+                check(&g, &[x.clone(), idx.clone()]);
+                let ud = at.result_dims("scatter", &[], &xty, &ity).unwrap();
+                let u = array(&mut rng, dt, &ud, -2.0, 2.0, dt.is_float());
+                for combine in Combine::ALL {
+                    if dt == DType::Bool && combine != Combine::Set {
+                        continue;
+                    }
+                    let tys = [xty.clone(), ity.clone(), Type::new(dt, &ud)];
+                    let g = graph(Op::Index(IndexOp::Scatter { at, combine }), &tys);
+                    check(&g, &[x.clone(), idx.clone(), u.clone()]);
+                }
+            }
         }
     }
 }
@@ -536,7 +596,7 @@ fn shared_sin_cos_calls_match_separate_ones() {
 fn window_ops() {
     use ferrax_ir::ops::{Monoid, Select, Window, WindowOp};
     let mut rng = Rng(11);
-    let mut pick = |rng: &mut Rng, n: usize| (rng.next() * n as f64) as usize;
+    let pick = |rng: &mut Rng, n: usize| (rng.next() * n as f64) as usize;
     for case in 0..150 {
         let rank = pick(&mut rng, 4);
         let dims: Vec<usize> = (0..rank)

@@ -785,9 +785,22 @@ impl<'t, 'a> Gen<'t, 'a> {
         }
         if self.tape.flag(50) && x.ty.dtype.is_numeric() {
             let u = self.operand_of(b, pool, &Type::new(x.ty.dtype, &rd));
-            self.push(b, pool, Op::Index(IndexOp::ScatterAdd), &[x.v, idx, u]);
+            self.push(
+                b,
+                pool,
+                Op::Index(IndexOp::Scatter {
+                    at: Default::default(),
+                    combine: ferrax::ir::ops::Combine::Add,
+                }),
+                &[x.v, idx, u],
+            );
         } else {
-            self.push(b, pool, Op::Index(IndexOp::Gather), &[x.v, idx]);
+            self.push(
+                b,
+                pool,
+                Op::Index(IndexOp::Gather(Default::default())),
+                &[x.v, idx],
+            );
         }
     }
 

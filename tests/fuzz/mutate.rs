@@ -320,8 +320,11 @@ fn rand_op(rng: &mut Rng) -> Op {
             sizes: rand_dims(rng, 3),
         }),
         17 => Op::Index(IndexOp::DynamicUpdateSlice),
-        18 => Op::Index(IndexOp::Gather),
-        19 => Op::Index(IndexOp::ScatterAdd),
+        18 => Op::Index(IndexOp::Gather(Default::default())),
+        19 => Op::Index(IndexOp::Scatter {
+            at: Default::default(),
+            combine: ferrax::ir::ops::Combine::Add,
+        }),
         20 => Op::Control(ControlOp::Switch {
             branches: (0..rng.below(3))
                 .map(|_| Body::new(rand_body(rng)))

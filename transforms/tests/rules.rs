@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use ferrax_ir::ops::{
-    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+    BinaryOp, Bounds, Combine, CompareOp, ConvertOp, DotGeneral, IndexOp, Indexing, LiteralOp,
+    ReduceOp, ShapeOp, UnaryOp,
 };
 use ferrax_ir::ops::{Monoid, Select, Window, WindowOp};
 use ferrax_ir::{Array, Builder, DType, Dims, Op, Shape, Type, Value};
@@ -476,7 +477,11 @@ fn cases() -> Vec<Case> {
         1.0,
         Box::new(|b, p| {
             let idx = b.constant(Array::from_i32([2, 2], vec![3, 0, 3, 1]).unwrap());
-            vec![push(b, Op::Index(IndexOp::Gather), &[p[0], idx])]
+            vec![push(
+                b,
+                Op::Index(IndexOp::Gather(Default::default())),
+                &[p[0], idx],
+            )]
         }),
     ));
     cs.push(case(
@@ -486,7 +491,111 @@ fn cases() -> Vec<Case> {
         1.0,
         Box::new(|b, p| {
             let idx = b.constant(Array::from_i32([3], vec![1, 1, 2]).unwrap());
-            vec![push(b, Op::Index(IndexOp::ScatterAdd), &[p[0], idx, p[1]])]
+            vec![push(
+                b,
+                Op::Index(IndexOp::Scatter {
+                    at: Default::default(),
+                    combine: ferrax_ir::ops::Combine::Add,
+                }),
+                &[p[0], idx, p[1]],
+            )]
+        }),
+    ));
+    // Gathers and scatters along an axis, with repeated, negative and out-of-range indices.
+    let ix = |axis: usize, along: bool, bounds: Bounds| Indexing {
+        axis,
+        along,
+        bounds,
+    };
+    let idx_const = |b: &mut Builder, dims: &[usize], v: &[i32]| {
+        b.constant(Array::from_i32(Shape::new(dims), v.to_vec()).unwrap())
+    };
+    for (name, at, x, idims, iv) in [
+        (
+            "gather_axis1",
+            ix(1, false, Bounds::Clip),
+            vec![3usize, 4, 2],
+            vec![5usize],
+            vec![3, -1, 0, 7, 3],
+        ),
+        (
+            "gather_axis1_fill",
+            ix(1, false, Bounds::Fill),
+            vec![3, 4, 2],
+            vec![2, 2],
+            vec![3, -1, 0, 4],
+        ),
+        (
+            "gather_along_fill",
+            ix(1, true, Bounds::Fill),
+            vec![3, 4],
+            vec![3, 2],
+            vec![0, 3, 9, 1, -2, 1],
+        ),
+        (
+            "gather_along_axis0",
+            ix(0, true, Bounds::Clip),
+            vec![3, 4],
+            vec![2, 4],
+            vec![0, 2, 1, 1, 5, -1, 0, 2],
+        ),
+    ] {
+        let (idims2, iv2) = (idims.clone(), iv.clone());
+        cs.push(case(
+            name,
+            vec![f64t(&x)],
+            -1.0,
+            1.0,
+            Box::new(move |b, p| {
+                let idx = idx_const(b, &idims2, &iv2);
+                vec![push(b, Op::Index(IndexOp::Gather(at)), &[p[0], idx])]
+            }),
+        ));
+        // The scatters over the same positions: updates shaped as the gather's result.
+        let udims = at
+            .result_dims("scatter", &[], &f64t(&x), &Type::new(DType::I32, &idims))
+            .unwrap();
+        for combine in Combine::ALL {
+            let (idims2, iv2) = (idims.clone(), iv.clone());
+            // Multiplication by updates near zero is checked below with an exact zero.
+            let (lo, hi) = match combine {
+                Combine::Mul => (0.5, 1.5),
+                _ => (-1.0, 1.0),
+            };
+            cs.push(case(
+                &format!("{}_{name}", combine.op_name()),
+                vec![f64t(&x), f64t(&udims)],
+                lo,
+                hi,
+                Box::new(move |b, p| {
+                    let idx = idx_const(b, &idims2, &iv2);
+                    let op = Op::Index(IndexOp::Scatter { at, combine });
+                    vec![push(b, op, &[p[0], idx, p[1]])]
+                }),
+            ));
+        }
+    }
+    // scatter_mul's derivative where an update is exactly zero, alone or beside another zero.
+    cs.push(case(
+        "scatter_mul_zero_updates",
+        vec![f64t(&[4, 2]), f64t(&[5, 2])],
+        0.5,
+        1.5,
+        Box::new(move |b, p| {
+            let idx = idx_const(b, &[5], &[1, 1, 2, 2, 3]);
+            let mask = b.constant(
+                Array::from_f64(
+                    Shape::new(&[5, 2]),
+                    vec![0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+                )
+                .unwrap(),
+            );
+            let u = push(b, Op::Binary(BinaryOp::Mul), &[p[1], mask]);
+            let op = Op::Index(IndexOp::Scatter {
+                at: Indexing::default(),
+                combine: Combine::Mul,
+            });
+            vec![push(b, op, &[p[0], idx, u])]
         }),
     ));
     // Windowed ops: a 2-D window with stride, padding and both dilations.

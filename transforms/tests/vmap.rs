@@ -4,7 +4,8 @@
 
 use ferrax_ir::interp::eval;
 use ferrax_ir::ops::{
-    BinaryOp, CompareOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+    BinaryOp, Bounds, Combine, CompareOp, ConvertOp, DotGeneral, IndexOp, Indexing, LiteralOp,
+    ReduceOp, ShapeOp, UnaryOp,
 };
 use ferrax_ir::ops::{Monoid, Select, Window, WindowOp};
 use ferrax_ir::{Array, Builder, DType, Dims, ErrorKind, Graph, Op, Result, Shape, Type, Value};
@@ -498,27 +499,33 @@ fn index_cases() -> Vec<Case> {
         case(
             "gather",
             vec![f64t(&[5, 3]), i32t(&[4])],
-            ix(IndexOp::Gather),
+            ix(IndexOp::Gather(Default::default())),
         ),
         case(
             "gather_2d_index",
             vec![f64t(&[4]), i32t(&[2, 3])],
-            ix(IndexOp::Gather),
+            ix(IndexOp::Gather(Default::default())),
         ),
         case(
             "gather_rank3",
             vec![i32t(&[5, 2, 3]), i32t(&[2])],
-            ix(IndexOp::Gather),
+            ix(IndexOp::Gather(Default::default())),
         ),
         case(
             "scatter_add",
             vec![f64t(&[5, 3]), i32t(&[4]), f64t(&[4, 3])],
-            ix(IndexOp::ScatterAdd),
+            ix(IndexOp::Scatter {
+                at: Default::default(),
+                combine: ferrax_ir::ops::Combine::Add,
+            }),
         ),
         case(
             "scatter_add_2d_index",
             vec![f64t(&[4]), i32t(&[2, 3]), f64t(&[2, 3])],
-            ix(IndexOp::ScatterAdd),
+            ix(IndexOp::Scatter {
+                at: Default::default(),
+                combine: ferrax_ir::ops::Combine::Add,
+            }),
         ),
     ]
 }
@@ -613,6 +620,49 @@ fn window_cases() -> Vec<Case> {
 #[test]
 fn window_ops() {
     run(window_cases(), 8);
+}
+
+/// Gathers and scatters along every kind of axis, both bounds and every combine; the i32 data
+/// (−2..=6) holds negative and out-of-range indices.
+fn axis_index_cases() -> Vec<Case> {
+    let mut cs = Vec::new();
+    let kinds = [
+        (1, false, vec![3usize, 4, 2], vec![2usize, 3]),
+        (2, false, vec![3, 2, 5], vec![4]),
+        (1, true, vec![3, 4], vec![3, 6]),
+        (0, true, vec![4, 3, 2], vec![2, 3, 2]),
+    ];
+    for (axis, along, x, idims) in kinds {
+        for bounds in [Bounds::Clip, Bounds::Fill] {
+            let at = Indexing {
+                axis,
+                along,
+                bounds,
+            };
+            let tag = format!("axis{axis}_along{along}_{}", bounds.name());
+            cs.push(case(
+                &format!("gather_{tag}"),
+                vec![f64t(&x), i32t(&idims)],
+                op1(Op::Index(IndexOp::Gather(at))),
+            ));
+            let udims = at
+                .result_dims("scatter", &[], &f64t(&x), &i32t(&idims))
+                .unwrap();
+            for combine in Combine::ALL {
+                cs.push(case(
+                    &format!("{}_{tag}", combine.op_name()),
+                    vec![f64t(&x), i32t(&idims), f64t(&udims)],
+                    op1(Op::Index(IndexOp::Scatter { at, combine })),
+                ));
+            }
+        }
+    }
+    cs
+}
+
+#[test]
+fn axis_gathers_and_scatters() {
+    run(axis_index_cases(), 16);
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub use compare::CompareOp;
 pub use control::{Body, CallKind, ControlOp, RematPolicy};
 pub use convert::ConvertOp;
 pub use dot::DotGeneral;
-pub use index::IndexOp;
+pub use index::{Bounds, Combine, IndexOp, Indexing, Walk};
 pub use literal::{Literal, LiteralOp};
 pub use reduce::ReduceOp;
 pub use shape::ShapeOp;
@@ -50,7 +50,7 @@ pub enum Op {
     Reduce(ReduceOp),
     /// Generalized dot product with batch and contracting dimensions.
     Dot(DotGeneral),
-    /// Cumulative sums, dynamic slices and row gathers/scatters.
+    /// Cumulative sums, dynamic slices, and gathers/scatters along an axis.
     Index(IndexOp),
     /// Control flow (switch, while, scan) and calls of sub-graphs (checkpoint, custom rules).
     Control(ControlOp),

@@ -17,8 +17,9 @@ use crate::entities::{Inst, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, InstData, ValueData, ValueDef};
 use crate::ops::{
-    BinaryOp, Body, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, Literal,
-    LiteralOp, Monoid, Op, ReduceOp, RematPolicy, Select, ShapeOp, UnaryOp, Window, WindowOp,
+    BinaryOp, Body, Bounds, CallKind, Combine, CompareOp, ControlOp, ConvertOp, DotGeneral,
+    IndexOp, Indexing, Literal, LiteralOp, Monoid, Op, ReduceOp, RematPolicy, Select, ShapeOp,
+    UnaryOp, Window, WindowOp,
 };
 use crate::types::{DType, Dims, Shape, Type};
 use hashbrown::HashMap;
@@ -255,6 +256,11 @@ impl Params {
                 ),
             )),
         }
+    }
+
+    /// Whether the parameter `key` was given (for optional parameters).
+    fn has(&self, key: &str) -> bool {
+        self.items.iter().any(|(k, _, _)| k == key)
     }
 
     fn usize(&mut self, key: &str) -> Result<usize> {
@@ -614,10 +620,17 @@ fn index_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         },
         IndexOp::DynamicSlice { sizes: Dims::new() },
         IndexOp::DynamicUpdateSlice,
-        IndexOp::Gather,
-        IndexOp::ScatterAdd,
+        IndexOp::Gather(Indexing::default()),
     ];
-    let Some(proto) = protos.into_iter().find(|o| o.name() == t.name) else {
+    let scatters = Combine::ALL.map(|combine| IndexOp::Scatter {
+        at: Indexing::default(),
+        combine,
+    });
+    let Some(proto) = protos
+        .into_iter()
+        .chain(scatters)
+        .find(|o| o.name() == t.name)
+    else {
         return Ok(None);
     };
     let op = match proto {
@@ -631,7 +644,12 @@ fn index_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         IndexOp::DynamicSlice { .. } => IndexOp::DynamicSlice {
             sizes: t.params()?.dims("sizes")?,
         },
-        IndexOp::DynamicUpdateSlice | IndexOp::Gather | IndexOp::ScatterAdd => proto,
+        IndexOp::DynamicUpdateSlice => proto,
+        IndexOp::Gather(_) => IndexOp::Gather(indexing(t)?),
+        IndexOp::Scatter { combine, .. } => IndexOp::Scatter {
+            at: indexing(t)?,
+            combine,
+        },
     };
     Ok(Some(Op::Index(op)))
 }
@@ -687,6 +705,33 @@ fn window_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         window_dilation: p.dims("window_dilation")?,
     };
     Ok(Some(Op::Window(op.with_window(window))))
+}
+
+/// The optional `axis`, `along` and `bounds` parameters of a gather or scatter (each defaults
+/// to the row gather's: axis 0, take, clip).
+fn indexing(t: &mut OpText<'_>) -> Result<Indexing> {
+    let p = t.params()?;
+    let mut ix = Indexing::default();
+    if p.has("axis") {
+        ix.axis = p.usize("axis")?;
+    }
+    if p.has("along") {
+        ix.along = p.bool("along")?;
+    }
+    if p.has("bounds") {
+        let (w, pos) = p.word("bounds")?;
+        ix.bounds = match w.as_str() {
+            "clip" => Bounds::Clip,
+            "fill" => Bounds::Fill,
+            _ => {
+                return Err(err(
+                    pos,
+                    format!("`bounds` must be `clip` or `fill`, found `{w}`"),
+                ))
+            }
+        };
+    }
+    Ok(ix)
 }
 
 /// The sub-graph of a control op, shared.

@@ -503,7 +503,8 @@ fn write_index(out: &mut String, op: &IndexOp) -> fmt::Result {
     match op {
         IndexOp::Cumsum { axis, reverse } => write!(out, "[axis={axis} reverse={reverse}]"),
         IndexOp::DynamicSlice { sizes } => write!(out, "[sizes={}]", tuple(sizes)),
-        IndexOp::DynamicUpdateSlice | IndexOp::Gather | IndexOp::ScatterAdd => Ok(()),
+        IndexOp::DynamicUpdateSlice => Ok(()),
+        IndexOp::Gather(ix) | IndexOp::Scatter { at: ix, .. } => out.write_str(&ix.params()),
     }
 }
 

@@ -1,11 +1,13 @@
 //! Lowering of `ferrax_ir::ops::IndexOp`: cumsum as a running sum per line, dynamic slices and
-//! updates as strided copies at clamped runtime offsets, gather and scatter-add as row copies
-//! at clamped indices. Every runtime index is clamped before use, so no access leaves its
-//! buffer.
+//! updates as strided copies at clamped runtime offsets, gathers and scatters as loop nests
+//! over their iteration space ([`ferrax_ir::ops::Walk`], shared with the interpreter) with one
+//! indirect access each. Every runtime index is clamped before use, so no access leaves its
+//! buffer; under `Bounds::Fill` an out-of-range index still reads a clamped element, and a
+//! `select` then gives zero (gather) or keeps the old element (scatter).
 
 use super::{clty, strides, Access, Ctx};
-use cranelift_codegen::ir::{self, types, InstBuilder};
-use ferrax_ir::ops::IndexOp;
+use cranelift_codegen::ir::{self, condcodes::IntCC, types, InstBuilder};
+use ferrax_ir::ops::{BinaryOp, Bounds, Combine, IndexOp, Walk};
 use ferrax_ir::{InstData, Result, Value};
 use smallvec::SmallVec;
 
@@ -116,85 +118,103 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
                 cx.store_out(r, o[1], v)
             })
         }
-        IndexOp::Gather => {
+        IndexOp::Gather(ix) => {
             let idx = inst.args[1];
-            let idims: SmallVec<[usize; 4]> = SmallVec::from_slice(cx.graph.ty(idx).dims());
-            let rows = xdims[0];
-            let row = xs[0];
-            let rest: usize = xdims[1..].iter().product();
-            let ist = strides(&idims);
-            let ost: SmallVec<[i64; 4]> = ist.iter().map(|&s| s * rest as i64).collect();
-            let acc = [
-                Access {
-                    base: zero,
-                    strides: ist,
-                },
-                Access {
-                    base: zero,
-                    strides: ost,
-                },
-            ];
-            cx.nest(&idims, &acc, &mut |cx, _, o| {
-                let out = o[1];
-                if rows == 0 {
-                    let z = cx.constant(dtype, 0.0);
-                    return cx.for_range(rest, &mut |cx, j| {
-                        let off = cx.fb.ins().iadd(out, j);
-                        cx.store_out(r, off, z)
-                    });
-                }
+            let w = ix.walk(&xdims, cx.graph.ty(idx).dims());
+            let out = strides(&w.dims);
+            if w.n == 0 {
+                // No element to read: every position is unnamed and reads zero.
+                let z = cx.constant(dtype, 0.0);
+                let n = cx.graph.ty(r).size();
+                return cx.for_range(n, &mut |cx, i| cx.store_out(r, i, z));
+            }
+            let acc = walk_accesses(cx, &w, out);
+            cx.nest(&w.dims, &acc, &mut |cx, _, o| {
                 let i = cx.load(idx, o[0])?;
-                let i = clamp(cx, i, rows as i64 - 1);
-                let src = cx.fb.ins().imul_imm_s(i, row);
-                cx.for_range(rest, &mut |cx, j| {
-                    let s = cx.fb.ins().iadd(src, j);
-                    let v = cx.load(x, s)?;
-                    let off = cx.fb.ins().iadd(out, j);
-                    cx.store_out(r, off, v)
-                })
+                let (p, inside) = resolve(cx, i, w.n, ix.bounds);
+                let src = cx.fb.ins().imul_imm_s(p, w.axis_stride as i64);
+                let src = cx.fb.ins().iadd(o[1], src);
+                let mut v = cx.load(x, src)?;
+                if let Some(inside) = inside {
+                    let z = cx.constant(dtype, 0.0);
+                    v = cx.fb.ins().select(inside, v, z);
+                }
+                cx.store_out(r, o[2], v)
             })
         }
-        IndexOp::ScatterAdd => {
+        IndexOp::Scatter { at, combine } => {
             let (idx, upd) = (inst.args[1], inst.args[2]);
-            let idims: SmallVec<[usize; 4]> = SmallVec::from_slice(cx.graph.ty(idx).dims());
-            let rows = xdims[0];
-            let row = xs[0];
-            let rest: usize = xdims[1..].iter().product();
+            let w = at.walk(&xdims, cx.graph.ty(idx).dims());
             copy_all(cx, x, r)?;
-            if rows == 0 {
+            if w.n == 0 {
                 return Ok(());
             }
-            let ist = strides(&idims);
-            let ust: SmallVec<[i64; 4]> = ist.iter().map(|&s| s * rest as i64).collect();
-            let acc = [
-                Access {
-                    base: zero,
-                    strides: ist,
-                },
-                Access {
-                    base: zero,
-                    strides: ust,
-                },
-            ];
-            let is_float = dtype.is_float();
-            cx.nest(&idims, &acc, &mut |cx, _, o| {
+            let ust = strides(&w.dims);
+            let acc = walk_accesses(cx, &w, ust);
+            let (combine, bounds) = (*combine, at.bounds);
+            cx.nest(&w.dims, &acc, &mut |cx, _, o| {
                 let i = cx.load(idx, o[0])?;
-                let i = clamp(cx, i, rows as i64 - 1);
-                let dst = cx.fb.ins().imul_imm_s(i, row);
-                let src = o[1];
-                cx.for_range(rest, &mut |cx, j| {
-                    let d = cx.fb.ins().iadd(dst, j);
-                    let s = cx.fb.ins().iadd(src, j);
-                    let cur = cx.load(r, d)?;
-                    let v = cx.load(upd, s)?;
-                    let t = if is_float {
-                        cx.fb.ins().fadd(cur, v)
-                    } else {
-                        cx.fb.ins().iadd(cur, v)
-                    };
-                    cx.store_out(r, d, t)
-                })
+                let (p, inside) = resolve(cx, i, w.n, bounds);
+                let dst = cx.fb.ins().imul_imm_s(p, w.axis_stride as i64);
+                let dst = cx.fb.ins().iadd(o[1], dst);
+                let cur = cx.load(r, dst)?;
+                let u = cx.load(upd, o[2])?;
+                let op = match combine {
+                    Combine::Set => None,
+                    Combine::Add => Some(BinaryOp::Add),
+                    Combine::Mul => Some(BinaryOp::Mul),
+                    Combine::Min => Some(BinaryOp::Min),
+                    Combine::Max => Some(BinaryOp::Max),
+                };
+                let mut v = match op {
+                    Some(op) => super::binary::emit(cx, op, dtype, cur, u, 1)?,
+                    None => u,
+                };
+                if let Some(inside) = inside {
+                    v = cx.fb.ins().select(inside, v, cur);
+                }
+                cx.store_out(r, dst, v)
             })
+        }
+    }
+}
+
+/// The three accesses of a gather or scatter over the walk `w`: the indices, the operand
+/// (without the indexed axis) and the dense side (the gather's result or the scatter's
+/// updates) with strides `dense`.
+fn walk_accesses(cx: &mut Ctx, w: &Walk, dense: SmallVec<[i64; 4]>) -> [Access; 3] {
+    let zero = cx.iconst(0);
+    let conv = |s: &[usize]| -> SmallVec<[i64; 4]> { s.iter().map(|&v| v as i64).collect() };
+    [
+        Access {
+            base: zero,
+            strides: conv(&w.idx_strides),
+        },
+        Access {
+            base: zero,
+            strides: conv(&w.x_strides),
+        },
+        Access {
+            base: zero,
+            strides: dense,
+        },
+    ]
+}
+
+/// The position an i32 index names along an axis of `n ≥ 1` elements, clamped into `0..n`
+/// (widened to i64), and under `Bounds::Fill` whether the index was in range.
+fn resolve(cx: &mut Ctx, i: ir::Value, n: usize, bounds: Bounds) -> (ir::Value, Option<ir::Value>) {
+    let p = clamp(cx, i, n as i64 - 1);
+    match bounds {
+        Bounds::Clip => (p, None),
+        Bounds::Fill => {
+            // One unsigned comparison: negative indices are huge as unsigned numbers.
+            let wide = cx.fb.ins().sextend(types::I64, i);
+            let inside = cx
+                .fb
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, wide, n as i64);
+            (p, Some(inside))
         }
     }
 }

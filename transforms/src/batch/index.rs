@@ -2,15 +2,18 @@
 //!
 //! `cumsum` shifts its axis. The other ops are easy while their indices are unbatched: the
 //! batch becomes one more dimension the op carries along (a full window for `dynamic_slice`,
-//! a trailing row dimension for `gather` and `scatter_add`). With batched indices each member
-//! of the batch indexes its own operand, so the batch is moved to the front and folded into
-//! the indexed dimension: the operand is reshaped to `[batch * n, ..]` and every index is
-//! clamped (as the op itself would) and offset by `member * n`, computed from an `iota`. The
-//! dynamic ops with batched starts become one flat element `gather` over the window
-//! (`dynamic_slice`), or a position mask and a `select` (`dynamic_update_slice`).
+//! a leading dimension for gathers and scatters, whose axis shifts by one). Gathers and
+//! scatters along an axis (`along=true`) pair indices with the operand's other dimensions, so
+//! the batch is simply one more such dimension. With batched indices of a `take`-style gather
+//! or scatter each member indexes its own operand, so the batch is moved just before the
+//! indexed axis and folded into it: the operand's axis becomes `batch * n` long and every
+//! index is resolved (clamped, or sent out of range, as the op itself would) and offset by
+//! `member * n`, computed from an `iota`. The dynamic ops with batched starts become one flat
+//! element `gather` over the window (`dynamic_slice`), or a position mask and a `select`
+//! (`dynamic_update_slice`).
 
 use super::{insert_dim, rule_error, shift_axis, BatchCtx, Batched};
-use ferrax_ir::ops::{BinaryOp, CompareOp, IndexOp};
+use ferrax_ir::ops::{BinaryOp, Bounds, Combine, CompareOp, IndexOp, Indexing};
 use ferrax_ir::{Array, DType, Dims, Op, Result, Value};
 
 /// Row-major strides of `dims`.
@@ -33,15 +36,110 @@ fn check_i32(op: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Clamped per-member row indices offset into a `[batch * n, ..]` operand: `idx` is moved to
-/// batch position 0 (shape `[batch, I..]`).
-fn flat_rows(ctx: &mut BatchCtx<'_>, idx: Batched, n: usize) -> Result<Value> {
+/// Per-member indices into an axis of `batch * n` elements: `idx` is moved to batch position 0
+/// (shape `[batch, I..]`), resolved as `bounds` says (clamped into `0..n`, or, for `Fill`,
+/// sent to −1 when out of range so they stay out of range) and offset by `member * n`.
+fn member_indices(ctx: &mut BatchCtx<'_>, idx: Batched, n: usize, bounds: Bounds) -> Result<Value> {
     check_i32("gather", ctx.size().saturating_mul(n))?;
     let iv = ctx.move_bdim(idx, 0)?;
     let dims = ctx.ty(iv).dims().to_vec();
-    let clamped = ctx.clamp(iv, 0.0, n.saturating_sub(1) as f64)?;
     let offset = member_offset(ctx, &dims, n)?;
-    ctx.binary(BinaryOp::Add, clamped, offset)
+    match bounds {
+        Bounds::Clip => {
+            let clamped = ctx.clamp(iv, 0.0, n.saturating_sub(1) as f64)?;
+            ctx.binary(BinaryOp::Add, clamped, offset)
+        }
+        Bounds::Fill => {
+            let zero = ctx.full(DType::I32, &dims, 0.0)?;
+            let len = ctx.full(DType::I32, &dims, n as f64)?;
+            let ge = ctx.compare(CompareOp::Ge, &[iv, zero])?;
+            let lt = ctx.compare(CompareOp::Lt, &[iv, len])?;
+            let inside = ctx.compare(CompareOp::And, &[ge, lt])?;
+            let shifted = ctx.binary(BinaryOp::Add, iv, offset)?;
+            let out = ctx.full(DType::I32, &dims, -1.0)?;
+            ctx.compare(CompareOp::Select, &[inside, shifted, out])
+        }
+    }
+}
+
+/// The operand `x` with the batch folded into its axis `axis` (batch just before the axis):
+/// `pre ++ [batch * n] ++ post`; also returns `n`.
+fn fold_into_axis(ctx: &mut BatchCtx<'_>, x: Batched, axis: usize) -> Result<(Value, usize)> {
+    let xty = ctx.unbatched_ty(x);
+    let n = xty.dims()[axis];
+    let xv = ctx.move_bdim(x, axis)?;
+    let mut fdims: Dims = xty.shape.0.clone();
+    fdims[axis] = ctx.size() * n;
+    Ok((ctx.reshape(xv, &fdims)?, n))
+}
+
+/// `ix` for an operand with one more leading dimension.
+fn shifted(ix: Indexing) -> Indexing {
+    Indexing {
+        axis: ix.axis + 1,
+        ..ix
+    }
+}
+
+/// Batches a gather.
+fn gather(ctx: &mut BatchCtx<'_>, ix: Indexing, x: Batched, idx: Batched) -> Result<Batched> {
+    if ix.along {
+        let xv = ctx.move_bdim(x, 0)?;
+        let iv = ctx.move_bdim(idx, 0)?;
+        let v = ctx.push1(Op::Index(IndexOp::Gather(shifted(ix))), &[xv, iv])?;
+        return Ok(Batched::at(v, 0));
+    }
+    match (x.bdim, idx.bdim) {
+        (None, Some(bi)) => {
+            let v = ctx.push1(Op::Index(IndexOp::Gather(ix)), &[x.value, idx.value])?;
+            Ok(Batched::at(v, ix.axis + bi))
+        }
+        (Some(_), None) | (None, None) => {
+            let xv = ctx.move_bdim(x, 0)?;
+            let v = ctx.push1(Op::Index(IndexOp::Gather(shifted(ix))), &[xv, idx.value])?;
+            Ok(Batched::at(v, 0))
+        }
+        (Some(_), Some(_)) => {
+            let (flat_x, n) = fold_into_axis(ctx, x, ix.axis)?;
+            let flat = member_indices(ctx, idx, n, ix.bounds)?;
+            let v = ctx.push1(Op::Index(IndexOp::Gather(ix)), &[flat_x, flat])?;
+            Ok(Batched::at(v, ix.axis))
+        }
+    }
+}
+
+/// Batches a scatter.
+fn scatter(
+    ctx: &mut BatchCtx<'_>,
+    at: Indexing,
+    combine: Combine,
+    args: &[Batched],
+) -> Result<Batched> {
+    let (x, idx, upd) = (args[0], args[1], args[2]);
+    if at.along || idx.bdim.is_none() {
+        let xv = ctx.move_bdim(x, 0)?;
+        let iv = if at.along {
+            ctx.move_bdim(idx, 0)?
+        } else {
+            idx.value
+        };
+        let uv = ctx.move_bdim(upd, 0)?;
+        let op = IndexOp::Scatter {
+            at: shifted(at),
+            combine,
+        };
+        return Ok(Batched::at(ctx.push1(Op::Index(op), &[xv, iv, uv])?, 0));
+    }
+    let xty = ctx.unbatched_ty(x);
+    let (flat_x, n) = fold_into_axis(ctx, x, at.axis)?;
+    let flat = member_indices(ctx, idx, n, at.bounds)?;
+    let uv = ctx.move_bdim(upd, at.axis)?;
+    let v = ctx.push1(
+        Op::Index(IndexOp::Scatter { at, combine }),
+        &[flat_x, flat, uv],
+    )?;
+    let out = insert_dim(xty.dims(), at.axis, ctx.size());
+    Ok(Batched::at(ctx.reshape(v, &out)?, at.axis))
 }
 
 /// `member * n` over the batched shape `dims` (batch dimension 0): where member `member`'s
@@ -129,7 +227,10 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let flat =
                 flat.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
             Ok(Batched::at(
-                ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?,
+                ctx.push1(
+                    Op::Index(IndexOp::Gather(Indexing::default())),
+                    &[flat_x, flat],
+                )?,
                 0,
             ))
         }
@@ -183,62 +284,17 @@ pub fn batch(op: &IndexOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             }
             let flat =
                 flat.ok_or_else(|| rule_error(op.name(), "a batched start needs rank >= 1"))?;
-            let taken = ctx.push1(Op::Index(IndexOp::Gather), &[flat_u, flat])?;
+            let taken = ctx.push1(
+                Op::Index(IndexOp::Gather(Indexing::default())),
+                &[flat_u, flat],
+            )?;
             let mask = mask.ok_or_else(|| rule_error(op.name(), "needs rank >= 1"))?;
             Ok(Batched::at(
                 ctx.compare(CompareOp::Select, &[mask, taken, xv])?,
                 0,
             ))
         }
-        IndexOp::Gather => {
-            let (x, idx) = (args[0], args[1]);
-            let irank = ctx.unbatched_ty(idx).rank();
-            match (x.bdim, idx.bdim) {
-                (None, Some(bi)) => {
-                    let v = ctx.push1(Op::Index(IndexOp::Gather), &[x.value, idx.value])?;
-                    Ok(Batched::at(v, bi))
-                }
-                (Some(bx), None) => {
-                    // The rows are gathered along dimension 0, so the batch must not be there.
-                    let bx = bx.max(1);
-                    let xv = ctx.move_bdim(x, bx)?;
-                    let v = ctx.push1(Op::Index(IndexOp::Gather), &[xv, idx.value])?;
-                    Ok(Batched::at(v, irank + bx - 1))
-                }
-                (Some(_), Some(_)) | (None, None) => {
-                    let xty = ctx.unbatched_ty(x);
-                    let n = xty.dims()[0];
-                    let xv = ctx.move_bdim(x, 0)?;
-                    let mut fdims: Dims = xty.shape.0.clone();
-                    fdims[0] = size * n;
-                    let flat_x = ctx.reshape(xv, &fdims)?;
-                    let flat = flat_rows(ctx, idx, n)?;
-                    let v = ctx.push1(Op::Index(IndexOp::Gather), &[flat_x, flat])?;
-                    Ok(Batched::at(v, 0))
-                }
-            }
-        }
-        IndexOp::ScatterAdd => {
-            let (x, idx, upd) = (args[0], args[1], args[2]);
-            let irank = ctx.unbatched_ty(idx).rank();
-            if idx.bdim.is_none() {
-                // The batch rides along as dimension 1 of the rows.
-                let xv = ctx.move_bdim(x, 1)?;
-                let uv = ctx.move_bdim(upd, irank)?;
-                let v = ctx.push1(Op::Index(IndexOp::ScatterAdd), &[xv, idx.value, uv])?;
-                return Ok(Batched::at(v, 1));
-            }
-            let xty = ctx.unbatched_ty(x);
-            let n = xty.dims()[0];
-            let xv = ctx.move_bdim(x, 0)?;
-            let mut fdims: Dims = xty.shape.0.clone();
-            fdims[0] = size * n;
-            let flat_x = ctx.reshape(xv, &fdims)?;
-            let flat = flat_rows(ctx, idx, n)?;
-            let uv = ctx.move_bdim(upd, 0)?;
-            let v = ctx.push1(Op::Index(IndexOp::ScatterAdd), &[flat_x, flat, uv])?;
-            let out = insert_dim(xty.dims(), 0, size);
-            Ok(Batched::at(ctx.reshape(v, &out)?, 0))
-        }
+        IndexOp::Gather(ix) => gather(ctx, *ix, args[0], args[1]),
+        IndexOp::Scatter { at, combine } => scatter(ctx, *at, *combine, args),
     }
 }

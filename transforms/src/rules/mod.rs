@@ -72,7 +72,7 @@ pub fn jvp(
         Op::Shape(s) => shape::jvp(b, s, x, t),
         Op::Reduce(r) => reduce::jvp(b, r, x[0], t[0], y),
         Op::Dot(d) => dot::jvp(b, d, x, t),
-        Op::Index(i) => index::jvp(b, i, x, t),
+        Op::Index(i) => index::jvp(b, i, x, t, y),
         Op::Window(w) => window::jvp(b, w, x, t),
         Op::Control(c) => Err(Error::new(
             ErrorKind::Transform,

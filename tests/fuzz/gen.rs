@@ -343,7 +343,7 @@ impl<'t, 'a> Gen<'t, 'a> {
 
     /// Appends one random op (sometimes a few helpers first).
     fn op(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
-        let n_families = if self.depth < 2 { 25 } else { 21 };
+        let n_families = if self.depth < 2 { 26 } else { 22 };
         match self.tape.below(n_families) {
             0 | 1 => self.unary(b, pool),
             2 | 3 => self.binary(b, pool),
@@ -364,9 +364,10 @@ impl<'t, 'a> Gen<'t, 'a> {
             18 => self.dynamic(b, pool),
             19 => self.gather_scatter(b, pool),
             20 => self.logic(b, pool),
-            21 => self.switch(b, pool),
-            22 => self.while_loop(b, pool),
-            23 => self.scan(b, pool),
+            21 => self.window(b, pool),
+            22 => self.switch(b, pool),
+            23 => self.while_loop(b, pool),
+            24 => self.scan(b, pool),
             _ => self.call(b, pool),
         }
     }
@@ -771,36 +772,110 @@ impl<'t, 'a> Gen<'t, 'a> {
         self.push(b, pool, Op::Index(op), &args);
     }
 
+    /// A gather or scatter: along a random axis, as `take` or `take_along_axis`, clipping or
+    /// filling out-of-range indices, with every combine; the indices come from the pool or
+    /// are constants that include negative and out-of-range ones.
     fn gather_scatter(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
+        use ferrax::ir::ops::{Bounds, Combine, Indexing};
         let Some(x) = self.choose(pool, |t| t.rank() >= 1) else {
             return;
         };
-        let idx_dims = self.dims(2);
+        let rank = x.ty.rank();
+        let at = Indexing {
+            axis: self.tape.below(rank),
+            along: self.tape.flag(40),
+            bounds: if self.tape.flag(50) {
+                Bounds::Clip
+            } else {
+                Bounds::Fill
+            },
+        };
+        let idx_dims: Vec<usize> = if at.along {
+            let mut d = x.ty.dims().to_vec();
+            d[at.axis] = self.tape.below(4);
+            d
+        } else {
+            self.dims(2)
+        };
         let it = Type::new(DType::I32, &idx_dims);
-        let idx = self.operand_of(b, pool, &it);
-        let mut rd = idx_dims.clone();
-        rd.extend_from_slice(&x.ty.dims()[1..]);
-        if size_of(&rd) > MAX_ELEMENTS || rd.len() > 4 {
+        let Ok(rd) = at.result_dims("gather", &[], &x.ty, &it) else {
+            return;
+        };
+        if size_of(&rd) > MAX_ELEMENTS || rd.len() > 4 || size_of(&idx_dims) > MAX_ELEMENTS {
             return;
         }
+        let idx = self.operand_of(b, pool, &it);
         if self.tape.flag(50) && x.ty.dtype.is_numeric() {
             let u = self.operand_of(b, pool, &Type::new(x.ty.dtype, &rd));
+            let combine = self.tape.pick(&Combine::ALL);
             self.push(
                 b,
                 pool,
-                Op::Index(IndexOp::Scatter {
-                    at: Default::default(),
-                    combine: ferrax::ir::ops::Combine::Add,
-                }),
+                Op::Index(IndexOp::Scatter { at, combine }),
                 &[x.v, idx, u],
             );
         } else {
-            self.push(
-                b,
-                pool,
-                Op::Index(IndexOp::Gather(Default::default())),
-                &[x.v, idx],
-            );
+            self.push(b, pool, Op::Index(IndexOp::Gather(at)), &[x.v, idx]);
+        }
+    }
+
+    /// A windowed reduction with random window, strides, padding and both dilations, or one
+    /// of the select ops (their second operand of the same type).
+    fn window(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
+        use ferrax::ir::ops::{Monoid, Select, Window, WindowOp};
+        let Some(x) = self.choose(pool, |t| t.rank() >= 1 && t.dtype.is_numeric()) else {
+            return;
+        };
+        let rank = x.ty.rank();
+        let mut pick = |n: usize| -> Vec<usize> { (0..rank).map(|_| self.tape.below(n)).collect() };
+        let dims: Vec<usize> = pick(3).iter().map(|d| d + 1).collect();
+        let strides: Vec<usize> = pick(2).iter().map(|d| d + 1).collect();
+        let lo = pick(2);
+        let hi = pick(2);
+        let base: Vec<usize> = pick(2).iter().map(|d| d + 1).collect();
+        let wdil: Vec<usize> = pick(2).iter().map(|d| d + 1).collect();
+        let window = Window {
+            dims: dims.into_iter().collect(),
+            strides: strides.into_iter().collect(),
+            lo: lo.into_iter().collect(),
+            hi: hi.into_iter().collect(),
+            base_dilation: base.into_iter().collect(),
+            window_dilation: wdil.into_iter().collect(),
+        };
+        let op = match self.tape.below(5) {
+            0 => WindowOp::Reduce {
+                monoid: Monoid::Sum,
+                window,
+            },
+            1 => WindowOp::Reduce {
+                monoid: Monoid::Max,
+                window,
+            },
+            2 => WindowOp::Reduce {
+                monoid: Monoid::Min,
+                window,
+            },
+            3 if x.ty.dtype.is_float() => WindowOp::SelectAndGatherAdd {
+                select: self.tape.pick(&[Select::Max, Select::Min]),
+                window,
+            },
+            _ => WindowOp::Reduce {
+                monoid: Monoid::Max,
+                window,
+            },
+        };
+        let args: Vec<Value> = match op {
+            WindowOp::SelectAndGatherAdd { .. } => {
+                let t = self.operand_of(b, pool, &x.ty);
+                vec![t, x.v]
+            }
+            _ => vec![x.v],
+        };
+        if let Some(v) = self.push(b, pool, Op::Window(op), &args) {
+            // Keep results small: drop it from the pool again if it is too large.
+            if size_of(b.ty(v).dims()) > MAX_ELEMENTS {
+                pool.pop();
+            }
         }
     }
 

@@ -15,6 +15,12 @@
 //! ```
 #![deny(missing_docs)]
 
+// `#[derive(Tree)]` names `::ferrax`, which lets it work inside this crate too.
+extern crate self as ferrax;
+
+pub mod tree;
+pub use tree::Tree;
+
 pub use ferrax_ir as ir;
 pub use ferrax_ir::control_api::{
     cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,

@@ -199,11 +199,35 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     }
 
     let krate = quote!(::ferrax::tree);
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let (_, ty_generics, where_clause) = input.generics.split_for_impl();
+    // The struct's own parameters (with their bounds), after the added `TreeLeaf`.
+    // Lifetimes must come first; defaults are not allowed on an impl's parameters.
+    let mut lifetimes = Vec::new();
+    let mut others = Vec::new();
+    for p in &input.generics.params {
+        match p {
+            GenericParam::Lifetime(l) => lifetimes.push(quote!(#l)),
+            GenericParam::Type(t) => {
+                let (i, b) = (&t.ident, &t.bounds);
+                others.push(if b.is_empty() {
+                    quote!(#i)
+                } else {
+                    quote!(#i: #b)
+                });
+            }
+            GenericParam::Const(c) => {
+                let (i, t) = (&c.ident, &c.ty);
+                others.push(quote!(const #i: #t));
+            }
+        }
+    }
     let mut where_preds: Vec<TokenStream2> = where_clause
         .map(|w| w.predicates.iter().map(|p| quote!(#p)).collect())
         .unwrap_or_default();
-    where_preds.push(quote!(#leaf: #krate::Leaf));
+    // The leaf type parameter may itself be any tree of `TreeLeaf` leaves, so that nested
+    // trees such as a Jacobian's `Layer<Layer<Array>>` are trees of arrays too.
+    let tl = Ident::new("TreeLeaf", Span::call_site());
+    where_preds.push(quote!(#leaf: #krate::Tree<#tl>));
 
     // `Self` with the leaf parameter replaced by `__FerraxU`.
     let u = Ident::new("__FerraxU", Span::call_site());
@@ -212,7 +236,9 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         .params
         .iter()
         .map(|p| match p {
-            GenericParam::Type(t) if t.ident == leaf => quote!(#u),
+            GenericParam::Type(t) if t.ident == leaf => {
+                quote!(<#leaf as #krate::Tree<#tl>>::Map<#u>)
+            }
             GenericParam::Type(t) => {
                 let i = &t.ident;
                 quote!(#i)
@@ -248,12 +274,12 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let (m, ty) = (&f.member, &f.ty);
         let sp = ty.span();
         defs.push(quote_spanned!(sp=>
-            (#krate::Key::Field(#key), <#ty as #krate::Tree<#leaf>>::def(&self.#m))));
-        visits.push(quote_spanned!(sp=> <#ty as #krate::Tree<#leaf>>::for_each_leaf(&self.#m, f);));
+            (#krate::Key::Field(#key), <#ty as #krate::Tree<#tl>>::def(&self.#m))));
+        visits.push(quote_spanned!(sp=> <#ty as #krate::Tree<#tl>>::for_each_leaf(&self.#m, f);));
         visits_mut.push(
-            quote_spanned!(sp=> <#ty as #krate::Tree<#leaf>>::for_each_leaf_mut(&mut self.#m, f);),
+            quote_spanned!(sp=> <#ty as #krate::Tree<#tl>>::for_each_leaf_mut(&mut self.#m, f);),
         );
-        intos.push(quote_spanned!(sp=> <#ty as #krate::Tree<#leaf>>::into_each_leaf(self.#m, f);));
+        intos.push(quote_spanned!(sp=> <#ty as #krate::Tree<#tl>>::into_each_leaf(self.#m, f);));
     }
     let mut inits = Vec::new();
     let (mut child, mut stat) = (0usize, 0usize);
@@ -266,7 +292,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             inits.push(quote_spanned!(sp=> #m: node.static_value::<#ty>(#stat)?));
             stat += 1;
         } else {
-            inits.push(quote_spanned!(sp=> #m: node.child::<#leaf, #ty>(#child, leaves)?));
+            inits.push(quote_spanned!(sp=> #m: node.child::<#tl, #ty>(#child, leaves)?));
             child += 1;
         }
     }
@@ -292,7 +318,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
     Ok(quote! {
         #[automatically_derived]
-        impl #impl_generics #krate::Tree<#leaf> for #name #ty_generics
+        impl<#(#lifetimes,)* #tl: #krate::Leaf, #(#others),*> #krate::Tree<#tl> for #name #ty_generics
         where #(#where_preds),*
         {
             type Map<#u: #krate::Leaf> = #name<#(#mapped_args),*>;
@@ -307,22 +333,22 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
             fn for_each_leaf<'__ferrax>(
                 &'__ferrax self,
-                f: &mut dyn FnMut(&'__ferrax #leaf),
+                f: &mut dyn FnMut(&'__ferrax #tl),
             ) {
                 #visit_body
             }
 
-            fn for_each_leaf_mut(&mut self, f: &mut dyn FnMut(&mut #leaf)) {
+            fn for_each_leaf_mut(&mut self, f: &mut dyn FnMut(&mut #tl)) {
                 #visit_mut_body
             }
 
-            fn into_each_leaf(self, f: &mut dyn FnMut(#leaf)) {
+            fn into_each_leaf(self, f: &mut dyn FnMut(#tl)) {
                 #into_body
             }
 
             fn unflatten(
                 def: &#krate::TreeDef,
-                leaves: &mut dyn Iterator<Item = #leaf>,
+                leaves: &mut dyn Iterator<Item = #tl>,
             ) -> ::core::result::Result<Self, #krate::TreeError> {
                 let node = def.expect_node(#name_str, &[#(#keys),*], #n_statics)?;
                 let _ = (&node, &leaves);

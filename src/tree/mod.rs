@@ -35,9 +35,11 @@
 //! ```
 
 mod impls;
+mod transforms;
 mod utils;
 
 pub use ferrax_derive::Tree;
+pub use transforms::*;
 pub use utils::*;
 
 use crate::{Error, ErrorKind};

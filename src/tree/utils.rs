@@ -148,7 +148,7 @@ pub fn tree_zip_map_n<L: Leaf, U: Leaf, T: Tree<L>>(
 }
 
 /// Folds the leaves in order: `f(f(init, leaf0), leaf1)...`.
-pub fn tree_reduce<L: Leaf, T: Tree<L>, A>(tree: &T, init: A, mut f: impl FnMut(A, &L) -> A) -> A {
+pub fn tree_reduce<L: Leaf, T: Tree<L>, A>(tree: &T, init: A, f: impl FnMut(A, &L) -> A) -> A {
     tree.leaves().into_iter().fold(init, f)
 }
 

@@ -1,0 +1,501 @@
+//! Transforms over parameter trees, each against the same computation written positionally
+//! (a closure over the flat list of leaves), plus finite differences for the tree gradient,
+//! and structure mismatches reported as errors naming the key path.
+
+use ferrax::prelude::*;
+use ferrax::tree::{self, global_norm, tree_leaves, tree_map, tree_zip_map, Axis, Tree};
+use ferrax::ErrorKind;
+
+#[derive(Tree, Clone, Debug, PartialEq)]
+struct Layer<T> {
+    w: T,
+    b: T,
+}
+
+#[derive(Tree, Clone, Debug, PartialEq)]
+struct Mlp<T> {
+    layers: Vec<Layer<T>>,
+    scale: Option<T>,
+    #[tree(skip)]
+    name: &'static str,
+}
+
+/// A deterministic pseudo-random array of `shape`.
+fn arr(shape: &[usize], seed: u64) -> Array {
+    let n: usize = shape.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let data = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Array::from_f64(shape.to_vec(), data).unwrap()
+}
+
+/// A model of `depth` layers of width 3 (input width 2).
+fn model(depth: usize) -> Mlp<Array> {
+    Mlp {
+        layers: (0..depth)
+            .map(|k| Layer {
+                w: arr(&[if k == 0 { 2 } else { 3 }, 3], 10 + k as u64),
+                b: arr(&[3], 20 + k as u64),
+            })
+            .collect(),
+        scale: Some(Array::from(0.7)),
+        name: "net",
+    }
+}
+
+fn forward(p: &Mlp<Tensor>, x: &Tensor) -> Tensor {
+    let mut h = x.clone();
+    for l in &p.layers {
+        h = (h.matmul(&l.w) + &l.b).tanh();
+    }
+    match &p.scale {
+        Some(s) => h * s,
+        None => h,
+    }
+}
+
+fn loss(p: Mlp<Tensor>, x: Tensor, y: Tensor) -> Tensor {
+    let d = forward(&p, &x) - y;
+    (&d * &d).mean_all()
+}
+
+/// The same loss over the flat leaves `[w0, b0, w1, b1, .., scale, x, y]`.
+fn loss_flat(depth: usize) -> Function {
+    Function::from_slice_fn(Some(2 * depth + 3), move |xs: &[Tensor]| {
+        let mut h = xs[2 * depth + 1].clone();
+        for k in 0..depth {
+            h = (h.matmul(&xs[2 * k]) + &xs[2 * k + 1]).tanh();
+        }
+        let d = h * &xs[2 * depth] - &xs[2 * depth + 2];
+        vec![(&d * &d).mean_all()]
+    })
+}
+
+fn data() -> (Array, Array) {
+    (arr(&[4, 2], 1), arr(&[4, 3], 2))
+}
+
+fn flat_args(p: &Mlp<Array>, x: &Array, y: &Array) -> Vec<Array> {
+    let mut v: Vec<Array> = p.leaves().into_iter().cloned().collect();
+    v.push(x.clone());
+    v.push(y.clone());
+    v
+}
+
+fn assert_close(a: &Array, b: &Array, tol: f64) {
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
+    }
+}
+
+fn assert_trees_close<T: Tree<Array>>(a: &T, b: &T, tol: f64) {
+    assert_eq!(a.def(), b.def());
+    for (x, y) in a.leaves().into_iter().zip(b.leaves()) {
+        assert_close(x, y, tol);
+    }
+}
+
+#[test]
+fn function_and_jit_on_trees_match_the_positional_function() {
+    let (x, y) = data();
+    let f = tree::function(loss);
+    let jf = tree::jit(loss);
+    for depth in [1, 2, 3] {
+        let p = model(depth);
+        let v: Array = f.call((&p, &x, &y)).unwrap();
+        let want = loss_flat(depth)
+            .call_arrays(&flat_args(&p, &x, &y))
+            .unwrap();
+        assert_eq!(v, want[0]);
+        let vj: Array = jf.call((&p, &x, &y)).unwrap();
+        assert_close(&vj, &want[0], 1e-12);
+    }
+    // Another structure: no scale.
+    let mut p = model(2);
+    p.scale = None;
+    let v: f64 = f.call((&p, &x, &y)).unwrap();
+    assert!(v.is_finite());
+}
+
+#[test]
+fn tree_output_and_apply_inside_a_trace() {
+    // A function returning a tree: every layer's weights doubled.
+    let double = tree::function(|p: Mlp<Tensor>| tree_map(&p, |t| t * 2.0));
+    let p = model(2);
+    let d: Mlp<Array> = double.call((&p,)).unwrap();
+    assert_eq!(d.name, "net");
+    for (a, b) in d.leaves().into_iter().zip(p.leaves()) {
+        let twice: Vec<f64> = b.to_f64_vec().iter().map(|v| 2.0 * v).collect();
+        assert_eq!(a.to_f64_vec(), twice);
+        assert_eq!(a.shape(), b.shape());
+    }
+    // Applied to tensor trees inside another traced function.
+    let outer = tree::function(move |p: Mlp<Tensor>| {
+        let q: Mlp<Tensor> = double.apply((&p,)).unwrap();
+        global_norm(&q)
+    });
+    let n: f64 = outer.call((&p,)).unwrap();
+    assert!((n - 2.0 * global_norm(&p)).abs() < 1e-12);
+}
+
+#[test]
+fn grad_and_value_and_grad_match_positional_and_finite_differences() {
+    let (x, y) = data();
+    let p = model(3);
+    let g: Mlp<Array> = tree::grad(loss).call((&p, &x, &y)).unwrap();
+    assert_eq!(g.name, "net");
+    let n = p.num_leaves();
+    let flat = ferrax::grad(loss_flat(3))
+        .wrt((0..n).collect::<Vec<_>>())
+        .call_arrays(&flat_args(&p, &x, &y))
+        .unwrap();
+    for (a, b) in g.leaves().into_iter().zip(&flat) {
+        assert_close(a, b, 1e-12);
+    }
+    // Finite differences in a random direction.
+    let dir: Mlp<Array> = tree_map(&p, |a| arr(a.dims(), 99));
+    let f = tree::function(loss);
+    let at = |t: f64| -> f64 {
+        let q = tree_zip_map(&p, &dir, |a, d| {
+            let v: Vec<f64> = a
+                .to_f64_vec()
+                .iter()
+                .zip(d.to_f64_vec())
+                .map(|(a, d)| a + t * d)
+                .collect();
+            Array::from_f64(a.dims().to_vec(), v).unwrap()
+        })
+        .unwrap();
+        f.call((&q, &x, &y)).unwrap()
+    };
+    let h = 1e-5;
+    let fd = (at(h) - at(-h)) / (2.0 * h);
+    let dot: f64 = tree_zip_map(&g, &dir, |a, d| {
+        let s: f64 = a
+            .to_f64_vec()
+            .iter()
+            .zip(d.to_f64_vec())
+            .map(|(a, d)| a * d)
+            .sum();
+        Array::from(s)
+    })
+    .unwrap()
+    .leaves()
+    .iter()
+    .map(|a| a.to_scalar().unwrap())
+    .sum();
+    assert!((fd - dot).abs() < 1e-8, "{fd} vs {dot}");
+
+    // value_and_grad: the value, then the same gradients.
+    let (v, g2): (Array, Mlp<Array>) = tree::value_and_grad(loss).call((&p, &x, &y)).unwrap();
+    let want: Array = tree::function(loss).call((&p, &x, &y)).unwrap();
+    assert_eq!(v, want);
+    assert_trees_close(&g2, &g, 0.0);
+
+    // Several arguments: a tuple of trees.
+    let (gp, gx): (Mlp<Array>, Array) = tree::grad(loss).wrt((0, 1)).call((&p, &x, &y)).unwrap();
+    assert_trees_close(&gp, &g, 0.0);
+    let gx_flat = ferrax::grad(loss_flat(3))
+        .wrt(n)
+        .call_arrays(&flat_args(&p, &x, &y))
+        .unwrap();
+    assert_close(&gx, &gx_flat[0], 1e-12);
+}
+
+#[test]
+fn grad_with_aux_returns_any_tree() {
+    let (x, y) = data();
+    let p = model(2);
+    let with_aux = |p: Mlp<Tensor>, x: Tensor, y: Tensor| {
+        let out = forward(&p, &x);
+        let d = &out - y;
+        let aux = (out.sum_all(), vec![p.layers[0].w.clone()]);
+        ((&d * &d).mean_all(), aux)
+    };
+    let (g, (s, ws)): (Mlp<Array>, (Array, Vec<Array>)) =
+        tree::grad(with_aux).has_aux().call((&p, &x, &y)).unwrap();
+    let g0: Mlp<Array> = tree::grad(loss).call((&p, &x, &y)).unwrap();
+    assert_trees_close(&g, &g0, 0.0);
+    assert_eq!(ws[0], p.layers[0].w);
+    assert!(s.to_scalar().unwrap().is_finite());
+    let (v, g1, (_, ws1)): (Array, Mlp<Array>, (Array, Vec<Array>)) =
+        tree::value_and_grad(with_aux)
+            .has_aux()
+            .call((&p, &x, &y))
+            .unwrap();
+    assert_trees_close(&g1, &g0, 0.0);
+    assert_eq!(ws1.len(), 1);
+    let want: f64 = tree::function(loss).call((&p, &x, &y)).unwrap();
+    assert_eq!(v.to_scalar().unwrap(), want);
+    // A function without a pair to split is an error, not a panic.
+    let e = tree::grad(loss)
+        .has_aux()
+        .call::<_, Mlp<Array>>((&p, &x, &y))
+        .unwrap_err();
+    assert!(e.message.contains("pair (loss, aux)"), "{e}");
+}
+
+#[test]
+fn jvp_vjp_and_linearize_on_trees_match_positional() {
+    let (x, y) = data();
+    let p = model(2);
+    let dp: Mlp<Array> = tree_map(&p, |a| arr(a.dims(), 7));
+    let dx = arr(&[4, 2], 8);
+    let dy = arr(&[4, 3], 9);
+    let (v, t): (Array, Array) = tree::jvp(loss).call((&p, &x, &y), (&dp, &dx, &dy)).unwrap();
+    let mut flat = flat_args(&p, &x, &y);
+    flat.extend(flat_args(&dp, &dx, &dy));
+    let want = ferrax::jvp(loss_flat(2)).call_arrays(&flat).unwrap();
+    assert_close(&v, &want[0], 1e-12);
+    assert_close(&t, &want[1], 1e-12);
+
+    // vjp: <ct, J t> = <J^T ct, t>.
+    let ct = Array::from(1.3);
+    let (v2, (cp, cx, cy)): (Array, (Mlp<Array>, Array, Array)) =
+        tree::vjp(loss).call((&p, &x, &y), &ct).unwrap();
+    assert_close(&v2, &want[0], 1e-12);
+    let dot = |a: &Array, b: &Array| -> f64 {
+        a.to_f64_vec()
+            .iter()
+            .zip(b.to_f64_vec())
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    let lhs = 1.3 * t.to_scalar().unwrap();
+    let rhs: f64 = cp
+        .leaves()
+        .into_iter()
+        .zip(dp.leaves())
+        .map(|(a, b)| dot(a, b))
+        .sum::<f64>()
+        + dot(&cx, &dx)
+        + dot(&cy, &dy);
+    assert!((lhs - rhs).abs() < 1e-10, "{lhs} vs {rhs}");
+
+    // linearize: the linear map gives the jvp's tangent.
+    let (v3, lin): (Array, _) = tree::linearize(loss, (&p, &x, &y)).unwrap();
+    assert_close(&v3, &want[0], 1e-12);
+    let t3: Array = lin.call((&dp, &dx, &dy)).unwrap();
+    assert_close(&t3, &t, 1e-12);
+}
+
+#[test]
+fn vmap_with_axis_prefixes_gives_per_example_gradients() {
+    let (x, y) = data();
+    let p = model(2);
+    // One example's loss: x is [2], y is [3].
+    let one = |p: Mlp<Tensor>, x: Tensor, y: Tensor| {
+        let d = forward(&p, &x.reshape(&[1, 2])) - y.reshape(&[1, 3]);
+        (&d * &d).sum_all()
+    };
+    let per_example = tree::vmap(tree::grad(one)).in_axes((None, 0, 0));
+    let g: Mlp<Array> = per_example.call((&p, &x, &y)).unwrap();
+    // Against a loop over the examples.
+    let single = tree::grad(one);
+    for k in 0..4 {
+        let xk = Array::from_f64(vec![2], x.to_f64_vec()[2 * k..2 * k + 2].to_vec()).unwrap();
+        let yk = Array::from_f64(vec![3], y.to_f64_vec()[3 * k..3 * k + 3].to_vec()).unwrap();
+        let gk: Mlp<Array> = single.call((&p, &xk, &yk)).unwrap();
+        for (batched, member) in g.leaves().into_iter().zip(gk.leaves()) {
+            let m = member.size();
+            let rows = batched.to_f64_vec()[k * m..(k + 1) * m].to_vec();
+            assert_close(
+                &Array::from_f64(member.dims().to_vec(), rows).unwrap(),
+                member,
+                1e-12,
+            );
+        }
+    }
+    // A per-leaf prefix: the same, written out for the model's fields; and out_axes 1 on
+    // every leaf puts the batch second.
+    let prefix = Mlp {
+        layers: vec![
+            Layer {
+                w: Axis(None),
+                b: Axis(None)
+            };
+            2
+        ],
+        scale: Some(Axis(None)),
+        name: "net",
+    };
+    let g2: Mlp<Array> = per_example
+        .in_axes((&prefix, 0, Some(0)))
+        .call((&p, &x, &y))
+        .unwrap();
+    assert_trees_close(&g2, &g, 0.0);
+    let out_prefix = Mlp {
+        layers: vec![
+            Layer {
+                w: Axis(Some(1)),
+                b: Axis(Some(1))
+            };
+            2
+        ],
+        scale: Some(Axis(Some(0))),
+        name: "net",
+    };
+    let g3: Mlp<Array> = per_example
+        .in_axes((None, 0, 0))
+        .out_axes(&out_prefix)
+        .call((&p, &x, &y))
+        .unwrap();
+    assert_eq!(g3.layers[0].w.dims(), &[2, 4, 3]);
+    assert_eq!(g3.layers[1].b.dims(), &[3, 4]);
+    assert_eq!(g3.scale.as_ref().unwrap(), g.scale.as_ref().unwrap());
+    // A prefix of another structure is an error naming the path.
+    let short = Mlp {
+        layers: vec![Layer {
+            w: Axis(None),
+            b: Axis(None),
+        }],
+        scale: Some(Axis(None)),
+        name: "net",
+    };
+    let e = per_example
+        .in_axes((&short, 0, 0))
+        .call::<_, Mlp<Array>>((&p, &x, &y))
+        .unwrap_err();
+    assert!(e.message.contains("args[0].layers"), "{e}");
+}
+
+#[test]
+fn jacobians_and_hessians_nest_as_output_then_argument_trees() {
+    let f = |l: Layer<Tensor>, x: Tensor| (l.w.matmul(&x).tanh(), (l.b * &x).sum_all());
+    let l = Layer {
+        w: arr(&[2, 3], 3),
+        b: arr(&[3], 4),
+    };
+    let x = arr(&[3], 5);
+    type Blocks = (Layer<Array>, Layer<Array>);
+    let jf: Blocks = tree::jacfwd(f).call((&l, &x)).unwrap();
+    let jr: Blocks = tree::jacrev(f).call((&l, &x)).unwrap();
+    assert_eq!(jf.0.w.shape().dims(), &[2, 2, 3]);
+    assert_eq!(jf.0.b.shape().dims(), &[2, 3]);
+    assert_eq!(jf.1.w.shape().dims(), &[2, 3]);
+    assert_trees_close(&jf, &jr, 1e-12);
+    let flat = Function::from_slice_fn(Some(3), |xs: &[Tensor]| {
+        vec![xs[0].matmul(&xs[2]).tanh(), (&xs[1] * &xs[2]).sum_all()]
+    });
+    let want = ferrax::jacfwd(flat)
+        .wrt((0, 1))
+        .call_arrays(&[l.w.clone(), l.b.clone(), x.clone()])
+        .unwrap();
+    for (a, b) in jf.leaves().into_iter().zip(&want) {
+        assert_close(a, b, 1e-12);
+    }
+    // The Hessian of a scalar function of a Layer: a Layer of Layers.
+    let s = |l: Layer<Tensor>, x: Tensor| l.w.matmul(&x).tanh().sum_all() * l.b.sum_all();
+    let h: Layer<Layer<Array>> = tree::hessian(s).call((&l, &x)).unwrap();
+    assert_eq!(h.w.b.shape().dims(), &[2, 3, 3]);
+    let flat_s = Function::from_slice_fn(Some(3), |xs: &[Tensor]| {
+        vec![xs[0].matmul(&xs[2]).tanh().sum_all() * xs[1].sum_all()]
+    });
+    let want = ferrax::hessian(flat_s)
+        .wrt((0, 1))
+        .call_arrays(&[l.w.clone(), l.b.clone(), x.clone()])
+        .unwrap();
+    for (a, b) in h.leaves().into_iter().zip(&want) {
+        assert_close(a, b, 1e-12);
+    }
+}
+
+#[test]
+fn checkpoint_and_composition() {
+    let (x, y) = data();
+    let p = model(2);
+    let g0: Mlp<Array> = tree::grad(loss).call((&p, &x, &y)).unwrap();
+    let g1: Mlp<Array> = tree::grad(tree::checkpoint(loss))
+        .call((&p, &x, &y))
+        .unwrap();
+    assert_trees_close(&g1, &g0, 1e-12);
+    // jit of grad of a tree function.
+    let g2: Mlp<Array> = tree::jit(tree::grad(loss)).call((&p, &x, &y)).unwrap();
+    assert_trees_close(&g2, &g0, 1e-12);
+    // Second order through trees: grad of (grad's global norm).
+    let gn = tree::function(|p: Mlp<Tensor>, x: Tensor, y: Tensor| {
+        let g: Mlp<Tensor> = tree::grad(loss).apply((&p, &x, &y)).unwrap();
+        global_norm(&g)
+    });
+    let gg: Mlp<Array> = tree::grad(gn).call((&p, &x, &y)).unwrap();
+    assert!(tree_leaves(&gg)
+        .iter()
+        .all(|a| a.to_f64_vec().iter().all(|v| v.is_finite())));
+}
+
+#[test]
+fn structure_mismatches_are_errors_naming_the_path() {
+    let (x, y) = data();
+    let p2 = model(2);
+    let p3 = model(3);
+    // Tangents of another structure.
+    let e = tree::jvp(loss)
+        .call::<_, _, Array>((&p3, &x, &y), (&p2, &x, &y))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Structure);
+    assert!(
+        e.message.starts_with("jvp: tangents[0].layers[2]: missing"),
+        "{e}"
+    );
+    // A gradient requested as another type.
+    let e = tree::grad(loss)
+        .call::<_, Layer<Array>>((&p2, &x, &y))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Structure);
+    assert!(
+        e.message
+            .contains("grad: result: expected a Layer, found a Mlp"),
+        "{e}"
+    );
+    // A tree given to a function of another tree.
+    let f = tree::function(|l: Layer<Tensor>| l.w.sum_all());
+    let e = f.call::<_, Array>((&p2,)).unwrap_err();
+    assert!(
+        e.message.contains("args[0]: expected a Layer, found a Mlp"),
+        "{e}"
+    );
+    // Other static data.
+    let mut renamed = p2.clone();
+    renamed.name = "other";
+    let e = tree::jvp(loss)
+        .call::<_, _, Array>((&p2, &x, &y), (&renamed, &x, &y))
+        .unwrap_err();
+    assert!(
+        e.message.contains("tangents[0]: static data differs"),
+        "{e}"
+    );
+    // A missing optional field.
+    let mut no_scale = p2.clone();
+    no_scale.scale = None;
+    let (_, lin): (Array, _) = tree::linearize(loss, (&p2, &x, &y)).unwrap();
+    let e = lin.call::<_, Array>((&no_scale, &x, &y)).unwrap_err();
+    assert!(
+        e.message
+            .contains("tangents[0].scale: expected Some(..), found None"),
+        "{e}"
+    );
+    // A cotangent of another structure.
+    let e = tree::vjp(loss)
+        .call::<_, _, Array, Mlp<Array>>((&p2, &x, &y), &(x.clone(), y.clone()))
+        .unwrap_err();
+    assert!(e.message.contains("vjp: cotangent: expected a leaf"), "{e}");
+    // Wrong count of arguments.
+    let e = tree::function(loss)
+        .call::<_, Array>((&p2, &x))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Arity);
+    let e = tree::grad(loss)
+        .wrt(5)
+        .call::<_, Array>((&p2, &x, &y))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Arity);
+}

@@ -499,3 +499,218 @@ fn structure_mismatches_are_errors_naming_the_path() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Arity);
 }
+
+#[test]
+fn control_flow_carries_trees() {
+    let p = model(2);
+    // fori_loop: three steps of p <- p - 0.1 * p * p over the whole tree, against the same loop
+    // over the flat leaves.
+    let step = |p: Mlp<Tensor>| tree_map(&p, |t| t - 0.1 * (t * t));
+    let looped =
+        tree::function(move |p: Mlp<Tensor>| tree::fori_loop(0, 3, |_, c: Mlp<Tensor>| step(c), p));
+    let got: Mlp<Array> = looped.call((&p,)).unwrap();
+    let n = p.num_leaves();
+    let flat = Function::from_slice_fn(Some(n), |xs: &[Tensor]| {
+        ferrax::fori_loop(
+            0,
+            3,
+            |_, c| c.iter().map(|t| t - 0.1 * (t * t)).collect(),
+            xs,
+        )
+    });
+    let want = flat
+        .call_arrays(&p.leaves().into_iter().cloned().collect::<Vec<_>>())
+        .unwrap();
+    for (a, b) in got.leaves().into_iter().zip(&want) {
+        assert_eq!(a, b);
+    }
+    // Gradient through the loop against the positional gradient.
+    let summed = tree::function(move |p: Mlp<Tensor>| {
+        let q = tree::fori_loop(0, 3, |_, c: Mlp<Tensor>| step(c), p);
+        tree_leaves(&q)
+            .into_iter()
+            .map(|t| t.sum_all())
+            .reduce(|a, b| a + b)
+            .unwrap()
+    });
+    let g: Mlp<Array> = tree::grad(summed).call((&p,)).unwrap();
+    let flat_sum = Function::from_slice_fn(Some(n), |xs: &[Tensor]| {
+        let q = ferrax::fori_loop(
+            0,
+            3,
+            |_, c| c.iter().map(|t| t - 0.1 * (t * t)).collect(),
+            xs,
+        );
+        vec![q.iter().map(|t| t.sum_all()).reduce(|a, b| a + b).unwrap()]
+    });
+    let gw = ferrax::grad(flat_sum)
+        .wrt((0..n).collect::<Vec<_>>())
+        .call_arrays(&p.leaves().into_iter().cloned().collect::<Vec<_>>())
+        .unwrap();
+    for (a, b) in g.leaves().into_iter().zip(&gw) {
+        assert_close(a, b, 1e-12);
+    }
+
+    // while_loop: double a (scalar, vector) pair until the scalar exceeds 100.
+    let w = tree::function(|s: Tensor, v: Tensor| {
+        tree::while_loop(
+            |c: &(Tensor, Tensor)| c.0.lt(100.0),
+            |(s, v): (Tensor, Tensor)| (s * 2.0, v * 2.0),
+            (s, v),
+        )
+    });
+    let (s, v): (Array, Array) = w.call((1.0, Array::from(vec![1.0, 3.0]))).unwrap();
+    assert_eq!(s.to_scalar().unwrap(), 128.0);
+    assert_eq!(v.to_f64_vec(), [128.0, 384.0]);
+
+    // scan with a Layer carry and a (Tensor, Vec<Tensor>) of ys.
+    let sc = tree::function(|l: Layer<Tensor>, xs: Tensor| {
+        let (c, ys) = tree::scan(
+            |c: Layer<Tensor>, x: Tensor| {
+                let next = Layer {
+                    w: &c.w + &x,
+                    b: &c.b * &x,
+                };
+                let y = (next.w.clone(), vec![next.b.clone()]);
+                (next, y)
+            },
+            l,
+            xs,
+        );
+        (c, ys)
+    });
+    let l = Layer {
+        w: Array::from(0.0),
+        b: Array::from(1.0),
+    };
+    let (c, (yw, yb)): (Layer<Array>, (Array, Vec<Array>)) =
+        sc.call((&l, Array::from(vec![1.0, 2.0, 3.0]))).unwrap();
+    assert_eq!(
+        (c.w.to_scalar().unwrap(), c.b.to_scalar().unwrap()),
+        (6.0, 6.0)
+    );
+    assert_eq!(yw.to_f64_vec(), [1.0, 3.0, 6.0]);
+    assert_eq!(yb[0].to_f64_vec(), [1.0, 2.0, 6.0]);
+
+    // cond over an operand tree, returning a tree.
+    let c = tree::function(|x: Tensor, l: Layer<Tensor>| {
+        tree::cond(
+            &x.gt(0.0),
+            |l: Layer<Tensor>| Layer {
+                w: l.b.clone(),
+                b: l.w,
+            },
+            |l: Layer<Tensor>| l,
+            l,
+        )
+    });
+    let l = Layer {
+        w: Array::from(1.0),
+        b: Array::from(2.0),
+    };
+    let swapped: Layer<Array> = c.call((1.0, &l)).unwrap();
+    let kept: Layer<Array> = c.call((-1.0, &l)).unwrap();
+    assert_eq!(
+        (swapped.w.to_scalar().unwrap(), kept.w.to_scalar().unwrap()),
+        (2.0, 1.0)
+    );
+}
+
+#[test]
+fn control_flow_structure_errors_name_the_path() {
+    let p = model(2);
+    // A body that drops a layer.
+    let bad = tree::function(|p: Mlp<Tensor>| {
+        tree::fori_loop(
+            0,
+            2,
+            |_, mut c: Mlp<Tensor>| {
+                c.layers.pop();
+                c
+            },
+            p,
+        )
+    });
+    let e = bad.call::<_, Mlp<Array>>((&p,)).unwrap_err();
+    assert!(
+        e.message
+            .contains("fori_loop: the body's carry: carry.layers[1]: missing"),
+        "{e}"
+    );
+    // Branches of different structures.
+    let bad = tree::function(|x: Tensor, y: Tensor| {
+        tree::cond(
+            &x.gt(0.0),
+            |y: Tensor| vec![y.clone(), y],
+            |y: Tensor| vec![y],
+            y,
+        )
+    });
+    let e = bad.call::<_, Vec<Array>>((1.0, 2.0)).unwrap_err();
+    assert!(
+        e.message
+            .contains("another structure than the other branch"),
+        "{e}"
+    );
+    // A scan whose xs fail to line up still returns (an error), never panics.
+    let bad = tree::function(|a: Tensor, b: Tensor| {
+        let (c, ys) = tree::scan(
+            |c: Tensor, (a, b): (Tensor, Tensor)| (&c + &a, Layer { w: a, b }),
+            Tensor::from(0.0),
+            (a, b),
+        );
+        (c, ys)
+    });
+    let e = bad
+        .call::<_, (Array, Layer<Array>)>((Array::from(vec![1.0, 2.0]), Array::from(vec![1.0])))
+        .unwrap_err();
+    assert!(e.message.contains("scan"), "{e}");
+}
+
+#[test]
+fn custom_rules_on_tree_functions() {
+    // custom_jvp: a Layer's output tanh(w) + b with the derivative of tanh replaced by 1.
+    let f = |l: Layer<Tensor>| l.w.tanh() + l.b;
+    let g = tree::custom_jvp(f, |(p,): (Layer<Tensor>,), (t,): (Layer<Tensor>,)| {
+        (p.w.tanh() + &p.b, t.w + t.b)
+    });
+    let l = Layer {
+        w: Array::from(0.5),
+        b: Array::from(2.0),
+    };
+    let v: f64 = g.call((&l,)).unwrap();
+    assert_eq!(v, 0.5f64.tanh() + 2.0);
+    let d: Layer<Array> = tree::grad(&g).call((&l,)).unwrap();
+    assert_eq!(
+        (d.w.to_scalar().unwrap(), d.b.to_scalar().unwrap()),
+        (1.0, 1.0)
+    );
+
+    // custom_vjp: the gradient with respect to w scaled by 3 through a residual tree.
+    let h = tree::custom_vjp(
+        f,
+        |(p,): (Layer<Tensor>,)| {
+            let out = p.w.tanh() + &p.b;
+            let res = Layer {
+                w: p.w.tanh(),
+                b: Tensor::from(3.0),
+            };
+            (out, res)
+        },
+        |res: Layer<Tensor>, ct: Tensor| {
+            let dw = &ct * (1.0 - &res.w * &res.w) * &res.b;
+            (Layer { w: dw, b: ct },)
+        },
+    );
+    let d: Layer<Array> = tree::grad(&h).call((&l,)).unwrap();
+    let want = 3.0 * (1.0 - 0.5f64.tanh().powi(2));
+    assert!((d.w.to_scalar().unwrap() - want).abs() < 1e-15);
+    assert_eq!(d.b.to_scalar().unwrap(), 1.0);
+
+    // A rule whose tangent has another structure than f's output.
+    let bad = tree::custom_jvp(f, |(p,): (Layer<Tensor>,), (t,): (Layer<Tensor>,)| {
+        (vec![p.w.tanh() + &p.b], vec![t.w + t.b])
+    });
+    let e = tree::grad(&bad).call::<_, Layer<Array>>((&l,)).unwrap_err();
+    assert!(e.message.contains("do not have f's structure"), "{e}");
+}

@@ -34,10 +34,12 @@
 //! assert_eq!(doubled.name, "mlp");
 //! ```
 
+mod control;
 mod impls;
 mod transforms;
 mod utils;
 
+pub use control::*;
 pub use ferrax_derive::Tree;
 pub use transforms::*;
 pub use utils::*;

@@ -17,7 +17,7 @@ use std::panic::Location;
 use std::sync::{Arc, Mutex};
 
 /// The output structure of a flat function for its leaf types.
-type OutFn = dyn Fn(&[Type]) -> Result<TreeDef> + Send + Sync;
+pub(crate) type OutFn = dyn Fn(&[Type]) -> Result<TreeDef> + Send + Sync;
 
 /// One member of a [`TreeFn`]: the positional function over the arguments' leaves, and the
 /// output structure for given leaf types.
@@ -25,10 +25,15 @@ type OutFn = dyn Fn(&[Type]) -> Result<TreeDef> + Send + Sync;
 pub struct Flat {
     /// The positional function.
     pub func: Function,
-    out: Arc<OutFn>,
+    pub(crate) out: Arc<OutFn>,
 }
 
 impl Flat {
+    /// A member from its positional function and output structure.
+    pub(crate) fn new(func: Function, out: Arc<OutFn>) -> Flat {
+        Flat { func, out }
+    }
+
     /// The output structure of the function for the arguments' leaf types.
     pub fn out_def(&self, types: &[Type]) -> Result<TreeDef> {
         (self.out)(types)
@@ -62,7 +67,7 @@ impl std::fmt::Debug for TreeFn {
 }
 
 impl TreeFn {
-    fn new(
+    pub(crate) fn new(
         name: &str,
         arity: Option<usize>,
         build: impl Fn(&[TreeDef]) -> Result<Flat> + Send + Sync + 'static,
@@ -440,7 +445,7 @@ pub fn function<M>(f: impl IntoTreeFn<M>) -> TreeFn {
 }
 
 /// A tuple structure of `children`, as `(A, B, ..)` builds it (up to 8 elements).
-fn tuple_def(children: Vec<TreeDef>) -> Result<TreeDef> {
+pub(crate) fn tuple_def(children: Vec<TreeDef>) -> Result<TreeDef> {
     const NAMES: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
     if children.len() > NAMES.len() {
         return Err(Error::new(

@@ -714,3 +714,60 @@ fn custom_rules_on_tree_functions() {
     let e = tree::grad(&bad).call::<_, Layer<Array>>((&l,)).unwrap_err();
     assert!(e.message.contains("do not have f's structure"), "{e}");
 }
+
+/// The address of an array's elements.
+fn address(a: &Array) -> usize {
+    match a.data() {
+        ferrax::ir::Data::F32(v) => v.as_ptr() as usize,
+        ferrax::ir::Data::F64(v) => v.as_ptr() as usize,
+        ferrax::ir::Data::I32(v) => v.as_ptr() as usize,
+        ferrax::ir::Data::Bool(v) => v.as_ptr() as usize,
+    }
+}
+
+#[test]
+fn donated_steps_match_plain_calls_and_recycle_buffers() {
+    use ferrax::tree::Donate;
+    let (x, y) = data();
+    // One SGD step with a momentum state: (params, velocity, x, y) -> (params, velocity, loss).
+    let step = tree::jit(|p: Mlp<Tensor>, v: Mlp<Tensor>, x: Tensor, y: Tensor| {
+        let (l, g): (Tensor, Mlp<Tensor>) = tree::value_and_grad(loss).apply((&p, &x, &y)).unwrap();
+        let v2 = tree_zip_map(&v, &g, |v, g| 0.9 * v + g).unwrap();
+        let p2 = tree_zip_map(&p, &v2, |p, v| p - 0.1 * v).unwrap();
+        (p2, v2, l)
+    });
+    let p0 = model(2);
+    let v0 = tree_map(&p0, |a| Array::zeros(&a.ty()).unwrap());
+    let (mut p, mut v) = (p0.clone(), v0.clone());
+    let (mut pd, mut vd) = (p0, v0);
+    let mut first_addresses = Vec::new();
+    for k in 0..4 {
+        let (p2, v2, l): (Mlp<Array>, Mlp<Array>, Array) = step.call((&p, &v, &x, &y)).unwrap();
+        if k == 0 {
+            first_addresses = tree_leaves(&pd)
+                .iter()
+                .chain(tree_leaves(&vd).iter())
+                .map(|a| address(a))
+                .collect();
+        }
+        let (pd2, vd2, ld): (Mlp<Array>, Mlp<Array>, Array) = step
+            .call_donating((Donate(pd), Donate(vd), &x, &y))
+            .unwrap();
+        assert_eq!(l, ld);
+        assert_eq!(p2, pd2);
+        assert_eq!(v2, vd2);
+        if k == 1 {
+            // The second donated call writes into the first call's donated inputs.
+            let now: Vec<usize> = tree_leaves(&pd2)
+                .iter()
+                .chain(tree_leaves(&vd2).iter())
+                .map(|a| address(a))
+                .collect();
+            assert!(
+                now.iter().all(|a| first_addresses.contains(a)),
+                "{now:?} {first_addresses:?}"
+            );
+        }
+        (p, v, pd, vd) = (p2, v2, pd2, vd2);
+    }
+}

@@ -216,17 +216,56 @@ fn arg_error(name: &str, root: &str, e: TreeError) -> Error {
     e.into_error(name, root)
 }
 
-/// One argument of a tree call: a tree by reference (`&params`, `&x`), or an `f64`/`f32`
-/// scalar, or an `Array` by value.
+/// One argument of a tree call: a tree by reference (`&params`, `&x`), an `f64`/`f32` scalar,
+/// an `Array` by value, or a tree given up with [`Donate`] (`Donate(params)`, whose buffers
+/// [`TreeJit::call_donating`] recycles).
 pub trait TreeArg<L: Leaf> {
     /// Appends the argument's structure and leaves.
     fn flatten_arg(self, defs: &mut Vec<TreeDef>, leaves: &mut Vec<L>);
+
+    /// Appends the argument's structure and leaves, and for each leaf whether the caller gave
+    /// it up (passed it by value).
+    fn flatten_arg_donating(
+        self,
+        defs: &mut Vec<TreeDef>,
+        leaves: &mut Vec<L>,
+        donated: &mut Vec<bool>,
+    ) where
+        Self: Sized,
+    {
+        let before = leaves.len();
+        self.flatten_arg(defs, leaves);
+        donated.resize(donated.len() + leaves.len() - before, false);
+    }
 }
 
 impl<L: Leaf, T: Tree<L>> TreeArg<L> for &T {
     fn flatten_arg(self, defs: &mut Vec<TreeDef>, leaves: &mut Vec<L>) {
         defs.push(self.def());
         self.for_each_leaf(&mut |l| leaves.push(l.clone()));
+    }
+}
+
+/// A tree argument given up by the caller: [`TreeJit::call_donating`] recycles its buffers
+/// for the outputs (elsewhere it is an argument by value like any other).
+#[derive(Clone, Debug)]
+pub struct Donate<T>(pub T);
+
+impl<L: Leaf, T: Tree<L>> TreeArg<L> for Donate<T> {
+    fn flatten_arg(self, defs: &mut Vec<TreeDef>, leaves: &mut Vec<L>) {
+        defs.push(self.0.def());
+        self.0.into_each_leaf(&mut |l| leaves.push(l));
+    }
+
+    fn flatten_arg_donating(
+        self,
+        defs: &mut Vec<TreeDef>,
+        leaves: &mut Vec<L>,
+        donated: &mut Vec<bool>,
+    ) {
+        let before = leaves.len();
+        self.flatten_arg(defs, leaves);
+        donated.resize(donated.len() + leaves.len() - before, true);
     }
 }
 
@@ -243,10 +282,20 @@ macro_rules! scalar_arg {
 scalar_arg!(f64 => Array, f32 => Array, Array => Array, f64 => Tensor, f32 => Tensor,
     Tensor => Tensor);
 
-/// The arguments of a tree call: a tuple of [`TreeArg`]s, or one tree by reference.
+/// The arguments of a tree call: a tuple of [`TreeArg`]s.
 pub trait TreeArgs<L: Leaf> {
     /// The structures of the arguments and their leaves in order.
     fn flatten_args(self) -> (Vec<TreeDef>, Vec<L>);
+
+    /// The structures and leaves, and for each leaf whether it was passed by value.
+    fn flatten_args_donating(self) -> (Vec<TreeDef>, Vec<L>, Vec<bool>)
+    where
+        Self: Sized,
+    {
+        let (defs, leaves) = self.flatten_args();
+        let n = leaves.len();
+        (defs, leaves, vec![false; n])
+    }
 }
 
 impl<L: Leaf> TreeArgs<L> for () {
@@ -264,6 +313,14 @@ macro_rules! tuple_args {
                 let (mut defs, mut leaves) = (Vec::new(), Vec::new());
                 $($a.flatten_arg(&mut defs, &mut leaves);)+
                 (defs, leaves)
+            }
+
+            #[allow(non_snake_case)]
+            fn flatten_args_donating(self) -> (Vec<TreeDef>, Vec<L>, Vec<bool>) {
+                let ($($a,)+) = self;
+                let (mut defs, mut leaves, mut donated) = (Vec::new(), Vec::new(), Vec::new());
+                $($a.flatten_arg_donating(&mut defs, &mut leaves, &mut donated);)+
+                (defs, leaves, donated)
             }
         }
     };
@@ -1284,6 +1341,8 @@ pub struct TreeJit {
     func: TreeFn,
     opts: crate::JitOptions,
     compiled: Arc<Mutex<HashMap<Vec<TreeDef>, (crate::Jit, Flat)>>>,
+    /// Donated buffers by type, waiting to be the outputs of a call.
+    pool: Arc<Mutex<HashMap<Type, Vec<Array>>>>,
 }
 
 impl TreeJit {
@@ -1310,6 +1369,50 @@ impl TreeJit {
         R::from_tree_output(self.func.name(), &def, outs).map_err(|e| e.at(loc))
     }
 
+    /// Calls the compiled code like [`TreeJit::call`], recycling the buffers of arguments
+    /// wrapped in [`Donate`] (JAX's donation, by allocation rather than in place): a training
+    /// step `step.call_donating((Donate(params), Donate(opt_state), &batch))` gives up the old `params` and
+    /// `opt_state`, whose buffers become the outputs of the next call of the same types, so
+    /// that a loop of steps allocates nothing once it runs. Outputs are written to buffers
+    /// distinct from the inputs (the compiled code reads its inputs while it writes), so the
+    /// peak memory is that of the inputs plus the outputs, as for `call`. Arguments passed by
+    /// reference are read as usual.
+    #[track_caller]
+    pub fn call_donating<A: TreeArgs<Array>, R: FromTreeOutput>(&self, args: A) -> Result<R> {
+        let loc = Location::caller();
+        let (defs, leaves, donated) = args.flatten_args_donating();
+        let (j, flat) = self.member(&defs).map_err(|e| e.at(loc))?;
+        let types: Vec<Type> = leaves.iter().map(|a| a.ty()).collect();
+        let def = flat.out_def(&types).map_err(|e| e.at(loc))?;
+        let compiled = j.compiled_for(&types)?;
+        let out_types = compiled.output_types().to_vec();
+        let lock = || self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut outs = Vec::with_capacity(out_types.len());
+        for t in &out_types {
+            let recycled = lock().get_mut(t).and_then(Vec::pop);
+            outs.push(match recycled {
+                Some(a) => a,
+                None => Array::zeros(t).map_err(|e| e.at(loc))?,
+            });
+        }
+        let refs: Vec<&Array> = leaves.iter().collect();
+        let ran = compiled.call_into(&refs, &mut outs);
+        drop(refs);
+        // Keep as many donated buffers of each type as one call outputs, for the next call.
+        let mut pool = lock();
+        for (a, given) in leaves.into_iter().zip(donated) {
+            let ty = a.ty();
+            let wanted = out_types.iter().filter(|t| **t == ty).count();
+            let slot = pool.entry(ty).or_default();
+            if given && slot.len() < wanted {
+                slot.push(a);
+            }
+        }
+        drop(pool);
+        ran?;
+        R::from_tree_output(self.func.name(), &def, outs).map_err(|e| e.at(loc))
+    }
+
     /// The TreeFn being compiled.
     pub fn tree_fn(&self) -> TreeFn {
         self.func.clone()
@@ -1327,5 +1430,6 @@ pub fn jit_with<M>(f: impl IntoTreeFn<M>, opts: crate::JitOptions) -> TreeJit {
         func: f.into_tree_fn(),
         opts,
         compiled: Arc::default(),
+        pool: Arc::default(),
     }
 }

@@ -771,3 +771,58 @@ fn donated_steps_match_plain_calls_and_recycle_buffers() {
         (p, v, pd, vd) = (p2, v2, pd2, vd2);
     }
 }
+
+#[derive(Tree, Clone, Debug)]
+struct Act<T> {
+    w: T,
+    #[tree(skip)]
+    kind: &'static str,
+}
+
+#[test]
+fn static_data_is_part_of_the_cache_key() {
+    // The skipped field picks the activation at trace time; each value traces its own graph.
+    let f = tree::jit(|a: Act<Tensor>| match a.kind {
+        "relu" => a.w.relu(),
+        _ => a.w.tanh(),
+    });
+    let relu = Act {
+        w: Array::from(-1.0),
+        kind: "relu",
+    };
+    let tanh = Act {
+        w: Array::from(-1.0),
+        kind: "tanh",
+    };
+    for _ in 0..2 {
+        let r: f64 = f.call((&relu,)).unwrap();
+        let t: f64 = f.call((&tanh,)).unwrap();
+        assert_eq!((r, t), (0.0, (-1.0f64).tanh()));
+    }
+    // The gradient keeps the static data of its argument.
+    let g: Act<Array> = tree::grad(|a: Act<Tensor>| a.w.tanh())
+        .call((&tanh,))
+        .unwrap();
+    assert_eq!(g.kind, "tanh");
+}
+
+#[test]
+fn jacobians_with_respect_to_several_tree_arguments() {
+    let f = |l: Layer<Tensor>, x: Tensor| vec![(&l.w * &x).sin(), (l.b * x).sum_all()];
+    let l = Layer {
+        w: arr(&[3], 1),
+        b: arr(&[3], 2),
+    };
+    let x = arr(&[3], 3);
+    // Output tree Vec of 2; each leaf becomes the pair (Layer, Array) of argument blocks.
+    let j: Vec<(Layer<Array>, Array)> = tree::jacrev(f).wrt((0, 1)).call((&l, &x)).unwrap();
+    assert_eq!(j.len(), 2);
+    assert_eq!(j[0].0.w.dims(), &[3, 3]);
+    assert_eq!(j[1].1.dims(), &[3]);
+    let jf: Vec<(Layer<Array>, Array)> = tree::jacfwd(f).wrt((0, 1)).call((&l, &x)).unwrap();
+    for (a, b) in j.iter().zip(&jf) {
+        assert_trees_close(a, b, 1e-12);
+    }
+    // d/dx of sum(b * x) is b.
+    assert_close(&j[1].1, &l.b, 0.0);
+}

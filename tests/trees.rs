@@ -707,6 +707,29 @@ fn custom_rules_on_tree_functions() {
     assert!((d.w.to_scalar().unwrap() - want).abs() < 1e-15);
     assert_eq!(d.b.to_scalar().unwrap(), 1.0);
 
+    // Reverse mode of the rule's function as a vjp over trees, and vjp of a vjp.
+    let (v, c): (Array, Layer<Array>) = tree::vjp(&g).call((&l,), &Array::from(2.0)).unwrap();
+    assert_eq!(v.to_scalar().unwrap(), 0.5f64.tanh() + 2.0);
+    assert_eq!(
+        (c.w.to_scalar().unwrap(), c.b.to_scalar().unwrap()),
+        (2.0, 2.0)
+    );
+    let vv = tree::vjp(tree::vjp(&h).tree_fn());
+    let ((v, c), _): ((Array, Layer<Array>), (Layer<Array>, Array)) = vv
+        .call(
+            (&l, Array::from(1.0)),
+            &(
+                Array::from(1.0),
+                Layer {
+                    w: Array::from(0.0),
+                    b: Array::from(0.0),
+                },
+            ),
+        )
+        .unwrap();
+    assert_eq!(v.to_scalar().unwrap(), 0.5f64.tanh() + 2.0);
+    assert!((c.w.to_scalar().unwrap() - want).abs() < 1e-15);
+
     // A rule whose tangent has another structure than f's output.
     let bad = tree::custom_jvp(f, |(p,): (Layer<Tensor>,), (t,): (Layer<Tensor>,)| {
         (vec![p.w.tanh() + &p.b], vec![t.w + t.b])

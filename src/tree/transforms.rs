@@ -1,6 +1,6 @@
 //! Transforms that speak trees: [`TreeFn`], a function of tree arguments returning a tree, and
-//! tree versions of `function`, `jit`, `grad`, `value_and_grad`, `jvp`, `vjp`, `linearize`,
-//! `vmap`, `jacfwd`, `jacrev`, `hessian` and `checkpoint`.
+//! tree versions of `function`, `grad`, `value_and_grad`, `jvp`, `vjp`, `linearize`, `jacfwd`,
+//! `jacrev`, `hessian` and `checkpoint` (`vmap` and `jit` have files of their own).
 //!
 //! A `TreeFn` is a family of positional [`Function`]s, one per list of argument structures
 //! ([`TreeDef`]s): for each, the arguments are flattened to their leaves in order, the
@@ -934,7 +934,8 @@ pub fn vjp<M>(f: impl IntoTreeFn<M>) -> TreeVjp {
         };
         let positional = crate::vjp(&flat.func);
         let (base_out, cot) = (flat.out.clone(), cot_def.clone());
-        let checked = Function::derived("vjp", None, None, move |types| {
+        let arity = Some(n_primal_leaves + cot_def.num_leaves());
+        let checked = Function::derived("vjp", arity, None, move |types| {
             let k = n_primal_leaves.min(types.len());
             let o = base_out(&types[..k])?;
             if let Some(d) = o.difference(&cot) {

@@ -47,6 +47,9 @@ pub enum ErrorKind {
     /// A resource ran out: an allocation failed, a call's workspace exceeds its memory budget,
     /// or a `while_loop` exceeded its iteration limit. The process keeps running.
     Resource,
+    /// A parameter tree does not have the structure that was expected (a missing field, a
+    /// `Vec` of another length, other static data); the message names the leaf's key path.
+    Structure,
 }
 
 /// An error with a message naming the op, the shapes and dtypes involved, and where known the

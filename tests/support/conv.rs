@@ -191,18 +191,28 @@ pub fn naive(op: &ConvGeneral, a: &Array, b: &Array) -> Array {
         for ol in 0..o_per {
             let oo = t * o_per + ol;
             for nn in 0..nout {
-                let n_in = if op.batch_group_count > 1 { t * nout + nn } else { nn };
+                let n_in = if op.batch_group_count > 1 {
+                    t * nout + nn
+                } else {
+                    nn
+                };
                 for y in indices(&ys) {
                     let mut acc = 0.0;
                     for i in 0..kin {
-                        let cc = if op.feature_group_count > 1 { t * kin + i } else { i };
+                        let cc = if op.feature_group_count > 1 {
+                            t * kin + i
+                        } else {
+                            i
+                        };
                         for wi in indices(&ks) {
                             let mut li = vec![0; ns + 2];
                             li[dn.lhs[0]] = n_in;
                             li[dn.lhs[1]] = cc;
                             let mut hole = false;
                             for j in 0..ns {
-                                match tables[j][y[j] * op.window_strides[j] + wi[j] * op.rhs_dilation[j]] {
+                                match tables[j]
+                                    [y[j] * op.window_strides[j] + wi[j] * op.rhs_dilation[j]]
+                                {
                                     Some(p) => li[dn.lhs[2 + j]] = p,
                                     None => hole = true,
                                 }

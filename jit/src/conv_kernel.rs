@@ -233,6 +233,7 @@ pub(crate) trait Float: Copy + Send + Sync + 'static {
         n: usize,
         a: *const Self,
         rsa: isize,
+        csa: isize,
         b: *const Self,
         rsb: isize,
         accumulate: bool,
@@ -255,6 +256,7 @@ macro_rules! float {
                 n: usize,
                 a: *const $t,
                 rsa: isize,
+                csa: isize,
                 b: *const $t,
                 rsb: isize,
                 accumulate: bool,
@@ -264,7 +266,7 @@ macro_rules! float {
             ) {
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 // SAFETY: the caller's contract.
-                unsafe { $gemm(m, k, n, 1.0, a, rsa, 1, b, rsb, 1, beta, c, rsc, csc) }
+                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, 1, beta, c, rsc, csc) }
             }
         }
     };
@@ -443,6 +445,7 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
     let packed = &packed;
     let tables = &tables;
     let runs = &runs;
+    let unit = [Some(0usize)];
     let job = |patch: &mut [T]| {
         let (lhs, out) = (lhs, out);
         loop {
@@ -470,42 +473,71 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
             let mut col0 = 0;
             while col0 < kk {
                 let cols = chunk.min(kk - col0);
-                let mut p = pos.clone();
-                for r in 0..m {
-                    let lb = geo.batch_in(t, p[0]) * geo.s_ln;
-                    let row = &mut patch[r * cols..(r + 1) * cols];
-                    let (mut i, mut tap) = (col0 / taps, col0 % taps);
-                    let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
-                    let mut rest = tap;
-                    for j in (0..ns).rev() {
-                        w[j] = rest % geo.axes[j].k;
-                        rest /= geo.axes[j].k;
-                    }
-                    for v in row.iter_mut() {
-                        let mut off = Some(lb + (c0 + i) * geo.s_lc);
-                        for j in 0..ns {
+                // The patch is column-major (`m` rows per column): one column per (input
+                // feature, tap); its rows walk the tile's positions in segments along the
+                // last spatial axis, where consecutive rows read through one table.
+                let (mut i, mut tap) = (col0 / taps, col0 % taps);
+                let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+                let mut rest = tap;
+                for j in (0..ns).rev() {
+                    w[j] = rest % geo.axes[j].k;
+                    rest /= geo.axes[j].k;
+                }
+                for col in 0..cols {
+                    let dst = &mut patch[col * m..(col + 1) * m];
+                    let cbase = (c0 + i) * geo.s_lc;
+                    let mut p = pos.clone();
+                    let mut r = 0;
+                    while r < m {
+                        let (ylast, ylen, klen, klast, tlast) = match ns {
+                            0 => (0, 1, 1, 0, &unit[..]),
+                            _ => {
+                                let a = &geo.axes[ns - 1];
+                                (p[ns], a.y, a.k, w[ns - 1], &tables[ns - 1][..])
+                            }
+                        };
+                        let len = (ylen - ylast).min(m - r);
+                        let mut off = Some(geo.batch_in(t, p[0]) * geo.s_ln + cbase);
+                        for j in 0..ns.saturating_sub(1) {
                             let e = tables[j][p[j + 1] * geo.axes[j].k + w[j]];
                             off = match (off, e) {
                                 (Some(b), Some(x)) => Some(b + x),
                                 _ => None,
                             };
                         }
-                        // SAFETY: indices below the input's sizes.
-                        *v = match off {
-                            Some(off) => unsafe { *lhs.0.add(off) },
-                            None => T::ZERO,
-                        };
-                        tap += 1;
-                        if tap == taps {
-                            tap = 0;
-                            i += 1;
+                        let seg = &mut dst[r..r + len];
+                        match off {
+                            None => seg.fill(T::ZERO),
+                            Some(b) => {
+                                for (q, v) in seg.iter_mut().enumerate() {
+                                    // SAFETY: indices below the input's sizes.
+                                    *v = match tlast[(ylast + q) * klen + klast] {
+                                        Some(x) => unsafe { *lhs.0.add(b + x) },
+                                        None => T::ZERO,
+                                    };
+                                }
+                            }
                         }
-                        advance(&mut w, |d| geo.axes[d].k);
+                        r += len;
+                        if ns > 0 {
+                            p[ns] = 0;
+                            advance(&mut p[..ns], |d| {
+                                if d == 0 {
+                                    geo.n_out
+                                } else {
+                                    geo.axes[d - 1].y
+                                }
+                            });
+                        } else {
+                            advance(&mut p, |_| geo.n_out);
+                        }
                     }
-                    advance(
-                        &mut p,
-                        |d| if d == 0 { geo.n_out } else { geo.axes[d - 1].y },
-                    );
+                    tap += 1;
+                    if tap == taps {
+                        tap = 0;
+                        i += 1;
+                    }
+                    advance(&mut w, |d| geo.axes[d].k);
                 }
                 // SAFETY: the patch holds `m × cols`, the packed kernel `kk × og` per group,
                 // and the tile's result rows lie on one run of the output.
@@ -515,7 +547,8 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                         cols,
                         og,
                         patch.as_ptr(),
-                        cols as isize,
+                        1,
+                        m as isize,
                         packed.as_ptr().add((t * kk + col0) * og),
                         og as isize,
                         col0 > 0,

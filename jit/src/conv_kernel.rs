@@ -446,6 +446,13 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
     let tables = &tables;
     let runs = &runs;
     let unit = [Some(0usize)];
+    // Column-major patches when runs along the last spatial axis are at least as long as the
+    // kernel along it; row-major otherwise (the kernel-gradient convolutions, whose results
+    // are small and whose kernels are whole images).
+    let by_columns = match geo.axes.last() {
+        Some(a) => a.y.min(rows) >= a.k,
+        None => true,
+    };
     let job = |patch: &mut [T]| {
         let (lhs, out) = (lhs, out);
         loop {
@@ -473,72 +480,148 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
             let mut col0 = 0;
             while col0 < kk {
                 let cols = chunk.min(kk - col0);
-                // The patch is column-major (`m` rows per column): one column per (input
-                // feature, tap); its rows walk the tile's positions in segments along the
-                // last spatial axis, where consecutive rows read through one table.
-                let (mut i, mut tap) = (col0 / taps, col0 % taps);
-                let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
-                let mut rest = tap;
-                for j in (0..ns).rev() {
-                    w[j] = rest % geo.axes[j].k;
-                    rest /= geo.axes[j].k;
-                }
-                for col in 0..cols {
-                    let dst = &mut patch[col * m..(col + 1) * m];
-                    let cbase = (c0 + i) * geo.s_lc;
-                    let mut p = pos.clone();
-                    let mut r = 0;
-                    while r < m {
-                        let (ylast, ylen, klen, klast, tlast) = match ns {
-                            0 => (0, 1, 1, 0, &unit[..]),
-                            _ => {
-                                let a = &geo.axes[ns - 1];
-                                (p[ns], a.y, a.k, w[ns - 1], &tables[ns - 1][..])
-                            }
-                        };
-                        let len = (ylen - ylast).min(m - r);
-                        let mut off = Some(geo.batch_in(t, p[0]) * geo.s_ln + cbase);
-                        for j in 0..ns.saturating_sub(1) {
-                            let e = tables[j][p[j + 1] * geo.axes[j].k + w[j]];
-                            off = match (off, e) {
-                                (Some(b), Some(x)) => Some(b + x),
-                                _ => None,
+                if by_columns {
+                    // The patch is column-major (`m` rows per column): one column per (input
+                    // feature, tap); its rows walk the tile's positions in segments along the
+                    // last spatial axis, where consecutive rows read through one table.
+                    let (mut i, mut tap) = (col0 / taps, col0 % taps);
+                    let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+                    let mut rest = tap;
+                    for j in (0..ns).rev() {
+                        w[j] = rest % geo.axes[j].k;
+                        rest /= geo.axes[j].k;
+                    }
+                    for col in 0..cols {
+                        let dst = &mut patch[col * m..(col + 1) * m];
+                        let cbase = (c0 + i) * geo.s_lc;
+                        let mut p = pos.clone();
+                        let mut r = 0;
+                        while r < m {
+                            let (ylast, ylen, klen, klast, tlast) = match ns {
+                                0 => (0, 1, 1, 0, &unit[..]),
+                                _ => {
+                                    let a = &geo.axes[ns - 1];
+                                    (p[ns], a.y, a.k, w[ns - 1], &tables[ns - 1][..])
+                                }
                             };
-                        }
-                        let seg = &mut dst[r..r + len];
-                        match off {
-                            None => seg.fill(T::ZERO),
-                            Some(b) => {
-                                for (q, v) in seg.iter_mut().enumerate() {
-                                    // SAFETY: indices below the input's sizes.
-                                    *v = match tlast[(ylast + q) * klen + klast] {
-                                        Some(x) => unsafe { *lhs.0.add(b + x) },
-                                        None => T::ZERO,
-                                    };
+                            let len = (ylen - ylast).min(m - r);
+                            let mut off = Some(geo.batch_in(t, p[0]) * geo.s_ln + cbase);
+                            for j in 0..ns.saturating_sub(1) {
+                                let e = tables[j][p[j + 1] * geo.axes[j].k + w[j]];
+                                off = match (off, e) {
+                                    (Some(b), Some(x)) => Some(b + x),
+                                    _ => None,
+                                };
+                            }
+                            let seg = &mut dst[r..r + len];
+                            match off {
+                                None => seg.fill(T::ZERO),
+                                Some(b) => {
+                                    for (q, v) in seg.iter_mut().enumerate() {
+                                        // SAFETY: indices below the input's sizes.
+                                        *v = match tlast[(ylast + q) * klen + klast] {
+                                            Some(x) => unsafe { *lhs.0.add(b + x) },
+                                            None => T::ZERO,
+                                        };
+                                    }
                                 }
                             }
+                            r += len;
+                            if ns > 0 {
+                                p[ns] = 0;
+                                advance(&mut p[..ns], |d| {
+                                    if d == 0 {
+                                        geo.n_out
+                                    } else {
+                                        geo.axes[d - 1].y
+                                    }
+                                });
+                            } else {
+                                advance(&mut p, |_| geo.n_out);
+                            }
                         }
-                        r += len;
-                        if ns > 0 {
-                            p[ns] = 0;
-                            advance(&mut p[..ns], |d| {
+                        tap += 1;
+                        if tap == taps {
+                            tap = 0;
+                            i += 1;
+                        }
+                        advance(&mut w, |d| geo.axes[d].k);
+                    }
+                } else {
+                    // Row-major patch (`cols` per row), for short runs along the last spatial
+                    // axis: each row walks its columns in segments along the last kernel
+                    // axis, reading consecutive entries of one table.
+                    let mut p = pos.clone();
+                    for r in 0..m {
+                        let dst = &mut patch[r * cols..(r + 1) * cols];
+                        let nbase = geo.batch_in(t, p[0]) * geo.s_ln;
+                        let (mut i, mut tap) = (col0 / taps, col0 % taps);
+                        let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+                        let mut rest = tap;
+                        for j in (0..ns).rev() {
+                            w[j] = rest % geo.axes[j].k;
+                            rest /= geo.axes[j].k;
+                        }
+                        let mut c = 0;
+                        while c < cols {
+                            let (yl, klen, wl, tlast) = match ns {
+                                0 => (0, 1, 0, &unit[..]),
+                                _ => {
+                                    let a = &geo.axes[ns - 1];
+                                    (p[ns], a.k, w[ns - 1], &tables[ns - 1][..])
+                                }
+                            };
+                            let len = (klen - wl).min(cols - c);
+                            let mut off = Some(nbase + (c0 + i) * geo.s_lc);
+                            for j in 0..ns.saturating_sub(1) {
+                                let e = tables[j][p[j + 1] * geo.axes[j].k + w[j]];
+                                off = match (off, e) {
+                                    (Some(b), Some(x)) => Some(b + x),
+                                    _ => None,
+                                };
+                            }
+                            let seg = &mut dst[c..c + len];
+                            let entries = &tlast[yl * klen + wl..yl * klen + wl + len];
+                            match off {
+                                None => seg.fill(T::ZERO),
+                                Some(b) => {
+                                    for (v, e) in seg.iter_mut().zip(entries) {
+                                        // SAFETY: indices below the input's sizes.
+                                        *v = match e {
+                                            Some(x) => unsafe { *lhs.0.add(b + x) },
+                                            None => T::ZERO,
+                                        };
+                                    }
+                                }
+                            }
+                            c += len;
+                            tap += len;
+                            if tap == taps {
+                                tap = 0;
+                                i += 1;
+                            }
+                            if ns > 0 {
+                                w[ns - 1] = 0;
+                                advance(&mut w[..ns - 1], |d| geo.axes[d].k);
+                            }
+                        }
+                        advance(
+                            &mut p,
+                            |d| {
                                 if d == 0 {
                                     geo.n_out
                                 } else {
                                     geo.axes[d - 1].y
                                 }
-                            });
-                        } else {
-                            advance(&mut p, |_| geo.n_out);
-                        }
+                            },
+                        );
                     }
-                    tap += 1;
-                    if tap == taps {
-                        tap = 0;
-                        i += 1;
-                    }
-                    advance(&mut w, |d| geo.axes[d].k);
                 }
+                let (rsa, csa) = if by_columns {
+                    (1, m as isize)
+                } else {
+                    (cols as isize, 1)
+                };
                 // SAFETY: the patch holds `m × cols`, the packed kernel `kk × og` per group,
                 // and the tile's result rows lie on one run of the output.
                 unsafe {
@@ -547,8 +630,8 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                         cols,
                         og,
                         patch.as_ptr(),
-                        1,
-                        m as isize,
+                        rsa,
+                        csa,
                         packed.as_ptr().add((t * kk + col0) * og),
                         og as isize,
                         col0 > 0,

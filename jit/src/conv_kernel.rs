@@ -96,6 +96,9 @@ struct Axis {
     pad: i64,
     ld: u64,
     rd: u64,
+    /// Whether every window coordinate of this axis fits in `i64` with room to spare, so
+    /// [`fill_line`] may compute in `i64` (divisions in `i128` are slow).
+    fits: bool,
 }
 
 impl Axis {
@@ -152,7 +155,16 @@ impl Geometry {
                     pad: at(b + 7) as i64,
                     ld: at(b + 8),
                     rd: at(b + 9),
+                    fits: false,
                 }
+            })
+            .map(|mut a: Axis| {
+                let most = a.y as i128 * a.stride as i128
+                    + a.k as i128 * a.rd as i128
+                    + (a.pad as i128).abs()
+                    + a.l as i128;
+                a.fits = most < (1i128 << 60);
+                a
             })
             .collect();
         Geometry {
@@ -336,6 +348,53 @@ unsafe fn direct<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out: *m
     }
 }
 
+/// Fills `seg[q]` with the input element at `base + x_q · sl` where `x_q = first + q · step`,
+/// or zero where `x_q` falls outside `0..l`: one line of a patch along an axis without input
+/// dilation (`step ≥ 1`), with the valid part copied in one run.
+///
+/// # Safety
+/// Every valid `base + x_q · sl` must address an input element.
+unsafe fn fill_line<T: Float>(
+    seg: &mut [T],
+    src: *const T,
+    base: usize,
+    first: i64,
+    step: i64,
+    l: usize,
+    sl: usize,
+) {
+    let len = seg.len() as i64;
+    let lo = if first >= 0 {
+        0
+    } else {
+        (-first + step - 1) / step
+    }
+    .min(len);
+    let hi = if first >= l as i64 {
+        0
+    } else {
+        ((l as i64 - 1 - first) / step + 1).min(len)
+    }
+    .max(lo);
+    let (lo, hi) = (lo as usize, hi as usize);
+    seg[..lo].fill(T::ZERO);
+    seg[hi..].fill(T::ZERO);
+    if hi > lo {
+        let start = base + (first + lo as i64 * step) as usize * sl;
+        let stride = step as usize * sl;
+        if stride == 1 {
+            // SAFETY: `hi − lo` consecutive valid elements (the caller's contract).
+            let from = unsafe { std::slice::from_raw_parts(src.add(start), hi - lo) };
+            seg[lo..hi].copy_from_slice(from);
+        } else {
+            for (q, v) in seg[lo..hi].iter_mut().enumerate() {
+                // SAFETY: a valid element (the caller's contract).
+                *v = unsafe { *src.add(start + q * stride) };
+            }
+        }
+    }
+}
+
 /// A vector of `n` zeros, or `None` when the memory cannot be had.
 fn try_zeros<T: Float>(n: usize) -> Option<Vec<T>> {
     let mut v = Vec::new();
@@ -516,6 +575,20 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                             let seg = &mut dst[r..r + len];
                             match off {
                                 None => seg.fill(T::ZERO),
+                                Some(b)
+                                    if ns > 0
+                                        && geo.axes[ns - 1].ld == 1
+                                        && geo.axes[ns - 1].fits =>
+                                {
+                                    let a = &geo.axes[ns - 1];
+                                    let first = ylast as i64 * a.stride as i64
+                                        + klast as i64 * a.rd as i64
+                                        - a.pad;
+                                    // SAFETY: valid positions address input elements.
+                                    unsafe {
+                                        fill_line(seg, lhs.0, b, first, a.stride as i64, a.l, a.sl)
+                                    };
+                                }
                                 Some(b) => {
                                     for (q, v) in seg.iter_mut().enumerate() {
                                         // SAFETY: indices below the input's sizes.
@@ -584,6 +657,20 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                             let entries = &tlast[yl * klen + wl..yl * klen + wl + len];
                             match off {
                                 None => seg.fill(T::ZERO),
+                                Some(b)
+                                    if ns > 0
+                                        && geo.axes[ns - 1].ld == 1
+                                        && geo.axes[ns - 1].fits =>
+                                {
+                                    let a = &geo.axes[ns - 1];
+                                    let first = yl as i64 * a.stride as i64
+                                        + wl as i64 * a.rd as i64
+                                        - a.pad;
+                                    // SAFETY: valid positions address input elements.
+                                    unsafe {
+                                        fill_line(seg, lhs.0, b, first, a.rd as i64, a.l, a.sl)
+                                    };
+                                }
                                 Some(b) => {
                                     for (v, e) in seg.iter_mut().zip(entries) {
                                         // SAFETY: indices below the input's sizes.

@@ -352,7 +352,7 @@ unsafe fn direct<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out: *m
             let ybase: usize = (0..ns).map(|j| y[j] * geo.axes[j].so).sum();
             for n in 0..geo.n_out {
                 for o in 0..geo.o {
-                    let t = if og == 0 { 0 } else { o / og };
+                    let t = o.checked_div(og).unwrap_or(0);
                     let nb = geo.batch_in(t, n) * geo.s_ln;
                     let c0 = geo.feature0(t);
                     let mut acc = T::ZERO;
@@ -396,7 +396,7 @@ unsafe fn direct_in_place<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T
         let ybase: usize = (0..ns).map(|j| y[j] * geo.axes[j].so).sum();
         for n in 0..geo.n_out {
             for o in 0..geo.o {
-                let t = if og == 0 { 0 } else { o / og };
+                let t = o.checked_div(og).unwrap_or(0);
                 let nb = geo.batch_in(t, n) * geo.s_ln;
                 let c0 = geo.feature0(t);
                 let mut acc = T::ZERO;

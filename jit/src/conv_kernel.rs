@@ -511,7 +511,7 @@ impl Runs {
             }
             if len == 1 {
                 st = stride(d);
-            } else if stride(d) != st * len {
+            } else if st.checked_mul(len) != Some(stride(d)) {
                 break;
             }
             len *= n;

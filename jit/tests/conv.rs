@@ -180,3 +180,27 @@ fn compiled_conv_gradient_matches_the_interpreter() {
     let args = [rng.array(&a), rng.array(&b), Array::from(1.0f32)];
     check(&vjp, &args, Some(1e-5), "vjp of sum(conv)");
 }
+
+#[test]
+fn huge_padding_and_strides_compile_and_run() {
+    // Window coordinates beyond i64: the kernel's i128 path.
+    let mut op = ConvGeneral::new(1);
+    op.padding[0] = (i64::MAX - 1, i64::MAX);
+    op.window_strides[0] = usize::MAX;
+    let (a, b) = (
+        Type::new(DType::F64, &[1, 1, 3]),
+        Type::new(DType::F64, &[2, 1, 2]),
+    );
+    let g = conv_graph(&op, &a, &b);
+    let args = [
+        Array::from_f64([1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap(),
+        Array::from_f64([2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
+    ];
+    check(&g, &args, None, "huge padding");
+    let mut op = ConvGeneral::new(1);
+    op.padding[0] = (-1, i64::MAX);
+    op.window_strides[0] = 1 << 62;
+    op.lhs_dilation[0] = 3;
+    let g = conv_graph(&op, &a, &b);
+    check(&g, &args, None, "huge padding with dilation");
+}

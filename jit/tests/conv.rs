@@ -64,11 +64,7 @@ fn small_convolutions_equal_the_interpreter_bit_for_bit() {
         let out = &g.output_types()[0];
         // The kernel's count: positions × output features × (input features × taps).
         let o = b.dims()[op.dimension_numbers.rhs[0]];
-        let work = if o == 0 {
-            0
-        } else {
-            out.size() * (b.size() / o)
-        };
+        let work = out.size() * b.size().checked_div(o).unwrap_or(0);
         let args = [rng.array(&a), rng.array(&b)];
         let what = format!("case {case}: {op:?} {a} {b}");
         if work < 2048 {

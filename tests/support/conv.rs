@@ -95,7 +95,7 @@ pub fn random_conv(rng: &mut Rng, ns: usize, dtype: DType, big: bool) -> (ConvGe
         rhs[dn.rhs[0]] = o;
         rhs[dn.rhs[1]] = kin;
         for j in 0..ns {
-            lhs[dn.lhs[2 + j]] = rng.int(1, 5 + 3 * scale as i64) as usize;
+            lhs[dn.lhs[2 + j]] = rng.int(1, 5 + 3 * scale) as usize;
             rhs[dn.rhs[2 + j]] = rng.int(1, 3) as usize;
             op.window_strides[j] = rng.int(1, 3) as usize;
             op.lhs_dilation[j] = rng.int(1, 2) as usize;

@@ -30,6 +30,7 @@ pub use ferrax_ir::control_api::{
     cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,
 };
 pub use ferrax_ir::interp::EvalOptions;
+pub use ferrax_ir::ops::ConvDimensionNumbers;
 pub use ferrax_ir::ops::RematPolicy;
 pub use ferrax_ir::ops::Window;
 pub use ferrax_ir::Padding;
@@ -37,7 +38,7 @@ pub use ferrax_ir::{
     concatenate, function, select, stack, trace, Array, DType, Error, ErrorKind, Function, Graph,
     Result, Shape, Tensor, Type,
 };
-pub use ferrax_ir::{where_, At, Norm};
+pub use ferrax_ir::{where_, At, ConvParams, Norm};
 pub use ferrax_jit as jit_backend;
 pub use ferrax_jit::{jit, jit_with, Compiled, Jit, JitOptions, MathMode};
 pub use ferrax_transforms as transforms;
@@ -61,7 +62,7 @@ pub mod prelude {
         select, stack, trace, value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function,
         Jit, JitOptions, Result, Shape, Tensor, Type,
     };
-    pub use crate::{where_, Norm, Padding, Window};
+    pub use crate::{where_, ConvParams, Norm, Padding, Window};
 }
 
 /// The README's code blocks, compiled and run as doctests so the quick start stays true.

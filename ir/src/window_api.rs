@@ -4,51 +4,9 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::ops::{Monoid, Op, Window, WindowOp};
+use crate::padding::Padding;
 use crate::tracer::{apply, fail, Tensor};
 use std::panic::Location;
-
-/// How a pooling window is padded in each spatial dimension.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Padding {
-    /// No padding: only windows that fit inside the operand.
-    Valid,
-    /// Padding so that the result has `ceil(n / stride)` elements, split evenly with the odd
-    /// element after (as JAX's and TensorFlow's `SAME`).
-    Same,
-    /// `(lo, hi)` per spatial dimension.
-    Explicit(Vec<(usize, usize)>),
-}
-
-impl Padding {
-    /// The `(lo, hi)` pairs for spatial sizes `dims`, windows `window` and `strides` (all of
-    /// the same length, strides at least 1).
-    fn pairs(
-        &self,
-        dims: &[usize],
-        window: &[usize],
-        strides: &[usize],
-    ) -> Result<Vec<(usize, usize)>, String> {
-        match self {
-            Padding::Valid => Ok(vec![(0, 0); dims.len()]),
-            Padding::Explicit(p) => Ok(p.clone()),
-            Padding::Same => dims
-                .iter()
-                .zip(window)
-                .zip(strides)
-                .map(|((&n, &w), &s)| {
-                    let out = n.div_ceil(s);
-                    let need = out
-                        .saturating_sub(1)
-                        .checked_mul(s)
-                        .and_then(|x| x.checked_add(w))
-                        .ok_or_else(|| "SAME padding overflows".to_string())?;
-                    let total = need.saturating_sub(n);
-                    Ok((total / 2, total - total / 2))
-                })
-                .collect(),
-        }
-    }
-}
 
 /// The error tensor of a pooling call.
 fn pool_error(loc: &'static Location<'static>, op: &str, t: &Tensor, msg: String) -> Tensor {
@@ -120,7 +78,12 @@ impl Tensor {
             ));
         }
         let spatial: Vec<usize> = axes.iter().map(|&a| dims[a]).collect();
-        let pads = padding.pairs(&spatial, window, strides)?;
+        let pads = padding.pairs(&spatial, window, strides, &[])?;
+        let pads = pads
+            .into_iter()
+            .map(|(lo, hi)| Ok((usize::try_from(lo)?, usize::try_from(hi)?)))
+            .collect::<Result<Vec<(usize, usize)>, std::num::TryFromIntError>>()
+            .map_err(|_| "pooling padding must not be negative".to_string())?;
         if pads.len() != axes.len() {
             return Err(format!(
                 "{} spatial axes need as many (lo, hi) paddings, got {pads:?}",
@@ -140,14 +103,26 @@ impl Tensor {
     /// Max pooling of an NCHW (or NC + any spatial dims) tensor over its spatial axes
     /// `2..rank`: `window` and `strides` give one entry per spatial axis. Padding counts −∞.
     #[track_caller]
-    pub fn max_pool(&self, window: &[usize], strides: &[usize], padding: Padding) -> Tensor {
+    pub fn max_pool(
+        &self,
+        window: &[usize],
+        strides: &[usize],
+        padding: impl Into<Padding>,
+    ) -> Tensor {
         let rank = self.rank();
         if rank < 2 {
             let msg = "needs an operand laid out as N, C, spatial dims (rank >= 2)".into();
             return pool_error(Location::caller(), "max_pool", self, msg);
         }
         let axes: Vec<usize> = (2..rank).collect();
-        self.pool(Monoid::Max, "max_pool", &axes, window, strides, &padding)
+        self.pool(
+            Monoid::Max,
+            "max_pool",
+            &axes,
+            window,
+            strides,
+            &padding.into(),
+        )
     }
 
     /// Max pooling over the given spatial `axes` (see [`Tensor::max_pool`]).
@@ -157,23 +132,42 @@ impl Tensor {
         axes: &[usize],
         window: &[usize],
         strides: &[usize],
-        padding: Padding,
+        padding: impl Into<Padding>,
     ) -> Tensor {
-        self.pool(Monoid::Max, "max_pool", axes, window, strides, &padding)
+        self.pool(
+            Monoid::Max,
+            "max_pool",
+            axes,
+            window,
+            strides,
+            &padding.into(),
+        )
     }
 
     /// Average pooling of an NCHW tensor over its spatial axes `2..rank`: each window's sum
     /// divided by the window's size, padding counted as zeros (as PyTorch's and Flax's
     /// default `count_include_pad`). Floats only.
     #[track_caller]
-    pub fn avg_pool(&self, window: &[usize], strides: &[usize], padding: Padding) -> Tensor {
+    pub fn avg_pool(
+        &self,
+        window: &[usize],
+        strides: &[usize],
+        padding: impl Into<Padding>,
+    ) -> Tensor {
         let rank = self.rank();
         if rank < 2 {
             let msg = "needs an operand laid out as N, C, spatial dims (rank >= 2)".into();
             return pool_error(Location::caller(), "avg_pool", self, msg);
         }
         let axes: Vec<usize> = (2..rank).collect();
-        self.pool(Monoid::Sum, "avg_pool", &axes, window, strides, &padding)
+        self.pool(
+            Monoid::Sum,
+            "avg_pool",
+            &axes,
+            window,
+            strides,
+            &padding.into(),
+        )
     }
 
     /// Average pooling over the given spatial `axes` (see [`Tensor::avg_pool`]).
@@ -183,9 +177,16 @@ impl Tensor {
         axes: &[usize],
         window: &[usize],
         strides: &[usize],
-        padding: Padding,
+        padding: impl Into<Padding>,
     ) -> Tensor {
-        self.pool(Monoid::Sum, "avg_pool", axes, window, strides, &padding)
+        self.pool(
+            Monoid::Sum,
+            "avg_pool",
+            axes,
+            window,
+            strides,
+            &padding.into(),
+        )
     }
 
     #[track_caller]

@@ -118,6 +118,7 @@ fn cheap(op: &Op) -> bool {
         | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
+        | Op::Conv(_)
         | Op::Index(_)
         | Op::Control(_)
         | Op::Window(_) => false,

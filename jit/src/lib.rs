@@ -140,6 +140,7 @@
 mod cache;
 mod compile;
 mod compiled;
+mod conv_kernel;
 mod function;
 mod fuse;
 mod lower;

@@ -293,7 +293,7 @@ unsafe extern "C" fn ferrax_sgemm(
 /// use panics when its threads cannot be spawned; this runs inside `extern "C"` helpers,
 /// where a panic would abort the process, so that case counts as one thread and the work
 /// runs on the calling thread.
-fn pool_threads() -> usize {
+pub(crate) fn pool_threads() -> usize {
     std::panic::catch_unwind(rayon::current_num_threads)
         .unwrap_or(1)
         .max(1)
@@ -498,6 +498,8 @@ pub(crate) fn lookup(name: &str) -> Option<*const u8> {
         "ferrax_tape_grow" => return Some(ferrax_tape_grow as *const u8),
         "ferrax_tape_free" => return Some(ferrax_tape_free as *const u8),
         "ferrax_parallel_for" => return Some(ferrax_parallel_for as *const u8),
+        "ferrax_conv_f32" => return Some(crate::conv_kernel::ferrax_conv_f32 as *const u8),
+        "ferrax_conv_f64" => return Some(crate::conv_kernel::ferrax_conv_f64 as *const u8),
         _ => {}
     }
     if let Some(p) = libm_direct(name) {

@@ -427,6 +427,21 @@ fn cases() -> Vec<Case> {
             Box::new(move |b, p| vec![push(b, Op::Dot(d.clone()), &[p[0], p[1]])]),
         ));
     }
+    // conv_general_dilated: strided, padded (one side negative), both dilations, two
+    // feature groups (more configurations in tests/conv.rs).
+    let mut conv = ferrax_ir::ops::ConvGeneral::new(2);
+    conv.window_strides = Dims::from_slice(&[2, 1]);
+    conv.padding = smallvec::smallvec![(1, 0), (-1, 2)];
+    conv.lhs_dilation = Dims::from_slice(&[1, 2]);
+    conv.rhs_dilation = Dims::from_slice(&[2, 1]);
+    conv.feature_group_count = 2;
+    cs.push(case(
+        "conv_general_dilated",
+        vec![f64t(&[2, 4, 5, 3]), f64t(&[4, 2, 2, 2])],
+        -1.0,
+        1.0,
+        Box::new(move |b, p| vec![push(b, Op::Conv(conv.clone()), &[p[0], p[1]])]),
+    ));
     for reverse in [false, true] {
         cs.push(case(
             if reverse { "cumsum_rev" } else { "cumsum" },

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod compare;
 pub mod control;
+pub mod conv;
 pub mod convert;
 pub mod dot;
 pub mod index;
@@ -17,6 +18,7 @@ pub mod window;
 pub use binary::BinaryOp;
 pub use compare::CompareOp;
 pub use control::{Body, CallKind, ControlOp, RematPolicy};
+pub use conv::{ConvDimensionNumbers, ConvGeneral, ConvShape};
 pub use convert::ConvertOp;
 pub use dot::DotGeneral;
 pub use index::{Bounds, Combine, IndexOp, Indexing, Walk};
@@ -50,6 +52,8 @@ pub enum Op {
     Reduce(ReduceOp),
     /// Generalized dot product with batch and contracting dimensions.
     Dot(DotGeneral),
+    /// General dilated convolution with grouping (`conv_general_dilated`).
+    Conv(ConvGeneral),
     /// Cumulative sums, dynamic slices, and gathers/scatters along an axis.
     Index(IndexOp),
     /// Control flow (switch, while, scan) and calls of sub-graphs (checkpoint, custom rules).
@@ -73,6 +77,7 @@ impl Op {
             Op::Shape(op) => op.name(),
             Op::Reduce(op) => op.name(),
             Op::Dot(_) => "dot_general",
+            Op::Conv(_) => "conv_general_dilated",
             Op::Index(op) => op.name(),
             Op::Control(op) => op.name(),
             Op::Window(op) => op.name(),
@@ -83,7 +88,7 @@ impl Op {
     pub fn arity(&self) -> Option<usize> {
         match self {
             Op::Unary(_) | Op::Convert(_) | Op::Reduce(_) => Some(1),
-            Op::Binary(_) | Op::Dot(_) => Some(2),
+            Op::Binary(_) | Op::Dot(_) | Op::Conv(_) => Some(2),
             Op::Compare(op) => Some(op.arity()),
             Op::Literal(_) => Some(0),
             Op::Shape(op) => op.arity(),
@@ -112,6 +117,7 @@ impl Op {
             Op::Shape(op) => smallvec![op.infer(args)?],
             Op::Reduce(op) => smallvec![op.infer(&args[0])?],
             Op::Dot(op) => smallvec![op.infer(&args[0], &args[1])?],
+            Op::Conv(op) => smallvec![op.infer(&args[0], &args[1])?],
             Op::Index(op) => smallvec![op.infer(args)?],
             Op::Control(op) => op.infer(args)?,
             Op::Window(op) => smallvec![op.infer(args)?],
@@ -165,6 +171,7 @@ impl Op {
             Op::Shape(op) => smallvec![op.eval(args)],
             Op::Reduce(op) => smallvec![op.eval(args[0])],
             Op::Dot(op) => smallvec![op.eval(args[0], args[1])],
+            Op::Conv(op) => smallvec![op.eval(args[0], args[1])],
             Op::Index(op) => smallvec![op.eval(args)],
             Op::Control(op) => op.eval(args)?,
             Op::Window(op) => smallvec![op.eval(args)],

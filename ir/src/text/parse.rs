@@ -17,9 +17,9 @@ use crate::entities::{Inst, Value};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, InstData, ValueData, ValueDef};
 use crate::ops::{
-    BinaryOp, Body, Bounds, CallKind, Combine, CompareOp, ControlOp, ConvertOp, DotGeneral,
-    IndexOp, Indexing, Literal, LiteralOp, Monoid, Op, ReduceOp, RematPolicy, Select, ShapeOp,
-    UnaryOp, Window, WindowOp,
+    BinaryOp, Body, Bounds, CallKind, Combine, CompareOp, ControlOp, ConvDimensionNumbers,
+    ConvGeneral, ConvertOp, DotGeneral, IndexOp, Indexing, Literal, LiteralOp, Monoid, Op,
+    ReduceOp, RematPolicy, Select, ShapeOp, UnaryOp, Window, WindowOp,
 };
 use crate::types::{DType, Dims, Shape, Type};
 use hashbrown::HashMap;
@@ -305,6 +305,27 @@ impl Params {
         }
     }
 
+    /// A tuple of signed integers, `key=(0,-1)`.
+    fn ints(&mut self, key: &str) -> Result<Vec<i64>> {
+        match self.take(key)? {
+            (PVal::Tuple(ws), pos) => ws
+                .iter()
+                .map(|w| {
+                    w.parse::<i64>().map_err(|_| {
+                        err(pos, format!("`{key}` needs 64-bit integers, found `{w}`"))
+                    })
+                })
+                .collect(),
+            (other, pos) => Err(err(
+                pos,
+                format!(
+                    "`{key}` must be a tuple like `(0,-1)`, not {}",
+                    other.kind()
+                ),
+            )),
+        }
+    }
+
     fn shape(&mut self, key: &str) -> Result<Shape> {
         let pos = self
             .items
@@ -378,9 +399,9 @@ type Family = fn(&mut OpText<'_>) -> Result<Option<Op>>;
 
 /// Finds the op named in `t`, trying each family in turn.
 fn lookup_op(mut t: OpText<'_>) -> Result<Op> {
-    let families: [Family; 11] = [
+    let families: [Family; 12] = [
         unary_op, binary_op, compare_op, convert_op, literal_op, shape_op, reduce_op, dot_op,
-        index_op, control_op, window_op,
+        conv_op, index_op, control_op, window_op,
     ];
     for family in families {
         if let Some(op) = family(&mut t)? {
@@ -609,6 +630,35 @@ fn dot_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         rhs_contract: p.dims("rhs_contract")?,
         lhs_batch: p.dims("lhs_batch")?,
         rhs_batch: p.dims("rhs_batch")?,
+    })))
+}
+
+fn conv_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
+    let proto = Op::Conv(ConvGeneral::new(0));
+    if proto.name() != t.name {
+        return Ok(None);
+    }
+    let p = t.params()?;
+    let window_strides = p.dims("window_strides")?;
+    let (lo, hi) = (p.ints("padding_lo")?, p.ints("padding_hi")?);
+    if lo.len() != hi.len() {
+        return Err(err(
+            p.pos,
+            "`padding_lo` and `padding_hi` need one entry per spatial axis each",
+        ));
+    }
+    Ok(Some(Op::Conv(ConvGeneral {
+        window_strides,
+        padding: lo.into_iter().zip(hi).collect(),
+        lhs_dilation: p.dims("lhs_dilation")?,
+        rhs_dilation: p.dims("rhs_dilation")?,
+        dimension_numbers: ConvDimensionNumbers {
+            lhs: p.dims("lhs_spec")?,
+            rhs: p.dims("rhs_spec")?,
+            out: p.dims("out_spec")?,
+        },
+        feature_group_count: p.usize("feature_group_count")?,
+        batch_group_count: p.usize("batch_group_count")?,
     })))
 }
 

@@ -5,8 +5,8 @@ use crate::array::{Array, Data};
 use crate::entities::Value;
 use crate::graph::Graph;
 use crate::ops::{
-    BinaryOp, CallKind, CompareOp, ControlOp, ConvertOp, DotGeneral, IndexOp, LiteralOp, Op,
-    ReduceOp, ShapeOp, UnaryOp, WindowOp,
+    BinaryOp, CallKind, CompareOp, ControlOp, ConvGeneral, ConvertOp, DotGeneral, IndexOp,
+    LiteralOp, Op, ReduceOp, ShapeOp, UnaryOp, WindowOp,
 };
 use crate::types::Shape;
 use std::fmt::{self, Write};
@@ -92,6 +92,7 @@ fn write_equation_op(out: &mut String, op: &Op, indent: usize) -> fmt::Result {
         | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
+        | Op::Conv(_)
         | Op::Index(_)
         | Op::Window(_) => write_op(out, op),
     }
@@ -110,6 +111,7 @@ fn spans_lines(op: &Op) -> bool {
         | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
+        | Op::Conv(_)
         | Op::Index(_)
         | Op::Window(_) => false,
     }
@@ -201,6 +203,7 @@ pub(crate) fn write_op(out: &mut String, op: &Op) -> fmt::Result {
         Op::Shape(s) => write_shape(out, s),
         Op::Reduce(r) => write_reduce(out, r),
         Op::Dot(d) => write_dot(out, d),
+        Op::Conv(c) => write_conv(out, c),
         Op::Index(i) => write_index(out, i),
         Op::Control(c) => write_control(out, c, None),
         Op::Window(w) => write_window(out, w),
@@ -496,6 +499,29 @@ fn write_dot(out: &mut String, d: &DotGeneral) -> fmt::Result {
         tuple(&d.rhs_contract),
         tuple(&d.lhs_batch),
         tuple(&d.rhs_batch)
+    )
+}
+
+fn write_conv(out: &mut String, c: &ConvGeneral) -> fmt::Result {
+    let ints = |v: &mut dyn Iterator<Item = i64>| {
+        let parts: Vec<String> = v.map(|x| x.to_string()).collect();
+        format!("({})", parts.join(","))
+    };
+    let dn = &c.dimension_numbers;
+    write!(
+        out,
+        "[window_strides={} padding_lo={} padding_hi={} lhs_dilation={} rhs_dilation={} \
+         lhs_spec={} rhs_spec={} out_spec={} feature_group_count={} batch_group_count={}]",
+        tuple(&c.window_strides),
+        ints(&mut c.padding.iter().map(|p| p.0)),
+        ints(&mut c.padding.iter().map(|p| p.1)),
+        tuple(&c.lhs_dilation),
+        tuple(&c.rhs_dilation),
+        tuple(&dn.lhs),
+        tuple(&dn.rhs),
+        tuple(&dn.out),
+        c.feature_group_count,
+        c.batch_group_count
     )
 }
 

@@ -136,6 +136,7 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
         | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
+        | Op::Conv(_)
         | Op::Index(_)
         | Op::Control(_)
         | Op::Window(_) => false,

@@ -17,6 +17,7 @@ pub(crate) mod band;
 pub(crate) mod binary;
 pub(crate) mod compare;
 pub(crate) mod control;
+pub(crate) mod conv;
 pub(crate) mod convert;
 pub(crate) mod dot;
 pub(crate) mod fastmath;
@@ -569,6 +570,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             },
             Op::Reduce(op) => reduce::lower(self, op, inst),
             Op::Dot(op) => dot::lower_to(self, op, inst, inst.results[0], false),
+            Op::Conv(op) => conv::lower(self, op, inst),
             Op::Index(op) => index::lower(self, op, inst),
             Op::Control(op) => control::lower(self, op, i, inst),
             Op::Window(op) => window::lower(self, op, inst),
@@ -601,6 +603,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             | Op::Shape(_)
             | Op::Reduce(_)
             | Op::Dot(_)
+            | Op::Conv(_)
             | Op::Index(_)
             | Op::Control(_)
             | Op::Window(_) => Err(jit_err(format!("{} is not elementwise", op.name()))),

@@ -11,6 +11,7 @@
 pub mod binary;
 pub mod compare;
 pub mod control;
+pub mod conv;
 pub mod convert;
 pub mod dot;
 pub mod index;
@@ -281,6 +282,7 @@ pub fn batch_op(
         Op::Shape(o) => shape::batch(o, ctx, args)?,
         Op::Reduce(o) => reduce::batch(o, ctx, args)?,
         Op::Dot(o) => dot::batch(o, ctx, args)?,
+        Op::Conv(o) => conv::batch(o, ctx, args)?,
         Op::Index(o) => index::batch(o, ctx, args)?,
         Op::Control(o) => return control::batch(o, ctx, args),
         Op::Window(o) => window::batch(o, ctx, args)?,

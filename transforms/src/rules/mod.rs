@@ -13,6 +13,7 @@
 pub mod binary;
 pub mod compare;
 pub mod control;
+pub mod conv;
 pub mod convert;
 pub mod dot;
 pub mod index;
@@ -72,6 +73,7 @@ pub fn jvp(
         Op::Shape(s) => shape::jvp(b, s, x, t),
         Op::Reduce(r) => reduce::jvp(b, r, x[0], t[0], y),
         Op::Dot(d) => dot::jvp(b, d, x, t),
+        Op::Conv(c) => conv::jvp(b, c, x, t),
         Op::Index(i) => index::jvp(b, i, x, t, y),
         Op::Window(w) => window::jvp(b, w, x, t),
         Op::Control(c) => Err(Error::new(
@@ -95,6 +97,7 @@ pub fn transpose(b: &mut Builder, op: &Op, args: &[Operand], ct: Value) -> Resul
         Op::Shape(s) => shape::transpose(b, s, args, ct),
         Op::Reduce(r) => reduce::transpose(b, r, args, ct),
         Op::Dot(d) => dot::transpose(b, d, args, ct),
+        Op::Conv(c) => conv::transpose(b, c, args, ct),
         Op::Index(i) => index::transpose(b, i, args, ct),
         Op::Control(c) => control::transpose(b, c, args, &[Some(ct)]),
         Op::Window(w) => window::transpose(b, w, args, ct),

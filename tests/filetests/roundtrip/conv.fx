@@ -1,0 +1,3 @@
+# conv_general_dilated: a 2-D NCHW/OIHW convolution with stride 2 and SAME padding, and a 1-D
+# NWC/WIO one with negative padding, lhs and rhs dilation and two feature groups.
+{ lambda v0:f32[2,3,8,8], v1:f32[4,3,3,3], v2:f64[1,9,4], v3:f64[2,2,6] . let v4:f32[2,4,4,4] = conv_general_dilated[window_strides=(2,2) padding_lo=(0,0) padding_hi=(1,1) lhs_dilation=(1,1) rhs_dilation=(1,1) lhs_spec=(0,1,2,3) rhs_spec=(0,1,2,3) out_spec=(0,1,2,3) feature_group_count=1 batch_group_count=1] v0 v1; v5:f64[1,16,6] = conv_general_dilated[window_strides=(1) padding_lo=(-1) padding_hi=(2) lhs_dilation=(2) rhs_dilation=(2) lhs_spec=(0,2,1) rhs_spec=(2,1,0) out_spec=(0,2,1) feature_group_count=2 batch_group_count=1] v2 v3 in (v4, v5) }

@@ -214,3 +214,35 @@ fn digits_load_with_every_class_and_split_disjointly() {
     assert_eq!(before, 1797);
     assert_eq!(all.len(), orig.len());
 }
+
+#[allow(dead_code)]
+#[path = "../examples/taylor.rs"]
+mod taylor;
+
+#[test]
+fn taylor_jet_matches_the_closed_form_and_nested_grad() {
+    // The closed form itself: tanh' = 1 − tanh², tanh'' = −2 tanh (1 − tanh²).
+    let y = 0.5f64.tanh();
+    assert_close(taylor::tanh_closed_form(1, 0.5), 1.0 - y * y, 1e-15);
+    assert_close(
+        taylor::tanh_closed_form(2, 0.5),
+        -2.0 * y * (1.0 - y * y),
+        1e-15,
+    );
+    for k in 1..=20 {
+        let (v, n) = taylor::jet_tanh(k).unwrap();
+        assert_close(v, taylor::tanh_closed_form(k, 0.5), 1e-12);
+        if k == 20 {
+            assert!(n <= 450, "jet of order 20 has {n} equations");
+        }
+    }
+    for k in 1..=6 {
+        let (v, _) = taylor::nested_tanh(k).unwrap();
+        assert_close(v, taylor::tanh_closed_form(k, 0.5), 1e-12);
+    }
+    for (f, x) in [(taylor::exp_sin as fn(_) -> _, 0.3), (taylor::mlp, 0.4)] {
+        let (worst, nj, nn) = taylor::compare(f, x, 6).unwrap();
+        assert!(worst <= 1e-10, "jet against nested grad: {worst:e}");
+        assert!(nj < nn, "jet graph {nj} against nested {nn}");
+    }
+}

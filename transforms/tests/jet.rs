@@ -666,3 +666,13 @@ fn error_paths() {
         .unwrap();
     assert_eq!((y, s.dims().to_vec()), (1.0, vec![0]));
 }
+
+#[test]
+fn orders_above_the_limit_are_errors() {
+    let e = derivatives(|x: Tensor| x.sin(), usize::MAX)
+        .call::<_, Vec<f64>>(0.3)
+        .unwrap_err();
+    assert!(e.to_string().contains("order"), "{e}");
+    let g = graph_of(&function(|x: Tensor| x.sin()), &[f64t(&[])]);
+    assert!(jet_graph(&g, 1, 1 << 40).is_err());
+}

@@ -83,6 +83,7 @@ pub fn jet<M>(f: impl IntoFunction<M>, k: usize) -> Function {
         }
         let n = types.len() / 2;
         let (primals, series) = types.split_at(n);
+        super::check_order(k, "jet")?;
         let want: Vec<Type> = primals.iter().map(|t| stacked(t, k)).collect();
         if series != want.as_slice() {
             return Err(Error::new(
@@ -109,6 +110,7 @@ pub fn jet<M>(f: impl IntoFunction<M>, k: usize) -> Function {
 /// `[outputs.., stacked output series..]`.
 fn stacked_jet_graph(g: &Graph, n: usize, k: usize) -> Result<Graph> {
     crate::jvp::check_explicit(g, n, "jet")?;
+    super::check_order(k, "jet")?;
     let tys = g.param_types();
     let mut param_tys: Vec<Type> = tys[..n].to_vec();
     param_tys.extend(tys[..n].iter().map(|t| stacked(t, k)));
@@ -142,6 +144,7 @@ fn along_ones<M>(f: impl IntoFunction<M>, k: usize, scaled: bool, name: &'static
     let base = f.into_function();
     let defaults = base.default_types();
     Function::derived(name, Some(1), defaults, move |types| {
+        super::check_order(k, name)?;
         let s = base.specialize_untracked(types)?;
         let g = &s.graph;
         let n = s.n_explicit;

@@ -376,6 +376,22 @@ pub(crate) fn jet_into(
         .collect())
 }
 
+/// The highest order the transforms accept: 170! is the largest factorial an f64 holds, and
+/// the derivative-scaled interfaces multiply by j! (for f32 values, j! overflows beyond order
+/// 34, so their derivative-scaled coefficients of higher orders are infinite or NaN).
+pub const MAX_ORDER: usize = 170;
+
+/// Checks that an order `k` is at most [`MAX_ORDER`].
+pub(crate) fn check_order(k: usize, name: &str) -> Result<()> {
+    if k > MAX_ORDER {
+        ferrax_ir::bail!(
+            Transform,
+            "{name}: order {k} is above the highest supported order {MAX_ORDER}"
+        );
+    }
+    Ok(())
+}
+
 /// `n!` as a float.
 pub(crate) fn factorial(n: usize) -> f64 {
     (1..=n).map(|i| i as f64).product()
@@ -412,6 +428,7 @@ pub(crate) fn to_derivatives(b: &mut Builder, s: &[Option<Value>]) -> Result<Vec
 /// `custom_vjp` calls, which come from reverse mode or have no forward-mode rule).
 pub fn jet_graph(g: &Graph, n_explicit: usize, k: usize) -> Result<Graph> {
     check_explicit(g, n_explicit, "jet")?;
+    check_order(k, "jet")?;
     let n = n_explicit;
     let tys = g.param_types();
     let mut param_tys: Vec<Type> = tys[..n].to_vec();

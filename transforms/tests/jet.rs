@@ -386,7 +386,7 @@ fn control_flow_carries_series() {
         )
         .remove(0)
     });
-    let g = graph_of(&f, &[s.clone()]);
+    let g = graph_of(&f, std::slice::from_ref(&s));
     check_path(&g, &[rng.array(&s, -1.0, 1.0)], &mut rng, "fori_loop");
     // scan over slices with a series, and a carry that only gets one inside the loop.
     let f = function(|x: Tensor, xs: Tensor| {
@@ -416,12 +416,12 @@ fn control_flow_carries_series() {
         );
         r[0].clone()
     });
-    let g = graph_of(&f, &[s.clone()]);
+    let g = graph_of(&f, std::slice::from_ref(&s));
     check_path(&g, &[rng.array(&s, -1.0, 1.0)], &mut rng, "while_loop");
     // checkpoint passes through.
     let inner = checkpoint(|x: Tensor| x.sin().exp() * x.cos());
     let f = function(move |x: Tensor| inner.apply1(&[x]).tanh());
-    let g = graph_of(&f, &[s.clone()]);
+    let g = graph_of(&f, std::slice::from_ref(&s));
     check_path(&g, &[rng.array(&s, -1.0, 1.0)], &mut rng, "checkpoint");
 }
 
@@ -439,7 +439,7 @@ fn custom_jvp_uses_its_rule_at_every_order() {
     let s = f64t(&[]);
     let os = odd_sin();
     let f = function(move |x: Tensor| os.apply1(&[x.clone() * x.exp()]) * 2.0);
-    let g = graph_of(&f, &[s.clone()]);
+    let g = graph_of(&f, std::slice::from_ref(&s));
     check_path(&g, &[rng.array(&s, -1.0, 1.0)], &mut rng, "custom_jvp");
     // The rule's derivative, not the primal's: along x + t, the first derivative is 3 cos x.
     let d: Vec<f64> = derivatives(odd_sin(), 3).call(0.4).unwrap();

@@ -242,7 +242,7 @@ fn rescale(series: &Array, first_order: usize, c: impl Fn(f64) -> f64) -> Result
         ));
     }
     let rows = series.dims()[0];
-    let per = if rows == 0 { 0 } else { series.size() / rows };
+    let per = series.size().checked_div(rows).unwrap_or(0);
     let mut out = series.try_clone("a converted series")?;
     let fact = |i: usize| c(super::factorial(first_order + i));
     if let Some(v) = out.as_f64_mut() {

@@ -135,7 +135,7 @@ pub(crate) fn square_term(b: &mut Builder, a: &[Option<Value>], n: usize) -> Res
         i += 1;
     }
     let pairs = scale_opt(b, pairs, 2.0)?;
-    let mid = match (n % 2 == 0).then(|| a[n / 2]).flatten() {
+    let mid = match n.is_multiple_of(2).then(|| a[n / 2]).flatten() {
         Some(m) => Some(emit::unary(b, ferrax_ir::ops::UnaryOp::Square, m)?),
         None => None,
     };

@@ -153,7 +153,7 @@ pub(crate) fn jet(b: &mut Builder, op: UnaryOp, x: &Series, y0: Value) -> Result
         UnaryOp::Asin | UnaryOp::Acos => {
             let mut g = rsqrt_of(b, 1.0, -1.0)?;
             if op == UnaryOp::Acos {
-                g = map_terms(b, &g, |b, v| neg(b, v))?;
+                g = map_terms(b, &g, neg)?;
             }
             integrate_known(b, x, y0, &g)
         }
@@ -176,7 +176,7 @@ pub(crate) fn jet(b: &mut Builder, op: UnaryOp, x: &Series, y0: Value) -> Result
         UnaryOp::Erf => {
             // erf' = (2/√π)·exp(−x²).
             let s = square(b, &truncate(x, k - 1))?;
-            let u = map_terms(b, &s, |b, v| neg(b, v))?;
+            let u = map_terms(b, &s, neg)?;
             let e0 = unary(b, UnaryOp::Exp, primal(&u))?;
             let e = exp_series(b, &u, e0)?;
             let c = 2.0 / std::f64::consts::PI.sqrt();

@@ -446,6 +446,21 @@ fn custom_jvp_uses_its_rule_at_every_order() {
     assert!((d[1] - 3.0 * 0.4f64.cos()).abs() < 1e-14);
     assert!((d[2] + 3.0 * 0.4f64.sin()).abs() < 1e-14);
     assert!((d[3] + 3.0 * 0.4f64.cos()).abs() < 1e-14);
+    // Composed, the rule is the derivative at every order of every use: for h = s(a) + 0.3a
+    // with a = s(x) + 0.3x and s' = 3 cos, h'' = −3 sin(a)·a'² + (3 cos(a) + 0.3)·a''. (Nested
+    // jvp differentiates the rule's primal output sin(x) with its own derivative instead, so
+    // for a rule that is not the derivative of its primal the two differ; see jet/control.rs.)
+    let os = odd_sin();
+    let h = move |x: Tensor| {
+        let a = os.apply1(&[x.clone()]) + &x * 0.3;
+        os.apply1(&[a.clone()]) + a * 0.3
+    };
+    let x = 0.3f64;
+    let a = x.sin() + 0.3 * x;
+    let (a1, a2) = (3.0 * x.cos() + 0.3, -3.0 * x.sin());
+    let want = -3.0 * a.sin() * a1 * a1 + (3.0 * a.cos() + 0.3) * a2;
+    let d: Vec<f64> = derivatives(h, 2).call(x).unwrap();
+    assert!((d[2] - want).abs() < 1e-13, "{} vs {want}", d[2]);
 }
 
 #[test]
@@ -675,4 +690,177 @@ fn orders_above_the_limit_are_errors() {
     assert!(e.to_string().contains("order"), "{e}");
     let g = graph_of(&function(|x: Tensor| x.sin()), &[f64t(&[])]);
     assert!(jet_graph(&g, 1, 1 << 40).is_err());
+}
+
+#[test]
+fn remaining_linear_and_piecewise_constant_rules() {
+    let mut rng = Rng(18);
+    // broadcast, slice, concatenate, rev, dynamic_slice, dynamic_update_slice, scatter_add,
+    // reduce_min, argmax, iota, comparisons and logic, float-to-int conversion, an integer
+    // argument, and an integer output.
+    let g = build(
+        &[f64t(&[4]), f64t(&[2]), Type::scalar(DType::I32)],
+        |b, ps| {
+            let (x, u, i) = (ps[0], ps[1], ps[2]);
+            let e = b.push1(Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+            let bc = b
+                .push1(
+                    Op::Shape(ShapeOp::BroadcastInDim {
+                        shape: Shape::new(&[3, 4]),
+                        dims: Dims::from_slice(&[1]),
+                    }),
+                    &[e],
+                )
+                .unwrap();
+            let mn = b
+                .push1(
+                    Op::Reduce(ReduceOp::Min {
+                        axes: Dims::from_slice(&[0]),
+                    }),
+                    &[bc],
+                )
+                .unwrap();
+            let sl = b
+                .push1(
+                    Op::Shape(ShapeOp::Slice {
+                        start: Dims::from_slice(&[1]),
+                        limit: Dims::from_slice(&[4]),
+                        stride: Dims::from_slice(&[2]),
+                    }),
+                    &[mn],
+                )
+                .unwrap();
+            let su = b.push1(Op::Unary(UnaryOp::Sin), &[u]).unwrap();
+            let cc = b
+                .push1(Op::Shape(ShapeOp::Concatenate { axis: 0 }), &[sl, su])
+                .unwrap();
+            let rv = b
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0]),
+                    }),
+                    &[cc],
+                )
+                .unwrap();
+            let ds = b
+                .push1(
+                    Op::Index(IndexOp::DynamicSlice {
+                        sizes: Dims::from_slice(&[2]),
+                    }),
+                    &[x, i],
+                )
+                .unwrap();
+            let dus = b
+                .push1(Op::Index(IndexOp::DynamicUpdateSlice), &[rv, ds, i])
+                .unwrap();
+            let idx = b.constant(Array::from_i32(vec![3], vec![0, 3, 0]).unwrap());
+            let upd = b.push1(Op::Unary(UnaryOp::Tanh), &[x]).unwrap();
+            let upd = b
+                .push1(
+                    Op::Shape(ShapeOp::Slice {
+                        start: Dims::from_slice(&[0]),
+                        limit: Dims::from_slice(&[3]),
+                        stride: Dims::from_slice(&[1]),
+                    }),
+                    &[upd],
+                )
+                .unwrap();
+            let sa = b
+                .push1(Op::Index(IndexOp::ScatterAdd), &[dus, idx, upd])
+                .unwrap();
+            let am = b
+                .push1(Op::Reduce(ReduceOp::ArgMax { axis: 0 }), &[sa])
+                .unwrap();
+            let io = b
+                .push1(
+                    Op::Literal(ferrax_ir::ops::LiteralOp::Iota {
+                        dtype: DType::F64,
+                        shape: Shape::new(&[4]),
+                        axis: 0,
+                    }),
+                    &[],
+                )
+                .unwrap();
+            let gt = b.push1(Op::Compare(CompareOp::Gt), &[sa, io]).unwrap();
+            let nt = b.push1(Op::Compare(CompareOp::Not), &[gt]).unwrap();
+            let zero = b.constant(Array::from_f64(vec![4], vec![0.0; 4]).unwrap());
+            let sel = b
+                .push1(Op::Compare(CompareOp::Select), &[nt, sa, zero])
+                .unwrap();
+            let ci = b
+                .push1(Op::Convert(ConvertOp::Convert(DType::I32)), &[sel])
+                .unwrap();
+            let ri = b.push1(Op::Unary(UnaryOp::Floor), &[sel]).unwrap();
+            let tot = b.push1(Op::Binary(BinaryOp::Add), &[sel, ri]).unwrap();
+            vec![tot, am, ci]
+        },
+    );
+    for i in [0, 1, 5] {
+        let x = rng.array(&f64t(&[4]), -1.0, 1.0);
+        let u = rng.array(&f64t(&[2]), -1.0, 1.0);
+        check_path(
+            &g,
+            &[x, u, Array::scalar(DType::I32, i as f64)],
+            &mut rng,
+            "linear and piecewise-constant ops",
+        );
+    }
+}
+
+/// A numerically stable softplus whose rule gives the derivative of its primal (logistic).
+fn softplus() -> Function {
+    custom_jvp(
+        |x: Tensor| x.relu() + (-x.abs()).exp().log1p(),
+        |p, t| {
+            let x = &p[0];
+            (
+                vec![x.relu() + (-x.abs()).exp().log1p()],
+                vec![&t[0] * x.logistic()],
+            )
+        },
+    )
+}
+
+#[test]
+fn custom_jvp_inside_a_loop_and_f32() {
+    let mut rng = Rng(19);
+    let s = f64t(&[]);
+    let sp = softplus();
+    let f = function(move |x: Tensor| {
+        let sp = sp.clone();
+        fori_loop(
+            0,
+            3,
+            move |_, c| vec![sp.apply1(&[c[0].clone()]).sin() + &c[0] * 0.3],
+            &[x],
+        )
+        .remove(0)
+    });
+    let g = graph_of(&f, std::slice::from_ref(&s));
+    check_path(
+        &g,
+        &[rng.array(&s, -1.0, 1.0)],
+        &mut rng,
+        "custom_jvp in fori_loop",
+    );
+    // f32: the same series as f64 up to f32 rounding.
+    let d32 = derivatives(|x: Tensor| x.tanh() * x.exp(), 5)
+        .call_arrays(&[Array::scalar(DType::F32, 0.5)])
+        .unwrap();
+    assert_eq!(d32[0].dtype(), DType::F32);
+    let d64: Vec<f64> = derivatives(|x: Tensor| x.tanh() * x.exp(), 5)
+        .call(0.5)
+        .unwrap();
+    for (a, b) in d32[0].to_f64_vec().iter().zip(&d64) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    // Zero-size arguments give zero-size series.
+    let f = jet(|x: Tensor| x.sin().exp(), 3);
+    let outs = f
+        .call_arrays(&[
+            Array::zeros(&f64t(&[0, 2])).unwrap(),
+            Array::zeros(&f64t(&[3, 0, 2])).unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(outs[1].dims(), &[3, 0, 2]);
 }

@@ -14,7 +14,13 @@
 //! - `call` with a custom JVP rule: the rule gives `y' = T(x, x')`, so the derivative series of
 //!   `y` is the jet of `T` at order k − 1 with inputs `x` and the derivative series of `x`
 //!   (`x'_m = (m + 1)·x_{m+1}`); then `y_j = y'_{j−1}/j`. The rule is composed order by order,
-//!   never bypassed by differentiating the primal.
+//!   never bypassed by differentiating the primal. Every coefficient of the result, hence of
+//!   everything downstream, comes from the rule. Nested `jvp` agrees whenever the rule's
+//!   tangent is the derivative of the rule's own primal output (the usual case: a more stable
+//!   formula for the same derivative). For a rule that deliberately returns another
+//!   derivative, nested `jvp` differs from order 2 on when the result feeds a nonlinear op:
+//!   its outer derivative differentiates the rule's primal output (say `sin x`) with that
+//!   output's own derivative, while the jet keeps using the rule.
 //! - `call` with a custom VJP rule, `taped_while` and `custom_lin` have no forward-mode rule:
 //!   errors naming the op.
 

@@ -40,7 +40,7 @@ fn wiggly(x: Tensor) -> Tensor {
         &p,
         |o| vec![o[0].sin() * 1.5],
         |o| vec![o[0].exp()],
-        &[x.clone()],
+        std::slice::from_ref(&x),
     )
     .remove(0);
     let l = fori_loop(0, 3, |_, c| vec![c[0].tanh() + &c[0] * 0.5], &[c]).remove(0);

@@ -452,8 +452,8 @@ fn custom_jvp_uses_its_rule_at_every_order() {
     // for a rule that is not the derivative of its primal the two differ; see jet/control.rs.)
     let os = odd_sin();
     let h = move |x: Tensor| {
-        let a = os.apply1(&[x.clone()]) + &x * 0.3;
-        os.apply1(&[a.clone()]) + a * 0.3
+        let a = os.apply1(std::slice::from_ref(&x)) + &x * 0.3;
+        os.apply1(std::slice::from_ref(&a)) + a * 0.3
     };
     let x = 0.3f64;
     let a = x.sin() + 0.3 * x;

@@ -214,7 +214,7 @@ pub fn taylor_coefficients<M>(f: impl IntoFunction<M>, k: usize) -> Function {
 /// output, by collapsed Taylor propagation: the first-order coefficients of all `n` input
 /// directions are propagated together (batched), while the second-order coefficient is a single
 /// value holding the sum over the directions, so the linear part of every op's second-order
-/// rule runs once instead of `n` times. See [`super::laplace`].
+/// rule runs once instead of `n` times (the module `jet/laplace.rs` explains the construction).
 pub fn laplacian<M>(f: impl IntoFunction<M>) -> Function {
     let base = f.into_function();
     let defaults = base.default_types();

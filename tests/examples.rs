@@ -246,3 +246,22 @@ fn taylor_jet_matches_the_closed_form_and_nested_grad() {
         assert!(nj < nn, "jet graph {nj} against nested {nn}");
     }
 }
+
+#[allow(dead_code)]
+#[path = "../examples/taylor_ode.rs"]
+mod taylor_ode;
+
+#[test]
+fn taylor_ode_follows_the_kepler_orbit() {
+    let run = taylor_ode::taylor(2).unwrap();
+    // After two periods the exact solution is the initial state again.
+    let err = taylor_ode::final_error(&run);
+    assert!(err < 1e-11, "final error {err:e}");
+    let worst = run.energy.iter().fold(0.0f64, |m, &(_, e)| m.max(e));
+    assert!(worst < 1e-13, "energy error {worst:e}");
+    assert!(run.max_momentum_error < 1e-13);
+    // RK4 with as many steps as the Taylor method takes (each far cheaper) is far off.
+    let rk = taylor_ode::rk4(2, run.steps).unwrap();
+    assert!(taylor_ode::final_error(&rk) > 1e3 * err.max(1e-15));
+    assert!(taylor_ode::series_equations().unwrap() < 4000);
+}

@@ -5,7 +5,8 @@
 
 use crate::emit::{build_graph, inline};
 pub use crate::jet::api::{
-    derivatives, jet, laplacian, series_to_taylor, taylor_coefficients, taylor_to_series,
+    derivatives, jet, laplacian, ode_series, series_to_taylor, taylor_coefficients,
+    taylor_to_series,
 };
 use crate::{
     grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,

@@ -864,3 +864,54 @@ fn custom_jvp_inside_a_loop_and_f32() {
         .unwrap();
     assert_eq!(outs[1].dims(), &[3, 0, 2]);
 }
+
+#[test]
+fn ode_series_solves_autonomous_equations() {
+    // x' = x² through x(0) = 0.5: x(t) = 0.5/(1 − 0.5t), coefficients 0.5^{j+1}.
+    let c: Vec<f64> = ferrax_transforms::api::ode_series(|x: Tensor| x.square(), 12)
+        .call(0.5)
+        .unwrap();
+    for (j, v) in c.iter().enumerate() {
+        let want = 0.5f64.powi(j as i32 + 1);
+        assert!((v - want).abs() <= 1e-15 * want, "order {j}: {v} vs {want}");
+    }
+    // The harmonic oscillator (q, p)' = (p, −q) through (1, 0): q = cos t, p = −sin t.
+    let f = |x: Tensor| {
+        let q = x.slice(&[0], &[1], &[1]);
+        let p = x.slice(&[1], &[2], &[1]);
+        ferrax_ir::concatenate(&[p, -q], 0)
+    };
+    let c = ferrax_transforms::api::ode_series(f, 10)
+        .call_arrays(&[Array::from_f64(vec![2], vec![1.0, 0.0]).unwrap()])
+        .unwrap()[0]
+        .to_f64_vec();
+    for j in 0..=10 {
+        let (q, p) = (c[2 * j], c[2 * j + 1]);
+        let (wq, wp) = match j % 4 {
+            0 => (1.0, 0.0),
+            1 => (0.0, -1.0),
+            2 => (-1.0, 0.0),
+            _ => (0.0, 1.0),
+        };
+        let fj = factorial(j);
+        assert!(
+            (q - wq / fj).abs() < 1e-16 && (p - wp / fj).abs() < 1e-16,
+            "order {j}: {q} {p}"
+        );
+    }
+    // One graph whose size grows as k², not k³: the jets of increasing order share their
+    // lower orders through hash-consing.
+    let n10 = ferrax_transforms::api::ode_series(|x: Tensor| x.sin(), 10)
+        .num_eqns()
+        .unwrap();
+    let n20 = ferrax_transforms::api::ode_series(|x: Tensor| x.sin(), 20)
+        .num_eqns()
+        .unwrap();
+    assert!(n20 < 5 * n10, "sizes {n10} and {n20}");
+    // f must map x's type to itself.
+    assert!(
+        ferrax_transforms::api::ode_series(|x: Tensor| x.sum_all(), 3)
+            .call_arrays(&[Array::from_f64(vec![2], vec![1.0, 0.0]).unwrap()])
+            .is_err()
+    );
+}

@@ -269,3 +269,60 @@ pub fn series_to_taylor(series: &Array, first_order: usize) -> Result<Array> {
 pub fn taylor_to_series(coefficients: &Array, first_order: usize) -> Result<Array> {
     rescale(coefficients, first_order, |f| f)
 }
+
+/// The Taylor coefficients of the solution of the autonomous ODE `x' = f(x)` through
+/// `x(0) = x₀`, up to order `k`: a Function of `x₀` returning `[x₀, x₁, …, x_k]` stacked along
+/// a new leading axis, so that `x(h) ≈ Σ_j x_j·h^j` (Taylor coefficients, not derivatives).
+/// Since the coefficient `j − 1` of `f(x(t))` needs only `x₀ … x_{j−1}`, `x_j = f_{j−1}/j` is
+/// found by a jet of `f` of order `j − 1`, for `j = 1 … k`, all in one graph: the builder's
+/// hash-consing merges the orders each jet shares with the previous one, so the graph grows as
+/// O(k²) (for `f` without control flow, whose ops are re-emitted per jet).
+///
+/// ```
+/// use ferrax_ir::Tensor;
+/// use ferrax_transforms::api::ode_series;
+/// // x' = x through x(0) = 2: x(t) = 2eᵗ, whose coefficients are 2/j!.
+/// let c: Vec<f64> = ode_series(|x: Tensor| x, 4).call(2.0).unwrap();
+/// assert_eq!(c, vec![2.0, 2.0, 1.0, 1.0 / 3.0, 1.0 / 12.0]);
+/// ```
+pub fn ode_series<M>(f: impl IntoFunction<M>, k: usize) -> Function {
+    let base = f.into_function();
+    let defaults = base.default_types();
+    Function::derived("ode_series", Some(1), defaults, move |types| {
+        super::check_order(k, "ode_series")?;
+        let s = base.specialize_untracked(types)?;
+        let g = &s.graph;
+        let tys = g.param_types();
+        if s.n_explicit != 1 || g.output_types() != tys[..1] || !tys[0].dtype.is_float() {
+            return Err(Error::new(
+                ErrorKind::DType,
+                format!(
+                    "ode_series needs f(x) of one float argument returning x's type, got \
+                     arguments {} and outputs {}",
+                    fmt_types(&tys[..s.n_explicit.min(tys.len())]),
+                    fmt_types(&g.output_types())
+                ),
+            ));
+        }
+        let out = build_graph(&tys, |b, ps| {
+            let mut x: Series = vec![Some(ps[0])];
+            for j in 1..=k {
+                let mut inputs = vec![x.clone()];
+                inputs.extend(ps[1..].iter().map(|&c| constant_series(c, j - 1)));
+                let fx = jet_into(b, g, &inputs, j - 1)?;
+                x.push(super::scale_opt(b, fx[0][j - 1], 1.0 / j as f64)?);
+            }
+            let ty = tys[0].clone();
+            let rows: Vec<Value> = x
+                .iter()
+                .map(|t| crate::emit::or_zeros(b, *t, &ty))
+                .collect::<Result<_>>()?;
+            Ok(vec![stack_rows(b, &rows, &ty)?])
+        })?;
+        Ok(Specialized {
+            graph: Arc::new(finish(out)?),
+            n_explicit: 1,
+            captures: s.captures,
+        })
+    })
+}

@@ -915,3 +915,49 @@ fn ode_series_solves_autonomous_equations() {
             .is_err()
     );
 }
+
+#[test]
+fn integer_and_bool_arguments_pass_through() {
+    // A bool argument returned as is, and an integer one used as an exponent: their series are
+    // ignored and their outputs' series are zeros (found by the fuzzer: the bool's series was
+    // scaled by 1/j!).
+    let g = build(
+        &[
+            Type::new(DType::Bool, &[0]),
+            Type::scalar(DType::I32),
+            f64t(&[]),
+        ],
+        |b, ps| {
+            let c = b
+                .push1(Op::Convert(ConvertOp::Convert(DType::F64)), &[ps[1]])
+                .unwrap();
+            let p = b.push1(Op::Binary(BinaryOp::Pow), &[ps[2], c]).unwrap();
+            vec![ps[0], ps[1], p]
+        },
+    );
+    let jg = jet_graph(&g, 3, 2).unwrap();
+    let bools = Array::from_bool(vec![0], vec![]).unwrap();
+    let i = Array::scalar(DType::I32, 3.0);
+    let x = Array::scalar(DType::F64, 1.5);
+    let one = Array::scalar(DType::F64, 1.0);
+    let zero = Array::scalar(DType::F64, 0.0);
+    let outs = eval(
+        &jg,
+        &[
+            bools.clone(),
+            i.clone(),
+            x,
+            bools.clone(),
+            bools,
+            i.clone(),
+            i,
+            one,
+            zero,
+        ],
+    )
+    .unwrap();
+    assert_eq!(outs[1].to_f64_vec(), vec![3.0]);
+    assert_eq!(outs[5].to_f64_vec(), vec![0.0]);
+    assert!((outs[7].to_scalar().unwrap() - 3.0 * 1.5f64.powi(2)).abs() < 1e-14);
+    assert!((outs[8].to_scalar().unwrap() - 6.0 * 1.5).abs() < 1e-14);
+}

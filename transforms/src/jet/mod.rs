@@ -397,8 +397,12 @@ pub(crate) fn factorial(n: usize) -> f64 {
     (1..=n).map(|i| i as f64).product()
 }
 
-/// Taylor-coefficient series of an input from derivative-scaled coefficients.
+/// Taylor-coefficient series of an input from derivative-scaled coefficients (ignored for an
+/// integer or bool input, whose series is constant).
 pub(crate) fn from_derivatives(b: &mut Builder, p: Value, ds: &[Option<Value>]) -> Result<Series> {
+    if !b.ty(p).dtype.is_float() {
+        return Ok(constant_series(p, ds.len()));
+    }
     let mut s = vec![Some(p)];
     for (j, d) in ds.iter().enumerate() {
         s.push(scale_opt(b, *d, 1.0 / factorial(j + 1))?);

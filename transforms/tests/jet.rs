@@ -961,3 +961,62 @@ fn integer_and_bool_arguments_pass_through() {
     assert!((outs[7].to_scalar().unwrap() - 3.0 * 1.5f64.powi(2)).abs() < 1e-14);
     assert!((outs[8].to_scalar().unwrap() - 6.0 * 1.5).abs() < 1e-14);
 }
+
+/// Elements computed by the top-level equations of a graph (a proxy for its work).
+fn work(g: &Graph) -> usize {
+    g.insts()
+        .map(|(_, i)| i.results.iter().map(|&r| g.ty(r).size()).sum::<usize>())
+        .sum()
+}
+
+#[test]
+fn collapsed_laplacian_does_less_work_than_one_jet_per_direction() {
+    let n = 8;
+    let mlp = move |x: Tensor| {
+        let w1: Vec<f64> = (0..n * 16).map(|i| (i as f64 * 0.37).sin() * 0.5).collect();
+        let w2: Vec<f64> = (0..16 * 16)
+            .map(|i| (i as f64 * 0.61).cos() * 0.3)
+            .collect();
+        let w1 = Tensor::from(Array::from_f64(vec![n, 16], w1).unwrap());
+        let w2 = Tensor::from(Array::from_f64(vec![16, 16], w2).unwrap());
+        x.reshape(&[1, n])
+            .matmul(&w1)
+            .tanh()
+            .matmul(&w2)
+            .tanh()
+            .sum_all()
+    };
+    // Standard Taylor mode: one order-2 jet per unit direction (vmapped), then the sum of the
+    // second derivatives.
+    let naive = move |x: Tensor| {
+        let mut s = vec![0.0; n * 2 * n];
+        for d in 0..n {
+            s[d * 2 * n + d] = 1.0;
+        }
+        let series = Tensor::from(Array::from_f64(vec![n, 2, n], s).unwrap());
+        let outs = vmap(jet(mlp, 2))
+            .in_axes(&[None, Some(0)])
+            .apply(&[x, series]);
+        outs[1].slice(&[0, 1], &[n, 2], &[1, 1]).sum_all()
+    };
+    let x = Array::from_f64(vec![n], (0..n).map(|i| (i as f64 * 0.9).sin()).collect()).unwrap();
+    let lap: f64 = laplacian(mlp).call(x.clone()).unwrap();
+    let want: f64 = function(naive).call(x.clone()).unwrap();
+    assert!(
+        (lap - want).abs() <= 1e-12 * want.abs().max(1.0),
+        "{lap} vs {want}"
+    );
+    let h = hessian(mlp).call_arrays(&[x]).unwrap()[0].to_f64_vec();
+    let tr: f64 = (0..n).map(|i| h[i * n + i]).sum();
+    assert!(
+        (lap - tr).abs() <= 1e-12 * tr.abs().max(1.0),
+        "{lap} vs {tr}"
+    );
+    let collapsed = work(&graph_of(&laplacian(mlp), &[f64t(&[n])]));
+    let standard = work(&graph_of(&function(naive), &[f64t(&[n])]));
+    assert!(
+        collapsed < standard,
+        "collapsed {collapsed} elements, standard {standard}"
+    );
+    eprintln!("laplacian work: collapsed {collapsed} elements, one jet per direction {standard}");
+}

@@ -12,7 +12,7 @@ pub(crate) fn jet(b: &mut Builder, d: &DotGeneral, xs: &[Series], y0: Value) -> 
     let op = Op::Dot(d.clone());
     let mut y = constant_series(y0, k);
     for (n, yn) in y.iter_mut().enumerate().skip(1) {
-        *yn = cauchy_term(b, &xs[0], &xs[1], n, &[], &mut |b, l, r| {
+        *yn = cauchy_term(b, &xs[0], &xs[1], n, &mut |b, l, r| {
             push1(b, op.clone(), &[l, r])
         })?;
     }

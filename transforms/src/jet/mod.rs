@@ -102,20 +102,16 @@ pub(crate) fn sub_opt(
 }
 
 /// The coefficient of `t^n` in the product `a · c`, with `op` as the product of two
-/// coefficients, leaving out the terms whose `a` index is in `skip`.
+/// coefficients.
 pub(crate) fn cauchy_term(
     b: &mut Builder,
     a: &[Option<Value>],
     c: &[Option<Value>],
     n: usize,
-    skip: &[usize],
     op: &mut dyn FnMut(&mut Builder, Value, Value) -> Result<Value>,
 ) -> Result<Option<Value>> {
     let mut acc = None;
     for i in 0..=n {
-        if skip.contains(&i) {
-            continue;
-        }
         if let (Some(x), Some(y)) = (a[i], c[n - i]) {
             let p = op(b, x, y)?;
             acc = emit::add_opt(b, acc, Some(p))?;
@@ -156,7 +152,7 @@ pub(crate) fn mul_series(
         *yn = if same {
             square_term(b, a, n)?
         } else {
-            cauchy_term(b, a, c, n, &[], &mut |b, x, z| mul(b, x, z))?
+            cauchy_term(b, a, c, n, &mut |b, x, z| mul(b, x, z))?
         };
     }
     Ok(y)

@@ -46,6 +46,10 @@ pub use ferrax_transforms::api::{
     checkpoint, checkpoint_with, custom_jvp, custom_vjp, residual_bytes,
 };
 pub use ferrax_transforms::api::{
+    derivatives, jet, laplacian, ode_series, series_to_taylor, taylor_coefficients,
+    taylor_to_series,
+};
+pub use ferrax_transforms::api::{
     grad, hessian, jacfwd, jacrev, jvp, linearize, value_and_grad, vjp, vjp_at, vmap, Grad,
     Jacobian, Vmap,
 };
@@ -62,6 +66,7 @@ pub mod prelude {
         select, stack, trace, value_and_grad, vjp, vjp_at, vmap, Array, DType, Error, Function,
         Jit, JitOptions, Result, Shape, Tensor, Type,
     };
+    pub use crate::{derivatives, jet, laplacian, ode_series, taylor_coefficients};
     pub use crate::{where_, ConvParams, Norm, Padding, Window};
 }
 

@@ -236,3 +236,54 @@ fn trees_training_per_example_gradients_and_jvp() {
     let (jvp, dot) = trees::jvp_check(&t.params).unwrap();
     assert_close(jvp, dot, 1e-10);
 }
+
+#[allow(dead_code)]
+#[path = "../examples/taylor.rs"]
+mod taylor;
+
+#[test]
+fn taylor_jet_matches_the_closed_form_and_nested_grad() {
+    // The closed form itself: tanh' = 1 − tanh², tanh'' = −2 tanh (1 − tanh²).
+    let y = 0.5f64.tanh();
+    assert_close(taylor::tanh_closed_form(1, 0.5), 1.0 - y * y, 1e-15);
+    assert_close(
+        taylor::tanh_closed_form(2, 0.5),
+        -2.0 * y * (1.0 - y * y),
+        1e-15,
+    );
+    for k in 1..=20 {
+        let (v, n) = taylor::jet_tanh(k).unwrap();
+        assert_close(v, taylor::tanh_closed_form(k, 0.5), 1e-12);
+        if k == 20 {
+            assert!(n <= 450, "jet of order 20 has {n} equations");
+        }
+    }
+    for k in 1..=6 {
+        let (v, _) = taylor::nested_tanh(k).unwrap();
+        assert_close(v, taylor::tanh_closed_form(k, 0.5), 1e-12);
+    }
+    for (f, x) in [(taylor::exp_sin as fn(_) -> _, 0.3), (taylor::mlp, 0.4)] {
+        let (worst, nj, nn) = taylor::compare(f, x, 6).unwrap();
+        assert!(worst <= 1e-10, "jet against nested grad: {worst:e}");
+        assert!(nj < nn, "jet graph {nj} against nested {nn}");
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../examples/taylor_ode.rs"]
+mod taylor_ode;
+
+#[test]
+fn taylor_ode_follows_the_kepler_orbit() {
+    let run = taylor_ode::taylor(2).unwrap();
+    // After two periods the exact solution is the initial state again.
+    let err = taylor_ode::final_error(&run);
+    assert!(err < 1e-11, "final error {err:e}");
+    let worst = run.energy.iter().fold(0.0f64, |m, &(_, e)| m.max(e));
+    assert!(worst < 1e-13, "energy error {worst:e}");
+    assert!(run.max_momentum_error < 1e-13);
+    // RK4 with as many steps as the Taylor method takes (each far cheaper) is far off.
+    let rk = taylor_ode::rk4(2, run.steps).unwrap();
+    assert!(taylor_ode::final_error(&rk) > 1e3 * err.max(1e-15));
+    assert!(taylor_ode::series_equations().unwrap() < 4000);
+}

@@ -17,6 +17,10 @@
 //!   function is smooth (two step sizes must agree, everything must be finite);
 //! - the user-facing route (`Function::from_graph`, `call`, `jit`, `jvp`, `grad`, `jit(grad)`,
 //!   `vmap(grad)`) gives the graph-level results bit for bit;
+//! - `jet` (Taylor mode, order 2 along `x + t·d`) builds a verified graph that keeps the
+//!   primal outputs bit for bit and runs identically on the interpreter and the JIT, and in
+//!   f64 with ordinary constants its first coefficients are jvp's tangents wherever both are
+//!   finite (up to the rounding of the largest term either computes);
 //! - printed-text mutants and random ill-typed ops give errors, never panics, and mutants that
 //!   parse run identically on the interpreter and the JIT.
 //!
@@ -47,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrax::ir::{Array, DType, Type};
-use ferrax::transforms::{jacfwd_graph, jacrev_graph};
+use ferrax::transforms::{jacfwd_graph, jacrev_graph, jet_graph};
 
 /// Cases of the default (CI) run.
 const DEFAULT_CASES: u32 = 1500;
@@ -245,6 +249,65 @@ fn check_api(g: &Graph, x: &[Array], d: &[Array]) -> Result<(), String> {
             .map_err(|e| ctx("vmap(grad)", e.to_string()))?;
         let got: Vec<Array> = got.iter().map(|a| check::member(a, 0)).collect();
         cmp("vmap(grad)", &got, &want, &gg)?;
+    }
+    Ok(())
+}
+
+/// Taylor mode of order 2 along `x + t·d` against the graph and its jvp (`jvp_out`: outputs,
+/// then tangents, of `jg` at `(x, d)`); values are compared where `fd` allows.
+fn check_jet(
+    g: &Graph,
+    x: &[Array],
+    d: &[Array],
+    jvp_out: &[Array],
+    jg: &Graph,
+    fd: bool,
+) -> Result<(), String> {
+    const K: usize = 2;
+    let n = g.params().len();
+    let Some(tg) = check::transform("jet", g, |g| jet_graph(g, n, K))? else {
+        return Ok(());
+    };
+    let mut args = x.to_vec();
+    for (xi, di) in x.iter().zip(d) {
+        args.push(di.clone());
+        args.push(Array::zeros(&xi.ty()).map_err(|e| e.to_string())?);
+    }
+    let out = check::interp_vs_jit("jet", &tg, &args, InputKind::Moderate)?;
+    let m = g.outputs().len();
+    let ctx = || format!("graph:\n{}\njet:\n{}", g.to_text(), tg.to_text());
+    for k in 0..m {
+        if !check::same_known(&out[k], &jvp_out[k], g) {
+            return Err(format!(
+                "jet changes primal output {k}: {:?} against {:?}\n{}",
+                out[k].to_f64_vec(),
+                jvp_out[k].to_f64_vec(),
+                ctx()
+            ));
+        }
+    }
+    if !fd {
+        return Ok(());
+    }
+    let allowance = check::TERM_ROUNDING
+        * check::largest_term(&tg, &args).max(check::largest_term(jg, &concat(x, d)));
+    for k in 0..m {
+        if jvp_out[k].dtype() != DType::F64 {
+            continue;
+        }
+        let (a, b) = (out[m + K * k].to_f64_vec(), jvp_out[m + k].to_f64_vec());
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            if p.is_finite()
+                && q.is_finite()
+                && (p - q).abs() > allowance + 1e-9 * p.abs().max(q.abs())
+            {
+                return Err(format!(
+                    "jet's first coefficient of output {k} differs from jvp at element {i}: \
+                     {p:e} against {q:e}\n{}",
+                    ctx()
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -541,6 +604,7 @@ fn run_case(tape: &[u32], seed: u64) -> Result<(), String> {
             .collect();
         check::interp_vs_jit("jvp", &jg, &sp, InputKind::Special)?;
         check_vjp(&g, &x, &d, &out[n..], &jg, &mut rng)?;
+        check_jet(&g, &x, &d, &out, &jg, fd)?;
     }
     check_jacobians(&g, &x)?;
     check_api(&g, &x, &d)?;

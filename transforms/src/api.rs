@@ -4,6 +4,10 @@
 //! is cached by the Function.
 
 use crate::emit::{build_graph, inline};
+pub use crate::jet::api::{
+    derivatives, jet, laplacian, ode_series, series_to_taylor, taylor_coefficients,
+    taylor_to_series,
+};
 use crate::{
     grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,
     value_and_grad_graph, vjp_graph,

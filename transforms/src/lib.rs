@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod jet;
 pub mod passes;
 pub mod rules;
 pub mod vmap;
@@ -26,6 +27,7 @@ mod vjp;
 pub use emit::inline;
 pub use grad::{grad_graph, value_and_grad_graph};
 pub use jacobian::{hessian_graph, jacfwd_graph, jacrev_graph};
+pub use jet::jet_graph;
 pub use jvp::jvp_graph;
 pub use linearize::linearize_graph;
 pub use passes::{simplify, simplify_report, try_simplify, PassReport};

@@ -235,6 +235,17 @@ pub(crate) fn check_trees<P: Tree<Tensor>>(
 /// inside a trace or on concrete tensors. Trees of different structures give error tensors
 /// naming the first differing key path.
 pub fn apply_updates<P: Tree<Tensor>>(params: P, updates: &P) -> P {
+    // An error an optimizer put in the updates is the one to report, before any difference
+    // of structure that it caused.
+    let mut carried = None;
+    updates.for_each_leaf(&mut |u| {
+        if carried.is_none() {
+            carried = u.error().cloned();
+        }
+    });
+    if let Some(e) = carried {
+        return poisoned(params, &e);
+    }
     if let Err(e) = check_structure("apply_updates", &params.def(), &updates.def(), "updates") {
         return poisoned(params, &e);
     }

@@ -100,7 +100,11 @@ impl GradientTransformation for Sgd {
                 for (g, t) in gs.iter().zip(trace.leaves()) {
                     let m = like(mu, g);
                     let t = g + &m * t;
-                    dirs.push(if self.nesterov { g + &m * &t } else { t.clone() });
+                    dirs.push(if self.nesterov {
+                        g + &m * &t
+                    } else {
+                        t.clone()
+                    });
                     new_trace.push(t);
                 }
                 (dirs, Some(with_leaves(trace, new_trace)))

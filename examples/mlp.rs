@@ -135,6 +135,8 @@ pub fn probability() -> tree::TreeFn {
 pub struct Trained {
     /// The trained parameters.
     pub params: Params<Array>,
+    /// Adam's state after the last step.
+    pub state: OptState<Array>,
     /// The loss before each step.
     pub losses: Vec<f64>,
     /// The fraction of training points classified correctly after training.
@@ -204,6 +206,7 @@ pub fn train(cfg: Config, on_step: &mut dyn FnMut(usize, f64)) -> AnyResult<Trai
     let accuracy = correct as f64 / n as f64;
     Ok(Trained {
         params,
+        state,
         losses,
         accuracy,
         data: (x, y),

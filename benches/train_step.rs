@@ -139,22 +139,35 @@ fn check(w: &Workload) {
     let step = train_step(&w.opt);
     let s0: State<Array> = w.opt.init(&w.params).unwrap();
     let args = (&w.params, &s0, &w.x, &w.y);
-    let (pj, _, lj): (Mlp<Array>, State<Array>, f64) = step.call(args).unwrap();
-    let (pi, _, li): (Mlp<Array>, State<Array>, f64) =
+    let (pj, _, lj): (Mlp<Array>, State<Array>, Array) = step.call(args).unwrap();
+    let (pi, _, li): (Mlp<Array>, State<Array>, Array) =
         step.tree_fn().call((&w.params, &s0, &w.x, &w.y)).unwrap();
-    let tol = if w.params.w1.dtype() == DType::F64 { 1e-9 } else { 1e-4 };
-    assert!((lj - li).abs() <= tol * li.abs(), "{}: loss {lj} vs {li}", w.name);
+    let (lj, li) = (lj.to_scalar().unwrap(), li.to_scalar().unwrap());
+    let tol = if w.params.w1.dtype() == DType::F64 {
+        1e-9
+    } else {
+        1e-4
+    };
+    assert!(
+        (lj - li).abs() <= tol * li.abs(),
+        "{}: loss {lj} vs {li}",
+        w.name
+    );
     for (a, b) in pj.leaves().into_iter().zip(pi.leaves()) {
         for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{}: {x} vs {y}", w.name);
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{}: {x} vs {y}",
+                w.name
+            );
         }
     }
     let (mut p, mut s) = (w.params.clone(), s0);
     let mut last = lj;
     for _ in 0..20 {
-        let (p2, s2, l): (Mlp<Array>, State<Array>, f64) =
+        let (p2, s2, l): (Mlp<Array>, State<Array>, Array) =
             step.call((&p, &s, &w.x, &w.y)).unwrap();
-        (p, s, last) = (p2, s2, l);
+        (p, s, last) = (p2, s2, l.to_scalar().unwrap());
     }
     assert!(last < lj, "{}: loss went from {lj} to {last}", w.name);
 }

@@ -126,9 +126,7 @@ pub fn predict() -> tree::TreeFn {
 
 /// The probability of class 1 for each row of `x`.
 pub fn probability() -> tree::TreeFn {
-    tree::function(|p: Params<Tensor>, x: Tensor| {
-        logits(&p, &x).softmax(1).slice_axis(1, 1, 2)
-    })
+    tree::function(|p: Params<Tensor>, x: Tensor| logits(&p, &x).softmax(1).slice_axis(1, 1, 2))
 }
 
 /// The outcome of a run.

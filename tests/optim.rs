@@ -128,7 +128,7 @@ fn textbook_adam(
 /// SGD with optional heavy-ball or Nesterov momentum.
 fn textbook_sgd(lr: f64, momentum: Option<f64>, nesterov: bool, steps: usize) -> Vec<f64> {
     let mut p = P0.to_vec();
-    let mut trace = vec![0.0; 7];
+    let mut trace = [0.0; 7];
     for t in 0..steps {
         let g = grads_at(t);
         for k in 0..7 {
@@ -152,7 +152,7 @@ fn textbook_sgd(lr: f64, momentum: Option<f64>, nesterov: bool, steps: usize) ->
 /// RMSprop, `eps` inside the root or outside.
 fn textbook_rmsprop(lr: f64, decay: f64, eps: f64, inside: bool, steps: usize) -> Vec<f64> {
     let mut p = P0.to_vec();
-    let mut nu = vec![0.0; 7];
+    let mut nu = [0.0; 7];
     for t in 0..steps {
         let g = grads_at(t);
         for k in 0..7 {

@@ -597,3 +597,50 @@ fn structure_mismatches_are_errors_naming_the_path() {
         e.message
     );
 }
+
+#[test]
+fn hyperparameters_edited_in_the_state_are_used() {
+    // AdamW made with one set of hyperparameters, run with another set written into its
+    // state: the result is the textbook run with the state's values, so none of them is a
+    // constant of the step.
+    let opt = optim::adamw(0.1, 0.05);
+    let f = step_fn(&opt);
+    let mut p = tree_of(&P0, DType::F64);
+    let mut s: State<optim::Adam> = opt.init(&p).unwrap();
+    let hyper = |v: f64| Array::scalar(DType::F64, v);
+    s.learning_rate = hyper(0.05);
+    (s.b1, s.b2, s.eps) = (hyper(0.5), hyper(0.9), hyper(1e-3));
+    s.weight_decay = Some(hyper(0.2));
+    for t in 0..4 {
+        (p, s) = f
+            .call((&p, &s, &tree_of(&grads_at(t), DType::F64)))
+            .unwrap();
+    }
+    let want = textbook_adam(&|_| 0.05, (0.5, 0.9, 1e-3), 0.2, None, 4);
+    assert_close(&flat(&p), &want, 1e-13, "adamw with edited hyperparameters");
+    // The same for SGD's momentum and RMSprop's decay.
+    let opt = optim::sgd(0.1).momentum(0.9).nesterov(true);
+    let f = step_fn(&opt);
+    let mut p = tree_of(&P0, DType::F64);
+    let mut s: State<optim::Sgd> = opt.init(&p).unwrap();
+    s.momentum = Some(hyper(0.5));
+    for t in 0..4 {
+        (p, s) = f
+            .call((&p, &s, &tree_of(&grads_at(t), DType::F64)))
+            .unwrap();
+    }
+    let want = textbook_sgd(0.1, Some(0.5), true, 4);
+    assert_close(&flat(&p), &want, 1e-14, "sgd with an edited momentum");
+    let opt = optim::rmsprop(0.1);
+    let f = step_fn(&opt);
+    let mut p = tree_of(&P0, DType::F64);
+    let mut s: State<optim::Rmsprop> = opt.init(&p).unwrap();
+    (s.decay, s.eps) = (hyper(0.5), hyper(1e-2));
+    for t in 0..4 {
+        (p, s) = f
+            .call((&p, &s, &tree_of(&grads_at(t), DType::F64)))
+            .unwrap();
+    }
+    let want = textbook_rmsprop(0.1, 0.5, 1e-2, true, 4);
+    assert_close(&flat(&p), &want, 1e-13, "rmsprop with an edited decay");
+}

@@ -125,10 +125,11 @@ impl GradientTransformation for Adam {
         let lr = self
             .learning_rate
             .traced(&state.count, &state.learning_rate);
-        // The bias corrections, in the hyperparameters' dtype, as scalars.
+        // The bias corrections, in the hyperparameters' dtype, as scalars; their reciprocals
+        // make the per-element divisions multiplications.
         let t = count.astype(state.b1.dtype());
-        let c1 = 1.0 - state.b1.pow(&t);
-        let c2 = 1.0 - state.b2.pow(&t);
+        let inv_c1 = (1.0 - state.b1.pow(&t)).recip();
+        let inv_c2 = (1.0 - state.b2.pow(&t)).recip();
         let (one_b1, one_b2) = (1.0 - &state.b1, 1.0 - &state.b2);
         let weight_decay = state.weight_decay.clone();
         let ps = params.leaves();
@@ -142,8 +143,8 @@ impl GradientTransformation for Adam {
         {
             let m = like(&one_b1, g) * g + like(&state.b1, g) * m;
             let v = like(&one_b2, g) * (g * g) + like(&state.b2, g) * v;
-            let m_hat = &m / like(&c1, g);
-            let v_hat = &v / like(&c2, g);
+            let m_hat = &m * like(&inv_c1, g);
+            let v_hat = &v * like(&inv_c2, g);
             let mut u = m_hat / (v_hat.sqrt() + like(&state.eps, g));
             if let Some(wd) = &weight_decay {
                 u = u + like(wd, g) * ps[k];

@@ -96,6 +96,13 @@ pub fn cosine_decay_schedule(init_value: f64, decay_steps: u32, alpha: f64) -> S
 }
 
 /// Linear warm-up then cosine decay (see [`Schedule::WarmupCosineDecay`]).
+///
+/// ```
+/// let s = ferrax::optim::warmup_cosine_decay_schedule(0.0, 0.1, 2, 5, 0.01);
+/// let rates: Vec<f64> = (0..7).map(|t| s.value(t)).collect();
+/// assert_eq!(rates[..3], [0.0, 0.05, 0.1]);
+/// assert!((rates[5] - 0.01).abs() < 1e-15 && (rates[6] - 0.01).abs() < 1e-15);
+/// ```
 pub fn warmup_cosine_decay_schedule(
     init_value: f64,
     peak_value: f64,

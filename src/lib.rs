@@ -13,6 +13,10 @@
 //! assert!((dy - 5.659572877985825).abs() < 1e-12);
 //! # let _ = (dx, dz);
 //! ```
+//!
+//! Functions may also take and return parameter trees — nested structs with
+//! `#[derive(Tree)]`, tuples, `Vec`s, maps — through the tree versions of the transforms in
+//! [`tree`].
 #![deny(missing_docs)]
 
 // `#[derive(Tree)]` names `::ferrax`, which lets it work inside this crate too.
@@ -45,6 +49,7 @@ pub use ferrax_transforms::api::{
 
 /// Everything a typical user needs, in one import.
 pub mod prelude {
+    pub use crate::Tree;
     pub use crate::{
         checkpoint, checkpoint_with, cond, custom_jvp, custom_vjp, fori_loop, residual_bytes, scan,
         scan_with, switch, while_loop, RematPolicy, ScanConfig,

@@ -29,6 +29,10 @@ mod linear_regression;
 #[path = "../examples/mlp.rs"]
 mod mlp;
 
+#[allow(dead_code)]
+#[path = "../examples/trees.rs"]
+mod trees;
+
 #[path = "../examples/common/mod.rs"]
 mod common;
 
@@ -195,4 +199,22 @@ fn contour_lines_lie_on_the_level_set() {
             "({x}, {y}) is off the unit circle"
         );
     }
+}
+
+#[test]
+fn trees_training_per_example_gradients_and_jvp() {
+    let t = trees::train(&[1, 8, 8, 1], 150, 0.1).unwrap();
+    assert_eq!(t.params.layers.len(), 3);
+    assert_eq!(t.params.name, "mlp");
+    assert!(
+        t.last_loss < 0.5 * t.first_loss,
+        "{} {}",
+        t.first_loss,
+        t.last_loss
+    );
+    let (worst, shape) = trees::per_example_check(&t.params).unwrap();
+    assert_eq!(shape, [16, 1, 8]);
+    assert!(worst < 1e-12, "{worst}");
+    let (jvp, dot) = trees::jvp_check(&t.params).unwrap();
+    assert_close(jvp, dot, 1e-10);
 }

@@ -707,10 +707,145 @@ fn custom_rules_on_tree_functions() {
     assert!((d.w.to_scalar().unwrap() - want).abs() < 1e-15);
     assert_eq!(d.b.to_scalar().unwrap(), 1.0);
 
+    // Reverse mode of the rule's function as a vjp over trees, and vjp of a vjp.
+    let (v, c): (Array, Layer<Array>) = tree::vjp(&g).call((&l,), &Array::from(2.0)).unwrap();
+    assert_eq!(v.to_scalar().unwrap(), 0.5f64.tanh() + 2.0);
+    assert_eq!(
+        (c.w.to_scalar().unwrap(), c.b.to_scalar().unwrap()),
+        (2.0, 2.0)
+    );
+    let vv = tree::vjp(tree::vjp(&h).tree_fn());
+    let ((v, c), _): ((Array, Layer<Array>), (Layer<Array>, Array)) = vv
+        .call(
+            (&l, Array::from(1.0)),
+            &(
+                Array::from(1.0),
+                Layer {
+                    w: Array::from(0.0),
+                    b: Array::from(0.0),
+                },
+            ),
+        )
+        .unwrap();
+    assert_eq!(v.to_scalar().unwrap(), 0.5f64.tanh() + 2.0);
+    assert!((c.w.to_scalar().unwrap() - want).abs() < 1e-15);
+
     // A rule whose tangent has another structure than f's output.
     let bad = tree::custom_jvp(f, |(p,): (Layer<Tensor>,), (t,): (Layer<Tensor>,)| {
         (vec![p.w.tanh() + &p.b], vec![t.w + t.b])
     });
     let e = tree::grad(&bad).call::<_, Layer<Array>>((&l,)).unwrap_err();
     assert!(e.message.contains("do not have f's structure"), "{e}");
+}
+
+/// The address of an array's elements.
+fn address(a: &Array) -> usize {
+    match a.data() {
+        ferrax::ir::Data::F32(v) => v.as_ptr() as usize,
+        ferrax::ir::Data::F64(v) => v.as_ptr() as usize,
+        ferrax::ir::Data::I32(v) => v.as_ptr() as usize,
+        ferrax::ir::Data::Bool(v) => v.as_ptr() as usize,
+    }
+}
+
+#[test]
+fn donated_steps_match_plain_calls_and_recycle_buffers() {
+    use ferrax::tree::Donate;
+    let (x, y) = data();
+    // One SGD step with a momentum state: (params, velocity, x, y) -> (params, velocity, loss).
+    let step = tree::jit(|p: Mlp<Tensor>, v: Mlp<Tensor>, x: Tensor, y: Tensor| {
+        let (l, g): (Tensor, Mlp<Tensor>) = tree::value_and_grad(loss).apply((&p, &x, &y)).unwrap();
+        let v2 = tree_zip_map(&v, &g, |v, g| 0.9 * v + g).unwrap();
+        let p2 = tree_zip_map(&p, &v2, |p, v| p - 0.1 * v).unwrap();
+        (p2, v2, l)
+    });
+    let p0 = model(2);
+    let v0 = tree_map(&p0, |a| Array::zeros(&a.ty()).unwrap());
+    let (mut p, mut v) = (p0.clone(), v0.clone());
+    let (mut pd, mut vd) = (p0, v0);
+    let mut first_addresses = Vec::new();
+    for k in 0..4 {
+        let (p2, v2, l): (Mlp<Array>, Mlp<Array>, Array) = step.call((&p, &v, &x, &y)).unwrap();
+        if k == 0 {
+            first_addresses = tree_leaves(&pd)
+                .iter()
+                .chain(tree_leaves(&vd).iter())
+                .map(|a| address(a))
+                .collect();
+        }
+        let (pd2, vd2, ld): (Mlp<Array>, Mlp<Array>, Array) = step
+            .call_donating((Donate(pd), Donate(vd), &x, &y))
+            .unwrap();
+        assert_eq!(l, ld);
+        assert_eq!(p2, pd2);
+        assert_eq!(v2, vd2);
+        if k == 1 {
+            // The second donated call writes into the first call's donated inputs.
+            let now: Vec<usize> = tree_leaves(&pd2)
+                .iter()
+                .chain(tree_leaves(&vd2).iter())
+                .map(|a| address(a))
+                .collect();
+            assert!(
+                now.iter().all(|a| first_addresses.contains(a)),
+                "{now:?} {first_addresses:?}"
+            );
+        }
+        (p, v, pd, vd) = (p2, v2, pd2, vd2);
+    }
+}
+
+#[derive(Tree, Clone, Debug)]
+struct Act<T> {
+    w: T,
+    #[tree(skip)]
+    kind: &'static str,
+}
+
+#[test]
+fn static_data_is_part_of_the_cache_key() {
+    // The skipped field picks the activation at trace time; each value traces its own graph.
+    let f = tree::jit(|a: Act<Tensor>| match a.kind {
+        "relu" => a.w.relu(),
+        _ => a.w.tanh(),
+    });
+    let relu = Act {
+        w: Array::from(-1.0),
+        kind: "relu",
+    };
+    let tanh = Act {
+        w: Array::from(-1.0),
+        kind: "tanh",
+    };
+    for _ in 0..2 {
+        let r: f64 = f.call((&relu,)).unwrap();
+        let t: f64 = f.call((&tanh,)).unwrap();
+        assert_eq!((r, t), (0.0, (-1.0f64).tanh()));
+    }
+    // The gradient keeps the static data of its argument.
+    let g: Act<Array> = tree::grad(|a: Act<Tensor>| a.w.tanh())
+        .call((&tanh,))
+        .unwrap();
+    assert_eq!(g.kind, "tanh");
+}
+
+#[test]
+fn jacobians_with_respect_to_several_tree_arguments() {
+    let f = |l: Layer<Tensor>, x: Tensor| vec![(&l.w * &x).sin(), (l.b * x).sum_all()];
+    let l = Layer {
+        w: arr(&[3], 1),
+        b: arr(&[3], 2),
+    };
+    let x = arr(&[3], 3);
+    // Output tree Vec of 2; each leaf becomes the pair (Layer, Array) of argument blocks.
+    let j: Vec<(Layer<Array>, Array)> = tree::jacrev(f).wrt((0, 1)).call((&l, &x)).unwrap();
+    assert_eq!(j.len(), 2);
+    assert_eq!(j[0].0.w.dims(), &[3, 3]);
+    assert_eq!(j[1].1.dims(), &[3]);
+    let jf: Vec<(Layer<Array>, Array)> = tree::jacfwd(f).wrt((0, 1)).call((&l, &x)).unwrap();
+    for (a, b) in j.iter().zip(&jf) {
+        assert_trees_close(a, b, 1e-12);
+    }
+    // d/dx of sum(b * x) is b.
+    assert_close(&j[1].1, &l.b, 0.0);
 }

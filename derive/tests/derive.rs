@@ -213,3 +213,57 @@ fn rebuilding_from_another_structure_names_the_path() {
     let e: ferrax::Error = err.into();
     assert_eq!(e.kind, ErrorKind::Structure);
 }
+
+#[test]
+fn the_leaf_parameter_may_be_a_tree() {
+    // A Layer of Layers (a Hessian block's shape) is a tree of f64 leaves.
+    let h = Layer {
+        w: Layer { w: 1.0, b: 2.0 },
+        b: Layer { w: 3.0, b: 4.0 },
+    };
+    assert_eq!(paths(&h), ["w.w", "w.b", "b.w", "b.b"]);
+    let m: Layer<Layer<f32>> = h.clone().map(|x| x as f32);
+    assert_eq!(m.b.w, 3.0);
+    let back: Layer<Layer<f64>> = tree_unflatten(&h.def(), vec![5.0, 6.0, 7.0, 8.0]).unwrap();
+    assert_eq!(back.w.b, 6.0);
+}
+
+#[derive(Tree, Clone, Debug, PartialEq)]
+struct WithConst<T, const N: usize> {
+    blocks: [T; N],
+    #[tree(skip)]
+    label: &'static str,
+}
+
+#[test]
+fn const_parameters() {
+    let w: WithConst<f64, 3> = WithConst {
+        blocks: [1.0, 2.0, 3.0],
+        label: "blocks",
+    };
+    assert_eq!(paths(&w), ["blocks[0]", "blocks[1]", "blocks[2]"]);
+    let m: WithConst<f32, 3> = w.map(|x| x as f32);
+    assert_eq!((m.blocks[2], m.label), (3.0, "blocks"));
+}
+
+#[test]
+fn zip_maps_reduce_and_norm() {
+    use ferrax::tree::{global_norm, tree_reduce, tree_zip_map3, tree_zip_map_n};
+    let a = mlp(2);
+    let b = a.clone().map(|x| 2.0 * x);
+    let c = a.clone().map(|x| 3.0 * x);
+    let s: Mlp<f64> = tree_zip_map3(&a, &b, &c, |x, y, z| x + y + z).unwrap();
+    assert_eq!(s, a.clone().map(|x| 6.0 * x));
+    let n: Mlp<f64> = tree_zip_map_n(&[&a, &b, &c], |xs| xs.iter().copied().sum()).unwrap();
+    assert_eq!(n, s);
+    let e = tree_zip_map3(&a, &b, &mlp(1), |x, _, _| *x).unwrap_err();
+    assert_eq!(e.to_string(), "layers[1]: missing in the third tree");
+    assert!(tree_zip_map_n::<f64, f64, Mlp<f64>>(&[], |_| 0.0).is_err());
+    let total = tree_reduce(&a, 0.0, |acc, x| acc + x);
+    assert_eq!(total, 1.0 + 2.0 + 10.0 + 11.0 + 20.0 + 21.0);
+    let norm = global_norm(&a);
+    let want = a.leaves().iter().map(|x| *x * *x).sum::<f64>().sqrt();
+    assert_eq!(norm, want);
+    let arrays: Mlp<Array> = a.clone().map(Array::from);
+    assert_eq!(global_norm(&arrays), want);
+}

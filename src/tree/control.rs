@@ -217,7 +217,8 @@ where
             (o.into_leaves(), ot.into_leaves())
         });
         let base_out = flat.out.clone();
-        let func = crate::Function::derived("custom_jvp", None, None, move |types| {
+        let arity = flat.func.arity();
+        let func = crate::Function::derived("custom_jvp", arity, None, move |types| {
             let want = base_out(types)?;
             let s = positional.specialize_untracked(types)?;
             if let Some((o, t)) = seen.lock().unwrap_or_else(|e| e.into_inner()).clone() {
@@ -283,7 +284,8 @@ where
         };
         let positional = crate::custom_vjp(&flat.func, fwd_flat, bwd_flat);
         let base_out = flat.out.clone();
-        let func = crate::Function::derived("custom_vjp", None, None, move |types| {
+        let arity = flat.func.arity();
+        let func = crate::Function::derived("custom_vjp", arity, None, move |types| {
             let want = base_out(types)?;
             let s = positional.specialize_untracked(types)?;
             if let Some((o, _)) = seen.lock().unwrap_or_else(|e| e.into_inner()).clone() {

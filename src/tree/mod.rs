@@ -36,13 +36,17 @@
 
 mod control;
 mod impls;
+mod jit;
 mod transforms;
 mod utils;
+mod vmap;
 
 pub use control::*;
 pub use ferrax_derive::Tree;
+pub use jit::*;
 pub use transforms::*;
 pub use utils::*;
+pub use vmap::*;
 
 use crate::{Error, ErrorKind};
 use std::any::{Any, TypeId};

@@ -4,15 +4,17 @@
 //! f32, random data, Adam 1e-3). Shapes, activations and initial scales are those of
 //! benches/jax/models.py (JAX + optax's side of the comparison); the random numbers come from
 //! a small generator here, which does not change the work. Group `train-step` times a step in
-//! the steady state; group `first-call` times building the step, tracing, transforming,
-//! compiling and running it once, with the compile cache emptied each time.
+//! the steady state, as a training loop calls it (`donating`: the old parameters and state
+//! given up with `Donate`, their buffers recycled for the outputs) and by reference (arguments
+//! copied, outputs allocated); group `first-call` times building the step, tracing,
+//! transforming, compiling and running it once, with the compile cache emptied each time.
 //!
 //! `cargo bench --bench train_step -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ferrax::optim::{self, AdamState, GradientTransformation};
 use ferrax::prelude::*;
-use ferrax::tree::{self, Tree};
+use ferrax::tree::{self, Donate, Tree};
 use std::time::Duration;
 
 /// A small deterministic generator (SplitMix64) for inputs.
@@ -177,9 +179,28 @@ fn steady(c: &mut Criterion) {
     for w in [spirals(), mnist()] {
         check(&w);
         let step = train_step(&w.opt);
+        // The step as a training loop runs it: the old parameters and state donated, so their
+        // buffers are the next outputs.
+        let mut p = Some(w.params.clone());
+        let mut s: Option<State<Array>> = Some(w.opt.init(&w.params).unwrap());
+        g.bench_function(format!("{}/donating", w.name), |b| {
+            b.iter(|| {
+                let args = (
+                    Donate(p.take().unwrap()),
+                    Donate(s.take().unwrap()),
+                    &w.x,
+                    &w.y,
+                );
+                let (p2, s2, l): (Mlp<Array>, State<Array>, Array) =
+                    step.call_donating(args).unwrap();
+                (p, s) = (Some(p2), Some(s2));
+                black_box(l)
+            })
+        });
+        // By reference: every call copies the arguments' leaves and allocates its outputs.
         let mut p = w.params.clone();
         let mut s: State<Array> = w.opt.init(&p).unwrap();
-        g.bench_function(w.name, |b| {
+        g.bench_function(format!("{}/by-reference", w.name), |b| {
             b.iter(|| {
                 let (p2, s2, l): (Mlp<Array>, State<Array>, Array) =
                     step.call((&p, &s, &w.x, &w.y)).unwrap();

@@ -109,7 +109,7 @@ pub trait GradientTransformation: Clone + Send + Sync + 'static {
 pub trait OptLeaf: Leaf {
     /// The leaf's dtype.
     fn leaf_dtype(&self) -> DType;
-    /// A leaf of the same type filled with `value`.
+    /// A leaf of this one's dtype and shape filled with `value`.
     fn full_like(&self, value: f64) -> Result<Self>;
     /// A rank-0 leaf of `dtype` holding `value`.
     fn scalar(dtype: DType, value: f64) -> Self;
@@ -135,7 +135,9 @@ impl OptLeaf for Tensor {
     #[track_caller]
     fn full_like(&self, value: f64) -> Result<Tensor> {
         Ok(match self.try_ty() {
-            Ok(t) => Tensor::full_dtype(t.dtype, t.dims(), value),
+            // A broadcast scalar, so that a trace records one broadcast rather than a
+            // constant as large as the parameter.
+            Ok(t) => <Tensor as OptLeaf>::scalar(t.dtype, value).broadcast_to(t.dims()),
             Err(e) => Tensor::from_error(e),
         })
     }

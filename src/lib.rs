@@ -22,6 +22,7 @@
 // `#[derive(Tree)]` names `::ferrax`, which lets it work inside this crate too.
 extern crate self as ferrax;
 
+pub mod optim;
 pub mod tree;
 pub use tree::Tree;
 

@@ -155,6 +155,21 @@ fn mlp_learns_the_spirals() {
     let first = trained.losses[0];
     let last = trained.losses[trained.losses.len() - 1];
     assert!(last < 0.25 * first, "loss went from {first} to {last}");
+    // The optimizer ran inside the compiled step: its state counted every step and kept the
+    // rate, and its moments have the parameters' shapes.
+    let s = &trained.state;
+    assert_eq!(
+        s.count.to_scalar().unwrap(),
+        mlp::Config::quick().steps as f64
+    );
+    assert_eq!(
+        s.learning_rate.to_scalar().unwrap(),
+        mlp::Config::quick().rate
+    );
+    assert_eq!(s.mu.w1.shape(), trained.params.w1.shape());
+    assert!(s.nu.w2.to_f64_vec().iter().all(|v| *v > 0.0));
+    assert!(trained.step_us > 0.0 && trained.step_us.is_finite());
+    assert!(trained.first_step_ms > 0.0 && trained.first_step_ms.is_finite());
 }
 
 #[test]

@@ -405,11 +405,18 @@ impl Compiled {
         }
         let mut outs: Vec<Array> = Vec::with_capacity(self.inner.outputs.len());
         for (k, t) in self.inner.outputs.iter().enumerate() {
-            let what = format!(
-                "output {k} of the compiled call ({})",
-                output_origin(&self.inner.graph, k)
-            );
-            outs.push(try_zeros(t, &what).map_err(|e| e.at(loc))?);
+            let out = match try_zeros(t, "an output of the compiled call") {
+                Ok(a) => a,
+                // Naming the output scans the graph, so it is done for the error only.
+                Err(_) => {
+                    let what = format!(
+                        "output {k} of the compiled call ({})",
+                        output_origin(&self.inner.graph, k)
+                    );
+                    try_zeros(t, &what).map_err(|e| e.at(loc))?
+                }
+            };
+            outs.push(out);
         }
         self.call_into(&refs, &mut outs).map_err(|e| e.at(loc))?;
         Ok(outs)

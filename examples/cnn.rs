@@ -320,9 +320,11 @@ fn plot_predictions(test: &Digits, predicted: &[i32]) -> AnyResult<std::path::Pa
     const ROWS: usize = 6;
     const CELL: i32 = 72;
     {
-        let root =
-            SVGBackend::new(&path, (COLS as u32 * CELL as u32, ROWS as u32 * CELL as u32 + 40))
-                .into_drawing_area();
+        let root = SVGBackend::new(
+            &path,
+            (COLS as u32 * CELL as u32, ROWS as u32 * CELL as u32 + 40),
+        )
+        .into_drawing_area();
         root.fill(&WHITE)?;
         root.draw(&Text::new(
             "test images, predicted digit (red: wrong)",

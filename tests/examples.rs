@@ -302,3 +302,20 @@ fn taylor_ode_follows_the_kepler_orbit() {
     assert!(taylor_ode::final_error(&rk) > 1e3 * err.max(1e-15));
     assert!(taylor_ode::series_equations().unwrap() < 4000);
 }
+
+#[allow(dead_code)]
+#[path = "../examples/cnn.rs"]
+mod cnn;
+
+#[test]
+fn cnn_learns_the_digits() {
+    let t = cnn::train(cnn::Config::quick(), &mut |_, _| {}).unwrap();
+    assert!(t.test_accuracy >= 0.95, "test accuracy {}", t.test_accuracy);
+    let first = t.losses[..5].iter().sum::<f64>() / 5.0;
+    let last = t.losses[t.losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(last < 0.2 * first, "loss {first} -> {last}");
+    // Every test image is counted once in the confusion matrix.
+    let total: usize = t.confusion.iter().flatten().sum();
+    assert_eq!(total, t.test.len());
+    assert_eq!(t.params.k2.dims(), &[32, 16, 3, 3]);
+}

@@ -9,6 +9,10 @@
 //! copied, outputs allocated); group `first-call` times building the step, tracing,
 //! transforming, compiling and running it once, with the compile cache emptied each time.
 //!
+//! Group `cnn-step` times the digits CNN's step (models.py's `digits_cnn`: batch 128 of 8×8
+//! images, conv 3×3 1→16 SAME, relu, 2×2 max-pool, conv 3×3 16→32 SAME, relu, dense 512→10,
+//! softmax cross-entropy, Adam 1e-3, f32), donating, as the `cnn` example runs it.
+//!
 //! `cargo bench --bench train_step -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -230,11 +234,95 @@ fn first_call(c: &mut Criterion) {
     g.finish();
 }
 
+/// The digits CNN's parameters (models.py's dict `{"k1", "c1", "k2", "c2", "w", "b"}`).
+#[derive(Tree, Clone, Debug)]
+struct Cnn<T> {
+    k1: T,
+    c1: T,
+    k2: T,
+    c2: T,
+    w: T,
+    b: T,
+}
+
+type CnnState<L> = AdamState<L, Cnn<L>>;
+
+/// The CNN's mean cross-entropy on `[n, 1, 8, 8]` images with i32 classes.
+fn cnn_loss(p: Cnn<Tensor>, x: Tensor, y: Tensor) -> Tensor {
+    let bias = |h: Tensor, c: &Tensor| {
+        let k = c.shape()[0];
+        h + c.reshape(&[1, k, 1, 1])
+    };
+    let h = bias(x.conv2d(&p.k1, (1, 1), "SAME"), &p.c1).relu();
+    let h = h.max_pool(&[2, 2], &[2, 2], Padding::Valid);
+    let h = bias(h.conv2d(&p.k2, (1, 1), "SAME"), &p.c2).relu();
+    let n = h.shape()[0];
+    let z = h.reshape(&[n, 512]).matmul(&p.w) + &p.b;
+    -z.log_softmax(1)
+        .take_along_axis(&y.expand_dims(1), 1)
+        .mean_all()
+}
+
+fn cnn_step(c: &mut Criterion) {
+    let mut rng = Rng(0);
+    let f = DType::F32;
+    let x = {
+        let v = (0..128 * 64).map(|_| rng.uniform()).collect();
+        Array::from_f64([128, 1, 8, 8], v).unwrap().cast(f)
+    };
+    let y = Array::from_i32(
+        [128],
+        (0..128).map(|_| (rng.next_u64() % 10) as i32).collect(),
+    )
+    .unwrap();
+    let params = Cnn {
+        k1: rng.normal_array(&[16, 1, 3, 3], 1.0 / 3.0, f),
+        c1: rng.normal_array(&[16], 0.0, f),
+        k2: rng.normal_array(&[32, 16, 3, 3], 1.0 / 12.0, f),
+        c2: rng.normal_array(&[32], 0.0, f),
+        w: rng.normal_array(&[512, 10], 1.0 / 512f64.sqrt(), f),
+        b: rng.normal_array(&[10], 0.0, f),
+    };
+    let opt = optim::adam(1e-3);
+    let step = {
+        let opt = opt.clone();
+        tree::jit(
+            move |p: Cnn<Tensor>, s: CnnState<Tensor>, x: Tensor, y: Tensor| {
+                let (l, g): (Tensor, Cnn<Tensor>) = tree::value_and_grad(cnn_loss)
+                    .apply((&p, &x, &y))
+                    .expect("the loss traces");
+                let (u, s) = opt.update(g, s, &p);
+                (optim::apply_updates(p, &u), s, l)
+            },
+        )
+    };
+    // The compiled step against the interpreter on the first step.
+    let s0: CnnState<Array> = opt.init(&params).unwrap();
+    let (_, _, lj): (Cnn<Array>, CnnState<Array>, Array) =
+        step.call((&params, &s0, &x, &y)).unwrap();
+    let (_, _, li): (Cnn<Array>, CnnState<Array>, Array) =
+        step.tree_fn().call((&params, &s0, &x, &y)).unwrap();
+    let (lj, li) = (lj.to_scalar().unwrap(), li.to_scalar().unwrap());
+    assert!((lj - li).abs() <= 1e-4 * li.abs(), "cnn loss {lj} vs {li}");
+    let mut g = c.benchmark_group("cnn-step");
+    let (mut p, mut s) = (Some(params), Some(s0));
+    g.bench_function("digits-cnn-f32/donating", |b| {
+        b.iter(|| {
+            let args = (Donate(p.take().unwrap()), Donate(s.take().unwrap()), &x, &y);
+            let (p2, s2, l): (Cnn<Array>, CnnState<Array>, Array) =
+                step.call_donating(args).unwrap();
+            (p, s) = (Some(p2), Some(s2));
+            black_box(l)
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = steady, first_call
+    targets = steady, first_call, cnn_step
 }
 criterion_main!(benches);

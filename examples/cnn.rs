@@ -332,7 +332,12 @@ fn plot_predictions(test: &Digits, predicted: &[i32]) -> AnyResult<std::path::Pa
             ("sans-serif", 18),
         ))?;
         let px = 7;
-        for k in 0..(ROWS * COLS).min(test.len()) {
+        for (k, (&pred, &label)) in predicted
+            .iter()
+            .zip(&test.labels)
+            .enumerate()
+            .take(ROWS * COLS)
+        {
             let (r, c) = ((k / COLS) as i32, (k % COLS) as i32);
             let (x0, y0) = (c * CELL + 4, r * CELL + 40);
             for (i, &v) in test.image(k).iter().enumerate() {
@@ -346,10 +351,10 @@ fn plot_predictions(test: &Digits, predicted: &[i32]) -> AnyResult<std::path::Pa
                     RGBColor(g, g, g).filled(),
                 ))?;
             }
-            let right = predicted[k] == test.labels[k];
+            let right = pred == label;
             let colour = if right { BLACK } else { RED };
             root.draw(&Text::new(
-                predicted[k].to_string(),
+                pred.to_string(),
                 (x0 + 8 * px + 3, y0 + 20),
                 ("sans-serif", 18).into_font().color(&colour),
             ))?;

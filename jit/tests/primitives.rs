@@ -642,7 +642,7 @@ fn window_ops() {
                 };
                 check(
                     &graph(Op::Window(op), std::slice::from_ref(&xt)),
-                    &[x.clone()],
+                    std::slice::from_ref(&x),
                 );
             }
             for select in [Select::Max, Select::Min] {
@@ -685,7 +685,7 @@ fn window_ops_on_a_zero_size_operand_with_huge_dimensions() {
         };
         check(
             &graph(Op::Window(op), std::slice::from_ref(&xt)),
-            &[x.clone()],
+            std::slice::from_ref(&x),
         );
     }
 }

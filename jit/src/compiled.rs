@@ -3,8 +3,8 @@
 use crate::stats;
 use crate::JitOptions;
 use cranelift_jit::JITModule;
-use ferrax_ir::ops::Literal;
 use ferrax_ir::function::FromOutputs;
+use ferrax_ir::ops::Literal;
 use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, ScalarValue, Type};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -458,10 +458,8 @@ impl Compiled {
         let inner = &*self.inner;
         if inner.scalar_outputs {
             let mut slots: SmallVec<[u64; 8]> = SmallVec::from_elem(0, inner.outputs.len());
-            let outp: SmallVec<[*mut u8; 8]> = slots
-                .iter_mut()
-                .map(|s| s as *mut u64 as *mut u8)
-                .collect();
+            let outp: SmallVec<[*mut u8; 8]> =
+                slots.iter_mut().map(|s| s as *mut u64 as *mut u8).collect();
             // SAFETY: the caller guarantees the arguments; each output slot is 8 bytes and
             // 8-aligned, enough for one scalar of any dtype.
             unsafe { self.run(ins, &outp)? };

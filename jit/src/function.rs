@@ -5,8 +5,7 @@ use crate::compiled::{arity, check, data_ptr};
 use crate::{compile_cached, Compiled, JitOptions};
 use ferrax_ir::function::FromOutputs;
 use ferrax_ir::{
-    ArgRef, ArgRefs, Array, DType, Error, ErrorKind, Function, IntoArgs, IntoFunction, Result,
-    Type,
+    ArgRef, ArgRefs, Array, DType, Error, ErrorKind, Function, IntoArgs, IntoFunction, Result, Type,
 };
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -44,7 +43,10 @@ impl Entry {
                 if params.len() <= 4
                     && outs.len() == 1
                     && matches!(t0.dtype, DType::F64 | DType::F32)
-                    && params.iter().chain(outs).all(|t| t.is_scalar() && t.dtype == t0.dtype) =>
+                    && params
+                        .iter()
+                        .chain(outs)
+                        .all(|t| t.is_scalar() && t.dtype == t0.dtype) =>
             {
                 Some((f, t0.dtype))
             }
@@ -165,9 +167,7 @@ unsafe fn call_abi<T: Copy>(f: *const u8, x: &[T; 4], n: usize) -> T {
             0 => std::mem::transmute::<*const u8, extern "C" fn() -> T>(f)(),
             1 => std::mem::transmute::<*const u8, extern "C" fn(T) -> T>(f)(x[0]),
             2 => std::mem::transmute::<*const u8, extern "C" fn(T, T) -> T>(f)(x[0], x[1]),
-            3 => std::mem::transmute::<*const u8, extern "C" fn(T, T, T) -> T>(f)(
-                x[0], x[1], x[2],
-            ),
+            3 => std::mem::transmute::<*const u8, extern "C" fn(T, T, T) -> T>(f)(x[0], x[1], x[2]),
             _ => std::mem::transmute::<*const u8, extern "C" fn(T, T, T, T) -> T>(f)(
                 x[0], x[1], x[2], x[3],
             ),
@@ -546,3 +546,44 @@ tuple_outs!(A, B, C);
 tuple_outs!(A, B, C, D);
 tuple_outs!(A, B, C, D, E);
 tuple_outs!(A, B, C, D, E, F);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrax_ir::Tensor;
+
+    /// The slot the fast path reads, as the entry for `types` or `None`.
+    fn last_is(f: &Jit, types: &[Type]) -> bool {
+        let p = f.inner.last.load(Ordering::Acquire);
+        let map = f.inner.compiled.lock().unwrap();
+        map.get(types).is_some_and(|e| std::ptr::eq(&**e, p))
+    }
+
+    #[test]
+    fn the_slot_follows_the_latest_types() {
+        let f = jit(|x: Tensor, y: Tensor| x * y).unwrap();
+        assert!(f.inner.last.load(Ordering::Acquire).is_null());
+        let s64 = vec![Type::scalar(DType::F64); 2];
+        let s32 = vec![Type::scalar(DType::F32); 2];
+        let _: f64 = f.call((1.0, 2.0)).unwrap();
+        assert!(last_is(&f, &s64));
+        // The entry takes the register path.
+        let e = f.entry_for(&s64).unwrap();
+        assert!(e.exact && e.abi.is_some_and(|(_, d)| d == DType::F64));
+        let _: f32 = f.call((1.0f32, 2.0f32)).unwrap();
+        assert!(last_is(&f, &s32));
+        // A failed call leaves the slot alone.
+        assert!(f.call::<_, f64>((1.0, 2.0, 3.0)).is_err());
+        assert!(last_is(&f, &s32));
+        let x = Array::from(vec![1.0, 2.0]);
+        let _: Vec<f64> = f.call((&x, &x)).unwrap();
+        let v2 = vec![Type::new(DType::F64, &[2]); 2];
+        assert!(last_is(&f, &v2));
+        assert!(f.entry_for(&v2).unwrap().abi.is_none());
+        // A fitting call does not touch the map: holding its lock does not block it.
+        let guard = f.inner.compiled.lock().unwrap();
+        let y: Vec<f64> = f.call((&x, &x)).unwrap();
+        drop(guard);
+        assert_eq!(y, vec![1.0, 4.0]);
+    }
+}

@@ -34,7 +34,11 @@ fn fast_path_matches_checked_path_and_interpreter() {
     let f = seed_jit();
     let mut seen_fast = 0;
     for k in 0..50 {
-        let (x, y, z) = (0.1 * k as f64 - 2.0, 0.7 - 0.03 * k as f64, 1.5 + 0.2 * k as f64);
+        let (x, y, z) = (
+            0.1 * k as f64 - 2.0,
+            0.7 - 0.03 * k as f64,
+            1.5 + 0.2 * k as f64,
+        );
         // The first call takes the general path, the rest the fast one.
         let got: f64 = f.call((x, y, z)).unwrap();
         let args = [Array::from(x), Array::from(y), Array::from(z)];
@@ -149,7 +153,10 @@ fn wrong_arguments_give_the_same_errors() {
     assert_eq!((e.kind, &e.message), (s.kind, &s.message));
     assert_eq!(e.kind, ErrorKind::Arity);
     let loc = e.location.expect("a location");
-    assert!(loc.file().ends_with("generic_call.rs") && loc.line() == line, "{loc}");
+    assert!(
+        loc.file().ends_with("generic_call.rs") && loc.line() == line,
+        "{loc}"
+    );
     let e = f.call::<_, f64>((0.1, 0.2, 3.0, 4.0)).unwrap_err();
     let s = slow_error(&f, &[0.1.into(), 0.2.into(), 3.0.into(), 4.0.into()]);
     assert_eq!((e.kind, &e.message), (s.kind, &s.message));

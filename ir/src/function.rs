@@ -455,12 +455,35 @@ pub struct ArgRefs<'a> {
 
 impl<'a> ArgRefs<'a> {
     /// The list of `refs`, or `None` when it holds more than [`MAX_ARG_REFS`].
-    pub fn new(refs: &[ArgRef<'a>]) -> Option<ArgRefs<'a>> {
+    #[inline(always)]
+    pub fn new<const N: usize>(refs: [ArgRef<'a>; N]) -> Option<ArgRefs<'a>> {
+        if N > MAX_ARG_REFS {
+            return None;
+        }
         let mut out = ArgRefs {
             refs: [ArgRef::Bool(false); MAX_ARG_REFS],
-            len: refs.len(),
+            len: N,
         };
-        out.refs.get_mut(..refs.len())?.copy_from_slice(refs);
+        // A copy of constant length, so that it compiles to a few moves.
+        for (slot, r) in out.refs.iter_mut().zip(refs) {
+            *slot = r;
+        }
+        Some(out)
+    }
+
+    /// Borrowed views of a slice of arrays, or `None` when it holds more than
+    /// [`MAX_ARG_REFS`].
+    pub fn of_arrays(arrays: &'a [Array]) -> Option<ArgRefs<'a>> {
+        if arrays.len() > MAX_ARG_REFS {
+            return None;
+        }
+        let mut out = ArgRefs {
+            refs: [ArgRef::Bool(false); MAX_ARG_REFS],
+            len: arrays.len(),
+        };
+        for (slot, a) in out.refs.iter_mut().zip(arrays) {
+            *slot = ArgRef::Array(a);
+        }
         Some(out)
     }
 
@@ -561,7 +584,7 @@ impl IntoArgs for Vec<Array> {
         self
     }
     fn arg_refs(&self) -> Option<ArgRefs<'_>> {
-        array_refs(self)
+        ArgRefs::of_arrays(self)
     }
 }
 
@@ -570,23 +593,8 @@ impl IntoArgs for &[Array] {
         self.to_vec()
     }
     fn arg_refs(&self) -> Option<ArgRefs<'_>> {
-        array_refs(self)
+        ArgRefs::of_arrays(self)
     }
-}
-
-/// Borrowed views of a slice of arrays, when there are few enough.
-fn array_refs(arrays: &[Array]) -> Option<ArgRefs<'_>> {
-    if arrays.len() > MAX_ARG_REFS {
-        return None;
-    }
-    let mut out = ArgRefs {
-        refs: [ArgRef::Bool(false); MAX_ARG_REFS],
-        len: arrays.len(),
-    };
-    for (slot, a) in out.refs.iter_mut().zip(arrays) {
-        *slot = ArgRef::Array(a);
-    }
-    Some(out)
 }
 
 impl IntoArgs for Array {
@@ -594,7 +602,7 @@ impl IntoArgs for Array {
         vec![self]
     }
     fn arg_refs(&self) -> Option<ArgRefs<'_>> {
-        ArgRefs::new(&[ArgRef::Array(self)])
+        ArgRefs::new([ArgRef::Array(self)])
     }
 }
 
@@ -603,7 +611,7 @@ impl IntoArgs for &Array {
         vec![self.clone()]
     }
     fn arg_refs(&self) -> Option<ArgRefs<'_>> {
-        ArgRefs::new(&[ArgRef::Array(self)])
+        ArgRefs::new([ArgRef::Array(self)])
     }
 }
 
@@ -612,7 +620,7 @@ impl IntoArgs for f64 {
         vec![Array::from(self)]
     }
     fn arg_refs(&self) -> Option<ArgRefs<'_>> {
-        ArgRefs::new(&[ArgRef::F64(*self)])
+        ArgRefs::new([ArgRef::F64(*self)])
     }
 }
 
@@ -621,7 +629,7 @@ impl IntoArgs for f32 {
         vec![Array::from(self)]
     }
     fn arg_refs(&self) -> Option<ArgRefs<'_>> {
-        ArgRefs::new(&[ArgRef::F32(*self)])
+        ArgRefs::new([ArgRef::F32(*self)])
     }
 }
 
@@ -637,7 +645,7 @@ macro_rules! tuple_args {
             #[inline(always)]
             fn arg_refs(&self) -> Option<ArgRefs<'_>> {
                 let ($($name,)+) = self;
-                ArgRefs::new(&[$($name.arg_ref()?),+])
+                ArgRefs::new([$($name.arg_ref()?),+])
             }
         }
     };

@@ -436,6 +436,17 @@ impl Compiled {
         Ok(outs)
     }
 
+    /// Whether every call exceeds `JitOptions::max_call_bytes` (decided at compile time).
+    pub(crate) fn over_budget(&self) -> bool {
+        self.inner.over_budget
+    }
+
+    /// The error of a call over `JitOptions::max_call_bytes`.
+    #[cold]
+    pub(crate) fn budget_error(&self) -> Error {
+        self.inner.budget_error()
+    }
+
     /// The budget check every call makes first: an error when the call's workspace and
     /// outputs exceed `JitOptions::max_call_bytes`.
     #[inline(always)]

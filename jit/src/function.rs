@@ -19,8 +19,11 @@ struct Entry {
     /// call that matches the key skip the code's own argument checks. (Always so for a
     /// function without captures; checked rather than assumed.)
     exact: bool,
-    /// The element count of each parameter, for the buffer-length check.
-    sizes: Vec<usize>,
+    /// The code's parameter types with their element counts (for the buffer-length check),
+    /// held here so that a call reads them without going through the code's handle.
+    params: Vec<(Type, usize)>,
+    /// Whether the call exceeds `JitOptions::max_call_bytes` (the code's own flag, copied).
+    over_budget: bool,
     /// The scalar entry (arguments and one result in registers) when every parameter and
     /// the single output are scalars of one float dtype and there are at most 4 parameters.
     abi: Option<(*const u8, DType)>,
@@ -36,7 +39,6 @@ impl Entry {
     fn new(compiled: Compiled, types: &[Type]) -> Entry {
         let params = compiled.param_types();
         let exact = params == types;
-        let sizes = params.iter().map(|t| t.shape.size()).collect();
         let outs = compiled.output_types();
         let abi = match (compiled.inner.scalar, params.first().or(outs.first())) {
             (Some(f), Some(t0))
@@ -53,31 +55,33 @@ impl Entry {
             _ => None,
         };
         Entry {
-            compiled,
             exact,
-            sizes,
+            params: params.iter().map(|t| (t.clone(), t.shape.size())).collect(),
+            over_budget: compiled.over_budget(),
             abi,
+            compiled,
         }
     }
 
     /// Whether `args` have exactly the types (and buffer lengths) the code was compiled for.
     #[inline(always)]
     fn fits(&self, args: &[ArgRef<'_>]) -> bool {
-        let params = self.compiled.param_types();
         self.exact
-            && params.len() == args.len()
-            && params
+            && self.params.len() == args.len()
+            && self
+                .params
                 .iter()
-                .zip(&self.sizes)
                 .zip(args)
-                .all(|((t, &n), a)| fits_one(t, n, a))
+                .all(|((t, n), a)| fits_one(t, *n, a))
     }
 
     /// Calls the code on arguments that [`Entry::fits`] accepted.
     #[inline(always)]
     fn call_fitting<R: FromOutputs>(&self, args: &[ArgRef<'_>]) -> Result<R> {
+        if self.over_budget {
+            return Err(self.compiled.budget_error());
+        }
         if let Some((f, dtype)) = self.abi {
-            self.compiled.check_budget()?;
             let y = match dtype {
                 DType::F32 => {
                     let mut x = [0f32; 4];
@@ -109,7 +113,7 @@ impl Entry {
 /// Whether one argument has type `t` and `n` elements.
 #[inline(always)]
 fn fits_one(t: &Type, n: usize, a: &ArgRef<'_>) -> bool {
-    let scalar = |d: DType| t.dtype == d && t.shape.rank() == 0;
+    let scalar = |d: DType| t.dtype == d && t.shape.0.is_empty();
     match a {
         ArgRef::F64(_) => scalar(DType::F64),
         ArgRef::F32(_) => scalar(DType::F32),
@@ -334,7 +338,7 @@ impl Jit {
             Some(r) => r,
             None => {
                 owned = args.into_args();
-                match ArgRefs::new(&owned.iter().map(ArgRef::Array).collect::<Vec<_>>()) {
+                match ArgRefs::of_arrays(&owned) {
                     Some(r) => r,
                     None => {
                         // More arguments than a borrowed list holds: the checked slice call.

@@ -19,9 +19,9 @@ struct Entry {
     /// call that matches the key skip the code's own argument checks. (Always so for a
     /// function without captures; checked rather than assumed.)
     exact: bool,
-    /// The code's parameter types with their element counts (for the buffer-length check),
-    /// held here so that a call reads them without going through the code's handle.
-    params: Vec<(Type, usize)>,
+    /// The code's parameters, held here so that a call reads them without going through
+    /// the code's handle.
+    params: Vec<Param>,
     /// Whether the call exceeds `JitOptions::max_call_bytes` (the code's own flag, copied).
     over_budget: bool,
     /// The scalar entry (arguments and one result in registers) when every parameter and
@@ -56,7 +56,14 @@ impl Entry {
         };
         Entry {
             exact,
-            params: params.iter().map(|t| (t.clone(), t.shape.size())).collect(),
+            params: params
+                .iter()
+                .map(|t| Param {
+                    ty: t.clone(),
+                    scalar: t.is_scalar().then_some(t.dtype),
+                    size: t.shape.size(),
+                })
+                .collect(),
             over_budget: compiled.over_budget(),
             abi,
             compiled,
@@ -66,13 +73,15 @@ impl Entry {
     /// Whether `args` have exactly the types (and buffer lengths) the code was compiled for.
     #[inline(always)]
     fn fits(&self, args: &[ArgRef<'_>]) -> bool {
-        self.exact
-            && self.params.len() == args.len()
-            && self
-                .params
-                .iter()
-                .zip(args)
-                .all(|((t, n), a)| fits_one(t, *n, a))
+        if !self.exact || self.params.len() != args.len() {
+            return false;
+        }
+        for (p, a) in self.params.iter().zip(args) {
+            if !p.fits(a) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Calls the code on arguments that [`Entry::fits`] accepted.
@@ -110,16 +119,32 @@ impl Entry {
     }
 }
 
-/// Whether one argument has type `t` and `n` elements.
-#[inline(always)]
-fn fits_one(t: &Type, n: usize, a: &ArgRef<'_>) -> bool {
-    let scalar = |d: DType| t.dtype == d && t.shape.0.is_empty();
-    match a {
-        ArgRef::F64(_) => scalar(DType::F64),
-        ArgRef::F32(_) => scalar(DType::F32),
-        ArgRef::I32(_) => scalar(DType::I32),
-        ArgRef::Bool(_) => scalar(DType::Bool),
-        ArgRef::Array(a) => a.dtype() == t.dtype && a.shape() == &t.shape && a.data().len() == n,
+/// One parameter as a generic call checks it.
+struct Param {
+    ty: Type,
+    /// The dtype when the parameter is a scalar (the common case, checked without the shape).
+    scalar: Option<DType>,
+    /// The element count, for the buffer-length check.
+    size: usize,
+}
+
+impl Param {
+    /// Whether one argument has this parameter's type and element count.
+    #[inline(always)]
+    fn fits(&self, a: &ArgRef<'_>) -> bool {
+        match a {
+            ArgRef::F64(_) => self.scalar == Some(DType::F64),
+            ArgRef::F32(_) => self.scalar == Some(DType::F32),
+            ArgRef::I32(_) => self.scalar == Some(DType::I32),
+            ArgRef::Bool(_) => self.scalar == Some(DType::Bool),
+            ArgRef::Array(a) => self.fits_array(a),
+        }
+    }
+
+    /// Whether an array has this parameter's type and element count.
+    #[inline(never)]
+    fn fits_array(&self, a: &Array) -> bool {
+        a.dtype() == self.ty.dtype && a.shape() == &self.ty.shape && a.data().len() == self.size
     }
 }
 

@@ -399,6 +399,18 @@ impl Jit {
                 e
             }
         };
+        // One f64 (or f32) place for the one result of a register entry: no pointers.
+        match (e.abi, outs.as_mut_slice()) {
+            (Some((_, DType::F64)), [OutRef::F64(o)]) if e.fits(args) => {
+                **o = e.call_fitting::<f64>(args).map_err(|e| e.at(loc))?;
+                return Ok(());
+            }
+            (Some((_, DType::F32)), [OutRef::F32(o)]) if e.fits(args) => {
+                **o = e.call_fitting::<f32>(args).map_err(|e| e.at(loc))?;
+                return Ok(());
+            }
+            _ => {}
+        }
         let inp: SmallVec<[*const u8; 8]> = args.iter().map(arg_ptr).collect();
         write_outs(&e.compiled, &mut outs, |c, outp| {
             // SAFETY: `fits` checked the arguments, `write_outs` the outputs.

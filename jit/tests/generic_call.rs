@@ -256,3 +256,29 @@ fn threads_with_different_types_share_one_jit() {
         }
     });
 }
+
+#[test]
+fn the_memory_budget_is_checked_on_the_fast_path() {
+    let opts = ferrax_jit::JitOptions {
+        max_call_bytes: Some(0),
+        ..Default::default()
+    };
+    let f = ferrax_jit::jit_with(seed, opts).unwrap();
+    let want = f
+        .compiled()
+        .unwrap()
+        .call(&[0.1.into(), 0.2.into(), 3.0.into()])
+        .unwrap_err();
+    assert_eq!(want.kind, ErrorKind::Resource);
+    // Twice: the first call fills the slot, the second goes through it.
+    for _ in 0..2 {
+        let e = f.call::<_, f64>((0.1, 0.2, 3.0)).unwrap_err();
+        assert_eq!((e.kind, &e.message), (want.kind, &want.message));
+        let mut out = 0.0;
+        let e = f.call_into_outs((0.1, 0.2, 3.0), &mut out).unwrap_err();
+        assert_eq!((e.kind, &e.message), (want.kind, &want.message));
+        let mut a = Array::from(0.0);
+        let e = f.call_into_outs((0.1, 0.2, 3.0), &mut a).unwrap_err();
+        assert_eq!((e.kind, &e.message), (want.kind, &want.message));
+    }
+}

@@ -282,3 +282,30 @@ fn the_memory_budget_is_checked_on_the_fast_path() {
         assert_eq!((e.kind, &e.message), (want.kind, &want.message));
     }
 }
+
+#[test]
+fn integer_and_bool_scalars_pass_through_their_own_storage() {
+    // Mixed dtypes: no register entry, so the tensor entry reads each scalar through a
+    // pointer to its place in the argument list (4 bytes for i32, 1 for bool).
+    let f = jit(|x: Tensor, n: Tensor, b: Tensor| {
+        let y = x * n.astype(DType::F64);
+        (b.select(y.clone(), -y.clone()), n.clone() + n)
+    })
+    .unwrap();
+    for k in -3i32..4 {
+        for b in [true, false] {
+            let x = 0.25 * k as f64 + 0.5;
+            let got: (f64, i32) = f.call((x, k, b)).unwrap();
+            let args = [Array::from(x), Array::from(k), Array::from(b)];
+            let want = interp(&f, &args);
+            assert_eq!(got.0, f64::try_from(&want[0]).unwrap(), "k = {k}, b = {b}");
+            assert_eq!(got.1, i32::try_from(&want[1]).unwrap());
+            assert_eq!(got.1, 2 * k);
+            assert_eq!(got.0, if b { x * k as f64 } else { -(x * k as f64) });
+            // Into places: an f64 and an i32.
+            let (mut y, mut m) = (0.0, 0i32);
+            f.call_into_outs((x, k, b), (&mut y, &mut m)).unwrap();
+            assert_eq!((y, m), got);
+        }
+    }
+}

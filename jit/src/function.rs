@@ -413,7 +413,8 @@ impl Jit {
         }
         let inp: SmallVec<[*const u8; 8]> = args.iter().map(arg_ptr).collect();
         write_outs(&e.compiled, &mut outs, |c, outp| {
-            // SAFETY: `fits` checked the arguments, `write_outs` the outputs.
+            // SAFETY: `fits` (or, for arguments that do not fit the entry, `check_args`)
+            // checked the arguments against the code's parameters, `write_outs` the outputs.
             unsafe { c.run_checked(&inp, outp) }
         })
         .map_err(|e| e.at(loc))

@@ -61,5 +61,45 @@ fn bench_calls(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_phases, bench_calls);
+/// The generic call `Jit::call((x, y, z))` against the typed entry on the same 3-scalar
+/// function, in one group so that both run in the same process.
+fn bench_generic_call(c: &mut Criterion) {
+    let f = jit(seed).unwrap();
+    let typed = f.compiled().unwrap().as_fn3::<f64>().unwrap();
+    let mut g = c.benchmark_group("generic call");
+    g.bench_function("typed as_fn3", |b| {
+        b.iter(|| typed.call(black_box(0.7), black_box(-1.3), black_box(2.5)))
+    });
+    g.bench_function("Jit::call f64 tuple", |b| {
+        b.iter(|| -> f64 {
+            f.call((black_box(0.7), black_box(-1.3), black_box(2.5)))
+                .unwrap()
+        })
+    });
+    g.bench_function("Jit::call_into_outs f64 tuple", |b| {
+        let mut out = 0.0f64;
+        b.iter(|| {
+            f.call_into_outs((black_box(0.7), black_box(-1.3), black_box(2.5)), &mut out)
+                .unwrap();
+            black_box(out)
+        })
+    });
+    let arrays = [Array::from(0.7), Array::from(-1.3), Array::from(2.5)];
+    g.bench_function("Jit::call borrowed rank-0 arrays", |b| {
+        b.iter(|| -> f64 {
+            f.call((
+                black_box(&arrays[0]),
+                black_box(&arrays[1]),
+                black_box(&arrays[2]),
+            ))
+            .unwrap()
+        })
+    });
+    g.bench_function("Jit::call_arrays (checked path)", |b| {
+        b.iter(|| f.call_arrays(black_box(&arrays)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_phases, bench_calls, bench_generic_call);
 criterion_main!(benches);

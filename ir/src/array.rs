@@ -20,6 +20,7 @@ pub enum Data {
 
 impl Data {
     /// The dtype of the elements.
+    #[inline]
     pub fn dtype(&self) -> DType {
         match self {
             Data::F32(_) => DType::F32,
@@ -535,11 +536,13 @@ impl Array {
     }
 
     /// The dtype of the elements.
+    #[inline]
     pub fn dtype(&self) -> DType {
         self.data.dtype()
     }
 
     /// The shape.
+    #[inline]
     pub fn shape(&self) -> &Shape {
         &self.shape
     }
@@ -568,6 +571,7 @@ impl Array {
     }
 
     /// The elements.
+    #[inline]
     pub fn data(&self) -> &Data {
         &self.data
     }

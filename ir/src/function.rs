@@ -394,17 +394,178 @@ impl Function {
 pub trait IntoArgs {
     /// The arguments as arrays.
     fn into_args(self) -> Vec<Array>;
+
+    /// Borrowed views of the arguments, built without allocating, when every argument offers
+    /// one and there are at most [`MAX_ARG_REFS`] of them; `None` otherwise (callers then
+    /// use [`IntoArgs::into_args`]). A JIT's generic call uses this to reach compiled code
+    /// without building intermediate arrays.
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        None
+    }
+}
+
+/// The most arguments [`IntoArgs::arg_refs`] can describe.
+pub const MAX_ARG_REFS: usize = 8;
+
+/// A borrowed view of one argument: a Rust scalar (a rank-0 value of its dtype) or an array.
+#[derive(Clone, Copy, Debug)]
+pub enum ArgRef<'a> {
+    /// An f64 scalar.
+    F64(f64),
+    /// An f32 scalar.
+    F32(f32),
+    /// An i32 scalar.
+    I32(i32),
+    /// A bool scalar.
+    Bool(bool),
+    /// An array, borrowed.
+    Array(&'a Array),
+}
+
+impl ArgRef<'_> {
+    /// The argument's type.
+    pub fn ty(&self) -> Type {
+        match self {
+            ArgRef::F64(_) => Type::scalar(DType::F64),
+            ArgRef::F32(_) => Type::scalar(DType::F32),
+            ArgRef::I32(_) => Type::scalar(DType::I32),
+            ArgRef::Bool(_) => Type::scalar(DType::Bool),
+            ArgRef::Array(a) => a.ty(),
+        }
+    }
+
+    /// The argument as an owned array.
+    pub fn to_array(&self) -> Array {
+        match self {
+            ArgRef::F64(x) => Array::from(*x),
+            ArgRef::F32(x) => Array::from(*x),
+            ArgRef::I32(x) => Array::from(*x),
+            ArgRef::Bool(x) => Array::from(*x),
+            ArgRef::Array(a) => (*a).clone(),
+        }
+    }
+}
+
+/// Up to [`MAX_ARG_REFS`] borrowed arguments, held inline (no allocation).
+#[derive(Clone, Copy, Debug)]
+pub struct ArgRefs<'a> {
+    refs: [ArgRef<'a>; MAX_ARG_REFS],
+    len: usize,
+}
+
+impl<'a> ArgRefs<'a> {
+    /// The list of `refs`, or `None` when it holds more than [`MAX_ARG_REFS`].
+    #[inline(always)]
+    pub fn new<const N: usize>(refs: [ArgRef<'a>; N]) -> Option<ArgRefs<'a>> {
+        if N > MAX_ARG_REFS {
+            return None;
+        }
+        let mut out = ArgRefs {
+            refs: [ArgRef::Bool(false); MAX_ARG_REFS],
+            len: N,
+        };
+        // A copy of constant length, so that it compiles to a few moves.
+        for (slot, r) in out.refs.iter_mut().zip(refs) {
+            *slot = r;
+        }
+        Some(out)
+    }
+
+    /// Borrowed views of a slice of arrays, or `None` when it holds more than
+    /// [`MAX_ARG_REFS`].
+    pub fn of_arrays(arrays: &'a [Array]) -> Option<ArgRefs<'a>> {
+        if arrays.len() > MAX_ARG_REFS {
+            return None;
+        }
+        let mut out = ArgRefs {
+            refs: [ArgRef::Bool(false); MAX_ARG_REFS],
+            len: arrays.len(),
+        };
+        for (slot, a) in out.refs.iter_mut().zip(arrays) {
+            *slot = ArgRef::Array(a);
+        }
+        Some(out)
+    }
+
+    /// The arguments, in order.
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[ArgRef<'a>] {
+        &self.refs[..self.len.min(MAX_ARG_REFS)]
+    }
+
+    /// The argument types, in order.
+    pub fn types(&self) -> Vec<Type> {
+        self.as_slice().iter().map(ArgRef::ty).collect()
+    }
+
+    /// The arguments as owned arrays.
+    pub fn to_arrays(&self) -> Vec<Array> {
+        self.as_slice().iter().map(ArgRef::to_array).collect()
+    }
 }
 
 /// One argument of [`Function::call`].
 pub trait IntoArg {
     /// The argument as an array.
     fn into_arg(self) -> Array;
+
+    /// A borrowed view of the argument, when it has one without building an array.
+    fn arg_ref(&self) -> Option<ArgRef<'_>> {
+        None
+    }
 }
 
-impl<T: Into<Array>> IntoArg for T {
+macro_rules! element_args {
+    ($t:ty, $variant:ident) => {
+        impl IntoArg for $t {
+            fn into_arg(self) -> Array {
+                self.into()
+            }
+            #[inline(always)]
+            fn arg_ref(&self) -> Option<ArgRef<'_>> {
+                Some(ArgRef::$variant(*self))
+            }
+        }
+        impl IntoArg for Vec<$t> {
+            fn into_arg(self) -> Array {
+                self.into()
+            }
+        }
+        impl IntoArg for &[$t] {
+            fn into_arg(self) -> Array {
+                self.into()
+            }
+        }
+        impl<const N: usize> IntoArg for [$t; N] {
+            fn into_arg(self) -> Array {
+                self.into()
+            }
+        }
+        impl<const N: usize, const M: usize> IntoArg for [[$t; M]; N] {
+            fn into_arg(self) -> Array {
+                self.into()
+            }
+        }
+        #[cfg(feature = "ndarray")]
+        impl IntoArg for ndarray::ArrayD<$t> {
+            fn into_arg(self) -> Array {
+                self.into()
+            }
+        }
+    };
+}
+element_args!(f64, F64);
+element_args!(f32, F32);
+element_args!(i32, I32);
+element_args!(bool, Bool);
+
+impl IntoArg for Array {
     fn into_arg(self) -> Array {
-        self.into()
+        self
+    }
+    #[inline(always)]
+    fn arg_ref(&self) -> Option<ArgRef<'_>> {
+        Some(ArgRef::Array(self))
     }
 }
 
@@ -412,11 +573,18 @@ impl IntoArg for &Array {
     fn into_arg(self) -> Array {
         self.clone()
     }
+    #[inline(always)]
+    fn arg_ref(&self) -> Option<ArgRef<'_>> {
+        Some(ArgRef::Array(self))
+    }
 }
 
 impl IntoArgs for Vec<Array> {
     fn into_args(self) -> Vec<Array> {
         self
+    }
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        ArgRefs::of_arrays(self)
     }
 }
 
@@ -424,11 +592,17 @@ impl IntoArgs for &[Array] {
     fn into_args(self) -> Vec<Array> {
         self.to_vec()
     }
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        ArgRefs::of_arrays(self)
+    }
 }
 
 impl IntoArgs for Array {
     fn into_args(self) -> Vec<Array> {
         vec![self]
+    }
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        ArgRefs::new([ArgRef::Array(self)])
     }
 }
 
@@ -436,17 +610,26 @@ impl IntoArgs for &Array {
     fn into_args(self) -> Vec<Array> {
         vec![self.clone()]
     }
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        ArgRefs::new([ArgRef::Array(self)])
+    }
 }
 
 impl IntoArgs for f64 {
     fn into_args(self) -> Vec<Array> {
         vec![Array::from(self)]
     }
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        ArgRefs::new([ArgRef::F64(*self)])
+    }
 }
 
 impl IntoArgs for f32 {
     fn into_args(self) -> Vec<Array> {
         vec![Array::from(self)]
+    }
+    fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+        ArgRefs::new([ArgRef::F32(*self)])
     }
 }
 
@@ -458,6 +641,12 @@ macro_rules! tuple_args {
                 let ($($name,)+) = self;
                 vec![$($name.into_arg()),+]
             }
+            #[allow(non_snake_case)]
+            #[inline(always)]
+            fn arg_refs(&self) -> Option<ArgRefs<'_>> {
+                let ($($name,)+) = self;
+                ArgRefs::new([$($name.arg_ref()?),+])
+            }
         }
     };
 }
@@ -468,10 +657,52 @@ tuple_args!(A, B, C, D);
 tuple_args!(A, B, C, D, E);
 tuple_args!(A, B, C, D, E, F);
 
+/// One scalar result of a compiled call, read without building an array.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScalarValue {
+    /// An f64 value.
+    F64(f64),
+    /// An f32 value.
+    F32(f32),
+    /// An i32 value.
+    I32(i32),
+    /// A bool value.
+    Bool(bool),
+}
+
+impl ScalarValue {
+    /// The value as a rank-0 array.
+    pub fn to_array(self) -> Array {
+        match self {
+            ScalarValue::F64(x) => Array::from(x),
+            ScalarValue::F32(x) => Array::from(x),
+            ScalarValue::I32(x) => Array::from(x),
+            ScalarValue::Bool(x) => Array::from(x),
+        }
+    }
+
+    /// The value widened to f64 (bools as 0 or 1), as [`Array::to_scalar`] does.
+    #[inline(always)]
+    pub fn to_f64(self) -> f64 {
+        match self {
+            ScalarValue::F64(x) => x,
+            ScalarValue::F32(x) => x as f64,
+            ScalarValue::I32(x) => x as f64,
+            ScalarValue::Bool(x) => x as u8 as f64,
+        }
+    }
+}
+
 /// One output of [`Function::call`], converted from an array.
 pub trait FromArray: Sized {
     /// Converts the array.
     fn from_array(a: Array) -> Result<Self>;
+
+    /// Converts a scalar result; the same as converting it as a rank-0 array (which is what
+    /// the default does), but types that can skip the array do.
+    fn from_scalar(x: ScalarValue) -> Result<Self> {
+        Self::from_array(x.to_array())
+    }
 }
 
 impl FromArray for Array {
@@ -485,17 +716,35 @@ impl FromArray for f64 {
     fn from_array(a: Array) -> Result<f64> {
         a.to_scalar()
     }
+    #[inline(always)]
+    fn from_scalar(x: ScalarValue) -> Result<f64> {
+        Ok(x.to_f64())
+    }
 }
 
 impl FromArray for f32 {
     fn from_array(a: Array) -> Result<f32> {
         f32::try_from(&a)
     }
+    #[inline(always)]
+    fn from_scalar(x: ScalarValue) -> Result<f32> {
+        match x {
+            ScalarValue::F32(v) => Ok(v),
+            _ => Self::from_array(x.to_array()),
+        }
+    }
 }
 
 impl FromArray for i32 {
     fn from_array(a: Array) -> Result<i32> {
         i32::try_from(&a)
+    }
+    #[inline(always)]
+    fn from_scalar(x: ScalarValue) -> Result<i32> {
+        match x {
+            ScalarValue::I32(v) => Ok(v),
+            _ => Self::from_array(x.to_array()),
+        }
     }
 }
 
@@ -516,6 +765,13 @@ impl FromArray for Vec<f32> {
 pub trait FromOutputs: Sized {
     /// Converts the outputs; the count must match.
     fn from_outputs(outs: Vec<Array>) -> Result<Self>;
+
+    /// Converts outputs that are all scalars; the same as converting them as rank-0 arrays
+    /// (which is what the default does), without building the arrays where the target
+    /// types allow.
+    fn from_scalars(outs: &[ScalarValue]) -> Result<Self> {
+        Self::from_outputs(outs.iter().map(|x| x.to_array()).collect())
+    }
 }
 
 impl FromOutputs for Vec<Array> {
@@ -538,6 +794,13 @@ impl<T: FromArray> FromOutputs for T {
         }
         T::from_array(outs.pop().expect("one output"))
     }
+    #[inline(always)]
+    fn from_scalars(outs: &[ScalarValue]) -> Result<T> {
+        match outs {
+            [x] => T::from_scalar(*x),
+            _ => Err(count_error(1, outs.len())),
+        }
+    }
 }
 
 macro_rules! tuple_outputs {
@@ -549,6 +812,14 @@ macro_rules! tuple_outputs {
                 }
                 let mut it = outs.into_iter();
                 Ok(($($name::from_array(it.next().expect("counted"))?,)+))
+            }
+            #[inline(always)]
+            fn from_scalars(outs: &[ScalarValue]) -> Result<Self> {
+                if outs.len() != $n {
+                    return Err(count_error($n, outs.len()));
+                }
+                let mut it = outs.iter();
+                Ok(($($name::from_scalar(*it.next().expect("counted"))?,)+))
             }
         }
     };

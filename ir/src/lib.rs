@@ -34,7 +34,10 @@ pub mod nn;
 pub mod tensor;
 pub mod tracer;
 
-pub use function::{function, trace, Function, IntoArgs, IntoFunction, IntoOutputs, Specialized};
+pub use function::{
+    function, trace, ArgRef, ArgRefs, Function, IntoArgs, IntoFunction, IntoOutputs, ScalarValue,
+    Specialized,
+};
 pub use indexing::At;
 pub use nn::{where_, Norm};
 pub use tensor::{concatenate, select, stack, Operand};

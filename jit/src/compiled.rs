@@ -3,8 +3,9 @@
 use crate::stats;
 use crate::JitOptions;
 use cranelift_jit::JITModule;
+use ferrax_ir::function::FromOutputs;
 use ferrax_ir::ops::Literal;
-use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, Type};
+use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, ScalarValue, Type};
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,9 @@ pub(crate) struct Inner {
     /// Whether `need` exceeds `opts.max_call_bytes`, decided once at compile time so that a
     /// call pays a single test.
     over_budget: bool,
+    /// Whether every output is a scalar, so that a generic call can read them from stack
+    /// slots.
+    pub(crate) scalar_outputs: bool,
     /// A one-workspace cache taken and returned with atomic swaps: the common single-caller
     /// case never touches the mutex.
     fast_ws: AtomicPtr<Workspace>,
@@ -117,6 +121,7 @@ impl Inner {
             (Some(budget), Some(need)) => need > budget,
             (Some(_), None) => true,
         };
+        let scalar_outputs = outputs.iter().all(|t| t.is_scalar());
         Inner {
             module: Some(module),
             tensor,
@@ -128,6 +133,7 @@ impl Inner {
             workspace,
             need,
             over_budget,
+            scalar_outputs,
             fast_ws: AtomicPtr::new(std::ptr::null_mut()),
             pool: Mutex::new(Vec::new()),
             _consts: consts,
@@ -286,7 +292,7 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-fn data_ptr(d: &Data) -> *const u8 {
+pub(crate) fn data_ptr(d: &Data) -> *const u8 {
     match d {
         Data::F32(v) => v.as_ptr() as *const u8,
         Data::F64(v) => v.as_ptr() as *const u8,
@@ -296,7 +302,7 @@ fn data_ptr(d: &Data) -> *const u8 {
 }
 
 /// Checks one array against the type the graph expects for it.
-fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
+pub(crate) fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
     if a.dtype() != want.dtype {
         return Err(Error::new(
             ErrorKind::DType,
@@ -322,7 +328,8 @@ fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
     Ok(())
 }
 
-fn arity(what: &str, want: usize, got: usize) -> Result<()> {
+/// Checks a count of arguments or outputs.
+pub(crate) fn arity(what: &str, want: usize, got: usize) -> Result<()> {
     if want != got {
         return Err(Error::new(
             ErrorKind::Arity,
@@ -403,6 +410,14 @@ impl Compiled {
         for (k, (want, a)) in self.inner.params.iter().zip(&refs).enumerate() {
             check("argument", k, want, a).map_err(|e| e.at(loc))?;
         }
+        let mut outs = self.alloc_outputs().map_err(|e| e.at(loc))?;
+        self.call_into(&refs, &mut outs).map_err(|e| e.at(loc))?;
+        Ok(outs)
+    }
+
+    /// Zeroed arrays of the output types, or a resource error naming the output that cannot
+    /// be allocated.
+    fn alloc_outputs(&self) -> Result<Vec<Array>> {
         let mut outs: Vec<Array> = Vec::with_capacity(self.inner.outputs.len());
         for (k, t) in self.inner.outputs.iter().enumerate() {
             let out = match try_zeros(t, "an output of the compiled call") {
@@ -413,13 +428,77 @@ impl Compiled {
                         "output {k} of the compiled call ({})",
                         output_origin(&self.inner.graph, k)
                     );
-                    try_zeros(t, &what).map_err(|e| e.at(loc))?
+                    try_zeros(t, &what)?
                 }
             };
             outs.push(out);
         }
-        self.call_into(&refs, &mut outs).map_err(|e| e.at(loc))?;
         Ok(outs)
+    }
+
+    /// Whether every call exceeds `JitOptions::max_call_bytes` (decided at compile time).
+    pub(crate) fn over_budget(&self) -> bool {
+        self.inner.over_budget
+    }
+
+    /// The error of a call over `JitOptions::max_call_bytes`.
+    #[cold]
+    pub(crate) fn budget_error(&self) -> Error {
+        self.inner.budget_error()
+    }
+
+    /// The budget check every call makes first: an error when the call's workspace and
+    /// outputs exceed `JitOptions::max_call_bytes`.
+    #[inline(always)]
+    pub(crate) fn check_budget(&self) -> Result<()> {
+        if self.inner.over_budget {
+            return Err(self.inner.budget_error());
+        }
+        Ok(())
+    }
+
+    /// Runs the tensor entry on argument pointers and converts the outputs to `R`: scalar
+    /// outputs are read from stack slots without building arrays, other outputs are
+    /// allocated as in [`Compiled::call`].
+    ///
+    /// # Safety
+    /// `ins` must hold one pointer per parameter, each to a live buffer of the parameter's
+    /// type and element count (checked by the caller).
+    pub(crate) unsafe fn call_checked<R: FromOutputs>(&self, ins: &[*const u8]) -> Result<R> {
+        self.check_budget()?;
+        let inner = &*self.inner;
+        if inner.scalar_outputs {
+            let mut slots: SmallVec<[u64; 8]> = SmallVec::from_elem(0, inner.outputs.len());
+            let outp: SmallVec<[*mut u8; 8]> =
+                slots.iter_mut().map(|s| s as *mut u64 as *mut u8).collect();
+            // SAFETY: the caller guarantees the arguments; each output slot is 8 bytes and
+            // 8-aligned, enough for one scalar of any dtype.
+            unsafe { self.run(ins, &outp)? };
+            let vals: SmallVec<[ScalarValue; 8]> = slots
+                .iter()
+                .zip(&inner.outputs)
+                .map(|(s, t)| scalar_value(s, t.dtype))
+                .collect();
+            return R::from_scalars(&vals);
+        }
+        let mut outs = self.alloc_outputs()?;
+        let outp: SmallVec<[*mut u8; 8]> =
+            outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
+        // SAFETY: the caller guarantees the arguments; the outputs were just allocated with
+        // the output types.
+        unsafe { self.run(ins, &outp)? };
+        R::from_outputs(outs)
+    }
+
+    /// Runs the tensor entry on argument and output pointers.
+    ///
+    /// # Safety
+    /// `ins` and `outs` must hold one pointer per parameter and per output, each to a live
+    /// buffer of its type and element count, outputs not overlapping anything else.
+    pub(crate) unsafe fn run_checked(&self, ins: &[*const u8], outs: &[*mut u8]) -> Result<()> {
+        self.check_budget()?;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.run(ins, outs) }
     }
 
     /// Calls the function on `args`, writing into the preallocated `outs` (which must have
@@ -643,6 +722,20 @@ fn write_scalar(slot: &mut u64, dtype: DType, x: f64) {
             DType::F32 => (p as *mut f32).write(x as f32),
             DType::I32 => (p as *mut i32).write(x as i32),
             DType::Bool => (p as *mut u8).write((x != 0.0) as u8),
+        }
+    }
+}
+
+/// The scalar of `dtype` that generated code wrote to `slot`.
+fn scalar_value(slot: &u64, dtype: DType) -> ScalarValue {
+    let p = slot as *const u64;
+    // SAFETY: as in `write_scalar`; generated code wrote a value of `dtype` (bools as 0/1).
+    unsafe {
+        match dtype {
+            DType::F64 => ScalarValue::F64((p as *const f64).read()),
+            DType::F32 => ScalarValue::F32((p as *const f32).read()),
+            DType::I32 => ScalarValue::I32((p as *const i32).read()),
+            DType::Bool => ScalarValue::Bool((p as *const u8).read() != 0),
         }
     }
 }

@@ -153,7 +153,7 @@ mod symbols;
 pub use cache::{clear_cache, compile_cached};
 pub use compile::compile;
 pub use compiled::Compiled;
-pub use function::{jit, jit_with, Jit};
+pub use function::{jit, jit_with, IntoOutRef, IntoOutRefs, Jit, OutRef};
 pub use options::{JitOptions, MathMode, AUTO_FAST_MIN};
 pub use scalar::{ScalarFn1, ScalarFn2, ScalarFn3, ScalarFn4, ScalarType};
 pub use stats::{stats, JitStats};

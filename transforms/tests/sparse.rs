@@ -1,0 +1,333 @@
+//! Sparse derivatives: detected Jacobian and Hessian patterns against the exact patterns read
+//! off dense Jacobians at random inputs, colourings checked for validity on random patterns,
+//! and compressed values against the dense derivatives.
+
+use ferrax_ir::{Array, DType, Graph, IntoFunction, Tensor, Type};
+use ferrax_transforms::sparse::colour::{
+    colour_columns, colour_star, is_valid_column_colouring, is_valid_star_colouring, Ordering,
+};
+use ferrax_transforms::sparse::compress::{hessian_plan, jacobian_plan};
+use ferrax_transforms::sparse::{hessian_pattern, jacobian_pattern, Pattern};
+use ferrax_transforms::{grad_graph, hessian_graph, jacfwd_graph};
+use proptest::prelude::*;
+
+const ORDERINGS: [Ordering; 3] = [
+    Ordering::Natural,
+    Ordering::LargestFirst,
+    Ordering::SmallestLast,
+];
+
+fn graph_of<M>(f: impl IntoFunction<M>, n: usize) -> Graph {
+    let s = ferrax_ir::function(f)
+        .specialize(&[Type::new(DType::F64, &[n])])
+        .unwrap();
+    assert_eq!(s.n_explicit, 1);
+    (*s.graph).clone()
+}
+
+/// A deterministic pseudo-random vector in [-1.5, 1.5].
+fn random(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 3.0 - 1.5
+        })
+        .collect()
+}
+
+/// The dense `rows × n` matrix computed by `dense` (a Jacobian graph of one argument) at `x`.
+fn dense_at(dense: &Graph, x: &[f64]) -> Vec<f64> {
+    let out = ferrax_ir::interp::eval(dense, &[Array::from(x.to_vec())]).unwrap();
+    out[0].to_f64_vec()
+}
+
+/// The exact pattern: entries nonzero at any of a few random inputs.
+fn exact_pattern(dense: &Graph, n: usize, inputs: &[Vec<f64>]) -> Pattern {
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for x in inputs {
+        let d = dense_at(dense, x);
+        let m = d.len() / n;
+        rows.resize(m, Vec::new());
+        for (r, row) in rows.iter_mut().enumerate() {
+            for c in 0..n {
+                if d[r * n + c] != 0.0 && !row.contains(&c) {
+                    row.push(c);
+                }
+            }
+        }
+    }
+    for r in &mut rows {
+        r.sort_unstable();
+    }
+    Pattern::from_rows(n, &rows)
+}
+
+fn inputs(n: usize) -> Vec<Vec<f64>> {
+    (1..4).map(|s| random(n, s)).collect()
+}
+
+/// Checks the detected Jacobian pattern of `f` equals the exact one at random inputs.
+fn check_exact<M>(f: impl IntoFunction<M>, n: usize) -> Pattern {
+    let g = graph_of(f, n);
+    let detected = jacobian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&jacfwd_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    assert_eq!(detected, exact, "\n{}", g.to_text());
+    detected
+}
+
+fn rosenbrock(x: Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let a = x.slice_axis(0, 0, n - 1);
+    let b = x.slice_axis(0, 1, n);
+    let d = b - a.clone() * a.clone();
+    let e = 1.0 - a;
+    (100.0 * d.clone() * d + e.clone() * e).sum_all()
+}
+
+fn stencil(x: &Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let p = x.pad(&[1], &[1], &[0], 0.0);
+    p.slice_axis(0, 0, n) - 2.0 * x.clone() + p.slice_axis(0, 2, n + 2)
+}
+
+#[test]
+fn rosenbrock_gradient_and_hessian() {
+    let n = 9;
+    let g = graph_of(rosenbrock, n);
+    let gg = grad_graph(&g, 1, &[0], false).unwrap();
+    let detected = jacobian_pattern(&gg, 1).unwrap();
+    let exact = exact_pattern(&hessian_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    assert_eq!(detected, exact);
+    assert_eq!(hessian_pattern(&g, 1).unwrap(), exact);
+    assert_eq!(exact.nnz(), 3 * n - 2);
+    // The Jacobian of the gradient (its own graph) is the same tridiagonal pattern.
+    let gf = |x: Tensor| {
+        let g = ferrax_transforms::api::grad(rosenbrock);
+        g.apply1(&[x])
+    };
+    check_exact(gf, n);
+}
+
+#[test]
+fn tridiagonal_stencil() {
+    let p = check_exact(|x: Tensor| stencil(&x) + x.clone() * x.clone() * x.sin(), 8);
+    assert_eq!(p.nnz(), 3 * 8 - 2);
+}
+
+#[test]
+fn banded_matmul_with_a_constant_sparse_matrix() {
+    let n = 10;
+    let mut a = vec![0.0; n * n];
+    for i in 0..n {
+        a[i * n + i] = 2.0;
+        if i + 2 < n {
+            a[i * n + i + 2] = -1.0;
+        }
+    }
+    a[3 * n + 9] = 0.5;
+    let a = Array::from_f64(vec![n, n], a).unwrap();
+    let p = check_exact(
+        move |x: Tensor| Tensor::constant(a.clone()).matmul(&x.sin()),
+        n,
+    );
+    assert_eq!(p.nnz(), n + (n - 2) + 1);
+}
+
+#[test]
+fn gather_scatter_and_shape_ops() {
+    let n = 7;
+    let idx = Array::from_i32(vec![5], vec![3, 0, 6, 3, 2]).unwrap();
+    let i2 = idx.clone();
+    check_exact(
+        move |x: Tensor| {
+            let i = Tensor::constant(i2.clone());
+            x.take(&i, 0) * x.take(&i, 0).rev(&[0])
+        },
+        n,
+    );
+    check_exact(
+        move |x: Tensor| {
+            let i = Tensor::constant(idx.clone());
+            let u = x.slice_axis(0, 1, 6).exp();
+            let s = x.scatter_add(&i, &u);
+            let c = ferrax_ir::concatenate(&[s.clone(), x.rev(&[0]).cos()], 0);
+            c.reshape(&[2, n]).transpose(&[1, 0]).sum(&[1]) * s.cumsum(0)
+        },
+        n,
+    );
+}
+
+#[test]
+fn fori_loop_stencil() {
+    let n = 12;
+    let p = check_exact(
+        |x: Tensor| {
+            ferrax_ir::fori_loop(
+                0,
+                3,
+                |_i, c| vec![c[0].clone() + 0.1 * stencil(&c[0]) * c[0].clone()],
+                &[x],
+            )
+            .remove(0)
+        },
+        n,
+    );
+    // Three steps of a tridiagonal stencil make a band of half-width 3.
+    let band: usize = (0..n).map(|i| i.min(3) + (n - 1 - i).min(3) + 1).sum();
+    assert_eq!(p.nnz(), band);
+}
+
+#[test]
+fn cond_takes_the_union_of_its_branches() {
+    let n = 6;
+    let g = graph_of(
+        |x: Tensor| {
+            let pred = x.sum_all().gt(0.0);
+            ferrax_ir::cond(
+                &pred,
+                |o| vec![o[0].slice_axis(0, 0, 3).sin()],
+                |o| vec![o[0].slice_axis(0, 3, 6).exp()],
+                &[x],
+            )
+            .remove(0)
+        },
+        n,
+    );
+    let detected = jacobian_pattern(&g, 1).unwrap();
+    let rows: Vec<Vec<usize>> = (0..3).map(|i| vec![i, i + 3]).collect();
+    assert_eq!(detected, Pattern::from_rows(n, &rows));
+}
+
+/// A random pattern of `rows × cols` with roughly `density` of the entries set.
+fn arb_pattern() -> impl Strategy<Value = Pattern> {
+    (1usize..25, 1usize..25, proptest::collection::vec(any::<u16>(), 0..120)).prop_map(
+        |(r, c, picks)| {
+            let mut rows = vec![Vec::new(); r];
+            for p in picks {
+                let p = p as usize;
+                rows[p % r].push((p / r) % c);
+            }
+            for row in &mut rows {
+                row.sort_unstable();
+                row.dedup();
+            }
+            Pattern::from_rows(c, &rows)
+        },
+    )
+}
+
+fn symmetric(p: &Pattern) -> Pattern {
+    let n = p.nrows.max(p.ncols);
+    let mut rows = vec![Vec::new(); n];
+    for r in 0..p.nrows {
+        for &c in p.row(r) {
+            rows[r].push(c);
+            rows[c].push(r);
+        }
+    }
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.push(i);
+        row.sort_unstable();
+        row.dedup();
+    }
+    Pattern::from_rows(n, &rows)
+}
+
+proptest! {
+    #[test]
+    fn column_colourings_are_valid(p in arb_pattern()) {
+        for o in ORDERINGS {
+            let c = colour_columns(&p, o);
+            prop_assert!(is_valid_column_colouring(&p, &c));
+            let widest = (0..p.nrows).map(|r| p.row(r).len()).max().unwrap_or(0);
+            prop_assert!(c.num_colours >= widest);
+        }
+    }
+
+    #[test]
+    fn star_colourings_are_valid_and_decompress(p in arb_pattern()) {
+        let s = symmetric(&p);
+        for o in ORDERINGS {
+            let c = colour_star(&s, o);
+            prop_assert!(is_valid_star_colouring(&s, &c));
+            prop_assert!(ferrax_transforms::sparse::colour::star_decompression(&s, &c).is_ok());
+        }
+    }
+}
+
+#[test]
+fn the_checkers_reject_bad_colourings() {
+    // A path 0-1-2-3 coloured 0,1,0,1 is distance-1 valid but not a star colouring.
+    let rows = vec![vec![0, 1], vec![0, 1, 2], vec![1, 2, 3], vec![2, 3]];
+    let p = Pattern::from_rows(4, &rows);
+    let bad = ferrax_transforms::sparse::Colouring {
+        colours: vec![0, 1, 0, 1],
+        num_colours: 2,
+    };
+    assert!(!is_valid_star_colouring(&p, &bad));
+    assert!(ferrax_transforms::sparse::colour::star_decompression(&p, &bad).is_err());
+    assert!(!is_valid_column_colouring(&p, &bad));
+}
+
+#[test]
+fn rosenbrock_hessian_needs_three_colours() {
+    let n = 50;
+    let g = graph_of(rosenbrock, n);
+    let h = hessian_pattern(&g, 1).unwrap();
+    for o in ORDERINGS {
+        let c = colour_star(&h, o);
+        assert!(is_valid_star_colouring(&h, &c));
+        eprintln!("rosenbrock n = {n}: {o:?} star colouring uses {} colours", c.num_colours);
+    }
+    assert_eq!(colour_star(&h, Ordering::Natural).num_colours, 3);
+    assert_eq!(colour_star(&h, Ordering::SmallestLast).num_colours, 3);
+}
+
+/// The values of `plan` at `x` against the dense matrix from `dense`.
+fn check_values(plan_graph: &Graph, p: &Pattern, dense: &Graph, x: &[f64]) {
+    let vals = ferrax_ir::interp::eval(plan_graph, &[Array::from(x.to_vec())]).unwrap();
+    let vals = vals[0].to_f64_vec();
+    let d = dense_at(dense, x);
+    assert_eq!(vals.len(), p.nnz());
+    let mut k = 0;
+    for r in 0..p.nrows {
+        for &c in p.row(r) {
+            let want = d[r * p.ncols + c];
+            assert!(
+                (vals[k] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "({r}, {c}): {} vs {want}",
+                vals[k]
+            );
+            k += 1;
+        }
+    }
+}
+
+#[test]
+fn compressed_jacobian_values_equal_dense() {
+    let n = 11;
+    let g = graph_of(|x: Tensor| stencil(&x) * x.exp() + x.clone() * x, n);
+    for o in ORDERINGS {
+        let plan = jacobian_plan(&g, 1, o).unwrap();
+        assert_eq!(plan.colouring.num_colours, 3);
+        let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+        for x in inputs(n) {
+            check_values(&plan.graph, &plan.pattern, &dense, &x);
+        }
+    }
+}
+
+#[test]
+fn compressed_hessian_values_equal_dense() {
+    let n = 13;
+    let g = graph_of(rosenbrock, n);
+    let plan = hessian_plan(&g, 1, Ordering::SmallestLast).unwrap();
+    assert_eq!(plan.colouring.num_colours, 3);
+    let dense = hessian_graph(&g, 1, &[0]).unwrap();
+    for x in inputs(n) {
+        check_values(&plan.graph, &plan.pattern, &dense, &x);
+    }
+}

@@ -25,8 +25,8 @@ extern crate self as ferrax;
 pub mod optim;
 pub mod sparse;
 pub mod tree;
-pub use tree::Tree;
 pub use sparse::{hessian_sparse, jacobian_sparse, sparsity, Sparse};
+pub use tree::Tree;
 
 pub use ferrax_ir as ir;
 pub use ferrax_ir::control_api::{

@@ -8,8 +8,8 @@
 
 use ferrax_ir::{Array, Error, ErrorKind, Function, IntoFunction, Result, Type};
 use ferrax_jit::{jit_with, Jit, JitOptions};
-pub use ferrax_transforms::sparse::{Colouring, Ordering, Pattern};
 use ferrax_transforms::sparse::compress::{hessian_plan, jacobian_plan, SparsePlan};
+pub use ferrax_transforms::sparse::{Colouring, Ordering, Pattern};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -42,7 +42,9 @@ fn brusselator(x: Tensor) -> Tensor {
     let uuv = u.clone() * u.clone() * v.clone();
     let du = 1.0 + uuv.clone() - 4.4 * u.clone() + 0.1 * lap(&u);
     let dv = 3.4 * u - uuv + 0.1 * lap(&v);
-    ferrax::stack(&[du, dv]).transpose(&[1, 0]).reshape(&[2 * n])
+    ferrax::stack(&[du, dv])
+        .transpose(&[1, 0])
+        .reshape(&[2 * n])
 }
 
 fn close(a: &[f64], b: &[f64]) {
@@ -69,11 +71,15 @@ fn sparse_hessian_equals_dense() {
 #[test]
 fn sparse_jacobian_equals_dense_for_every_ordering() {
     let n = 40;
-    for o in [Ordering::Natural, Ordering::LargestFirst, Ordering::SmallestLast] {
+    for o in [
+        Ordering::Natural,
+        Ordering::LargestFirst,
+        Ordering::SmallestLast,
+    ] {
         let j = jacobian_sparse(brusselator).unwrap().ordering(o).unwrap();
         let x = Array::from(random(2 * n, 7));
         let s = j.call(x.clone()).unwrap();
-        let d = jacfwd(brusselator).call_arrays(&[x.clone()]).unwrap()[0].to_f64_vec();
+        let d = jacfwd(brusselator).call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
         close(&s.to_dense(), &d);
         assert!(s.colours <= 6, "{o:?}: {} colours", s.colours);
         // The compiled values equal the interpreter's.
@@ -85,19 +91,27 @@ fn sparse_jacobian_equals_dense_for_every_ordering() {
 #[test]
 fn sparsity_patterns() {
     let t = Type::new(DType::F64, &[5]);
-    let p = sparsity(rosenbrock).hessian(&[t.clone()]).unwrap();
+    let p = sparsity(rosenbrock).hessian(std::slice::from_ref(&t)).unwrap();
     assert_eq!(p.nnz(), 13);
-    let p = sparsity(|x: Tensor| x.rev(&[0]).sin()).jacobian(&[t]).unwrap();
+    let p = sparsity(|x: Tensor| x.rev(&[0]).sin())
+        .jacobian(&[t])
+        .unwrap();
     assert_eq!(p.col_idx, vec![4, 3, 2, 1, 0]);
 }
 
 #[test]
 fn unsupported_functions_are_errors() {
     let x = Array::from(vec![1.0, 2.0]);
-    let e = hessian_sparse(|x: Tensor| x.sin()).unwrap().call(x.clone()).unwrap_err();
+    let e = hessian_sparse(|x: Tensor| x.sin())
+        .unwrap()
+        .call(x.clone())
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transform, "{e}");
     let two = jacobian_sparse(|x: Tensor, y: Tensor| x * y).unwrap();
-    let e = two.values_function().call_arrays(&[x.clone(), x.clone()]).unwrap_err();
+    let e = two
+        .values_function()
+        .call_arrays(&[x.clone(), x.clone()])
+        .unwrap_err();
     assert!(e.to_string().contains("jacobian_sparse"), "{e}");
     let e = jacobian_sparse(|x: Tensor| x.sum_all())
         .unwrap()

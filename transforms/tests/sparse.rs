@@ -27,7 +27,9 @@ fn graph_of<M>(f: impl IntoFunction<M>, n: usize) -> Graph {
 
 /// A deterministic pseudo-random vector in [-1.5, 1.5].
 fn random(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             s = s
@@ -203,8 +205,12 @@ fn cond_takes_the_union_of_its_branches() {
 
 /// A random pattern of `rows × cols` with roughly `density` of the entries set.
 fn arb_pattern() -> impl Strategy<Value = Pattern> {
-    (1usize..25, 1usize..25, proptest::collection::vec(any::<u16>(), 0..120)).prop_map(
-        |(r, c, picks)| {
+    (
+        1usize..25,
+        1usize..25,
+        proptest::collection::vec(any::<u16>(), 0..120),
+    )
+        .prop_map(|(r, c, picks)| {
             let mut rows = vec![Vec::new(); r];
             for p in picks {
                 let p = p as usize;
@@ -215,8 +221,7 @@ fn arb_pattern() -> impl Strategy<Value = Pattern> {
                 row.dedup();
             }
             Pattern::from_rows(c, &rows)
-        },
-    )
+        })
 }
 
 fn symmetric(p: &Pattern) -> Pattern {
@@ -280,7 +285,10 @@ fn rosenbrock_hessian_needs_three_colours() {
     for o in ORDERINGS {
         let c = colour_star(&h, o);
         assert!(is_valid_star_colouring(&h, &c));
-        eprintln!("rosenbrock n = {n}: {o:?} star colouring uses {} colours", c.num_colours);
+        eprintln!(
+            "rosenbrock n = {n}: {o:?} star colouring uses {} colours",
+            c.num_colours
+        );
     }
     assert_eq!(colour_star(&h, Ordering::Natural).num_colours, 3);
     assert_eq!(colour_star(&h, Ordering::SmallestLast).num_colours, 3);

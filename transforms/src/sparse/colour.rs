@@ -246,7 +246,10 @@ pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
         for &j in p.row(i) {
             if count(i, c.colours[j]) == 1 {
                 out.push(i * k + c.colours[j]);
-            } else if j < p.nrows && p.row(j).binary_search(&i).is_ok() && count(j, c.colours[i]) == 1 {
+            } else if j < p.nrows
+                && p.row(j).binary_search(&i).is_ok()
+                && count(j, c.colours[i]) == 1
+            {
                 out.push(j * k + c.colours[i]);
             } else {
                 return Err(Error::new(

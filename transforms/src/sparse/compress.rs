@@ -150,7 +150,11 @@ fn compressed_graph(g: &Graph, n_explicit: usize, c: &Colouring, idx: &[usize]) 
             idx.iter().map(|&i| i as i32).collect(),
         )?;
         let at = push1(b, Op::Literal(LiteralOp::Const(Literal::new(at))), &[])?;
-        let vals = push1(b, Op::Index(IndexOp::Gather(Indexing::default())), &[flat, at])?;
+        let vals = push1(
+            b,
+            Op::Index(IndexOp::Gather(Indexing::default())),
+            &[flat, at],
+        )?;
         Ok(vec![vals])
     })?;
     finish(out)

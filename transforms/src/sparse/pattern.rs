@@ -172,7 +172,11 @@ struct Ctx {
 
 impl Ctx {
     /// Builds one set per element with `f`, charging the entries to the budget.
-    fn build(&mut self, n: usize, mut f: impl FnMut(usize) -> Set) -> Result<Option<Arc<Vec<Set>>>> {
+    fn build(
+        &mut self,
+        n: usize,
+        mut f: impl FnMut(usize) -> Set,
+    ) -> Result<Option<Arc<Vec<Set>>>> {
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let s = f(i);
@@ -205,11 +209,7 @@ pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
         if i < n_explicit && ty.dtype.is_float() {
             let n = ty.size();
             if offset.saturating_add(n) > u32::MAX as usize {
-                ferrax_ir::bail!(
-                    Resource,
-                    "sparsity: more than {} input elements",
-                    u32::MAX
-                );
+                ferrax_ir::bail!(Resource, "sparsity: more than {} input elements", u32::MAX);
             }
             let base = offset as u32;
             params.push(State {
@@ -276,11 +276,20 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
             states[r.index()] = s;
         }
     }
-    Ok(g.outputs().iter().map(|o| states[o.index()].clone()).collect())
+    Ok(g.outputs()
+        .iter()
+        .map(|o| states[o.index()].clone())
+        .collect())
 }
 
 /// The states of one instruction's results (their `konst` is filled in by the caller).
-fn rule(ctx: &mut Ctx, op: &Op, args: &[&State], tys: &[Type], outs: &[Type]) -> Result<Vec<State>> {
+fn rule(
+    ctx: &mut Ctx,
+    op: &Op,
+    args: &[&State],
+    tys: &[Type],
+    outs: &[Type],
+) -> Result<Vec<State>> {
     let one = |deps| Ok(vec![State { deps, konst: None }]);
     let n = outs[0].size();
     match op {
@@ -289,7 +298,11 @@ fn rule(ctx: &mut Ctx, op: &Op, args: &[&State], tys: &[Type], outs: &[Type]) ->
         }
         Op::Convert(ferrax_ir::ops::ConvertOp::StopGradient) | Op::Literal(_) => one(None),
         Op::Compare(ferrax_ir::ops::CompareOp::Select) => {
-            match args[0].konst.as_ref().and_then(|p| p.as_bool().map(|b| b.to_vec())) {
+            match args[0]
+                .konst
+                .as_ref()
+                .and_then(|p| p.as_bool().map(|b| b.to_vec()))
+            {
                 // A known predicate picks one branch per element.
                 Some(p) => one(ctx.build(n, |i| {
                     let pick = if p.len() == 1 { p[0] } else { p[i] };
@@ -316,9 +329,7 @@ fn rule(ctx: &mut Ctx, op: &Op, args: &[&State], tys: &[Type], outs: &[Type]) ->
                 one(moved(ctx, op, args, tys, &[0], n)?)
             }
             IndexOp::DynamicUpdateSlice => one(moved(ctx, op, args, tys, &[0, 1], n)?),
-            IndexOp::Scatter { at, combine } => {
-                one(scatter(ctx, op, *at, *combine, args, tys, n)?)
-            }
+            IndexOp::Scatter { at, combine } => one(scatter(ctx, op, *at, *combine, args, tys, n)?),
         },
         Op::Conv(_) | Op::Window(_) => full(ctx, args, outs),
         Op::Control(c) => control(ctx, c, args, tys, outs),
@@ -468,7 +479,12 @@ fn offsets(dims: &[usize], strides: &[usize]) -> Vec<usize> {
     out
 }
 
-fn reduce(ctx: &mut Ctx, a: &State, dims: &[usize], axes: &[usize]) -> Result<Option<Arc<Vec<Set>>>> {
+fn reduce(
+    ctx: &mut Ctx,
+    a: &State,
+    dims: &[usize],
+    axes: &[usize],
+) -> Result<Option<Arc<Vec<Set>>>> {
     if a.deps.is_none() {
         return Ok(None);
     }
@@ -564,7 +580,13 @@ fn dot(
     })
 }
 
-fn control(ctx: &mut Ctx, c: &ControlOp, args: &[&State], tys: &[Type], outs: &[Type]) -> Result<Vec<State>> {
+fn control(
+    ctx: &mut Ctx,
+    c: &ControlOp,
+    args: &[&State],
+    tys: &[Type],
+    outs: &[Type],
+) -> Result<Vec<State>> {
     let owned: Vec<State> = args.iter().map(|s| (*s).clone()).collect();
     match c {
         ControlOp::Switch { branches } => {
@@ -586,19 +608,30 @@ fn control(ctx: &mut Ctx, c: &ControlOp, args: &[&State], tys: &[Type], outs: &[
             }
             Ok(acc.unwrap_or_default())
         }
-        ControlOp::While { cond, body, n_consts } => {
+        ControlOp::While {
+            cond,
+            body,
+            n_consts,
+        } => {
             let (consts, mut carry) = (owned[..*n_consts].to_vec(), owned[*n_consts..].to_vec());
             let with = |carry: &[State]| [consts.as_slice(), carry].concat();
             for _ in 0..UNROLL_LIMIT {
                 let p = propagate(ctx, cond.graph(), &with(&carry))?;
                 match p[0].konst.as_ref().and_then(|k| k.to_scalar().ok()) {
-                    Some(v) if v == 0.0 => return Ok(carry),
+                    Some(0.0) => return Ok(carry),
                     Some(_) => carry = propagate(ctx, body.graph(), &with(&carry))?,
                     None => break,
                 }
             }
-            fixed_point(ctx, body.graph(), &consts, carry, &[], carry_len(&owned, *n_consts))
-                .map(|(c, _)| c)
+            fixed_point(
+                ctx,
+                body.graph(),
+                &consts,
+                carry,
+                &[],
+                carry_len(&owned, *n_consts),
+            )
+            .map(|(c, _)| c)
         }
         ControlOp::Scan {
             body,
@@ -606,7 +639,17 @@ fn control(ctx: &mut Ctx, c: &ControlOp, args: &[&State], tys: &[Type], outs: &[
             n_consts,
             n_carry,
             reverse,
-        } => scan(ctx, body.graph(), &owned, tys, outs, *length, *n_consts, *n_carry, *reverse),
+        } => scan(
+            ctx,
+            body.graph(),
+            &owned,
+            tys,
+            outs,
+            *length,
+            *n_consts,
+            *n_carry,
+            *reverse,
+        ),
         ControlOp::Call { body, .. } => propagate(ctx, body.graph(), &owned),
         ControlOp::TapedWhile { .. } | ControlOp::CustomLinear { .. } => full(ctx, args, outs),
     }
@@ -631,9 +674,10 @@ fn fixed_point(
         let args = [consts, &carry, xs].concat();
         let out = propagate(ctx, body, &args)?;
         let next: Vec<State> = carry.iter().zip(&out).map(|(a, b)| a.join(b)).collect();
-        let same = next.iter().zip(&carry).all(|(a, b)| {
-            a.same_deps(b) && a.konst.is_some() == b.konst.is_some()
-        });
+        let same = next
+            .iter()
+            .zip(&carry)
+            .all(|(a, b)| a.same_deps(b) && a.konst.is_some() == b.konst.is_some());
         if same {
             return Ok((next, out[n_carry..].to_vec()));
         }
@@ -663,7 +707,10 @@ fn scan(
         let mut v = Vec::with_capacity(xs.len());
         for (x, t) in xs.iter().zip(x_tys) {
             let m = t.size() / length.max(1);
-            let deps = x.deps.as_ref().map(|d| Arc::new(d[i * m..(i + 1) * m].to_vec()));
+            let deps = x
+                .deps
+                .as_ref()
+                .map(|d| Arc::new(d[i * m..(i + 1) * m].to_vec()));
             let konst = match &x.konst {
                 Some(k) => Some(Arc::new(Array::new(
                     Shape::new(&t.dims()[1..]),
@@ -708,7 +755,11 @@ fn scan(
     // Too long to follow: every slice is joined into one state and the carry is a fixed point.
     let mut joined = slice(0)?;
     for i in 1..length {
-        joined = joined.iter().zip(&slice(i)?).map(|(a, b)| a.join(b)).collect();
+        joined = joined
+            .iter()
+            .zip(&slice(i)?)
+            .map(|(a, b)| a.join(b))
+            .collect();
     }
     let (mut res, ys) = fixed_point(ctx, body, consts, carry, &joined, n_carry)?;
     for (y, t) in ys.iter().zip(y_tys) {

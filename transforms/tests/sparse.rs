@@ -339,3 +339,162 @@ fn compressed_hessian_values_equal_dense() {
         check_values(&plan.graph, &plan.pattern, &dense, &x);
     }
 }
+
+/// Checks the detected pattern contains the exact one (for rules that are conservative by
+/// design) and returns both.
+fn check_superset<M>(f: impl IntoFunction<M>, n: usize) -> (Pattern, Pattern) {
+    let g = graph_of(f, n);
+    let detected = jacobian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&jacfwd_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    assert_eq!((detected.nrows, detected.ncols), (exact.nrows, exact.ncols));
+    for r in 0..exact.nrows {
+        for c in exact.row(r) {
+            assert!(detected.row(r).contains(c), "({r}, {c}) missed");
+        }
+    }
+    (detected, exact)
+}
+
+fn i32s(v: &[i32]) -> Tensor {
+    Tensor::constant(Array::from_i32(vec![v.len()], v.to_vec()).unwrap())
+}
+
+fn i32_scalar(v: i32) -> Tensor {
+    Tensor::constant(Array::from_i32(Vec::<usize>::new(), vec![v]).unwrap())
+}
+
+#[test]
+fn scan_over_slices_is_followed_step_by_step() {
+    let n = 8;
+    let p = check_exact(
+        move |x: Tensor| {
+            let c0 = x.slice_axis(0, 0, 1).reshape(&[]);
+            let (c, ys) = ferrax_ir::scan(
+                |c, xs| {
+                    let next = c[0].clone() * xs[0].clone() + xs[0].sin();
+                    (vec![next.clone()], vec![next.sin()])
+                },
+                &[c0],
+                &[x.slice_axis(0, 1, n)],
+            );
+            ferrax_ir::concatenate(&[c[0].reshape(&[1]), ys[0].clone()], 0)
+        },
+        n,
+    );
+    // Output 0 (the final carry) depends on everything; y_i on x_0..=x_{i+1}.
+    assert_eq!(p.row(0).len(), n);
+    assert_eq!(p.row(1), &[0, 1]);
+}
+
+#[test]
+fn while_loop_with_a_data_dependent_trip_count_is_a_sound_fixed_point() {
+    let n = 7;
+    let (detected, exact) = check_superset(
+        |x: Tensor| {
+            let t = Tensor::scalar(0.0);
+            ferrax_ir::while_loop(
+                |c| c[1].lt(2.0),
+                |c| {
+                    let x = c[0].clone() + 0.1 * stencil(&c[0]) * c[0].clone();
+                    let t = c[1].clone() + (c[0].clone() * c[0].clone()).sum_all() + 0.5;
+                    vec![x, t]
+                },
+                &[x, t],
+            )
+            .remove(0)
+        },
+        n,
+    );
+    // The fixed point over an unknown number of stencil steps spreads over the whole vector.
+    assert_eq!(detected.nnz(), n * n);
+    assert!(exact.nnz() <= n * n);
+}
+
+#[test]
+fn dynamic_slices_and_set_scatters_with_constant_indices_are_exact() {
+    let n = 9;
+    check_exact(
+        |x: Tensor| {
+            let s = x.dynamic_slice(&[i32_scalar(2)], &[4]).exp();
+            let u = x.dynamic_update_slice(&s, &[i32_scalar(4)]);
+            u.clone() * u.at(&i32s(&[0, 8, 3])).set(x.slice_axis(0, 5, 8).sin())
+        },
+        n,
+    );
+}
+
+#[test]
+fn computed_indices_are_conservative() {
+    let n = 6;
+    let (detected, _) = check_superset(
+        |x: Tensor| {
+            let i = x.argmax(0);
+            let s = x.dynamic_slice(std::slice::from_ref(&i), &[2]);
+            let g = x.take(&i.reshape(&[1]), 0);
+            ferrax_ir::concatenate(&[s, g], 0).sin()
+        },
+        n,
+    );
+    assert_eq!(detected.nnz(), 3 * n);
+}
+
+#[test]
+fn reductions_and_batched_dots() {
+    let n = 12;
+    check_exact(
+        |x: Tensor| {
+            let m = x.reshape(&[2, 2, 3]);
+            let v = x.slice_axis(0, 0, 6).reshape(&[2, 3]).cos();
+            let bd = m
+                .exp()
+                .dot_general(
+                    &v,
+                    ferrax_ir::ops::DotGeneral {
+                        lhs_contract: [2].into_iter().collect(),
+                        rhs_contract: [1].into_iter().collect(),
+                        lhs_batch: [0].into_iter().collect(),
+                        rhs_batch: [0].into_iter().collect(),
+                    },
+                )
+                .reshape(&[4]);
+            let mx = m.sum(&[1]).reshape(&[6]).slice_axis(0, 0, 4);
+            let pr = m.prod(&[2]).reshape(&[4]);
+            bd + mx * pr
+        },
+        n,
+    );
+    // A maximum depends on every element it may pick (at a given input, on one of them).
+    let (detected, _) = check_superset(|x: Tensor| x.reshape(&[4, 3]).max(&[1]), n);
+    assert_eq!(detected.nnz(), n);
+}
+
+#[test]
+fn hessian_pattern_through_a_loop() {
+    let n = 10;
+    let g = graph_of(
+        |x: Tensor| {
+            let y = ferrax_ir::fori_loop(
+                0,
+                2,
+                |_i, c| vec![c[0].clone() + 0.1 * stencil(&c[0]) * c[0].clone()],
+                &[x],
+            )
+            .remove(0);
+            (y.clone() * y).sum_all()
+        },
+        n,
+    );
+    let detected = hessian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&hessian_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    for r in 0..n {
+        for c in exact.row(r) {
+            assert!(detected.row(r).contains(c), "({r}, {c}) missed");
+        }
+    }
+    eprintln!(
+        "loop Hessian: detected nnz {} against exact {}",
+        detected.nnz(),
+        exact.nnz()
+    );
+    assert_eq!(detected, exact);
+}

@@ -79,7 +79,10 @@ fn sparse_jacobian_equals_dense_for_every_ordering() {
         let j = jacobian_sparse(brusselator).unwrap().ordering(o).unwrap();
         let x = Array::from(random(2 * n, 7));
         let s = j.call(x.clone()).unwrap();
-        let d = jacfwd(brusselator).call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
+        let d = jacfwd(brusselator)
+            .call_arrays(std::slice::from_ref(&x))
+            .unwrap()[0]
+            .to_f64_vec();
         close(&s.to_dense(), &d);
         assert!(s.colours <= 6, "{o:?}: {} colours", s.colours);
         // The compiled values equal the interpreter's.
@@ -91,7 +94,9 @@ fn sparse_jacobian_equals_dense_for_every_ordering() {
 #[test]
 fn sparsity_patterns() {
     let t = Type::new(DType::F64, &[5]);
-    let p = sparsity(rosenbrock).hessian(std::slice::from_ref(&t)).unwrap();
+    let p = sparsity(rosenbrock)
+        .hessian(std::slice::from_ref(&t))
+        .unwrap();
     assert_eq!(p.nnz(), 13);
     let p = sparsity(|x: Tensor| x.rev(&[0]).sin())
         .jacobian(&[t])

@@ -498,3 +498,12 @@ fn hessian_pattern_through_a_loop() {
     );
     assert_eq!(detected, exact);
 }
+
+#[test]
+fn a_dense_derivative_too_large_for_the_analysis_is_an_error() {
+    let n = 9000;
+    let g = graph_of(|x: Tensor| x.sum_all() * x, n);
+    let e = jacobian_pattern(&g, 1).unwrap_err();
+    assert_eq!(e.kind, ferrax_ir::ErrorKind::Resource, "{e}");
+    assert!(e.to_string().contains("sparsity"), "{e}");
+}

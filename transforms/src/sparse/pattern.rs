@@ -32,8 +32,12 @@ const KONST_LIMIT: usize = 1 << 20;
 /// point over the carry.
 const UNROLL_LIMIT: usize = 4096;
 
-/// The most set entries an analysis may hold in total before it gives up with an error.
-const ENTRY_LIMIT: usize = 1 << 28;
+/// The most index entries (plus one per element) a single value's sets may hold.
+const VALUE_LIMIT: usize = 1 << 26;
+
+/// The most index entries (plus one per element) an analysis may build in total, counting
+/// every iteration of the loops it follows: a bound on its work.
+const WORK_LIMIT: usize = 1 << 33;
 
 /// A sparsity pattern in compressed sparse row form.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,18 +181,15 @@ impl Ctx {
         n: usize,
         mut f: impl FnMut(usize) -> Set,
     ) -> Result<Option<Arc<Vec<Set>>>> {
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| too_large(n))?;
+        let mut here = 0usize;
         for i in 0..n {
             let s = f(i);
-            self.entries = self.entries.saturating_add(s.len());
-            if self.entries > ENTRY_LIMIT {
-                return Err(Error::new(
-                    ErrorKind::Resource,
-                    format!(
-                        "sparsity: the pattern analysis needs more than {ENTRY_LIMIT} index \
-                         entries (the derivative is too dense to be worth a sparse form)"
-                    ),
-                ));
+            here = here.saturating_add(s.len() + 1);
+            self.entries = self.entries.saturating_add(s.len() + 1);
+            if here > VALUE_LIMIT || self.entries > WORK_LIMIT {
+                return Err(too_large(here));
             }
             out.push(s);
         }
@@ -196,10 +197,22 @@ impl Ctx {
     }
 }
 
+fn too_large(entries: usize) -> Error {
+    Error::new(
+        ErrorKind::Resource,
+        format!(
+            "sparsity: the pattern analysis stopped at {entries} index entries for one value \
+             (at most {VALUE_LIMIT} per value and {WORK_LIMIT} in all): the derivative is too \
+             dense, or the loops too long, for a sparse form"
+        ),
+    )
+}
+
 /// The Jacobian pattern of `g`: one row per element of its outputs (concatenated, each in
 /// row-major order), one column per element of its first `n_explicit` parameters
 /// (concatenated likewise). Row `r` holds the columns output element `r` may depend on at some
-/// input. Errors when the analysis would hold more than 2^28 index entries.
+/// input. Errors (`Resource`) when one value's sets would hold more than 2^26 entries or the
+/// whole analysis, loop iterations included, would build more than 2^33.
 pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
     let mut ctx = Ctx { entries: 0 };
     let mut offset = 0usize;
@@ -251,7 +264,17 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
     for (&p, s) in g.params().iter().zip(params) {
         states[p.index()] = s.clone();
     }
-    for (_, inst) in g.insts() {
+    // Each value's state is dropped after its last use, so memory follows the live values.
+    let mut last_use = vec![usize::MAX; g.num_values()];
+    for (i, inst) in g.insts().map(|(_, d)| d).enumerate() {
+        for a in &inst.args {
+            last_use[a.index()] = i;
+        }
+    }
+    for o in g.outputs() {
+        last_use[o.index()] = usize::MAX;
+    }
+    for (at, (_, inst)) in g.insts().enumerate() {
         let args: Vec<&State> = inst.args.iter().map(|a| &states[a.index()]).collect();
         let arg_tys: Vec<Type> = inst.args.iter().map(|a| g.ty(*a).clone()).collect();
         let out_tys: Vec<Type> = inst.results.iter().map(|r| g.ty(*r).clone()).collect();
@@ -274,6 +297,11 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         }
         for (&r, s) in inst.results.iter().zip(outs) {
             states[r.index()] = s;
+        }
+        for a in &inst.args {
+            if last_use[a.index()] == at {
+                states[a.index()] = State::default();
+            }
         }
     }
     Ok(g.outputs()

@@ -27,7 +27,8 @@ pub struct Sparse {
     pub col_idx: Vec<usize>,
     /// The value of each entry (structural nonzeros may be numerically zero at some inputs).
     pub values: Vec<f64>,
-    /// The number of colours (Jacobian-vector or Hessian-vector products per evaluation).
+    /// The number of colours: the Jacobian-vector, vector-Jacobian or Hessian-vector products
+    /// one evaluation costs.
     pub colours: usize,
 }
 
@@ -181,7 +182,8 @@ fn plan_for(
 }
 
 /// The sparse Jacobian of a function of one float array with one float output, by forward
-/// mode over a column colouring of its detected pattern.
+/// mode over a column colouring of its detected pattern, or by reverse mode over a row
+/// colouring when that needs fewer colours.
 ///
 /// ```
 /// use ferrax::{jacobian_sparse, Array, Tensor};

@@ -507,3 +507,37 @@ fn a_dense_derivative_too_large_for_the_analysis_is_an_error() {
     assert_eq!(e.kind, ferrax_ir::ErrorKind::Resource, "{e}");
     assert!(e.to_string().contains("sparsity"), "{e}");
 }
+
+#[test]
+fn a_dense_row_is_compressed_in_reverse_mode() {
+    use ferrax_transforms::sparse::compress::Mode;
+    let n = 12;
+    // One dense row (a sum) over a bidiagonal block: columns need n colours, rows only a few.
+    let g = graph_of(
+        move |x: Tensor| {
+            let s = x.sin().sum_all().reshape(&[1]);
+            let p = x.slice_axis(0, 0, n - 1) * x.slice_axis(0, 1, n);
+            ferrax_ir::concatenate(&[s, p], 0)
+        },
+        n,
+    );
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    for o in ORDERINGS {
+        let plan = jacobian_plan(&g, 1, o).unwrap();
+        assert_eq!(plan.mode, Mode::Reverse);
+        assert!(
+            plan.colouring.num_colours <= 4,
+            "{}",
+            plan.colouring.num_colours
+        );
+        for x in inputs(n) {
+            check_values(&plan.graph, &plan.pattern, &dense, &x);
+        }
+    }
+    // One dense column: forward mode.
+    let g = graph_of(|x: Tensor| x.clone() * x.slice_axis(0, 0, 1).cos(), n);
+    let plan = jacobian_plan(&g, 1, Ordering::SmallestLast).unwrap();
+    assert_eq!((plan.mode, plan.colouring.num_colours), (Mode::Forward, 2));
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    check_values(&plan.graph, &plan.pattern, &dense, &random(n, 9));
+}

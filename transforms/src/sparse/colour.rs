@@ -234,6 +234,19 @@ pub fn column_decompression(p: &Pattern, c: &Colouring) -> Vec<usize> {
     out
 }
 
+/// For a row colouring (a column colouring of the transposed pattern): the flat index
+/// `colour(i) · ncols + j` into the compressed matrix `B = Sᵀ · J` (`num_colours × ncols`,
+/// row-major) of every nonzero `(i, j)`, in CSR order.
+pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
+    let mut out = Vec::with_capacity(p.nnz());
+    for r in 0..p.nrows {
+        for &j in p.row(r) {
+            out.push(rows.colours[r] * p.ncols + j);
+        }
+    }
+    out
+}
+
 /// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`
 /// (`n × num_colours`, row-major) holding each nonzero `(i, j)`, in CSR order. Errors if the
 /// colouring does not allow direct recovery (it is not a star colouring of `p`).

@@ -3,10 +3,13 @@
 //! constant colour vector, never as a dense constant), then reads every structural nonzero out
 //! of `B` with a gather at constant indices, so the graph returns only the `nnz` values of a
 //! fixed CSR pattern. The compressed Hessian is the same construction applied to the gradient
-//! graph: a batch of Hessian-vector products (`jvp` of `grad`).
+//! graph: a batch of Hessian-vector products (`jvp` of `grad`). A Jacobian whose rows need
+//! fewer colours than its columns is compressed in reverse mode instead: the VJP batched over
+//! row seeds.
 
 use super::colour::{
-    colour_columns, colour_star, column_decompression, star_decompression, Colouring, Ordering,
+    colour_columns, colour_star, column_decompression, row_decompression, star_decompression,
+    Colouring, Ordering,
 };
 use super::pattern::{hessian_pattern, jacobian_pattern, Pattern};
 use crate::emit::{build_graph, compare, convert, finish, inline, push1, reshape};
@@ -21,8 +24,10 @@ use ferrax_ir::{Array, DType, Dims, Graph, Op, Result, Shape, Type};
 pub struct SparsePlan {
     /// The pattern of the derivative (CSR).
     pub pattern: Pattern,
-    /// The colouring of its columns.
+    /// The colouring of its columns (forward mode) or rows (reverse mode).
     pub colouring: Colouring,
+    /// How the compressed matrix is computed.
+    pub mode: Mode,
     /// Parameters are the original graph's; one output, the `nnz` values in CSR order.
     pub graph: Graph,
 }
@@ -52,7 +57,8 @@ fn check_single(g: &Graph, n_explicit: usize, what: &str, outputs: usize) -> Res
 }
 
 /// The plan for the sparse Jacobian of `g` (one float argument, one float output): the pattern
-/// detected on `g`, a greedy column colouring in `ordering`, and the values graph.
+/// detected on `g`, greedy column and row colourings in `ordering`, the one with fewer colours
+/// (forward mode on a tie), and the values graph.
 pub fn jacobian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result<SparsePlan> {
     check_single(g, n_explicit, "jacobian_sparse", 1)?;
     if !g.ty(g.outputs()[0]).dtype.is_float() {
@@ -63,12 +69,21 @@ pub fn jacobian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result
         );
     }
     let pattern = jacobian_pattern(g, n_explicit)?;
-    let colouring = colour_columns(&pattern, ordering);
-    let idx = column_decompression(&pattern, &colouring);
-    let graph = compressed_graph(g, n_explicit, &colouring, &idx)?;
+    let by_columns = colour_columns(&pattern, ordering);
+    let by_rows = colour_columns(&pattern.transpose(), ordering);
+    // One product per colour either way; ties go to forward mode, whose products are cheaper.
+    let (mode, colouring, idx) = if by_rows.num_colours < by_columns.num_colours {
+        let idx = row_decompression(&pattern, &by_rows);
+        (Mode::Reverse, by_rows, idx)
+    } else {
+        let idx = column_decompression(&pattern, &by_columns);
+        (Mode::Forward, by_columns, idx)
+    };
+    let graph = compressed_graph(g, n_explicit, mode, &colouring, &idx)?;
     Ok(SparsePlan {
         pattern,
         colouring,
+        mode,
         graph,
     })
 }
@@ -82,20 +97,43 @@ pub fn hessian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result<
     let colouring = colour_star(&pattern, ordering);
     let idx = star_decompression(&pattern, &colouring)?;
     let grad = crate::grad_graph(g, n_explicit, &[0], false)?;
-    let graph = compressed_graph(&grad, n_explicit, &colouring, &idx)?;
+    let graph = compressed_graph(&grad, n_explicit, Mode::Forward, &colouring, &idx)?;
     Ok(SparsePlan {
         pattern,
         colouring,
+        mode: Mode::Forward,
         graph,
     })
 }
 
-/// `g`'s compressed Jacobian with respect to parameter 0, `B[i, c] = Σ_{colour(j) = c}
-/// ∂out_i/∂x_j`, flattened row-major and gathered at `idx`.
-fn compressed_graph(g: &Graph, n_explicit: usize, c: &Colouring, idx: &[usize]) -> Result<Graph> {
+/// How the compressed matrix is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward mode over a column colouring: `B = J · S`, one JVP per colour.
+    Forward,
+    /// Reverse mode over a row colouring: `B = Sᵀ · J`, one VJP per colour.
+    Reverse,
+}
+
+/// `g`'s compressed Jacobian with respect to parameter 0, flattened row-major and gathered at
+/// `idx`. Forward: `B[i, c] = Σ_{colour(j) = c} ∂out_i/∂x_j`, shape `[out.., k]`; reverse:
+/// `B[c, j] = Σ_{colour(i) = c} ∂out_i/∂x_j`, shape `[k, x..]`.
+fn compressed_graph(
+    g: &Graph,
+    n_explicit: usize,
+    mode: Mode,
+    c: &Colouring,
+    idx: &[usize],
+) -> Result<Graph> {
     let x_ty = g.ty(g.params()[0]).clone();
     let out_ty = g.ty(g.outputs()[0]).clone();
-    let (n, m, k) = (x_ty.size(), out_ty.size(), c.num_colours.max(1));
+    let k = c.num_colours.max(1);
+    // The seeded side: the argument in forward mode, the output in reverse mode.
+    let (seed_ty, other_ty) = match mode {
+        Mode::Forward => (&x_ty, &out_ty),
+        Mode::Reverse => (&out_ty, &x_ty),
+    };
+    let (n, m) = (seed_ty.size(), other_ty.size());
     let flat_len = m.checked_mul(k).filter(|&s| s <= i32::MAX as usize);
     if flat_len.is_none() || n > i32::MAX as usize || k > i32::MAX as usize {
         ferrax_ir::bail!(
@@ -104,13 +142,14 @@ fn compressed_graph(g: &Graph, n_explicit: usize, c: &Colouring, idx: &[usize]) 
              i32 index reaches"
         );
     }
-    // The JVP restricted to its tangent output, batched over the colours.
-    let j = jvp_graph(g, n_explicit)?;
-    let np = j.params().len();
-    let jt = restrict(&j, &(0..np).collect::<Vec<_>>(), &[1])?;
-    let mut in_axes = vec![None, Some(0)];
-    in_axes.extend(std::iter::repeat_n(None, np - 2));
-    let bj = vmap_graph_sized(&jt, 2, &in_axes[..2], &[out_ty.rank()], k)?;
+    // The linear map restricted to its tangent (cotangent) output, batched over the colours.
+    let (lin, out_axis) = match mode {
+        Mode::Forward => (jvp_graph(g, n_explicit)?, out_ty.rank()),
+        Mode::Reverse => (crate::vjp_graph(g, n_explicit)?, 0),
+    };
+    let np = lin.params().len();
+    let lt = restrict(&lin, &(0..np).collect::<Vec<_>>(), &[1])?;
+    let bl = vmap_graph_sized(&lt, 2, &[None, Some(0)], &[out_axis], k)?;
     let out = build_graph(&g.param_types(), |b, ps| {
         // Seeds: S[c, j] = (colour(j) == c), from an iota and the constant colour vector.
         let shape = Shape::new(&[k, n]);
@@ -137,13 +176,13 @@ fn compressed_graph(g: &Graph, n_explicit: usize, c: &Colouring, idx: &[usize]) 
             &[],
         )?;
         let hit = compare(b, CompareOp::Eq, rows, cols)?;
-        let seeds = convert(b, hit, x_ty.dtype)?;
+        let seeds = convert(b, hit, seed_ty.dtype)?;
         let mut dims = Dims::from_slice(&[k]);
-        dims.extend_from_slice(x_ty.dims());
+        dims.extend_from_slice(seed_ty.dims());
         let seeds = reshape(b, seeds, Shape(dims))?;
         let mut args = vec![ps[0], seeds];
         args.extend_from_slice(&ps[1..]);
-        let touts = inline(b, &bj, &args)?;
+        let touts = inline(b, &bl, &args)?;
         let flat = reshape(b, touts[0], Shape::new(&[m * k]))?;
         let at = Array::from_i32(
             Shape::new(&[idx.len()]),

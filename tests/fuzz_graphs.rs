@@ -453,7 +453,9 @@ fn check_jacobians(f: &Graph, x: &[Array]) -> Result<(), String> {
 /// with a `Resource` error.
 fn check_sparsity(f: &Graph, argnums: &[usize], jac: &[Array]) -> Result<(), String> {
     let n = f.params().len();
-    let p = match guard("sparsity", || ferrax::transforms::sparse::jacobian_pattern(f, n))? {
+    let p = match guard("sparsity", || {
+        ferrax::transforms::sparse::jacobian_pattern(f, n)
+    })? {
         Ok(p) => p,
         Err(e) if e.kind == ferrax::ErrorKind::Resource => return Ok(()),
         Err(e) => return Err(format!("sparsity fails: {e}\n{}", f.to_text())),

@@ -124,3 +124,17 @@ fn unsupported_functions_are_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("one float argument"), "{e}");
 }
+
+#[test]
+fn empty_and_scalar_arguments() {
+    let j = jacobian_sparse(|x: Tensor| x.sin()).unwrap();
+    let s = j.call(Array::from(Vec::<f64>::new())).unwrap();
+    assert_eq!((s.nrows, s.ncols, s.nnz()), (0, 0, 0));
+    let s = j.call(Array::from(0.0)).unwrap();
+    assert_eq!((s.nrows, s.ncols, s.values.clone()), (1, 1, vec![1.0]));
+    let h = hessian_sparse(|x: Tensor| x.clone() * x.clone() * x).unwrap();
+    assert_eq!(h.call(Array::from(2.0)).unwrap().values, vec![12.0]);
+    let h = hessian_sparse(|x: Tensor| x.sum_all()).unwrap();
+    let s = h.call(Array::from(vec![1.0, 2.0])).unwrap();
+    assert_eq!((s.nnz(), s.row_ptr.clone()), (0, vec![0, 0, 0]));
+}

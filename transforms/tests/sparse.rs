@@ -541,3 +541,53 @@ fn a_dense_row_is_compressed_in_reverse_mode() {
     let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
     check_values(&plan.graph, &plan.pattern, &dense, &random(n, 9));
 }
+
+#[test]
+fn windows_follow_their_geometry() {
+    use ferrax_ir::ops::Window;
+    let n = 24;
+    let w = Window::new(&[2, 3])
+        .with_strides(&[1, 2])
+        .with_padding(&[(1, 0), (1, 2)])
+        .with_window_dilation(&[1, 2]);
+    let w2 = w.clone();
+    check_exact(
+        move |x: Tensor| {
+            let m = x.reshape(&[4, 6]).sin();
+            let s = m.reduce_window_sum(&w2);
+            let d = m.reduce_window_sum(&Window::new(&[2, 1]).with_base_dilation(&[2, 1]));
+            let k = s.size();
+            ferrax_ir::concatenate(&[s.reshape(&[k]), d.reshape(&[d.size()])], 0)
+        },
+        n,
+    );
+    // Max windows pick one element per input, so the exact pattern at a few inputs may be
+    // smaller; the detected one must contain it, and second derivatives go through the
+    // select-and-gather/scatter ops.
+    let (detected, _) = check_superset(
+        move |x: Tensor| {
+            let m = x.reshape(&[4, 6]);
+            let p = m.reduce_window_max(&w);
+            p.reshape(&[p.size()])
+        },
+        n,
+    );
+    assert!(detected.nnz() < 24 * detected.nrows);
+    let g = graph_of(
+        |x: Tensor| {
+            let p = x
+                .reshape(&[4, 6])
+                .reduce_window_max(&ferrax_ir::ops::Window::new(&[2, 2]));
+            (p.clone() * p).sum_all()
+        },
+        n,
+    );
+    let detected = hessian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&hessian_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    for r in 0..n {
+        for c in exact.row(r) {
+            assert!(detected.row(r).contains(c), "({r}, {c}) missed");
+        }
+    }
+    assert!(detected.nnz() < n * n / 2, "{}", detected.nnz());
+}

@@ -11,7 +11,7 @@
 //!
 //! Every rule over-approximates: a set may hold an input the element does not actually depend
 //! on at some point, never miss one it depends on at any point, so the pattern is valid for
-//! every input. Ops without an exact rule (convolutions, windows, the reverse-mode loop forms,
+//! every input. Ops without an exact rule (convolutions, the reverse-mode loop forms,
 //! gathers with computed indices) use the conservative rule: each result element depends on
 //! every input its operands depend on. Ops that only move elements (the shape family, gathers,
 //! dynamic slices and updates, `set` scatters) are not described one by one: the op itself is
@@ -359,7 +359,8 @@ fn rule(
             IndexOp::DynamicUpdateSlice => one(moved(ctx, op, args, tys, &[0, 1], n)?),
             IndexOp::Scatter { at, combine } => one(scatter(ctx, op, *at, *combine, args, tys, n)?),
         },
-        Op::Conv(_) | Op::Window(_) => full(ctx, args, outs),
+        Op::Conv(_) => full(ctx, args, outs),
+        Op::Window(w) => one(window(ctx, w, args, tys, &outs[0])?),
         Op::Control(c) => control(ctx, c, args, tys, outs),
     }
 }
@@ -490,6 +491,106 @@ fn scatter(
         }
     }
     ctx.build(n, |i| union_all([args[0].set(i), extra[i].as_slice()]))
+}
+
+/// For each dimension and each window position along it (one per result index), the operand
+/// indices the window covers: positions `o·stride + w·window_dilation − lo` that fall on an
+/// element of the base-dilated operand.
+fn window_lines(
+    w: &ferrax_ir::ops::Window,
+    in_dims: &[usize],
+    out_dims: &[usize],
+) -> Vec<Vec<Vec<usize>>> {
+    (0..in_dims.len())
+        .map(|d| {
+            (0..out_dims[d])
+                .map(|o| {
+                    (0..w.dims[d])
+                        .filter_map(|k| {
+                            let pos = (o * w.strides[d] + k * w.window_dilation[d]) as i64
+                                - w.lo[d] as i64;
+                            let b = w.base_dilation[d] as i64;
+                            (pos >= 0 && pos % b == 0 && ((pos / b) as usize) < in_dims[d])
+                                .then_some((pos / b) as usize)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The flat operand offsets covered by the window of result element `i` (row-major).
+fn window_cover(
+    lines: &[Vec<Vec<usize>>],
+    in_dims: &[usize],
+    out_dims: &[usize],
+    i: usize,
+) -> Vec<usize> {
+    let strides = Shape::new(in_dims).strides();
+    let mut rest = i;
+    let mut idx = vec![0usize; out_dims.len()];
+    for d in (0..out_dims.len()).rev() {
+        idx[d] = rest % out_dims[d].max(1);
+        rest /= out_dims[d].max(1);
+    }
+    let mut out = vec![0usize];
+    for d in 0..in_dims.len() {
+        let line = &lines[d][idx[d]];
+        let mut next = Vec::with_capacity(out.len() * line.len());
+        for &o in &out {
+            for &k in line {
+                next.push(o + k * strides[d]);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// Windowed ops from their geometry: a reduction depends on the elements of its window;
+/// `select_and_gather_add(t, x)` on the elements of both operands in its window;
+/// `select_and_scatter_add(c, x)` element `p` on every window element of `c` whose window
+/// covers `p`, and on `x[p]` (the operand `x` only selects, so both are over-approximations).
+fn window(
+    ctx: &mut Ctx,
+    w: &ferrax_ir::ops::WindowOp,
+    args: &[&State],
+    tys: &[Type],
+    out: &Type,
+) -> Result<Option<Arc<Vec<Set>>>> {
+    use ferrax_ir::ops::WindowOp;
+    if args.iter().all(|a| a.deps.is_none()) {
+        return Ok(None);
+    }
+    let win = w.window();
+    match w {
+        WindowOp::Reduce { .. } | WindowOp::SelectAndGatherAdd { .. } => {
+            let (ind, outd) = (tys[0].dims(), out.dims());
+            let lines = window_lines(win, ind, outd);
+            ctx.build(out.size(), |i| {
+                let cover = window_cover(&lines, ind, outd, i);
+                union_all(
+                    args.iter()
+                        .flat_map(|a| cover.iter().map(move |&k| a.set(k))),
+                )
+            })
+        }
+        WindowOp::SelectAndScatterAdd { .. } => {
+            // The windows are those of `x` (operand 1); `c` (operand 0) has one element each.
+            let (ind, outd) = (tys[1].dims(), tys[0].dims());
+            let lines = window_lines(win, ind, outd);
+            let mut acc: Vec<Vec<u32>> = vec![Vec::new(); out.size()];
+            for i in 0..tys[0].size() {
+                for k in window_cover(&lines, ind, outd, i) {
+                    acc[k].extend_from_slice(args[0].set(i));
+                }
+            }
+            ctx.build(out.size(), |p| {
+                union_all([acc[p].as_slice(), args[1].set(p)])
+            })
+        }
+    }
 }
 
 /// Row-major offsets of every multi-index over `dims`, with the given strides.

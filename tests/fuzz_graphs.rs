@@ -396,6 +396,7 @@ fn check_jacobians(f: &Graph, x: &[Array]) -> Result<(), String> {
     };
     let a = check::interp_vs_jit("jacfwd", &fwd, x, InputKind::Moderate)?;
     let b = check::interp_vs_jit("jacrev", &rev, x, InputKind::Moderate)?;
+    check_sparsity(f, &argnums, &a)?;
     // In f32, forward and reverse mode round differently, and where terms cancel (the
     // derivative of x / x is 1/x − (x/x)·(1/x)) the difference scales with the terms, which can
     // be far larger than the Jacobian (near x = 0); only f64 graphs compare values. The rules
@@ -443,6 +444,46 @@ fn check_jacobians(f: &Graph, x: &[Array]) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The detected Jacobian pattern holds every finite nonzero of the dense Jacobian blocks `jac`
+/// (`jacfwd` of `f` over `argnums`, output-major); the analysis never panics and only fails
+/// with a `Resource` error.
+fn check_sparsity(f: &Graph, argnums: &[usize], jac: &[Array]) -> Result<(), String> {
+    let n = f.params().len();
+    let p = match guard("sparsity", || {
+        ferrax::transforms::sparse::jacobian_pattern(f, n)
+    })? {
+        Ok(p) => p,
+        Err(e) if e.kind == ferrax::ErrorKind::Resource => return Ok(()),
+        Err(e) => return Err(format!("sparsity fails: {e}\n{}", f.to_text())),
+    };
+    let mut col_off = vec![0usize; n];
+    for i in 1..n {
+        col_off[i] = col_off[i - 1] + f.ty(f.params()[i - 1]).size();
+    }
+    let mut row_off = 0usize;
+    let mut blocks = jac.iter();
+    for &o in f.outputs() {
+        let m = f.ty(o).size();
+        for &a in argnums {
+            let Some(block) = blocks.next() else {
+                return Err("jacfwd gave too few blocks".into());
+            };
+            let w = f.ty(f.params()[a]).size();
+            for (e, v) in block.to_f64_vec().iter().enumerate() {
+                let (r, c) = (row_off + e / w.max(1), col_off[a] + e % w.max(1));
+                if v.is_finite() && *v != 0.0 && p.row(r).binary_search(&c).is_err() {
+                    return Err(format!(
+                        "the sparsity pattern misses ({r}, {c}), where jacfwd gives {v:e}\n{}",
+                        f.to_text()
+                    ));
+                }
+            }
+        }
+        row_off += m;
     }
     Ok(())
 }

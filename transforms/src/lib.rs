@@ -14,6 +14,7 @@ pub mod batch;
 pub mod jet;
 pub mod passes;
 pub mod rules;
+pub mod sparse;
 pub mod vmap;
 
 mod emit;

@@ -1,0 +1,280 @@
+//! Graph colouring for compressed derivatives: greedy column (distance-2) colouring of a
+//! Jacobian pattern for forward mode, and greedy star colouring of a symmetric Hessian pattern,
+//! each with a choice of vertex ordering, plus the decompression maps that read every
+//! structural nonzero out of the compressed matrix.
+//!
+//! Colours are `0..num_colours`. For a column colouring, the compressed matrix is
+//! `B = J · S` with `S[j, c] = 1` when column `j` has colour `c`; because no two columns sharing
+//! a row share a colour, `J[i, j] = B[i, colour(j)]`. A star colouring (Gebremedhin, Manne and
+//! Pothen, "What color is your Jacobian?", 2005) is a distance-1 colouring of the adjacency
+//! graph in which every path on four vertices uses at least three colours; for each
+//! off-diagonal nonzero `(i, j)`, then, `j` is the only vertex of its colour in row `i` or `i`
+//! the only one of its colour in row `j`, so `H[i, j]` is read directly from `B = H · S`.
+
+use super::pattern::Pattern;
+use ferrax_ir::{Error, ErrorKind, Result};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The order in which greedy colouring visits the vertices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ordering {
+    /// Index order.
+    Natural,
+    /// Decreasing degree in the conflict graph.
+    LargestFirst,
+    /// Reverse of repeatedly removing a vertex of smallest remaining degree (Matula and Beck);
+    /// usually the fewest colours of the three.
+    #[default]
+    SmallestLast,
+}
+
+/// A colouring: one colour per vertex (column), and the number of colours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Colouring {
+    /// The colour of each vertex, in `0..num_colours`.
+    pub colours: Vec<usize>,
+    /// The number of colours used.
+    pub num_colours: usize,
+}
+
+/// The conflict graph: adjacency lists (sorted, without self loops).
+type Adjacency = Vec<Vec<usize>>;
+
+/// Columns conflict when they share a row: the column intersection graph of `p`.
+pub fn column_conflicts(p: &Pattern) -> Adjacency {
+    let mut adj: Adjacency = vec![Vec::new(); p.ncols];
+    for r in 0..p.nrows {
+        let row = p.row(r);
+        for &a in row {
+            for &b in row {
+                if a != b {
+                    adj[a].push(b);
+                }
+            }
+        }
+    }
+    for a in &mut adj {
+        a.sort_unstable();
+        a.dedup();
+    }
+    adj
+}
+
+/// The adjacency graph of a square, symmetric pattern (diagonal entries dropped; an entry
+/// `(i, j)` makes `i` and `j` adjacent even if `(j, i)` is missing).
+pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
+    let mut adj: Adjacency = vec![Vec::new(); p.ncols.max(p.nrows)];
+    for r in 0..p.nrows {
+        for &c in p.row(r) {
+            if c != r {
+                adj[r].push(c);
+                adj[c].push(r);
+            }
+        }
+    }
+    for a in &mut adj {
+        a.sort_unstable();
+        a.dedup();
+    }
+    adj
+}
+
+/// The visiting order of the vertices of `adj`.
+pub fn order(adj: &Adjacency, ordering: Ordering) -> Vec<usize> {
+    let n = adj.len();
+    match ordering {
+        Ordering::Natural => (0..n).collect(),
+        Ordering::LargestFirst => {
+            let mut v: Vec<usize> = (0..n).collect();
+            v.sort_by_key(|&i| (Reverse(adj[i].len()), i));
+            v
+        }
+        Ordering::SmallestLast => {
+            let mut degree: Vec<usize> = adj.iter().map(|a| a.len()).collect();
+            let mut removed = vec![false; n];
+            let mut heap: BinaryHeap<Reverse<(usize, usize)>> =
+                (0..n).map(|i| Reverse((degree[i], i))).collect();
+            let mut out = Vec::with_capacity(n);
+            while let Some(Reverse((d, v))) = heap.pop() {
+                if removed[v] || d != degree[v] {
+                    continue;
+                }
+                removed[v] = true;
+                out.push(v);
+                for &w in &adj[v] {
+                    if !removed[w] {
+                        degree[w] -= 1;
+                        heap.push(Reverse((degree[w], w)));
+                    }
+                }
+            }
+            out.reverse();
+            out
+        }
+    }
+}
+
+/// The smallest colour not marked with `stamp` in `forbidden`.
+fn first_free(forbidden: &[usize], stamp: usize) -> usize {
+    forbidden
+        .iter()
+        .position(|&f| f != stamp)
+        .unwrap_or(forbidden.len())
+}
+
+fn finish(colours: Vec<usize>) -> Colouring {
+    let num_colours = colours.iter().map(|&c| c + 1).max().unwrap_or(0);
+    Colouring {
+        colours,
+        num_colours,
+    }
+}
+
+/// Greedy column colouring of a Jacobian pattern: columns sharing a row get different colours.
+pub fn colour_columns(p: &Pattern, ordering: Ordering) -> Colouring {
+    let adj = column_conflicts(p);
+    let n = adj.len();
+    const NONE: usize = usize::MAX;
+    let mut colour = vec![NONE; n];
+    // `forbidden[c] == v + 1` while colouring `v` means colour `c` is taken by a neighbour.
+    let mut forbidden = vec![0usize; n + 1];
+    for v in order(&adj, ordering) {
+        for &w in &adj[v] {
+            if colour[w] != NONE {
+                forbidden[colour[w]] = v + 1;
+            }
+        }
+        colour[v] = first_free(&forbidden, v + 1);
+    }
+    finish(colour)
+}
+
+/// Greedy star colouring of a symmetric pattern (Gebremedhin, Manne and Pothen's algorithm 4.1):
+/// a distance-1 colouring where every path on four vertices has at least three colours.
+pub fn colour_star(p: &Pattern, ordering: Ordering) -> Colouring {
+    let adj = symmetric_adjacency(p);
+    let n = adj.len();
+    const NONE: usize = usize::MAX;
+    let mut colour = vec![NONE; n];
+    let mut forbidden = vec![0usize; n + 1];
+    for v in order(&adj, ordering) {
+        let stamp = v + 1;
+        for &w in &adj[v] {
+            if colour[w] != NONE {
+                forbidden[colour[w]] = stamp;
+            }
+            for &x in &adj[w] {
+                if x == v || colour[x] == NONE {
+                    continue;
+                }
+                if colour[w] == NONE {
+                    // v and x would be at distance two through an uncoloured w.
+                    forbidden[colour[x]] = stamp;
+                } else if adj[x]
+                    .iter()
+                    .any(|&y| y != w && colour[y] != NONE && colour[y] == colour[w])
+                {
+                    // x−w is already part of a two-coloured path through another neighbour
+                    // of x; giving v x's colour would make a two-coloured path on four vertices.
+                    forbidden[colour[x]] = stamp;
+                }
+            }
+        }
+        colour[v] = first_free(&forbidden, stamp);
+    }
+    finish(colour)
+}
+
+/// Whether `c` is a valid column colouring of `p` (no two columns of one row share a colour).
+pub fn is_valid_column_colouring(p: &Pattern, c: &Colouring) -> bool {
+    (0..p.nrows).all(|r| {
+        let mut seen: Vec<usize> = p.row(r).iter().map(|&j| c.colours[j]).collect();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == n
+    })
+}
+
+/// Whether `c` is a valid star colouring of the symmetric pattern `p`: adjacent vertices differ,
+/// and no path on four vertices alternates between two colours.
+pub fn is_valid_star_colouring(p: &Pattern, c: &Colouring) -> bool {
+    let adj = symmetric_adjacency(p);
+    let col = &c.colours;
+    for a in 0..adj.len() {
+        for &b in &adj[a] {
+            if col[a] == col[b] {
+                return false;
+            }
+            for &cc in &adj[b] {
+                if cc == a || col[cc] != col[a] {
+                    continue;
+                }
+                for &d in &adj[cc] {
+                    if d != b && d != a && col[d] == col[b] {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// For a column colouring: the flat index `i · num_colours + colour(j)` into the compressed
+/// matrix `B` (`nrows × num_colours`, row-major) of every nonzero `(i, j)`, in CSR order.
+pub fn column_decompression(p: &Pattern, c: &Colouring) -> Vec<usize> {
+    let mut out = Vec::with_capacity(p.nnz());
+    for r in 0..p.nrows {
+        for &j in p.row(r) {
+            out.push(r * c.num_colours + c.colours[j]);
+        }
+    }
+    out
+}
+
+/// For a row colouring (a column colouring of the transposed pattern): the flat index
+/// `colour(i) · ncols + j` into the compressed matrix `B = Sᵀ · J` (`num_colours × ncols`,
+/// row-major) of every nonzero `(i, j)`, in CSR order.
+pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
+    let mut out = Vec::with_capacity(p.nnz());
+    for r in 0..p.nrows {
+        for &j in p.row(r) {
+            out.push(rows.colours[r] * p.ncols + j);
+        }
+    }
+    out
+}
+
+/// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`
+/// (`n × num_colours`, row-major) holding each nonzero `(i, j)`, in CSR order. Errors if the
+/// colouring does not allow direct recovery (it is not a star colouring of `p`).
+pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
+    let k = c.num_colours;
+    // How many entries of each colour row `i` holds (its compressed element is their sum).
+    let count = |i: usize, col: usize| p.row(i).iter().filter(|&&j| c.colours[j] == col).count();
+    let mut out = Vec::with_capacity(p.nnz());
+    for i in 0..p.nrows {
+        for &j in p.row(i) {
+            if count(i, c.colours[j]) == 1 {
+                out.push(i * k + c.colours[j]);
+            } else if j < p.nrows
+                && p.row(j).binary_search(&i).is_ok()
+                && count(j, c.colours[i]) == 1
+            {
+                out.push(j * k + c.colours[i]);
+            } else {
+                return Err(Error::new(
+                    ErrorKind::Transform,
+                    format!(
+                        "hessian_sparse: entry ({i}, {j}) cannot be recovered from the \
+                         compressed Hessian (the colouring is not a star colouring of a \
+                         symmetric pattern)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,903 @@
+//! Sparsity detection: the global Jacobian pattern of a graph, found by propagating, for every
+//! element of every value, the sorted set of input elements it depends on.
+//!
+//! The analysis is an abstract interpretation of the graph. Each value carries
+//! - `deps`: one sorted index set per element (`None` for values whose derivative is zero by
+//!   type: integers, bools, constants, `stop_gradient`), and
+//! - `konst`: its concrete value when every operand it comes from is a known constant (small
+//!   constants and `iota` expressions), which makes gathers, scatters and dynamic slices with
+//!   constant indices exact, lets `dot_general` skip the zeros of a constant matrix, and lets
+//!   loops with constant trip conditions (every `fori_loop`) be followed iteration by iteration.
+//!
+//! Every rule over-approximates: a set may hold an input the element does not actually depend
+//! on at some point, never miss one it depends on at any point, so the pattern is valid for
+//! every input. Ops without an exact rule (convolutions, the reverse-mode loop forms,
+//! gathers with computed indices) use the conservative rule: each result element depends on
+//! every input its operands depend on. Ops that only move elements (the shape family, gathers,
+//! dynamic slices and updates, `set` scatters) are not described one by one: the op itself is
+//! evaluated on arrays holding the positions of the operand elements, and the result tells
+//! which element each output element was copied from.
+
+use ferrax_ir::ops::{ControlOp, IndexOp, ReduceOp};
+use ferrax_ir::{Array, DType, Error, ErrorKind, Graph, Op, Result, Shape, Type};
+use std::sync::Arc;
+
+/// A sorted set of input element indices.
+pub type Set = Vec<u32>;
+
+/// Constants larger than this many elements are not tracked.
+const KONST_LIMIT: usize = 1 << 20;
+
+/// Loops are followed iteration by iteration for at most this many iterations, then by a fixed
+/// point over the carry.
+const UNROLL_LIMIT: usize = 4096;
+
+/// The most index entries (plus one per element) a single value's sets may hold.
+const VALUE_LIMIT: usize = 1 << 26;
+
+/// The most index entries (plus one per element) an analysis may build in total, counting
+/// every iteration of the loops it follows: a bound on its work.
+const WORK_LIMIT: usize = 1 << 33;
+
+/// A sparsity pattern in compressed sparse row form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    /// The number of rows.
+    pub nrows: usize,
+    /// The number of columns.
+    pub ncols: usize,
+    /// Row `r`'s entries are `col_idx[row_ptr[r]..row_ptr[r + 1]]`; `nrows + 1` entries.
+    pub row_ptr: Vec<usize>,
+    /// Column indices, sorted within each row.
+    pub col_idx: Vec<usize>,
+}
+
+impl Pattern {
+    /// The number of structural nonzeros.
+    pub fn nnz(&self) -> usize {
+        self.col_idx.len()
+    }
+
+    /// The columns of row `r`.
+    pub fn row(&self, r: usize) -> &[usize] {
+        &self.col_idx[self.row_ptr[r]..self.row_ptr[r + 1]]
+    }
+
+    /// A pattern from one sorted column set per row.
+    pub fn from_rows(ncols: usize, rows: &[Vec<usize>]) -> Pattern {
+        let mut row_ptr = Vec::with_capacity(rows.len() + 1);
+        let mut col_idx = Vec::new();
+        row_ptr.push(0);
+        for r in rows {
+            col_idx.extend_from_slice(r);
+            row_ptr.push(col_idx.len());
+        }
+        Pattern {
+            nrows: rows.len(),
+            ncols,
+            row_ptr,
+            col_idx,
+        }
+    }
+
+    /// The transposed pattern (columns become rows).
+    pub fn transpose(&self) -> Pattern {
+        let mut rows = vec![Vec::new(); self.ncols];
+        for r in 0..self.nrows {
+            for &c in self.row(r) {
+                rows[c].push(r);
+            }
+        }
+        Pattern::from_rows(self.nrows, &rows)
+    }
+}
+
+/// What the analysis knows about one value.
+#[derive(Clone, Debug, Default)]
+struct State {
+    deps: Option<Arc<Vec<Set>>>,
+    konst: Option<Arc<Array>>,
+}
+
+impl State {
+    fn set(&self, i: usize) -> &[u32] {
+        match &self.deps {
+            Some(d) if d.len() == 1 => &d[0],
+            Some(d) => &d[i],
+            None => &[],
+        }
+    }
+
+    /// Joins two states of one value (a loop's carry before and after an iteration).
+    fn join(&self, other: &State) -> State {
+        let deps = match (&self.deps, &other.deps) {
+            (None, None) => None,
+            (Some(a), None) | (None, Some(a)) => Some(a.clone()),
+            (Some(a), Some(b)) => Some(Arc::new(
+                a.iter().zip(b.iter()).map(|(x, y)| union2(x, y)).collect(),
+            )),
+        };
+        let konst = match (&self.konst, &other.konst) {
+            (Some(a), Some(b)) if a.bits_eq(b) => Some(a.clone()),
+            _ => None,
+        };
+        State { deps, konst }
+    }
+
+    fn same_deps(&self, other: &State) -> bool {
+        match (&self.deps, &other.deps) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+fn union2(a: &[u32], b: &[u32]) -> Set {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// The union of several sets.
+fn union_all<'a>(sets: impl IntoIterator<Item = &'a [u32]>) -> Set {
+    let mut out: Set = Vec::new();
+    for s in sets {
+        out.extend_from_slice(s);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The analysis context: the entry budget.
+struct Ctx {
+    entries: usize,
+}
+
+impl Ctx {
+    /// Builds one set per element with `f`, charging the entries to the budget.
+    fn build(
+        &mut self,
+        n: usize,
+        mut f: impl FnMut(usize) -> Set,
+    ) -> Result<Option<Arc<Vec<Set>>>> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| too_large(n))?;
+        let mut here = 0usize;
+        for i in 0..n {
+            let s = f(i);
+            here = here.saturating_add(s.len() + 1);
+            self.entries = self.entries.saturating_add(s.len() + 1);
+            if here > VALUE_LIMIT || self.entries > WORK_LIMIT {
+                return Err(too_large(here));
+            }
+            out.push(s);
+        }
+        Ok(Some(Arc::new(out)))
+    }
+}
+
+fn too_large(entries: usize) -> Error {
+    Error::new(
+        ErrorKind::Resource,
+        format!(
+            "sparsity: the pattern analysis stopped at {entries} index entries for one value \
+             (at most {VALUE_LIMIT} per value and {WORK_LIMIT} in all): the derivative is too \
+             dense, or the loops too long, for a sparse form"
+        ),
+    )
+}
+
+/// The Jacobian pattern of `g`: one row per element of its outputs (concatenated, each in
+/// row-major order), one column per element of its first `n_explicit` parameters
+/// (concatenated likewise). Row `r` holds the columns output element `r` may depend on at some
+/// input. Errors (`Resource`) when one value's sets would hold more than 2^26 entries or the
+/// whole analysis, loop iterations included, would build more than 2^33.
+pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
+    let mut ctx = Ctx { entries: 0 };
+    let mut offset = 0usize;
+    let mut params = Vec::with_capacity(g.params().len());
+    for (i, &p) in g.params().iter().enumerate() {
+        let ty = g.ty(p);
+        if i < n_explicit && ty.dtype.is_float() {
+            let n = ty.size();
+            if offset.saturating_add(n) > u32::MAX as usize {
+                ferrax_ir::bail!(Resource, "sparsity: more than {} input elements", u32::MAX);
+            }
+            let base = offset as u32;
+            params.push(State {
+                deps: ctx.build(n, |k| vec![base + k as u32])?,
+                konst: None,
+            });
+        } else {
+            params.push(State::default());
+        }
+        if i < n_explicit {
+            offset += ty.size();
+        }
+    }
+    let outs = propagate(&mut ctx, g, &params)?;
+    let mut rows = Vec::new();
+    for (o, s) in g.outputs().iter().zip(&outs) {
+        for k in 0..g.ty(*o).size() {
+            rows.push(s.set(k).iter().map(|&c| c as usize).collect());
+        }
+    }
+    Ok(Pattern::from_rows(offset, &rows))
+}
+
+/// The Hessian pattern of the scalar function `g` with respect to its explicit parameters
+/// (concatenated): the Jacobian pattern of its gradient graph. This is the simplest route
+/// that is correct by construction: every second-order interaction appears as a dependence
+/// of some gradient element on an input, and the gradient graph is an ordinary graph, so every
+/// rule above applies. It may be looser than a dedicated second-order analysis where the
+/// reverse pass mixes cotangents conservatively (loops analysed by a fixed point, for example).
+pub fn hessian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
+    let argnums: Vec<usize> = (0..n_explicit).collect();
+    let gg = crate::grad_graph(g, n_explicit, &argnums, false)?;
+    jacobian_pattern(&gg, n_explicit)
+}
+
+/// Propagates the parameter states through `g`, returning the output states.
+fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
+    let mut states: Vec<State> = vec![State::default(); g.num_values()];
+    for (&p, s) in g.params().iter().zip(params) {
+        states[p.index()] = s.clone();
+    }
+    // Each value's state is dropped after its last use, so memory follows the live values.
+    let mut last_use = vec![usize::MAX; g.num_values()];
+    for (i, inst) in g.insts().map(|(_, d)| d).enumerate() {
+        for a in &inst.args {
+            last_use[a.index()] = i;
+        }
+    }
+    for o in g.outputs() {
+        last_use[o.index()] = usize::MAX;
+    }
+    for (at, (_, inst)) in g.insts().enumerate() {
+        let args: Vec<&State> = inst.args.iter().map(|a| &states[a.index()]).collect();
+        let arg_tys: Vec<Type> = inst.args.iter().map(|a| g.ty(*a).clone()).collect();
+        let out_tys: Vec<Type> = inst.results.iter().map(|r| g.ty(*r).clone()).collect();
+        let mut outs = rule(ctx, &inst.op, &args, &arg_tys, &out_tys)?;
+        // Known constants: evaluated when every operand is known and the result is small.
+        let small = out_tys.iter().all(|t| t.size() <= KONST_LIMIT);
+        let all_known = args.iter().all(|a| a.konst.is_some());
+        if small && all_known && !matches!(inst.op, Op::Control(_)) {
+            let arrays: Vec<&Array> = args.iter().map(|a| &**a.konst.as_ref().unwrap()).collect();
+            if let Ok(vals) = inst.op.eval(&arrays) {
+                for (o, v) in outs.iter_mut().zip(vals) {
+                    o.konst = Some(Arc::new(v));
+                }
+            }
+        }
+        for (s, ty) in outs.iter_mut().zip(&out_tys) {
+            if !ty.dtype.is_float() {
+                s.deps = None;
+            }
+        }
+        for (&r, s) in inst.results.iter().zip(outs) {
+            states[r.index()] = s;
+        }
+        for a in &inst.args {
+            if last_use[a.index()] == at {
+                states[a.index()] = State::default();
+            }
+        }
+    }
+    Ok(g.outputs()
+        .iter()
+        .map(|o| states[o.index()].clone())
+        .collect())
+}
+
+/// The states of one instruction's results (their `konst` is filled in by the caller).
+fn rule(
+    ctx: &mut Ctx,
+    op: &Op,
+    args: &[&State],
+    tys: &[Type],
+    outs: &[Type],
+) -> Result<Vec<State>> {
+    let one = |deps| Ok(vec![State { deps, konst: None }]);
+    let n = outs[0].size();
+    match op {
+        Op::Unary(_) | Op::Binary(_) | Op::Convert(ferrax_ir::ops::ConvertOp::Convert(_)) => {
+            one(elementwise(ctx, n, args)?)
+        }
+        Op::Convert(ferrax_ir::ops::ConvertOp::StopGradient) | Op::Literal(_) => one(None),
+        Op::Compare(ferrax_ir::ops::CompareOp::Select) => {
+            match args[0]
+                .konst
+                .as_ref()
+                .and_then(|p| p.as_bool().map(|b| b.to_vec()))
+            {
+                // A known predicate picks one branch per element.
+                Some(p) => one(ctx.build(n, |i| {
+                    let pick = if p.len() == 1 { p[0] } else { p[i] };
+                    args[if pick { 1 } else { 2 }].set(i).to_vec()
+                })?),
+                None => one(elementwise(ctx, n, &args[1..])?),
+            }
+        }
+        Op::Compare(_) => one(None),
+        Op::Shape(_) => one(moved(ctx, op, args, tys, &all(args.len()), n)?),
+        Op::Reduce(r) => match r {
+            ReduceOp::Sum { axes }
+            | ReduceOp::Max { axes }
+            | ReduceOp::Min { axes }
+            | ReduceOp::Prod { axes } => one(reduce(ctx, args[0], tys[0].dims(), axes)?),
+            ReduceOp::ArgMax { .. } | ReduceOp::ArgMin { .. } => one(None),
+        },
+        Op::Dot(d) => one(dot(ctx, d, args, tys)?),
+        Op::Index(ix) => match ix {
+            IndexOp::Cumsum { axis, reverse } => {
+                one(cumsum(ctx, args[0], tys[0].dims(), *axis, *reverse)?)
+            }
+            IndexOp::DynamicSlice { .. } | IndexOp::Gather(_) => {
+                one(moved(ctx, op, args, tys, &[0], n)?)
+            }
+            IndexOp::DynamicUpdateSlice => one(moved(ctx, op, args, tys, &[0, 1], n)?),
+            IndexOp::Scatter { at, combine } => one(scatter(ctx, op, *at, *combine, args, tys, n)?),
+        },
+        Op::Conv(_) => full(ctx, args, outs),
+        Op::Window(w) => one(window(ctx, w, args, tys, &outs[0])?),
+        Op::Control(c) => control(ctx, c, args, tys, outs),
+    }
+}
+
+fn all(n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+/// Elementwise: each element depends on the same element of each operand (or on the single
+/// element of a one-element operand).
+fn elementwise(ctx: &mut Ctx, n: usize, args: &[&State]) -> Result<Option<Arc<Vec<Set>>>> {
+    let live: Vec<&&State> = args.iter().filter(|a| a.deps.is_some()).collect();
+    match live.as_slice() {
+        [] => Ok(None),
+        [a] if a.deps.as_ref().is_some_and(|d| d.len() == n) => Ok(a.deps.clone()),
+        _ => ctx.build(n, |i| union_all(live.iter().map(|a| a.set(i)))),
+    }
+}
+
+/// The conservative rule: every float result element depends on everything the operands
+/// depend on.
+fn full(ctx: &mut Ctx, args: &[&State], outs: &[Type]) -> Result<Vec<State>> {
+    let every = union_all(
+        args.iter()
+            .filter_map(|a| a.deps.as_ref())
+            .flat_map(|d| d.iter().map(|s| s.as_slice())),
+    );
+    let mut res = Vec::with_capacity(outs.len());
+    for t in outs {
+        let deps = if every.is_empty() || !t.dtype.is_float() {
+            None
+        } else {
+            ctx.build(t.size(), |_| every.clone())?
+        };
+        res.push(State { deps, konst: None });
+    }
+    Ok(res)
+}
+
+/// Ops that copy elements: evaluates `op` with the operands at `data` replaced by arrays of
+/// their element positions (1-based, offset per operand, 0 for "no element") and the others by
+/// their known constants. Falls back to [`full`] when an index operand is unknown.
+fn moved(
+    ctx: &mut Ctx,
+    op: &Op,
+    args: &[&State],
+    tys: &[Type],
+    data: &[usize],
+    n: usize,
+) -> Result<Option<Arc<Vec<Set>>>> {
+    if data.iter().all(|&d| args[d].deps.is_none()) {
+        return Ok(None);
+    }
+    let Some(pos) = positions(op, args, tys, data)? else {
+        let t = Type::new(DType::F64, &[n]);
+        return Ok(full(ctx, args, &[t])?.pop().and_then(|s| s.deps));
+    };
+    // `starts[j]` is the first position of data operand `j`.
+    let mut starts = Vec::with_capacity(data.len());
+    let mut off = 1usize;
+    for &d in data {
+        starts.push(off);
+        off += tys[d].size();
+    }
+    ctx.build(n, |i| {
+        let p = pos[i] as usize;
+        if p == 0 {
+            return Vec::new();
+        }
+        let j = starts.partition_point(|&s| s <= p) - 1;
+        args[data[j]].set(p - starts[j]).to_vec()
+    })
+}
+
+/// The source position of each result element of a moving op, or `None` when an index operand
+/// is not a known constant.
+fn positions(op: &Op, args: &[&State], tys: &[Type], data: &[usize]) -> Result<Option<Vec<f64>>> {
+    let mut arrays = Vec::with_capacity(args.len());
+    let mut off = 1usize;
+    for (i, (a, t)) in args.iter().zip(tys).enumerate() {
+        if data.contains(&i) {
+            let n = t.size();
+            let v: Vec<f64> = (off..off + n).map(|k| k as f64).collect();
+            off += n;
+            arrays.push(Array::from_f64(t.shape.clone(), v)?);
+        } else {
+            match &a.konst {
+                Some(k) => arrays.push((**k).clone()),
+                None => return Ok(None),
+            }
+        }
+    }
+    let refs: Vec<&Array> = arrays.iter().collect();
+    let out = op.eval(&refs)?;
+    Ok(Some(out[0].to_f64_vec()))
+}
+
+/// Scatters: `set` with known indices moves elements exactly; the combining scatters add to
+/// each operand element the updates that land on it.
+fn scatter(
+    ctx: &mut Ctx,
+    op: &Op,
+    at: ferrax_ir::ops::Indexing,
+    combine: ferrax_ir::ops::Combine,
+    args: &[&State],
+    tys: &[Type],
+    n: usize,
+) -> Result<Option<Arc<Vec<Set>>>> {
+    if combine == ferrax_ir::ops::Combine::Set {
+        return moved(ctx, op, args, tys, &[0, 2], n);
+    }
+    if args[0].deps.is_none() && args[2].deps.is_none() {
+        return Ok(None);
+    }
+    // Where each update lands: the matching gather of the operand's positions.
+    let gather = Op::Index(IndexOp::Gather(at));
+    let land = match positions(&gather, &args[..2], &tys[..2], &[0])? {
+        Some(p) => p,
+        None => {
+            let t = Type::new(DType::F64, &[n]);
+            return Ok(full(ctx, args, &[t])?.pop().and_then(|s| s.deps));
+        }
+    };
+    let mut extra: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (u, &p) in land.iter().enumerate() {
+        if p >= 1.0 {
+            extra[p as usize - 1].extend_from_slice(args[2].set(u));
+        }
+    }
+    ctx.build(n, |i| union_all([args[0].set(i), extra[i].as_slice()]))
+}
+
+/// For each dimension and each window position along it (one per result index), the operand
+/// indices the window covers: positions `o·stride + w·window_dilation − lo` that fall on an
+/// element of the base-dilated operand.
+fn window_lines(
+    w: &ferrax_ir::ops::Window,
+    in_dims: &[usize],
+    out_dims: &[usize],
+) -> Vec<Vec<Vec<usize>>> {
+    (0..in_dims.len())
+        .map(|d| {
+            (0..out_dims[d])
+                .map(|o| {
+                    (0..w.dims[d])
+                        .filter_map(|k| {
+                            let pos = (o * w.strides[d] + k * w.window_dilation[d]) as i64
+                                - w.lo[d] as i64;
+                            let b = w.base_dilation[d] as i64;
+                            (pos >= 0 && pos % b == 0 && ((pos / b) as usize) < in_dims[d])
+                                .then_some((pos / b) as usize)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The flat operand offsets covered by the window of result element `i` (row-major).
+fn window_cover(
+    lines: &[Vec<Vec<usize>>],
+    in_dims: &[usize],
+    out_dims: &[usize],
+    i: usize,
+) -> Vec<usize> {
+    let strides = Shape::new(in_dims).strides();
+    let mut rest = i;
+    let mut idx = vec![0usize; out_dims.len()];
+    for d in (0..out_dims.len()).rev() {
+        idx[d] = rest % out_dims[d].max(1);
+        rest /= out_dims[d].max(1);
+    }
+    let mut out = vec![0usize];
+    for d in 0..in_dims.len() {
+        let line = &lines[d][idx[d]];
+        let mut next = Vec::with_capacity(out.len() * line.len());
+        for &o in &out {
+            for &k in line {
+                next.push(o + k * strides[d]);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// Windowed ops from their geometry: a reduction depends on the elements of its window;
+/// `select_and_gather_add(t, x)` on the elements of both operands in its window;
+/// `select_and_scatter_add(c, x)` element `p` on every window element of `c` whose window
+/// covers `p`, and on `x[p]` (the operand `x` only selects, so both are over-approximations).
+fn window(
+    ctx: &mut Ctx,
+    w: &ferrax_ir::ops::WindowOp,
+    args: &[&State],
+    tys: &[Type],
+    out: &Type,
+) -> Result<Option<Arc<Vec<Set>>>> {
+    use ferrax_ir::ops::WindowOp;
+    if args.iter().all(|a| a.deps.is_none()) {
+        return Ok(None);
+    }
+    let win = w.window();
+    match w {
+        WindowOp::Reduce { .. } | WindowOp::SelectAndGatherAdd { .. } => {
+            let (ind, outd) = (tys[0].dims(), out.dims());
+            let lines = window_lines(win, ind, outd);
+            ctx.build(out.size(), |i| {
+                let cover = window_cover(&lines, ind, outd, i);
+                union_all(
+                    args.iter()
+                        .flat_map(|a| cover.iter().map(move |&k| a.set(k))),
+                )
+            })
+        }
+        WindowOp::SelectAndScatterAdd { .. } => {
+            // The windows are those of `x` (operand 1); `c` (operand 0) has one element each.
+            let (ind, outd) = (tys[1].dims(), tys[0].dims());
+            let lines = window_lines(win, ind, outd);
+            let mut acc: Vec<Vec<u32>> = vec![Vec::new(); out.size()];
+            for i in 0..tys[0].size() {
+                for k in window_cover(&lines, ind, outd, i) {
+                    acc[k].extend_from_slice(args[0].set(i));
+                }
+            }
+            ctx.build(out.size(), |p| {
+                union_all([acc[p].as_slice(), args[1].set(p)])
+            })
+        }
+    }
+}
+
+/// Row-major offsets of every multi-index over `dims`, with the given strides.
+fn offsets(dims: &[usize], strides: &[usize]) -> Vec<usize> {
+    let mut out = vec![0usize];
+    for (&d, &s) in dims.iter().zip(strides) {
+        let mut next = Vec::with_capacity(out.len() * d);
+        for &o in &out {
+            for k in 0..d {
+                next.push(o + k * s);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+fn reduce(
+    ctx: &mut Ctx,
+    a: &State,
+    dims: &[usize],
+    axes: &[usize],
+) -> Result<Option<Arc<Vec<Set>>>> {
+    if a.deps.is_none() {
+        return Ok(None);
+    }
+    let strides = Shape::new(dims).strides();
+    let kept: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
+    let pick = |ds: &[usize]| -> (Vec<usize>, Vec<usize>) {
+        (
+            ds.iter().map(|&d| dims[d]).collect(),
+            ds.iter().map(|&d| strides[d]).collect(),
+        )
+    };
+    let (kd, ks) = pick(&kept);
+    let (rd, rs) = pick(axes);
+    let outer = offsets(&kd, &ks);
+    let inner = offsets(&rd, &rs);
+    ctx.build(outer.len(), |i| {
+        union_all(inner.iter().map(|&r| a.set(outer[i] + r)))
+    })
+}
+
+fn cumsum(
+    ctx: &mut Ctx,
+    a: &State,
+    dims: &[usize],
+    axis: usize,
+    reverse: bool,
+) -> Result<Option<Arc<Vec<Set>>>> {
+    if a.deps.is_none() {
+        return Ok(None);
+    }
+    let len = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let n: usize = dims.iter().product();
+    let mut out: Vec<Set> = vec![Vec::new(); n];
+    for line in 0..n / len.max(1) {
+        let (o, r) = (line / inner.max(1), line % inner.max(1));
+        let mut run: Set = Vec::new();
+        for step in 0..len {
+            let k = if reverse { len - 1 - step } else { step };
+            let idx = (o * len + k) * inner + r;
+            run = union2(&run, a.set(idx));
+            out[idx] = run.clone();
+        }
+    }
+    ctx.build(n, |i| std::mem::take(&mut out[i]))
+}
+
+fn dot(
+    ctx: &mut Ctx,
+    d: &ferrax_ir::ops::DotGeneral,
+    args: &[&State],
+    tys: &[Type],
+) -> Result<Option<Arc<Vec<Set>>>> {
+    let (l, r) = (args[0], args[1]);
+    if l.deps.is_none() && r.deps.is_none() {
+        return Ok(None);
+    }
+    let (ld, rd) = (tys[0].dims(), tys[1].dims());
+    let (lst, rst) = (Shape::new(ld).strides(), Shape::new(rd).strides());
+    let part = |dims: &[usize], st: &[usize], ds: &[usize]| -> Vec<usize> {
+        let sz: Vec<usize> = ds.iter().map(|&x| dims[x]).collect();
+        let s: Vec<usize> = ds.iter().map(|&x| st[x]).collect();
+        offsets(&sz, &s)
+    };
+    let lb = part(ld, &lst, &d.lhs_batch);
+    let rb = part(rd, &rst, &d.rhs_batch);
+    let lf = part(ld, &lst, &d.lhs_free(ld.len()));
+    let rf = part(rd, &rst, &d.rhs_free(rd.len()));
+    let lc = part(ld, &lst, &d.lhs_contract);
+    let rc = part(rd, &rst, &d.rhs_contract);
+    // A known operand's zeros contribute no dependence on the other operand.
+    let nonzero = |s: &State, i: usize| match &s.konst {
+        Some(k) => k.data().get_f64(i) != 0.0,
+        None => true,
+    };
+    let n = lb.len() * lf.len() * rf.len();
+    ctx.build(n, |i| {
+        let g = i % rf.len();
+        let f = (i / rf.len()) % lf.len();
+        let b = i / (rf.len() * lf.len());
+        let mut sets: Vec<&[u32]> = Vec::new();
+        for (&cl, &cr) in lc.iter().zip(&rc) {
+            let li = lb[b] + lf[f] + cl;
+            let ri = rb[b] + rf[g] + cr;
+            if nonzero(r, ri) {
+                sets.push(l.set(li));
+            }
+            if nonzero(l, li) {
+                sets.push(r.set(ri));
+            }
+        }
+        union_all(sets)
+    })
+}
+
+fn control(
+    ctx: &mut Ctx,
+    c: &ControlOp,
+    args: &[&State],
+    tys: &[Type],
+    outs: &[Type],
+) -> Result<Vec<State>> {
+    let owned: Vec<State> = args.iter().map(|s| (*s).clone()).collect();
+    match c {
+        ControlOp::Switch { branches } => {
+            let known = args[0]
+                .konst
+                .as_ref()
+                .and_then(|k| k.to_scalar().ok())
+                .map(|i| (i.max(0.0) as usize).min(branches.len() - 1));
+            let mut acc: Option<Vec<State>> = None;
+            for (b, body) in branches.iter().enumerate() {
+                if known.is_some_and(|k| k != b) {
+                    continue;
+                }
+                let r = propagate(ctx, body.graph(), &owned[1..])?;
+                acc = Some(match acc {
+                    None => r,
+                    Some(a) => a.iter().zip(&r).map(|(x, y)| x.join(y)).collect(),
+                });
+            }
+            Ok(acc.unwrap_or_default())
+        }
+        ControlOp::While {
+            cond,
+            body,
+            n_consts,
+        } => {
+            let (consts, mut carry) = (owned[..*n_consts].to_vec(), owned[*n_consts..].to_vec());
+            let with = |carry: &[State]| [consts.as_slice(), carry].concat();
+            for _ in 0..UNROLL_LIMIT {
+                let p = propagate(ctx, cond.graph(), &with(&carry))?;
+                match p[0].konst.as_ref().and_then(|k| k.to_scalar().ok()) {
+                    Some(0.0) => return Ok(carry),
+                    Some(_) => carry = propagate(ctx, body.graph(), &with(&carry))?,
+                    None => break,
+                }
+            }
+            fixed_point(
+                ctx,
+                body.graph(),
+                &consts,
+                carry,
+                &[],
+                carry_len(&owned, *n_consts),
+            )
+            .map(|(c, _)| c)
+        }
+        ControlOp::Scan {
+            body,
+            length,
+            n_consts,
+            n_carry,
+            reverse,
+        } => scan(
+            ctx,
+            body.graph(),
+            &owned,
+            tys,
+            outs,
+            *length,
+            *n_consts,
+            *n_carry,
+            *reverse,
+        ),
+        ControlOp::Call { body, .. } => propagate(ctx, body.graph(), &owned),
+        ControlOp::TapedWhile { .. } | ControlOp::CustomLinear { .. } => full(ctx, args, outs),
+    }
+}
+
+fn carry_len(owned: &[State], n_consts: usize) -> usize {
+    owned.len() - n_consts
+}
+
+/// Iterates `carry ← carry ⊔ body(consts, carry, xs)` until nothing changes; returns the carry
+/// and the body's other outputs at the fixed point. Terminates because sets only grow and
+/// known constants only become unknown.
+fn fixed_point(
+    ctx: &mut Ctx,
+    body: &Graph,
+    consts: &[State],
+    mut carry: Vec<State>,
+    xs: &[State],
+    n_carry: usize,
+) -> Result<(Vec<State>, Vec<State>)> {
+    loop {
+        let args = [consts, &carry, xs].concat();
+        let out = propagate(ctx, body, &args)?;
+        let next: Vec<State> = carry.iter().zip(&out).map(|(a, b)| a.join(b)).collect();
+        let same = next
+            .iter()
+            .zip(&carry)
+            .all(|(a, b)| a.same_deps(b) && a.konst.is_some() == b.konst.is_some());
+        if same {
+            return Ok((next, out[n_carry..].to_vec()));
+        }
+        carry = next;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn scan(
+    ctx: &mut Ctx,
+    body: &Graph,
+    owned: &[State],
+    tys: &[Type],
+    outs: &[Type],
+    length: usize,
+    n_consts: usize,
+    n_carry: usize,
+    reverse: bool,
+) -> Result<Vec<State>> {
+    let consts = &owned[..n_consts];
+    let mut carry = owned[n_consts..n_consts + n_carry].to_vec();
+    let xs = &owned[n_consts + n_carry..];
+    let x_tys = &tys[n_consts + n_carry..];
+    let y_tys = &outs[n_carry..];
+    // The state of slice `i` of each x.
+    let slice = |i: usize| -> Result<Vec<State>> {
+        let mut v = Vec::with_capacity(xs.len());
+        for (x, t) in xs.iter().zip(x_tys) {
+            let m = t.size() / length.max(1);
+            let deps = x
+                .deps
+                .as_ref()
+                .map(|d| Arc::new(d[i * m..(i + 1) * m].to_vec()));
+            let konst = match &x.konst {
+                Some(k) => Some(Arc::new(Array::new(
+                    Shape::new(&t.dims()[1..]),
+                    k.data().take(i * m..(i + 1) * m),
+                )?)),
+                None => None,
+            };
+            v.push(State { deps, konst });
+        }
+        Ok(v)
+    };
+    if length <= UNROLL_LIMIT {
+        let mut ys: Vec<Vec<Set>> = vec![Vec::new(); y_tys.len()];
+        let mut any = vec![false; y_tys.len()];
+        let order: Vec<usize> = if reverse {
+            (0..length).rev().collect()
+        } else {
+            (0..length).collect()
+        };
+        let mut per_iter: Vec<Vec<State>> = Vec::with_capacity(length);
+        for &i in &order {
+            let args = [consts, &carry, &slice(i)?].concat();
+            let out = propagate(ctx, body, &args)?;
+            carry = out[..n_carry].to_vec();
+            per_iter.push(out[n_carry..].to_vec());
+        }
+        // Stack the y slices in index order.
+        for i in 0..length {
+            let k = if reverse { length - 1 - i } else { i };
+            for (j, (y, t)) in per_iter[k].iter().zip(y_tys).enumerate() {
+                any[j] |= y.deps.is_some();
+                ys[j].extend((0..t.size() / length.max(1)).map(|e| y.set(e).to_vec()));
+            }
+        }
+        let mut res = carry;
+        for (j, y) in ys.into_iter().enumerate() {
+            let deps = if any[j] { Some(Arc::new(y)) } else { None };
+            res.push(State { deps, konst: None });
+        }
+        return Ok(res);
+    }
+    // Too long to follow: every slice is joined into one state and the carry is a fixed point.
+    let mut joined = slice(0)?;
+    for i in 1..length {
+        joined = joined
+            .iter()
+            .zip(&slice(i)?)
+            .map(|(a, b)| a.join(b))
+            .collect();
+    }
+    let (mut res, ys) = fixed_point(ctx, body, consts, carry, &joined, n_carry)?;
+    for (y, t) in ys.iter().zip(y_tys) {
+        let m = t.size() / length.max(1);
+        let deps = match &y.deps {
+            Some(_) => ctx.build(t.size(), |e| y.set(e % m.max(1)).to_vec())?,
+            None => None,
+        };
+        res.push(State { deps, konst: None });
+    }
+    Ok(res)
+}

@@ -1,0 +1,593 @@
+//! Sparse derivatives: detected Jacobian and Hessian patterns against the exact patterns read
+//! off dense Jacobians at random inputs, colourings checked for validity on random patterns,
+//! and compressed values against the dense derivatives.
+
+use ferrax_ir::{Array, DType, Graph, IntoFunction, Tensor, Type};
+use ferrax_transforms::sparse::colour::{
+    colour_columns, colour_star, is_valid_column_colouring, is_valid_star_colouring, Ordering,
+};
+use ferrax_transforms::sparse::compress::{hessian_plan, jacobian_plan};
+use ferrax_transforms::sparse::{hessian_pattern, jacobian_pattern, Pattern};
+use ferrax_transforms::{grad_graph, hessian_graph, jacfwd_graph};
+use proptest::prelude::*;
+
+const ORDERINGS: [Ordering; 3] = [
+    Ordering::Natural,
+    Ordering::LargestFirst,
+    Ordering::SmallestLast,
+];
+
+fn graph_of<M>(f: impl IntoFunction<M>, n: usize) -> Graph {
+    let s = ferrax_ir::function(f)
+        .specialize(&[Type::new(DType::F64, &[n])])
+        .unwrap();
+    assert_eq!(s.n_explicit, 1);
+    (*s.graph).clone()
+}
+
+/// A deterministic pseudo-random vector in [-1.5, 1.5].
+fn random(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 3.0 - 1.5
+        })
+        .collect()
+}
+
+/// The dense `rows × n` matrix computed by `dense` (a Jacobian graph of one argument) at `x`.
+fn dense_at(dense: &Graph, x: &[f64]) -> Vec<f64> {
+    let out = ferrax_ir::interp::eval(dense, &[Array::from(x.to_vec())]).unwrap();
+    out[0].to_f64_vec()
+}
+
+/// The exact pattern: entries nonzero at any of a few random inputs.
+fn exact_pattern(dense: &Graph, n: usize, inputs: &[Vec<f64>]) -> Pattern {
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for x in inputs {
+        let d = dense_at(dense, x);
+        let m = d.len() / n;
+        rows.resize(m, Vec::new());
+        for (r, row) in rows.iter_mut().enumerate() {
+            for c in 0..n {
+                if d[r * n + c] != 0.0 && !row.contains(&c) {
+                    row.push(c);
+                }
+            }
+        }
+    }
+    for r in &mut rows {
+        r.sort_unstable();
+    }
+    Pattern::from_rows(n, &rows)
+}
+
+fn inputs(n: usize) -> Vec<Vec<f64>> {
+    (1..4).map(|s| random(n, s)).collect()
+}
+
+/// Checks the detected Jacobian pattern of `f` equals the exact one at random inputs.
+fn check_exact<M>(f: impl IntoFunction<M>, n: usize) -> Pattern {
+    let g = graph_of(f, n);
+    let detected = jacobian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&jacfwd_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    assert_eq!(detected, exact, "\n{}", g.to_text());
+    detected
+}
+
+fn rosenbrock(x: Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let a = x.slice_axis(0, 0, n - 1);
+    let b = x.slice_axis(0, 1, n);
+    let d = b - a.clone() * a.clone();
+    let e = 1.0 - a;
+    (100.0 * d.clone() * d + e.clone() * e).sum_all()
+}
+
+fn stencil(x: &Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let p = x.pad(&[1], &[1], &[0], 0.0);
+    p.slice_axis(0, 0, n) - 2.0 * x.clone() + p.slice_axis(0, 2, n + 2)
+}
+
+#[test]
+fn rosenbrock_gradient_and_hessian() {
+    let n = 9;
+    let g = graph_of(rosenbrock, n);
+    let gg = grad_graph(&g, 1, &[0], false).unwrap();
+    let detected = jacobian_pattern(&gg, 1).unwrap();
+    let exact = exact_pattern(&hessian_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    assert_eq!(detected, exact);
+    assert_eq!(hessian_pattern(&g, 1).unwrap(), exact);
+    assert_eq!(exact.nnz(), 3 * n - 2);
+    // The Jacobian of the gradient (its own graph) is the same tridiagonal pattern.
+    let gf = |x: Tensor| {
+        let g = ferrax_transforms::api::grad(rosenbrock);
+        g.apply1(&[x])
+    };
+    check_exact(gf, n);
+}
+
+#[test]
+fn tridiagonal_stencil() {
+    let p = check_exact(|x: Tensor| stencil(&x) + x.clone() * x.clone() * x.sin(), 8);
+    assert_eq!(p.nnz(), 3 * 8 - 2);
+}
+
+#[test]
+fn banded_matmul_with_a_constant_sparse_matrix() {
+    let n = 10;
+    let mut a = vec![0.0; n * n];
+    for i in 0..n {
+        a[i * n + i] = 2.0;
+        if i + 2 < n {
+            a[i * n + i + 2] = -1.0;
+        }
+    }
+    a[3 * n + 9] = 0.5;
+    let a = Array::from_f64(vec![n, n], a).unwrap();
+    let p = check_exact(
+        move |x: Tensor| Tensor::constant(a.clone()).matmul(&x.sin()),
+        n,
+    );
+    assert_eq!(p.nnz(), n + (n - 2) + 1);
+}
+
+#[test]
+fn gather_scatter_and_shape_ops() {
+    let n = 7;
+    let idx = Array::from_i32(vec![5], vec![3, 0, 6, 3, 2]).unwrap();
+    let i2 = idx.clone();
+    check_exact(
+        move |x: Tensor| {
+            let i = Tensor::constant(i2.clone());
+            x.take(&i, 0) * x.take(&i, 0).rev(&[0])
+        },
+        n,
+    );
+    check_exact(
+        move |x: Tensor| {
+            let i = Tensor::constant(idx.clone());
+            let u = x.slice_axis(0, 1, 6).exp();
+            let s = x.scatter_add(&i, &u);
+            let c = ferrax_ir::concatenate(&[s.clone(), x.rev(&[0]).cos()], 0);
+            c.reshape(&[2, n]).transpose(&[1, 0]).sum(&[1]) * s.cumsum(0)
+        },
+        n,
+    );
+}
+
+#[test]
+fn fori_loop_stencil() {
+    let n = 12;
+    let p = check_exact(
+        |x: Tensor| {
+            ferrax_ir::fori_loop(
+                0,
+                3,
+                |_i, c| vec![c[0].clone() + 0.1 * stencil(&c[0]) * c[0].clone()],
+                &[x],
+            )
+            .remove(0)
+        },
+        n,
+    );
+    // Three steps of a tridiagonal stencil make a band of half-width 3.
+    let band: usize = (0..n).map(|i| i.min(3) + (n - 1 - i).min(3) + 1).sum();
+    assert_eq!(p.nnz(), band);
+}
+
+#[test]
+fn cond_takes_the_union_of_its_branches() {
+    let n = 6;
+    let g = graph_of(
+        |x: Tensor| {
+            let pred = x.sum_all().gt(0.0);
+            ferrax_ir::cond(
+                &pred,
+                |o| vec![o[0].slice_axis(0, 0, 3).sin()],
+                |o| vec![o[0].slice_axis(0, 3, 6).exp()],
+                &[x],
+            )
+            .remove(0)
+        },
+        n,
+    );
+    let detected = jacobian_pattern(&g, 1).unwrap();
+    let rows: Vec<Vec<usize>> = (0..3).map(|i| vec![i, i + 3]).collect();
+    assert_eq!(detected, Pattern::from_rows(n, &rows));
+}
+
+/// A random pattern of `rows × cols` with roughly `density` of the entries set.
+fn arb_pattern() -> impl Strategy<Value = Pattern> {
+    (
+        1usize..25,
+        1usize..25,
+        proptest::collection::vec(any::<u16>(), 0..120),
+    )
+        .prop_map(|(r, c, picks)| {
+            let mut rows = vec![Vec::new(); r];
+            for p in picks {
+                let p = p as usize;
+                rows[p % r].push((p / r) % c);
+            }
+            for row in &mut rows {
+                row.sort_unstable();
+                row.dedup();
+            }
+            Pattern::from_rows(c, &rows)
+        })
+}
+
+fn symmetric(p: &Pattern) -> Pattern {
+    let n = p.nrows.max(p.ncols);
+    let mut rows = vec![Vec::new(); n];
+    for r in 0..p.nrows {
+        for &c in p.row(r) {
+            rows[r].push(c);
+            rows[c].push(r);
+        }
+    }
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.push(i);
+        row.sort_unstable();
+        row.dedup();
+    }
+    Pattern::from_rows(n, &rows)
+}
+
+proptest! {
+    #[test]
+    fn column_colourings_are_valid(p in arb_pattern()) {
+        for o in ORDERINGS {
+            let c = colour_columns(&p, o);
+            prop_assert!(is_valid_column_colouring(&p, &c));
+            let widest = (0..p.nrows).map(|r| p.row(r).len()).max().unwrap_or(0);
+            prop_assert!(c.num_colours >= widest);
+        }
+    }
+
+    #[test]
+    fn star_colourings_are_valid_and_decompress(p in arb_pattern()) {
+        let s = symmetric(&p);
+        for o in ORDERINGS {
+            let c = colour_star(&s, o);
+            prop_assert!(is_valid_star_colouring(&s, &c));
+            prop_assert!(ferrax_transforms::sparse::colour::star_decompression(&s, &c).is_ok());
+        }
+    }
+}
+
+#[test]
+fn the_checkers_reject_bad_colourings() {
+    // A path 0-1-2-3 coloured 0,1,0,1 is distance-1 valid but not a star colouring.
+    let rows = vec![vec![0, 1], vec![0, 1, 2], vec![1, 2, 3], vec![2, 3]];
+    let p = Pattern::from_rows(4, &rows);
+    let bad = ferrax_transforms::sparse::Colouring {
+        colours: vec![0, 1, 0, 1],
+        num_colours: 2,
+    };
+    assert!(!is_valid_star_colouring(&p, &bad));
+    assert!(ferrax_transforms::sparse::colour::star_decompression(&p, &bad).is_err());
+    assert!(!is_valid_column_colouring(&p, &bad));
+}
+
+#[test]
+fn rosenbrock_hessian_needs_three_colours() {
+    let n = 50;
+    let g = graph_of(rosenbrock, n);
+    let h = hessian_pattern(&g, 1).unwrap();
+    for o in ORDERINGS {
+        let c = colour_star(&h, o);
+        assert!(is_valid_star_colouring(&h, &c));
+        eprintln!(
+            "rosenbrock n = {n}: {o:?} star colouring uses {} colours",
+            c.num_colours
+        );
+    }
+    assert_eq!(colour_star(&h, Ordering::Natural).num_colours, 3);
+    assert_eq!(colour_star(&h, Ordering::SmallestLast).num_colours, 3);
+}
+
+/// The values of `plan` at `x` against the dense matrix from `dense`.
+fn check_values(plan_graph: &Graph, p: &Pattern, dense: &Graph, x: &[f64]) {
+    let vals = ferrax_ir::interp::eval(plan_graph, &[Array::from(x.to_vec())]).unwrap();
+    let vals = vals[0].to_f64_vec();
+    let d = dense_at(dense, x);
+    assert_eq!(vals.len(), p.nnz());
+    let mut k = 0;
+    for r in 0..p.nrows {
+        for &c in p.row(r) {
+            let want = d[r * p.ncols + c];
+            assert!(
+                (vals[k] - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "({r}, {c}): {} vs {want}",
+                vals[k]
+            );
+            k += 1;
+        }
+    }
+}
+
+#[test]
+fn compressed_jacobian_values_equal_dense() {
+    let n = 11;
+    let g = graph_of(|x: Tensor| stencil(&x) * x.exp() + x.clone() * x, n);
+    for o in ORDERINGS {
+        let plan = jacobian_plan(&g, 1, o).unwrap();
+        assert_eq!(plan.colouring.num_colours, 3);
+        let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+        for x in inputs(n) {
+            check_values(&plan.graph, &plan.pattern, &dense, &x);
+        }
+    }
+}
+
+#[test]
+fn compressed_hessian_values_equal_dense() {
+    let n = 13;
+    let g = graph_of(rosenbrock, n);
+    let plan = hessian_plan(&g, 1, Ordering::SmallestLast).unwrap();
+    assert_eq!(plan.colouring.num_colours, 3);
+    let dense = hessian_graph(&g, 1, &[0]).unwrap();
+    for x in inputs(n) {
+        check_values(&plan.graph, &plan.pattern, &dense, &x);
+    }
+}
+
+/// Checks the detected pattern contains the exact one (for rules that are conservative by
+/// design) and returns both.
+fn check_superset<M>(f: impl IntoFunction<M>, n: usize) -> (Pattern, Pattern) {
+    let g = graph_of(f, n);
+    let detected = jacobian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&jacfwd_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    assert_eq!((detected.nrows, detected.ncols), (exact.nrows, exact.ncols));
+    for r in 0..exact.nrows {
+        for c in exact.row(r) {
+            assert!(detected.row(r).contains(c), "({r}, {c}) missed");
+        }
+    }
+    (detected, exact)
+}
+
+fn i32s(v: &[i32]) -> Tensor {
+    Tensor::constant(Array::from_i32(vec![v.len()], v.to_vec()).unwrap())
+}
+
+fn i32_scalar(v: i32) -> Tensor {
+    Tensor::constant(Array::from_i32(Vec::<usize>::new(), vec![v]).unwrap())
+}
+
+#[test]
+fn scan_over_slices_is_followed_step_by_step() {
+    let n = 8;
+    let p = check_exact(
+        move |x: Tensor| {
+            let c0 = x.slice_axis(0, 0, 1).reshape(&[]);
+            let (c, ys) = ferrax_ir::scan(
+                |c, xs| {
+                    let next = c[0].clone() * xs[0].clone() + xs[0].sin();
+                    (vec![next.clone()], vec![next.sin()])
+                },
+                &[c0],
+                &[x.slice_axis(0, 1, n)],
+            );
+            ferrax_ir::concatenate(&[c[0].reshape(&[1]), ys[0].clone()], 0)
+        },
+        n,
+    );
+    // Output 0 (the final carry) depends on everything; y_i on x_0..=x_{i+1}.
+    assert_eq!(p.row(0).len(), n);
+    assert_eq!(p.row(1), &[0, 1]);
+}
+
+#[test]
+fn while_loop_with_a_data_dependent_trip_count_is_a_sound_fixed_point() {
+    let n = 7;
+    let (detected, exact) = check_superset(
+        |x: Tensor| {
+            let t = Tensor::scalar(0.0);
+            ferrax_ir::while_loop(
+                |c| c[1].lt(2.0),
+                |c| {
+                    let x = c[0].clone() + 0.1 * stencil(&c[0]) * c[0].clone();
+                    let t = c[1].clone() + (c[0].clone() * c[0].clone()).sum_all() + 0.5;
+                    vec![x, t]
+                },
+                &[x, t],
+            )
+            .remove(0)
+        },
+        n,
+    );
+    // The fixed point over an unknown number of stencil steps spreads over the whole vector.
+    assert_eq!(detected.nnz(), n * n);
+    assert!(exact.nnz() <= n * n);
+}
+
+#[test]
+fn dynamic_slices_and_set_scatters_with_constant_indices_are_exact() {
+    let n = 9;
+    check_exact(
+        |x: Tensor| {
+            let s = x.dynamic_slice(&[i32_scalar(2)], &[4]).exp();
+            let u = x.dynamic_update_slice(&s, &[i32_scalar(4)]);
+            u.clone() * u.at(&i32s(&[0, 8, 3])).set(x.slice_axis(0, 5, 8).sin())
+        },
+        n,
+    );
+}
+
+#[test]
+fn computed_indices_are_conservative() {
+    let n = 6;
+    let (detected, _) = check_superset(
+        |x: Tensor| {
+            let i = x.argmax(0);
+            let s = x.dynamic_slice(std::slice::from_ref(&i), &[2]);
+            let g = x.take(&i.reshape(&[1]), 0);
+            ferrax_ir::concatenate(&[s, g], 0).sin()
+        },
+        n,
+    );
+    assert_eq!(detected.nnz(), 3 * n);
+}
+
+#[test]
+fn reductions_and_batched_dots() {
+    let n = 12;
+    check_exact(
+        |x: Tensor| {
+            let m = x.reshape(&[2, 2, 3]);
+            let v = x.slice_axis(0, 0, 6).reshape(&[2, 3]).cos();
+            let bd = m
+                .exp()
+                .dot_general(
+                    &v,
+                    ferrax_ir::ops::DotGeneral {
+                        lhs_contract: [2].into_iter().collect(),
+                        rhs_contract: [1].into_iter().collect(),
+                        lhs_batch: [0].into_iter().collect(),
+                        rhs_batch: [0].into_iter().collect(),
+                    },
+                )
+                .reshape(&[4]);
+            let mx = m.sum(&[1]).reshape(&[6]).slice_axis(0, 0, 4);
+            let pr = m.prod(&[2]).reshape(&[4]);
+            bd + mx * pr
+        },
+        n,
+    );
+    // A maximum depends on every element it may pick (at a given input, on one of them).
+    let (detected, _) = check_superset(|x: Tensor| x.reshape(&[4, 3]).max(&[1]), n);
+    assert_eq!(detected.nnz(), n);
+}
+
+#[test]
+fn hessian_pattern_through_a_loop() {
+    let n = 10;
+    let g = graph_of(
+        |x: Tensor| {
+            let y = ferrax_ir::fori_loop(
+                0,
+                2,
+                |_i, c| vec![c[0].clone() + 0.1 * stencil(&c[0]) * c[0].clone()],
+                &[x],
+            )
+            .remove(0);
+            (y.clone() * y).sum_all()
+        },
+        n,
+    );
+    let detected = hessian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&hessian_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    for r in 0..n {
+        for c in exact.row(r) {
+            assert!(detected.row(r).contains(c), "({r}, {c}) missed");
+        }
+    }
+    eprintln!(
+        "loop Hessian: detected nnz {} against exact {}",
+        detected.nnz(),
+        exact.nnz()
+    );
+    assert_eq!(detected, exact);
+}
+
+#[test]
+fn a_dense_derivative_too_large_for_the_analysis_is_an_error() {
+    let n = 9000;
+    let g = graph_of(|x: Tensor| x.sum_all() * x, n);
+    let e = jacobian_pattern(&g, 1).unwrap_err();
+    assert_eq!(e.kind, ferrax_ir::ErrorKind::Resource, "{e}");
+    assert!(e.to_string().contains("sparsity"), "{e}");
+}
+
+#[test]
+fn a_dense_row_is_compressed_in_reverse_mode() {
+    use ferrax_transforms::sparse::compress::Mode;
+    let n = 12;
+    // One dense row (a sum) over a bidiagonal block: columns need n colours, rows only a few.
+    let g = graph_of(
+        move |x: Tensor| {
+            let s = x.sin().sum_all().reshape(&[1]);
+            let p = x.slice_axis(0, 0, n - 1) * x.slice_axis(0, 1, n);
+            ferrax_ir::concatenate(&[s, p], 0)
+        },
+        n,
+    );
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    for o in ORDERINGS {
+        let plan = jacobian_plan(&g, 1, o).unwrap();
+        assert_eq!(plan.mode, Mode::Reverse);
+        assert!(
+            plan.colouring.num_colours <= 4,
+            "{}",
+            plan.colouring.num_colours
+        );
+        for x in inputs(n) {
+            check_values(&plan.graph, &plan.pattern, &dense, &x);
+        }
+    }
+    // One dense column: forward mode.
+    let g = graph_of(|x: Tensor| x.clone() * x.slice_axis(0, 0, 1).cos(), n);
+    let plan = jacobian_plan(&g, 1, Ordering::SmallestLast).unwrap();
+    assert_eq!((plan.mode, plan.colouring.num_colours), (Mode::Forward, 2));
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    check_values(&plan.graph, &plan.pattern, &dense, &random(n, 9));
+}
+
+#[test]
+fn windows_follow_their_geometry() {
+    use ferrax_ir::ops::Window;
+    let n = 24;
+    let w = Window::new(&[2, 3])
+        .with_strides(&[1, 2])
+        .with_padding(&[(1, 0), (1, 2)])
+        .with_window_dilation(&[1, 2]);
+    let w2 = w.clone();
+    check_exact(
+        move |x: Tensor| {
+            let m = x.reshape(&[4, 6]).sin();
+            let s = m.reduce_window_sum(&w2);
+            let d = m.reduce_window_sum(&Window::new(&[2, 1]).with_base_dilation(&[2, 1]));
+            let k = s.size();
+            ferrax_ir::concatenate(&[s.reshape(&[k]), d.reshape(&[d.size()])], 0)
+        },
+        n,
+    );
+    // Max windows pick one element per input, so the exact pattern at a few inputs may be
+    // smaller; the detected one must contain it, and second derivatives go through the
+    // select-and-gather/scatter ops.
+    let (detected, _) = check_superset(
+        move |x: Tensor| {
+            let m = x.reshape(&[4, 6]);
+            let p = m.reduce_window_max(&w);
+            p.reshape(&[p.size()])
+        },
+        n,
+    );
+    assert!(detected.nnz() < 24 * detected.nrows);
+    let g = graph_of(
+        |x: Tensor| {
+            let p = x
+                .reshape(&[4, 6])
+                .reduce_window_max(&ferrax_ir::ops::Window::new(&[2, 2]));
+            (p.clone() * p).sum_all()
+        },
+        n,
+    );
+    let detected = hessian_pattern(&g, 1).unwrap();
+    let exact = exact_pattern(&hessian_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
+    for r in 0..n {
+        for c in exact.row(r) {
+            assert!(detected.row(r).contains(c), "({r}, {c}) missed");
+        }
+    }
+    assert!(detected.nnz() < n * n / 2, "{}", detected.nnz());
+}

@@ -474,6 +474,7 @@ fn fill_bounds(first: i64, step: i64, len: i64, l: usize) -> (i64, i64) {
 ///
 /// # Safety
 /// Every valid `base + x_q · sl` must address an input element.
+#[inline]
 unsafe fn fill_line<T: Float>(
     seg: &mut [T],
     src: *const T,
@@ -492,8 +493,13 @@ unsafe fn fill_line<T: Float>(
         fill_bounds(first, step, len, l)
     };
     let (lo, hi) = (lo as usize, hi as usize);
-    seg[..lo].fill(T::ZERO);
-    seg[hi..].fill(T::ZERO);
+    // Most lines have no zeros at all: skip the calls then.
+    if lo > 0 {
+        seg[..lo].fill(T::ZERO);
+    }
+    if hi < seg.len() {
+        seg[hi..].fill(T::ZERO);
+    }
     if hi > lo {
         let start = base + (first + lo as i64 * step) as usize * sl;
         let stride = step as usize * sl;
@@ -598,9 +604,9 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
     // The kernel as the GEMM's right matrix, per group `[kk, og]` (rows: input feature, then
     // taps). When the taps of one input feature lie at one uniform stride of the kernel, it is
     // read in place (`direct`: that stride and whether whole rows of features continue it);
-    // otherwise it is packed row-major, once per call.
-    // Read in place feature by feature, the GEMMs are only as long as the taps: that is
-    // worth it for whole images as kernels (the kernel gradient), not for small windows.
+    // otherwise it is packed row-major, once per call. Read in place feature by feature, the
+    // GEMMs are only as long as the taps: worth it for whole images as kernels (the kernel
+    // gradient), not for small windows.
     let direct = tap_stride(geo)
         .map(|st| (st, geo.i == 1 || geo.s_ri == st * taps))
         .filter(|&(_, whole)| whole || taps >= 256);

@@ -909,7 +909,8 @@ impl<'t, 'a> Gen<'t, 'a> {
         let (n, c) = (x.ty.dims()[dn.lhs[0]], x.ty.dims()[dn.lhs[1]]);
         let mut op = ConvGeneral::new(ns);
         // Groups divide the features (or the batch); a zero count admits any group count.
-        let divisors = |v: usize| -> Vec<usize> { (1..=4).filter(|g| v % g == 0).collect() };
+        let divisors =
+            |v: usize| -> Vec<usize> { (1..=4).filter(|g| v.is_multiple_of(*g)).collect() };
         let groups = match self.tape.below(4) {
             1 => {
                 op.feature_group_count = self.tape.pick(&divisors(c));

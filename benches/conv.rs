@@ -1,8 +1,9 @@
 //! 2-D convolution forward and backward, jitted, in f32: batch 32 of 28×28 NCHW images, 3×3
 //! kernels, 1 → 16 and 16 → 32 channels, `SAME` padding. `forward` is the convolution alone;
 //! `value_and_grad` is the value and the gradients (input and kernel) of the sum of the
-//! convolution, whose backward convolutions are the transposes of the forward one. Each group
-//! first checks the compiled result against the interpreter.
+//! convolution, whose backward convolutions are the transposes of the forward one.
+//! `conv-fwd-bwd` is JAX's workload of that name: the gradients of both kernels of two layers.
+//! Each group first checks the compiled result against the interpreter.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ferrax::prelude::*;
@@ -89,6 +90,37 @@ fn bench_shape(c: &mut Criterion, name: &str, cin: usize, cout: usize) {
     g.finish();
 }
 
+/// JAX's `conv-fwd-bwd` (benches/jax/models.py): the value and the gradients with respect to
+/// both kernels of `sum(conv(relu(conv(x, k1)), k2))`, 1 → 16 → 32 channels.
+fn two_layers(k1: Tensor, k2: Tensor, x: Tensor) -> Tensor {
+    conv(conv(x, k1).relu(), k2).sum_all()
+}
+
+fn conv_fwd_bwd(c: &mut Criterion) {
+    let mut rng = Rng(11);
+    let x = rng.array(&[32, 1, 28, 28]);
+    let k1 = rng.array(&[16, 1, 3, 3]);
+    let k2 = rng.array(&[32, 16, 3, 3]);
+    let args = [k1, k2, x];
+    let vg = jit(value_and_grad(two_layers).wrt((0, 1))).unwrap();
+    let wide: Vec<Array> = args.iter().map(|a| a.cast(DType::F64)).collect();
+    let want = value_and_grad(two_layers)
+        .wrt((0, 1))
+        .call_arrays(&wide)
+        .unwrap();
+    let got = vg.call_arrays(&args).unwrap();
+    for (k, (g, w)) in got.iter().zip(&want).enumerate().skip(1) {
+        assert!(rel_diff(g, w) < 1e-4, "conv-fwd-bwd: gradient {k}");
+    }
+    let mut g = c.benchmark_group("conv-fwd-bwd");
+    g.measurement_time(Duration::from_secs(5));
+    g.sample_size(20);
+    g.bench_function("value_and_grad_kernels", |b| {
+        b.iter(|| vg.call_arrays(black_box(&args)).unwrap())
+    });
+    g.finish();
+}
+
 fn conv_1_16(c: &mut Criterion) {
     bench_shape(c, "conv2d-b32-28x28-1to16-3x3", 1, 16);
 }
@@ -97,5 +129,5 @@ fn conv_16_32(c: &mut Criterion) {
     bench_shape(c, "conv2d-b32-28x28-16to32-3x3", 16, 32);
 }
 
-criterion_group!(benches, conv_1_16, conv_16_32);
+criterion_group!(benches, conv_1_16, conv_16_32, conv_fwd_bwd);
 criterion_main!(benches);

@@ -11,6 +11,13 @@
 //!   `matrixmultiply` multiplies it by the packed kernel straight into the output (long
 //!   contractions are cut into column chunks, accumulated with `beta = 1`). Tiles are shared
 //!   among the rayon pool's threads through a counter, each thread with its own patch buffer.
+//!   When one input feature's taps lie at one stride of the kernel and either all features
+//!   continue that stride or the taps are many (a whole image: the kernel gradient, whose
+//!   "kernel" is the output cotangent), the GEMM reads the kernel in place instead of packing
+//!   it. When there are too few tiles for the threads (again the kernel gradient: a small
+//!   result summed over batch and positions), the contraction's chunks become the shared work
+//!   items, each thread accumulating into a private copy of the result; the copies are summed
+//!   at the end.
 //! - **Direct**: the interpreter's loop, in its order (bit for bit equal), for convolutions
 //!   with less than [`DIRECT_WORK`] multiply-adds (measured: 4.5 against 6.7 µs per call at
 //!   1,296 multiply-adds, 28 against 13 µs at 6,912, so the crossover is near 2,000), for
@@ -32,6 +39,10 @@ pub(crate) const DIRECT_WORK: usize = 2048;
 
 /// Convolutions with at least this many multiply-adds share their tiles among threads.
 const PARALLEL_WORK: usize = 1 << 21;
+
+/// The largest result (in elements) whose contraction may be split among threads, each
+/// accumulating into a private copy of it.
+const SPLIT_RESULT: usize = 1 << 16;
 
 /// Entries of the parameter block before the per-axis ones.
 const HEADER: usize = 12;
@@ -252,6 +263,8 @@ pub(crate) trait Float: Copy + Send + Sync + 'static {
     const ZERO: Self;
     /// `acc + a·b`, rounded as the interpreter does (a product, then a sum).
     fn mul_add(acc: Self, a: Self, b: Self) -> Self;
+    /// `a + b`.
+    fn add(a: Self, b: Self) -> Self;
     /// `C = A·B + beta·C` for strided matrices (`beta` 0 or 1; with 0, `C` is not read).
     ///
     /// # Safety
@@ -266,6 +279,7 @@ pub(crate) trait Float: Copy + Send + Sync + 'static {
         csa: isize,
         b: *const Self,
         rsb: isize,
+        csb: isize,
         accumulate: bool,
         c: *mut Self,
         rsc: isize,
@@ -280,6 +294,9 @@ macro_rules! float {
             fn mul_add(acc: $t, a: $t, b: $t) -> $t {
                 acc + a * b
             }
+            fn add(a: $t, b: $t) -> $t {
+                a + b
+            }
             unsafe fn gemm(
                 m: usize,
                 k: usize,
@@ -289,6 +306,7 @@ macro_rules! float {
                 csa: isize,
                 b: *const $t,
                 rsb: isize,
+                csb: isize,
                 accumulate: bool,
                 c: *mut $t,
                 rsc: isize,
@@ -296,7 +314,7 @@ macro_rules! float {
             ) {
                 let beta = if accumulate { 1.0 } else { 0.0 };
                 // SAFETY: the caller's contract.
-                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, 1, beta, c, rsc, csc) }
+                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
             }
         }
     };
@@ -432,22 +450,9 @@ unsafe fn direct_in_place<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T
     }
 }
 
-/// Fills `seg[q]` with the input element at `base + x_q · sl` where `x_q = first + q · step`,
-/// or zero where `x_q` falls outside `0..l`: one line of a patch along an axis without input
-/// dilation (`step ≥ 1`), with the valid part copied in one run.
-///
-/// # Safety
-/// Every valid `base + x_q · sl` must address an input element.
-unsafe fn fill_line<T: Float>(
-    seg: &mut [T],
-    src: *const T,
-    base: usize,
-    first: i64,
-    step: i64,
-    l: usize,
-    sl: usize,
-) {
-    let len = seg.len() as i64;
+/// The valid part `lo..hi` of a line of `len` entries `x_q = first + q · step` (`step ≥ 1`)
+/// over an input axis of size `l`.
+fn fill_bounds(first: i64, step: i64, len: i64, l: usize) -> (i64, i64) {
     let lo = if first >= 0 {
         0
     } else {
@@ -460,9 +465,41 @@ unsafe fn fill_line<T: Float>(
         ((l as i64 - 1 - first) / step + 1).min(len)
     }
     .max(lo);
+    (lo, hi)
+}
+
+/// Fills `seg[q]` with the input element at `base + x_q · sl` where `x_q = first + q · step`,
+/// or zero where `x_q` falls outside `0..l`: one line of a patch along an axis without input
+/// dilation (`step ≥ 1`), with the valid part copied in one run.
+///
+/// # Safety
+/// Every valid `base + x_q · sl` must address an input element.
+#[inline]
+unsafe fn fill_line<T: Float>(
+    seg: &mut [T],
+    src: *const T,
+    base: usize,
+    first: i64,
+    step: i64,
+    l: usize,
+    sl: usize,
+) {
+    let len = seg.len() as i64;
+    let (lo, hi) = if step == 1 {
+        // Without divisions (the common case of a unit stride or dilation).
+        let lo = (-first).clamp(0, len);
+        (lo, (l as i64 - first).clamp(lo, len))
+    } else {
+        fill_bounds(first, step, len, l)
+    };
     let (lo, hi) = (lo as usize, hi as usize);
-    seg[..lo].fill(T::ZERO);
-    seg[hi..].fill(T::ZERO);
+    // Most lines have no zeros at all: skip the calls then.
+    if lo > 0 {
+        seg[..lo].fill(T::ZERO);
+    }
+    if hi < seg.len() {
+        seg[hi..].fill(T::ZERO);
+    }
     if hi > lo {
         let start = base + (first + lo as i64 * step) as usize * sl;
         let stride = step as usize * sl;
@@ -485,6 +522,25 @@ fn try_zeros<T: Float>(n: usize) -> Option<Vec<T>> {
     v.try_reserve_exact(n).ok()?;
     v.resize(n, T::ZERO);
     Some(v)
+}
+
+/// The kernel stride between consecutive taps (row-major over the kernel's spatial axes) of
+/// one input and output feature, when it is uniform (`None` otherwise).
+fn tap_stride(geo: &Geometry) -> Option<usize> {
+    let mut st: Option<usize> = None;
+    let mut span = 1usize;
+    for a in geo.axes.iter().rev() {
+        if a.k == 1 {
+            continue;
+        }
+        match st {
+            None => st = Some(a.sr),
+            Some(s) if s.checked_mul(span)? == a.sr => {}
+            Some(_) => return None,
+        }
+        span = span.checked_mul(a.k)?;
+    }
+    Some(st.unwrap_or(1))
 }
 
 /// The result positions `(batch, spatial..)` cut into runs of one uniform result stride.
@@ -545,12 +601,24 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
         }
         tables.push(t);
     }
-    // The packed kernel, per group `[kk, og]` row-major (rows: input feature, then taps).
-    let Some(mut packed) = try_zeros::<T>(groups * kk * og) else {
-        return false;
-    };
+    // The kernel as the GEMM's right matrix, per group `[kk, og]` (rows: input feature, then
+    // taps). When the taps of one input feature lie at one uniform stride of the kernel, it is
+    // read in place (`direct`: that stride and whether whole rows of features continue it);
+    // otherwise it is packed row-major, once per call. Read in place feature by feature, the
+    // GEMMs are only as long as the taps: worth it for whole images as kernels (the kernel
+    // gradient), not for small windows.
+    let direct = tap_stride(geo)
+        .map(|st| (st, geo.i == 1 || geo.s_ri == st * taps))
+        .filter(|&(_, whole)| whole || taps >= 256);
+    let mut packed = Vec::new();
+    if direct.is_none() {
+        match try_zeros::<T>(groups * kk * og) {
+            Some(v) => packed = v,
+            None => return false,
+        }
+    }
     let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
-    for t in 0..groups {
+    for t in (0..groups).filter(|_| direct.is_none()) {
         for i in 0..geo.i {
             w.iter_mut().for_each(|x| *x = 0);
             for tap in 0..taps {
@@ -573,18 +641,50 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
         .min(runs.len.max(1));
     let tiles_per_run = runs.len.div_ceil(rows);
     let n_runs = geo.positions() / runs.len.max(1);
-    let items = groups * n_runs * tiles_per_run;
+    let tiles = groups * n_runs * tiles_per_run;
     let work = geo.positions().saturating_mul(kk).saturating_mul(geo.o);
-    let threads = if work >= PARALLEL_WORK {
-        crate::symbols::pool_threads().min(items).max(1)
+    let pool = if work >= PARALLEL_WORK {
+        crate::symbols::pool_threads()
     } else {
         1
     };
+    // Split the contraction when there are too few tiles to keep the threads busy (the
+    // kernel-gradient convolutions: a small result summed over batch and positions). Each
+    // thread then accumulates its column chunks into a private copy of the result, and the
+    // copies are summed at the end.
+    let result = geo.positions().saturating_mul(geo.o);
+    let split = pool > 1 && tiles < 4 * pool && kk > chunk.min(256) && result <= SPLIT_RESULT;
+    let (chunk, parts) = if split {
+        // Enough chunks for four per thread, but not shorter than 256 columns.
+        let want = (4 * pool).div_ceil(tiles);
+        let c = kk.div_ceil(want).max(256).min(chunk);
+        (c, kk.div_ceil(c))
+    } else {
+        (chunk, 1)
+    };
+    let rows = if split {
+        (PATCH_BYTES / elem / chunk)
+            .clamp(1, 4096)
+            .min(runs.len.max(1))
+    } else {
+        rows
+    };
+    let tiles_per_run = runs.len.div_ceil(rows);
+    let items = groups * n_runs * tiles_per_run * parts;
+    let threads = pool.min(items).max(1);
     let Some(mut patches) = try_zeros::<T>(threads * rows * chunk) else {
         return false;
     };
+    let mut partials = if split {
+        match try_zeros::<T>(threads * result) {
+            Some(v) => v,
+            None => return false,
+        }
+    } else {
+        Vec::new()
+    };
     let next = AtomicUsize::new(0);
-    let (lhs, out) = (Shared(lhs as *mut T), Shared(out));
+    let (lhs, rhs, out) = (Shared(lhs as *mut T), Shared(rhs as *mut T), Shared(out));
     let packed = &packed;
     let tables = &tables;
     let runs = &runs;
@@ -596,13 +696,19 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
         Some(a) => a.y.min(rows) >= a.k,
         None => true,
     };
-    let job = |patch: &mut [T]| {
-        let (lhs, out) = (lhs, out);
+    let job = |patch: &mut [T], partial: Option<&mut [T]>| {
+        let (lhs, rhs) = (lhs, rhs);
+        // Without a split, every tile's product goes straight into the result.
+        let (out, accumulate_all) = match partial {
+            Some(p) => (Shared(p.as_mut_ptr()), true),
+            None => (out, false),
+        };
         loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
             if item >= items {
                 return;
             }
+            let (item, part) = (item / parts, item % parts);
             let t = item / (n_runs * tiles_per_run);
             let rest = item % (n_runs * tiles_per_run);
             let (run, tile) = (rest / tiles_per_run, rest % tiles_per_run);
@@ -620,9 +726,17 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                 + (0..ns).map(|j| pos[j + 1] * geo.axes[j].so).sum::<usize>()
                 + t * og * geo.s_oc;
             let c0 = geo.feature0(t);
-            let mut col0 = 0;
-            while col0 < kk {
-                let cols = chunk.min(kk - col0);
+            let (mut col0, col_end) = if parts > 1 {
+                (part * chunk, ((part + 1) * chunk).min(kk))
+            } else {
+                (0, kk)
+            };
+            while col0 < col_end {
+                let mut cols = chunk.min(col_end - col0);
+                if let Some((_, false)) = direct {
+                    // The kernel is read in place one input feature at a time.
+                    cols = cols.min(taps - col0 % taps);
+                }
                 if by_columns {
                     // The patch is column-major (`m` rows per column): one column per (input
                     // feature, tap); its rows walk the tile's positions in segments along the
@@ -793,8 +907,24 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                 } else {
                     (cols as isize, 1)
                 };
-                // SAFETY: the patch holds `m × cols`, the packed kernel `kk × og` per group,
-                // and the tile's result rows lie on one run of the output.
+                let (b_ptr, rsb, csb) = match direct {
+                    Some((st, _)) => {
+                        let (i, tap) = (col0 / taps, col0 % taps);
+                        // SAFETY: the offset of an element of the kernel (output feature
+                        // `t · og`, input feature `i`, tap `tap`, which lies at `tap · st`).
+                        let b = unsafe { rhs.0.add(t * og * geo.s_ro + i * geo.s_ri + tap * st) };
+                        (b as *const T, st as isize, geo.s_ro as isize)
+                    }
+                    // SAFETY: within the packed kernel of `groups · kk · og` elements.
+                    None => (
+                        unsafe { packed.as_ptr().add((t * kk + col0) * og) },
+                        og as isize,
+                        1,
+                    ),
+                };
+                // SAFETY: the patch holds `m × cols`, the kernel's rows `col0..col0 + cols` of
+                // group `t` lie where `b_ptr`, `rsb` and `csb` say (packed: `kk × og` per
+                // group), and the tile's result rows lie on one run of the output.
                 unsafe {
                     T::gemm(
                         m,
@@ -803,9 +933,10 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                         patch.as_ptr(),
                         rsa,
                         csa,
-                        packed.as_ptr().add((t * kk + col0) * og),
-                        og as isize,
-                        col0 > 0,
+                        b_ptr,
+                        rsb,
+                        csb,
+                        accumulate_all || col0 > 0,
                         out.0.add(obase),
                         runs.stride as isize,
                         geo.s_oc as isize,
@@ -816,20 +947,37 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
         }
     };
     let per = rows * chunk;
-    if threads <= 1 {
-        job(&mut patches[..per]);
+    if threads <= 1 && !split {
+        job(&mut patches[..per], None);
     } else {
         rayon::scope(|s| {
-            let mut parts = patches.chunks_mut(per);
-            let mine = parts.next();
-            for part in parts {
+            let mut bufs = patches.chunks_mut(per).zip(
+                partials
+                    .chunks_mut(result.max(1))
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            );
+            let mine = bufs.next();
+            for (patch, partial) in bufs {
                 let job = &job;
-                s.spawn(move |_| job(part));
+                s.spawn(move |_| job(patch, partial));
             }
-            if let Some(p) = mine {
-                job(p);
+            if let Some((patch, partial)) = mine {
+                job(patch, partial);
             }
         });
+    }
+    if split {
+        // Sum the threads' copies into the result (whose positions and features cover
+        // exactly its `result` elements, laid out as in the copies).
+        let (first, rest) = partials.split_at(result);
+        for (k, &v) in first.iter().enumerate() {
+            let acc = rest
+                .chunks(result)
+                .fold(v, |acc, part| T::add(acc, part[k]));
+            // SAFETY: an index below the result's size.
+            unsafe { *out.0.add(k) = acc };
+        }
     }
     true
 }

@@ -200,3 +200,41 @@ fn huge_padding_and_strides_compile_and_run() {
     let g = conv_graph(&op, &a, &b);
     check(&g, &args, None, "huge padding with dilation");
 }
+
+/// Kernel-gradient convolutions (a small result summed over batch and positions), through the
+/// transpose rule: the contraction is split among threads with private partial results, and
+/// the cotangent serves as the kernel in place (NCHW: one image per input feature; NHWC: all
+/// of it at one stride), with feature groups and strides.
+#[test]
+fn kernel_gradient_convolutions_match_the_interpreter() {
+    let mut rng = Rng(37);
+    let nchw = ConvGeneral::new(2);
+    let mut nhwc = ConvGeneral::new(2);
+    nhwc.dimension_numbers =
+        ferrax_ir::ops::ConvDimensionNumbers::from_layouts("NHWC", "HWIO", "NHWC").unwrap();
+    let mut grouped = ConvGeneral::new(2);
+    grouped.feature_group_count = 2;
+    grouped.window_strides = Dims::from_slice(&[2, 1]);
+    let cases: Vec<(ConvGeneral, Vec<usize>, Vec<usize>)> = vec![
+        (nchw.clone(), vec![16, 4, 24, 24], vec![16, 4, 3, 3]),
+        (nchw, vec![32, 1, 28, 28], vec![16, 1, 3, 3]),
+        (nhwc, vec![16, 24, 24, 4], vec![3, 3, 4, 16]),
+        (grouped, vec![16, 4, 24, 24], vec![16, 2, 3, 3]),
+    ];
+    for dt in [DType::F32, DType::F64] {
+        let tol = if dt == DType::F32 { 1e-5 } else { 1e-13 };
+        for (mut op, a, b) in cases.clone() {
+            op.padding = smallvec::smallvec![(1, 1), (1, 1)];
+            let (a, b) = (Type::new(dt, &a), Type::new(dt, &b));
+            let mut bd = Builder::new();
+            let x = bd.param(a.clone());
+            let w = bd.param(b.clone());
+            let y = bd.push1(Op::Conv(op.clone()), &[x, w]).unwrap();
+            let g = bd.finish(&[y]);
+            let out = g.output_types()[0].clone();
+            let vjp = vjp_graph(&g, 2).unwrap();
+            let args = [rng.array(&a), rng.array(&b), rng.array(&out)];
+            check(&vjp, &args, Some(tol), &format!("vjp of {op:?} {a} {b}"));
+        }
+    }
+}

@@ -391,6 +391,15 @@ pub fn traits(g: &Graph) -> Traits {
                     t.gemm = true;
                 }
             }
+            Op::Conv(c) => {
+                // The JIT's im2col + GEMM path (from 2,048 multiply-adds) sums in another
+                // order than the interpreter.
+                let o = args[1].dims()[c.dimension_numbers.rhs[0]];
+                let per = args[1].size().checked_div(o).unwrap_or(0);
+                if res[0].size().saturating_mul(per) >= 2048 {
+                    t.gemm = true;
+                }
+            }
             Op::Unary(UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round) => {
                 t.discrete = true;
                 t.jumpy = true;

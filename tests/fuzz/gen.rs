@@ -343,7 +343,7 @@ impl<'t, 'a> Gen<'t, 'a> {
 
     /// Appends one random op (sometimes a few helpers first).
     fn op(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
-        let n_families = if self.depth < 2 { 26 } else { 22 };
+        let n_families = if self.depth < 2 { 27 } else { 23 };
         match self.tape.below(n_families) {
             0 | 1 => self.unary(b, pool),
             2 | 3 => self.binary(b, pool),
@@ -365,9 +365,10 @@ impl<'t, 'a> Gen<'t, 'a> {
             19 => self.gather_scatter(b, pool),
             20 => self.logic(b, pool),
             21 => self.window(b, pool),
-            22 => self.switch(b, pool),
-            23 => self.while_loop(b, pool),
-            24 => self.scan(b, pool),
+            22 => self.conv(b, pool),
+            23 => self.switch(b, pool),
+            24 => self.while_loop(b, pool),
+            25 => self.scan(b, pool),
             _ => self.call(b, pool),
         }
     }
@@ -877,6 +878,80 @@ impl<'t, 'a> Gen<'t, 'a> {
                 pool.pop();
             }
         }
+    }
+
+    /// A `conv_general_dilated` on a float operand of rank 3 or 4 (from the pool, or a new one
+    /// of small sizes): random dimension numbers, kernel sizes, window strides, padding
+    /// (negative included), both dilations and feature or batch groups. The result is kept
+    /// within `MAX_ELEMENTS` and the contraction (input features per group times taps) small.
+    fn conv(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
+        use ferrax::ir::ops::{ConvDimensionNumbers, ConvGeneral};
+        let x = match self.choose(pool, |t| t.dtype.is_float() && (3..=4).contains(&t.rank())) {
+            Some(x) if self.tape.flag(70) || x.ty.size() > 0 => x,
+            _ => {
+                let dt = self.tape.pick(&[DType::F64, DType::F32]);
+                let rank = 3 + self.tape.below(2);
+                let d: Vec<usize> = (0..rank)
+                    .map(|_| self.tape.pick(&[2, 1, 3, 4, 0]))
+                    .collect();
+                let ty = Type::new(dt, &d);
+                let v = self.operand_of(b, pool, &ty);
+                Pooled { v, ty }
+            }
+        };
+        let rank = x.ty.rank();
+        let ns = rank - 2;
+        let dn = ConvDimensionNumbers {
+            lhs: self.perm(rank),
+            rhs: self.perm(rank),
+            out: self.perm(rank),
+        };
+        let (n, c) = (x.ty.dims()[dn.lhs[0]], x.ty.dims()[dn.lhs[1]]);
+        let mut op = ConvGeneral::new(ns);
+        // Groups divide the features (or the batch); a zero count admits any group count.
+        let divisors =
+            |v: usize| -> Vec<usize> { (1..=4).filter(|g| v.is_multiple_of(*g)).collect() };
+        let groups = match self.tape.below(4) {
+            1 => {
+                op.feature_group_count = self.tape.pick(&divisors(c));
+                op.feature_group_count
+            }
+            2 => {
+                op.batch_group_count = self.tape.pick(&divisors(n));
+                op.batch_group_count
+            }
+            _ => 1,
+        };
+        for j in 0..ns {
+            op.window_strides[j] = 1 + self.tape.below(3);
+            op.padding[j] = (self.tape.below(4) as i64 - 1, self.tape.below(4) as i64 - 1);
+            op.lhs_dilation[j] = 1 + self.tape.below(2);
+            op.rhs_dilation[j] = 1 + self.tape.below(2);
+        }
+        if self.tape.flag(10) {
+            // The `SAME`/`VALID`-like extremes: no padding, or a large negative one.
+            let j = self.tape.below(ns);
+            op.padding[j] = (-3, 2);
+        }
+        let o = groups * (1 + self.tape.below(3));
+        let mut kd = vec![0; rank];
+        kd[dn.rhs[0]] = o;
+        kd[dn.rhs[1]] = c.checked_div(op.feature_group_count).unwrap_or(0);
+        for j in 0..ns {
+            kd[dn.rhs[2 + j]] = 1 + self.tape.below(3);
+        }
+        op.dimension_numbers = dn;
+        let kt = Type::new(x.ty.dtype, &kd);
+        // A type the rule rejects (a window larger than the input) is skipped quietly.
+        let Ok(out) = op.infer(&x.ty, &kt) else {
+            return;
+        };
+        let contraction = kt.size().checked_div(o).unwrap_or(0);
+        if out.size() > MAX_ELEMENTS || contraction > 64 || kt.size() > MAX_ELEMENTS {
+            return;
+        }
+        let w = self.operand_of(b, pool, &kt);
+        self.push(b, pool, Op::Conv(op), &[x.v, w]);
     }
 
     /// A sub-generator one level deeper, sharing the tape.

@@ -536,6 +536,35 @@ impl Geometry {
         for d in (0..rank.saturating_sub(1)).rev() {
             in_strides[d] = in_strides[d + 1].saturating_mul(self.input[d + 1]);
         }
+        // The offset contribution of window element `k` of result index `o` along `d`, or None
+        // where it falls on padding or a hole. Tabulated per dimension when the tables are
+        // small (they are for pooling), so the inner loop does no division.
+        let contribution = |d: usize, o: usize, k: usize| -> Option<usize> {
+            // Position in the padded, dilated line; within `isize::MAX` by the type rule.
+            let p = o * self.stride[d] + k * self.wdil[d];
+            let q = p.checked_sub(self.lo[d])?;
+            if !q.is_multiple_of(self.base[d]) || q / self.base[d] >= self.input[d] {
+                return None;
+            }
+            Some(q / self.base[d] * in_strides[d])
+        };
+        const MAX_TABLE: usize = 1 << 20;
+        let sizes: Option<usize> = (0..rank).try_fold(0usize, |acc, d| {
+            acc.checked_add(self.out[d].checked_mul(self.window[d])?)
+        });
+        let tables: Option<Vec<Vec<Option<usize>>>> = match sizes {
+            Some(n) if n <= MAX_TABLE => Some(
+                (0..rank)
+                    .map(|d| {
+                        (0..self.out[d])
+                            .flat_map(|od| (0..self.window[d]).map(move |kd| (od, kd)))
+                            .map(|(od, kd)| contribution(d, od, kd))
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
         let mut o = vec![0usize; rank];
         let mut k = vec![0usize; rank];
         let mut flat = 0usize;
@@ -546,19 +575,17 @@ impl Geometry {
                     let mut off = 0usize;
                     let mut inside = true;
                     for d in 0..rank {
-                        // Position in the padded, dilated line; within `isize::MAX` by the
-                        // type rule.
-                        let p = o[d] * self.stride[d] + k[d] * self.wdil[d];
-                        if p < self.lo[d] {
-                            inside = false;
-                            break;
+                        let c = match &tables {
+                            Some(t) => t[d][o[d] * self.window[d] + k[d]],
+                            None => contribution(d, o[d], k[d]),
+                        };
+                        match c {
+                            Some(c) => off += c,
+                            None => {
+                                inside = false;
+                                break;
+                            }
                         }
-                        let q = p - self.lo[d];
-                        if !q.is_multiple_of(self.base[d]) || q / self.base[d] >= self.input[d] {
-                            inside = false;
-                            break;
-                        }
-                        off += q / self.base[d] * in_strides[d];
                     }
                     if inside {
                         visit(off);

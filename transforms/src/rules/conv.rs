@@ -18,7 +18,7 @@
 //! Cotangents of empty operands, or from empty cotangents, are zeros (the convolutions above
 //! would need windows larger than their inputs).
 
-use super::{not_linear, Cotangents, Operand};
+use super::{transpose_bilinear, Cotangents, Operand};
 use crate::emit::{self, add_opt, push1};
 use ferrax_ir::ops::{ConvDimensionNumbers, ConvGeneral, ShapeOp};
 use ferrax_ir::{Builder, Dims, Op, Result, Shape, Type, Value};
@@ -219,17 +219,11 @@ pub fn transpose(
     args: &[Operand],
     ct: Value,
 ) -> Result<Cotangents> {
-    match (&args[0], &args[1]) {
-        (Operand::Linear(ty), Operand::Primal(w)) => {
-            Ok([Some(transpose_lhs(b, c, ct, ty, *w)?), None]
-                .into_iter()
-                .collect())
-        }
-        (Operand::Primal(x), Operand::Linear(ty)) => {
-            Ok([None, Some(transpose_rhs(b, c, ct, ty, *x)?)]
-                .into_iter()
-                .collect())
-        }
-        _ => Err(not_linear("conv_general_dilated")),
-    }
+    transpose_bilinear(
+        b,
+        "conv_general_dilated",
+        args,
+        |b, ty, other| transpose_lhs(b, c, ct, ty, other),
+        |b, ty, other| transpose_rhs(b, c, ct, ty, other),
+    )
 }

@@ -2,7 +2,7 @@
 //! respect to one operand contracts the cotangent with the other operand, then permutes the
 //! result's dimensions back into the operand's order.
 
-use super::{not_linear, Cotangents, Operand};
+use super::{transpose_bilinear, Cotangents, Operand};
 use crate::emit::{self, add_opt, push1};
 use ferrax_ir::ops::DotGeneral;
 use ferrax_ir::{Builder, Dims, Op, Result, Type, Value};
@@ -102,17 +102,11 @@ pub fn transpose(
     args: &[Operand],
     ct: Value,
 ) -> Result<Cotangents> {
-    match (&args[0], &args[1]) {
-        (Operand::Linear(ty), Operand::Primal(rhs)) => {
-            Ok([Some(transpose_lhs(b, d, ct, ty, *rhs)?), None]
-                .into_iter()
-                .collect())
-        }
-        (Operand::Primal(lhs), Operand::Linear(ty)) => {
-            Ok([None, Some(transpose_rhs(b, d, ct, ty, *lhs)?)]
-                .into_iter()
-                .collect())
-        }
-        _ => Err(not_linear("dot_general")),
-    }
+    transpose_bilinear(
+        b,
+        "dot_general",
+        args,
+        |b, ty, other| transpose_lhs(b, d, ct, ty, other),
+        |b, ty, other| transpose_rhs(b, d, ct, ty, other),
+    )
 }

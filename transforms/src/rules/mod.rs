@@ -104,6 +104,26 @@ pub fn transpose(b: &mut Builder, op: &Op, args: &[Operand], ct: Value) -> Resul
     }
 }
 
+/// The transpose of a bilinear op (`dot_general`, `conv_general_dilated`) with respect to its
+/// one linear operand: `lhs(b, linear type, other primal)` or `rhs(...)` gives the cotangent.
+pub(crate) fn transpose_bilinear(
+    b: &mut Builder,
+    name: &str,
+    args: &[Operand],
+    lhs: impl FnOnce(&mut Builder, &Type, Value) -> Result<Value>,
+    rhs: impl FnOnce(&mut Builder, &Type, Value) -> Result<Value>,
+) -> Result<Cotangents> {
+    match (&args[0], &args[1]) {
+        (Operand::Linear(ty), Operand::Primal(w)) => {
+            Ok([Some(lhs(b, ty, *w)?), None].into_iter().collect())
+        }
+        (Operand::Primal(x), Operand::Linear(ty)) => {
+            Ok([None, Some(rhs(b, ty, *x)?)].into_iter().collect())
+        }
+        _ => Err(not_linear(name)),
+    }
+}
+
 /// The error for transposing an op that is not linear in its linear operands.
 pub(crate) fn not_linear(name: &str) -> Error {
     Error::new(

@@ -234,37 +234,12 @@ pub fn train(cfg: Config, on_epoch: &mut dyn FnMut(usize, f64)) -> AnyResult<Tra
 }
 
 fn plot_loss(losses: &[f64]) -> AnyResult<std::path::PathBuf> {
-    let path = common::out_path("cnn_loss.svg")?;
-    {
-        let root = SVGBackend::new(&path, (860, 500)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let lo = losses.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = losses.iter().copied().fold(0.0, f64::max);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "CNN on the 8×8 digits: cross-entropy of each Adam step",
-                ("sans-serif", 22),
-            )
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..losses.len() as f64, (lo * 0.8..hi * 1.2).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("loss (log scale)")
-            .y_label_formatter(&|v| format!("{v:.0e}"))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()?;
-        let points = losses.iter().enumerate().map(|(k, &l)| (k as f64, l));
-        chart.draw_series(LineSeries::new(
-            points,
-            RGBColor(31, 119, 180).stroke_width(2),
-        ))?;
-        root.present()?;
-    }
-    Ok(path)
+    common::loss_figure(
+        "cnn_loss.svg",
+        "CNN on the 8×8 digits: cross-entropy of each Adam step",
+        losses,
+        RGBColor(31, 119, 180),
+    )
 }
 
 fn plot_confusion(c: &[[usize; CLASSES]; CLASSES]) -> AnyResult<std::path::PathBuf> {

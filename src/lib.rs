@@ -22,6 +22,8 @@
 // `#[derive(Tree)]` names `::ferrax`, which lets it work inside this crate too.
 extern crate self as ferrax;
 
+#[cfg(feature = "argmin")]
+pub mod argmin;
 pub mod optim;
 pub mod sparse;
 pub mod tree;

@@ -10,8 +10,8 @@
 //! - [`Minimize`] turns a scalar cost into a problem with `CostFunction` and `Gradient`
 //!   (for L-BFGS, nonlinear CG, steepest descent, BFGS) and `Hessian` (for Newton and
 //!   Newton-CG). The Hessian comes in three forms, chosen by a type parameter: a dense
-//!   [`Matrix`] from `hessian` (the default), a [`Sparse`](crate::sparse::Sparse) CSR matrix
-//!   from [`hessian_sparse`](crate::sparse::hessian_sparse), or a [`HessianAt`] operator that
+//!   [`Matrix`] from `hessian` (the default), a [`Sparse`] CSR matrix
+//!   from [`hessian_sparse`], or a [`HessianAt`] operator that
 //!   multiplies vectors by the Hessian through forward-over-reverse products without forming
 //!   it. All three work with Newton-CG, which needs only products; Newton's method needs the
 //!   dense form (it inverts the matrix).

@@ -221,8 +221,8 @@ fn arg_error(name: &str, root: &str, e: TreeError) -> Error {
 }
 
 /// One argument of a tree call: a tree by reference (`&params`, `&x`), an `f64`/`f32` scalar,
-/// an `Array` by value, or a tree given up with [`Donate`] (`Donate(params)`, whose buffers
-/// [`TreeJit::call_donating`] recycles).
+/// an `Array` by value, or a tree given up with [`Donate`](crate::tree::Donate) (`Donate(params)`, whose buffers
+/// [`TreeJit::call_donating`](crate::tree::TreeJit::call_donating) recycles).
 pub trait TreeArg<L: Leaf> {
     /// Appends the argument's structure and leaves.
     fn flatten_arg(self, defs: &mut Vec<TreeDef>, leaves: &mut Vec<L>);

@@ -710,17 +710,17 @@ fn kernel<T: Num>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
     ok
 }
 
-/// [`kernel`] for f64 buffers.
+/// The window kernel (`kernel`) for f64 buffers.
 pub fn kernel_f64(p: &[i64], a: &[f64], x: &[f64], out: &mut [f64]) -> bool {
     kernel(p, a, x, out)
 }
 
-/// [`kernel`] for f32 buffers.
+/// The window kernel (`kernel`) for f32 buffers.
 pub fn kernel_f32(p: &[i64], a: &[f32], x: &[f32], out: &mut [f32]) -> bool {
     kernel(p, a, x, out)
 }
 
-/// [`kernel`] for i32 buffers.
+/// The window kernel (`kernel`) for i32 buffers.
 pub fn kernel_i32(p: &[i64], a: &[i32], x: &[i32], out: &mut [i32]) -> bool {
     kernel(p, a, x, out)
 }

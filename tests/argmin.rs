@@ -395,3 +395,31 @@ fn gauss_newton_recovers_the_parameters_of_a_fit() {
     let x = r.state.get_best_param().unwrap();
     assert_all_close(x, &[2.0, 0.7, 0.3], 1e-8);
 }
+
+#[test]
+fn misuse_gives_errors_or_nans_never_panics() {
+    // A residual function with two outputs: the least-squares cost says so.
+    let p = ferrax::argmin::LeastSquares::new(|x: Tensor| (x.clone(), x)).unwrap();
+    let e = p.cost(&vec![1.0]).unwrap_err();
+    assert!(e.to_string().contains("with 1 output, found 2"), "{e}");
+    // A hand-made CSR matrix whose fields disagree: NaNs of its row count.
+    let bad = ferrax::Sparse {
+        nrows: 2,
+        ncols: 2,
+        row_ptr: vec![0, 5],
+        col_idx: vec![0],
+        values: vec![1.0],
+        colours: 1,
+    };
+    let out = bad.dot(&vec![1.0, 1.0]);
+    assert!(out.len() == 2 && out.iter().all(|x| x.is_nan()));
+    let huge = ferrax::Sparse {
+        nrows: usize::MAX,
+        ..bad
+    };
+    assert!(huge.dot(&vec![1.0, 1.0]).is_empty());
+    // A matrix without columns: empty sums.
+    let m = Matrix::new(3, 0, vec![]).unwrap();
+    assert_eq!(m.dot(&vec![]), vec![0.0; 3]);
+    assert_eq!((m.clone().t().rows(), m.t().cols()), (0, 3));
+}

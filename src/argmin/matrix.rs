@@ -70,7 +70,8 @@ impl Matrix {
         }
     }
 
-    /// The rows as vectors: argmin-math's own matrix form.
+    /// The rows as vectors: argmin-math's own matrix form (empty for a matrix without
+    /// columns).
     pub fn to_rows(&self) -> Vec<Vec<f64>> {
         self.data
             .chunks(self.cols.max(1))
@@ -113,7 +114,9 @@ impl ArgminDot<Vec<f64>, Vec<f64>> for Matrix {
             return nan_vec(self.rows);
         }
         if self.cols == 0 {
-            return vec![0.0; self.rows];
+            // An empty sum per row (a matrix without columns may still have many rows).
+            return alloc::try_filled(self.rows, 0.0, "a matrix-vector product")
+                .unwrap_or_default();
         }
         self.data
             .chunks_exact(self.cols)

@@ -242,7 +242,7 @@ impl Operator for HessianAt {
 impl ArgminDot<Vec<f64>, Vec<f64>> for Sparse {
     fn dot(&self, v: &Vec<f64>) -> Vec<f64> {
         let fits = v.len() == self.ncols
-            && self.row_ptr.len() == self.nrows + 1
+            && self.nrows.checked_add(1) == Some(self.row_ptr.len())
             && self.row_ptr.last() == Some(&self.values.len())
             && self.col_idx.len() == self.values.len();
         if !fits {
@@ -391,13 +391,13 @@ impl LeastSquares {
         let r2 = r.clone();
         let half_sq = crate::function(move |x: Tensor| {
             let mut outs = r2.apply(&[x]);
-            match (outs.pop(), outs.is_empty()) {
-                (Some(res), true) => (res.clone() * res).sum_all() * 0.5,
-                (_, _) => Tensor::from_error(Error::new(
+            let count = outs.len();
+            match (outs.pop(), count) {
+                (Some(res), 1) => (res.clone() * res).sum_all() * 0.5,
+                _ => Tensor::from_error(Error::new(
                     ErrorKind::Arity,
                     format!(
-                        "LeastSquares: expected a residual function with 1 output, found {}",
-                        outs.len() + 1
+                        "LeastSquares: expected a residual function with 1 output, found {count}"
                     ),
                 )),
             }

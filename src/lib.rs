@@ -25,7 +25,7 @@ extern crate self as ferrax;
 pub mod optim;
 pub mod sparse;
 pub mod tree;
-pub use sparse::{hessian_sparse, jacobian_sparse, sparsity, Sparse};
+pub use sparse::{hessian_sparse, hvp, jacobian_sparse, sparsity, Sparse};
 pub use tree::Tree;
 
 pub use ferrax_ir as ir;

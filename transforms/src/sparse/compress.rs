@@ -16,8 +16,8 @@ use crate::emit::{build_graph, finish, inline, push1, reshape};
 use crate::grad::{argnums_first, restrict};
 use crate::jvp::jvp_graph;
 use crate::vmap::vmap_graph_sized;
-use ferrax_ir::ops::{IndexOp, Indexing, Literal, LiteralOp};
-use ferrax_ir::{Array, Dims, Graph, Op, Result, Shape, Type};
+use ferrax_ir::ops::{IndexOp, Indexing, Literal, LiteralOp, ShapeOp};
+use ferrax_ir::{Array, Builder, Dims, Graph, Op, Result, Shape, Type, Value};
 
 /// A sparse derivative plan: the pattern, its colouring and the graph computing the values.
 #[derive(Clone, Debug)]
@@ -199,25 +199,36 @@ fn compressed_graph(
     let lt = restrict(&lin, &(0..np).collect::<Vec<_>>(), &[1])?;
     let bl = vmap_graph_sized(&lt, 2, &[None, Some(0)], &[0], k)?;
     let out = build_graph(&g.param_types(), |b, ps| {
-        // Seeds: S[c, j] = (colour(j) == c), the columns of the k × k identity picked by the
-        // constant colour vector. A gather keeps the structural rewrites from treating the
-        // seeds as a select mask to lift through the graph (which would multiply the tangent
-        // work by the number of cases), and it stays one cheap pass over `n` indices.
-        let eye: Vec<f64> = (0..k * k)
-            .map(|i| if i / k == i % k { 1.0 } else { 0.0 })
-            .collect();
-        let eye = Array::from_f64(Shape::new(&[k, k]), eye)?.cast(seed_ty.dtype);
-        let eye = push1(b, Op::Literal(LiteralOp::Const(Literal::new(eye))), &[])?;
-        let cols = Array::from_i32(
-            Shape::new(&[n]),
-            c.colours.iter().map(|&x| x as i32).collect(),
-        )?;
-        let cols = push1(b, Op::Literal(LiteralOp::Const(Literal::new(cols))), &[])?;
-        let along_columns = Indexing {
-            axis: 1,
-            ..Indexing::default()
+        // Seeds: S[c, j] = (colour(j) == c). Up to SEED_CONST_LIMIT elements they are a
+        // constant, and the moves of it inside the linear map are evaluated below, so at run
+        // time the tangents are constant reads of the fused loops; beyond, the columns of the
+        // k × k identity gathered by the constant colour vector. Neither is an `iota`
+        // comparison, which the structural rewrites would lift through the graph as a mask,
+        // case by case, multiplying the tangent work.
+        let seeds = if k.saturating_mul(n) <= SEED_CONST_LIMIT {
+            let mut s = ferrax_ir::alloc::try_filled(k * n, 0.0, "sparse derivative seeds")?;
+            for (j, &col) in c.colours.iter().enumerate() {
+                s[col * n + j] = 1.0;
+            }
+            let s = Array::from_f64(Shape::new(&[k, n]), s)?.cast(seed_ty.dtype);
+            push1(b, Op::Literal(LiteralOp::Const(Literal::new(s))), &[])?
+        } else {
+            let eye: Vec<f64> = (0..k * k)
+                .map(|i| if i / k == i % k { 1.0 } else { 0.0 })
+                .collect();
+            let eye = Array::from_f64(Shape::new(&[k, k]), eye)?.cast(seed_ty.dtype);
+            let eye = push1(b, Op::Literal(LiteralOp::Const(Literal::new(eye))), &[])?;
+            let cols = Array::from_i32(
+                Shape::new(&[n]),
+                c.colours.iter().map(|&x| x as i32).collect(),
+            )?;
+            let cols = push1(b, Op::Literal(LiteralOp::Const(Literal::new(cols))), &[])?;
+            let along_columns = Indexing {
+                axis: 1,
+                ..Indexing::default()
+            };
+            push1(b, Op::Index(IndexOp::Gather(along_columns)), &[eye, cols])?
         };
-        let seeds = push1(b, Op::Index(IndexOp::Gather(along_columns)), &[eye, cols])?;
         let mut dims = Dims::from_slice(&[k]);
         dims.extend_from_slice(seed_ty.dims());
         let seeds = reshape(b, seeds, Shape(dims))?;
@@ -237,5 +248,68 @@ fn compressed_graph(
         )?;
         Ok(vec![vals])
     })?;
-    finish(out)
+    finish(fold_constant_moves(&out)?)
+}
+
+/// Seed matrices of at most this many elements are constants (see `compressed_graph`).
+const SEED_CONST_LIMIT: usize = 1 << 23;
+
+/// `g` with every slice, reshape, transpose and concatenation of constants replaced by its
+/// value, at any size (the builder folds only small constants). None of them makes more
+/// elements than its operands hold, so the constants of the result are at most as large as
+/// those of `g` times the number of moves.
+fn fold_constant_moves(g: &Graph) -> Result<Graph> {
+    let mut b = Builder::new();
+    let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
+    for &p in g.params() {
+        map[p.index()] = Some(b.param(g.ty(p).clone()));
+    }
+    let get = |map: &[Option<Value>], v: Value| {
+        map[v.index()].ok_or_else(|| {
+            ferrax_ir::Error::new(
+                ferrax_ir::ErrorKind::Transform,
+                "sparse derivative: a value used before its definition",
+            )
+        })
+    };
+    for (_, inst) in g.insts() {
+        let args = inst
+            .args
+            .iter()
+            .map(|&a| get(&map, a))
+            .collect::<Result<Vec<Value>>>()?;
+        let moves = matches!(
+            inst.op,
+            Op::Shape(
+                ShapeOp::Slice { .. }
+                    | ShapeOp::Reshape { .. }
+                    | ShapeOp::Transpose { .. }
+                    | ShapeOp::Concatenate { .. }
+            )
+        );
+        let lits: Option<Vec<&Array>> = if moves {
+            args.iter()
+                .map(|&a| b.literal(a).map(|l| l.array()))
+                .collect()
+        } else {
+            None
+        };
+        let folded = match lits {
+            Some(l) if !l.is_empty() => Some(inst.op.eval(&l)?),
+            _ => None,
+        };
+        let outs: Vec<Value> = match folded {
+            Some(vals) => vals.into_iter().map(|v| b.constant(v)).collect(),
+            None => b.push(inst.op.clone(), &args)?.to_vec(),
+        };
+        for (&r, o) in inst.results.iter().zip(outs) {
+            map[r.index()] = Some(o);
+        }
+    }
+    let outs = g
+        .outputs()
+        .iter()
+        .map(|&o| get(&map, o))
+        .collect::<Result<Vec<Value>>>()?;
+    Ok(b.finish(&outs))
 }

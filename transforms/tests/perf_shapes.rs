@@ -1,4 +1,4 @@
-//! The shapes of the graphs behind the anchor workloads (../shared/bench/WORKLOADS.md): the
+//! The shapes of the graphs behind the anchor workloads (bench/compare/WORKLOADS.md): the
 //! simplified Hessian, Jacobians and training loop must not do work a hand-written version
 //! would not (no products with identity matrices, no n×n×n matrix products, little n×n
 //! arithmetic), and the structural rewrites that get them there must be exact, checked bit for

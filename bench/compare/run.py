@@ -47,7 +47,7 @@ SIZES = {
     "casadi_hessian_n": ([10_000, 100_000], [10_000]),
     "jax_dense_n": ([1_000, 10_000], [1_000]),
     "jax_hvp_n": ([10_000, 100_000, 1_000_000], [10_000]),
-    "brusselator_N": ([64, 128, 256], [32]),
+    "brusselator_N": ([64, 128, 256], [64]),
     "jet_k": ([4, 8, 16, 20], [4, 20]),
     "nested_kmax": ([10], [8]),
 }
@@ -340,7 +340,7 @@ def build_rows(goals, figs, peers, since):
         elif "max" in g:
             goal = f"<= {fmt_value(g['max'], unit)}"
             status = "not measured" if fx is None else ("met" if fx <= g["max"] else "MISSED")
-        rows.append(dict(id=g["id"], group=g["group"], peer=peer["name"] if peer else "-",
+        rows.append(dict(id=g["id"], group=g["group"], peer=peer.get("label", peer["name"]) if peer else "-",
                          ferrax=fx, peer_value=pv, ratio=ratio, goal=goal, status=status,
                          unit=unit, what=g["what"]))
     return rows

@@ -38,24 +38,50 @@ def main():
 
     rec = Recorder("jax", arg("out"), ("jax",))
 
+    def closed_form(x):
+        """The tridiagonal Hessian's diagonal and off-diagonal at x, in NumPy."""
+        diag = np.zeros_like(x)
+        diag[:-1] += 1200.0 * x[:-1] ** 2 - 400.0 * x[1:] + 2.0
+        diag[1:] += 200.0
+        return diag, -400.0 * x[:-1]
+
+    def tridiag_times(x, v):
+        diag, off = closed_form(x)
+        out = diag * v
+        out[:-1] += off * v[1:]
+        out[1:] += off * v[:-1]
+        return out
+
     def point(n):
         return jax.device_put(jnp.asarray(1.0 + 0.5 * np.sin(np.arange(n, dtype=np.float64))))
 
-    def run(record, fn, args, n):
+    def run(record, fn, args, n, check):
+        """Times the first call, checks its result, then times the steady state."""
         t0 = time.perf_counter()
-        block(fn(*args))
+        out = block(fn(*args))
         first = time.perf_counter() - t0
+        check(np.asarray(out))
+        del out
         rec.add(record, timeit_calls(lambda: block(fn(*args))), first_call_s=first, n=n)
 
+    def close(got, want):
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-9), np.abs(got - want).max()
+
     for n in [int(float(v)) for v in arg("dense-n", "1000,10000").split(",") if v]:
-        run(f"rosenbrock-dense-hessian-n{n}", jax.jit(jax.hessian(f)), (point(n),), n)
+        x = point(n)
+        diag, off = closed_form(np.asarray(x))
+        run(f"rosenbrock-dense-hessian-n{n}", jax.jit(jax.hessian(f)), (x,), n,
+            lambda H: (close(np.diag(H), diag), close(np.diag(H, 1), off)))
     for n in [int(float(v)) for v in arg("hvp-n", "10000,100000,1000000").split(",") if v]:
         x = point(n)
-        v = jax.device_put(jnp.asarray(np.cos(np.arange(n, dtype=np.float64))))
-        run(f"rosenbrock-hvp-n{n}", jax.jit(hvp), (x, v), n)
-        seeds = jax.device_put(jnp.asarray(
-            (np.arange(n)[None, :] % 3 == np.arange(3)[:, None]).astype(np.float64)))
-        run(f"rosenbrock-hvp3-n{n}", jax.jit(jax.vmap(hvp, in_axes=(None, 0))), (x, seeds), n)
+        xn = np.asarray(x)
+        vn = np.cos(np.arange(n, dtype=np.float64))
+        v = jax.device_put(jnp.asarray(vn))
+        run(f"rosenbrock-hvp-n{n}", jax.jit(hvp), (x, v), n, lambda got: close(got, tridiag_times(xn, vn)))
+        sn = (np.arange(n)[None, :] % 3 == np.arange(3)[:, None]).astype(np.float64)
+        seeds = jax.device_put(jnp.asarray(sn))
+        run(f"rosenbrock-hvp3-n{n}", jax.jit(jax.vmap(hvp, in_axes=(None, 0))), (x, seeds), n,
+            lambda got: [close(got[c], tridiag_times(xn, sn[c])) for c in range(3)])
 
 
 if __name__ == "__main__":

@@ -446,6 +446,8 @@ def main():
             if pkg in r and isinstance(r[pkg], str):
                 env["versions"][pkg] = r[pkg]
     rows = [r for r in build_rows(goals, example_figures(ferrax_dir), peers, since) if r["group"] in groups]
+    print(f"{env['date']}, commit {env['commit']}, {env['cpu']} ({env['cores']} cores)"
+          + (", SMOKE RUN (rough timings)" if a.smoke else ""))
     print_table(rows)
     sections = {g: group_markdown(g, [r for r in rows if r["group"] == g], env, a.smoke) for g in groups}
     with open(os.path.join(a.out, "results.md"), "w") as f:

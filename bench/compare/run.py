@@ -78,6 +78,14 @@ def machine():
                     break
     except OSError:
         cpu = platform.processor() or cpu
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    simd = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), None)
+    if simd:
+        cpu += f" with {simd}"
 
     def out(cmd):
         try:

@@ -288,7 +288,10 @@ def peer_records(out_dir):
                 key = (base, r["record"], r.get("variant"))
                 old = recs.get(key)
                 if old is None:
-                    recs[key] = dict(r)
+                    old = recs[key] = dict(r, peer=base)
+                    for field in ("median_s", "first_call_s"):
+                        if r.get(field) is not None:
+                            old[f"{field}_from"] = r["peer"]
                     continue
                 for field in ("median_s", "first_call_s"):
                     a, b = old.get(field), r.get(field)
@@ -413,6 +416,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="quick, rough timings (tests the harness)")
     ap.add_argument("--half", choices=("both", "ferrax", "peers"), default="both",
                     help="run only one half; the other half's figures are read from the last run")
+    ap.add_argument("--table-only", action="store_true",
+                    help="run nothing: rebuild the table from the last run's files")
     ap.add_argument("--no-pinned", action="store_true", help="skip JAX's pass pinned to one core")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "compare"))
     ap.add_argument("--update-readme", nargs="?", const=os.path.join(ROOT, "README.md"), metavar="PATH",
@@ -431,6 +436,8 @@ def main():
     os.makedirs(peers_dir, exist_ok=True)
     env = machine()
     start = time.time() - 1
+    if a.table_only:
+        a.half = "neither"
     since = start if a.half in ("both", "ferrax") else 0
     python = None
     if a.half in ("both", "peers"):

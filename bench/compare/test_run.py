@@ -76,6 +76,18 @@ class Rows(unittest.TestCase):
             self.assertFalse("vs_peer" in g and "peer" not in g, g)
 
 
+class PeerRecords(unittest.TestCase):
+    def test_the_faster_jax_pass_counts_per_figure(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "x-jax.jsonl"), "w") as f:
+                f.write(json.dumps(dict(record="P1", peer="jax", median_s=2.0, first_call_s=0.1)) + "\n")
+            with open(os.path.join(d, "x-jax-1core.jsonl"), "w") as f:
+                f.write(json.dumps(dict(record="P1", peer="jax-1core", median_s=1.0, first_call_s=None)) + "\n")
+            r = run.peer_records(d)[("jax", "P1", None)]
+        self.assertEqual((r["median_s"], r["median_s_from"]), (1.0, "jax-1core"))
+        self.assertEqual((r["first_call_s"], r["first_call_s_from"]), (0.1, "jax"))
+
+
 class Readme(unittest.TestCase):
     def test_only_the_named_blocks_change(self):
         text = ("intro\n<!-- compare:jet:begin -->\nold jet\n<!-- compare:jet:end -->\nmiddle\n"

@@ -333,7 +333,7 @@ def build_rows(goals, figs, peers, since):
             fx = criterion_median(src["criterion"], since)
         elif src:
             fx = example_value(figs, src)
-        peer, pv = g.get("peer"), None
+        peer, pv, versions = g.get("peer"), None, {}
         if peer and "criterion" in peer:
             pv = criterion_median(peer["criterion"], since)
         elif peer:
@@ -343,6 +343,7 @@ def build_rows(goals, figs, peers, since):
                 r = next((v for (b, rec, _), v in peers.items() if b == base and rec == peer["record"]), None)
             if r is not None:
                 pv = r.get(peer.get("field", "median_s"))
+                versions.update({p: r[p] for p in ("jax", "optax", "casadi") if isinstance(r.get(p), str)})
         ratio = fx / pv if fx is not None and pv else None
         goal, status = "-", "context"
         if "vs_peer" in g:
@@ -353,7 +354,7 @@ def build_rows(goals, figs, peers, since):
             status = "not measured" if fx is None else ("met" if fx <= g["max"] else "MISSED")
         rows.append(dict(id=g["id"], group=g["group"], peer=peer.get("label", peer["name"]) if peer else "-",
                          ferrax=fx, peer_value=pv, ratio=ratio, goal=goal, status=status,
-                         unit=unit, what=g["what"]))
+                         unit=unit, what=g["what"], versions=versions))
     return rows
 
 
@@ -372,12 +373,18 @@ def print_table(rows):
                         for i, (c, w) in enumerate(zip(line, widths))))
 
 
-def group_markdown(group, rows, env, smoke):
+def group_markdown(group, rows, env):
+    """One group's table in Markdown, headed by the machine and versions of the run that
+    measured it."""
     head, body = table_lines(rows)
     met = sum(r["status"] == "met" for r in rows)
     missed = sum(r["status"] == "MISSED" for r in rows)
     unmeasured = sum(r["status"] == "not measured" for r in rows)
-    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    smoke = env.get("smoke", False)
+    found = {}
+    for r in rows:
+        found.update(r["versions"])
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(found.items()))
     lines = [
         f"Measured {env['date']} at commit {env['commit']} on {env['cpu']} ({env['cores']} cores)"
         f"{'; ' + env['rustc'] if env.get('rustc') else ''}{'; ' + versions if versions else ''}"
@@ -444,6 +451,9 @@ def main():
         python = peer_python()
     pinned = not a.no_pinned and shutil.which("taskset") is not None
     for group in groups:
+        if a.half != "neither":
+            with open(os.path.join(a.out, f"env-{group}.json"), "w") as f:
+                json.dump(dict(env, smoke=a.smoke, half=a.half), f)
         if a.half in ("both", "ferrax"):
             for stale in ("sparse_hessian", "sparse_jacobian") if group == "sparse" else ("taylor",) if group == "jet" else ():
                 p = os.path.join(ferrax_dir, f"{stale}.txt")
@@ -455,22 +465,26 @@ def main():
     with open(os.path.join(HERE, "goals.json")) as f:
         goals = json.load(f)
     peers = peer_records(peers_dir)
-    env["versions"] = {}
-    for (base, _, _), r in peers.items():
-        for pkg in ("jax", "optax", "casadi"):
-            if pkg in r and isinstance(r[pkg], str):
-                env["versions"][pkg] = r[pkg]
+    group_env = {}
+    for g in groups:
+        p = os.path.join(a.out, f"env-{g}.json")
+        group_env[g] = dict(env, smoke=a.smoke)
+        if os.path.exists(p):
+            with open(p) as f:
+                group_env[g] = json.load(f)
+    if a.update_readme and any(e.get("smoke") for e in group_env.values()) and not a.force:
+        ap.error("--update-readme takes a full run's figures; the last run of a group was a smoke run")
     rows = [r for r in build_rows(goals, example_figures(ferrax_dir), peers, since) if r["group"] in groups]
     print(f"{env['date']}, commit {env['commit']}, {env['cpu']} ({env['cores']} cores)"
           + (", SMOKE RUN (rough timings)" if a.smoke else ""))
     print_table(rows)
-    sections = {g: group_markdown(g, [r for r in rows if r["group"] == g], env, a.smoke) for g in groups}
+    sections = {g: group_markdown(g, [r for r in rows if r["group"] == g], group_env[g]) for g in groups}
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write("# ferrax side by side with its peers\n\n")
         for g, md in sections.items():
             f.write(f"## {g}\n\n{md}\n\n")
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump(dict(env=env, smoke=a.smoke, rows=rows,
+        json.dump(dict(env=env, group_env=group_env, smoke=a.smoke, rows=rows,
                        peers=[dict(r) for r in peers.values()]), f, indent=1)
     log(f"wrote {os.path.join(a.out, 'results.md')} and results.json")
     if a.update_readme:

@@ -388,7 +388,8 @@ def group_markdown(group, rows, env):
     lines = [
         f"Measured {env['date']} at commit {env['commit']} on {env['cpu']} ({env['cores']} cores)"
         f"{'; ' + env['rustc'] if env.get('rustc') else ''}{'; ' + versions if versions else ''}"
-        f" by `python3 bench/compare/run.py{' --smoke' if smoke else ''} --only {group}`."
+        f" by `python3 bench/compare/run.py{' --smoke' if smoke else ''} --only {group}`"
+        f"{'; load average ' + env['load'] if env.get('load') else ''}."
         + (" **Smoke run: short, rough timings, not for comparison.**" if smoke else ""),
         "",
         "| " + " | ".join(head) + " |",
@@ -451,9 +452,7 @@ def main():
         python = peer_python()
     pinned = not a.no_pinned and shutil.which("taskset") is not None
     for group in groups:
-        if a.half != "neither":
-            with open(os.path.join(a.out, f"env-{group}.json"), "w") as f:
-                json.dump(dict(env, smoke=a.smoke, half=a.half), f)
+        group_start = os.getloadavg()[0]
         if a.half in ("both", "ferrax"):
             for stale in ("sparse_hessian", "sparse_jacobian") if group == "sparse" else ("taylor",) if group == "jet" else ():
                 p = os.path.join(ferrax_dir, f"{stale}.txt")
@@ -462,6 +461,10 @@ def main():
             run_ferrax(group, a.smoke, ferrax_dir)
         if a.half in ("both", "peers"):
             run_peers(group, a.smoke, python, peers_dir, pinned)
+        if a.half != "neither":
+            load = f"{group_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+            with open(os.path.join(a.out, f"env-{group}.json"), "w") as f:
+                json.dump(dict(env, smoke=a.smoke, half=a.half, load=load), f)
     with open(os.path.join(HERE, "goals.json")) as f:
         goals = json.load(f)
     peers = peer_records(peers_dir)

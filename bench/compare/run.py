@@ -39,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 PEERS = os.path.join(HERE, "peers")
 GROUPS = ("anchors", "models", "sparse", "jet")
 DEFAULT_VENV = os.path.join(os.path.expanduser("~"), ".cache", "ferrax-compare", "venv")
+EXAMPLES = {"sparse": ("sparse_hessian", "sparse_jacobian"), "jet": ("taylor",)}
 BEGIN, END = "<!-- compare:{}:begin -->", "<!-- compare:{}:end -->"
 
 # Sizes per group: (full run, smoke run).
@@ -454,8 +455,9 @@ def main():
     for group in groups:
         group_start = os.getloadavg()[0]
         if a.half in ("both", "ferrax"):
-            for stale in ("sparse_hessian", "sparse_jacobian") if group == "sparse" else ("taylor",) if group == "jet" else ():
-                p = os.path.join(ferrax_dir, f"{stale}.txt")
+            # An example that fails or is missing now must not leave an older run's figures.
+            for name in EXAMPLES.get(group, ()):
+                p = os.path.join(ferrax_dir, f"{name}.txt")
                 if os.path.exists(p):
                     os.remove(p)
             run_ferrax(group, a.smoke, ferrax_dir)

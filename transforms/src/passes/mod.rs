@@ -7,6 +7,7 @@
 pub mod dce;
 pub mod identities;
 pub(crate) mod masks;
+pub mod reassoc;
 pub(crate) mod structure;
 
 pub use dce::dce;
@@ -67,7 +68,7 @@ pub fn fold(g: &Graph) -> Result<Graph> {
 /// Runs every pass (CSE, folding and identities in one rebuild, then DCE), returning the
 /// simplified graph or the first error a pass met.
 pub fn try_simplify(g: &Graph) -> Result<Graph> {
-    dce(&rebuild(g, true, true)?)
+    reassoc::reassoc(&dce(&rebuild(g, true, true)?)?)
 }
 
 /// Runs every pass; a graph no pass can improve (or one a pass fails on) is returned as is.

@@ -89,13 +89,24 @@ impl Numbering {
         }
     }
 
-    /// The form of `v` as a factor of a product: a sum of several terms is an atom.
+    /// The form of `v` as a factor of a product. A sum of several terms is an atom: the first
+    /// value numbered with the same form up to a constant factor, times that factor, so that
+    /// products of proportional sums get proportional forms.
     fn factor(&self, v: Value) -> Form {
         let f = self.form(v);
         if f.len() == 1 {
-            f
-        } else {
-            atom(v)
+            return f;
+        }
+        let key = normalised(self.b.ty(v).clone(), &f);
+        match self.table.get(&key) {
+            Some(&(w, cw)) => match coefficient(f[0].c / cw, self.b.ty(v).dtype) {
+                Some(c) => smallvec![Term {
+                    c,
+                    atoms: smallvec![w]
+                }],
+                None => atom(v),
+            },
+            None => atom(v),
         }
     }
 

@@ -81,7 +81,7 @@ fn nested_derivative_sizes_and_values() {
         let g = (*f.specialize(&scalar).unwrap().graph).clone();
         let gs = nested(&g, k);
         let sizes: Vec<usize> = gs[1..].iter().map(|g| g.num_insts()).collect();
-        println!("{name:<9} {sizes:?}");
+        println!("{name:<9} {sizes:?}   (before: {before:?})");
         for (i, (&now, &was)) in sizes.iter().zip(&before).enumerate() {
             if now > was {
                 failures.push(format!("{name}: d{} has {now} equations, was {was}", i + 1));
@@ -97,12 +97,3 @@ fn nested_derivative_sizes_and_values() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-#[test]
-fn show() {
-    let Ok(k) = std::env::var("SHOW") else { return };
-    let k: usize = k.parse().unwrap();
-    let scalar = [Type::new(ferrax_ir::DType::F64, &[])];
-    let f = function(|x: Tensor| x.tanh());
-    let g = (*f.specialize(&scalar).unwrap().graph).clone();
-    println!("{}", nested(&g, k)[k].to_text());
-}

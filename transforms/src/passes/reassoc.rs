@@ -13,18 +13,19 @@
 //! up to a constant factor. The new value is then that value (factor 1), its negation
 //! (factor −1), or one multiplication by the factor; otherwise the equation is copied as it is.
 //! Each equation is looked at once and its form has a bounded size, so the pass is linear in
-//! the graph size (plus hashing); it never adds an equation except for a scaling constant, and
+//! the graph size (plus hashing); it never adds an equation except for a new constant, and
 //! a result with more equations than its input is discarded.
 //!
 //! Numerical policy (also in ARCHITECTURE.md): the rewrites are identities of real arithmetic
-//! and may change rounding (the replacement computes the same real number along another route:
-//! a few ulps of the terms involved), the sign of a zero result, and where an intermediate
-//! result overflows or underflows. They never assume that a value is finite: a form with a zero
-//! or non-finite coefficient (`x·0`, `x − x`, a constant that overflowed) is not numbered, like
-//! terms are merged only when their coefficients do not cancel, and no operand of the original
-//! expression is dropped, so a NaN or ±∞ reaching the original still reaches the replacement.
-//! Integer and bool arithmetic is left alone (wrapping products must keep their order of
-//! overflow only by accident, and there is nothing to gain).
+//! (commutativity and associativity of `+` and `·`, merging like terms, folding constant
+//! factors and constant summands) and may change rounding, the sign of a zero result, and
+//! where an intermediate result overflows or underflows. They never cancel: like terms merge
+//! only when their coefficients have the same sign (so `2y − y`, `x − x`, `(x + y) − y` and
+//! the compensations of Kahan summation or Veltkamp splitting are left as they are), a form
+//! with a zero or non-finite coefficient (`x·0`, a constant that overflowed) is not numbered,
+//! products are never distributed over sums, and no operand of the original expression is
+//! dropped. So, barring intermediate overflow, a NaN or ±∞ reaching the original reaches the
+//! replacement in the same way. Integer and bool arithmetic is left alone.
 
 use super::dce::dce;
 use crate::emit::{self, splat};
@@ -148,6 +149,25 @@ impl Numbering {
         }
     }
 
+    /// Constant folding through a chain of scalings and constant additions: a form `c·a`
+    /// becomes one multiplication (`2·(3·x)` → `6·x`), a form `k ± a` one addition or
+    /// subtraction (`(x + 1) + 2` → `x + 3`); other forms are left to the equation itself.
+    fn direct(&mut self, form: &Form) -> Result<Option<Value>> {
+        match form.as_slice() {
+            [t] if t.atoms.len() == 1 => self.scale(t.atoms[0], t.c).map(Some),
+            [k, t] if k.atoms.is_empty() && t.atoms.len() == 1 && t.c.abs() == 1.0 => {
+                let a = t.atoms[0];
+                let k = emit::like(&mut self.b, a, k.c)?;
+                if t.c > 0.0 {
+                    emit::add(&mut self.b, a, k).map(Some)
+                } else {
+                    emit::sub(&mut self.b, k, a).map(Some)
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Emits the equation `op(args)` (already mapped to the new graph), numbering it when it
     /// is float arithmetic.
     fn push(&mut self, op: &Op, args: &[Value]) -> Result<SmallVec<[Value; 1]>> {
@@ -169,10 +189,8 @@ impl Numbering {
                 Some(f) => self.scale(w, f)?,
                 None => emit::push1(&mut self.b, op.clone(), args)?,
             }
-        } else if form.len() == 1 && form[0].atoms.len() == 1 {
-            // A scaling of one atom: one multiplication by the product of the constants.
-            let a = form[0].atoms[0];
-            self.scale(a, c0)?
+        } else if let Some(v) = self.direct(&form)? {
+            v
         } else {
             emit::push1(&mut self.b, op.clone(), args)?
         };
@@ -233,6 +251,9 @@ fn sum(x: &Form, y: &Form, dtype: DType) -> Option<Form> {
     while i < x.len() || j < y.len() {
         let next = match (x.get(i), y.get(j)) {
             (Some(a), Some(b)) if a.atoms == b.atoms => {
+                if (a.c < 0.0) != (b.c < 0.0) {
+                    return None;
+                }
                 i += 1;
                 j += 1;
                 Term {

@@ -15,7 +15,10 @@ use ferrax_transforms::passes::reassoc::reassoc;
 fn pass(g: &Graph) -> Graph {
     let h = reassoc(g).unwrap();
     h.verify().unwrap();
-    assert!(h.num_insts() <= g.num_insts(), "the pass made a graph larger");
+    assert!(
+        h.num_insts() <= g.num_insts(),
+        "the pass made a graph larger"
+    );
     h
 }
 
@@ -151,6 +154,7 @@ fn cancellations_and_error_free_tricks_are_untouched() {
         let back = sub(b, xy, y); // (x + y) - y
         let x0 = mul(b, x, zero);
         let x0y = add(b, x0, y); // x·0 + y
+
         // Veltkamp splitting of x: hi = c − (c − x) with c = (2^27 + 1)·x.
         let k = cst(b, 134_217_729.0);
         let c = mul(b, k, x);
@@ -160,7 +164,11 @@ fn cancellations_and_error_free_tricks_are_untouched() {
         let t = add(b, z, y);
         let ts = sub(b, t, z);
         let comp = sub(b, ts, y);
-        vec![x_minus_x, back, x0y, hi, comp]
+        // Rounding to an integer: (x + 2^52) − 2^52.
+        let big = cst(b, 4_503_599_627_370_496.0);
+        let xb = add(b, x, big);
+        let rounded = sub(b, xb, big);
+        vec![x_minus_x, back, x0y, hi, comp, rounded]
     });
     let h = pass(&g);
     let inputs = [
@@ -169,6 +177,7 @@ fn cancellations_and_error_free_tricks_are_untouched() {
         [1.0, f64::NEG_INFINITY, f64::NAN],
         [f64::NAN, 0.5, -0.0],
         [1.000_000_123_456_789, 3.0e-9, 1e8],
+        [2.5, -0.0, 0.0],
     ];
     for xs in inputs {
         let want = eval_f64(&g, &xs);
@@ -265,5 +274,38 @@ fn random_expressions_keep_values_nans_and_infinities() {
             }
         }
     }
-    assert!(saved > 100, "the rewrites hardly ever applied: {saved} equations saved");
+    assert!(
+        saved > 100,
+        "the rewrites hardly ever applied: {saved} equations saved"
+    );
+}
+
+#[test]
+fn single_precision_products_are_numbered_too() {
+    let s = Type::new(DType::F32, &[3]);
+    let g = build(&[s.clone(), s], |b, p| {
+        let (t, u) = (p[0], p[1]);
+        let two = b.constant(Array::full(DType::F32, vec![3], 2.0).unwrap());
+        let t2 = mul(b, t, two);
+        let u2 = mul(b, u, two);
+        let a = mul(b, t2, u2);
+        let ut2 = mul(b, u, t2);
+        let c = mul(b, two, ut2);
+        vec![a, c]
+    });
+    let h = pass(&g);
+    assert_eq!(h.outputs()[0], h.outputs()[1], "{h}");
+    let args = [
+        Array::from_f64(vec![3], vec![0.5, -1.5, 3.0])
+            .unwrap()
+            .cast(DType::F32),
+        Array::from_f64(vec![3], vec![2.0, 0.25, -7.0])
+            .unwrap()
+            .cast(DType::F32),
+    ];
+    let want = eval(&g, &args).unwrap();
+    let got = eval(&h, &args).unwrap();
+    for (w, v) in want.iter().zip(&got) {
+        close_arrays(v, w, 1e-6, "f32 products");
+    }
 }

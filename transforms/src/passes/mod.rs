@@ -68,7 +68,16 @@ pub fn fold(g: &Graph) -> Result<Graph> {
 /// Runs every pass (CSE, folding and identities in one rebuild, then DCE), returning the
 /// simplified graph or the first error a pass met.
 pub fn try_simplify(g: &Graph) -> Result<Graph> {
-    reassoc::reassoc(&dce(&rebuild(g, true, true)?)?)
+    dce(&rebuild(g, true, true)?)
+}
+
+/// [`try_simplify`], then value numbering modulo reassociation ([`reassoc::reassoc`]), which
+/// may change rounding: applied to the results of `grad` and `value_and_grad` only (see the
+/// module documentation of [`reassoc`] for why not to intermediate graphs).
+pub fn try_simplify_reassociating(g: &Graph) -> Result<Graph> {
+    let g = reassoc::reassoc(&try_simplify(g)?)?;
+    g.verify()?;
+    Ok(g)
 }
 
 /// Runs every pass; a graph no pass can improve (or one a pass fails on) is returned as is.

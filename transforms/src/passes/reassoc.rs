@@ -16,6 +16,16 @@
 //! the graph size (plus hashing); it never adds an equation except for a new constant, and
 //! a result with more equations than its input is discarded.
 //!
+//! Where it runs: on the results of `grad` and `value_and_grad`
+//! ([`super::try_simplify_reassociating`]), so on every level of a nested derivative, but not
+//! on the intermediate JVP, linear and transposed graphs every transform builds. There, merging
+//! two routes to one value can expose a cancellation that was hidden in the graph's structure
+//! (`(a + b) + (a − b)` where the two `b` were computed differently); the pass keeps it (it
+//! never cancels), and after transposition the folded `1 − 1` leaves a `x·0` term that the
+//! exact passes must keep as well (NaN for infinite `x`). Run everywhere, the pass made the
+//! second derivative of `sin x · eˣ` one equation larger than before; run on `grad`'s results
+//! only, no measured graph grows.
+//!
 //! Numerical policy (also in ARCHITECTURE.md): the rewrites are identities of real arithmetic
 //! (commutativity and associativity of `+` and `·`, merging like terms, folding constant
 //! factors and constant summands) and may change rounding, the sign of a zero result, and

@@ -10,9 +10,9 @@
       v9:f64[] = const[4.0]
       v10:f64[] = mul v3 v9
       v11:f64[] = add v8 v10
-      v12:f64[] = const[6.0]
-      v13:f64[] = mul v4 v12
-      v14:f64[] = sub v13 v11
+      v12:f64[] = mul v4 v9
+      v13:f64[] = sub v12 v11
+      v14:f64[] = sub v13 v8
       v15:f64[] = mul v6 v14
       v16:f64[] = mul v4 v15
   in (v16) }

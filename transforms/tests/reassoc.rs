@@ -224,7 +224,7 @@ fn random_expressions_keep_values_nans_and_infinities() {
                     pool[(rng.next_u64() % pool.len() as u64) as usize]
                 };
                 let x = pick(&mut rng, &pool);
-                let y = if rng.next_u64() % 4 == 0 {
+                let y = if rng.next_u64().is_multiple_of(4) {
                     let c = consts[(rng.next_u64() % consts.len() as u64) as usize];
                     cst(b, c)
                 } else {

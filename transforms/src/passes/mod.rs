@@ -2,7 +2,8 @@
 //!
 //! Every pass takes a `&Graph` and returns a new one. [`simplify`] runs them all and is applied
 //! after every transform; [`simplify_report`] runs them one by one and records the equation
-//! count before and after each.
+//! count before and after each. [`reassoc`] (value numbering modulo reassociation, which may
+//! change rounding) runs only on the results of `grad` ([`try_simplify_reassociating`]).
 
 pub mod dce;
 pub mod identities;

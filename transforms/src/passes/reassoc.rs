@@ -45,10 +45,10 @@ use hashbrown::HashMap;
 use smallvec::{smallvec, SmallVec};
 
 /// The most atoms (with repetition) in one product.
-pub(crate) const MAX_ATOMS: usize = 8;
+pub const MAX_ATOMS: usize = 8;
 
 /// The most terms in one sum.
-pub(crate) const MAX_TERMS: usize = 8;
+pub const MAX_TERMS: usize = 8;
 
 /// A product of atoms: values of the new graph sorted by index, repeated for powers.
 type Atoms = SmallVec<[Value; 4]>;
@@ -124,7 +124,7 @@ impl Numbering {
     /// The form of `op(args)`, if it has one.
     fn form_of(&self, op: &Op, args: &[Value], dtype: DType) -> Option<Form> {
         match op {
-            Op::Unary(UnaryOp::Neg) => Some(scaled(self.form(args[0]), -1.0, dtype)?),
+            Op::Unary(UnaryOp::Neg) => scaled(self.form(args[0]), -1.0, dtype),
             Op::Unary(UnaryOp::Square) => {
                 let f = self.factor(args[0]);
                 product(&f, &f, dtype)

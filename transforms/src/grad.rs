@@ -120,7 +120,7 @@ fn grad_impl(
         }
         Ok(outs)
     })?;
-    finish(out)
+    crate::passes::try_simplify_reassociating(&out)
 }
 
 /// The gradient of `g`'s scalar float output 0 with respect to the explicit parameters listed

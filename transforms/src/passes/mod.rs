@@ -2,11 +2,13 @@
 //!
 //! Every pass takes a `&Graph` and returns a new one. [`simplify`] runs them all and is applied
 //! after every transform; [`simplify_report`] runs them one by one and records the equation
-//! count before and after each.
+//! count before and after each. [`reassoc`] (value numbering modulo reassociation, which may
+//! change rounding) runs only on the results of `grad` ([`try_simplify_reassociating`]).
 
 pub mod dce;
 pub mod identities;
 pub(crate) mod masks;
+pub mod reassoc;
 pub(crate) mod structure;
 
 pub use dce::dce;
@@ -68,6 +70,15 @@ pub fn fold(g: &Graph) -> Result<Graph> {
 /// simplified graph or the first error a pass met.
 pub fn try_simplify(g: &Graph) -> Result<Graph> {
     dce(&rebuild(g, true, true)?)
+}
+
+/// [`try_simplify`], then value numbering modulo reassociation ([`reassoc::reassoc`]), which
+/// may change rounding: applied to the results of `grad` and `value_and_grad` only (see the
+/// module documentation of [`reassoc`] for why not to intermediate graphs).
+pub fn try_simplify_reassociating(g: &Graph) -> Result<Graph> {
+    let g = reassoc::reassoc(&try_simplify(g)?)?;
+    g.verify()?;
+    Ok(g)
 }
 
 /// Runs every pass; a graph no pass can improve (or one a pass fails on) is returned as is.

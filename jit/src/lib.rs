@@ -146,7 +146,7 @@ mod fuse;
 mod lower;
 mod options;
 mod plan;
-mod reroll;
+pub mod reroll;
 mod scalar;
 mod stats;
 mod symbols;

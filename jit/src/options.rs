@@ -68,7 +68,7 @@ pub struct JitOptions {
     pub max_while_iterations: Option<u64>,
     /// Whether long runs of isomorphic consecutive blocks of a large straight-line graph (the
     /// unrolled steps of a long chain and of its gradient) are compiled as loops (see
-    /// [`crate::reroll`]); results are the same bits either way. On by default. A rerolled
+    /// [`crate::reroll()`]); results are the same bits either way. On by default. A rerolled
     /// all-scalar graph whose stacked residuals exceed the scalar entry's stack workspace has
     /// no scalar entry (so `as_fn*` refuses it; [`crate::Jit::call`] serves it).
     pub reroll: bool,

@@ -88,7 +88,9 @@ fn main() -> ferrax::Result<()> {
                 Type::scalar(DType::F64)
             };
             let graph = grad(f).specialize(&[ty.clone()])?.graph;
+            let t = Instant::now();
             let rolled = reroll(&graph)?;
+            let reroll_ms = t.elapsed().as_secs_f64() * 1e3;
             if std::env::var_os("REROLL_PRINT").is_some() {
                 if let Some(g) = &rolled {
                     println!("{}", g.to_text());
@@ -122,7 +124,7 @@ fn main() -> ferrax::Result<()> {
             let kind = if vec { "f64[16]" } else { "scalar " };
             println!(
                 "N = {n} {kind} insts = {} -> {rolled_insts}  code_kib: off = {:.0} on = {:.1}  \
-                 compile_ms: off = {ms_off:.0} on = {ms_on:.1}",
+                 compile_ms: off = {ms_off:.0} on = {ms_on:.1} (reroll {reroll_ms:.1})",
                 graph.num_insts(),
                 c_off.code_bytes() as f64 / 1024.0,
                 c_on.code_bytes() as f64 / 1024.0,

@@ -34,7 +34,7 @@
 use ferrax_ir::ops::{Body, ControlOp, ShapeOp};
 use ferrax_ir::{Builder, Dims, Graph, Op, Result, Value, ValueDef};
 use hashbrown::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// Graphs with fewer instructions are not examined.
 pub const MIN_GRAPH_INSTS: usize = 2048;
@@ -161,11 +161,13 @@ pub fn reroll(graph: &Graph) -> Result<Option<Graph>> {
 /// is a parameter (which one), a literal (which value) or an instruction's result (which).
 fn coarse_keys(s: &Seq) -> Vec<u64> {
     let g = s.g;
+    // One hasher state for every key, so that equal instructions get equal hashes.
+    let state = hashbrown::DefaultHashBuilder::default();
     let mut lit_hash: HashMap<u32, u64> = HashMap::new();
     let mut keys = Vec::with_capacity(s.seq.len());
     for k in 0..s.seq.len() {
         let inst = s.inst(k);
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = state.build_hasher();
         inst.op.hash(&mut h);
         for &r in &inst.results {
             g.ty(r).hash(&mut h);
@@ -177,9 +179,7 @@ fn coarse_keys(s: &Seq) -> Vec<u64> {
                 ValueDef::Result(i, r) => {
                     if s.pos[i.index()] == NONE {
                         let lh = *lit_hash.entry(i.index() as u32).or_insert_with(|| {
-                            let mut lh = std::collections::hash_map::DefaultHasher::new();
-                            g.inst(i).op.hash(&mut lh);
-                            lh.finish()
+                            state.hash_one(&g.inst(i).op)
                         });
                         (1u8, lh).hash(&mut h);
                     } else {

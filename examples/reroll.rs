@@ -65,7 +65,10 @@ fn time_fn(mut f: impl FnMut() -> f64) -> f64 {
 }
 
 fn main() -> ferrax::Result<()> {
-    let mut ns: Vec<usize> = std::env::args().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let mut ns: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|s| s.parse().ok())
+        .collect();
     if ns.is_empty() {
         ns = vec![1000, 10_000, 50_000];
     }
@@ -119,7 +122,10 @@ fn main() -> ferrax::Result<()> {
             let mut outs = vec![Array::zeros(&want[0].ty())?];
             for c in [&c_on, &c_off] {
                 c.call_into(&[&x], &mut outs)?;
-                assert!(outs[0].bits_eq(&want[0]), "the JIT disagrees with the interpreter");
+                assert!(
+                    outs[0].bits_eq(&want[0]),
+                    "the JIT disagrees with the interpreter"
+                );
             }
             let kind = if vec { "f64[16]" } else { "scalar " };
             println!(
@@ -137,9 +143,17 @@ fn main() -> ferrax::Result<()> {
             if !vec {
                 let mut res = Vec::with_capacity(n);
                 let hand = time_fn(|| hand_grad(std::hint::black_box(0.7), n, &mut res));
-                println!("    hand-written gradient: {:.1} ns per step", hand / n as f64);
+                println!(
+                    "    hand-written gradient: {:.1} ns per step",
+                    hand / n as f64
+                );
             }
-            let show = |v: &[f64]| v.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join(" ");
+            let show = |v: &[f64]| {
+                v.iter()
+                    .map(|t| format!("{t:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             println!(
                 "    ns per step: off = [{}] on = [{}]",
                 show(&t_off),

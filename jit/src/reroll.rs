@@ -127,7 +127,8 @@ impl Seq<'_> {
     }
 
     fn inst(&self, k: usize) -> &ferrax_ir::InstData {
-        self.g.inst(ferrax_ir::Inst::from_index(self.seq[k] as usize))
+        self.g
+            .inst(ferrax_ir::Inst::from_index(self.seq[k] as usize))
     }
 }
 
@@ -178,9 +179,9 @@ fn coarse_keys(s: &Seq) -> Vec<u64> {
                 ValueDef::Param(p) => (0u8, p).hash(&mut h),
                 ValueDef::Result(i, r) => {
                     if s.pos[i.index()] == NONE {
-                        let lh = *lit_hash.entry(i.index() as u32).or_insert_with(|| {
-                            state.hash_one(&g.inst(i).op)
-                        });
+                        let lh = *lit_hash
+                            .entry(i.index() as u32)
+                            .or_insert_with(|| state.hash_one(&g.inst(i).op));
                         (1u8, lh).hash(&mut h);
                     } else {
                         (2u8, r).hash(&mut h);
@@ -274,17 +275,15 @@ fn classify(
         return None;
     }
     let stride = d1 as isize - d0 as isize;
-    if stride == p as isize {
+    if stride == p as isize && d1 >= start {
         if d1 >= start + p {
             let q1 = d1 - start - p;
             return (q1 < q).then_some(Arg::Internal(q1 as u32, r0));
         }
-        if d1 >= start {
-            return Some(Arg::Carried((d1 - start) as u32, r0, a0));
-        }
-        return None;
+        return Some(Arg::Carried((d1 - start) as u32, r0, a0));
     }
-    // A strided read of an earlier run with the same period.
+    // A strided read of an earlier run with the same period (values of this run two or more
+    // blocks back have no earlier run and are refused here).
     let id = run_of[d0];
     if id == NONE {
         return None;
@@ -360,8 +359,7 @@ fn try_run(
             }
             let t = s.inst(start + q);
             let u = s.inst(k);
-            if t.op != u.op || t.args.len() != u.args.len() || t.results.len() != u.results.len()
-            {
+            if t.op != u.op || t.args.len() != u.args.len() || t.results.len() != u.results.len() {
                 break 'blocks;
             }
             for (&rt, &ru) in t.results.iter().zip(&u.results) {
@@ -388,7 +386,8 @@ fn try_run(
                         let m = m0 as isize + step * b as isize;
                         m >= 0
                             && (m as usize) < src.blocks
-                            && s.def(v) == Some((src.start + m as usize * src.period + q1 as usize, r))
+                            && s.def(v)
+                                == Some((src.start + m as usize * src.period + q1 as usize, r))
                     }
                 };
                 if !ok {
@@ -398,9 +397,9 @@ fn try_run(
         }
         b += 1;
     }
-    // Block 0 is verified by the classification and block 1 by the loop; the strided reads
-    // of block 0 must lie in their run too (block 1's did).
-    (b >= MIN_BLOCKS && b * p >= MIN_RUN_INSTS).then(|| Run {
+    // Block 0 is verified by the classification (its strided reads lie in their run by
+    // construction) and the other blocks by the loop.
+    (b >= MIN_BLOCKS && b * p >= MIN_RUN_INSTS).then_some(Run {
         start,
         period: p,
         blocks: b,
@@ -423,9 +422,11 @@ fn prune(s: &Seq, runs: &mut Vec<Run>) -> Vec<Vec<(u32, u32)>> {
         let mut extracts = vec![0usize; runs.len()];
         // Whether value `v`, used outside its run, is a final carry there.
         let carried_out = |id: usize, q: u32, r: u32| {
-            runs[id].args.iter().flatten().any(
-                |a| matches!(*a, Arg::Carried(q1, r1, _) if q1 == q && r1 == r),
-            )
+            runs[id]
+                .args
+                .iter()
+                .flatten()
+                .any(|a| matches!(*a, Arg::Carried(q1, r1, _) if q1 == q && r1 == r))
         };
         let mut note = |v: Value, by_strided: bool, stack: &mut Vec<HashMap<(u32, u32), ()>>| {
             let Some((d, r)) = s.def(v) else { return };
@@ -448,7 +449,9 @@ fn prune(s: &Seq, runs: &mut Vec<Run>) -> Vec<Vec<(u32, u32)>> {
             let inst = s.inst(k);
             let here = run_of[k];
             for (j, &a) in inst.args.iter().enumerate() {
-                let inside = s.def(a).is_some_and(|(d, _)| run_of[d] == here && here != NONE);
+                let inside = s
+                    .def(a)
+                    .is_some_and(|(d, _)| run_of[d] == here && here != NONE);
                 if inside {
                     continue;
                 }
@@ -570,7 +573,9 @@ struct Rewrite<'a, 'g> {
 }
 
 fn internal(what: &str) -> ferrax_ir::Error {
-    crate::lower::jit_err(format!("reroll: {what} (a bug in the JIT's loop rerolling)"))
+    crate::lower::jit_err(format!(
+        "reroll: {what} (a bug in the JIT's loop rerolling)"
+    ))
 }
 
 impl Rewrite<'_, '_> {

@@ -117,7 +117,11 @@ fn random_chain(seed: u64, ty: &Type, blocks: usize, twist: Twist) -> Graph {
     let mut carry: Vec<Value> = (0..carries)
         .map(|k| {
             b.push1(
-                Op::Unary(if k % 2 == 0 { UnaryOp::Sin } else { UnaryOp::Cos }),
+                Op::Unary(if k % 2 == 0 {
+                    UnaryOp::Sin
+                } else {
+                    UnaryOp::Cos
+                }),
                 &[x],
             )
             .unwrap()
@@ -175,8 +179,11 @@ fn args_for(ty: &Type) -> Vec<Array> {
         (0..n).map(|i| 0.3 + 0.11 * i as f64).collect(),
     )
     .unwrap();
-    let a = Array::from_f64(ty.shape.clone(), (0..n).map(|i| 0.7 - 0.05 * i as f64).collect())
-        .unwrap();
+    let a = Array::from_f64(
+        ty.shape.clone(),
+        (0..n).map(|i| 0.7 - 0.05 * i as f64).collect(),
+    )
+    .unwrap();
     vec![x, a]
 }
 
@@ -192,7 +199,12 @@ fn random_chains_reroll_and_agree() {
         let g = random_chain(seed * 7919, &ty, 800, Twist::None);
         if let Some(r) = check_same(&g, &args_for(&ty)) {
             assert!(scans(&r) >= 1);
-            assert!(r.num_insts() * 10 < g.num_insts(), "{} of {}", r.num_insts(), g.num_insts());
+            assert!(
+                r.num_insts() * 10 < g.num_insts(),
+                "{} of {}",
+                r.num_insts(),
+                g.num_insts()
+            );
             rolled += 1;
         }
     }
@@ -215,7 +227,10 @@ fn blocks_differing_in_a_constant_are_not_merged() {
         let ty = Type::scalar(DType::F64);
         let g = random_chain(seed * 15_485_863, &ty, 800, Twist::OwnConstant);
         let r = check_same(&g, &args_for(&ty));
-        assert!(r.is_none(), "seed {seed}: blocks with different constants were rerolled");
+        assert!(
+            r.is_none(),
+            "seed {seed}: blocks with different constants were rerolled"
+        );
     }
 }
 
@@ -249,7 +264,7 @@ fn gradient_of_a_chain_becomes_two_scans() {
         } else {
             Type::scalar(DType::F64)
         };
-        let g = grad(f).specialize(&[ty.clone()]).unwrap().graph;
+        let g = grad(f).specialize(std::slice::from_ref(&ty)).unwrap().graph;
         let x = Array::from_f64(
             ty.shape.clone(),
             (0..ty.size()).map(|i| 0.1 * i as f64 - 0.7).collect(),
@@ -257,9 +272,9 @@ fn gradient_of_a_chain_becomes_two_scans() {
         .unwrap();
         let r = check_same(&g, &[x]).expect("the gradient is rerolled");
         assert_eq!(scans(&r), 2);
-        let reverse = r.insts().any(|(_, i)| {
-            matches!(i.op, Op::Control(ControlOp::Scan { reverse: true, .. }))
-        });
+        let reverse = r
+            .insts()
+            .any(|(_, i)| matches!(i.op, Op::Control(ControlOp::Scan { reverse: true, .. })));
         assert!(reverse, "the backward pass runs as a reverse scan");
         assert!(r.num_insts() < 20);
         let small = compile(&g, &precise()).unwrap().code_bytes();

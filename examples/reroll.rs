@@ -90,7 +90,7 @@ fn main() -> ferrax::Result<()> {
             } else {
                 Type::scalar(DType::F64)
             };
-            let graph = grad(f).specialize(&[ty.clone()])?.graph;
+            let graph = grad(f).specialize(std::slice::from_ref(&ty))?.graph;
             let t = Instant::now();
             let rolled = reroll(&graph)?;
             let reroll_ms = t.elapsed().as_secs_f64() * 1e3;

@@ -184,6 +184,14 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let start = Instant::now();
     crate::stats::begin_compile();
     check_sizes(graph)?;
+    // Long runs of repeated blocks become loops; a failure to reroll is a bug, reported in
+    // debug builds and passed over (the graph compiles unrolled) in release builds.
+    let rerolled = match opts.reroll.then(|| crate::reroll::reroll(graph)) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) if cfg!(debug_assertions) => return Err(e),
+        Some(Err(_)) | None => None,
+    };
+    let graph = rerolled.as_ref().unwrap_or(graph);
     let plan = plan(graph);
     if plan.workspace > ferrax_ir::MAX_BYTES {
         return Err(ferrax_ir::Error::new(

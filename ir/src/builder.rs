@@ -7,20 +7,28 @@ use crate::error::Result;
 use crate::graph::{Graph, InstData, ValueData, ValueDef};
 use crate::ops::{Literal, LiteralOp, Op};
 use crate::types::Type;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
+use std::hash::BuildHasher;
 
 /// Constants up to this many elements are folded at build time.
 pub const FOLD_LIMIT: usize = 64;
 
-/// The hash-consing key of an equation: its op and operands.
-type EqnKey = (Op, SmallVec<[Value; 4]>);
+/// A folded equation: its op, its operands and the constants it folded to.
+type Folded = (Op, SmallVec<[Value; 4]>, SmallVec<[Value; 1]>);
 
 /// Builds a graph instruction by instruction.
+///
+/// Hash-consing keeps one `u32` per instruction: the index of the instruction in the graph
+/// being built, whose op and operands are the key (hashed with `hasher`, compared in place).
+/// Equations folded to constants have no instruction of their own; they are remembered in the
+/// (usually small) `folded` map.
 #[derive(Debug, Default)]
 pub struct Builder {
     graph: Graph,
-    cse: HashMap<EqnKey, SmallVec<[Value; 1]>>,
+    cse: HashTable<u32>,
+    folded: HashTable<Folded>,
+    hasher: DefaultHashBuilder,
     /// Whether ops on small constants are evaluated at build time.
     pub fold_constants: bool,
 }
@@ -32,6 +40,16 @@ impl Builder {
             fold_constants: true,
             ..Default::default()
         }
+    }
+
+    /// An empty builder that folds constants, with room for `values` values and `insts`
+    /// instructions (a rebuild of a graph of known size grows no vector and no table).
+    pub fn with_capacity(values: usize, insts: usize) -> Builder {
+        let mut b = Builder::new();
+        b.graph.values.reserve_exact(values);
+        b.graph.insts.reserve_exact(insts);
+        b.cse.reserve(insts, |_| 0);
+        b
     }
 
     /// Adds a parameter of type `ty`.
@@ -73,12 +91,22 @@ impl Builder {
     /// Appends `op` applied to `args`, checking types; returns the results. An equation
     /// identical to an earlier one returns the earlier results instead.
     pub fn push(&mut self, op: Op, args: &[Value]) -> Result<SmallVec<[Value; 1]>> {
-        let key = (op, SmallVec::from_slice(args));
-        if let Some(r) = self.cse.get(&key) {
-            return Ok(r.clone());
+        let hash = self.hasher.hash_one((&op, args));
+        let insts = &self.graph.insts;
+        let same = |&i: &u32| {
+            let d = &insts[i as usize];
+            d.op == op && d.args.as_slice() == args
+        };
+        if let Some(&i) = self.cse.find(hash, same) {
+            return Ok(self.graph.insts[i as usize].results.clone());
         }
-        let (op, args) = key;
-        let tys: Vec<Type> = args.iter().map(|&a| self.ty(a).clone()).collect();
+        if let Some(f) = self
+            .folded
+            .find(hash, |f| f.0 == op && f.1.as_slice() == args)
+        {
+            return Ok(f.2.clone());
+        }
+        let tys: SmallVec<[Type; 4]> = args.iter().map(|&a| self.ty(a).clone()).collect();
         let out_tys = op.infer(&tys)?;
         let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
         if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
@@ -92,7 +120,12 @@ impl Builder {
                 for a in vals {
                     res.push(self.constant(a));
                 }
-                self.cse.insert((op, args), res.clone());
+                let hasher = &self.hasher;
+                self.folded.insert_unique(
+                    hash,
+                    (op, SmallVec::from_slice(args), res.clone()),
+                    |f| hasher.hash_one((&f.0, f.1.as_slice())),
+                );
                 return Ok(res);
             }
         }
@@ -107,11 +140,16 @@ impl Builder {
             results.push(v);
         }
         self.graph.insts.push(InstData {
-            op: op.clone(),
-            args: args.clone(),
+            op,
+            args: SmallVec::from_slice(args),
             results: results.clone(),
         });
-        self.cse.insert((op, args), results.clone());
+        let index = u32::try_from(inst.index()).expect("instruction index within u32");
+        let (insts, hasher) = (&self.graph.insts, &self.hasher);
+        self.cse.insert_unique(hash, index, |&i| {
+            let d = &insts[i as usize];
+            hasher.hash_one((&d.op, d.args.as_slice()))
+        });
         Ok(results)
     }
 

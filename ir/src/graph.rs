@@ -117,6 +117,102 @@ impl Graph {
         }
     }
 
+    /// The graph without the equations no output depends on, directly or indirectly (all ops
+    /// are pure). Works in place, in two linear passes: the kept equations stay in order and
+    /// values are renumbered densely (parameters first, then results in equation order), the
+    /// numbering a [`crate::Builder`] would give the same equations. Unlike rebuilding through
+    /// a builder it merges no duplicate equations.
+    pub fn without_dead_code(mut self) -> Graph {
+        let mut live = vec![false; self.values.len()];
+        for &o in &self.outputs {
+            live[o.index()] = true;
+        }
+        let mut keep = vec![false; self.insts.len()];
+        for (k, inst) in self.insts.iter().enumerate().rev() {
+            if inst.results.iter().any(|r| live[r.index()]) {
+                keep[k] = true;
+                for &a in &inst.args {
+                    live[a.index()] = true;
+                }
+            }
+        }
+        if keep.iter().all(|&k| k) && self.is_densely_numbered() {
+            // Nothing is dead and the numbering is already the one renumbering would give.
+            return self;
+        }
+        drop(live);
+        const NONE: u32 = u32::MAX;
+        let mut renumber = vec![NONE; self.values.len()];
+        let mut old_values = std::mem::take(&mut self.values);
+        let mut values = Vec::with_capacity(old_values.len());
+        let take = |old: &mut Vec<ValueData>, v: Value| {
+            std::mem::replace(
+                &mut old[v.index()],
+                ValueData {
+                    ty: Type::scalar(crate::types::DType::Bool),
+                    def: ValueDef::Param(0),
+                },
+            )
+        };
+        for &p in &self.params {
+            renumber[p.index()] = values.len() as u32;
+            values.push(take(&mut old_values, p));
+        }
+        let mut k = 0;
+        let mut new_index = 0usize;
+        self.insts.retain_mut(|inst| {
+            let kept = keep[k];
+            k += 1;
+            if !kept {
+                return false;
+            }
+            let i = Inst::from_index(new_index);
+            new_index += 1;
+            for a in inst.args.iter_mut() {
+                *a = Value(renumber[a.index()]);
+            }
+            for r in inst.results.iter_mut() {
+                let mut d = take(&mut old_values, *r);
+                if let ValueDef::Result(_, n) = d.def {
+                    d.def = ValueDef::Result(i, n);
+                }
+                renumber[r.index()] = values.len() as u32;
+                *r = Value::from_index(values.len());
+                values.push(d);
+            }
+            true
+        });
+        drop(old_values);
+        for p in self.params.iter_mut() {
+            *p = Value(renumber[p.index()]);
+        }
+        for o in self.outputs.iter_mut() {
+            *o = Value(renumber[o.index()]);
+        }
+        self.values = values;
+        self
+    }
+
+    /// Whether values are numbered parameters first, then results in equation order.
+    fn is_densely_numbered(&self) -> bool {
+        let mut next = 0usize;
+        for &p in &self.params {
+            if p.index() != next {
+                return false;
+            }
+            next += 1;
+        }
+        for inst in &self.insts {
+            for &r in &inst.results {
+                if r.index() != next {
+                    return false;
+                }
+                next += 1;
+            }
+        }
+        next == self.values.len()
+    }
+
     /// A structural hash of the whole graph (ops, wiring, types, sub-graphs), stable within
     /// one build of ferrax; the JIT cache keys on it.
     pub fn structural_hash(&self) -> u64 {

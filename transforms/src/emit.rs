@@ -5,6 +5,7 @@
 //! The small helpers below (`add`, `mul`, `full`, ...) keep the rules short and readable.
 
 use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Array, Builder, DType, Dims, Graph, InstData, Op, Result, Shape, Type, Value};
 use smallvec::SmallVec;
 
@@ -285,9 +286,9 @@ pub(crate) fn build_graph(
     Ok(b.finish(&outs))
 }
 
-/// Simplifies and verifies a graph a transform produced.
+/// Simplifies and verifies a graph a transform produced (freeing it as soon as it is read).
 pub(crate) fn finish(g: Graph) -> Result<Graph> {
-    let g = crate::passes::try_simplify(&g)?;
-    g.verify()?;
+    let g = crate::passes::try_simplify_owned(g)?;
+    timed("verify", || g.verify())?;
     Ok(g)
 }

@@ -5,6 +5,7 @@
 use crate::emit::{build_graph, finish, inline};
 use crate::jvp::check_explicit;
 use crate::vjp::vjp_graph;
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Array, Graph, Result, Type, Value};
 
 /// Checks `argnums` against `g`: in range of the explicit parameters, distinct, and of a float
@@ -101,9 +102,10 @@ fn grad_impl(
     }
     let dtype = ty.dtype;
     let order = argnums_first(g, argnums);
-    let h = restrict(g, &order, &[0])?;
-    let v = vjp_graph(&h, argnums.len())?;
-    let out = build_graph(&g.param_types(), |b, ps| {
+    let h = timed("grad.restrict", || restrict(g, &order, &[0]))?;
+    let v = timed("vjp", || vjp_graph(&h, argnums.len()))?;
+    drop(h);
+    let out = timed("grad.assemble", || build_graph(&g.param_types(), |b, ps| {
         let one = b.constant(Array::scalar(dtype, 1.0));
         let mut args: Vec<Value> = argnums.iter().map(|&a| ps[a]).collect();
         args.push(one);
@@ -119,7 +121,8 @@ fn grad_impl(
             outs.extend_from_slice(&go[1..]);
         }
         Ok(outs)
-    })?;
+    }))?;
+    drop(v);
     finish(out)
 }
 

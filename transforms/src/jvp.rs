@@ -5,6 +5,7 @@
 use crate::emit::{build_graph, finish, or_zeros, push};
 use crate::rules;
 use ferrax_ir::ops::ControlOp;
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Builder, Graph, Op, Result, Type, Value};
 use smallvec::SmallVec;
 
@@ -104,7 +105,7 @@ pub(crate) fn jvp_graph_unchecked(g: &Graph, n_explicit: usize) -> Result<Graph>
     let mut param_tys: Vec<Type> = tys[..n].to_vec();
     param_tys.extend_from_slice(&tys[..n]);
     param_tys.extend_from_slice(&tys[n..]);
-    let out = build_graph(&param_tys, |b, ps| {
+    let out = timed("jvp", || build_graph(&param_tys, |b, ps| {
         let mut primals: Vec<Value> = ps[..n].to_vec();
         primals.extend_from_slice(&ps[2 * n..]);
         let mut tangents: Vec<Option<Value>> = ps[n..2 * n].iter().map(|&t| Some(t)).collect();
@@ -116,6 +117,6 @@ pub(crate) fn jvp_graph_unchecked(g: &Graph, n_explicit: usize) -> Result<Graph>
             res.push(or_zeros(b, t, &ty)?);
         }
         Ok(res)
-    })?;
+    }))?;
     finish(out)
 }

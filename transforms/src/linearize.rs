@@ -5,6 +5,7 @@
 
 use crate::emit::{build_graph, finish, is_nullary, push};
 use crate::jvp::{check_explicit, jvp_graph_unchecked};
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Graph, Result, Type, Value};
 use smallvec::SmallVec;
 
@@ -30,7 +31,7 @@ pub(crate) fn linear_values(g: &Graph, is_linear_param: impl Fn(usize) -> bool) 
 pub fn linearize_graph(g: &Graph, n_explicit: usize) -> Result<(Graph, Graph)> {
     check_explicit(g, n_explicit, "linearize")?;
     let j = jvp_graph_unchecked(g, n_explicit)?;
-    split(&j, n_explicit, g.outputs().len())
+    timed("partial_eval", || split(&j, n_explicit, g.outputs().len()))
 }
 
 /// Splits the JVP graph `j` of a function with `n` explicit parameters and `k` outputs.
@@ -84,7 +85,7 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
     let primal_idx: Vec<usize> = (0..tys.len()).filter(|&i| !is_lin[i]).collect();
     let lin_idx: Vec<usize> = (0..tys.len()).filter(|&i| is_lin[i]).collect();
     let primal_tys: Vec<Type> = primal_idx.iter().map(|&i| tys[i].clone()).collect();
-    let primal = build_graph(&primal_tys, |b, ps| {
+    let primal = timed("partial_eval.primal", || build_graph(&primal_tys, |b, ps| {
         let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
         for (&i, &p) in primal_idx.iter().zip(ps) {
             map[j.params()[i].index()] = Some(p);
@@ -106,11 +107,12 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
         Ok(outs
             .map(|&o| map[o.index()].expect("primal output"))
             .collect())
-    })?;
+    }))?;
+    let primal = finish(primal)?;
 
     let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
     linear_tys.extend(lin_idx.iter().map(|&i| tys[i].clone()));
-    let lin = build_graph(&linear_tys, |b, ps| {
+    let lin = timed("partial_eval.linear", || build_graph(&linear_tys, |b, ps| {
         let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
         for (&r, &p) in residuals.iter().zip(ps) {
             map[r.index()] = Some(p);
@@ -136,6 +138,6 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
             .iter()
             .map(|&o| map[o.index()].expect("linear output"))
             .collect())
-    })?;
-    Ok((finish(primal)?, finish(lin)?))
+    }))?;
+    Ok((primal, finish(lin)?))
 }

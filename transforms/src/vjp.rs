@@ -5,6 +5,7 @@ use crate::emit::{build_graph, finish, inline, or_zeros};
 use crate::jvp::check_explicit;
 use crate::linearize::linearize_graph;
 use crate::transpose::transpose_into;
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Graph, Result, Type, Value};
 
 /// The VJP of `g`: parameters `[primals.., output cotangents.., captures..]` (cotangents have
@@ -19,7 +20,7 @@ pub fn vjp_graph(g: &Graph, n_explicit: usize) -> Result<Graph> {
     let mut param_tys: Vec<Type> = tys[..n].to_vec();
     param_tys.extend(g.output_types());
     param_tys.extend_from_slice(&tys[n..]);
-    let out = build_graph(&param_tys, |b, ps| {
+    let out = timed("transpose", || build_graph(&param_tys, |b, ps| {
         let mut args: Vec<Value> = ps[..n].to_vec();
         args.extend_from_slice(&ps[n + k..]);
         let po = inline(b, &primal, &args)?;
@@ -30,6 +31,7 @@ pub fn vjp_graph(g: &Graph, n_explicit: usize) -> Result<Graph> {
             outs.push(or_zeros(b, c, ty)?);
         }
         Ok(outs)
-    })?;
+    }))?;
+    drop((primal, lin));
     finish(out)
 }

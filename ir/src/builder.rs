@@ -17,16 +17,23 @@ pub const FOLD_LIMIT: usize = 64;
 /// A folded equation: its op, its operands and the constants it folded to.
 type Folded = (Op, SmallVec<[Value; 4]>, SmallVec<[Value; 1]>);
 
+/// The table hash of a 32-bit key hash: the 32 bits in both halves, so that the table's
+/// bucket index (low bits) and its control tag (top bits) both come from real hash bits.
+fn spread(h: u32) -> u64 {
+    (h as u64) << 32 | h as u64
+}
+
 /// Builds a graph instruction by instruction.
 ///
-/// Hash-consing keeps one `u32` per instruction: the index of the instruction in the graph
-/// being built, whose op and operands are the key (hashed with `hasher`, compared in place).
+/// Hash-consing keeps eight bytes per instruction: the index of the instruction in the graph
+/// being built, whose op and operands are the key (compared in place), and 32 bits of the
+/// key's hash, so that growing the table never hashes an op again.
 /// Equations folded to constants have no instruction of their own; they are remembered in the
 /// (usually small) `folded` map.
 #[derive(Debug, Default)]
 pub struct Builder {
     graph: Graph,
-    cse: HashTable<u32>,
+    cse: HashTable<(u32, u32)>,
     folded: HashTable<Folded>,
     hasher: DefaultHashBuilder,
     /// Whether ops on small constants are evaluated at build time.
@@ -91,13 +98,14 @@ impl Builder {
     /// Appends `op` applied to `args`, checking types; returns the results. An equation
     /// identical to an earlier one returns the earlier results instead.
     pub fn push(&mut self, op: Op, args: &[Value]) -> Result<SmallVec<[Value; 1]>> {
-        let hash = self.hasher.hash_one((&op, args));
+        let h32 = self.hasher.hash_one((&op, args)) as u32;
+        let hash = spread(h32);
         let insts = &self.graph.insts;
-        let same = |&i: &u32| {
+        let same = |&(i, h): &(u32, u32)| {
             let d = &insts[i as usize];
-            d.op == op && d.args.as_slice() == args
+            h == h32 && d.op == op && d.args.as_slice() == args
         };
-        if let Some(&i) = self.cse.find(hash, same) {
+        if let Some(&(i, _)) = self.cse.find(hash, same) {
             return Ok(self.graph.insts[i as usize].results.clone());
         }
         if let Some(f) = self
@@ -145,11 +153,8 @@ impl Builder {
             results: results.clone(),
         });
         let index = u32::try_from(inst.index()).expect("instruction index within u32");
-        let (insts, hasher) = (&self.graph.insts, &self.hasher);
-        self.cse.insert_unique(hash, index, |&i| {
-            let d = &insts[i as usize];
-            hasher.hash_one((&d.op, d.args.as_slice()))
-        });
+        self.cse
+            .insert_unique(hash, (index, h32), |&(_, h)| spread(h));
         Ok(results)
     }
 

@@ -2,9 +2,9 @@
 //! cotangent, restricted to the differentiated arguments (`argnums`); the other arguments are
 //! treated like captures.
 
-use crate::emit::{build_graph, finish, inline};
+use crate::emit::{build_graph, finish, inline, Finish};
 use crate::jvp::check_explicit;
-use crate::vjp::vjp_graph;
+use crate::vjp::vjp_graph_with;
 use ferrax_ir::timings::timed;
 use ferrax_ir::{Array, Graph, Result, Type, Value};
 
@@ -58,6 +58,11 @@ pub(crate) fn argnums_first(g: &Graph, argnums: &[usize]) -> Vec<usize> {
 /// A copy of `g` whose parameters are `g`'s in the given `order` and whose outputs are the
 /// listed outputs of `g`.
 pub(crate) fn restrict(g: &Graph, order: &[usize], outputs: &[usize]) -> Result<Graph> {
+    restrict_with(g, order, outputs, Finish::Full)
+}
+
+/// [`restrict`] finished as `fin` says.
+fn restrict_with(g: &Graph, order: &[usize], outputs: &[usize], fin: Finish) -> Result<Graph> {
     let tys: Vec<Type> = order.iter().map(|&i| g.ty(g.params()[i]).clone()).collect();
     let out = build_graph(&tys, |b, ps| {
         let mut args = vec![ps[0]; g.params().len()];
@@ -67,7 +72,7 @@ pub(crate) fn restrict(g: &Graph, order: &[usize], outputs: &[usize]) -> Result<
         let outs = inline(b, g, &args)?;
         Ok(outputs.iter().map(|&o| outs[o]).collect())
     })?;
-    finish(out)
+    fin.apply(out)
 }
 
 fn grad_impl(
@@ -102,8 +107,19 @@ fn grad_impl(
     }
     let dtype = ty.dtype;
     let order = argnums_first(g, argnums);
-    let h = timed("grad.restrict", || restrict(g, &order, &[0]))?;
-    let v = timed("vjp", || vjp_graph(&h, argnums.len()))?;
+    // With the differentiated arguments already first and one output, the restriction would
+    // only copy `g`: the JVP reads `g` itself.
+    let identity = order.iter().enumerate().all(|(k, &i)| k == i) && k == 1;
+    let h = if identity {
+        None
+    } else {
+        Some(timed("grad.restrict", || {
+            restrict_with(g, &order, &[0], Finish::Lean)
+        })?)
+    };
+    let v = timed("vjp", || {
+        vjp_graph_with(h.as_ref().unwrap_or(g), argnums.len(), Finish::Lean)
+    })?;
     drop(h);
     let out = timed("grad.assemble", || build_graph(&g.param_types(), |b, ps| {
         let one = b.constant(Array::scalar(dtype, 1.0));

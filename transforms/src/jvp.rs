@@ -2,7 +2,7 @@
 //! with one JVP rule per primitive (see [`crate::rules`]). Tangents are symbolic: `None` is a
 //! zero that costs nothing until an output needs it.
 
-use crate::emit::{build_graph, finish, or_zeros, push};
+use crate::emit::{build_graph, or_zeros, push, Finish};
 use crate::rules;
 use ferrax_ir::ops::ControlOp;
 use ferrax_ir::timings::timed;
@@ -99,6 +99,11 @@ fn contains_custom_linear(g: &Graph) -> bool {
 /// [`jvp_graph`] without the check for `custom_vjp` calls (reverse mode linearizes through
 /// it and transposes the `custom_lin` ops away).
 pub(crate) fn jvp_graph_unchecked(g: &Graph, n_explicit: usize) -> Result<Graph> {
+    jvp_graph_with(g, n_explicit, Finish::Full)
+}
+
+/// [`jvp_graph_unchecked`], finished as `fin` says.
+pub(crate) fn jvp_graph_with(g: &Graph, n_explicit: usize, fin: Finish) -> Result<Graph> {
     check_explicit(g, n_explicit, "jvp")?;
     let n = n_explicit;
     let tys = g.param_types();
@@ -118,5 +123,5 @@ pub(crate) fn jvp_graph_unchecked(g: &Graph, n_explicit: usize) -> Result<Graph>
         }
         Ok(res)
     }))?;
-    finish(out)
+    fin.apply(out)
 }

@@ -3,8 +3,8 @@
 //! linear in the tangents). Primal values the linear part uses become residuals: outputs of
 //! the primal graph and parameters of the linear graph. Constants are re-emitted instead.
 
-use crate::emit::{build_graph, finish, is_nullary, push};
-use crate::jvp::{check_explicit, jvp_graph_unchecked};
+use crate::emit::{build_graph, is_nullary, push, Finish};
+use crate::jvp::{check_explicit, jvp_graph_with};
 use ferrax_ir::timings::timed;
 use ferrax_ir::{Graph, Result, Type, Value};
 use smallvec::SmallVec;
@@ -29,15 +29,20 @@ pub(crate) fn linear_values(g: &Graph, is_linear_param: impl Fn(usize) -> bool) 
 /// captures..]`, outputs `[outputs.., residuals..]`) and the linear graph (parameters
 /// `[residuals.., tangents..]`, outputs the output tangents).
 pub fn linearize_graph(g: &Graph, n_explicit: usize) -> Result<(Graph, Graph)> {
+    linearize_with(g, n_explicit, Finish::Full)
+}
+
+/// [`linearize_graph`] with every graph it builds finished as `fin` says.
+pub(crate) fn linearize_with(g: &Graph, n_explicit: usize, fin: Finish) -> Result<(Graph, Graph)> {
     check_explicit(g, n_explicit, "linearize")?;
-    let j = jvp_graph_unchecked(g, n_explicit)?;
-    timed("partial_eval", || split(&j, n_explicit, g.outputs().len()))
+    let j = jvp_graph_with(g, n_explicit, fin)?;
+    timed("partial_eval", || split(&j, n_explicit, g.outputs().len(), fin))
 }
 
 /// Splits the JVP graph `j` of a function with `n` explicit parameters and `k` outputs.
-fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
+fn split(j: &Graph, n: usize, k: usize, fin: Finish) -> Result<(Graph, Graph)> {
     let is_lin: Vec<bool> = (0..j.params().len()).map(|i| i >= n && i < 2 * n).collect();
-    split_general(j, &is_lin, k)
+    split_with(j, &is_lin, k, fin)
 }
 
 /// Splits a JVP-like graph `j` whose parameters flagged in `is_lin` are tangents and whose
@@ -46,6 +51,11 @@ fn split(j: &Graph, n: usize, k: usize) -> Result<(Graph, Graph)> {
 /// `[residuals.., tangents in order..]`, outputs the outputs of `j` from `k` on). Errors when
 /// one of the first `k` outputs depends on a tangent.
 pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Graph, Graph)> {
+    split_with(j, is_lin, k, Finish::Full)
+}
+
+/// [`split_general`] with both graphs finished as `fin` says.
+fn split_with(j: &Graph, is_lin: &[bool], k: usize, fin: Finish) -> Result<(Graph, Graph)> {
     let linear = linear_values(j, |i| is_lin[i]);
     if let Some(o) = j.outputs()[..k].iter().find(|o| linear[o.index()]) {
         ferrax_ir::bail!(
@@ -108,7 +118,7 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
             .map(|&o| map[o.index()].expect("primal output"))
             .collect())
     }))?;
-    let primal = finish(primal)?;
+    let primal = fin.apply(primal)?;
 
     let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
     linear_tys.extend(lin_idx.iter().map(|&i| tys[i].clone()));
@@ -139,5 +149,5 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
             .map(|&o| map[o.index()].expect("linear output"))
             .collect())
     }))?;
-    Ok((primal, finish(lin)?))
+    Ok((primal, fin.apply(lin)?))
 }

@@ -54,6 +54,12 @@ impl PhaseOutput for crate::function::Specialized {
     }
 }
 
+impl PhaseOutput for (Vec<crate::Value>, Vec<Option<crate::Value>>) {
+    fn equations(&self) -> Option<usize> {
+        None
+    }
+}
+
 impl PhaseOutput for () {
     fn equations(&self) -> Option<usize> {
         None

@@ -2,9 +2,9 @@
 //! cotangent, restricted to the differentiated arguments (`argnums`); the other arguments are
 //! treated like captures.
 
-use crate::emit::{build_graph, finish, inline, Finish};
+use crate::emit::{build_graph, finish, inline, or_zeros, Finish};
 use crate::jvp::check_explicit;
-use crate::vjp::vjp_graph_with;
+use crate::vjp::vjp_into;
 use ferrax_ir::timings::timed;
 use ferrax_ir::{Array, Graph, Result, Type, Value};
 
@@ -117,28 +117,25 @@ fn grad_impl(
             restrict_with(g, &order, &[0], Finish::Lean)
         })?)
     };
-    let v = timed("vjp", || {
-        vjp_graph_with(h.as_ref().unwrap_or(g), argnums.len(), Finish::Lean)
-    })?;
-    drop(h);
-    let out = timed("grad.assemble", || build_graph(&g.param_types(), |b, ps| {
+    // The VJP is emitted straight into the result with the unit cotangent as a constant, so
+    // the transpose is simplified with it as it is built and no VJP graph is inlined again.
+    let out = timed("vjp", || build_graph(&g.param_types(), |b, ps| {
         let one = b.constant(Array::scalar(dtype, 1.0));
-        let mut args: Vec<Value> = argnums.iter().map(|&a| ps[a]).collect();
-        args.push(one);
-        args.extend(order[argnums.len()..].iter().map(|&i| ps[i]));
-        let vo = inline(b, &v, &args)?;
-        let mut outs = if with_value {
-            vo.clone()
-        } else {
-            vo[1..].to_vec()
-        };
+        let args: Vec<Value> = order.iter().map(|&i| ps[i]).collect();
+        let base = h.as_ref().unwrap_or(g);
+        let (vo, cin) = vjp_into(b, base, argnums.len(), &args, &[Some(one)])?;
+        let mut outs = if with_value { vo } else { Vec::new() };
+        for (c, &a) in cin.into_iter().zip(argnums) {
+            let ty = g.ty(g.params()[a]).clone();
+            outs.push(or_zeros(b, c, &ty)?);
+        }
         if has_aux {
             let go = inline(b, g, ps)?;
             outs.extend_from_slice(&go[1..]);
         }
         Ok(outs)
     }))?;
-    drop(v);
+    drop(h);
     finish(out)
 }
 

@@ -4,7 +4,7 @@
 use crate::array::Array;
 use crate::entities::{GraphId, Inst, Value};
 use crate::error::Result;
-use crate::graph::{Graph, InstData, ValueData, ValueDef};
+use crate::graph::{Graph, InstData, ValueDef};
 use crate::ops::{Literal, LiteralOp, Op};
 use crate::types::Type;
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -61,12 +61,8 @@ impl Builder {
 
     /// Adds a parameter of type `ty`.
     pub fn param(&mut self, ty: Type) -> Value {
-        let v = Value::from_index(self.graph.values.len());
         let n = self.graph.params.len() as u32;
-        self.graph.values.push(ValueData {
-            ty,
-            def: ValueDef::Param(n),
-        });
+        let v = self.graph.push_value(ty, ValueDef::Param(n));
         self.graph.params.push(v);
         v
     }
@@ -140,12 +136,7 @@ impl Builder {
         let inst = Inst::from_index(self.graph.insts.len());
         let mut results = SmallVec::new();
         for (k, ty) in out_tys.into_iter().enumerate() {
-            let v = Value::from_index(self.graph.values.len());
-            self.graph.values.push(ValueData {
-                ty,
-                def: ValueDef::Result(inst, k as u32),
-            });
-            results.push(v);
+            results.push(self.graph.push_value(ty, ValueDef::Result(inst, k as u32)));
         }
         self.graph.insts.push(InstData {
             op,

@@ -4,6 +4,7 @@
 use crate::entities::{GraphId, Inst, Value};
 use crate::ops::Op;
 use crate::types::Type;
+use hashbrown::HashMap;
 use smallvec::SmallVec;
 
 /// Where a value comes from.
@@ -15,11 +16,12 @@ pub enum ValueDef {
     Result(Inst, u32),
 }
 
-/// A value's type and definition.
+/// A value's type and definition: 16 bytes, the type being an index into the graph's table of
+/// distinct types (read it with [`Graph::ty`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueData {
-    /// The static type.
-    pub ty: Type,
+    /// The static type: its index in the graph's type table.
+    pub(crate) ty: u32,
     /// Its definition.
     pub def: ValueDef,
 }
@@ -36,13 +38,34 @@ pub struct InstData {
 }
 
 /// A typed SSA graph: parameters, a straight-line body, outputs and owned sub-graphs.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Types are interned: each distinct type is stored once (`types`, found through `type_ids`)
+/// and values refer to it by index, since a long graph has few distinct types.
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub(crate) values: Vec<ValueData>,
+    pub(crate) types: Vec<Type>,
+    pub(crate) type_ids: HashMap<Type, u32>,
     pub(crate) insts: Vec<InstData>,
     pub(crate) params: Vec<Value>,
     pub(crate) outputs: Vec<Value>,
     pub(crate) subgraphs: Vec<Graph>,
+}
+
+/// Graphs are equal when their parameters, equations, outputs, sub-graphs and value types and
+/// definitions are (whatever the order of their type tables).
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        self.params == other.params
+            && self.outputs == other.outputs
+            && self.insts == other.insts
+            && self.subgraphs == other.subgraphs
+            && self.values.len() == other.values.len()
+            && (0..self.values.len()).all(|i| {
+                let v = Value::from_index(i);
+                self.def(v) == other.def(v) && self.ty(v) == other.ty(v)
+            })
+    }
 }
 
 impl Graph {
@@ -81,7 +104,23 @@ impl Graph {
 
     /// The type of a value.
     pub fn ty(&self, v: Value) -> &Type {
-        &self.values[v.index()].ty
+        &self.types[self.values[v.index()].ty as usize]
+    }
+
+    /// Appends a value of type `ty` (interned) defined by `def`, and returns it.
+    pub(crate) fn push_value(&mut self, ty: Type, def: ValueDef) -> Value {
+        let v = Value::from_index(self.values.len());
+        let id = match self.type_ids.get(&ty) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.types.len()).expect("type count within u32");
+                self.types.push(ty.clone());
+                self.type_ids.insert(ty, id);
+                id
+            }
+        };
+        self.values.push(ValueData { ty: id, def });
+        v
     }
 
     /// A value's definition.
@@ -149,7 +188,7 @@ impl Graph {
             std::mem::replace(
                 &mut old[v.index()],
                 ValueData {
-                    ty: Type::scalar(crate::types::DType::Bool),
+                    ty: 0,
                     def: ValueDef::Param(0),
                 },
             )

@@ -15,7 +15,7 @@ use super::print::call_kind_name;
 use crate::array::{Array, Data};
 use crate::entities::{Inst, Value};
 use crate::error::{Error, ErrorKind, Result};
-use crate::graph::{Graph, InstData, ValueData, ValueDef};
+use crate::graph::{Graph, InstData, ValueDef};
 use crate::ops::{
     BinaryOp, Body, Bounds, CallKind, Combine, CompareOp, ControlOp, ConvDimensionNumbers,
     ConvGeneral, ConvertOp, DotGeneral, IndexOp, Indexing, Literal, LiteralOp, Monoid, Op,
@@ -1207,10 +1207,8 @@ impl Parser {
                 let (name, pos, ty) = self.binder()?;
                 let v = Value::from_index(g.values.len());
                 define(&mut scope, name, pos, v)?;
-                g.values.push(ValueData {
-                    ty,
-                    def: ValueDef::Param(g.params.len() as u32),
-                });
+                let n = g.params.len() as u32;
+                g.push_value(ty, ValueDef::Param(n));
                 g.params.push(v);
                 if self.is_punct(',') {
                     self.bump();
@@ -1332,10 +1330,7 @@ impl Parser {
         for (k, (vname, vpos, ty)) in binders.into_iter().enumerate() {
             let v = Value::from_index(g.values.len());
             define(scope, vname, vpos, v)?;
-            g.values.push(ValueData {
-                ty,
-                def: ValueDef::Result(inst, k as u32),
-            });
+            g.push_value(ty, ValueDef::Result(inst, k as u32));
             results.push(v);
         }
         g.insts.push(InstData { op, args, results });

@@ -119,22 +119,24 @@ fn grad_impl(
     };
     // The VJP is emitted straight into the result with the unit cotangent as a constant, so
     // the transpose is simplified with it as it is built and no VJP graph is inlined again.
-    let out = timed("vjp", || build_graph(&g.param_types(), |b, ps| {
-        let one = b.constant(Array::scalar(dtype, 1.0));
-        let args: Vec<Value> = order.iter().map(|&i| ps[i]).collect();
-        let base = h.as_ref().unwrap_or(g);
-        let (vo, cin) = vjp_into(b, base, argnums.len(), &args, &[Some(one)])?;
-        let mut outs = if with_value { vo } else { Vec::new() };
-        for (c, &a) in cin.into_iter().zip(argnums) {
-            let ty = g.ty(g.params()[a]).clone();
-            outs.push(or_zeros(b, c, &ty)?);
-        }
-        if has_aux {
-            let go = inline(b, g, ps)?;
-            outs.extend_from_slice(&go[1..]);
-        }
-        Ok(outs)
-    }))?;
+    let out = timed("vjp", || {
+        build_graph(&g.param_types(), |b, ps| {
+            let one = b.constant(Array::scalar(dtype, 1.0));
+            let args: Vec<Value> = order.iter().map(|&i| ps[i]).collect();
+            let base = h.as_ref().unwrap_or(g);
+            let (vo, cin) = vjp_into(b, base, argnums.len(), &args, &[Some(one)])?;
+            let mut outs = if with_value { vo } else { Vec::new() };
+            for (c, &a) in cin.into_iter().zip(argnums) {
+                let ty = g.ty(g.params()[a]).clone();
+                outs.push(or_zeros(b, c, &ty)?);
+            }
+            if has_aux {
+                let go = inline(b, g, ps)?;
+                outs.extend_from_slice(&go[1..]);
+            }
+            Ok(outs)
+        })
+    })?;
     drop(h);
     finish(out)
 }

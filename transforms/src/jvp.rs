@@ -110,18 +110,20 @@ pub(crate) fn jvp_graph_with(g: &Graph, n_explicit: usize, fin: Finish) -> Resul
     let mut param_tys: Vec<Type> = tys[..n].to_vec();
     param_tys.extend_from_slice(&tys[..n]);
     param_tys.extend_from_slice(&tys[n..]);
-    let out = timed("jvp", || build_graph(&param_tys, |b, ps| {
-        let mut primals: Vec<Value> = ps[..n].to_vec();
-        primals.extend_from_slice(&ps[2 * n..]);
-        let mut tangents: Vec<Option<Value>> = ps[n..2 * n].iter().map(|&t| Some(t)).collect();
-        tangents.resize(primals.len(), None);
-        let (outs, touts) = jvp_into(b, g, &primals, &tangents)?;
-        let mut res = outs.clone();
-        for (&o, t) in outs.iter().zip(touts) {
-            let ty = b.ty(o).clone();
-            res.push(or_zeros(b, t, &ty)?);
-        }
-        Ok(res)
-    }))?;
+    let out = timed("jvp", || {
+        build_graph(&param_tys, |b, ps| {
+            let mut primals: Vec<Value> = ps[..n].to_vec();
+            primals.extend_from_slice(&ps[2 * n..]);
+            let mut tangents: Vec<Option<Value>> = ps[n..2 * n].iter().map(|&t| Some(t)).collect();
+            tangents.resize(primals.len(), None);
+            let (outs, touts) = jvp_into(b, g, &primals, &tangents)?;
+            let mut res = outs.clone();
+            for (&o, t) in outs.iter().zip(touts) {
+                let ty = b.ty(o).clone();
+                res.push(or_zeros(b, t, &ty)?);
+            }
+            Ok(res)
+        })
+    })?;
     fin.apply(out)
 }

@@ -36,7 +36,9 @@ pub fn linearize_graph(g: &Graph, n_explicit: usize) -> Result<(Graph, Graph)> {
 pub(crate) fn linearize_with(g: &Graph, n_explicit: usize, fin: Finish) -> Result<(Graph, Graph)> {
     check_explicit(g, n_explicit, "linearize")?;
     let j = jvp_graph_with(g, n_explicit, fin)?;
-    timed("partial_eval", || split(&j, n_explicit, g.outputs().len(), fin))
+    timed("partial_eval", || {
+        split(&j, n_explicit, g.outputs().len(), fin)
+    })
 }
 
 /// Splits the JVP graph `j` of a function with `n` explicit parameters and `k` outputs.
@@ -95,59 +97,63 @@ fn split_with(j: &Graph, is_lin: &[bool], k: usize, fin: Finish) -> Result<(Grap
     let primal_idx: Vec<usize> = (0..tys.len()).filter(|&i| !is_lin[i]).collect();
     let lin_idx: Vec<usize> = (0..tys.len()).filter(|&i| is_lin[i]).collect();
     let primal_tys: Vec<Type> = primal_idx.iter().map(|&i| tys[i].clone()).collect();
-    let primal = timed("partial_eval.primal", || build_graph(&primal_tys, |b, ps| {
-        let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
-        for (&i, &p) in primal_idx.iter().zip(ps) {
-            map[j.params()[i].index()] = Some(p);
-        }
-        for (_, inst) in j.insts() {
-            if inst.results.iter().any(|r| linear[r.index()]) {
-                continue;
+    let primal = timed("partial_eval.primal", || {
+        build_graph(&primal_tys, |b, ps| {
+            let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
+            for (&i, &p) in primal_idx.iter().zip(ps) {
+                map[j.params()[i].index()] = Some(p);
             }
-            let args: SmallVec<[Value; 4]> = inst
-                .args
-                .iter()
-                .map(|&a| map[a.index()].expect("primal operand"))
-                .collect();
-            for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
-                map[r.index()] = Some(o);
+            for (_, inst) in j.insts() {
+                if inst.results.iter().any(|r| linear[r.index()]) {
+                    continue;
+                }
+                let args: SmallVec<[Value; 4]> = inst
+                    .args
+                    .iter()
+                    .map(|&a| map[a.index()].expect("primal operand"))
+                    .collect();
+                for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
+                    map[r.index()] = Some(o);
+                }
             }
-        }
-        let outs = j.outputs()[..k].iter().chain(&residuals);
-        Ok(outs
-            .map(|&o| map[o.index()].expect("primal output"))
-            .collect())
-    }))?;
+            let outs = j.outputs()[..k].iter().chain(&residuals);
+            Ok(outs
+                .map(|&o| map[o.index()].expect("primal output"))
+                .collect())
+        })
+    })?;
     let primal = fin.apply(primal)?;
 
     let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
     linear_tys.extend(lin_idx.iter().map(|&i| tys[i].clone()));
-    let lin = timed("partial_eval.linear", || build_graph(&linear_tys, |b, ps| {
-        let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
-        for (&r, &p) in residuals.iter().zip(ps) {
-            map[r.index()] = Some(p);
-        }
-        for (k, &i) in lin_idx.iter().enumerate() {
-            map[j.params()[i].index()] = Some(ps[residuals.len() + k]);
-        }
-        for (_, inst) in j.insts() {
-            let is_linear = inst.results.iter().any(|r| linear[r.index()]);
-            if !is_linear && !is_nullary(&inst.op) {
-                continue;
+    let lin = timed("partial_eval.linear", || {
+        build_graph(&linear_tys, |b, ps| {
+            let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
+            for (&r, &p) in residuals.iter().zip(ps) {
+                map[r.index()] = Some(p);
             }
-            let args: SmallVec<[Value; 4]> = inst
-                .args
+            for (k, &i) in lin_idx.iter().enumerate() {
+                map[j.params()[i].index()] = Some(ps[residuals.len() + k]);
+            }
+            for (_, inst) in j.insts() {
+                let is_linear = inst.results.iter().any(|r| linear[r.index()]);
+                if !is_linear && !is_nullary(&inst.op) {
+                    continue;
+                }
+                let args: SmallVec<[Value; 4]> = inst
+                    .args
+                    .iter()
+                    .map(|&a| map[a.index()].expect("linear operand"))
+                    .collect();
+                for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
+                    map[r.index()] = Some(o);
+                }
+            }
+            Ok(j.outputs()[k..]
                 .iter()
-                .map(|&a| map[a.index()].expect("linear operand"))
-                .collect();
-            for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
-                map[r.index()] = Some(o);
-            }
-        }
-        Ok(j.outputs()[k..]
-            .iter()
-            .map(|&o| map[o.index()].expect("linear output"))
-            .collect())
-    }))?;
+                .map(|&o| map[o.index()].expect("linear output"))
+                .collect())
+        })
+    })?;
     Ok((primal, fin.apply(lin)?))
 }

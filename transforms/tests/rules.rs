@@ -649,14 +649,22 @@ fn cases() -> Vec<Case> {
             vec![f64t(&[5, 4]), f64t(&[5, 4])],
             -1.0,
             1.0,
-            Box::new(move |b, p| vec![push(b, Op::Window(Box::new(gather.clone())), &[p[0], p[1]])]),
+            Box::new(move |b, p| {
+                vec![push(b, Op::Window(Box::new(gather.clone())), &[p[0], p[1]])]
+            }),
         ));
         cs.push(case(
             scatter.name(),
             vec![f64t(&[2, 8]), f64t(&[5, 4])],
             -1.0,
             1.0,
-            Box::new(move |b, p| vec![push(b, Op::Window(Box::new(scatter.clone())), &[p[0], p[1]])]),
+            Box::new(move |b, p| {
+                vec![push(
+                    b,
+                    Op::Window(Box::new(scatter.clone())),
+                    &[p[0], p[1]],
+                )]
+            }),
         ));
     }
     cs

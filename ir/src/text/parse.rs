@@ -620,7 +620,7 @@ fn reduce_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
 }
 
 fn dot_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
-    let proto = Op::Dot(Box::new(DotGeneral::default()));
+    let proto = Op::Dot(Box::default());
     if proto.name() != t.name {
         return Ok(None);
     }

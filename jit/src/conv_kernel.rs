@@ -1065,7 +1065,7 @@ mod tests {
                 .collect();
             let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
             let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
-            let want = Op::Conv(op.clone()).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
             let s = op.geometry(&at, &bt).unwrap();
             let ot = op.infer(&at, &bt).unwrap();
             let st = |d: &[usize]| crate::lower::strides(d);

@@ -297,7 +297,7 @@ fn unit_contractions_and_unit_transposes_are_exact() {
         rhs_contract: Dims::from_slice(&[0]),
         ..Default::default()
     };
-    let p = raw(&mut b, Op::Dot(d), &[x, w]);
+    let p = raw(&mut b, Op::Dot(Box::new(d)), &[x, w]);
     let t = raw(
         &mut b,
         Op::Shape(ShapeOp::Transpose {

@@ -234,6 +234,9 @@ pub struct Defined {
     pub code_bytes: usize,
     /// The array constants the code reads in place (empty for [`Destination::Object`]).
     pub consts: Vec<Literal>,
+    /// Whether the tensor entry can return a non-zero status (see `Status`): a
+    /// `while_loop` over its iteration limit, a reverse-mode loop tape that cannot grow.
+    pub may_fail: bool,
 }
 
 /// Plans `graph` and defines its entries in `module`, code for `dest`: a tensor entry and,
@@ -300,6 +303,7 @@ pub fn define_graph(
         workspace: plan.workspace,
         code_bytes,
         consts,
+        may_fail: may_fail(graph, opts),
     })
 }
 

@@ -10,6 +10,7 @@
 
 use ferrax::aot::{Exporter, Target};
 use ferrax::prelude::*;
+use ferrax::MathMode;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;

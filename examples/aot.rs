@@ -115,7 +115,11 @@ fn main() -> AnyResult<()> {
     // Export: one object, both functions, Precise math (the exporter's default).
     let t = Instant::now();
     let mut ex = Exporter::new("demo", Target::Host)?;
-    ex.add("seed_grad", &seed_grad, &[scalar.clone(), scalar.clone(), scalar])?;
+    ex.add(
+        "seed_grad",
+        &seed_grad,
+        &[scalar.clone(), scalar.clone(), scalar],
+    )?;
     ex.add("rosen_hessian", &rosen_hessian, &[vector])?;
     let export = ex.finish()?;
     let written = export.write_to(&dir)?;

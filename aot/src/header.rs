@@ -32,28 +32,35 @@ fn size_note(t: &Type) -> String {
 pub(crate) fn generate(name: &str, triple: &str, entries: &[Entry]) -> String {
     let guard = format!("FERRAX_AOT_{}_H", name.to_uppercase());
     let mut h = String::new();
-    let _ = writeln!(
-        h,
-        "/* {name}.h: the functions of {name}.o, compiled by ferrax-aot {} for {triple}.\n\
-         * Generated; do not edit.\n\
-         *\n\
-         * Link: cc your_program.c {name}.o -lm (the object needs only the C library and libm).\n\
-         *\n\
-         * Every function takes a pointer per input, then a pointer per output, then a\n\
-         * workspace, and returns an int32_t status (0: success).\n\
-         * - The caller owns every buffer. Input i must hold NAME_INi_LEN elements of its\n\
-         *   dtype, output i NAME_OUTi_LEN elements (NAME_OUTi_BYTES bytes), row-major, each\n\
-         *   aligned to its element size; outputs may not overlap inputs or each other.\n\
-         *   Nothing checks these sizes: a smaller buffer is undefined behaviour.\n\
-         * - The workspace holds NAME_WORKSPACE_BYTES bytes aligned to FERRAX_AOT_ALIGN; it\n\
-         *   need not be initialised and may be reused by later calls, but not by concurrent\n\
-         *   ones (pass NULL when NAME_WORKSPACE_BYTES is 0).\n\
-         * - Functions do not allocate, keep no state between calls and use no threads;\n\
-         *   concurrent calls with distinct workspaces and outputs are safe.\n\
-         * - Rank-0 (scalar) values are passed by pointer to one element, like tensors.\n\
-         */",
-        env!("CARGO_PKG_VERSION")
-    );
+    let lines = [
+        format!(
+            "/* {name}.h: the functions of {name}.o, compiled by ferrax-aot {} for {triple}.",
+            env!("CARGO_PKG_VERSION")
+        ),
+        " * Generated; do not edit.".to_string(),
+        " *".to_string(),
+        format!(" * Link: cc your_program.c {name}.o -lm (the object needs only libc and libm)."),
+        " *".to_string(),
+        " * Every function takes a pointer per input, then a pointer per output, then a".into(),
+        " * workspace, and returns an int32_t status (0: success).".into(),
+        " * - The caller owns every buffer. Input i must hold NAME_INi_LEN elements of its".into(),
+        " *   dtype, output i NAME_OUTi_LEN elements (NAME_OUTi_BYTES bytes), row-major, each"
+            .into(),
+        " *   aligned to its element size; outputs may not overlap inputs or each other.".into(),
+        " *   Nothing checks these sizes: a smaller buffer is undefined behaviour.".into(),
+        " * - The workspace holds NAME_WORKSPACE_BYTES bytes aligned to FERRAX_AOT_ALIGN; it"
+            .into(),
+        " *   need not be initialised and may be reused by later calls, but not by concurrent"
+            .into(),
+        " *   ones (pass NULL when NAME_WORKSPACE_BYTES is 0).".into(),
+        " * - Functions do not allocate, keep no state between calls and use no threads;".into(),
+        " *   concurrent calls with distinct workspaces and outputs are safe.".into(),
+        " * - Rank-0 (scalar) values are passed by pointer to one element, like tensors.".into(),
+        " */".into(),
+    ];
+    for line in lines {
+        let _ = writeln!(h, "{line}");
+    }
     let _ = writeln!(h, "#ifndef {guard}\n#define {guard}\n");
     h.push_str(
         "#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n\n\

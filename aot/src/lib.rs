@@ -84,10 +84,8 @@ const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 /// Checks that `triple` names a supported architecture on Linux with glibc.
 fn check_triple(triple: &str) -> Result<()> {
     let parts: Vec<&str> = triple.split('-').collect();
-    let ok = parts.len() == 4
-        && ARCHES.contains(&parts[0])
-        && parts[2] == "linux"
-        && parts[3] == "gnu";
+    let ok =
+        parts.len() == 4 && ARCHES.contains(&parts[0]) && parts[2] == "linux" && parts[3] == "gnu";
     if ok {
         Ok(())
     } else {

@@ -109,9 +109,36 @@ fn export(target: Target) -> Export {
 
 /// The C library symbols an exported object may import.
 const LIBC: &[&str] = &[
-    "sin", "cos", "sincos", "exp", "log", "pow", "tanh", "sinf", "cosf", "sincosf", "expf",
-    "logf", "powf", "tanhf", "memcpy", "memset", "memmove", "fmod", "fmodf", "ceil", "floor",
-    "trunc", "nearbyint", "ceilf", "floorf", "truncf", "nearbyintf", "fma", "fmaf", "round",
+    "sin",
+    "cos",
+    "sincos",
+    "exp",
+    "log",
+    "pow",
+    "tanh",
+    "sinf",
+    "cosf",
+    "sincosf",
+    "expf",
+    "logf",
+    "powf",
+    "tanhf",
+    "memcpy",
+    "memset",
+    "memmove",
+    "fmod",
+    "fmodf",
+    "ceil",
+    "floor",
+    "trunc",
+    "nearbyint",
+    "ceilf",
+    "floorf",
+    "truncf",
+    "nearbyintf",
+    "fma",
+    "fmaf",
+    "round",
     "roundf",
 ];
 
@@ -208,10 +235,15 @@ fn tool_output(tool: &str, ex: &Export) -> Option<String> {
 
 #[test]
 fn unsupported_targets_and_helpers_are_errors_naming_them() {
-    for t in ["riscv64gc-unknown-linux-gnu", "x86_64-pc-windows-msvc", "nonsense"] {
+    for t in [
+        "riscv64gc-unknown-linux-gnu",
+        "x86_64-pc-windows-msvc",
+        "nonsense",
+    ] {
         let mut ex = Exporter::new("e", Target::triple(t)).unwrap();
         let s = Type::scalar(DType::F64);
-        ex.add("f", seed_grad(), &[s.clone(), s.clone(), s]).unwrap();
+        ex.add("f", seed_grad(), &[s.clone(), s.clone(), s])
+            .unwrap();
         let err = ex.finish().unwrap_err();
         assert!(err.message.contains(t), "{err}");
     }
@@ -376,7 +408,11 @@ fn linked_object_equals_the_jit_bit_for_bit() {
                 .skip(2)
                 .map(|h| u64::from_str_radix(h, 16).unwrap())
                 .collect();
-            assert_eq!(got, bits(w), "{tag}: the object's bits differ from the JIT's");
+            assert_eq!(
+                got,
+                bits(w),
+                "{tag}: the object's bits differ from the JIT's"
+            );
             checked += w.size();
         }
     }

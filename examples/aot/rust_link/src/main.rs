@@ -24,6 +24,9 @@ fn main() -> Result<(), demo::AotError> {
 
     // A slice of the wrong length is an error, not a call.
     let short = demo::rosen_hessian::call(&xs[1..], &mut h);
-    println!("short input: {}", short.map_or_else(|e| e.to_string(), |()| "accepted".into()));
+    println!(
+        "short input: {}",
+        short.map_or_else(|e| e.to_string(), |()| "accepted".into())
+    );
     Ok(())
 }

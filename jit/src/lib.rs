@@ -157,7 +157,7 @@ mod stats;
 mod symbols;
 
 pub use cache::{clear_cache, compile_cached};
-pub use compile::compile;
+pub use compile::{code_flags, compile, define_graph, Defined, Destination, EntryNames};
 pub use compiled::Compiled;
 pub use function::{jit, jit_with, IntoOutRef, IntoOutRefs, Jit, OutRef};
 pub use options::{JitOptions, MathMode, AUTO_FAST_MIN};

@@ -146,6 +146,7 @@ mod fuse;
 mod lower;
 mod options;
 mod plan;
+mod pool_kernel;
 mod scalar;
 mod stats;
 mod symbols;

@@ -565,7 +565,8 @@ fn scratch<T: Float>(n: usize, zeroed: bool) -> Option<Vec<T>> {
             if zeroed {
                 v.clear();
             }
-            // Within the capacity: no allocation.
+            // Within the capacity: no allocation (and, for a buffer at full length, no
+            // writes unless zeroed).
             v.resize(n, T::ZERO);
             Some(v)
         }
@@ -575,10 +576,13 @@ fn scratch<T: Float>(n: usize, zeroed: bool) -> Option<Vec<T>> {
 
 /// Gives `v` back to this thread's cache when it is small enough (dropping the smallest
 /// buffer beyond [`KEPT`]).
-fn recycle<T: Float>(v: Vec<T>) {
+fn recycle<T: Float>(mut v: Vec<T>) {
     if v.capacity() == 0 || v.capacity() > KEEP {
         return;
     }
+    // Kept at full length, so that taking it again for fewer elements writes nothing (only
+    // the first return of a buffer writes its tail).
+    v.resize(v.capacity(), T::ZERO);
     T::with_cache(|c| {
         c.push(v);
         if c.len() > KEPT {

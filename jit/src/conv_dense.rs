@@ -73,73 +73,84 @@ impl<T: Float> Dense<T> {
         {
             return None;
         }
-        let mut buf = scratch::<T>(total, true)?;
+        // Not zeroed: every element is written below, the copied ones and the zeros of
+        // padding and holes alike (a buffer from the cache holds an earlier call's values).
+        let mut buf = scratch::<T>(total, false)?;
         let mut sp: SmallVec<[usize; 4]> = SmallVec::from_elem(1, ns);
         for j in (0..ns.saturating_sub(1)).rev() {
             sp[j] = sp[j + 1] * dims[j + 1];
         }
         let sc = dims.iter().product::<usize>();
         let sn = sc * cin;
-        // Copy every input element that some window reaches: input index `x` of axis `j`
-        // sits at dense index `low pad + x · input dilation` when that is below the extent.
-        let place = |j: usize, x: usize| -> Option<usize> {
-            let at = x
-                .checked_mul(geo.axes[j].ld as usize)?
-                .checked_add(lowpad[j])?;
-            (at < dims[j]).then_some(at)
+        // The input index at dense index `u` of axis `j`: dense index `low pad + x · input
+        // dilation` holds input index `x`; the others hold zeros.
+        let source = |j: usize, u: usize| -> Option<usize> {
+            let q = u.checked_sub(lowpad[j])?;
+            let ld = geo.axes[j].ld as usize;
+            let x = q / ld;
+            (q % ld == 0 && x < geo.axes[j].l).then_some(x)
         };
-        let outer: usize = geo.axes[..ns.saturating_sub(1)]
-            .iter()
-            .map(|a| a.l)
-            .product();
-        let mut x: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns.saturating_sub(1));
+        let lead = ns.saturating_sub(1);
+        let rows: usize = dims[..lead].iter().product();
+        let mut u: SmallVec<[usize; 4]> = SmallVec::from_elem(0, lead);
         for nb in 0..nin {
             for c in 0..cin {
                 let src0 = nb * geo.s_ln + c * geo.s_lc;
                 let dst0 = nb * sn + c * sc;
-                x.iter_mut().for_each(|v| *v = 0);
-                for _ in 0..outer {
-                    let mut src = src0;
-                    let mut dst = Some(dst0);
-                    for (j, &xj) in x.iter().enumerate() {
-                        src += xj * geo.axes[j].sl;
-                        dst = match (dst, place(j, xj)) {
-                            (Some(d), Some(p)) => Some(d + p * sp[j]),
+                u.iter_mut().for_each(|v| *v = 0);
+                for _ in 0..rows {
+                    // The dense line at `u` and the input line under it, if any.
+                    let mut src = Some(src0);
+                    let mut dst = dst0;
+                    for (j, &uj) in u.iter().enumerate() {
+                        dst += uj * sp[j];
+                        src = match (src, source(j, uj)) {
+                            (Some(s), Some(x)) => Some(s + x * geo.axes[j].sl),
                             _ => None,
                         };
                     }
-                    if let Some(dst) = dst {
-                        match geo.axes.last() {
-                            None => {
-                                // SAFETY: an input element (the caller's contract).
-                                buf[dst] = unsafe { *lhs.add(src) };
-                            }
-                            Some(a) => {
-                                // The input elements of the line that land below the extent:
-                                // the first `n`, at dense indices `low pad + x · dilation`.
-                                let (lp, ld, d) = (lowpad[ns - 1], a.ld as usize, dims[ns - 1]);
-                                let n = if lp >= d {
-                                    0
-                                } else {
-                                    ((d - 1 - lp) / ld + 1).min(a.l)
-                                };
-                                let to = &mut buf[dst + lp..];
-                                if ld == 1 && a.sl == 1 {
+                    match (geo.axes.last(), src) {
+                        (None, src) => {
+                            // SAFETY: an input element (the caller's contract).
+                            buf[dst] = src.map_or(T::ZERO, |s| unsafe { *lhs.add(s) });
+                        }
+                        (Some(_), None) => buf[dst..dst + dims[ns - 1]].fill(T::ZERO),
+                        (Some(a), Some(src)) => {
+                            // The first `n` input elements of the line land below the
+                            // extent, at dense indices `low pad + x · dilation`.
+                            let (lp, ld, d) = (lowpad[ns - 1], a.ld as usize, dims[ns - 1]);
+                            let n = if lp >= d {
+                                0
+                            } else {
+                                ((d - 1 - lp) / ld + 1).min(a.l)
+                            };
+                            let line = &mut buf[dst..dst + d];
+                            if ld == 1 && n > 0 {
+                                line[..lp].fill(T::ZERO);
+                                line[lp + n..].fill(T::ZERO);
+                                let to = &mut line[lp..lp + n];
+                                if a.sl == 1 {
                                     // SAFETY: `n` consecutive input elements (the caller's
                                     // contract).
                                     let from =
                                         unsafe { std::slice::from_raw_parts(lhs.add(src), n) };
-                                    to[..n].copy_from_slice(from);
+                                    to.copy_from_slice(from);
                                 } else {
-                                    for xl in 0..n {
+                                    for (xl, v) in to.iter_mut().enumerate() {
                                         // SAFETY: an input element (the caller's contract).
-                                        to[xl * ld] = unsafe { *lhs.add(src + xl * a.sl) };
+                                        *v = unsafe { *lhs.add(src + xl * a.sl) };
                                     }
+                                }
+                            } else {
+                                line.fill(T::ZERO);
+                                for xl in 0..n {
+                                    // SAFETY: as above.
+                                    line[lp + xl * ld] = unsafe { *lhs.add(src + xl * a.sl) };
                                 }
                             }
                         }
                     }
-                    advance(&mut x, |d| geo.axes[d].l);
+                    advance(&mut u, |d| dims[d]);
                 }
             }
         }

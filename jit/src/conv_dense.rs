@@ -25,7 +25,7 @@ const DENSE_SLACK: usize = 1 << 16;
 /// The dense copy of a convolution's input and its strides.
 pub(super) struct Dense<T> {
     /// The elements, `[batch, feature, spatial..]` row-major.
-    pub(super) buf: Vec<T>,
+    pub(super) buf: super::Scratch<T>,
     /// Element stride of the batch.
     sn: usize,
     /// Element stride of a feature.

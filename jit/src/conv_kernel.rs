@@ -543,51 +543,86 @@ fn try_zeros<T: Float>(n: usize) -> Option<Vec<T>> {
 /// Buffers of at most this many elements are kept for the next call (see [`scratch`]).
 const KEEP: usize = 1 << 21;
 
-/// Buffers kept per thread.
-const KEPT: usize = 6;
+/// Buffers kept per thread: enough for every buffer of every convolution of a small CNN's
+/// train step (each takes up to five), so that each finds its own size again next step.
+const KEPT: usize = 32;
 
-/// A vector of `n` elements, zeros when `zeroed` (otherwise whatever an earlier call left
-/// there), taken from this thread's cache of buffers when one is large enough, or `None` when
-/// the memory cannot be had. A CNN's train step calls the kernel a few times per step with the
-/// same sizes; without the cache every call allocated, zeroed and faulted in its patch
-/// buffers anew (measured: `memset` was a sixth of a small convolution's time).
-fn scratch<T: Float>(n: usize, zeroed: bool) -> Option<Vec<T>> {
-    let cached = T::with_cache(|c| {
-        // The smallest buffer that holds `n`.
-        let k = (0..c.len())
-            .filter(|&k| c[k].capacity() >= n)
-            .min_by_key(|&k| c[k].capacity())?;
-        Some(c.swap_remove(k))
-    })
-    .flatten();
-    match cached {
-        Some(mut v) => {
-            if zeroed {
-                v.clear();
-            }
-            // Within the capacity: no allocation (and, for a buffer at full length, no
-            // writes unless zeroed).
-            v.resize(n, T::ZERO);
-            Some(v)
+/// The most elements the buffers kept by one thread may hold together.
+const KEPT_ELEMENTS: usize = 1 << 23;
+
+/// A buffer of this thread's cache (see [`scratch`]): the slice of its first `n` elements.
+pub(crate) struct Scratch<T> {
+    v: Vec<T>,
+    n: usize,
+}
+
+impl<T: Float> Scratch<T> {
+    /// An empty buffer.
+    fn empty() -> Scratch<T> {
+        Scratch {
+            v: Vec::new(),
+            n: 0,
         }
-        None => try_zeros(n),
     }
 }
 
-/// Gives `v` back to this thread's cache when it is small enough (dropping the smallest
-/// buffer beyond [`KEPT`]).
-fn recycle<T: Float>(mut v: Vec<T>) {
-    if v.capacity() == 0 || v.capacity() > KEEP {
+impl<T> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.v[..self.n]
+    }
+}
+
+impl<T> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.v[..self.n]
+    }
+}
+
+/// `n` elements, zeros when `zeroed` (otherwise whatever an earlier call left there), from
+/// this thread's cache of buffers when one holds enough elements (the smallest such), or
+/// newly allocated; `None` when the memory cannot be had. A CNN's train step calls the kernel
+/// a few times per step with the same sizes; without the cache every call allocated, zeroed
+/// and faulted in its buffers anew (measured: `memset` took a sixth of a small convolution's
+/// time). A buffer keeps its whole length in the cache, so taking it again writes nothing
+/// unless zeros are asked for.
+fn scratch<T: Float>(n: usize, zeroed: bool) -> Option<Scratch<T>> {
+    let cached = T::with_cache(|c| {
+        let k = (0..c.len())
+            .filter(|&k| c[k].len() >= n)
+            .min_by_key(|&k| c[k].len())?;
+        Some(c.swap_remove(k))
+    })
+    .flatten();
+    let mut v = match cached {
+        Some(v) => v,
+        None => try_zeros(n)?,
+    };
+    if zeroed {
+        v[..n].fill(T::ZERO);
+    }
+    Some(Scratch { v, n })
+}
+
+/// Gives a buffer back to this thread's cache when it is small enough (beyond [`KEPT`]
+/// buffers the smallest is dropped, beyond [`KEPT_ELEMENTS`] the largest).
+fn recycle<T: Float>(s: Scratch<T>) {
+    let v = s.v;
+    if v.is_empty() || v.len() > KEEP {
         return;
     }
-    // Kept at full length, so that taking it again for fewer elements writes nothing (only
-    // the first return of a buffer writes its tail).
-    v.resize(v.capacity(), T::ZERO);
     T::with_cache(|c| {
         c.push(v);
-        if c.len() > KEPT {
-            if let Some(k) = (0..c.len()).min_by_key(|&k| c[k].capacity()) {
-                c.swap_remove(k);
+        while c.len() > KEPT || c.iter().map(|b| b.len()).sum::<usize>() > KEPT_ELEMENTS {
+            let by_size = (0..c.len()).map(|k| (c[k].len(), k));
+            let pick = if c.len() > KEPT {
+                by_size.min()
+            } else {
+                by_size.max()
+            };
+            match pick {
+                Some((_, k)) => drop(c.swap_remove(k)),
+                None => break,
             }
         }
     });
@@ -757,7 +792,7 @@ unsafe fn gemm_path<T: Float>(
     let direct = tap_stride(geo)
         .map(|st| (st, geo.i == 1 || geo.s_ri == st * taps))
         .filter(|&(_, whole)| whole || taps >= 256);
-    let mut packed = Vec::new();
+    let mut packed = Scratch::empty();
     if direct.is_none() {
         match scratch::<T>(groups * kk * og, false) {
             Some(v) => packed = v,
@@ -843,7 +878,7 @@ unsafe fn gemm_path<T: Float>(
     let Some(mut patches) = scratch::<T>(threads * rows * chunk, false) else {
         return false;
     };
-    let mut stages = Vec::new();
+    let mut stages = Scratch::empty();
     if staged {
         match scratch::<T>(threads * rows * og, false) {
             Some(v) => stages = v,
@@ -863,11 +898,11 @@ unsafe fn gemm_path<T: Float>(
             None => return false,
         }
     } else {
-        Vec::new()
+        Scratch::empty()
     };
     let next = AtomicUsize::new(0);
     let (lhs, rhs, out) = (Shared(lhs as *mut T), Shared(rhs as *mut T), Shared(out));
-    let mut packed_owned = packed;
+    let packed_owned = packed;
     let packed = &packed_owned;
     let tables = &tables;
     let runs = &runs;
@@ -1233,7 +1268,7 @@ unsafe fn gemm_path<T: Float>(
     }
     recycle(patches);
     recycle(stages);
-    recycle(std::mem::take(&mut packed_owned));
+    recycle(packed_owned);
     if let Some(d) = dense_owned {
         recycle(d.buf);
     }

@@ -17,7 +17,12 @@
 //!   it. When there are too few tiles for the threads (again the kernel gradient: a small
 //!   result summed over batch and positions), the contraction's chunks become the shared work
 //!   items, each thread accumulating into a private copy of the result; the copies are summed
-//!   at the end.
+//!   at the end. When a dense copy of the input (padding and input dilation materialised, see
+//!   `conv_dense.rs`) fits its budget, patches are gathered from it through a position and a
+//!   column offset table instead of the per-axis tables (the same patches). When the output's
+//!   runs are shorter than a tile (small NCHW planes), tiles span runs and the GEMM writes a
+//!   transposed staging block `[O/groups, rows]`, copied to the result along positions. The
+//!   buffers come from a per-thread cache kept between calls ([`scratch`]).
 //! - **Direct**: the interpreter's loop, in its order (bit for bit equal), for convolutions
 //!   with less than [`DIRECT_WORK`] multiply-adds (measured: 4.5 against 6.7 µs per call at
 //!   1,296 multiply-adds, 28 against 13 µs at 6,912, so the crossover is near 2,000), for
@@ -39,6 +44,12 @@ pub(crate) const PATCH_BYTES: usize = 1 << 20;
 
 /// Convolutions with fewer multiply-adds than this run the direct loop.
 pub(crate) const DIRECT_WORK: usize = 2048;
+
+/// The dense copy is used when the result's last axis has at most this many positions.
+const SHORT_ROWS: usize = 16;
+
+/// Tiles span runs of the output shorter than this (see the staging block).
+const SHORT_RUN: usize = 256;
 
 /// Convolutions with at least this many multiply-adds share their tiles among threads.
 const PARALLEL_WORK: usize = 1 << 21;
@@ -769,7 +780,12 @@ unsafe fn gemm_path<T: Float>(
     // The input with its padding and dilation materialised, when small enough: patches are
     // then gathered through per-position and per-column offsets (see `dense`).
     // SAFETY: the caller's contract.
-    let dense = if use_dense {
+    // Only for short rows along the last axis: on long rows the table-driven fill copies
+    // whole segments (measured: with the dense gather and staging, the 28×28 planes of the
+    // convolution benchmark ran about 15% slower; the 4×4 and 8×8 planes of the digits CNN
+    // several times faster).
+    let short_rows = geo.axes.last().is_none_or(|a| a.y <= SHORT_ROWS);
+    let dense = if use_dense && short_rows {
         unsafe { dense::Dense::new(geo, lhs) }
     } else {
         None
@@ -861,7 +877,7 @@ unsafe fn gemm_path<T: Float>(
         .clamp(1, 4096)
         .min((PATCH_BYTES / elem / og.max(1)).max(1))
         .min(geo.positions());
-    let staged = !split && runs.len < staged_rows;
+    let staged = !split && runs.len < staged_rows && runs.len < SHORT_RUN;
     let (runs, rows) = if staged {
         let all = Runs {
             len: geo.positions(),

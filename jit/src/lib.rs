@@ -151,6 +151,7 @@ mod fuse;
 mod lower;
 mod options;
 mod plan;
+mod pool_kernel;
 pub mod reroll;
 mod scalar;
 mod stats;

@@ -55,7 +55,7 @@ fn seed_scalar_values_and_gradients() {
         .collect();
     assert_eq!(results[0], (9.0, vec![6.0]));
     assert_eq!(results[1], (5.0, vec![6.0, -4.0]));
-    // The digits come from JAX, whose sin, exp and log are not glibc's: ferrax's
+    // The reference digits come from JAX, whose sin, exp and log are not glibc's: ferrax's
     // interpreter agrees with them to a few units in the last place.
     let (f3, g3) = &results[2];
     assert_close(*f3, 5.659572877985826, 1e-15);

@@ -1,4 +1,4 @@
-//! The anchor workloads of ../shared/bench/WORKLOADS.md, one criterion group per workload ID,
+//! The anchor workloads of bench/compare/WORKLOADS.md, one criterion group per workload ID,
 //! with function id `ferrax` for ferrax's jitted transform and `hand` for the hand-written
 //! Rust baseline. Every group first checks ferrax's result against a reference, so a fast wrong
 //! answer cannot pass. Inputs have the workloads' shapes and distributions; the random ones

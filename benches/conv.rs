@@ -90,8 +90,8 @@ fn bench_shape(c: &mut Criterion, name: &str, cin: usize, cout: usize) {
     g.finish();
 }
 
-/// JAX's `conv-fwd-bwd` (benches/jax/models.py): the value and the gradients with respect to
-/// both kernels of `sum(conv(relu(conv(x, k1)), k2))`, 1 → 16 → 32 channels.
+/// JAX's `conv-fwd-bwd` (bench/compare/peers/models_jax.py): the value and the gradients with
+/// respect to both kernels of `sum(conv(relu(conv(x, k1)), k2))`, 1 → 16 → 32 channels.
 fn two_layers(k1: Tensor, k2: Tensor, x: Tensor) -> Tensor {
     conv(conv(x, k1).relu(), k2).sum_all()
 }

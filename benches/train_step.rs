@@ -2,14 +2,14 @@
 //! its softmax cross-entropy, the gradient by `tree::value_and_grad` and `optim::adam`, for the
 //! 2-32-2 spirals network (200 points, f64, Adam 0.02) and a 784-256-10 network (batch 128,
 //! f32, random data, Adam 1e-3). Shapes, activations and initial scales are those of
-//! benches/jax/models.py (JAX + optax's side of the comparison); the random numbers come from
-//! a small generator here, which does not change the work. Group `train-step` times a step in
-//! the steady state, as a training loop calls it (`donating`: the old parameters and state
-//! given up with `Donate`, their buffers recycled for the outputs) and by reference (arguments
-//! copied, outputs allocated); group `first-call` times building the step, tracing,
+//! bench/compare/peers/models_jax.py (JAX + optax's side of the comparison); the random numbers
+//! come from a small generator here, which does not change the work. Group `train-step` times a
+//! step in the steady state, as a training loop calls it (`donating`: the old parameters and
+//! state given up with `Donate`, their buffers recycled for the outputs) and by reference
+//! (arguments copied, outputs allocated); group `first-call` times building the step, tracing,
 //! transforming, compiling and running it once, with the compile cache emptied each time.
 //!
-//! Group `cnn-step` times the digits CNN's step (models.py's `digits_cnn`: batch 128 of 8×8
+//! Group `cnn-step` times the digits CNN's step (models_jax.py's `digits_cnn`: batch 128 of 8×8
 //! images, conv 3×3 1→16 SAME, relu, 2×2 max-pool, conv 3×3 16→32 SAME, relu, dense 512→10,
 //! softmax cross-entropy, Adam 1e-3, f32), donating, as the `cnn` example runs it.
 //!
@@ -88,7 +88,7 @@ struct Workload {
     opt: optim::Adam,
 }
 
-/// Two spirals of 100 points each (models.py's `spirals_mlp`), f64, w1 ~ N(0, 1),
+/// Two spirals of 100 points each (models_jax.py's `spirals_mlp`), f64, w1 ~ N(0, 1),
 /// w2 ~ N(0, 1/32), Adam(0.02).
 fn spirals() -> Workload {
     let mut rng = Rng(7);
@@ -119,7 +119,7 @@ fn spirals() -> Workload {
     }
 }
 
-/// models.py's `mnist_mlp`: batch 128 of N(0, 1) inputs, random classes, f32,
+/// models_jax.py's `mnist_mlp`: batch 128 of N(0, 1) inputs, random classes, f32,
 /// w1 ~ N(0, 1/784), w2 ~ N(0, 1/256), Adam(1e-3).
 fn mnist() -> Workload {
     let mut rng = Rng(0);
@@ -234,7 +234,7 @@ fn first_call(c: &mut Criterion) {
     g.finish();
 }
 
-/// The digits CNN's parameters (models.py's dict `{"k1", "c1", "k2", "c2", "w", "b"}`).
+/// The digits CNN's parameters (models_jax.py's dict `{"k1", "c1", "k2", "c2", "w", "b"}`).
 #[derive(Tree, Clone, Debug)]
 struct Cnn<T> {
     k1: T,

@@ -4,7 +4,7 @@
 use ferrax::prelude::*;
 use std::time::Instant;
 
-/// JAX's optimised-HLO op counts for grad^k(tanh), k = 1..8 (../shared/bench/WORKLOADS.md).
+/// JAX's optimised-HLO op counts for grad^k(tanh), k = 1..8 (bench/compare/WORKLOADS.md).
 const JAX_HLO: [usize; 8] = [8, 12, 20, 40, 81, 171, 395, 971];
 /// JAX's jaxpr equation counts for the same.
 const JAX_JAXPR: [usize; 8] = [5, 15, 34, 75, 172, 417, 1066, 2847];

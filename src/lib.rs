@@ -27,9 +27,11 @@ pub mod argmin;
 pub mod optim;
 pub mod sparse;
 pub mod tree;
-pub use sparse::{hessian_sparse, jacobian_sparse, sparsity, Sparse};
+pub use sparse::{hessian_sparse, hvp, jacobian_sparse, sparsity, Sparse};
 pub use tree::Tree;
 
+/// Ahead-of-time export of compiled functions as object files (crate `ferrax-aot`).
+pub use ferrax_aot as aot;
 pub use ferrax_ir as ir;
 pub use ferrax_ir::control_api::{
     cond, fori_loop, scan, scan_with, switch, while_loop, ScanConfig,

@@ -1,4 +1,4 @@
-//! Compositions of transforms that the autodiff issue names: vjp of jvp, grad of
+//! Compositions of transforms that users combine: vjp of jvp, grad of
 //! value_and_grad, grad through a Jacobian, jvp of grad (Hessian-vector products), and
 //! Jacobians of Jacobians — each checked against closed forms.
 

@@ -55,7 +55,7 @@ fn seed_scalar_values_and_gradients() {
         .collect();
     assert_eq!(results[0], (9.0, vec![6.0]));
     assert_eq!(results[1], (5.0, vec![6.0, -4.0]));
-    // The digits come from JAX, whose sin, exp and log are not glibc's: ferrax's
+    // The reference digits come from JAX, whose sin, exp and log are not glibc's: ferrax's
     // interpreter agrees with them to a few units in the last place.
     let (f3, g3) = &results[2];
     assert_close(*f3, 5.659572877985826, 1e-15);
@@ -318,4 +318,44 @@ fn cnn_learns_the_digits() {
     let total: usize = t.confusion.iter().flatten().sum();
     assert_eq!(total, t.test.len());
     assert_eq!(t.params.k2.dims(), &[32, 16, 3, 3]);
+}
+
+#[allow(dead_code)]
+#[path = "../examples/sparse_hessian.rs"]
+mod sparse_hessian;
+
+#[test]
+fn sparse_hessian_matches_the_closed_form_and_the_dense_hessian() {
+    let n = 200;
+    let x = sparse_hessian::point(n);
+    let h = ferrax::hessian_sparse(sparse_hessian::rosenbrock).unwrap();
+    let s = h.call(ferrax::Array::from(x.clone())).unwrap();
+    assert_eq!((s.nnz(), s.colours), (3 * n - 2, 3));
+    assert!(sparse_hessian::closed_form_error(&s, &x).unwrap() <= 1e-12);
+    assert!(sparse_hessian::dense_error(&s, &x).unwrap() <= 1e-9);
+    // The closed form itself: a wrong value is caught.
+    let mut wrong = s.clone();
+    wrong.values[4] += 1e-3;
+    assert!(sparse_hessian::closed_form_error(&wrong, &x).unwrap() > 1e-8);
+}
+
+#[allow(dead_code)]
+#[path = "../examples/sparse_jacobian.rs"]
+mod sparse_jacobian;
+
+#[test]
+fn sparse_jacobian_newton_converges_on_the_brusselator() {
+    let n = 6;
+    let x0 = sparse_jacobian::initial(n);
+    let x = ferrax::Array::from_f64(vec![2, n, n], x0.clone()).unwrap();
+    let j = ferrax::jacobian_sparse(sparse_jacobian::brusselator).unwrap();
+    let s = j.call(x.clone()).unwrap();
+    assert_eq!(s.nnz(), 12 * n * n);
+    assert!(sparse_jacobian::dense_error(&s, &x).unwrap() <= 1e-9);
+    let f = ferrax::jit(sparse_jacobian::brusselator).unwrap();
+    let (y, history) = sparse_jacobian::implicit_euler_step(&f, &j, n, &x0, 1e-3).unwrap();
+    assert!(history.len() <= 5, "{history:?}");
+    assert!(*history.last().unwrap() <= 1e-9, "{history:?}");
+    // The step moved the state.
+    assert!(y.iter().zip(&x0).any(|(a, b)| (a - b).abs() > 1e-6));
 }

@@ -28,8 +28,8 @@ fn overcommit_always() -> bool {
     std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|s| s.trim() == "1")
 }
 
-/// The element count of a huge f64 test buffer and how its size prints: 8 TiB (the issue's
-/// example), or 1 PiB where the kernel overcommits always.
+/// The element count of a huge f64 test buffer and how its size prints: 8 TiB (a request far
+/// beyond any machine), or 1 PiB where the kernel overcommits always.
 fn huge() -> (usize, &'static str, &'static str) {
     if overcommit_always() {
         (1 << 47, "1 PiB", "f64[140737488355328]")

@@ -4,8 +4,8 @@
 
 use ferrax::sparse::Ordering;
 use ferrax::{
-    hessian, hessian_sparse, jacfwd, jacobian_sparse, sparsity, Array, DType, ErrorKind, Tensor,
-    Type,
+    grad, hessian, hessian_sparse, hvp, jacfwd, jacobian_sparse, sparsity, Array, DType, ErrorKind,
+    Sparse, Tensor, Type,
 };
 
 fn random(n: usize, seed: u64) -> Vec<f64> {
@@ -64,7 +64,7 @@ fn sparse_hessian_equals_dense() {
         let s = h.call(x.clone()).unwrap();
         assert_eq!((s.nrows, s.ncols, s.nnz(), s.colours), (n, n, 3 * n - 2, 3));
         let d = dense.call_arrays(&[x]).unwrap()[0].to_f64_vec();
-        close(&s.to_dense(), &d);
+        close(&s.to_dense().unwrap(), &d);
     }
 }
 
@@ -83,7 +83,7 @@ fn sparse_jacobian_equals_dense_for_every_ordering() {
             .call_arrays(std::slice::from_ref(&x))
             .unwrap()[0]
             .to_f64_vec();
-        close(&s.to_dense(), &d);
+        close(&s.to_dense().unwrap(), &d);
         assert!(s.colours <= 6, "{o:?}: {} colours", s.colours);
         // The compiled values equal the interpreter's.
         let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
@@ -112,17 +112,25 @@ fn unsupported_functions_are_errors() {
         .call(x.clone())
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transform, "{e}");
-    let two = jacobian_sparse(|x: Tensor, y: Tensor| x * y).unwrap();
+    // An argument number past the arguments, or an integer argument, is named.
+    let two = jacobian_sparse(|x: Tensor, y: Tensor| x * y)
+        .unwrap()
+        .wrt(2)
+        .unwrap();
     let e = two
         .values_function()
         .call_arrays(&[x.clone(), x.clone()])
         .unwrap_err();
     assert!(e.to_string().contains("jacobian_sparse"), "{e}");
+    assert!(e.to_string().contains("position 2"), "{e}");
     let e = jacobian_sparse(|x: Tensor| x.sum_all())
         .unwrap()
         .call(Array::from_i32(vec![2], vec![1, 2]).unwrap())
         .unwrap_err();
-    assert!(e.to_string().contains("one float argument"), "{e}");
+    assert!(
+        e.to_string().contains("float argument at position 0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -137,4 +145,156 @@ fn empty_and_scalar_arguments() {
     let h = hessian_sparse(|x: Tensor| x.sum_all()).unwrap();
     let s = h.call(Array::from(vec![1.0, 2.0])).unwrap();
     assert_eq!((s.nnz(), s.row_ptr.clone()), (0, vec![0, 0, 0]));
+}
+
+/// A function of two arguments: a parameter vector `p` and the variables `x`, coupled
+/// neighbour to neighbour.
+fn coupled(p: Tensor, x: Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let a = x.slice_axis(0, 0, n - 1);
+    let b = x.slice_axis(0, 1, n);
+    (p.slice_axis(0, 0, n - 1) * a.clone() * a * b.clone() * b).sum_all() + (p * x).sin().sum_all()
+}
+
+#[test]
+fn derivatives_with_respect_to_a_later_argument() {
+    let n = 12;
+    let (p, x) = (Array::from(random(n, 3)), Array::from(random(n, 4)));
+    // The Hessian in x, p a parameter: tridiagonal, against the dense Hessian in x.
+    let h = hessian_sparse(coupled).unwrap().wrt(1).unwrap();
+    let s = h.call_args(&[p.clone(), x.clone()]).unwrap();
+    assert_eq!((s.nrows, s.ncols, s.nnz(), s.colours), (n, n, 3 * n - 2, 3));
+    let d = hessian(coupled)
+        .wrt(1)
+        .call_arrays(&[p.clone(), x.clone()])
+        .unwrap()[0]
+        .to_f64_vec();
+    close(&s.to_dense().unwrap(), &d);
+    // The Jacobian of the gradient in p with respect to x (the mixed second derivative).
+    let gp = grad(coupled);
+    let j = jacobian_sparse(gp.clone()).unwrap().wrt(1).unwrap();
+    let s = j.call_args(&[p.clone(), x.clone()]).unwrap();
+    let d = jacfwd(gp)
+        .wrt(1)
+        .call_arrays(&[p.clone(), x.clone()])
+        .unwrap()[0]
+        .to_f64_vec();
+    close(&s.to_dense().unwrap(), &d);
+    // ∂f/∂p_i = x_i² x_{i+1}² + x_i cos(p_i x_i) (the first term for i < n − 1): upper
+    // bidiagonal in x.
+    assert_eq!(s.nnz(), 2 * n - 1);
+    // The compiled values equal the interpreter's.
+    let interp = j.values_function().call_arrays(&[p, x]).unwrap()[0].to_f64_vec();
+    close(&s.values, &interp);
+}
+
+#[test]
+fn hvp_equals_the_dense_hessian_times_v_and_finite_differences() {
+    let n = 9;
+    let f = hvp(rosenbrock).unwrap();
+    let g = grad(rosenbrock);
+    for seed in 1..4 {
+        let (x, v) = (random(n, seed), random(n, seed + 10));
+        let hv = f
+            .call_arrays(&[Array::from(x.clone()), Array::from(v.clone())])
+            .unwrap()[0]
+            .to_f64_vec();
+        let h = hessian(rosenbrock)
+            .call_arrays(&[Array::from(x.clone())])
+            .unwrap()[0]
+            .to_f64_vec();
+        let want: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| h[i * n + j] * v[j]).sum())
+            .collect();
+        close(&hv, &want);
+        // Central differences of the gradient along v.
+        let eps = 1e-6;
+        let at = |s: f64| {
+            let y: Vec<f64> = x.iter().zip(&v).map(|(a, b)| a + s * b).collect();
+            g.call_arrays(&[Array::from(y)]).unwrap()[0].to_f64_vec()
+        };
+        let (gp, gm) = (at(eps), at(-eps));
+        for i in 0..n {
+            let fd = (gp[i] - gm[i]) / (2.0 * eps);
+            assert!(
+                (fd - hv[i]).abs() <= 1e-5 * hv[i].abs().max(1.0),
+                "{i}: {fd} vs {}",
+                hv[i]
+            );
+        }
+    }
+    // Two arguments: one block per argument, H · (v1, v2).
+    let f2 = hvp(|a: Tensor, b: Tensor| (a.clone() * a * b.clone() * b).sum_all()).unwrap();
+    let one = Array::from(vec![1.0]);
+    let two = Array::from(vec![2.0]);
+    let out = f2
+        .call_arrays(&[one.clone(), two.clone(), one.clone(), one])
+        .unwrap();
+    // f = a²b²: f_aa = 2b² = 8, f_ab = 4ab = 8, f_bb = 2a² = 2.
+    assert_eq!(out[0].to_f64_vec(), vec![16.0]);
+    assert_eq!(out[1].to_f64_vec(), vec![10.0]);
+    // Directions of the wrong type are an error naming hvp.
+    let e = f2
+        .call_arrays(&[two.clone(), two.clone(), two])
+        .unwrap_err();
+    assert!(e.to_string().contains("hvp"), "{e}");
+}
+
+#[test]
+fn triplets_and_the_csr_checks() {
+    let h = hessian_sparse(rosenbrock).unwrap();
+    let s = h.call(Array::from(random(4, 5))).unwrap();
+    s.check().unwrap();
+    let t: Vec<(usize, usize, f64)> = s.triplets().collect();
+    assert_eq!(t.len(), s.nnz());
+    let rows: Vec<(usize, usize)> = t.iter().map(|&(r, c, _)| (r, c)).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (0, 0),
+            (0, 1),
+            (1, 0),
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (2, 2),
+            (2, 3),
+            (3, 2),
+            (3, 3)
+        ]
+    );
+    // Malformed values are errors, never panics.
+    let mut bad: Sparse = s.clone();
+    bad.col_idx[1] = 0;
+    assert!(bad.check().is_err() && bad.to_dense().is_err());
+    let mut bad = s.clone();
+    bad.row_ptr.pop();
+    assert!(bad.check().is_err());
+    assert_eq!(bad.triplets().count(), bad.row_ptr[3]);
+    let mut bad = s.clone();
+    bad.values.pop();
+    assert!(bad.check().is_err());
+    let mut bad = s;
+    bad.col_idx[9] = 7;
+    assert!(bad.to_dense().is_err());
+}
+
+#[cfg(feature = "faer")]
+#[test]
+fn faer_conversions_keep_the_orientation() {
+    let j = jacobian_sparse(|x: Tensor| x.cumsum(0) * 2.0).unwrap();
+    let s = j.call(Array::from(vec![1.0, 2.0, 3.0])).unwrap();
+    let dense = s.to_dense().unwrap();
+    let csr = s.to_faer_csr().unwrap();
+    let csc = s.to_faer_csc().unwrap();
+    for r in 0..3 {
+        for c in 0..3 {
+            let want = dense[r * 3 + c];
+            assert_eq!(csr.to_dense()[(r, c)], want);
+            assert_eq!(csc.to_dense()[(r, c)], want);
+        }
+    }
+    // The lower triangle: entry (2, 0) is in row 2 and column 0.
+    assert_eq!(csc.to_dense()[(2, 0)], 2.0);
+    assert_eq!(csc.to_dense()[(0, 2)], 0.0);
 }

@@ -749,8 +749,26 @@ impl Array {
         self.shape.hash(state);
         self.dtype().hash(state);
         match &self.data {
-            Data::F32(v) => v.iter().for_each(|x| x.to_bits().hash(state)),
-            Data::F64(v) => v.iter().for_each(|x| x.to_bits().hash(state)),
+            // Bits in blocks, each hashed as one slice of integers (one `write` of its bytes
+            // rather than one per element: large constants are hashed by every rebuild).
+            Data::F32(v) => {
+                let mut buf = [0u32; 256];
+                for c in v.chunks(256) {
+                    for (b, x) in buf.iter_mut().zip(c) {
+                        *b = x.to_bits();
+                    }
+                    u32::hash_slice(&buf[..c.len()], state);
+                }
+            }
+            Data::F64(v) => {
+                let mut buf = [0u64; 256];
+                for c in v.chunks(256) {
+                    for (b, x) in buf.iter_mut().zip(c) {
+                        *b = x.to_bits();
+                    }
+                    u64::hash_slice(&buf[..c.len()], state);
+                }
+            }
             Data::I32(v) => v.hash(state),
             Data::Bool(v) => v.hash(state),
         }

@@ -4,23 +4,38 @@
 use crate::array::Array;
 use crate::entities::{GraphId, Inst, Value};
 use crate::error::Result;
-use crate::graph::{Graph, InstData, ValueData, ValueDef};
+use crate::graph::{Graph, InstData, ValueDef};
 use crate::ops::{Literal, LiteralOp, Op};
 use crate::types::Type;
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
+use std::hash::BuildHasher;
 
 /// Constants up to this many elements are folded at build time.
 pub const FOLD_LIMIT: usize = 64;
 
-/// The hash-consing key of an equation: its op and operands.
-type EqnKey = (Op, SmallVec<[Value; 4]>);
+/// A folded equation: its op, its operands and the constants it folded to.
+type Folded = (Op, SmallVec<[Value; 4]>, SmallVec<[Value; 1]>);
+
+/// The table hash of a 32-bit key hash: the 32 bits in both halves, so that the table's
+/// bucket index (low bits) and its control tag (top bits) both come from real hash bits.
+fn spread(h: u32) -> u64 {
+    (h as u64) << 32 | h as u64
+}
 
 /// Builds a graph instruction by instruction.
+///
+/// Hash-consing keeps eight bytes per instruction: the index of the instruction in the graph
+/// being built, whose op and operands are the key (compared in place), and 32 bits of the
+/// key's hash, so that growing the table never hashes an op again.
+/// Equations folded to constants have no instruction of their own; they are remembered in the
+/// (usually small) `folded` map.
 #[derive(Debug, Default)]
 pub struct Builder {
     graph: Graph,
-    cse: HashMap<EqnKey, SmallVec<[Value; 1]>>,
+    cse: HashTable<(u32, u32)>,
+    folded: HashTable<Folded>,
+    hasher: DefaultHashBuilder,
     /// Whether ops on small constants are evaluated at build time.
     pub fold_constants: bool,
 }
@@ -34,14 +49,20 @@ impl Builder {
         }
     }
 
+    /// An empty builder that folds constants, with room for `values` values and `insts`
+    /// instructions (a rebuild of a graph of known size grows no vector and no table).
+    pub fn with_capacity(values: usize, insts: usize) -> Builder {
+        let mut b = Builder::new();
+        b.graph.values.reserve_exact(values);
+        b.graph.insts.reserve_exact(insts);
+        b.cse.reserve(insts, |_| 0);
+        b
+    }
+
     /// Adds a parameter of type `ty`.
     pub fn param(&mut self, ty: Type) -> Value {
-        let v = Value::from_index(self.graph.values.len());
         let n = self.graph.params.len() as u32;
-        self.graph.values.push(ValueData {
-            ty,
-            def: ValueDef::Param(n),
-        });
+        let v = self.graph.push_value(ty, ValueDef::Param(n));
         self.graph.params.push(v);
         v
     }
@@ -73,12 +94,23 @@ impl Builder {
     /// Appends `op` applied to `args`, checking types; returns the results. An equation
     /// identical to an earlier one returns the earlier results instead.
     pub fn push(&mut self, op: Op, args: &[Value]) -> Result<SmallVec<[Value; 1]>> {
-        let key = (op, SmallVec::from_slice(args));
-        if let Some(r) = self.cse.get(&key) {
-            return Ok(r.clone());
+        let h32 = self.hasher.hash_one((&op, args)) as u32;
+        let hash = spread(h32);
+        let insts = &self.graph.insts;
+        let same = |&(i, h): &(u32, u32)| {
+            let d = &insts[i as usize];
+            h == h32 && d.op == op && d.args.as_slice() == args
+        };
+        if let Some(&(i, _)) = self.cse.find(hash, same) {
+            return Ok(self.graph.insts[i as usize].results.clone());
         }
-        let (op, args) = key;
-        let tys: Vec<Type> = args.iter().map(|&a| self.ty(a).clone()).collect();
+        if let Some(f) = self
+            .folded
+            .find(hash, |f| f.0 == op && f.1.as_slice() == args)
+        {
+            return Ok(f.2.clone());
+        }
+        let tys: SmallVec<[Type; 4]> = args.iter().map(|&a| self.ty(a).clone()).collect();
         let out_tys = op.infer(&tys)?;
         let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
         if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
@@ -92,26 +124,28 @@ impl Builder {
                 for a in vals {
                     res.push(self.constant(a));
                 }
-                self.cse.insert((op, args), res.clone());
+                let hasher = &self.hasher;
+                self.folded.insert_unique(
+                    hash,
+                    (op, SmallVec::from_slice(args), res.clone()),
+                    |f| hasher.hash_one((&f.0, f.1.as_slice())),
+                );
                 return Ok(res);
             }
         }
         let inst = Inst::from_index(self.graph.insts.len());
         let mut results = SmallVec::new();
         for (k, ty) in out_tys.into_iter().enumerate() {
-            let v = Value::from_index(self.graph.values.len());
-            self.graph.values.push(ValueData {
-                ty,
-                def: ValueDef::Result(inst, k as u32),
-            });
-            results.push(v);
+            results.push(self.graph.push_value(ty, ValueDef::Result(inst, k as u32)));
         }
         self.graph.insts.push(InstData {
-            op: op.clone(),
-            args: args.clone(),
+            op,
+            args: SmallVec::from_slice(args),
             results: results.clone(),
         });
-        self.cse.insert((op, args), results.clone());
+        let index = u32::try_from(inst.index()).expect("instruction index within u32");
+        self.cse
+            .insert_unique(hash, (index, h32), |&(_, h)| spread(h));
         Ok(results)
     }
 

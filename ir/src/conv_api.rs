@@ -170,10 +170,14 @@ impl Tensor {
         let loc = Location::caller();
         let (Ok(a), Ok(b)) = (self.try_ty(), kernel.try_ty()) else {
             // An error operand: `apply` passes its error on.
-            return apply(Op::Conv(ConvGeneral::new(0)), &[self, kernel], loc);
+            return apply(
+                Op::Conv(Box::new(ConvGeneral::new(0))),
+                &[self, kernel],
+                loc,
+            );
         };
         match params.resolve(&a, &b) {
-            Ok(op) => apply(Op::Conv(op), &[self, kernel], loc),
+            Ok(op) => apply(Op::Conv(Box::new(op)), &[self, kernel], loc),
             Err(m) => fail(
                 Error::new(
                     ErrorKind::Shape,

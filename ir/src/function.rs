@@ -236,7 +236,7 @@ impl Function {
                 }
             }
             Kind::Closure(f) => {
-                let t = trace_with(types, |xs| f(xs))?;
+                let t = crate::timings::timed("trace", || trace_with(types, |xs| f(xs)))?;
                 debug_assert!(t.graph.verify().is_ok(), "traced graph verifies");
                 Specialized {
                     graph: Arc::new(t.graph),
@@ -244,7 +244,7 @@ impl Function {
                     captures: t.captures,
                 }
             }
-            Kind::Derived(f) => f(types)?,
+            Kind::Derived(f) => crate::timings::timed(&self.inner.name, || f(types))?,
         };
         // Graphs that capture tracers belong to one enclosing trace; they are not reused.
         if s.captures.is_empty() {

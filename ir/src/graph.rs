@@ -4,6 +4,7 @@
 use crate::entities::{GraphId, Inst, Value};
 use crate::ops::Op;
 use crate::types::Type;
+use hashbrown::HashMap;
 use smallvec::SmallVec;
 
 /// Where a value comes from.
@@ -15,11 +16,12 @@ pub enum ValueDef {
     Result(Inst, u32),
 }
 
-/// A value's type and definition.
+/// A value's type and definition: 16 bytes, the type being an index into the graph's table of
+/// distinct types (read it with [`Graph::ty`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueData {
-    /// The static type.
-    pub ty: Type,
+    /// The static type: its index in the graph's type table.
+    pub(crate) ty: u32,
     /// Its definition.
     pub def: ValueDef,
 }
@@ -36,13 +38,34 @@ pub struct InstData {
 }
 
 /// A typed SSA graph: parameters, a straight-line body, outputs and owned sub-graphs.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Types are interned: each distinct type is stored once (`types`, found through `type_ids`)
+/// and values refer to it by index, since a long graph has few distinct types.
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub(crate) values: Vec<ValueData>,
+    pub(crate) types: Vec<Type>,
+    pub(crate) type_ids: HashMap<Type, u32>,
     pub(crate) insts: Vec<InstData>,
     pub(crate) params: Vec<Value>,
     pub(crate) outputs: Vec<Value>,
     pub(crate) subgraphs: Vec<Graph>,
+}
+
+/// Graphs are equal when their parameters, equations, outputs, sub-graphs and value types and
+/// definitions are (whatever the order of their type tables).
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        self.params == other.params
+            && self.outputs == other.outputs
+            && self.insts == other.insts
+            && self.subgraphs == other.subgraphs
+            && self.values.len() == other.values.len()
+            && (0..self.values.len()).all(|i| {
+                let v = Value::from_index(i);
+                self.def(v) == other.def(v) && self.ty(v) == other.ty(v)
+            })
+    }
 }
 
 impl Graph {
@@ -81,7 +104,23 @@ impl Graph {
 
     /// The type of a value.
     pub fn ty(&self, v: Value) -> &Type {
-        &self.values[v.index()].ty
+        &self.types[self.values[v.index()].ty as usize]
+    }
+
+    /// Appends a value of type `ty` (interned) defined by `def`, and returns it.
+    pub(crate) fn push_value(&mut self, ty: Type, def: ValueDef) -> Value {
+        let v = Value::from_index(self.values.len());
+        let id = match self.type_ids.get(&ty) {
+            Some(&id) => id,
+            None => {
+                let id = u32::try_from(self.types.len()).expect("type count within u32");
+                self.types.push(ty.clone());
+                self.type_ids.insert(ty, id);
+                id
+            }
+        };
+        self.values.push(ValueData { ty: id, def });
+        v
     }
 
     /// A value's definition.
@@ -115,6 +154,102 @@ impl Graph {
             ValueDef::Param(_) => None,
             ValueDef::Result(i, _) => Some((i, self.inst(i))),
         }
+    }
+
+    /// The graph without the equations no output depends on, directly or indirectly (all ops
+    /// are pure). Works in place, in two linear passes: the kept equations stay in order and
+    /// values are renumbered densely (parameters first, then results in equation order), the
+    /// numbering a [`crate::Builder`] would give the same equations. Unlike rebuilding through
+    /// a builder it merges no duplicate equations.
+    pub fn without_dead_code(mut self) -> Graph {
+        let mut live = vec![false; self.values.len()];
+        for &o in &self.outputs {
+            live[o.index()] = true;
+        }
+        let mut keep = vec![false; self.insts.len()];
+        for (k, inst) in self.insts.iter().enumerate().rev() {
+            if inst.results.iter().any(|r| live[r.index()]) {
+                keep[k] = true;
+                for &a in &inst.args {
+                    live[a.index()] = true;
+                }
+            }
+        }
+        if keep.iter().all(|&k| k) && self.is_densely_numbered() {
+            // Nothing is dead and the numbering is already the one renumbering would give.
+            return self;
+        }
+        drop(live);
+        const NONE: u32 = u32::MAX;
+        let mut renumber = vec![NONE; self.values.len()];
+        let mut old_values = std::mem::take(&mut self.values);
+        let mut values = Vec::with_capacity(old_values.len());
+        let take = |old: &mut Vec<ValueData>, v: Value| {
+            std::mem::replace(
+                &mut old[v.index()],
+                ValueData {
+                    ty: 0,
+                    def: ValueDef::Param(0),
+                },
+            )
+        };
+        for &p in &self.params {
+            renumber[p.index()] = values.len() as u32;
+            values.push(take(&mut old_values, p));
+        }
+        let mut k = 0;
+        let mut new_index = 0usize;
+        self.insts.retain_mut(|inst| {
+            let kept = keep[k];
+            k += 1;
+            if !kept {
+                return false;
+            }
+            let i = Inst::from_index(new_index);
+            new_index += 1;
+            for a in inst.args.iter_mut() {
+                *a = Value(renumber[a.index()]);
+            }
+            for r in inst.results.iter_mut() {
+                let mut d = take(&mut old_values, *r);
+                if let ValueDef::Result(_, n) = d.def {
+                    d.def = ValueDef::Result(i, n);
+                }
+                renumber[r.index()] = values.len() as u32;
+                *r = Value::from_index(values.len());
+                values.push(d);
+            }
+            true
+        });
+        drop(old_values);
+        for p in self.params.iter_mut() {
+            *p = Value(renumber[p.index()]);
+        }
+        for o in self.outputs.iter_mut() {
+            *o = Value(renumber[o.index()]);
+        }
+        self.values = values;
+        self
+    }
+
+    /// Whether values are numbered parameters first, then results in equation order.
+    fn is_densely_numbered(&self) -> bool {
+        let mut next = 0usize;
+        for &p in &self.params {
+            if p.index() != next {
+                return false;
+            }
+            next += 1;
+        }
+        for inst in &self.insts {
+            for &r in &inst.results {
+                if r.index() != next {
+                    return false;
+                }
+                next += 1;
+            }
+        }
+        next == self.values.len()
     }
 
     /// A structural hash of the whole graph (ops, wiring, types, sub-graphs), stable within

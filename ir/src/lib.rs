@@ -14,6 +14,7 @@ pub mod interp;
 pub mod ops;
 pub mod padding;
 pub mod text;
+pub mod timings;
 pub mod types;
 mod verify;
 pub mod window_api;

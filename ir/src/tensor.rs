@@ -864,7 +864,7 @@ impl Tensor {
     /// `dot_general` with explicit dimension numbers.
     #[track_caller]
     pub fn dot_general(&self, other: &Tensor, dims: DotGeneral) -> Tensor {
-        apply(Op::Dot(dims), &[self, other], Location::caller())
+        apply(Op::Dot(Box::new(dims)), &[self, other], Location::caller())
     }
 
     /// NumPy's matmul: vector·vector, matrix·vector, vector·matrix, matrix·matrix, and batched
@@ -906,7 +906,7 @@ impl Tensor {
                 )
             }
         };
-        apply(Op::Dot(dims), &[self, other], loc)
+        apply(Op::Dot(Box::new(dims)), &[self, other], loc)
     }
 
     /// The inner product of two vectors (or `matmul` for higher ranks).

@@ -26,7 +26,7 @@ impl Tensor {
             monoid,
             window: window.clone(),
         };
-        apply(Op::Window(op), &[self], Location::caller())
+        apply(Op::Window(Box::new(op)), &[self], Location::caller())
     }
 
     /// The sum of every window (XLA's `ReduceWindow` with `add` and init 0; padding counts 0).
@@ -209,7 +209,7 @@ impl Tensor {
             Err(msg) => return pool_error(loc, op, self, msg),
         };
         let r = apply(
-            Op::Window(WindowOp::Reduce { monoid, window: w }),
+            Op::Window(Box::new(WindowOp::Reduce { monoid, window: w })),
             &[self],
             loc,
         );

@@ -711,11 +711,11 @@ fn ill_typed_operands_give_errors_not_panics() {
             ErrorKind::Shape,
         ),
         (
-            Op::Dot(DotGeneral {
+            Op::Dot(Box::new(DotGeneral {
                 lhs_contract: d(&[1]),
                 rhs_contract: d(&[0]),
                 ..Default::default()
-            }),
+            })),
             vec![&m, &f3],
             ErrorKind::Shape,
         ),

@@ -432,12 +432,12 @@ fn vals(dims: &[usize], seed: usize) -> Array {
 
 /// A `dot_general` op.
 fn dot(lc: &[usize], rc: &[usize], lb: &[usize], rb: &[usize]) -> Op {
-    Op::Dot(DotGeneral {
+    Op::Dot(Box::new(DotGeneral {
         lhs_contract: d(lc),
         rhs_contract: d(rc),
         lhs_batch: d(lb),
         rhs_batch: d(rb),
-    })
+    }))
 }
 
 #[test]

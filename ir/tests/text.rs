@@ -137,7 +137,7 @@ fn built_graph_round_trips() {
         rhs_contract: smallvec![0],
         ..Default::default()
     };
-    let d = b.push1(Op::Dot(dot), &[x, t]).unwrap();
+    let d = b.push1(Op::Dot(Box::new(dot)), &[x, t]).unwrap();
     let r = b
         .push1(
             Op::Reduce(ReduceOp::Sum {

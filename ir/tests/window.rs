@@ -126,7 +126,7 @@ fn naive(dims: &[usize], w: &Window) -> Naive {
 
 /// Evaluates one window op.
 fn run(op: WindowOp, args: &[&Array]) -> Array {
-    Op::Window(op)
+    Op::Window(Box::new(op))
         .eval(args)
         .unwrap_or_else(|e| panic!("eval failed: {e}"))
         .remove(0)
@@ -450,7 +450,7 @@ fn type_errors_name_the_op_and_the_problem() {
     ];
     for (op, tys, kind, needle) in cases {
         let name = op.name();
-        let e = Op::Window(op)
+        let e = Op::Window(Box::new(op))
             .infer(&tys)
             .expect_err("an ill-typed window op");
         assert_eq!(e.kind, kind, "{}", e.message);
@@ -466,10 +466,10 @@ fn type_errors_name_the_op_and_the_problem() {
 fn a_result_too_large_is_an_error() {
     // A tiny operand with huge padding: every result element is a window.
     let w = Window::new(&[1, 1]).with_padding(&[(1 << 30, 0), (1 << 30, 0)]);
-    let e = Op::Window(WindowOp::Reduce {
+    let e = Op::Window(Box::new(WindowOp::Reduce {
         monoid: Monoid::Sum,
         window: w,
-    })
+    }))
     .infer(&[Type::new(DType::F64, &[1, 1])])
     .expect_err("too large");
     assert_eq!(e.kind, ErrorKind::Size, "{}", e.message);
@@ -563,10 +563,10 @@ fn extreme_geometries_give_errors_or_results_never_panics() {
         Window::new(&[1]).with_base_dilation(&[usize::MAX]),
         Window::new(&[1]).with_strides(&[usize::MAX]),
     ] {
-        let e = Op::Window(WindowOp::Reduce {
+        let e = Op::Window(Box::new(WindowOp::Reduce {
             monoid: Monoid::Sum,
             window: w,
-        })
+        }))
         .infer(&[Type::new(DType::F64, &[1])])
         .expect_err("a parameter beyond isize::MAX");
         assert!(e.message.contains("at most"), "{}", e.message);

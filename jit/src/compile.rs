@@ -1,6 +1,7 @@
-//! The compile driver: plans buffers, builds the Cranelift functions of one graph in a fresh
-//! `JITModule` (one module per compiled graph, so its memory is freed independently), and
-//! finalizes them into a [`Compiled`].
+//! The compile driver: plans buffers, builds the Cranelift functions of one graph
+//! ([`define_graph`], into any `cranelift_module::Module`), and for the JIT does so in a
+//! fresh `JITModule` (one module per compiled graph, so its memory is freed independently),
+//! finalized into a [`Compiled`].
 
 use crate::compiled::{Compiled, Inner, ModuleHandle, Status};
 use crate::lower::{clty, jit_err, Ctx, Slot};
@@ -65,41 +66,59 @@ fn tier(graph: &Graph, opts: &JitOptions) -> Tier {
     }
 }
 
+/// The Cranelift settings of a tier; `pic` asks for position-independent code (exported
+/// objects, which may be linked into position-independent executables).
+fn tier_flags(tier: Tier, pic: bool) -> std::result::Result<settings::Flags, String> {
+    let (level, regalloc) = match tier {
+        Tier::Speed => ("speed", "backtracking"),
+        Tier::NoOpt => ("none", "backtracking"),
+        Tier::Huge => ("none", "single_pass"),
+    };
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v)
+            .map_err(|e| format!("cranelift setting {k}={v}: {e}"))
+    };
+    set(&mut flags, "opt_level", level)?;
+    set(&mut flags, "regalloc_algorithm", regalloc)?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
+    // Scalar entries keep their workspace on the stack: probe frames larger than a page.
+    set(&mut flags, "enable_probestack", "true")?;
+    set(&mut flags, "probestack_strategy", "inline")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    Ok(settings::Flags::new(flags))
+}
+
+/// The Cranelift settings `graph` compiles with under `opts` (its [`Tier`]), for code that
+/// runs elsewhere: position-independent when `pic`.
+pub fn code_flags(graph: &Graph, opts: &JitOptions, pic: bool) -> Result<settings::Flags> {
+    tier_flags(tier(graph, opts), pic).map_err(jit_err)
+}
+
 /// The host ISA for a tier, built once per process.
 fn isa(tier: Tier) -> Result<OwnedTargetIsa> {
     static SPEED: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
     static NONE: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
     static HUGE: OnceLock<std::result::Result<OwnedTargetIsa, String>> = OnceLock::new();
-    let (cell, level, regalloc) = match tier {
-        Tier::Speed => (&SPEED, "speed", "backtracking"),
-        Tier::NoOpt => (&NONE, "none", "backtracking"),
-        Tier::Huge => (&HUGE, "none", "single_pass"),
+    let cell = match tier {
+        Tier::Speed => &SPEED,
+        Tier::NoOpt => &NONE,
+        Tier::Huge => &HUGE,
     };
     let isa = cell.get_or_init(|| {
-        let mut flags = settings::builder();
-        let set = |f: &mut settings::Builder, k: &str, v: &str| {
-            f.set(k, v)
-                .map_err(|e| format!("cranelift setting {k}={v}: {e}"))
-        };
-        set(&mut flags, "opt_level", level)?;
-        set(&mut flags, "regalloc_algorithm", regalloc)?;
-        set(&mut flags, "use_colocated_libcalls", "false")?;
-        set(&mut flags, "is_pic", "false")?;
-        // Scalar entries keep their workspace on the stack: probe frames larger than a page.
-        set(&mut flags, "enable_probestack", "true")?;
-        set(&mut flags, "probestack_strategy", "inline")?;
-        set(
-            &mut flags,
-            "enable_verifier",
-            if cfg!(debug_assertions) {
-                "true"
-            } else {
-                "false"
-            },
-        )?;
+        let flags = tier_flags(tier, false)?;
         let builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
         builder
-            .finish(settings::Flags::new(flags))
+            .finish(flags)
             .map_err(|e| format!("cranelift ISA: {e}"))
     });
     isa.clone().map_err(jit_err)
@@ -177,13 +196,68 @@ fn check_sizes(graph: &Graph) -> Result<()> {
     Ok(())
 }
 
-/// Compiles `graph` to native code.
-///
-/// The result can be called from any thread; dropping its last handle frees the code.
-pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
-    let start = Instant::now();
-    crate::stats::begin_compile();
+/// Where generated code runs, which decides how it reaches what lies outside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// In this process, through a `JITModule`: helpers are ferrax's own functions, array
+    /// constants are read in place, large loops run on the thread pool.
+    Process,
+    /// In an object file linked into another program: helpers must be C library functions
+    /// (an `Err` names the op that needs any other), array constants become data objects, and
+    /// every loop runs on the calling thread.
+    Object,
+}
+
+/// The names and linkage of the entries [`define_graph`] declares.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryNames<'n> {
+    /// The tensor entry `fn(ins: *const *const u8, outs: *const *mut u8, ws: *mut u8) -> i32`.
+    pub tensor: &'n str,
+    /// The scalar entry of an all-scalar graph (arguments and results in registers).
+    pub scalar: &'n str,
+    /// The linkage of both.
+    pub linkage: Linkage,
+}
+
+/// The functions [`define_graph`] defined for one graph.
+#[derive(Debug)]
+pub struct Defined {
+    /// The tensor entry.
+    pub tensor: FuncId,
+    /// The scalar entry, for all-scalar graphs that can have one: one register per
+    /// parameter, one returned register for one output, otherwise a trailing pointer to an
+    /// array of the outputs (all of one dtype).
+    pub scalar: Option<FuncId>,
+    /// The bytes of workspace the tensor entry needs (16-byte aligned).
+    pub workspace: usize,
+    /// The machine code size of the functions, in bytes.
+    pub code_bytes: usize,
+    /// The array constants the code reads in place (empty for [`Destination::Object`]).
+    pub consts: Vec<Literal>,
+    /// Whether the tensor entry can return a non-zero status (see `Status`): a
+    /// `while_loop` over its iteration limit, a reverse-mode loop tape that cannot grow.
+    pub may_fail: bool,
+}
+
+/// Plans `graph` and defines its entries in `module`, code for `dest`: a tensor entry and,
+/// for all-scalar graphs, a scalar entry (see [`Defined`]). The driver of [`compile`] (in a
+/// `JITModule`) and of ahead-of-time export (in an object module).
+pub fn define_graph(
+    module: &mut dyn Module,
+    graph: &Graph,
+    opts: &JitOptions,
+    dest: Destination,
+    names: &EntryNames,
+) -> Result<Defined> {
     check_sizes(graph)?;
+    // Long runs of repeated blocks become loops; a failure to reroll is a bug, reported in
+    // debug builds and passed over (the graph compiles unrolled) in release builds.
+    let rerolled = match opts.reroll.then(|| crate::reroll::reroll(graph)) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) if cfg!(debug_assertions) => return Err(e),
+        Some(Err(_)) | None => None,
+    };
+    let graph = rerolled.as_ref().unwrap_or(graph);
     let plan = plan(graph);
     if plan.workspace > ferrax_ir::MAX_BYTES {
         return Err(ferrax_ir::Error::new(
@@ -196,62 +270,81 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         ));
     }
     let scalar = scalar_abi(graph, &plan, opts);
-    let mut jb = JITBuilder::with_isa(isa(tier(graph, opts))?, default_libcall_names());
-    jb.symbol_lookup_fn(Box::new(crate::symbols::lookup));
-    let mut module = JITModule::new(jb);
     let mut fbc = FunctionBuilderContext::new();
     let mut consts: Vec<Literal> = Vec::new();
     let ptr = module.target_config().pointer_type();
     let cc = module.isa().default_call_conv();
     let mut code_bytes = 0;
+    let bodies = Bodies {
+        graph,
+        opts,
+        plan: &plan,
+        dest,
+    };
 
     let mut tsig = Signature::new(cc);
     tsig.params.extend([AbiParam::new(ptr); 3]);
     tsig.returns.push(AbiParam::new(types::I32));
-    let tid = declare(&mut module, "ferrax_tensor_entry", &tsig)?;
+    let tid = declare(module, names.tensor, names.linkage, &tsig)?;
     let sid = match scalar {
         Some(abi) => {
             let ssig = scalar_signature(graph, abi, cc, ptr);
-            let sid = declare(&mut module, "ferrax_scalar_entry", &ssig)?;
+            let sid = declare(module, names.scalar, names.linkage, &ssig)?;
             let mut func = Function::with_name_signature(Default::default(), ssig);
-            build_scalar(
-                &mut module,
-                &mut fbc,
-                &mut func,
-                graph,
-                opts,
-                &plan,
-                &mut consts,
-                abi,
-            )?;
-            code_bytes += define(&mut module, sid, func)?;
+            build_scalar(module, &mut fbc, &mut func, &bodies, &mut consts, abi)?;
+            code_bytes += define(module, sid, func)?;
             let mut func = Function::with_name_signature(Default::default(), tsig);
-            build_wrapper(&mut module, &mut fbc, &mut func, graph, sid, abi)?;
-            code_bytes += define(&mut module, tid, func)?;
+            build_wrapper(module, &mut fbc, &mut func, graph, sid, abi)?;
+            code_bytes += define(module, tid, func)?;
             Some(sid)
         }
         None => {
             let mut func = Function::with_name_signature(Default::default(), tsig);
-            build_tensor(
-                &mut module,
-                &mut fbc,
-                &mut func,
-                graph,
-                opts,
-                &plan,
-                &mut consts,
-            )?;
-            code_bytes += define(&mut module, tid, func)?;
+            build_tensor(module, &mut fbc, &mut func, &bodies, &mut consts)?;
+            code_bytes += define(module, tid, func)?;
             None
         }
     };
+    Ok(Defined {
+        tensor: tid,
+        scalar: sid,
+        workspace: plan.workspace,
+        code_bytes,
+        consts,
+        may_fail: may_fail(graph, opts),
+    })
+}
+
+/// What the builders of a graph's entries share.
+struct Bodies<'g> {
+    graph: &'g Graph,
+    opts: &'g JitOptions,
+    plan: &'g Plan,
+    dest: Destination,
+}
+
+/// Compiles `graph` to native code.
+///
+/// The result can be called from any thread; dropping its last handle frees the code.
+pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
+    let start = Instant::now();
+    crate::stats::begin_compile();
+    let mut jb = JITBuilder::with_isa(isa(tier(graph, opts))?, default_libcall_names());
+    jb.symbol_lookup_fn(Box::new(crate::symbols::lookup));
+    let mut module = JITModule::new(jb);
+    let names = EntryNames {
+        tensor: "ferrax_tensor_entry",
+        scalar: "ferrax_scalar_entry",
+        linkage: Linkage::Local,
+    };
+    let defined = define_graph(&mut module, graph, opts, Destination::Process, &names)?;
     let fin = Instant::now();
     module
         .finalize_definitions()
         .map_err(|e| jit_err(format!("cranelift finalize: {e}")))?;
     crate::stats::codegen(fin.elapsed());
-    let tensor = module.get_finalized_function(tid);
-    let scalar_ptr = sid.map(|s| module.get_finalized_function(s));
+    let tensor = module.get_finalized_function(defined.tensor);
+    let scalar_ptr = defined.scalar.map(|s| module.get_finalized_function(s));
     let elapsed = start.elapsed();
     crate::stats::end_compile(elapsed);
     Ok(Compiled::from_inner(Inner::new(
@@ -260,21 +353,26 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         scalar_ptr,
         graph.clone(),
         *opts,
-        plan.workspace,
-        consts,
+        defined.workspace,
+        defined.consts,
         elapsed,
-        code_bytes,
+        defined.code_bytes,
     )))
 }
 
-fn declare(module: &mut JITModule, name: &str, sig: &Signature) -> Result<FuncId> {
+fn declare(
+    module: &mut dyn Module,
+    name: &str,
+    linkage: Linkage,
+    sig: &Signature,
+) -> Result<FuncId> {
     module
-        .declare_function(name, Linkage::Local, sig)
+        .declare_function(name, linkage, sig)
         .map_err(|e| jit_err(format!("cranelift declare {name}: {e}")))
 }
 
 /// Compiles `func` as the definition of `id`; returns its machine code size in bytes.
-fn define(module: &mut JITModule, id: FuncId, func: Function) -> Result<usize> {
+fn define(module: &mut dyn Module, id: FuncId, func: Function) -> Result<usize> {
     let mut ctx = cranelift_codegen::Context::for_function(func);
     // `FERRAX_DISASM=1` prints the machine code of every function (a debugging aid).
     let disasm = std::env::var_os("FERRAX_DISASM").is_some();
@@ -316,14 +414,13 @@ fn scalar_signature(
 
 /// Builds the tensor entry `fn(ins: *const *const u8, outs: *const *mut u8, ws: *mut u8)`.
 fn build_tensor(
-    module: &mut JITModule,
+    module: &mut dyn Module,
     fbc: &mut FunctionBuilderContext,
     func: &mut Function,
-    graph: &Graph,
-    opts: &JitOptions,
-    plan: &Plan,
+    bodies: &Bodies,
     consts: &mut Vec<Literal>,
 ) -> Result<()> {
+    let (graph, opts, plan) = (bodies.graph, bodies.opts, bodies.plan);
     let cfg = module.isa().frontend_config();
     let mut fb = FunctionBuilder::new(func, fbc);
     let entry = fb.create_block();
@@ -351,6 +448,7 @@ fn build_tensor(
         out_ptrs.clone(),
     );
     cx.fail = Some(fail);
+    cx.dest = bodies.dest;
     cx.tape_limit = Inner::tape_limit(opts, plan.workspace, &graph.output_types());
     for (k, &p) in graph.params().iter().enumerate() {
         let addr = cx.fb.ins().load(types::I64, flags, ins, (8 * k) as i32);
@@ -379,17 +477,15 @@ fn build_tensor(
 }
 
 /// Builds the scalar entry of an all-scalar graph (workspace, if any, on the stack).
-#[allow(clippy::too_many_arguments)]
 fn build_scalar(
-    module: &mut JITModule,
+    module: &mut dyn Module,
     fbc: &mut FunctionBuilderContext,
     func: &mut Function,
-    graph: &Graph,
-    opts: &JitOptions,
-    plan: &Plan,
+    bodies: &Bodies,
     consts: &mut Vec<Literal>,
     abi: ScalarAbi,
 ) -> Result<()> {
+    let (graph, opts, plan) = (bodies.graph, bodies.opts, bodies.plan);
     let cfg = module.isa().frontend_config();
     let mut fb = FunctionBuilder::new(func, fbc);
     let entry = fb.create_block();
@@ -417,6 +513,7 @@ fn build_scalar(
         ws,
         vec![None; nout],
     );
+    cx.dest = bodies.dest;
     for (k, &p) in graph.params().iter().enumerate() {
         cx.slots[p.index()] = Some(Slot::Reg(params[k]));
     }
@@ -446,7 +543,7 @@ fn build_scalar(
 /// Builds the tensor entry of an all-scalar graph: loads the arguments, calls the scalar
 /// entry and stores its results.
 fn build_wrapper(
-    module: &mut JITModule,
+    module: &mut dyn Module,
     fbc: &mut FunctionBuilderContext,
     func: &mut Function,
     graph: &Graph,

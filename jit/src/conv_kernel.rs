@@ -17,7 +17,12 @@
 //!   it. When there are too few tiles for the threads (again the kernel gradient: a small
 //!   result summed over batch and positions), the contraction's chunks become the shared work
 //!   items, each thread accumulating into a private copy of the result; the copies are summed
-//!   at the end.
+//!   at the end. When a dense copy of the input (padding and input dilation materialised, see
+//!   `conv_dense.rs`) fits its budget, patches are gathered from it through a position and a
+//!   column offset table instead of the per-axis tables (the same patches). When the output's
+//!   runs are shorter than a tile (small NCHW planes), tiles span runs and the GEMM writes a
+//!   transposed staging block `[O/groups, rows]`, copied to the result along positions. The
+//!   buffers come from a per-thread cache kept between calls ([`scratch`]).
 //! - **Direct**: the interpreter's loop, in its order (bit for bit equal), for convolutions
 //!   with less than [`DIRECT_WORK`] multiply-adds (measured: 4.5 against 6.7 µs per call at
 //!   1,296 multiply-adds, 28 against 13 µs at 6,912, so the crossover is near 2,000), for
@@ -31,11 +36,20 @@
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+#[path = "conv_dense.rs"]
+mod dense;
+
 /// The most bytes one thread's patch buffer takes.
 pub(crate) const PATCH_BYTES: usize = 1 << 20;
 
 /// Convolutions with fewer multiply-adds than this run the direct loop.
 pub(crate) const DIRECT_WORK: usize = 2048;
+
+/// The dense copy is used when the result's last axis has at most this many positions.
+const SHORT_ROWS: usize = 16;
+
+/// Tiles span runs of the output shorter than this (see the staging block).
+const SHORT_RUN: usize = 256;
 
 /// Convolutions with at least this many multiply-adds share their tiles among threads.
 const PARALLEL_WORK: usize = 1 << 21;
@@ -265,6 +279,9 @@ pub(crate) trait Float: Copy + Send + Sync + 'static {
     fn mul_add(acc: Self, a: Self, b: Self) -> Self;
     /// `a + b`.
     fn add(a: Self, b: Self) -> Self;
+    /// Runs `f` on this thread's cache of buffers (see [`scratch`]); `None` when the cache
+    /// is not available (during thread exit, or in use).
+    fn with_cache<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> Option<R>;
     /// `C = A·B + beta·C` for strided matrices (`beta` 0 or 1; with 0, `C` is not read).
     ///
     /// # Safety
@@ -296,6 +313,16 @@ macro_rules! float {
             }
             fn add(a: $t, b: $t) -> $t {
                 a + b
+            }
+            fn with_cache<R>(f: impl FnOnce(&mut Vec<Vec<$t>>) -> R) -> Option<R> {
+                thread_local! {
+                    static CACHE: std::cell::RefCell<Vec<Vec<$t>>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                CACHE
+                    .try_with(|c| c.try_borrow_mut().ok().map(|mut c| f(&mut c)))
+                    .ok()
+                    .flatten()
             }
             unsafe fn gemm(
                 m: usize,
@@ -524,6 +551,148 @@ fn try_zeros<T: Float>(n: usize) -> Option<Vec<T>> {
     Some(v)
 }
 
+/// Buffers of at most this many elements are kept for the next call (see [`scratch`]).
+const KEEP: usize = 1 << 21;
+
+/// Buffers kept per thread: enough for every buffer of every convolution of a small CNN's
+/// train step (each takes up to five), so that each finds its own size again next step.
+const KEPT: usize = 32;
+
+/// The most elements the buffers kept by one thread may hold together.
+const KEPT_ELEMENTS: usize = 1 << 23;
+
+/// A buffer of this thread's cache (see [`scratch`]): the slice of its first `n` elements.
+pub(crate) struct Scratch<T> {
+    v: Vec<T>,
+    n: usize,
+}
+
+impl<T: Float> Scratch<T> {
+    /// An empty buffer.
+    fn empty() -> Scratch<T> {
+        Scratch {
+            v: Vec::new(),
+            n: 0,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Scratch<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.v[..self.n]
+    }
+}
+
+impl<T> std::ops::DerefMut for Scratch<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.v[..self.n]
+    }
+}
+
+/// `n` elements, zeros when `zeroed` (otherwise whatever an earlier call left there), from
+/// this thread's cache of buffers when one holds enough elements (the smallest such), or
+/// newly allocated; `None` when the memory cannot be had. A CNN's train step calls the kernel
+/// a few times per step with the same sizes; without the cache every call allocated, zeroed
+/// and faulted in its buffers anew (measured: `memset` took a sixth of a small convolution's
+/// time). A buffer keeps its whole length in the cache, so taking it again writes nothing
+/// unless zeros are asked for.
+fn scratch<T: Float>(n: usize, zeroed: bool) -> Option<Scratch<T>> {
+    let cached = T::with_cache(|c| {
+        let k = (0..c.len())
+            .filter(|&k| c[k].len() >= n)
+            .min_by_key(|&k| c[k].len())?;
+        Some(c.swap_remove(k))
+    })
+    .flatten();
+    let mut v = match cached {
+        Some(v) => v,
+        None => try_zeros(n)?,
+    };
+    if zeroed {
+        v[..n].fill(T::ZERO);
+    }
+    Some(Scratch { v, n })
+}
+
+/// Gives a buffer back to this thread's cache when it is small enough (beyond [`KEPT`]
+/// buffers the smallest is dropped, beyond [`KEPT_ELEMENTS`] the largest).
+fn recycle<T: Float>(s: Scratch<T>) {
+    let v = s.v;
+    if v.is_empty() || v.len() > KEEP {
+        return;
+    }
+    T::with_cache(|c| {
+        c.push(v);
+        while c.len() > KEPT || c.iter().map(|b| b.len()).sum::<usize>() > KEPT_ELEMENTS {
+            let by_size = (0..c.len()).map(|k| (c[k].len(), k));
+            let pick = if c.len() > KEPT {
+                by_size.min()
+            } else {
+                by_size.max()
+            };
+            match pick {
+                Some((_, k)) => drop(c.swap_remove(k)),
+                None => break,
+            }
+        }
+    });
+}
+
+/// Walks consecutive result positions `[batch, spatial..]` from a start, giving for each the
+/// sum of its coordinates times per-axis steps (an element offset), without divisions.
+struct Walker {
+    idx: SmallVec<[usize; 5]>,
+    dims: SmallVec<[usize; 5]>,
+    steps: SmallVec<[usize; 5]>,
+    off: usize,
+}
+
+impl Walker {
+    /// A walk from `pos` over positions of sizes `dims` with `steps` (all the same length).
+    fn new(pos: &[usize], dims: SmallVec<[usize; 5]>, steps: SmallVec<[usize; 5]>) -> Walker {
+        let off = pos.iter().zip(&steps).map(|(p, s)| p * s).sum();
+        Walker {
+            idx: SmallVec::from_slice(pos),
+            dims,
+            steps,
+            off,
+        }
+    }
+
+    /// The current offset; then moves to the next position.
+    #[inline]
+    fn next_offset(&mut self) -> usize {
+        let here = self.off;
+        // The common case first: a step along the last axis.
+        if let (Some(i), Some(&n), Some(&st)) =
+            (self.idx.last_mut(), self.dims.last(), self.steps.last())
+        {
+            if *i + 1 < n {
+                *i += 1;
+                self.off += st;
+                return here;
+            }
+        }
+        self.carry();
+        here
+    }
+
+    /// Moves to the next position when the last axis wraps.
+    #[cold]
+    fn carry(&mut self) {
+        for d in (0..self.idx.len()).rev() {
+            self.idx[d] += 1;
+            self.off += self.steps[d];
+            if self.idx[d] < self.dims[d] {
+                break;
+            }
+            self.off -= self.dims[d] * self.steps[d];
+            self.idx[d] = 0;
+        }
+    }
+}
+
 /// The kernel stride between consecutive taps (row-major over the kernel's spatial axes) of
 /// one input and output feature, when it is uniform (`None` otherwise).
 fn tap_stride(geo: &Geometry) -> Option<usize> {
@@ -576,11 +745,18 @@ impl Runs {
     }
 }
 
-/// The GEMM path; false (having written nothing) when its buffers cannot be allocated.
+/// The GEMM path; false (having written nothing) when its buffers cannot be allocated. With
+/// `use_dense`, patches come from a dense copy of the input when one can be made.
 ///
 /// # Safety
 /// The buffers must match the geometry.
-unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out: *mut T) -> bool {
+unsafe fn gemm_path<T: Float>(
+    geo: &Geometry,
+    lhs: *const T,
+    rhs: *const T,
+    out: *mut T,
+    use_dense: bool,
+) -> bool {
     let ns = geo.axes.len();
     let groups = geo.groups();
     let og = geo.o / groups;
@@ -601,6 +777,28 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
         }
         tables.push(t);
     }
+    // The input with its padding and dilation materialised, when small enough: patches are
+    // then gathered through per-position and per-column offsets (see `dense`).
+    // SAFETY: the caller's contract.
+    // Only for short rows along the last axis: on long rows the table-driven fill copies
+    // whole segments (measured: with the dense gather and staging, the 28×28 planes of the
+    // convolution benchmark ran about 15% slower; the 4×4 and 8×8 planes of the digits CNN
+    // several times faster).
+    let short_rows = geo.axes.last().is_none_or(|a| a.y <= SHORT_ROWS);
+    let dense = if use_dense && short_rows {
+        unsafe { dense::Dense::new(geo, lhs) }
+    } else {
+        None
+    };
+    let mut columns = Vec::new();
+    if let Some(d) = &dense {
+        if columns.try_reserve_exact(groups * kk).is_err() {
+            return false;
+        }
+        for t in 0..groups {
+            d.columns(geo, t, &mut columns);
+        }
+    }
     // The kernel as the GEMM's right matrix, per group `[kk, og]` (rows: input feature, then
     // taps). When the taps of one input feature lie at one uniform stride of the kernel, it is
     // read in place (`direct`: that stride and whether whole rows of features continue it);
@@ -610,9 +808,9 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
     let direct = tap_stride(geo)
         .map(|st| (st, geo.i == 1 || geo.s_ri == st * taps))
         .filter(|&(_, whole)| whole || taps >= 256);
-    let mut packed = Vec::new();
+    let mut packed = Scratch::empty();
     if direct.is_none() {
-        match try_zeros::<T>(groups * kk * og) {
+        match scratch::<T>(groups * kk * og, false) {
             Some(v) => packed = v,
             None => return false,
         }
@@ -669,23 +867,59 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
     } else {
         rows
     };
+    // Short runs (the small images of a CNN in NCHW, where a run is one feature plane of one
+    // image) would make GEMMs of a few rows each, dominated by packing the kernel. Tiles then
+    // span runs: each GEMM writes a staging block, copied into the result at the
+    // tile's end (measured on the digits CNN's second convolution, 16-row GEMMs against
+    // 1,820-row ones). The staged product is computed transposed, `[og, m]`, so that the
+    // copy runs along positions, which a result in NCHW holds contiguously.
+    let staged_rows = (PATCH_BYTES / elem / chunk)
+        .clamp(1, 4096)
+        .min((PATCH_BYTES / elem / og.max(1)).max(1))
+        .min(geo.positions());
+    let staged = !split && runs.len < staged_rows && runs.len < SHORT_RUN;
+    let (runs, rows) = if staged {
+        let all = Runs {
+            len: geo.positions(),
+            stride: 0,
+        };
+        (all, staged_rows)
+    } else {
+        (runs, rows)
+    };
+    let n_runs = geo.positions() / runs.len.max(1);
     let tiles_per_run = runs.len.div_ceil(rows);
     let items = groups * n_runs * tiles_per_run * parts;
     let threads = pool.min(items).max(1);
-    let Some(mut patches) = try_zeros::<T>(threads * rows * chunk) else {
+    let Some(mut patches) = scratch::<T>(threads * rows * chunk, false) else {
         return false;
     };
+    let mut stages = Scratch::empty();
+    if staged {
+        match scratch::<T>(threads * rows * og, false) {
+            Some(v) => stages = v,
+            None => return false,
+        }
+    }
+    let mut offsets = Vec::new();
+    if dense.is_some() || staged {
+        if offsets.try_reserve_exact(threads * rows).is_err() {
+            return false;
+        }
+        offsets.resize(threads * rows, 0usize);
+    }
     let mut partials = if split {
-        match try_zeros::<T>(threads * result) {
+        match scratch::<T>(threads * result, true) {
             Some(v) => v,
             None => return false,
         }
     } else {
-        Vec::new()
+        Scratch::empty()
     };
     let next = AtomicUsize::new(0);
     let (lhs, rhs, out) = (Shared(lhs as *mut T), Shared(rhs as *mut T), Shared(out));
-    let packed = &packed;
+    let packed_owned = packed;
+    let packed = &packed_owned;
     let tables = &tables;
     let runs = &runs;
     let unit = [Some(0usize)];
@@ -696,7 +930,16 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
         Some(a) => a.y.min(rows) >= a.k,
         None => true,
     };
-    let job = |patch: &mut [T], partial: Option<&mut [T]>| {
+    let dense_owned = dense;
+    let dense = &dense_owned;
+    let columns = &columns;
+    // Each thread's buffers: its patch, the dense path's position offsets of the current tile
+    // (`rows` entries) and the staging block (`rows × og`), and its copy of the result when
+    // the contraction is split.
+    let job = |patch: &mut [T],
+               offsets: &mut [usize],
+               stage: &mut [T],
+               partial: Option<&mut [T]>| {
         let (lhs, rhs) = (lhs, rhs);
         // Without a split, every tile's product goes straight into the result.
         let (out, accumulate_all) = match partial {
@@ -737,7 +980,28 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                     // The kernel is read in place one input feature at a time.
                     cols = cols.min(taps - col0 % taps);
                 }
-                if by_columns {
+                if let Some(d) = dense {
+                    // Gathered from the dense copy: element (row, column) sits at the sum of
+                    // the row's and the column's offsets.
+                    let offsets = &mut offsets[..m];
+                    d.positions(geo, &pos, offsets);
+                    let offsets = &*offsets;
+                    let cols_at = &columns[t * kk + col0..t * kk + col0 + cols];
+                    let src = &d.buf[..];
+                    if by_columns {
+                        for (dst, &co) in patch.chunks_exact_mut(m).zip(cols_at) {
+                            for (v, &po) in dst.iter_mut().zip(offsets.iter()) {
+                                *v = src[po + co];
+                            }
+                        }
+                    } else {
+                        for (dst, &po) in patch.chunks_exact_mut(cols).zip(offsets.iter()) {
+                            for (v, &co) in dst.iter_mut().zip(cols_at) {
+                                *v = src[po + co];
+                            }
+                        }
+                    }
+                } else if by_columns {
                     // The patch is column-major (`m` rows per column): one column per (input
                     // feature, tap); its rows walk the tile's positions in segments along the
                     // last spatial axis, where consecutive rows read through one table.
@@ -922,50 +1186,107 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
                         1,
                     ),
                 };
-                // SAFETY: the patch holds `m × cols`, the kernel's rows `col0..col0 + cols` of
-                // group `t` lie where `b_ptr`, `rsb` and `csb` say (packed: `kk × og` per
-                // group), and the tile's result rows lie on one run of the output.
-                unsafe {
-                    T::gemm(
-                        m,
-                        cols,
-                        og,
-                        patch.as_ptr(),
-                        rsa,
-                        csa,
-                        b_ptr,
-                        rsb,
-                        csb,
-                        accumulate_all || col0 > 0,
-                        out.0.add(obase),
-                        runs.stride as isize,
-                        geo.s_oc as isize,
-                    )
-                };
+                let accumulate = accumulate_all || col0 > 0;
+                if staged {
+                    // The transposed product `stageᵀ = kernelᵀ · patchᵀ` into the staging
+                    // block `[og, m]`, so that its copy to the result reads and writes along
+                    // positions.
+                    // SAFETY: as below, with the staging block of `og × rows` elements.
+                    unsafe {
+                        T::gemm(
+                            og,
+                            cols,
+                            m,
+                            b_ptr,
+                            csb,
+                            rsb,
+                            patch.as_ptr(),
+                            csa,
+                            rsa,
+                            accumulate,
+                            stage.as_mut_ptr(),
+                            m as isize,
+                            1,
+                        )
+                    };
+                } else {
+                    // SAFETY: the patch holds `m × cols`, the kernel's rows `col0..col0 + cols`
+                    // of group `t` lie where `b_ptr`, `rsb` and `csb` say (packed: `kk × og`
+                    // per group), and the tile's result rows lie on one run of the output.
+                    unsafe {
+                        T::gemm(
+                            m,
+                            cols,
+                            og,
+                            patch.as_ptr(),
+                            rsa,
+                            csa,
+                            b_ptr,
+                            rsb,
+                            csb,
+                            accumulate,
+                            out.0.add(obase),
+                            runs.stride as isize,
+                            geo.s_oc as isize,
+                        )
+                    };
+                }
                 col0 += cols;
+            }
+            if staged {
+                // Copy the staging block to the tile's result positions.
+                let mut walk = Walker::new(&pos, position_dims(geo), result_steps(geo));
+                let base = t * og * geo.s_oc;
+                let at = &mut offsets[..m];
+                at.iter_mut().for_each(|o| *o = base + walk.next_offset());
+                for (oo, line) in stage[..og * m].chunks_exact(m).enumerate() {
+                    let fo = oo * geo.s_oc;
+                    for (&v, &ob) in line.iter().zip(at.iter()) {
+                        // SAFETY: a result element of this tile (no other tile writes it).
+                        unsafe { *out.0.add(ob + fo) = v };
+                    }
+                }
             }
         }
     };
     let per = rows * chunk;
+    // Each thread's share of the offsets and staging blocks (none when unused).
+    let mut offs = offsets
+        .chunks_mut(rows.max(1))
+        .chain(std::iter::repeat_with(|| -> &mut [usize] { &mut [] }));
+    let mut stage = stages
+        .chunks_mut((rows * og).max(1))
+        .chain(std::iter::repeat_with(|| -> &mut [T] { &mut [] }));
     if threads <= 1 && !split {
-        job(&mut patches[..per], None);
+        job(
+            &mut patches[..per],
+            offs.next().unwrap_or_default(),
+            stage.next().unwrap_or_default(),
+            None,
+        );
     } else {
         rayon::scope(|s| {
-            let mut bufs = patches.chunks_mut(per).zip(
+            let mut bufs = patches.chunks_mut(per).zip(offs).zip(stage).zip(
                 partials
                     .chunks_mut(result.max(1))
                     .map(Some)
                     .chain(std::iter::repeat_with(|| None)),
             );
             let mine = bufs.next();
-            for (patch, partial) in bufs {
+            for (((patch, offsets), stage), partial) in bufs {
                 let job = &job;
-                s.spawn(move |_| job(patch, partial));
+                s.spawn(move |_| job(patch, offsets, stage, partial));
             }
-            if let Some((patch, partial)) = mine {
-                job(patch, partial);
+            if let Some((((patch, offsets), stage), partial)) = mine {
+                job(patch, offsets, stage, partial);
             }
         });
+    }
+    recycle(patches);
+    recycle(stages);
+    recycle(packed_owned);
+    if let Some(d) = dense_owned {
+        recycle(d.buf);
     }
     if split {
         // Sum the threads' copies into the result (whose positions and features cover
@@ -979,7 +1300,22 @@ unsafe fn gemm_path<T: Float>(geo: &Geometry, lhs: *const T, rhs: *const T, out:
             unsafe { *out.0.add(k) = acc };
         }
     }
+    recycle(partials);
     true
+}
+
+/// The sizes of the result positions `[batch, spatial..]`.
+fn position_dims(geo: &Geometry) -> SmallVec<[usize; 5]> {
+    std::iter::once(geo.n_out)
+        .chain(geo.axes.iter().map(|a| a.y))
+        .collect()
+}
+
+/// The result's element strides along the result positions `[batch, spatial..]`.
+fn result_steps(geo: &Geometry) -> SmallVec<[usize; 5]> {
+    std::iter::once(geo.s_on)
+        .chain(geo.axes.iter().map(|a| a.so))
+        .collect()
 }
 
 /// Runs the convolution described by `params` (see the module documentation).
@@ -996,7 +1332,7 @@ unsafe fn run<T: Float>(params: *const u64, lhs: *const T, rhs: *const T, out: *
         return;
     }
     // SAFETY: the caller's contract.
-    if work < DIRECT_WORK || kk == 0 || !unsafe { gemm_path(&geo, lhs, rhs, out) } {
+    if work < DIRECT_WORK || kk == 0 || !unsafe { gemm_path(&geo, lhs, rhs, out, true) } {
         // SAFETY: the caller's contract.
         unsafe { direct(&geo, lhs, rhs, out) }
     }
@@ -1036,7 +1372,8 @@ mod tests {
     use ferrax_ir::ops::ConvGeneral;
     use ferrax_ir::{Array, DType, Op, Type};
 
-    /// The three ways of the kernel (direct with tables, direct in place, GEMM) against the
+    /// The four ways of the kernel (direct with tables, direct in place, GEMM with patches
+    /// from the input and from its dense copy) against the
     /// interpreter, on convolutions with strides, padding, both dilations, groups and a
     /// non-canonical layout.
     #[test]
@@ -1065,27 +1402,155 @@ mod tests {
                 .collect();
             let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
             let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
-            let want = Op::Conv(op.clone()).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
             let s = op.geometry(&at, &bt).unwrap();
             let ot = op.infer(&at, &bt).unwrap();
             let st = |d: &[usize]| crate::lower::strides(d);
             let block = params(&op, &s, &st(&ad), &st(&bd), &st(ot.dims()));
             // SAFETY: the block describes these buffers.
             let geo = unsafe { Geometry::read(block.as_ptr()) };
-            for way in 0..3 {
+            for way in 0..4 {
                 let mut out = vec![f64::NAN; want.len()];
                 // SAFETY: the buffers match the geometry.
                 unsafe {
                     match way {
                         0 => direct(&geo, x.as_ptr(), w.as_ptr(), out.as_mut_ptr()),
                         1 => direct_in_place(&geo, x.as_ptr(), w.as_ptr(), out.as_mut_ptr()),
-                        _ => assert!(gemm_path(&geo, x.as_ptr(), w.as_ptr(), out.as_mut_ptr())),
+                        2 => assert!(gemm_path(
+                            &geo,
+                            x.as_ptr(),
+                            w.as_ptr(),
+                            out.as_mut_ptr(),
+                            false
+                        )),
+                        _ => assert!(gemm_path(
+                            &geo,
+                            x.as_ptr(),
+                            w.as_ptr(),
+                            out.as_mut_ptr(),
+                            true
+                        )),
                     }
                 }
                 for (k, (p, q)) in out.iter().zip(&want).enumerate() {
                     // Small integers and quarters: every path is exact.
                     assert_eq!(p, q, "{op:?}: way {way}, element {k}");
                 }
+            }
+        }
+    }
+
+    /// A small generator (SplitMix64) for the random geometries below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+        fn int(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + self.below((hi - lo + 1) as u64) as i64
+        }
+    }
+
+    /// Runs the GEMM path with and without the dense copy of the input on random geometries
+    /// (1 to 3 spatial axes, strides, low and high padding of either sign (some beyond every
+    /// window), both dilations,
+    /// feature and batch groups, batches of small images whose runs the tiles span), in f32
+    /// and f64: the two fills build the same patches, so the results agree bit for bit, and
+    /// both agree with the interpreter to rounding.
+    #[test]
+    fn dense_patches_equal_the_table_driven_ones() {
+        let mut rng = Rng(3);
+        let mut done = 0;
+        while done < 150 {
+            let ns = rng.int(1, 3) as usize;
+            let mut op = ConvGeneral::new(ns);
+            let (g, bg) = match rng.int(0, 3) {
+                0 => (rng.int(2, 3) as usize, 1),
+                1 => (1, rng.int(2, 3) as usize),
+                _ => (1, 1),
+            };
+            op.feature_group_count = g;
+            op.batch_group_count = bg;
+            let batch = rng.int(1, 3) as usize * bg;
+            let fin = rng.int(1, 3) as usize * g;
+            let fout = rng.int(1, 3) as usize * g * bg;
+            let mut ad = vec![batch, fin];
+            let mut bd = vec![fout, fin / g];
+            for j in 0..ns {
+                ad.push(rng.int(1, 7) as usize);
+                bd.push(rng.int(1, 3) as usize);
+                op.window_strides[j] = rng.int(1, 2) as usize;
+                op.padding[j] = (rng.int(-1, 4), rng.int(-1, 4));
+                op.lhs_dilation[j] = rng.int(1, 2) as usize;
+                op.rhs_dilation[j] = rng.int(1, 2) as usize;
+            }
+            for dtype in [DType::F32, DType::F64] {
+                let (at, bt) = (Type::new(dtype, &ad), Type::new(dtype, &bd));
+                let Ok(ot) = op.infer(&at, &bt) else {
+                    continue;
+                };
+                if ot.size() == 0 {
+                    continue;
+                }
+                let x: Vec<f64> = (0..at.size())
+                    .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                    .collect();
+                let w: Vec<f64> = (0..bt.size())
+                    .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                    .collect();
+                let xa = Array::from_f64(ad.as_slice(), x.clone())
+                    .unwrap()
+                    .cast(dtype);
+                let wa = Array::from_f64(bd.as_slice(), w.clone())
+                    .unwrap()
+                    .cast(dtype);
+                let want = Op::Conv(op.clone()).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+                let s = op.geometry(&at, &bt).unwrap();
+                let st = |d: &[usize]| crate::lower::strides(d);
+                let block = params(&op, &s, &st(&ad), &st(&bd), &st(ot.dims()));
+                // SAFETY: the block describes these buffers.
+                let geo = unsafe { Geometry::read(block.as_ptr()) };
+                let ways: Vec<Vec<f64>> = [false, true]
+                    .iter()
+                    .map(|&dense| match dtype {
+                        DType::F32 => {
+                            let (x, w): (Vec<f32>, Vec<f32>) = (
+                                x.iter().map(|&v| v as f32).collect(),
+                                w.iter().map(|&v| v as f32).collect(),
+                            );
+                            let mut out = vec![f32::NAN; want.len()];
+                            // SAFETY: the buffers match the geometry.
+                            let ran = unsafe {
+                                gemm_path(&geo, x.as_ptr(), w.as_ptr(), out.as_mut_ptr(), dense)
+                            };
+                            assert!(ran);
+                            out.iter().map(|&v| v as f64).collect()
+                        }
+                        _ => {
+                            let mut out = vec![f64::NAN; want.len()];
+                            // SAFETY: the buffers match the geometry.
+                            let ran = unsafe {
+                                gemm_path(&geo, x.as_ptr(), w.as_ptr(), out.as_mut_ptr(), dense)
+                            };
+                            assert!(ran);
+                            out
+                        }
+                    })
+                    .collect();
+                for (k, ((p, q), r)) in ways[0].iter().zip(&ways[1]).zip(&want).enumerate() {
+                    assert_eq!(p.to_bits(), q.to_bits(), "{op:?} {at} {bt}: element {k}");
+                    // Eighths times eighths, summed: exact in f64, close in f32.
+                    assert!(
+                        (q - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                        "{op:?}: {q} vs {r}"
+                    );
+                }
+                done += 1;
             }
         }
     }

@@ -132,6 +132,11 @@
 //! its tape on the heap (grown by doubling, freed when the op ends or fails), the one
 //! allocation a compiled call can make; a tape that cannot grow ends the call with an error. `custom_lin` cannot be evaluated, so it is refused at compile time.
 //!
+//! # Loop rerolling
+//! Before lowering, [`reroll()`] turns long runs of isomorphic consecutive blocks of a large
+//! straight-line graph (a long chain and its gradient) into `scan`s, so their code stays
+//! small; results are the same bits ([`JitOptions::reroll`] turns it off).
+//!
 //! Matrix products that map to strided 2-D products call `matrixmultiply` (imported symbols
 //! `ferrax_dgemm`, `ferrax_sgemm`); precise transcendentals call imported `ferrax_*` wrappers
 //! around the interpreter's scalar functions.
@@ -146,14 +151,17 @@ mod fuse;
 mod lower;
 mod options;
 mod plan;
+mod pool_kernel;
+pub mod reroll;
 mod scalar;
 mod stats;
 mod symbols;
 
 pub use cache::{clear_cache, compile_cached};
-pub use compile::compile;
+pub use compile::{code_flags, compile, define_graph, Defined, Destination, EntryNames};
 pub use compiled::Compiled;
 pub use function::{jit, jit_with, IntoOutRef, IntoOutRefs, Jit, OutRef};
 pub use options::{JitOptions, MathMode, AUTO_FAST_MIN};
+pub use reroll::reroll;
 pub use scalar::{ScalarFn1, ScalarFn2, ScalarFn3, ScalarFn4, ScalarType};
 pub use stats::{stats, JitStats};

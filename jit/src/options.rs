@@ -66,6 +66,12 @@ pub struct JitOptions {
     /// in the generated code. With a limit, graphs containing a `while_loop` get no scalar
     /// entry (the typed `as_fn*` callables cannot report errors), so `as_fn*` refuses them.
     pub max_while_iterations: Option<u64>,
+    /// Whether long runs of isomorphic consecutive blocks of a large straight-line graph (the
+    /// unrolled steps of a long chain and of its gradient) are compiled as loops (see
+    /// [`crate::reroll()`]); results are the same bits either way. On by default. A rerolled
+    /// all-scalar graph whose stacked residuals exceed the scalar entry's stack workspace has
+    /// no scalar entry (so `as_fn*` refuses it; [`crate::Jit::call`] serves it).
+    pub reroll: bool,
 }
 
 impl Default for JitOptions {
@@ -76,6 +82,7 @@ impl Default for JitOptions {
             gemm_threshold: 4096,
             max_call_bytes: None,
             max_while_iterations: None,
+            reroll: true,
         }
     }
 }

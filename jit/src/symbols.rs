@@ -490,6 +490,88 @@ unsafe extern "C" fn ferrax_tape_free(ptr: *mut u8, cap: usize) {
     }
 }
 
+/// The C library function an exported object calls for the helper `name`: the one the
+/// interpreter's scalar function is (Rust's `f64::sin` and friends call these very symbols on
+/// Linux with glibc, `%` on floats calls `fmod`), so the object's results equal the
+/// interpreter's bit for bit and it needs nothing but `-lm` at link time. Helpers written in
+/// Rust (GEMM, the thread pool, tapes, window and convolution kernels, `erf`, `logistic` and
+/// the inverse hyperbolic functions, which std computes itself) have no such equivalent: an
+/// `Err` naming the helper and the op that needs it.
+pub(crate) fn object_symbol(name: &str) -> ferrax_ir::Result<&str> {
+    Ok(match name {
+        "ferrax_round_f64" => "round",
+        "ferrax_round_f32" => "roundf",
+        "ferrax_exp_f64" => "exp",
+        "ferrax_exp_f32" => "expf",
+        "ferrax_exp2_f64" => "exp2",
+        "ferrax_exp2_f32" => "exp2f",
+        "ferrax_expm1_f64" => "expm1",
+        "ferrax_expm1_f32" => "expm1f",
+        "ferrax_log_f64" => "log",
+        "ferrax_log_f32" => "logf",
+        "ferrax_log1p_f64" => "log1p",
+        "ferrax_log1p_f32" => "log1pf",
+        "ferrax_sin_f64" => "sin",
+        "ferrax_sin_f32" => "sinf",
+        "ferrax_cos_f64" => "cos",
+        "ferrax_cos_f32" => "cosf",
+        "ferrax_sincos_f64" => "sincos",
+        "ferrax_sincos_f32" => "sincosf",
+        "ferrax_tan_f64" => "tan",
+        "ferrax_tan_f32" => "tanf",
+        "ferrax_asin_f64" => "asin",
+        "ferrax_asin_f32" => "asinf",
+        "ferrax_acos_f64" => "acos",
+        "ferrax_acos_f32" => "acosf",
+        "ferrax_atan_f64" => "atan",
+        "ferrax_atan_f32" => "atanf",
+        "ferrax_sinh_f64" => "sinh",
+        "ferrax_sinh_f32" => "sinhf",
+        "ferrax_cosh_f64" => "cosh",
+        "ferrax_cosh_f32" => "coshf",
+        "ferrax_tanh_f64" => "tanh",
+        "ferrax_tanh_f32" => "tanhf",
+        "ferrax_pow_f64" => "pow",
+        "ferrax_pow_f32" => "powf",
+        "ferrax_atan2_f64" => "atan2",
+        "ferrax_atan2_f32" => "atan2f",
+        "ferrax_rem_f64" => "fmod",
+        "ferrax_rem_f32" => "fmodf",
+        // A C library function called by its own name.
+        libc if !libc.starts_with("ferrax_") => libc,
+        helper => {
+            let what = match helper {
+                "ferrax_dgemm" | "ferrax_sgemm" => "a GEMM-sized dot_general".to_string(),
+                "ferrax_parallel_for" => "a multi-threaded loop".to_string(),
+                "ferrax_tape_grow" | "ferrax_tape_free" => {
+                    "a reverse-mode while_loop (taped_while), whose tape grows at run time"
+                        .to_string()
+                }
+                "ferrax_conv_f64" | "ferrax_conv_f32" => "conv_general_dilated".to_string(),
+                "ferrax_window_f64" | "ferrax_window_f32" | "ferrax_window_i32" => {
+                    "a window op (reduce_window_*, select_and_*)".to_string()
+                }
+                other => {
+                    let op = other.trim_start_matches("ferrax_");
+                    let op = op
+                        .strip_suffix("_f64")
+                        .or_else(|| op.strip_suffix("_f32"))
+                        .unwrap_or(op);
+                    format!("the op `{op}` in precise math")
+                }
+            };
+            return Err(ferrax_ir::Error::new(
+                ferrax_ir::ErrorKind::Jit,
+                format!(
+                    "aot export: {what} calls the runtime helper `{helper}`, which ferrax \
+                     implements in Rust and an exported object cannot call (only C library \
+                     functions are imported)"
+                ),
+            ));
+        }
+    })
+}
+
 /// The address of a `ferrax_*` helper symbol, for `JITBuilder::symbol_lookup_fn`.
 pub(crate) fn lookup(name: &str) -> Option<*const u8> {
     match name {

@@ -18,7 +18,7 @@ fn conv_graph(op: &ConvGeneral, a: &Type, b: &Type) -> Graph {
     let mut bd = Builder::new();
     let x = bd.param(a.clone());
     let w = bd.param(b.clone());
-    let y = bd.push1(Op::Conv(op.clone()), &[x, w]).unwrap();
+    let y = bd.push1(Op::Conv(Box::new(op.clone())), &[x, w]).unwrap();
     let g = bd.finish(&[y]);
     g.verify().unwrap();
     g
@@ -168,7 +168,7 @@ fn compiled_conv_gradient_matches_the_interpreter() {
     let mut bd = Builder::new();
     let x = bd.param(a.clone());
     let w = bd.param(b.clone());
-    let y = bd.push1(Op::Conv(op), &[x, w]).unwrap();
+    let y = bd.push1(Op::Conv(Box::new(op)), &[x, w]).unwrap();
     let axes: Dims = (0..4).collect();
     let s = bd.push1(Op::Reduce(ReduceOp::Sum { axes }), &[y]).unwrap();
     let g = bd.finish(&[s]);
@@ -229,7 +229,7 @@ fn kernel_gradient_convolutions_match_the_interpreter() {
             let mut bd = Builder::new();
             let x = bd.param(a.clone());
             let w = bd.param(b.clone());
-            let y = bd.push1(Op::Conv(op.clone()), &[x, w]).unwrap();
+            let y = bd.push1(Op::Conv(Box::new(op.clone())), &[x, w]).unwrap();
             let g = bd.finish(&[y]);
             let out = g.output_types()[0].clone();
             let vjp = vjp_graph(&g, 2).unwrap();

@@ -347,7 +347,7 @@ fn dot_general_loops() {
             }
             let x = array(&mut rng, dt, a, -2.0, 2.0, false);
             let y = array(&mut rng, dt, b, -2.0, 2.0, false);
-            check(&graph(Op::Dot(op), &tys), &[x, y]);
+            check(&graph(Op::Dot(Box::new(op)), &tys), &[x, y]);
         }
     }
 }
@@ -372,7 +372,7 @@ fn dot_general_gemm() {
             let tys = [Type::new(dt, a), Type::new(dt, b)];
             let x = array(&mut rng, dt, a, -2.0, 2.0, false);
             let y = array(&mut rng, dt, b, -2.0, 2.0, false);
-            check_with(&graph(Op::Dot(op), &tys), &[x, y], Some(tol));
+            check_with(&graph(Op::Dot(Box::new(op)), &tys), &[x, y], Some(tol));
         }
     }
 }
@@ -641,7 +641,7 @@ fn window_ops() {
                     window: w.clone(),
                 };
                 check(
-                    &graph(Op::Window(op), std::slice::from_ref(&xt)),
+                    &graph(Op::Window(Box::new(op)), std::slice::from_ref(&xt)),
                     std::slice::from_ref(&x),
                 );
             }
@@ -652,7 +652,7 @@ fn window_ops() {
                     window: w.clone(),
                 };
                 check(
-                    &graph(Op::Window(gather), &[xt.clone(), xt.clone()]),
+                    &graph(Op::Window(Box::new(gather)), &[xt.clone(), xt.clone()]),
                     &[t, x.clone()],
                 );
                 let c = array(&mut rng, dt, &out, -3.0, 3.0, false);
@@ -661,7 +661,7 @@ fn window_ops() {
                     window: w.clone(),
                 };
                 check(
-                    &graph(Op::Window(scatter), &[ot.clone(), xt.clone()]),
+                    &graph(Op::Window(Box::new(scatter)), &[ot.clone(), xt.clone()]),
                     &[c, x.clone()],
                 );
             }
@@ -684,7 +684,7 @@ fn window_ops_on_a_zero_size_operand_with_huge_dimensions() {
             window: w.clone(),
         };
         check(
-            &graph(Op::Window(op), std::slice::from_ref(&xt)),
+            &graph(Op::Window(Box::new(op)), std::slice::from_ref(&xt)),
             std::slice::from_ref(&x),
         );
     }

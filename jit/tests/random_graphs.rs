@@ -68,7 +68,7 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
                 rhs_contract: Dims::from_slice(&[0]),
                 ..Default::default()
             };
-            if let Ok(v) = b.push1(Op::Dot(dot), &[x, y]) {
+            if let Ok(v) = b.push1(Op::Dot(Box::new(dot)), &[x, y]) {
                 pool.push(v);
             }
             return;

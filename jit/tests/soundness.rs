@@ -230,7 +230,7 @@ fn a_huge_output_is_a_resource_error() {
     assert_eq!(out[0].to_f64_vec(), vec![0.5f64.sin(); 4]);
 }
 
-/// The example: 8 TiB of output. Whether the allocator refuses it depends on the
+/// 8 TiB of output, far beyond any machine. Whether the allocator refuses it depends on the
 /// kernel's overcommit policy, so this runs only under the heuristic (0) or strict (2)
 /// policies, which refuse an allocation larger than the machine's memory and swap.
 #[test]

@@ -722,12 +722,12 @@ impl<'t, 'a> Gen<'t, 'a> {
             return;
         }
         let y = self.operand_of(b, pool, &Type::new(x.ty.dtype, &permuted));
-        let op = Op::Dot(DotGeneral {
+        let op = Op::Dot(Box::new(DotGeneral {
             lhs_contract,
             rhs_contract,
             lhs_batch,
             rhs_batch,
-        });
+        }));
         self.push(b, pool, op, &[x.v, y]);
     }
 
@@ -872,7 +872,7 @@ impl<'t, 'a> Gen<'t, 'a> {
             }
             _ => vec![x.v],
         };
-        if let Some(v) = self.push(b, pool, Op::Window(op), &args) {
+        if let Some(v) = self.push(b, pool, Op::Window(Box::new(op)), &args) {
             // Keep results small: drop it from the pool again if it is too large.
             if size_of(b.ty(v).dims()) > MAX_ELEMENTS {
                 pool.pop();
@@ -951,7 +951,7 @@ impl<'t, 'a> Gen<'t, 'a> {
             return;
         }
         let w = self.operand_of(b, pool, &kt);
-        self.push(b, pool, Op::Conv(op), &[x.v, w]);
+        self.push(b, pool, Op::Conv(Box::new(op)), &[x.v, w]);
     }
 
     /// A sub-generator one level deeper, sharing the tape.

@@ -306,12 +306,12 @@ fn rand_op(rng: &mut Rng) -> Op {
             ][rng.below(4)]
             .clone(),
         ),
-        14 => Op::Dot(DotGeneral {
+        14 => Op::Dot(Box::new(DotGeneral {
             lhs_contract: rand_dims(rng, 2),
             rhs_contract: rand_dims(rng, 2),
             lhs_batch: rand_dims(rng, 1),
             rhs_batch: rand_dims(rng, 1),
-        }),
+        })),
         15 => Op::Index(IndexOp::Cumsum {
             axis: axis(rng),
             reverse: rng.below(2) == 0,

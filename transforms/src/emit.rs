@@ -5,6 +5,7 @@
 //! The small helpers below (`add`, `mul`, `full`, ...) keep the rules short and readable.
 
 use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Array, Builder, DType, Dims, Graph, InstData, Op, Result, Shape, Type, Value};
 use smallvec::SmallVec;
 
@@ -285,9 +286,40 @@ pub(crate) fn build_graph(
     Ok(b.finish(&outs))
 }
 
-/// Simplifies and verifies a graph a transform produced.
+/// Finishes an intermediate graph of a transform that will be inlined, through the
+/// simplifying emitter, into a graph that gets the full [`finish`]: drops its dead code in
+/// place and verifies it in debug builds. The full simplification of the final graph applies
+/// everything a rebuild here would, so rebuilding every intermediate graph only cost time.
+pub(crate) fn finish_lean(g: Graph) -> Result<Graph> {
+    let g = timed("simplify.dce", || g.without_dead_code());
+    if cfg!(debug_assertions) {
+        g.verify()?;
+    }
+    Ok(g)
+}
+
+/// How a transform finishes the graph it built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// Simplified and verified ([`finish`]): a graph handed to the user.
+    Full,
+    /// Dead code dropped ([`finish_lean`]): an intermediate graph.
+    Lean,
+}
+
+impl Finish {
+    /// Finishes `g` this way.
+    pub(crate) fn apply(self, g: Graph) -> Result<Graph> {
+        match self {
+            Finish::Full => finish(g),
+            Finish::Lean => finish_lean(g),
+        }
+    }
+}
+
+/// Simplifies and verifies a graph a transform produced (freeing it as soon as it is read).
 pub(crate) fn finish(g: Graph) -> Result<Graph> {
-    let g = crate::passes::try_simplify(&g)?;
-    g.verify()?;
+    let g = crate::passes::try_simplify_owned(g)?;
+    timed("verify", || g.verify())?;
     Ok(g)
 }

@@ -2,9 +2,10 @@
 //! cotangent, restricted to the differentiated arguments (`argnums`); the other arguments are
 //! treated like captures.
 
-use crate::emit::{build_graph, finish, inline};
+use crate::emit::{build_graph, inline, or_zeros, Finish};
 use crate::jvp::check_explicit;
-use crate::vjp::vjp_graph;
+use crate::vjp::vjp_into;
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Array, Graph, Result, Type, Value};
 
 /// Checks `argnums` against `g`: in range of the explicit parameters, distinct, and of a float
@@ -57,6 +58,11 @@ pub(crate) fn argnums_first(g: &Graph, argnums: &[usize]) -> Vec<usize> {
 /// A copy of `g` whose parameters are `g`'s in the given `order` and whose outputs are the
 /// listed outputs of `g`.
 pub(crate) fn restrict(g: &Graph, order: &[usize], outputs: &[usize]) -> Result<Graph> {
+    restrict_with(g, order, outputs, Finish::Full)
+}
+
+/// [`restrict`] finished as `fin` says.
+fn restrict_with(g: &Graph, order: &[usize], outputs: &[usize], fin: Finish) -> Result<Graph> {
     let tys: Vec<Type> = order.iter().map(|&i| g.ty(g.params()[i]).clone()).collect();
     let out = build_graph(&tys, |b, ps| {
         let mut args = vec![ps[0]; g.params().len()];
@@ -66,7 +72,7 @@ pub(crate) fn restrict(g: &Graph, order: &[usize], outputs: &[usize]) -> Result<
         let outs = inline(b, g, &args)?;
         Ok(outputs.iter().map(|&o| outs[o]).collect())
     })?;
-    finish(out)
+    fin.apply(out)
 }
 
 fn grad_impl(
@@ -101,26 +107,38 @@ fn grad_impl(
     }
     let dtype = ty.dtype;
     let order = argnums_first(g, argnums);
-    let h = restrict(g, &order, &[0])?;
-    let v = vjp_graph(&h, argnums.len())?;
-    let out = build_graph(&g.param_types(), |b, ps| {
-        let one = b.constant(Array::scalar(dtype, 1.0));
-        let mut args: Vec<Value> = argnums.iter().map(|&a| ps[a]).collect();
-        args.push(one);
-        args.extend(order[argnums.len()..].iter().map(|&i| ps[i]));
-        let vo = inline(b, &v, &args)?;
-        let mut outs = if with_value {
-            vo.clone()
-        } else {
-            vo[1..].to_vec()
-        };
-        if has_aux {
-            let go = inline(b, g, ps)?;
-            outs.extend_from_slice(&go[1..]);
-        }
-        Ok(outs)
+    // With the differentiated arguments already first and one output, the restriction would
+    // only copy `g`: the JVP reads `g` itself.
+    let identity = order.iter().enumerate().all(|(k, &i)| k == i) && k == 1;
+    let h = if identity {
+        None
+    } else {
+        Some(timed("grad.restrict", || {
+            restrict_with(g, &order, &[0], Finish::Lean)
+        })?)
+    };
+    // The VJP is emitted straight into the result with the unit cotangent as a constant, so
+    // the transpose is simplified with it as it is built and no VJP graph is inlined again.
+    let out = timed("vjp", || {
+        build_graph(&g.param_types(), |b, ps| {
+            let one = b.constant(Array::scalar(dtype, 1.0));
+            let args: Vec<Value> = order.iter().map(|&i| ps[i]).collect();
+            let base = h.as_ref().unwrap_or(g);
+            let (vo, cin) = vjp_into(b, base, argnums.len(), &args, &[Some(one)])?;
+            let mut outs = if with_value { vo } else { Vec::new() };
+            for (c, &a) in cin.into_iter().zip(argnums) {
+                let ty = g.ty(g.params()[a]).clone();
+                outs.push(or_zeros(b, c, &ty)?);
+            }
+            if has_aux {
+                let go = inline(b, g, ps)?;
+                outs.extend_from_slice(&go[1..]);
+            }
+            Ok(outs)
+        })
     })?;
-    finish(out)
+    drop(h);
+    crate::passes::try_simplify_reassociating(out)
 }
 
 /// The gradient of `g`'s scalar float output 0 with respect to the explicit parameters listed

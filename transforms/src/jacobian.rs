@@ -504,7 +504,7 @@ mod tests {
             rhs_contract: Dims::from_slice(&[0]),
             ..Default::default()
         };
-        let m = b.push1(Op::Dot(d), &[t, w]).unwrap();
+        let m = b.push1(Op::Dot(Box::new(d)), &[t, w]).unwrap();
         let cb = b
             .push1(
                 Op::Shape(ShapeOp::BroadcastInDim {

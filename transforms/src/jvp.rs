@@ -2,9 +2,10 @@
 //! with one JVP rule per primitive (see [`crate::rules`]). Tangents are symbolic: `None` is a
 //! zero that costs nothing until an output needs it.
 
-use crate::emit::{build_graph, finish, or_zeros, push};
+use crate::emit::{build_graph, or_zeros, push, Finish};
 use crate::rules;
 use ferrax_ir::ops::ControlOp;
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Builder, Graph, Op, Result, Type, Value};
 use smallvec::SmallVec;
 
@@ -98,24 +99,31 @@ fn contains_custom_linear(g: &Graph) -> bool {
 /// [`jvp_graph`] without the check for `custom_vjp` calls (reverse mode linearizes through
 /// it and transposes the `custom_lin` ops away).
 pub(crate) fn jvp_graph_unchecked(g: &Graph, n_explicit: usize) -> Result<Graph> {
+    jvp_graph_with(g, n_explicit, Finish::Full)
+}
+
+/// [`jvp_graph_unchecked`], finished as `fin` says.
+pub(crate) fn jvp_graph_with(g: &Graph, n_explicit: usize, fin: Finish) -> Result<Graph> {
     check_explicit(g, n_explicit, "jvp")?;
     let n = n_explicit;
     let tys = g.param_types();
     let mut param_tys: Vec<Type> = tys[..n].to_vec();
     param_tys.extend_from_slice(&tys[..n]);
     param_tys.extend_from_slice(&tys[n..]);
-    let out = build_graph(&param_tys, |b, ps| {
-        let mut primals: Vec<Value> = ps[..n].to_vec();
-        primals.extend_from_slice(&ps[2 * n..]);
-        let mut tangents: Vec<Option<Value>> = ps[n..2 * n].iter().map(|&t| Some(t)).collect();
-        tangents.resize(primals.len(), None);
-        let (outs, touts) = jvp_into(b, g, &primals, &tangents)?;
-        let mut res = outs.clone();
-        for (&o, t) in outs.iter().zip(touts) {
-            let ty = b.ty(o).clone();
-            res.push(or_zeros(b, t, &ty)?);
-        }
-        Ok(res)
+    let out = timed("jvp", || {
+        build_graph(&param_tys, |b, ps| {
+            let mut primals: Vec<Value> = ps[..n].to_vec();
+            primals.extend_from_slice(&ps[2 * n..]);
+            let mut tangents: Vec<Option<Value>> = ps[n..2 * n].iter().map(|&t| Some(t)).collect();
+            tangents.resize(primals.len(), None);
+            let (outs, touts) = jvp_into(b, g, &primals, &tangents)?;
+            let mut res = outs.clone();
+            for (&o, t) in outs.iter().zip(touts) {
+                let ty = b.ty(o).clone();
+                res.push(or_zeros(b, t, &ty)?);
+            }
+            Ok(res)
+        })
     })?;
-    finish(out)
+    fin.apply(out)
 }

@@ -20,7 +20,7 @@ fn conv_graph(op: &ConvGeneral, a: &Type, b: &Type) -> Graph {
     let mut bd = Builder::new();
     let x = bd.param(a.clone());
     let w = bd.param(b.clone());
-    let y = bd.push1(Op::Conv(op.clone()), &[x, w]).unwrap();
+    let y = bd.push1(Op::Conv(Box::new(op.clone())), &[x, w]).unwrap();
     let g = bd.finish(&[y]);
     g.verify().unwrap();
     g
@@ -254,7 +254,9 @@ fn vmap_of_an_empty_batch() {
 fn small_net(op1: &ConvGeneral, op2: &ConvGeneral, tys: &[Type]) -> Graph {
     let mut bd = Builder::new();
     let ps: Vec<Value> = tys.iter().map(|t| bd.param(t.clone())).collect();
-    let h = bd.push1(Op::Conv(op1.clone()), &[ps[0], ps[1]]).unwrap();
+    let h = bd
+        .push1(Op::Conv(Box::new(op1.clone())), &[ps[0], ps[1]])
+        .unwrap();
     let zero = bd.constant(Array::scalar(DType::F64, 0.0));
     let hty = bd.ty(h).clone();
     let z = bd
@@ -267,7 +269,9 @@ fn small_net(op1: &ConvGeneral, op2: &ConvGeneral, tys: &[Type]) -> Graph {
         )
         .unwrap();
     let r = bd.push1(Op::Binary(BinaryOp::Max), &[h, z]).unwrap();
-    let y = bd.push1(Op::Conv(op2.clone()), &[r, ps[2]]).unwrap();
+    let y = bd
+        .push1(Op::Conv(Box::new(op2.clone())), &[r, ps[2]])
+        .unwrap();
     let axes: Dims = (0..bd.ty(y).rank()).collect();
     let s = bd.push1(Op::Reduce(ReduceOp::Sum { axes }), &[y]).unwrap();
     let g = bd.finish(&[s]);

@@ -131,7 +131,7 @@ fn forward_and_reverse_jacobians_agree_for_matrix_inputs() {
             rhs_contract: Dims::from_slice(&[0]),
             ..Default::default()
         };
-        let m = b.push1(Op::Dot(d), &[t, p[1]]).unwrap();
+        let m = b.push1(Op::Dot(Box::new(d)), &[t, p[1]]).unwrap();
         let sq = bin(b, BinaryOp::Mul, p[0], p[0]);
         vec![m, sum_all(b, sq)]
     });

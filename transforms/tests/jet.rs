@@ -242,12 +242,12 @@ fn shape_reduce_dot_and_index_rules() {
         let s = b.push1(Op::Unary(UnaryOp::Sin), &[x]).unwrap();
         let d = b
             .push1(
-                Op::Dot(DotGeneral {
+                Op::Dot(Box::new(DotGeneral {
                     lhs_contract: Dims::from_slice(&[1]),
                     rhs_contract: Dims::from_slice(&[0]),
                     lhs_batch: Dims::new(),
                     rhs_batch: Dims::new(),
-                }),
+                })),
                 &[s, w],
             )
             .unwrap();

@@ -1,4 +1,4 @@
-//! The shapes of the graphs behind the anchor workloads (../shared/bench/WORKLOADS.md): the
+//! The shapes of the graphs behind the anchor workloads (bench/compare/WORKLOADS.md): the
 //! simplified Hessian, Jacobians and training loop must not do work a hand-written version
 //! would not (no products with identity matrices, no n×n×n matrix products, little n×n
 //! arithmetic), and the structural rewrites that get them there must be exact, checked bit for
@@ -297,7 +297,7 @@ fn unit_contractions_and_unit_transposes_are_exact() {
         rhs_contract: Dims::from_slice(&[0]),
         ..Default::default()
     };
-    let p = raw(&mut b, Op::Dot(d), &[x, w]);
+    let p = raw(&mut b, Op::Dot(Box::new(d)), &[x, w]);
     let t = raw(
         &mut b,
         Op::Shape(ShapeOp::Transpose {

@@ -424,7 +424,7 @@ fn cases() -> Vec<Case> {
             vec![a, c],
             -1.0,
             1.0,
-            Box::new(move |b, p| vec![push(b, Op::Dot(d.clone()), &[p[0], p[1]])]),
+            Box::new(move |b, p| vec![push(b, Op::Dot(Box::new(d.clone())), &[p[0], p[1]])]),
         ));
     }
     // conv_general_dilated: strided, padded (one side negative), both dilations, two
@@ -440,7 +440,7 @@ fn cases() -> Vec<Case> {
         vec![f64t(&[2, 4, 5, 3]), f64t(&[4, 2, 2, 2])],
         -1.0,
         1.0,
-        Box::new(move |b, p| vec![push(b, Op::Conv(conv.clone()), &[p[0], p[1]])]),
+        Box::new(move |b, p| vec![push(b, Op::Conv(Box::new(conv.clone())), &[p[0], p[1]])]),
     ));
     for reverse in [false, true] {
         cs.push(case(
@@ -631,7 +631,7 @@ fn cases() -> Vec<Case> {
             vec![f64t(&[5, 4])],
             -1.0,
             1.0,
-            Box::new(move |b, p| vec![push(b, Op::Window(op.clone()), &[p[0]])]),
+            Box::new(move |b, p| vec![push(b, Op::Window(Box::new(op.clone())), &[p[0]])]),
         ));
     }
     for select in [Select::Max, Select::Min] {
@@ -649,14 +649,22 @@ fn cases() -> Vec<Case> {
             vec![f64t(&[5, 4]), f64t(&[5, 4])],
             -1.0,
             1.0,
-            Box::new(move |b, p| vec![push(b, Op::Window(gather.clone()), &[p[0], p[1]])]),
+            Box::new(move |b, p| {
+                vec![push(b, Op::Window(Box::new(gather.clone())), &[p[0], p[1]])]
+            }),
         ));
         cs.push(case(
             scatter.name(),
             vec![f64t(&[2, 8]), f64t(&[5, 4])],
             -1.0,
             1.0,
-            Box::new(move |b, p| vec![push(b, Op::Window(scatter.clone()), &[p[0], p[1]])]),
+            Box::new(move |b, p| {
+                vec![push(
+                    b,
+                    Op::Window(Box::new(scatter.clone())),
+                    &[p[0], p[1]],
+                )]
+            }),
         ));
     }
     cs

@@ -253,6 +253,34 @@ proptest! {
     }
 
     #[test]
+    fn orderings_are_permutations_and_adjacency_is_symmetric(p in arb_pattern()) {
+        use ferrax_transforms::sparse::colour::{column_conflicts, order, symmetric_adjacency};
+        let s = symmetric(&p);
+        for adj in [column_conflicts(&p), symmetric_adjacency(&s)] {
+            for v in 0..adj.len() {
+                let nb = adj.nbrs(v);
+                prop_assert!(nb.windows(2).all(|w| w[0] < w[1]) && !nb.contains(&v));
+                for &w in nb {
+                    prop_assert!(adj.nbrs(w).contains(&v));
+                }
+            }
+            for o in ORDERINGS {
+                let mut ord = order(&adj, o);
+                ord.sort_unstable();
+                prop_assert_eq!(ord, (0..adj.len()).collect::<Vec<_>>());
+            }
+        }
+        // Columns sharing a row are exactly the adjacent ones.
+        let adj = column_conflicts(&p);
+        for a in 0..p.ncols {
+            for b in 0..p.ncols {
+                let share = (0..p.nrows).any(|r| p.row(r).contains(&a) && p.row(r).contains(&b));
+                prop_assert_eq!(a != b && share, adj.nbrs(a).contains(&b));
+            }
+        }
+    }
+
+    #[test]
     fn star_colourings_are_valid_and_decompress(p in arb_pattern()) {
         let s = symmetric(&p);
         for o in ORDERINGS {
@@ -319,7 +347,7 @@ fn compressed_jacobian_values_equal_dense() {
     let n = 11;
     let g = graph_of(|x: Tensor| stencil(&x) * x.exp() + x.clone() * x, n);
     for o in ORDERINGS {
-        let plan = jacobian_plan(&g, 1, o).unwrap();
+        let plan = jacobian_plan(&g, 1, 0, o).unwrap();
         assert_eq!(plan.colouring.num_colours, 3);
         let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
         for x in inputs(n) {
@@ -332,7 +360,7 @@ fn compressed_jacobian_values_equal_dense() {
 fn compressed_hessian_values_equal_dense() {
     let n = 13;
     let g = graph_of(rosenbrock, n);
-    let plan = hessian_plan(&g, 1, Ordering::SmallestLast).unwrap();
+    let plan = hessian_plan(&g, 1, 0, Ordering::SmallestLast).unwrap();
     assert_eq!(plan.colouring.num_colours, 3);
     let dense = hessian_graph(&g, 1, &[0]).unwrap();
     for x in inputs(n) {
@@ -523,7 +551,7 @@ fn a_dense_row_is_compressed_in_reverse_mode() {
     );
     let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
     for o in ORDERINGS {
-        let plan = jacobian_plan(&g, 1, o).unwrap();
+        let plan = jacobian_plan(&g, 1, 0, o).unwrap();
         assert_eq!(plan.mode, Mode::Reverse);
         assert!(
             plan.colouring.num_colours <= 4,
@@ -536,7 +564,7 @@ fn a_dense_row_is_compressed_in_reverse_mode() {
     }
     // One dense column: forward mode.
     let g = graph_of(|x: Tensor| x.clone() * x.slice_axis(0, 0, 1).cos(), n);
-    let plan = jacobian_plan(&g, 1, Ordering::SmallestLast).unwrap();
+    let plan = jacobian_plan(&g, 1, 0, Ordering::SmallestLast).unwrap();
     assert_eq!((plan.mode, plan.colouring.num_colours), (Mode::Forward, 2));
     let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
     check_values(&plan.graph, &plan.pattern, &dense, &random(n, 9));

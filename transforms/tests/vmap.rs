@@ -407,12 +407,12 @@ fn reduce_cases() -> Vec<Case> {
 }
 
 fn dot(lc: &[usize], rc: &[usize], lb: &[usize], rb: &[usize]) -> Op {
-    Op::Dot(DotGeneral {
+    Op::Dot(Box::new(DotGeneral {
         lhs_contract: dims(lc),
         rhs_contract: dims(rc),
         lhs_batch: dims(lb),
         rhs_batch: dims(rb),
-    })
+    }))
 }
 
 fn dot_cases() -> Vec<Case> {
@@ -586,12 +586,12 @@ fn window_cases() -> Vec<Case> {
         cases.push(case(
             op.name(),
             vec![f64t(&[3, 5])],
-            op1(Op::Window(op.clone())),
+            op1(Op::Window(Box::new(op.clone()))),
         ));
         cases.push(case(
             &format!("{}_i32", op.name()),
             vec![i32t(&[3, 5])],
-            op1(Op::Window(op)),
+            op1(Op::Window(Box::new(op))),
         ));
     }
     for select in [Select::Max, Select::Min] {
@@ -602,7 +602,7 @@ fn window_cases() -> Vec<Case> {
         cases.push(case(
             gather.name(),
             vec![f64t(&[3, 5]), f64t(&[3, 5])],
-            op1(Op::Window(gather)),
+            op1(Op::Window(Box::new(gather))),
         ));
         let scatter = WindowOp::SelectAndScatterAdd {
             select,
@@ -611,7 +611,7 @@ fn window_cases() -> Vec<Case> {
         cases.push(case(
             scatter.name(),
             vec![f64t(&[5, 2]), f64t(&[3, 5])],
-            op1(Op::Window(scatter)),
+            op1(Op::Window(Box::new(scatter))),
         ));
     }
     cases

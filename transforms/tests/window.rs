@@ -32,7 +32,7 @@ fn random_case(rng: &mut Rng) -> (Vec<usize>, Window) {
 }
 
 fn window_op(b: &mut Builder, op: &WindowOp, args: &[Value]) -> Value {
-    b.push1(Op::Window(op.clone()), args).unwrap()
+    b.push1(Op::Window(Box::new(op.clone())), args).unwrap()
 }
 
 /// Checks the JVP of the single-output graph `g` (of `n` f64 parameters) against central

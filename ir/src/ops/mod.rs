@@ -51,15 +51,15 @@ pub enum Op {
     /// Reductions over axes and arg-reductions.
     Reduce(ReduceOp),
     /// Generalized dot product with batch and contracting dimensions.
-    Dot(DotGeneral),
+    Dot(Box<DotGeneral>),
     /// General dilated convolution with grouping (`conv_general_dilated`).
-    Conv(ConvGeneral),
+    Conv(Box<ConvGeneral>),
     /// Cumulative sums, dynamic slices, and gathers/scatters along an axis.
     Index(IndexOp),
     /// Control flow (switch, while, scan) and calls of sub-graphs (checkpoint, custom rules).
     Control(ControlOp),
     /// Windowed reductions and the select ops of their derivatives.
-    Window(WindowOp),
+    Window(Box<WindowOp>),
 }
 
 /// Result types of one instruction (almost always one).

@@ -15,7 +15,7 @@ use super::print::call_kind_name;
 use crate::array::{Array, Data};
 use crate::entities::{Inst, Value};
 use crate::error::{Error, ErrorKind, Result};
-use crate::graph::{Graph, InstData, ValueData, ValueDef};
+use crate::graph::{Graph, InstData, ValueDef};
 use crate::ops::{
     BinaryOp, Body, Bounds, CallKind, Combine, CompareOp, ControlOp, ConvDimensionNumbers,
     ConvGeneral, ConvertOp, DotGeneral, IndexOp, Indexing, Literal, LiteralOp, Monoid, Op,
@@ -620,21 +620,21 @@ fn reduce_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
 }
 
 fn dot_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
-    let proto = Op::Dot(DotGeneral::default());
+    let proto = Op::Dot(Box::default());
     if proto.name() != t.name {
         return Ok(None);
     }
     let p = t.params()?;
-    Ok(Some(Op::Dot(DotGeneral {
+    Ok(Some(Op::Dot(Box::new(DotGeneral {
         lhs_contract: p.dims("lhs_contract")?,
         rhs_contract: p.dims("rhs_contract")?,
         lhs_batch: p.dims("lhs_batch")?,
         rhs_batch: p.dims("rhs_batch")?,
-    })))
+    }))))
 }
 
 fn conv_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
-    let proto = Op::Conv(ConvGeneral::new(0));
+    let proto = Op::Conv(Box::new(ConvGeneral::new(0)));
     if proto.name() != t.name {
         return Ok(None);
     }
@@ -647,7 +647,7 @@ fn conv_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
             "`padding_lo` and `padding_hi` need one entry per spatial axis each",
         ));
     }
-    Ok(Some(Op::Conv(ConvGeneral {
+    Ok(Some(Op::Conv(Box::new(ConvGeneral {
         window_strides,
         padding: lo.into_iter().zip(hi).collect(),
         lhs_dilation: p.dims("lhs_dilation")?,
@@ -659,7 +659,7 @@ fn conv_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         },
         feature_group_count: p.usize("feature_group_count")?,
         batch_group_count: p.usize("batch_group_count")?,
-    })))
+    }))))
 }
 
 fn index_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
@@ -754,7 +754,7 @@ fn window_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
         base_dilation: p.dims("base_dilation")?,
         window_dilation: p.dims("window_dilation")?,
     };
-    Ok(Some(Op::Window(op.with_window(window))))
+    Ok(Some(Op::Window(Box::new(op.with_window(window)))))
 }
 
 /// The optional `axis`, `along` and `bounds` parameters of a gather or scatter (each defaults
@@ -1207,10 +1207,8 @@ impl Parser {
                 let (name, pos, ty) = self.binder()?;
                 let v = Value::from_index(g.values.len());
                 define(&mut scope, name, pos, v)?;
-                g.values.push(ValueData {
-                    ty,
-                    def: ValueDef::Param(g.params.len() as u32),
-                });
+                let n = g.params.len() as u32;
+                g.push_value(ty, ValueDef::Param(n));
                 g.params.push(v);
                 if self.is_punct(',') {
                     self.bump();
@@ -1332,10 +1330,7 @@ impl Parser {
         for (k, (vname, vpos, ty)) in binders.into_iter().enumerate() {
             let v = Value::from_index(g.values.len());
             define(scope, vname, vpos, v)?;
-            g.values.push(ValueData {
-                ty,
-                def: ValueDef::Result(inst, k as u32),
-            });
+            g.push_value(ty, ValueDef::Result(inst, k as u32));
             results.push(v);
         }
         g.insts.push(InstData { op, args, results });

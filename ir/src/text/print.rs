@@ -71,7 +71,7 @@ impl Names {
 /// parser rejects.
 pub(crate) fn type_text(g: &Graph, v: Value) -> String {
     match g.values.get(v.index()) {
-        Some(d) => d.ty.to_string(),
+        Some(_) => g.ty(v).to_string(),
         None => "?".to_string(),
     }
 }

@@ -450,7 +450,9 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     // A reduction splits across threads only along a kept outer dimension (disjoint results,
     // unchanged order).
     let splittable = sp.reds.is_empty() || sp.out_strides[0] != 0;
-    if n >= PAR_MIN && sp.dims[0] >= 2 && splittable {
+    // Exported objects run every loop on the calling thread (they have no thread pool).
+    let threads = cx.dest == crate::Destination::Process;
+    if n >= PAR_MIN && sp.dims[0] >= 2 && splittable && threads {
         parallel(cx, &sp, &insts)?;
     } else if n > 0 {
         let start = cx.iconst(0);
@@ -1045,6 +1047,7 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
             None,
             Vec::new(),
         );
+        kx.dest = cx.dest;
         for (k, r) in sp.reads.iter().enumerate() {
             let ty = kx.graph.ty(r.leaf);
             let s = match cx.slots[r.leaf.index()] {

@@ -1,5 +1,6 @@
 //! Lowering of `ferrax_ir::ops::LiteralOp`: scalar constants become immediates, array
-//! constants are read in place from the literal (kept alive by the compiled function), and
+//! constants are read in place from the literal (kept alive by the compiled function; an
+//! exported object carries them as data objects instead), and
 //! `iota` is a loop nest writing its index.
 
 use super::{clty, strides, Access, Ctx, Slot};
@@ -20,6 +21,15 @@ pub(crate) fn lower(cx: &mut Ctx, op: &LiteralOp, inst: &InstData) -> Result<()>
                     Data::I32(v) => cx.fb.ins().iconst(types::I32, v[0] as i64),
                     Data::Bool(v) => cx.fb.ins().iconst(types::I8, v[0] as i64),
                 })
+            } else if cx.dest == crate::Destination::Object {
+                // The element bytes in little-endian order, that of every exported target.
+                let bytes: Vec<u8> = match a.data() {
+                    Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    Data::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+                };
+                Slot::Mem(cx.data_addr(bytes)?)
             } else {
                 let addr = match a.data() {
                     Data::F32(v) => v.as_ptr() as usize,

@@ -34,7 +34,6 @@ use cranelift_codegen::ir::{
     self, condcodes::IntCC, types, AbiParam, InstBuilder, MemFlagsData, Signature,
 };
 use cranelift_frontend::FunctionBuilder;
-use cranelift_jit::JITModule;
 use cranelift_module::{Linkage, Module};
 use ferrax_ir::ops::Literal;
 use ferrax_ir::{DType, Error, ErrorKind, Graph, InstData, Op, Result, Value};
@@ -94,8 +93,11 @@ pub(crate) type NestBody<'f, 'a, 'b> =
 pub(crate) struct Ctx<'a, 'b> {
     /// The Cranelift function builder.
     pub fb: &'a mut FunctionBuilder<'b>,
-    /// The module (for imports).
-    pub module: &'a mut JITModule,
+    /// The module (for imports): a `JITModule` for code run in this process, an object
+    /// module for exported code.
+    pub module: &'a mut dyn Module,
+    /// Where the code will run, which decides how helpers and constants are reached.
+    pub(crate) dest: crate::Destination,
     /// The graph.
     pub graph: &'a Graph,
     /// The compile options.
@@ -146,7 +148,7 @@ fn sincos_pairs(graph: &Graph) -> HashMap<Value, Option<(ir::Value, ir::Value)>>
 }
 
 /// Whether the ISA of `module` has fused multiply-add instructions.
-fn isa_has_fma(module: &JITModule) -> bool {
+fn isa_has_fma(module: &dyn Module) -> bool {
     module
         .isa()
         .isa_flags()
@@ -160,7 +162,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         fb: &'a mut FunctionBuilder<'b>,
-        module: &'a mut JITModule,
+        module: &'a mut dyn Module,
         graph: &'a Graph,
         opts: &'a crate::JitOptions,
         plan: &'a Plan,
@@ -172,6 +174,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
         let has_fma = isa_has_fma(module);
         let sincos = sincos_pairs(graph);
         Ctx {
+            dest: crate::Destination::Process,
             sincos,
             fast_sincos: HashMap::new(),
             has_fma,
@@ -367,7 +370,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
         })
     }
 
-    /// Calls an imported `ferrax_*` helper (or libc) function.
+    /// Calls an imported `ferrax_*` helper (or libc) function. In an exported object the
+    /// helper must have a libm equivalent ([`crate::symbols::object_symbol`]), which the
+    /// object imports instead; other helpers are an error naming what needs them.
     pub fn call(
         &mut self,
         name: &str,
@@ -375,6 +380,10 @@ impl<'a, 'b> Ctx<'a, 'b> {
         rets: &[ir::Type],
         args: &[ir::Value],
     ) -> Result<SmallVec<[ir::Value; 1]>> {
+        let name = match self.dest {
+            crate::Destination::Process => name,
+            crate::Destination::Object => crate::symbols::object_symbol(name)?,
+        };
         let fref = match self.imports.get(name) {
             Some(&f) => f,
             None => {
@@ -392,6 +401,24 @@ impl<'a, 'b> Ctx<'a, 'b> {
         };
         let call = self.fb.ins().call(fref, args);
         Ok(SmallVec::from_slice(self.fb.inst_results(call)))
+    }
+
+    /// The address of a read-only data object holding `bytes` (aligned to 16 bytes), defined
+    /// in the module: how an exported object carries its array constants, which code run in
+    /// this process instead reads in place.
+    pub fn data_addr(&mut self, bytes: Vec<u8>) -> Result<ir::Value> {
+        let id = self
+            .module
+            .declare_anonymous_data(false, false)
+            .map_err(|e| jit_err(format!("cranelift declare data: {e}")))?;
+        let mut desc = cranelift_module::DataDescription::new();
+        desc.define(bytes.into_boxed_slice());
+        desc.set_align(16);
+        self.module
+            .define_data(id, &desc)
+            .map_err(|e| jit_err(format!("cranelift define data: {e}")))?;
+        let gv = self.module.declare_data_in_func(id, self.fb.func);
+        Ok(self.fb.ins().symbol_value(types::I64, gv))
     }
 
     /// Copies all elements of `v` into the buffer at `dst`.
@@ -479,6 +506,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             has_fma: self.has_fma,
             fb: &mut *self.fb,
             module: &mut *self.module,
+            dest: self.dest,
             graph: body,
             opts: self.opts,
             slots: vec![None; body.num_values()],

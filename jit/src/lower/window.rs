@@ -5,6 +5,11 @@
 //! i64 parameters in a stack slot, with every buffer's element count; the kernel checks the
 //! block and the counts against each other before touching memory. Rank-0 operands held in
 //! registers are spilled to a stack slot, and a rank-0 result is read back from one.
+//!
+//! Pooling-shaped ops (windows along at most two neighbouring dimensions, no padding below, no
+//! dilation, every window inside the operand) call the dedicated kernel of
+//! `crate::pool_kernel` instead, with the same arguments and its own block; it computes the
+//! same bits without the generic loop's per-element bookkeeping.
 
 use super::{clty, Ctx, Slot};
 use cranelift_codegen::ir::{self, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind};
@@ -60,11 +65,11 @@ macro_rules! window_kernels {
         }
     )*
 
-        /// The kernel symbols of this file and their addresses.
+        /// The kernel symbols of this file and of `crate::pool_kernel`, and their addresses.
         pub(crate) fn symbol(name: &str) -> Option<*const u8> {
             match name {
                 $(stringify!($name) => Some($name as *const u8),)*
-                _ => None,
+                _ => crate::pool_kernel::symbol(name),
             }
         }
     };
@@ -101,12 +106,19 @@ pub(crate) fn lower(cx: &mut Ctx, op: &WindowOp, inst: &InstData) -> Result<()> 
     let xty = cx.graph.ty(x).clone();
     let rty = cx.graph.ty(r).clone();
     let dtype = xty.dtype;
-    let params = op.params(xty.dims())?;
-    let name = match dtype {
-        DType::F64 => "ferrax_window_f64",
-        DType::F32 => "ferrax_window_f32",
-        DType::I32 => "ferrax_window_i32",
-        DType::Bool => return Err(super::jit_err("window ops take no bool operands")),
+    let pool = crate::pool_kernel::plan(op, xty.dims());
+    let name = match (dtype, pool.is_some()) {
+        (DType::F64, false) => "ferrax_window_f64",
+        (DType::F32, false) => "ferrax_window_f32",
+        (DType::I32, false) => "ferrax_window_i32",
+        (DType::F64, true) => "ferrax_pool_f64",
+        (DType::F32, true) => "ferrax_pool_f32",
+        (DType::I32, true) => "ferrax_pool_i32",
+        (DType::Bool, _) => return Err(super::jit_err("window ops take no bool operands")),
+    };
+    let params = match pool {
+        Some(block) => block,
+        None => op.params(xty.dims())?,
     };
     let bytes = u32::try_from(params.len() * 8)
         .map_err(|_| super::jit_err("a window op's parameter block is too large"))?;

@@ -5,16 +5,14 @@
       v4:f64[] = sub v1 v3
       v5:f64[] = const[2.0]
       v6:f64[] = mul v2 v5
-      v7:f64[] = neg v4
-      v8:f64[] = mul v5 v7
-      v9:f64[] = mul v6 v6
-      v10:f64[] = add v8 v9
-      v11:f64[] = add v4 v4
-      v12:f64[] = mul v6 v11
-      v13:f64[] = mul v4 v5
-      v14:f64[] = sub v13 v10
-      v15:f64[] = mul v5 v12
-      v16:f64[] = mul v6 v14
-      v17:f64[] = add v15 v16
-      v18:f64[] = mul v4 v17
-  in (v18) }
+      v7:f64[] = const[-2.0]
+      v8:f64[] = mul v4 v7
+      v9:f64[] = const[4.0]
+      v10:f64[] = mul v3 v9
+      v11:f64[] = add v8 v10
+      v12:f64[] = mul v4 v9
+      v13:f64[] = sub v12 v11
+      v14:f64[] = sub v13 v8
+      v15:f64[] = mul v6 v14
+      v16:f64[] = mul v4 v15
+  in (v16) }

@@ -69,7 +69,7 @@ pub fn batch(op: &ConvGeneral, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Resu
     let (lv, rv, feature_split) = match (l.bdim, r.bdim) {
         (Some(_), None) => {
             let lv = fold(ctx, l, dn.lhs[0], bg)?;
-            let out = ctx.push1(Op::Conv(c), &[lv, r.value])?;
+            let out = ctx.push1(Op::Conv(Box::new(c)), &[lv, r.value])?;
             // The result's batch is [v, n].
             let s = split(ctx, out, dn.out[0], size)?;
             return Ok(Batched::at(s, dn.out[0]));
@@ -91,11 +91,11 @@ pub fn batch(op: &ConvGeneral, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Resu
         }
         (None, None) => {
             return Ok(Batched::unbatched(
-                ctx.push1(Op::Conv(op.clone()), &[l.value, r.value])?,
+                ctx.push1(Op::Conv(Box::new(op.clone())), &[l.value, r.value])?,
             ))
         }
     };
-    let out = ctx.push1(Op::Conv(c), &[lv, rv])?;
+    let out = ctx.push1(Op::Conv(Box::new(c)), &[lv, rv])?;
     let f = dn.out[1];
     let groups = g.max(bg);
     if feature_split && groups > 1 {

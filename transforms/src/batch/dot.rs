@@ -46,12 +46,12 @@ pub fn batch(op: &DotGeneral, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Resul
         }
         (None, None) => {
             return Ok(Batched::unbatched(
-                ctx.push1(Op::Dot(op.clone()), &[l.value, r.value])?,
+                ctx.push1(Op::Dot(Box::new(op.clone())), &[l.value, r.value])?,
             ))
         }
     };
     Ok(Batched::at(
-        ctx.push1(Op::Dot(dn), &[l.value, r.value])?,
+        ctx.push1(Op::Dot(Box::new(dn)), &[l.value, r.value])?,
         bdim,
     ))
 }

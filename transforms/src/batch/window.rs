@@ -17,5 +17,8 @@ pub fn batch(op: &WindowOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<
     w.base_dilation.insert(bdim, 1);
     w.window_dilation.insert(bdim, 1);
     let op = op.clone().with_window(w);
-    Ok(Batched::at(ctx.push1(Op::Window(op), &vals)?, bdim))
+    Ok(Batched::at(
+        ctx.push1(Op::Window(Box::new(op)), &vals)?,
+        bdim,
+    ))
 }

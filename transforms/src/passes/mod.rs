@@ -2,16 +2,19 @@
 //!
 //! Every pass takes a `&Graph` and returns a new one. [`simplify`] runs them all and is applied
 //! after every transform; [`simplify_report`] runs them one by one and records the equation
-//! count before and after each.
+//! count before and after each. [`reassoc`] (value numbering modulo reassociation, which may
+//! change rounding) runs only on the results of `grad` ([`try_simplify_reassociating`]).
 
 pub mod dce;
 pub mod identities;
 pub(crate) mod masks;
+pub mod reassoc;
 pub(crate) mod structure;
 
 pub use dce::dce;
 pub use identities::identities;
 
+use ferrax_ir::timings::timed;
 use ferrax_ir::{Builder, Graph, Result, Value};
 use smallvec::SmallVec;
 
@@ -19,7 +22,7 @@ use smallvec::SmallVec;
 /// equations (CSE). With `fold`, ops on small constants are evaluated; with `identities`, the
 /// exact algebraic identities are applied as well.
 pub(crate) fn rebuild(g: &Graph, fold: bool, identities: bool) -> Result<Graph> {
-    let mut b = Builder::new();
+    let mut b = Builder::with_capacity(g.num_values(), g.num_insts());
     b.fold_constants = fold;
     let params: Vec<Value> = g
         .params()
@@ -67,7 +70,28 @@ pub fn fold(g: &Graph) -> Result<Graph> {
 /// Runs every pass (CSE, folding and identities in one rebuild, then DCE), returning the
 /// simplified graph or the first error a pass met.
 pub fn try_simplify(g: &Graph) -> Result<Graph> {
-    dce(&rebuild(g, true, true)?)
+    let rebuilt = timed("simplify.rebuild", || rebuild(g, true, true))?;
+    // The rebuilt graph holds no duplicate equations (its builder merged them), so dropping
+    // the dead ones in place gives what `dce` would build, without a second builder.
+    Ok(timed("simplify.dce", || rebuilt.without_dead_code()))
+}
+
+/// [`try_simplify`] of a graph the caller no longer needs, which is freed as soon as the
+/// rebuild has read it (the transforms' intermediate graphs).
+pub(crate) fn try_simplify_owned(g: Graph) -> Result<Graph> {
+    let rebuilt = timed("simplify.rebuild", || rebuild(&g, true, true))?;
+    drop(g);
+    Ok(timed("simplify.dce", || rebuilt.without_dead_code()))
+}
+
+/// [`try_simplify`], then value numbering modulo reassociation ([`reassoc::reassoc`]), which
+/// may change rounding: applied to the results of `grad` and `value_and_grad` only (see the
+/// module documentation of [`reassoc`] for why not to intermediate graphs).
+pub fn try_simplify_reassociating(g: Graph) -> Result<Graph> {
+    let g = try_simplify_owned(g)?;
+    let g = ferrax_ir::timings::timed("simplify.reassoc", || reassoc::reassoc(&g))?;
+    ferrax_ir::timings::timed("verify", || g.verify())?;
+    Ok(g)
 }
 
 /// Runs every pass; a graph no pass can improve (or one a pass fails on) is returned as is.

@@ -30,7 +30,7 @@ pub fn jvp(
     x: &[Value],
     t: &[Option<Value>],
 ) -> Result<Option<Value>> {
-    let op = Op::Conv(c.clone());
+    let op = Op::Conv(Box::new(c.clone()));
     let l = match t[0] {
         Some(t) => Some(push1(b, op.clone(), &[t, x[1]])?),
         None => None,
@@ -156,7 +156,7 @@ fn transpose_lhs(
         feature_group_count: groups,
         batch_group_count: 1,
     };
-    let r = push1(b, Op::Conv(t), &[ct, wk])?;
+    let r = push1(b, Op::Conv(Box::new(t)), &[ct, wk])?;
     if bg > 1 {
         // The result's features are [batch group, feature]: fold the groups into the batch.
         regroup(b, r, dn.lhs[1], bg, dn.lhs[0])
@@ -209,7 +209,7 @@ fn transpose_rhs(
         feature_group_count: c.batch_group_count,
         batch_group_count: c.feature_group_count,
     };
-    push1(b, Op::Conv(t), &[x, ct])
+    push1(b, Op::Conv(Box::new(t)), &[x, ct])
 }
 
 /// Transposes `conv_general_dilated` with respect to its one linear operand.

@@ -14,7 +14,7 @@ pub fn jvp(
     x: &[Value],
     t: &[Option<Value>],
 ) -> Result<Option<Value>> {
-    let op = Op::Dot(d.clone());
+    let op = Op::Dot(Box::new(d.clone()));
     let l = match t[0] {
         Some(t) => Some(push1(b, op.clone(), &[t, x[1]])?),
         None => None,
@@ -64,7 +64,7 @@ fn transpose_lhs(
         lhs_batch: (0..nb).collect(),
         rhs_batch: d.rhs_batch.clone(),
     };
-    let r = push1(b, Op::Dot(dn), &[ct, rhs])?;
+    let r = push1(b, Op::Dot(Box::new(dn)), &[ct, rhs])?;
     let mut src: Dims = d.lhs_batch.clone();
     src.extend_from_slice(&a_free);
     src.extend(contracted_in_other_order(&d.lhs_contract, &d.rhs_contract));
@@ -88,7 +88,7 @@ fn transpose_rhs(
         lhs_batch: (0..nb).collect(),
         rhs_batch: d.lhs_batch.clone(),
     };
-    let r = push1(b, Op::Dot(dn), &[ct, lhs])?;
+    let r = push1(b, Op::Dot(Box::new(dn)), &[ct, lhs])?;
     let mut src: Dims = d.rhs_batch.clone();
     src.extend_from_slice(&b_free);
     src.extend(contracted_in_other_order(&d.rhs_contract, &d.lhs_contract));

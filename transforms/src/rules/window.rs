@@ -49,7 +49,7 @@ pub fn jvp(
             (op.clone(), vec![t0, x[1]])
         }
     };
-    push1(b, Op::Window(op), &args).map(Some)
+    push1(b, Op::Window(Box::new(op)), &args).map(Some)
 }
 
 /// The transpose of a windowed op with respect to its linear operand.
@@ -94,7 +94,7 @@ fn select_transpose(
         return Err(not_linear(op.name()));
     };
     for_linear(args, |_, _| {
-        push1(b, Op::Window(other.clone()), &[ct, x]).map(Some)
+        push1(b, Op::Window(Box::new(other.clone())), &[ct, x]).map(Some)
     })
 }
 
@@ -150,5 +150,5 @@ fn sum_transpose(b: &mut Builder, w: &Window, ty: &Type, ct: Value) -> Result<Va
         monoid: Monoid::Sum,
         window: back,
     };
-    push1(b, Op::Window(op), &[cropped])
+    push1(b, Op::Window(Box::new(op)), &[cropped])
 }

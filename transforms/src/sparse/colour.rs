@@ -14,7 +14,6 @@
 use super::pattern::Pattern;
 use ferrax_ir::{Error, ErrorKind, Result};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// The order in which greedy colouring visits the vertices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -38,46 +37,100 @@ pub struct Colouring {
     pub num_colours: usize,
 }
 
-/// The conflict graph: adjacency lists (sorted, without self loops).
-type Adjacency = Vec<Vec<usize>>;
+/// The conflict graph: sorted adjacency lists without self loops or repeats, stored flat
+/// (vertex `v`'s neighbours are `nbrs[start[v]..start[v + 1]]`), so that a graph of a million
+/// vertices is three allocations rather than a million.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adjacency {
+    start: Vec<usize>,
+    nbrs: Vec<usize>,
+}
+
+impl Adjacency {
+    /// The graph on `n` vertices whose edges `emit` produces (as ordered pairs `(a, b)`: `b`
+    /// joins `a`'s list; self loops are dropped). `emit` runs twice, once to count and once
+    /// to fill.
+    fn build(n: usize, emit: impl Fn(&mut dyn FnMut(usize, usize))) -> Adjacency {
+        let mut start = vec![0usize; n + 1];
+        emit(&mut |a, b| {
+            if a != b {
+                start[a + 1] += 1;
+            }
+        });
+        for v in 0..n {
+            start[v + 1] += start[v];
+        }
+        let mut fill = start.clone();
+        let mut nbrs = vec![0usize; start[n]];
+        emit(&mut |a, b| {
+            if a != b {
+                nbrs[fill[a]] = b;
+                fill[a] += 1;
+            }
+        });
+        // Sort each list and drop repeats, compacting in place.
+        let mut out = 0;
+        let mut from = 0;
+        for v in 0..n {
+            let end = start[v + 1];
+            nbrs[from..end].sort_unstable();
+            start[v] = out;
+            let mut last = None;
+            for k in from..end {
+                if last != Some(nbrs[k]) {
+                    last = Some(nbrs[k]);
+                    nbrs[out] = nbrs[k];
+                    out += 1;
+                }
+            }
+            from = end;
+        }
+        start[n] = out;
+        nbrs.truncate(out);
+        Adjacency { start, nbrs }
+    }
+
+    /// The number of vertices.
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    /// Whether the graph has no vertex.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The neighbours of `v`, sorted.
+    pub fn nbrs(&self, v: usize) -> &[usize] {
+        &self.nbrs[self.start[v]..self.start[v + 1]]
+    }
+}
 
 /// Columns conflict when they share a row: the column intersection graph of `p`.
 pub fn column_conflicts(p: &Pattern) -> Adjacency {
-    let mut adj: Adjacency = vec![Vec::new(); p.ncols];
-    for r in 0..p.nrows {
-        let row = p.row(r);
-        for &a in row {
-            for &b in row {
-                if a != b {
-                    adj[a].push(b);
+    Adjacency::build(p.ncols, |edge| {
+        for r in 0..p.nrows {
+            let row = p.row(r);
+            for &a in row {
+                for &b in row {
+                    edge(a, b);
                 }
             }
         }
-    }
-    for a in &mut adj {
-        a.sort_unstable();
-        a.dedup();
-    }
-    adj
+    })
 }
 
 /// The adjacency graph of a square, symmetric pattern (diagonal entries dropped; an entry
 /// `(i, j)` makes `i` and `j` adjacent even if `(j, i)` is missing).
 pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
-    let mut adj: Adjacency = vec![Vec::new(); p.ncols.max(p.nrows)];
-    for r in 0..p.nrows {
-        for &c in p.row(r) {
-            if c != r {
-                adj[r].push(c);
-                adj[c].push(r);
+    Adjacency::build(p.ncols.max(p.nrows), |edge| {
+        for r in 0..p.nrows {
+            for &c in p.row(r) {
+                edge(r, c);
+                edge(c, r);
             }
         }
-    }
-    for a in &mut adj {
-        a.sort_unstable();
-        a.dedup();
-    }
-    adj
+    })
 }
 
 /// The visiting order of the vertices of `adj`.
@@ -87,27 +140,39 @@ pub fn order(adj: &Adjacency, ordering: Ordering) -> Vec<usize> {
         Ordering::Natural => (0..n).collect(),
         Ordering::LargestFirst => {
             let mut v: Vec<usize> = (0..n).collect();
-            v.sort_by_key(|&i| (Reverse(adj[i].len()), i));
+            v.sort_by_key(|&i| (Reverse(adj.nbrs(i).len()), i));
             v
         }
         Ordering::SmallestLast => {
-            let mut degree: Vec<usize> = adj.iter().map(|a| a.len()).collect();
+            // Matula and Beck's bucket queue: `buckets[d]` holds vertices entered at degree
+            // `d` (stale entries are skipped when popped). Removing a vertex lowers its
+            // neighbours' degrees by one, so the smallest degree drops by at most one per
+            // removal and the scan pointer moves back by at most one: linear time overall.
+            let mut degree: Vec<usize> = (0..n).map(|v| adj.nbrs(v).len()).collect();
+            let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); n.max(1)];
+            for v in (0..n).rev() {
+                buckets[degree[v]].push(v);
+            }
             let mut removed = vec![false; n];
-            let mut heap: BinaryHeap<Reverse<(usize, usize)>> =
-                (0..n).map(|i| Reverse((degree[i], i))).collect();
             let mut out = Vec::with_capacity(n);
-            while let Some(Reverse((d, v))) = heap.pop() {
-                if removed[v] || d != degree[v] {
+            let mut d = 0;
+            while out.len() < n {
+                let Some(v) = buckets[d].pop() else {
+                    d += 1;
+                    continue;
+                };
+                if removed[v] || degree[v] != d {
                     continue;
                 }
                 removed[v] = true;
                 out.push(v);
-                for &w in &adj[v] {
+                for &w in adj.nbrs(v) {
                     if !removed[w] {
                         degree[w] -= 1;
-                        heap.push(Reverse((degree[w], w)));
+                        buckets[degree[w]].push(w);
                     }
                 }
+                d = d.saturating_sub(1);
             }
             out.reverse();
             out
@@ -140,7 +205,7 @@ pub fn colour_columns(p: &Pattern, ordering: Ordering) -> Colouring {
     // `forbidden[c] == v + 1` while colouring `v` means colour `c` is taken by a neighbour.
     let mut forbidden = vec![0usize; n + 1];
     for v in order(&adj, ordering) {
-        for &w in &adj[v] {
+        for &w in adj.nbrs(v) {
             if colour[w] != NONE {
                 forbidden[colour[w]] = v + 1;
             }
@@ -160,18 +225,19 @@ pub fn colour_star(p: &Pattern, ordering: Ordering) -> Colouring {
     let mut forbidden = vec![0usize; n + 1];
     for v in order(&adj, ordering) {
         let stamp = v + 1;
-        for &w in &adj[v] {
+        for &w in adj.nbrs(v) {
             if colour[w] != NONE {
                 forbidden[colour[w]] = stamp;
             }
-            for &x in &adj[w] {
+            for &x in adj.nbrs(w) {
                 if x == v || colour[x] == NONE {
                     continue;
                 }
                 if colour[w] == NONE {
                     // v and x would be at distance two through an uncoloured w.
                     forbidden[colour[x]] = stamp;
-                } else if adj[x]
+                } else if adj
+                    .nbrs(x)
                     .iter()
                     .any(|&y| y != w && colour[y] != NONE && colour[y] == colour[w])
                 {
@@ -203,15 +269,15 @@ pub fn is_valid_star_colouring(p: &Pattern, c: &Colouring) -> bool {
     let adj = symmetric_adjacency(p);
     let col = &c.colours;
     for a in 0..adj.len() {
-        for &b in &adj[a] {
+        for &b in adj.nbrs(a) {
             if col[a] == col[b] {
                 return false;
             }
-            for &cc in &adj[b] {
+            for &cc in adj.nbrs(b) {
                 if cc == a || col[cc] != col[a] {
                     continue;
                 }
-                for &d in &adj[cc] {
+                for &d in adj.nbrs(cc) {
                     if d != b && d != a && col[d] == col[b] {
                         return false;
                     }

@@ -11,13 +11,13 @@ use super::colour::{
     colour_columns, colour_star, column_decompression, row_decompression, star_decompression,
     Colouring, Ordering,
 };
-use super::pattern::{hessian_pattern, jacobian_pattern, Pattern};
-use crate::emit::{build_graph, compare, convert, finish, inline, push1, reshape};
-use crate::grad::restrict;
+use super::pattern::{jacobian_pattern, Pattern};
+use crate::emit::{build_graph, finish, inline, push1, reshape};
+use crate::grad::{argnums_first, restrict};
 use crate::jvp::jvp_graph;
 use crate::vmap::vmap_graph_sized;
-use ferrax_ir::ops::{CompareOp, IndexOp, Indexing, Literal, LiteralOp, ShapeOp};
-use ferrax_ir::{Array, DType, Dims, Graph, Op, Result, Shape, Type};
+use ferrax_ir::ops::{IndexOp, Indexing, Literal, LiteralOp, ShapeOp};
+use ferrax_ir::{Array, Builder, Dims, Graph, Op, Result, Shape, Type, Value};
 
 /// A sparse derivative plan: the pattern, its colouring and the graph computing the values.
 #[derive(Clone, Debug)]
@@ -37,12 +37,21 @@ fn types_list(tys: &[Type]) -> String {
     format!("({})", parts.join(", "))
 }
 
-fn check_single(g: &Graph, n_explicit: usize, what: &str, outputs: usize) -> Result<()> {
-    if n_explicit != 1 || !g.ty(g.params()[0]).dtype.is_float() {
+/// Checks that argument `wrt` exists and is float and that `g` has `outputs` outputs; returns
+/// `g` with that argument moved first and every other parameter after it as a non-explicit
+/// one (a parameter the derivative is not taken with respect to), with the permutation that
+/// moves them back.
+fn wrt_first(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    what: &str,
+    outputs: usize,
+) -> Result<(Graph, Vec<usize>)> {
+    if wrt >= n_explicit || !g.ty(g.params()[wrt]).dtype.is_float() {
         ferrax_ir::bail!(
             Transform,
-            "{what}: needs a function of exactly one float argument, got {n_explicit} \
-             argument(s) of types {}",
+            "{what}: needs a float argument at position {wrt} (the one the derivative is              taken with respect to), got {n_explicit} argument(s) of types {}",
             types_list(&g.param_types()[..n_explicit.min(g.params().len())])
         );
     }
@@ -53,14 +62,39 @@ fn check_single(g: &Graph, n_explicit: usize, what: &str, outputs: usize) -> Res
             g.outputs().len()
         );
     }
-    Ok(())
+    let order = argnums_first(g, &[wrt]);
+    let mut back = vec![0; order.len()];
+    for (k, &i) in order.iter().enumerate() {
+        back[i] = k;
+    }
+    let moved = if wrt == 0 {
+        g.clone()
+    } else {
+        restrict(g, &order, &(0..outputs).collect::<Vec<_>>())?
+    };
+    Ok((moved, back))
 }
 
-/// The plan for the sparse Jacobian of `g` (one float argument, one float output): the pattern
-/// detected on `g`, greedy column and row colourings in `ordering`, the one with fewer colours
-/// (forward mode on a tie), and the values graph.
-pub fn jacobian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result<SparsePlan> {
-    check_single(g, n_explicit, "jacobian_sparse", 1)?;
+/// The plan's graph with its parameters back in the original function's order.
+fn restore(graph: Graph, wrt: usize, back: &[usize]) -> Result<Graph> {
+    if wrt == 0 {
+        return Ok(graph);
+    }
+    restrict(&graph, back, &[0])
+}
+
+/// The plan for the sparse Jacobian of `g` (one float output) with respect to its explicit
+/// float argument `wrt` (the others, and any captures, are parameters of the values graph
+/// that the derivative is not taken with respect to): the pattern detected on `g`, greedy
+/// column and row colourings in `ordering`, the one with fewer colours (forward mode on a
+/// tie), and the values graph, whose parameters are `g`'s.
+pub fn jacobian_plan(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    ordering: Ordering,
+) -> Result<SparsePlan> {
+    let (g, back) = wrt_first(g, n_explicit, wrt, "jacobian_sparse", 1)?;
     if !g.ty(g.outputs()[0]).dtype.is_float() {
         ferrax_ir::bail!(
             Transform,
@@ -68,7 +102,7 @@ pub fn jacobian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result
             g.ty(g.outputs()[0])
         );
     }
-    let pattern = jacobian_pattern(g, n_explicit)?;
+    let pattern = jacobian_pattern(&g, 1)?;
     let by_columns = colour_columns(&pattern, ordering);
     let by_rows = colour_columns(&pattern.transpose(), ordering);
     // One product per colour either way; ties go to forward mode, whose products are cheaper.
@@ -79,30 +113,37 @@ pub fn jacobian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result
         let idx = column_decompression(&pattern, &by_columns);
         (Mode::Forward, by_columns, idx)
     };
-    let graph = compressed_graph(g, n_explicit, mode, &colouring, &idx)?;
+    let graph = compressed_graph(&g, 1, mode, &colouring, &idx)?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode,
-        graph,
+        graph: restore(graph, wrt, &back)?,
     })
 }
 
-/// The plan for the sparse Hessian of the scalar function `g` (one float argument): the
-/// pattern of its gradient's Jacobian, a greedy star colouring in `ordering`, and the values
-/// graph (Hessian-vector products batched over the colours).
-pub fn hessian_plan(g: &Graph, n_explicit: usize, ordering: Ordering) -> Result<SparsePlan> {
-    check_single(g, n_explicit, "hessian_sparse", 1)?;
-    let pattern = hessian_pattern(g, n_explicit)?;
+/// The plan for the sparse Hessian of the scalar function `g` with respect to its explicit
+/// float argument `wrt` (the others are parameters, as in [`jacobian_plan`]): the pattern of
+/// its gradient's Jacobian, a greedy star colouring in `ordering`, and the values graph
+/// (Hessian-vector products batched over the colours).
+pub fn hessian_plan(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    ordering: Ordering,
+) -> Result<SparsePlan> {
+    let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
+    let grad = crate::grad_graph(&g, 1, &[0], false)?;
+    // The Hessian pattern is the Jacobian pattern of the gradient (see `hessian_pattern`).
+    let pattern = jacobian_pattern(&grad, 1)?;
     let colouring = colour_star(&pattern, ordering);
     let idx = star_decompression(&pattern, &colouring)?;
-    let grad = crate::grad_graph(g, n_explicit, &[0], false)?;
-    let graph = compressed_graph(&grad, n_explicit, Mode::Forward, &colouring, &idx)?;
+    let graph = compressed_graph(&grad, 1, Mode::Forward, &colouring, &idx)?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode: Mode::Forward,
-        graph,
+        graph: restore(graph, wrt, &back)?,
     })
 }
 
@@ -116,8 +157,9 @@ pub enum Mode {
 }
 
 /// `g`'s compressed Jacobian with respect to parameter 0, flattened row-major and gathered at
-/// `idx`. Forward: `B[i, c] = Σ_{colour(j) = c} ∂out_i/∂x_j`, shape `[out.., k]`; reverse:
-/// `B[c, j] = Σ_{colour(i) = c} ∂out_i/∂x_j`, shape `[k, x..]`.
+/// `idx` (indices into the `m × k` or `k × n` matrix of the colouring's decompression map).
+/// The graph computes it colour-major: forward, `B[c, i] = Σ_{colour(j) = c} ∂out_i/∂x_j`,
+/// shape `[k, out..]`; reverse, `B[c, j] = Σ_{colour(i) = c} ∂out_i/∂x_j`, shape `[k, x..]`.
 fn compressed_graph(
     g: &Graph,
     n_explicit: usize,
@@ -143,40 +185,50 @@ fn compressed_graph(
         );
     }
     // The linear map restricted to its tangent (cotangent) output, batched over the colours.
-    let (lin, out_axis) = match mode {
-        Mode::Forward => (jvp_graph(g, n_explicit)?, out_ty.rank()),
-        Mode::Reverse => (crate::vjp_graph(g, n_explicit)?, 0),
+    // The colours are the leading axis either way (no transpose of the compressed matrix);
+    // the forward decompression indices `i · k + c` are renumbered to `c · m + i`.
+    let lin = match mode {
+        Mode::Forward => jvp_graph(g, n_explicit)?,
+        Mode::Reverse => crate::vjp_graph(g, n_explicit)?,
+    };
+    let idx: Vec<usize> = match mode {
+        Mode::Forward => idx.iter().map(|&v| (v % k) * m + v / k).collect(),
+        Mode::Reverse => idx.to_vec(),
     };
     let np = lin.params().len();
     let lt = restrict(&lin, &(0..np).collect::<Vec<_>>(), &[1])?;
-    let bl = vmap_graph_sized(&lt, 2, &[None, Some(0)], &[out_axis], k)?;
+    let bl = vmap_graph_sized(&lt, 2, &[None, Some(0)], &[0], k)?;
     let out = build_graph(&g.param_types(), |b, ps| {
-        // Seeds: S[c, j] = (colour(j) == c), from an iota and the constant colour vector.
-        let shape = Shape::new(&[k, n]);
-        let cols = Array::from_i32(
-            Shape::new(&[n]),
-            c.colours.iter().map(|&x| x as i32).collect(),
-        )?;
-        let cols = push1(b, Op::Literal(LiteralOp::Const(Literal::new(cols))), &[])?;
-        let cols = push1(
-            b,
-            Op::Shape(ShapeOp::BroadcastInDim {
-                shape: shape.clone(),
-                dims: Dims::from_slice(&[1]),
-            }),
-            &[cols],
-        )?;
-        let rows = push1(
-            b,
-            Op::Literal(LiteralOp::Iota {
-                dtype: DType::I32,
-                shape: shape.clone(),
-                axis: 0,
-            }),
-            &[],
-        )?;
-        let hit = compare(b, CompareOp::Eq, rows, cols)?;
-        let seeds = convert(b, hit, seed_ty.dtype)?;
+        // Seeds: S[c, j] = (colour(j) == c). Up to SEED_CONST_LIMIT elements they are a
+        // constant, and the moves of it inside the linear map are evaluated below, so at run
+        // time the tangents are constant reads of the fused loops; beyond, the columns of the
+        // k × k identity gathered by the constant colour vector. Neither is an `iota`
+        // comparison, which the structural rewrites would lift through the graph as a mask,
+        // case by case, multiplying the tangent work.
+        let seeds = if k.saturating_mul(n) <= SEED_CONST_LIMIT {
+            let mut s = ferrax_ir::alloc::try_filled(k * n, 0.0, "sparse derivative seeds")?;
+            for (j, &col) in c.colours.iter().enumerate() {
+                s[col * n + j] = 1.0;
+            }
+            let s = Array::from_f64(Shape::new(&[k, n]), s)?.cast(seed_ty.dtype);
+            push1(b, Op::Literal(LiteralOp::Const(Literal::new(s))), &[])?
+        } else {
+            let eye: Vec<f64> = (0..k * k)
+                .map(|i| if i / k == i % k { 1.0 } else { 0.0 })
+                .collect();
+            let eye = Array::from_f64(Shape::new(&[k, k]), eye)?.cast(seed_ty.dtype);
+            let eye = push1(b, Op::Literal(LiteralOp::Const(Literal::new(eye))), &[])?;
+            let cols = Array::from_i32(
+                Shape::new(&[n]),
+                c.colours.iter().map(|&x| x as i32).collect(),
+            )?;
+            let cols = push1(b, Op::Literal(LiteralOp::Const(Literal::new(cols))), &[])?;
+            let along_columns = Indexing {
+                axis: 1,
+                ..Indexing::default()
+            };
+            push1(b, Op::Index(IndexOp::Gather(along_columns)), &[eye, cols])?
+        };
         let mut dims = Dims::from_slice(&[k]);
         dims.extend_from_slice(seed_ty.dims());
         let seeds = reshape(b, seeds, Shape(dims))?;
@@ -196,5 +248,68 @@ fn compressed_graph(
         )?;
         Ok(vec![vals])
     })?;
-    finish(out)
+    finish(fold_constant_moves(&out)?)
+}
+
+/// Seed matrices of at most this many elements are constants (see `compressed_graph`).
+const SEED_CONST_LIMIT: usize = 1 << 23;
+
+/// `g` with every slice, reshape, transpose and concatenation of constants replaced by its
+/// value, at any size (the builder folds only small constants). None of them makes more
+/// elements than its operands hold, so the constants of the result are at most as large as
+/// those of `g` times the number of moves.
+fn fold_constant_moves(g: &Graph) -> Result<Graph> {
+    let mut b = Builder::new();
+    let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
+    for &p in g.params() {
+        map[p.index()] = Some(b.param(g.ty(p).clone()));
+    }
+    let get = |map: &[Option<Value>], v: Value| {
+        map[v.index()].ok_or_else(|| {
+            ferrax_ir::Error::new(
+                ferrax_ir::ErrorKind::Transform,
+                "sparse derivative: a value used before its definition",
+            )
+        })
+    };
+    for (_, inst) in g.insts() {
+        let args = inst
+            .args
+            .iter()
+            .map(|&a| get(&map, a))
+            .collect::<Result<Vec<Value>>>()?;
+        let moves = matches!(
+            inst.op,
+            Op::Shape(
+                ShapeOp::Slice { .. }
+                    | ShapeOp::Reshape { .. }
+                    | ShapeOp::Transpose { .. }
+                    | ShapeOp::Concatenate { .. }
+            )
+        );
+        let lits: Option<Vec<&Array>> = if moves {
+            args.iter()
+                .map(|&a| b.literal(a).map(|l| l.array()))
+                .collect()
+        } else {
+            None
+        };
+        let folded = match lits {
+            Some(l) if !l.is_empty() => Some(inst.op.eval(&l)?),
+            _ => None,
+        };
+        let outs: Vec<Value> = match folded {
+            Some(vals) => vals.into_iter().map(|v| b.constant(v)).collect(),
+            None => b.push(inst.op.clone(), &args)?.to_vec(),
+        };
+        for (&r, o) in inst.results.iter().zip(outs) {
+            map[r.index()] = Some(o);
+        }
+    }
+    let outs = g
+        .outputs()
+        .iter()
+        .map(|&o| get(&map, o))
+        .collect::<Result<Vec<Value>>>()?;
+    Ok(b.finish(&outs))
 }

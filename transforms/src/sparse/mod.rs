@@ -1,10 +1,13 @@
 //! Sparse derivatives: sparsity detection on the IR ([`pattern`]), colouring of the patterns
 //! ([`colour`]), and the compressed evaluation graphs that compute only the structural
-//! nonzeros of a Jacobian or Hessian ([`compress`]).
+//! nonzeros of a Jacobian or Hessian ([`compress`]); also Hessian-vector products on their
+//! own ([`hvp`]).
 
 pub mod colour;
 pub mod compress;
+pub mod hvp;
 pub mod pattern;
 
 pub use colour::{colour_columns, colour_star, Colouring, Ordering};
+pub use hvp::hvp_graph;
 pub use pattern::{hessian_pattern, jacobian_pattern, Pattern};

@@ -20,10 +20,12 @@
 
 use ferrax_ir::ops::{ControlOp, IndexOp, ReduceOp};
 use ferrax_ir::{Array, DType, Error, ErrorKind, Graph, Op, Result, Shape, Type};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
-/// A sorted set of input element indices.
-pub type Set = Vec<u32>;
+/// A sorted set of input element indices (inline up to four, the common size in sparse
+/// derivatives, so most elements cost no allocation of their own).
+pub type Set = SmallVec<[u32; 4]>;
 
 /// Constants larger than this many elements are not tracked.
 const KONST_LIMIT: usize = 1 << 20;
@@ -134,7 +136,20 @@ impl State {
 }
 
 fn union2(a: &[u32], b: &[u32]) -> Set {
-    let mut out = Vec::with_capacity(a.len() + b.len());
+    if let ([x], [y]) = (a, b) {
+        return match x.cmp(y) {
+            std::cmp::Ordering::Less => smallvec::smallvec![*x, *y],
+            std::cmp::Ordering::Greater => smallvec::smallvec![*y, *x],
+            std::cmp::Ordering::Equal => smallvec::smallvec![*x],
+        };
+    }
+    if b.is_empty() || a == b {
+        return Set::from_slice(a);
+    }
+    if a.is_empty() {
+        return Set::from_slice(b);
+    }
+    let mut out = Set::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
@@ -160,8 +175,19 @@ fn union2(a: &[u32], b: &[u32]) -> Set {
 
 /// The union of several sets.
 fn union_all<'a>(sets: impl IntoIterator<Item = &'a [u32]>) -> Set {
-    let mut out: Set = Vec::new();
-    for s in sets {
+    let mut it = sets.into_iter();
+    let Some(first) = it.next() else {
+        return Set::new();
+    };
+    let Some(second) = it.next() else {
+        return Set::from_slice(first);
+    };
+    let mut out = union2(first, second);
+    let rest: Vec<&[u32]> = it.collect();
+    if rest.is_empty() {
+        return out;
+    }
+    for s in rest {
         out.extend_from_slice(s);
     }
     out.sort_unstable();
@@ -226,7 +252,7 @@ pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
             }
             let base = offset as u32;
             params.push(State {
-                deps: ctx.build(n, |k| vec![base + k as u32])?,
+                deps: ctx.build(n, |k| smallvec::smallvec![base + k as u32])?,
                 konst: None,
             });
         } else {
@@ -237,13 +263,22 @@ pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
         }
     }
     let outs = propagate(&mut ctx, g, &params)?;
-    let mut rows = Vec::new();
+    let nrows: usize = g.outputs().iter().map(|&o| g.ty(o).size()).sum();
+    let mut row_ptr = Vec::with_capacity(nrows + 1);
+    let mut col_idx = Vec::new();
+    row_ptr.push(0);
     for (o, s) in g.outputs().iter().zip(&outs) {
         for k in 0..g.ty(*o).size() {
-            rows.push(s.set(k).iter().map(|&c| c as usize).collect());
+            col_idx.extend(s.set(k).iter().map(|&c| c as usize));
+            row_ptr.push(col_idx.len());
         }
     }
-    Ok(Pattern::from_rows(offset, &rows))
+    Ok(Pattern {
+        nrows,
+        ncols: offset,
+        row_ptr,
+        col_idx,
+    })
 }
 
 /// The Hessian pattern of the scalar function `g` with respect to its explicit parameters
@@ -334,7 +369,7 @@ fn rule(
                 // A known predicate picks one branch per element.
                 Some(p) => one(ctx.build(n, |i| {
                     let pick = if p.len() == 1 { p[0] } else { p[i] };
-                    args[if pick { 1 } else { 2 }].set(i).to_vec()
+                    Set::from_slice(args[if pick { 1 } else { 2 }].set(i))
                 })?),
                 None => one(elementwise(ctx, n, &args[1..])?),
             }
@@ -372,7 +407,12 @@ fn all(n: usize) -> Vec<usize> {
 /// Elementwise: each element depends on the same element of each operand (or on the single
 /// element of a one-element operand).
 fn elementwise(ctx: &mut Ctx, n: usize, args: &[&State]) -> Result<Option<Arc<Vec<Set>>>> {
-    let live: Vec<&&State> = args.iter().filter(|a| a.deps.is_some()).collect();
+    let mut live: Vec<&&State> = args.iter().filter(|a| a.deps.is_some()).collect();
+    // Operands sharing one set array (`x * x`, `a + neg(a)`) contribute it once.
+    live.dedup_by(|a, b| match (&a.deps, &b.deps) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    });
     match live.as_slice() {
         [] => Ok(None),
         [a] if a.deps.as_ref().is_some_and(|d| d.len() == n) => Ok(a.deps.clone()),
@@ -428,10 +468,10 @@ fn moved(
     ctx.build(n, |i| {
         let p = pos[i] as usize;
         if p == 0 {
-            return Vec::new();
+            return Set::new();
         }
         let j = starts.partition_point(|&s| s <= p) - 1;
-        args[data[j]].set(p - starts[j]).to_vec()
+        Set::from_slice(args[data[j]].set(p - starts[j]))
     })
 }
 
@@ -647,10 +687,10 @@ fn cumsum(
     let len = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
     let n: usize = dims.iter().product();
-    let mut out: Vec<Set> = vec![Vec::new(); n];
+    let mut out: Vec<Set> = vec![Set::new(); n];
     for line in 0..n / len.max(1) {
         let (o, r) = (line / inner.max(1), line % inner.max(1));
-        let mut run: Set = Vec::new();
+        let mut run = Set::new();
         for step in 0..len {
             let k = if reverse { len - 1 - step } else { step };
             let idx = (o * len + k) * inner + r;
@@ -871,7 +911,7 @@ fn scan(
             let k = if reverse { length - 1 - i } else { i };
             for (j, (y, t)) in per_iter[k].iter().zip(y_tys).enumerate() {
                 any[j] |= y.deps.is_some();
-                ys[j].extend((0..t.size() / length.max(1)).map(|e| y.set(e).to_vec()));
+                ys[j].extend((0..t.size() / length.max(1)).map(|e| Set::from_slice(y.set(e))));
             }
         }
         let mut res = carry;
@@ -894,7 +934,7 @@ fn scan(
     for (y, t) in ys.iter().zip(y_tys) {
         let m = t.size() / length.max(1);
         let deps = match &y.deps {
-            Some(_) => ctx.build(t.size(), |e| y.set(e % m.max(1)).to_vec())?,
+            Some(_) => ctx.build(t.size(), |e| Set::from_slice(y.set(e % m.max(1))))?,
             None => None,
         };
         res.push(State { deps, konst: None });

@@ -1,23 +1,20 @@
-#!/usr/bin/env python3
-"""JAX's side of the model benchmarks (benches/train_step.rs and benches/conv.rs).
+"""JAX + optax's side of the model benchmarks (benches/train_step.rs and benches/conv.rs).
 
-Each workload is built with the same shapes, dtypes and initial scales as the Rust bench, timed
-after warm-up as a median over repeats of a loop sized to about TARGET_S seconds, and written as
-one JSON line: {"workload", "median_s", "first_call_s"}. The first call (trace, compile and run)
-is timed in a fresh subprocess per workload, so no cache of this process helps it.
+Each workload is built with the same shapes, dtypes, activations and initial scales as the Rust
+bench (the random numbers differ, which does not change the work) and timed in the steady state
+by common.timeit_calls; its first call (building the step, tracing, compiling and running it
+once; the imports not counted) is timed in fresh processes, so no cache of this process helps.
 
-    benches/jax/run.sh [OUT]       # creates the venv on first use, writes OUT/jax_models.jsonl
+    python models_jax.py --out FILE [--only train-spirals,cnn-step,...]
+    python models_jax.py --first-call NAME     # internal: one fresh first call
 """
-import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 
-TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.5"))
-REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Recorder, arg, block, first_call_fresh, timeit_calls  # noqa: E402
 
 
 def spirals_mlp():
@@ -172,73 +169,29 @@ WORKLOADS = {
 }
 
 
-def block(v):
-    import jax
-
-    jax.block_until_ready(v)
-
-
 def first_call(name):
-    """Trace, compile and first run of one workload, in this (fresh) process; importing the
-    libraries is not counted."""
-    import jax  # noqa: F401
-    import numpy  # noqa: F401
+    """Builds the step, traces, compiles and runs it once in this (fresh) process."""
+    import jax
     import optax  # noqa: F401
 
+    jax.devices()
     t0 = time.perf_counter()
     call = WORKLOADS[name]()
     block(call())
     return time.perf_counter() - t0
 
 
-def steady(name):
-    call = WORKLOADS[name]()
-    for _ in range(5):
-        block(call())
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            block(call())
-        if time.perf_counter() - t0 >= TARGET_S / 4 or n >= 1 << 20:
-            break
-        n *= 2
-    n = max(1, int(n * TARGET_S / max(time.perf_counter() - t0, 1e-9)))
-    times = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            block(call())
-        times.append((time.perf_counter() - t0) / n)
-    return statistics.median(times)
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--first-call", help=argparse.SUPPRESS)
-    ap.add_argument("--only", nargs="*", default=list(WORKLOADS))
-    a = ap.parse_args()
-    if a.first_call:
-        print(json.dumps({"first_call_s": first_call(a.first_call)}))
+    if "--first-call" in sys.argv:
+        print(json.dumps({"first_call_s": first_call(arg("first-call"))}))
         return
-    with open(a.out, "a") as f:
-        for name in a.only:
-            firsts = []
-            for _ in range(3):
-                r = subprocess.run(
-                    [sys.executable, __file__, "--out", "-", "--first-call", name],
-                    check=True, capture_output=True, text=True,
-                )
-                firsts.append(json.loads(r.stdout.strip().splitlines()[-1])["first_call_s"])
-            rec = {
-                "workload": name,
-                "median_s": steady(name),
-                "first_call_s": statistics.median(firsts),
-                "jax": __import__("jax").__version__,
-            }
-            print(json.dumps(rec), flush=True)
-            f.write(json.dumps(rec) + "\n")
+    only = arg("only")
+    names = list(WORKLOADS) if only is None else [n for n in WORKLOADS if n in only.split(",")]
+    rec = Recorder("jax", arg("out"), ("jax", "optax"))
+    for name in names:
+        call = WORKLOADS[name]()
+        r = timeit_calls(lambda: block(call()))
+        rec.add(name, r, first_call_s=first_call_fresh(__file__, name))
 
 
 if __name__ == "__main__":

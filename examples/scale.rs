@@ -1,0 +1,201 @@
+//! Scale: the cost of tracing, differentiating and compiling a long straight-line chain, and of
+//! calling the result, as the chain grows.
+//!
+//! The chain is `x = sin(x) * 1.0001 + 0.1` repeated N times (3 equations per step), on a
+//! scalar and on an f64[16] input (summed at the end, so that `grad` applies). For every N and
+//! shape the example runs itself again in a fresh process (`scale <n> <scalar|f64[16]>`), so
+//! that the peak resident memory it reports (`VmHWM` of `/proc/self/status`) belongs to that
+//! size alone, and prints one line per run:
+//!
+//! ```text
+//! N = 50000 shape = scalar trace_ms = .. grad_ms = .. compile_ms = .. call_us = .. peak_mb = ..
+//! ```
+//!
+//! with the equations of the gradient graph, the bytes of peak memory per equation, the time
+//! per chain step of one call and the machine code size. Run it with
+//! `cargo run --release --example scale` (optionally followed by the sizes to run, e.g.
+//! `-- 1000 10000`); `FERRAX_TIMINGS=1` adds the time of every transform phase on stderr.
+
+use ferrax::prelude::*;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The sizes run when none are given.
+const SIZES: [usize; 3] = [1_000, 10_000, 50_000];
+
+/// The two input shapes: a scalar and a vector of 16 elements.
+const SHAPES: [&str; 2] = ["scalar", "f64[16]"];
+
+/// The chain of `n` steps on `x`, summed to a scalar when `x` is not one.
+fn chain(n: usize, x: Tensor) -> Tensor {
+    let mut x = x;
+    for _ in 0..n {
+        x = x.sin() * 1.0001 + 0.1;
+    }
+    if !x.shape().is_empty() {
+        x.sum_all()
+    } else {
+        x
+    }
+}
+
+/// A field of `/proc/self/status` in kibibytes (0 where the file does not exist).
+fn status_kib(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CPU time this thread has run so far (the first field of `/proc/thread-self/schedstat`,
+/// in nanoseconds; 0 where the file does not exist). On a shared machine it is steadier than
+/// wall-clock time, which also counts the time spent waiting for a core.
+fn cpu_time() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+/// The peak resident memory since the last call, in MiB, and a new start for the peak: writing
+/// `5` to `/proc/self/clear_refs` resets `VmHWM` to the current resident size.
+fn phase_peak_mb() -> f64 {
+    let peak = status_kib("VmHWM:") as f64 / 1024.0;
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    peak
+}
+
+/// The median time of one call of `f` over batches, each as long as about `budget / 7`.
+fn median_call(budget: Duration, mut f: impl FnMut()) -> Duration {
+    let t = Instant::now();
+    f();
+    let one = t.elapsed().max(Duration::from_nanos(20));
+    let per_batch = ((budget.as_secs_f64() / 7.0) / one.as_secs_f64()).clamp(1.0, 1e7) as u32;
+    let mut samples: Vec<Duration> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..per_batch {
+                f();
+            }
+            t.elapsed() / per_batch
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// One size in this process: trace, grad, compile and call, then print the line.
+fn run_one(n: usize, shape: &str) -> Result<()> {
+    let ty = match shape {
+        "scalar" => Type::scalar(DType::F64),
+        _ => Type::new(DType::F64, &[16]),
+    };
+    let f = function(move |x: Tensor| chain(n, x));
+
+    let t = Instant::now();
+    let traced = f.specialize(std::slice::from_ref(&ty))?;
+    let trace = t.elapsed();
+    drop(traced);
+    let peak_total = status_kib("VmHWM:") as f64 / 1024.0;
+    let trace_peak = phase_peak_mb();
+
+    // The base function's trace is cached, so this times the transform alone.
+    let (t, c) = (Instant::now(), cpu_time());
+    let df = grad(&f);
+    let graph = df.specialize(std::slice::from_ref(&ty))?.graph;
+    let grad_time = t.elapsed();
+    let grad_cpu = cpu_time().saturating_sub(c);
+    let eqs = graph.num_insts();
+    let grad_peak = phase_peak_mb();
+
+    let (t, c) = (Instant::now(), cpu_time());
+    let compiled = ferrax::jit_backend::compile(&graph, &JitOptions::default())?;
+    let compile = t.elapsed();
+    let compile_cpu = cpu_time().saturating_sub(c);
+    let compile_peak = phase_peak_mb();
+    let peak_mb = peak_total.max(grad_peak).max(compile_peak);
+
+    let call = match shape {
+        "scalar" => {
+            let mut out = [0.0];
+            median_call(Duration::from_millis(700), || {
+                compiled
+                    .call_scalar(&[black_box(0.3)], &mut out)
+                    .expect("call");
+                black_box(out[0]);
+            })
+        }
+        _ => {
+            let x = Array::from_f64([16], (0..16).map(|i| i as f64 / 16.0).collect())?;
+            let args = [x];
+            median_call(Duration::from_millis(700), || {
+                black_box(compiled.call(black_box(&args)).expect("call"));
+            })
+        }
+    };
+    println!(
+        "N = {n} shape = {shape} trace_ms = {:.1} grad_ms = {:.1} compile_ms = {:.1} \
+         call_us = {:.2} peak_mb = {:.1} code_kib = {:.0} eqs = {eqs} bytes_per_eq = {:.0} \
+         step_ns = {:.2} grad_cpu_ms = {:.1} compile_cpu_ms = {:.1} \
+         peak_trace_mb = {trace_peak:.1} peak_grad_mb = {grad_peak:.1} \
+         peak_compile_mb = {compile_peak:.1}",
+        trace.as_secs_f64() * 1e3,
+        grad_time.as_secs_f64() * 1e3,
+        compile.as_secs_f64() * 1e3,
+        call.as_secs_f64() * 1e6,
+        peak_mb,
+        compiled.code_bytes() as f64 / 1024.0,
+        peak_mb * 1024.0 * 1024.0 / eqs.max(1) as f64,
+        call.as_secs_f64() * 1e9 / n as f64,
+        grad_cpu.as_secs_f64() * 1e3,
+        compile_cpu.as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [n, shape] = args.as_slice() {
+        if let Ok(n) = n.parse::<usize>() {
+            if SHAPES.contains(&shape.as_str()) {
+                return run_one(n, shape);
+            }
+        }
+    }
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() {
+        SIZES.to_vec()
+    } else {
+        sizes
+    };
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::new(
+            ferrax::ErrorKind::Resource,
+            format!("scale: cannot find the example's own executable: {e}"),
+        )
+    })?;
+    for shape in SHAPES {
+        for &n in &sizes {
+            // A fresh process per size, so that the peak memory is this size's alone.
+            let status = Command::new(&exe)
+                .arg(n.to_string())
+                .arg(shape)
+                .status()
+                .map_err(|e| {
+                    Error::new(
+                        ferrax::ErrorKind::Resource,
+                        format!("scale: cannot run {}: {e}", exe.display()),
+                    )
+                })?;
+            if !status.success() {
+                eprintln!("scale: N = {n} shape = {shape} failed ({status})");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,511 @@
+//! A runtime kernel for the common case of the window ops (pooling): windows along at most two
+//! neighbouring dimensions, no padding below, no dilation, every window inside the operand.
+//! Such an op is a loop over `[B, H, W, C]` (the dimensions before the windowed ones merged
+//! into `B`, those after into `C`), which covers NCHW and NHWC pooling in one and two
+//! dimensions with any strides. Compiled code calls it as `ferrax_pool_f64` / `_f32` / `_i32`
+//! with the same arguments as the generic window kernel (`crate::lower::window`), the block
+//! being the one [`plan`] lays out at compile time; other window ops keep the generic loop.
+//!
+//! The kernel computes what the interpreter's loop (`ferrax_ir::ops::window`) computes, bit for
+//! bit: each window is visited in row-major order of its index, sums start at `+0` and add in
+//! that order, max and min fold with the interpreter's NaN-propagating `max`/`min`, the
+//! selected element is the first extremum by the interpreter's rule (a NaN wins, `+0` beats an
+//! earlier `−0` for max), and `select_and_scatter_add` adds into zeros in row-major order of the
+//! windows. What it saves is the generic loop's per-element bookkeeping (multi-indices,
+//! dynamic calls, padding checks): every offset here is a product of loop counters.
+
+use ferrax_ir::ops::{Monoid, Select, WindowOp};
+
+/// Entries of the parameter block: `[kind, B, H, W, C, H out, W out, window H, window W,
+/// stride H, stride W]`.
+const BLOCK: usize = 11;
+
+/// What the kernel computes (the block's first entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `reduce_window_*`.
+    Reduce(Monoid),
+    /// `select_and_gather_add`.
+    Gather(Select),
+    /// `select_and_scatter_add`.
+    Scatter(Select),
+}
+
+impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::Reduce(Monoid::Sum),
+        Kind::Reduce(Monoid::Max),
+        Kind::Reduce(Monoid::Min),
+        Kind::Gather(Select::Max),
+        Kind::Gather(Select::Min),
+        Kind::Scatter(Select::Max),
+        Kind::Scatter(Select::Min),
+    ];
+
+    fn of(op: &WindowOp) -> Kind {
+        match op {
+            WindowOp::Reduce { monoid, .. } => Kind::Reduce(*monoid),
+            WindowOp::SelectAndGatherAdd { select, .. } => Kind::Gather(*select),
+            WindowOp::SelectAndScatterAdd { select, .. } => Kind::Scatter(*select),
+        }
+    }
+
+    fn code(self) -> i64 {
+        Kind::ALL.iter().position(|&k| k == self).unwrap_or(0) as i64
+    }
+
+    fn from_code(v: i64) -> Option<Kind> {
+        Kind::ALL.get(usize::try_from(v).ok()?).copied()
+    }
+}
+
+/// The parameter block of `op` on an operand of `dims` when the op takes this kernel (see the
+/// module documentation), `None` when it needs the generic loop.
+pub(crate) fn plan(op: &WindowOp, dims: &[usize]) -> Option<Vec<i64>> {
+    let w = op.window();
+    let out = w.out_dims(dims).ok()?;
+    let rank = dims.len();
+    if dims.contains(&0) || out.contains(&0) {
+        return None;
+    }
+    for d in 0..rank {
+        if w.base_dilation[d] != 1 || w.window_dilation[d] != 1 || w.lo[d] != 0 {
+            return None;
+        }
+        // The last window ends inside the operand (high padding, if any, is never reached).
+        let end = (out[d] - 1)
+            .checked_mul(w.strides[d])?
+            .checked_add(w.dims[d])?;
+        if end > dims[d] {
+            return None;
+        }
+    }
+    // Windowed dimensions: the others have window 1 and stride 1 (so they keep their size).
+    let windowed: Vec<usize> = (0..rank)
+        .filter(|&d| w.dims[d] != 1 || w.strides[d] != 1)
+        .collect();
+    let (d0, d1) = match windowed.as_slice() {
+        [] => (rank, rank),
+        [d] => (*d, d + 1),
+        [d, e] if e == &(d + 1) => (*d, e + 1),
+        _ => return None,
+    };
+    let product = |r: std::ops::Range<usize>| {
+        dims[r]
+            .iter()
+            .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+    };
+    let (b, c) = (product(0..d0)?, product(d1..rank)?);
+    // Per windowed axis: size, result size, window, stride; a missing axis is a unit one.
+    let axis = |d: Option<usize>| match d {
+        Some(d) => [dims[d], out[d], w.dims[d], w.strides[d]],
+        None => [1, 1, 1, 1],
+    };
+    let (h, v) = match d1 - d0 {
+        2 => (axis(Some(d0)), axis(Some(d0 + 1))),
+        1 => (axis(None), axis(Some(d0))),
+        _ => (axis(None), axis(None)),
+    };
+    let block = [
+        Kind::of(op).code() as usize,
+        b,
+        h[0],
+        v[0],
+        c,
+        h[1],
+        v[1],
+        h[2],
+        v[2],
+        h[3],
+        v[3],
+    ];
+    block.iter().map(|&x| i64::try_from(x).ok()).collect()
+}
+
+/// A decoded and checked parameter block.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    kind: Kind,
+    b: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    ho: usize,
+    wo: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+}
+
+impl Geometry {
+    /// Decodes `p`; `None` when it is malformed, a size overflows or a window leaves the
+    /// operand.
+    fn decode(p: &[i64]) -> Option<Geometry> {
+        if p.len() != BLOCK {
+            return None;
+        }
+        let kind = Kind::from_code(p[0])?;
+        let v: Vec<usize> = p[1..]
+            .iter()
+            .map(|&x| usize::try_from(x).ok())
+            .collect::<Option<_>>()?;
+        let g = Geometry {
+            kind,
+            b: v[0],
+            h: v[1],
+            w: v[2],
+            c: v[3],
+            ho: v[4],
+            wo: v[5],
+            kh: v[6],
+            kw: v[7],
+            sh: v[8],
+            sw: v[9],
+        };
+        // Every window, and so every offset the loops form, lies inside the operand.
+        let fits = |o: usize, s: usize, k: usize, n: usize| -> bool {
+            o >= 1
+                && k >= 1
+                && (o - 1)
+                    .checked_mul(s)
+                    .and_then(|x| x.checked_add(k))
+                    .is_some_and(|end| end <= n)
+        };
+        if !fits(g.ho, g.sh, g.kh, g.h) || !fits(g.wo, g.sw, g.kw, g.w) || g.c == 0 || g.b == 0 {
+            return None;
+        }
+        g.in_size()?;
+        g.out_size()?;
+        Some(g)
+    }
+
+    fn in_size(&self) -> Option<usize> {
+        self.b
+            .checked_mul(self.h)?
+            .checked_mul(self.w)?
+            .checked_mul(self.c)
+    }
+
+    fn out_size(&self) -> Option<usize> {
+        self.b
+            .checked_mul(self.ho)?
+            .checked_mul(self.wo)?
+            .checked_mul(self.c)
+    }
+
+    /// Calls `f(o, base)` for every result position `(b, oh, ow)` in row-major order, with
+    /// `o` the offset of its first result element and `base` that of its window's first
+    /// operand element (both in elements; a position's `C` elements follow each).
+    fn for_each_position(&self, mut f: impl FnMut(usize, usize)) {
+        let mut o = 0;
+        for b in 0..self.b {
+            for oh in 0..self.ho {
+                let row = (b * self.h + oh * self.sh) * self.w;
+                for ow in 0..self.wo {
+                    f(o, (row + ow * self.sw) * self.c);
+                    o += self.c;
+                }
+            }
+        }
+    }
+
+    /// The offsets of a window's elements relative to its first, in window order.
+    fn window_offsets(&self) -> Vec<usize> {
+        (0..self.kh)
+            .flat_map(|i| (0..self.kw).map(move |j| (i * self.w + j) * self.c))
+            .collect()
+    }
+}
+
+/// The element types of the kernel, with the interpreter's arithmetic for the window ops.
+trait Elem: Copy + PartialOrd + Send + Sync {
+    /// Zero, the identity of sums.
+    const ZERO: Self;
+    /// The identity of `max`.
+    const LOWEST: Self;
+    /// The identity of `min`.
+    const HIGHEST: Self;
+    /// `a + b` (wrapping for integers).
+    fn add(self, b: Self) -> Self;
+    /// Whether the value is a NaN.
+    fn is_nan(self) -> bool;
+    /// Whether the value is `−0`.
+    fn is_neg_zero(self) -> bool;
+}
+
+/// `a` when `take_a`, else `b`, without a branch.
+#[inline(always)]
+fn pick<T>(take_a: bool, a: T, b: T) -> T {
+    std::hint::select_unpredictable(take_a, a, b)
+}
+
+macro_rules! float_elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            const ZERO: $t = 0.0;
+            const LOWEST: $t = <$t>::NEG_INFINITY;
+            const HIGHEST: $t = <$t>::INFINITY;
+            fn add(self, b: $t) -> $t {
+                self + b
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            fn is_neg_zero(self) -> bool {
+                self.to_bits() == (-0.0 as $t).to_bits()
+            }
+        }
+    };
+}
+
+float_elem!(f32);
+float_elem!(f64);
+
+impl Elem for i32 {
+    const ZERO: i32 = 0;
+    const LOWEST: i32 = i32::MIN;
+    const HIGHEST: i32 = i32::MAX;
+    fn add(self, b: i32) -> i32 {
+        self.wrapping_add(b)
+    }
+    fn is_nan(self) -> bool {
+        false
+    }
+    fn is_neg_zero(self) -> bool {
+        false
+    }
+}
+
+// The comparisons below use the non-short-circuit `&` and `|` on purpose: on random data the
+// outcome of a comparison is unpredictable, and as one flag selecting between two values the
+// selection is `select_unpredictable`, so the compiler emits conditional moves instead of branches that mispredict half the time
+// (measured: the max-pool of the digits CNN ran about four times slower with branches).
+
+/// The interpreter's `max`: a NaN operand is returned as is, and `+0` beats `−0`.
+#[inline(always)]
+fn max_nan<T: Elem>(a: T, b: T) -> T {
+    let take_b = !a.is_nan() & (b.is_nan() | (b > a) | ((b == a) & a.is_neg_zero()));
+    pick(take_b, b, a)
+}
+
+/// The interpreter's `min`: a NaN operand is returned as is, and `−0` beats `+0`.
+#[inline(always)]
+fn min_nan<T: Elem>(a: T, b: T) -> T {
+    let take_b = !a.is_nan() & (b.is_nan() | (b < a) | ((b == a) & b.is_neg_zero()));
+    pick(take_b, b, a)
+}
+
+/// Whether `c` replaces `best` as a window's selected element (the interpreter's rule: a NaN
+/// is never replaced and replaces anything else; among equal values `+0` replaces `−0` for
+/// max and `−0` replaces `+0` for min).
+#[inline(always)]
+fn better<T: Elem>(select: Select, c: T, best: T) -> bool {
+    let wins = match select {
+        Select::Max => (c > best) | ((c == best) & best.is_neg_zero() & !c.is_neg_zero()),
+        Select::Min => (c < best) | ((c == best) & c.is_neg_zero() & !best.is_neg_zero()),
+    };
+    !best.is_nan() & (c.is_nan() | wins)
+}
+
+/// Folds every window of `a` with `f` from `init` into `out`.
+fn reduce<T: Elem>(g: &Geometry, a: &[T], out: &mut [T], init: T, f: impl Fn(T, T) -> T) {
+    let offsets = g.window_offsets();
+    let c = g.c;
+    if c == 1 {
+        // One feature (NCHW): the accumulator stays in a register.
+        g.for_each_position(|o, base| {
+            out[o] = offsets.iter().fold(init, |acc, &k| f(acc, a[base + k]));
+        });
+        return;
+    }
+    g.for_each_position(|o, base| {
+        let dst = &mut out[o..o + c];
+        dst.fill(init);
+        for &k in &offsets {
+            let src = &a[base + k..base + k + c];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = f(*d, s);
+            }
+        }
+    });
+}
+
+/// The operand offset of the selected element of each window and feature: calls
+/// `f(o, i)` for result element `o` and its selected operand element `i`, in row-major order
+/// of the result.
+fn select_each<T: Elem>(g: &Geometry, select: Select, x: &[T], mut f: impl FnMut(usize, usize)) {
+    let offsets = g.window_offsets();
+    g.for_each_position(|o, base| {
+        for e in 0..g.c {
+            let mut best = base + e;
+            for &k in &offsets[1..] {
+                let i = base + k + e;
+                // The selected value is read again rather than carried: a float carried
+                // through the selection makes the compiler branch on it.
+                best = pick(better(select, x[i], x[best]), i, best);
+            }
+            f(o + e, best);
+        }
+    });
+}
+
+/// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
+/// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
+fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+    match g.kind {
+        Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
+        Kind::Reduce(Monoid::Max) => reduce(g, a, out, T::LOWEST, max_nan),
+        Kind::Reduce(Monoid::Min) => reduce(g, a, out, T::HIGHEST, min_nan),
+        Kind::Gather(s) => select_each(g, s, x, |o, i| out[o] = a[i]),
+        Kind::Scatter(s) => {
+            out.fill(T::ZERO);
+            select_each(g, s, x, |o, i| out[i] = out[i].add(a[o]));
+        }
+    }
+}
+
+/// Checks the block `p` against the buffers' lengths and runs it; false (doing nothing) when
+/// they disagree.
+fn kernel<T: Elem>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
+    let Some(g) = Geometry::decode(p) else {
+        return false;
+    };
+    let (Some(ni), Some(no)) = (g.in_size(), g.out_size()) else {
+        return false;
+    };
+    let ok = match g.kind {
+        Kind::Reduce(_) => a.len() == ni && out.len() == no,
+        Kind::Gather(_) => a.len() == ni && x.len() == ni && out.len() == no,
+        Kind::Scatter(_) => a.len() == no && x.len() == ni && out.len() == ni,
+    };
+    if ok {
+        run(&g, a, x, out);
+    }
+    ok
+}
+
+/// A slice of `n` elements at `p`, empty (without reading `p`) when `n` is 0.
+///
+/// # Safety
+/// When `n > 0`, `p` must point to `n` initialised elements valid for the slice's lifetime.
+unsafe fn slice<'a, T>(p: *const T, n: usize) -> &'a [T] {
+    if n == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller guarantees `n` elements at `p`.
+        unsafe { std::slice::from_raw_parts(p, n) }
+    }
+}
+
+macro_rules! pool_kernels {
+    ($($name:ident: $t:ty;)*) => {$(
+        /// Runs a pooling op on buffers of one dtype (see the module documentation).
+        ///
+        /// # Safety
+        /// `p` points to `np` i64 parameters, `a` and `x` to `na` and `nx` readable elements,
+        /// `out` to `nout` writable elements that overlap neither input (null pointers are
+        /// allowed for empty buffers).
+        #[allow(clippy::too_many_arguments)]
+        unsafe extern "C" fn $name(
+            p: *const i64,
+            np: usize,
+            a: *const $t,
+            na: usize,
+            x: *const $t,
+            nx: usize,
+            out: *mut $t,
+            nout: usize,
+        ) {
+            // SAFETY: the generated code passes buffers of exactly these sizes.
+            let (p, a, x) = unsafe { (slice(p, np), slice(a, na), slice(x, nx)) };
+            let out: &mut [$t] = if nout == 0 {
+                &mut []
+            } else {
+                // SAFETY: as above; a window op's result shares memory with no operand.
+                unsafe { std::slice::from_raw_parts_mut(out, nout) }
+            };
+            // The block and the sizes come from the same checked types, so they agree.
+            let ran = kernel(p, a, x, out);
+            debug_assert!(ran, "pooling kernel parameters disagree with the buffers");
+        }
+    )*
+
+        /// The kernel symbols of this file and their addresses.
+        pub(crate) fn symbol(name: &str) -> Option<*const u8> {
+            match name {
+                $(stringify!($name) => Some($name as *const u8),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+pool_kernels! {
+    ferrax_pool_f64: f64;
+    ferrax_pool_f32: f32;
+    ferrax_pool_i32: i32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrax_ir::ops::Window;
+
+    fn op(window: Window) -> WindowOp {
+        WindowOp::Reduce {
+            monoid: Monoid::Max,
+            window,
+        }
+    }
+
+    /// Which windows take this kernel, and how their dimensions merge.
+    #[test]
+    fn plans_merge_the_unwindowed_dimensions() {
+        let nchw = op(Window::new(&[1, 1, 2, 2]).with_strides(&[1, 1, 2, 2]));
+        assert_eq!(
+            plan(&nchw, &[3, 4, 8, 9]).unwrap(),
+            vec![1, 12, 8, 9, 1, 4, 4, 2, 2, 2, 2]
+        );
+        let nhwc = op(Window::new(&[1, 3, 3, 1]).with_strides(&[1, 2, 2, 1]));
+        assert_eq!(
+            plan(&nhwc, &[2, 7, 7, 5]).unwrap(),
+            vec![1, 2, 7, 7, 5, 3, 3, 3, 3, 2, 2]
+        );
+        let one_d = op(Window::new(&[1, 3, 1]).with_strides(&[1, 3, 1]));
+        assert_eq!(
+            plan(&one_d, &[2, 10, 4]).unwrap(),
+            vec![1, 2, 1, 10, 4, 1, 3, 1, 3, 1, 3]
+        );
+        // Padding below, dilations, windows apart or in three dimensions keep the generic loop.
+        let padded = op(Window::new(&[2, 2]).with_padding(&[(1, 0), (0, 0)]));
+        assert!(plan(&padded, &[4, 4]).is_none());
+        let dilated = op(Window::new(&[2, 2]).with_window_dilation(&[1, 2]));
+        assert!(plan(&dilated, &[4, 4]).is_none());
+        let apart = op(Window::new(&[2, 1, 2]));
+        assert!(plan(&apart, &[4, 4, 4]).is_none());
+        let three = op(Window::new(&[2, 2, 2]));
+        assert!(plan(&three, &[4, 4, 4]).is_none());
+        // High padding that a window would reach keeps the generic loop; unreached, it is
+        // ignored.
+        let reached = op(Window::new(&[2]).with_strides(&[2]).with_padding(&[(0, 1)]));
+        assert!(plan(&reached, &[5]).is_none());
+        assert!(plan(&reached, &[4]).is_some());
+    }
+
+    /// A block whose sizes disagree with the buffers leaves the output untouched.
+    #[test]
+    fn mismatched_buffers_are_refused() {
+        let p = plan(&op(Window::new(&[2]).with_strides(&[2])), &[4]).unwrap();
+        let a = [1.0f32, 2.0, 3.0];
+        let mut out = [7.0f32; 2];
+        assert!(!kernel(&p, &a, &a, &mut out));
+        assert_eq!(out, [7.0; 2]);
+        let a = [1.0f32, 2.0, 3.0, -1.0];
+        assert!(kernel(&p, &a, &a, &mut out));
+        assert_eq!(out, [2.0, 3.0]);
+        let mut bad = p.clone();
+        bad[5] = 3;
+        assert!(!kernel(&bad, &a, &a, &mut out));
+    }
+}

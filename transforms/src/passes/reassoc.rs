@@ -1,0 +1,345 @@
+//! Value numbering modulo reassociation: floating-point sums and products are numbered by what
+//! they compute in exact arithmetic, so values that the graph computes along different routes
+//! (`2·(u·2t)`, `(2t)·(2u)` and `-(2·(-(2t·u)))`, which the reverse passes of nested
+//! derivatives produce over and over) become one value, and a chain of constant scalings
+//! (`2·(3·x)`) becomes one scaling.
+//!
+//! Every float `neg`, `square`, `mul`, `add` and `sub` gets a *form*: a sum of at most
+//! [`MAX_TERMS`] terms, each a finite nonzero coefficient times a product of at most
+//! [`MAX_ATOMS`] atoms (values that are not such sums or products, or sums used as factors:
+//! products are never distributed over sums). Forms are canonical (terms sorted by their
+//! atoms, atoms sorted by value, like terms merged), so one hash table keyed by the form, with
+//! its coefficients divided by the first one, finds every earlier value that equals the new one
+//! up to a constant factor. The new value is then that value (factor 1), its negation
+//! (factor −1), or one multiplication by the factor; otherwise the equation is copied as it is.
+//! Each equation is looked at once and its form has a bounded size, so the pass is linear in
+//! the graph size (plus hashing); it never adds an equation except for a new constant, and
+//! a result with more equations than its input is discarded.
+//!
+//! Where it runs: on the results of `grad` and `value_and_grad`
+//! ([`super::try_simplify_reassociating`]), so on every level of a nested derivative, but not
+//! on the intermediate JVP, linear and transposed graphs every transform builds. There, merging
+//! two routes to one value can expose a cancellation that was hidden in the graph's structure
+//! (`(a + b) + (a − b)` where the two `b` were computed differently); the pass keeps it (it
+//! never cancels), and after transposition the folded `1 − 1` leaves a `x·0` term that the
+//! exact passes must keep as well (NaN for infinite `x`). Run everywhere, the pass made the
+//! second derivative of `sin x · eˣ` one equation larger than before; run on `grad`'s results
+//! only, no measured graph grows.
+//!
+//! Numerical policy (also in ARCHITECTURE.md): the rewrites are identities of real arithmetic
+//! (commutativity and associativity of `+` and `·`, merging like terms, folding constant
+//! factors and constant summands) and may change rounding, the sign of a zero result, and
+//! where an intermediate result overflows or underflows. They never cancel: like terms merge
+//! only when their coefficients have the same sign (so `2y − y`, `x − x`, `(x + y) − y` and
+//! the compensations of Kahan summation or Veltkamp splitting are left as they are), a form
+//! with a zero or non-finite coefficient (`x·0`, a constant that overflowed) is not numbered,
+//! products are never distributed over sums, and no operand of the original expression is
+//! dropped. So, barring intermediate overflow, a NaN or ±∞ reaching the original reaches the
+//! replacement in the same way. Integer and bool arithmetic is left alone.
+
+use super::dce::dce;
+use crate::emit::{self, splat};
+use ferrax_ir::ops::{BinaryOp, UnaryOp};
+use ferrax_ir::{Builder, DType, Graph, Op, Result, Type, Value};
+use hashbrown::HashMap;
+use smallvec::{smallvec, SmallVec};
+
+/// The most atoms (with repetition) in one product.
+pub const MAX_ATOMS: usize = 8;
+
+/// The most terms in one sum.
+pub const MAX_TERMS: usize = 8;
+
+/// A product of atoms: values of the new graph sorted by index, repeated for powers.
+type Atoms = SmallVec<[Value; 4]>;
+
+/// One term of a form: `c · Π atoms`.
+#[derive(Clone, Debug, PartialEq)]
+struct Term {
+    c: f64,
+    atoms: Atoms,
+}
+
+/// A sum of terms with distinct atom lists, sorted by them.
+type Form = SmallVec<[Term; 2]>;
+
+/// The hash key of a form scaled so that its first coefficient is 1: the value type, then
+/// each term's coefficient bits and atoms.
+type Key = (Type, SmallVec<[(u64, Atoms); 2]>);
+
+/// Rounds `c` to `dtype` and keeps it only if it is finite and nonzero.
+fn coefficient(c: f64, dtype: DType) -> Option<f64> {
+    let c = match dtype {
+        DType::F32 => c as f32 as f64,
+        _ => c,
+    };
+    (c.is_finite() && c != 0.0).then_some(c)
+}
+
+/// The state of one run: the builder, the form of every numbered value, and the table of
+/// normalised forms.
+struct Numbering {
+    b: Builder,
+    forms: HashMap<Value, Form>,
+    table: HashMap<Key, (Value, f64)>,
+}
+
+impl Numbering {
+    /// The form of `v` in the new graph: its recorded form, a constant, or `v` as an atom.
+    fn form(&self, v: Value) -> Form {
+        if let Some(f) = self.forms.get(&v) {
+            return f.clone();
+        }
+        let dtype = self.b.ty(v).dtype;
+        match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
+            Some(c) => smallvec![Term {
+                c,
+                atoms: Atoms::new()
+            }],
+            None => atom(v),
+        }
+    }
+
+    /// The form of `v` as a factor of a product. A sum of several terms is an atom: the first
+    /// value numbered with the same form up to a constant factor, times that factor, so that
+    /// products of proportional sums get proportional forms.
+    fn factor(&self, v: Value) -> Form {
+        let f = self.form(v);
+        if f.len() == 1 {
+            return f;
+        }
+        let key = normalised(self.b.ty(v).clone(), &f);
+        match self.table.get(&key) {
+            Some(&(w, cw)) => match coefficient(f[0].c / cw, self.b.ty(v).dtype) {
+                Some(c) => smallvec![Term {
+                    c,
+                    atoms: smallvec![w]
+                }],
+                None => atom(v),
+            },
+            None => atom(v),
+        }
+    }
+
+    /// The form of `op(args)`, if it has one.
+    fn form_of(&self, op: &Op, args: &[Value], dtype: DType) -> Option<Form> {
+        match op {
+            Op::Unary(UnaryOp::Neg) => scaled(self.form(args[0]), -1.0, dtype),
+            Op::Unary(UnaryOp::Square) => {
+                let f = self.factor(args[0]);
+                product(&f, &f, dtype)
+            }
+            Op::Binary(BinaryOp::Mul) => {
+                let (x, y) = (self.form(args[0]), self.form(args[1]));
+                if is_constant(&x) {
+                    return scaled(y, x[0].c, dtype);
+                }
+                if is_constant(&y) {
+                    return scaled(x, y[0].c, dtype);
+                }
+                product(&self.factor(args[0]), &self.factor(args[1]), dtype)
+            }
+            Op::Binary(BinaryOp::Add) => sum(&self.form(args[0]), &self.form(args[1]), dtype),
+            Op::Binary(BinaryOp::Sub) => {
+                let y = scaled(self.form(args[1]), -1.0, dtype)?;
+                sum(&self.form(args[0]), &y, dtype)
+            }
+            _ => None,
+        }
+    }
+
+    /// `factor · w` in the new graph.
+    fn scale(&mut self, w: Value, factor: f64) -> Result<Value> {
+        if factor == 1.0 {
+            Ok(w)
+        } else if factor == -1.0 {
+            emit::neg(&mut self.b, w)
+        } else {
+            emit::scale(&mut self.b, w, factor)
+        }
+    }
+
+    /// Constant folding through a chain of scalings and constant additions: a form `c·a`
+    /// becomes one multiplication (`2·(3·x)` → `6·x`), a form `k ± a` one addition or
+    /// subtraction (`(x + 1) + 2` → `x + 3`); other forms are left to the equation itself.
+    fn direct(&mut self, form: &Form) -> Result<Option<Value>> {
+        match form.as_slice() {
+            [t] if t.atoms.len() == 1 => self.scale(t.atoms[0], t.c).map(Some),
+            [k, t] if k.atoms.is_empty() && t.atoms.len() == 1 && t.c.abs() == 1.0 => {
+                let a = t.atoms[0];
+                let k = emit::like(&mut self.b, a, k.c)?;
+                if t.c > 0.0 {
+                    emit::add(&mut self.b, a, k).map(Some)
+                } else {
+                    emit::sub(&mut self.b, k, a).map(Some)
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Emits the equation `op(args)` (already mapped to the new graph), numbering it when it
+    /// is float arithmetic.
+    fn push(&mut self, op: &Op, args: &[Value]) -> Result<SmallVec<[Value; 1]>> {
+        let dtype = match args.first() {
+            Some(&a) if is_arith(op) => self.b.ty(a).dtype,
+            _ => return emit::push(&mut self.b, op.clone(), args),
+        };
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return emit::push(&mut self.b, op.clone(), args);
+        }
+        let Some(form) = self.form_of(op, args, dtype).filter(|f| !is_constant(f)) else {
+            return emit::push(&mut self.b, op.clone(), args);
+        };
+        let ty = self.b.ty(args[0]).clone();
+        let c0 = form[0].c;
+        let key = normalised(ty, &form);
+        let v = if let Some(&(w, cw)) = self.table.get(&key) {
+            match coefficient(c0 / cw, dtype) {
+                Some(f) => self.scale(w, f)?,
+                None => emit::push1(&mut self.b, op.clone(), args)?,
+            }
+        } else if let Some(v) = self.direct(&form)? {
+            v
+        } else {
+            emit::push1(&mut self.b, op.clone(), args)?
+        };
+        self.table.entry(key).or_insert((v, c0));
+        self.forms.entry(v).or_insert(form);
+        Ok(smallvec![v])
+    }
+}
+
+/// Whether `op` is one of the operations that get a form.
+fn is_arith(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(UnaryOp::Neg | UnaryOp::Square)
+            | Op::Binary(BinaryOp::Mul | BinaryOp::Add | BinaryOp::Sub)
+    )
+}
+
+/// `v` as an atom: `1 · v`.
+fn atom(v: Value) -> Form {
+    smallvec![Term {
+        c: 1.0,
+        atoms: smallvec![v]
+    }]
+}
+
+/// Whether `f` is a constant (one term without atoms).
+fn is_constant(f: &Form) -> bool {
+    f.len() == 1 && f[0].atoms.is_empty()
+}
+
+/// `k · f`, if every coefficient stays finite and nonzero.
+fn scaled(mut f: Form, k: f64, dtype: DType) -> Option<Form> {
+    for t in &mut f {
+        t.c = coefficient(t.c * k, dtype)?;
+    }
+    Some(f)
+}
+
+/// The product of two one-term forms.
+fn product(x: &Form, y: &Form, dtype: DType) -> Option<Form> {
+    let (x, y) = (&x[0], &y[0]);
+    if x.atoms.len() + y.atoms.len() > MAX_ATOMS {
+        return None;
+    }
+    let mut atoms: Atoms = x.atoms.iter().chain(&y.atoms).copied().collect();
+    atoms.sort_unstable();
+    Some(smallvec![Term {
+        c: coefficient(x.c * y.c, dtype)?,
+        atoms
+    }])
+}
+
+/// The sum of two forms, like terms merged (unless their coefficients cancel).
+fn sum(x: &Form, y: &Form, dtype: DType) -> Option<Form> {
+    let mut out = Form::new();
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() || j < y.len() {
+        let next = match (x.get(i), y.get(j)) {
+            (Some(a), Some(b)) if a.atoms == b.atoms => {
+                if (a.c < 0.0) != (b.c < 0.0) {
+                    return None;
+                }
+                i += 1;
+                j += 1;
+                Term {
+                    c: coefficient(a.c + b.c, dtype)?,
+                    atoms: a.atoms.clone(),
+                }
+            }
+            (Some(a), Some(b)) if a.atoms < b.atoms => {
+                i += 1;
+                a.clone()
+            }
+            (Some(a), None) => {
+                i += 1;
+                a.clone()
+            }
+            (_, Some(b)) => {
+                j += 1;
+                b.clone()
+            }
+            (None, None) => break,
+        };
+        out.push(next);
+        if out.len() > MAX_TERMS {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The key of `form`, scaled so that its first coefficient is 1.
+fn normalised(ty: Type, form: &Form) -> Key {
+    let c0 = form[0].c;
+    let terms = form
+        .iter()
+        .map(|t| ((t.c / c0).to_bits(), t.atoms.clone()))
+        .collect();
+    (ty, terms)
+}
+
+/// Value numbering modulo reassociation (see the module documentation); the result has dead
+/// equations removed and is never larger than `g`.
+pub fn reassoc(g: &Graph) -> Result<Graph> {
+    let mut n = Numbering {
+        b: Builder::new(),
+        forms: HashMap::new(),
+        table: HashMap::new(),
+    };
+    let params: Vec<Value> = g
+        .params()
+        .iter()
+        .map(|&p| n.b.param(g.ty(p).clone()))
+        .collect();
+    let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
+    for (&p, &q) in g.params().iter().zip(&params) {
+        map[p.index()] = Some(q);
+    }
+    for (_, inst) in g.insts() {
+        let args: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("verified graph"))
+            .collect();
+        let outs = n.push(&inst.op, &args)?;
+        for (&r, &o) in inst.results.iter().zip(&outs) {
+            map[r.index()] = Some(o);
+        }
+    }
+    let outs: Vec<Value> = g
+        .outputs()
+        .iter()
+        .map(|&o| map[o.index()].expect("verified graph"))
+        .collect();
+    let out = dce(&n.b.finish(&outs))?;
+    Ok(if out.num_insts() <= g.num_insts() {
+        out
+    } else {
+        g.clone()
+    })
+}

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Recorder, arg, timeit_calls  # noqa: E402
 
-BRUSSELATOR = dict(A=1.0, B=3.4, alpha=0.002)
+BRUSSELATOR = dict(A=1.0, B=3.4, alpha=10.0)
 
 
 def rosenbrock_point(n):
@@ -32,12 +32,13 @@ def rosenbrock_point(n):
 
 
 def brusselator_point(N):
-    """u = 22 y (1 - y)^1.5 and v = 27 x (1 - x)^1.5 at x_j = j / N, y_i = i / N; the state is
-    u then v, each row-major (index i N + j)."""
-    g = np.arange(N) / N
-    y, x = np.meshgrid(g, g, indexing="ij")
-    u = 22.0 * y * (1.0 - y) ** 1.5
-    v = 27.0 * x * (1.0 - x) ** 1.5
+    """u[i, j] = 22 (y_j (1 - y_j))^1.5 and v[i, j] = 27 (x_i (1 - x_i))^1.5 with
+    x_k = y_k = k / (N - 1), as the ferrax example; the state is u then v, each row-major
+    (index i N + j)."""
+    g = np.arange(N) / (max(N, 2) - 1)
+    row, col = np.meshgrid(g, g, indexing="ij")
+    u = 22.0 * (col * (1.0 - col)) ** 1.5
+    v = 27.0 * (row * (1.0 - row)) ** 1.5
     return np.concatenate([u.ravel(), v.ravel()])
 
 
@@ -60,7 +61,7 @@ def brusselator_build(ca, N):
     m = N * N
     y = ca.SX.sym("y", 2 * m)
     u, v = y[0:m], y[m:2 * m]
-    c = p["alpha"] * N * N  # alpha / h^2 with h = 1 / N
+    c = p["alpha"] * (max(N, 2) - 1) ** 2  # alpha / h^2 with h = 1 / (N - 1)
     nb = brusselator_neighbours(N)
 
     def lap(w):

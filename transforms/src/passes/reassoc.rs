@@ -111,9 +111,9 @@ fn key_hash(hasher: &DefaultHashBuilder, form: &[Term]) -> u64 {
 fn same_key(x: &[Term], y: &[Term]) -> bool {
     let (cx, cy) = (x[0].c, y[0].c);
     x.len() == y.len()
-        && x.iter().zip(y).all(|(s, t)| {
-            (s.c / cx).to_bits() == (t.c / cy).to_bits() && s.atoms == t.atoms
-        })
+        && x.iter()
+            .zip(y)
+            .all(|(s, t)| (s.c / cx).to_bits() == (t.c / cy).to_bits() && s.atoms == t.atoms)
 }
 
 impl Numbering {
@@ -141,13 +141,15 @@ impl Numbering {
             return Cow::Borrowed(f);
         }
         let dtype = self.b.ty(v).dtype;
-        Cow::Owned(match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
-            Some(c) => smallvec![Term {
-                c,
-                atoms: Atoms::new()
-            }],
-            None => atom(v),
-        })
+        Cow::Owned(
+            match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
+                Some(c) => smallvec![Term {
+                    c,
+                    atoms: Atoms::new()
+                }],
+                None => atom(v),
+            },
+        )
     }
 
     /// The form of `v` as a factor of a product. A sum of several terms is an atom: the first
@@ -265,9 +267,8 @@ impl Numbering {
             if new_key {
                 let hasher = &self.hasher;
                 let arena = &self.arena;
-                self.table.insert_unique(hash, (i, v), |&(j, _)| {
-                    key_hash(hasher, &arena[j as usize])
-                });
+                self.table
+                    .insert_unique(hash, (i, v), |&(j, _)| key_hash(hasher, &arena[j as usize]));
             }
             if new_form {
                 if self.forms.len() <= v.index() {

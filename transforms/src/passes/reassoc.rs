@@ -411,8 +411,17 @@ fn number(g: &Graph) -> Result<Option<Graph>> {
         .iter()
         .map(|&o| map[o.index()].expect("verified graph"))
         .collect();
+    // The forms and the table are freed before dead code is removed (a partial move would
+    // keep them until the function returns).
     drop(map);
-    let Numbering { b, .. } = n;
+    let Numbering {
+        b,
+        arena,
+        forms,
+        table,
+        hasher: _,
+    } = n;
+    drop((arena, forms, table));
     // The builder merged identical equations as they were pushed, so dropping the dead ones
     // in place gives what a rebuild through `dce` would, without a second graph.
     let out = b.finish(&outs).without_dead_code();

@@ -84,13 +84,14 @@ pub(crate) fn try_simplify_owned(g: Graph) -> Result<Graph> {
     Ok(timed("simplify.dce", || rebuilt.without_dead_code()))
 }
 
-/// [`try_simplify`], then value numbering modulo reassociation ([`reassoc::reassoc`]), which
-/// may change rounding: applied to the results of `grad` and `value_and_grad` only (see the
-/// module documentation of [`reassoc`] for why not to intermediate graphs).
+/// [`try_simplify`], then value numbering modulo reassociation
+/// ([`reassoc::reassoc_owned`]), which may change rounding: applied to the results of `grad`
+/// and `value_and_grad` only (see the module documentation of [`reassoc`] for why not to
+/// intermediate graphs).
 pub fn try_simplify_reassociating(g: Graph) -> Result<Graph> {
     let g = try_simplify_owned(g)?;
-    let g = ferrax_ir::timings::timed("simplify.reassoc", || reassoc::reassoc(&g))?;
-    ferrax_ir::timings::timed("verify", || g.verify())?;
+    let g = timed("simplify.reassoc", || reassoc::reassoc_owned(g))?;
+    timed("verify", || g.verify())?;
     Ok(g)
 }
 

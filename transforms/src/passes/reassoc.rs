@@ -37,12 +37,13 @@
 //! dropped. So, barring intermediate overflow, a NaN or ±∞ reaching the original reaches the
 //! replacement in the same way. Integer and bool arithmetic is left alone.
 
-use super::dce::dce;
 use crate::emit::{self, splat};
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
 use ferrax_ir::{Builder, DType, Graph, Op, Result, Type, Value};
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::{smallvec, SmallVec};
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher};
 
 /// The most atoms (with repetition) in one product.
 pub const MAX_ATOMS: usize = 8;
@@ -63,9 +64,8 @@ struct Term {
 /// A sum of terms with distinct atom lists, sorted by them.
 type Form = SmallVec<[Term; 2]>;
 
-/// The hash key of a form scaled so that its first coefficient is 1: the value type, then
-/// each term's coefficient bits and atoms.
-type Key = (Type, SmallVec<[(u64, Atoms); 2]>);
+/// Marks a value of the new graph that has no recorded form.
+const NO_FORM: u32 = u32::MAX;
 
 /// Rounds `c` to `dtype` and keeps it only if it is finite and nonzero.
 fn coefficient(c: f64, dtype: DType) -> Option<f64> {
@@ -76,41 +76,94 @@ fn coefficient(c: f64, dtype: DType) -> Option<f64> {
     (c.is_finite() && c != 0.0).then_some(c)
 }
 
-/// The state of one run: the builder, the form of every numbered value, and the table of
-/// normalised forms.
+/// The state of one run: the builder, the forms it recorded, the form of every numbered
+/// value, and the table of normalised forms.
+///
+/// Each recorded form is stored once, in `arena`; a value's form is its index there
+/// (`forms`, indexed by value), and the table holds, for each normalised form seen, the
+/// index of the first form with that normalisation and the value that computes it. The
+/// table's key is the form divided by its first coefficient, the value's type being implied
+/// (every atom of a form has the type of the value). Keys are hashed and compared in place,
+/// so a lookup builds nothing.
 struct Numbering {
     b: Builder,
-    forms: HashMap<Value, Form>,
-    table: HashMap<Key, (Value, f64)>,
+    arena: Vec<Form>,
+    forms: Vec<u32>,
+    table: HashTable<(u32, Value)>,
+    hasher: DefaultHashBuilder,
+}
+
+/// The hash of `form` divided by its first coefficient.
+fn key_hash(hasher: &DefaultHashBuilder, form: &[Term]) -> u64 {
+    let mut h = hasher.build_hasher();
+    let c0 = form[0].c;
+    for t in form {
+        h.write_u64((t.c / c0).to_bits());
+        h.write_usize(t.atoms.len());
+        for a in &t.atoms {
+            h.write_usize(a.index());
+        }
+    }
+    h.finish()
+}
+
+/// Whether `x` and `y` are equal once each is divided by its first coefficient.
+fn same_key(x: &[Term], y: &[Term]) -> bool {
+    let (cx, cy) = (x[0].c, y[0].c);
+    x.len() == y.len()
+        && x.iter()
+            .zip(y)
+            .all(|(s, t)| (s.c / cx).to_bits() == (t.c / cy).to_bits() && s.atoms == t.atoms)
 }
 
 impl Numbering {
+    /// The recorded form of `v`, if it has one.
+    fn recorded(&self, v: Value) -> Option<&Form> {
+        match self.forms.get(v.index()) {
+            Some(&i) if i != NO_FORM => Some(&self.arena[i as usize]),
+            _ => None,
+        }
+    }
+
+    /// The earlier value whose form equals `form` (of type `ty`) up to a constant factor, and
+    /// the first coefficient of that value's form.
+    fn lookup(&self, ty: &Type, form: &[Term], hash: u64) -> Option<(Value, f64)> {
+        self.table
+            .find(hash, |&(i, w)| {
+                same_key(&self.arena[i as usize], form) && self.b.ty(w) == ty
+            })
+            .map(|&(i, w)| (w, self.arena[i as usize][0].c))
+    }
+
     /// The form of `v` in the new graph: its recorded form, a constant, or `v` as an atom.
-    fn form(&self, v: Value) -> Form {
-        if let Some(f) = self.forms.get(&v) {
-            return f.clone();
+    fn form(&self, v: Value) -> Cow<'_, Form> {
+        if let Some(f) = self.recorded(v) {
+            return Cow::Borrowed(f);
         }
         let dtype = self.b.ty(v).dtype;
-        match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
-            Some(c) => smallvec![Term {
-                c,
-                atoms: Atoms::new()
-            }],
-            None => atom(v),
-        }
+        Cow::Owned(
+            match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
+                Some(c) => smallvec![Term {
+                    c,
+                    atoms: Atoms::new()
+                }],
+                None => atom(v),
+            },
+        )
     }
 
     /// The form of `v` as a factor of a product. A sum of several terms is an atom: the first
     /// value numbered with the same form up to a constant factor, times that factor, so that
     /// products of proportional sums get proportional forms.
-    fn factor(&self, v: Value) -> Form {
+    fn factor(&self, v: Value) -> Cow<'_, Form> {
         let f = self.form(v);
         if f.len() == 1 {
             return f;
         }
-        let key = normalised(self.b.ty(v).clone(), &f);
-        match self.table.get(&key) {
-            Some(&(w, cw)) => match coefficient(f[0].c / cw, self.b.ty(v).dtype) {
+        let ty = self.b.ty(v);
+        let hash = key_hash(&self.hasher, &f);
+        Cow::Owned(match self.lookup(ty, &f, hash) {
+            Some((w, cw)) => match coefficient(f[0].c / cw, ty.dtype) {
                 Some(c) => smallvec![Term {
                     c,
                     atoms: smallvec![w]
@@ -118,13 +171,13 @@ impl Numbering {
                 None => atom(v),
             },
             None => atom(v),
-        }
+        })
     }
 
     /// The form of `op(args)`, if it has one.
     fn form_of(&self, op: &Op, args: &[Value], dtype: DType) -> Option<Form> {
         match op {
-            Op::Unary(UnaryOp::Neg) => scaled(self.form(args[0]), -1.0, dtype),
+            Op::Unary(UnaryOp::Neg) => scaled(self.form(args[0]).into_owned(), -1.0, dtype),
             Op::Unary(UnaryOp::Square) => {
                 let f = self.factor(args[0]);
                 product(&f, &f, dtype)
@@ -132,16 +185,16 @@ impl Numbering {
             Op::Binary(BinaryOp::Mul) => {
                 let (x, y) = (self.form(args[0]), self.form(args[1]));
                 if is_constant(&x) {
-                    return scaled(y, x[0].c, dtype);
+                    return scaled(y.into_owned(), x[0].c, dtype);
                 }
                 if is_constant(&y) {
-                    return scaled(x, y[0].c, dtype);
+                    return scaled(x.into_owned(), y[0].c, dtype);
                 }
                 product(&self.factor(args[0]), &self.factor(args[1]), dtype)
             }
             Op::Binary(BinaryOp::Add) => sum(&self.form(args[0]), &self.form(args[1]), dtype),
             Op::Binary(BinaryOp::Sub) => {
-                let y = scaled(self.form(args[1]), -1.0, dtype)?;
+                let y = scaled(self.form(args[1]).into_owned(), -1.0, dtype)?;
                 sum(&self.form(args[0]), &y, dtype)
             }
             _ => None,
@@ -191,10 +244,10 @@ impl Numbering {
         let Some(form) = self.form_of(op, args, dtype).filter(|f| !is_constant(f)) else {
             return emit::push(&mut self.b, op.clone(), args);
         };
-        let ty = self.b.ty(args[0]).clone();
         let c0 = form[0].c;
-        let key = normalised(ty, &form);
-        let v = if let Some(&(w, cw)) = self.table.get(&key) {
+        let hash = key_hash(&self.hasher, &form);
+        let found = self.lookup(self.b.ty(args[0]), &form, hash);
+        let v = if let Some((w, cw)) = found {
             match coefficient(c0 / cw, dtype) {
                 Some(f) => self.scale(w, f)?,
                 None => emit::push1(&mut self.b, op.clone(), args)?,
@@ -204,8 +257,26 @@ impl Numbering {
         } else {
             emit::push1(&mut self.b, op.clone(), args)?
         };
-        self.table.entry(key).or_insert((v, c0));
-        self.forms.entry(v).or_insert(form);
+        // The form is stored once, for the table (the first value with its normalisation)
+        // and for `v` (unless `v` already has a form), or not at all.
+        let new_key = found.is_none();
+        let new_form = self.recorded(v).is_none();
+        if new_key || new_form {
+            let i = u32::try_from(self.arena.len()).expect("form count within u32");
+            self.arena.push(form);
+            if new_key {
+                let hasher = &self.hasher;
+                let arena = &self.arena;
+                self.table
+                    .insert_unique(hash, (i, v), |&(j, _)| key_hash(hasher, &arena[j as usize]));
+            }
+            if new_form {
+                if self.forms.len() <= v.index() {
+                    self.forms.resize(v.index() + 1, NO_FORM);
+                }
+                self.forms[v.index()] = i;
+            }
+        }
         Ok(smallvec![v])
     }
 }
@@ -293,23 +364,27 @@ fn sum(x: &Form, y: &Form, dtype: DType) -> Option<Form> {
     Some(out)
 }
 
-/// The key of `form`, scaled so that its first coefficient is 1.
-fn normalised(ty: Type, form: &Form) -> Key {
-    let c0 = form[0].c;
-    let terms = form
-        .iter()
-        .map(|t| ((t.c / c0).to_bits(), t.atoms.clone()))
-        .collect();
-    (ty, terms)
-}
-
 /// Value numbering modulo reassociation (see the module documentation); the result has dead
 /// equations removed and is never larger than `g`.
 pub fn reassoc(g: &Graph) -> Result<Graph> {
+    Ok(number(g)?.unwrap_or_else(|| g.clone()))
+}
+
+/// [`reassoc`] of a graph the caller no longer needs, which is returned as it is (not copied)
+/// when numbering would make it larger.
+pub fn reassoc_owned(g: Graph) -> Result<Graph> {
+    Ok(number(&g)?.unwrap_or(g))
+}
+
+/// The numbered graph with dead equations removed, or `None` when it has more equations
+/// than `g`.
+fn number(g: &Graph) -> Result<Option<Graph>> {
     let mut n = Numbering {
-        b: Builder::new(),
-        forms: HashMap::new(),
-        table: HashMap::new(),
+        b: Builder::with_capacity(g.num_values(), g.num_insts()),
+        arena: Vec::with_capacity(g.num_insts()),
+        forms: Vec::with_capacity(g.num_values()),
+        table: HashTable::with_capacity(g.num_insts()),
+        hasher: DefaultHashBuilder::default(),
     };
     let params: Vec<Value> = g
         .params()
@@ -336,10 +411,19 @@ pub fn reassoc(g: &Graph) -> Result<Graph> {
         .iter()
         .map(|&o| map[o.index()].expect("verified graph"))
         .collect();
-    let out = dce(&n.b.finish(&outs))?;
-    Ok(if out.num_insts() <= g.num_insts() {
-        out
-    } else {
-        g.clone()
-    })
+    // The forms and the table are freed before dead code is removed (a partial move would
+    // keep them until the function returns).
+    drop(map);
+    let Numbering {
+        b,
+        arena,
+        forms,
+        table,
+        hasher: _,
+    } = n;
+    drop((arena, forms, table));
+    // The builder merged identical equations as they were pushed, so dropping the dead ones
+    // in place gives what a rebuild through `dce` would, without a second graph.
+    let out = b.finish(&outs).without_dead_code();
+    Ok((out.num_insts() <= g.num_insts()).then_some(out))
 }

@@ -64,7 +64,11 @@ fn cases() -> Vec<(&'static str, Function, usize, f64, Vec<usize>)> {
             0.6,
             vec![4, 5, 6, 7, 8, 9, 10, 11],
         ),
-        ("mlp", function(mlp), 5, 0.4, vec![22, 35, 67, 132, 262]),
+        // The second derivative was 35 equations before this pass and is 36 now: one larger,
+        // since `grad` emits its VJP straight into the result (linear-time transforms), which
+        // changes the order the passes meet its equations in. It is the one graph here that
+        // grew; the bound records it so that any further growth fails.
+        ("mlp", function(mlp), 5, 0.4, vec![22, 36, 67, 132, 262]),
         (
             "log",
             function(|x: Tensor| x.ln()),

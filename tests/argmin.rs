@@ -123,7 +123,11 @@ fn hessians_in_every_form_equal_ferrax_and_finite_differences() {
     // The sparse form holds the same matrix (tridiagonal: 3n − 2 entries).
     let s = sparse.hessian(&x).unwrap();
     assert_eq!(s.nnz(), 3 * n - 2);
-    assert_all_close(&s.to_dense(), h.data(), 1e-13);
+    assert_all_close(
+        &s.to_dense().expect("a well-formed CSR matrix"),
+        h.data(),
+        1e-13,
+    );
     let op = products.hessian(&x).unwrap();
     assert_eq!(op.point(), x);
     for _ in 0..3 {

@@ -1509,7 +1509,8 @@ mod tests {
                 let wa = Array::from_f64(bd.as_slice(), w.clone())
                     .unwrap()
                     .cast(dtype);
-                let want = Op::Conv(op.clone()).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+                let want =
+                    Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
                 let s = op.geometry(&at, &bt).unwrap();
                 let st = |d: &[usize]| crate::lower::strides(d);
                 let block = params(&op, &s, &st(&ad), &st(&bd), &st(ot.dims()));

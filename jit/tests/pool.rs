@@ -14,7 +14,9 @@ use ferrax_ir::{Array, Builder, DType, Graph, Op, Type};
 fn graph(op: WindowOp, tys: &[Type]) -> Graph {
     let mut b = Builder::new();
     let ps: Vec<_> = tys.iter().map(|t| b.param(t.clone())).collect();
-    let r = b.push(Op::Window(Box::new(op)), &ps).expect("well-typed test op");
+    let r = b
+        .push(Op::Window(Box::new(op)), &ps)
+        .expect("well-typed test op");
     b.finish(&r)
 }
 

@@ -12,7 +12,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use ferrax_ir::{DType, Graph, Result};
-use ferrax_jit::{define_graph, Defined, Destination, EntryNames, JitOptions};
+use ferrax_jit::{call_scalar_entry, define_graph, Defined, Destination, EntryNames, JitOptions};
 
 /// The Cranelift type of one element of `dtype` (bools are bytes holding 0 or 1).
 fn elem_type(dtype: DType) -> types::Type {
@@ -174,28 +174,8 @@ fn scalar_body(
         .outputs()
         .first()
         .map_or(DType::F64, |&o| graph.ty(o).dtype);
-    let size = out_ty.size_bytes();
-    let tmp = if nout > 1 {
-        let slot = fb.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            (size * nout) as u32,
-            3,
-        ));
-        let a = fb.ins().stack_addr(types::I64, slot, 0);
-        args.push(a);
-        Some(a)
-    } else {
-        None
-    };
-    let call = fb.ins().call(callee, &args);
-    let rets = fb.inst_results(call).to_vec();
-    for k in 0..nout {
-        let v = match tmp {
-            Some(a) => fb
-                .ins()
-                .load(elem_type(out_ty), flags, a, (size * k) as i32),
-            None => rets[0],
-        };
+    let results = call_scalar_entry(&mut fb, callee, args, out_ty, nout);
+    for (k, v) in results.into_iter().enumerate() {
         fb.ins().store(flags, v, params[nin + k], 0);
     }
     let ok = fb.ins().iconst(types::I32, 0);

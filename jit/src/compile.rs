@@ -540,6 +540,41 @@ fn build_scalar(
     Ok(())
 }
 
+/// Calls an all-scalar graph's scalar entry `callee` with `args` (which it extends) and returns
+/// its `nout` results of dtype `out`: one comes back in a register, several through a stack slot
+/// whose address is passed as the last argument. Shared by the JIT's array-ABI wrapper and the
+/// exporter's C entry, which differ only in where they load arguments and store results.
+pub fn call_scalar_entry(
+    fb: &mut FunctionBuilder,
+    callee: cranelift_codegen::ir::FuncRef,
+    mut args: Vec<cranelift_codegen::ir::Value>,
+    out: DType,
+    nout: usize,
+) -> Vec<cranelift_codegen::ir::Value> {
+    let size = out.size_bytes();
+    let tmp = if nout > 1 {
+        let slot = fb.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (size * nout) as u32,
+            3,
+        ));
+        let a = fb.ins().stack_addr(types::I64, slot, 0);
+        args.push(a);
+        Some(a)
+    } else {
+        None
+    };
+    let call = fb.ins().call(callee, &args);
+    let rets = fb.inst_results(call).to_vec();
+    let flags = MemFlagsData::trusted();
+    (0..nout)
+        .map(|k| match tmp {
+            Some(a) => fb.ins().load(clty(out), flags, a, (size * k) as i32),
+            None => rets[0],
+        })
+        .collect()
+}
+
 /// Builds the tensor entry of an all-scalar graph: loads the arguments, calls the scalar
 /// entry and stores its results.
 fn build_wrapper(
@@ -566,29 +601,8 @@ fn build_wrapper(
         let addr = fb.ins().load(types::I64, flags, ins, (8 * k) as i32);
         args.push(fb.ins().load(clty(graph.ty(p).dtype), flags, addr, 0));
     }
-    let nout = graph.outputs().len();
-    let size = abi.out_dtype.size_bytes();
-    let tmp = if nout > 1 {
-        let slot = fb.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            (size * nout) as u32,
-            3,
-        ));
-        let a = fb.ins().stack_addr(types::I64, slot, 0);
-        args.push(a);
-        Some(a)
-    } else {
-        None
-    };
-    let call = fb.ins().call(callee, &args);
-    let rets: Vec<_> = fb.inst_results(call).to_vec();
-    for k in 0..nout {
-        let v = match tmp {
-            Some(a) => fb
-                .ins()
-                .load(clty(abi.out_dtype), flags, a, (size * k) as i32),
-            None => rets[0],
-        };
+    let results = call_scalar_entry(&mut fb, callee, args, abi.out_dtype, graph.outputs().len());
+    for (k, v) in results.into_iter().enumerate() {
         let addr = fb.ins().load(types::I64, flags, outs, (8 * k) as i32);
         fb.ins().store(flags, v, addr, 0);
     }

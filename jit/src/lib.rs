@@ -158,7 +158,9 @@ mod stats;
 mod symbols;
 
 pub use cache::{clear_cache, compile_cached};
-pub use compile::{code_flags, compile, define_graph, Defined, Destination, EntryNames};
+pub use compile::{
+    call_scalar_entry, code_flags, compile, define_graph, Defined, Destination, EntryNames,
+};
 pub use compiled::Compiled;
 pub use function::{jit, jit_with, IntoOutRef, IntoOutRefs, Jit, OutRef};
 pub use options::{JitOptions, MathMode, AUTO_FAST_MIN};

@@ -569,6 +569,8 @@ pub struct TreeGrad {
     func: TreeFn,
 }
 
+ferrax_transforms::wrapping_handle!(TreeGrad => TreeFn, IntoTreeFn::into_tree_fn, TreeFnMarker);
+
 impl TreeGrad {
     fn build(base: TreeFn, argnums: Vec<usize>, has_aux: bool, with_value: bool) -> TreeGrad {
         let name = if with_value { "value_and_grad" } else { "grad" };
@@ -660,25 +662,6 @@ impl TreeGrad {
     }
 }
 
-impl std::ops::Deref for TreeGrad {
-    type Target = TreeFn;
-    fn deref(&self) -> &TreeFn {
-        &self.func
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for TreeGrad {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for &TreeGrad {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func.clone()
-    }
-}
-
 /// The gradient of a function of trees with a scalar output, as a tree of argument 0's
 /// structure (see [`TreeGrad::wrt`] and [`TreeGrad::has_aux`]).
 ///
@@ -723,6 +706,8 @@ pub struct TreeJacobian {
     func: TreeFn,
 }
 
+ferrax_transforms::wrapping_handle!(TreeJacobian => TreeFn, IntoTreeFn::into_tree_fn, TreeFnMarker);
+
 impl TreeJacobian {
     fn build(base: TreeFn, kind: JacKind, argnums: Vec<usize>) -> TreeJacobian {
         let name = match kind {
@@ -765,25 +750,6 @@ impl TreeJacobian {
     }
 }
 
-impl std::ops::Deref for TreeJacobian {
-    type Target = TreeFn;
-    fn deref(&self) -> &TreeFn {
-        &self.func
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for TreeJacobian {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for &TreeJacobian {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func.clone()
-    }
-}
-
 /// The Jacobian over trees by forward mode.
 pub fn jacfwd<M>(f: impl IntoTreeFn<M>) -> TreeJacobian {
     TreeJacobian::build(f.into_tree_fn(), JacKind::Forward, vec![0])
@@ -816,6 +782,8 @@ pub struct TreeJvp {
     func: TreeFn,
 }
 
+ferrax_transforms::wrapping_handle!(TreeJvp => TreeFn, IntoTreeFn::into_tree_fn, TreeFnMarker);
+
 impl TreeJvp {
     /// `(outputs, output tangents)` at `primals` in the direction `tangents`, e.g.
     /// `call((&params, &x), (&dparams, &dx))`.
@@ -838,12 +806,6 @@ impl TreeJvp {
     /// pair `(outputs, output tangents)`.
     pub fn tree_fn(&self) -> TreeFn {
         self.func.clone()
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for TreeJvp {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func
     }
 }
 
@@ -887,6 +849,8 @@ pub struct TreeVjp {
     func: TreeFn,
 }
 
+ferrax_transforms::wrapping_handle!(TreeVjp => TreeFn, IntoTreeFn::into_tree_fn, TreeFnMarker);
+
 impl TreeVjp {
     /// `(outputs, argument cotangents)` at `primals` for the output cotangent `cotangent`.
     #[track_caller]
@@ -906,12 +870,6 @@ impl TreeVjp {
     /// returning the pair `(outputs, argument cotangents)`.
     pub fn tree_fn(&self) -> TreeFn {
         self.func.clone()
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for TreeVjp {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func
     }
 }
 

@@ -199,6 +199,8 @@ pub struct TreeVmap {
     func: TreeFn,
 }
 
+ferrax_transforms::wrapping_handle!(TreeVmap => TreeFn, IntoTreeFn::into_tree_fn, TreeFnMarker);
+
 impl TreeVmap {
     fn build(base: TreeFn, in_axes: AxisSpec, out_axes: AxisSpec) -> TreeVmap {
         let (b, ia, oa) = (base.clone(), in_axes.clone(), out_axes.clone());
@@ -300,25 +302,6 @@ fn member_types(axes: &[Option<usize>], types: &[Type]) -> Result<Vec<Type>> {
         });
     }
     Ok(out)
-}
-
-impl std::ops::Deref for TreeVmap {
-    type Target = TreeFn;
-    fn deref(&self) -> &TreeFn {
-        &self.func
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for TreeVmap {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func
-    }
-}
-
-impl IntoTreeFn<TreeFnMarker> for &TreeVmap {
-    fn into_tree_fn(self) -> TreeFn {
-        self.func.clone()
-    }
 }
 
 /// Vectorizes a function of trees over axis 0 of every leaf (see [`TreeVmap::in_axes`]).

@@ -18,7 +18,6 @@ use ferrax_ir::ops::{Body, CallKind, ControlOp, RematPolicy};
 use ferrax_ir::tracer::trace_with;
 use ferrax_ir::{Array, Error, ErrorKind, Function, Graph, IntoFunction, Op, Result, Tensor, Type};
 use std::cell::Cell;
-use std::ops::Deref;
 use std::panic::Location;
 use std::sync::Arc;
 
@@ -148,27 +147,38 @@ impl Grad {
     }
 }
 
-impl Deref for Grad {
-    type Target = Function;
-    fn deref(&self) -> &Function {
-        &self.func
-    }
-}
-
 /// Marker for [`IntoFunction`] on transform builders.
 pub struct TransformMarker;
 
-impl IntoFunction<TransformMarker> for Grad {
-    fn into_function(self) -> Function {
-        self.func
-    }
+/// Implements, for a transform handle whose field `func` holds the function it stands for,
+/// `Deref` to that function and its conversion into one (by value, and by reference through a
+/// clone). The facade's tree handles use it too, with their own trait and marker.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! wrapping_handle {
+    ($handle:ty => $target:ty, $convert:ident::$method:ident, $marker:ty) => {
+        impl ::std::ops::Deref for $handle {
+            type Target = $target;
+            fn deref(&self) -> &$target {
+                &self.func
+            }
+        }
+
+        impl $convert<$marker> for $handle {
+            fn $method(self) -> $target {
+                self.func
+            }
+        }
+
+        impl $convert<$marker> for &$handle {
+            fn $method(self) -> $target {
+                self.func.clone()
+            }
+        }
+    };
 }
 
-impl IntoFunction<TransformMarker> for &Grad {
-    fn into_function(self) -> Function {
-        self.func.clone()
-    }
-}
+crate::wrapping_handle!(Grad => Function, IntoFunction::into_function, TransformMarker);
 
 /// The gradient of a function with a scalar float output, with respect to argument 0 (see
 /// [`Grad::wrt`]). Errors (non-scalar output, integer argument) surface when it is called.
@@ -225,6 +235,8 @@ pub struct Jacobian {
     func: Function,
 }
 
+crate::wrapping_handle!(Jacobian => Function, IntoFunction::into_function, TransformMarker);
+
 impl Jacobian {
     fn build(cfg: Config, kind: JacKind) -> Jacobian {
         let argnums = cfg.argnums.clone();
@@ -251,25 +263,6 @@ impl Jacobian {
 
     /// The Function this transform stands for.
     pub fn function(&self) -> Function {
-        self.func.clone()
-    }
-}
-
-impl Deref for Jacobian {
-    type Target = Function;
-    fn deref(&self) -> &Function {
-        &self.func
-    }
-}
-
-impl IntoFunction<TransformMarker> for Jacobian {
-    fn into_function(self) -> Function {
-        self.func
-    }
-}
-
-impl IntoFunction<TransformMarker> for &Jacobian {
-    fn into_function(self) -> Function {
         self.func.clone()
     }
 }
@@ -591,6 +584,8 @@ pub struct Vmap {
     func: Function,
 }
 
+crate::wrapping_handle!(Vmap => Function, IntoFunction::into_function, TransformMarker);
+
 impl Vmap {
     fn build(
         base: Function,
@@ -664,25 +659,6 @@ impl Vmap {
 
     /// The Function this transform stands for.
     pub fn function(&self) -> Function {
-        self.func.clone()
-    }
-}
-
-impl Deref for Vmap {
-    type Target = Function;
-    fn deref(&self) -> &Function {
-        &self.func
-    }
-}
-
-impl IntoFunction<TransformMarker> for Vmap {
-    fn into_function(self) -> Function {
-        self.func
-    }
-}
-
-impl IntoFunction<TransformMarker> for &Vmap {
-    fn into_function(self) -> Function {
         self.func.clone()
     }
 }

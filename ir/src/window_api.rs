@@ -109,20 +109,7 @@ impl Tensor {
         strides: &[usize],
         padding: impl Into<Padding>,
     ) -> Tensor {
-        let rank = self.rank();
-        if rank < 2 {
-            let msg = "needs an operand laid out as N, C, spatial dims (rank >= 2)".into();
-            return pool_error(Location::caller(), "max_pool", self, msg);
-        }
-        let axes: Vec<usize> = (2..rank).collect();
-        self.pool(
-            Monoid::Max,
-            "max_pool",
-            &axes,
-            window,
-            strides,
-            &padding.into(),
-        )
+        self.spatial_pool(Monoid::Max, "max_pool", window, strides, &padding.into())
     }
 
     /// Max pooling over the given spatial `axes` (see [`Tensor::max_pool`]).
@@ -154,20 +141,7 @@ impl Tensor {
         strides: &[usize],
         padding: impl Into<Padding>,
     ) -> Tensor {
-        let rank = self.rank();
-        if rank < 2 {
-            let msg = "needs an operand laid out as N, C, spatial dims (rank >= 2)".into();
-            return pool_error(Location::caller(), "avg_pool", self, msg);
-        }
-        let axes: Vec<usize> = (2..rank).collect();
-        self.pool(
-            Monoid::Sum,
-            "avg_pool",
-            &axes,
-            window,
-            strides,
-            &padding.into(),
-        )
+        self.spatial_pool(Monoid::Sum, "avg_pool", window, strides, &padding.into())
     }
 
     /// Average pooling over the given spatial `axes` (see [`Tensor::avg_pool`]).
@@ -187,6 +161,25 @@ impl Tensor {
             strides,
             &padding.into(),
         )
+    }
+
+    /// Pooling over the spatial axes `2..rank` of an operand laid out as N, C, spatial dims.
+    #[track_caller]
+    fn spatial_pool(
+        &self,
+        monoid: Monoid,
+        op: &str,
+        window: &[usize],
+        strides: &[usize],
+        padding: &Padding,
+    ) -> Tensor {
+        let rank = self.rank();
+        if rank < 2 {
+            let msg = "needs an operand laid out as N, C, spatial dims (rank >= 2)".into();
+            return pool_error(Location::caller(), op, self, msg);
+        }
+        let axes: Vec<usize> = (2..rank).collect();
+        self.pool(monoid, op, &axes, window, strides, padding)
     }
 
     #[track_caller]

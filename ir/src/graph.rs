@@ -41,7 +41,7 @@ pub struct InstData {
 ///
 /// Types are interned: each distinct type is stored once (`types`, found through `type_ids`)
 /// and values refer to it by index, since a long graph has few distinct types.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Graph {
     pub(crate) values: Vec<ValueData>,
     pub(crate) types: Vec<Type>,
@@ -50,6 +50,21 @@ pub struct Graph {
     pub(crate) params: Vec<Value>,
     pub(crate) outputs: Vec<Value>,
     pub(crate) subgraphs: Vec<Graph>,
+}
+
+/// The debug form lists the type table in its own (insertion) order and leaves out the lookup
+/// map that finds an index from a type, whose order is a hash order.
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("values", &self.values)
+            .field("types", &self.types)
+            .field("insts", &self.insts)
+            .field("params", &self.params)
+            .field("outputs", &self.outputs)
+            .field("subgraphs", &self.subgraphs)
+            .finish()
+    }
 }
 
 /// Graphs are equal when their parameters, equations, outputs, sub-graphs and value types and

@@ -80,7 +80,8 @@ impl Fusion {
 fn cheap(op: &Op) -> bool {
     use ferrax_ir::ops::{BinaryOp, UnaryOp};
     match op {
-        Op::Shape(ShapeOp::BroadcastInDim { .. }) | Op::Compare(_) | Op::Convert(_) => true,
+        Op::Shape(s) => remap_shape(s),
+        Op::Compare(_) | Op::Convert(_) => true,
         Op::Unary(u) => match u {
             UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Sign => true,
             UnaryOp::Floor
@@ -115,7 +116,6 @@ fn cheap(op: &Op) -> bool {
             BinaryOp::Div | BinaryOp::Pow | BinaryOp::Atan2 | BinaryOp::Rem => false,
         },
         Op::Literal(_)
-        | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
         | Op::Conv(_)
@@ -137,6 +137,41 @@ pub(crate) fn trivial_broadcast(graph: &Graph, inst: &InstData) -> bool {
 /// Whether `op` can join a fused loop.
 pub(crate) fn fusable(op: &Op) -> bool {
     op.is_elementwise() || matches!(op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
+}
+
+/// Whether a shape op moves elements by a per-dimension affine index map (possibly guarded),
+/// so that a fused loop can read its operand in place: broadcast, slice, transpose, rev,
+/// concatenate and pad. A pad with interior padding has a non-affine map (every other
+/// element), but the op is listed by kind; [`remap`] checks the instance. Reshape is not a
+/// remap: it is a view of its operand's buffer already (see `crate::plan`).
+pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
+    match op {
+        ShapeOp::BroadcastInDim { .. }
+        | ShapeOp::Transpose { .. }
+        | ShapeOp::Slice { .. }
+        | ShapeOp::Pad { .. }
+        | ShapeOp::Concatenate { .. }
+        | ShapeOp::Rev { .. } => true,
+        ShapeOp::Reshape { .. } => false,
+    }
+}
+
+/// Whether the instruction is an index remapping that a fused loop can read through (see
+/// [`remap_shape`]): not a pad with interior padding, and not a transpose of a `dot_general`
+/// result (which the dot writes transposed instead, see [`analyze`]).
+pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
+    let Op::Shape(s) = &inst.op else {
+        return false;
+    };
+    let from_dot = || match graph.def(inst.args[0]) {
+        ferrax_ir::ValueDef::Result(i, _) => matches!(graph.inst(i).op, Op::Dot(_)),
+        ferrax_ir::ValueDef::Param(_) => false,
+    };
+    match s {
+        ShapeOp::Pad { interior, .. } => interior.iter().all(|&k| k == 0),
+        ShapeOp::Transpose { .. } => !from_dot(),
+        s => remap_shape(s),
+    }
 }
 
 /// Whether the instruction roots a reduction group: a sum, max, min or product of a
@@ -177,6 +212,9 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let mut absorbed_dot: Vec<Option<usize>> = vec![None; n];
     // Reduction roots found so far (later positions first).
     let mut red_roots: Vec<usize> = Vec::new();
+    // Remap members that another remap reads through (their operand is read at remapped
+    // indices, so no value may pass through them in registers).
+    let mut chain = vec![false; n];
     for i in (0..n).rev() {
         let inst = insts[i];
         if let Op::Dot(d) = &inst.op {
@@ -198,7 +236,8 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             }
             continue;
         }
-        if !fusable(&inst.op) || inst.results.len() != 1 {
+        let is_remap = remap(graph, inst);
+        if !(fusable(&inst.op) || is_remap) || inst.results.len() != 1 {
             continue;
         }
         let r = inst.results[0];
@@ -212,9 +251,13 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         for &u in us {
             let ui = insts[u];
             let same_shape = graph.ty(ui.results[0]).shape == rty.shape;
+            // A remap joins a remap user (the loop reads through both maps); any other
+            // value joins a trivial broadcast only when that broadcast passes it through
+            // (no remap reads it at other indices).
             let joinable = (ui.op.is_elementwise() && same_shape)
                 || fused_reduce(graph, ui)
-                || trivial_broadcast(graph, ui);
+                || (is_remap && remap(graph, ui))
+                || (trivial_broadcast(graph, ui) && !chain[u]);
             if !joinable || root[u].is_none() {
                 ok = false;
                 break;
@@ -225,17 +268,19 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
                 }
             }
         }
+        if ok {
+            chain[i] = is_remap && us.iter().any(|&u| remap(graph, insts[u]));
+        }
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
             groups[i] = set;
-        } else if ok
-            && cheap(&inst.op)
-            && (set.len() <= DUP_MAX
-                || matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })))
-        {
+        } else if ok && cheap(&inst.op) && (set.len() <= DUP_MAX || is_remap) {
             root[i] = set.last().copied();
             dup[i] = true;
             groups[i] = set;
+        } else if !fusable(&inst.op) {
+            // A remap no fused loop can read through is lowered on its own.
+            chain[i] = false;
         } else {
             root[i] = Some(i);
             groups[i] = SmallVec::from_slice(&[i]);

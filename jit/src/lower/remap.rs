@@ -1,0 +1,498 @@
+//! Reads through index remappings inside a fused loop (see `crate::fuse::remap`): a chain of
+//! broadcasts, slices, transposes, revs, pads and concatenations ending in a buffer is never
+//! materialised; the loop reads the buffer at an affine index, guarded where a pad or a
+//! concatenation decides between sources.
+//!
+//! Every remapping moves elements one dimension at a time, so the index of an operand along
+//! each of its dimensions is an affine function of one loop index (a [`Form`]). Walking a
+//! chain from the value a member uses down to its buffer composes these forms: a slice scales
+//! and shifts, a transpose permutes, a rev negates, a broadcast drops dimensions, a pad shifts
+//! and adds a [`Guard`] (the operand index must lie in the operand) whose failure yields the
+//! pad value, a concatenation shifts per piece and guards each piece, whose failure moves on
+//! to the next piece. The result is a list of [`Read`]s: a buffer, its affine offset, and the
+//! guards (outermost first) that must hold before it is loaded, each naming the read to use
+//! instead when it fails (the pad value, the next piece).
+//!
+//! Soundness is checked when the reads are built ([`Reads::leaf`]): for every read, over every
+//! loop index where all its guards hold, the index along each buffer dimension is shown to lie
+//! inside that dimension (an affine form over an interval takes its extremes at the ends), or
+//! the read is refused with an error. Lowering then loads a guarded read only after its guards
+//! hold ([`guarded_load`]), or inside the part of a row where every guard is known to hold
+//! ([`middle`]). The values are the interpreter's: a remapping computes nothing, it only
+//! decides which element (or which pad value) is taken.
+//!
+//! A constant whose elements are all the same (bit for bit) is read with stride 0 wherever it
+//! appears: the loop loads one element instead of streaming the whole constant.
+
+use super::{clty, jit_err, Ctx};
+use cranelift_codegen::ir::{self, condcodes::IntCC, InstBuilder};
+use ferrax_ir::ops::{LiteralOp, ShapeOp};
+use ferrax_ir::{Data, DType, Graph, InstData, Op, Result, Value, ValueDef};
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+
+/// The index along one dimension as `a·i_d + c` of loop index `d` (`c` alone when `d` is
+/// `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Form {
+    /// The loop dimension, if the index varies.
+    pub d: Option<usize>,
+    /// The coefficient of the loop index.
+    pub a: i64,
+    /// The constant term.
+    pub c: i64,
+}
+
+impl Form {
+    /// The constant index `c`.
+    fn constant(c: i64) -> Form {
+        Form { d: None, a: 0, c }
+    }
+
+    /// `k·self + b`.
+    fn scale_shift(self, k: i64, b: i64) -> Result<Form> {
+        let ovf = || jit_err("a remapped index overflows");
+        Ok(Form {
+            d: self.d,
+            a: self.a.checked_mul(k).ok_or_else(ovf)?,
+            c: self
+                .c
+                .checked_mul(k)
+                .and_then(|c| c.checked_add(b))
+                .ok_or_else(ovf)?,
+        })
+    }
+}
+
+/// A condition `0 ≤ a·i_dim + c < n` on the loop index `dim`; with `a = 0` it is decided
+/// when the reads are built (`dim` is then meaningless).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Guard {
+    /// The loop dimension.
+    pub dim: usize,
+    /// The coefficient of the loop index.
+    pub a: i64,
+    /// The constant term.
+    pub c: i64,
+    /// The exclusive upper bound.
+    pub n: i64,
+}
+
+impl Guard {
+    /// A guard that the index `f` lies in `0..n`.
+    fn of(f: Form, n: i64) -> Guard {
+        Guard {
+            dim: f.d.unwrap_or(0),
+            a: if f.d.is_some() { f.a } else { 0 },
+            c: f.c,
+            n,
+        }
+    }
+
+    /// For a guard that does not depend on the loop index (`a = 0`), whether it holds.
+    pub fn fixed(&self) -> Option<bool> {
+        (self.a == 0).then(|| self.c >= 0 && self.c < self.n)
+    }
+
+    /// The loop indices `lo..hi` (possibly empty) where the guard holds; every index for a
+    /// fixed guard that holds, none for one that fails.
+    pub fn interval(&self) -> (i64, i64) {
+        match self.fixed() {
+            Some(true) => (i64::MIN, i64::MAX),
+            Some(false) => (0, 0),
+            None => {
+                // 0 ≤ a·i + c ≤ n − 1, solved for i (floor and ceiling of exact quotients).
+                let (a, c, top) = (self.a as i128, self.c as i128, self.n as i128 - 1);
+                let floor = |x: i128, y: i128| x.div_euclid(y);
+                let ceil = |x: i128, y: i128| -(-x).div_euclid(y);
+                let (lo, hi_incl) = if a > 0 {
+                    (ceil(-c, a), floor(top - c, a))
+                } else {
+                    (ceil(c - top, -a), floor(c, -a))
+                };
+                let clamp = |x: i128| x.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+                (clamp(lo), clamp(hi_incl + 1).max(clamp(lo)))
+            }
+        }
+    }
+}
+
+/// One buffer read of a fused loop.
+#[derive(Clone, Debug)]
+pub(crate) struct Read {
+    /// The value read (a parameter, constant, or result of another op; rank 0 for a
+    /// register).
+    pub leaf: Value,
+    /// The element offset at loop index 0.
+    pub base: i64,
+    /// The element stride per loop dimension.
+    pub strides: SmallVec<[i64; 4]>,
+    /// The guards to check before loading, outermost first, each with the read whose value
+    /// is taken when it fails (`None`: zero, for a place no index reaches).
+    pub guards: SmallVec<[(Guard, Option<usize>); 2]>,
+    /// Whether a member uses the value directly (otherwise it is only a fallback of a guard).
+    pub top: bool,
+}
+
+/// The reads of a fused group, built over its loop dimensions.
+pub(crate) struct Reads<'g> {
+    graph: &'g Graph,
+    insts: &'g [&'g InstData],
+    /// The member instruction computing each value read through (remap members only).
+    through: HashMap<Value, usize>,
+    /// The loop dimensions (uncoalesced).
+    dims: SmallVec<[usize; 4]>,
+    /// The reads built so far.
+    pub reads: Vec<Read>,
+}
+
+/// The element of a constant when all its elements are equal bit for bit (and there is at
+/// least one).
+fn uniform(graph: &Graph, v: Value) -> bool {
+    let ValueDef::Result(i, _) = graph.def(v) else {
+        return false;
+    };
+    let Op::Literal(LiteralOp::Const(lit)) = &graph.inst(i).op else {
+        return false;
+    };
+    fn same<T: Copy>(xs: &[T], key: impl Fn(T) -> u64) -> bool {
+        xs.first()
+            .is_some_and(|&x0| xs.iter().all(|&x| key(x) == key(x0)))
+    }
+    match lit.0.data() {
+        Data::F32(v) => same(v, |x| x.to_bits() as u64),
+        Data::F64(v) => same(v, f64::to_bits),
+        Data::I32(v) => same(v, |x| x as u32 as u64),
+        Data::Bool(v) => same(v, |x| x as u64),
+    }
+}
+
+impl<'g> Reads<'g> {
+    /// A builder over loop `dims`, reading through the member instructions `through`.
+    pub fn new(
+        graph: &'g Graph,
+        insts: &'g [&'g InstData],
+        through: HashMap<Value, usize>,
+        dims: &[usize],
+    ) -> Reads<'g> {
+        Reads {
+            graph,
+            insts,
+            through,
+            dims: SmallVec::from_slice(dims),
+            reads: Vec::new(),
+        }
+    }
+
+    /// The read of `v` (whose dimensions are the loop's, up to unit dimensions) at the loop
+    /// index, as a top read.
+    pub fn top(&mut self, v: Value) -> Result<usize> {
+        let vd: SmallVec<[usize; 4]> = SmallVec::from_slice(self.graph.ty(v).dims());
+        if vd.is_empty() {
+            let k = self.leaf(v, &[], SmallVec::new())?;
+            self.reads[k].top = true;
+            return Ok(k);
+        }
+        // Pair the non-unit dimensions in order; unit dimensions are at index 0.
+        let mut forms: SmallVec<[Form; 4]> = SmallVec::new();
+        let mut loop_dims = (0..self.dims.len()).filter(|&d| self.dims[d] != 1);
+        for &n in &vd {
+            if n == 1 {
+                forms.push(Form::constant(0));
+                continue;
+            }
+            match loop_dims.next() {
+                Some(d) if self.dims[d] == n => forms.push(Form { d: Some(d), a: 1, c: 0 }),
+                _ => return Err(jit_err("a fused read whose shape is not the loop's")),
+            }
+        }
+        if loop_dims.next().is_some() {
+            return Err(jit_err("a fused read whose shape is not the loop's"));
+        }
+        let k = self.read(v, forms, SmallVec::new())?;
+        self.reads[k].top = true;
+        Ok(k)
+    }
+
+    /// The read of `v` at the indices `forms` (one per dimension of `v`) under `guards`.
+    fn read(
+        &mut self,
+        v: Value,
+        forms: SmallVec<[Form; 4]>,
+        guards: SmallVec<[(Guard, Option<usize>); 2]>,
+    ) -> Result<usize> {
+        let Some(&j) = self.through.get(&v) else {
+            return self.leaf(v, &forms, guards);
+        };
+        let inst = self.insts[j];
+        let Op::Shape(op) = &inst.op else {
+            return Err(jit_err("a fused read through a non-shape op"));
+        };
+        let x = inst.args[0];
+        let xd: SmallVec<[usize; 4]> = SmallVec::from_slice(self.graph.ty(x).dims());
+        let mut xf: SmallVec<[Form; 4]> = SmallVec::new();
+        match op {
+            ShapeOp::BroadcastInDim { dims, .. } => {
+                for (k, &d) in dims.iter().enumerate() {
+                    xf.push(if xd[k] == 1 {
+                        Form::constant(0)
+                    } else {
+                        forms[d]
+                    });
+                }
+                self.read(x, xf, guards)
+            }
+            ShapeOp::Transpose { perm } => {
+                xf = SmallVec::from_elem(Form::constant(0), xd.len());
+                for (e, &p) in perm.iter().enumerate() {
+                    xf[p] = forms[e];
+                }
+                self.read(x, xf, guards)
+            }
+            ShapeOp::Slice { start, stride, .. } => {
+                for (e, f) in forms.iter().enumerate() {
+                    xf.push(f.scale_shift(stride[e] as i64, start[e] as i64)?);
+                }
+                self.read(x, xf, guards)
+            }
+            ShapeOp::Rev { axes } => {
+                for (e, f) in forms.iter().enumerate() {
+                    xf.push(if axes.contains(&e) {
+                        f.scale_shift(-1, xd[e] as i64 - 1)?
+                    } else {
+                        *f
+                    });
+                }
+                self.read(x, xf, guards)
+            }
+            ShapeOp::Pad {
+                lo, hi, interior, ..
+            } => {
+                if interior.iter().any(|&k| k != 0) {
+                    return Err(jit_err("a fused read through interior padding"));
+                }
+                let fill = self.leaf(inst.args[1], &[], guards.clone())?;
+                let mut gs = guards;
+                for (e, f) in forms.iter().enumerate() {
+                    let g = f.scale_shift(1, -(lo[e] as i64))?;
+                    if lo[e] != 0 || hi[e] != 0 {
+                        gs.push((Guard::of(g, xd[e] as i64), Some(fill)));
+                    }
+                    xf.push(g);
+                }
+                self.read(x, xf, gs)
+            }
+            ShapeOp::Concatenate { axis } => {
+                let axis = *axis;
+                let mut ends: SmallVec<[i64; 4]> = SmallVec::new();
+                let mut at = 0i64;
+                for &p in &inst.args {
+                    ends.push(at);
+                    at += self.graph.ty(p).dims()[axis] as i64;
+                }
+                // The last piece first: each piece falls back on the next.
+                let mut next: Option<usize> = None;
+                for (k, &p) in inst.args.iter().enumerate().rev() {
+                    let n = self.graph.ty(p).dims()[axis] as i64;
+                    let mut pf = forms.clone();
+                    pf[axis] = forms[axis].scale_shift(1, -ends[k])?;
+                    let mut gs = guards.clone();
+                    gs.push((Guard::of(pf[axis], n), next));
+                    next = Some(self.read(p, pf, gs)?);
+                }
+                next.ok_or_else(|| jit_err("a concatenation without operands"))
+            }
+            ShapeOp::Reshape { .. } => Err(jit_err("a fused read through a reshape")),
+        }
+    }
+
+    /// A read of the buffer (or register) `v` at the indices `forms` under `guards`, after
+    /// checking that every index it can load lies inside `v`.
+    fn leaf(
+        &mut self,
+        v: Value,
+        forms: &[Form],
+        guards: SmallVec<[(Guard, Option<usize>); 2]>,
+    ) -> Result<usize> {
+        let vd = self.graph.ty(v).dims();
+        if forms.len() != vd.len() {
+            return Err(jit_err("a fused read of the wrong rank"));
+        }
+        // The loop indices where every guard holds, per loop dimension.
+        let mut range: SmallVec<[(i64, i64); 4]> =
+            self.dims.iter().map(|&n| (0, n as i64)).collect();
+        let mut reachable = range.iter().all(|&(lo, hi)| lo < hi);
+        for (g, _) in &guards {
+            let (lo, hi) = g.interval();
+            match g.fixed() {
+                Some(ok) => reachable &= ok,
+                None => {
+                    let r = &mut range[g.dim];
+                    *r = (r.0.max(lo), r.1.min(hi));
+                    reachable &= r.0 < r.1;
+                }
+            }
+        }
+        let strides = super::strides(vd);
+        let mut base = 0i64;
+        let mut st: SmallVec<[i64; 4]> = SmallVec::from_elem(0, self.dims.len());
+        let ovf = || jit_err("a remapped offset overflows");
+        for (e, f) in forms.iter().enumerate() {
+            let n = vd[e] as i64;
+            if reachable {
+                let (lo, hi) = match f.d {
+                    Some(d) => (f.a * range[d].0 + f.c, f.a * (range[d].1 - 1) + f.c),
+                    None => (f.c, f.c),
+                };
+                if lo.min(hi) < 0 || lo.max(hi) >= n {
+                    return Err(jit_err(format!(
+                        "a fused read out of bounds: index {}..={} of a dimension of {n}",
+                        lo.min(hi),
+                        lo.max(hi)
+                    )));
+                }
+            }
+            base = strides[e]
+                .checked_mul(f.c)
+                .and_then(|t| t.checked_add(base))
+                .ok_or_else(ovf)?;
+            if let Some(d) = f.d {
+                st[d] = strides[e]
+                    .checked_mul(f.a)
+                    .and_then(|t| t.checked_add(st[d]))
+                    .ok_or_else(ovf)?;
+            }
+        }
+        if uniform(self.graph, v) {
+            base = 0;
+            st.iter_mut().for_each(|s| *s = 0);
+        }
+        self.reads.push(Read {
+            leaf: v,
+            base,
+            strides: st,
+            guards,
+            top: false,
+        });
+        Ok(self.reads.len() - 1)
+    }
+}
+
+/// The value of guard `g` at loop indices `idx` (the outer coalesced dimensions) and inner
+/// index `i`, as an `i8` truth value.
+fn guard_holds(cx: &mut Ctx, g: &Guard, idx: &[ir::Value], i: ir::Value) -> ir::Value {
+    if let Some(ok) = g.fixed() {
+        return cx.fb.ins().iconst(ir::types::I8, ok as i64);
+    }
+    let x = idx.get(g.dim).copied().unwrap_or(i);
+    let t = cx.fb.ins().imul_imm_s(x, g.a);
+    let t = cx.fb.ins().iadd_imm_s(t, g.c);
+    // One unsigned comparison checks 0 ≤ t < n.
+    cx.fb.ins().icmp_imm_s(IntCC::UnsignedLessThan, t, g.n)
+}
+
+/// A zero of `dtype` (the value of a fallback no index reaches).
+fn zero(cx: &mut Ctx, dtype: DType) -> ir::Value {
+    match dtype {
+        DType::F32 => cx.fb.ins().f32const(0.0),
+        DType::F64 => cx.fb.ins().f64const(0.0),
+        DType::I32 | DType::Bool => cx.fb.ins().iconst(clty(dtype), 0),
+    }
+}
+
+/// Loads read `k` at inner index `i` (element offset `offs[k] + i·stride`) after checking its
+/// guards in order, taking the fallback of the first that fails.
+pub(crate) fn guarded_load(
+    cx: &mut Ctx,
+    reads: &[Read],
+    inner: usize,
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+    i: ir::Value,
+    k: usize,
+) -> Result<ir::Value> {
+    let r = &reads[k];
+    let dtype = cx.graph.ty(r.leaf).dtype;
+    let at = |cx: &mut Ctx, k: usize| {
+        let s = reads[k].strides[inner];
+        match s {
+            0 => offs[k],
+            _ => {
+                let t = cx.fb.ins().imul_imm_s(i, s);
+                cx.fb.ins().iadd(offs[k], t)
+            }
+        }
+    };
+    if r.guards.is_empty() {
+        let o = at(cx, k);
+        return cx.load(r.leaf, o);
+    }
+    let merge = cx.fb.create_block();
+    let out = cx.fb.append_block_param(merge, clty(dtype));
+    for (g, fallback) in &r.guards {
+        let ok = guard_holds(cx, g, idx, i);
+        let pass = cx.fb.create_block();
+        let fail = cx.fb.create_block();
+        cx.fb.ins().brif(ok, pass, &[], fail, &[]);
+        cx.fb.switch_to_block(fail);
+        let v = match fallback {
+            Some(f) => guarded_load(cx, reads, inner, offs, idx, i, *f)?,
+            None => zero(cx, dtype),
+        };
+        cx.fb.ins().jump(merge, &[v.into()]);
+        cx.fb.switch_to_block(pass);
+    }
+    let o = at(cx, k);
+    let v = cx.load(r.leaf, o)?;
+    cx.fb.ins().jump(merge, &[v.into()]);
+    cx.fb.switch_to_block(merge);
+    Ok(out)
+}
+
+/// The part `m_lo..m_hi` of the row `lo..hi` where every guard of every top read holds (all
+/// of them load without checks there); empty (at `hi`) when a guard on an outer dimension
+/// fails for this row.
+pub(crate) fn middle(
+    cx: &mut Ctx,
+    reads: &[Read],
+    inner: usize,
+    idx: &[ir::Value],
+    lo: ir::Value,
+    hi: ir::Value,
+) -> (ir::Value, ir::Value) {
+    let (mut a, mut b) = (i64::MIN, i64::MAX);
+    let mut outer: Option<ir::Value> = None;
+    for (g, _) in reads.iter().filter(|r| r.top).flat_map(|r| r.guards.iter()) {
+        if g.fixed().is_none() && g.dim != inner {
+            let z = cx.iconst(0);
+            let ok = guard_holds(cx, g, idx, z);
+            outer = Some(match outer {
+                Some(o) => cx.fb.ins().band(o, ok),
+                None => ok,
+            });
+        } else {
+            let (l, h) = g.interval();
+            a = a.max(l);
+            b = b.min(h);
+        }
+    }
+    let imax = |cx: &mut Ctx, x: ir::Value, y: ir::Value| cx.fb.ins().smax(x, y);
+    let imin = |cx: &mut Ctx, x: ir::Value, y: ir::Value| cx.fb.ins().smin(x, y);
+    if a >= b {
+        return (hi, hi);
+    }
+    let ca = cx.iconst(a);
+    let cb = cx.iconst(b);
+    let m_lo = imax(cx, lo, ca);
+    let m_lo = imin(cx, m_lo, hi);
+    let m_hi = imin(cx, hi, cb);
+    let m_hi = imax(cx, m_hi, m_lo);
+    match outer {
+        Some(ok) => {
+            let m_lo = cx.fb.ins().select(ok, m_lo, hi);
+            let m_hi = cx.fb.ins().select(ok, m_hi, hi);
+            (m_lo, m_hi)
+        }
+        None => (m_lo, m_hi),
+    }
+}

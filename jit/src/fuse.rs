@@ -188,6 +188,13 @@ pub(crate) fn fused_reduce(graph: &Graph, inst: &InstData) -> bool {
     ) && !graph.ty(inst.args[0]).is_scalar()
 }
 
+/// Whether every operand and result of `inst` is a float: such an op never traps, so a loop
+/// may evaluate it at indices whose result it then discards (the padding of a pad).
+fn float_only(graph: &Graph, inst: &InstData) -> bool {
+    let float = |v: &ferrax_ir::Value| graph.ty(*v).dtype.is_float();
+    inst.args.iter().all(float) && inst.results.iter().all(float)
+}
+
 /// Groups the instructions of `graph`.
 pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let n = graph.num_insts();
@@ -215,6 +222,10 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     // Remap members that another remap reads through (their operand is read at remapped
     // indices, so no value may pass through them in registers).
     let mut chain = vec![false; n];
+    // Remap members whose operand may be computed in the loop at the remapped index: pads,
+    // slices, transposes and revs that reach the loop's value only through other such
+    // remaps (a broadcast or a concatenation above would compute it several times).
+    let mut computed_ok = vec![false; n];
     for i in (0..n).rev() {
         let inst = insts[i];
         if let Op::Dot(d) = &inst.op {
@@ -257,7 +268,8 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             let joinable = (ui.op.is_elementwise() && same_shape)
                 || fused_reduce(graph, ui)
                 || (is_remap && remap(graph, ui))
-                || (trivial_broadcast(graph, ui) && !chain[u]);
+                || (trivial_broadcast(graph, ui) && !chain[u])
+                || (inst.op.is_elementwise() && computed_ok[u] && float_only(graph, inst));
             if !joinable || root[u].is_none() {
                 ok = false;
                 break;
@@ -270,6 +282,18 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         }
         if ok {
             chain[i] = is_remap && us.iter().any(|&u| remap(graph, insts[u]));
+            computed_ok[i] = matches!(
+                inst.op,
+                Op::Shape(
+                    ShapeOp::Pad { .. }
+                        | ShapeOp::Slice { .. }
+                        | ShapeOp::Transpose { .. }
+                        | ShapeOp::Rev { .. }
+                )
+            ) && is_remap
+                && us
+                    .iter()
+                    .all(|&u| !remap(graph, insts[u]) || computed_ok[u]);
         }
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
@@ -281,6 +305,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         } else if !fusable(&inst.op) {
             // A remap no fused loop can read through is lowered on its own.
             chain[i] = false;
+            computed_ok[i] = false;
         } else {
             root[i] = Some(i);
             groups[i] = SmallVec::from_slice(&[i]);

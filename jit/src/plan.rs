@@ -229,6 +229,15 @@ fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> 
     let mut member_result = vec![false; graph.num_values()];
     let mut through_broadcast = vec![false; graph.num_values()];
     let mut leaves = Vec::new();
+    // A member under a pad, slice, transpose or rev reads its leaves at remapped indices
+    // (see `lower/remap.rs`): such a group overwrites none.
+    let remapped = fusion.members[root].iter().any(|&j| {
+        crate::fuse::remap(graph, insts[j])
+            && !matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
+    });
+    if remapped {
+        return leaves;
+    }
     for &j in &fusion.members[root] {
         let inst = insts[j];
         member_result[inst.results[0].index()] = true;

@@ -150,9 +150,11 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
             b.push1(Op::Reduce(ReduceOp::Sum { axes }), &[x]).ok()
         }
         9 => {
-            // A pad(slice) chain into an elementwise op with a value of the target shape.
+            // A pad(slice) chain of a value computed here (so the loop computes it at the
+            // remapped indices) into an elementwise op with a value of the target shape.
             let fill = scalar(b, dt, 0.25);
-            let f = fit(b, x, y, fill, c);
+            let sq = b.push1(Op::Unary(UnaryOp::Square), &[x]).expect("square");
+            let f = fit(b, sq, y, fill, c);
             f.and_then(|f| b.push1(Op::Binary(BinaryOp::Mul), &[f, y]).ok())
         }
         _ => {
@@ -236,7 +238,7 @@ fn pad_slice_chain_is_one_loop_without_buffers() {
 }
 
 /// The sparse Hessian's decompression shape: two `[k, n]` products, each padded by one
-/// column on opposite sides, added.
+/// column on opposite sides, added: one loop computing both products at shifted indices.
 #[test]
 fn shifted_pads_added_need_no_pad_buffers() {
     let mut rng = Rng(5);
@@ -254,14 +256,9 @@ fn shifted_pads_added_need_no_pad_buffers() {
             let r = b.push1(Op::Binary(BinaryOp::Add), &[pp, qq]).expect("add");
             let g = b.finish(&[r]);
             let f = compile(&g, &JitOptions::default()).expect("compile");
-            // The two products need buffers (they are read at shifted indices); the pads
-            // none.
-            let bytes = 3 * n * dtype.size_bytes();
-            assert!(
-                f.workspace_bytes() <= 2 * bytes.div_ceil(16) * 16,
-                "{dtype} n={n}: workspace {}",
-                f.workspace_bytes()
-            );
+            // The products are computed in the sum's loop at the padded indices: neither
+            // they nor the pads have a buffer.
+            assert_eq!(f.workspace_bytes(), 0, "{dtype} n={n}");
             let args: Vec<Array> = (0..3)
                 .map(|_| array(&mut rng, dtype, &[3, n], -2.0, 2.0, true))
                 .collect();
@@ -348,6 +345,60 @@ fn remap_edge_cases_match_the_interpreter() {
             let args = [
                 array(&mut rng, dtype, &[n], -2.0, 2.0, true),
                 array(&mut rng, dtype, &[n + 5], -2.0, 2.0, true),
+            ];
+            check(&g, &args);
+        }
+    }
+}
+
+/// Values computed in the loop at remapped indices: `pad(slice(x²·w + 1))` with a nonzero pad
+/// value, a transposed and a reversed product, and a pad on the outer dimension, added to a
+/// parameter; checked on small shapes and on the parallel path, with no buffer at all.
+#[test]
+fn computed_values_under_remaps_match_the_interpreter() {
+    let mut rng = Rng(17);
+    for dtype in [DType::F64, DType::F32] {
+        for (rows, cols) in [(1, 1), (2, 3), (4, 9), (5, 0), (260, 263)] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[rows, cols]));
+            let w = b.param(Type::new(dtype, &[rows, cols]));
+            let y = b.param(Type::new(dtype, &[rows + 2, cols + 1]));
+            let xt = b.param(Type::new(dtype, &[cols, rows]));
+            let one = scalar(&mut b, dtype, 1.0);
+            let fill = scalar(&mut b, dtype, 0.75);
+            let sq = b.push1(Op::Unary(UnaryOp::Square), &[x]).expect("square");
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[sq, w]).expect("mul");
+            let ones = b
+                .push1(
+                    Op::Shape(ShapeOp::BroadcastInDim {
+                        shape: Shape::new(&[rows, cols]),
+                        dims: Dims::new(),
+                    }),
+                    &[one],
+                )
+                .expect("broadcast");
+            let e = b.push1(Op::Binary(BinaryOp::Add), &[m, ones]).expect("add");
+            let c1 = cols.saturating_sub(1);
+            let s = slice(&mut b, e, &[0, 0], &[rows, c1], &[1, 1]);
+            let p = pad(&mut b, s, fill, &[1, 1], &[1, cols - c1]).expect("pad");
+            let xtw = b
+                .push1(Op::Shape(ShapeOp::Transpose { perm: Dims::from_slice(&[1, 0]) }), &[xt])
+                .expect("transpose");
+            let q = b.push1(Op::Binary(BinaryOp::Sub), &[xtw, w]).expect("sub");
+            let qt = b
+                .push1(Op::Shape(ShapeOp::Rev { axes: Dims::from_slice(&[0, 1]) }), &[q])
+                .expect("rev");
+            let qp = pad(&mut b, qt, fill, &[2, 0], &[0, 1]).expect("pad");
+            let r = b.push1(Op::Binary(BinaryOp::Add), &[p, y]).expect("add");
+            let r = b.push1(Op::Binary(BinaryOp::Mul), &[r, qp]).expect("mul");
+            let g = b.finish(&[r]);
+            let f = compile(&g, &JitOptions::default()).expect("compile");
+            assert_eq!(f.workspace_bytes(), 0, "{dtype} [{rows},{cols}]");
+            let args = [
+                array(&mut rng, dtype, &[rows, cols], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[rows, cols], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[rows + 2, cols + 1], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[cols, rows], -2.0, 2.0, true),
             ];
             check(&g, &args);
         }

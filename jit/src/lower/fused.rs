@@ -17,7 +17,7 @@
 //! `ferrax_parallel_for`.
 
 use super::band::{self, Banded, Part};
-use super::remap::{self, Read, Reads};
+use super::remap::{self, Node, Read, Reads, Src};
 use super::{clty, jit_err, Ctx, Slot};
 use crate::MathMode;
 use cranelift_codegen::ir::{
@@ -36,13 +36,8 @@ pub(crate) const PAR_MIN: usize = 1 << 16;
 
 /// Everything needed to emit a group's loop nest.
 struct Spec {
-    /// Member instructions (positions), in body order; the last is the root.
-    members: Vec<usize>,
     /// The root's result.
     out: Value,
-    /// The value whose elements the loop produces: the root's result, or for a reduction
-    /// root the reduced operand.
-    value: Value,
     /// The reductions of a reduction group (the root last; siblings over the same operand
     /// shape and axes share the loop), empty for an elementwise group.
     reds: Vec<Red>,
@@ -53,14 +48,18 @@ struct Spec {
     dims: SmallVec<[usize; 4]>,
     /// The leaf reads (see [`remap`]).
     reads: Vec<Read>,
-    /// Whether some read has guards: rows are then split around the part where every guard
+    /// The computations of one element, operands first.
+    nodes: Vec<Node>,
+    /// The sources of the values the loop produces: the root's result, or for a reduction
+    /// group each reduction's operand.
+    outs: SmallVec<[Src; 2]>,
+    /// The source at the loop index of every member's result and operands.
+    src_of: HashMap<Value, Src>,
+    /// Whether some read or select has guards: rows are then split around the part where every guard
     /// holds (see [`remap::middle`]).
     guarded: bool,
     /// The output's strides over the coalesced dims.
     out_strides: SmallVec<[i64; 4]>,
-    /// The read index of every leaf read by an elementwise member and of every broadcast
-    /// member's result.
-    read_of: HashMap<Value, usize>,
     /// The vector type of the inner loop, when it vectorises.
     vector: Option<ir::Type>,
     /// The banded form of a 2-D select chain (see [`band`]), written row by row as a
@@ -266,40 +265,54 @@ fn spec(
         .filter(|&(_, &j)| is_remap(j) && !passthrough(j))
         .map(|(&v, &j)| (v, j))
         .collect();
-    // The values members use directly: operands of the members evaluated in registers, and
-    // the group's value.
-    let mut tops: Vec<Value> = Vec::new();
-    for &j in &members {
-        if through.contains_key(&insts[j].results[0]) {
-            continue;
+    let computed: HashMap<Value, usize> = member_at
+        .iter()
+        .filter(|&(v, &j)| !through.contains_key(v) && !matches!(insts[j].op, Op::Reduce(_)))
+        .map(|(&v, &j)| (v, j))
+        .collect();
+    let mut rb = Reads::new(graph, insts, through, computed, &rdims);
+    // The values the loop produces: the group's value, or each reduction's operand.
+    let mut outs: SmallVec<[Src; 2]> = SmallVec::new();
+    if reds.is_empty() {
+        outs.push(rb.value(value)?);
+    } else {
+        for r in &reds {
+            outs.push(rb.value(r.value)?);
         }
-        for &a in &insts[j].args {
-            if !tops.contains(&a) {
-                tops.push(a);
+    }
+    rb.mark_top(&outs);
+    // Sources at the loop index of every member's result and operands (for bands).
+    let mut src_of: HashMap<Value, Src> = HashMap::new();
+    let mut read_of: HashMap<Value, usize> = HashMap::new();
+    for &j in &members {
+        for &v in insts[j].results.iter().chain(&insts[j].args) {
+            if let Some(s) = rb.at_identity(v) {
+                src_of.insert(v, s);
+                if let Src::Read(k) = s {
+                    read_of.insert(v, k);
+                }
             }
         }
     }
-    if through.contains_key(&value) && !tops.contains(&value) {
-        tops.push(value);
-    }
-    let mut rb = Reads::new(graph, insts, through.clone(), &rdims);
-    let mut read_of: HashMap<Value, usize> = HashMap::new();
-    for &a in &tops {
-        if member_at.contains_key(&a) && !through.contains_key(&a) {
-            continue;
-        }
-        let k = rb.top(a)?;
-        read_of.insert(a, k);
-    }
+    let nodes = std::mem::take(&mut rb.nodes);
     let mut reads = rb.reads;
-    let guarded = reads.iter().any(|r| !r.guards.is_empty());
+    let mut selects = nodes.iter().filter_map(|n| match n {
+        Node::Select { guards, .. } => Some(guards),
+        Node::Op { .. } => None,
+    });
+    let guarded = reads.iter().any(|r| !r.guards.is_empty()) || selects.next().is_some();
     // Guarded dimensions are never merged, so guards stay affine in one loop index.
     let mut guarded_dim = vec![false; rdims.len()];
-    for r in &reads {
-        for (g, _) in &r.guards {
-            if g.fixed().is_none() {
-                guarded_dim[g.dim] = true;
-            }
+    let all_guards = reads
+        .iter()
+        .flat_map(|r| r.guards.iter().map(|(g, _)| g))
+        .chain(nodes.iter().flat_map(|n| match n {
+            Node::Select { guards, .. } => guards.as_slice(),
+            Node::Op { .. } => &[],
+        }));
+    for g in all_guards {
+        if g.fixed().is_none() {
+            guarded_dim[g.dim] = true;
         }
     }
     // Coalesce: drop size-1 dims, merge runs every access walks as one.
@@ -350,12 +363,19 @@ fn spec(
         }
     }
     let out_strides = cols.pop().expect("the output column");
+    let renumber = |g: &mut remap::Guard| {
+        if g.fixed().is_none() {
+            g.dim = new_of[g.dim];
+        }
+    };
     for (r, c) in reads.iter_mut().zip(cols) {
         r.strides = c;
-        for (g, _) in r.guards.iter_mut() {
-            if g.fixed().is_none() {
-                g.dim = new_of[g.dim];
-            }
+        r.guards.iter_mut().for_each(|(g, _)| renumber(g));
+    }
+    let mut nodes = nodes;
+    for n in nodes.iter_mut() {
+        if let Node::Select { guards, .. } = n {
+            guards.iter_mut().for_each(renumber);
         }
     }
     // Vectorise when the produced value is a float, every member has a vector form at that
@@ -393,16 +413,16 @@ fn spec(
         None
     };
     Ok(Spec {
-        members,
         out,
-        value,
         reds,
         reassoc: fast,
         dims,
         reads,
+        nodes,
+        outs,
+        src_of,
         guarded,
         out_strides,
-        read_of,
         vector,
         band,
     })
@@ -701,7 +721,7 @@ fn emit_row(
         return emit_span(cx, sp, insts, offs, idx, lo, hi, part, false);
     }
     let inner = sp.dims.len() - 1;
-    let (m_lo, m_hi) = remap::middle(cx, &sp.reads, inner, idx, lo, hi);
+    let (m_lo, m_hi) = remap::middle(cx, &sp.reads, &sp.nodes, inner, idx, lo, hi);
     emit_span(cx, sp, insts, offs, idx, lo, m_lo, part, true)?;
     // The plain loop, and the row invariants it loads, only run when the middle is not empty.
     let nonempty = cx.fb.ins().icmp(IntCC::SignedLessThan, m_lo, m_hi);
@@ -756,7 +776,7 @@ fn emit_span(
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.
             let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
-            let y = eval(cx, sp, insts, &vals, Some(vty), part)?[0];
+            let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
             from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
                 (0..4).try_for_each(|k| store(cx, y, i, k))
             })?;
@@ -764,14 +784,14 @@ fn emit_span(
         } else {
             from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
-                let y = eval(cx, sp, insts, &vals, Some(vty), part)?[0];
+                let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
                 store(cx, y, i, 0)
             })?;
         }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
-        let y = eval(cx, sp, insts, &vals, None, part)?[0];
+        let y = eval(cx, sp, insts, &vals, None, part, guarded.then_some((idx, i)))?[0];
         let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
         cx.store_out(sp.out, o, y)
     })?;
@@ -804,7 +824,7 @@ fn emit_banded_row(
         cx.fb.ins().brif(inside, write, &[], next, &[]);
         cx.fb.switch_to_block(write);
         let vals = scalar_reads(cx, sp, offs, &[i], j, Some(&band.part), false)?;
-        let y = eval(cx, sp, insts, &vals, None, Some(&band.part))?[0];
+        let y = eval(cx, sp, insts, &vals, None, Some(&band.part), None)?[0];
         let o = offset(cx, offs[nr], j, sp.out_strides[1]);
         cx.store_out(sp.out, o, y)?;
         cx.fb.ins().jump(next, &[]);
@@ -885,7 +905,7 @@ fn emit_reduce_row(
         }
         from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
             let vals = vector_reads(cx, sp, offs, &inv, i, vty, None)?;
-            let ys = eval(cx, sp, insts, &vals, Some(vty), None)?;
+            let ys = eval(cx, sp, insts, &vals, Some(vty), None, None)?;
             for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
                 let fl = acc.dtype.is_float();
                 match (acc.row, acc.lanes) {
@@ -931,7 +951,7 @@ fn emit_reduce_row(
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, None, guarded)?;
-        let ys = eval(cx, sp, insts, &vals, None, None)?;
+        let ys = eval(cx, sp, insts, &vals, None, None, guarded.then_some((idx, i)))?;
         for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
             let fl = acc.dtype.is_float();
             match acc.row {
@@ -966,9 +986,11 @@ fn emit_reduce_row(
     Ok(())
 }
 
-/// Evaluates the members on one element (or vector of elements) given the read values;
+/// Evaluates the nodes on one element (or vector of elements) given the read values;
 /// returns the produced values: the root's, or each reduction's operand, or with `part` that
-/// sub-expression's (evaluating only the members it needs).
+/// sub-expression's (evaluating only the members it needs). `at` (the outer loop indices and
+/// the inner index) is given where guards are checked: selects then test theirs; elsewhere
+/// every guard holds and a select is its first value.
 fn eval(
     cx: &mut Ctx,
     sp: &Spec,
@@ -976,66 +998,80 @@ fn eval(
     reads: &[ir::Value],
     vector: Option<ir::Type>,
     part: Option<&Part>,
+    at: Option<(&[ir::Value], ir::Value)>,
 ) -> Result<SmallVec<[ir::Value; 2]>> {
-    let mut vals: HashMap<Value, ir::Value> = HashMap::new();
-    let members = part.map_or(&sp.members, |p| &p.members);
-    for &j in members {
-        let inst = insts[j];
-        if matches!(inst.op, Op::Reduce(_)) {
-            continue;
-        }
-        let r = inst.results[0];
-        let y = match &inst.op {
-            // A remap is read (when a member uses it directly) or passes a value through.
-            Op::Shape(s) if crate::fuse::remap_shape(s) => {
-                match (sp.read_of.get(&r), vals.get(&inst.args[0])) {
-                    (Some(&k), _) => reads[k],
-                    (None, Some(&v)) => v,
-                    (None, None) => continue,
-                }
+    let mut vals: Vec<Option<ir::Value>> = vec![None; sp.nodes.len()];
+    let get = |cx: &mut Ctx, vals: &[Option<ir::Value>], s: Src| -> Result<ir::Value> {
+        match s {
+            Src::Node(k) => vals[k].ok_or_else(|| jit_err("a fused node used before it is computed")),
+            Src::Read(k) => {
+                let v = reads[k];
+                Ok(match vector {
+                    Some(vty) if !cx.fb.func.dfg.value_type(v).is_vector() => {
+                        let dtype = cx.graph.ty(sp.reads[k].leaf).dtype;
+                        splat_scalar(cx, v, dtype, vty)
+                    }
+                    _ => v,
+                })
             }
-            op => {
-                let mut xs: SmallVec<[ir::Value; 4]> = SmallVec::new();
-                for &a in &inst.args {
-                    xs.push(match vals.get(&a) {
-                        Some(&v) => v,
-                        None => {
-                            let v = reads[sp.read_of[&a]];
-                            match vector {
-                                Some(vty) if !cx.fb.func.dfg.value_type(v).is_vector() => {
-                                    let dtype = cx.graph.ty(a).dtype;
-                                    splat_scalar(cx, v, dtype, vty)
-                                }
-                                _ => v,
-                            }
-                        }
-                    });
+        }
+    };
+    for (n, node) in sp.nodes.iter().enumerate() {
+        let y = match node {
+            Node::Op { member, args } => {
+                if part.is_some_and(|p| !p.members.contains(member)) {
+                    continue;
                 }
-                match (op, vector) {
+                let inst = insts[*member];
+                let mut xs: SmallVec<[ir::Value; 4]> = SmallVec::new();
+                for &a in args {
+                    xs.push(get(cx, &vals, a)?);
+                }
+                match (&inst.op, vector) {
                     (Op::Compare(c), Some(vty)) => {
                         let d = cx.graph.ty(inst.args[inst.args.len() - 1]).dtype;
                         super::compare::emit_vector(cx, *c, d, &xs, vty)
                     }
-                    _ => cx.emit_elementwise(op, &inst.args, &xs)?,
+                    (op, _) => cx.emit_elementwise(op, &inst.args, &xs)?,
+                }
+            }
+            Node::Select {
+                guards,
+                then,
+                other,
+            } => {
+                let t = get(cx, &vals, *then)?;
+                match at {
+                    Some((idx, i)) => {
+                        let mut ok: Option<ir::Value> = None;
+                        for g in guards {
+                            let h = remap::guard_holds(cx, g, idx, i);
+                            ok = Some(match ok {
+                                Some(o) => cx.fb.ins().band(o, h),
+                                None => h,
+                            });
+                        }
+                        let o = get(cx, &vals, *other)?;
+                        match ok {
+                            Some(c) => cx.fb.ins().select(c, t, o),
+                            None => t,
+                        }
+                    }
+                    None => t,
                 }
             }
         };
-        vals.insert(r, y);
+        vals[n] = Some(y);
     }
-    let get = |v: &Value| match vals.get(v) {
-        Some(&y) => Ok(y),
-        None => sp
-            .read_of
-            .get(v)
-            .map(|&k| reads[k])
-            .ok_or_else(|| jit_err("a fused group without its value")),
-    };
     if let Some(p) = part {
-        Ok(SmallVec::from_slice(&[get(&p.value)?]))
-    } else if sp.reds.is_empty() {
-        Ok(SmallVec::from_slice(&[get(&sp.value)?]))
+        let s = sp
+            .src_of
+            .get(&p.value)
+            .copied()
+            .ok_or_else(|| jit_err("a fused group without its value"))?;
+        Ok(SmallVec::from_slice(&[get(cx, &vals, s)?]))
     } else {
-        sp.reds.iter().map(|r| get(&r.value)).collect()
+        sp.outs.iter().map(|&s| get(cx, &vals, s)).collect()
     }
 }
 

@@ -33,7 +33,7 @@ use smallvec::SmallVec;
 
 /// The index along one dimension as `a·i_d + c` of loop index `d` (`c` alone when `d` is
 /// `None`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Form {
     /// The loop dimension, if the index varies.
     pub d: Option<usize>,
@@ -66,7 +66,7 @@ impl Form {
 
 /// A condition `0 ≤ a·i_dim + c < n` on the loop index `dim`; with `a = 0` it is decided
 /// when the reads are built (`dim` is then meaningless).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Guard {
     /// The loop dimension.
     pub dim: usize,
@@ -129,21 +129,66 @@ pub(crate) struct Read {
     pub strides: SmallVec<[i64; 4]>,
     /// The guards to check before loading, outermost first, each with the read whose value
     /// is taken when it fails (`None`: zero, for a place no index reaches).
-    pub guards: SmallVec<[(Guard, Option<usize>); 2]>,
+    pub guards: Guards,
     /// Whether a member uses the value directly (otherwise it is only a fallback of a guard).
     pub top: bool,
 }
 
-/// The reads of a fused group, built over its loop dimensions.
+/// Where a value of a fused loop comes from at one loop index: a read, or a node computed in
+/// the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Src {
+    /// Read number `k`.
+    Read(usize),
+    /// Node number `k`.
+    Node(usize),
+}
+
+/// One computation of a fused loop at one place (a member evaluated at the loop index, or at
+/// an index remapped by a pad, slice, transpose or rev above it).
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    /// The elementwise member at position `member` on its operands.
+    Op {
+        /// The member's position.
+        member: usize,
+        /// Its operands.
+        args: SmallVec<[Src; 3]>,
+    },
+    /// `then` where every guard holds, `other` elsewhere: a pad (or a piece of a
+    /// concatenation) of a value computed in the loop, whose operands were evaluated at
+    /// indices that may lie outside it (their reads then take fallbacks, and the result is
+    /// not used).
+    Select {
+        /// The conditions.
+        guards: SmallVec<[Guard; 2]>,
+        /// The value where they hold.
+        then: Src,
+        /// The value elsewhere.
+        other: Src,
+    },
+}
+
+/// The guards of a place, outermost first, with the read taken when each fails.
+type Guards = SmallVec<[(Guard, Option<usize>); 2]>;
+
+/// The reads and nodes of a fused group, built over its loop dimensions.
 pub(crate) struct Reads<'g> {
     graph: &'g Graph,
     insts: &'g [&'g InstData],
     /// The member instruction computing each value read through (remap members only).
     through: HashMap<Value, usize>,
+    /// The member instruction computing each value computed in the loop (elementwise
+    /// members, and broadcasts that pass a member through).
+    computed: HashMap<Value, usize>,
     /// The loop dimensions (uncoalesced).
     dims: SmallVec<[usize; 4]>,
+    /// The source of every value at every place visited.
+    memo: HashMap<(Value, SmallVec<[Form; 4]>, Guards), Src>,
     /// The reads built so far.
     pub reads: Vec<Read>,
+    /// The nodes built so far (operands before their users).
+    pub nodes: Vec<Node>,
 }
 
 /// The element of a constant when all its elements are equal bit for bit (and there is at
@@ -173,56 +218,132 @@ impl<'g> Reads<'g> {
         graph: &'g Graph,
         insts: &'g [&'g InstData],
         through: HashMap<Value, usize>,
+        computed: HashMap<Value, usize>,
         dims: &[usize],
     ) -> Reads<'g> {
         Reads {
             graph,
             insts,
             through,
+            computed,
             dims: SmallVec::from_slice(dims),
+            memo: HashMap::new(),
             reads: Vec::new(),
+            nodes: Vec::new(),
         }
     }
 
-    /// The read of `v` (whose dimensions are the loop's, up to unit dimensions) at the loop
-    /// index, as a top read.
-    pub fn top(&mut self, v: Value) -> Result<usize> {
-        let vd: SmallVec<[usize; 4]> = SmallVec::from_slice(self.graph.ty(v).dims());
+    /// The identity forms of a value `v` of the loop's shape (up to unit dimensions).
+    fn identity(&self, v: Value) -> Result<SmallVec<[Form; 4]>> {
+        let vd = self.graph.ty(v).dims();
+        let mut forms: SmallVec<[Form; 4]> = SmallVec::new();
         if vd.is_empty() {
-            let k = self.leaf(v, &[], SmallVec::new())?;
-            self.reads[k].top = true;
-            return Ok(k);
+            return Ok(forms);
         }
         // Pair the non-unit dimensions in order; unit dimensions are at index 0.
-        let mut forms: SmallVec<[Form; 4]> = SmallVec::new();
         let mut loop_dims = (0..self.dims.len()).filter(|&d| self.dims[d] != 1);
-        for &n in &vd {
+        for &n in vd {
             if n == 1 {
                 forms.push(Form::constant(0));
                 continue;
             }
             match loop_dims.next() {
                 Some(d) if self.dims[d] == n => forms.push(Form { d: Some(d), a: 1, c: 0 }),
-                _ => return Err(jit_err("a fused read whose shape is not the loop's")),
+                _ => return Err(jit_err("a fused value whose shape is not the loop's")),
             }
         }
         if loop_dims.next().is_some() {
-            return Err(jit_err("a fused read whose shape is not the loop's"));
+            return Err(jit_err("a fused value whose shape is not the loop's"));
         }
-        let k = self.read(v, forms, SmallVec::new())?;
-        self.reads[k].top = true;
-        Ok(k)
+        Ok(forms)
     }
 
-    /// The read of `v` at the indices `forms` (one per dimension of `v`) under `guards`.
-    fn read(
-        &mut self,
-        v: Value,
-        forms: SmallVec<[Form; 4]>,
-        guards: SmallVec<[(Guard, Option<usize>); 2]>,
-    ) -> Result<usize> {
+    /// The source of `v` at the loop index (`v` has the loop's shape up to unit dimensions,
+    /// or rank 0).
+    pub fn value(&mut self, v: Value) -> Result<Src> {
+        let forms = self.identity(v)?;
+        self.src(v, forms, SmallVec::new())
+    }
+
+    /// The source of `v`, if it was visited at the loop index.
+    pub fn at_identity(&self, v: Value) -> Option<Src> {
+        let forms = self.identity(v).ok()?;
+        self.memo.get(&(v, forms, SmallVec::new())).copied()
+    }
+
+    /// Marks the reads that nodes or `outs` use directly (the others are only fallbacks).
+    pub fn mark_top(&mut self, outs: &[Src]) {
+        let mark = |reads: &mut Vec<Read>, s: &Src| {
+            if let Src::Read(k) = s {
+                reads[*k].top = true;
+            }
+        };
+        for s in outs {
+            mark(&mut self.reads, s);
+        }
+        for n in &self.nodes {
+            match n {
+                Node::Op { args, .. } => args.iter().for_each(|s| mark(&mut self.reads, s)),
+                Node::Select { then, other, .. } => {
+                    mark(&mut self.reads, then);
+                    mark(&mut self.reads, other);
+                }
+            }
+        }
+    }
+
+    /// The source of `v` at the indices `forms` under `guards` (memoised: a value used
+    /// twice at one place is computed once).
+    fn src(&mut self, v: Value, forms: SmallVec<[Form; 4]>, guards: Guards) -> Result<Src> {
+        let key = (v, forms, guards);
+        if let Some(&s) = self.memo.get(&key) {
+            return Ok(s);
+        }
+        let (v, forms, guards) = key.clone();
+        let s = if self.through.contains_key(&v) {
+            self.read(v, forms, guards)?
+        } else if let Some(&j) = self.computed.get(&v) {
+            let inst = self.insts[j];
+            if matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
+                // A broadcast adding unit dims: the operand's non-unit dims are the value's.
+                let x = inst.args[0];
+                let mut vf = forms.iter().zip(self.graph.ty(v).dims()).filter(|p| *p.1 != 1);
+                let mut xf: SmallVec<[Form; 4]> = SmallVec::new();
+                for &n in self.graph.ty(x).dims() {
+                    xf.push(if n == 1 {
+                        Form::constant(0)
+                    } else {
+                        *vf.next()
+                            .ok_or_else(|| jit_err("a pass-through broadcast of another shape"))?
+                            .0
+                    });
+                }
+                self.src(x, xf, guards)?
+            } else {
+                let mut args: SmallVec<[Src; 3]> = SmallVec::new();
+                for &a in &inst.args {
+                    let af = if self.graph.ty(a).is_scalar() {
+                        SmallVec::new()
+                    } else {
+                        forms.clone()
+                    };
+                    args.push(self.src(a, af, guards.clone())?);
+                }
+                self.nodes.push(Node::Op { member: j, args });
+                Src::Node(self.nodes.len() - 1)
+            }
+        } else {
+            Src::Read(self.leaf(v, &forms, guards)?)
+        };
+        self.memo.insert(key, s);
+        Ok(s)
+    }
+
+    /// The source of the remap member result `v` at the indices `forms` (one per dimension
+    /// of `v`) under `guards`.
+    fn read(&mut self, v: Value, forms: SmallVec<[Form; 4]>, guards: Guards) -> Result<Src> {
         let Some(&j) = self.through.get(&v) else {
-            return self.leaf(v, &forms, guards);
+            return Err(jit_err("a fused read through a value that is not a remap"));
         };
         let inst = self.insts[j];
         let Op::Shape(op) = &inst.op else {
@@ -240,20 +361,20 @@ impl<'g> Reads<'g> {
                         forms[d]
                     });
                 }
-                self.read(x, xf, guards)
+                self.src(x, xf, guards)
             }
             ShapeOp::Transpose { perm } => {
                 xf = SmallVec::from_elem(Form::constant(0), xd.len());
                 for (e, &p) in perm.iter().enumerate() {
                     xf[p] = forms[e];
                 }
-                self.read(x, xf, guards)
+                self.src(x, xf, guards)
             }
             ShapeOp::Slice { start, stride, .. } => {
                 for (e, f) in forms.iter().enumerate() {
                     xf.push(f.scale_shift(stride[e] as i64, start[e] as i64)?);
                 }
-                self.read(x, xf, guards)
+                self.src(x, xf, guards)
             }
             ShapeOp::Rev { axes } => {
                 for (e, f) in forms.iter().enumerate() {
@@ -263,7 +384,7 @@ impl<'g> Reads<'g> {
                         *f
                     });
                 }
-                self.read(x, xf, guards)
+                self.src(x, xf, guards)
             }
             ShapeOp::Pad {
                 lo, hi, interior, ..
@@ -273,14 +394,26 @@ impl<'g> Reads<'g> {
                 }
                 let fill = self.leaf(inst.args[1], &[], guards.clone())?;
                 let mut gs = guards;
+                let mut own: SmallVec<[Guard; 2]> = SmallVec::new();
                 for (e, f) in forms.iter().enumerate() {
                     let g = f.scale_shift(1, -(lo[e] as i64))?;
                     if lo[e] != 0 || hi[e] != 0 {
+                        own.push(Guard::of(g, xd[e] as i64));
                         gs.push((Guard::of(g, xd[e] as i64), Some(fill)));
                     }
                     xf.push(g);
                 }
-                self.read(x, xf, gs)
+                match self.src(x, xf, gs)? {
+                    Src::Node(k) if !own.is_empty() => {
+                        self.nodes.push(Node::Select {
+                            guards: own,
+                            then: Src::Node(k),
+                            other: Src::Read(fill),
+                        });
+                        Ok(Src::Node(self.nodes.len() - 1))
+                    }
+                    s => Ok(s),
+                }
             }
             ShapeOp::Concatenate { axis } => {
                 let axis = *axis;
@@ -290,15 +423,32 @@ impl<'g> Reads<'g> {
                     ends.push(at);
                     at += self.graph.ty(p).dims()[axis] as i64;
                 }
-                // The last piece first: each piece falls back on the next.
-                let mut next: Option<usize> = None;
+                // The last piece first: each piece falls back on the next (a read on a
+                // read through its guard, otherwise through a select).
+                let mut next: Option<Src> = None;
                 for (k, &p) in inst.args.iter().enumerate().rev() {
                     let n = self.graph.ty(p).dims()[axis] as i64;
                     let mut pf = forms.clone();
                     pf[axis] = forms[axis].scale_shift(1, -ends[k])?;
+                    let g = Guard::of(pf[axis], n);
+                    let fallback = match next {
+                        Some(Src::Read(r)) => Some(r),
+                        _ => None,
+                    };
                     let mut gs = guards.clone();
-                    gs.push((Guard::of(pf[axis], n), next));
-                    next = Some(self.read(p, pf, gs)?);
+                    gs.push((g, fallback));
+                    let s = self.src(p, pf, gs)?;
+                    next = Some(match (s, next) {
+                        (Src::Read(_), None | Some(Src::Read(_))) | (_, None) => s,
+                        (_, Some(other)) => {
+                            self.nodes.push(Node::Select {
+                                guards: SmallVec::from_slice(&[g]),
+                                then: s,
+                                other,
+                            });
+                            Src::Node(self.nodes.len() - 1)
+                        }
+                    });
                 }
                 next.ok_or_else(|| jit_err("a concatenation without operands"))
             }
@@ -308,12 +458,7 @@ impl<'g> Reads<'g> {
 
     /// A read of the buffer (or register) `v` at the indices `forms` under `guards`, after
     /// checking that every index it can load lies inside `v`.
-    fn leaf(
-        &mut self,
-        v: Value,
-        forms: &[Form],
-        guards: SmallVec<[(Guard, Option<usize>); 2]>,
-    ) -> Result<usize> {
+    fn leaf(&mut self, v: Value, forms: &[Form], guards: Guards) -> Result<usize> {
         let vd = self.graph.ty(v).dims();
         if forms.len() != vd.len() {
             return Err(jit_err("a fused read of the wrong rank"));
@@ -380,7 +525,7 @@ impl<'g> Reads<'g> {
 
 /// The value of guard `g` at loop indices `idx` (the outer coalesced dimensions) and inner
 /// index `i`, as an `i8` truth value.
-fn guard_holds(cx: &mut Ctx, g: &Guard, idx: &[ir::Value], i: ir::Value) -> ir::Value {
+pub(crate) fn guard_holds(cx: &mut Ctx, g: &Guard, idx: &[ir::Value], i: ir::Value) -> ir::Value {
     if let Some(ok) = g.fixed() {
         return cx.fb.ins().iconst(ir::types::I8, ok as i64);
     }
@@ -449,12 +594,13 @@ pub(crate) fn guarded_load(
     Ok(out)
 }
 
-/// The part `m_lo..m_hi` of the row `lo..hi` where every guard of every top read holds (all
-/// of them load without checks there); empty (at `hi`) when a guard on an outer dimension
-/// fails for this row.
+/// The part `m_lo..m_hi` of the row `lo..hi` where every guard of every top read and of
+/// every select holds (reads load without checks there, selects take their first value);
+/// empty (at `hi`) when a guard on an outer dimension fails for this row.
 pub(crate) fn middle(
     cx: &mut Ctx,
     reads: &[Read],
+    nodes: &[Node],
     inner: usize,
     idx: &[ir::Value],
     lo: ir::Value,
@@ -462,7 +608,15 @@ pub(crate) fn middle(
 ) -> (ir::Value, ir::Value) {
     let (mut a, mut b) = (i64::MIN, i64::MAX);
     let mut outer: Option<ir::Value> = None;
-    for (g, _) in reads.iter().filter(|r| r.top).flat_map(|r| r.guards.iter()) {
+    let of_reads = reads
+        .iter()
+        .filter(|r| r.top)
+        .flat_map(|r| r.guards.iter().map(|(g, _)| g));
+    let of_nodes = nodes.iter().flat_map(|n| match n {
+        Node::Select { guards, .. } => guards.as_slice(),
+        Node::Op { .. } => &[],
+    });
+    for g in of_reads.chain(of_nodes) {
         if g.fixed().is_none() && g.dim != inner {
             let z = cx.iconst(0);
             let ok = guard_holds(cx, g, idx, z);

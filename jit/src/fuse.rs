@@ -36,7 +36,7 @@
 //! layout (a GEMM with its operands swapped), so the dot's result needs no buffer and the
 //! transpose no copy. The dot is then a member whose root is the transpose.
 
-use ferrax_ir::ops::{DotGeneral, ReduceOp, ShapeOp};
+use ferrax_ir::ops::{DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp};
 use ferrax_ir::{Graph, InstData, Op};
 use smallvec::SmallVec;
 
@@ -195,6 +195,44 @@ fn float_only(graph: &Graph, inst: &InstData) -> bool {
     inst.args.iter().all(float) && inst.results.iter().all(float)
 }
 
+/// Whether `inst` is a gather (`take`, not `along`) by constant indices that all lie inside
+/// the indexed axis, with a non-scalar result: a fused loop reads the operand at the index it
+/// loads from the constant, with nothing to check at run time (see `lower/remap.rs`, which
+/// checks the indices again when it builds the read).
+pub(crate) fn const_gather(graph: &Graph, inst: &InstData) -> bool {
+    let Op::Index(IndexOp::Gather(ix)) = &inst.op else {
+        return false;
+    };
+    let n = graph.ty(inst.args[0]).dims().get(ix.axis).copied().unwrap_or(0);
+    !ix.along
+        && !graph.ty(inst.results[0]).is_scalar()
+        && const_indices(graph, inst.args[1]).is_some_and(|(lo, hi)| lo >= 0 && (hi as i64) < n as i64)
+}
+
+/// The least and greatest element of `v` when it is a non-empty `i32` constant.
+pub(crate) fn const_indices(graph: &Graph, v: ferrax_ir::Value) -> Option<(i32, i32)> {
+    let ferrax_ir::ValueDef::Result(i, _) = graph.def(v) else {
+        return None;
+    };
+    let Op::Literal(LiteralOp::Const(lit)) = &graph.inst(i).op else {
+        return None;
+    };
+    let xs = lit.0.as_i32()?;
+    let lo = xs.iter().copied().min()?;
+    let hi = xs.iter().copied().max()?;
+    Some((lo, hi))
+}
+
+/// Whether a member of a fused group (already accepted by [`analyze`]) is read through: a
+/// remap (see [`remap_shape`]) or a gather by constant indices.
+pub(crate) fn remap_member(op: &Op) -> bool {
+    match op {
+        Op::Shape(s) => remap_shape(s),
+        Op::Index(IndexOp::Gather(_)) => true,
+        _ => false,
+    }
+}
+
 /// Groups the instructions of `graph`.
 pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let n = graph.num_insts();
@@ -222,6 +260,14 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     // Remap members that another remap reads through (their operand is read at remapped
     // indices, so no value may pass through them in registers).
     let mut chain = vec![false; n];
+    // Which instructions are remaps a loop can read through (computed once: a constant
+    // gather's indices are scanned), and which of them are gathers.
+    let gather: Vec<bool> = insts.iter().map(|inst| const_gather(graph, inst)).collect();
+    let remaps: Vec<bool> = insts
+        .iter()
+        .zip(&gather)
+        .map(|(inst, &g)| g || remap(graph, inst))
+        .collect();
     // Remap members whose operand may be computed in the loop at the remapped index: pads,
     // slices, transposes and revs that reach the loop's value only through other such
     // remaps (a broadcast or a concatenation above would compute it several times).
@@ -247,7 +293,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             }
             continue;
         }
-        let is_remap = remap(graph, inst);
+        let is_remap = remaps[i];
         if !(fusable(&inst.op) || is_remap) || inst.results.len() != 1 {
             continue;
         }
@@ -267,7 +313,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             // (no remap reads it at other indices).
             let joinable = (ui.op.is_elementwise() && same_shape)
                 || fused_reduce(graph, ui)
-                || (is_remap && remap(graph, ui))
+                || (is_remap && remaps[u] && !gather[u])
                 || (trivial_broadcast(graph, ui) && !chain[u])
                 || (inst.op.is_elementwise() && computed_ok[u] && float_only(graph, inst));
             if !joinable || root[u].is_none() {
@@ -281,7 +327,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             }
         }
         if ok {
-            chain[i] = is_remap && us.iter().any(|&u| remap(graph, insts[u]));
+            chain[i] = is_remap && us.iter().any(|&u| remaps[u]);
             computed_ok[i] = matches!(
                 inst.op,
                 Op::Shape(
@@ -293,7 +339,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             ) && is_remap
                 && us
                     .iter()
-                    .all(|&u| !remap(graph, insts[u]) || computed_ok[u]);
+                    .all(|&u| !remaps[u] || computed_ok[u]);
         }
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
@@ -302,8 +348,9 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             root[i] = set.last().copied();
             dup[i] = true;
             groups[i] = set;
-        } else if !fusable(&inst.op) {
-            // A remap no fused loop can read through is lowered on its own.
+        } else if !fusable(&inst.op) && !gather[i] {
+            // A remap no fused loop can read through is lowered on its own (a constant
+            // gather roots a loop of its own, which runs on all cores when large).
             chain[i] = false;
             computed_ok[i] = false;
         } else {

@@ -232,7 +232,7 @@ fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> 
     // A member under a pad, slice, transpose or rev reads its leaves at remapped indices
     // (see `lower/remap.rs`): such a group overwrites none.
     let remapped = fusion.members[root].iter().any(|&j| {
-        crate::fuse::remap(graph, insts[j])
+        crate::fuse::remap_member(&insts[j].op)
             && !matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
     });
     if remapped {
@@ -241,7 +241,7 @@ fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> 
     for &j in &fusion.members[root] {
         let inst = insts[j];
         member_result[inst.results[0].index()] = true;
-        let moved = crate::fuse::remap(graph, inst);
+        let moved = crate::fuse::remap_member(&inst.op);
         for &a in &inst.args {
             if moved {
                 through_broadcast[a.index()] = true;

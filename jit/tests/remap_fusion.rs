@@ -404,3 +404,57 @@ fn computed_values_under_remaps_match_the_interpreter() {
         }
     }
 }
+
+/// A gather (`take`) by a constant of `idx` along `axis`, with the default clipping.
+fn gather(b: &mut Builder, x: Value, idx: &[i32], idx_dims: &[usize], axis: usize) -> Value {
+    let at = Array::from_i32(Shape::new(idx_dims), idx.to_vec()).expect("indices");
+    let at = b
+        .push1(Op::Literal(LiteralOp::Const(Literal::new(at))), &[])
+        .expect("const");
+    let ix = ferrax_ir::ops::Indexing {
+        axis,
+        ..Default::default()
+    };
+    b.push1(Op::Index(ferrax_ir::ops::IndexOp::Gather(ix)), &[x, at])
+        .expect("gather")
+}
+
+/// Gathers by constant indices read inside fused loops: of a flattened `[3, n]` product (the
+/// sparse derivatives' decompression), along the second axis of a matrix into an elementwise
+/// op, and (not fused) with indices outside the axis, which clip as before; on small sizes
+/// and on the parallel path.
+#[test]
+fn constant_gathers_match_the_interpreter() {
+    let mut rng = Rng(19);
+    for dtype in [DType::F64, DType::F32] {
+        for n in [1usize, 2, 7, 40_000] {
+            let mut b = Builder::new();
+            let a = b.param(Type::new(dtype, &[3, n]));
+            let c = b.param(Type::new(dtype, &[3, n]));
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[a, c]).expect("mul");
+            let flat = b
+                .push1(Op::Shape(ShapeOp::Reshape { shape: Shape::new(&[3 * n]) }), &[m])
+                .expect("reshape");
+            // A tridiagonal-like pick: (c·n + j) for neighbouring colours, in CSR-like order.
+            let idx: Vec<i32> = (0..3 * n)
+                .map(|q| (((q % 3) * n + q / 3 + (q * 7) % 3) % (3 * n)) as i32)
+                .collect();
+            let g1 = gather(&mut b, flat, &idx, &[3 * n], 0);
+            // Along axis 1 of a [3, n] matrix by a [2, n] index table, into an add.
+            let idx2: Vec<i32> = (0..2 * n).map(|q| ((q * 5 + 1) % n) as i32).collect();
+            let g2 = gather(&mut b, c, &idx2, &[2, n], 1);
+            let y = b.param(Type::new(dtype, &[3, 2, n]));
+            let s = b.push1(Op::Binary(BinaryOp::Add), &[g2, y]).expect("add");
+            // Out of range: clipped, lowered on its own.
+            let bad: Vec<i32> = (0..4).map(|q| q * 2 * n as i32 - 3).collect();
+            let g3 = gather(&mut b, flat, &bad, &[4], 0);
+            let g = b.finish(&[g1, s, g3]);
+            let args = [
+                array(&mut rng, dtype, &[3, n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[3, n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[3, 2, n], -2.0, 2.0, true),
+            ];
+            check(&g, &args);
+        }
+    }
+}

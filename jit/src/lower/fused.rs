@@ -253,7 +253,7 @@ fn spec(
         .iter()
         .map(|&j| (insts[j].results[0], j))
         .collect();
-    let is_remap = |j: usize| crate::fuse::remap(graph, insts[j]);
+    let is_remap = |j: usize| crate::fuse::remap_member(&insts[j].op);
     let passthrough = |j: usize| {
         crate::fuse::trivial_broadcast(graph, insts[j])
             && member_at
@@ -394,7 +394,8 @@ fn spec(
             matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast, fma)
         })
         && reads.iter().all(|r| {
-            (!r.top || matches!(r.strides[inner], 0 | 1)) && graph.ty(r.leaf).dtype != DType::Bool
+            (!r.top || (matches!(r.strides[inner], 0 | 1) && r.index.is_none()))
+                && graph.ty(r.leaf).dtype != DType::Bool
         });
     let vector = ok.then(|| {
         if dtype == DType::F64 {
@@ -679,8 +680,7 @@ fn scalar_reads(
         if guarded {
             vals.push(remap::guarded_load(cx, &sp.reads, inner, offs, idx, i, k)?);
         } else {
-            let o = offset(cx, offs[k], i, r.strides[inner]);
-            vals.push(cx.load(r.leaf, o)?);
+            vals.push(remap::load_plain(cx, &sp.reads, inner, offs, i, k)?);
         }
     }
     Ok(vals)

@@ -26,7 +26,7 @@
 
 use super::{clty, jit_err, Ctx};
 use cranelift_codegen::ir::{self, condcodes::IntCC, InstBuilder};
-use ferrax_ir::ops::{LiteralOp, ShapeOp};
+use ferrax_ir::ops::{IndexOp, Indexing, LiteralOp, ShapeOp};
 use ferrax_ir::{Data, DType, Graph, InstData, Op, Result, Value, ValueDef};
 use hashbrown::HashMap;
 use smallvec::SmallVec;
@@ -130,8 +130,12 @@ pub(crate) struct Read {
     /// The guards to check before loading, outermost first, each with the read whose value
     /// is taken when it fails (`None`: zero, for a place no index reaches).
     pub guards: Guards,
-    /// Whether a member uses the value directly (otherwise it is only a fallback of a guard).
+    /// Whether a member uses the value directly (otherwise it is only a fallback of a guard,
+    /// or the indices of a gather).
     pub top: bool,
+    /// For a gather by constant indices: the read of the index (an `i32` inside the axis)
+    /// and the axis's element stride, added to the offset as `index · stride`.
+    pub index: Option<(usize, i64)>,
 }
 
 /// Where a value of a fused loop comes from at one loop index: a read, or a node computed in
@@ -346,6 +350,9 @@ impl<'g> Reads<'g> {
             return Err(jit_err("a fused read through a value that is not a remap"));
         };
         let inst = self.insts[j];
+        if let Op::Index(IndexOp::Gather(ix)) = &inst.op {
+            return self.gather(ix, inst, &forms, guards);
+        }
         let Op::Shape(op) = &inst.op else {
             return Err(jit_err("a fused read through a non-shape op"));
         };
@@ -456,6 +463,45 @@ impl<'g> Reads<'g> {
         }
     }
 
+    /// The read of a gather by constant indices (see `crate::fuse::const_gather`) at `forms`:
+    /// the indices are read at the forms of their dimensions, the operand at the other forms
+    /// plus the loaded index along the axis, after checking again that every index lies
+    /// inside the axis.
+    fn gather(
+        &mut self,
+        ix: &Indexing,
+        inst: &InstData,
+        forms: &[Form],
+        guards: Guards,
+    ) -> Result<Src> {
+        let (x, idx) = (inst.args[0], inst.args[1]);
+        let xd = self.graph.ty(x).dims();
+        let (axis, ir) = (ix.axis, self.graph.ty(idx).rank());
+        let n = *xd
+            .get(axis)
+            .ok_or_else(|| jit_err("a fused gather along a missing axis"))?;
+        let inside = crate::fuse::const_indices(self.graph, idx)
+            .is_some_and(|(lo, hi)| lo >= 0 && (hi as i64) < n as i64);
+        if ix.along || !inside || forms.len() != axis + ir + xd.len() - axis - 1 {
+            return Err(jit_err("a fused gather whose indices are not constants inside the axis"));
+        }
+        let k_idx = self.leaf(idx, &forms[axis..axis + ir], guards.clone())?;
+        let mut xf: SmallVec<[Form; 4]> = SmallVec::from_slice(&forms[..axis]);
+        xf.push(Form::constant(0));
+        xf.extend_from_slice(&forms[axis + ir..]);
+        let k = self.leaf(x, &xf, guards)?;
+        let stride = super::strides(xd)[axis];
+        self.reads[k].index = Some((k_idx, stride));
+        // A uniform operand is read at one place whatever the index says.
+        if self.reads[k].strides.iter().all(|&s| s == 0) && self.reads[k].base == 0 && n > 0 {
+            let uniform_x = uniform(self.graph, x);
+            if uniform_x {
+                self.reads[k].index = None;
+            }
+        }
+        Ok(Src::Read(k))
+    }
+
     /// A read of the buffer (or register) `v` at the indices `forms` under `guards`, after
     /// checking that every index it can load lies inside `v`.
     fn leaf(&mut self, v: Value, forms: &[Form], guards: Guards) -> Result<usize> {
@@ -518,6 +564,7 @@ impl<'g> Reads<'g> {
             strides: st,
             guards,
             top: false,
+            index: None,
         });
         Ok(self.reads.len() - 1)
     }
@@ -545,8 +592,35 @@ fn zero(cx: &mut Ctx, dtype: DType) -> ir::Value {
     }
 }
 
-/// Loads read `k` at inner index `i` (element offset `offs[k] + i·stride`) after checking its
-/// guards in order, taking the fallback of the first that fails.
+/// Loads read `k` at inner index `i` (element offset `offs[k] + i·stride`, plus the loaded
+/// index times the axis stride for a gather) without checking guards.
+pub(crate) fn load_plain(
+    cx: &mut Ctx,
+    reads: &[Read],
+    inner: usize,
+    offs: &[ir::Value],
+    i: ir::Value,
+    k: usize,
+) -> Result<ir::Value> {
+    let r = &reads[k];
+    let mut o = match r.strides[inner] {
+        0 => offs[k],
+        s => {
+            let t = cx.fb.ins().imul_imm_s(i, s);
+            cx.fb.ins().iadd(offs[k], t)
+        }
+    };
+    if let Some((ki, stride)) = r.index {
+        let at = load_plain(cx, reads, inner, offs, i, ki)?;
+        let at = cx.fb.ins().sextend(ir::types::I64, at);
+        let t = cx.fb.ins().imul_imm_s(at, stride);
+        o = cx.fb.ins().iadd(o, t);
+    }
+    cx.load(r.leaf, o)
+}
+
+/// Loads read `k` at inner index `i` (see [`load_plain`]) after checking its guards in order,
+/// taking the fallback of the first that fails.
 pub(crate) fn guarded_load(
     cx: &mut Ctx,
     reads: &[Read],
@@ -558,19 +632,8 @@ pub(crate) fn guarded_load(
 ) -> Result<ir::Value> {
     let r = &reads[k];
     let dtype = cx.graph.ty(r.leaf).dtype;
-    let at = |cx: &mut Ctx, k: usize| {
-        let s = reads[k].strides[inner];
-        match s {
-            0 => offs[k],
-            _ => {
-                let t = cx.fb.ins().imul_imm_s(i, s);
-                cx.fb.ins().iadd(offs[k], t)
-            }
-        }
-    };
     if r.guards.is_empty() {
-        let o = at(cx, k);
-        return cx.load(r.leaf, o);
+        return load_plain(cx, reads, inner, offs, i, k);
     }
     let merge = cx.fb.create_block();
     let out = cx.fb.append_block_param(merge, clty(dtype));
@@ -587,8 +650,7 @@ pub(crate) fn guarded_load(
         cx.fb.ins().jump(merge, &[v.into()]);
         cx.fb.switch_to_block(pass);
     }
-    let o = at(cx, k);
-    let v = cx.load(r.leaf, o)?;
+    let v = load_plain(cx, reads, inner, offs, i, k)?;
     cx.fb.ins().jump(merge, &[v.into()]);
     cx.fb.switch_to_block(merge);
     Ok(out)

@@ -1,7 +1,7 @@
 //! Fusion analysis: which instructions run together in one loop nest.
 //!
-//! A *fusable* instruction is an elementwise op (unary, binary, compare/select, convert) or a
-//! `broadcast_in_dim`, with a non-scalar result. Fusable instructions are grouped in reverse
+//! A *fusable* instruction is an elementwise op (unary, binary, compare/select, convert), a
+//! `broadcast_in_dim`, or an index remapping (see below), with a non-scalar result. Fusable instructions are grouped in reverse
 //! order: the result of a fusable instruction is *internal* to a group (computed in registers,
 //! never stored) when it is not a graph output and every user is a fusable, non-broadcast
 //! instruction of the same group (elementwise users have the same shape, so the element index
@@ -23,7 +23,17 @@
 //! A `broadcast_in_dim` that only adds dimensions of size 1 (see [`trivial_broadcast`]) is
 //! elementwise in effect: its operand joins its group and flows through it unchanged.
 //!
-//! A cheap fusable instruction (a broadcast, or arithmetic without division or
+//! Index remappings ([`remap`]: broadcasts, slices, pads without interior padding,
+//! concatenations, transposes and revs, and gathers by constant indices inside the axis, see
+//! [`const_gather`]) join their users' group the way broadcasts do, and chains of them join
+//! too: the loop reads the buffer at the end of the chain through the composed index map
+//! (`lower/remap.rs`). An elementwise float op whose users are all pads, slices, transposes
+//! or revs that reach the loop only through such remaps joins as well: it is computed in the
+//! loop at the remapped index (a broadcast or a concatenation above it would compute it
+//! several times per element, so neither qualifies). A remap no loop reads through is lowered
+//! on its own, except a constant gather, which roots a loop of its own.
+//!
+//! A cheap fusable instruction (a broadcast or another remap, or arithmetic without division or
 //! transcendentals) whose users all evaluate it in their loops but belong to several groups is
 //! *duplicated*: each of those groups (at most [`DUP_MAX`]) computes it again from its own
 //! operands, so it needs neither a buffer nor a loop of its own. Recomputing an add or a
@@ -74,7 +84,7 @@ impl Fusion {
 }
 
 /// Whether recomputing `op` in several loops costs less than storing and reloading it: a
-/// broadcast (a strided read), a comparison, select or conversion, or arithmetic without
+/// remap (a strided or guarded read), a comparison, select or conversion, or arithmetic without
 /// division, roots or transcendentals. Every elementwise op is listed, so a new one has to be
 /// placed here.
 fn cheap(op: &Op) -> bool {
@@ -203,10 +213,16 @@ pub(crate) fn const_gather(graph: &Graph, inst: &InstData) -> bool {
     let Op::Index(IndexOp::Gather(ix)) = &inst.op else {
         return false;
     };
-    let n = graph.ty(inst.args[0]).dims().get(ix.axis).copied().unwrap_or(0);
+    let n = graph
+        .ty(inst.args[0])
+        .dims()
+        .get(ix.axis)
+        .copied()
+        .unwrap_or(0);
     !ix.along
         && !graph.ty(inst.results[0]).is_scalar()
-        && const_indices(graph, inst.args[1]).is_some_and(|(lo, hi)| lo >= 0 && (hi as i64) < n as i64)
+        && const_indices(graph, inst.args[1])
+            .is_some_and(|(lo, hi)| lo >= 0 && (hi as i64) < n as i64)
 }
 
 /// The least and greatest element of `v` when it is a non-empty `i32` constant.
@@ -337,9 +353,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
                         | ShapeOp::Rev { .. }
                 )
             ) && is_remap
-                && us
-                    .iter()
-                    .all(|&u| !remaps[u] || computed_ok[u]);
+                && us.iter().all(|&u| !remaps[u] || computed_ok[u]);
         }
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);

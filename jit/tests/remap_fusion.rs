@@ -50,10 +50,18 @@ fn fit(b: &mut Builder, x: Value, y: Value, fill: Value, c: usize) -> Option<Val
     let (mut start, mut limit, mut lo, mut hi) = (vec![], vec![], vec![], vec![]);
     for d in 0..xd.len() {
         let w = xd[d].min(yd[d]);
-        let s = if xd[d] > w { (c >> d) % (xd[d] - w + 1) } else { 0 };
+        let s = if xd[d] > w {
+            (c >> d) % (xd[d] - w + 1)
+        } else {
+            0
+        };
         start.push(s);
         limit.push(s + w);
-        let l = if yd[d] > w { (c >> (d + 2)) % (yd[d] - w + 1) } else { 0 };
+        let l = if yd[d] > w {
+            (c >> (d + 2)) % (yd[d] - w + 1)
+        } else {
+            0
+        };
         lo.push(l);
         hi.push(yd[d] - w - l);
     }
@@ -94,7 +102,7 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
             let lo: Vec<usize> = (0..rank).map(|d| (c >> d) % 3).collect();
             let hi: Vec<usize> = (0..rank).map(|d| (c >> (d + 3)) % 3).collect();
             let v = scalar(b, dt, -1.5 + (c % 4) as f64);
-            if c % 7 == 0 {
+            if c.is_multiple_of(7) {
                 // Interior padding: not a remap, lowered on its own.
                 let op = Op::Shape(ShapeOp::Pad {
                     lo: Dims::from_slice(&lo),
@@ -118,12 +126,13 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
             } else {
                 b.push1(Op::Unary(UnaryOp::Neg), &[x]).expect("neg")
             };
-            let parts = if c % 2 == 0 {
+            let parts = if c.is_multiple_of(2) {
                 vec![x, other]
             } else {
                 vec![other, x, other]
             };
-            b.push1(Op::Shape(ShapeOp::Concatenate { axis }), &parts).ok()
+            b.push1(Op::Shape(ShapeOp::Concatenate { axis }), &parts)
+                .ok()
         }
         5 => {
             let perm: Dims = (0..rank).map(|d| (d + 1 + c) % rank.max(1)).collect();
@@ -226,7 +235,11 @@ fn pad_slice_chain_is_one_loop_without_buffers() {
                 let g = pad_slice_chain(dtype, rows, cols, s, lo);
                 let f = compile(&g, &JitOptions::default()).expect("compile");
                 // Before remap fusion the slice and the pad each had a buffer.
-                assert_eq!(f.workspace_bytes(), 0, "{dtype} [{rows},{cols}] s={s} lo={lo}");
+                assert_eq!(
+                    f.workspace_bytes(),
+                    0,
+                    "{dtype} [{rows},{cols}] s={s} lo={lo}"
+                );
                 let dims = [rows, cols + 2];
                 let args: Vec<Array> = (0..3)
                     .map(|_| array(&mut rng, dtype, &dims, -2.0, 2.0, true))
@@ -290,20 +303,40 @@ fn outer_guards_reductions_and_uniform_constants_match_the_interpreter() {
                 .push1(Op::Literal(LiteralOp::Const(Literal::new(k))), &[])
                 .expect("const");
             let rv = b
-                .push1(Op::Shape(ShapeOp::Rev { axes: Dims::from_slice(&[0, 1]) }), &[y])
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0, 1]),
+                    }),
+                    &[y],
+                )
                 .expect("rev");
             let m = b.push1(Op::Binary(BinaryOp::Mul), &[px, cat]).expect("mul");
             let m = b.push1(Op::Binary(BinaryOp::Mul), &[m, k]).expect("mul");
             let s = b.push1(Op::Binary(BinaryOp::Add), &[m, rv]).expect("add");
             let t = b
-                .push1(Op::Shape(ShapeOp::Transpose { perm: Dims::from_slice(&[1, 0]) }), &[s])
+                .push1(
+                    Op::Shape(ShapeOp::Transpose {
+                        perm: Dims::from_slice(&[1, 0]),
+                    }),
+                    &[s],
+                )
                 .expect("transpose");
             let e = b.push1(Op::Unary(UnaryOp::Square), &[t]).expect("square");
             let sum_rows = b
-                .push1(Op::Reduce(ReduceOp::Sum { axes: Dims::from_slice(&[0]) }), &[cat])
+                .push1(
+                    Op::Reduce(ReduceOp::Sum {
+                        axes: Dims::from_slice(&[0]),
+                    }),
+                    &[cat],
+                )
                 .expect("sum");
             let sum_all = b
-                .push1(Op::Reduce(ReduceOp::Max { axes: Dims::from_slice(&[0, 1]) }), &[px])
+                .push1(
+                    Op::Reduce(ReduceOp::Max {
+                        axes: Dims::from_slice(&[0, 1]),
+                    }),
+                    &[px],
+                )
                 .expect("max");
             let g = b.finish(&[e, sum_rows, sum_all]);
             let args = [
@@ -337,7 +370,12 @@ fn remap_edge_cases_match_the_interpreter() {
             let m = b.push1(Op::Binary(BinaryOp::Mul), &[a, ps]).expect("mul");
             // A pad wider than the operand on both sides, of a strided reversed window.
             let rv = b
-                .push1(Op::Shape(ShapeOp::Rev { axes: Dims::from_slice(&[0]) }), &[x])
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0]),
+                    }),
+                    &[x],
+                )
                 .expect("rev");
             let pw = pad(&mut b, rv, v, &[3], &[2]).expect("pad");
             let o = b.push1(Op::Binary(BinaryOp::Sub), &[m, pw]).expect("sub");
@@ -382,11 +420,21 @@ fn computed_values_under_remaps_match_the_interpreter() {
             let s = slice(&mut b, e, &[0, 0], &[rows, c1], &[1, 1]);
             let p = pad(&mut b, s, fill, &[1, 1], &[1, cols - c1]).expect("pad");
             let xtw = b
-                .push1(Op::Shape(ShapeOp::Transpose { perm: Dims::from_slice(&[1, 0]) }), &[xt])
+                .push1(
+                    Op::Shape(ShapeOp::Transpose {
+                        perm: Dims::from_slice(&[1, 0]),
+                    }),
+                    &[xt],
+                )
                 .expect("transpose");
             let q = b.push1(Op::Binary(BinaryOp::Sub), &[xtw, w]).expect("sub");
             let qt = b
-                .push1(Op::Shape(ShapeOp::Rev { axes: Dims::from_slice(&[0, 1]) }), &[q])
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0, 1]),
+                    }),
+                    &[q],
+                )
                 .expect("rev");
             let qp = pad(&mut b, qt, fill, &[2, 0], &[0, 1]).expect("pad");
             let r = b.push1(Op::Binary(BinaryOp::Add), &[p, y]).expect("add");
@@ -433,7 +481,12 @@ fn constant_gathers_match_the_interpreter() {
             let c = b.param(Type::new(dtype, &[3, n]));
             let m = b.push1(Op::Binary(BinaryOp::Mul), &[a, c]).expect("mul");
             let flat = b
-                .push1(Op::Shape(ShapeOp::Reshape { shape: Shape::new(&[3 * n]) }), &[m])
+                .push1(
+                    Op::Shape(ShapeOp::Reshape {
+                        shape: Shape::new(&[3 * n]),
+                    }),
+                    &[m],
+                )
                 .expect("reshape");
             // A tridiagonal-like pick: (c·n + j) for neighbouring colours, in CSR-like order.
             let idx: Vec<i32> = (0..3 * n)

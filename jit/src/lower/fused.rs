@@ -1,6 +1,8 @@
 //! Lowering of a fused group (see `crate::fuse`): one loop nest over the root's elements that
-//! reads the group's leaves through affine maps, evaluates every member with the elementwise
-//! emitters (intermediates stay in SSA values), and stores only the root.
+//! reads the group's leaves through affine maps (guarded where pads and concatenations
+//! decide, see [`remap`]), evaluates every member with the elementwise emitters (intermediates
+//! stay in SSA values; a member under a pad or slice is evaluated at the remapped index), and
+//! stores only the root.
 //!
 //! The result's dimensions are first coalesced (adjacent dimensions merge when every access
 //! walks them as one), so most groups are a flat loop or a row loop around a contiguous inner
@@ -249,10 +251,8 @@ fn spec(
     };
     // Remap members are read through (see `remap`), except a trivial broadcast of a value
     // computed in the loop, which passes it through.
-    let member_at: HashMap<Value, usize> = members
-        .iter()
-        .map(|&j| (insts[j].results[0], j))
-        .collect();
+    let member_at: HashMap<Value, usize> =
+        members.iter().map(|&j| (insts[j].results[0], j)).collect();
     let is_remap = |j: usize| crate::fuse::remap_member(&insts[j].op);
     let passthrough = |j: usize| {
         crate::fuse::trivial_broadcast(graph, insts[j])
@@ -405,9 +405,9 @@ fn spec(
         }
     });
     let uncoalesced = dims.len() == 2 && graph.ty(out).dims() == &dims[..];
-    let plain = members.iter().all(|&j| {
-        !is_remap(j) || matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
-    });
+    let plain = members
+        .iter()
+        .all(|&j| !is_remap(j) || matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. })));
     let band = if reds.is_empty() && uncoalesced && plain && !guarded {
         band::banded(graph, insts, &members, out, &read_of, reads.len())
     } else {
@@ -771,7 +771,8 @@ fn emit_span(
                 .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
             Ok(())
         };
-        let invariant = (0..nr).all(|k| !wanted(part, k) || !sp.reads[k].top || sp.reads[k].strides[inner] == 0);
+        let invariant = (0..nr)
+            .all(|k| !wanted(part, k) || !sp.reads[k].top || sp.reads[k].strides[inner] == 0);
         if invariant {
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.
@@ -791,7 +792,15 @@ fn emit_span(
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
-        let y = eval(cx, sp, insts, &vals, None, part, guarded.then_some((idx, i)))?[0];
+        let y = eval(
+            cx,
+            sp,
+            insts,
+            &vals,
+            None,
+            part,
+            guarded.then_some((idx, i)),
+        )?[0];
         let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
         cx.store_out(sp.out, o, y)
     })?;
@@ -951,7 +960,15 @@ fn emit_reduce_row(
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, None, guarded)?;
-        let ys = eval(cx, sp, insts, &vals, None, None, guarded.then_some((idx, i)))?;
+        let ys = eval(
+            cx,
+            sp,
+            insts,
+            &vals,
+            None,
+            None,
+            guarded.then_some((idx, i)),
+        )?;
         for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
             let fl = acc.dtype.is_float();
             match acc.row {
@@ -1003,7 +1020,9 @@ fn eval(
     let mut vals: Vec<Option<ir::Value>> = vec![None; sp.nodes.len()];
     let get = |cx: &mut Ctx, vals: &[Option<ir::Value>], s: Src| -> Result<ir::Value> {
         match s {
-            Src::Node(k) => vals[k].ok_or_else(|| jit_err("a fused node used before it is computed")),
+            Src::Node(k) => {
+                vals[k].ok_or_else(|| jit_err("a fused node used before it is computed"))
+            }
             Src::Read(k) => {
                 let v = reads[k];
                 Ok(match vector {

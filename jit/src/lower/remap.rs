@@ -27,7 +27,7 @@
 use super::{clty, jit_err, Ctx};
 use cranelift_codegen::ir::{self, condcodes::IntCC, InstBuilder};
 use ferrax_ir::ops::{IndexOp, Indexing, LiteralOp, ShapeOp};
-use ferrax_ir::{Data, DType, Graph, InstData, Op, Result, Value, ValueDef};
+use ferrax_ir::{DType, Data, Graph, InstData, Op, Result, Value, ValueDef};
 use hashbrown::HashMap;
 use smallvec::SmallVec;
 
@@ -91,7 +91,7 @@ impl Guard {
 
     /// For a guard that does not depend on the loop index (`a = 0`), whether it holds.
     pub fn fixed(&self) -> Option<bool> {
-        (self.a == 0).then(|| self.c >= 0 && self.c < self.n)
+        (self.a == 0).then_some(self.c >= 0 && self.c < self.n)
     }
 
     /// The loop indices `lo..hi` (possibly empty) where the guard holds; every index for a
@@ -252,7 +252,11 @@ impl<'g> Reads<'g> {
                 continue;
             }
             match loop_dims.next() {
-                Some(d) if self.dims[d] == n => forms.push(Form { d: Some(d), a: 1, c: 0 }),
+                Some(d) if self.dims[d] == n => forms.push(Form {
+                    d: Some(d),
+                    a: 1,
+                    c: 0,
+                }),
                 _ => return Err(jit_err("a fused value whose shape is not the loop's")),
             }
         }
@@ -311,7 +315,10 @@ impl<'g> Reads<'g> {
             if matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
                 // A broadcast adding unit dims: the operand's non-unit dims are the value's.
                 let x = inst.args[0];
-                let mut vf = forms.iter().zip(self.graph.ty(v).dims()).filter(|p| *p.1 != 1);
+                let mut vf = forms
+                    .iter()
+                    .zip(self.graph.ty(v).dims())
+                    .filter(|p| *p.1 != 1);
                 let mut xf: SmallVec<[Form; 4]> = SmallVec::new();
                 for &n in self.graph.ty(x).dims() {
                     xf.push(if n == 1 {
@@ -483,7 +490,9 @@ impl<'g> Reads<'g> {
         let inside = crate::fuse::const_indices(self.graph, idx)
             .is_some_and(|(lo, hi)| lo >= 0 && (hi as i64) < n as i64);
         if ix.along || !inside || forms.len() != axis + ir + xd.len() - axis - 1 {
-            return Err(jit_err("a fused gather whose indices are not constants inside the axis"));
+            return Err(jit_err(
+                "a fused gather whose indices are not constants inside the axis",
+            ));
         }
         let k_idx = self.leaf(idx, &forms[axis..axis + ir], guards.clone())?;
         let mut xf: SmallVec<[Form; 4]> = SmallVec::from_slice(&forms[..axis]);

@@ -54,6 +54,13 @@ use smallvec::SmallVec;
 /// are only reads, are duplicated into any number).
 pub(crate) const DUP_MAX: usize = 8;
 
+/// At most this many pieces in a concatenation read in place.
+pub(crate) const CONCAT_MAX: usize = 16;
+
+/// At most this many remaps lie between a member and its group's root (building the reads
+/// recurses once per remap).
+pub(crate) const NEST_MAX: usize = 16;
+
 /// The groups of a graph, indexed by instruction position.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Fusion {
@@ -167,8 +174,9 @@ pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
 }
 
 /// Whether the instruction is an index remapping that a fused loop can read through (see
-/// [`remap_shape`]): not a pad with interior padding, and not a transpose of a `dot_general`
-/// result (which the dot writes transposed instead, see [`analyze`]).
+/// [`remap_shape`]): not a pad with interior padding, not a transpose of a `dot_general`
+/// result (which the dot writes transposed instead, see [`analyze`]), not a concatenation of
+/// more than [`CONCAT_MAX`] pieces.
 pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
     let Op::Shape(s) = &inst.op else {
         return false;
@@ -180,6 +188,8 @@ pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
     match s {
         ShapeOp::Pad { interior, .. } => interior.iter().all(|&k| k == 0),
         ShapeOp::Transpose { .. } => !from_dot(),
+        // Each piece falls back on the next, one guard per piece: long joins are copied.
+        ShapeOp::Concatenate { .. } => inst.args.len() <= CONCAT_MAX,
         s => remap_shape(s),
     }
 }
@@ -288,6 +298,8 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     // slices, transposes and revs that reach the loop's value only through other such
     // remaps (a broadcast or a concatenation above would compute it several times).
     let mut computed_ok = vec![false; n];
+    // The number of remaps between each member and its group's root.
+    let mut nest = vec![0usize; n];
     for i in (0..n).rev() {
         let inst = insts[i];
         if let Op::Dot(d) = &inst.op {
@@ -342,7 +354,16 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
                 }
             }
         }
+        // The remaps between this value and its loop: reads nest once per remap when the
+        // loop is built, so deep nests are cut.
+        let depth = us
+            .iter()
+            .map(|&u| nest[u] + remaps[u] as usize)
+            .max()
+            .unwrap_or(0);
+        ok &= depth <= NEST_MAX;
         if ok {
+            nest[i] = depth;
             chain[i] = is_remap && us.iter().any(|&u| remaps[u]);
             computed_ok[i] = matches!(
                 inst.op,

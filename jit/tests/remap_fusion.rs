@@ -511,3 +511,44 @@ fn constant_gathers_match_the_interpreter() {
         }
     }
 }
+
+/// Deep graphs compile without deep recursion: a chain of 5,000 elementwise ops under one pad
+/// (computed in the pad's loop), and 60 nested pads and slices of computed values (cut into
+/// several loops past the nesting bound).
+#[test]
+fn deep_chains_under_remaps_compile_and_match() {
+    let mut rng = Rng(23);
+    let dtype = DType::F64;
+    let mut b = Builder::new();
+    let x = b.param(Type::new(dtype, &[6]));
+    let mut v = x;
+    for k in 0..5000 {
+        let op = if k % 2 == 0 {
+            UnaryOp::Neg
+        } else {
+            UnaryOp::Abs
+        };
+        v = b.push1(Op::Unary(op), &[v]).expect("unary");
+    }
+    let fill = scalar(&mut b, dtype, 0.5);
+    let p = pad(&mut b, v, fill, &[1], &[1]).expect("pad");
+    let y = b.param(Type::new(dtype, &[8]));
+    let mut w = b.push1(Op::Binary(BinaryOp::Add), &[p, y]).expect("add");
+    for _ in 0..60 {
+        let e = b.push1(Op::Unary(UnaryOp::Square), &[w]).expect("square");
+        let s = slice(&mut b, e, &[1], &[8], &[1]);
+        w = pad(&mut b, s, fill, &[0], &[1]).expect("pad");
+    }
+    let g = b.finish(&[w]);
+    let args = [
+        array(&mut rng, dtype, &[6], -1.0, 1.0, false),
+        array(&mut rng, dtype, &[8], -1.0, 1.0, false),
+    ];
+    // Run on a thread with a small stack, as the test harness does.
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || check(&g, &args))
+        .expect("thread")
+        .join()
+        .expect("no overflow");
+}

@@ -176,6 +176,9 @@ pub(crate) enum Node {
 /// The guards of a place, outermost first, with the read taken when each fails.
 type Guards = SmallVec<[(Guard, Option<usize>); 2]>;
 
+/// A value at a place: its indices over the loop and the guards under which they are read.
+type Key = (Value, SmallVec<[Form; 4]>, Guards);
+
 /// The reads and nodes of a fused group, built over its loop dimensions.
 pub(crate) struct Reads<'g> {
     graph: &'g Graph,
@@ -188,7 +191,7 @@ pub(crate) struct Reads<'g> {
     /// The loop dimensions (uncoalesced).
     dims: SmallVec<[usize; 4]>,
     /// The source of every value at every place visited.
-    memo: HashMap<(Value, SmallVec<[Form; 4]>, Guards), Src>,
+    memo: HashMap<Key, Src>,
     /// The reads built so far.
     pub reads: Vec<Read>,
     /// The nodes built so far (operands before their users).
@@ -303,51 +306,90 @@ impl<'g> Reads<'g> {
     /// The source of `v` at the indices `forms` under `guards` (memoised: a value used
     /// twice at one place is computed once).
     fn src(&mut self, v: Value, forms: SmallVec<[Form; 4]>, guards: Guards) -> Result<Src> {
-        let key = (v, forms, guards);
-        if let Some(&s) = self.memo.get(&key) {
-            return Ok(s);
-        }
-        let (v, forms, guards) = key.clone();
-        let s = if self.through.contains_key(&v) {
-            self.read(v, forms, guards)?
-        } else if let Some(&j) = self.computed.get(&v) {
-            let inst = self.insts[j];
-            if matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
-                // A broadcast adding unit dims: the operand's non-unit dims are the value's.
-                let x = inst.args[0];
-                let mut vf = forms
-                    .iter()
-                    .zip(self.graph.ty(v).dims())
-                    .filter(|p| *p.1 != 1);
-                let mut xf: SmallVec<[Form; 4]> = SmallVec::new();
-                for &n in self.graph.ty(x).dims() {
-                    xf.push(if n == 1 {
-                        Form::constant(0)
-                    } else {
-                        *vf.next()
-                            .ok_or_else(|| jit_err("a pass-through broadcast of another shape"))?
-                            .0
-                    });
-                }
-                self.src(x, xf, guards)?
-            } else {
-                let mut args: SmallVec<[Src; 3]> = SmallVec::new();
-                for &a in &inst.args {
-                    let af = if self.graph.ty(a).is_scalar() {
-                        SmallVec::new()
-                    } else {
-                        forms.clone()
-                    };
-                    args.push(self.src(a, af, guards.clone())?);
-                }
-                self.nodes.push(Node::Op { member: j, args });
-                Src::Node(self.nodes.len() - 1)
+        // Depth first with an explicit stack: chains of computed members can be as long as
+        // the graph (remaps nest only a bounded number of times, see `crate::fuse`).
+        let root: Key = (v, forms, guards);
+        let mut stack: Vec<(Key, bool)> = vec![(root.clone(), false)];
+        while let Some((key, expanded)) = stack.pop() {
+            if self.memo.contains_key(&key) {
+                continue;
             }
+            let deps = match self.computed.get(&key.0) {
+                Some(&j) => self.deps(j, &key)?,
+                None => SmallVec::new(),
+            };
+            if !expanded && !deps.is_empty() {
+                stack.push((key, true));
+                stack.extend(deps.into_iter().map(|d| (d, false)));
+                continue;
+            }
+            let (v, forms, guards) = key.clone();
+            let s = if self.through.contains_key(&v) {
+                self.read(v, forms, guards)?
+            } else if let Some(&j) = self.computed.get(&v) {
+                let inst = self.insts[j];
+                let got = |d: &Key| {
+                    self.memo
+                        .get(d)
+                        .copied()
+                        .ok_or_else(|| jit_err("a fused operand not computed before its user"))
+                };
+                if matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
+                    got(&deps[0])?
+                } else {
+                    let args = deps
+                        .iter()
+                        .map(got)
+                        .collect::<Result<SmallVec<[Src; 3]>>>()?;
+                    self.nodes.push(Node::Op { member: j, args });
+                    Src::Node(self.nodes.len() - 1)
+                }
+            } else {
+                Src::Read(self.leaf(v, &forms, guards)?)
+            };
+            self.memo.insert(key, s);
+        }
+        self.memo
+            .get(&root)
+            .copied()
+            .ok_or_else(|| jit_err("a fused value without a source"))
+    }
+
+    /// The operands (value and place) of the computed member at position `j` at the place
+    /// of `key`: an elementwise op's operands at the same indices (rank-0 operands at none),
+    /// or the operand of a broadcast that adds unit dims, whose non-unit dims are the value's.
+    fn deps(&self, j: usize, key: &Key) -> Result<SmallVec<[Key; 3]>> {
+        let (v, forms, guards) = key;
+        let inst = self.insts[j];
+        let mut out: SmallVec<[Key; 3]> = SmallVec::new();
+        if matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
+            let x = inst.args[0];
+            let mut vf = forms
+                .iter()
+                .zip(self.graph.ty(*v).dims())
+                .filter(|p| *p.1 != 1);
+            let mut xf: SmallVec<[Form; 4]> = SmallVec::new();
+            for &n in self.graph.ty(x).dims() {
+                xf.push(if n == 1 {
+                    Form::constant(0)
+                } else {
+                    *vf.next()
+                        .ok_or_else(|| jit_err("a pass-through broadcast of another shape"))?
+                        .0
+                });
+            }
+            out.push((x, xf, guards.clone()));
         } else {
-            Src::Read(self.leaf(v, &forms, guards)?)
-        };
-        self.memo.insert(key, s);
-        Ok(s)
+            for &a in &inst.args {
+                let af = if self.graph.ty(a).is_scalar() {
+                    SmallVec::new()
+                } else {
+                    forms.clone()
+                };
+                out.push((a, af, guards.clone()));
+            }
+        }
+        Ok(out)
     }
 
     /// The source of the remap member result `v` at the indices `forms` (one per dimension

@@ -1,7 +1,7 @@
 //! Fusion analysis: which instructions run together in one loop nest.
 //!
-//! A *fusable* instruction is an elementwise op (unary, binary, compare/select, convert) or a
-//! `broadcast_in_dim`, with a non-scalar result. Fusable instructions are grouped in reverse
+//! A *fusable* instruction is an elementwise op (unary, binary, compare/select, convert), a
+//! `broadcast_in_dim`, or an index remapping (see below), with a non-scalar result. Fusable instructions are grouped in reverse
 //! order: the result of a fusable instruction is *internal* to a group (computed in registers,
 //! never stored) when it is not a graph output and every user is a fusable, non-broadcast
 //! instruction of the same group (elementwise users have the same shape, so the element index
@@ -23,7 +23,17 @@
 //! A `broadcast_in_dim` that only adds dimensions of size 1 (see [`trivial_broadcast`]) is
 //! elementwise in effect: its operand joins its group and flows through it unchanged.
 //!
-//! A cheap fusable instruction (a broadcast, or arithmetic without division or
+//! Index remappings ([`remap`]: broadcasts, slices, pads without interior padding,
+//! concatenations, transposes and revs, and gathers by constant indices inside the axis, see
+//! [`const_gather`]) join their users' group the way broadcasts do, and chains of them join
+//! too: the loop reads the buffer at the end of the chain through the composed index map
+//! (`lower/remap.rs`). An elementwise float op whose users are all pads, slices, transposes
+//! or revs that reach the loop only through such remaps joins as well: it is computed in the
+//! loop at the remapped index (a broadcast or a concatenation above it would compute it
+//! several times per element, so neither qualifies). A remap no loop reads through is lowered
+//! on its own, except a constant gather, which roots a loop of its own.
+//!
+//! A cheap fusable instruction (a broadcast or another remap, or arithmetic without division or
 //! transcendentals) whose users all evaluate it in their loops but belong to several groups is
 //! *duplicated*: each of those groups (at most [`DUP_MAX`]) computes it again from its own
 //! operands, so it needs neither a buffer nor a loop of its own. Recomputing an add or a
@@ -36,13 +46,20 @@
 //! layout (a GEMM with its operands swapped), so the dot's result needs no buffer and the
 //! transpose no copy. The dot is then a member whose root is the transpose.
 
-use ferrax_ir::ops::{DotGeneral, ReduceOp, ShapeOp};
+use ferrax_ir::ops::{DotGeneral, IndexOp, LiteralOp, ReduceOp, ShapeOp};
 use ferrax_ir::{Graph, InstData, Op};
 use smallvec::SmallVec;
 
 /// At most this many groups evaluate one duplicated arithmetic instruction (broadcasts, which
 /// are only reads, are duplicated into any number).
 pub(crate) const DUP_MAX: usize = 8;
+
+/// At most this many pieces in a concatenation read in place.
+pub(crate) const CONCAT_MAX: usize = 16;
+
+/// At most this many remaps lie between a member and its group's root (building the reads
+/// recurses once per remap).
+pub(crate) const NEST_MAX: usize = 16;
 
 /// The groups of a graph, indexed by instruction position.
 #[derive(Clone, Debug, Default)]
@@ -74,13 +91,14 @@ impl Fusion {
 }
 
 /// Whether recomputing `op` in several loops costs less than storing and reloading it: a
-/// broadcast (a strided read), a comparison, select or conversion, or arithmetic without
+/// remap (a strided or guarded read), a comparison, select or conversion, or arithmetic without
 /// division, roots or transcendentals. Every elementwise op is listed, so a new one has to be
 /// placed here.
 fn cheap(op: &Op) -> bool {
     use ferrax_ir::ops::{BinaryOp, UnaryOp};
     match op {
-        Op::Shape(ShapeOp::BroadcastInDim { .. }) | Op::Compare(_) | Op::Convert(_) => true,
+        Op::Shape(s) => remap_shape(s),
+        Op::Compare(_) | Op::Convert(_) => true,
         Op::Unary(u) => match u {
             UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Square | UnaryOp::Sign => true,
             UnaryOp::Floor
@@ -115,7 +133,6 @@ fn cheap(op: &Op) -> bool {
             BinaryOp::Div | BinaryOp::Pow | BinaryOp::Atan2 | BinaryOp::Rem => false,
         },
         Op::Literal(_)
-        | Op::Shape(_)
         | Op::Reduce(_)
         | Op::Dot(_)
         | Op::Conv(_)
@@ -139,6 +156,44 @@ pub(crate) fn fusable(op: &Op) -> bool {
     op.is_elementwise() || matches!(op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
 }
 
+/// Whether a shape op moves elements by a per-dimension affine index map (possibly guarded),
+/// so that a fused loop can read its operand in place: broadcast, slice, transpose, rev,
+/// concatenate and pad. A pad with interior padding has a non-affine map (every other
+/// element), but the op is listed by kind; [`remap`] checks the instance. Reshape is not a
+/// remap: it is a view of its operand's buffer already (see `crate::plan`).
+pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
+    match op {
+        ShapeOp::BroadcastInDim { .. }
+        | ShapeOp::Transpose { .. }
+        | ShapeOp::Slice { .. }
+        | ShapeOp::Pad { .. }
+        | ShapeOp::Concatenate { .. }
+        | ShapeOp::Rev { .. } => true,
+        ShapeOp::Reshape { .. } => false,
+    }
+}
+
+/// Whether the instruction is an index remapping that a fused loop can read through (see
+/// [`remap_shape`]): not a pad with interior padding, not a transpose of a `dot_general`
+/// result (which the dot writes transposed instead, see [`analyze`]), not a concatenation of
+/// more than [`CONCAT_MAX`] pieces.
+pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
+    let Op::Shape(s) = &inst.op else {
+        return false;
+    };
+    let from_dot = || match graph.def(inst.args[0]) {
+        ferrax_ir::ValueDef::Result(i, _) => matches!(graph.inst(i).op, Op::Dot(_)),
+        ferrax_ir::ValueDef::Param(_) => false,
+    };
+    match s {
+        ShapeOp::Pad { interior, .. } => interior.iter().all(|&k| k == 0),
+        ShapeOp::Transpose { .. } => !from_dot(),
+        // Each piece falls back on the next, one guard per piece: long joins are copied.
+        ShapeOp::Concatenate { .. } => inst.args.len() <= CONCAT_MAX,
+        s => remap_shape(s),
+    }
+}
+
 /// Whether the instruction roots a reduction group: a sum, max, min or product of a
 /// non-scalar operand.
 pub(crate) fn fused_reduce(graph: &Graph, inst: &InstData) -> bool {
@@ -151,6 +206,57 @@ pub(crate) fn fused_reduce(graph: &Graph, inst: &InstData) -> bool {
                 | ReduceOp::Prod { .. }
         )
     ) && !graph.ty(inst.args[0]).is_scalar()
+}
+
+/// Whether every operand and result of `inst` is a float: such an op never traps, so a loop
+/// may evaluate it at indices whose result it then discards (the padding of a pad).
+fn float_only(graph: &Graph, inst: &InstData) -> bool {
+    let float = |v: &ferrax_ir::Value| graph.ty(*v).dtype.is_float();
+    inst.args.iter().all(float) && inst.results.iter().all(float)
+}
+
+/// Whether `inst` is a gather (`take`, not `along`) by constant indices that all lie inside
+/// the indexed axis, with a non-scalar result: a fused loop reads the operand at the index it
+/// loads from the constant, with nothing to check at run time (see `lower/remap.rs`, which
+/// checks the indices again when it builds the read).
+pub(crate) fn const_gather(graph: &Graph, inst: &InstData) -> bool {
+    let Op::Index(IndexOp::Gather(ix)) = &inst.op else {
+        return false;
+    };
+    let n = graph
+        .ty(inst.args[0])
+        .dims()
+        .get(ix.axis)
+        .copied()
+        .unwrap_or(0);
+    !ix.along
+        && !graph.ty(inst.results[0]).is_scalar()
+        && const_indices(graph, inst.args[1])
+            .is_some_and(|(lo, hi)| lo >= 0 && (hi as i64) < n as i64)
+}
+
+/// The least and greatest element of `v` when it is a non-empty `i32` constant.
+pub(crate) fn const_indices(graph: &Graph, v: ferrax_ir::Value) -> Option<(i32, i32)> {
+    let ferrax_ir::ValueDef::Result(i, _) = graph.def(v) else {
+        return None;
+    };
+    let Op::Literal(LiteralOp::Const(lit)) = &graph.inst(i).op else {
+        return None;
+    };
+    let xs = lit.0.as_i32()?;
+    let lo = xs.iter().copied().min()?;
+    let hi = xs.iter().copied().max()?;
+    Some((lo, hi))
+}
+
+/// Whether a member of a fused group (already accepted by [`analyze`]) is read through: a
+/// remap (see [`remap_shape`]) or a gather by constant indices.
+pub(crate) fn remap_member(op: &Op) -> bool {
+    match op {
+        Op::Shape(s) => remap_shape(s),
+        Op::Index(IndexOp::Gather(_)) => true,
+        _ => false,
+    }
 }
 
 /// Groups the instructions of `graph`.
@@ -177,6 +283,23 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let mut absorbed_dot: Vec<Option<usize>> = vec![None; n];
     // Reduction roots found so far (later positions first).
     let mut red_roots: Vec<usize> = Vec::new();
+    // Remap members that another remap reads through (their operand is read at remapped
+    // indices, so no value may pass through them in registers).
+    let mut chain = vec![false; n];
+    // Which instructions are remaps a loop can read through (computed once: a constant
+    // gather's indices are scanned), and which of them are gathers.
+    let gather: Vec<bool> = insts.iter().map(|inst| const_gather(graph, inst)).collect();
+    let remaps: Vec<bool> = insts
+        .iter()
+        .zip(&gather)
+        .map(|(inst, &g)| g || remap(graph, inst))
+        .collect();
+    // Remap members whose operand may be computed in the loop at the remapped index: pads,
+    // slices, transposes and revs that reach the loop's value only through other such
+    // remaps (a broadcast or a concatenation above would compute it several times).
+    let mut computed_ok = vec![false; n];
+    // The number of remaps between each member and its group's root.
+    let mut nest = vec![0usize; n];
     for i in (0..n).rev() {
         let inst = insts[i];
         if let Op::Dot(d) = &inst.op {
@@ -198,7 +321,8 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             }
             continue;
         }
-        if !fusable(&inst.op) || inst.results.len() != 1 {
+        let is_remap = remaps[i];
+        if !(fusable(&inst.op) || is_remap) || inst.results.len() != 1 {
             continue;
         }
         let r = inst.results[0];
@@ -212,9 +336,14 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         for &u in us {
             let ui = insts[u];
             let same_shape = graph.ty(ui.results[0]).shape == rty.shape;
+            // A remap joins a remap user (the loop reads through both maps); any other
+            // value joins a trivial broadcast only when that broadcast passes it through
+            // (no remap reads it at other indices).
             let joinable = (ui.op.is_elementwise() && same_shape)
                 || fused_reduce(graph, ui)
-                || trivial_broadcast(graph, ui);
+                || (is_remap && remaps[u] && !gather[u])
+                || (trivial_broadcast(graph, ui) && !chain[u])
+                || (inst.op.is_elementwise() && computed_ok[u] && float_only(graph, inst));
             if !joinable || root[u].is_none() {
                 ok = false;
                 break;
@@ -225,17 +354,40 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
                 }
             }
         }
+        // The remaps between this value and its loop: reads nest once per remap when the
+        // loop is built, so deep nests are cut.
+        let depth = us
+            .iter()
+            .map(|&u| nest[u] + remaps[u] as usize)
+            .max()
+            .unwrap_or(0);
+        ok &= depth <= NEST_MAX;
+        if ok {
+            nest[i] = depth;
+            chain[i] = is_remap && us.iter().any(|&u| remaps[u]);
+            computed_ok[i] = matches!(
+                inst.op,
+                Op::Shape(
+                    ShapeOp::Pad { .. }
+                        | ShapeOp::Slice { .. }
+                        | ShapeOp::Transpose { .. }
+                        | ShapeOp::Rev { .. }
+                )
+            ) && is_remap
+                && us.iter().all(|&u| !remaps[u] || computed_ok[u]);
+        }
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
             groups[i] = set;
-        } else if ok
-            && cheap(&inst.op)
-            && (set.len() <= DUP_MAX
-                || matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })))
-        {
+        } else if ok && cheap(&inst.op) && (set.len() <= DUP_MAX || is_remap) {
             root[i] = set.last().copied();
             dup[i] = true;
             groups[i] = set;
+        } else if !fusable(&inst.op) && !gather[i] {
+            // A remap no fused loop can read through is lowered on its own (a constant
+            // gather roots a loop of its own, which runs on all cores when large).
+            chain[i] = false;
+            computed_ok[i] = false;
         } else {
             root[i] = Some(i);
             groups[i] = SmallVec::from_slice(&[i]);

@@ -222,18 +222,28 @@ impl Arena {
 }
 
 /// The leaves of the group rooted at `root` that a fused loop reads at the element index it
-/// writes (same shape, not through a broadcast): the only ones the result may overwrite.
+/// writes (same shape, not through a broadcast or another remap): the only ones the result
+/// may overwrite.
 fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> {
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
     let mut member_result = vec![false; graph.num_values()];
     let mut through_broadcast = vec![false; graph.num_values()];
     let mut leaves = Vec::new();
+    // A member under a pad, slice, transpose or rev reads its leaves at remapped indices
+    // (see `lower/remap.rs`): such a group overwrites none.
+    let remapped = fusion.members[root].iter().any(|&j| {
+        crate::fuse::remap_member(&insts[j].op)
+            && !matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. }))
+    });
+    if remapped {
+        return leaves;
+    }
     for &j in &fusion.members[root] {
         let inst = insts[j];
         member_result[inst.results[0].index()] = true;
-        let bcast = matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. }));
+        let moved = crate::fuse::remap_member(&inst.op);
         for &a in &inst.args {
-            if bcast {
+            if moved {
                 through_broadcast[a.index()] = true;
             } else {
                 leaves.push(a);

@@ -5,7 +5,7 @@
 //! function again afterwards and checks a good result).
 
 use ferrax_ir::interp::{self, EvalOptions};
-use ferrax_ir::ops::{BinaryOp, Body, CompareOp, ControlOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{BinaryOp, Body, CompareOp, ControlOp, IndexOp, ReduceOp, ShapeOp, UnaryOp};
 use ferrax_ir::{Array, Builder, DType, Dims, ErrorKind, Graph, Op, Shape, Type, Value};
 use ferrax_jit::{compile, jit_with, JitOptions};
 
@@ -30,8 +30,9 @@ fn sin_of_broadcast(dims: &[usize]) -> Graph {
     b.finish(&[s])
 }
 
-/// `x ↦ sum(transpose(sin(broadcast(x))))` over f64 of `[n, n]`: a scalar result whose
-/// intermediates live in the workspace.
+/// `x ↦ sum(cumsum(sin(broadcast(x))))` over f64 of `[n, n]`: a scalar result whose
+/// intermediates live in the workspace (a cumulative sum is not fused, so both its operand and
+/// its result need buffers; a transpose would be read in place by the sum's loop).
 fn big_intermediate(n: usize) -> Graph {
     let mut b = Builder::new();
     let x = b.param(Type::scalar(DType::F64));
@@ -47,8 +48,9 @@ fn big_intermediate(n: usize) -> Graph {
     let s = b.push1(Op::Unary(UnaryOp::Sin), &[y]).unwrap();
     let t = b
         .push1(
-            Op::Shape(ShapeOp::Transpose {
-                perm: Dims::from_slice(&[1, 0]),
+            Op::Index(IndexOp::Cumsum {
+                axis: 0,
+                reverse: false,
             }),
             &[s],
         )
@@ -299,8 +301,9 @@ fn a_graph_whose_workspace_cannot_exist_is_refused_at_compile_time() {
         let s = b.push1(Op::Unary(op), &[y]).unwrap();
         ts.push(
             b.push1(
-                Op::Shape(ShapeOp::Transpose {
-                    perm: Dims::from_slice(&[1, 0]),
+                Op::Index(IndexOp::Cumsum {
+                    axis: 1,
+                    reverse: false,
                 }),
                 &[s],
             )

@@ -1,6 +1,8 @@
 //! Lowering of a fused group (see `crate::fuse`): one loop nest over the root's elements that
-//! reads the group's leaves through affine maps, evaluates every member with the elementwise
-//! emitters (intermediates stay in SSA values), and stores only the root.
+//! reads the group's leaves through affine maps (guarded where pads and concatenations
+//! decide, see [`remap`]), evaluates every member with the elementwise emitters (intermediates
+//! stay in SSA values; a member under a pad or slice is evaluated at the remapped index), and
+//! stores only the root.
 //!
 //! The result's dimensions are first coalesced (adjacent dimensions merge when every access
 //! walks them as one), so most groups are a flat loop or a row loop around a contiguous inner
@@ -17,6 +19,7 @@
 //! `ferrax_parallel_for`.
 
 use super::band::{self, Banded, Part};
+use super::remap::{self, Node, Read, Reads, Src};
 use super::{clty, jit_err, Ctx, Slot};
 use crate::MathMode;
 use cranelift_codegen::ir::{
@@ -33,22 +36,10 @@ use smallvec::SmallVec;
 /// Groups with at least this many elements run on all cores.
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
-/// One leaf read: `leaf` at element offset `Σ idx[d]·strides[d]` (over the coalesced dims).
-#[derive(Clone, Debug)]
-struct Read {
-    leaf: Value,
-    strides: SmallVec<[i64; 4]>,
-}
-
 /// Everything needed to emit a group's loop nest.
 struct Spec {
-    /// Member instructions (positions), in body order; the last is the root.
-    members: Vec<usize>,
     /// The root's result.
     out: Value,
-    /// The value whose elements the loop produces: the root's result, or for a reduction
-    /// root the reduced operand.
-    value: Value,
     /// The reductions of a reduction group (the root last; siblings over the same operand
     /// shape and axes share the loop), empty for an elementwise group.
     reds: Vec<Red>,
@@ -57,13 +48,20 @@ struct Spec {
     reassoc: bool,
     /// The coalesced loop dimensions.
     dims: SmallVec<[usize; 4]>,
-    /// The leaf reads.
+    /// The leaf reads (see [`remap`]).
     reads: Vec<Read>,
+    /// The computations of one element, operands first.
+    nodes: Vec<Node>,
+    /// The sources of the values the loop produces: the root's result, or for a reduction
+    /// group each reduction's operand.
+    outs: SmallVec<[Src; 2]>,
+    /// The source at the loop index of every member's result and operands.
+    src_of: HashMap<Value, Src>,
+    /// Whether some read or select has guards: rows are then split around the part where every guard
+    /// holds (see [`remap::middle`]).
+    guarded: bool,
     /// The output's strides over the coalesced dims.
     out_strides: SmallVec<[i64; 4]>,
-    /// The read index of every leaf read by an elementwise member and of every broadcast
-    /// member's result.
-    read_of: HashMap<Value, usize>,
     /// The vector type of the inner loop, when it vectorises.
     vector: Option<ir::Type>,
     /// The banded form of a 2-D select chain (see [`band`]), written row by row as a
@@ -165,7 +163,8 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: 
             CompareOp::And | CompareOp::Or | CompareOp::Not => all(&inst.args, DType::Bool),
             CompareOp::Select => dt(&inst.args[0]) == DType::Bool && all(&inst.args[1..], float),
         },
-        Op::Shape(ShapeOp::BroadcastInDim { .. }) => {
+        // A remap is a read: of the float or of i32 (widened on load).
+        Op::Shape(s) if crate::fuse::remap_shape(s) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
         // The fast f64 `pow` needs FMA.
@@ -199,30 +198,6 @@ fn splat_scalar(cx: &mut Ctx, x: ir::Value, dtype: DType, vty: ir::Type) -> ir::
     }
 }
 
-/// Strides over a member's dims `from` as strides over the loop's dims `to`. The two shapes
-/// differ at most by dims of size 1 (members joined through broadcasts that only add unit
-/// dims), so their other dims pair up in order; a unit dim is always at index 0, so its
-/// stride does not matter.
-fn to_loop_dims(s: &[i64], from: &[usize], to: &[usize]) -> SmallVec<[i64; 4]> {
-    if from == to {
-        return SmallVec::from_slice(s);
-    }
-    let mut out: SmallVec<[i64; 4]> = SmallVec::from_elem(0, to.len());
-    let mut k = 0;
-    for (d, &n) in to.iter().enumerate() {
-        if n == 1 {
-            continue;
-        }
-        while from[k] == 1 {
-            k += 1;
-        }
-        debug_assert_eq!(from[k], n, "member and loop shapes differ beyond unit dims");
-        out[d] = s[k];
-        k += 1;
-    }
-    out
-}
-
 /// Row-major element strides of `dims`.
 fn row_major(dims: &[usize]) -> SmallVec<[i64; 4]> {
     super::strides(dims)
@@ -236,7 +211,7 @@ fn spec(
     root: usize,
     math: MathMode,
     fma: bool,
-) -> Spec {
+) -> Result<Spec> {
     let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
     let reds: Vec<Red> = members
@@ -272,57 +247,81 @@ fn spec(
                 })
                 .collect()
         }
-        None => contig.clone(),
+        None => contig,
     };
-    let mut is_member_result: HashMap<Value, ()> = HashMap::new();
-    for &j in &members {
-        is_member_result.insert(insts[j].results[0], ());
+    // Remap members are read through (see `remap`), except a trivial broadcast of a value
+    // computed in the loop, which passes it through.
+    let member_at: HashMap<Value, usize> =
+        members.iter().map(|&j| (insts[j].results[0], j)).collect();
+    let is_remap = |j: usize| crate::fuse::remap_member(&insts[j].op);
+    let passthrough = |j: usize| {
+        crate::fuse::trivial_broadcast(graph, insts[j])
+            && member_at
+                .get(&insts[j].args[0])
+                .is_some_and(|&k| !is_remap(k))
+    };
+    let through: HashMap<Value, usize> = member_at
+        .iter()
+        .filter(|&(_, &j)| is_remap(j) && !passthrough(j))
+        .map(|(&v, &j)| (v, j))
+        .collect();
+    let computed: HashMap<Value, usize> = member_at
+        .iter()
+        .filter(|&(v, &j)| !through.contains_key(v) && !matches!(insts[j].op, Op::Reduce(_)))
+        .map(|(&v, &j)| (v, j))
+        .collect();
+    let mut rb = Reads::new(graph, insts, through, computed, &rdims);
+    // The values the loop produces: the group's value, or each reduction's operand.
+    let mut outs: SmallVec<[Src; 2]> = SmallVec::new();
+    if reds.is_empty() {
+        outs.push(rb.value(value)?);
+    } else {
+        for r in &reds {
+            outs.push(rb.value(r.value)?);
+        }
     }
-    let mut reads: Vec<Read> = Vec::new();
+    rb.mark_top(&outs);
+    // Sources at the loop index of every member's result and operands (for bands).
+    let mut src_of: HashMap<Value, Src> = HashMap::new();
     let mut read_of: HashMap<Value, usize> = HashMap::new();
     for &j in &members {
-        let inst = insts[j];
-        match &inst.op {
-            Op::Shape(ShapeOp::BroadcastInDim { .. })
-                if is_member_result.contains_key(&inst.args[0]) =>
-            {
-                // A broadcast adding unit dims to a member: passed through in `eval`.
-            }
-            Op::Shape(ShapeOp::BroadcastInDim { dims, .. }) => {
-                let x = inst.args[0];
-                let xdims = graph.ty(x).dims();
-                let xs = row_major(xdims);
-                let bdims = graph.ty(inst.results[0]).dims();
-                let mut s: SmallVec<[i64; 4]> = SmallVec::from_elem(0, bdims.len());
-                for (i, &d) in dims.iter().enumerate() {
-                    if xdims[i] != 1 {
-                        s[d] = xs[i];
-                    }
-                }
-                read_of.insert(inst.results[0], reads.len());
-                reads.push(Read {
-                    leaf: x,
-                    strides: to_loop_dims(&s, bdims, &rdims),
-                });
-            }
-            _ => {
-                for &a in &inst.args {
-                    if !is_member_result.contains_key(&a) && !read_of.contains_key(&a) {
-                        read_of.insert(a, reads.len());
-                        let strides = if graph.ty(a).is_scalar() {
-                            SmallVec::from_elem(0, rdims.len())
-                        } else {
-                            contig.clone()
-                        };
-                        reads.push(Read { leaf: a, strides });
-                    }
+        for &v in insts[j].results.iter().chain(&insts[j].args) {
+            if let Some(s) = rb.at_identity(v) {
+                src_of.insert(v, s);
+                if let Src::Read(k) = s {
+                    read_of.insert(v, k);
                 }
             }
+        }
+    }
+    let nodes = std::mem::take(&mut rb.nodes);
+    let mut reads = rb.reads;
+    let mut selects = nodes.iter().filter_map(|n| match n {
+        Node::Select { guards, .. } => Some(guards),
+        Node::Op { .. } => None,
+    });
+    let guarded = reads.iter().any(|r| !r.guards.is_empty()) || selects.next().is_some();
+    // Guarded dimensions are never merged, so guards stay affine in one loop index.
+    let mut guarded_dim = vec![false; rdims.len()];
+    let all_guards = reads
+        .iter()
+        .flat_map(|r| r.guards.iter().map(|(g, _)| g))
+        .chain(nodes.iter().flat_map(|n| match n {
+            Node::Select { guards, .. } => guards.as_slice(),
+            Node::Op { .. } => &[],
+        }));
+    for g in all_guards {
+        if g.fixed().is_none() {
+            guarded_dim[g.dim] = true;
         }
     }
     // Coalesce: drop size-1 dims, merge runs every access walks as one.
     let mut dims: SmallVec<[usize; 4]> = SmallVec::new();
     let mut cols: Vec<SmallVec<[i64; 4]>> = vec![SmallVec::new(); reads.len() + 1];
+    // The coalesced dimension of every loop dimension, and whether the last one holds a
+    // guarded dimension.
+    let mut new_of = vec![0usize; rdims.len()];
+    let mut last_guarded = false;
     for d in 0..rdims.len() {
         if rdims[d] == 1 {
             continue;
@@ -335,6 +334,8 @@ fn spec(
             }
         };
         let merge = !dims.is_empty()
+            && !guarded_dim[d]
+            && !last_guarded
             && (0..=reads.len()).all(|k| {
                 let prev = *cols[k].last().expect("a previous dim");
                 prev == st(k) * rdims[d] as i64
@@ -352,6 +353,8 @@ fn spec(
                 c.push(st(k));
             }
         }
+        new_of[d] = dims.len() - 1;
+        last_guarded = guarded_dim[d];
     }
     if dims.is_empty() {
         dims.push(1);
@@ -360,8 +363,20 @@ fn spec(
         }
     }
     let out_strides = cols.pop().expect("the output column");
+    let renumber = |g: &mut remap::Guard| {
+        if g.fixed().is_none() {
+            g.dim = new_of[g.dim];
+        }
+    };
     for (r, c) in reads.iter_mut().zip(cols) {
         r.strides = c;
+        r.guards.iter_mut().for_each(|(g, _)| renumber(g));
+    }
+    let mut nodes = nodes;
+    for n in nodes.iter_mut() {
+        if let Node::Select { guards, .. } = n {
+            guards.iter_mut().for_each(renumber);
+        }
     }
     // Vectorise when the produced value is a float, every member has a vector form at that
     // float's lane count, no leaf is a bool, and every inner read is contiguous or stride 0.
@@ -378,9 +393,10 @@ fn spec(
         && members.iter().all(|&j| {
             matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast, fma)
         })
-        && reads
-            .iter()
-            .all(|r| matches!(r.strides[inner], 0 | 1) && graph.ty(r.leaf).dtype != DType::Bool);
+        && reads.iter().all(|r| {
+            (!r.top || (matches!(r.strides[inner], 0 | 1) && r.index.is_none()))
+                && graph.ty(r.leaf).dtype != DType::Bool
+        });
     let vector = ok.then(|| {
         if dtype == DType::F64 {
             types::F64X2
@@ -389,24 +405,28 @@ fn spec(
         }
     });
     let uncoalesced = dims.len() == 2 && graph.ty(out).dims() == &dims[..];
-    let band = if reds.is_empty() && uncoalesced {
+    let plain = members
+        .iter()
+        .all(|&j| !is_remap(j) || matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. })));
+    let band = if reds.is_empty() && uncoalesced && plain && !guarded {
         band::banded(graph, insts, &members, out, &read_of, reads.len())
     } else {
         None
     };
-    Spec {
-        members,
+    Ok(Spec {
         out,
-        value,
         reds,
         reassoc: fast,
         dims,
         reads,
+        nodes,
+        outs,
+        src_of,
+        guarded,
         out_strides,
-        read_of,
         vector,
         band,
-    }
+    })
 }
 
 /// Lowers the group rooted at instruction position `root`.
@@ -420,7 +440,7 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         root,
         cx.opts.math,
         cx.has_fma,
-    );
+    )?;
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -484,11 +504,11 @@ fn emit_range(
             sp.out_strides[d]
         }
     };
+    let base = |k: usize| sp.reads.get(k).map_or(0, |r| r.base);
     let c = sp.dims.len();
     if c == 1 {
-        let zero = cx.iconst(0);
-        let offs: SmallVec<[ir::Value; 8]> = (0..nacc).map(|_| zero).collect();
-        return emit_row(cx, sp, insts, &offs, start, end, None);
+        let offs: SmallVec<[ir::Value; 8]> = (0..nacc).map(|k| cx.iconst(base(k))).collect();
+        return emit_row(cx, sp, insts, &offs, &[], start, end, None);
     }
     // Outer dimension: a dynamic range; middle dimensions: a static nest; inner: a row.
     counted_loop(cx, start, end, 1, &mut |cx, i0| {
@@ -496,9 +516,10 @@ fn emit_range(
             .map(|k| {
                 let s = stride(k, 0);
                 if s == 0 {
-                    cx.iconst(0)
+                    cx.iconst(base(k))
                 } else {
-                    cx.fb.ins().imul_imm_s(i0, s)
+                    let t = cx.fb.ins().imul_imm_s(i0, s);
+                    cx.fb.ins().iadd_imm_s(t, base(k))
                 }
             })
             .collect();
@@ -513,10 +534,12 @@ fn emit_range(
         if let Some(b) = &sp.band {
             return emit_banded_row(cx, sp, insts, b, &offs, i0);
         }
-        cx.nest(&mid, &accesses, &mut |cx, _, o| {
+        cx.nest(&mid, &accesses, &mut |cx, mid_idx, o| {
             let lo = cx.iconst(0);
             let hi = cx.iconst(inner);
-            emit_row(cx, sp, insts, o, lo, hi, None)
+            let mut idx: SmallVec<[ir::Value; 4]> = SmallVec::from_slice(&[i0]);
+            idx.extend_from_slice(mid_idx);
+            emit_row(cx, sp, insts, o, &idx, lo, hi, None)
         })?;
         Ok(())
     })?;
@@ -575,7 +598,7 @@ fn row_invariants(
     let inner = sp.dims.len() - 1;
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        inv.push(if r.strides[inner] == 0 && wanted(part, k) {
+        inv.push(if r.strides[inner] == 0 && wanted(part, k) && r.top {
             let x = cx.load(r.leaf, offs[k])?;
             let dtype = cx.graph.ty(r.leaf).dtype;
             let v = splat_scalar(cx, x, dtype, vty);
@@ -608,7 +631,7 @@ fn vector_reads(
 ) -> Result<SmallVec<[ir::Value; 8]>> {
     let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        if !wanted(part, k) {
+        if !wanted(part, k) || !r.top {
             vals.push(i);
             continue;
         }
@@ -642,18 +665,23 @@ fn scalar_reads(
     cx: &mut Ctx,
     sp: &Spec,
     offs: &[ir::Value],
+    idx: &[ir::Value],
     i: ir::Value,
     part: Option<&Part>,
+    guarded: bool,
 ) -> Result<SmallVec<[ir::Value; 8]>> {
     let inner = sp.dims.len() - 1;
     let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        if !wanted(part, k) {
+        if !wanted(part, k) || !r.top {
             vals.push(i);
             continue;
         }
-        let o = offset(cx, offs[k], i, r.strides[inner]);
-        vals.push(cx.load(r.leaf, o)?);
+        if guarded {
+            vals.push(remap::guarded_load(cx, &sp.reads, inner, offs, idx, i, k)?);
+        } else {
+            vals.push(remap::load_plain(cx, &sp.reads, inner, offs, i, k)?);
+        }
     }
     Ok(vals)
 }
@@ -671,24 +699,63 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
 }
 
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access
-/// (reads, then the output) at inner index 0. With `part`, the row stores that
-/// sub-expression instead of the group's value.
+/// (reads, then the output) at inner index 0 and `idx` the outer loop indices. With `part`,
+/// the row stores that sub-expression instead of the group's value.
+///
+/// With guarded reads the row is cut in three: the part where every guard holds (see
+/// [`remap::middle`]) runs the plain (vector) loop, the parts before and after it check the
+/// guards element by element. The parts are consecutive, so a reduction combines in the same
+/// order.
+#[allow(clippy::too_many_arguments)]
 fn emit_row(
     cx: &mut Ctx,
     sp: &Spec,
     insts: &[&InstData],
     offs: &[ir::Value],
+    idx: &[ir::Value],
     lo: ir::Value,
     hi: ir::Value,
     part: Option<&Part>,
 ) -> Result<()> {
+    if !sp.guarded {
+        return emit_span(cx, sp, insts, offs, idx, lo, hi, part, false);
+    }
+    let inner = sp.dims.len() - 1;
+    let (m_lo, m_hi) = remap::middle(cx, &sp.reads, &sp.nodes, inner, idx, lo, hi);
+    emit_span(cx, sp, insts, offs, idx, lo, m_lo, part, true)?;
+    // The plain loop, and the row invariants it loads, only run when the middle is not empty.
+    let nonempty = cx.fb.ins().icmp(IntCC::SignedLessThan, m_lo, m_hi);
+    let body = cx.fb.create_block();
+    let after = cx.fb.create_block();
+    cx.fb.ins().brif(nonempty, body, &[], after, &[]);
+    cx.fb.switch_to_block(body);
+    emit_span(cx, sp, insts, offs, idx, m_lo, m_hi, part, false)?;
+    cx.fb.ins().jump(after, &[]);
+    cx.fb.switch_to_block(after);
+    emit_span(cx, sp, insts, offs, idx, m_hi, hi, part, true)
+}
+
+/// Emits inner indices `lo..hi` of a row (see [`emit_row`]); `guarded`: checking every read's
+/// guards, element by element.
+#[allow(clippy::too_many_arguments)]
+fn emit_span(
+    cx: &mut Ctx,
+    sp: &Spec,
+    insts: &[&InstData],
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+    lo: ir::Value,
+    hi: ir::Value,
+    part: Option<&Part>,
+    guarded: bool,
+) -> Result<()> {
     if !sp.reds.is_empty() {
-        return emit_reduce_row(cx, sp, insts, offs, lo, hi);
+        return emit_reduce_row(cx, sp, insts, offs, idx, lo, hi, guarded);
     }
     let inner = sp.dims.len() - 1;
     let nr = sp.reads.len();
     let mut from = lo;
-    if let Some(vty) = sp.vector {
+    if let Some(vty) = sp.vector.filter(|_| !guarded) {
         let lanes = vty.lane_count() as i64;
         let inv = row_invariants(cx, sp, offs, vty, part)?;
         let dtype = cx.graph.ty(sp.out).dtype;
@@ -704,12 +771,13 @@ fn emit_row(
                 .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
             Ok(())
         };
-        let invariant = (0..nr).all(|k| !wanted(part, k) || sp.reads[k].strides[inner] == 0);
+        let invariant = (0..nr)
+            .all(|k| !wanted(part, k) || !sp.reads[k].top || sp.reads[k].strides[inner] == 0);
         if invariant {
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.
             let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
-            let y = eval(cx, sp, insts, &vals, Some(vty), part)?[0];
+            let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
             from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
                 (0..4).try_for_each(|k| store(cx, y, i, k))
             })?;
@@ -717,14 +785,22 @@ fn emit_row(
         } else {
             from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
-                let y = eval(cx, sp, insts, &vals, Some(vty), part)?[0];
+                let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
                 store(cx, y, i, 0)
             })?;
         }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
-        let vals = scalar_reads(cx, sp, offs, i, part)?;
-        let y = eval(cx, sp, insts, &vals, None, part)?[0];
+        let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
+        let y = eval(
+            cx,
+            sp,
+            insts,
+            &vals,
+            None,
+            part,
+            guarded.then_some((idx, i)),
+        )?[0];
         let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
         cx.store_out(sp.out, o, y)
     })?;
@@ -745,7 +821,7 @@ fn emit_banded_row(
     let cols = sp.dims[1] as i64;
     let lo = cx.iconst(0);
     let hi = cx.iconst(cols);
-    emit_row(cx, sp, insts, offs, lo, hi, Some(&b.default))?;
+    emit_row(cx, sp, insts, offs, &[i], lo, hi, Some(&b.default))?;
     let nr = sp.reads.len();
     for band in b.bands.iter().rev() {
         let t = cx.fb.ins().imul_imm_s(i, band.a);
@@ -756,8 +832,8 @@ fn emit_banded_row(
         let next = cx.fb.create_block();
         cx.fb.ins().brif(inside, write, &[], next, &[]);
         cx.fb.switch_to_block(write);
-        let vals = scalar_reads(cx, sp, offs, j, Some(&band.part))?;
-        let y = eval(cx, sp, insts, &vals, None, Some(&band.part))?[0];
+        let vals = scalar_reads(cx, sp, offs, &[i], j, Some(&band.part), false)?;
+        let y = eval(cx, sp, insts, &vals, None, Some(&band.part), None)?[0];
         let o = offset(cx, offs[nr], j, sp.out_strides[1]);
         cx.store_out(sp.out, o, y)?;
         cx.fb.ins().jump(next, &[]);
@@ -775,13 +851,16 @@ fn emit_banded_row(
 /// rank-0 accumulator); vectors then either add their lanes in order, or, when the spec
 /// allows reassociation, accumulate lane-wise and fold the lanes at the end of the row.
 /// Sibling reductions keep separate accumulators, so their chains overlap.
+#[allow(clippy::too_many_arguments)]
 fn emit_reduce_row(
     cx: &mut Ctx,
     sp: &Spec,
     insts: &[&InstData],
     offs: &[ir::Value],
+    idx: &[ir::Value],
     lo: ir::Value,
     hi: ir::Value,
+    guarded: bool,
 ) -> Result<()> {
     let inner = sp.dims.len() - 1;
     let nr = sp.reads.len();
@@ -821,7 +900,7 @@ fn emit_reduce_row(
         });
     }
     let mut from = lo;
-    if let Some(vty) = sp.vector {
+    if let Some(vty) = sp.vector.filter(|_| !guarded) {
         let lanes = vty.lane_count() as i64;
         let inv = row_invariants(cx, sp, offs, vty, None)?;
         if along && sp.reassoc {
@@ -835,7 +914,7 @@ fn emit_reduce_row(
         }
         from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
             let vals = vector_reads(cx, sp, offs, &inv, i, vty, None)?;
-            let ys = eval(cx, sp, insts, &vals, Some(vty), None)?;
+            let ys = eval(cx, sp, insts, &vals, Some(vty), None, None)?;
             for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
                 let fl = acc.dtype.is_float();
                 match (acc.row, acc.lanes) {
@@ -880,8 +959,16 @@ fn emit_reduce_row(
         }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
-        let vals = scalar_reads(cx, sp, offs, i, None)?;
-        let ys = eval(cx, sp, insts, &vals, None, None)?;
+        let vals = scalar_reads(cx, sp, offs, idx, i, None, guarded)?;
+        let ys = eval(
+            cx,
+            sp,
+            insts,
+            &vals,
+            None,
+            None,
+            guarded.then_some((idx, i)),
+        )?;
         for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
             let fl = acc.dtype.is_float();
             match acc.row {
@@ -916,9 +1003,11 @@ fn emit_reduce_row(
     Ok(())
 }
 
-/// Evaluates the members on one element (or vector of elements) given the read values;
+/// Evaluates the nodes on one element (or vector of elements) given the read values;
 /// returns the produced values: the root's, or each reduction's operand, or with `part` that
-/// sub-expression's (evaluating only the members it needs).
+/// sub-expression's (evaluating only the members it needs). `at` (the outer loop indices and
+/// the inner index) is given where guards are checked: selects then test theirs; elsewhere
+/// every guard holds and a select is its first value.
 fn eval(
     cx: &mut Ctx,
     sp: &Spec,
@@ -926,62 +1015,82 @@ fn eval(
     reads: &[ir::Value],
     vector: Option<ir::Type>,
     part: Option<&Part>,
+    at: Option<(&[ir::Value], ir::Value)>,
 ) -> Result<SmallVec<[ir::Value; 2]>> {
-    let mut vals: HashMap<Value, ir::Value> = HashMap::new();
-    let members = part.map_or(&sp.members, |p| &p.members);
-    for &j in members {
-        let inst = insts[j];
-        if matches!(inst.op, Op::Reduce(_)) {
-            continue;
+    let mut vals: Vec<Option<ir::Value>> = vec![None; sp.nodes.len()];
+    let get = |cx: &mut Ctx, vals: &[Option<ir::Value>], s: Src| -> Result<ir::Value> {
+        match s {
+            Src::Node(k) => {
+                vals[k].ok_or_else(|| jit_err("a fused node used before it is computed"))
+            }
+            Src::Read(k) => {
+                let v = reads[k];
+                Ok(match vector {
+                    Some(vty) if !cx.fb.func.dfg.value_type(v).is_vector() => {
+                        let dtype = cx.graph.ty(sp.reads[k].leaf).dtype;
+                        splat_scalar(cx, v, dtype, vty)
+                    }
+                    _ => v,
+                })
+            }
         }
-        let r = inst.results[0];
-        let y = match &inst.op {
-            Op::Shape(ShapeOp::BroadcastInDim { .. }) => match vals.get(&inst.args[0]) {
-                Some(&v) => v,
-                None => reads[sp.read_of[&r]],
-            },
-            op => {
-                let mut xs: SmallVec<[ir::Value; 4]> = SmallVec::new();
-                for &a in &inst.args {
-                    xs.push(match vals.get(&a) {
-                        Some(&v) => v,
-                        None => {
-                            let v = reads[sp.read_of[&a]];
-                            match vector {
-                                Some(vty) if !cx.fb.func.dfg.value_type(v).is_vector() => {
-                                    let dtype = cx.graph.ty(a).dtype;
-                                    splat_scalar(cx, v, dtype, vty)
-                                }
-                                _ => v,
-                            }
-                        }
-                    });
+    };
+    for (n, node) in sp.nodes.iter().enumerate() {
+        let y = match node {
+            Node::Op { member, args } => {
+                if part.is_some_and(|p| !p.members.contains(member)) {
+                    continue;
                 }
-                match (op, vector) {
+                let inst = insts[*member];
+                let mut xs: SmallVec<[ir::Value; 4]> = SmallVec::new();
+                for &a in args {
+                    xs.push(get(cx, &vals, a)?);
+                }
+                match (&inst.op, vector) {
                     (Op::Compare(c), Some(vty)) => {
                         let d = cx.graph.ty(inst.args[inst.args.len() - 1]).dtype;
                         super::compare::emit_vector(cx, *c, d, &xs, vty)
                     }
-                    _ => cx.emit_elementwise(op, &inst.args, &xs)?,
+                    (op, _) => cx.emit_elementwise(op, &inst.args, &xs)?,
+                }
+            }
+            Node::Select {
+                guards,
+                then,
+                other,
+            } => {
+                let t = get(cx, &vals, *then)?;
+                match at {
+                    Some((idx, i)) => {
+                        let mut ok: Option<ir::Value> = None;
+                        for g in guards {
+                            let h = remap::guard_holds(cx, g, idx, i);
+                            ok = Some(match ok {
+                                Some(o) => cx.fb.ins().band(o, h),
+                                None => h,
+                            });
+                        }
+                        let o = get(cx, &vals, *other)?;
+                        match ok {
+                            Some(c) => cx.fb.ins().select(c, t, o),
+                            None => t,
+                        }
+                    }
+                    None => t,
                 }
             }
         };
-        vals.insert(r, y);
+        vals[n] = Some(y);
     }
-    let get = |v: &Value| match vals.get(v) {
-        Some(&y) => Ok(y),
-        None => sp
-            .read_of
-            .get(v)
-            .map(|&k| reads[k])
-            .ok_or_else(|| jit_err("a fused group without its value")),
-    };
     if let Some(p) = part {
-        Ok(SmallVec::from_slice(&[get(&p.value)?]))
-    } else if sp.reds.is_empty() {
-        Ok(SmallVec::from_slice(&[get(&sp.value)?]))
+        let s = sp
+            .src_of
+            .get(&p.value)
+            .copied()
+            .ok_or_else(|| jit_err("a fused group without its value"))?;
+        Ok(SmallVec::from_slice(&[get(cx, &vals, s)?]))
     } else {
-        sp.reds.iter().map(|r| get(&r.value)).collect()
+        sp.outs.iter().map(|&s| get(cx, &vals, s)).collect()
     }
 }
 

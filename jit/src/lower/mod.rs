@@ -25,6 +25,7 @@ pub(crate) mod fused;
 pub(crate) mod index;
 pub(crate) mod literal;
 pub(crate) mod reduce;
+pub(crate) mod remap;
 pub(crate) mod shape;
 pub(crate) mod unary;
 pub(crate) mod window;

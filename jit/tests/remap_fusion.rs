@@ -1,0 +1,554 @@
+//! Index remappings read inside fused loops (slices, pads, concatenations, transposes, revs,
+//! broadcasts and uniform constants, see the JIT's `lower/remap.rs`): random graphs mixing them
+//! with elementwise ops and reductions, JIT against the interpreter bit for bit in f32 and f64;
+//! edge cases (empty slices, pads of empty operands, strides, revs, pads on every side, the
+//! parallel path with guards on outer and inner dimensions); and plan checks that a
+//! `pad(slice(x)) · y + z` chain is one loop with no intermediate buffer.
+
+mod common;
+
+use common::{array, check, Rng};
+use ferrax_ir::ops::{BinaryOp, Literal, LiteralOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::{Array, Builder, DType, Dims, Graph, Op, Shape, Type, Value};
+use ferrax_jit::{compile, JitOptions};
+use proptest::prelude::*;
+
+/// `pad` of `x` with `lo`, `hi` (no interior) and the scalar `v`.
+fn pad(b: &mut Builder, x: Value, v: Value, lo: &[usize], hi: &[usize]) -> Option<Value> {
+    let op = Op::Shape(ShapeOp::Pad {
+        lo: Dims::from_slice(lo),
+        hi: Dims::from_slice(hi),
+        interior: Dims::from_elem(0, lo.len()),
+    });
+    b.push1(op, &[x, v]).ok()
+}
+
+/// A slice of `x` from `start` to `limit` with `stride`.
+fn slice(b: &mut Builder, x: Value, start: &[usize], limit: &[usize], stride: &[usize]) -> Value {
+    let op = Op::Shape(ShapeOp::Slice {
+        start: Dims::from_slice(start),
+        limit: Dims::from_slice(limit),
+        stride: Dims::from_slice(stride),
+    });
+    b.push1(op, &[x]).expect("slice")
+}
+
+/// A scalar constant of `dtype`.
+fn scalar(b: &mut Builder, dtype: DType, v: f64) -> Value {
+    let lit = Literal::new(Array::scalar(dtype, v));
+    b.push1(Op::Literal(LiteralOp::Const(lit)), &[])
+        .expect("const")
+}
+
+/// `x` made into `y`'s shape (same rank): a window of `x` of at most `y`'s extent, at an
+/// offset chosen from `c`, padded (with `fill`) on both sides up to `y`'s extent.
+fn fit(b: &mut Builder, x: Value, y: Value, fill: Value, c: usize) -> Option<Value> {
+    let (xd, yd) = (b.ty(x).dims().to_vec(), b.ty(y).dims().to_vec());
+    if xd.len() != yd.len() {
+        return None;
+    }
+    let (mut start, mut limit, mut lo, mut hi) = (vec![], vec![], vec![], vec![]);
+    for d in 0..xd.len() {
+        let w = xd[d].min(yd[d]);
+        let s = if xd[d] > w {
+            (c >> d) % (xd[d] - w + 1)
+        } else {
+            0
+        };
+        start.push(s);
+        limit.push(s + w);
+        let l = if yd[d] > w {
+            (c >> (d + 2)) % (yd[d] - w + 1)
+        } else {
+            0
+        };
+        lo.push(l);
+        hi.push(yd[d] - w - l);
+    }
+    let ones = vec![1; xd.len()];
+    let s = slice(b, x, &start, &limit, &ones);
+    pad(b, s, fill, &lo, &hi)
+}
+
+/// Applies op number `code` with choices `a`, `c` to the value pool; ill-typed picks are
+/// skipped.
+fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
+    let x = pool[a % pool.len()];
+    let y = pool[c % pool.len()];
+    let xt = b.ty(x).clone();
+    let dt = xt.dtype;
+    let rank = xt.rank();
+    let xd = xt.dims().to_vec();
+    let v = match code % 11 {
+        0 => {
+            let u = [UnaryOp::Neg, UnaryOp::Sin, UnaryOp::Square, UnaryOp::Exp][c % 4];
+            b.push1(Op::Unary(u), &[x]).ok()
+        }
+        1 => {
+            let op = [BinaryOp::Add, BinaryOp::Mul, BinaryOp::Sub, BinaryOp::Max][c % 4];
+            let args = if b.ty(y) == &xt { [x, y] } else { [x, x] };
+            b.push1(Op::Binary(op), &args).ok()
+        }
+        2 => {
+            // A strided window (possibly empty).
+            let start: Vec<usize> = (0..rank).map(|d| (c >> d) % (xd[d] + 1)).collect();
+            let limit: Vec<usize> = (0..rank)
+                .map(|d| start[d] + (c >> (d + 1)) % (xd[d] - start[d] + 1))
+                .collect();
+            let stride: Vec<usize> = (0..rank).map(|d| 1 + (c >> (2 * d)) % 3).collect();
+            Some(slice(b, x, &start, &limit, &stride))
+        }
+        3 => {
+            let lo: Vec<usize> = (0..rank).map(|d| (c >> d) % 3).collect();
+            let hi: Vec<usize> = (0..rank).map(|d| (c >> (d + 3)) % 3).collect();
+            let v = scalar(b, dt, -1.5 + (c % 4) as f64);
+            if c.is_multiple_of(7) {
+                // Interior padding: not a remap, lowered on its own.
+                let op = Op::Shape(ShapeOp::Pad {
+                    lo: Dims::from_slice(&lo),
+                    hi: Dims::from_slice(&hi),
+                    interior: Dims::from_elem(1, rank),
+                });
+                b.push1(op, &[x, v]).ok()
+            } else {
+                pad(b, x, v, &lo, &hi)
+            }
+        }
+        4 => {
+            if rank == 0 {
+                return;
+            }
+            let axis = c % rank;
+            let other = if b.ty(y).rank() == rank
+                && (0..rank).all(|d| d == axis || b.ty(y).dims()[d] == xd[d])
+            {
+                y
+            } else {
+                b.push1(Op::Unary(UnaryOp::Neg), &[x]).expect("neg")
+            };
+            let parts = if c.is_multiple_of(2) {
+                vec![x, other]
+            } else {
+                vec![other, x, other]
+            };
+            b.push1(Op::Shape(ShapeOp::Concatenate { axis }), &parts)
+                .ok()
+        }
+        5 => {
+            let perm: Dims = (0..rank).map(|d| (d + 1 + c) % rank.max(1)).collect();
+            b.push1(Op::Shape(ShapeOp::Transpose { perm }), &[x]).ok()
+        }
+        6 => {
+            let axes: Dims = (0..rank).filter(|d| (c >> d) & 1 == 1).collect();
+            b.push1(Op::Shape(ShapeOp::Rev { axes }), &[x]).ok()
+        }
+        7 => {
+            if rank >= 3 {
+                return;
+            }
+            let mut shape = vec![1 + c % 3];
+            shape.extend_from_slice(&xd);
+            let op = Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(&shape),
+                dims: (1..=rank).collect(),
+            });
+            b.push1(op, &[x]).ok()
+        }
+        8 => {
+            let axes: Dims = (0..rank).filter(|d| (c >> d) & 1 == 1).collect();
+            b.push1(Op::Reduce(ReduceOp::Sum { axes }), &[x]).ok()
+        }
+        9 => {
+            // A pad(slice) chain of a value computed here (so the loop computes it at the
+            // remapped indices) into an elementwise op with a value of the target shape.
+            let fill = scalar(b, dt, 0.25);
+            let sq = b.push1(Op::Unary(UnaryOp::Square), &[x]).expect("square");
+            let f = fit(b, sq, y, fill, c);
+            f.and_then(|f| b.push1(Op::Binary(BinaryOp::Mul), &[f, y]).ok())
+        }
+        _ => {
+            // A uniform constant of x's shape.
+            let k = Array::full(dt, Shape::new(&xd), 1.5).expect("full");
+            let k = b
+                .push1(Op::Literal(LiteralOp::Const(Literal::new(k))), &[])
+                .expect("const");
+            b.push1(Op::Binary(BinaryOp::Mul), &[x, k]).ok()
+        }
+    };
+    if let Some(v) = v {
+        pool.push(v);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #[test]
+    fn random_remap_graphs_match_interpreter(
+        f32_dtype in any::<bool>(),
+        dims in prop::collection::vec(0usize..6, 0..4),
+        dims2 in prop::collection::vec(0usize..6, 0..4),
+        ops in prop::collection::vec((any::<u8>(), 0usize..16, 0usize..256), 1..12),
+        seed in any::<u64>(),
+    ) {
+        let dt = if f32_dtype { DType::F32 } else { DType::F64 };
+        let mut b = Builder::new();
+        let p0 = b.param(Type::new(dt, &dims));
+        let p1 = b.param(Type::new(dt, &dims2));
+        let mut pool = vec![p0, p1];
+        for (code, a, c) in ops {
+            step(&mut b, &mut pool, code, a, c);
+        }
+        let outs: Vec<Value> = pool.iter().rev().take(3).copied().collect();
+        let g = b.finish(&outs);
+        let mut rng = Rng(seed);
+        let args = [
+            array(&mut rng, dt, &dims, -2.0, 2.0, false),
+            array(&mut rng, dt, &dims2, -2.0, 2.0, false),
+        ];
+        check(&g, &args);
+    }
+}
+
+/// `pad(slice(x)) · y + z`: `x` is `[rows, cols + 2]`, sliced to `[rows, cols]` from column
+/// `s` and padded back to `[rows, cols + 2]` with `lo` columns before.
+fn pad_slice_chain(dtype: DType, rows: usize, cols: usize, s: usize, lo: usize) -> Graph {
+    let mut b = Builder::new();
+    let w = cols + 2;
+    let x = b.param(Type::new(dtype, &[rows, w]));
+    let y = b.param(Type::new(dtype, &[rows, w]));
+    let z = b.param(Type::new(dtype, &[rows, w]));
+    let sl = slice(&mut b, x, &[0, s], &[rows, s + cols], &[1, 1]);
+    let fill = scalar(&mut b, dtype, -3.0);
+    let p = pad(&mut b, sl, fill, &[0, lo], &[0, 2 - lo]).expect("pad");
+    let m = b.push1(Op::Binary(BinaryOp::Mul), &[p, y]).expect("mul");
+    let r = b.push1(Op::Binary(BinaryOp::Add), &[m, z]).expect("add");
+    b.finish(&[r])
+}
+
+#[test]
+fn pad_slice_chain_is_one_loop_without_buffers() {
+    let mut rng = Rng(11);
+    for dtype in [DType::F64, DType::F32] {
+        // Small (inline), odd widths (vector tails), and the parallel path.
+        for (rows, cols) in [(3, 5), (2, 1), (4, 37), (3, 70_001)] {
+            for (s, lo) in [(0, 0), (1, 1), (2, 2), (0, 2)] {
+                let g = pad_slice_chain(dtype, rows, cols, s, lo);
+                let f = compile(&g, &JitOptions::default()).expect("compile");
+                // Before remap fusion the slice and the pad each had a buffer.
+                assert_eq!(
+                    f.workspace_bytes(),
+                    0,
+                    "{dtype} [{rows},{cols}] s={s} lo={lo}"
+                );
+                let dims = [rows, cols + 2];
+                let args: Vec<Array> = (0..3)
+                    .map(|_| array(&mut rng, dtype, &dims, -2.0, 2.0, true))
+                    .collect();
+                check(&g, &args);
+            }
+        }
+    }
+}
+
+/// The sparse Hessian's decompression shape: two `[k, n]` products, each padded by one
+/// column on opposite sides, added: one loop computing both products at shifted indices.
+#[test]
+fn shifted_pads_added_need_no_pad_buffers() {
+    let mut rng = Rng(5);
+    for dtype in [DType::F64, DType::F32] {
+        for n in [1, 2, 9, 100_001] {
+            let mut b = Builder::new();
+            let a = b.param(Type::new(dtype, &[3, n]));
+            let c = b.param(Type::new(dtype, &[3, n]));
+            let u = b.param(Type::new(dtype, &[3, n]));
+            let p = b.push1(Op::Binary(BinaryOp::Mul), &[a, u]).expect("mul");
+            let q = b.push1(Op::Binary(BinaryOp::Sub), &[c, u]).expect("sub");
+            let zero = scalar(&mut b, dtype, 0.0);
+            let pp = pad(&mut b, p, zero, &[0, 1], &[0, 0]).expect("pad");
+            let qq = pad(&mut b, q, zero, &[0, 0], &[0, 1]).expect("pad");
+            let r = b.push1(Op::Binary(BinaryOp::Add), &[pp, qq]).expect("add");
+            let g = b.finish(&[r]);
+            let f = compile(&g, &JitOptions::default()).expect("compile");
+            // The products are computed in the sum's loop at the padded indices: neither
+            // they nor the pads have a buffer.
+            assert_eq!(f.workspace_bytes(), 0, "{dtype} n={n}");
+            let args: Vec<Array> = (0..3)
+                .map(|_| array(&mut rng, dtype, &[3, n], -2.0, 2.0, true))
+                .collect();
+            check(&g, &args);
+        }
+    }
+}
+
+/// Guards on an outer dimension (a pad of rows, a concatenation of rows), reductions over
+/// padded and concatenated values, transposed and reversed reads, and a uniform constant,
+/// at sizes that take the parallel path.
+#[test]
+fn outer_guards_reductions_and_uniform_constants_match_the_interpreter() {
+    let mut rng = Rng(7);
+    for dtype in [DType::F64, DType::F32] {
+        for (rows, cols) in [(1, 1), (5, 3), (300, 257), (2, 0), (0, 4)] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[rows, cols]));
+            let y = b.param(Type::new(dtype, &[rows + 3, cols]));
+            let v = scalar(&mut b, dtype, 2.5);
+            let px = pad(&mut b, x, v, &[2, 0], &[1, 0]).expect("pad");
+            let nx = b.push1(Op::Unary(UnaryOp::Neg), &[x]).expect("neg");
+            let top = slice(&mut b, y, &[0, 0], &[3, cols], &[1, 1]);
+            let cat = b
+                .push1(Op::Shape(ShapeOp::Concatenate { axis: 0 }), &[top, nx])
+                .expect("concat");
+            let k = Array::full(dtype, Shape::new(&[rows + 3, cols]), 0.5).expect("full");
+            let k = b
+                .push1(Op::Literal(LiteralOp::Const(Literal::new(k))), &[])
+                .expect("const");
+            let rv = b
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0, 1]),
+                    }),
+                    &[y],
+                )
+                .expect("rev");
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[px, cat]).expect("mul");
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[m, k]).expect("mul");
+            let s = b.push1(Op::Binary(BinaryOp::Add), &[m, rv]).expect("add");
+            let t = b
+                .push1(
+                    Op::Shape(ShapeOp::Transpose {
+                        perm: Dims::from_slice(&[1, 0]),
+                    }),
+                    &[s],
+                )
+                .expect("transpose");
+            let e = b.push1(Op::Unary(UnaryOp::Square), &[t]).expect("square");
+            let sum_rows = b
+                .push1(
+                    Op::Reduce(ReduceOp::Sum {
+                        axes: Dims::from_slice(&[0]),
+                    }),
+                    &[cat],
+                )
+                .expect("sum");
+            let sum_all = b
+                .push1(
+                    Op::Reduce(ReduceOp::Max {
+                        axes: Dims::from_slice(&[0, 1]),
+                    }),
+                    &[px],
+                )
+                .expect("max");
+            let g = b.finish(&[e, sum_rows, sum_all]);
+            let args = [
+                array(&mut rng, dtype, &[rows, cols], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[rows + 3, cols], -2.0, 2.0, true),
+            ];
+            check(&g, &args);
+        }
+    }
+}
+
+/// Edge cases of single remaps into an elementwise op: empty slices, pads of empty operands
+/// (every element is the pad value), strided slices, and pads wider than the operand.
+#[test]
+fn remap_edge_cases_match_the_interpreter() {
+    let mut rng = Rng(13);
+    for dtype in [DType::F64, DType::F32] {
+        for n in [0usize, 1, 4, 7] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[n]));
+            let y = b.param(Type::new(dtype, &[n + 5]));
+            let v = scalar(&mut b, dtype, 9.0);
+            // Empty slice padded to n + 5: all pad values.
+            let e = slice(&mut b, x, &[n], &[n], &[1]);
+            let pe = pad(&mut b, e, v, &[2], &[3 + n]).expect("pad");
+            let a = b.push1(Op::Binary(BinaryOp::Add), &[pe, y]).expect("add");
+            // Strided slice of y (every other element), padded up to n + 5.
+            let st = slice(&mut b, y, &[1], &[n + 5], &[2]);
+            let w = b.ty(st).dims()[0];
+            let ps = pad(&mut b, st, v, &[n + 5 - w], &[0]).expect("pad");
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[a, ps]).expect("mul");
+            // A pad wider than the operand on both sides, of a strided reversed window.
+            let rv = b
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0]),
+                    }),
+                    &[x],
+                )
+                .expect("rev");
+            let pw = pad(&mut b, rv, v, &[3], &[2]).expect("pad");
+            let o = b.push1(Op::Binary(BinaryOp::Sub), &[m, pw]).expect("sub");
+            let g = b.finish(&[o]);
+            let args = [
+                array(&mut rng, dtype, &[n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[n + 5], -2.0, 2.0, true),
+            ];
+            check(&g, &args);
+        }
+    }
+}
+
+/// Values computed in the loop at remapped indices: `pad(slice(x²·w + 1))` with a nonzero pad
+/// value, a transposed and a reversed product, and a pad on the outer dimension, added to a
+/// parameter; checked on small shapes and on the parallel path, with no buffer at all.
+#[test]
+fn computed_values_under_remaps_match_the_interpreter() {
+    let mut rng = Rng(17);
+    for dtype in [DType::F64, DType::F32] {
+        for (rows, cols) in [(1, 1), (2, 3), (4, 9), (5, 0), (260, 263)] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[rows, cols]));
+            let w = b.param(Type::new(dtype, &[rows, cols]));
+            let y = b.param(Type::new(dtype, &[rows + 2, cols + 1]));
+            let xt = b.param(Type::new(dtype, &[cols, rows]));
+            let one = scalar(&mut b, dtype, 1.0);
+            let fill = scalar(&mut b, dtype, 0.75);
+            let sq = b.push1(Op::Unary(UnaryOp::Square), &[x]).expect("square");
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[sq, w]).expect("mul");
+            let ones = b
+                .push1(
+                    Op::Shape(ShapeOp::BroadcastInDim {
+                        shape: Shape::new(&[rows, cols]),
+                        dims: Dims::new(),
+                    }),
+                    &[one],
+                )
+                .expect("broadcast");
+            let e = b.push1(Op::Binary(BinaryOp::Add), &[m, ones]).expect("add");
+            let c1 = cols.saturating_sub(1);
+            let s = slice(&mut b, e, &[0, 0], &[rows, c1], &[1, 1]);
+            let p = pad(&mut b, s, fill, &[1, 1], &[1, cols - c1]).expect("pad");
+            let xtw = b
+                .push1(
+                    Op::Shape(ShapeOp::Transpose {
+                        perm: Dims::from_slice(&[1, 0]),
+                    }),
+                    &[xt],
+                )
+                .expect("transpose");
+            let q = b.push1(Op::Binary(BinaryOp::Sub), &[xtw, w]).expect("sub");
+            let qt = b
+                .push1(
+                    Op::Shape(ShapeOp::Rev {
+                        axes: Dims::from_slice(&[0, 1]),
+                    }),
+                    &[q],
+                )
+                .expect("rev");
+            let qp = pad(&mut b, qt, fill, &[2, 0], &[0, 1]).expect("pad");
+            let r = b.push1(Op::Binary(BinaryOp::Add), &[p, y]).expect("add");
+            let r = b.push1(Op::Binary(BinaryOp::Mul), &[r, qp]).expect("mul");
+            let g = b.finish(&[r]);
+            let f = compile(&g, &JitOptions::default()).expect("compile");
+            assert_eq!(f.workspace_bytes(), 0, "{dtype} [{rows},{cols}]");
+            let args = [
+                array(&mut rng, dtype, &[rows, cols], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[rows, cols], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[rows + 2, cols + 1], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[cols, rows], -2.0, 2.0, true),
+            ];
+            check(&g, &args);
+        }
+    }
+}
+
+/// A gather (`take`) by a constant of `idx` along `axis`, with the default clipping.
+fn gather(b: &mut Builder, x: Value, idx: &[i32], idx_dims: &[usize], axis: usize) -> Value {
+    let at = Array::from_i32(Shape::new(idx_dims), idx.to_vec()).expect("indices");
+    let at = b
+        .push1(Op::Literal(LiteralOp::Const(Literal::new(at))), &[])
+        .expect("const");
+    let ix = ferrax_ir::ops::Indexing {
+        axis,
+        ..Default::default()
+    };
+    b.push1(Op::Index(ferrax_ir::ops::IndexOp::Gather(ix)), &[x, at])
+        .expect("gather")
+}
+
+/// Gathers by constant indices read inside fused loops: of a flattened `[3, n]` product (the
+/// sparse derivatives' decompression), along the second axis of a matrix into an elementwise
+/// op, and (not fused) with indices outside the axis, which clip as before; on small sizes
+/// and on the parallel path.
+#[test]
+fn constant_gathers_match_the_interpreter() {
+    let mut rng = Rng(19);
+    for dtype in [DType::F64, DType::F32] {
+        for n in [1usize, 2, 7, 40_000] {
+            let mut b = Builder::new();
+            let a = b.param(Type::new(dtype, &[3, n]));
+            let c = b.param(Type::new(dtype, &[3, n]));
+            let m = b.push1(Op::Binary(BinaryOp::Mul), &[a, c]).expect("mul");
+            let flat = b
+                .push1(
+                    Op::Shape(ShapeOp::Reshape {
+                        shape: Shape::new(&[3 * n]),
+                    }),
+                    &[m],
+                )
+                .expect("reshape");
+            // A tridiagonal-like pick: (c·n + j) for neighbouring colours, in CSR-like order.
+            let idx: Vec<i32> = (0..3 * n)
+                .map(|q| (((q % 3) * n + q / 3 + (q * 7) % 3) % (3 * n)) as i32)
+                .collect();
+            let g1 = gather(&mut b, flat, &idx, &[3 * n], 0);
+            // Along axis 1 of a [3, n] matrix by a [2, n] index table, into an add.
+            let idx2: Vec<i32> = (0..2 * n).map(|q| ((q * 5 + 1) % n) as i32).collect();
+            let g2 = gather(&mut b, c, &idx2, &[2, n], 1);
+            let y = b.param(Type::new(dtype, &[3, 2, n]));
+            let s = b.push1(Op::Binary(BinaryOp::Add), &[g2, y]).expect("add");
+            // Out of range: clipped, lowered on its own.
+            let bad: Vec<i32> = (0..4).map(|q| q * 2 * n as i32 - 3).collect();
+            let g3 = gather(&mut b, flat, &bad, &[4], 0);
+            let g = b.finish(&[g1, s, g3]);
+            let args = [
+                array(&mut rng, dtype, &[3, n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[3, n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[3, 2, n], -2.0, 2.0, true),
+            ];
+            check(&g, &args);
+        }
+    }
+}
+
+/// Deep graphs compile without deep recursion: a chain of 5,000 elementwise ops under one pad
+/// (computed in the pad's loop), and 60 nested pads and slices of computed values (cut into
+/// several loops past the nesting bound).
+#[test]
+fn deep_chains_under_remaps_compile_and_match() {
+    let mut rng = Rng(23);
+    let dtype = DType::F64;
+    let mut b = Builder::new();
+    let x = b.param(Type::new(dtype, &[6]));
+    let mut v = x;
+    for k in 0..5000 {
+        let op = if k % 2 == 0 {
+            UnaryOp::Neg
+        } else {
+            UnaryOp::Abs
+        };
+        v = b.push1(Op::Unary(op), &[v]).expect("unary");
+    }
+    let fill = scalar(&mut b, dtype, 0.5);
+    let p = pad(&mut b, v, fill, &[1], &[1]).expect("pad");
+    let y = b.param(Type::new(dtype, &[8]));
+    let mut w = b.push1(Op::Binary(BinaryOp::Add), &[p, y]).expect("add");
+    for _ in 0..60 {
+        let e = b.push1(Op::Unary(UnaryOp::Square), &[w]).expect("square");
+        let s = slice(&mut b, e, &[1], &[8], &[1]);
+        w = pad(&mut b, s, fill, &[0], &[1]).expect("pad");
+    }
+    let g = b.finish(&[w]);
+    let args = [
+        array(&mut rng, dtype, &[6], -1.0, 1.0, false),
+        array(&mut rng, dtype, &[8], -1.0, 1.0, false),
+    ];
+    // Run on a thread with a small stack, as the test harness does.
+    std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || check(&g, &args))
+        .expect("thread")
+        .join()
+        .expect("no overflow");
+}

@@ -378,7 +378,7 @@ pub fn reassoc_owned(g: Graph) -> Result<Graph> {
 
 /// The numbered graph with dead equations removed, or `None` when it has more equations
 /// than `g`.
-fn number(g: &Graph) -> Result<Option<Graph>> {
+pub(crate) fn number(g: &Graph) -> Result<Option<Graph>> {
     let mut n = Numbering {
         b: Builder::with_capacity(g.num_values(), g.num_insts()),
         arena: Vec::with_capacity(g.num_insts()),

@@ -80,7 +80,9 @@ impl Graph {
     }
 
     /// The instructions of the body, in execution order.
-    pub fn insts(&self) -> impl ExactSizeIterator<Item = (Inst, &InstData)> + '_ {
+    pub fn insts(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (Inst, &InstData)> + DoubleEndedIterator + '_ {
         self.insts
             .iter()
             .enumerate()

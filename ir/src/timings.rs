@@ -42,6 +42,18 @@ impl PhaseOutput for Option<Graph> {
     }
 }
 
+impl PhaseOutput for Vec<crate::Value> {
+    fn equations(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl PhaseOutput for (Vec<crate::Value>, Graph) {
+    fn equations(&self) -> Option<usize> {
+        Some(self.1.num_insts())
+    }
+}
+
 impl PhaseOutput for (Graph, Graph) {
     fn equations(&self) -> Option<usize> {
         Some(self.0.num_insts() + self.1.num_insts())

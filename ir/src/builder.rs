@@ -114,10 +114,14 @@ impl Builder {
         let out_tys = op.infer(&tys)?;
         let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
         if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
-            let lits: Option<Vec<&Array>> = args
-                .iter()
-                .map(|&a| self.literal(a).map(|l| l.array()))
-                .collect();
+            // Checked before anything is collected: most equations have an operand that is
+            // not a constant.
+            let all_literal = args.iter().all(|&a| self.literal(a).is_some());
+            let lits: Option<Vec<&Array>> = all_literal.then(|| {
+                args.iter()
+                    .filter_map(|&a| self.literal(a).map(|l| l.array()))
+                    .collect()
+            });
             if let Some(lits) = lits {
                 let vals = op.eval(&lits)?;
                 let mut res = SmallVec::new();
@@ -136,7 +140,17 @@ impl Builder {
         let inst = Inst::from_index(self.graph.insts.len());
         let mut results = SmallVec::new();
         for (k, ty) in out_tys.into_iter().enumerate() {
-            results.push(self.graph.push_value(ty, ValueDef::Result(inst, k as u32)));
+            let def = ValueDef::Result(inst, k as u32);
+            // Most results have the type of their first operand, whose index in the type
+            // table is known: no lookup by type.
+            let v = match args.first() {
+                Some(&a) if *self.graph.ty(a) == ty => {
+                    let id = self.graph.type_index(a);
+                    self.graph.push_value_with_index(id, def)
+                }
+                _ => self.graph.push_value(ty, def),
+            };
+            results.push(v);
         }
         self.graph.insts.push(InstData {
             op,

@@ -109,6 +109,12 @@ impl Graph {
         &self.types[self.values[v.index()].ty as usize]
     }
 
+    /// The index of a value's type in the graph's table of distinct types: two values of
+    /// one graph have equal types exactly when their indices are equal.
+    pub fn type_index(&self, v: Value) -> u32 {
+        self.values[v.index()].ty
+    }
+
     /// Appends a value of type `ty` (interned) defined by `def`, and returns it.
     pub(crate) fn push_value(&mut self, ty: Type, def: ValueDef) -> Value {
         let v = Value::from_index(self.values.len());
@@ -122,6 +128,14 @@ impl Graph {
             }
         };
         self.values.push(ValueData { ty: id, def });
+        v
+    }
+
+    /// Appends a value whose type is the one at index `ty` of the type table, defined by
+    /// `def`, and returns it.
+    pub(crate) fn push_value_with_index(&mut self, ty: u32, def: ValueDef) -> Value {
+        let v = Value::from_index(self.values.len());
+        self.values.push(ValueData { ty, def });
         v
     }
 

@@ -61,7 +61,12 @@ pub(crate) fn splat(b: &Builder, v: Value) -> Option<f64> {
 
 /// Whether `v` is a constant splat of exactly `x` (for 0.0, the sign bit must match too).
 pub(crate) fn is_splat(b: &Builder, v: Value, x: f64) -> bool {
-    match splat(b, v) {
+    splat_is(b, v, splat(b, v), x)
+}
+
+/// [`is_splat`] given `splat(b, v)` (for callers that test one value against several numbers).
+pub(crate) fn splat_is(b: &Builder, v: Value, splat: Option<f64>, x: f64) -> bool {
+    match splat {
         Some(s) => {
             let int_like = !b.ty(v).dtype.is_float();
             s == x && (int_like || s.is_sign_negative() == x.is_sign_negative())

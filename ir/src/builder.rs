@@ -50,10 +50,17 @@ impl Builder {
     }
 
     /// An empty builder that folds constants, with room for `values` values and `insts`
-    /// instructions (a rebuild of a graph of known size grows no vector and no table).
+    /// instructions (a rebuild of a graph of known size grows no vector and no table). The
+    /// instruction storage of a graph freed by [`Graph::recycle`] on this thread is reused
+    /// when it is large enough.
     pub fn with_capacity(values: usize, insts: usize) -> Builder {
         let mut b = Builder::new();
-        b.graph.values.reserve_exact(values);
+        if let Some(spare) = crate::graph::take_spare_insts(insts) {
+            b.graph.insts = spare;
+        }
+        // A little room beyond `values`: a rebuild may add constants, and growing the
+        // vector by one would copy all of it.
+        b.graph.values.reserve_exact(values + values / 16);
         b.graph.insts.reserve_exact(insts);
         b.cse.reserve(insts, |_| 0);
         b

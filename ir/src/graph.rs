@@ -6,6 +6,7 @@ use crate::ops::Op;
 use crate::types::Type;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
+use std::cell::RefCell;
 
 /// Where a value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,6 +51,29 @@ pub struct Graph {
     pub(crate) params: Vec<Value>,
     pub(crate) outputs: Vec<Value>,
     pub(crate) subgraphs: Vec<Graph>,
+}
+
+thread_local! {
+    /// Instruction storage of a graph freed by [`Graph::recycle`], kept (emptied) for the next
+    /// builder made with [`crate::Builder::with_capacity`] on this thread.
+    static SPARE_INSTS: RefCell<Vec<InstData>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Instruction storage left by [`Graph::recycle`] with room for at least `n` instructions,
+/// if there is some.
+pub(crate) fn take_spare_insts(n: usize) -> Option<Vec<InstData>> {
+    SPARE_INSTS
+        .try_with(|s| {
+            let mut s = s.borrow_mut();
+            (s.capacity() >= n && n > 0).then(|| std::mem::take(&mut *s))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Frees the storage [`Graph::recycle`] kept on this thread, if any.
+pub fn release_spare_storage() {
+    let _ = SPARE_INSTS.try_with(|s| drop(std::mem::take(&mut *s.borrow_mut())));
 }
 
 /// Graphs are equal when their parameters, equations, outputs, sub-graphs and value types and
@@ -170,6 +194,25 @@ impl Graph {
             ValueDef::Param(_) => None,
             ValueDef::Result(i, _) => Some((i, self.inst(i))),
         }
+    }
+
+    /// Frees the graph but keeps its (emptied) instruction storage on this thread for the
+    /// next builder made with [`crate::Builder::with_capacity`] that fits in it, until
+    /// [`release_spare_storage`]. A transform that frees a large intermediate graph before
+    /// building another of about the same size so reuses memory already mapped: writing a
+    /// large graph into fresh pages costs the kernel a page fault and a cleared page every
+    /// 4 KiB, which was a third of the time of the last pass of `grad` on a long chain.
+    /// Only the largest storage is kept.
+    pub fn recycle(mut self) {
+        let mut insts = std::mem::take(&mut self.insts);
+        drop(self);
+        insts.clear();
+        let _ = SPARE_INSTS.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if insts.capacity() > s.capacity() {
+                *s = insts;
+            }
+        });
     }
 
     /// The graph without the equations no output depends on, directly or indirectly (all ops

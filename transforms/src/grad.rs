@@ -138,7 +138,10 @@ fn grad_impl(
         })
     })?;
     drop(h);
-    crate::passes::try_simplify_reassociating(out)
+    let out = crate::passes::try_simplify_reassociating(out);
+    // Storage kept for reuse and not reused is not held beyond the transform.
+    ferrax_ir::graph::release_spare_storage();
+    out
 }
 
 /// The gradient of `g`'s scalar float output 0 with respect to the explicit parameters listed

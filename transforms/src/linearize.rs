@@ -255,7 +255,9 @@ pub(crate) fn linearize_into(
             emit_primal(b, &j, &s, k, args, true)
         })?;
         let lin = linear_graph(&j, &s, k)?;
-        drop(j);
+        // The JVP graph is as large as the VJP's result: its storage serves the next builder
+        // of that size (the final simplification).
+        j.recycle();
         Ok((po, crate::emit::finish_lean(lin)?))
     })
 }

@@ -34,7 +34,10 @@ pub(crate) fn vjp_graph_with(g: &Graph, n_explicit: usize, fin: Finish) -> Resul
         }
         Ok(outs)
     })?;
-    fin.apply(out)
+    let out = fin.apply(out);
+    // Storage kept for reuse and not reused is not held beyond the transform.
+    ferrax_ir::graph::release_spare_storage();
+    out
 }
 
 /// Emits the VJP of `g` into `b`: linearizes `g` (its intermediate graphs finished lean)

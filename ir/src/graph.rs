@@ -221,24 +221,11 @@ impl Graph {
     /// numbering a [`crate::Builder`] would give the same equations. Unlike rebuilding through
     /// a builder it merges no duplicate equations.
     pub fn without_dead_code(mut self) -> Graph {
-        let mut live = vec![false; self.values.len()];
-        for &o in &self.outputs {
-            live[o.index()] = true;
-        }
-        let mut keep = vec![false; self.insts.len()];
-        for (k, inst) in self.insts.iter().enumerate().rev() {
-            if inst.results.iter().any(|r| live[r.index()]) {
-                keep[k] = true;
-                for &a in &inst.args {
-                    live[a.index()] = true;
-                }
-            }
-        }
+        let keep = self.live_insts();
         if keep.iter().all(|&k| k) && self.is_densely_numbered() {
             // Nothing is dead and the numbering is already the one renumbering would give.
             return self;
         }
-        drop(live);
         const NONE: u32 = u32::MAX;
         let mut renumber = vec![NONE; self.values.len()];
         let mut old_values = std::mem::take(&mut self.values);
@@ -289,6 +276,25 @@ impl Graph {
         }
         self.values = values;
         self
+    }
+
+    /// For every equation, whether some output depends on it, directly or indirectly (one
+    /// backward pass; [`Graph::without_dead_code`] keeps exactly these).
+    pub fn live_insts(&self) -> Vec<bool> {
+        let mut live = vec![false; self.values.len()];
+        for &o in &self.outputs {
+            live[o.index()] = true;
+        }
+        let mut keep = vec![false; self.insts.len()];
+        for (k, inst) in self.insts.iter().enumerate().rev() {
+            if inst.results.iter().any(|r| live[r.index()]) {
+                keep[k] = true;
+                for &a in &inst.args {
+                    live[a.index()] = true;
+                }
+            }
+        }
+        keep
     }
 
     /// Whether values are numbered parameters first, then results in equation order.

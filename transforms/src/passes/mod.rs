@@ -90,19 +90,22 @@ pub(crate) fn try_simplify_owned(g: Graph) -> Result<Graph> {
 /// intermediate graphs).
 ///
 /// The two run as one walk: numbering rebuilds the graph through the simplifying emitter
-/// (CSE, folding, identities) as it numbers it, so after dead code is dropped in place it
+/// (CSE, folding, identities) as it numbers it, so numbering the live equations
 /// gives what numbering the rebuilt graph would (the same graphs on every test of the
-/// workspace when this was introduced), without the separate rebuild. Where numbering would
+/// workspace when this was introduced), without the separate rebuild. Dead equations are
+/// skipped by the walk rather than dropped from the input first. Where numbering would
 /// make the graph larger, the graph is simplified and numbered as two passes instead.
 pub fn try_simplify_reassociating(g: Graph) -> Result<Graph> {
-    let g = timed("simplify.dce", || g.without_dead_code());
-    let g = match timed("simplify.reassoc", || reassoc::number(&g))? {
+    let numbered = timed("simplify.reassoc", || {
+        reassoc::number_live(&g, Some(&g.live_insts()))
+    })?;
+    let g = match numbered {
         Some(out) => {
             drop(g);
             out
         }
         None => {
-            let g = try_simplify_owned(g)?;
+            let g = try_simplify_owned(g.without_dead_code())?;
             timed("simplify.reassoc", || reassoc::reassoc_owned(g))?
         }
     };

@@ -394,7 +394,15 @@ pub fn reassoc_owned(g: Graph) -> Result<Graph> {
 
 /// The numbered graph with dead equations removed, or `None` when it has more equations
 /// than `g`.
-pub(crate) fn number(g: &Graph) -> Result<Option<Graph>> {
+fn number(g: &Graph) -> Result<Option<Graph>> {
+    number_live(g, None)
+}
+
+/// The numbered graph with dead equations removed, or `None` when it has more equations
+/// than `g` has live ones. With `live` (from [`Graph::live_insts`]), only the equations it
+/// flags are numbered: the same walk as over `g.without_dead_code()`, without moving every
+/// equation of `g` to drop the others first.
+pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Graph>> {
     let mut n = Numbering {
         b: Builder::with_capacity(g.num_values(), g.num_insts()),
         arena: Vec::with_capacity(g.num_insts()),
@@ -412,7 +420,10 @@ pub(crate) fn number(g: &Graph) -> Result<Option<Graph>> {
     for (&p, &q) in g.params().iter().zip(&params) {
         map[p.index()] = Some(q);
     }
-    for (_, inst) in g.insts() {
+    for (i, inst) in g.insts() {
+        if live.is_some_and(|l| !l[i.index()]) {
+            continue;
+        }
         let args: SmallVec<[Value; 4]> = inst
             .args
             .iter()
@@ -443,5 +454,6 @@ pub(crate) fn number(g: &Graph) -> Result<Option<Graph>> {
     // The builder merged identical equations as they were pushed, so dropping the dead ones
     // in place gives what a rebuild through `dce` would, without a second graph.
     let out = b.finish(&outs).without_dead_code();
-    Ok((out.num_insts() <= g.num_insts()).then_some(out))
+    let size = live.map_or(g.num_insts(), |l| l.iter().filter(|&&k| k).count());
+    Ok((out.num_insts() <= size).then_some(out))
 }

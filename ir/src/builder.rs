@@ -50,10 +50,17 @@ impl Builder {
     }
 
     /// An empty builder that folds constants, with room for `values` values and `insts`
-    /// instructions (a rebuild of a graph of known size grows no vector and no table).
+    /// instructions (a rebuild of a graph of known size grows no vector and no table). The
+    /// instruction storage of a graph freed by [`Graph::recycle`] on this thread is reused
+    /// when it is large enough.
     pub fn with_capacity(values: usize, insts: usize) -> Builder {
         let mut b = Builder::new();
-        b.graph.values.reserve_exact(values);
+        if let Some(spare) = crate::graph::take_spare_insts(insts) {
+            b.graph.insts = spare;
+        }
+        // A little room beyond `values`: a rebuild may add constants, and growing the
+        // vector by one would copy all of it.
+        b.graph.values.reserve_exact(values + values / 16);
         b.graph.insts.reserve_exact(insts);
         b.cse.reserve(insts, |_| 0);
         b
@@ -114,10 +121,14 @@ impl Builder {
         let out_tys = op.infer(&tys)?;
         let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
         if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
-            let lits: Option<Vec<&Array>> = args
-                .iter()
-                .map(|&a| self.literal(a).map(|l| l.array()))
-                .collect();
+            // Checked before anything is collected: most equations have an operand that is
+            // not a constant.
+            let all_literal = args.iter().all(|&a| self.literal(a).is_some());
+            let lits: Option<Vec<&Array>> = all_literal.then(|| {
+                args.iter()
+                    .filter_map(|&a| self.literal(a).map(|l| l.array()))
+                    .collect()
+            });
             if let Some(lits) = lits {
                 let vals = op.eval(&lits)?;
                 let mut res = SmallVec::new();
@@ -136,7 +147,17 @@ impl Builder {
         let inst = Inst::from_index(self.graph.insts.len());
         let mut results = SmallVec::new();
         for (k, ty) in out_tys.into_iter().enumerate() {
-            results.push(self.graph.push_value(ty, ValueDef::Result(inst, k as u32)));
+            let def = ValueDef::Result(inst, k as u32);
+            // Most results have the type of their first operand, whose index in the type
+            // table is known: no lookup by type.
+            let v = match args.first() {
+                Some(&a) if *self.graph.ty(a) == ty => {
+                    let id = self.graph.type_index(a);
+                    self.graph.push_value_with_index(id, def)
+                }
+                _ => self.graph.push_value(ty, def),
+            };
+            results.push(v);
         }
         self.graph.insts.push(InstData {
             op,

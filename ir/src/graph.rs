@@ -6,6 +6,7 @@ use crate::ops::Op;
 use crate::types::Type;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
+use std::cell::RefCell;
 
 /// Where a value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,6 +68,29 @@ impl std::fmt::Debug for Graph {
     }
 }
 
+thread_local! {
+    /// Instruction storage of a graph freed by [`Graph::recycle`], kept (emptied) for the next
+    /// builder made with [`crate::Builder::with_capacity`] on this thread.
+    static SPARE_INSTS: RefCell<Vec<InstData>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Instruction storage left by [`Graph::recycle`] with room for at least `n` instructions,
+/// if there is some.
+pub(crate) fn take_spare_insts(n: usize) -> Option<Vec<InstData>> {
+    SPARE_INSTS
+        .try_with(|s| {
+            let mut s = s.borrow_mut();
+            (s.capacity() >= n && n > 0).then(|| std::mem::take(&mut *s))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Frees the storage [`Graph::recycle`] kept on this thread, if any.
+pub fn release_spare_storage() {
+    let _ = SPARE_INSTS.try_with(|s| drop(std::mem::take(&mut *s.borrow_mut())));
+}
+
 /// Graphs are equal when their parameters, equations, outputs, sub-graphs and value types and
 /// definitions are (whatever the order of their type tables).
 impl PartialEq for Graph {
@@ -95,7 +119,9 @@ impl Graph {
     }
 
     /// The instructions of the body, in execution order.
-    pub fn insts(&self) -> impl ExactSizeIterator<Item = (Inst, &InstData)> + '_ {
+    pub fn insts(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (Inst, &InstData)> + DoubleEndedIterator + '_ {
         self.insts
             .iter()
             .enumerate()
@@ -122,6 +148,12 @@ impl Graph {
         &self.types[self.values[v.index()].ty as usize]
     }
 
+    /// The index of a value's type in the graph's table of distinct types: two values of
+    /// one graph have equal types exactly when their indices are equal.
+    pub fn type_index(&self, v: Value) -> u32 {
+        self.values[v.index()].ty
+    }
+
     /// Appends a value of type `ty` (interned) defined by `def`, and returns it.
     pub(crate) fn push_value(&mut self, ty: Type, def: ValueDef) -> Value {
         let v = Value::from_index(self.values.len());
@@ -135,6 +167,14 @@ impl Graph {
             }
         };
         self.values.push(ValueData { ty: id, def });
+        v
+    }
+
+    /// Appends a value whose type is the one at index `ty` of the type table, defined by
+    /// `def`, and returns it.
+    pub(crate) fn push_value_with_index(&mut self, ty: u32, def: ValueDef) -> Value {
+        let v = Value::from_index(self.values.len());
+        self.values.push(ValueData { ty, def });
         v
     }
 
@@ -171,30 +211,36 @@ impl Graph {
         }
     }
 
+    /// Frees the graph but keeps its (emptied) instruction storage on this thread for the
+    /// next builder made with [`crate::Builder::with_capacity`] that fits in it, until
+    /// [`release_spare_storage`]. A transform that frees a large intermediate graph before
+    /// building another of about the same size so reuses memory already mapped: writing a
+    /// large graph into fresh pages costs the kernel a page fault and a cleared page every
+    /// 4 KiB, which was a third of the time of the last pass of `grad` on a long chain.
+    /// Only the largest storage is kept.
+    pub fn recycle(mut self) {
+        let mut insts = std::mem::take(&mut self.insts);
+        drop(self);
+        insts.clear();
+        let _ = SPARE_INSTS.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if insts.capacity() > s.capacity() {
+                *s = insts;
+            }
+        });
+    }
+
     /// The graph without the equations no output depends on, directly or indirectly (all ops
     /// are pure). Works in place, in two linear passes: the kept equations stay in order and
     /// values are renumbered densely (parameters first, then results in equation order), the
     /// numbering a [`crate::Builder`] would give the same equations. Unlike rebuilding through
     /// a builder it merges no duplicate equations.
     pub fn without_dead_code(mut self) -> Graph {
-        let mut live = vec![false; self.values.len()];
-        for &o in &self.outputs {
-            live[o.index()] = true;
-        }
-        let mut keep = vec![false; self.insts.len()];
-        for (k, inst) in self.insts.iter().enumerate().rev() {
-            if inst.results.iter().any(|r| live[r.index()]) {
-                keep[k] = true;
-                for &a in &inst.args {
-                    live[a.index()] = true;
-                }
-            }
-        }
+        let keep = self.live_insts();
         if keep.iter().all(|&k| k) && self.is_densely_numbered() {
             // Nothing is dead and the numbering is already the one renumbering would give.
             return self;
         }
-        drop(live);
         const NONE: u32 = u32::MAX;
         let mut renumber = vec![NONE; self.values.len()];
         let mut old_values = std::mem::take(&mut self.values);
@@ -245,6 +291,25 @@ impl Graph {
         }
         self.values = values;
         self
+    }
+
+    /// For every equation, whether some output depends on it, directly or indirectly (one
+    /// backward pass; [`Graph::without_dead_code`] keeps exactly these).
+    pub fn live_insts(&self) -> Vec<bool> {
+        let mut live = vec![false; self.values.len()];
+        for &o in &self.outputs {
+            live[o.index()] = true;
+        }
+        let mut keep = vec![false; self.insts.len()];
+        for (k, inst) in self.insts.iter().enumerate().rev() {
+            if inst.results.iter().any(|r| live[r.index()]) {
+                keep[k] = true;
+                for &a in &inst.args {
+                    live[a.index()] = true;
+                }
+            }
+        }
+        keep
     }
 
     /// Whether values are numbered parameters first, then results in equation order.

@@ -36,6 +36,24 @@ impl PhaseOutput for Graph {
     }
 }
 
+impl PhaseOutput for Option<Graph> {
+    fn equations(&self) -> Option<usize> {
+        self.as_ref().map(Graph::num_insts)
+    }
+}
+
+impl PhaseOutput for Vec<crate::Value> {
+    fn equations(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl PhaseOutput for (Vec<crate::Value>, Graph) {
+    fn equations(&self) -> Option<usize> {
+        Some(self.1.num_insts())
+    }
+}
+
 impl PhaseOutput for (Graph, Graph) {
     fn equations(&self) -> Option<usize> {
         Some(self.0.num_insts() + self.1.num_insts())

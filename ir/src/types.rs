@@ -72,8 +72,16 @@ impl fmt::Display for DType {
 pub type Dims = SmallVec<[usize; 4]>;
 
 /// A static shape.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Shape(pub Dims);
+
+/// A shape is copied as one block of dimensions (the derived clone would copy them one by
+/// one through an iterator; types are cloned on every equation built).
+impl Clone for Shape {
+    fn clone(&self) -> Shape {
+        Shape(Dims::from_slice(&self.0))
+    }
+}
 
 impl Shape {
     /// The shape of a scalar.

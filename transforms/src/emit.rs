@@ -61,7 +61,12 @@ pub(crate) fn splat(b: &Builder, v: Value) -> Option<f64> {
 
 /// Whether `v` is a constant splat of exactly `x` (for 0.0, the sign bit must match too).
 pub(crate) fn is_splat(b: &Builder, v: Value, x: f64) -> bool {
-    match splat(b, v) {
+    splat_is(b, v, splat(b, v), x)
+}
+
+/// [`is_splat`] given `splat(b, v)` (for callers that test one value against several numbers).
+pub(crate) fn splat_is(b: &Builder, v: Value, splat: Option<f64>, x: f64) -> bool {
+    match splat {
         Some(s) => {
             let int_like = !b.ty(v).dtype.is_float();
             s == x && (int_like || s.is_sign_negative() == x.is_sign_negative())
@@ -280,7 +285,20 @@ pub(crate) fn build_graph(
     param_tys: &[Type],
     f: impl FnOnce(&mut Builder, &[Value]) -> Result<Vec<Value>>,
 ) -> Result<Graph> {
-    let mut b = Builder::new();
+    build_graph_sized(param_tys, 0, f)
+}
+
+/// [`build_graph`] with room for about `insts` equations from the start, for a transform
+/// that knows the size of its result roughly (the JVP and VJP of a graph have about twice
+/// its equations): the builder's vectors and hash-consing table then grow no more, instead
+/// of being copied and rehashed at every doubling. Room that goes unused is address space
+/// never written.
+pub(crate) fn build_graph_sized(
+    param_tys: &[Type],
+    insts: usize,
+    f: impl FnOnce(&mut Builder, &[Value]) -> Result<Vec<Value>>,
+) -> Result<Graph> {
+    let mut b = Builder::with_capacity(insts + param_tys.len(), insts);
     let params: Vec<Value> = param_tys.iter().map(|t| b.param(t.clone())).collect();
     let outs = f(&mut b, &params)?;
     Ok(b.finish(&outs))

@@ -2,7 +2,7 @@
 //! cotangent, restricted to the differentiated arguments (`argnums`); the other arguments are
 //! treated like captures.
 
-use crate::emit::{build_graph, inline, or_zeros, Finish};
+use crate::emit::{build_graph, build_graph_sized, inline, or_zeros, Finish};
 use crate::jvp::check_explicit;
 use crate::vjp::vjp_into;
 use ferrax_ir::timings::timed;
@@ -120,7 +120,7 @@ fn grad_impl(
     // The VJP is emitted straight into the result with the unit cotangent as a constant, so
     // the transpose is simplified with it as it is built and no VJP graph is inlined again.
     let out = timed("vjp", || {
-        build_graph(&g.param_types(), |b, ps| {
+        build_graph_sized(&g.param_types(), 2 * g.num_insts(), |b, ps| {
             let one = b.constant(Array::scalar(dtype, 1.0));
             let args: Vec<Value> = order.iter().map(|&i| ps[i]).collect();
             let base = h.as_ref().unwrap_or(g);
@@ -138,7 +138,10 @@ fn grad_impl(
         })
     })?;
     drop(h);
-    crate::passes::try_simplify_reassociating(out)
+    let out = crate::passes::try_simplify_reassociating(out);
+    // Storage kept for reuse and not reused is not held beyond the transform.
+    ferrax_ir::graph::release_spare_storage();
+    out
 }
 
 /// The gradient of `g`'s scalar float output 0 with respect to the explicit parameters listed

@@ -2,7 +2,7 @@
 //! with one JVP rule per primitive (see [`crate::rules`]). Tangents are symbolic: `None` is a
 //! zero that costs nothing until an output needs it.
 
-use crate::emit::{build_graph, or_zeros, push, Finish};
+use crate::emit::{build_graph_sized, or_zeros, push, Finish};
 use crate::rules;
 use ferrax_ir::ops::ControlOp;
 use ferrax_ir::timings::timed;
@@ -111,7 +111,7 @@ pub(crate) fn jvp_graph_with(g: &Graph, n_explicit: usize, fin: Finish) -> Resul
     param_tys.extend_from_slice(&tys[..n]);
     param_tys.extend_from_slice(&tys[n..]);
     let out = timed("jvp", || {
-        build_graph(&param_tys, |b, ps| {
+        build_graph_sized(&param_tys, 2 * g.num_insts(), |b, ps| {
             let mut primals: Vec<Value> = ps[..n].to_vec();
             primals.extend_from_slice(&ps[2 * n..]);
             let mut tangents: Vec<Option<Value>> = ps[n..2 * n].iter().map(|&t| Some(t)).collect();

@@ -6,7 +6,7 @@
 use crate::emit::{build_graph, is_nullary, push, Finish};
 use crate::jvp::{check_explicit, jvp_graph_with};
 use ferrax_ir::timings::timed;
-use ferrax_ir::{Graph, Result, Type, Value};
+use ferrax_ir::{Builder, Graph, Result, Type, Value};
 use smallvec::SmallVec;
 
 /// Which values of `g` depend on the parameters whose indices satisfy `is_linear_param`.
@@ -56,8 +56,18 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
     split_with(j, is_lin, k, Finish::Full)
 }
 
-/// [`split_general`] with both graphs finished as `fin` says.
-fn split_with(j: &Graph, is_lin: &[bool], k: usize, fin: Finish) -> Result<(Graph, Graph)> {
+/// What partial evaluation knows of a JVP-like graph: which values are linear, which
+/// primal values the linear part reads (the residuals, in order of first use), and the
+/// indices of the primal and tangent parameters.
+struct Split {
+    linear: Vec<bool>,
+    residuals: Vec<Value>,
+    primal_idx: Vec<usize>,
+    lin_idx: Vec<usize>,
+}
+
+/// Partial evaluation's analysis of `j` (see [`split_general`] for the arguments).
+fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
     let linear = linear_values(j, |i| is_lin[i]);
     if let Some(o) = j.outputs()[..k].iter().find(|o| linear[o.index()]) {
         ferrax_ir::bail!(
@@ -92,51 +102,81 @@ fn split_with(j: &Graph, is_lin: &[bool], k: usize, fin: Finish) -> Result<(Grap
     for &o in &j.outputs()[k..] {
         need(o, &mut residuals);
     }
+    let n_params = j.params().len();
+    Ok(Split {
+        linear,
+        residuals,
+        primal_idx: (0..n_params).filter(|&i| !is_lin[i]).collect(),
+        lin_idx: (0..n_params).filter(|&i| is_lin[i]).collect(),
+    })
+}
 
-    let tys = j.param_types();
-    let primal_idx: Vec<usize> = (0..tys.len()).filter(|&i| !is_lin[i]).collect();
-    let lin_idx: Vec<usize> = (0..tys.len()).filter(|&i| is_lin[i]).collect();
-    let primal_tys: Vec<Type> = primal_idx.iter().map(|&i| tys[i].clone()).collect();
-    let primal = timed("partial_eval.primal", || {
-        build_graph(&primal_tys, |b, ps| {
-            let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
-            for (&i, &p) in primal_idx.iter().zip(ps) {
-                map[j.params()[i].index()] = Some(p);
+/// Emits the primal part of `j` into `b`, its primal parameters bound to `args`; returns the
+/// values of its first `k` outputs, then of the residuals.
+fn emit_primal(
+    b: &mut Builder,
+    j: &Graph,
+    s: &Split,
+    k: usize,
+    args: &[Value],
+    prune: bool,
+) -> Result<Vec<Value>> {
+    // The primal equations the outputs and residuals need (a primal graph would drop the
+    // others as dead code before it is inlined).
+    let mut live = vec![false; j.num_values()];
+    for &o in j.outputs()[..k].iter().chain(&s.residuals) {
+        live[o.index()] = true;
+    }
+    let mut keep = vec![!prune; j.num_insts()];
+    for (i, inst) in j.insts().rev().filter(|_| prune) {
+        let primal = !inst.results.iter().any(|r| s.linear[r.index()]);
+        if primal && inst.results.iter().any(|r| live[r.index()]) {
+            keep[i.index()] = true;
+            for &a in &inst.args {
+                live[a.index()] = true;
             }
-            for (_, inst) in j.insts() {
-                if inst.results.iter().any(|r| linear[r.index()]) {
-                    continue;
-                }
-                let args: SmallVec<[Value; 4]> = inst
-                    .args
-                    .iter()
-                    .map(|&a| map[a.index()].expect("primal operand"))
-                    .collect();
-                for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
-                    map[r.index()] = Some(o);
-                }
-            }
-            let outs = j.outputs()[..k].iter().chain(&residuals);
-            Ok(outs
-                .map(|&o| map[o.index()].expect("primal output"))
-                .collect())
-        })
-    })?;
-    let primal = fin.apply(primal)?;
+        }
+    }
+    drop(live);
+    let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
+    for (&i, &p) in s.primal_idx.iter().zip(args) {
+        map[j.params()[i].index()] = Some(p);
+    }
+    for (i, inst) in j.insts() {
+        if !keep[i.index()] || inst.results.iter().any(|r| s.linear[r.index()]) {
+            continue;
+        }
+        let args: SmallVec<[Value; 4]> = inst
+            .args
+            .iter()
+            .map(|&a| map[a.index()].expect("primal operand"))
+            .collect();
+        for (&r, &o) in inst.results.iter().zip(&push(b, inst.op.clone(), &args)?) {
+            map[r.index()] = Some(o);
+        }
+    }
+    let outs = j.outputs()[..k].iter().chain(&s.residuals);
+    Ok(outs
+        .map(|&o| map[o.index()].expect("primal output"))
+        .collect())
+}
 
-    let mut linear_tys: Vec<Type> = residuals.iter().map(|&r| j.ty(r).clone()).collect();
-    linear_tys.extend(lin_idx.iter().map(|&i| tys[i].clone()));
-    let lin = timed("partial_eval.linear", || {
+/// The linear part of `j` as a graph: parameters `[residuals.., tangents in order..]`,
+/// outputs the outputs of `j` from `k` on.
+fn linear_graph(j: &Graph, s: &Split, k: usize) -> Result<Graph> {
+    let mut linear_tys: Vec<Type> = s.residuals.iter().map(|&r| j.ty(r).clone()).collect();
+    linear_tys.extend(s.lin_idx.iter().map(|&i| j.ty(j.params()[i]).clone()));
+    timed("partial_eval.linear", || {
         build_graph(&linear_tys, |b, ps| {
             let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
-            for (&r, &p) in residuals.iter().zip(ps) {
+            for (&r, &p) in s.residuals.iter().zip(ps) {
                 map[r.index()] = Some(p);
             }
-            for (k, &i) in lin_idx.iter().enumerate() {
-                map[j.params()[i].index()] = Some(ps[residuals.len() + k]);
+            for (k, &i) in s.lin_idx.iter().enumerate() {
+                map[j.params()[i].index()] = Some(ps[s.residuals.len() + k]);
             }
             for (_, inst) in j.insts() {
-                let is_linear = inst.results.iter().any(|r| linear[r.index()]);
+                let is_linear = inst.results.iter().any(|r| s.linear[r.index()]);
                 if !is_linear && !is_nullary(&inst.op) {
                     continue;
                 }
@@ -154,6 +194,70 @@ fn split_with(j: &Graph, is_lin: &[bool], k: usize, fin: Finish) -> Result<(Grap
                 .map(|&o| map[o.index()].expect("linear output"))
                 .collect())
         })
+    })
+}
+
+/// [`split_general`] with both graphs finished as `fin` says.
+fn split_with(j: &Graph, is_lin: &[bool], k: usize, fin: Finish) -> Result<(Graph, Graph)> {
+    let s = analyse(j, is_lin, k)?;
+    let primal_tys: Vec<Type> = s
+        .primal_idx
+        .iter()
+        .map(|&i| j.ty(j.params()[i]).clone())
+        .collect();
+    let primal = timed("partial_eval.primal", || {
+        build_graph(&primal_tys, |b, ps| emit_primal(b, j, &s, k, ps, false))
     })?;
+    let primal = fin.apply(primal)?;
+    let lin = linear_graph(j, &s, k)?;
     Ok((primal, fin.apply(lin)?))
+}
+
+/// Linearizes `g` with its primal part emitted straight into `b` at `args` (the
+/// `n_explicit` primals, then the captures, as the primal graph of [`linearize_graph`] would
+/// take them): returns the values of `g`'s outputs followed by the residuals, and the linear
+/// graph (finished lean). Emitting the primal part where it is used, instead of building it
+/// as a graph and inlining that, builds every primal equation once.
+pub(crate) fn linearize_into(
+    b: &mut Builder,
+    g: &Graph,
+    n_explicit: usize,
+    args: &[Value],
+) -> Result<(Vec<Value>, Graph)> {
+    check_explicit(g, n_explicit, "linearize")?;
+    let j = jvp_graph_with(g, n_explicit, Finish::Lean)?;
+    let k = g.outputs().len();
+    timed("partial_eval", || {
+        let is_lin: Vec<bool> = (0..j.params().len())
+            .map(|i| i >= n_explicit && i < 2 * n_explicit)
+            .collect();
+        let s = analyse(&j, &is_lin, k)?;
+        if args.len() != s.primal_idx.len() {
+            ferrax_ir::bail!(
+                Arity,
+                "inline: the graph takes {} parameters but {} arguments were given",
+                s.primal_idx.len(),
+                args.len()
+            );
+        }
+        for (&i, &a) in s.primal_idx.iter().zip(args) {
+            let p = j.params()[i];
+            if b.ty(a) != j.ty(p) {
+                ferrax_ir::bail!(
+                    DType,
+                    "inline: argument of type {} bound to a parameter of type {}",
+                    b.ty(a),
+                    j.ty(p)
+                );
+            }
+        }
+        let po = timed("partial_eval.primal", || {
+            emit_primal(b, &j, &s, k, args, true)
+        })?;
+        let lin = linear_graph(&j, &s, k)?;
+        // The JVP graph is as large as the VJP's result: its storage serves the next builder
+        // of that size (the final simplification).
+        j.recycle();
+        Ok((po, crate::emit::finish_lean(lin)?))
+    })
 }

@@ -1,9 +1,9 @@
 //! Reverse mode, JAX's route: linearize (JVP + partial evaluation), then transpose the linear
 //! part. The primal part runs forward once; its residuals feed the transposed linear part.
 
-use crate::emit::{build_graph, inline, or_zeros, Finish};
+use crate::emit::{build_graph, or_zeros, Finish};
 use crate::jvp::check_explicit;
-use crate::linearize::linearize_with;
+use crate::linearize::linearize_into;
 use crate::transpose::transpose_into;
 use ferrax_ir::timings::timed;
 use ferrax_ir::{Builder, Graph, Result, Type, Value};
@@ -34,11 +34,16 @@ pub(crate) fn vjp_graph_with(g: &Graph, n_explicit: usize, fin: Finish) -> Resul
         }
         Ok(outs)
     })?;
-    fin.apply(out)
+    let out = fin.apply(out);
+    // Storage kept for reuse and not reused is not held beyond the transform.
+    ferrax_ir::graph::release_spare_storage();
+    out
 }
 
-/// Emits the VJP of `g` into `b`: linearizes `g` (its intermediate graphs finished lean),
-/// inlines the primal part at `args` (the `n_explicit` primals, then the captures) and
+/// Emits the VJP of `g` into `b`: linearizes `g` (its intermediate graphs finished lean)
+/// with the primal part emitted straight into `b` at `args` (the `n_explicit` primals, then
+/// the captures; only the equations the outputs and residuals need, as inlining the primal
+/// graph after its dead code was dropped would give) and
 /// transposes the linear part with the output cotangents `cts` (`None` for zero). Returns
 /// `g`'s outputs and one cotangent per explicit parameter (`None` for zero). A caller that
 /// knows its cotangents (`grad`'s unit seed) passes them as constants, so that the
@@ -52,12 +57,9 @@ pub(crate) fn vjp_into(
     cts: &[Option<Value>],
 ) -> Result<(Vec<Value>, Vec<Option<Value>>)> {
     let k = g.outputs().len();
-    let (primal, lin) = linearize_with(g, n_explicit, Finish::Lean)?;
-    let n_res = primal.outputs().len() - k;
+    let (po, lin) = linearize_into(b, g, n_explicit, args)?;
     timed("transpose", || {
-        let po = inline(b, &primal, args)?;
-        drop(primal);
-        let cin = transpose_into(b, &lin, n_res, &po[k..], cts)?;
+        let cin = transpose_into(b, &lin, po.len() - k, &po[k..], cts)?;
         Ok((po[..k].to_vec(), cin))
     })
 }

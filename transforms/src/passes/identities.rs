@@ -106,7 +106,16 @@ fn negated(b: &Builder, x: Value) -> Option<Value> {
 }
 
 fn binary(b: &mut Builder, op: BinaryOp, x: Value, y: Value) -> Result<Option<Value>> {
-    let is = |b: &Builder, v: Value, c: f64| emit::is_splat(b, v, c);
+    if matches!(
+        op,
+        BinaryOp::Pow | BinaryOp::Max | BinaryOp::Min | BinaryOp::Atan2 | BinaryOp::Rem
+    ) {
+        return Ok(None);
+    }
+    // The splat values of both operands, looked up once (every test below is made before
+    // anything is emitted).
+    let (sx, sy) = (splat(b, x), splat(b, y));
+    let is = |b: &Builder, v: Value, c: f64| emit::splat_is(b, v, if v == x { sx } else { sy }, c);
     let int = !b.ty(x).dtype.is_float();
     match op {
         BinaryOp::Add => {
@@ -147,11 +156,11 @@ fn binary(b: &mut Builder, op: BinaryOp, x: Value, y: Value) -> Result<Option<Va
             }
             match (neg_operand(b, x), neg_operand(b, y)) {
                 (Some(nx), Some(ny)) => emit::mul(b, nx, ny).map(Some),
-                (Some(nx), None) if splat(b, y).is_none() => {
+                (Some(nx), None) if sy.is_none() => {
                     let m = emit::mul(b, nx, y)?;
                     emit::neg(b, m).map(Some)
                 }
-                (None, Some(ny)) if splat(b, x).is_none() => {
+                (None, Some(ny)) if sx.is_none() => {
                     let m = emit::mul(b, x, ny)?;
                     emit::neg(b, m).map(Some)
                 }

@@ -40,7 +40,7 @@
 use crate::emit::{self, splat};
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
 use ferrax_ir::{Builder, DType, Graph, Op, Result, Type, Value};
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::{smallvec, SmallVec};
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
@@ -91,6 +91,10 @@ struct Numbering {
     forms: Vec<u32>,
     table: HashTable<(u32, Value)>,
     hasher: DefaultHashBuilder,
+    /// The splat constants built so far, by type index and bits: `emit::like` of the same
+    /// type and number always returns the same value of the append-only builder, and a
+    /// scaling by a constant needs one, so it is built once instead of hash-consed again.
+    splats: HashMap<(u32, u64), Value>,
 }
 
 /// The hash of `form` divided by its first coefficient.
@@ -201,6 +205,17 @@ impl Numbering {
         }
     }
 
+    /// A splat of `x` with the type of `v` ([`emit::like`], remembered).
+    fn like(&mut self, v: Value, x: f64) -> Result<Value> {
+        let key = (self.b.graph().type_index(v), x.to_bits());
+        if let Some(&k) = self.splats.get(&key) {
+            return Ok(k);
+        }
+        let k = emit::like(&mut self.b, v, x)?;
+        self.splats.insert(key, k);
+        Ok(k)
+    }
+
     /// `factor · w` in the new graph.
     fn scale(&mut self, w: Value, factor: f64) -> Result<Value> {
         if factor == 1.0 {
@@ -208,7 +223,8 @@ impl Numbering {
         } else if factor == -1.0 {
             emit::neg(&mut self.b, w)
         } else {
-            emit::scale(&mut self.b, w, factor)
+            let c = self.like(w, factor)?;
+            emit::mul(&mut self.b, w, c)
         }
     }
 
@@ -220,7 +236,7 @@ impl Numbering {
             [t] if t.atoms.len() == 1 => self.scale(t.atoms[0], t.c).map(Some),
             [k, t] if k.atoms.is_empty() && t.atoms.len() == 1 && t.c.abs() == 1.0 => {
                 let a = t.atoms[0];
-                let k = emit::like(&mut self.b, a, k.c)?;
+                let k = self.like(a, k.c)?;
                 if t.c > 0.0 {
                     emit::add(&mut self.b, a, k).map(Some)
                 } else {
@@ -379,12 +395,21 @@ pub fn reassoc_owned(g: Graph) -> Result<Graph> {
 /// The numbered graph with dead equations removed, or `None` when it has more equations
 /// than `g`.
 fn number(g: &Graph) -> Result<Option<Graph>> {
+    number_live(g, None)
+}
+
+/// The numbered graph with dead equations removed, or `None` when it has more equations
+/// than `g` has live ones. With `live` (from [`Graph::live_insts`]), only the equations it
+/// flags are numbered: the same walk as over `g.without_dead_code()`, without moving every
+/// equation of `g` to drop the others first.
+pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Graph>> {
     let mut n = Numbering {
         b: Builder::with_capacity(g.num_values(), g.num_insts()),
         arena: Vec::with_capacity(g.num_insts()),
         forms: Vec::with_capacity(g.num_values()),
         table: HashTable::with_capacity(g.num_insts()),
         hasher: DefaultHashBuilder::default(),
+        splats: HashMap::new(),
     };
     let params: Vec<Value> = g
         .params()
@@ -395,7 +420,10 @@ fn number(g: &Graph) -> Result<Option<Graph>> {
     for (&p, &q) in g.params().iter().zip(&params) {
         map[p.index()] = Some(q);
     }
-    for (_, inst) in g.insts() {
+    for (i, inst) in g.insts() {
+        if live.is_some_and(|l| !l[i.index()]) {
+            continue;
+        }
         let args: SmallVec<[Value; 4]> = inst
             .args
             .iter()
@@ -420,10 +448,12 @@ fn number(g: &Graph) -> Result<Option<Graph>> {
         forms,
         table,
         hasher: _,
+        splats: _,
     } = n;
     drop((arena, forms, table));
     // The builder merged identical equations as they were pushed, so dropping the dead ones
     // in place gives what a rebuild through `dce` would, without a second graph.
     let out = b.finish(&outs).without_dead_code();
-    Ok((out.num_insts() <= g.num_insts()).then_some(out))
+    let size = live.map_or(g.num_insts(), |l| l.iter().filter(|&&k| k).count());
+    Ok((out.num_insts() <= size).then_some(out))
 }

@@ -95,6 +95,19 @@ fn leaf(b: &Builder, v: Value) -> Option<Leaf> {
     }
 }
 
+/// Whether [`leaf`] may find a leaf in `v`: a constant or a broadcast that is not a scalar.
+fn may_be_leaf(b: &Builder, v: Value) -> bool {
+    b.ty(v).rank() != 0
+        && (b.literal(v).is_some()
+            || matches!(
+                producer(b, v),
+                Some(InstData {
+                    op: Op::Shape(ShapeOp::BroadcastInDim { .. }),
+                    ..
+                })
+            ))
+}
+
 /// A constant `v` whose elements all have the same (non-NaN) bits, as a scalar splat.
 fn splat_literal(b: &Builder, v: Value) -> Option<Leaf> {
     let a = b.literal(v)?.array();
@@ -251,11 +264,15 @@ fn elementwise_shape(b: &Builder, args: &[Value]) -> Shape {
 
 /// An elementwise op over broadcasts and splats, computed on the axes that vary.
 fn shrink(b: &mut Builder, op: &Op, args: &[Value]) -> Result<Option<Value>> {
+    // Most equations have an operand that cannot be a leaf: found without building anything.
+    if !args.iter().all(|&a| may_be_leaf(b, a)) {
+        return Ok(None);
+    }
     let shape = elementwise_shape(b, args);
     if shape.rank() == 0 {
         return Ok(None);
     }
-    let mut leaves = Vec::with_capacity(args.len());
+    let mut leaves: SmallVec<[Leaf; 4]> = SmallVec::with_capacity(args.len());
     for &a in args {
         match leaf(b, a) {
             Some(l) => leaves.push(l),

@@ -242,9 +242,9 @@ impl UnaryOp {
             UnaryOp::Sinh => x.sinh(),
             UnaryOp::Cosh => x.cosh(),
             UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Asinh => x.asinh(),
-            UnaryOp::Acosh => x.acosh(),
-            UnaryOp::Atanh => x.atanh(),
+            UnaryOp::Asinh => asinh(x),
+            UnaryOp::Acosh => acosh(x),
+            UnaryOp::Atanh => atanh(x),
             UnaryOp::Logistic => {
                 if x >= T::ZERO {
                     T::ONE.div(T::ONE.add(x.neg().exp()))
@@ -297,6 +297,36 @@ impl UnaryOp {
             }
         }
     }
+}
+
+/// `asinh x = sign(x) · log1p(|x| + |x| / (hypot(1, 1/|x|) + 1/|x|))`: `log(|x| + √(x² + 1))`
+/// rewritten so that `x²` never overflows and small `x` keeps its precision (through
+/// `log1p`). Written out over libm's `hypot` and `log1p` (rather than calling std's `asinh`,
+/// which computes the same formula today) so that the definition is ferrax's own: the JIT
+/// and exported objects emit exactly these operations and agree with the interpreter bit for
+/// bit whatever std does.
+fn asinh<T: Float>(x: T) -> T {
+    let ax = x.abs();
+    let ix = T::ONE.div(ax);
+    let h = T::ONE.hypot(ix);
+    ax.add(ax.div(h.add(ix))).ln_1p().copysign(x)
+}
+
+/// `acosh x = log(x + √(x − 1) · √(x + 1))` for `x ≥ 1` (the product of square roots avoids
+/// the overflow of `x²`), NaN below 1; written out for the reason given at [`asinh`].
+fn acosh<T: Float>(x: T) -> T {
+    if x < T::ONE {
+        T::from_f64(f64::NAN)
+    } else {
+        x.add(x.sub(T::ONE).sqrt().mul(x.add(T::ONE).sqrt())).ln()
+    }
+}
+
+/// `atanh x = ½ · log1p(2x / (1 − x))`, exact in form for small `x` (through `log1p`);
+/// written out for the reason given at [`asinh`].
+fn atanh<T: Float>(x: T) -> T {
+    let two = T::from_f64(2.0);
+    T::from_f64(0.5).mul(two.mul(x).div(T::ONE.sub(x)).ln_1p())
 }
 
 /// `x` to the integer power `n` by square and multiply; 1 for n = 0, `1/x^|n|` for n < 0.

@@ -62,7 +62,24 @@ fn erf_points() -> Vec<f64> {
 /// Arguments of the inverse hyperbolic functions, inside and outside their domains.
 fn hyperbolic_points() -> Vec<f64> {
     let mut v = vec![
-        0.0, -0.0, 1e-310, 1e-9, -0.5, 0.999, -0.999, 1.0, -1.0, 1.5, 3e5, -1e300, 1e308,
+        0.0,
+        -0.0,
+        1e-310,
+        1e-9,
+        -0.5,
+        0.999,
+        -0.999,
+        1.0,
+        -1.0,
+        1.5,
+        2.0,
+        7.0,
+        3e5,
+        5e8,
+        -1e300,
+        1e308,
+        1.0000001,
+        -0.9999999999,
     ];
     v.extend(values(11, 9).iter().map(|x| 4.0 * x));
     v
@@ -229,10 +246,41 @@ fn export(target: Target) -> Export {
 
 /// The C library functions these objects may import.
 const LIBC: &[&str] = &[
-    "exp", "expf", "log", "logf", "log1p", "log1pf", "hypot", "hypotf", "sin", "sinf", "cos",
-    "cosf", "sincos", "sincosf", "pow", "powf", "realloc", "free", "memcpy", "memset",
-    "memmove", "fma", "fmaf", "ceil", "ceilf", "floor", "floorf", "trunc", "truncf",
-    "nearbyint", "nearbyintf", "round", "roundf", "tanh", "tanhf",
+    "exp",
+    "expf",
+    "log",
+    "logf",
+    "log1p",
+    "log1pf",
+    "hypot",
+    "hypotf",
+    "sin",
+    "sinf",
+    "cos",
+    "cosf",
+    "sincos",
+    "sincosf",
+    "pow",
+    "powf",
+    "realloc",
+    "free",
+    "memcpy",
+    "memset",
+    "memmove",
+    "fma",
+    "fmaf",
+    "ceil",
+    "ceilf",
+    "floor",
+    "floorf",
+    "trunc",
+    "truncf",
+    "nearbyint",
+    "nearbyintf",
+    "round",
+    "roundf",
+    "tanh",
+    "tanhf",
 ];
 
 /// The undefined symbols of an object, checked to be C library functions; returns them.

@@ -27,6 +27,10 @@ use ferrax_ir::ops::{window::Monoid, window::Select, ConvGeneral, WindowOp};
 use ferrax_ir::{DType, InstData, Result, Value};
 use smallvec::SmallVec;
 
+/// Where the interpreter's inverse hyperbolic functions switch to `log|x| + log 2`
+/// (`ferrax_ir::ops::unary`'s `HUGE`).
+const HUGE: f64 = (1u64 << 28) as f64;
+
 /// Calls the helper `name` the way an object can: `Some` with the results for the helpers
 /// this module provides, `None` for the others (which must have a libm equivalent).
 pub(crate) fn call(
@@ -195,10 +199,7 @@ impl Emit<'_, '_> {
     fn logistic(&mut self, x: ir::Value) -> Result<ir::Value> {
         let zero = self.c(0.0);
         let one = self.c(1.0);
-        let nonneg = self
-            .fb
-            .ins()
-            .fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+        let nonneg = self.fb.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
         let nx = self.fb.ins().fneg(x);
         let arg = self.fb.ins().select(nonneg, nx, x);
         let e = self.libm("exp", &[arg])?;
@@ -207,42 +208,102 @@ impl Emit<'_, '_> {
         Ok(self.fb.ins().fdiv(num, den))
     }
 
-    /// `ferrax_ir::ops::unary::asinh`'s operations.
-    fn asinh(&mut self, x: ir::Value) -> Result<ir::Value> {
-        let one = self.c(1.0);
-        let ax = self.fb.ins().fabs(x);
-        let ix = self.fb.ins().fdiv(one, ax);
-        let h = self.libm("hypot", &[one, ix])?;
-        let d = self.fb.ins().fadd(h, ix);
-        let q = self.fb.ins().fdiv(ax, d);
-        let s = self.fb.ins().fadd(ax, q);
-        let l = self.libm("log1p", &[s])?;
-        Ok(self.fb.ins().fcopysign(l, x))
+    /// `yes()` when `cond` holds, else `no()`, each in a block of its own.
+    fn choose(
+        &mut self,
+        cond: ir::Value,
+        yes: &mut dyn FnMut(&mut Self) -> Result<ir::Value>,
+        no: &mut dyn FnMut(&mut Self) -> Result<ir::Value>,
+    ) -> Result<ir::Value> {
+        let (a, b, join) = (
+            self.fb.create_block(),
+            self.fb.create_block(),
+            self.fb.create_block(),
+        );
+        self.fb.append_block_param(join, self.t);
+        self.fb.ins().brif(cond, a, &[], b, &[]);
+        self.fb.switch_to_block(a);
+        let y = yes(self)?;
+        self.fb.ins().jump(join, &[y.into()]);
+        self.fb.switch_to_block(b);
+        let n = no(self)?;
+        self.fb.ins().jump(join, &[n.into()]);
+        self.fb.switch_to_block(join);
+        Ok(self.fb.block_params(join)[0])
     }
 
-    /// `ferrax_ir::ops::unary::acosh`'s operations (NaN below 1).
+    /// `log v + log 2`, the inverse hyperbolic functions' form for huge arguments.
+    fn log_twice(&mut self, v: ir::Value) -> Result<ir::Value> {
+        let l = self.libm("log", &[v])?;
+        let ln2 = self.c(std::f64::consts::LN_2);
+        Ok(self.fb.ins().fadd(l, ln2))
+    }
+
+    /// `ferrax_ir::ops::unary::asinh`'s operations.
+    fn asinh(&mut self, x: ir::Value) -> Result<ir::Value> {
+        let ax = self.fb.ins().fabs(x);
+        let huge = self.c(HUGE);
+        let big = self.fb.ins().fcmp(FloatCC::GreaterThanOrEqual, ax, huge);
+        let r = self.choose(big, &mut |e| e.log_twice(ax), &mut |e| {
+            let one = e.c(1.0);
+            let ix = e.fb.ins().fdiv(one, ax);
+            let h = e.libm("hypot", &[one, ix])?;
+            let d = e.fb.ins().fadd(h, ix);
+            let q = e.fb.ins().fdiv(ax, d);
+            let s = e.fb.ins().fadd(ax, q);
+            e.libm("log1p", &[s])
+        })?;
+        Ok(self.fb.ins().fcopysign(r, x))
+    }
+
+    /// `ferrax_ir::ops::unary::acosh`'s operations (NaN below 1 and for NaN).
     fn acosh(&mut self, x: ir::Value) -> Result<ir::Value> {
         let one = self.c(1.0);
-        let nan = self.c(f64::NAN);
-        let xm = self.fb.ins().fsub(x, one);
-        let xp = self.fb.ins().fadd(x, one);
-        let sm = self.fb.ins().sqrt(xm);
-        let sp = self.fb.ins().sqrt(xp);
-        let p = self.fb.ins().fmul(sm, sp);
-        let s = self.fb.ins().fadd(x, p);
-        let l = self.libm("log", &[s])?;
-        let below = self.fb.ins().fcmp(FloatCC::LessThan, x, one);
-        Ok(self.fb.ins().select(below, nan, l))
+        let below = self.fb.ins().fcmp(FloatCC::UnorderedOrLessThan, x, one);
+        self.choose(below, &mut |e| Ok(e.c(f64::NAN)), &mut |e| {
+            let huge = e.c(HUGE);
+            let big = e.fb.ins().fcmp(FloatCC::GreaterThanOrEqual, x, huge);
+            e.choose(big, &mut |e| e.log_twice(x), &mut |e| {
+                let two = e.c(2.0);
+                let above = e.fb.ins().fcmp(FloatCC::GreaterThan, x, two);
+                e.choose(
+                    above,
+                    &mut |e| {
+                        let (one, two) = (e.c(1.0), e.c(2.0));
+                        let xx = e.fb.ins().fmul(x, x);
+                        let m = e.fb.ins().fsub(xx, one);
+                        let r = e.fb.ins().sqrt(m);
+                        let xr = e.fb.ins().fadd(x, r);
+                        let inv = e.fb.ins().fdiv(one, xr);
+                        let tx = e.fb.ins().fmul(two, x);
+                        let d = e.fb.ins().fsub(tx, inv);
+                        e.libm("log", &[d])
+                    },
+                    &mut |e| {
+                        let (one, two) = (e.c(1.0), e.c(2.0));
+                        let t = e.fb.ins().fsub(x, one);
+                        let tt = e.fb.ins().fmul(two, t);
+                        let t2 = e.fb.ins().fmul(t, t);
+                        let u = e.fb.ins().fadd(tt, t2);
+                        let r = e.fb.ins().sqrt(u);
+                        let s = e.fb.ins().fadd(t, r);
+                        e.libm("log1p", &[s])
+                    },
+                )
+            })
+        })
     }
 
     /// `ferrax_ir::ops::unary::atanh`'s operations.
     fn atanh(&mut self, x: ir::Value) -> Result<ir::Value> {
         let (half, one, two) = (self.c(0.5), self.c(1.0), self.c(2.0));
-        let tx = self.fb.ins().fmul(two, x);
-        let d = self.fb.ins().fsub(one, x);
-        let q = self.fb.ins().fdiv(tx, d);
-        let l = self.libm("log1p", &[q])?;
-        Ok(self.fb.ins().fmul(half, l))
+        let a = self.fb.ins().fabs(x);
+        let ta = self.fb.ins().fmul(two, a);
+        let d = self.fb.ins().fsub(one, a);
+        let y = self.fb.ins().fdiv(ta, d);
+        let l = self.libm("log1p", &[y])?;
+        let r = self.fb.ins().fmul(half, l);
+        Ok(self.fb.ins().fcopysign(r, x))
     }
 
     /// `ferrax_ir::ops::unary::erf` in f64: its series below 2.5, its continued fraction
@@ -644,10 +705,15 @@ pub(crate) fn lower_window(cx: &mut Ctx, op: &WindowOp, inst: &InstData) -> Resu
                 Ok(())
             })?;
         }
-        WindowOp::SelectAndGatherAdd { select, .. } | WindowOp::SelectAndScatterAdd { select, .. } => {
+        WindowOp::SelectAndGatherAdd { select, .. }
+        | WindowOp::SelectAndScatterAdd { select, .. } => {
             let s = *select;
             let scatter = matches!(op, WindowOp::SelectAndScatterAdd { .. });
-            let n_out = if scatter { xty.size() } else { cx.graph.ty(r).size() };
+            let n_out = if scatter {
+                xty.size()
+            } else {
+                cx.graph.ty(r).size()
+            };
             zero_fill(cx, pout, n_out, dtype)?;
             cx.nest(&out_dims, &windows, &mut |cx, o, offs| {
                 let found = cx.fb.declare_var(types::I8);

@@ -209,7 +209,17 @@ fn cases() -> Vec<(&'static str, Function, Vec<Array>, bool)> {
             })
             .wrt((0, 1))
             .into_function(),
-            vec![pool_in, arr(&[2, 3, 4, 3], 22)],
+            vec![pool_in.clone(), arr(&[2, 3, 4, 3], 22)],
+            false,
+        ),
+        (
+            "pool_jvp",
+            ferrax_transforms::api::jvp(|x: Tensor| {
+                x.max_pool(&[2, 3], &[1, 2], "SAME")
+                    + x.reduce_window_min(&ferrax_ir::ops::Window::new(&[1, 1, 2, 2]))
+                        .sum_all()
+            }),
+            vec![pool_in.clone(), arr(&[2, 3, 7, 6], 23)],
             false,
         ),
         (

@@ -202,9 +202,10 @@ pub enum Destination {
     /// In this process, through a `JITModule`: helpers are ferrax's own functions, array
     /// constants are read in place, large loops run on the thread pool.
     Process,
-    /// In an object file linked into another program: helpers must be C library functions
-    /// (an `Err` names the op that needs any other), array constants become data objects, and
-    /// every loop runs on the calling thread.
+    /// In an object file linked into another program: helpers are C library functions or
+    /// code emitted into the object (scalar helpers as local functions, window ops and
+    /// convolutions as loop nests, tapes through `realloc`), array constants become data
+    /// objects, and every loop runs on the calling thread.
     Object,
 }
 

@@ -532,3 +532,96 @@ fn linked_object_equals_the_interpreter_and_the_jit() {
 fn jit_scale(a: &Array) -> f64 {
     a.to_f64_vec().iter().fold(1.0f64, |m, x| m.max(x.abs()))
 }
+
+/// A C program whose `realloc` fails on demand (the object's references are redirected with
+/// the linker's `--wrap`): the taped `while_loop` returns `FERRAX_AOT_TAPE_ALLOC` when its
+/// first or a later allocation fails, frees the tape it had, and succeeds again afterwards.
+const FAILING_REALLOC: &str = r#"#include "rt.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+static int fail_at = -1, grows = 0, frees = 0;
+
+void *__wrap_realloc(void *p, size_t n) {
+  if (fail_at >= 0 && grows++ >= fail_at) return NULL;
+  return __real_realloc(p, n);
+}
+
+void __wrap_free(void *p) {
+  if (p) frees++;
+  __real_free(p);
+}
+
+int main(void) {
+  double in0[WHILE_GRAD_IN0_LEN] = {0.5, 2.0, 9.0, 1e-3, 123.0};
+  double out0[WHILE_GRAD_OUT0_LEN];
+  void *ws = aligned_alloc(16, (WHILE_GRAD_WORKSPACE_BYTES + 15) / 16 * 16 + 16);
+  if (!ws) return 3;
+  int ok = while_grad(in0, out0, ws);
+  int ok_frees = frees;
+  fail_at = 0; grows = 0; frees = 0;
+  int first = while_grad(in0, out0, ws);
+  int first_frees = frees;
+  fail_at = 2; grows = 0; frees = 0;
+  int later = while_grad(in0, out0, ws);
+  int later_frees = frees;
+  fail_at = -1; frees = 0;
+  int again = while_grad(in0, out0, ws);
+  printf("%d %d %d %d %d %d %d %d\n", ok, ok_frees, first, first_frees, later, later_frees,
+         again, frees);
+  free(ws);
+  return 0;
+}
+"#;
+
+#[test]
+fn a_failed_tape_allocation_is_the_entrys_status() {
+    let ok = Command::new("cc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("cc is not available: skipping the allocation-failure test");
+        return;
+    }
+    let ex = export(Target::Host);
+    let dir = scratch("runtime-realloc");
+    let written = ex.write_to(&dir).expect("write the files");
+    let src = dir.join("failing.c");
+    std::fs::write(&src, FAILING_REALLOC).unwrap();
+    let exe = dir.join("failing");
+    let cc = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-O1",
+            "-Wall",
+            "-Werror",
+            "-Wl,--wrap=realloc,--wrap=free",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(&src)
+        .arg(&written.object)
+        .arg("-lm")
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "cc failed:\n{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let run = Command::new(&exe).output().unwrap();
+    assert!(run.status.success(), "the driver failed: {:?}", run.status);
+    let out = String::from_utf8(run.stdout).unwrap();
+    let v: Vec<i32> = out.split_whitespace().map(|t| t.parse().unwrap()).collect();
+    // Statuses 0 / 2 (FERRAX_AOT_TAPE_ALLOC) / 2 / 0; every successful call frees its one
+    // tape, a call failing at the first allocation has none to free, one failing later frees
+    // the tape it had.
+    assert_eq!(
+        v,
+        [0, 1, 2, 0, 2, 1, 0, 1],
+        "ok, frees, first, frees, later, frees, again, frees"
+    );
+}

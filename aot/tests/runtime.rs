@@ -309,6 +309,12 @@ fn cases() -> Vec<(&'static str, Function, Vec<Array>, Option<f64>)> {
             None,
         ),
         (
+            "while_grad_scalar",
+            grad(newton_sqrt).into_function(),
+            vec![Array::from(2.0)],
+            None,
+        ),
+        (
             "cnn_step",
             grad(cnn_loss).wrt((1, 2, 3)).into_function(),
             vec![

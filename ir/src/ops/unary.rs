@@ -300,8 +300,9 @@ impl UnaryOp {
 }
 
 /// Where the inverse hyperbolic functions switch to `log|x| + log 2`: from 2²⁸ on, the
-/// `1/(4x²)` they drop is below a part in 2⁵⁸ of the result.
-const HUGE: f64 = (1u64 << 28) as f64;
+/// `1/(4x²)` they drop is below a part in 2⁵⁸ of the result. (Public, with the constants of
+/// [`erf`], for the JIT, which emits the same operations into exported objects.)
+pub const HYPERBOLIC_HUGE: f64 = (1u64 << 28) as f64;
 
 /// `asinh x = sign(x) · log1p(|x| + |x| / (hypot(1, 1/|x|) + 1/|x|))`, which is
 /// `log(|x| + √(x² + 1))` rewritten so that small `x` keeps its precision (through `log1p`),
@@ -312,7 +313,7 @@ const HUGE: f64 = (1u64 << 28) as f64;
 /// of the true value (tested against 50-digit values).
 fn asinh<T: Float>(x: T) -> T {
     let ax = x.abs();
-    if ax >= T::from_f64(HUGE) {
+    if ax >= T::from_f64(HYPERBOLIC_HUGE) {
         return ax.ln().add(T::from_f64(std::f64::consts::LN_2)).copysign(x);
     }
     let ix = T::ONE.div(ax);
@@ -329,7 +330,7 @@ fn acosh<T: Float>(x: T) -> T {
     let two = T::from_f64(2.0);
     if x < T::ONE || x.is_nan() {
         T::from_f64(f64::NAN)
-    } else if x >= T::from_f64(HUGE) {
+    } else if x >= T::from_f64(HYPERBOLIC_HUGE) {
         x.ln().add(T::from_f64(std::f64::consts::LN_2))
     } else if x > two {
         let r = x.mul(x).sub(T::ONE).sqrt();
@@ -376,6 +377,15 @@ fn integer_pow<T: Num>(x: T, n: i32) -> T {
     }
 }
 
+/// Where [`erf`] switches from its series to its continued fraction, and from that to 1.
+pub const ERF_SPLITS: (f64, f64) = (2.5, 6.0);
+
+/// [`erf`]'s series stops once a term falls below this fraction of the sum.
+pub const ERF_SERIES_TOLERANCE: f64 = 1e-17;
+
+/// The number of terms of [`erf`]'s continued fraction.
+pub const ERF_FRACTION_TERMS: u32 = 60;
+
 /// The error function in f64, with a relative error below about 1e-15.
 ///
 /// For |x| < 2.5 it sums the series `erf(x) = 2/√π · e^(−x²) · Σ (2x²)ⁿ x / (1·3·…·(2n+1))`,
@@ -384,25 +394,26 @@ fn integer_pow<T: Num>(x: T, n: i32) -> T {
 /// …))))`, evaluated from the tail; there erfc < 4.1e-4, so its error barely reaches erf.
 /// Odd symmetry gives negative arguments; ±∞ give ±1 and NaN stays NaN.
 pub fn erf(x: f64) -> f64 {
+    let (series_below, fraction_below) = ERF_SPLITS;
     const FRAC_2_SQRT_PI: f64 = std::f64::consts::FRAC_2_SQRT_PI;
     if x.is_nan() {
         return x;
     }
     let a = x.abs();
-    let r = if a < 2.5 {
+    let r = if a < series_below {
         let two_a2 = 2.0 * a * a;
         let mut term = a;
         let mut sum = a;
         let mut k = 1.0;
-        while term > sum * 1e-17 {
+        while term > sum * ERF_SERIES_TOLERANCE {
             term *= two_a2 / (2.0 * k + 1.0);
             sum += term;
             k += 1.0;
         }
         FRAC_2_SQRT_PI * (-a * a).exp() * sum
-    } else if a < 6.0 {
+    } else if a < fraction_below {
         let mut t = a;
-        for k in (1..=60).rev() {
+        for k in (1..=ERF_FRACTION_TERMS).rev() {
             t = a + (k as f64 * 0.5) / t;
         }
         let erfc = (-a * a).exp() / (std::f64::consts::PI.sqrt() * t);

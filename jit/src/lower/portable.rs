@@ -23,13 +23,12 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncOrDataId, Linkage, Module};
+use ferrax_ir::ops::unary::{
+    ERF_FRACTION_TERMS, ERF_SERIES_TOLERANCE, ERF_SPLITS, HYPERBOLIC_HUGE as HUGE,
+};
 use ferrax_ir::ops::{window::Monoid, window::Select, ConvGeneral, WindowOp};
 use ferrax_ir::{DType, InstData, Result, Value};
 use smallvec::SmallVec;
-
-/// Where the interpreter's inverse hyperbolic functions switch to `log|x| + log 2`
-/// (`ferrax_ir::ops::unary`'s `HUGE`).
-const HUGE: f64 = (1u64 << 28) as f64;
 
 /// Calls the helper `name` the way an object can: `Some` with the results for the helpers
 /// this module provides, `None` for the others (which must have a libm equivalent).
@@ -324,7 +323,7 @@ impl Emit<'_, '_> {
         let a = fb.ins().fabs(x);
         let neg_a = fb.ins().fneg(a);
         let sq = fb.ins().fmul(neg_a, a);
-        let limit = fb.ins().f64const(2.5);
+        let limit = fb.ins().f64const(ERF_SPLITS.0);
         let small = fb.ins().fcmp(FloatCC::LessThan, a, limit);
         fb.ins().brif(small, series, &[], not_series, &[]);
 
@@ -344,7 +343,7 @@ impl Emit<'_, '_> {
         fb.switch_to_block(head);
         let hp = fb.block_params(head).to_vec();
         let (term, sum, k) = (hp[0], hp[1], hp[2]);
-        let tiny = fb.ins().f64const(1e-17);
+        let tiny = fb.ins().f64const(ERF_SERIES_TOLERANCE);
         let bound = fb.ins().fmul(sum, tiny);
         let more = fb.ins().fcmp(FloatCC::GreaterThan, term, bound);
         fb.ins().brif(more, step, &[], summed, &[]);
@@ -367,15 +366,15 @@ impl Emit<'_, '_> {
         let r = fb.ins().fmul(ce, sum);
         fb.ins().jump(done, &[r.into()]);
 
-        // The continued fraction from its tail (60 terms, unrolled: k is a constant).
+        // The continued fraction from its tail (unrolled: k is a constant).
         fb.switch_to_block(not_series);
-        let six = fb.ins().f64const(6.0);
+        let six = fb.ins().f64const(ERF_SPLITS.1);
         let mid = fb.ins().fcmp(FloatCC::LessThan, a, six);
         let one = fb.ins().f64const(1.0);
         fb.ins().brif(mid, fraction, &[], done, &[one.into()]);
         fb.switch_to_block(fraction);
         let mut t = a;
-        for k in (1..=60).rev() {
+        for k in (1..=ERF_FRACTION_TERMS).rev() {
             let kh = fb.ins().f64const(k as f64 * 0.5);
             let q = fb.ins().fdiv(kh, t);
             t = fb.ins().fadd(a, q);

@@ -231,7 +231,8 @@ pub struct Defined {
     pub scalar: Option<FuncId>,
     /// The bytes of workspace the tensor entry needs (16-byte aligned).
     pub workspace: usize,
-    /// The machine code size of the functions, in bytes.
+    /// The machine code size of the functions, in bytes (not counting the helpers an
+    /// object module defines once for all its graphs, `erf` and the like).
     pub code_bytes: usize,
     /// The array constants the code reads in place (empty for [`Destination::Object`]).
     pub consts: Vec<Literal>,

@@ -98,7 +98,7 @@ fn tier_flags(tier: Tier, pic: bool) -> std::result::Result<settings::Flags, Str
     Ok(settings::Flags::new(flags))
 }
 
-/// The Cranelift settings `graph` compiles with under `opts` (its [`Tier`]), for code that
+/// The Cranelift settings `graph` compiles with under `opts` (its tier), for code that
 /// runs elsewhere: position-independent when `pic`.
 pub fn code_flags(graph: &Graph, opts: &JitOptions, pic: bool) -> Result<settings::Flags> {
     tier_flags(tier(graph, opts), pic).map_err(jit_err)

@@ -76,7 +76,9 @@ pub enum AotError {
         /// The slice's length.
         found: usize,
     },
-    /// The code returned a non-zero status (1: a while_loop ran over its iteration limit).
+    /// The code returned a non-zero status (1: a while_loop ran over its iteration limit;
+    /// 2: a reverse-mode while_loop's tape could not be allocated; 3: it would outgrow the size
+    /// limit).
     Status {
         /// The function.
         function: &'static str,

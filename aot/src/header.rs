@@ -53,8 +53,9 @@ pub(crate) fn generate(name: &str, triple: &str, entries: &[Entry]) -> String {
         " *   need not be initialised and may be reused by later calls, but not by concurrent"
             .into(),
         " *   ones (pass NULL when NAME_WORKSPACE_BYTES is 0).".into(),
-        " * - Functions do not allocate, keep no state between calls and use no threads;".into(),
-        " *   concurrent calls with distinct workspaces and outputs are safe.".into(),
+        " * - Functions keep no state between calls and use no threads; concurrent calls".into(),
+        " *   with distinct workspaces and outputs are safe. Only reverse-mode while_loops".into(),
+        " *   allocate: their tape, with realloc, freed with free before the call returns.".into(),
         " * - Rank-0 (scalar) values are passed by pointer to one element, like tensors.".into(),
         " */".into(),
     ];
@@ -70,8 +71,11 @@ pub(crate) fn generate(name: &str, triple: &str, entries: &[Entry]) -> String {
          #define FERRAX_AOT_F32 0\n#define FERRAX_AOT_F64 1\n\
          #define FERRAX_AOT_I32 2\n#define FERRAX_AOT_BOOL 3\n\
          /* The alignment of a workspace, in bytes. */\n#define FERRAX_AOT_ALIGN 16\n\
-         /* Statuses: a while_loop ran over its iteration limit. */\n\
-         #define FERRAX_AOT_WHILE_LIMIT 1\n#endif\n\n",
+         /* Statuses: a while_loop ran over its iteration limit; a reverse-mode */\n\
+         /* while_loop's tape could not be allocated (realloc failed); it would outgrow */\n\
+         /* the largest size ferrax allocates. */\n\
+         #define FERRAX_AOT_WHILE_LIMIT 1\n#define FERRAX_AOT_TAPE_ALLOC 2\n\
+         #define FERRAX_AOT_TAPE_LIMIT 3\n#endif\n\n",
     );
     for e in entries {
         entry(&mut h, e);
@@ -99,8 +103,10 @@ fn entry(h: &mut String, e: &Entry) {
     if e.may_fail {
         let _ = writeln!(
             h,
-            " * Returns 0, or FERRAX_AOT_WHILE_LIMIT when a while_loop ran over its iteration\n\
-             * limit (the outputs are then unspecified)."
+            " * Returns 0, or a non-zero status (the outputs are then unspecified):\n\
+             * FERRAX_AOT_WHILE_LIMIT when a while_loop ran over its iteration limit,\n\
+             * FERRAX_AOT_TAPE_ALLOC when a reverse-mode while_loop's tape could not be\n\
+             * allocated, FERRAX_AOT_TAPE_LIMIT when it would outgrow the size limit."
         );
     } else {
         let _ = writeln!(h, " * Returns 0 (this function cannot fail).");

@@ -21,15 +21,19 @@
 //! non-zero status when code that can fail at run time failed (see the header). Several
 //! functions go into one object. The code is what [`ferrax_jit`] generates for the same graph
 //! ([`ferrax_jit::define_graph`] with [`ferrax_jit::Destination::Object`]), compiled in
-//! [`ferrax_jit::MathMode::Precise`] by default, so results equal the JIT's and the
-//! interpreter's bit for bit.
+//! [`ferrax_jit::MathMode::Precise`] by default, so results equal the interpreter's bit for
+//! bit, and the JIT's too except for large convolutions, which the JIT sums through GEMM in
+//! another order (the two then agree within rounding).
 //!
 //! **Nothing from ferrax at run time.** The object imports only C library functions
-//! (`sin`, `exp`, `pow`, `memcpy`, ...: link with `-lm`). Graphs whose code would call one of
-//! ferrax's Rust helpers are refused with an `Err` naming the op: `erf`, `logistic` and the
-//! inverse hyperbolic functions in precise math, convolutions, window ops, and reverse-mode
-//! `while_loop`s. Matrix products are compiled as loops instead of GEMM calls, and loops run on
-//! the calling thread.
+//! (`sin`, `exp`, `hypot`, `pow`, `memcpy`, `realloc`, ...: link with `-lm`), and every graph
+//! the JIT compiles exports. What the JIT gets from ferrax's Rust helpers the object carries as
+//! code of its own: `erf`, `logistic` and the inverse hyperbolic functions (in precise math)
+//! are local functions of the object computing the interpreter's formulas; window ops (pooling
+//! and its gradients) and convolutions are loop nests in the interpreter's order; matrix
+//! products are loops instead of GEMM calls. Reverse-mode `while_loop`s grow their tape with
+//! `realloc` and free it before returning; when the memory cannot be had the entry returns
+//! `FERRAX_AOT_TAPE_ALLOC` (see the header). All loops run on the calling thread.
 
 mod binding;
 mod header;
@@ -182,7 +186,7 @@ impl Exporter {
     }
 
     /// Compiles every function into one object and generates the header and the binding.
-    /// Errors name the function, and for unsupported code the op that needs a runtime helper.
+    /// Errors name the function and what failed.
     pub fn finish(&self) -> Result<Export> {
         if self.pending.is_empty() {
             return Err(aot_err("nothing to export: add a function first"));

@@ -191,7 +191,7 @@ impl_elem!(bool, Bool);
 macro_rules! float_methods {
     (@list $mac:ident $($arg:tt)*) => {
         $mac!($($arg)*; abs floor ceil round sqrt exp exp2 exp_m1 ln ln_1p sin cos tan asin acos
-            atan sinh cosh tanh asinh acosh atanh);
+            atan sinh cosh tanh);
     };
     (decl) => {
         float_methods!(@list float_decl);
@@ -319,6 +319,10 @@ pub(crate) trait Float: Num {
     fn powf(self, y: Self) -> Self;
     /// The four-quadrant arctangent of `self / x`.
     fn atan2(self, x: Self) -> Self;
+    /// `sqrt(self² + y²)` without undue overflow (libm's `hypot`).
+    fn hypot(self, y: Self) -> Self;
+    /// `self` with the sign of `sign`.
+    fn copysign(self, sign: Self) -> Self;
     float_methods!(decl);
 }
 
@@ -366,6 +370,12 @@ macro_rules! impl_float {
             }
             fn atan2(self, x: $t) -> $t {
                 $t::atan2(self, x)
+            }
+            fn hypot(self, y: $t) -> $t {
+                $t::hypot(self, y)
+            }
+            fn copysign(self, sign: $t) -> $t {
+                $t::copysign(self, sign)
             }
             float_methods!(impl $t);
         }

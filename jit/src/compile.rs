@@ -98,7 +98,7 @@ fn tier_flags(tier: Tier, pic: bool) -> std::result::Result<settings::Flags, Str
     Ok(settings::Flags::new(flags))
 }
 
-/// The Cranelift settings `graph` compiles with under `opts` (its [`Tier`]), for code that
+/// The Cranelift settings `graph` compiles with under `opts` (its tier), for code that
 /// runs elsewhere: position-independent when `pic`.
 pub fn code_flags(graph: &Graph, opts: &JitOptions, pic: bool) -> Result<settings::Flags> {
     tier_flags(tier(graph, opts), pic).map_err(jit_err)
@@ -202,9 +202,10 @@ pub enum Destination {
     /// In this process, through a `JITModule`: helpers are ferrax's own functions, array
     /// constants are read in place, large loops run on the thread pool.
     Process,
-    /// In an object file linked into another program: helpers must be C library functions
-    /// (an `Err` names the op that needs any other), array constants become data objects, and
-    /// every loop runs on the calling thread.
+    /// In an object file linked into another program: helpers are C library functions or
+    /// code emitted into the object (scalar helpers as local functions, window ops and
+    /// convolutions as loop nests, tapes through `realloc`), array constants become data
+    /// objects, and every loop runs on the calling thread.
     Object,
 }
 
@@ -230,7 +231,8 @@ pub struct Defined {
     pub scalar: Option<FuncId>,
     /// The bytes of workspace the tensor entry needs (16-byte aligned).
     pub workspace: usize,
-    /// The machine code size of the functions, in bytes.
+    /// The machine code size of the functions, in bytes (not counting the helpers an
+    /// object module defines once for all its graphs, `erf` and the like).
     pub code_bytes: usize,
     /// The array constants the code reads in place (empty for [`Destination::Object`]).
     pub consts: Vec<Literal>,

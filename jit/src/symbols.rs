@@ -493,10 +493,11 @@ unsafe extern "C" fn ferrax_tape_free(ptr: *mut u8, cap: usize) {
 /// The C library function an exported object calls for the helper `name`: the one the
 /// interpreter's scalar function is (Rust's `f64::sin` and friends call these very symbols on
 /// Linux with glibc, `%` on floats calls `fmod`), so the object's results equal the
-/// interpreter's bit for bit and it needs nothing but `-lm` at link time. Helpers written in
-/// Rust (GEMM, the thread pool, tapes, window and convolution kernels, `erf`, `logistic` and
-/// the inverse hyperbolic functions, which std computes itself) have no such equivalent: an
-/// `Err` naming the helper and the op that needs it.
+/// interpreter's bit for bit and it needs nothing but `-lm` at link time. The helpers with no
+/// such equivalent are emitted into the object by `crate::lower::portable` before this is
+/// asked; of the others, GEMM and the thread pool are never called by exported code (the
+/// exporter compiles matrix products as loops and runs loops on the calling thread), so the
+/// `Err` naming the helper and the op that needs it guards against a lowering change only.
 pub(crate) fn object_symbol(name: &str) -> ferrax_ir::Result<&str> {
     Ok(match name {
         "ferrax_round_f64" => "round",
@@ -541,31 +542,15 @@ pub(crate) fn object_symbol(name: &str) -> ferrax_ir::Result<&str> {
         libc if !libc.starts_with("ferrax_") => libc,
         helper => {
             let what = match helper {
-                "ferrax_dgemm" | "ferrax_sgemm" => "a GEMM-sized dot_general".to_string(),
-                "ferrax_parallel_for" => "a multi-threaded loop".to_string(),
-                "ferrax_tape_grow" | "ferrax_tape_free" => {
-                    "a reverse-mode while_loop (taped_while), whose tape grows at run time"
-                        .to_string()
-                }
-                "ferrax_conv_f64" | "ferrax_conv_f32" => "conv_general_dilated".to_string(),
-                "ferrax_window_f64" | "ferrax_window_f32" | "ferrax_window_i32" => {
-                    "a window op (reduce_window_*, select_and_*)".to_string()
-                }
-                other => {
-                    let op = other.trim_start_matches("ferrax_");
-                    let op = op
-                        .strip_suffix("_f64")
-                        .or_else(|| op.strip_suffix("_f32"))
-                        .unwrap_or(op);
-                    format!("the op `{op}` in precise math")
-                }
+                "ferrax_dgemm" | "ferrax_sgemm" => "a GEMM-sized dot_general",
+                "ferrax_parallel_for" => "a multi-threaded loop",
+                _ => "an op",
             };
             return Err(ferrax_ir::Error::new(
                 ferrax_ir::ErrorKind::Jit,
                 format!(
                     "aot export: {what} calls the runtime helper `{helper}`, which ferrax \
-                     implements in Rust and an exported object cannot call (only C library \
-                     functions are imported)"
+                     implements in Rust and an exported object cannot call"
                 ),
             ));
         }

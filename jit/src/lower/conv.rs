@@ -11,6 +11,10 @@ use ferrax_ir::{DType, InstData, Result};
 
 /// Lowers the convolution `inst`.
 pub(crate) fn lower(cx: &mut Ctx, op: &ConvGeneral, inst: &InstData) -> Result<()> {
+    if cx.dest == crate::Destination::Object {
+        // An exported object has no kernel to call: the direct loop nest instead.
+        return super::portable::lower_conv(cx, op, inst);
+    }
     let (a, b, r) = (inst.args[0], inst.args[1], inst.results[0]);
     let (aty, bty) = (cx.graph.ty(a).clone(), cx.graph.ty(b).clone());
     let rty = cx.graph.ty(r).clone();

@@ -24,6 +24,7 @@ pub(crate) mod fastmath;
 pub(crate) mod fused;
 pub(crate) mod index;
 pub(crate) mod literal;
+pub(crate) mod portable;
 pub(crate) mod reduce;
 pub(crate) mod remap;
 pub(crate) mod shape;
@@ -372,8 +373,9 @@ impl<'a, 'b> Ctx<'a, 'b> {
     }
 
     /// Calls an imported `ferrax_*` helper (or libc) function. In an exported object the
-    /// helper must have a libm equivalent ([`crate::symbols::object_symbol`]), which the
-    /// object imports instead; other helpers are an error naming what needs them.
+    /// helper is either emitted into the object or replaced by a C library call
+    /// ([`portable::call`]), or has a libm equivalent ([`crate::symbols::object_symbol`]),
+    /// which the object imports instead; other helpers are an error naming what needs them.
     pub fn call(
         &mut self,
         name: &str,
@@ -383,7 +385,12 @@ impl<'a, 'b> Ctx<'a, 'b> {
     ) -> Result<SmallVec<[ir::Value; 1]>> {
         let name = match self.dest {
             crate::Destination::Process => name,
-            crate::Destination::Object => crate::symbols::object_symbol(name)?,
+            crate::Destination::Object => {
+                if let Some(results) = portable::call(self, name, args)? {
+                    return Ok(results);
+                }
+                crate::symbols::object_symbol(name)?
+            }
         };
         let fref = match self.imports.get(name) {
             Some(&f) => f,

@@ -100,6 +100,10 @@ fn address(cx: &mut Ctx, v: Value) -> Result<ir::Value> {
 
 /// Lowers a windowed op.
 pub(crate) fn lower(cx: &mut Ctx, op: &WindowOp, inst: &InstData) -> Result<()> {
+    if cx.dest == crate::Destination::Object {
+        // An exported object has no kernels to call: loop nests instead.
+        return super::portable::lower_window(cx, op, inst);
+    }
     let r = inst.results[0];
     let a = inst.args[0];
     let x = inst.args[inst.args.len() - 1];

@@ -619,3 +619,42 @@ fn windows_follow_their_geometry() {
     }
     assert!(detected.nnz() < n * n / 2, "{}", detected.nnz());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The shape family's sources are computed from the op's parameters (not by evaluating
+    /// it): strided slices, pads with interior padding, broadcasts, transposes, reversals and
+    /// concatenations of a 3-D array, composed, give the exact pattern.
+    #[test]
+    fn shape_ops_move_elements_exactly(
+        lo in proptest::collection::vec(0usize..3, 3),
+        hi in proptest::collection::vec(0usize..2, 3),
+        interior in proptest::collection::vec(0usize..2, 3),
+        start in proptest::collection::vec(0usize..2, 3),
+        stride in proptest::collection::vec(1usize..3, 3),
+        perm in Just(vec![0usize, 1, 2]).prop_shuffle(),
+        axes in proptest::collection::vec(any::<bool>(), 3),
+        cat_axis in 0usize..3,
+    ) {
+        let dims = [2usize, 3, 2];
+        let f = move |x: Tensor| {
+            let y = x.reshape(&dims).sin();
+            let p = y.pad(&lo, &hi, &interior, 0.5);
+            let pd = p.shape().to_vec();
+            let limit: Vec<usize> = pd.to_vec();
+            let s = p.slice(&start, &limit, &stride);
+            let t = s.transpose(&perm);
+            let rev: Vec<usize> = (0..3).filter(|&d| axes[d]).collect();
+            let r = t.rev(&rev);
+            let mut bd = r.shape().to_vec();
+            bd.insert(1, 2);
+            let b = r.broadcast_in_dim(&bd, &[0, 2, 3]);
+            let other = b.clone().cos();
+            let c = ferrax_ir::concatenate(&[b, other], cat_axis);
+            let size: usize = c.shape().iter().product();
+            c.reshape(&[size]) * 2.0
+        };
+        check_exact(f, 12);
+    }
+}

@@ -144,32 +144,55 @@ pub fn order(adj: &Adjacency, ordering: Ordering) -> Vec<usize> {
             v
         }
         Ordering::SmallestLast => {
-            // Matula and Beck's bucket queue: `buckets[d]` holds vertices entered at degree
-            // `d` (stale entries are skipped when popped). Removing a vertex lowers its
-            // neighbours' degrees by one, so the smallest degree drops by at most one per
-            // removal and the scan pointer moves back by at most one: linear time overall.
+            // Matula and Beck's bucket queue, as doubly linked lists in flat arrays: bucket
+            // `d` holds the remaining vertices of degree `d`. Removing a vertex moves each
+            // remaining neighbour down one bucket, so the smallest degree drops by at most
+            // one per removal and the scan pointer moves back by at most one: linear time.
+            const NIL: usize = usize::MAX;
             let mut degree: Vec<usize> = (0..n).map(|v| adj.nbrs(v).len()).collect();
-            let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); n.max(1)];
+            let maxd = degree.iter().copied().max().unwrap_or(0);
+            let mut head = vec![NIL; maxd + 1];
+            let (mut next, mut prev) = (vec![NIL; n], vec![NIL; n]);
+            let link =
+                |v: usize, d: usize, head: &mut [usize], next: &mut [usize], prev: &mut [usize]| {
+                    next[v] = head[d];
+                    prev[v] = NIL;
+                    if head[d] != NIL {
+                        prev[head[d]] = v;
+                    }
+                    head[d] = v;
+                };
+            let unlink =
+                |v: usize, d: usize, head: &mut [usize], next: &mut [usize], prev: &mut [usize]| {
+                    if prev[v] != NIL {
+                        next[prev[v]] = next[v];
+                    } else {
+                        head[d] = next[v];
+                    }
+                    if next[v] != NIL {
+                        prev[next[v]] = prev[v];
+                    }
+                };
             for v in (0..n).rev() {
-                buckets[degree[v]].push(v);
+                link(v, degree[v], &mut head, &mut next, &mut prev);
             }
             let mut removed = vec![false; n];
             let mut out = Vec::with_capacity(n);
             let mut d = 0;
             while out.len() < n {
-                let Some(v) = buckets[d].pop() else {
+                let v = head[d];
+                if v == NIL {
                     d += 1;
                     continue;
-                };
-                if removed[v] || degree[v] != d {
-                    continue;
                 }
+                unlink(v, d, &mut head, &mut next, &mut prev);
                 removed[v] = true;
                 out.push(v);
                 for &w in adj.nbrs(v) {
                     if !removed[w] {
+                        unlink(w, degree[w], &mut head, &mut next, &mut prev);
                         degree[w] -= 1;
-                        buckets[degree[w]].push(w);
+                        link(w, degree[w], &mut head, &mut next, &mut prev);
                     }
                 }
                 d = d.saturating_sub(1);
@@ -318,16 +341,29 @@ pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
 /// colouring does not allow direct recovery (it is not a star colouring of `p`).
 pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
     let k = c.num_colours;
-    // How many entries of each colour row `i` holds (its compressed element is their sum).
-    let count = |i: usize, col: usize| p.row(i).iter().filter(|&&j| c.colours[j] == col).count();
+    // `count[i * k + col]`: how many entries of colour `col` row `i` holds (its compressed
+    // element is their sum). Flat, one pass over the pattern.
+    let cells = p.nrows.checked_mul(k).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Size,
+            "hessian_sparse: the compressed Hessian's size overflows",
+        )
+    })?;
+    let mut count = vec![0u32; cells];
+    for i in 0..p.nrows {
+        for &j in p.row(i) {
+            let at = &mut count[i * k + c.colours[j]];
+            *at = at.saturating_add(1);
+        }
+    }
     let mut out = Vec::with_capacity(p.nnz());
     for i in 0..p.nrows {
         for &j in p.row(i) {
-            if count(i, c.colours[j]) == 1 {
+            if count[i * k + c.colours[j]] == 1 {
                 out.push(i * k + c.colours[j]);
             } else if j < p.nrows
                 && p.row(j).binary_search(&i).is_ok()
-                && count(j, c.colours[i]) == 1
+                && count[j * k + c.colours[i]] == 1
             {
                 out.push(j * k + c.colours[i]);
             } else {

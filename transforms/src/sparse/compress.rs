@@ -17,6 +17,7 @@ use crate::grad::{argnums_first, restrict};
 use crate::jvp::jvp_graph;
 use crate::vmap::vmap_graph_sized;
 use ferrax_ir::ops::{IndexOp, Indexing, Literal, LiteralOp, ShapeOp};
+use ferrax_ir::timings::{timed, PhaseOutput};
 use ferrax_ir::{Array, Builder, Dims, Graph, Op, Result, Shape, Type, Value};
 
 /// A sparse derivative plan: the pattern, its colouring and the graph computing the values.
@@ -102,9 +103,13 @@ pub fn jacobian_plan(
             g.ty(g.outputs()[0])
         );
     }
-    let pattern = jacobian_pattern(&g, 1)?;
-    let by_columns = colour_columns(&pattern, ordering);
-    let by_rows = colour_columns(&pattern.transpose(), ordering);
+    let pattern = phase("sparse.pattern", || jacobian_pattern(&g, 1))?;
+    let (by_columns, by_rows) = phase("sparse.colour", || {
+        (
+            colour_columns(&pattern, ordering),
+            colour_columns(&pattern.transpose(), ordering),
+        )
+    });
     // One product per colour either way; ties go to forward mode, whose products are cheaper.
     let (mode, colouring, idx) = if by_rows.num_colours < by_columns.num_colours {
         let idx = row_decompression(&pattern, &by_rows);
@@ -113,7 +118,9 @@ pub fn jacobian_plan(
         let idx = column_decompression(&pattern, &by_columns);
         (Mode::Forward, by_columns, idx)
     };
-    let graph = compressed_graph(&g, 1, mode, &colouring, &idx)?;
+    let graph = phase("sparse.graph", || {
+        compressed_graph(&g, 1, mode, &colouring, &idx)
+    })?;
     Ok(SparsePlan {
         pattern,
         colouring,
@@ -135,10 +142,14 @@ pub fn hessian_plan(
     let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
     let grad = crate::grad_graph(&g, 1, &[0], false)?;
     // The Hessian pattern is the Jacobian pattern of the gradient (see `hessian_pattern`).
-    let pattern = jacobian_pattern(&grad, 1)?;
-    let colouring = colour_star(&pattern, ordering);
-    let idx = star_decompression(&pattern, &colouring)?;
-    let graph = compressed_graph(&grad, 1, Mode::Forward, &colouring, &idx)?;
+    let pattern = phase("sparse.pattern", || jacobian_pattern(&grad, 1))?;
+    let colouring = phase("sparse.colour", || colour_star(&pattern, ordering));
+    let idx = phase("sparse.decompression", || {
+        star_decompression(&pattern, &colouring)
+    })?;
+    let graph = phase("sparse.graph", || {
+        compressed_graph(&grad, 1, Mode::Forward, &colouring, &idx)
+    })?;
     Ok(SparsePlan {
         pattern,
         colouring,
@@ -312,4 +323,18 @@ fn fold_constant_moves(g: &Graph) -> Result<Graph> {
         .map(|&o| get(&map, o))
         .collect::<Result<Vec<Value>>>()?;
     Ok(b.finish(&outs))
+}
+
+/// A phase's result that reports no graph size to the timings.
+struct Untallied<T>(T);
+
+impl<T> PhaseOutput for Untallied<T> {
+    fn equations(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Runs `f` as the timed phase `name` (see `ferrax_ir::timings`).
+fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    timed(name, || Untallied(f())).0
 }

@@ -30,6 +30,12 @@ pub type Set = SmallVec<[u32; 4]>;
 /// Constants larger than this many elements are not tracked.
 const KONST_LIMIT: usize = 1 << 20;
 
+/// Float constants computed by ops (not literals) larger than this many elements are not
+/// tracked either: only `dot_general` reads float constants (to skip the zeros of a known
+/// matrix), while large ones are mostly broadcasts of scalars in vectorised graphs, whose
+/// evaluation would cost as much as the rest of the analysis.
+const FLOAT_KONST_LIMIT: usize = 1 << 16;
+
 /// Loops are followed iteration by iteration for at most this many iterations, then by a fixed
 /// point over the carry.
 const UNROLL_LIMIT: usize = 4096;
@@ -99,42 +105,51 @@ const EMPTY: u32 = u32::MAX;
 
 /// One value's sets, one per element, in the smaller of two forms. Every set is built through
 /// [`Ctx::build`] or [`Sets::from_sets`], which pick `Single` whenever it fits, so each value has
-/// one form; comparisons go element by element all the same.
+/// one form; comparisons go element by element all the same. Both forms are flat arrays, so a
+/// value of a million elements is two allocations, not a million.
 #[derive(Debug)]
 enum Sets {
     /// At most one index per element ([`EMPTY`] for none): four bytes an element, the common
     /// case (inputs, their moves, elementwise ops of one operand).
     Single(Vec<u32>),
-    /// Any sets.
-    Many(Vec<Set>),
+    /// Any sets, compressed: element `i`'s set is `idx[ptr[i]..ptr[i + 1]]` (`n + 1` pointers;
+    /// a value holds at most [`VALUE_LIMIT`] entries, so they fit in `u32`).
+    Many { ptr: Vec<u32>, idx: Vec<u32> },
 }
 
 impl Sets {
     /// The sets as one value, `Single` when every set has at most one index.
     fn from_sets(v: Vec<Set>) -> Sets {
         if v.iter().all(|s| s.len() <= 1) {
-            Sets::Single(
+            return Sets::Single(
                 v.iter()
                     .map(|s| s.first().copied().unwrap_or(EMPTY))
                     .collect(),
-            )
-        } else {
-            Sets::Many(v)
+            );
         }
+        let mut ptr = Vec::with_capacity(v.len() + 1);
+        let mut idx = Vec::new();
+        ptr.push(0);
+        for s in &v {
+            idx.extend_from_slice(s);
+            ptr.push(idx.len() as u32);
+        }
+        Sets::Many { ptr, idx }
     }
 
     fn len(&self) -> usize {
         match self {
             Sets::Single(v) => v.len(),
-            Sets::Many(v) => v.len(),
+            Sets::Many { ptr, .. } => ptr.len() - 1,
         }
     }
 
+    #[inline]
     fn get(&self, i: usize) -> &[u32] {
         match self {
             Sets::Single(v) if v[i] == EMPTY => &[],
             Sets::Single(v) => std::slice::from_ref(&v[i]),
-            Sets::Many(v) => &v[i],
+            Sets::Many { ptr, idx } => &idx[ptr[i] as usize..ptr[i + 1] as usize],
         }
     }
 
@@ -146,7 +161,17 @@ impl Sets {
     fn slice(&self, a: usize, b: usize) -> Sets {
         match self {
             Sets::Single(v) => Sets::Single(v[a..b].to_vec()),
-            Sets::Many(v) => Sets::from_sets(v[a..b].to_vec()),
+            Sets::Many { .. } => {
+                Sets::from_sets((a..b).map(|i| Set::from_slice(self.get(i))).collect())
+            }
+        }
+    }
+
+    /// The `Single` form's indices, if this is one.
+    fn single(&self) -> Option<&[u32]> {
+        match self {
+            Sets::Single(v) => Some(v),
+            Sets::Many { .. } => None,
         }
     }
 }
@@ -165,6 +190,7 @@ struct State {
 }
 
 impl State {
+    #[inline]
     fn set(&self, i: usize) -> &[u32] {
         match &self.deps {
             Some(d) if d.len() == 1 => d.get(0),
@@ -264,45 +290,133 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Builds one set per element with `f`, charging the entries to the budget: in the
-    /// `Single` form until a set with two indices or more turns up, then in the `Many` form.
+    /// Builds one set per element with `f`, charging the entries to the budget.
     fn build(&mut self, n: usize, mut f: impl FnMut(usize) -> Set) -> Result<Option<Arc<Sets>>> {
-        let mut single: Vec<u32> = Vec::new();
-        single.try_reserve_exact(n).map_err(|_| too_large(n))?;
-        let mut here = 0usize;
-        let mut charge = |len: usize, entries: &mut usize| {
-            here = here.saturating_add(len + 1);
-            *entries = entries.saturating_add(len + 1);
-            if here > VALUE_LIMIT || *entries > WORK_LIMIT {
+        self.build_into(n, |i, out| out.extend_from_slice(&f(i)))
+    }
+
+    /// Builds one set per element with `f`, which appends element `i`'s sorted set to the
+    /// vector it is given, charging the entries to the budget. The sets are stored compressed,
+    /// then in the `Single` form if none has two indices or more.
+    fn build_into(
+        &mut self,
+        n: usize,
+        mut f: impl FnMut(usize, &mut Vec<u32>),
+    ) -> Result<Option<Arc<Sets>>> {
+        let mut ptr: Vec<u32> = Vec::new();
+        ptr.try_reserve_exact(n + 1).map_err(|_| too_large(n))?;
+        let mut idx: Vec<u32> = Vec::new();
+        idx.try_reserve(n).map_err(|_| too_large(n))?;
+        ptr.push(0);
+        let mut widest = 0;
+        for i in 0..n {
+            let before = idx.len();
+            f(i, &mut idx);
+            widest = widest.max(idx.len() - before);
+            // Entries plus one per element so far: within the value's limit, so `u32` holds it.
+            let here = idx.len() + i + 1;
+            if here > VALUE_LIMIT || self.entries.saturating_add(here) > WORK_LIMIT {
                 return Err(too_large(here));
             }
-            Ok(())
-        };
-        for i in 0..n {
-            let s = f(i);
-            charge(s.len(), &mut self.entries)?;
-            match s.as_slice() {
-                [] => single.push(EMPTY),
-                [x] => single.push(*x),
-                _ => {
-                    let mut many: Vec<Set> = Vec::new();
-                    many.try_reserve_exact(n).map_err(|_| too_large(n))?;
-                    many.extend(single.iter().map(|&x| match x {
-                        EMPTY => Set::new(),
-                        x => smallvec::smallvec![x],
-                    }));
-                    drop(single);
-                    many.push(s);
-                    for j in i + 1..n {
-                        let s = f(j);
-                        charge(s.len(), &mut self.entries)?;
-                        many.push(s);
+            ptr.push(idx.len() as u32);
+        }
+        self.entries = self.entries.saturating_add(idx.len() + n);
+        if widest <= 1 {
+            let single = (0..n)
+                .map(|i| {
+                    if ptr[i] == ptr[i + 1] {
+                        EMPTY
+                    } else {
+                        idx[ptr[i] as usize]
                     }
-                    return Ok(Some(Arc::new(Sets::Many(many))));
-                }
+                })
+                .collect();
+            return Ok(Some(Arc::new(Sets::Single(single))));
+        }
+        Ok(Some(Arc::new(Sets::Many { ptr, idx })))
+    }
+}
+
+/// Appends the union of `sets` (each sorted) to `out`, sorted and without repeats.
+fn append_union<'a>(out: &mut Vec<u32>, sets: impl IntoIterator<Item = &'a [u32]>) {
+    let start = out.len();
+    let mut it = sets.into_iter();
+    let (Some(a), b) = (it.next(), it.next()) else {
+        return;
+    };
+    let Some(b) = b else {
+        out.extend_from_slice(a);
+        return;
+    };
+    // Two sorted sets merge in one pass; a third or more are appended, sorted and deduplicated.
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    let mut more = false;
+    for s in it {
+        out.extend_from_slice(s);
+        more = true;
+    }
+    if more {
+        out[start..].sort_unstable();
+        let mut w = start;
+        for r in start..out.len() {
+            if w == start || out[r] != out[w - 1] {
+                out[w] = out[r];
+                w += 1;
             }
         }
-        Ok(Some(Arc::new(Sets::Single(single))))
+        out.truncate(w);
+    }
+}
+
+impl Ctx {
+    /// Charges a value of `n` elements holding `entries` indices, built by a fast path.
+    fn charge(&mut self, n: usize, entries: usize) -> Result<()> {
+        let here = n.saturating_add(entries);
+        self.entries = self.entries.saturating_add(here);
+        if here > VALUE_LIMIT || self.entries > WORK_LIMIT {
+            return Err(too_large(here));
+        }
+        Ok(())
+    }
+
+    /// The elementwise union of two `Single` values of one length.
+    fn union_singles(&mut self, x: &[u32], y: &[u32]) -> Result<Option<Arc<Sets>>> {
+        let n = x.len();
+        let clash = x
+            .iter()
+            .zip(y)
+            .any(|(&a, &b)| a != b && a != EMPTY && b != EMPTY);
+        if !clash {
+            self.charge(n, n)?;
+            let v = x.iter().zip(y).map(|(&a, &b)| a.min(b)).collect();
+            return Ok(Some(Arc::new(Sets::Single(v))));
+        }
+        let mut ptr = Vec::new();
+        ptr.try_reserve_exact(n + 1).map_err(|_| too_large(n))?;
+        let mut idx = Vec::new();
+        idx.try_reserve(2 * n).map_err(|_| too_large(2 * n))?;
+        ptr.push(0u32);
+        for (&a, &b) in x.iter().zip(y) {
+            // EMPTY is the largest u32, so it sorts last.
+            let (lo, hi) = (a.min(b), a.max(b));
+            if lo != EMPTY {
+                idx.push(lo);
+            }
+            if hi != EMPTY && hi != lo {
+                idx.push(hi);
+            }
+            ptr.push(idx.len() as u32);
+        }
+        self.charge(n, idx.len())?;
+        Ok(Some(Arc::new(Sets::Many { ptr, idx })))
     }
 }
 
@@ -398,7 +512,15 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         let out_tys: Vec<Type> = inst.results.iter().map(|r| g.ty(*r).clone()).collect();
         let mut outs = rule(ctx, &inst.op, &args, &arg_tys, &out_tys)?;
         // Known constants: evaluated when every operand is known and the result is small.
-        let small = out_tys.iter().all(|t| t.size() <= KONST_LIMIT);
+        let literal = matches!(inst.op, Op::Literal(_));
+        let small = out_tys.iter().all(|t| {
+            let limit = if t.dtype.is_float() && !literal {
+                FLOAT_KONST_LIMIT
+            } else {
+                KONST_LIMIT
+            };
+            t.size() <= limit
+        });
         let all_known = args.iter().all(|a| a.konst.is_some());
         if small && all_known && !matches!(inst.op, Op::Control(_)) {
             let arrays: Vec<&Array> = args.iter().map(|a| &**a.konst.as_ref().unwrap()).collect();
@@ -498,10 +620,21 @@ fn elementwise(ctx: &mut Ctx, n: usize, args: &[&State]) -> Result<Option<Arc<Se
         (Some(x), Some(y)) => Arc::ptr_eq(x, y),
         _ => false,
     });
+    // Two operands with at most one index per element: merged pairwise, without sets.
+    if let [a, b] = live.as_slice() {
+        if let (Some(x), Some(y)) = (
+            a.deps.as_deref().and_then(Sets::single),
+            b.deps.as_deref().and_then(Sets::single),
+        ) {
+            if x.len() == n && y.len() == n {
+                return ctx.union_singles(x, y);
+            }
+        }
+    }
     match live.as_slice() {
         [] => Ok(None),
         [a] if a.deps.as_ref().is_some_and(|d| d.len() == n) => Ok(a.deps.clone()),
-        _ => ctx.build(n, |i| union_all(live.iter().map(|a| a.set(i)))),
+        _ => ctx.build_into(n, |i, out| append_union(out, live.iter().map(|a| a.set(i)))),
     }
 }
 
@@ -562,20 +695,43 @@ fn moved(
         starts.push(off);
         off += tys[d].size();
     }
+    // Operands with at most one index per element: the result is one too, read off directly.
+    let singles: Option<Vec<&[u32]>> = data
+        .iter()
+        .map(|&d| match args[d].deps.as_deref() {
+            None => Some(&[][..]),
+            Some(s) => s.single().filter(|v| v.len() == tys[d].size()),
+        })
+        .collect();
+    if let Some(src) = singles {
+        let mut out: Vec<u32> = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| too_large(n))?;
+        for &p in &pos[..n] {
+            let p = p as usize;
+            out.push(if p == 0 {
+                EMPTY
+            } else {
+                let j = starts.partition_point(|&s| s <= p) - 1;
+                src[j].get(p - starts[j]).copied().unwrap_or(EMPTY)
+            });
+        }
+        ctx.charge(n, n)?;
+        return Ok(Some(Arc::new(Sets::Single(out))));
+    }
     if let [only] = data {
         let a = args[*only];
-        return ctx.build(n, |i| match pos[i] {
-            0 => Set::new(),
-            p => Set::from_slice(a.set(p as usize - 1)),
+        return ctx.build_into(n, |i, out| {
+            if pos[i] != 0 {
+                out.extend_from_slice(a.set(pos[i] as usize - 1));
+            }
         });
     }
-    ctx.build(n, |i| {
+    ctx.build_into(n, |i, out| {
         let p = pos[i] as usize;
-        if p == 0 {
-            return Set::new();
+        if p != 0 {
+            let j = starts.partition_point(|&s| s <= p) - 1;
+            out.extend_from_slice(args[data[j]].set(p - starts[j]));
         }
-        let j = starts.partition_point(|&s| s <= p) - 1;
-        Set::from_slice(args[data[j]].set(p - starts[j]))
     })
 }
 
@@ -916,8 +1072,8 @@ fn reduce(ctx: &mut Ctx, a: &State, dims: &[usize], axes: &[usize]) -> Result<Op
     let (rd, rs) = pick(axes);
     let outer = offsets(&kd, &ks);
     let inner = offsets(&rd, &rs);
-    ctx.build(outer.len(), |i| {
-        union_all(inner.iter().map(|&r| a.set(outer[i] + r)))
+    ctx.build_into(outer.len(), |i, out| {
+        append_union(out, inner.iter().map(|&r| a.set(outer[i] + r)))
     })
 }
 

@@ -123,6 +123,18 @@ pub fn column_conflicts(p: &Pattern) -> Adjacency {
 /// The adjacency graph of a square, symmetric pattern (diagonal entries dropped; an entry
 /// `(i, j)` makes `i` and `j` adjacent even if `(j, i)` is missing).
 pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
+    if p.nrows == p.ncols && is_symmetric(p) {
+        // The rows are the adjacency lists already (sorted, without repeats): one copy
+        // without the diagonal.
+        let mut start = Vec::with_capacity(p.nrows + 1);
+        let mut nbrs = Vec::with_capacity(p.nnz());
+        start.push(0);
+        for r in 0..p.nrows {
+            nbrs.extend(p.row(r).iter().copied().filter(|&c| c != r));
+            start.push(nbrs.len());
+        }
+        return Adjacency { start, nbrs };
+    }
     Adjacency::build(p.ncols.max(p.nrows), |edge| {
         for r in 0..p.nrows {
             for &c in p.row(r) {
@@ -130,6 +142,18 @@ pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
                 edge(c, r);
             }
         }
+    })
+}
+
+/// Whether the square pattern `p` is structurally symmetric, with sorted rows without
+/// repeats (each entry's mirror is found by binary search in its row).
+fn is_symmetric(p: &Pattern) -> bool {
+    (0..p.nrows).all(|r| {
+        let row = p.row(r);
+        row.windows(2).all(|w| w[0] < w[1])
+            && row
+                .iter()
+                .all(|&c| c < p.nrows && p.row(c).binary_search(&r).is_ok())
     })
 }
 
@@ -311,13 +335,14 @@ pub fn is_valid_star_colouring(p: &Pattern, c: &Colouring) -> bool {
     true
 }
 
-/// For a column colouring: the flat index `i · num_colours + colour(j)` into the compressed
-/// matrix `B` (`nrows × num_colours`, row-major) of every nonzero `(i, j)`, in CSR order.
+/// For a column colouring: the flat index `colour(j) · nrows + i` into the compressed matrix
+/// `B = J · S`, stored colour-major (`num_colours × nrows`, the layout the compressed graph
+/// computes), of every nonzero `(i, j)`, in CSR order.
 pub fn column_decompression(p: &Pattern, c: &Colouring) -> Vec<usize> {
     let mut out = Vec::with_capacity(p.nnz());
     for r in 0..p.nrows {
         for &j in p.row(r) {
-            out.push(r * c.num_colours + c.colours[j]);
+            out.push(c.colours[j] * p.nrows + r);
         }
     }
     out
@@ -336,9 +361,10 @@ pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
     out
 }
 
-/// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`
-/// (`n × num_colours`, row-major) holding each nonzero `(i, j)`, in CSR order. Errors if the
-/// colouring does not allow direct recovery (it is not a star colouring of `p`).
+/// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`, stored
+/// colour-major (`num_colours × n`: `B[c, i]` at `c · n + i`), holding each nonzero `(i, j)`,
+/// in CSR order. Errors if the colouring does not allow direct recovery (it is not a star
+/// colouring of `p`).
 pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
     let k = c.num_colours;
     // `count[i * k + col]`: how many entries of colour `col` row `i` holds (its compressed
@@ -360,12 +386,12 @@ pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
     for i in 0..p.nrows {
         for &j in p.row(i) {
             if count[i * k + c.colours[j]] == 1 {
-                out.push(i * k + c.colours[j]);
+                out.push(c.colours[j] * p.nrows + i);
             } else if j < p.nrows
                 && p.row(j).binary_search(&i).is_ok()
                 && count[j * k + c.colours[i]] == 1
             {
-                out.push(j * k + c.colours[i]);
+                out.push(c.colours[i] * p.nrows + j);
             } else {
                 return Err(Error::new(
                     ErrorKind::Transform,

@@ -167,9 +167,9 @@ pub enum Mode {
     Reverse,
 }
 
-/// `g`'s compressed Jacobian with respect to parameter 0, flattened row-major and gathered at
-/// `idx` (indices into the `m × k` or `k × n` matrix of the colouring's decompression map).
-/// The graph computes it colour-major: forward, `B[c, i] = Σ_{colour(j) = c} ∂out_i/∂x_j`,
+/// `g`'s compressed Jacobian with respect to parameter 0, flattened and gathered at `idx`
+/// (the colour-major indices of the colouring's decompression map). The graph computes it
+/// colour-major: forward, `B[c, i] = Σ_{colour(j) = c} ∂out_i/∂x_j`,
 /// shape `[k, out..]`; reverse, `B[c, j] = Σ_{colour(i) = c} ∂out_i/∂x_j`, shape `[k, x..]`.
 fn compressed_graph(
     g: &Graph,
@@ -196,15 +196,11 @@ fn compressed_graph(
         );
     }
     // The linear map restricted to its tangent (cotangent) output, batched over the colours.
-    // The colours are the leading axis either way (no transpose of the compressed matrix);
-    // the forward decompression indices `i · k + c` are renumbered to `c · m + i`.
+    // The colours are the leading axis either way (no transpose of the compressed matrix),
+    // the layout the decompression indices address.
     let lin = match mode {
         Mode::Forward => jvp_graph(g, n_explicit)?,
         Mode::Reverse => crate::vjp_graph(g, n_explicit)?,
-    };
-    let idx: Vec<usize> = match mode {
-        Mode::Forward => idx.iter().map(|&v| (v % k) * m + v / k).collect(),
-        Mode::Reverse => idx.to_vec(),
     };
     let np = lin.params().len();
     let lt = restrict(&lin, &(0..np).collect::<Vec<_>>(), &[1])?;

@@ -384,8 +384,13 @@ pub fn hessian_sparse<M>(f: impl IntoFunction<M>) -> Result<SparseDerivative> {
 /// assert_eq!(hv[0].to_f64_vec(), vec![6.0, 12.0]);
 /// ```
 pub fn hvp<M>(f: impl IntoFunction<M>) -> Result<Jit> {
-    let base = f.into_function();
-    let product = Function::derived("hvp", None, None, move |types| {
+    jit_with(hvp_function(f.into_function()), JitOptions::default())
+}
+
+/// The Hessian-vector product of `base` as a Function of `(x_1.., x_n, v_1.., v_n)` (see
+/// [`hvp`]), not compiled.
+pub(crate) fn hvp_function(base: Function) -> Function {
+    Function::derived("hvp", None, None, move |types| {
         if types.len() % 2 != 0 || types[..types.len() / 2] != types[types.len() / 2..] {
             let list: Vec<String> = types.iter().map(|t| t.to_string()).collect();
             return Err(Error::new(
@@ -405,8 +410,7 @@ pub fn hvp<M>(f: impl IntoFunction<M>) -> Result<Jit> {
             n_explicit: types.len(),
             captures: s.captures,
         })
-    });
-    jit_with(product, JitOptions::default())
+    })
 }
 
 /// Sparsity patterns of a function, without values: see [`Sparsity::jacobian`] and

@@ -1,10 +1,11 @@
 //! Sparse derivatives: sparsity detection on the IR ([`pattern`]), colouring of the patterns
 //! ([`colour`]), and the compressed evaluation graphs that compute only the structural
 //! nonzeros of a Jacobian or Hessian ([`compress`]); also Hessian-vector products on their
-//! own ([`hvp`]).
+//! own ([`hvp`]), and the flattening of several arrays into one for them ([`flat`]).
 
 pub mod colour;
 pub mod compress;
+pub mod flat;
 pub mod hvp;
 pub mod pattern;
 

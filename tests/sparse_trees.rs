@@ -133,6 +133,17 @@ fn tree_hessian_equals_the_dense_tree_hessian() {
         close(&h.matrix.to_dense().unwrap(), &want);
         assert!(h.matrix.nnz() < want.len() / 2, "the Hessian is sparse");
     }
+    // An acyclic colouring: fewer colours, the same values.
+    let star = tree::hessian_sparse(energy).call((&s,)).unwrap();
+    let acyclic = tree::hessian_sparse(energy).acyclic().call((&s,)).unwrap();
+    assert!(acyclic.matrix.colours <= star.matrix.colours);
+    let (x, y) = (
+        acyclic.matrix.to_dense().unwrap(),
+        star.matrix.to_dense().unwrap(),
+    );
+    for (a, b) in x.iter().zip(&y) {
+        assert!((a - b).abs() <= 1e-10 * b.abs().max(1.0), "{a} vs {b}");
+    }
     let p = tree::sparsity(energy).hessian((&s,)).unwrap();
     let h = tree::hessian_sparse(energy).call((&s,)).unwrap();
     assert_eq!(p.pattern.col_idx, h.matrix.col_idx);

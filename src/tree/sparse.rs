@@ -164,6 +164,7 @@ pub struct TreeSparseDerivative {
     kind: Kind,
     argnum: usize,
     ordering: Ordering,
+    acyclic: bool,
     members: Arc<Mutex<HashMap<Key, Arc<Member>>>>,
     derivs: Arc<Mutex<HashMap<Key, SparseDerivative>>>,
 }
@@ -175,6 +176,7 @@ impl TreeSparseDerivative {
             kind,
             argnum,
             ordering,
+            acyclic: false,
             members: Arc::default(),
             derivs: Arc::default(),
         }
@@ -183,13 +185,28 @@ impl TreeSparseDerivative {
     /// The same transform taken with respect to tree argument `argnum` (default 0); the other
     /// arguments are passed through, not differentiated.
     pub fn wrt(&self, argnum: usize) -> TreeSparseDerivative {
-        TreeSparseDerivative::new(self.base.clone(), self.kind, argnum, self.ordering)
+        TreeSparseDerivative {
+            acyclic: self.acyclic,
+            ..TreeSparseDerivative::new(self.base.clone(), self.kind, argnum, self.ordering)
+        }
     }
 
     /// The same transform with another vertex ordering for the colouring (default:
     /// smallest-last).
     pub fn ordering(&self, ordering: Ordering) -> TreeSparseDerivative {
-        TreeSparseDerivative::new(self.base.clone(), self.kind, self.argnum, ordering)
+        TreeSparseDerivative {
+            acyclic: self.acyclic,
+            ..TreeSparseDerivative::new(self.base.clone(), self.kind, self.argnum, ordering)
+        }
+    }
+
+    /// The same Hessian with an acyclic colouring, recovered by substitution (see
+    /// [`SparseDerivative::acyclic`]); a Jacobian's calls then error.
+    pub fn acyclic(&self) -> TreeSparseDerivative {
+        TreeSparseDerivative {
+            acyclic: true,
+            ..TreeSparseDerivative::new(self.base.clone(), self.kind, self.argnum, self.ordering)
+        }
     }
 
     fn member(&self, defs: &[TreeDef], types: &[Type]) -> Result<Arc<Member>> {
@@ -224,6 +241,7 @@ impl TreeSparseDerivative {
         } else {
             d.ordering(self.ordering)?
         };
+        let d = if self.acyclic { d.acyclic()? } else { d };
         lock().insert(key, d.clone());
         Ok(d)
     }

@@ -7,6 +7,7 @@
 //! fewer colours than its columns is compressed in reverse mode instead: the VJP batched over
 //! row seeds.
 
+use super::acyclic::{acyclic_substitution, colour_acyclic, Substitution};
 use super::colour::{
     colour_columns, colour_star, column_decompression, row_decompression, star_decompression,
     Colouring, Ordering,
@@ -29,8 +30,13 @@ pub struct SparsePlan {
     pub colouring: Colouring,
     /// How the compressed matrix is computed.
     pub mode: Mode,
-    /// Parameters are the original graph's; one output, the `nnz` values in CSR order.
+    /// Parameters are the original graph's; one output, the `nnz` values in CSR order, or,
+    /// with a substitution, the compressed matrix it reads.
     pub graph: Graph,
+    /// For an acyclic colouring: the recovery of the values from the graph's output, which is
+    /// then the whole compressed Hessian (colour-major); `None` when the graph returns the
+    /// values.
+    pub substitution: Option<Substitution>,
 }
 
 fn types_list(tys: &[Type]) -> String {
@@ -119,13 +125,14 @@ pub fn jacobian_plan(
         (Mode::Forward, by_columns, idx)
     };
     let graph = phase("sparse.graph", || {
-        compressed_graph(&g, 1, mode, &colouring, &idx)
+        compressed_graph(&g, 1, mode, &colouring, Some(&idx))
     })?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode,
         graph: restore(graph, wrt, &back)?,
+        substitution: None,
     })
 }
 
@@ -148,13 +155,42 @@ pub fn hessian_plan(
         star_decompression(&pattern, &colouring)
     })?;
     let graph = phase("sparse.graph", || {
-        compressed_graph(&grad, 1, Mode::Forward, &colouring, &idx)
+        compressed_graph(&grad, 1, Mode::Forward, &colouring, Some(&idx))
     })?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode: Mode::Forward,
         graph: restore(graph, wrt, &back)?,
+        substitution: None,
+    })
+}
+
+/// Like [`hessian_plan`] with an acyclic colouring (often fewer colours than a star colouring,
+/// so fewer Hessian-vector products per call): the values graph returns the whole compressed
+/// Hessian, and the plan's [`Substitution`] recovers the values from it after the call.
+pub fn hessian_plan_acyclic(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    ordering: Ordering,
+) -> Result<SparsePlan> {
+    let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
+    let grad = crate::grad_graph(&g, 1, &[0], false)?;
+    let pattern = phase("sparse.pattern", || jacobian_pattern(&grad, 1))?;
+    let colouring = phase("sparse.colour", || colour_acyclic(&pattern, ordering));
+    let substitution = phase("sparse.decompression", || {
+        acyclic_substitution(&pattern, &colouring)
+    })?;
+    let graph = phase("sparse.graph", || {
+        compressed_graph(&grad, 1, Mode::Forward, &colouring, None)
+    })?;
+    Ok(SparsePlan {
+        pattern,
+        colouring,
+        mode: Mode::Forward,
+        graph: restore(graph, wrt, &back)?,
+        substitution: Some(substitution),
     })
 }
 
@@ -176,7 +212,7 @@ fn compressed_graph(
     n_explicit: usize,
     mode: Mode,
     c: &Colouring,
-    idx: &[usize],
+    idx: Option<&[usize]>,
 ) -> Result<Graph> {
     let x_ty = g.ty(g.params()[0]).clone();
     let out_ty = g.ty(g.outputs()[0]).clone();
@@ -243,6 +279,9 @@ fn compressed_graph(
         args.extend_from_slice(&ps[1..]);
         let touts = inline(b, &bl, &args)?;
         let flat = reshape(b, touts[0], Shape::new(&[m * k]))?;
+        let Some(idx) = idx else {
+            return Ok(vec![flat]);
+        };
         let at = Array::from_i32(
             Shape::new(&[idx.len()]),
             idx.iter().map(|&i| i as i32).collect(),

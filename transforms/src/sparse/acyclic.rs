@@ -20,37 +20,24 @@
 //! over (vertex, other colour) nodes: the edge `(v, w)` of colours `(a, b)` joins node `(v, b)`
 //! with node `(w, a)`. Giving `v` colour `c` closes a two-coloured cycle exactly when two of its
 //! neighbours of one colour `c'` are already in one `{c, c'}` component, so such colours are
-//! forbidden for `v`.
+//! forbidden for `v`. The node `(v, b)` is stored as the directed edges from `v` to its
+//! neighbours of colour `b`, kept in one component, so the union-find is one flat array over
+//! the edges, and the recovery's bookkeeping likewise has one slot per vertex and neighbour
+//! colour: both linear in the number of nonzeros.
 
 use super::colour::{order, symmetric_adjacency, Adjacency, Colouring, Ordering};
 use super::pattern::Pattern;
 use ferrax_ir::{Error, ErrorKind, Result};
 use hashbrown::HashMap;
 
-/// A union-find over (vertex, colour) nodes, created on first use.
-#[derive(Default)]
-struct Forests {
-    id: HashMap<(usize, usize), usize>,
+/// A union-find over the directed edges of the adjacency graph, flat. The node "(v, colour
+/// c)" of the module's description is the set of edges `v → x` with `colour(x) = c`, all kept
+/// in one component.
+struct Arcs {
     parent: Vec<usize>,
 }
 
-impl Forests {
-    fn node(&mut self, v: usize, c: usize) -> usize {
-        let next = self.parent.len();
-        let id = *self.id.entry((v, c)).or_insert(next);
-        if id == next {
-            self.parent.push(next);
-        }
-        id
-    }
-
-    /// The root of `(v, c)`'s component, or `None` when the node does not exist yet (a vertex
-    /// without an edge to colour `c` is a component of its own).
-    fn find_existing(&mut self, v: usize, c: usize) -> Option<usize> {
-        let id = *self.id.get(&(v, c))?;
-        Some(self.root(id))
-    }
-
+impl Arcs {
     fn root(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
             self.parent[x] = self.parent[self.parent[x]];
@@ -67,16 +54,28 @@ impl Forests {
     }
 }
 
+/// The arc `v → x` to some neighbour `x` of colour `c`, if `v` has one.
+fn arc_to_colour(adj: &Adjacency, colour: &[usize], v: usize, c: usize) -> Option<usize> {
+    adj.nbrs(v)
+        .iter()
+        .position(|&x| colour[x] == c)
+        .and_then(|k| adj.arc(v, adj.nbrs(v)[k]))
+}
+
 /// Greedy acyclic colouring of a symmetric pattern, visiting the vertices in `ordering`.
 pub fn colour_acyclic(p: &Pattern, ordering: Ordering) -> Colouring {
     let adj = symmetric_adjacency(p);
     let n = adj.len();
     const NONE: usize = usize::MAX;
     let mut colour = vec![NONE; n];
-    let mut forests = Forests::default();
-    // `forbidden[c] == stamp` marks colour `c` as taken while colouring one vertex.
+    let mut arcs = Arcs {
+        parent: (0..adj.num_arcs()).collect(),
+    };
+    // `forbidden[c] == stamp` marks colour `c` as taken while colouring one vertex;
+    // `mark[root] == trial` marks a forest component met while trying one colour.
     let mut forbidden: Vec<usize> = vec![0; n + 1];
-    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut mark: Vec<usize> = vec![0; adj.num_arcs()];
+    let mut trial = 0;
     for (step, v) in order(&adj, ordering).into_iter().enumerate() {
         let stamp = step + 1;
         for &w in adj.nbrs(v) {
@@ -89,21 +88,22 @@ pub fn colour_acyclic(p: &Pattern, ordering: Ordering) -> Colouring {
             while forbidden[c] == stamp {
                 c += 1;
             }
-            // For each colour c' among the neighbours: do two of them already share a
-            // {c, c'} component?
-            seen.clear();
+            // Do two coloured neighbours (of one colour c') share a {c, c'} component?
+            trial += 1;
             let mut cycle = false;
             for &w in adj.nbrs(v) {
                 if colour[w] == NONE {
                     continue;
                 }
-                let Some(r) = forests.find_existing(w, c) else {
+                let Some(a) = arc_to_colour(&adj, &colour, w, c) else {
                     continue;
                 };
-                if seen.insert(r, w).is_some() {
+                let r = arcs.root(a);
+                if mark[r] == trial {
                     cycle = true;
                     break;
                 }
+                mark[r] = trial;
             }
             if !cycle {
                 break;
@@ -112,9 +112,30 @@ pub fn colour_acyclic(p: &Pattern, ordering: Ordering) -> Colouring {
         }
         colour[v] = c;
         for &w in adj.nbrs(v) {
-            if colour[w] != NONE {
-                let (a, b) = (forests.node(v, colour[w]), forests.node(w, c));
-                forests.union(a, b);
+            if colour[w] == NONE || w == v {
+                continue;
+            }
+            let (Some(vw), Some(wv)) = (adj.arc(v, w), adj.arc(w, v)) else {
+                continue;
+            };
+            // The edge joins (v, colour(w)) with (w, c); each of those is one component of
+            // all its arcs.
+            arcs.union(vw, wv);
+            if let Some(other) = adj
+                .nbrs(v)
+                .iter()
+                .find(|&&x| x != w && colour[x] == colour[w])
+                .and_then(|&x| adj.arc(v, x))
+            {
+                arcs.union(vw, other);
+            }
+            if let Some(other) = adj
+                .nbrs(w)
+                .iter()
+                .find(|&&x| x != v && colour[x] == c)
+                .and_then(|&x| adj.arc(w, x))
+            {
+                arcs.union(wv, other);
             }
         }
     }
@@ -278,21 +299,47 @@ pub fn acyclic_substitution(p: &Pattern, c: &Colouring) -> Result<Substitution> 
             }
         }
     }
-    let mut unknown: HashMap<(usize, usize), usize> = HashMap::new();
+    // `slots`: for each vertex, the distinct colours of its neighbours (sorted), each with
+    // the number of entries of that colour not solved yet; flat, at most one per entry.
+    let mut slot_start = Vec::with_capacity(n + 1);
+    let mut slot_colour: Vec<usize> = Vec::with_capacity(adj.num_arcs());
+    let mut unknown: Vec<usize> = Vec::with_capacity(adj.num_arcs());
+    slot_start.push(0);
+    let mut cols: Vec<usize> = Vec::new();
     for u in 0..n {
-        for &w in adj.nbrs(u) {
-            *unknown.entry((u, col[w])).or_insert(0) += 1;
+        cols.clear();
+        cols.extend(adj.nbrs(u).iter().map(|&w| col[w]));
+        cols.sort_unstable();
+        for (k, &c) in cols.iter().enumerate() {
+            if k > 0 && cols[k - 1] == c {
+                if let Some(last) = unknown.last_mut() {
+                    *last += 1;
+                }
+            } else {
+                slot_colour.push(c);
+                unknown.push(1);
+            }
+        }
+        slot_start.push(slot_colour.len());
+    }
+    let slot = |u: usize, b: usize| -> usize {
+        let r = slot_start[u]..slot_start[u + 1];
+        r.start
+            + slot_colour[r]
+                .binary_search(&b)
+                .unwrap_or_else(|k| k.min(slot_start[u + 1] - slot_start[u]))
+    };
+    let mut solved = vec![false; p.nnz()];
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for u in (0..n).rev() {
+        for s in (slot_start[u]..slot_start[u + 1]).rev() {
+            if unknown[s] == 1 {
+                stack.push((u, slot_colour[s]));
+            }
         }
     }
-    let mut solved = vec![false; p.nnz()];
-    let mut stack: Vec<(usize, usize)> = unknown
-        .iter()
-        .filter(|&(_, &k)| k == 1)
-        .map(|(&key, _)| key)
-        .collect();
-    stack.sort_unstable();
     while let Some((u, b)) = stack.pop() {
-        if unknown.get(&(u, b)) != Some(&1) {
+        if unknown[slot(u, b)] != 1 {
             continue;
         }
         // The one unsolved neighbour w of colour b, and the solved ones to subtract.
@@ -320,10 +367,11 @@ pub fn acyclic_substitution(p: &Pattern, c: &Colouring) -> Result<Substitution> 
         let m = pos(w, u).unwrap_or(usize::MAX);
         solved[m] = true;
         mirror.push(m);
-        unknown.insert((u, b), 0);
-        let e = unknown.entry((w, col[u])).or_insert(0);
-        *e = e.saturating_sub(1);
-        if *e == 1 {
+        let su = slot(u, b);
+        unknown[su] = 0;
+        let sw = slot(w, col[u]);
+        unknown[sw] = unknown[sw].saturating_sub(1);
+        if unknown[sw] == 1 {
             stack.push((w, col[u]));
         }
     }

@@ -104,6 +104,20 @@ impl Adjacency {
     pub fn nbrs(&self, v: usize) -> &[usize] {
         &self.nbrs[self.start[v]..self.start[v + 1]]
     }
+
+    /// The number of directed edges (each edge counted from both ends).
+    pub fn num_arcs(&self) -> usize {
+        self.nbrs.len()
+    }
+
+    /// The position of the directed edge `v → w` among all of them (`v`'s come first from
+    /// `v`'s offset, in neighbour order), or `None` when `w` is not a neighbour of `v`.
+    pub fn arc(&self, v: usize, w: usize) -> Option<usize> {
+        self.nbrs(v)
+            .binary_search(&w)
+            .ok()
+            .map(|k| self.start[v] + k)
+    }
 }
 
 /// Columns conflict when they share a row: the column intersection graph of `p`.

@@ -77,7 +77,7 @@ fn acyclic_sparse_hessian_equals_dense_with_two_colours() {
         let x = Array::from(random(n, seed));
         let s = h.call(x.clone()).unwrap();
         assert_eq!((s.nnz(), s.colours), (3 * n - 2, 2));
-        let d = dense.call_arrays(&[x.clone()]).unwrap()[0].to_f64_vec();
+        let d = dense.call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
         for (a, b) in s.to_dense().unwrap().iter().zip(&d) {
             assert!((a - b).abs() <= 1e-10 * b.abs().max(1.0), "{a} vs {b}");
         }

@@ -273,11 +273,11 @@ pub fn acyclic_substitution(p: &Pattern, c: &Colouring) -> Result<Substitution> 
     let mut minus_ptr = vec![0];
     let mut minus = Vec::new();
     // Diagonal entries: read directly.
-    for i in 0..n {
+    for (i, &ci) in col.iter().enumerate() {
         if let Some(k) = pos(i, i) {
             target.push(k);
             mirror.push(k);
-            source.push(col[i] * n + i);
+            source.push(ci * n + i);
             minus_ptr.push(minus.len());
         }
     }

@@ -161,7 +161,7 @@ pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
 
 /// Whether the square pattern `p` is structurally symmetric, with sorted rows without
 /// repeats (each entry's mirror is found by binary search in its row).
-fn is_symmetric(p: &Pattern) -> bool {
+pub(crate) fn is_symmetric(p: &Pattern) -> bool {
     (0..p.nrows).all(|r| {
         let row = p.row(r);
         row.windows(2).all(|w| w[0] < w[1])

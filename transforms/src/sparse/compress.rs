@@ -111,10 +111,15 @@ pub fn jacobian_plan(
     }
     let pattern = phase("sparse.pattern", || jacobian_pattern(&g, 1))?;
     let (by_columns, by_rows) = phase("sparse.colour", || {
-        (
-            colour_columns(&pattern, ordering),
-            colour_columns(&pattern.transpose(), ordering),
-        )
+        let by_columns = colour_columns(&pattern, ordering);
+        // A structurally symmetric pattern is its own transpose: its rows colour like its
+        // columns, so reverse mode cannot need fewer colours.
+        let by_rows = if pattern.nrows == pattern.ncols && super::colour::is_symmetric(&pattern) {
+            by_columns.clone()
+        } else {
+            colour_columns(&pattern.transpose(), ordering)
+        };
+        (by_columns, by_rows)
     });
     // One product per colour either way; ties go to forward mode, whose products are cheaper.
     let (mode, colouring, idx) = if by_rows.num_colours < by_columns.num_colours {

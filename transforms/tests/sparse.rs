@@ -777,6 +777,20 @@ fn the_acyclic_checker_and_substitution_reject_two_coloured_cycles() {
     };
     assert!(!is_valid_acyclic_colouring(&p, &clash));
     assert!(acyclic_substitution(&p, &clash).is_err());
+    // Colours out of range, or too few of them, are errors rather than out-of-bounds reads.
+    for wild in [
+        ferrax_transforms::sparse::Colouring {
+            colours: vec![0, 1, 2, 7],
+            num_colours: 3,
+        },
+        ferrax_transforms::sparse::Colouring {
+            colours: vec![0, 1],
+            num_colours: 2,
+        },
+    ] {
+        assert!(acyclic_substitution(&p, &wild).is_err());
+        assert!(ferrax_transforms::sparse::colour::star_decompression(&p, &wild).is_err());
+    }
 }
 
 #[test]

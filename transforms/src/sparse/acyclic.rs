@@ -263,6 +263,7 @@ pub fn acyclic_substitution(p: &Pattern, c: &Colouring) -> Result<Substitution> 
             c.colours.len()
         ));
     }
+    super::colour::check_colouring("hessian_sparse", p, c)?;
     let col = &c.colours;
     let pos = |i: usize, j: usize| -> Option<usize> {
         p.row(i).binary_search(&j).ok().map(|k| p.row_ptr[i] + k)

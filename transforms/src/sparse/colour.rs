@@ -380,6 +380,7 @@ pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
 /// in CSR order. Errors if the colouring does not allow direct recovery (it is not a star
 /// colouring of `p`).
 pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
+    check_colouring("hessian_sparse", p, c)?;
     let k = c.num_colours;
     // `count[i * k + col]`: how many entries of colour `col` row `i` holds (its compressed
     // element is their sum). Flat, one pass over the pattern.
@@ -419,4 +420,29 @@ pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
         }
     }
     Ok(out)
+}
+
+/// Checks that `c` gives every row and column of the square pattern `p` a colour below
+/// `num_colours` (its fields are public, so it may come from anywhere).
+pub(crate) fn check_colouring(what: &str, p: &Pattern, c: &Colouring) -> Result<()> {
+    let n = p.nrows.max(p.ncols);
+    if c.colours.len() < n {
+        return Err(Error::new(
+            ErrorKind::Transform,
+            format!(
+                "{what}: expected a colour for each of {n} rows and columns, found {}",
+                c.colours.len()
+            ),
+        ));
+    }
+    if let Some(&bad) = c.colours.iter().find(|&&x| x >= c.num_colours) {
+        return Err(Error::new(
+            ErrorKind::Transform,
+            format!(
+                "{what}: colour {bad} is not below the colouring's {} colours",
+                c.num_colours
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -13,7 +13,9 @@
 
 use ferrax_ir::{Array, Data, Error, ErrorKind, Function, IntoFunction, Result, Type};
 use ferrax_jit::{jit_with, Jit, JitOptions};
-use ferrax_transforms::sparse::compress::{hessian_plan, jacobian_plan, SparsePlan};
+use ferrax_transforms::sparse::compress::{
+    hessian_plan, hessian_plan_acyclic, jacobian_plan, SparsePlan,
+};
 pub use ferrax_transforms::sparse::{Colouring, Ordering, Pattern};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -184,6 +186,8 @@ struct Spec {
     kind: Kind,
     wrt: usize,
     ordering: Ordering,
+    /// Hessians only: an acyclic colouring, recovered by substitution.
+    acyclic: bool,
 }
 
 /// A sparse Jacobian or Hessian transform: [`SparseDerivative::call`] evaluates it.
@@ -226,6 +230,25 @@ impl SparseDerivative {
         SparseDerivative::new(spec, JitOptions::default())
     }
 
+    /// The same Hessian with an acyclic colouring instead of a star colouring: often fewer
+    /// colours (two instead of three for a tridiagonal Hessian, so two Hessian-vector products
+    /// per call instead of three), the values then recovered from the compressed Hessian by
+    /// substitution after the compiled call (a pass over the nonzeros). Errors for a Jacobian.
+    pub fn acyclic(&self) -> Result<SparseDerivative> {
+        if self.spec.kind != Kind::Hessian {
+            return Err(Error::new(
+                ErrorKind::Transform,
+                "jacobian_sparse: acyclic colouring is for Hessians (a Jacobian's column \
+                 colouring already recovers every entry directly)",
+            ));
+        }
+        let spec = Spec {
+            acyclic: true,
+            ..self.spec.clone()
+        };
+        SparseDerivative::new(spec, JitOptions::default())
+    }
+
     /// The same transform taken with respect to argument `argnum` (default 0), like
     /// `grad(f).wrt(argnum)`; the other arguments are parameters, passed to
     /// [`SparseDerivative::call_args`] but not differentiated. The pattern and the compiled
@@ -250,7 +273,8 @@ impl SparseDerivative {
     }
 
     /// The Function from the arguments to the `nnz` values in CSR order (interpretable,
-    /// jittable and usable inside other traces like any Function).
+    /// jittable and usable inside other traces like any Function); with
+    /// [`SparseDerivative::acyclic`], to the compressed Hessian the plan's substitution reads.
     pub fn values_function(&self) -> Function {
         self.values.clone()
     }
@@ -265,6 +289,12 @@ impl SparseDerivative {
     #[track_caller]
     pub fn values_args(&self, args: &[Array]) -> Result<Vec<f64>> {
         let out = self.compiled.call_arrays(args)?;
+        let plan = if self.spec.acyclic {
+            let types: Vec<Type> = args.iter().map(|a| a.ty()).collect();
+            Some(self.plan_for(&types)?)
+        } else {
+            None
+        };
         let first = out.into_iter().next().ok_or_else(|| {
             Error::new(
                 ErrorKind::Transform,
@@ -275,10 +305,14 @@ impl SparseDerivative {
             )
         })?;
         // The values come back as f64 for f64 arguments: taken without a copy.
-        Ok(match first.into_parts() {
+        let vals = match first.into_parts() {
             (_, Data::F64(v)) => v,
             (shape, data) => Array::new(shape, data)?.to_f64_vec(),
-        })
+        };
+        match plan.as_ref().and_then(|p| p.substitution.as_ref()) {
+            Some(s) => s.apply(&vals),
+            None => Ok(vals),
+        }
     }
 
     /// The sparse derivative at `x`, for a function of one argument: the pattern with its
@@ -325,6 +359,9 @@ fn plan_for(spec: &Spec, plans: &Plans, types: &[Type]) -> Result<Arc<SparsePlan
     }
     let plan = Arc::new(match spec.kind {
         Kind::Jacobian => jacobian_plan(&s.graph, s.n_explicit, spec.wrt, spec.ordering)?,
+        Kind::Hessian if spec.acyclic => {
+            hessian_plan_acyclic(&s.graph, s.n_explicit, spec.wrt, spec.ordering)?
+        }
         Kind::Hessian => hessian_plan(&s.graph, s.n_explicit, spec.wrt, spec.ordering)?,
     });
     lock().insert(types.to_vec(), plan.clone());
@@ -337,6 +374,7 @@ fn sparse_derivative(base: Function, kind: Kind) -> Result<SparseDerivative> {
         kind,
         wrt: 0,
         ordering: Ordering::default(),
+        acyclic: false,
     };
     SparseDerivative::new(spec, JitOptions::default())
 }
@@ -384,8 +422,13 @@ pub fn hessian_sparse<M>(f: impl IntoFunction<M>) -> Result<SparseDerivative> {
 /// assert_eq!(hv[0].to_f64_vec(), vec![6.0, 12.0]);
 /// ```
 pub fn hvp<M>(f: impl IntoFunction<M>) -> Result<Jit> {
-    let base = f.into_function();
-    let product = Function::derived("hvp", None, None, move |types| {
+    jit_with(hvp_function(f.into_function()), JitOptions::default())
+}
+
+/// The Hessian-vector product of `base` as a Function of `(x_1.., x_n, v_1.., v_n)` (see
+/// [`hvp`]), not compiled.
+pub(crate) fn hvp_function(base: Function) -> Function {
+    Function::derived("hvp", None, None, move |types| {
         if types.len() % 2 != 0 || types[..types.len() / 2] != types[types.len() / 2..] {
             let list: Vec<String> = types.iter().map(|t| t.to_string()).collect();
             return Err(Error::new(
@@ -405,8 +448,7 @@ pub fn hvp<M>(f: impl IntoFunction<M>) -> Result<Jit> {
             n_explicit: types.len(),
             captures: s.captures,
         })
-    });
-    jit_with(product, JitOptions::default())
+    })
 }
 
 /// Sparsity patterns of a function, without values: see [`Sparsity::jacobian`] and

@@ -69,6 +69,28 @@ fn sparse_hessian_equals_dense() {
 }
 
 #[test]
+fn acyclic_sparse_hessian_equals_dense_with_two_colours() {
+    let n = 60;
+    let h = hessian_sparse(rosenbrock).unwrap().acyclic().unwrap();
+    let dense = hessian(rosenbrock);
+    for seed in 1..4 {
+        let x = Array::from(random(n, seed));
+        let s = h.call(x.clone()).unwrap();
+        assert_eq!((s.nnz(), s.colours), (3 * n - 2, 2));
+        let d = dense.call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
+        for (a, b) in s.to_dense().unwrap().iter().zip(&d) {
+            assert!((a - b).abs() <= 1e-10 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        // The compiled values function returns the compressed Hessian (2 × n) the
+        // substitution reads.
+        let b = h.values_function().call_arrays(&[x]).unwrap();
+        assert_eq!(b[0].shape().dims(), &[2 * n]);
+    }
+    // Jacobians have no acyclic form.
+    assert!(jacobian_sparse(rosenbrock).unwrap().acyclic().is_err());
+}
+
+#[test]
 fn sparse_jacobian_equals_dense_for_every_ordering() {
     let n = 40;
     for o in [

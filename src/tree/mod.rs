@@ -37,6 +37,7 @@
 mod control;
 mod impls;
 mod jit;
+mod sparse;
 mod transforms;
 mod utils;
 mod vmap;
@@ -44,6 +45,7 @@ mod vmap;
 pub use control::*;
 pub use ferrax_derive::Tree;
 pub use jit::*;
+pub use sparse::*;
 pub use transforms::*;
 pub use utils::*;
 pub use vmap::*;

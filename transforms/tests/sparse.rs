@@ -619,3 +619,203 @@ fn windows_follow_their_geometry() {
     }
     assert!(detected.nnz() < n * n / 2, "{}", detected.nnz());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The shape family's sources are computed from the op's parameters (not by evaluating
+    /// it): strided slices, pads with interior padding, broadcasts, transposes, reversals and
+    /// concatenations of a 3-D array, composed, give the exact pattern.
+    #[test]
+    fn shape_ops_move_elements_exactly(
+        lo in proptest::collection::vec(0usize..3, 3),
+        hi in proptest::collection::vec(0usize..2, 3),
+        interior in proptest::collection::vec(0usize..2, 3),
+        start in proptest::collection::vec(0usize..2, 3),
+        stride in proptest::collection::vec(1usize..3, 3),
+        perm in Just(vec![0usize, 1, 2]).prop_shuffle(),
+        axes in proptest::collection::vec(any::<bool>(), 3),
+        cat_axis in 0usize..3,
+    ) {
+        let dims = [2usize, 3, 2];
+        let f = move |x: Tensor| {
+            let y = x.reshape(&dims).sin();
+            let p = y.pad(&lo, &hi, &interior, 0.5);
+            let pd = p.shape().to_vec();
+            let limit: Vec<usize> = pd.to_vec();
+            let s = p.slice(&start, &limit, &stride);
+            let t = s.transpose(&perm);
+            let rev: Vec<usize> = (0..3).filter(|&d| axes[d]).collect();
+            let r = t.rev(&rev);
+            let mut bd = r.shape().to_vec();
+            bd.insert(1, 2);
+            let b = r.broadcast_in_dim(&bd, &[0, 2, 3]);
+            let other = b.clone().cos();
+            let c = ferrax_ir::concatenate(&[b, other], cat_axis);
+            let size: usize = c.shape().iter().product();
+            c.reshape(&[size]) * 2.0
+        };
+        check_exact(f, 12);
+    }
+}
+
+/// `B = H · S` (colour-major, `k × n`) for a symmetric `H` given by its values on the pattern.
+fn compress_symmetric(
+    p: &Pattern,
+    vals: &[f64],
+    c: &ferrax_transforms::sparse::Colouring,
+) -> Vec<f64> {
+    let n = p.nrows;
+    let mut b = vec![0.0; c.num_colours * n];
+    for i in 0..n {
+        for (k, &j) in p.row(i).iter().enumerate() {
+            b[c.colours[j] * n + i] += vals[p.row_ptr[i] + k];
+        }
+    }
+    b
+}
+
+/// Random symmetric values on a symmetric pattern.
+fn symmetric_values(p: &Pattern, seed: u64) -> Vec<f64> {
+    let r = random(p.nnz(), seed);
+    let mut vals = vec![0.0; p.nnz()];
+    for i in 0..p.nrows {
+        for (k, &j) in p.row(i).iter().enumerate() {
+            // The value of the lower entry, shared by its mirror.
+            let (a, b) = (i.min(j), i.max(j));
+            let at = p.row_ptr[b] + p.row(b).binary_search(&a).unwrap();
+            vals[p.row_ptr[i] + k] = r[at];
+        }
+    }
+    vals
+}
+
+proptest! {
+    #[test]
+    fn acyclic_colourings_are_valid_and_substitution_recovers_every_entry(
+        p in arb_pattern(),
+        seed in 0u64..1000,
+    ) {
+        use ferrax_transforms::sparse::acyclic::{
+            acyclic_substitution, colour_acyclic, is_valid_acyclic_colouring,
+        };
+        let s = symmetric(&p);
+        let vals = symmetric_values(&s, seed);
+        for o in ORDERINGS {
+            let c = colour_acyclic(&s, o);
+            prop_assert!(is_valid_acyclic_colouring(&s, &c));
+            let sub = acyclic_substitution(&s, &c).unwrap();
+            let b = compress_symmetric(&s, &vals, &c);
+            let got = sub.apply(&b).unwrap();
+            for (k, (x, y)) in got.iter().zip(&vals).enumerate() {
+                prop_assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "entry {}: {} vs {}", k, x, y);
+            }
+            // Every star colouring is acyclic, so the checker accepts star colourings too.
+            prop_assert!(is_valid_acyclic_colouring(&s, &colour_star(&s, o)));
+        }
+    }
+}
+
+/// A symmetric banded pattern of half-width `w` with an optional dense last row and column
+/// (an arrow).
+fn banded(n: usize, w: usize, arrow: bool) -> Pattern {
+    let rows: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            let mut r: Vec<usize> = (i.saturating_sub(w)..(i + w + 1).min(n)).collect();
+            if arrow && i + 1 < n {
+                r.push(n - 1);
+            }
+            if arrow && i == n - 1 {
+                r = (0..n).collect();
+            }
+            r.sort_unstable();
+            r.dedup();
+            r
+        })
+        .collect();
+    Pattern::from_rows(n, &rows)
+}
+
+#[test]
+fn acyclic_colourings_use_fewer_colours_than_star_colourings_on_bands_and_arrows() {
+    use ferrax_transforms::sparse::acyclic::{colour_acyclic, is_valid_acyclic_colouring};
+    for (w, arrow) in [(1, false), (2, false), (3, false), (1, true), (2, true)] {
+        let p = banded(40, w, arrow);
+        for o in ORDERINGS {
+            let (a, s) = (colour_acyclic(&p, o), colour_star(&p, o));
+            assert!(is_valid_acyclic_colouring(&p, &a));
+            eprintln!(
+                "band w = {w} arrow = {arrow} {o:?}: acyclic {} star {}",
+                a.num_colours, s.num_colours
+            );
+            assert!(
+                a.num_colours <= s.num_colours,
+                "w = {w} arrow = {arrow} {o:?}"
+            );
+        }
+        // Natural order on a band: w + 1 colours (+1 for the arrow's hub).
+        let a = colour_acyclic(&p, Ordering::Natural);
+        assert_eq!(a.num_colours, w + 1 + usize::from(arrow));
+    }
+}
+
+#[test]
+fn the_acyclic_checker_and_substitution_reject_two_coloured_cycles() {
+    use ferrax_transforms::sparse::acyclic::{acyclic_substitution, is_valid_acyclic_colouring};
+    // A 4-cycle 0-1-2-3-0 coloured 0,1,0,1: distance-1 valid, but one two-coloured cycle.
+    let rows = vec![vec![0, 1, 3], vec![0, 1, 2], vec![1, 2, 3], vec![0, 2, 3]];
+    let p = Pattern::from_rows(4, &rows);
+    let bad = ferrax_transforms::sparse::Colouring {
+        colours: vec![0, 1, 0, 1],
+        num_colours: 2,
+    };
+    assert!(!is_valid_acyclic_colouring(&p, &bad));
+    assert!(acyclic_substitution(&p, &bad).is_err());
+    let clash = ferrax_transforms::sparse::Colouring {
+        colours: vec![0, 0, 1, 2],
+        num_colours: 3,
+    };
+    assert!(!is_valid_acyclic_colouring(&p, &clash));
+    assert!(acyclic_substitution(&p, &clash).is_err());
+    // Colours out of range, or too few of them, are errors rather than out-of-bounds reads.
+    for wild in [
+        ferrax_transforms::sparse::Colouring {
+            colours: vec![0, 1, 2, 7],
+            num_colours: 3,
+        },
+        ferrax_transforms::sparse::Colouring {
+            colours: vec![0, 1],
+            num_colours: 2,
+        },
+    ] {
+        assert!(acyclic_substitution(&p, &wild).is_err());
+        assert!(ferrax_transforms::sparse::colour::star_decompression(&p, &wild).is_err());
+    }
+}
+
+#[test]
+fn acyclic_hessian_values_equal_dense() {
+    use ferrax_transforms::sparse::compress::hessian_plan_acyclic;
+    let n = 13;
+    let g = graph_of(rosenbrock, n);
+    let dense = hessian_graph(&g, 1, &[0]).unwrap();
+    for o in ORDERINGS {
+        let plan = hessian_plan_acyclic(&g, 1, 0, o).unwrap();
+        // A path: two colours instead of the star colouring's three.
+        assert_eq!(plan.colouring.num_colours, 2, "{o:?}");
+        let sub = plan.substitution.as_ref().unwrap();
+        for x in inputs(n) {
+            let b = ferrax_ir::interp::eval(&plan.graph, &[Array::from(x.clone())]).unwrap();
+            let vals = sub.apply(&b[0].to_f64_vec()).unwrap();
+            let d = dense_at(&dense, &x);
+            let mut k = 0;
+            for r in 0..n {
+                for &c in plan.pattern.row(r) {
+                    let want = d[r * n + c];
+                    assert!((vals[k] - want).abs() <= 1e-10 * want.abs().max(1.0));
+                    k += 1;
+                }
+            }
+        }
+    }
+}

@@ -104,6 +104,20 @@ impl Adjacency {
     pub fn nbrs(&self, v: usize) -> &[usize] {
         &self.nbrs[self.start[v]..self.start[v + 1]]
     }
+
+    /// The number of directed edges (each edge counted from both ends).
+    pub fn num_arcs(&self) -> usize {
+        self.nbrs.len()
+    }
+
+    /// The position of the directed edge `v → w` among all of them (`v`'s come first from
+    /// `v`'s offset, in neighbour order), or `None` when `w` is not a neighbour of `v`.
+    pub fn arc(&self, v: usize, w: usize) -> Option<usize> {
+        self.nbrs(v)
+            .binary_search(&w)
+            .ok()
+            .map(|k| self.start[v] + k)
+    }
 }
 
 /// Columns conflict when they share a row: the column intersection graph of `p`.
@@ -123,6 +137,18 @@ pub fn column_conflicts(p: &Pattern) -> Adjacency {
 /// The adjacency graph of a square, symmetric pattern (diagonal entries dropped; an entry
 /// `(i, j)` makes `i` and `j` adjacent even if `(j, i)` is missing).
 pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
+    if p.nrows == p.ncols && is_symmetric(p) {
+        // The rows are the adjacency lists already (sorted, without repeats): one copy
+        // without the diagonal.
+        let mut start = Vec::with_capacity(p.nrows + 1);
+        let mut nbrs = Vec::with_capacity(p.nnz());
+        start.push(0);
+        for r in 0..p.nrows {
+            nbrs.extend(p.row(r).iter().copied().filter(|&c| c != r));
+            start.push(nbrs.len());
+        }
+        return Adjacency { start, nbrs };
+    }
     Adjacency::build(p.ncols.max(p.nrows), |edge| {
         for r in 0..p.nrows {
             for &c in p.row(r) {
@@ -130,6 +156,18 @@ pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
                 edge(c, r);
             }
         }
+    })
+}
+
+/// Whether the square pattern `p` is structurally symmetric, with sorted rows without
+/// repeats (each entry's mirror is found by binary search in its row).
+pub(crate) fn is_symmetric(p: &Pattern) -> bool {
+    (0..p.nrows).all(|r| {
+        let row = p.row(r);
+        row.windows(2).all(|w| w[0] < w[1])
+            && row
+                .iter()
+                .all(|&c| c < p.nrows && p.row(c).binary_search(&r).is_ok())
     })
 }
 
@@ -144,32 +182,55 @@ pub fn order(adj: &Adjacency, ordering: Ordering) -> Vec<usize> {
             v
         }
         Ordering::SmallestLast => {
-            // Matula and Beck's bucket queue: `buckets[d]` holds vertices entered at degree
-            // `d` (stale entries are skipped when popped). Removing a vertex lowers its
-            // neighbours' degrees by one, so the smallest degree drops by at most one per
-            // removal and the scan pointer moves back by at most one: linear time overall.
+            // Matula and Beck's bucket queue, as doubly linked lists in flat arrays: bucket
+            // `d` holds the remaining vertices of degree `d`. Removing a vertex moves each
+            // remaining neighbour down one bucket, so the smallest degree drops by at most
+            // one per removal and the scan pointer moves back by at most one: linear time.
+            const NIL: usize = usize::MAX;
             let mut degree: Vec<usize> = (0..n).map(|v| adj.nbrs(v).len()).collect();
-            let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); n.max(1)];
+            let maxd = degree.iter().copied().max().unwrap_or(0);
+            let mut head = vec![NIL; maxd + 1];
+            let (mut next, mut prev) = (vec![NIL; n], vec![NIL; n]);
+            let link =
+                |v: usize, d: usize, head: &mut [usize], next: &mut [usize], prev: &mut [usize]| {
+                    next[v] = head[d];
+                    prev[v] = NIL;
+                    if head[d] != NIL {
+                        prev[head[d]] = v;
+                    }
+                    head[d] = v;
+                };
+            let unlink =
+                |v: usize, d: usize, head: &mut [usize], next: &mut [usize], prev: &mut [usize]| {
+                    if prev[v] != NIL {
+                        next[prev[v]] = next[v];
+                    } else {
+                        head[d] = next[v];
+                    }
+                    if next[v] != NIL {
+                        prev[next[v]] = prev[v];
+                    }
+                };
             for v in (0..n).rev() {
-                buckets[degree[v]].push(v);
+                link(v, degree[v], &mut head, &mut next, &mut prev);
             }
             let mut removed = vec![false; n];
             let mut out = Vec::with_capacity(n);
             let mut d = 0;
             while out.len() < n {
-                let Some(v) = buckets[d].pop() else {
+                let v = head[d];
+                if v == NIL {
                     d += 1;
                     continue;
-                };
-                if removed[v] || degree[v] != d {
-                    continue;
                 }
+                unlink(v, d, &mut head, &mut next, &mut prev);
                 removed[v] = true;
                 out.push(v);
                 for &w in adj.nbrs(v) {
                     if !removed[w] {
+                        unlink(w, degree[w], &mut head, &mut next, &mut prev);
                         degree[w] -= 1;
-                        buckets[degree[w]].push(w);
+                        link(w, degree[w], &mut head, &mut next, &mut prev);
                     }
                 }
                 d = d.saturating_sub(1);
@@ -288,13 +349,14 @@ pub fn is_valid_star_colouring(p: &Pattern, c: &Colouring) -> bool {
     true
 }
 
-/// For a column colouring: the flat index `i · num_colours + colour(j)` into the compressed
-/// matrix `B` (`nrows × num_colours`, row-major) of every nonzero `(i, j)`, in CSR order.
+/// For a column colouring: the flat index `colour(j) · nrows + i` into the compressed matrix
+/// `B = J · S`, stored colour-major (`num_colours × nrows`, the layout the compressed graph
+/// computes), of every nonzero `(i, j)`, in CSR order.
 pub fn column_decompression(p: &Pattern, c: &Colouring) -> Vec<usize> {
     let mut out = Vec::with_capacity(p.nnz());
     for r in 0..p.nrows {
         for &j in p.row(r) {
-            out.push(r * c.num_colours + c.colours[j]);
+            out.push(c.colours[j] * p.nrows + r);
         }
     }
     out
@@ -313,23 +375,38 @@ pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
     out
 }
 
-/// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`
-/// (`n × num_colours`, row-major) holding each nonzero `(i, j)`, in CSR order. Errors if the
-/// colouring does not allow direct recovery (it is not a star colouring of `p`).
+/// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`, stored
+/// colour-major (`num_colours × n`: `B[c, i]` at `c · n + i`), holding each nonzero `(i, j)`,
+/// in CSR order. Errors if the colouring does not allow direct recovery (it is not a star
+/// colouring of `p`).
 pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
+    check_colouring("hessian_sparse", p, c)?;
     let k = c.num_colours;
-    // How many entries of each colour row `i` holds (its compressed element is their sum).
-    let count = |i: usize, col: usize| p.row(i).iter().filter(|&&j| c.colours[j] == col).count();
+    // `count[i * k + col]`: how many entries of colour `col` row `i` holds (its compressed
+    // element is their sum). Flat, one pass over the pattern.
+    let cells = p.nrows.checked_mul(k).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Size,
+            "hessian_sparse: the compressed Hessian's size overflows",
+        )
+    })?;
+    let mut count = vec![0u32; cells];
+    for i in 0..p.nrows {
+        for &j in p.row(i) {
+            let at = &mut count[i * k + c.colours[j]];
+            *at = at.saturating_add(1);
+        }
+    }
     let mut out = Vec::with_capacity(p.nnz());
     for i in 0..p.nrows {
         for &j in p.row(i) {
-            if count(i, c.colours[j]) == 1 {
-                out.push(i * k + c.colours[j]);
+            if count[i * k + c.colours[j]] == 1 {
+                out.push(c.colours[j] * p.nrows + i);
             } else if j < p.nrows
                 && p.row(j).binary_search(&i).is_ok()
-                && count(j, c.colours[i]) == 1
+                && count[j * k + c.colours[i]] == 1
             {
-                out.push(j * k + c.colours[i]);
+                out.push(c.colours[i] * p.nrows + j);
             } else {
                 return Err(Error::new(
                     ErrorKind::Transform,
@@ -343,4 +420,29 @@ pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
         }
     }
     Ok(out)
+}
+
+/// Checks that `c` gives every row and column of the square pattern `p` a colour below
+/// `num_colours` (its fields are public, so it may come from anywhere).
+pub(crate) fn check_colouring(what: &str, p: &Pattern, c: &Colouring) -> Result<()> {
+    let n = p.nrows.max(p.ncols);
+    if c.colours.len() < n {
+        return Err(Error::new(
+            ErrorKind::Transform,
+            format!(
+                "{what}: expected a colour for each of {n} rows and columns, found {}",
+                c.colours.len()
+            ),
+        ));
+    }
+    if let Some(&bad) = c.colours.iter().find(|&&x| x >= c.num_colours) {
+        return Err(Error::new(
+            ErrorKind::Transform,
+            format!(
+                "{what}: colour {bad} is not below the colouring's {} colours",
+                c.num_colours
+            ),
+        ));
+    }
+    Ok(())
 }

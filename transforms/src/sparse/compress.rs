@@ -7,6 +7,7 @@
 //! fewer colours than its columns is compressed in reverse mode instead: the VJP batched over
 //! row seeds.
 
+use super::acyclic::{acyclic_substitution, colour_acyclic, Substitution};
 use super::colour::{
     colour_columns, colour_star, column_decompression, row_decompression, star_decompression,
     Colouring, Ordering,
@@ -17,6 +18,7 @@ use crate::grad::{argnums_first, restrict};
 use crate::jvp::jvp_graph;
 use crate::vmap::vmap_graph_sized;
 use ferrax_ir::ops::{IndexOp, Indexing, Literal, LiteralOp, ShapeOp};
+use ferrax_ir::timings::{timed, PhaseOutput};
 use ferrax_ir::{Array, Builder, Dims, Graph, Op, Result, Shape, Type, Value};
 
 /// A sparse derivative plan: the pattern, its colouring and the graph computing the values.
@@ -28,8 +30,13 @@ pub struct SparsePlan {
     pub colouring: Colouring,
     /// How the compressed matrix is computed.
     pub mode: Mode,
-    /// Parameters are the original graph's; one output, the `nnz` values in CSR order.
+    /// Parameters are the original graph's; one output, the `nnz` values in CSR order, or,
+    /// with a substitution, the compressed matrix it reads.
     pub graph: Graph,
+    /// For an acyclic colouring: the recovery of the values from the graph's output, which is
+    /// then the whole compressed Hessian (colour-major); `None` when the graph returns the
+    /// values.
+    pub substitution: Option<Substitution>,
 }
 
 fn types_list(tys: &[Type]) -> String {
@@ -102,9 +109,18 @@ pub fn jacobian_plan(
             g.ty(g.outputs()[0])
         );
     }
-    let pattern = jacobian_pattern(&g, 1)?;
-    let by_columns = colour_columns(&pattern, ordering);
-    let by_rows = colour_columns(&pattern.transpose(), ordering);
+    let pattern = phase("sparse.pattern", || jacobian_pattern(&g, 1))?;
+    let (by_columns, by_rows) = phase("sparse.colour", || {
+        let by_columns = colour_columns(&pattern, ordering);
+        // A structurally symmetric pattern is its own transpose: its rows colour like its
+        // columns, so reverse mode cannot need fewer colours.
+        let by_rows = if pattern.nrows == pattern.ncols && super::colour::is_symmetric(&pattern) {
+            by_columns.clone()
+        } else {
+            colour_columns(&pattern.transpose(), ordering)
+        };
+        (by_columns, by_rows)
+    });
     // One product per colour either way; ties go to forward mode, whose products are cheaper.
     let (mode, colouring, idx) = if by_rows.num_colours < by_columns.num_colours {
         let idx = row_decompression(&pattern, &by_rows);
@@ -113,12 +129,15 @@ pub fn jacobian_plan(
         let idx = column_decompression(&pattern, &by_columns);
         (Mode::Forward, by_columns, idx)
     };
-    let graph = compressed_graph(&g, 1, mode, &colouring, &idx)?;
+    let graph = phase("sparse.graph", || {
+        compressed_graph(&g, 1, mode, &colouring, Some(&idx))
+    })?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode,
         graph: restore(graph, wrt, &back)?,
+        substitution: None,
     })
 }
 
@@ -135,15 +154,48 @@ pub fn hessian_plan(
     let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
     let grad = crate::grad_graph(&g, 1, &[0], false)?;
     // The Hessian pattern is the Jacobian pattern of the gradient (see `hessian_pattern`).
-    let pattern = jacobian_pattern(&grad, 1)?;
-    let colouring = colour_star(&pattern, ordering);
-    let idx = star_decompression(&pattern, &colouring)?;
-    let graph = compressed_graph(&grad, 1, Mode::Forward, &colouring, &idx)?;
+    let pattern = phase("sparse.pattern", || jacobian_pattern(&grad, 1))?;
+    let colouring = phase("sparse.colour", || colour_star(&pattern, ordering));
+    let idx = phase("sparse.decompression", || {
+        star_decompression(&pattern, &colouring)
+    })?;
+    let graph = phase("sparse.graph", || {
+        compressed_graph(&grad, 1, Mode::Forward, &colouring, Some(&idx))
+    })?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode: Mode::Forward,
         graph: restore(graph, wrt, &back)?,
+        substitution: None,
+    })
+}
+
+/// Like [`hessian_plan`] with an acyclic colouring (often fewer colours than a star colouring,
+/// so fewer Hessian-vector products per call): the values graph returns the whole compressed
+/// Hessian, and the plan's [`Substitution`] recovers the values from it after the call.
+pub fn hessian_plan_acyclic(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    ordering: Ordering,
+) -> Result<SparsePlan> {
+    let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
+    let grad = crate::grad_graph(&g, 1, &[0], false)?;
+    let pattern = phase("sparse.pattern", || jacobian_pattern(&grad, 1))?;
+    let colouring = phase("sparse.colour", || colour_acyclic(&pattern, ordering));
+    let substitution = phase("sparse.decompression", || {
+        acyclic_substitution(&pattern, &colouring)
+    })?;
+    let graph = phase("sparse.graph", || {
+        compressed_graph(&grad, 1, Mode::Forward, &colouring, None)
+    })?;
+    Ok(SparsePlan {
+        pattern,
+        colouring,
+        mode: Mode::Forward,
+        graph: restore(graph, wrt, &back)?,
+        substitution: Some(substitution),
     })
 }
 
@@ -156,16 +208,16 @@ pub enum Mode {
     Reverse,
 }
 
-/// `g`'s compressed Jacobian with respect to parameter 0, flattened row-major and gathered at
-/// `idx` (indices into the `m × k` or `k × n` matrix of the colouring's decompression map).
-/// The graph computes it colour-major: forward, `B[c, i] = Σ_{colour(j) = c} ∂out_i/∂x_j`,
+/// `g`'s compressed Jacobian with respect to parameter 0, flattened and gathered at `idx`
+/// (the colour-major indices of the colouring's decompression map). The graph computes it
+/// colour-major: forward, `B[c, i] = Σ_{colour(j) = c} ∂out_i/∂x_j`,
 /// shape `[k, out..]`; reverse, `B[c, j] = Σ_{colour(i) = c} ∂out_i/∂x_j`, shape `[k, x..]`.
 fn compressed_graph(
     g: &Graph,
     n_explicit: usize,
     mode: Mode,
     c: &Colouring,
-    idx: &[usize],
+    idx: Option<&[usize]>,
 ) -> Result<Graph> {
     let x_ty = g.ty(g.params()[0]).clone();
     let out_ty = g.ty(g.outputs()[0]).clone();
@@ -185,15 +237,11 @@ fn compressed_graph(
         );
     }
     // The linear map restricted to its tangent (cotangent) output, batched over the colours.
-    // The colours are the leading axis either way (no transpose of the compressed matrix);
-    // the forward decompression indices `i · k + c` are renumbered to `c · m + i`.
+    // The colours are the leading axis either way (no transpose of the compressed matrix),
+    // the layout the decompression indices address.
     let lin = match mode {
         Mode::Forward => jvp_graph(g, n_explicit)?,
         Mode::Reverse => crate::vjp_graph(g, n_explicit)?,
-    };
-    let idx: Vec<usize> = match mode {
-        Mode::Forward => idx.iter().map(|&v| (v % k) * m + v / k).collect(),
-        Mode::Reverse => idx.to_vec(),
     };
     let np = lin.params().len();
     let lt = restrict(&lin, &(0..np).collect::<Vec<_>>(), &[1])?;
@@ -236,6 +284,9 @@ fn compressed_graph(
         args.extend_from_slice(&ps[1..]);
         let touts = inline(b, &bl, &args)?;
         let flat = reshape(b, touts[0], Shape::new(&[m * k]))?;
+        let Some(idx) = idx else {
+            return Ok(vec![flat]);
+        };
         let at = Array::from_i32(
             Shape::new(&[idx.len()]),
             idx.iter().map(|&i| i as i32).collect(),
@@ -312,4 +363,18 @@ fn fold_constant_moves(g: &Graph) -> Result<Graph> {
         .map(|&o| get(&map, o))
         .collect::<Result<Vec<Value>>>()?;
     Ok(b.finish(&outs))
+}
+
+/// A phase's result that reports no graph size to the timings.
+struct Untallied<T>(T);
+
+impl<T> PhaseOutput for Untallied<T> {
+    fn equations(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Runs `f` as the timed phase `name` (see `ferrax_ir::timings`).
+fn phase<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    timed(name, || Untallied(f())).0
 }

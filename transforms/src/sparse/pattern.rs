@@ -18,7 +18,7 @@
 //! evaluated on arrays holding the positions of the operand elements, and the result tells
 //! which element each output element was copied from.
 
-use ferrax_ir::ops::{ControlOp, IndexOp, ReduceOp};
+use ferrax_ir::ops::{ControlOp, IndexOp, ReduceOp, ShapeOp};
 use ferrax_ir::{Array, DType, Error, ErrorKind, Graph, Op, Result, Shape, Type};
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -29,6 +29,12 @@ pub type Set = SmallVec<[u32; 4]>;
 
 /// Constants larger than this many elements are not tracked.
 const KONST_LIMIT: usize = 1 << 20;
+
+/// Float constants computed by ops (not literals) larger than this many elements are not
+/// tracked either: only `dot_general` reads float constants (to skip the zeros of a known
+/// matrix), while large ones are mostly broadcasts of scalars in vectorised graphs, whose
+/// evaluation would cost as much as the rest of the analysis.
+const FLOAT_KONST_LIMIT: usize = 1 << 16;
 
 /// Loops are followed iteration by iteration for at most this many iterations, then by a fixed
 /// point over the carry.
@@ -94,18 +100,101 @@ impl Pattern {
     }
 }
 
+/// The empty set in [`Sets::Single`].
+const EMPTY: u32 = u32::MAX;
+
+/// One value's sets, one per element, in the smaller of two forms. Every set is built through
+/// [`Ctx::build`] or [`Sets::from_sets`], which pick `Single` whenever it fits, so each value has
+/// one form; comparisons go element by element all the same. Both forms are flat arrays, so a
+/// value of a million elements is two allocations, not a million.
+#[derive(Debug)]
+enum Sets {
+    /// At most one index per element ([`EMPTY`] for none): four bytes an element, the common
+    /// case (inputs, their moves, elementwise ops of one operand).
+    Single(Vec<u32>),
+    /// Any sets, compressed: element `i`'s set is `idx[ptr[i]..ptr[i + 1]]` (`n + 1` pointers;
+    /// a value holds at most [`VALUE_LIMIT`] entries, so they fit in `u32`).
+    Many { ptr: Vec<u32>, idx: Vec<u32> },
+}
+
+impl Sets {
+    /// The sets as one value, `Single` when every set has at most one index.
+    fn from_sets(v: Vec<Set>) -> Sets {
+        if v.iter().all(|s| s.len() <= 1) {
+            return Sets::Single(
+                v.iter()
+                    .map(|s| s.first().copied().unwrap_or(EMPTY))
+                    .collect(),
+            );
+        }
+        let mut ptr = Vec::with_capacity(v.len() + 1);
+        let mut idx = Vec::new();
+        ptr.push(0);
+        for s in &v {
+            idx.extend_from_slice(s);
+            ptr.push(idx.len() as u32);
+        }
+        Sets::Many { ptr, idx }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Sets::Single(v) => v.len(),
+            Sets::Many { ptr, .. } => ptr.len() - 1,
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> &[u32] {
+        match self {
+            Sets::Single(v) if v[i] == EMPTY => &[],
+            Sets::Single(v) => std::slice::from_ref(&v[i]),
+            Sets::Many { ptr, idx } => &idx[ptr[i] as usize..ptr[i + 1] as usize],
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Elements `a..b`.
+    fn slice(&self, a: usize, b: usize) -> Sets {
+        match self {
+            Sets::Single(v) => Sets::Single(v[a..b].to_vec()),
+            Sets::Many { .. } => {
+                Sets::from_sets((a..b).map(|i| Set::from_slice(self.get(i))).collect())
+            }
+        }
+    }
+
+    /// The `Single` form's indices, if this is one.
+    fn single(&self) -> Option<&[u32]> {
+        match self {
+            Sets::Single(v) => Some(v),
+            Sets::Many { .. } => None,
+        }
+    }
+}
+
+impl PartialEq for Sets {
+    fn eq(&self, other: &Sets) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}
+
 /// What the analysis knows about one value.
 #[derive(Clone, Debug, Default)]
 struct State {
-    deps: Option<Arc<Vec<Set>>>,
+    deps: Option<Arc<Sets>>,
     konst: Option<Arc<Array>>,
 }
 
 impl State {
+    #[inline]
     fn set(&self, i: usize) -> &[u32] {
         match &self.deps {
-            Some(d) if d.len() == 1 => &d[0],
-            Some(d) => &d[i],
+            Some(d) if d.len() == 1 => d.get(0),
+            Some(d) => d.get(i),
             None => &[],
         }
     }
@@ -115,9 +204,9 @@ impl State {
         let deps = match (&self.deps, &other.deps) {
             (None, None) => None,
             (Some(a), None) | (None, Some(a)) => Some(a.clone()),
-            (Some(a), Some(b)) => Some(Arc::new(
+            (Some(a), Some(b)) => Some(Arc::new(Sets::from_sets(
                 a.iter().zip(b.iter()).map(|(x, y)| union2(x, y)).collect(),
-            )),
+            ))),
         };
         let konst = match (&self.konst, &other.konst) {
             (Some(a), Some(b)) if a.bits_eq(b) => Some(a.clone()),
@@ -202,24 +291,132 @@ struct Ctx {
 
 impl Ctx {
     /// Builds one set per element with `f`, charging the entries to the budget.
-    fn build(
+    fn build(&mut self, n: usize, mut f: impl FnMut(usize) -> Set) -> Result<Option<Arc<Sets>>> {
+        self.build_into(n, |i, out| out.extend_from_slice(&f(i)))
+    }
+
+    /// Builds one set per element with `f`, which appends element `i`'s sorted set to the
+    /// vector it is given, charging the entries to the budget. The sets are stored compressed,
+    /// then in the `Single` form if none has two indices or more.
+    fn build_into(
         &mut self,
         n: usize,
-        mut f: impl FnMut(usize) -> Set,
-    ) -> Result<Option<Arc<Vec<Set>>>> {
-        let mut out = Vec::new();
-        out.try_reserve_exact(n).map_err(|_| too_large(n))?;
-        let mut here = 0usize;
+        mut f: impl FnMut(usize, &mut Vec<u32>),
+    ) -> Result<Option<Arc<Sets>>> {
+        let mut ptr: Vec<u32> = Vec::new();
+        ptr.try_reserve_exact(n + 1).map_err(|_| too_large(n))?;
+        let mut idx: Vec<u32> = Vec::new();
+        idx.try_reserve(n).map_err(|_| too_large(n))?;
+        ptr.push(0);
+        let mut widest = 0;
         for i in 0..n {
-            let s = f(i);
-            here = here.saturating_add(s.len() + 1);
-            self.entries = self.entries.saturating_add(s.len() + 1);
-            if here > VALUE_LIMIT || self.entries > WORK_LIMIT {
+            let before = idx.len();
+            f(i, &mut idx);
+            widest = widest.max(idx.len() - before);
+            // Entries plus one per element so far: within the value's limit, so `u32` holds it.
+            let here = idx.len() + i + 1;
+            if here > VALUE_LIMIT || self.entries.saturating_add(here) > WORK_LIMIT {
                 return Err(too_large(here));
             }
-            out.push(s);
+            ptr.push(idx.len() as u32);
         }
-        Ok(Some(Arc::new(out)))
+        self.entries = self.entries.saturating_add(idx.len() + n);
+        if widest <= 1 {
+            let single = (0..n)
+                .map(|i| {
+                    if ptr[i] == ptr[i + 1] {
+                        EMPTY
+                    } else {
+                        idx[ptr[i] as usize]
+                    }
+                })
+                .collect();
+            return Ok(Some(Arc::new(Sets::Single(single))));
+        }
+        Ok(Some(Arc::new(Sets::Many { ptr, idx })))
+    }
+}
+
+/// Appends the union of `sets` (each sorted) to `out`, sorted and without repeats.
+fn append_union<'a>(out: &mut Vec<u32>, sets: impl IntoIterator<Item = &'a [u32]>) {
+    let start = out.len();
+    let mut it = sets.into_iter();
+    let (Some(a), b) = (it.next(), it.next()) else {
+        return;
+    };
+    let Some(b) = b else {
+        out.extend_from_slice(a);
+        return;
+    };
+    // Two sorted sets merge in one pass; a third or more are appended, sorted and deduplicated.
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    let mut more = false;
+    for s in it {
+        out.extend_from_slice(s);
+        more = true;
+    }
+    if more {
+        out[start..].sort_unstable();
+        let mut w = start;
+        for r in start..out.len() {
+            if w == start || out[r] != out[w - 1] {
+                out[w] = out[r];
+                w += 1;
+            }
+        }
+        out.truncate(w);
+    }
+}
+
+impl Ctx {
+    /// Charges a value of `n` elements holding `entries` indices, built by a fast path.
+    fn charge(&mut self, n: usize, entries: usize) -> Result<()> {
+        let here = n.saturating_add(entries);
+        self.entries = self.entries.saturating_add(here);
+        if here > VALUE_LIMIT || self.entries > WORK_LIMIT {
+            return Err(too_large(here));
+        }
+        Ok(())
+    }
+
+    /// The elementwise union of two `Single` values of one length.
+    fn union_singles(&mut self, x: &[u32], y: &[u32]) -> Result<Option<Arc<Sets>>> {
+        let n = x.len();
+        let clash = x
+            .iter()
+            .zip(y)
+            .any(|(&a, &b)| a != b && a != EMPTY && b != EMPTY);
+        if !clash {
+            self.charge(n, n)?;
+            let v = x.iter().zip(y).map(|(&a, &b)| a.min(b)).collect();
+            return Ok(Some(Arc::new(Sets::Single(v))));
+        }
+        let mut ptr = Vec::new();
+        ptr.try_reserve_exact(n + 1).map_err(|_| too_large(n))?;
+        let mut idx = Vec::new();
+        idx.try_reserve(2 * n).map_err(|_| too_large(2 * n))?;
+        ptr.push(0u32);
+        for (&a, &b) in x.iter().zip(y) {
+            // EMPTY is the largest u32, so it sorts last.
+            let (lo, hi) = (a.min(b), a.max(b));
+            if lo != EMPTY {
+                idx.push(lo);
+            }
+            if hi != EMPTY && hi != lo {
+                idx.push(hi);
+            }
+            ptr.push(idx.len() as u32);
+        }
+        self.charge(n, idx.len())?;
+        Ok(Some(Arc::new(Sets::Many { ptr, idx })))
     }
 }
 
@@ -315,7 +512,15 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         let out_tys: Vec<Type> = inst.results.iter().map(|r| g.ty(*r).clone()).collect();
         let mut outs = rule(ctx, &inst.op, &args, &arg_tys, &out_tys)?;
         // Known constants: evaluated when every operand is known and the result is small.
-        let small = out_tys.iter().all(|t| t.size() <= KONST_LIMIT);
+        let literal = matches!(inst.op, Op::Literal(_));
+        let small = out_tys.iter().all(|t| {
+            let limit = if t.dtype.is_float() && !literal {
+                FLOAT_KONST_LIMIT
+            } else {
+                KONST_LIMIT
+            };
+            t.size() <= limit
+        });
         let all_known = args.iter().all(|a| a.konst.is_some());
         if small && all_known && !matches!(inst.op, Op::Control(_)) {
             let arrays: Vec<&Array> = args.iter().map(|a| &**a.konst.as_ref().unwrap()).collect();
@@ -375,6 +580,8 @@ fn rule(
             }
         }
         Op::Compare(_) => one(None),
+        // A reshape keeps the row-major order: the sets are shared, not copied.
+        Op::Shape(ShapeOp::Reshape { .. }) => one(args[0].deps.clone()),
         Op::Shape(_) => one(moved(ctx, op, args, tys, &all(args.len()), n)?),
         Op::Reduce(r) => match r {
             ReduceOp::Sum { axes }
@@ -406,17 +613,28 @@ fn all(n: usize) -> Vec<usize> {
 
 /// Elementwise: each element depends on the same element of each operand (or on the single
 /// element of a one-element operand).
-fn elementwise(ctx: &mut Ctx, n: usize, args: &[&State]) -> Result<Option<Arc<Vec<Set>>>> {
+fn elementwise(ctx: &mut Ctx, n: usize, args: &[&State]) -> Result<Option<Arc<Sets>>> {
     let mut live: Vec<&&State> = args.iter().filter(|a| a.deps.is_some()).collect();
     // Operands sharing one set array (`x * x`, `a + neg(a)`) contribute it once.
     live.dedup_by(|a, b| match (&a.deps, &b.deps) {
         (Some(x), Some(y)) => Arc::ptr_eq(x, y),
         _ => false,
     });
+    // Two operands with at most one index per element: merged pairwise, without sets.
+    if let [a, b] = live.as_slice() {
+        if let (Some(x), Some(y)) = (
+            a.deps.as_deref().and_then(Sets::single),
+            b.deps.as_deref().and_then(Sets::single),
+        ) {
+            if x.len() == n && y.len() == n {
+                return ctx.union_singles(x, y);
+            }
+        }
+    }
     match live.as_slice() {
         [] => Ok(None),
         [a] if a.deps.as_ref().is_some_and(|d| d.len() == n) => Ok(a.deps.clone()),
-        _ => ctx.build(n, |i| union_all(live.iter().map(|a| a.set(i)))),
+        _ => ctx.build_into(n, |i, out| append_union(out, live.iter().map(|a| a.set(i)))),
     }
 }
 
@@ -426,7 +644,7 @@ fn full(ctx: &mut Ctx, args: &[&State], outs: &[Type]) -> Result<Vec<State>> {
     let every = union_all(
         args.iter()
             .filter_map(|a| a.deps.as_ref())
-            .flat_map(|d| d.iter().map(|s| s.as_slice())),
+            .flat_map(|d| d.iter()),
     );
     let mut res = Vec::with_capacity(outs.len());
     for t in outs {
@@ -440,9 +658,11 @@ fn full(ctx: &mut Ctx, args: &[&State], outs: &[Type]) -> Result<Vec<State>> {
     Ok(res)
 }
 
-/// Ops that copy elements: evaluates `op` with the operands at `data` replaced by arrays of
-/// their element positions (1-based, offset per operand, 0 for "no element") and the others by
-/// their known constants. Falls back to [`full`] when an index operand is unknown.
+/// Ops that copy elements: each result element takes the set of the operand element it was
+/// copied from. The shape family's sources are computed from its parameters ([`shape_sources`]);
+/// the other moving ops are evaluated with the operands at `data` replaced by arrays of their
+/// element positions (1-based, offset per operand, 0 for "no element") and the others by their
+/// known constants. Falls back to [`full`] when an index operand is unknown.
 fn moved(
     ctx: &mut Ctx,
     op: &Op,
@@ -450,13 +670,23 @@ fn moved(
     tys: &[Type],
     data: &[usize],
     n: usize,
-) -> Result<Option<Arc<Vec<Set>>>> {
+) -> Result<Option<Arc<Sets>>> {
     if data.iter().all(|&d| args[d].deps.is_none()) {
         return Ok(None);
     }
-    let Some(pos) = positions(op, args, tys, data)? else {
-        let t = Type::new(DType::F64, &[n]);
-        return Ok(full(ctx, args, &[t])?.pop().and_then(|s| s.deps));
+    let direct = match op {
+        Op::Shape(s) => shape_sources(s, tys, n),
+        _ => None,
+    };
+    let pos = match direct {
+        Some(p) => p,
+        None => match positions(op, args, tys, data)? {
+            Some(p) => p,
+            None => {
+                let t = Type::new(DType::F64, &[n]);
+                return Ok(full(ctx, args, &[t])?.pop().and_then(|s| s.deps));
+            }
+        },
     };
     // `starts[j]` is the first position of data operand `j`.
     let mut starts = Vec::with_capacity(data.len());
@@ -465,24 +695,200 @@ fn moved(
         starts.push(off);
         off += tys[d].size();
     }
-    ctx.build(n, |i| {
-        let p = pos[i] as usize;
-        if p == 0 {
-            return Set::new();
+    // Operands with at most one index per element: the result is one too, read off directly.
+    let singles: Option<Vec<&[u32]>> = data
+        .iter()
+        .map(|&d| match args[d].deps.as_deref() {
+            None => Some(&[][..]),
+            Some(s) => s.single().filter(|v| v.len() == tys[d].size()),
+        })
+        .collect();
+    if let Some(src) = singles {
+        let mut out: Vec<u32> = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| too_large(n))?;
+        for &p in &pos[..n] {
+            let p = p as usize;
+            out.push(if p == 0 {
+                EMPTY
+            } else {
+                let j = starts.partition_point(|&s| s <= p) - 1;
+                src[j].get(p - starts[j]).copied().unwrap_or(EMPTY)
+            });
         }
-        let j = starts.partition_point(|&s| s <= p) - 1;
-        Set::from_slice(args[data[j]].set(p - starts[j]))
+        ctx.charge(n, n)?;
+        return Ok(Some(Arc::new(Sets::Single(out))));
+    }
+    if let [only] = data {
+        let a = args[*only];
+        return ctx.build_into(n, |i, out| {
+            if pos[i] != 0 {
+                out.extend_from_slice(a.set(pos[i] as usize - 1));
+            }
+        });
+    }
+    ctx.build_into(n, |i, out| {
+        let p = pos[i] as usize;
+        if p != 0 {
+            let j = starts.partition_point(|&s| s <= p) - 1;
+            out.extend_from_slice(args[data[j]].set(p - starts[j]));
+        }
     })
+}
+
+/// The marker of "no operand element" in a line of [`shape_sources`].
+const NO_SOURCE: u32 = u32::MAX;
+
+/// The source positions (as in [`moved`]: 1-based over the operands in order, 0 for none) of
+/// every result element of a shape op, computed from its parameters without evaluating it:
+/// every shape op is separable, result index `o` along dimension `d` coming from one operand
+/// offset (or none), so a result element's source is the sum of its dimensions' offsets.
+/// `None` when the positions do not fit in `u32` or the types do not match the op (the caller
+/// then evaluates it).
+fn shape_sources(op: &ShapeOp, tys: &[Type], n: usize) -> Option<Vec<u32>> {
+    let total: usize = tys.iter().map(|t| t.size()).sum();
+    if total >= NO_SOURCE as usize || n >= NO_SOURCE as usize {
+        return None;
+    }
+    let ad = tys.first()?.dims();
+    let st = Shape::new(ad).strides();
+    let mut out = vec![0u32; n];
+    // Result dims are recovered from the op (the caller knows only the element count).
+    let lines: Vec<Vec<u32>> = match op {
+        ShapeOp::Reshape { .. } => {
+            return Some((1..=n as u32).collect());
+        }
+        ShapeOp::BroadcastInDim { shape, dims } => (0..shape.rank())
+            .map(|d| {
+                let len = shape.dims()[d];
+                match dims.iter().position(|&x| x == d) {
+                    Some(i) if ad[i] != 1 => (0..len).map(|o| (o * st[i]) as u32).collect(),
+                    _ => vec![0; len],
+                }
+            })
+            .collect(),
+        ShapeOp::Transpose { perm } => perm
+            .iter()
+            .map(|&p| (0..ad[p]).map(|o| (o * st[p]) as u32).collect())
+            .collect(),
+        ShapeOp::Slice {
+            start,
+            limit,
+            stride,
+        } => (0..ad.len())
+            .map(|d| {
+                (start[d]..limit[d].max(start[d]))
+                    .step_by(stride[d].max(1))
+                    .map(|i| (i * st[d]) as u32)
+                    .collect()
+            })
+            .collect(),
+        ShapeOp::Pad { lo, hi, interior } => (0..ad.len())
+            .map(|d| {
+                let step = interior[d] + 1;
+                let len = (lo[d] + hi[d] + ad[d] + ad[d].saturating_sub(1) * interior[d]) as i64;
+                (0..len)
+                    .map(|o| {
+                        let p = o - lo[d] as i64;
+                        if p >= 0 && p % step as i64 == 0 && ((p / step as i64) as usize) < ad[d] {
+                            ((p / step as i64) as usize * st[d]) as u32
+                        } else {
+                            NO_SOURCE
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+        ShapeOp::Rev { axes } => (0..ad.len())
+            .map(|d| {
+                (0..ad[d])
+                    .map(|o| {
+                        let i = if axes.contains(&d) { ad[d] - 1 - o } else { o };
+                        (i * st[d]) as u32
+                    })
+                    .collect()
+            })
+            .collect(),
+        ShapeOp::Concatenate { axis } => {
+            // One pass per operand, each filling the result elements it covers.
+            let (mut at, mut base) = (0usize, 1usize);
+            let len: usize = tys
+                .iter()
+                .map(|t| t.dims().get(*axis).copied().unwrap_or(0))
+                .sum();
+            for t in tys {
+                let (td, ts) = (t.dims(), t.shape.strides());
+                let lines: Vec<Vec<u32>> = (0..td.len())
+                    .map(|d| {
+                        if d == *axis {
+                            (0..len)
+                                .map(|o| {
+                                    if o >= at && o < at + td[d] {
+                                        ((o - at) * ts[d]) as u32
+                                    } else {
+                                        NO_SOURCE
+                                    }
+                                })
+                                .collect()
+                        } else {
+                            (0..td[d]).map(|o| (o * ts[d]) as u32).collect()
+                        }
+                    })
+                    .collect();
+                spread(&lines, base as u32, None, &mut out)?;
+                at += td.get(*axis).copied().unwrap_or(0);
+                base += t.size();
+            }
+            return Some(out);
+        }
+    };
+    // A pad's uncovered elements come from its padding value, the element after the operand's.
+    let fill = matches!(op, ShapeOp::Pad { .. }).then_some(1 + tys[0].size() as u32);
+    spread(&lines, 1, fill, &mut out)?;
+    Some(out)
+}
+
+/// Writes `base + Σ_d lines[d][o_d]` at every result element `(o_0, o_1, ..)` (row-major)
+/// whose offsets all exist, and `fill` (when given) at the others. `None` if the lines do not
+/// cover `out` exactly.
+fn spread(lines: &[Vec<u32>], base: u32, fill: Option<u32>, out: &mut [u32]) -> Option<()> {
+    let mut acc = vec![0u32];
+    for line in lines {
+        let mut next = Vec::with_capacity(acc.len() * line.len());
+        for &a in &acc {
+            for &l in line {
+                next.push(if a == NO_SOURCE || l == NO_SOURCE {
+                    NO_SOURCE
+                } else {
+                    a + l
+                });
+            }
+        }
+        acc = next;
+    }
+    if acc.len() != out.len() {
+        return None;
+    }
+    for (o, a) in out.iter_mut().zip(acc) {
+        if a != NO_SOURCE {
+            *o = base + a;
+        } else if let Some(f) = fill {
+            *o = f;
+        }
+    }
+    Some(())
 }
 
 /// The source position of each result element of a moving op, or `None` when an index operand
 /// is not a known constant.
-fn positions(op: &Op, args: &[&State], tys: &[Type], data: &[usize]) -> Result<Option<Vec<f64>>> {
+fn positions(op: &Op, args: &[&State], tys: &[Type], data: &[usize]) -> Result<Option<Vec<u32>>> {
     let mut arrays = Vec::with_capacity(args.len());
     let mut off = 1usize;
     for (i, (a, t)) in args.iter().zip(tys).enumerate() {
         if data.contains(&i) {
             let n = t.size();
+            if off + n >= u32::MAX as usize {
+                return Ok(None);
+            }
             let v: Vec<f64> = (off..off + n).map(|k| k as f64).collect();
             off += n;
             arrays.push(Array::from_f64(t.shape.clone(), v)?);
@@ -495,7 +901,9 @@ fn positions(op: &Op, args: &[&State], tys: &[Type], data: &[usize]) -> Result<O
     }
     let refs: Vec<&Array> = arrays.iter().collect();
     let out = op.eval(&refs)?;
-    Ok(Some(out[0].to_f64_vec()))
+    Ok(Some(
+        out[0].to_f64_vec().into_iter().map(|p| p as u32).collect(),
+    ))
 }
 
 /// Scatters: `set` with known indices moves elements exactly; the combining scatters add to
@@ -508,7 +916,7 @@ fn scatter(
     args: &[&State],
     tys: &[Type],
     n: usize,
-) -> Result<Option<Arc<Vec<Set>>>> {
+) -> Result<Option<Arc<Sets>>> {
     if combine == ferrax_ir::ops::Combine::Set {
         return moved(ctx, op, args, tys, &[0, 2], n);
     }
@@ -526,7 +934,7 @@ fn scatter(
     };
     let mut extra: Vec<Vec<u32>> = vec![Vec::new(); n];
     for (u, &p) in land.iter().enumerate() {
-        if p >= 1.0 {
+        if p >= 1 {
             extra[p as usize - 1].extend_from_slice(args[2].set(u));
         }
     }
@@ -598,7 +1006,7 @@ fn window(
     args: &[&State],
     tys: &[Type],
     out: &Type,
-) -> Result<Option<Arc<Vec<Set>>>> {
+) -> Result<Option<Arc<Sets>>> {
     use ferrax_ir::ops::WindowOp;
     if args.iter().all(|a| a.deps.is_none()) {
         return Ok(None);
@@ -648,12 +1056,7 @@ fn offsets(dims: &[usize], strides: &[usize]) -> Vec<usize> {
     out
 }
 
-fn reduce(
-    ctx: &mut Ctx,
-    a: &State,
-    dims: &[usize],
-    axes: &[usize],
-) -> Result<Option<Arc<Vec<Set>>>> {
+fn reduce(ctx: &mut Ctx, a: &State, dims: &[usize], axes: &[usize]) -> Result<Option<Arc<Sets>>> {
     if a.deps.is_none() {
         return Ok(None);
     }
@@ -669,8 +1072,8 @@ fn reduce(
     let (rd, rs) = pick(axes);
     let outer = offsets(&kd, &ks);
     let inner = offsets(&rd, &rs);
-    ctx.build(outer.len(), |i| {
-        union_all(inner.iter().map(|&r| a.set(outer[i] + r)))
+    ctx.build_into(outer.len(), |i, out| {
+        append_union(out, inner.iter().map(|&r| a.set(outer[i] + r)))
     })
 }
 
@@ -680,7 +1083,7 @@ fn cumsum(
     dims: &[usize],
     axis: usize,
     reverse: bool,
-) -> Result<Option<Arc<Vec<Set>>>> {
+) -> Result<Option<Arc<Sets>>> {
     if a.deps.is_none() {
         return Ok(None);
     }
@@ -706,7 +1109,7 @@ fn dot(
     d: &ferrax_ir::ops::DotGeneral,
     args: &[&State],
     tys: &[Type],
-) -> Result<Option<Arc<Vec<Set>>>> {
+) -> Result<Option<Arc<Sets>>> {
     let (l, r) = (args[0], args[1]);
     if l.deps.is_none() && r.deps.is_none() {
         return Ok(None);
@@ -879,7 +1282,7 @@ fn scan(
             let deps = x
                 .deps
                 .as_ref()
-                .map(|d| Arc::new(d[i * m..(i + 1) * m].to_vec()));
+                .map(|d| Arc::new(d.slice(i * m, (i + 1) * m)));
             let konst = match &x.konst {
                 Some(k) => Some(Arc::new(Array::new(
                     Shape::new(&t.dims()[1..]),
@@ -916,7 +1319,11 @@ fn scan(
         }
         let mut res = carry;
         for (j, y) in ys.into_iter().enumerate() {
-            let deps = if any[j] { Some(Arc::new(y)) } else { None };
+            let deps = if any[j] {
+                Some(Arc::new(Sets::from_sets(y)))
+            } else {
+                None
+            };
             res.push(State { deps, konst: None });
         }
         return Ok(res);

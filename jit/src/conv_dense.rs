@@ -199,3 +199,49 @@ impl<T: Float> Dense<T> {
         }
     }
 }
+
+/// Runs `(start, length)` of `offsets` whose values climb by one, in order, written to
+/// `runs`; `None` when they are too short to be worth copying whole (under four elements on
+/// average) or the list cannot be allocated, and then elements are gathered one by one.
+pub(super) fn unit_runs<'r>(
+    offsets: &[usize],
+    runs: &'r mut Vec<(usize, usize)>,
+) -> Option<&'r [(usize, usize)]> {
+    runs.clear();
+    let mut start = 0;
+    for k in 1..=offsets.len() {
+        if k == offsets.len() || offsets[k] != offsets[k - 1].wrapping_add(1) {
+            if runs.len() * 4 >= offsets.len() || runs.try_reserve(1).is_err() {
+                return None;
+            }
+            runs.push((start, k - start));
+            start = k;
+        }
+    }
+    Some(runs)
+}
+
+/// `dst[q] = src[base + offsets[q]]` for every `q`, a run of consecutive offsets at a time
+/// when `runs` lists them.
+#[inline]
+pub(super) fn gather<T: Copy>(
+    dst: &mut [T],
+    src: &[T],
+    base: usize,
+    offsets: &[usize],
+    runs: Option<&[(usize, usize)]>,
+) {
+    match runs {
+        Some(runs) => {
+            for &(start, len) in runs {
+                let from = base + offsets[start];
+                dst[start..start + len].copy_from_slice(&src[from..from + len]);
+            }
+        }
+        None => {
+            for (v, &o) in dst.iter_mut().zip(offsets) {
+                *v = src[base + o];
+            }
+        }
+    }
+}

@@ -946,6 +946,9 @@ unsafe fn gemm_path<T: Float>(
             Some(p) => (Shared(p.as_mut_ptr()), true),
             None => (out, false),
         };
+        // The dense gather's runs of consecutive offsets (see `dense::unit_runs`), reused
+        // from tile to tile.
+        let mut spans = Vec::new();
         loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
             if item >= items {
@@ -982,23 +985,23 @@ unsafe fn gemm_path<T: Float>(
                 }
                 if let Some(d) = dense {
                     // Gathered from the dense copy: element (row, column) sits at the sum of
-                    // the row's and the column's offsets.
+                    // the row's and the column's offsets. Along a patch line the offsets
+                    // that vary usually climb by one for a while (positions or taps along
+                    // the last axis), and such runs are copied whole.
                     let offsets = &mut offsets[..m];
                     d.positions(geo, &pos, offsets);
                     let offsets = &*offsets;
                     let cols_at = &columns[t * kk + col0..t * kk + col0 + cols];
                     let src = &d.buf[..];
                     if by_columns {
+                        let spans = dense::unit_runs(offsets, &mut spans);
                         for (dst, &co) in patch.chunks_exact_mut(m).zip(cols_at) {
-                            for (v, &po) in dst.iter_mut().zip(offsets.iter()) {
-                                *v = src[po + co];
-                            }
+                            dense::gather(dst, src, co, offsets, spans);
                         }
                     } else {
+                        let spans = dense::unit_runs(cols_at, &mut spans);
                         for (dst, &po) in patch.chunks_exact_mut(cols).zip(offsets.iter()) {
-                            for (v, &co) in dst.iter_mut().zip(cols_at) {
-                                *v = src[po + co];
-                            }
+                            dense::gather(dst, src, po, cols_at, spans);
                         }
                     }
                 } else if by_columns {

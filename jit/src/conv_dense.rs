@@ -92,65 +92,68 @@ impl<T: Float> Dense<T> {
         };
         let lead = ns.saturating_sub(1);
         let rows: usize = dims[..lead].iter().product();
+        // Per dense line (row-major over the leading axes, `d` elements each), the offset of
+        // the input line under it from its plane's first input element, or `None` when it
+        // lies in padding or a dilation hole: the same in every (batch, feature) plane, so it
+        // is worked out once.
+        let mut lines: Vec<Option<usize>> = Vec::new();
+        lines.try_reserve_exact(rows).ok()?;
         let mut u: SmallVec<[usize; 4]> = SmallVec::from_elem(0, lead);
+        for _ in 0..rows {
+            let mut src = Some(0usize);
+            for (j, &uj) in u.iter().enumerate() {
+                src = match (src, source(j, uj)) {
+                    (Some(s), Some(x)) => Some(s + x * geo.axes[j].sl),
+                    _ => None,
+                };
+            }
+            lines.push(src);
+            advance(&mut u, |d| dims[d]);
+        }
+        // Along the last axis: the dense line's length, and where its `n` input elements go
+        // (dense index `low pad + x · dilation` holds input element `x`).
+        let (d, lp, ld, n, sl) = match geo.axes.last() {
+            None => (1, 0, 1, 1, 1),
+            Some(a) => {
+                let (lp, ld, d) = (lowpad[ns - 1], a.ld as usize, dims[ns - 1]);
+                let n = if lp >= d {
+                    0
+                } else {
+                    ((d - 1 - lp) / ld + 1).min(a.l)
+                };
+                (d, lp, ld, n, a.sl)
+            }
+        };
         for nb in 0..nin {
             for c in 0..cin {
                 let src0 = nb * geo.s_ln + c * geo.s_lc;
-                let dst0 = nb * sn + c * sc;
-                u.iter_mut().for_each(|v| *v = 0);
-                for _ in 0..rows {
-                    // The dense line at `u` and the input line under it, if any.
-                    let mut src = Some(src0);
-                    let mut dst = dst0;
-                    for (j, &uj) in u.iter().enumerate() {
-                        dst += uj * sp[j];
-                        src = match (src, source(j, uj)) {
-                            (Some(s), Some(x)) => Some(s + x * geo.axes[j].sl),
-                            _ => None,
-                        };
-                    }
-                    match (geo.axes.last(), src) {
-                        (None, src) => {
-                            // SAFETY: an input element (the caller's contract).
-                            buf[dst] = src.map_or(T::ZERO, |s| unsafe { *lhs.add(s) });
-                        }
-                        (Some(_), None) => buf[dst..dst + dims[ns - 1]].fill(T::ZERO),
-                        (Some(a), Some(src)) => {
-                            // The first `n` input elements of the line land below the
-                            // extent, at dense indices `low pad + x · dilation`.
-                            let (lp, ld, d) = (lowpad[ns - 1], a.ld as usize, dims[ns - 1]);
-                            let n = if lp >= d {
-                                0
-                            } else {
-                                ((d - 1 - lp) / ld + 1).min(a.l)
-                            };
-                            let line = &mut buf[dst..dst + d];
-                            if ld == 1 && n > 0 {
-                                line[..lp].fill(T::ZERO);
-                                line[lp + n..].fill(T::ZERO);
-                                let to = &mut line[lp..lp + n];
-                                if a.sl == 1 {
-                                    // SAFETY: `n` consecutive input elements (the caller's
-                                    // contract).
-                                    let from =
-                                        unsafe { std::slice::from_raw_parts(lhs.add(src), n) };
-                                    to.copy_from_slice(from);
-                                } else {
-                                    for (xl, v) in to.iter_mut().enumerate() {
-                                        // SAFETY: an input element (the caller's contract).
-                                        *v = unsafe { *lhs.add(src + xl * a.sl) };
-                                    }
-                                }
-                            } else {
-                                line.fill(T::ZERO);
-                                for xl in 0..n {
-                                    // SAFETY: as above.
-                                    line[lp + xl * ld] = unsafe { *lhs.add(src + xl * a.sl) };
-                                }
+                let plane = &mut buf[nb * sn + c * sc..][..sc];
+                for (line, src) in plane.chunks_exact_mut(d).zip(&lines) {
+                    let Some(src) = src.map(|s| src0 + s) else {
+                        line.fill(T::ZERO);
+                        continue;
+                    };
+                    if ld == 1 && n > 0 {
+                        line[..lp].fill(T::ZERO);
+                        line[lp + n..].fill(T::ZERO);
+                        let to = &mut line[lp..lp + n];
+                        if sl == 1 {
+                            // SAFETY: `n` consecutive input elements (the caller's contract).
+                            let from = unsafe { std::slice::from_raw_parts(lhs.add(src), n) };
+                            to.copy_from_slice(from);
+                        } else {
+                            for (xl, v) in to.iter_mut().enumerate() {
+                                // SAFETY: an input element (the caller's contract).
+                                *v = unsafe { *lhs.add(src + xl * sl) };
                             }
                         }
+                    } else {
+                        line.fill(T::ZERO);
+                        for xl in 0..n {
+                            // SAFETY: as above.
+                            line[lp + xl * ld] = unsafe { *lhs.add(src + xl * sl) };
+                        }
                     }
-                    advance(&mut u, |d| dims[d]);
                 }
             }
         }

@@ -984,10 +984,11 @@ unsafe fn gemm_path<T: Float>(
             for tap in 0..taps {
                 let roff: usize = (0..ns).map(|j| w[j] * geo.axes[j].sr).sum();
                 let row = (t * kk + i * taps + tap) * og;
-                for oo in 0..og {
-                    let o = t * og + oo;
-                    // SAFETY: indices below the kernel's sizes.
-                    packed[row + oo] = unsafe { *rhs.add(o * geo.s_ro + i * geo.s_ri + roff) };
+                let first = t * og * geo.s_ro + i * geo.s_ri + roff;
+                for (oo, v) in packed[row..row + og].iter_mut().enumerate() {
+                    // SAFETY: the kernel element of output feature `t · og + oo`, input feature
+                    // `i` and this tap (indices below the kernel's sizes).
+                    *v = unsafe { *rhs.add(first + oo * geo.s_ro) };
                 }
                 advance(&mut w, |d| geo.axes[d].k);
             }

@@ -154,6 +154,7 @@ mod plan;
 mod pool_kernel;
 pub mod reroll;
 mod scalar;
+mod small_gemm;
 mod stats;
 mod symbols;
 

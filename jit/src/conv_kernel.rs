@@ -745,6 +745,168 @@ impl Runs {
     }
 }
 
+/// Which index a line of a patch walks: the result positions (a column of a column-major
+/// patch) or the columns, (input feature, tap) pairs (a row of a row-major patch).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Along {
+    Positions,
+    Taps,
+}
+
+/// A patch element's coordinates: the result position `[batch, spatial..]`, the tap's
+/// multi-index and flat index, and the input feature within the group.
+#[derive(Clone)]
+struct Cursor {
+    p: SmallVec<[usize; 5]>,
+    w: SmallVec<[usize; 4]>,
+    tap: usize,
+    i: usize,
+}
+
+impl Cursor {
+    /// The element of position `pos` and column `col`.
+    fn new(geo: &Geometry, pos: &[usize], col: usize) -> Cursor {
+        let taps = geo.taps();
+        let ns = geo.axes.len();
+        let (i, tap) = (col / taps, col % taps);
+        let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+        let mut rest = tap;
+        for j in (0..ns).rev() {
+            w[j] = rest % geo.axes[j].k;
+            rest /= geo.axes[j].k;
+        }
+        Cursor {
+            p: SmallVec::from_slice(pos),
+            w,
+            tap,
+            i,
+        }
+    }
+
+    /// Moves `n` columns on, the `n` taps all along the last kernel axis (`n = 1` when there
+    /// is no spatial axis).
+    fn next_columns(&mut self, geo: &Geometry, n: usize) {
+        let ns = geo.axes.len();
+        self.tap += n;
+        if self.tap == geo.taps() {
+            self.tap = 0;
+            self.i += 1;
+        }
+        if ns > 0 {
+            self.w[ns - 1] += n - 1;
+            advance(&mut self.w, |d| geo.axes[d].k);
+        }
+    }
+
+    /// Moves `n` positions on, all along the last spatial axis (`n = 1` when there is none).
+    fn next_positions(&mut self, geo: &Geometry, n: usize) {
+        let ns = geo.axes.len();
+        self.p[ns] += n - 1;
+        advance(&mut self.p, |d| {
+            if d == 0 {
+                geo.n_out
+            } else {
+                geo.axes[d - 1].y
+            }
+        });
+    }
+
+    /// Moves to the next line of a patch walking `along`: the next column, or the next
+    /// position.
+    fn step_across(&mut self, geo: &Geometry, along: Along) {
+        match along {
+            Along::Positions => self.next_columns(geo, 1),
+            Along::Taps => self.next_positions(geo, 1),
+        }
+    }
+}
+
+/// The lines of one tile's patch, filled through the per-axis tables of input offsets
+/// (`tables[j]` holds, per result position and tap of axis `j`, the input index times its
+/// stride, or `None` for padding and dilation holes).
+struct PatchLine<'a> {
+    geo: &'a Geometry,
+    tables: &'a [Vec<Option<usize>>],
+    /// The group.
+    t: usize,
+    /// The group's first input feature.
+    c0: usize,
+    along: Along,
+}
+
+impl PatchLine<'_> {
+    /// Fills `dst`, the patch line starting at `at`, in segments along the last spatial axis:
+    /// within one, only the last axis's position (walking positions) or tap (walking taps)
+    /// moves, so the leading axes' offset is looked up once and the segment is one strided
+    /// line of the input ([`fill_line`]) or consecutive entries of the last axis's table.
+    ///
+    /// # Safety
+    /// `lhs` must hold the input the geometry describes, and the line must lie within the
+    /// result positions and columns.
+    unsafe fn fill<T: Float>(&self, lhs: *const T, mut at: Cursor, dst: &mut [T]) {
+        let geo = self.geo;
+        let ns = geo.axes.len();
+        let last = geo.axes.last();
+        let mut r = 0;
+        while r < dst.len() {
+            // The last axis's position and tap, and how far the walked one may go.
+            let (y, k) = match last {
+                Some(_) => (at.p[ns], at.w[ns - 1]),
+                None => (0, 0),
+            };
+            let room = match (last, self.along) {
+                (None, _) => 1,
+                (Some(a), Along::Positions) => a.y - y,
+                (Some(a), Along::Taps) => a.k - k,
+            };
+            let len = room.min(dst.len() - r);
+            let feature = (self.c0 + at.i) * geo.s_lc;
+            let mut off = Some(geo.batch_in(self.t, at.p[0]) * geo.s_ln + feature);
+            for j in 0..ns.saturating_sub(1) {
+                let e = self.tables[j][at.p[j + 1] * geo.axes[j].k + at.w[j]];
+                off = match (off, e) {
+                    (Some(b), Some(x)) => Some(b + x),
+                    _ => None,
+                };
+            }
+            let seg = &mut dst[r..r + len];
+            match (off, last) {
+                (None, _) => seg.fill(T::ZERO),
+                // SAFETY: an input element (the caller's contract).
+                (Some(b), None) => seg[0] = unsafe { *lhs.add(b) },
+                (Some(b), Some(a)) if a.ld == 1 && a.fits => {
+                    let first = y as i64 * a.stride as i64 + k as i64 * a.rd as i64 - a.pad;
+                    let step = match self.along {
+                        Along::Positions => a.stride,
+                        Along::Taps => a.rd,
+                    };
+                    // SAFETY: valid positions address input elements.
+                    unsafe { fill_line(seg, lhs, b, first, step as i64, a.l, a.sl) };
+                }
+                (Some(b), Some(a)) => {
+                    let table = &self.tables[ns - 1];
+                    let (dy, dk) = match self.along {
+                        Along::Positions => (1, 0),
+                        Along::Taps => (0, 1),
+                    };
+                    for (q, v) in seg.iter_mut().enumerate() {
+                        // SAFETY: indices below the input's sizes.
+                        *v = match table[(y + q * dy) * a.k + k + q * dk] {
+                            Some(x) => unsafe { *lhs.add(b + x) },
+                            None => T::ZERO,
+                        };
+                    }
+                }
+            }
+            r += len;
+            match self.along {
+                Along::Positions => at.next_positions(geo, len),
+                Along::Taps => at.next_columns(geo, len),
+            }
+        }
+    }
+}
+
 /// The GEMM path; false (having written nothing) when its buffers cannot be allocated. With
 /// `use_dense`, patches come from a dense copy of the input when one can be made.
 ///
@@ -822,10 +984,11 @@ unsafe fn gemm_path<T: Float>(
             for tap in 0..taps {
                 let roff: usize = (0..ns).map(|j| w[j] * geo.axes[j].sr).sum();
                 let row = (t * kk + i * taps + tap) * og;
-                for oo in 0..og {
-                    let o = t * og + oo;
-                    // SAFETY: indices below the kernel's sizes.
-                    packed[row + oo] = unsafe { *rhs.add(o * geo.s_ro + i * geo.s_ri + roff) };
+                let first = t * og * geo.s_ro + i * geo.s_ri + roff;
+                for (oo, v) in packed[row..row + og].iter_mut().enumerate() {
+                    // SAFETY: the kernel element of output feature `t · og + oo`, input feature
+                    // `i` and this tap (indices below the kernel's sizes).
+                    *v = unsafe { *rhs.add(first + oo * geo.s_ro) };
                 }
                 advance(&mut w, |d| geo.axes[d].k);
             }
@@ -922,7 +1085,6 @@ unsafe fn gemm_path<T: Float>(
     let packed = &packed_owned;
     let tables = &tables;
     let runs = &runs;
-    let unit = [Some(0usize)];
     // Column-major patches when runs along the last spatial axis are at least as long as the
     // kernel along it; row-major otherwise (the kernel-gradient convolutions, whose results
     // are small and whose kernels are whole images).
@@ -936,319 +1098,180 @@ unsafe fn gemm_path<T: Float>(
     // Each thread's buffers: its patch, the dense path's position offsets of the current tile
     // (`rows` entries) and the staging block (`rows × og`), and its copy of the result when
     // the contraction is split.
-    let job = |patch: &mut [T],
-               offsets: &mut [usize],
-               stage: &mut [T],
-               partial: Option<&mut [T]>| {
-        let (lhs, rhs) = (lhs, rhs);
-        // Without a split, every tile's product goes straight into the result.
-        let (out, accumulate_all) = match partial {
-            Some(p) => (Shared(p.as_mut_ptr()), true),
-            None => (out, false),
-        };
-        loop {
-            let item = next.fetch_add(1, Ordering::Relaxed);
-            if item >= items {
-                return;
-            }
-            let (item, part) = (item / parts, item % parts);
-            let t = item / (n_runs * tiles_per_run);
-            let rest = item % (n_runs * tiles_per_run);
-            let (run, tile) = (rest / tiles_per_run, rest % tiles_per_run);
-            let p0 = tile * rows;
-            let m = rows.min(runs.len - p0);
-            // The first position of the tile: (batch, spatial..) from the run and offset.
-            let mut pos: SmallVec<[usize; 5]> = SmallVec::from_elem(0, ns + 1);
-            let mut flat = run * runs.len + p0;
-            for d in (0..=ns).rev() {
-                let n = if d == 0 { geo.n_out } else { geo.axes[d - 1].y };
-                pos[d] = flat % n;
-                flat /= n;
-            }
-            let obase = pos[0] * geo.s_on
-                + (0..ns).map(|j| pos[j + 1] * geo.axes[j].so).sum::<usize>()
-                + t * og * geo.s_oc;
-            let c0 = geo.feature0(t);
-            let (mut col0, col_end) = if parts > 1 {
-                (part * chunk, ((part + 1) * chunk).min(kk))
-            } else {
-                (0, kk)
+    let job =
+        |patch: &mut [T], offsets: &mut [usize], stage: &mut [T], partial: Option<&mut [T]>| {
+            let (lhs, rhs) = (lhs, rhs);
+            // Without a split, every tile's product goes straight into the result.
+            let (out, accumulate_all) = match partial {
+                Some(p) => (Shared(p.as_mut_ptr()), true),
+                None => (out, false),
             };
-            while col0 < col_end {
-                let mut cols = chunk.min(col_end - col0);
-                if let Some((_, false)) = direct {
-                    // The kernel is read in place one input feature at a time.
-                    cols = cols.min(taps - col0 % taps);
+            // The dense gather's runs of consecutive offsets (see `dense::unit_runs`), reused
+            // from tile to tile.
+            let mut spans = Vec::new();
+            loop {
+                let item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= items {
+                    return;
                 }
-                if let Some(d) = dense {
-                    // Gathered from the dense copy: element (row, column) sits at the sum of
-                    // the row's and the column's offsets.
-                    let offsets = &mut offsets[..m];
-                    d.positions(geo, &pos, offsets);
-                    let offsets = &*offsets;
-                    let cols_at = &columns[t * kk + col0..t * kk + col0 + cols];
-                    let src = &d.buf[..];
-                    if by_columns {
-                        for (dst, &co) in patch.chunks_exact_mut(m).zip(cols_at) {
-                            for (v, &po) in dst.iter_mut().zip(offsets.iter()) {
-                                *v = src[po + co];
+                let (item, part) = (item / parts, item % parts);
+                let t = item / (n_runs * tiles_per_run);
+                let rest = item % (n_runs * tiles_per_run);
+                let (run, tile) = (rest / tiles_per_run, rest % tiles_per_run);
+                let p0 = tile * rows;
+                let m = rows.min(runs.len - p0);
+                // The first position of the tile: (batch, spatial..) from the run and offset.
+                let mut pos: SmallVec<[usize; 5]> = SmallVec::from_elem(0, ns + 1);
+                let mut flat = run * runs.len + p0;
+                for d in (0..=ns).rev() {
+                    let n = if d == 0 { geo.n_out } else { geo.axes[d - 1].y };
+                    pos[d] = flat % n;
+                    flat /= n;
+                }
+                let obase = pos[0] * geo.s_on
+                    + (0..ns).map(|j| pos[j + 1] * geo.axes[j].so).sum::<usize>()
+                    + t * og * geo.s_oc;
+                let c0 = geo.feature0(t);
+                let (mut col0, col_end) = if parts > 1 {
+                    (part * chunk, ((part + 1) * chunk).min(kk))
+                } else {
+                    (0, kk)
+                };
+                while col0 < col_end {
+                    let mut cols = chunk.min(col_end - col0);
+                    if let Some((_, false)) = direct {
+                        // The kernel is read in place one input feature at a time.
+                        cols = cols.min(taps - col0 % taps);
+                    }
+                    if let Some(d) = dense {
+                        // Gathered from the dense copy: element (row, column) sits at the sum of
+                        // the row's and the column's offsets. Along a patch line the offsets
+                        // that vary usually climb by one for a while (positions or taps along
+                        // the last axis), and such runs are copied whole.
+                        let offsets = &mut offsets[..m];
+                        d.positions(geo, &pos, offsets);
+                        let offsets = &*offsets;
+                        let cols_at = &columns[t * kk + col0..t * kk + col0 + cols];
+                        let src = &d.buf[..];
+                        if by_columns {
+                            let spans = dense::unit_runs(offsets, &mut spans);
+                            for (dst, &co) in patch.chunks_exact_mut(m).zip(cols_at) {
+                                dense::gather(dst, src, co, offsets, spans);
+                            }
+                        } else {
+                            let spans = dense::unit_runs(cols_at, &mut spans);
+                            for (dst, &po) in patch.chunks_exact_mut(cols).zip(offsets.iter()) {
+                                dense::gather(dst, src, po, cols_at, spans);
                             }
                         }
                     } else {
-                        for (dst, &po) in patch.chunks_exact_mut(cols).zip(offsets.iter()) {
-                            for (v, &co) in dst.iter_mut().zip(cols_at) {
-                                *v = src[po + co];
-                            }
+                        // Filled through the per-axis tables: a column-major patch (`m` rows per
+                        // column) one column per (input feature, tap), each walking the tile's
+                        // positions; a row-major one (`cols` per row) one row per position, each
+                        // walking its columns (see `PatchLine`).
+                        let (along, lines, len) = if by_columns {
+                            (Along::Positions, cols, m)
+                        } else {
+                            (Along::Taps, m, cols)
+                        };
+                        let mut at = Cursor::new(geo, &pos, col0);
+                        let line = PatchLine {
+                            geo,
+                            tables,
+                            t,
+                            c0,
+                            along,
+                        };
+                        for dst in patch[..lines * len].chunks_exact_mut(len) {
+                            // SAFETY: the tile's positions and columns lie within the geometry.
+                            unsafe { line.fill(lhs.0, at.clone(), dst) };
+                            at.step_across(geo, along);
                         }
                     }
-                } else if by_columns {
-                    // The patch is column-major (`m` rows per column): one column per (input
-                    // feature, tap); its rows walk the tile's positions in segments along the
-                    // last spatial axis, where consecutive rows read through one table.
-                    let (mut i, mut tap) = (col0 / taps, col0 % taps);
-                    let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
-                    let mut rest = tap;
-                    for j in (0..ns).rev() {
-                        w[j] = rest % geo.axes[j].k;
-                        rest /= geo.axes[j].k;
-                    }
-                    for col in 0..cols {
-                        let dst = &mut patch[col * m..(col + 1) * m];
-                        let cbase = (c0 + i) * geo.s_lc;
-                        let mut p = pos.clone();
-                        let mut r = 0;
-                        while r < m {
-                            let (ylast, ylen, klen, klast, tlast) = match ns {
-                                0 => (0, 1, 1, 0, &unit[..]),
-                                _ => {
-                                    let a = &geo.axes[ns - 1];
-                                    (p[ns], a.y, a.k, w[ns - 1], &tables[ns - 1][..])
-                                }
-                            };
-                            let len = (ylen - ylast).min(m - r);
-                            let mut off = Some(geo.batch_in(t, p[0]) * geo.s_ln + cbase);
-                            for j in 0..ns.saturating_sub(1) {
-                                let e = tables[j][p[j + 1] * geo.axes[j].k + w[j]];
-                                off = match (off, e) {
-                                    (Some(b), Some(x)) => Some(b + x),
-                                    _ => None,
-                                };
-                            }
-                            let seg = &mut dst[r..r + len];
-                            match off {
-                                None => seg.fill(T::ZERO),
-                                Some(b)
-                                    if ns > 0
-                                        && geo.axes[ns - 1].ld == 1
-                                        && geo.axes[ns - 1].fits =>
-                                {
-                                    let a = &geo.axes[ns - 1];
-                                    let first = ylast as i64 * a.stride as i64
-                                        + klast as i64 * a.rd as i64
-                                        - a.pad;
-                                    // SAFETY: valid positions address input elements.
-                                    unsafe {
-                                        fill_line(seg, lhs.0, b, first, a.stride as i64, a.l, a.sl)
-                                    };
-                                }
-                                Some(b) => {
-                                    for (q, v) in seg.iter_mut().enumerate() {
-                                        // SAFETY: indices below the input's sizes.
-                                        *v = match tlast[(ylast + q) * klen + klast] {
-                                            Some(x) => unsafe { *lhs.0.add(b + x) },
-                                            None => T::ZERO,
-                                        };
-                                    }
-                                }
-                            }
-                            r += len;
-                            if ns > 0 {
-                                p[ns] = 0;
-                                advance(&mut p[..ns], |d| {
-                                    if d == 0 {
-                                        geo.n_out
-                                    } else {
-                                        geo.axes[d - 1].y
-                                    }
-                                });
-                            } else {
-                                advance(&mut p, |_| geo.n_out);
-                            }
+                    let (rsa, csa) = if by_columns {
+                        (1, m as isize)
+                    } else {
+                        (cols as isize, 1)
+                    };
+                    let (b_ptr, rsb, csb) = match direct {
+                        Some((st, _)) => {
+                            let (i, tap) = (col0 / taps, col0 % taps);
+                            // SAFETY: the offset of an element of the kernel (output feature
+                            // `t · og`, input feature `i`, tap `tap`, which lies at `tap · st`).
+                            let b =
+                                unsafe { rhs.0.add(t * og * geo.s_ro + i * geo.s_ri + tap * st) };
+                            (b as *const T, st as isize, geo.s_ro as isize)
                         }
-                        tap += 1;
-                        if tap == taps {
-                            tap = 0;
-                            i += 1;
-                        }
-                        advance(&mut w, |d| geo.axes[d].k);
-                    }
-                } else {
-                    // Row-major patch (`cols` per row), for short runs along the last spatial
-                    // axis: each row walks its columns in segments along the last kernel
-                    // axis, reading consecutive entries of one table.
-                    let mut p = pos.clone();
-                    for r in 0..m {
-                        let dst = &mut patch[r * cols..(r + 1) * cols];
-                        let nbase = geo.batch_in(t, p[0]) * geo.s_ln;
-                        let (mut i, mut tap) = (col0 / taps, col0 % taps);
-                        let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
-                        let mut rest = tap;
-                        for j in (0..ns).rev() {
-                            w[j] = rest % geo.axes[j].k;
-                            rest /= geo.axes[j].k;
-                        }
-                        let mut c = 0;
-                        while c < cols {
-                            let (yl, klen, wl, tlast) = match ns {
-                                0 => (0, 1, 0, &unit[..]),
-                                _ => {
-                                    let a = &geo.axes[ns - 1];
-                                    (p[ns], a.k, w[ns - 1], &tables[ns - 1][..])
-                                }
-                            };
-                            let len = (klen - wl).min(cols - c);
-                            let mut off = Some(nbase + (c0 + i) * geo.s_lc);
-                            for j in 0..ns.saturating_sub(1) {
-                                let e = tables[j][p[j + 1] * geo.axes[j].k + w[j]];
-                                off = match (off, e) {
-                                    (Some(b), Some(x)) => Some(b + x),
-                                    _ => None,
-                                };
-                            }
-                            let seg = &mut dst[c..c + len];
-                            let entries = &tlast[yl * klen + wl..yl * klen + wl + len];
-                            match off {
-                                None => seg.fill(T::ZERO),
-                                Some(b)
-                                    if ns > 0
-                                        && geo.axes[ns - 1].ld == 1
-                                        && geo.axes[ns - 1].fits =>
-                                {
-                                    let a = &geo.axes[ns - 1];
-                                    let first = yl as i64 * a.stride as i64
-                                        + wl as i64 * a.rd as i64
-                                        - a.pad;
-                                    // SAFETY: valid positions address input elements.
-                                    unsafe {
-                                        fill_line(seg, lhs.0, b, first, a.rd as i64, a.l, a.sl)
-                                    };
-                                }
-                                Some(b) => {
-                                    for (v, e) in seg.iter_mut().zip(entries) {
-                                        // SAFETY: indices below the input's sizes.
-                                        *v = match e {
-                                            Some(x) => unsafe { *lhs.0.add(b + x) },
-                                            None => T::ZERO,
-                                        };
-                                    }
-                                }
-                            }
-                            c += len;
-                            tap += len;
-                            if tap == taps {
-                                tap = 0;
-                                i += 1;
-                            }
-                            if ns > 0 {
-                                w[ns - 1] = 0;
-                                advance(&mut w[..ns - 1], |d| geo.axes[d].k);
-                            }
-                        }
-                        advance(
-                            &mut p,
-                            |d| {
-                                if d == 0 {
-                                    geo.n_out
-                                } else {
-                                    geo.axes[d - 1].y
-                                }
-                            },
-                        );
-                    }
-                }
-                let (rsa, csa) = if by_columns {
-                    (1, m as isize)
-                } else {
-                    (cols as isize, 1)
-                };
-                let (b_ptr, rsb, csb) = match direct {
-                    Some((st, _)) => {
-                        let (i, tap) = (col0 / taps, col0 % taps);
-                        // SAFETY: the offset of an element of the kernel (output feature
-                        // `t · og`, input feature `i`, tap `tap`, which lies at `tap · st`).
-                        let b = unsafe { rhs.0.add(t * og * geo.s_ro + i * geo.s_ri + tap * st) };
-                        (b as *const T, st as isize, geo.s_ro as isize)
-                    }
-                    // SAFETY: within the packed kernel of `groups · kk · og` elements.
-                    None => (
-                        unsafe { packed.as_ptr().add((t * kk + col0) * og) },
-                        og as isize,
-                        1,
-                    ),
-                };
-                let accumulate = accumulate_all || col0 > 0;
-                if staged {
-                    // The transposed product `stageᵀ = kernelᵀ · patchᵀ` into the staging
-                    // block `[og, m]`, so that its copy to the result reads and writes along
-                    // positions.
-                    // SAFETY: as below, with the staging block of `og × rows` elements.
-                    unsafe {
-                        T::gemm(
-                            og,
-                            cols,
-                            m,
-                            b_ptr,
-                            csb,
-                            rsb,
-                            patch.as_ptr(),
-                            csa,
-                            rsa,
-                            accumulate,
-                            stage.as_mut_ptr(),
-                            m as isize,
+                        // SAFETY: within the packed kernel of `groups · kk · og` elements.
+                        None => (
+                            unsafe { packed.as_ptr().add((t * kk + col0) * og) },
+                            og as isize,
                             1,
-                        )
+                        ),
                     };
-                } else {
-                    // SAFETY: the patch holds `m × cols`, the kernel's rows `col0..col0 + cols`
-                    // of group `t` lie where `b_ptr`, `rsb` and `csb` say (packed: `kk × og`
-                    // per group), and the tile's result rows lie on one run of the output.
-                    unsafe {
-                        T::gemm(
-                            m,
-                            cols,
-                            og,
-                            patch.as_ptr(),
-                            rsa,
-                            csa,
-                            b_ptr,
-                            rsb,
-                            csb,
-                            accumulate,
-                            out.0.add(obase),
-                            runs.stride as isize,
-                            geo.s_oc as isize,
-                        )
-                    };
+                    let accumulate = accumulate_all || col0 > 0;
+                    if staged {
+                        // The transposed product `stageᵀ = kernelᵀ · patchᵀ` into the staging
+                        // block `[og, m]`, so that its copy to the result reads and writes along
+                        // positions.
+                        // SAFETY: as below, with the staging block of `og × rows` elements.
+                        unsafe {
+                            T::gemm(
+                                og,
+                                cols,
+                                m,
+                                b_ptr,
+                                csb,
+                                rsb,
+                                patch.as_ptr(),
+                                csa,
+                                rsa,
+                                accumulate,
+                                stage.as_mut_ptr(),
+                                m as isize,
+                                1,
+                            )
+                        };
+                    } else {
+                        // SAFETY: the patch holds `m × cols`, the kernel's rows `col0..col0 + cols`
+                        // of group `t` lie where `b_ptr`, `rsb` and `csb` say (packed: `kk × og`
+                        // per group), and the tile's result rows lie on one run of the output.
+                        unsafe {
+                            T::gemm(
+                                m,
+                                cols,
+                                og,
+                                patch.as_ptr(),
+                                rsa,
+                                csa,
+                                b_ptr,
+                                rsb,
+                                csb,
+                                accumulate,
+                                out.0.add(obase),
+                                runs.stride as isize,
+                                geo.s_oc as isize,
+                            )
+                        };
+                    }
+                    col0 += cols;
                 }
-                col0 += cols;
-            }
-            if staged {
-                // Copy the staging block to the tile's result positions.
-                let mut walk = Walker::new(&pos, position_dims(geo), result_steps(geo));
-                let base = t * og * geo.s_oc;
-                let at = &mut offsets[..m];
-                at.iter_mut().for_each(|o| *o = base + walk.next_offset());
-                for (oo, line) in stage[..og * m].chunks_exact(m).enumerate() {
-                    let fo = oo * geo.s_oc;
-                    for (&v, &ob) in line.iter().zip(at.iter()) {
-                        // SAFETY: a result element of this tile (no other tile writes it).
-                        unsafe { *out.0.add(ob + fo) = v };
+                if staged {
+                    // Copy the staging block to the tile's result positions.
+                    let mut walk = Walker::new(&pos, position_dims(geo), result_steps(geo));
+                    let base = t * og * geo.s_oc;
+                    let at = &mut offsets[..m];
+                    at.iter_mut().for_each(|o| *o = base + walk.next_offset());
+                    for (oo, line) in stage[..og * m].chunks_exact(m).enumerate() {
+                        let fo = oo * geo.s_oc;
+                        for (&v, &ob) in line.iter().zip(at.iter()) {
+                            // SAFETY: a result element of this tile (no other tile writes it).
+                            unsafe { *out.0.add(ob + fo) = v };
+                        }
                     }
                 }
             }
-        }
-    };
+        };
     let per = rows * chunk;
     // Each thread's share of the offsets and staging blocks (none when unused).
     let mut offs = offsets

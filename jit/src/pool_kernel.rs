@@ -210,6 +210,16 @@ impl Geometry {
         }
     }
 
+    /// Whether the windows tile the operand with one feature: each element lies in exactly
+    /// one window.
+    fn tiles(&self) -> bool {
+        self.c == 1
+            && self.kh == self.sh
+            && self.kw == self.sw
+            && self.ho * self.sh == self.h
+            && self.wo * self.sw == self.w
+    }
+
     /// The offsets of a window's elements relative to its first, in window order.
     fn window_offsets(&self) -> Vec<usize> {
         (0..self.kh)
@@ -232,6 +242,13 @@ trait Elem: Copy + PartialOrd + Send + Sync {
     fn is_nan(self) -> bool;
     /// Whether the value is `−0`.
     fn is_neg_zero(self) -> bool;
+    /// An integer that orders non-NaN values as the interpreter's `max` and `min` do: by
+    /// value, with `−0` below `+0` (one-to-one, so [`Elem::from_key`] undoes it).
+    type Key: Copy + Ord;
+    /// The key of a non-NaN value.
+    fn key(self) -> Self::Key;
+    /// The value of a key.
+    fn from_key(k: Self::Key) -> Self;
 }
 
 /// `a` when `take_a`, else `b`, without a branch.
@@ -241,8 +258,18 @@ fn pick<T>(take_a: bool, a: T, b: T) -> T {
 }
 
 macro_rules! float_elem {
-    ($t:ty) => {
+    ($t:ty, $i:ty) => {
         impl Elem for $t {
+            type Key = $i;
+            fn key(self) -> $i {
+                // Negative values (sign bit set) have their other bits flipped, so that they
+                // order below `−0` by magnitude; the rest order as their bits.
+                let b = self.to_bits() as $i;
+                b ^ ((b >> (<$i>::BITS - 1)) & <$i>::MAX)
+            }
+            fn from_key(k: $i) -> $t {
+                <$t>::from_bits((k ^ ((k >> (<$i>::BITS - 1)) & <$i>::MAX)) as _)
+            }
             const ZERO: $t = 0.0;
             const LOWEST: $t = <$t>::NEG_INFINITY;
             const HIGHEST: $t = <$t>::INFINITY;
@@ -259,10 +286,17 @@ macro_rules! float_elem {
     };
 }
 
-float_elem!(f32);
-float_elem!(f64);
+float_elem!(f32, i32);
+float_elem!(f64, i64);
 
 impl Elem for i32 {
+    type Key = i32;
+    fn key(self) -> i32 {
+        self
+    }
+    fn from_key(k: i32) -> i32 {
+        k
+    }
     const ZERO: i32 = 0;
     const LOWEST: i32 = i32::MIN;
     const HIGHEST: i32 = i32::MAX;
@@ -331,11 +365,50 @@ fn reduce<T: Elem>(g: &Geometry, a: &[T], out: &mut [T], init: T, f: impl Fn(T, 
     });
 }
 
-/// The operand offset of the selected element of each window and feature: calls
-/// `f(o, i)` for result element `o` and its selected operand element `i`, in row-major order
-/// of the result.
-fn select_each<T: Elem>(g: &Geometry, select: Select, x: &[T], mut f: impl FnMut(usize, usize)) {
+/// `reduce_window_max` (`max`) or `_min` of an operand without NaNs and with one feature: the
+/// extremum of the windows' keys (see [`Elem::key`]), which is the value the interpreter's
+/// fold returns (the keys order `−0` below `+0` as its `max` and `min` do, and equal keys are
+/// equal bits), in a few integer instructions per element.
+fn reduce_keys<T: Elem>(g: &Geometry, a: &[T], out: &mut [T], max: bool) {
     let offsets = g.window_offsets();
+    g.for_each_position(|o, base| {
+        let mut best = a[base].key();
+        for &k in &offsets[1..] {
+            let v = a[base + k].key();
+            best = pick(beats(max, v, best), v, best);
+        }
+        out[o] = T::from_key(best);
+    });
+}
+
+/// The operand offset of the selected element of each window and feature: calls
+/// `f(o, start, i)` for result element `o`, the operand offset `start` of its window's first
+/// element and its selected operand element `i`, in row-major order of the result.
+fn select_each<T: Elem>(
+    g: &Geometry,
+    select: Select,
+    x: &[T],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let offsets = g.window_offsets();
+    if g.c == 1 && !has_nan(x) {
+        // One feature and no NaN: the first element with the extreme key wins, which is the
+        // interpreter's rule on such operands (`+0` beats `−0` for max and loses for min, as
+        // the keys order them), with the selected key carried in a register.
+        let max = select == Select::Max;
+        g.for_each_position(|o, base| {
+            let (mut best, mut at) = (x[base].key(), base);
+            for &k in &offsets[1..] {
+                let i = base + k;
+                let v = x[i].key();
+                let wins = beats(max, v, best);
+                best = pick(wins, v, best);
+                at = pick(wins, i, at);
+            }
+            f(o, base, at);
+        });
+        return;
+    }
     g.for_each_position(|o, base| {
         for e in 0..g.c {
             let mut best = base + e;
@@ -345,22 +418,55 @@ fn select_each<T: Elem>(g: &Geometry, select: Select, x: &[T], mut f: impl FnMut
                 // through the selection makes the compiler branch on it.
                 best = pick(better(select, x[i], x[best]), i, best);
             }
-            f(o + e, best);
+            f(o + e, base + e, best);
         }
+    });
+}
+
+/// Whether key `v` replaces `best`: strictly above it for max, below for min.
+#[inline(always)]
+fn beats<K: Ord>(max: bool, v: K, best: K) -> bool {
+    if max {
+        v > best
+    } else {
+        v < best
+    }
+}
+
+/// Whether any element is a NaN.
+fn has_nan<T: Elem>(x: &[T]) -> bool {
+    // Folded without an early exit, so that the loop vectorises.
+    x.iter().fold(false, |any, v| any | v.is_nan())
+}
+
+/// `select_and_scatter_add` when the windows tile the operand ([`Geometry::tiles`]): each
+/// window's elements are written once, the selected one with `0 + value` (the interpreter
+/// adds into zeros, so `−0` becomes `+0`), the others with zeros, with no zero fill first.
+fn scatter_tiles<T: Elem>(g: &Geometry, select: Select, a: &[T], x: &[T], out: &mut [T]) {
+    let offsets = g.window_offsets();
+    select_each(g, select, x, |o, start, i| {
+        for &k in &offsets {
+            out[start + k] = T::ZERO;
+        }
+        out[i] = T::ZERO.add(a[o]);
     });
 }
 
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
 fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+    let keyed = || g.c == 1 && !has_nan(a);
     match g.kind {
         Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
+        Kind::Reduce(Monoid::Max) if keyed() => reduce_keys(g, a, out, true),
+        Kind::Reduce(Monoid::Min) if keyed() => reduce_keys(g, a, out, false),
         Kind::Reduce(Monoid::Max) => reduce(g, a, out, T::LOWEST, max_nan),
         Kind::Reduce(Monoid::Min) => reduce(g, a, out, T::HIGHEST, min_nan),
-        Kind::Gather(s) => select_each(g, s, x, |o, i| out[o] = a[i]),
+        Kind::Gather(s) => select_each(g, s, x, |o, _, i| out[o] = a[i]),
+        Kind::Scatter(s) if g.tiles() => scatter_tiles(g, s, a, x, out),
         Kind::Scatter(s) => {
             out.fill(T::ZERO);
-            select_each(g, s, x, |o, i| out[i] = out[i].add(a[o]));
+            select_each(g, s, x, |o, _, i| out[i] = out[i].add(a[o]));
         }
     }
 }

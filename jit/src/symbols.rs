@@ -198,7 +198,8 @@ unsafe extern "C" fn ferrax_sincos_f32(x: f32, s: *mut f32, c: *mut f32) {
     }
 }
 
-/// `C = A·B` for strided f64 matrices (`m×k` times `k×n`), overwriting `C`.
+/// `C = A·B` for strided f64 matrices (`m×k` times `k×n`), overwriting `C`: skinny small
+/// products in `crate::small_gemm`, the others with `matrixmultiply`.
 ///
 /// # Safety
 /// The generated code passes pointers and strides of buffers that hold every addressed element.
@@ -217,6 +218,10 @@ unsafe extern "C" fn ferrax_dgemm(
     rsc: isize,
     csc: isize,
 ) {
+    // SAFETY: the caller's contract (as below).
+    if unsafe { crate::small_gemm::dgemm(m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, csc) } {
+        return;
+    }
     let (a, b, c) = (a as usize, b as usize, c as usize);
     gemm_rows(m, k, n, |r0, rows| {
         let a = (a as *const f64).wrapping_offset(r0 as isize * rsa);
@@ -263,6 +268,10 @@ unsafe extern "C" fn ferrax_sgemm(
     rsc: isize,
     csc: isize,
 ) {
+    // SAFETY: the caller's contract (as below).
+    if unsafe { crate::small_gemm::sgemm(m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, csc) } {
+        return;
+    }
     let (a, b, c) = (a as usize, b as usize, c as usize);
     gemm_rows(m, k, n, |r0, rows| {
         let a = (a as *const f32).wrapping_offset(r0 as isize * rsa);

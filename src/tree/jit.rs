@@ -5,6 +5,7 @@
 use super::transforms::{Flat, FromTreeOutput, IntoTreeFn, TreeArg, TreeArgs, TreeFn};
 use super::{Leaf, Tree, TreeDef};
 use crate::{Array, Result, Type};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,22 @@ impl<L: Leaf, T: Tree<L>> TreeArg<L> for Donate<T> {
 /// The compiled function of one list of argument structures, with its output structure.
 type JitMember = (crate::Jit, Flat);
 
+/// What a call needs once the argument structures and leaf types are known: the compiled
+/// code, the output structure and types, and where donated buffers go. The last one used is
+/// kept, so that a training loop calling one step over and over finds it by comparing
+/// structures and types, without hashing them or rebuilding the output structure.
+struct Prepared {
+    defs: Vec<TreeDef>,
+    types: Vec<Type>,
+    compiled: crate::Compiled,
+    out_def: TreeDef,
+    /// Per argument leaf, the output it is recycled for when donated (each output takes at
+    /// most one leaf of its type, the leaves in order).
+    recycle_as: Vec<Option<usize>>,
+    /// Per output, a buffer of its type donated by an earlier call, waiting to be written.
+    slots: Mutex<Vec<Option<Array>>>,
+}
+
 /// A jitted function of trees: each argument structure gets a positional [`crate::Jit`],
 /// which compiles once per leaf types.
 #[derive(Clone)]
@@ -42,8 +59,15 @@ pub struct TreeJit {
     func: TreeFn,
     opts: crate::JitOptions,
     compiled: Arc<Mutex<HashMap<Vec<TreeDef>, JitMember>>>,
-    /// Donated buffers by type, waiting to be the outputs of a call.
-    pool: Arc<Mutex<HashMap<Type, Vec<Array>>>>,
+    /// Prepared calls by argument structures and leaf types, and the last one used.
+    prepared: Arc<Mutex<PreparedCache>>,
+}
+
+/// [`TreeJit`]'s prepared calls.
+#[derive(Default)]
+struct PreparedCache {
+    last: Option<Arc<Prepared>>,
+    all: HashMap<(Vec<TreeDef>, Vec<Type>), Arc<Prepared>>,
 }
 
 impl TreeJit {
@@ -58,16 +82,108 @@ impl TreeJit {
         Ok((j, flat))
     }
 
-    /// Calls the compiled code on `Array` trees and rebuilds the output as an `R`.
+    /// The prepared call for these structures and leaves, compiling on first use.
+    fn prepare(&self, defs: Vec<TreeDef>, leaves: &[Cow<'_, Array>]) -> Result<Arc<Prepared>> {
+        let lock = || self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        let same = |p: &Prepared| {
+            p.defs == defs
+                && p.types.len() == leaves.len()
+                && p.types
+                    .iter()
+                    .zip(leaves)
+                    .all(|(t, a)| t.dtype == a.dtype() && t.dims() == a.dims())
+        };
+        if let Some(p) = lock().last.as_ref().filter(|p| same(p)) {
+            return Ok(p.clone());
+        }
+        let types: Vec<Type> = leaves.iter().map(|a| a.ty()).collect();
+        let key = (defs, types);
+        let found = lock().all.get(&key).cloned();
+        let p = match found {
+            Some(p) => p,
+            None => {
+                let (defs, types) = key.clone();
+                let (j, flat) = self.member(&defs)?;
+                let out_def = flat.out_def(&types)?;
+                let compiled = j.compiled_for(&types)?;
+                let outs = compiled.output_types();
+                let mut taken = vec![false; outs.len()];
+                let recycle_as = types
+                    .iter()
+                    .map(|t| {
+                        let k = (0..outs.len()).find(|&k| !taken[k] && outs[k] == *t)?;
+                        taken[k] = true;
+                        Some(k)
+                    })
+                    .collect();
+                let slots = Mutex::new(vec![None; outs.len()]);
+                let p = Arc::new(Prepared {
+                    defs,
+                    types,
+                    compiled,
+                    out_def,
+                    recycle_as,
+                    slots,
+                });
+                lock().all.entry(key).or_insert(p).clone()
+            }
+        };
+        lock().last = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Runs the prepared call on `leaves`. With `donated` (one flag per leaf), outputs take
+    /// the buffers donated by an earlier call (or new zeros), and the leaves marked donated
+    /// become the next donating call's outputs; without, outputs are new zeros.
+    fn run(
+        &self,
+        p: &Prepared,
+        leaves: Vec<Cow<'_, Array>>,
+        donated: Option<&[bool]>,
+    ) -> Result<Vec<Array>> {
+        let lock = || p.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(donated) = donated else {
+            let mut outs = p
+                .compiled
+                .output_types()
+                .iter()
+                .map(Array::zeros)
+                .collect::<Result<Vec<Array>>>()?;
+            let refs: Vec<&Array> = leaves.iter().map(|a| &**a).collect();
+            p.compiled.call_into(&refs, &mut outs)?;
+            return Ok(outs);
+        };
+        let mut waiting = std::mem::take(&mut *lock());
+        waiting.resize(p.compiled.output_types().len(), None);
+        let mut outs = waiting
+            .into_iter()
+            .zip(p.compiled.output_types())
+            .map(|(slot, t)| slot.map_or_else(|| Array::zeros(t), Ok))
+            .collect::<Result<Vec<Array>>>()?;
+        let refs: Vec<&Array> = leaves.iter().map(|a| &**a).collect();
+        let ran = p.compiled.call_into(&refs, &mut outs);
+        drop(refs);
+        // Keep the donated leaves for the next call, one per output of their type.
+        let mut slots = lock();
+        slots.resize(outs.len(), None);
+        for ((a, &given), k) in leaves.into_iter().zip(donated).zip(&p.recycle_as) {
+            if let (true, Some(k), Cow::Owned(a)) = (given, *k, a) {
+                slots[k] = Some(a);
+            }
+        }
+        drop(slots);
+        ran.map(|()| outs)
+    }
+
+    /// Calls the compiled code on `Array` trees and rebuilds the output as an `R`. Trees
+    /// passed by reference are read in place (not copied).
     #[track_caller]
     pub fn call<A: TreeArgs<Array>, R: FromTreeOutput>(&self, args: A) -> Result<R> {
         let loc = Location::caller();
-        let (defs, leaves) = args.flatten_args();
-        let (j, flat) = self.member(&defs).map_err(|e| e.at(loc))?;
-        let types: Vec<Type> = leaves.iter().map(|a| a.ty()).collect();
-        let def = flat.out_def(&types).map_err(|e| e.at(loc))?;
-        let outs = j.call_arrays(&leaves)?;
-        R::from_tree_output(self.func.name(), &def, outs).map_err(|e| e.at(loc))
+        let (defs, leaves, _) = args.flatten_args_borrowed();
+        let p = self.prepare(defs, &leaves).map_err(|e| e.at(loc))?;
+        let outs = self.run(&p, leaves, None).map_err(|e| e.at(loc))?;
+        R::from_tree_output(self.func.name(), &p.out_def, outs).map_err(|e| e.at(loc))
     }
 
     /// Calls the compiled code like [`TreeJit::call`], recycling the buffers of arguments
@@ -81,37 +197,12 @@ impl TreeJit {
     #[track_caller]
     pub fn call_donating<A: TreeArgs<Array>, R: FromTreeOutput>(&self, args: A) -> Result<R> {
         let loc = Location::caller();
-        let (defs, leaves, donated) = args.flatten_args_donating();
-        let (j, flat) = self.member(&defs).map_err(|e| e.at(loc))?;
-        let types: Vec<Type> = leaves.iter().map(|a| a.ty()).collect();
-        let def = flat.out_def(&types).map_err(|e| e.at(loc))?;
-        let compiled = j.compiled_for(&types)?;
-        let out_types = compiled.output_types().to_vec();
-        let lock = || self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let mut outs = Vec::with_capacity(out_types.len());
-        for t in &out_types {
-            let recycled = lock().get_mut(t).and_then(Vec::pop);
-            outs.push(match recycled {
-                Some(a) => a,
-                None => Array::zeros(t).map_err(|e| e.at(loc))?,
-            });
-        }
-        let refs: Vec<&Array> = leaves.iter().collect();
-        let ran = compiled.call_into(&refs, &mut outs);
-        drop(refs);
-        // Keep as many donated buffers of each type as one call outputs, for the next call.
-        let mut pool = lock();
-        for (a, given) in leaves.into_iter().zip(donated) {
-            let ty = a.ty();
-            let wanted = out_types.iter().filter(|t| **t == ty).count();
-            let slot = pool.entry(ty).or_default();
-            if given && slot.len() < wanted {
-                slot.push(a);
-            }
-        }
-        drop(pool);
-        ran?;
-        R::from_tree_output(self.func.name(), &def, outs).map_err(|e| e.at(loc))
+        let (defs, leaves, donated) = args.flatten_args_borrowed();
+        let p = self.prepare(defs, &leaves).map_err(|e| e.at(loc))?;
+        let outs = self
+            .run(&p, leaves, Some(&donated))
+            .map_err(|e| e.at(loc))?;
+        R::from_tree_output(self.func.name(), &p.out_def, outs).map_err(|e| e.at(loc))
     }
 
     /// The TreeFn being compiled.
@@ -131,6 +222,6 @@ pub fn jit_with<M>(f: impl IntoTreeFn<M>, opts: crate::JitOptions) -> TreeJit {
         func: f.into_tree_fn(),
         opts,
         compiled: Arc::default(),
-        pool: Arc::default(),
+        prepared: Arc::default(),
     }
 }

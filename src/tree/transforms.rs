@@ -12,6 +12,7 @@
 
 use super::{tree_unflatten, Key, Leaf, Tree, TreeDef, TreeError};
 use crate::{Array, Error, ErrorKind, Function, Result, Tensor, Type};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::{Arc, Mutex};
@@ -241,12 +242,42 @@ pub trait TreeArg<L: Leaf> {
         self.flatten_arg(defs, leaves);
         donated.resize(donated.len() + leaves.len() - before, false);
     }
+
+    /// Appends the argument's structure and leaves like [`TreeArg::flatten_arg_donating`],
+    /// but borrows the leaves of a tree passed by reference instead of cloning them (a
+    /// compiled call only reads them).
+    fn flatten_arg_borrowed<'a>(
+        self,
+        defs: &mut Vec<TreeDef>,
+        leaves: &mut Vec<Cow<'a, L>>,
+        donated: &mut Vec<bool>,
+    ) where
+        Self: Sized + 'a,
+    {
+        let mut owned = Vec::new();
+        self.flatten_arg_donating(defs, &mut owned, donated);
+        leaves.extend(owned.into_iter().map(Cow::Owned));
+    }
 }
 
 impl<L: Leaf, T: Tree<L>> TreeArg<L> for &T {
     fn flatten_arg(self, defs: &mut Vec<TreeDef>, leaves: &mut Vec<L>) {
         defs.push(self.def());
         self.for_each_leaf(&mut |l| leaves.push(l.clone()));
+    }
+
+    fn flatten_arg_borrowed<'a>(
+        self,
+        defs: &mut Vec<TreeDef>,
+        leaves: &mut Vec<Cow<'a, L>>,
+        donated: &mut Vec<bool>,
+    ) where
+        Self: Sized + 'a,
+    {
+        defs.push(self.def());
+        let before = leaves.len();
+        self.for_each_leaf(&mut |l| leaves.push(Cow::Borrowed(l)));
+        donated.resize(donated.len() + leaves.len() - before, false);
     }
 }
 
@@ -277,6 +308,17 @@ pub trait TreeArgs<L: Leaf> {
         let n = leaves.len();
         (defs, leaves, vec![false; n])
     }
+
+    /// The structures, the leaves (borrowed from trees passed by reference, see
+    /// [`TreeArg::flatten_arg_borrowed`]), and for each leaf whether it was passed by value.
+    #[allow(clippy::type_complexity)]
+    fn flatten_args_borrowed<'a>(self) -> (Vec<TreeDef>, Vec<Cow<'a, L>>, Vec<bool>)
+    where
+        Self: Sized + 'a,
+    {
+        let (defs, leaves, donated) = self.flatten_args_donating();
+        (defs, leaves.into_iter().map(Cow::Owned).collect(), donated)
+    }
 }
 
 impl<L: Leaf> TreeArgs<L> for () {
@@ -301,6 +343,17 @@ macro_rules! tuple_args {
                 let ($($a,)+) = self;
                 let (mut defs, mut leaves, mut donated) = (Vec::new(), Vec::new(), Vec::new());
                 $($a.flatten_arg_donating(&mut defs, &mut leaves, &mut donated);)+
+                (defs, leaves, donated)
+            }
+
+            #[allow(non_snake_case)]
+            fn flatten_args_borrowed<'a>(self) -> (Vec<TreeDef>, Vec<Cow<'a, L>>, Vec<bool>)
+            where
+                Self: 'a,
+            {
+                let ($($a,)+) = self;
+                let (mut defs, mut leaves, mut donated) = (Vec::new(), Vec::new(), Vec::new());
+                $($a.flatten_arg_borrowed(&mut defs, &mut leaves, &mut donated);)+
                 (defs, leaves, donated)
             }
         }

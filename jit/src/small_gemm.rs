@@ -1,0 +1,270 @@
+//! Skinny matrix products computed without `matrixmultiply`: products of at most
+//! [`SMALL_WORK`] multiply-adds whose result rows (or, transposed, columns) are at least
+//! [`MIN_WIDTH`] long, such as a small network's `x·W1` with two inputs or its weight gradients
+//! with two classes. For them `matrixmultiply` spends most of its time packing both operands
+//! and running masked edge tiles; here each result row is one AXPY per contracted index,
+//! `C[i, :] += A[i, p] · B[p, :]`, accumulated in registers for blocks of four 256-bit FMA
+//! vectors (the compiler vectorises the loops under `avx2` and `fma`, detected at run time;
+//! without them the products keep the GEMM). As with the GEMM, the summation order (and the
+//! fused rounding) differs from the interpreter's loop.
+//!
+//! A product qualifies directly when its rows are wide (`n ≥ MIN_WIDTH`), with `B` copied
+//! row-major first when its rows are strided; or transposed (`Cᵀ = Bᵀ·Aᵀ`, written to a small
+//! buffer and copied into `C`) when its columns are long and `A`'s columns contiguous.
+
+/// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
+const SMALL_WORK: usize = 1 << 16;
+
+/// The shortest result row (or column, transposed) an AXPY runs along.
+const MIN_WIDTH: usize = 8;
+
+macro_rules! small_gemm {
+    ($name:ident, $rows:ident, $t:ty, $w:literal) => {
+        /// `C[i, :] = Σ_p A[i, p] · B[p, :]` for `i < m`, with row `p` of `B` at
+        /// `b + p·rsb` (`n` contiguous elements) and row `i` of `C` at `c + i·rsc`.
+        ///
+        /// # Safety
+        /// The CPU must have `avx2` and `fma`; every addressed element must be valid (`C`'s
+        /// rows for writes, not overlapping the operands), and `k ≥ 1`.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $rows(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const $t,
+            rsa: isize,
+            csa: isize,
+            b: *const $t,
+            rsb: isize,
+            c: *mut $t,
+            rsc: isize,
+        ) {
+            for i in 0..m as isize {
+                // SAFETY: row `i` of `C` and rows `p` of `B` hold `n` valid elements, and
+                // `A[i, p]` is valid (the caller's contract).
+                let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i * rsc), n) };
+                // Blocks of `$w` columns (four vectors) accumulate over every `p` in
+                // registers and are stored once.
+                let mut j0 = 0;
+                while j0 + $w <= n {
+                    let mut acc = [0.0 as $t; $w];
+                    for p in 0..k as isize {
+                        // SAFETY: as above.
+                        let ap = unsafe { *a.offset(i * rsa + p * csa) };
+                        let bp = unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
+                        for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $w]) {
+                            *v = ap.mul_add(x, *v);
+                        }
+                    }
+                    row[j0..j0 + $w].copy_from_slice(&acc);
+                    j0 += $w;
+                }
+                if j0 == n {
+                    continue;
+                }
+                // The remaining columns, one pass over the row per `p`.
+                let row = &mut row[j0..];
+                // SAFETY: as above.
+                let a0 = unsafe { *a.offset(i * rsa) };
+                let b0 = unsafe { std::slice::from_raw_parts(b, n) };
+                for (v, &x) in row.iter_mut().zip(&b0[j0..]) {
+                    *v = a0 * x;
+                }
+                for p in 1..k as isize {
+                    // SAFETY: as above.
+                    let ap = unsafe { *a.offset(i * rsa + p * csa) };
+                    let bp = unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
+                    for (v, &x) in row.iter_mut().zip(&bp[j0..]) {
+                        *v = ap.mul_add(x, *v);
+                    }
+                }
+            }
+        }
+
+        /// `C = A·B` (`m×k` times `k×n`, strided, `C`'s rows contiguous) when the product is
+        /// one this module computes; false, having written nothing, otherwise.
+        ///
+        /// # Safety
+        /// Every element the pointers and strides address must be valid, `C` for writes and
+        /// not overlapping the operands.
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const $t,
+            rsa: isize,
+            csa: isize,
+            b: *const $t,
+            rsb: isize,
+            csb: isize,
+            c: *mut $t,
+            rsc: isize,
+            csc: isize,
+        ) -> bool {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let work = m.checked_mul(n).and_then(|x| x.checked_mul(k));
+                if csc != 1
+                    || m == 0
+                    || n == 0
+                    || k == 0
+                    || work.is_none_or(|w| w > SMALL_WORK)
+                    || !std::arch::is_x86_feature_detected!("avx2")
+                    || !std::arch::is_x86_feature_detected!("fma")
+                {
+                    return false;
+                }
+                if n >= MIN_WIDTH {
+                    if csb == 1 {
+                        // SAFETY: the CPU has the features; the rest is the caller's contract.
+                        unsafe { $rows(m, k, n, a, rsa, csa, b, rsb, c, rsc) };
+                        return true;
+                    }
+                    // `B` row-major first (at most `SMALL_WORK` elements).
+                    let mut packed: Vec<$t> = Vec::new();
+                    if packed.try_reserve_exact(k * n).is_err() {
+                        return false;
+                    }
+                    for p in 0..k as isize {
+                        for j in 0..n as isize {
+                            // SAFETY: an element of `B` (the caller's contract).
+                            packed.push(unsafe { *b.offset(p * rsb + j * csb) });
+                        }
+                    }
+                    // SAFETY: as above, `B` now row-major with rows `n` apart.
+                    unsafe { $rows(m, k, n, a, rsa, csa, packed.as_ptr(), n as isize, c, rsc) };
+                    return true;
+                }
+                if m >= MIN_WIDTH && rsa == 1 {
+                    // `Cᵀ = Bᵀ·Aᵀ`: row `j` of `Cᵀ` sums columns of `A` (contiguous), scaled
+                    // by `B[p, j]`; then copied into `C`.
+                    let mut t: Vec<$t> = Vec::new();
+                    if t.try_reserve_exact(n * m).is_err() {
+                        return false;
+                    }
+                    t.resize(n * m, 0.0);
+                    // SAFETY: `Aᵀ`'s rows are `A`'s columns (`m` contiguous elements each),
+                    // `Bᵀ[j, p] = B[p, j]`, and `t` holds `n` rows of `m`.
+                    unsafe { $rows(n, k, m, b, csb, rsb, a, csa, t.as_mut_ptr(), m as isize) };
+                    for (j, col) in t.chunks_exact(m).enumerate() {
+                        for (i, &v) in col.iter().enumerate() {
+                            // SAFETY: an element of `C` (the caller's contract).
+                            unsafe { *c.offset(i as isize * rsc + j as isize) = v };
+                        }
+                    }
+                    return true;
+                }
+                false
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, csc);
+                false
+            }
+        }
+    };
+}
+
+small_gemm!(dgemm, dgemm_rows, f64, 16);
+small_gemm!(sgemm, sgemm_rows, f32, 32);
+
+#[cfg(test)]
+mod tests {
+    /// Every layout of `A` and `B` (row- and column-major) and `C` row-major with a padded row
+    /// stride, for wide rows, long columns and shapes the module leaves to the GEMM, against a
+    /// plain loop in f64 (within rounding: the FMAs and order differ).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn skinny_products_equal_a_plain_loop() {
+        let shapes = [
+            (200, 2, 32),
+            (2, 200, 32),
+            (32, 200, 2),
+            (200, 32, 2),
+            (9, 5, 8),
+        ];
+        for (m, k, n) in shapes {
+            for (a_rows, b_rows) in [(true, true), (false, true), (true, false), (false, false)] {
+                let av: Vec<f64> = (0..m * k).map(|x| ((x * 7 % 13) as f64) - 6.5).collect();
+                let bv: Vec<f64> = (0..k * n).map(|x| ((x * 5 % 11) as f64) / 4.0).collect();
+                // A[i, p] at i·rsa + p·csa, B[p, j] at p·rsb + j·csb.
+                let (rsa, csa) = if a_rows { (k, 1) } else { (1, m) };
+                let (rsb, csb) = if b_rows { (n, 1) } else { (1, k) };
+                let rsc = n + 3;
+                let mut want = vec![0.0; m * rsc];
+                for i in 0..m {
+                    for j in 0..n {
+                        want[i * rsc + j] = (0..k)
+                            .map(|p| av[i * rsa + p * csa] * bv[p * rsb + j * csb])
+                            .sum();
+                    }
+                }
+                let mut c = vec![f64::NAN; m * rsc];
+                // SAFETY: the strides address elements of `av`, `bv` and `c`.
+                let ran = unsafe {
+                    super::dgemm(
+                        m,
+                        k,
+                        n,
+                        av.as_ptr(),
+                        rsa as isize,
+                        csa as isize,
+                        bv.as_ptr(),
+                        rsb as isize,
+                        csb as isize,
+                        c.as_mut_ptr(),
+                        rsc as isize,
+                        1,
+                    )
+                };
+                let cf: Vec<f32> = vec![f32::NAN; m * rsc];
+                let (af, bf): (Vec<f32>, Vec<f32>) = (
+                    av.iter().map(|&x| x as f32).collect(),
+                    bv.iter().map(|&x| x as f32).collect(),
+                );
+                let mut cf = cf;
+                // SAFETY: as above.
+                let ran_f = unsafe {
+                    super::sgemm(
+                        m,
+                        k,
+                        n,
+                        af.as_ptr(),
+                        rsa as isize,
+                        csa as isize,
+                        bf.as_ptr(),
+                        rsb as isize,
+                        csb as isize,
+                        cf.as_mut_ptr(),
+                        rsc as isize,
+                        1,
+                    )
+                };
+                // Wide rows always qualify (given the CPU features); long columns only with
+                // `A`'s columns contiguous.
+                let features = std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma");
+                let expected = features && (n >= 8 || (m >= 8 && !a_rows));
+                assert_eq!(ran, expected, "{m}×{k}×{n} {a_rows} {b_rows}");
+                assert_eq!(ran_f, expected, "{m}×{k}×{n} {a_rows} {b_rows}");
+                if !ran {
+                    continue;
+                }
+                for i in 0..m {
+                    for j in 0..n {
+                        let (w, g, gf) = (want[i * rsc + j], c[i * rsc + j], cf[i * rsc + j]);
+                        let tol = 1e-12 * (1.0 + w.abs()) * k as f64;
+                        assert!((g - w).abs() <= tol, "{m}×{k}×{n} [{i},{j}]: {g} vs {w}");
+                        let tolf = 1e-5 * (1.0 + w.abs()) * k as f64;
+                        assert!((gf as f64 - w).abs() <= tolf, "f32 [{i},{j}]: {gf} vs {w}");
+                    }
+                    // The padding between rows is left alone.
+                    assert!(c[i * rsc + n..(i + 1) * rsc].iter().all(|v| v.is_nan()));
+                }
+            }
+        }
+    }
+}

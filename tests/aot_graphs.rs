@@ -10,14 +10,17 @@
 mod fuzz;
 
 use ferrax::aot::{Export, Exporter, Target};
-use ferrax::ir::{Array, DType, Data, Graph, Type};
+use ferrax::ir::{Array, DType, Graph, Type};
 use ferrax::{JitOptions, MathMode};
 use fuzz::check::{grad_of, guard, run_interp, same, special_input, Rng};
 use fuzz::gen::{Gen, Tape};
 use std::fmt::Write;
-use std::path::PathBuf;
 use std::process::Command;
+
+#[path = "../aot/tests/support/mod.rs"]
+mod support;
 use std::sync::Arc;
+use support::{available, declare_buffers, driver_prelude, link_and_run, print_outputs, scratch};
 
 /// Graphs per object (one C program each).
 const PER_OBJECT: usize = 40;
@@ -84,22 +87,6 @@ fn export(graphs: &[Graph], target: Target) -> Export {
         .unwrap_or_else(|e| panic!("the object does not build: {e}"))
 }
 
-/// Whether `tool` runs here.
-fn available(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// A fresh directory under the target directory.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("aot-graphs-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
-}
-
 /// C library functions the fuzzed graphs' objects may import.
 const LIBC: &[&str] = &[
     "sin",
@@ -149,16 +136,6 @@ fn check_imports(path: &std::path::Path) {
     }
 }
 
-/// The bit patterns of an array's elements.
-fn bits(a: &Array) -> Vec<u64> {
-    match a.data() {
-        Data::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
-        Data::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
-        Data::I32(v) => v.iter().map(|&x| x as u32 as u64).collect(),
-        Data::Bool(v) => v.iter().map(|&x| x as u64).collect(),
-    }
-}
-
 /// An array of type `t` from bit patterns.
 fn from_bits(t: &Type, b: &[u64]) -> Array {
     let dims = t.dims();
@@ -171,48 +148,15 @@ fn from_bits(t: &Type, b: &[u64]) -> Array {
     .unwrap()
 }
 
-/// The C element type and the unsigned type of its size.
-fn c_types(dtype: DType) -> (&'static str, &'static str) {
-    match dtype {
-        DType::F64 => ("double", "uint64_t"),
-        DType::F32 => ("float", "uint32_t"),
-        DType::I32 => ("int32_t", "uint32_t"),
-        DType::Bool => ("bool", "uint8_t"),
-    }
-}
-
 /// A C program calling every graph on `inputs` and printing `gK status` and then, per output,
 /// `gK j bits...`.
 fn driver(graphs: &[Graph], inputs: &[Vec<Array>]) -> String {
-    let mut c = String::from(
-        "#include \"fuzzed.h\"\n#include <inttypes.h>\n#include <stdio.h>\n#include <stdlib.h>\n\
-         #include <string.h>\n\nint main(void) {\n",
-    );
+    let mut c = driver_prelude("fuzzed.h");
     for (k, (g, args)) in graphs.iter().zip(inputs).enumerate() {
         let up = format!("G{k}");
         let _ = writeln!(c, "  {{");
-        let mut call = Vec::new();
-        for (i, a) in args.iter().enumerate() {
-            let (ct, ut) = c_types(a.dtype());
-            let mut b: Vec<String> = bits(a).iter().map(|x| format!("{x:#x}u")).collect();
-            if b.is_empty() {
-                b.push("0".into());
-            }
-            let _ = writeln!(
-                c,
-                "    static const {ut} bin{i}[] = {{{}}};\n    static {ct} in{i}[{}];\n    \
-                 memcpy(in{i}, bin{i}, {} * sizeof({ut}));",
-                b.join(", "),
-                a.size().max(1),
-                a.size()
-            );
-            call.push(format!("in{i}"));
-        }
-        for (j, t) in g.output_types().iter().enumerate() {
-            let (ct, _) = c_types(t.dtype);
-            let _ = writeln!(c, "    static {ct} out{j}[{}];", t.size().max(1));
-            call.push(format!("out{j}"));
-        }
+        let outs = g.output_types();
+        let mut call = declare_buffers(&mut c, args, &outs);
         call.push("ws".into());
         let _ = writeln!(
             c,
@@ -221,16 +165,7 @@ fn driver(graphs: &[Graph], inputs: &[Vec<Array>]) -> String {
              printf(\"g{k} status %d\\n\", status);",
             call.join(", ")
         );
-        for (j, t) in g.output_types().iter().enumerate() {
-            let (_, ut) = c_types(t.dtype);
-            let _ = writeln!(
-                c,
-                "    printf(\"g{k} {j}\");\n    for (int i = 0; i < {}; i++) {{\n      \
-                 {ut} b;\n      memcpy(&b, (const char *)out{j} + i * sizeof b, sizeof b);\n      \
-                 printf(\" %\" PRIx64, (uint64_t)b);\n    }}\n    printf(\"\\n\");",
-                t.size()
-            );
-        }
+        print_outputs(&mut c, &format!("g{k}"), &outs);
         let _ = writeln!(c, "  }}");
     }
     c.push_str("  return 0;\n}\n");
@@ -252,7 +187,7 @@ fn random_graphs_and_gradients_export_and_run_as_the_interpreter() {
         if !tools {
             continue;
         }
-        let dir = scratch(&object.to_string());
+        let dir = scratch(&format!("graphs-{object}"));
         let written = host.write_to(&dir).unwrap();
         check_imports(&written.object);
         let arm_dir = dir.join("aarch64");
@@ -267,25 +202,12 @@ fn random_graphs_and_gradients_export_and_run_as_the_interpreter() {
                     .collect()
             })
             .collect();
-        let src = dir.join("driver.c");
-        std::fs::write(&src, driver(&graphs, &inputs)).unwrap();
-        let exe = dir.join("driver");
-        let cc = Command::new("cc")
-            .args(["-std=c11", "-O0", "-w", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .arg(&written.object)
-            .arg("-lm")
-            .output()
-            .unwrap();
-        assert!(
-            cc.status.success(),
-            "cc failed:\n{}",
-            String::from_utf8_lossy(&cc.stderr)
+        let out = link_and_run(
+            &dir,
+            &driver(&graphs, &inputs),
+            &written.object,
+            &["-std=c11", "-O0", "-w"],
         );
-        let run = Command::new(&exe).output().unwrap();
-        assert!(run.status.success(), "the driver failed: {:?}", run.status);
-        let out = String::from_utf8(run.stdout).unwrap();
         let mut lines = out.lines();
         for (k, (g, args)) in graphs.iter().zip(&inputs).enumerate() {
             let status = lines.next().unwrap_or_default();

@@ -10,13 +10,18 @@
 use ferrax_aot::{Export, Exporter, Target};
 use ferrax_ir::control_api::while_loop;
 use ferrax_ir::ops::Window;
-use ferrax_ir::{function, Array, ConvParams, DType, Data, Function, IntoFunction, Tensor, Type};
+use ferrax_ir::{function, Array, ConvParams, DType, Function, IntoFunction, Tensor, Type};
 use ferrax_jit::{jit_with, JitOptions, MathMode};
 use ferrax_transforms::api::grad;
 use object::{Object, ObjectSymbol};
 use std::fmt::Write;
-use std::path::PathBuf;
 use std::process::Command;
+
+mod support;
+use support::{
+    available, bits, declare_buffers, driver_prelude, link_and_run, output_bits, print_outputs,
+    scratch,
+};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f64> {
@@ -434,24 +439,6 @@ fn formerly_refused_ops_export_importing_only_the_c_library() {
     }
 }
 
-/// A fresh directory under the target directory for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("aot-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
-}
-
-/// The bit patterns of an array's elements.
-fn bits(a: &Array) -> Vec<u64> {
-    match a.data() {
-        Data::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
-        Data::F32(v) => v.iter().map(|x| x.to_bits() as u64).collect(),
-        Data::I32(v) => v.iter().map(|&x| x as u32 as u64).collect(),
-        Data::Bool(v) => v.iter().map(|&x| x as u64).collect(),
-    }
-}
-
 /// The value of bit pattern `b` of an element of `dtype`, as f64.
 fn value(dtype: DType, b: u64) -> f64 {
     match dtype {
@@ -467,46 +454,16 @@ fn same(dtype: DType, a: u64, b: u64) -> bool {
     a == b || (value(dtype, a).is_nan() && value(dtype, b).is_nan())
 }
 
-/// The C type and the unsigned integer type of the same size for a dtype.
-fn c_types(dtype: DType) -> (&'static str, &'static str) {
-    match dtype {
-        DType::F64 => ("double", "uint64_t"),
-        DType::F32 => ("float", "uint32_t"),
-        DType::I32 => ("int32_t", "uint32_t"),
-        DType::Bool => ("bool", "uint8_t"),
-    }
-}
-
 /// A C program calling every case on its inputs (as bit patterns) and printing each output's
 /// bits in hex, one line per output: `name k bits...`.
 fn driver() -> String {
-    let mut c = String::from(
-        "#include \"rt.h\"\n#include <inttypes.h>\n#include <stdio.h>\n#include <stdlib.h>\n\
-         #include <string.h>\n\nint main(void) {\n",
-    );
+    let mut c = driver_prelude("rt.h");
     for (name, f, args, _) in cases() {
         let types: Vec<Type> = args.iter().map(Array::ty).collect();
         let outs = f.specialize(&types).unwrap().output_types();
         let up = name.to_uppercase();
         let _ = writeln!(c, "  {{");
-        let mut call = Vec::new();
-        for (k, a) in args.iter().enumerate() {
-            let (ct, ut) = c_types(a.dtype());
-            let b: Vec<String> = bits(a).iter().map(|x| format!("{x:#x}u")).collect();
-            let _ = writeln!(
-                c,
-                "    static const {ut} bin{k}[] = {{{}}};\n    static {ct} in{k}[{}];\n    \
-                 memcpy(in{k}, bin{k}, sizeof bin{k});",
-                b.join(", "),
-                a.size().max(1)
-            );
-            call.push(format!("in{k}"));
-        }
-        for (k, t) in outs.iter().enumerate() {
-            let (ct, _) = c_types(t.dtype);
-            let _ = writeln!(c, "    static {ct} out{k}[{}];", t.size().max(1));
-            call.push(format!("out{k}"));
-        }
+        let call = declare_buffers(&mut c, &args, &outs);
         let _ = writeln!(
             c,
             "    void *ws = {up}_WORKSPACE_BYTES ? aligned_alloc(16, ({up}_WORKSPACE_BYTES + 15) / 16 * 16) : NULL;\n    \
@@ -514,16 +471,7 @@ fn driver() -> String {
              if ({name}({}, ws) != 0) return 1;\n    free(ws);",
             call.join(", ")
         );
-        for (k, t) in outs.iter().enumerate() {
-            let (_, ut) = c_types(t.dtype);
-            let _ = writeln!(
-                c,
-                "    printf(\"{name} {k}\");\n    for (int i = 0; i < {}; i++) {{\n      \
-                 {ut} b;\n      memcpy(&b, (const char *)out{k} + i * sizeof b, sizeof b);\n      \
-                 printf(\" %\" PRIx64, (uint64_t)b);\n    }}\n    printf(\"\\n\");",
-                t.size()
-            );
-        }
+        print_outputs(&mut c, name, &outs);
         let _ = writeln!(c, "  }}");
     }
     c.push_str("  return 0;\n}\n");
@@ -532,36 +480,19 @@ fn driver() -> String {
 
 #[test]
 fn linked_object_equals_the_interpreter_and_the_jit() {
-    let ok = Command::new("cc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
+    if !available("cc") {
         eprintln!("cc is not available: skipping the link test (exporting needs no C compiler)");
         return;
     }
     let ex = export(Target::Host);
     let dir = scratch("runtime-link");
     let written = ex.write_to(&dir).expect("write the files");
-    let src = dir.join("driver.c");
-    std::fs::write(&src, driver()).unwrap();
-    let exe = dir.join("driver");
-    let cc = Command::new("cc")
-        .args(["-std=c11", "-O1", "-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .arg(&written.object)
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        cc.status.success(),
-        "cc failed:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
+    let out = link_and_run(
+        &dir,
+        &driver(),
+        &written.object,
+        &["-std=c11", "-O1", "-Wall", "-Werror"],
     );
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "the driver failed: {:?}", run.status);
-    let out = String::from_utf8(run.stdout).unwrap();
     let precise = JitOptions {
         math: MathMode::Precise,
         ..JitOptions::default()
@@ -572,15 +503,7 @@ fn linked_object_equals_the_interpreter_and_the_jit() {
         let jit = jit_with(&f, precise).unwrap().call_arrays(&args).unwrap();
         for (k, (want, j)) in interp.iter().zip(&jit).enumerate() {
             let tag = format!("{name} {k}");
-            let line = out
-                .lines()
-                .find(|l| l.starts_with(&format!("{tag} ")) || *l == tag)
-                .unwrap_or_else(|| panic!("no line for {tag} in\n{out}"));
-            let got: Vec<u64> = line
-                .split_whitespace()
-                .skip(2)
-                .map(|h| u64::from_str_radix(h, 16).unwrap())
-                .collect();
+            let got = output_bits(&out, &tag);
             let dt = want.dtype();
             let (w, jb) = (bits(want), bits(j));
             assert_eq!(got.len(), w.len(), "{tag}: element count");

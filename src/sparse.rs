@@ -331,10 +331,10 @@ impl SparseDerivative {
         let values = self.values_args(args)?;
         let p = &plan.pattern;
         Ok(Sparse {
-            nrows: p.nrows,
-            ncols: p.ncols,
-            row_ptr: p.row_ptr.clone(),
-            col_idx: p.col_idx.clone(),
+            nrows: p.nrows(),
+            ncols: p.ncols(),
+            row_ptr: p.row_ptr().to_vec(),
+            col_idx: p.col_idx().to_vec(),
             values,
             colours: plan.colouring.num_colours,
         })
@@ -479,7 +479,7 @@ impl Sparsity {
 /// ```
 /// use ferrax::{sparsity, DType, Tensor, Type};
 /// let p = sparsity(|x: Tensor| x.cumsum(0)).jacobian(&[Type::new(DType::F64, &[3])]).unwrap();
-/// assert_eq!(p.col_idx, vec![0, 0, 1, 0, 1, 2]);
+/// assert_eq!(p.col_idx(), [0, 0, 1, 0, 1, 2]);
 /// ```
 pub fn sparsity<M>(f: impl IntoFunction<M>) -> Sparsity {
     Sparsity {

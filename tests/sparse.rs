@@ -123,7 +123,7 @@ fn sparsity_patterns() {
     let p = sparsity(|x: Tensor| x.rev(&[0]).sin())
         .jacobian(&[t])
         .unwrap();
-    assert_eq!(p.col_idx, vec![4, 3, 2, 1, 0]);
+    assert_eq!(p.col_idx(), [4, 3, 2, 1, 0]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use ferrax_transforms::sparse::colour::{
     colour_columns, colour_star, is_valid_column_colouring, is_valid_star_colouring, Ordering,
 };
 use ferrax_transforms::sparse::compress::{hessian_plan, jacobian_plan};
-use ferrax_transforms::sparse::{hessian_pattern, jacobian_pattern, Pattern};
+use ferrax_transforms::sparse::{colour, hessian_pattern, jacobian_pattern, Colouring, Pattern};
 use ferrax_transforms::{grad_graph, hessian_graph, jacfwd_graph};
 use proptest::prelude::*;
 
@@ -64,7 +64,7 @@ fn exact_pattern(dense: &Graph, n: usize, inputs: &[Vec<f64>]) -> Pattern {
     for r in &mut rows {
         r.sort_unstable();
     }
-    Pattern::from_rows(n, &rows)
+    Pattern::from_rows(n, &rows).unwrap()
 }
 
 fn inputs(n: usize) -> Vec<Vec<f64>> {
@@ -200,7 +200,7 @@ fn cond_takes_the_union_of_its_branches() {
     );
     let detected = jacobian_pattern(&g, 1).unwrap();
     let rows: Vec<Vec<usize>> = (0..3).map(|i| vec![i, i + 3]).collect();
-    assert_eq!(detected, Pattern::from_rows(n, &rows));
+    assert_eq!(detected, Pattern::from_rows(n, &rows).unwrap());
 }
 
 /// A random pattern of `rows × cols` with roughly `density` of the entries set.
@@ -220,14 +220,14 @@ fn arb_pattern() -> impl Strategy<Value = Pattern> {
                 row.sort_unstable();
                 row.dedup();
             }
-            Pattern::from_rows(c, &rows)
+            Pattern::from_rows(c, &rows).unwrap()
         })
 }
 
 fn symmetric(p: &Pattern) -> Pattern {
-    let n = p.nrows.max(p.ncols);
+    let n = p.nrows().max(p.ncols());
     let mut rows = vec![Vec::new(); n];
-    for r in 0..p.nrows {
+    for r in 0..p.nrows() {
         for &c in p.row(r) {
             rows[r].push(c);
             rows[c].push(r);
@@ -238,7 +238,7 @@ fn symmetric(p: &Pattern) -> Pattern {
         row.sort_unstable();
         row.dedup();
     }
-    Pattern::from_rows(n, &rows)
+    Pattern::from_rows(n, &rows).unwrap()
 }
 
 proptest! {
@@ -247,7 +247,7 @@ proptest! {
         for o in ORDERINGS {
             let c = colour_columns(&p, o);
             prop_assert!(is_valid_column_colouring(&p, &c));
-            let widest = (0..p.nrows).map(|r| p.row(r).len()).max().unwrap_or(0);
+            let widest = (0..p.nrows()).map(|r| p.row(r).len()).max().unwrap_or(0);
             prop_assert!(c.num_colours >= widest);
         }
     }
@@ -272,9 +272,9 @@ proptest! {
         }
         // Columns sharing a row are exactly the adjacent ones.
         let adj = column_conflicts(&p);
-        for a in 0..p.ncols {
-            for b in 0..p.ncols {
-                let share = (0..p.nrows).any(|r| p.row(r).contains(&a) && p.row(r).contains(&b));
+        for a in 0..p.ncols() {
+            for b in 0..p.ncols() {
+                let share = (0..p.nrows()).any(|r| p.row(r).contains(&a) && p.row(r).contains(&b));
                 prop_assert_eq!(a != b && share, adj.nbrs(a).contains(&b));
             }
         }
@@ -295,7 +295,7 @@ proptest! {
 fn the_checkers_reject_bad_colourings() {
     // A path 0-1-2-3 coloured 0,1,0,1 is distance-1 valid but not a star colouring.
     let rows = vec![vec![0, 1], vec![0, 1, 2], vec![1, 2, 3], vec![2, 3]];
-    let p = Pattern::from_rows(4, &rows);
+    let p = Pattern::from_rows(4, &rows).unwrap();
     let bad = ferrax_transforms::sparse::Colouring {
         colours: vec![0, 1, 0, 1],
         num_colours: 2,
@@ -329,9 +329,9 @@ fn check_values(plan_graph: &Graph, p: &Pattern, dense: &Graph, x: &[f64]) {
     let d = dense_at(dense, x);
     assert_eq!(vals.len(), p.nnz());
     let mut k = 0;
-    for r in 0..p.nrows {
+    for r in 0..p.nrows() {
         for &c in p.row(r) {
-            let want = d[r * p.ncols + c];
+            let want = d[r * p.ncols() + c];
             assert!(
                 (vals[k] - want).abs() <= 1e-12 * want.abs().max(1.0),
                 "({r}, {c}): {} vs {want}",
@@ -374,8 +374,11 @@ fn check_superset<M>(f: impl IntoFunction<M>, n: usize) -> (Pattern, Pattern) {
     let g = graph_of(f, n);
     let detected = jacobian_pattern(&g, 1).unwrap();
     let exact = exact_pattern(&jacfwd_graph(&g, 1, &[0]).unwrap(), n, &inputs(n));
-    assert_eq!((detected.nrows, detected.ncols), (exact.nrows, exact.ncols));
-    for r in 0..exact.nrows {
+    assert_eq!(
+        (detected.nrows(), detected.ncols()),
+        (exact.nrows(), exact.ncols())
+    );
+    for r in 0..exact.nrows() {
         for c in exact.row(r) {
             assert!(detected.row(r).contains(c), "({r}, {c}) missed");
         }
@@ -600,7 +603,7 @@ fn windows_follow_their_geometry() {
         },
         n,
     );
-    assert!(detected.nnz() < 24 * detected.nrows);
+    assert!(detected.nnz() < 24 * detected.nrows());
     let g = graph_of(
         |x: Tensor| {
             let p = x
@@ -665,11 +668,11 @@ fn compress_symmetric(
     vals: &[f64],
     c: &ferrax_transforms::sparse::Colouring,
 ) -> Vec<f64> {
-    let n = p.nrows;
+    let n = p.nrows();
     let mut b = vec![0.0; c.num_colours * n];
     for i in 0..n {
         for (k, &j) in p.row(i).iter().enumerate() {
-            b[c.colours[j] * n + i] += vals[p.row_ptr[i] + k];
+            b[c.colours[j] * n + i] += vals[p.row_ptr()[i] + k];
         }
     }
     b
@@ -679,12 +682,12 @@ fn compress_symmetric(
 fn symmetric_values(p: &Pattern, seed: u64) -> Vec<f64> {
     let r = random(p.nnz(), seed);
     let mut vals = vec![0.0; p.nnz()];
-    for i in 0..p.nrows {
+    for i in 0..p.nrows() {
         for (k, &j) in p.row(i).iter().enumerate() {
             // The value of the lower entry, shared by its mirror.
             let (a, b) = (i.min(j), i.max(j));
-            let at = p.row_ptr[b] + p.row(b).binary_search(&a).unwrap();
-            vals[p.row_ptr[i] + k] = r[at];
+            let at = p.row_ptr()[b] + p.row(b).binary_search(&a).unwrap();
+            vals[p.row_ptr()[i] + k] = r[at];
         }
     }
     vals
@@ -733,7 +736,7 @@ fn banded(n: usize, w: usize, arrow: bool) -> Pattern {
             r
         })
         .collect();
-    Pattern::from_rows(n, &rows)
+    Pattern::from_rows(n, &rows).unwrap()
 }
 
 #[test]
@@ -764,7 +767,7 @@ fn the_acyclic_checker_and_substitution_reject_two_coloured_cycles() {
     use ferrax_transforms::sparse::acyclic::{acyclic_substitution, is_valid_acyclic_colouring};
     // A 4-cycle 0-1-2-3-0 coloured 0,1,0,1: distance-1 valid, but one two-coloured cycle.
     let rows = vec![vec![0, 1, 3], vec![0, 1, 2], vec![1, 2, 3], vec![0, 2, 3]];
-    let p = Pattern::from_rows(4, &rows);
+    let p = Pattern::from_rows(4, &rows).unwrap();
     let bad = ferrax_transforms::sparse::Colouring {
         colours: vec![0, 1, 0, 1],
         num_colours: 2,
@@ -818,4 +821,46 @@ fn acyclic_hessian_values_equal_dense() {
             }
         }
     }
+}
+
+#[test]
+fn malformed_patterns_and_colourings_are_errors_not_panics() {
+    // Every broken CSR invariant is refused by the constructor.
+    assert!(Pattern::from_csr(2, 3, vec![0, 1], vec![0]).is_err()); // too few row pointers
+    assert!(Pattern::from_csr(1, 3, vec![1, 1], vec![0]).is_err()); // not from 0
+    assert!(Pattern::from_csr(1, 3, vec![0, 2], vec![0]).is_err()); // past nnz
+    assert!(Pattern::from_csr(2, 3, vec![0, 2, 1], vec![0, 1]).is_err()); // decreasing
+    assert!(Pattern::from_csr(1, 3, vec![0, 2], vec![1, 1]).is_err()); // repeated column
+    assert!(Pattern::from_csr(1, 3, vec![0, 1], vec![3]).is_err()); // column past ncols
+    assert!(Pattern::from_rows(2, &[vec![1, 0]]).is_err()); // unsorted row
+    let p = Pattern::from_csr(2, 3, vec![0, 2, 3], vec![0, 2, 1]).unwrap();
+    assert_eq!((p.nrows(), p.ncols(), p.nnz()), (2, 3, 3));
+    assert_eq!(p.row(1), [1]);
+    assert!(p.row(2).is_empty() && p.row(usize::MAX).is_empty());
+    // Colourings that do not fit the pattern are errors (or invalid), never out-of-range reads.
+    let short = Colouring {
+        colours: vec![0, 1],
+        num_colours: 2,
+    };
+    let out_of_range = Colouring {
+        colours: vec![0, 1, 5],
+        num_colours: 2,
+    };
+    assert!(!colour::is_valid_column_colouring(&p, &short));
+    assert!(colour::column_decompression(&p, &short).is_err());
+    assert!(colour::column_decompression(&p, &out_of_range).is_err());
+    assert!(colour::row_decompression(
+        &p,
+        &Colouring {
+            colours: vec![0],
+            num_colours: 1
+        }
+    )
+    .is_err());
+    let good = colour::colour_columns(&p, Ordering::Natural);
+    assert!(colour::is_valid_column_colouring(&p, &good));
+    assert_eq!(colour::column_decompression(&p, &good).unwrap().len(), 3);
+    let square = Pattern::from_rows(3, &[vec![0, 1], vec![0, 1, 2], vec![1, 2]]).unwrap();
+    assert!(!colour::is_valid_star_colouring(&square, &short));
+    assert!(colour::star_decompression(&square, &short).is_err());
 }

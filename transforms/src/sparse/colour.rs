@@ -315,6 +315,9 @@ pub fn colour_star(p: &Pattern, ordering: Ordering) -> Colouring {
 
 /// Whether `c` is a valid column colouring of `p` (no two columns of one row share a colour).
 pub fn is_valid_column_colouring(p: &Pattern, c: &Colouring) -> bool {
+    if c.colours.len() < p.ncols {
+        return false;
+    }
     (0..p.nrows).all(|r| {
         let mut seen: Vec<usize> = p.row(r).iter().map(|&j| c.colours[j]).collect();
         let n = seen.len();
@@ -329,6 +332,9 @@ pub fn is_valid_column_colouring(p: &Pattern, c: &Colouring) -> bool {
 pub fn is_valid_star_colouring(p: &Pattern, c: &Colouring) -> bool {
     let adj = symmetric_adjacency(p);
     let col = &c.colours;
+    if col.len() < adj.len() {
+        return false;
+    }
     for a in 0..adj.len() {
         for &b in adj.nbrs(a) {
             if col[a] == col[b] {
@@ -352,27 +358,66 @@ pub fn is_valid_star_colouring(p: &Pattern, c: &Colouring) -> bool {
 /// For a column colouring: the flat index `colour(j) · nrows + i` into the compressed matrix
 /// `B = J · S`, stored colour-major (`num_colours × nrows`, the layout the compressed graph
 /// computes), of every nonzero `(i, j)`, in CSR order.
-pub fn column_decompression(p: &Pattern, c: &Colouring) -> Vec<usize> {
+pub fn column_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
+    check_colours("jacobian_sparse", "column", p.ncols, c)?;
     let mut out = Vec::with_capacity(p.nnz());
     for r in 0..p.nrows {
         for &j in p.row(r) {
-            out.push(c.colours[j] * p.nrows + r);
+            out.push(flat_index(c.colours[j], p.nrows, r)?);
         }
     }
-    out
+    Ok(out)
 }
 
 /// For a row colouring (a column colouring of the transposed pattern): the flat index
 /// `colour(i) · ncols + j` into the compressed matrix `B = Sᵀ · J` (`num_colours × ncols`,
 /// row-major) of every nonzero `(i, j)`, in CSR order.
-pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Vec<usize> {
+pub fn row_decompression(p: &Pattern, rows: &Colouring) -> Result<Vec<usize>> {
+    check_colours("jacobian_sparse", "row", p.nrows, rows)?;
     let mut out = Vec::with_capacity(p.nnz());
     for r in 0..p.nrows {
         for &j in p.row(r) {
-            out.push(rows.colours[r] * p.ncols + j);
+            out.push(flat_index(rows.colours[r], p.ncols, j)?);
         }
     }
-    out
+    Ok(out)
+}
+
+/// Checks that `c` gives each of `n` rows or columns (`what`) a colour below its number of
+/// colours.
+fn check_colours(op: &str, what: &str, n: usize, c: &Colouring) -> Result<()> {
+    if c.colours.len() < n {
+        return Err(Error::new(
+            ErrorKind::Transform,
+            format!(
+                "{op}: expected a colour for each of {n} {what}s, found {}",
+                c.colours.len()
+            ),
+        ));
+    }
+    if let Some(&bad) = c.colours[..n].iter().find(|&&x| x >= c.num_colours) {
+        return Err(Error::new(
+            ErrorKind::Transform,
+            format!(
+                "{op}: colour {bad} is not below the colouring's {} colours",
+                c.num_colours
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `colour · stride + at`, or an error if it overflows.
+fn flat_index(colour: usize, stride: usize, at: usize) -> Result<usize> {
+    colour
+        .checked_mul(stride)
+        .and_then(|x| x.checked_add(at))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Size,
+                "jacobian_sparse: the compressed matrix's flat index overflows",
+            )
+        })
 }
 
 /// For a star colouring of the symmetric pattern `p`: the flat index into `B = H · S`, stored

@@ -123,10 +123,10 @@ pub fn jacobian_plan(
     });
     // One product per colour either way; ties go to forward mode, whose products are cheaper.
     let (mode, colouring, idx) = if by_rows.num_colours < by_columns.num_colours {
-        let idx = row_decompression(&pattern, &by_rows);
+        let idx = row_decompression(&pattern, &by_rows)?;
         (Mode::Reverse, by_rows, idx)
     } else {
-        let idx = column_decompression(&pattern, &by_columns);
+        let idx = column_decompression(&pattern, &by_columns)?;
         (Mode::Forward, by_columns, idx)
     };
     let graph = phase("sparse.graph", || {

@@ -47,32 +47,79 @@ const VALUE_LIMIT: usize = 1 << 26;
 /// every iteration of the loops it follows: a bound on its work.
 const WORK_LIMIT: usize = 1 << 33;
 
-/// A sparsity pattern in compressed sparse row form.
+/// A sparsity pattern in compressed sparse row form. Every pattern is well formed: its
+/// constructors check the CSR invariants (`nrows + 1` nondecreasing row pointers from 0 to
+/// `nnz`, column indices below `ncols` and strictly increasing within each row), and its fields
+/// are read through accessors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
-    /// The number of rows.
-    pub nrows: usize,
-    /// The number of columns.
-    pub ncols: usize,
-    /// Row `r`'s entries are `col_idx[row_ptr[r]..row_ptr[r + 1]]`; `nrows + 1` entries.
-    pub row_ptr: Vec<usize>,
-    /// Column indices, sorted within each row.
-    pub col_idx: Vec<usize>,
+    pub(crate) nrows: usize,
+    pub(crate) ncols: usize,
+    pub(crate) row_ptr: Vec<usize>,
+    pub(crate) col_idx: Vec<usize>,
 }
 
 impl Pattern {
-    /// The number of structural nonzeros.
-    pub fn nnz(&self) -> usize {
-        self.col_idx.len()
+    /// A pattern from its CSR arrays: row `r`'s columns are `col_idx[row_ptr[r]..row_ptr[r + 1]]`.
+    /// Errors naming the first broken invariant.
+    pub fn from_csr(
+        nrows: usize,
+        ncols: usize,
+        row_ptr: Vec<usize>,
+        col_idx: Vec<usize>,
+    ) -> Result<Pattern> {
+        let bad = |what: String| {
+            Err(ferrax_ir::Error::new(
+                ErrorKind::Shape,
+                format!("Pattern: {what}"),
+            ))
+        };
+        if row_ptr.len() != nrows.saturating_add(1) {
+            return bad(format!(
+                "expected {} row pointers (nrows + 1), found {}",
+                nrows.saturating_add(1),
+                row_ptr.len()
+            ));
+        }
+        if row_ptr[0] != 0 || row_ptr[nrows] != col_idx.len() {
+            return bad(format!(
+                "expected row pointers from 0 to nnz = {}, found {} to {}",
+                col_idx.len(),
+                row_ptr[0],
+                row_ptr[nrows]
+            ));
+        }
+        for r in 0..nrows {
+            let (a, b) = (row_ptr[r], row_ptr[r + 1]);
+            if a > b {
+                return bad(format!("row pointers decrease at row {r} ({a} > {b})"));
+            }
+            let row = &col_idx[a..b];
+            if row.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!(
+                    "the column indices of row {r} are not strictly increasing"
+                ));
+            }
+            if let Some(&c) = row.last().filter(|&&c| c >= ncols) {
+                return bad(format!("column {c} in row {r}, expected below {ncols}"));
+            }
+        }
+        Ok(Pattern {
+            nrows,
+            ncols,
+            row_ptr,
+            col_idx,
+        })
     }
 
-    /// The columns of row `r`.
-    pub fn row(&self, r: usize) -> &[usize] {
-        &self.col_idx[self.row_ptr[r]..self.row_ptr[r + 1]]
+    /// A pattern from one strictly increasing column set per row, each column below `ncols`.
+    pub fn from_rows(ncols: usize, rows: &[Vec<usize>]) -> Result<Pattern> {
+        let p = Pattern::from_sorted_rows(ncols, rows);
+        Pattern::from_csr(p.nrows, p.ncols, p.row_ptr, p.col_idx)
     }
 
-    /// A pattern from one sorted column set per row.
-    pub fn from_rows(ncols: usize, rows: &[Vec<usize>]) -> Pattern {
+    /// [`Pattern::from_rows`] for rows known to be well formed.
+    pub(crate) fn from_sorted_rows(ncols: usize, rows: &[Vec<usize>]) -> Pattern {
         let mut row_ptr = Vec::with_capacity(rows.len() + 1);
         let mut col_idx = Vec::new();
         row_ptr.push(0);
@@ -88,6 +135,39 @@ impl Pattern {
         }
     }
 
+    /// The number of rows.
+    pub fn nrows(&self) -> usize {
+        self.nrows
+    }
+
+    /// The number of columns.
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+
+    /// The row pointers: `nrows + 1` offsets into [`Pattern::col_idx`].
+    pub fn row_ptr(&self) -> &[usize] {
+        &self.row_ptr
+    }
+
+    /// The column index of every entry, row by row, increasing within a row.
+    pub fn col_idx(&self) -> &[usize] {
+        &self.col_idx
+    }
+
+    /// The number of structural nonzeros.
+    pub fn nnz(&self) -> usize {
+        self.col_idx.len()
+    }
+
+    /// The columns of row `r` (empty for a row past the last).
+    pub fn row(&self, r: usize) -> &[usize] {
+        match (self.row_ptr.get(r), self.row_ptr.get(r.wrapping_add(1))) {
+            (Some(&a), Some(&b)) => self.col_idx.get(a..b).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
     /// The transposed pattern (columns become rows).
     pub fn transpose(&self) -> Pattern {
         let mut rows = vec![Vec::new(); self.ncols];
@@ -96,7 +176,7 @@ impl Pattern {
                 rows[c].push(r);
             }
         }
-        Pattern::from_rows(self.nrows, &rows)
+        Pattern::from_sorted_rows(self.nrows, &rows)
     }
 }
 

@@ -10,14 +10,10 @@ use ferrax_ir::{function, Array, DType, Function, IntoFunction, Tensor, Type};
 use ferrax_jit::{jit_with, JitOptions, MathMode};
 use ferrax_transforms::api::{grad, hessian};
 use object::{Object, ObjectSymbol};
-use std::fmt::Write;
 use std::process::Command;
 
 mod support;
-use support::{
-    available, bits, declare_buffers, driver_prelude, link_and_run, output_bits, print_outputs,
-    scratch,
-};
+use support::{available, bits, case_driver, link_and_run, output_bits, scratch};
 
 /// The chained Rosenbrock function.
 fn rosenbrock(x: Tensor) -> Tensor {
@@ -267,25 +263,7 @@ fn unsupported_targets_and_bad_names_are_errors_naming_them() {
 /// A C program that calls every case on its inputs (given as bit patterns) and prints each
 /// output's bits in hex, one line per output: `name k bits...`.
 fn driver() -> String {
-    let mut c = driver_prelude("cases.h");
-    for (name, f, args) in cases() {
-        let types: Vec<Type> = args.iter().map(Array::ty).collect();
-        let outs = f.specialize(&types).unwrap().output_types();
-        let up = name.to_uppercase();
-        let _ = writeln!(c, "  {{");
-        let call = declare_buffers(&mut c, &args, &outs);
-        let _ = writeln!(
-            c,
-            "    void *ws = {up}_WORKSPACE_BYTES ? aligned_alloc(16, ({up}_WORKSPACE_BYTES + 15) / 16 * 16) : NULL;\n    \
-             if ({up}_WORKSPACE_BYTES && !ws) return 2;\n    \
-             if ({name}({}, ws) != 0) return 1;\n    free(ws);",
-            call.join(", ")
-        );
-        print_outputs(&mut c, name, &outs);
-        let _ = writeln!(c, "  }}");
-    }
-    c.push_str("  return 0;\n}\n");
-    c
+    case_driver("cases.h", cases())
 }
 
 #[test]

@@ -14,14 +14,10 @@ use ferrax_ir::{function, Array, ConvParams, DType, Function, IntoFunction, Tens
 use ferrax_jit::{jit_with, JitOptions, MathMode};
 use ferrax_transforms::api::grad;
 use object::{Object, ObjectSymbol};
-use std::fmt::Write;
 use std::process::Command;
 
 mod support;
-use support::{
-    available, bits, declare_buffers, driver_prelude, link_and_run, output_bits, print_outputs,
-    scratch,
-};
+use support::{available, bits, case_driver, link_and_run, output_bits, scratch};
 
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f64> {
@@ -457,25 +453,7 @@ fn same(dtype: DType, a: u64, b: u64) -> bool {
 /// A C program calling every case on its inputs (as bit patterns) and printing each output's
 /// bits in hex, one line per output: `name k bits...`.
 fn driver() -> String {
-    let mut c = driver_prelude("rt.h");
-    for (name, f, args, _) in cases() {
-        let types: Vec<Type> = args.iter().map(Array::ty).collect();
-        let outs = f.specialize(&types).unwrap().output_types();
-        let up = name.to_uppercase();
-        let _ = writeln!(c, "  {{");
-        let call = declare_buffers(&mut c, &args, &outs);
-        let _ = writeln!(
-            c,
-            "    void *ws = {up}_WORKSPACE_BYTES ? aligned_alloc(16, ({up}_WORKSPACE_BYTES + 15) / 16 * 16) : NULL;\n    \
-             if ({up}_WORKSPACE_BYTES && !ws) return 2;\n    \
-             if ({name}({}, ws) != 0) return 1;\n    free(ws);",
-            call.join(", ")
-        );
-        print_outputs(&mut c, name, &outs);
-        let _ = writeln!(c, "  }}");
-    }
-    c.push_str("  return 0;\n}\n");
-    c
+    case_driver("rt.h", cases().into_iter().map(|(n, f, a, _)| (n, f, a)))
 }
 
 #[test]

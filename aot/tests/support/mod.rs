@@ -132,3 +132,31 @@ pub fn output_bits(out: &str, tag: &str) -> Vec<u64> {
         .map(|h| u64::from_str_radix(h, 16).unwrap())
         .collect()
 }
+
+/// A C driver including `header` that calls each exported function `name` of `cases` on its
+/// arguments (with a workspace of its `NAME_WORKSPACE_BYTES`), returns 1 if a call fails, and
+/// prints each output's bits on a line `name k bits...`.
+pub fn case_driver<'a>(
+    header: &str,
+    cases: impl IntoIterator<Item = (&'a str, ferrax_ir::Function, Vec<Array>)>,
+) -> String {
+    let mut c = driver_prelude(header);
+    for (name, f, args) in cases {
+        let types: Vec<Type> = args.iter().map(Array::ty).collect();
+        let outs = f.specialize(&types).unwrap().output_types();
+        let up = name.to_uppercase();
+        let _ = writeln!(c, "  {{");
+        let call = declare_buffers(&mut c, &args, &outs);
+        let _ = writeln!(
+            c,
+            "    void *ws = {up}_WORKSPACE_BYTES ? aligned_alloc(16, ({up}_WORKSPACE_BYTES + 15) / 16 * 16) : NULL;\n    \
+             if ({up}_WORKSPACE_BYTES && !ws) return 2;\n    \
+             if ({name}({}, ws) != 0) return 1;\n    free(ws);",
+            call.join(", ")
+        );
+        print_outputs(&mut c, name, &outs);
+        let _ = writeln!(c, "  }}");
+    }
+    c.push_str("  return 0;\n}\n");
+    c
+}

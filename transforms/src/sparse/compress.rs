@@ -151,24 +151,7 @@ pub fn hessian_plan(
     wrt: usize,
     ordering: Ordering,
 ) -> Result<SparsePlan> {
-    let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
-    let grad = crate::grad_graph(&g, 1, &[0], false)?;
-    // The Hessian pattern is the Jacobian pattern of the gradient (see `hessian_pattern`).
-    let pattern = phase("sparse.pattern", || jacobian_pattern(&grad, 1))?;
-    let colouring = phase("sparse.colour", || colour_star(&pattern, ordering));
-    let idx = phase("sparse.decompression", || {
-        star_decompression(&pattern, &colouring)
-    })?;
-    let graph = phase("sparse.graph", || {
-        compressed_graph(&grad, 1, Mode::Forward, &colouring, Some(&idx))
-    })?;
-    Ok(SparsePlan {
-        pattern,
-        colouring,
-        mode: Mode::Forward,
-        graph: restore(graph, wrt, &back)?,
-        substitution: None,
-    })
+    hessian_plan_by(g, n_explicit, wrt, ordering, false)
 }
 
 /// Like [`hessian_plan`] with an acyclic colouring (often fewer colours than a star colouring,
@@ -180,22 +163,45 @@ pub fn hessian_plan_acyclic(
     wrt: usize,
     ordering: Ordering,
 ) -> Result<SparsePlan> {
+    hessian_plan_by(g, n_explicit, wrt, ordering, true)
+}
+
+/// The Hessian plan with a star colouring and direct decompression inside the graph, or with
+/// an acyclic colouring and substitution after the call.
+fn hessian_plan_by(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    ordering: Ordering,
+    acyclic: bool,
+) -> Result<SparsePlan> {
     let (g, back) = wrt_first(g, n_explicit, wrt, "hessian_sparse", 1)?;
     let grad = crate::grad_graph(&g, 1, &[0], false)?;
+    // The Hessian pattern is the Jacobian pattern of the gradient (see `hessian_pattern`).
     let pattern = phase("sparse.pattern", || jacobian_pattern(&grad, 1))?;
-    let colouring = phase("sparse.colour", || colour_acyclic(&pattern, ordering));
-    let substitution = phase("sparse.decompression", || {
-        acyclic_substitution(&pattern, &colouring)
+    let colouring = phase("sparse.colour", || {
+        if acyclic {
+            colour_acyclic(&pattern, ordering)
+        } else {
+            colour_star(&pattern, ordering)
+        }
+    });
+    let (idx, substitution) = phase("sparse.decompression", || -> Result<_> {
+        Ok(if acyclic {
+            (None, Some(acyclic_substitution(&pattern, &colouring)?))
+        } else {
+            (Some(star_decompression(&pattern, &colouring)?), None)
+        })
     })?;
     let graph = phase("sparse.graph", || {
-        compressed_graph(&grad, 1, Mode::Forward, &colouring, None)
+        compressed_graph(&grad, 1, Mode::Forward, &colouring, idx.as_deref())
     })?;
     Ok(SparsePlan {
         pattern,
         colouring,
         mode: Mode::Forward,
         graph: restore(graph, wrt, &back)?,
-        substitution: Some(substitution),
+        substitution,
     })
 }
 

@@ -141,6 +141,53 @@ impl UnaryOp {
         }
     }
 
+    /// The op's one integer parameter as `(key, value)` in the text format (`integer_pow`'s
+    /// exponent `n`); `None` for the ops without parameters.
+    pub fn int_param(self) -> Option<(&'static str, i32)> {
+        match self {
+            UnaryOp::IntegerPow(n) => Some(("n", n)),
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Sign
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sqrt
+            | UnaryOp::Rsqrt
+            | UnaryOp::Exp
+            | UnaryOp::Exp2
+            | UnaryOp::Expm1
+            | UnaryOp::Log
+            | UnaryOp::Log1p
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Tanh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh
+            | UnaryOp::Logistic
+            | UnaryOp::Erf
+            | UnaryOp::Square
+            | UnaryOp::Reciprocal => None,
+        }
+    }
+
+    /// The same op with its integer parameter replaced by `value` (ops without one are
+    /// returned unchanged); the inverse of [`UnaryOp::int_param`] for the text parser.
+    pub fn with_int_param(self, value: i32) -> UnaryOp {
+        if let UnaryOp::IntegerPow(_) = self {
+            UnaryOp::IntegerPow(value)
+        } else {
+            self
+        }
+    }
+
     /// Whether the op also accepts i32 operands (the others need floats).
     pub fn accepts_int(self) -> bool {
         matches!(

@@ -415,37 +415,9 @@ fn unary_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
     let Some(proto) = UnaryOp::ALL.into_iter().find(|o| o.name() == t.name) else {
         return Ok(None);
     };
-    let op = match proto {
-        UnaryOp::IntegerPow(_) => UnaryOp::IntegerPow(t.params()?.i32("n")?),
-        UnaryOp::Neg
-        | UnaryOp::Abs
-        | UnaryOp::Sign
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Exp
-        | UnaryOp::Exp2
-        | UnaryOp::Expm1
-        | UnaryOp::Log
-        | UnaryOp::Log1p
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tan
-        | UnaryOp::Asin
-        | UnaryOp::Acos
-        | UnaryOp::Atan
-        | UnaryOp::Sinh
-        | UnaryOp::Cosh
-        | UnaryOp::Tanh
-        | UnaryOp::Asinh
-        | UnaryOp::Acosh
-        | UnaryOp::Atanh
-        | UnaryOp::Logistic
-        | UnaryOp::Erf
-        | UnaryOp::Square
-        | UnaryOp::Reciprocal => proto,
+    let op = match proto.int_param() {
+        Some((key, _)) => proto.with_int_param(t.params()?.i32(key)?),
+        None => proto,
     };
     Ok(Some(Op::Unary(op)))
 }

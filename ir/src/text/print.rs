@@ -363,37 +363,9 @@ pub(crate) fn tuple(dims: &[usize]) -> String {
 }
 
 fn write_unary(out: &mut String, op: UnaryOp) -> fmt::Result {
-    match op {
-        UnaryOp::IntegerPow(n) => write!(out, "[n={n}]"),
-        UnaryOp::Neg
-        | UnaryOp::Abs
-        | UnaryOp::Sign
-        | UnaryOp::Floor
-        | UnaryOp::Ceil
-        | UnaryOp::Round
-        | UnaryOp::Sqrt
-        | UnaryOp::Rsqrt
-        | UnaryOp::Exp
-        | UnaryOp::Exp2
-        | UnaryOp::Expm1
-        | UnaryOp::Log
-        | UnaryOp::Log1p
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tan
-        | UnaryOp::Asin
-        | UnaryOp::Acos
-        | UnaryOp::Atan
-        | UnaryOp::Sinh
-        | UnaryOp::Cosh
-        | UnaryOp::Tanh
-        | UnaryOp::Asinh
-        | UnaryOp::Acosh
-        | UnaryOp::Atanh
-        | UnaryOp::Logistic
-        | UnaryOp::Erf
-        | UnaryOp::Square
-        | UnaryOp::Reciprocal => Ok(()),
+    match op.int_param() {
+        Some((key, value)) => write!(out, "[{key}={value}]"),
+        None => Ok(()),
     }
 }
 

@@ -8,15 +8,5 @@ use ferrax_ir::{Op, Result};
 /// Batches a binary op: both operands are brought to the batch position of the first batched
 /// one (an unbatched operand is broadcast with `broadcast_in_dim`), then the op applies once.
 pub fn batch(op: BinaryOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<Batched> {
-    match op {
-        BinaryOp::Add
-        | BinaryOp::Sub
-        | BinaryOp::Mul
-        | BinaryOp::Div
-        | BinaryOp::Pow
-        | BinaryOp::Max
-        | BinaryOp::Min
-        | BinaryOp::Atan2
-        | BinaryOp::Rem => ctx.elementwise(Op::Binary(op), args),
-    }
+    ctx.elementwise(Op::Binary(op), args)
 }

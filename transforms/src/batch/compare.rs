@@ -8,16 +8,5 @@ use ferrax_ir::{Op, Result};
 /// Batches a comparison, logical op or `select`. For `select` an unbatched predicate (or
 /// branch) is broadcast along the batch like any other operand.
 pub fn batch(op: CompareOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<Batched> {
-    match op {
-        CompareOp::Eq
-        | CompareOp::Ne
-        | CompareOp::Lt
-        | CompareOp::Le
-        | CompareOp::Gt
-        | CompareOp::Ge
-        | CompareOp::And
-        | CompareOp::Or
-        | CompareOp::Not
-        | CompareOp::Select => ctx.elementwise(Op::Compare(op), args),
-    }
+    ctx.elementwise(Op::Compare(op), args)
 }

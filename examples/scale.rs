@@ -89,6 +89,29 @@ fn median_call(budget: Duration, mut f: impl FnMut()) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The scalar chain's gradient written by hand: a forward loop that keeps each step's
+/// derivative `cos(x)·1.0001` in `tape`, then the reverse product. Returns the gradient and the
+/// number of reverse steps whose running product is subnormal (nonzero and below
+/// `f64::MIN_POSITIVE`): the product shrinks by about 0.66 per step, reaches the subnormal range
+/// after about 1,700 steps and then stays at the smallest subnormal (0.66 of it rounds up), so a
+/// long chain's reverse pass is almost all subnormal arithmetic, which is slow on some CPUs
+/// whatever code computes it.
+fn hand_grad(n: usize, x0: f64, tape: &mut Vec<f64>) -> (f64, usize) {
+    tape.clear();
+    let mut x = x0;
+    for _ in 0..n {
+        let (s, c) = x.sin_cos();
+        tape.push(c * 1.0001);
+        x = s * 1.0001 + 0.1;
+    }
+    let (mut ct, mut subnormal) = (1.0f64, 0);
+    for &d in tape.iter().rev() {
+        ct *= d;
+        subnormal += usize::from(ct != 0.0 && ct.abs() < f64::MIN_POSITIVE);
+    }
+    (ct, subnormal)
+}
+
 /// One size in this process: trace, grad, compile and call, then print the line.
 fn run_one(n: usize, shape: &str) -> Result<()> {
     let ty = match shape {
@@ -138,12 +161,35 @@ fn run_one(n: usize, shape: &str) -> Result<()> {
             })
         }
     };
+    // The scalar chain beside its hand-written gradient, so that a slowdown per step shared by
+    // both (subnormal arithmetic) can be told from one of ferrax's code.
+    let hand = if shape == "scalar" {
+        let mut tape = Vec::with_capacity(n);
+        let (g, subnormal) = hand_grad(n, 0.3, &mut tape);
+        let mut out = [0.0];
+        compiled.call_scalar(&[0.3], &mut out)?;
+        if out[0] != g && (out[0] - g).abs() > 1e-12 * g.abs().max(f64::MIN_POSITIVE) {
+            eprintln!(
+                "scale: N = {n}: the hand-written gradient {g} differs from ferrax's {}",
+                out[0]
+            );
+        }
+        let t = median_call(Duration::from_millis(300), || {
+            black_box(hand_grad(n, black_box(0.3), &mut tape));
+        });
+        format!(
+            " hand_step_ns = {:.2} subnormal_steps = {subnormal}",
+            t.as_secs_f64() * 1e9 / n as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
         "N = {n} shape = {shape} trace_ms = {:.1} grad_ms = {:.1} compile_ms = {:.1} \
          call_us = {:.2} peak_mb = {:.1} code_kib = {:.0} eqs = {eqs} bytes_per_eq = {:.0} \
          step_ns = {:.2} grad_cpu_ms = {:.1} compile_cpu_ms = {:.1} \
          peak_trace_mb = {trace_peak:.1} peak_grad_mb = {grad_peak:.1} \
-         peak_compile_mb = {compile_peak:.1}",
+         peak_compile_mb = {compile_peak:.1}{hand}",
         trace.as_secs_f64() * 1e3,
         grad_time.as_secs_f64() * 1e3,
         compile.as_secs_f64() * 1e3,

@@ -81,22 +81,9 @@ fn plot() -> AnyResult<std::path::PathBuf> {
         ("relu(x)", &value, RGBColor(31, 119, 180)),
         ("d/dx relu(x) (custom rule)", &deriv, RGBColor(255, 127, 14)),
     ];
-    for (label, ys, colour) in series {
-        let points = xs.iter().copied().zip(ys.iter().copied());
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    let lines = series
+        .map(|(label, ys, colour)| (label, xs.iter().copied().zip(ys.iter().copied()), colour));
+    common::labelled_lines(&mut chart, lines, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     drop(chart);
     drop(root);

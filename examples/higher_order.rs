@@ -67,22 +67,9 @@ fn plot(c: &Curves) -> AnyResult<std::path::PathBuf> {
         ("d/dx sin x (grad)", &c.d1, RGBColor(255, 127, 14)),
         ("d²/dx² sin x (grad of grad)", &c.d2, RGBColor(44, 160, 44)),
     ];
-    for (label, ys, colour) in series {
-        let points = c.xs.iter().copied().zip(ys.iter().copied());
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    let lines = series
+        .map(|(label, ys, colour)| (label, c.xs.iter().copied().zip(ys.iter().copied()), colour));
+    common::labelled_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)?;
     root.present()?;
     drop(chart);
     drop(root);

@@ -171,22 +171,11 @@ fn plot(t_end: f64, runs: &[(&str, &Run, RGBColor)]) -> AnyResult<()> {
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
         .draw()?;
-    for &(label, run, colour) in runs {
+    let lines = runs.iter().map(|&(label, run, colour)| {
         let points = run.energy.iter().map(|&(t, e)| (t, e.max(1e-17)));
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font(("sans-serif", 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+        (label, points, colour)
+    });
+    common::labelled_lines(&mut chart, lines, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     println!("wrote {}", path.display());
     Ok(())

@@ -8,6 +8,7 @@ pub mod digits;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::coord::types::RangedCoordf64;
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -122,6 +123,38 @@ impl Progress {
     pub fn finish(&mut self, message: &str) {
         self.bar.finish_with_message(message.to_string());
     }
+}
+
+/// Draws each `(label, points, colour)` as a line two pixels wide with a legend entry, then the
+/// legend in a framed box at `position`; for any chart coordinates (linear or log axes).
+pub fn labelled_lines<'a, DB, CT, P>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    lines: impl IntoIterator<Item = (&'a str, P, RGBColor)>,
+    position: SeriesLabelPosition,
+) -> AnyResult<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate,
+    CT::From: Clone + 'static,
+    P: IntoIterator<Item = CT::From>,
+{
+    for (label, points, colour) in lines {
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 /// A loss curve on a log scale, one point per step, written to `<out_dir>/<name>`.

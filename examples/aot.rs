@@ -9,6 +9,10 @@
 //! message without one).
 
 use ferrax::aot::{Exporter, Target};
+#[path = "common/mod.rs"]
+mod common;
+
+use common::time_ns;
 use ferrax::prelude::*;
 use ferrax::MathMode;
 use std::hint::black_box;
@@ -41,24 +45,6 @@ fn checksum(h: &[f64]) -> f64 {
     h.iter()
         .enumerate()
         .fold(0.0, |acc, (k, v)| acc + (k + 1) as f64 * v)
-}
-
-/// Median nanoseconds per call of `f` over 25 batches of 200,000 calls (as the C driver
-/// times its call).
-fn time_ns(mut f: impl FnMut() -> f64) -> f64 {
-    let mut samples = Vec::new();
-    let mut sink = 0.0;
-    for _ in 0..25 {
-        let n = 200_000;
-        let t = Instant::now();
-        for _ in 0..n {
-            sink += f();
-        }
-        samples.push(t.elapsed().as_secs_f64() * 1e9 / n as f64);
-    }
-    black_box(sink);
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 /// The numbers after `tag` on the line of `out` starting with it.

@@ -1,6 +1,10 @@
 //! JIT speed: the gradient of sin(x)·exp(y)/log(z) compiled to native code, its compile time,
 //! and its per-call time beside the same gradient written by hand in Rust, in one run.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::time_ns;
 use ferrax::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
@@ -12,23 +16,6 @@ fn hand_grad(x: f64, y: f64, z: f64) -> [f64; 3] {
     let e = y.exp();
     let l = z.ln();
     [c * e / l, s * e / l, -s * e / (l * l * z)]
-}
-
-/// Median nanoseconds per call of `f` over several timed batches.
-fn time_ns(mut f: impl FnMut() -> f64) -> f64 {
-    let mut samples = Vec::new();
-    let mut sink = 0.0;
-    for _ in 0..25 {
-        let n = 200_000;
-        let t = Instant::now();
-        for _ in 0..n {
-            sink += f();
-        }
-        samples.push(t.elapsed().as_secs_f64() * 1e9 / n as f64);
-    }
-    black_box(sink);
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 fn main() -> ferrax::Result<()> {

@@ -63,16 +63,11 @@ def mnist_mlp():
     return params, (x, y), optax.adam(1e-3), jnp.tanh
 
 
-def mlp_step(setup):
+def train_step(loss, params, opt, x, y):
+    """One jitted train step (value_and_grad of `loss`, the optax update, apply_updates) and a
+    call that runs it on (x, y), carrying the parameters and optimiser state between calls."""
     import jax
     import optax
-
-    params, (x, y), opt, act = setup()
-
-    def loss(p, x, y):
-        z = act(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-        logp = jax.nn.log_softmax(z, axis=1)
-        return -jax.numpy.take_along_axis(logp, y[:, None], 1).mean()
 
     @jax.jit
     def step(p, s, x, y):
@@ -88,6 +83,20 @@ def mlp_step(setup):
         return v
 
     return call
+
+
+def mlp_step(setup):
+    """The train step of a two-layer network built by `setup`."""
+    import jax
+
+    params, (x, y), opt, act = setup()
+
+    def loss(p, x, y):
+        z = act(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+        logp = jax.nn.log_softmax(z, axis=1)
+        return -jax.numpy.take_along_axis(logp, y[:, None], 1).mean()
+
+    return train_step(loss, params, opt, x, y)
 
 
 def conv_fwd_bwd():
@@ -145,20 +154,7 @@ def digits_cnn():
         logp = jax.nn.log_softmax(z, axis=1)
         return -jnp.take_along_axis(logp, y[:, None], 1).mean()
 
-    @jax.jit
-    def step(p, s, x, y):
-        value, g = jax.value_and_grad(loss)(p, x, y)
-        updates, s = opt.update(g, s, p)
-        return optax.apply_updates(p, updates), s, value
-
-    state = [params, opt.init(params)]
-
-    def call():
-        p, s, v = step(state[0], state[1], x, y)
-        state[0], state[1] = p, s
-        return v
-
-    return call
+    return train_step(loss, params, opt, x, y)
 
 
 WORKLOADS = {

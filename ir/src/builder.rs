@@ -5,7 +5,7 @@ use crate::array::Array;
 use crate::entities::{GraphId, Inst, Value};
 use crate::error::Result;
 use crate::graph::{Graph, InstData, ValueDef};
-use crate::ops::{Literal, LiteralOp, Op};
+use crate::ops::{Literal, LiteralOp, Op, Types};
 use crate::types::Type;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
@@ -45,6 +45,22 @@ fn local_hash(key: u32, block: u32) -> u32 {
     (key & !PLACE_BITS) | ((start | (key & (REGION - 1))) & PLACE_BITS)
 }
 
+/// The operand count and operand type indices of an elementwise equation (of at most three
+/// operands), which with its op determine its result type.
+type MemoKey = (u8, [u32; 3]);
+
+/// The key under which the result type of `op(args)` is remembered, if `op` is elementwise.
+fn memo_key(g: &Graph, op: &Op, args: &[Value]) -> Option<MemoKey> {
+    if !op.is_elementwise() || args.len() > 3 {
+        return None;
+    }
+    let mut tys = [u32::MAX; 3];
+    for (t, &a) in tys.iter_mut().zip(args) {
+        *t = g.type_index(a);
+    }
+    Some((args.len() as u8, tys))
+}
+
 /// Builds a graph instruction by instruction.
 ///
 /// Hash-consing keeps eight bytes per instruction: the index of the instruction in the graph
@@ -72,6 +88,9 @@ pub struct Builder {
     cse: HashTable<(u32, u32)>,
     /// Per block of values, how many equations are placed in its region.
     placed: Vec<u16>,
+    /// The result type index of every elementwise op and operand types met so far (the ops
+    /// have no heap data, and a graph has few of these combinations).
+    elementwise_types: HashTable<(Op, MemoKey, u32)>,
     folded: HashTable<Folded>,
     hasher: DefaultHashBuilder,
     /// Whether ops on small constants are evaluated at build time.
@@ -172,10 +191,28 @@ impl Builder {
         {
             return Ok(f.2.clone());
         }
-        let tys: SmallVec<[Type; 4]> = args.iter().map(|&a| self.ty(a).clone()).collect();
-        let out_tys = op.infer(&tys)?;
+        // An elementwise op's result type depends on the op and the operand types alone: the
+        // type rule runs once per combination, and its result is found by type indices.
+        let memo_key = memo_key(&self.graph, &op, args);
+        let memo_hash = memo_key.map(|k| self.hasher.hash_one((&op, k)));
+        let known = memo_key.zip(memo_hash).and_then(|(k, h)| {
+            self.elementwise_types
+                .find(h, |e| e.0 == op && e.1 == k)
+                .map(|e| e.2)
+        });
+        let out_tys = match known {
+            Some(_) => Types::new(),
+            None => {
+                let tys: SmallVec<[Type; 4]> = args.iter().map(|&a| self.ty(a).clone()).collect();
+                op.infer(&tys)?
+            }
+        };
+        let small = match known {
+            Some(id) => self.graph.types[id as usize].size() <= FOLD_LIMIT,
+            None => out_tys.iter().all(|t| t.size() <= FOLD_LIMIT),
+        };
         let is_const = matches!(op, Op::Literal(LiteralOp::Const(_)));
-        if self.fold_constants && !is_const && out_tys.iter().all(|t| t.size() <= FOLD_LIMIT) {
+        if self.fold_constants && !is_const && small {
             // Checked before anything is collected: most equations have an operand that is
             // not a constant.
             let all_literal = args.iter().all(|&a| self.literal(a).is_some());
@@ -201,6 +238,12 @@ impl Builder {
         }
         let inst = Inst::from_index(self.graph.insts.len());
         let mut results = SmallVec::new();
+        if let Some(id) = known {
+            results.push(
+                self.graph
+                    .push_value_with_index(id, ValueDef::Result(inst, 0)),
+            );
+        }
         for (k, ty) in out_tys.into_iter().enumerate() {
             let def = ValueDef::Result(inst, k as u32);
             // Most results have the type of their first operand, whose index in the type
@@ -213,6 +256,12 @@ impl Builder {
                 _ => self.graph.push_value(ty, def),
             };
             results.push(v);
+        }
+        if let (Some(k), Some(h), None, [r]) = (memo_key, memo_hash, known, results.as_slice()) {
+            let id = self.graph.type_index(*r);
+            let hasher = &self.hasher;
+            self.elementwise_types
+                .insert_unique(h, (op.clone(), k, id), |e| hasher.hash_one((&e.0, e.1)));
         }
         self.graph.insts.push(InstData {
             op,

@@ -6,6 +6,7 @@ use crate::entities::{GraphId, Inst, Value};
 use crate::error::Result;
 use crate::graph::{Graph, InstData, ValueDef};
 use crate::ops::{Literal, LiteralOp, Op, Types};
+use crate::placement::{table_hash, Placement};
 use crate::types::Type;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
@@ -16,34 +17,6 @@ pub const FOLD_LIMIT: usize = 64;
 
 /// A folded equation: its op, its operands and the constants it folded to.
 type Folded = (Op, SmallVec<[Value; 4]>, SmallVec<[Value; 1]>);
-
-/// The table hash of a 32-bit stored hash: the 32 bits in both halves, so that the table's
-/// bucket index (low bits) and its control tag (top 7 bits) both come from the stored bits.
-fn spread(h: u32) -> u64 {
-    (h as u64) << 32 | h as u64
-}
-
-/// Values per block of the hash-consing table's locality (see [`Builder`]): equations whose
-/// newest operand lies in one block of this many consecutive values share a region.
-const BLOCK_SHIFT: u32 = 4;
-
-/// The buckets of one block's region (a power of two, two control groups).
-const REGION: u32 = 32;
-
-/// The most equations a block keeps in its region; later ones go to the whole table.
-const REGION_LIMIT: u16 = 48;
-
-/// The bits of a stored hash that place an entry (25): the 7 above them are the control tag.
-const PLACE_BITS: u32 = (1 << 25) - 1;
-
-/// The stored hash of an equation with key hash `key` placed in the region of block `block`:
-/// the control tag from the key's top bits, the bucket a random (per block) region start plus
-/// an offset within the region from the key's low bits.
-fn local_hash(key: u32, block: u32) -> u32 {
-    // A multiplicative mix (Knuth's constant) spreads consecutive blocks over the table.
-    let start = block.wrapping_mul(0x9E37_79B1) & !(REGION - 1);
-    (key & !PLACE_BITS) | ((start | (key & (REGION - 1))) & PLACE_BITS)
-}
 
 /// The operand count and operand type indices of an elementwise equation (of at most three
 /// operands), which with its op determine its result type.
@@ -65,29 +38,16 @@ fn memo_key(g: &Graph, op: &Op, args: &[Value]) -> Option<MemoKey> {
 ///
 /// Hash-consing keeps eight bytes per instruction: the index of the instruction in the graph
 /// being built, whose op and operands are the key (compared in place), and 32 bits of hash
-/// that place it, so that growing the table never hashes an op again.
-///
-/// Placement keeps the table's working set small on large graphs. A transform emits
-/// equations whose newest operand is almost always a value it has just built, so an equation
-/// is placed by its newest operand: the values are cut into blocks of `1 << BLOCK_SHIFT`, and
-/// the equations whose newest operand lies in one block share a region of `REGION` buckets
-/// at a random place in the table (the control tag still comes from the key's hash, so a
-/// probe compares few instructions). Consecutive lookups then touch one or two regions,
-/// already in cache, instead of one random cache line each: with a random placement the
-/// misses grew with the graph and were the transforms' largest cost on long chains. A block
-/// holds at most `REGION_LIMIT` equations in its region (a value with many users would
-/// otherwise make its region's probe sequences long); the equations beyond, and those
-/// without operands, are placed by their key's hash alone. Counting what each block placed
-/// locally tells a lookup where to look: its region while the block has placed some there,
-/// and the whole table once the block is full.
+/// that place it (see [`crate::placement`]: by its newest operand, so that the lookups of a
+/// transform stay in cache), so that growing the table never hashes an op again.
 /// Equations folded to constants have no instruction of their own; they are remembered in the
 /// (usually small) `folded` map.
 #[derive(Debug, Default)]
 pub struct Builder {
     graph: Graph,
     cse: HashTable<(u32, u32)>,
-    /// Per block of values, how many equations are placed in its region.
-    placed: Vec<u16>,
+    /// Where the entries of `cse` go.
+    placement: Placement,
     /// The result type index of every elementwise op and operand types met so far (the ops
     /// have no heap data, and a graph has few of these combinations).
     elementwise_types: HashTable<(Op, MemoKey, u32)>,
@@ -120,7 +80,7 @@ impl Builder {
         b.graph.values.reserve_exact(values + values / 16);
         b.graph.insts.reserve_exact(insts);
         b.cse.reserve(insts, |_| 0);
-        b.placed.reserve_exact((values >> BLOCK_SHIFT) + 1);
+        b.placement = Placement::with_capacity(values);
         b
     }
 
@@ -160,28 +120,21 @@ impl Builder {
     /// identical to an earlier one returns the earlier results instead.
     pub fn push(&mut self, op: Op, args: &[Value]) -> Result<SmallVec<[Value; 1]>> {
         let key = self.hasher.hash_one((&op, args)) as u32;
-        let hash = spread(key);
-        // The block of the newest operand and how many equations its region holds.
-        let block = args
-            .iter()
-            .map(|a| a.0 >> BLOCK_SHIFT)
-            .max()
-            .map(|b| (b, self.placed.get(b as usize).copied().unwrap_or(0)));
+        let hash = table_hash(key);
+        let newest = args.iter().map(|a| a.0).max();
         let insts = &self.graph.insts;
-        let find = |h32: u32| {
-            let same = |&(i, h): &(u32, u32)| {
-                let d = &insts[i as usize];
-                h == h32 && d.op == op && d.args.as_slice() == args
-            };
-            self.cse.find(spread(h32), same).map(|&(i, _)| i)
-        };
-        let found = match block {
-            Some((b, n)) if n > 0 => {
-                find(local_hash(key, b)).or_else(|| (n >= REGION_LIMIT).then(|| find(key))?)
-            }
-            Some(_) => None,
-            None => find(key),
-        };
+        let found = self
+            .placement
+            .probes(key, newest)
+            .into_iter()
+            .find_map(|h32| {
+                let h32 = h32?;
+                let same = |&(i, h): &(u32, u32)| {
+                    let d = &insts[i as usize];
+                    h == h32 && d.op == op && d.args.as_slice() == args
+                };
+                self.cse.find(table_hash(h32), same).map(|&(i, _)| i)
+            });
         if let Some(i) = found {
             return Ok(self.graph.insts[i as usize].results.clone());
         }
@@ -269,22 +222,9 @@ impl Builder {
             results: results.clone(),
         });
         let index = u32::try_from(inst.index()).expect("instruction index within u32");
-        let stored = match block {
-            Some((b, n)) if n < REGION_LIMIT => {
-                let slot = b as usize;
-                if self.placed.len() <= slot {
-                    // Room for the blocks of every value so far (the vector itself grows
-                    // geometrically).
-                    let len = (self.graph.values.len() >> BLOCK_SHIFT) + 1;
-                    self.placed.resize(len.max(slot + 1), 0);
-                }
-                self.placed[slot] = n + 1;
-                local_hash(key, b)
-            }
-            _ => key,
-        };
+        let stored = self.placement.place(key, newest);
         self.cse
-            .insert_unique(spread(stored), (index, stored), |&(_, h)| spread(h));
+            .insert_unique(table_hash(stored), (index, stored), |&(_, h)| table_hash(h));
         Ok(results)
     }
 

@@ -3,7 +3,7 @@
 //! linear in the tangents). Primal values the linear part uses become residuals: outputs of
 //! the primal graph and parameters of the linear graph. Constants are re-emitted instead.
 
-use crate::emit::{build_graph, is_nullary, push, Finish};
+use crate::emit::{build_graph, build_graph_sized, is_nullary, push, Finish};
 use crate::jvp::{check_explicit, jvp_graph_with};
 use ferrax_ir::timings::timed;
 use ferrax_ir::{Builder, Graph, Result, Type, Value};
@@ -57,10 +57,12 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
 }
 
 /// What partial evaluation knows of a JVP-like graph: which values are linear, which
-/// primal values the linear part reads (the residuals, in order of first use), and the
-/// indices of the primal and tangent parameters.
+/// primal values the linear part reads (the residuals, in order of first use), the indices
+/// of the primal and tangent parameters, and how many equations the linear part copies
+/// (the linear ones and the constants).
 struct Split {
     linear: Vec<bool>,
+    n_linear_insts: usize,
     residuals: Vec<Value>,
     primal_idx: Vec<usize>,
     lin_idx: Vec<usize>,
@@ -77,8 +79,10 @@ fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
         );
     }
     let mut nullary = vec![false; j.num_values()];
+    let mut n_linear_insts = 0;
     for (_, inst) in j.insts() {
         if is_nullary(&inst.op) {
+            n_linear_insts += 1;
             for r in &inst.results {
                 nullary[r.index()] = true;
             }
@@ -94,6 +98,7 @@ fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
     };
     for (_, inst) in j.insts() {
         if inst.results.iter().any(|r| linear[r.index()]) {
+            n_linear_insts += 1;
             for &a in &inst.args {
                 need(a, &mut residuals);
             }
@@ -105,6 +110,7 @@ fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
     let n_params = j.params().len();
     Ok(Split {
         linear,
+        n_linear_insts,
         residuals,
         primal_idx: (0..n_params).filter(|&i| !is_lin[i]).collect(),
         lin_idx: (0..n_params).filter(|&i| is_lin[i]).collect(),
@@ -167,7 +173,9 @@ fn linear_graph(j: &Graph, s: &Split, k: usize) -> Result<Graph> {
     let mut linear_tys: Vec<Type> = s.residuals.iter().map(|&r| j.ty(r).clone()).collect();
     linear_tys.extend(s.lin_idx.iter().map(|&i| j.ty(j.params()[i]).clone()));
     timed("partial_eval.linear", || {
-        build_graph(&linear_tys, |b, ps| {
+        // Sized from the start: grown by doubling, the builder would copy its instructions
+        // and rehash its table several times.
+        build_graph_sized(&linear_tys, s.n_linear_insts, |b, ps| {
             let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
             for (&r, &p) in s.residuals.iter().zip(ps) {
                 map[r.index()] = Some(p);

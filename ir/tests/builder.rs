@@ -163,10 +163,3 @@ fn remembered_result_types_do_not_admit_ill_typed_equations() {
         assert_eq!(b.ty(z), &Type::new(DType::F64, &[3]));
     }
 }
-#[test]
-fn tmp_sizes() {
-    use ferrax_ir::ops::*;
-    use std::mem::size_of;
-    eprintln!("Op {} ShapeOp {} ReduceOp {} IndexOp {} ControlOp {} LiteralOp {} Dims {} Shape {} Type {} InstData {} Indexing {} Body {} UnaryOp {} BinaryOp {}",
-      size_of::<Op>(), size_of::<ShapeOp>(), size_of::<ReduceOp>(), size_of::<IndexOp>(), size_of::<ControlOp>(), size_of::<LiteralOp>(), size_of::<ferrax_ir::Dims>(), size_of::<ferrax_ir::Shape>(), size_of::<Type>(), size_of::<ferrax_ir::InstData>(), size_of::<Indexing>(), size_of::<Body>(), size_of::<UnaryOp>(), size_of::<BinaryOp>());
-}

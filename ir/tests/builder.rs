@@ -1,8 +1,8 @@
 //! The builder's hash-consing and type memo against plain references: every equation pushed
 //! twice returns its first results (also for values with more users than a region of the
 //! hash-consing table holds, and for equations without operands), no two instructions of a
-//! built graph are identical, and remembered result types never let an ill-typed equation
-//! through.
+//! built graph are identical, remembered result types never let an ill-typed equation
+//! through, and the placement of hash-consing entries always probes where it placed them.
 
 use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, UnaryOp};
 use ferrax_ir::{Array, Builder, DType, ErrorKind, Op, Type, Value};
@@ -162,4 +162,41 @@ fn remembered_result_types_do_not_admit_ill_typed_equations() {
         let z = b.push1(Op::Unary(UnaryOp::Cos), &[y]).unwrap();
         assert_eq!(b.ty(z), &Type::new(DType::F64, &[3]));
     }
+}
+
+#[test]
+fn placement_probes_find_every_placed_entry() {
+    use ferrax_ir::placement::{Placement, BLOCK, REGION_LIMIT};
+    let mut p = Placement::with_capacity(0);
+    let mut rng = Lcg(3);
+    // Blocks with few entries, with exactly the limit, and with many more; entries without
+    // a newest value.
+    let mut placed = Vec::new();
+    for (block, count) in [
+        (0u32, 5usize),
+        (1, REGION_LIMIT as usize),
+        (7, 300),
+        (1000, 1),
+    ] {
+        for _ in 0..count {
+            let key = rng.next(1 << 30) as u32 ^ ((rng.next(4) as u32) << 30);
+            let newest = Some(block * BLOCK + rng.next(BLOCK as usize) as u32);
+            placed.push((key, newest, p.place(key, newest)));
+        }
+    }
+    for k in 0..50u32 {
+        let key = k.wrapping_mul(2_654_435_761);
+        let stored = p.place(key, None);
+        assert_eq!(stored, key, "an entry without values is placed by its key");
+        placed.push((key, None, stored));
+    }
+    for &(key, newest, stored) in &placed {
+        let probes = p.probes(key, newest);
+        assert!(
+            probes.contains(&Some(stored)),
+            "{key:#x} {newest:?}: {stored:#x} not among {probes:?}"
+        );
+    }
+    // A block that placed nothing has nothing to probe.
+    assert_eq!(p.probes(12345, Some(500 * BLOCK)), [None, None]);
 }

@@ -68,17 +68,18 @@ struct Split {
     lin_idx: Vec<usize>,
 }
 
-/// Partial evaluation's analysis of `j` (see [`split_general`] for the arguments).
+/// Partial evaluation's analysis of `j` (see [`split_general`] for the arguments), in one
+/// forward walk that propagates linearity as [`linear_values`] does: an equation's operands
+/// are classified before the equation is, so whether each is linear, a constant or a
+/// residual is known when the equation is reached.
 fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
-    let linear = linear_values(j, |i| is_lin[i]);
-    if let Some(o) = j.outputs()[..k].iter().find(|o| linear[o.index()]) {
-        ferrax_ir::bail!(
-            Transform,
-            "linearize: primal output {o} depends on a tangent; this nesting of transforms is \
-             not supported"
-        );
+    let mut linear = vec![false; j.num_values()];
+    for (i, &p) in j.params().iter().enumerate() {
+        linear[p.index()] = is_lin[i];
     }
     let mut nullary = vec![false; j.num_values()];
+    let mut residuals: Vec<Value> = Vec::new();
+    let mut is_residual = vec![false; j.num_values()];
     let mut n_linear_insts = 0;
     for (_, inst) in j.insts() {
         if is_nullary(&inst.op) {
@@ -86,26 +87,34 @@ fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
             for r in &inst.results {
                 nullary[r.index()] = true;
             }
-        }
-    }
-    let mut residuals: Vec<Value> = Vec::new();
-    let mut is_residual = vec![false; j.num_values()];
-    let mut need = |v: Value, residuals: &mut Vec<Value>| {
-        if !linear[v.index()] && !nullary[v.index()] && !is_residual[v.index()] {
-            is_residual[v.index()] = true;
-            residuals.push(v);
-        }
-    };
-    for (_, inst) in j.insts() {
-        if inst.results.iter().any(|r| linear[r.index()]) {
+        } else if inst.args.iter().any(|a| linear[a.index()]) {
+            for r in &inst.results {
+                linear[r.index()] = true;
+            }
+            if inst.results.is_empty() {
+                continue;
+            }
             n_linear_insts += 1;
             for &a in &inst.args {
-                need(a, &mut residuals);
+                if !linear[a.index()] && !nullary[a.index()] && !is_residual[a.index()] {
+                    is_residual[a.index()] = true;
+                    residuals.push(a);
+                }
             }
         }
     }
+    if let Some(o) = j.outputs()[..k].iter().find(|o| linear[o.index()]) {
+        ferrax_ir::bail!(
+            Transform,
+            "linearize: primal output {o} depends on a tangent; this nesting of transforms is \
+             not supported"
+        );
+    }
     for &o in &j.outputs()[k..] {
-        need(o, &mut residuals);
+        if !linear[o.index()] && !nullary[o.index()] && !is_residual[o.index()] {
+            is_residual[o.index()] = true;
+            residuals.push(o);
+        }
     }
     let n_params = j.params().len();
     Ok(Split {

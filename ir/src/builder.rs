@@ -180,11 +180,13 @@ impl Builder {
                 for a in vals {
                     res.push(self.constant(a));
                 }
+                // Rehashing must give the hash lookups use (32 bits of the key's hash, spread),
+                // or folds made before the table grew would be missed and evaluated again.
                 let hasher = &self.hasher;
                 self.folded.insert_unique(
                     hash,
                     (op, SmallVec::from_slice(args), res.clone()),
-                    |f| hasher.hash_one((&f.0, f.1.as_slice())),
+                    |f| table_hash(hasher.hash_one((&f.0, f.1.as_slice())) as u32),
                 );
                 return Ok(res);
             }

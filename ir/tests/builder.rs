@@ -200,3 +200,23 @@ fn placement_probes_find_every_placed_entry() {
     // A block that placed nothing has nothing to probe.
     assert_eq!(p.probes(12345, Some(500 * BLOCK)), [None, None]);
 }
+
+#[test]
+fn repeated_folds_return_their_first_constants() {
+    // Many distinct folds (their table grows several times), then every one again: each
+    // returns the constant of its first fold and adds no instruction.
+    let mut b = Builder::new();
+    let consts: Vec<Value> = (0..500)
+        .map(|k| b.constant(Array::from(vec![k as f64 * 0.5, 1.0])))
+        .collect();
+    let first: Vec<Value> = consts
+        .iter()
+        .map(|&c| b.push1(Op::Unary(UnaryOp::Sin), &[c]).unwrap())
+        .collect();
+    let n = b.graph().num_insts();
+    for (&c, &f) in consts.iter().zip(&first) {
+        assert_eq!(b.push1(Op::Unary(UnaryOp::Sin), &[c]).unwrap(), f);
+        assert!(b.literal(f).is_some(), "folded to a constant");
+    }
+    assert_eq!(b.graph().num_insts(), n);
+}

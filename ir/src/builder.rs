@@ -20,10 +20,10 @@ type Folded = (Op, SmallVec<[Value; 4]>, SmallVec<[Value; 1]>);
 
 /// The operand count and operand type indices of an elementwise equation (of at most three
 /// operands), which with its op determine its result type.
-type MemoKey = (u8, [u32; 3]);
+pub(crate) type MemoKey = (u8, [u32; 3]);
 
 /// The key under which the result type of `op(args)` is remembered, if `op` is elementwise.
-fn memo_key(g: &Graph, op: &Op, args: &[Value]) -> Option<MemoKey> {
+pub(crate) fn memo_key(g: &Graph, op: &Op, args: &[Value]) -> Option<MemoKey> {
     if !op.is_elementwise() || args.len() > 3 {
         return None;
     }

@@ -13,6 +13,7 @@ pub mod graph;
 pub mod interp;
 pub mod ops;
 pub mod padding;
+pub mod placement;
 pub mod text;
 pub mod timings;
 pub mod types;

@@ -3,7 +3,7 @@
 //! linear in the tangents). Primal values the linear part uses become residuals: outputs of
 //! the primal graph and parameters of the linear graph. Constants are re-emitted instead.
 
-use crate::emit::{build_graph, is_nullary, push, Finish};
+use crate::emit::{build_graph, build_graph_sized, is_nullary, push, Finish};
 use crate::jvp::{check_explicit, jvp_graph_with};
 use ferrax_ir::timings::timed;
 use ferrax_ir::{Builder, Graph, Result, Type, Value};
@@ -57,18 +57,52 @@ pub(crate) fn split_general(j: &Graph, is_lin: &[bool], k: usize) -> Result<(Gra
 }
 
 /// What partial evaluation knows of a JVP-like graph: which values are linear, which
-/// primal values the linear part reads (the residuals, in order of first use), and the
-/// indices of the primal and tangent parameters.
+/// primal values the linear part reads (the residuals, in order of first use), the indices
+/// of the primal and tangent parameters, and how many equations the linear part copies
+/// (the linear ones and the constants).
 struct Split {
     linear: Vec<bool>,
+    n_linear_insts: usize,
     residuals: Vec<Value>,
     primal_idx: Vec<usize>,
     lin_idx: Vec<usize>,
 }
 
-/// Partial evaluation's analysis of `j` (see [`split_general`] for the arguments).
+/// Partial evaluation's analysis of `j` (see [`split_general`] for the arguments), in one
+/// forward walk that propagates linearity as [`linear_values`] does: an equation's operands
+/// are classified before the equation is, so whether each is linear, a constant or a
+/// residual is known when the equation is reached.
 fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
-    let linear = linear_values(j, |i| is_lin[i]);
+    let mut linear = vec![false; j.num_values()];
+    for (i, &p) in j.params().iter().enumerate() {
+        linear[p.index()] = is_lin[i];
+    }
+    let mut nullary = vec![false; j.num_values()];
+    let mut residuals: Vec<Value> = Vec::new();
+    let mut is_residual = vec![false; j.num_values()];
+    let mut n_linear_insts = 0;
+    for (_, inst) in j.insts() {
+        if is_nullary(&inst.op) {
+            n_linear_insts += 1;
+            for r in &inst.results {
+                nullary[r.index()] = true;
+            }
+        } else if inst.args.iter().any(|a| linear[a.index()]) {
+            for r in &inst.results {
+                linear[r.index()] = true;
+            }
+            if inst.results.is_empty() {
+                continue;
+            }
+            n_linear_insts += 1;
+            for &a in &inst.args {
+                if !linear[a.index()] && !nullary[a.index()] && !is_residual[a.index()] {
+                    is_residual[a.index()] = true;
+                    residuals.push(a);
+                }
+            }
+        }
+    }
     if let Some(o) = j.outputs()[..k].iter().find(|o| linear[o.index()]) {
         ferrax_ir::bail!(
             Transform,
@@ -76,35 +110,16 @@ fn analyse(j: &Graph, is_lin: &[bool], k: usize) -> Result<Split> {
              not supported"
         );
     }
-    let mut nullary = vec![false; j.num_values()];
-    for (_, inst) in j.insts() {
-        if is_nullary(&inst.op) {
-            for r in &inst.results {
-                nullary[r.index()] = true;
-            }
-        }
-    }
-    let mut residuals: Vec<Value> = Vec::new();
-    let mut is_residual = vec![false; j.num_values()];
-    let mut need = |v: Value, residuals: &mut Vec<Value>| {
-        if !linear[v.index()] && !nullary[v.index()] && !is_residual[v.index()] {
-            is_residual[v.index()] = true;
-            residuals.push(v);
-        }
-    };
-    for (_, inst) in j.insts() {
-        if inst.results.iter().any(|r| linear[r.index()]) {
-            for &a in &inst.args {
-                need(a, &mut residuals);
-            }
-        }
-    }
     for &o in &j.outputs()[k..] {
-        need(o, &mut residuals);
+        if !linear[o.index()] && !nullary[o.index()] && !is_residual[o.index()] {
+            is_residual[o.index()] = true;
+            residuals.push(o);
+        }
     }
     let n_params = j.params().len();
     Ok(Split {
         linear,
+        n_linear_insts,
         residuals,
         primal_idx: (0..n_params).filter(|&i| !is_lin[i]).collect(),
         lin_idx: (0..n_params).filter(|&i| is_lin[i]).collect(),
@@ -167,7 +182,9 @@ fn linear_graph(j: &Graph, s: &Split, k: usize) -> Result<Graph> {
     let mut linear_tys: Vec<Type> = s.residuals.iter().map(|&r| j.ty(r).clone()).collect();
     linear_tys.extend(s.lin_idx.iter().map(|&i| j.ty(j.params()[i]).clone()));
     timed("partial_eval.linear", || {
-        build_graph(&linear_tys, |b, ps| {
+        // Sized from the start: grown by doubling, the builder would copy its instructions
+        // and rehash its table several times.
+        build_graph_sized(&linear_tys, s.n_linear_insts, |b, ps| {
             let mut map: Vec<Option<Value>> = vec![None; j.num_values()];
             for (&r, &p) in s.residuals.iter().zip(ps) {
                 map[r.index()] = Some(p);

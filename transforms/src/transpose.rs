@@ -41,8 +41,7 @@ pub(crate) fn transpose_into(
             ct[o.index()] = add_opt(b, ct[o.index()], c)?;
         }
     }
-    let insts: Vec<_> = l.insts().collect();
-    for (_, inst) in insts.into_iter().rev() {
+    for (_, inst) in l.insts().rev() {
         if !inst.results.iter().any(|r| linear[r.index()]) {
             continue;
         }

@@ -39,6 +39,7 @@
 
 use crate::emit::{self, splat};
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
+use ferrax_ir::placement::{table_hash, Placement};
 use ferrax_ir::{Builder, DType, Graph, Op, Result, Type, Value};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::{smallvec, SmallVec};
@@ -84,12 +85,15 @@ fn coefficient(c: f64, dtype: DType) -> Option<f64> {
 /// index of the first form with that normalisation and the value that computes it. The
 /// table's key is the form divided by its first coefficient, the value's type being implied
 /// (every atom of a form has the type of the value). Keys are hashed and compared in place,
-/// so a lookup builds nothing.
+/// so a lookup builds nothing. Entries are placed by the form's newest atom
+/// ([`ferrax_ir::placement`]), so that the lookups of one walk stay in cache, and keep the
+/// 32-bit hash that placed them.
 struct Numbering {
     b: Builder,
     arena: Vec<Form>,
     forms: Vec<u32>,
-    table: HashTable<(u32, Value)>,
+    table: HashTable<(u32, Value, u32)>,
+    placement: Placement,
     hasher: DefaultHashBuilder,
     /// The splat constants built so far, by type index and bits: `emit::like` of the same
     /// type and number always returns the same value of the append-only builder, and a
@@ -97,8 +101,16 @@ struct Numbering {
     splats: HashMap<(u32, u64), Value>,
 }
 
-/// The hash of `form` divided by its first coefficient.
-fn key_hash(hasher: &DefaultHashBuilder, form: &[Term]) -> u64 {
+/// The newest atom of a form (atoms are sorted within a term), if it has one.
+fn newest(form: &[Term]) -> Option<u32> {
+    form.iter()
+        .filter_map(|t| t.atoms.last())
+        .map(|a| a.0)
+        .max()
+}
+
+/// The hash of `form` divided by its first coefficient (32 bits of it).
+fn key_hash(hasher: &DefaultHashBuilder, form: &[Term]) -> u32 {
     let mut h = hasher.build_hasher();
     let c0 = form[0].c;
     for t in form {
@@ -108,7 +120,7 @@ fn key_hash(hasher: &DefaultHashBuilder, form: &[Term]) -> u64 {
             h.write_usize(a.index());
         }
     }
-    h.finish()
+    h.finish() as u32
 }
 
 /// Whether `x` and `y` are equal once each is divided by its first coefficient.
@@ -131,12 +143,16 @@ impl Numbering {
 
     /// The earlier value whose form equals `form` (of type `ty`) up to a constant factor, and
     /// the first coefficient of that value's form.
-    fn lookup(&self, ty: &Type, form: &[Term], hash: u64) -> Option<(Value, f64)> {
-        self.table
-            .find(hash, |&(i, w)| {
-                same_key(&self.arena[i as usize], form) && self.b.ty(w) == ty
-            })
-            .map(|&(i, w)| (w, self.arena[i as usize][0].c))
+    fn lookup(&self, ty: &Type, form: &[Term], key: u32) -> Option<(Value, f64)> {
+        let probes = self.placement.probes(key, newest(form));
+        probes.into_iter().find_map(|stored| {
+            let stored = stored?;
+            self.table
+                .find(table_hash(stored), |&(i, w, h)| {
+                    h == stored && same_key(&self.arena[i as usize], form) && self.b.ty(w) == ty
+                })
+                .map(|&(i, w, _)| (w, self.arena[i as usize][0].c))
+        })
     }
 
     /// The form of `v` in the new graph: its recorded form, a constant, or `v` as an atom.
@@ -165,8 +181,8 @@ impl Numbering {
             return f;
         }
         let ty = self.b.ty(v);
-        let hash = key_hash(&self.hasher, &f);
-        Cow::Owned(match self.lookup(ty, &f, hash) {
+        let key = key_hash(&self.hasher, &f);
+        Cow::Owned(match self.lookup(ty, &f, key) {
             Some((w, cw)) => match coefficient(f[0].c / cw, ty.dtype) {
                 Some(c) => smallvec![Term {
                     c,
@@ -261,8 +277,8 @@ impl Numbering {
             return emit::push(&mut self.b, op.clone(), args);
         };
         let c0 = form[0].c;
-        let hash = key_hash(&self.hasher, &form);
-        let found = self.lookup(self.b.ty(args[0]), &form, hash);
+        let key = key_hash(&self.hasher, &form);
+        let found = self.lookup(self.b.ty(args[0]), &form, key);
         let v = if let Some((w, cw)) = found {
             match coefficient(c0 / cw, dtype) {
                 Some(f) => self.scale(w, f)?,
@@ -281,10 +297,9 @@ impl Numbering {
             let i = u32::try_from(self.arena.len()).expect("form count within u32");
             self.arena.push(form);
             if new_key {
-                let hasher = &self.hasher;
-                let arena = &self.arena;
+                let stored = self.placement.place(key, newest(&self.arena[i as usize]));
                 self.table
-                    .insert_unique(hash, (i, v), |&(j, _)| key_hash(hasher, &arena[j as usize]));
+                    .insert_unique(table_hash(stored), (i, v, stored), |e| table_hash(e.2));
             }
             if new_form {
                 if self.forms.len() <= v.index() {
@@ -408,6 +423,7 @@ pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Gra
         arena: Vec::with_capacity(g.num_insts()),
         forms: Vec::with_capacity(g.num_values()),
         table: HashTable::with_capacity(g.num_insts()),
+        placement: Placement::with_capacity(g.num_values()),
         hasher: DefaultHashBuilder::default(),
         splats: HashMap::new(),
     };
@@ -447,6 +463,7 @@ pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Gra
         arena,
         forms,
         table,
+        placement: _,
         hasher: _,
         splats: _,
     } = n;

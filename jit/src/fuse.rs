@@ -383,9 +383,13 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             root[i] = set.last().copied();
             dup[i] = true;
             groups[i] = set;
-        } else if !fusable(&inst.op) && !gather[i] {
+        } else if !fusable(&inst.op)
+            && !gather[i]
+            && !joins_gathers(graph, &insts, &users, &gather, i)
+        {
             // A remap no fused loop can read through is lowered on its own (a constant
-            // gather roots a loop of its own, which runs on all cores when large).
+            // gather roots a loop of its own, which runs on all cores when large, and so
+            // does a concatenation of constant gathers, which read in place).
             chain[i] = false;
             computed_ok[i] = false;
         } else {
@@ -400,6 +404,32 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         members,
         absorbed_dot,
     }
+}
+
+/// Whether the instruction at `i` is a concatenation read in place (see [`remap`]) with a
+/// piece computed by a constant gather that nothing else uses: such a concatenation roots a
+/// loop of its own, which its gathers join, so neither the gathered pieces nor a copy of
+/// them is made (the sparse derivatives of `ferrax-transforms` end in one when the
+/// function's output is a concatenation).
+fn joins_gathers(
+    graph: &Graph,
+    insts: &[&InstData],
+    users: &[Vec<usize>],
+    gather: &[bool],
+    i: usize,
+) -> bool {
+    let inst = insts[i];
+    if !matches!(inst.op, Op::Shape(ShapeOp::Concatenate { .. })) || !remap(graph, inst) {
+        return false;
+    }
+    let outputs = graph.outputs();
+    inst.args.iter().any(|&a| match graph.def(a) {
+        ferrax_ir::ValueDef::Result(p, _) => {
+            let p = p.index();
+            gather[p] && !outputs.contains(&a) && users[a.index()][..] == [i]
+        }
+        ferrax_ir::ValueDef::Param(_) => false,
+    })
 }
 
 /// The members of every group: the instructions whose group it is, and the duplicated

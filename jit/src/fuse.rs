@@ -158,9 +158,11 @@ pub(crate) fn fusable(op: &Op) -> bool {
 
 /// Whether a shape op moves elements by a per-dimension affine index map (possibly guarded),
 /// so that a fused loop can read its operand in place: broadcast, slice, transpose, rev,
-/// concatenate and pad. A pad with interior padding has a non-affine map (every other
-/// element), but the op is listed by kind; [`remap`] checks the instance. Reshape is not a
-/// remap: it is a view of its operand's buffer already (see `crate::plan`).
+/// concatenate, pad and reshape. A pad with interior padding has a non-affine map (every
+/// other element), and so has a reshape that splits or merges dimensions, but the ops are
+/// listed by kind; [`remap`] checks the instance (only reshapes that add or drop dimensions
+/// of size 1 are read through, see [`unit_reshape`]; any other reshape is a view of its
+/// operand's buffer, see `crate::plan`).
 pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
     match op {
         ShapeOp::BroadcastInDim { .. }
@@ -168,13 +170,25 @@ pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
         | ShapeOp::Slice { .. }
         | ShapeOp::Pad { .. }
         | ShapeOp::Concatenate { .. }
-        | ShapeOp::Rev { .. } => true,
-        ShapeOp::Reshape { .. } => false,
+        | ShapeOp::Rev { .. }
+        | ShapeOp::Reshape { .. } => true,
     }
 }
 
+/// Whether `inst` is a reshape of a non-scalar value that only adds or drops dimensions of
+/// size 1 (the other dimensions equal, in order): each dimension of the result reads one of
+/// the operand, so a loop reads the operand in place (a slice of one plane of a tensor,
+/// reshaped to drop the sliced axis, then needs no copy).
+pub(crate) fn unit_reshape(graph: &Graph, inst: &InstData) -> bool {
+    let non_unit = |v| graph.ty(v).dims().iter().filter(|&&n| n != 1).copied();
+    matches!(inst.op, Op::Shape(ShapeOp::Reshape { .. }))
+        && !graph.ty(inst.args[0]).is_scalar()
+        && non_unit(inst.args[0]).eq(non_unit(inst.results[0]))
+}
+
 /// Whether the instruction is an index remapping that a fused loop can read through (see
-/// [`remap_shape`]): not a pad with interior padding, not a transpose of a `dot_general`
+/// [`remap_shape`]): not a reshape other than a [`unit_reshape`], not a pad with interior
+/// padding, not a transpose of a `dot_general`
 /// result (which the dot writes transposed instead, see [`analyze`]), not a concatenation of
 /// more than [`CONCAT_MAX`] pieces.
 pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
@@ -190,6 +204,7 @@ pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
         ShapeOp::Transpose { .. } => !from_dot(),
         // Each piece falls back on the next, one guard per piece: long joins are copied.
         ShapeOp::Concatenate { .. } => inst.args.len() <= CONCAT_MAX,
+        ShapeOp::Reshape { .. } => unit_reshape(graph, inst),
         s => remap_shape(s),
     }
 }

@@ -37,6 +37,7 @@ use smallvec::SmallVec;
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
 /// Everything needed to emit a group's loop nest.
+#[derive(Clone)]
 struct Spec {
     /// The root's result.
     out: Value,
@@ -70,6 +71,7 @@ struct Spec {
 }
 
 /// One reduction of a reduction group.
+#[derive(Clone)]
 struct Red {
     /// The reduction.
     op: ReduceOp,
@@ -721,6 +723,9 @@ fn emit_row(
         return emit_span(cx, sp, insts, offs, idx, lo, hi, part, false);
     }
     let inner = sp.dims.len() - 1;
+    if let Some(cuts) = remap::segments(&sp.reads, &sp.nodes, inner, sp.dims[inner] as i64) {
+        return emit_segments(cx, sp, insts, offs, idx, lo, hi, part, &cuts);
+    }
     let (m_lo, m_hi) = remap::middle(cx, &sp.reads, &sp.nodes, inner, idx, lo, hi);
     emit_span(cx, sp, insts, offs, idx, lo, m_lo, part, true)?;
     // The plain loop, and the row invariants it loads, only run when the middle is not empty.
@@ -733,6 +738,165 @@ fn emit_row(
     cx.fb.ins().jump(after, &[]);
     cx.fb.switch_to_block(after);
     emit_span(cx, sp, insts, offs, idx, m_hi, hi, part, true)
+}
+
+/// Emits the row `lo..hi` segment by segment (`cuts` from [`remap::segments`]): over a
+/// segment every guard on the inner dimension is decided, so each read is one read of its
+/// fallback chain, or, when guards on outer dimensions choose, one of several reads of the
+/// same buffer with the same inner stride whose offset is selected once per row; the
+/// segment then runs the plain (vector) loop. A segment where some read cannot be resolved
+/// so checks the guards element by element. The segments are consecutive, so a reduction
+/// combines in the same order.
+#[allow(clippy::too_many_arguments)]
+fn emit_segments(
+    cx: &mut Ctx,
+    sp: &Spec,
+    insts: &[&InstData],
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+    lo: ir::Value,
+    hi: ir::Value,
+    part: Option<&Part>,
+    cuts: &[i64],
+) -> Result<()> {
+    let inner = sp.dims.len() - 1;
+    for w in cuts.windows(2) {
+        let (a, b) = (cx.iconst(w[0]), cx.iconst(w[1]));
+        let s_lo = cx.fb.ins().smax(lo, a);
+        let s_lo = cx.fb.ins().smin(s_lo, hi);
+        let s_hi = cx.fb.ins().smin(hi, b);
+        let s_hi = cx.fb.ins().smax(s_hi, s_lo);
+        let nonempty = cx.fb.ins().icmp(IntCC::SignedLessThan, s_lo, s_hi);
+        let body = cx.fb.create_block();
+        let after = cx.fb.create_block();
+        cx.fb.ins().brif(nonempty, body, &[], after, &[]);
+        cx.fb.switch_to_block(body);
+        match segment_spec(cx, sp, offs, idx, inner, (w[0], w[1])) {
+            Some((seg, seg_offs)) => {
+                emit_span(cx, &seg, insts, &seg_offs, idx, s_lo, s_hi, part, false)?
+            }
+            None => emit_span(cx, sp, insts, offs, idx, s_lo, s_hi, part, true)?,
+        }
+        cx.fb.ins().jump(after, &[]);
+        cx.fb.switch_to_block(after);
+    }
+    Ok(())
+}
+
+/// The group as it reads over the inner indices `seg` of a row (see [`emit_segments`]):
+/// every top read replaced by the read it resolves to, without guards, with its offset for
+/// the row (selected by the row's outer indices where guards on outer dimensions choose),
+/// and every select decided. `None` when a read or a select cannot be resolved so.
+fn segment_spec(
+    cx: &mut Ctx,
+    sp: &Spec,
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+    inner: usize,
+    seg: (i64, i64),
+) -> Option<(Spec, SmallVec<[ir::Value; 8]>)> {
+    let mut nodes = sp.nodes.clone();
+    for n in nodes.iter_mut() {
+        if let Node::Select {
+            guards,
+            then,
+            other,
+        } = n
+        {
+            match remap::select_truth(guards, inner, seg)? {
+                true => *other = *then,
+                false => *then = *other,
+            }
+            guards.clear();
+        }
+    }
+    // Resolve every read before emitting any code for the row's offsets.
+    let rows = remap::all_rows(&sp.dims);
+    let mut chosen: Vec<Option<remap::Resolved>> = Vec::with_capacity(sp.reads.len());
+    for (k, r) in sp.reads.iter().enumerate() {
+        if !r.top {
+            chosen.push(None);
+            continue;
+        }
+        let res = remap::resolve(&sp.reads, k, 0, inner, seg, &rows, 0)?;
+        let mut leaves = Vec::new();
+        if !resolved_reads(&res, &mut leaves) {
+            return None;
+        }
+        let first = &sp.reads[leaves[0]];
+        let alike = leaves.iter().all(|&e| {
+            let x = &sp.reads[e];
+            x.leaf == first.leaf && x.strides[inner] == first.strides[inner]
+        });
+        let plain = leaves.iter().all(|&e| sp.reads[e].index.is_none());
+        if leaves.len() > 1 && !(alike && plain) {
+            return None;
+        }
+        chosen.push(Some(res));
+    }
+    let mut reads = sp.reads.clone();
+    let mut seg_offs: SmallVec<[ir::Value; 8]> = SmallVec::from_slice(offs);
+    for (k, res) in chosen.iter().enumerate() {
+        let Some(res) = res else { continue };
+        let mut leaves = Vec::new();
+        resolved_reads(res, &mut leaves);
+        let mut r = sp.reads[leaves[0]].clone();
+        r.guards.clear();
+        r.top = true;
+        reads[k] = r;
+        seg_offs[k] = row_offset(cx, res, offs, idx);
+    }
+    let vector = sp.vector.filter(|_| {
+        reads.iter().all(|r| {
+            !r.top
+                || (matches!(r.strides[inner], 0 | 1)
+                    && r.index.is_none()
+                    && cx.graph.ty(r.leaf).dtype != DType::Bool)
+        })
+    });
+    Some((
+        Spec {
+            reads,
+            nodes,
+            vector,
+            guarded: false,
+            ..sp.clone()
+        },
+        seg_offs,
+    ))
+}
+
+/// Collects the reads a resolution may take into `out`; false when it may yield zero.
+fn resolved_reads(res: &remap::Resolved, out: &mut Vec<usize>) -> bool {
+    match res {
+        remap::Resolved::Read(k) => {
+            out.push(*k);
+            true
+        }
+        remap::Resolved::Zero => false,
+        remap::Resolved::Cond(_, a, b) => resolved_reads(a, out) && resolved_reads(b, out),
+    }
+}
+
+/// The row's element offset of a resolution (no [`remap::Resolved::Zero`] in it): the
+/// offset of the read it takes, chosen by its guards at the row's outer indices.
+fn row_offset(
+    cx: &mut Ctx,
+    res: &remap::Resolved,
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+) -> ir::Value {
+    match res {
+        remap::Resolved::Read(k) => offs[*k],
+        remap::Resolved::Zero => cx.iconst(0),
+        remap::Resolved::Cond(g, a, b) => {
+            let z = cx.iconst(0);
+            let ok = remap::guard_holds(cx, g, idx, z);
+            let x = row_offset(cx, a, offs, idx);
+            let y = row_offset(cx, b, offs, idx);
+            cx.fb.ins().select(ok, x, y)
+        }
+    }
 }
 
 /// Emits inner indices `lo..hi` of a row (see [`emit_row`]); `guarded`: checking every read's

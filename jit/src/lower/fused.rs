@@ -28,7 +28,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::Module;
-use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, IndexOp, ReduceOp, ShapeOp, UnaryOp};
 use ferrax_ir::{DType, Graph, InstData, Op, Result, Value};
 use hashbrown::HashMap;
 use smallvec::SmallVec;
@@ -146,7 +146,7 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
 /// Whether a member has a vector form in a group whose float dtype is `float`: float ops
 /// on `float` values (see [`vectorizable`]); comparisons of `float` or i32 values (i32 lanes
 /// are widened to the float's lane width), and logic on their results, as lane masks; and
-/// `select` between `float` values on such a mask.
+/// `select` between `float` values on such a mask; and reads of `float` or i32 values.
 fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: bool) -> bool {
     let dt = |v: &Value| graph.ty(*v).dtype;
     let all = |vs: &[Value], d: DType| vs.iter().all(|v| dt(v) == d);
@@ -169,6 +169,9 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: 
         Op::Shape(s) if crate::fuse::remap_shape(s) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
+        // A gather by constant indices (the only gather a group holds) is a read of the
+        // float, loaded lane by lane (see `vector_reads`).
+        Op::Index(IndexOp::Gather(_)) => dt(&inst.args[0]) == float,
         // The fast f64 `pow` needs FMA.
         Op::Binary(BinaryOp::Pow) if float == DType::F64 && !fma => false,
         op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
@@ -395,10 +398,7 @@ fn spec(
         && members.iter().all(|&j| {
             matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast, fma)
         })
-        && reads.iter().all(|r| {
-            (!r.top || (matches!(r.strides[inner], 0 | 1) && r.index.is_none()))
-                && graph.ty(r.leaf).dtype != DType::Bool
-        });
+        && reads.iter().all(|r| vector_read(graph, r, inner, dtype));
     let vector = ok.then(|| {
         if dtype == DType::F64 {
             types::F64X2
@@ -600,7 +600,7 @@ fn row_invariants(
     let inner = sp.dims.len() - 1;
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        inv.push(if r.strides[inner] == 0 && wanted(part, k) && r.top {
+        inv.push(if invariant(r, inner) && wanted(part, k) && r.top {
             let x = cx.load(r.leaf, offs[k])?;
             let dtype = cx.graph.ty(r.leaf).dtype;
             let v = splat_scalar(cx, x, dtype, vty);
@@ -620,8 +620,29 @@ fn row_invariants(
     Ok(inv)
 }
 
+/// Whether read `r` has one value along a row: stride 0 along the inner dimension, and no
+/// index (a gather's index may vary along the row even where its operand's offset does
+/// not).
+fn invariant(r: &Read, inner: usize) -> bool {
+    r.strides[inner] == 0 && r.index.is_none()
+}
+
+/// Whether read `r` of a loop producing `dtype` has a vector form: a read only other reads
+/// fall back on needs none; otherwise not a bool, and contiguous or stride 0 along the inner
+/// dimension, or a gather by constant indices of `dtype` elements (loaded lane by lane, see
+/// [`vector_reads`]).
+fn vector_read(graph: &Graph, r: &Read, inner: usize, dtype: DType) -> bool {
+    let leaf = graph.ty(r.leaf).dtype;
+    !r.top
+        || match r.index {
+            None => matches!(r.strides[inner], 0 | 1) && leaf != DType::Bool,
+            Some(_) => leaf == dtype && dtype.is_float(),
+        }
+}
+
 /// The read values at inner index `i` as vectors of type `vty` (`inv` from
-/// [`row_invariants`]); reads `part` does not load are left as a placeholder.
+/// [`row_invariants`]); reads `part` does not load are left as a placeholder. A gather's read
+/// loads each lane at its own index and assembles the vector.
 fn vector_reads(
     cx: &mut Ctx,
     sp: &Spec,
@@ -641,6 +662,17 @@ fn vector_reads(
             Some((slot, ty)) => {
                 let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
                 cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0)
+            }
+            None if r.index.is_some() => {
+                let inner = sp.dims.len() - 1;
+                let x = remap::load_plain(cx, &sp.reads, inner, offs, i, k)?;
+                let mut v = cx.fb.ins().scalar_to_vector(vty, x);
+                for l in 1..vty.lane_count() {
+                    let il = cx.fb.ins().iadd_imm_s(i, l as i64);
+                    let x = remap::load_plain(cx, &sp.reads, inner, offs, il, k)?;
+                    v = cx.fb.ins().insertlane(v, x, l as u8);
+                }
+                v
             }
             None => {
                 let Slot::Mem(base) = cx.slot(r.leaf)? else {
@@ -846,14 +878,10 @@ fn segment_spec(
         reads[k] = r;
         seg_offs[k] = row_offset(cx, res, offs, idx);
     }
-    let vector = sp.vector.filter(|_| {
-        reads.iter().all(|r| {
-            !r.top
-                || (matches!(r.strides[inner], 0 | 1)
-                    && r.index.is_none()
-                    && cx.graph.ty(r.leaf).dtype != DType::Bool)
-        })
-    });
+    let dtype = cx.graph.ty(sp.out).dtype;
+    let vector = sp
+        .vector
+        .filter(|_| reads.iter().all(|r| vector_read(cx.graph, r, inner, dtype)));
     Some((
         Spec {
             reads,
@@ -935,8 +963,8 @@ fn emit_span(
                 .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
             Ok(())
         };
-        let invariant = (0..nr)
-            .all(|k| !wanted(part, k) || !sp.reads[k].top || sp.reads[k].strides[inner] == 0);
+        let invariant =
+            (0..nr).all(|k| !wanted(part, k) || !sp.reads[k].top || invariant(&sp.reads[k], inner));
         if invariant {
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.

@@ -24,14 +24,17 @@
 //! elementwise in effect: its operand joins its group and flows through it unchanged.
 //!
 //! Index remappings ([`remap`]: broadcasts, slices, pads without interior padding,
-//! concatenations, transposes and revs, and gathers by constant indices inside the axis, see
-//! [`const_gather`]) join their users' group the way broadcasts do, and chains of them join
+//! concatenations, transposes, revs, reshapes that only add or drop unit dimensions (see
+//! [`unit_reshape`]), and gathers by constant indices inside the axis, see [`const_gather`])
+//! join their users' group the way broadcasts do, and chains of them join
 //! too: the loop reads the buffer at the end of the chain through the composed index map
 //! (`lower/remap.rs`). An elementwise float op whose users are all pads, slices, transposes
 //! or revs that reach the loop only through such remaps joins as well: it is computed in the
 //! loop at the remapped index (a broadcast or a concatenation above it would compute it
 //! several times per element, so neither qualifies). A remap no loop reads through is lowered
-//! on its own, except a constant gather, which roots a loop of its own.
+//! on its own, except a constant gather, which roots a loop of its own, and a concatenation
+//! with a piece that is a constant gather used only there (see [`joins_gathers`]), which
+//! roots a loop that reads its gathers in place.
 //!
 //! A cheap fusable instruction (a broadcast or another remap, or arithmetic without division or
 //! transcendentals) whose users all evaluate it in their loops but belong to several groups is

@@ -9,8 +9,10 @@
 //! loop. The inner loop is vectorised with 128-bit vectors (`f32x4`, `f64x2`) when the value
 //! produced is a float, every op has a vector form at that float's lane count (comparisons of
 //! floats or i32s, logic and `select` work on lane masks; i32 leaves are widened to the lane
-//! width on load), no leaf is a bool, and every read of the inner dimension is contiguous or
-//! stride-0 (a broadcast, splatted once per row); a scalar tail finishes the row.
+//! width on load), no leaf is a bool, and every read of the inner dimension is contiguous,
+//! stride-0 (a broadcast, splatted once per row) or a gather by constant indices (loaded lane
+//! by lane); a scalar tail finishes the row. A row with guarded reads is cut into segments
+//! over which every read resolves to one source (see [`emit_segments`]).
 //!
 //! A reduction root runs the nest over its operand's elements; the output access has stride 0
 //! along reduced dimensions, so coalescing never merges a kept with a reduced dimension.
@@ -736,10 +738,10 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
 /// (reads, then the output) at inner index 0 and `idx` the outer loop indices. With `part`,
 /// the row stores that sub-expression instead of the group's value.
 ///
-/// With guarded reads the row is cut in three: the part where every guard holds (see
-/// [`remap::middle`]) runs the plain (vector) loop, the parts before and after it check the
-/// guards element by element. The parts are consecutive, so a reduction combines in the same
-/// order.
+/// With guarded reads the row is cut into segments (see [`emit_segments`]); when it would
+/// take too many, in three: the part where every guard holds (see [`remap::middle`]) runs the
+/// plain (vector) loop, the parts before and after it check the guards element by element.
+/// The parts are consecutive, so a reduction combines in the same order.
 #[allow(clippy::too_many_arguments)]
 fn emit_row(
     cx: &mut Ctx,
@@ -776,8 +778,8 @@ fn emit_row(
 /// segment every guard on the inner dimension is decided, so each read is one read of its
 /// fallback chain, or, when guards on outer dimensions choose, one of several reads of the
 /// same buffer with the same inner stride whose offset is selected once per row; the
-/// segment then runs the plain (vector) loop. A segment where some read cannot be resolved
-/// so checks the guards element by element. The segments are consecutive, so a reduction
+/// segment then runs the plain (vector) loop. A segment where some read or select cannot be
+/// resolved this way checks the guards element by element. The segments are consecutive, so a reduction
 /// combines in the same order.
 #[allow(clippy::too_many_arguments)]
 fn emit_segments(

@@ -51,7 +51,7 @@ fn brusselator(x: Tensor) -> Tensor {
 /// slices.
 fn roll(w: &Tensor, axis: usize, s: usize) -> Tensor {
     let n = w.shape()[axis];
-    if s % n == 0 {
+    if s.is_multiple_of(n) {
         return w.clone();
     }
     let s = s % n;

@@ -24,14 +24,17 @@
 //! elementwise in effect: its operand joins its group and flows through it unchanged.
 //!
 //! Index remappings ([`remap`]: broadcasts, slices, pads without interior padding,
-//! concatenations, transposes and revs, and gathers by constant indices inside the axis, see
-//! [`const_gather`]) join their users' group the way broadcasts do, and chains of them join
+//! concatenations, transposes, revs, reshapes that only add or drop unit dimensions (see
+//! [`unit_reshape`]), and gathers by constant indices inside the axis, see [`const_gather`])
+//! join their users' group the way broadcasts do, and chains of them join
 //! too: the loop reads the buffer at the end of the chain through the composed index map
 //! (`lower/remap.rs`). An elementwise float op whose users are all pads, slices, transposes
 //! or revs that reach the loop only through such remaps joins as well: it is computed in the
 //! loop at the remapped index (a broadcast or a concatenation above it would compute it
 //! several times per element, so neither qualifies). A remap no loop reads through is lowered
-//! on its own, except a constant gather, which roots a loop of its own.
+//! on its own, except a constant gather, which roots a loop of its own, and a concatenation
+//! with a piece that is a constant gather used only there (see [`joins_gathers`]), which
+//! roots a loop that reads its gathers in place.
 //!
 //! A cheap fusable instruction (a broadcast or another remap, or arithmetic without division or
 //! transcendentals) whose users all evaluate it in their loops but belong to several groups is
@@ -158,9 +161,11 @@ pub(crate) fn fusable(op: &Op) -> bool {
 
 /// Whether a shape op moves elements by a per-dimension affine index map (possibly guarded),
 /// so that a fused loop can read its operand in place: broadcast, slice, transpose, rev,
-/// concatenate and pad. A pad with interior padding has a non-affine map (every other
-/// element), but the op is listed by kind; [`remap`] checks the instance. Reshape is not a
-/// remap: it is a view of its operand's buffer already (see `crate::plan`).
+/// concatenate, pad and reshape. A pad with interior padding has a non-affine map (every
+/// other element), and so has a reshape that splits or merges dimensions, but the ops are
+/// listed by kind; [`remap`] checks the instance (only reshapes that add or drop dimensions
+/// of size 1 are read through, see [`unit_reshape`]; any other reshape is a view of its
+/// operand's buffer, see `crate::plan`).
 pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
     match op {
         ShapeOp::BroadcastInDim { .. }
@@ -168,13 +173,25 @@ pub(crate) fn remap_shape(op: &ShapeOp) -> bool {
         | ShapeOp::Slice { .. }
         | ShapeOp::Pad { .. }
         | ShapeOp::Concatenate { .. }
-        | ShapeOp::Rev { .. } => true,
-        ShapeOp::Reshape { .. } => false,
+        | ShapeOp::Rev { .. }
+        | ShapeOp::Reshape { .. } => true,
     }
 }
 
+/// Whether `inst` is a reshape of a non-scalar value that only adds or drops dimensions of
+/// size 1 (the other dimensions equal, in order): each dimension of the result reads one of
+/// the operand, so a loop reads the operand in place (a slice of one plane of a tensor,
+/// reshaped to drop the sliced axis, then needs no copy).
+pub(crate) fn unit_reshape(graph: &Graph, inst: &InstData) -> bool {
+    let non_unit = |v| graph.ty(v).dims().iter().filter(|&&n| n != 1).copied();
+    matches!(inst.op, Op::Shape(ShapeOp::Reshape { .. }))
+        && !graph.ty(inst.args[0]).is_scalar()
+        && non_unit(inst.args[0]).eq(non_unit(inst.results[0]))
+}
+
 /// Whether the instruction is an index remapping that a fused loop can read through (see
-/// [`remap_shape`]): not a pad with interior padding, not a transpose of a `dot_general`
+/// [`remap_shape`]): not a reshape other than a [`unit_reshape`], not a pad with interior
+/// padding, not a transpose of a `dot_general`
 /// result (which the dot writes transposed instead, see [`analyze`]), not a concatenation of
 /// more than [`CONCAT_MAX`] pieces.
 pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
@@ -190,6 +207,7 @@ pub(crate) fn remap(graph: &Graph, inst: &InstData) -> bool {
         ShapeOp::Transpose { .. } => !from_dot(),
         // Each piece falls back on the next, one guard per piece: long joins are copied.
         ShapeOp::Concatenate { .. } => inst.args.len() <= CONCAT_MAX,
+        ShapeOp::Reshape { .. } => unit_reshape(graph, inst),
         s => remap_shape(s),
     }
 }
@@ -383,9 +401,13 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             root[i] = set.last().copied();
             dup[i] = true;
             groups[i] = set;
-        } else if !fusable(&inst.op) && !gather[i] {
+        } else if !fusable(&inst.op)
+            && !gather[i]
+            && !joins_gathers(graph, &insts, &users, &gather, i)
+        {
             // A remap no fused loop can read through is lowered on its own (a constant
-            // gather roots a loop of its own, which runs on all cores when large).
+            // gather roots a loop of its own, which runs on all cores when large, and so
+            // does a concatenation of constant gathers, which read in place).
             chain[i] = false;
             computed_ok[i] = false;
         } else {
@@ -400,6 +422,32 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         members,
         absorbed_dot,
     }
+}
+
+/// Whether the instruction at `i` is a concatenation read in place (see [`remap`]) with a
+/// piece computed by a constant gather that nothing else uses: such a concatenation roots a
+/// loop of its own, which its gathers join, so neither the gathered pieces nor a copy of
+/// them is made (the sparse derivatives of `ferrax-transforms` end in one when the
+/// function's output is a concatenation).
+fn joins_gathers(
+    graph: &Graph,
+    insts: &[&InstData],
+    users: &[Vec<usize>],
+    gather: &[bool],
+    i: usize,
+) -> bool {
+    let inst = insts[i];
+    if !matches!(inst.op, Op::Shape(ShapeOp::Concatenate { .. })) || !remap(graph, inst) {
+        return false;
+    }
+    let outputs = graph.outputs();
+    inst.args.iter().any(|&a| match graph.def(a) {
+        ferrax_ir::ValueDef::Result(p, _) => {
+            let p = p.index();
+            gather[p] && !outputs.contains(&a) && users[a.index()][..] == [i]
+        }
+        ferrax_ir::ValueDef::Param(_) => false,
+    })
 }
 
 /// The members of every group: the instructions whose group it is, and the duplicated

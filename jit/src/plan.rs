@@ -9,7 +9,8 @@
 //!
 //! A `reshape` of a non-scalar value into a non-scalar value that is not an output is a
 //! *view*: its result shares its operand's home (row-major elements do not move), no code
-//! runs, and the operand stays live as long as the view is used.
+//! runs, and the operand stays live as long as the view is used. (A reshape that a fused
+//! loop reads through, see `crate::fuse::unit_reshape`, is a member of that loop instead.)
 //!
 //! A control-flow op (`switch`, `while`, `scan`, `call`) gets a *scratch* region for the time it
 //! runs, allocated while its operands and results are live so it overlaps neither. The scratch
@@ -266,10 +267,12 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     // Views: reshapes that share their operand's buffer.
     let mut alias: Vec<Option<Value>> = vec![None; n];
     let mut aliased = vec![false; n];
-    for (_, inst) in graph.insts() {
+    for (i, (_, inst)) in graph.insts().enumerate() {
         if let Op::Shape(ShapeOp::Reshape { .. }) = inst.op {
             let (x, r) = (inst.args[0], inst.results[0]);
-            if !graph.ty(x).is_scalar()
+            // A reshape a fused loop reads through has no buffer at all.
+            if !fusion.is_member(i)
+                && !graph.ty(x).is_scalar()
                 && !graph.ty(r).is_scalar()
                 && first_output[r.index()].is_none()
             {

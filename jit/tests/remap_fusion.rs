@@ -70,6 +70,26 @@ fn fit(b: &mut Builder, x: Value, y: Value, fill: Value, c: usize) -> Option<Val
     pad(b, s, fill, &lo, &hi)
 }
 
+/// `x` rolled by `s` places along `axis`: the concatenation of its last `s % n` and first
+/// `n − s % n` slices along that axis (`x` itself when that is a whole turn).
+fn roll(b: &mut Builder, x: Value, axis: usize, s: usize) -> Option<Value> {
+    let xd = b.ty(x).dims().to_vec();
+    let n = xd[axis];
+    if n == 0 || s % n == 0 {
+        return Some(x);
+    }
+    let s = s % n;
+    let ones = vec![1; xd.len()];
+    let (mut start, mut limit) = (vec![0; xd.len()], xd.clone());
+    start[axis] = n - s;
+    let last = slice(b, x, &start, &limit, &ones);
+    start[axis] = 0;
+    limit[axis] = n - s;
+    let first = slice(b, x, &start, &limit, &ones);
+    b.push1(Op::Shape(ShapeOp::Concatenate { axis }), &[last, first])
+        .ok()
+}
+
 /// Applies op number `code` with choices `a`, `c` to the value pool; ill-typed picks are
 /// skipped.
 fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
@@ -79,7 +99,7 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
     let dt = xt.dtype;
     let rank = xt.rank();
     let xd = xt.dims().to_vec();
-    let v = match code % 11 {
+    let v = match code % 13 {
         0 => {
             let u = [UnaryOp::Neg, UnaryOp::Sin, UnaryOp::Square, UnaryOp::Exp][c % 4];
             b.push1(Op::Unary(u), &[x]).ok()
@@ -165,6 +185,25 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
             let sq = b.push1(Op::Unary(UnaryOp::Square), &[x]).expect("square");
             let f = fit(b, sq, y, fill, c);
             f.and_then(|f| b.push1(Op::Binary(BinaryOp::Mul), &[f, y]).ok())
+        }
+        10 => {
+            // A roll along an axis (the last pieces first): guards that pick a piece per
+            // row on outer axes and per segment on the inner one.
+            if rank == 0 {
+                return;
+            }
+            roll(b, x, c % rank, c / rank)
+        }
+        11 => {
+            // A reshape adding a unit dimension, or dropping every one.
+            let mut dims: Vec<usize> = xd.iter().copied().filter(|&n| n != 1).collect();
+            if dims.len() == rank && rank < 4 {
+                dims.insert(c % (rank + 1), 1);
+            }
+            let op = Op::Shape(ShapeOp::Reshape {
+                shape: Shape::new(&dims),
+            });
+            b.push1(op, &[x]).ok()
         }
         _ => {
             // A uniform constant of x's shape.
@@ -508,6 +547,82 @@ fn constant_gathers_match_the_interpreter() {
                 array(&mut rng, dtype, &[3, 2, n], -2.0, 2.0, true),
             ];
             check(&g, &args);
+        }
+    }
+}
+
+/// A reshape of `x` to `dims`.
+fn reshape(b: &mut Builder, x: Value, dims: &[usize]) -> Value {
+    let op = Op::Shape(ShapeOp::Reshape {
+        shape: Shape::new(dims),
+    });
+    b.push1(op, &[x]).expect("reshape")
+}
+
+/// The sparse Brusselator Jacobian's shape on `x: [2, k, n, n]`: the two planes sliced out and
+/// reshaped to drop the unit axis, a periodic five-point stencil of each by rolls along both
+/// axes, combined; returns both results, or with `picks`, the values constant gathers pick
+/// out of each, joined by a concatenation.
+fn rolled_planes(dtype: DType, k: usize, n: usize, picks: bool) -> Graph {
+    let mut b = Builder::new();
+    let x = b.param(Type::new(dtype, &[2, k, n, n]));
+    let mut plane = |s: usize| {
+        let p = slice(&mut b, x, &[s, 0, 0, 0], &[s + 1, k, n, n], &[1, 1, 1, 1]);
+        reshape(&mut b, p, &[k, n, n])
+    };
+    let (u, v) = (plane(0), plane(1));
+    let four = scalar(&mut b, dtype, 4.0);
+    let op = Op::Shape(ShapeOp::BroadcastInDim {
+        shape: Shape::new(&[k, n, n]),
+        dims: Dims::new(),
+    });
+    let four = b.push1(op, &[four]).expect("broadcast");
+    let mut stencil = |w: Value| {
+        let mut acc = b.push1(Op::Binary(BinaryOp::Mul), &[w, four]).expect("mul");
+        for (axis, s) in [(1, 1), (1, n.max(1) - 1), (2, 1), (2, n + 1)] {
+            let r = roll(&mut b, w, axis, s).expect("roll");
+            acc = b.push1(Op::Binary(BinaryOp::Sub), &[acc, r]).expect("sub");
+        }
+        acc
+    };
+    let (lu, lv) = (stencil(u), stencil(v));
+    let uv = b.push1(Op::Binary(BinaryOp::Mul), &[u, v]).expect("mul");
+    let du = b.push1(Op::Binary(BinaryOp::Add), &[uv, lu]).expect("add");
+    let dv = b.push1(Op::Binary(BinaryOp::Sub), &[lv, uv]).expect("sub");
+    if !picks {
+        return b.finish(&[du, dv]);
+    }
+    let size = k * n * n;
+    let mut parts = Vec::new();
+    for (o, r) in [du, dv].into_iter().enumerate() {
+        let flat = reshape(&mut b, r, &[size]);
+        let idx: Vec<i32> = (0..size + 3).map(|q| ((q * 7 + o) % size) as i32).collect();
+        parts.push(gather(&mut b, flat, &idx, &[size + 3], 0));
+    }
+    let cat = b
+        .push1(Op::Shape(ShapeOp::Concatenate { axis: 0 }), &parts)
+        .expect("concat");
+    b.finish(&[cat])
+}
+
+/// The sparse Brusselator Jacobian's shape (see [`rolled_planes`]): the planes are read in
+/// place (no copy of the slices), the rolls are concatenations whose pieces are chosen per
+/// row on the outer axis and per segment of the row on the inner one, and the gathered
+/// values are one loop reading both results in place. JIT against the interpreter bit for
+/// bit, on small sizes and on the parallel path.
+#[test]
+fn rolled_planes_and_joined_gathers_match_the_interpreter() {
+    let mut rng = Rng(29);
+    for dtype in [DType::F64, DType::F32] {
+        for (k, n) in [(1usize, 1usize), (2, 2), (3, 5), (2, 9), (3, 160)] {
+            let args = [array(&mut rng, dtype, &[2, k, n, n], -2.0, 2.0, true)];
+            let g = rolled_planes(dtype, k, n, false);
+            let f = compile(&g, &JitOptions::default()).expect("compile");
+            // Nothing but the outputs needs memory: each plane was a copy before unit
+            // reshapes were read through.
+            assert_eq!(f.workspace_bytes(), 0, "{dtype} k={k} n={n}");
+            check(&g, &args);
+            check(&rolled_planes(dtype, k, n, true), &args);
         }
     }
 }

@@ -9,8 +9,10 @@
 //! loop. The inner loop is vectorised with 128-bit vectors (`f32x4`, `f64x2`) when the value
 //! produced is a float, every op has a vector form at that float's lane count (comparisons of
 //! floats or i32s, logic and `select` work on lane masks; i32 leaves are widened to the lane
-//! width on load), no leaf is a bool, and every read of the inner dimension is contiguous or
-//! stride-0 (a broadcast, splatted once per row); a scalar tail finishes the row.
+//! width on load), no leaf is a bool, and every read of the inner dimension is contiguous,
+//! stride-0 (a broadcast, splatted once per row) or a gather by constant indices (loaded lane
+//! by lane); a scalar tail finishes the row. A row with guarded reads is cut into segments
+//! over which every read resolves to one source (see [`emit_segments`]).
 //!
 //! A reduction root runs the nest over its operand's elements; the output access has stride 0
 //! along reduced dimensions, so coalescing never merges a kept with a reduced dimension.
@@ -28,7 +30,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::Module;
-use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, IndexOp, ReduceOp, ShapeOp, UnaryOp};
 use ferrax_ir::{DType, Graph, InstData, Op, Result, Value};
 use hashbrown::HashMap;
 use smallvec::SmallVec;
@@ -37,6 +39,7 @@ use smallvec::SmallVec;
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
 /// Everything needed to emit a group's loop nest.
+#[derive(Clone)]
 struct Spec {
     /// The root's result.
     out: Value,
@@ -70,6 +73,7 @@ struct Spec {
 }
 
 /// One reduction of a reduction group.
+#[derive(Clone)]
 struct Red {
     /// The reduction.
     op: ReduceOp,
@@ -144,7 +148,7 @@ fn vectorizable(op: &Op, fast: bool) -> bool {
 /// Whether a member has a vector form in a group whose float dtype is `float`: float ops
 /// on `float` values (see [`vectorizable`]); comparisons of `float` or i32 values (i32 lanes
 /// are widened to the float's lane width), and logic on their results, as lane masks; and
-/// `select` between `float` values on such a mask.
+/// `select` between `float` values on such a mask; and reads of `float` or i32 values.
 fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: bool) -> bool {
     let dt = |v: &Value| graph.ty(*v).dtype;
     let all = |vs: &[Value], d: DType| vs.iter().all(|v| dt(v) == d);
@@ -167,6 +171,9 @@ fn vector_member(graph: &Graph, inst: &InstData, float: DType, fast: bool, fma: 
         Op::Shape(s) if crate::fuse::remap_shape(s) => {
             matches!(dt(&inst.args[0]), DType::I32) || dt(&inst.args[0]) == float
         }
+        // A gather by constant indices (the only gather a group holds) is a read of the
+        // float, loaded lane by lane (see `vector_reads`).
+        Op::Index(IndexOp::Gather(_)) => dt(&inst.args[0]) == float,
         // The fast f64 `pow` needs FMA.
         Op::Binary(BinaryOp::Pow) if float == DType::F64 && !fma => false,
         op => all(&inst.args, float) && all(&inst.results, float) && vectorizable(op, fast),
@@ -393,10 +400,7 @@ fn spec(
         && members.iter().all(|&j| {
             matches!(insts[j].op, Op::Reduce(_)) || vector_member(graph, insts[j], dtype, fast, fma)
         })
-        && reads.iter().all(|r| {
-            (!r.top || (matches!(r.strides[inner], 0 | 1) && r.index.is_none()))
-                && graph.ty(r.leaf).dtype != DType::Bool
-        });
+        && reads.iter().all(|r| vector_read(graph, r, inner, dtype));
     let vector = ok.then(|| {
         if dtype == DType::F64 {
             types::F64X2
@@ -598,7 +602,7 @@ fn row_invariants(
     let inner = sp.dims.len() - 1;
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        inv.push(if r.strides[inner] == 0 && wanted(part, k) && r.top {
+        inv.push(if invariant(r, inner) && wanted(part, k) && r.top {
             let x = cx.load(r.leaf, offs[k])?;
             let dtype = cx.graph.ty(r.leaf).dtype;
             let v = splat_scalar(cx, x, dtype, vty);
@@ -618,8 +622,29 @@ fn row_invariants(
     Ok(inv)
 }
 
+/// Whether read `r` has one value along a row: stride 0 along the inner dimension, and no
+/// index (a gather's index may vary along the row even where its operand's offset does
+/// not).
+fn invariant(r: &Read, inner: usize) -> bool {
+    r.strides[inner] == 0 && r.index.is_none()
+}
+
+/// Whether read `r` of a loop producing `dtype` has a vector form: a read only other reads
+/// fall back on needs none; otherwise not a bool, and contiguous or stride 0 along the inner
+/// dimension, or a gather by constant indices of `dtype` elements (loaded lane by lane, see
+/// [`vector_reads`]).
+fn vector_read(graph: &Graph, r: &Read, inner: usize, dtype: DType) -> bool {
+    let leaf = graph.ty(r.leaf).dtype;
+    !r.top
+        || match r.index {
+            None => matches!(r.strides[inner], 0 | 1) && leaf != DType::Bool,
+            Some(_) => leaf == dtype && dtype.is_float(),
+        }
+}
+
 /// The read values at inner index `i` as vectors of type `vty` (`inv` from
-/// [`row_invariants`]); reads `part` does not load are left as a placeholder.
+/// [`row_invariants`]); reads `part` does not load are left as a placeholder. A gather's read
+/// loads each lane at its own index and assembles the vector.
 fn vector_reads(
     cx: &mut Ctx,
     sp: &Spec,
@@ -639,6 +664,17 @@ fn vector_reads(
             Some((slot, ty)) => {
                 let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
                 cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0)
+            }
+            None if r.index.is_some() => {
+                let inner = sp.dims.len() - 1;
+                let x = remap::load_plain(cx, &sp.reads, inner, offs, i, k)?;
+                let mut v = cx.fb.ins().scalar_to_vector(vty, x);
+                for l in 1..vty.lane_count() {
+                    let il = cx.fb.ins().iadd_imm_s(i, l as i64);
+                    let x = remap::load_plain(cx, &sp.reads, inner, offs, il, k)?;
+                    v = cx.fb.ins().insertlane(v, x, l as u8);
+                }
+                v
             }
             None => {
                 let Slot::Mem(base) = cx.slot(r.leaf)? else {
@@ -702,10 +738,10 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
 /// (reads, then the output) at inner index 0 and `idx` the outer loop indices. With `part`,
 /// the row stores that sub-expression instead of the group's value.
 ///
-/// With guarded reads the row is cut in three: the part where every guard holds (see
-/// [`remap::middle`]) runs the plain (vector) loop, the parts before and after it check the
-/// guards element by element. The parts are consecutive, so a reduction combines in the same
-/// order.
+/// With guarded reads the row is cut into segments (see [`emit_segments`]); when it would
+/// take too many, in three: the part where every guard holds (see [`remap::middle`]) runs the
+/// plain (vector) loop, the parts before and after it check the guards element by element.
+/// The parts are consecutive, so a reduction combines in the same order.
 #[allow(clippy::too_many_arguments)]
 fn emit_row(
     cx: &mut Ctx,
@@ -721,6 +757,9 @@ fn emit_row(
         return emit_span(cx, sp, insts, offs, idx, lo, hi, part, false);
     }
     let inner = sp.dims.len() - 1;
+    if let Some(cuts) = remap::segments(&sp.reads, &sp.nodes, inner, sp.dims[inner] as i64) {
+        return emit_segments(cx, sp, insts, offs, idx, lo, hi, part, &cuts);
+    }
     let (m_lo, m_hi) = remap::middle(cx, &sp.reads, &sp.nodes, inner, idx, lo, hi);
     emit_span(cx, sp, insts, offs, idx, lo, m_lo, part, true)?;
     // The plain loop, and the row invariants it loads, only run when the middle is not empty.
@@ -733,6 +772,161 @@ fn emit_row(
     cx.fb.ins().jump(after, &[]);
     cx.fb.switch_to_block(after);
     emit_span(cx, sp, insts, offs, idx, m_hi, hi, part, true)
+}
+
+/// Emits the row `lo..hi` segment by segment (`cuts` from [`remap::segments`]): over a
+/// segment every guard on the inner dimension is decided, so each read is one read of its
+/// fallback chain, or, when guards on outer dimensions choose, one of several reads of the
+/// same buffer with the same inner stride whose offset is selected once per row; the
+/// segment then runs the plain (vector) loop. A segment where some read or select cannot be
+/// resolved this way checks the guards element by element. The segments are consecutive, so a reduction
+/// combines in the same order.
+#[allow(clippy::too_many_arguments)]
+fn emit_segments(
+    cx: &mut Ctx,
+    sp: &Spec,
+    insts: &[&InstData],
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+    lo: ir::Value,
+    hi: ir::Value,
+    part: Option<&Part>,
+    cuts: &[i64],
+) -> Result<()> {
+    let inner = sp.dims.len() - 1;
+    for w in cuts.windows(2) {
+        let (a, b) = (cx.iconst(w[0]), cx.iconst(w[1]));
+        let s_lo = cx.fb.ins().smax(lo, a);
+        let s_lo = cx.fb.ins().smin(s_lo, hi);
+        let s_hi = cx.fb.ins().smin(hi, b);
+        let s_hi = cx.fb.ins().smax(s_hi, s_lo);
+        let nonempty = cx.fb.ins().icmp(IntCC::SignedLessThan, s_lo, s_hi);
+        let body = cx.fb.create_block();
+        let after = cx.fb.create_block();
+        cx.fb.ins().brif(nonempty, body, &[], after, &[]);
+        cx.fb.switch_to_block(body);
+        match segment_spec(cx, sp, offs, idx, inner, (w[0], w[1])) {
+            Some((seg, seg_offs)) => {
+                emit_span(cx, &seg, insts, &seg_offs, idx, s_lo, s_hi, part, false)?
+            }
+            None => emit_span(cx, sp, insts, offs, idx, s_lo, s_hi, part, true)?,
+        }
+        cx.fb.ins().jump(after, &[]);
+        cx.fb.switch_to_block(after);
+    }
+    Ok(())
+}
+
+/// The group as it reads over the inner indices `seg` of a row (see [`emit_segments`]):
+/// every top read replaced by the read it resolves to, without guards, with its offset for
+/// the row (selected by the row's outer indices where guards on outer dimensions choose),
+/// and every select decided. `None` when a read or a select cannot be resolved so.
+fn segment_spec(
+    cx: &mut Ctx,
+    sp: &Spec,
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+    inner: usize,
+    seg: (i64, i64),
+) -> Option<(Spec, SmallVec<[ir::Value; 8]>)> {
+    let mut nodes = sp.nodes.clone();
+    for n in nodes.iter_mut() {
+        if let Node::Select {
+            guards,
+            then,
+            other,
+        } = n
+        {
+            match remap::select_truth(guards, inner, seg)? {
+                true => *other = *then,
+                false => *then = *other,
+            }
+            guards.clear();
+        }
+    }
+    // Resolve every read before emitting any code for the row's offsets.
+    let rows = remap::all_rows(&sp.dims);
+    let mut chosen: Vec<Option<remap::Resolved>> = Vec::with_capacity(sp.reads.len());
+    for (k, r) in sp.reads.iter().enumerate() {
+        if !r.top {
+            chosen.push(None);
+            continue;
+        }
+        let res = remap::resolve(&sp.reads, k, 0, inner, seg, &rows, 0)?;
+        let mut leaves = Vec::new();
+        if !resolved_reads(&res, &mut leaves) {
+            return None;
+        }
+        let first = &sp.reads[leaves[0]];
+        let alike = leaves.iter().all(|&e| {
+            let x = &sp.reads[e];
+            x.leaf == first.leaf && x.strides[inner] == first.strides[inner]
+        });
+        let plain = leaves.iter().all(|&e| sp.reads[e].index.is_none());
+        if leaves.len() > 1 && !(alike && plain) {
+            return None;
+        }
+        chosen.push(Some(res));
+    }
+    let mut reads = sp.reads.clone();
+    let mut seg_offs: SmallVec<[ir::Value; 8]> = SmallVec::from_slice(offs);
+    for (k, res) in chosen.iter().enumerate() {
+        let Some(res) = res else { continue };
+        let mut leaves = Vec::new();
+        resolved_reads(res, &mut leaves);
+        let mut r = sp.reads[leaves[0]].clone();
+        r.guards.clear();
+        r.top = true;
+        reads[k] = r;
+        seg_offs[k] = row_offset(cx, res, offs, idx);
+    }
+    let dtype = cx.graph.ty(sp.out).dtype;
+    let vector = sp
+        .vector
+        .filter(|_| reads.iter().all(|r| vector_read(cx.graph, r, inner, dtype)));
+    Some((
+        Spec {
+            reads,
+            nodes,
+            vector,
+            guarded: false,
+            ..sp.clone()
+        },
+        seg_offs,
+    ))
+}
+
+/// Collects the reads a resolution may take into `out`; false when it may yield zero.
+fn resolved_reads(res: &remap::Resolved, out: &mut Vec<usize>) -> bool {
+    match res {
+        remap::Resolved::Read(k) => {
+            out.push(*k);
+            true
+        }
+        remap::Resolved::Zero => false,
+        remap::Resolved::Cond(_, a, b) => resolved_reads(a, out) && resolved_reads(b, out),
+    }
+}
+
+/// The row's element offset of a resolution (no [`remap::Resolved::Zero`] in it): the
+/// offset of the read it takes, chosen by its guards at the row's outer indices.
+fn row_offset(
+    cx: &mut Ctx,
+    res: &remap::Resolved,
+    offs: &[ir::Value],
+    idx: &[ir::Value],
+) -> ir::Value {
+    match res {
+        remap::Resolved::Read(k) => offs[*k],
+        remap::Resolved::Zero => cx.iconst(0),
+        remap::Resolved::Cond(g, a, b) => {
+            let z = cx.iconst(0);
+            let ok = remap::guard_holds(cx, g, idx, z);
+            let x = row_offset(cx, a, offs, idx);
+            let y = row_offset(cx, b, offs, idx);
+            cx.fb.ins().select(ok, x, y)
+        }
+    }
 }
 
 /// Emits inner indices `lo..hi` of a row (see [`emit_row`]); `guarded`: checking every read's
@@ -771,8 +965,8 @@ fn emit_span(
                 .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
             Ok(())
         };
-        let invariant = (0..nr)
-            .all(|k| !wanted(part, k) || !sp.reads[k].top || sp.reads[k].strides[inner] == 0);
+        let invariant =
+            (0..nr).all(|k| !wanted(part, k) || !sp.reads[k].top || invariant(&sp.reads[k], inner));
         if invariant {
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.

@@ -1,5 +1,6 @@
 //! Reads through index remappings inside a fused loop (see `crate::fuse::remap`): a chain of
-//! broadcasts, slices, transposes, revs, pads and concatenations ending in a buffer is never
+//! broadcasts, slices, transposes, revs, pads, concatenations and reshapes that add or drop
+//! unit dimensions ending in a buffer is never
 //! materialised; the loop reads the buffer at an affine index, guarded where a pad or a
 //! concatenation decides between sources.
 //!
@@ -508,7 +509,27 @@ impl<'g> Reads<'g> {
                 }
                 next.ok_or_else(|| jit_err("a concatenation without operands"))
             }
-            ShapeOp::Reshape { .. } => Err(jit_err("a fused read through a reshape")),
+            ShapeOp::Reshape { .. } => {
+                // Only dimensions of size 1 come or go (see `crate::fuse::unit_reshape`):
+                // the others pair in order, and a unit dimension is read at index 0.
+                let mut vf = forms
+                    .iter()
+                    .zip(self.graph.ty(v).dims())
+                    .filter(|p| *p.1 != 1)
+                    .map(|p| *p.0);
+                for &n in &xd {
+                    xf.push(if n == 1 {
+                        Form::constant(0)
+                    } else {
+                        vf.next()
+                            .ok_or_else(|| jit_err("a fused read through a reshape that moves"))?
+                    });
+                }
+                if vf.next().is_some() {
+                    return Err(jit_err("a fused read through a reshape that moves"));
+                }
+                self.src(x, xf, guards)
+            }
         }
     }
 
@@ -762,4 +783,154 @@ pub(crate) fn middle(
         }
         None => (m_lo, m_hi),
     }
+}
+
+/// At most this many segments a guarded row is cut into (see [`segments`]); with more cut
+/// points the row keeps the middle split of [`middle`].
+pub(crate) const SEGMENTS_MAX: usize = 8;
+
+/// What a read yields over one segment of a row (see [`segments`]).
+#[derive(Clone, Debug)]
+pub(crate) enum Resolved {
+    /// Read number `k`, with every guard holding.
+    Read(usize),
+    /// Zero (a place no index reaches).
+    Zero,
+    /// The first when the guard, which depends only on outer loop indices, holds for the
+    /// row; the second otherwise.
+    Cond(Guard, Box<Resolved>, Box<Resolved>),
+}
+
+/// Whether guard `g` holds over the inner indices `seg` of every row (`Some(true)`), over
+/// none (`Some(false)`), or depends on the row (`None`: a guard on an outer dimension).
+/// `Err(())` when it holds over part of the segment only.
+fn truth(g: &Guard, inner: usize, seg: (i64, i64)) -> std::result::Result<Option<bool>, ()> {
+    if let Some(ok) = g.fixed() {
+        return Ok(Some(ok));
+    }
+    if g.dim != inner {
+        return Ok(None);
+    }
+    let (lo, hi) = g.interval();
+    if lo <= seg.0 && seg.1 <= hi {
+        Ok(Some(true))
+    } else if hi <= seg.0 || seg.1 <= lo {
+        Ok(Some(false))
+    } else {
+        Err(())
+    }
+}
+
+/// The cut points `0 = c_0 < c_1 < … < c_s = n` of an inner dimension of length `n` at which
+/// some guard (of any read or select) on the inner dimension changes: over each segment
+/// `c_j..c_{j+1}` every such guard holds throughout or fails throughout, so each read
+/// resolves to one read of its fallback chain (possibly chosen per row, see [`resolve`]).
+/// `None` when the segments would be more than [`SEGMENTS_MAX`].
+pub(crate) fn segments(reads: &[Read], nodes: &[Node], inner: usize, n: i64) -> Option<Vec<i64>> {
+    let mut cuts: Vec<i64> = vec![0, n];
+    let of_reads = reads.iter().flat_map(|r| r.guards.iter().map(|(g, _)| g));
+    let of_nodes = nodes.iter().flat_map(|x| match x {
+        Node::Select { guards, .. } => guards.as_slice(),
+        Node::Op { .. } => &[],
+    });
+    for g in of_reads.chain(of_nodes) {
+        if g.fixed().is_none() && g.dim == inner {
+            let (lo, hi) = g.interval();
+            cuts.push(lo.clamp(0, n));
+            cuts.push(hi.clamp(0, n));
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    (cuts.len() <= SEGMENTS_MAX + 1).then_some(cuts)
+}
+
+/// The loop indices a resolution path still allows, per loop dimension (a list of disjoint
+/// intervals; the inner dimension's is not used).
+pub(crate) type Rows = SmallVec<[SmallVec<[(i64, i64); 2]>; 4]>;
+
+/// Every index of loop `dims`.
+pub(crate) fn all_rows(dims: &[usize]) -> Rows {
+    dims.iter()
+        .map(|&n| SmallVec::from_slice(&[(0, n as i64)]))
+        .collect()
+}
+
+/// `rows` narrowed to where guard `g` (on an outer dimension) holds, or fails when `holds`
+/// is false; `None` when no index is left.
+fn narrow(rows: &Rows, g: &Guard, holds: bool) -> Option<Rows> {
+    let (lo, hi) = g.interval();
+    let mut out = rows.clone();
+    let ranges = out.get_mut(g.dim)?;
+    let mut next: SmallVec<[(i64, i64); 2]> = SmallVec::new();
+    for &(a, b) in ranges.iter() {
+        let pieces: [(i64, i64); 2] = if holds {
+            [(a.max(lo), b.min(hi)), (0, 0)]
+        } else {
+            [(a, b.min(lo)), (a.max(hi), b)]
+        };
+        next.extend(pieces.into_iter().filter(|&(x, y)| x < y));
+    }
+    if next.is_empty() {
+        return None;
+    }
+    *ranges = next;
+    Some(out)
+}
+
+/// What read `k` yields over the inner indices `seg` (a segment of [`segments`]) of the
+/// rows `rows` allows, checking its guards from position `from` on in order and taking the
+/// fallback of the first that fails, as [`guarded_load`] does element by element. A guard on
+/// an outer dimension that no allowed row passes (or fails) leaves one branch only. `None`
+/// when a guard holds over part of the segment only or the chain is deeper than the reads
+/// are many.
+pub(crate) fn resolve(
+    reads: &[Read],
+    k: usize,
+    from: usize,
+    inner: usize,
+    seg: (i64, i64),
+    rows: &Rows,
+    depth: usize,
+) -> Option<Resolved> {
+    if depth > reads.len() {
+        return None;
+    }
+    let r = reads.get(k)?;
+    for (p, (g, fallback)) in r.guards.iter().enumerate().skip(from) {
+        let fail = |rows: &Rows| match fallback {
+            Some(f) => resolve(reads, *f, 0, inner, seg, rows, depth + 1),
+            None => Some(Resolved::Zero),
+        };
+        match truth(g, inner, seg).ok()? {
+            Some(true) => {}
+            Some(false) => return fail(rows),
+            None => {
+                return match (narrow(rows, g, true), narrow(rows, g, false)) {
+                    (Some(yes), Some(no)) => {
+                        let then = resolve(reads, k, p + 1, inner, seg, &yes, depth + 1)?;
+                        Some(Resolved::Cond(*g, Box::new(then), Box::new(fail(&no)?)))
+                    }
+                    (Some(yes), None) => resolve(reads, k, p + 1, inner, seg, &yes, depth + 1),
+                    (None, Some(no)) => fail(&no),
+                    (None, None) => None,
+                };
+            }
+        }
+    }
+    Some(Resolved::Read(k))
+}
+
+/// Whether the select guards `guards` hold over the inner indices `seg` of every row:
+/// `Some` when decided for the whole segment (no guard on an outer dimension), `None`
+/// otherwise.
+pub(crate) fn select_truth(guards: &[Guard], inner: usize, seg: (i64, i64)) -> Option<bool> {
+    let mut all = true;
+    for g in guards {
+        match truth(g, inner, seg).ok()? {
+            Some(ok) => all &= ok,
+            None => return None,
+        }
+    }
+    Some(all)
 }

@@ -291,23 +291,98 @@ fn compressed_graph(
         let mut args = vec![ps[0], seeds];
         args.extend_from_slice(&ps[1..]);
         let touts = inline(b, &bl, &args)?;
-        let flat = reshape(b, touts[0], Shape::new(&[m * k]))?;
         let Some(idx) = idx else {
-            return Ok(vec![flat]);
+            return Ok(vec![reshape(b, touts[0], Shape::new(&[m * k]))?]);
         };
-        let at = Array::from_i32(
-            Shape::new(&[idx.len()]),
-            idx.iter().map(|&i| i as i32).collect(),
-        )?;
-        let at = push1(b, Op::Literal(LiteralOp::Const(Literal::new(at))), &[])?;
-        let vals = push1(
-            b,
-            Op::Index(IndexOp::Gather(Indexing::default())),
-            &[flat, at],
-        )?;
-        Ok(vec![vals])
+        if let Some(vals) = gather_from_pieces(b, touts[0], idx)? {
+            return Ok(vec![vals]);
+        }
+        let flat = reshape(b, touts[0], Shape::new(&[m * k]))?;
+        Ok(vec![gather_flat(b, flat, idx)?])
     })?;
     finish(fold_constant_moves(&out)?)
+}
+
+/// `flat[idx]` for the rank-1 value `flat`, by a gather at constant indices.
+fn gather_flat(b: &mut Builder, flat: Value, idx: &[usize]) -> Result<Value> {
+    let at = Array::from_i32(
+        Shape::new(&[idx.len()]),
+        idx.iter().map(|&i| i as i32).collect(),
+    )?;
+    let at = push1(b, Op::Literal(LiteralOp::Const(Literal::new(at))), &[])?;
+    push1(
+        b,
+        Op::Index(IndexOp::Gather(Indexing::default())),
+        &[flat, at],
+    )
+}
+
+/// At most this many runs of values taken from one piece of a concatenated compressed
+/// matrix are gathered piece by piece (see [`gather_from_pieces`]); beyond, the pieces are
+/// joined and gathered once. The JIT reads a concatenation of up to 16 pieces in place.
+const PIECE_RUNS_MAX: usize = 16;
+
+/// The values `flatten(t)[idx]` read from the pieces of `t` when `t` is a concatenation and
+/// the values each piece provides form at most [`PIECE_RUNS_MAX`] runs of consecutive
+/// positions: one gather per run, from that piece alone, joined by a concatenation of the
+/// (much smaller) gathered runs. The compressed matrix of a function whose output is a
+/// concatenation (`stack` of fields, say) is then never joined: each piece is read where it
+/// was computed. `None` when `t` is not a concatenation or the runs are too many.
+fn gather_from_pieces(b: &mut Builder, t: Value, idx: &[usize]) -> Result<Option<Value>> {
+    let g = b.graph();
+    let (axis, pieces) = match g.producer(t) {
+        Some((_, inst)) => match &inst.op {
+            Op::Shape(ShapeOp::Concatenate { axis }) => (*axis, inst.args.to_vec()),
+            _ => return Ok(None),
+        },
+        None => return Ok(None),
+    };
+    let dims = g.ty(t).dims().to_vec();
+    if idx.is_empty() || axis >= dims.len() {
+        return Ok(None);
+    }
+    // An element's flat index is `(outer · along + a) · inner + rest` for its index `a` along
+    // the axis; in piece `p` (which holds `a` in `starts[p]..starts[p] + len[p]`) it is
+    // `(outer · len[p] + a − starts[p]) · inner + rest`.
+    let inner: usize = dims[axis + 1..].iter().product();
+    let along = dims[axis];
+    let lens: Vec<usize> = pieces.iter().map(|&p| g.ty(p).dims()[axis]).collect();
+    let mut starts = Vec::with_capacity(lens.len());
+    let mut at = 0usize;
+    for &l in &lens {
+        starts.push(at);
+        at += l;
+    }
+    if inner == 0 || along == 0 || at != along {
+        return Ok(None);
+    }
+    // Runs of positions reading one piece: (piece, the indices inside it).
+    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+    for &f in idx {
+        let (outer, a, rest) = (f / inner / along, f / inner % along, f % inner);
+        let p = starts.partition_point(|&s| s <= a) - 1;
+        let local = (outer * lens[p] + a - starts[p]) * inner + rest;
+        match runs.last_mut() {
+            Some((q, v)) if *q == p => v.push(local),
+            _ => {
+                if runs.len() == PIECE_RUNS_MAX {
+                    return Ok(None);
+                }
+                runs.push((p, vec![local]));
+            }
+        }
+    }
+    let mut parts = Vec::with_capacity(runs.len());
+    for (p, local) in &runs {
+        let piece = pieces[*p];
+        let size = b.ty(piece).size();
+        let flat = reshape(b, piece, Shape::new(&[size]))?;
+        parts.push(gather_flat(b, flat, local)?);
+    }
+    Ok(Some(match parts[..] {
+        [one] => one,
+        _ => push1(b, Op::Shape(ShapeOp::Concatenate { axis: 0 }), &parts)?,
+    }))
 }
 
 /// Seed matrices of at most this many elements are constants (see `compressed_graph`).

@@ -159,6 +159,7 @@ mod scalar;
 mod small_gemm;
 mod stats;
 mod symbols;
+mod wide_math;
 
 pub use cache::{clear_cache, compile_cached};
 pub use compile::{

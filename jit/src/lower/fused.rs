@@ -36,6 +36,10 @@ use smallvec::SmallVec;
 /// Groups with at least this many elements run on all cores.
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
+/// Groups with a `tanh` root of at least this many elements finish with a wide helper (see
+/// [`wide_tail`]); below, the call and the second pass would cost more than they save.
+pub(crate) const WIDE_MIN: usize = 64;
+
 /// Everything needed to emit a group's loop nest.
 struct Spec {
     /// The root's result.
@@ -67,6 +71,9 @@ struct Spec {
     /// The banded form of a 2-D select chain (see [`band`]), written row by row as a
     /// default loop plus one element per band.
     band: Option<Banded>,
+    /// The helper that applies the root's `tanh` in place after the loop, which then stores
+    /// the root's operand (see [`wide_tail`]).
+    tail: Option<&'static str>,
 }
 
 /// One reduction of a reduction group.
@@ -211,6 +218,7 @@ fn spec(
     root: usize,
     math: MathMode,
     fma: bool,
+    tail: Option<&'static str>,
 ) -> Result<Spec> {
     let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
@@ -273,7 +281,9 @@ fn spec(
     let mut rb = Reads::new(graph, insts, through, computed, &rdims);
     // The values the loop produces: the group's value, or each reduction's operand.
     let mut outs: SmallVec<[Src; 2]> = SmallVec::new();
-    if reds.is_empty() {
+    if let (true, Some(_)) = (reds.is_empty(), tail) {
+        outs.push(rb.value(insts[root].args[0])?);
+    } else if reds.is_empty() {
         outs.push(rb.value(value)?);
     } else {
         for r in &reds {
@@ -404,6 +414,7 @@ fn spec(
             types::F32X4
         }
     });
+    let reds_empty = reds.is_empty();
     let uncoalesced = dims.len() == 2 && graph.ty(out).dims() == &dims[..];
     let plain = members
         .iter()
@@ -426,13 +437,35 @@ fn spec(
         out_strides,
         vector,
         band,
+        tail: tail.filter(|_| reds_empty),
     })
+}
+
+/// The wide helper (see `crate::wide_math`) that can finish the group rooted at `root`: the
+/// root is a fast `tanh` of at least [`WIDE_MIN`] floats computed into a buffer, for code
+/// running in this process on a target with FMA (the helpers reproduce the inline form's
+/// fused multiply-adds, so the results are the same bits).
+fn wide_tail(cx: &Ctx, root: &InstData) -> Option<&'static str> {
+    let ty = cx.graph.ty(root.results[0]);
+    let wanted = matches!(root.op, Op::Unary(UnaryOp::Tanh))
+        && cx.dest == crate::Destination::Process
+        && cx.has_fma
+        && cfg!(target_arch = "x86_64")
+        && ty.size() >= WIDE_MIN
+        && !ty.is_scalar()
+        && cx.opts.math.fast_for(ty.size());
+    wanted.then(|| crate::wide_math::tanh_symbol(ty.dtype))?
 }
 
 /// Lowers the group rooted at instruction position `root`.
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
+    // The wide tail needs the result in a buffer.
+    let tail = match cx.alloc_result(insts[root].results[0])? {
+        Some(_) => wide_tail(cx, insts[root]),
+        None => None,
+    };
     let mut sp = spec(
         graph,
         &insts,
@@ -440,11 +473,11 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         root,
         cx.opts.math,
         cx.has_fma,
+        tail,
     )?;
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    cx.alloc_result(sp.out)?;
     for red in sp.reds.iter_mut() {
         if red.out != sp.out {
             cx.alloc_result(red.out)?;
@@ -484,6 +517,14 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
             let a = cx.fb.use_var(v);
             cx.slots[red.out.index()] = Some(Slot::Reg(a));
         }
+    }
+    if let Some(name) = sp.tail {
+        let Slot::Mem(base) = cx.slot(sp.out)? else {
+            return Err(jit_err("a fused result without a buffer"));
+        };
+        let len = cx.iconst(n as i64);
+        cx.call(name, &[types::I64; 2], &[], &[base, len])?;
+        crate::stats::WIDE_TAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(())
 }

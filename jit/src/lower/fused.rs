@@ -739,6 +739,28 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
     }
 }
 
+/// The vectors a short loop body computes per iteration (see [`short_body`]).
+const UNROLL: i64 = 4;
+
+/// Whether the group's elementwise body is short enough to repeat [`UNROLL`] times per loop
+/// iteration: at most [`SHORT_NODES`] computations, none a fast transcendental or `pow` (whose
+/// inline polynomials would multiply the code). A short body's loop is otherwise dominated by
+/// its counter, compare and branch; repeating it computes the same elements with the same
+/// operations, so results do not change.
+fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
+    sp.nodes.len() <= SHORT_NODES
+        && sp.nodes.iter().all(|n| match n {
+            Node::Op { member, .. } => {
+                let op = &insts[*member].op;
+                vectorizable(op, false) || !vectorizable(op, true)
+            }
+            Node::Select { .. } => true,
+        })
+}
+
+/// The most computations of a body repeated by [`short_body`].
+const SHORT_NODES: usize = 12;
+
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access
 /// (reads, then the output) at inner index 0 and `idx` the outer loop indices. With `part`,
 /// the row stores that sub-expression instead of the group's value.
@@ -824,7 +846,19 @@ fn emit_span(
             })?;
             from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, y, i, 0))?;
         } else {
-            from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
+            // Short bodies run `UNROLL` vectors per iteration, then one at a time.
+            if short_body(sp, insts) {
+                from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+                    for k in 0..UNROLL {
+                        let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
+                        let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
+                        let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
+                        store(cx, y, i, k)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
                 let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
                 store(cx, y, i, 0)
@@ -953,7 +987,7 @@ fn emit_reduce_row(
                 acc.lanes = Some(v);
             }
         }
-        from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
+        let mut one = |cx: &mut Ctx, i: ir::Value| -> Result<()> {
             let vals = vector_reads(cx, sp, offs, &inv, i, vty, None)?;
             let ys = eval(cx, sp, insts, &vals, Some(vty), None, None)?;
             for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
@@ -985,7 +1019,19 @@ fn emit_reduce_row(
                 }
             }
             Ok(())
-        })?;
+        };
+        // With a kept inner dimension every lane is its own output element, so a short body
+        // may run `UNROLL` vectors per iteration without changing any order.
+        if !along && short_body(sp, insts) {
+            from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+                for k in 0..UNROLL {
+                    let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
+                    one(cx, ik)?;
+                }
+                Ok(())
+            })?;
+        }
+        from = counted_loop(cx, from, hi, lanes, &mut one)?;
         for (acc, red) in accs.iter().zip(&sp.reds) {
             if let (Some(v), Some(va)) = (acc.row, acc.lanes) {
                 let fl = acc.dtype.is_float();

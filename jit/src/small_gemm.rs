@@ -47,7 +47,7 @@ macro_rules! small_gemm {
             for i in 0..m as isize {
                 // SAFETY: row `i` of `A` holds `k` valid elements (the caller's contract).
                 let row = unsafe { std::slice::from_raw_parts(a.offset(i * rsa), k) };
-                for (j, col) in bt.chunks_exact(k).enumerate() {
+                for (j, col) in bt.chunks_exact(k).take(n).enumerate() {
                     let mut acc = [0.0 as $t; $w];
                     let (rc, rt) = row.split_at(k - k % $w);
                     let (cc, ct) = col.split_at(k - k % $w);

@@ -91,22 +91,31 @@ macro_rules! small_gemm {
                 // SAFETY: row `i` of `C` and rows `p` of `B` hold `n` valid elements, and
                 // `A[i, p]` is valid (the caller's contract).
                 let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i * rsc), n) };
-                // Blocks of `$w` columns (four vectors) accumulate over every `p` in
-                // registers and are stored once.
+                // Blocks of `2·$w` columns (eight vectors, enough independent chains to keep
+                // both FMA units busy through a long contraction), then of `$w` (four),
+                // accumulate over every `p` in registers and are stored once. Each element
+                // sums over `p` in order either way.
                 let mut j0 = 0;
-                while j0 + $w <= n {
-                    let mut acc = [0.0 as $t; $w];
-                    for p in 0..k as isize {
-                        // SAFETY: as above.
-                        let ap = unsafe { *a.offset(i * rsa + p * csa) };
-                        let bp = unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
-                        for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $w]) {
-                            *v = ap.mul_add(x, *v);
+                macro_rules! blocks {
+                    ($bw:expr) => {
+                        while j0 + $bw <= n {
+                            let mut acc = [0.0 as $t; $bw];
+                            for p in 0..k as isize {
+                                // SAFETY: as above.
+                                let ap = unsafe { *a.offset(i * rsa + p * csa) };
+                                let bp =
+                                    unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
+                                for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $bw]) {
+                                    *v = ap.mul_add(x, *v);
+                                }
+                            }
+                            row[j0..j0 + $bw].copy_from_slice(&acc);
+                            j0 += $bw;
                         }
-                    }
-                    row[j0..j0 + $w].copy_from_slice(&acc);
-                    j0 += $w;
+                    };
                 }
+                blocks!(2 * $w);
+                blocks!($w);
                 if j0 == n {
                     continue;
                 }
@@ -250,6 +259,8 @@ mod tests {
             (9, 5, 8),
             (7, 37, 3),
             (5, 3, 2),
+            (3, 11, 53),
+            (4, 9, 100),
         ];
         for (m, k, n) in shapes {
             for (a_rows, b_rows) in [(true, true), (false, true), (true, false), (false, false)] {

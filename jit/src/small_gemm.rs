@@ -26,7 +26,7 @@ macro_rules! small_gemm {
         /// `C[i, j] = Σ_p A[i, p] · Bt[j, p]` for `i < m`, `j < n`, with row `i` of `A` at
         /// `a + i·rsa` and row `j` of `Bt` at `bt + j·k` (`k` contiguous elements each), and
         /// `C[i, j]` at `c + i·rsc + j`: one dot product per result element, accumulated in
-        /// `$w` lanes (four 256-bit vectors) that are added up at the end.
+        /// `$w` lanes (four 256-bit vectors) that are added up pairwise at the end.
         ///
         /// # Safety
         /// The CPU must have `avx2` and `fma`; every addressed element must be valid (`C`'s
@@ -56,7 +56,15 @@ macro_rules! small_gemm {
                             acc[l] = x[l].mul_add(y[l], acc[l]);
                         }
                     }
-                    let mut sum: $t = acc.iter().sum();
+                    // The lanes add up pairwise (halves, quarters, ...), in vectors.
+                    let mut w = $w;
+                    while w > 1 {
+                        w /= 2;
+                        for l in 0..w {
+                            acc[l] += acc[l + w];
+                        }
+                    }
+                    let mut sum = acc[0];
                     for (x, y) in rt.iter().zip(ct) {
                         sum = x.mul_add(*y, sum);
                     }

@@ -743,12 +743,14 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
 const UNROLL: i64 = 4;
 
 /// Whether the group's elementwise body is short enough to repeat [`UNROLL`] times per loop
-/// iteration: at most [`SHORT_NODES`] computations, none a fast transcendental or `pow` (whose
+/// iteration, in a group of at least [`UNROLL_MIN`] elements: at most [`SHORT_NODES`]
+/// computations, none a fast transcendental or `pow` (whose
 /// inline polynomials would multiply the code). A short body's loop is otherwise dominated by
 /// its counter, compare and branch; repeating it computes the same elements with the same
 /// operations, so results do not change.
 fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
-    sp.nodes.len() <= SHORT_NODES
+    sp.dims.iter().product::<usize>() >= UNROLL_MIN
+        && sp.nodes.len() <= SHORT_NODES
         && sp.nodes.iter().all(|n| match n {
             Node::Op { member, .. } => {
                 let op = &insts[*member].op;
@@ -760,6 +762,10 @@ fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
 
 /// The most computations of a body repeated by [`short_body`].
 const SHORT_NODES: usize = 12;
+
+/// The fewest elements of a group whose short body is repeated: smaller loops run too few
+/// iterations to repay the longer code, whose compile time a first call pays.
+const UNROLL_MIN: usize = 4096;
 
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access
 /// (reads, then the output) at inner index 0 and `idx` the outer loop indices. With `part`,

@@ -213,3 +213,53 @@ fn hidden_layer_matches_inline_and_interpreter() {
         }
     }
 }
+
+/// A `tanh` root over operands read in place through remaps (a transpose, a pad whose guard
+/// yields the pad value, a strided slice, and a product computed at the padded index): the
+/// loop stores the operand at every index, and the helper's result equals the inline loop's
+/// bit for bit and the interpreter's within three ulps.
+#[test]
+fn remapped_operands_match_inline() {
+    type Layer = fn(&Tensor, &Tensor) -> Tensor;
+    let cases: [Layer; 3] = [
+        |x, _| x.transpose(&[1, 0]),
+        |x, y| (x * y).pad(&[1, 2], &[3, 0], &[0, 0], 0.5),
+        |x, _| x.slice(&[0, 1], &[17, 24], &[2, 1]),
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for (k, case) in cases.iter().enumerate() {
+            let case = *case;
+            let build = |wrap: bool| {
+                let f = move |xs: &[Tensor]| {
+                    let t = case(&xs[0], &xs[1]).tanh();
+                    vec![if wrap { -(-t) } else { t }]
+                };
+                let types = [Type::new(dtype, &[17, 24]), Type::new(dtype, &[17, 24])];
+                (*trace(f, &types).expect("trace").graph().expect("graph")).clone()
+            };
+            let mut rng = Rng(k as u64 + 100);
+            let args = [
+                common::array(&mut rng, dtype, &[17, 24], -6.0, 6.0, true),
+                common::array(&mut rng, dtype, &[17, 24], -2.0, 2.0, true),
+            ];
+            let fast = opts(MathMode::Fast);
+            let before = stats().wide_tails;
+            let g = build(false);
+            let a = compile(&g, &fast).expect("compile");
+            assert!(stats().wide_tails > before, "case {k} takes the helper");
+            let b = compile(&build(true), &fast).expect("compile");
+            let (a, b) = (a.call(&args).expect("call"), b.call(&args).expect("call"));
+            assert!(same_bits(&a[0], &b[0]), "{dtype} case {k}");
+            let want = interp::eval(&g, &args).expect("interpreter");
+            let ulp = if dtype == DType::F64 {
+                f64::EPSILON
+            } else {
+                f32::EPSILON as f64
+            };
+            assert!(
+                close(&a[0], &want[0], 3.0 * ulp),
+                "{dtype} case {k} vs interpreter"
+            );
+        }
+    }
+}

@@ -57,7 +57,7 @@
 //! between float rows vectorise. Groups of at least 65,536 elements are compiled as a
 //! separate kernel over a range of the outer dimension and split across the rayon pool
 //! (`ferrax_parallel_for`); smaller ones run inline, with no pool overhead. Short bodies (at
-//! most 12 computations, no inline transcendental) of groups of at least 4,096 elements run
+//! most 12 computations, no inline transcendental) of groups of 4,096 to 65,535 elements run
 //! four vectors per loop iteration. A
 //! group whose root is a fast `tanh` stores the root's operand and then calls a helper that
 //! applies `tanh` in place with AVX-512 or AVX2 (`wide_math.rs`), performing the inline form's

@@ -743,13 +743,13 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
 const UNROLL: i64 = 4;
 
 /// Whether the group's elementwise body is short enough to repeat [`UNROLL`] times per loop
-/// iteration, in a group of at least [`UNROLL_MIN`] elements: at most [`SHORT_NODES`]
+/// iteration, in a group of [`UNROLL_MIN`] to [`PAR_MIN`] elements: at most [`SHORT_NODES`]
 /// computations, none a fast transcendental or `pow` (whose
 /// inline polynomials would multiply the code). A short body's loop is otherwise dominated by
 /// its counter, compare and branch; repeating it computes the same elements with the same
 /// operations, so results do not change.
 fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
-    sp.dims.iter().product::<usize>() >= UNROLL_MIN
+    (UNROLL_MIN..PAR_MIN).contains(&sp.dims.iter().product::<usize>())
         && sp.nodes.len() <= SHORT_NODES
         && sp.nodes.iter().all(|n| match n {
             Node::Op { member, .. } => {
@@ -764,7 +764,9 @@ fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
 const SHORT_NODES: usize = 12;
 
 /// The fewest elements of a group whose short body is repeated: smaller loops run too few
-/// iterations to repay the longer code, whose compile time a first call pays.
+/// iterations to repay the longer code, whose compile time a first call pays. Groups of
+/// [`PAR_MIN`] elements or more are not repeated either: they run on the pool, where memory
+/// traffic rather than the loop's counter bounds them.
 const UNROLL_MIN: usize = 4096;
 
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access

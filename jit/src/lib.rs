@@ -56,7 +56,12 @@
 //! results and `select` run as lane masks, so index masks like P4's `iota == iota` choosing
 //! between float rows vectorise. Groups of at least 65,536 elements are compiled as a
 //! separate kernel over a range of the outer dimension and split across the rayon pool
-//! (`ferrax_parallel_for`); smaller ones run inline, with no pool overhead.
+//! (`ferrax_parallel_for`); smaller ones run inline, with no pool overhead. Short bodies (at
+//! most 12 computations, no inline transcendental) of groups of 4,096 to 65,535 elements run
+//! four vectors per loop iteration. A
+//! group whose root is a fast `tanh` stores the root's operand and then calls a helper that
+//! applies `tanh` in place with AVX-512 or AVX2 (`wide_math.rs`), performing the inline form's
+//! operations, so the bits are the same.
 //!
 //! Cheap values used by several groups (broadcasts, and arithmetic without division or
 //! transcendentals, in up to 8 groups) are recomputed in each instead of being stored;
@@ -159,6 +164,7 @@ mod scalar;
 mod small_gemm;
 mod stats;
 mod symbols;
+mod wide_math;
 
 pub use cache::{clear_cache, compile_cached};
 pub use compile::{

@@ -10,7 +10,10 @@
 //!
 //! A product qualifies directly when its rows are wide (`n ≥ MIN_WIDTH`), with `B` copied
 //! row-major first when its rows are strided; or transposed (`Cᵀ = Bᵀ·Aᵀ`, written to a small
-//! buffer and copied into `C`) when its columns are long and `A`'s columns contiguous.
+//! buffer and copied into `C`) when its columns are long and `A`'s columns contiguous; or,
+//! when its results are narrow but the contraction is long (`k ≥ MIN_WIDTH`, such as a hidden
+//! layer of 32 times a 32×2 output layer) and `A`'s rows are contiguous, as one dot product per
+//! result element over `A`'s row and a contiguous copy of `B`'s column.
 
 /// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
 const SMALL_WORK: usize = 1 << 16;
@@ -19,7 +22,58 @@ const SMALL_WORK: usize = 1 << 16;
 const MIN_WIDTH: usize = 8;
 
 macro_rules! small_gemm {
-    ($name:ident, $rows:ident, $t:ty, $w:literal) => {
+    ($name:ident, $rows:ident, $dots:ident, $t:ty, $w:literal) => {
+        /// `C[i, j] = Σ_p A[i, p] · Bt[j, p]` for `i < m`, `j < n`, with row `i` of `A` at
+        /// `a + i·rsa` and row `j` of `Bt` at `bt + j·k` (`k` contiguous elements each), and
+        /// `C[i, j]` at `c + i·rsc + j`: one dot product per result element, accumulated in
+        /// `$w` lanes (four 256-bit vectors) that are added up pairwise at the end.
+        ///
+        /// # Safety
+        /// The CPU must have `avx2` and `fma`; every addressed element must be valid (`C`'s
+        /// for writes, not overlapping the operands).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $dots(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const $t,
+            rsa: isize,
+            bt: &[$t],
+            c: *mut $t,
+            rsc: isize,
+        ) {
+            for i in 0..m as isize {
+                // SAFETY: row `i` of `A` holds `k` valid elements (the caller's contract).
+                let row = unsafe { std::slice::from_raw_parts(a.offset(i * rsa), k) };
+                for (j, col) in bt.chunks_exact(k).take(n).enumerate() {
+                    let mut acc = [0.0 as $t; $w];
+                    let (rc, rt) = row.split_at(k - k % $w);
+                    let (cc, ct) = col.split_at(k - k % $w);
+                    for (x, y) in rc.chunks_exact($w).zip(cc.chunks_exact($w)) {
+                        for l in 0..$w {
+                            acc[l] = x[l].mul_add(y[l], acc[l]);
+                        }
+                    }
+                    // The lanes add up pairwise (halves, quarters, ...), in vectors.
+                    let mut w = $w;
+                    while w > 1 {
+                        w /= 2;
+                        for l in 0..w {
+                            acc[l] += acc[l + w];
+                        }
+                    }
+                    let mut sum = acc[0];
+                    for (x, y) in rt.iter().zip(ct) {
+                        sum = x.mul_add(*y, sum);
+                    }
+                    // SAFETY: an element of `C` (the caller's contract).
+                    unsafe { *c.offset(i * rsc + j as isize) = sum };
+                }
+            }
+        }
+
         /// `C[i, :] = Σ_p A[i, p] · B[p, :]` for `i < m`, with row `p` of `B` at
         /// `b + p·rsb` (`n` contiguous elements) and row `i` of `C` at `c + i·rsc`.
         ///
@@ -45,22 +99,31 @@ macro_rules! small_gemm {
                 // SAFETY: row `i` of `C` and rows `p` of `B` hold `n` valid elements, and
                 // `A[i, p]` is valid (the caller's contract).
                 let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i * rsc), n) };
-                // Blocks of `$w` columns (four vectors) accumulate over every `p` in
-                // registers and are stored once.
+                // Blocks of `2·$w` columns (eight vectors, enough independent chains to keep
+                // both FMA units busy through a long contraction), then of `$w` (four),
+                // accumulate over every `p` in registers and are stored once. Each element
+                // sums over `p` in order either way.
                 let mut j0 = 0;
-                while j0 + $w <= n {
-                    let mut acc = [0.0 as $t; $w];
-                    for p in 0..k as isize {
-                        // SAFETY: as above.
-                        let ap = unsafe { *a.offset(i * rsa + p * csa) };
-                        let bp = unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
-                        for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $w]) {
-                            *v = ap.mul_add(x, *v);
+                macro_rules! blocks {
+                    ($bw:expr) => {
+                        while j0 + $bw <= n {
+                            let mut acc = [0.0 as $t; $bw];
+                            for p in 0..k as isize {
+                                // SAFETY: as above.
+                                let ap = unsafe { *a.offset(i * rsa + p * csa) };
+                                let bp =
+                                    unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
+                                for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $bw]) {
+                                    *v = ap.mul_add(x, *v);
+                                }
+                            }
+                            row[j0..j0 + $bw].copy_from_slice(&acc);
+                            j0 += $bw;
                         }
-                    }
-                    row[j0..j0 + $w].copy_from_slice(&acc);
-                    j0 += $w;
+                    };
                 }
+                blocks!(2 * $w);
+                blocks!($w);
                 if j0 == n {
                     continue;
                 }
@@ -157,6 +220,23 @@ macro_rules! small_gemm {
                     }
                     return true;
                 }
+                if k >= MIN_WIDTH && csa == 1 {
+                    // Narrow results from long rows of `A`: one dot product per element, with
+                    // `B`'s columns copied contiguous (at most `SMALL_WORK` elements).
+                    let mut bt: Vec<$t> = Vec::new();
+                    if bt.try_reserve_exact(n * k).is_err() {
+                        return false;
+                    }
+                    for j in 0..n as isize {
+                        for p in 0..k as isize {
+                            // SAFETY: an element of `B` (the caller's contract).
+                            bt.push(unsafe { *b.offset(p * rsb + j * csb) });
+                        }
+                    }
+                    // SAFETY: the CPU has the features; rows of `A` are contiguous.
+                    unsafe { $dots(m, k, n, a, rsa, &bt, c, rsc) };
+                    return true;
+                }
                 false
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -168,8 +248,8 @@ macro_rules! small_gemm {
     };
 }
 
-small_gemm!(dgemm, dgemm_rows, f64, 16);
-small_gemm!(sgemm, sgemm_rows, f32, 32);
+small_gemm!(dgemm, dgemm_rows, dgemm_dots, f64, 16);
+small_gemm!(sgemm, sgemm_rows, sgemm_dots, f32, 32);
 
 #[cfg(test)]
 mod tests {
@@ -185,6 +265,10 @@ mod tests {
             (32, 200, 2),
             (200, 32, 2),
             (9, 5, 8),
+            (7, 37, 3),
+            (5, 3, 2),
+            (3, 11, 53),
+            (4, 9, 100),
         ];
         for (m, k, n) in shapes {
             for (a_rows, b_rows) in [(true, true), (false, true), (true, false), (false, false)] {
@@ -244,10 +328,11 @@ mod tests {
                     )
                 };
                 // Wide rows always qualify (given the CPU features); long columns only with
-                // `A`'s columns contiguous.
+                // `A`'s columns contiguous; narrow results of long contractions with `A`'s rows
+                // contiguous.
                 let features = std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma");
-                let expected = features && (n >= 8 || (m >= 8 && !a_rows));
+                let expected = features && (n >= 8 || (m >= 8 && !a_rows) || (k >= 8 && a_rows));
                 assert_eq!(ran, expected, "{m}×{k}×{n} {a_rows} {b_rows}");
                 assert_eq!(ran_f, expected, "{m}×{k}×{n} {a_rows} {b_rows}");
                 if !ran {

@@ -13,6 +13,7 @@ pub(crate) static SPECIALIZE_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static LOWER_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CODEGEN_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BANDED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static WIDE_TAILS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub struct JitStats {
     /// Fused select chains lowered as bands (a default row plus one element per band and
     /// row; see the JIT's `lower/band.rs`), e.g. the dense Hessians of banded functions.
     pub banded_groups: u64,
+    /// Fused groups finished by a wide helper (a `tanh` root applied in place over the whole
+    /// result with the CPU's widest vectors; see the JIT's `wide_math.rs`).
+    pub wide_tails: u64,
 }
 
 /// The JIT's counters.
@@ -49,6 +53,7 @@ pub fn stats() -> JitStats {
         codegen_time: Duration::from_nanos(CODEGEN_NANOS.load(Ordering::Relaxed)),
         live_functions: LIVE.load(Ordering::Relaxed),
         banded_groups: BANDED.load(Ordering::Relaxed),
+        wide_tails: WIDE_TAILS.load(Ordering::Relaxed),
     }
 }
 

@@ -584,6 +584,9 @@ pub(crate) fn lookup(name: &str) -> Option<*const u8> {
     if let Some(p) = crate::lower::window::symbol(name) {
         return Some(p);
     }
+    if let Some(p) = crate::wide_math::symbol(name) {
+        return Some(p);
+    }
     match name {
         "ferrax_sincos_f64" => return Some(ferrax_sincos_f64 as *const u8),
         "ferrax_sincos_f32" => return Some(ferrax_sincos_f32 as *const u8),

@@ -58,6 +58,51 @@ use cranelift_codegen::ir::{
 };
 use ferrax_ir::Result;
 
+/// `ln 2` split for Cody–Waite reduction in f64 lanes: a head with trailing zero bits, so
+/// that `k·head` is exact for every exponent `k` the functions reach, and the tail.
+pub(crate) const LN2_PARTS_64: (f64, f64) = (
+    6.931_471_803_691_238_164_9e-1,
+    1.908_214_929_270_587_700_02e-10,
+);
+
+/// [`LN2_PARTS_64`] for f32 lanes (each part rounded to f32 where it is used).
+pub(crate) const LN2_PARTS_32: (f64, f64) = (0.693_145_751_953_125, 1.428_606_765_330_187_045e-6);
+
+/// The coefficients of `q` in `expm1(r) = r + r²·q(r)` for f64 lanes: SLEEF's minimax
+/// polynomial of degree 10 on `|r| ≤ ln2/2` (one term shorter than the Taylor series).
+pub(crate) const EXPM1_Q64: [f64; 11] = [
+    0.5,
+    0.166666666666666851703837,
+    0.0416666666666665047591422,
+    0.00833333333331652721664984,
+    0.00138888888889774492207962,
+    0.000198412698960509205564975,
+    2.4801587159235472998791e-05,
+    2.75572362911928827629423e-06,
+    2.75573911234900471893338e-07,
+    2.51112930892876518610661e-08,
+    2.08860621107283687536341e-09,
+];
+
+/// The coefficients of `q` for f32 lanes: the Taylor series to `r^7/7!` (each rounded to
+/// f32 where it is used).
+pub(crate) const EXPM1_Q32: [f64; 6] = [
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5040.0,
+];
+
+/// The bound `|x|` is clamped to before [`Fm::tanh`] doubles it (f64, f32): beyond it
+/// `tanh` rounds to ±1 in either precision.
+pub(crate) const TANH_LIMIT: (f64, f64) = (20.0, 10.0);
+
+/// The magic constants `1.5·2^52` and `1.5·2^23` whose addition rounds an f64 or an f32 to
+/// an integer.
+pub(crate) const ROUND_MAGIC: (f64, f64) = (6755399441055744.0, 12582912.0);
+
 /// The type context of one fast-math expression: its float type and matching integer type.
 #[derive(Clone, Copy)]
 pub(crate) struct Fm {
@@ -195,9 +240,9 @@ impl Fm {
     /// The magic constant `1.5·2^p` whose addition rounds to an integer.
     fn magic(&self) -> f64 {
         if self.wide {
-            6755399441055744.0
+            ROUND_MAGIC.0
         } else {
-            12582912.0
+            ROUND_MAGIC.1
         }
     }
 
@@ -239,12 +284,9 @@ impl Fm {
     /// Cody–Waite reduction `x = k·ln2 + r`, `|r| ≤ ln2/2`; returns `(r, k)`.
     fn reduce_ln2(&self, cx: &mut Ctx, x: ir::Value) -> (ir::Value, ir::Value) {
         let (hi, lo) = if self.wide {
-            (
-                6.931_471_803_691_238_164_9e-1,
-                1.908_214_929_270_587_700_02e-10,
-            )
+            LN2_PARTS_64
         } else {
-            (0.693_145_751_953_125, 1.428_606_765_330_187_045e-6)
+            LN2_PARTS_32
         };
         let l2e = self.c(cx, std::f64::consts::LOG2_E);
         let t = cx.fb.ins().fmul(x, l2e);
@@ -297,29 +339,8 @@ impl Fm {
     /// polynomial of degree 10 (one term shorter than the Taylor series it replaces), for
     /// f32 the Taylor series to `r^7/7!`; both evaluated by Estrin's scheme.
     fn expm1_poly(&self, cx: &mut Ctx, r: ir::Value) -> ir::Value {
-        const Q64: [f64; 11] = [
-            0.5,
-            0.166666666666666851703837,
-            0.0416666666666665047591422,
-            0.00833333333331652721664984,
-            0.00138888888889774492207962,
-            0.000198412698960509205564975,
-            2.4801587159235472998791e-05,
-            2.75572362911928827629423e-06,
-            2.75573911234900471893338e-07,
-            2.51112930892876518610661e-08,
-            2.08860621107283687536341e-09,
-        ];
-        const Q32: [f64; 6] = [
-            1.0 / 2.0,
-            1.0 / 6.0,
-            1.0 / 24.0,
-            1.0 / 120.0,
-            1.0 / 720.0,
-            1.0 / 5040.0,
-        ];
         let r2 = cx.fb.ins().fmul(r, r);
-        let q = self.estrin(cx, r, r2, if self.wide { &Q64 } else { &Q32 });
+        let q = self.estrin(cx, r, r2, if self.wide { &EXPM1_Q64 } else { &EXPM1_Q32 });
         self.mla(cx, r2, q, r)
     }
 
@@ -796,7 +817,11 @@ impl Fm {
     /// `tanh x = sign(x)·e/(e + 2)`, `e = expm1(2|x|)`.
     pub fn tanh(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
         let a = cx.fb.ins().fabs(x);
-        let lim = if self.wide { 20.0 } else { 10.0 };
+        let lim = if self.wide {
+            TANH_LIMIT.0
+        } else {
+            TANH_LIMIT.1
+        };
         let a2 = self.clamp(cx, a, 0.0, lim);
         let a2 = cx.fb.ins().fadd(a2, a2);
         let e = self.expm1_tanh_domain(cx, a2);

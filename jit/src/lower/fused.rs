@@ -38,6 +38,10 @@ use smallvec::SmallVec;
 /// Groups with at least this many elements run on all cores.
 pub(crate) const PAR_MIN: usize = 1 << 16;
 
+/// Groups with a `tanh` root of at least this many elements finish with a wide helper (see
+/// [`wide_tail`]); below, the call and the second pass would cost more than they save.
+pub(crate) const WIDE_MIN: usize = 64;
+
 /// Everything needed to emit a group's loop nest.
 #[derive(Clone)]
 struct Spec {
@@ -70,6 +74,9 @@ struct Spec {
     /// The banded form of a 2-D select chain (see [`band`]), written row by row as a
     /// default loop plus one element per band.
     band: Option<Banded>,
+    /// The helper that applies the root's `tanh` in place after the loop, which then stores
+    /// the root's operand (see [`wide_tail`]).
+    tail: Option<&'static str>,
 }
 
 /// One reduction of a reduction group.
@@ -218,6 +225,7 @@ fn spec(
     root: usize,
     math: MathMode,
     fma: bool,
+    tail: Option<&'static str>,
 ) -> Result<Spec> {
     let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
@@ -280,7 +288,9 @@ fn spec(
     let mut rb = Reads::new(graph, insts, through, computed, &rdims);
     // The values the loop produces: the group's value, or each reduction's operand.
     let mut outs: SmallVec<[Src; 2]> = SmallVec::new();
-    if reds.is_empty() {
+    if let (true, Some(_)) = (reds.is_empty(), tail) {
+        outs.push(rb.value(insts[root].args[0])?);
+    } else if reds.is_empty() {
         outs.push(rb.value(value)?);
     } else {
         for r in &reds {
@@ -408,6 +418,7 @@ fn spec(
             types::F32X4
         }
     });
+    let reds_empty = reds.is_empty();
     let uncoalesced = dims.len() == 2 && graph.ty(out).dims() == &dims[..];
     let plain = members
         .iter()
@@ -430,13 +441,35 @@ fn spec(
         out_strides,
         vector,
         band,
+        tail: tail.filter(|_| reds_empty),
     })
+}
+
+/// The wide helper (see `crate::wide_math`) that can finish the group rooted at `root`: the
+/// root is a fast `tanh` of at least [`WIDE_MIN`] floats computed into a buffer, for code
+/// running in this process on a target with FMA (the helpers reproduce the inline form's
+/// fused multiply-adds, so the results are the same bits).
+fn wide_tail(cx: &Ctx, root: &InstData) -> Option<&'static str> {
+    let ty = cx.graph.ty(root.results[0]);
+    let wanted = matches!(root.op, Op::Unary(UnaryOp::Tanh))
+        && cx.dest == crate::Destination::Process
+        && cx.has_fma
+        && cfg!(target_arch = "x86_64")
+        && ty.size() >= WIDE_MIN
+        && !ty.is_scalar()
+        && cx.opts.math.fast_for(ty.size());
+    wanted.then(|| crate::wide_math::tanh_symbol(ty.dtype))?
 }
 
 /// Lowers the group rooted at instruction position `root`.
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
+    // The wide tail needs the result in a buffer.
+    let tail = match cx.alloc_result(insts[root].results[0])? {
+        Some(_) => wide_tail(cx, insts[root]),
+        None => None,
+    };
     let mut sp = spec(
         graph,
         &insts,
@@ -444,11 +477,11 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         root,
         cx.opts.math,
         cx.has_fma,
+        tail,
     )?;
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    cx.alloc_result(sp.out)?;
     for red in sp.reds.iter_mut() {
         if red.out != sp.out {
             cx.alloc_result(red.out)?;
@@ -488,6 +521,14 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
             let a = cx.fb.use_var(v);
             cx.slots[red.out.index()] = Some(Slot::Reg(a));
         }
+    }
+    if let Some(name) = sp.tail {
+        let Slot::Mem(base) = cx.slot(sp.out)? else {
+            return Err(jit_err("a fused result without a buffer"));
+        };
+        let len = cx.iconst(n as i64);
+        cx.call(name, &[types::I64; 2], &[], &[base, len])?;
+        crate::stats::WIDE_TAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(())
 }
@@ -734,6 +775,36 @@ fn offset(cx: &mut Ctx, base: ir::Value, i: ir::Value, stride: i64) -> ir::Value
     }
 }
 
+/// The vectors a short loop body computes per iteration (see [`short_body`]).
+const UNROLL: i64 = 4;
+
+/// Whether the group's elementwise body is short enough to repeat [`UNROLL`] times per loop
+/// iteration, in a group of [`UNROLL_MIN`] to [`PAR_MIN`] elements: at most [`SHORT_NODES`]
+/// computations, none a fast transcendental or `pow` (whose
+/// inline polynomials would multiply the code). A short body's loop is otherwise dominated by
+/// its counter, compare and branch; repeating it computes the same elements with the same
+/// operations, so results do not change.
+fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
+    (UNROLL_MIN..PAR_MIN).contains(&sp.dims.iter().product::<usize>())
+        && sp.nodes.len() <= SHORT_NODES
+        && sp.nodes.iter().all(|n| match n {
+            Node::Op { member, .. } => {
+                let op = &insts[*member].op;
+                vectorizable(op, false) || !vectorizable(op, true)
+            }
+            Node::Select { .. } => true,
+        })
+}
+
+/// The most computations of a body repeated by [`short_body`].
+const SHORT_NODES: usize = 12;
+
+/// The fewest elements of a group whose short body is repeated: smaller loops run too few
+/// iterations to repay the longer code, whose compile time a first call pays. Groups of
+/// [`PAR_MIN`] elements or more are not repeated either: they run on the pool, where memory
+/// traffic rather than the loop's counter bounds them.
+const UNROLL_MIN: usize = 4096;
+
 /// Emits one row: inner indices `lo..hi`, with `offs` the element offset of every access
 /// (reads, then the output) at inner index 0 and `idx` the outer loop indices. With `part`,
 /// the row stores that sub-expression instead of the group's value.
@@ -977,7 +1048,19 @@ fn emit_span(
             })?;
             from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, y, i, 0))?;
         } else {
-            from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
+            // Short bodies run `UNROLL` vectors per iteration, then one at a time.
+            if short_body(sp, insts) {
+                from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+                    for k in 0..UNROLL {
+                        let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
+                        let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
+                        let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
+                        store(cx, y, i, k)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
                 let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
                 store(cx, y, i, 0)
@@ -1106,7 +1189,7 @@ fn emit_reduce_row(
                 acc.lanes = Some(v);
             }
         }
-        from = counted_loop(cx, lo, hi, lanes, &mut |cx, i| {
+        let mut one = |cx: &mut Ctx, i: ir::Value| -> Result<()> {
             let vals = vector_reads(cx, sp, offs, &inv, i, vty, None)?;
             let ys = eval(cx, sp, insts, &vals, Some(vty), None, None)?;
             for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
@@ -1138,7 +1221,19 @@ fn emit_reduce_row(
                 }
             }
             Ok(())
-        })?;
+        };
+        // With a kept inner dimension every lane is its own output element, so a short body
+        // may run `UNROLL` vectors per iteration without changing any order.
+        if !along && short_body(sp, insts) {
+            from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+                for k in 0..UNROLL {
+                    let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
+                    one(cx, ik)?;
+                }
+                Ok(())
+            })?;
+        }
+        from = counted_loop(cx, from, hi, lanes, &mut one)?;
         for (acc, red) in accs.iter().zip(&sp.reds) {
             if let (Some(v), Some(va)) = (acc.row, acc.lanes) {
                 let fl = acc.dtype.is_float();

@@ -1,0 +1,267 @@
+//! Fast transcendentals over whole buffers at the CPU's full vector width.
+//!
+//! Cranelift's x64 backend has 128-bit vectors only, so a fused loop whose root is a long
+//! polynomial (the fast `tanh` of a network's hidden layer) runs two f64 or four f32 lanes at
+//! a time with its constants reloaded on every pass. When such a group's root is `tanh`, the
+//! fused loop stores the root's operand instead, and then calls a helper here that applies
+//! `tanh` in place over the whole result, compiled for AVX-512 or AVX2 (chosen at run time
+//! with `is_x86_feature_detected!`, the compiler vectorising the loops). The helpers perform
+//! [`crate::lower::fastmath`]'s operations in its order, with its constants and with fused
+//! multiply-adds where it uses them, so their results are the fused loop's bits; the lowering
+//! calls them only when the target has FMA (without it the inline form multiplies and adds
+//! separately). Large buffers are cut into blocks that run on the thread pool, as large fused
+//! loops do; an element's result does not depend on the cut.
+
+use crate::lower::fastmath::{
+    EXPM1_Q32, EXPM1_Q64, LN2_PARTS_32, LN2_PARTS_64, ROUND_MAGIC, TANH_LIMIT,
+};
+
+/// Buffers of at least this many elements are cut into blocks for the thread pool.
+const PAR_MIN: usize = crate::lower::fused::PAR_MIN;
+
+/// The elements of one block given to a thread.
+const BLOCK: usize = 1 << 14;
+
+/// Fast `tanh` of one f64, [`crate::lower::fastmath`]'s `Fm::tanh` with FMA, operation for
+/// operation: `sign(x)·e/(e + 2)` with `e = expm1(2·min(|x|, 20))`, the `expm1` reduced by
+/// `ln 2` (Cody–Waite) with the exponent rounded by the magic-constant addition and the
+/// polynomial evaluated by Estrin's scheme.
+#[inline(always)]
+fn tanh_f64(x: f64) -> f64 {
+    let magic = ROUND_MAGIC.0;
+    let (hi, lo) = LN2_PARTS_64;
+    let q = EXPM1_Q64;
+    let a = x.abs();
+    // The clamp of `Fm::clamp`: comparisons that let NaN through.
+    let a = if a > TANH_LIMIT.0 { TANH_LIMIT.0 } else { a };
+    let a = if a < 0.0 { 0.0 } else { a };
+    let a2 = a + a;
+    let t = a2 * std::f64::consts::LOG2_E;
+    let tm = t + magic;
+    let kf = tm - magic;
+    let k = (tm.to_bits() as i64).wrapping_sub(magic.to_bits() as i64);
+    let nk = -kf;
+    let r = nk.mul_add(hi, a2);
+    let r = nk.mul_add(lo, r);
+    // `q(r)` by Estrin's scheme over eleven coefficients, paired as `Fm::estrin` pairs them.
+    let r2 = r * r;
+    let t0 = q[1].mul_add(r, q[0]);
+    let t1 = q[3].mul_add(r, q[2]);
+    let t2 = q[5].mul_add(r, q[4]);
+    let t3 = q[7].mul_add(r, q[6]);
+    let t4 = q[9].mul_add(r, q[8]);
+    let t5 = q[10];
+    let u0 = t1.mul_add(r2, t0);
+    let u1 = t3.mul_add(r2, t2);
+    let u2 = t5.mul_add(r2, t4);
+    let r4 = r2 * r2;
+    let v0 = u1.mul_add(r4, u0);
+    let r8 = r4 * r4;
+    let qr = u2.mul_add(r8, v0);
+    let p = r2.mul_add(qr, r);
+    // `e = expm1(a2) = p·2^k + (2^k − 1)`.
+    let s = f64::from_bits((k.wrapping_add(1023) << 52) as u64);
+    let e = p.mul_add(s, s - 1.0);
+    let y = e / (e + 2.0);
+    f64::from_bits(y.to_bits() | (x.to_bits() & (1 << 63)))
+}
+
+/// Fast `tanh` of one f32, as [`tanh_f64`] with `Fm::tanh`'s f32 constants (each the f64
+/// constant rounded to f32, as the inline form rounds them) and the six-term Taylor `q`.
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    let magic = ROUND_MAGIC.1 as f32;
+    let (hi, lo) = (LN2_PARTS_32.0 as f32, LN2_PARTS_32.1 as f32);
+    let q = EXPM1_Q32.map(|c| c as f32);
+    let lim = TANH_LIMIT.1 as f32;
+    let a = x.abs();
+    let a = if a > lim { lim } else { a };
+    let a = if a < 0.0 { 0.0 } else { a };
+    let a2 = a + a;
+    let t = a2 * std::f64::consts::LOG2_E as f32;
+    let tm = t + magic;
+    let kf = tm - magic;
+    let k = (tm.to_bits() as i32).wrapping_sub(magic.to_bits() as i32);
+    let nk = -kf;
+    let r = nk.mul_add(hi, a2);
+    let r = nk.mul_add(lo, r);
+    let r2 = r * r;
+    let t0 = q[1].mul_add(r, q[0]);
+    let t1 = q[3].mul_add(r, q[2]);
+    let t2 = q[5].mul_add(r, q[4]);
+    let u0 = t1.mul_add(r2, t0);
+    let r4 = r2 * r2;
+    let qr = t2.mul_add(r4, u0);
+    let p = r2.mul_add(qr, r);
+    let s = f32::from_bits((k.wrapping_add(127) << 23) as u32);
+    let e = p.mul_add(s, s - 1.0);
+    let y = e / (e + 2.0);
+    f32::from_bits(y.to_bits() | (x.to_bits() & (1 << 31)))
+}
+
+/// Defines the in-place loop of one element function for each instruction set, and the
+/// dispatcher that picks the widest the CPU has.
+macro_rules! wide_loop {
+    ($name:ident, $t:ty, $f:ident) => {
+        /// Applies the element function in place to every element of `xs`, with the widest
+        /// vectors the CPU has (the plain loop, with library FMAs, without AVX2 and FMA).
+        fn $name(xs: &mut [$t]) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                /// The loop compiled for AVX-512.
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+                fn wide512(xs: &mut [$t]) {
+                    xs.iter_mut().for_each(|x| *x = $f(*x));
+                }
+                /// The loop compiled for AVX2.
+                #[target_feature(enable = "avx2,fma")]
+                fn wide256(xs: &mut [$t]) {
+                    xs.iter_mut().for_each(|x| *x = $f(*x));
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature the function is compiled for.
+                    return unsafe { wide512(xs) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    return unsafe { wide256(xs) };
+                }
+            }
+            xs.iter_mut().for_each(|x| *x = $f(*x));
+        }
+    };
+}
+
+wide_loop!(tanh_slice_f64, f64, tanh_f64);
+wide_loop!(tanh_slice_f32, f32, tanh_f32);
+
+/// Runs `f` over `xs`, in blocks on the thread pool when `xs` is long.
+fn over_blocks<T: Send>(xs: &mut [T], f: fn(&mut [T])) {
+    if xs.len() < PAR_MIN || crate::symbols::pool_threads() < 2 {
+        return f(xs);
+    }
+    use rayon::prelude::*;
+    // A panic cannot come out of `f` (arithmetic on floats); should the pool fail to run,
+    // the work is done here, where unwinding would abort the process.
+    let blocks = |xs: &mut [T]| xs.par_chunks_mut(BLOCK).for_each(f);
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| blocks(xs))).is_err() {
+        f(xs);
+    }
+}
+
+/// Fast `tanh` in place over `n` f64 values at `x` (see the module documentation).
+///
+/// # Safety
+/// `x` must point to `n` valid, writable, aligned f64 values that nothing else accesses
+/// during the call.
+pub(crate) unsafe extern "C" fn ferrax_tanh_inplace_f64(x: *mut f64, n: usize) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let xs = unsafe { std::slice::from_raw_parts_mut(x, n) };
+    over_blocks(xs, tanh_slice_f64);
+}
+
+/// Fast `tanh` in place over `n` f32 values at `x`; see [`ferrax_tanh_inplace_f64`].
+///
+/// # Safety
+/// As for [`ferrax_tanh_inplace_f64`].
+pub(crate) unsafe extern "C" fn ferrax_tanh_inplace_f32(x: *mut f32, n: usize) {
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    let xs = unsafe { std::slice::from_raw_parts_mut(x, n) };
+    over_blocks(xs, tanh_slice_f32);
+}
+
+/// The helper that applies the fast `tanh` of `dtype` in place, by symbol name.
+pub(crate) fn tanh_symbol(dtype: ferrax_ir::DType) -> Option<&'static str> {
+    match dtype {
+        ferrax_ir::DType::F64 => Some("ferrax_tanh_inplace_f64"),
+        ferrax_ir::DType::F32 => Some("ferrax_tanh_inplace_f32"),
+        ferrax_ir::DType::I32 | ferrax_ir::DType::Bool => None,
+    }
+}
+
+/// The address of a helper of this module, for the JIT's symbol lookup.
+pub(crate) fn symbol(name: &str) -> Option<*const u8> {
+    match name {
+        "ferrax_tanh_inplace_f64" => Some(ferrax_tanh_inplace_f64 as *const u8),
+        "ferrax_tanh_inplace_f32" => Some(ferrax_tanh_inplace_f32 as *const u8),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every special value and both ends of the clamp and the reduction come out in the
+    /// class and sign `tanh` has there, on every dispatch path.
+    #[test]
+    fn tanh_keeps_special_values() {
+        let xs = [
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            5e-324,
+            -5e-324,
+            20.0,
+            -20.0,
+            1e-300,
+            0.5,
+            -0.5,
+        ];
+        let mut v = xs.to_vec();
+        tanh_slice_f64(&mut v);
+        let mut w: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+        tanh_slice_f32(&mut w);
+        for ((&x, &y), &z) in xs.iter().zip(&v).zip(&w) {
+            let want = x.tanh();
+            assert_eq!(y.is_nan(), want.is_nan(), "tanh({x:e}) = {y:e}");
+            assert_eq!(
+                z.is_nan(),
+                (x as f32).tanh().is_nan(),
+                "f32 tanh({x:e}) = {z:e}"
+            );
+            if !want.is_nan() {
+                assert_eq!(
+                    y.to_bits() >> 63,
+                    want.to_bits() >> 63,
+                    "sign of tanh({x:e})"
+                );
+                assert!((y - want).abs() <= 4.0 * f64::EPSILON * want.abs().max(1e-300));
+                let want32 = (x as f32).tanh();
+                assert_eq!(z.is_sign_negative(), want32.is_sign_negative());
+                assert!((z - want32).abs() <= 4.0 * f32::EPSILON * want32.abs());
+            }
+        }
+    }
+
+    /// A long buffer (cut into blocks on the pool) gets the same bits as one element at a
+    /// time.
+    #[test]
+    fn blocks_change_no_bit() {
+        let n = PAR_MIN + 1234;
+        let xs: Vec<f64> = (0..n).map(|i| (i as f64 - n as f64 / 2.0) * 1e-3).collect();
+        let mut v = xs.clone();
+        over_blocks(&mut v, tanh_slice_f64);
+        for (&x, &y) in xs.iter().zip(&v) {
+            assert_eq!(y.to_bits(), tanh_f64(x).to_bits(), "tanh({x:e})");
+        }
+    }
+}

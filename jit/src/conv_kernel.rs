@@ -39,6 +39,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[path = "conv_dense.rs"]
 mod dense;
 
+#[path = "conv_direct.rs"]
+mod implicit;
+
 /// The most bytes one thread's patch buffer takes.
 pub(crate) const PATCH_BYTES: usize = 1 << 20;
 
@@ -1346,12 +1349,20 @@ fn result_steps(geo: &Geometry) -> SmallVec<[usize; 5]> {
 /// # Safety
 /// `params` must be a block from [`params`] for operands and a result whose buffers are
 /// `lhs`, `rhs` and `out`.
-unsafe fn run<T: Float>(params: *const u64, lhs: *const T, rhs: *const T, out: *mut T) {
+unsafe fn run<T: implicit::Lanes>(params: *const u64, lhs: *const T, rhs: *const T, out: *mut T) {
     // SAFETY: the caller's contract.
     let geo = unsafe { Geometry::read(params) };
     let kk = geo.i * geo.taps();
     let work = geo.positions().saturating_mul(kk).saturating_mul(geo.o);
     if geo.positions() == 0 || geo.o == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract.
+    if work >= DIRECT_WORK
+        && kk > 0
+        && implicit::choose(&geo)
+        && unsafe { implicit::run(&geo, lhs, rhs, out) }
+    {
         return;
     }
     // SAFETY: the caller's contract.

@@ -1,0 +1,825 @@
+//! The direct convolution path of `crate::conv_kernel`: an implicit GEMM that reads the
+//! input in place of a patch matrix, for the convolutions of small networks (few features,
+//! small images), where building and packing the patch matrix cost more than the products.
+//!
+//! For one result batch element, the input features are first copied into a zero-padded
+//! buffer laid out row-major over the span the windows reach (padding and input dilation
+//! materialised, so every window reads plain offsets). The result is then, per group, a
+//! product `R[p, o] = Σ_{c, tap} X[base(p) + c·plane + off(tap)] · W[c, tap, o]`: each kernel
+//! tap is a single input element read at a position's base plus the tap's offset and
+//! broadcast to a vector, multiplied by a row of the kernel packed with the output features
+//! along the vector lanes. A micro kernel keeps a block of `MB` positions times `NV` vectors of
+//! output features in registers over the whole contraction (with `avx2` and `fma`, or
+//! `avx512f`, detected at run time), so the input is read once per tap and position block and
+//! nothing but the result is written. Window strides and kernel dilation only change the
+//! position and tap offsets, so every geometry without batch groups fits; the shape class
+//! where this path beats the GEMM (see [`choose`]) was measured. Out-batch elements are shared
+//! among the rayon pool's threads when the work is large. Like the GEMM, the summation order
+//! (and fused rounding) differs from the interpreter's loop.
+
+use super::{recycle, scratch, Float, Geometry, Shared, PARALLEL_WORK};
+use smallvec::SmallVec;
+
+/// The most elements the padded copy of one result batch element's input features may take.
+const PAD_ELEMENTS: usize = 1 << 16;
+
+/// The most elements of the packed kernel.
+const PACKED_ELEMENTS: usize = 1 << 20;
+
+/// Convolutions whose output features per group, rounded up to whole vectors, waste more than
+/// this fraction of the lanes take the GEMM.
+const MAX_WASTE: f64 = 0.5;
+
+/// Accumulator vectors one micro kernel keeps (positions times output feature vectors), per
+/// instruction set: 12 of the 16 `avx2` registers, 24 of the 32 `avx512f` ones (the rest hold
+/// the kernel row and the broadcast input).
+const ACC_AVX2: usize = 12;
+const ACC_AVX512: usize = 24;
+
+/// The position block sizes the micro kernels are compiled for.
+const BLOCKS: [usize; 8] = [1, 2, 3, 4, 6, 8, 12, 24];
+
+/// The vector instruction set a micro kernel uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    /// 256-bit vectors with fused multiply-add.
+    Avx2,
+    /// 512-bit vectors.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest set this CPU has, `None` without `avx2` and `fma`.
+    pub(super) fn detect() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Isa::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Some(Isa::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Whether this CPU has the set.
+    #[cfg(test)]
+    pub(super) fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Bytes per vector.
+    fn bytes(self) -> usize {
+        match self {
+            Isa::Avx2 => 32,
+            Isa::Avx512 => 64,
+        }
+    }
+
+    /// Accumulator vectors per micro kernel.
+    fn accumulators(self) -> usize {
+        match self {
+            Isa::Avx2 => ACC_AVX2,
+            Isa::Avx512 => ACC_AVX512,
+        }
+    }
+}
+
+/// The operands of one micro kernel call.
+pub(super) struct Block<T> {
+    /// The first element of the group's first input feature in the padded copy.
+    src: *const T,
+    /// Elements between input features in the padded copy.
+    plane: usize,
+    /// Input features of the group.
+    feats: usize,
+    /// The padded-copy offset of each kernel tap.
+    taps: *const usize,
+    /// The number of taps.
+    ntaps: usize,
+    /// The padded-copy offset of each position of the block (`MB` of them).
+    bases: *const usize,
+    /// The first packed kernel row of this chunk of output features.
+    w: *const T,
+    /// Elements between packed kernel rows.
+    ws: usize,
+    /// `MB × NV` vectors of results, position major.
+    tile: *mut T,
+}
+
+/// A micro kernel: `tile[m, :] = Σ_{c, tap} src[bases[m] + c·plane + taps[tap]] · w[c·ntaps +
+/// tap, :]`.
+type Micro<T> = unsafe fn(&Block<T>);
+
+macro_rules! micro {
+    ($name:ident, $t:ty, $feat:literal, $lanes:literal, $zero:ident, $set1:ident, $load:ident,
+     $fma:ident, $store:ident) => {
+        /// The micro kernel of one instruction set and float type (see [`Micro`]).
+        ///
+        /// # Safety
+        /// The CPU must have the features; every element the block addresses must be valid
+        /// (`tile` for `MB · NV` vectors of writes, overlapping nothing read).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<const NV: usize, const MB: usize>(k: &Block<$t>) {
+            use std::arch::x86_64::*;
+            let mut acc = [[$zero(); NV]; MB];
+            // SAFETY: `bases` holds `MB` offsets (the caller's contract).
+            let bases: [usize; MB] = std::array::from_fn(|m| unsafe { *k.bases.add(m) });
+            // SAFETY: `taps` holds `ntaps` offsets.
+            let taps = unsafe { std::slice::from_raw_parts(k.taps, k.ntaps) };
+            let mut wrow = k.w;
+            for c in 0..k.feats {
+                // SAFETY: feature `c` of the group lies in the padded copy.
+                let s = unsafe { k.src.add(c * k.plane) };
+                for &t in taps {
+                    // SAFETY: kernel row `c · ntaps + tap` holds `NV` vectors.
+                    let wv: [_; NV] =
+                        std::array::from_fn(|v| unsafe { $load(wrow.add(v * $lanes)) });
+                    for m in 0..MB {
+                        // SAFETY: a position's base plus a tap's offset stays in the plane.
+                        let x = $set1(unsafe { *s.add(bases[m] + t) });
+                        for v in 0..NV {
+                            acc[m][v] = $fma(x, wv[v], acc[m][v]);
+                        }
+                    }
+                    // SAFETY: at most one past the last row.
+                    wrow = unsafe { wrow.add(k.ws) };
+                }
+            }
+            for m in 0..MB {
+                for v in 0..NV {
+                    // SAFETY: the tile holds `MB · NV` vectors.
+                    unsafe { $store(k.tile.add((m * NV + v) * $lanes), acc[m][v]) };
+                }
+            }
+        }
+    };
+}
+
+micro!(avx2_f32, f32, "avx2,fma", 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
+    _mm256_fmadd_ps, _mm256_storeu_ps);
+micro!(avx2_f64, f64, "avx2,fma", 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd,
+    _mm256_fmadd_pd, _mm256_storeu_pd);
+micro!(avx512_f32, f32, "avx512f", 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
+    _mm512_fmadd_ps, _mm512_storeu_ps);
+micro!(avx512_f64, f64, "avx512f", 8, _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd,
+    _mm512_fmadd_pd, _mm512_storeu_pd);
+
+/// The micro kernel for `(NV, MB)` among the compiled ones.
+macro_rules! pick {
+    ($f:ident, $nv:expr, $mb:expr) => {
+        match ($nv, $mb) {
+            (1, 1) => Some($f::<1, 1> as Micro<_>),
+            (1, 2) => Some($f::<1, 2> as Micro<_>),
+            (1, 3) => Some($f::<1, 3> as Micro<_>),
+            (1, 4) => Some($f::<1, 4> as Micro<_>),
+            (1, 6) => Some($f::<1, 6> as Micro<_>),
+            (1, 8) => Some($f::<1, 8> as Micro<_>),
+            (1, 12) => Some($f::<1, 12> as Micro<_>),
+            (1, 24) => Some($f::<1, 24> as Micro<_>),
+            (2, 1) => Some($f::<2, 1> as Micro<_>),
+            (2, 2) => Some($f::<2, 2> as Micro<_>),
+            (2, 3) => Some($f::<2, 3> as Micro<_>),
+            (2, 4) => Some($f::<2, 4> as Micro<_>),
+            (2, 6) => Some($f::<2, 6> as Micro<_>),
+            (2, 8) => Some($f::<2, 8> as Micro<_>),
+            (2, 12) => Some($f::<2, 12> as Micro<_>),
+            (3, 1) => Some($f::<3, 1> as Micro<_>),
+            (3, 2) => Some($f::<3, 2> as Micro<_>),
+            (3, 3) => Some($f::<3, 3> as Micro<_>),
+            (3, 4) => Some($f::<3, 4> as Micro<_>),
+            (3, 6) => Some($f::<3, 6> as Micro<_>),
+            (3, 8) => Some($f::<3, 8> as Micro<_>),
+            (4, 1) => Some($f::<4, 1> as Micro<_>),
+            (4, 2) => Some($f::<4, 2> as Micro<_>),
+            (4, 3) => Some($f::<4, 3> as Micro<_>),
+            (4, 4) => Some($f::<4, 4> as Micro<_>),
+            (4, 6) => Some($f::<4, 6> as Micro<_>),
+            _ => None,
+        }
+    };
+}
+
+/// The float types with micro kernels.
+pub(super) trait Lanes: Float {
+    /// The micro kernel for `NV` vectors of output features and `MB` positions.
+    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<Self>>;
+}
+
+impl Lanes for f32 {
+    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f32>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match isa {
+                Isa::Avx2 => pick!(avx2_f32, nv, mb),
+                Isa::Avx512 => pick!(avx512_f32, nv, mb),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (isa, nv, mb);
+            None
+        }
+    }
+}
+
+impl Lanes for f64 {
+    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f64>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match isa {
+                Isa::Avx2 => pick!(avx2_f64, nv, mb),
+                Isa::Avx512 => pick!(avx512_f64, nv, mb),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (isa, nv, mb);
+            None
+        }
+    }
+}
+
+/// The fixed quantities of one convolution on this path.
+struct Plan {
+    isa: Isa,
+    /// Elements per vector.
+    lanes: usize,
+    /// Output features per group, and rounded up to whole vectors.
+    og: usize,
+    npad: usize,
+    /// The padded span per spatial axis and the copy's row-major strides over it.
+    span: SmallVec<[usize; 4]>,
+    pstride: SmallVec<[usize; 4]>,
+    /// Elements of one input feature's padded copy.
+    plane: usize,
+    /// Spatial result positions per batch element.
+    positions: usize,
+}
+
+/// Whether the direct path takes this convolution, and its plan: no batch groups, a padded
+/// copy and a packed kernel within their budgets, output features that fill at least half
+/// the vector lanes, and (measured, see the module documentation) a contraction of at most
+/// [`DIRECT_MAX_FEATURES`] input features per group or images of at most
+/// [`DIRECT_MAX_POSITIONS`] positions.
+fn plan<T: Float>(geo: &Geometry, isa: Isa) -> Option<Plan> {
+    if geo.bg != 1 || geo.g == 0 || geo.o == 0 || geo.i == 0 || geo.o % geo.g != 0 {
+        return None;
+    }
+    let lanes = isa.bytes() / std::mem::size_of::<T>();
+    let og = geo.o / geo.g;
+    let npad = og.div_ceil(lanes) * lanes;
+    if (npad - og) as f64 > MAX_WASTE * npad as f64 {
+        return None;
+    }
+    if geo.axes.is_empty() {
+        return None;
+    }
+    let mut span = SmallVec::new();
+    for a in &geo.axes {
+        if a.y == 0 || a.k == 0 {
+            return None;
+        }
+        // The windows reach `(y − 1)·stride + (k − 1)·rd + 1` padded elements.
+        let reach = ((a.y - 1) as u128)
+            .checked_mul(a.stride as u128)?
+            .checked_add(((a.k - 1) as u128).checked_mul(a.rd as u128)?)?
+            .checked_add(1)?;
+        span.push(usize::try_from(reach).ok()?);
+    }
+    let mut pstride: SmallVec<[usize; 4]> = SmallVec::from_elem(1, span.len());
+    let mut plane = 1usize;
+    for j in (0..span.len()).rev() {
+        pstride[j] = plane;
+        plane = plane.checked_mul(span[j])?;
+    }
+    let feats = geo.g.checked_mul(geo.i)?;
+    if feats.checked_mul(plane)? > PAD_ELEMENTS {
+        return None;
+    }
+    let packed = geo
+        .g
+        .checked_mul(geo.i)?
+        .checked_mul(geo.taps())?
+        .checked_mul(npad)?;
+    if packed > PACKED_ELEMENTS {
+        return None;
+    }
+    let positions = geo.axes.iter().map(|a| a.y).product();
+    Some(Plan {
+        isa,
+        lanes,
+        og,
+        npad,
+        span,
+        pstride,
+        plane,
+        positions,
+    })
+}
+
+/// Whether the direct path beats the GEMM on this convolution (measured on this machine's
+/// shape classes, see ARCHITECTURE.md): always when the contraction per position is short
+/// enough for the register-blocked product, that is at most this many input features per
+/// group times taps.
+pub(super) const DIRECT_MAX_CONTRACTION: usize = 1 << 14;
+
+/// Whether the direct path should run this convolution (see [`DIRECT_MAX_CONTRACTION`]).
+pub(super) fn choose(geo: &Geometry) -> bool {
+    geo.i.saturating_mul(geo.taps()) <= DIRECT_MAX_CONTRACTION
+}
+
+/// The micro kernel shape for `vectors` output feature vectors of one chunk and `positions`
+/// positions: position blocks as even as the compiled sizes allow.
+fn block_size(isa: Isa, nv: usize, positions: usize) -> usize {
+    let cap = isa.accumulators() / nv;
+    let blocks = positions.div_ceil(cap).max(1);
+    let per = positions.div_ceil(blocks);
+    BLOCKS
+        .iter()
+        .copied()
+        .find(|&b| b >= per && b <= cap)
+        .unwrap_or(cap)
+}
+
+/// Runs the convolution on the direct path with the CPU's instruction set; false (having
+/// written nothing) when the path does not take it or its buffers cannot be had.
+///
+/// # Safety
+/// The buffers must match the geometry.
+pub(super) unsafe fn run<T: Lanes>(geo: &Geometry, lhs: *const T, rhs: *const T, out: *mut T) -> bool {
+    match Isa::detect() {
+        // SAFETY: the CPU has the set; the rest is the caller's contract.
+        Some(isa) => unsafe { run_with(geo, isa, lhs, rhs, out) },
+        None => false,
+    }
+}
+
+/// [`run`] with a given instruction set.
+///
+/// # Safety
+/// As for [`run`], and the CPU must have `isa`.
+pub(super) unsafe fn run_with<T: Lanes>(
+    geo: &Geometry,
+    isa: Isa,
+    lhs: *const T,
+    rhs: *const T,
+    out: *mut T,
+) -> bool {
+    let Some(p) = plan::<T>(geo, isa) else {
+        return false;
+    };
+    let ns = geo.axes.len();
+    let taps = geo.taps();
+    // Per tap: its offset in the padded copy and in the kernel.
+    let mut tap_pad = Vec::new();
+    let mut tap_rhs = Vec::new();
+    if tap_pad.try_reserve_exact(taps).is_err() || tap_rhs.try_reserve_exact(taps).is_err() {
+        return false;
+    }
+    let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+    for _ in 0..taps {
+        tap_pad.push((0..ns).map(|j| w[j] * geo.axes[j].rd as usize * p.pstride[j]).sum());
+        tap_rhs.push((0..ns).map(|j| w[j] * geo.axes[j].sr).sum::<usize>());
+        super::advance(&mut w, |d| geo.axes[d].k);
+    }
+    // Per position: its offset in the padded copy and in the result. The position list is
+    // padded to whole blocks with copies of the first position, whose results are dropped.
+    let chunks = chunks(p.npad / p.lanes);
+    let mb_most = chunks
+        .iter()
+        .map(|&(_, nv)| block_size(isa, nv, p.positions))
+        .max()
+        .unwrap_or(1);
+    let padded_positions = p.positions.div_ceil(mb_most) * mb_most + mb_most;
+    let mut pos_pad = Vec::new();
+    let mut pos_out = Vec::new();
+    if pos_pad.try_reserve_exact(padded_positions).is_err()
+        || pos_out.try_reserve_exact(p.positions).is_err()
+    {
+        return false;
+    }
+    let mut y: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+    for _ in 0..p.positions {
+        pos_pad.push((0..ns).map(|j| y[j] * geo.axes[j].stride as usize * p.pstride[j]).sum());
+        pos_out.push((0..ns).map(|j| y[j] * geo.axes[j].so).sum::<usize>());
+        super::advance(&mut y, |d| geo.axes[d].y);
+    }
+    pos_pad.resize(padded_positions, 0);
+    // Per axis and padded coordinate: the input offset it copies, or `usize::MAX` for a zero
+    // of padding or input dilation.
+    let mut sources: SmallVec<[Vec<usize>; 4]> = SmallVec::new();
+    for (j, a) in geo.axes.iter().enumerate() {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(p.span[j]).is_err() {
+            return false;
+        }
+        for r in 0..p.span[j] {
+            let q = r as i128 - a.pad as i128;
+            let ld = a.ld as i128;
+            let x = if q < 0 || q % ld != 0 { None } else { Some(q / ld) };
+            v.push(match x {
+                Some(x) if x < a.l as i128 => x as usize * a.sl,
+                _ => usize::MAX,
+            });
+        }
+        sources.push(v);
+    }
+    // The kernel packed per group as rows `[c · taps + tap]` of `npad` output features.
+    let rows = geo.i * taps;
+    let Some(mut packed) = scratch::<T>(geo.g * rows * p.npad, false) else {
+        return false;
+    };
+    for t in 0..geo.g {
+        for c in 0..geo.i {
+            for (k, &tr) in tap_rhs.iter().enumerate() {
+                let row = &mut packed[((t * geo.i + c) * taps + k) * p.npad..][..p.npad];
+                for (o, v) in row.iter_mut().enumerate() {
+                    *v = if o < p.og {
+                        let at = (t * p.og + o) * geo.s_ro + c * geo.s_ri + tr;
+                        // SAFETY: an element of the kernel (indices below its dimensions).
+                        unsafe { *rhs.add(at) }
+                    } else {
+                        T::ZERO
+                    };
+                }
+            }
+        }
+    }
+    let work = geo
+        .positions()
+        .saturating_mul(rows)
+        .saturating_mul(geo.o);
+    let threads = if work >= PARALLEL_WORK {
+        rayon::current_num_threads().clamp(1, geo.n_out)
+    } else {
+        1
+    };
+    let out = Shared(out);
+    let lhs = Shared(lhs as *mut T);
+    let ctx = Ctx {
+        geo,
+        p: &p,
+        tap_pad: &tap_pad,
+        pos_pad: &pos_pad,
+        pos_out: &pos_out,
+        sources: &sources,
+        packed: &packed,
+        chunks: &chunks,
+    };
+    let ok = if threads <= 1 {
+        // SAFETY: the caller's contract.
+        unsafe { ctx.batch_range(0..geo.n_out, lhs, out) }
+    } else {
+        let per = geo.n_out.div_ceil(threads);
+        let done = std::sync::atomic::AtomicBool::new(true);
+        rayon::scope(|s| {
+            for k in 1..threads {
+                let (ctx, done) = (&ctx, &done);
+                let range = (k * per).min(geo.n_out)..((k + 1) * per).min(geo.n_out);
+                s.spawn(move |_| {
+                    // SAFETY: as above; threads write the results of disjoint batch ranges.
+                    if !unsafe { ctx.batch_range(range, lhs, out) } {
+                        done.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+            // SAFETY: as above.
+            if !unsafe { ctx.batch_range(0..per.min(geo.n_out), lhs, out) } {
+                done.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        done.into_inner()
+    };
+    recycle(packed);
+    // A thread without its padded buffer leaves its range unwritten: the caller then runs
+    // another path over the whole result.
+    ok
+}
+
+/// Splits `vectors` output feature vectors into chunks of at most four, as even as possible:
+/// `(first vector, vectors)` each.
+fn chunks(vectors: usize) -> SmallVec<[(usize, usize); 4]> {
+    let n = vectors.div_ceil(4).max(1);
+    let mut v = SmallVec::new();
+    let mut first = 0;
+    for k in 0..n {
+        let len = (vectors - first) / (n - k);
+        v.push((first, len));
+        first += len;
+    }
+    v
+}
+
+/// The shared, read-only state of one call.
+struct Ctx<'a, T> {
+    geo: &'a Geometry,
+    p: &'a Plan,
+    tap_pad: &'a [usize],
+    pos_pad: &'a [usize],
+    pos_out: &'a [usize],
+    sources: &'a [Vec<usize>],
+    packed: &'a [T],
+    chunks: &'a [(usize, usize)],
+}
+
+impl<T: Lanes> Ctx<'_, T> {
+    /// Computes the results of the batch elements `range`; false when the padded buffer
+    /// cannot be had (nothing written then).
+    ///
+    /// # Safety
+    /// The buffers must match the geometry, and no other thread may write these results.
+    unsafe fn batch_range(&self, range: std::ops::Range<usize>, lhs: Shared<T>, out: Shared<T>) -> bool {
+        let (geo, p) = (self.geo, self.p);
+        let feats = geo.g * geo.i;
+        let Some(mut buf) = scratch::<T>(feats * p.plane, false) else {
+            return false;
+        };
+        // At most 24 vectors of at most 16 lanes.
+        let mut tile = [T::ZERO; 24 * 16];
+        for n in range {
+            // SAFETY: the caller's contract.
+            unsafe { self.fill(&mut buf, n, lhs.0) };
+            for t in 0..geo.g {
+                for &(v0, nv) in self.chunks {
+                    let mb = block_size(p.isa, nv, p.positions);
+                    let Some(micro) = T::micro(p.isa, nv, mb) else {
+                        continue;
+                    };
+                    let mut q = 0;
+                    while q < p.positions {
+                        let block = Block {
+                            src: buf[t * geo.i * p.plane..].as_ptr(),
+                            plane: p.plane,
+                            feats: geo.i,
+                            taps: self.tap_pad.as_ptr(),
+                            ntaps: self.tap_pad.len(),
+                            bases: self.pos_pad[q..q + mb].as_ptr(),
+                            w: self.packed[t * geo.i * self.tap_pad.len() * p.npad + v0 * p.lanes..]
+                                .as_ptr(),
+                            ws: p.npad,
+                            tile: tile.as_mut_ptr(),
+                        };
+                        // SAFETY: the CPU has the set (checked by the caller); the padded
+                        // copy holds the group's features, every base plus tap offset lies in
+                        // a plane, the packed rows hold `nv` vectors past `v0`, and the tile
+                        // holds `mb · nv · lanes ≤ 24 · 16` elements.
+                        unsafe { micro(&block) };
+                        let width = nv * p.lanes;
+                        for m in 0..mb.min(p.positions - q) {
+                            let ob = n * geo.s_on + self.pos_out[q + m];
+                            for l in 0..width {
+                                let o = v0 * p.lanes + l;
+                                if o < p.og {
+                                    // SAFETY: an element of the result; this thread's batch.
+                                    unsafe {
+                                        *out.0.add(ob + (t * p.og + o) * geo.s_oc) =
+                                            tile[m * width + l]
+                                    };
+                                }
+                            }
+                        }
+                        q += mb;
+                    }
+                }
+            }
+        }
+        recycle(buf);
+        true
+    }
+
+    /// Writes batch element `n`'s input features, zero-padded and dilated, into `buf`.
+    ///
+    /// # Safety
+    /// `lhs` must match the geometry.
+    unsafe fn fill(&self, buf: &mut [T], n: usize, lhs: *const T) {
+        let (geo, p) = (self.geo, self.p);
+        let ns = geo.axes.len();
+        let last = ns - 1;
+        let rows: usize = p.span[..last].iter().product();
+        let row_len = p.span[last];
+        let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
+        for c in 0..geo.g * geo.i {
+            let base = n * geo.s_ln + c * geo.s_lc;
+            let plane = &mut buf[c * p.plane..(c + 1) * p.plane];
+            r.iter_mut().for_each(|x| *x = 0);
+            for row in 0..rows {
+                let off = (0..last).try_fold(0usize, |acc, j| {
+                    let s = self.sources[j][r[j]];
+                    (s != usize::MAX).then_some(acc + s)
+                });
+                let dst = &mut plane[row * row_len..(row + 1) * row_len];
+                match off {
+                    None => dst.fill(T::ZERO),
+                    Some(off) => {
+                        for (d, &s) in dst.iter_mut().zip(&self.sources[last]) {
+                            *d = if s == usize::MAX {
+                                T::ZERO
+                            } else {
+                                // SAFETY: an element of the input (coordinates below its
+                                // dimensions, checked when the tables were built).
+                                unsafe { *lhs.add(base + off + s) }
+                            };
+                        }
+                    }
+                }
+                super::advance(&mut r, |d| p.span[d]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{params, Geometry};
+    use super::*;
+    use ferrax_ir::ops::ConvGeneral;
+    use ferrax_ir::{Array, DType, Op, Type};
+
+    /// A small generator (SplitMix64) for the random geometries below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+        fn int(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + self.below((hi - lo + 1) as u64) as i64
+        }
+    }
+
+    /// A random permutation of `0..n`.
+    fn permutation(rng: &mut Rng, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for k in (1..n).rev() {
+            p.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        p
+    }
+
+    /// Runs `op` on the direct path with `isa` in `T` (returning `None` when the path does not
+    /// take it) on eighths `x` and `w`.
+    fn direct_result<T: Lanes + Into<f64> + From<f32>>(
+        op: &ConvGeneral,
+        isa: Isa,
+        (ad, x): (&[usize], &[f64]),
+        (bd, w): (&[usize], &[f64]),
+        od: &[usize],
+    ) -> Option<Vec<f64>> {
+        let (at, bt) = (Type::new(DType::F64, ad), Type::new(DType::F64, bd));
+        let s = op.geometry(&at, &bt).unwrap();
+        let st = |d: &[usize]| crate::lower::strides(d);
+        let block = params(op, &s, &st(ad), &st(bd), &st(od));
+        // SAFETY: the block describes these buffers.
+        let geo = unsafe { Geometry::read(block.as_ptr()) };
+        let conv = |v: &[f64]| -> Vec<T> { v.iter().map(|&v| T::from(v as f32)).collect() };
+        let (x, w) = (conv(x), conv(w));
+        let mut out = vec![T::from(f32::NAN); od.iter().product()];
+        // SAFETY: the buffers match the geometry, and the CPU has `isa` (checked by the
+        // caller).
+        let ran = unsafe { run_with(&geo, isa, x.as_ptr(), w.as_ptr(), out.as_mut_ptr()) };
+        ran.then(|| out.into_iter().map(Into::into).collect())
+    }
+
+    /// The direct path against the interpreter's loop on random geometries: one to three
+    /// spatial axes, window strides, low and high padding of either sign, input and kernel
+    /// dilation, feature groups, permuted layouts of all three operands, feature counts on
+    /// both sides of the vector width (and of the lane waste that sends a convolution to the
+    /// GEMM), in f32 and f64, with both instruction sets this CPU has.
+    #[test]
+    fn direct_path_equals_the_interpreter() {
+        let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect();
+        if isas.is_empty() {
+            return;
+        }
+        let mut rng = Rng(11);
+        let (mut ran, mut refused) = (0, 0);
+        let mut tries = 0;
+        while ran < 300 && tries < 5000 {
+            tries += 1;
+            let ns = rng.int(1, 3) as usize;
+            let mut op = ConvGeneral::new(ns);
+            let g = if rng.below(4) == 0 { rng.int(2, 3) as usize } else { 1 };
+            op.feature_group_count = g;
+            let batch = rng.int(1, 4) as usize;
+            let fin = rng.int(1, 5) as usize * g;
+            let fout = [1, 3, 4, 5, 8, 9, 16, 17, 24, 33, 40][rng.below(11) as usize] * g;
+            let mut ad = vec![batch, fin];
+            let mut bd = vec![fout, fin / g];
+            for j in 0..ns {
+                ad.push(rng.int(1, if ns == 3 { 4 } else { 9 }) as usize);
+                bd.push(rng.int(1, 3) as usize);
+                op.window_strides[j] = rng.int(1, 3) as usize;
+                op.padding[j] = (rng.int(-1, 3), rng.int(-1, 3));
+                op.lhs_dilation[j] = rng.int(1, 2) as usize;
+                op.rhs_dilation[j] = rng.int(1, 2) as usize;
+            }
+            // Permuted layouts: the dimension numbers name where each role lives.
+            let (pl, pr, po) = (
+                permutation(&mut rng, ns + 2),
+                permutation(&mut rng, ns + 2),
+                permutation(&mut rng, ns + 2),
+            );
+            let place = |dims: &[usize], perm: &[usize]| -> Vec<usize> {
+                let mut v = vec![0; dims.len()];
+                for (role, &at) in perm.iter().enumerate() {
+                    v[at] = dims[role];
+                }
+                v
+            };
+            let (adp, bdp) = (place(&ad, &pl), place(&bd, &pr));
+            op.dimension_numbers.lhs = pl.iter().copied().collect();
+            op.dimension_numbers.rhs = pr.iter().copied().collect();
+            op.dimension_numbers.out = po.iter().copied().collect();
+            let (at, bt) = (Type::new(DType::F64, &adp), Type::new(DType::F64, &bdp));
+            let Ok(ot) = op.infer(&at, &bt) else {
+                continue;
+            };
+            if ot.size() == 0 {
+                continue;
+            }
+            let x: Vec<f64> = (0..at.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let w: Vec<f64> = (0..bt.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let xa = Array::from_f64(adp.as_slice(), x.clone()).unwrap();
+            let wa = Array::from_f64(bdp.as_slice(), w.clone()).unwrap();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            for &isa in &isas {
+                for dtype in [DType::F32, DType::F64] {
+                    let args = ((&adp[..], &x[..]), (&bdp[..], &w[..]), ot.dims());
+                    let got = match dtype {
+                        DType::F32 => direct_result::<f32>(&op, isa, args.0, args.1, args.2),
+                        _ => direct_result::<f64>(&op, isa, args.0, args.1, args.2),
+                    };
+                    let lanes = isa.bytes() / dtype.size_bytes();
+                    let og = fout / g;
+                    let waste = og.div_ceil(lanes) * lanes - og;
+                    let Some(got) = got else {
+                        // Only lane waste refuses these small geometries.
+                        assert!(waste * 2 > og.div_ceil(lanes) * lanes, "{op:?} refused");
+                        refused += 1;
+                        continue;
+                    };
+                    assert!(waste * 2 <= og.div_ceil(lanes) * lanes, "{op:?} taken");
+                    for (k, (p, q)) in got.iter().zip(&want).enumerate() {
+                        // Eighths times eighths, summed: exact in f64, close in f32.
+                        let tol = if dtype == DType::F64 { 0.0 } else { 1e-5 * (1.0 + q.abs()) };
+                        assert!(
+                            (p - q).abs() <= tol,
+                            "{op:?} {at} {bt} {isa:?} {dtype}: element {k}: {p} vs {q}"
+                        );
+                    }
+                    ran += 1;
+                }
+            }
+        }
+        assert!(ran >= 300 && refused > 0, "ran {ran}, refused {refused}");
+    }
+
+    /// Block sizes cover the positions evenly within the register budget.
+    #[test]
+    fn blocks_fit_the_registers() {
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            for nv in 1..=4 {
+                for positions in 1..100 {
+                    let mb = block_size(isa, nv, positions);
+                    assert!(mb * nv <= isa.accumulators(), "{isa:?} {nv} {positions}");
+                    assert!(<f32 as Lanes>::micro(isa, nv, mb).is_some() || !cfg!(target_arch = "x86_64"));
+                    let blocks = positions.div_ceil(mb);
+                    // No more blocks than the largest block size would take.
+                    assert_eq!(blocks, positions.div_ceil(isa.accumulators() / nv).max(1));
+                }
+            }
+        }
+        assert_eq!(chunks(5).as_slice(), &[(0, 2), (2, 3)]);
+        assert_eq!(chunks(8).as_slice(), &[(0, 4), (4, 4)]);
+        assert_eq!(chunks(1).as_slice(), &[(0, 1)]);
+    }
+}

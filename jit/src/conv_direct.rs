@@ -423,6 +423,11 @@ pub(super) unsafe fn run_with<T: Lanes>(
         super::advance(&mut y, |d| geo.axes[d].y);
     }
     pos_pad.resize(padded_positions, 0);
+    let mut col_out = Vec::new();
+    if col_out.try_reserve_exact(geo.o).is_err() {
+        return false;
+    }
+    col_out.extend((0..geo.o).map(|o| o * geo.s_oc));
     // Per axis and padded coordinate: the input offset it copies, or `usize::MAX` for a zero
     // of padding or input dilation.
     let mut sources: SmallVec<[Vec<usize>; 4]> = SmallVec::new();
@@ -447,18 +452,17 @@ pub(super) unsafe fn run_with<T: Lanes>(
     let Some(mut packed) = scratch::<T>(geo.g * rows * p.npad, false) else {
         return false;
     };
+    if p.npad > p.og {
+        packed.fill(T::ZERO);
+    }
     for t in 0..geo.g {
-        for c in 0..geo.i {
-            for (k, &tr) in tap_rhs.iter().enumerate() {
-                let row = &mut packed[((t * geo.i + c) * taps + k) * p.npad..][..p.npad];
-                for (o, v) in row.iter_mut().enumerate() {
-                    *v = if o < p.og {
-                        let at = (t * p.og + o) * geo.s_ro + c * geo.s_ri + tr;
-                        // SAFETY: an element of the kernel (indices below its dimensions).
-                        unsafe { *rhs.add(at) }
-                    } else {
-                        T::ZERO
-                    };
+        for o in 0..p.og {
+            let rb = (t * p.og + o) * geo.s_ro;
+            for c in 0..geo.i {
+                let rows = &mut packed[(t * geo.i + c) * taps * p.npad..][..taps * p.npad];
+                for (row, &tr) in rows.chunks_exact_mut(p.npad).zip(&tap_rhs) {
+                    // SAFETY: an element of the kernel (indices below its dimensions).
+                    row[o] = unsafe { *rhs.add(rb + c * geo.s_ri + tr) };
                 }
             }
         }
@@ -480,6 +484,7 @@ pub(super) unsafe fn run_with<T: Lanes>(
         tap_pad: &tap_pad,
         pos_pad: &pos_pad,
         pos_out: &pos_out,
+        col_out: &col_out,
         sources: &sources,
         packed: &packed,
         chunks: &chunks,
@@ -535,6 +540,8 @@ struct Ctx<'a, T> {
     tap_pad: &'a [usize],
     pos_pad: &'a [usize],
     pos_out: &'a [usize],
+    /// The result offset of each output feature.
+    col_out: &'a [usize],
     sources: &'a [Vec<usize>],
     packed: &'a [T],
     chunks: &'a [(usize, usize)],
@@ -549,7 +556,9 @@ impl<T: Lanes> Ctx<'_, T> {
     unsafe fn batch_range(&self, range: std::ops::Range<usize>, lhs: Shared<T>, out: Shared<T>) -> bool {
         let (geo, p) = (self.geo, self.p);
         let feats = geo.g * geo.i;
-        let Some(mut buf) = scratch::<T>(feats * p.plane, false) else {
+        // Zeros once: every batch element has its zeros of padding and dilation at the same
+        // places, and `fill` writes only the others.
+        let Some(mut buf) = scratch::<T>(feats * p.plane, true) else {
             return false;
         };
         // At most 24 vectors of at most 16 lanes.
@@ -583,17 +592,13 @@ impl<T: Lanes> Ctx<'_, T> {
                         // holds `mb · nv · lanes ≤ 24 · 16` elements.
                         unsafe { micro(&block) };
                         let width = nv * p.lanes;
+                        let cols = &self.col_out[t * p.og + v0 * p.lanes..(t + 1) * p.og];
+                        let cols = &cols[..cols.len().min(width)];
                         for m in 0..mb.min(p.positions - q) {
                             let ob = n * geo.s_on + self.pos_out[q + m];
-                            for l in 0..width {
-                                let o = v0 * p.lanes + l;
-                                if o < p.og {
-                                    // SAFETY: an element of the result; this thread's batch.
-                                    unsafe {
-                                        *out.0.add(ob + (t * p.og + o) * geo.s_oc) =
-                                            tile[m * width + l]
-                                    };
-                                }
+                            for (&co, &v) in cols.iter().zip(&tile[m * width..]) {
+                                // SAFETY: an element of the result; this thread's batch.
+                                unsafe { *out.0.add(ob + co) = v };
                             }
                         }
                         q += mb;
@@ -605,7 +610,8 @@ impl<T: Lanes> Ctx<'_, T> {
         true
     }
 
-    /// Writes batch element `n`'s input features, zero-padded and dilated, into `buf`.
+    /// Writes batch element `n`'s input features into their places in `buf`, a padded copy
+    /// whose zeros of padding and dilation are already in place.
     ///
     /// # Safety
     /// `lhs` must match the geometry.
@@ -615,6 +621,12 @@ impl<T: Lanes> Ctx<'_, T> {
         let last = ns - 1;
         let rows: usize = p.span[..last].iter().product();
         let row_len = p.span[last];
+        // The copied part of a row: the padded coordinates `lo..hi`, reading from `first` with
+        // `step` when they are consecutive input elements (no input dilation).
+        let src = &self.sources[last];
+        let lo = src.iter().position(|&s| s != usize::MAX).unwrap_or(row_len);
+        let hi = src.iter().rposition(|&s| s != usize::MAX).map_or(lo, |k| k + 1);
+        let run = geo.axes[last].ld == 1;
         let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
         for c in 0..geo.g * geo.i {
             let base = n * geo.s_ln + c * geo.s_lc;
@@ -625,22 +637,26 @@ impl<T: Lanes> Ctx<'_, T> {
                     let s = self.sources[j][r[j]];
                     (s != usize::MAX).then_some(acc + s)
                 });
+                super::advance(&mut r, |d| p.span[d]);
+                let Some(off) = off else {
+                    continue;
+                };
                 let dst = &mut plane[row * row_len..(row + 1) * row_len];
-                match off {
-                    None => dst.fill(T::ZERO),
-                    Some(off) => {
-                        for (d, &s) in dst.iter_mut().zip(&self.sources[last]) {
-                            *d = if s == usize::MAX {
-                                T::ZERO
-                            } else {
-                                // SAFETY: an element of the input (coordinates below its
-                                // dimensions, checked when the tables were built).
-                                unsafe { *lhs.add(base + off + s) }
-                            };
-                        }
+                if run && lo < hi {
+                    let (first, step) = (src[lo], geo.axes[last].sl);
+                    for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                        // SAFETY: an element of the input (coordinates below its dimensions,
+                        // checked when the tables were built).
+                        *d = unsafe { *lhs.add(base + off + first + k * step) };
+                    }
+                    continue;
+                }
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    if s != usize::MAX {
+                        // SAFETY: as above.
+                        *d = unsafe { *lhs.add(base + off + s) };
                     }
                 }
-                super::advance(&mut r, |d| p.span[d]);
             }
         }
     }
@@ -801,6 +817,48 @@ mod tests {
             }
         }
         assert!(ran >= 300 && refused > 0, "ran {ran}, refused {refused}");
+    }
+
+    /// Convolutions large enough to share their batch among threads (the digits CNN's second
+    /// layer, forward and both transposes, with an odd batch so that the threads' ranges
+    /// differ in length), and the kernel gradient of its first layer (one result batch
+    /// element, a long contraction), against the interpreter.
+    #[test]
+    fn threaded_and_long_contractions_equal_the_interpreter() {
+        let Some(isa) = Isa::detect() else {
+            return;
+        };
+        let mut rng = Rng(5);
+        let same = |op: &mut ConvGeneral| op.padding = smallvec::smallvec![(1, 1), (1, 1)];
+        let mut fwd = ConvGeneral::new(2);
+        same(&mut fwd);
+        let mut kgrad = fwd.clone();
+        kgrad.dimension_numbers.lhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.out = smallvec::smallvec![1, 0, 2, 3];
+        let mut igrad = fwd.clone();
+        igrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        let cases = [
+            (fwd, vec![67, 16, 8, 8], vec![32, 16, 3, 3]),
+            (kgrad.clone(), vec![67, 16, 8, 8], vec![67, 32, 8, 8]),
+            (igrad, vec![67, 32, 8, 8], vec![32, 16, 3, 3]),
+            (kgrad, vec![128, 1, 8, 8], vec![128, 16, 8, 8]),
+        ];
+        for (op, ad, bd) in cases {
+            let (at, bt) = (Type::new(DType::F64, &ad), Type::new(DType::F64, &bd));
+            let ot = op.infer(&at, &bt).unwrap();
+            let x: Vec<f64> = (0..at.size()).map(|_| rng.int(-8, 8) as f64 / 8.0).collect();
+            let w: Vec<f64> = (0..bt.size()).map(|_| rng.int(-8, 8) as f64 / 8.0).collect();
+            let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
+            let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            let got = direct_result::<f64>(&op, isa, (&ad, &x), (&bd, &w), ot.dims()).unwrap();
+            assert_eq!(got, want, "{op:?} {at} {bt}");
+            let got = direct_result::<f32>(&op, isa, (&ad, &x), (&bd, &w), ot.dims()).unwrap();
+            for (p, q) in got.iter().zip(&want) {
+                assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{op:?}: {p} vs {q}");
+            }
+        }
     }
 
     /// Block sizes cover the positions evenly within the register budget.

@@ -455,14 +455,16 @@ pub(super) unsafe fn run_with<T: Lanes>(
     if p.npad > p.og {
         packed.fill(T::ZERO);
     }
+    // Feature by feature, so that the rows written (`taps · npad` elements) stay in the
+    // first-level cache while the kernel is read along its taps.
     for t in 0..geo.g {
-        for o in 0..p.og {
-            let rb = (t * p.og + o) * geo.s_ro;
-            for c in 0..geo.i {
-                let rows = &mut packed[(t * geo.i + c) * taps * p.npad..][..taps * p.npad];
+        for c in 0..geo.i {
+            let rows = &mut packed[(t * geo.i + c) * taps * p.npad..][..taps * p.npad];
+            for o in 0..p.og {
+                let rb = (t * p.og + o) * geo.s_ro + c * geo.s_ri;
                 for (row, &tr) in rows.chunks_exact_mut(p.npad).zip(&tap_rhs) {
                     // SAFETY: an element of the kernel (indices below its dimensions).
-                    row[o] = unsafe { *rhs.add(rb + c * geo.s_ri + tr) };
+                    row[o] = unsafe { *rhs.add(rb + tr) };
                 }
             }
         }

@@ -452,11 +452,93 @@ fn scatter_tiles<T: Elem>(g: &Geometry, select: Select, a: &[T], x: &[T], out: &
     });
 }
 
+/// Whether the windows are 2×2 with stride 2 over one feature (the common max pool of NCHW
+/// images), which [`reduce_pairs`] and [`scatter_pairs`] compute row pair by row pair.
+fn pairs(g: &Geometry) -> bool {
+    g.c == 1 && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2
+}
+
+/// Calls `f(r0, r1, dst)` for each pair of operand rows `2·oh`, `2·oh + 1` (their first
+/// `2·wo` elements) of each batch element and the result row `oh` (`wo` elements); the
+/// geometry is one of [`pairs`].
+fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T], &[T], &mut [U])) {
+    let (w, wo) = (g.w, g.wo);
+    for (b, rows) in out.chunks_exact_mut(g.ho * wo).enumerate() {
+        for (oh, dst) in rows.chunks_exact_mut(wo).enumerate() {
+            let r0 = (b * g.h + 2 * oh) * w;
+            f(&a[r0..r0 + 2 * wo], &a[r0 + w..r0 + w + 2 * wo], dst);
+        }
+    }
+}
+
+/// [`reduce_keys`] on 2×2 windows of stride 2 ([`pairs`]): the extremum of four keys,
+/// written so that the compiler vectorises it (the keys' integer max or min is the
+/// interpreter's fold, as in [`reduce_keys`]).
+fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) {
+    let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+    row_pairs(g, a, out, |r0, r1, dst| {
+        for ((d, p), q) in dst.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+            let best = ext(ext(p[0].key(), p[1].key()), ext(q[0].key(), q[1].key()));
+            *d = T::from_key(best);
+        }
+    });
+}
+
+/// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]) with an operand `x`
+/// without NaNs: each window's first element with the extreme key (row-major order, as
+/// [`select_each`] picks) receives `0 + value`, the other three zeros; the windows tile the
+/// rows they cover, and rows or columns no window covers are zeroed.
+fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+    let beats = |v: T::Key, best: T::Key| if MAX { v > best } else { v < best };
+    let (w, wo) = (g.w, g.wo);
+    if 2 * g.ho != g.h || 2 * wo != w {
+        out.fill(T::ZERO);
+    }
+    for b in 0..g.b {
+        for oh in 0..g.ho {
+            let r0 = (b * g.h + 2 * oh) * w;
+            let src = &a[(b * g.ho + oh) * wo..][..wo];
+            let (x0, x1) = (&x[r0..r0 + 2 * wo], &x[r0 + w..r0 + w + 2 * wo]);
+            let (o0, o1) = out[r0..r0 + w + 2 * wo].split_at_mut(w);
+            let o0 = &mut o0[..2 * wo];
+            for ((((v, p), q), d0), d1) in src
+                .iter()
+                .zip(x0.chunks_exact(2))
+                .zip(x1.chunks_exact(2))
+                .zip(o0.chunks_exact_mut(2))
+                .zip(o1.chunks_exact_mut(2))
+            {
+                let k = [p[0].key(), p[1].key(), q[0].key(), q[1].key()];
+                let mut at = 0usize;
+                let mut best = k[0];
+                for (j, &kj) in k.iter().enumerate().skip(1) {
+                    let wins = beats(kj, best);
+                    best = pick(wins, kj, best);
+                    at = pick(wins, j, at);
+                }
+                let val = T::ZERO.add(*v);
+                d0[0] = pick(at == 0, val, T::ZERO);
+                d0[1] = pick(at == 1, val, T::ZERO);
+                d1[0] = pick(at == 2, val, T::ZERO);
+                d1[1] = pick(at == 3, val, T::ZERO);
+            }
+        }
+    }
+}
+
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
 fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
     let keyed = || g.c == 1 && !has_nan(a);
     match g.kind {
+        Kind::Reduce(Monoid::Max) if pairs(g) && keyed() => reduce_pairs::<T, true>(g, a, out),
+        Kind::Reduce(Monoid::Min) if pairs(g) && keyed() => reduce_pairs::<T, false>(g, a, out),
+        Kind::Scatter(Select::Max) if pairs(g) && !has_nan(x) => {
+            scatter_pairs::<T, true>(g, a, x, out)
+        }
+        Kind::Scatter(Select::Min) if pairs(g) && !has_nan(x) => {
+            scatter_pairs::<T, false>(g, a, x, out)
+        }
         Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
         Kind::Reduce(Monoid::Max) if keyed() => reduce_keys(g, a, out, true),
         Kind::Reduce(Monoid::Min) if keyed() => reduce_keys(g, a, out, false),

@@ -37,7 +37,7 @@ const ACC_AVX2: usize = 12;
 const ACC_AVX512: usize = 24;
 
 /// The position block sizes the micro kernels are compiled for.
-const BLOCKS: [usize; 8] = [1, 2, 3, 4, 6, 8, 12, 24];
+const BLOCKS: [usize; 10] = [1, 2, 3, 4, 6, 8, 9, 12, 16, 24];
 
 /// The vector instruction set a micro kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,14 +173,50 @@ macro_rules! micro {
     };
 }
 
-micro!(avx2_f32, f32, "avx2,fma", 8, _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps,
-    _mm256_fmadd_ps, _mm256_storeu_ps);
-micro!(avx2_f64, f64, "avx2,fma", 4, _mm256_setzero_pd, _mm256_set1_pd, _mm256_loadu_pd,
-    _mm256_fmadd_pd, _mm256_storeu_pd);
-micro!(avx512_f32, f32, "avx512f", 16, _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps,
-    _mm512_fmadd_ps, _mm512_storeu_ps);
-micro!(avx512_f64, f64, "avx512f", 8, _mm512_setzero_pd, _mm512_set1_pd, _mm512_loadu_pd,
-    _mm512_fmadd_pd, _mm512_storeu_pd);
+micro!(
+    avx2_f32,
+    f32,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps
+);
+micro!(
+    avx2_f64,
+    f64,
+    "avx2,fma",
+    4,
+    _mm256_setzero_pd,
+    _mm256_set1_pd,
+    _mm256_loadu_pd,
+    _mm256_fmadd_pd,
+    _mm256_storeu_pd
+);
+micro!(
+    avx512_f32,
+    f32,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps
+);
+micro!(
+    avx512_f64,
+    f64,
+    "avx512f",
+    8,
+    _mm512_setzero_pd,
+    _mm512_set1_pd,
+    _mm512_loadu_pd,
+    _mm512_fmadd_pd,
+    _mm512_storeu_pd
+);
 
 /// The micro kernel for `(NV, MB)` among the compiled ones.
 macro_rules! pick {
@@ -192,7 +228,9 @@ macro_rules! pick {
             (1, 4) => Some($f::<1, 4> as Micro<_>),
             (1, 6) => Some($f::<1, 6> as Micro<_>),
             (1, 8) => Some($f::<1, 8> as Micro<_>),
+            (1, 9) => Some($f::<1, 9> as Micro<_>),
             (1, 12) => Some($f::<1, 12> as Micro<_>),
+            (1, 16) => Some($f::<1, 16> as Micro<_>),
             (1, 24) => Some($f::<1, 24> as Micro<_>),
             (2, 1) => Some($f::<2, 1> as Micro<_>),
             (2, 2) => Some($f::<2, 2> as Micro<_>),
@@ -200,6 +238,7 @@ macro_rules! pick {
             (2, 4) => Some($f::<2, 4> as Micro<_>),
             (2, 6) => Some($f::<2, 6> as Micro<_>),
             (2, 8) => Some($f::<2, 8> as Micro<_>),
+            (2, 9) => Some($f::<2, 9> as Micro<_>),
             (2, 12) => Some($f::<2, 12> as Micro<_>),
             (3, 1) => Some($f::<3, 1> as Micro<_>),
             (3, 2) => Some($f::<3, 2> as Micro<_>),
@@ -364,7 +403,12 @@ fn block_size(isa: Isa, nv: usize, positions: usize) -> usize {
 ///
 /// # Safety
 /// The buffers must match the geometry.
-pub(super) unsafe fn run<T: Lanes>(geo: &Geometry, lhs: *const T, rhs: *const T, out: *mut T) -> bool {
+pub(super) unsafe fn run<T: Lanes>(
+    geo: &Geometry,
+    lhs: *const T,
+    rhs: *const T,
+    out: *mut T,
+) -> bool {
     match Isa::detect() {
         // SAFETY: the CPU has the set; the rest is the caller's contract.
         Some(isa) => unsafe { run_with(geo, isa, lhs, rhs, out) },
@@ -396,7 +440,11 @@ pub(super) unsafe fn run_with<T: Lanes>(
     }
     let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
     for _ in 0..taps {
-        tap_pad.push((0..ns).map(|j| w[j] * geo.axes[j].rd as usize * p.pstride[j]).sum());
+        tap_pad.push(
+            (0..ns)
+                .map(|j| w[j] * geo.axes[j].rd as usize * p.pstride[j])
+                .sum(),
+        );
         tap_rhs.push((0..ns).map(|j| w[j] * geo.axes[j].sr).sum::<usize>());
         super::advance(&mut w, |d| geo.axes[d].k);
     }
@@ -418,7 +466,11 @@ pub(super) unsafe fn run_with<T: Lanes>(
     }
     let mut y: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
     for _ in 0..p.positions {
-        pos_pad.push((0..ns).map(|j| y[j] * geo.axes[j].stride as usize * p.pstride[j]).sum());
+        pos_pad.push(
+            (0..ns)
+                .map(|j| y[j] * geo.axes[j].stride as usize * p.pstride[j])
+                .sum(),
+        );
         pos_out.push((0..ns).map(|j| y[j] * geo.axes[j].so).sum::<usize>());
         super::advance(&mut y, |d| geo.axes[d].y);
     }
@@ -439,7 +491,11 @@ pub(super) unsafe fn run_with<T: Lanes>(
         for r in 0..p.span[j] {
             let q = r as i128 - a.pad as i128;
             let ld = a.ld as i128;
-            let x = if q < 0 || q % ld != 0 { None } else { Some(q / ld) };
+            let x = if q < 0 || q % ld != 0 {
+                None
+            } else {
+                Some(q / ld)
+            };
             v.push(match x {
                 Some(x) if x < a.l as i128 => x as usize * a.sl,
                 _ => usize::MAX,
@@ -469,10 +525,7 @@ pub(super) unsafe fn run_with<T: Lanes>(
             }
         }
     }
-    let work = geo
-        .positions()
-        .saturating_mul(rows)
-        .saturating_mul(geo.o);
+    let work = geo.positions().saturating_mul(rows).saturating_mul(geo.o);
     let threads = if work >= PARALLEL_WORK {
         rayon::current_num_threads().clamp(1, geo.n_out)
     } else {
@@ -555,7 +608,12 @@ impl<T: Lanes> Ctx<'_, T> {
     ///
     /// # Safety
     /// The buffers must match the geometry, and no other thread may write these results.
-    unsafe fn batch_range(&self, range: std::ops::Range<usize>, lhs: Shared<T>, out: Shared<T>) -> bool {
+    unsafe fn batch_range(
+        &self,
+        range: std::ops::Range<usize>,
+        lhs: Shared<T>,
+        out: Shared<T>,
+    ) -> bool {
         let (geo, p) = (self.geo, self.p);
         let feats = geo.g * geo.i;
         // Zeros once: every batch element has its zeros of padding and dilation at the same
@@ -583,7 +641,8 @@ impl<T: Lanes> Ctx<'_, T> {
                             taps: self.tap_pad.as_ptr(),
                             ntaps: self.tap_pad.len(),
                             bases: self.pos_pad[q..q + mb].as_ptr(),
-                            w: self.packed[t * geo.i * self.tap_pad.len() * p.npad + v0 * p.lanes..]
+                            w: self.packed
+                                [t * geo.i * self.tap_pad.len() * p.npad + v0 * p.lanes..]
                                 .as_ptr(),
                             ws: p.npad,
                             tile: tile.as_mut_ptr(),
@@ -627,7 +686,10 @@ impl<T: Lanes> Ctx<'_, T> {
         // `step` when they are consecutive input elements (no input dilation).
         let src = &self.sources[last];
         let lo = src.iter().position(|&s| s != usize::MAX).unwrap_or(row_len);
-        let hi = src.iter().rposition(|&s| s != usize::MAX).map_or(lo, |k| k + 1);
+        let hi = src
+            .iter()
+            .rposition(|&s| s != usize::MAX)
+            .map_or(lo, |k| k + 1);
         let run = geo.axes[last].ld == 1;
         let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
         for c in 0..geo.g * geo.i {
@@ -741,7 +803,11 @@ mod tests {
             tries += 1;
             let ns = rng.int(1, 3) as usize;
             let mut op = ConvGeneral::new(ns);
-            let g = if rng.below(4) == 0 { rng.int(2, 3) as usize } else { 1 };
+            let g = if rng.below(4) == 0 {
+                rng.int(2, 3) as usize
+            } else {
+                1
+            };
             op.feature_group_count = g;
             let batch = rng.int(1, 4) as usize;
             let fin = rng.int(1, 5) as usize * g;
@@ -808,7 +874,11 @@ mod tests {
                     assert!(waste * 2 <= og.div_ceil(lanes) * lanes, "{op:?} taken");
                     for (k, (p, q)) in got.iter().zip(&want).enumerate() {
                         // Eighths times eighths, summed: exact in f64, close in f32.
-                        let tol = if dtype == DType::F64 { 0.0 } else { 1e-5 * (1.0 + q.abs()) };
+                        let tol = if dtype == DType::F64 {
+                            0.0
+                        } else {
+                            1e-5 * (1.0 + q.abs())
+                        };
                         assert!(
                             (p - q).abs() <= tol,
                             "{op:?} {at} {bt} {isa:?} {dtype}: element {k}: {p} vs {q}"
@@ -849,8 +919,12 @@ mod tests {
         for (op, ad, bd) in cases {
             let (at, bt) = (Type::new(DType::F64, &ad), Type::new(DType::F64, &bd));
             let ot = op.infer(&at, &bt).unwrap();
-            let x: Vec<f64> = (0..at.size()).map(|_| rng.int(-8, 8) as f64 / 8.0).collect();
-            let w: Vec<f64> = (0..bt.size()).map(|_| rng.int(-8, 8) as f64 / 8.0).collect();
+            let x: Vec<f64> = (0..at.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let w: Vec<f64> = (0..bt.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
             let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
             let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
             let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
@@ -858,7 +932,10 @@ mod tests {
             assert_eq!(got, want, "{op:?} {at} {bt}");
             let got = direct_result::<f32>(&op, isa, (&ad, &x), (&bd, &w), ot.dims()).unwrap();
             for (p, q) in got.iter().zip(&want) {
-                assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{op:?}: {p} vs {q}");
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{op:?}: {p} vs {q}"
+                );
             }
         }
     }
@@ -871,7 +948,10 @@ mod tests {
                 for positions in 1..100 {
                     let mb = block_size(isa, nv, positions);
                     assert!(mb * nv <= isa.accumulators(), "{isa:?} {nv} {positions}");
-                    assert!(<f32 as Lanes>::micro(isa, nv, mb).is_some() || !cfg!(target_arch = "x86_64"));
+                    assert!(
+                        <f32 as Lanes>::micro(isa, nv, mb).is_some()
+                            || !cfg!(target_arch = "x86_64")
+                    );
                     let blocks = positions.div_ceil(mb);
                     // No more blocks than the largest block size would take.
                     assert_eq!(blocks, positions.div_ceil(isa.accumulators() / nv).max(1));

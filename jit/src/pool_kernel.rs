@@ -486,7 +486,11 @@ fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T],
 fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) {
     let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
     row_pairs(g, a, out, |r0, r1, dst| {
-        for ((d, p), q) in dst.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+        for ((d, p), q) in dst
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
             let best = ext(ext(p[0].key(), p[1].key()), ext(q[0].key(), q[1].key()));
             *d = T::from_key(best);
         }
@@ -512,8 +516,14 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
             let (x0, x1) = (&x[r0..r0 + 2 * wo], &x[r0 + w..r0 + w + 2 * wo]);
             let (o0, o1) = out[r0..r0 + w + 2 * wo].split_at_mut(w);
             let (o0, o1) = (&mut o0[..2 * wo], &mut o1[..2 * wo]);
+            let src = &src[..wo];
             for j in 0..wo {
-                let k = [x0[2 * j].key(), x0[2 * j + 1].key(), x1[2 * j].key(), x1[2 * j + 1].key()];
+                let k = [
+                    x0[2 * j].key(),
+                    x0[2 * j + 1].key(),
+                    x1[2 * j].key(),
+                    x1[2 * j + 1].key(),
+                ];
                 let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
                 let s0 = k[0] == m;
                 let s1 = !s0 & (k[1] == m);
@@ -529,18 +539,133 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
     }
 }
 
+/// [`scatter_pairs`] on f32 with `sse4.1` vectors of four windows: the two rows of four
+/// windows are split into their even and odd columns, the keys' maximum (or minimum) is the
+/// windows' extremum, and comparisons with it give the first extremum's mask; windows past
+/// the last whole group of four take the scalar loop. Bit for bit the same as
+/// [`scatter_pairs`] (the same keys, extremum and first-match rule).
+///
+/// # Safety
+/// The CPU must have `sse4.1`; the geometry is one of [`pairs`] and the slices' lengths were
+/// checked against it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (w, wo) = (g.w, g.wo);
+    if 2 * g.ho != g.h || 2 * wo != w {
+        out.fill(0.0);
+    }
+    // The key of four values (see `Elem::key`).
+    let key = |v: __m128| {
+        let b = _mm_castps_si128(v);
+        _mm_xor_si128(
+            b,
+            _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
+        )
+    };
+    let ext = |p: __m128i, q: __m128i| {
+        if MAX {
+            _mm_max_epi32(p, q)
+        } else {
+            _mm_min_epi32(p, q)
+        }
+    };
+    let whole = wo / 4 * 4;
+    for b in 0..g.b {
+        for oh in 0..g.ho {
+            let r0 = (b * g.h + 2 * oh) * w;
+            let src = &a[(b * g.ho + oh) * wo..][..wo];
+            let (x0, x1) = (&x[r0..r0 + 2 * wo], &x[r0 + w..r0 + w + 2 * wo]);
+            let (o0, o1) = out[r0..r0 + w + 2 * wo].split_at_mut(w);
+            let (o0, o1) = (&mut o0[..2 * wo], &mut o1[..2 * wo]);
+            let mut j = 0;
+            while j < whole {
+                // SAFETY: windows `j..j + 4` lie in the rows (`j + 4 ≤ wo`), so their eight
+                // columns `2j..2j + 8` of each row and their four values are in the slices.
+                unsafe {
+                    let (p0, p1) = (x0.as_ptr().add(2 * j), x1.as_ptr().add(2 * j));
+                    let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
+                    let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
+                    // Even and odd columns: the windows' four elements in row-major order.
+                    let k0 = key(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
+                    let k1 = key(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
+                    let k2 = key(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
+                    let k3 = key(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
+                    let m = ext(ext(k0, k1), ext(k2, k3));
+                    let s0 = _mm_cmpeq_epi32(k0, m);
+                    let s1 = _mm_andnot_si128(s0, _mm_cmpeq_epi32(k1, m));
+                    let taken = _mm_or_si128(s0, s1);
+                    let s2 = _mm_andnot_si128(taken, _mm_cmpeq_epi32(k2, m));
+                    let s3 = _mm_andnot_si128(_mm_or_si128(taken, s2), _mm_set1_epi32(-1));
+                    // `0 + value`, so that `−0` becomes `+0` as in the interpreter.
+                    let v = _mm_add_ps(_mm_setzero_ps(), _mm_loadu_ps(src.as_ptr().add(j)));
+                    let sel = |s: __m128i| _mm_and_ps(v, _mm_castsi128_ps(s));
+                    let (e0, d0, e1, d1) = (sel(s0), sel(s1), sel(s2), sel(s3));
+                    let q0 = o0.as_mut_ptr().add(2 * j);
+                    _mm_storeu_ps(q0, _mm_unpacklo_ps(e0, d0));
+                    _mm_storeu_ps(q0.add(4), _mm_unpackhi_ps(e0, d0));
+                    let q1 = o1.as_mut_ptr().add(2 * j);
+                    _mm_storeu_ps(q1, _mm_unpacklo_ps(e1, d1));
+                    _mm_storeu_ps(q1.add(4), _mm_unpackhi_ps(e1, d1));
+                }
+                j += 4;
+            }
+            for j in whole..wo {
+                let k = [
+                    x0[2 * j].key(),
+                    x0[2 * j + 1].key(),
+                    x1[2 * j].key(),
+                    x1[2 * j + 1].key(),
+                ];
+                let ext = |p: i32, q: i32| if MAX { p.max(q) } else { p.min(q) };
+                let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
+                let s0 = k[0] == m;
+                let s1 = !s0 & (k[1] == m);
+                let s2 = !(s0 | s1) & (k[2] == m);
+                let v = 0.0 + src[j];
+                o0[2 * j] = v.or_zero(s0);
+                o0[2 * j + 1] = v.or_zero(s1);
+                o1[2 * j] = v.or_zero(s2);
+                o1[2 * j + 1] = v.or_zero(!(s0 | s1 | s2));
+            }
+        }
+    }
+}
+
+/// The element types whose 2×2 scatter has a vector loop.
+trait ScatterPairs: Elem {
+    /// [`scatter_pairs`], with the vector loop when the CPU has it.
+    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], x: &[Self], out: &mut [Self]) {
+        scatter_pairs::<Self, MAX>(g, a, x, out)
+    }
+}
+
+impl ScatterPairs for f32 {
+    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("sse4.1") {
+            // SAFETY: the CPU has `sse4.1`; the geometry and lengths are the caller's.
+            return unsafe { scatter_pairs_f32::<MAX>(g, a, x, out) };
+        }
+        scatter_pairs::<f32, MAX>(g, a, x, out)
+    }
+}
+impl ScatterPairs for f64 {}
+impl ScatterPairs for i32 {}
+
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
-fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
     let keyed = || g.c == 1 && !has_nan(a);
     match g.kind {
         Kind::Reduce(Monoid::Max) if pairs(g) && keyed() => reduce_pairs::<T, true>(g, a, out),
         Kind::Reduce(Monoid::Min) if pairs(g) && keyed() => reduce_pairs::<T, false>(g, a, out),
         Kind::Scatter(Select::Max) if pairs(g) && !has_nan(x) => {
-            scatter_pairs::<T, true>(g, a, x, out)
+            T::scatter_pairs_fast::<true>(g, a, x, out)
         }
         Kind::Scatter(Select::Min) if pairs(g) && !has_nan(x) => {
-            scatter_pairs::<T, false>(g, a, x, out)
+            T::scatter_pairs_fast::<false>(g, a, x, out)
         }
         Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
         Kind::Reduce(Monoid::Max) if keyed() => reduce_keys(g, a, out, true),
@@ -558,7 +683,7 @@ fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
 
 /// Checks the block `p` against the buffers' lengths and runs it; false (doing nothing) when
 /// they disagree.
-fn kernel<T: Elem>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
+fn kernel<T: ScatterPairs>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
     let Some(g) = Geometry::decode(p) else {
         return false;
     };

@@ -31,10 +31,13 @@ const PACKED_ELEMENTS: usize = 1 << 20;
 const MAX_WASTE: f64 = 0.5;
 
 /// Accumulator vectors one micro kernel keeps (positions times output feature vectors), per
-/// instruction set: 12 of the 16 `avx2` registers, 24 of the 32 `avx512f` ones (the rest hold
-/// the kernel row and the broadcast input).
+/// instruction set: 12 of the 16 `avx2` registers; of the 32 `avx512f` ones, 24 with one
+/// vector of output features and 18 with more (measured: 12 positions of 2 vectors, 24
+/// accumulators, ran at half the speed of 8 positions on a 28×28 layer, as the compiler spills;
+/// 9 positions of 2 vectors ran as fast as 8 per multiply-add).
 const ACC_AVX2: usize = 12;
 const ACC_AVX512: usize = 24;
+const ACC_AVX512_WIDE: usize = 18;
 
 /// The position block sizes the micro kernels are compiled for.
 const BLOCKS: [usize; 10] = [1, 2, 3, 4, 6, 8, 9, 12, 16, 24];
@@ -93,10 +96,12 @@ impl Isa {
     }
 
     /// Accumulator vectors per micro kernel.
-    fn accumulators(self) -> usize {
+    /// The most positions per block with `nv` output feature vectors.
+    fn block_cap(self, nv: usize) -> usize {
         match self {
-            Isa::Avx2 => ACC_AVX2,
-            Isa::Avx512 => ACC_AVX512,
+            Isa::Avx2 => ACC_AVX2 / nv,
+            Isa::Avx512 if nv == 1 => ACC_AVX512,
+            Isa::Avx512 => ACC_AVX512_WIDE / nv,
         }
     }
 }
@@ -374,21 +379,34 @@ fn plan<T: Float>(geo: &Geometry, isa: Isa) -> Option<Plan> {
     })
 }
 
-/// Whether the direct path beats the GEMM on this convolution (measured on this machine's
-/// shape classes, see ARCHITECTURE.md): always when the contraction per position is short
-/// enough for the register-blocked product, that is at most this many input features per
-/// group times taps.
+/// Contractions (input features per group times taps) longer than this take the GEMM
+/// (measured: the kernel gradient of a 28×28 layer, 25,088 long, ran at the GEMM's speed or
+/// slower on this path).
 pub(super) const DIRECT_MAX_CONTRACTION: usize = 1 << 14;
 
-/// Whether the direct path should run this convolution (see [`DIRECT_MAX_CONTRACTION`]).
+/// Contractions shorter than [`SHORT_CONTRACTION`] over images of at least this many positions
+/// take the GEMM: there each result element costs the direct path a scalar store for a few
+/// multiply-adds (measured: a 1 → 16 layer on 28×28 images, 784 positions, ran 10% slower than
+/// the GEMM; on 8×8 images, 64 positions, twice as fast as the GEMM, whose tiles are then
+/// small).
+const MANY_POSITIONS: usize = 256;
+
+/// See [`MANY_POSITIONS`].
+const SHORT_CONTRACTION: usize = 32;
+
+/// Whether the direct path should run this convolution, by shape class (see
+/// [`DIRECT_MAX_CONTRACTION`] and [`MANY_POSITIONS`]).
 pub(super) fn choose(geo: &Geometry) -> bool {
-    geo.i.saturating_mul(geo.taps()) <= DIRECT_MAX_CONTRACTION
+    let contraction = geo.i.saturating_mul(geo.taps());
+    let positions = geo.axes.iter().fold(1usize, |n, a| n.saturating_mul(a.y));
+    contraction <= DIRECT_MAX_CONTRACTION
+        && (contraction >= SHORT_CONTRACTION || positions < MANY_POSITIONS)
 }
 
 /// The micro kernel shape for `vectors` output feature vectors of one chunk and `positions`
 /// positions: position blocks as even as the compiled sizes allow.
 fn block_size(isa: Isa, nv: usize, positions: usize) -> usize {
-    let cap = isa.accumulators() / nv;
+    let cap = isa.block_cap(nv);
     let blocks = positions.div_ceil(cap).max(1);
     let per = positions.div_ceil(blocks);
     BLOCKS
@@ -940,6 +958,48 @@ mod tests {
         }
     }
 
+    /// The shape-class rule at its boundaries (contraction lengths either side of
+    /// [`DIRECT_MAX_CONTRACTION`] and [`SHORT_CONTRACTION`], positions either side of
+    /// [`MANY_POSITIONS`]), and the kernel's result on each side (direct path or GEMM, as
+    /// chosen) against the interpreter.
+    #[test]
+    fn the_choice_switches_where_measured() {
+        let mut rng = Rng(9);
+        // (input features, kernel length, input length, chosen)
+        let cases = [
+            (1024, 16, 16, true),
+            (1025, 16, 16, false),
+            (1, 31, 256 + 30, false),
+            (1, 32, 256 + 31, true),
+            (1, 31, 255 + 30, true),
+        ];
+        for (feats, k, len, direct) in cases {
+            let op = ConvGeneral::new(1);
+            let (ad, bd) = (vec![2, feats, len], vec![8, feats, k]);
+            let (at, bt) = (Type::new(DType::F64, &ad), Type::new(DType::F64, &bd));
+            let ot = op.infer(&at, &bt).unwrap();
+            let s = op.geometry(&at, &bt).unwrap();
+            let st = |d: &[usize]| crate::lower::strides(d);
+            let block = params(&op, &s, &st(&ad), &st(&bd), &st(ot.dims()));
+            // SAFETY: the block describes these buffers.
+            let geo = unsafe { Geometry::read(block.as_ptr()) };
+            assert_eq!(choose(&geo), direct, "{feats} {k} {len}");
+            let x: Vec<f64> = (0..at.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let w: Vec<f64> = (0..bt.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
+            let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            let mut out = vec![f64::NAN; want.len()];
+            // SAFETY: the block and buffers match.
+            unsafe { super::super::run(block.as_ptr(), x.as_ptr(), w.as_ptr(), out.as_mut_ptr()) };
+            assert_eq!(out, want, "{feats} {k} {len}");
+        }
+    }
+
     /// Block sizes cover the positions evenly within the register budget.
     #[test]
     fn blocks_fit_the_registers() {
@@ -947,14 +1007,14 @@ mod tests {
             for nv in 1..=4 {
                 for positions in 1..100 {
                     let mb = block_size(isa, nv, positions);
-                    assert!(mb * nv <= isa.accumulators(), "{isa:?} {nv} {positions}");
+                    assert!(mb <= isa.block_cap(nv), "{isa:?} {nv} {positions}");
                     assert!(
                         <f32 as Lanes>::micro(isa, nv, mb).is_some()
                             || !cfg!(target_arch = "x86_64")
                     );
                     let blocks = positions.div_ceil(mb);
                     // No more blocks than the largest block size would take.
-                    assert_eq!(blocks, positions.div_ceil(isa.accumulators() / nv).max(1));
+                    assert_eq!(blocks, positions.div_ceil(isa.block_cap(nv)).max(1));
                 }
             }
         }

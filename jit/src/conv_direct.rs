@@ -324,7 +324,7 @@ struct Plan {
 /// [`DIRECT_MAX_FEATURES`] input features per group or images of at most
 /// [`DIRECT_MAX_POSITIONS`] positions.
 fn plan<T: Float>(geo: &Geometry, isa: Isa) -> Option<Plan> {
-    if geo.bg != 1 || geo.g == 0 || geo.o == 0 || geo.i == 0 || geo.o % geo.g != 0 {
+    if geo.bg != 1 || geo.g == 0 || geo.o == 0 || geo.i == 0 || !geo.o.is_multiple_of(geo.g) {
         return None;
     }
     let lanes = isa.bytes() / std::mem::size_of::<T>();

@@ -521,6 +521,13 @@ pub(super) unsafe fn run_with<T: Lanes>(
         }
         sources.push(v);
     }
+    // Without input dilation along the last axis, each padded row copies one run of input
+    // elements: the rows' `(copy offset, input offset)` pairs, the same for every feature and
+    // batch element, make the copy a loop over runs.
+    let runs = match row_runs(geo, &p, &sources) {
+        Some(r) => r,
+        None => return false,
+    };
     // The kernel packed per group as rows `[c · taps + tap]` of `npad` output features.
     let rows = geo.i * taps;
     let Some(mut packed) = scratch::<T>(geo.g * rows * p.npad, false) else {
@@ -559,6 +566,7 @@ pub(super) unsafe fn run_with<T: Lanes>(
         pos_out: &pos_out,
         col_out: &col_out,
         sources: &sources,
+        runs: runs.as_ref(),
         packed: &packed,
         chunks: &chunks,
     };
@@ -606,6 +614,51 @@ fn chunks(vectors: usize) -> SmallVec<[(usize, usize); 4]> {
     v
 }
 
+/// The runs one feature's padded copy takes from the input when the last axis has no input
+/// dilation: the run length, the input stride along it, and per padded row holding input
+/// elements the copy offset of its run and the input offset of the run's first element.
+struct Runs {
+    len: usize,
+    step: usize,
+    rows: Vec<(usize, usize)>,
+}
+
+/// The [`Runs`] of a geometry: `Some(None)` with input dilation along the last axis (the copy
+/// then goes element by element), `None` when the memory cannot be had.
+fn row_runs(geo: &Geometry, p: &Plan, sources: &[Vec<usize>]) -> Option<Option<Runs>> {
+    let last = geo.axes.len() - 1;
+    if geo.axes[last].ld != 1 {
+        return Some(None);
+    }
+    let src = &sources[last];
+    let lo = src.iter().position(|&s| s != usize::MAX).unwrap_or(0);
+    let hi = src
+        .iter()
+        .rposition(|&s| s != usize::MAX)
+        .map_or(lo, |k| k + 1);
+    let mut rows = Vec::new();
+    let count: usize = p.span[..last].iter().product();
+    rows.try_reserve_exact(count).ok()?;
+    if lo < hi {
+        let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
+        for row in 0..count {
+            let off = (0..last).try_fold(0usize, |acc, j| {
+                let s = sources[j][r[j]];
+                (s != usize::MAX).then_some(acc + s)
+            });
+            if let Some(off) = off {
+                rows.push((row * p.span[last] + lo, off + src[lo]));
+            }
+            super::advance(&mut r, |d| p.span[d]);
+        }
+    }
+    Some(Some(Runs {
+        len: hi - lo,
+        step: geo.axes[last].sl,
+        rows,
+    }))
+}
+
 /// The shared, read-only state of one call.
 struct Ctx<'a, T> {
     geo: &'a Geometry,
@@ -616,6 +669,9 @@ struct Ctx<'a, T> {
     /// The result offset of each output feature.
     col_out: &'a [usize],
     sources: &'a [Vec<usize>],
+    /// The copied runs of the padded rows (see [`row_runs`]), `None` with input dilation
+    /// along the last axis.
+    runs: Option<&'a Runs>,
     packed: &'a [T],
     chunks: &'a [(usize, usize)],
 }
@@ -696,19 +752,25 @@ impl<T: Lanes> Ctx<'_, T> {
     /// `lhs` must match the geometry.
     unsafe fn fill(&self, buf: &mut [T], n: usize, lhs: *const T) {
         let (geo, p) = (self.geo, self.p);
+        if let Some(runs) = self.runs {
+            for c in 0..geo.g * geo.i {
+                let base = n * geo.s_ln + c * geo.s_lc;
+                let plane = &mut buf[c * p.plane..(c + 1) * p.plane];
+                for &(d, s) in &runs.rows {
+                    for (k, v) in plane[d..d + runs.len].iter_mut().enumerate() {
+                        // SAFETY: an element of the input (coordinates below its dimensions,
+                        // checked when the tables were built).
+                        *v = unsafe { *lhs.add(base + s + k * runs.step) };
+                    }
+                }
+            }
+            return;
+        }
         let ns = geo.axes.len();
         let last = ns - 1;
         let rows: usize = p.span[..last].iter().product();
         let row_len = p.span[last];
-        // The copied part of a row: the padded coordinates `lo..hi`, reading from `first` with
-        // `step` when they are consecutive input elements (no input dilation).
         let src = &self.sources[last];
-        let lo = src.iter().position(|&s| s != usize::MAX).unwrap_or(row_len);
-        let hi = src
-            .iter()
-            .rposition(|&s| s != usize::MAX)
-            .map_or(lo, |k| k + 1);
-        let run = geo.axes[last].ld == 1;
         let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
         for c in 0..geo.g * geo.i {
             let base = n * geo.s_ln + c * geo.s_lc;
@@ -724,15 +786,6 @@ impl<T: Lanes> Ctx<'_, T> {
                     continue;
                 };
                 let dst = &mut plane[row * row_len..(row + 1) * row_len];
-                if run && lo < hi {
-                    let (first, step) = (src[lo], geo.axes[last].sl);
-                    for (k, d) in dst[lo..hi].iter_mut().enumerate() {
-                        // SAFETY: an element of the input (coordinates below its dimensions,
-                        // checked when the tables were built).
-                        *d = unsafe { *lhs.add(base + off + first + k * step) };
-                    }
-                    continue;
-                }
                 for (d, &s) in dst.iter_mut().zip(src) {
                     if s != usize::MAX {
                         // SAFETY: as above.

@@ -644,7 +644,7 @@ fn row_runs(geo: &Geometry, p: &Plan, sources: &[Vec<usize>]) -> Option<Option<R
         for row in 0..count {
             let off = (0..last).try_fold(0usize, |acc, j| {
                 let s = sources[j][r[j]];
-                (s != usize::MAX).then_some(acc + s)
+                (s != usize::MAX).then(|| acc + s)
             });
             if let Some(off) = off {
                 rows.push((row * p.span[last] + lo, off + src[lo]));
@@ -703,8 +703,11 @@ impl<T: Lanes> Ctx<'_, T> {
             for t in 0..geo.g {
                 for &(v0, nv) in self.chunks {
                     let mb = block_size(p.isa, nv, p.positions);
+                    // Every block size `block_size` picks is compiled (see the tests); were one
+                    // missing, the caller would run another path over the whole result.
                     let Some(micro) = T::micro(p.isa, nv, mb) else {
-                        continue;
+                        recycle(buf);
+                        return false;
                     };
                     let mut q = 0;
                     while q < p.positions {
@@ -779,7 +782,7 @@ impl<T: Lanes> Ctx<'_, T> {
             for row in 0..rows {
                 let off = (0..last).try_fold(0usize, |acc, j| {
                     let s = self.sources[j][r[j]];
-                    (s != usize::MAX).then_some(acc + s)
+                    (s != usize::MAX).then(|| acc + s)
                 });
                 super::advance(&mut r, |d| p.span[d]);
                 let Some(off) = off else {

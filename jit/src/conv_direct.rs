@@ -318,11 +318,9 @@ struct Plan {
     positions: usize,
 }
 
-/// Whether the direct path takes this convolution, and its plan: no batch groups, a padded
-/// copy and a packed kernel within their budgets, output features that fill at least half
-/// the vector lanes, and (measured, see the module documentation) a contraction of at most
-/// [`DIRECT_MAX_FEATURES`] input features per group or images of at most
-/// [`DIRECT_MAX_POSITIONS`] positions.
+/// Whether the direct path can take this convolution, and its plan: no batch groups, a padded
+/// copy and a packed kernel within their budgets, and output features that fill at least half
+/// the vector lanes. Whether it should is [`choose`]'s measured rule.
 fn plan<T: Float>(geo: &Geometry, isa: Isa) -> Option<Plan> {
     if geo.bg != 1 || geo.g == 0 || geo.o == 0 || geo.i == 0 || !geo.o.is_multiple_of(geo.g) {
         return None;

@@ -3,7 +3,10 @@
 //! parameter block that [`params`] lays out at compile time (sizes, element strides of every
 //! role of every operand, and the static parameters), so any layout runs without transposes.
 //!
-//! Two paths compute the same sums:
+//! Three paths compute the same sums. First, for the shape classes where it measured faster
+//! (a small network's layers), the direct path of `conv_direct.rs`: an implicit GEMM reading a
+//! zero-padded copy of the input with register-blocked vector micro kernels (no patch matrix).
+//! Otherwise:
 //! - **GEMM** (im2col): per group, the kernel is packed once per call into a `[I·K, O/groups]`
 //!   matrix; the output positions are cut into tiles of rows lying on one uniform-stride run of
 //!   the output, each tile's patches (input values under each kernel tap, zeros for padding

@@ -249,6 +249,8 @@ trait Elem: Copy + PartialOrd + Send + Sync {
     fn key(self) -> Self::Key;
     /// The value of a key.
     fn from_key(k: Self::Key) -> Self;
+    /// `self` when `keep`, else `+0`, without a branch.
+    fn or_zero(self, keep: bool) -> Self;
 }
 
 /// `a` when `take_a`, else `b`, without a branch.
@@ -269,6 +271,10 @@ macro_rules! float_elem {
             }
             fn from_key(k: $i) -> $t {
                 <$t>::from_bits((k ^ ((k >> (<$i>::BITS - 1)) & <$i>::MAX)) as _)
+            }
+            fn or_zero(self, keep: bool) -> $t {
+                // `+0` is the value whose bits are all zero.
+                <$t>::from_bits(((self.to_bits() as $i) & (keep as $i).wrapping_neg()) as _)
             }
             const ZERO: $t = 0.0;
             const LOWEST: $t = <$t>::NEG_INFINITY;
@@ -296,6 +302,9 @@ impl Elem for i32 {
     }
     fn from_key(k: i32) -> i32 {
         k
+    }
+    fn or_zero(self, keep: bool) -> i32 {
+        self & (keep as i32).wrapping_neg()
     }
     const ZERO: i32 = 0;
     const LOWEST: i32 = i32::MIN;
@@ -452,11 +461,212 @@ fn scatter_tiles<T: Elem>(g: &Geometry, select: Select, a: &[T], x: &[T], out: &
     });
 }
 
+/// Whether the windows are 2×2 with stride 2 over one feature (the common max pool of NCHW
+/// images), which [`reduce_pairs`] and [`scatter_pairs`] compute row pair by row pair.
+fn pairs(g: &Geometry) -> bool {
+    g.c == 1 && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2
+}
+
+/// Calls `f(r0, r1, dst)` for each pair of operand rows `2·oh`, `2·oh + 1` (their first
+/// `2·wo` elements) of each batch element and the result row `oh` (`wo` elements); the
+/// geometry is one of [`pairs`].
+fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T], &[T], &mut [U])) {
+    let (w, wo) = (g.w, g.wo);
+    for (b, rows) in out.chunks_exact_mut(g.ho * wo).enumerate() {
+        for (oh, dst) in rows.chunks_exact_mut(wo).enumerate() {
+            let r0 = (b * g.h + 2 * oh) * w;
+            f(&a[r0..r0 + 2 * wo], &a[r0 + w..r0 + w + 2 * wo], dst);
+        }
+    }
+}
+
+/// [`reduce_keys`] on 2×2 windows of stride 2 ([`pairs`]): the extremum of four keys,
+/// written so that the compiler vectorises it (the keys' integer max or min is the
+/// interpreter's fold, as in [`reduce_keys`]).
+fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) {
+    let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+    row_pairs(g, a, out, |r0, r1, dst| {
+        for ((d, p), q) in dst
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            let best = ext(ext(p[0].key(), p[1].key()), ext(q[0].key(), q[1].key()));
+            *d = T::from_key(best);
+        }
+    });
+}
+
+/// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]) with an operand `x`
+/// without NaNs: each window's first element with the extreme key (row-major order, as
+/// [`select_each`] picks) receives `0 + value`, the other three zeros; the windows tile the
+/// rows they cover, and rows or columns no window covers are zeroed. The selection is four
+/// comparisons with the window's extremum and masks, no branches (on random data a branch per
+/// comparison mispredicts often; measured, it made this the step's slowest loop).
+fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+    let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+    let (w, wo) = (g.w, g.wo);
+    if 2 * g.ho != g.h || 2 * wo != w {
+        out.fill(T::ZERO);
+    }
+    for b in 0..g.b {
+        for oh in 0..g.ho {
+            let r0 = (b * g.h + 2 * oh) * w;
+            let src = &a[(b * g.ho + oh) * wo..][..wo];
+            let (x0, x1) = (&x[r0..r0 + 2 * wo], &x[r0 + w..r0 + w + 2 * wo]);
+            let (o0, o1) = out[r0..r0 + w + 2 * wo].split_at_mut(w);
+            let (o0, o1) = (&mut o0[..2 * wo], &mut o1[..2 * wo]);
+            let src = &src[..wo];
+            for j in 0..wo {
+                let k = [
+                    x0[2 * j].key(),
+                    x0[2 * j + 1].key(),
+                    x1[2 * j].key(),
+                    x1[2 * j + 1].key(),
+                ];
+                let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
+                let s0 = k[0] == m;
+                let s1 = !s0 & (k[1] == m);
+                let s2 = !(s0 | s1) & (k[2] == m);
+                let s3 = !(s0 | s1 | s2);
+                let v = T::ZERO.add(src[j]);
+                o0[2 * j] = v.or_zero(s0);
+                o0[2 * j + 1] = v.or_zero(s1);
+                o1[2 * j] = v.or_zero(s2);
+                o1[2 * j + 1] = v.or_zero(s3);
+            }
+        }
+    }
+}
+
+/// [`scatter_pairs`] on f32 with `sse4.1` vectors of four windows: the two rows of four
+/// windows are split into their even and odd columns, the keys' maximum (or minimum) is the
+/// windows' extremum, and comparisons with it give the first extremum's mask; windows past
+/// the last whole group of four take the scalar loop. Bit for bit the same as
+/// [`scatter_pairs`] (the same keys, extremum and first-match rule).
+///
+/// # Safety
+/// The CPU must have `sse4.1`; the geometry is one of [`pairs`] and the slices' lengths were
+/// checked against it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (w, wo) = (g.w, g.wo);
+    if 2 * g.ho != g.h || 2 * wo != w {
+        out.fill(0.0);
+    }
+    // The key of four values (see `Elem::key`).
+    let key = |v: __m128| {
+        let b = _mm_castps_si128(v);
+        _mm_xor_si128(
+            b,
+            _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
+        )
+    };
+    let ext = |p: __m128i, q: __m128i| {
+        if MAX {
+            _mm_max_epi32(p, q)
+        } else {
+            _mm_min_epi32(p, q)
+        }
+    };
+    let whole = wo / 4 * 4;
+    for b in 0..g.b {
+        for oh in 0..g.ho {
+            let r0 = (b * g.h + 2 * oh) * w;
+            let src = &a[(b * g.ho + oh) * wo..][..wo];
+            let (x0, x1) = (&x[r0..r0 + 2 * wo], &x[r0 + w..r0 + w + 2 * wo]);
+            let (o0, o1) = out[r0..r0 + w + 2 * wo].split_at_mut(w);
+            let (o0, o1) = (&mut o0[..2 * wo], &mut o1[..2 * wo]);
+            let mut j = 0;
+            while j < whole {
+                // SAFETY: windows `j..j + 4` lie in the rows (`j + 4 ≤ wo`), so their eight
+                // columns `2j..2j + 8` of each row and their four values are in the slices.
+                unsafe {
+                    let (p0, p1) = (x0.as_ptr().add(2 * j), x1.as_ptr().add(2 * j));
+                    let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
+                    let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
+                    // Even and odd columns: the windows' four elements in row-major order.
+                    let k0 = key(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
+                    let k1 = key(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
+                    let k2 = key(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
+                    let k3 = key(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
+                    let m = ext(ext(k0, k1), ext(k2, k3));
+                    let s0 = _mm_cmpeq_epi32(k0, m);
+                    let s1 = _mm_andnot_si128(s0, _mm_cmpeq_epi32(k1, m));
+                    let taken = _mm_or_si128(s0, s1);
+                    let s2 = _mm_andnot_si128(taken, _mm_cmpeq_epi32(k2, m));
+                    let s3 = _mm_andnot_si128(_mm_or_si128(taken, s2), _mm_set1_epi32(-1));
+                    // `0 + value`, so that `−0` becomes `+0` as in the interpreter.
+                    let v = _mm_add_ps(_mm_setzero_ps(), _mm_loadu_ps(src.as_ptr().add(j)));
+                    let sel = |s: __m128i| _mm_and_ps(v, _mm_castsi128_ps(s));
+                    let (e0, d0, e1, d1) = (sel(s0), sel(s1), sel(s2), sel(s3));
+                    let q0 = o0.as_mut_ptr().add(2 * j);
+                    _mm_storeu_ps(q0, _mm_unpacklo_ps(e0, d0));
+                    _mm_storeu_ps(q0.add(4), _mm_unpackhi_ps(e0, d0));
+                    let q1 = o1.as_mut_ptr().add(2 * j);
+                    _mm_storeu_ps(q1, _mm_unpacklo_ps(e1, d1));
+                    _mm_storeu_ps(q1.add(4), _mm_unpackhi_ps(e1, d1));
+                }
+                j += 4;
+            }
+            for j in whole..wo {
+                let k = [
+                    x0[2 * j].key(),
+                    x0[2 * j + 1].key(),
+                    x1[2 * j].key(),
+                    x1[2 * j + 1].key(),
+                ];
+                let ext = |p: i32, q: i32| if MAX { p.max(q) } else { p.min(q) };
+                let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
+                let s0 = k[0] == m;
+                let s1 = !s0 & (k[1] == m);
+                let s2 = !(s0 | s1) & (k[2] == m);
+                let v = 0.0 + src[j];
+                o0[2 * j] = v.or_zero(s0);
+                o0[2 * j + 1] = v.or_zero(s1);
+                o1[2 * j] = v.or_zero(s2);
+                o1[2 * j + 1] = v.or_zero(!(s0 | s1 | s2));
+            }
+        }
+    }
+}
+
+/// The element types whose 2×2 scatter has a vector loop.
+trait ScatterPairs: Elem {
+    /// [`scatter_pairs`], with the vector loop when the CPU has it.
+    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], x: &[Self], out: &mut [Self]) {
+        scatter_pairs::<Self, MAX>(g, a, x, out)
+    }
+}
+
+impl ScatterPairs for f32 {
+    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("sse4.1") {
+            // SAFETY: the CPU has `sse4.1`; the geometry and lengths are the caller's.
+            return unsafe { scatter_pairs_f32::<MAX>(g, a, x, out) };
+        }
+        scatter_pairs::<f32, MAX>(g, a, x, out)
+    }
+}
+impl ScatterPairs for f64 {}
+impl ScatterPairs for i32 {}
+
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
-fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
     let keyed = || g.c == 1 && !has_nan(a);
     match g.kind {
+        Kind::Reduce(Monoid::Max) if pairs(g) && keyed() => reduce_pairs::<T, true>(g, a, out),
+        Kind::Reduce(Monoid::Min) if pairs(g) && keyed() => reduce_pairs::<T, false>(g, a, out),
+        Kind::Scatter(Select::Max) if pairs(g) && !has_nan(x) => {
+            T::scatter_pairs_fast::<true>(g, a, x, out)
+        }
+        Kind::Scatter(Select::Min) if pairs(g) && !has_nan(x) => {
+            T::scatter_pairs_fast::<false>(g, a, x, out)
+        }
         Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
         Kind::Reduce(Monoid::Max) if keyed() => reduce_keys(g, a, out, true),
         Kind::Reduce(Monoid::Min) if keyed() => reduce_keys(g, a, out, false),
@@ -473,7 +683,7 @@ fn run<T: Elem>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
 
 /// Checks the block `p` against the buffers' lengths and runs it; false (doing nothing) when
 /// they disagree.
-fn kernel<T: Elem>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
+fn kernel<T: ScatterPairs>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
     let Some(g) = Geometry::decode(p) else {
         return false;
     };

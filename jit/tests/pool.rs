@@ -107,8 +107,12 @@ fn without_nans(x: &Array) -> Array {
 #[test]
 fn nan_free_pooling_equals_the_interpreter() {
     let mut rng = Rng(31);
-    let cases: [(&[usize], &[usize], &[usize]); 4] = [
+    // 2×2 windows of stride 2 over one feature (the kernel's row-pair path) tile the operand,
+    // or leave its last row and column (odd sizes) to zeros.
+    let cases: [(&[usize], &[usize], &[usize]); 6] = [
         (&[3, 4, 8, 8], &[1, 1, 2, 2], &[1, 1, 2, 2]),
+        (&[2, 3, 7, 9], &[1, 1, 2, 2], &[1, 1, 2, 2]),
+        (&[5, 4, 10], &[1, 2, 2], &[1, 2, 2]),
         (&[2, 3, 7, 9], &[1, 1, 3, 2], &[1, 1, 2, 2]),
         (&[2, 5, 6], &[1, 3, 3], &[1, 3, 3]),
         (&[4, 9], &[1, 3], &[1, 1]),
@@ -116,7 +120,7 @@ fn nan_free_pooling_equals_the_interpreter() {
     for (dims, wd, st) in cases {
         let w = Window::new(wd).with_strides(st);
         let out = w.out_dims(dims).unwrap();
-        for dt in [DType::F32, DType::F64] {
+        for dt in [DType::F32, DType::F64, DType::I32] {
             let (xt, ot) = (Type::new(dt, dims), Type::new(dt, &out));
             for ties in [false, true] {
                 let x = without_nans(&array(&mut rng, dt, dims, -3.0, 3.0, true));

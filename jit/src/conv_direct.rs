@@ -1,0 +1,1079 @@
+//! The direct convolution path of `crate::conv_kernel`: an implicit GEMM that reads the
+//! input in place of a patch matrix, for the convolutions of small networks (few features,
+//! small images), where building and packing the patch matrix cost more than the products.
+//!
+//! For one result batch element, the input features are first copied into a zero-padded
+//! buffer laid out row-major over the span the windows reach (padding and input dilation
+//! materialised, so every window reads plain offsets). The result is then, per group, a
+//! product `R[p, o] = Σ_{c, tap} X[base(p) + c·plane + off(tap)] · W[c, tap, o]`: each kernel
+//! tap is a single input element read at a position's base plus the tap's offset and
+//! broadcast to a vector, multiplied by a row of the kernel packed with the output features
+//! along the vector lanes. A micro kernel keeps a block of `MB` positions times `NV` vectors of
+//! output features in registers over the whole contraction (with `avx2` and `fma`, or
+//! `avx512f`, detected at run time), so the input is read once per tap and position block and
+//! nothing but the result is written. Window strides and kernel dilation only change the
+//! position and tap offsets, so every geometry without batch groups fits; the shape class
+//! where this path beats the GEMM (see [`choose`]) was measured. Out-batch elements are shared
+//! among the rayon pool's threads when the work is large. Like the GEMM, the summation order
+//! (and fused rounding) differs from the interpreter's loop.
+
+use super::{recycle, scratch, Float, Geometry, Shared, PARALLEL_WORK};
+use smallvec::SmallVec;
+
+/// The most elements the padded copy of one result batch element's input features may take.
+const PAD_ELEMENTS: usize = 1 << 16;
+
+/// The most elements of the packed kernel.
+const PACKED_ELEMENTS: usize = 1 << 20;
+
+/// Convolutions whose output features per group, rounded up to whole vectors, waste more than
+/// this fraction of the lanes take the GEMM.
+const MAX_WASTE: f64 = 0.5;
+
+/// Accumulator vectors one micro kernel keeps (positions times output feature vectors), per
+/// instruction set: 12 of the 16 `avx2` registers; of the 32 `avx512f` ones, 24 with one
+/// vector of output features and 18 with more (measured: 12 positions of 2 vectors, 24
+/// accumulators, ran at half the speed of 8 positions on a 28×28 layer, as the compiler spills;
+/// 9 positions of 2 vectors ran as fast as 8 per multiply-add).
+const ACC_AVX2: usize = 12;
+const ACC_AVX512: usize = 24;
+const ACC_AVX512_WIDE: usize = 18;
+
+/// The position block sizes the micro kernels are compiled for.
+const BLOCKS: [usize; 10] = [1, 2, 3, 4, 6, 8, 9, 12, 16, 24];
+
+/// The vector instruction set a micro kernel uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    /// 256-bit vectors with fused multiply-add.
+    Avx2,
+    /// 512-bit vectors.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest set this CPU has, `None` without `avx2` and `fma`.
+    pub(super) fn detect() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Isa::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Some(Isa::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Whether this CPU has the set.
+    #[cfg(test)]
+    pub(super) fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Isa::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Bytes per vector.
+    fn bytes(self) -> usize {
+        match self {
+            Isa::Avx2 => 32,
+            Isa::Avx512 => 64,
+        }
+    }
+
+    /// Accumulator vectors per micro kernel.
+    /// The most positions per block with `nv` output feature vectors.
+    fn block_cap(self, nv: usize) -> usize {
+        match self {
+            Isa::Avx2 => ACC_AVX2 / nv,
+            Isa::Avx512 if nv == 1 => ACC_AVX512,
+            Isa::Avx512 => ACC_AVX512_WIDE / nv,
+        }
+    }
+}
+
+/// The operands of one micro kernel call.
+pub(super) struct Block<T> {
+    /// The first element of the group's first input feature in the padded copy.
+    src: *const T,
+    /// Elements between input features in the padded copy.
+    plane: usize,
+    /// Input features of the group.
+    feats: usize,
+    /// The padded-copy offset of each kernel tap.
+    taps: *const usize,
+    /// The number of taps.
+    ntaps: usize,
+    /// The padded-copy offset of each position of the block (`MB` of them).
+    bases: *const usize,
+    /// The first packed kernel row of this chunk of output features.
+    w: *const T,
+    /// Elements between packed kernel rows.
+    ws: usize,
+    /// `MB × NV` vectors of results, position major.
+    tile: *mut T,
+}
+
+/// A micro kernel: `tile[m, :] = Σ_{c, tap} src[bases[m] + c·plane + taps[tap]] · w[c·ntaps +
+/// tap, :]`.
+type Micro<T> = unsafe fn(&Block<T>);
+
+macro_rules! micro {
+    ($name:ident, $t:ty, $feat:literal, $lanes:literal, $zero:ident, $set1:ident, $load:ident,
+     $fma:ident, $store:ident) => {
+        /// The micro kernel of one instruction set and float type (see [`Micro`]).
+        ///
+        /// # Safety
+        /// The CPU must have the features; every element the block addresses must be valid
+        /// (`tile` for `MB · NV` vectors of writes, overlapping nothing read).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<const NV: usize, const MB: usize>(k: &Block<$t>) {
+            use std::arch::x86_64::*;
+            let mut acc = [[$zero(); NV]; MB];
+            // SAFETY: `bases` holds `MB` offsets (the caller's contract).
+            let bases: [usize; MB] = std::array::from_fn(|m| unsafe { *k.bases.add(m) });
+            // SAFETY: `taps` holds `ntaps` offsets.
+            let taps = unsafe { std::slice::from_raw_parts(k.taps, k.ntaps) };
+            let mut wrow = k.w;
+            for c in 0..k.feats {
+                // SAFETY: feature `c` of the group lies in the padded copy.
+                let s = unsafe { k.src.add(c * k.plane) };
+                for &t in taps {
+                    // SAFETY: kernel row `c · ntaps + tap` holds `NV` vectors.
+                    let wv: [_; NV] =
+                        std::array::from_fn(|v| unsafe { $load(wrow.add(v * $lanes)) });
+                    for m in 0..MB {
+                        // SAFETY: a position's base plus a tap's offset stays in the plane.
+                        let x = $set1(unsafe { *s.add(bases[m] + t) });
+                        for v in 0..NV {
+                            acc[m][v] = $fma(x, wv[v], acc[m][v]);
+                        }
+                    }
+                    // SAFETY: at most one past the last row.
+                    wrow = unsafe { wrow.add(k.ws) };
+                }
+            }
+            for m in 0..MB {
+                for v in 0..NV {
+                    // SAFETY: the tile holds `MB · NV` vectors.
+                    unsafe { $store(k.tile.add((m * NV + v) * $lanes), acc[m][v]) };
+                }
+            }
+        }
+    };
+}
+
+micro!(
+    avx2_f32,
+    f32,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps
+);
+micro!(
+    avx2_f64,
+    f64,
+    "avx2,fma",
+    4,
+    _mm256_setzero_pd,
+    _mm256_set1_pd,
+    _mm256_loadu_pd,
+    _mm256_fmadd_pd,
+    _mm256_storeu_pd
+);
+micro!(
+    avx512_f32,
+    f32,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps
+);
+micro!(
+    avx512_f64,
+    f64,
+    "avx512f",
+    8,
+    _mm512_setzero_pd,
+    _mm512_set1_pd,
+    _mm512_loadu_pd,
+    _mm512_fmadd_pd,
+    _mm512_storeu_pd
+);
+
+/// The micro kernel for `(NV, MB)` among the compiled ones.
+macro_rules! pick {
+    ($f:ident, $nv:expr, $mb:expr) => {
+        match ($nv, $mb) {
+            (1, 1) => Some($f::<1, 1> as Micro<_>),
+            (1, 2) => Some($f::<1, 2> as Micro<_>),
+            (1, 3) => Some($f::<1, 3> as Micro<_>),
+            (1, 4) => Some($f::<1, 4> as Micro<_>),
+            (1, 6) => Some($f::<1, 6> as Micro<_>),
+            (1, 8) => Some($f::<1, 8> as Micro<_>),
+            (1, 9) => Some($f::<1, 9> as Micro<_>),
+            (1, 12) => Some($f::<1, 12> as Micro<_>),
+            (1, 16) => Some($f::<1, 16> as Micro<_>),
+            (1, 24) => Some($f::<1, 24> as Micro<_>),
+            (2, 1) => Some($f::<2, 1> as Micro<_>),
+            (2, 2) => Some($f::<2, 2> as Micro<_>),
+            (2, 3) => Some($f::<2, 3> as Micro<_>),
+            (2, 4) => Some($f::<2, 4> as Micro<_>),
+            (2, 6) => Some($f::<2, 6> as Micro<_>),
+            (2, 8) => Some($f::<2, 8> as Micro<_>),
+            (2, 9) => Some($f::<2, 9> as Micro<_>),
+            (2, 12) => Some($f::<2, 12> as Micro<_>),
+            (3, 1) => Some($f::<3, 1> as Micro<_>),
+            (3, 2) => Some($f::<3, 2> as Micro<_>),
+            (3, 3) => Some($f::<3, 3> as Micro<_>),
+            (3, 4) => Some($f::<3, 4> as Micro<_>),
+            (3, 6) => Some($f::<3, 6> as Micro<_>),
+            (3, 8) => Some($f::<3, 8> as Micro<_>),
+            (4, 1) => Some($f::<4, 1> as Micro<_>),
+            (4, 2) => Some($f::<4, 2> as Micro<_>),
+            (4, 3) => Some($f::<4, 3> as Micro<_>),
+            (4, 4) => Some($f::<4, 4> as Micro<_>),
+            (4, 6) => Some($f::<4, 6> as Micro<_>),
+            _ => None,
+        }
+    };
+}
+
+/// The float types with micro kernels.
+pub(super) trait Lanes: Float {
+    /// The micro kernel for `NV` vectors of output features and `MB` positions.
+    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<Self>>;
+}
+
+impl Lanes for f32 {
+    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f32>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match isa {
+                Isa::Avx2 => pick!(avx2_f32, nv, mb),
+                Isa::Avx512 => pick!(avx512_f32, nv, mb),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (isa, nv, mb);
+            None
+        }
+    }
+}
+
+impl Lanes for f64 {
+    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f64>> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match isa {
+                Isa::Avx2 => pick!(avx2_f64, nv, mb),
+                Isa::Avx512 => pick!(avx512_f64, nv, mb),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (isa, nv, mb);
+            None
+        }
+    }
+}
+
+/// The fixed quantities of one convolution on this path.
+struct Plan {
+    isa: Isa,
+    /// Elements per vector.
+    lanes: usize,
+    /// Output features per group, and rounded up to whole vectors.
+    og: usize,
+    npad: usize,
+    /// The padded span per spatial axis and the copy's row-major strides over it.
+    span: SmallVec<[usize; 4]>,
+    pstride: SmallVec<[usize; 4]>,
+    /// Elements of one input feature's padded copy.
+    plane: usize,
+    /// Spatial result positions per batch element.
+    positions: usize,
+}
+
+/// Whether the direct path can take this convolution, and its plan: no batch groups, a padded
+/// copy and a packed kernel within their budgets, and output features that fill at least half
+/// the vector lanes. Whether it should is [`choose`]'s measured rule.
+fn plan<T: Float>(geo: &Geometry, isa: Isa) -> Option<Plan> {
+    if geo.bg != 1 || geo.g == 0 || geo.o == 0 || geo.i == 0 || !geo.o.is_multiple_of(geo.g) {
+        return None;
+    }
+    let lanes = isa.bytes() / std::mem::size_of::<T>();
+    let og = geo.o / geo.g;
+    let npad = og.div_ceil(lanes) * lanes;
+    if (npad - og) as f64 > MAX_WASTE * npad as f64 {
+        return None;
+    }
+    if geo.axes.is_empty() {
+        return None;
+    }
+    let mut span = SmallVec::new();
+    for a in &geo.axes {
+        if a.y == 0 || a.k == 0 {
+            return None;
+        }
+        // The windows reach `(y − 1)·stride + (k − 1)·rd + 1` padded elements.
+        let reach = ((a.y - 1) as u128)
+            .checked_mul(a.stride as u128)?
+            .checked_add(((a.k - 1) as u128).checked_mul(a.rd as u128)?)?
+            .checked_add(1)?;
+        span.push(usize::try_from(reach).ok()?);
+    }
+    let mut pstride: SmallVec<[usize; 4]> = SmallVec::from_elem(1, span.len());
+    let mut plane = 1usize;
+    for j in (0..span.len()).rev() {
+        pstride[j] = plane;
+        plane = plane.checked_mul(span[j])?;
+    }
+    let feats = geo.g.checked_mul(geo.i)?;
+    if feats.checked_mul(plane)? > PAD_ELEMENTS {
+        return None;
+    }
+    let packed = geo
+        .g
+        .checked_mul(geo.i)?
+        .checked_mul(geo.taps())?
+        .checked_mul(npad)?;
+    if packed > PACKED_ELEMENTS {
+        return None;
+    }
+    let positions = geo.axes.iter().map(|a| a.y).product();
+    Some(Plan {
+        isa,
+        lanes,
+        og,
+        npad,
+        span,
+        pstride,
+        plane,
+        positions,
+    })
+}
+
+/// Contractions (input features per group times taps) longer than this take the GEMM
+/// (measured: the kernel gradient of a 28×28 layer, 25,088 long, ran at the GEMM's speed or
+/// slower on this path).
+pub(super) const DIRECT_MAX_CONTRACTION: usize = 1 << 14;
+
+/// Contractions shorter than [`SHORT_CONTRACTION`] over images of at least this many positions
+/// take the GEMM: there each result element costs the direct path a scalar store for a few
+/// multiply-adds (measured: a 1 → 16 layer on 28×28 images, 784 positions, ran 10% slower than
+/// the GEMM; on 8×8 images, 64 positions, twice as fast as the GEMM, whose tiles are then
+/// small).
+const MANY_POSITIONS: usize = 256;
+
+/// See [`MANY_POSITIONS`].
+const SHORT_CONTRACTION: usize = 32;
+
+/// Whether the direct path should run this convolution, by shape class (see
+/// [`DIRECT_MAX_CONTRACTION`] and [`MANY_POSITIONS`]).
+pub(super) fn choose(geo: &Geometry) -> bool {
+    let contraction = geo.i.saturating_mul(geo.taps());
+    let positions = geo.axes.iter().fold(1usize, |n, a| n.saturating_mul(a.y));
+    contraction <= DIRECT_MAX_CONTRACTION
+        && (contraction >= SHORT_CONTRACTION || positions < MANY_POSITIONS)
+}
+
+/// The micro kernel shape for `vectors` output feature vectors of one chunk and `positions`
+/// positions: position blocks as even as the compiled sizes allow.
+fn block_size(isa: Isa, nv: usize, positions: usize) -> usize {
+    let cap = isa.block_cap(nv);
+    let blocks = positions.div_ceil(cap).max(1);
+    let per = positions.div_ceil(blocks);
+    BLOCKS
+        .iter()
+        .copied()
+        .find(|&b| b >= per && b <= cap)
+        .unwrap_or(cap)
+}
+
+/// Runs the convolution on the direct path with the CPU's instruction set; false (having
+/// written nothing) when the path does not take it or its buffers cannot be had.
+///
+/// # Safety
+/// The buffers must match the geometry.
+pub(super) unsafe fn run<T: Lanes>(
+    geo: &Geometry,
+    lhs: *const T,
+    rhs: *const T,
+    out: *mut T,
+) -> bool {
+    match Isa::detect() {
+        // SAFETY: the CPU has the set; the rest is the caller's contract.
+        Some(isa) => unsafe { run_with(geo, isa, lhs, rhs, out) },
+        None => false,
+    }
+}
+
+/// [`run`] with a given instruction set.
+///
+/// # Safety
+/// As for [`run`], and the CPU must have `isa`.
+pub(super) unsafe fn run_with<T: Lanes>(
+    geo: &Geometry,
+    isa: Isa,
+    lhs: *const T,
+    rhs: *const T,
+    out: *mut T,
+) -> bool {
+    let Some(p) = plan::<T>(geo, isa) else {
+        return false;
+    };
+    let ns = geo.axes.len();
+    let taps = geo.taps();
+    // Per tap: its offset in the padded copy and in the kernel.
+    let mut tap_pad = Vec::new();
+    let mut tap_rhs = Vec::new();
+    if tap_pad.try_reserve_exact(taps).is_err() || tap_rhs.try_reserve_exact(taps).is_err() {
+        return false;
+    }
+    let mut w: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+    for _ in 0..taps {
+        tap_pad.push(
+            (0..ns)
+                .map(|j| w[j] * geo.axes[j].rd as usize * p.pstride[j])
+                .sum(),
+        );
+        tap_rhs.push((0..ns).map(|j| w[j] * geo.axes[j].sr).sum::<usize>());
+        super::advance(&mut w, |d| geo.axes[d].k);
+    }
+    // Per position: its offset in the padded copy and in the result. The position list is
+    // padded to whole blocks with copies of the first position, whose results are dropped.
+    let chunks = chunks(p.npad / p.lanes);
+    let mb_most = chunks
+        .iter()
+        .map(|&(_, nv)| block_size(isa, nv, p.positions))
+        .max()
+        .unwrap_or(1);
+    let padded_positions = p.positions.div_ceil(mb_most) * mb_most + mb_most;
+    let mut pos_pad = Vec::new();
+    let mut pos_out = Vec::new();
+    if pos_pad.try_reserve_exact(padded_positions).is_err()
+        || pos_out.try_reserve_exact(p.positions).is_err()
+    {
+        return false;
+    }
+    let mut y: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ns);
+    for _ in 0..p.positions {
+        pos_pad.push(
+            (0..ns)
+                .map(|j| y[j] * geo.axes[j].stride as usize * p.pstride[j])
+                .sum(),
+        );
+        pos_out.push((0..ns).map(|j| y[j] * geo.axes[j].so).sum::<usize>());
+        super::advance(&mut y, |d| geo.axes[d].y);
+    }
+    pos_pad.resize(padded_positions, 0);
+    let mut col_out = Vec::new();
+    if col_out.try_reserve_exact(geo.o).is_err() {
+        return false;
+    }
+    col_out.extend((0..geo.o).map(|o| o * geo.s_oc));
+    // Per axis and padded coordinate: the input offset it copies, or `usize::MAX` for a zero
+    // of padding or input dilation.
+    let mut sources: SmallVec<[Vec<usize>; 4]> = SmallVec::new();
+    for (j, a) in geo.axes.iter().enumerate() {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(p.span[j]).is_err() {
+            return false;
+        }
+        for r in 0..p.span[j] {
+            let q = r as i128 - a.pad as i128;
+            let ld = a.ld as i128;
+            let x = if q < 0 || q % ld != 0 {
+                None
+            } else {
+                Some(q / ld)
+            };
+            v.push(match x {
+                Some(x) if x < a.l as i128 => x as usize * a.sl,
+                _ => usize::MAX,
+            });
+        }
+        sources.push(v);
+    }
+    // Without input dilation along the last axis, each padded row copies one run of input
+    // elements: the rows' `(copy offset, input offset)` pairs, the same for every feature and
+    // batch element, make the copy a loop over runs.
+    let runs = match row_runs(geo, &p, &sources) {
+        Some(r) => r,
+        None => return false,
+    };
+    // The kernel packed per group as rows `[c · taps + tap]` of `npad` output features.
+    let rows = geo.i * taps;
+    let Some(mut packed) = scratch::<T>(geo.g * rows * p.npad, false) else {
+        return false;
+    };
+    if p.npad > p.og {
+        packed.fill(T::ZERO);
+    }
+    // Feature by feature, so that the rows written (`taps · npad` elements) stay in the
+    // first-level cache while the kernel is read along its taps.
+    for t in 0..geo.g {
+        for c in 0..geo.i {
+            let rows = &mut packed[(t * geo.i + c) * taps * p.npad..][..taps * p.npad];
+            for o in 0..p.og {
+                let rb = (t * p.og + o) * geo.s_ro + c * geo.s_ri;
+                for (row, &tr) in rows.chunks_exact_mut(p.npad).zip(&tap_rhs) {
+                    // SAFETY: an element of the kernel (indices below its dimensions).
+                    row[o] = unsafe { *rhs.add(rb + tr) };
+                }
+            }
+        }
+    }
+    let work = geo.positions().saturating_mul(rows).saturating_mul(geo.o);
+    let threads = if work >= PARALLEL_WORK {
+        rayon::current_num_threads().clamp(1, geo.n_out)
+    } else {
+        1
+    };
+    let out = Shared(out);
+    let lhs = Shared(lhs as *mut T);
+    let ctx = Ctx {
+        geo,
+        p: &p,
+        tap_pad: &tap_pad,
+        pos_pad: &pos_pad,
+        pos_out: &pos_out,
+        col_out: &col_out,
+        sources: &sources,
+        runs: runs.as_ref(),
+        packed: &packed,
+        chunks: &chunks,
+    };
+    let ok = if threads <= 1 {
+        // SAFETY: the caller's contract.
+        unsafe { ctx.batch_range(0..geo.n_out, lhs, out) }
+    } else {
+        let per = geo.n_out.div_ceil(threads);
+        let done = std::sync::atomic::AtomicBool::new(true);
+        rayon::scope(|s| {
+            for k in 1..threads {
+                let (ctx, done) = (&ctx, &done);
+                let range = (k * per).min(geo.n_out)..((k + 1) * per).min(geo.n_out);
+                s.spawn(move |_| {
+                    // SAFETY: as above; threads write the results of disjoint batch ranges.
+                    if !unsafe { ctx.batch_range(range, lhs, out) } {
+                        done.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+            // SAFETY: as above.
+            if !unsafe { ctx.batch_range(0..per.min(geo.n_out), lhs, out) } {
+                done.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        done.into_inner()
+    };
+    recycle(packed);
+    // A thread without its padded buffer leaves its range unwritten: the caller then runs
+    // another path over the whole result.
+    ok
+}
+
+/// Splits `vectors` output feature vectors into chunks of at most four, as even as possible:
+/// `(first vector, vectors)` each.
+fn chunks(vectors: usize) -> SmallVec<[(usize, usize); 4]> {
+    let n = vectors.div_ceil(4).max(1);
+    let mut v = SmallVec::new();
+    let mut first = 0;
+    for k in 0..n {
+        let len = (vectors - first) / (n - k);
+        v.push((first, len));
+        first += len;
+    }
+    v
+}
+
+/// The runs one feature's padded copy takes from the input when the last axis has no input
+/// dilation: the run length, the input stride along it, and per padded row holding input
+/// elements the copy offset of its run and the input offset of the run's first element.
+struct Runs {
+    len: usize,
+    step: usize,
+    rows: Vec<(usize, usize)>,
+}
+
+/// The [`Runs`] of a geometry: `Some(None)` with input dilation along the last axis (the copy
+/// then goes element by element), `None` when the memory cannot be had.
+fn row_runs(geo: &Geometry, p: &Plan, sources: &[Vec<usize>]) -> Option<Option<Runs>> {
+    let last = geo.axes.len() - 1;
+    if geo.axes[last].ld != 1 {
+        return Some(None);
+    }
+    let src = &sources[last];
+    let lo = src.iter().position(|&s| s != usize::MAX).unwrap_or(0);
+    let hi = src
+        .iter()
+        .rposition(|&s| s != usize::MAX)
+        .map_or(lo, |k| k + 1);
+    let mut rows = Vec::new();
+    let count: usize = p.span[..last].iter().product();
+    rows.try_reserve_exact(count).ok()?;
+    if lo < hi {
+        let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
+        for row in 0..count {
+            let off = (0..last).try_fold(0usize, |acc, j| {
+                let s = sources[j][r[j]];
+                (s != usize::MAX).then(|| acc + s)
+            });
+            if let Some(off) = off {
+                rows.push((row * p.span[last] + lo, off + src[lo]));
+            }
+            super::advance(&mut r, |d| p.span[d]);
+        }
+    }
+    Some(Some(Runs {
+        len: hi - lo,
+        step: geo.axes[last].sl,
+        rows,
+    }))
+}
+
+/// The shared, read-only state of one call.
+struct Ctx<'a, T> {
+    geo: &'a Geometry,
+    p: &'a Plan,
+    tap_pad: &'a [usize],
+    pos_pad: &'a [usize],
+    pos_out: &'a [usize],
+    /// The result offset of each output feature.
+    col_out: &'a [usize],
+    sources: &'a [Vec<usize>],
+    /// The copied runs of the padded rows (see [`row_runs`]), `None` with input dilation
+    /// along the last axis.
+    runs: Option<&'a Runs>,
+    packed: &'a [T],
+    chunks: &'a [(usize, usize)],
+}
+
+impl<T: Lanes> Ctx<'_, T> {
+    /// Computes the results of the batch elements `range`; false when the padded buffer
+    /// cannot be had (nothing written then).
+    ///
+    /// # Safety
+    /// The buffers must match the geometry, and no other thread may write these results.
+    unsafe fn batch_range(
+        &self,
+        range: std::ops::Range<usize>,
+        lhs: Shared<T>,
+        out: Shared<T>,
+    ) -> bool {
+        let (geo, p) = (self.geo, self.p);
+        let feats = geo.g * geo.i;
+        // Zeros once: every batch element has its zeros of padding and dilation at the same
+        // places, and `fill` writes only the others.
+        let Some(mut buf) = scratch::<T>(feats * p.plane, true) else {
+            return false;
+        };
+        // At most 24 vectors of at most 16 lanes.
+        let mut tile = [T::ZERO; 24 * 16];
+        for n in range {
+            // SAFETY: the caller's contract.
+            unsafe { self.fill(&mut buf, n, lhs.0) };
+            for t in 0..geo.g {
+                for &(v0, nv) in self.chunks {
+                    let mb = block_size(p.isa, nv, p.positions);
+                    // Every block size `block_size` picks is compiled (see the tests); were one
+                    // missing, the caller would run another path over the whole result.
+                    let Some(micro) = T::micro(p.isa, nv, mb) else {
+                        recycle(buf);
+                        return false;
+                    };
+                    let mut q = 0;
+                    while q < p.positions {
+                        let block = Block {
+                            src: buf[t * geo.i * p.plane..].as_ptr(),
+                            plane: p.plane,
+                            feats: geo.i,
+                            taps: self.tap_pad.as_ptr(),
+                            ntaps: self.tap_pad.len(),
+                            bases: self.pos_pad[q..q + mb].as_ptr(),
+                            w: self.packed
+                                [t * geo.i * self.tap_pad.len() * p.npad + v0 * p.lanes..]
+                                .as_ptr(),
+                            ws: p.npad,
+                            tile: tile.as_mut_ptr(),
+                        };
+                        // SAFETY: the CPU has the set (checked by the caller); the padded
+                        // copy holds the group's features, every base plus tap offset lies in
+                        // a plane, the packed rows hold `nv` vectors past `v0`, and the tile
+                        // holds `mb · nv · lanes ≤ 24 · 16` elements.
+                        unsafe { micro(&block) };
+                        let width = nv * p.lanes;
+                        let cols = &self.col_out[t * p.og + v0 * p.lanes..(t + 1) * p.og];
+                        let cols = &cols[..cols.len().min(width)];
+                        for m in 0..mb.min(p.positions - q) {
+                            let ob = n * geo.s_on + self.pos_out[q + m];
+                            for (&co, &v) in cols.iter().zip(&tile[m * width..]) {
+                                // SAFETY: an element of the result; this thread's batch.
+                                unsafe { *out.0.add(ob + co) = v };
+                            }
+                        }
+                        q += mb;
+                    }
+                }
+            }
+        }
+        recycle(buf);
+        true
+    }
+
+    /// Writes batch element `n`'s input features into their places in `buf`, a padded copy
+    /// whose zeros of padding and dilation are already in place.
+    ///
+    /// # Safety
+    /// `lhs` must match the geometry.
+    unsafe fn fill(&self, buf: &mut [T], n: usize, lhs: *const T) {
+        let (geo, p) = (self.geo, self.p);
+        if let Some(runs) = self.runs {
+            for c in 0..geo.g * geo.i {
+                let base = n * geo.s_ln + c * geo.s_lc;
+                let plane = &mut buf[c * p.plane..(c + 1) * p.plane];
+                for &(d, s) in &runs.rows {
+                    for (k, v) in plane[d..d + runs.len].iter_mut().enumerate() {
+                        // SAFETY: an element of the input (coordinates below its dimensions,
+                        // checked when the tables were built).
+                        *v = unsafe { *lhs.add(base + s + k * runs.step) };
+                    }
+                }
+            }
+            return;
+        }
+        let ns = geo.axes.len();
+        let last = ns - 1;
+        let rows: usize = p.span[..last].iter().product();
+        let row_len = p.span[last];
+        let src = &self.sources[last];
+        let mut r: SmallVec<[usize; 4]> = SmallVec::from_elem(0, last);
+        for c in 0..geo.g * geo.i {
+            let base = n * geo.s_ln + c * geo.s_lc;
+            let plane = &mut buf[c * p.plane..(c + 1) * p.plane];
+            r.iter_mut().for_each(|x| *x = 0);
+            for row in 0..rows {
+                let off = (0..last).try_fold(0usize, |acc, j| {
+                    let s = self.sources[j][r[j]];
+                    (s != usize::MAX).then(|| acc + s)
+                });
+                super::advance(&mut r, |d| p.span[d]);
+                let Some(off) = off else {
+                    continue;
+                };
+                let dst = &mut plane[row * row_len..(row + 1) * row_len];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    if s != usize::MAX {
+                        // SAFETY: as above.
+                        *d = unsafe { *lhs.add(base + off + s) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{params, Geometry};
+    use super::*;
+    use ferrax_ir::ops::ConvGeneral;
+    use ferrax_ir::{Array, DType, Op, Type};
+
+    /// A small generator (SplitMix64) for the random geometries below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+        fn int(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + self.below((hi - lo + 1) as u64) as i64
+        }
+    }
+
+    /// A random permutation of `0..n`.
+    fn permutation(rng: &mut Rng, n: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..n).collect();
+        for k in (1..n).rev() {
+            p.swap(k, rng.below(k as u64 + 1) as usize);
+        }
+        p
+    }
+
+    /// Runs `op` on the direct path with `isa` in `T` (returning `None` when the path does not
+    /// take it) on eighths `x` and `w`.
+    fn direct_result<T: Lanes + Into<f64> + From<f32>>(
+        op: &ConvGeneral,
+        isa: Isa,
+        (ad, x): (&[usize], &[f64]),
+        (bd, w): (&[usize], &[f64]),
+        od: &[usize],
+    ) -> Option<Vec<f64>> {
+        let (at, bt) = (Type::new(DType::F64, ad), Type::new(DType::F64, bd));
+        let s = op.geometry(&at, &bt).unwrap();
+        let st = |d: &[usize]| crate::lower::strides(d);
+        let block = params(op, &s, &st(ad), &st(bd), &st(od));
+        // SAFETY: the block describes these buffers.
+        let geo = unsafe { Geometry::read(block.as_ptr()) };
+        let conv = |v: &[f64]| -> Vec<T> { v.iter().map(|&v| T::from(v as f32)).collect() };
+        let (x, w) = (conv(x), conv(w));
+        let mut out = vec![T::from(f32::NAN); od.iter().product()];
+        // SAFETY: the buffers match the geometry, and the CPU has `isa` (checked by the
+        // caller).
+        let ran = unsafe { run_with(&geo, isa, x.as_ptr(), w.as_ptr(), out.as_mut_ptr()) };
+        ran.then(|| out.into_iter().map(Into::into).collect())
+    }
+
+    /// The direct path against the interpreter's loop on random geometries: one to three
+    /// spatial axes, window strides, low and high padding of either sign, input and kernel
+    /// dilation, feature groups, permuted layouts of all three operands, feature counts on
+    /// both sides of the vector width (and of the lane waste that sends a convolution to the
+    /// GEMM), in f32 and f64, with both instruction sets this CPU has.
+    #[test]
+    fn direct_path_equals_the_interpreter() {
+        let isas: Vec<Isa> = [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect();
+        if isas.is_empty() {
+            return;
+        }
+        let mut rng = Rng(11);
+        let (mut ran, mut refused) = (0, 0);
+        let mut tries = 0;
+        while ran < 300 && tries < 5000 {
+            tries += 1;
+            let ns = rng.int(1, 3) as usize;
+            let mut op = ConvGeneral::new(ns);
+            let g = if rng.below(4) == 0 {
+                rng.int(2, 3) as usize
+            } else {
+                1
+            };
+            op.feature_group_count = g;
+            let batch = rng.int(1, 4) as usize;
+            let fin = rng.int(1, 5) as usize * g;
+            let fout = [1, 3, 4, 5, 8, 9, 16, 17, 24, 33, 40][rng.below(11) as usize] * g;
+            let mut ad = vec![batch, fin];
+            let mut bd = vec![fout, fin / g];
+            for j in 0..ns {
+                ad.push(rng.int(1, if ns == 3 { 4 } else { 9 }) as usize);
+                bd.push(rng.int(1, 3) as usize);
+                op.window_strides[j] = rng.int(1, 3) as usize;
+                op.padding[j] = (rng.int(-1, 3), rng.int(-1, 3));
+                op.lhs_dilation[j] = rng.int(1, 2) as usize;
+                op.rhs_dilation[j] = rng.int(1, 2) as usize;
+            }
+            // Permuted layouts: the dimension numbers name where each role lives.
+            let (pl, pr, po) = (
+                permutation(&mut rng, ns + 2),
+                permutation(&mut rng, ns + 2),
+                permutation(&mut rng, ns + 2),
+            );
+            let place = |dims: &[usize], perm: &[usize]| -> Vec<usize> {
+                let mut v = vec![0; dims.len()];
+                for (role, &at) in perm.iter().enumerate() {
+                    v[at] = dims[role];
+                }
+                v
+            };
+            let (adp, bdp) = (place(&ad, &pl), place(&bd, &pr));
+            op.dimension_numbers.lhs = pl.iter().copied().collect();
+            op.dimension_numbers.rhs = pr.iter().copied().collect();
+            op.dimension_numbers.out = po.iter().copied().collect();
+            let (at, bt) = (Type::new(DType::F64, &adp), Type::new(DType::F64, &bdp));
+            let Ok(ot) = op.infer(&at, &bt) else {
+                continue;
+            };
+            if ot.size() == 0 {
+                continue;
+            }
+            let x: Vec<f64> = (0..at.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let w: Vec<f64> = (0..bt.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let xa = Array::from_f64(adp.as_slice(), x.clone()).unwrap();
+            let wa = Array::from_f64(bdp.as_slice(), w.clone()).unwrap();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            for &isa in &isas {
+                for dtype in [DType::F32, DType::F64] {
+                    let args = ((&adp[..], &x[..]), (&bdp[..], &w[..]), ot.dims());
+                    let got = match dtype {
+                        DType::F32 => direct_result::<f32>(&op, isa, args.0, args.1, args.2),
+                        _ => direct_result::<f64>(&op, isa, args.0, args.1, args.2),
+                    };
+                    let lanes = isa.bytes() / dtype.size_bytes();
+                    let og = fout / g;
+                    let waste = og.div_ceil(lanes) * lanes - og;
+                    let Some(got) = got else {
+                        // Only lane waste refuses these small geometries.
+                        assert!(waste * 2 > og.div_ceil(lanes) * lanes, "{op:?} refused");
+                        refused += 1;
+                        continue;
+                    };
+                    assert!(waste * 2 <= og.div_ceil(lanes) * lanes, "{op:?} taken");
+                    for (k, (p, q)) in got.iter().zip(&want).enumerate() {
+                        // Eighths times eighths, summed: exact in f64, close in f32.
+                        let tol = if dtype == DType::F64 {
+                            0.0
+                        } else {
+                            1e-5 * (1.0 + q.abs())
+                        };
+                        assert!(
+                            (p - q).abs() <= tol,
+                            "{op:?} {at} {bt} {isa:?} {dtype}: element {k}: {p} vs {q}"
+                        );
+                    }
+                    ran += 1;
+                }
+            }
+        }
+        assert!(ran >= 300 && refused > 0, "ran {ran}, refused {refused}");
+    }
+
+    /// Convolutions large enough to share their batch among threads (the digits CNN's second
+    /// layer, forward and both transposes, with an odd batch so that the threads' ranges
+    /// differ in length), and the kernel gradient of its first layer (one result batch
+    /// element, a long contraction), against the interpreter.
+    #[test]
+    fn threaded_and_long_contractions_equal_the_interpreter() {
+        let Some(isa) = Isa::detect() else {
+            return;
+        };
+        let mut rng = Rng(5);
+        let same = |op: &mut ConvGeneral| op.padding = smallvec::smallvec![(1, 1), (1, 1)];
+        let mut fwd = ConvGeneral::new(2);
+        same(&mut fwd);
+        let mut kgrad = fwd.clone();
+        kgrad.dimension_numbers.lhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.out = smallvec::smallvec![1, 0, 2, 3];
+        let mut igrad = fwd.clone();
+        igrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        let cases = [
+            (fwd, vec![67, 16, 8, 8], vec![32, 16, 3, 3]),
+            (kgrad.clone(), vec![67, 16, 8, 8], vec![67, 32, 8, 8]),
+            (igrad, vec![67, 32, 8, 8], vec![32, 16, 3, 3]),
+            (kgrad, vec![128, 1, 8, 8], vec![128, 16, 8, 8]),
+        ];
+        for (op, ad, bd) in cases {
+            let (at, bt) = (Type::new(DType::F64, &ad), Type::new(DType::F64, &bd));
+            let ot = op.infer(&at, &bt).unwrap();
+            let x: Vec<f64> = (0..at.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let w: Vec<f64> = (0..bt.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
+            let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            let got = direct_result::<f64>(&op, isa, (&ad, &x), (&bd, &w), ot.dims()).unwrap();
+            assert_eq!(got, want, "{op:?} {at} {bt}");
+            let got = direct_result::<f32>(&op, isa, (&ad, &x), (&bd, &w), ot.dims()).unwrap();
+            for (p, q) in got.iter().zip(&want) {
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{op:?}: {p} vs {q}"
+                );
+            }
+        }
+    }
+
+    /// The shape-class rule at its boundaries (contraction lengths either side of
+    /// [`DIRECT_MAX_CONTRACTION`] and [`SHORT_CONTRACTION`], positions either side of
+    /// [`MANY_POSITIONS`]), and the kernel's result on each side (direct path or GEMM, as
+    /// chosen) against the interpreter.
+    #[test]
+    fn the_choice_switches_where_measured() {
+        let mut rng = Rng(9);
+        // (input features, kernel length, input length, chosen)
+        let cases = [
+            (1024, 16, 16, true),
+            (1025, 16, 16, false),
+            (1, 31, 256 + 30, false),
+            (1, 32, 256 + 31, true),
+            (1, 31, 255 + 30, true),
+        ];
+        for (feats, k, len, direct) in cases {
+            let op = ConvGeneral::new(1);
+            let (ad, bd) = (vec![2, feats, len], vec![8, feats, k]);
+            let (at, bt) = (Type::new(DType::F64, &ad), Type::new(DType::F64, &bd));
+            let ot = op.infer(&at, &bt).unwrap();
+            let s = op.geometry(&at, &bt).unwrap();
+            let st = |d: &[usize]| crate::lower::strides(d);
+            let block = params(&op, &s, &st(&ad), &st(&bd), &st(ot.dims()));
+            // SAFETY: the block describes these buffers.
+            let geo = unsafe { Geometry::read(block.as_ptr()) };
+            assert_eq!(choose(&geo), direct, "{feats} {k} {len}");
+            let x: Vec<f64> = (0..at.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let w: Vec<f64> = (0..bt.size())
+                .map(|_| rng.int(-8, 8) as f64 / 8.0)
+                .collect();
+            let xa = Array::from_f64(ad.as_slice(), x.clone()).unwrap();
+            let wa = Array::from_f64(bd.as_slice(), w.clone()).unwrap();
+            let want = Op::Conv(Box::new(op.clone())).eval(&[&xa, &wa]).unwrap()[0].to_f64_vec();
+            let mut out = vec![f64::NAN; want.len()];
+            // SAFETY: the block and buffers match.
+            unsafe { super::super::run(block.as_ptr(), x.as_ptr(), w.as_ptr(), out.as_mut_ptr()) };
+            assert_eq!(out, want, "{feats} {k} {len}");
+        }
+    }
+
+    /// Block sizes cover the positions evenly within the register budget.
+    #[test]
+    fn blocks_fit_the_registers() {
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            for nv in 1..=4 {
+                for positions in 1..100 {
+                    let mb = block_size(isa, nv, positions);
+                    assert!(mb <= isa.block_cap(nv), "{isa:?} {nv} {positions}");
+                    assert!(
+                        <f32 as Lanes>::micro(isa, nv, mb).is_some()
+                            || !cfg!(target_arch = "x86_64")
+                    );
+                    let blocks = positions.div_ceil(mb);
+                    // No more blocks than the largest block size would take.
+                    assert_eq!(blocks, positions.div_ceil(isa.block_cap(nv)).max(1));
+                }
+            }
+        }
+        assert_eq!(chunks(5).as_slice(), &[(0, 2), (2, 3)]);
+        assert_eq!(chunks(8).as_slice(), &[(0, 4), (4, 4)]);
+        assert_eq!(chunks(1).as_slice(), &[(0, 1)]);
+    }
+}

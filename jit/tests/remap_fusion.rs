@@ -75,7 +75,7 @@ fn fit(b: &mut Builder, x: Value, y: Value, fill: Value, c: usize) -> Option<Val
 fn roll(b: &mut Builder, x: Value, axis: usize, s: usize) -> Option<Value> {
     let xd = b.ty(x).dims().to_vec();
     let n = xd[axis];
-    if n == 0 || s % n == 0 {
+    if n == 0 || s.is_multiple_of(n) {
         return Some(x);
     }
     let s = s % n;

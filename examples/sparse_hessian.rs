@@ -101,12 +101,6 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// The median of `xs` (sorted in place).
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 fn run(n: usize) -> AnyResult<()> {
     // The peak is measured from the resident memory at the start of this n.
     reset_peak();
@@ -125,7 +119,7 @@ fn run(n: usize) -> AnyResult<()> {
         times.push(t.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(v);
     }
-    let call_ms = median(&mut times);
+    let call_ms = common::median(&mut times);
     let peak_mb = (status_mb("VmHWM:").unwrap_or(0.0) - before).max(0.0);
     let err = closed_form_error(&s, &x)?;
     if err > 1e-12 {

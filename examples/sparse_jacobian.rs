@@ -91,11 +91,6 @@ pub fn dense_error(s: &Sparse, x: &Array) -> AnyResult<f64> {
         .fold(0.0, f64::max))
 }
 
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 /// Times the sparse Jacobian on an N × N grid and prints its line.
 fn time_grid(n: usize) -> AnyResult<()> {
     let x = state(n, &initial(n))?;
@@ -123,7 +118,7 @@ fn time_grid(n: usize) -> AnyResult<()> {
         2 * n * n,
         s.nnz(),
         s.colours,
-        median(&mut times)
+        common::median(&mut times)
     );
     Ok(())
 }

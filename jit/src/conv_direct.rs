@@ -805,21 +805,7 @@ mod tests {
     use ferrax_ir::ops::ConvGeneral;
     use ferrax_ir::{Array, DType, Op, Type};
 
-    /// A small generator (SplitMix64) for the random geometries below.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % n
-        }
-        fn int(&mut self, lo: i64, hi: i64) -> i64 {
-            lo + self.below((hi - lo + 1) as u64) as i64
-        }
-    }
+    use crate::conv_kernel::tests::Rng;
 
     /// A random permutation of `0..n`.
     fn permutation(rng: &mut Rng, n: usize) -> Vec<usize> {

@@ -567,43 +567,21 @@ int main(void) {
 
 #[test]
 fn a_failed_tape_allocation_is_the_entrys_status() {
-    let ok = Command::new("cc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
+    if !available("cc") {
         eprintln!("cc is not available: skipping the allocation-failure test");
         return;
     }
     let ex = export(Target::Host);
     let dir = scratch("runtime-realloc");
     let written = ex.write_to(&dir).expect("write the files");
-    let src = dir.join("failing.c");
-    std::fs::write(&src, FAILING_REALLOC).unwrap();
-    let exe = dir.join("failing");
-    let cc = Command::new("cc")
-        .args([
-            "-std=c11",
-            "-O1",
-            "-Wall",
-            "-Werror",
-            "-Wl,--wrap=realloc,--wrap=free",
-            "-o",
-        ])
-        .arg(&exe)
-        .arg(&src)
-        .arg(&written.object)
-        .arg("-lm")
-        .output()
-        .unwrap();
-    assert!(
-        cc.status.success(),
-        "cc failed:\n{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
-    let run = Command::new(&exe).output().unwrap();
-    assert!(run.status.success(), "the driver failed: {:?}", run.status);
-    let out = String::from_utf8(run.stdout).unwrap();
+    let flags = [
+        "-std=c11",
+        "-O1",
+        "-Wall",
+        "-Werror",
+        "-Wl,--wrap=realloc,--wrap=free",
+    ];
+    let out = link_and_run(&dir, FAILING_REALLOC, &written.object, &flags);
     let v: Vec<i32> = out.split_whitespace().map(|t| t.parse().unwrap()).collect();
     // Statuses 0 / 2 (FERRAX_AOT_TAPE_ALLOC) / 2 / 0; every successful call frees its one
     // tape, a call failing at the first allocation has none to free, one failing later frees

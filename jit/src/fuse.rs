@@ -36,8 +36,8 @@
 //! with a piece that is a constant gather used only there (see [`joins_gathers`]), which
 //! roots a loop that reads its gathers in place.
 //!
-//! A cheap fusable instruction (a broadcast or another remap, or arithmetic without division or
-//! transcendentals) whose users all evaluate it in their loops but belong to several groups is
+//! A cheap fusable instruction (a broadcast or another remap, a constant gather included, or
+//! arithmetic without division or transcendentals) whose users all evaluate it in their loops but belong to several groups is
 //! *duplicated*: each of those groups (at most [`DUP_MAX`]) computes it again from its own
 //! operands, so it needs neither a buffer nor a loop of its own. Recomputing an add or a
 //! multiply is cheaper than storing the result and loading it again, and the graphs that
@@ -397,7 +397,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
             groups[i] = set;
-        } else if ok && cheap(&inst.op) && (set.len() <= DUP_MAX || is_remap) {
+        } else if ok && (cheap(&inst.op) || gather[i]) && (set.len() <= DUP_MAX || is_remap) {
             root[i] = set.last().copied();
             dup[i] = true;
             groups[i] = set;

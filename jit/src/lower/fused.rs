@@ -643,10 +643,28 @@ fn row_invariants(
     let inner = sp.dims.len() - 1;
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
-        inv.push(if invariant(r, inner) && wanted(part, k) && r.top {
-            let x = cx.load(r.leaf, offs[k])?;
-            let dtype = cx.graph.ty(r.leaf).dtype;
-            let v = splat_scalar(cx, x, dtype, vty);
+        let hot = one_hot(cx, sp, k, lane_dtype(vty)).filter(|_| wanted(part, k) && r.top);
+        inv.push(if (invariant(r, inner) && wanted(part, k) && r.top) || hot.is_some() {
+            let v = match hot {
+                // A one-hot read keeps the position its indices are compared with.
+                Some(h) => {
+                    let at = if h.columns {
+                        cx.fb.ins().udiv_imm_s(offs[k], h.k as i64)
+                    } else {
+                        offs[k]
+                    };
+                    let at = match int_lanes(vty) {
+                        types::I64X2 => at,
+                        _ => cx.fb.ins().ireduce(types::I32, at),
+                    };
+                    cx.fb.ins().splat(int_lanes(vty), at)
+                }
+                None => {
+                    let x = cx.load(r.leaf, offs[k])?;
+                    let dtype = cx.graph.ty(r.leaf).dtype;
+                    splat_scalar(cx, x, dtype, vty)
+                }
+            };
             let ty = cx.fb.func.dfg.value_type(v);
             let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
                 StackSlotKind::ExplicitSlot,
@@ -668,6 +686,57 @@ fn row_invariants(
 /// not).
 fn invariant(r: &Read, inner: usize) -> bool {
     r.strides[inner] == 0 && r.index.is_none()
+}
+
+/// A gathered read of the `k × k` identity (see [`remap::identity_order`]) at a place fixed
+/// along the row, whose indices are read contiguously along it: the seeds of the sparse
+/// derivatives. Its lanes are one-hot, one where the index names the position the row reads
+/// (the identity's row when the gather picks columns, its column when it picks rows) and
+/// `+0.0` elsewhere, so a vector loop compares the indices, loaded as one vector, with that
+/// position (splatted once per row) instead of loading each lane at its own index.
+#[derive(Clone, Copy)]
+struct OneHot {
+    /// The identity's order.
+    k: usize,
+    /// Whether the gather picks columns: the read's row offset is then `k` times the
+    /// position, otherwise the position itself.
+    columns: bool,
+    /// The read of the indices.
+    index: usize,
+}
+
+/// Read `k` as a [`OneHot`] in a loop producing `dtype`, if it is one.
+fn one_hot(cx: &Ctx, sp: &Spec, k: usize, dtype: DType) -> Option<OneHot> {
+    let r = &sp.reads[k];
+    let inner = sp.dims.len() - 1;
+    let (ki, stride) = r.index?;
+    let n = remap::identity_order(cx.graph, r.leaf)?;
+    let ix = &sp.reads[ki];
+    let columns = match stride {
+        1 => true,
+        s if s == n as i64 => false,
+        _ => return None,
+    };
+    let ok = r.strides[inner] == 0
+        && cx.graph.ty(r.leaf).dtype == dtype
+        && ix.strides[inner] == 1
+        && ix.index.is_none()
+        && cx.graph.ty(ix.leaf).dtype == DType::I32
+        && matches!(cx.slot(ix.leaf), Ok(Slot::Mem(_)));
+    ok.then_some(OneHot {
+        k: n,
+        columns,
+        index: ki,
+    })
+}
+
+/// The float dtype of the lanes of `vty`.
+fn lane_dtype(vty: ir::Type) -> DType {
+    if vty == types::F64X2 {
+        DType::F64
+    } else {
+        DType::F32
+    }
 }
 
 /// Whether read `r` of a loop producing `dtype` has a vector form: a read only other reads
@@ -702,6 +771,34 @@ fn vector_reads(
             continue;
         }
         vals.push(match inv[k] {
+            Some((slot, ty)) if r.index.is_some() => {
+                let Some(h) = one_hot(cx, sp, k, lane_dtype(vty)) else {
+                    return Err(jit_err("a row-invariant gathered read that is not one-hot"));
+                };
+                let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
+                let at = cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0);
+                let Slot::Mem(base) = cx.slot(sp.reads[h.index].leaf)? else {
+                    return Err(jit_err("a contiguous read of a register value"));
+                };
+                let o = cx.fb.ins().iadd(offs[h.index], i);
+                let addr = cx.elem_addr(base, o, DType::I32);
+                let flags = MemFlagsData::new().with_notrap();
+                let (ix, one) = match ty {
+                    types::I64X2 => (
+                        cx.fb.ins().sload32x2(flags, addr, 0),
+                        cx.fb.ins().iconst(types::I64, 1f64.to_bits() as i64),
+                    ),
+                    _ => (
+                        cx.fb.ins().load(ty, flags, addr, 0),
+                        cx.fb.ins().iconst(types::I32, 1f32.to_bits() as i64),
+                    ),
+                };
+                let hit = cx.fb.ins().icmp(IntCC::Equal, ix, at);
+                let one = cx.fb.ins().splat(ty, one);
+                let bits = cx.fb.ins().band(hit, one);
+                let le = MemFlagsData::new().with_endianness(ir::Endianness::Little);
+                cx.fb.ins().bitcast(vty, le, bits)
+            }
             Some((slot, ty)) => {
                 let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
                 cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0)
@@ -934,7 +1031,7 @@ fn segment_spec(
             x.leaf == first.leaf && x.strides[inner] == first.strides[inner]
         });
         let plain = leaves.iter().all(|&e| sp.reads[e].index.is_none());
-        if leaves.len() > 1 && !(alike && plain) {
+        if leaves.len() > 1 && !(alike && (plain || alike_gathers(&sp.reads, &leaves, inner))) {
             return None;
         }
         chosen.push(Some(res));
@@ -948,6 +1045,19 @@ fn segment_spec(
         let mut r = sp.reads[leaves[0]].clone();
         r.guards.clear();
         r.top = true;
+        if let (true, Some((_, stride))) = (leaves.len() > 1, r.index) {
+            // Gathers whose row chooses between them: the row picks the offset of their
+            // indices too, as a read of its own.
+            let at = index_resolution(res, &sp.reads)?;
+            let mut ix = sp.reads[reads_of_index(&sp.reads, leaves[0])?].clone();
+            ix.guards.clear();
+            ix.top = false;
+            reads.push(ix);
+            // The offsets end with the output's, after every read's.
+            let o = row_offset(cx, &at, offs, idx);
+            seg_offs.insert(reads.len() - 1, o);
+            r.index = Some((reads.len() - 1, stride));
+        }
         reads[k] = r;
         seg_offs[k] = row_offset(cx, res, offs, idx);
     }
@@ -965,6 +1075,47 @@ fn segment_spec(
         },
         seg_offs,
     ))
+}
+
+/// Whether the reads `leaves` (which one row chooses between) are gathers with one axis
+/// stride whose indices are plain reads of one buffer with one inner stride: the row then
+/// chooses the offsets of the indices as it chooses those of the gathered values.
+fn alike_gathers(reads: &[Read], leaves: &[usize], inner: usize) -> bool {
+    let index = |e: usize| reads[e].index;
+    let Some((k0, stride)) = index(leaves[0]) else {
+        return false;
+    };
+    let first = &reads[k0];
+    leaves.iter().all(|&e| match index(e) {
+        Some((k, s)) => {
+            let x = &reads[k];
+            s == stride
+                && x.index.is_none()
+                && x.leaf == first.leaf
+                && x.strides[inner] == first.strides[inner]
+        }
+        None => false,
+    })
+}
+
+/// The read of the indices of gather read `k`.
+fn reads_of_index(reads: &[Read], k: usize) -> Option<usize> {
+    reads[k].index.map(|(i, _)| i)
+}
+
+/// `res` with every gather read replaced by the read of its indices; `None` when a read it
+/// takes is no gather.
+fn index_resolution(res: &remap::Resolved, reads: &[Read]) -> Option<remap::Resolved> {
+    use remap::Resolved;
+    Some(match res {
+        Resolved::Read(k) => Resolved::Read(reads_of_index(reads, *k)?),
+        Resolved::Zero => Resolved::Zero,
+        Resolved::Cond(g, a, b) => Resolved::Cond(
+            *g,
+            Box::new(index_resolution(a, reads)?),
+            Box::new(index_resolution(b, reads)?),
+        ),
+    })
 }
 
 /// Collects the reads a resolution may take into `out`; false when it may yield zero.

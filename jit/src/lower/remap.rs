@@ -220,6 +220,35 @@ fn uniform(graph: &Graph, v: Value) -> bool {
     }
 }
 
+/// The order `k ≥ 2` of `v` when it is a float constant holding the `k × k` identity bit for
+/// bit (ones on the diagonal, `+0.0` elsewhere): a gather of its rows or columns is a one-hot
+/// vector, which a vector loop computes by comparing the index with the row instead of
+/// loading each lane (see `fused::one_hot`).
+pub(crate) fn identity_order(graph: &Graph, v: Value) -> Option<usize> {
+    let ValueDef::Result(i, _) = graph.def(v) else {
+        return None;
+    };
+    let Op::Literal(LiteralOp::Const(lit)) = &graph.inst(i).op else {
+        return None;
+    };
+    let &[k, k2] = graph.ty(v).dims() else {
+        return None;
+    };
+    fn eye<T: Copy>(xs: &[T], k: usize, bits: impl Fn(T) -> u64, one: u64) -> bool {
+        xs.iter()
+            .enumerate()
+            .all(|(p, &x)| bits(x) == if p % (k + 1) == 0 { one } else { 0 })
+    }
+    let ok = k == k2
+        && k >= 2
+        && match lit.0.data() {
+            Data::F32(xs) => eye(xs, k, |x| x.to_bits() as u64, 1f32.to_bits() as u64),
+            Data::F64(xs) => eye(xs, k, f64::to_bits, 1f64.to_bits()),
+            Data::I32(_) | Data::Bool(_) => false,
+        };
+    ok.then_some(k)
+}
+
 impl<'g> Reads<'g> {
     /// A builder over loop `dims`, reading through the member instructions `through`.
     pub fn new(

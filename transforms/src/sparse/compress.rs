@@ -274,8 +274,13 @@ fn compressed_graph(
                 .collect();
             let eye = Array::from_f64(Shape::new(&[k, k]), eye)?.cast(seed_ty.dtype);
             let eye = push1(b, Op::Literal(LiteralOp::Const(Literal::new(eye))), &[])?;
+            // The colours in the seeded value's own shape, so the gather yields the seeds
+            // as `[k, dims..]` with no reshape after it: a reshape that splits a dimension
+            // is no remapping a fused loop reads through, so the seeds would be
+            // materialised (a `[k, 2, N, N]` pass for the Brusselator) instead of read in
+            // place by every loop that uses them.
             let cols = Array::from_i32(
-                Shape::new(&[n]),
+                seed_ty.shape.clone(),
                 c.colours.iter().map(|&x| x as i32).collect(),
             )?;
             let cols = push1(b, Op::Literal(LiteralOp::Const(Literal::new(cols))), &[])?;
@@ -287,7 +292,11 @@ fn compressed_graph(
         };
         let mut dims = Dims::from_slice(&[k]);
         dims.extend_from_slice(seed_ty.dims());
-        let seeds = reshape(b, seeds, Shape(dims))?;
+        let seeds = if b.ty(seeds).dims() == &dims[..] {
+            seeds
+        } else {
+            reshape(b, seeds, Shape(dims))?
+        };
         let mut args = vec![ps[0], seeds];
         args.extend_from_slice(&ps[1..]);
         let touts = inline(b, &bl, &args)?;

@@ -178,6 +178,30 @@ fn sparse_jacobians_of_concatenated_outputs_equal_dense() {
     }
 }
 
+/// Rows coupled through a sum, each to the previous row by a roll along the outer axis and
+/// to itself by a roll along the inner one: over a hundred colours, so the seeds of a
+/// `[40, 50]` input are the identity gathered by the colour table (beyond the constant seeds'
+/// size) and read through rolls on both axes.
+fn coupled_rows(x: Tensor) -> Tensor {
+    let total = (x.clone() * x.clone()).sum_keepdims(&[1]);
+    x.clone() * total + roll(&x, 0, 1) * x.clone() + roll(&x, 1, 3).sin()
+}
+
+/// Gathered seeds over a 2-D input (the colour table in the input's shape, read in place by
+/// the compiled loops) give the dense Jacobian, and the compiled values equal the
+/// interpreter's.
+#[test]
+fn gathered_seeds_of_a_matrix_input_equal_dense() {
+    let x = Array::from_f64(vec![40, 50], random(2000, 41)).unwrap();
+    let j = jacobian_sparse(coupled_rows).unwrap();
+    let s = j.call(x.clone()).unwrap();
+    assert!(s.colours * 2000 > 1 << 17, "{} colours", s.colours);
+    let d = jacfwd(coupled_rows).call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
+    close(&s.to_dense().unwrap(), &d);
+    let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
+    close(&s.values, &interp);
+}
+
 #[test]
 fn sparsity_patterns() {
     let t = Type::new(DType::F64, &[5]);

@@ -196,7 +196,10 @@ fn gathered_seeds_of_a_matrix_input_equal_dense() {
     let j = jacobian_sparse(coupled_rows).unwrap();
     let s = j.call(x.clone()).unwrap();
     assert!(s.colours * 2000 > 1 << 17, "{} colours", s.colours);
-    let d = jacfwd(coupled_rows).call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
+    let d = jacfwd(coupled_rows)
+        .call_arrays(std::slice::from_ref(&x))
+        .unwrap()[0]
+        .to_f64_vec();
     close(&s.to_dense().unwrap(), &d);
     let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
     close(&s.values, &interp);

@@ -644,39 +644,41 @@ fn row_invariants(
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
         let hot = one_hot(cx, sp, k, lane_dtype(vty)).filter(|_| wanted(part, k) && r.top);
-        inv.push(if (invariant(r, inner) && wanted(part, k) && r.top) || hot.is_some() {
-            let v = match hot {
-                // A one-hot read keeps the position its indices are compared with.
-                Some(h) => {
-                    let at = if h.columns {
-                        cx.fb.ins().udiv_imm_s(offs[k], h.k as i64)
-                    } else {
-                        offs[k]
-                    };
-                    let at = match int_lanes(vty) {
-                        types::I64X2 => at,
-                        _ => cx.fb.ins().ireduce(types::I32, at),
-                    };
-                    cx.fb.ins().splat(int_lanes(vty), at)
-                }
-                None => {
-                    let x = cx.load(r.leaf, offs[k])?;
-                    let dtype = cx.graph.ty(r.leaf).dtype;
-                    splat_scalar(cx, x, dtype, vty)
-                }
-            };
-            let ty = cx.fb.func.dfg.value_type(v);
-            let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
-                StackSlotKind::ExplicitSlot,
-                16,
-                4,
-            ));
-            let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
-            cx.fb.ins().store(MemFlagsData::trusted(), v, addr, 0);
-            Some((slot, ty))
-        } else {
-            None
-        });
+        inv.push(
+            if (invariant(r, inner) && wanted(part, k) && r.top) || hot.is_some() {
+                let v = match hot {
+                    // A one-hot read keeps the position its indices are compared with.
+                    Some(h) => {
+                        let at = if h.columns {
+                            cx.fb.ins().udiv_imm_s(offs[k], h.k as i64)
+                        } else {
+                            offs[k]
+                        };
+                        let at = match int_lanes(vty) {
+                            types::I64X2 => at,
+                            _ => cx.fb.ins().ireduce(types::I32, at),
+                        };
+                        cx.fb.ins().splat(int_lanes(vty), at)
+                    }
+                    None => {
+                        let x = cx.load(r.leaf, offs[k])?;
+                        let dtype = cx.graph.ty(r.leaf).dtype;
+                        splat_scalar(cx, x, dtype, vty)
+                    }
+                };
+                let ty = cx.fb.func.dfg.value_type(v);
+                let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    16,
+                    4,
+                ));
+                let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
+                cx.fb.ins().store(MemFlagsData::trusted(), v, addr, 0);
+                Some((slot, ty))
+            } else {
+                None
+            },
+        );
     }
     Ok(inv)
 }

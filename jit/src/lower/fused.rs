@@ -11,7 +11,8 @@
 //! floats or i32s, logic and `select` work on lane masks; i32 leaves are widened to the lane
 //! width on load), no leaf is a bool, and every read of the inner dimension is contiguous,
 //! stride-0 (a broadcast, splatted once per row) or a gather by constant indices (loaded lane
-//! by lane); a scalar tail finishes the row. A row with guarded reads is cut into segments
+//! by lane, or for a gathered identity compared with the row's position, see [`OneHot`]); a
+//! scalar tail finishes the row. A row with guarded reads is cut into segments
 //! over which every read resolves to one source (see [`emit_segments`]).
 //!
 //! A reduction root runs the nest over its operand's elements; the output access has stride 0
@@ -628,8 +629,8 @@ fn wanted(part: Option<&Part>, k: usize) -> bool {
     part.is_none_or(|p| p.reads[k])
 }
 
-/// The reads that are invariant along the row (stride 0), splatted once per row (only those
-/// `part` loads).
+/// The reads that are invariant along the row (stride 0), splatted once per row, and the
+/// positions [`OneHot`] reads compare their indices with (only those `part` loads).
 ///
 /// The splats are stored to stack slots and reloaded in the loop (one load each): Cranelift
 /// would otherwise re-place the pure splat (and its widening) inside the loop body.

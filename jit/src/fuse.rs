@@ -37,9 +37,10 @@
 //! roots a loop that reads its gathers in place.
 //!
 //! A cheap fusable instruction (a broadcast or another remap, a constant gather included, or
-//! arithmetic without division or transcendentals) whose users all evaluate it in their loops but belong to several groups is
-//! *duplicated*: each of those groups (at most [`DUP_MAX`]) computes it again from its own
-//! operands, so it needs neither a buffer nor a loop of its own. Recomputing an add or a
+//! arithmetic without division or transcendentals) whose users all evaluate it in their
+//! loops but belong to several groups is *duplicated*: each of those groups (at most
+//! [`DUP_MAX`], any number for remaps) computes it again from its own operands, so it needs
+//! neither a buffer nor a loop of its own. Recomputing an add or a
 //! multiply is cheaper than storing the result and loading it again, and the graphs that
 //! transforms produce (a primal value shared by several tangent or cotangent expressions) are
 //! full of such values: without duplication each would be a separate loop over memory.

@@ -14,7 +14,9 @@
 //! with the equations of the gradient graph, the bytes of peak memory per equation, the time
 //! per chain step of one call and the machine code size. Run it with
 //! `cargo run --release --example scale` (optionally followed by the sizes to run, e.g.
-//! `-- 1000 10000`); `FERRAX_TIMINGS=1` adds the time of every transform phase on stderr.
+//! `-- 1000 10000`); `FERRAX_TIMINGS=1` adds the time of every transform phase on stderr, and
+//! `SCALE_GRAD_ONLY=<k>` (with `scale <n> <shape>`) stops after `grad`, repeating it k more
+//! times, for a profiler.
 
 use ferrax::prelude::*;
 use std::hint::black_box;

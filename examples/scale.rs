@@ -14,7 +14,9 @@
 //! with the equations of the gradient graph, the bytes of peak memory per equation, the time
 //! per chain step of one call and the machine code size. Run it with
 //! `cargo run --release --example scale` (optionally followed by the sizes to run, e.g.
-//! `-- 1000 10000`); `FERRAX_TIMINGS=1` adds the time of every transform phase on stderr.
+//! `-- 1000 10000`); `FERRAX_TIMINGS=1` adds the time of every transform phase on stderr, and
+//! `SCALE_GRAD_ONLY=<k>` (with `scale <n> <shape>`) stops after `grad`, repeating it k more
+//! times, for a profiler.
 
 use ferrax::prelude::*;
 use std::hint::black_box;
@@ -135,6 +137,27 @@ fn run_one(n: usize, shape: &str) -> Result<()> {
     let grad_cpu = cpu_time().saturating_sub(c);
     let eqs = graph.num_insts();
     let grad_peak = phase_peak_mb();
+    // `SCALE_GRAD_ONLY=<k>` repeats the transform k more times and stops there, so that a
+    // profiler sees the transform alone; the base function's trace stays cached.
+    if let Some(k) = std::env::var("SCALE_GRAD_ONLY")
+        .ok()
+        .and_then(|k| k.parse::<u32>().ok())
+    {
+        drop(graph);
+        let c = cpu_time();
+        for _ in 0..k {
+            let df = grad(&f);
+            black_box(df.specialize(std::slice::from_ref(&ty))?.graph.num_insts());
+        }
+        let per = cpu_time().saturating_sub(c).as_secs_f64() * 1e3 / f64::from(k.max(1));
+        println!(
+            "N = {n} shape = {shape} grad_ms = {:.1} grad_cpu_ms = {:.1} repeated_grad_cpu_ms = \
+             {per:.1} eqs = {eqs}",
+            grad_time.as_secs_f64() * 1e3,
+            grad_cpu.as_secs_f64() * 1e3,
+        );
+        return Ok(());
+    }
 
     let (t, c) = (Instant::now(), cpu_time());
     let compiled = ferrax::jit_backend::compile(&graph, &JitOptions::default())?;

@@ -411,7 +411,7 @@ impl Tensor {
         apply(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(shape),
-                dims,
+                dims: dims.into_boxed_slice(),
             }),
             &[self],
             loc,
@@ -636,7 +636,7 @@ impl Tensor {
     pub fn broadcast_in_dim(&self, shape: &[usize], dims: &[usize]) -> Tensor {
         let op = ShapeOp::BroadcastInDim {
             shape: Shape::new(shape),
-            dims: Dims::from_slice(dims),
+            dims: dims.into(),
         };
         apply(Op::Shape(op), &[self], Location::caller())
     }
@@ -677,9 +677,7 @@ impl Tensor {
     /// Permutes dimensions: result dimension `i` is dimension `perm[i]`.
     #[track_caller]
     pub fn transpose(&self, perm: &[usize]) -> Tensor {
-        let op = ShapeOp::Transpose {
-            perm: Dims::from_slice(perm),
-        };
+        let op = ShapeOp::Transpose { perm: perm.into() };
         apply(Op::Shape(op), &[self], Location::caller())
     }
 
@@ -694,9 +692,9 @@ impl Tensor {
     #[track_caller]
     pub fn slice(&self, start: &[usize], limit: &[usize], stride: &[usize]) -> Tensor {
         let op = ShapeOp::Slice {
-            start: Dims::from_slice(start),
-            limit: Dims::from_slice(limit),
-            stride: Dims::from_slice(stride),
+            start: start.into(),
+            limit: limit.into(),
+            stride: stride.into(),
         };
         apply(Op::Shape(op), &[self], Location::caller())
     }
@@ -718,9 +716,9 @@ impl Tensor {
         s[axis] = start;
         l[axis] = limit;
         let op = ShapeOp::Slice {
-            start: Dims::from_slice(&s),
-            limit: Dims::from_slice(&l),
-            stride: Dims::from_elem(1, ty.rank()),
+            start: s[..].into(),
+            limit: l[..].into(),
+            stride: vec![1; ty.rank()].into_boxed_slice(),
         };
         apply(Op::Shape(op), &[self], loc)
     }
@@ -730,9 +728,9 @@ impl Tensor {
     pub fn pad(&self, lo: &[usize], hi: &[usize], interior: &[usize], value: f64) -> Tensor {
         let v = Tensor::from_array(Array::scalar(self.dtype(), value));
         let op = ShapeOp::Pad {
-            lo: Dims::from_slice(lo),
-            hi: Dims::from_slice(hi),
-            interior: Dims::from_slice(interior),
+            lo: lo.into(),
+            hi: hi.into(),
+            interior: interior.into(),
         };
         apply(Op::Shape(op), &[self, &v], Location::caller())
     }
@@ -741,9 +739,7 @@ impl Tensor {
     #[track_caller]
     pub fn rev(&self, axes: &[usize]) -> Tensor {
         apply(
-            Op::Shape(ShapeOp::Rev {
-                axes: Dims::from_slice(axes),
-            }),
+            Op::Shape(ShapeOp::Rev { axes: axes.into() }),
             &[self],
             Location::caller(),
         )

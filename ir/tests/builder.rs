@@ -2,7 +2,8 @@
 //! twice returns its first results (also for values with more users than a region of the
 //! hash-consing table holds, and for equations without operands), no two instructions of a
 //! built graph are identical, remembered result types never let an ill-typed equation
-//! through, and the placement of hash-consing entries always probes where it placed them.
+//! through, the placement of hash-consing entries always probes where it placed them, and an
+//! equation's storage (`Op`, `InstData`) stays within its size budget.
 
 use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, UnaryOp};
 use ferrax_ir::{Array, Builder, DType, ErrorKind, Op, Type, Value};
@@ -219,4 +220,23 @@ fn repeated_folds_return_their_first_constants() {
         assert!(b.literal(f).is_some(), "folded to a constant");
     }
     assert_eq!(b.graph().num_insts(), n);
+}
+
+/// Every graph stores one `InstData` per equation, and every transform of a long graph walks
+/// and writes them, so their size is the graphs' memory and much of the transforms' time. A
+/// parameter list that grows an op back past 64 bytes (the size of a constant or `iota`) should
+/// be kept out of line like the shape ops' lists.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn an_equation_stays_small() {
+    assert!(
+        std::mem::size_of::<ferrax_ir::Op>() <= 64,
+        "Op is {} bytes",
+        std::mem::size_of::<ferrax_ir::Op>()
+    );
+    assert!(
+        std::mem::size_of::<ferrax_ir::InstData>() <= 112,
+        "InstData is {} bytes",
+        std::mem::size_of::<ferrax_ir::InstData>()
+    );
 }

@@ -791,7 +791,9 @@ fn ill_typed_operands_give_errors_not_panics() {
             ErrorKind::Shape,
         ),
         (
-            Op::Shape(ShapeOp::Transpose { perm: d(&[0, 0]) }),
+            Op::Shape(ShapeOp::Transpose {
+                perm: Box::new([0, 0]),
+            }),
             vec![&m],
             ErrorKind::Axis,
         ),
@@ -807,9 +809,9 @@ fn ill_typed_operands_give_errors_not_panics() {
         ),
         (
             Op::Shape(ShapeOp::Slice {
-                start: d(&[1]),
-                limit: d(&[3]),
-                stride: d(&[1]),
+                start: Box::new([1]),
+                limit: Box::new([3]),
+                stride: Box::new([1]),
             }),
             vec![&f],
             ErrorKind::Axis,

@@ -62,7 +62,7 @@ fn broadcast_in_dim() {
     let bcast = |shape: &[usize], dims: &[usize]| {
         Op::Shape(ShapeOp::BroadcastInDim {
             shape: Shape::new(shape),
-            dims: d(dims),
+            dims: d(dims).into_boxed_slice(),
         })
     };
     let x = f(&[3], &[1.0, 2.0, 3.0]);
@@ -132,7 +132,11 @@ fn reshape_keeps_row_major_order() {
 
 #[test]
 fn transpose_against_naive_loop() {
-    let t = |perm: &[usize]| Op::Shape(ShapeOp::Transpose { perm: d(perm) });
+    let t = |perm: &[usize]| {
+        Op::Shape(ShapeOp::Transpose {
+            perm: d(perm).into_boxed_slice(),
+        })
+    };
     let x = iota(&[2, 3]);
     assert_eq!(
         run(t(&[1, 0]), &[&x]),
@@ -163,9 +167,9 @@ fn transpose_against_naive_loop() {
 fn slice_windows() {
     let sl = |start: &[usize], limit: &[usize], stride: &[usize]| {
         Op::Shape(ShapeOp::Slice {
-            start: d(start),
-            limit: d(limit),
-            stride: d(stride),
+            start: d(start).into_boxed_slice(),
+            limit: d(limit).into_boxed_slice(),
+            stride: d(stride).into_boxed_slice(),
         })
     };
     let x = iota(&[10]);
@@ -189,9 +193,9 @@ fn slice_windows() {
 fn pad_low_high_interior() {
     let pad = |lo: &[usize], hi: &[usize], interior: &[usize]| {
         Op::Shape(ShapeOp::Pad {
-            lo: d(lo),
-            hi: d(hi),
-            interior: d(interior),
+            lo: d(lo).into_boxed_slice(),
+            hi: d(hi).into_boxed_slice(),
+            interior: d(interior).into_boxed_slice(),
         })
     };
     let x = f(&[3], &[1.0, 2.0, 3.0]);
@@ -250,7 +254,11 @@ fn concatenate_along_each_axis() {
 
 #[test]
 fn rev_axes() {
-    let rev = |axes: &[usize]| Op::Shape(ShapeOp::Rev { axes: d(axes) });
+    let rev = |axes: &[usize]| {
+        Op::Shape(ShapeOp::Rev {
+            axes: d(axes).into_boxed_slice(),
+        })
+    };
     assert_eq!(run(rev(&[0]), &[&iota(&[3])]), f(&[3], &[2.0, 1.0, 0.0]));
     let m = iota(&[2, 3]);
     assert_eq!(
@@ -483,7 +491,12 @@ fn dot_general_dimension_orders() {
     let a = vals(&[3, 2], 7);
     let b = vals(&[3, 4], 8);
     let got = run(dot(&[0], &[0], &[], &[]), &[&a, &b]);
-    let at = run(Op::Shape(ShapeOp::Transpose { perm: d(&[1, 0]) }), &[&a]);
+    let at = run(
+        Op::Shape(ShapeOp::Transpose {
+            perm: Box::new([1, 0]),
+        }),
+        &[&a],
+    );
     assert_eq!(
         got.to_f64_vec(),
         naive_bmm(&at.to_f64_vec(), &b.to_f64_vec(), 1, 2, 3, 4)

@@ -5,7 +5,7 @@
 
 use ferrax_ir::ops::{LiteralOp, ShapeOp};
 use ferrax_ir::{
-    function, interp, Array, DType, Dims, ErrorKind, Graph, Op, Shape, Tensor, Type, MAX_BYTES,
+    function, interp, Array, DType, ErrorKind, Graph, Op, Shape, Tensor, Type, MAX_BYTES,
 };
 
 /// Asserts that `r` is an error of `kind` whose message contains every one of `words`.
@@ -86,9 +86,9 @@ fn type_rules_reject_results_whose_size_overflows() {
 
     let x = Type::new(DType::F64, &[3]);
     let pad = Op::Shape(ShapeOp::Pad {
-        lo: Dims::from_slice(&[usize::MAX / 2]),
-        hi: Dims::from_slice(&[usize::MAX / 2]),
-        interior: Dims::from_slice(&[0]),
+        lo: Box::new([usize::MAX / 2]),
+        hi: Box::new([usize::MAX / 2]),
+        interior: Box::new([0]),
     });
     assert_err(
         pad.infer(&[x.clone(), Type::scalar(DType::F64)]),
@@ -96,9 +96,9 @@ fn type_rules_reject_results_whose_size_overflows() {
         &["pad", "dimension 0", "overflows"],
     );
     let pad = Op::Shape(ShapeOp::Pad {
-        lo: Dims::from_slice(&[0]),
-        hi: Dims::from_slice(&[0]),
-        interior: Dims::from_slice(&[usize::MAX / 2]),
+        lo: Box::new([0]),
+        hi: Box::new([0]),
+        interior: Box::new([usize::MAX / 2]),
     });
     assert_err(
         pad.infer(&[x.clone(), Type::scalar(DType::F64)]),
@@ -107,7 +107,7 @@ fn type_rules_reject_results_whose_size_overflows() {
     );
     let bcast = Op::Shape(ShapeOp::BroadcastInDim {
         shape: Shape::new(&[1 << 62, 4]),
-        dims: Dims::new(),
+        dims: Box::default(),
     });
     assert_err(
         bcast.infer(&[Type::scalar(DType::F64)]),

@@ -113,7 +113,7 @@ fn built_graph_round_trips() {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[2, 3]),
-                dims: smallvec![1],
+                dims: vec![1].into_boxed_slice(),
             }),
             &[y],
         )
@@ -127,7 +127,7 @@ fn built_graph_round_trips() {
     let t = b
         .push1(
             Op::Shape(ShapeOp::Transpose {
-                perm: smallvec![1, 0],
+                perm: vec![1, 0].into_boxed_slice(),
             }),
             &[a],
         )

@@ -774,9 +774,9 @@ fn slice_rows(b: &mut Builder, v: Value, lo: usize, hi: usize) -> Result<Value> 
     let stride = Dims::from_elem(1, dims.len());
     b.push1(
         Op::Shape(ShapeOp::Slice {
-            start,
-            limit,
-            stride,
+            start: start.into_boxed_slice(),
+            limit: limit.into_boxed_slice(),
+            stride: stride.into_boxed_slice(),
         }),
         &[v],
     )

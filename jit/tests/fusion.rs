@@ -6,7 +6,7 @@ mod common;
 
 use common::{array, check_with, close, Rng};
 use ferrax_ir::ops::{BinaryOp, ShapeOp, UnaryOp};
-use ferrax_ir::{interp, Builder, DType, Dims, Graph, Op, Shape, Tensor, Type};
+use ferrax_ir::{interp, Builder, DType, Graph, Op, Shape, Tensor, Type};
 use ferrax_jit::{compile, JitOptions, MathMode};
 
 /// `tanh(x · w + b) + exp(−x²)` with `b` broadcast along rows, over `[rows, cols]`.
@@ -19,7 +19,7 @@ fn chain(dtype: DType, rows: usize, cols: usize) -> Graph {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[rows, cols]),
-                dims: Dims::from_slice(&[1]),
+                dims: Box::new([1]),
             }),
             &[bias],
         )

@@ -206,7 +206,7 @@ fn shape_ops() {
         };
         let bc = |shape: &[usize], dims: &[usize]| ShapeOp::BroadcastInDim {
             shape: Shape::new(shape),
-            dims: d(dims),
+            dims: d(dims).into_boxed_slice(),
         };
         run(bc(&[2, 3], &[]), &[&[]]);
         run(bc(&[2, 3], &[1]), &[&[3]]);
@@ -239,28 +239,38 @@ fn shape_ops() {
             },
             &[&[5, 0]],
         );
-        run(ShapeOp::Transpose { perm: d(&[1, 0]) }, &[&[2, 3]]);
         run(
             ShapeOp::Transpose {
-                perm: d(&[2, 0, 1]),
+                perm: Box::new([1, 0]),
+            },
+            &[&[2, 3]],
+        );
+        run(
+            ShapeOp::Transpose {
+                perm: Box::new([2, 0, 1]),
             },
             &[&[2, 3, 4]],
         );
-        run(ShapeOp::Transpose { perm: d(&[1, 0]) }, &[&[0, 3]]);
-        run(ShapeOp::Transpose { perm: d(&[]) }, &[&[]]);
+        run(
+            ShapeOp::Transpose {
+                perm: Box::new([1, 0]),
+            },
+            &[&[0, 3]],
+        );
+        run(ShapeOp::Transpose { perm: Box::new([]) }, &[&[]]);
         let sl = |s: &[usize], l: &[usize], t: &[usize]| ShapeOp::Slice {
-            start: d(s),
-            limit: d(l),
-            stride: d(t),
+            start: d(s).into_boxed_slice(),
+            limit: d(l).into_boxed_slice(),
+            stride: d(t).into_boxed_slice(),
         };
         run(sl(&[1], &[4], &[1]), &[&[5]]);
         run(sl(&[0, 1], &[3, 4], &[2, 2]), &[&[3, 5]]);
         run(sl(&[2], &[2], &[1]), &[&[5]]);
         run(sl(&[], &[], &[]), &[&[]]);
         let pad = |lo: &[usize], hi: &[usize], it: &[usize]| ShapeOp::Pad {
-            lo: d(lo),
-            hi: d(hi),
-            interior: d(it),
+            lo: d(lo).into_boxed_slice(),
+            hi: d(hi).into_boxed_slice(),
+            interior: d(it).into_boxed_slice(),
         };
         run(pad(&[1], &[2], &[0]), &[&[3], &[]]);
         run(pad(&[0, 1], &[1, 0], &[1, 2]), &[&[2, 3], &[]]);
@@ -269,10 +279,25 @@ fn shape_ops() {
         run(ShapeOp::Concatenate { axis: 0 }, &[&[2], &[0], &[3]]);
         run(ShapeOp::Concatenate { axis: 1 }, &[&[2, 1], &[2, 3]]);
         run(ShapeOp::Concatenate { axis: 0 }, &[&[1, 2]]);
-        run(ShapeOp::Rev { axes: d(&[0]) }, &[&[4]]);
-        run(ShapeOp::Rev { axes: d(&[0, 2]) }, &[&[2, 3, 2]]);
-        run(ShapeOp::Rev { axes: d(&[1]) }, &[&[2, 0]]);
-        run(ShapeOp::Rev { axes: d(&[]) }, &[&[]]);
+        run(
+            ShapeOp::Rev {
+                axes: Box::new([0]),
+            },
+            &[&[4]],
+        );
+        run(
+            ShapeOp::Rev {
+                axes: Box::new([0, 2]),
+            },
+            &[&[2, 3, 2]],
+        );
+        run(
+            ShapeOp::Rev {
+                axes: Box::new([1]),
+            },
+            &[&[2, 0]],
+        );
+        run(ShapeOp::Rev { axes: Box::new([]) }, &[&[]]);
     }
 }
 
@@ -527,7 +552,7 @@ fn chains_reuse_workspace() {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[3, 4]),
-                dims: d(&[1]),
+                dims: Box::new([1]),
             }),
             &[y],
         )
@@ -536,7 +561,12 @@ fn chains_reuse_workspace() {
     let m = b.push1(Op::Binary(BinaryOp::Mul), &[s, yb]).unwrap();
     let e = b.push1(Op::Unary(UnaryOp::Exp), &[m]).unwrap();
     let t = b
-        .push1(Op::Shape(ShapeOp::Transpose { perm: d(&[1, 0]) }), &[e])
+        .push1(
+            Op::Shape(ShapeOp::Transpose {
+                perm: Box::new([1, 0]),
+            }),
+            &[e],
+        )
         .unwrap();
     let r = b
         .push1(Op::Reduce(ReduceOp::Sum { axes: d(&[1]) }), &[t])

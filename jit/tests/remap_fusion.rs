@@ -16,9 +16,9 @@ use proptest::prelude::*;
 /// `pad` of `x` with `lo`, `hi` (no interior) and the scalar `v`.
 fn pad(b: &mut Builder, x: Value, v: Value, lo: &[usize], hi: &[usize]) -> Option<Value> {
     let op = Op::Shape(ShapeOp::Pad {
-        lo: Dims::from_slice(lo),
-        hi: Dims::from_slice(hi),
-        interior: Dims::from_elem(0, lo.len()),
+        lo: lo.into(),
+        hi: hi.into(),
+        interior: vec![0; lo.len()].into_boxed_slice(),
     });
     b.push1(op, &[x, v]).ok()
 }
@@ -26,9 +26,9 @@ fn pad(b: &mut Builder, x: Value, v: Value, lo: &[usize], hi: &[usize]) -> Optio
 /// A slice of `x` from `start` to `limit` with `stride`.
 fn slice(b: &mut Builder, x: Value, start: &[usize], limit: &[usize], stride: &[usize]) -> Value {
     let op = Op::Shape(ShapeOp::Slice {
-        start: Dims::from_slice(start),
-        limit: Dims::from_slice(limit),
-        stride: Dims::from_slice(stride),
+        start: start.into(),
+        limit: limit.into(),
+        stride: stride.into(),
     });
     b.push1(op, &[x]).expect("slice")
 }
@@ -125,9 +125,9 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
             if c.is_multiple_of(7) {
                 // Interior padding: not a remap, lowered on its own.
                 let op = Op::Shape(ShapeOp::Pad {
-                    lo: Dims::from_slice(&lo),
-                    hi: Dims::from_slice(&hi),
-                    interior: Dims::from_elem(1, rank),
+                    lo: lo[..].into(),
+                    hi: hi[..].into(),
+                    interior: vec![1; rank].into_boxed_slice(),
                 });
                 b.push1(op, &[x, v]).ok()
             } else {
@@ -156,11 +156,23 @@ fn step(b: &mut Builder, pool: &mut Vec<Value>, code: u8, a: usize, c: usize) {
         }
         5 => {
             let perm: Dims = (0..rank).map(|d| (d + 1 + c) % rank.max(1)).collect();
-            b.push1(Op::Shape(ShapeOp::Transpose { perm }), &[x]).ok()
+            b.push1(
+                Op::Shape(ShapeOp::Transpose {
+                    perm: perm.into_boxed_slice(),
+                }),
+                &[x],
+            )
+            .ok()
         }
         6 => {
             let axes: Dims = (0..rank).filter(|d| (c >> d) & 1 == 1).collect();
-            b.push1(Op::Shape(ShapeOp::Rev { axes }), &[x]).ok()
+            b.push1(
+                Op::Shape(ShapeOp::Rev {
+                    axes: axes.into_boxed_slice(),
+                }),
+                &[x],
+            )
+            .ok()
         }
         7 => {
             if rank >= 3 {
@@ -344,7 +356,7 @@ fn outer_guards_reductions_and_uniform_constants_match_the_interpreter() {
             let rv = b
                 .push1(
                     Op::Shape(ShapeOp::Rev {
-                        axes: Dims::from_slice(&[0, 1]),
+                        axes: Box::new([0, 1]),
                     }),
                     &[y],
                 )
@@ -355,7 +367,7 @@ fn outer_guards_reductions_and_uniform_constants_match_the_interpreter() {
             let t = b
                 .push1(
                     Op::Shape(ShapeOp::Transpose {
-                        perm: Dims::from_slice(&[1, 0]),
+                        perm: Box::new([1, 0]),
                     }),
                     &[s],
                 )
@@ -411,7 +423,7 @@ fn remap_edge_cases_match_the_interpreter() {
             let rv = b
                 .push1(
                     Op::Shape(ShapeOp::Rev {
-                        axes: Dims::from_slice(&[0]),
+                        axes: Box::new([0]),
                     }),
                     &[x],
                 )
@@ -449,7 +461,7 @@ fn computed_values_under_remaps_match_the_interpreter() {
                 .push1(
                     Op::Shape(ShapeOp::BroadcastInDim {
                         shape: Shape::new(&[rows, cols]),
-                        dims: Dims::new(),
+                        dims: Box::default(),
                     }),
                     &[one],
                 )
@@ -461,7 +473,7 @@ fn computed_values_under_remaps_match_the_interpreter() {
             let xtw = b
                 .push1(
                     Op::Shape(ShapeOp::Transpose {
-                        perm: Dims::from_slice(&[1, 0]),
+                        perm: Box::new([1, 0]),
                     }),
                     &[xt],
                 )
@@ -470,7 +482,7 @@ fn computed_values_under_remaps_match_the_interpreter() {
             let qt = b
                 .push1(
                     Op::Shape(ShapeOp::Rev {
-                        axes: Dims::from_slice(&[0, 1]),
+                        axes: Box::new([0, 1]),
                     }),
                     &[q],
                 )
@@ -574,7 +586,7 @@ fn rolled_planes(dtype: DType, k: usize, n: usize, picks: bool) -> Graph {
     let four = scalar(&mut b, dtype, 4.0);
     let op = Op::Shape(ShapeOp::BroadcastInDim {
         shape: Shape::new(&[k, n, n]),
-        dims: Dims::new(),
+        dims: Box::default(),
     });
     let four = b.push1(op, &[four]).expect("broadcast");
     let mut stencil = |w: Value| {

@@ -67,7 +67,7 @@ fn scalar_entry_multiple_outputs_and_intermediate_tensors() {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[3]),
-                dims: Dims::new(),
+                dims: Box::default(),
             }),
             &[x],
         )
@@ -236,7 +236,7 @@ fn scalar_entry_with_stack_workspace() {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape,
-                dims: Dims::new(),
+                dims: Box::default(),
             }),
             &[x],
         )

@@ -21,7 +21,7 @@ fn sin_of_broadcast(dims: &[usize]) -> Graph {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(dims),
-                dims: Dims::new(),
+                dims: Box::default(),
             }),
             &[x],
         )
@@ -40,7 +40,7 @@ fn big_intermediate(n: usize) -> Graph {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[n, n]),
-                dims: Dims::new(),
+                dims: Box::default(),
             }),
             &[x],
         )
@@ -291,7 +291,7 @@ fn a_graph_whose_workspace_cannot_exist_is_refused_at_compile_time() {
         .push1(
             Op::Shape(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[n, n]),
-                dims: Dims::new(),
+                dims: Box::default(),
             }),
             &[x],
         )
@@ -577,7 +577,7 @@ fn taped_broadcast(dims: &[usize]) -> Graph {
             .push1(
                 Op::Shape(ShapeOp::BroadcastInDim {
                     shape: te.shape.clone(),
-                    dims: Dims::new(),
+                    dims: Box::default(),
                 }),
                 &[p[2]],
             )

@@ -184,7 +184,7 @@ impl<'t, 'a> Gen<'t, 'a> {
             let c = b.constant(s);
             let op = Op::Shape(ShapeOp::BroadcastInDim {
                 shape: ty.shape.clone(),
-                dims: Dims::new(),
+                dims: Box::default(),
             });
             if let Some(v) = self.push(b, pool, op, &[c]) {
                 return v;
@@ -580,7 +580,14 @@ impl<'t, 'a> Gen<'t, 'a> {
             return;
         };
         let perm = self.perm(x.ty.rank());
-        self.push(b, pool, Op::Shape(ShapeOp::Transpose { perm }), &[x.v]);
+        self.push(
+            b,
+            pool,
+            Op::Shape(ShapeOp::Transpose {
+                perm: perm.into_boxed_slice(),
+            }),
+            &[x.v],
+        );
     }
 
     fn slice(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {
@@ -596,9 +603,9 @@ impl<'t, 'a> Gen<'t, 'a> {
             stride.push(1 + self.tape.below(3));
         }
         let op = Op::Shape(ShapeOp::Slice {
-            start,
-            limit,
-            stride,
+            start: start.into_boxed_slice(),
+            limit: limit.into_boxed_slice(),
+            stride: stride.into_boxed_slice(),
         });
         self.push(b, pool, op, &[x.v]);
     }
@@ -621,7 +628,11 @@ impl<'t, 'a> Gen<'t, 'a> {
             return;
         }
         let pv = self.operand_of(b, pool, &Type::scalar(x.ty.dtype));
-        let op = Op::Shape(ShapeOp::Pad { lo, hi, interior });
+        let op = Op::Shape(ShapeOp::Pad {
+            lo: lo.into_boxed_slice(),
+            hi: hi.into_boxed_slice(),
+            interior: interior.into_boxed_slice(),
+        });
         self.push(b, pool, op, &[x.v, pv]);
     }
 
@@ -638,9 +649,9 @@ impl<'t, 'a> Gen<'t, 'a> {
                 let mut limit: Dims = x.ty.dims().iter().copied().collect();
                 limit[axis] = self.tape.below(d + 1);
                 let op = Op::Shape(ShapeOp::Slice {
-                    start: Dims::from_elem(0, x.ty.rank()),
-                    limit,
-                    stride: Dims::from_elem(1, x.ty.rank()),
+                    start: vec![0; x.ty.rank()].into_boxed_slice(),
+                    limit: limit.into_boxed_slice(),
+                    stride: vec![1; x.ty.rank()].into_boxed_slice(),
                 });
                 if let Some(v) = self.push(b, pool, op, &[x.v]) {
                     args.push(v);
@@ -661,7 +672,14 @@ impl<'t, 'a> Gen<'t, 'a> {
             return;
         };
         let axes = self.axes(x.ty.rank());
-        self.push(b, pool, Op::Shape(ShapeOp::Rev { axes }), &[x.v]);
+        self.push(
+            b,
+            pool,
+            Op::Shape(ShapeOp::Rev {
+                axes: axes.into_boxed_slice(),
+            }),
+            &[x.v],
+        );
     }
 
     fn reduce(&mut self, b: &mut Builder, pool: &mut Vec<Pooled>) {

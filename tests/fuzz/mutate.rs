@@ -269,27 +269,27 @@ fn rand_op(rng: &mut Rng) -> Op {
         }),
         6 => Op::Shape(ShapeOp::BroadcastInDim {
             shape: Shape(rand_dims(rng, 4)),
-            dims: rand_dims(rng, 3),
+            dims: rand_dims(rng, 3).into_boxed_slice(),
         }),
         7 => Op::Shape(ShapeOp::Reshape {
             shape: Shape(rand_dims(rng, 3)),
         }),
         8 => Op::Shape(ShapeOp::Transpose {
-            perm: rand_dims(rng, 3),
+            perm: rand_dims(rng, 3).into_boxed_slice(),
         }),
         9 => Op::Shape(ShapeOp::Slice {
-            start: rand_dims(rng, 3),
-            limit: rand_dims(rng, 3),
-            stride: rand_dims(rng, 3),
+            start: rand_dims(rng, 3).into_boxed_slice(),
+            limit: rand_dims(rng, 3).into_boxed_slice(),
+            stride: rand_dims(rng, 3).into_boxed_slice(),
         }),
         10 => Op::Shape(ShapeOp::Pad {
-            lo: rand_dims(rng, 3),
-            hi: rand_dims(rng, 3),
-            interior: rand_dims(rng, 3),
+            lo: rand_dims(rng, 3).into_boxed_slice(),
+            hi: rand_dims(rng, 3).into_boxed_slice(),
+            interior: rand_dims(rng, 3).into_boxed_slice(),
         }),
         11 => Op::Shape(ShapeOp::Concatenate { axis: axis(rng) }),
         12 => Op::Shape(ShapeOp::Rev {
-            axes: rand_dims(rng, 3),
+            axes: rand_dims(rng, 3).into_boxed_slice(),
         }),
         13 => Op::Reduce(
             [

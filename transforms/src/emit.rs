@@ -176,7 +176,14 @@ pub(crate) fn sum_all(b: &mut Builder, x: Value) -> Result<Value> {
 
 /// `broadcast_in_dim(x, shape, dims)`.
 pub(crate) fn broadcast(b: &mut Builder, x: Value, shape: Shape, dims: Dims) -> Result<Value> {
-    push1(b, Op::Shape(ShapeOp::BroadcastInDim { shape, dims }), &[x])
+    push1(
+        b,
+        Op::Shape(ShapeOp::BroadcastInDim {
+            shape,
+            dims: dims.into_boxed_slice(),
+        }),
+        &[x],
+    )
 }
 
 /// `reshape(x, shape)`.
@@ -186,7 +193,13 @@ pub(crate) fn reshape(b: &mut Builder, x: Value, shape: Shape) -> Result<Value> 
 
 /// `transpose(x, perm)`.
 pub(crate) fn transpose(b: &mut Builder, x: Value, perm: Dims) -> Result<Value> {
-    push1(b, Op::Shape(ShapeOp::Transpose { perm }), &[x])
+    push1(
+        b,
+        Op::Shape(ShapeOp::Transpose {
+            perm: perm.into_boxed_slice(),
+        }),
+        &[x],
+    )
 }
 
 /// `slice(x, start, limit, stride)`.
@@ -200,9 +213,9 @@ pub(crate) fn slice(
     push1(
         b,
         Op::Shape(ShapeOp::Slice {
-            start,
-            limit,
-            stride,
+            start: start.into_boxed_slice(),
+            limit: limit.into_boxed_slice(),
+            stride: stride.into_boxed_slice(),
         }),
         &[x],
     )

@@ -317,7 +317,7 @@ fn is_iota_along(b: &Builder, v: Value, n: usize, axis: usize) -> bool {
         producer(b, args[0]),
         Some(InstData { op: Op::Literal(LiteralOp::Iota { shape: s, .. }), .. }) if s.dims() == [n]
     );
-    line && shape.dims() == [n, n] && dims.as_slice() == [axis]
+    line && shape.dims() == [n, n] && dims[..] == [axis]
 }
 
 /// Whether `v` is a constant n×n identity matrix (small bases are folded into constants).
@@ -509,7 +509,7 @@ mod tests {
             .push1(
                 Op::Shape(ShapeOp::BroadcastInDim {
                     shape: Shape::new(&[2]),
-                    dims: Dims::new(),
+                    dims: Box::default(),
                 }),
                 &[c],
             )

@@ -263,7 +263,7 @@ fn small_net(op1: &ConvGeneral, op2: &ConvGeneral, tys: &[Type]) -> Graph {
         .push1(
             Op::Shape(ferrax_ir::ops::ShapeOp::BroadcastInDim {
                 shape: hty.shape.clone(),
-                dims: Dims::new(),
+                dims: Box::default(),
             }),
             &[zero],
         )

@@ -10,9 +10,9 @@ use ferrax_transforms::{hessian_graph, jacfwd_graph, jacrev_graph};
 
 fn slice1(b: &mut Builder, x: Value, start: usize, limit: usize) -> Value {
     let op = ShapeOp::Slice {
-        start: Dims::from_slice(&[start]),
-        limit: Dims::from_slice(&[limit]),
-        stride: Dims::from_slice(&[1]),
+        start: Box::new([start]),
+        limit: Box::new([limit]),
+        stride: Box::new([1]),
     };
     b.push1(Op::Shape(op), &[x]).unwrap()
 }

@@ -42,7 +42,7 @@ fn path_graph(f: &Graph, x0: &[Array], coefs: &[Vec<Array>]) -> Graph {
                     .push1(
                         Op::Shape(ShapeOp::BroadcastInDim {
                             shape: x.shape().clone(),
-                            dims: Dims::new(),
+                            dims: Box::default(),
                         }),
                         &[p],
                     )
@@ -254,7 +254,7 @@ fn shape_reduce_dot_and_index_rules() {
         let t = b
             .push1(
                 Op::Shape(ShapeOp::Transpose {
-                    perm: Dims::from_slice(&[1, 0]),
+                    perm: Box::new([1, 0]),
                 }),
                 &[d],
             )
@@ -305,9 +305,9 @@ fn shape_reduce_dot_and_index_rules() {
         let pd = b
             .push1(
                 Op::Shape(ShapeOp::Pad {
-                    lo: Dims::from_slice(&[1]),
-                    hi: Dims::from_slice(&[0]),
-                    interior: Dims::from_slice(&[1]),
+                    lo: Box::new([1]),
+                    hi: Box::new([0]),
+                    interior: Box::new([1]),
                 }),
                 &[r, z],
             )
@@ -709,7 +709,7 @@ fn remaining_linear_and_piecewise_constant_rules() {
                 .push1(
                     Op::Shape(ShapeOp::BroadcastInDim {
                         shape: Shape::new(&[3, 4]),
-                        dims: Dims::from_slice(&[1]),
+                        dims: Box::new([1]),
                     }),
                     &[e],
                 )
@@ -725,9 +725,9 @@ fn remaining_linear_and_piecewise_constant_rules() {
             let sl = b
                 .push1(
                     Op::Shape(ShapeOp::Slice {
-                        start: Dims::from_slice(&[1]),
-                        limit: Dims::from_slice(&[4]),
-                        stride: Dims::from_slice(&[2]),
+                        start: Box::new([1]),
+                        limit: Box::new([4]),
+                        stride: Box::new([2]),
                     }),
                     &[mn],
                 )
@@ -739,7 +739,7 @@ fn remaining_linear_and_piecewise_constant_rules() {
             let rv = b
                 .push1(
                     Op::Shape(ShapeOp::Rev {
-                        axes: Dims::from_slice(&[0]),
+                        axes: Box::new([0]),
                     }),
                     &[cc],
                 )
@@ -760,9 +760,9 @@ fn remaining_linear_and_piecewise_constant_rules() {
             let upd = b
                 .push1(
                     Op::Shape(ShapeOp::Slice {
-                        start: Dims::from_slice(&[0]),
-                        limit: Dims::from_slice(&[3]),
-                        stride: Dims::from_slice(&[1]),
+                        start: Box::new([0]),
+                        limit: Box::new([3]),
+                        stride: Box::new([1]),
                     }),
                     &[upd],
                 )

@@ -194,7 +194,7 @@ fn bcast(
 ) -> ferrax_ir::Value {
     let op = ShapeOp::BroadcastInDim {
         shape: Shape::new(shape),
-        dims: Dims::from_slice(dims),
+        dims: dims.into(),
     };
     raw(b, Op::Shape(op), &[x])
 }
@@ -226,23 +226,23 @@ fn structural_rewrites_are_bit_exact() {
     let d2 = raw(&mut b, Op::Binary(BinaryOp::Sub), &[d, yb]);
     let d3 = raw(&mut b, Op::Binary(BinaryOp::Div), &[d2, xb]);
     let sl = Op::Shape(ShapeOp::Slice {
-        start: Dims::from_slice(&[0, 1]),
-        limit: Dims::from_slice(&[n, n]),
-        stride: Dims::from_slice(&[1, 1]),
+        start: Box::new([0, 1]),
+        limit: Box::new([n, n]),
+        stride: Box::new([1, 1]),
     });
     let s = raw(&mut b, sl, &[d3]);
     let zero = b.constant(Array::scalar(DType::F64, -0.0));
     let pad = Op::Shape(ShapeOp::Pad {
-        lo: Dims::from_slice(&[0, 1]),
-        hi: Dims::from_slice(&[0, 0]),
-        interior: Dims::from_slice(&[0, 0]),
+        lo: Box::new([0, 1]),
+        hi: Box::new([0, 0]),
+        interior: Box::new([0, 0]),
     });
     let p = raw(&mut b, pad, &[s, zero]);
     let sum = raw(&mut b, Op::Binary(BinaryOp::Add), &[p, d]);
     let t = raw(
         &mut b,
         Op::Shape(ShapeOp::Transpose {
-            perm: Dims::from_slice(&[1, 0]),
+            perm: Box::new([1, 0]),
         }),
         &[sum],
     );
@@ -301,7 +301,7 @@ fn unit_contractions_and_unit_transposes_are_exact() {
     let t = raw(
         &mut b,
         Op::Shape(ShapeOp::Transpose {
-            perm: Dims::from_slice(&[1, 0]),
+            perm: Box::new([1, 0]),
         }),
         &[w],
     );
@@ -422,17 +422,17 @@ fn random_mask_graph(rng: &mut Rng, n: usize) -> Graph {
                     lo[axis] = 1;
                 }
                 let sl = Op::Shape(ShapeOp::Slice {
-                    start,
-                    limit,
-                    stride: Dims::from_slice(&[1, 1]),
+                    start: start.into_boxed_slice(),
+                    limit: limit.into_boxed_slice(),
+                    stride: Box::new([1, 1]),
                 });
                 let s = raw(&mut b, sl, &[a]);
                 let pv = [0.0, -0.0, 2.0][pick(3) as usize];
                 let pv = b.constant(Array::scalar(DType::F64, pv));
                 let pad = Op::Shape(ShapeOp::Pad {
-                    lo,
-                    hi,
-                    interior: Dims::from_slice(&[0, 0]),
+                    lo: lo.into_boxed_slice(),
+                    hi: hi.into_boxed_slice(),
+                    interior: Box::new([0, 0]),
                 });
                 raw(&mut b, pad, &[s, pv])
             }

@@ -216,7 +216,7 @@ fn cases() -> Vec<Case> {
                 b,
                 shape_op(ShapeOp::BroadcastInDim {
                     shape: Shape::new(&[2, 3]),
-                    dims: Dims::from_slice(&[1]),
+                    dims: Box::new([1]),
                 }),
                 &[p[0]],
             )]
@@ -232,7 +232,7 @@ fn cases() -> Vec<Case> {
                 b,
                 shape_op(ShapeOp::BroadcastInDim {
                     shape: Shape::new(&[2, 3, 4]),
-                    dims: Dims::from_slice(&[1, 2]),
+                    dims: Box::new([1, 2]),
                 }),
                 &[p[0]],
             )]
@@ -262,7 +262,7 @@ fn cases() -> Vec<Case> {
             vec![push(
                 b,
                 shape_op(ShapeOp::Transpose {
-                    perm: Dims::from_slice(&[2, 0, 1]),
+                    perm: Box::new([2, 0, 1]),
                 }),
                 &[p[0]],
             )]
@@ -275,9 +275,9 @@ fn cases() -> Vec<Case> {
         1.0,
         Box::new(move |b, p| {
             let op = ShapeOp::Slice {
-                start: Dims::from_slice(&[1, 0]),
-                limit: Dims::from_slice(&[5, 3]),
-                stride: Dims::from_slice(&[2, 1]),
+                start: Box::new([1, 0]),
+                limit: Box::new([5, 3]),
+                stride: Box::new([2, 1]),
             };
             vec![push(b, shape_op(op), &[p[0]])]
         }),
@@ -289,9 +289,9 @@ fn cases() -> Vec<Case> {
         1.0,
         Box::new(move |b, p| {
             let op = ShapeOp::Pad {
-                lo: Dims::from_slice(&[1, 0]),
-                hi: Dims::from_slice(&[0, 2]),
-                interior: Dims::from_slice(&[1, 1]),
+                lo: Box::new([1, 0]),
+                hi: Box::new([0, 2]),
+                interior: Box::new([1, 1]),
             };
             vec![push(b, shape_op(op), &[p[0], p[1]])]
         }),
@@ -332,7 +332,7 @@ fn cases() -> Vec<Case> {
             vec![push(
                 b,
                 shape_op(ShapeOp::Rev {
-                    axes: Dims::from_slice(&[1]),
+                    axes: Box::new([1]),
                 }),
                 &[p[0]],
             )]

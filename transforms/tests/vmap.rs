@@ -274,7 +274,7 @@ fn shape_cases() -> Vec<Case> {
             vec![f64t(&[3])],
             sh(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[2, 3, 4]),
-                dims: dims(&[1]),
+                dims: Box::new([1]),
             }),
         ),
         case(
@@ -282,7 +282,7 @@ fn shape_cases() -> Vec<Case> {
             vec![f64t(&[3, 1])],
             sh(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[3, 5, 2]),
-                dims: dims(&[0, 2]),
+                dims: Box::new([0, 2]),
             }),
         ),
         case(
@@ -290,7 +290,7 @@ fn shape_cases() -> Vec<Case> {
             vec![f64t(&[])],
             sh(ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[2, 2]),
-                dims: dims(&[]),
+                dims: Box::new([]),
             }),
         ),
         case(
@@ -311,34 +311,34 @@ fn shape_cases() -> Vec<Case> {
             "transpose",
             vec![f64t(&[2, 3, 4])],
             sh(ShapeOp::Transpose {
-                perm: dims(&[2, 0, 1]),
+                perm: Box::new([2, 0, 1]),
             }),
         ),
         case(
             "slice",
             vec![f64t(&[5, 6])],
             sh(ShapeOp::Slice {
-                start: dims(&[1, 0]),
-                limit: dims(&[5, 5]),
-                stride: dims(&[2, 2]),
+                start: Box::new([1, 0]),
+                limit: Box::new([5, 5]),
+                stride: Box::new([2, 2]),
             }),
         ),
         case(
             "pad",
             vec![f64t(&[3, 2]), f64t(&[])],
             sh(ShapeOp::Pad {
-                lo: dims(&[1, 0]),
-                hi: dims(&[0, 2]),
-                interior: dims(&[1, 1]),
+                lo: Box::new([1, 0]),
+                hi: Box::new([0, 2]),
+                interior: Box::new([1, 1]),
             }),
         ),
         case(
             "pad_bool",
             vec![boolt(&[3]), boolt(&[])],
             sh(ShapeOp::Pad {
-                lo: dims(&[2]),
-                hi: dims(&[1]),
-                interior: dims(&[0]),
+                lo: Box::new([2]),
+                hi: Box::new([1]),
+                interior: Box::new([0]),
             }),
         ),
         case(
@@ -350,7 +350,7 @@ fn shape_cases() -> Vec<Case> {
             "rev",
             vec![f64t(&[3, 2, 4])],
             sh(ShapeOp::Rev {
-                axes: dims(&[2, 0]),
+                axes: Box::new([2, 0]),
             }),
         ),
     ]
@@ -689,7 +689,7 @@ fn mlp_case() -> Case {
             let m = b.push1(Op::Reduce(ReduceOp::Max { axes: dims(&[0]) }), &[h])?;
             let shape = ShapeOp::BroadcastInDim {
                 shape: Shape::new(&[3]),
-                dims: dims(&[]),
+                dims: Box::new([]),
             };
             let m = b.push1(Op::Shape(shape.clone()), &[m])?;
             let e = b.push1(Op::Binary(BinaryOp::Sub), &[h, m])?;

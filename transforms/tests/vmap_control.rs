@@ -9,7 +9,7 @@ use ferrax_ir::interp::eval;
 use ferrax_ir::ops::{
     BinaryOp, Body, CallKind, CompareOp, ControlOp, ReduceOp, RematPolicy, ShapeOp, UnaryOp,
 };
-use ferrax_ir::{Array, Builder, DType, Dims, Graph, Op, Shape, Type, Value};
+use ferrax_ir::{Array, Builder, DType, Graph, Op, Shape, Type, Value};
 use ferrax_transforms::vmap::vmap_graph_sized;
 
 /// The batch size of every test.
@@ -54,7 +54,7 @@ fn cst(b: &mut Builder, dtype: DType, x: f64) -> Value {
 fn spread(b: &mut Builder, x: Value, dims: &[usize]) -> Value {
     let op = ShapeOp::BroadcastInDim {
         shape: Shape::new(dims),
-        dims: Dims::new(),
+        dims: Box::default(),
     };
     b.push1(Op::Shape(op), &[x]).unwrap()
 }

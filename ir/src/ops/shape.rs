@@ -5,6 +5,12 @@ use crate::array::{signed_strides, strided_offsets, Array, Data};
 use crate::error::{ErrorKind, Result};
 use crate::types::{Dims, Shape, Type};
 
+/// A shape op's per-dimension parameters (a permutation, slice bounds, padding amounts,
+/// axes). They are kept out of line, 16 bytes in the op instead of a 40-byte `Dims`, so that
+/// the three lists of a slice or a pad do not make every `Op` (and every equation of every
+/// graph) larger; shape ops are few in long graphs, so the extra allocation is rare.
+pub type DimList = Box<[usize]>;
+
 /// A shape-manipulating op; parameters are static.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ShapeOp {
@@ -14,7 +20,7 @@ pub enum ShapeOp {
         /// Result shape.
         shape: Shape,
         /// Where each operand dimension lands.
-        dims: Dims,
+        dims: DimList,
     },
     /// Reinterprets the row-major elements under a shape with the same element count.
     Reshape {
@@ -24,26 +30,26 @@ pub enum ShapeOp {
     /// Permutes dimensions: result dimension `i` is operand dimension `perm[i]`.
     Transpose {
         /// A permutation of `0..rank`.
-        perm: Dims,
+        perm: DimList,
     },
     /// A strided window: elements `start[i], start[i] + stride[i], ...` below `limit[i]`.
     Slice {
         /// First index per dimension.
-        start: Dims,
+        start: DimList,
         /// Exclusive end per dimension.
-        limit: Dims,
+        limit: DimList,
         /// Step per dimension (at least 1).
-        stride: Dims,
+        stride: DimList,
     },
     /// Pads with the scalar second operand: `lo` before, `hi` after, and `interior` between
     /// neighbouring elements of each dimension.
     Pad {
         /// Elements added before, per dimension.
-        lo: Dims,
+        lo: DimList,
         /// Elements added after, per dimension.
-        hi: Dims,
+        hi: DimList,
         /// Elements added between neighbours, per dimension.
-        interior: Dims,
+        interior: DimList,
     },
     /// Joins operands of equal rank and dtype along `axis`.
     Concatenate {
@@ -53,7 +59,7 @@ pub enum ShapeOp {
     /// Reverses the order of elements along `axes`.
     Rev {
         /// The reversed axes.
-        axes: Dims,
+        axes: DimList,
     },
 }
 

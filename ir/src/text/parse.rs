@@ -501,24 +501,28 @@ fn shape_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
     let protos = [
         ShapeOp::BroadcastInDim {
             shape: Shape::scalar(),
-            dims: Dims::new(),
+            dims: Box::default(),
         },
         ShapeOp::Reshape {
             shape: Shape::scalar(),
         },
-        ShapeOp::Transpose { perm: Dims::new() },
+        ShapeOp::Transpose {
+            perm: Box::default(),
+        },
         ShapeOp::Slice {
-            start: Dims::new(),
-            limit: Dims::new(),
-            stride: Dims::new(),
+            start: Box::default(),
+            limit: Box::default(),
+            stride: Box::default(),
         },
         ShapeOp::Pad {
-            lo: Dims::new(),
-            hi: Dims::new(),
-            interior: Dims::new(),
+            lo: Box::default(),
+            hi: Box::default(),
+            interior: Box::default(),
         },
         ShapeOp::Concatenate { axis: 0 },
-        ShapeOp::Rev { axes: Dims::new() },
+        ShapeOp::Rev {
+            axes: Box::default(),
+        },
     ];
     let Some(proto) = protos.into_iter().find(|o| o.name() == t.name) else {
         return Ok(None);
@@ -527,29 +531,29 @@ fn shape_op(t: &mut OpText<'_>) -> Result<Option<Op>> {
     let op = match proto {
         ShapeOp::BroadcastInDim { .. } => ShapeOp::BroadcastInDim {
             shape: p.shape("shape")?,
-            dims: p.dims("dims")?,
+            dims: p.dims("dims")?.into_boxed_slice(),
         },
         ShapeOp::Reshape { .. } => ShapeOp::Reshape {
             shape: p.shape("shape")?,
         },
         ShapeOp::Transpose { .. } => ShapeOp::Transpose {
-            perm: p.dims("perm")?,
+            perm: p.dims("perm")?.into_boxed_slice(),
         },
         ShapeOp::Slice { .. } => ShapeOp::Slice {
-            start: p.dims("start")?,
-            limit: p.dims("limit")?,
-            stride: p.dims("stride")?,
+            start: p.dims("start")?.into_boxed_slice(),
+            limit: p.dims("limit")?.into_boxed_slice(),
+            stride: p.dims("stride")?.into_boxed_slice(),
         },
         ShapeOp::Pad { .. } => ShapeOp::Pad {
-            lo: p.dims("lo")?,
-            hi: p.dims("hi")?,
-            interior: p.dims("interior")?,
+            lo: p.dims("lo")?.into_boxed_slice(),
+            hi: p.dims("hi")?.into_boxed_slice(),
+            interior: p.dims("interior")?.into_boxed_slice(),
         },
         ShapeOp::Concatenate { .. } => ShapeOp::Concatenate {
             axis: p.usize("axis")?,
         },
         ShapeOp::Rev { .. } => ShapeOp::Rev {
-            axes: p.dims("axes")?,
+            axes: p.dims("axes")?.into_boxed_slice(),
         },
     };
     Ok(Some(Op::Shape(op)))

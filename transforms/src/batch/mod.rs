@@ -119,12 +119,7 @@ impl<'a> BatchCtx<'a> {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return Ok(v);
         }
-        self.push1(
-            Op::Shape(ShapeOp::Transpose {
-                perm: Dims::from_slice(perm),
-            }),
-            &[v],
-        )
+        self.push1(Op::Shape(ShapeOp::Transpose { perm: perm.into() }), &[v])
     }
 
     /// Broadcasts `v` to `dims`, operand dimension `i` landing at `map[i]`.
@@ -134,7 +129,7 @@ impl<'a> BatchCtx<'a> {
         }
         let op = ShapeOp::BroadcastInDim {
             shape: Shape::new(dims),
-            dims: Dims::from_slice(map),
+            dims: map.into(),
         };
         self.push1(Op::Shape(op), &[v])
     }

@@ -9,8 +9,8 @@ use super::{insert_dim, shift_axis, BatchCtx, Batched};
 use ferrax_ir::ops::{CompareOp, ShapeOp};
 use ferrax_ir::{Array, DType, Dims, Op, Result, Shape};
 
-fn with_zero_at(dims: &Dims, at: usize) -> Dims {
-    let mut d = dims.clone();
+fn with_zero_at(dims: &[usize], at: usize) -> Dims {
+    let mut d = Dims::from_slice(dims);
     d.insert(at, 0);
     d
 }
@@ -31,7 +31,7 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let out = insert_dim(shape.dims(), p, size);
             let op = ShapeOp::BroadcastInDim {
                 shape: Shape(out),
-                dims: new_dims,
+                dims: new_dims.into_boxed_slice(),
             };
             Ok(Batched::at(ctx.push1(Op::Shape(op), &[v])?, p))
         }
@@ -56,16 +56,16 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let x = args[0];
             let bd = x.bdim.unwrap_or(0);
             let v = ctx.move_bdim(x, bd)?;
-            let mut start = start.clone();
-            let mut limit = limit.clone();
-            let mut stride = stride.clone();
+            let mut start = start.to_vec();
+            let mut limit = limit.to_vec();
+            let mut stride = stride.to_vec();
             start.insert(bd, 0);
             limit.insert(bd, size);
             stride.insert(bd, 1);
             let op = ShapeOp::Slice {
-                start,
-                limit,
-                stride,
+                start: start.into(),
+                limit: limit.into(),
+                stride: stride.into(),
             };
             Ok(Batched::at(ctx.push1(Op::Shape(op), &[v])?, bd))
         }
@@ -74,9 +74,9 @@ pub fn batch(op: &ShapeOp, ctx: &mut BatchCtx<'_>, args: &[Batched]) -> Result<B
             let bd = x.bdim.unwrap_or(0);
             let xv = ctx.move_bdim(x, bd)?;
             let op_b = ShapeOp::Pad {
-                lo: with_zero_at(lo, bd),
-                hi: with_zero_at(hi, bd),
-                interior: with_zero_at(interior, bd),
+                lo: with_zero_at(lo, bd).into_boxed_slice(),
+                hi: with_zero_at(hi, bd).into_boxed_slice(),
+                interior: with_zero_at(interior, bd).into_boxed_slice(),
             };
             if pv.bdim.is_none() {
                 return Ok(Batched::at(

@@ -252,7 +252,7 @@ fn shape(b: &mut Builder, op: &ShapeOp, args: &[Value]) -> Result<Option<Value>>
             stride,
         } => {
             let full = start.iter().all(|&s| s == 0)
-                && limit.as_slice() == ty.dims()
+                && limit[..] == *ty.dims()
                 && stride.iter().all(|&s| s == 1);
             Ok(full.then_some(x))
         }

@@ -89,7 +89,8 @@ fn leaf(b: &Builder, v: Value) -> Option<Leaf> {
                 .iter()
                 .enumerate()
                 .all(|(k, &d)| src.dims()[k] == shape.dims()[d]);
-            (keeps && src.size() < shape.size()).then(|| Leaf::Bcast(args[0], dims.clone()))
+            (keeps && src.size() < shape.size())
+                .then(|| Leaf::Bcast(args[0], Dims::from_slice(dims)))
         }
         _ => None,
     }
@@ -587,9 +588,9 @@ fn shape_op(b: &mut Builder, op: &ShapeOp, args: &[Value]) -> Result<Option<Valu
 fn slice_iota(
     b: &mut Builder,
     x: Value,
-    start: &Dims,
-    limit: &Dims,
-    stride: &Dims,
+    start: &[usize],
+    limit: &[usize],
+    stride: &[usize],
 ) -> Result<Option<Value>> {
     let Some(InstData {
         op: Op::Literal(LiteralOp::Iota { dtype, axis, .. }),
@@ -685,9 +686,9 @@ fn leaf_shape_op(b: &mut Builder, op: &ShapeOp, args: &[Value], l: Leaf) -> Resu
             let s = emit::push1(
                 b,
                 Op::Shape(ShapeOp::Pad {
-                    lo: s_lo,
-                    hi: s_hi,
-                    interior: s_in,
+                    lo: s_lo.into_boxed_slice(),
+                    hi: s_hi.into_boxed_slice(),
+                    interior: s_in.into_boxed_slice(),
                 }),
                 &[src, args[1]],
             )?;
@@ -709,7 +710,7 @@ fn op_arity(op: &ShapeOp) -> usize {
 
 /// `pad(x, pv)` as `select(in_range, extend(x), pv)`, where `extend` computes the cheap
 /// expression `x` on the padded shape (its values outside the original range are discarded).
-fn pad_select(b: &mut Builder, x: Value, pv: Value, lo: &Dims, hi: &Dims) -> Result<Value> {
+fn pad_select(b: &mut Builder, x: Value, pv: Value, lo: &[usize], hi: &[usize]) -> Result<Value> {
     let from = b.ty(x).clone();
     let to: Shape = Shape(
         (0..from.rank())
@@ -755,8 +756,8 @@ fn pad_select(b: &mut Builder, x: Value, pv: Value, lo: &Dims, hi: &Dims) -> Res
 fn extend(
     b: &mut Builder,
     x: Value,
-    lo: &Dims,
-    hi: &Dims,
+    lo: &[usize],
+    hi: &[usize],
     to: &Shape,
     depth: usize,
 ) -> Result<Value> {
@@ -773,9 +774,9 @@ fn extend(
             let s = emit::push1(
                 b,
                 Op::Shape(ShapeOp::Pad {
-                    lo: s_lo,
-                    hi: s_hi,
-                    interior: Dims::from_elem(0, dims.len()),
+                    lo: s_lo.into_boxed_slice(),
+                    hi: s_hi.into_boxed_slice(),
+                    interior: vec![0; dims.len()].into_boxed_slice(),
                 }),
                 &[src, zero],
             )?;
@@ -788,12 +789,11 @@ fn extend(
         _ => {
             // Not reachable for values `cheap` accepted; pad explicitly as a fallback.
             let zero = b.constant(Array::scalar(ty.dtype, 0.0));
-            let interior = Dims::from_elem(0, ty.rank());
             return b.push1(
                 Op::Shape(ShapeOp::Pad {
-                    lo: lo.clone(),
-                    hi: hi.clone(),
-                    interior,
+                    lo: lo.into(),
+                    hi: hi.into(),
+                    interior: vec![0; ty.rank()].into_boxed_slice(),
                 }),
                 &[x, zero],
             );
@@ -812,7 +812,7 @@ fn extend(
 /// hold anything, and an index that keeps counting lets masks built from differently shifted
 /// copies be compared (`eq(j, i)` and `eq(j, i - 1)` are recognised as exclusive, which they
 /// would not be after zero padding).
-fn extend_index(b: &mut Builder, src: Value, lo: &Dims, hi: &Dims) -> Result<Option<Value>> {
+fn extend_index(b: &mut Builder, src: Value, lo: &[usize], hi: &[usize]) -> Result<Option<Value>> {
     let Some(a) = masks::affine(b, src) else {
         return Ok(None);
     };

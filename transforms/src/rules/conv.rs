@@ -131,7 +131,7 @@ fn transpose_lhs(
     wk = push1(
         b,
         Op::Shape(ShapeOp::Rev {
-            axes: sorted(&spatial),
+            axes: sorted(&spatial).into_boxed_slice(),
         }),
         &[wk],
     )?;

@@ -76,8 +76,8 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
                 b,
                 Op::Shape(ShapeOp::Pad {
                     lo: start.clone(),
-                    hi,
-                    interior,
+                    hi: hi.into_boxed_slice(),
+                    interior: interior.into_boxed_slice(),
                 }),
                 &[ct, zero],
             )
@@ -102,7 +102,7 @@ pub fn transpose(b: &mut Builder, op: &ShapeOp, args: &[Operand], ct: Value) -> 
                 });
             }
             let stride: Dims = interior.iter().map(|s| s + 1).collect();
-            let inner = slice(b, ct, lo.clone(), limit, stride)?;
+            let inner = slice(b, ct, Dims::from_slice(lo), limit, stride)?;
             let ct_x = args[0].is_linear().then_some(inner);
             let ct_v = if args[1].is_linear() {
                 let total = sum_all(b, ct)?;

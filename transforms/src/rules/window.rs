@@ -130,7 +130,15 @@ fn sum_transpose(b: &mut Builder, w: &Window, ty: &Type, ct: Value) -> Result<Va
         trim_hi.push((-after).max(0) as usize);
     }
     let zero = b.constant(Array::scalar(ty.dtype, 0.0));
-    let padded = push1(b, Op::Shape(ShapeOp::Pad { lo, hi, interior }), &[ct, zero])?;
+    let padded = push1(
+        b,
+        Op::Shape(ShapeOp::Pad {
+            lo: lo.into_boxed_slice(),
+            hi: hi.into_boxed_slice(),
+            interior: interior.into_boxed_slice(),
+        }),
+        &[ct, zero],
+    )?;
     let pdims = b.ty(padded).dims().to_vec();
     let cropped = if start.iter().chain(&trim_hi).any(|&v| v > 0) {
         let limit: Dims = (0..rank).map(|d| pdims[d] - trim_hi[d]).collect();

@@ -699,7 +699,7 @@ fn gathered_seeds(dtype: DType, k: usize, n: usize, colours: &[i32], rows: bool)
         .expect("const");
     let seeds = if rows {
         let g = gather(&mut b, eye, colours, &[2, n, n], 0);
-        let perm = Dims::from_slice(&[3, 0, 1, 2]);
+        let perm = [3, 0, 1, 2].into();
         b.push1(Op::Shape(ShapeOp::Transpose { perm }), &[g])
             .expect("transpose")
     } else {
@@ -719,7 +719,7 @@ fn gathered_seeds(dtype: DType, k: usize, n: usize, colours: &[i32], rows: bool)
     let wide = |b: &mut Builder, w: Value| {
         let op = Op::Shape(ShapeOp::BroadcastInDim {
             shape: Shape::new(&[k, n, n]),
-            dims: Dims::from_slice(&[0, 1, 2]),
+            dims: [0, 1, 2].into(),
         });
         b.push1(op, &[w]).expect("broadcast")
     };

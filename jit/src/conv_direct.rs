@@ -19,6 +19,7 @@
 
 use super::{recycle, scratch, Float, Geometry, Shared, PARALLEL_WORK};
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The most elements the padded copy of one result batch element's input features may take.
 const PAD_ELEMENTS: usize = 1 << 16;
@@ -746,25 +747,30 @@ pub(super) unsafe fn run_with<T: Lanes>(
     };
     let ok = if threads <= 1 {
         // SAFETY: the caller's contract.
-        unsafe { ctx.batch_range(0..geo.n_out, lhs, out) }
+        unsafe { ctx.batch_items(0..geo.n_out, lhs, out) }
     } else {
-        let per = geo.n_out.div_ceil(threads);
-        let done = std::sync::atomic::AtomicBool::new(true);
-        rayon::scope(|s| {
-            for k in 1..threads {
-                let (ctx, done) = (&ctx, &done);
-                let range = (k * per).min(geo.n_out)..((k + 1) * per).min(geo.n_out);
-                s.spawn(move |_| {
-                    // SAFETY: as above; threads write the results of disjoint batch ranges.
-                    if !unsafe { ctx.batch_range(range, lhs, out) } {
-                        done.store(false, std::sync::atomic::Ordering::Relaxed);
-                    }
-                });
+        // Batch elements are claimed one at a time from a shared counter, so that a thread
+        // on a busy core (a neighbour's work on a shared machine) takes fewer of them instead
+        // of holding back the others with an even share. The calling thread works through
+        // the scope's body in place rather than handing it to a pool thread.
+        let next = AtomicUsize::new(0);
+        let claim = || {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            (n < geo.n_out).then_some(n)
+        };
+        let done = AtomicBool::new(true);
+        let work = || {
+            // SAFETY: as above; each batch element is claimed by one thread, and threads
+            // write the results of disjoint batch elements.
+            if !unsafe { ctx.batch_items(std::iter::from_fn(claim), lhs, out) } {
+                done.store(false, Ordering::Relaxed);
             }
-            // SAFETY: as above.
-            if !unsafe { ctx.batch_range(0..per.min(geo.n_out), lhs, out) } {
-                done.store(false, std::sync::atomic::Ordering::Relaxed);
+        };
+        rayon::in_place_scope(|s| {
+            for _ in 1..threads {
+                s.spawn(|_| work());
             }
+            work();
         });
         done.into_inner()
     };
@@ -892,14 +898,14 @@ struct Ctx<'a, T> {
 }
 
 impl<T: Lanes> Ctx<'_, T> {
-    /// Computes the results of the batch elements `range`; false when the padded buffer
-    /// cannot be had (nothing written then).
+    /// Computes the results of the batch elements `items` yields; false when the padded
+    /// buffer cannot be had (nothing written then).
     ///
     /// # Safety
     /// The buffers must match the geometry, and no other thread may write these results.
-    unsafe fn batch_range(
+    unsafe fn batch_items(
         &self,
-        range: std::ops::Range<usize>,
+        items: impl Iterator<Item = usize>,
         lhs: Shared<T>,
         out: Shared<T>,
     ) -> bool {
@@ -912,7 +918,7 @@ impl<T: Lanes> Ctx<'_, T> {
         };
         // At most 24 vectors of at most 16 lanes.
         let mut tile = [T::ZERO; 24 * 16];
-        for n in range {
+        for n in items {
             // SAFETY: the caller's contract.
             unsafe { self.fill(&mut buf, n, lhs.0) };
             for t in 0..geo.g {

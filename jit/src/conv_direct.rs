@@ -877,6 +877,36 @@ unsafe fn store<T: Lanes>(
     }
 }
 
+/// Copies `dst.len()` consecutive elements from `src` in blocks of eight and four (vector
+/// moves), then one by one: the padded copy's rows are a few elements long, where a call to
+/// `memcpy` (what `copy_from_slice` becomes) costs more than the copy.
+///
+/// # Safety
+/// `src` must be valid for `dst.len()` reads and not overlap `dst`.
+#[inline]
+unsafe fn copy_short<T: Copy>(src: *const T, dst: &mut [T]) {
+    let mut k = 0;
+    let n = dst.len();
+    while k + 8 <= n {
+        // SAFETY: eight elements of both (the caller's contract).
+        let v = unsafe { std::ptr::read_unaligned(src.add(k) as *const [T; 8]) };
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(dst.as_mut_ptr().add(k) as *mut [T; 8], v) };
+        k += 8;
+    }
+    if k + 4 <= n {
+        // SAFETY: four elements of both.
+        let v = unsafe { std::ptr::read_unaligned(src.add(k) as *const [T; 4]) };
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(dst.as_mut_ptr().add(k) as *mut [T; 4], v) };
+        k += 4;
+    }
+    for (j, d) in dst[k..].iter_mut().enumerate() {
+        // SAFETY: an element of `src`.
+        *d = unsafe { *src.add(k + j) };
+    }
+}
+
 /// The shared, read-only state of one call.
 struct Ctx<'a, T> {
     geo: &'a Geometry,
@@ -991,9 +1021,7 @@ impl<T: Lanes> Ctx<'_, T> {
                 for &(d, s) in &runs.rows {
                     if runs.step == 1 {
                         // SAFETY: as below, a run of consecutive input elements.
-                        let src =
-                            unsafe { std::slice::from_raw_parts(lhs.add(base + s), runs.len) };
-                        plane[d..d + runs.len].copy_from_slice(src);
+                        unsafe { copy_short(lhs.add(base + s), &mut plane[d..d + runs.len]) };
                         continue;
                     }
                     for (k, v) in plane[d..d + runs.len].iter_mut().enumerate() {

@@ -751,8 +751,8 @@ pub(super) unsafe fn run_with<T: Lanes>(
     } else {
         // Batch elements are claimed one at a time from a shared counter, so that a thread
         // on a busy core (a neighbour's work on a shared machine) takes fewer of them instead
-        // of holding back the others with an even share. The calling thread works through
-        // the scope's body in place rather than handing it to a pool thread.
+        // of holding back the others with an even share; pool threads that start after the
+        // calling thread has claimed the last element are not waited for (see `share`).
         let next = AtomicUsize::new(0);
         let claim = || {
             let n = next.fetch_add(1, Ordering::Relaxed);
@@ -766,12 +766,7 @@ pub(super) unsafe fn run_with<T: Lanes>(
                 done.store(false, Ordering::Relaxed);
             }
         };
-        rayon::in_place_scope(|s| {
-            for _ in 1..threads {
-                s.spawn(|_| work());
-            }
-            work();
-        });
+        crate::share::share_work(threads - 1, &work);
         done.into_inner()
     };
     recycle(packed);

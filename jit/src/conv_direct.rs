@@ -718,7 +718,7 @@ pub(super) unsafe fn run_with<T: Lanes>(
     }
     let work = geo.positions().saturating_mul(rows).saturating_mul(geo.o);
     let threads = if work >= PARALLEL_WORK {
-        rayon::current_num_threads().clamp(1, geo.n_out)
+        crate::symbols::pool_threads().clamp(1, geo.n_out)
     } else {
         1
     };

@@ -19,6 +19,7 @@
 
 use super::{recycle, scratch, Float, Geometry, Shared, PARALLEL_WORK};
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The most elements the padded copy of one result batch element's input features may take.
 const PAD_ELEMENTS: usize = 1 << 16;
@@ -263,11 +264,152 @@ macro_rules! pick {
 
 /// The float types with micro kernels.
 pub(super) trait Lanes: Float {
+    /// The side of the square tile [`Lanes::transpose_tile`] transposes: one 256-bit vector.
+    const TILE: usize;
     /// The micro kernel for `NV` vectors of output features and `MB` positions.
     fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<Self>>;
+    /// Transposes one `TILE × TILE` tile: `dst[j·dr + i] = src[i·sr + j]`.
+    ///
+    /// # Safety
+    /// The CPU must have `avx` (every [`Isa`] has); both tiles must be valid, and not overlap.
+    unsafe fn transpose_tile(src: *const Self, sr: usize, dst: *mut Self, dr: usize);
+}
+
+/// Transposes an 8 × 8 tile of `f32` with eight loads, 24 shuffles and eight stores.
+///
+/// # Safety
+/// As for [`Lanes::transpose_tile`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose8_f32(src: *const f32, sr: usize, dst: *mut f32, dr: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: eight rows of eight elements (the caller's contract).
+    let r: [__m256; 8] = std::array::from_fn(|k| unsafe { _mm256_loadu_ps(src.add(k * sr)) });
+    // Pairs of rows interleaved, then pairs of pairs: each 128-bit half then holds four
+    // elements of one column (columns 0–3 in the low halves, 4–7 in the high ones).
+    let t: [__m256; 8] = std::array::from_fn(|k| {
+        let (a, b) = (r[k / 2 * 2], r[k / 2 * 2 + 1]);
+        if k % 2 == 0 {
+            _mm256_unpacklo_ps(a, b)
+        } else {
+            _mm256_unpackhi_ps(a, b)
+        }
+    });
+    let q: [__m256; 8] = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    for k in 0..4 {
+        // SAFETY: eight rows of eight elements.
+        unsafe {
+            _mm256_storeu_ps(
+                dst.add(k * dr),
+                _mm256_permute2f128_ps::<0x20>(q[k], q[k + 4]),
+            );
+            _mm256_storeu_ps(
+                dst.add((k + 4) * dr),
+                _mm256_permute2f128_ps::<0x31>(q[k], q[k + 4]),
+            );
+        }
+    }
+}
+
+/// Transposes a 4 × 4 tile of `f64` with four loads, eight shuffles and four stores.
+///
+/// # Safety
+/// As for [`Lanes::transpose_tile`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose4_f64(src: *const f64, sr: usize, dst: *mut f64, dr: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: four rows of four elements (the caller's contract).
+    let r: [__m256d; 4] = std::array::from_fn(|k| unsafe { _mm256_loadu_pd(src.add(k * sr)) });
+    let t = [
+        _mm256_unpacklo_pd(r[0], r[1]),
+        _mm256_unpackhi_pd(r[0], r[1]),
+        _mm256_unpacklo_pd(r[2], r[3]),
+        _mm256_unpackhi_pd(r[2], r[3]),
+    ];
+    // SAFETY: four rows of four elements.
+    unsafe {
+        _mm256_storeu_pd(dst, _mm256_permute2f128_pd::<0x20>(t[0], t[2]));
+        _mm256_storeu_pd(dst.add(dr), _mm256_permute2f128_pd::<0x20>(t[1], t[3]));
+        _mm256_storeu_pd(dst.add(2 * dr), _mm256_permute2f128_pd::<0x31>(t[0], t[2]));
+        _mm256_storeu_pd(dst.add(3 * dr), _mm256_permute2f128_pd::<0x31>(t[1], t[3]));
+    }
+}
+
+/// The scalar transpose of a `b × b` tile, for targets without the vector one.
+///
+/// # Safety
+/// As for [`Lanes::transpose_tile`].
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn transpose_scalar<T: Copy>(b: usize, src: *const T, sr: usize, dst: *mut T, dr: usize) {
+    for i in 0..b {
+        for j in 0..b {
+            // SAFETY: the caller's contract.
+            unsafe { *dst.add(j * dr + i) = *src.add(i * sr + j) };
+        }
+    }
+}
+
+/// Transposes a `rows × cols` matrix: `dst[j·dr + i] = src[i·sr + j]`, whole tiles with
+/// [`Lanes::transpose_tile`] and the edges element by element.
+///
+/// # Safety
+/// The CPU must have `avx`; both matrices must be valid, and not overlap.
+unsafe fn transpose<T: Lanes>(
+    src: *const T,
+    sr: usize,
+    dst: *mut T,
+    dr: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let b = T::TILE;
+    let (fr, fc) = (rows - rows % b, cols - cols % b);
+    for i in (0..fr).step_by(b) {
+        for j in (0..fc).step_by(b) {
+            // SAFETY: a whole tile inside both matrices.
+            unsafe { T::transpose_tile(src.add(i * sr + j), sr, dst.add(j * dr + i), dr) };
+        }
+        for j in fc..cols {
+            for k in i..i + b {
+                // SAFETY: an element of both matrices.
+                unsafe { *dst.add(j * dr + k) = *src.add(k * sr + j) };
+            }
+        }
+    }
+    for i in fr..rows {
+        for j in 0..cols {
+            // SAFETY: an element of both matrices.
+            unsafe { *dst.add(j * dr + i) = *src.add(i * sr + j) };
+        }
+    }
 }
 
 impl Lanes for f32 {
+    const TILE: usize = 8;
+
+    unsafe fn transpose_tile(src: *const f32, sr: usize, dst: *mut f32, dr: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's contract.
+        unsafe {
+            transpose8_f32(src, sr, dst, dr)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: the caller's contract.
+        unsafe {
+            transpose_scalar(8, src, sr, dst, dr)
+        }
+    }
+
     fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f32>> {
         #[cfg(target_arch = "x86_64")]
         {
@@ -285,6 +427,21 @@ impl Lanes for f32 {
 }
 
 impl Lanes for f64 {
+    const TILE: usize = 4;
+
+    unsafe fn transpose_tile(src: *const f64, sr: usize, dst: *mut f64, dr: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller's contract.
+        unsafe {
+            transpose4_f64(src, sr, dst, dr)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: the caller's contract.
+        unsafe {
+            transpose_scalar(4, src, sr, dst, dr)
+        }
+    }
+
     fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f64>> {
         #[cfg(target_arch = "x86_64")]
         {
@@ -536,9 +693,20 @@ pub(super) unsafe fn run_with<T: Lanes>(
     }
     // Feature by feature, so that the rows written (`taps · npad` elements) stay in the
     // first-level cache while the kernel is read along its taps.
+    // With the taps at consecutive kernel elements, each feature's `[og, taps]` block is a
+    // matrix transposed into its rows, tile by tile.
+    let taps_contiguous = tap_rhs.iter().enumerate().all(|(k, &r)| r == k);
     for t in 0..geo.g {
         for c in 0..geo.i {
             let rows = &mut packed[(t * geo.i + c) * taps * p.npad..][..taps * p.npad];
+            if taps_contiguous {
+                let rb = t * p.og * geo.s_ro + c * geo.s_ri;
+                // SAFETY: the CPU has `avx` (every `Isa` has); the source is the kernel's
+                // `og × taps` block of this feature (indices below its dimensions), the
+                // destination these rows (`taps` rows of `npad ≥ og` elements).
+                unsafe { transpose(rhs.add(rb), geo.s_ro, rows.as_mut_ptr(), p.npad, p.og, taps) };
+                continue;
+            }
             for o in 0..p.og {
                 let rb = (t * p.og + o) * geo.s_ro + c * geo.s_ri;
                 for (row, &tr) in rows.chunks_exact_mut(p.npad).zip(&tap_rhs) {
@@ -550,15 +718,24 @@ pub(super) unsafe fn run_with<T: Lanes>(
     }
     let work = geo.positions().saturating_mul(rows).saturating_mul(geo.o);
     let threads = if work >= PARALLEL_WORK {
-        rayon::current_num_threads().clamp(1, geo.n_out)
+        crate::symbols::pool_threads().clamp(1, geo.n_out)
     } else {
         1
     };
     let out = Shared(out);
     let lhs = Shared(lhs as *mut T);
+    let pos_step = match pos_out.get(1) {
+        None => Some(0),
+        Some(&s) => pos_out
+            .iter()
+            .enumerate()
+            .all(|(k, &o)| k.checked_mul(s) == Some(o))
+            .then_some(s),
+    };
     let ctx = Ctx {
         geo,
         p: &p,
+        pos_step,
         tap_pad: &tap_pad,
         pos_pad: &pos_pad,
         pos_out: &pos_out,
@@ -570,26 +747,26 @@ pub(super) unsafe fn run_with<T: Lanes>(
     };
     let ok = if threads <= 1 {
         // SAFETY: the caller's contract.
-        unsafe { ctx.batch_range(0..geo.n_out, lhs, out) }
+        unsafe { ctx.batch_items(0..geo.n_out, lhs, out) }
     } else {
-        let per = geo.n_out.div_ceil(threads);
-        let done = std::sync::atomic::AtomicBool::new(true);
-        rayon::scope(|s| {
-            for k in 1..threads {
-                let (ctx, done) = (&ctx, &done);
-                let range = (k * per).min(geo.n_out)..((k + 1) * per).min(geo.n_out);
-                s.spawn(move |_| {
-                    // SAFETY: as above; threads write the results of disjoint batch ranges.
-                    if !unsafe { ctx.batch_range(range, lhs, out) } {
-                        done.store(false, std::sync::atomic::Ordering::Relaxed);
-                    }
-                });
+        // Batch elements are claimed one at a time from a shared counter, so that a thread
+        // on a busy core (a neighbour's work on a shared machine) takes fewer of them instead
+        // of holding back the others with an even share; pool threads that start after the
+        // calling thread has claimed the last element are not waited for (see `share`).
+        let next = AtomicUsize::new(0);
+        let claim = || {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            (n < geo.n_out).then_some(n)
+        };
+        let done = AtomicBool::new(true);
+        let work = || {
+            // SAFETY: as above; each batch element is claimed by one thread, and threads
+            // write the results of disjoint batch elements.
+            if !unsafe { ctx.batch_items(std::iter::from_fn(claim), lhs, out) } {
+                done.store(false, Ordering::Relaxed);
             }
-            // SAFETY: as above.
-            if !unsafe { ctx.batch_range(0..per.min(geo.n_out), lhs, out) } {
-                done.store(false, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+        };
+        crate::share::share_work(threads - 1, &work);
         done.into_inner()
     };
     recycle(packed);
@@ -657,6 +834,74 @@ fn row_runs(geo: &Geometry, p: &Plan, sources: &[Vec<usize>]) -> Option<Option<R
     }))
 }
 
+/// Writes a block's results: `tile` holds `rows` positions of `width` elements, of which the
+/// first `nf` are results; position `m`'s feature `f` goes to `out[m·ps + f·fs]`. The loop
+/// runs along whichever stride is shorter, so that the writes are as close as they can be
+/// (consecutive for positions in NCHW and for features in NHWC results); with consecutive
+/// positions the tile is transposed by vector tiles.
+///
+/// # Safety
+/// The CPU must have `avx`; every element written must be valid for writes and not read or
+/// written by another thread.
+unsafe fn store<T: Lanes>(
+    out: *mut T,
+    ps: usize,
+    fs: usize,
+    tile: &[T],
+    width: usize,
+    rows: usize,
+    nf: usize,
+) {
+    if ps == 1 && fs > 1 {
+        // SAFETY: the CPU has `avx` (every `Isa` has); the caller's contract.
+        unsafe { transpose(tile.as_ptr(), width, out, fs, rows, nf) };
+    } else if fs <= ps {
+        for (m, row) in tile.chunks_exact(width).take(rows).enumerate() {
+            for (f, &v) in row[..nf].iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { *out.add(m * ps + f * fs) = v };
+            }
+        }
+    } else {
+        for f in 0..nf {
+            for (m, row) in tile.chunks_exact(width).take(rows).enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { *out.add(m * ps + f * fs) = row[f] };
+            }
+        }
+    }
+}
+
+/// Copies `dst.len()` consecutive elements from `src` in blocks of eight and four (vector
+/// moves), then one by one: the padded copy's rows are a few elements long, where a call to
+/// `memcpy` (what `copy_from_slice` becomes) costs more than the copy.
+///
+/// # Safety
+/// `src` must be valid for `dst.len()` reads and not overlap `dst`.
+#[inline]
+unsafe fn copy_short<T: Copy>(src: *const T, dst: &mut [T]) {
+    let mut k = 0;
+    let n = dst.len();
+    while k + 8 <= n {
+        // SAFETY: eight elements of both (the caller's contract).
+        let v = unsafe { std::ptr::read_unaligned(src.add(k) as *const [T; 8]) };
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(dst.as_mut_ptr().add(k) as *mut [T; 8], v) };
+        k += 8;
+    }
+    if k + 4 <= n {
+        // SAFETY: four elements of both.
+        let v = unsafe { std::ptr::read_unaligned(src.add(k) as *const [T; 4]) };
+        // SAFETY: as above.
+        unsafe { std::ptr::write_unaligned(dst.as_mut_ptr().add(k) as *mut [T; 4], v) };
+        k += 4;
+    }
+    for (j, d) in dst[k..].iter_mut().enumerate() {
+        // SAFETY: an element of `src`.
+        *d = unsafe { *src.add(k + j) };
+    }
+}
+
 /// The shared, read-only state of one call.
 struct Ctx<'a, T> {
     geo: &'a Geometry,
@@ -666,6 +911,9 @@ struct Ctx<'a, T> {
     pos_out: &'a [usize],
     /// The result offset of each output feature.
     col_out: &'a [usize],
+    /// The step between consecutive positions' result offsets when it is one step (a single
+    /// spatial axis, or the result's spatial axes laid out row-major together).
+    pos_step: Option<usize>,
     sources: &'a [Vec<usize>],
     /// The copied runs of the padded rows (see [`row_runs`]), `None` with input dilation
     /// along the last axis.
@@ -675,14 +923,14 @@ struct Ctx<'a, T> {
 }
 
 impl<T: Lanes> Ctx<'_, T> {
-    /// Computes the results of the batch elements `range`; false when the padded buffer
-    /// cannot be had (nothing written then).
+    /// Computes the results of the batch elements `items` yields; false when the padded
+    /// buffer cannot be had (nothing written then).
     ///
     /// # Safety
     /// The buffers must match the geometry, and no other thread may write these results.
-    unsafe fn batch_range(
+    unsafe fn batch_items(
         &self,
-        range: std::ops::Range<usize>,
+        items: impl Iterator<Item = usize>,
         lhs: Shared<T>,
         out: Shared<T>,
     ) -> bool {
@@ -695,7 +943,7 @@ impl<T: Lanes> Ctx<'_, T> {
         };
         // At most 24 vectors of at most 16 lanes.
         let mut tile = [T::ZERO; 24 * 16];
-        for n in range {
+        for n in items {
             // SAFETY: the caller's contract.
             unsafe { self.fill(&mut buf, n, lhs.0) };
             for t in 0..geo.g {
@@ -728,13 +976,21 @@ impl<T: Lanes> Ctx<'_, T> {
                         // holds `mb · nv · lanes ≤ 24 · 16` elements.
                         unsafe { micro(&block) };
                         let width = nv * p.lanes;
-                        let cols = &self.col_out[t * p.og + v0 * p.lanes..(t + 1) * p.og];
-                        let cols = &cols[..cols.len().min(width)];
-                        for m in 0..mb.min(p.positions - q) {
-                            let ob = n * geo.s_on + self.pos_out[q + m];
-                            for (&co, &v) in cols.iter().zip(&tile[m * width..]) {
-                                // SAFETY: an element of the result; this thread's batch.
-                                unsafe { *out.0.add(ob + co) = v };
+                        let f0 = t * p.og + v0 * p.lanes;
+                        let nf = (p.og - v0 * p.lanes).min(width);
+                        let rows = mb.min(p.positions - q);
+                        if let Some(ps) = self.pos_step {
+                            let at = n * geo.s_on + q * ps + f0 * geo.s_oc;
+                            // SAFETY: the block's results lie in this thread's batch element.
+                            unsafe { store(out.0.add(at), ps, geo.s_oc, &tile, width, rows, nf) };
+                        } else {
+                            let cols = &self.col_out[f0..f0 + nf];
+                            for m in 0..rows {
+                                let ob = n * geo.s_on + self.pos_out[q + m];
+                                for (&co, &v) in cols.iter().zip(&tile[m * width..]) {
+                                    // SAFETY: an element of the result; this thread's batch.
+                                    unsafe { *out.0.add(ob + co) = v };
+                                }
                             }
                         }
                         q += mb;
@@ -758,6 +1014,11 @@ impl<T: Lanes> Ctx<'_, T> {
                 let base = n * geo.s_ln + c * geo.s_lc;
                 let plane = &mut buf[c * p.plane..(c + 1) * p.plane];
                 for &(d, s) in &runs.rows {
+                    if runs.step == 1 {
+                        // SAFETY: as below, a run of consecutive input elements.
+                        unsafe { copy_short(lhs.add(base + s), &mut plane[d..d + runs.len]) };
+                        continue;
+                    }
                     for (k, v) in plane[d..d + runs.len].iter_mut().enumerate() {
                         // SAFETY: an element of the input (coordinates below its dimensions,
                         // checked when the tables were built).
@@ -1040,6 +1301,39 @@ mod tests {
         }
     }
 
+    /// The tiled transpose equals the element-by-element one for sizes on both sides of the
+    /// tile (whole tiles, edges, and matrices smaller than a tile) and strides wider than the
+    /// matrices, in both float types; elements outside the destination matrix stay unwritten.
+    #[test]
+    fn transpose_equals_the_definition() {
+        if Isa::detect().is_none() {
+            return;
+        }
+        fn check<T: Lanes + From<f32> + PartialEq + std::fmt::Debug>() {
+            for rows in [1, 3, 4, 7, 8, 9, 16, 17] {
+                for cols in [1, 2, 5, 8, 12, 16, 23] {
+                    let (sr, dr) = (cols + 3, rows + 2);
+                    let src: Vec<T> = (0..rows * sr).map(|k| T::from(k as f32)).collect();
+                    let mut dst = vec![T::from(-1.0); cols * dr];
+                    // SAFETY: the CPU has `avx`; both matrices lie in their buffers.
+                    unsafe { transpose(src.as_ptr(), sr, dst.as_mut_ptr(), dr, rows, cols) };
+                    for j in 0..cols {
+                        for i in 0..dr {
+                            let want = if i < rows {
+                                src[i * sr + j]
+                            } else {
+                                T::from(-1.0)
+                            };
+                            assert_eq!(dst[j * dr + i], want, "{rows}x{cols} at ({i}, {j})");
+                        }
+                    }
+                }
+            }
+        }
+        check::<f32>();
+        check::<f64>();
+    }
+
     /// Block sizes cover the positions evenly within the register budget.
     #[test]
     fn blocks_fit_the_registers() {
@@ -1061,5 +1355,84 @@ mod tests {
         assert_eq!(chunks(5).as_slice(), &[(0, 2), (2, 3)]);
         assert_eq!(chunks(8).as_slice(), &[(0, 4), (4, 4)]);
         assert_eq!(chunks(1).as_slice(), &[(0, 1)]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::super::{params, run, Geometry};
+    use ferrax_ir::ops::ConvGeneral;
+    use ferrax_ir::{DType, Type};
+
+    /// Prints the time per call of the digits CNN step's five convolutions (not an
+    /// assertion: `cargo test --release -p ferrax-jit --lib timing -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn step_convolutions() {
+        let same = |op: &mut ConvGeneral| op.padding = smallvec::smallvec![(1, 1), (1, 1)];
+        let mut fwd = ConvGeneral::new(2);
+        same(&mut fwd);
+        let mut kgrad = fwd.clone();
+        kgrad.dimension_numbers.lhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.out = smallvec::smallvec![1, 0, 2, 3];
+        let mut igrad = fwd.clone();
+        igrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        let cases = [
+            (
+                "conv1 fwd",
+                fwd.clone(),
+                vec![128, 1, 8, 8],
+                vec![16, 1, 3, 3],
+            ),
+            ("conv2 fwd", fwd, vec![128, 16, 4, 4], vec![32, 16, 3, 3]),
+            (
+                "conv2 igrad",
+                igrad,
+                vec![128, 32, 4, 4],
+                vec![32, 16, 3, 3],
+            ),
+            (
+                "conv2 kgrad",
+                kgrad.clone(),
+                vec![128, 16, 4, 4],
+                vec![128, 32, 4, 4],
+            ),
+            (
+                "conv1 kgrad",
+                kgrad,
+                vec![128, 1, 8, 8],
+                vec![128, 16, 8, 8],
+            ),
+        ];
+        for (name, op, ad, bd) in cases {
+            let (at, bt) = (Type::new(DType::F32, &ad), Type::new(DType::F32, &bd));
+            let ot = op.infer(&at, &bt).unwrap();
+            let s = op.geometry(&at, &bt).unwrap();
+            let st = |d: &[usize]| crate::lower::strides(d);
+            let block = params(&op, &s, &st(&ad), &st(&bd), &st(ot.dims()));
+            // SAFETY: the block describes these buffers.
+            let geo = unsafe { Geometry::read(block.as_ptr()) };
+            let x = vec![0.5f32; at.size()];
+            let w = vec![0.25f32; bt.size()];
+            let mut out = vec![0f32; ot.size()];
+            let reps = 100;
+            let mut best = f64::MAX;
+            for _ in 0..60 {
+                let t0 = std::time::Instant::now();
+                for _ in 0..reps {
+                    // SAFETY: the block and buffers match.
+                    unsafe { run(block.as_ptr(), x.as_ptr(), w.as_ptr(), out.as_mut_ptr()) };
+                }
+                best = best.min(t0.elapsed().as_secs_f64() / reps as f64 * 1e6);
+            }
+            println!(
+                "{name}: {best:.1} us (n_out {}, o {}, i {}, direct {})",
+                geo.n_out,
+                geo.o,
+                geo.i,
+                super::choose(&geo)
+            );
+        }
     }
 }

@@ -161,6 +161,7 @@ mod plan;
 mod pool_kernel;
 pub mod reroll;
 mod scalar;
+mod share;
 mod small_gemm;
 mod stats;
 mod symbols;

@@ -44,6 +44,15 @@
 //! transforms produce (a primal value shared by several tangent or cotangent expressions) are
 //! full of such values: without duplication each would be a separate loop over memory.
 //!
+//! A graph output is normally the root of its group, so a loop that needs it reads it back
+//! from memory. An elementwise output whose users all belong to one group with an elementwise
+//! root, and are all evaluated at that root's element index (elementwise ops of the root's
+//! shape and dtype, up to the root), instead joins that group as a *stored* member: the loop
+//! computes it in registers, uses it there, and stores it to its output buffer at the same
+//! index as the root. An optimizer's update is the case in point: Adam's new moments are
+//! outputs that the parameter update reads, and as stored members all three results come
+//! from one pass that reads the gradient, the moments and the parameters once.
+//!
 //! A second kind of grouping folds a 2-D `dot_general` into the `transpose[perm=(1,0)]` that is
 //! its only user: the product is computed straight into the transpose's buffer in transposed
 //! layout (a GEMM with its operands swapped), so the dot's result needs no buffer and the
@@ -77,6 +86,9 @@ pub(crate) struct Fusion {
     pub members: Vec<Vec<usize>>,
     /// For a `transpose` that absorbs the `dot_general` feeding it, the dot's position.
     pub absorbed_dot: Vec<Option<usize>>,
+    /// Whether the instruction is a *stored* member: a graph output computed in its group's
+    /// loop and written there besides the root (see the module documentation).
+    pub stored: Vec<bool>,
 }
 
 impl Fusion {
@@ -318,6 +330,10 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let mut computed_ok = vec![false; n];
     // The number of remaps between each member and its group's root.
     let mut nest = vec![0usize; n];
+    // Instructions evaluated at their group's element index: an elementwise root, and the
+    // elementwise members whose users all are (a stored member must be one of these).
+    let mut at_index = vec![false; n];
+    let mut stored = vec![false; n];
     for i in (0..n).rev() {
         let inst = insts[i];
         if let Op::Dot(d) = &inst.op {
@@ -349,7 +365,9 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             continue;
         }
         let us = &users[r.index()];
-        let mut ok = !is_output[r.index()] && !us.is_empty();
+        // An output may join only as a stored member (checked once its group is known).
+        let store = is_output[r.index()];
+        let mut ok = !us.is_empty();
         let mut set: SmallVec<[usize; 2]> = SmallVec::new();
         for &u in us {
             let ui = insts[u];
@@ -380,6 +398,18 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             .max()
             .unwrap_or(0);
         ok &= depth <= NEST_MAX;
+        // Evaluated at the root's index: elementwise, and every user is, with the same shape.
+        let indexed = ok
+            && inst.op.is_elementwise()
+            && !is_remap
+            && us
+                .iter()
+                .all(|&u| at_index[u] && graph.ty(insts[u].results[0]).shape == rty.shape);
+        if store {
+            // A stored member has the root's dtype, so it is stored like the root.
+            ok &=
+                indexed && set.len() == 1 && graph.ty(insts[set[0]].results[0]).dtype == rty.dtype;
+        }
         if ok {
             nest[i] = depth;
             chain[i] = is_remap && us.iter().any(|&u| remaps[u]);
@@ -397,6 +427,8 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
             groups[i] = set;
+            at_index[i] = indexed;
+            stored[i] = store;
         } else if ok && cheap(&inst.op) && (set.len() <= DUP_MAX || is_remap) {
             root[i] = set.last().copied();
             dup[i] = true;
@@ -413,6 +445,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         } else {
             root[i] = Some(i);
             groups[i] = SmallVec::from_slice(&[i]);
+            at_index[i] = inst.op.is_elementwise() && !is_remap;
         }
     }
     let members = members_of(graph, &insts, &root, &dup);
@@ -421,6 +454,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         dup,
         members,
         absorbed_dot,
+        stored,
     }
 }
 

@@ -2,7 +2,8 @@
 //! reads the group's leaves through affine maps (guarded where pads and concatenations
 //! decide, see [`remap`]), evaluates every member with the elementwise emitters (intermediates
 //! stay in SSA values; a member under a pad or slice is evaluated at the remapped index), and
-//! stores only the root.
+//! stores the root, plus any stored members (graph outputs the loop computes anyway, written
+//! at the root's index into their own buffers).
 //!
 //! The result's dimensions are first coalesced (adjacent dimensions merge when every access
 //! walks them as one), so most groups are a flat loop or a row loop around a contiguous inner
@@ -47,6 +48,8 @@ pub(crate) const WIDE_MIN: usize = 64;
 struct Spec {
     /// The root's result.
     out: Value,
+    /// The stored members' results (see `crate::fuse`), written at the root's index.
+    stored: SmallVec<[Value; 2]>,
     /// The reductions of a reduction group (the root last; siblings over the same operand
     /// shape and axes share the loop), empty for an elementwise group.
     reds: Vec<Red>,
@@ -59,8 +62,8 @@ struct Spec {
     reads: Vec<Read>,
     /// The computations of one element, operands first.
     nodes: Vec<Node>,
-    /// The sources of the values the loop produces: the root's result, or for a reduction
-    /// group each reduction's operand.
+    /// The sources of the values the loop produces: the root's result then the stored
+    /// members', or for a reduction group each reduction's operand.
     outs: SmallVec<[Src; 2]>,
     /// The source at the loop index of every member's result and operands.
     src_of: HashMap<Value, Src>,
@@ -229,6 +232,11 @@ fn spec(
 ) -> Result<Spec> {
     let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
+    let stored: SmallVec<[Value; 2]> = members
+        .iter()
+        .filter(|&&j| fusion.stored[j])
+        .map(|&j| insts[j].results[0])
+        .collect();
     let reds: Vec<Red> = members
         .iter()
         .filter_map(|&j| match &insts[j].op {
@@ -292,6 +300,9 @@ fn spec(
         outs.push(rb.value(insts[root].args[0])?);
     } else if reds.is_empty() {
         outs.push(rb.value(value)?);
+        for &v in &stored {
+            outs.push(rb.value(v)?);
+        }
     } else {
         for r in &reds {
             outs.push(rb.value(r.value)?);
@@ -423,13 +434,14 @@ fn spec(
     let plain = members
         .iter()
         .all(|&j| !is_remap(j) || matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. })));
-    let band = if reds.is_empty() && uncoalesced && plain && !guarded {
+    let band = if reds.is_empty() && uncoalesced && plain && !guarded && stored.is_empty() {
         band::banded(graph, insts, &members, out, &read_of, reads.len())
     } else {
         None
     };
     Ok(Spec {
         out,
+        stored,
         reds,
         reassoc: fast,
         dims,
@@ -465,10 +477,13 @@ fn wide_tail(cx: &Ctx, root: &InstData) -> Option<&'static str> {
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
-    // The wide tail needs the result in a buffer.
+    // The wide tail needs the result in a buffer, and the loop to store nothing else.
+    let stores = cx.plan.fusion.members[root]
+        .iter()
+        .any(|&j| cx.plan.fusion.stored[j]);
     let tail = match cx.alloc_result(insts[root].results[0])? {
-        Some(_) => wide_tail(cx, insts[root]),
-        None => None,
+        Some(_) if !stores => wide_tail(cx, insts[root]),
+        _ => None,
     };
     let mut sp = spec(
         graph,
@@ -479,6 +494,10 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         cx.has_fma,
         tail,
     )?;
+    for &v in &sp.stored {
+        cx.alloc_result(v)?;
+        crate::stats::STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -1020,20 +1039,30 @@ fn emit_span(
     let inner = sp.dims.len() - 1;
     let nr = sp.reads.len();
     let mut from = lo;
+    // The results this span writes: a part's value stands for the root alone.
+    let mut targets: SmallVec<[Value; 3]> = SmallVec::from_slice(&[sp.out]);
+    if part.is_none() {
+        targets.extend_from_slice(&sp.stored);
+    }
+    let targets = &targets;
     if let Some(vty) = sp.vector.filter(|_| !guarded) {
         let lanes = vty.lane_count() as i64;
         let inv = row_invariants(cx, sp, offs, vty, part)?;
         let dtype = cx.graph.ty(sp.out).dtype;
-        let store = |cx: &mut Ctx, y: ir::Value, i: ir::Value, k: i64| -> Result<()> {
-            let Slot::Mem(base) = cx.slot(sp.out)? else {
-                return Err(jit_err("a fused result without a buffer"));
-            };
+        // Stores the produced vectors `ys` (the root's, then the stored members', which share
+        // the root's dtype and layout) at inner index `i` plus `k` vectors.
+        let store = |cx: &mut Ctx, ys: &[ir::Value], i: ir::Value, k: i64| -> Result<()> {
             let o = cx.fb.ins().iadd(offs[nr], i);
-            let addr = cx.elem_addr(base, o, dtype);
-            let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
-            cx.fb
-                .ins()
-                .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
+            for (&v, &y) in targets.iter().zip(ys) {
+                let Slot::Mem(base) = cx.slot(v)? else {
+                    return Err(jit_err("a fused result without a buffer"));
+                };
+                let addr = cx.elem_addr(base, o, dtype);
+                let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
+                cx.fb
+                    .ins()
+                    .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
+            }
             Ok(())
         };
         let invariant =
@@ -1042,11 +1071,11 @@ fn emit_span(
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.
             let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
-            let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
+            let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
             from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
-                (0..4).try_for_each(|k| store(cx, y, i, k))
+                (0..4).try_for_each(|k| store(cx, &ys, i, k))
             })?;
-            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, y, i, 0))?;
+            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
         } else {
             // Short bodies run `UNROLL` vectors per iteration, then one at a time.
             if short_body(sp, insts) {
@@ -1054,22 +1083,22 @@ fn emit_span(
                     for k in 0..UNROLL {
                         let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                         let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
-                        let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
-                        store(cx, y, i, k)?;
+                        let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
+                        store(cx, &ys, i, k)?;
                     }
                     Ok(())
                 })?;
             }
             from = counted_loop(cx, from, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
-                let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
-                store(cx, y, i, 0)
+                let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
+                store(cx, &ys, i, 0)
             })?;
         }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
-        let y = eval(
+        let ys = eval(
             cx,
             sp,
             insts,
@@ -1077,9 +1106,12 @@ fn emit_span(
             None,
             part,
             guarded.then_some((idx, i)),
-        )?[0];
+        )?;
         let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
-        cx.store_out(sp.out, o, y)
+        for (&v, &y) in targets.iter().zip(&ys) {
+            cx.store_out(v, o, y)?;
+        }
+        Ok(())
     })?;
     Ok(())
 }
@@ -1390,7 +1422,9 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
     let nr = sp.reads.len();
     let ptr = types::I64;
     let outs: SmallVec<[Value; 2]> = if sp.reds.is_empty() {
-        SmallVec::from_slice(&[sp.out])
+        std::iter::once(sp.out)
+            .chain(sp.stored.iter().copied())
+            .collect()
     } else {
         sp.reds.iter().map(|r| r.out).collect()
     };

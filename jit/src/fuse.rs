@@ -44,14 +44,19 @@
 //! transforms produce (a primal value shared by several tangent or cotangent expressions) are
 //! full of such values: without duplication each would be a separate loop over memory.
 //!
-//! A graph output is normally the root of its group, so a loop that needs it reads it back
-//! from memory. An elementwise output whose users all belong to one group with an elementwise
-//! root, and are all evaluated at that root's element index (elementwise ops of the root's
-//! shape and dtype, up to the root), instead joins that group as a *stored* member: the loop
-//! computes it in registers, uses it there, and stores it to its output buffer at the same
-//! index as the root. An optimizer's update is the case in point: Adam's new moments are
-//! outputs that the parameter update reads, and as stored members all three results come
-//! from one pass that reads the gradient, the moments and the parameters once.
+//! A graph output is normally the root of its group, and so is a value that some user outside
+//! every loop (a product, a convolution, control flow) reads from memory: a loop that needs it
+//! reads it back. Such an elementwise value whose loop users all belong to one group, and all
+//! evaluate their operands at that group's element index (elementwise members of the loop's
+//! shape up to an elementwise root, or a fused reduction, whose loop runs over its operand),
+//! instead joins that group as a *stored* member, if it has the dtype of the group's root and
+//! every outside user runs after that root: the loop computes it in registers, uses it there,
+//! and also stores it, at the loop's index, to its output buffer or a workspace buffer of its
+//! own. Adam's new moments are outputs that the parameter update reads, so each parameter
+//! tensor's three results come from one pass that reads the gradient, the moments and the
+//! parameters once; a network's backward pass computes `(1 − t²)·g`, which the weight
+//! gradient's product reads from memory and the bias gradient sums over the batch, and that
+//! column sum's loop now computes and stores it.
 //!
 //! A second kind of grouping folds a 2-D `dot_general` into the `transpose[perm=(1,0)]` that is
 //! its only user: the product is computed straight into the transpose's buffer in transposed
@@ -86,8 +91,9 @@ pub(crate) struct Fusion {
     pub members: Vec<Vec<usize>>,
     /// For a `transpose` that absorbs the `dot_general` feeding it, the dot's position.
     pub absorbed_dot: Vec<Option<usize>>,
-    /// Whether the instruction is a *stored* member: a graph output computed in its group's
-    /// loop and written there besides the root (see the module documentation).
+    /// Whether the instruction is a *stored* member: a value (a graph output, or one read from
+    /// memory outside every loop) computed in its group's loop and stored there besides the
+    /// root's (see the module documentation).
     pub stored: Vec<bool>,
 }
 
@@ -330,8 +336,9 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let mut computed_ok = vec![false; n];
     // The number of remaps between each member and its group's root.
     let mut nest = vec![0usize; n];
-    // Instructions evaluated at their group's element index: an elementwise root, and the
-    // elementwise members whose users all are (a stored member must be one of these).
+    // Instructions whose operands a loop evaluates at its element index: an elementwise root,
+    // a fused reduction (its loop runs over its operand), and the elementwise members whose
+    // users all are such instructions (a stored member must be one of these).
     let mut at_index = vec![false; n];
     let mut stored = vec![false; n];
     for i in (0..n).rev() {
@@ -349,6 +356,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         if fused_reduce(graph, inst) {
             let r = sibling(graph, &insts, &users, &red_roots, i).unwrap_or(i);
             root[i] = Some(r);
+            at_index[i] = true;
             groups[i].push(r);
             if r == i {
                 red_roots.push(i);
@@ -365,10 +373,13 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             continue;
         }
         let us = &users[r.index()];
-        // An output may join only as a stored member (checked once its group is known).
-        let store = is_output[r.index()];
         let mut ok = !us.is_empty();
         let mut set: SmallVec<[usize; 2]> = SmallVec::new();
+        // Users that no loop evaluates (a product, a convolution, control flow), which read
+        // the value from memory: it may still join a group as a stored member.
+        let mut outside: SmallVec<[usize; 2]> = SmallVec::new();
+        let loop_kind =
+            |u: usize| fusable(&insts[u].op) || remaps[u] || fused_reduce(graph, insts[u]);
         for &u in us {
             let ui = insts[u];
             let same_shape = graph.ty(ui.results[0]).shape == rty.shape;
@@ -381,6 +392,10 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
                 || (trivial_broadcast(graph, ui) && !chain[u])
                 || (inst.op.is_elementwise() && computed_ok[u] && float_only(graph, inst));
             if !joinable || root[u].is_none() {
+                if !loop_kind(u) {
+                    outside.push(u);
+                    continue;
+                }
                 ok = false;
                 break;
             }
@@ -398,17 +413,25 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             .max()
             .unwrap_or(0);
         ok &= depth <= NEST_MAX;
-        // Evaluated at the root's index: elementwise, and every user is, with the same shape.
+        // Evaluated at the loop's index: elementwise, and every user in the loop evaluates
+        // its operands there.
         let indexed = ok
             && inst.op.is_elementwise()
             && !is_remap
             && us
                 .iter()
-                .all(|&u| at_index[u] && graph.ty(insts[u].results[0]).shape == rty.shape);
+                .filter(|u| !outside.contains(u))
+                .all(|&u| at_index[u] && graph.ty(insts[u].args[0]).shape == rty.shape);
+        // An output, or a value also read from memory by users outside every loop, joins
+        // only as a stored member: with the root's dtype (so it is stored like the root's
+        // value), and written before any outside user runs.
+        let store = is_output[r.index()] || !outside.is_empty();
         if store {
-            // A stored member has the root's dtype, so it is stored like the root.
-            ok &=
-                indexed && set.len() == 1 && graph.ty(insts[set[0]].results[0]).dtype == rty.dtype;
+            let in_time = |g: usize| outside.iter().all(|&u| root[u].unwrap_or(u) > g);
+            ok &= indexed
+                && set.len() == 1
+                && in_time(set[0])
+                && graph.ty(insts[set[0]].results[0]).dtype == rty.dtype;
         }
         if ok {
             nest[i] = depth;

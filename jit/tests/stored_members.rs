@@ -3,8 +3,10 @@
 //! Adam-style update (new moments as outputs that the parameter update reads) against the
 //! interpreter, bit for bit in Precise mode and within a tolerance in the default mode, in f32
 //! and f64, on the parallel path, odd row lengths (vector tails), a single column, empty
-//! tensors, and inputs with ±0, ±∞ and NaN. Outputs that must keep a loop of their own (another
-//! user outside the group, a remapped user, another dtype) are checked as well.
+//! tensors, and inputs with ±0, ±∞ and NaN; and a value that a matrix product reads from memory,
+//! computed and stored by the loop of the reduction that also sums it. Outputs that must keep a
+//! loop of their own (another user outside the group, a remapped user, another dtype) are
+//! checked as well.
 //!
 //! Everything runs in one test, because the assertions on the process-wide `stored_members`
 //! counter would race with compilations in concurrent tests.
@@ -110,6 +112,60 @@ fn stored_members_match_the_interpreter() {
             );
             let stored = check_stored(&g, &args(&mut rng, dtype, &dims, true), tol);
             assert!(stored == 2 || empty, "{dtype} {dims:?}: {stored} stored");
+        }
+        // A network's backward pattern: `d = (1 − t²)·g`, read from memory by a product and
+        // summed over rows (a kept inner dimension) or columns (a reduced one, in vectors
+        // folded at the row's end only in fast mode) by a reduction whose loop stores it.
+        for (rows, cols) in [(200, 32), (129, 257), (3000, 30), (5, 3)] {
+            for axis in [0, 1] {
+                let g = graph(
+                    move |xs| {
+                        let (t, g, w) = (&xs[0], &xs[1], &xs[2]);
+                        let d = (1.0 - t * t) * g;
+                        let s = d.sum(&[axis]);
+                        vec![d.matmul(w), s]
+                    },
+                    &[
+                        Type::new(dtype, &[rows, cols]),
+                        Type::new(dtype, &[rows, cols]),
+                        Type::new(dtype, &[cols, 4]),
+                    ],
+                );
+                let a = vec![
+                    array(&mut rng, dtype, &[rows, cols], -1.0, 1.0, true),
+                    array(&mut rng, dtype, &[rows, cols], -2.0, 2.0, true),
+                    array(&mut rng, dtype, &[cols, 4], -1.0, 1.0, false),
+                ];
+                // The product's summation order differs from the interpreter's when it runs
+                // as a GEMM, so its output is compared within a tolerance; the sum is exact.
+                let before = stats().stored_members;
+                let f = compile(
+                    &g,
+                    &JitOptions {
+                        math: MathMode::Precise,
+                        ..JitOptions::default()
+                    },
+                )
+                .expect("compile");
+                let stored = stats().stored_members - before;
+                assert_eq!(
+                    stored, 1,
+                    "{dtype} [{rows},{cols}] axis {axis}: d is stored"
+                );
+                let want = interp::eval(&g, &a).expect("interpreter");
+                let got = f.call(&a).expect("call");
+                assert!(
+                    common::close(&want[0], &got[0], tol * 100.0),
+                    "{dtype} [{rows},{cols}] axis {axis}: product"
+                );
+                assert!(
+                    same_bits(&want[1], &got[1]),
+                    "{dtype} [{rows},{cols}] axis {axis}: sum {} vs {}",
+                    want[1],
+                    got[1]
+                );
+                check_with(&g, &a, Some(tol * 100.0));
+            }
         }
         let dims = [67, 33];
         // `m'` also feeds a reduction: it keeps its loop; `v'` is still stored.

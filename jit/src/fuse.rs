@@ -45,6 +45,20 @@
 //! transforms produce (a primal value shared by several tangent or cotangent expressions) are
 //! full of such values: without duplication each would be a separate loop over memory.
 //!
+//! A graph output is normally the root of its group, and so is a value that some user outside
+//! every loop (a product, a convolution, control flow) reads from memory: a loop that needs it
+//! reads it back. Such an elementwise value whose loop users all belong to one group, and all
+//! evaluate their operands at that group's element index (elementwise members of the loop's
+//! shape up to an elementwise root, or a fused reduction, whose loop runs over its operand),
+//! instead joins that group as a *stored* member, if it has the dtype of the group's root and
+//! every outside user runs after that root: the loop computes it in registers, uses it there,
+//! and also stores it, at the loop's index, to its output buffer or a workspace buffer of its
+//! own. Adam's new moments are outputs that the parameter update reads, so each parameter
+//! tensor's three results come from one pass that reads the gradient, the moments and the
+//! parameters once; a network's backward pass computes `(1 − t²)·g`, which the weight
+//! gradient's product reads from memory and the bias gradient sums over the batch, and that
+//! column sum's loop now computes and stores it.
+//!
 //! A second kind of grouping folds a 2-D `dot_general` into the `transpose[perm=(1,0)]` that is
 //! its only user: the product is computed straight into the transpose's buffer in transposed
 //! layout (a GEMM with its operands swapped), so the dot's result needs no buffer and the
@@ -78,6 +92,10 @@ pub(crate) struct Fusion {
     pub members: Vec<Vec<usize>>,
     /// For a `transpose` that absorbs the `dot_general` feeding it, the dot's position.
     pub absorbed_dot: Vec<Option<usize>>,
+    /// Whether the instruction is a *stored* member: a value (a graph output, or one read from
+    /// memory outside every loop) computed in its group's loop and stored there besides the
+    /// root's (see the module documentation).
+    pub stored: Vec<bool>,
 }
 
 impl Fusion {
@@ -319,6 +337,11 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
     let mut computed_ok = vec![false; n];
     // The number of remaps between each member and its group's root.
     let mut nest = vec![0usize; n];
+    // Instructions whose operands a loop evaluates at its element index: an elementwise root,
+    // a fused reduction (its loop runs over its operand), and the elementwise members whose
+    // users all are such instructions (a stored member must be one of these).
+    let mut at_index = vec![false; n];
+    let mut stored = vec![false; n];
     for i in (0..n).rev() {
         let inst = insts[i];
         if let Op::Dot(d) = &inst.op {
@@ -334,6 +357,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         if fused_reduce(graph, inst) {
             let r = sibling(graph, &insts, &users, &red_roots, i).unwrap_or(i);
             root[i] = Some(r);
+            at_index[i] = true;
             groups[i].push(r);
             if r == i {
                 red_roots.push(i);
@@ -350,8 +374,13 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             continue;
         }
         let us = &users[r.index()];
-        let mut ok = !is_output[r.index()] && !us.is_empty();
+        let mut ok = !us.is_empty();
         let mut set: SmallVec<[usize; 2]> = SmallVec::new();
+        // Users that no loop evaluates (a product, a convolution, control flow), which read
+        // the value from memory: it may still join a group as a stored member.
+        let mut outside: SmallVec<[usize; 2]> = SmallVec::new();
+        let loop_kind =
+            |u: usize| fusable(&insts[u].op) || remaps[u] || fused_reduce(graph, insts[u]);
         for &u in us {
             let ui = insts[u];
             let same_shape = graph.ty(ui.results[0]).shape == rty.shape;
@@ -364,6 +393,10 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
                 || (trivial_broadcast(graph, ui) && !chain[u])
                 || (inst.op.is_elementwise() && computed_ok[u] && float_only(graph, inst));
             if !joinable || root[u].is_none() {
+                if !loop_kind(u) {
+                    outside.push(u);
+                    continue;
+                }
                 ok = false;
                 break;
             }
@@ -381,6 +414,26 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
             .max()
             .unwrap_or(0);
         ok &= depth <= NEST_MAX;
+        // Evaluated at the loop's index: elementwise, and every user in the loop evaluates
+        // its operands there.
+        let indexed = ok
+            && inst.op.is_elementwise()
+            && !is_remap
+            && us
+                .iter()
+                .filter(|u| !outside.contains(u))
+                .all(|&u| at_index[u] && graph.ty(insts[u].args[0]).shape == rty.shape);
+        // An output, or a value also read from memory by users outside every loop, joins
+        // only as a stored member: with the root's dtype (so it is stored like the root's
+        // value), and written before any outside user runs.
+        let store = is_output[r.index()] || !outside.is_empty();
+        if store {
+            let in_time = |g: usize| outside.iter().all(|&u| root[u].unwrap_or(u) > g);
+            ok &= indexed
+                && set.len() == 1
+                && in_time(set[0])
+                && graph.ty(insts[set[0]].results[0]).dtype == rty.dtype;
+        }
         if ok {
             nest[i] = depth;
             chain[i] = is_remap && us.iter().any(|&u| remaps[u]);
@@ -398,6 +451,8 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         if ok && set.len() == 1 {
             root[i] = Some(set[0]);
             groups[i] = set;
+            at_index[i] = indexed;
+            stored[i] = store;
         } else if ok && (cheap(&inst.op) || gather[i]) && (set.len() <= DUP_MAX || is_remap) {
             root[i] = set.last().copied();
             dup[i] = true;
@@ -414,6 +469,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         } else {
             root[i] = Some(i);
             groups[i] = SmallVec::from_slice(&[i]);
+            at_index[i] = inst.op.is_elementwise() && !is_remap;
         }
     }
     let members = members_of(graph, &insts, &root, &dup);
@@ -422,6 +478,7 @@ pub(crate) fn analyze(graph: &Graph) -> Fusion {
         dup,
         members,
         absorbed_dot,
+        stored,
     }
 }
 

@@ -322,8 +322,8 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
     let mut controls: Vec<Option<ControlPlan>> = vec![None; graph.num_insts()];
     for (i, (_, inst)) in graph.insts().enumerate() {
         // Members give their results no buffer, except sibling reductions (results of their
-        // group).
-        if fusion.is_member(i) && !matches!(inst.op, Op::Reduce(_)) {
+        // group) and stored members (outputs their group writes).
+        if fusion.is_member(i) && !matches!(inst.op, Op::Reduce(_)) && !fusion.stored[i] {
             for &r in &inst.results {
                 homes[r.index()] = Home::Fused;
             }

@@ -2,7 +2,8 @@
 //! reads the group's leaves through affine maps (guarded where pads and concatenations
 //! decide, see [`remap`]), evaluates every member with the elementwise emitters (intermediates
 //! stay in SSA values; a member under a pad or slice is evaluated at the remapped index), and
-//! stores only the root.
+//! stores the root, plus any stored members (graph outputs the loop computes anyway, written
+//! at the root's index into their own buffers).
 //!
 //! The result's dimensions are first coalesced (adjacent dimensions merge when every access
 //! walks them as one), so most groups are a flat loop or a row loop around a contiguous inner
@@ -48,6 +49,10 @@ pub(crate) const WIDE_MIN: usize = 64;
 struct Spec {
     /// The root's result.
     out: Value,
+    /// The stored members' results (see `crate::fuse`), written at the loop's index.
+    stored: SmallVec<[Value; 2]>,
+    /// Each stored member's strides over the coalesced dims (row-major over the loop's).
+    stored_strides: Vec<SmallVec<[i64; 4]>>,
     /// The reductions of a reduction group (the root last; siblings over the same operand
     /// shape and axes share the loop), empty for an elementwise group.
     reds: Vec<Red>,
@@ -61,7 +66,7 @@ struct Spec {
     /// The computations of one element, operands first.
     nodes: Vec<Node>,
     /// The sources of the values the loop produces: the root's result, or for a reduction
-    /// group each reduction's operand.
+    /// group each reduction's operand; then the stored members'.
     outs: SmallVec<[Src; 2]>,
     /// The source at the loop index of every member's result and operands.
     src_of: HashMap<Value, Src>,
@@ -230,6 +235,11 @@ fn spec(
 ) -> Result<Spec> {
     let members: Vec<usize> = fusion.members[root].clone();
     let out = insts[root].results[0];
+    let stored: SmallVec<[Value; 2]> = members
+        .iter()
+        .filter(|&&j| fusion.stored[j])
+        .map(|&j| insts[j].results[0])
+        .collect();
     let reds: Vec<Red> = members
         .iter()
         .filter_map(|&j| match &insts[j].op {
@@ -263,7 +273,7 @@ fn spec(
                 })
                 .collect()
         }
-        None => contig,
+        None => contig.clone(),
     };
     // Remap members are read through (see `remap`), except a trivial broadcast of a value
     // computed in the loop, which passes it through.
@@ -293,9 +303,15 @@ fn spec(
         outs.push(rb.value(insts[root].args[0])?);
     } else if reds.is_empty() {
         outs.push(rb.value(value)?);
+        for &v in &stored {
+            outs.push(rb.value(v)?);
+        }
     } else {
         for r in &reds {
             outs.push(rb.value(r.value)?);
+        }
+        for &v in &stored {
+            outs.push(rb.value(v)?);
         }
     }
     rb.mark_top(&outs);
@@ -335,7 +351,9 @@ fn spec(
     }
     // Coalesce: drop size-1 dims, merge runs every access walks as one.
     let mut dims: SmallVec<[usize; 4]> = SmallVec::new();
-    let mut cols: Vec<SmallVec<[i64; 4]>> = vec![SmallVec::new(); reads.len() + 1];
+    // Columns: the reads, the output, then the stored members (row-major over the loop).
+    let ncols = reads.len() + 1 + stored.len();
+    let mut cols: Vec<SmallVec<[i64; 4]>> = vec![SmallVec::new(); ncols];
     // The coalesced dimension of every loop dimension, and whether the last one holds a
     // guarded dimension.
     let mut new_of = vec![0usize; rdims.len()];
@@ -344,17 +362,15 @@ fn spec(
         if rdims[d] == 1 {
             continue;
         }
-        let st = |k: usize| {
-            if k < reads.len() {
-                reads[k].strides[d]
-            } else {
-                out_full[d]
-            }
+        let st = |k: usize| match k.cmp(&reads.len()) {
+            std::cmp::Ordering::Less => reads[k].strides[d],
+            std::cmp::Ordering::Equal => out_full[d],
+            std::cmp::Ordering::Greater => contig[d],
         };
         let merge = !dims.is_empty()
             && !guarded_dim[d]
             && !last_guarded
-            && (0..=reads.len()).all(|k| {
+            && (0..ncols).all(|k| {
                 let prev = *cols[k].last().expect("a previous dim");
                 prev == st(k) * rdims[d] as i64
             });
@@ -380,6 +396,7 @@ fn spec(
             c.push(0);
         }
     }
+    let stored_strides = cols.split_off(reads.len() + 1);
     let out_strides = cols.pop().expect("the output column");
     let renumber = |g: &mut remap::Guard| {
         if g.fixed().is_none() {
@@ -424,13 +441,15 @@ fn spec(
     let plain = members
         .iter()
         .all(|&j| !is_remap(j) || matches!(insts[j].op, Op::Shape(ShapeOp::BroadcastInDim { .. })));
-    let band = if reds.is_empty() && uncoalesced && plain && !guarded {
+    let band = if reds.is_empty() && uncoalesced && plain && !guarded && stored.is_empty() {
         band::banded(graph, insts, &members, out, &read_of, reads.len())
     } else {
         None
     };
     Ok(Spec {
         out,
+        stored,
+        stored_strides,
         reds,
         reassoc: fast,
         dims,
@@ -466,10 +485,13 @@ fn wide_tail(cx: &Ctx, root: &InstData) -> Option<&'static str> {
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
-    // The wide tail needs the result in a buffer.
+    // The wide tail needs the result in a buffer, and the loop to store nothing else.
+    let stores = cx.plan.fusion.members[root]
+        .iter()
+        .any(|&j| cx.plan.fusion.stored[j]);
     let tail = match cx.alloc_result(insts[root].results[0])? {
-        Some(_) => wide_tail(cx, insts[root]),
-        None => None,
+        Some(_) if !stores => wide_tail(cx, insts[root]),
+        _ => None,
     };
     let mut sp = spec(
         graph,
@@ -480,6 +502,10 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         cx.has_fma,
         tail,
     )?;
+    for &v in &sp.stored {
+        cx.alloc_result(v)?;
+        crate::stats::STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -542,14 +568,8 @@ fn emit_range(
     start: ir::Value,
     end: ir::Value,
 ) -> Result<()> {
-    let nacc = sp.reads.len() + 1;
-    let stride = |k: usize, d: usize| {
-        if k < sp.reads.len() {
-            sp.reads[k].strides[d]
-        } else {
-            sp.out_strides[d]
-        }
-    };
+    let nacc = sp.reads.len() + 1 + sp.stored.len();
+    let stride = |k: usize, d: usize| access_stride(sp, k, d);
     let base = |k: usize| sp.reads.get(k).map_or(0, |r| r.base);
     let c = sp.dims.len();
     if c == 1 {
@@ -1174,20 +1194,33 @@ fn emit_span(
     let inner = sp.dims.len() - 1;
     let nr = sp.reads.len();
     let mut from = lo;
+    // The results this span writes, with their accesses (a part's value stands for the root
+    // alone).
+    let targets = if part.is_none() {
+        stored_targets(sp)
+    } else {
+        SmallVec::from_slice(&[(sp.out, nr)])
+    };
+    let targets = &targets;
     if let Some(vty) = sp.vector.filter(|_| !guarded) {
         let lanes = vty.lane_count() as i64;
         let inv = row_invariants(cx, sp, offs, vty, part)?;
         let dtype = cx.graph.ty(sp.out).dtype;
-        let store = |cx: &mut Ctx, y: ir::Value, i: ir::Value, k: i64| -> Result<()> {
-            let Slot::Mem(base) = cx.slot(sp.out)? else {
-                return Err(jit_err("a fused result without a buffer"));
-            };
-            let o = cx.fb.ins().iadd(offs[nr], i);
-            let addr = cx.elem_addr(base, o, dtype);
-            let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
-            cx.fb
-                .ins()
-                .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
+        // Stores the produced vectors `ys` (the root's, then the stored members', which share
+        // the root's dtype and are contiguous along the row) at inner index `i` plus `k`
+        // vectors.
+        let store = |cx: &mut Ctx, ys: &[ir::Value], i: ir::Value, k: i64| -> Result<()> {
+            for (&(v, acc), &y) in targets.iter().zip(ys) {
+                let Slot::Mem(base) = cx.slot(v)? else {
+                    return Err(jit_err("a fused result without a buffer"));
+                };
+                let o = cx.fb.ins().iadd(offs[acc], i);
+                let addr = cx.elem_addr(base, o, dtype);
+                let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
+                cx.fb
+                    .ins()
+                    .store(MemFlagsData::new().with_notrap(), y, addr, bytes);
+            }
             Ok(())
         };
         let invariant =
@@ -1196,11 +1229,11 @@ fn emit_span(
             // A value constant along the row (a broadcast row, a band's default) is computed
             // once and stored four vectors per iteration.
             let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
-            let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
+            let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
             from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
-                (0..4).try_for_each(|k| store(cx, y, i, k))
+                (0..4).try_for_each(|k| store(cx, &ys, i, k))
             })?;
-            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, y, i, 0))?;
+            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
         } else {
             // Short bodies run `UNROLL` vectors per iteration, then one at a time.
             if short_body(sp, insts) {
@@ -1208,22 +1241,22 @@ fn emit_span(
                     for k in 0..UNROLL {
                         let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                         let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
-                        let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
-                        store(cx, y, i, k)?;
+                        let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
+                        store(cx, &ys, i, k)?;
                     }
                     Ok(())
                 })?;
             }
             from = counted_loop(cx, from, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
-                let y = eval(cx, sp, insts, &vals, Some(vty), part, None)?[0];
-                store(cx, y, i, 0)
+                let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
+                store(cx, &ys, i, 0)
             })?;
         }
     }
     counted_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
-        let y = eval(
+        let ys = eval(
             cx,
             sp,
             insts,
@@ -1231,11 +1264,34 @@ fn emit_span(
             None,
             part,
             guarded.then_some((idx, i)),
-        )?[0];
-        let o = offset(cx, offs[nr], i, sp.out_strides[inner]);
-        cx.store_out(sp.out, o, y)
+        )?;
+        for (&(v, acc), &y) in targets.iter().zip(&ys) {
+            let o = offset(cx, offs[acc], i, access_stride(sp, acc, inner));
+            cx.store_out(v, o, y)?;
+        }
+        Ok(())
     })?;
     Ok(())
+}
+
+/// The results an elementwise group's loop writes, each with the index of its access in the
+/// loop's offsets: the root's (after the reads), then the stored members'.
+fn stored_targets(sp: &Spec) -> SmallVec<[(Value, usize); 3]> {
+    let nr = sp.reads.len();
+    std::iter::once((sp.out, nr))
+        .chain(sp.stored.iter().enumerate().map(|(s, &v)| (v, nr + 1 + s)))
+        .collect()
+}
+
+/// The stride along coalesced dimension `d` of access `k` (a read, the output, or a stored
+/// member, in the order of the loop's offsets).
+fn access_stride(sp: &Spec, k: usize, d: usize) -> i64 {
+    let nr = sp.reads.len();
+    match k.cmp(&nr) {
+        std::cmp::Ordering::Less => sp.reads[k].strides[d],
+        std::cmp::Ordering::Equal => sp.out_strides[d],
+        std::cmp::Ordering::Greater => sp.stored_strides[k - nr - 1][d],
+    }
 }
 
 /// Emits row `i` of a banded select chain (see [`band`]): the default over the whole row, then
@@ -1346,6 +1402,17 @@ fn emit_reduce_row(
         let mut one = |cx: &mut Ctx, i: ir::Value| -> Result<()> {
             let vals = vector_reads(cx, sp, offs, &inv, i, vty, None)?;
             let ys = eval(cx, sp, insts, &vals, Some(vty), None, None)?;
+            // The stored members' vectors follow the reductions' operands (contiguous along
+            // the row, of the loop's dtype).
+            for (s, &v) in sp.stored.iter().enumerate() {
+                let Slot::Mem(base) = cx.slot(v)? else {
+                    return Err(jit_err("a fused result without a buffer"));
+                };
+                let o = cx.fb.ins().iadd(offs[nr + 1 + s], i);
+                let dtype = cx.graph.ty(v).dtype;
+                let addr = cx.elem_addr(base, o, dtype);
+                cx.fb.ins().store(flags, ys[sp.reds.len() + s], addr, 0);
+            }
             for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
                 let fl = acc.dtype.is_float();
                 match (acc.row, acc.lanes) {
@@ -1412,6 +1479,11 @@ fn emit_reduce_row(
             None,
             guarded.then_some((idx, i)),
         )?;
+        for (s, &v) in sp.stored.iter().enumerate() {
+            let k = nr + 1 + s;
+            let o = offset(cx, offs[k], i, access_stride(sp, k, inner));
+            cx.store_out(v, o, ys[sp.reds.len() + s])?;
+        }
         for ((acc, red), &y) in accs.iter().zip(&sp.reds).zip(&ys) {
             let fl = acc.dtype.is_float();
             match acc.row {
@@ -1543,11 +1615,13 @@ fn eval(
 fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
     let nr = sp.reads.len();
     let ptr = types::I64;
-    let outs: SmallVec<[Value; 2]> = if sp.reds.is_empty() {
+    // The loop's results, then its stored members.
+    let outs: SmallVec<[Value; 4]> = if sp.reds.is_empty() {
         SmallVec::from_slice(&[sp.out])
     } else {
         sp.reds.iter().map(|r| r.out).collect()
     };
+    let outs: SmallVec<[Value; 4]> = outs.into_iter().chain(sp.stored.iter().copied()).collect();
     // The context array in the caller's frame.
     let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,

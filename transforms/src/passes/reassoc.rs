@@ -43,7 +43,6 @@ use ferrax_ir::placement::{table_hash, Placement};
 use ferrax_ir::{Builder, DType, Graph, Op, Result, Type, Value};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::{smallvec, SmallVec};
-use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 
 /// The most atoms (with repetition) in one product.
@@ -65,6 +64,110 @@ struct Term {
 /// A sum of terms with distinct atom lists, sorted by them.
 type Form = SmallVec<[Term; 2]>;
 
+/// The most atoms a [`StoredTerm`] keeps in place.
+const INLINE_ATOMS: usize = 2;
+
+/// A term of a recorded form: its coefficient and its `len` atoms, kept in `inline` when
+/// there are at most [`INLINE_ATOMS`] of them and otherwise in [`Store::atoms`] from `start`.
+/// The first term of a form also holds the form's number of terms (`terms`).
+#[derive(Clone, Copy, Debug)]
+struct StoredTerm {
+    c: f64,
+    inline: [Value; INLINE_ATOMS],
+    start: u32,
+    len: u8,
+    terms: u8,
+}
+
+/// The recorded forms of one run, flat: form `i` is the terms of `terms` from `i` on (as many
+/// as its first term says), and a term's atoms are in place or in `atoms`. Recording a form
+/// appends to at most two vectors and allocates nothing per form; a one-term product of two
+/// atoms, the commonest form, takes 24 bytes (against 72 for a [`Form`] kept whole), and
+/// reading it touches one place.
+struct Store {
+    terms: Vec<StoredTerm>,
+    atoms: Vec<Value>,
+}
+
+/// `n` as a `u32` index of a [`Store`] vector. Every form has at most [`MAX_TERMS`] terms of
+/// at most [`MAX_ATOMS`] atoms and there is at most one form per equation, so this holds for
+/// any graph that fits in memory.
+fn index32(n: usize) -> u32 {
+    u32::try_from(n).expect("form store index within u32")
+}
+
+impl Store {
+    /// An empty store with room for about `n` forms of one term.
+    fn with_capacity(n: usize) -> Store {
+        Store {
+            terms: Vec::with_capacity(n),
+            atoms: Vec::new(),
+        }
+    }
+
+    /// The terms of form `i`.
+    fn terms(&self, i: u32) -> &[StoredTerm] {
+        let i = i as usize;
+        &self.terms[i..i + usize::from(self.terms[i].terms)]
+    }
+
+    /// The atoms of a stored term.
+    fn atoms<'a>(&'a self, t: &'a StoredTerm) -> &'a [Value] {
+        let len = usize::from(t.len);
+        if len <= INLINE_ATOMS {
+            &t.inline[..len]
+        } else {
+            &self.atoms[t.start as usize..t.start as usize + len]
+        }
+    }
+
+    /// Form `i`, rebuilt (on the stack, for the forms of at most two terms of at most four
+    /// atoms that nearly every equation has).
+    fn get(&self, i: u32) -> Form {
+        self.terms(i)
+            .iter()
+            .map(|t| Term {
+                c: t.c,
+                atoms: Atoms::from_slice(self.atoms(t)),
+            })
+            .collect()
+    }
+
+    /// Records `form` (of at most [`MAX_TERMS`] terms of at most [`MAX_ATOMS`] atoms) and
+    /// returns its index.
+    fn push(&mut self, form: &[Term]) -> u32 {
+        let i = index32(self.terms.len());
+        for (k, t) in form.iter().enumerate() {
+            let mut inline = [Value(0); INLINE_ATOMS];
+            let mut start = 0;
+            if t.atoms.len() <= INLINE_ATOMS {
+                inline[..t.atoms.len()].copy_from_slice(&t.atoms);
+            } else {
+                start = index32(self.atoms.len());
+                self.atoms.extend_from_slice(&t.atoms);
+            }
+            self.terms.push(StoredTerm {
+                c: t.c,
+                inline,
+                start,
+                len: t.atoms.len() as u8,
+                terms: if k == 0 { form.len() as u8 } else { 0 },
+            });
+        }
+        i
+    }
+
+    /// Whether form `i` and `y` are equal once each is divided by its first coefficient.
+    fn same_key(&self, i: u32, y: &[Term]) -> bool {
+        let x = self.terms(i);
+        let (cx, cy) = (x[0].c, y[0].c);
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(s, t)| {
+                (s.c / cx).to_bits() == (t.c / cy).to_bits() && self.atoms(s) == t.atoms.as_slice()
+            })
+    }
+}
+
 /// Marks a value of the new graph that has no recorded form.
 const NO_FORM: u32 = u32::MAX;
 
@@ -80,7 +183,7 @@ fn coefficient(c: f64, dtype: DType) -> Option<f64> {
 /// The state of one run: the builder, the forms it recorded, the form of every numbered
 /// value, and the table of normalised forms.
 ///
-/// Each recorded form is stored once, in `arena`; a value's form is its index there
+/// Each recorded form is stored once, in `store`; a value's form is its index there
 /// (`forms`, indexed by value), and the table holds, for each normalised form seen, the
 /// index of the first form with that normalisation and the value that computes it. The
 /// table's key is the form divided by its first coefficient, the value's type being implied
@@ -90,7 +193,7 @@ fn coefficient(c: f64, dtype: DType) -> Option<f64> {
 /// 32-bit hash that placed them.
 struct Numbering {
     b: Builder,
-    arena: Vec<Form>,
+    store: Store,
     forms: Vec<u32>,
     table: HashTable<(u32, Value, u32)>,
     placement: Placement,
@@ -123,22 +226,10 @@ fn key_hash(hasher: &DefaultHashBuilder, form: &[Term]) -> u32 {
     h.finish() as u32
 }
 
-/// Whether `x` and `y` are equal once each is divided by its first coefficient.
-fn same_key(x: &[Term], y: &[Term]) -> bool {
-    let (cx, cy) = (x[0].c, y[0].c);
-    x.len() == y.len()
-        && x.iter()
-            .zip(y)
-            .all(|(s, t)| (s.c / cx).to_bits() == (t.c / cy).to_bits() && s.atoms == t.atoms)
-}
-
 impl Numbering {
-    /// The recorded form of `v`, if it has one.
-    fn recorded(&self, v: Value) -> Option<&Form> {
-        match self.forms.get(v.index()) {
-            Some(&i) if i != NO_FORM => Some(&self.arena[i as usize]),
-            _ => None,
-        }
+    /// The index of the recorded form of `v`, if it has one.
+    fn recorded(&self, v: Value) -> Option<u32> {
+        self.forms.get(v.index()).copied().filter(|&i| i != NO_FORM)
     }
 
     /// The earlier value whose form equals `form` (of type `ty`) up to a constant factor, and
@@ -149,40 +240,38 @@ impl Numbering {
             let stored = stored?;
             self.table
                 .find(table_hash(stored), |&(i, w, h)| {
-                    h == stored && same_key(&self.arena[i as usize], form) && self.b.ty(w) == ty
+                    h == stored && self.store.same_key(i, form) && self.b.ty(w) == ty
                 })
-                .map(|&(i, w, _)| (w, self.arena[i as usize][0].c))
+                .map(|&(i, w, _)| (w, self.store.terms(i)[0].c))
         })
     }
 
     /// The form of `v` in the new graph: its recorded form, a constant, or `v` as an atom.
-    fn form(&self, v: Value) -> Cow<'_, Form> {
-        if let Some(f) = self.recorded(v) {
-            return Cow::Borrowed(f);
+    fn form(&self, v: Value) -> Form {
+        if let Some(i) = self.recorded(v) {
+            return self.store.get(i);
         }
         let dtype = self.b.ty(v).dtype;
-        Cow::Owned(
-            match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
-                Some(c) => smallvec![Term {
-                    c,
-                    atoms: Atoms::new()
-                }],
-                None => atom(v),
-            },
-        )
+        match splat(&self.b, v).and_then(|c| coefficient(c, dtype)) {
+            Some(c) => smallvec![Term {
+                c,
+                atoms: Atoms::new()
+            }],
+            None => atom(v),
+        }
     }
 
     /// The form of `v` as a factor of a product. A sum of several terms is an atom: the first
     /// value numbered with the same form up to a constant factor, times that factor, so that
     /// products of proportional sums get proportional forms.
-    fn factor(&self, v: Value) -> Cow<'_, Form> {
+    fn factor(&self, v: Value) -> Form {
         let f = self.form(v);
         if f.len() == 1 {
             return f;
         }
         let ty = self.b.ty(v);
         let key = key_hash(&self.hasher, &f);
-        Cow::Owned(match self.lookup(ty, &f, key) {
+        match self.lookup(ty, &f, key) {
             Some((w, cw)) => match coefficient(f[0].c / cw, ty.dtype) {
                 Some(c) => smallvec![Term {
                     c,
@@ -191,13 +280,13 @@ impl Numbering {
                 None => atom(v),
             },
             None => atom(v),
-        })
+        }
     }
 
     /// The form of `op(args)`, if it has one.
     fn form_of(&self, op: &Op, args: &[Value], dtype: DType) -> Option<Form> {
         match op {
-            Op::Unary(UnaryOp::Neg) => scaled(self.form(args[0]).into_owned(), -1.0, dtype),
+            Op::Unary(UnaryOp::Neg) => scaled(self.form(args[0]), -1.0, dtype),
             Op::Unary(UnaryOp::Square) => {
                 let f = self.factor(args[0]);
                 product(&f, &f, dtype)
@@ -205,16 +294,16 @@ impl Numbering {
             Op::Binary(BinaryOp::Mul) => {
                 let (x, y) = (self.form(args[0]), self.form(args[1]));
                 if is_constant(&x) {
-                    return scaled(y.into_owned(), x[0].c, dtype);
+                    return scaled(y, x[0].c, dtype);
                 }
                 if is_constant(&y) {
-                    return scaled(x.into_owned(), y[0].c, dtype);
+                    return scaled(x, y[0].c, dtype);
                 }
                 product(&self.factor(args[0]), &self.factor(args[1]), dtype)
             }
             Op::Binary(BinaryOp::Add) => sum(&self.form(args[0]), &self.form(args[1]), dtype),
             Op::Binary(BinaryOp::Sub) => {
-                let y = scaled(self.form(args[1]).into_owned(), -1.0, dtype)?;
+                let y = scaled(self.form(args[1]), -1.0, dtype)?;
                 sum(&self.form(args[0]), &y, dtype)
             }
             _ => None,
@@ -294,10 +383,9 @@ impl Numbering {
         let new_key = found.is_none();
         let new_form = self.recorded(v).is_none();
         if new_key || new_form {
-            let i = u32::try_from(self.arena.len()).expect("form count within u32");
-            self.arena.push(form);
+            let i = self.store.push(&form);
             if new_key {
-                let stored = self.placement.place(key, newest(&self.arena[i as usize]));
+                let stored = self.placement.place(key, newest(&form));
                 self.table
                     .insert_unique(table_hash(stored), (i, v, stored), |e| table_hash(e.2));
             }
@@ -420,7 +508,7 @@ fn number(g: &Graph) -> Result<Option<Graph>> {
 pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Graph>> {
     let mut n = Numbering {
         b: Builder::with_capacity(g.num_values(), g.num_insts()),
-        arena: Vec::with_capacity(g.num_insts()),
+        store: Store::with_capacity(g.num_insts()),
         forms: Vec::with_capacity(g.num_values()),
         table: HashTable::with_capacity(g.num_insts()),
         placement: Placement::with_capacity(g.num_values()),
@@ -460,14 +548,14 @@ pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Gra
     drop(map);
     let Numbering {
         b,
-        arena,
+        store,
         forms,
         table,
         placement: _,
         hasher: _,
         splats: _,
     } = n;
-    drop((arena, forms, table));
+    drop((store, forms, table));
     // The builder merged identical equations as they were pushed, so dropping the dead ones
     // in place gives what a rebuild through `dce` would, without a second graph.
     let out = b.finish(&outs).without_dead_code();

@@ -394,69 +394,46 @@ unsafe fn transpose<T: Lanes>(
     }
 }
 
-impl Lanes for f32 {
-    const TILE: usize = 8;
+/// The `Lanes` facts of one element type: its tile side and transpose, and its AVX2 and AVX-512
+/// micro kernels. The two types differ only in these names.
+macro_rules! lanes {
+    ($t:ty, $tile:expr, $transpose:ident, $avx2:ident, $avx512:ident) => {
+        impl Lanes for $t {
+            const TILE: usize = $tile;
 
-    unsafe fn transpose_tile(src: *const f32, sr: usize, dst: *mut f32, dr: usize) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller's contract.
-        unsafe {
-            transpose8_f32(src, sr, dst, dr)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: the caller's contract.
-        unsafe {
-            transpose_scalar(8, src, sr, dst, dr)
-        }
-    }
+            unsafe fn transpose_tile(src: *const $t, sr: usize, dst: *mut $t, dr: usize) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the caller's contract.
+                unsafe {
+                    $transpose(src, sr, dst, dr)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                // SAFETY: the caller's contract.
+                unsafe {
+                    transpose_scalar($tile, src, sr, dst, dr)
+                }
+            }
 
-    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f32>> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match isa {
-                Isa::Avx2 => pick!(avx2_f32, nv, mb),
-                Isa::Avx512 => pick!(avx512_f32, nv, mb),
+            fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<$t>> {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    match isa {
+                        Isa::Avx2 => pick!($avx2, nv, mb),
+                        Isa::Avx512 => pick!($avx512, nv, mb),
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = (isa, nv, mb);
+                    None
+                }
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (isa, nv, mb);
-            None
-        }
-    }
+    };
 }
 
-impl Lanes for f64 {
-    const TILE: usize = 4;
-
-    unsafe fn transpose_tile(src: *const f64, sr: usize, dst: *mut f64, dr: usize) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller's contract.
-        unsafe {
-            transpose4_f64(src, sr, dst, dr)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        // SAFETY: the caller's contract.
-        unsafe {
-            transpose_scalar(4, src, sr, dst, dr)
-        }
-    }
-
-    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<f64>> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match isa {
-                Isa::Avx2 => pick!(avx2_f64, nv, mb),
-                Isa::Avx512 => pick!(avx512_f64, nv, mb),
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (isa, nv, mb);
-            None
-        }
-    }
-}
+lanes!(f32, 8, transpose8_f32, avx2_f32, avx512_f32);
+lanes!(f64, 4, transpose4_f64, avx2_f64, avx512_f64);
 
 /// The fixed quantities of one convolution on this path.
 struct Plan {

@@ -1187,6 +1187,20 @@ mod tests {
         assert!(ran >= 300 && refused > 0, "ran {ran}, refused {refused}");
     }
 
+    /// The digits CNN's 3×3 "same" convolution as the step uses it: forward, kernel gradient
+    /// (batch and feature axes swapped) and input gradient (kernel axes swapped).
+    pub(super) fn step_ops() -> (ConvGeneral, ConvGeneral, ConvGeneral) {
+        let mut fwd = ConvGeneral::new(2);
+        fwd.padding = smallvec::smallvec![(1, 1), (1, 1)];
+        let mut kgrad = fwd.clone();
+        kgrad.dimension_numbers.lhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        kgrad.dimension_numbers.out = smallvec::smallvec![1, 0, 2, 3];
+        let mut igrad = fwd.clone();
+        igrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        (fwd, kgrad, igrad)
+    }
+
     /// Convolutions large enough to share their batch among threads (the digits CNN's second
     /// layer, forward and both transposes, with an odd batch so that the threads' ranges
     /// differ in length), and the kernel gradient of its first layer (one result batch
@@ -1197,15 +1211,7 @@ mod tests {
             return;
         };
         let mut rng = Rng(5);
-        let same = |op: &mut ConvGeneral| op.padding = smallvec::smallvec![(1, 1), (1, 1)];
-        let mut fwd = ConvGeneral::new(2);
-        same(&mut fwd);
-        let mut kgrad = fwd.clone();
-        kgrad.dimension_numbers.lhs = smallvec::smallvec![1, 0, 2, 3];
-        kgrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
-        kgrad.dimension_numbers.out = smallvec::smallvec![1, 0, 2, 3];
-        let mut igrad = fwd.clone();
-        igrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        let (fwd, kgrad, igrad) = step_ops();
         let cases = [
             (fwd, vec![67, 16, 8, 8], vec![32, 16, 3, 3]),
             (kgrad.clone(), vec![67, 16, 8, 8], vec![67, 32, 8, 8]),
@@ -1338,7 +1344,7 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::super::{params, run, Geometry};
-    use ferrax_ir::ops::ConvGeneral;
+    use super::tests::step_ops;
     use ferrax_ir::{DType, Type};
 
     /// Prints the time per call of the digits CNN step's five convolutions (not an
@@ -1346,15 +1352,7 @@ mod timing {
     #[test]
     #[ignore]
     fn step_convolutions() {
-        let same = |op: &mut ConvGeneral| op.padding = smallvec::smallvec![(1, 1), (1, 1)];
-        let mut fwd = ConvGeneral::new(2);
-        same(&mut fwd);
-        let mut kgrad = fwd.clone();
-        kgrad.dimension_numbers.lhs = smallvec::smallvec![1, 0, 2, 3];
-        kgrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
-        kgrad.dimension_numbers.out = smallvec::smallvec![1, 0, 2, 3];
-        let mut igrad = fwd.clone();
-        igrad.dimension_numbers.rhs = smallvec::smallvec![1, 0, 2, 3];
+        let (fwd, kgrad, igrad) = step_ops();
         let cases = [
             (
                 "conv1 fwd",

@@ -6,9 +6,17 @@
 //! a cache miss, and these misses grew with the graph until they were the transforms' largest
 //! cost on long chains. A `Placement` places an entry by its newest value instead: the values
 //! are cut into blocks of [`BLOCK`] consecutive values, and the entries whose newest value lies
-//! in one block share a region of [`REGION`] buckets at a random place in the table.
-//! Consecutive lookups then touch one or two regions, already in cache. The table's control
-//! tag still comes from the key's own hash, so a probe compares few entries.
+//! in one block share a region of [`REGION`] buckets. Consecutive lookups then touch one or
+//! two regions, already in cache. The regions of consecutive blocks are consecutive in the
+//! table (wrapping around its end), so a walk that fills block after block writes the table
+//! from front to back, which the processor's prefetchers follow; at random places, every new
+//! region cost a cache miss on its control bytes and another on its entries, about one per
+//! 16 equations, and these misses grew with the graph. A graph has about one equation per
+//! value, so a block places 16 entries in its 32 buckets on average, and once the blocks wrap
+//! around the table (whose buckets are at least 8/7 of its entries), a region is as full as
+//! the table is on average.
+//! The table's control tag still comes from the key's own hash, so a probe compares few
+//! entries.
 //!
 //! A block places at most [`REGION_LIMIT`] entries in its region (a value with many users
 //! would otherwise make its region's probe sequences long); the entries beyond, and those
@@ -41,8 +49,9 @@ pub fn table_hash(stored: u32) -> u64 {
 /// control tag from the key's top bits, the bucket a random (per block) region start plus an
 /// offset within the region from the key's low bits.
 fn local_hash(key: u32, block: u32) -> u32 {
-    // A multiplicative mix (Knuth's constant) spreads consecutive blocks over the table.
-    let start = block.wrapping_mul(0x9E37_79B1) & !(REGION - 1);
+    // Consecutive blocks get consecutive regions (wrapping around the table), so that the
+    // regions a walk fills one after another are neighbours in memory as well.
+    let start = block.wrapping_mul(REGION);
     (key & !PLACE_BITS) | ((start | (key & (REGION - 1))) & PLACE_BITS)
 }
 

@@ -14,9 +14,8 @@
 //! 16 equations, and these misses grew with the graph. A graph has about one equation per
 //! value, so a block places 16 entries in its 32 buckets on average, and once the blocks wrap
 //! around the table (whose buckets are at least 8/7 of its entries), a region is as full as
-//! the table is on average.
-//! The table's control tag still comes from the key's own hash, so a probe compares few
-//! entries.
+//! the table is on average. The table's control tag still comes from the key's own hash, so a
+//! probe compares few entries.
 //!
 //! A block places at most [`REGION_LIMIT`] entries in its region (a value with many users
 //! would otherwise make its region's probe sequences long); the entries beyond, and those
@@ -46,8 +45,8 @@ pub fn table_hash(stored: u32) -> u64 {
 }
 
 /// The stored hash of an entry with key hash `key` placed in the region of block `block`: the
-/// control tag from the key's top bits, the bucket a random (per block) region start plus an
-/// offset within the region from the key's low bits.
+/// control tag from the key's top bits, the bucket the block's region start (the region after
+/// the previous block's) plus an offset within the region from the key's low bits.
 fn local_hash(key: u32, block: u32) -> u32 {
     // Consecutive blocks get consecutive regions (wrapping around the table), so that the
     // regions a walk fills one after another are neighbours in memory as well.

@@ -764,3 +764,43 @@ fn gathered_identity_seeds_match_the_interpreter() {
         }
     }
 }
+
+/// Loops of a few long rows (the sparse Hessian's `[3, n]` compressed matrix) are shared
+/// across threads by blocks of a row rather than by whole rows: `pad(a·u) + pad(c − u)` over
+/// shifted slices, for 2 to 7 rows on the parallel path (odd lengths, so blocks end inside a
+/// vector), and its gather by constant indices as a second output, which the code writes
+/// whole and a call therefore does not zero-fill. Each graph is called twice on different
+/// arguments: an element the code failed to write would keep the first call's value.
+#[test]
+fn few_long_rows_and_whole_outputs_match_the_interpreter() {
+    let mut rng = Rng(43);
+    for dtype in [DType::F64, DType::F32] {
+        for (rows, n) in [(2usize, 40_001usize), (3, 33_335), (5, 13_109), (7, 9_999)] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[rows, n + 1]));
+            let u = b.param(Type::new(dtype, &[rows, n]));
+            let a = slice(&mut b, x, &[0, 0], &[rows, n], &[1, 1]);
+            let c = slice(&mut b, x, &[0, 1], &[rows, n + 1], &[1, 1]);
+            let p = b.push1(Op::Binary(BinaryOp::Mul), &[a, u]).expect("mul");
+            let q = b.push1(Op::Binary(BinaryOp::Sub), &[c, u]).expect("sub");
+            let zero = scalar(&mut b, dtype, 0.0);
+            let pp = pad(&mut b, p, zero, &[0, 1], &[0, 0]).expect("pad");
+            let qq = pad(&mut b, q, zero, &[0, 0], &[0, 1]).expect("pad");
+            let r = b.push1(Op::Binary(BinaryOp::Add), &[pp, qq]).expect("add");
+            let len = rows * (n + 1);
+            let flat = reshape(&mut b, r, &[len]);
+            let idx: Vec<i32> = (0..len)
+                .map(|q| ((q % rows) * (n + 1) + (q / rows + q % 2) % (n + 1)) as i32)
+                .collect();
+            let picked = gather(&mut b, flat, &idx, &[len], 0);
+            let g = b.finish(&[r, picked]);
+            for _ in 0..2 {
+                let args = [
+                    array(&mut rng, dtype, &[rows, n + 1], -2.0, 2.0, true),
+                    array(&mut rng, dtype, &[rows, n], -2.0, 2.0, true),
+                ];
+                check(&g, &args);
+            }
+        }
+    }
+}

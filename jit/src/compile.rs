@@ -345,9 +345,7 @@ pub(crate) fn written_outputs(graph: &Graph, plan: &Plan) -> Vec<bool> {
         .map(|(k, &o)| {
             plan.homes[o.index()] == Home::Output(k)
                 && producer[o.index()].is_some_and(|i| {
-                    fusion.root[i] == Some(i)
-                        && !fusion.dup[i]
-                        && fusion.absorbed_dot[i].is_none()
+                    fusion.root[i] == Some(i) && !fusion.dup[i] && fusion.absorbed_dot[i].is_none()
                 })
         })
         .collect()

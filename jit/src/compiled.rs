@@ -493,10 +493,7 @@ impl Compiled {
                 }
             });
         }
-        let outp: SmallVec<[*mut u8; 8]> = outs
-            .iter_mut()
-            .map(|(d, _)| vec_ptr(d))
-            .collect();
+        let outp: SmallVec<[*mut u8; 8]> = outs.iter_mut().map(|(d, _)| vec_ptr(d)).collect();
         // SAFETY: the caller guarantees the arguments; each output buffer has room for its
         // type's element count (filled or reserved), and the buffers are distinct.
         unsafe { self.run(ins, &outp)? };

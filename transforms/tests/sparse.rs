@@ -339,7 +339,11 @@ fn recolouring_the_coupled_stencil_needs_ten_colours() {
         for o in ORDERINGS {
             let c = colour_columns(&p, o);
             assert!(is_valid_column_colouring(&p, &c), "m = {m} {o:?}");
-            assert!(c.num_colours <= 10, "m = {m} {o:?}: {} colours", c.num_colours);
+            assert!(
+                c.num_colours <= 10,
+                "m = {m} {o:?}: {} colours",
+                c.num_colours
+            );
             assert!(c.num_colours >= 6, "m = {m} {o:?}: below the widest row");
         }
     }

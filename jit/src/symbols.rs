@@ -328,7 +328,10 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     let threads = pool_threads() as i64;
     let parts = threads * 4;
     let align = align.max(1);
-    let chunk = ((n + parts - 1) / parts + align - 1) / align * align;
+    // Rounded down, so that a range of a few rows more than the parts (ten rows on eight
+    // parts) is cut into single rows, which the threads share evenly, rather than into pairs
+    // (five pairs: three for one thread, two for the other).
+    let chunk = ((n / parts).max(1) + align - 1) / align * align;
     let run = |lo: i64, hi: i64| {
         if lo < hi {
             // SAFETY: disjoint ranges of one kernel (the caller's contract).

@@ -328,8 +328,8 @@ pub fn define_graph(
 /// Which outputs of `graph` the tensor entry writes whole: those computed in place by the
 /// root of a fused loop (not one absorbing a product). Such a loop stores every element of its
 /// result (an elementwise loop at each index, a band its row default before its bands, a
-/// reduction its initial values before accumulating), whereas a kernel lowered on its own may
-/// rely on the zeros a fresh output holds. Every other output counts as not written.
+/// reduction its initial values before accumulating). Other lowerings are not relied on
+/// here, so every other output counts as not written and is zero-filled as before.
 pub(crate) fn written_outputs(graph: &Graph, plan: &Plan) -> Vec<bool> {
     let mut producer: Vec<Option<usize>> = vec![None; graph.num_values()];
     for (i, (_, inst)) in graph.insts().enumerate() {

@@ -313,8 +313,9 @@ type Kernel = unsafe extern "C" fn(*const u8, i64, i64);
 
 /// Runs `kernel(ctx, ·, ·)` over `0..n` split across the calling thread and the rayon pool's
 /// threads, with split points at multiples of `align`. The range is cut into four parts per
-/// thread, claimed from a shared counter, so a core that runs slower (a busy neighbour on a shared machine) takes
-/// fewer of them: with one part per thread the faster core would wait for the slower one.
+/// thread, claimed from a shared counter, so a core that runs slower (a busy neighbour on a
+/// shared machine) takes fewer of them: with one part per thread the faster core would wait
+/// for the slower one.
 /// Kernels only split along dimensions whose results are disjoint, so the cut changes no
 /// result bit.
 ///

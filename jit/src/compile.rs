@@ -239,6 +239,9 @@ pub struct Defined {
     /// Whether the tensor entry can return a non-zero status (see `Status`): a
     /// `while_loop` over its iteration limit, a reverse-mode loop tape that cannot grow.
     pub may_fail: bool,
+    /// Whether the tensor entry writes every element of each output whenever it completes
+    /// (see [`written_outputs`]): such outputs need no zero-filling before a call.
+    pub written: Vec<bool>,
 }
 
 /// Plans `graph` and defines its entries in `module`, code for `dest`: a tensor entry and,
@@ -314,7 +317,38 @@ pub fn define_graph(
         code_bytes,
         consts,
         may_fail: may_fail(graph, opts),
+        written: if sid.is_some() {
+            vec![false; graph.outputs().len()]
+        } else {
+            written_outputs(graph, &plan)
+        },
     })
+}
+
+/// Which outputs of `graph` the tensor entry writes whole: those computed in place by the
+/// root of a fused loop (not one absorbing a product). Such a loop stores every element of its
+/// result (an elementwise loop at each index, a band its row default before its bands, a
+/// reduction its initial values before accumulating). Other lowerings are not relied on
+/// here, so every other output counts as not written and is zero-filled as before.
+pub(crate) fn written_outputs(graph: &Graph, plan: &Plan) -> Vec<bool> {
+    let mut producer: Vec<Option<usize>> = vec![None; graph.num_values()];
+    for (i, (_, inst)) in graph.insts().enumerate() {
+        for r in &inst.results {
+            producer[r.index()] = Some(i);
+        }
+    }
+    let fusion = &plan.fusion;
+    graph
+        .outputs()
+        .iter()
+        .enumerate()
+        .map(|(k, &o)| {
+            plan.homes[o.index()] == Home::Output(k)
+                && producer[o.index()].is_some_and(|i| {
+                    fusion.root[i] == Some(i) && !fusion.dup[i] && fusion.absorbed_dot[i].is_none()
+                })
+        })
+        .collect()
 }
 
 /// What the builders of a graph's entries share.
@@ -359,6 +393,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         defined.consts,
         elapsed,
         defined.code_bytes,
+        defined.written,
     )))
 }
 

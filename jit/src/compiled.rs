@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     _consts: Vec<Literal>,
     compile_time: Duration,
     code_bytes: usize,
+    /// Whether the code writes every element of each output (see
+    /// `compile::written_outputs`): a call allocating such an output leaves it unfilled.
+    written: Vec<bool>,
 }
 
 // SAFETY: the code pointers refer to immutable finalized machine code owned by `module`; the
@@ -112,6 +115,7 @@ impl Inner {
         consts: Vec<Literal>,
         compile_time: Duration,
         code_bytes: usize,
+        written: Vec<bool>,
     ) -> Inner {
         stats::LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outputs = graph.output_types();
@@ -139,6 +143,7 @@ impl Inner {
             _consts: consts,
             compile_time,
             code_bytes,
+            written,
         }
     }
 }
@@ -241,6 +246,55 @@ fn try_zeros(ty: &Type, what: &str) -> Result<Array> {
         DType::Bool => Data::Bool(try_filled(n, false, what)?),
     };
     Array::new(ty.shape.clone(), data)
+}
+
+/// The buffer of one output of type `ty` for a call that allocates it, with the element count
+/// to give it after the call: zero-filled (count 0: it has its length already), or, when
+/// `whole` says the code writes every element and the dtype is not `bool` (whose bytes must be
+/// 0 or 1), reserved empty with that count.
+fn reserve(ty: &Type, whole: bool) -> Result<(Data, usize)> {
+    use ferrax_ir::alloc::try_with_capacity;
+    const WHAT: &str = "an output of the compiled call";
+    if !whole || ty.dtype == DType::Bool {
+        return Ok((try_zeros(ty, WHAT)?.into_parts().1, 0));
+    }
+    ty.check_size(WHAT)?;
+    let n = ty.shape.size();
+    let data = match ty.dtype {
+        DType::F32 => Data::F32(try_with_capacity(n, WHAT)?),
+        DType::F64 => Data::F64(try_with_capacity(n, WHAT)?),
+        DType::I32 => Data::I32(try_with_capacity(n, WHAT)?),
+        DType::Bool => Data::Bool(try_with_capacity(n, WHAT)?),
+    };
+    Ok((data, n))
+}
+
+/// The address of a buffer's allocation (taken from the vector, so that it covers the
+/// reserved capacity, not only the elements it holds).
+fn vec_ptr(d: &mut Data) -> *mut u8 {
+    match d {
+        Data::F32(v) => v.as_mut_ptr() as *mut u8,
+        Data::F64(v) => v.as_mut_ptr() as *mut u8,
+        Data::I32(v) => v.as_mut_ptr() as *mut u8,
+        Data::Bool(v) => v.as_mut_ptr() as *mut u8,
+    }
+}
+
+/// Sets the length of a reserved output buffer.
+///
+/// # Safety
+/// `len` must not exceed the buffer's capacity, and its first `len` elements must have been
+/// written.
+unsafe fn set_len(d: &mut Data, len: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match d {
+            Data::F32(v) => v.set_len(len),
+            Data::F64(v) => v.set_len(len),
+            Data::I32(v) => v.set_len(len),
+            Data::Bool(v) => v.set_len(len),
+        }
+    }
 }
 
 /// What produces output `k` of `graph`, for error messages: `the result of sin f64[8]`.
@@ -410,30 +464,50 @@ impl Compiled {
         for (k, (want, a)) in self.inner.params.iter().zip(&refs).enumerate() {
             check("argument", k, want, a).map_err(|e| e.at(loc))?;
         }
-        let mut outs = self.alloc_outputs().map_err(|e| e.at(loc))?;
-        self.call_into(&refs, &mut outs).map_err(|e| e.at(loc))?;
-        Ok(outs)
+        let ins: SmallVec<[*const u8; 8]> = refs.iter().map(|a| data_ptr(a.data())).collect();
+        // SAFETY: every argument was checked to have the type and element count the code was
+        // compiled for.
+        unsafe { self.run_fresh(&ins) }.map_err(|e| e.at(loc))
     }
 
-    /// Zeroed arrays of the output types, or a resource error naming the output that cannot
-    /// be allocated.
-    fn alloc_outputs(&self) -> Result<Vec<Array>> {
-        let mut outs: Vec<Array> = Vec::with_capacity(self.inner.outputs.len());
+    /// Runs the tensor entry into newly allocated outputs: zero-filled, except those the code
+    /// writes whole, which are reserved and given their length only once the call has
+    /// completed (a failed call drops them empty, so no unwritten element is ever read).
+    ///
+    /// # Safety
+    /// `ins` must hold one pointer per parameter, each to a live buffer of the parameter's
+    /// type and element count.
+    unsafe fn run_fresh(&self, ins: &[*const u8]) -> Result<Vec<Array>> {
+        let mut outs: SmallVec<[(Data, usize); 4]> = SmallVec::new();
         for (k, t) in self.inner.outputs.iter().enumerate() {
-            let out = match try_zeros(t, "an output of the compiled call") {
-                Ok(a) => a,
+            let whole = self.inner.written.get(k).copied().unwrap_or(false);
+            outs.push(match reserve(t, whole) {
+                Ok(d) => d,
                 // Naming the output scans the graph, so it is done for the error only.
                 Err(_) => {
                     let what = format!(
                         "output {k} of the compiled call ({})",
                         output_origin(&self.inner.graph, k)
                     );
-                    try_zeros(t, &what)?
+                    try_zeros(t, &what).map(|a| (a.into_parts().1, 0))?
                 }
-            };
-            outs.push(out);
+            });
         }
-        Ok(outs)
+        let outp: SmallVec<[*mut u8; 8]> = outs.iter_mut().map(|(d, _)| vec_ptr(d)).collect();
+        // SAFETY: the caller guarantees the arguments; each output buffer has room for its
+        // type's element count (filled or reserved), and the buffers are distinct.
+        unsafe { self.run(ins, &outp)? };
+        outs.into_iter()
+            .zip(&self.inner.outputs)
+            .map(|((mut d, len), t)| {
+                if len > 0 {
+                    // SAFETY: the call completed, and the code writes every element of this
+                    // output (`written`), so the reserved elements are initialised.
+                    unsafe { set_len(&mut d, len) };
+                }
+                Array::new(t.shape.clone(), d)
+            })
+            .collect()
     }
 
     /// Whether every call exceeds `JitOptions::max_call_bytes` (decided at compile time).
@@ -481,12 +555,8 @@ impl Compiled {
                 .collect();
             return R::from_scalars(&vals);
         }
-        let mut outs = self.alloc_outputs()?;
-        let outp: SmallVec<[*mut u8; 8]> =
-            outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
-        // SAFETY: the caller guarantees the arguments; the outputs were just allocated with
-        // the output types.
-        unsafe { self.run(ins, &outp)? };
+        // SAFETY: the caller guarantees the arguments.
+        let outs = unsafe { self.run_fresh(ins)? };
         R::from_outputs(outs)
     }
 

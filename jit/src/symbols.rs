@@ -311,10 +311,11 @@ pub(crate) fn pool_threads() -> usize {
 /// A fused-loop kernel: runs indices `start..end` of its outermost dimension.
 type Kernel = unsafe extern "C" fn(*const u8, i64, i64);
 
-/// Runs `kernel(ctx, ·, ·)` over `0..n` split across the rayon pool's threads, with split
-/// points at multiples of `align`. The range is cut into four parts per thread, taken by
-/// work stealing, so a core that runs slower (a busy neighbour on a shared machine) takes
-/// fewer of them: with one part per thread the faster core would wait for the slower one.
+/// Runs `kernel(ctx, ·, ·)` over `0..n` split across the calling thread and the rayon pool's
+/// threads, with split points at multiples of `align`. The range is cut into four parts per
+/// thread, claimed from a shared counter, so a core that runs slower (a busy neighbour on a
+/// shared machine) takes fewer of them: with one part per thread the faster core would wait
+/// for the slower one.
 /// Kernels only split along dimensions whose results are disjoint, so the cut changes no
 /// result bit.
 ///
@@ -328,7 +329,10 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     let threads = pool_threads() as i64;
     let parts = threads * 4;
     let align = align.max(1);
-    let chunk = ((n + parts - 1) / parts + align - 1) / align * align;
+    // Rounded down, so that a range of a few rows more than the parts (ten rows on eight
+    // parts) is cut into single rows, which the threads share evenly, rather than into pairs
+    // (five pairs: three for one thread, two for the other).
+    let chunk = ((n / parts).max(1) + align - 1) / align * align;
     let run = |lo: i64, hi: i64| {
         if lo < hi {
             // SAFETY: disjoint ranges of one kernel (the caller's contract).
@@ -339,15 +343,17 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
         run(0, n);
         return;
     }
-    rayon::scope(|s| {
-        let mut lo = chunk;
-        while lo < n {
-            let hi = (lo + chunk).min(n);
-            s.spawn(move |_| run(lo, hi));
-            lo = hi;
+    // The caller starts on the parts at once and the pool's threads join as they wake (see
+    // `crate::share`): a scope would hand the loop to the pool and put the caller to sleep.
+    let next = std::sync::atomic::AtomicI64::new(0);
+    let work = || loop {
+        let lo = next.fetch_add(chunk, Ordering::Relaxed);
+        if lo >= n {
+            break;
         }
-        run(0, chunk.min(n));
-    });
+        run(lo, (lo + chunk).min(n));
+    };
+    crate::share::share_work(threads as usize - 1, &work);
 }
 
 /// GEMMs with at least this many multiply-adds split their rows across threads.

@@ -764,3 +764,61 @@ fn gathered_identity_seeds_match_the_interpreter() {
         }
     }
 }
+
+/// Loops of a few long rows (the sparse Hessian's `[3, n]` compressed matrix) are shared
+/// across threads by blocks of a row rather than by whole rows: `pad(a·u) + pad(c − u)` over
+/// shifted slices times one-hot seeds (a gathered identity), for 2 to 7 rows on the parallel
+/// path (odd lengths, so blocks end inside a vector), and a gather of the sum before the
+/// seeds by constant indices as a second output, which the code writes whole and a call
+/// therefore does not zero-fill. Each graph is called twice on different
+/// arguments: an element the code failed to write would keep the first call's value.
+#[test]
+fn few_long_rows_and_whole_outputs_match_the_interpreter() {
+    let mut rng = Rng(43);
+    for dtype in [DType::F64, DType::F32] {
+        for (rows, n) in [(2usize, 40_001usize), (3, 33_335), (5, 13_109), (7, 9_999)] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[rows, n + 1]));
+            let u = b.param(Type::new(dtype, &[rows, n]));
+            let a = slice(&mut b, x, &[0, 0], &[rows, n], &[1, 1]);
+            let c = slice(&mut b, x, &[0, 1], &[rows, n + 1], &[1, 1]);
+            let p = b.push1(Op::Binary(BinaryOp::Mul), &[a, u]).expect("mul");
+            let q = b.push1(Op::Binary(BinaryOp::Sub), &[c, u]).expect("sub");
+            let zero = scalar(&mut b, dtype, 0.0);
+            let pp = pad(&mut b, p, zero, &[0, 1], &[0, 0]).expect("pad");
+            let qq = pad(&mut b, q, zero, &[0, 0], &[0, 1]).expect("pad");
+            let sum = b.push1(Op::Binary(BinaryOp::Add), &[pp, qq]).expect("add");
+            // Times the seeds: the `rows × rows` identity's columns gathered by colours.
+            let eye: Vec<f64> = (0..rows * rows)
+                .map(|i| if i / rows == i % rows { 1.0 } else { 0.0 })
+                .collect();
+            let eye = Array::from_f64(Shape::new(&[rows, rows]), eye)
+                .expect("identity")
+                .cast(dtype);
+            let eye = b
+                .push1(Op::Literal(LiteralOp::Const(Literal::new(eye))), &[])
+                .expect("const");
+            let colours: Vec<i32> = (0..n + 1)
+                .map(|j| ((j * 7 + j / 3) % rows) as i32)
+                .collect();
+            let seeds = gather(&mut b, eye, &colours, &[n + 1], 1);
+            let r = b
+                .push1(Op::Binary(BinaryOp::Mul), &[sum, seeds])
+                .expect("mul");
+            let len = rows * (n + 1);
+            let flat = reshape(&mut b, sum, &[len]);
+            let idx: Vec<i32> = (0..len)
+                .map(|q| ((q % rows) * (n + 1) + (q / rows + q % 2) % (n + 1)) as i32)
+                .collect();
+            let picked = gather(&mut b, flat, &idx, &[len], 0);
+            let g = b.finish(&[r, picked]);
+            for _ in 0..2 {
+                let args = [
+                    array(&mut rng, dtype, &[rows, n + 1], -2.0, 2.0, true),
+                    array(&mut rng, dtype, &[rows, n], -2.0, 2.0, true),
+                ];
+                check(&g, &args);
+            }
+        }
+    }
+}

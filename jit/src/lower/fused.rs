@@ -1609,10 +1609,87 @@ fn eval(
     }
 }
 
+/// Below this many rows, a parallel group of two dimensions is shared out by row blocks
+/// rather than by rows: three rows on two threads would leave one thread a third of the work
+/// idle (the sparse Hessian's `[3, n]` compressed matrix is such a loop).
+const FEW_ROWS: usize = 8;
+
+/// The parallel items a row blocks split aims at (rows times blocks per row), a few per
+/// thread so that a slower core takes fewer of them.
+const BLOCK_ITEMS: usize = 16;
+
+/// How a parallel group with few long rows is cut into row blocks: `per_row` blocks of
+/// `width` elements (the last block of a row may be shorter). Each block is a span of one
+/// row's inner loop, so an element computes exactly what it computes in the whole row: only
+/// elementwise groups (no reductions, no bands) are cut this way.
+#[derive(Clone, Copy)]
+struct RowBlocks {
+    /// Blocks per row.
+    per_row: usize,
+    /// Elements per block, a multiple of 8 (whole vectors of every lane count).
+    width: usize,
+}
+
+impl RowBlocks {
+    /// The blocks for `sp`, or `None` when its rows are many (or short) enough to share out
+    /// whole, or its loop is not a plain two-dimensional elementwise one.
+    fn of(sp: &Spec) -> Option<RowBlocks> {
+        if sp.dims.len() != 2 || sp.band.is_some() || !sp.reds.is_empty() {
+            return None;
+        }
+        let (rows, inner) = (sp.dims[0], sp.dims[1]);
+        if rows == 0 || rows >= FEW_ROWS {
+            return None;
+        }
+        let want = BLOCK_ITEMS.div_ceil(rows);
+        let width = inner.div_ceil(want).div_ceil(8) * 8;
+        let per_row = inner.div_ceil(width);
+        (per_row >= 2).then_some(RowBlocks { per_row, width })
+    }
+}
+
+/// Emits items `start..end` of a row-block split (see [`RowBlocks`]): item `t` is block
+/// `t mod per_row` of row `t / per_row`, which runs the row's inner loop over its span.
+fn emit_blocks(
+    cx: &mut Ctx,
+    sp: &Spec,
+    insts: &[&InstData],
+    b: RowBlocks,
+    start: ir::Value,
+    end: ir::Value,
+) -> Result<()> {
+    let nacc = sp.reads.len() + 1 + sp.stored.len();
+    let inner = sp.dims[1] as i64;
+    counted_loop(cx, start, end, 1, &mut |cx, t| {
+        let i0 = cx.fb.ins().udiv_imm_s(t, b.per_row as i64);
+        let first = cx.fb.ins().imul_imm_s(i0, b.per_row as i64);
+        let blk = cx.fb.ins().isub(t, first);
+        let lo = cx.fb.ins().imul_imm_s(blk, b.width as i64);
+        let hi = cx.fb.ins().iadd_imm_s(lo, b.width as i64);
+        let limit = cx.iconst(inner);
+        let hi = cx.fb.ins().smin(hi, limit);
+        let offs: SmallVec<[ir::Value; 8]> = (0..nacc)
+            .map(|k| {
+                let s = access_stride(sp, k, 0);
+                let base = sp.reads.get(k).map_or(0, |r| r.base);
+                if s == 0 {
+                    cx.iconst(base)
+                } else {
+                    let m = cx.fb.ins().imul_imm_s(i0, s);
+                    cx.fb.ins().iadd_imm_s(m, base)
+                }
+            })
+            .collect();
+        emit_row(cx, sp, insts, &offs, &[i0], lo, hi, None)
+    })?;
+    Ok(())
+}
+
 /// Compiles the group as a kernel `fn(ctx, start, end)` over a range of the outermost
 /// dimension and calls it through `ferrax_parallel_for`. `ctx` is a stack array holding, per
 /// read, the leaf's buffer address or its scalar value, then the output addresses.
 fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
+    let blocks = RowBlocks::of(sp);
     let nr = sp.reads.len();
     let ptr = types::I64;
     // The loop's results, then its stored members.
@@ -1692,7 +1769,10 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
             let a = kx.fb.ins().load(ptr, flags, kctx, (8 * (nr + k)) as i32);
             kx.slots[o.index()] = Some(Slot::Mem(a));
         }
-        emit_range(&mut kx, sp, insts, start, end)?;
+        match blocks {
+            Some(b) => emit_blocks(&mut kx, sp, insts, b, start, end)?,
+            None => emit_range(&mut kx, sp, insts, start, end)?,
+        }
         kx.fb.ins().return_(&[]);
         fb.seal_all_blocks();
         fb.finalize(cfg);
@@ -1712,7 +1792,8 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
     crate::stats::codegen(t.elapsed());
     let fref = cx.module.declare_func_in_func(id, cx.fb.func);
     let kaddr = cx.fb.ins().func_addr(ptr, fref);
-    let n = cx.iconst(sp.dims[0] as i64);
+    // The kernel runs a range of rows, or of row blocks when the rows are few.
+    let n = cx.iconst(blocks.map_or(sp.dims[0], |b| sp.dims[0] * b.per_row) as i64);
     // Split points stay multiples of the vector width for flat loops.
     let align = match (sp.dims.len(), sp.vector) {
         (1, Some(v)) => v.lane_count() as i64,

@@ -239,6 +239,9 @@ pub struct Defined {
     /// Whether the tensor entry can return a non-zero status (see `Status`): a
     /// `while_loop` over its iteration limit, a reverse-mode loop tape that cannot grow.
     pub may_fail: bool,
+    /// For each output, the parameter whose buffer it may be written into (see
+    /// `crate::in_place`).
+    pub in_place: Vec<Option<usize>>,
 }
 
 /// Plans `graph` and defines its entries in `module`, code for `dest`: a tensor entry and,
@@ -314,6 +317,7 @@ pub fn define_graph(
         code_bytes,
         consts,
         may_fail: may_fail(graph, opts),
+        in_place: crate::in_place::in_place_outputs(graph, &plan),
     })
 }
 
@@ -359,6 +363,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         defined.consts,
         elapsed,
         defined.code_bytes,
+        defined.in_place,
     )))
 }
 

@@ -791,6 +791,13 @@ fn donated_steps_match_plain_calls_and_recycle_buffers() {
             .map(|a| address(a))
             .collect();
         assert_eq!(now.len(), 8);
+        // Each parameter's update takes that parameter's own buffer (the nearest argument of
+        // its expression `p − 0.1·v`).
+        for (a, b) in tree_leaves(&pd2).iter().zip(&given) {
+            if !a.dims().is_empty() {
+                assert_eq!(address(a), *b);
+            }
+        }
         assert!(now.iter().all(|a| given.contains(a)), "{now:?} {given:?}");
         assert_eq!(l, ld);
         assert_eq!(p2, pd2);

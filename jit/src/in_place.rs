@@ -76,7 +76,37 @@ pub(crate) fn in_place_outputs(graph: &Graph, plan: &Plan) -> Vec<Option<usize>>
         {
             continue;
         }
-        for a in same_index_leaves(graph, &plan.fusion, root) {
+        // The candidates nearest to `r` in its expression first (breadth first through the
+        // group's members), so that an update `p − lr·u` takes `p`'s buffer rather than that
+        // of another argument its loop reads, and a caller donating only the parameters (not
+        // the optimizer state) still gets them updated in place.
+        let leaves = same_index_leaves(graph, &plan.fusion, root);
+        let mut order = Vec::with_capacity(leaves.len());
+        let mut seen = hashbrown::HashSet::new();
+        let mut queue = std::collections::VecDeque::from([r]);
+        while let Some(v) = queue.pop_front() {
+            if !seen.insert(v) {
+                continue;
+            }
+            if leaves.contains(&v) {
+                order.push(v);
+            }
+            match producer[v.index()] {
+                Some(p)
+                    if plan.fusion.root[p] == Some(root) && (v == r || !leaves.contains(&v)) =>
+                {
+                    queue.extend(insts[p].args.iter().copied());
+                }
+                _ => {}
+            }
+        }
+        let rest: Vec<_> = leaves
+            .iter()
+            .filter(|a| !order.contains(a))
+            .copied()
+            .collect();
+        order.extend(rest);
+        for a in order {
             let Home::Param(j) = plan.homes[a.index()] else {
                 continue;
             };

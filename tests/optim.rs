@@ -70,10 +70,26 @@ fn run<O: GradientTransformation>(opt: &O, dtype: DType, steps: usize) -> (Vec<f
     let p0 = tree_of(&P0, dtype);
     let (mut p, mut s): (_, State<O>) = (p0.clone(), opt.init(&p0).unwrap());
     let (mut pj, mut sj): (_, State<O>) = (p0.clone(), opt.init(&p0).unwrap());
+    // The same steps with the parameters and state donated (updated in place where the JIT
+    // allows it), which must give the same bits.
+    let (mut pd, mut sd): (_, State<O>) = (p0.clone(), opt.init(&p0).unwrap());
     for t in 0..steps {
         let g = tree_of(&grads_at(t), dtype);
         (p, s) = f.call((&p, &s, &g)).unwrap();
         (pj, sj) = j.call((&pj, &sj, &g)).unwrap();
+        (pd, sd) = j
+            .call_donating((tree::Donate(pd), tree::Donate(sd), &g))
+            .unwrap();
+        assert_eq!(flat(&pd), flat(&pj), "donated against by reference");
+        let (ld, lj) = (sd.leaves(), sj.leaves());
+        assert_eq!(ld.len(), lj.len());
+        for (x, y) in ld.iter().zip(&lj) {
+            assert_eq!(
+                x.to_f64_vec(),
+                y.to_f64_vec(),
+                "donated state against by reference"
+            );
+        }
         assert_eq!(p.a.dtype(), dtype);
         let tol = if dtype == DType::F64 { 1e-13 } else { 1e-5 };
         assert_close(&flat(&pj), &flat(&p), tol, "JIT against interpreter");

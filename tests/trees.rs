@@ -773,9 +773,32 @@ fn donated_steps_match_plain_calls_and_recycle_buffers() {
                 .map(|a| address(a))
                 .collect();
         }
+        let given: Vec<usize> = tree_leaves(&pd)
+            .iter()
+            .chain(tree_leaves(&vd).iter())
+            .map(|a| address(a))
+            .collect();
         let (pd2, vd2, ld): (Mlp<Array>, Mlp<Array>, Array) = step
             .call_donating((Donate(pd), Donate(vd), &x, &y))
             .unwrap();
+        // Each update of a tensor is an elementwise loop that reads its parameter and
+        // velocity at the index it writes, so those outputs are written in place of the
+        // donated inputs (the rank-0 `scale` is computed in a register).
+        let now: Vec<usize> = tree_leaves(&pd2)
+            .iter()
+            .chain(tree_leaves(&vd2).iter())
+            .filter(|a| !a.dims().is_empty())
+            .map(|a| address(a))
+            .collect();
+        assert_eq!(now.len(), 8);
+        // Each parameter's update takes that parameter's own buffer (the nearest argument of
+        // its expression `p − 0.1·v`).
+        for (a, b) in tree_leaves(&pd2).iter().zip(&given) {
+            if !a.dims().is_empty() {
+                assert_eq!(address(a), *b);
+            }
+        }
+        assert!(now.iter().all(|a| given.contains(a)), "{now:?} {given:?}");
         assert_eq!(l, ld);
         assert_eq!(p2, pd2);
         assert_eq!(v2, vd2);

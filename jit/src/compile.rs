@@ -242,6 +242,9 @@ pub struct Defined {
     /// Whether the tensor entry writes every element of each output whenever it completes
     /// (see [`written_outputs`]): such outputs need no zero-filling before a call.
     pub written: Vec<bool>,
+    /// For each output, the parameter whose buffer it may be written into (see
+    /// `crate::in_place`).
+    pub in_place: Vec<Option<usize>>,
 }
 
 /// Plans `graph` and defines its entries in `module`, code for `dest`: a tensor entry and,
@@ -322,6 +325,7 @@ pub fn define_graph(
         } else {
             written_outputs(graph, &plan)
         },
+        in_place: crate::in_place::in_place_outputs(graph, &plan),
     })
 }
 
@@ -394,6 +398,7 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         elapsed,
         defined.code_bytes,
         defined.written,
+        defined.in_place,
     )))
 }
 

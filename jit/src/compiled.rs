@@ -94,6 +94,9 @@ pub(crate) struct Inner {
     /// Whether the code writes every element of each output (see
     /// `compile::written_outputs`): a call allocating such an output leaves it unfilled.
     written: Vec<bool>,
+    /// For each output, the parameter whose buffer it may be written into (see
+    /// `crate::in_place`).
+    in_place: Vec<Option<usize>>,
 }
 
 // SAFETY: the code pointers refer to immutable finalized machine code owned by `module`; the
@@ -116,6 +119,7 @@ impl Inner {
         compile_time: Duration,
         code_bytes: usize,
         written: Vec<bool>,
+        in_place: Vec<Option<usize>>,
     ) -> Inner {
         stats::LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outputs = graph.output_types();
@@ -144,6 +148,7 @@ impl Inner {
             compile_time,
             code_bytes,
             written,
+            in_place,
         }
     }
 }
@@ -591,6 +596,82 @@ impl Compiled {
         // SAFETY: every buffer was checked to have the type and element count the code was
         // compiled for, and outputs are distinct `&mut` borrows.
         unsafe { self.run(&ins, &outp) }.map_err(|e| e.at(loc))
+    }
+
+    /// For each output, the argument whose buffer [`Compiled::call_in_place`] may write it
+    /// into, or `None`: the output is computed by an elementwise loop that reads that
+    /// argument only at the index it writes, after every other read of the argument.
+    pub fn in_place_outputs(&self) -> &[Option<usize>] {
+        &self.inner.in_place
+    }
+
+    /// Calls the function like [`Compiled::call_into`], with arguments given up to the
+    /// outputs that may take their buffers (JAX's donation, in place): `args[j] == None`
+    /// says that argument `j` is the current contents of output `k`, for the `k` with
+    /// `in_place_outputs()[k] == Some(j)`. The call reads argument `j` from there and
+    /// leaves output `k` in the same buffer, so an update such as an optimizer step streams
+    /// through half the memory.
+    ///
+    /// An argument given as `None` that no output can take is an error, as are the checks
+    /// of [`Compiled::call_into`] (for such an argument, its output's buffer is checked
+    /// against the argument's type). When a call fails after it started, the outputs, and
+    /// so the arguments given up, hold whatever was written before the failure.
+    #[track_caller]
+    pub fn call_in_place(&self, args: &[Option<&Array>], outs: &mut [Array]) -> Result<()> {
+        let loc = std::panic::Location::caller();
+        if self.inner.over_budget {
+            return Err(self.inner.budget_error().at(loc));
+        }
+        let inner = &*self.inner;
+        let checked = || -> Result<()> {
+            arity("argument", inner.params.len(), args.len())?;
+            arity("output", inner.outputs.len(), outs.len())?;
+            for (k, (want, a)) in inner.outputs.iter().zip(outs.iter()).enumerate() {
+                check("output", k, want, a)?;
+            }
+            for (j, (want, a)) in inner.params.iter().zip(args).enumerate() {
+                match a {
+                    Some(a) => check("argument", j, want, a)?,
+                    None => {
+                        let k = self.in_place_output(j).ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Jit,
+                                format!(
+                                    "call_in_place: argument {j} is given up to an output, \
+                                     but no output of the compiled function can take its \
+                                     buffer"
+                                ),
+                            )
+                        })?;
+                        check("argument", j, want, &outs[k])?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        checked().map_err(|e| e.at(loc))?;
+        let outp: SmallVec<[*mut u8; 8]> =
+            outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
+        let ins: SmallVec<[*const u8; 8]> = args
+            .iter()
+            .enumerate()
+            .map(|(j, a)| match a {
+                Some(a) => data_ptr(a.data()),
+                // Checked above: some output takes argument `j`.
+                None => self
+                    .in_place_output(j)
+                    .map_or(std::ptr::null(), |k| outp[k] as *const u8),
+            })
+            .collect();
+        // SAFETY: every buffer was checked to have the type and element count the code was
+        // compiled for; outputs are distinct `&mut` borrows, and an argument shares a buffer
+        // only with the output the compiled code allows to overwrite it (`crate::in_place`).
+        unsafe { self.run(&ins, &outp) }.map_err(|e| e.at(loc))
+    }
+
+    /// The output that may take argument `j`'s buffer.
+    fn in_place_output(&self, j: usize) -> Option<usize> {
+        self.inner.in_place.iter().position(|&p| p == Some(j))
     }
 
     /// Checks the counts and types of a call's arguments and outputs.

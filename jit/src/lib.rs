@@ -155,6 +155,7 @@ mod compiled;
 mod conv_kernel;
 mod function;
 mod fuse;
+mod in_place;
 mod lower;
 mod options;
 mod plan;

@@ -225,7 +225,7 @@ impl Arena {
 /// The leaves of the group rooted at `root` that a fused loop reads at the element index it
 /// writes (same shape, not through a broadcast or another remap): the only ones the result
 /// may overwrite.
-fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> {
+pub(crate) fn same_index_leaves(graph: &Graph, fusion: &Fusion, root: usize) -> Vec<Value> {
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
     let mut member_result = vec![false; graph.num_values()];
     let mut through_broadcast = vec![false; graph.num_values()];

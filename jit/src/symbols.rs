@@ -223,27 +223,15 @@ unsafe extern "C" fn ferrax_dgemm(
         return;
     }
     let (a, b, c) = (a as usize, b as usize, c as usize);
-    gemm_rows(m, k, n, |r0, rows| {
+    gemm_parts(m, k, n, |r0, rows, c0, cols| {
         let a = (a as *const f64).wrapping_offset(r0 as isize * rsa);
-        let c = (c as *mut f64).wrapping_offset(r0 as isize * rsc);
+        let b = (b as *const f64).wrapping_offset(c0 as isize * csb);
+        let c = (c as *mut f64).wrapping_offset(r0 as isize * rsc + c0 as isize * csc);
         // SAFETY: the caller (generated code) guarantees the pointers and strides are in
-        // bounds; row blocks of `C` are disjoint.
+        // bounds; the blocks of `C` are disjoint.
         unsafe {
             matrixmultiply::dgemm(
-                rows,
-                k,
-                n,
-                1.0,
-                a,
-                rsa,
-                csa,
-                b as *const f64,
-                rsb,
-                csb,
-                0.0,
-                c,
-                rsc,
-                csc,
+                rows, k, cols, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc,
             )
         }
     })
@@ -273,26 +261,14 @@ unsafe extern "C" fn ferrax_sgemm(
         return;
     }
     let (a, b, c) = (a as usize, b as usize, c as usize);
-    gemm_rows(m, k, n, |r0, rows| {
+    gemm_parts(m, k, n, |r0, rows, c0, cols| {
         let a = (a as *const f32).wrapping_offset(r0 as isize * rsa);
-        let c = (c as *mut f32).wrapping_offset(r0 as isize * rsc);
+        let b = (b as *const f32).wrapping_offset(c0 as isize * csb);
+        let c = (c as *mut f32).wrapping_offset(r0 as isize * rsc + c0 as isize * csc);
         // SAFETY: as in `ferrax_dgemm`.
         unsafe {
             matrixmultiply::sgemm(
-                rows,
-                k,
-                n,
-                1.0,
-                a,
-                rsa,
-                csa,
-                b as *const f32,
-                rsb,
-                csb,
-                0.0,
-                c,
-                rsc,
-                csc,
+                rows, k, cols, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc,
             )
         }
     })
@@ -356,7 +332,7 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     crate::share::share_work(threads as usize - 1, &work);
 }
 
-/// GEMMs with at least this many multiply-adds split their rows across threads.
+/// GEMMs with at least this many multiply-adds are split across threads.
 const GEMM_PAR_MIN: usize = 1 << 21;
 
 /// Each pool thread's measured GEMM rate (multiply-adds per nanosecond, as `f32` bits; 0 until
@@ -364,22 +340,31 @@ const GEMM_PAR_MIN: usize = 1 << 21;
 /// yet measured, count at the mean of the measured ones.
 static GEMM_RATE: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
 
-/// Runs `f(row0, rows)` over the `m` rows of a GEMM, split across threads when the product
-/// is large (each part is an independent GEMM on a block of rows of `A` and `C`).
+/// Runs `f(row0, rows, col0, cols)` over the `m×n` result of a GEMM, split across threads
+/// when the product is large (each part an independent GEMM on a block of `C`).
 ///
-/// The rows are shared in proportion to each thread's measured rate: on a shared machine one
-/// core can run GEMMs at half the speed of the other for minutes, and an even split then waits
-/// for the slow half. Each part is one job; the thread that runs it claims a block of rows
-/// sized by its own rate from a shared cursor (the last job takes what remains), times the
-/// GEMM and updates its rate. A row's result does not depend on the split, so neither do the
-/// output bits.
-fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
+/// Every part packs the whole of one operand again (`matrixmultiply` packs `A` in row panels
+/// and `B` in column panels): a split by rows repacks `B` (`k×n`) in every part, a split by
+/// columns repacks `A` (`m×k`). So the product is split along the result dimension of the
+/// larger operand, rows when `m ≥ n` and columns otherwise: a batch of 128 times a 784×256
+/// layer is cut into column blocks, each thread packing only its half of the weights.
+///
+/// The blocks are shared in proportion to each thread's measured rate: on a shared machine
+/// one core can run GEMMs at half the speed of the other for minutes, and an even split then
+/// waits for the slow half. Each part is one job; the thread that runs it claims a block sized
+/// by its own rate from a shared cursor (the last job takes what remains), times the GEMM and
+/// updates its rate. An element's result does not depend on the split, so neither do the output
+/// bits.
+fn gemm_parts(m: usize, k: usize, n: usize, f: impl Fn(usize, usize, usize, usize) + Sync) {
     let parts = pool_threads();
     // Saturating: this runs inside an `extern "C"` helper, where an overflow panic would
     // abort the process.
     let work = m.saturating_mul(k).saturating_mul(n);
-    if parts <= 1 || work < GEMM_PAR_MIN || m < 2 * parts {
-        f(0, m);
+    // Rows are claimed in multiples of 8, columns of 16 (the kernels' panel widths).
+    let rows = m >= n;
+    let (len, unit) = if rows { (m, 8) } else { (n, 16) };
+    if parts <= 1 || work < GEMM_PAR_MIN || len < 2 * parts {
+        f(0, m, 0, n);
         return;
     }
     let measured = |i: Option<usize>| -> Option<f32> {
@@ -399,17 +384,21 @@ fn gemm_rows(m: usize, k: usize, n: usize, f: impl Fn(usize, usize) + Sync) {
         let me = rayon::current_thread_index();
         // At least a quarter of an even share, so a slow thread keeps being measured.
         let share = (rate(me) / total).max(0.25 / parts as f32);
-        let want = ((m as f32 * share) as usize).div_ceil(8) * 8;
+        let want = ((len as f32 * share) as usize).div_ceil(unit) * unit;
         let last = claimed.fetch_add(1, Ordering::AcqRel) + 1 == parts;
-        let (lo, hi) = claim_rows(&cursor, m, want, last);
+        let (lo, hi) = claim_rows(&cursor, len, want, last);
         if lo >= hi {
             return;
         }
         let t = std::time::Instant::now();
-        f(lo, hi - lo);
+        if rows {
+            f(lo, hi - lo, 0, n);
+        } else {
+            f(0, m, lo, hi - lo);
+        }
         let ns = t.elapsed().as_nanos().max(1) as f32;
         if let Some(slot) = me.and_then(|i| GEMM_RATE.get(i)) {
-            let now = (hi - lo) as f32 * k as f32 * n as f32 / ns;
+            let now = (hi - lo) as f32 * (work / len) as f32 / ns;
             let old = f32::from_bits(slot.load(Ordering::Relaxed));
             let new = if old > 0.0 { 0.5 * (old + now) } else { now };
             slot.store(new.to_bits(), Ordering::Relaxed);
@@ -709,7 +698,7 @@ mod tests {
     }
 
     #[test]
-    fn gemm_rows_cover_every_row_once_whatever_the_rates() {
+    fn gemm_parts_cover_every_row_or_column_once_whatever_the_rates() {
         use std::sync::Mutex;
         let threads = rayon::current_num_threads();
         // Skewed, equal and unmeasured rates; the runs themselves update them too.
@@ -727,8 +716,9 @@ mod tests {
             for m in [2 * threads, 17, 131, 256, 1000] {
                 let (k, n) = (GEMM_PAR_MIN / m + 1, 1);
                 let seen = Mutex::new(vec![0u32; m]);
-                gemm_rows(m, k, n, |r0, rows| {
+                gemm_parts(m, k, n, |r0, rows, c0, cols| {
                     assert!(rows > 0 && r0 + rows <= m, "rows {r0}+{rows} of {m}");
+                    assert_eq!((c0, cols), (0, n));
                     let mut seen = seen.lock().unwrap();
                     for r in &mut seen[r0..r0 + rows] {
                         *r += 1;
@@ -738,6 +728,23 @@ mod tests {
                 assert!(
                     seen.iter().all(|&c| c == 1),
                     "m = {m}, rates {rates:?}: {seen:?}"
+                );
+                // The same number of columns of a product with fewer rows: split by columns.
+                let (m2, n2) = ((m / 4).max(1), m);
+                let k2 = GEMM_PAR_MIN / (m2 * n2) + 1;
+                let seen = Mutex::new(vec![0u32; n2]);
+                gemm_parts(m2, k2, n2, |r0, rows, c0, cols| {
+                    assert_eq!((r0, rows), (0, m2));
+                    assert!(cols > 0 && c0 + cols <= n2, "cols {c0}+{cols} of {n2}");
+                    let mut seen = seen.lock().unwrap();
+                    for c in &mut seen[c0..c0 + cols] {
+                        *c += 1;
+                    }
+                });
+                let seen = seen.into_inner().unwrap();
+                assert!(
+                    seen.iter().all(|&c| c == 1),
+                    "n = {n2}, rates {rates:?}: {seen:?}"
                 );
             }
         }

@@ -392,6 +392,10 @@ fn dot_general_gemm() {
             // proportion to their measured rates, with a row count that is no multiple of 8.
             (dot(&[1], &[0], &[], &[]), &[131, 150], &[150, 120]),
             (dot(&[0], &[0], &[], &[]), &[150, 131], &[150, 120]),
+            // Fewer rows than columns: split by columns (each thread packs its own columns of
+            // `B`), with a column count that is no multiple of 16, `B` row- and column-major.
+            (dot(&[1], &[0], &[], &[]), &[60, 150], &[150, 301]),
+            (dot(&[1], &[1], &[], &[]), &[60, 150], &[301, 150]),
         ];
         for (op, a, b) in cases {
             let tys = [Type::new(dt, a), Type::new(dt, b)];

@@ -48,6 +48,9 @@ struct Prepared {
     /// Per argument leaf, the output it is recycled for when donated (each output takes at
     /// most one leaf of its type, the leaves in order).
     recycle_as: Vec<Option<usize>>,
+    /// Per output, the argument leaf whose buffer it is written into when that leaf is
+    /// donated (see `Compiled::call_in_place`).
+    in_place: Vec<Option<usize>>,
     /// Per output, a buffer of its type donated by an earlier call, waiting to be written.
     slots: Mutex<Vec<Option<Array>>>,
 }
@@ -107,10 +110,17 @@ impl TreeJit {
                 let out_def = flat.out_def(&types)?;
                 let compiled = j.compiled_for(&types)?;
                 let outs = compiled.output_types();
-                let mut taken = vec![false; outs.len()];
+                // Outputs that take a donated argument's buffer in place need no recycled
+                // one, and that argument is not recycled.
+                let in_place = compiled.in_place_outputs().to_vec();
+                let mut taken: Vec<bool> = in_place.iter().map(Option::is_some).collect();
                 let recycle_as = types
                     .iter()
-                    .map(|t| {
+                    .enumerate()
+                    .map(|(j, t)| {
+                        if in_place.contains(&Some(j)) {
+                            return None;
+                        }
                         let k = (0..outs.len()).find(|&k| !taken[k] && outs[k] == *t)?;
                         taken[k] = true;
                         Some(k)
@@ -123,6 +133,7 @@ impl TreeJit {
                     compiled,
                     out_def,
                     recycle_as,
+                    in_place,
                     slots,
                 });
                 lock().all.entry(key).or_insert(p).clone()
@@ -132,9 +143,10 @@ impl TreeJit {
         Ok(p)
     }
 
-    /// Runs the prepared call on `leaves`. With `donated` (one flag per leaf), outputs take
-    /// the buffers donated by an earlier call (or new zeros), and the leaves marked donated
-    /// become the next donating call's outputs; without, outputs are new zeros.
+    /// Runs the prepared call on `leaves`. With `donated` (one flag per leaf), an output
+    /// that may overwrite a donated leaf takes its buffer, the other outputs take the buffers
+    /// donated by an earlier call (or new zeros), and the other leaves marked donated become
+    /// the next donating call's outputs; without, outputs are new zeros.
     fn run(
         &self,
         p: &Prepared,
@@ -154,20 +166,28 @@ impl TreeJit {
             return Ok(outs);
         };
         let mut waiting = std::mem::take(&mut *lock());
-        waiting.resize(p.compiled.output_types().len(), None);
-        let mut outs = waiting
-            .into_iter()
-            .zip(p.compiled.output_types())
-            .map(|(slot, t)| slot.map_or_else(|| Array::zeros(t), Ok))
-            .collect::<Result<Vec<Array>>>()?;
-        let refs: Vec<&Array> = leaves.iter().map(|a| &**a).collect();
-        let ran = p.compiled.call_into(&refs, &mut outs);
+        let types = p.compiled.output_types();
+        waiting.resize(types.len(), None);
+        let mut leaves: Vec<Option<Cow<'_, Array>>> = leaves.into_iter().map(Some).collect();
+        let mut outs = Vec::with_capacity(types.len());
+        for (k, (slot, t)) in waiting.into_iter().zip(types).enumerate() {
+            // A donated leaf the output may overwrite becomes the output's buffer.
+            if let Some(j) = p.in_place[k].filter(|&j| donated.get(j) == Some(&true)) {
+                if let Some(Cow::Owned(a)) = leaves.get_mut(j).and_then(Option::take) {
+                    outs.push(a);
+                    continue;
+                }
+            }
+            outs.push(slot.map_or_else(|| Array::zeros(t), Ok)?);
+        }
+        let refs: Vec<Option<&Array>> = leaves.iter().map(|a| a.as_deref()).collect();
+        let ran = p.compiled.call_in_place(&refs, &mut outs);
         drop(refs);
-        // Keep the donated leaves for the next call, one per output of their type.
+        // Keep the other donated leaves for the next call, one per output of their type.
         let mut slots = lock();
         slots.resize(outs.len(), None);
         for ((a, &given), k) in leaves.into_iter().zip(donated).zip(&p.recycle_as) {
-            if let (true, Some(k), Cow::Owned(a)) = (given, *k, a) {
+            if let (true, Some(k), Some(Cow::Owned(a))) = (given, *k, a) {
                 slots[k] = Some(a);
             }
         }
@@ -186,14 +206,15 @@ impl TreeJit {
         R::from_tree_output(self.func.name(), &p.out_def, outs).map_err(|e| e.at(loc))
     }
 
-    /// Calls the compiled code like [`TreeJit::call`], recycling the buffers of arguments
-    /// wrapped in [`Donate`] (JAX's donation, by allocation rather than in place): a training
-    /// step `step.call_donating((Donate(params), Donate(opt_state), &batch))` gives up the old `params` and
-    /// `opt_state`, whose buffers become the outputs of the next call of the same types, so
-    /// that a loop of steps allocates nothing once it runs. Outputs are written to buffers
-    /// distinct from the inputs (the compiled code reads its inputs while it writes), so the
-    /// peak memory is that of the inputs plus the outputs, as for `call`. Arguments passed by
-    /// reference are read as usual.
+    /// Calls the compiled code like [`TreeJit::call`], reusing the buffers of arguments
+    /// wrapped in [`Donate`] (JAX's donation): a training step
+    /// `step.call_donating((Donate(params), Donate(opt_state), &batch))` gives up the old
+    /// `params` and `opt_state`. An output that the compiled code computes by an elementwise
+    /// loop reading a donated leaf only at the index it writes (an optimizer's update of a
+    /// parameter or a moment, see `Compiled::in_place_outputs`) is written into that leaf's
+    /// buffer, in place; the other donated leaves become the outputs of the next call of the
+    /// same types. A loop of steps allocates nothing once it runs, and the in-place updates
+    /// stream through half the memory. Arguments passed by reference are read as usual.
     #[track_caller]
     pub fn call_donating<A: TreeArgs<Array>, R: FromTreeOutput>(&self, args: A) -> Result<R> {
         let loc = Location::caller();

@@ -482,29 +482,39 @@ fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T],
 
 /// [`reduce_keys`] on 2×2 windows of stride 2 ([`pairs`]): the extremum of four keys,
 /// written so that the compiler vectorises it (the keys' integer max or min is the
-/// interpreter's fold, as in [`reduce_keys`]).
-fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) {
+/// interpreter's fold, as in [`reduce_keys`], on windows without NaNs). Returns whether a
+/// window held a NaN, in which case the caller computes the result again by the
+/// interpreter's rule: the check rides along the one pass over the operand instead of a pass
+/// of its own before it (measured: that pass was about a third of the pooling pair's time in
+/// the digits CNN's step, as the operand comes from memory each time).
+fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) -> bool {
     let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+    let mut nan = false;
     row_pairs(g, a, out, |r0, r1, dst| {
         for ((d, p), q) in dst
             .iter_mut()
             .zip(r0.chunks_exact(2))
             .zip(r1.chunks_exact(2))
         {
+            nan |= p[0].is_nan() | p[1].is_nan() | q[0].is_nan() | q[1].is_nan();
             let best = ext(ext(p[0].key(), p[1].key()), ext(q[0].key(), q[1].key()));
             *d = T::from_key(best);
         }
     });
+    nan
 }
 
-/// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]) with an operand `x`
-/// without NaNs: each window's first element with the extreme key (row-major order, as
-/// [`select_each`] picks) receives `0 + value`, the other three zeros; the windows tile the
-/// rows they cover, and rows or columns no window covers are zeroed. The selection is four
-/// comparisons with the window's extremum and masks, no branches (on random data a branch per
-/// comparison mispredicts often; measured, it made this the step's slowest loop).
-fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+/// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]): each window's first
+/// element with the extreme key (row-major order, as [`select_each`] picks) receives
+/// `0 + value`, the other three zeros; the windows tile the rows they cover, and rows or
+/// columns no window covers are zeroed. The selection is four comparisons with the window's
+/// extremum and masks, no branches (on random data a branch per comparison mispredicts often;
+/// measured, it made this the step's slowest loop). That is the interpreter's selection on
+/// windows of `x` without NaNs; the result says whether a window held one, in which case the
+/// caller computes the whole result again (as in [`reduce_pairs`]).
+fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) -> bool {
     let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+    let mut nan = false;
     let (w, wo) = (g.w, g.wo);
     if 2 * g.ho != g.h || 2 * wo != w {
         out.fill(T::ZERO);
@@ -518,12 +528,9 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
             let (o0, o1) = (&mut o0[..2 * wo], &mut o1[..2 * wo]);
             let src = &src[..wo];
             for j in 0..wo {
-                let k = [
-                    x0[2 * j].key(),
-                    x0[2 * j + 1].key(),
-                    x1[2 * j].key(),
-                    x1[2 * j + 1].key(),
-                ];
+                let e = [x0[2 * j], x0[2 * j + 1], x1[2 * j], x1[2 * j + 1]];
+                nan |= e[0].is_nan() | e[1].is_nan() | e[2].is_nan() | e[3].is_nan();
+                let k = e.map(Elem::key);
                 let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
                 let s0 = k[0] == m;
                 let s1 = !s0 & (k[1] == m);
@@ -537,22 +544,32 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
             }
         }
     }
+    nan
 }
 
 /// [`scatter_pairs`] on f32 with `sse4.1` vectors of four windows: the two rows of four
 /// windows are split into their even and odd columns, the keys' maximum (or minimum) is the
 /// windows' extremum, and comparisons with it give the first extremum's mask; windows past
 /// the last whole group of four take the scalar loop. Bit for bit the same as
-/// [`scatter_pairs`] (the same keys, extremum and first-match rule).
+/// [`scatter_pairs`] (the same keys, extremum and first-match rule), and the same answer to
+/// whether a window held a NaN.
 ///
 /// # Safety
 /// The CPU must have `sse4.1`; the geometry is one of [`pairs`] and the slices' lengths were
 /// checked against it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.1")]
-unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+unsafe fn scatter_pairs_f32<const MAX: bool>(
+    g: &Geometry,
+    a: &[f32],
+    x: &[f32],
+    out: &mut [f32],
+) -> bool {
     use std::arch::x86_64::*;
     let (w, wo) = (g.w, g.wo);
+    // Lanes that met a NaN: unordered comparisons of the windows' values with themselves.
+    let mut nans = _mm_setzero_ps();
+    let mut nan = false;
     if 2 * g.ho != g.h || 2 * wo != w {
         out.fill(0.0);
     }
@@ -587,6 +604,11 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32],
                     let (p0, p1) = (x0.as_ptr().add(2 * j), x1.as_ptr().add(2 * j));
                     let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
                     let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
+                    let un = |v: __m128| _mm_cmpunord_ps(v, v);
+                    nans = _mm_or_ps(
+                        nans,
+                        _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
+                    );
                     // Even and odd columns: the windows' four elements in row-major order.
                     let k0 = key(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
                     let k1 = key(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
@@ -612,12 +634,9 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32],
                 j += 4;
             }
             for j in whole..wo {
-                let k = [
-                    x0[2 * j].key(),
-                    x0[2 * j + 1].key(),
-                    x1[2 * j].key(),
-                    x1[2 * j + 1].key(),
-                ];
+                let e = [x0[2 * j], x0[2 * j + 1], x1[2 * j], x1[2 * j + 1]];
+                nan |= e.iter().any(|v| v.is_nan());
+                let k = e.map(Elem::key);
                 let ext = |p: i32, q: i32| if MAX { p.max(q) } else { p.min(q) };
                 let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
                 let s0 = k[0] == m;
@@ -631,18 +650,30 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32],
             }
         }
     }
+    nan | (_mm_movemask_ps(nans) != 0)
 }
 
 /// The element types whose 2×2 scatter has a vector loop.
 trait ScatterPairs: Elem {
-    /// [`scatter_pairs`], with the vector loop when the CPU has it.
-    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], x: &[Self], out: &mut [Self]) {
+    /// [`scatter_pairs`], with the vector loop when the CPU has it; true when a window held a
+    /// NaN (the result must then be computed again).
+    fn scatter_pairs_fast<const MAX: bool>(
+        g: &Geometry,
+        a: &[Self],
+        x: &[Self],
+        out: &mut [Self],
+    ) -> bool {
         scatter_pairs::<Self, MAX>(g, a, x, out)
     }
 }
 
 impl ScatterPairs for f32 {
-    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+    fn scatter_pairs_fast<const MAX: bool>(
+        g: &Geometry,
+        a: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("sse4.1") {
             // SAFETY: the CPU has `sse4.1`; the geometry and lengths are the caller's.
@@ -657,16 +688,20 @@ impl ScatterPairs for i32 {}
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
 fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+    // The 2×2 paths check for NaNs as they go and leave the windows that had one to the
+    // general paths below, which then rewrite the whole result.
+    let done = match g.kind {
+        Kind::Reduce(Monoid::Max) if pairs(g) => !reduce_pairs::<T, true>(g, a, out),
+        Kind::Reduce(Monoid::Min) if pairs(g) => !reduce_pairs::<T, false>(g, a, out),
+        Kind::Scatter(Select::Max) if pairs(g) => !T::scatter_pairs_fast::<true>(g, a, x, out),
+        Kind::Scatter(Select::Min) if pairs(g) => !T::scatter_pairs_fast::<false>(g, a, x, out),
+        Kind::Reduce(_) | Kind::Gather(_) | Kind::Scatter(_) => false,
+    };
+    if done {
+        return;
+    }
     let keyed = || g.c == 1 && !has_nan(a);
     match g.kind {
-        Kind::Reduce(Monoid::Max) if pairs(g) && keyed() => reduce_pairs::<T, true>(g, a, out),
-        Kind::Reduce(Monoid::Min) if pairs(g) && keyed() => reduce_pairs::<T, false>(g, a, out),
-        Kind::Scatter(Select::Max) if pairs(g) && !has_nan(x) => {
-            T::scatter_pairs_fast::<true>(g, a, x, out)
-        }
-        Kind::Scatter(Select::Min) if pairs(g) && !has_nan(x) => {
-            T::scatter_pairs_fast::<false>(g, a, x, out)
-        }
         Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
         Kind::Reduce(Monoid::Max) if keyed() => reduce_keys(g, a, out, true),
         Kind::Reduce(Monoid::Min) if keyed() => reduce_keys(g, a, out, false),

@@ -470,6 +470,7 @@ fn pairs(g: &Geometry) -> bool {
 /// Calls `f(r0, r1, dst)` for each pair of operand rows `2·oh`, `2·oh + 1` (their first
 /// `2·wo` elements) of each batch element and the result row `oh` (`wo` elements); the
 /// geometry is one of [`pairs`].
+#[inline(always)]
 fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T], &[T], &mut [U])) {
     let (w, wo) = (g.w, g.wo);
     for (b, rows) in out.chunks_exact_mut(g.ho * wo).enumerate() {
@@ -487,21 +488,29 @@ fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T],
 /// interpreter's rule: the check rides along the one pass over the operand instead of a pass
 /// of its own before it (measured: that pass was about a third of the pooling pair's time in
 /// the digits CNN's step, as the operand comes from memory each time).
+#[inline(always)]
 fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) -> bool {
-    let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
-    let mut nan = false;
+    // The keys of NaNs lie above the key of `+∞` (positive NaNs) or below that of `−∞`
+    // (negative ones), so the largest and smallest keys read tell whether a window held one;
+    // kept as integer extrema, the loop stays vectorised (a flag per element did not).
+    let (mut hi, mut lo) = (T::LOWEST.key(), T::HIGHEST.key());
     row_pairs(g, a, out, |r0, r1, dst| {
+        let (mut h, mut l) = (hi, lo);
         for ((d, p), q) in dst
             .iter_mut()
             .zip(r0.chunks_exact(2))
             .zip(r1.chunks_exact(2))
         {
-            nan |= p[0].is_nan() | p[1].is_nan() | q[0].is_nan() | q[1].is_nan();
-            let best = ext(ext(p[0].key(), p[1].key()), ext(q[0].key(), q[1].key()));
-            *d = T::from_key(best);
+            let k = [p[0].key(), p[1].key(), q[0].key(), q[1].key()];
+            let mx = k[0].max(k[1]).max(k[2].max(k[3]));
+            let mn = k[0].min(k[1]).min(k[2].min(k[3]));
+            h = h.max(mx);
+            l = l.min(mn);
+            *d = T::from_key(if MAX { mx } else { mn });
         }
+        (hi, lo) = (h, l);
     });
-    nan
+    hi > T::HIGHEST.key() || lo < T::LOWEST.key()
 }
 
 /// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]): each window's first
@@ -653,8 +662,35 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(
     nan | (_mm_movemask_ps(nans) != 0)
 }
 
+/// [`reduce_pairs`] compiled for `avx2`, whose integer maximum and minimum of eight lanes
+/// vectorise the loop (the baseline `sse2` has no such instruction for 32-bit integers, and
+/// the loop then runs window by window).
+///
+/// # Safety
+/// The CPU must have `avx2`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn reduce_pairs_avx2<T: Elem, const MAX: bool>(
+    g: &Geometry,
+    a: &[T],
+    out: &mut [T],
+) -> bool {
+    reduce_pairs::<T, MAX>(g, a, out)
+}
+
 /// The element types whose 2×2 scatter has a vector loop.
 trait ScatterPairs: Elem {
+    /// [`reduce_pairs`], vectorised when the CPU has `avx2`; true when a window held a NaN
+    /// (the result must then be computed again).
+    fn reduce_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], out: &mut [Self]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has `avx2`.
+            return unsafe { reduce_pairs_avx2::<Self, MAX>(g, a, out) };
+        }
+        reduce_pairs::<Self, MAX>(g, a, out)
+    }
+
     /// [`scatter_pairs`], with the vector loop when the CPU has it; true when a window held a
     /// NaN (the result must then be computed again).
     fn scatter_pairs_fast<const MAX: bool>(
@@ -691,8 +727,8 @@ fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
     // The 2×2 paths check for NaNs as they go and leave the windows that had one to the
     // general paths below, which then rewrite the whole result.
     let done = match g.kind {
-        Kind::Reduce(Monoid::Max) if pairs(g) => !reduce_pairs::<T, true>(g, a, out),
-        Kind::Reduce(Monoid::Min) if pairs(g) => !reduce_pairs::<T, false>(g, a, out),
+        Kind::Reduce(Monoid::Max) if pairs(g) => !T::reduce_pairs_fast::<true>(g, a, out),
+        Kind::Reduce(Monoid::Min) if pairs(g) => !T::reduce_pairs_fast::<false>(g, a, out),
         Kind::Scatter(Select::Max) if pairs(g) => !T::scatter_pairs_fast::<true>(g, a, x, out),
         Kind::Scatter(Select::Min) if pairs(g) => !T::scatter_pairs_fast::<false>(g, a, x, out),
         Kind::Reduce(_) | Kind::Gather(_) | Kind::Scatter(_) => false,

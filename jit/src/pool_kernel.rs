@@ -488,7 +488,6 @@ fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T],
 /// interpreter's rule: the check rides along the one pass over the operand instead of a pass
 /// of its own before it (measured: that pass was about a third of the pooling pair's time in
 /// the digits CNN's step, as the operand comes from memory each time).
-#[inline(always)]
 fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) -> bool {
     // The keys of NaNs lie above the key of `+∞` (positive NaNs) or below that of `−∞`
     // (negative ones), so the largest and smallest keys read tell whether a window held one;
@@ -662,32 +661,82 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(
     nan | (_mm_movemask_ps(nans) != 0)
 }
 
-/// [`reduce_pairs`] compiled for `avx2`, whose integer maximum and minimum of eight lanes
-/// vectorise the loop (the baseline `sse2` has no such instruction for 32-bit integers, and
-/// the loop then runs window by window).
+/// [`reduce_pairs`] on f32 with `sse4.1` vectors of four windows, as in
+/// [`scatter_pairs_f32`]: the two rows of four windows split into their even and odd columns,
+/// the windows' extremum the keys' maximum (or minimum), the NaN check unordered comparisons
+/// of the values with themselves; windows past the last whole group of four take the scalar
+/// loop. Bit for bit the same as [`reduce_pairs`] (the keys' extremum), and the same answer to
+/// whether a window held a NaN. (Compiled for `avx2`, the generic loop did not vectorise
+/// across the CNN's four windows to a row.)
 ///
 /// # Safety
-/// The CPU must have `avx2`.
+/// The CPU must have `sse4.1`; the geometry is one of [`pairs`] and the slices' lengths were
+/// checked against it.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn reduce_pairs_avx2<T: Elem, const MAX: bool>(
-    g: &Geometry,
-    a: &[T],
-    out: &mut [T],
-) -> bool {
-    reduce_pairs::<T, MAX>(g, a, out)
+#[target_feature(enable = "sse4.1")]
+unsafe fn reduce_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], out: &mut [f32]) -> bool {
+    use std::arch::x86_64::*;
+    let mut nans = _mm_setzero_ps();
+    let mut nan = false;
+    // The key of four values (see `Elem::key`), which is also the value of four keys.
+    let key = |b: __m128i| {
+        _mm_xor_si128(
+            b,
+            _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
+        )
+    };
+    let ext = |p: __m128i, q: __m128i| {
+        if MAX {
+            _mm_max_epi32(p, q)
+        } else {
+            _mm_min_epi32(p, q)
+        }
+    };
+    let whole = g.wo / 4 * 4;
+    row_pairs(g, a, out, |r0, r1, dst| {
+        let mut j = 0;
+        while j < whole {
+            // SAFETY: windows `j..j + 4` lie in the rows (`j + 4 ≤ wo`), so their eight
+            // columns `2j..2j + 8` of each row and their four results are in the slices.
+            unsafe {
+                let (p0, p1) = (r0.as_ptr().add(2 * j), r1.as_ptr().add(2 * j));
+                let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
+                let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
+                let un = |v: __m128| _mm_cmpunord_ps(v, v);
+                nans = _mm_or_ps(
+                    nans,
+                    _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
+                );
+                let k = |v: __m128| key(_mm_castps_si128(v));
+                let k0 = k(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
+                let k1 = k(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
+                let k2 = k(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
+                let k3 = k(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
+                let m = ext(ext(k0, k1), ext(k2, k3));
+                _mm_storeu_ps(dst.as_mut_ptr().add(j), _mm_castsi128_ps(key(m)));
+            }
+            j += 4;
+        }
+        for j in whole..dst.len() {
+            let e = [r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]];
+            nan |= e.iter().any(|v| v.is_nan());
+            let k = e.map(Elem::key);
+            let m = if MAX {
+                k[0].max(k[1]).max(k[2].max(k[3]))
+            } else {
+                k[0].min(k[1]).min(k[2].min(k[3]))
+            };
+            dst[j] = f32::from_key(m);
+        }
+    });
+    nan | (_mm_movemask_ps(nans) != 0)
 }
 
-/// The element types whose 2×2 scatter has a vector loop.
-trait ScatterPairs: Elem {
-    /// [`reduce_pairs`], vectorised when the CPU has `avx2`; true when a window held a NaN
-    /// (the result must then be computed again).
+/// The element types whose 2×2 pooling and scatter have vector loops.
+trait Pairs: Elem {
+    /// [`reduce_pairs`], with the vector loop when the CPU has it; true when a window held a
+    /// NaN (the result must then be computed again).
     fn reduce_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], out: &mut [Self]) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has `avx2`.
-            return unsafe { reduce_pairs_avx2::<Self, MAX>(g, a, out) };
-        }
         reduce_pairs::<Self, MAX>(g, a, out)
     }
 
@@ -703,7 +752,15 @@ trait ScatterPairs: Elem {
     }
 }
 
-impl ScatterPairs for f32 {
+impl Pairs for f32 {
+    fn reduce_pairs_fast<const MAX: bool>(g: &Geometry, a: &[f32], out: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("sse4.1") {
+            // SAFETY: the CPU has `sse4.1`; the geometry and lengths are the caller's.
+            return unsafe { reduce_pairs_f32::<MAX>(g, a, out) };
+        }
+        reduce_pairs::<f32, MAX>(g, a, out)
+    }
     fn scatter_pairs_fast<const MAX: bool>(
         g: &Geometry,
         a: &[f32],
@@ -718,12 +775,12 @@ impl ScatterPairs for f32 {
         scatter_pairs::<f32, MAX>(g, a, x, out)
     }
 }
-impl ScatterPairs for f64 {}
-impl ScatterPairs for i32 {}
+impl Pairs for f64 {}
+impl Pairs for i32 {}
 
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
-fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+fn run<T: Pairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
     // The 2×2 paths check for NaNs as they go and leave the windows that had one to the
     // general paths below, which then rewrite the whole result.
     let done = match g.kind {
@@ -754,7 +811,7 @@ fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
 
 /// Checks the block `p` against the buffers' lengths and runs it; false (doing nothing) when
 /// they disagree.
-fn kernel<T: ScatterPairs>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
+fn kernel<T: Pairs>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
     let Some(g) = Geometry::decode(p) else {
         return false;
     };

@@ -1352,16 +1352,25 @@ mod tests {
 
     /// Convolutions large enough to share their batch among threads (the digits CNN's second
     /// layer, forward and both transposes, with an odd batch so that the threads' ranges
-    /// differ in length), and the kernel gradient of its first layer (one result batch
+    /// differ in length), and its first layer's forward and kernel gradient (one result batch
     /// element, a long contraction), against the interpreter.
+    /// With every instruction set this CPU has, so that both sets' segment blocks (rows of
+    /// the 8×8 and 4×4 planes, whole 3×3 results) run.
     #[test]
     fn threaded_and_long_contractions_equal_the_interpreter() {
-        let Some(isa) = Isa::detect() else {
-            return;
-        };
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if isa.available() {
+                threaded_and_long_contractions_with(isa);
+            }
+        }
+    }
+
+    /// The cases of [`threaded_and_long_contractions_equal_the_interpreter`] with `isa`.
+    fn threaded_and_long_contractions_with(isa: Isa) {
         let mut rng = Rng(5);
         let (fwd, kgrad, igrad) = step_ops();
         let cases = [
+            (fwd.clone(), vec![67, 1, 8, 8], vec![16, 1, 3, 3]),
             (fwd, vec![67, 16, 8, 8], vec![32, 16, 3, 3]),
             (kgrad.clone(), vec![67, 16, 8, 8], vec![67, 32, 8, 8]),
             (igrad, vec![67, 32, 8, 8], vec![32, 16, 3, 3]),

@@ -30,7 +30,7 @@ macro_rules! binary_helpers {
 }
 
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 unary_helpers! {
     ferrax_round_f64: f64 => |x| UnaryOp::Round.scalar_f64(x);
@@ -339,15 +339,21 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
         run(0, n);
         return;
     }
-    rayon::scope(|s| {
-        let mut lo = chunk;
-        while lo < n {
-            let hi = (lo + chunk).min(n);
-            s.spawn(move |_| run(lo, hi));
-            lo = hi;
+    // The parts are claimed from a counter by the caller, which starts at once, and by the
+    // pool threads that start before it has claimed the last one (see `share`): with
+    // `rayon::scope` the caller slept until a pool thread had run the scope, and on the shared
+    // machine the digits CNN's step ran slower with two threads than with one.
+    let next = AtomicI64::new(0);
+    let count = (n + chunk - 1) / chunk;
+    let work = || loop {
+        let part = next.fetch_add(1, Ordering::Relaxed);
+        if part >= count {
+            break;
         }
-        run(0, chunk.min(n));
-    });
+        let lo = part * chunk;
+        run(lo, (lo + chunk).min(n));
+    };
+    crate::share::share_work(threads as usize - 1, &work);
 }
 
 /// GEMMs with at least this many multiply-adds split their rows across threads.

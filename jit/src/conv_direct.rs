@@ -119,19 +119,39 @@ pub(super) struct Block<T> {
     taps: *const usize,
     /// The number of taps.
     ntaps: usize,
-    /// The padded-copy offset of each position of the block (`MB` of them).
+    /// The padded-copy offset of the first position of each of the block's `R` segments (see
+    /// [`Shape`]).
     bases: *const usize,
     /// The first packed kernel row of this chunk of output features.
     w: *const T,
     /// Elements between packed kernel rows.
     ws: usize,
-    /// `MB × NV` vectors of results, position major.
+    /// `R · C × NV` vectors of results, position major.
     tile: *mut T,
 }
 
-/// A micro kernel: `tile[m, :] = Σ_{c, tap} src[bases[m] + c·plane + taps[tap]] · w[c·ntaps +
-/// tap, :]`.
+/// A micro kernel: `tile[r·C + j, :] = Σ_{c, tap} src[bases[r] + j + c·plane + taps[tap]] ·
+/// w[c·ntaps + tap, :]` for the block's `R` segments of `C` consecutive positions.
 type Micro<T> = unsafe fn(&Block<T>);
+
+/// The positions one micro kernel call covers: `rows` segments of `cols` positions, the
+/// positions of a segment at consecutive offsets of the padded copy (a run along the last
+/// spatial axis with window stride 1). With one column every position is its own segment, and
+/// any positions fit; with more, each input read is one register holding the segment's offset
+/// plus the tap's and a constant displacement, where a block of 16 or 24 separate offsets
+/// keeps most of them on the stack and reloads them for every tap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Shape {
+    rows: usize,
+    cols: usize,
+}
+
+impl Shape {
+    /// Positions per block.
+    fn positions(self) -> usize {
+        self.rows * self.cols
+    }
+}
 
 macro_rules! micro {
     ($name:ident, $t:ty, $feat:literal, $lanes:literal, $zero:ident, $set1:ident, $load:ident,
@@ -140,14 +160,14 @@ macro_rules! micro {
         ///
         /// # Safety
         /// The CPU must have the features; every element the block addresses must be valid
-        /// (`tile` for `MB · NV` vectors of writes, overlapping nothing read).
+        /// (`tile` for `R · C · NV` vectors of writes, overlapping nothing read).
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feat)]
-        unsafe fn $name<const NV: usize, const MB: usize>(k: &Block<$t>) {
+        unsafe fn $name<const NV: usize, const R: usize, const C: usize>(k: &Block<$t>) {
             use std::arch::x86_64::*;
-            let mut acc = [[$zero(); NV]; MB];
-            // SAFETY: `bases` holds `MB` offsets (the caller's contract).
-            let bases: [usize; MB] = std::array::from_fn(|m| unsafe { *k.bases.add(m) });
+            let mut acc = [[[$zero(); NV]; C]; R];
+            // SAFETY: `bases` holds `R` offsets (the caller's contract).
+            let bases: [usize; R] = std::array::from_fn(|r| unsafe { *k.bases.add(r) });
             // SAFETY: `taps` holds `ntaps` offsets.
             let taps = unsafe { std::slice::from_raw_parts(k.taps, k.ntaps) };
             let mut wrow = k.w;
@@ -158,21 +178,28 @@ macro_rules! micro {
                     // SAFETY: kernel row `c · ntaps + tap` holds `NV` vectors.
                     let wv: [_; NV] =
                         std::array::from_fn(|v| unsafe { $load(wrow.add(v * $lanes)) });
-                    for m in 0..MB {
-                        // SAFETY: a position's base plus a tap's offset stays in the plane.
-                        let x = $set1(unsafe { *s.add(bases[m] + t) });
-                        for v in 0..NV {
-                            acc[m][v] = $fma(x, wv[v], acc[m][v]);
+                    // SAFETY: the tap's offset stays in the plane.
+                    let st = unsafe { s.add(t) };
+                    for r in 0..R {
+                        for j in 0..C {
+                            // SAFETY: a segment's offset plus a column stays in the plane.
+                            let x = $set1(unsafe { *st.add(bases[r] + j) });
+                            for v in 0..NV {
+                                acc[r][j][v] = $fma(x, wv[v], acc[r][j][v]);
+                            }
                         }
                     }
                     // SAFETY: at most one past the last row.
                     wrow = unsafe { wrow.add(k.ws) };
                 }
             }
-            for m in 0..MB {
-                for v in 0..NV {
-                    // SAFETY: the tile holds `MB · NV` vectors.
-                    unsafe { $store(k.tile.add((m * NV + v) * $lanes), acc[m][v]) };
+            for r in 0..R {
+                for j in 0..C {
+                    for v in 0..NV {
+                        // SAFETY: the tile holds `R · C · NV` vectors.
+                        let at = ((r * C + j) * NV + v) * $lanes;
+                        unsafe { $store(k.tile.add(at), acc[r][j][v]) };
+                    }
                 }
             }
         }
@@ -224,50 +251,116 @@ micro!(
     _mm512_storeu_pd
 );
 
-/// The micro kernel for `(NV, MB)` among the compiled ones.
+/// The micro kernel for `NV` vectors and a block of `R` segments of `C` positions among the
+/// compiled ones: single positions (`C = 1`) in the sizes of [`BLOCKS`], and the segments of
+/// [`ROW_SHAPES`].
 macro_rules! pick {
-    ($f:ident, $nv:expr, $mb:expr) => {
-        match ($nv, $mb) {
-            (1, 1) => Some($f::<1, 1> as Micro<_>),
-            (1, 2) => Some($f::<1, 2> as Micro<_>),
-            (1, 3) => Some($f::<1, 3> as Micro<_>),
-            (1, 4) => Some($f::<1, 4> as Micro<_>),
-            (1, 6) => Some($f::<1, 6> as Micro<_>),
-            (1, 8) => Some($f::<1, 8> as Micro<_>),
-            (1, 9) => Some($f::<1, 9> as Micro<_>),
-            (1, 12) => Some($f::<1, 12> as Micro<_>),
-            (1, 16) => Some($f::<1, 16> as Micro<_>),
-            (1, 24) => Some($f::<1, 24> as Micro<_>),
-            (2, 1) => Some($f::<2, 1> as Micro<_>),
-            (2, 2) => Some($f::<2, 2> as Micro<_>),
-            (2, 3) => Some($f::<2, 3> as Micro<_>),
-            (2, 4) => Some($f::<2, 4> as Micro<_>),
-            (2, 6) => Some($f::<2, 6> as Micro<_>),
-            (2, 8) => Some($f::<2, 8> as Micro<_>),
-            (2, 9) => Some($f::<2, 9> as Micro<_>),
-            (2, 12) => Some($f::<2, 12> as Micro<_>),
-            (3, 1) => Some($f::<3, 1> as Micro<_>),
-            (3, 2) => Some($f::<3, 2> as Micro<_>),
-            (3, 3) => Some($f::<3, 3> as Micro<_>),
-            (3, 4) => Some($f::<3, 4> as Micro<_>),
-            (3, 6) => Some($f::<3, 6> as Micro<_>),
-            (3, 8) => Some($f::<3, 8> as Micro<_>),
-            (4, 1) => Some($f::<4, 1> as Micro<_>),
-            (4, 2) => Some($f::<4, 2> as Micro<_>),
-            (4, 3) => Some($f::<4, 3> as Micro<_>),
-            (4, 4) => Some($f::<4, 4> as Micro<_>),
-            (4, 6) => Some($f::<4, 6> as Micro<_>),
+    ($f:ident, $nv:expr, $r:expr, $c:expr) => {
+        match ($nv, $r, $c) {
+            (1, 1, 1) => Some($f::<1, 1, 1> as Micro<_>),
+            (1, 2, 1) => Some($f::<1, 2, 1> as Micro<_>),
+            (1, 3, 1) => Some($f::<1, 3, 1> as Micro<_>),
+            (1, 4, 1) => Some($f::<1, 4, 1> as Micro<_>),
+            (1, 6, 1) => Some($f::<1, 6, 1> as Micro<_>),
+            (1, 8, 1) => Some($f::<1, 8, 1> as Micro<_>),
+            (1, 9, 1) => Some($f::<1, 9, 1> as Micro<_>),
+            (1, 12, 1) => Some($f::<1, 12, 1> as Micro<_>),
+            (1, 16, 1) => Some($f::<1, 16, 1> as Micro<_>),
+            (1, 24, 1) => Some($f::<1, 24, 1> as Micro<_>),
+            (1, 1, 3) => Some($f::<1, 1, 3> as Micro<_>),
+            (1, 2, 3) => Some($f::<1, 2, 3> as Micro<_>),
+            (1, 3, 3) => Some($f::<1, 3, 3> as Micro<_>),
+            (1, 4, 3) => Some($f::<1, 4, 3> as Micro<_>),
+            (1, 6, 3) => Some($f::<1, 6, 3> as Micro<_>),
+            (1, 8, 3) => Some($f::<1, 8, 3> as Micro<_>),
+            (1, 1, 4) => Some($f::<1, 1, 4> as Micro<_>),
+            (1, 2, 4) => Some($f::<1, 2, 4> as Micro<_>),
+            (1, 3, 4) => Some($f::<1, 3, 4> as Micro<_>),
+            (1, 4, 4) => Some($f::<1, 4, 4> as Micro<_>),
+            (1, 6, 4) => Some($f::<1, 6, 4> as Micro<_>),
+            (1, 1, 7) => Some($f::<1, 1, 7> as Micro<_>),
+            (1, 2, 7) => Some($f::<1, 2, 7> as Micro<_>),
+            (1, 3, 7) => Some($f::<1, 3, 7> as Micro<_>),
+            (1, 1, 8) => Some($f::<1, 1, 8> as Micro<_>),
+            (1, 2, 8) => Some($f::<1, 2, 8> as Micro<_>),
+            (1, 3, 8) => Some($f::<1, 3, 8> as Micro<_>),
+            (2, 1, 1) => Some($f::<2, 1, 1> as Micro<_>),
+            (2, 2, 1) => Some($f::<2, 2, 1> as Micro<_>),
+            (2, 3, 1) => Some($f::<2, 3, 1> as Micro<_>),
+            (2, 4, 1) => Some($f::<2, 4, 1> as Micro<_>),
+            (2, 6, 1) => Some($f::<2, 6, 1> as Micro<_>),
+            (2, 8, 1) => Some($f::<2, 8, 1> as Micro<_>),
+            (2, 9, 1) => Some($f::<2, 9, 1> as Micro<_>),
+            (2, 12, 1) => Some($f::<2, 12, 1> as Micro<_>),
+            (2, 1, 3) => Some($f::<2, 1, 3> as Micro<_>),
+            (2, 2, 3) => Some($f::<2, 2, 3> as Micro<_>),
+            (2, 3, 3) => Some($f::<2, 3, 3> as Micro<_>),
+            (2, 1, 4) => Some($f::<2, 1, 4> as Micro<_>),
+            (2, 2, 4) => Some($f::<2, 2, 4> as Micro<_>),
+            (2, 1, 7) => Some($f::<2, 1, 7> as Micro<_>),
+            (2, 1, 8) => Some($f::<2, 1, 8> as Micro<_>),
+            (3, 1, 1) => Some($f::<3, 1, 1> as Micro<_>),
+            (3, 2, 1) => Some($f::<3, 2, 1> as Micro<_>),
+            (3, 3, 1) => Some($f::<3, 3, 1> as Micro<_>),
+            (3, 4, 1) => Some($f::<3, 4, 1> as Micro<_>),
+            (3, 6, 1) => Some($f::<3, 6, 1> as Micro<_>),
+            (3, 8, 1) => Some($f::<3, 8, 1> as Micro<_>),
+            (3, 1, 3) => Some($f::<3, 1, 3> as Micro<_>),
+            (3, 2, 3) => Some($f::<3, 2, 3> as Micro<_>),
+            (3, 1, 4) => Some($f::<3, 1, 4> as Micro<_>),
+            (4, 1, 1) => Some($f::<4, 1, 1> as Micro<_>),
+            (4, 2, 1) => Some($f::<4, 2, 1> as Micro<_>),
+            (4, 3, 1) => Some($f::<4, 3, 1> as Micro<_>),
+            (4, 4, 1) => Some($f::<4, 4, 1> as Micro<_>),
+            (4, 6, 1) => Some($f::<4, 6, 1> as Micro<_>),
+            (4, 1, 3) => Some($f::<4, 1, 3> as Micro<_>),
+            (4, 1, 4) => Some($f::<4, 1, 4> as Micro<_>),
             _ => None,
         }
     };
 }
 
+/// The compiled blocks of segments longer than one position, as `(NV, R, C)`: runs of 3, 4, 7
+/// and 8 positions (rows of the 3×3, 4×4, 8×8 and 28×28 planes of small networks) within
+/// each instruction set's accumulator budget.
+const ROW_SHAPES: [(usize, usize, usize); 29] = [
+    (1, 1, 3),
+    (1, 2, 3),
+    (1, 3, 3),
+    (1, 4, 3),
+    (1, 6, 3),
+    (1, 8, 3),
+    (1, 1, 4),
+    (1, 2, 4),
+    (1, 3, 4),
+    (1, 4, 4),
+    (1, 6, 4),
+    (1, 1, 7),
+    (1, 2, 7),
+    (1, 3, 7),
+    (1, 1, 8),
+    (1, 2, 8),
+    (1, 3, 8),
+    (2, 1, 3),
+    (2, 2, 3),
+    (2, 3, 3),
+    (2, 1, 4),
+    (2, 2, 4),
+    (2, 1, 7),
+    (2, 1, 8),
+    (3, 1, 3),
+    (3, 2, 3),
+    (3, 1, 4),
+    (4, 1, 3),
+    (4, 1, 4),
+];
+
 /// The float types with micro kernels.
 pub(super) trait Lanes: Float {
     /// The side of the square tile [`Lanes::transpose_tile`] transposes: one 256-bit vector.
     const TILE: usize;
-    /// The micro kernel for `NV` vectors of output features and `MB` positions.
-    fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<Self>>;
+    /// The micro kernel for `nv` vectors of output features and a block of `shape`.
+    fn micro(isa: Isa, nv: usize, shape: Shape) -> Option<Micro<Self>>;
     /// Transposes one `TILE × TILE` tile: `dst[j·dr + i] = src[i·sr + j]`.
     ///
     /// # Safety
@@ -414,17 +507,18 @@ macro_rules! lanes {
                 }
             }
 
-            fn micro(isa: Isa, nv: usize, mb: usize) -> Option<Micro<$t>> {
+            fn micro(isa: Isa, nv: usize, shape: Shape) -> Option<Micro<$t>> {
                 #[cfg(target_arch = "x86_64")]
                 {
+                    let (r, c) = (shape.rows, shape.cols);
                     match isa {
-                        Isa::Avx2 => pick!($avx2, nv, mb),
-                        Isa::Avx512 => pick!($avx512, nv, mb),
+                        Isa::Avx2 => pick!($avx2, nv, r, c),
+                        Isa::Avx512 => pick!($avx512, nv, r, c),
                     }
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 {
-                    let _ = (isa, nv, mb);
+                    let _ = (isa, nv, shape);
                     None
                 }
             }
@@ -535,8 +629,8 @@ pub(super) fn choose(geo: &Geometry) -> bool {
         && (contraction >= SHORT_CONTRACTION || positions < MANY_POSITIONS)
 }
 
-/// The micro kernel shape for `vectors` output feature vectors of one chunk and `positions`
-/// positions: position blocks as even as the compiled sizes allow.
+/// The single-position block size for `nv` output feature vectors of one chunk and
+/// `positions` positions: blocks as even as the compiled sizes allow.
 fn block_size(isa: Isa, nv: usize, positions: usize) -> usize {
     let cap = isa.block_cap(nv);
     let blocks = positions.div_ceil(cap).max(1);
@@ -546,6 +640,47 @@ fn block_size(isa: Isa, nv: usize, positions: usize) -> usize {
         .copied()
         .find(|&b| b >= per && b <= cap)
         .unwrap_or(cap)
+}
+
+/// The block shape for `nv` output feature vectors over positions whose padded-copy offsets
+/// are `pos_pad` (row-major over the result's spatial axes, `last` positions along the last
+/// one): the compiled segment shape of [`ROW_SHAPES`] within the register budget that pads
+/// the positions least (then the largest, then the one with fewest segments), when every segment is a run of consecutive offsets
+/// and it pads no more than single positions in blocks of [`block_size`] would; otherwise
+/// single positions.
+fn block_shape(isa: Isa, nv: usize, pos_pad: &[usize], last: usize) -> Shape {
+    let positions = pos_pad.len();
+    let mb = block_size(isa, nv, positions);
+    let single = Shape { rows: mb, cols: 1 };
+    let padded = |s: Shape| positions.div_ceil(s.positions()) * s.positions();
+    let consecutive = |cols: usize| {
+        pos_pad
+            .chunks_exact(cols)
+            .all(|seg| seg.iter().enumerate().all(|(j, &o)| o == seg[0] + j))
+    };
+    ROW_SHAPES
+        .iter()
+        .filter(|&&(n, r, c)| {
+            n == nv && r * c <= isa.block_cap(nv) && last > 0 && last.is_multiple_of(c)
+        })
+        .map(|&(_, rows, cols)| Shape { rows, cols })
+        .filter(|&s| padded(s) <= padded(single))
+        .min_by_key(|&s| (padded(s), usize::MAX - s.positions(), s.rows))
+        .filter(|s| positions.is_multiple_of(s.cols) && consecutive(s.cols))
+        .unwrap_or(single)
+}
+
+/// The segment offsets of `shape`'s blocks over `pos_pad`: every `cols`-th offset, padded to
+/// whole blocks with the first position's (whose results are dropped); `None` when the
+/// memory cannot be had.
+fn segment_bases(shape: Shape, pos_pad: &[usize]) -> Option<Vec<usize>> {
+    let segments = pos_pad.len().div_ceil(shape.cols);
+    let padded = segments.div_ceil(shape.rows).max(1) * shape.rows;
+    let mut v = Vec::new();
+    v.try_reserve_exact(padded).ok()?;
+    v.extend(pos_pad.iter().step_by(shape.cols));
+    v.resize(padded, pos_pad.first().copied().unwrap_or(0));
+    Some(v)
 }
 
 /// Runs the convolution on the direct path with the CPU's instruction set; false (having
@@ -598,18 +733,10 @@ pub(super) unsafe fn run_with<T: Lanes>(
         tap_rhs.push((0..ns).map(|j| w[j] * geo.axes[j].sr).sum::<usize>());
         super::advance(&mut w, |d| geo.axes[d].k);
     }
-    // Per position: its offset in the padded copy and in the result. The position list is
-    // padded to whole blocks with copies of the first position, whose results are dropped.
-    let chunks = chunks(p.npad / p.lanes);
-    let mb_most = chunks
-        .iter()
-        .map(|&(_, nv)| block_size(isa, nv, p.positions))
-        .max()
-        .unwrap_or(1);
-    let padded_positions = p.positions.div_ceil(mb_most) * mb_most + mb_most;
+    // Per position: its offset in the padded copy and in the result.
     let mut pos_pad = Vec::new();
     let mut pos_out = Vec::new();
-    if pos_pad.try_reserve_exact(padded_positions).is_err()
+    if pos_pad.try_reserve_exact(p.positions).is_err()
         || pos_out.try_reserve_exact(p.positions).is_err()
     {
         return false;
@@ -624,7 +751,20 @@ pub(super) unsafe fn run_with<T: Lanes>(
         pos_out.push((0..ns).map(|j| y[j] * geo.axes[j].so).sum::<usize>());
         super::advance(&mut y, |d| geo.axes[d].y);
     }
-    pos_pad.resize(padded_positions, 0);
+    // Per chunk width (at most two, as the chunks are even): the block shape and its segment
+    // offsets.
+    let chunks = chunks(p.npad / p.lanes);
+    let mut blocks: SmallVec<[(usize, Shape, Vec<usize>); 2]> = SmallVec::new();
+    for &(_, nv) in &chunks {
+        if blocks.iter().any(|b| b.0 == nv) {
+            continue;
+        }
+        let shape = block_shape(isa, nv, &pos_pad, geo.axes[ns - 1].y);
+        let Some(bases) = segment_bases(shape, &pos_pad) else {
+            return false;
+        };
+        blocks.push((nv, shape, bases));
+    }
     let mut col_out = Vec::new();
     if col_out.try_reserve_exact(geo.o).is_err() {
         return false;
@@ -714,7 +854,7 @@ pub(super) unsafe fn run_with<T: Lanes>(
         p: &p,
         pos_step,
         tap_pad: &tap_pad,
-        pos_pad: &pos_pad,
+        blocks: &blocks,
         pos_out: &pos_out,
         col_out: &col_out,
         sources: &sources,
@@ -884,7 +1024,8 @@ struct Ctx<'a, T> {
     geo: &'a Geometry,
     p: &'a Plan,
     tap_pad: &'a [usize],
-    pos_pad: &'a [usize],
+    /// Per chunk width: its block shape and the blocks' segment offsets (see [`Shape`]).
+    blocks: &'a [(usize, Shape, Vec<usize>)],
     pos_out: &'a [usize],
     /// The result offset of each output feature.
     col_out: &'a [usize],
@@ -925,14 +1066,19 @@ impl<T: Lanes> Ctx<'_, T> {
             unsafe { self.fill(&mut buf, n, lhs.0) };
             for t in 0..geo.g {
                 for &(v0, nv) in self.chunks {
-                    let mb = block_size(p.isa, nv, p.positions);
-                    // Every block size `block_size` picks is compiled (see the tests); were one
-                    // missing, the caller would run another path over the whole result.
-                    let Some(micro) = T::micro(p.isa, nv, mb) else {
+                    let Some((_, shape, bases)) = self.blocks.iter().find(|b| b.0 == nv) else {
                         recycle(buf);
                         return false;
                     };
+                    // Every shape `block_shape` picks is compiled (see the tests); were one
+                    // missing, the caller would run another path over the whole result.
+                    let Some(micro) = T::micro(p.isa, nv, *shape) else {
+                        recycle(buf);
+                        return false;
+                    };
+                    let mb = shape.positions();
                     let mut q = 0;
+                    let mut segment = 0;
                     while q < p.positions {
                         let block = Block {
                             src: buf[t * geo.i * p.plane..].as_ptr(),
@@ -940,7 +1086,7 @@ impl<T: Lanes> Ctx<'_, T> {
                             feats: geo.i,
                             taps: self.tap_pad.as_ptr(),
                             ntaps: self.tap_pad.len(),
-                            bases: self.pos_pad[q..q + mb].as_ptr(),
+                            bases: bases[segment..segment + shape.rows].as_ptr(),
                             w: self.packed
                                 [t * geo.i * self.tap_pad.len() * p.npad + v0 * p.lanes..]
                                 .as_ptr(),
@@ -948,9 +1094,11 @@ impl<T: Lanes> Ctx<'_, T> {
                             tile: tile.as_mut_ptr(),
                         };
                         // SAFETY: the CPU has the set (checked by the caller); the padded
-                        // copy holds the group's features, every base plus tap offset lies in
-                        // a plane, the packed rows hold `nv` vectors past `v0`, and the tile
-                        // holds `mb · nv · lanes ≤ 24 · 16` elements.
+                        // copy holds the group's features, `bases` holds `shape.rows` segment
+                        // offsets whose `shape.cols` consecutive positions (checked by
+                        // `block_shape`) plus a tap offset lie in a plane, the packed rows hold
+                        // `nv` vectors past `v0`, and the tile holds `mb · nv · lanes ≤ 24 · 16`
+                        // elements.
                         unsafe { micro(&block) };
                         let width = nv * p.lanes;
                         let f0 = t * p.og + v0 * p.lanes;
@@ -971,6 +1119,7 @@ impl<T: Lanes> Ctx<'_, T> {
                             }
                         }
                         q += mb;
+                        segment += shape.rows;
                     }
                 }
             }
@@ -1203,16 +1352,25 @@ mod tests {
 
     /// Convolutions large enough to share their batch among threads (the digits CNN's second
     /// layer, forward and both transposes, with an odd batch so that the threads' ranges
-    /// differ in length), and the kernel gradient of its first layer (one result batch
+    /// differ in length), and its first layer's forward and kernel gradient (one result batch
     /// element, a long contraction), against the interpreter.
+    /// With every instruction set this CPU has, so that both sets' segment blocks (rows of
+    /// the 8×8 and 4×4 planes, whole 3×3 results) run.
     #[test]
     fn threaded_and_long_contractions_equal_the_interpreter() {
-        let Some(isa) = Isa::detect() else {
-            return;
-        };
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if isa.available() {
+                threaded_and_long_contractions_with(isa);
+            }
+        }
+    }
+
+    /// The cases of [`threaded_and_long_contractions_equal_the_interpreter`] with `isa`.
+    fn threaded_and_long_contractions_with(isa: Isa) {
         let mut rng = Rng(5);
         let (fwd, kgrad, igrad) = step_ops();
         let cases = [
+            (fwd.clone(), vec![67, 1, 8, 8], vec![16, 1, 3, 3]),
             (fwd, vec![67, 16, 8, 8], vec![32, 16, 3, 3]),
             (kgrad.clone(), vec![67, 16, 8, 8], vec![67, 32, 8, 8]),
             (igrad, vec![67, 32, 8, 8], vec![32, 16, 3, 3]),
@@ -1317,7 +1475,8 @@ mod tests {
         check::<f64>();
     }
 
-    /// Block sizes cover the positions evenly within the register budget.
+    /// Block sizes cover the positions evenly within the register budget, and every block
+    /// shape the selection picks (single positions or segments) is compiled and fits it.
     #[test]
     fn blocks_fit_the_registers() {
         for isa in [Isa::Avx2, Isa::Avx512] {
@@ -1325,16 +1484,50 @@ mod tests {
                 for positions in 1..100 {
                     let mb = block_size(isa, nv, positions);
                     assert!(mb <= isa.block_cap(nv), "{isa:?} {nv} {positions}");
+                    let single = Shape { rows: mb, cols: 1 };
                     assert!(
-                        <f32 as Lanes>::micro(isa, nv, mb).is_some()
+                        <f32 as Lanes>::micro(isa, nv, single).is_some()
                             || !cfg!(target_arch = "x86_64")
                     );
                     let blocks = positions.div_ceil(mb);
                     // No more blocks than the largest block size would take.
                     assert_eq!(blocks, positions.div_ceil(isa.block_cap(nv)).max(1));
                 }
+                // Planes of `h × w` positions with unit window strides, and with every other
+                // column (not consecutive: single positions).
+                for h in 1..10 {
+                    for w in 1..30 {
+                        for step in 1..=2 {
+                            let pos: Vec<usize> = (0..h * w)
+                                .map(|k| k / w * (step * w + 2) + k % w * step)
+                                .collect();
+                            let shape = block_shape(isa, nv, &pos, w);
+                            assert!(shape.positions() <= isa.block_cap(nv), "{shape:?}");
+                            assert!(
+                                <f64 as Lanes>::micro(isa, nv, shape).is_some()
+                                    || !cfg!(target_arch = "x86_64"),
+                                "{isa:?} {nv} {shape:?}"
+                            );
+                            if step == 2 && w > 1 {
+                                assert_eq!(shape.cols, 1);
+                            }
+                            let bases = segment_bases(shape, &pos).unwrap();
+                            assert_eq!(bases.len() % shape.rows, 0);
+                            assert!(bases.len() * shape.cols >= pos.len());
+                        }
+                    }
+                }
             }
         }
+        // The digits CNN's planes take segments: 8×8 and 4×4 by rows, 3×3 whole.
+        let plane = |h: usize, w: usize| -> Vec<usize> {
+            (0..h * w).map(|k| k / w * (w + 2) + k % w).collect()
+        };
+        let shape = |nv, h, w| block_shape(Isa::Avx512, nv, &plane(h, w), w);
+        assert_eq!(shape(1, 8, 8), Shape { rows: 2, cols: 8 });
+        assert_eq!(shape(2, 4, 4), Shape { rows: 2, cols: 4 });
+        assert_eq!(shape(1, 4, 4), Shape { rows: 4, cols: 4 });
+        assert_eq!(shape(2, 3, 3), Shape { rows: 3, cols: 3 });
         assert_eq!(chunks(5).as_slice(), &[(0, 2), (2, 3)]);
         assert_eq!(chunks(8).as_slice(), &[(0, 4), (4, 4)]);
         assert_eq!(chunks(1).as_slice(), &[(0, 1)]);

@@ -470,6 +470,7 @@ fn pairs(g: &Geometry) -> bool {
 /// Calls `f(r0, r1, dst)` for each pair of operand rows `2·oh`, `2·oh + 1` (their first
 /// `2·wo` elements) of each batch element and the result row `oh` (`wo` elements); the
 /// geometry is one of [`pairs`].
+#[inline(always)]
 fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T], &[T], &mut [U])) {
     let (w, wo) = (g.w, g.wo);
     for (b, rows) in out.chunks_exact_mut(g.ho * wo).enumerate() {
@@ -482,29 +483,46 @@ fn row_pairs<T, U>(g: &Geometry, a: &[T], out: &mut [U], mut f: impl FnMut(&[T],
 
 /// [`reduce_keys`] on 2×2 windows of stride 2 ([`pairs`]): the extremum of four keys,
 /// written so that the compiler vectorises it (the keys' integer max or min is the
-/// interpreter's fold, as in [`reduce_keys`]).
-fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) {
-    let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+/// interpreter's fold, as in [`reduce_keys`], on windows without NaNs). Returns whether a
+/// window held a NaN, in which case the caller computes the result again by the
+/// interpreter's rule: the check rides along the one pass over the operand instead of a pass
+/// of its own before it (measured: that pass was about a third of the pooling pair's time in
+/// the digits CNN's step, as the operand comes from memory each time).
+fn reduce_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], out: &mut [T]) -> bool {
+    // The keys of NaNs lie above the key of `+∞` (positive NaNs) or below that of `−∞`
+    // (negative ones), so the largest and smallest keys read tell whether a window held one;
+    // kept as integer extrema, the loop stays vectorised (a flag per element did not).
+    let (mut hi, mut lo) = (T::LOWEST.key(), T::HIGHEST.key());
     row_pairs(g, a, out, |r0, r1, dst| {
+        let (mut h, mut l) = (hi, lo);
         for ((d, p), q) in dst
             .iter_mut()
             .zip(r0.chunks_exact(2))
             .zip(r1.chunks_exact(2))
         {
-            let best = ext(ext(p[0].key(), p[1].key()), ext(q[0].key(), q[1].key()));
-            *d = T::from_key(best);
+            let k = [p[0].key(), p[1].key(), q[0].key(), q[1].key()];
+            let mx = k[0].max(k[1]).max(k[2].max(k[3]));
+            let mn = k[0].min(k[1]).min(k[2].min(k[3]));
+            h = h.max(mx);
+            l = l.min(mn);
+            *d = T::from_key(if MAX { mx } else { mn });
         }
+        (hi, lo) = (h, l);
     });
+    hi > T::HIGHEST.key() || lo < T::LOWEST.key()
 }
 
-/// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]) with an operand `x`
-/// without NaNs: each window's first element with the extreme key (row-major order, as
-/// [`select_each`] picks) receives `0 + value`, the other three zeros; the windows tile the
-/// rows they cover, and rows or columns no window covers are zeroed. The selection is four
-/// comparisons with the window's extremum and masks, no branches (on random data a branch per
-/// comparison mispredicts often; measured, it made this the step's slowest loop).
-fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+/// `select_and_scatter_add` on 2×2 windows of stride 2 ([`pairs`]): each window's first
+/// element with the extreme key (row-major order, as [`select_each`] picks) receives
+/// `0 + value`, the other three zeros; the windows tile the rows they cover, and rows or
+/// columns no window covers are zeroed. The selection is four comparisons with the window's
+/// extremum and masks, no branches (on random data a branch per comparison mispredicts often;
+/// measured, it made this the step's slowest loop). That is the interpreter's selection on
+/// windows of `x` without NaNs; the result says whether a window held one, in which case the
+/// caller computes the whole result again (as in [`reduce_pairs`]).
+fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) -> bool {
     let ext = |p: T::Key, q: T::Key| if MAX { p.max(q) } else { p.min(q) };
+    let mut nan = false;
     let (w, wo) = (g.w, g.wo);
     if 2 * g.ho != g.h || 2 * wo != w {
         out.fill(T::ZERO);
@@ -518,12 +536,9 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
             let (o0, o1) = (&mut o0[..2 * wo], &mut o1[..2 * wo]);
             let src = &src[..wo];
             for j in 0..wo {
-                let k = [
-                    x0[2 * j].key(),
-                    x0[2 * j + 1].key(),
-                    x1[2 * j].key(),
-                    x1[2 * j + 1].key(),
-                ];
+                let e = [x0[2 * j], x0[2 * j + 1], x1[2 * j], x1[2 * j + 1]];
+                nan |= e[0].is_nan() | e[1].is_nan() | e[2].is_nan() | e[3].is_nan();
+                let k = e.map(Elem::key);
                 let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
                 let s0 = k[0] == m;
                 let s1 = !s0 & (k[1] == m);
@@ -537,22 +552,32 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
             }
         }
     }
+    nan
 }
 
 /// [`scatter_pairs`] on f32 with `sse4.1` vectors of four windows: the two rows of four
 /// windows are split into their even and odd columns, the keys' maximum (or minimum) is the
 /// windows' extremum, and comparisons with it give the first extremum's mask; windows past
 /// the last whole group of four take the scalar loop. Bit for bit the same as
-/// [`scatter_pairs`] (the same keys, extremum and first-match rule).
+/// [`scatter_pairs`] (the same keys, extremum and first-match rule), and the same answer to
+/// whether a window held a NaN.
 ///
 /// # Safety
 /// The CPU must have `sse4.1`; the geometry is one of [`pairs`] and the slices' lengths were
 /// checked against it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.1")]
-unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+unsafe fn scatter_pairs_f32<const MAX: bool>(
+    g: &Geometry,
+    a: &[f32],
+    x: &[f32],
+    out: &mut [f32],
+) -> bool {
     use std::arch::x86_64::*;
     let (w, wo) = (g.w, g.wo);
+    // Lanes that met a NaN: unordered comparisons of the windows' values with themselves.
+    let mut nans = _mm_setzero_ps();
+    let mut nan = false;
     if 2 * g.ho != g.h || 2 * wo != w {
         out.fill(0.0);
     }
@@ -587,6 +612,11 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32],
                     let (p0, p1) = (x0.as_ptr().add(2 * j), x1.as_ptr().add(2 * j));
                     let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
                     let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
+                    let un = |v: __m128| _mm_cmpunord_ps(v, v);
+                    nans = _mm_or_ps(
+                        nans,
+                        _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
+                    );
                     // Even and odd columns: the windows' four elements in row-major order.
                     let k0 = key(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
                     let k1 = key(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
@@ -612,12 +642,9 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32],
                 j += 4;
             }
             for j in whole..wo {
-                let k = [
-                    x0[2 * j].key(),
-                    x0[2 * j + 1].key(),
-                    x1[2 * j].key(),
-                    x1[2 * j + 1].key(),
-                ];
+                let e = [x0[2 * j], x0[2 * j + 1], x1[2 * j], x1[2 * j + 1]];
+                nan |= e.iter().any(|v| v.is_nan());
+                let k = e.map(Elem::key);
                 let ext = |p: i32, q: i32| if MAX { p.max(q) } else { p.min(q) };
                 let m = ext(ext(k[0], k[1]), ext(k[2], k[3]));
                 let s0 = k[0] == m;
@@ -631,18 +658,115 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32],
             }
         }
     }
+    nan | (_mm_movemask_ps(nans) != 0)
 }
 
-/// The element types whose 2×2 scatter has a vector loop.
-trait ScatterPairs: Elem {
-    /// [`scatter_pairs`], with the vector loop when the CPU has it.
-    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], x: &[Self], out: &mut [Self]) {
+/// [`reduce_pairs`] on f32 with `sse4.1` vectors of four windows, as in
+/// [`scatter_pairs_f32`]: the two rows of four windows split into their even and odd columns,
+/// the windows' extremum the keys' maximum (or minimum), the NaN check unordered comparisons
+/// of the values with themselves; windows past the last whole group of four take the scalar
+/// loop. Bit for bit the same as [`reduce_pairs`] (the keys' extremum), and the same answer to
+/// whether a window held a NaN. (Compiled for `avx2`, the generic loop did not vectorise
+/// across the CNN's four windows to a row.)
+///
+/// # Safety
+/// The CPU must have `sse4.1`; the geometry is one of [`pairs`] and the slices' lengths were
+/// checked against it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn reduce_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], out: &mut [f32]) -> bool {
+    use std::arch::x86_64::*;
+    let mut nans = _mm_setzero_ps();
+    let mut nan = false;
+    // The key of four values (see `Elem::key`), which is also the value of four keys.
+    let key = |b: __m128i| {
+        _mm_xor_si128(
+            b,
+            _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
+        )
+    };
+    let ext = |p: __m128i, q: __m128i| {
+        if MAX {
+            _mm_max_epi32(p, q)
+        } else {
+            _mm_min_epi32(p, q)
+        }
+    };
+    let whole = g.wo / 4 * 4;
+    row_pairs(g, a, out, |r0, r1, dst| {
+        let mut j = 0;
+        while j < whole {
+            // SAFETY: windows `j..j + 4` lie in the rows (`j + 4 ≤ wo`), so their eight
+            // columns `2j..2j + 8` of each row and their four results are in the slices.
+            unsafe {
+                let (p0, p1) = (r0.as_ptr().add(2 * j), r1.as_ptr().add(2 * j));
+                let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
+                let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
+                let un = |v: __m128| _mm_cmpunord_ps(v, v);
+                nans = _mm_or_ps(
+                    nans,
+                    _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
+                );
+                let k = |v: __m128| key(_mm_castps_si128(v));
+                let k0 = k(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
+                let k1 = k(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
+                let k2 = k(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
+                let k3 = k(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
+                let m = ext(ext(k0, k1), ext(k2, k3));
+                _mm_storeu_ps(dst.as_mut_ptr().add(j), _mm_castsi128_ps(key(m)));
+            }
+            j += 4;
+        }
+        for j in whole..dst.len() {
+            let e = [r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]];
+            nan |= e.iter().any(|v| v.is_nan());
+            let k = e.map(Elem::key);
+            let m = if MAX {
+                k[0].max(k[1]).max(k[2].max(k[3]))
+            } else {
+                k[0].min(k[1]).min(k[2].min(k[3]))
+            };
+            dst[j] = f32::from_key(m);
+        }
+    });
+    nan | (_mm_movemask_ps(nans) != 0)
+}
+
+/// The element types whose 2×2 pooling and scatter have vector loops.
+trait Pairs: Elem {
+    /// [`reduce_pairs`], with the vector loop when the CPU has it; true when a window held a
+    /// NaN (the result must then be computed again).
+    fn reduce_pairs_fast<const MAX: bool>(g: &Geometry, a: &[Self], out: &mut [Self]) -> bool {
+        reduce_pairs::<Self, MAX>(g, a, out)
+    }
+
+    /// [`scatter_pairs`], with the vector loop when the CPU has it; true when a window held a
+    /// NaN (the result must then be computed again).
+    fn scatter_pairs_fast<const MAX: bool>(
+        g: &Geometry,
+        a: &[Self],
+        x: &[Self],
+        out: &mut [Self],
+    ) -> bool {
         scatter_pairs::<Self, MAX>(g, a, x, out)
     }
 }
 
-impl ScatterPairs for f32 {
-    fn scatter_pairs_fast<const MAX: bool>(g: &Geometry, a: &[f32], x: &[f32], out: &mut [f32]) {
+impl Pairs for f32 {
+    fn reduce_pairs_fast<const MAX: bool>(g: &Geometry, a: &[f32], out: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("sse4.1") {
+            // SAFETY: the CPU has `sse4.1`; the geometry and lengths are the caller's.
+            return unsafe { reduce_pairs_f32::<MAX>(g, a, out) };
+        }
+        reduce_pairs::<f32, MAX>(g, a, out)
+    }
+    fn scatter_pairs_fast<const MAX: bool>(
+        g: &Geometry,
+        a: &[f32],
+        x: &[f32],
+        out: &mut [f32],
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("sse4.1") {
             // SAFETY: the CPU has `sse4.1`; the geometry and lengths are the caller's.
@@ -651,22 +775,26 @@ impl ScatterPairs for f32 {
         scatter_pairs::<f32, MAX>(g, a, x, out)
     }
 }
-impl ScatterPairs for f64 {}
-impl ScatterPairs for i32 {}
+impl Pairs for f64 {}
+impl Pairs for i32 {}
 
 /// Runs the op of `g` (see the module documentation): `a` is the reduced, gathered or
 /// scattered operand, `x` the one the windows select on. The slices' lengths were checked.
-fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+fn run<T: Pairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
+    // The 2×2 paths check for NaNs as they go and leave the windows that had one to the
+    // general paths below, which then rewrite the whole result.
+    let done = match g.kind {
+        Kind::Reduce(Monoid::Max) if pairs(g) => !T::reduce_pairs_fast::<true>(g, a, out),
+        Kind::Reduce(Monoid::Min) if pairs(g) => !T::reduce_pairs_fast::<false>(g, a, out),
+        Kind::Scatter(Select::Max) if pairs(g) => !T::scatter_pairs_fast::<true>(g, a, x, out),
+        Kind::Scatter(Select::Min) if pairs(g) => !T::scatter_pairs_fast::<false>(g, a, x, out),
+        Kind::Reduce(_) | Kind::Gather(_) | Kind::Scatter(_) => false,
+    };
+    if done {
+        return;
+    }
     let keyed = || g.c == 1 && !has_nan(a);
     match g.kind {
-        Kind::Reduce(Monoid::Max) if pairs(g) && keyed() => reduce_pairs::<T, true>(g, a, out),
-        Kind::Reduce(Monoid::Min) if pairs(g) && keyed() => reduce_pairs::<T, false>(g, a, out),
-        Kind::Scatter(Select::Max) if pairs(g) && !has_nan(x) => {
-            T::scatter_pairs_fast::<true>(g, a, x, out)
-        }
-        Kind::Scatter(Select::Min) if pairs(g) && !has_nan(x) => {
-            T::scatter_pairs_fast::<false>(g, a, x, out)
-        }
         Kind::Reduce(Monoid::Sum) => reduce(g, a, out, T::ZERO, T::add),
         Kind::Reduce(Monoid::Max) if keyed() => reduce_keys(g, a, out, true),
         Kind::Reduce(Monoid::Min) if keyed() => reduce_keys(g, a, out, false),
@@ -683,7 +811,7 @@ fn run<T: ScatterPairs>(g: &Geometry, a: &[T], x: &[T], out: &mut [T]) {
 
 /// Checks the block `p` against the buffers' lengths and runs it; false (doing nothing) when
 /// they disagree.
-fn kernel<T: ScatterPairs>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
+fn kernel<T: Pairs>(p: &[i64], a: &[T], x: &[T], out: &mut [T]) -> bool {
     let Some(g) = Geometry::decode(p) else {
         return false;
     };

@@ -30,7 +30,7 @@ macro_rules! binary_helpers {
 }
 
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 unary_helpers! {
     ferrax_round_f64: f64 => |x| UnaryOp::Round.scalar_f64(x);
@@ -321,7 +321,7 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
     }
     // The caller starts on the parts at once and the pool's threads join as they wake (see
     // `crate::share`): a scope would hand the loop to the pool and put the caller to sleep.
-    let next = std::sync::atomic::AtomicI64::new(0);
+    let next = AtomicI64::new(0);
     let work = || loop {
         let lo = next.fetch_add(chunk, Ordering::Relaxed);
         if lo >= n {

@@ -194,3 +194,56 @@ fn near_misses_keep_the_generic_loop_and_agree() {
         check_all(&mut rng, &w, &[3, 5, 6], true);
     }
 }
+
+/// The 2×2 stride-2 paths check for NaNs while they pool: a single NaN at every place of an
+/// NCHW operand (even sizes, and odd ones whose last row and column no window covers, where a
+/// NaN changes nothing), with the other values distinct so that the NaN alone decides which
+/// path must give the interpreter's answer; f32 (whose scatter has a vector loop over groups of
+/// four windows, here 4 and 5 windows to a row) and f64, max and min, pooling and its
+/// cotangent's scatter.
+#[test]
+fn a_single_nan_anywhere_in_two_by_two_pooling() {
+    let w = Window::new(&[1, 1, 2, 2]).with_strides(&[1, 1, 2, 2]);
+    for dims in [[1usize, 2, 4, 8], [1, 1, 5, 11]] {
+        let out = w.out_dims(&dims).expect("a valid window");
+        let n: usize = dims.iter().product();
+        let no: usize = out.iter().product();
+        for dt in [DType::F32, DType::F64] {
+            let (xt, ot) = (Type::new(dt, &dims), Type::new(dt, &out));
+            let c: Vec<f64> = (0..no).map(|k| k as f64 + 0.5).collect();
+            let c = Array::from_f64(out.to_vec(), c).unwrap().cast(dt);
+            for at in 0..n {
+                let v: Vec<f64> = (0..n)
+                    .map(|k| {
+                        if k == at {
+                            f64::NAN
+                        } else {
+                            ((k * 37) % n) as f64 - 9.0
+                        }
+                    })
+                    .collect();
+                let x = Array::from_f64(dims.to_vec(), v).unwrap().cast(dt);
+                for monoid in [Monoid::Max, Monoid::Min] {
+                    let op = WindowOp::Reduce {
+                        monoid,
+                        window: w.clone(),
+                    };
+                    check(
+                        &graph(op, std::slice::from_ref(&xt)),
+                        std::slice::from_ref(&x),
+                    );
+                }
+                for select in [Select::Max, Select::Min] {
+                    let scatter = WindowOp::SelectAndScatterAdd {
+                        select,
+                        window: w.clone(),
+                    };
+                    check(
+                        &graph(scatter, &[ot.clone(), xt.clone()]),
+                        &[c.clone(), x.clone()],
+                    );
+                }
+            }
+        }
+    }
+}

@@ -555,6 +555,71 @@ fn scatter_pairs<T: Elem, const MAX: bool>(g: &Geometry, a: &[T], x: &[T], out: 
     nan
 }
 
+/// The keys of four f32 lanes (see `Elem::key`); the map is its own inverse, so it also
+/// turns four keys back into values.
+///
+/// # Safety
+/// The CPU must have `sse4.1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+#[inline]
+unsafe fn key4(b: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    _mm_xor_si128(
+        b,
+        _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
+    )
+}
+
+/// Four 2×2 windows of f32 side by side, from the eight values at `p0` (their top row) and
+/// at `p1` (their bottom row): the keys of the windows' four elements in row-major order
+/// (even and odd columns of each row) and the keys' maximum (or minimum, `MAX` false). Lanes
+/// holding a NaN are or-ed into `nans` (unordered comparisons of the values with themselves).
+///
+/// # Safety
+/// The CPU must have `sse4.1`, and `p0` and `p1` must each point to eight readable values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+#[inline]
+unsafe fn windows4<const MAX: bool>(
+    p0: *const f32,
+    p1: *const f32,
+    nans: &mut std::arch::x86_64::__m128,
+) -> ([std::arch::x86_64::__m128i; 4], std::arch::x86_64::__m128i) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller guarantees eight values at each pointer.
+    let (a0, a1, b0, b1) = unsafe {
+        (
+            _mm_loadu_ps(p0),
+            _mm_loadu_ps(p0.add(4)),
+            _mm_loadu_ps(p1),
+            _mm_loadu_ps(p1.add(4)),
+        )
+    };
+    let un = |v: __m128| _mm_cmpunord_ps(v, v);
+    *nans = _mm_or_ps(
+        *nans,
+        _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
+    );
+    // SAFETY: the CPU has `sse4.1` (this function's own requirement).
+    let k = |v: __m128| unsafe { key4(_mm_castps_si128(v)) };
+    let keys = [
+        k(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1)),
+        k(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1)),
+        k(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1)),
+        k(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1)),
+    ];
+    let ext = |p: __m128i, q: __m128i| {
+        if MAX {
+            _mm_max_epi32(p, q)
+        } else {
+            _mm_min_epi32(p, q)
+        }
+    };
+    let m = ext(ext(keys[0], keys[1]), ext(keys[2], keys[3]));
+    (keys, m)
+}
+
 /// [`scatter_pairs`] on f32 with `sse4.1` vectors of four windows: the two rows of four
 /// windows are split into their even and odd columns, the keys' maximum (or minimum) is the
 /// windows' extremum, and comparisons with it give the first extremum's mask; windows past
@@ -581,21 +646,6 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(
     if 2 * g.ho != g.h || 2 * wo != w {
         out.fill(0.0);
     }
-    // The key of four values (see `Elem::key`).
-    let key = |v: __m128| {
-        let b = _mm_castps_si128(v);
-        _mm_xor_si128(
-            b,
-            _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
-        )
-    };
-    let ext = |p: __m128i, q: __m128i| {
-        if MAX {
-            _mm_max_epi32(p, q)
-        } else {
-            _mm_min_epi32(p, q)
-        }
-    };
     let whole = wo / 4 * 4;
     for b in 0..g.b {
         for oh in 0..g.ho {
@@ -609,20 +659,8 @@ unsafe fn scatter_pairs_f32<const MAX: bool>(
                 // SAFETY: windows `j..j + 4` lie in the rows (`j + 4 ≤ wo`), so their eight
                 // columns `2j..2j + 8` of each row and their four values are in the slices.
                 unsafe {
-                    let (p0, p1) = (x0.as_ptr().add(2 * j), x1.as_ptr().add(2 * j));
-                    let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
-                    let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
-                    let un = |v: __m128| _mm_cmpunord_ps(v, v);
-                    nans = _mm_or_ps(
-                        nans,
-                        _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
-                    );
-                    // Even and odd columns: the windows' four elements in row-major order.
-                    let k0 = key(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
-                    let k1 = key(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
-                    let k2 = key(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
-                    let k3 = key(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
-                    let m = ext(ext(k0, k1), ext(k2, k3));
+                    let p = (x0.as_ptr().add(2 * j), x1.as_ptr().add(2 * j));
+                    let ([k0, k1, k2, _], m) = windows4::<MAX>(p.0, p.1, &mut nans);
                     let s0 = _mm_cmpeq_epi32(k0, m);
                     let s1 = _mm_andnot_si128(s0, _mm_cmpeq_epi32(k1, m));
                     let taken = _mm_or_si128(s0, s1);
@@ -678,20 +716,6 @@ unsafe fn reduce_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], out: &mut [
     use std::arch::x86_64::*;
     let mut nans = _mm_setzero_ps();
     let mut nan = false;
-    // The key of four values (see `Elem::key`), which is also the value of four keys.
-    let key = |b: __m128i| {
-        _mm_xor_si128(
-            b,
-            _mm_and_si128(_mm_srai_epi32(b, 31), _mm_set1_epi32(i32::MAX)),
-        )
-    };
-    let ext = |p: __m128i, q: __m128i| {
-        if MAX {
-            _mm_max_epi32(p, q)
-        } else {
-            _mm_min_epi32(p, q)
-        }
-    };
     let whole = g.wo / 4 * 4;
     row_pairs(g, a, out, |r0, r1, dst| {
         let mut j = 0;
@@ -699,21 +723,9 @@ unsafe fn reduce_pairs_f32<const MAX: bool>(g: &Geometry, a: &[f32], out: &mut [
             // SAFETY: windows `j..j + 4` lie in the rows (`j + 4 ≤ wo`), so their eight
             // columns `2j..2j + 8` of each row and their four results are in the slices.
             unsafe {
-                let (p0, p1) = (r0.as_ptr().add(2 * j), r1.as_ptr().add(2 * j));
-                let (a0, a1) = (_mm_loadu_ps(p0), _mm_loadu_ps(p0.add(4)));
-                let (b0, b1) = (_mm_loadu_ps(p1), _mm_loadu_ps(p1.add(4)));
-                let un = |v: __m128| _mm_cmpunord_ps(v, v);
-                nans = _mm_or_ps(
-                    nans,
-                    _mm_or_ps(_mm_or_ps(un(a0), un(a1)), _mm_or_ps(un(b0), un(b1))),
-                );
-                let k = |v: __m128| key(_mm_castps_si128(v));
-                let k0 = k(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
-                let k1 = k(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
-                let k2 = k(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
-                let k3 = k(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
-                let m = ext(ext(k0, k1), ext(k2, k3));
-                _mm_storeu_ps(dst.as_mut_ptr().add(j), _mm_castsi128_ps(key(m)));
+                let (_, m) =
+                    windows4::<MAX>(r0.as_ptr().add(2 * j), r1.as_ptr().add(2 * j), &mut nans);
+                _mm_storeu_ps(dst.as_mut_ptr().add(j), _mm_castsi128_ps(key4(m)));
             }
             j += 4;
         }

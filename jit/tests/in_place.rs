@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{array, close, same_bits, Rng};
+use common::{adam, adam_args, adam_types, array, close, same_bits, Rng};
 use ferrax_ir::{interp, trace, Array, DType, Graph, Tensor, Type};
 use ferrax_jit::{compile, Compiled, JitOptions, MathMode};
 
@@ -75,20 +75,6 @@ fn check(g: &Graph, args: &[Array]) -> Vec<Option<usize>> {
     f.in_place_outputs().to_vec()
 }
 
-/// Adam's update over one parameter tensor: `(p', m', v')` from `(p, g, m, v)`, with the
-/// hyperparameters as rank-0 parameters.
-fn adam(xs: &[Tensor]) -> Vec<Tensor> {
-    let (p, g, m, v) = (&xs[0], &xs[1], &xs[2], &xs[3]);
-    let (b1, b2, lr, eps) = (&xs[4], &xs[5], &xs[6], &xs[7]);
-    let dims = p.shape().to_vec();
-    let like = |s: &Tensor| s.broadcast_in_dim(&dims, &[]);
-    let m2 = like(&(1.0 - b1)) * g + like(b1) * m;
-    let v2 = like(&(1.0 - b2)) * (g * g) + like(b2) * v;
-    let u =
-        &m2 * like(&(1.0 - b1).recip()) / ((&v2 * like(&(1.0 - b2).recip())).sqrt() + like(eps));
-    vec![p - like(lr) * u, m2, v2]
-}
-
 #[test]
 fn adam_updates_run_in_place_and_match_the_interpreter() {
     let mut rng = Rng(23);
@@ -100,17 +86,9 @@ fn adam_updates_run_in_place_and_match_the_interpreter() {
             vec![3, 5],
             vec![0, 4],
         ] {
-            let mut types = vec![Type::new(dtype, &dims); 4];
-            types.extend((0..4).map(|_| Type::new(dtype, &[])));
-            let g = graph(adam, &types);
+            let g = graph(|xs| adam(xs).to_vec(), &adam_types(dtype, &dims));
             for specials in [false, true] {
-                let mut args: Vec<Array> = [(-2.0, 2.0), (-2.0, 2.0), (-1.0, 1.0), (0.0, 1.0)]
-                    .iter()
-                    .map(|&(lo, hi)| array(&mut rng, dtype, &dims, lo, hi, specials))
-                    .collect();
-                for x in [0.9, 0.999, 1e-3, 1e-8] {
-                    args.push(Array::scalar(dtype, x));
-                }
+                let args = adam_args(&mut rng, dtype, &dims, specials);
                 let plan = check(&g, &args);
                 // Each of the three updates takes a distinct tensor argument (the gradient
                 // or a state tensor: all are read at the index written, in one loop).

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{array, check_with, same_bits, Rng};
+use common::{adam, adam_args, adam_types, array, check_with, same_bits, Rng};
 use ferrax_ir::{interp, trace, DType, Graph, Tensor, Type};
 use ferrax_jit::{compile, stats, JitOptions, MathMode};
 
@@ -41,39 +41,6 @@ fn check_stored(g: &Graph, args: &[ferrax_ir::Array], tol: f64) -> u64 {
     stored
 }
 
-/// Adam's update over one parameter tensor: `(p', m', v')` from `(p, g, m, v)`, with the
-/// hyperparameters as rank-0 parameters (so nothing folds into constants).
-fn adam(xs: &[Tensor]) -> (Tensor, Tensor, Tensor) {
-    let (p, g, m, v) = (&xs[0], &xs[1], &xs[2], &xs[3]);
-    let (b1, b2, lr, eps) = (&xs[4], &xs[5], &xs[6], &xs[7]);
-    let dims = p.shape().to_vec();
-    let like = |s: &Tensor| s.broadcast_in_dim(&dims, &[]);
-    let m2 = like(&(1.0 - b1)) * g + like(b1) * m;
-    let v2 = like(&(1.0 - b2)) * (g * g) + like(b2) * v;
-    let u =
-        &m2 * like(&(1.0 - b1).recip()) / ((&v2 * like(&(1.0 - b2).recip())).sqrt() + like(eps));
-    (p - like(lr) * u, m2, v2)
-}
-
-fn types(dtype: DType, dims: &[usize]) -> Vec<Type> {
-    let mut t = vec![Type::new(dtype, dims); 4];
-    t.extend((0..4).map(|_| Type::new(dtype, &[])));
-    t
-}
-
-fn args(rng: &mut Rng, dtype: DType, dims: &[usize], specials: bool) -> Vec<ferrax_ir::Array> {
-    let mut a = vec![
-        array(rng, dtype, dims, -2.0, 2.0, specials),
-        array(rng, dtype, dims, -2.0, 2.0, specials),
-        array(rng, dtype, dims, -1.0, 1.0, specials),
-        array(rng, dtype, dims, 0.0, 1.0, specials),
-    ];
-    for x in [0.9, 0.999, 1e-3, 1e-8] {
-        a.push(ferrax_ir::Array::scalar(dtype, x));
-    }
-    a
-}
-
 #[test]
 fn stored_members_match_the_interpreter() {
     let mut rng = Rng(17);
@@ -90,13 +57,13 @@ fn stored_members_match_the_interpreter() {
             let empty = dims.iter().product::<usize>() == 0;
             let g = graph(
                 |xs| {
-                    let (p, m, v) = adam(xs);
+                    let [p, m, v] = adam(xs);
                     vec![p, m, v]
                 },
-                &types(dtype, &dims),
+                &adam_types(dtype, &dims),
             );
             for specials in [false, true] {
-                let stored = check_stored(&g, &args(&mut rng, dtype, &dims, specials), tol);
+                let stored = check_stored(&g, &adam_args(&mut rng, dtype, &dims, specials), tol);
                 assert!(
                     stored == 2 || empty,
                     "{dtype} {dims:?}: {stored} stored members, want the two moments"
@@ -105,12 +72,12 @@ fn stored_members_match_the_interpreter() {
             // An output listed twice, and the moments before the parameters.
             let g = graph(
                 |xs| {
-                    let (p, m, v) = adam(xs);
+                    let [p, m, v] = adam(xs);
                     vec![m.clone(), v, p, m]
                 },
-                &types(dtype, &dims),
+                &adam_types(dtype, &dims),
             );
-            let stored = check_stored(&g, &args(&mut rng, dtype, &dims, true), tol);
+            let stored = check_stored(&g, &adam_args(&mut rng, dtype, &dims, true), tol);
             assert!(stored == 2 || empty, "{dtype} {dims:?}: {stored} stored");
         }
         // A network's backward pattern: `d = (1 − t²)·g`, read from memory by a product and
@@ -171,36 +138,36 @@ fn stored_members_match_the_interpreter() {
         // `m'` also feeds a reduction: it keeps its loop; `v'` is still stored.
         let g = graph(
             |xs| {
-                let (p, m, v) = adam(xs);
+                let [p, m, v] = adam(xs);
                 let s = m.sum(&[0]);
                 vec![p, m, v, s]
             },
-            &types(dtype, &dims),
+            &adam_types(dtype, &dims),
         );
-        let stored = check_stored(&g, &args(&mut rng, dtype, &dims, true), tol);
+        let stored = check_stored(&g, &adam_args(&mut rng, dtype, &dims, true), tol);
         assert_eq!(stored, 1, "{dtype}: only v' is stored");
         // A transposed user reads `m'` at other indices: not stored.
         let g = graph(
             |xs| {
-                let (p, m, _) = adam(xs);
+                let [p, m, _] = adam(xs);
                 let t = m.transpose(&[1, 0]) * 2.0;
                 vec![p, m, t]
             },
-            &types(dtype, &dims),
+            &adam_types(dtype, &dims),
         );
-        let stored = check_stored(&g, &args(&mut rng, dtype, &dims, true), tol);
+        let stored = check_stored(&g, &adam_args(&mut rng, dtype, &dims, true), tol);
         assert_eq!(stored, 0, "{dtype}: a remapped user keeps m' in memory");
         // An output of another dtype than its group's root (a comparison's bool) is not
         // stored; the float output it feeds through a select still is the root.
         let g = graph(
             |xs| {
-                let (p, m, _) = adam(xs);
+                let [p, m, _] = adam(xs);
                 let pos = m.gt(m.zeros_like());
                 vec![pos.select(&p, &m), pos]
             },
-            &types(dtype, &dims),
+            &adam_types(dtype, &dims),
         );
-        let stored = check_stored(&g, &args(&mut rng, dtype, &dims, true), tol);
+        let stored = check_stored(&g, &adam_args(&mut rng, dtype, &dims, true), tol);
         assert_eq!(stored, 0, "{dtype}: a bool output keeps its loop");
     }
 }

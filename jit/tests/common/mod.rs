@@ -1,7 +1,7 @@
 //! Shared helpers of the JIT tests: deterministic inputs and a JIT-vs-interpreter check.
 #![allow(dead_code)]
 
-use ferrax_ir::{interp, Array, DType, Data, Graph, Shape};
+use ferrax_ir::{interp, Array, DType, Data, Graph, Shape, Tensor, Type};
 use ferrax_jit::{compile, JitOptions};
 
 /// Deterministic pseudo-random numbers (a 64-bit LCG).
@@ -126,4 +126,40 @@ pub fn check_with(graph: &Graph, args: &[Array], tol: Option<f64>) {
             "call_into differs: {w} vs {g}"
         );
     }
+}
+
+/// Adam's update over one parameter tensor: `[p', m', v']` from `(p, g, m, v)`, with the
+/// hyperparameters `(b1, b2, lr, eps)` as rank-0 parameters (so nothing folds into constants).
+pub fn adam(xs: &[Tensor]) -> [Tensor; 3] {
+    let (p, g, m, v) = (&xs[0], &xs[1], &xs[2], &xs[3]);
+    let (b1, b2, lr, eps) = (&xs[4], &xs[5], &xs[6], &xs[7]);
+    let dims = p.shape().to_vec();
+    let like = |s: &Tensor| s.broadcast_in_dim(&dims, &[]);
+    let m2 = like(&(1.0 - b1)) * g + like(b1) * m;
+    let v2 = like(&(1.0 - b2)) * (g * g) + like(b2) * v;
+    let u =
+        &m2 * like(&(1.0 - b1).recip()) / ((&v2 * like(&(1.0 - b2).recip())).sqrt() + like(eps));
+    [p - like(lr) * u, m2, v2]
+}
+
+/// The parameter types of [`adam`]: four tensors of `dims`, then four scalars.
+pub fn adam_types(dtype: DType, dims: &[usize]) -> Vec<Type> {
+    let mut t = vec![Type::new(dtype, dims); 4];
+    t.extend((0..4).map(|_| Type::new(dtype, &[])));
+    t
+}
+
+/// Arguments for [`adam`]: a parameter, a gradient, a first moment in [-1, 1), a second moment
+/// in [0, 1) (with `specials` sprinkled in), and the usual hyperparameters.
+pub fn adam_args(rng: &mut Rng, dtype: DType, dims: &[usize], specials: bool) -> Vec<Array> {
+    let mut a = vec![
+        array(rng, dtype, dims, -2.0, 2.0, specials),
+        array(rng, dtype, dims, -2.0, 2.0, specials),
+        array(rng, dtype, dims, -1.0, 1.0, specials),
+        array(rng, dtype, dims, 0.0, 1.0, specials),
+    ];
+    for x in [0.9, 0.999, 1e-3, 1e-8] {
+        a.push(Array::scalar(dtype, x));
+    }
+    a
 }

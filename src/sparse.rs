@@ -161,14 +161,16 @@ impl Sparse {
     }
 }
 
+/// Which sparse derivative a plan computes (shared with the tree entry points).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Jacobian,
     Hessian,
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    /// The name of the entry point, for error messages.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Jacobian => "jacobian_sparse",
             Kind::Hessian => "hessian_sparse",

@@ -244,6 +244,16 @@ impl Type {
             shape: self.shape.clone(),
         }
     }
+
+    /// The type with axis `axis` removed (one member of a batch along that axis), or `None`
+    /// when the type has no such axis.
+    pub fn without_axis(&self, axis: usize) -> Option<Type> {
+        (axis < self.rank()).then(|| {
+            let mut d = self.dims().to_vec();
+            d.remove(axis);
+            Type::new(self.dtype, &d)
+        })
+    }
 }
 
 impl fmt::Display for Type {

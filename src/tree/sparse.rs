@@ -12,7 +12,7 @@
 
 use super::transforms::{tuple_def, Flat, IntoTreeFn, TreeArgs, TreeFn};
 use super::{KeyPath, TreeDef};
-use crate::sparse::{Ordering, Pattern, Sparse, SparseDerivative};
+use crate::sparse::{Kind, Ordering, Pattern, Sparse, SparseDerivative};
 use crate::{Array, Error, ErrorKind, Function, Result, Shape, Type};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -126,21 +126,6 @@ pub struct TreePattern {
     pub rows: LeafIndex,
     /// The columns, as in [`TreeSparse::cols`].
     pub cols: LeafIndex,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kind {
-    Jacobian,
-    Hessian,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Jacobian => "jacobian_sparse",
-            Kind::Hessian => "hessian_sparse",
-        }
-    }
 }
 
 /// Everything one argument structure and leaf types need: the positional function of the

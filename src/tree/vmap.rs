@@ -288,11 +288,7 @@ fn member_types(axes: &[Option<usize>], types: &[Type]) -> Result<Vec<Type>> {
     for (k, (t, a)) in types.iter().zip(axes).enumerate() {
         out.push(match a {
             None => t.clone(),
-            Some(a) if *a < t.rank() => {
-                let mut d = t.dims().to_vec();
-                d.remove(*a);
-                Type::new(t.dtype, &d)
-            }
+            Some(a) if let Some(m) = t.without_axis(*a) => m,
             Some(a) => {
                 return Err(Error::new(
                     ErrorKind::Axis,

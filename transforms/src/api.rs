@@ -609,11 +609,7 @@ impl Vmap {
             for (i, (t, a)) in types.iter().zip(&ia).enumerate() {
                 member.push(match a {
                     None => t.clone(),
-                    Some(a) if *a < t.rank() => {
-                        let mut d = t.dims().to_vec();
-                        d.remove(*a);
-                        Type::new(t.dtype, &d)
-                    }
+                    Some(a) if let Some(m) = t.without_axis(*a) => m,
                     Some(a) => {
                         return Err(Error::new(
                             ErrorKind::Axis,

@@ -880,8 +880,7 @@ fn vector_reads(
                 let Slot::Mem(base) = cx.slot(sp.reads[h.index].leaf)? else {
                     return Err(jit_err("a contiguous read of a register value"));
                 };
-                let o = cx.fb.ins().iadd(offs[h.index], i);
-                let addr = cx.elem_addr(base, o, DType::I32);
+                let addr = row_elem_addr(cx, base, offs[h.index], i, DType::I32);
                 let flags = MemFlagsData::new().with_notrap();
                 let (ix, one) = match ty {
                     types::I64X2 => (
@@ -916,8 +915,7 @@ fn vector_reads(
                     return Err(jit_err("a contiguous read of a register value"));
                 };
                 let dtype = cx.graph.ty(r.leaf).dtype;
-                let o = cx.fb.ins().iadd(offs[k], i);
-                let addr = cx.elem_addr(base, o, dtype);
+                let addr = row_elem_addr(cx, base, offs[k], i, dtype);
                 let flags = MemFlagsData::new().with_notrap();
                 match (dtype, int_lanes(vty)) {
                     (DType::I32, types::I64X2) => cx.fb.ins().sload32x2(flags, addr, 0),
@@ -928,6 +926,23 @@ fn vector_reads(
         });
     }
     Ok(vals)
+}
+
+/// The address of element `row + i` of a buffer of `dtype` at `base`, where `row` is fixed
+/// along the row and `i` is the inner index: `(base + row·size) + i·size`, whose first part
+/// Cranelift computes once per row, outside the inner loop, so each access in the loop is
+/// one addressing mode (base register plus scaled index) rather than an add and an address.
+fn row_elem_addr(
+    cx: &mut Ctx,
+    base: ir::Value,
+    row: ir::Value,
+    i: ir::Value,
+    dtype: DType,
+) -> ir::Value {
+    let at_row = cx.elem_addr(base, row, dtype);
+    let size = dtype.size_bytes() as i64;
+    let bytes = cx.fb.ins().imul_imm_s(i, size);
+    cx.fb.ins().iadd(at_row, bytes)
 }
 
 /// The read values at inner index `i` as scalars; reads `part` does not load are left as a
@@ -1324,8 +1339,7 @@ fn emit_span(
                 let Slot::Mem(base) = cx.slot(v)? else {
                     return Err(jit_err("a fused result without a buffer"));
                 };
-                let o = cx.fb.ins().iadd(offs[acc], i);
-                let addr = cx.elem_addr(base, o, dtype);
+                let addr = row_elem_addr(cx, base, offs[acc], i, dtype);
                 let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
                 cx.fb
                     .ins()

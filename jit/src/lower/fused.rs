@@ -865,18 +865,17 @@ fn vector_reads(
     part: Option<&Part>,
 ) -> Result<SmallVec<[ir::Value; 8]>> {
     let mut vals: SmallVec<[ir::Value; 8]> = SmallVec::new();
-    // Reads that share a row-invariant slot (see [`row_invariants`]) load it once.
     for (k, r) in sp.reads.iter().enumerate() {
         if !wanted(part, k) || !r.top {
             vals.push(i);
             continue;
         }
         vals.push(match inv[k] {
-            Some((ty, back)) if r.index.is_some() => {
+            // The row's position, loaded before the loop (see [`row_invariants`]).
+            Some((ty, at)) if r.index.is_some() => {
                 let Some(h) = one_hot(cx, sp, k, lane_dtype(vty)) else {
                     return Err(jit_err("a row-invariant gathered read that is not one-hot"));
                 };
-                let at = back;
                 let Slot::Mem(base) = cx.slot(sp.reads[h.index].leaf)? else {
                     return Err(jit_err("a contiguous read of a register value"));
                 };
@@ -898,7 +897,7 @@ fn vector_reads(
                 let le = MemFlagsData::new().with_endianness(ir::Endianness::Little);
                 cx.fb.ins().bitcast(vty, le, bits)
             }
-            Some((_, back)) => back,
+            Some((_, splat)) => splat,
             None if r.index.is_some() => {
                 let inner = sp.dims.len() - 1;
                 let x = remap::load_plain(cx, &sp.reads, inner, offs, i, k)?;

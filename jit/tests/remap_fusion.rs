@@ -822,3 +822,73 @@ fn few_long_rows_and_whole_outputs_match_the_interpreter() {
         }
     }
 }
+
+/// Row invariants shared between reads, and float vectors negated or made absolute: the
+/// sparse Hessian's compressed loop, `pad(−s₀·c + |x₀|·c) + pad(s₁·(x₁ − c))` with the seeds
+/// `s` a `k × k` identity gathered by colours and read at two shifted places (one-hot reads
+/// that compare with one position per row), one scalar constant broadcast to two shapes
+/// (one splat for both), one vector read at two row offsets (two splats), and pads whose segments leave some reads unused (they are then not
+/// loaded). JIT against the interpreter bit for bit, in f32 and f64, with NaNs, infinities
+/// and signed zeros in `x` (a negation or absolute value changes only the sign bit), on
+/// small sizes, odd lengths and the parallel path.
+#[test]
+fn shared_row_invariants_match_the_interpreter() {
+    let mut rng = Rng(59);
+    for dtype in [DType::F64, DType::F32] {
+        for (k, n) in [(2usize, 1usize), (3, 2), (3, 9), (4, 37), (3, 70_001)] {
+            let mut b = Builder::new();
+            let x = b.param(Type::new(dtype, &[n + 1]));
+            let eye: Vec<f64> = (0..k * k)
+                .map(|i| if i / k == i % k { 1.0 } else { 0.0 })
+                .collect();
+            let eye = Array::from_f64(Shape::new(&[k, k]), eye)
+                .expect("identity")
+                .cast(dtype);
+            let eye = b
+                .push1(Op::Literal(LiteralOp::Const(Literal::new(eye))), &[])
+                .expect("const");
+            let colours: Vec<i32> = (0..n + 1).map(|i| ((i * 7 + 3) % k) as i32).collect();
+            let seeds = gather(&mut b, eye, &colours, &[n + 1], 1);
+            let s0 = slice(&mut b, seeds, &[0, 0], &[k, n], &[1, 1]);
+            let s1 = slice(&mut b, seeds, &[0, 1], &[k, n + 1], &[1, 1]);
+            let x0 = slice(&mut b, x, &[0], &[n], &[1]);
+            let x1 = slice(&mut b, x, &[1], &[n + 1], &[1]);
+            let wide = |b: &mut Builder, v: Value, dims: &[usize]| {
+                let op = Op::Shape(ShapeOp::BroadcastInDim {
+                    shape: Shape::new(&[k, n]),
+                    dims: dims.into(),
+                });
+                b.push1(op, &[v]).expect("broadcast")
+            };
+            // Per-row values from one vector at two offsets: one leaf, two invariants.
+            let w = b.param(Type::new(dtype, &[k + 1]));
+            let w0 = slice(&mut b, w, &[0], &[k], &[1]);
+            let w1 = slice(&mut b, w, &[1], &[k + 1], &[1]);
+            let (w0, w1) = (wide(&mut b, w0, &[0]), wide(&mut b, w1, &[0]));
+            let c = scalar(&mut b, dtype, -400.0);
+            let (c1, c2) = (wide(&mut b, c, &[]), wide(&mut b, c, &[]));
+            let (x0, x1) = (wide(&mut b, x0, &[1]), wide(&mut b, x1, &[1]));
+            let neg = b.push1(Op::Unary(UnaryOp::Neg), &[s0]).expect("neg");
+            let t = b.push1(Op::Binary(BinaryOp::Mul), &[neg, c1]).expect("mul");
+            let ax = b.push1(Op::Unary(UnaryOp::Abs), &[x0]).expect("abs");
+            let u = b.push1(Op::Binary(BinaryOp::Mul), &[ax, c2]).expect("mul");
+            let u = b.push1(Op::Binary(BinaryOp::Mul), &[u, w0]).expect("mul");
+            let left = b.push1(Op::Binary(BinaryOp::Add), &[t, u]).expect("add");
+            let d = b.push1(Op::Binary(BinaryOp::Sub), &[x1, c2]).expect("sub");
+            let d = b.push1(Op::Binary(BinaryOp::Sub), &[d, w1]).expect("sub");
+            let right = b.push1(Op::Binary(BinaryOp::Mul), &[s1, d]).expect("mul");
+            let zero = scalar(&mut b, dtype, 0.0);
+            let pl = pad(&mut b, left, zero, &[0, 1], &[0, 0]).expect("pad");
+            let pr = pad(&mut b, right, zero, &[0, 0], &[0, 1]).expect("pad");
+            let sum = b.push1(Op::Binary(BinaryOp::Add), &[pl, pr]).expect("add");
+            let g = b.finish(&[sum]);
+            let f = compile(&g, &JitOptions::default()).expect("compile");
+            assert_eq!(f.workspace_bytes(), 0, "{dtype} k={k} n={n}");
+            let args = [
+                array(&mut rng, dtype, &[n + 1], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[k + 1], -2.0, 2.0, false),
+            ];
+            check(&g, &args);
+        }
+    }
+}

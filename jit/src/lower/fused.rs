@@ -28,7 +28,7 @@ use super::{clty, jit_err, Ctx, Slot};
 use crate::MathMode;
 use cranelift_codegen::ir::{
     self, condcodes::IntCC, types, AbiParam, Function, InstBuilder, MemFlagsData, Signature,
-    StackSlot, StackSlotData, StackSlotKind,
+    StackSlotData, StackSlotKind,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::Module;
@@ -641,8 +641,9 @@ fn counted_loop(
     Ok(cx.fb.use_var(var))
 }
 
-/// A read that is invariant along the row: its splatted value, parked in a stack slot.
-type Inv = (StackSlot, ir::Type);
+/// A read that is invariant along the row: the type of its splatted value and that value, as
+/// loaded back from the stack slot it was parked in.
+type Inv = (ir::Type, ir::Value);
 
 /// Whether read `k` is loaded when evaluating `part` (every read for the whole group).
 fn wanted(part: Option<&Part>, k: usize) -> bool {
@@ -652,8 +653,14 @@ fn wanted(part: Option<&Part>, k: usize) -> bool {
 /// The reads that are invariant along the row (stride 0), splatted once per row, and the
 /// positions [`OneHot`] reads compare their indices with (only those `part` loads).
 ///
-/// The splats are stored to stack slots and reloaded in the loop (one load each): Cranelift
-/// would otherwise re-place the pure splat (and its widening) inside the loop body.
+/// Each splat is stored to a stack slot and loaded back at once, before the loop: Cranelift
+/// would otherwise re-place the pure splat (and its widening) inside the loop body, while a
+/// load stays where it is, so the loop finds the value in a register (or, where registers run
+/// short, reloads it from the spill slot). Reads splatting the same value share one (see
+/// [`computed_alike`]): the one-hot reads of the sparse derivatives' seeds at `i − 1`, `i` and
+/// `i + 1` all compare with one position, and a scalar constant broadcast twice is one value.
+/// Before, every read had its own slot and reloaded it in every iteration: the Rosenbrock
+/// Hessian's main loop made eleven such loads per two lanes, four of them of one position.
 fn row_invariants(
     cx: &mut Ctx,
     sp: &Spec,
@@ -665,43 +672,113 @@ fn row_invariants(
     let mut inv: SmallVec<[Option<Inv>; 8]> = SmallVec::new();
     for (k, r) in sp.reads.iter().enumerate() {
         let hot = one_hot(cx, sp, k, lane_dtype(vty)).filter(|_| wanted(part, k) && r.top);
-        inv.push(
-            if (invariant(r, inner) && wanted(part, k) && r.top) || hot.is_some() {
-                let v = match hot {
-                    // A one-hot read keeps the position its indices are compared with.
-                    Some(h) => {
-                        let at = if h.columns {
-                            cx.fb.ins().udiv_imm_s(offs[k], h.k as i64)
-                        } else {
-                            offs[k]
-                        };
-                        let at = match int_lanes(vty) {
-                            types::I64X2 => at,
-                            _ => cx.fb.ins().ireduce(types::I32, at),
-                        };
-                        cx.fb.ins().splat(int_lanes(vty), at)
-                    }
-                    None => {
-                        let x = cx.load(r.leaf, offs[k])?;
-                        let dtype = cx.graph.ty(r.leaf).dtype;
-                        splat_scalar(cx, x, dtype, vty)
-                    }
-                };
-                let ty = cx.fb.func.dfg.value_type(v);
-                let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
-                    StackSlotKind::ExplicitSlot,
-                    16,
-                    4,
-                ));
-                let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
-                cx.fb.ins().store(MemFlagsData::trusted(), v, addr, 0);
-                Some((slot, ty))
-            } else {
-                None
-            },
-        );
+        // A read splatting what an earlier one splats (the same leaf at an offset computed
+        // alike, as one-hot or not) shares its slot: one load per distinct value.
+        let twin = (0..k).find(|&j| {
+            inv[j].is_some()
+                && sp.reads[j].leaf == r.leaf
+                && one_hot(cx, sp, j, lane_dtype(vty)).map(|h| (h.k, h.columns))
+                    == hot.map(|h| (h.k, h.columns))
+                && computed_alike(&cx.fb.func.dfg, offs[j], offs[k], ALIKE_DEPTH)
+        });
+        let splatted = (invariant(r, inner) && wanted(part, k) && r.top) || hot.is_some();
+        if let Some(j) = twin.filter(|_| splatted) {
+            inv.push(inv[j]);
+            continue;
+        }
+        inv.push(if splatted {
+            let v = match hot {
+                // A one-hot read keeps the position its indices are compared with.
+                Some(h) => {
+                    let at = if h.columns {
+                        cx.fb.ins().udiv_imm_s(offs[k], h.k as i64)
+                    } else {
+                        offs[k]
+                    };
+                    let at = match int_lanes(vty) {
+                        types::I64X2 => at,
+                        _ => cx.fb.ins().ireduce(types::I32, at),
+                    };
+                    cx.fb.ins().splat(int_lanes(vty), at)
+                }
+                None => {
+                    let x = cx.load(r.leaf, offs[k])?;
+                    let dtype = cx.graph.ty(r.leaf).dtype;
+                    splat_scalar(cx, x, dtype, vty)
+                }
+            };
+            let ty = cx.fb.func.dfg.value_type(v);
+            let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                16,
+                4,
+            ));
+            let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
+            cx.fb.ins().store(MemFlagsData::trusted(), v, addr, 0);
+            let back = cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0);
+            Some((ty, back))
+        } else {
+            None
+        });
     }
     Ok(inv)
+}
+
+/// How many instructions deep [`computed_alike`] compares two row offsets.
+const ALIKE_DEPTH: u32 = 8;
+
+/// Whether SSA values `a` and `b` hold the same value because they are computed alike: the
+/// same value, or results of one opcode with the same immediates and type on operands
+/// computed alike, looking at most `depth` instructions deep. Only instructions whose operands
+/// are all inline (unary, binary, ternary, comparisons, constants) are compared, never loads,
+/// so the result does not depend on memory. The row offsets of a loop's reads are such
+/// expressions of the outer loop indices, often built twice for two reads of one place.
+fn computed_alike(dfg: &ir::DataFlowGraph, a: ir::Value, b: ir::Value, depth: u32) -> bool {
+    use ir::InstructionData as D;
+    if a == b {
+        return true;
+    }
+    if depth == 0 || dfg.value_type(a) != dfg.value_type(b) {
+        return false;
+    }
+    let (ir::ValueDef::Result(ia, 0), ir::ValueDef::Result(ib, 0)) =
+        (dfg.value_def(a), dfg.value_def(b))
+    else {
+        return false;
+    };
+    let (da, db) = (&dfg.insts[ia], &dfg.insts[ib]);
+    let inline = |d: &D| {
+        matches!(
+            d,
+            D::Unary { .. }
+                | D::UnaryImm { .. }
+                | D::Binary { .. }
+                | D::BinaryImm8 { .. }
+                | D::Ternary { .. }
+                | D::IntCompare { .. }
+                | D::UnaryIeee32 { .. }
+                | D::UnaryIeee64 { .. }
+        )
+    };
+    if !inline(da) || da.opcode() != db.opcode() || da.opcode().can_load() {
+        return false;
+    }
+    let pool = &dfg.value_lists;
+    let (xa, xb) = (da.arguments(pool), db.arguments(pool));
+    if xa.len() != xb.len()
+        || !xa
+            .iter()
+            .zip(xb)
+            .all(|(&x, &y)| computed_alike(dfg, x, y, depth - 1))
+    {
+        return false;
+    }
+    // The same instruction with `b`'s operands: equal when the immediates are. Inline
+    // operands never touch the pool, so an empty one serves.
+    let mut with_b = *da;
+    let mut scratch = ir::ValueListPool::new();
+    with_b.arguments_mut(&mut scratch).copy_from_slice(xb);
+    with_b.eq(db, pool)
 }
 
 /// Whether read `r` has one value along a row: stride 0 along the inner dimension, and no
@@ -794,17 +871,15 @@ fn vector_reads(
             continue;
         }
         vals.push(match inv[k] {
-            Some((slot, ty)) if r.index.is_some() => {
+            // The row's position, loaded before the loop (see [`row_invariants`]).
+            Some((ty, at)) if r.index.is_some() => {
                 let Some(h) = one_hot(cx, sp, k, lane_dtype(vty)) else {
                     return Err(jit_err("a row-invariant gathered read that is not one-hot"));
                 };
-                let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
-                let at = cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0);
                 let Slot::Mem(base) = cx.slot(sp.reads[h.index].leaf)? else {
                     return Err(jit_err("a contiguous read of a register value"));
                 };
-                let o = cx.fb.ins().iadd(offs[h.index], i);
-                let addr = cx.elem_addr(base, o, DType::I32);
+                let addr = row_elem_addr(cx, base, offs[h.index], i, DType::I32);
                 let flags = MemFlagsData::new().with_notrap();
                 let (ix, one) = match ty {
                     types::I64X2 => (
@@ -822,10 +897,7 @@ fn vector_reads(
                 let le = MemFlagsData::new().with_endianness(ir::Endianness::Little);
                 cx.fb.ins().bitcast(vty, le, bits)
             }
-            Some((slot, ty)) => {
-                let addr = cx.fb.ins().stack_addr(types::I64, slot, 0);
-                cx.fb.ins().load(ty, MemFlagsData::trusted(), addr, 0)
-            }
+            Some((_, splat)) => splat,
             None if r.index.is_some() => {
                 let inner = sp.dims.len() - 1;
                 let x = remap::load_plain(cx, &sp.reads, inner, offs, i, k)?;
@@ -842,8 +914,7 @@ fn vector_reads(
                     return Err(jit_err("a contiguous read of a register value"));
                 };
                 let dtype = cx.graph.ty(r.leaf).dtype;
-                let o = cx.fb.ins().iadd(offs[k], i);
-                let addr = cx.elem_addr(base, o, dtype);
+                let addr = row_elem_addr(cx, base, offs[k], i, dtype);
                 let flags = MemFlagsData::new().with_notrap();
                 match (dtype, int_lanes(vty)) {
                     (DType::I32, types::I64X2) => cx.fb.ins().sload32x2(flags, addr, 0),
@@ -854,6 +925,23 @@ fn vector_reads(
         });
     }
     Ok(vals)
+}
+
+/// The address of element `row + i` of a buffer of `dtype` at `base`, where `row` is fixed
+/// along the row and `i` is the inner index: `(base + row·size) + i·size`, whose first part
+/// Cranelift computes once per row, outside the inner loop, so each access in the loop is
+/// one addressing mode (base register plus scaled index) rather than an add and an address.
+fn row_elem_addr(
+    cx: &mut Ctx,
+    base: ir::Value,
+    row: ir::Value,
+    i: ir::Value,
+    dtype: DType,
+) -> ir::Value {
+    let at_row = cx.elem_addr(base, row, dtype);
+    let size = dtype.size_bytes() as i64;
+    let bytes = cx.fb.ins().imul_imm_s(i, size);
+    cx.fb.ins().iadd(at_row, bytes)
 }
 
 /// The read values at inner index `i` as scalars; reads `part` does not load are left as a
@@ -1035,11 +1123,17 @@ fn segment_spec(
             guards.clear();
         }
     }
+    // With the selects decided, a pad's operand or its fallback may be needed no longer: such
+    // reads are neither resolved nor loaded (a band's parts keep every read).
+    let used = match sp.band {
+        Some(_) => vec![true; sp.reads.len()],
+        None => used_reads(&nodes, &sp.outs, sp.reads.len()),
+    };
     // Resolve every read before emitting any code for the row's offsets.
     let rows = remap::all_rows(&sp.dims);
     let mut chosen: Vec<Option<remap::Resolved>> = Vec::with_capacity(sp.reads.len());
     for (k, r) in sp.reads.iter().enumerate() {
-        if !r.top {
+        if !r.top || !used[k] {
             chosen.push(None);
             continue;
         }
@@ -1060,6 +1154,9 @@ fn segment_spec(
         chosen.push(Some(res));
     }
     let mut reads = sp.reads.clone();
+    for (r, &u) in reads.iter_mut().zip(&used) {
+        r.top &= u;
+    }
     let mut seg_offs: SmallVec<[ir::Value; 8]> = SmallVec::from_slice(offs);
     for (k, res) in chosen.iter().enumerate() {
         let Some(res) = res else { continue };
@@ -1098,6 +1195,33 @@ fn segment_spec(
         },
         seg_offs,
     ))
+}
+
+/// Which reads the values `outs` need through `nodes` (operands before their users): a read
+/// that only feeds nodes no output needs is not needed. [`eval`] skips such nodes.
+fn used_reads(nodes: &[Node], outs: &[Src], nreads: usize) -> Vec<bool> {
+    let mut live = vec![false; nodes.len()];
+    let mut used = vec![false; nreads];
+    let mut mark = |s: Src, live: &mut Vec<bool>| match s {
+        Src::Node(j) => live[j] = true,
+        Src::Read(k) => used[k] = true,
+    };
+    for &s in outs {
+        mark(s, &mut live);
+    }
+    for n in (0..nodes.len()).rev() {
+        if !live[n] {
+            continue;
+        }
+        match &nodes[n] {
+            Node::Op { args, .. } => args.iter().for_each(|&a| mark(a, &mut live)),
+            Node::Select { then, other, .. } => {
+                mark(*then, &mut live);
+                mark(*other, &mut live);
+            }
+        }
+    }
+    used
 }
 
 /// Whether the reads `leaves` (which one row chooses between) are gathers with one axis
@@ -1214,8 +1338,7 @@ fn emit_span(
                 let Slot::Mem(base) = cx.slot(v)? else {
                     return Err(jit_err("a fused result without a buffer"));
                 };
-                let o = cx.fb.ins().iadd(offs[acc], i);
-                let addr = cx.elem_addr(base, o, dtype);
+                let addr = row_elem_addr(cx, base, offs[acc], i, dtype);
                 let bytes = (k * lanes * dtype.size_bytes() as i64) as i32;
                 cx.fb
                     .ins()
@@ -1533,6 +1656,13 @@ fn eval(
     at: Option<(&[ir::Value], ir::Value)>,
 ) -> Result<SmallVec<[ir::Value; 2]>> {
     let mut vals: Vec<Option<ir::Value>> = vec![None; sp.nodes.len()];
+    // A node is dead when it reads what this loop does not load (a segment's unused reads,
+    // see [`used_reads`]) or uses a dead node; no output needs it.
+    let mut dead = vec![false; sp.nodes.len()];
+    let unloaded = |s: &Src, dead: &[bool]| match *s {
+        Src::Read(k) => !sp.reads[k].top,
+        Src::Node(j) => dead[j],
+    };
     let get = |cx: &mut Ctx, vals: &[Option<ir::Value>], s: Src| -> Result<ir::Value> {
         match s {
             Src::Node(k) => {
@@ -1551,6 +1681,16 @@ fn eval(
         }
     };
     for (n, node) in sp.nodes.iter().enumerate() {
+        let skip = match node {
+            Node::Op { args, .. } => args.iter().any(|a| unloaded(a, &dead)),
+            Node::Select { then, other, .. } => {
+                unloaded(then, &dead) || (at.is_some() && unloaded(other, &dead))
+            }
+        };
+        if skip {
+            dead[n] = true;
+            continue;
+        }
         let y = match node {
             Node::Op { member, args } => {
                 if part.is_some_and(|p| !p.members.contains(member)) {

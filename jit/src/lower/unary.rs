@@ -8,6 +8,25 @@ use cranelift_codegen::ir::{self, condcodes::FloatCC, condcodes::IntCC, InstBuil
 use ferrax_ir::ops::UnaryOp;
 use ferrax_ir::{DType, Result};
 
+/// `neg` or `abs` of a float vector as one bitwise operation with a constant mask (flipping
+/// or clearing each lane's sign bit, which is all `fneg` and `fabs` do): the x64 lowering of
+/// `fneg` and `fabs` builds its mask anew with three instructions at every use, while a splatted
+/// constant is loaded once, outside the loop.
+fn sign_bit(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> ir::Value {
+    let ty = cx.fb.func.dfg.value_type(x);
+    let mask = match (ty.lane_type() == ir::types::F32, op == UnaryOp::Neg) {
+        (true, true) => cx.fb.ins().f32const(f32::from_bits(1 << 31)),
+        (true, false) => cx.fb.ins().f32const(f32::from_bits(!(1 << 31))),
+        (false, true) => cx.fb.ins().f64const(f64::from_bits(1 << 63)),
+        (false, false) => cx.fb.ins().f64const(f64::from_bits(!(1 << 63))),
+    };
+    let mask = cx.fb.ins().splat(ty, mask);
+    match op {
+        UnaryOp::Neg => cx.fb.ins().bxor(x, mask),
+        _ => cx.fb.ins().band(x, mask),
+    }
+}
+
 /// Emits `op(x)` for one element `x` of `dtype`.
 ///
 /// `elements` is the size of the op's operand: it decides, with the math mode, whether
@@ -34,6 +53,9 @@ pub(crate) fn emit(
         Ok(cx.call(&sym, &[t], &[t], &[x])?[0])
     };
     Ok(match op {
+        UnaryOp::Neg | UnaryOp::Abs if cx.fb.func.dfg.value_type(x).is_vector() => {
+            sign_bit(cx, op, x)
+        }
         UnaryOp::Neg => cx.fb.ins().fneg(x),
         UnaryOp::Abs => cx.fb.ins().fabs(x),
         UnaryOp::Sign => {

@@ -335,16 +335,10 @@ unsafe extern "C" fn ferrax_parallel_for(kernel: *const u8, ctx: *const u8, n: i
 /// GEMMs with at least this many multiply-adds are split across threads.
 const GEMM_PAR_MIN: usize = 1 << 21;
 
-/// Each thread's measured GEMM rate (multiply-adds per nanosecond, as `f32` bits; 0 until
-/// first measured): the pool's threads at their rayon index, and every thread outside the pool
-/// (the callers of compiled code) together in the slot after the pool's. Threads beyond the
-/// table, and threads not yet measured, count at the mean of the measured ones.
+/// Each pool thread's measured GEMM rate (multiply-adds per nanosecond, as `f32` bits; 0 until
+/// first measured), indexed by rayon thread index. Threads beyond the table, and threads not
+/// yet measured, count at the mean of the measured ones.
 static GEMM_RATE: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
-
-/// The [`GEMM_RATE`] slot of the calling thread, for a pool of `threads` threads.
-fn rate_slot(threads: usize) -> usize {
-    rayon::current_thread_index().unwrap_or(threads)
-}
 
 /// Runs `f(row0, rows, col0, cols)` over the `m×n` result of a GEMM, split across threads
 /// when the product is large (each part an independent GEMM on a block of `C`).
@@ -355,84 +349,81 @@ fn rate_slot(threads: usize) -> usize {
 /// larger operand, rows when `m ≥ n` and columns otherwise: a batch of 128 times a 784×256
 /// layer is cut into column blocks, each thread packing only its half of the weights.
 ///
-/// The calling thread starts on the product at once and the pool's threads join as they wake
-/// (`crate::share::share_work`): each taking part claims blocks from a shared cursor until
-/// none is left, so a helper that wakes late finds the work done instead of being waited for.
-/// A block is sized by the claiming thread's measured rate against the others' (on a shared
-/// machine one core can run GEMMs at half the speed of the other for minutes, and an even
-/// split then waits for the slow half); the thread times its GEMM and updates its rate. An
-/// element's result does not depend on the split, so neither do the output bits.
+/// The blocks are shared in proportion to each thread's measured rate: on a shared machine
+/// one core can run GEMMs at half the speed of the other for minutes, and an even split then
+/// waits for the slow half. Each part is one job; the thread that runs it claims a block sized
+/// by its own rate from a shared cursor (the last job takes what remains), times the GEMM and
+/// updates its rate. An element's result does not depend on the split, so neither do the output
+/// bits.
 fn gemm_parts(m: usize, k: usize, n: usize, f: impl Fn(usize, usize, usize, usize) + Sync) {
-    let threads = pool_threads();
+    let parts = pool_threads();
     // Saturating: this runs inside an `extern "C"` helper, where an overflow panic would
     // abort the process.
     let work = m.saturating_mul(k).saturating_mul(n);
-    // Rows and columns are claimed in multiples of 16, which the panels of `matrixmultiply`'s
-    // kernels divide (16×16 in f32, 8×8 in f64 with AVX-512; smaller without).
+    // Rows are claimed in multiples of 8, columns of 16 (the kernels' panel widths).
     let rows = m >= n;
-    let (len, unit) = (if rows { m } else { n }, 16);
-    if threads <= 1 || work < GEMM_PAR_MIN || len < 2 * threads {
+    let (len, unit) = if rows { (m, 8) } else { (n, 16) };
+    if parts <= 1 || work < GEMM_PAR_MIN || len < 2 * parts {
         f(0, m, 0, n);
         return;
     }
-    let measured = |i: usize| -> Option<f32> {
-        let r = f32::from_bits(GEMM_RATE.get(i)?.load(Ordering::Relaxed));
+    let measured = |i: Option<usize>| -> Option<f32> {
+        let r = f32::from_bits(GEMM_RATE.get(i?)?.load(Ordering::Relaxed));
         (r > 0.0).then_some(r)
     };
-    let (sum, count) = (0..=threads)
-        .filter_map(measured)
+    let (sum, count) = (0..parts)
+        .filter_map(|i| measured(Some(i)))
         .fold((0.0f32, 0u32), |(s, c), r| (s + r, c + 1));
     let mean = if count == 0 { 1.0 } else { sum / count as f32 };
+    let rate = |i: Option<usize>| measured(i).unwrap_or(mean);
+    // The pool's total rate; a thread's share is its rate over this.
+    let total: f32 = (0..parts).map(|i| rate(Some(i))).sum();
     let cursor = AtomicUsize::new(0);
-    let run = || {
-        let slot = rate_slot(threads);
-        let mine = measured(slot).unwrap_or(mean);
-        // Which pool threads will help is not known, so the others count at the mean. At
-        // least a quarter of an even share, so that a slow thread keeps being measured.
-        let share = (mine / (mine + (threads - 1) as f32 * mean)).max(0.25 / threads as f32);
-        // Rounded to the nearest unit: rounding up would leave a sliver for the last thread.
-        let want = ((len as f32 * share / unit as f32).round() as usize).max(1) * unit;
-        loop {
-            let (lo, hi) = claim_block(&cursor, len, want, unit);
-            if lo >= hi {
-                break;
-            }
-            let t = std::time::Instant::now();
-            if rows {
-                f(lo, hi - lo, 0, n);
-            } else {
-                f(0, m, lo, hi - lo);
-            }
-            let ns = t.elapsed().as_nanos().max(1) as f32;
-            if let Some(cell) = GEMM_RATE.get(slot) {
-                let now = (hi - lo) as f32 * (work / len) as f32 / ns;
-                let old = f32::from_bits(cell.load(Ordering::Relaxed));
-                let new = if old > 0.0 { 0.5 * (old + now) } else { now };
-                cell.store(new.to_bits(), Ordering::Relaxed);
-            }
+    let claimed = AtomicUsize::new(0);
+    let job = || {
+        let me = rayon::current_thread_index();
+        // At least a quarter of an even share, so a slow thread keeps being measured.
+        let share = (rate(me) / total).max(0.25 / parts as f32);
+        let want = ((len as f32 * share) as usize).div_ceil(unit) * unit;
+        let last = claimed.fetch_add(1, Ordering::AcqRel) + 1 == parts;
+        let (lo, hi) = claim_rows(&cursor, len, want, last);
+        if lo >= hi {
+            return;
+        }
+        let t = std::time::Instant::now();
+        if rows {
+            f(lo, hi - lo, 0, n);
+        } else {
+            f(0, m, lo, hi - lo);
+        }
+        let ns = t.elapsed().as_nanos().max(1) as f32;
+        if let Some(slot) = me.and_then(|i| GEMM_RATE.get(i)) {
+            let now = (hi - lo) as f32 * (work / len) as f32 / ns;
+            let old = f32::from_bits(slot.load(Ordering::Relaxed));
+            let new = if old > 0.0 { 0.5 * (old + now) } else { now };
+            slot.store(new.to_bits(), Ordering::Relaxed);
         }
     };
-    crate::share::share_work(threads - 1, &run);
+    rayon::scope(|s| {
+        let job = &job;
+        for _ in 1..parts {
+            s.spawn(move |_| job());
+        }
+        job();
+    });
 }
 
-/// Claims the next `want` of `len` rows (or columns) from `cursor`, as a half-open range, and
-/// the rest with them when fewer than `unit` would remain (a sliver would repack the other
-/// operand for little work); empty once all are claimed.
-fn claim_block(cursor: &AtomicUsize, len: usize, want: usize, unit: usize) -> (usize, usize) {
-    let mut lo = cursor.load(Ordering::Acquire);
-    loop {
-        if lo >= len {
-            return (len, len);
-        }
-        let mut hi = lo.saturating_add(want).min(len);
-        if len - hi < unit {
-            hi = len;
-        }
-        match cursor.compare_exchange_weak(lo, hi, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return (lo, hi),
-            Err(now) => lo = now,
-        }
-    }
+/// Claims the next `want` of `m` rows from `cursor` (all the remaining ones when `last`), as
+/// a half-open range; empty once the rows are used up.
+fn claim_rows(cursor: &AtomicUsize, m: usize, want: usize, last: bool) -> (usize, usize) {
+    let lo = if last {
+        cursor.swap(m, Ordering::AcqRel)
+    } else {
+        cursor.fetch_add(want, Ordering::AcqRel)
+    };
+    let lo = lo.min(m);
+    let hi = if last { m } else { (lo + want).min(m) };
+    (lo, hi)
 }
 
 /// The alignment of a `taped_while` tape.
@@ -680,33 +671,29 @@ mod tests {
     }
 
     #[test]
-    fn claimed_blocks_tile_the_matrix() {
-        // Wants that fall short, overshoot or leave a sliver: claimed in turn, the blocks
-        // tile 0..len exactly, none shorter than the unit unless the whole is.
-        for (len, want, unit) in [
-            (17, 8, 8),
-            (17, 24, 8),
-            (131, 64, 16),
-            (131, 120, 16),
-            (100, 1, 1),
-            (100, 16, 16),
-            (5, 16, 16),
+    fn claimed_rows_tile_the_matrix() {
+        // Wants that fall short (rounding), overshoot, or are zero: the claims still tile
+        // 0..m exactly, the last taking the remainder.
+        for (m, wants) in [
+            (17, &[8, 8][..]),
+            (17, &[24, 8]),
+            (131, &[72, 72]),
+            (100, &[0, 0, 0]),
+            (100, &[40, 8, 8, 8]),
         ] {
             let cursor = AtomicUsize::new(0);
             let mut next = 0;
-            loop {
-                let (lo, hi) = claim_block(&cursor, len, want, unit);
-                if lo >= hi {
-                    break;
+            for (i, &w) in wants.iter().enumerate() {
+                let (lo, hi) = claim_rows(&cursor, m, w, i + 1 == wants.len());
+                if lo < hi {
+                    assert_eq!(
+                        lo, next,
+                        "m = {m}, wants {wants:?}: claim {i} starts at {lo}"
+                    );
+                    next = hi;
                 }
-                assert_eq!(lo, next, "len {len}, want {want}: a claim starts at {lo}");
-                assert!(
-                    hi - lo >= unit.min(len),
-                    "len {len}, want {want}: a sliver {lo}..{hi}"
-                );
-                next = hi;
             }
-            assert_eq!(next, len, "len {len}, want {want}: {next}.. unclaimed");
+            assert_eq!(next, m, "m = {m}, wants {wants:?}: rows {next}.. unclaimed");
         }
     }
 
@@ -714,15 +701,13 @@ mod tests {
     fn gemm_parts_cover_every_row_or_column_once_whatever_the_rates() {
         use std::sync::Mutex;
         let threads = rayon::current_num_threads();
-        // Skewed, equal and unmeasured rates (the pool's two threads and the callers' slot);
-        // the runs themselves update them too.
-        let states: [&[f32]; 6] = [
-            &[1000.0, 0.001, 1.0],
-            &[0.001, 1000.0, 0.001],
-            &[1.0, 1.0, 1000.0],
-            &[0.0, 0.0, 0.0],
-            &[50.0, 0.0, 0.0],
-            &[0.0, 0.0, 1e-30],
+        // Skewed, equal and unmeasured rates; the runs themselves update them too.
+        let states: [&[f32]; 5] = [
+            &[1000.0, 0.001],
+            &[0.001, 1000.0],
+            &[1.0, 1.0],
+            &[0.0, 0.0],
+            &[50.0, 0.0],
         ];
         for rates in states {
             for (slot, &r) in GEMM_RATE.iter().zip(rates) {

@@ -396,6 +396,19 @@ fn dot_general_gemm() {
             // `B`), with a column count that is no multiple of 16, `B` row- and column-major.
             (dot(&[1], &[0], &[], &[]), &[60, 150], &[150, 301]),
             (dot(&[1], &[1], &[], &[]), &[60, 150], &[301, 150]),
+            // Exactly at the threshold (128³ = 2^21 multiply-adds) and one row below it.
+            (dot(&[1], &[0], &[], &[]), &[128, 128], &[128, 128]),
+            (dot(&[1], &[0], &[], &[]), &[127, 128], &[128, 128]),
+            // The 784-256-10 step's layouts at a smaller batch: `X·W1` (split by columns,
+            // each part packing all of a row-major `X`), the weight gradient `Xᵀ·dH` (split by
+            // rows of a column-major `Xᵀ`), and a product of two transposed operands.
+            (dot(&[1], &[0], &[], &[]), &[24, 784], &[784, 200]),
+            (dot(&[0], &[0], &[], &[]), &[24, 784], &[24, 200]),
+            (dot(&[0], &[1], &[], &[]), &[150, 131], &[120, 150]),
+            // A zero dimension in an otherwise large product: no rows, and no contraction
+            // (every result element zero).
+            (dot(&[1], &[0], &[], &[]), &[0, 784], &[784, 256]),
+            (dot(&[1], &[0], &[], &[]), &[150, 0], &[0, 301]),
         ];
         for (op, a, b) in cases {
             let tys = [Type::new(dt, a), Type::new(dt, b)];

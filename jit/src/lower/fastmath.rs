@@ -51,6 +51,7 @@
 // The polynomial and reduction constants are the published values, digits as published.
 #![allow(clippy::excessive_precision)]
 
+use super::vpool::splat_bits;
 use super::Ctx;
 use cranelift_codegen::ir::{
     self, condcodes::FloatCC, condcodes::IntCC, types, BlockArg, Endianness, InstBuilder,
@@ -99,6 +100,11 @@ pub(crate) const EXPM1_Q32: [f64; 6] = [
 /// `tanh` rounds to ±1 in either precision.
 pub(crate) const TANH_LIMIT: (f64, f64) = (20.0, 10.0);
 
+/// The largest `|x|` (f64, f32) for which `e^x` and `e^−x` are normal numbers with some
+/// room (`e^−708 ≈ 3.3·10^−308`, `e^−87 ≈ 1.6·10^−38`): the range of [`Fm::exp_op`]'s
+/// short path, where the reduction's `2^k` is normal too (`|k| ≤ 1022`, `126`).
+pub(crate) const EXP_NORMAL: (f64, f64) = (708.0, 87.0);
+
 /// The magic constants `1.5·2^52` and `1.5·2^23` whose addition rounds an f64 or an f32 to
 /// an integer.
 pub(crate) const ROUND_MAGIC: (f64, f64) = (6755399441055744.0, 12582912.0);
@@ -138,8 +144,18 @@ impl Fm {
         MemFlagsData::new().with_endianness(Endianness::Little)
     }
 
-    /// A float constant (splatted for vectors).
+    /// A float constant (splatted for vectors; in a kernel, read from its pool).
     fn c(&self, cx: &mut Ctx, v: f64) -> ir::Value {
+        if self.ty.is_vector() {
+            let bits = if self.wide {
+                splat_bits(v.to_bits(), 8)
+            } else {
+                splat_bits((v as f32).to_bits() as u64, 4)
+            };
+            if let Some(p) = cx.pooled_vector(self.ty, bits) {
+                return p;
+            }
+        }
         let s = if self.wide {
             cx.fb.ins().f64const(v)
         } else {
@@ -152,8 +168,14 @@ impl Fm {
         }
     }
 
-    /// An integer constant (splatted for vectors).
+    /// An integer constant (splatted for vectors; in a kernel, read from its pool).
     fn ci(&self, cx: &mut Ctx, v: i64) -> ir::Value {
+        if self.ty.is_vector() {
+            let bits = splat_bits(v as u64, self.ity.lane_type().bytes());
+            if let Some(p) = cx.pooled_vector(self.ity, bits) {
+                return p;
+            }
+        }
         let s = cx.fb.ins().iconst(self.ity.lane_type(), v);
         if self.ty.is_vector() {
             cx.fb.ins().splat(self.ity, s)
@@ -353,6 +375,35 @@ impl Fm {
         let one = self.c(cx, 1.0);
         let y = cx.fb.ins().fadd(one, p);
         self.scale(cx, y, k)
+    }
+
+    /// `e^x` for the exp op: as [`Fm::exp`], but a vector whose lanes are all within
+    /// `±EXP_NORMAL` (f64, f32) takes a shorter path, and the others a cold block with
+    /// [`Fm::exp`]'s code. There `e^x` and every `2^k` of the reduction are normal numbers,
+    /// so the clamp changes nothing and one scaling by `2^k` rounds once, as the two exact
+    /// steps of [`Fm::scale`] and their one rounding do: the result is bit-identical.
+    pub fn exp_op(&self, cx: &mut Ctx, x: ir::Value) -> Result<ir::Value> {
+        if !self.ty.is_vector() {
+            return Ok(self.exp(cx, x));
+        }
+        let ax = cx.fb.ins().fabs(x);
+        let lim = self.c(cx, if self.wide { EXP_NORMAL.0 } else { EXP_NORMAL.1 });
+        // NaN lanes take the cold block too (unordered compares true).
+        let far = self.fcmp(cx, FloatCC::UnorderedOrGreaterThan, ax, lim);
+        let v = self.branch(
+            cx,
+            far,
+            |fm, cx| {
+                let (r, k) = fm.reduce_ln2(cx, x);
+                let p = fm.expm1_poly(cx, r);
+                let one = fm.c(cx, 1.0);
+                let y = cx.fb.ins().fadd(one, p);
+                let s = fm.pow2(cx, k);
+                Ok(vec![cx.fb.ins().fmul(y, s)])
+            },
+            |fm, cx| Ok(vec![fm.exp(cx, x)]),
+        )?;
+        Ok(v[0])
     }
 
     /// `e^x − 1`.
@@ -560,9 +611,11 @@ impl Fm {
     /// k·π/2 is subtracted as `k·p₁ + k·p₂ + ...`, each step exact or rounded only where the
     /// remainder is already far larger than what is left to subtract, so the error is the
     /// final rounding plus `k` times the parts' distance from π/2. With FMA the f32 parts are
-    /// three full f32 values (distance 2⁻⁷⁶); without, products must be exact, so the first
-    /// three have 14 bits (`k < 2^10`) and a fourth is needed. The f64 parts have 33, 33 and
-    /// 53 bits (distance 2⁻¹²²). `jit/tests/fastmath.rs` checks the nearest values to every
+    /// three full f32 values, the first two rounded down so that all three are positive
+    /// (distance 2⁻⁷³; positive parts keep `x − k·p` at −0 for `x = −0`, `k = 0`, so `sin`
+    /// needs no zero test); without, products must be exact, so the first three have 14 bits
+    /// (`k < 2^10`) and a fourth is needed. The f64 parts have 33, 33 and 53 bits (distance
+    /// 2⁻¹²², all positive). `jit/tests/fastmath.rs` checks the nearest values to every
     /// multiple of π/2 within these limits, where the remainder is smallest against that
     /// error.
     fn half_pi_parts(&self) -> (f64, &'static [f64]) {
@@ -579,9 +632,9 @@ impl Fm {
             (
                 65536.0,
                 &[
-                    1.570_796_370_506_286_6,
-                    -4.371_138_828_673_793e-8,
-                    -1.715_124_510_005_881_9e-15,
+                    1.570_796_251_296_997,
+                    7.549_789_415_861_596e-8,
+                    5.390_302_953_474_238e-15,
                 ],
             )
         } else {
@@ -673,8 +726,12 @@ impl Fm {
         };
         let z2 = cx.fb.ins().fmul(z, z);
         let sp = self.estrin(cx, z, z2, sc);
-        let rz = cx.fb.ins().fmul(r, z);
-        let s = self.mla(cx, rz, sp, r);
+        // `t = z·S(z) + 0` is `+0` (not `−0`, as `z·S(z)` would be) when `z` is zero, so
+        // that `r·t + r` keeps the sign of a zero `r`: sin(±0) = ±0 without a compare and
+        // select after the kernels.
+        let zero = self.c(cx, 0.0);
+        let t = self.mla(cx, z, sp, zero);
+        let s = self.mla(cx, r, t, r);
         // Cosine kernel: w + (((1 − w) − z/2) + z²·C(z)), w = 1 − z/2.
         let cp = self.estrin(cx, z, z2, cc);
         let half = self.c(cx, 0.5);
@@ -791,8 +848,9 @@ impl Fm {
         let vb = self.bits_of(cx, v);
         let vb = cx.fb.ins().bxor(vb, sign);
         let res = self.float_of(cx, vb);
-        if quarter == 0 {
-            // sin(±0) = ±0 (the kernel's sum would turn −0 into +0).
+        if quarter == 0 && self.half_pi_parts().1.iter().any(|&p| p < 0.0) {
+            // sin(±0) = ±0: the kernels keep the sign of a zero argument, but subtracting
+            // `k·p` for a negative part `p` and `k = 0` turns −0 into +0.
             let zero = self.c(cx, 0.0);
             let z = self.fcmp(cx, FloatCC::Equal, x, zero);
             self.sel(cx, z, x, res)

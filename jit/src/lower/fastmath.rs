@@ -168,6 +168,22 @@ impl Fm {
         }
     }
 
+    /// `|x|`: in a kernel, one `and` with a pooled mask, which Cranelift's `fabs` of a vector
+    /// would build in two more instructions at each use.
+    fn abs(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
+        if self.ty.is_vector() && cx.fb.func.dfg.value_type(x) == self.ty {
+            let (lane, bytes) = if self.wide {
+                (i64::MAX as u64, 8)
+            } else {
+                (i32::MAX as u64, 4)
+            };
+            if let Some(m) = cx.pooled_vector(self.ty, splat_bits(lane, bytes)) {
+                return cx.fb.ins().band(x, m);
+            }
+        }
+        cx.fb.ins().fabs(x)
+    }
+
     /// An integer constant (splatted for vectors; in a kernel, read from its pool).
     fn ci(&self, cx: &mut Ctx, v: i64) -> ir::Value {
         if self.ty.is_vector() {
@@ -386,7 +402,7 @@ impl Fm {
         if !self.ty.is_vector() {
             return Ok(self.exp(cx, x));
         }
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         let lim = self.c(cx, if self.wide { EXP_NORMAL.0 } else { EXP_NORMAL.1 });
         // NaN lanes take the cold block too (unordered compares true).
         let far = self.fcmp(cx, FloatCC::UnorderedOrGreaterThan, ax, lim);
@@ -660,7 +676,7 @@ impl Fm {
         cx: &mut Ctx,
         x: ir::Value,
     ) -> Result<(ir::Value, ir::Value, ir::Value)> {
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         let lim = self.c(cx, self.half_pi_parts().0);
         let far = self.fcmp(cx, FloatCC::GreaterThan, ax, lim);
         let v = self.branch(
@@ -874,7 +890,7 @@ impl Fm {
 
     /// `tanh x = sign(x)·e/(e + 2)`, `e = expm1(2|x|)`.
     pub fn tanh(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let lim = if self.wide {
             TANH_LIMIT.0
         } else {
@@ -894,7 +910,7 @@ impl Fm {
     /// for negative `x` the result is about `e^x`, so it keeps `exp`'s subnormal range instead
     /// of flushing to zero where `e^−x` overflows.
     pub fn logistic(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let na = cx.fb.ins().fneg(a);
         let e = self.exp(cx, na);
         let one = self.c(cx, 1.0);
@@ -1080,7 +1096,7 @@ impl Fm {
         y: ir::Value,
         narrow: bool,
     ) -> Result<ir::Value> {
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         // t = y·log|x|: for f64 results a double word t + t_lo, y·(l + l_lo) (the double word
         // is only meaningful for finite x > 0).
         let (t, t_lo) = if narrow {
@@ -1102,7 +1118,7 @@ impl Fm {
         for b in [over, zero] {
             let bc = self.c(cx, b);
             let d = cx.fb.ins().fsub(t, bc);
-            let d = cx.fb.ins().fabs(d);
+            let d = self.abs(cx, d);
             let w = self.c(cx, window);
             let n = self.fcmp(cx, FloatCC::LessThan, d, w);
             near = Some(match near {
@@ -1130,14 +1146,14 @@ impl Fm {
         t: ir::Value,
         t_lo: Option<ir::Value>,
     ) -> ir::Value {
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         let m = if let Some(t_lo) = t_lo {
             // e^(t + t_lo) = e^t·(1 + t_lo).
             let e = self.exp(cx, t);
             // Where t or e is not finite (x = 0 or ∞, overflow) the correction is dropped.
             let inf = self.c(cx, f64::INFINITY);
-            let ae = cx.fb.ins().fabs(e);
-            let at = cx.fb.ins().fabs(t);
+            let ae = self.abs(cx, e);
+            let at = self.abs(cx, t);
             let e_inf = self.fcmp(cx, FloatCC::Equal, ae, inf);
             let t_inf = self.fcmp(cx, FloatCC::Equal, at, inf);
             let skip = cx.fb.ins().bor(e_inf, t_inf);
@@ -1181,7 +1197,7 @@ impl Fm {
         let y0 = self.fcmp(cx, FloatCC::Equal, y, zero);
         let x1 = self.fcmp(cx, FloatCC::Equal, x, one);
         let ax1 = self.fcmp(cx, FloatCC::Equal, ax, one);
-        let ay = cx.fb.ins().fabs(y);
+        let ay = self.abs(cx, y);
         let yinf = self.fcmp(cx, FloatCC::Equal, ay, inf);
         let unit = cx.fb.ins().band(ax1, yinf);
         let ones = cx.fb.ins().bor(y0, x1);
@@ -1273,7 +1289,7 @@ impl Fm {
             -8.591_964_433_435_35e-5,
             -1.177_074_227_598_495_8e-5,
         ];
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let t = cx.fb.ins().fmul(a, a);
         let pa = self.poly(cx, t, &A);
         let ra = cx.fb.ins().fmul(a, pa);
@@ -1372,7 +1388,7 @@ impl Fm {
             7.185117567525625e-09,
             -1.2397154955686125e-09,
         ];
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let t = cx.fb.ins().fmul(a, a);
         let pa = self.poly(cx, t, &A);
         let ra = cx.fb.ins().fmul(a, pa);

@@ -800,7 +800,13 @@ fn fast_unary_functions_keep_their_bounds_in_parallel_kernels() {
             }
             let xs: Vec<f64> = xs
                 .into_iter()
-                .map(|v| if dtype == DType::F32 { v as f32 as f64 } else { v })
+                .map(|v| {
+                    if dtype == DType::F32 {
+                        v as f32 as f64
+                    } else {
+                        v
+                    }
+                })
                 .collect();
             let reference = reference.filter(|_| op != UnaryOp::Erf || dtype == DType::F32);
             fails.extend(check_unary(op, dtype, &xs, reference, bound, false));

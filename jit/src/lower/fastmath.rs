@@ -403,7 +403,8 @@ impl Fm {
             return Ok(self.exp(cx, x));
         }
         let ax = self.abs(cx, x);
-        let lim = self.c(cx, if self.wide { EXP_NORMAL.0 } else { EXP_NORMAL.1 });
+        let (lim64, lim32) = EXP_NORMAL;
+        let lim = self.c(cx, if self.wide { lim64 } else { lim32 });
         // NaN lanes take the cold block too (unordered compares true).
         let far = self.fcmp(cx, FloatCC::UnorderedOrGreaterThan, ax, lim);
         let v = self.branch(

@@ -84,12 +84,10 @@ impl Ctx<'_, '_> {
             _ => {
                 // A plain load, which stays where it is: the constants' addresses then
                 // depend on a value defined in the loop, so they are not hoisted out of it.
-                let v = self.fb.ins().load(
-                    types::I64,
-                    MemFlagsData::trusted(),
-                    pool.ctx,
-                    pool.offset,
-                );
+                let v =
+                    self.fb
+                        .ins()
+                        .load(types::I64, MemFlagsData::trusted(), pool.ctx, pool.offset);
                 pool.base = Some((block, v));
                 v
             }

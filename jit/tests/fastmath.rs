@@ -769,6 +769,52 @@ fn fast_unary_functions_are_exact_in_class_on_special_grids() {
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
 
+/// The grids of [`fast_unary_functions_are_exact_in_class_on_special_grids`] in loops long
+/// enough to run as parallel kernels (at least `fused::PAR_MIN` = 2^16 elements), where the
+/// vector constants come from the kernel's pool and `exp` takes its short path vector by
+/// vector: each grid value sits alone among ordinary values, at every lane position in turn,
+/// so that one special lane sends its vector to the cold path while its neighbours, and the
+/// vectors around, take the short one; random values in [−100, 100] fill the rest.
+#[test]
+fn fast_unary_functions_keep_their_bounds_in_parallel_kernels() {
+    let mut fails = Vec::new();
+    let mut rng = Rng(5);
+    for (op, reference, bound) in unary_bounds() {
+        for dtype in [DType::F64, DType::F32] {
+            let mut grid = specials(dtype);
+            for t in thresholds(op, dtype) {
+                for v in around(t, 16, dtype) {
+                    grid.push(v);
+                    grid.push(-v);
+                }
+            }
+            let mut xs = Vec::new();
+            for (i, &g) in grid.iter().enumerate() {
+                for lane in 0..4 {
+                    let v = -100.0 + 200.0 * rng.next();
+                    xs.push(if lane == i % 4 { g } else { v });
+                }
+            }
+            while xs.len() < 70_000 {
+                xs.push(-100.0 + 200.0 * rng.next());
+            }
+            let xs: Vec<f64> = xs
+                .into_iter()
+                .map(|v| {
+                    if dtype == DType::F32 {
+                        v as f32 as f64
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            let reference = reference.filter(|_| op != UnaryOp::Erf || dtype == DType::F32);
+            fails.extend(check_unary(op, dtype, &xs, reference, bound, false));
+        }
+    }
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
+}
+
 /// `sin` and `cos` near multiples of π/2 (the nearest values of the type to k·π/2 and two
 /// neighbours each side), for every k up to the fast reduction's range and at sampled k
 /// beyond, up to the largest finite value.

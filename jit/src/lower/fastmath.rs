@@ -51,6 +51,7 @@
 // The polynomial and reduction constants are the published values, digits as published.
 #![allow(clippy::excessive_precision)]
 
+use super::vpool::splat_bits;
 use super::Ctx;
 use cranelift_codegen::ir::{
     self, condcodes::FloatCC, condcodes::IntCC, types, BlockArg, Endianness, InstBuilder,
@@ -99,6 +100,11 @@ pub(crate) const EXPM1_Q32: [f64; 6] = [
 /// `tanh` rounds to ±1 in either precision.
 pub(crate) const TANH_LIMIT: (f64, f64) = (20.0, 10.0);
 
+/// The largest `|x|` (f64, f32) for which `e^x` and `e^−x` are normal numbers with some
+/// room (`e^−708 ≈ 3.3·10^−308`, `e^−87 ≈ 1.6·10^−38`): the range of [`Fm::exp_op`]'s
+/// short path, where the reduction's `2^k` is normal too (`|k| ≤ 1022`, `126`).
+pub(crate) const EXP_NORMAL: (f64, f64) = (708.0, 87.0);
+
 /// The magic constants `1.5·2^52` and `1.5·2^23` whose addition rounds an f64 or an f32 to
 /// an integer.
 pub(crate) const ROUND_MAGIC: (f64, f64) = (6755399441055744.0, 12582912.0);
@@ -138,8 +144,18 @@ impl Fm {
         MemFlagsData::new().with_endianness(Endianness::Little)
     }
 
-    /// A float constant (splatted for vectors).
+    /// A float constant (splatted for vectors; in a kernel, read from its pool).
     fn c(&self, cx: &mut Ctx, v: f64) -> ir::Value {
+        if self.ty.is_vector() {
+            let bits = if self.wide {
+                splat_bits(v.to_bits(), 8)
+            } else {
+                splat_bits((v as f32).to_bits() as u64, 4)
+            };
+            if let Some(p) = cx.pooled_vector(self.ty, bits) {
+                return p;
+            }
+        }
         let s = if self.wide {
             cx.fb.ins().f64const(v)
         } else {
@@ -152,8 +168,30 @@ impl Fm {
         }
     }
 
-    /// An integer constant (splatted for vectors).
+    /// `|x|`: in a kernel, one `and` with a pooled mask, which Cranelift's `fabs` of a vector
+    /// would build in two more instructions at each use.
+    fn abs(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
+        if self.ty.is_vector() && cx.fb.func.dfg.value_type(x) == self.ty {
+            let (lane, bytes) = if self.wide {
+                (i64::MAX as u64, 8)
+            } else {
+                (i32::MAX as u64, 4)
+            };
+            if let Some(m) = cx.pooled_vector(self.ty, splat_bits(lane, bytes)) {
+                return cx.fb.ins().band(x, m);
+            }
+        }
+        cx.fb.ins().fabs(x)
+    }
+
+    /// An integer constant (splatted for vectors; in a kernel, read from its pool).
     fn ci(&self, cx: &mut Ctx, v: i64) -> ir::Value {
+        if self.ty.is_vector() {
+            let bits = splat_bits(v as u64, self.ity.lane_type().bytes());
+            if let Some(p) = cx.pooled_vector(self.ity, bits) {
+                return p;
+            }
+        }
         let s = cx.fb.ins().iconst(self.ity.lane_type(), v);
         if self.ty.is_vector() {
             cx.fb.ins().splat(self.ity, s)
@@ -353,6 +391,36 @@ impl Fm {
         let one = self.c(cx, 1.0);
         let y = cx.fb.ins().fadd(one, p);
         self.scale(cx, y, k)
+    }
+
+    /// `e^x` for the exp op: as [`Fm::exp`], but a vector whose lanes are all within
+    /// `±EXP_NORMAL` (f64, f32) takes a shorter path, and the others a cold block with
+    /// [`Fm::exp`]'s code. There `e^x` and every `2^k` of the reduction are normal numbers,
+    /// so the clamp changes nothing and one scaling by `2^k` rounds once, as the two exact
+    /// steps of [`Fm::scale`] and their one rounding do: the result is bit-identical.
+    pub fn exp_op(&self, cx: &mut Ctx, x: ir::Value) -> Result<ir::Value> {
+        if !self.ty.is_vector() {
+            return Ok(self.exp(cx, x));
+        }
+        let ax = self.abs(cx, x);
+        let (lim64, lim32) = EXP_NORMAL;
+        let lim = self.c(cx, if self.wide { lim64 } else { lim32 });
+        // NaN lanes take the cold block too (unordered compares true).
+        let far = self.fcmp(cx, FloatCC::UnorderedOrGreaterThan, ax, lim);
+        let v = self.branch(
+            cx,
+            far,
+            |fm, cx| {
+                let (r, k) = fm.reduce_ln2(cx, x);
+                let p = fm.expm1_poly(cx, r);
+                let one = fm.c(cx, 1.0);
+                let y = cx.fb.ins().fadd(one, p);
+                let s = fm.pow2(cx, k);
+                Ok(vec![cx.fb.ins().fmul(y, s)])
+            },
+            |fm, cx| Ok(vec![fm.exp(cx, x)]),
+        )?;
+        Ok(v[0])
     }
 
     /// `e^x − 1`.
@@ -560,9 +628,11 @@ impl Fm {
     /// k·π/2 is subtracted as `k·p₁ + k·p₂ + ...`, each step exact or rounded only where the
     /// remainder is already far larger than what is left to subtract, so the error is the
     /// final rounding plus `k` times the parts' distance from π/2. With FMA the f32 parts are
-    /// three full f32 values (distance 2⁻⁷⁶); without, products must be exact, so the first
-    /// three have 14 bits (`k < 2^10`) and a fourth is needed. The f64 parts have 33, 33 and
-    /// 53 bits (distance 2⁻¹²²). `jit/tests/fastmath.rs` checks the nearest values to every
+    /// three full f32 values, the first two rounded down so that all three are positive
+    /// (distance 2⁻⁷³; positive parts keep `x − k·p` at −0 for `x = −0`, `k = 0`, so `sin`
+    /// needs no zero test); without, products must be exact, so the first three have 14 bits
+    /// (`k < 2^10`) and a fourth is needed. The f64 parts have 33, 33 and 53 bits (distance
+    /// 2⁻¹²², all positive). `jit/tests/fastmath.rs` checks the nearest values to every
     /// multiple of π/2 within these limits, where the remainder is smallest against that
     /// error.
     fn half_pi_parts(&self) -> (f64, &'static [f64]) {
@@ -579,9 +649,9 @@ impl Fm {
             (
                 65536.0,
                 &[
-                    1.570_796_370_506_286_6,
-                    -4.371_138_828_673_793e-8,
-                    -1.715_124_510_005_881_9e-15,
+                    1.570_796_251_296_997,
+                    7.549_789_415_861_596e-8,
+                    5.390_302_953_474_238e-15,
                 ],
             )
         } else {
@@ -607,7 +677,7 @@ impl Fm {
         cx: &mut Ctx,
         x: ir::Value,
     ) -> Result<(ir::Value, ir::Value, ir::Value)> {
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         let lim = self.c(cx, self.half_pi_parts().0);
         let far = self.fcmp(cx, FloatCC::GreaterThan, ax, lim);
         let v = self.branch(
@@ -673,8 +743,12 @@ impl Fm {
         };
         let z2 = cx.fb.ins().fmul(z, z);
         let sp = self.estrin(cx, z, z2, sc);
-        let rz = cx.fb.ins().fmul(r, z);
-        let s = self.mla(cx, rz, sp, r);
+        // `t = z·S(z) + 0` is `+0` (not `−0`, as `z·S(z)` would be) when `z` is zero, so
+        // that `r·t + r` keeps the sign of a zero `r`: sin(±0) = ±0 without a compare and
+        // select after the kernels.
+        let zero = self.c(cx, 0.0);
+        let t = self.mla(cx, z, sp, zero);
+        let s = self.mla(cx, r, t, r);
         // Cosine kernel: w + (((1 − w) − z/2) + z²·C(z)), w = 1 − z/2.
         let cp = self.estrin(cx, z, z2, cc);
         let half = self.c(cx, 0.5);
@@ -791,8 +865,9 @@ impl Fm {
         let vb = self.bits_of(cx, v);
         let vb = cx.fb.ins().bxor(vb, sign);
         let res = self.float_of(cx, vb);
-        if quarter == 0 {
-            // sin(±0) = ±0 (the kernel's sum would turn −0 into +0).
+        if quarter == 0 && self.half_pi_parts().1.iter().any(|&p| p < 0.0) {
+            // sin(±0) = ±0: the kernels keep the sign of a zero argument, but subtracting
+            // `k·p` for a negative part `p` and `k = 0` turns −0 into +0.
             let zero = self.c(cx, 0.0);
             let z = self.fcmp(cx, FloatCC::Equal, x, zero);
             self.sel(cx, z, x, res)
@@ -816,7 +891,7 @@ impl Fm {
 
     /// `tanh x = sign(x)·e/(e + 2)`, `e = expm1(2|x|)`.
     pub fn tanh(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let lim = if self.wide {
             TANH_LIMIT.0
         } else {
@@ -836,7 +911,7 @@ impl Fm {
     /// for negative `x` the result is about `e^x`, so it keeps `exp`'s subnormal range instead
     /// of flushing to zero where `e^−x` overflows.
     pub fn logistic(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let na = cx.fb.ins().fneg(a);
         let e = self.exp(cx, na);
         let one = self.c(cx, 1.0);
@@ -1022,7 +1097,7 @@ impl Fm {
         y: ir::Value,
         narrow: bool,
     ) -> Result<ir::Value> {
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         // t = y·log|x|: for f64 results a double word t + t_lo, y·(l + l_lo) (the double word
         // is only meaningful for finite x > 0).
         let (t, t_lo) = if narrow {
@@ -1044,7 +1119,7 @@ impl Fm {
         for b in [over, zero] {
             let bc = self.c(cx, b);
             let d = cx.fb.ins().fsub(t, bc);
-            let d = cx.fb.ins().fabs(d);
+            let d = self.abs(cx, d);
             let w = self.c(cx, window);
             let n = self.fcmp(cx, FloatCC::LessThan, d, w);
             near = Some(match near {
@@ -1072,14 +1147,14 @@ impl Fm {
         t: ir::Value,
         t_lo: Option<ir::Value>,
     ) -> ir::Value {
-        let ax = cx.fb.ins().fabs(x);
+        let ax = self.abs(cx, x);
         let m = if let Some(t_lo) = t_lo {
             // e^(t + t_lo) = e^t·(1 + t_lo).
             let e = self.exp(cx, t);
             // Where t or e is not finite (x = 0 or ∞, overflow) the correction is dropped.
             let inf = self.c(cx, f64::INFINITY);
-            let ae = cx.fb.ins().fabs(e);
-            let at = cx.fb.ins().fabs(t);
+            let ae = self.abs(cx, e);
+            let at = self.abs(cx, t);
             let e_inf = self.fcmp(cx, FloatCC::Equal, ae, inf);
             let t_inf = self.fcmp(cx, FloatCC::Equal, at, inf);
             let skip = cx.fb.ins().bor(e_inf, t_inf);
@@ -1123,7 +1198,7 @@ impl Fm {
         let y0 = self.fcmp(cx, FloatCC::Equal, y, zero);
         let x1 = self.fcmp(cx, FloatCC::Equal, x, one);
         let ax1 = self.fcmp(cx, FloatCC::Equal, ax, one);
-        let ay = cx.fb.ins().fabs(y);
+        let ay = self.abs(cx, y);
         let yinf = self.fcmp(cx, FloatCC::Equal, ay, inf);
         let unit = cx.fb.ins().band(ax1, yinf);
         let ones = cx.fb.ins().bor(y0, x1);
@@ -1215,7 +1290,7 @@ impl Fm {
             -8.591_964_433_435_35e-5,
             -1.177_074_227_598_495_8e-5,
         ];
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let t = cx.fb.ins().fmul(a, a);
         let pa = self.poly(cx, t, &A);
         let ra = cx.fb.ins().fmul(a, pa);
@@ -1314,7 +1389,7 @@ impl Fm {
             7.185117567525625e-09,
             -1.2397154955686125e-09,
         ];
-        let a = cx.fb.ins().fabs(x);
+        let a = self.abs(cx, x);
         let t = cx.fb.ins().fmul(a, a);
         let pa = self.poly(cx, t, &A);
         let ra = cx.fb.ins().fmul(a, pa);

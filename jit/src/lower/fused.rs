@@ -1839,10 +1839,12 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
         sp.reds.iter().map(|r| r.out).collect()
     };
     let outs: SmallVec<[Value; 4]> = outs.into_iter().chain(sp.stored.iter().copied()).collect();
-    // The context array in the caller's frame.
+    // The context array in the caller's frame: the reads, the outputs, and the address of
+    // the kernel's pool of vector constants.
+    let pool_at = 8 * (nr + outs.len());
     let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
-        (8 * (nr + outs.len())) as u32,
+        (pool_at + 8) as u32,
         3,
     ));
     let flags = MemFlagsData::trusted();
@@ -1870,6 +1872,7 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
         .map_err(|e| jit_err(format!("cranelift declare kernel: {e}")))?;
     let mut func = Function::with_name_signature(Default::default(), sig);
     let mut fbc = FunctionBuilderContext::new();
+    let pool;
     {
         let cfg = cx.module.isa().frontend_config();
         let mut fb = FunctionBuilder::new(&mut func, &mut fbc);
@@ -1891,6 +1894,7 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
             Vec::new(),
         );
         kx.dest = cx.dest;
+        kx.vpool = Some(super::vpool::VecPool::new(kctx, pool_at as i32));
         for (k, r) in sp.reads.iter().enumerate() {
             let ty = kx.graph.ty(r.leaf);
             let s = match cx.slots[r.leaf.index()] {
@@ -1914,6 +1918,7 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
             None => emit_range(&mut kx, sp, insts, start, end)?,
         }
         kx.fb.ins().return_(&[]);
+        pool = kx.vpool.take().map_or_else(Vec::new, |p| p.into_bytes());
         fb.seal_all_blocks();
         fb.finalize(cfg);
     }
@@ -1930,6 +1935,10 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
         }
     }
     crate::stats::codegen(t.elapsed());
+    if !pool.is_empty() {
+        let addr = cx.data_addr(pool)?;
+        cx.fb.ins().store(flags, addr, ctxp, pool_at as i32);
+    }
     let fref = cx.module.declare_func_in_func(id, cx.fb.func);
     let kaddr = cx.fb.ins().func_addr(ptr, fref);
     // The kernel runs a range of rows, or of row blocks when the rows are few.

@@ -29,6 +29,7 @@ pub(crate) mod reduce;
 pub(crate) mod remap;
 pub(crate) mod shape;
 pub(crate) mod unary;
+pub(crate) mod vpool;
 pub(crate) mod window;
 
 use crate::plan::{Home, Plan};
@@ -126,6 +127,8 @@ pub(crate) struct Ctx<'a, 'b> {
     /// The fast sine and cosine kernels already emitted for an argument in a block: the
     /// kernels (sine, cosine) and the quadrant, shared by `sin` and `cos` of one argument.
     pub(crate) fast_sincos: HashMap<(ir::Block, ir::Value), (ir::Value, ir::Value, ir::Value)>,
+    /// A kernel's pool of vector constants (see [`vpool`]); `None` outside kernels.
+    pub(crate) vpool: Option<vpool::VecPool>,
 }
 
 /// The rank-0 float values of `graph` with both a `sin` and a `cos`.
@@ -179,6 +182,7 @@ impl<'a, 'b> Ctx<'a, 'b> {
             dest: crate::Destination::Process,
             sincos,
             fast_sincos: HashMap::new(),
+            vpool: None,
             has_fma,
             fb,
             module,
@@ -527,9 +531,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
             imports: std::mem::take(&mut self.imports),
             sincos: sincos_pairs(body),
             fast_sincos: HashMap::new(),
+            vpool: self.vpool.take(),
         };
         let res = sub.bind_and_lower(args, dests);
         self.imports = std::mem::take(&mut sub.imports);
+        self.vpool = sub.vpool.take();
         res
     }
 

@@ -112,7 +112,7 @@ pub(crate) fn emit(
 fn fast(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> Result<Option<ir::Value>> {
     let fm = Fm::new(cx, cx.fb.func.dfg.value_type(x));
     Ok(Some(match op {
-        UnaryOp::Exp => fm.exp(cx, x),
+        UnaryOp::Exp => fm.exp_op(cx, x)?,
         UnaryOp::Expm1 => fm.expm1(cx, x),
         UnaryOp::Log => fm.log(cx, x),
         UnaryOp::Log1p => fm.log1p(cx, x),

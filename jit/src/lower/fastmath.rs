@@ -57,6 +57,7 @@ use cranelift_codegen::ir::{
     self, condcodes::FloatCC, condcodes::IntCC, types, BlockArg, Endianness, InstBuilder,
     MemFlagsData,
 };
+use ferrax_ir::ops::UnaryOp;
 use ferrax_ir::Result;
 
 /// `ln 2` split for Cody–Waite reduction in f64 lanes: a head with trailing zero bits, so
@@ -168,18 +169,11 @@ impl Fm {
         }
     }
 
-    /// `|x|`: in a kernel, one `and` with a pooled mask, which Cranelift's `fabs` of a vector
-    /// would build in two more instructions at each use.
+    /// `|x|`: for vectors one `and` with a sign mask ([`super::unary::sign_bit`]), which
+    /// Cranelift's `fabs` of a vector would build in two more instructions at each use.
     fn abs(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
         if self.ty.is_vector() && cx.fb.func.dfg.value_type(x) == self.ty {
-            let (lane, bytes) = if self.wide {
-                (i64::MAX as u64, 8)
-            } else {
-                (i32::MAX as u64, 4)
-            };
-            if let Some(m) = cx.pooled_vector(self.ty, splat_bits(lane, bytes)) {
-                return cx.fb.ins().band(x, m);
-            }
+            return super::unary::sign_bit(cx, UnaryOp::Abs, x);
         }
         cx.fb.ins().fabs(x)
     }

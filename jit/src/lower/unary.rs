@@ -10,20 +10,33 @@ use ferrax_ir::{DType, Result};
 
 /// `neg` or `abs` of a float vector as one bitwise operation with a constant mask (flipping
 /// or clearing each lane's sign bit, which is all `fneg` and `fabs` do): the x64 lowering of
-/// `fneg` and `fabs` builds its mask anew with three instructions at every use, while a splatted
-/// constant is loaded once, outside the loop.
-fn sign_bit(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> ir::Value {
+/// `fneg` and `fabs` builds its mask anew with three instructions at every use, while the mask
+/// is read from the kernel's constant pool (in a parallel kernel) or splatted once (elsewhere,
+/// where Cranelift hoists it out of the loop).
+pub(crate) fn sign_bit(cx: &mut Ctx, op: UnaryOp, x: ir::Value) -> ir::Value {
     let ty = cx.fb.func.dfg.value_type(x);
-    let mask = match (ty.lane_type() == ir::types::F32, op == UnaryOp::Neg) {
-        (true, true) => cx.fb.ins().f32const(f32::from_bits(1 << 31)),
-        (true, false) => cx.fb.ins().f32const(f32::from_bits(!(1 << 31))),
-        (false, true) => cx.fb.ins().f64const(f64::from_bits(1 << 63)),
-        (false, false) => cx.fb.ins().f64const(f64::from_bits(!(1 << 63))),
+    let neg = op == UnaryOp::Neg;
+    let (lane, bytes) = match (ty.lane_type() == ir::types::F32, neg) {
+        (true, true) => (1u64 << 31, 4),
+        (true, false) => (!(1u64 << 31) & 0xffff_ffff, 4),
+        (false, true) => (1u64 << 63, 8),
+        (false, false) => (!(1u64 << 63), 8),
     };
-    let mask = cx.fb.ins().splat(ty, mask);
-    match op {
-        UnaryOp::Neg => cx.fb.ins().bxor(x, mask),
-        _ => cx.fb.ins().band(x, mask),
+    let mask = match cx.pooled_vector(ty, super::vpool::splat_bits(lane, bytes)) {
+        Some(m) => m,
+        None => {
+            let s = if bytes == 4 {
+                cx.fb.ins().f32const(f32::from_bits(lane as u32))
+            } else {
+                cx.fb.ins().f64const(f64::from_bits(lane))
+            };
+            cx.fb.ins().splat(ty, s)
+        }
+    };
+    if neg {
+        cx.fb.ins().bxor(x, mask)
+    } else {
+        cx.fb.ins().band(x, mask)
     }
 }
 

@@ -59,6 +59,10 @@ struct Spec {
     /// Whether a reduction may reassociate (vector accumulators along a reduced inner
     /// dimension): only with fast math for the group's size.
     reassoc: bool,
+    /// Whether each output element of a reduction along the inner dimension is produced by
+    /// one row emitted in one piece (see [`one_row_per_output`]): the row's accumulator then
+    /// starts from the reduction's identity, and the output is not filled beforehand.
+    fresh: bool,
     /// The coalesced loop dimensions.
     dims: SmallVec<[usize; 4]>,
     /// The leaf reads (see [`remap`]).
@@ -452,6 +456,7 @@ fn spec(
         stored_strides,
         reds,
         reassoc: fast,
+        fresh: false,
         dims,
         reads,
         nodes,
@@ -506,6 +511,7 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         cx.alloc_result(v)?;
         crate::stats::STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    sp.fresh = one_row_per_output(&sp);
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -516,6 +522,8 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         let dtype = graph.ty(red.out).dtype;
         let init = super::reduce::init_value(cx, &red.op, dtype);
         match cx.slot(red.out) {
+            // Every element is written by its row, which starts from `init` itself.
+            Ok(Slot::Mem(_)) if sp.fresh => {}
             Ok(Slot::Mem(base)) => {
                 let m = graph.ty(red.out).size();
                 cx.for_range(m, &mut |cx, i| {
@@ -610,6 +618,59 @@ fn emit_range(
         Ok(())
     })?;
     Ok(())
+}
+
+/// Whether every output element of the reduction group `sp` is combined by exactly one row
+/// of its loop, emitted in one piece: the reduced dimension is the inner one alone (every
+/// outer dimension of more than one index moves the output), the loop runs (no dimension is
+/// empty), and no guard cuts rows into segments (each segment would restart the row).
+fn one_row_per_output(sp: &Spec) -> bool {
+    let inner = sp.dims.len() - 1;
+    !sp.reds.is_empty()
+        && !sp.guarded
+        && sp.out_strides[inner] == 0
+        && sp.dims.iter().all(|&n| n > 0)
+        && (0..inner).all(|d| sp.out_strides[d] != 0 || sp.dims[d] == 1)
+}
+
+/// The value of `v` when it is an integer constant.
+fn known(cx: &Ctx, v: ir::Value) -> Option<i64> {
+    let dfg = &cx.fb.func.dfg;
+    match dfg.insts[dfg.value_def(v).inst()?] {
+        ir::InstructionData::UnaryImm {
+            opcode: ir::Opcode::Iconst,
+            imm,
+        } => Some(imm.bits()),
+        _ => None,
+    }
+}
+
+/// The most iterations a loop with constant bounds is written out for (see [`row_loop`]).
+const SHORT_TRIPS: i64 = 4;
+
+/// [`counted_loop`] over the inner indices of a row, written out without a counter when the
+/// bounds are constants and it runs at most [`SHORT_TRIPS`] times: rows of 2 to 8 elements
+/// (a `[200, 2]` operand reduced along its rows) otherwise pay a guard, a counter and two
+/// branches per vector loop and again per scalar tail. The body sees the same indices in the
+/// same order, so results do not change.
+fn row_loop(
+    cx: &mut Ctx,
+    lo: ir::Value,
+    hi: ir::Value,
+    step: i64,
+    body: &mut dyn FnMut(&mut Ctx, ir::Value) -> Result<()>,
+) -> Result<ir::Value> {
+    if let (Some(a), Some(b)) = (known(cx, lo), known(cx, hi)) {
+        let trips = b.checked_sub(a).map_or(0, |d| d.max(0) / step);
+        if trips <= SHORT_TRIPS {
+            for t in 0..trips {
+                let i = cx.iconst(a + t * step);
+                body(cx, i)?;
+            }
+            return Ok(cx.iconst(a + trips * step));
+        }
+    }
+    counted_loop(cx, lo, hi, step, body)
 }
 
 /// A loop `for (i = lo; i + step <= hi; i += step)`; returns the index at exit. The test is
@@ -1230,14 +1291,14 @@ fn emit_span(
             // once and stored four vectors per iteration.
             let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
             let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
-            from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
+            from = row_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
                 (0..4).try_for_each(|k| store(cx, &ys, i, k))
             })?;
-            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
+            from = row_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
         } else {
             // Short bodies run `UNROLL` vectors per iteration, then one at a time.
             if short_body(sp, insts) {
-                from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+                from = row_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
                     for k in 0..UNROLL {
                         let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                         let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
@@ -1247,14 +1308,14 @@ fn emit_span(
                     Ok(())
                 })?;
             }
-            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| {
+            from = row_loop(cx, from, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
                 let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
                 store(cx, &ys, i, 0)
             })?;
         }
     }
-    counted_loop(cx, from, hi, 1, &mut |cx, i| {
+    row_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
         let ys = eval(
             cx,
@@ -1370,6 +1431,7 @@ fn emit_reduce_row(
         let row = if along {
             let v = cx.fb.declare_var(clty(dtype));
             let a0 = match (base, red.acc_var) {
+                (Some(_), _) if sp.fresh => super::reduce::init_value(cx, &red.op, dtype),
                 (Some(b), _) => cx.load_at(b, offs[nr], dtype),
                 (None, Some(g)) => cx.fb.use_var(g),
                 (None, None) => return Err(jit_err("a reduction without an accumulator")),
@@ -1446,7 +1508,7 @@ fn emit_reduce_row(
         // With a kept inner dimension every lane is its own output element, so a short body
         // may run `UNROLL` vectors per iteration without changing any order.
         if !along && short_body(sp, insts) {
-            from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+            from = row_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
                 for k in 0..UNROLL {
                     let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                     one(cx, ik)?;
@@ -1454,7 +1516,7 @@ fn emit_reduce_row(
                 Ok(())
             })?;
         }
-        from = counted_loop(cx, from, hi, lanes, &mut one)?;
+        from = row_loop(cx, from, hi, lanes, &mut one)?;
         for (acc, red) in accs.iter().zip(&sp.reds) {
             if let (Some(v), Some(va)) = (acc.row, acc.lanes) {
                 let fl = acc.dtype.is_float();
@@ -1468,7 +1530,7 @@ fn emit_reduce_row(
             }
         }
     }
-    counted_loop(cx, from, hi, 1, &mut |cx, i| {
+    row_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, None, guarded)?;
         let ys = eval(
             cx,

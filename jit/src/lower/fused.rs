@@ -486,6 +486,69 @@ fn wide_tail(cx: &Ctx, root: &InstData) -> Option<&'static str> {
     wanted.then(|| crate::wide_math::tanh_symbol(ty.dtype))?
 }
 
+/// The operands `(x, b)` when the group rooted at `root` (whose `tanh` has a wide tail) is
+/// exactly `tanh(x + broadcast(b))` with `x` a buffer of the result's shape, `b` a vector
+/// broadcast along the rows (a dense layer's pre-activation: `x` the product, `b` the bias),
+/// and fewer than [`PAR_MIN`] elements in at least two rows; then [`emit_bias_tanh`] replaces
+/// the loop.
+fn bias_tanh(cx: &Ctx, insts: &[&InstData], root: usize) -> Option<(Value, Value)> {
+    let graph = cx.graph;
+    let members = &cx.plan.fusion.members[root];
+    let ty = graph.ty(insts[root].results[0]);
+    let dims = ty.dims();
+    let (&cols, outer) = dims.split_last()?;
+    let rows: usize = outer.iter().product();
+    if members.len() != 3 || rows < 2 || ty.size() >= PAR_MIN {
+        return None;
+    }
+    let member = |v: Value| {
+        graph
+            .producer(v)
+            .filter(|(i, _)| members.contains(&i.index()))
+            .map(|(_, d)| d)
+    };
+    let add = member(insts[root].args[0])?;
+    if !matches!(add.op, Op::Binary(BinaryOp::Add)) {
+        return None;
+    }
+    let (a, b) = (add.args[0], add.args[1]);
+    [(a, b), (b, a)].into_iter().find_map(|(x, bb)| {
+        let bc = member(bb)?;
+        let Op::Shape(ShapeOp::BroadcastInDim { dims: to, .. }) = &bc.op else {
+            return None;
+        };
+        let bias = bc.args[0];
+        let plain = member(x).is_none()
+            && graph.ty(x).dims() == dims
+            && graph.ty(bias).dims() == [cols]
+            && to[..] == [dims.len() - 1]
+            && matches!(cx.slot(x), Ok(Slot::Mem(_)))
+            && matches!(cx.slot(bias), Ok(Slot::Mem(_)));
+        plain.then_some((x, bias))
+    })
+}
+
+/// Lowers a `tanh(x + broadcast(b))` group (see [`bias_tanh`]) as one call of the wide helper
+/// that adds the bias row and applies `tanh` in one pass over the rows.
+fn emit_bias_tanh(cx: &mut Ctx, root: &InstData, x: Value, bias: Value) -> Result<()> {
+    let out = root.results[0];
+    let ty = cx.graph.ty(out).clone();
+    let name = crate::wide_math::bias_tanh_symbol(ty.dtype)
+        .ok_or_else(|| jit_err("a wide tanh of a non-float"))?;
+    let (Slot::Mem(px), Slot::Mem(pb), Slot::Mem(po)) =
+        (cx.slot(x)?, cx.slot(bias)?, cx.slot(out)?)
+    else {
+        return Err(jit_err("a fused result without a buffer"));
+    };
+    let cols = ty.dims().last().copied().unwrap_or(1);
+    let rows = cx.iconst((ty.size() / cols.max(1)) as i64);
+    let cols = cx.iconst(cols as i64);
+    cx.call(name, &[types::I64; 5], &[], &[px, pb, po, rows, cols])?;
+    crate::stats::WIDE_TAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::stats::BIAS_TAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// Lowers the group rooted at instruction position `root`.
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
@@ -498,6 +561,11 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         Some(_) if !stores => wide_tail(cx, insts[root]),
         _ => None,
     };
+    if tail.is_some() {
+        if let Some((x, bias)) = bias_tanh(cx, &insts, root) {
+            return emit_bias_tanh(cx, insts[root], x, bias);
+        }
+    }
     let mut sp = spec(
         graph,
         &insts,

@@ -144,9 +144,9 @@
 //!
 //! Matrix products that map to strided 2-D products call `matrixmultiply` (imported symbols
 //! `ferrax_dgemm`, `ferrax_sgemm`), except skinny small ones (at most 2^16 multiply-adds, result
-//! rows or columns of at least 8), which run as register-blocked AVX2/FMA row AXPYs when the CPU
-//! has them (`small_gemm.rs`); precise transcendentals call imported `ferrax_*` wrappers
-//! around the interpreter's scalar functions.
+//! rows or columns of at least 8), which run as register-blocked AVX2/FMA (or AVX-512) row
+//! AXPYs when the CPU has them (`small_gemm.rs`); precise transcendentals call imported
+//! `ferrax_*` wrappers around the interpreter's scalar functions.
 #![deny(missing_docs)]
 
 mod cache;

@@ -14,6 +14,11 @@
 //! when its results are narrow but the contraction is long (`k ≥ MIN_WIDTH`, such as a hidden
 //! layer of 32 times a 32×2 output layer) and `A`'s rows are contiguous, as one dot product per
 //! result element over `A`'s row and a contiguous copy of `B`'s column.
+//!
+//! The kernels are compiled twice, for AVX2 and for AVX-512 (chosen at run time). Their
+//! operations are defined element by element (`mul_add` is one fused rounding whatever the
+//! width), so both give the same bits; with AVX-512's 32 registers the rows' kernel also runs
+//! two result rows side by side, sharing each load of `B`.
 
 /// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
 const SMALL_WORK: usize = 1 << 16;
@@ -21,20 +26,81 @@ const SMALL_WORK: usize = 1 << 16;
 /// The shortest result row (or column, transposed) an AXPY runs along.
 const MIN_WIDTH: usize = 8;
 
+/// Whether the kernels run compiled for AVX-512 (F and VL): 32 vector registers of twice the
+/// width, so a result row of 32 f64 is four accumulators instead of eight, and the rows' loop
+/// keeps more of `B` in registers.
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+/// Defines `$name`, which runs the `#[inline(always)]` kernel `$body` inside a function
+/// compiled for AVX-512 when the CPU has it (see [`avx512`]) and for AVX2 and FMA otherwise.
+/// The kernels are plain Rust whose every operation (`mul_add` included) is defined
+/// element by element, so both compilations give the same bits.
+///
+/// # Safety
+/// The defined function requires AVX2 and FMA, and the kernel's own contract.
+macro_rules! dispatched {
+    ($name:ident => $body:ident($($p:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name($($p: $ty),*) {
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn wide512($($p: $ty),*) {
+                // SAFETY: the caller's contract.
+                unsafe { $body($($p,)* true) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn wide256($($p: $ty),*) {
+                // SAFETY: the caller's contract.
+                unsafe { $body($($p,)* false) }
+            }
+            if avx512() {
+                // SAFETY: the CPU has the features; the rest is the caller's contract.
+                unsafe { wide512($($p),*) }
+            } else {
+                // SAFETY: as above (the caller checked AVX2 and FMA).
+                unsafe { wide256($($p),*) }
+            }
+        }
+    };
+}
+
 macro_rules! small_gemm {
-    ($name:ident, $rows:ident, $dots:ident, $t:ty, $w:literal) => {
+    (
+        $name:ident,
+        $rows:ident,
+        $rows_body:ident,
+        $dots:ident,
+        $dots_body:ident,
+        $t:ty,
+        $w:literal
+    ) => {
+        dispatched!($rows => $rows_body(
+            m: usize, k: usize, n: usize, a: *const $t, rsa: isize, csa: isize,
+            b: *const $t, rsb: isize, c: *mut $t, rsc: isize
+        ));
+        dispatched!($dots => $dots_body(
+            m: usize, k: usize, n: usize, a: *const $t, rsa: isize, bt: &[$t], c: *mut $t,
+            rsc: isize
+        ));
+
         /// `C[i, j] = Σ_p A[i, p] · Bt[j, p]` for `i < m`, `j < n`, with row `i` of `A` at
         /// `a + i·rsa` and row `j` of `Bt` at `bt + j·k` (`k` contiguous elements each), and
         /// `C[i, j]` at `c + i·rsc + j`: one dot product per result element, accumulated in
         /// `$w` lanes (four 256-bit vectors) that are added up pairwise at the end.
         ///
         /// # Safety
-        /// The CPU must have `avx2` and `fma`; every addressed element must be valid (`C`'s
-        /// for writes, not overlapping the operands).
+        /// Every addressed element must be valid (`C`'s for writes, not overlapping the
+        /// operands).
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
+        #[inline(always)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $dots(
+        unsafe fn $dots_body(
             m: usize,
             k: usize,
             n: usize,
@@ -43,6 +109,7 @@ macro_rules! small_gemm {
             bt: &[$t],
             c: *mut $t,
             rsc: isize,
+            _wide: bool,
         ) {
             for i in 0..m as isize {
                 // SAFETY: row `i` of `A` holds `k` valid elements (the caller's contract).
@@ -78,12 +145,12 @@ macro_rules! small_gemm {
         /// `b + p·rsb` (`n` contiguous elements) and row `i` of `C` at `c + i·rsc`.
         ///
         /// # Safety
-        /// The CPU must have `avx2` and `fma`; every addressed element must be valid (`C`'s
-        /// rows for writes, not overlapping the operands), and `k ≥ 1`.
+        /// Every addressed element must be valid (`C`'s rows for writes, not overlapping the
+        /// operands), and `k ≥ 1`.
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
+        #[inline(always)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $rows(
+        unsafe fn $rows_body(
             m: usize,
             k: usize,
             n: usize,
@@ -94,55 +161,105 @@ macro_rules! small_gemm {
             rsb: isize,
             c: *mut $t,
             rsc: isize,
+            wide: bool,
         ) {
-            for i in 0..m as isize {
-                // SAFETY: row `i` of `C` and rows `p` of `B` hold `n` valid elements, and
-                // `A[i, p]` is valid (the caller's contract).
-                let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i * rsc), n) };
-                // Blocks of `2·$w` columns (eight vectors, enough independent chains to keep
-                // both FMA units busy through a long contraction), then of `$w` (four),
-                // accumulate over every `p` in registers and are stored once. Each element
-                // sums over `p` in order either way.
-                let mut j0 = 0;
-                macro_rules! blocks {
-                    ($bw:expr) => {
-                        while j0 + $bw <= n {
-                            let mut acc = [0.0 as $t; $bw];
-                            for p in 0..k as isize {
-                                // SAFETY: as above.
-                                let ap = unsafe { *a.offset(i * rsa + p * csa) };
-                                let bp =
-                                    unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
-                                for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $bw]) {
-                                    *v = ap.mul_add(x, *v);
+            // Columns `j0..` of row `i`: blocks of `2·$w` columns (eight 256-bit vectors,
+            // enough independent chains to keep both FMA units busy through a long
+            // contraction), then of `$w` (four), accumulate over every `p` in registers and
+            // are stored once; the remaining columns take one pass over the row per `p`. Each
+            // element sums over `p` in order either way.
+            macro_rules! row_from {
+                ($i:expr, $j0:expr) => {{
+                    let i: isize = $i;
+                    let mut j0: usize = $j0;
+                    // SAFETY: row `i` of `C` and rows `p` of `B` hold `n` valid elements, and
+                    // `A[i, p]` is valid (the caller's contract).
+                    let row = unsafe { std::slice::from_raw_parts_mut(c.offset(i * rsc), n) };
+                    macro_rules! blocks {
+                        ($bw:expr) => {
+                            while j0 + $bw <= n {
+                                let mut acc = [0.0 as $t; $bw];
+                                for p in 0..k as isize {
+                                    // SAFETY: as above.
+                                    let ap = unsafe { *a.offset(i * rsa + p * csa) };
+                                    let bp = unsafe {
+                                        std::slice::from_raw_parts(b.offset(p * rsb), n)
+                                    };
+                                    for (v, &x) in acc.iter_mut().zip(&bp[j0..j0 + $bw]) {
+                                        *v = ap.mul_add(x, *v);
+                                    }
                                 }
+                                row[j0..j0 + $bw].copy_from_slice(&acc);
+                                j0 += $bw;
                             }
-                            row[j0..j0 + $bw].copy_from_slice(&acc);
-                            j0 += $bw;
-                        }
-                    };
-                }
-                blocks!(2 * $w);
-                blocks!($w);
-                if j0 == n {
-                    continue;
-                }
-                // The remaining columns, one pass over the row per `p`.
-                let row = &mut row[j0..];
-                // SAFETY: as above.
-                let a0 = unsafe { *a.offset(i * rsa) };
-                let b0 = unsafe { std::slice::from_raw_parts(b, n) };
-                for (v, &x) in row.iter_mut().zip(&b0[j0..]) {
-                    *v = a0 * x;
-                }
-                for p in 1..k as isize {
-                    // SAFETY: as above.
-                    let ap = unsafe { *a.offset(i * rsa + p * csa) };
-                    let bp = unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
-                    for (v, &x) in row.iter_mut().zip(&bp[j0..]) {
-                        *v = ap.mul_add(x, *v);
+                        };
                     }
+                    blocks!(2 * $w);
+                    blocks!($w);
+                    if j0 < n {
+                        let row = &mut row[j0..];
+                        // SAFETY: as above.
+                        let a0 = unsafe { *a.offset(i * rsa) };
+                        let b0 = unsafe { std::slice::from_raw_parts(b, n) };
+                        for (v, &x) in row.iter_mut().zip(&b0[j0..]) {
+                            *v = a0 * x;
+                        }
+                        for p in 1..k as isize {
+                            // SAFETY: as above.
+                            let ap = unsafe { *a.offset(i * rsa + p * csa) };
+                            let bp = unsafe { std::slice::from_raw_parts(b.offset(p * rsb), n) };
+                            for (v, &x) in row.iter_mut().zip(&bp[j0..]) {
+                                *v = ap.mul_add(x, *v);
+                            }
+                        }
+                    }
+                }};
+            }
+            let mut i = 0isize;
+            // With 32 registers (`wide`), two rows share each load of `B` and run their
+            // blocks of `2·$w` columns side by side: eight chains of 512-bit vectors, which a
+            // long contraction over two rows (a weight gradient `xᵀ·dh` of a two-input
+            // layer) otherwise runs as four.
+            while wide && i + 2 <= m as isize {
+                let mut j0 = 0;
+                while j0 + 2 * $w <= n {
+                    let mut acc0 = [0.0 as $t; 2 * $w];
+                    let mut acc1 = [0.0 as $t; 2 * $w];
+                    for p in 0..k as isize {
+                        // SAFETY: `A[i, p]`, `A[i + 1, p]` and row `p` of `B` are valid (the
+                        // caller's contract).
+                        let (a0, a1, bp) = unsafe {
+                            (
+                                *a.offset(i * rsa + p * csa),
+                                *a.offset((i + 1) * rsa + p * csa),
+                                std::slice::from_raw_parts(b.offset(p * rsb), n),
+                            )
+                        };
+                        for ((v0, v1), &x) in acc0
+                            .iter_mut()
+                            .zip(acc1.iter_mut())
+                            .zip(&bp[j0..j0 + 2 * $w])
+                        {
+                            *v0 = a0.mul_add(x, *v0);
+                            *v1 = a1.mul_add(x, *v1);
+                        }
+                    }
+                    // SAFETY: columns `j0..j0 + 2·$w` of rows `i` and `i + 1` of `C`.
+                    unsafe {
+                        let c0 = c.offset(i * rsc + j0 as isize);
+                        let c1 = c.offset((i + 1) * rsc + j0 as isize);
+                        std::ptr::copy_nonoverlapping(acc0.as_ptr(), c0, 2 * $w);
+                        std::ptr::copy_nonoverlapping(acc1.as_ptr(), c1, 2 * $w);
+                    }
+                    j0 += 2 * $w;
                 }
+                row_from!(i, j0);
+                row_from!(i + 1, j0);
+                i += 2;
+            }
+            while i < m as isize {
+                row_from!(i, 0);
+                i += 1;
             }
         }
 
@@ -248,11 +365,97 @@ macro_rules! small_gemm {
     };
 }
 
-small_gemm!(dgemm, dgemm_rows, dgemm_dots, f64, 16);
-small_gemm!(sgemm, sgemm_rows, sgemm_dots, f32, 32);
+small_gemm!(
+    dgemm,
+    dgemm_rows,
+    dgemm_rows_body,
+    dgemm_dots,
+    dgemm_dots_body,
+    f64,
+    16
+);
+small_gemm!(
+    sgemm,
+    sgemm_rows,
+    sgemm_rows_body,
+    sgemm_dots,
+    sgemm_dots_body,
+    f32,
+    32
+);
 
 #[cfg(test)]
 mod tests {
+    /// The rows kernel with paired rows (the AVX-512 compilation's path) gives the same bits
+    /// as row by row, for every parity of `m`, block and tail widths of `n`, short and long
+    /// contractions, and NaN, infinite and signed-zero entries.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn paired_rows_equal_single_rows_bit_for_bit() {
+        let specials = [f64::NAN, f64::INFINITY, -f64::INFINITY, -0.0, 0.0, 1e300];
+        for (m, k, n) in [
+            (200, 2, 32),
+            (2, 200, 32),
+            (7, 3, 37),
+            (5, 9, 64),
+            (3, 1, 16),
+        ] {
+            let av: Vec<f64> = (0..m * k)
+                .map(|x| match x % 23 {
+                    5 => specials[x % specials.len()],
+                    r => r as f64 * 0.37 - 4.1,
+                })
+                .collect();
+            let bv: Vec<f64> = (0..k * n)
+                .map(|x| ((x * 5 % 17) as f64) / 3.0 - 2.0)
+                .collect();
+            let run = |wide: bool| {
+                let mut c = vec![f64::NAN; m * n];
+                // SAFETY: `A` is `m×k` and `B` `k×n`, both row-major, `C` holds `m×n`.
+                unsafe {
+                    super::dgemm_rows_body(
+                        m,
+                        k,
+                        n,
+                        av.as_ptr(),
+                        k as isize,
+                        1,
+                        bv.as_ptr(),
+                        n as isize,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        wide,
+                    )
+                };
+                c.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
+            };
+            assert_eq!(run(true), run(false), "{m}×{k}×{n}");
+            let af: Vec<f32> = av.iter().map(|&x| x as f32).collect();
+            let bf: Vec<f32> = bv.iter().map(|&x| x as f32).collect();
+            let run = |wide: bool| {
+                let mut c = vec![f32::NAN; m * n];
+                // SAFETY: as above.
+                unsafe {
+                    super::sgemm_rows_body(
+                        m,
+                        k,
+                        n,
+                        af.as_ptr(),
+                        k as isize,
+                        1,
+                        bf.as_ptr(),
+                        n as isize,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        wide,
+                    )
+                };
+                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            assert_eq!(run(true), run(false), "f32 {m}×{k}×{n}");
+        }
+    }
+
     /// Every layout of `A` and `B` (row- and column-major) and `C` row-major with a padded row
     /// stride, for wide rows, long columns and shapes the module leaves to the GEMM, against a
     /// plain loop in f64 (within rounding: the FMAs and order differ).

@@ -14,6 +14,7 @@ pub(crate) static LOWER_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static CODEGEN_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BANDED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static WIDE_TAILS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BIAS_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static STORED: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
@@ -41,6 +42,9 @@ pub struct JitStats {
     /// Fused groups finished by a wide helper (a `tanh` root applied in place over the whole
     /// result with the CPU's widest vectors; see the JIT's `wide_math.rs`).
     pub wide_tails: u64,
+    /// Of those, groups `tanh(x + broadcast(b))` replaced by one helper call that adds the
+    /// bias row and applies `tanh` in one pass (no loop of their own).
+    pub bias_tails: u64,
     /// Graph outputs computed and stored inside another group's fused loop instead of a loop
     /// of their own (see the JIT's `fuse.rs`), such as an optimizer's new moments.
     pub stored_members: u64,
@@ -58,6 +62,7 @@ pub fn stats() -> JitStats {
         live_functions: LIVE.load(Ordering::Relaxed),
         banded_groups: BANDED.load(Ordering::Relaxed),
         wide_tails: WIDE_TAILS.load(Ordering::Relaxed),
+        bias_tails: BIAS_TAILS.load(Ordering::Relaxed),
         stored_members: STORED.load(Ordering::Relaxed),
     }
 }

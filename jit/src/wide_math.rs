@@ -141,6 +141,128 @@ macro_rules! wide_loop {
 wide_loop!(tanh_slice_f64, f64, tanh_f64);
 wide_loop!(tanh_slice_f32, f32, tanh_f32);
 
+/// Defines the loop `out[i, j] = f(src[i, j] + bias[j])` over rows of `bias.len()` elements
+/// for each instruction set, and the dispatcher that picks the widest the CPU has; `src`
+/// `None` reads `out` itself (the result written over the operand).
+macro_rules! bias_loop {
+    ($name:ident, $t:ty, $f:ident) => {
+        /// Applies the element function to every element of `out` plus its column's bias,
+        /// with the widest vectors the CPU has (see [`wide_loop`]).
+        fn $name(out: &mut [$t], src: Option<&[$t]>, bias: &[$t]) {
+            /// Blocks of whole rows of about [`BIAS_BLOCK`] elements get their sums first,
+            /// then `tanh` over the block as one flat vector loop (a row at a time, the loop's
+            /// remainder handling ran for every row of 32 elements); the block stays in the
+            /// first-level cache between the two passes.
+            #[inline(always)]
+            fn each(out: &mut [$t], src: Option<&[$t]>, bias: &[$t]) {
+                let cols = bias.len();
+                if cols == 0 {
+                    return;
+                }
+                let block = (BIAS_BLOCK / cols).max(1) * cols;
+                for (b, o) in out.chunks_mut(block).enumerate() {
+                    match src {
+                        Some(src) => {
+                            let s = &src[b * block..b * block + o.len()];
+                            for (o, s) in o.chunks_exact_mut(cols).zip(s.chunks_exact(cols)) {
+                                for ((o, &x), &c) in o.iter_mut().zip(s).zip(bias) {
+                                    *o = x + c;
+                                }
+                            }
+                        }
+                        None => {
+                            for o in o.chunks_exact_mut(cols) {
+                                for (o, &c) in o.iter_mut().zip(bias) {
+                                    *o += c;
+                                }
+                            }
+                        }
+                    }
+                    o.iter_mut().for_each(|x| *x = $f(*x));
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                /// The loop compiled for AVX-512.
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+                fn wide512(out: &mut [$t], src: Option<&[$t]>, bias: &[$t]) {
+                    each(out, src, bias)
+                }
+                /// The loop compiled for AVX2.
+                #[target_feature(enable = "avx2,fma")]
+                fn wide256(out: &mut [$t], src: Option<&[$t]>, bias: &[$t]) {
+                    each(out, src, bias)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature the function is compiled for.
+                    return unsafe { wide512(out, src, bias) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    return unsafe { wide256(out, src, bias) };
+                }
+            }
+            each(out, src, bias)
+        }
+    };
+}
+
+/// The elements of a block of rows in [`bias_loop`]'s two passes.
+const BIAS_BLOCK: usize = 1024;
+
+bias_loop!(bias_tanh_f64, f64, tanh_f64);
+bias_loop!(bias_tanh_f32, f32, tanh_f32);
+
+/// Defines the helper `$name(src, bias, out, rows, cols)`: the fast `tanh` of a product's
+/// rows plus a bias row, `out[i, j] = tanh(src[i, j] + bias[j])`, in one pass (a dense
+/// layer's `tanh(x·W + b)`, whose fused loop would otherwise store the sum and this module
+/// then apply `tanh` over it). The sum is one IEEE addition, as the loop's, and `tanh` is
+/// [`tanh_f64`]/[`tanh_f32`], so the results are the loop's bits.
+macro_rules! bias_helper {
+    ($name:ident, $t:ty, $kernel:ident) => {
+        /// See [`bias_helper`].
+        ///
+        /// # Safety
+        /// `out` must hold `rows·cols` writable elements, `src` as many readable ones (or be
+        /// `out` itself) and `bias` `cols`; `out` overlaps neither `bias` nor, unless equal,
+        /// `src`, and nothing else accesses them during the call.
+        pub(crate) unsafe extern "C" fn $name(
+            src: *const $t,
+            bias: *const $t,
+            out: *mut $t,
+            rows: usize,
+            cols: usize,
+        ) {
+            let Some(n) = rows.checked_mul(cols).filter(|&n| n > 0) else {
+                return;
+            };
+            // SAFETY: the caller's contract.
+            let (o, b) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(out, n),
+                    std::slice::from_raw_parts(bias, cols),
+                )
+            };
+            if std::ptr::eq(src, out) {
+                $kernel(o, None, b);
+            } else {
+                // SAFETY: the caller's contract (`src` does not overlap `out`).
+                let s = unsafe { std::slice::from_raw_parts(src, n) };
+                $kernel(o, Some(s), b);
+            }
+        }
+    };
+}
+
+bias_helper!(ferrax_bias_tanh_f64, f64, bias_tanh_f64);
+bias_helper!(ferrax_bias_tanh_f32, f32, bias_tanh_f32);
+
 /// Runs `f` over `xs`, in blocks on the thread pool when `xs` is long.
 fn over_blocks<T: Send>(xs: &mut [T], f: fn(&mut [T])) {
     if xs.len() < PAR_MIN || crate::symbols::pool_threads() < 2 {
@@ -191,9 +313,21 @@ pub(crate) fn tanh_symbol(dtype: ferrax_ir::DType) -> Option<&'static str> {
     }
 }
 
+/// The helper that applies the fast `tanh` of `dtype` to a product plus a bias row (see
+/// [`bias_helper`]), by symbol name.
+pub(crate) fn bias_tanh_symbol(dtype: ferrax_ir::DType) -> Option<&'static str> {
+    match dtype {
+        ferrax_ir::DType::F64 => Some("ferrax_bias_tanh_f64"),
+        ferrax_ir::DType::F32 => Some("ferrax_bias_tanh_f32"),
+        ferrax_ir::DType::I32 | ferrax_ir::DType::Bool => None,
+    }
+}
+
 /// The address of a helper of this module, for the JIT's symbol lookup.
 pub(crate) fn symbol(name: &str) -> Option<*const u8> {
     match name {
+        "ferrax_bias_tanh_f64" => Some(ferrax_bias_tanh_f64 as *const u8),
+        "ferrax_bias_tanh_f32" => Some(ferrax_bias_tanh_f32 as *const u8),
         "ferrax_tanh_inplace_f64" => Some(ferrax_tanh_inplace_f64 as *const u8),
         "ferrax_tanh_inplace_f32" => Some(ferrax_tanh_inplace_f32 as *const u8),
         _ => None,
@@ -250,6 +384,56 @@ mod tests {
                 assert!((z - want32).abs() <= 4.0 * f32::EPSILON * want32.abs());
             }
         }
+    }
+
+    /// The one-pass helper gives `tanh(x + b)` element by element, the same bits whether it
+    /// reads a separate operand or writes over it, for any row width (one column, odd widths)
+    /// and with special values; no rows or no columns write nothing.
+    #[test]
+    fn bias_helper_equals_the_elementwise_sum_and_tanh() {
+        for (rows, cols) in [(200, 32), (7, 1), (3, 37), (2, 5)] {
+            let xs: Vec<f64> = (0..rows * cols)
+                .map(|i| match i % 17 {
+                    3 => f64::NAN,
+                    5 => f64::INFINITY,
+                    7 => -0.0,
+                    r => (r as f64 - 8.0) * 0.7,
+                })
+                .collect();
+            let bias: Vec<f64> = (0..cols).map(|j| j as f64 * 0.3 - 1.0).collect();
+            let want: Vec<u64> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| tanh_f64(x + bias[i % cols]).to_bits())
+                .collect();
+            let mut out = vec![0.0; rows * cols];
+            // SAFETY: `xs` and `out` hold `rows·cols` elements, `bias` `cols`; distinct.
+            unsafe {
+                ferrax_bias_tanh_f64(xs.as_ptr(), bias.as_ptr(), out.as_mut_ptr(), rows, cols)
+            };
+            assert_eq!(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+            let mut inplace = xs.clone();
+            let p = inplace.as_mut_ptr();
+            // SAFETY: as above, the operand being the result.
+            unsafe { ferrax_bias_tanh_f64(p, bias.as_ptr(), p, rows, cols) };
+            assert_eq!(
+                inplace.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want
+            );
+            let xf: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+            let bf: Vec<f32> = bias.iter().map(|&x| x as f32).collect();
+            let mut of = vec![0.0f32; rows * cols];
+            // SAFETY: as above.
+            unsafe { ferrax_bias_tanh_f32(xf.as_ptr(), bf.as_ptr(), of.as_mut_ptr(), rows, cols) };
+            for (i, (&o, &x)) in of.iter().zip(&xf).enumerate() {
+                assert_eq!(o.to_bits(), tanh_f32(x + bf[i % cols]).to_bits());
+            }
+        }
+        let mut out = [1.5f64; 4];
+        // SAFETY: nothing is addressed when there are no elements.
+        unsafe { ferrax_bias_tanh_f64(out.as_ptr(), out.as_ptr(), out.as_mut_ptr(), 0, 4) };
+        unsafe { ferrax_bias_tanh_f64(out.as_ptr(), out.as_ptr(), out.as_mut_ptr(), 4, 0) };
+        assert_eq!(out, [1.5; 4]);
     }
 
     /// A long buffer (cut into blocks on the pool) gets the same bits as one element at a

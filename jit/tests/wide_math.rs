@@ -170,12 +170,13 @@ fn precise_tanh_is_not_taken_by_the_helper() {
 }
 
 /// A hidden layer `tanh(h + b)` with the bias broadcast along rows, as an MLP's forward pass
-/// fuses it: the helper's result equals the inline loop's bit for bit, and the interpreter's
-/// within the fast `tanh`'s three ulps.
+/// fuses it, taken by the helper that adds the bias and applies `tanh` in one pass (odd
+/// widths, one column, two rows): its result equals the inline loop's bit for bit, and the
+/// interpreter's within the fast `tanh`'s three ulps.
 #[test]
 fn hidden_layer_matches_inline_and_interpreter() {
     for dtype in [DType::F64, DType::F32] {
-        for (rows, cols) in [(200, 32), (128, 256), (3, 37)] {
+        for (rows, cols) in [(200, 32), (128, 256), (3, 37), (65, 1), (2, 33)] {
             let layer = |wrap: bool| {
                 let f = move |xs: &[Tensor]| {
                     let t = (&xs[0] + xs[1].broadcast_in_dim(&[rows, cols], &[1])).tanh();
@@ -191,10 +192,15 @@ fn hidden_layer_matches_inline_and_interpreter() {
                 common::array(&mut rng, dtype, &[cols], -1.0, 1.0, true),
             ];
             let fast = opts(MathMode::Fast);
+            let before = stats().bias_tails;
             let a = compile(&g, &fast)
                 .expect("compile")
                 .call(&args)
                 .expect("call");
+            assert!(
+                stats().bias_tails > before,
+                "{dtype}[{rows},{cols}]: one pass"
+            );
             let b = compile(&w, &fast)
                 .expect("compile")
                 .call(&args)
@@ -261,5 +267,81 @@ fn remapped_operands_match_inline() {
                 "{dtype} case {k} vs interpreter"
             );
         }
+    }
+}
+
+/// A dense layer `tanh(x·W + b)` whose product's buffer the one-pass helper reads (and, when
+/// the plan reuses it, writes over), with the bias on either side of the sum, against the
+/// inline loop bit for bit, also when a further product reads the activations (which then
+/// live in the workspace, where the plan may put them over the product's buffer); a bias
+/// that is not broadcast along the rows, a single row and empty rows keep the loop.
+#[test]
+fn dense_layers_take_the_one_pass_helper() {
+    for dtype in [DType::F64, DType::F32] {
+        let shapes = [(200, 2, 32, false), (50, 7, 9, true), (64, 3, 1, false)];
+        for ((m, k, n, bias_first), next) in
+            shapes.into_iter().flat_map(|s| [(s, false), (s, true)])
+        {
+            let layer = |wrap: bool| {
+                let f = move |xs: &[Tensor]| {
+                    let h = xs[0].matmul(&xs[1]);
+                    let b = xs[2].broadcast_in_dim(&[m, n], &[1]);
+                    let z = if bias_first { b + h } else { h + b };
+                    let t = z.tanh();
+                    let t = if wrap { -(-t) } else { t };
+                    vec![if next {
+                        t.matmul(&xs[1].transpose(&[1, 0]))
+                    } else {
+                        t
+                    }]
+                };
+                let types = [
+                    Type::new(dtype, &[m, k]),
+                    Type::new(dtype, &[k, n]),
+                    Type::new(dtype, &[n]),
+                ];
+                (*trace(f, &types).expect("trace").graph().expect("graph")).clone()
+            };
+            let mut rng = Rng(m as u64 + 7 * n as u64);
+            let args = [
+                common::array(&mut rng, dtype, &[m, k], -2.0, 2.0, true),
+                common::array(&mut rng, dtype, &[k, n], -2.0, 2.0, false),
+                common::array(&mut rng, dtype, &[n], -1.0, 1.0, true),
+            ];
+            let fast = opts(MathMode::Fast);
+            let before = stats().bias_tails;
+            let a = compile(&layer(false), &fast).expect("compile");
+            assert!(stats().bias_tails > before, "{dtype} {m}×{k}×{n}: one pass");
+            let b = compile(&layer(true), &fast).expect("compile");
+            let (a, b) = (a.call(&args).expect("call"), b.call(&args).expect("call"));
+            assert!(same_bits(&a[0], &b[0]), "{dtype} {m}×{k}×{n} vs inline");
+        }
+    }
+    // Not a row bias (broadcast along the columns), one row, no rows: the loop serves.
+    for (rows, cols, along) in [(40, 30, 0), (1, 100, 1), (0, 100, 1)] {
+        let f = move |xs: &[Tensor]| {
+            let len = if along == 1 { cols } else { rows };
+            let b = xs[1]
+                .reshape(&[len])
+                .broadcast_in_dim(&[rows, cols], &[along]);
+            vec![(&xs[0] + b).tanh()]
+        };
+        let len = if along == 1 { cols } else { rows };
+        let types = [
+            Type::new(DType::F64, &[rows, cols]),
+            Type::new(DType::F64, &[len]),
+        ];
+        let g = (*trace(f, &types).expect("trace").graph().expect("graph")).clone();
+        let mut rng = Rng(3);
+        let args = [
+            common::array(&mut rng, DType::F64, &[rows, cols], -3.0, 3.0, true),
+            common::array(&mut rng, DType::F64, &[len], -1.0, 1.0, false),
+        ];
+        let got = compile(&g, &opts(MathMode::Fast))
+            .expect("compile")
+            .call(&args)
+            .expect("call");
+        let want = interp::eval(&g, &args).expect("interpreter");
+        assert!(close(&got[0], &want[0], 3.0 * f64::EPSILON));
     }
 }

@@ -59,6 +59,10 @@ struct Spec {
     /// Whether a reduction may reassociate (vector accumulators along a reduced inner
     /// dimension): only with fast math for the group's size.
     reassoc: bool,
+    /// Whether each output element of a reduction along the inner dimension is produced by
+    /// one row emitted in one piece (see [`one_row_per_output`]): the row's accumulator then
+    /// starts from the reduction's identity, and the output is not filled beforehand.
+    fresh: bool,
     /// The coalesced loop dimensions.
     dims: SmallVec<[usize; 4]>,
     /// The leaf reads (see [`remap`]).
@@ -452,6 +456,7 @@ fn spec(
         stored_strides,
         reds,
         reassoc: fast,
+        fresh: false,
         dims,
         reads,
         nodes,
@@ -481,6 +486,69 @@ fn wide_tail(cx: &Ctx, root: &InstData) -> Option<&'static str> {
     wanted.then(|| crate::wide_math::tanh_symbol(ty.dtype))?
 }
 
+/// The operands `(x, b)` when the group rooted at `root` (whose `tanh` has a wide tail) is
+/// exactly `tanh(x + broadcast(b))` with `x` a buffer of the result's shape, `b` a vector
+/// broadcast along the rows (a dense layer's pre-activation: `x` the product, `b` the bias),
+/// and fewer than [`PAR_MIN`] elements in at least two rows; then [`emit_bias_tanh`] replaces
+/// the loop.
+fn bias_tanh(cx: &Ctx, insts: &[&InstData], root: usize) -> Option<(Value, Value)> {
+    let graph = cx.graph;
+    let members = &cx.plan.fusion.members[root];
+    let ty = graph.ty(insts[root].results[0]);
+    let dims = ty.dims();
+    let (&cols, outer) = dims.split_last()?;
+    let rows: usize = outer.iter().product();
+    if members.len() != 3 || rows < 2 || ty.size() >= PAR_MIN {
+        return None;
+    }
+    let member = |v: Value| {
+        graph
+            .producer(v)
+            .filter(|(i, _)| members.contains(&i.index()))
+            .map(|(_, d)| d)
+    };
+    let add = member(insts[root].args[0])?;
+    if !matches!(add.op, Op::Binary(BinaryOp::Add)) {
+        return None;
+    }
+    let (a, b) = (add.args[0], add.args[1]);
+    [(a, b), (b, a)].into_iter().find_map(|(x, bb)| {
+        let bc = member(bb)?;
+        let Op::Shape(ShapeOp::BroadcastInDim { dims: to, .. }) = &bc.op else {
+            return None;
+        };
+        let bias = bc.args[0];
+        let plain = member(x).is_none()
+            && graph.ty(x).dims() == dims
+            && graph.ty(bias).dims() == [cols]
+            && to[..] == [dims.len() - 1]
+            && matches!(cx.slot(x), Ok(Slot::Mem(_)))
+            && matches!(cx.slot(bias), Ok(Slot::Mem(_)));
+        plain.then_some((x, bias))
+    })
+}
+
+/// Lowers a `tanh(x + broadcast(b))` group (see [`bias_tanh`]) as one call of the wide helper
+/// that adds the bias row and applies `tanh` in one pass over the rows.
+fn emit_bias_tanh(cx: &mut Ctx, root: &InstData, x: Value, bias: Value) -> Result<()> {
+    let out = root.results[0];
+    let ty = cx.graph.ty(out).clone();
+    let name = crate::wide_math::bias_tanh_symbol(ty.dtype)
+        .ok_or_else(|| jit_err("a wide tanh of a non-float"))?;
+    let (Slot::Mem(px), Slot::Mem(pb), Slot::Mem(po)) =
+        (cx.slot(x)?, cx.slot(bias)?, cx.slot(out)?)
+    else {
+        return Err(jit_err("a fused result without a buffer"));
+    };
+    let cols = ty.dims().last().copied().unwrap_or(1);
+    let rows = cx.iconst((ty.size() / cols.max(1)) as i64);
+    let cols = cx.iconst(cols as i64);
+    cx.call(name, &[types::I64; 5], &[], &[px, pb, po, rows, cols])?;
+    crate::stats::WIDE_TAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::stats::BIAS_TAILS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// Lowers the group rooted at instruction position `root`.
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
@@ -493,6 +561,11 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         Some(_) if !stores => wide_tail(cx, insts[root]),
         _ => None,
     };
+    if tail.is_some() {
+        if let Some((x, bias)) = bias_tanh(cx, &insts, root) {
+            return emit_bias_tanh(cx, insts[root], x, bias);
+        }
+    }
     let mut sp = spec(
         graph,
         &insts,
@@ -506,6 +579,7 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         cx.alloc_result(v)?;
         crate::stats::STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    sp.fresh = one_row_per_output(&sp);
     if sp.band.is_some() {
         crate::stats::BANDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -516,6 +590,8 @@ pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
         let dtype = graph.ty(red.out).dtype;
         let init = super::reduce::init_value(cx, &red.op, dtype);
         match cx.slot(red.out) {
+            // Every element is written by its row, which starts from `init` itself.
+            Ok(Slot::Mem(_)) if sp.fresh => {}
             Ok(Slot::Mem(base)) => {
                 let m = graph.ty(red.out).size();
                 cx.for_range(m, &mut |cx, i| {
@@ -610,6 +686,59 @@ fn emit_range(
         Ok(())
     })?;
     Ok(())
+}
+
+/// Whether every output element of the reduction group `sp` is combined by exactly one row
+/// of its loop, emitted in one piece: the reduced dimension is the inner one alone (every
+/// outer dimension of more than one index moves the output), the loop runs (no dimension is
+/// empty), and no guard cuts rows into segments (each segment would restart the row).
+fn one_row_per_output(sp: &Spec) -> bool {
+    let inner = sp.dims.len() - 1;
+    !sp.reds.is_empty()
+        && !sp.guarded
+        && sp.out_strides[inner] == 0
+        && sp.dims.iter().all(|&n| n > 0)
+        && (0..inner).all(|d| sp.out_strides[d] != 0 || sp.dims[d] == 1)
+}
+
+/// The value of `v` when it is an integer constant.
+fn known(cx: &Ctx, v: ir::Value) -> Option<i64> {
+    let dfg = &cx.fb.func.dfg;
+    match dfg.insts[dfg.value_def(v).inst()?] {
+        ir::InstructionData::UnaryImm {
+            opcode: ir::Opcode::Iconst,
+            imm,
+        } => Some(imm.bits()),
+        _ => None,
+    }
+}
+
+/// The most iterations a loop with constant bounds is written out for (see [`row_loop`]).
+const SHORT_TRIPS: i64 = 4;
+
+/// [`counted_loop`] over the inner indices of a row, written out without a counter when the
+/// bounds are constants and it runs at most [`SHORT_TRIPS`] times: rows of 2 to 8 elements
+/// (a `[200, 2]` operand reduced along its rows) otherwise pay a guard, a counter and two
+/// branches per vector loop and again per scalar tail. The body sees the same indices in the
+/// same order, so results do not change.
+fn row_loop(
+    cx: &mut Ctx,
+    lo: ir::Value,
+    hi: ir::Value,
+    step: i64,
+    body: &mut dyn FnMut(&mut Ctx, ir::Value) -> Result<()>,
+) -> Result<ir::Value> {
+    if let (Some(a), Some(b)) = (known(cx, lo), known(cx, hi)) {
+        let trips = b.checked_sub(a).map_or(0, |d| d.max(0) / step);
+        if trips <= SHORT_TRIPS {
+            for t in 0..trips {
+                let i = cx.iconst(a + t * step);
+                body(cx, i)?;
+            }
+            return Ok(cx.iconst(a + trips * step));
+        }
+    }
+    counted_loop(cx, lo, hi, step, body)
 }
 
 /// A loop `for (i = lo; i + step <= hi; i += step)`; returns the index at exit. The test is
@@ -1353,14 +1482,14 @@ fn emit_span(
             // once and stored four vectors per iteration.
             let vals = vector_reads(cx, sp, offs, &inv, lo, vty, part)?;
             let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
-            from = counted_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
+            from = row_loop(cx, lo, hi, 4 * lanes, &mut |cx, i| {
                 (0..4).try_for_each(|k| store(cx, &ys, i, k))
             })?;
-            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
+            from = row_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
         } else {
             // Short bodies run `UNROLL` vectors per iteration, then one at a time.
             if short_body(sp, insts) {
-                from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+                from = row_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
                     for k in 0..UNROLL {
                         let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                         let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
@@ -1370,14 +1499,14 @@ fn emit_span(
                     Ok(())
                 })?;
             }
-            from = counted_loop(cx, from, hi, lanes, &mut |cx, i| {
+            from = row_loop(cx, from, hi, lanes, &mut |cx, i| {
                 let vals = vector_reads(cx, sp, offs, &inv, i, vty, part)?;
                 let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;
                 store(cx, &ys, i, 0)
             })?;
         }
     }
-    counted_loop(cx, from, hi, 1, &mut |cx, i| {
+    row_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, part, guarded)?;
         let ys = eval(
             cx,
@@ -1493,6 +1622,7 @@ fn emit_reduce_row(
         let row = if along {
             let v = cx.fb.declare_var(clty(dtype));
             let a0 = match (base, red.acc_var) {
+                (Some(_), _) if sp.fresh => super::reduce::init_value(cx, &red.op, dtype),
                 (Some(b), _) => cx.load_at(b, offs[nr], dtype),
                 (None, Some(g)) => cx.fb.use_var(g),
                 (None, None) => return Err(jit_err("a reduction without an accumulator")),
@@ -1569,7 +1699,7 @@ fn emit_reduce_row(
         // With a kept inner dimension every lane is its own output element, so a short body
         // may run `UNROLL` vectors per iteration without changing any order.
         if !along && short_body(sp, insts) {
-            from = counted_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
+            from = row_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
                 for k in 0..UNROLL {
                     let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                     one(cx, ik)?;
@@ -1577,7 +1707,7 @@ fn emit_reduce_row(
                 Ok(())
             })?;
         }
-        from = counted_loop(cx, from, hi, lanes, &mut one)?;
+        from = row_loop(cx, from, hi, lanes, &mut one)?;
         for (acc, red) in accs.iter().zip(&sp.reds) {
             if let (Some(v), Some(va)) = (acc.row, acc.lanes) {
                 let fl = acc.dtype.is_float();
@@ -1591,7 +1721,7 @@ fn emit_reduce_row(
             }
         }
     }
-    counted_loop(cx, from, hi, 1, &mut |cx, i| {
+    row_loop(cx, from, hi, 1, &mut |cx, i| {
         let vals = scalar_reads(cx, sp, offs, idx, i, None, guarded)?;
         let ys = eval(
             cx,

@@ -748,6 +748,41 @@ fn address(a: &Array) -> usize {
     }
 }
 
+/// A donated leaf that no output takes in place in a call is kept as the buffer of an output
+/// of the next call: here the moment `m`, whose update `0.1·g + 0.9·m` may overwrite the
+/// gradient `g` instead (the nearer argument), while `g` is passed by reference. The moment's
+/// output then lands in the buffer donated one call before, rather than in new zeros.
+#[test]
+fn donated_leaves_not_taken_in_place_serve_the_next_call() {
+    use ferrax::tree::Donate;
+    let step = tree::jit(|p: Tensor, m: Tensor, g: Tensor| {
+        let m2 = 0.1 * g + 0.9 * m;
+        (p - 0.5 * &m2, m2)
+    });
+    let n = 4096;
+    let vector = |f: &dyn Fn(usize) -> f64| Array::from_f64([n], (0..n).map(f).collect());
+    let g = vector(&|i| (i as f64).sin()).unwrap();
+    let (mut p, mut m) = (vector(&|_| 1.0).unwrap(), vector(&|_| 0.0).unwrap());
+    let (mut pr, mut mr) = (vector(&|_| 1.0).unwrap(), vector(&|_| 0.0).unwrap());
+    // Arrays of the same size allocated after each call, so that a dropped moment buffer
+    // would most likely be handed to one of them rather than to the next call's output.
+    let mut blockers = Vec::new();
+    let mut given_before = None;
+    for _ in 0..4 {
+        let given = address(&m);
+        let (p2, m2): (Array, Array) = step.call_donating((Donate(p), Donate(m), &g)).unwrap();
+        blockers.push(vector(&|_| 0.0).unwrap());
+        let (pr2, mr2): (Array, Array) = step.call((&pr, &mr, &g)).unwrap();
+        assert_eq!(p2.to_f64_vec(), pr2.to_f64_vec(), "donated parameters");
+        assert_eq!(m2.to_f64_vec(), mr2.to_f64_vec(), "donated moment");
+        if let Some(before) = given_before {
+            assert_eq!(address(&m2), before, "the moment donated one call before");
+        }
+        given_before = Some(given);
+        (p, m, pr, mr) = (p2, m2, pr2, mr2);
+    }
+}
+
 #[test]
 fn donated_steps_match_plain_calls_and_recycle_buffers() {
     use ferrax::tree::Donate;

@@ -45,9 +45,6 @@ struct Prepared {
     types: Vec<Type>,
     compiled: crate::Compiled,
     out_def: TreeDef,
-    /// Per argument leaf, the output it is recycled for when donated (each output takes at
-    /// most one leaf of its type, the leaves in order).
-    recycle_as: Vec<Option<usize>>,
     /// Per output, the argument leaf whose buffer it is written into when that leaf is
     /// donated (see `Compiled::call_in_place`).
     in_place: Vec<Option<usize>>,
@@ -109,30 +106,13 @@ impl TreeJit {
                 let (j, flat) = self.member(&defs)?;
                 let out_def = flat.out_def(&types)?;
                 let compiled = j.compiled_for(&types)?;
-                let outs = compiled.output_types();
-                // Outputs that take a donated argument's buffer in place need no recycled
-                // one, and that argument is not recycled.
                 let in_place = compiled.in_place_outputs().to_vec();
-                let mut taken: Vec<bool> = in_place.iter().map(Option::is_some).collect();
-                let recycle_as = types
-                    .iter()
-                    .enumerate()
-                    .map(|(j, t)| {
-                        if in_place.contains(&Some(j)) {
-                            return None;
-                        }
-                        let k = (0..outs.len()).find(|&k| !taken[k] && outs[k] == *t)?;
-                        taken[k] = true;
-                        Some(k)
-                    })
-                    .collect();
-                let slots = Mutex::new(vec![None; outs.len()]);
+                let slots = Mutex::new(vec![None; compiled.output_types().len()]);
                 let p = Arc::new(Prepared {
                     defs,
                     types,
                     compiled,
                     out_def,
-                    recycle_as,
                     in_place,
                     slots,
                 });
@@ -170,11 +150,14 @@ impl TreeJit {
         waiting.resize(types.len(), None);
         let mut leaves: Vec<Option<Cow<'_, Array>>> = leaves.into_iter().map(Some).collect();
         let mut outs = Vec::with_capacity(types.len());
+        // Per output, whether it took a donated leaf's buffer in place in this call.
+        let mut served = vec![false; types.len()];
         for (k, (slot, t)) in waiting.into_iter().zip(types).enumerate() {
             // A donated leaf the output may overwrite becomes the output's buffer.
             if let Some(j) = p.in_place[k].filter(|&j| donated.get(j) == Some(&true)) {
                 if let Some(Cow::Owned(a)) = leaves.get_mut(j).and_then(Option::take) {
                     outs.push(a);
+                    served[k] = true;
                     continue;
                 }
             }
@@ -183,11 +166,24 @@ impl TreeJit {
         let refs: Vec<Option<&Array>> = leaves.iter().map(|a| a.as_deref()).collect();
         let ran = p.compiled.call_in_place(&refs, &mut outs);
         drop(refs);
-        // Keep the other donated leaves for the next call, one per output of their type.
+        // Keep the other donated leaves for the next call, each as the buffer of an output of
+        // its type that took none in place in this call (chosen per call, not per compiled
+        // function: an output whose in-place argument was passed by reference, such as a
+        // moment `(1 − β)·g + β·m` that may overwrite the gradient `g`, would otherwise be
+        // zero-filled anew on every call while the donated moment went unused).
         let mut slots = lock();
         slots.resize(outs.len(), None);
-        for ((a, &given), k) in leaves.into_iter().zip(donated).zip(&p.recycle_as) {
-            if let (true, Some(k), Some(Cow::Owned(a))) = (given, *k, a) {
+        for (a, &given) in leaves.into_iter().zip(donated) {
+            let (true, Some(Cow::Owned(a))) = (given, a) else {
+                continue;
+            };
+            let free = (0..types.len()).find(|&k| {
+                !served[k]
+                    && slots[k].is_none()
+                    && types[k].dtype == a.dtype()
+                    && types[k].dims() == a.dims()
+            });
+            if let Some(k) = free {
                 slots[k] = Some(a);
             }
         }

@@ -104,6 +104,43 @@ fn without_nans(x: &Array) -> Array {
         .cast(x.dtype())
 }
 
+/// Checks max and min pooling of `x` by `w`, and for both selections the cotangent scatter of
+/// `cotangent` (and, when given, the tangent gather of `tangent`), against the interpreter.
+fn check_extrema(w: &Window, x: &Array, cotangent: &Array, tangent: Option<&Array>) {
+    let xt = Type::new(x.dtype(), x.dims());
+    let ot = Type::new(cotangent.dtype(), cotangent.dims());
+    for monoid in [Monoid::Max, Monoid::Min] {
+        let op = WindowOp::Reduce {
+            monoid,
+            window: w.clone(),
+        };
+        check(
+            &graph(op, std::slice::from_ref(&xt)),
+            std::slice::from_ref(x),
+        );
+    }
+    for select in [Select::Max, Select::Min] {
+        if let Some(t) = tangent {
+            let gather = WindowOp::SelectAndGatherAdd {
+                select,
+                window: w.clone(),
+            };
+            check(
+                &graph(gather, &[xt.clone(), xt.clone()]),
+                &[t.clone(), x.clone()],
+            );
+        }
+        let scatter = WindowOp::SelectAndScatterAdd {
+            select,
+            window: w.clone(),
+        };
+        check(
+            &graph(scatter, &[ot.clone(), xt.clone()]),
+            &[cotangent.clone(), x.clone()],
+        );
+    }
+}
+
 #[test]
 fn nan_free_pooling_equals_the_interpreter() {
     let mut rng = Rng(31);
@@ -121,7 +158,6 @@ fn nan_free_pooling_equals_the_interpreter() {
         let w = Window::new(wd).with_strides(st);
         let out = w.out_dims(dims).unwrap();
         for dt in [DType::F32, DType::F64, DType::I32] {
-            let (xt, ot) = (Type::new(dt, dims), Type::new(dt, &out));
             for ties in [false, true] {
                 let x = without_nans(&array(&mut rng, dt, dims, -3.0, 3.0, true));
                 let x = if ties {
@@ -130,30 +166,9 @@ fn nan_free_pooling_equals_the_interpreter() {
                 } else {
                     x
                 };
-                for monoid in [Monoid::Max, Monoid::Min] {
-                    let op = WindowOp::Reduce {
-                        monoid,
-                        window: w.clone(),
-                    };
-                    check(
-                        &graph(op, std::slice::from_ref(&xt)),
-                        std::slice::from_ref(&x),
-                    );
-                }
-                for select in [Select::Max, Select::Min] {
-                    let t = array(&mut rng, dt, dims, -3.0, 3.0, false);
-                    let gather = WindowOp::SelectAndGatherAdd {
-                        select,
-                        window: w.clone(),
-                    };
-                    check(&graph(gather, &[xt.clone(), xt.clone()]), &[t, x.clone()]);
-                    let c = without_nans(&array(&mut rng, dt, &out, -3.0, 3.0, true));
-                    let scatter = WindowOp::SelectAndScatterAdd {
-                        select,
-                        window: w.clone(),
-                    };
-                    check(&graph(scatter, &[ot.clone(), xt.clone()]), &[c, x.clone()]);
-                }
+                let t = array(&mut rng, dt, dims, -3.0, 3.0, false);
+                let c = without_nans(&array(&mut rng, dt, &out, -3.0, 3.0, true));
+                check_extrema(&w, &x, &c, Some(&t));
             }
         }
     }
@@ -209,7 +224,6 @@ fn a_single_nan_anywhere_in_two_by_two_pooling() {
         let n: usize = dims.iter().product();
         let no: usize = out.iter().product();
         for dt in [DType::F32, DType::F64] {
-            let (xt, ot) = (Type::new(dt, &dims), Type::new(dt, &out));
             let c: Vec<f64> = (0..no).map(|k| k as f64 + 0.5).collect();
             let c = Array::from_f64(out.to_vec(), c).unwrap().cast(dt);
             for at in 0..n {
@@ -223,26 +237,7 @@ fn a_single_nan_anywhere_in_two_by_two_pooling() {
                     })
                     .collect();
                 let x = Array::from_f64(dims.to_vec(), v).unwrap().cast(dt);
-                for monoid in [Monoid::Max, Monoid::Min] {
-                    let op = WindowOp::Reduce {
-                        monoid,
-                        window: w.clone(),
-                    };
-                    check(
-                        &graph(op, std::slice::from_ref(&xt)),
-                        std::slice::from_ref(&x),
-                    );
-                }
-                for select in [Select::Max, Select::Min] {
-                    let scatter = WindowOp::SelectAndScatterAdd {
-                        select,
-                        window: w.clone(),
-                    };
-                    check(
-                        &graph(scatter, &[ot.clone(), xt.clone()]),
-                        &[c.clone(), x.clone()],
-                    );
-                }
+                check_extrema(&w, &x, &c, None);
             }
         }
     }

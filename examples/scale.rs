@@ -200,9 +200,23 @@ fn run_one(n: usize, shape: &str) -> Result<()> {
         let t = median_call(Duration::from_millis(300), || {
             black_box(hand_grad(n, black_box(0.3), &mut tape));
         });
+        // The same gradient compiled with subnormals flushed to zero (as XLA runs JAX's CPU
+        // code): the time per step without the subnormal assists.
+        let flushing = JitOptions {
+            flush_subnormals: true,
+            ..JitOptions::default()
+        };
+        let flushed = ferrax::jit_backend::compile(&graph, &flushing)?;
+        let f = median_call(Duration::from_millis(300), || {
+            flushed
+                .call_scalar(&[black_box(0.3)], &mut out)
+                .expect("call");
+            black_box(out[0]);
+        });
         format!(
-            " hand_step_ns = {:.2} subnormal_steps = {subnormal}",
-            t.as_secs_f64() * 1e9 / n as f64
+            " hand_step_ns = {:.2} subnormal_steps = {subnormal} flush_step_ns = {:.2}",
+            t.as_secs_f64() * 1e9 / n as f64,
+            f.as_secs_f64() * 1e9 / n as f64
         )
     } else {
         String::new()

@@ -1,6 +1,6 @@
 //! Exported objects: their symbols and architecture (read with the `object` crate, which
 //! cranelift-object already depends on), unsupported targets and names refused with errors
-//! naming them, and — when a C compiler `cc` is present (the tests say so and skip that part
+//! naming them (and the in-process-only `flush_subnormals` option), and — when a C compiler `cc` is present (the tests say so and skip that part
 //! otherwise) — results of the linked object equal to the JIT's bit for bit, for every dtype,
 //! array constants, loops, matrix products, several outputs and a workspace. The ops whose
 //! JIT code calls Rust helpers are exported in `runtime.rs`.
@@ -258,6 +258,16 @@ fn unsupported_targets_and_bad_names_are_errors_naming_them() {
     assert!(ex.add("F", &sq, std::slice::from_ref(&s)).is_err());
     assert!(ex.add("int", &sq, std::slice::from_ref(&s)).is_err());
     assert!(ex.add("a-b", &sq, std::slice::from_ref(&s)).is_err());
+    // Flushing subnormals is a mode of code run in this process: an object's caller owns its
+    // floating-point mode, so the option is refused, naming it.
+    let opts = JitOptions {
+        flush_subnormals: true,
+        ..JitOptions::default()
+    };
+    let mut ex = Exporter::new("e", Target::Host).unwrap().with_options(opts);
+    ex.add("f", &sq, std::slice::from_ref(&s)).unwrap();
+    let err = ex.finish().unwrap_err();
+    assert!(err.message.contains("flush_subnormals"), "{err}");
 }
 
 /// A C program that calls every case on its inputs (given as bit patterns) and prints each

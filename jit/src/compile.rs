@@ -258,6 +258,20 @@ pub fn define_graph(
     names: &EntryNames,
 ) -> Result<Defined> {
     check_sizes(graph)?;
+    if opts.flush_subnormals {
+        if dest == Destination::Object {
+            return Err(jit_err(
+                "flush_subnormals applies to code run in this process; an exported object's \
+                 caller sets its own floating-point mode (found the option set for an export)",
+            ));
+        }
+        if !crate::fp_env::FLUSH_SUPPORTED {
+            return Err(jit_err(format!(
+                "flush_subnormals: expected an x86-64 or AArch64 target, found {}",
+                std::env::consts::ARCH
+            )));
+        }
+    }
     // Long runs of repeated blocks become loops; a failure to reroll is a bug, reported in
     // debug builds and passed over (the graph compiles unrolled) in release builds.
     let rerolled = match opts.reroll.then(|| crate::reroll::reroll(graph)) {
@@ -491,6 +505,7 @@ fn build_tensor(
     );
     cx.fail = Some(fail);
     cx.dest = bodies.dest;
+    let saved_fp = cx.enter_fp_mode()?;
     cx.tape_limit = Inner::tape_limit(opts, plan.workspace, &graph.output_types());
     for (k, &p) in graph.params().iter().enumerate() {
         let addr = cx.fb.ins().load(types::I64, flags, ins, (8 * k) as i32);
@@ -508,11 +523,13 @@ fn build_tensor(
             cx.copy_into(o, dst)?;
         }
     }
+    cx.leave_fp_mode(saved_fp)?;
     let ok = cx.fb.ins().iconst(types::I32, Status::Ok as i64);
     cx.fb.ins().return_(&[ok]);
-    fb.switch_to_block(fail);
-    let status = fb.block_params(fail)[0];
-    fb.ins().return_(&[status]);
+    cx.fb.switch_to_block(fail);
+    cx.leave_fp_mode(saved_fp)?;
+    let status = cx.fb.block_params(fail)[0];
+    cx.fb.ins().return_(&[status]);
     fb.seal_all_blocks();
     fb.finalize(cfg);
     Ok(())
@@ -556,6 +573,7 @@ fn build_scalar(
         vec![None; nout],
     );
     cx.dest = bodies.dest;
+    let saved_fp = cx.enter_fp_mode()?;
     for (k, &p) in graph.params().iter().enumerate() {
         cx.slots[p.index()] = Some(Slot::Reg(params[k]));
     }
@@ -566,6 +584,23 @@ fn build_scalar(
         vals.push(cx.load(o, zero)?);
     }
     if nout <= 1 {
+        // With a floating-point mode to restore, the result goes through a stack slot: the
+        // store pins its computation before the restoring call (Cranelift may otherwise place
+        // pure arithmetic after it), and the call keeps the reload after it.
+        let vals = match (saved_fp, vals.first()) {
+            (Some(_), Some(&v)) => {
+                let ty = clty(abi.out_dtype);
+                let slot = cx.fb.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    8,
+                    3,
+                ));
+                cx.fb.ins().stack_store(types::I64, v, slot, 0);
+                cx.leave_fp_mode(saved_fp)?;
+                vec![cx.fb.ins().stack_load(types::I64, ty, slot, 0)]
+            }
+            _ => vals,
+        };
         cx.fb.ins().return_(&vals);
     } else {
         let out = params[graph.params().len()];
@@ -575,6 +610,7 @@ fn build_scalar(
                 .ins()
                 .store(MemFlagsData::trusted(), v, out, size * k as i32);
         }
+        cx.leave_fp_mode(saved_fp)?;
         cx.fb.ins().return_(&[]);
     }
     fb.seal_all_blocks();

@@ -1294,6 +1294,8 @@ unsafe fn gemm_path<T: Float>(
             None,
         );
     } else {
+        // Jobs compute in the caller's floating-point mode (`crate::fp_env`).
+        let fp = crate::fp_env::FpControl::current();
         rayon::scope(|s| {
             let mut bufs = patches.chunks_mut(per).zip(offs).zip(stage).zip(
                 partials
@@ -1304,10 +1306,11 @@ unsafe fn gemm_path<T: Float>(
             let mine = bufs.next();
             for (((patch, offsets), stage), partial) in bufs {
                 let job = &job;
-                s.spawn(move |_| job(patch, offsets, stage, partial));
+                s.spawn(move |_| fp.run(|| job(patch, offsets, stage, partial)));
             }
+            // Called from outside the pool, the scope's own body runs on a pool thread too.
             if let Some((((patch, offsets), stage), partial)) = mine {
-                job(patch, offsets, stage, partial);
+                fp.run(|| job(patch, offsets, stage, partial));
             }
         });
     }

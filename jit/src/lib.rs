@@ -153,6 +153,7 @@ mod cache;
 mod compile;
 mod compiled;
 mod conv_kernel;
+mod fp_env;
 mod function;
 mod fuse;
 mod in_place;

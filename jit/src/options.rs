@@ -72,6 +72,19 @@ pub struct JitOptions {
     /// all-scalar graph whose stacked residuals exceed the scalar entry's stack workspace has
     /// no scalar entry (so `as_fn*` refuses it; [`crate::Jit::call`] serves it).
     pub reroll: bool,
+    /// Whether the call runs with subnormal numbers flushed to zero: subnormal inputs of every
+    /// floating-point operation read as zero and subnormal results are written as zero (the
+    /// CPU's flush-to-zero and denormals-are-zero modes, as XLA sets them for JAX on CPU).
+    /// Off by default: results then follow IEEE 754 gradual underflow and equal the
+    /// interpreter's. On some CPUs every operation on a subnormal takes a microcode assist of
+    /// about a hundred cycles, so a computation that settles into the subnormal range (a long
+    /// reverse-mode product that shrinks at each step) can run several times slower than the
+    /// same code on normal numbers; this option trades those last 52 bits of range for speed.
+    /// The caller's own mode is restored when the call returns, and work the call hands to
+    /// other threads runs in the same mode. Supported on x86-64 and AArch64 (compiling with it
+    /// elsewhere is an error), in this process only: exported objects refuse it, since their
+    /// caller owns the floating-point mode.
+    pub flush_subnormals: bool,
 }
 
 impl Default for JitOptions {
@@ -83,6 +96,7 @@ impl Default for JitOptions {
             max_call_bytes: None,
             max_while_iterations: None,
             reroll: true,
+            flush_subnormals: false,
         }
     }
 }

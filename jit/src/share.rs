@@ -37,6 +37,8 @@ pub(crate) fn share_work<F: Fn() + Sync>(helpers: usize, work: &F) {
     // `'static`, and a helper dereferences it only while registered, when the caller is still
     // inside this function (see `Close`).
     let at = work as *const F as usize;
+    // Helpers compute in the caller's floating-point mode (see `crate::fp_env`).
+    let fp = crate::fp_env::FpControl::current();
     for _ in 0..helpers {
         let state = Arc::clone(&state);
         let job = move || {
@@ -53,7 +55,7 @@ pub(crate) fn share_work<F: Fn() + Sync>(helpers: usize, work: &F) {
             // SAFETY: registered before the call closed, so the caller waits for this run
             // to end before `work` goes out of scope; `F: Sync` allows the shared use.
             let work = unsafe { &*(at as *const F) };
-            work();
+            fp.run(work);
             state.fetch_sub(1, Ordering::Release);
         };
         // The global pool cannot be created when its threads cannot be spawned; the caller

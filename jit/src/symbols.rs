@@ -404,12 +404,15 @@ fn gemm_parts(m: usize, k: usize, n: usize, f: impl Fn(usize, usize, usize, usiz
             slot.store(new.to_bits(), Ordering::Relaxed);
         }
     };
+    // Parts compute in the caller's floating-point mode (`crate::fp_env`).
+    let fp = crate::fp_env::FpControl::current();
     rayon::scope(|s| {
         let job = &job;
         for _ in 1..parts {
-            s.spawn(move |_| job());
+            s.spawn(move |_| fp.run(job));
         }
-        job();
+        // Called from outside the pool, the scope's own body runs on a pool thread too.
+        fp.run(job);
     });
 }
 
@@ -580,6 +583,9 @@ pub(crate) fn lookup(name: &str) -> Option<*const u8> {
         return Some(p);
     }
     if let Some(p) = crate::wide_math::symbol(name) {
+        return Some(p);
+    }
+    if let Some(p) = crate::fp_env::symbol(name) {
         return Some(p);
     }
     match name {

@@ -271,7 +271,9 @@ fn over_blocks<T: Send>(xs: &mut [T], f: fn(&mut [T])) {
     use rayon::prelude::*;
     // A panic cannot come out of `f` (arithmetic on floats); should the pool fail to run,
     // the work is done here, where unwinding would abort the process.
-    let blocks = |xs: &mut [T]| xs.par_chunks_mut(BLOCK).for_each(f);
+    // Blocks on pool threads compute in the caller's floating-point mode (`crate::fp_env`).
+    let fp = crate::fp_env::FpControl::current();
+    let blocks = |xs: &mut [T]| xs.par_chunks_mut(BLOCK).for_each(|b| fp.run(|| f(b)));
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| blocks(xs))).is_err() {
         f(xs);
     }

@@ -376,6 +376,25 @@ impl<'a, 'b> Ctx<'a, 'b> {
         })
     }
 
+    /// With [`crate::JitOptions::flush_subnormals`], switches the calling thread to flushing
+    /// subnormals and returns its previous floating-point control word, which
+    /// [`Ctx::leave_fp_mode`] restores before each return of the entry (see `crate::fp_env`).
+    pub fn enter_fp_mode(&mut self) -> Result<Option<ir::Value>> {
+        if !self.opts.flush_subnormals {
+            return Ok(None);
+        }
+        let saved = self.call("ferrax_fp_flush_enter", &[], &[types::I64], &[])?;
+        Ok(saved.first().copied())
+    }
+
+    /// Restores the control word [`Ctx::enter_fp_mode`] saved, if it saved one.
+    pub fn leave_fp_mode(&mut self, saved: Option<ir::Value>) -> Result<()> {
+        if let Some(word) = saved {
+            self.call("ferrax_fp_restore", &[types::I64], &[], &[word])?;
+        }
+        Ok(())
+    }
+
     /// Calls an imported `ferrax_*` helper (or libc) function. In an exported object the
     /// helper is either emitted into the object or replaced by a C library call
     /// ([`portable::call`]), or has a libm equivalent ([`crate::symbols::object_symbol`]),

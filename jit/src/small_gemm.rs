@@ -18,7 +18,9 @@
 //! The kernels are compiled twice, for AVX2 and for AVX-512 (chosen at run time). Their
 //! operations are defined element by element (`mul_add` is one fused rounding whatever the
 //! width), so both give the same bits; with AVX-512's 32 registers the rows' kernel also runs
-//! two result rows side by side, sharing each load of `B`.
+//! two result rows side by side, sharing each load of `B`. The f64 dot products have a third
+//! form for AVX-512, written with intrinsics ([`dgemm_dots_avx512`]): the same operations per
+//! lane, with the final folds of eight results done together in registers.
 
 /// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
 const SMALL_WORK: usize = 1 << 16;
@@ -33,6 +35,117 @@ const MIN_WIDTH: usize = 8;
 fn avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+/// A dot-product kernel with the arguments of the `$dots_body` functions of [`small_gemm`].
+#[cfg(target_arch = "x86_64")]
+type DotsKernel<T> = unsafe fn(usize, usize, usize, *const T, isize, &[T], *mut T, isize);
+
+/// Adds the two halves of each of `x` and `y` (lanes `l` and `l + 4`): lanes `0..4` of the
+/// result hold `x`'s sums, lanes `4..8` `y`'s.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fold_halves(
+    x: std::arch::x86_64::__m512d,
+    y: std::arch::x86_64::__m512d,
+) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let lo = _mm512_shuffle_f64x2::<0b01_00_01_00>(x, y);
+    let hi = _mm512_shuffle_f64x2::<0b11_10_11_10>(x, y);
+    _mm512_add_pd(lo, hi)
+}
+
+/// Adds the two quarters of each half of `x` and `y` (pairs of lanes `2q, 2q + 1` and
+/// `2q + 2, 2q + 3` within a half): lanes `0..2` of the result hold the sums of `x`'s first
+/// half, `2..4` of `x`'s second, `4..6` and `6..8` those of `y`'s halves.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fold_quarters(
+    x: std::arch::x86_64::__m512d,
+    y: std::arch::x86_64::__m512d,
+) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let lo = _mm512_shuffle_f64x2::<0b10_00_10_00>(x, y);
+    let hi = _mm512_shuffle_f64x2::<0b11_01_11_01>(x, y);
+    _mm512_add_pd(lo, hi)
+}
+
+/// `dgemm_dots_body` compiled for AVX-512 with intrinsics, giving its bits: each result's
+/// sixteen lanes accumulate `A[i, p]·Bt[j, p]` for `p ≡ lane (mod 16)` with fused
+/// multiply-adds in order of `p` (as two vectors of eight lanes), fold pairwise (halves,
+/// quarters, ...) and then take the tail of the contraction in order. The compiler
+/// vectorised the generic body's folds into a chain of shuffles per result; here eight
+/// results fold together, each addition combining the same two partial sums as the generic
+/// body (the lane pairs of eight results share the shuffles), so about a seventh of the
+/// shuffles and additions remain per result.
+///
+/// # Safety
+/// The contract of `dgemm_dots_body`, and a CPU with AVX-512 F and VL and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dgemm_dots_avx512(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f64,
+    rsa: isize,
+    bt: &[f64],
+    c: *mut f64,
+    rsc: isize,
+) {
+    use std::arch::x86_64::*;
+    // The caller bounds `m·n·k`, so the count of results cannot overflow.
+    let Some(total) = m.checked_mul(n) else {
+        return;
+    };
+    let full = k - k % 16;
+    let mut first = 0;
+    while first < total {
+        let count = (total - first).min(8);
+        // Result `first + q` is `C[i, j]` with `i = (first + q) / n`, `j = (first + q) % n`.
+        let at = |q: usize| ((first + q) / n, (first + q) % n);
+        let mut sums = [_mm512_setzero_pd(); 8];
+        for (q, sum) in sums.iter_mut().enumerate().take(count) {
+            let (i, j) = at(q);
+            // SAFETY: row `i` of `A` and row `j` of `Bt` hold `k` elements (the contract).
+            let (row, col) = unsafe { (a.offset(i as isize * rsa), bt.as_ptr().add(j * k)) };
+            let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+            for p in (0..full).step_by(16) {
+                // SAFETY: `p + 16 ≤ k`, within both rows.
+                unsafe {
+                    let (x, y) = (row.add(p), col.add(p));
+                    lo = _mm512_fmadd_pd(_mm512_loadu_pd(x), _mm512_loadu_pd(y), lo);
+                    hi = _mm512_fmadd_pd(_mm512_loadu_pd(x.add(8)), _mm512_loadu_pd(y.add(8)), hi);
+                }
+            }
+            // The first fold, `acc[l] += acc[l + 8]`.
+            *sum = _mm512_add_pd(lo, hi);
+        }
+        // The other folds of eight results at once (missing results are zeros, unused).
+        let s = sums;
+        let u0 = fold_quarters(fold_halves(s[0], s[1]), fold_halves(s[2], s[3]));
+        let u1 = fold_quarters(fold_halves(s[4], s[5]), fold_halves(s[6], s[7]));
+        let r = _mm512_add_pd(_mm512_unpacklo_pd(u0, u1), _mm512_unpackhi_pd(u0, u1));
+        let mut folded = [0.0f64; 8];
+        // SAFETY: eight f64 fit `folded`.
+        unsafe { _mm512_storeu_pd(folded.as_mut_ptr(), r) };
+        // Lane `2q` holds result `q` and lane `2q + 1` result `q + 4` (for `q < 4`).
+        const LANE: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+        for (q, &lane) in LANE.iter().enumerate().take(count) {
+            let (i, j) = at(q);
+            let mut sum = folded[lane];
+            for p in full..k {
+                // SAFETY: as above, `p < k`.
+                sum = unsafe {
+                    (*a.offset(i as isize * rsa + p as isize)).mul_add(bt[j * k + p], sum)
+                };
+            }
+            // SAFETY: an element of `C` (the contract).
+            unsafe { *c.offset(i as isize * rsc + j as isize) = sum };
+        }
+        first += count;
+    }
 }
 
 /// Defines `$name`, which runs the `#[inline(always)]` kernel `$body` inside a function
@@ -77,6 +190,7 @@ macro_rules! small_gemm {
         $rows_body:ident,
         $dots:ident,
         $dots_body:ident,
+        $dots512:expr,
         $t:ty,
         $w:literal
     ) => {
@@ -92,11 +206,13 @@ macro_rules! small_gemm {
         /// `C[i, j] = Σ_p A[i, p] · Bt[j, p]` for `i < m`, `j < n`, with row `i` of `A` at
         /// `a + i·rsa` and row `j` of `Bt` at `bt + j·k` (`k` contiguous elements each), and
         /// `C[i, j]` at `c + i·rsc + j`: one dot product per result element, accumulated in
-        /// `$w` lanes (four 256-bit vectors) that are added up pairwise at the end.
+        /// `$w` lanes (four 256-bit vectors) that are added up pairwise at the end. With
+        /// `wide` (the compilation for AVX-512), a type with an AVX-512 kernel of its own
+        /// (`$dots512`) runs that kernel, which gives the same bits.
         ///
         /// # Safety
         /// Every addressed element must be valid (`C`'s for writes, not overlapping the
-        /// operands).
+        /// operands); `wide` only on a CPU with AVX-512 F and VL and FMA.
         #[cfg(target_arch = "x86_64")]
         #[inline(always)]
         #[allow(clippy::too_many_arguments)]
@@ -109,8 +225,13 @@ macro_rules! small_gemm {
             bt: &[$t],
             c: *mut $t,
             rsc: isize,
-            _wide: bool,
+            wide: bool,
         ) {
+            let wide_kernel: Option<DotsKernel<$t>> = $dots512;
+            if let (true, Some(kernel)) = (wide, wide_kernel) {
+                // SAFETY: the caller's contract (with `wide`, the CPU has the features).
+                return unsafe { kernel(m, k, n, a, rsa, bt, c, rsc) };
+            }
             for i in 0..m as isize {
                 // SAFETY: row `i` of `A` holds `k` valid elements (the caller's contract).
                 let row = unsafe { std::slice::from_raw_parts(a.offset(i * rsa), k) };
@@ -371,6 +492,7 @@ small_gemm!(
     dgemm_rows_body,
     dgemm_dots,
     dgemm_dots_body,
+    Some(dgemm_dots_avx512),
     f64,
     16
 );
@@ -380,6 +502,7 @@ small_gemm!(
     sgemm_rows_body,
     sgemm_dots,
     sgemm_dots_body,
+    None,
     f32,
     32
 );
@@ -453,6 +576,80 @@ mod tests {
                 c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
             };
             assert_eq!(run(true), run(false), "f32 {m}×{k}×{n}");
+        }
+    }
+
+    /// The AVX-512 dot products give the generic body's bits for every number of results
+    /// (groups of eight and a partial group), contractions shorter than, equal to and longer
+    /// than sixteen with and without a tail, padded rows of `A` and `C`, and NaN, infinite,
+    /// signed-zero and huge entries (a NaN result only has to be a NaN).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_dots_equal_the_generic_dots_bit_for_bit() {
+        if !super::avx512() || !std::arch::is_x86_feature_detected!("fma") {
+            return;
+        }
+        let specials = [
+            f64::NAN,
+            f64::INFINITY,
+            -f64::INFINITY,
+            -0.0,
+            0.0,
+            1e300,
+            -1e-300,
+        ];
+        let shapes = [
+            (200, 32, 2),
+            (7, 37, 3),
+            (5, 16, 1),
+            (3, 9, 5),
+            (13, 50, 7),
+            (1, 8, 1),
+            (4, 48, 2),
+            (9, 33, 7),
+        ];
+        for (m, k, n) in shapes {
+            for with_specials in [false, true] {
+                let (rsa, rsc) = (k + 3, n + 2);
+                let av: Vec<f64> = (0..m * rsa)
+                    .map(|x| match x % 29 {
+                        7 if with_specials => specials[x % specials.len()],
+                        r => (r as f64 * 0.37 - 4.1) * (1.0 + x as f64 * 1e-3),
+                    })
+                    .collect();
+                let bt: Vec<f64> = (0..n * k)
+                    .map(|x| match x % 31 {
+                        11 if with_specials => specials[(x / 31) % specials.len()],
+                        r => (r as f64) / 7.0 - 2.0,
+                    })
+                    .collect();
+                let run = |wide: bool| {
+                    let mut c = vec![-7.0f64; m * rsc];
+                    // SAFETY: `A` has `m` rows `rsa` apart with `k` elements each, `Bt` holds
+                    // `n` rows of `k`, `C` `m` rows `rsc` apart; the CPU has the features.
+                    unsafe {
+                        super::dgemm_dots_body(
+                            m,
+                            k,
+                            n,
+                            av.as_ptr(),
+                            rsa as isize,
+                            &bt,
+                            c.as_mut_ptr(),
+                            rsc as isize,
+                            wide,
+                        )
+                    };
+                    c
+                };
+                let (fast, plain) = (run(true), run(false));
+                for (idx, (x, y)) in fast.iter().zip(&plain).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                        "{m}×{k}×{n} element {idx}: {x:e} vs {y:e}"
+                    );
+                }
+            }
         }
     }
 

@@ -412,6 +412,50 @@ fn compressed_hessian_values_equal_dense() {
     }
 }
 
+/// The periodic second difference of a vector: `x[i − 1] + x[i + 1] − 2 x[i]`, by rolls.
+fn periodic_stencil(x: &Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let ahead = ferrax_ir::concatenate(&[x.slice_axis(0, 1, n), x.slice_axis(0, 0, 1)], 0);
+    let behind = ferrax_ir::concatenate(&[x.slice_axis(0, n - 1, n), x.slice_axis(0, 0, n - 1)], 0);
+    ahead + behind - 2.0 * x.clone()
+}
+
+/// The float constants of `g` with `dims`.
+fn constants_shaped(g: &Graph, dims: &[usize]) -> usize {
+    g.insts()
+        .filter(|(_, inst)| {
+            matches!(
+                inst.op,
+                ferrax_ir::Op::Literal(ferrax_ir::ops::LiteralOp::Const(_))
+            ) && g.ty(inst.results[0]).dims() == dims
+                && g.ty(inst.results[0]).dtype.is_float()
+        })
+        .count()
+}
+
+#[test]
+fn sums_of_moved_seeds_fold_into_one_constant() {
+    // The tangent of the stencil adds the seeds rolled both ways: two constants moved from
+    // the seeds, used only by their sum, which is folded. The seeds themselves stay (the
+    // product rule of `x · x` and the `2 x` term read them too), so two `[k, n]` constants
+    // are left, and the values still equal the dense Jacobian's.
+    let n = 40;
+    let g = graph_of(|x: Tensor| periodic_stencil(&x) + x.clone() * x.sin(), n);
+    let plan = jacobian_plan(&g, 1, 0, Ordering::SmallestLast).unwrap();
+    let k = plan.colouring.num_colours;
+    assert!(k * n > ferrax_ir::builder::FOLD_LIMIT);
+    assert_eq!(
+        constants_shaped(&plan.graph, &[k, n]),
+        2,
+        "\n{}",
+        plan.graph.to_text()
+    );
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    for x in inputs(n) {
+        check_values(&plan.graph, &plan.pattern, &dense, &x);
+    }
+}
+
 /// Checks the detected pattern contains the exact one (for rules that are conservative by
 /// design) and returns both.
 fn check_superset<M>(f: impl IntoFunction<M>, n: usize) -> (Pattern, Pattern) {

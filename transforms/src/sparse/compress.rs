@@ -17,7 +17,7 @@ use crate::emit::{build_graph, finish, inline, push1, reshape};
 use crate::grad::{argnums_first, restrict};
 use crate::jvp::jvp_graph;
 use crate::vmap::vmap_graph_sized;
-use ferrax_ir::ops::{IndexOp, Indexing, Literal, LiteralOp, ShapeOp};
+use ferrax_ir::ops::{BinaryOp, IndexOp, Indexing, Literal, LiteralOp, ShapeOp, UnaryOp};
 use ferrax_ir::timings::{timed, PhaseOutput};
 use ferrax_ir::{Array, Builder, Dims, Graph, Op, Result, Shape, Type, Value};
 
@@ -402,9 +402,14 @@ fn gather_from_pieces(b: &mut Builder, t: Value, idx: &[usize]) -> Result<Option
 const SEED_CONST_LIMIT: usize = 1 << 17;
 
 /// `g` with every slice, reshape, transpose and concatenation of constants replaced by its
-/// value, at any size (the builder folds only small constants). None of them makes more
-/// elements than its operands hold, so the constants of the result are at most as large as
-/// those of `g` times the number of moves.
+/// value, at any size (the builder folds only small constants), and every exact arithmetic op
+/// (see [`folds_arithmetic`]) whose operands are constants of its result's type used nowhere
+/// else: the sum of a stencil's moved seeds (the Brusselator's Laplacian of its seeds, four
+/// full-size constants that every call streamed and added) becomes one constant. An operand
+/// used elsewhere stays, so folding never adds a constant stream: `seeds · 4` next to
+/// another use of the seeds is computed, not read. None of these makes more elements than
+/// its operands hold, so the constants of the result are at most as large as those of `g`
+/// times the number of moves.
 fn fold_constant_moves(g: &Graph) -> Result<Graph> {
     let mut b = Builder::new();
     let mut map: Vec<Option<Value>> = vec![None; g.num_values()];
@@ -419,6 +424,16 @@ fn fold_constant_moves(g: &Graph) -> Result<Graph> {
             )
         })
     };
+    // Uses of every value (an output counts as one more), for the arithmetic folds.
+    let mut uses = vec![0usize; g.num_values()];
+    for (_, inst) in g.insts() {
+        for &a in inst.args.iter() {
+            uses[a.index()] += 1;
+        }
+    }
+    for &o in g.outputs() {
+        uses[o.index()] += 1;
+    }
     for (_, inst) in g.insts() {
         let args = inst
             .args
@@ -434,7 +449,16 @@ fn fold_constant_moves(g: &Graph) -> Result<Graph> {
                     | ShapeOp::Concatenate { .. }
             )
         );
-        let lits: Option<Vec<&Array>> = if moves {
+        // An arithmetic op folds when each operand is a full-size constant that only it uses
+        // (a value used twice by it, as in `c · c`, counts its uses there).
+        let arithmetic = folds_arithmetic(&inst.op)
+            && inst.results.len() == 1
+            && g.ty(inst.results[0]).dtype.is_float()
+            && inst.args.iter().zip(&args).all(|(&a, &na)| {
+                let here = inst.args.iter().filter(|&&x| x == a).count();
+                uses[a.index()] == here && b.ty(na) == g.ty(inst.results[0])
+            });
+        let lits: Option<Vec<&Array>> = if moves || arithmetic {
             args.iter()
                 .map(|&a| b.literal(a).map(|l| l.array()))
                 .collect()
@@ -459,6 +483,17 @@ fn fold_constant_moves(g: &Graph) -> Result<Graph> {
         .map(|&o| get(&map, o))
         .collect::<Result<Vec<Value>>>()?;
     Ok(b.finish(&outs))
+}
+
+/// Whether `fold_constant_moves` may evaluate `op` on float constants: negation and the four
+/// arithmetic operations, which the interpreter and the JIT compute alike (correctly rounded,
+/// bit for bit), so a folded value equals the one a call would compute.
+fn folds_arithmetic(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(UnaryOp::Neg)
+            | Op::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div)
+    )
 }
 
 /// A phase's result that reports no graph size to the timings.

@@ -5,10 +5,10 @@
 //! buffer; under `Bounds::Fill` an out-of-range index still reads a clamped element, and a
 //! `select` then gives zero (gather) or keeps the old element (scatter).
 
-use super::{clty, strides, Access, Ctx};
+use super::{clty, jit_err, strides, Access, Ctx, Slot};
 use cranelift_codegen::ir::{self, condcodes::IntCC, types, InstBuilder};
-use ferrax_ir::ops::{BinaryOp, Bounds, Combine, IndexOp, Walk};
-use ferrax_ir::{InstData, Result, Value};
+use ferrax_ir::ops::{BinaryOp, Bounds, Combine, IndexOp, LiteralOp, ShapeOp, Walk};
+use ferrax_ir::{InstData, Op, Result, Value};
 use smallvec::SmallVec;
 
 /// `clamp(i, 0, hi)` for an i32 index, widened to i64. A bound beyond `i32::MAX` (a
@@ -145,7 +145,10 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
         IndexOp::Scatter { at, combine } => {
             let (idx, upd) = (inst.args[1], inst.args[2]);
             let w = at.walk(&xdims, cx.graph.ty(idx).dims());
-            copy_all(cx, x, r)?;
+            match splat_constant(cx, x) {
+                Some(v) if dtype.is_float() => fill(cx, r, v)?,
+                _ => copy_all(cx, x, r)?,
+            }
             if w.n == 0 {
                 return Ok(());
             }
@@ -217,6 +220,47 @@ fn resolve(cx: &mut Ctx, i: ir::Value, n: usize, bounds: Bounds) -> (ir::Value, 
             (p, Some(inside))
         }
     }
+}
+
+/// The value of `x` when it is a broadcast of a one-element constant.
+fn splat_constant(cx: &Ctx, x: Value) -> Option<f64> {
+    let (_, inst) = cx.graph.producer(x)?;
+    if !matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
+        return None;
+    }
+    let (_, src) = cx.graph.producer(inst.args[0])?;
+    match &src.op {
+        Op::Literal(LiteralOp::Const(l)) if l.array().size() == 1 => {
+            Some(l.array().data().get_f64(0))
+        }
+        _ => None,
+    }
+}
+
+/// Writes the float `v` into every element of result `r`, two or four lanes a store (a
+/// scatter into zeros then neither reads its operand nor copies it).
+fn fill(cx: &mut Ctx, r: Value, v: f64) -> Result<()> {
+    let ty = cx.graph.ty(r).clone();
+    let Slot::Mem(base) = cx.slot(r)? else {
+        return Err(jit_err("a scatter's result held in a register"));
+    };
+    let lanes = 16 / ty.dtype.size_bytes();
+    let c = cx.constant(ty.dtype, v);
+    let splat = cx.fb.ins().splat(
+        clty(ty.dtype).by(lanes as u32).expect("a 128-bit vector"),
+        c,
+    );
+    let n = ty.size();
+    cx.for_range(n / lanes, &mut |cx, i| {
+        let off = cx.fb.ins().imul_imm_s(i, lanes as i64);
+        cx.store_at(base, off, splat, ty.dtype);
+        Ok(())
+    })?;
+    for k in n / lanes * lanes..n {
+        let off = cx.iconst(k as i64);
+        cx.store_at(base, off, c, ty.dtype);
+    }
+    Ok(())
 }
 
 /// Copies every element of `x` into result `r` (same type).

@@ -319,6 +319,16 @@ pub fn jacrev<M>(f: impl IntoFunction<M>) -> Jacobian {
 
 /// The Hessian, `jacfwd(jacrev(f))`, of a scalar function.
 ///
+/// When the Hessian's structural pattern compresses well (at least 16 arguments' elements
+/// and a column colouring with at most a quarter as many colours, as for banded or otherwise
+/// sparse Hessians), it is computed from one Hessian-vector product per colour and its values
+/// are scattered into the dense result (see `sparse::dense`). Its structural nonzeros are the
+/// numbers the uncompressed computation gives; its structural zeros are exact `+0.0` for
+/// every input, where the uncompressed computation evaluates `0 · t` terms (NaN when an input
+/// is infinite or NaN, `-0.0` for some finite ones). [`Jacobian::uncompressed`] forces the
+/// uncompressed computation. The same holds for `jacfwd` (column colouring) and `jacrev`
+/// (row colouring, at least 16 output elements).
+///
 /// ```
 /// use ferrax_ir::{Array, Tensor};
 /// use ferrax_transforms::api::*;

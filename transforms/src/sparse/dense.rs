@@ -67,8 +67,8 @@ pub(crate) fn compressed_jacobian(
     if !dtype.is_float() || arg_tys.iter().chain(&out_tys).any(|t| t.dtype != dtype) {
         return None;
     }
-    let n: usize = arg_tys.iter().map(Type::size).sum();
-    let m: usize = out_tys.iter().map(Type::size).sum();
+    let total = |tys: &[Type]| tys.iter().try_fold(0usize, |a, t| a.checked_add(t.size()));
+    let (n, m) = (total(&arg_tys)?, total(&out_tys)?);
     let basis = if reverse { m } else { n };
     if basis < MIN_BASIS || n == 0 || m == 0 {
         return None;

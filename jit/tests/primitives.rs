@@ -557,6 +557,52 @@ fn scatters_into_a_splat() {
             }
         }
     }
+    // A splat that is also read (an output, another op's operand, a scatter's updates) is
+    // computed; one read only by scatters is not, and both scatters still fill from it.
+    let xt = Type::new(DType::F64, &[9]);
+    let it = Type::new(DType::I32, &[3]);
+    let at = Indexing::default();
+    for reader in 0..4 {
+        let mut b = Builder::new();
+        b.fold_constants = false;
+        let i = b.param(it.clone());
+        let up = b.param(Type::new(DType::F64, &[3]));
+        let c = b.constant(Array::from(-1.5));
+        let shape = |d: &[usize]| {
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(d),
+                dims: Box::default(),
+            })
+        };
+        let x = b.push1(shape(xt.dims()), &[c]).unwrap();
+        let set = Op::Index(IndexOp::Scatter {
+            at,
+            combine: Combine::Set,
+        });
+        let s = b.push1(set.clone(), &[x, i, up]).unwrap();
+        let outs = match reader {
+            0 => vec![s, x],
+            1 => {
+                let y = b.push1(Op::Binary(BinaryOp::Mul), &[x, s]).unwrap();
+                vec![y]
+            }
+            2 => {
+                let small = b.push1(shape(&[3]), &[c]).unwrap();
+                let t = b.push1(set.clone(), &[s, i, small]).unwrap();
+                vec![t, s]
+            }
+            _ => {
+                let add = Op::Index(IndexOp::Scatter {
+                    at,
+                    combine: Combine::Add,
+                });
+                let t = b.push1(add, &[x, i, up]).unwrap();
+                vec![s, t]
+            }
+        };
+        let idx = Array::from_i32(Shape::new(&[3]), vec![4, 0, 8]).unwrap();
+        check(&b.finish(&outs), &[idx, Array::from(vec![1.0, 2.0, 3.0])]);
+    }
     let rosenbrock = |x: ferrax_ir::Tensor| {
         let n = x.shape()[0];
         let head = x.slice_axis(0, 0, n - 1);

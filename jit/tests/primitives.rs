@@ -507,6 +507,119 @@ fn index_ops() {
     }
 }
 
+/// Scatters into a broadcast constant (the dense blocks of a compressed Jacobian): the JIT
+/// fills the result with the constant instead of copying the broadcast, which must give the
+/// same bits for every combine, splat value (signed zeros, NaN), odd and empty sizes, and for
+/// the compressed Rosenbrock Hessian as a whole.
+#[test]
+fn scatters_into_a_splat() {
+    let mut rng = Rng(43);
+    let kinds: [(usize, bool, &[usize], &[usize]); 4] = [
+        (0, false, &[7], &[5]),
+        (1, true, &[3, 5], &[3, 2]),
+        (1, false, &[2, 3, 2], &[4]),
+        (0, false, &[0], &[2]),
+    ];
+    for (axis, along, xd, idims) in kinds {
+        let at = Indexing {
+            axis,
+            along,
+            bounds: Bounds::Fill,
+        };
+        let n: usize = idims.iter().product();
+        let idx = Array::from_i32(
+            Shape::new(idims),
+            (0..n as i32).map(|k| (k * 3) % 4 - 1).collect(),
+        )
+        .unwrap();
+        let ity = Type::new(DType::I32, idims);
+        for dt in FLOATS {
+            let xty = Type::new(dt, xd);
+            let ud = at.result_dims("scatter", &[], &xty, &ity).unwrap();
+            let u = array(&mut rng, dt, &ud, -2.0, 2.0, true);
+            for splat in [0.0, -0.0, 2.5, f64::NAN] {
+                for combine in Combine::ALL {
+                    // Unfolded, so the broadcast stays a broadcast at these small sizes.
+                    let mut b = Builder::new();
+                    b.fold_constants = false;
+                    let i = b.param(ity.clone());
+                    let up = b.param(Type::new(dt, &ud));
+                    let c = b.constant(Array::from(splat).cast(dt));
+                    let shape = Op::Shape(ShapeOp::BroadcastInDim {
+                        shape: Shape::new(xd),
+                        dims: Box::default(),
+                    });
+                    let x = b.push1(shape, &[c]).unwrap();
+                    let op = Op::Index(IndexOp::Scatter { at, combine });
+                    let r = b.push1(op, &[x, i, up]).unwrap();
+                    check(&b.finish(&[r]), &[idx.clone(), u.clone()]);
+                }
+            }
+        }
+    }
+    // A splat that is also read (an output, another op's operand, a scatter's updates) is
+    // computed; one read only by scatters is not, and both scatters still fill from it.
+    let xt = Type::new(DType::F64, &[9]);
+    let it = Type::new(DType::I32, &[3]);
+    let at = Indexing::default();
+    for reader in 0..4 {
+        let mut b = Builder::new();
+        b.fold_constants = false;
+        let i = b.param(it.clone());
+        let up = b.param(Type::new(DType::F64, &[3]));
+        let c = b.constant(Array::from(-1.5));
+        let shape = |d: &[usize]| {
+            Op::Shape(ShapeOp::BroadcastInDim {
+                shape: Shape::new(d),
+                dims: Box::default(),
+            })
+        };
+        let x = b.push1(shape(xt.dims()), &[c]).unwrap();
+        let set = Op::Index(IndexOp::Scatter {
+            at,
+            combine: Combine::Set,
+        });
+        let s = b.push1(set.clone(), &[x, i, up]).unwrap();
+        let outs = match reader {
+            0 => vec![s, x],
+            1 => {
+                let y = b.push1(Op::Binary(BinaryOp::Mul), &[x, s]).unwrap();
+                vec![y]
+            }
+            2 => {
+                let small = b.push1(shape(&[3]), &[c]).unwrap();
+                let t = b.push1(set.clone(), &[s, i, small]).unwrap();
+                vec![t, s]
+            }
+            _ => {
+                let add = Op::Index(IndexOp::Scatter {
+                    at,
+                    combine: Combine::Add,
+                });
+                let t = b.push1(add, &[x, i, up]).unwrap();
+                vec![s, t]
+            }
+        };
+        let idx = Array::from_i32(Shape::new(&[3]), vec![4, 0, 8]).unwrap();
+        check(&b.finish(&outs), &[idx, Array::from(vec![1.0, 2.0, 3.0])]);
+    }
+    let rosenbrock = |x: ferrax_ir::Tensor| {
+        let n = x.shape()[0];
+        let head = x.slice_axis(0, 0, n - 1);
+        let tail = x.slice_axis(0, 1, n);
+        (100.0 * (tail - head.square()).square() + (1.0 - head).square()).sum_all()
+    };
+    let n = 40;
+    let g = ferrax_transforms::api::hessian(rosenbrock)
+        .specialize(&[Type::new(DType::F64, &[n])])
+        .unwrap()
+        .graph;
+    let mut x: Vec<f64> = (0..n).map(|i| -1.2 + 0.06 * i as f64).collect();
+    check(&g, &[Array::from(x.clone())]);
+    x[7] = f64::INFINITY;
+    check(&g, &[Array::from(x)]);
+}
+
 /// Gathers and scatters along axes, both kinds, both bounds, every combine and dtype, with
 /// indices that repeat, are negative, or are as large as i32 allows; and empty axes.
 #[test]

@@ -9,8 +9,8 @@ pub use crate::jet::api::{
     taylor_to_series,
 };
 use crate::{
-    grad_graph, hessian_graph, jacfwd_graph, jacrev_graph, jvp_graph, linearize_graph,
-    value_and_grad_graph, vjp_graph,
+    grad_graph, hessian_graph_with, jacfwd_graph_with, jacrev_graph_with, jvp_graph,
+    linearize_graph, value_and_grad_graph, vjp_graph, Compression,
 };
 use ferrax_ir::error::{count_of, counted_types, type_difference};
 use ferrax_ir::function::Specialized;
@@ -232,33 +232,47 @@ enum JacKind {
 pub struct Jacobian {
     cfg: Config,
     kind: JacKind,
+    compression: Compression,
     func: Function,
 }
 
 crate::wrapping_handle!(Jacobian => Function, IntoFunction::into_function, TransformMarker);
 
 impl Jacobian {
-    fn build(cfg: Config, kind: JacKind) -> Jacobian {
+    fn build(cfg: Config, kind: JacKind, compression: Compression) -> Jacobian {
         let argnums = cfg.argnums.clone();
+        let c = compression;
         let func = match kind {
             JacKind::Forward => same_inputs("jacfwd", cfg.base.clone(), move |g, n| {
-                jacfwd_graph(g, n, &argnums)
+                jacfwd_graph_with(g, n, &argnums, c)
             }),
             JacKind::Reverse => same_inputs("jacrev", cfg.base.clone(), move |g, n| {
-                jacrev_graph(g, n, &argnums)
+                jacrev_graph_with(g, n, &argnums, c)
             }),
             JacKind::Hessian => same_inputs("hessian", cfg.base.clone(), move |g, n| {
-                hessian_graph(g, n, &argnums)
+                hessian_graph_with(g, n, &argnums, c)
             }),
         };
-        Jacobian { cfg, kind, func }
+        Jacobian {
+            cfg,
+            kind,
+            compression,
+            func,
+        }
     }
 
     /// Differentiates with respect to these arguments (default: argument 0).
     pub fn wrt(&self, argnums: impl Argnums) -> Jacobian {
         let mut cfg = self.cfg.clone();
         cfg.argnums = argnums.argnums();
-        Jacobian::build(cfg, self.kind)
+        Jacobian::build(cfg, self.kind, self.compression)
+    }
+
+    /// Computes the Jacobian with one product per basis vector even when its structural
+    /// pattern would allow compressed evaluation (see [`Compression`]): structural zeros are
+    /// then computed, not written, so a non-finite input can make them NaN.
+    pub fn uncompressed(&self) -> Jacobian {
+        Jacobian::build(self.cfg.clone(), self.kind, Compression::Off)
     }
 
     /// The Function this transform stands for.
@@ -282,7 +296,7 @@ pub fn jacfwd<M>(f: impl IntoFunction<M>) -> Jacobian {
         argnums: vec![0],
         has_aux: false,
     };
-    Jacobian::build(cfg, JacKind::Forward)
+    Jacobian::build(cfg, JacKind::Forward, Compression::Auto)
 }
 
 /// The Jacobian by reverse mode (one batched VJP over the output basis).
@@ -300,10 +314,20 @@ pub fn jacrev<M>(f: impl IntoFunction<M>) -> Jacobian {
         argnums: vec![0],
         has_aux: false,
     };
-    Jacobian::build(cfg, JacKind::Reverse)
+    Jacobian::build(cfg, JacKind::Reverse, Compression::Auto)
 }
 
 /// The Hessian, `jacfwd(jacrev(f))`, of a scalar function.
+///
+/// When the Hessian's structural pattern compresses well (at least 16 arguments' elements
+/// and a column colouring with at most a quarter as many colours, as for banded or otherwise
+/// sparse Hessians), it is computed from one Hessian-vector product per colour and its values
+/// are scattered into the dense result (see `sparse::dense`). Its structural nonzeros are the
+/// numbers the uncompressed computation gives; its structural zeros are exact `+0.0` for
+/// every input, where the uncompressed computation evaluates `0 · t` terms (NaN when an input
+/// is infinite or NaN, `-0.0` for some finite ones). [`Jacobian::uncompressed`] forces the
+/// uncompressed computation. The same holds for `jacfwd` (column colouring) and `jacrev`
+/// (row colouring, at least 16 output elements).
 ///
 /// ```
 /// use ferrax_ir::{Array, Tensor};
@@ -320,7 +344,7 @@ pub fn hessian<M>(f: impl IntoFunction<M>) -> Jacobian {
         argnums: vec![0],
         has_aux: false,
     };
-    Jacobian::build(cfg, JacKind::Hessian)
+    Jacobian::build(cfg, JacKind::Hessian, Compression::Auto)
 }
 
 /// Forward mode: a Function of `(primals.., tangents..)` returning `(outputs.., output

@@ -228,24 +228,78 @@ fn block_type(o: &Type, a: &Type) -> Type {
     }
 }
 
+/// Whether a dense Jacobian may be computed by compressed evaluation when its structural
+/// pattern allows it (see [`crate::sparse::dense`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Compressed when the pattern needs at most a quarter as many products as the dense
+    /// path (the default).
+    #[default]
+    Auto,
+    /// Always one product per basis vector.
+    Off,
+}
+
 /// Forward-mode Jacobians of every output of `g` with respect to the explicit arguments in
 /// `argnums`; parameters are `g`'s.
 pub fn jacfwd_graph(g: &Graph, n_explicit: usize, argnums: &[usize]) -> Result<Graph> {
-    check_argnums(g, n_explicit, argnums, "jacfwd")?;
-    check_outputs(g, "jacfwd")?;
-    let order = argnums_first(g, argnums);
-    let h = restrict(g, &order, &(0..g.outputs().len()).collect::<Vec<_>>())?;
-    jacfwd_batched(g, argnums, &h, &order).or_else(|_| jac_looped(g, argnums, &h, &order, false))
+    jacfwd_graph_with(g, n_explicit, argnums, Compression::Auto)
 }
 
 /// Reverse-mode Jacobians of every output of `g` with respect to the explicit arguments in
 /// `argnums`; parameters are `g`'s.
 pub fn jacrev_graph(g: &Graph, n_explicit: usize, argnums: &[usize]) -> Result<Graph> {
-    check_argnums(g, n_explicit, argnums, "jacrev")?;
-    check_outputs(g, "jacrev")?;
+    jacrev_graph_with(g, n_explicit, argnums, Compression::Auto)
+}
+
+/// [`jacfwd_graph`] with the choice of [`Compression`].
+pub fn jacfwd_graph_with(
+    g: &Graph,
+    n_explicit: usize,
+    argnums: &[usize],
+    compression: Compression,
+) -> Result<Graph> {
+    jac_graph(g, n_explicit, argnums, compression, false)
+}
+
+/// [`jacrev_graph`] with the choice of [`Compression`].
+pub fn jacrev_graph_with(
+    g: &Graph,
+    n_explicit: usize,
+    argnums: &[usize],
+    compression: Compression,
+) -> Result<Graph> {
+    jac_graph(g, n_explicit, argnums, compression, true)
+}
+
+/// The Jacobian blocks in forward or `reverse` mode: compressed when allowed and worthwhile,
+/// else through one batched graph, else one inlined copy per basis vector.
+fn jac_graph(
+    g: &Graph,
+    n_explicit: usize,
+    argnums: &[usize],
+    compression: Compression,
+    reverse: bool,
+) -> Result<Graph> {
+    let name = if reverse { "jacrev" } else { "jacfwd" };
+    check_argnums(g, n_explicit, argnums, name)?;
+    check_outputs(g, name)?;
     let order = argnums_first(g, argnums);
     let h = restrict(g, &order, &(0..g.outputs().len()).collect::<Vec<_>>())?;
-    jacrev_batched(g, argnums, &h, &order).or_else(|_| jac_looped(g, argnums, &h, &order, true))
+    if compression == Compression::Auto {
+        let na = argnums.len();
+        let params = g.param_types();
+        if let Some(c) = crate::sparse::dense::compressed_jacobian(&h, na, &params, &order, reverse)
+        {
+            return Ok(c);
+        }
+    }
+    let batched = if reverse {
+        jacrev_batched(g, argnums, &h, &order)
+    } else {
+        jacfwd_batched(g, argnums, &h, &order)
+    };
+    batched.or_else(|_| jac_looped(g, argnums, &h, &order, reverse))
 }
 
 /// Jacobian blocks with one inlined copy per basis vector: of the JVP over the argument basis
@@ -298,9 +352,22 @@ fn jac_looped(
 
 /// The Hessian: `jacfwd` of `jacrev`. For output `o` and arguments `a`, `c` the block has
 /// shape `o.shape ++ a.shape ++ c.shape`; blocks are listed as `H(o, a, c)` with `c` fastest.
+/// Structural zeros of a compressed Hessian (see [`Compression`]) are exact `+0.0` for every
+/// input, where the uncompressed one may hold `-0.0` or, for non-finite inputs, NaN (`0 · ∞`);
+/// its structural nonzeros are the same numbers.
 pub fn hessian_graph(g: &Graph, n_explicit: usize, argnums: &[usize]) -> Result<Graph> {
-    let j = jacrev_graph(g, n_explicit, argnums)?;
-    jacfwd_graph(&j, n_explicit, argnums)
+    hessian_graph_with(g, n_explicit, argnums, Compression::Auto)
+}
+
+/// [`hessian_graph`] with the choice of [`Compression`] (for both of its Jacobians).
+pub fn hessian_graph_with(
+    g: &Graph,
+    n_explicit: usize,
+    argnums: &[usize],
+    compression: Compression,
+) -> Result<Graph> {
+    let j = jacrev_graph_with(g, n_explicit, argnums, compression)?;
+    jacfwd_graph_with(&j, n_explicit, argnums, compression)
 }
 
 /// Whether `v` is `broadcast_in_dim(iota_n, [n, n], (axis))` of a 1-D `iota`.

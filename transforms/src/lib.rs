@@ -27,7 +27,10 @@ mod vjp;
 
 pub use emit::inline;
 pub use grad::{grad_graph, value_and_grad_graph};
-pub use jacobian::{hessian_graph, jacfwd_graph, jacrev_graph};
+pub use jacobian::{
+    hessian_graph, hessian_graph_with, jacfwd_graph, jacfwd_graph_with, jacrev_graph,
+    jacrev_graph_with, Compression,
+};
 pub use jet::jet_graph;
 pub use jvp::jvp_graph;
 pub use linearize::linearize_graph;

@@ -5,10 +5,10 @@
 //! buffer; under `Bounds::Fill` an out-of-range index still reads a clamped element, and a
 //! `select` then gives zero (gather) or keeps the old element (scatter).
 
-use super::{clty, strides, Access, Ctx};
+use super::{clty, jit_err, strides, Access, Ctx, Slot};
 use cranelift_codegen::ir::{self, condcodes::IntCC, types, InstBuilder};
-use ferrax_ir::ops::{BinaryOp, Bounds, Combine, IndexOp, Walk};
-use ferrax_ir::{InstData, Result, Value};
+use ferrax_ir::ops::{BinaryOp, Bounds, Combine, IndexOp, LiteralOp, ShapeOp, Walk};
+use ferrax_ir::{Graph, InstData, Op, Result, Value};
 use smallvec::SmallVec;
 
 /// `clamp(i, 0, hi)` for an i32 index, widened to i64. A bound beyond `i32::MAX` (a
@@ -145,7 +145,10 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
         IndexOp::Scatter { at, combine } => {
             let (idx, upd) = (inst.args[1], inst.args[2]);
             let w = at.walk(&xdims, cx.graph.ty(idx).dims());
-            copy_all(cx, x, r)?;
+            match splat_constant(cx, x) {
+                Some(v) => fill(cx, r, v)?,
+                _ => copy_all(cx, x, r)?,
+            }
             if w.n == 0 {
                 return Ok(());
             }
@@ -217,6 +220,82 @@ fn resolve(cx: &mut Ctx, i: ir::Value, n: usize, bounds: Bounds) -> (ir::Value, 
             (p, Some(inside))
         }
     }
+}
+
+/// The value of `x` when it is a float broadcast of a one-element constant (a splat), which a
+/// scatter into it fills its result with instead of reading it.
+fn splat_constant(cx: &Ctx, x: Value) -> Option<f64> {
+    splat_of(cx.graph, x)
+}
+
+/// [`splat_constant`] on a graph.
+fn splat_of(graph: &Graph, x: Value) -> Option<f64> {
+    if !graph.ty(x).dtype.is_float() {
+        return None;
+    }
+    let (_, inst) = graph.producer(x)?;
+    if !matches!(inst.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) {
+        return None;
+    }
+    let (_, src) = graph.producer(inst.args[0])?;
+    match &src.op {
+        Op::Literal(LiteralOp::Const(l)) if l.array().size() == 1 => {
+            Some(l.array().data().get_f64(0))
+        }
+        _ => None,
+    }
+}
+
+/// For every instruction position, whether it computes a splat (see [`splat_constant`]) that
+/// nothing reads: not an output, and used only as the operand of scatters, which fill their
+/// results with its value instead. Such a broadcast need not be computed at all (for a dense
+/// Jacobian block, the zero matrix its values are scattered into).
+pub(crate) fn unread_splats(graph: &Graph) -> Vec<bool> {
+    let mut read = vec![false; graph.num_values()];
+    for o in graph.outputs() {
+        read[o.index()] = true;
+    }
+    for (_, inst) in graph.insts() {
+        let scatter = matches!(inst.op, Op::Index(IndexOp::Scatter { .. }));
+        for (k, a) in inst.args.iter().enumerate() {
+            if !(scatter && k == 0) || inst.args[1..].contains(a) {
+                read[a.index()] = true;
+            }
+        }
+    }
+    graph
+        .insts()
+        .map(|(_, inst)| match inst.results[..] {
+            [r] => !read[r.index()] && splat_of(graph, r).is_some(),
+            _ => false,
+        })
+        .collect()
+}
+
+/// Writes the float `v` into every element of result `r`, two or four lanes a store (a
+/// scatter into zeros then neither reads its operand nor copies it).
+fn fill(cx: &mut Ctx, r: Value, v: f64) -> Result<()> {
+    let ty = cx.graph.ty(r).clone();
+    let Slot::Mem(base) = cx.slot(r)? else {
+        return Err(jit_err("a scatter's result held in a register"));
+    };
+    let lanes = 16 / ty.dtype.size_bytes();
+    let c = cx.constant(ty.dtype, v);
+    let splat = cx.fb.ins().splat(
+        clty(ty.dtype).by(lanes as u32).expect("a 128-bit vector"),
+        c,
+    );
+    let n = ty.size();
+    cx.for_range(n / lanes, &mut |cx, i| {
+        let off = cx.fb.ins().imul_imm_s(i, lanes as i64);
+        cx.store_at(base, off, splat, ty.dtype);
+        Ok(())
+    })?;
+    for k in n / lanes * lanes..n {
+        let off = cx.iconst(k as i64);
+        cx.store_at(base, off, c, ty.dtype);
+    }
+    Ok(())
 }
 
 /// Copies every element of `x` into result `r` (same type).

@@ -479,8 +479,14 @@ impl<'a, 'b> Ctx<'a, 'b> {
     pub fn lower_body(&mut self) -> Result<()> {
         let graph = self.graph;
         let show = std::env::var_os("FERRAX_GROUPS").is_some();
+        let unread = index::unread_splats(graph);
         for (i, (_, inst)) in graph.insts().enumerate() {
             match self.plan.fusion.root[i] {
+                // A splat only scatters fill from (see `index::unread_splats`): never stored.
+                Some(r)
+                    if r == i
+                        && unread[i]
+                        && self.plan.fusion.members[i].iter().all(|&m| m == i) => {}
                 Some(r) if r == i => {
                     if show {
                         let members = &self.plan.fusion.members[i];

@@ -218,7 +218,7 @@ pub enum Mode {
 /// (the colour-major indices of the colouring's decompression map). The graph computes it
 /// colour-major: forward, `B[c, i] = Σ_{colour(j) = c} ∂out_i/∂x_j`,
 /// shape `[k, out..]`; reverse, `B[c, j] = Σ_{colour(i) = c} ∂out_i/∂x_j`, shape `[k, x..]`.
-fn compressed_graph(
+pub(crate) fn compressed_graph(
     g: &Graph,
     n_explicit: usize,
     mode: Mode,

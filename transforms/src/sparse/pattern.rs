@@ -364,9 +364,10 @@ fn union_all<'a>(sets: impl IntoIterator<Item = &'a [u32]>) -> Set {
     out
 }
 
-/// The analysis context: the entry budget.
+/// The analysis context: the entry budget, and the most indices one element's set may hold.
 struct Ctx {
     entries: usize,
+    max_set: usize,
 }
 
 impl Ctx {
@@ -393,6 +394,9 @@ impl Ctx {
             let before = idx.len();
             f(i, &mut idx);
             widest = widest.max(idx.len() - before);
+            if widest > self.max_set {
+                return Err(too_wide(self.max_set));
+            }
             // Entries plus one per element so far: within the value's limit, so `u32` holds it.
             let here = idx.len() + i + 1;
             if here > VALUE_LIMIT || self.entries.saturating_add(here) > WORK_LIMIT {
@@ -474,6 +478,9 @@ impl Ctx {
             .iter()
             .zip(y)
             .any(|(&a, &b)| a != b && a != EMPTY && b != EMPTY);
+        if clash && self.max_set < 2 {
+            return Err(too_wide(self.max_set));
+        }
         if !clash {
             self.charge(n, n)?;
             let v = x.iter().zip(y).map(|(&a, &b)| a.min(b)).collect();
@@ -511,13 +518,34 @@ fn too_large(entries: usize) -> Error {
     )
 }
 
+/// The error of an analysis stopped by [`jacobian_pattern_narrow`].
+fn too_wide(max_set: usize) -> Error {
+    Error::new(
+        ErrorKind::Resource,
+        format!("sparsity: an element depends on more than {max_set} input elements"),
+    )
+}
+
 /// The Jacobian pattern of `g`: one row per element of its outputs (concatenated, each in
 /// row-major order), one column per element of its first `n_explicit` parameters
 /// (concatenated likewise). Row `r` holds the columns output element `r` may depend on at some
 /// input. Errors (`Resource`) when one value's sets would hold more than 2^26 entries or the
 /// whole analysis, loop iterations included, would build more than 2^33.
 pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
-    let mut ctx = Ctx { entries: 0 };
+    jacobian_pattern_narrow(g, n_explicit, usize::MAX)
+}
+
+/// [`jacobian_pattern`] for callers that want the pattern only if every element of every
+/// value depends on at most `max_set` input elements: it stops with a `Resource` error at the
+/// first that depends on more, so the analysis costs at most about `max_set` entries per
+/// element analysed. (An output element depends on everything the elements it is computed
+/// from depend on, so a wide intermediate element means a wide row, except where a known
+/// constant cuts the dependence: the test is conservative.)
+pub fn jacobian_pattern_narrow(g: &Graph, n_explicit: usize, max_set: usize) -> Result<Pattern> {
+    let mut ctx = Ctx {
+        entries: 0,
+        max_set,
+    };
     let mut offset = 0usize;
     let mut params = Vec::with_capacity(g.params().len());
     for (i, &p) in g.params().iter().enumerate() {

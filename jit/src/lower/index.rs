@@ -281,10 +281,10 @@ fn fill(cx: &mut Ctx, r: Value, v: f64) -> Result<()> {
     };
     let lanes = 16 / ty.dtype.size_bytes();
     let c = cx.constant(ty.dtype, v);
-    let splat = cx.fb.ins().splat(
-        clty(ty.dtype).by(lanes as u32).expect("a 128-bit vector"),
-        c,
-    );
+    let vector = clty(ty.dtype)
+        .by(lanes as u32)
+        .ok_or_else(|| jit_err("a scatter fill without a 128-bit vector type"))?;
+    let splat = cx.fb.ins().splat(vector, c);
     let n = ty.size();
     cx.for_range(n / lanes, &mut |cx, i| {
         let off = cx.fb.ins().imul_imm_s(i, lanes as i64);

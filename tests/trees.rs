@@ -907,3 +907,126 @@ fn jacobians_with_respect_to_several_tree_arguments() {
     // d/dx of sum(b * x) is b.
     assert_close(&j[1].1, &l.b, 0.0);
 }
+
+/// `Tree::matches_def`, which a jitted call uses to check its arguments against the previous
+/// call's structures without building them, answers as `def() ==` does, for every built-in
+/// kind, derived structs with static data and the optimizer states, across many structures.
+#[test]
+fn matches_def_agrees_with_comparing_structures() {
+    use ferrax::optim::AdamState;
+    use std::collections::BTreeMap;
+    let layer = |w: f64| Layer { w, b: 2.0 * w };
+    let mlp = |n: usize, scale: Option<f64>, name: &'static str| Mlp {
+        layers: (0..n).map(|k| layer(k as f64)).collect(),
+        scale,
+        name,
+    };
+    let mlps = [
+        mlp(0, None, "net"),
+        mlp(2, Some(1.0), "net"),
+        mlp(2, None, "net"),
+        mlp(2, Some(1.0), "other"),
+        mlp(3, Some(1.0), "net"),
+    ];
+    let states: Vec<AdamState<f64, Layer<f64>>> = (0..2)
+        .map(|k| AdamState {
+            count: 1.0,
+            learning_rate: 0.1,
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            weight_decay: (k == 1).then_some(0.01),
+            mu: layer(1.0),
+            nu: layer(2.0),
+        })
+        .collect();
+    let maps: Vec<BTreeMap<String, f64>> = vec![
+        BTreeMap::new(),
+        [("a".to_string(), 1.0)].into(),
+        [("b".to_string(), 1.0)].into(),
+    ];
+    let tuples = [(1.0, layer(1.0)), (2.0, layer(3.0))];
+    let arrays = [[layer(1.0), layer(2.0)]];
+    let boxes = [Box::new(layer(1.0))];
+    let vecs: Vec<Vec<f64>> = vec![vec![], vec![1.0], vec![1.0, 2.0]];
+    let options = [None, Some(1.0), Some(2.0)];
+    let units = [()];
+    let leaves = [1.0];
+    let mut all: Vec<tree::TreeDef> = Vec::new();
+    all.extend(mlps.iter().map(Tree::<f64>::def));
+    all.extend(states.iter().map(Tree::<f64>::def));
+    all.extend(maps.iter().map(Tree::<f64>::def));
+    all.extend(tuples.iter().map(Tree::<f64>::def));
+    all.extend(arrays.iter().map(Tree::<f64>::def));
+    all.extend(boxes.iter().map(Tree::<f64>::def));
+    all.extend(vecs.iter().map(Tree::<f64>::def));
+    all.extend(options.iter().map(Tree::<f64>::def));
+    all.extend(units.iter().map(Tree::<f64>::def));
+    all.extend(leaves.iter().map(Tree::<f64>::def));
+    fn check<T: Tree<f64>>(values: &[T], all: &[tree::TreeDef]) {
+        for v in values {
+            let own = v.def();
+            assert!(v.matches_def(&own), "{own:?}");
+            for d in all {
+                assert_eq!(v.matches_def(d), own == *d, "{own:?} against {d:?}");
+            }
+        }
+    }
+    check(&mlps, &all);
+    check(&states, &all);
+    check(&maps, &all);
+    check(&tuples, &all);
+    check(&arrays, &all);
+    check(&boxes, &all);
+    check(&vecs, &all);
+    check(&options, &all);
+    check(&units, &all);
+    check(&leaves, &all);
+}
+
+/// A jitted call whose argument structures differ from the previous call's (another number
+/// of layers, another static value, a missing optional leaf), by reference or donated, gets
+/// the code of its own structures: results equal the uncompiled function's.
+#[test]
+fn calls_switching_structures_get_their_own_code() {
+    use ferrax::tree::Donate;
+    let (x, _) = data();
+    let f = tree::jit(|p: Mlp<Tensor>, x: Tensor| {
+        let h = forward(&p, &x);
+        let s = if p.name == "net" { 1.0 } else { -1.0 };
+        (tree_map(&p, |l| l * s), h)
+    });
+    let mut other = model(2);
+    other.name = "other";
+    let mut unscaled = model(2);
+    unscaled.scale = None;
+    let order = [
+        model(2),
+        model(3),
+        model(2),
+        other,
+        unscaled,
+        model(1),
+        model(2),
+    ];
+    for (k, p) in order.iter().enumerate() {
+        let want: (Mlp<Array>, Array) = f.tree_fn().call((p, &x)).unwrap();
+        let got: (Mlp<Array>, Array) = f.call((p, &x)).unwrap();
+        assert_trees_close(&got.0, &want.0, 1e-12);
+        assert_close(&got.1, &want.1, 1e-12);
+        let donated: (Mlp<Array>, Array) = f.call_donating((Donate(p.clone()), &x)).unwrap();
+        assert_trees_close(&donated.0, &want.0, 1e-12);
+        assert_close(&donated.1, &want.1, 1e-12);
+        assert_eq!(donated.0.name, p.name, "call {k}");
+        assert_eq!(donated.0.layers.len(), p.layers.len(), "call {k}");
+    }
+    // A structure that does not fit the closure is still an error naming the path.
+    let bad = tree::jit(|p: Layer<Tensor>| p.w + p.b);
+    let l = Layer {
+        w: Array::from(1.0),
+        b: Array::from(2.0),
+    };
+    let _: f64 = bad.call((&l,)).unwrap();
+    let e = bad.call::<_, f64>((&model(1),)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Structure, "{e}");
+}

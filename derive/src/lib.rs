@@ -264,6 +264,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         })
         .collect();
     let n_statics = fields.iter().filter(|f| f.skip).count();
+    let n_children = keys.len();
 
     let mut defs = Vec::new();
     let mut visits = Vec::new();
@@ -282,16 +283,22 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         intos.push(quote_spanned!(sp=> <#ty as #krate::Tree<#tl>>::into_each_leaf(self.#m, f);));
     }
     let mut inits = Vec::new();
+    // The checks of `matches_def`, one per field in order.
+    let mut matches = Vec::new();
     let (mut child, mut stat) = (0usize, 0usize);
     for f in &fields {
         let (m, ty) = (&f.member, &f.ty);
         let sp = ty.span();
         if f.skip {
+            matches.push(quote_spanned!(sp=> node.static_is::<#ty>(#stat, &self.#m)));
             statics.push(quote_spanned!(sp=> #krate::Static::new::<#ty>(
                 ::core::clone::Clone::clone(&self.#m))));
             inits.push(quote_spanned!(sp=> #m: node.static_value::<#ty>(#stat)?));
             stat += 1;
         } else {
+            let key = &keys[child];
+            matches.push(quote_spanned!(sp=> node.child_is::<#tl, #ty>(
+                #child, &#krate::Key::Field(#key), &self.#m)));
             inits.push(quote_spanned!(sp=> #m: node.child::<#tl, #ty>(#child, leaves)?));
             child += 1;
         }
@@ -329,6 +336,14 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                     ::std::vec![#(#defs),*],
                     ::std::vec![#(#statics),*],
                 )
+            }
+
+            fn matches_def(&self, def: &#krate::TreeDef) -> bool {
+                def.node_of(#name_str, #n_children, #n_statics)
+                    .is_some_and(|node| {
+                        let _ = &node;
+                        true #(&& #matches)*
+                    })
             }
 
             fn for_each_leaf<'__ferrax>(

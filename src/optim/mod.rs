@@ -301,6 +301,24 @@ macro_rules! state_struct {
                 )
             }
 
+            fn matches_def(&self, def: &$crate::tree::TreeDef) -> bool {
+                let count = [$(stringify!($field)),+].len();
+                def.node_of(stringify!($name), count, 0).is_some_and(|node| {
+                    let (mut k, mut same) = (0usize, true);
+                    $(
+                        same = same
+                            && node.child_is::<L, $ty>(
+                                k,
+                                &$crate::tree::Key::Field(stringify!($field)),
+                                &self.$field,
+                            );
+                        k += 1;
+                    )+
+                    let _ = k;
+                    same
+                })
+            }
+
             fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a L)) {
                 $(<$ty as $crate::tree::Tree<L>>::for_each_leaf(&self.$field, f);)+
             }

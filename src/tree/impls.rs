@@ -14,6 +14,17 @@ fn next_leaf<L>(leaves: &mut dyn Iterator<Item = L>) -> Result<L, TreeError> {
         .ok_or_else(|| TreeError::new("missing (fewer leaves than the structure has)"))
 }
 
+/// Whether `def` is a node of `kind` whose children are `items`' structures under their
+/// indices (a `Vec`'s or an array's structure).
+fn indexed_match<L: Leaf, T: Tree<L>>(def: &TreeDef, kind: &str, items: &[T]) -> bool {
+    def.node_of(kind, items.len(), 0).is_some_and(|n| {
+        items
+            .iter()
+            .enumerate()
+            .all(|(i, c)| n.child_is(i, &Key::Index(i), c))
+    })
+}
+
 macro_rules! leaf {
     ($($t:ty),*) => {$(
         impl Leaf for $t {}
@@ -22,6 +33,9 @@ macro_rules! leaf {
             type Map<U: Leaf> = U;
             fn def(&self) -> TreeDef {
                 TreeDef::Leaf
+            }
+            fn matches_def(&self, def: &TreeDef) -> bool {
+                matches!(def, TreeDef::Leaf)
             }
             fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a $t)) {
                 f(self)
@@ -54,6 +68,9 @@ impl<L: Leaf> Tree<L> for () {
     fn def(&self) -> TreeDef {
         TreeDef::node("()", Vec::new(), Vec::new())
     }
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        def.node_of("()", 0, 0).is_some()
+    }
     fn for_each_leaf<'a>(&'a self, _: &mut dyn FnMut(&'a L)) {}
     fn for_each_leaf_mut(&mut self, _: &mut dyn FnMut(&mut L)) {}
     fn into_each_leaf(self, _: &mut dyn FnMut(L)) {}
@@ -72,6 +89,9 @@ impl<L: Leaf, T: Tree<L>> Tree<L> for Vec<T> {
             .map(|(i, c)| (Key::Index(i), c.def()))
             .collect();
         TreeDef::node("Vec", children, Vec::new())
+    }
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        indexed_match(def, "Vec", self)
     }
     fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a L)) {
         self.iter().for_each(|c| c.for_each_leaf(f))
@@ -97,6 +117,9 @@ impl<L: Leaf, T: Tree<L>, const N: usize> Tree<L> for [T; N] {
             .map(|(i, c)| (Key::Index(i), c.def()))
             .collect();
         TreeDef::node("array", children, Vec::new())
+    }
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        indexed_match(def, "array", self)
     }
     fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a L)) {
         self.iter().for_each(|c| c.for_each_leaf(f))
@@ -128,6 +151,9 @@ impl<L: Leaf, T: Tree<L>> Tree<L> for Box<T> {
     fn def(&self) -> TreeDef {
         (**self).def()
     }
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        (**self).matches_def(def)
+    }
     fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a L)) {
         (**self).for_each_leaf(f)
     }
@@ -148,6 +174,14 @@ impl<L: Leaf, T: Tree<L>> Tree<L> for Option<T> {
         match self {
             None => TreeDef::node("None", Vec::new(), Vec::new()),
             Some(c) => TreeDef::node("Some", vec![(Key::Some, c.def())], Vec::new()),
+        }
+    }
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        match self {
+            None => def.node_of("None", 0, 0).is_some(),
+            Some(c) => def
+                .node_of("Some", 1, 0)
+                .is_some_and(|n| n.child_is(0, &Key::Some, c)),
         }
     }
     fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a L)) {
@@ -227,6 +261,11 @@ macro_rules! tuple {
                     vec![$((Key::Field(stringify!($i)), self.$i.def())),+],
                     Vec::new(),
                 )
+            }
+            fn matches_def(&self, def: &TreeDef) -> bool {
+                def.node_of("tuple", $n, 0).is_some_and(|n| {
+                    $(n.child_is($i, &Key::Field(stringify!($i)), &self.$i))&&+
+                })
             }
             fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a L)) {
                 $(self.$i.for_each_leaf(f);)+

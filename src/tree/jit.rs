@@ -31,6 +31,19 @@ impl<L: Leaf, T: Tree<L>> TreeArg<L> for Donate<T> {
         self.flatten_arg(defs, leaves);
         donated.resize(donated.len() + leaves.len() - before, true);
     }
+
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        self.0.matches_def(def)
+    }
+
+    fn flatten_leaves_borrowed<'a>(self, leaves: &mut Vec<Cow<'a, L>>, donated: &mut Vec<bool>)
+    where
+        Self: Sized + 'a,
+    {
+        let before = leaves.len();
+        self.0.into_each_leaf(&mut |l| leaves.push(Cow::Owned(l)));
+        donated.resize(donated.len() + leaves.len() - before, true);
+    }
 }
 
 /// The compiled function of one list of argument structures, with its output structure.
@@ -49,7 +62,17 @@ struct Prepared {
     /// donated (see `Compiled::call_in_place`).
     in_place: Vec<Option<usize>>,
     /// Per output, a buffer of its type donated by an earlier call, waiting to be written.
-    slots: Mutex<Vec<Option<Array>>>,
+    slots: Mutex<Recycled>,
+}
+
+/// The buffers a donating call leaves for the next, with the call's scratch list (kept here
+/// so that a call in the steady state allocates neither).
+#[derive(Default)]
+struct Recycled {
+    /// Per output, a donated buffer of its type waiting to be written.
+    buffers: Vec<Option<Array>>,
+    /// Per output, whether it took a donated leaf's buffer in place in the current call.
+    served: Vec<bool>,
 }
 
 /// A jitted function of trees: each argument structure gets a positional [`crate::Jit`],
@@ -82,18 +105,69 @@ impl TreeJit {
         Ok((j, flat))
     }
 
-    /// The prepared call for these structures and leaves, compiling on first use.
-    fn prepare(&self, defs: Vec<TreeDef>, leaves: &[Cow<'_, Array>]) -> Result<Arc<Prepared>> {
+    /// Flattens a call's arguments, checking their structures against the last prepared
+    /// call's without building them: the structures (`None` when they are the last call's,
+    /// which is returned too), the leaves and the donation flags.
+    #[allow(clippy::type_complexity)]
+    fn flatten<'a, A: TreeArgs<Array> + 'a>(
+        &self,
+        args: A,
+    ) -> (
+        Option<Arc<Prepared>>,
+        Option<Vec<TreeDef>>,
+        Vec<Cow<'a, Array>>,
+        Vec<bool>,
+    ) {
+        let last = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last
+            .clone();
+        match last {
+            Some(p) => {
+                let (defs, leaves, donated) = args.flatten_args_like(&p.defs, p.types.len());
+                (Some(p), defs, leaves, donated)
+            }
+            None => {
+                let (defs, leaves, donated) = args.flatten_args_borrowed();
+                (None, Some(defs), leaves, donated)
+            }
+        }
+    }
+
+    /// The prepared call for these leaves and structures (`None`: those of `last`, the last
+    /// prepared call), compiling on first use.
+    fn prepare(
+        &self,
+        last: Option<Arc<Prepared>>,
+        defs: Option<Vec<TreeDef>>,
+        leaves: &[Cow<'_, Array>],
+    ) -> Result<Arc<Prepared>> {
         let lock = || self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-        let same = |p: &Prepared| {
-            p.defs == defs
-                && p.types.len() == leaves.len()
+        let same_types = |p: &Prepared| {
+            p.types.len() == leaves.len()
                 && p.types
                     .iter()
                     .zip(leaves)
                     .all(|(t, a)| t.dtype == a.dtype() && t.dims() == a.dims())
         };
-        if let Some(p) = lock().last.as_ref().filter(|p| same(p)) {
+        let defs = match (defs, last) {
+            (None, Some(p)) if same_types(&p) => return Ok(p),
+            (None, Some(p)) => p.defs.clone(),
+            (Some(defs), _) => defs,
+            (None, None) => {
+                return Err(crate::Error::new(
+                    crate::ErrorKind::Structure,
+                    "jit: a call's argument structures are unknown",
+                ))
+            }
+        };
+        if let Some(p) = lock()
+            .last
+            .as_ref()
+            .filter(|p| p.defs == defs && same_types(p))
+        {
             return Ok(p.clone());
         }
         let types: Vec<Type> = leaves.iter().map(|a| a.ty()).collect();
@@ -107,7 +181,10 @@ impl TreeJit {
                 let out_def = flat.out_def(&types)?;
                 let compiled = j.compiled_for(&types)?;
                 let in_place = compiled.in_place_outputs().to_vec();
-                let slots = Mutex::new(vec![None; compiled.output_types().len()]);
+                let slots = Mutex::new(Recycled {
+                    buffers: vec![None; compiled.output_types().len()],
+                    served: Vec::new(),
+                });
                 let p = Arc::new(Prepared {
                     defs,
                     types,
@@ -145,14 +222,20 @@ impl TreeJit {
             p.compiled.call_into(&refs, &mut outs)?;
             return Ok(outs);
         };
-        let mut waiting = std::mem::take(&mut *lock());
+        // The lists are taken out (not copied) and put back below, so that their storage
+        // serves every call.
+        let Recycled {
+            buffers: mut waiting,
+            mut served,
+        } = std::mem::take(&mut *lock());
         let types = p.compiled.output_types();
         waiting.resize(types.len(), None);
+        served.clear();
+        served.resize(types.len(), false);
         let mut leaves: Vec<Option<Cow<'_, Array>>> = leaves.into_iter().map(Some).collect();
         let mut outs = Vec::with_capacity(types.len());
-        // Per output, whether it took a donated leaf's buffer in place in this call.
-        let mut served = vec![false; types.len()];
-        for (k, (slot, t)) in waiting.into_iter().zip(types).enumerate() {
+        for (k, (slot, t)) in waiting.iter_mut().zip(types).enumerate() {
+            let slot = slot.take();
             // A donated leaf the output may overwrite becomes the output's buffer.
             if let Some(j) = p.in_place[k].filter(|&j| donated.get(j) == Some(&true)) {
                 if let Some(Cow::Owned(a)) = leaves.get_mut(j).and_then(Option::take) {
@@ -171,7 +254,12 @@ impl TreeJit {
         // function: an output whose in-place argument was passed by reference, such as a
         // moment `(1 − β)·g + β·m` that may overwrite the gradient `g`, would otherwise be
         // zero-filled anew on every call while the donated moment went unused).
-        let mut slots = lock();
+        let mut recycled = lock();
+        if recycled.buffers.is_empty() {
+            // `waiting` is all `None` now: its storage becomes the list again.
+            recycled.buffers = waiting;
+        }
+        let slots = &mut recycled.buffers;
         slots.resize(outs.len(), None);
         for (a, &given) in leaves.into_iter().zip(donated) {
             let (true, Some(Cow::Owned(a))) = (given, a) else {
@@ -187,7 +275,8 @@ impl TreeJit {
                 slots[k] = Some(a);
             }
         }
-        drop(slots);
+        recycled.served = served;
+        drop(recycled);
         ran.map(|()| outs)
     }
 
@@ -196,8 +285,8 @@ impl TreeJit {
     #[track_caller]
     pub fn call<A: TreeArgs<Array>, R: FromTreeOutput>(&self, args: A) -> Result<R> {
         let loc = Location::caller();
-        let (defs, leaves, _) = args.flatten_args_borrowed();
-        let p = self.prepare(defs, &leaves).map_err(|e| e.at(loc))?;
+        let (last, defs, leaves, _) = self.flatten(args);
+        let p = self.prepare(last, defs, &leaves).map_err(|e| e.at(loc))?;
         let outs = self.run(&p, leaves, None).map_err(|e| e.at(loc))?;
         R::from_tree_output(self.func.name(), &p.out_def, outs).map_err(|e| e.at(loc))
     }
@@ -214,8 +303,8 @@ impl TreeJit {
     #[track_caller]
     pub fn call_donating<A: TreeArgs<Array>, R: FromTreeOutput>(&self, args: A) -> Result<R> {
         let loc = Location::caller();
-        let (defs, leaves, donated) = args.flatten_args_borrowed();
-        let p = self.prepare(defs, &leaves).map_err(|e| e.at(loc))?;
+        let (last, defs, leaves, donated) = self.flatten(args);
+        let p = self.prepare(last, defs, &leaves).map_err(|e| e.at(loc))?;
         let outs = self
             .run(&p, leaves, Some(&donated))
             .map_err(|e| e.at(loc))?;

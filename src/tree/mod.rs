@@ -98,6 +98,14 @@ pub trait Tree<L: Leaf>: Sized {
     /// Consumes the tree, handing each leaf to `f` in order.
     fn into_each_leaf(self, f: &mut dyn FnMut(L));
 
+    /// Whether this tree's structure is `def`: the same answer as `self.def() == *def`,
+    /// found without building the structure (a jitted step checks its arguments against the
+    /// previous call's structures on every call). Implementations that do not override it
+    /// build the structure and compare.
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        self.def() == *def
+    }
+
     /// Rebuilds a tree of this type from a structure and leaves in order. A structure of
     /// another shape (another node kind, other keys or static data, a missing leaf) is an
     /// error naming the key path where it differs. Leaves left over are the caller's to check.
@@ -234,6 +242,11 @@ impl Static {
     /// The value, if it has type `S`.
     pub fn get<S: 'static>(&self) -> Option<&S> {
         self.0.as_any().downcast_ref::<S>()
+    }
+
+    /// Whether the value equals `value` (as `Static::new(value.clone()) == *self` would find).
+    pub fn is<S: StaticData>(&self, value: &S) -> bool {
+        self.0.dyn_eq(value)
     }
 }
 
@@ -400,6 +413,20 @@ impl TreeDef {
         }
     }
 
+    /// This node when it has `kind`, `children` children and `statics` static values (for
+    /// [`Tree::matches_def`]).
+    #[doc(hidden)]
+    pub fn node_of(&self, kind: &str, children: usize, statics: usize) -> Option<&Node> {
+        match self {
+            TreeDef::Node(n)
+                if n.kind == kind && n.children.len() == children && n.statics.len() == statics =>
+            {
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
     /// This node, checked to have `kind`, exactly the field `keys` and `n_statics` static
     /// values (for `#[derive(Tree)]`).
     #[doc(hidden)]
@@ -410,6 +437,16 @@ impl TreeDef {
         n_statics: usize,
     ) -> Result<&Node, TreeError> {
         let n = self.expect_kind(kind)?;
+        // The common case, the fields in order, is checked without collecting the keys.
+        if n.children.len() == keys.len()
+            && n.statics.len() == n_statics
+            && n.children
+                .iter()
+                .zip(keys)
+                .all(|((k, _), key)| matches!(k, Key::Field(f) if f == key))
+        {
+            return Ok(n);
+        }
         let found: Vec<&Key> = n.children.iter().map(|(k, _)| k).collect();
         for key in keys {
             if !found.contains(&&Key::Field(key)) {
@@ -482,6 +519,21 @@ impl Node {
             )));
         };
         C::unflatten(def, leaves).map_err(|e| e.within(key.clone()))
+    }
+
+    /// Whether child `k` has the key `key` and `value`'s structure (for
+    /// [`Tree::matches_def`]).
+    #[doc(hidden)]
+    pub fn child_is<L: Leaf, C: Tree<L>>(&self, k: usize, key: &Key, value: &C) -> bool {
+        self.children
+            .get(k)
+            .is_some_and(|(kk, d)| kk == key && value.matches_def(d))
+    }
+
+    /// Whether static value `k` equals `value` (for [`Tree::matches_def`]).
+    #[doc(hidden)]
+    pub fn static_is<S: StaticData>(&self, k: usize, value: &S) -> bool {
+        self.statics.get(k).is_some_and(|s| s.is(value))
     }
 
     /// Static value `k` as an `S` (for `#[derive(Tree)]`).

@@ -258,6 +258,22 @@ pub trait TreeArg<L: Leaf> {
         self.flatten_arg_donating(defs, &mut owned, donated);
         leaves.extend(owned.into_iter().map(Cow::Owned));
     }
+
+    /// Whether the argument's structure is `def`, found without building it. `false` when
+    /// not known (the default), which only costs the caller a rebuild.
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        let _ = def;
+        false
+    }
+
+    /// Appends the leaves and donation flags of [`TreeArg::flatten_arg_borrowed`] without
+    /// the structure (for an argument whose structure [`TreeArg::matches_def`] confirmed).
+    fn flatten_leaves_borrowed<'a>(self, leaves: &mut Vec<Cow<'a, L>>, donated: &mut Vec<bool>)
+    where
+        Self: Sized + 'a,
+    {
+        self.flatten_arg_borrowed(&mut Vec::new(), leaves, donated);
+    }
 }
 
 impl<L: Leaf, T: Tree<L>> TreeArg<L> for &T {
@@ -275,6 +291,17 @@ impl<L: Leaf, T: Tree<L>> TreeArg<L> for &T {
         Self: Sized + 'a,
     {
         defs.push(self.def());
+        self.flatten_leaves_borrowed(leaves, donated);
+    }
+
+    fn matches_def(&self, def: &TreeDef) -> bool {
+        (*self).matches_def(def)
+    }
+
+    fn flatten_leaves_borrowed<'a>(self, leaves: &mut Vec<Cow<'a, L>>, donated: &mut Vec<bool>)
+    where
+        Self: Sized + 'a,
+    {
         let before = leaves.len();
         self.for_each_leaf(&mut |l| leaves.push(Cow::Borrowed(l)));
         donated.resize(donated.len() + leaves.len() - before, false);
@@ -287,6 +314,10 @@ macro_rules! scalar_arg {
             fn flatten_arg(self, defs: &mut Vec<TreeDef>, leaves: &mut Vec<$l>) {
                 defs.push(TreeDef::Leaf);
                 leaves.push(<$l>::from(self));
+            }
+
+            fn matches_def(&self, def: &TreeDef) -> bool {
+                matches!(def, TreeDef::Leaf)
             }
         }
     )*};
@@ -318,6 +349,24 @@ pub trait TreeArgs<L: Leaf> {
     {
         let (defs, leaves, donated) = self.flatten_args_donating();
         (defs, leaves.into_iter().map(Cow::Owned).collect(), donated)
+    }
+
+    /// [`TreeArgs::flatten_args_borrowed`] for a call expected to have the structures
+    /// `like` (the previous call's) and about `n_leaves` leaves: `None` in place of the
+    /// structures when every argument has its structure in `like` (checked without building
+    /// them), the structures otherwise.
+    #[allow(clippy::type_complexity)]
+    fn flatten_args_like<'a>(
+        self,
+        like: &[TreeDef],
+        n_leaves: usize,
+    ) -> (Option<Vec<TreeDef>>, Vec<Cow<'a, L>>, Vec<bool>)
+    where
+        Self: Sized + 'a,
+    {
+        let _ = (like, n_leaves);
+        let (defs, leaves, donated) = self.flatten_args_borrowed();
+        (Some(defs), leaves, donated)
     }
 }
 
@@ -354,6 +403,37 @@ macro_rules! tuple_args {
                 let ($($a,)+) = self;
                 let (mut defs, mut leaves, mut donated) = (Vec::new(), Vec::new(), Vec::new());
                 $($a.flatten_arg_borrowed(&mut defs, &mut leaves, &mut donated);)+
+                (defs, leaves, donated)
+            }
+
+            #[allow(non_snake_case)]
+            fn flatten_args_like<'a>(
+                self,
+                like: &[TreeDef],
+                n_leaves: usize,
+            ) -> (Option<Vec<TreeDef>>, Vec<Cow<'a, L>>, Vec<bool>)
+            where
+                Self: 'a,
+            {
+                let ($($a,)+) = self;
+                let count = [$(stringify!($a)),+].len();
+                let mut leaves = Vec::with_capacity(n_leaves);
+                let mut donated = Vec::with_capacity(n_leaves);
+                // The structures of the arguments so far, once one of them differs from
+                // `like` (those before it are `like`'s).
+                let mut defs: Option<Vec<TreeDef>> = None;
+                let mut k = 0usize;
+                $(
+                    if defs.is_none() && (like.len() != count || !$a.matches_def(&like[k])) {
+                        defs = Some(like[..k.min(like.len())].to_vec());
+                    }
+                    match defs.as_mut() {
+                        None => $a.flatten_leaves_borrowed(&mut leaves, &mut donated),
+                        Some(d) => $a.flatten_arg_borrowed(d, &mut leaves, &mut donated),
+                    }
+                    k += 1;
+                )+
+                let _ = k;
                 (defs, leaves, donated)
             }
         }

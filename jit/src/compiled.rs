@@ -97,6 +97,9 @@ pub(crate) struct Inner {
     /// For each output, the parameter whose buffer it may be written into (see
     /// `crate::in_place`).
     in_place: Vec<Option<usize>>,
+    /// For each parameter, the first output of `in_place` that names it, so that a call
+    /// finds it without a search per given-up argument.
+    taken_by: Vec<Option<usize>>,
 }
 
 // SAFETY: the code pointers refer to immutable finalized machine code owned by `module`; the
@@ -130,11 +133,18 @@ impl Inner {
             (Some(_), None) => true,
         };
         let scalar_outputs = outputs.iter().all(|t| t.is_scalar());
+        let params = graph.param_types();
+        let mut taken_by = vec![None; params.len()];
+        for (k, &j) in in_place.iter().enumerate().rev() {
+            if let Some(slot) = j.and_then(|j| taken_by.get_mut(j)) {
+                *slot = Some(k);
+            }
+        }
         Inner {
             module: Some(module),
             tensor,
             scalar,
-            params: graph.param_types(),
+            params,
             outputs,
             graph,
             opts,
@@ -149,6 +159,7 @@ impl Inner {
             code_bytes,
             written,
             in_place,
+            taken_by,
         }
     }
 }
@@ -671,7 +682,7 @@ impl Compiled {
 
     /// The output that may take argument `j`'s buffer.
     fn in_place_output(&self, j: usize) -> Option<usize> {
-        self.inner.in_place.iter().position(|&p| p == Some(j))
+        self.inner.taken_by.get(j).copied().flatten()
     }
 
     /// Checks the counts and types of a call's arguments and outputs.

@@ -33,7 +33,7 @@ impl<L: Leaf, T: Tree<L>> TreeArg<L> for Donate<T> {
     }
 
     fn matches_def(&self, def: &TreeDef) -> bool {
-        self.0.matches_def(def)
+        Tree::<L>::matches_def(&self.0, def)
     }
 
     fn flatten_leaves_borrowed<'a>(self, leaves: &mut Vec<Cow<'a, L>>, donated: &mut Vec<bool>)

@@ -295,7 +295,7 @@ impl<L: Leaf, T: Tree<L>> TreeArg<L> for &T {
     }
 
     fn matches_def(&self, def: &TreeDef) -> bool {
-        (*self).matches_def(def)
+        Tree::<L>::matches_def(*self, def)
     }
 
     fn flatten_leaves_borrowed<'a>(self, leaves: &mut Vec<Cow<'a, L>>, donated: &mut Vec<bool>)

@@ -788,19 +788,32 @@ fn emit_columns(
                 accs.push(v);
             }
         }
-        // Every access's element offset at row `r0`, advanced by its row stride per row.
-        let mut offs_vars: SmallVec<[(Variable, i64); 8]> = SmallVec::new();
+        // Every access's element offset at row `r0`, advanced by its row stride per row:
+        // one variable per distinct pair of row stride and base (operands of one shape
+        // share theirs).
+        let mut offs_vars: SmallVec<[(Variable, i64, i64); 8]> = SmallVec::new();
+        let mut var_of: SmallVec<[usize; 8]> = SmallVec::new();
         for k in 0..nacc {
-            let s = access_stride(sp, k, 0);
-            let v = cx.fb.declare_var(types::I64);
-            let o = cx.fb.ins().imul_imm_s(r0, s);
-            let o = cx.fb.ins().iadd_imm_s(o, base(k));
-            cx.fb.def_var(v, o);
-            offs_vars.push((v, s));
+            let (s, b) = (access_stride(sp, k, 0), base(k));
+            let j = match offs_vars.iter().position(|&(_, s2, b2)| (s2, b2) == (s, b)) {
+                Some(j) => j,
+                None => {
+                    let v = cx.fb.declare_var(types::I64);
+                    let o = cx.fb.ins().imul_imm_s(r0, s);
+                    let o = cx.fb.ins().iadd_imm_s(o, b);
+                    cx.fb.def_var(v, o);
+                    offs_vars.push((v, s, b));
+                    offs_vars.len() - 1
+                }
+            };
+            var_of.push(j);
         }
         counted_loop(cx, r0, r1, 1, &mut |cx, r| {
-            let offs: SmallVec<[ir::Value; 8]> =
-                offs_vars.iter().map(|&(v, _)| cx.fb.use_var(v)).collect();
+            let now: SmallVec<[ir::Value; 8]> = offs_vars
+                .iter()
+                .map(|&(v, _, _)| cx.fb.use_var(v))
+                .collect();
+            let offs: SmallVec<[ir::Value; 8]> = var_of.iter().map(|&j| now[j]).collect();
             for k in 0..width {
                 let (ys, i) = match ty {
                     Some(vty) => {
@@ -838,7 +851,7 @@ fn emit_columns(
                     cx.fb.def_var(v, n);
                 }
             }
-            for (&(v, s), &o) in offs_vars.iter().zip(&offs) {
+            for (&(v, s, _), &o) in offs_vars.iter().zip(&now) {
                 if s != 0 {
                     let next = cx.fb.ins().iadd_imm_s(o, s);
                     cx.fb.def_var(v, next);

@@ -1267,10 +1267,34 @@ fn row_elem_addr(
     i: ir::Value,
     dtype: DType,
 ) -> ir::Value {
-    let at_row = cx.elem_addr(base, row, dtype);
     let size = dtype.size_bytes() as i64;
+    // An inner index `x + c` (a later vector of a repeated body) moves `c` into the row's
+    // part, so that the access is a displacement from `x`'s rather than an index of its own.
+    let (i, c) = plus_constant(cx, i);
+    let at_row = cx.elem_addr(base, row, dtype);
+    let at_row = match c.wrapping_mul(size) {
+        0 => at_row,
+        d => cx.fb.ins().iadd_imm_s(at_row, d),
+    };
     let bytes = cx.fb.ins().imul_imm_s(i, size);
     cx.fb.ins().iadd(at_row, bytes)
+}
+
+/// `(x, c)` when `v` is computed as `x + c` with `c` an integer constant, else `(v, 0)`.
+fn plus_constant(cx: &Ctx, v: ir::Value) -> (ir::Value, i64) {
+    let dfg = &cx.fb.func.dfg;
+    if let Some(inst) = dfg.value_def(v).inst() {
+        if let ir::InstructionData::Binary {
+            opcode: ir::Opcode::Iadd,
+            args: [x, y],
+        } = dfg.insts[inst]
+        {
+            if let Some(c) = known(cx, y) {
+                return (x, c);
+            }
+        }
+    }
+    (v, 0)
 }
 
 /// The read values at inner index `i` as scalars; reads `part` does not load are left as a
@@ -1324,14 +1348,41 @@ const UNROLL: i64 = 4;
 fn short_body(sp: &Spec, insts: &[&InstData]) -> bool {
     (UNROLL_MIN..PAR_MIN).contains(&sp.dims.iter().product::<usize>())
         && sp.nodes.len() <= SHORT_NODES
-        && sp.nodes.iter().all(|n| match n {
-            Node::Op { member, .. } => {
-                let op = &insts[*member].op;
-                vectorizable(op, false) || !vectorizable(op, true)
-            }
-            Node::Select { .. } => true,
-        })
+        && no_inline_polynomials(sp, insts)
 }
+
+/// Whether no computation of the group is a fast transcendental or `pow`, whose inline
+/// polynomials would multiply the code when the body is repeated.
+fn no_inline_polynomials(sp: &Spec, insts: &[&InstData]) -> bool {
+    sp.nodes.iter().all(|n| match n {
+        Node::Op { member, .. } => {
+            let op = &insts[*member].op;
+            vectorizable(op, false) || !vectorizable(op, true)
+        }
+        Node::Select { .. } => true,
+    })
+}
+
+/// The vectors an elementwise group's vector loop computes per iteration: [`UNROLL`] for a
+/// short body (see [`short_body`]); two for a group of at least [`PAR_MIN`] elements (a
+/// kernel on the pool) whose body has at most [`PAIR_NODES`] computations and no inline
+/// polynomial, such as the sparse Hessian's products with its seeds, where the counter,
+/// compare and branch (and any reload the register allocator places at the loop's head) are
+/// then paid once per two vectors; one otherwise. Every element gets the same operations.
+fn unroll(sp: &Spec, insts: &[&InstData]) -> i64 {
+    let n: usize = sp.dims.iter().product();
+    if short_body(sp, insts) {
+        UNROLL
+    } else if n >= PAR_MIN && sp.nodes.len() <= PAIR_NODES && no_inline_polynomials(sp, insts) {
+        2
+    } else {
+        1
+    }
+}
+
+/// The most computations of a pool kernel's body repeated twice per iteration (see
+/// [`unroll`]).
+const PAIR_NODES: usize = 32;
 
 /// The most computations of a body repeated by [`short_body`].
 const SHORT_NODES: usize = 12;
@@ -1687,10 +1738,11 @@ fn emit_span(
             })?;
             from = row_loop(cx, from, hi, lanes, &mut |cx, i| store(cx, &ys, i, 0))?;
         } else {
-            // Short bodies run `UNROLL` vectors per iteration, then one at a time.
-            if short_body(sp, insts) {
-                from = row_loop(cx, lo, hi, UNROLL * lanes, &mut |cx, i| {
-                    for k in 0..UNROLL {
+            // Bodies worth repeating run `times` vectors per iteration, then one at a time.
+            let times = unroll(sp, insts);
+            if times > 1 {
+                from = row_loop(cx, lo, hi, times * lanes, &mut |cx, i| {
+                    for k in 0..times {
                         let ik = cx.fb.ins().iadd_imm_s(i, k * lanes);
                         let vals = vector_reads(cx, sp, offs, &inv, ik, vty, part)?;
                         let ys = eval(cx, sp, insts, &vals, Some(vty), part, None)?;

@@ -1268,33 +1268,64 @@ fn row_elem_addr(
     dtype: DType,
 ) -> ir::Value {
     let size = dtype.size_bytes() as i64;
-    // An inner index `x + c` (a later vector of a repeated body) moves `c` into the row's
-    // part, so that the access is a displacement from `x`'s rather than an index of its own.
-    let (i, c) = plus_constant(cx, i);
+    // Constant parts of the row offset `x + c` (reads of one buffer at neighbouring places,
+    // such as `i ± 1` or the next row) and of the inner index `y + d` (a later vector of a
+    // repeated body) become the access's displacement: reads of one buffer whose row offsets
+    // differ by a constant share one row address (one register across the loop) rather than
+    // each holding its own, and a later vector is a displacement from the first's index.
+    let (row, c) = plus_constant(cx, row);
+    let (i, d) = plus_constant(cx, i);
     let at_row = cx.elem_addr(base, row, dtype);
-    let at_row = match c.wrapping_mul(size) {
+    let at_row = match c.wrapping_add(d).wrapping_mul(size) {
         0 => at_row,
-        d => cx.fb.ins().iadd_imm_s(at_row, d),
+        disp => cx.fb.ins().iadd_imm_s(at_row, disp),
     };
     let bytes = cx.fb.ins().imul_imm_s(i, size);
     cx.fb.ins().iadd(at_row, bytes)
 }
 
-/// `(x, c)` when `v` is computed as `x + c` with `c` an integer constant, else `(v, 0)`.
-fn plus_constant(cx: &Ctx, v: ir::Value) -> (ir::Value, i64) {
+/// `(x, c)` with `v = x + c` (wrapping) and `c` the sum of the integer constants added in
+/// `v`'s tree of additions (looking [`ALIKE_DEPTH`] additions deep), else `(v, 0)`. Where
+/// constants sit inside the tree, `x` is a new sum of the other terms, which Cranelift's value
+/// numbering shares between reads that add different constants to the same terms.
+fn plus_constant(cx: &mut Ctx, v: ir::Value) -> (ir::Value, i64) {
+    split_sum(cx, v, ALIKE_DEPTH)
+}
+
+/// [`plus_constant`] looking at most `depth` additions deep.
+fn split_sum(cx: &mut Ctx, v: ir::Value, depth: u32) -> (ir::Value, i64) {
+    if depth == 0 {
+        return (v, 0);
+    }
     let dfg = &cx.fb.func.dfg;
-    if let Some(inst) = dfg.value_def(v).inst() {
-        if let ir::InstructionData::Binary {
-            opcode: ir::Opcode::Iadd,
-            args: [x, y],
-        } = dfg.insts[inst]
-        {
-            if let Some(c) = known(cx, y) {
-                return (x, c);
+    let Some(inst) = dfg.value_def(v).inst() else {
+        return (v, 0);
+    };
+    let ir::InstructionData::Binary {
+        opcode: ir::Opcode::Iadd,
+        args: [x, y],
+    } = dfg.insts[inst]
+    else {
+        return (v, 0);
+    };
+    match (known(cx, x), known(cx, y)) {
+        (_, Some(c)) => {
+            let (x, cx_) = split_sum(cx, x, depth - 1);
+            (x, cx_.wrapping_add(c))
+        }
+        (Some(c), None) => {
+            let (y, cy) = split_sum(cx, y, depth - 1);
+            (y, cy.wrapping_add(c))
+        }
+        (None, None) => {
+            let (x2, a) = split_sum(cx, x, depth - 1);
+            let (y2, b) = split_sum(cx, y, depth - 1);
+            match a.wrapping_add(b) {
+                0 => (v, 0),
+                c => (cx.fb.ins().iadd(x2, y2), c),
             }
         }
     }
-    (v, 0)
 }
 
 /// The read values at inner index `i` as scalars; reads `part` does not load are left as a

@@ -16,6 +16,7 @@ pub(crate) static BANDED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static WIDE_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BIAS_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static STORED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static COLUMNS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +49,10 @@ pub struct JitStats {
     /// Graph outputs computed and stored inside another group's fused loop instead of a loop
     /// of their own (see the JIT's `fuse.rs`), such as an optimizer's new moments.
     pub stored_members: u64,
+    /// Reductions across the rows of a matrix lowered column block by column block, their
+    /// sums kept in registers down the rows (see the JIT's `lower/fused.rs`), such as a dense
+    /// layer's bias gradient.
+    pub column_reductions: u64,
 }
 
 /// The JIT's counters.
@@ -64,6 +69,7 @@ pub fn stats() -> JitStats {
         wide_tails: WIDE_TAILS.load(Ordering::Relaxed),
         bias_tails: BIAS_TAILS.load(Ordering::Relaxed),
         stored_members: STORED.load(Ordering::Relaxed),
+        column_reductions: COLUMNS.load(Ordering::Relaxed),
     }
 }
 

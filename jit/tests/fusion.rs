@@ -149,3 +149,44 @@ fn unrolled_short_bodies_match_the_interpreter_bit_for_bit() {
         }
     }
 }
+
+/// Pool kernels (at least 65,536 elements) whose body has up to 32 computations and no inline
+/// polynomial run two vectors per iteration, then single vectors, then scalars: a body of
+/// about twenty operations on `[3, n]` (few rows, so the rows are cut into blocks) and on a
+/// flat `[n]`, plus the sparse Hessian's shape of body (neighbours at `i ± 1` read through
+/// pads, so each row has segments), for lengths giving every split of the three loops, with
+/// special values, equal the interpreter bit for bit.
+#[test]
+fn pool_kernels_repeat_moderate_bodies_bit_for_bit() {
+    for dtype in [DType::F64, DType::F32] {
+        for n in [21_846, 21_847, 21_849, 21_851, 30_001] {
+            let f = move |xs: &[Tensor]| {
+                let (x, y, z) = (&xs[0], &xs[1], &xs[2]);
+                let yb = y.broadcast_in_dim(&[3, n], &[1]);
+                let a = (x * &yb + 2.0) * x - &yb * &yb * 3.0;
+                let b = (&a - x) * (&yb + 0.5) + a.clone() * a.clone();
+                let c = (b.clone() - &yb) * (x - 1.5) + b * 0.25 - x.abs();
+                let left = x
+                    .slice_axis(1, 0, n - 1)
+                    .pad(&[0, 1], &[0, 0], &[0, 0], 0.0);
+                let right = c.slice_axis(1, 1, n).pad(&[0, 0], &[0, 1], &[0, 0], 0.0);
+                let flat = (z * z - z * 2.0 + 1.0) * (z + 3.0) - z.abs() * 0.5;
+                vec![c + left * right, flat.clone() * flat - z]
+            };
+            let types = [
+                Type::new(dtype, &[3, n]),
+                Type::new(dtype, &[n]),
+                Type::new(dtype, &[3 * n]),
+            ];
+            let g = ferrax_ir::trace(f, &types).expect("trace");
+            let g = (*g.graph().expect("graph")).clone();
+            let mut rng = Rng(n as u64);
+            let args = [
+                array(&mut rng, dtype, &[3, n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[n], -2.0, 2.0, true),
+                array(&mut rng, dtype, &[3 * n], -2.0, 2.0, true),
+            ];
+            check_with(&g, &args, None);
+        }
+    }
+}

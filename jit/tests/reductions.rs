@@ -277,3 +277,41 @@ fn short_rows_match_the_interpreter() {
         0.0,
     );
 }
+
+#[test]
+fn column_sums_in_registers_match_the_interpreter() {
+    // Reductions across rows into a row of outputs run column block by column block with
+    // their partial results in registers (`stats().column_reductions`): row counts below, at
+    // and above a block of 64 rows, column counts covering whole blocks of four vectors,
+    // single vectors and single columns, with NaN and infinities among the inputs, the
+    // operand stored as an output (a dense layer's `(1 − t²)·g` and its bias gradient),
+    // sibling reductions, a row broadcast down the rows and a scalar.
+    let before = ferrax_jit::stats().column_reductions;
+    for dtype in ["f32", "f64"] {
+        for rows in [1, 2, 63, 64, 65, 130, 200] {
+            for cols in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 32, 33] {
+                let m = format!("{dtype}[{rows},{cols}]");
+                let r = format!("{dtype}[{cols}]");
+                let text = format!(
+                    "{{ lambda v0:{m}, v1:{m} . let v2:{m} = mul v0 v0; \
+                     v3:{dtype}[] = const[1.0]; \
+                     v4:{m} = broadcast_in_dim[shape=({rows},{cols}) dims=()] v3; \
+                     v5:{m} = sub v4 v2; v6:{m} = mul v5 v1; \
+                     v7:{r} = reduce_sum[axes=(0)] v6 in (v6, v7) }}"
+                );
+                check_text(&text, true, 1e-5);
+            }
+            let m = format!("{dtype}[{rows},9]");
+            let r = format!("{dtype}[9]");
+            let text = format!(
+                "{{ lambda v0:{m}, v1:{r} . let \
+                 v2:{m} = broadcast_in_dim[shape=({rows},9) dims=(1)] v1; \
+                 v3:{m} = mul v0 v2; v4:{r} = reduce_sum[axes=(0)] v3; \
+                 v5:{r} = reduce_max[axes=(0)] v3; v6:{r} = reduce_min[axes=(0)] v0; \
+                 v7:{r} = reduce_prod[axes=(0)] v3 in (v4, v5, v6, v7) }}"
+            );
+            check_text(&text, true, 1e-5);
+        }
+    }
+    assert!(ferrax_jit::stats().column_reductions > before);
+}

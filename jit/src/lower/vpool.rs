@@ -6,13 +6,18 @@
 //! register allocator parks most in stack slots and reloads them, often with a register copy
 //! and an extra spill store per iteration: in P3's f32 gradient about 60 of the loop's 160
 //! instructions were such moves. Here a kernel's vector constants live in one read-only data
-//! object (the pool) and each is a movable, read-only load whose address is a pointer the loop
-//! reloads from the kernel's context array on every iteration. The optimiser cannot see that
-//! the pointer is invariant, so it places each constant's load next to its use, and the
-//! instruction selector folds a load with one use into its user as a memory operand
-//! (`vfmadd213ps c(%r), ...`): a constant costs at most one load and no register across the
-//! loop. The pool is only used in kernels, whose context array the caller fills (see
-//! [`super::fused`]); elsewhere constants stay `vconst`s.
+//! object (the pool) and each is a movable, read-only load whose address is the pool's
+//! address as loaded, once per block, from a stack slot of the kernel's own frame. The
+//! optimiser never merges or hoists a `stack_load`, so it cannot see that the address is
+//! invariant: it places each constant's load next to its use, and the instruction selector
+//! folds a load with one use into its user as a memory operand (`vfmadd213ps c(%r), ...`): a
+//! constant costs at most one load and no register across the loop, and a block using
+//! constants one load of the pool's address. (Before, the address was read from the kernel's
+//! context array, whose pointer then stayed live through the whole kernel: under register
+//! pressure that pointer was spilled, and every iteration of the sparse Hessian's loop
+//! reloaded it, loaded the pool's address through it and stored it back.) The pool is only
+//! used in kernels, whose context array the caller fills and whose entry copies the pool's
+//! address into the slot (see [`super::fused`]); elsewhere constants stay `vconst`s.
 
 use super::Ctx;
 use cranelift_codegen::ir::{self, types, Endianness, InstBuilder, MemFlagsData};
@@ -20,10 +25,8 @@ use hashbrown::HashMap;
 
 /// The vector constants of one kernel and where the kernel finds them.
 pub(crate) struct VecPool {
-    /// The kernel's context array.
-    ctx: ir::Value,
-    /// The byte offset in the context array of the pool's address.
-    offset: i32,
+    /// The stack slot of the kernel's frame holding the pool's address.
+    slot: ir::StackSlot,
     /// The pool's contents: 16 bytes per constant, little-endian.
     bytes: Vec<u8>,
     /// The byte offset in the pool of each constant, by its bits.
@@ -34,11 +37,10 @@ pub(crate) struct VecPool {
 }
 
 impl VecPool {
-    /// A pool whose address the kernel reads at `offset` bytes into its context array `ctx`.
-    pub(crate) fn new(ctx: ir::Value, offset: i32) -> VecPool {
+    /// A pool whose address the kernel keeps in its stack slot `slot`.
+    pub(crate) fn new(slot: ir::StackSlot) -> VecPool {
         VecPool {
-            ctx,
-            offset,
+            slot,
             bytes: Vec::new(),
             index: HashMap::new(),
             base: None,
@@ -82,12 +84,12 @@ impl Ctx<'_, '_> {
         let base = match pool.base {
             Some((b, v)) if b == block => v,
             _ => {
-                // A plain load, which stays where it is: the constants' addresses then
+                // A stack load, which stays where it is: the constants' addresses then
                 // depend on a value defined in the loop, so they are not hoisted out of it.
-                let v =
-                    self.fb
-                        .ins()
-                        .load(types::I64, MemFlagsData::trusted(), pool.ctx, pool.offset);
+                let v = self
+                    .fb
+                    .ins()
+                    .stack_load(types::I64, types::I64, pool.slot, 0);
                 pool.base = Some((block, v));
                 v
             }

@@ -16,6 +16,7 @@ pub(crate) static BANDED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static WIDE_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BIAS_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static STORED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PERIODIC_GATHERS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +49,9 @@ pub struct JitStats {
     /// Graph outputs computed and stored inside another group's fused loop instead of a loop
     /// of their own (see the JIT's `fuse.rs`), such as an optimizer's new moments.
     pub stored_members: u64,
+    /// Gathers by constant indices that repeat with a shift, lowered as a loop over the
+    /// periods with the indices as immediate offsets (see the JIT's `lower/periodic.rs`).
+    pub periodic_gathers: u64,
 }
 
 /// The JIT's counters.
@@ -64,6 +68,7 @@ pub fn stats() -> JitStats {
         wide_tails: WIDE_TAILS.load(Ordering::Relaxed),
         bias_tails: BIAS_TAILS.load(Ordering::Relaxed),
         stored_members: STORED.load(Ordering::Relaxed),
+        periodic_gathers: PERIODIC_GATHERS.load(Ordering::Relaxed),
     }
 }
 

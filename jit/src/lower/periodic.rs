@@ -6,13 +6,20 @@
 //! Such a run is lowered as a loop over its periods that reads the `P` elements of each at
 //! immediate offsets from one base address, which moves by `D` elements per period, so the
 //! call streams no index vector (4 bytes per gathered value). The positions before and after
-//! the run are gathered as any other constant gather, an index loaded per element. Every
+//! the run are gathered as any other constant gather, an index loaded per element. A run of
+//! at least `fused::PAR_MIN` elements runs on all cores (a kernel over a range of periods,
+//! called through `ferrax_parallel_for`), as the fused gather it replaces did. Every
 //! index of the run is checked against the operand's length when the code is built (an
 //! affine sequence takes its extremes at its ends, and the run is extended only over indices
 //! inside), so the loop needs no clamp and reads exactly what the general gather reads.
 
-use super::{index, Ctx, Slot};
-use cranelift_codegen::ir::{InstBuilder, MemFlagsData};
+use super::{index, jit_err, Ctx, Slot};
+use cranelift_codegen::ir::{
+    self, condcodes::IntCC, types, AbiParam, Function, InstBuilder, MemFlagsData, Signature,
+    StackSlotData, StackSlotKind,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::Module;
 use ferrax_ir::ops::{IndexOp, LiteralOp};
 use ferrax_ir::{Graph, InstData, Op, Result, Value, ValueDef};
 
@@ -43,9 +50,10 @@ impl Run {
     }
 }
 
-/// The longest periodic run (period up to [`MAX_PERIOD`], at least [`MIN_REPS`] periods,
-/// every index in `0..n`) of `idx` covering at least half of it, the shortest period among
-/// equally long runs; `None` when there is none.
+/// The longest periodic run (at least [`MIN_REPS`] periods, every index in `0..n`) of `idx`
+/// covering at least half of it, for the shortest period (up to [`MAX_PERIOD`]) that has one;
+/// `None` when there is none. A period is scanned (one pass over `idx`) only if it holds at
+/// two of three sample places, so the search costs about one pass for the decompressions.
 pub(crate) fn find(idx: &[i32], n: usize) -> Option<Run> {
     let len = idx.len();
     let inside = |j: usize| idx[j] >= 0 && (idx[j] as i64) < n as i64;
@@ -53,11 +61,14 @@ pub(crate) fn find(idx: &[i32], n: usize) -> Option<Run> {
     // (positions covered by whole periods, start, period, shift)
     let mut best: Option<(usize, usize, usize, i64)> = None;
     for p in 1..=MAX_PERIOD.min(len / MIN_REPS) {
-        // A run covering half the vector holds a quarter point or three (as its middle);
-        // a period none of the three samples follows is skipped without a scan.
+        // A run covering half the vector holds at least two of the quarter points (three
+        // positions each, `s`, `s + p` and `s + 2p`); a period that fewer of them follow is
+        // skipped without a scan.
         let plausible = [len / 4, len / 2, 3 * len / 4]
             .iter()
-            .any(|&s| s + 2 * p < len && diff(s, p) == diff(s + p, p));
+            .filter(|&&s| s + 2 * p < len && diff(s, p) == diff(s + p, p))
+            .count()
+            >= 2;
         if !plausible {
             continue;
         }
@@ -79,6 +90,11 @@ pub(crate) fn find(idx: &[i32], n: usize) -> Option<Run> {
                 best = Some((whole, j, p, d));
             }
             j = e;
+        }
+        // The shortest period with a run long enough is taken (a multiple of it would only
+        // repeat it).
+        if best.is_some_and(|b| 2 * b.0 >= len) {
+            break;
         }
     }
     let (whole, start, p, shift) = best?;
@@ -137,7 +153,11 @@ pub(crate) fn lower(cx: &mut Ctx, inst: &InstData) -> Result<bool> {
     let offsets: Option<Vec<i32>> = run
         .first
         .iter()
-        .map(|&i| (i - lo).checked_mul(size).and_then(|b| i32::try_from(b).ok()))
+        .map(|&i| {
+            (i - lo)
+                .checked_mul(size)
+                .and_then(|b| i32::try_from(b).ok())
+        })
         .collect();
     let Some(offsets) = offsets else {
         return Ok(false);
@@ -159,25 +179,131 @@ pub(crate) fn lower(cx: &mut Ctx, inst: &InstData) -> Result<bool> {
         })?;
     }
     // The run: the base addresses move by `shift` and `P` elements a period.
-    let p = run.first.len();
-    let flags = MemFlagsData::trusted();
-    let ty = super::clty(dtype);
-    let (src_step, dst_step) = (run.shift * size, p as i64 * size);
     let src0 = cx.fb.ins().iadd_imm_s(xbase, lo * size);
     let dst0 = cx.fb.ins().iadd_imm_s(out, start as i64 * size);
-    cx.for_range(run.reps, &mut |cx, m| {
-        let s = cx.fb.ins().imul_imm_s(m, src_step);
-        let src = cx.fb.ins().iadd(src0, s);
-        let d = cx.fb.ins().imul_imm_s(m, dst_step);
-        let dst = cx.fb.ins().iadd(dst0, d);
-        for (k, &off) in offsets.iter().enumerate() {
-            let v = cx.fb.ins().load(ty, flags, src, off);
-            cx.fb.ins().store(flags, v, dst, (k as i64 * size) as i32);
-        }
-        Ok(())
-    })?;
+    let body = Body {
+        ty: super::clty(dtype),
+        offsets,
+        src_step: run.shift * size,
+        size,
+    };
+    let threads = cx.dest == crate::Destination::Process;
+    if run.len() >= super::fused::PAR_MIN && threads {
+        parallel(cx, &body, src0, dst0, run.reps)?;
+    } else {
+        let z = cx.iconst(0);
+        let reps = cx.iconst(run.reps as i64);
+        body.emit(&mut *cx.fb, src0, dst0, z, reps);
+    }
     crate::stats::PERIODIC_GATHERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(true)
+}
+
+/// The loop over a run's periods: the loads (of type `ty`) at byte `offsets` from a base
+/// that moves by `src_step` bytes a period, stored one after another (`size` bytes each).
+struct Body {
+    ty: ir::Type,
+    offsets: Vec<i32>,
+    src_step: i64,
+    size: i64,
+}
+
+impl Body {
+    /// Emits the periods `lo..hi` of the run whose first period reads from `src0` and
+    /// writes to `dst0`.
+    fn emit(
+        &self,
+        fb: &mut FunctionBuilder,
+        src0: ir::Value,
+        dst0: ir::Value,
+        lo: ir::Value,
+        hi: ir::Value,
+    ) {
+        let flags = MemFlagsData::trusted();
+        let dst_step = self.offsets.len() as i64 * self.size;
+        let var = fb.declare_var(types::I64);
+        fb.def_var(var, lo);
+        let looping = fb.create_block();
+        let exit = fb.create_block();
+        let enter = fb.ins().icmp(IntCC::SignedLessThan, lo, hi);
+        fb.ins().brif(enter, looping, &[], exit, &[]);
+        fb.switch_to_block(looping);
+        let m = fb.use_var(var);
+        let s = fb.ins().imul_imm_s(m, self.src_step);
+        let src = fb.ins().iadd(src0, s);
+        let d = fb.ins().imul_imm_s(m, dst_step);
+        let dst = fb.ins().iadd(dst0, d);
+        for (k, &off) in self.offsets.iter().enumerate() {
+            let v = fb.ins().load(self.ty, flags, src, off);
+            fb.ins().store(flags, v, dst, (k as i64 * self.size) as i32);
+        }
+        let next = fb.ins().iadd_imm_s(m, 1);
+        fb.def_var(var, next);
+        let more = fb.ins().icmp(IntCC::SignedLessThan, next, hi);
+        fb.ins().brif(more, looping, &[], exit, &[]);
+        fb.switch_to_block(exit);
+    }
+}
+
+/// Runs the `reps` periods of `body` on all cores: a kernel taking a context (the two base
+/// addresses) and a range of periods, called through `ferrax_parallel_for`. The periods
+/// write disjoint elements, so the split changes no result.
+fn parallel(
+    cx: &mut Ctx,
+    body: &Body,
+    src0: ir::Value,
+    dst0: ir::Value,
+    reps: usize,
+) -> Result<()> {
+    let ptr = types::I64;
+    let flags = MemFlagsData::trusted();
+    let slot =
+        cx.fb
+            .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 3));
+    let ctxp = cx.fb.ins().stack_addr(ptr, slot, 0);
+    cx.fb.ins().store(flags, src0, ctxp, 0);
+    cx.fb.ins().store(flags, dst0, ctxp, 8);
+    let mut sig = Signature::new(cx.module.isa().default_call_conv());
+    sig.params.extend([AbiParam::new(ptr); 3]);
+    let id = cx
+        .module
+        .declare_anonymous_function(&sig)
+        .map_err(|e| jit_err(format!("cranelift declare kernel: {e}")))?;
+    let mut func = Function::with_name_signature(Default::default(), sig);
+    let mut fbc = FunctionBuilderContext::new();
+    {
+        let mut fb = FunctionBuilder::new(&mut func, &mut fbc);
+        let entry = fb.create_block();
+        fb.append_block_params_for_function_params(entry);
+        fb.switch_to_block(entry);
+        let (kctx, lo, hi) = {
+            let p = fb.block_params(entry);
+            (p[0], p[1], p[2])
+        };
+        let src = fb.ins().load(ptr, flags, kctx, 0);
+        let dst = fb.ins().load(ptr, flags, kctx, 8);
+        body.emit(&mut fb, src, dst, lo, hi);
+        fb.ins().return_(&[]);
+        fb.seal_all_blocks();
+        fb.finalize(cx.module.isa().frontend_config());
+    }
+    let mut ctx = cranelift_codegen::Context::for_function(func);
+    let t = std::time::Instant::now();
+    cx.module
+        .define_function(id, &mut ctx)
+        .map_err(|e| jit_err(format!("cranelift codegen (kernel): {e:?}")))?;
+    crate::stats::codegen(t.elapsed());
+    let fref = cx.module.declare_func_in_func(id, cx.fb.func);
+    let kaddr = cx.fb.ins().func_addr(ptr, fref);
+    let n = cx.iconst(reps as i64);
+    let align = cx.iconst(1);
+    cx.call(
+        "ferrax_parallel_for",
+        &[ptr; 4],
+        &[],
+        &[kaddr, ctxp, n, align],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -196,7 +322,10 @@ mod tests {
         }
         idx.push(7);
         let run = find(&idx, 500).expect("a run");
-        assert_eq!((run.start, run.reps, run.shift, run.first.len()), (2, 50, 4, 12));
+        assert_eq!(
+            (run.start, run.reps, run.shift, run.first.len()),
+            (2, 50, 4, 12)
+        );
         // Indices outside the operand end the run: any run found holds none.
         if let Some(r) = find(&idx, 300) {
             assert!(idx[r.start..r.start + r.len()].iter().all(|&i| i < 300));

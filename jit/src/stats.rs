@@ -17,6 +17,7 @@ pub(crate) static WIDE_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BIAS_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static STORED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static COLUMNS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PERIODIC_GATHERS: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the JIT's counters since the process started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub struct JitStats {
     /// sums kept in registers down the rows (see the JIT's `lower/fused.rs`), such as a dense
     /// layer's bias gradient.
     pub column_reductions: u64,
+    /// Gathers by constant indices that repeat with a shift, lowered as a loop over the
+    /// periods with the indices as immediate offsets (see the JIT's `lower/periodic.rs`).
+    pub periodic_gathers: u64,
 }
 
 /// The JIT's counters.
@@ -70,6 +74,7 @@ pub fn stats() -> JitStats {
         bias_tails: BIAS_TAILS.load(Ordering::Relaxed),
         stored_members: STORED.load(Ordering::Relaxed),
         column_reductions: COLUMNS.load(Ordering::Relaxed),
+        periodic_gathers: PERIODIC_GATHERS.load(Ordering::Relaxed),
     }
 }
 

@@ -506,16 +506,104 @@ fn computed_values_under_remaps_match_the_interpreter() {
 
 /// A gather (`take`) by a constant of `idx` along `axis`, with the default clipping.
 fn gather(b: &mut Builder, x: Value, idx: &[i32], idx_dims: &[usize], axis: usize) -> Value {
-    let at = Array::from_i32(Shape::new(idx_dims), idx.to_vec()).expect("indices");
-    let at = b
-        .push1(Op::Literal(LiteralOp::Const(Literal::new(at))), &[])
-        .expect("const");
     let ix = ferrax_ir::ops::Indexing {
         axis,
         ..Default::default()
     };
+    gather_with(b, x, idx, idx_dims, ix)
+}
+
+/// A gather by a constant of `idx` with the indexing `ix`.
+fn gather_with(
+    b: &mut Builder,
+    x: Value,
+    idx: &[i32],
+    idx_dims: &[usize],
+    ix: ferrax_ir::ops::Indexing,
+) -> Value {
+    let at = Array::from_i32(Shape::new(idx_dims), idx.to_vec()).expect("indices");
+    let at = b
+        .push1(Op::Literal(LiteralOp::Const(Literal::new(at))), &[])
+        .expect("const");
     b.push1(Op::Index(ferrax_ir::ops::IndexOp::Gather(ix)), &[x, at])
         .expect("gather")
+}
+
+/// Indices in the shape of the chained Rosenbrock Hessian's decompression from a flattened
+/// `[3, n]` compressed matrix: two odd positions, then twelve values per four rows, shifted
+/// by four from one period to the next, then a short tail.
+fn rosenbrock_like(n: usize) -> Vec<i32> {
+    let n = n as i32;
+    let mut idx = vec![2 * n, 0];
+    let mut r = 1;
+    while r + 4 < n {
+        for (c, d) in [(2, 0), (0, 0), (1, 0), (1, 0), (1, 1), (1, 2)] {
+            idx.push(c * n + r + d);
+        }
+        for (c, d) in [(1, 2), (0, 2), (2, 2), (2, 2), (2, 3), (2, 4)] {
+            idx.push(c * n + r + d);
+        }
+        r += 4;
+    }
+    idx.extend([n + r, r, 2 * n - 1]);
+    idx
+}
+
+/// Gathers of a rank-1 operand by constant indices that repeat with a shift (see the JIT's
+/// `lower/periodic.rs`), JIT against the interpreter bit for bit: a periodic run with a head
+/// and a tail, the same with one index changed in the middle (almost periodic: the longer
+/// half is the run), with an index outside the operand in the middle (clipped or filled as
+/// before), with negative and too large indices in the head and tail, and a broken period
+/// (no run: the general gather); in f64, f32 and i32, with both bounds modes, on operands
+/// computed in a fused loop (the sparse Hessian's case) and on parameters.
+#[test]
+fn periodic_constant_gathers_match_the_interpreter() {
+    use ferrax_ir::ops::{Bounds, Indexing};
+    let mut rng = Rng(23);
+    for n in [9usize, 41, 4_001, 30_000] {
+        let base = rosenbrock_like(n);
+        let len = base.len();
+        let mut almost = base.clone();
+        almost[len / 4] += 1;
+        let mut outside = base.clone();
+        outside[len / 3] = 3 * n as i32 + 5;
+        let mut ends = base.clone();
+        ends[0] = -7;
+        ends[len - 1] = 3 * n as i32;
+        let broken: Vec<i32> = (0..len)
+            .map(|q| ((q * q * 7 + q / 3) % (3 * n)) as i32)
+            .collect();
+        for dtype in [DType::F64, DType::F32, DType::I32] {
+            for bounds in [Bounds::Clip, Bounds::Fill] {
+                let ix = Indexing {
+                    axis: 0,
+                    along: false,
+                    bounds,
+                };
+                let mut b = Builder::new();
+                let a = b.param(Type::new(dtype, &[3, n]));
+                let c = b.param(Type::new(dtype, &[3 * n]));
+                let m = b.push1(Op::Binary(BinaryOp::Add), &[a, a]).expect("add");
+                let flat = reshape(&mut b, m, &[3 * n]);
+                let mut outs = Vec::new();
+                for idx in [&base, &almost, &outside, &ends, &broken] {
+                    outs.push(gather_with(&mut b, flat, idx, &[len], ix));
+                    outs.push(gather_with(&mut b, c, idx, &[len], ix));
+                }
+                let g = b.finish(&outs);
+                let before = ferrax_jit::stats().periodic_gathers;
+                let args = [
+                    array(&mut rng, dtype, &[3, n], -2.0, 2.0, true),
+                    array(&mut rng, dtype, &[3 * n], -2.0, 2.0, true),
+                ];
+                check(&g, &args);
+                if n >= 41 {
+                    // The first four index vectors have a run, on both operands.
+                    assert!(ferrax_jit::stats().periodic_gathers >= before + 8);
+                }
+            }
+        }
+    }
 }
 
 /// Gathers by constant indices read inside fused loops: of a flattened `[3, n]` product (the

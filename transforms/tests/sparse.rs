@@ -329,18 +329,20 @@ fn coupled_stencil(m: usize) -> Pattern {
 }
 
 /// Recolouring (iterated greedy over the colour classes) takes the coupled stencil to 10
-/// colours for every ordering (one smallest-last greedy pass gives 12 at m = 256), on grid
-/// sizes that do and do not divide by the five of the stencil's optimal period; the
-/// colourings stay valid.
+/// colours for every ordering (one smallest-last greedy pass gives 12 at m = 256), and the
+/// tabu search then to 9 from m = 16 on, on grid sizes that do and do not divide by the five
+/// of the stencil's optimal period; the colourings stay valid.
 #[test]
-fn recolouring_the_coupled_stencil_needs_ten_colours() {
-    for m in [7, 8, 16, 23, 64, 100] {
+fn recolouring_the_coupled_stencil_needs_nine_colours() {
+    for m in [7, 8, 16, 23, 64, 100, 128] {
         let p = coupled_stencil(m);
         for o in ORDERINGS {
             let c = colour_columns(&p, o);
+            eprintln!("m = {m} {o:?}: {} colours", c.num_colours);
             assert!(is_valid_column_colouring(&p, &c), "m = {m} {o:?}");
+            let most = if m >= 16 { 9 } else { 10 };
             assert!(
-                c.num_colours <= 10,
+                c.num_colours <= most,
                 "m = {m} {o:?}: {} colours",
                 c.num_colours
             );

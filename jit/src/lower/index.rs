@@ -128,17 +128,13 @@ pub(crate) fn lower(cx: &mut Ctx, op: &IndexOp, inst: &InstData) -> Result<()> {
                 let n = cx.graph.ty(r).size();
                 return cx.for_range(n, &mut |cx, i| cx.store_out(r, i, z));
             }
+            if super::periodic::lower(cx, inst)? {
+                return Ok(());
+            }
             let acc = walk_accesses(cx, &w, out);
             cx.nest(&w.dims, &acc, &mut |cx, _, o| {
                 let i = cx.load(idx, o[0])?;
-                let (p, inside) = resolve(cx, i, w.n, ix.bounds);
-                let src = cx.fb.ins().imul_imm_s(p, w.axis_stride as i64);
-                let src = cx.fb.ins().iadd(o[1], src);
-                let mut v = cx.load(x, src)?;
-                if let Some(inside) = inside {
-                    let z = cx.constant(dtype, 0.0);
-                    v = cx.fb.ins().select(inside, v, z);
-                }
+                let v = gathered(cx, x, o[1], i, w.n, w.axis_stride as i64, ix.bounds)?;
                 cx.store_out(r, o[2], v)
             })
         }
@@ -202,6 +198,29 @@ fn walk_accesses(cx: &mut Ctx, w: &Walk, dense: SmallVec<[i64; 4]>) -> [Access; 
             strides: dense,
         },
     ]
+}
+
+/// The element of `x` a gather reads for the i32 index `i` along an axis of `n ≥ 1` elements
+/// with element stride `stride`, the rest of the position at offset `base`: clamped into the
+/// axis, and under `Bounds::Fill` zero for an index outside it.
+pub(crate) fn gathered(
+    cx: &mut Ctx,
+    x: Value,
+    base: ir::Value,
+    i: ir::Value,
+    n: usize,
+    stride: i64,
+    bounds: Bounds,
+) -> Result<ir::Value> {
+    let (p, inside) = resolve(cx, i, n, bounds);
+    let src = cx.fb.ins().imul_imm_s(p, stride);
+    let src = cx.fb.ins().iadd(base, src);
+    let mut v = cx.load(x, src)?;
+    if let Some(inside) = inside {
+        let z = cx.constant(cx.graph.ty(x).dtype, 0.0);
+        v = cx.fb.ins().select(inside, v, z);
+    }
+    Ok(v)
 }
 
 /// The position an i32 index names along an axis of `n ≥ 1` elements, clamped into `0..n`

@@ -24,6 +24,7 @@ pub(crate) mod fastmath;
 pub(crate) mod fused;
 pub(crate) mod index;
 pub(crate) mod literal;
+pub(crate) mod periodic;
 pub(crate) mod portable;
 pub(crate) mod reduce;
 pub(crate) mod remap;
@@ -487,6 +488,17 @@ impl<'a, 'b> Ctx<'a, 'b> {
                     if r == i
                         && unread[i]
                         && self.plan.fusion.members[i].iter().all(|&m| m == i) => {}
+                // A constant gather alone in its group whose indices repeat with a shift
+                // reads each period at immediate offsets (see `periodic`).
+                Some(r)
+                    if r == i
+                        && self.plan.fusion.members[i][..] == [i]
+                        && periodic::lower(self, inst)? =>
+                {
+                    if show {
+                        eprintln!("periodic gather at {i}");
+                    }
+                }
                 Some(r) if r == i => {
                     if show {
                         let members = &self.plan.fusion.members[i];

@@ -2238,6 +2238,18 @@ fn emit_blocks(
     Ok(())
 }
 
+/// Declares a kernel `(context, start, end)` of the kind `ferrax_parallel_for` runs over a
+/// range, in `cx`'s module: its id and an empty function of that signature to fill in.
+pub(super) fn declare_kernel(cx: &mut Ctx) -> Result<(cranelift_module::FuncId, Function)> {
+    let mut sig = Signature::new(cx.module.isa().default_call_conv());
+    sig.params.extend([AbiParam::new(types::I64); 3]);
+    let id = cx
+        .module
+        .declare_anonymous_function(&sig)
+        .map_err(|e| jit_err(format!("cranelift declare kernel: {e}")))?;
+    Ok((id, Function::with_name_signature(Default::default(), sig)))
+}
+
 /// Compiles the group as a kernel `fn(ctx, start, end)` over a range of the outermost
 /// dimension and calls it through `ferrax_parallel_for`. `ctx` is a stack array holding, per
 /// read, the leaf's buffer address or its scalar value, then the output addresses.
@@ -2276,14 +2288,7 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
     }
 
     // The kernel.
-    let cc = cx.module.isa().default_call_conv();
-    let mut sig = Signature::new(cc);
-    sig.params.extend([AbiParam::new(ptr); 3]);
-    let id = cx
-        .module
-        .declare_anonymous_function(&sig)
-        .map_err(|e| jit_err(format!("cranelift declare kernel: {e}")))?;
-    let mut func = Function::with_name_signature(Default::default(), sig);
+    let (id, mut func) = declare_kernel(cx)?;
     let mut fbc = FunctionBuilderContext::new();
     let pool;
     {

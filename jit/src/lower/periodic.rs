@@ -263,13 +263,7 @@ fn parallel(
     let ctxp = cx.fb.ins().stack_addr(ptr, slot, 0);
     cx.fb.ins().store(flags, src0, ctxp, 0);
     cx.fb.ins().store(flags, dst0, ctxp, 8);
-    let mut sig = Signature::new(cx.module.isa().default_call_conv());
-    sig.params.extend([AbiParam::new(ptr); 3]);
-    let id = cx
-        .module
-        .declare_anonymous_function(&sig)
-        .map_err(|e| jit_err(format!("cranelift declare kernel: {e}")))?;
-    let mut func = Function::with_name_signature(Default::default(), sig);
+    let (id, mut func) = super::fused::declare_kernel(cx)?;
     let mut fbc = FunctionBuilderContext::new();
     {
         let mut fb = FunctionBuilder::new(&mut func, &mut fbc);

@@ -15,8 +15,7 @@
 
 use super::{index, jit_err, Ctx, Slot};
 use cranelift_codegen::ir::{
-    self, condcodes::IntCC, types, AbiParam, Function, InstBuilder, MemFlagsData, Signature,
-    StackSlotData, StackSlotKind,
+    self, condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::Module;

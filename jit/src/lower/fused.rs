@@ -2250,6 +2250,31 @@ pub(super) fn declare_kernel(cx: &mut Ctx) -> Result<(cranelift_module::FuncId, 
     Ok((id, Function::with_name_signature(Default::default(), sig)))
 }
 
+/// Compiles `func`, the body of the kernel declared as `id` (see [`declare_kernel`]), and
+/// returns its address in the function being built, for `ferrax_parallel_for`.
+/// `FERRAX_DISASM=1` prints its machine code.
+pub(super) fn define_kernel(
+    cx: &mut Ctx,
+    id: cranelift_module::FuncId,
+    func: Function,
+) -> Result<ir::Value> {
+    let mut ctx = cranelift_codegen::Context::for_function(func);
+    let disasm = std::env::var_os("FERRAX_DISASM").is_some();
+    ctx.set_disasm(disasm);
+    let t = std::time::Instant::now();
+    cx.module
+        .define_function(id, &mut ctx)
+        .map_err(|e| jit_err(format!("cranelift codegen (kernel): {e:?}")))?;
+    if disasm {
+        if let Some(v) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("{v}");
+        }
+    }
+    crate::stats::codegen(t.elapsed());
+    let fref = cx.module.declare_func_in_func(id, cx.fb.func);
+    Ok(cx.fb.ins().func_addr(types::I64, fref))
+}
+
 /// Compiles the group as a kernel `fn(ctx, start, end)` over a range of the outermost
 /// dimension and calls it through `ferrax_parallel_for`. `ctx` is a stack array holding, per
 /// read, the leaf's buffer address or its scalar value, then the output addresses.
@@ -2346,19 +2371,7 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
         fb.seal_all_blocks();
         fb.finalize(cfg);
     }
-    let mut ctx = cranelift_codegen::Context::for_function(func);
-    let disasm = std::env::var_os("FERRAX_DISASM").is_some();
-    ctx.set_disasm(disasm);
-    let t = std::time::Instant::now();
-    cx.module
-        .define_function(id, &mut ctx)
-        .map_err(|e| jit_err(format!("cranelift codegen (kernel): {e:?}")))?;
-    if disasm {
-        if let Some(v) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
-            eprintln!("{v}");
-        }
-    }
-    crate::stats::codegen(t.elapsed());
+    let kaddr = define_kernel(cx, id, func)?;
     // The kernel's entry reads the pool's address even when no constant used it.
     let addr = if pool.is_empty() {
         cx.iconst(0)
@@ -2366,8 +2379,6 @@ fn parallel(cx: &mut Ctx, sp: &Spec, insts: &[&InstData]) -> Result<()> {
         cx.data_addr(pool)?
     };
     cx.fb.ins().store(flags, addr, ctxp, pool_at as i32);
-    let fref = cx.module.declare_func_in_func(id, cx.fb.func);
-    let kaddr = cx.fb.ins().func_addr(ptr, fref);
     // The kernel runs a range of rows, or of row blocks when the rows are few.
     let n = cx.iconst(blocks.map_or(sp.dims[0], |b| sp.dims[0] * b.per_row) as i64);
     // Split points stay multiples of the vector width for flat loops.

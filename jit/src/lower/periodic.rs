@@ -13,7 +13,7 @@
 //! affine sequence takes its extremes at its ends, and the run is extended only over indices
 //! inside), so the loop needs no clamp and reads exactly what the general gather reads.
 
-use super::{index, jit_err, Ctx, Slot};
+use super::{index, Ctx, Slot};
 use cranelift_codegen::ir::{
     self, condcodes::IntCC, types, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
 };
@@ -280,14 +280,7 @@ fn parallel(
         fb.seal_all_blocks();
         fb.finalize(cx.module.isa().frontend_config());
     }
-    let mut ctx = cranelift_codegen::Context::for_function(func);
-    let t = std::time::Instant::now();
-    cx.module
-        .define_function(id, &mut ctx)
-        .map_err(|e| jit_err(format!("cranelift codegen (kernel): {e:?}")))?;
-    crate::stats::codegen(t.elapsed());
-    let fref = cx.module.declare_func_in_func(id, cx.fb.func);
-    let kaddr = cx.fb.ins().func_addr(ptr, fref);
+    let kaddr = super::fused::define_kernel(cx, id, func)?;
     let n = cx.iconst(reps as i64);
     let align = cx.iconst(1);
     cx.call(

@@ -716,9 +716,7 @@ mod tests {
             &[50.0, 0.0],
         ];
         for rates in states {
-            for (slot, &r) in GEMM_RATE.iter().zip(rates) {
-                slot.store(r.to_bits(), Ordering::Relaxed);
-            }
+            set_rates(rates);
             for m in [2 * threads, 17, 131, 256, 1000] {
                 let (k, n) = (GEMM_PAR_MIN / m + 1, 1);
                 let seen = Mutex::new(vec![0u32; m]);
@@ -752,6 +750,136 @@ mod tests {
                     seen.iter().all(|&c| c == 1),
                     "n = {n2}, rates {rates:?}: {seen:?}"
                 );
+            }
+        }
+    }
+
+    /// Sets the rate slots of the pool's threads, in order, to `rates`.
+    fn set_rates(rates: &[f32]) {
+        for (slot, &r) in GEMM_RATE.iter().zip(rates) {
+            slot.store(r.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Split products above `GEMM_PAR_MIN` equal one unsplit `matrixmultiply` call bit for bit,
+    /// whatever the rates make of the split: by rows and by columns, with row- and
+    /// column-major operands, in f32 and f64.
+    #[test]
+    fn split_gemms_equal_the_unsplit_product_bit_for_bit() {
+        let states: [&[f32]; 5] = [
+            &[1.0, 1.0],
+            &[1000.0, 0.001],
+            &[0.001, 1000.0],
+            &[0.0, 0.0],
+            &[50.0, 0.0],
+        ];
+        // (m, k, n, B column-major): a row split with a row count that is no multiple of 8,
+        // column splits with a column count that is no multiple of 16.
+        let shapes = [
+            (131, 150, 120, false),
+            (60, 150, 301, false),
+            (60, 150, 301, true),
+            (300, 70, 140, true),
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
+        };
+        for rates in states {
+            for &(m, k, n, b_cols) in &shapes {
+                assert!(m * k * n >= GEMM_PAR_MIN);
+                let a: Vec<f64> = (0..m * k).map(|_| next()).collect();
+                let b: Vec<f64> = (0..k * n).map(|_| next()).collect();
+                let (rsb, csb) = if b_cols {
+                    (1, k as isize)
+                } else {
+                    (n as isize, 1)
+                };
+                let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                    a.iter().map(|&v| v as f32).collect(),
+                    b.iter().map(|&v| v as f32).collect(),
+                );
+                let (mut c, mut want) = (vec![0.0f64; m * n], vec![0.0f64; m * n]);
+                let (mut c32, mut want32) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+                let (ka, nc) = (k as isize, n as isize);
+                set_rates(rates);
+                // SAFETY: every buffer holds the elements its strides address.
+                unsafe {
+                    ferrax_dgemm(
+                        m,
+                        k,
+                        n,
+                        a.as_ptr(),
+                        ka,
+                        1,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        c.as_mut_ptr(),
+                        nc,
+                        1,
+                    );
+                    matrixmultiply::dgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        ka,
+                        1,
+                        b.as_ptr(),
+                        rsb,
+                        csb,
+                        0.0,
+                        want.as_mut_ptr(),
+                        nc,
+                        1,
+                    );
+                }
+                set_rates(rates);
+                // SAFETY: as above.
+                unsafe {
+                    ferrax_sgemm(
+                        m,
+                        k,
+                        n,
+                        a32.as_ptr(),
+                        ka,
+                        1,
+                        b32.as_ptr(),
+                        rsb,
+                        csb,
+                        c32.as_mut_ptr(),
+                        nc,
+                        1,
+                    );
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a32.as_ptr(),
+                        ka,
+                        1,
+                        b32.as_ptr(),
+                        rsb,
+                        csb,
+                        0.0,
+                        want32.as_mut_ptr(),
+                        nc,
+                        1,
+                    );
+                }
+                let same = c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits());
+                let same32 = c32
+                    .iter()
+                    .zip(&want32)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "f64 {m}×{k}×{n}, rates {rates:?}");
+                assert!(same32, "f32 {m}×{k}×{n}, rates {rates:?}");
             }
         }
     }

@@ -471,6 +471,38 @@ fn constant_entries_are_computed_once_and_equal_dense() {
     }
     assert!(s.to_dense().unwrap()[2 * 6 + 2].is_nan());
 
+    // In f32 the constants are evaluated in f32 and kept exactly.
+    let x = Array::from_f64(vec![2, n, n], random(2 * n * n, 4))
+        .unwrap()
+        .cast(DType::F32);
+    let j = jacobian_sparse(brusselator_2d).unwrap();
+    let s = j.call(x.clone()).unwrap();
+    let d = jacfwd(brusselator_2d)
+        .call_arrays(std::slice::from_ref(&x))
+        .unwrap()[0]
+        .to_f64_vec();
+    assert_eq!(s.colours, 4);
+    for (r, c, a) in s.triplets() {
+        assert_eq!(
+            a.to_bits(),
+            d[r * 2 * n * n + c].to_bits(),
+            "f32 ({r}, {c})"
+        );
+    }
+
+    // An affine function: every entry constant, no product per call.
+    let affine = |x: Tensor| {
+        let n = x.shape()[0];
+        let w = x.pad(&[1], &[2], &[0], 0.5);
+        w.slice_axis(0, 0, n) * 2.0 - w.slice_axis(0, 3, n + 3) + x.cumsum(0)
+    };
+    let j = jacobian_sparse(affine).unwrap();
+    let x = Array::from(random(9, 3));
+    let s = j.call(x.clone()).unwrap();
+    assert_eq!(j.plan(&x.ty()).unwrap().constant_entries, s.nnz());
+    let d = jacfwd(affine).call_arrays(&[x]).unwrap()[0].to_f64_vec();
+    close(&s.to_dense().unwrap(), &d);
+
     let scaled = |x: Tensor, p: Tensor| p * x.clone() + 2.0 * x;
     let j = jacobian_sparse(scaled).unwrap();
     let x = Array::from(random(5, 6));

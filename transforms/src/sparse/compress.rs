@@ -280,6 +280,10 @@ fn split_plan(
                 }
             })
             .collect();
+        if varying.iter().all(|&v| !v) {
+            // An affine function: its Jacobian is the constant, no product per call.
+            return constant_graph(g, template);
+        }
         let vals = compressed_graph(g, 1, Mode::Forward, &colouring, Some(&idx))?;
         fill_constants(g, &vals, template, &varying)
     })?;
@@ -329,6 +333,19 @@ fn constant_entries(
             .map(|v| v.is_finite().then_some(v))
             .collect(),
     ))
+}
+
+/// The graph of `g`'s parameters returning `values` (in `g`'s output dtype), a constant.
+fn constant_graph(g: &Graph, values: Vec<f64>) -> Result<Graph> {
+    let dtype = g.ty(g.outputs()[0]).dtype;
+    let t = Array::from_f64(Shape::new(&[values.len()]), values)?.cast(dtype);
+    finish(build_graph(&g.param_types(), |b, _| {
+        Ok(vec![push1(
+            b,
+            Op::Literal(LiteralOp::Const(Literal::new(t.clone()))),
+            &[],
+        )?])
+    })?)
 }
 
 /// The graph returning the `nnz` values: `vals`'s output (every entry read from the

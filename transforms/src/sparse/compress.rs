@@ -149,7 +149,22 @@ pub fn jacobian_plan_with(
         .map(|r| pattern.row(r).len())
         .max()
         .unwrap_or(0);
-    if let Some(plan) = split_plan(&g, &pattern, &varying, None, widest, ordering, eval)? {
+    let partial = if varying.iter().any(|&v| !v) {
+        Some(phase("sparse.colour", || {
+            colour_columns_varying(&pattern, &varying, ordering)
+        })?)
+    } else {
+        None
+    };
+    let split = |full: Option<&Colouring>, fewest: usize| -> Result<Option<SparsePlan>> {
+        match &partial {
+            Some(c) if c.num_colours < fewest => {
+                split_plan(&g, &pattern, &varying, c, full, fewest, ordering, eval)
+            }
+            _ => Ok(None),
+        }
+    };
+    if let Some(plan) = split(None, widest)? {
         return Ok(SparsePlan {
             graph: restore(plan.graph, wrt, &back)?,
             ..plan
@@ -167,8 +182,7 @@ pub fn jacobian_plan_with(
         (by_columns, by_rows)
     });
     let fewest = by_columns.num_colours.min(by_rows.num_colours);
-    let full = Some(&by_columns);
-    if let Some(plan) = split_plan(&g, &pattern, &varying, full, fewest, ordering, eval)? {
+    if let Some(plan) = split(Some(&by_columns), fewest)? {
         return Ok(SparsePlan {
             graph: restore(plan.graph, wrt, &back)?,
             ..plan
@@ -203,31 +217,25 @@ pub const CONSTANT_EVAL_ITERATIONS: u64 = 1 << 16;
 /// The plan that computes the constant entries of the Jacobian once (see
 /// [`jacobian_pattern_varying`]) and only the varying ones per call, when that needs fewer
 /// colours than `fewest` (the full pattern's best): the varying entries are coloured so that
-/// each is alone in its element of the compressed matrix ([`colour_columns_varying`]), and
+/// each is alone in its element of the compressed matrix (`partial`, from
+/// [`colour_columns_varying`]), and
 /// the values graph gathers them and scatters them into a constant array of the `nnz`
 /// values holding the constant entries. Those are evaluated here, with the interpreter, by
 /// the full column colouring `full` at the input zero (every argument zero): an entry that is
 /// not finite there (a `0 · ∞` of another term of its row) is treated as varying. `None` when
-/// no entry is constant, the split saves no colour, or the evaluation fails.
+/// the split then saves no colour, or the evaluation fails.
+#[allow(clippy::too_many_arguments)]
 fn split_plan(
     g: &Graph,
     pattern: &Pattern,
     varying: &[bool],
+    partial: &Colouring,
     full: Option<&Colouring>,
     fewest: usize,
     ordering: Ordering,
     eval: Evaluator,
 ) -> Result<Option<SparsePlan>> {
-    if varying.iter().all(|&v| v) {
-        return Ok(None);
-    }
     let mut varying = varying.to_vec();
-    let partial = phase("sparse.colour", || {
-        colour_columns_varying(pattern, &varying, ordering)
-    })?;
-    if partial.num_colours >= fewest {
-        return Ok(None);
-    }
     // Any valid column colouring separates the constant entries: without the full
     // pattern's best, one greedy pass (the evaluation runs once).
     let greedy;
@@ -245,6 +253,9 @@ fn split_plan(
         return Ok(None);
     };
     let found = values.len();
+    if found != varying.iter().filter(|&&v| !v).count() {
+        return Ok(None);
+    }
     let mut constant = Vec::with_capacity(found);
     // The values are those of the entries not varying, in order.
     for (v, keep) in varying.iter_mut().filter(|v| !**v).zip(values) {
@@ -261,7 +272,7 @@ fn split_plan(
         }
         c
     } else {
-        partial
+        partial.clone()
     };
     let graph = phase("sparse.graph", || -> Result<Graph> {
         // Every entry is gathered from the compressed matrix at its column's colour: the

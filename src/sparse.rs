@@ -14,7 +14,7 @@
 use ferrax_ir::{Array, Data, Error, ErrorKind, Function, IntoFunction, Result, Type};
 use ferrax_jit::{jit_with, Jit, JitOptions};
 use ferrax_transforms::sparse::compress::{
-    hessian_plan, hessian_plan_acyclic, jacobian_plan, SparsePlan,
+    hessian_plan, hessian_plan_acyclic, jacobian_plan_with, SparsePlan, CONSTANT_EVAL_ITERATIONS,
 };
 pub use ferrax_transforms::sparse::{Colouring, Ordering, Pattern};
 use std::collections::HashMap;
@@ -360,7 +360,9 @@ fn plan_for(spec: &Spec, plans: &Plans, types: &[Type]) -> Result<Arc<SparsePlan
         ));
     }
     let plan = Arc::new(match spec.kind {
-        Kind::Jacobian => jacobian_plan(&s.graph, s.n_explicit, spec.wrt, spec.ordering)?,
+        Kind::Jacobian => {
+            jacobian_plan_with(&s.graph, s.n_explicit, spec.wrt, spec.ordering, &compiled)?
+        }
         Kind::Hessian if spec.acyclic => {
             hessian_plan_acyclic(&s.graph, s.n_explicit, spec.wrt, spec.ordering)?
         }
@@ -368,6 +370,17 @@ fn plan_for(spec: &Spec, plans: &Plans, types: &[Type]) -> Result<Arc<SparsePlan
     });
     lock().insert(types.to_vec(), plan.clone());
     Ok(plan)
+}
+
+/// Evaluates `g` once, compiled: how a Jacobian plan computes its constant entries (the
+/// compressed evaluation of the whole pattern at zero), with the plan's limit on `while`
+/// iterations.
+fn compiled(g: &ferrax_ir::Graph, args: &[Array]) -> Result<Vec<Array>> {
+    let opts = JitOptions {
+        max_while_iterations: Some(CONSTANT_EVAL_ITERATIONS),
+        ..JitOptions::default()
+    };
+    ferrax_jit::compile(g, &opts)?.call(args)
 }
 
 fn sparse_derivative(base: Function, kind: Kind) -> Result<SparseDerivative> {

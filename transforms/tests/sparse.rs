@@ -954,3 +954,142 @@ fn malformed_patterns_and_colourings_are_errors_not_panics() {
     assert!(!colour::is_valid_star_colouring(&square, &short));
     assert!(colour::star_decompression(&square, &short).is_err());
 }
+
+/// The entries of `dense` (a Jacobian graph) that take more than one value over `inputs`.
+fn entries_that_vary(dense: &Graph, p: &Pattern, inputs: &[Vec<f64>]) -> Vec<bool> {
+    let values: Vec<Vec<f64>> = inputs.iter().map(|x| dense_at(dense, x)).collect();
+    let mut out = Vec::with_capacity(p.nnz());
+    for r in 0..p.nrows() {
+        for &c in p.row(r) {
+            let at = r * p.ncols() + c;
+            out.push(
+                values
+                    .iter()
+                    .any(|v| v[at].to_bits() != values[0][at].to_bits()),
+            );
+        }
+    }
+    out
+}
+
+/// Which Jacobian entries are constant: on functions built from linear moves and sums and
+/// genuinely nonlinear ops, the entries the analysis calls varying are exactly those that
+/// take different values at random inputs; where a nonlinear op hides behind a linear
+/// result (`0 · exp(x)`, `x·x − x·x`, a product with another argument, a select on the
+/// input, a gather at an index computed from it), the entries are varying, conservatively.
+#[test]
+fn varying_entries_are_exact_on_linear_and_nonlinear_ops() {
+    let n = 7;
+    let m = Array::from_f64(vec![3, n], random(3 * n, 9)).unwrap();
+    let mixed = move |x: Tensor| {
+        let a = x.slice_axis(0, 1, n) * 3.0 - x.slice_axis(0, 0, n - 1);
+        let b = x.rev(&[0]) + 2.0 * x.clone() * x.slice_axis(0, 0, 1).sin();
+        let c = x.cumsum(0) / 4.0 - x.pad(&[2], &[0], &[0], 1.5).slice_axis(0, 0, n);
+        let d = Tensor::constant(m.clone()).matmul(&x) + x.slice_axis(0, 0, 3).exp();
+        let e = (x.clone() * x.slice_axis(0, 0, 1)).sum_all().reshape(&[1]) - x.sum_all();
+        ferrax_ir::concatenate(
+            &[
+                a,
+                b,
+                c,
+                d,
+                e,
+                x.clone().astype(DType::F32).astype(DType::F64),
+            ],
+            0,
+        )
+    };
+    let g = graph_of(mixed, n);
+    let (p, varying) = ferrax_transforms::sparse::pattern::jacobian_pattern_varying(&g, 1).unwrap();
+    assert_eq!(p, jacobian_pattern(&g, 1).unwrap());
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    assert_eq!(varying, entries_that_vary(&dense, &p, &inputs(n)));
+    assert!(varying.iter().any(|&v| v) && varying.iter().any(|&v| !v));
+
+    // Linear-looking results of nonlinear ops: every entry varies.
+    let hidden: [fn(Tensor) -> Tensor; 5] = [
+        |x| 0.0 * x.exp() + x.clone(),
+        |x| x.clone() * x.clone() - x.clone() * x.clone() + x,
+        |x| ferrax_ir::where_(&x.gt(0.0), x.clone(), 2.0 * x.clone()),
+        |x| x.take(&x.argmax(0).reshape(&[1]), 0) + x.slice_axis(0, 0, 1),
+        |x| x.clone() / x.sum_all() * 0.0 + x,
+    ];
+    for (k, f) in hidden.into_iter().enumerate() {
+        let g = graph_of(f, n);
+        let (p, varying) =
+            ferrax_transforms::sparse::pattern::jacobian_pattern_varying(&g, 1).unwrap();
+        for r in 0..p.nrows() {
+            let lo = p.row_ptr()[r];
+            for (e, &c) in p.row(r).iter().enumerate() {
+                // `x` itself is added last in the first two and the last: its diagonal stays
+                // varying because the same element also comes through the nonlinear op.
+                assert!(
+                    varying[lo + e],
+                    "function {k}: entry ({r}, {c}) called constant"
+                );
+            }
+        }
+    }
+
+    // A product with another argument (not differentiated) varies with it: `p · x` with
+    // respect to `x` alone, while `2 · x` does not.
+    let s = ferrax_ir::function(|x: Tensor, p: Tensor| {
+        ferrax_ir::concatenate(&[p * x.clone(), 2.0 * x], 0)
+    })
+    .specialize(&[Type::new(DType::F64, &[n]), Type::new(DType::F64, &[n])])
+    .unwrap();
+    let (p, varying) =
+        ferrax_transforms::sparse::pattern::jacobian_pattern_varying(&s.graph, 1).unwrap();
+    assert_eq!((p.nrows(), p.ncols(), p.nnz()), (2 * n, n, 2 * n));
+    assert_eq!(varying, (0..2 * n).map(|e| e < n).collect::<Vec<_>>());
+}
+
+/// Colourings of the varying entries are valid and use fewer colours than the whole
+/// pattern's on a coupled stencil whose couplings are constant; the plan computes the
+/// constant entries once and its values equal the dense Jacobian.
+#[test]
+fn constant_entries_need_fewer_colours_and_equal_dense() {
+    let n = 24;
+    let stencil = |x: Tensor| {
+        let n = x.shape()[0];
+        let w = x.pad(&[2], &[2], &[0], 0.0);
+        let lap = w.slice_axis(0, 0, n) + w.slice_axis(0, 4, n + 4) - 2.0 * x.clone()
+            + w.slice_axis(0, 1, n + 1) * 0.5
+            - w.slice_axis(0, 3, n + 3);
+        lap + x.clone() * x.clone() * x.rev(&[0])
+    };
+    let g = graph_of(stencil, n);
+    let (p, varying) = ferrax_transforms::sparse::pattern::jacobian_pattern_varying(&g, 1).unwrap();
+    for o in ORDERINGS {
+        let c = colour::colour_columns_varying(&p, &varying, o).unwrap();
+        assert!(
+            colour::is_valid_varying_colouring(&p, &varying, &c),
+            "{o:?}"
+        );
+        let full = colour_columns(&p, o);
+        assert!(c.num_colours < full.num_colours, "{o:?}: {c:?} {full:?}");
+        assert!(!colour::is_valid_varying_colouring(
+            &p,
+            &varying,
+            &Colouring {
+                colours: vec![0; n],
+                num_colours: 1
+            }
+        ));
+    }
+    assert!(colour::colour_columns_varying(&p, &varying[1..], Ordering::Natural).is_err());
+    let plan = jacobian_plan(&g, 1, 0, Ordering::SmallestLast).unwrap();
+    assert!(plan.constant_entries > 0);
+    let dense = jacfwd_graph(&g, 1, &[0]).unwrap();
+    for x in inputs(n) {
+        let d = dense_at(&dense, &x);
+        let vals = ferrax_ir::interp::eval(&plan.graph, &[Array::from(x)]).unwrap()[0].to_f64_vec();
+        let mut k = 0;
+        for r in 0..p.nrows() {
+            for &c in p.row(r) {
+                assert_eq!(vals[k].to_bits(), d[r * n + c].to_bits(), "({r}, {c})");
+                k += 1;
+            }
+        }
+    }
+}

@@ -262,17 +262,128 @@ fn finish(colours: Vec<usize>) -> Colouring {
 /// [`drop_colour`] one colour at a time, until it meets the lower bound (the longest row,
 /// whose columns all conflict) or a search fails.
 pub fn colour_columns(p: &Pattern, ordering: Ordering) -> Colouring {
-    let adj = column_conflicts(p);
-    let first = greedy(&adj, order(&adj, ordering));
     let widest = (0..p.nrows).map(|r| p.row(r).len()).max().unwrap_or(0);
-    let mut colours = recolour(&adj, first, widest);
+    colour_conflicts(&column_conflicts(p), ordering, widest)
+}
+
+/// A column colouring of `p` by one greedy pass in `ordering`, without the searches of
+/// [`colour_columns`] (more colours, found in linear time): for evaluations made once.
+pub fn colour_columns_greedy(p: &Pattern, ordering: Ordering) -> Colouring {
+    let adj = column_conflicts(p);
+    finish(greedy(&adj, order(&adj, ordering)))
+}
+
+/// Greedy column colouring in which only the entries marked `varying` (one flag per nonzero,
+/// in CSR order) must be recoverable: a varying entry's column gets a colour no other column
+/// of its row has, while columns that share rows only through entries that are not varying
+/// may share a colour. In `B = J · S` each varying entry is then alone in its element of the
+/// compressed matrix (the others of that element are the constant entries of its row, known
+/// in advance and not read from `B`). Improved like [`colour_columns`], down to the lower
+/// bound of the rows (their varying entries, plus one colour for the rest of the row).
+/// Errors when `varying` does not hold one flag per nonzero.
+pub fn colour_columns_varying(
+    p: &Pattern,
+    varying: &[bool],
+    ordering: Ordering,
+) -> Result<Colouring> {
+    if varying.len() != p.nnz() {
+        ferrax_ir::bail!(
+            Transform,
+            "colour_columns_varying: {} flags for {} nonzeros",
+            varying.len(),
+            p.nnz()
+        );
+    }
+    let adj = Adjacency::build(p.ncols, |edge| {
+        for r in 0..p.nrows {
+            let row = p.row(r);
+            let flags = &varying[p.row_ptr[r]..p.row_ptr[r + 1]];
+            for (&a, &v) in row.iter().zip(flags) {
+                if v {
+                    for &b in row {
+                        edge(a, b);
+                        edge(b, a);
+                    }
+                }
+            }
+        }
+    });
+    let widest = (0..p.nrows)
+        .map(|r| {
+            let flags = &varying[p.row_ptr[r]..p.row_ptr[r + 1]];
+            let v = flags.iter().filter(|&&f| f).count();
+            if v == 0 {
+                0
+            } else {
+                v + usize::from(v < flags.len())
+            }
+        })
+        .max()
+        .unwrap_or(0);
+    Ok(colour_conflicts(&adj, ordering, widest))
+}
+
+/// Whether `c` is a valid colouring for [`colour_columns_varying`]: no varying entry's column
+/// shares its colour with another column of its row.
+pub fn is_valid_varying_colouring(p: &Pattern, varying: &[bool], c: &Colouring) -> bool {
+    if c.colours.len() < p.ncols || varying.len() != p.nnz() {
+        return false;
+    }
+    (0..p.nrows).all(|r| {
+        let row = p.row(r);
+        let flags = &varying[p.row_ptr[r]..p.row_ptr[r + 1]];
+        row.iter()
+            .zip(flags)
+            .all(|(&a, &v)| !v || row.iter().all(|&b| b == a || c.colours[b] != c.colours[a]))
+    })
+}
+
+/// Neighbours scanned per vertex by [`clique_bound`].
+const CLIQUE_SCAN: usize = 64;
+
+/// A lower bound on the colours of `adj`: the largest clique found by growing one greedily
+/// from every vertex, through (at most [`CLIQUE_SCAN`] of) its neighbours in order, each
+/// joining when it is adjacent to every member so far (a binary search per member). About
+/// `n · CLIQUE_SCAN` searches at most. With it, the colour searches stop at a colouring that
+/// cannot be improved instead of spending their whole budget on one that cannot exist: the
+/// varying entries of the Brusselator's Jacobian (a u–v pair and its neighbours along the
+/// grid form cliques of four) need the four colours its greedy colouring finds.
+fn clique_bound(adj: &Adjacency) -> usize {
+    let mut best = usize::from(!adj.is_empty());
+    let mut clique = Vec::new();
+    for v in 0..adj.len() {
+        if adj.nbrs(v).len() < best {
+            continue;
+        }
+        clique.clear();
+        clique.push(v);
+        for &w in adj.nbrs(v).iter().take(CLIQUE_SCAN) {
+            if clique[1..]
+                .iter()
+                .all(|&u| adj.nbrs(u).binary_search(&w).is_ok())
+            {
+                clique.push(w);
+            }
+        }
+        best = best.max(clique.len());
+    }
+    best
+}
+
+/// Greedy colouring of the conflict graph `adj` in `ordering`, improved by [`recolour`] and
+/// then by [`drop_colour`] one colour at a time, until it meets the lower bound `widest` or a
+/// search fails.
+fn colour_conflicts(adj: &Adjacency, ordering: Ordering, widest: usize) -> Colouring {
+    let first = greedy(adj, order(adj, ordering));
+    let widest = widest.max(clique_bound(adj));
+    let mut colours = recolour(adj, first, widest);
     // Fewer colours by local search, one at a time, while it succeeds within its budget.
     // Each search after the first may take twice the steps of the previous one (plus
     // the minimum): the colour after a hard-won one is rarely found, and a failed search
     // costs its whole budget.
     let mut cap = usize::MAX;
     while count(&colours) > widest.max(1) {
-        match drop_colour(&adj, &colours, cap) {
+        match drop_colour(adj, &colours, cap) {
             Some((fewer, steps)) => {
                 colours = fewer;
                 cap = TABU_STEPS_MIN.saturating_add(steps.saturating_mul(2));

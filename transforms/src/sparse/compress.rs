@@ -9,15 +9,17 @@
 
 use super::acyclic::{acyclic_substitution, colour_acyclic, Substitution};
 use super::colour::{
-    colour_columns, colour_star, column_decompression, row_decompression, star_decompression,
-    Colouring, Ordering,
+    colour_columns, colour_columns_greedy, colour_columns_varying, colour_star,
+    column_decompression, row_decompression, star_decompression, Colouring, Ordering,
 };
-use super::pattern::{jacobian_pattern, Pattern};
+use super::pattern::{jacobian_pattern, jacobian_pattern_varying, Pattern};
 use crate::emit::{build_graph, finish, inline, push1, reshape};
 use crate::grad::{argnums_first, restrict};
 use crate::jvp::jvp_graph;
 use crate::vmap::vmap_graph_sized;
-use ferrax_ir::ops::{BinaryOp, IndexOp, Indexing, Literal, LiteralOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{
+    BinaryOp, CompareOp, IndexOp, Indexing, Literal, LiteralOp, ShapeOp, UnaryOp,
+};
 use ferrax_ir::timings::{timed, PhaseOutput};
 use ferrax_ir::{Array, Builder, Dims, Graph, Op, Result, Shape, Type, Value};
 
@@ -37,6 +39,11 @@ pub struct SparsePlan {
     /// then the whole compressed Hessian (colour-major); `None` when the graph returns the
     /// values.
     pub substitution: Option<Substitution>,
+    /// How many of the values are constant entries, computed once when the plan was made
+    /// and held by the values graph as a constant (Jacobians whose varying entries need
+    /// fewer colours than the whole pattern; see `jacobian_pattern_varying`). The colouring
+    /// then separates only the varying entries.
+    pub constant_entries: usize,
 }
 
 fn types_list(tys: &[Type]) -> String {
@@ -101,6 +108,31 @@ pub fn jacobian_plan(
     wrt: usize,
     ordering: Ordering,
 ) -> Result<SparsePlan> {
+    jacobian_plan_with(g, n_explicit, wrt, ordering, &interpret)
+}
+
+/// Evaluates a graph on arguments, under a limit of [`CONSTANT_EVAL_ITERATIONS`] iterations
+/// per run of a `while` loop: how a plan computes its constant entries, once.
+pub type Evaluator<'a> = &'a dyn Fn(&Graph, &[Array]) -> Result<Vec<Array>>;
+
+/// The interpreter as an [`Evaluator`].
+fn interpret(g: &Graph, args: &[Array]) -> Result<Vec<Array>> {
+    let opts = ferrax_ir::interp::EvalOptions {
+        max_while_iterations: Some(CONSTANT_EVAL_ITERATIONS),
+    };
+    ferrax_ir::interp::eval_with(g, args, &opts)
+}
+
+/// [`jacobian_plan`] with the constant entries (see [`jacobian_pattern_varying`]) evaluated
+/// by `eval` (the facade passes the JIT, which runs the compressed evaluation far faster
+/// than the interpreter).
+pub fn jacobian_plan_with(
+    g: &Graph,
+    n_explicit: usize,
+    wrt: usize,
+    ordering: Ordering,
+    eval: Evaluator,
+) -> Result<SparsePlan> {
     let (g, back) = wrt_first(g, n_explicit, wrt, "jacobian_sparse", 1)?;
     if !g.ty(g.outputs()[0]).dtype.is_float() {
         ferrax_ir::bail!(
@@ -109,7 +141,35 @@ pub fn jacobian_plan(
             g.ty(g.outputs()[0])
         );
     }
-    let pattern = phase("sparse.pattern", || jacobian_pattern(&g, 1))?;
+    let (pattern, varying) = phase("sparse.pattern", || jacobian_pattern_varying(&g, 1))?;
+    // Constant entries computed once, when that saves colours: decided before the full
+    // pattern is coloured when the varying entries need fewer colours than its longest row
+    // (a bound on every colouring of it).
+    let widest = (0..pattern.nrows)
+        .map(|r| pattern.row(r).len())
+        .max()
+        .unwrap_or(0);
+    let partial = if varying.iter().any(|&v| !v) {
+        Some(phase("sparse.colour", || {
+            colour_columns_varying(&pattern, &varying, ordering)
+        })?)
+    } else {
+        None
+    };
+    let split = |full: Option<&Colouring>, fewest: usize| -> Result<Option<SparsePlan>> {
+        match &partial {
+            Some(c) if c.num_colours < fewest => {
+                split_plan(&g, &pattern, &varying, c, full, fewest, ordering, eval)
+            }
+            _ => Ok(None),
+        }
+    };
+    if let Some(plan) = split(None, widest)? {
+        return Ok(SparsePlan {
+            graph: restore(plan.graph, wrt, &back)?,
+            ..plan
+        });
+    }
     let (by_columns, by_rows) = phase("sparse.colour", || {
         let by_columns = colour_columns(&pattern, ordering);
         // A structurally symmetric pattern is its own transpose: its rows colour like its
@@ -121,6 +181,13 @@ pub fn jacobian_plan(
         };
         (by_columns, by_rows)
     });
+    let fewest = by_columns.num_colours.min(by_rows.num_colours);
+    if let Some(plan) = split(Some(&by_columns), fewest)? {
+        return Ok(SparsePlan {
+            graph: restore(plan.graph, wrt, &back)?,
+            ..plan
+        });
+    }
     // One product per colour either way; ties go to forward mode, whose products are cheaper.
     let (mode, colouring, idx) = if by_rows.num_colours < by_columns.num_colours {
         let idx = row_decompression(&pattern, &by_rows)?;
@@ -138,7 +205,185 @@ pub fn jacobian_plan(
         mode,
         graph: restore(graph, wrt, &back)?,
         substitution: None,
+        constant_entries: 0,
     })
+}
+
+/// The most iterations a `while` loop may take when the constant entries are evaluated at
+/// zero (a loop whose trip depends on the input could run forever there); beyond, the
+/// entries are left to every call.
+pub const CONSTANT_EVAL_ITERATIONS: u64 = 1 << 16;
+
+/// The plan that computes the constant entries of the Jacobian once (see
+/// [`jacobian_pattern_varying`]) and only the varying ones per call, when that needs fewer
+/// colours than `fewest` (the full pattern's best): the varying entries are coloured so that
+/// each is alone in its element of the compressed matrix (`partial`, from
+/// [`colour_columns_varying`]), and
+/// the values graph gathers them and scatters them into a constant array of the `nnz`
+/// values holding the constant entries. Those are evaluated here, with the interpreter, by
+/// the full column colouring `full` at the input zero (every argument zero): an entry that is
+/// not finite there (a `0 · ∞` of another term of its row) is treated as varying. `None` when
+/// the split then saves no colour, or the evaluation fails.
+#[allow(clippy::too_many_arguments)]
+fn split_plan(
+    g: &Graph,
+    pattern: &Pattern,
+    varying: &[bool],
+    partial: &Colouring,
+    full: Option<&Colouring>,
+    fewest: usize,
+    ordering: Ordering,
+    eval: Evaluator,
+) -> Result<Option<SparsePlan>> {
+    let mut varying = varying.to_vec();
+    // Any valid column colouring separates the constant entries: without the full
+    // pattern's best, one greedy pass (the evaluation runs once).
+    let greedy;
+    let full = match full {
+        Some(c) => c,
+        None => {
+            greedy = phase("sparse.colour", || colour_columns_greedy(pattern, ordering));
+            &greedy
+        }
+    };
+    let Some(values) = phase("sparse.constants", || {
+        constant_entries(g, pattern, &varying, full, eval)
+    })?
+    else {
+        return Ok(None);
+    };
+    let found = values.len();
+    if found != varying.iter().filter(|&&v| !v).count() {
+        return Ok(None);
+    }
+    let mut constant = Vec::with_capacity(found);
+    // The values are those of the entries not varying, in order.
+    for (v, keep) in varying.iter_mut().filter(|v| !**v).zip(values) {
+        match keep {
+            Some(c) => constant.push(c),
+            None => *v = true,
+        }
+    }
+    // An entry found not finite joins the varying ones: colour again for it.
+    let colouring = if constant.len() < found {
+        let c = colour_columns_varying(pattern, &varying, ordering)?;
+        if c.num_colours >= fewest || constant.is_empty() {
+            return Ok(None);
+        }
+        c
+    } else {
+        partial.clone()
+    };
+    let graph = phase("sparse.graph", || -> Result<Graph> {
+        // Every entry is gathered from the compressed matrix at its column's colour: the
+        // varying ones are alone there, and the constant ones read an element of their own
+        // row (in range, and from the same piece of a concatenated matrix as the row's
+        // other entries), which the select below replaces by the constant.
+        let idx = column_decompression(pattern, &colouring)?;
+        let mut next = constant.iter();
+        let template: Vec<f64> = varying
+            .iter()
+            .map(|&v| {
+                if v {
+                    0.0
+                } else {
+                    next.next().copied().unwrap_or(0.0)
+                }
+            })
+            .collect();
+        if varying.iter().all(|&v| !v) {
+            // An affine function: its Jacobian is the constant, no product per call.
+            return constant_graph(g, template);
+        }
+        let vals = compressed_graph(g, 1, Mode::Forward, &colouring, Some(&idx))?;
+        fill_constants(g, &vals, template, &varying)
+    })?;
+    Ok(Some(SparsePlan {
+        pattern: pattern.clone(),
+        colouring,
+        mode: Mode::Forward,
+        graph,
+        substitution: None,
+        constant_entries: constant.len(),
+    }))
+}
+
+/// The constant entries (those not `varying`, in CSR order) evaluated by the compressed
+/// evaluation with the full column colouring `full` at the input zero, each `None` where it
+/// is not finite; `None` when the evaluation fails.
+fn constant_entries(
+    g: &Graph,
+    pattern: &Pattern,
+    varying: &[bool],
+    full: &Colouring,
+    eval: Evaluator,
+) -> Result<Option<Vec<Option<f64>>>> {
+    let all = column_decompression(pattern, full)?;
+    let idx: Vec<usize> = all
+        .iter()
+        .zip(varying)
+        .filter(|(_, &v)| !v)
+        .map(|(&i, _)| i)
+        .collect();
+    let graph = compressed_graph(g, 1, Mode::Forward, full, Some(&idx))?;
+    let zeros = g
+        .param_types()
+        .iter()
+        .map(Array::zeros)
+        .collect::<Result<Vec<Array>>>()?;
+    let Ok(out) = eval(&graph, &zeros) else {
+        return Ok(None);
+    };
+    let Some(first) = out.first() else {
+        return Ok(None);
+    };
+    Ok(Some(
+        first
+            .to_f64_vec()
+            .into_iter()
+            .map(|v| v.is_finite().then_some(v))
+            .collect(),
+    ))
+}
+
+/// The graph of `g`'s parameters returning `values` (in `g`'s output dtype), a constant.
+fn constant_graph(g: &Graph, values: Vec<f64>) -> Result<Graph> {
+    let dtype = g.ty(g.outputs()[0]).dtype;
+    let t = Array::from_f64(Shape::new(&[values.len()]), values)?.cast(dtype);
+    finish(build_graph(&g.param_types(), |b, _| {
+        Ok(vec![push1(
+            b,
+            Op::Literal(LiteralOp::Const(Literal::new(t.clone()))),
+            &[],
+        )?])
+    })?)
+}
+
+/// The graph returning the `nnz` values: `vals`'s output (every entry read from the
+/// compressed matrix) where `varying`, the constant `template` elsewhere. A select with a
+/// constant mask, one loop with the gather it reads (a scatter of the varying values into a
+/// copy of the template was a serial pass over all of them).
+fn fill_constants(g: &Graph, vals: &Graph, template: Vec<f64>, varying: &[bool]) -> Result<Graph> {
+    let dtype = vals.ty(vals.outputs()[0]).dtype;
+    let nnz = template.len();
+    let t = Array::from_f64(Shape::new(&[nnz]), template)?.cast(dtype);
+    let keep = Array::from_bool(Shape::new(&[nnz]), varying.iter().map(|&v| !v).collect())?;
+    let out = build_graph(&g.param_types(), |b, ps| {
+        let v = inline(b, vals, ps)?;
+        let t = push1(
+            b,
+            Op::Literal(LiteralOp::Const(Literal::new(t.clone()))),
+            &[],
+        )?;
+        let keep = push1(
+            b,
+            Op::Literal(LiteralOp::Const(Literal::new(keep.clone()))),
+            &[],
+        )?;
+        let select = Op::Compare(CompareOp::Select);
+        Ok(vec![push1(b, select, &[keep, t, v[0]])?])
+    })?;
+    finish(out)
 }
 
 /// The plan for the sparse Hessian of the scalar function `g` with respect to its explicit
@@ -202,6 +447,7 @@ fn hessian_plan_by(
         mode: Mode::Forward,
         graph: restore(graph, wrt, &back)?,
         substitution,
+        constant_entries: 0,
     })
 }
 

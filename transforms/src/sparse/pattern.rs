@@ -267,6 +267,14 @@ impl PartialEq for Sets {
 struct State {
     deps: Option<Arc<Sets>>,
     konst: Option<Arc<Array>>,
+    /// With [`Ctx::linear`]: per element, the inputs of `deps` it may depend on nonlinearly
+    /// (through an op whose derivative with respect to them is not a constant); `None` when
+    /// it depends on every input in `deps` affinely, or when the analysis does not track it.
+    nl: Option<Arc<Sets>>,
+    /// With [`Ctx::linear`]: whether the value may differ between calls (it is computed from
+    /// a parameter of any type, or by a control op), as opposed to one computed from literals
+    /// alone. A product with a value that does not vary is linear in the other operand.
+    varies: bool,
 }
 
 impl State {
@@ -292,7 +300,12 @@ impl State {
             (Some(a), Some(b)) if a.bits_eq(b) => Some(a.clone()),
             _ => None,
         };
-        State { deps, konst }
+        State {
+            deps,
+            konst,
+            nl: None,
+            varies: self.varies || other.varies,
+        }
     }
 
     fn same_deps(&self, other: &State) -> bool {
@@ -368,6 +381,8 @@ fn union_all<'a>(sets: impl IntoIterator<Item = &'a [u32]>) -> Set {
 struct Ctx {
     entries: usize,
     max_set: usize,
+    /// Whether to track the nonlinear dependences ([`State::nl`]) as well.
+    linear: bool,
 }
 
 impl Ctx {
@@ -545,7 +560,59 @@ pub fn jacobian_pattern_narrow(g: &Graph, n_explicit: usize, max_set: usize) -> 
     let mut ctx = Ctx {
         entries: 0,
         max_set,
+        linear: false,
     };
+    Ok(analyse(&mut ctx, g, n_explicit)?.0)
+}
+
+/// [`jacobian_pattern`] with, for every nonzero in CSR order, whether its value may vary
+/// with the arguments (`true`) or is the same at every input (`false`, a *constant entry*).
+///
+/// An entry `(i, j)` is constant when every way output element `i` depends on input `j` goes
+/// through ops whose derivative with respect to that operand is a constant: additions,
+/// subtractions, negations, float conversions, products with (and quotients by) a value
+/// computed from literals alone, sums and cumulative sums, `dot_general` with such a
+/// value, and moves of elements at indices that are likewise fixed (the shape family,
+/// gathers, slices and `set`/`add` scatters; a `select` whose predicate is fixed). Every
+/// other op (and every control op, convolution and windowed op, conservatively) makes all
+/// of its result's dependences nonlinear, so the entries through it vary. A value computed
+/// from any parameter (of any type, differentiated or not) is not fixed: `a · x` with a
+/// parameter `a` varies with `a`. The analysis tracks a second set per element (the inputs
+/// it depends on nonlinearly) next to the dependence set, with the same rules; it says
+/// nothing about values: a constant entry is the derivative the chain rule gives, the same
+/// at every input, which a dense evaluation reproduces wherever no other term of its row
+/// overflows (a `0 · ∞` elsewhere in the row can make a JVP's sum NaN).
+pub fn jacobian_pattern_varying(g: &Graph, n_explicit: usize) -> Result<(Pattern, Vec<bool>)> {
+    let mut ctx = Ctx {
+        entries: 0,
+        max_set: usize::MAX,
+        linear: true,
+    };
+    let (pattern, outs) = analyse(&mut ctx, g, n_explicit)?;
+    let mut varying = Vec::with_capacity(pattern.nnz());
+    for s in &outs {
+        for k in 0..s.1 {
+            let nl: &[u32] = match &s.0.nl {
+                Some(d) if d.len() == 1 => d.get(0),
+                Some(d) => d.get(k),
+                None => &[],
+            };
+            // Both sets are sorted and `nl` is within the row's: one merge pass.
+            let mut at = 0;
+            for &c in s.0.set(k) {
+                while at < nl.len() && nl[at] < c {
+                    at += 1;
+                }
+                varying.push(at < nl.len() && nl[at] == c);
+            }
+        }
+    }
+    Ok((pattern, varying))
+}
+
+/// The analysis of `g`'s outputs with respect to its first `n_explicit` parameters: the
+/// Jacobian pattern, and every output's state with its number of elements.
+fn analyse(ctx: &mut Ctx, g: &Graph, n_explicit: usize) -> Result<(Pattern, Vec<(State, usize)>)> {
     let mut offset = 0usize;
     let mut params = Vec::with_capacity(g.params().len());
     for (i, &p) in g.params().iter().enumerate() {
@@ -558,16 +625,20 @@ pub fn jacobian_pattern_narrow(g: &Graph, n_explicit: usize, max_set: usize) -> 
             let base = offset as u32;
             params.push(State {
                 deps: ctx.build(n, |k| smallvec::smallvec![base + k as u32])?,
-                konst: None,
+                varies: true,
+                ..State::default()
             });
         } else {
-            params.push(State::default());
+            params.push(State {
+                varies: true,
+                ..State::default()
+            });
         }
         if i < n_explicit {
             offset += ty.size();
         }
     }
-    let outs = propagate(&mut ctx, g, &params)?;
+    let outs = propagate(ctx, g, &params)?;
     let nrows: usize = g.outputs().iter().map(|&o| g.ty(o).size()).sum();
     let mut row_ptr = Vec::with_capacity(nrows + 1);
     let mut col_idx = Vec::new();
@@ -578,12 +649,14 @@ pub fn jacobian_pattern_narrow(g: &Graph, n_explicit: usize, max_set: usize) -> 
             row_ptr.push(col_idx.len());
         }
     }
-    Ok(Pattern {
+    let pattern = Pattern {
         nrows,
         ncols: offset,
         row_ptr,
         col_idx,
-    })
+    };
+    let sizes = g.outputs().iter().map(|&o| g.ty(o).size());
+    Ok((pattern, outs.into_iter().zip(sizes).collect()))
 }
 
 /// The Hessian pattern of the scalar function `g` with respect to its explicit parameters
@@ -618,7 +691,17 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         let args: Vec<&State> = inst.args.iter().map(|a| &states[a.index()]).collect();
         let arg_tys: Vec<Type> = inst.args.iter().map(|a| g.ty(*a).clone()).collect();
         let out_tys: Vec<Type> = inst.results.iter().map(|r| g.ty(*r).clone()).collect();
-        let mut outs = rule(ctx, &inst.op, &args, &arg_tys, &out_tys)?;
+        let control = matches!(inst.op, Op::Control(_));
+        // Control ops make every dependence nonlinear: their bodies are analysed without the
+        // second sets.
+        let linear = ctx.linear;
+        ctx.linear = linear && !control;
+        let outs = rule(ctx, &inst.op, &args, &arg_tys, &out_tys);
+        ctx.linear = linear;
+        let mut outs = outs?;
+        if linear {
+            nonlinear(ctx, &inst.op, &args, &arg_tys, &out_tys, &mut outs)?;
+        }
         // Known constants: evaluated when every operand is known and the result is small.
         let literal = matches!(inst.op, Op::Literal(_));
         let small = out_tys.iter().all(|t| {
@@ -641,6 +724,7 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         for (s, ty) in outs.iter_mut().zip(&out_tys) {
             if !ty.dtype.is_float() {
                 s.deps = None;
+                s.nl = None;
             }
         }
         for (&r, s) in inst.results.iter().zip(outs) {
@@ -658,6 +742,74 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         .collect())
 }
 
+/// Fills in the results' nonlinear sets and whether they vary (see [`State::nl`]): for an
+/// op that is linear in its varying operands ([`is_linear`]), the op's own rule applied to
+/// the operands' nonlinear sets (a move moves them, a sum joins them); otherwise each
+/// result's whole dependence set.
+fn nonlinear(
+    ctx: &mut Ctx,
+    op: &Op,
+    args: &[&State],
+    tys: &[Type],
+    outs: &[Type],
+    res: &mut [State],
+) -> Result<()> {
+    let varies = matches!(op, Op::Control(_)) || args.iter().any(|a| a.varies);
+    let nl = if res.len() == 1 && is_linear(op, args) {
+        let swapped: Vec<State> = args
+            .iter()
+            .map(|a| State {
+                deps: a.nl.clone(),
+                konst: a.konst.clone(),
+                nl: None,
+                varies: a.varies,
+            })
+            .collect();
+        let refs: Vec<&State> = swapped.iter().collect();
+        ctx.linear = false;
+        let r = rule(ctx, op, &refs, tys, outs);
+        ctx.linear = true;
+        vec![r?.pop().and_then(|s| s.deps)]
+    } else {
+        res.iter().map(|s| s.deps.clone()).collect()
+    };
+    for (s, nl) in res.iter_mut().zip(nl) {
+        s.nl = nl;
+        s.varies = varies;
+    }
+    Ok(())
+}
+
+/// Whether `op`'s derivative with respect to each operand that varies is a constant, given
+/// which operands vary: the linear ops, products by fixed values, and moves at fixed indices
+/// (see [`jacobian_pattern_varying`]).
+fn is_linear(op: &Op, args: &[&State]) -> bool {
+    use ferrax_ir::ops::{BinaryOp, Combine, CompareOp, ConvertOp, UnaryOp};
+    let fixed = |k: usize| args.get(k).is_some_and(|a| !a.varies);
+    let fixed_from = |k: usize| args.iter().skip(k).all(|a| !a.varies);
+    match op {
+        Op::Unary(u) => *u == UnaryOp::Neg,
+        Op::Binary(BinaryOp::Add | BinaryOp::Sub) => true,
+        Op::Binary(BinaryOp::Mul) => fixed(0) || fixed(1),
+        Op::Binary(BinaryOp::Div) => fixed(1),
+        Op::Binary(_) => false,
+        Op::Convert(ConvertOp::Convert(_) | ConvertOp::StopGradient) | Op::Literal(_) => true,
+        Op::Compare(CompareOp::Select) => fixed(0),
+        Op::Compare(_) | Op::Shape(_) => true,
+        Op::Reduce(r) => matches!(r, ReduceOp::Sum { .. }),
+        Op::Dot(_) => fixed(0) || fixed(1),
+        Op::Index(ix) => match ix {
+            IndexOp::Cumsum { .. } => true,
+            IndexOp::DynamicSlice { .. } | IndexOp::Gather(_) => fixed_from(1),
+            IndexOp::DynamicUpdateSlice => fixed_from(2),
+            IndexOp::Scatter { combine, .. } => {
+                matches!(combine, Combine::Set | Combine::Add) && fixed(1)
+            }
+        },
+        Op::Conv(_) | Op::Window(_) | Op::Control(_) => false,
+    }
+}
+
 /// The states of one instruction's results (their `konst` is filled in by the caller).
 fn rule(
     ctx: &mut Ctx,
@@ -666,7 +818,12 @@ fn rule(
     tys: &[Type],
     outs: &[Type],
 ) -> Result<Vec<State>> {
-    let one = |deps| Ok(vec![State { deps, konst: None }]);
+    let one = |deps| {
+        Ok(vec![State {
+            deps,
+            ..State::default()
+        }])
+    };
     let n = outs[0].size();
     match op {
         Op::Unary(_) | Op::Binary(_) | Op::Convert(ferrax_ir::ops::ConvertOp::Convert(_)) => {
@@ -761,7 +918,10 @@ fn full(ctx: &mut Ctx, args: &[&State], outs: &[Type]) -> Result<Vec<State>> {
         } else {
             ctx.build(t.size(), |_| every.clone())?
         };
-        res.push(State { deps, konst: None });
+        res.push(State {
+            deps,
+            ..State::default()
+        });
     }
     Ok(res)
 }
@@ -1398,7 +1558,11 @@ fn scan(
                 )?)),
                 None => None,
             };
-            v.push(State { deps, konst });
+            v.push(State {
+                deps,
+                konst,
+                ..State::default()
+            });
         }
         Ok(v)
     };
@@ -1432,7 +1596,10 @@ fn scan(
             } else {
                 None
             };
-            res.push(State { deps, konst: None });
+            res.push(State {
+                deps,
+                ..State::default()
+            });
         }
         return Ok(res);
     }
@@ -1452,7 +1619,10 @@ fn scan(
             Some(_) => ctx.build(t.size(), |e| Set::from_slice(y.set(e % m.max(1))))?,
             None => None,
         };
-        res.push(State { deps, konst: None });
+        res.push(State {
+            deps,
+            ..State::default()
+        });
     }
     Ok(res)
 }

@@ -20,10 +20,11 @@ unsafe impl Send for ModuleHandle {}
 // SAFETY: no shared access to the module happens after compilation.
 unsafe impl Sync for ModuleHandle {}
 
-/// A 16-byte aligned chunk of workspace memory.
+/// A chunk of workspace memory, aligned to a cache line (`plan::LINE`) so that the plan's
+/// line-aligned regions are line-aligned in memory.
 #[derive(Clone, Copy)]
-#[repr(C, align(16))]
-struct Chunk([u8; 16]);
+#[repr(C, align(64))]
+pub(crate) struct Chunk([u8; crate::plan::LINE]);
 
 /// One call's workspace.
 struct Workspace(Vec<Chunk>);
@@ -35,7 +36,7 @@ impl Workspace {
         let chunks = bytes.div_ceil(std::mem::size_of::<Chunk>());
         Ok(Workspace(ferrax_ir::alloc::try_filled(
             chunks,
-            Chunk([0; 16]),
+            Chunk([0; crate::plan::LINE]),
             "the workspace of a compiled call (its intermediates)",
         )?))
     }

@@ -5,7 +5,8 @@
 //! buffer (a value that is an output is computed straight into it), or the workspace: one
 //! byte arena per call whose regions are assigned by liveness, so values whose lifetimes do not
 //! overlap share memory. Elementwise ops may write into the region of an operand that dies at
-//! that op (same index, read before written).
+//! that op (same index, read before written). Regions of a cache line or more start on a
+//! line (the workspace itself does), so that 512-bit accesses never straddle two lines.
 //!
 //! A `reshape` of a non-scalar value into a non-scalar value that is not an output is a
 //! *view*: its result shares its operand's home (row-major elements do not move), no code
@@ -26,6 +27,27 @@ use ferrax_ir::{Graph, InstData, Op, Type, Value};
 
 /// Alignment of every workspace region, in bytes (enough for 128-bit vectors).
 pub(crate) const ALIGN: usize = 16;
+
+/// Alignment of every workspace region of at least this many bytes (a cache line). The wide
+/// helpers (`wide_math.rs`, `small_gemm.rs`) read and write whole 512-bit vectors, which
+/// straddle two cache lines at three of the four 16-byte offsets within a line; the
+/// workspace itself starts on a line (see `compiled.rs`).
+pub(crate) const LINE: usize = 64;
+
+/// The alignment of a workspace region of `bytes` bytes: a cache line from [`LINE`] bytes,
+/// [`ALIGN`] below (small values keep their compact layout).
+fn region_align(bytes: usize) -> usize {
+    if bytes >= LINE {
+        LINE
+    } else {
+        ALIGN
+    }
+}
+
+/// `at` rounded up to a multiple of `align`, saturating.
+fn align_up(at: usize, align: usize) -> usize {
+    at.div_ceil(align).saturating_mul(align)
+}
 
 /// Where a value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,13 +126,12 @@ impl Layout {
         (!ty.is_scalar()).then(|| self.take(ty.size().saturating_mul(ty.dtype.size_bytes())))
     }
 
-    /// The next `bytes` bytes; a zero-size value takes `ALIGN` bytes, so that no two carries'
-    /// buffers share an address (the lowering tells a loop's buffers apart by address).
+    /// The next `bytes` bytes (aligned by [`region_align`]); a zero-size value takes `ALIGN`
+    /// bytes, so that no two carries' buffers share an address (the lowering tells a loop's
+    /// buffers apart by address).
     fn take(&mut self, bytes: usize) -> usize {
-        let at = self.size;
-        self.size = self
-            .size
-            .saturating_add(bytes.max(1).div_ceil(ALIGN).saturating_mul(ALIGN));
+        let at = align_up(self.size, region_align(bytes));
+        self.size = at.saturating_add(align_up(bytes.max(1), ALIGN));
         at
     }
 }
@@ -157,10 +178,11 @@ fn plan_control(graph: &Graph, op: &ControlOp, inst: &InstData, arena: &mut Aren
         }
         ControlOp::Switch { .. } | ControlOp::CustomLinear { .. } | ControlOp::Call { .. } => {}
     }
-    let body_rel = lay.size;
-    let size = lay
-        .size
-        .saturating_add(subs.iter().map(|p| p.workspace).max().unwrap_or(0));
+    // The bodies' regions are aligned relative to their workspace's start, so that start is
+    // aligned as their largest region needs.
+    let body_ws = subs.iter().map(|p| p.workspace).max().unwrap_or(0);
+    let body_rel = align_up(lay.size, region_align(body_ws));
+    let size = body_rel.saturating_add(body_ws);
     // The scratch is taken while the operands and results are live and given back at once:
     // nothing else is allocated before the op has run.
     let base = if size > 0 {
@@ -196,11 +218,13 @@ struct Arena {
 }
 
 impl Arena {
-    /// A region of `size` bytes. Zero-size values get a region too (of `ALIGN` bytes): they
-    /// never share an offset with a live region, which `free` (by offset) could release in
-    /// their place, and their addresses stay distinct from every other buffer's.
+    /// A region of `size` bytes, aligned by [`region_align`]. Zero-size values get a region
+    /// too (of `ALIGN` bytes): they never share an offset with a live region, which `free` (by
+    /// offset) could release in their place, and their addresses stay distinct from every
+    /// other buffer's.
     fn alloc(&mut self, size: usize) -> usize {
-        let size = size.max(1).div_ceil(ALIGN).saturating_mul(ALIGN);
+        let align = region_align(size);
+        let size = align_up(size.max(1), ALIGN);
         let mut at = 0usize;
         let mut pos = self.live.len();
         for (i, &(o, s)) in self.live.iter().enumerate() {
@@ -208,7 +232,7 @@ impl Arena {
                 pos = i;
                 break;
             }
-            at = at.max(o.saturating_add(s));
+            at = align_up(at.max(o.saturating_add(s)), align);
         }
         self.live.insert(pos, (at, size));
         self.high = self.high.max(at.saturating_add(size));
@@ -388,5 +412,81 @@ pub(crate) fn plan(graph: &Graph) -> Plan {
         controls,
         fusion,
         alias,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrax_ir::control_api::fori_loop;
+    use ferrax_ir::DType;
+
+    /// Checks that every workspace value of `plan` (offsets from `base`) of at least a line
+    /// starts on a line, and the others on `ALIGN`, in the bodies of control flow too.
+    fn check_aligned(graph: &Graph, plan: &Plan, base: usize) {
+        for (v, home) in plan.homes.iter().enumerate() {
+            if let Home::Work(off) = home {
+                let ty = graph.ty(Value::from_index(v));
+                let bytes = ty.size() * ty.dtype.size_bytes();
+                let at = base + off;
+                assert_eq!(at % ALIGN, 0, "value {v} at {at}");
+                if bytes >= LINE {
+                    assert_eq!(at % LINE, 0, "value {v} of {bytes} bytes at {at}");
+                }
+            }
+        }
+        for ((_, inst), cp) in graph.insts().zip(&plan.controls) {
+            let (Some(cp), Op::Control(op)) = (cp, &inst.op) else {
+                continue;
+            };
+            for (r, buf) in inst.results.iter().zip(&cp.carry_bufs) {
+                let ty = graph.ty(*r);
+                if let Some(off) = buf {
+                    let at = base + off;
+                    assert_eq!(at % ALIGN, 0);
+                    if ty.size() * ty.dtype.size_bytes() >= LINE {
+                        assert_eq!(at % LINE, 0, "carry buffer at {at}");
+                    }
+                }
+            }
+            for (body, sub) in bodies(op).into_iter().zip(&cp.bodies) {
+                check_aligned(body, sub, base + cp.body_ws);
+            }
+        }
+    }
+
+    #[test]
+    fn regions_of_a_line_or_more_start_on_a_line() {
+        // Products (each a buffer of its own) of 8 to 51,200 bytes, a scalar-sized one among
+        // them shifting the rest by 16 bytes, and a loop whose carries and body need buffers.
+        let tys = [
+            Type::new(DType::F64, &[200, 2]),
+            Type::new(DType::F64, &[2, 32]),
+            Type::new(DType::F64, &[3, 2]),
+        ];
+        let traced = ferrax_ir::tracer::trace_with(&tys, |xs| {
+            let (x, w, s) = (&xs[0], &xs[1], &xs[2]);
+            let small = s.matmul(&s.transpose(&[1, 0])); // 72 bytes.
+            let tiny = s
+                .slice_axis(0, 0, 1)
+                .matmul(&s.slice_axis(0, 1, 2).transpose(&[1, 0]));
+            let h = x.matmul(w).tanh();
+            let looped = fori_loop(
+                0,
+                3,
+                |_, c| vec![c[0].matmul(&w.transpose(&[1, 0])).matmul(w), &c[1] * 2.0],
+                &[h.clone(), small.clone()],
+            );
+            let back = looped[0].transpose(&[1, 0]).matmul(x);
+            vec![back, looped[1].clone(), tiny, h.sum(&[0])]
+        })
+        .expect("the graph traces");
+        let plan = plan(&traced.graph);
+        assert!(
+            plan.controls.iter().any(|c| c.is_some()),
+            "the loop is planned"
+        );
+        check_aligned(&traced.graph, &plan, 0);
+        assert_eq!(std::mem::align_of::<crate::compiled::Chunk>(), LINE);
     }
 }

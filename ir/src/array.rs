@@ -662,7 +662,11 @@ impl Array {
 
     /// Every element converted to f64.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        (0..self.size()).map(|i| self.data.get_f64(i)).collect()
+        match &self.data {
+            Data::F64(v) => v.clone(),
+            Data::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            d => (0..d.len()).map(|i| d.get_f64(i)).collect(),
+        }
     }
 
     /// The f64 elements, when the dtype is f64.

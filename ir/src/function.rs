@@ -749,9 +749,12 @@ impl FromArray for i32 {
 }
 
 impl FromArray for Vec<f64> {
-    /// Elements of any dtype, widened to f64.
+    /// Elements of any dtype, widened to f64; f64 elements are moved out, not copied.
     fn from_array(a: Array) -> Result<Vec<f64>> {
-        Ok(a.to_f64_vec())
+        match a.into_parts().1 {
+            crate::Data::F64(v) => Ok(v),
+            d => Ok((0..d.len()).map(|i| d.get_f64(i)).collect()),
+        }
     }
 }
 

@@ -64,3 +64,30 @@ fn ndarray_round_trip() {
     let e = ndarray::ArrayD::<f32>::try_from(Array::from(1.0f64)).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Convert);
 }
+
+#[test]
+fn every_dtype_widens_to_f64_vectors_element_by_element() {
+    use ferrax_ir::function::FromArray;
+    let cases = [
+        (
+            Array::from(vec![1.5f64, -0.0, f64::INFINITY]),
+            vec![1.5, -0.0, f64::INFINITY],
+        ),
+        (
+            Array::from(vec![0.1f32, -2.0]),
+            vec![f64::from(0.1f32), -2.0],
+        ),
+        (Array::from(vec![7i32, -3]), vec![7.0, -3.0]),
+        (Array::from(vec![true, false]), vec![1.0, 0.0]),
+        (Array::from(4.0f64), vec![4.0]),
+    ];
+    for (a, want) in cases {
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.to_f64_vec()), bits(&want), "{a}");
+        assert_eq!(
+            bits(&Vec::<f64>::from_array(a.clone()).unwrap()),
+            bits(&want),
+            "{a}"
+        );
+    }
+}

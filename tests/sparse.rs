@@ -2,7 +2,7 @@
 //! dense `jacfwd` and `hessian`, compiled values against the interpreter, and errors for the
 //! functions the API does not take.
 
-use ferrax::sparse::Ordering;
+use ferrax::sparse::{Ordering, SparseDerivative};
 use ferrax::{
     grad, hessian, hessian_sparse, hvp, jacfwd, jacobian_sparse, sparsity, Array, DType, ErrorKind,
     Sparse, Tensor, Type,
@@ -93,6 +93,21 @@ fn close(a: &[f64], b: &[f64]) {
     }
 }
 
+/// Calls the sparse Jacobian `j` of `f` at `x`, checks its values against `f`'s dense `jacfwd`
+/// and the compiled values against the interpreter's, and returns the sparse result.
+fn check_against_dense(f: fn(Tensor) -> Tensor, j: &SparseDerivative, x: &Array) -> Sparse {
+    let s = j.call(x.clone()).unwrap();
+    let d = jacfwd(f).call_arrays(std::slice::from_ref(x)).unwrap()[0].to_f64_vec();
+    close(&s.to_dense().unwrap(), &d);
+    let interp = j
+        .values_function()
+        .call_arrays(std::slice::from_ref(x))
+        .unwrap()[0]
+        .to_f64_vec();
+    close(&s.values, &interp);
+    s
+}
+
 #[test]
 fn sparse_hessian_equals_dense() {
     let n = 60;
@@ -139,16 +154,8 @@ fn sparse_jacobian_equals_dense_for_every_ordering() {
     ] {
         let j = jacobian_sparse(brusselator).unwrap().ordering(o).unwrap();
         let x = Array::from(random(2 * n, 7));
-        let s = j.call(x.clone()).unwrap();
-        let d = jacfwd(brusselator)
-            .call_arrays(std::slice::from_ref(&x))
-            .unwrap()[0]
-            .to_f64_vec();
-        close(&s.to_dense().unwrap(), &d);
+        let s = check_against_dense(brusselator, &j, &x);
         assert!(s.colours <= 6, "{o:?}: {} colours", s.colours);
-        // The compiled values equal the interpreter's.
-        let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
-        close(&s.values, &interp);
     }
 }
 
@@ -162,12 +169,7 @@ fn sparse_jacobians_of_concatenated_outputs_equal_dense() {
         let size: usize = dims.iter().product();
         let x = Array::from_f64(dims.to_vec(), random(size, seed)).unwrap();
         let j = jacobian_sparse(f).unwrap();
-        let s = j.call(x.clone()).unwrap();
-        let d = jacfwd(f).call_arrays(std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
-        close(&s.to_dense().unwrap(), &d);
-        let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
-        close(&s.values, &interp);
-        s
+        check_against_dense(f, &j, &x)
     };
     for n in [1, 2, 3, 5, 9] {
         let s = check(brusselator_2d, &[2, n, n], 3 + n as u64);
@@ -194,15 +196,8 @@ fn coupled_rows(x: Tensor) -> Tensor {
 fn gathered_seeds_of_a_matrix_input_equal_dense() {
     let x = Array::from_f64(vec![40, 50], random(2000, 41)).unwrap();
     let j = jacobian_sparse(coupled_rows).unwrap();
-    let s = j.call(x.clone()).unwrap();
+    let s = check_against_dense(coupled_rows, &j, &x);
     assert!(s.colours * 2000 > 1 << 17, "{} colours", s.colours);
-    let d = jacfwd(coupled_rows)
-        .call_arrays(std::slice::from_ref(&x))
-        .unwrap()[0]
-        .to_f64_vec();
-    close(&s.to_dense().unwrap(), &d);
-    let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
-    close(&s.values, &interp);
 }
 
 #[test]
@@ -427,15 +422,8 @@ fn constant_entries_are_computed_once_and_equal_dense() {
     assert_eq!(plan.constant_entries, 8 * n * n);
     for seed in [1, 2, 3] {
         let x = Array::from_f64(vec![2, n, n], random(2 * n * n, seed)).unwrap();
-        let s = j.call(x.clone()).unwrap();
+        let s = check_against_dense(brusselator_2d, &j, &x);
         assert_eq!((s.nnz(), s.colours), (12 * n * n, 4));
-        let d = jacfwd(brusselator_2d)
-            .call_arrays(std::slice::from_ref(&x))
-            .unwrap()[0]
-            .to_f64_vec();
-        close(&s.to_dense().unwrap(), &d);
-        let interp = j.values_function().call_arrays(&[x]).unwrap()[0].to_f64_vec();
-        close(&s.values, &interp);
     }
 
     // Constant couplings to three neighbours (3 colours for the varying diagonal, 4 for

@@ -475,7 +475,11 @@ fn constant_entries_are_computed_once_and_equal_dense() {
         .all(|&v| plan.graph.ty(v).dtype != DType::Bool
             || !matches!(d.op, ferrax::ir::Op::Literal(_)))));
     let s = j.call(x.clone()).unwrap();
-    let interp = j.values_function().call_arrays(&[x.clone()]).unwrap()[0].to_f64_vec();
+    let interp = j
+        .values_function()
+        .call_arrays(std::slice::from_ref(&x))
+        .unwrap()[0]
+        .to_f64_vec();
     assert!(s
         .values
         .iter()

@@ -459,6 +459,45 @@ fn constant_entries_are_computed_once_and_equal_dense() {
     }
     assert!(s.to_dense().unwrap()[2 * 6 + 2].is_nan());
 
+    // The same beyond the size at which the builder folds constants: the values graph
+    // selects the constants by the template's own NaNs (no bool mask), and the compiled
+    // select, run in vectors, gives the interpreter's values bit for bit, the overflowing
+    // varying entry's NaN included.
+    let m = 96;
+    let mut x = random(m, 6);
+    x[41] = 1000.0;
+    let x = Array::from(x);
+    let plan = j.plan(&Type::new(DType::F64, &[m])).unwrap();
+    assert!(plan.constant_entries > 64);
+    assert!(plan.graph.insts().all(|(_, d)| d
+        .results
+        .iter()
+        .all(|&v| plan.graph.ty(v).dtype != DType::Bool
+            || !matches!(d.op, ferrax::ir::Op::Literal(_)))));
+    let s = j.call(x.clone()).unwrap();
+    let interp = j
+        .values_function()
+        .call_arrays(std::slice::from_ref(&x))
+        .unwrap()[0]
+        .to_f64_vec();
+    assert!(s
+        .values
+        .iter()
+        .zip(&interp)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    let d = jacfwd(hidden).call_arrays(&[x]).unwrap()[0].to_f64_vec();
+    for (r, c, a) in s.triplets() {
+        let b = d[r * m + c];
+        if r == 41 {
+            assert!(
+                if c == 41 { a.is_nan() } else { a == 3.0 },
+                "({r}, {c}): {a}"
+            );
+        } else {
+            assert!((a - b).abs() <= 1e-12, "({r}, {c}): {a} vs {b}");
+        }
+    }
+
     // In f32 the constants are evaluated in f32 and kept exactly.
     let x = Array::from_f64(vec![2, n, n], random(2 * n * n, 4))
         .unwrap()

@@ -280,23 +280,25 @@ fn split_plan(
         // row (in range, and from the same piece of a concatenated matrix as the row's
         // other entries), which the select below replaces by the constant.
         let idx = column_decompression(pattern, &colouring)?;
+        if varying.iter().all(|&v| !v) {
+            // An affine function: its Jacobian is the constant, no product per call.
+            return constant_graph(g, constant.clone());
+        }
+        // The template holds the constants (all finite) and a NaN at every varying entry,
+        // which marks the entries the select takes from the compressed matrix.
         let mut next = constant.iter();
         let template: Vec<f64> = varying
             .iter()
             .map(|&v| {
                 if v {
-                    0.0
+                    f64::NAN
                 } else {
-                    next.next().copied().unwrap_or(0.0)
+                    next.next().copied().unwrap_or(f64::NAN)
                 }
             })
             .collect();
-        if varying.iter().all(|&v| !v) {
-            // An affine function: its Jacobian is the constant, no product per call.
-            return constant_graph(g, template);
-        }
         let vals = compressed_graph(g, 1, Mode::Forward, &colouring, Some(&idx))?;
-        fill_constants(g, &vals, template, &varying)
+        fill_constants(g, &vals, template)
     })?;
     Ok(Some(SparsePlan {
         pattern: pattern.clone(),
@@ -360,14 +362,15 @@ fn constant_graph(g: &Graph, values: Vec<f64>) -> Result<Graph> {
 }
 
 /// The graph returning the `nnz` values: `vals`'s output (every entry read from the
-/// compressed matrix) where `varying`, the constant `template` elsewhere. A select with a
-/// constant mask, one loop with the gather it reads (a scatter of the varying values into a
-/// copy of the template was a serial pass over all of them).
-fn fill_constants(g: &Graph, vals: &Graph, template: Vec<f64>, varying: &[bool]) -> Result<Graph> {
+/// compressed matrix) where the constant `template` is NaN (the varying entries; the
+/// constants are finite), the template elsewhere. One loop: a select on the template's
+/// comparison with itself, with the gather it reads. The mask is the template's own NaNs
+/// rather than a bool constant, so the loop streams no mask and runs in vectors (a scatter
+/// of the varying values into a copy of the template was a serial pass over all of them).
+fn fill_constants(g: &Graph, vals: &Graph, template: Vec<f64>) -> Result<Graph> {
     let dtype = vals.ty(vals.outputs()[0]).dtype;
     let nnz = template.len();
     let t = Array::from_f64(Shape::new(&[nnz]), template)?.cast(dtype);
-    let keep = Array::from_bool(Shape::new(&[nnz]), varying.iter().map(|&v| !v).collect())?;
     let out = build_graph(&g.param_types(), |b, ps| {
         let v = inline(b, vals, ps)?;
         let t = push1(
@@ -375,11 +378,7 @@ fn fill_constants(g: &Graph, vals: &Graph, template: Vec<f64>, varying: &[bool])
             Op::Literal(LiteralOp::Const(Literal::new(t.clone()))),
             &[],
         )?;
-        let keep = push1(
-            b,
-            Op::Literal(LiteralOp::Const(Literal::new(keep.clone()))),
-            &[],
-        )?;
+        let keep = push1(b, Op::Compare(CompareOp::Eq), &[t, t])?;
         let select = Op::Compare(CompareOp::Select);
         Ok(vec![push1(b, select, &[keep, t, v[0]])?])
     })?;

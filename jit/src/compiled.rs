@@ -92,9 +92,9 @@ pub(crate) struct Inner {
     _consts: Vec<Literal>,
     compile_time: Duration,
     code_bytes: usize,
-    /// Whether the code writes every element of each output (see
-    /// `compile::written_outputs`): a call allocating such an output leaves it unfilled.
-    written: Vec<bool>,
+    /// How a call that allocates its outputs makes each buffer (see [`Fresh`]), decided
+    /// once here so that a call neither recomputes sizes nor looks anything up.
+    fresh: Vec<Fresh>,
     /// For each output, the parameter whose buffer it may be written into (see
     /// `crate::in_place`).
     in_place: Vec<Option<usize>>,
@@ -141,6 +141,15 @@ impl Inner {
                 *slot = Some(k);
             }
         }
+        let fresh = outputs
+            .iter()
+            .zip(written.iter().copied().chain(std::iter::repeat(false)))
+            .map(|(t, whole)| Fresh {
+                dtype: t.dtype,
+                len: t.shape.size(),
+                whole: whole && t.dtype != DType::Bool,
+            })
+            .collect();
         Inner {
             module: Some(module),
             tensor,
@@ -158,7 +167,7 @@ impl Inner {
             _consts: consts,
             compile_time,
             code_bytes,
-            written,
+            fresh,
             in_place,
             taken_by,
         }
@@ -250,40 +259,34 @@ impl Inner {
     }
 }
 
-/// A zero-filled array of type `ty`, or a resource error naming `what` when its memory cannot
-/// be had.
-fn try_zeros(ty: &Type, what: &str) -> Result<Array> {
-    use ferrax_ir::alloc::try_filled;
-    ty.check_size(what)?;
-    let n = ty.shape.size();
-    let data = match ty.dtype {
-        DType::F32 => Data::F32(try_filled(n, 0.0, what)?),
-        DType::F64 => Data::F64(try_filled(n, 0.0, what)?),
-        DType::I32 => Data::I32(try_filled(n, 0, what)?),
-        DType::Bool => Data::Bool(try_filled(n, false, what)?),
-    };
-    Array::new(ty.shape.clone(), data)
+/// How a call that allocates its outputs makes the buffer of one output.
+#[derive(Clone, Copy, Debug)]
+struct Fresh {
+    dtype: DType,
+    /// The element count (checked against `ferrax_ir::MAX_BYTES` when the graph compiled).
+    len: usize,
+    /// Whether the code writes every element (see `compile::written_outputs`) and the dtype
+    /// is not `bool` (whose bytes must be 0 or 1): the buffer is then reserved empty and given
+    /// its length once the call completes, otherwise it is zero-filled.
+    whole: bool,
 }
 
-/// The buffer of one output of type `ty` for a call that allocates it, with the element count
-/// to give it after the call: zero-filled (count 0: it has its length already), or, when
-/// `whole` says the code writes every element and the dtype is not `bool` (whose bytes must be
-/// 0 or 1), reserved empty with that count.
-fn reserve(ty: &Type, whole: bool) -> Result<(Data, usize)> {
-    use ferrax_ir::alloc::try_with_capacity;
-    const WHAT: &str = "an output of the compiled call";
-    if !whole || ty.dtype == DType::Bool {
-        return Ok((try_zeros(ty, WHAT)?.into_parts().1, 0));
+impl Fresh {
+    /// The buffer: reserved empty when the code writes it whole, zero-filled otherwise; a
+    /// resource error when its memory cannot be had.
+    fn buffer(&self) -> Result<Data> {
+        use ferrax_ir::alloc::try_with_capacity;
+        const WHAT: &str = "an output of the compiled call";
+        if !self.whole {
+            return Data::try_filled(self.dtype, self.len, 0.0, WHAT);
+        }
+        Ok(match self.dtype {
+            DType::F32 => Data::F32(try_with_capacity(self.len, WHAT)?),
+            DType::F64 => Data::F64(try_with_capacity(self.len, WHAT)?),
+            DType::I32 => Data::I32(try_with_capacity(self.len, WHAT)?),
+            DType::Bool => Data::Bool(try_with_capacity(self.len, WHAT)?),
+        })
     }
-    ty.check_size(WHAT)?;
-    let n = ty.shape.size();
-    let data = match ty.dtype {
-        DType::F32 => Data::F32(try_with_capacity(n, WHAT)?),
-        DType::F64 => Data::F64(try_with_capacity(n, WHAT)?),
-        DType::I32 => Data::I32(try_with_capacity(n, WHAT)?),
-        DType::Bool => Data::Bool(try_with_capacity(n, WHAT)?),
-    };
-    Ok((data, n))
 }
 
 /// The address of a buffer's allocation (taken from the vector, so that it covers the
@@ -472,16 +475,22 @@ impl Compiled {
     /// reverse-mode loop's tape) are errors of kind [`ErrorKind::Resource`].
     #[track_caller]
     pub fn call(&self, args: &[Array]) -> Result<Vec<Array>> {
+        let refs: SmallVec<[&Array; 8]> = args.iter().collect();
+        self.call_refs(&refs)
+    }
+
+    /// [`Compiled::call`] on borrowed arguments.
+    #[track_caller]
+    pub fn call_refs(&self, args: &[&Array]) -> Result<Vec<Array>> {
         let loc = std::panic::Location::caller();
         if self.inner.over_budget {
             return Err(self.inner.budget_error().at(loc));
         }
-        let refs: SmallVec<[&Array; 8]> = args.iter().collect();
-        arity("argument", self.inner.params.len(), refs.len()).map_err(|e| e.at(loc))?;
-        for (k, (want, a)) in self.inner.params.iter().zip(&refs).enumerate() {
+        arity("argument", self.inner.params.len(), args.len()).map_err(|e| e.at(loc))?;
+        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
             check("argument", k, want, a).map_err(|e| e.at(loc))?;
         }
-        let ins: SmallVec<[*const u8; 8]> = refs.iter().map(|a| data_ptr(a.data())).collect();
+        let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
         // SAFETY: every argument was checked to have the type and element count the code was
         // compiled for.
         unsafe { self.run_fresh(&ins) }.map_err(|e| e.at(loc))
@@ -495,36 +504,49 @@ impl Compiled {
     /// `ins` must hold one pointer per parameter, each to a live buffer of the parameter's
     /// type and element count.
     unsafe fn run_fresh(&self, ins: &[*const u8]) -> Result<Vec<Array>> {
-        let mut outs: SmallVec<[(Data, usize); 4]> = SmallVec::new();
-        for (k, t) in self.inner.outputs.iter().enumerate() {
-            let whole = self.inner.written.get(k).copied().unwrap_or(false);
-            outs.push(match reserve(t, whole) {
-                Ok(d) => d,
+        let inner = &*self.inner;
+        let mut outs: SmallVec<[Data; 4]> = SmallVec::with_capacity(inner.fresh.len());
+        for (k, f) in inner.fresh.iter().enumerate() {
+            match f.buffer() {
+                Ok(d) => outs.push(d),
                 // Naming the output scans the graph, so it is done for the error only.
-                Err(_) => {
-                    let what = format!(
-                        "output {k} of the compiled call ({})",
-                        output_origin(&self.inner.graph, k)
-                    );
-                    try_zeros(t, &what).map(|a| (a.into_parts().1, 0))?
-                }
-            });
+                Err(_) => return Err(self.output_alloc_error(k)),
+            }
         }
-        let outp: SmallVec<[*mut u8; 8]> = outs.iter_mut().map(|(d, _)| vec_ptr(d)).collect();
+        let outp: SmallVec<[*mut u8; 8]> = outs.iter_mut().map(vec_ptr).collect();
         // SAFETY: the caller guarantees the arguments; each output buffer has room for its
         // type's element count (filled or reserved), and the buffers are distinct.
         unsafe { self.run(ins, &outp)? };
-        outs.into_iter()
-            .zip(&self.inner.outputs)
-            .map(|((mut d, len), t)| {
-                if len > 0 {
-                    // SAFETY: the call completed, and the code writes every element of this
-                    // output (`written`), so the reserved elements are initialised.
-                    unsafe { set_len(&mut d, len) };
-                }
-                Array::new(t.shape.clone(), d)
-            })
-            .collect()
+        let mut arrays = Vec::with_capacity(outs.len());
+        for ((mut d, f), t) in outs.into_iter().zip(&inner.fresh).zip(&inner.outputs) {
+            if f.whole {
+                // SAFETY: the call completed, and the code writes every element of this
+                // output (`Fresh::whole`), so the `f.len` reserved elements are initialised.
+                unsafe { set_len(&mut d, f.len) };
+            }
+            // SAFETY: the buffer holds `f.len` elements, the element count of the output's
+            // type, whose size `compile` checked against `MAX_BYTES`.
+            arrays.push(unsafe { Array::from_parts_unchecked(t.shape.clone(), d) });
+        }
+        Ok(arrays)
+    }
+
+    /// The error for an output buffer that cannot be allocated, naming the output.
+    #[cold]
+    #[inline(never)]
+    fn output_alloc_error(&self, k: usize) -> Error {
+        let inner = &*self.inner;
+        let bytes = inner
+            .outputs
+            .get(k)
+            .map_or(usize::MAX, |t| t.checked_bytes().unwrap_or(usize::MAX));
+        ferrax_ir::alloc::cannot_allocate(
+            bytes,
+            format_args!(
+                "output {k} of the compiled call ({})",
+                output_origin(&inner.graph, k)
+            ),
+        )
     }
 
     /// Whether every call exceeds `JitOptions::max_call_bytes` (decided at compile time).

@@ -3,7 +3,7 @@
 use crate::stats;
 use crate::JitOptions;
 use cranelift_jit::JITModule;
-use ferrax_ir::function::FromOutputs;
+use ferrax_ir::function::{FromOutputs, Output, Outputs};
 use ferrax_ir::ops::Literal;
 use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, ScalarValue, Type};
 use smallvec::SmallVec;
@@ -148,6 +148,7 @@ impl Inner {
                 dtype: t.dtype,
                 len: t.shape.size(),
                 whole: whole && t.dtype != DType::Bool,
+                scalar: t.is_scalar(),
             })
             .collect();
         Inner {
@@ -269,6 +270,8 @@ struct Fresh {
     /// is not `bool` (whose bytes must be 0 or 1): the buffer is then reserved empty and given
     /// its length once the call completes, otherwise it is zero-filled.
     whole: bool,
+    /// Whether the output is rank 0, written to a stack slot rather than a buffer.
+    scalar: bool,
 }
 
 impl Fresh {
@@ -496,29 +499,64 @@ impl Compiled {
         unsafe { self.run_fresh(&ins) }.map_err(|e| e.at(loc))
     }
 
-    /// Runs the tensor entry into newly allocated outputs: zero-filled, except those the code
-    /// writes whole, which are reserved and given their length only once the call has
-    /// completed (a failed call drops them empty, so no unwritten element is ever read).
+    /// Runs the tensor entry into newly allocated outputs (see [`Compiled::run_outputs`]),
+    /// rank-0 ones made into arrays too.
+    ///
+    /// # Safety
+    /// As for [`Compiled::run_outputs`].
+    unsafe fn run_fresh(&self, ins: &[*const u8]) -> Result<Vec<Array>> {
+        let mut outs = Outputs::new();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.run_outputs(ins, &mut outs)? };
+        Ok(outs.drain(..).map(Output::into_array).collect())
+    }
+
+    /// Runs the tensor entry into new outputs, pushed onto `outs` (kept by the caller, so
+    /// that the list is not moved): each rank-0 output into a stack slot, read back as a
+    /// value; each other output into a new buffer, zero-filled unless the code writes it
+    /// whole, in which case it is reserved and given its length only once the call has
+    /// completed (a failed call drops it empty, so no unwritten element is ever read).
     ///
     /// # Safety
     /// `ins` must hold one pointer per parameter, each to a live buffer of the parameter's
     /// type and element count.
-    unsafe fn run_fresh(&self, ins: &[*const u8]) -> Result<Vec<Array>> {
+    unsafe fn run_outputs(&self, ins: &[*const u8], outs: &mut Outputs) -> Result<()> {
         let inner = &*self.inner;
-        let mut outs: SmallVec<[Data; 4]> = SmallVec::with_capacity(inner.fresh.len());
+        let mut bufs: SmallVec<[Data; 4]> = SmallVec::new();
         for (k, f) in inner.fresh.iter().enumerate() {
-            match f.buffer() {
-                Ok(d) => outs.push(d),
-                // Naming the output scans the graph, so it is done for the error only.
-                Err(_) => return Err(self.output_alloc_error(k)),
+            if !f.scalar {
+                match f.buffer() {
+                    Ok(d) => bufs.push(d),
+                    // Naming the output scans the graph, so it is done for the error only.
+                    Err(_) => return Err(self.output_alloc_error(k)),
+                }
             }
         }
-        let outp: SmallVec<[*mut u8; 8]> = outs.iter_mut().map(vec_ptr).collect();
-        // SAFETY: the caller guarantees the arguments; each output buffer has room for its
-        // type's element count (filled or reserved), and the buffers are distinct.
+        let mut slots: SmallVec<[u64; 8]> = SmallVec::from_elem(0, inner.fresh.len());
+        let mut outp: SmallVec<[*mut u8; 8]> = SmallVec::with_capacity(inner.fresh.len());
+        let mut next = bufs.iter_mut();
+        for (f, slot) in inner.fresh.iter().zip(slots.iter_mut()) {
+            let p = if f.scalar {
+                slot as *mut u64 as *mut u8
+            } else {
+                match next.next() {
+                    Some(d) => vec_ptr(d),
+                    None => return Err(Error::new(ErrorKind::Jit, "an output has no buffer")),
+                }
+            };
+            outp.push(p);
+        }
+        // SAFETY: the caller guarantees the arguments; each output has room for its type's
+        // element count (an 8-byte, 8-aligned slot for a scalar, a buffer filled or reserved
+        // for any other), and they are distinct.
         unsafe { self.run(ins, &outp)? };
-        let mut arrays = Vec::with_capacity(outs.len());
-        for ((mut d, f), t) in outs.into_iter().zip(&inner.fresh).zip(&inner.outputs) {
+        let mut bufs = bufs.into_iter();
+        for ((f, t), slot) in inner.fresh.iter().zip(&inner.outputs).zip(&slots) {
+            if f.scalar {
+                outs.push(Output::Scalar(scalar_value(slot, f.dtype)));
+                continue;
+            }
+            let Some(mut d) = bufs.next() else { break };
             if f.whole {
                 // SAFETY: the call completed, and the code writes every element of this
                 // output (`Fresh::whole`), so the `f.len` reserved elements are initialised.
@@ -526,9 +564,11 @@ impl Compiled {
             }
             // SAFETY: the buffer holds `f.len` elements, the element count of the output's
             // type, whose size `compile` checked against `MAX_BYTES`.
-            arrays.push(unsafe { Array::from_parts_unchecked(t.shape.clone(), d) });
+            outs.push(Output::Array(unsafe {
+                Array::from_parts_unchecked(t.shape.clone(), d)
+            }));
         }
-        Ok(arrays)
+        Ok(())
     }
 
     /// The error for an output buffer that cannot be allocated, naming the output.
@@ -594,9 +634,10 @@ impl Compiled {
                 .collect();
             return R::from_scalars(&vals);
         }
+        let mut outs = Outputs::new();
         // SAFETY: the caller guarantees the arguments.
-        let outs = unsafe { self.run_fresh(ins)? };
-        R::from_outputs(outs)
+        unsafe { self.run_outputs(ins, &mut outs)? };
+        R::from_mixed(&mut outs)
     }
 
     /// Runs the tensor entry on argument and output pointers.

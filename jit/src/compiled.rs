@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) opts: JitOptions,
     pub(crate) params: Vec<Type>,
     pub(crate) outputs: Vec<Type>,
+    /// The element count of each parameter's type, for the checks every call makes.
+    param_sizes: Vec<usize>,
     workspace: usize,
     /// The bytes one call needs: its workspace plus its outputs (`None` when the sum
     /// overflows).
@@ -151,8 +153,10 @@ impl Inner {
                 scalar: t.is_scalar(),
             })
             .collect();
+        let param_sizes = params.iter().map(|t| t.shape.size()).collect();
         Inner {
             module: Some(module),
+            param_sizes,
             tensor,
             scalar,
             params,
@@ -379,30 +383,44 @@ pub(crate) fn data_ptr(d: &Data) -> *const u8 {
 }
 
 /// Checks one array against the type the graph expects for it.
+#[inline]
 pub(crate) fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
+    check_sized(what, k, want, want.size(), a)
+}
+
+/// [`check`] with the type's element count `size` already known (every call checks each
+/// argument and output, so the counts are computed once, when the code is compiled).
+#[inline]
+pub(crate) fn check_sized(what: &str, k: usize, want: &Type, size: usize, a: &Array) -> Result<()> {
+    if a.dtype() == want.dtype && a.dims() == want.dims() && a.data().len() == size {
+        return Ok(());
+    }
+    Err(mismatch(what, k, want, size, a))
+}
+
+/// The error for an array that [`check_sized`] refused.
+#[cold]
+#[inline(never)]
+fn mismatch(what: &str, k: usize, want: &Type, size: usize, a: &Array) -> Error {
     if a.dtype() != want.dtype {
-        return Err(Error::new(
+        return Error::new(
             ErrorKind::DType,
             format!("{what} {k}: expected {want} but got {}", a.ty()),
-        ));
+        );
     }
     if a.shape() != &want.shape {
-        return Err(Error::new(
+        return Error::new(
             ErrorKind::Shape,
             format!("{what} {k}: expected {want} but got {}", a.ty()),
-        ));
+        );
     }
-    if a.data().len() != want.size() {
-        return Err(Error::new(
-            ErrorKind::Jit,
-            format!(
-                "{what} {k}: type {want} needs {} elements but its buffer holds {}",
-                want.size(),
-                a.data().len()
-            ),
-        ));
-    }
-    Ok(())
+    Error::new(
+        ErrorKind::Jit,
+        format!(
+            "{what} {k}: type {want} needs {size} elements but its buffer holds {}",
+            a.data().len()
+        ),
+    )
 }
 
 /// Checks a count of arguments or outputs.
@@ -490,8 +508,15 @@ impl Compiled {
             return Err(self.inner.budget_error().at(loc));
         }
         arity("argument", self.inner.params.len(), args.len()).map_err(|e| e.at(loc))?;
-        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
-            check("argument", k, want, a).map_err(|e| e.at(loc))?;
+        let inner = &*self.inner;
+        for (k, ((want, &n), a)) in inner
+            .params
+            .iter()
+            .zip(&inner.param_sizes)
+            .zip(args)
+            .enumerate()
+        {
+            check_sized("argument", k, want, n, a).map_err(|e| e.at(loc))?;
         }
         let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
         // SAFETY: every argument was checked to have the type and element count the code was
@@ -701,12 +726,24 @@ impl Compiled {
         let checked = || -> Result<()> {
             arity("argument", inner.params.len(), args.len())?;
             arity("output", inner.outputs.len(), outs.len())?;
-            for (k, (want, a)) in inner.outputs.iter().zip(outs.iter()).enumerate() {
-                check("output", k, want, a)?;
+            for (k, ((want, f), a)) in inner
+                .outputs
+                .iter()
+                .zip(&inner.fresh)
+                .zip(outs.iter())
+                .enumerate()
+            {
+                check_sized("output", k, want, f.len, a)?;
             }
-            for (j, (want, a)) in inner.params.iter().zip(args).enumerate() {
+            for (j, ((want, &n), a)) in inner
+                .params
+                .iter()
+                .zip(&inner.param_sizes)
+                .zip(args)
+                .enumerate()
+            {
                 match a {
-                    Some(a) => check("argument", j, want, a)?,
+                    Some(a) => check_sized("argument", j, want, n, a)?,
                     None => {
                         let k = self.in_place_output(j).ok_or_else(|| {
                             Error::new(
@@ -718,7 +755,7 @@ impl Compiled {
                                 ),
                             )
                         })?;
-                        check("argument", j, want, &outs[k])?;
+                        check_sized("argument", j, want, n, &outs[k])?;
                     }
                 }
             }
@@ -753,11 +790,18 @@ impl Compiled {
     fn check_buffers(&self, args: &[&Array], outs: &[Array]) -> Result<()> {
         arity("argument", self.inner.params.len(), args.len())?;
         arity("output", self.inner.outputs.len(), outs.len())?;
-        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
-            check("argument", k, want, a)?;
+        let inner = &*self.inner;
+        for (k, ((want, &n), a)) in inner
+            .params
+            .iter()
+            .zip(&inner.param_sizes)
+            .zip(args)
+            .enumerate()
+        {
+            check_sized("argument", k, want, n, a)?;
         }
-        for (k, (want, a)) in self.inner.outputs.iter().zip(outs).enumerate() {
-            check("output", k, want, a)?;
+        for (k, ((want, f), a)) in inner.outputs.iter().zip(&inner.fresh).zip(outs).enumerate() {
+            check_sized("output", k, want, f.len, a)?;
         }
         Ok(())
     }

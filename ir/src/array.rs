@@ -480,6 +480,21 @@ impl Array {
         Array { shape, data }
     }
 
+    /// An array from a shape and elements without the checks of [`Array::new`], for code
+    /// that allocated the elements for a type it has already checked (the outputs of a
+    /// compiled call, built on every call). User input goes through [`Array::new`].
+    ///
+    /// # Safety
+    /// `data` must hold exactly `shape.size()` elements, and the shape's buffer must not
+    /// exceed [`crate::MAX_BYTES`]: every array is relied on to hold as many elements as its
+    /// shape says, within that limit.
+    #[doc(hidden)]
+    #[inline]
+    pub unsafe fn from_parts_unchecked(shape: Shape, data: Data) -> Array {
+        debug_assert_eq!(shape.checked_size(), Some(data.len()));
+        Array { shape, data }
+    }
+
     /// An array of `dtype` and `shape` filled with `value`. A shape whose size overflows is an
     /// error of kind [`ErrorKind::Size`]; memory that cannot be allocated is an error of kind
     /// [`ErrorKind::Resource`].

@@ -703,7 +703,39 @@ pub trait FromArray: Sized {
     fn from_scalar(x: ScalarValue) -> Result<Self> {
         Self::from_array(x.to_array())
     }
+
+    /// Converts one output as a compiled call gives it (see [`Output`]).
+    #[inline(always)]
+    fn from_output(o: Output) -> Result<Self> {
+        match o {
+            Output::Scalar(x) => Self::from_scalar(x),
+            Output::Array(a) => Self::from_array(a),
+        }
+    }
 }
+
+/// One output of a compiled call as [`FromOutputs::from_mixed`] receives it: a rank-0 output
+/// as the value the code wrote, any other as an array.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// A rank-0 output.
+    Scalar(ScalarValue),
+    /// Any other output.
+    Array(Array),
+}
+
+impl Output {
+    /// The output as an array (a scalar as a rank-0 array).
+    pub fn into_array(self) -> Array {
+        match self {
+            Output::Scalar(x) => x.to_array(),
+            Output::Array(a) => a,
+        }
+    }
+}
+
+/// The outputs of a compiled call, in order, held inline when there are few.
+pub type Outputs = smallvec::SmallVec<[Output; 4]>;
 
 impl FromArray for Array {
     fn from_array(a: Array) -> Result<Array> {
@@ -775,6 +807,14 @@ pub trait FromOutputs: Sized {
     fn from_scalars(outs: &[ScalarValue]) -> Result<Self> {
         Self::from_outputs(outs.iter().map(|x| x.to_array()).collect())
     }
+
+    /// Converts outputs of which the rank-0 ones are given as values, taking them out of
+    /// `outs` (a list the caller keeps, so that it is not moved); the same as converting them
+    /// all as arrays (which is what the default does), without building the scalars' arrays
+    /// or a list of arrays where the target types allow.
+    fn from_mixed(outs: &mut Outputs) -> Result<Self> {
+        Self::from_outputs(outs.drain(..).map(Output::into_array).collect())
+    }
 }
 
 impl FromOutputs for Vec<Array> {
@@ -804,6 +844,15 @@ impl<T: FromArray> FromOutputs for T {
             _ => Err(count_error(1, outs.len())),
         }
     }
+    fn from_mixed(outs: &mut Outputs) -> Result<T> {
+        if outs.len() != 1 {
+            return Err(count_error(1, outs.len()));
+        }
+        match outs.pop() {
+            Some(o) => T::from_output(o),
+            None => Err(count_error(1, 0)),
+        }
+    }
 }
 
 macro_rules! tuple_outputs {
@@ -823,6 +872,13 @@ macro_rules! tuple_outputs {
                 }
                 let mut it = outs.iter();
                 Ok(($($name::from_scalar(*it.next().expect("counted"))?,)+))
+            }
+            fn from_mixed(outs: &mut Outputs) -> Result<Self> {
+                if outs.len() != $n {
+                    return Err(count_error($n, outs.len()));
+                }
+                let mut it = outs.drain(..);
+                Ok(($($name::from_output(it.next().expect("counted"))?,)+))
             }
         }
     };

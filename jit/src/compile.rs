@@ -362,8 +362,9 @@ pub fn define_graph(
         code_bytes,
         consts,
         may_fail: may_fail(graph, opts),
+        // The wrapper of a scalar entry stores every result into its output.
         written: if sid.is_some() {
-            vec![false; graph.outputs().len()]
+            vec![true; graph.outputs().len()]
         } else {
             written_outputs(graph, &plan)
         },
@@ -371,28 +372,47 @@ pub fn define_graph(
     })
 }
 
-/// Which outputs of `graph` the tensor entry writes whole: those computed in place by the
-/// root of a fused loop (not one absorbing a product). Such a loop stores every element of its
-/// result (an elementwise loop at each index, a band its row default before its bands, a
-/// reduction its initial values before accumulating). Other lowerings are not relied on
-/// here, so every other output counts as not written and is zero-filled as before.
+/// Which outputs of `graph` the tensor entry writes whole whenever it completes, so that a
+/// call allocating them leaves them unfilled:
+/// - every output whose home is not its own output buffer, which the entry's epilogue
+///   stores (a register) or copies whole (a buffer) into it;
+/// - an output computed in its buffer by the root of a fused loop (not one absorbing a
+///   product), which stores every element of its result: an elementwise loop at each index,
+///   a band its row default before its bands, a reduction its initial values before
+///   accumulating;
+/// - an output computed in its buffer by a shape op lowered on its own (`lower/shape.rs`: not
+///   a member of a loop, not a transpose absorbing a product), which writes every element of
+///   its result: broadcast, transpose, slice and rev run a nest over the whole result,
+///   reshape copies every element, pad fills the result before writing the operand into it,
+///   and concatenate writes its pieces into windows that tile the result along the axis.
+///
+/// Other lowerings (products, gathers and scatters, control flow, windows, convolutions) are
+/// not relied on here, so their outputs count as not written and are zero-filled.
 pub(crate) fn written_outputs(graph: &Graph, plan: &Plan) -> Vec<bool> {
     let mut producer: Vec<Option<usize>> = vec![None; graph.num_values()];
+    let mut shape_op = Vec::with_capacity(graph.num_insts());
     for (i, (_, inst)) in graph.insts().enumerate() {
         for r in &inst.results {
             producer[r.index()] = Some(i);
         }
+        shape_op.push(matches!(inst.op, ferrax_ir::Op::Shape(_)));
     }
     let fusion = &plan.fusion;
+    let whole = |i: usize| {
+        !fusion.dup[i]
+            && fusion.absorbed_dot[i].is_none()
+            && match fusion.root[i] {
+                Some(r) => r == i,
+                None => shape_op[i],
+            }
+    };
     graph
         .outputs()
         .iter()
         .enumerate()
         .map(|(k, &o)| {
-            plan.homes[o.index()] == Home::Output(k)
-                && producer[o.index()].is_some_and(|i| {
-                    fusion.root[i] == Some(i) && !fusion.dup[i] && fusion.absorbed_dot[i].is_none()
-                })
+            plan.homes[o.index()] != Home::Output(k)
+                || (plan.alias[o.index()].is_none() && producer[o.index()].is_some_and(whole))
         })
         .collect()
 }
@@ -757,5 +777,30 @@ mod tests {
             ..JitOptions::default()
         };
         assert_eq!(tier(&long, &off), Tier::NoOpt);
+    }
+
+    #[test]
+    fn outputs_written_whole_are_known() {
+        // Outputs: a concatenation of 20 one-element pieces (a jet's series), a pad, a
+        // transpose, a product, a scalar, a parameter passed through, and the pad again.
+        let tys = [Type::new(DType::F64, &[4, 3]), Type::scalar(DType::F64)];
+        let g = ferrax_ir::tracer::trace_with(&tys, |xs| {
+            let (x, y) = (&xs[0], &xs[1]);
+            let pieces: Vec<Tensor> = (0..20).map(|k| (y * k as f64).reshape(&[1])).collect();
+            let p = x.pad(&[1, 0], &[0, 2], &[0, 0], 7.0);
+            vec![
+                ferrax_ir::tensor::concatenate(&pieces, 0),
+                p.clone(),
+                x.transpose(&[1, 0]),
+                x.matmul(&x.transpose(&[1, 0])),
+                y.sin(),
+                x.clone(),
+                p,
+            ]
+        })
+        .expect("traces")
+        .graph;
+        let written = written_outputs(&g, &plan(&g));
+        assert_eq!(written, [true, true, true, false, true, true, true]);
     }
 }

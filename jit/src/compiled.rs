@@ -3,7 +3,7 @@
 use crate::stats;
 use crate::JitOptions;
 use cranelift_jit::JITModule;
-use ferrax_ir::function::FromOutputs;
+use ferrax_ir::function::{FromOutputs, Output, Outputs};
 use ferrax_ir::ops::Literal;
 use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, ScalarValue, Type};
 use smallvec::SmallVec;
@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) opts: JitOptions,
     pub(crate) params: Vec<Type>,
     pub(crate) outputs: Vec<Type>,
+    /// The element count of each parameter's type, for the checks every call makes.
+    param_sizes: Vec<usize>,
     workspace: usize,
     /// The bytes one call needs: its workspace plus its outputs (`None` when the sum
     /// overflows).
@@ -92,9 +94,9 @@ pub(crate) struct Inner {
     _consts: Vec<Literal>,
     compile_time: Duration,
     code_bytes: usize,
-    /// Whether the code writes every element of each output (see
-    /// `compile::written_outputs`): a call allocating such an output leaves it unfilled.
-    written: Vec<bool>,
+    /// How a call that allocates its outputs makes each buffer (see [`Fresh`]), decided
+    /// once here so that a call neither recomputes sizes nor looks anything up.
+    fresh: Vec<Fresh>,
     /// For each output, the parameter whose buffer it may be written into (see
     /// `crate::in_place`).
     in_place: Vec<Option<usize>>,
@@ -141,8 +143,20 @@ impl Inner {
                 *slot = Some(k);
             }
         }
+        let fresh = outputs
+            .iter()
+            .zip(written.iter().copied().chain(std::iter::repeat(false)))
+            .map(|(t, whole)| Fresh {
+                dtype: t.dtype,
+                len: t.shape.size(),
+                whole: whole && t.dtype != DType::Bool,
+                scalar: t.is_scalar(),
+            })
+            .collect();
+        let param_sizes = params.iter().map(|t| t.shape.size()).collect();
         Inner {
             module: Some(module),
+            param_sizes,
             tensor,
             scalar,
             params,
@@ -158,7 +172,7 @@ impl Inner {
             _consts: consts,
             compile_time,
             code_bytes,
-            written,
+            fresh,
             in_place,
             taken_by,
         }
@@ -250,40 +264,36 @@ impl Inner {
     }
 }
 
-/// A zero-filled array of type `ty`, or a resource error naming `what` when its memory cannot
-/// be had.
-fn try_zeros(ty: &Type, what: &str) -> Result<Array> {
-    use ferrax_ir::alloc::try_filled;
-    ty.check_size(what)?;
-    let n = ty.shape.size();
-    let data = match ty.dtype {
-        DType::F32 => Data::F32(try_filled(n, 0.0, what)?),
-        DType::F64 => Data::F64(try_filled(n, 0.0, what)?),
-        DType::I32 => Data::I32(try_filled(n, 0, what)?),
-        DType::Bool => Data::Bool(try_filled(n, false, what)?),
-    };
-    Array::new(ty.shape.clone(), data)
+/// How a call that allocates its outputs makes the buffer of one output.
+#[derive(Clone, Copy, Debug)]
+struct Fresh {
+    dtype: DType,
+    /// The element count (checked against `ferrax_ir::MAX_BYTES` when the graph compiled).
+    len: usize,
+    /// Whether the code writes every element (see `compile::written_outputs`) and the dtype
+    /// is not `bool` (whose bytes must be 0 or 1): the buffer is then reserved empty and given
+    /// its length once the call completes, otherwise it is zero-filled.
+    whole: bool,
+    /// Whether the output is rank 0, written to a stack slot rather than a buffer.
+    scalar: bool,
 }
 
-/// The buffer of one output of type `ty` for a call that allocates it, with the element count
-/// to give it after the call: zero-filled (count 0: it has its length already), or, when
-/// `whole` says the code writes every element and the dtype is not `bool` (whose bytes must be
-/// 0 or 1), reserved empty with that count.
-fn reserve(ty: &Type, whole: bool) -> Result<(Data, usize)> {
-    use ferrax_ir::alloc::try_with_capacity;
-    const WHAT: &str = "an output of the compiled call";
-    if !whole || ty.dtype == DType::Bool {
-        return Ok((try_zeros(ty, WHAT)?.into_parts().1, 0));
+impl Fresh {
+    /// The buffer: reserved empty when the code writes it whole, zero-filled otherwise; a
+    /// resource error when its memory cannot be had.
+    fn buffer(&self) -> Result<Data> {
+        use ferrax_ir::alloc::try_with_capacity;
+        const WHAT: &str = "an output of the compiled call";
+        if !self.whole {
+            return Data::try_filled(self.dtype, self.len, 0.0, WHAT);
+        }
+        Ok(match self.dtype {
+            DType::F32 => Data::F32(try_with_capacity(self.len, WHAT)?),
+            DType::F64 => Data::F64(try_with_capacity(self.len, WHAT)?),
+            DType::I32 => Data::I32(try_with_capacity(self.len, WHAT)?),
+            DType::Bool => Data::Bool(try_with_capacity(self.len, WHAT)?),
+        })
     }
-    ty.check_size(WHAT)?;
-    let n = ty.shape.size();
-    let data = match ty.dtype {
-        DType::F32 => Data::F32(try_with_capacity(n, WHAT)?),
-        DType::F64 => Data::F64(try_with_capacity(n, WHAT)?),
-        DType::I32 => Data::I32(try_with_capacity(n, WHAT)?),
-        DType::Bool => Data::Bool(try_with_capacity(n, WHAT)?),
-    };
-    Ok((data, n))
 }
 
 /// The address of a buffer's allocation (taken from the vector, so that it covers the
@@ -373,30 +383,44 @@ pub(crate) fn data_ptr(d: &Data) -> *const u8 {
 }
 
 /// Checks one array against the type the graph expects for it.
+#[inline]
 pub(crate) fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> {
+    check_sized(what, k, want, want.size(), a)
+}
+
+/// [`check`] with the type's element count `size` already known (every call checks each
+/// argument and output, so the counts are computed once, when the code is compiled).
+#[inline]
+pub(crate) fn check_sized(what: &str, k: usize, want: &Type, size: usize, a: &Array) -> Result<()> {
+    if a.dtype() == want.dtype && a.dims() == want.dims() && a.data().len() == size {
+        return Ok(());
+    }
+    Err(mismatch(what, k, want, size, a))
+}
+
+/// The error for an array that [`check_sized`] refused.
+#[cold]
+#[inline(never)]
+fn mismatch(what: &str, k: usize, want: &Type, size: usize, a: &Array) -> Error {
     if a.dtype() != want.dtype {
-        return Err(Error::new(
+        return Error::new(
             ErrorKind::DType,
             format!("{what} {k}: expected {want} but got {}", a.ty()),
-        ));
+        );
     }
     if a.shape() != &want.shape {
-        return Err(Error::new(
+        return Error::new(
             ErrorKind::Shape,
             format!("{what} {k}: expected {want} but got {}", a.ty()),
-        ));
+        );
     }
-    if a.data().len() != want.size() {
-        return Err(Error::new(
-            ErrorKind::Jit,
-            format!(
-                "{what} {k}: type {want} needs {} elements but its buffer holds {}",
-                want.size(),
-                a.data().len()
-            ),
-        ));
-    }
-    Ok(())
+    Error::new(
+        ErrorKind::Jit,
+        format!(
+            "{what} {k}: type {want} needs {size} elements but its buffer holds {}",
+            a.data().len()
+        ),
+    )
 }
 
 /// Checks a count of arguments or outputs.
@@ -472,59 +496,122 @@ impl Compiled {
     /// reverse-mode loop's tape) are errors of kind [`ErrorKind::Resource`].
     #[track_caller]
     pub fn call(&self, args: &[Array]) -> Result<Vec<Array>> {
+        let refs: SmallVec<[&Array; 8]> = args.iter().collect();
+        self.call_refs(&refs)
+    }
+
+    /// [`Compiled::call`] on borrowed arguments.
+    #[track_caller]
+    pub fn call_refs(&self, args: &[&Array]) -> Result<Vec<Array>> {
         let loc = std::panic::Location::caller();
         if self.inner.over_budget {
             return Err(self.inner.budget_error().at(loc));
         }
-        let refs: SmallVec<[&Array; 8]> = args.iter().collect();
-        arity("argument", self.inner.params.len(), refs.len()).map_err(|e| e.at(loc))?;
-        for (k, (want, a)) in self.inner.params.iter().zip(&refs).enumerate() {
-            check("argument", k, want, a).map_err(|e| e.at(loc))?;
+        arity("argument", self.inner.params.len(), args.len()).map_err(|e| e.at(loc))?;
+        let inner = &*self.inner;
+        for (k, ((want, &n), a)) in inner
+            .params
+            .iter()
+            .zip(&inner.param_sizes)
+            .zip(args)
+            .enumerate()
+        {
+            check_sized("argument", k, want, n, a).map_err(|e| e.at(loc))?;
         }
-        let ins: SmallVec<[*const u8; 8]> = refs.iter().map(|a| data_ptr(a.data())).collect();
+        let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
         // SAFETY: every argument was checked to have the type and element count the code was
         // compiled for.
         unsafe { self.run_fresh(&ins) }.map_err(|e| e.at(loc))
     }
 
-    /// Runs the tensor entry into newly allocated outputs: zero-filled, except those the code
-    /// writes whole, which are reserved and given their length only once the call has
-    /// completed (a failed call drops them empty, so no unwritten element is ever read).
+    /// Runs the tensor entry into newly allocated outputs (see [`Compiled::run_outputs`]),
+    /// rank-0 ones made into arrays too.
+    ///
+    /// # Safety
+    /// As for [`Compiled::run_outputs`].
+    unsafe fn run_fresh(&self, ins: &[*const u8]) -> Result<Vec<Array>> {
+        let mut outs = Outputs::new();
+        // SAFETY: forwarded from the caller.
+        unsafe { self.run_outputs(ins, &mut outs)? };
+        Ok(outs.drain(..).map(Output::into_array).collect())
+    }
+
+    /// Runs the tensor entry into new outputs, pushed onto `outs` (kept by the caller, so
+    /// that the list is not moved): each rank-0 output into a stack slot, read back as a
+    /// value; each other output into a new buffer, zero-filled unless the code writes it
+    /// whole, in which case it is reserved and given its length only once the call has
+    /// completed (a failed call drops it empty, so no unwritten element is ever read).
     ///
     /// # Safety
     /// `ins` must hold one pointer per parameter, each to a live buffer of the parameter's
     /// type and element count.
-    unsafe fn run_fresh(&self, ins: &[*const u8]) -> Result<Vec<Array>> {
-        let mut outs: SmallVec<[(Data, usize); 4]> = SmallVec::new();
-        for (k, t) in self.inner.outputs.iter().enumerate() {
-            let whole = self.inner.written.get(k).copied().unwrap_or(false);
-            outs.push(match reserve(t, whole) {
-                Ok(d) => d,
-                // Naming the output scans the graph, so it is done for the error only.
-                Err(_) => {
-                    let what = format!(
-                        "output {k} of the compiled call ({})",
-                        output_origin(&self.inner.graph, k)
-                    );
-                    try_zeros(t, &what).map(|a| (a.into_parts().1, 0))?
+    unsafe fn run_outputs(&self, ins: &[*const u8], outs: &mut Outputs) -> Result<()> {
+        let inner = &*self.inner;
+        let mut bufs: SmallVec<[Data; 4]> = SmallVec::new();
+        for (k, f) in inner.fresh.iter().enumerate() {
+            if !f.scalar {
+                match f.buffer() {
+                    Ok(d) => bufs.push(d),
+                    // Naming the output scans the graph, so it is done for the error only.
+                    Err(_) => return Err(self.output_alloc_error(k)),
                 }
-            });
+            }
         }
-        let outp: SmallVec<[*mut u8; 8]> = outs.iter_mut().map(|(d, _)| vec_ptr(d)).collect();
-        // SAFETY: the caller guarantees the arguments; each output buffer has room for its
-        // type's element count (filled or reserved), and the buffers are distinct.
-        unsafe { self.run(ins, &outp)? };
-        outs.into_iter()
-            .zip(&self.inner.outputs)
-            .map(|((mut d, len), t)| {
-                if len > 0 {
-                    // SAFETY: the call completed, and the code writes every element of this
-                    // output (`written`), so the reserved elements are initialised.
-                    unsafe { set_len(&mut d, len) };
+        let mut slots: SmallVec<[u64; 8]> = SmallVec::from_elem(0, inner.fresh.len());
+        let mut outp: SmallVec<[*mut u8; 8]> = SmallVec::with_capacity(inner.fresh.len());
+        let mut next = bufs.iter_mut();
+        for (f, slot) in inner.fresh.iter().zip(slots.iter_mut()) {
+            let p = if f.scalar {
+                slot as *mut u64 as *mut u8
+            } else {
+                match next.next() {
+                    Some(d) => vec_ptr(d),
+                    None => return Err(Error::new(ErrorKind::Jit, "an output has no buffer")),
                 }
-                Array::new(t.shape.clone(), d)
-            })
-            .collect()
+            };
+            outp.push(p);
+        }
+        // SAFETY: the caller guarantees the arguments; each output has room for its type's
+        // element count (an 8-byte, 8-aligned slot for a scalar, a buffer filled or reserved
+        // for any other), and they are distinct.
+        unsafe { self.run(ins, &outp)? };
+        let mut bufs = bufs.into_iter();
+        for ((f, t), slot) in inner.fresh.iter().zip(&inner.outputs).zip(&slots) {
+            if f.scalar {
+                outs.push(Output::Scalar(scalar_value(slot, f.dtype)));
+                continue;
+            }
+            let Some(mut d) = bufs.next() else { break };
+            if f.whole {
+                // SAFETY: the call completed, and the code writes every element of this
+                // output (`Fresh::whole`), so the `f.len` reserved elements are initialised.
+                unsafe { set_len(&mut d, f.len) };
+            }
+            // SAFETY: the buffer holds `f.len` elements, the element count of the output's
+            // type, whose size `compile` checked against `MAX_BYTES`.
+            outs.push(Output::Array(unsafe {
+                Array::from_parts_unchecked(t.shape.clone(), d)
+            }));
+        }
+        Ok(())
+    }
+
+    /// The error for an output buffer that cannot be allocated, naming the output.
+    #[cold]
+    #[inline(never)]
+    fn output_alloc_error(&self, k: usize) -> Error {
+        let inner = &*self.inner;
+        let bytes = inner
+            .outputs
+            .get(k)
+            .map_or(usize::MAX, |t| t.checked_bytes().unwrap_or(usize::MAX));
+        ferrax_ir::alloc::cannot_allocate(
+            bytes,
+            format_args!(
+                "output {k} of the compiled call ({})",
+                output_origin(&inner.graph, k)
+            ),
+        )
     }
 
     /// Whether every call exceeds `JitOptions::max_call_bytes` (decided at compile time).
@@ -572,9 +659,10 @@ impl Compiled {
                 .collect();
             return R::from_scalars(&vals);
         }
+        let mut outs = Outputs::new();
         // SAFETY: the caller guarantees the arguments.
-        let outs = unsafe { self.run_fresh(ins)? };
-        R::from_outputs(outs)
+        unsafe { self.run_outputs(ins, &mut outs)? };
+        R::from_mixed(&mut outs)
     }
 
     /// Runs the tensor entry on argument and output pointers.
@@ -638,12 +726,24 @@ impl Compiled {
         let checked = || -> Result<()> {
             arity("argument", inner.params.len(), args.len())?;
             arity("output", inner.outputs.len(), outs.len())?;
-            for (k, (want, a)) in inner.outputs.iter().zip(outs.iter()).enumerate() {
-                check("output", k, want, a)?;
+            for (k, ((want, f), a)) in inner
+                .outputs
+                .iter()
+                .zip(&inner.fresh)
+                .zip(outs.iter())
+                .enumerate()
+            {
+                check_sized("output", k, want, f.len, a)?;
             }
-            for (j, (want, a)) in inner.params.iter().zip(args).enumerate() {
+            for (j, ((want, &n), a)) in inner
+                .params
+                .iter()
+                .zip(&inner.param_sizes)
+                .zip(args)
+                .enumerate()
+            {
                 match a {
-                    Some(a) => check("argument", j, want, a)?,
+                    Some(a) => check_sized("argument", j, want, n, a)?,
                     None => {
                         let k = self.in_place_output(j).ok_or_else(|| {
                             Error::new(
@@ -655,7 +755,7 @@ impl Compiled {
                                 ),
                             )
                         })?;
-                        check("argument", j, want, &outs[k])?;
+                        check_sized("argument", j, want, n, &outs[k])?;
                     }
                 }
             }
@@ -690,11 +790,18 @@ impl Compiled {
     fn check_buffers(&self, args: &[&Array], outs: &[Array]) -> Result<()> {
         arity("argument", self.inner.params.len(), args.len())?;
         arity("output", self.inner.outputs.len(), outs.len())?;
-        for (k, (want, a)) in self.inner.params.iter().zip(args).enumerate() {
-            check("argument", k, want, a)?;
+        let inner = &*self.inner;
+        for (k, ((want, &n), a)) in inner
+            .params
+            .iter()
+            .zip(&inner.param_sizes)
+            .zip(args)
+            .enumerate()
+        {
+            check_sized("argument", k, want, n, a)?;
         }
-        for (k, (want, a)) in self.inner.outputs.iter().zip(outs).enumerate() {
-            check("output", k, want, a)?;
+        for (k, ((want, f), a)) in inner.outputs.iter().zip(&inner.fresh).zip(outs).enumerate() {
+            check_sized("output", k, want, f.len, a)?;
         }
         Ok(())
     }

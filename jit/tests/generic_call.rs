@@ -309,3 +309,41 @@ fn integer_and_bool_scalars_pass_through_their_own_storage() {
         }
     }
 }
+
+#[test]
+fn scalar_and_array_outputs_together_convert_like_arrays() {
+    // Rank-0 outputs next to array outputs are read from stack slots (no array built for
+    // them): every dtype, as a typed value and as an `Array`, against the interpreter.
+    let f = jit(|x: Tensor, v: Tensor| {
+        let s = (x.clone() * v.clone()).sum_all();
+        (
+            s.clone(),
+            v.clone() * x.clone(),
+            s.clone().astype(DType::F32),
+            s.clone().astype(DType::I32),
+            s.gt(0.0),
+            v.sin(),
+        )
+    })
+    .unwrap();
+    for k in 0..6 {
+        let x = 0.75 * k as f64 - 2.0;
+        let v = Array::from(vec![1.5, -0.5, 2.0 + k as f64]);
+        let want = interp(&f, &[Array::from(x), v.clone()]);
+        let got: (f64, Vec<f64>, f32, i32, Array, Array) = f.call((x, v.clone())).unwrap();
+        assert_eq!(got.0.to_bits(), f64::try_from(&want[0]).unwrap().to_bits());
+        assert_eq!(got.1, Vec::<f64>::try_from(&want[1]).unwrap());
+        assert_eq!(got.2.to_bits(), f32::try_from(&want[2]).unwrap().to_bits());
+        assert_eq!(got.3, i32::try_from(&want[3]).unwrap());
+        assert!(got.4.bits_eq(&want[4]), "{} vs {}", got.4, want[4]);
+        assert!(got.5.bits_eq(&want[5]));
+        let all: Vec<Array> = f.call((x, v.clone())).unwrap();
+        assert_eq!(all.len(), want.len());
+        for (g, w) in all.iter().zip(&want) {
+            assert!(g.bits_eq(w), "{g} vs {w}");
+        }
+        // Too few places for the outputs is the count error, as before.
+        let e = f.call::<_, (f64, Array)>((x, v)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Arity, "{e}");
+    }
+}

@@ -262,3 +262,78 @@ fn scalar_entry_with_stack_workspace() {
     // The default (Auto) sums 3000 elements with vector accumulators: close, not bit-equal.
     common::check_with(&g, &[0.5.into()], Some(1e-12));
 }
+
+/// The outputs of `shapes_and_more` for an `x` of `dtype[4, 3]` and a scalar `y`: outputs the
+/// code writes whole (a concatenation of 20 one-element pieces as a jet's series, one of two
+/// slices, a pad with interior padding, a strided slice, a rev, a broadcast, a transpose, a
+/// reshape, a scalar, the parameter passed through, an output repeated) and outputs it may
+/// not (a scatter-add into zeros, a product).
+fn shapes_and_more(dtype: DType) -> Graph {
+    let tys = [Type::new(dtype, &[4, 3]), Type::scalar(dtype)];
+    let float = dtype != DType::I32;
+    ferrax_ir::tracer::trace_with(&tys, |xs| {
+        let (x, y) = (&xs[0], &xs[1]);
+        let pieces: Vec<ferrax_ir::Tensor> =
+            (0..20).map(|k| (y * y + k as f64).reshape(&[1])).collect();
+        let a = x.slice(&[0, 0], &[4, 2], &[1, 1]);
+        let b = x.slice(&[0, 1], &[4, 3], &[1, 1]);
+        let p = x.pad(&[1, 0], &[0, 2], &[1, 1], 7.0);
+        let idx = ferrax_ir::Tensor::constant(Array::from_i32([3], vec![2, 0, 2]).unwrap());
+        let mut outs = vec![
+            ferrax_ir::concatenate(&pieces, 0),
+            ferrax_ir::concatenate(&[a, b * 2.0], 1),
+            p.clone(),
+            x.slice(&[1, 0], &[4, 3], &[2, 2]),
+            x.rev(&[0, 1]),
+            y.broadcast_to(&[2, 5]),
+            x.transpose(&[1, 0]),
+            (x + 1.0).reshape(&[3, 4]),
+            y * 3.0,
+            x.clone(),
+            p,
+            x.zeros_like()
+                .scatter_add(&idx, &x.slice(&[0, 0], &[3, 3], &[1, 1])),
+        ];
+        if float {
+            outs.push(x.matmul(&x.transpose(&[1, 0])));
+        }
+        outs
+    })
+    .expect("traces")
+    .graph
+}
+
+/// Outputs a call allocates are left unfilled only where the code writes every element:
+/// before each call the memory its outputs will take is dirtied (buffers of their sizes
+/// filled with a pattern, then freed, which the allocator hands out again), and every output
+/// must still equal the interpreter's bit for bit. An output left unfilled but only partly
+/// written would show the pattern.
+#[test]
+fn fresh_outputs_over_dirty_memory_match_the_interpreter() {
+    let mut rng = common::Rng(5);
+    for dtype in [DType::F64, DType::F32, DType::I32] {
+        let g = shapes_and_more(dtype);
+        let f = compile(&g, &JitOptions::default()).unwrap();
+        for _ in 0..3 {
+            let args = [
+                common::array(&mut rng, dtype, &[4, 3], -3.0, 3.0, false),
+                common::array(&mut rng, dtype, &[], -3.0, 3.0, false),
+            ];
+            let want = ferrax_ir::interp::eval(&g, &args).unwrap();
+            let mut dirty: Vec<Vec<u8>> = f
+                .output_types()
+                .iter()
+                .map(|t| vec![0xA5u8; t.size() * t.dtype.size_bytes()])
+                .collect();
+            // Freed last first, so that the first output's buffer is the first handed out.
+            while let Some(d) = dirty.pop() {
+                drop(d);
+            }
+            let got = f.call(&args).unwrap();
+            for (k, (w, o)) in want.iter().zip(&got).enumerate() {
+                assert!(common::same_bits(w, o), "{dtype} output {k}: {w} vs {o}");
+            }
+            common::check(&g, &args);
+        }
+    }
+}

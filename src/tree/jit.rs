@@ -203,7 +203,8 @@ impl TreeJit {
     /// Runs the prepared call on `leaves`. With `donated` (one flag per leaf), an output
     /// that may overwrite a donated leaf takes its buffer, the other outputs take the buffers
     /// donated by an earlier call (or new zeros), and the other leaves marked donated become
-    /// the next donating call's outputs; without, outputs are new zeros.
+    /// the next donating call's outputs; without, outputs are new buffers (see
+    /// `Compiled::call_refs`).
     fn run(
         &self,
         p: &Prepared,
@@ -212,15 +213,8 @@ impl TreeJit {
     ) -> Result<Vec<Array>> {
         let lock = || p.slots.lock().unwrap_or_else(|e| e.into_inner());
         let Some(donated) = donated else {
-            let mut outs = p
-                .compiled
-                .output_types()
-                .iter()
-                .map(Array::zeros)
-                .collect::<Result<Vec<Array>>>()?;
             let refs: Vec<&Array> = leaves.iter().map(|a| &**a).collect();
-            p.compiled.call_into(&refs, &mut outs)?;
-            return Ok(outs);
+            return p.compiled.call_refs(&refs);
         };
         // The lists are taken out (not copied) and put back below, so that their storage
         // serves every call.

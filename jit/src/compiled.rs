@@ -507,17 +507,7 @@ impl Compiled {
         if self.inner.over_budget {
             return Err(self.inner.budget_error().at(loc));
         }
-        arity("argument", self.inner.params.len(), args.len()).map_err(|e| e.at(loc))?;
-        let inner = &*self.inner;
-        for (k, ((want, &n), a)) in inner
-            .params
-            .iter()
-            .zip(&inner.param_sizes)
-            .zip(args)
-            .enumerate()
-        {
-            check_sized("argument", k, want, n, a).map_err(|e| e.at(loc))?;
-        }
+        self.check_args(args).map_err(|e| e.at(loc))?;
         let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
         // SAFETY: every argument was checked to have the type and element count the code was
         // compiled for.
@@ -786,11 +776,11 @@ impl Compiled {
         self.inner.taken_by.get(j).copied().flatten()
     }
 
-    /// Checks the counts and types of a call's arguments and outputs.
-    fn check_buffers(&self, args: &[&Array], outs: &[Array]) -> Result<()> {
-        arity("argument", self.inner.params.len(), args.len())?;
-        arity("output", self.inner.outputs.len(), outs.len())?;
+    /// Checks the count and types of a call's arguments against the element counts computed
+    /// once per signature.
+    fn check_args(&self, args: &[&Array]) -> Result<()> {
         let inner = &*self.inner;
+        arity("argument", inner.params.len(), args.len())?;
         for (k, ((want, &n), a)) in inner
             .params
             .iter()
@@ -800,6 +790,14 @@ impl Compiled {
         {
             check_sized("argument", k, want, n, a)?;
         }
+        Ok(())
+    }
+
+    /// Checks the counts and types of a call's arguments and outputs.
+    fn check_buffers(&self, args: &[&Array], outs: &[Array]) -> Result<()> {
+        self.check_args(args)?;
+        let inner = &*self.inner;
+        arity("output", inner.outputs.len(), outs.len())?;
         for (k, ((want, f), a)) in inner.outputs.iter().zip(&inner.fresh).zip(outs).enumerate() {
             check_sized("output", k, want, f.len, a)?;
         }

@@ -66,6 +66,18 @@ impl Data {
         })
     }
 
+    /// An empty vector of `dtype` with room for `n` elements, or a resource error naming `what`
+    /// when the memory cannot be allocated.
+    pub fn try_with_capacity(dtype: DType, n: usize, what: impl fmt::Display) -> Result<Data> {
+        use crate::alloc::try_with_capacity;
+        Ok(match dtype {
+            DType::F32 => Data::F32(try_with_capacity(n, what)?),
+            DType::F64 => Data::F64(try_with_capacity(n, what)?),
+            DType::I32 => Data::I32(try_with_capacity(n, what)?),
+            DType::Bool => Data::Bool(try_with_capacity(n, what)?),
+        })
+    }
+
     /// A vector of `n` elements of `dtype` all equal to `value`, allocated infallibly: only for
     /// evaluations whose result memory `Op::eval` has already probed.
     pub(crate) fn filled(dtype: DType, n: usize, value: f64) -> Data {

@@ -282,17 +282,12 @@ impl Fresh {
     /// The buffer: reserved empty when the code writes it whole, zero-filled otherwise; a
     /// resource error when its memory cannot be had.
     fn buffer(&self) -> Result<Data> {
-        use ferrax_ir::alloc::try_with_capacity;
         const WHAT: &str = "an output of the compiled call";
-        if !self.whole {
-            return Data::try_filled(self.dtype, self.len, 0.0, WHAT);
+        if self.whole {
+            Data::try_with_capacity(self.dtype, self.len, WHAT)
+        } else {
+            Data::try_filled(self.dtype, self.len, 0.0, WHAT)
         }
-        Ok(match self.dtype {
-            DType::F32 => Data::F32(try_with_capacity(self.len, WHAT)?),
-            DType::F64 => Data::F64(try_with_capacity(self.len, WHAT)?),
-            DType::I32 => Data::I32(try_with_capacity(self.len, WHAT)?),
-            DType::Bool => Data::Bool(try_with_capacity(self.len, WHAT)?),
-        })
     }
 }
 
@@ -715,16 +710,7 @@ impl Compiled {
         let inner = &*self.inner;
         let checked = || -> Result<()> {
             arity("argument", inner.params.len(), args.len())?;
-            arity("output", inner.outputs.len(), outs.len())?;
-            for (k, ((want, f), a)) in inner
-                .outputs
-                .iter()
-                .zip(&inner.fresh)
-                .zip(outs.iter())
-                .enumerate()
-            {
-                check_sized("output", k, want, f.len, a)?;
-            }
+            self.check_outs(outs)?;
             for (j, ((want, &n), a)) in inner
                 .params
                 .iter()
@@ -796,6 +782,11 @@ impl Compiled {
     /// Checks the counts and types of a call's arguments and outputs.
     fn check_buffers(&self, args: &[&Array], outs: &[Array]) -> Result<()> {
         self.check_args(args)?;
+        self.check_outs(outs)
+    }
+
+    /// Checks the count and types of a call's outputs.
+    fn check_outs(&self, outs: &[Array]) -> Result<()> {
         let inner = &*self.inner;
         arity("output", inner.outputs.len(), outs.len())?;
         for (k, ((want, f), a)) in inner.outputs.iter().zip(&inner.fresh).zip(outs).enumerate() {

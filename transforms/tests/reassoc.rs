@@ -309,3 +309,81 @@ fn single_precision_products_are_numbered_too() {
         close_arrays(v, w, 1e-6, "f32 products");
     }
 }
+
+/// The longest chain of equations from a parameter to an output.
+fn depth(g: &Graph) -> usize {
+    let mut d = vec![0usize; g.num_values()];
+    for (_, inst) in g.insts() {
+        let at = inst.args.iter().map(|a| d[a.index()]).max().unwrap_or(0) + 1;
+        for r in inst.results.iter() {
+            d[r.index()] = at;
+        }
+    }
+    g.outputs().iter().map(|o| d[o.index()]).max().unwrap_or(0)
+}
+
+#[test]
+fn a_scaling_used_once_moves_off_the_running_product() {
+    // (ct · 3) · c, with c older than ct: becomes ct · (3 · c), one multiplication on ct.
+    let s = f64t(&[]);
+    let g = build(&[s.clone(), s], |b, p| {
+        let c = un(b, UnaryOp::Cos, p[0]);
+        let ct = un(b, UnaryOp::Sin, p[1]);
+        let three = cst(b, 3.0);
+        let scaled = mul(b, ct, three);
+        vec![mul(b, scaled, c)]
+    });
+    let h = pass(&g);
+    let out = h.outputs()[0];
+    let (_, last) = h.producer(out).unwrap();
+    let sin = h
+        .insts()
+        .find(|(_, i)| i.op == ferrax_ir::Op::Unary(UnaryOp::Sin))
+        .map(|(_, i)| i.results[0])
+        .unwrap();
+    assert!(
+        last.args.contains(&sin),
+        "the product's last multiplication should take the running value directly:\n{h}"
+    );
+    for xs in [[0.3, -1.2], [2.0, 0.7]] {
+        close(eval_f64(&h, &xs)[0], eval_f64(&g, &xs)[0], 1e-15, "value");
+    }
+    // Used twice, the scaling stays and the product is left as it is.
+    let g2 = build(&[f64t(&[]), f64t(&[])], |b, p| {
+        let c = un(b, UnaryOp::Cos, p[0]);
+        let ct = un(b, UnaryOp::Sin, p[1]);
+        let three = cst(b, 3.0);
+        let scaled = mul(b, ct, three);
+        vec![mul(b, scaled, c), scaled]
+    });
+    let h2 = pass(&g2);
+    assert_eq!(h2.num_insts(), g2.num_insts(), "{h2}");
+}
+
+#[test]
+fn a_long_chain_reverse_pass_puts_one_multiplication_per_step_on_its_cotangent() {
+    // x ← sin(x)·1.0001 + 0.1, n times: the forward pass is three equations deep per step,
+    // and the reverse pass's running product one (`ct · (1.0001 · cos x)`), not two.
+    let n = 200;
+    let f = ferrax_ir::function(move |x: ferrax_ir::Tensor| {
+        let mut x = x;
+        for _ in 0..n {
+            x = x.sin() * 1.0001 + 0.1;
+        }
+        x
+    });
+    let g = (*f.specialize(&[f64t(&[])]).unwrap().graph).clone();
+    let dg = ferrax_transforms::grad_graph(&g, 1, &[0], false).unwrap();
+    dg.verify().unwrap();
+    let d = depth(&dg);
+    assert!(d <= 4 * n + 4, "depth {d} for {n} steps:\n{dg}");
+    // The derivative, multiplied out by hand in the same order as a tape would.
+    let mut x: f64 = 0.4;
+    let mut tape = Vec::new();
+    for _ in 0..n {
+        tape.push(x.cos() * 1.0001);
+        x = x.sin() * 1.0001 + 0.1;
+    }
+    let want: f64 = tape.iter().rev().product();
+    close(run_scalars(&dg, &[0.4])[0], want, 1e-12, "chain gradient");
+}

@@ -40,7 +40,7 @@
 use crate::emit::{self, splat};
 use ferrax_ir::ops::{BinaryOp, UnaryOp};
 use ferrax_ir::placement::{table_hash, Placement};
-use ferrax_ir::{Builder, DType, Graph, Op, Result, Type, Value};
+use ferrax_ir::{Builder, DType, Graph, InstData, Op, Result, Type, Value};
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use smallvec::{smallvec, SmallVec};
 use std::hash::{BuildHasher, Hasher};
@@ -352,47 +352,19 @@ impl Numbering {
         }
     }
 
-    /// `x · y` as `p · (k · y)` when `x` is the scaling `k · p` (a multiplication by a
-    /// constant or a negation) that only this product uses (`sole`, per operand, from the
-    /// input graph) and `y` is older than `p` and not a constant; `None` otherwise.
-    ///
-    /// The reverse pass of a long chain multiplies its running cotangent by every step's
-    /// local derivative, often a constant times an earlier value (`(ct · 1.0001) · cos x`):
-    /// emitted as it stands, each step puts two multiplications on the running product, the
-    /// chain's critical path; `ct · (1.0001 · cos x)` puts one there and computes the other
-    /// beside it, from values the forward pass made long before. Where the running product
-    /// is subnormal (a long chain of derivatives below one), each multiplication on it is a
-    /// slow microcode assist on many CPUs, so this also halves those. It adds no equation
-    /// when the scaling has no other use, which `sole` checks in the input graph.
-    fn scale_off_chain(&mut self, op: &Op, args: &[Value], sole: &[bool]) -> Result<Option<Value>> {
-        if !matches!(op, Op::Binary(BinaryOp::Mul)) || args.len() != 2 {
-            return Ok(None);
-        }
-        for (i, j) in [(0, 1), (1, 0)] {
-            if !sole.get(i).copied().unwrap_or(false) {
-                continue;
-            }
-            let (x, y) = (args[i], args[j]);
-            let Some((p, k)) = self.scaling(x) else {
-                continue;
-            };
-            if y.index() >= p.index() || splat(&self.b, y).is_some() {
-                continue;
-            }
-            let ky = self.scale(y, k)?;
-            return emit::mul(&mut self.b, p, ky).map(Some);
-        }
-        Ok(None)
-    }
-
-    /// `(p, k)` when `x` is computed as `k · p` for a constant `k` other than one: a
-    /// multiplication by a splat constant or a negation.
-    fn scaling(&self, x: Value) -> Option<(Value, f64)> {
-        let (_, inst) = self.b.graph().producer(x)?;
-        match (&inst.op, inst.args.as_slice()) {
-            (Op::Unary(UnaryOp::Neg), &[p]) => Some((p, -1.0)),
-            (Op::Binary(BinaryOp::Mul), &[a, c]) => {
-                let dtype = self.b.ty(x).dtype;
+    /// The scaling `k · p` that `inst` computes (a multiplication by a splat constant other
+    /// than one, or a negation), with `p` and `k` in the new graph; `map` maps the input
+    /// graph's values to the new graph's.
+    fn scaling(&self, inst: &InstData, map: &[Option<Value>]) -> Option<(Value, f64)> {
+        let arg = |k: usize| inst.args.get(k).and_then(|a| map[a.index()]);
+        match (&inst.op, inst.args.len()) {
+            (Op::Unary(UnaryOp::Neg), 1) => Some((arg(0)?, -1.0)),
+            (Op::Binary(BinaryOp::Mul), 2) => {
+                let (a, c) = (arg(0)?, arg(1)?);
+                let dtype = self.b.ty(a).dtype;
+                if !matches!(dtype, DType::F32 | DType::F64) {
+                    return None;
+                }
                 let k = |v| splat(&self.b, v).and_then(|k| coefficient(k, dtype));
                 match (k(a), k(c)) {
                     (None, Some(k)) if k != 1.0 => Some((a, k)),
@@ -404,10 +376,22 @@ impl Numbering {
         }
     }
 
+    /// `args[i] · (k · args[1 − i])`: a product whose operand `i` stands for a scaling by `k`
+    /// that was not emitted (see [`number_live`]).
+    fn scaled_product(&mut self, args: &[Value], (i, k): (usize, f64)) -> Result<Value> {
+        let ky = self.scale(args[1 - i], k)?;
+        emit::mul(&mut self.b, args[i], ky)
+    }
+
     /// Emits the equation `op(args)` (already mapped to the new graph), numbering it when it
-    /// is float arithmetic. `sole` says, per operand, whether the input graph's operand has
-    /// this equation as its only use (see [`Numbering::scale_off_chain`]).
-    fn push(&mut self, op: &Op, args: &[Value], sole: &[bool]) -> Result<SmallVec<[Value; 1]>> {
+    /// is float arithmetic. With `pending = Some((i, k))`, `op` is a multiplication whose
+    /// operand `i` is `k` times `args[i]`, a scaling left out (see [`number_live`]).
+    fn push(
+        &mut self,
+        op: &Op,
+        args: &[Value],
+        pending: Option<(usize, f64)>,
+    ) -> Result<SmallVec<[Value; 1]>> {
         let dtype = match args.first() {
             Some(&a) if is_arith(op) => self.b.ty(a).dtype,
             _ => return emit::push(&mut self.b, op.clone(), args),
@@ -415,9 +399,13 @@ impl Numbering {
         if !matches!(dtype, DType::F32 | DType::F64) {
             return emit::push(&mut self.b, op.clone(), args);
         }
-        let Some(form) = self.form_of(op, args, dtype).filter(|f| !is_constant(f)) else {
-            if let Some(v) = self.scale_off_chain(op, args, sole)? {
-                return Ok(smallvec![v]);
+        let form = self.form_of(op, args, dtype).and_then(|f| match pending {
+            Some((_, k)) => scaled(f, k, dtype),
+            None => Some(f),
+        });
+        let Some(form) = form.filter(|f| !is_constant(f)) else {
+            if let Some(p) = pending {
+                return Ok(smallvec![self.scaled_product(args, p)?]);
             }
             return emit::push(&mut self.b, op.clone(), args);
         };
@@ -431,8 +419,8 @@ impl Numbering {
             }
         } else if let Some(v) = self.direct(&form)? {
             v
-        } else if let Some(v) = self.scale_off_chain(op, args, sole)? {
-            v
+        } else if let Some(p) = pending {
+            self.scaled_product(args, p)?
         } else {
             emit::push1(&mut self.b, op.clone(), args)?
         };
@@ -582,27 +570,71 @@ pub(crate) fn number_live(g: &Graph, live: Option<&[bool]>) -> Result<Option<Gra
     for (&p, &q) in g.params().iter().zip(&params) {
         map[p.index()] = Some(q);
     }
-    // Uses of every value by the equations walked and the outputs, saturating at two: only
-    // "exactly one" matters.
-    let mut uses = vec![0u8; g.num_values()];
-    let mut count = |v: Value| uses[v.index()] = uses[v.index()].saturating_add(1).min(2);
+    // Constants off the running product: a scaling `x = k·p` whose one use is a product
+    // `x·y` with `y` older than `p` is not emitted; the product becomes `p·(k·y)`. The reverse
+    // pass of a long chain multiplies its running cotangent by each step's derivative,
+    // `(ct·1.0001)·cos x` for `x ← sin x·1.0001 + 0.1`: two multiplications per step on the
+    // running product, the chain's critical path, and, once it is subnormal, a slow microcode
+    // assist each on many CPUs. `ct·(1.0001·cos x)` puts one there and computes the other
+    // beside it from values the forward pass made long before, as a hand-written tape does.
+    // Leaving the scaling out (rather than emitting it and bypassing it) adds no equation,
+    // even transiently. `user[v]` is the one equation using `v` (none for an output or a
+    // value used more than once); `pending[v]` the factor of a scaling left out.
+    const NONE: u32 = u32::MAX;
+    const MANY: u32 = u32::MAX - 1;
+    let mut user = vec![NONE; g.num_values()];
     for (i, inst) in g.insts() {
         if live.is_none_or(|l| l[i.index()]) {
-            inst.args.iter().for_each(|&a| count(a));
+            for &a in inst.args.iter() {
+                let u = &mut user[a.index()];
+                *u = if *u == NONE { index32(i.index()) } else { MANY };
+            }
         }
     }
-    g.outputs().iter().for_each(|&o| count(o));
+    for &o in g.outputs() {
+        user[o.index()] = MANY;
+    }
+    let mut pending: HashMap<u32, f64> = HashMap::new();
     for (i, inst) in g.insts() {
         if live.is_some_and(|l| !l[i.index()]) {
             continue;
+        }
+        if let [r] = inst.results.as_slice() {
+            if let Some((p, k)) = n.scaling(inst, &map) {
+                let u = user[r.index()];
+                let older = (u < MANY)
+                    .then(|| g.inst(ferrax_ir::Inst::from_index(u as usize)))
+                    .filter(|ui| ui.op == Op::Binary(BinaryOp::Mul) && ui.args.len() == 2)
+                    .and_then(|ui| {
+                        let y = if ui.args[0] == *r {
+                            ui.args[1]
+                        } else {
+                            ui.args[0]
+                        };
+                        (y != *r).then(|| map[y.index()]).flatten()
+                    })
+                    .is_some_and(|y| y.index() < p.index() && splat(&n.b, y).is_none());
+                if older {
+                    map[r.index()] = Some(p);
+                    pending.insert(index32(r.index()), k);
+                    continue;
+                }
+            }
         }
         let args: SmallVec<[Value; 4]> = inst
             .args
             .iter()
             .map(|&a| map[a.index()].expect("verified graph"))
             .collect();
-        let sole: SmallVec<[bool; 4]> = inst.args.iter().map(|&a| uses[a.index()] == 1).collect();
-        let outs = n.push(&inst.op, &args, &sole)?;
+        let scaled = match pending.is_empty() {
+            true => None,
+            false => inst
+                .args
+                .iter()
+                .enumerate()
+                .find_map(|(j, a)| pending.remove(&index32(a.index())).map(|k| (j, k))),
+        };
+        let outs = n.push(&inst.op, &args, scaled)?;
         for (&r, &o) in inst.results.iter().zip(&outs) {
             map[r.index()] = Some(o);
         }

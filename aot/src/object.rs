@@ -27,21 +27,31 @@ fn elem_type(dtype: DType) -> types::Type {
 /// Compiles every pending function of `ex` into one object; returns its bytes, the entries
 /// and the target triple.
 pub(crate) fn build(ex: &Exporter, opts: &JitOptions) -> Result<(Vec<u8>, Vec<Entry>, String)> {
-    // The largest graph decides the Cranelift settings (huge unrolled graphs compile with
-    // the fast ones, as in the JIT).
-    let largest = ex
+    // Each graph's code is that of its rerolled form, as in the JIT; the largest decides the
+    // Cranelift settings (huge unrolled graphs compile with the fast ones, as in the JIT).
+    let rolled = ex
         .pending
         .iter()
-        .max_by_key(|p| p.graph.num_values())
+        .map(|p| ferrax_jit::rerolled(&p.graph, opts))
+        .collect::<Result<Vec<_>>>()?;
+    let code: Vec<&Graph> = ex
+        .pending
+        .iter()
+        .zip(&rolled)
+        .map(|(p, r)| r.as_ref().unwrap_or(&p.graph))
+        .collect();
+    let largest = code
+        .iter()
+        .max_by_key(|g| g.num_values())
         .ok_or_else(|| aot_err("nothing to export"))?;
-    let flags = ferrax_jit::code_flags(&largest.graph, opts, true)?;
+    let flags = ferrax_jit::code_flags(largest, opts, true)?;
     let isa = ex.target.isa(flags)?;
     let triple = isa.triple().to_string();
     let builder = ObjectBuilder::new(isa, ex.name.as_bytes().to_vec(), default_libcall_names())
         .map_err(|e| aot_err(format!("object builder: {e}")))?;
     let mut module = ObjectModule::new(builder);
     let mut entries = Vec::with_capacity(ex.pending.len());
-    for p in &ex.pending {
+    for (p, graph) in ex.pending.iter().zip(&code) {
         let named = |mut e: ferrax_ir::Error| {
             e.message = format!("exporting `{}`: {}", p.name, e.message);
             e
@@ -53,8 +63,8 @@ pub(crate) fn build(ex: &Exporter, opts: &JitOptions) -> Result<(Vec<u8>, Vec<En
             scalar: &scalar,
             linkage: Linkage::Local,
         };
-        let defined = define_graph(&mut module, &p.graph, opts, Destination::Object, &names)
-            .map_err(named)?;
+        let defined =
+            define_graph(&mut module, graph, opts, Destination::Object, &names).map_err(named)?;
         let bytes = define_entry(&mut module, &p.name, &p.graph, &defined).map_err(named)?;
         entries.push(Entry {
             name: p.name.clone(),

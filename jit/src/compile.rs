@@ -275,9 +275,25 @@ pub struct Defined {
     pub in_place: Vec<Option<usize>>,
 }
 
+/// `graph` with its long runs of repeated blocks rolled into loops (`opts.reroll`), or `None`
+/// when it has none or the option is off. The graph to give [`code_flags`] and
+/// [`define_graph`], which take graphs as they are: the Cranelift tier is chosen by the size
+/// of the code to generate, so a 300,000-equation chain rolled into a loop of a few equations
+/// compiles with the optimising tier and the backtracking register allocator, which keep the
+/// loop's carries in registers. A failure to reroll is a bug, reported in debug builds and
+/// passed over (the graph compiles unrolled) in release builds.
+pub fn rerolled(graph: &Graph, opts: &JitOptions) -> Result<Option<Graph>> {
+    match opts.reroll.then(|| crate::reroll::reroll(graph)) {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) if cfg!(debug_assertions) => Err(e),
+        Some(Err(_)) | None => Ok(None),
+    }
+}
+
 /// Plans `graph` and defines its entries in `module`, code for `dest`: a tensor entry and,
 /// for all-scalar graphs, a scalar entry (see [`Defined`]). The driver of [`compile`] (in a
-/// `JITModule`) and of ahead-of-time export (in an object module).
+/// `JITModule`) and of ahead-of-time export (in an object module); both pass the graph
+/// through [`rerolled`] first.
 pub fn define_graph(
     module: &mut dyn Module,
     graph: &Graph,
@@ -300,14 +316,6 @@ pub fn define_graph(
             )));
         }
     }
-    // Long runs of repeated blocks become loops; a failure to reroll is a bug, reported in
-    // debug builds and passed over (the graph compiles unrolled) in release builds.
-    let rerolled = match opts.reroll.then(|| crate::reroll::reroll(graph)) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) if cfg!(debug_assertions) => return Err(e),
-        Some(Err(_)) | None => None,
-    };
-    let graph = rerolled.as_ref().unwrap_or(graph);
     let plan = plan(graph);
     if plan.workspace > ferrax_ir::MAX_BYTES {
         return Err(ferrax_ir::Error::new(
@@ -431,7 +439,9 @@ struct Bodies<'g> {
 pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
     let start = Instant::now();
     crate::stats::begin_compile();
-    let mut jb = JITBuilder::with_isa(isa(tier(graph, opts))?, default_libcall_names());
+    let rolled = rerolled(graph, opts)?;
+    let code = rolled.as_ref().unwrap_or(graph);
+    let mut jb = JITBuilder::with_isa(isa(tier(code, opts))?, default_libcall_names());
     jb.symbol_lookup_fn(Box::new(crate::symbols::lookup));
     let mut module = JITModule::new(jb);
     let names = EntryNames {
@@ -439,7 +449,8 @@ pub fn compile(graph: &Graph, opts: &JitOptions) -> Result<Compiled> {
         scalar: "ferrax_scalar_entry",
         linkage: Linkage::Local,
     };
-    let defined = define_graph(&mut module, graph, opts, Destination::Process, &names)?;
+    let defined = define_graph(&mut module, code, opts, Destination::Process, &names)?;
+    drop(rolled);
     let fin = Instant::now();
     module
         .finalize_definitions()
@@ -777,6 +788,24 @@ mod tests {
             ..JitOptions::default()
         };
         assert_eq!(tier(&long, &off), Tier::NoOpt);
+    }
+
+    #[test]
+    fn a_rerolled_chain_takes_the_tier_of_its_loop() {
+        // 2,000 steps (6,000 equations, a huge graph) roll into one loop of a few equations,
+        // which compiles with the optimising tier; with rerolling off it stays huge.
+        let opts = JitOptions::default();
+        let long = chain(&[], 2_000);
+        assert!(graph_size(&long) > HUGE_GRAPH);
+        let rolled = rerolled(&long, &opts).unwrap().expect("the chain rerolls");
+        assert!(graph_size(&rolled) < LONG_STRAIGHT_LINE);
+        assert_eq!(tier(&rolled, &opts), Tier::Speed);
+        let off = JitOptions {
+            reroll: false,
+            ..JitOptions::default()
+        };
+        assert!(rerolled(&long, &off).unwrap().is_none());
+        assert_eq!(tier(&long, &off), Tier::Huge);
     }
 
     #[test]

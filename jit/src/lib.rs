@@ -171,7 +171,8 @@ mod wide_math;
 
 pub use cache::{clear_cache, compile_cached};
 pub use compile::{
-    call_scalar_entry, code_flags, compile, define_graph, Defined, Destination, EntryNames,
+    call_scalar_entry, code_flags, compile, define_graph, rerolled, Defined, Destination,
+    EntryNames,
 };
 pub use compiled::Compiled;
 pub use function::{jit, jit_with, IntoOutRef, IntoOutRefs, Jit, OutRef};

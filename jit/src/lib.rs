@@ -112,7 +112,8 @@
 //! transform + simplify, measured around `Function::specialize` by [`Jit`]), lowering
 //! (planning and building Cranelift IR) and in Cranelift's code generation. Graphs compile
 //! with `opt_level = "speed"` and the backtracking register allocator; graphs of more than
-//! 3,000 instructions (control-flow bodies included; typically unrolled derivatives) use
+//! 3,000 instructions after rerolling (control-flow bodies included; typically unrolled
+//! derivatives that do not roll into loops) use
 //! `opt_level = "none"` and the single-pass register allocator, whose cost grows linearly;
 //! `JitOptions::optimize = false` selects `opt_level = "none"` for any size. Cranelift's IR
 //! verifier runs only in debug builds (`enable_verifier` is off in release). The size test

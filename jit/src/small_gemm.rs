@@ -22,6 +22,46 @@
 //! form for AVX-512, written with intrinsics ([`dgemm_dots_avx512`]): the same operations per
 //! lane, with the final folds of eight results done together in registers.
 
+/// An element type with a per-thread scratch buffer for the operand copies below.
+trait Scratch: Copy + Default + 'static {
+    /// The calling thread's buffer (taken out while in use).
+    fn key() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<Self>>>;
+}
+
+macro_rules! scratch {
+    ($($t:ty => $key:ident),*) => {$(
+        thread_local! {
+            static $key: std::cell::Cell<Vec<$t>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        impl Scratch for $t {
+            fn key() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<$t>>> {
+                &$key
+            }
+        }
+    )*};
+}
+scratch!(f32 => SCRATCH_F32, f64 => SCRATCH_F64);
+
+/// Runs `f` on `len` elements of the calling thread's scratch buffer, kept between calls
+/// so that a product's copy of an operand (made on every call of a train step) neither
+/// allocates nor zero-fills in the steady state; the elements hold earlier values, which `f`
+/// overwrites before reading. The buffer is taken out while `f` runs (a nested call gets a
+/// buffer of its own) and is at most `SMALL_WORK` elements long. False, with nothing run,
+/// when the buffer cannot grow.
+fn with_scratch<T: Scratch>(len: usize, f: impl FnOnce(&mut [T])) -> bool {
+    let mut buf = T::key().try_with(std::cell::Cell::take).unwrap_or_default();
+    if buf.len() < len {
+        if buf.try_reserve_exact(len - buf.len()).is_err() {
+            return false;
+        }
+        buf.resize(len, T::default());
+    }
+    f(&mut buf[..len]);
+    // A thread being torn down keeps no buffer.
+    let _ = T::key().try_with(|c| c.set(buf));
+    true
+}
+
 /// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
 const SMALL_WORK: usize = 1 << 16;
 
@@ -425,55 +465,48 @@ macro_rules! small_gemm {
                         return true;
                     }
                     // `B` row-major first (at most `SMALL_WORK` elements).
-                    let mut packed: Vec<$t> = Vec::new();
-                    if packed.try_reserve_exact(k * n).is_err() {
-                        return false;
-                    }
-                    for p in 0..k as isize {
-                        for j in 0..n as isize {
-                            // SAFETY: an element of `B` (the caller's contract).
-                            packed.push(unsafe { *b.offset(p * rsb + j * csb) });
+                    return with_scratch(k * n, |packed: &mut [$t]| {
+                        for (p, row) in packed.chunks_exact_mut(n).enumerate() {
+                            for (j, v) in row.iter_mut().enumerate() {
+                                // SAFETY: an element of `B` (the caller's contract).
+                                *v = unsafe { *b.offset(p as isize * rsb + j as isize * csb) };
+                            }
                         }
-                    }
-                    // SAFETY: as above, `B` now row-major with rows `n` apart.
-                    unsafe { $rows(m, k, n, a, rsa, csa, packed.as_ptr(), n as isize, c, rsc) };
-                    return true;
+                        // SAFETY: as above, `B` now row-major with rows `n` apart.
+                        unsafe {
+                            $rows(m, k, n, a, rsa, csa, packed.as_ptr(), n as isize, c, rsc)
+                        };
+                    });
                 }
                 if m >= MIN_WIDTH && rsa == 1 {
                     // `Cᵀ = Bᵀ·Aᵀ`: row `j` of `Cᵀ` sums columns of `A` (contiguous), scaled
                     // by `B[p, j]`; then copied into `C`.
-                    let mut t: Vec<$t> = Vec::new();
-                    if t.try_reserve_exact(n * m).is_err() {
-                        return false;
-                    }
-                    t.resize(n * m, 0.0);
-                    // SAFETY: `Aᵀ`'s rows are `A`'s columns (`m` contiguous elements each),
-                    // `Bᵀ[j, p] = B[p, j]`, and `t` holds `n` rows of `m`.
-                    unsafe { $rows(n, k, m, b, csb, rsb, a, csa, t.as_mut_ptr(), m as isize) };
-                    for (j, col) in t.chunks_exact(m).enumerate() {
-                        for (i, &v) in col.iter().enumerate() {
-                            // SAFETY: an element of `C` (the caller's contract).
-                            unsafe { *c.offset(i as isize * rsc + j as isize) = v };
+                    return with_scratch(n * m, |t: &mut [$t]| {
+                        // SAFETY: `Aᵀ`'s rows are `A`'s columns (`m` contiguous elements
+                        // each), `Bᵀ[j, p] = B[p, j]`, and `t` holds `n` rows of `m`, every
+                        // element of which the kernel writes.
+                        unsafe { $rows(n, k, m, b, csb, rsb, a, csa, t.as_mut_ptr(), m as isize) };
+                        for (j, col) in t.chunks_exact(m).enumerate() {
+                            for (i, &v) in col.iter().enumerate() {
+                                // SAFETY: an element of `C` (the caller's contract).
+                                unsafe { *c.offset(i as isize * rsc + j as isize) = v };
+                            }
                         }
-                    }
-                    return true;
+                    });
                 }
                 if k >= MIN_WIDTH && csa == 1 {
                     // Narrow results from long rows of `A`: one dot product per element, with
                     // `B`'s columns copied contiguous (at most `SMALL_WORK` elements).
-                    let mut bt: Vec<$t> = Vec::new();
-                    if bt.try_reserve_exact(n * k).is_err() {
-                        return false;
-                    }
-                    for j in 0..n as isize {
-                        for p in 0..k as isize {
-                            // SAFETY: an element of `B` (the caller's contract).
-                            bt.push(unsafe { *b.offset(p * rsb + j * csb) });
+                    return with_scratch(n * k, |bt: &mut [$t]| {
+                        for (j, col) in bt.chunks_exact_mut(k).enumerate() {
+                            for (p, v) in col.iter_mut().enumerate() {
+                                // SAFETY: an element of `B` (the caller's contract).
+                                *v = unsafe { *b.offset(p as isize * rsb + j as isize * csb) };
+                            }
                         }
-                    }
-                    // SAFETY: the CPU has the features; rows of `A` are contiguous.
-                    unsafe { $dots(m, k, n, a, rsa, &bt, c, rsc) };
-                    return true;
+                        // SAFETY: the CPU has the features; rows of `A` are contiguous.
+                        unsafe { $dots(m, k, n, a, rsa, bt, c, rsc) };
+                    });
                 }
                 false
             }

@@ -163,6 +163,25 @@ pub enum Key {
     Some,
 }
 
+impl Key {
+    /// Whether the keys are equal (as `==`), comparing field names by address first.
+    #[inline]
+    fn is(&self, other: &Key) -> bool {
+        match (self, other) {
+            (Key::Field(a), Key::Field(b)) => same_name(a, b),
+            _ => self == other,
+        }
+    }
+}
+
+/// Whether two names (node kinds, field keys) are equal, by address first: a structure and
+/// the value checked against it usually hold the same `&'static str` from one `stringify!`,
+/// and comparing the text calls `memcmp`, several times per tree on every jitted call.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
 /// The path from a tree's root to one of its nodes: `layers[2].w`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KeyPath(pub Vec<Key>);
@@ -419,7 +438,9 @@ impl TreeDef {
     pub fn node_of(&self, kind: &str, children: usize, statics: usize) -> Option<&Node> {
         match self {
             TreeDef::Node(n)
-                if n.kind == kind && n.children.len() == children && n.statics.len() == statics =>
+                if same_name(n.kind, kind)
+                    && n.children.len() == children
+                    && n.statics.len() == statics =>
             {
                 Some(n)
             }
@@ -443,7 +464,7 @@ impl TreeDef {
             && n.children
                 .iter()
                 .zip(keys)
-                .all(|((k, _), key)| matches!(k, Key::Field(f) if f == key))
+                .all(|((k, _), key)| matches!(k, Key::Field(f) if same_name(f, key)))
         {
             return Ok(n);
         }
@@ -471,7 +492,7 @@ impl TreeDef {
     #[doc(hidden)]
     pub fn expect_kind(&self, kind: &'static str) -> Result<&Node, TreeError> {
         match self {
-            TreeDef::Node(n) if n.kind == kind => Ok(n),
+            TreeDef::Node(n) if same_name(n.kind, kind) => Ok(n),
             TreeDef::Node(n) => Err(TreeError::new(format!(
                 "expected {}, found {}",
                 describe_kind(kind),
@@ -527,7 +548,7 @@ impl Node {
     pub fn child_is<L: Leaf, C: Tree<L>>(&self, k: usize, key: &Key, value: &C) -> bool {
         self.children
             .get(k)
-            .is_some_and(|(kk, d)| kk == key && value.matches_def(d))
+            .is_some_and(|(kk, d)| kk.is(key) && value.matches_def(d))
     }
 
     /// Whether static value `k` equals `value` (for [`Tree::matches_def`]).

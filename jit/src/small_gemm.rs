@@ -612,6 +612,71 @@ mod tests {
         }
     }
 
+    /// The operand copies kept in the per-thread scratch buffer (a column-major `B` packed
+    /// row-major, the transposed result, `B`'s columns for the dot products) do not depend on
+    /// what the buffer held before: on each path a product is computed, a larger one run, and
+    /// the first repeated with the same bits; each also equals a plain triple loop (the
+    /// entries are small multiples of a quarter, so every order of summation is exact).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn scratch_copies_do_not_depend_on_earlier_products() {
+        if !std::arch::is_x86_feature_detected!("avx2")
+            || !std::arch::is_x86_feature_detected!("fma")
+        {
+            return;
+        }
+        // `(m, k, n, A column-major, B column-major)`, in pairs of one path: packed `B`,
+        // transposed result, dot products.
+        let cases = [
+            (20, 3, 16, false, true),
+            (33, 5, 40, false, true),
+            (40, 6, 3, true, false),
+            (64, 9, 5, true, false),
+            (3, 40, 3, false, false),
+            (6, 64, 6, false, false),
+        ];
+        let run = |&(m, k, n, a_cols, b_cols): &(usize, usize, usize, bool, bool)| {
+            let a: Vec<f64> = (0..m * k).map(|x| ((x * 7 % 13) as f64) - 6.5).collect();
+            let b: Vec<f64> = (0..k * n).map(|x| ((x * 5 % 11) as f64) / 4.0).collect();
+            let (rsa, csa) = if a_cols { (1, m) } else { (k, 1) };
+            let (rsb, csb) = if b_cols { (1, k) } else { (n, 1) };
+            let mut c = vec![f64::NAN; m * n];
+            // SAFETY: `A` holds `m×k` and `B` `k×n` elements at these strides, `C` `m×n`
+            // row-major.
+            let done = unsafe {
+                super::dgemm(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    csb as isize,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            assert!(done, "{m}×{k}×{n}");
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|p| a[i * rsa + p * csa] * b[p * rsb + j * csb])
+                        .sum();
+                    assert_eq!(c[i * n + j], want, "{m}×{k}×{n} at ({i}, {j})");
+                }
+            }
+            c.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
+        };
+        for pair in cases.chunks(2) {
+            let first = run(&pair[0]);
+            run(&pair[1]);
+            assert_eq!(run(&pair[0]), first, "{:?} after {:?}", pair[0], pair[1]);
+        }
+    }
+
     /// The AVX-512 dot products give the generic body's bits for every number of results
     /// (groups of eight and a partial group), contractions shorter than, equal to and longer
     /// than sixteen with and without a tail, padded rows of `A` and `C`, and NaN, infinite,

@@ -91,19 +91,19 @@ struct DonationPlan {
 }
 
 impl DonationPlan {
-    /// Whether leaf `j` (with its flag in `donated`) was given up.
-    fn is_given(j: usize, leaf: &Cow<'_, Array>, donated: &[bool]) -> bool {
-        donated.get(j) == Some(&true) && matches!(leaf, Cow::Owned(_))
+    /// Per leaf, whether the call gave it up: marked in `donated` and passed by value.
+    fn given<'a>(
+        leaves: &'a [Cow<'_, Array>],
+        donated: &'a [bool],
+    ) -> impl Iterator<Item = bool> + 'a {
+        (leaves.iter().enumerate())
+            .map(|(j, a)| donated.get(j) == Some(&true) && matches!(a, Cow::Owned(_)))
     }
 
     /// Whether the plan is the one of these leaves.
     fn fits(&self, leaves: &[Cow<'_, Array>], donated: &[bool]) -> bool {
         self.given.len() == leaves.len()
-            && leaves
-                .iter()
-                .zip(&self.given)
-                .enumerate()
-                .all(|(j, (a, &g))| g == Self::is_given(j, a, donated))
+            && Self::given(leaves, donated).eq(self.given.iter().copied())
     }
 
     /// The plan of `p`'s call on these leaves. An output that may overwrite a given-up leaf
@@ -113,9 +113,7 @@ impl DonationPlan {
     /// `(1 − β)·g + β·m` that may overwrite the gradient `g`, would otherwise be zero-filled
     /// anew on every call while the donated moment went unused).
     fn new(p: &Prepared, leaves: &[Cow<'_, Array>], donated: &[bool]) -> DonationPlan {
-        let given: Vec<bool> = (leaves.iter().enumerate())
-            .map(|(j, a)| Self::is_given(j, a, donated))
-            .collect();
+        let given: Vec<bool> = Self::given(leaves, donated).collect();
         let mut used = vec![false; leaves.len()];
         let in_place: Vec<Option<usize>> = (p.in_place.iter())
             .map(|&j| {

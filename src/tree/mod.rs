@@ -435,6 +435,7 @@ impl TreeDef {
     /// This node when it has `kind`, `children` children and `statics` static values (for
     /// [`Tree::matches_def`]).
     #[doc(hidden)]
+    #[inline]
     pub fn node_of(&self, kind: &str, children: usize, statics: usize) -> Option<&Node> {
         match self {
             TreeDef::Node(n)
@@ -449,25 +450,41 @@ impl TreeDef {
     }
 
     /// This node, checked to have `kind`, exactly the field `keys` and `n_statics` static
-    /// values (for `#[derive(Tree)]`).
+    /// values (for `#[derive(Tree)]`). The common case, the fields in order, is checked
+    /// inline without collecting the keys; anything else is [`TreeDef::node_mismatch`]'s.
     #[doc(hidden)]
+    #[inline]
     pub fn expect_node(
         &self,
         kind: &'static str,
         keys: &[&'static str],
         n_statics: usize,
     ) -> Result<&Node, TreeError> {
-        let n = self.expect_kind(kind)?;
-        // The common case, the fields in order, is checked without collecting the keys.
-        if n.children.len() == keys.len()
-            && n.statics.len() == n_statics
-            && n.children
-                .iter()
-                .zip(keys)
-                .all(|((k, _), key)| matches!(k, Key::Field(f) if same_name(f, key)))
-        {
-            return Ok(n);
+        match self {
+            TreeDef::Node(n)
+                if same_name(n.kind, kind)
+                    && n.children.len() == keys.len()
+                    && n.statics.len() == n_statics
+                    && (n.children.iter().zip(keys))
+                        .all(|((k, _), key)| matches!(k, Key::Field(f) if same_name(f, key))) =>
+            {
+                Ok(n)
+            }
+            _ => self.node_mismatch(kind, keys, n_statics),
         }
+    }
+
+    /// [`TreeDef::expect_node`] for a node other than the expected kind with its fields in
+    /// order: the error naming what differs.
+    #[cold]
+    #[inline(never)]
+    fn node_mismatch(
+        &self,
+        kind: &'static str,
+        keys: &[&'static str],
+        n_statics: usize,
+    ) -> Result<&Node, TreeError> {
+        let n = self.expect_kind(kind)?;
         let found: Vec<&Key> = n.children.iter().map(|(k, _)| k).collect();
         for key in keys {
             if !found.contains(&&Key::Field(key)) {
@@ -490,18 +507,27 @@ impl TreeDef {
 
     /// This node, checked to have `kind`.
     #[doc(hidden)]
+    #[inline]
     pub fn expect_kind(&self, kind: &'static str) -> Result<&Node, TreeError> {
         match self {
             TreeDef::Node(n) if same_name(n.kind, kind) => Ok(n),
-            TreeDef::Node(n) => Err(TreeError::new(format!(
+            _ => Err(self.kind_mismatch(kind)),
+        }
+    }
+
+    /// The error of [`TreeDef::expect_kind`].
+    #[cold]
+    #[inline(never)]
+    fn kind_mismatch(&self, kind: &'static str) -> TreeError {
+        match self {
+            TreeDef::Node(n) => TreeError::new(format!(
                 "expected {}, found {}",
                 describe_kind(kind),
                 n.describe()
-            ))),
-            TreeDef::Leaf => Err(TreeError::new(format!(
-                "expected {}, found a leaf",
-                describe_kind(kind)
-            ))),
+            )),
+            TreeDef::Leaf => {
+                TreeError::new(format!("expected {}, found a leaf", describe_kind(kind)))
+            }
         }
     }
 }
@@ -528,6 +554,7 @@ impl Node {
 
     /// Rebuilds child `k` as a `C` (for `#[derive(Tree)]`).
     #[doc(hidden)]
+    #[inline]
     pub fn child<L: Leaf, C: Tree<L>>(
         &self,
         k: usize,
@@ -545,6 +572,7 @@ impl Node {
     /// Whether child `k` has the key `key` and `value`'s structure (for
     /// [`Tree::matches_def`]).
     #[doc(hidden)]
+    #[inline]
     pub fn child_is<L: Leaf, C: Tree<L>>(&self, k: usize, key: &Key, value: &C) -> bool {
         self.children
             .get(k)

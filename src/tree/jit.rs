@@ -309,8 +309,20 @@ impl TreeJit {
         let ran = match failed {
             Some(e) => Err(e),
             None => {
-                let refs: Vec<Option<&Array>> = leaves.iter().map(|a| a.as_deref()).collect();
-                p.compiled.call_in_place(&refs, &mut outs)
+                // The arguments' list is on the stack up to 32 leaves, as the JIT's own lists
+                // are: one allocation fewer per call.
+                let (mut inline, mut heap) = ([None; 32], Vec::new());
+                let refs: &mut [Option<&Array>] = match inline.get_mut(..leaves.len()) {
+                    Some(r) => r,
+                    None => {
+                        heap.resize(leaves.len(), None);
+                        &mut heap
+                    }
+                };
+                for (r, a) in refs.iter_mut().zip(&leaves) {
+                    *r = a.as_deref();
+                }
+                p.compiled.call_in_place(refs, &mut outs)
             }
         };
         // The other given-up leaves wait for the next call.

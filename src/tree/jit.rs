@@ -125,8 +125,8 @@ impl DonationPlan {
         let types = p.compiled.output_types();
         let mut filled: Vec<bool> = in_place.iter().map(Option::is_some).collect();
         let mut keep = Vec::new();
-        for (j, t) in p.types.iter().enumerate() {
-            if !given[j] || used[j] {
+        for (j, ((&g, &u), t)) in given.iter().zip(&used).zip(&p.types).enumerate() {
+            if !g || u {
                 continue;
             }
             if let Some(k) = (0..types.len()).find(|&k| !filled[k] && types[k] == *t) {

@@ -783,6 +783,50 @@ fn donated_leaves_not_taken_in_place_serve_the_next_call() {
     }
 }
 
+/// Calls that give up other leaves than the previous call (both trees, one of them, none)
+/// each get the plan of their own pattern: results equal plain calls, a donated parameter is
+/// updated in its own buffer, and a parameter passed by reference is never written.
+#[test]
+fn donation_patterns_switching_between_calls() {
+    use ferrax::tree::Donate;
+    let step = tree::jit(|p: Tensor, m: Tensor, g: Tensor| {
+        let m2 = 0.1 * g + 0.9 * m;
+        (p - 0.5 * &m2, m2)
+    });
+    let n = 1024;
+    let vector = |f: &dyn Fn(usize) -> f64| Array::from_f64([n], (0..n).map(f).collect());
+    let g = vector(&|i| (i as f64).cos()).unwrap();
+    let (mut p, mut m) = (vector(&|_| 1.0).unwrap(), vector(&|_| 0.0).unwrap());
+    for (k, pattern) in [3, 3, 1, 2, 0, 3, 2, 2, 1, 0, 3, 3].into_iter().enumerate() {
+        let (want_p, want_m): (Array, Array) = step.call((&p, &m, &g)).unwrap();
+        let (given_p, kept_p, kept_m) = (address(&p), p.clone(), m.clone());
+        let (p2, m2): (Array, Array) = match pattern {
+            3 => step.call_donating((Donate(p), Donate(m), &g)).unwrap(),
+            2 => {
+                let out = step.call_donating((Donate(p), &m, &g)).unwrap();
+                assert_eq!(m, kept_m, "call {k}: the moment passed by reference");
+                out
+            }
+            1 => {
+                let out = step.call_donating((&p, Donate(m), &g)).unwrap();
+                assert_eq!(p, kept_p, "call {k}: the parameter passed by reference");
+                out
+            }
+            _ => {
+                let out = step.call_donating((&p, &m, &g)).unwrap();
+                assert_eq!((&p, &m), (&kept_p, &kept_m), "call {k}: both by reference");
+                out
+            }
+        };
+        assert_eq!(p2.to_f64_vec(), want_p.to_f64_vec(), "call {k}");
+        assert_eq!(m2.to_f64_vec(), want_m.to_f64_vec(), "call {k}");
+        if pattern & 2 != 0 {
+            assert_eq!(address(&p2), given_p, "call {k}: the parameter in place");
+        }
+        (p, m) = (p2, m2);
+    }
+}
+
 #[test]
 fn donated_steps_match_plain_calls_and_recycle_buffers() {
     use ferrax::tree::Donate;

@@ -590,8 +590,16 @@ impl Array {
     }
 
     /// The dimensions.
+    #[inline]
     pub fn dims(&self) -> &[usize] {
         self.shape.dims()
+    }
+
+    /// Whether this array has type `t` (its dtype and shape), found without building the
+    /// type.
+    #[inline]
+    pub fn has_type(&self, t: &Type) -> bool {
+        self.dtype() == t.dtype && self.shape.is(t.dims())
     }
 
     /// The IR type (dtype and shape) of this array.

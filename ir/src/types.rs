@@ -101,8 +101,18 @@ impl Shape {
     }
 
     /// The dimensions as a slice.
+    #[inline]
     pub fn dims(&self) -> &[usize] {
         &self.0
+    }
+
+    /// Whether the dimensions are `dims`. Compared element by element rather than through
+    /// the slices' `==`, which calls `memcmp`: shapes have a few dimensions, and a call
+    /// checks every argument and output against its type.
+    #[inline]
+    pub fn is(&self, dims: &[usize]) -> bool {
+        let own = self.dims();
+        own.len() == dims.len() && own.iter().zip(dims).all(|(a, b)| a == b)
     }
 
     /// The number of elements (1 for a scalar, 0 when any dimension is 0), saturating at
@@ -195,6 +205,7 @@ impl Type {
     }
 
     /// The dimensions of the shape.
+    #[inline]
     pub fn dims(&self) -> &[usize] {
         self.shape.dims()
     }

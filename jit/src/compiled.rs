@@ -7,6 +7,10 @@ use ferrax_ir::function::{FromOutputs, Output, Outputs};
 use ferrax_ir::ops::Literal;
 use ferrax_ir::{Array, DType, Data, Error, ErrorKind, Graph, Result, ScalarValue, Type};
 use smallvec::SmallVec;
+
+/// A call's buffer pointers, inline for up to 32 (a train step passes 20 to 30 arguments and
+/// as many outputs, which spilled lists of 8 to the heap on every call).
+type Ptrs<T> = SmallVec<[T; 32]>;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -387,7 +391,7 @@ pub(crate) fn check(what: &str, k: usize, want: &Type, a: &Array) -> Result<()> 
 /// argument and output, so the counts are computed once, when the code is compiled).
 #[inline]
 pub(crate) fn check_sized(what: &str, k: usize, want: &Type, size: usize, a: &Array) -> Result<()> {
-    if a.dtype() == want.dtype && a.dims() == want.dims() && a.data().len() == size {
+    if a.has_type(want) && a.data().len() == size {
         return Ok(());
     }
     Err(mismatch(what, k, want, size, a))
@@ -503,7 +507,7 @@ impl Compiled {
             return Err(self.inner.budget_error().at(loc));
         }
         self.check_args(args).map_err(|e| e.at(loc))?;
-        let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
+        let ins: Ptrs<*const u8> = args.iter().map(|a| data_ptr(a.data())).collect();
         // SAFETY: every argument was checked to have the type and element count the code was
         // compiled for.
         unsafe { self.run_fresh(&ins) }.map_err(|e| e.at(loc))
@@ -543,7 +547,7 @@ impl Compiled {
             }
         }
         let mut slots: SmallVec<[u64; 8]> = SmallVec::from_elem(0, inner.fresh.len());
-        let mut outp: SmallVec<[*mut u8; 8]> = SmallVec::with_capacity(inner.fresh.len());
+        let mut outp: Ptrs<*mut u8> = SmallVec::with_capacity(inner.fresh.len());
         let mut next = bufs.iter_mut();
         for (f, slot) in inner.fresh.iter().zip(slots.iter_mut()) {
             let p = if f.scalar {
@@ -675,9 +679,8 @@ impl Compiled {
             return Err(self.inner.budget_error().at(loc));
         }
         self.check_buffers(args, outs).map_err(|e| e.at(loc))?;
-        let ins: SmallVec<[*const u8; 8]> = args.iter().map(|a| data_ptr(a.data())).collect();
-        let outp: SmallVec<[*mut u8; 8]> =
-            outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
+        let ins: Ptrs<*const u8> = args.iter().map(|a| data_ptr(a.data())).collect();
+        let outp: Ptrs<*mut u8> = outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
         // SAFETY: every buffer was checked to have the type and element count the code was
         // compiled for, and outputs are distinct `&mut` borrows.
         unsafe { self.run(&ins, &outp) }.map_err(|e| e.at(loc))
@@ -738,9 +741,8 @@ impl Compiled {
             Ok(())
         };
         checked().map_err(|e| e.at(loc))?;
-        let outp: SmallVec<[*mut u8; 8]> =
-            outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
-        let ins: SmallVec<[*const u8; 8]> = args
+        let outp: Ptrs<*mut u8> = outs.iter_mut().map(|a| a.data_mut().as_mut_ptr()).collect();
+        let ins: Ptrs<*const u8> = args
             .iter()
             .enumerate()
             .map(|(j, a)| match a {

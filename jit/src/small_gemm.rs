@@ -22,6 +22,46 @@
 //! form for AVX-512, written with intrinsics ([`dgemm_dots_avx512`]): the same operations per
 //! lane, with the final folds of eight results done together in registers.
 
+/// An element type with a per-thread scratch buffer for the operand copies below.
+trait Scratch: Copy + Default + 'static {
+    /// The calling thread's buffer (taken out while in use).
+    fn key() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<Self>>>;
+}
+
+macro_rules! scratch {
+    ($($t:ty => $key:ident),*) => {$(
+        thread_local! {
+            static $key: std::cell::Cell<Vec<$t>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        impl Scratch for $t {
+            fn key() -> &'static std::thread::LocalKey<std::cell::Cell<Vec<$t>>> {
+                &$key
+            }
+        }
+    )*};
+}
+scratch!(f32 => SCRATCH_F32, f64 => SCRATCH_F64);
+
+/// Runs `f` on `len` elements of the calling thread's scratch buffer, kept between calls
+/// so that a product's copy of an operand (made on every call of a train step) neither
+/// allocates nor zero-fills in the steady state; the elements hold earlier values, which `f`
+/// overwrites before reading. The buffer is taken out while `f` runs (a nested call gets a
+/// buffer of its own) and is at most `SMALL_WORK` elements long. False, with nothing run,
+/// when the buffer cannot grow.
+fn with_scratch<T: Scratch>(len: usize, f: impl FnOnce(&mut [T])) -> bool {
+    let mut buf = T::key().try_with(std::cell::Cell::take).unwrap_or_default();
+    if buf.len() < len {
+        if buf.try_reserve_exact(len - buf.len()).is_err() {
+            return false;
+        }
+        buf.resize(len, T::default());
+    }
+    f(&mut buf[..len]);
+    // A thread being torn down keeps no buffer.
+    let _ = T::key().try_with(|c| c.set(buf));
+    true
+}
+
 /// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
 const SMALL_WORK: usize = 1 << 16;
 
@@ -425,55 +465,48 @@ macro_rules! small_gemm {
                         return true;
                     }
                     // `B` row-major first (at most `SMALL_WORK` elements).
-                    let mut packed: Vec<$t> = Vec::new();
-                    if packed.try_reserve_exact(k * n).is_err() {
-                        return false;
-                    }
-                    for p in 0..k as isize {
-                        for j in 0..n as isize {
-                            // SAFETY: an element of `B` (the caller's contract).
-                            packed.push(unsafe { *b.offset(p * rsb + j * csb) });
+                    return with_scratch(k * n, |packed: &mut [$t]| {
+                        for (p, row) in packed.chunks_exact_mut(n).enumerate() {
+                            for (j, v) in row.iter_mut().enumerate() {
+                                // SAFETY: an element of `B` (the caller's contract).
+                                *v = unsafe { *b.offset(p as isize * rsb + j as isize * csb) };
+                            }
                         }
-                    }
-                    // SAFETY: as above, `B` now row-major with rows `n` apart.
-                    unsafe { $rows(m, k, n, a, rsa, csa, packed.as_ptr(), n as isize, c, rsc) };
-                    return true;
+                        // SAFETY: as above, `B` now row-major with rows `n` apart.
+                        unsafe {
+                            $rows(m, k, n, a, rsa, csa, packed.as_ptr(), n as isize, c, rsc)
+                        };
+                    });
                 }
                 if m >= MIN_WIDTH && rsa == 1 {
                     // `Cᵀ = Bᵀ·Aᵀ`: row `j` of `Cᵀ` sums columns of `A` (contiguous), scaled
                     // by `B[p, j]`; then copied into `C`.
-                    let mut t: Vec<$t> = Vec::new();
-                    if t.try_reserve_exact(n * m).is_err() {
-                        return false;
-                    }
-                    t.resize(n * m, 0.0);
-                    // SAFETY: `Aᵀ`'s rows are `A`'s columns (`m` contiguous elements each),
-                    // `Bᵀ[j, p] = B[p, j]`, and `t` holds `n` rows of `m`.
-                    unsafe { $rows(n, k, m, b, csb, rsb, a, csa, t.as_mut_ptr(), m as isize) };
-                    for (j, col) in t.chunks_exact(m).enumerate() {
-                        for (i, &v) in col.iter().enumerate() {
-                            // SAFETY: an element of `C` (the caller's contract).
-                            unsafe { *c.offset(i as isize * rsc + j as isize) = v };
+                    return with_scratch(n * m, |t: &mut [$t]| {
+                        // SAFETY: `Aᵀ`'s rows are `A`'s columns (`m` contiguous elements
+                        // each), `Bᵀ[j, p] = B[p, j]`, and `t` holds `n` rows of `m`, every
+                        // element of which the kernel writes.
+                        unsafe { $rows(n, k, m, b, csb, rsb, a, csa, t.as_mut_ptr(), m as isize) };
+                        for (j, col) in t.chunks_exact(m).enumerate() {
+                            for (i, &v) in col.iter().enumerate() {
+                                // SAFETY: an element of `C` (the caller's contract).
+                                unsafe { *c.offset(i as isize * rsc + j as isize) = v };
+                            }
                         }
-                    }
-                    return true;
+                    });
                 }
                 if k >= MIN_WIDTH && csa == 1 {
                     // Narrow results from long rows of `A`: one dot product per element, with
                     // `B`'s columns copied contiguous (at most `SMALL_WORK` elements).
-                    let mut bt: Vec<$t> = Vec::new();
-                    if bt.try_reserve_exact(n * k).is_err() {
-                        return false;
-                    }
-                    for j in 0..n as isize {
-                        for p in 0..k as isize {
-                            // SAFETY: an element of `B` (the caller's contract).
-                            bt.push(unsafe { *b.offset(p * rsb + j * csb) });
+                    return with_scratch(n * k, |bt: &mut [$t]| {
+                        for (j, col) in bt.chunks_exact_mut(k).enumerate() {
+                            for (p, v) in col.iter_mut().enumerate() {
+                                // SAFETY: an element of `B` (the caller's contract).
+                                *v = unsafe { *b.offset(p as isize * rsb + j as isize * csb) };
+                            }
                         }
-                    }
-                    // SAFETY: the CPU has the features; rows of `A` are contiguous.
-                    unsafe { $dots(m, k, n, a, rsa, &bt, c, rsc) };
-                    return true;
+                        // SAFETY: the CPU has the features; rows of `A` are contiguous.
+                        unsafe { $dots(m, k, n, a, rsa, bt, c, rsc) };
+                    });
                 }
                 false
             }
@@ -576,6 +609,71 @@ mod tests {
                 c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
             };
             assert_eq!(run(true), run(false), "f32 {m}×{k}×{n}");
+        }
+    }
+
+    /// The operand copies kept in the per-thread scratch buffer (a column-major `B` packed
+    /// row-major, the transposed result, `B`'s columns for the dot products) do not depend on
+    /// what the buffer held before: on each path a product is computed, a larger one run, and
+    /// the first repeated with the same bits; each also equals a plain triple loop (the
+    /// entries are small multiples of a quarter, so every order of summation is exact).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn scratch_copies_do_not_depend_on_earlier_products() {
+        if !std::arch::is_x86_feature_detected!("avx2")
+            || !std::arch::is_x86_feature_detected!("fma")
+        {
+            return;
+        }
+        // `(m, k, n, A column-major, B column-major)`, in pairs of one path: packed `B`,
+        // transposed result, dot products.
+        let cases = [
+            (20, 3, 16, false, true),
+            (33, 5, 40, false, true),
+            (40, 6, 3, true, false),
+            (64, 9, 5, true, false),
+            (3, 40, 3, false, false),
+            (6, 64, 6, false, false),
+        ];
+        let run = |&(m, k, n, a_cols, b_cols): &(usize, usize, usize, bool, bool)| {
+            let a: Vec<f64> = (0..m * k).map(|x| ((x * 7 % 13) as f64) - 6.5).collect();
+            let b: Vec<f64> = (0..k * n).map(|x| ((x * 5 % 11) as f64) / 4.0).collect();
+            let (rsa, csa) = if a_cols { (1, m) } else { (k, 1) };
+            let (rsb, csb) = if b_cols { (1, k) } else { (n, 1) };
+            let mut c = vec![f64::NAN; m * n];
+            // SAFETY: `A` holds `m×k` and `B` `k×n` elements at these strides, `C` `m×n`
+            // row-major.
+            let done = unsafe {
+                super::dgemm(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    rsb as isize,
+                    csb as isize,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            assert!(done, "{m}×{k}×{n}");
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|p| a[i * rsa + p * csa] * b[p * rsb + j * csb])
+                        .sum();
+                    assert_eq!(c[i * n + j], want, "{m}×{k}×{n} at ({i}, {j})");
+                }
+            }
+            c.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
+        };
+        for pair in cases.chunks(2) {
+            let first = run(&pair[0]);
+            run(&pair[1]);
+            assert_eq!(run(&pair[0]), first, "{:?} after {:?}", pair[0], pair[1]);
         }
     }
 

@@ -8,10 +8,18 @@ use std::fmt;
 use std::hash::Hash;
 
 /// Takes the next leaf, or reports that the leaves ran out.
+#[inline]
 fn next_leaf<L>(leaves: &mut dyn Iterator<Item = L>) -> Result<L, TreeError> {
     leaves
         .next()
         .ok_or_else(|| TreeError::new("missing (fewer leaves than the structure has)"))
+}
+
+/// The error for a node where a leaf was expected.
+#[cold]
+#[inline(never)]
+fn not_a_leaf(n: &super::Node) -> TreeError {
+    TreeError::new(format!("expected a leaf, found {}", n.describe()))
 }
 
 /// Whether `def` is a node of `kind` whose children are `items`' structures under their
@@ -31,31 +39,34 @@ macro_rules! leaf {
 
         impl Tree<$t> for $t {
             type Map<U: Leaf> = U;
+            #[inline]
             fn def(&self) -> TreeDef {
                 TreeDef::Leaf
             }
+            #[inline]
             fn matches_def(&self, def: &TreeDef) -> bool {
                 matches!(def, TreeDef::Leaf)
             }
+            #[inline]
             fn for_each_leaf<'a>(&'a self, f: &mut dyn FnMut(&'a $t)) {
                 f(self)
             }
+            #[inline]
             fn for_each_leaf_mut(&mut self, f: &mut dyn FnMut(&mut $t)) {
                 f(self)
             }
+            #[inline]
             fn into_each_leaf(self, f: &mut dyn FnMut($t)) {
                 f(self)
             }
+            #[inline]
             fn unflatten(
                 def: &TreeDef,
                 leaves: &mut dyn Iterator<Item = $t>,
             ) -> Result<Self, TreeError> {
                 match def {
                     TreeDef::Leaf => next_leaf(leaves),
-                    TreeDef::Node(n) => Err(TreeError::new(format!(
-                        "expected a leaf, found {}",
-                        n.describe()
-                    ))),
+                    TreeDef::Node(n) => Err(not_a_leaf(n)),
                 }
             }
         }

@@ -65,14 +65,81 @@ struct Prepared {
     slots: Mutex<Recycled>,
 }
 
-/// The buffers a donating call leaves for the next, with the call's scratch list (kept here
-/// so that a call in the steady state allocates neither).
+/// The buffers a donating call leaves for the next, with the plan of the last pattern of
+/// given-up leaves (kept here so that a call in the steady state allocates nothing for them
+/// and searches nothing).
 #[derive(Default)]
 struct Recycled {
     /// Per output, a donated buffer of its type waiting to be written.
     buffers: Vec<Option<Array>>,
-    /// Per output, whether it took a donated leaf's buffer in place in the current call.
-    served: Vec<bool>,
+    /// Where the last donating call's buffers went.
+    plan: Option<DonationPlan>,
+}
+
+/// Where a donating call's outputs take their buffers, for one pattern of leaves given up
+/// (donated and passed by value): made when the pattern first occurs, so that later calls
+/// with the same pattern only compare it (per leaf, one flag) instead of searching the
+/// outputs for a buffer of each leaf's type.
+struct DonationPlan {
+    /// Per leaf, whether the call gave its buffer up.
+    given: Vec<bool>,
+    /// Per output, the given-up leaf whose buffer it is written into, in place.
+    in_place: Vec<Option<usize>>,
+    /// The other given-up leaves, each with the output whose waiting buffer it becomes for
+    /// the next call: an output of its type that took no buffer in place in this call.
+    keep: Vec<(usize, usize)>,
+}
+
+impl DonationPlan {
+    /// Per leaf, whether the call gave it up: marked in `donated` and passed by value.
+    fn given<'a>(
+        leaves: &'a [Cow<'_, Array>],
+        donated: &'a [bool],
+    ) -> impl Iterator<Item = bool> + 'a {
+        (leaves.iter().enumerate())
+            .map(|(j, a)| donated.get(j) == Some(&true) && matches!(a, Cow::Owned(_)))
+    }
+
+    /// Whether the plan is the one of these leaves.
+    fn fits(&self, leaves: &[Cow<'_, Array>], donated: &[bool]) -> bool {
+        self.given.len() == leaves.len()
+            && Self::given(leaves, donated).eq(self.given.iter().copied())
+    }
+
+    /// The plan of `p`'s call on these leaves. An output that may overwrite a given-up leaf
+    /// (`Compiled::in_place_outputs`) takes its buffer. The other given-up leaves go to the
+    /// other outputs of their types (chosen per pattern, not per compiled function: an
+    /// output whose in-place argument was passed by reference, such as a moment
+    /// `(1 − β)·g + β·m` that may overwrite the gradient `g`, would otherwise be zero-filled
+    /// anew on every call while the donated moment went unused).
+    fn new(p: &Prepared, leaves: &[Cow<'_, Array>], donated: &[bool]) -> DonationPlan {
+        let given: Vec<bool> = Self::given(leaves, donated).collect();
+        let mut used = vec![false; leaves.len()];
+        let in_place: Vec<Option<usize>> = (p.in_place.iter())
+            .map(|&j| {
+                let j = j.filter(|&j| given.get(j) == Some(&true) && !used[j])?;
+                used[j] = true;
+                Some(j)
+            })
+            .collect();
+        let types = p.compiled.output_types();
+        let mut filled: Vec<bool> = in_place.iter().map(Option::is_some).collect();
+        let mut keep = Vec::new();
+        for (j, ((&g, &u), t)) in given.iter().zip(&used).zip(&p.types).enumerate() {
+            if !g || u {
+                continue;
+            }
+            if let Some(k) = (0..types.len()).find(|&k| !filled[k] && types[k] == *t) {
+                filled[k] = true;
+                keep.push((j, k));
+            }
+        }
+        DonationPlan {
+            given,
+            in_place,
+            keep,
+        }
+    }
 }
 
 /// A jitted function of trees: each argument structure gets a positional [`crate::Jit`],
@@ -146,11 +213,7 @@ impl TreeJit {
     ) -> Result<Arc<Prepared>> {
         let lock = || self.prepared.lock().unwrap_or_else(|e| e.into_inner());
         let same_types = |p: &Prepared| {
-            p.types.len() == leaves.len()
-                && p.types
-                    .iter()
-                    .zip(leaves)
-                    .all(|(t, a)| t.dtype == a.dtype() && t.dims() == a.dims())
+            p.types.len() == leaves.len() && p.types.iter().zip(leaves).all(|(t, a)| a.has_type(t))
         };
         let defs = match (defs, last) {
             (None, Some(p)) if same_types(&p) => return Ok(p),
@@ -183,7 +246,7 @@ impl TreeJit {
                 let in_place = compiled.in_place_outputs().to_vec();
                 let slots = Mutex::new(Recycled {
                     buffers: vec![None; compiled.output_types().len()],
-                    served: Vec::new(),
+                    plan: None,
                 });
                 let p = Arc::new(Prepared {
                     defs,
@@ -203,8 +266,8 @@ impl TreeJit {
     /// Runs the prepared call on `leaves`. With `donated` (one flag per leaf), an output
     /// that may overwrite a donated leaf takes its buffer, the other outputs take the buffers
     /// donated by an earlier call (or new zeros), and the other leaves marked donated become
-    /// the next donating call's outputs; without, outputs are new buffers (see
-    /// `Compiled::call_refs`).
+    /// the next donating call's outputs, as the call's [`DonationPlan`] says; without,
+    /// outputs are new buffers (see `Compiled::call_refs`).
     fn run(
         &self,
         p: &Prepared,
@@ -216,60 +279,72 @@ impl TreeJit {
             let refs: Vec<&Array> = leaves.iter().map(|a| &**a).collect();
             return p.compiled.call_refs(&refs);
         };
-        // The lists are taken out (not copied) and put back below, so that their storage
-        // serves every call.
-        let Recycled {
-            buffers: mut waiting,
-            mut served,
-        } = std::mem::take(&mut *lock());
+        // The waiting buffers and the plan are taken out (not copied) and put back below, so
+        // that a concurrent call finds none of them rather than the same ones.
+        let Recycled { mut buffers, plan } = std::mem::take(&mut *lock());
+        let plan = match plan {
+            Some(plan) if plan.fits(&leaves, donated) => plan,
+            _ => DonationPlan::new(p, &leaves, donated),
+        };
         let types = p.compiled.output_types();
-        waiting.resize(types.len(), None);
-        served.clear();
-        served.resize(types.len(), false);
+        buffers.resize(types.len(), None);
         let mut leaves: Vec<Option<Cow<'_, Array>>> = leaves.into_iter().map(Some).collect();
         let mut outs = Vec::with_capacity(types.len());
-        for (k, (slot, t)) in waiting.iter_mut().zip(types).enumerate() {
-            let slot = slot.take();
-            // A donated leaf the output may overwrite becomes the output's buffer.
-            if let Some(j) = p.in_place[k].filter(|&j| donated.get(j) == Some(&true)) {
-                if let Some(Cow::Owned(a)) = leaves.get_mut(j).and_then(Option::take) {
-                    outs.push(a);
-                    served[k] = true;
-                    continue;
+        let mut failed = None;
+        for ((slot, t), &j) in buffers.iter_mut().zip(types).zip(&plan.in_place) {
+            let waiting = slot.take();
+            // A given-up leaf the output may overwrite becomes the output's buffer.
+            if let Some(Some(Cow::Owned(a))) = j.and_then(|j| leaves.get_mut(j)).map(Option::take) {
+                outs.push(a);
+                continue;
+            }
+            match waiting.map_or_else(|| Array::zeros(t), Ok) {
+                Ok(a) => outs.push(a),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
                 }
             }
-            outs.push(slot.map_or_else(|| Array::zeros(t), Ok)?);
         }
-        let refs: Vec<Option<&Array>> = leaves.iter().map(|a| a.as_deref()).collect();
-        let ran = p.compiled.call_in_place(&refs, &mut outs);
-        drop(refs);
-        // Keep the other donated leaves for the next call, each as the buffer of an output of
-        // its type that took none in place in this call (chosen per call, not per compiled
-        // function: an output whose in-place argument was passed by reference, such as a
-        // moment `(1 − β)·g + β·m` that may overwrite the gradient `g`, would otherwise be
-        // zero-filled anew on every call while the donated moment went unused).
-        let mut recycled = lock();
-        if recycled.buffers.is_empty() {
-            // `waiting` is all `None` now: its storage becomes the list again.
-            recycled.buffers = waiting;
-        }
-        let slots = &mut recycled.buffers;
-        slots.resize(outs.len(), None);
-        for (a, &given) in leaves.into_iter().zip(donated) {
-            let (true, Some(Cow::Owned(a))) = (given, a) else {
-                continue;
-            };
-            let free = (0..types.len()).find(|&k| {
-                !served[k]
-                    && slots[k].is_none()
-                    && types[k].dtype == a.dtype()
-                    && types[k].dims() == a.dims()
-            });
-            if let Some(k) = free {
-                slots[k] = Some(a);
+        let ran = match failed {
+            Some(e) => Err(e),
+            None => {
+                // The arguments' list is on the stack up to 32 leaves, as the JIT's own lists
+                // are: one allocation fewer per call.
+                let (mut inline, mut heap) = ([None; 32], Vec::new());
+                let refs: &mut [Option<&Array>] = match inline.get_mut(..leaves.len()) {
+                    Some(r) => r,
+                    None => {
+                        heap.resize(leaves.len(), None);
+                        &mut heap
+                    }
+                };
+                for (r, a) in refs.iter_mut().zip(&leaves) {
+                    *r = a.as_deref();
+                }
+                p.compiled.call_in_place(refs, &mut outs)
+            }
+        };
+        // The other given-up leaves wait for the next call.
+        for &(j, k) in &plan.keep {
+            if let (Some(Some(Cow::Owned(a))), Some(slot @ None)) =
+                (leaves.get_mut(j).map(Option::take), buffers.get_mut(k))
+            {
+                *slot = Some(a);
             }
         }
-        recycled.served = served;
+        let mut recycled = lock();
+        if recycled.buffers.is_empty() {
+            recycled.buffers = buffers;
+        } else {
+            // A concurrent call put its buffers back first: fill its empty slots.
+            for (slot, a) in recycled.buffers.iter_mut().zip(buffers) {
+                if slot.is_none() {
+                    *slot = a;
+                }
+            }
+        }
+        recycled.plan = Some(plan);
         drop(recycled);
         ran.map(|()| outs)
     }

@@ -163,6 +163,25 @@ pub enum Key {
     Some,
 }
 
+impl Key {
+    /// Whether the keys are equal (as `==`), comparing field names by address first.
+    #[inline]
+    fn is(&self, other: &Key) -> bool {
+        match (self, other) {
+            (Key::Field(a), Key::Field(b)) => same_name(a, b),
+            _ => self == other,
+        }
+    }
+}
+
+/// Whether two names (node kinds, field keys) are equal, by address first: a structure and
+/// the value checked against it usually hold the same `&'static str` from one `stringify!`,
+/// and comparing the text calls `memcmp`, several times per tree on every jitted call.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
 /// The path from a tree's root to one of its nodes: `layers[2].w`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KeyPath(pub Vec<Key>);
@@ -416,10 +435,13 @@ impl TreeDef {
     /// This node when it has `kind`, `children` children and `statics` static values (for
     /// [`Tree::matches_def`]).
     #[doc(hidden)]
+    #[inline]
     pub fn node_of(&self, kind: &str, children: usize, statics: usize) -> Option<&Node> {
         match self {
             TreeDef::Node(n)
-                if n.kind == kind && n.children.len() == children && n.statics.len() == statics =>
+                if same_name(n.kind, kind)
+                    && n.children.len() == children
+                    && n.statics.len() == statics =>
             {
                 Some(n)
             }
@@ -428,25 +450,41 @@ impl TreeDef {
     }
 
     /// This node, checked to have `kind`, exactly the field `keys` and `n_statics` static
-    /// values (for `#[derive(Tree)]`).
+    /// values (for `#[derive(Tree)]`). The common case, the fields in order, is checked
+    /// inline without collecting the keys; anything else is [`TreeDef::node_mismatch`]'s.
     #[doc(hidden)]
+    #[inline]
     pub fn expect_node(
         &self,
         kind: &'static str,
         keys: &[&'static str],
         n_statics: usize,
     ) -> Result<&Node, TreeError> {
-        let n = self.expect_kind(kind)?;
-        // The common case, the fields in order, is checked without collecting the keys.
-        if n.children.len() == keys.len()
-            && n.statics.len() == n_statics
-            && n.children
-                .iter()
-                .zip(keys)
-                .all(|((k, _), key)| matches!(k, Key::Field(f) if f == key))
-        {
-            return Ok(n);
+        match self {
+            TreeDef::Node(n)
+                if same_name(n.kind, kind)
+                    && n.children.len() == keys.len()
+                    && n.statics.len() == n_statics
+                    && (n.children.iter().zip(keys))
+                        .all(|((k, _), key)| matches!(k, Key::Field(f) if same_name(f, key))) =>
+            {
+                Ok(n)
+            }
+            _ => self.node_mismatch(kind, keys, n_statics),
         }
+    }
+
+    /// [`TreeDef::expect_node`] for a node other than the expected kind with its fields in
+    /// order: the error naming what differs.
+    #[cold]
+    #[inline(never)]
+    fn node_mismatch(
+        &self,
+        kind: &'static str,
+        keys: &[&'static str],
+        n_statics: usize,
+    ) -> Result<&Node, TreeError> {
+        let n = self.expect_kind(kind)?;
         let found: Vec<&Key> = n.children.iter().map(|(k, _)| k).collect();
         for key in keys {
             if !found.contains(&&Key::Field(key)) {
@@ -469,18 +507,27 @@ impl TreeDef {
 
     /// This node, checked to have `kind`.
     #[doc(hidden)]
+    #[inline]
     pub fn expect_kind(&self, kind: &'static str) -> Result<&Node, TreeError> {
         match self {
-            TreeDef::Node(n) if n.kind == kind => Ok(n),
-            TreeDef::Node(n) => Err(TreeError::new(format!(
+            TreeDef::Node(n) if same_name(n.kind, kind) => Ok(n),
+            _ => Err(self.kind_mismatch(kind)),
+        }
+    }
+
+    /// The error of [`TreeDef::expect_kind`].
+    #[cold]
+    #[inline(never)]
+    fn kind_mismatch(&self, kind: &'static str) -> TreeError {
+        match self {
+            TreeDef::Node(n) => TreeError::new(format!(
                 "expected {}, found {}",
                 describe_kind(kind),
                 n.describe()
-            ))),
-            TreeDef::Leaf => Err(TreeError::new(format!(
-                "expected {}, found a leaf",
-                describe_kind(kind)
-            ))),
+            )),
+            TreeDef::Leaf => {
+                TreeError::new(format!("expected {}, found a leaf", describe_kind(kind)))
+            }
         }
     }
 }
@@ -507,6 +554,7 @@ impl Node {
 
     /// Rebuilds child `k` as a `C` (for `#[derive(Tree)]`).
     #[doc(hidden)]
+    #[inline]
     pub fn child<L: Leaf, C: Tree<L>>(
         &self,
         k: usize,
@@ -524,10 +572,11 @@ impl Node {
     /// Whether child `k` has the key `key` and `value`'s structure (for
     /// [`Tree::matches_def`]).
     #[doc(hidden)]
+    #[inline]
     pub fn child_is<L: Leaf, C: Tree<L>>(&self, k: usize, key: &Key, value: &C) -> bool {
         self.children
             .get(k)
-            .is_some_and(|(kk, d)| kk == key && value.matches_def(d))
+            .is_some_and(|(kk, d)| kk.is(key) && value.matches_def(d))
     }
 
     /// Whether static value `k` equals `value` (for [`Tree::matches_def`]).

@@ -405,20 +405,27 @@ impl Ctx {
     }
 
     /// An empty array with room for `cap` entries: the kept array of least room that has
-    /// enough, else a new one. Values are built and dropped one after another, so reusing the
+    /// enough, else the largest kept one, grown, else a new one with room for one more (so
+    /// that the array of a `Single` value can serve later as the `n + 1` pointers of a
+    /// compressed one). Values are built and dropped one after another, so reusing the
     /// arrays of dead values reuses memory whose pages are already mapped: a fresh array of a
-    /// million entries costs a thousand page faults, more than filling it.
+    /// million entries costs a thousand page faults, more than filling it (and growing a
+    /// large array remaps its pages rather than copying them).
     fn take(&mut self, cap: usize) -> Result<Vec<u32>> {
-        let fit = (0..self.spare.len())
-            .filter(|&i| self.spare[i].capacity() >= cap)
-            .min_by_key(|&i| self.spare[i].capacity());
-        if let Some(i) = fit {
-            let mut v = self.spare.swap_remove(i);
-            v.clear();
-            return Ok(v);
+        let room = |i: usize| self.spare[i].capacity();
+        let pick = (0..self.spare.len())
+            .filter(|&i| room(i) >= cap)
+            .min_by_key(|&i| room(i))
+            .or_else(|| (0..self.spare.len()).max_by_key(|&i| room(i)));
+        let mut v = match pick {
+            Some(i) => self.spare.swap_remove(i),
+            None => Vec::new(),
+        };
+        v.clear();
+        let want = cap.saturating_add(1);
+        if v.capacity() < cap {
+            v.try_reserve_exact(want).map_err(|_| too_large(cap))?;
         }
-        let mut v = Vec::new();
-        v.try_reserve_exact(cap).map_err(|_| too_large(cap))?;
         Ok(v)
     }
 

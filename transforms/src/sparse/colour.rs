@@ -137,17 +137,19 @@ pub fn column_conflicts(p: &Pattern) -> Adjacency {
 /// The adjacency graph of a square, symmetric pattern (diagonal entries dropped; an entry
 /// `(i, j)` makes `i` and `j` adjacent even if `(j, i)` is missing).
 pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
-    if p.nrows == p.ncols && is_symmetric(p) {
+    if p.nrows == p.ncols {
         // The rows are the adjacency lists already (sorted, without repeats): one copy
-        // without the diagonal.
+        // without the diagonal, made while the symmetry is checked.
         let mut start = Vec::with_capacity(p.nrows + 1);
         let mut nbrs = Vec::with_capacity(p.nnz());
         start.push(0);
-        for r in 0..p.nrows {
-            nbrs.extend(p.row(r).iter().copied().filter(|&c| c != r));
+        let symmetric = walk_symmetric(p, |r, row| {
+            nbrs.extend(row.iter().copied().filter(|&c| c != r));
             start.push(nbrs.len());
+        });
+        if symmetric {
+            return Adjacency { start, nbrs };
         }
-        return Adjacency { start, nbrs };
     }
     Adjacency::build(p.ncols.max(p.nrows), |edge| {
         for r in 0..p.nrows {
@@ -160,15 +162,38 @@ pub fn symmetric_adjacency(p: &Pattern) -> Adjacency {
 }
 
 /// Whether the square pattern `p` is structurally symmetric, with sorted rows without
-/// repeats (each entry's mirror is found by binary search in its row).
+/// repeats.
 pub(crate) fn is_symmetric(p: &Pattern) -> bool {
-    (0..p.nrows).all(|r| {
-        let row = p.row(r);
-        row.windows(2).all(|w| w[0] < w[1])
-            && row
-                .iter()
-                .all(|&c| c < p.nrows && p.row(c).binary_search(&r).is_ok())
-    })
+    walk_symmetric(p, |_, _| {})
+}
+
+/// Whether the square pattern `p` is structurally symmetric, with sorted rows without
+/// repeats, handing `row` each row (its index and columns) once that row is checked; it stops
+/// at the first row that fails. Only the entries above the diagonal look for their mirror
+/// (by binary search in its row): mirroring is one-to-one, so when every upper entry has
+/// its mirror below and there are as many entries below the diagonal as above, every lower
+/// entry has its mirror too.
+fn walk_symmetric(p: &Pattern, mut row: impl FnMut(usize, &[usize])) -> bool {
+    let (mut upper, mut lower) = (0usize, 0usize);
+    for r in 0..p.nrows {
+        let cols = p.row(r);
+        if !cols.windows(2).all(|w| w[0] < w[1]) {
+            return false;
+        }
+        // The row is sorted: the entries below the diagonal come first.
+        let below = cols.partition_point(|&c| c < r);
+        let above = cols.partition_point(|&c| c <= r);
+        lower += below;
+        upper += cols.len() - above;
+        let mirrored = cols[above..]
+            .iter()
+            .all(|&c| c < p.nrows && p.row(c).binary_search(&r).is_ok());
+        if !mirrored {
+            return false;
+        }
+        row(r, cols);
+    }
+    upper == lower
 }
 
 /// The visiting order of the vertices of `adj`.
@@ -182,63 +207,106 @@ pub fn order(adj: &Adjacency, ordering: Ordering) -> Vec<usize> {
             v
         }
         Ordering::SmallestLast => {
-            // Matula and Beck's bucket queue, as doubly linked lists in flat arrays: bucket
-            // `d` holds the remaining vertices of degree `d`. Removing a vertex moves each
-            // remaining neighbour down one bucket, so the smallest degree drops by at most
-            // one per removal and the scan pointer moves back by at most one: linear time.
-            const NIL: usize = usize::MAX;
-            let mut degree: Vec<usize> = (0..n).map(|v| adj.nbrs(v).len()).collect();
-            let maxd = degree.iter().copied().max().unwrap_or(0);
-            let mut head = vec![NIL; maxd + 1];
-            let (mut next, mut prev) = (vec![NIL; n], vec![NIL; n]);
-            let link =
-                |v: usize, d: usize, head: &mut [usize], next: &mut [usize], prev: &mut [usize]| {
-                    next[v] = head[d];
-                    prev[v] = NIL;
-                    if head[d] != NIL {
-                        prev[head[d]] = v;
-                    }
-                    head[d] = v;
-                };
-            let unlink =
-                |v: usize, d: usize, head: &mut [usize], next: &mut [usize], prev: &mut [usize]| {
-                    if prev[v] != NIL {
-                        next[prev[v]] = next[v];
-                    } else {
-                        head[d] = next[v];
-                    }
-                    if next[v] != NIL {
-                        prev[next[v]] = prev[v];
-                    }
-                };
-            for v in (0..n).rev() {
-                link(v, degree[v], &mut head, &mut next, &mut prev);
+            if n < u32::MAX as usize {
+                smallest_last::<u32>(adj)
+            } else {
+                smallest_last::<usize>(adj)
             }
-            let mut removed = vec![false; n];
-            let mut out = Vec::with_capacity(n);
-            let mut d = 0;
-            while out.len() < n {
-                let v = head[d];
-                if v == NIL {
-                    d += 1;
-                    continue;
-                }
-                unlink(v, d, &mut head, &mut next, &mut prev);
-                removed[v] = true;
-                out.push(v);
-                for &w in adj.nbrs(v) {
-                    if !removed[w] {
-                        unlink(w, degree[w], &mut head, &mut next, &mut prev);
-                        degree[w] -= 1;
-                        link(w, degree[w], &mut head, &mut next, &mut prev);
-                    }
-                }
-                d = d.saturating_sub(1);
-            }
-            out.reverse();
-            out
         }
     }
+}
+
+/// An index type for the flat arrays of [`smallest_last`]: `u32` halves their memory (and the
+/// pages touched) whenever the vertices fit.
+trait Slot: Copy + Eq {
+    /// The "no vertex" (or "removed") marker, larger than every vertex and degree.
+    const NIL: Self;
+    fn of(v: usize) -> Self;
+    fn at(self) -> usize;
+}
+
+impl Slot for u32 {
+    const NIL: u32 = u32::MAX;
+    #[inline]
+    fn of(v: usize) -> u32 {
+        v as u32
+    }
+    #[inline]
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+impl Slot for usize {
+    const NIL: usize = usize::MAX;
+    #[inline]
+    fn of(v: usize) -> usize {
+        v
+    }
+    #[inline]
+    fn at(self) -> usize {
+        self
+    }
+}
+
+/// The smallest-last order of `adj`'s vertices (Matula and Beck's bucket queue, as doubly
+/// linked lists in flat arrays of `S`, which must hold every vertex and degree below
+/// `S::NIL`): bucket `d` holds the remaining vertices of degree `d`, each list a stack.
+/// Removing a vertex moves each remaining neighbour down one bucket, so the smallest degree
+/// drops by at most one per removal and the scan pointer moves back by at most one: linear
+/// time. A removed vertex's degree is `S::NIL`.
+fn smallest_last<S: Slot>(adj: &Adjacency) -> Vec<usize> {
+    let n = adj.len();
+    let nil = S::NIL;
+    let mut degree: Vec<S> = (0..n).map(|v| S::of(adj.nbrs(v).len())).collect();
+    let maxd = (0..n).map(|v| adj.nbrs(v).len()).max().unwrap_or(0);
+    let mut head = vec![nil; maxd + 1];
+    let (mut next, mut prev) = (vec![nil; n], vec![nil; n]);
+    let link = |v: usize, d: usize, head: &mut [S], next: &mut [S], prev: &mut [S]| {
+        next[v] = head[d];
+        prev[v] = nil;
+        if head[d] != nil {
+            prev[head[d].at()] = S::of(v);
+        }
+        head[d] = S::of(v);
+    };
+    let unlink = |v: usize, d: usize, head: &mut [S], next: &mut [S], prev: &mut [S]| {
+        if prev[v] != nil {
+            next[prev[v].at()] = next[v];
+        } else {
+            head[d] = next[v];
+        }
+        if next[v] != nil {
+            prev[next[v].at()] = prev[v];
+        }
+    };
+    for v in (0..n).rev() {
+        link(v, degree[v].at(), &mut head, &mut next, &mut prev);
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut d = 0;
+    while out.len() < n {
+        let v = head[d];
+        if v == nil {
+            d += 1;
+            continue;
+        }
+        let v = v.at();
+        unlink(v, d, &mut head, &mut next, &mut prev);
+        degree[v] = nil;
+        out.push(v);
+        for &w in adj.nbrs(v) {
+            if degree[w] != nil {
+                let dw = degree[w].at();
+                unlink(w, dw, &mut head, &mut next, &mut prev);
+                degree[w] = S::of(dw - 1);
+                link(w, dw - 1, &mut head, &mut next, &mut prev);
+            }
+        }
+        d = d.saturating_sub(1);
+    }
+    out.reverse();
+    out
 }
 
 /// The smallest colour not marked with `stamp` in `forbidden`.
@@ -763,7 +831,8 @@ pub fn star_decompression(p: &Pattern, c: &Colouring) -> Result<Vec<usize>> {
             "hessian_sparse: the compressed Hessian's size overflows",
         )
     })?;
-    let mut count = vec![0u32; cells];
+    // Only 0, 1 and "more" matter: one byte a cell.
+    let mut count = vec![0u8; cells];
     for i in 0..p.nrows {
         for &j in p.row(i) {
             let at = &mut count[i * k + c.colours[j]];

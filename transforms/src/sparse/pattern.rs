@@ -383,9 +383,81 @@ struct Ctx {
     max_set: usize,
     /// Whether to track the nonlinear dependences ([`State::nl`]) as well.
     linear: bool,
+    /// Index arrays of values no longer used, kept for the next values (see [`Ctx::take`]).
+    spare: Vec<Vec<u32>>,
 }
 
+/// The most arrays [`Ctx::spare`] keeps.
+const SPARE_ARRAYS: usize = 6;
+
+/// Arrays with room for fewer entries than this are freed, not kept.
+const SPARE_MIN: usize = 1 << 12;
+
 impl Ctx {
+    /// A new analysis context with the given set width limit (see [`jacobian_pattern_narrow`]).
+    fn new(max_set: usize, linear: bool) -> Ctx {
+        Ctx {
+            entries: 0,
+            max_set,
+            linear,
+            spare: Vec::new(),
+        }
+    }
+
+    /// An empty array with room for `cap` entries: the kept array of least room that has
+    /// enough, else the largest kept one, grown, else a new one with room for one more (so
+    /// that the array of a `Single` value can serve later as the `n + 1` pointers of a
+    /// compressed one). Values are built and dropped one after another, so reusing the
+    /// arrays of dead values reuses memory whose pages are already mapped: a fresh array of a
+    /// million entries costs a thousand page faults, more than filling it (and growing a
+    /// large array remaps its pages rather than copying them).
+    fn take(&mut self, cap: usize) -> Result<Vec<u32>> {
+        let room = |i: usize| self.spare[i].capacity();
+        let pick = (0..self.spare.len())
+            .filter(|&i| room(i) >= cap)
+            .min_by_key(|&i| room(i))
+            .or_else(|| (0..self.spare.len()).max_by_key(|&i| room(i)));
+        let mut v = match pick {
+            Some(i) => self.spare.swap_remove(i),
+            None => Vec::new(),
+        };
+        v.clear();
+        let want = cap.saturating_add(1);
+        if v.capacity() < cap {
+            v.try_reserve_exact(want).map_err(|_| too_large(cap))?;
+        }
+        Ok(v)
+    }
+
+    /// Keeps `v` for [`Ctx::take`] if it is large, dropping the smallest kept array when
+    /// more than [`SPARE_ARRAYS`] are kept.
+    fn give(&mut self, v: Vec<u32>) {
+        if v.capacity() < SPARE_MIN {
+            return;
+        }
+        self.spare.push(v);
+        if self.spare.len() > SPARE_ARRAYS {
+            let smallest = (0..self.spare.len()).min_by_key(|&i| self.spare[i].capacity());
+            if let Some(i) = smallest {
+                self.spare.swap_remove(i);
+            }
+        }
+    }
+
+    /// Keeps the arrays of a value's state that no other value shares.
+    fn recycle(&mut self, s: State) {
+        for sets in [s.deps, s.nl].into_iter().flatten() {
+            match Arc::try_unwrap(sets) {
+                Ok(Sets::Single(v)) => self.give(v),
+                Ok(Sets::Many { ptr, idx }) => {
+                    self.give(ptr);
+                    self.give(idx);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Builds one set per element with `f`, charging the entries to the budget.
     fn build(&mut self, n: usize, mut f: impl FnMut(usize) -> Set) -> Result<Option<Arc<Sets>>> {
         self.build_into(n, |i, out| out.extend_from_slice(&f(i)))
@@ -397,12 +469,22 @@ impl Ctx {
     fn build_into(
         &mut self,
         n: usize,
+        f: impl FnMut(usize, &mut Vec<u32>),
+    ) -> Result<Option<Arc<Sets>>> {
+        self.build_with(n, n, f)
+    }
+
+    /// [`Ctx::build_into`] with room for `cap` entries reserved first: a bound on the entries
+    /// (when the caller knows one) spares the index array its regrowth copies. The reservation
+    /// is capped at the value's limit; memory that is reserved but never written is not touched.
+    fn build_with(
+        &mut self,
+        n: usize,
+        cap: usize,
         mut f: impl FnMut(usize, &mut Vec<u32>),
     ) -> Result<Option<Arc<Sets>>> {
-        let mut ptr: Vec<u32> = Vec::new();
-        ptr.try_reserve_exact(n + 1).map_err(|_| too_large(n))?;
-        let mut idx: Vec<u32> = Vec::new();
-        idx.try_reserve(n).map_err(|_| too_large(n))?;
+        let mut ptr = self.take(n + 1)?;
+        let mut idx = self.take(cap.min(VALUE_LIMIT))?;
         ptr.push(0);
         let mut widest = 0;
         for i in 0..n {
@@ -421,15 +503,16 @@ impl Ctx {
         }
         self.entries = self.entries.saturating_add(idx.len() + n);
         if widest <= 1 {
-            let single = (0..n)
-                .map(|i| {
-                    if ptr[i] == ptr[i + 1] {
-                        EMPTY
-                    } else {
-                        idx[ptr[i] as usize]
-                    }
-                })
-                .collect();
+            let mut single = self.take(n)?;
+            single.extend((0..n).map(|i| {
+                if ptr[i] == ptr[i + 1] {
+                    EMPTY
+                } else {
+                    idx[ptr[i] as usize]
+                }
+            }));
+            self.give(ptr);
+            self.give(idx);
             return Ok(Some(Arc::new(Sets::Single(single))));
         }
         Ok(Some(Arc::new(Sets::Many { ptr, idx })))
@@ -448,15 +531,7 @@ fn append_union<'a>(out: &mut Vec<u32>, sets: impl IntoIterator<Item = &'a [u32]
         return;
     };
     // Two sorted sets merge in one pass; a third or more are appended, sorted and deduplicated.
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        let (x, y) = (a[i], b[j]);
-        out.push(x.min(y));
-        i += usize::from(x <= y);
-        j += usize::from(y <= x);
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
+    merge_into(out, a, b);
     let mut more = false;
     for s in it {
         out.extend_from_slice(s);
@@ -475,7 +550,139 @@ fn append_union<'a>(out: &mut Vec<u32>, sets: impl IntoIterator<Item = &'a [u32]
     }
 }
 
+/// Element-by-element read access to one value's sets in one storage form, so that loops
+/// over the elements are compiled once per form instead of matching on it per element.
+trait ReadSets: Copy {
+    /// The sorted set of element `i`.
+    fn get(&self, i: usize) -> &[u32];
+    /// The number of index entries in all.
+    fn entries(&self) -> usize;
+}
+
+/// The [`Sets::Single`] form.
+#[derive(Clone, Copy)]
+struct ReadSingle<'a>(&'a [u32]);
+
+impl ReadSets for ReadSingle<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> &[u32] {
+        let v = &self.0[i];
+        if *v == EMPTY {
+            &[]
+        } else {
+            std::slice::from_ref(v)
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The [`Sets::Many`] form.
+#[derive(Clone, Copy)]
+struct ReadMany<'a> {
+    ptr: &'a [u32],
+    idx: &'a [u32],
+}
+
+impl ReadSets for ReadMany<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> &[u32] {
+        &self.idx[self.ptr[i] as usize..self.ptr[i + 1] as usize]
+    }
+
+    fn entries(&self) -> usize {
+        self.idx.len()
+    }
+}
+
+/// Appends the union of the sorted sets `a` and `b` to `out`, sorted and without repeats.
+#[inline]
+fn merge_into(out: &mut Vec<u32>, a: &[u32], b: &[u32]) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    // The tails are a few entries: pushed one by one, not copied by a call to `memcpy`.
+    push_all(out, &a[i..]);
+    push_all(out, &b[j..]);
+}
+
+/// Appends the entries of `s`, expected few, one by one.
+#[inline]
+fn push_all(out: &mut Vec<u32>, s: &[u32]) {
+    for &x in s {
+        out.push(x);
+    }
+}
+
 impl Ctx {
+    /// The sets of a parameter of `n` elements whose first element is input `base`: element
+    /// `k` depends on input `base + k` alone.
+    fn inputs(&mut self, base: u32, n: usize) -> Result<Option<Arc<Sets>>> {
+        if n > 0 && self.max_set < 1 {
+            return Err(too_wide(self.max_set));
+        }
+        self.charge(n, n)?;
+        let mut v = self.take(n)?;
+        // The caller checked that `base + n` fits in `u32`.
+        v.extend((0..n as u32).map(|k| base + k));
+        Ok(Some(Arc::new(Sets::Single(v))))
+    }
+
+    /// The elementwise union of two values of `n` elements each (neither broadcast), by a
+    /// loop specialised to the two storage forms.
+    fn union_two(&mut self, x: &Sets, y: &Sets, n: usize) -> Result<Option<Arc<Sets>>> {
+        match (x, y) {
+            (Sets::Single(a), Sets::Single(b)) => self.union_singles(a, b),
+            (Sets::Single(a), Sets::Many { ptr, idx })
+            | (Sets::Many { ptr, idx }, Sets::Single(a)) => {
+                self.union_read(n, ReadSingle(a), ReadMany { ptr, idx })
+            }
+            (Sets::Many { ptr, idx }, Sets::Many { ptr: p2, idx: i2 }) => {
+                self.union_read(n, ReadMany { ptr, idx }, ReadMany { ptr: p2, idx: i2 })
+            }
+        }
+    }
+
+    /// The elementwise union of two readers of `n` elements each.
+    fn union_read(
+        &mut self,
+        n: usize,
+        x: impl ReadSets,
+        y: impl ReadSets,
+    ) -> Result<Option<Arc<Sets>>> {
+        let cap = x.entries().saturating_add(y.entries());
+        self.build_with(n, cap, |i, out| merge_into(out, x.get(i), y.get(i)))
+    }
+
+    /// Each result element's set copied from element `pos[i] - first` of `src`, which has
+    /// `len` elements (none where the position falls outside them, as [`moved`]'s positions
+    /// of other operands and its 0 do): the index array is sized exactly by a first pass over
+    /// the lengths.
+    fn gather(
+        &mut self,
+        pos: &[u32],
+        first: usize,
+        len: usize,
+        src: impl ReadSets,
+    ) -> Result<Option<Arc<Sets>>> {
+        let at = |i: usize| (pos[i] as usize).checked_sub(first).filter(|&p| p < len);
+        let n = pos.len();
+        let cap = (0..n)
+            .filter_map(at)
+            .fold(0usize, |acc, p| acc.saturating_add(src.get(p).len()));
+        self.build_with(n, cap, |i, out| {
+            if let Some(p) = at(i) {
+                push_all(out, src.get(p));
+            }
+        })
+    }
+
     /// Charges a value of `n` elements holding `entries` indices, built by a fast path.
     fn charge(&mut self, n: usize, entries: usize) -> Result<()> {
         let here = n.saturating_add(entries);
@@ -498,13 +705,12 @@ impl Ctx {
         }
         if !clash {
             self.charge(n, n)?;
-            let v = x.iter().zip(y).map(|(&a, &b)| a.min(b)).collect();
+            let mut v = self.take(n)?;
+            v.extend(x.iter().zip(y).map(|(&a, &b)| a.min(b)));
             return Ok(Some(Arc::new(Sets::Single(v))));
         }
-        let mut ptr = Vec::new();
-        ptr.try_reserve_exact(n + 1).map_err(|_| too_large(n))?;
-        let mut idx = Vec::new();
-        idx.try_reserve(2 * n).map_err(|_| too_large(2 * n))?;
+        let mut ptr = self.take(n + 1)?;
+        let mut idx = self.take(2 * n)?;
         ptr.push(0u32);
         for (&a, &b) in x.iter().zip(y) {
             // EMPTY is the largest u32, so it sorts last.
@@ -557,11 +763,7 @@ pub fn jacobian_pattern(g: &Graph, n_explicit: usize) -> Result<Pattern> {
 /// from depend on, so a wide intermediate element means a wide row, except where a known
 /// constant cuts the dependence: the test is conservative.)
 pub fn jacobian_pattern_narrow(g: &Graph, n_explicit: usize, max_set: usize) -> Result<Pattern> {
-    let mut ctx = Ctx {
-        entries: 0,
-        max_set,
-        linear: false,
-    };
+    let mut ctx = Ctx::new(max_set, false);
     Ok(analyse(&mut ctx, g, n_explicit)?.0)
 }
 
@@ -583,11 +785,7 @@ pub fn jacobian_pattern_narrow(g: &Graph, n_explicit: usize, max_set: usize) -> 
 /// at every input, which a dense evaluation reproduces wherever no other term of its row
 /// overflows (a `0 · ∞` elsewhere in the row can make a JVP's sum NaN).
 pub fn jacobian_pattern_varying(g: &Graph, n_explicit: usize) -> Result<(Pattern, Vec<bool>)> {
-    let mut ctx = Ctx {
-        entries: 0,
-        max_set: usize::MAX,
-        linear: true,
-    };
+    let mut ctx = Ctx::new(usize::MAX, true);
     let (pattern, outs) = analyse(&mut ctx, g, n_explicit)?;
     let mut varying = Vec::with_capacity(pattern.nnz());
     for s in &outs {
@@ -624,7 +822,7 @@ fn analyse(ctx: &mut Ctx, g: &Graph, n_explicit: usize) -> Result<(Pattern, Vec<
             }
             let base = offset as u32;
             params.push(State {
-                deps: ctx.build(n, |k| smallvec::smallvec![base + k as u32])?,
+                deps: ctx.inputs(base, n)?,
                 varies: true,
                 ..State::default()
             });
@@ -644,9 +842,21 @@ fn analyse(ctx: &mut Ctx, g: &Graph, n_explicit: usize) -> Result<(Pattern, Vec<
     let mut col_idx = Vec::new();
     row_ptr.push(0);
     for (o, s) in g.outputs().iter().zip(&outs) {
-        for k in 0..g.ty(*o).size() {
-            col_idx.extend(s.set(k).iter().map(|&c| c as usize));
-            row_ptr.push(col_idx.len());
+        let size = g.ty(*o).size();
+        match s.deps.as_deref() {
+            // Compressed sets of the output's size are its rows already.
+            Some(Sets::Many { ptr, idx }) if ptr.len() == size + 1 => {
+                let base = col_idx.len();
+                col_idx.reserve(idx.len());
+                col_idx.extend(idx.iter().map(|&c| c as usize));
+                row_ptr.extend(ptr[1..].iter().map(|&p| base + p as usize));
+            }
+            _ => {
+                for k in 0..size {
+                    col_idx.extend(s.set(k).iter().map(|&c| c as usize));
+                    row_ptr.push(col_idx.len());
+                }
+            }
         }
     }
     let pattern = Pattern {
@@ -732,7 +942,7 @@ fn propagate(ctx: &mut Ctx, g: &Graph, params: &[State]) -> Result<Vec<State>> {
         }
         for a in &inst.args {
             if last_use[a.index()] == at {
-                states[a.index()] = State::default();
+                ctx.recycle(std::mem::take(&mut states[a.index()]));
             }
         }
     }
@@ -885,14 +1095,11 @@ fn elementwise(ctx: &mut Ctx, n: usize, args: &[&State]) -> Result<Option<Arc<Se
         (Some(x), Some(y)) => Arc::ptr_eq(x, y),
         _ => false,
     });
-    // Two operands with at most one index per element: merged pairwise, without sets.
+    // Two operands of `n` elements: merged pairwise by a loop for their storage forms.
     if let [a, b] = live.as_slice() {
-        if let (Some(x), Some(y)) = (
-            a.deps.as_deref().and_then(Sets::single),
-            b.deps.as_deref().and_then(Sets::single),
-        ) {
+        if let (Some(x), Some(y)) = (a.deps.as_deref(), b.deps.as_deref()) {
             if x.len() == n && y.len() == n {
-                return ctx.union_singles(x, y);
+                return ctx.union_two(x, y, n);
             }
         }
     }
@@ -943,7 +1150,7 @@ fn moved(
         return Ok(None);
     }
     let direct = match op {
-        Op::Shape(s) => shape_sources(s, tys, n),
+        Op::Shape(s) => shape_sources(s, tys, n, ctx.take(n)?),
         _ => None,
     };
     let pos = match direct {
@@ -956,6 +1163,20 @@ fn moved(
             }
         },
     };
+    let sets = moved_from(ctx, args, tys, data, n, &pos);
+    ctx.give(pos);
+    sets
+}
+
+/// [`moved`] once the source positions `pos` are known.
+fn moved_from(
+    ctx: &mut Ctx,
+    args: &[&State],
+    tys: &[Type],
+    data: &[usize],
+    n: usize,
+    pos: &[u32],
+) -> Result<Option<Arc<Sets>>> {
     // `starts[j]` is the first position of data operand `j`.
     let mut starts = Vec::with_capacity(data.len());
     let mut off = 1usize;
@@ -972,19 +1193,41 @@ fn moved(
         })
         .collect();
     if let Some(src) = singles {
-        let mut out: Vec<u32> = Vec::new();
-        out.try_reserve_exact(n).map_err(|_| too_large(n))?;
-        for &p in &pos[..n] {
-            let p = p as usize;
-            out.push(if p == 0 {
-                EMPTY
-            } else {
-                let j = starts.partition_point(|&s| s <= p) - 1;
-                src[j].get(p - starts[j]).copied().unwrap_or(EMPTY)
-            });
+        let mut out = ctx.take(n)?;
+        if let [only] = src.as_slice() {
+            // One operand: its position is the element's, less one.
+            out.extend(pos[..n].iter().map(|&p| {
+                (p as usize)
+                    .checked_sub(1)
+                    .and_then(|p| only.get(p).copied())
+                    .unwrap_or(EMPTY)
+            }));
+        } else {
+            for &p in &pos[..n] {
+                let p = p as usize;
+                out.push(if p == 0 {
+                    EMPTY
+                } else {
+                    let j = starts.partition_point(|&s| s <= p) - 1;
+                    src[j].get(p - starts[j]).copied().unwrap_or(EMPTY)
+                });
+            }
         }
         ctx.charge(n, n)?;
         return Ok(Some(Arc::new(Sets::Single(out))));
+    }
+    // One data operand with sets (a pad's padding value has none): a gather from it alone.
+    let mut live = data
+        .iter()
+        .enumerate()
+        .filter(|(_, &d)| args[d].deps.is_some());
+    if let (Some((j, &d)), None) = (live.next(), live.next()) {
+        if let Some(Sets::Many { ptr, idx }) = args[d].deps.as_deref() {
+            let len = tys[d].size();
+            if ptr.len() == len + 1 {
+                return ctx.gather(&pos[..n], starts[j], len, ReadMany { ptr, idx });
+            }
+        }
     }
     if let [only] = data {
         let a = args[*only];
@@ -1011,19 +1254,22 @@ const NO_SOURCE: u32 = u32::MAX;
 /// every shape op is separable, result index `o` along dimension `d` coming from one operand
 /// offset (or none), so a result element's source is the sum of its dimensions' offsets.
 /// `None` when the positions do not fit in `u32` or the types do not match the op (the caller
-/// then evaluates it).
-fn shape_sources(op: &ShapeOp, tys: &[Type], n: usize) -> Option<Vec<u32>> {
+/// then evaluates it). The positions are written into `out` (emptied first).
+fn shape_sources(op: &ShapeOp, tys: &[Type], n: usize, mut out: Vec<u32>) -> Option<Vec<u32>> {
     let total: usize = tys.iter().map(|t| t.size()).sum();
     if total >= NO_SOURCE as usize || n >= NO_SOURCE as usize {
         return None;
     }
     let ad = tys.first()?.dims();
     let st = Shape::new(ad).strides();
-    let mut out = vec![0u32; n];
+    out.clear();
+    out.resize(n, 0);
     // Result dims are recovered from the op (the caller knows only the element count).
     let lines: Vec<Vec<u32>> = match op {
         ShapeOp::Reshape { .. } => {
-            return Some((1..=n as u32).collect());
+            out.clear();
+            out.extend(1..=n as u32);
+            return Some(out);
         }
         ShapeOp::BroadcastInDim { shape, dims } => (0..shape.rank())
             .map(|d| {
@@ -1119,8 +1365,15 @@ fn shape_sources(op: &ShapeOp, tys: &[Type], n: usize) -> Option<Vec<u32>> {
 /// whose offsets all exist, and `fill` (when given) at the others. `None` if the lines do not
 /// cover `out` exactly.
 fn spread(lines: &[Vec<u32>], base: u32, fill: Option<u32>, out: &mut [u32]) -> Option<()> {
+    // The offsets of every dimension but the last, then the last one's written into `out`
+    // directly, one run of the last line per combination of the others.
+    let Some((last, outer)) = lines.split_last() else {
+        let [o] = out else { return None };
+        *o = base;
+        return Some(());
+    };
     let mut acc = vec![0u32];
-    for line in lines {
+    for line in outer {
         let mut next = Vec::with_capacity(acc.len() * line.len());
         for &a in &acc {
             for &l in line {
@@ -1133,14 +1386,19 @@ fn spread(lines: &[Vec<u32>], base: u32, fill: Option<u32>, out: &mut [u32]) -> 
         }
         acc = next;
     }
-    if acc.len() != out.len() {
+    if acc.len().checked_mul(last.len()) != Some(out.len()) {
         return None;
     }
-    for (o, a) in out.iter_mut().zip(acc) {
-        if a != NO_SOURCE {
-            *o = base + a;
-        } else if let Some(f) = fill {
-            *o = f;
+    if out.is_empty() {
+        return Some(());
+    }
+    for (run, &a) in out.chunks_exact_mut(last.len()).zip(&acc) {
+        for (o, &l) in run.iter_mut().zip(last) {
+            if a != NO_SOURCE && l != NO_SOURCE {
+                *o = base + a + l;
+            } else if let Some(f) = fill {
+                *o = f;
+            }
         }
     }
     Some(())

@@ -612,6 +612,49 @@ mod tests {
         }
     }
 
+    /// Test operands: `A` (`m×k`) and `B` (`k×n`) entries, small multiples of a quarter.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+        let a = (0..m * k).map(|x| ((x * 7 % 13) as f64) - 6.5).collect();
+        let b = (0..k * n).map(|x| ((x * 5 % 11) as f64) / 4.0).collect();
+        (a, b)
+    }
+
+    /// [`super::dgemm`] on slices: `A[i, p]` at `i·rsa + p·csa`, `B[p, j]` at `p·rsb + j·csb`,
+    /// `C[i, j]` at `i·rsc + j`, the last element each addresses checked against its slice.
+    fn dgemm_on(
+        (m, k, n): (usize, usize, usize),
+        a: &[f64],
+        (rsa, csa): (usize, usize),
+        b: &[f64],
+        (rsb, csb): (usize, usize),
+        c: &mut [f64],
+        rsc: usize,
+    ) -> bool {
+        let last =
+            |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+        assert!(m > 0 && k > 0 && n > 0);
+        assert!(last(rsa, csa, m, k) < a.len());
+        assert!(last(rsb, csb, k, n) < b.len());
+        assert!(last(rsc, 1, m, n) < c.len());
+        // SAFETY: every element the strides address lies in its slice (checked above).
+        unsafe {
+            super::dgemm(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                c.as_mut_ptr(),
+                rsc as isize,
+                1,
+            )
+        }
+    }
+
     /// The operand copies kept in the per-thread scratch buffer (a column-major `B` packed
     /// row-major, the transposed result, `B`'s columns for the dot products) do not depend on
     /// what the buffer held before: on each path a product is computed, a larger one run, and
@@ -636,29 +679,11 @@ mod tests {
             (6, 64, 6, false, false),
         ];
         let run = |&(m, k, n, a_cols, b_cols): &(usize, usize, usize, bool, bool)| {
-            let a: Vec<f64> = (0..m * k).map(|x| ((x * 7 % 13) as f64) - 6.5).collect();
-            let b: Vec<f64> = (0..k * n).map(|x| ((x * 5 % 11) as f64) / 4.0).collect();
+            let (a, b) = operands(m, k, n);
             let (rsa, csa) = if a_cols { (1, m) } else { (k, 1) };
             let (rsb, csb) = if b_cols { (1, k) } else { (n, 1) };
             let mut c = vec![f64::NAN; m * n];
-            // SAFETY: `A` holds `m×k` and `B` `k×n` elements at these strides, `C` `m×n`
-            // row-major.
-            let done = unsafe {
-                super::dgemm(
-                    m,
-                    k,
-                    n,
-                    a.as_ptr(),
-                    rsa as isize,
-                    csa as isize,
-                    b.as_ptr(),
-                    rsb as isize,
-                    csb as isize,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            };
+            let done = dgemm_on((m, k, n), &a, (rsa, csa), &b, (rsb, csb), &mut c, n);
             assert!(done, "{m}×{k}×{n}");
             for i in 0..m {
                 for j in 0..n {
@@ -770,8 +795,7 @@ mod tests {
         ];
         for (m, k, n) in shapes {
             for (a_rows, b_rows) in [(true, true), (false, true), (true, false), (false, false)] {
-                let av: Vec<f64> = (0..m * k).map(|x| ((x * 7 % 13) as f64) - 6.5).collect();
-                let bv: Vec<f64> = (0..k * n).map(|x| ((x * 5 % 11) as f64) / 4.0).collect();
+                let (av, bv) = operands(m, k, n);
                 // A[i, p] at i·rsa + p·csa, B[p, j] at p·rsb + j·csb.
                 let (rsa, csa) = if a_rows { (k, 1) } else { (1, m) };
                 let (rsb, csb) = if b_rows { (n, 1) } else { (1, k) };
@@ -785,23 +809,7 @@ mod tests {
                     }
                 }
                 let mut c = vec![f64::NAN; m * rsc];
-                // SAFETY: the strides address elements of `av`, `bv` and `c`.
-                let ran = unsafe {
-                    super::dgemm(
-                        m,
-                        k,
-                        n,
-                        av.as_ptr(),
-                        rsa as isize,
-                        csa as isize,
-                        bv.as_ptr(),
-                        rsb as isize,
-                        csb as isize,
-                        c.as_mut_ptr(),
-                        rsc as isize,
-                        1,
-                    )
-                };
+                let ran = dgemm_on((m, k, n), &av, (rsa, csa), &bv, (rsb, csb), &mut c, rsc);
                 let cf: Vec<f32> = vec![f32::NAN; m * rsc];
                 let (af, bf): (Vec<f32>, Vec<f32>) = (
                     av.iter().map(|&x| x as f32).collect(),

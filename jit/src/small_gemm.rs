@@ -65,6 +65,9 @@ fn with_scratch<T: Scratch>(len: usize, f: impl FnOnce(&mut [T])) -> bool {
 /// Products with more multiply-adds than this go to the GEMM (whose packing then pays).
 const SMALL_WORK: usize = 1 << 16;
 
+/// The longest contraction whose rows of `B` the rows' kernel holds in registers.
+const SHORT_K: usize = 4;
+
 /// The shortest result row (or column, transposed) an AXPY runs along.
 const MIN_WIDTH: usize = 8;
 
@@ -141,13 +144,22 @@ unsafe fn dgemm_dots_avx512(
     };
     let full = k - k % 16;
     let mut first = 0;
+    // The row and column of result `first`, advanced without dividing.
+    let (mut i0, mut j0) = (0, 0);
     while first < total {
         let count = (total - first).min(8);
         // Result `first + q` is `C[i, j]` with `i = (first + q) / n`, `j = (first + q) % n`.
-        let at = |q: usize| ((first + q) / n, (first + q) % n);
+        let mut ij = [(0, 0); 8];
+        for slot in ij.iter_mut().take(count) {
+            *slot = (i0, j0);
+            j0 += 1;
+            if j0 == n {
+                (i0, j0) = (i0 + 1, 0);
+            }
+        }
         let mut sums = [_mm512_setzero_pd(); 8];
         for (q, sum) in sums.iter_mut().enumerate().take(count) {
-            let (i, j) = at(q);
+            let (i, j) = ij[q];
             // SAFETY: row `i` of `A` and row `j` of `Bt` hold `k` elements (the contract).
             let (row, col) = unsafe { (a.offset(i as isize * rsa), bt.as_ptr().add(j * k)) };
             let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
@@ -173,7 +185,7 @@ unsafe fn dgemm_dots_avx512(
         // Lane `2q` holds result `q` and lane `2q + 1` result `q + 4` (for `q < 4`).
         const LANE: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
         for (q, &lane) in LANE.iter().enumerate().take(count) {
-            let (i, j) = at(q);
+            let (i, j) = ij[q];
             let mut sum = folded[lane];
             for p in full..k {
                 // SAFETY: as above, `p < k`.
@@ -376,13 +388,82 @@ macro_rules! small_gemm {
                     }
                 }};
             }
+            /// `C[i, j0..j0 + BW] = Σ_p A[i, p] · B[p, j0..j0 + BW]` for every row `i` and
+            /// every whole block of `BW` columns, with the `K` rows of a block of `B` loaded
+            /// once and held in registers while the rows of `A` go by: the general loop below
+            /// reloads them, with its loop state, for every pair of rows, which for a
+            /// contraction of one to four (a two-input layer's `x·W1`, or the gradient of its
+            /// hidden layer) cost several times the multiply-adds. Each element sums from zero
+            /// over `p` in order with fused multiply-adds, as the general blocks do, so the
+            /// bits are theirs. Returns the first column it did not write.
+            ///
+            /// # Safety
+            /// As for the enclosing kernel, with `k = K`.
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn short_rows<const K: usize, const BW: usize>(
+                m: usize,
+                n: usize,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                c: *mut $t,
+                rsc: isize,
+            ) -> usize {
+                let mut j0 = 0;
+                while j0 + BW <= n {
+                    let mut bk = [[0.0 as $t; BW]; K];
+                    for (p, row) in bk.iter_mut().enumerate() {
+                        // SAFETY: row `p < K = k` of `B` holds `n ≥ j0 + BW` elements.
+                        let bp = unsafe { std::slice::from_raw_parts(b.offset(p as isize * rsb), n) };
+                        row.copy_from_slice(&bp[j0..j0 + BW]);
+                    }
+                    for i in 0..m as isize {
+                        let mut acc = [0.0 as $t; BW];
+                        for (p, bp) in bk.iter().enumerate() {
+                            // SAFETY: `A[i, p]` is valid (the caller's contract).
+                            let ap = unsafe { *a.offset(i * rsa + p as isize * csa) };
+                            for (v, &x) in acc.iter_mut().zip(bp) {
+                                *v = ap.mul_add(x, *v);
+                            }
+                        }
+                        // SAFETY: columns `j0..j0 + BW` of row `i` of `C`.
+                        unsafe {
+                            let ci = c.offset(i * rsc + j0 as isize);
+                            std::ptr::copy_nonoverlapping(acc.as_ptr(), ci, BW);
+                        }
+                    }
+                    j0 += BW;
+                }
+                j0
+            }
+            // A short contraction keeps `B`'s rows of a column block in registers for every
+            // row of `A` (see `short_rows`); the columns after the last block take the
+            // general path below, which gives them the same bits either way.
+            let mut first_col = 0;
+            if k <= SHORT_K {
+                // SAFETY: the caller's contract, with `k ≤ SHORT_K` as each arm requires.
+                first_col = unsafe {
+                    match k {
+                        1 => short_rows::<1, { 2 * $w }>(m, n, a, rsa, csa, b, rsb, c, rsc),
+                        2 => short_rows::<2, { 2 * $w }>(m, n, a, rsa, csa, b, rsb, c, rsc),
+                        3 => short_rows::<3, { 2 * $w }>(m, n, a, rsa, csa, b, rsb, c, rsc),
+                        _ => short_rows::<4, { 2 * $w }>(m, n, a, rsa, csa, b, rsb, c, rsc),
+                    }
+                };
+                if first_col == n {
+                    return;
+                }
+            }
             let mut i = 0isize;
             // With 32 registers (`wide`), two rows share each load of `B` and run their
             // blocks of `2·$w` columns side by side: eight chains of 512-bit vectors, which a
             // long contraction over two rows (a weight gradient `xᵀ·dh` of a two-input
             // layer) otherwise runs as four.
             while wide && i + 2 <= m as isize {
-                let mut j0 = 0;
+                let mut j0 = first_col;
                 while j0 + 2 * $w <= n {
                     let mut acc0 = [0.0 as $t; 2 * $w];
                     let mut acc1 = [0.0 as $t; 2 * $w];
@@ -419,7 +500,7 @@ macro_rules! small_gemm {
                 i += 2;
             }
             while i < m as isize {
-                row_from!(i, 0);
+                row_from!(i, first_col);
                 i += 1;
             }
         }
@@ -856,6 +937,31 @@ mod tests {
                     assert!(c[i * rsc + n..(i + 1) * rsc].iter().all(|v| v.is_nan()));
                 }
             }
+        }
+    }
+}
+#[cfg(test)]
+mod zz_timing {
+    #[test]
+    #[ignore]
+    fn zz_time_shapes() {
+        let all = [(200usize, 2usize, 32usize), (2, 200, 32), (200, 32, 2), (32, 200, 2)];
+        let pick: Option<usize> = std::env::var("ZZ").ok().map(|s| s.parse().unwrap());
+        for &(m, k, n) in all.iter().enumerate().filter(|(i, _)| pick.is_none_or(|p| p == *i)).map(|(_, s)| s) {
+            let a: Vec<f64> = (0..m * k).map(|i| (i % 7) as f64 * 0.1).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| (i % 5) as f64 * 0.1).collect();
+            let mut c = vec![0.0f64; m * n];
+            let mut best = f64::MAX;
+            for _ in 0..(if pick.is_some() { 2000 } else { 20 }) {
+                let t = std::time::Instant::now();
+                for _ in 0..1000 {
+                    let ok = unsafe { super::dgemm(m, k, n, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, c.as_mut_ptr(), n as isize, 1) };
+                    assert!(ok);
+                    std::hint::black_box(&mut c);
+                }
+                best = best.min(t.elapsed().as_secs_f64() * 1e6 / 1000.0);
+            }
+            println!("{m}x{k}x{n}: {best:.3} us");
         }
     }
 }

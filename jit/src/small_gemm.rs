@@ -714,6 +714,32 @@ mod tests {
     /// as row by row, for every parity of `m`, block and tail widths of `n`, short and long
     /// contractions, and NaN, infinite and signed-zero entries.
     #[cfg(target_arch = "x86_64")]
+    /// The bits of the f64 rows' kernel's `C = A·B` for row-major `A` (`m×k`) and `B` (`k×n`),
+    /// with `wide` choosing the AVX-512 compilation's paired rows (the body is plain Rust, so
+    /// either path runs on any CPU).
+    fn rows_bits(m: usize, k: usize, n: usize, av: &[f64], bv: &[f64], wide: bool) -> Vec<u64> {
+        assert!(av.len() >= m * k && bv.len() >= k * n);
+        let mut c = vec![f64::NAN; m * n];
+        // SAFETY: `A` holds `m×k` and `B` `k×n` elements, both row-major (checked above), and
+        // `C` holds `m×n`.
+        unsafe {
+            super::dgemm_rows_body(
+                m,
+                k,
+                n,
+                av.as_ptr(),
+                k as isize,
+                1,
+                bv.as_ptr(),
+                n as isize,
+                c.as_mut_ptr(),
+                n as isize,
+                wide,
+            )
+        };
+        c.iter().map(|v| v.to_bits()).collect()
+    }
+
     /// Short contractions (held in registers by `short_rows`) give, element by element, what
     /// the general rows' loop gives: a sum from zero by fused multiply-adds in order of `p`
     /// for the columns in whole blocks of sixteen, and a product then multiply-adds for the
@@ -749,28 +775,7 @@ mod tests {
                     })
                     .collect();
                 for wide in [false, true] {
-                    if wide && !super::avx512() {
-                        continue;
-                    }
-                    let mut c = vec![f64::NAN; m * n];
-                    // SAFETY: `A` is `m×k` and `B` `k×n`, both row-major, `C` holds `m×n`,
-                    // and the AVX-512 compilation runs only where the CPU has it.
-                    unsafe {
-                        super::dgemm_rows_body(
-                            m,
-                            k,
-                            n,
-                            av.as_ptr(),
-                            k as isize,
-                            1,
-                            bv.as_ptr(),
-                            n as isize,
-                            c.as_mut_ptr(),
-                            n as isize,
-                            wide,
-                        )
-                    };
-                    let got: Vec<u64> = c.iter().map(|v| v.to_bits()).collect();
+                    let got = rows_bits(m, k, n, &av, &bv, wide);
                     assert_eq!(got, want, "{m}×{k}×{n}, wide {wide}");
                 }
             }
@@ -796,27 +801,11 @@ mod tests {
             let bv: Vec<f64> = (0..k * n)
                 .map(|x| ((x * 5 % 17) as f64) / 3.0 - 2.0)
                 .collect();
-            let run = |wide: bool| {
-                let mut c = vec![f64::NAN; m * n];
-                // SAFETY: `A` is `m×k` and `B` `k×n`, both row-major, `C` holds `m×n`.
-                unsafe {
-                    super::dgemm_rows_body(
-                        m,
-                        k,
-                        n,
-                        av.as_ptr(),
-                        k as isize,
-                        1,
-                        bv.as_ptr(),
-                        n as isize,
-                        c.as_mut_ptr(),
-                        n as isize,
-                        wide,
-                    )
-                };
-                c.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
-            };
-            assert_eq!(run(true), run(false), "{m}×{k}×{n}");
+            assert_eq!(
+                rows_bits(m, k, n, &av, &bv, true),
+                rows_bits(m, k, n, &av, &bv, false),
+                "{m}×{k}×{n}"
+            );
             let af: Vec<f32> = av.iter().map(|&x| x as f32).collect();
             let bf: Vec<f32> = bv.iter().map(|&x| x as f32).collect();
             let run = |wide: bool| {

@@ -13,8 +13,7 @@
 //! loops do; an element's result does not depend on the cut.
 
 use crate::lower::fastmath::{
-    EXPM1_Q32, EXPM1_Q64, LN2_PARTS_32, LN2_PARTS_64, RECIP_MAGIC, RECIP_STEPS, ROUND_MAGIC,
-    TANH_LIMIT,
+    EXPM1_Q32, EXPM1_Q64, LN2_PARTS_32, LN2_PARTS_64, ROUND_MAGIC, TANH_LIMIT,
 };
 
 /// Buffers of at least this many elements are cut into blocks for the thread pool.
@@ -24,7 +23,7 @@ const PAR_MIN: usize = crate::lower::fused::PAR_MIN;
 const BLOCK: usize = 1 << 14;
 
 /// Fast `tanh` of one f64, [`crate::lower::fastmath`]'s `Fm::tanh` with FMA, operation for
-/// operation: `sign(x)·e/(e + 2)` (the quotient without a division) with `e = expm1(2·min(|x|, 20))`, the `expm1` reduced by
+/// operation: `sign(x)·e/(e + 2)` with `e = expm1(2·min(|x|, 20))`, the `expm1` reduced by
 /// `ln 2` (Cody–Waite) with the exponent rounded by the magic-constant addition and the
 /// polynomial evaluated by Estrin's scheme.
 #[inline(always)]
@@ -63,15 +62,8 @@ fn tanh_f64(x: f64) -> f64 {
     // `e = expm1(a2) = p·2^k + (2^k − 1)`.
     let s = f64::from_bits((k.wrapping_add(1023) << 52) as u64);
     let e = p.mul_add(s, s - 1.0);
-    // `e/(e + 2)` as `Fm::quotient` computes it.
-    let d = e + 2.0;
-    let mut y = f64::from_bits(RECIP_MAGIC.0.wrapping_sub(d.to_bits()));
-    for _ in 0..RECIP_STEPS.0 {
-        y = y.mul_add((-d).mul_add(y, 1.0), y);
-    }
-    let q = e * y;
-    let t = (-q).mul_add(d, e).mul_add(y, q);
-    f64::from_bits(t.to_bits() | (x.to_bits() & (1 << 63)))
+    let y = e / (e + 2.0);
+    f64::from_bits(y.to_bits() | (x.to_bits() & (1 << 63)))
 }
 
 /// Fast `tanh` of one f32, as [`tanh_f64`] with `Fm::tanh`'s f32 constants (each the f64
@@ -103,14 +95,8 @@ fn tanh_f32(x: f32) -> f32 {
     let p = r2.mul_add(qr, r);
     let s = f32::from_bits((k.wrapping_add(127) << 23) as u32);
     let e = p.mul_add(s, s - 1.0);
-    let d = e + 2.0;
-    let mut y = f32::from_bits(RECIP_MAGIC.1.wrapping_sub(d.to_bits()));
-    for _ in 0..RECIP_STEPS.1 {
-        y = y.mul_add((-d).mul_add(y, 1.0), y);
-    }
-    let q = e * y;
-    let t = (-q).mul_add(d, e).mul_add(y, q);
-    f32::from_bits(t.to_bits() | (x.to_bits() & (1 << 31)))
+    let y = e / (e + 2.0);
+    f32::from_bits(y.to_bits() | (x.to_bits() & (1 << 31)))
 }
 
 /// Defines the in-place loop of one element function for each instruction set, and the

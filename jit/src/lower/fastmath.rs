@@ -101,15 +101,6 @@ pub(crate) const EXPM1_Q32: [f64; 6] = [
 /// `tanh` rounds to ±1 in either precision.
 pub(crate) const TANH_LIMIT: (f64, f64) = (20.0, 10.0);
 
-/// The constants (f64, f32) whose integer difference with a divisor's bits gives the bits of
-/// a first estimate of its reciprocal, within 5.06% of it for every normal divisor.
-pub(crate) const RECIP_MAGIC: (u64, u32) = (0x7FDE_6238_0000_0000, 0x7EF3_11C0);
-
-/// The Newton–Raphson steps (f64, f32) that refine [`RECIP_MAGIC`]'s estimate: each squares
-/// its relative error, 5.06% becoming 4·10^−11 after three and 7·10^−6 after two, so that one
-/// correction of the quotient leaves an error below the final rounding's.
-pub(crate) const RECIP_STEPS: (usize, usize) = (3, 2);
-
 /// The largest `|x|` (f64, f32) for which `e^x` and `e^−x` are normal numbers with some
 /// room (`e^−708 ≈ 3.3·10^−308`, `e^−87 ≈ 1.6·10^−38`): the range of [`Fm::exp_op`]'s
 /// short path, where the reduction's `2^k` is normal too (`|k| ≤ 1022`, `126`).
@@ -892,33 +883,7 @@ impl Fm {
         self.mla(cx, p, s, sm1)
     }
 
-    /// `n/d` without a division, for normal `d` (or NaN): a reciprocal estimate from
-    /// [`RECIP_MAGIC`] minus `d`'s bits, [`RECIP_STEPS`] Newton–Raphson steps
-    /// `y + y·(1 − d·y)`, the quotient `q = n·y` and one correction `q + (n − q·d)·y`.
-    fn quotient(&self, cx: &mut Ctx, n: ir::Value, d: ir::Value) -> ir::Value {
-        let (magic, steps) = if self.wide {
-            (RECIP_MAGIC.0 as i64, RECIP_STEPS.0)
-        } else {
-            (i64::from(RECIP_MAGIC.1), RECIP_STEPS.1)
-        };
-        let m = self.ci(cx, magic);
-        let db = self.bits_of(cx, d);
-        let yb = cx.fb.ins().isub(m, db);
-        let mut y = self.float_of(cx, yb);
-        let one = self.c(cx, 1.0);
-        let nd = cx.fb.ins().fneg(d);
-        for _ in 0..steps {
-            let r = self.mla(cx, nd, y, one);
-            y = self.mla(cx, y, r, y);
-        }
-        let q = cx.fb.ins().fmul(n, y);
-        let nq = cx.fb.ins().fneg(q);
-        let r = self.mla(cx, nq, d, n);
-        self.mla(cx, r, y, q)
-    }
-
-    /// `tanh x = sign(x)·e/(e + 2)`, `e = expm1(2|x|)`, the quotient by [`Fm::quotient`]
-    /// (`2 ≤ e + 2 ≤ expm1(2·TANH_LIMIT) + 2`, or NaN).
+    /// `tanh x = sign(x)·e/(e + 2)`, `e = expm1(2|x|)`.
     pub fn tanh(&self, cx: &mut Ctx, x: ir::Value) -> ir::Value {
         let a = self.abs(cx, x);
         let lim = if self.wide {
@@ -931,7 +896,7 @@ impl Fm {
         let e = self.expm1_tanh_domain(cx, a2);
         let two = self.c(cx, 2.0);
         let d = cx.fb.ins().fadd(e, two);
-        let t = self.quotient(cx, e, d);
+        let t = cx.fb.ins().fdiv(e, d);
         // Put back the sign of x (−0 stays −0; NaN propagated by fmin and expm1).
         self.with_sign_of(cx, t, x)
     }

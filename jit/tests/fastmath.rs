@@ -82,6 +82,9 @@ fn cases() -> Vec<Case> {
             ulps: 3.0,
             dtypes: &[DType::F64, DType::F32],
         },
+        // glibc's f64 `tanh` errs by up to about 1.7 ulps near |x| ≈ 0.2, where the fast one
+        // can be 4 ulps from it; these points miss such inputs, and the f64 bound against the
+        // exact value is `fast_f64_tanh_matches_its_table`'s.
         Case {
             op: UnaryOp::Tanh,
             reference: f64::tanh,
@@ -469,7 +472,41 @@ fn fast_f64_pow_stays_within_three_ulps_and_keeps_special_values() {
 /// ulps; and its special values exactly.
 #[test]
 fn fast_f64_erf_matches_its_table() {
-    let table = include_str!("data/erf_f64.txt");
+    let specials = [
+        (0.0, 0.0),
+        (-0.0, -0.0),
+        (f64::INFINITY, 1.0),
+        (f64::NEG_INFINITY, -1.0),
+        (6.0, 1.0),
+        (-40.0, -1.0),
+        (1e-310, 1e-310 * std::f64::consts::FRAC_2_SQRT_PI),
+    ];
+    check_table(UnaryOp::Erf, include_str!("data/erf_f64.txt"), &specials);
+}
+
+/// Fast f64 `tanh` against 2,000 correctly rounded values computed with mpmath at 50 digits
+/// (`tests/data/tanh_f64.txt`), through the vector loop and the scalar entry: within 3 ulps;
+/// and its special values exactly. glibc's `tanh`, the sweeps' reference, is itself up to
+/// about 1.7 ulps off near |x| ≈ 0.2, where the fast result can be 4 ulps from it while
+/// within 2.5 of the exact value: the table holds the first 400 such inputs a sweep found.
+#[test]
+fn fast_f64_tanh_matches_its_table() {
+    let specials = [
+        (0.0, 0.0),
+        (-0.0, -0.0),
+        (f64::INFINITY, 1.0),
+        (f64::NEG_INFINITY, -1.0),
+        (30.0, 1.0),
+        (-800.0, -1.0),
+        (1e-310, 1e-310),
+    ];
+    check_table(UnaryOp::Tanh, include_str!("data/tanh_f64.txt"), &specials);
+}
+
+/// Checks fast f64 `op` against a table of `x` and correctly rounded `op(x)` (lines of two hex
+/// bit patterns, `#` comments) and against `specials` (with NaN added), through the vector loop
+/// and the scalar entry: exact for NaN, zeros and ±1, within 3 ulps of the table otherwise.
+fn check_table(op: UnaryOp, table: &str, specials: &[(f64, f64)]) {
     let mut xs = Vec::new();
     let mut want = Vec::new();
     for line in table.lines().filter(|l| !l.starts_with('#')) {
@@ -481,25 +518,16 @@ fn fast_f64_erf_matches_its_table() {
         xs.push(next());
         want.push(next());
     }
-    let specials = [
-        (0.0, 0.0),
-        (-0.0, -0.0),
-        (f64::INFINITY, 1.0),
-        (f64::NEG_INFINITY, -1.0),
-        (6.0, 1.0),
-        (-40.0, -1.0),
-        (1e-310, 1e-310 * std::f64::consts::FRAC_2_SQRT_PI),
-    ];
-    for &(x, w) in &specials {
+    for &(x, w) in specials {
         xs.push(x);
         want.push(w);
     }
     xs.push(f64::NAN);
     want.push(f64::NAN);
     let n = xs.len();
-    let f = compile(&graph(UnaryOp::Erf, Type::new(DType::F64, &[n])), &fast()).expect("compile");
+    let f = compile(&graph(op, Type::new(DType::F64, &[n])), &fast()).expect("compile");
     let got = f.call(&[Array::from(xs.clone())]).expect("call")[0].to_f64_vec();
-    let scalar = compile(&graph(UnaryOp::Erf, Type::scalar(DType::F64)), &fast()).expect("compile");
+    let scalar = compile(&graph(op, Type::scalar(DType::F64)), &fast()).expect("compile");
     let mut worst = (0.0, 0.0);
     for k in 0..n {
         let mut out = [0.0];
@@ -507,7 +535,7 @@ fn fast_f64_erf_matches_its_table() {
         for g in [got[k], out[0]] {
             if want[k].is_nan() || want[k] == 0.0 || want[k].abs() == 1.0 {
                 let ok = (want[k].is_nan() && g.is_nan()) || g.to_bits() == want[k].to_bits();
-                assert!(ok, "erf({:e}) = {g:e}, want {:e}", xs[k], want[k]);
+                assert!(ok, "{op:?}({:e}) = {g:e}, want {:e}", xs[k], want[k]);
                 continue;
             }
             let e = ulps(g, want[k], DType::F64);
@@ -518,7 +546,7 @@ fn fast_f64_erf_matches_its_table() {
     }
     assert!(
         worst.0 <= 3.0,
-        "erf f64: {:.2} ulps at {:e}",
+        "{op:?} f64: {:.2} ulps at {:e}",
         worst.0,
         worst.1
     );
@@ -581,6 +609,7 @@ fn unary_bounds() -> Vec<Bound> {
         (UnaryOp::Log1p, Some(f64::ln_1p), 3.0),
         (UnaryOp::Sin, Some(f64::sin), 3.0),
         (UnaryOp::Cos, Some(f64::cos), 3.0),
+        // Against glibc, whose own error near |x| ≈ 0.2 these inputs miss (see the table test).
         (UnaryOp::Tanh, Some(f64::tanh), 3.0),
         (UnaryOp::Logistic, Some(precise_logistic), 3.0),
         (UnaryOp::Erf, Some(ferrax_ir::ops::unary::erf), 3.0),

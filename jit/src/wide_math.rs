@@ -263,8 +263,10 @@ macro_rules! bias_helper {
 bias_helper!(ferrax_bias_tanh_f64, f64, bias_tanh_f64);
 bias_helper!(ferrax_bias_tanh_f32, f32, bias_tanh_f32);
 
-/// The elements of a block of rows in [`back_loop`]'s two passes.
-const BACK_BLOCK: usize = 1024;
+/// The rows [`back_columns`] runs down a block of columns before moving to the next block,
+/// as the fused loop's column lowering does: the rows' operands then stay in the first-level
+/// cache between blocks.
+const BACK_ROWS: usize = 64;
 
 /// One pass of a `tanh` layer's backward product, `out[i] = (1 − t[i]·t[i])·g[i]`: the
 /// subtraction, the multiplications and their order are the fused loop's (`square` is the
@@ -289,35 +291,75 @@ where
     }
 }
 
+/// [`back_pass`] over rows of `sums.len()` elements, adding each row into `sums` (started
+/// from zero) in row order, as the fused loop adds them: every column's sum combines its rows
+/// in row order, whether the loop keeps it in a register or in the output. Blocks of `W`
+/// columns keep their sums in registers down blocks of [`BACK_ROWS`] rows (a sum loaded and
+/// stored on every row would make a chain of store-to-load forwarding per row); the columns
+/// after the last whole block are done row by row.
+#[inline(always)]
+fn back_columns<T, const W: usize>(
+    out: &mut [T],
+    t: Option<&[T]>,
+    g: Option<&[T]>,
+    sums: &mut [T],
+    one: T,
+    zero: T,
+) where
+    T: Copy + std::ops::Add<Output = T> + std::ops::Mul<Output = T> + std::ops::Sub<Output = T>,
+{
+    let cols = sums.len();
+    if cols == 0 {
+        return;
+    }
+    sums.fill(zero);
+    let rows = out.len() / cols;
+    let wide = cols - cols % W;
+    for r0 in (0..rows).step_by(BACK_ROWS) {
+        let r1 = (r0 + BACK_ROWS).min(rows);
+        for c0 in (0..wide).step_by(W) {
+            let mut acc = [zero; W];
+            acc.copy_from_slice(&sums[c0..c0 + W]);
+            for r in r0..r1 {
+                let at = r * cols + c0;
+                let o = &mut out[at..at + W];
+                let (mut tv, mut gv) = ([zero; W], [zero; W]);
+                tv.copy_from_slice(t.map_or(&*o, |t| &t[at..at + W]));
+                gv.copy_from_slice(g.map_or(&*o, |g| &g[at..at + W]));
+                for j in 0..W {
+                    let y = (one - tv[j] * tv[j]) * gv[j];
+                    o[j] = y;
+                    acc[j] = acc[j] + y;
+                }
+            }
+            sums[c0..c0 + W].copy_from_slice(&acc);
+        }
+        if wide < cols {
+            for r in r0..r1 {
+                let at = r * cols + wide..(r + 1) * cols;
+                let o = &mut out[at.clone()];
+                back_pass(o, t.map(|x| &x[at.clone()]), g.map(|x| &x[at.clone()]), one);
+                for (s, &y) in sums[wide..].iter_mut().zip(&*o) {
+                    *s = *s + y;
+                }
+            }
+        }
+    }
+}
+
 /// Defines the loop of a `tanh` layer's backward group for each instruction set, and the
-/// dispatcher that picks the widest the CPU has: [`back_pass`] over `out`, and with `sums`
-/// each column's sum over the rows of `sums.len()` elements, started from zero and added to
-/// row after row in order, as the fused loop adds them (every column's accumulator combines
-/// its rows in row order, whether the loop keeps it in a register or in the output).
+/// dispatcher that picks the widest the CPU has: [`back_pass`] over `out`, or with `sums`
+/// [`back_columns`] over blocks of `$w` columns (four 512-bit vectors).
 macro_rules! back_loop {
-    ($name:ident, $t:ty) => {
+    ($name:ident, $t:ty, $w:literal) => {
         /// See [`back_loop`].
         fn $name(out: &mut [$t], t: Option<&[$t]>, g: Option<&[$t]>, sums: Option<&mut [$t]>) {
-            /// Blocks of whole rows of about [`BACK_BLOCK`] elements get their products as one
-            /// flat vector loop, then their rows are added to the sums while the block is in
-            /// the first-level cache.
+            /// The loop for one instruction set.
             #[inline(always)]
             fn each(out: &mut [$t], t: Option<&[$t]>, g: Option<&[$t]>, sums: Option<&mut [$t]>) {
-                let Some(sums) = sums.filter(|s| !s.is_empty()) else {
-                    return back_pass(out, t, g, 1.0);
-                };
-                sums.fill(0.0);
-                let cols = sums.len();
-                let block = (BACK_BLOCK / cols).max(1) * cols;
-                for (b, o) in out.chunks_mut(block).enumerate() {
-                    let at = b * block..b * block + o.len();
-                    let (tb, gb) = (t.map(|x| &x[at.clone()]), g.map(|x| &x[at.clone()]));
-                    back_pass(o, tb, gb, 1.0);
-                    for row in o.chunks_exact(cols) {
-                        for (s, &y) in sums.iter_mut().zip(row) {
-                            *s += y;
-                        }
-                    }
+                match sums {
+                    Some(sums) => back_columns::<$t, $w>(out, t, g, sums, 1.0, 0.0),
+                    None => back_pass(out, t, g, 1.0),
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -362,8 +404,8 @@ macro_rules! back_loop {
     };
 }
 
-back_loop!(tanh_back_f64, f64);
-back_loop!(tanh_back_f32, f32);
+back_loop!(tanh_back_f64, f64, 32);
+back_loop!(tanh_back_f32, f32, 64);
 
 /// Defines the helper `$name(t, g, out, sums, rows, cols)` of a `tanh` layer's backward
 /// group: `out[i, j] = (1 − t[i, j]²)·g[i, j]` over `rows` rows of `cols` elements and, unless

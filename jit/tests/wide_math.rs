@@ -399,11 +399,14 @@ fn back_graph(dtype: DType, dims: &[usize], c: Back, wrap: bool) -> Graph {
 /// bias gradient, also over two leading axes), with `square(t)` or `t·t`, the product in
 /// either order, `g` a parameter, a product in the workspace (which the result may overwrite)
 /// or `t` itself, is taken by the helper and equals the inline loop bit for bit over f64 and
-/// f32, one row, odd widths, one column, and zeros of both signs, infinities and NaNs.
+/// f32, one row, odd widths, one column, whole blocks of columns with and without the
+/// columns after them and more rows than a block, and zeros of both signs, infinities and
+/// NaNs.
 #[test]
 fn tanh_backward_groups_take_the_helper() {
-    let shapes: [(&[usize], usize); 5] = [
+    let shapes: [(&[usize], usize); 6] = [
         (&[200, 32], 1),
+        (&[70, 139], 1),
         (&[1, 97], 1),
         (&[13, 7], 1),
         (&[64, 1], 1),

@@ -15,6 +15,7 @@ pub(crate) static CODEGEN_NANOS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BANDED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static WIDE_TAILS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static BIAS_TAILS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TANH_BACKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static STORED: AtomicU64 = AtomicU64::new(0);
 pub(crate) static COLUMNS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PERIODIC_GATHERS: AtomicU64 = AtomicU64::new(0);
@@ -47,6 +48,10 @@ pub struct JitStats {
     /// Of those, groups `tanh(x + broadcast(b))` replaced by one helper call that adds the
     /// bias row and applies `tanh` in one pass (no loop of their own).
     pub bias_tails: u64,
+    /// Groups `(1 − t²)·g` (a `tanh` layer's backward pass), stored alone or with their sums
+    /// over the rows (the bias gradient), replaced by one call of a wide helper (see the
+    /// JIT's `wide_math.rs`).
+    pub tanh_backs: u64,
     /// Graph outputs computed and stored inside another group's fused loop instead of a loop
     /// of their own (see the JIT's `fuse.rs`), such as an optimizer's new moments.
     pub stored_members: u64,
@@ -72,6 +77,7 @@ pub fn stats() -> JitStats {
         banded_groups: BANDED.load(Ordering::Relaxed),
         wide_tails: WIDE_TAILS.load(Ordering::Relaxed),
         bias_tails: BIAS_TAILS.load(Ordering::Relaxed),
+        tanh_backs: TANH_BACKS.load(Ordering::Relaxed),
         stored_members: STORED.load(Ordering::Relaxed),
         column_reductions: COLUMNS.load(Ordering::Relaxed),
         periodic_gathers: PERIODIC_GATHERS.load(Ordering::Relaxed),

@@ -263,6 +263,190 @@ macro_rules! bias_helper {
 bias_helper!(ferrax_bias_tanh_f64, f64, bias_tanh_f64);
 bias_helper!(ferrax_bias_tanh_f32, f32, bias_tanh_f32);
 
+/// The rows [`back_columns`] runs down a block of columns before moving to the next block,
+/// as the fused loop's column lowering does: the rows' operands then stay in the first-level
+/// cache between blocks.
+const BACK_ROWS: usize = 64;
+
+/// One pass of a `tanh` layer's backward product, `out[i] = (1 − t[i]·t[i])·g[i]`: the
+/// subtraction, the multiplications and their order are the fused loop's (`square` is the
+/// product of `t` with itself, the constant one is broadcast), each one IEEE operation without
+/// contraction, so the results are the loop's bits. `None` for `t` or `g` reads `out` itself
+/// (the result written over that operand; both `None` when the two are one buffer).
+#[inline(always)]
+fn back_pass<T>(out: &mut [T], t: Option<&[T]>, g: Option<&[T]>, one: T)
+where
+    T: Copy + std::ops::Mul<Output = T> + std::ops::Sub<Output = T>,
+{
+    let f = |t: T, g: T| (one - t * t) * g;
+    match (t, g) {
+        (Some(t), Some(g)) => {
+            for ((o, &t), &g) in out.iter_mut().zip(t).zip(g) {
+                *o = f(t, g);
+            }
+        }
+        (None, Some(g)) => out.iter_mut().zip(g).for_each(|(o, &g)| *o = f(*o, g)),
+        (Some(t), None) => out.iter_mut().zip(t).for_each(|(o, &t)| *o = f(t, *o)),
+        (None, None) => out.iter_mut().for_each(|o| *o = f(*o, *o)),
+    }
+}
+
+/// [`back_pass`] over rows of `sums.len()` elements, adding each row into `sums` (started
+/// from zero) in row order, as the fused loop adds them: every column's sum combines its rows
+/// in row order, whether the loop keeps it in a register or in the output. Blocks of `W`
+/// columns keep their sums in registers down blocks of [`BACK_ROWS`] rows (a sum loaded and
+/// stored on every row would make a chain of store-to-load forwarding per row); the columns
+/// after the last whole block are done row by row.
+#[inline(always)]
+fn back_columns<T, const W: usize>(
+    out: &mut [T],
+    t: Option<&[T]>,
+    g: Option<&[T]>,
+    sums: &mut [T],
+    one: T,
+    zero: T,
+) where
+    T: Copy + std::ops::Add<Output = T> + std::ops::Mul<Output = T> + std::ops::Sub<Output = T>,
+{
+    let cols = sums.len();
+    if cols == 0 {
+        return;
+    }
+    sums.fill(zero);
+    let rows = out.len() / cols;
+    let wide = cols - cols % W;
+    for r0 in (0..rows).step_by(BACK_ROWS) {
+        let r1 = (r0 + BACK_ROWS).min(rows);
+        for c0 in (0..wide).step_by(W) {
+            let mut acc = [zero; W];
+            acc.copy_from_slice(&sums[c0..c0 + W]);
+            for r in r0..r1 {
+                let at = r * cols + c0;
+                let o = &mut out[at..at + W];
+                let (mut tv, mut gv) = ([zero; W], [zero; W]);
+                tv.copy_from_slice(t.map_or(&*o, |t| &t[at..at + W]));
+                gv.copy_from_slice(g.map_or(&*o, |g| &g[at..at + W]));
+                for j in 0..W {
+                    let y = (one - tv[j] * tv[j]) * gv[j];
+                    o[j] = y;
+                    acc[j] = acc[j] + y;
+                }
+            }
+            sums[c0..c0 + W].copy_from_slice(&acc);
+        }
+        if wide < cols {
+            for r in r0..r1 {
+                let at = r * cols + wide..(r + 1) * cols;
+                let o = &mut out[at.clone()];
+                back_pass(o, t.map(|x| &x[at.clone()]), g.map(|x| &x[at.clone()]), one);
+                for (s, &y) in sums[wide..].iter_mut().zip(&*o) {
+                    *s = *s + y;
+                }
+            }
+        }
+    }
+}
+
+/// Defines the loop of a `tanh` layer's backward group for each instruction set, and the
+/// dispatcher that picks the widest the CPU has: [`back_pass`] over `out`, or with `sums`
+/// [`back_columns`] over blocks of `$w` columns (four 512-bit vectors).
+macro_rules! back_loop {
+    ($name:ident, $t:ty, $w:literal) => {
+        /// See [`back_loop`].
+        fn $name(out: &mut [$t], t: Option<&[$t]>, g: Option<&[$t]>, sums: Option<&mut [$t]>) {
+            /// The loop for one instruction set.
+            #[inline(always)]
+            fn each(out: &mut [$t], t: Option<&[$t]>, g: Option<&[$t]>, sums: Option<&mut [$t]>) {
+                match sums {
+                    Some(sums) => back_columns::<$t, $w>(out, t, g, sums, 1.0, 0.0),
+                    None => back_pass(out, t, g, 1.0),
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                /// The loop compiled for AVX-512.
+                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+                fn wide512(
+                    out: &mut [$t],
+                    t: Option<&[$t]>,
+                    g: Option<&[$t]>,
+                    sums: Option<&mut [$t]>,
+                ) {
+                    each(out, t, g, sums)
+                }
+                /// The loop compiled for AVX2.
+                #[target_feature(enable = "avx2,fma")]
+                fn wide256(
+                    out: &mut [$t],
+                    t: Option<&[$t]>,
+                    g: Option<&[$t]>,
+                    sums: Option<&mut [$t]>,
+                ) {
+                    each(out, t, g, sums)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature the function is compiled for.
+                    return unsafe { wide512(out, t, g, sums) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: as above.
+                    return unsafe { wide256(out, t, g, sums) };
+                }
+            }
+            each(out, t, g, sums)
+        }
+    };
+}
+
+back_loop!(tanh_back_f64, f64, 32);
+back_loop!(tanh_back_f32, f32, 64);
+
+/// Defines the helper `$name(t, g, out, sums, rows, cols)` of a `tanh` layer's backward
+/// group: `out[i, j] = (1 − t[i, j]²)·g[i, j]` over `rows` rows of `cols` elements and, unless
+/// `sums` is null, `sums[j] = Σ_i out[i, j]` (the bias gradient), with [`back_loop`]'s
+/// operations in the fused loop's order, so the results are the loop's bits.
+macro_rules! back_helper {
+    ($name:ident, $t:ty, $kernel:ident) => {
+        /// See [`back_helper`].
+        ///
+        /// # Safety
+        /// `out` must hold `rows·cols` writable elements, `t` and `g` as many readable ones
+        /// (each either `out` itself or not overlapping it), and `sums` be null or hold
+        /// `cols` writable elements overlapping none of the others; nothing else accesses
+        /// them during the call.
+        pub(crate) unsafe extern "C" fn $name(
+            t: *const $t,
+            g: *const $t,
+            out: *mut $t,
+            sums: *mut $t,
+            rows: usize,
+            cols: usize,
+        ) {
+            let Some(n) = rows.checked_mul(cols).filter(|&n| n > 0) else {
+                return;
+            };
+            // SAFETY: the caller's contract; an operand equal to `out` is read through it.
+            unsafe {
+                let o = std::slice::from_raw_parts_mut(out, n);
+                let read = |x: *const $t| {
+                    (!std::ptr::eq(x, out)).then(|| std::slice::from_raw_parts(x, n))
+                };
+                let s = (!sums.is_null()).then(|| std::slice::from_raw_parts_mut(sums, cols));
+                $kernel(o, read(t), read(g), s);
+            }
+        }
+    };
+}
+
+back_helper!(ferrax_tanh_back_f64, f64, tanh_back_f64);
+back_helper!(ferrax_tanh_back_f32, f32, tanh_back_f32);
+
 /// Runs `f` over `xs`, in blocks on the thread pool when `xs` is long.
 fn over_blocks<T: Send>(xs: &mut [T], f: fn(&mut [T])) {
     if xs.len() < PAR_MIN || crate::symbols::pool_threads() < 2 {
@@ -325,6 +509,16 @@ pub(crate) fn bias_tanh_symbol(dtype: ferrax_ir::DType) -> Option<&'static str> 
     }
 }
 
+/// The helper of a `tanh` layer's backward group `(1 − t²)·g` of `dtype` (see
+/// [`back_helper`]), by symbol name.
+pub(crate) fn tanh_back_symbol(dtype: ferrax_ir::DType) -> Option<&'static str> {
+    match dtype {
+        ferrax_ir::DType::F64 => Some("ferrax_tanh_back_f64"),
+        ferrax_ir::DType::F32 => Some("ferrax_tanh_back_f32"),
+        ferrax_ir::DType::I32 | ferrax_ir::DType::Bool => None,
+    }
+}
+
 /// The address of a helper of this module, for the JIT's symbol lookup.
 pub(crate) fn symbol(name: &str) -> Option<*const u8> {
     match name {
@@ -332,6 +526,8 @@ pub(crate) fn symbol(name: &str) -> Option<*const u8> {
         "ferrax_bias_tanh_f32" => Some(ferrax_bias_tanh_f32 as *const u8),
         "ferrax_tanh_inplace_f64" => Some(ferrax_tanh_inplace_f64 as *const u8),
         "ferrax_tanh_inplace_f32" => Some(ferrax_tanh_inplace_f32 as *const u8),
+        "ferrax_tanh_back_f64" => Some(ferrax_tanh_back_f64 as *const u8),
+        "ferrax_tanh_back_f32" => Some(ferrax_tanh_back_f32 as *const u8),
         _ => None,
     }
 }

@@ -345,3 +345,154 @@ fn dense_layers_take_the_one_pass_helper() {
         assert!(close(&got[0], &want[0], 3.0 * f64::EPSILON));
     }
 }
+
+/// How a `tanh` layer's backward test case computes `(1 − t²)·g`.
+#[derive(Clone, Copy, Debug)]
+struct Back {
+    /// `square(t)` (else `t·t`).
+    square: bool,
+    /// `(1 − t²)·g` (else `g·(1 − t²)`).
+    d_first: bool,
+    /// Where `g` comes from: 0 a parameter, 1 a product `a·B` computed in the workspace (the
+    /// result may be written over it), 2 `t` itself.
+    g_from: u8,
+    /// The leading axes summed (the bias gradient), if any.
+    sum: Option<usize>,
+}
+
+/// `[(1 − t²)·g]` plus its sum over the leading `sum` axes when asked, over `dims`; `wrap`
+/// reads `g` as `−(−g)`, which keeps the group in the inline loop (the negations are members
+/// the helper does not take) with the same values.
+fn back_graph(dtype: DType, dims: &[usize], c: Back, wrap: bool) -> Graph {
+    let dims = dims.to_vec();
+    let shape = dims.clone();
+    let f = move |xs: &[Tensor]| {
+        let t = &xs[0];
+        let g = match c.g_from {
+            0 => xs[1].clone(),
+            1 => xs[1].matmul(&xs[2]),
+            _ => t.clone(),
+        };
+        let g = if wrap { -(-g) } else { g };
+        let one = Tensor::full_dtype(dtype, &[], 1.0).broadcast_in_dim(&dims, &[]);
+        let sq = if c.square { t.square() } else { t * t };
+        let d = one - sq;
+        let p = if c.d_first { d * g } else { g * d };
+        let mut outs = vec![p.clone()];
+        if let Some(k) = c.sum {
+            outs.push(p.sum(&(0..k).collect::<Vec<_>>()));
+        }
+        outs
+    };
+    let mut types = vec![Type::new(dtype, &shape)];
+    if c.g_from == 0 {
+        types.push(Type::new(dtype, &shape));
+    } else if c.g_from == 1 {
+        let (m, n) = (shape[0], shape[1]);
+        types.push(Type::new(dtype, &[m, 3]));
+        types.push(Type::new(dtype, &[3, n]));
+    }
+    (*trace(f, &types).expect("trace").graph().expect("graph")).clone()
+}
+
+/// A `tanh` layer's backward group `(1 − t²)·g`, stored alone or with its column sums (the
+/// bias gradient, also over two leading axes), with `square(t)` or `t·t`, the product in
+/// either order, `g` a parameter, a product in the workspace (which the result may overwrite)
+/// or `t` itself, is taken by the helper and equals the inline loop bit for bit over f64 and
+/// f32, one row, odd widths, one column, whole blocks of columns with and without the
+/// columns after them and more rows than a block, and zeros of both signs, infinities and
+/// NaNs.
+#[test]
+fn tanh_backward_groups_take_the_helper() {
+    let shapes: [(&[usize], usize); 6] = [
+        (&[200, 32], 1),
+        (&[70, 139], 1),
+        (&[1, 97], 1),
+        (&[13, 7], 1),
+        (&[64, 1], 1),
+        (&[4, 5, 9], 2),
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for (s, &(dims, lead)) in shapes.iter().enumerate() {
+            for k in 0..8u8 {
+                let g_from = if dims.len() == 2 { k % 3 } else { k % 2 * 2 };
+                let c = Back {
+                    square: k & 1 == 0,
+                    d_first: k & 2 == 0,
+                    g_from,
+                    sum: (k & 4 == 0).then_some(lead),
+                };
+                let mut rng = Rng(s as u64 * 8 + k as u64 + 1);
+                let mut args = vec![common::array(&mut rng, dtype, dims, -3.0, 3.0, true)];
+                if g_from == 0 {
+                    args.push(common::array(&mut rng, dtype, dims, -2.0, 2.0, true));
+                } else if g_from == 1 {
+                    let (m, n) = (dims[0], dims[1]);
+                    args.push(common::array(&mut rng, dtype, &[m, 3], -2.0, 2.0, true));
+                    args.push(common::array(&mut rng, dtype, &[3, n], -2.0, 2.0, false));
+                }
+                let fast = opts(MathMode::Fast);
+                let before = stats().tanh_backs;
+                let a = compile(&back_graph(dtype, dims, c, false), &fast).expect("compile");
+                assert!(stats().tanh_backs > before, "{dtype}{dims:?} {c:?}: helper");
+                let b = compile(&back_graph(dtype, dims, c, true), &fast).expect("compile");
+                let (a, b) = (a.call(&args).expect("call"), b.call(&args).expect("call"));
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(same_bits(x, y), "{dtype}{dims:?} {c:?} vs inline");
+                }
+            }
+        }
+    }
+}
+
+/// Groups that are not exactly a `tanh` layer's backward product keep the loop: `(2 − t²)·g`,
+/// a sum over the last axis, and fewer elements than the helper's minimum.
+#[test]
+fn other_backward_shapes_keep_the_loop() {
+    type Case = fn(&Tensor, &Tensor) -> Vec<Tensor>;
+    let cases: [(Case, &[usize]); 3] = [
+        (
+            |t, g| {
+                let two = Tensor::full(&[], 2.0).broadcast_in_dim(&[20, 8], &[]);
+                let p = (two - t.square()) * g;
+                vec![p.clone(), p.sum(&[0])]
+            },
+            &[20, 8],
+        ),
+        (
+            |t, g| {
+                let one = Tensor::full(&[], 1.0).broadcast_in_dim(&[20, 8], &[]);
+                let p = (one - t.square()) * g;
+                vec![p.clone(), p.sum(&[1])]
+            },
+            &[20, 8],
+        ),
+        (
+            |t, g| {
+                let one = Tensor::full(&[], 1.0).broadcast_in_dim(&[5, 8], &[]);
+                vec![(one - t.square()) * g]
+            },
+            &[5, 8],
+        ),
+    ];
+    for (k, &(case, dims)) in cases.iter().enumerate() {
+        let f = move |xs: &[Tensor]| case(&xs[0], &xs[1]);
+        let types = [Type::new(DType::F64, dims), Type::new(DType::F64, dims)];
+        let g = (*trace(f, &types).expect("trace").graph().expect("graph")).clone();
+        let mut rng = Rng(k as u64 + 40);
+        let args = [
+            common::array(&mut rng, DType::F64, dims, -3.0, 3.0, false),
+            common::array(&mut rng, DType::F64, dims, -2.0, 2.0, false),
+        ];
+        let before = stats().tanh_backs;
+        let got = compile(&g, &opts(MathMode::Fast))
+            .expect("compile")
+            .call(&args)
+            .expect("call");
+        assert_eq!(stats().tanh_backs, before, "case {k} keeps the loop");
+        let want = interp::eval(&g, &args).expect("interpreter");
+        for (x, y) in got.iter().zip(&want) {
+            assert!(close(x, y, 4.0 * f64::EPSILON), "case {k}");
+        }
+    }
+}

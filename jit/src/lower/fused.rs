@@ -25,6 +25,7 @@
 use super::band::{self, Banded, Part};
 use super::remap::{self, Node, Read, Reads, Src};
 use super::{clty, jit_err, Ctx, Slot};
+use crate::plan::Home;
 use crate::MathMode;
 use cranelift_codegen::ir::{
     self, condcodes::IntCC, types, AbiParam, Function, InstBuilder, MemFlagsData, Signature,
@@ -32,7 +33,9 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::Module;
-use ferrax_ir::ops::{BinaryOp, CompareOp, ConvertOp, IndexOp, ReduceOp, ShapeOp, UnaryOp};
+use ferrax_ir::ops::{
+    BinaryOp, CompareOp, ConvertOp, IndexOp, LiteralOp, ReduceOp, ShapeOp, UnaryOp,
+};
 use ferrax_ir::{DType, Graph, InstData, Op, Result, Value};
 use hashbrown::HashMap;
 use smallvec::SmallVec;
@@ -549,10 +552,152 @@ fn emit_bias_tanh(cx: &mut Ctx, root: &InstData, x: Value, bias: Value) -> Resul
     Ok(())
 }
 
+/// A `tanh` layer's backward group (see [`tanh_back`]): its leaves `t` and `g`, the product
+/// `(1 − t²)·g` it stores, and the product's sums over the outer rows when the group is their
+/// reduction.
+struct TanhBack {
+    /// The activations `t`.
+    t: Value,
+    /// The incoming gradient `g`.
+    g: Value,
+    /// The product `(1 − t²)·g`.
+    prod: Value,
+    /// The product's sums over its outer axes, when the group's root is that reduction.
+    sums: Option<Value>,
+}
+
+/// The parts of the group rooted at `root` when it is exactly a `tanh` layer's backward
+/// product `(1 − t²)·g` (`1 − square(t)` or `1 − t·t`, the ones a broadcast constant or a
+/// constant array, the product in either order) with `t` and `g` buffers of its shape, stored as the group's
+/// elementwise result or as the stored member of a root that sums it over its leading axes
+/// (a bias gradient), of at least [`WIDE_MIN`] and fewer than [`PAR_MIN`] floats, for code
+/// running in this process; then [`emit_tanh_back`] replaces the loop. No condition on the
+/// math mode: the helper performs the loop's IEEE operations in its order in every mode.
+fn tanh_back(cx: &Ctx, insts: &[&InstData], root: usize) -> Option<TanhBack> {
+    let graph = cx.graph;
+    let fusion = &cx.plan.fusion;
+    let members = &fusion.members[root];
+    let member = |v: Value| {
+        graph
+            .producer(v)
+            .filter(|(i, _)| members.contains(&i.index()))
+    };
+    let in_memory = |v: Value| matches!(cx.plan.homes[v.index()], Home::Output(_) | Home::Work(_));
+    let top = insts[root];
+    let (prod, sums) = match &top.op {
+        Op::Reduce(ReduceOp::Sum { axes }) => {
+            let rank = graph.ty(top.args[0]).dims().len();
+            let leading =
+                !axes.is_empty() && axes.len() < rank && axes.iter().copied().eq(0..axes.len());
+            leading.then_some((top.args[0], Some(top.results[0])))?
+        }
+        _ => (top.results[0], None),
+    };
+    let ty = graph.ty(prod);
+    let size = ty.size();
+    let wanted = cx.dest == crate::Destination::Process
+        && crate::wide_math::tanh_back_symbol(ty.dtype).is_some()
+        && !ty.is_scalar()
+        && (WIDE_MIN..PAR_MIN).contains(&size)
+        && in_memory(prod)
+        && sums.is_none_or(in_memory);
+    if !wanted {
+        return None;
+    }
+    let (mi, mul) = member(prod)?;
+    if !matches!(mul.op, Op::Binary(BinaryOp::Mul)) {
+        return None;
+    }
+    // A leaf of the product's type in a buffer.
+    let leaf = |v: Value| {
+        member(v).is_none() && graph.ty(v) == ty && matches!(cx.slot(v), Ok(Slot::Mem(_)))
+    };
+    let (a, b) = (mul.args[0], mul.args[1]);
+    let (g, di, one_i, sq_i, t) = [(a, b), (b, a)].into_iter().find_map(|(d, g)| {
+        let (di, sub) = member(d)?;
+        if !matches!(sub.op, Op::Binary(BinaryOp::Sub)) || !leaf(g) {
+            return None;
+        }
+        // The ones: a broadcast member of a constant one, or a constant of ones read as a leaf.
+        let ones = |v: Value| {
+            graph.producer(v).is_some_and(|(_, c)| match &c.op {
+                Op::Literal(LiteralOp::Const(l)) => l.splat_value() == Some(1.0),
+                _ => false,
+            })
+        };
+        let (one_i, one) = match member(sub.args[0]) {
+            Some((i, bc)) => (
+                Some(i),
+                matches!(bc.op, Op::Shape(ShapeOp::BroadcastInDim { .. })) && ones(bc.args[0]),
+            ),
+            None => (None, ones(sub.args[0])),
+        };
+        let (sq_i, sq) = member(sub.args[1])?;
+        let t = match &sq.op {
+            Op::Unary(UnaryOp::Square) => sq.args[0],
+            Op::Binary(BinaryOp::Mul) if sq.args[0] == sq.args[1] => sq.args[0],
+            _ => return None,
+        };
+        (one && leaf(t)).then_some((g, di, one_i, sq_i, t))
+    })?;
+    // The group is exactly these members, and stores the product only as the reduction's
+    // operand (an elementwise group stores nothing besides its root).
+    let mut exact: Vec<usize> = [Some(mi), Some(di), one_i, Some(sq_i)]
+        .iter()
+        .flatten()
+        .map(|i| i.index())
+        .chain(sums.map(|_| root))
+        .collect();
+    exact.sort_unstable();
+    let mut have = members.clone();
+    have.sort_unstable();
+    let stores_only_prod = members
+        .iter()
+        .all(|&j| fusion.stored[j] == (sums.is_some() && j == mi.index()));
+    (exact == have && stores_only_prod).then_some(TanhBack { t, g, prod, sums })
+}
+
+/// Lowers a `tanh` layer's backward group (see [`tanh_back`]) as one call of the wide helper
+/// that stores the product and adds its rows into the sums.
+fn emit_tanh_back(cx: &mut Ctx, tb: &TanhBack) -> Result<()> {
+    let ty = cx.graph.ty(tb.prod).clone();
+    let name = crate::wide_math::tanh_back_symbol(ty.dtype)
+        .ok_or_else(|| jit_err("a tanh backward group of a non-float"))?;
+    let out = cx
+        .alloc_result(tb.prod)?
+        .ok_or_else(|| jit_err("a fused result without a buffer"))?;
+    let (sums, cols) = match tb.sums {
+        Some(s) => {
+            let b = cx
+                .alloc_result(s)?
+                .ok_or_else(|| jit_err("a fused result without a buffer"))?;
+            crate::stats::STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (b, cx.graph.ty(s).size())
+        }
+        None => (cx.iconst(0), ty.size()),
+    };
+    let (Slot::Mem(pt), Slot::Mem(pg)) = (cx.slot(tb.t)?, cx.slot(tb.g)?) else {
+        return Err(jit_err("a fused leaf without a buffer"));
+    };
+    let rows = cx.iconst((ty.size() / cols.max(1)) as i64);
+    let cols = cx.iconst(cols as i64);
+    cx.call(
+        name,
+        &[types::I64; 6],
+        &[],
+        &[pt, pg, out, sums, rows, cols],
+    )?;
+    crate::stats::TANH_BACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// Lowers the group rooted at instruction position `root`.
 pub(crate) fn lower(cx: &mut Ctx, root: usize) -> Result<()> {
     let graph = cx.graph;
     let insts: Vec<&InstData> = graph.insts().map(|(_, d)| d).collect();
+    if let Some(tb) = tanh_back(cx, &insts, root) {
+        return emit_tanh_back(cx, &tb);
+    }
     // The wide tail needs the result in a buffer, and the loop to store nothing else.
     let stores = cx.plan.fusion.members[root]
         .iter()

@@ -710,20 +710,43 @@ small_gemm!(
 
 #[cfg(test)]
 mod tests {
-    /// The rows kernel with paired rows (the AVX-512 compilation's path) gives the same bits
-    /// as row by row, for every parity of `m`, block and tail widths of `n`, short and long
-    /// contractions, and NaN, infinite and signed-zero entries.
+    /// The signature of the rows' kernel bodies (`dgemm_rows_body`, `sgemm_rows_body`).
     #[cfg(target_arch = "x86_64")]
-    /// The bits of the f64 rows' kernel's `C = A·B` for row-major `A` (`m×k`) and `B` (`k×n`),
-    /// with `wide` choosing the AVX-512 compilation's paired rows (the body is plain Rust, so
-    /// either path runs on any CPU).
-    fn rows_bits(m: usize, k: usize, n: usize, av: &[f64], bv: &[f64], wide: bool) -> Vec<u64> {
+    type RowsBody<T> = unsafe fn(
+        usize,
+        usize,
+        usize,
+        *const T,
+        isize,
+        isize,
+        *const T,
+        isize,
+        *mut T,
+        isize,
+        bool,
+    );
+
+    /// The rows' kernel `body`'s `C = A·B` for row-major `A` (`m×k`) and `B` (`k×n`), `C`
+    /// filled with `fill` first, with `wide` choosing the AVX-512 compilation's paired rows
+    /// (the body is plain Rust, so either path runs on any CPU).
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn rows_out<T: Copy>(
+        body: RowsBody<T>,
+        fill: T,
+        m: usize,
+        k: usize,
+        n: usize,
+        av: &[T],
+        bv: &[T],
+        wide: bool,
+    ) -> Vec<T> {
         assert!(av.len() >= m * k && bv.len() >= k * n);
-        let mut c = vec![f64::NAN; m * n];
+        let mut c = vec![fill; m * n];
         // SAFETY: `A` holds `m×k` and `B` `k×n` elements, both row-major (checked above), and
         // `C` holds `m×n`.
         unsafe {
-            super::dgemm_rows_body(
+            body(
                 m,
                 k,
                 n,
@@ -737,6 +760,13 @@ mod tests {
                 wide,
             )
         };
+        c
+    }
+
+    /// The bits of the f64 rows' kernel's `C = A·B` (see [`rows_out`]).
+    #[cfg(target_arch = "x86_64")]
+    fn rows_bits(m: usize, k: usize, n: usize, av: &[f64], bv: &[f64], wide: bool) -> Vec<u64> {
+        let c = rows_out(super::dgemm_rows_body, f64::NAN, m, k, n, av, bv, wide);
         c.iter().map(|v| v.to_bits()).collect()
     }
 
@@ -745,6 +775,7 @@ mod tests {
     /// for the columns in whole blocks of sixteen, and a product then multiply-adds for the
     /// columns after them, on both compilations. Zeros of either sign and non-finite values
     /// in `A` tell the two first steps apart.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn short_contractions_sum_in_the_general_order() {
         let specials = [-0.0, f64::NAN, 0.0, f64::INFINITY, -0.0, 1e300];
@@ -782,6 +813,10 @@ mod tests {
         }
     }
 
+    /// The rows kernel with paired rows (the AVX-512 compilation's path) gives the same bits
+    /// as row by row, for every parity of `m`, block and tail widths of `n`, short and long
+    /// contractions, and NaN, infinite and signed-zero entries.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn paired_rows_equal_single_rows_bit_for_bit() {
         let specials = [f64::NAN, f64::INFINITY, -f64::INFINITY, -0.0, 0.0, 1e300];
@@ -809,23 +844,7 @@ mod tests {
             let af: Vec<f32> = av.iter().map(|&x| x as f32).collect();
             let bf: Vec<f32> = bv.iter().map(|&x| x as f32).collect();
             let run = |wide: bool| {
-                let mut c = vec![f32::NAN; m * n];
-                // SAFETY: as above.
-                unsafe {
-                    super::sgemm_rows_body(
-                        m,
-                        k,
-                        n,
-                        af.as_ptr(),
-                        k as isize,
-                        1,
-                        bf.as_ptr(),
-                        n as isize,
-                        c.as_mut_ptr(),
-                        n as isize,
-                        wide,
-                    )
-                };
+                let c = rows_out(super::sgemm_rows_body, f32::NAN, m, k, n, &af, &bf, wide);
                 c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
             };
             assert_eq!(run(true), run(false), "f32 {m}×{k}×{n}");

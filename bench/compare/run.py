@@ -5,6 +5,7 @@
     python3 bench/compare/run.py --only sparse,jet     # a subset of the groups
     python3 bench/compare/run.py --smoke --only jet    # quick, rough timings: tests the harness
     python3 bench/compare/run.py --update-readme       # also rewrites the README's tables
+    python3 bench/compare/run.py --rounds 3            # alternate the two sides, best of 3 each
 
 Groups: anchors (benches/anchors.rs against JAX and hand-written Rust), models (benches/
 train_step.rs and benches/conv.rs against JAX + optax), sparse (examples/sparse_hessian.rs and
@@ -18,8 +19,9 @@ requirements.txt changes. $FERRAX_COMPARE_PYTHON names an existing interpreter t
 (nothing installed; a peer whose package is missing is skipped with a message).
 
 Output (under --out, default target/compare): results.md (the table as Markdown, with the
-date, commit, CPU and versions), results.json (every row and the raw figures), ferrax/ (the
-examples' output), peers/ (the peers' JSON lines). Only this script's standard library is used
+date, commit, CPU and versions), results.json (every row and the raw figures), ferrax/<group>/
+round-<r>/ (the examples' output and criterion's medians), peers/<group>/round-<r>/ (the peers'
+JSON lines). Only this script's standard library is used
 outside the virtual environment.
 """
 import argparse
@@ -222,6 +224,42 @@ def example_figures(out_dir):
     return figs
 
 
+def round_dir(base, group, r):
+    """The directory of one group's figures from round r (created)."""
+    d = os.path.join(base, group, f"round-{r}")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def ferrax_rounds(group_dir):
+    """Every round's figures of one group of ferrax's half: [{figs, crit}]."""
+    if not os.path.isdir(group_dir):
+        return []
+    out = []
+    for name in sorted(os.listdir(group_dir)):
+        d = os.path.join(group_dir, name)
+        if not name.startswith("round-"):
+            continue
+        crit = {}
+        p = os.path.join(d, "criterion.json")
+        if os.path.exists(p):
+            with open(p) as f:
+                crit = json.load(f)
+        out.append(dict(figs=example_figures(d), crit=crit))
+    return out
+
+
+def criterion_specs(goals, group):
+    """The criterion figures ('group/function') that a group's rows read."""
+    specs = []
+    for g in goals["rows"]:
+        if g["group"] == group:
+            for side in (g.get("ferrax"), g.get("peer")):
+                if side and "criterion" in side and side["criterion"] not in specs:
+                    specs.append(side["criterion"])
+    return specs
+
+
 def criterion_median(spec, since):
     """Criterion's median (seconds) for 'group/function', if written at or after `since`."""
     group, function = spec.split("/", 1)
@@ -274,31 +312,35 @@ def run_peers(group, smoke, python, out_dir, pinned):
 
 
 def peer_records(out_dir):
-    """{(peer base name, record, variant): record}, JAX's two passes merged figure by figure
-    (the faster median and the faster first call)."""
+    """{(peer base name, record, variant): record}, merged figure by figure over JAX's two
+    passes and over the rounds (the directories under out_dir): the fastest of each time
+    (`median_s`, `first_call_s`, CasADi's `build_s`, ...), with `<field>_from` naming the
+    pass that gave it."""
     recs = {}
     if not os.path.isdir(out_dir):
         return recs
-    for fname in sorted(os.listdir(out_dir)):
-        if not fname.endswith(".jsonl"):
-            continue
-        with open(os.path.join(out_dir, fname)) as f:
-            for line in f:
-                r = json.loads(line)
-                base = r["peer"].split("-")[0]
-                key = (base, r["record"], r.get("variant"))
-                old = recs.get(key)
-                if old is None:
-                    old = recs[key] = dict(r, peer=base)
-                    for field in ("median_s", "first_call_s"):
-                        if r.get(field) is not None:
+    for dirpath, dirnames, filenames in sorted(os.walk(out_dir)):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            if not fname.endswith(".jsonl"):
+                continue
+            with open(os.path.join(dirpath, fname)) as f:
+                for line in f:
+                    r = json.loads(line)
+                    base = r["peer"].split("-")[0]
+                    key = (base, r["record"], r.get("variant"))
+                    old = recs.get(key)
+                    times = [k for k, v in r.items() if k.endswith("_s") and isinstance(v, (int, float))]
+                    if old is None:
+                        old = recs[key] = dict(r, peer=base)
+                        for field in times:
                             old[f"{field}_from"] = r["peer"]
-                    continue
-                for field in ("median_s", "first_call_s"):
-                    a, b = old.get(field), r.get(field)
-                    if b is not None and (a is None or b < a):
-                        old[field] = b
-                        old[f"{field}_from"] = r["peer"]
+                        continue
+                    for field in times:
+                        a, b = old.get(field), r[field]
+                        if a is None or b < a:
+                            old[field] = b
+                            old[f"{field}_from"] = r["peer"]
     return recs
 
 
@@ -324,19 +366,33 @@ def example_value(figs, spec):
     return v * 1e-3 if field.endswith("_ms") else v * 1e-6 if field.endswith("_us") else v
 
 
-def build_rows(goals, figs, peers, since):
+def best(values, unit):
+    """One figure from the rounds' figures: the fastest time (the machine's noise only ever
+    slows a run down), and the largest count or memory figure."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return min(values) if unit == "s" else max(values)
+
+
+def build_rows(goals, rounds, peers):
+    """The table's rows. `rounds` holds one dict per round of ferrax's half: `figs` (the
+    examples' parsed output) and `crit` (criterion medians by 'group/function'); each ferrax
+    and hand-written figure is the best over the rounds, as each peer figure in `peers` is."""
     rows = []
     for g in goals["rows"]:
         unit = g.get("unit", "s")
-        fx = None
         src = g.get("ferrax")
-        if src and "criterion" in src:
-            fx = criterion_median(src["criterion"], since)
-        elif src:
-            fx = example_value(figs, src)
+        per_round = []
+        for rd in rounds:
+            if src and "criterion" in src:
+                per_round.append(rd["crit"].get(src["criterion"]))
+            elif src:
+                per_round.append(example_value(rd["figs"], src))
+        fx = best(per_round, unit)
         peer, pv, versions = g.get("peer"), None, {}
         if peer and "criterion" in peer:
-            pv = criterion_median(peer["criterion"], since)
+            pv = best([rd["crit"].get(peer["criterion"]) for rd in rounds], unit)
         elif peer:
             base = peer["name"].lower()
             r = peers.get((base, peer["record"], peer.get("variant")))
@@ -354,8 +410,8 @@ def build_rows(goals, figs, peers, since):
             goal = f"<= {fmt_value(g['max'], unit)}"
             status = "not measured" if fx is None else ("met" if fx <= g["max"] else "MISSED")
         rows.append(dict(id=g["id"], group=g["group"], peer=peer.get("label", peer["name"]) if peer else "-",
-                         ferrax=fx, peer_value=pv, ratio=ratio, goal=goal, status=status,
-                         unit=unit, what=g["what"], versions=versions))
+                         ferrax=fx, ferrax_rounds=per_round, peer_value=pv, ratio=ratio, goal=goal,
+                         status=status, unit=unit, what=g["what"], versions=versions))
     return rows
 
 
@@ -386,10 +442,13 @@ def group_markdown(group, rows, env):
     for r in rows:
         found.update(r["versions"])
     versions = ", ".join(f"{k} {v}" for k, v in sorted(found.items()))
+    n = env.get("rounds", 1)
+    rounds = f" --rounds {n}" if n > 1 else ""
+    best_of = f", each figure the best of {n} rounds alternating the two sides" if n > 1 else ""
     lines = [
         f"Measured {env['date']} at commit {env['commit']} on {env['cpu']} ({env['cores']} cores)"
         f"{'; ' + env['rustc'] if env.get('rustc') else ''}{'; ' + versions if versions else ''}"
-        f" by `python3 bench/compare/run.py{' --smoke' if smoke else ''} --only {group}`"
+        f" by `python3 bench/compare/run.py{' --smoke' if smoke else ''} --only {group}{rounds}`{best_of}"
         f"{'; load average ' + env['load'] if env.get('load') else ''}."
         + (" **Smoke run: short, rough timings, not for comparison.**" if smoke else ""),
         "",
@@ -427,6 +486,8 @@ def main():
                     help="run only one half; the other half's figures are read from the last run")
     ap.add_argument("--table-only", action="store_true",
                     help="run nothing: rebuild the table from the last run's files")
+    ap.add_argument("--rounds", type=int, default=1, metavar="N",
+                    help="alternate the two halves N times per group; each figure is its side's best")
     ap.add_argument("--no-pinned", action="store_true", help="skip JAX's pass pinned to one core")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "compare"))
     ap.add_argument("--update-readme", nargs="?", const=os.path.join(ROOT, "README.md"), metavar="PATH",
@@ -440,36 +501,51 @@ def main():
         ap.error(f"unknown group(s) {bad}; choose from {GROUPS}")
     if a.update_readme and a.smoke and not a.force:
         ap.error("--update-readme takes a full run's figures; a smoke run's are not for publishing")
+    if a.rounds < 1:
+        ap.error("--rounds takes a count of at least 1")
     ferrax_dir, peers_dir = os.path.join(a.out, "ferrax"), os.path.join(a.out, "peers")
     os.makedirs(ferrax_dir, exist_ok=True)
     os.makedirs(peers_dir, exist_ok=True)
     env = machine()
-    start = time.time() - 1
     if a.table_only:
         a.half = "neither"
-    since = start if a.half in ("both", "ferrax") else 0
     python = None
     if a.half in ("both", "peers"):
         python = peer_python()
     pinned = not a.no_pinned and shutil.which("taskset") is not None
+    with open(os.path.join(HERE, "goals.json")) as f:
+        goals = json.load(f)
     for group in groups:
         group_start = os.getloadavg()[0]
-        if a.half in ("both", "ferrax"):
-            # An example that fails or is missing now must not leave an older run's figures.
-            for name in EXAMPLES.get(group, ()):
-                p = os.path.join(ferrax_dir, f"{name}.txt")
-                if os.path.exists(p):
-                    os.remove(p)
-            run_ferrax(group, a.smoke, ferrax_dir)
-        if a.half in ("both", "peers"):
-            run_peers(group, a.smoke, python, peers_dir, pinned)
+        # A half that runs again replaces all of that group's earlier figures (every round's),
+        # so an example or peer that fails or is missing now cannot leave an older run's.
+        for half, base in (("ferrax", ferrax_dir), ("peers", peers_dir)):
+            if a.half in ("both", half):
+                shutil.rmtree(os.path.join(base, group), ignore_errors=True)
+        # Rounds alternate the two halves, so that a slow spell of the shared machine (which
+        # comes and goes over minutes) meets both sides rather than one.
+        for r in range(1, a.rounds + 1):
+            tag = f"round {r} of {a.rounds}: " if a.rounds > 1 else ""
+            if a.half in ("both", "ferrax"):
+                log(f"{tag}{group}, ferrax")
+                fdir = round_dir(ferrax_dir, group, r)
+                since = time.time() - 1
+                run_ferrax(group, a.smoke, fdir)
+                crit = {spec: criterion_median(spec, since) for spec in criterion_specs(goals, group)}
+                with open(os.path.join(fdir, "criterion.json"), "w") as f:
+                    json.dump({k: v for k, v in crit.items() if v is not None}, f)
+            if a.half in ("both", "peers"):
+                log(f"{tag}{group}, peers")
+                run_peers(group, a.smoke, python, round_dir(peers_dir, group, r), pinned)
         if a.half != "neither":
             load = f"{group_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
             with open(os.path.join(a.out, f"env-{group}.json"), "w") as f:
-                json.dump(dict(env, smoke=a.smoke, half=a.half, load=load), f)
-    with open(os.path.join(HERE, "goals.json")) as f:
-        goals = json.load(f)
-    peers = peer_records(peers_dir)
+                json.dump(dict(env, smoke=a.smoke, half=a.half, load=load, rounds=a.rounds), f)
+    peers = {}
+    rounds = []
+    for g in groups:
+        peers.update(peer_records(os.path.join(peers_dir, g)))
+        rounds += ferrax_rounds(os.path.join(ferrax_dir, g))
     group_env = {}
     for g in groups:
         p = os.path.join(a.out, f"env-{g}.json")
@@ -479,7 +555,7 @@ def main():
                 group_env[g] = json.load(f)
     if a.update_readme and any(e.get("smoke") for e in group_env.values()) and not a.force:
         ap.error("--update-readme takes a full run's figures; the last run of a group was a smoke run")
-    rows = [r for r in build_rows(goals, example_figures(ferrax_dir), peers, since) if r["group"] in groups]
+    rows = [r for r in build_rows(goals, rounds, peers) if r["group"] in groups]
     print(f"{env['date']}, commit {env['commit']}, {env['cpu']} ({env['cores']} cores)"
           + (", SMOKE RUN (rough timings)" if a.smoke else ""))
     print_table(rows)

@@ -53,7 +53,7 @@ class Rows(unittest.TestCase):
             ("casadi", "rosenbrock-hessian-n100000", None): dict(median_s=0.013, build_s=2.0),
             ("jax", "jet-k20", None): dict(median_s=6.7e-6, first_call_s=0.24, eqns=1296),
         }
-        rows = {(r["id"], r["peer"]): r for r in run.build_rows(goals, figs, peers, since=0)}
+        rows = {(r["id"], r["peer"]): r for r in run.build_rows(goals, [dict(figs=figs, crit={})], peers)}
         first = rows[("rosenbrock-hessian n=1e5 first", "CasADi")]
         self.assertAlmostEqual(first["ratio"], 0.095 / 2.0)
         self.assertEqual(first["status"], "MISSED")  # goal 0.02
@@ -66,6 +66,27 @@ class Rows(unittest.TestCase):
         self.assertEqual(rows[("jet k=20 first", "JAX")]["status"], "MISSED")  # 6 ms > 5 ms
         self.assertEqual(rows[("jet k=20 call", "JAX")]["status"], "MISSED")  # 1.5 / 6.7 > 0.05
         self.assertEqual(rows[("P1", "JAX")]["status"], "not measured")
+
+    def test_each_side_takes_its_best_round(self):
+        with open(os.path.join(run.HERE, "goals.json")) as f:
+            goals = json.load(f)
+        slow = SPARSE_HESSIAN.replace("call_ms = 0.400", "call_ms = 0.900")
+        fewer = TAYLOR.replace("(339 equations)", "(300 equations)")
+        rounds = [
+            dict(figs={"sparse_hessian": run.parse_pairs(slow), "taylor": run.parse_taylor(TAYLOR)},
+                 crit={"P1/ferrax": 30e-9, "P1/hand": 20e-9}),
+            dict(figs={"sparse_hessian": run.parse_pairs(SPARSE_HESSIAN), "taylor": run.parse_taylor(fewer)},
+                 crit={"P1/ferrax": 22e-9, "P1/hand": 25e-9}),
+            dict(figs={}, crit={}),  # a round that measured nothing counts for nothing
+        ]
+        peers = {("casadi", "rosenbrock-hessian-n100000", None): dict(median_s=0.013, build_s=2.0)}
+        rows = {(r["id"], r["peer"]): r for r in run.build_rows(goals, rounds, peers)}
+        call = rows[("rosenbrock-hessian n=1e5 call", "CasADi")]
+        self.assertAlmostEqual(call["ferrax"], 0.0004)  # the faster round
+        self.assertEqual([v and round(v * 1e4, 9) for v in call["ferrax_rounds"]], [9, 4, None])
+        hand = rows[("P1", "hand")]
+        self.assertEqual((hand["ferrax"], hand["peer_value"]), (22e-9, 20e-9))  # best of each side
+        self.assertEqual(rows[("jet k=20 equations", "JAX")]["ferrax"], 339)  # a count: the largest
 
     def test_every_goal_row_is_well_formed(self):
         with open(os.path.join(run.HERE, "goals.json")) as f:
@@ -86,6 +107,16 @@ class PeerRecords(unittest.TestCase):
             r = run.peer_records(d)[("jax", "P1", None)]
         self.assertEqual((r["median_s"], r["median_s_from"]), (1.0, "jax-1core"))
         self.assertEqual((r["first_call_s"], r["first_call_s_from"]), (0.1, "jax"))
+
+    def test_rounds_merge_to_the_fastest_of_every_time(self):
+        with tempfile.TemporaryDirectory() as d:
+            for r, (median, build) in enumerate(((3.0, 1.5), (2.5, 2.0)), 1):
+                os.makedirs(os.path.join(d, f"round-{r}"))
+                with open(os.path.join(d, f"round-{r}", "s-casadi.jsonl"), "w") as f:
+                    f.write(json.dumps(dict(record="H", peer="casadi", median_s=median, build_s=build,
+                                            nnz=10)) + "\n")
+            r = run.peer_records(d)[("casadi", "H", None)]
+        self.assertEqual((r["median_s"], r["build_s"], r["nnz"]), (2.5, 1.5, 10))
 
 
 class Readme(unittest.TestCase):

@@ -835,6 +835,51 @@ mod found {
     }
 
     #[test]
+    fn bug_padded_select_of_a_bool_buffer() {
+        // Found by the 40-minute run of session 18 (seed 18) through jacrev: a fused loop
+        // reading, through a pad, an expression with a select on a `bool` buffer. The pad's
+        // guard gave every read below it the pad value (an f64) as its fallback, the `bool`
+        // read too, and code generation panicked on the mismatched types ("cannot construct
+        // Gpr from register ... with register class Float"; `jit` reached it from safe code).
+        // Reads below the pad's own operand now fall back on a zero of their own type; the
+        // select takes the pad value there.
+        use ferrax::jit_backend::{compile, JitOptions, MathMode};
+        let g = Graph::parse(
+            "{ lambda v0:bool[11,2,2], v1:f64[6,11,2,2], v2:f64[6,11,2,2] . \
+             let v3:bool[6,11,2,2] = broadcast_in_dim[shape=(6,11,2,2) dims=(1,2,3)] v0; \
+             v4:f64[6,11,2,2] = select v3 v1 v2; v5:f64[6,11,2,2] = add v1 v4; \
+             v6:f64[6,5,2,2] = slice[start=(0,0,0,0) limit=(6,5,2,2) stride=(1,1,1,1)] v5; \
+             v7:f64[6,5,2,2] = slice[start=(0,5,0,0) limit=(6,10,2,2) stride=(1,1,1,1)] v5; \
+             v8:f64[6,1,2,2] = slice[start=(0,10,0,0) limit=(6,11,2,2) stride=(1,1,1,1)] v5; \
+             v9:f64[6,5,2,2] = add v6 v7; v10:f64[] = const[0.5]; \
+             v11:f64[6,5,2,2] = pad[lo=(0,0,0,0) hi=(0,4,0,0) interior=(0,0,0,0)] v8 v10; \
+             v12:f64[6,5,2,2] = add v9 v11 in (v12) }",
+        )
+        .unwrap();
+        let cond = Array::from_bool([11, 2, 2], (0..44).map(|i| i % 3 == 0).collect()).unwrap();
+        let a = Array::from_f64(
+            [6, 11, 2, 2],
+            (0..264).map(|i| i as f64).collect::<Vec<f64>>(),
+        )
+        .unwrap();
+        let b = Array::from_f64(
+            [6, 11, 2, 2],
+            (0..264).map(|i| -(i as f64)).collect::<Vec<f64>>(),
+        )
+        .unwrap();
+        let args = [cond, a, b];
+        let want = interp::eval(&g, &args).unwrap();
+        for math in [MathMode::Precise, MathMode::Auto] {
+            let opts = JitOptions {
+                math,
+                ..JitOptions::default()
+            };
+            let got = compile(&g, &opts).unwrap().call(&args).unwrap();
+            assert_eq!(got[0].to_f64_vec(), want[0].to_f64_vec());
+        }
+    }
+
+    #[test]
     fn false_alarm_cancelling_terms_in_jacobians() {
         // A false report of a long run (seed 11): jacfwd gave 0 and jacrev 3.8e-6 for a graph
         // computing 1e10 · max(x, x) / x near x = 0, whose derivative is a difference of terms

@@ -493,9 +493,7 @@ fn define(module: &mut dyn Module, id: FuncId, func: Function) -> Result<usize> 
     let disasm = std::env::var_os("FERRAX_DISASM").is_some();
     ctx.set_disasm(disasm);
     let t = Instant::now();
-    module
-        .define_function(id, &mut ctx)
-        .map_err(|e| jit_err(format!("cranelift codegen: {e:?}")))?;
+    define_function(module, id, &mut ctx, "")?;
     crate::stats::codegen(t.elapsed());
     if disasm {
         if let Some(v) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
@@ -505,6 +503,39 @@ fn define(module: &mut dyn Module, id: FuncId, func: Function) -> Result<usize> 
     Ok(ctx
         .compiled_code()
         .map_or(0, |c| c.code_info().total_size as usize))
+}
+
+/// Runs Cranelift's code generation of `ctx` as the definition of `id` (`what` names the
+/// function in errors). A panic inside it, which a malformed function can cause in a release
+/// build, where the verifier is off (a value of one register class passed where another is
+/// expected, say), becomes an error of kind [`ferrax_ir::ErrorKind::Jit`] instead of unwinding
+/// into the caller: `compile` and `jit` return it like any other failure to compile. Such an
+/// error is a bug in ferrax's lowering, and the differential fuzzer reports it as one.
+pub(crate) fn define_function(
+    module: &mut dyn Module,
+    id: FuncId,
+    ctx: &mut cranelift_codegen::Context,
+    what: &str,
+) -> Result<()> {
+    let run = std::panic::AssertUnwindSafe(|| {
+        module
+            .define_function(id, ctx)
+            .map_err(|e| jit_err(format!("cranelift codegen{what}: {e:?}")))
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(done) => done,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(jit_err(format!(
+                "cranelift codegen{what}: internal compiler error (a bug in ferrax's lowering): \
+                 {msg}"
+            )))
+        }
+    }
 }
 
 /// The scalar entry's signature: one register per parameter; one returned register for one

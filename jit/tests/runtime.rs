@@ -324,12 +324,13 @@ fn shapes_and_more(dtype: DType, rows: usize, cols: usize) -> Graph {
 /// must still equal the interpreter's bit for bit. An output left unfilled but only partly
 /// written would show the pattern. The larger shapes give rows of 8 elements and more, which
 /// shape ops copy eight at a time with a remainder (in both directions for the transposes
-/// and the reversals, and from a stride-0 read for the broadcasts).
+/// and the reversals, and from a stride-0 read for the broadcasts), and the widest a
+/// transpose copied in tiles of eight rows with rows left over.
 #[test]
 fn fresh_outputs_over_dirty_memory_match_the_interpreter() {
     let mut rng = common::Rng(5);
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let shapes = [(4, 3), (5, 19), (9, 8)];
+    let shapes = [(4, 3), (5, 19), (9, 8), (10, 70)];
     for (dtype, (rows, cols)) in [DType::F64, DType::F32, DType::I32]
         .into_iter()
         .flat_map(|d| shapes.map(|s| (d, s)))

@@ -2407,9 +2407,7 @@ pub(super) fn define_kernel(
     let disasm = std::env::var_os("FERRAX_DISASM").is_some();
     ctx.set_disasm(disasm);
     let t = std::time::Instant::now();
-    cx.module
-        .define_function(id, &mut ctx)
-        .map_err(|e| jit_err(format!("cranelift codegen (kernel): {e:?}")))?;
+    crate::compile::define_function(cx.module, id, &mut ctx, " (kernel)")?;
     if disasm {
         if let Some(v) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
             eprintln!("{v}");

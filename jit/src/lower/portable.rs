@@ -158,9 +158,7 @@ fn local_helper(cx: &mut Ctx, h: Helper, t: ir::Type) -> Result<cranelift_module
         fb.finalize(cfg);
     }
     let mut ctx = cranelift_codegen::Context::for_function(func);
-    cx.module
-        .define_function(id, &mut ctx)
-        .map_err(|e| jit_err(format!("cranelift codegen of {name}: {e:?}")))?;
+    crate::compile::define_function(cx.module, id, &mut ctx, &format!(" of {name}"))?;
     Ok(id)
 }
 

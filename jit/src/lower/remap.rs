@@ -659,6 +659,20 @@ impl<'g> Reads<'g> {
             base = 0;
             st.iter_mut().for_each(|s| *s = 0);
         }
+        // A pad's guard reaches every read below it with the pad value as its fallback. Only
+        // a read of the pad's own operand yields that fallback; a read deeper in a padded
+        // expression (whose select takes the pad value outside) may be of another type, a
+        // `bool` under a `select` say, and reads a zero of its own type there instead.
+        let dtype = self.graph.ty(v).dtype;
+        let guards = guards
+            .into_iter()
+            .map(|(g, f)| {
+                (
+                    g,
+                    f.filter(|&f| self.graph.ty(self.reads[f].leaf).dtype == dtype),
+                )
+            })
+            .collect();
         self.reads.push(Read {
             leaf: v,
             base,

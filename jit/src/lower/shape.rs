@@ -9,8 +9,13 @@ use ferrax_ir::ops::ShapeOp;
 use ferrax_ir::{InstData, Result, Value};
 use smallvec::SmallVec;
 
-/// Elements copied per iteration of a row's unrolled loop (see [`strided_copy`]).
+/// Elements copied per iteration of a row's unrolled loop, and rows per tile of a transpose
+/// (see [`strided_copy`]).
 const ROW_UNROLL: usize = 8;
+
+/// The smallest read stride (in elements) along the innermost dimension from which a
+/// transpose is copied in tiles: below it the rows being read share pages and cache lines.
+const TILE_STRIDE_MIN: i64 = 64;
 
 /// Copies through a nest over `dims`: element `src` of `x` read through `read` is written to
 /// result `r` through `write`.
@@ -19,7 +24,11 @@ const ROW_UNROLL: usize = 8;
 /// [`ROW_UNROLL`] elements an iteration, each load and store at an immediate offset from two
 /// running addresses, and the rest likewise after the loop; the generic nest spends two
 /// multiplications and two additions of offsets per element (a `[256, 784]` transpose took
-/// 0.8 ns an element). The same elements are read and written, so results do not change.
+/// 0.8 ns an element). A transpose (rows read with a large stride, the next dimension
+/// contiguous in the source) goes [`ROW_UNROLL`] rows of the result at a time, so that each
+/// step reads one run of contiguous source elements and each source page is visited once per
+/// tile rather than once per row. The same elements are read and written, so results do not
+/// change.
 fn strided_copy(
     cx: &mut Ctx,
     x: Value,
@@ -29,19 +38,41 @@ fn strided_copy(
     write: Access,
 ) -> Result<()> {
     if let Some((inner, src, dst)) = unrolled_row(cx, x, r, dims, &read, &write)? {
-        let outer = &dims[..inner];
+        let size = cx.graph.ty(x).dtype.size_bytes() as i64;
+        let tiled = inner >= 1
+            && read.strides[inner - 1] == 1
+            && read.strides[inner].abs() >= TILE_STRIDE_MIN
+            && dims[inner - 1] >= ROW_UNROLL
+            && write.strides[inner - 1]
+                .checked_mul(size * ROW_UNROLL as i64)
+                .is_some_and(|b| i32::try_from(b).is_ok());
+        let outer = if tiled { inner - 1 } else { inner };
         let accesses = [
             Access {
                 base: read.base,
-                strides: read.strides[..inner].into(),
+                strides: read.strides[..outer].into(),
             },
             Access {
                 base: write.base,
-                strides: write.strides[..inner].into(),
+                strides: write.strides[..outer].into(),
             },
         ];
-        return cx.nest(outer, &accesses, &mut |cx, _, offs| {
-            copy_row(cx, x, r, dims[inner], (src, dst), offs)
+        let (dtype, rows) = (cx.graph.ty(x).dtype, (src, dst));
+        return cx.nest(&dims[..outer], &accesses, &mut |cx, _, offs| {
+            let (src0, dst0) = row_addresses(cx, x, r, offs)?;
+            if !tiled {
+                return copy_row(cx, dtype, dims[inner], rows, src0, dst0);
+            }
+            let across = (size, write.strides[inner - 1] * size);
+            copy_tiles(
+                cx,
+                dtype,
+                (dims[inner - 1], dims[inner]),
+                across,
+                rows,
+                src0,
+                dst0,
+            )
         });
     }
     cx.nest(dims, &[read, write], &mut |cx, _, offs| {
@@ -83,46 +114,103 @@ fn unrolled_row(
     )
 }
 
-/// Copies one row of `n` elements from `x` at element offset `offs[0]` to `r` at `offs[1]`,
-/// the addresses advancing by `steps` bytes an element (see [`strided_copy`]).
-fn copy_row(
+/// The addresses of the elements at offsets `offs[0]` of `x` and `offs[1]` of `r`.
+fn row_addresses(
     cx: &mut Ctx,
     x: Value,
     r: Value,
-    n: usize,
-    steps: (i64, i64),
     offs: &[ir::Value],
-) -> Result<()> {
+) -> Result<(ir::Value, ir::Value)> {
     let dtype = cx.graph.ty(x).dtype;
     let (Slot::Mem(xb), Slot::Mem(rb)) = (cx.slot(x)?, cx.slot(r)?) else {
         return Err(jit_err("a row copy between values that are not buffers"));
     };
-    let src0 = cx.elem_addr(xb, offs[0], dtype);
-    let dst0 = cx.elem_addr(rb, offs[1], dtype);
+    Ok((
+        cx.elem_addr(xb, offs[0], dtype),
+        cx.elem_addr(rb, offs[1], dtype),
+    ))
+}
+
+/// Copies `count` elements from `src` to `dst`, element `k` at byte offsets `k·steps.0` and
+/// `k·steps.1` (which the callers checked fit an immediate).
+fn copy_run(
+    cx: &mut Ctx,
+    dtype: ferrax_ir::DType,
+    count: usize,
+    steps: (i64, i64),
+    src: ir::Value,
+    dst: ir::Value,
+) {
     let ty = clty(dtype);
+    for k in 0..count as i64 {
+        let (a, b) = ((k * steps.0) as i32, (k * steps.1) as i32);
+        let v = cx.fb.ins().load(ty, MemFlagsData::trusted(), src, a);
+        cx.fb.ins().store(MemFlagsData::trusted(), v, dst, b);
+    }
+}
+
+/// Copies one row of `n` elements from `src0` to `dst0`, the addresses advancing by `steps`
+/// bytes an element: [`ROW_UNROLL`] elements an iteration, then the rest.
+fn copy_row(
+    cx: &mut Ctx,
+    dtype: ferrax_ir::DType,
+    n: usize,
+    steps: (i64, i64),
+    src0: ir::Value,
+    dst0: ir::Value,
+) -> Result<()> {
     let block = ROW_UNROLL as i64;
-    // Elements `from..from + count` of the row, at immediate offsets from `src` and `dst`.
-    let copy = |cx: &mut Ctx, src: ir::Value, dst: ir::Value, count: usize| {
-        for k in 0..count as i64 {
-            // The offsets fit: `unrolled_row` checked `ROW_UNROLL` steps of each.
-            let (a, b) = ((k * steps.0) as i32, (k * steps.1) as i32);
-            let v = cx.fb.ins().load(ty, MemFlagsData::trusted(), src, a);
-            cx.fb.ins().store(MemFlagsData::trusted(), v, dst, b);
-        }
-    };
     let blocks = n / ROW_UNROLL;
     cx.for_range(blocks, &mut |cx, i| {
         let src = cx.fb.ins().imul_imm_s(i, block * steps.0);
         let src = cx.fb.ins().iadd(src0, src);
         let dst = cx.fb.ins().imul_imm_s(i, block * steps.1);
         let dst = cx.fb.ins().iadd(dst0, dst);
-        copy(cx, src, dst, ROW_UNROLL);
+        copy_run(cx, dtype, ROW_UNROLL, steps, src, dst);
         Ok(())
     })?;
     let done = (blocks * ROW_UNROLL) as i64;
     let src = cx.fb.ins().iadd_imm_s(src0, done * steps.0);
     let dst = cx.fb.ins().iadd_imm_s(dst0, done * steps.1);
-    copy(cx, src, dst, n % ROW_UNROLL);
+    copy_run(cx, dtype, n % ROW_UNROLL, steps, src, dst);
+    Ok(())
+}
+
+/// Copies `rows × cols` elements (`shape`) from `src0` to `dst0` in tiles of [`ROW_UNROLL`]
+/// rows: for each tile and column, the tile's elements of that column, at byte strides
+/// `across` from row to row (contiguous in the source) and `along` from column to column;
+/// the rows left over after the last whole tile are copied as rows.
+fn copy_tiles(
+    cx: &mut Ctx,
+    dtype: ferrax_ir::DType,
+    shape: (usize, usize),
+    across: (i64, i64),
+    along: (i64, i64),
+    src0: ir::Value,
+    dst0: ir::Value,
+) -> Result<()> {
+    let (rows, cols) = shape;
+    let tile = ROW_UNROLL as i64;
+    let tiles = rows / ROW_UNROLL;
+    cx.for_range(tiles, &mut |cx, t| {
+        let src = cx.fb.ins().imul_imm_s(t, tile * across.0);
+        let src = cx.fb.ins().iadd(src0, src);
+        let dst = cx.fb.ins().imul_imm_s(t, tile * across.1);
+        let dst = cx.fb.ins().iadd(dst0, dst);
+        cx.for_range(cols, &mut |cx, j| {
+            let s = cx.fb.ins().imul_imm_s(j, along.0);
+            let s = cx.fb.ins().iadd(src, s);
+            let d = cx.fb.ins().imul_imm_s(j, along.1);
+            let d = cx.fb.ins().iadd(dst, d);
+            copy_run(cx, dtype, ROW_UNROLL, across, s, d);
+            Ok(())
+        })
+    })?;
+    for k in (tiles * ROW_UNROLL) as i64..rows as i64 {
+        let src = cx.fb.ins().iadd_imm_s(src0, k * across.0);
+        let dst = cx.fb.ins().iadd_imm_s(dst0, k * across.1);
+        copy_row(cx, dtype, cols, along, src, dst)?;
+    }
     Ok(())
 }
 

@@ -149,6 +149,18 @@ fn copy_run(
     }
 }
 
+/// The addresses `at` (source, destination) moved `i` steps of `step` bytes each.
+fn advance(
+    cx: &mut Ctx,
+    at: (ir::Value, ir::Value),
+    i: ir::Value,
+    step: (i64, i64),
+) -> (ir::Value, ir::Value) {
+    let s = cx.fb.ins().imul_imm_s(i, step.0);
+    let d = cx.fb.ins().imul_imm_s(i, step.1);
+    (cx.fb.ins().iadd(at.0, s), cx.fb.ins().iadd(at.1, d))
+}
+
 /// Copies one row of `n` elements from `src0` to `dst0`, the addresses advancing by `steps`
 /// bytes an element: [`ROW_UNROLL`] elements an iteration, then the rest.
 fn copy_row(
@@ -162,10 +174,7 @@ fn copy_row(
     let block = ROW_UNROLL as i64;
     let blocks = n / ROW_UNROLL;
     cx.for_range(blocks, &mut |cx, i| {
-        let src = cx.fb.ins().imul_imm_s(i, block * steps.0);
-        let src = cx.fb.ins().iadd(src0, src);
-        let dst = cx.fb.ins().imul_imm_s(i, block * steps.1);
-        let dst = cx.fb.ins().iadd(dst0, dst);
+        let (src, dst) = advance(cx, (src0, dst0), i, (block * steps.0, block * steps.1));
         copy_run(cx, dtype, ROW_UNROLL, steps, src, dst);
         Ok(())
     })?;
@@ -193,15 +202,9 @@ fn copy_tiles(
     let tile = ROW_UNROLL as i64;
     let tiles = rows / ROW_UNROLL;
     cx.for_range(tiles, &mut |cx, t| {
-        let src = cx.fb.ins().imul_imm_s(t, tile * across.0);
-        let src = cx.fb.ins().iadd(src0, src);
-        let dst = cx.fb.ins().imul_imm_s(t, tile * across.1);
-        let dst = cx.fb.ins().iadd(dst0, dst);
+        let at = advance(cx, (src0, dst0), t, (tile * across.0, tile * across.1));
         cx.for_range(cols, &mut |cx, j| {
-            let s = cx.fb.ins().imul_imm_s(j, along.0);
-            let s = cx.fb.ins().iadd(src, s);
-            let d = cx.fb.ins().imul_imm_s(j, along.1);
-            let d = cx.fb.ins().iadd(dst, d);
+            let (s, d) = advance(cx, at, j, along);
             copy_run(cx, dtype, ROW_UNROLL, across, s, d);
             Ok(())
         })

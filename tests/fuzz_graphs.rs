@@ -836,7 +836,7 @@ mod found {
 
     #[test]
     fn bug_padded_select_of_a_bool_buffer() {
-        // Found by the 40-minute run of session 18 (seed 18) through jacrev: a fused loop
+        // Found by a long run of session 18 (seed 18, after 341 s) through jacrev: a fused loop
         // reading, through a pad, an expression with a select on a `bool` buffer. The pad's
         // guard gave every read below it the pad value (an f64) as its fallback, the `bool`
         // read too, and code generation panicked on the mismatched types ("cannot construct

@@ -1,5 +1,6 @@
 //! Criterion benches of the JIT, kept separate by phase: trace + transform, compile, and the
-//! per-call time of compiled scalar and tensor gradients.
+//! per-call time of compiled scalar and tensor gradients, of the generic call path, and of
+//! shape ops lowered on their own (a function returning a transpose, a slice or a reversal).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ferrax::prelude::*;
@@ -101,5 +102,41 @@ fn bench_generic_call(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_phases, bench_calls, bench_generic_call);
+/// Shape ops that no loop absorbs, each the whole function: f32 transposes of a matrix that
+/// fits the second-level cache and of one that does not, and a slice and a reversal.
+fn bench_shape_ops(c: &mut Criterion) {
+    let mut g = c.benchmark_group("shape ops");
+    let matrix = |r: usize, c: usize| {
+        let v: Vec<f64> = (0..r * c).map(|i| (i % 1000) as f64).collect();
+        Array::from_f64([r, c], v).unwrap().cast(DType::F32)
+    };
+    let cases: [(&str, Array, fn(Tensor) -> Tensor); 4] = [
+        ("transpose f32 256x784", matrix(256, 784), |x| {
+            x.transpose(&[1, 0])
+        }),
+        ("transpose f32 2048x2048", matrix(2048, 2048), |x| {
+            x.transpose(&[1, 0])
+        }),
+        ("slice f32 256x784", matrix(256, 784), |x| {
+            x.slice(&[1, 1], &[255, 783], &[1, 1])
+        }),
+        ("rev f32 256x784", matrix(256, 784), |x| x.rev(&[1])),
+    ];
+    for (name, x, f) in cases {
+        let comp = jit(f).unwrap().compiled_for(&[x.ty()]).unwrap();
+        let mut out = vec![Array::zeros(&comp.output_types()[0]).unwrap()];
+        g.bench_function(name, |b| {
+            b.iter(|| comp.call_into(&[black_box(&x)], &mut out).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_phases,
+    bench_calls,
+    bench_generic_call,
+    bench_shape_ops
+);
 criterion_main!(benches);

@@ -57,11 +57,11 @@ fn strided_copy(
                 strides: write.strides[..outer].into(),
             },
         ];
-        let (dtype, rows) = (cx.graph.ty(x).dtype, (src, dst));
+        let (dtype, along) = (cx.graph.ty(x).dtype, (src, dst));
         return cx.nest(&dims[..outer], &accesses, &mut |cx, _, offs| {
             let (src0, dst0) = row_addresses(cx, x, r, offs)?;
             if !tiled {
-                return copy_row(cx, dtype, dims[inner], rows, src0, dst0);
+                return copy_row(cx, dtype, dims[inner], along, src0, dst0);
             }
             let across = (size, write.strides[inner - 1] * size);
             copy_tiles(
@@ -69,7 +69,7 @@ fn strided_copy(
                 dtype,
                 (dims[inner - 1], dims[inner]),
                 across,
-                rows,
+                along,
                 src0,
                 dst0,
             )

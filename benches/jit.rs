@@ -102,6 +102,9 @@ fn bench_generic_call(c: &mut Criterion) {
     g.finish();
 }
 
+/// A named case of [`bench_shape_ops`]: its input and the function of it.
+type ShapeCase = (&'static str, Array, fn(Tensor) -> Tensor);
+
 /// Shape ops that no loop absorbs, each the whole function: f32 transposes of a matrix that
 /// fits the second-level cache and of one that does not, and a slice and a reversal.
 fn bench_shape_ops(c: &mut Criterion) {
@@ -110,7 +113,7 @@ fn bench_shape_ops(c: &mut Criterion) {
         let v: Vec<f64> = (0..r * c).map(|i| (i % 1000) as f64).collect();
         Array::from_f64([r, c], v).unwrap().cast(DType::F32)
     };
-    let cases: [(&str, Array, fn(Tensor) -> Tensor); 4] = [
+    let cases: [ShapeCase; 4] = [
         ("transpose f32 256x784", matrix(256, 784), |x| {
             x.transpose(&[1, 0])
         }),
